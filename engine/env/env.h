@@ -1,0 +1,194 @@
+// The engine's only window on the world.
+//
+// Everything in engine/ that would otherwise touch the OS (time, files,
+// sockets, randomness) goes through these interfaces. The real server (shim/)
+// implements them with POSIX calls; the simulator (sim/) implements them with
+// virtual time, an in-memory fault-injecting disk and a lossy network. Because
+// engine code can only see these interfaces, a run in the simulator exercises
+// exactly the code that ships.
+//
+// Fault injectors derive from EnvWrapper and override only what they change
+// (as in LevelDB's EnvWrapper).
+#ifndef DETCD_ENGINE_ENV_ENV_H_
+#define DETCD_ENGINE_ENV_ENV_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace detcd::env {
+
+// Monotonic time in nanoseconds since an arbitrary origin. The simulator's
+// clock may be skewed, drift or jump per node; code that compares times taken
+// on different nodes must allow for that.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual int64_t NowNanos() = 0;
+};
+
+// A file opened for appending. Data is durable only once Sync() returns OK;
+// a crash may drop or tear anything appended after the last successful Sync.
+class WritableFile {
+ public:
+  virtual ~WritableFile() = default;
+  [[nodiscard]] virtual absl::Status Append(std::string_view data) = 0;
+  [[nodiscard]] virtual absl::Status Sync() = 0;
+  [[nodiscard]] virtual absl::Status Close() = 0;
+};
+
+// A directory tree of files. Paths are '/'-separated and relative to the
+// node's data dir root as the implementation defines it.
+class Disk {
+ public:
+  virtual ~Disk() = default;
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<WritableFile>>
+  OpenAppend(const std::string& path) = 0;
+  // Creates (or truncates) a file for writing.
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<WritableFile>>
+  Create(const std::string& path) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::string> ReadAll(
+      const std::string& path) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> List(
+      const std::string& dir) = 0;  // sorted names, not paths
+  [[nodiscard]] virtual absl::Status CreateDir(const std::string& dir) = 0;
+  [[nodiscard]] virtual absl::Status Remove(const std::string& path) = 0;
+  [[nodiscard]] virtual absl::Status Rename(const std::string& from,
+                                            const std::string& to) = 0;
+  [[nodiscard]] virtual absl::Status Truncate(const std::string& path,
+                                              uint64_t size) = 0;
+  // Makes directory entries (creates, renames, removes) under dir durable.
+  [[nodiscard]] virtual absl::Status SyncDir(const std::string& dir) = 0;
+  virtual bool Exists(const std::string& path) = 0;
+};
+
+// Delivers opaque payloads to peers, best effort: a payload may be lost,
+// duplicated, delayed or reordered. Receiving is pushed into the engine by
+// its owner (Node::OnMessage), so it is not part of this interface.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual void Send(uint64_t to, std::string payload) = 0;
+};
+
+// Source of randomness. Every component gets its own stream, derived from the
+// run's seed, so that adding a random draw in one component does not shift
+// the draws of another.
+class Rng {
+ public:
+  virtual ~Rng() = default;
+  virtual uint64_t Next() = 0;
+  // Uniform in [0, n). n must be > 0.
+  uint64_t Uniform(uint64_t n);
+  // Uniform in [lo, hi]. lo <= hi.
+  int64_t Range(int64_t lo, int64_t hi);
+  // True with probability p (p in [0, 1]).
+  bool Chance(double p);
+  // Uniform double in [0, 1).
+  double UniformDouble();
+};
+
+// Deterministic xoshiro256** generator seeded through splitmix64. Pure
+// computation, so it is allowed in the engine.
+class SeededRng final : public Rng {
+ public:
+  explicit SeededRng(uint64_t seed);
+  uint64_t Next() override;
+  // A new independent stream named by `stream`; the same (seed, stream) pair
+  // always gives the same sequence.
+  SeededRng Derive(std::string_view stream) const;
+  uint64_t seed() const { return seed_; }
+
+ private:
+  uint64_t seed_;
+  uint64_t s_[4];
+};
+
+// The bundle handed to engine components.
+struct Env {
+  Clock* clock = nullptr;
+  Disk* disk = nullptr;
+  Transport* transport = nullptr;
+  Rng* rng = nullptr;
+};
+
+// Forwards every call to a target; fault injectors override only what they
+// change.
+class DiskWrapper : public Disk {
+ public:
+  explicit DiskWrapper(Disk* target) : target_(target) {}
+  absl::StatusOr<std::unique_ptr<WritableFile>> OpenAppend(
+      const std::string& path) override {
+    return target_->OpenAppend(path);
+  }
+  absl::StatusOr<std::unique_ptr<WritableFile>> Create(
+      const std::string& path) override {
+    return target_->Create(path);
+  }
+  absl::StatusOr<std::string> ReadAll(const std::string& path) override {
+    return target_->ReadAll(path);
+  }
+  absl::StatusOr<std::vector<std::string>> List(
+      const std::string& dir) override {
+    return target_->List(dir);
+  }
+  absl::Status CreateDir(const std::string& dir) override {
+    return target_->CreateDir(dir);
+  }
+  absl::Status Remove(const std::string& path) override {
+    return target_->Remove(path);
+  }
+  absl::Status Rename(const std::string& from, const std::string& to) override {
+    return target_->Rename(from, to);
+  }
+  absl::Status Truncate(const std::string& path, uint64_t size) override {
+    return target_->Truncate(path, size);
+  }
+  absl::Status SyncDir(const std::string& dir) override {
+    return target_->SyncDir(dir);
+  }
+  bool Exists(const std::string& path) override {
+    return target_->Exists(path);
+  }
+
+ protected:
+  Disk* target() const { return target_; }
+
+ private:
+  Disk* target_;
+};
+
+class ClockWrapper : public Clock {
+ public:
+  explicit ClockWrapper(Clock* target) : target_(target) {}
+  int64_t NowNanos() override { return target_->NowNanos(); }
+
+ protected:
+  Clock* target() const { return target_; }
+
+ private:
+  Clock* target_;
+};
+
+class TransportWrapper : public Transport {
+ public:
+  explicit TransportWrapper(Transport* target) : target_(target) {}
+  void Send(uint64_t to, std::string payload) override {
+    target_->Send(to, std::move(payload));
+  }
+
+ protected:
+  Transport* target() const { return target_; }
+
+ private:
+  Transport* target_;
+};
+
+}  // namespace detcd::env
+
+#endif  // DETCD_ENGINE_ENV_ENV_H_

@@ -1,0 +1,283 @@
+// Raft consensus as a pure state machine (etcd-io/raft's raft.go + rawnode.go
+// in one value type, our own code).
+//
+// Inputs:  Step(msg)     a message from a peer (or a local message)
+//          Tick()        one logical tick; the owner converts clock time
+//          Propose(data) / ProposeConfChange(cc) / ReadIndex(ctx) /
+//          TransferLeader(id) / Campaign()
+// Outputs: Ready, a batch of work for the owner. Nothing here does I/O:
+//          "sending" a message appends it to an outbox that Ready hands out.
+//
+// THE READY CONTRACT. The owner loops:
+//
+//   if (raft.HasReady()) {
+//     Ready rd = raft.GetReady();
+//     1. If rd.snapshot is set, persist it (and install it in Storage).
+//     2. Persist rd.entries (appending, truncating any conflicting suffix)
+//        and rd.hard_state if set. If rd.must_sync, fsync before step 3.
+//     3. Send rd.messages. Every message may depend on step 2 (a vote
+//        granted, an append acknowledged), so none may leave before the
+//        state it reflects is durable.
+//     4. Apply rd.committed_entries in order. For a kConfChange entry, call
+//        ApplyConfChange(cc) (whether or not the owner accepts it, every
+//        committed conf change must be applied). Serve rd.read_states once
+//        the applied index reaches their index.
+//     5. raft.Advance(rd).
+//   }
+//
+// GetReady() may be called again only after Advance(). Committed entries are
+// always already in stable storage or in rd.entries of the same Ready (the
+// owner persists before it applies), so a crash never applies an entry that
+// is not durable locally.
+//
+// Membership changes take effect when applied (ApplyConfChange), one at a
+// time: a leader accepts a new conf change only after the previous one is
+// applied, and only after it has committed an entry of its own term (which
+// closes the single-server-change hazard described on raft-dev in 2015).
+#ifndef DETCD_ENGINE_RAFT_RAFT_H_
+#define DETCD_ENGINE_RAFT_RAFT_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "engine/env/env.h"
+#include "engine/raft/log.h"
+#include "engine/raft/progress.h"
+#include "engine/raft/storage.h"
+#include "engine/raft/types.h"
+
+namespace detcd::raft {
+
+// Limits and timing. Validate() rejects a configuration that cannot work.
+struct Config {
+  NodeId id = kNone;
+  // Ticks without hearing from a leader before a follower campaigns. The
+  // actual timeout is drawn uniformly from [election_tick, 2*election_tick)
+  // by the Rng each time the node resets its timer.
+  int election_tick = 10;
+  int heartbeat_tick = 1;  // must be < election_tick
+  Storage* storage = nullptr;
+  env::Rng* rng = nullptr;
+  // Index of the last applied entry (on restart, what the state machine
+  // already holds).
+  uint64_t applied = 0;
+  // Flow control.
+  uint64_t max_size_per_msg = 1 << 20;           // bytes of entries per kApp
+  uint64_t max_committed_size_per_ready = 8 << 20;  // bytes per Ready
+  uint64_t max_uncommitted_entries_size = 64 << 20;  // leader: bytes not yet
+                                                     // committed (0 = off)
+  int max_inflight_msgs = 256;  // kApp messages in flight per follower
+  uint64_t max_inflight_bytes = 0;  // 0 = no byte limit on inflight kApp
+  // Ask a quorum before campaigning, so a partitioned node rejoining does
+  // not depose a healthy leader (thesis §9.6).
+  bool pre_vote = true;
+  // A leader steps down when it has not heard from a quorum within an
+  // election timeout; followers ignore vote requests while they believe a
+  // leader is alive.
+  bool check_quorum = true;
+  // A learner may be promoted only when its match index is within this many
+  // entries of the leader's last index.
+  uint64_t max_learner_lag = 1000;
+  // Planted bugs for the simulator's checker tests; all false in production.
+  struct Bugs {
+    bool commit_old_term_by_count = false;  // violates Raft §5.4.2
+  } bugs;
+
+  absl::Status Validate() const;
+};
+
+enum class StateType : uint8_t {
+  kFollower,
+  kCandidate,
+  kLeader,
+  kPreCandidate,
+};
+const char* StateTypeName(StateType s);
+
+struct SoftState {
+  NodeId lead = kNone;
+  StateType state = StateType::kFollower;
+  bool operator==(const SoftState&) const = default;
+};
+
+// The result of a ReadIndex: once the applied index reaches `index`, a read
+// issued with `context` may be served from local state linearizably.
+struct ReadState {
+  uint64_t index = 0;
+  std::string context;
+  bool operator==(const ReadState&) const = default;
+};
+
+struct Ready {
+  std::optional<SoftState> soft_state;  // set when changed
+  std::optional<HardState> hard_state;  // set when changed; persist it
+  std::vector<ReadState> read_states;
+  std::vector<Entry> entries;  // persist before sending messages
+  std::optional<Snapshot> snapshot;  // persist before entries
+  std::vector<Entry> committed_entries;  // apply after persisting
+  std::vector<Message> messages;  // send after persisting
+  bool must_sync = false;  // fsync required before sending messages
+};
+
+// A read-only view of the replication state, for status and for the owner's
+// decisions (e.g. whether a learner is caught up).
+struct Status {
+  NodeId id = kNone;
+  HardState hard_state;
+  SoftState soft_state;
+  uint64_t applied = 0;
+  NodeId lead_transferee = kNone;
+  ConfState conf_state;
+  std::map<NodeId, Progress> progress;  // leader only
+};
+
+// Returned when a proposal cannot be accepted now (no leader, leadership
+// transfer in progress, too many uncommitted bytes, a conf change already
+// pending, ...). The caller may retry.
+absl::Status ErrProposalDropped(std::string_view why = "");
+
+class Raft {
+ public:
+  // CHECK-fails on an invalid config; validate with Config::Validate first.
+  explicit Raft(const Config& c);
+
+  // Inputs.
+  absl::Status Step(Message m);
+  void Tick();
+  absl::Status Campaign();
+  absl::Status Propose(std::string data);
+  absl::Status ProposeConfChange(const ConfChange& cc);
+  // Requests a read index; the result arrives as a ReadState carrying ctx.
+  // ctx must be non-empty and unique among pending requests.
+  absl::Status ReadIndex(std::string ctx);
+  void TransferLeader(NodeId transferee);
+  void ReportUnreachable(NodeId id);
+  void ReportSnapshot(NodeId id, bool failed);
+  // Applies a committed conf change; returns the new membership.
+  ConfState ApplyConfChange(const ConfChange& cc);
+
+  // Outputs.
+  bool HasReady() const;
+  Ready GetReady();
+  void Advance(const Ready& rd);
+
+  // Introspection.
+  Status GetStatus() const;
+  const Config& config() const { return cfg_; }
+  NodeId id() const { return id_; }
+  uint64_t term() const { return term_; }
+  NodeId vote() const { return vote_; }
+  NodeId lead() const { return lead_; }
+  StateType state() const { return state_; }
+  bool is_learner() const { return is_learner_; }
+  const RaftLog& log() const { return log_; }
+  const ProgressTracker& tracker() const { return tracker_; }
+  HardState hard_state() const { return {term_, vote_, log_.committed()}; }
+  SoftState soft_state() const { return {lead_, state_}; }
+  NodeId lead_transferee() const { return lead_transferee_; }
+  int randomized_election_timeout() const {
+    return randomized_election_timeout_;
+  }
+  // Test hooks.
+  void set_randomized_election_timeout(int t) {
+    randomized_election_timeout_ = t;
+  }
+  // Messages produced since the last GetReady, without consuming them.
+  const std::vector<Message>& pending_messages() const { return msgs_; }
+  std::vector<Message> TakeMessages();
+
+ private:
+  absl::Status StepLeader(Message& m);
+  absl::Status StepCandidate(Message& m);
+  absl::Status StepFollower(Message& m);
+
+  void BecomeFollower(uint64_t term, NodeId lead);
+  void BecomeCandidate();
+  void BecomePreCandidate();
+  void BecomeLeader();
+  void Reset(uint64_t term);
+  void ResetRandomizedElectionTimeout();
+
+  void TickElection();
+  void TickHeartbeat();
+  bool PastElectionTimeout() const;
+  bool Promotable() const;
+
+  void Hup(bool transfer);
+  void StartCampaign(bool pre_vote, bool transfer);
+  // Records a vote and returns where the election stands.
+  enum class VoteResult { kPending, kWon, kLost };
+  VoteResult Poll(NodeId id, MessageType t, bool granted);
+
+  void Send(Message m);
+  bool MaybeSendAppend(NodeId to, bool send_if_empty);
+  void SendAppend(NodeId to) { MaybeSendAppend(to, true); }
+  void SendHeartbeat(NodeId to, const std::string& ctx);
+  void BroadcastAppend();
+  void BroadcastHeartbeat();
+  void BroadcastHeartbeatWithContext(const std::string& ctx);
+  void SendTimeoutNow(NodeId to);
+
+  bool AppendEntries(std::vector<Entry> es);
+  bool MaybeCommit();
+  void HandleAppendEntries(const Message& m);
+  void HandleHeartbeat(const Message& m);
+  void HandleSnapshot(const Message& m);
+  bool Restore(const Snapshot& s);
+  void HandleAppendResponse(Message& m, Progress& pr);
+  void HandleHeartbeatResponse(Message& m, Progress& pr);
+  void HandleReadIndexRequest(Message& m);
+  void HandleTransferLeader(Message& m, Progress& pr);
+  bool CommittedEntryInCurrentTerm() const;
+  // Hands a released read index to its requester (local or remote).
+  void RespondToReadIndex(const Message& req, uint64_t read_index);
+  void ReleasePendingReadIndexMessages();
+  void AbortLeaderTransfer() { lead_transferee_ = kNone; }
+  bool IncreaseUncommittedSize(const std::vector<Entry>& es);
+  void ReduceUncommittedSize(uint64_t size);
+  void LoadState(const HardState& hs);
+  void ApplyConfState(const ConfState& cs);
+
+  NodeId id_;
+  Config cfg_;
+  env::Rng* rng_;
+
+  uint64_t term_ = 0;
+  NodeId vote_ = kNone;
+  RaftLog log_;
+  ProgressTracker tracker_;
+  StateType state_ = StateType::kFollower;
+  bool is_learner_ = false;
+  NodeId lead_ = kNone;
+  NodeId lead_transferee_ = kNone;
+  // Index of the latest conf change the leader appended; a new one is
+  // refused until applied >= this.
+  uint64_t pending_conf_index_ = 0;
+  uint64_t uncommitted_size_ = 0;
+
+  ReadOnly read_only_;
+  // ReadIndex requests held until the leader commits an entry of its term.
+  std::vector<Message> pending_read_index_messages_;
+
+  std::vector<Message> msgs_;
+  std::vector<ReadState> read_states_;
+
+  int election_elapsed_ = 0;
+  int heartbeat_elapsed_ = 0;
+  int randomized_election_timeout_ = 0;
+
+  // Ready bookkeeping.
+  SoftState prev_soft_state_;
+  HardState prev_hard_state_;
+  uint64_t applying_bytes_ = 0;
+};
+
+}  // namespace detcd::raft
+
+#endif  // DETCD_ENGINE_RAFT_RAFT_H_

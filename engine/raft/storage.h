@@ -1,0 +1,95 @@
+// The stable log as Raft reads it (LogCabin Storage/Log.h, etcd raft
+// Storage). Raft only reads through this interface; the application writes
+// to it when it handles a Ready (append entries, set hard state, apply
+// snapshots) and compacts it after taking a snapshot.
+#ifndef DETCD_ENGINE_RAFT_STORAGE_H_
+#define DETCD_ENGINE_RAFT_STORAGE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/raft/types.h"
+
+namespace detcd::raft {
+
+// Error conditions, as canonical status codes with fixed messages.
+//   Entries/Term below FirstIndex():        kOutOfRange  "requested index is unavailable due to compaction"
+//   Entries/Term above LastIndex():         kNotFound    "requested entry at index is unavailable"
+//   Snapshot() not ready yet:               kUnavailable "snapshot is temporarily unavailable"
+absl::Status ErrCompacted();
+absl::Status ErrUnavailable();
+absl::Status ErrSnapshotTemporarilyUnavailable();
+bool IsErrCompacted(const absl::Status& s);
+bool IsErrUnavailable(const absl::Status& s);
+
+class Storage {
+ public:
+  virtual ~Storage() = default;
+  // The persisted HardState and the ConfState of the latest snapshot plus
+  // applied conf changes, as of the last restart.
+  virtual HardState InitialHardState() const = 0;
+  virtual ConfState InitialConfState() const = 0;
+  // Entries in [lo, hi), at most max_bytes in total but always at least one
+  // entry if any is in range.
+  virtual absl::StatusOr<std::vector<Entry>> Entries(uint64_t lo, uint64_t hi,
+                                                     uint64_t max_bytes) const = 0;
+  // Term of entry i, for i in [FirstIndex()-1, LastIndex()].
+  virtual absl::StatusOr<uint64_t> Term(uint64_t i) const = 0;
+  virtual uint64_t FirstIndex() const = 0;
+  virtual uint64_t LastIndex() const = 0;
+  virtual absl::StatusOr<Snapshot> GetSnapshot() const = 0;
+};
+
+// An in-memory Storage: the unit tests' storage, and the Node's read cache
+// over the WAL. ents_[0] is a dummy entry holding the index and term of the
+// snapshot (or 0/0).
+class MemoryStorage : public Storage {
+ public:
+  MemoryStorage();
+
+  HardState InitialHardState() const override { return hard_state_; }
+  ConfState InitialConfState() const override {
+    return snapshot_.metadata.conf_state;
+  }
+  absl::StatusOr<std::vector<Entry>> Entries(uint64_t lo, uint64_t hi,
+                                             uint64_t max_bytes) const override;
+  absl::StatusOr<uint64_t> Term(uint64_t i) const override;
+  uint64_t FirstIndex() const override { return ents_[0].index + 1; }
+  uint64_t LastIndex() const override {
+    return ents_[0].index + ents_.size() - 1;
+  }
+  absl::StatusOr<Snapshot> GetSnapshot() const override { return snapshot_; }
+
+  void SetHardState(const HardState& hs) { hard_state_ = hs; }
+  // Bootstrap of a new cluster: the membership every founding member starts
+  // with, recorded as the conf state of the empty snapshot at index 0.
+  void SetInitialConfState(const ConfState& cs) {
+    snapshot_.metadata.conf_state = cs;
+  }
+  // Replaces the contents with a snapshot. Fails with ErrSnapshotOutOfDate if
+  // the snapshot is older than the current one.
+  absl::Status ApplySnapshot(const Snapshot& snap);
+  // Makes a snapshot at index i (<= LastIndex) with the given state image.
+  absl::StatusOr<Snapshot> CreateSnapshot(uint64_t i, const ConfState* cs,
+                                          std::string data);
+  // Discards entries before compact_index. It is the application's job not
+  // to compact beyond its applied index.
+  absl::Status Compact(uint64_t compact_index);
+  // Appends entries, truncating any conflicting suffix. The entries must be
+  // contiguous and must not leave a gap after LastIndex().
+  absl::Status Append(const std::vector<Entry>& entries);
+
+  // For tests: the conf state attached to the next snapshot by default.
+  const Snapshot& snapshot() const { return snapshot_; }
+
+ private:
+  HardState hard_state_;
+  Snapshot snapshot_;
+  std::vector<Entry> ents_;
+};
+
+}  // namespace detcd::raft
+
+#endif  // DETCD_ENGINE_RAFT_STORAGE_H_
