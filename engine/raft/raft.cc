@@ -101,9 +101,12 @@ Raft::Raft(const Config& c)
 }
 
 void Raft::LoadState(const HardState& hs) {
+  // A persisted commit below the snapshot is possible (crash between saving
+  // the snapshot and the hard state) and harmless: the snapshot is
+  // committed. One beyond the log means lost entries.
   DETCD_CHECK_MSG(
-      hs.commit >= log_.committed() && hs.commit <= log_.LastIndex(),
-      "persisted commit index is outside the log: log corrupt or truncated");
+      hs.commit <= log_.LastIndex(),
+      "persisted commit index is beyond the log: log corrupt or truncated");
   log_.CommitTo(hs.commit);
   term_ = hs.term;
   vote_ = hs.vote;
@@ -519,6 +522,7 @@ absl::Status Raft::StepCandidate(Message& m) {
                                   : MessageType::kVoteResp;
   switch (m.type) {
     case MessageType::kProp:
+    case MessageType::kReadIndex:
       return ErrProposalDropped("no leader");
     case MessageType::kApp:
       BecomeFollower(m.term, m.from);  // a leader of our term exists

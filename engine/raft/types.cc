@@ -1,32 +1,8 @@
 #include "engine/raft/types.h"
 
-#include <cstring>
+#include "engine/util/coding.h"
 
 namespace detcd::raft {
-namespace {
-
-void PutVarint(std::string* out, uint64_t v) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
-
-bool GetVarint(const std::string& in, size_t* pos, uint64_t* v) {
-  uint64_t result = 0;
-  for (int shift = 0; shift <= 63 && *pos < in.size(); shift += 7) {
-    uint64_t byte = static_cast<unsigned char>(in[(*pos)++]);
-    result |= (byte & 0x7f) << shift;
-    if (!(byte & 0x80)) {
-      *v = result;
-      return true;
-    }
-  }
-  return false;
-}
-
-}  // namespace
 
 // ConfChange encoding: version byte 1, type byte, varint node_id,
 // varint context length, context bytes.
@@ -34,27 +10,24 @@ std::string EncodeConfChange(const ConfChange& cc) {
   std::string out;
   out.push_back(1);
   out.push_back(static_cast<char>(cc.type));
-  PutVarint(&out, cc.node_id);
-  PutVarint(&out, cc.context.size());
-  out.append(cc.context);
+  coding::PutVarint64(&out, cc.node_id);
+  coding::PutLengthPrefixed(&out, cc.context);
   return out;
 }
 
 bool DecodeConfChange(const std::string& data, ConfChange* cc) {
-  if (data.size() < 2 || data[0] != 1) return false;
-  auto type = static_cast<uint8_t>(data[1]);
-  if (type > static_cast<uint8_t>(ConfChangeType::kAddLearnerNode)) {
+  coding::Reader r(data);
+  uint8_t version = 0, type = 0;
+  uint64_t id = 0;
+  std::string context;
+  if (!r.GetByte(&version) || version != 1 || !r.GetByte(&type) ||
+      type > static_cast<uint8_t>(ConfChangeType::kAddLearnerNode) ||
+      !r.GetVarint64(&id) || !r.GetLengthPrefixed(&context) || !r.empty()) {
     return false;
   }
-  size_t pos = 2;
-  uint64_t id = 0, len = 0;
-  if (!GetVarint(data, &pos, &id) || !GetVarint(data, &pos, &len)) {
-    return false;
-  }
-  if (len != data.size() - pos) return false;
   cc->type = static_cast<ConfChangeType>(type);
   cc->node_id = id;
-  cc->context = data.substr(pos);
+  cc->context = std::move(context);
   return true;
 }
 

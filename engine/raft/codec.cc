@@ -1,0 +1,135 @@
+#include "engine/raft/codec.h"
+
+#include <algorithm>
+#include <memory>
+
+namespace detcd::raft {
+namespace {
+
+constexpr uint8_t kVersion = 1;
+constexpr uint8_t kFlagReject = 1;
+constexpr uint8_t kFlagSnapshot = 2;
+
+void PutIds(std::string* out, const std::vector<NodeId>& ids) {
+  coding::PutVarint64(out, ids.size());
+  for (NodeId id : ids) coding::PutVarint64(out, id);
+}
+
+bool GetIds(coding::Reader* r, std::vector<NodeId>* ids) {
+  uint64_t n = 0;
+  if (!r->GetVarint64(&n) || n > r->remaining()) return false;
+  ids->resize(n);
+  for (auto& id : *ids) {
+    if (!r->GetVarint64(&id) || id == kNone) return false;
+  }
+  return std::is_sorted(ids->begin(), ids->end()) &&
+         std::adjacent_find(ids->begin(), ids->end()) == ids->end();
+}
+
+}  // namespace
+
+void EncodeEntry(std::string* out, const Entry& e) {
+  coding::PutVarint64(out, e.term);
+  coding::PutVarint64(out, e.index);
+  out->push_back(static_cast<char>(e.type));
+  coding::PutLengthPrefixed(out, e.data);
+}
+
+bool DecodeEntry(coding::Reader* r, Entry* e) {
+  uint8_t type = 0;
+  if (!r->GetVarint64(&e->term) || !r->GetVarint64(&e->index) ||
+      !r->GetByte(&type) || type > static_cast<uint8_t>(EntryType::kConfChange)) {
+    return false;
+  }
+  e->type = static_cast<EntryType>(type);
+  return r->GetLengthPrefixed(&e->data);
+}
+
+void EncodeConfStateTo(std::string* out, const ConfState& cs) {
+  PutIds(out, cs.voters);
+  PutIds(out, cs.learners);
+}
+
+bool DecodeConfStateFrom(coding::Reader* r, ConfState* cs) {
+  return GetIds(r, &cs->voters) && GetIds(r, &cs->learners);
+}
+
+void EncodeSnapshot(std::string* out, const Snapshot& s) {
+  coding::PutVarint64(out, s.metadata.index);
+  coding::PutVarint64(out, s.metadata.term);
+  EncodeConfStateTo(out, s.metadata.conf_state);
+  coding::PutLengthPrefixed(out, s.data);
+}
+
+bool DecodeSnapshot(coding::Reader* r, Snapshot* s) {
+  return r->GetVarint64(&s->metadata.index) &&
+         r->GetVarint64(&s->metadata.term) &&
+         DecodeConfStateFrom(r, &s->metadata.conf_state) &&
+         r->GetLengthPrefixed(&s->data);
+}
+
+std::string EncodeMessage(const Message& m) {
+  std::string out;
+  out.reserve(64 + EntriesSize(m.entries) +
+              (m.snapshot ? m.snapshot->data.size() : 0));
+  out.push_back(static_cast<char>(kVersion));
+  out.push_back(static_cast<char>(m.type));
+  coding::PutVarint64(&out, m.to);
+  coding::PutVarint64(&out, m.from);
+  coding::PutVarint64(&out, m.term);
+  coding::PutVarint64(&out, m.log_term);
+  coding::PutVarint64(&out, m.index);
+  coding::PutVarint64(&out, m.commit);
+  uint8_t flags = (m.reject ? kFlagReject : 0) |
+                  (m.snapshot ? kFlagSnapshot : 0);
+  out.push_back(static_cast<char>(flags));
+  coding::PutVarint64(&out, m.reject_hint);
+  coding::PutLengthPrefixed(&out, m.context);
+  coding::PutVarint64(&out, m.entries.size());
+  for (const Entry& e : m.entries) EncodeEntry(&out, e);
+  if (m.snapshot) EncodeSnapshot(&out, *m.snapshot);
+  return out;
+}
+
+absl::StatusOr<Message> DecodeMessage(std::string_view data) {
+  auto bad = [](const char* what) {
+    return absl::InvalidArgumentError(
+        std::string("malformed raft message: ") + what);
+  };
+  coding::Reader r(data);
+  uint8_t version = 0, type = 0, flags = 0;
+  if (!r.GetByte(&version) || version != kVersion) return bad("version");
+  if (!r.GetByte(&type) ||
+      type > static_cast<uint8_t>(MessageType::kPreVoteResp)) {
+    return bad("type");
+  }
+  Message m;
+  m.type = static_cast<MessageType>(type);
+  if (IsLocalMessage(m.type)) return bad("local message type on the wire");
+  if (!r.GetVarint64(&m.to) || !r.GetVarint64(&m.from) ||
+      !r.GetVarint64(&m.term) || !r.GetVarint64(&m.log_term) ||
+      !r.GetVarint64(&m.index) || !r.GetVarint64(&m.commit) ||
+      !r.GetByte(&flags) || !r.GetVarint64(&m.reject_hint) ||
+      !r.GetLengthPrefixed(&m.context)) {
+    return bad("header");
+  }
+  if (flags & ~(kFlagReject | kFlagSnapshot)) return bad("flags");
+  m.reject = flags & kFlagReject;
+  uint64_t n = 0;
+  if (!r.GetVarint64(&n) || n > kMaxEntriesPerMessage || n > r.remaining()) {
+    return bad("entry count");
+  }
+  m.entries.resize(n);
+  for (Entry& e : m.entries) {
+    if (!DecodeEntry(&r, &e)) return bad("entry");
+  }
+  if (flags & kFlagSnapshot) {
+    auto s = std::make_shared<Snapshot>();
+    if (!DecodeSnapshot(&r, s.get())) return bad("snapshot");
+    m.snapshot = std::move(s);
+  }
+  if (!r.empty()) return bad("trailing bytes");
+  return m;
+}
+
+}  // namespace detcd::raft
