@@ -39,9 +39,11 @@ uint64_t Rng::Uniform(uint64_t n) {
 
 int64_t Rng::Range(int64_t lo, int64_t hi) {
   DETCD_CHECK(lo <= hi);
-  uint64_t span = static_cast<uint64_t>(hi - lo);
+  // Unsigned arithmetic: hi - lo overflows int64_t (undefined behaviour)
+  // once the span exceeds INT64_MAX, e.g. Range(INT64_MIN, INT64_MAX).
+  uint64_t span = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);
   if (span == UINT64_MAX) return static_cast<int64_t>(Next());
-  return lo + static_cast<int64_t>(Uniform(span + 1));
+  return static_cast<int64_t>(static_cast<uint64_t>(lo) + Uniform(span + 1));
 }
 
 double Rng::UniformDouble() {

@@ -180,13 +180,15 @@ void Raft::BecomeLeader() {
     self->BecomeReplicate();
     self->recent_active = true;  // the leader always hears itself
   }
-  // Conservatively treat the whole log as possibly holding a conf change,
-  // so no new one is accepted until this term's first entry is applied.
-  pending_conf_index_ = log_.LastIndex();
   // An empty entry of the new term: committing it commits everything before
   // it (§5.4.2) and establishes the leader's commit index for ReadIndex.
   bool ok = AppendEntries({Entry{}});
   DETCD_CHECK_MSG(ok, "empty entry was dropped");
+  // Conservatively treat the whole log as possibly holding a conf change,
+  // so no new one is accepted until this term's first entry (the one just
+  // appended) is applied: a leader must commit an entry of its own term
+  // before it changes the membership (raft-dev, 2015).
+  pending_conf_index_ = log_.LastIndex();
 }
 
 // ---- ticks ----
@@ -1017,7 +1019,9 @@ ConfState Raft::ApplyConfChange(const ConfChange& cc) {
     } else if (MaybeCommit()) {
       // A smaller quorum may commit more at once.
       BroadcastAppend();
-    } else if (cc.type != ConfChangeType::kRemoveNode) {
+    } else if (cc.type != ConfChangeType::kRemoveNode && cc.node_id != id_) {
+      // Never to ourselves: a leader that received its own kApp would take
+      // itself for the leader as a follower later in the term.
       SendAppend(cc.node_id);
     }
   }

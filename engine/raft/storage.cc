@@ -77,6 +77,9 @@ absl::StatusOr<Snapshot> MemoryStorage::CreateSnapshot(uint64_t i,
   if (i <= snapshot_.metadata.index) return ErrSnapOutOfDate();
   DETCD_CHECK_MSG(i <= LastIndex(), "snapshot index is out of bound");
   uint64_t offset = ents_[0].index;
+  // Compacted without a snapshot at or beyond i: the term of i is gone (and
+  // ents_[i - offset] would read out of bounds).
+  if (i < offset) return ErrCompacted();
   snapshot_.metadata.index = i;
   snapshot_.metadata.term = ents_[i - offset].term;
   if (cs != nullptr) snapshot_.metadata.conf_state = *cs;

@@ -72,6 +72,8 @@ class MemoryStorage : public Storage {
   // the snapshot is older than the current one.
   absl::Status ApplySnapshot(const Snapshot& snap);
   // Makes a snapshot at index i (<= LastIndex) with the given state image.
+  // Fails with ErrSnapshotOutOfDate if i is not beyond the current snapshot,
+  // and with ErrCompacted if the log was compacted past i.
   absl::StatusOr<Snapshot> CreateSnapshot(uint64_t i, const ConfState* cs,
                                           std::string data);
   // Discards entries before compact_index. It is the application's job not
