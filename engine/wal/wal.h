@@ -1,0 +1,197 @@
+// The write-ahead log: Raft's durable state (HardState, entries, snapshot
+// markers) in CRC32C-framed records over env::Disk.
+//
+// FORMAT
+//
+// A WAL is a directory of segment files named "%016x-%016x.wal" (lowercase
+// hex: segment sequence number, then the index the segment's first entry was
+// expected to have when it was cut). Sequence numbers of the segments present
+// are consecutive; older segments may have been released (deleted), so the
+// first one need not be 0. Only the last segment is ever appended to. A
+// segment is created under "<name>.tmp", filled with its opening records,
+// synced, renamed and the directory synced, so a real name never refers to a
+// half-initialised segment; leftover "*.tmp" files are garbage.
+//
+// A segment is a sequence of records. Integers in the frame are little
+// endian; "varint" is LEB128 unsigned (engine/util/coding.h).
+//
+//   record := length  u32   bytes of payload (not counting this 9-byte head)
+//             crc     u32   Mask(crc32c(type byte ++ payload))  (crc32c.h)
+//             type    u8    1 segment header, 2 hard state, 3 entries,
+//                           4 snapshot marker (0 and others: invalid)
+//             payload [length]
+//
+//   1 segment header (always the first record of a segment, and only there):
+//             magic   8     "detcdwal"
+//             version u8    1
+//             seq     u64   little endian, equals the file name's
+//             first   u64   little endian, equals the file name's
+//   2 hard state:      varint(term) varint(vote) varint(commit)
+//   3 entries:         varint(n) then n x Entry as in raft/codec.h:
+//                      varint(term) varint(index) u8(type) varint(len) data
+//                      (indices consecutive within the record; one Save
+//                      writes one or more such records of at most ~1 MiB)
+//   4 snapshot marker: u8(flags: bit0 = restated at a segment start)
+//                      varint(index) varint(term) ConfState as in
+//                      raft/codec.h: varint(#voters) varint*
+//                      varint(#learners) varint*
+//
+// A payload must be consumed exactly; a record with a valid checksum that
+// does not decode is corruption, not a torn write. Save writes the entry
+// records before the hard state record, so a torn tail never leaves a
+// commit index without the entries it covers. A segment after the first
+// opens with: header, the newest snapshot marker (restated), the newest hard
+// state, so every earlier segment can be released once the log it holds is
+// covered by a snapshot.
+//
+// Reading: records are replayed in order across segments. A hard state
+// record replaces the previous one. An entry at index i discards every
+// earlier-read entry >= i. Snapshot markers are collected; they do not
+// discard entries (a stale suffix after a restored snapshot is replaced by
+// Raft's consistency check, as in etcd).
+//
+// Durability: Save(.., sync=true) returns only after every record it wrote,
+// and every record before it, is durable (WritableFile::Sync). A record that
+// was not synced may be lost or torn by a crash. Open() repairs a torn or
+// partially written tail of the last segment (truncating it to the last
+// valid record) and refuses, with DataLoss, a corrupt record anywhere before
+// that tail: it never silently accepts or skips a bad record.
+//   A bad record (short, bad length, bad checksum) is a torn tail only if it
+// is in the last segment and no well-formed record (valid type, length that
+// fits, matching checksum) starts at any later offset; anything else is
+// "wal: corrupt record in segment <name> at offset <n>". A segment is synced
+// before the next one is cut, so older segments never have torn tails.
+//   ReleaseBefore(index) deletes, oldest first and each durably, a prefix of
+// the segments (never the last) in which every entry is <= M, where M is the
+// newest marker <= index, as long as a remaining segment still holds M.
+#ifndef DETCD_ENGINE_WAL_WAL_H_
+#define DETCD_ENGINE_WAL_WAL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/env/env.h"
+#include "engine/raft/types.h"
+
+namespace detcd::wal {
+
+// What is known to be on stable storage: the last synced HardState and the
+// index of the last synced entry (after a snapshot marker, its index, if the
+// snapshot is newer than every synced entry). Used by checkers to verify the
+// Ready ordering (no message is sent before what it depends on is durable).
+struct DurableState {
+  raft::HardState hard_state;
+  uint64_t last_index = 0;
+};
+
+class Wal;
+
+struct WalOptions {
+  // A new segment is cut once the current one reaches this size. Must be
+  // > 0; tests use small values to exercise cutting and releasing.
+  uint64_t segment_bytes = 64 << 20;
+};
+
+// A node's Raft state as recovered from its WAL.
+struct Recovered {
+  std::unique_ptr<Wal> wal;  // open for appending after the recovered state
+  raft::HardState hard_state;  // the last HardState record (empty if none)
+  // The snapshot marker the caller asked for (index snap_index); for index 0
+  // the bootstrap marker that holds the founding membership.
+  raft::SnapshotMetadata snapshot;
+  // Every entry after snapshot.index, in order and contiguous, with later
+  // records overriding earlier ones at the same index (a record for index i
+  // discards every earlier-written entry >= i).
+  std::vector<raft::Entry> entries;
+};
+
+class Wal {
+ public:
+  virtual ~Wal() = default;
+
+  // True if dir holds a WAL (at least one segment).
+  static bool Exists(env::Disk* disk, const std::string& dir);
+
+  // Creates a new, empty WAL in dir (which must not hold one). The directory
+  // entry is durable on return.
+  static absl::StatusOr<std::unique_ptr<Wal>> Create(env::Disk* disk,
+                                                     const std::string& dir);
+  static absl::StatusOr<std::unique_ptr<Wal>> Create(env::Disk* disk,
+                                                     const std::string& dir,
+                                                     const WalOptions& opts);
+
+  // Opens an existing WAL and reads the state after the snapshot marker at
+  // snap_index (0 = the bootstrap marker). NotFound if no such marker exists;
+  // DataLoss if a record before the tail is corrupt or the segments are not
+  // contiguous.
+  static absl::StatusOr<Recovered> Open(env::Disk* disk,
+                                        const std::string& dir,
+                                        uint64_t snap_index);
+  static absl::StatusOr<Recovered> Open(env::Disk* disk,
+                                        const std::string& dir,
+                                        uint64_t snap_index,
+                                        const WalOptions& opts);
+
+  // Every snapshot marker in the WAL, oldest first. Lets a node pick the
+  // newest snapshot file that the WAL knows of (a crash between writing a
+  // snapshot file and its marker leaves a file without a marker).
+  static absl::StatusOr<std::vector<raft::SnapshotMetadata>> ReadMarkers(
+      env::Disk* disk, const std::string& dir);
+
+  // Appends a HardState (if hs is not null) and entries; entries may start
+  // below the last index (a conflicting suffix is replaced). With sync, the
+  // call returns after everything written so far is durable.
+  virtual absl::Status Save(const raft::HardState* hs,
+                            const std::vector<raft::Entry>& entries,
+                            bool sync) = 0;
+
+  // Appends and syncs a snapshot marker. Entries at or below meta.index are
+  // covered by the snapshot from now on.
+  virtual absl::Status SaveSnapshotMarker(const raft::SnapshotMetadata& meta) = 0;
+
+  // Allows segments holding only records needed for states before index to
+  // be removed (the newest marker at or below index stays readable).
+  virtual absl::Status ReleaseBefore(uint64_t index) = 0;
+
+  virtual DurableState durable() const = 0;
+};
+
+// Snapshot files: one per snapshot, named by term and index, zstd-compressed
+// and CRC32C-checked. Written to a temporary name, synced, renamed, and the
+// directory synced, so a crash never leaves a half-written snapshot under a
+// real name.
+//
+// File name: "%016x-%016x.snap" (lowercase hex term, then index). Contents:
+//   magic   8     "detcdsn1"
+//   crc     u32   little endian, Mask(crc32c(body))
+//   body          one zstd frame (with its content size) whose content is
+//                 raft::EncodeSnapshot(snapshot) (raft/codec.h)
+// A file whose name and decoded metadata disagree counts as corrupt.
+class Snapshotter {
+ public:
+  Snapshotter(env::Disk* disk, std::string dir);
+
+  absl::Status Save(const raft::Snapshot& snap);
+
+  // The newest snapshot whose (index, term) appears in `valid` (usually
+  // Wal::ReadMarkers). NotFound if there is none. A corrupt file is skipped
+  // for an older one only if it is not the one the caller needs: a corrupt
+  // newest file among `valid` gives DataLoss if no older valid one exists.
+  absl::StatusOr<raft::Snapshot> LoadNewest(
+      const std::vector<raft::SnapshotMetadata>& valid);
+
+  // Removes all but the newest `keep` snapshot files (and stale temporaries).
+  absl::Status Prune(size_t keep);
+
+ private:
+  env::Disk* disk_;
+  std::string dir_;
+};
+
+}  // namespace detcd::wal
+
+#endif  // DETCD_ENGINE_WAL_WAL_H_

@@ -1,0 +1,636 @@
+// The WAL and snapshot files over the simulated disk: round trips, the
+// durability boundary, torn-tail repair, corruption detection, segments and
+// their release.
+#include "engine/wal/wal.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/wal/crc32c.h"
+#include "sim/sim_disk.h"
+
+namespace detcd::wal {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kDir[] = "data/wal";
+
+raft::Entry E(uint64_t index, uint64_t term, std::string data = "") {
+  raft::Entry e;
+  e.index = index;
+  e.term = term;
+  e.data = data.empty() ? absl::StrCat("v", index, "t", term) : data;
+  return e;
+}
+
+std::vector<raft::Entry> Range(uint64_t from, uint64_t to, uint64_t term) {
+  std::vector<raft::Entry> out;
+  for (uint64_t i = from; i <= to; ++i) out.push_back(E(i, term));
+  return out;
+}
+
+raft::HardState HS(uint64_t term, uint64_t vote, uint64_t commit) {
+  raft::HardState hs;
+  hs.term = term;
+  hs.vote = vote;
+  hs.commit = commit;
+  return hs;
+}
+
+raft::SnapshotMetadata Meta(uint64_t index, uint64_t term,
+                            std::vector<raft::NodeId> voters = {1, 2, 3}) {
+  raft::SnapshotMetadata m;
+  m.index = index;
+  m.term = term;
+  m.conf_state.voters = std::move(voters);
+  return m;
+}
+
+std::vector<std::string> Segments(sim::SimDisk& d) {
+  std::vector<std::string> out;
+  auto names = d.List(kDir);
+  if (!names.ok()) return out;
+  for (const std::string& n : *names) {
+    if (n.size() > 4 && n.substr(n.size() - 4) == ".wal") out.push_back(n);
+  }
+  return out;
+}
+
+std::string Path(const std::string& name) {
+  return absl::StrCat(kDir, "/", name);
+}
+
+// Replaces a file's contents durably (the disk has no "write at offset").
+void Overwrite(sim::SimDisk& d, const std::string& path,
+               const std::string& contents) {
+  auto f = d.Create(path);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->Append(contents).ok());
+  ASSERT_TRUE((*f)->Sync().ok());
+  ASSERT_TRUE((*f)->Close().ok());
+  ASSERT_TRUE(d.SyncDir(kDir).ok());
+}
+
+std::string Read(sim::SimDisk& d, const std::string& path) {
+  auto r = d.ReadAll(path);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *r : "";
+}
+
+class WalTest : public ::testing::Test {
+ protected:
+  WalTest() : disk_(env::SeededRng(42)) {
+    EXPECT_TRUE(disk_.CreateDir("data").ok());
+  }
+
+  // A WAL with the bootstrap marker, as a node creates it.
+  std::unique_ptr<Wal> MakeWal(WalOptions opts = WalOptions()) {
+    auto w = Wal::Create(&disk_, kDir, opts);
+    EXPECT_TRUE(w.ok()) << w.status();
+    EXPECT_TRUE((*w)->SaveSnapshotMarker(Meta(0, 0)).ok());
+    return *std::move(w);
+  }
+
+  Recovered MustOpen(uint64_t snap_index, WalOptions opts = WalOptions()) {
+    auto r = Wal::Open(&disk_, kDir, snap_index, opts);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *std::move(r) : Recovered();
+  }
+
+  sim::SimDisk disk_;
+};
+
+TEST_F(WalTest, CreateSaveReopen) {
+  EXPECT_FALSE(Wal::Exists(&disk_, kDir));
+  auto w = MakeWal();
+  EXPECT_TRUE(Wal::Exists(&disk_, kDir));
+  raft::HardState hs = HS(3, 2, 5);
+  ASSERT_TRUE(w->Save(&hs, Range(1, 10, 3), /*sync=*/true).ok());
+  EXPECT_EQ(w->durable().hard_state, hs);
+  EXPECT_EQ(w->durable().last_index, 10u);
+  w.reset();
+
+  Recovered r = MustOpen(0);
+  EXPECT_EQ(r.hard_state, hs);
+  EXPECT_EQ(r.snapshot, Meta(0, 0));
+  EXPECT_EQ(r.entries, Range(1, 10, 3));
+  ASSERT_NE(r.wal, nullptr);
+  EXPECT_EQ(r.wal->durable().hard_state, hs);
+  EXPECT_EQ(r.wal->durable().last_index, 10u);
+
+  // The reopened WAL appends after what it read.
+  raft::HardState hs2 = HS(4, 1, 10);
+  ASSERT_TRUE(r.wal->Save(&hs2, Range(11, 12, 4), true).ok());
+  r.wal.reset();
+  Recovered r2 = MustOpen(0);
+  EXPECT_EQ(r2.hard_state, hs2);
+  ASSERT_EQ(r2.entries.size(), 12u);
+  EXPECT_EQ(r2.entries.back(), E(12, 4));
+}
+
+TEST_F(WalTest, CreateRefusesAnExistingWal) {
+  auto w = MakeWal();
+  auto again = Wal::Create(&disk_, kDir);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(WalTest, OpenWithoutSegmentsIsNotFound) {
+  ASSERT_TRUE(disk_.CreateDir(kDir).ok());
+  EXPECT_TRUE(absl::IsNotFound(Wal::Open(&disk_, kDir, 0).status()));
+}
+
+TEST_F(WalTest, CreateSurvivesACrash) {
+  auto w = Wal::Create(&disk_, kDir);
+  ASSERT_TRUE(w.ok());
+  disk_.Crash();
+  EXPECT_TRUE(Wal::Exists(&disk_, kDir));
+  // No bootstrap marker was written.
+  EXPECT_TRUE(absl::IsNotFound(Wal::Open(&disk_, kDir, 0).status()));
+}
+
+TEST_F(WalTest, HardStateOnlyAndEmptySave) {
+  auto w = MakeWal();
+  raft::HardState hs = HS(1, 1, 0);
+  ASSERT_TRUE(w->Save(&hs, {}, true).ok());
+  ASSERT_TRUE(w->Save(nullptr, {}, true).ok());
+  w.reset();
+  Recovered r = MustOpen(0);
+  EXPECT_EQ(r.hard_state, hs);
+  EXPECT_TRUE(r.entries.empty());
+}
+
+TEST_F(WalTest, UnsyncedWritesAreLostInACrashSyncedOnesAreNot) {
+  auto w = MakeWal();
+  raft::HardState hs1 = HS(1, 1, 2);
+  ASSERT_TRUE(w->Save(&hs1, Range(1, 3, 1), true).ok());
+  raft::HardState hs2 = HS(2, 2, 3);
+  ASSERT_TRUE(w->Save(&hs2, Range(4, 6, 2), /*sync=*/false).ok());
+  // Not synced: durable() still reports the first save.
+  EXPECT_EQ(w->durable().hard_state, hs1);
+  EXPECT_EQ(w->durable().last_index, 3u);
+
+  disk_.Crash();  // default faults: all unsynced data is dropped
+  Recovered r = MustOpen(0);
+  EXPECT_EQ(r.hard_state, hs1);
+  EXPECT_EQ(r.entries, Range(1, 3, 1));
+
+  // Now a synced save survives.
+  ASSERT_TRUE(r.wal->Save(&hs2, Range(4, 6, 2), true).ok());
+  EXPECT_EQ(r.wal->durable().hard_state, hs2);
+  EXPECT_EQ(r.wal->durable().last_index, 6u);
+  disk_.Crash();
+  Recovered r2 = MustOpen(0);
+  EXPECT_EQ(r2.hard_state, hs2);
+  EXPECT_EQ(r2.entries.size(), 6u);
+}
+
+TEST_F(WalTest, ASyncCoversEarlierUnsyncedSaves) {
+  auto w = MakeWal();
+  ASSERT_TRUE(w->Save(nullptr, Range(1, 3, 1), false).ok());
+  raft::HardState hs = HS(1, 0, 3);
+  ASSERT_TRUE(w->Save(&hs, {}, true).ok());
+  EXPECT_EQ(w->durable().last_index, 3u);
+  disk_.Crash();
+  Recovered r = MustOpen(0);
+  EXPECT_EQ(r.entries, Range(1, 3, 1));
+  EXPECT_EQ(r.hard_state, hs);
+}
+
+TEST_F(WalTest, ConflictingSuffixIsReplaced) {
+  auto w = MakeWal();
+  ASSERT_TRUE(w->Save(nullptr, Range(1, 10, 1), true).ok());
+  ASSERT_TRUE(w->Save(nullptr, Range(6, 7, 2), true).ok());
+  EXPECT_EQ(w->durable().last_index, 7u);
+  w.reset();
+  Recovered r = MustOpen(0);
+  std::vector<raft::Entry> want = Range(1, 5, 1);
+  for (const raft::Entry& e : Range(6, 7, 2)) want.push_back(e);
+  EXPECT_EQ(r.entries, want);
+  EXPECT_EQ(r.wal->durable().last_index, 7u);
+}
+
+TEST_F(WalTest, SnapshotMarkerSelectsLaterEntries) {
+  auto w = MakeWal();
+  ASSERT_TRUE(w->Save(nullptr, Range(1, 10, 1), true).ok());
+  ASSERT_TRUE(w->SaveSnapshotMarker(Meta(5, 1, {1, 2})).ok());
+  ASSERT_TRUE(w->Save(nullptr, Range(11, 12, 2), true).ok());
+  w.reset();
+
+  Recovered r = MustOpen(5);
+  EXPECT_EQ(r.snapshot, Meta(5, 1, {1, 2}));
+  std::vector<raft::Entry> want = Range(6, 10, 1);
+  for (const raft::Entry& e : Range(11, 12, 2)) want.push_back(e);
+  EXPECT_EQ(r.entries, want);
+
+  r.wal.reset();
+  Recovered r0 = MustOpen(0);
+  EXPECT_EQ(r0.entries.size(), 12u);
+  EXPECT_TRUE(absl::IsNotFound(Wal::Open(&disk_, kDir, 3).status()));
+
+  auto markers = Wal::ReadMarkers(&disk_, kDir);
+  ASSERT_TRUE(markers.ok());
+  EXPECT_EQ(*markers, (std::vector<raft::SnapshotMetadata>{
+                          Meta(0, 0), Meta(5, 1, {1, 2})}));
+}
+
+TEST_F(WalTest, MarkerNewerThanTheLog) {
+  auto w = MakeWal();
+  ASSERT_TRUE(w->Save(nullptr, Range(1, 3, 1), true).ok());
+  ASSERT_TRUE(w->SaveSnapshotMarker(Meta(20, 4)).ok());
+  EXPECT_EQ(w->durable().last_index, 20u);
+  ASSERT_TRUE(w->Save(nullptr, Range(21, 22, 4), true).ok());
+  w.reset();
+  Recovered r = MustOpen(20);
+  EXPECT_EQ(r.entries, Range(21, 22, 4));
+  EXPECT_EQ(r.wal->durable().last_index, 22u);
+  r.wal.reset();
+  // From the bootstrap marker the log has a hole: 4..20 are only in the
+  // snapshot.
+  auto r0 = Wal::Open(&disk_, kDir, 0);
+  EXPECT_EQ(r0.status().code(), absl::StatusCode::kDataLoss);
+}
+
+// Truncating the last record at every byte offset gives a WAL that opens
+// with the prefix, repairs the file, and accepts new records.
+TEST_F(WalTest, TornTailAtEveryOffsetIsRepaired) {
+  auto w = MakeWal();
+  raft::HardState hs = HS(1, 1, 1);
+  ASSERT_TRUE(w->Save(&hs, Range(1, 3, 1), true).ok());
+  const std::string seg = Segments(disk_).at(0);
+  const size_t good = Read(disk_, Path(seg)).size();
+  ASSERT_TRUE(w->Save(nullptr, {E(4, 1, std::string(40, 'x'))}, true).ok());
+  w.reset();
+  const std::string full = Read(disk_, Path(seg));
+  ASSERT_GT(full.size(), good);
+
+  for (size_t cut = good; cut < full.size(); ++cut) {
+    SCOPED_TRACE(absl::StrCat("cut at ", cut));
+    Overwrite(disk_, Path(seg), full.substr(0, cut));
+    Recovered r = MustOpen(0);
+    EXPECT_EQ(r.entries, Range(1, 3, 1));
+    EXPECT_EQ(r.hard_state, hs);
+    EXPECT_EQ(Read(disk_, Path(seg)).size(), good);
+    ASSERT_TRUE(r.wal->Save(nullptr, {E(4, 2)}, true).ok());
+    r.wal.reset();
+    Recovered r2 = MustOpen(0);
+    ASSERT_EQ(r2.entries.size(), 4u);
+    EXPECT_EQ(r2.entries[3], E(4, 2));
+  }
+}
+
+TEST_F(WalTest, ZeroFilledAndGarbledTailsAreRepaired) {
+  auto w = MakeWal();
+  ASSERT_TRUE(w->Save(nullptr, Range(1, 3, 1), true).ok());
+  w.reset();
+  const std::string seg = Segments(disk_).at(0);
+  const std::string good = Read(disk_, Path(seg));
+
+  for (const std::string& tail :
+       {std::string(1, '\0'), std::string(9, '\0'), std::string(4096, '\0'),
+        std::string("\x05\x00\x00\x00garbage", 11)}) {
+    Overwrite(disk_, Path(seg), good + tail);
+    Recovered r = MustOpen(0);
+    EXPECT_EQ(r.entries, Range(1, 3, 1));
+    EXPECT_EQ(Read(disk_, Path(seg)), good);
+  }
+
+  // A complete final record with a bad checksum.
+  auto w2 = MustOpen(0).wal;
+  ASSERT_TRUE(w2->Save(nullptr, Range(4, 4, 1), true).ok());
+  w2.reset();
+  std::string bad = Read(disk_, Path(seg));
+  bad.back() ^= 0x01;
+  Overwrite(disk_, Path(seg), bad);
+  Recovered r = MustOpen(0);
+  EXPECT_EQ(r.entries, Range(1, 3, 1));
+}
+
+TEST_F(WalTest, CorruptionBeforeTheTailIsDataLoss) {
+  auto w = MakeWal();
+  ASSERT_TRUE(w->Save(nullptr, Range(1, 3, 1), true).ok());
+  const std::string seg = Segments(disk_).at(0);
+  const size_t second_start = Read(disk_, Path(seg)).size();
+  ASSERT_TRUE(w->Save(nullptr, Range(4, 6, 1), true).ok());
+  ASSERT_TRUE(w->Save(nullptr, Range(7, 9, 1), true).ok());
+  w.reset();
+  const std::string full = Read(disk_, Path(seg));
+
+  // Flip one byte in each position of the record holding 4..6 (followed by
+  // the valid record holding 7..9): never accepted, never skipped.
+  const size_t third_start = full.size() - (full.size() - second_start) / 2;
+  for (size_t pos = second_start; pos < third_start; ++pos) {
+    SCOPED_TRACE(absl::StrCat("flip at ", pos));
+    std::string bad = full;
+    bad[pos] ^= 0x40;
+    Overwrite(disk_, Path(seg), bad);
+    auto r = Wal::Open(&disk_, kDir, 0);
+    ASSERT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(r.status().message(),
+                HasSubstr(absl::StrCat("wal: corrupt record in segment ", seg,
+                                       " at offset ", second_start)));
+    EXPECT_EQ(Read(disk_, Path(seg)), bad);  // nothing was repaired
+  }
+}
+
+TEST_F(WalTest, CorruptionInAnOlderSegmentIsDataLoss) {
+  WalOptions opts;
+  opts.segment_bytes = 200;
+  auto w = MakeWal(opts);
+  for (uint64_t i = 1; i <= 30; ++i) {
+    ASSERT_TRUE(w->Save(nullptr, {E(i, 1)}, true).ok());
+  }
+  w.reset();
+  std::vector<std::string> segs = Segments(disk_);
+  ASSERT_GE(segs.size(), 3u);
+  // Truncating the last record of a non-last segment is not a torn tail.
+  std::string first = Read(disk_, Path(segs[0]));
+  Overwrite(disk_, Path(segs[0]), first.substr(0, first.size() - 3));
+  auto r = Wal::Open(&disk_, kDir, 0, opts);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(r.status().message(), HasSubstr(segs[0]));
+  Overwrite(disk_, Path(segs[0]), first);
+  EXPECT_TRUE(Wal::Open(&disk_, kDir, 0, opts).ok());
+}
+
+TEST_F(WalTest, MissingMiddleSegmentIsDataLoss) {
+  WalOptions opts;
+  opts.segment_bytes = 200;
+  auto w = MakeWal(opts);
+  for (uint64_t i = 1; i <= 30; ++i) {
+    ASSERT_TRUE(w->Save(nullptr, {E(i, 1)}, true).ok());
+  }
+  w.reset();
+  std::vector<std::string> segs = Segments(disk_);
+  ASSERT_GE(segs.size(), 3u);
+  ASSERT_TRUE(disk_.Remove(Path(segs[1])).ok());
+  auto r = Wal::Open(&disk_, kDir, 0, opts);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(r.status().message(), HasSubstr("missing segment"));
+}
+
+TEST_F(WalTest, SegmentsAreCutAndReleased) {
+  WalOptions opts;
+  opts.segment_bytes = 300;
+  auto w = MakeWal(opts);
+  for (uint64_t i = 1; i <= 40; ++i) {
+    raft::HardState hs = HS(1, 1, i - 1);
+    ASSERT_TRUE(w->Save(&hs, {E(i, 1)}, i % 3 == 0).ok());
+  }
+  std::vector<std::string> before = Segments(disk_);
+  ASSERT_GE(before.size(), 4u);
+  EXPECT_EQ(before[0], "0000000000000000-0000000000000001.wal");
+  // Segment names carry consecutive sequence numbers.
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(before[i].substr(0, 16), absl::StrFormat("%016x", i));
+  }
+
+  ASSERT_TRUE(w->SaveSnapshotMarker(Meta(30, 1)).ok());
+  ASSERT_TRUE(w->ReleaseBefore(30).ok());
+  std::vector<std::string> after = Segments(disk_);
+  EXPECT_LT(after.size(), before.size());
+  EXPECT_NE(after[0], before[0]);
+  raft::HardState last = HS(1, 1, 39);
+  ASSERT_TRUE(w->Save(&last, Range(41, 45, 2), true).ok());
+  w.reset();
+  disk_.Crash();
+
+  Recovered r = MustOpen(30, opts);
+  EXPECT_EQ(r.snapshot, Meta(30, 1));
+  EXPECT_EQ(r.hard_state, last);
+  ASSERT_EQ(r.entries.size(), 15u);
+  EXPECT_EQ(r.entries.front(), E(31, 1));
+  EXPECT_EQ(r.entries.back(), E(45, 2));
+  // The log before the snapshot is gone: a marker restated by a later
+  // segment may survive, but the state after it cannot be rebuilt.
+  EXPECT_FALSE(Wal::Open(&disk_, kDir, 0, opts).ok());
+  auto markers = Wal::ReadMarkers(&disk_, kDir);
+  ASSERT_TRUE(markers.ok());
+  ASSERT_FALSE(markers->empty());
+  EXPECT_EQ(markers->back(), Meta(30, 1));
+}
+
+TEST_F(WalTest, ReleaseKeepsTheHardStateOfRemovedSegments) {
+  WalOptions opts;
+  opts.segment_bytes = 150;
+  auto w = MakeWal(opts);
+  raft::HardState hs = HS(7, 3, 5);
+  ASSERT_TRUE(w->Save(&hs, Range(1, 5, 7), true).ok());
+  // Many entries without a hard state; the segments that follow restate it.
+  for (uint64_t i = 6; i <= 30; ++i) {
+    ASSERT_TRUE(w->Save(nullptr, {E(i, 7)}, true).ok());
+  }
+  ASSERT_TRUE(w->SaveSnapshotMarker(Meta(30, 7)).ok());
+  ASSERT_TRUE(w->ReleaseBefore(30).ok());
+  // Everything before the last segment went.
+  EXPECT_EQ(Segments(disk_).size(), 1u);
+  w.reset();
+  Recovered r = MustOpen(30, opts);
+  EXPECT_EQ(r.hard_state, hs);
+  EXPECT_TRUE(r.entries.empty());
+}
+
+TEST_F(WalTest, ReleaseKeepsEntriesAfterTheMarker) {
+  WalOptions opts;
+  opts.segment_bytes = 200;
+  auto w = MakeWal(opts);
+  for (uint64_t i = 1; i <= 30; ++i) {
+    ASSERT_TRUE(w->Save(nullptr, {E(i, 1)}, true).ok());
+  }
+  // An old snapshot: segments holding entries after 5 must stay.
+  ASSERT_TRUE(w->SaveSnapshotMarker(Meta(5, 1)).ok());
+  ASSERT_TRUE(w->ReleaseBefore(100).ok());
+  w.reset();
+  Recovered r = MustOpen(5, opts);
+  EXPECT_EQ(r.entries, Range(6, 30, 1));
+}
+
+TEST_F(WalTest, LeftoverTemporarySegmentIsIgnored) {
+  auto w = MakeWal();
+  ASSERT_TRUE(w->Save(nullptr, Range(1, 3, 1), true).ok());
+  w.reset();
+  Overwrite(disk_, Path("0000000000000001-0000000000000004.wal.tmp"),
+            "half a segment");
+  Recovered r = MustOpen(0);
+  EXPECT_EQ(r.entries, Range(1, 3, 1));
+  EXPECT_FALSE(disk_.Exists(Path("0000000000000001-0000000000000004.wal.tmp")));
+}
+
+TEST_F(WalTest, CrashDuringSegmentCutIsRecoverable) {
+  WalOptions opts;
+  opts.segment_bytes = 200;
+  auto w = MakeWal(opts);
+  for (uint64_t i = 1; i <= 20; ++i) {
+    ASSERT_TRUE(w->Save(nullptr, {E(i, 1)}, false).ok());
+    disk_.set_faults(sim::DiskFaults{.crash_keep_unsynced_probability = 0.3,
+                                     .crash_tear_probability = 0.5});
+  }
+  disk_.Crash();
+  auto r = Wal::Open(&disk_, kDir, 0, opts);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Cuts sync: everything up to the last cut survived.
+  EXPECT_GE(r->entries.size(), 1u);
+  for (size_t i = 0; i < r->entries.size(); ++i) {
+    EXPECT_EQ(r->entries[i], E(i + 1, 1));
+  }
+}
+
+TEST_F(WalTest, FailStopAfterAWriteError) {
+  auto w = MakeWal();
+  disk_.set_faults(sim::DiskFaults{.eio_probability = 1.0});
+  EXPECT_FALSE(w->Save(nullptr, Range(1, 2, 1), true).ok());
+  disk_.set_faults(sim::DiskFaults{});
+  EXPECT_FALSE(w->Save(nullptr, Range(1, 2, 1), true).ok());
+  EXPECT_FALSE(w->SaveSnapshotMarker(Meta(1, 1)).ok());
+  EXPECT_EQ(w->durable().last_index, 0u);
+}
+
+TEST_F(WalTest, RejectsNonConsecutiveEntries) {
+  auto w = MakeWal();
+  EXPECT_EQ(w->Save(nullptr, {E(1, 1), E(3, 1)}, true).code(),
+            absl::StatusCode::kInvalidArgument);
+  // Nothing was written; the WAL is still usable.
+  EXPECT_TRUE(w->Save(nullptr, {E(1, 1)}, true).ok());
+}
+
+TEST_F(WalTest, LargeBatchesSpanSeveralRecords) {
+  auto w = MakeWal();
+  std::vector<raft::Entry> big;
+  for (uint64_t i = 1; i <= 40; ++i)
+    big.push_back(E(i, 1, std::string(100000, 'a' + i % 26)));
+  ASSERT_TRUE(w->Save(nullptr, big, true).ok());
+  w.reset();
+  Recovered r = MustOpen(0);
+  EXPECT_EQ(r.entries, big);
+}
+
+// ---- snapshot files ----
+
+raft::Snapshot Snap(uint64_t index, uint64_t term, std::string data) {
+  raft::Snapshot s;
+  s.metadata = Meta(index, term);
+  s.data = std::move(data);
+  return s;
+}
+
+class SnapshotterTest : public ::testing::Test {
+ protected:
+  SnapshotterTest() : disk_(env::SeededRng(7)), snap_(&disk_, "data/snap") {
+    EXPECT_TRUE(disk_.CreateDir("data").ok());
+  }
+  std::vector<std::string> Files() {
+    auto names = disk_.List("data/snap");
+    return names.ok() ? *names : std::vector<std::string>();
+  }
+  sim::SimDisk disk_;
+  Snapshotter snap_;
+};
+
+TEST_F(SnapshotterTest, SaveLoadRoundTrip) {
+  raft::Snapshot s = Snap(10, 2, std::string(10000, 'z') + "tail");
+  ASSERT_TRUE(snap_.Save(s).ok());
+  EXPECT_THAT(Files(),
+              ::testing::ElementsAre("0000000000000002-000000000000000a.snap"));
+  // Compressed.
+  EXPECT_LT(
+      Read(disk_, "data/snap/0000000000000002-000000000000000a.snap").size(),
+      1000u);
+  disk_.Crash();  // durable once Save returned
+  auto got = snap_.LoadNewest({Meta(10, 2)});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, s);
+}
+
+TEST_F(SnapshotterTest, LoadNewestOnlyConsidersValidMarkers) {
+  ASSERT_TRUE(snap_.Save(Snap(10, 2, "a")).ok());
+  ASSERT_TRUE(snap_.Save(Snap(20, 3, "b")).ok());
+  // 20 has no marker (a crash before the WAL recorded it).
+  auto got = snap_.LoadNewest({Meta(0, 0), Meta(10, 2)});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->data, "a");
+  got = snap_.LoadNewest({Meta(0, 0), Meta(10, 2), Meta(20, 3)});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->data, "b");
+  // Same index, different term: not a match.
+  EXPECT_TRUE(absl::IsNotFound(snap_.LoadNewest({Meta(20, 4)}).status()));
+  EXPECT_TRUE(absl::IsNotFound(snap_.LoadNewest({Meta(0, 0)}).status()));
+}
+
+TEST_F(SnapshotterTest, NoDirectoryIsNotFound) {
+  EXPECT_TRUE(absl::IsNotFound(snap_.LoadNewest({Meta(0, 0)}).status()));
+  EXPECT_TRUE(snap_.Prune(2).ok());
+}
+
+TEST_F(SnapshotterTest, CorruptNewestFallsBackToAnOlderValidOne) {
+  ASSERT_TRUE(snap_.Save(Snap(10, 2, "old")).ok());
+  ASSERT_TRUE(snap_.Save(Snap(20, 3, "new")).ok());
+  const std::string path = "data/snap/0000000000000003-0000000000000014.snap";
+  std::string data = Read(disk_, path);
+  data[data.size() / 2] ^= 1;
+  auto f = disk_.Create(path);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->Append(data).ok());
+  std::vector<raft::SnapshotMetadata> valid = {Meta(10, 2), Meta(20, 3)};
+  auto got = snap_.LoadNewest(valid);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->data, "old");
+  // Without the older one the corrupt file is DataLoss, not NotFound.
+  auto only_new = snap_.LoadNewest({Meta(20, 3)});
+  EXPECT_EQ(only_new.status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(SnapshotterTest, TruncatedOrMisnamedFilesAreCorrupt) {
+  ASSERT_TRUE(snap_.Save(Snap(10, 2, "x")).ok());
+  const std::string path = "data/snap/0000000000000002-000000000000000a.snap";
+  const std::string good = Read(disk_, path);
+  for (size_t cut : {size_t{0}, size_t{5}, size_t{12}, good.size() - 1}) {
+    auto f = disk_.Create(path);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->Append(good.substr(0, cut)).ok());
+    EXPECT_EQ(snap_.LoadNewest({Meta(10, 2)}).status().code(),
+              absl::StatusCode::kDataLoss);
+  }
+  // Right contents under another snapshot's name.
+  auto f = disk_.Create("data/snap/0000000000000002-000000000000000b.snap");
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->Append(good).ok());
+  EXPECT_EQ(snap_.LoadNewest({Meta(11, 2)}).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST_F(SnapshotterTest, PruneKeepsTheNewestAndRemovesTemporaries) {
+  for (uint64_t i = 1; i <= 5; ++i) {
+    ASSERT_TRUE(snap_.Save(Snap(i * 10, i, absl::StrCat("s", i))).ok());
+  }
+  auto tmp =
+      disk_.Create("data/snap/0000000000000009-0000000000000063.snap.tmp");
+  ASSERT_TRUE(tmp.ok());
+  ASSERT_TRUE((*tmp)->Append("partial").ok());
+  // A temporary is never loaded.
+  EXPECT_TRUE(absl::IsNotFound(snap_.LoadNewest({Meta(99, 9)}).status()));
+
+  ASSERT_TRUE(snap_.Prune(2).ok());
+  EXPECT_THAT(Files(),
+              ::testing::ElementsAre("0000000000000004-0000000000000028.snap",
+                                     "0000000000000005-0000000000000032.snap"));
+  disk_.Crash();  // the removals were made durable
+  EXPECT_EQ(Files().size(), 2u);
+}
+
+TEST_F(SnapshotterTest, UnfinishedSaveLeavesNoSnapshot) {
+  raft::Snapshot s = Snap(10, 2, "x");
+  // Every Sync fails: Save fails and a crash leaves no file under a real name.
+  disk_.set_faults(sim::DiskFaults{.eio_probability = 1.0});
+  EXPECT_FALSE(snap_.Save(s).ok());
+  disk_.set_faults(sim::DiskFaults{});
+  disk_.Crash();
+  EXPECT_TRUE(absl::IsNotFound(snap_.LoadNewest({Meta(10, 2)}).status()));
+}
+
+}  // namespace
+}  // namespace detcd::wal
