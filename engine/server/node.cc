@@ -1,0 +1,502 @@
+#include "engine/server/node.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "engine/raft/codec.h"
+#include "engine/util/check.h"
+#include "engine/util/coding.h"
+
+namespace detcd::server {
+namespace {
+
+std::string ReadContext(uint64_t request_id) {
+  std::string out;
+  coding::PutVarint64(&out, request_id);
+  return out;
+}
+
+}  // namespace
+
+std::string Envelope(uint64_t proposer, uint64_t request_id,
+                     std::string_view payload) {
+  std::string out;
+  out.reserve(payload.size() + 12);
+  coding::PutVarint64(&out, proposer);
+  coding::PutVarint64(&out, request_id);
+  out.append(payload.data(), payload.size());
+  return out;
+}
+
+bool OpenEnvelope(std::string_view data, uint64_t* proposer,
+                  uint64_t* request_id, std::string_view* payload) {
+  coding::Reader r(data);
+  if (!r.GetVarint64(proposer) || !r.GetVarint64(request_id)) return false;
+  *payload = data.substr(data.size() - r.remaining());
+  return true;
+}
+
+absl::Status ErrNoLeader() {
+  return absl::UnavailableError("etcdserver: no leader");
+}
+absl::Status ErrTimeout() {
+  return absl::UnavailableError("etcdserver: request timed out");
+}
+absl::Status ErrRequestTooLarge() {
+  return absl::InvalidArgumentError("etcdserver: request is too large");
+}
+absl::Status ErrStopped() {
+  return absl::UnavailableError("etcdserver: server stopped");
+}
+absl::Status ErrTooManyRequests() {
+  return absl::ResourceExhaustedError("etcdserver: too many requests");
+}
+
+absl::Status NodeOptions::Validate() const {
+  if (id == 0) return absl::InvalidArgumentError("node id must not be 0");
+  if (data_dir.empty()) return absl::InvalidArgumentError("data dir is empty");
+  if (snapshot_count == 0) {
+    return absl::InvalidArgumentError("snapshot count must be > 0");
+  }
+  if (request_timeout_ticks <= 0) {
+    return absl::InvalidArgumentError("request timeout must be > 0 ticks");
+  }
+  if (max_request_bytes == 0 || max_request_bytes > (64u << 20)) {
+    return absl::InvalidArgumentError(
+        "max request bytes must be in (0, 64 MiB]");
+  }
+  if (max_pending_requests <= 0) {
+    return absl::InvalidArgumentError("max pending requests must be > 0");
+  }
+  for (uint64_t v : initial_voters) {
+    if (v == 0) return absl::InvalidArgumentError("voter id must not be 0");
+  }
+  raft::Config rc = raft;
+  rc.id = id;
+  rc.election_tick = election_ticks;
+  rc.heartbeat_tick = heartbeat_ticks;
+  static raft::MemoryStorage dummy_storage;
+  static env::SeededRng dummy_rng(0);
+  rc.storage = &dummy_storage;
+  rc.rng = &dummy_rng;
+  return rc.Validate();
+}
+
+absl::StatusOr<raft::Snapshot> NodeStorage::GetSnapshot() const {
+  if (fresh_) {
+    if (std::optional<raft::Snapshot> s = fresh_()) return *std::move(s);
+  }
+  return MemoryStorage::GetSnapshot();
+}
+
+Node::Node(const env::Env& env, NodeOptions opts, StateMachine* sm)
+    : env_(env), opts_(std::move(opts)), sm_(sm) {
+  DETCD_CHECK(env_.disk != nullptr && env_.transport != nullptr &&
+              env_.rng != nullptr && sm_ != nullptr);
+  storage_.set_fresh([this]() -> std::optional<raft::Snapshot> {
+    if (applied_ <= storage_.snapshot().metadata.index) return std::nullopt;
+    auto term = storage_.Term(applied_);
+    if (!term.ok()) return std::nullopt;
+    raft::Snapshot s;
+    s.data = sm_->Snapshot();
+    s.metadata.index = applied_;
+    s.metadata.term = *term;
+    s.metadata.conf_state = conf_state_;
+    return s;
+  });
+}
+
+Node::~Node() = default;
+
+absl::Status Node::Start() {
+  DETCD_CHECK_MSG(!started_, "Start called twice");
+  if (auto s = opts_.Validate(); !s.ok()) return s;
+  started_ = true;
+  // Request ids start at a random point so that ids from before a restart
+  // (still in the log) cannot complete new requests.
+  next_request_id_ = (env_.rng->Next() >> 16) << 16;
+  snapshotter_ = std::make_unique<wal::Snapshotter>(
+      env_.disk, opts_.data_dir + "/snap");
+  absl::Status s = HasBootstrapped() ? Recover() : Bootstrap();
+  if (!s.ok()) {
+    Fail(s);
+    return s;
+  }
+  ProcessReady();
+  return failure_;
+}
+
+bool Node::HasBootstrapped() {
+  const std::string dir = opts_.data_dir + "/wal";
+  if (!wal::Wal::Exists(env_.disk, dir)) return false;
+  // A crash between creating the WAL and writing its bootstrap marker
+  // leaves a WAL without any marker: nothing was promised to anyone yet,
+  // so the half-made WAL is removed and the bootstrap starts over.
+  auto markers = wal::Wal::ReadMarkers(env_.disk, dir);
+  if (!markers.ok() || !markers->empty()) return true;  // Recover reports
+  auto names = env_.disk->List(dir);
+  if (!names.ok()) return true;
+  for (const std::string& name : *names) {
+    if (!env_.disk->Remove(dir + "/" + name).ok()) return true;
+  }
+  return !env_.disk->SyncDir(dir).ok();
+}
+
+std::unique_ptr<raft::Raft> Node::MakeRaft(uint64_t applied) {
+  raft::Config c = opts_.raft;
+  c.id = opts_.id;
+  c.election_tick = opts_.election_ticks;
+  c.heartbeat_tick = opts_.heartbeat_ticks;
+  c.storage = &storage_;
+  c.rng = env_.rng;
+  c.applied = applied;
+  return std::make_unique<raft::Raft>(c);
+}
+
+absl::Status Node::Bootstrap() {
+  if (auto s = env_.disk->CreateDir(opts_.data_dir); !s.ok()) return s;
+  if (auto s = env_.disk->SyncDir(opts_.data_dir); !s.ok()) return s;
+  raft::ConfState cs;
+  cs.voters = opts_.initial_voters;
+  std::sort(cs.voters.begin(), cs.voters.end());
+  cs.voters.erase(std::unique(cs.voters.begin(), cs.voters.end()),
+                  cs.voters.end());
+  auto w = wal::Wal::Create(env_.disk, opts_.data_dir + "/wal");
+  if (!w.ok()) return w.status();
+  wal_ = *std::move(w);
+  // The founding membership is the conf state of the empty snapshot at
+  // index 0; record it so a restart sees the same membership.
+  raft::SnapshotMetadata meta;
+  meta.conf_state = cs;
+  if (auto s = wal_->SaveSnapshotMarker(meta); !s.ok()) return s;
+  // The founding membership is also written into the log, as committed
+  // AddNode entries at indexes 1..n in term 1 (every founder writes the
+  // same ones). A member that joins later and is caught up from index 1,
+  // not from a snapshot, learns the founders from these entries; without
+  // them it would see only its own AddNode and think it was alone.
+  std::vector<raft::Entry> founding;
+  for (uint64_t voter : cs.voters) {
+    raft::ConfChange cc{raft::ConfChangeType::kAddNode, voter, ""};
+    founding.push_back(raft::Entry{1, founding.size() + 1,
+                                   raft::EntryType::kConfChange,
+                                   raft::EncodeConfChange(cc)});
+  }
+  raft::HardState hs{founding.empty() ? 0u : 1u, raft::kNone,
+                     founding.size()};
+  if (!founding.empty()) {
+    if (auto s = wal_->Save(&hs, founding, /*sync=*/true); !s.ok()) return s;
+    if (auto s = storage_.Append(founding); !s.ok()) return s;
+    storage_.SetHardState(hs);
+  }
+  storage_.SetInitialConfState(cs);
+  conf_state_ = cs;
+  raft_ = MakeRaft(0);
+  return absl::OkStatus();
+}
+
+absl::Status Node::Recover() {
+  // The newest snapshot file the WAL has a marker for: a crash between
+  // writing a snapshot file and its marker leaves a file the log cannot
+  // continue from.
+  auto markers = wal::Wal::ReadMarkers(env_.disk, opts_.data_dir + "/wal");
+  if (!markers.ok()) return markers.status();
+  auto snap = snapshotter_->LoadNewest(*markers);
+  if (!snap.ok() && !absl::IsNotFound(snap.status())) return snap.status();
+  auto rec = wal::Wal::Open(env_.disk, opts_.data_dir + "/wal",
+                            snap.ok() ? snap->metadata.index : 0);
+  if (!rec.ok()) return rec.status();
+  wal_ = std::move(rec->wal);
+  raft::ConfState cs = rec->snapshot.conf_state;
+  if (snap.ok() && snap->metadata.index > 0) {
+    if (auto s = storage_.ApplySnapshot(*snap); !s.ok()) return s;
+    if (auto s = sm_->Restore(snap->data); !s.ok()) return s;
+    applied_ = snapshot_index_ = snap->metadata.index;
+    cs = snap->metadata.conf_state;
+    if (observer_) observer_->OnRestore(opts_.id, snap->metadata);
+  } else {
+    storage_.SetInitialConfState(cs);
+  }
+  conf_state_ = cs;
+  if (auto s = storage_.Append(rec->entries); !s.ok()) return s;
+  raft::HardState hs = rec->hard_state;
+  if (opts_.bugs.forget_vote_on_restart) hs.vote = raft::kNone;  // PLANTED
+  // A commit index beyond the recovered log can only come from a WAL that
+  // lost synced entries: refuse rather than run on without them.
+  if (hs.commit > storage_.LastIndex()) {
+    return absl::DataLossError(absl::StrCat(
+        "wal: hard state commit ", hs.commit, " beyond last entry ",
+        storage_.LastIndex()));
+  }
+  if (hs.commit < applied_) hs.commit = applied_;
+  storage_.SetHardState(hs);
+  raft_ = MakeRaft(applied_);
+  return absl::OkStatus();
+}
+
+void Node::Fail(absl::Status s) {
+  if (!failure_.ok()) return;
+  failure_ = std::move(s);
+  FailAllRequests(ErrStopped());
+}
+
+void Node::FailAllRequests(const absl::Status& s) {
+  auto proposals = std::move(proposals_);
+  auto reads = std::move(reads_);
+  auto ready = std::move(ready_reads_);
+  proposals_.clear();
+  reads_.clear();
+  ready_reads_.clear();
+  for (auto& [id, w] : proposals) w.done(s);
+  for (auto& [ctx, w] : reads) w.done(s);
+  for (auto& [idx, w] : ready) w.done(s);
+}
+
+// ---- inputs ----
+
+void Node::Tick() {
+  if (failed()) return;
+  ++ticks_;
+  raft_->Tick();
+  ExpireRequests();
+  ProcessReady();
+}
+
+void Node::OnMessage(std::string_view payload) {
+  if (failed()) return;
+  auto m = raft::DecodeMessage(payload);
+  if (!m.ok() || m->to != opts_.id) return;  // garbage or misdirected: drop
+  (void)raft_->Step(*std::move(m));
+  ProcessReady();
+}
+
+void Node::Propose(std::string command, ProposeDone done) {
+  if (failed()) return done(ErrStopped());
+  if (command.size() > opts_.max_request_bytes) {
+    return done(ErrRequestTooLarge());
+  }
+  if (pending_requests() >= static_cast<size_t>(opts_.max_pending_requests)) {
+    return done(ErrTooManyRequests());
+  }
+  uint64_t rid = next_request_id_++;
+  absl::Status s = raft_->Propose(Envelope(opts_.id, rid, command));
+  if (!s.ok()) {
+    return done(raft_->lead() == raft::kNone ? ErrNoLeader() : s);
+  }
+  proposals_.emplace(rid, Waiter{std::move(done),
+                                 ticks_ + opts_.request_timeout_ticks});
+  ProcessReady();
+}
+
+void Node::ProposeConfChange(const raft::ConfChange& cc, ProposeDone done) {
+  if (failed()) return done(ErrStopped());
+  if (pending_requests() >= static_cast<size_t>(opts_.max_pending_requests)) {
+    return done(ErrTooManyRequests());
+  }
+  uint64_t rid = next_request_id_++;
+  raft::ConfChange wrapped = cc;
+  wrapped.context = Envelope(opts_.id, rid, cc.context);
+  absl::Status s = raft_->ProposeConfChange(wrapped);
+  if (!s.ok()) {
+    return done(raft_->lead() == raft::kNone ? ErrNoLeader() : s);
+  }
+  proposals_.emplace(rid, Waiter{std::move(done),
+                                 ticks_ + opts_.request_timeout_ticks});
+  ProcessReady();
+}
+
+void Node::ReadIndex(ReadDone done) {
+  if (failed()) return done(ErrStopped());
+  if (pending_requests() >= static_cast<size_t>(opts_.max_pending_requests)) {
+    return done(ErrTooManyRequests());
+  }
+  std::string ctx = ReadContext(next_request_id_++);
+  absl::Status s = raft_->ReadIndex(ctx);
+  if (!s.ok()) return done(raft_->lead() == raft::kNone ? ErrNoLeader() : s);
+  reads_.emplace(ctx, ReadWaiter{std::move(done),
+                                 ticks_ + opts_.request_timeout_ticks, 0});
+  ProcessReady();
+}
+
+void Node::TransferLeadership(uint64_t transferee) {
+  if (failed()) return;
+  raft_->TransferLeader(transferee);
+  ProcessReady();
+}
+
+void Node::ExpireRequests() {
+  // Deadlines are in ticks, so expiry is deterministic and cheap; the maps
+  // are small and bounded by max_pending_requests.
+  std::vector<ProposeDone> expired;
+  for (auto it = proposals_.begin(); it != proposals_.end();) {
+    if (it->second.deadline_tick <= ticks_) {
+      expired.push_back(std::move(it->second.done));
+      it = proposals_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::vector<ReadDone> expired_reads;
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.deadline_tick <= ticks_) {
+      expired_reads.push_back(std::move(it->second.done));
+      it = reads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = ready_reads_.begin(); it != ready_reads_.end();) {
+    if (it->second.deadline_tick <= ticks_) {
+      expired_reads.push_back(std::move(it->second.done));
+      it = ready_reads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& d : expired) d(ErrTimeout());
+  for (auto& d : expired_reads) d(ErrTimeout());
+}
+
+// ---- the Ready loop ----
+
+void Node::ProcessReady() {
+  // A completion callback that calls back into the Node (e.g. proposes the
+  // next request) must not start a nested Ready: the outer loop below picks
+  // up whatever it produced.
+  if (in_ready_) return;
+  in_ready_ = true;
+  // Bounded: each round consumes Raft's output; a Ready that produces
+  // another Ready (e.g. apply of a conf change) is handled in the next
+  // round, and anything left is picked up by the next event.
+  for (int round = 0; round < 64 && !failed() && raft_->HasReady(); ++round) {
+    raft::Ready rd = raft_->GetReady();
+    if (opts_.bugs.ack_before_sync) SendMessages(rd.messages);  // PLANTED
+    if (absl::Status s = Persist(rd); !s.ok()) {
+      Fail(s);
+      break;
+    }
+    SendMessages(rd.messages);
+    if (rd.snapshot) ApplySnapshot(*rd.snapshot);
+    ApplyEntries(rd.committed_entries);
+    for (raft::ReadState& rs : rd.read_states) {
+      auto it = reads_.find(rs.context);
+      if (it == reads_.end()) continue;  // timed out already
+      ReadWaiter w = std::move(it->second);
+      reads_.erase(it);
+      w.index = rs.index;
+      ready_reads_.emplace(rs.index, std::move(w));
+    }
+    raft_->Advance(rd);
+    ServeReads();
+    MaybeSnapshot();
+  }
+  in_ready_ = false;
+}
+
+absl::Status Node::Persist(const raft::Ready& rd) {
+  if (rd.snapshot) {
+    // The snapshot file first, then the WAL marker that points at it: a
+    // crash in between leaves an unreferenced file, never a dangling marker.
+    if (auto s = snapshotter_->Save(*rd.snapshot); !s.ok()) return s;
+    if (auto s = wal_->SaveSnapshotMarker(rd.snapshot->metadata); !s.ok()) {
+      return s;
+    }
+    if (auto s = storage_.ApplySnapshot(*rd.snapshot); !s.ok()) return s;
+  }
+  const raft::HardState* hs = rd.hard_state ? &*rd.hard_state : nullptr;
+  if (hs != nullptr || !rd.entries.empty()) {
+    bool sync = rd.must_sync && !opts_.bugs.ack_before_sync;
+    if (auto s = wal_->Save(hs, rd.entries, sync); !s.ok()) return s;
+  }
+  if (auto s = storage_.Append(rd.entries); !s.ok()) return s;
+  if (hs != nullptr) storage_.SetHardState(*hs);
+  return absl::OkStatus();
+}
+
+void Node::SendMessages(std::vector<raft::Message>& msgs) {
+  for (raft::Message& m : msgs) {
+    if (observer_) observer_->OnSend(opts_.id, m, wal_->durable());
+    uint64_t to = m.to;
+    env_.transport->Send(to, raft::EncodeMessage(m));
+  }
+  msgs.clear();
+}
+
+void Node::ApplySnapshot(const raft::Snapshot& snap) {
+  if (absl::Status s = sm_->Restore(snap.data); !s.ok()) {
+    // A snapshot we persisted but cannot load: stop rather than diverge.
+    Fail(absl::DataLossError(
+        absl::StrCat("restoring snapshot ", snap.metadata.index, ": ",
+                     s.message())));
+    return;
+  }
+  applied_ = snapshot_index_ = snap.metadata.index;
+  conf_state_ = snap.metadata.conf_state;
+  if (observer_) observer_->OnRestore(opts_.id, snap.metadata);
+}
+
+void Node::ApplyEntries(const std::vector<raft::Entry>& entries) {
+  for (const raft::Entry& e : entries) {
+    if (failed()) return;
+    if (e.index <= applied_) continue;  // covered by a snapshot
+    DETCD_CHECK_MSG(e.index == applied_ + 1, "applied entries must be dense");
+    applied_ = e.index;
+    uint64_t proposer = 0, rid = 0;
+    std::string_view payload;
+    std::string result;
+    bool ours = false;
+    if (e.type == raft::EntryType::kConfChange) {
+      raft::ConfChange cc;
+      if (!raft::DecodeConfChange(e.data, &cc)) {
+        Fail(absl::DataLossError("undecodable conf change entry"));
+        return;
+      }
+      conf_state_ = raft_->ApplyConfChange(cc);
+      ours = OpenEnvelope(cc.context, &proposer, &rid, &payload);
+    } else if (!e.data.empty()) {  // empty: a new leader's first entry
+      ours = OpenEnvelope(e.data, &proposer, &rid, &payload);
+      if (ours) result = sm_->Apply(e.index, payload);
+    }
+    if (observer_) observer_->OnApply(opts_.id, e);
+    if (!ours || proposer != opts_.id) continue;
+    auto it = proposals_.find(rid);
+    if (it == proposals_.end()) continue;
+    ProposeDone done = std::move(it->second.done);
+    proposals_.erase(it);
+    done(std::move(result));
+  }
+}
+
+void Node::ServeReads() {
+  while (!ready_reads_.empty() && ready_reads_.begin()->first <= applied_) {
+    ReadDone done = std::move(ready_reads_.begin()->second.done);
+    ready_reads_.erase(ready_reads_.begin());
+    done(absl::OkStatus());
+  }
+}
+
+void Node::MaybeSnapshot() {
+  if (applied_ - snapshot_index_ < opts_.snapshot_count) return;
+  if (absl::Status s = TakeSnapshot(); !s.ok()) Fail(s);
+}
+
+absl::Status Node::TakeSnapshot() {
+  if (failed()) return failure_;
+  if (applied_ <= snapshot_index_) return absl::OkStatus();
+  auto snap = storage_.CreateSnapshot(applied_, &conf_state_, sm_->Snapshot());
+  if (!snap.ok()) return snap.status();
+  if (auto s = snapshotter_->Save(*snap); !s.ok()) return s;
+  if (auto s = wal_->SaveSnapshotMarker(snap->metadata); !s.ok()) return s;
+  snapshot_index_ = applied_;
+  if (applied_ > opts_.snapshot_catchup_entries) {
+    uint64_t compact = applied_ - opts_.snapshot_catchup_entries;
+    if (compact > storage_.FirstIndex()) {
+      if (auto s = storage_.Compact(compact); !s.ok()) return s;
+    }
+  }
+  // Segments wholly before the snapshot are no longer needed for recovery.
+  if (auto s = wal_->ReleaseBefore(snapshot_index_); !s.ok()) return s;
+  return snapshotter_->Prune(/*keep=*/2);
+}
+
+}  // namespace detcd::server

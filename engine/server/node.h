@@ -1,0 +1,200 @@
+// A Node is one cluster member: Raft + WAL + snapshots + a state machine,
+// driven only through env (Clock for nothing yet, Disk, Transport, Rng).
+//
+// Inputs are events: Tick(), OnMessage(payload), Propose(), ReadIndex(),
+// ProposeConfChange(). After each input the Node drains Raft's Ready in
+// order (see raft.h): persist snapshot, entries and hard state to the WAL
+// (fsync when Raft says so), then send messages, then apply committed
+// entries, then Advance. Completions are callbacks, run inside the input
+// call that caused them.
+//
+// A failed disk write makes the Node fail-stop (as etcd does on a WAL
+// error): it stops answering until restarted, and never runs on with state
+// it could not persist.
+#ifndef DETCD_ENGINE_SERVER_NODE_H_
+#define DETCD_ENGINE_SERVER_NODE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/env/env.h"
+#include "engine/raft/raft.h"
+#include "engine/raft/storage.h"
+#include "engine/server/state_machine.h"
+#include "engine/wal/wal.h"
+
+namespace detcd::server {
+
+struct NodeOptions {
+  uint64_t id = 0;
+  std::string data_dir = "data";
+  // On an empty data dir: found a new cluster with these voters, or (if
+  // empty) join an existing cluster as a member already added through a
+  // membership change. Ignored once the data dir holds a WAL.
+  std::vector<uint64_t> initial_voters;
+  int election_ticks = 10;
+  int heartbeat_ticks = 1;
+  // Take a snapshot after this many applied entries, keeping this many
+  // entries behind it for followers that lag a little.
+  uint64_t snapshot_count = 10000;
+  uint64_t snapshot_catchup_entries = 5000;
+  // Requests not completed within this many ticks fail with a timeout; the
+  // outcome of such a write is unknown to the client.
+  int request_timeout_ticks = 50;
+  uint64_t max_request_bytes = 1536 * 1024;  // etcd's default 1.5 MiB
+  int max_pending_requests = 10000;
+  raft::Config raft;  // limits; id, storage, rng and ticks are filled in
+  // Planted bugs for the simulator's checker tests; all off in production.
+  struct Bugs {
+    bool ack_before_sync = false;    // send messages before the WAL fsync
+    bool forget_vote_on_restart = false;
+  } bugs;
+
+  absl::Status Validate() const;
+};
+
+// Hooks for the simulator's checkers. Every call happens synchronously at
+// the point the Node does the thing.
+class NodeObserver {
+ public:
+  virtual ~NodeObserver() = default;
+  // A committed entry was applied (normal and conf change entries, and the
+  // empty entries leaders append); called after it took effect.
+  virtual void OnApply(uint64_t node, const raft::Entry& e) {}
+  // A snapshot replaced the state machine.
+  virtual void OnRestore(uint64_t node, const raft::SnapshotMetadata& m) {}
+  // A message is about to leave; `durable` is what the WAL has fsynced.
+  virtual void OnSend(uint64_t node, const raft::Message& m,
+                      const wal::DurableState& durable) {}
+};
+
+// Entry payload of a proposal: varint(proposer) varint(request id) command.
+// The proposer completes its waiter when it applies the entry; every other
+// node just applies the command. Conf changes carry it in their context.
+std::string Envelope(uint64_t proposer, uint64_t request_id,
+                     std::string_view payload);
+bool OpenEnvelope(std::string_view data, uint64_t* proposer,
+                  uint64_t* request_id, std::string_view* payload);
+
+// Errors, with etcd's texts where etcd has one.
+absl::Status ErrNoLeader();       // "etcdserver: no leader"
+absl::Status ErrTimeout();        // "etcdserver: request timed out"
+absl::Status ErrRequestTooLarge();  // "etcdserver: request is too large"
+absl::Status ErrStopped();        // "etcdserver: server stopped"
+absl::Status ErrTooManyRequests();  // "etcdserver: too many requests"
+
+// The Node's Raft storage. When Raft needs a snapshot to send to a
+// follower, it gets a fresh one at the applied index (the state machine's
+// image with the current membership), as etcd's merged snapshot message
+// does: the last snapshot taken for compaction may predate the follower's
+// own addition, and a follower ignores a snapshot whose membership does not
+// include it.
+class NodeStorage final : public raft::MemoryStorage {
+ public:
+  using Fresh = std::function<std::optional<raft::Snapshot>()>;
+  void set_fresh(Fresh f) { fresh_ = std::move(f); }
+  absl::StatusOr<raft::Snapshot> GetSnapshot() const override;
+
+ private:
+  Fresh fresh_;
+};
+
+class Node {
+ public:
+  using ProposeDone = std::function<void(absl::StatusOr<std::string>)>;
+  using ReadDone = std::function<void(absl::Status)>;
+
+  Node(const env::Env& env, NodeOptions opts, StateMachine* sm);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Opens or creates the data dir and recovers state. Must succeed before
+  // any other call.
+  absl::Status Start();
+
+  void Tick();
+  void OnMessage(std::string_view payload);
+  void Propose(std::string command, ProposeDone done);
+  // Completes once a read served from the local state machine right after
+  // the callback is linearizable.
+  void ReadIndex(ReadDone done);
+  void ProposeConfChange(const raft::ConfChange& cc, ProposeDone done);
+  void TransferLeadership(uint64_t transferee);
+  // Compacts now (tests); normally automatic every snapshot_count entries.
+  absl::Status TakeSnapshot();
+
+  void set_observer(NodeObserver* o) { observer_ = o; }
+  uint64_t id() const { return opts_.id; }
+  bool failed() const { return !failure_.ok(); }
+  const absl::Status& failure() const { return failure_; }
+  const raft::Raft& raft() const { return *raft_; }
+  uint64_t applied_index() const { return applied_; }
+  const raft::ConfState& conf_state() const { return conf_state_; }
+  bool is_leader() const {
+    return raft_ && raft_->state() == raft::StateType::kLeader;
+  }
+  uint64_t leader() const { return raft_ ? raft_->lead() : 0; }
+  size_t pending_requests() const {
+    return proposals_.size() + reads_.size() + ready_reads_.size();
+  }
+
+ private:
+  struct Waiter {
+    ProposeDone done;
+    int deadline_tick;
+  };
+  struct ReadWaiter {
+    ReadDone done;
+    int deadline_tick;
+    uint64_t index = 0;  // set once the ReadState arrived
+  };
+
+  bool HasBootstrapped();
+  absl::Status Recover();
+  absl::Status Bootstrap();
+  void ProcessReady();
+  absl::Status Persist(const raft::Ready& rd);
+  void SendMessages(std::vector<raft::Message>& msgs);
+  void ApplyEntries(const std::vector<raft::Entry>& entries);
+  void ApplySnapshot(const raft::Snapshot& snap);
+  void ServeReads();
+  void MaybeSnapshot();
+  void ExpireRequests();
+  void Fail(absl::Status s);
+  void FailAllRequests(const absl::Status& s);
+  std::unique_ptr<raft::Raft> MakeRaft(uint64_t applied);
+
+  env::Env env_;
+  NodeOptions opts_;
+  StateMachine* sm_;
+  NodeObserver* observer_ = nullptr;
+
+  NodeStorage storage_;
+  std::unique_ptr<wal::Wal> wal_;
+  std::unique_ptr<wal::Snapshotter> snapshotter_;
+  std::unique_ptr<raft::Raft> raft_;
+  absl::Status failure_ = absl::OkStatus();
+  bool started_ = false;
+  bool in_ready_ = false;
+
+  uint64_t applied_ = 0;
+  uint64_t snapshot_index_ = 0;
+  raft::ConfState conf_state_;
+  int ticks_ = 0;
+  uint64_t next_request_id_ = 1;
+  std::map<uint64_t, Waiter> proposals_;   // by request id
+  std::map<std::string, ReadWaiter> reads_;  // by ReadIndex context
+  std::multimap<uint64_t, ReadWaiter> ready_reads_;  // by read index
+};
+
+}  // namespace detcd::server
+
+#endif  // DETCD_ENGINE_SERVER_NODE_H_

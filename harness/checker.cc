@@ -1,0 +1,186 @@
+#include "harness/checker.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace detcd::harness {
+namespace {
+
+uint64_t HashBytes(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+}  // namespace
+
+void SafetyChecker::Violation(std::string what) {
+  // Keep the first few: later ones are usually consequences.
+  if (violations_.size() < 20) violations_.push_back(std::move(what));
+}
+
+void SafetyChecker::OnApply(uint64_t node, const raft::Entry& e) {
+  Applied a{true, e.term, HashBytes(e.data), hash_(node)};
+  if (e.index >= global_.size()) global_.resize(e.index + 1);
+  Applied& g = global_[e.index];
+  if (!g.known) {
+    g = a;
+    std::string_view payload;
+    uint64_t proposer = 0, rid = 0;
+    if (e.type == raft::EntryType::kNormal && !e.data.empty() &&
+        server::OpenEnvelope(e.data, &proposer, &rid, &payload)) {
+      index_of_command_.emplace(std::string(payload), e.index);
+    }
+    return;
+  }
+  if (g.term != a.term || g.data_hash != a.data_hash) {
+    Violation(absl::StrCat("state-machine safety: node ", node,
+                           " applied a different entry at index ", e.index,
+                           " (term ", a.term, ", first applied with term ",
+                           g.term, ")"));
+  } else if (g.state_hash != a.state_hash) {
+    Violation(absl::StrCat("state-machine safety: node ", node,
+                           " reached a different state at index ", e.index));
+  }
+}
+
+void SafetyChecker::OnRestore(uint64_t node, const raft::SnapshotMetadata& m) {
+  if (m.index == 0 || m.index >= global_.size() || !global_[m.index].known) {
+    return;  // nothing observed to compare with (e.g. after a restart)
+  }
+  const Applied& g = global_[m.index];
+  if (g.term != m.term) {
+    Violation(absl::StrCat("snapshot at index ", m.index, " on node ", node,
+                           " has term ", m.term, ", applied entry has term ",
+                           g.term));
+  } else if (g.state_hash != hash_(node)) {
+    Violation(absl::StrCat("snapshot restore on node ", node, " at index ",
+                           m.index, " does not reproduce the applied state"));
+  }
+}
+
+void SafetyChecker::OnSend(uint64_t node, const raft::Message& m,
+                           const wal::DurableState& d) {
+  using raft::MessageType;
+  // Pre-vote messages carry a term the sender has not entered; local
+  // forwards carry none.
+  if (m.type != MessageType::kPreVote && m.type != MessageType::kPreVoteResp &&
+      m.term > d.hard_state.term) {
+    Violation(absl::StrCat("ready ordering: node ", node, " sent ",
+                           raft::MessageTypeName(m.type), " at term ", m.term,
+                           " before persisting that term (durable term ",
+                           d.hard_state.term, ")"));
+  }
+  if (m.type == MessageType::kVoteResp && !m.reject &&
+      (d.hard_state.vote != m.to || d.hard_state.term != m.term)) {
+    Violation(absl::StrCat("ready ordering: node ", node, " granted its vote",
+                           " to ", m.to, " in term ", m.term,
+                           " before persisting it"));
+  }
+  if (m.type == MessageType::kVoteResp && !m.reject) {
+    // Figure 2: at most one vote per term, across restarts too.
+    auto [it, fresh] = votes_.emplace(std::make_pair(node, m.term), m.to);
+    if (!fresh && it->second != m.to) {
+      Violation(absl::StrCat("vote safety: node ", node, " voted for ",
+                             it->second, " and for ", m.to, " in term ",
+                             m.term));
+    }
+  }
+  if (m.type == MessageType::kAppResp && !m.reject &&
+      m.index > d.last_index) {
+    Violation(absl::StrCat("ready ordering: node ", node,
+                           " acknowledged index ", m.index,
+                           " but only ", d.last_index, " is durable"));
+  }
+}
+
+void SafetyChecker::AfterEvent(const server::Node& node) {
+  if (node.failed() || !node.is_leader()) return;
+  const uint64_t term = node.raft().term();
+  auto [it, inserted] = leaders_.emplace(term, node.id());
+  if (!inserted && it->second != node.id()) {
+    Violation(absl::StrCat("election safety: nodes ", it->second, " and ",
+                           node.id(), " both led term ", term));
+    return;
+  }
+  uint64_t& last = last_leader_term_[node.id()];
+  if (last != term) {
+    last = term;
+    CheckLeaderCompleteness(node);
+  }
+}
+
+void SafetyChecker::CheckLeaderCompleteness(const server::Node& node) {
+  const raft::RaftLog& log = node.raft().log();
+  const uint64_t first = log.FirstIndex();
+  const uint64_t last = log.LastIndex();
+  for (uint64_t i = global_.size() - 1; i >= 1 && i + 1 > first; --i) {
+    const Applied& g = global_[i];
+    if (!g.known) continue;
+    if (i > last) {
+      Violation(absl::StrCat("leader completeness: leader ", node.id(),
+                             " of term ", node.raft().term(),
+                             " lacks committed index ", i, " (last index ",
+                             last, ")"));
+      return;
+    }
+    auto t = log.Term(i);
+    if (t.ok() && *t != g.term) {
+      Violation(absl::StrCat("leader completeness: leader ", node.id(),
+                             " of term ", node.raft().term(), " has term ",
+                             *t, " at committed index ", i, ", expected ",
+                             g.term));
+      return;
+    }
+  }
+}
+
+void SafetyChecker::CheckLogMatching(
+    const std::vector<const server::Node*>& nodes) {
+  for (size_t a = 0; a < nodes.size(); ++a) {
+    for (size_t b = a + 1; b < nodes.size(); ++b) {
+      const raft::RaftLog& la = nodes[a]->raft().log();
+      const raft::RaftLog& lb = nodes[b]->raft().log();
+      uint64_t lo = std::max(la.FirstIndex(), lb.FirstIndex());
+      uint64_t hi = std::min(la.LastIndex(), lb.LastIndex());
+      bool matched_above = false;
+      for (uint64_t i = hi; i >= lo && i >= 1; --i) {
+        uint64_t ta = la.ZeroTermOnError(i), tb = lb.ZeroTermOnError(i);
+        if (ta == tb) {
+          matched_above = true;
+        } else if (matched_above) {
+          Violation(absl::StrCat("log matching: nodes ", nodes[a]->id(),
+                                 " and ", nodes[b]->id(),
+                                 " agree above index ", i,
+                                 " but differ at it"));
+          break;
+        }
+      }
+    }
+  }
+}
+
+void SafetyChecker::CheckDurability(
+    const std::vector<const server::Node*>& live) {
+  for (const std::string& cmd : acked_) {
+    auto it = index_of_command_.find(cmd);
+    if (it == index_of_command_.end()) {
+      Violation(absl::StrCat("durability: acknowledged write '", cmd,
+                             "' was never applied"));
+      continue;
+    }
+    for (const server::Node* n : live) {
+      if (n->applied_index() < it->second) {
+        Violation(absl::StrCat("durability: node ", n->id(),
+                               " has not applied acknowledged write '", cmd,
+                               "' at index ", it->second));
+      }
+    }
+  }
+}
+
+}  // namespace detcd::harness

@@ -1,0 +1,79 @@
+// Safety checkers that watch a simulated cluster as it runs (LogCabin's
+// RaftConsensusInvariants, TigerBeetle's state_checker): they see every
+// apply, restore and send through NodeObserver, and the cluster calls
+// AfterEvent() for the node that just handled an event.
+//
+// Checked:
+//  - election safety: at most one leader per term, ever, and at most one
+//    vote granted per (node, term), across restarts;
+//  - leader completeness: a new leader's log holds every entry any node has
+//    applied;
+//  - state-machine safety: all nodes apply the same entry at each index and
+//    reach the same state hash there (also after restoring a snapshot);
+//  - Ready ordering: no message leaves before the WAL has fsynced the state
+//    it depends on (term, vote, acknowledged entries);
+//  - log matching (at the end): two logs that agree on (index, term) agree
+//    on everything before it;
+//  - durability (at the end): every acknowledged write is applied, at the
+//    same index, on every live node.
+#ifndef DETCD_HARNESS_CHECKER_H_
+#define DETCD_HARNESS_CHECKER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/raft/raft.h"
+#include "engine/server/node.h"
+
+namespace detcd::harness {
+
+class SafetyChecker : public server::NodeObserver {
+ public:
+  // Returns the state-machine hash of a node (after its latest apply).
+  using HashFn = std::function<uint64_t(uint64_t node)>;
+  explicit SafetyChecker(HashFn hash) : hash_(std::move(hash)) {}
+
+  void OnApply(uint64_t node, const raft::Entry& e) override;
+  void OnRestore(uint64_t node, const raft::SnapshotMetadata& m) override;
+  void OnSend(uint64_t node, const raft::Message& m,
+              const wal::DurableState& durable) override;
+
+  // After node handled an event (tick, message, request, start).
+  void AfterEvent(const server::Node& node);
+  // A client's write was acknowledged; `command` is unique per write.
+  void OnAcknowledged(const std::string& command) { acked_.push_back(command); }
+
+  void CheckLogMatching(const std::vector<const server::Node*>& nodes);
+  void CheckDurability(const std::vector<const server::Node*>& live);
+
+  bool ok() const { return violations_.empty(); }
+  const std::vector<std::string>& violations() const { return violations_; }
+  uint64_t applied_entries() const { return global_.size() - 1; }
+  uint64_t leaders_elected() const { return leaders_.size(); }
+
+ private:
+  struct Applied {
+    bool known = false;
+    uint64_t term = 0;
+    uint64_t data_hash = 0;
+    uint64_t state_hash = 0;
+  };
+  void Violation(std::string what);
+  void CheckLeaderCompleteness(const server::Node& node);
+
+  HashFn hash_;
+  std::vector<Applied> global_{Applied{true, 0, 0, 0}};  // by raft index
+  std::map<std::string, uint64_t> index_of_command_;
+  std::vector<std::string> acked_;
+  std::map<uint64_t, uint64_t> leaders_;  // term -> leader
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> votes_;  // (node, term)
+  std::map<uint64_t, uint64_t> last_leader_term_;  // node -> term it led
+  std::vector<std::string> violations_;
+};
+
+}  // namespace detcd::harness
+
+#endif  // DETCD_HARNESS_CHECKER_H_

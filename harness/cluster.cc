@@ -1,0 +1,345 @@
+#include "harness/cluster.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "engine/util/check.h"
+
+namespace detcd::harness {
+
+Cluster::Cluster(uint64_t seed, const ClusterOptions& opts, Trace* trace)
+    : seed_(seed),
+      opts_(opts),
+      trace_(trace),
+      root_rng_(seed),
+      network_(&world_, root_rng_.Derive("network")),
+      checker_([this](uint64_t id) { return nodes_.at(id).sm->hash(); }) {
+  std::vector<uint64_t> voters;
+  for (int i = 0; i < opts_.nodes; ++i) voters.push_back(next_id_ + i);
+  for (uint64_t id : voters) AddNode(id, voters);
+  for (uint64_t id : voters) StartNode(nodes_.at(id));
+}
+
+Cluster::~Cluster() = default;
+
+void Cluster::AddNode(uint64_t id, std::vector<uint64_t> voters) {
+  next_id_ = std::max(next_id_, id + 1);
+  SimNode& n = nodes_[id];
+  n.id = id;
+  n.disk = std::make_unique<sim::SimDisk>(
+      root_rng_.Derive(absl::StrCat("disk-", id)));
+  n.clock = std::make_unique<sim::SimClock>(&world_);
+  sim::SimDisk* disk = n.disk.get();
+  n.transport = std::make_unique<sim::SimTransport>(
+      &network_, id, [disk] { return disk->pending_latency(); });
+  n.bootstrap_new = !voters.empty();
+  n.initial_voters = std::move(voters);
+}
+
+void Cluster::StartNode(SimNode& n) {
+  DETCD_CHECK(n.node == nullptr);
+  ++n.incarnation;
+  n.rng = std::make_unique<env::SeededRng>(
+      root_rng_.Derive(absl::StrCat("node-", n.id, "-", n.incarnation)));
+  n.sm = std::make_unique<KvStateMachine>();
+  server::NodeOptions o = opts_.node;
+  o.id = n.id;
+  o.initial_voters = n.bootstrap_new ? n.initial_voters
+                                     : std::vector<uint64_t>{};
+  env::Env env;
+  env.clock = n.clock.get();
+  env.disk = n.disk.get();
+  env.transport = n.transport.get();
+  env.rng = n.rng.get();
+  n.node = std::make_unique<server::Node>(env, o, n.sm.get());
+  n.node->set_observer(&checker_);
+  world_.Mix(0x5354415254ULL ^ n.id);
+  if (trace_) trace_->Event(world_.now(), n.id, "start");
+  absl::Status s = n.node->Start();
+  if (!s.ok()) {
+    if (trace_) {
+      trace_->Event(world_.now(), n.id, "start failed", s.ToString());
+    }
+    n.node.reset();
+    return;
+  }
+  const uint64_t id = n.id;
+  network_.Attach(id, [this, id](uint64_t from, std::string payload) {
+    SimNode& t = nodes_.at(id);
+    if (!t.node) return;
+    t.node->OnMessage(payload);
+    After(t);
+  });
+  After(n);
+  ScheduleTick(id, n.incarnation);
+}
+
+void Cluster::ScheduleTick(uint64_t id, uint64_t incarnation) {
+  SimNode& n = nodes_.at(id);
+  // A node's ticks follow its own clock: a fast clock ticks more often.
+  const int64_t drift = n.clock->drift_ppm();
+  const int64_t period =
+      std::max<int64_t>(1, opts_.tick_ns - opts_.tick_ns / 1000 * drift / 1000);
+  world_.After(period, [this, id, incarnation] {
+    SimNode& t = nodes_.at(id);
+    if (!t.node || t.incarnation != incarnation) return;
+    t.node->Tick();
+    After(t);
+    ScheduleTick(id, incarnation);
+  });
+}
+
+void Cluster::After(SimNode& n) {
+  // The disk latency of this event has been charged to the messages it sent.
+  n.disk->TakePendingLatency();
+  server::Node& node = *n.node;
+  if (node.failed()) {
+    // Fail-stop: the process exits, as etcd does on a WAL write error.
+    if (trace_) {
+      trace_->Event(world_.now(), n.id, "fail-stop",
+                    node.failure().ToString());
+    }
+    Crash(n.id);
+    return;
+  }
+  checker_.AfterEvent(node);
+}
+
+std::vector<uint64_t> Cluster::ids() const {
+  std::vector<uint64_t> out;
+  for (const auto& [id, n] : nodes_) out.push_back(id);
+  return out;
+}
+
+bool Cluster::IsUp(uint64_t id) const {
+  auto it = nodes_.find(id);
+  return it != nodes_.end() && it->second.node != nullptr;
+}
+
+server::Node* Cluster::node(uint64_t id) {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? nullptr : it->second.node.get();
+}
+
+sim::SimDisk& Cluster::disk(uint64_t id) { return *nodes_.at(id).disk; }
+sim::SimClock& Cluster::clock(uint64_t id) { return *nodes_.at(id).clock; }
+
+std::vector<uint64_t> Cluster::UpNodes() const {
+  std::vector<uint64_t> out;
+  for (const auto& [id, n] : nodes_) {
+    if (n.node) out.push_back(id);
+  }
+  return out;
+}
+
+uint64_t Cluster::Leader() const {
+  uint64_t best = 0, best_term = 0;
+  for (const auto& [id, n] : nodes_) {
+    if (n.node && n.node->is_leader() && n.node->raft().term() >= best_term) {
+      best = id;
+      best_term = n.node->raft().term();
+    }
+  }
+  return best;
+}
+
+void Cluster::Crash(uint64_t id) {
+  SimNode& n = nodes_.at(id);
+  if (!n.node) return;
+  world_.Mix(0x4352415348ULL ^ id);
+  if (trace_) trace_->Event(world_.now(), id, "crash");
+  // Destroying the Node drops its memory and its pending callbacks; clients
+  // see their requests time out (outcome unknown).
+  n.node.reset();
+  network_.Detach(id);
+  n.disk->Crash();
+  ++n.incarnation;
+}
+
+void Cluster::Restart(uint64_t id) {
+  SimNode& n = nodes_.at(id);
+  if (n.node || n.removed) return;
+  StartNode(n);
+}
+
+void Cluster::ChangeMembership(raft::ConfChange cc,
+                               std::function<void()> on_commit, Then then) {
+  uint64_t leader = Leader();
+  if (leader == 0) {
+    if (then) world_.After(0, [then] { then(false); });
+    return;
+  }
+  if (trace_) {
+    trace_->Event(world_.now(), 0, "conf change",
+                  absl::StrCat(static_cast<int>(cc.type), " node ",
+                               cc.node_id));
+  }
+  // Completion callbacks run inside the node's apply loop: act on them
+  // from a fresh event, never re-entering the node.
+  ProposeConfChange(
+      leader, cc,
+      [this, on_commit = std::move(on_commit),
+       then = std::move(then)](absl::StatusOr<std::string> r) {
+        bool ok = r.ok();
+        world_.After(0, [ok, on_commit, then] {
+          if (ok && on_commit) on_commit();
+          if (then) then(ok);
+        });
+      });
+}
+
+void Cluster::AddMember(bool learner, Then then) {
+  const uint64_t id = next_id_++;
+  raft::ConfChange cc{learner ? raft::ConfChangeType::kAddLearnerNode
+                              : raft::ConfChangeType::kAddNode,
+                      id, ""};
+  ChangeMembership(
+      cc,
+      [this, id] {
+        AddNode(id, {});
+        StartNode(nodes_.at(id));
+      },
+      std::move(then));
+}
+
+void Cluster::PromoteLearner(uint64_t id, Then then) {
+  ChangeMembership({raft::ConfChangeType::kAddNode, id, ""}, nullptr,
+                   std::move(then));
+}
+
+void Cluster::RemoveMember(uint64_t id, Then then) {
+  ChangeMembership(
+      {raft::ConfChangeType::kRemoveNode, id, ""},
+      [this, id] {
+        auto it = nodes_.find(id);
+        if (it == nodes_.end()) return;
+        it->second.removed = true;
+        Crash(id);  // a removed member shuts down
+      },
+      std::move(then));
+}
+
+bool Cluster::ReplaceWiped(uint64_t id) {
+  uint64_t leader = Leader();
+  if (leader == 0 || leader == id) return false;
+  Crash(id);
+  nodes_.at(id).disk->Wipe();
+  nodes_.at(id).removed = true;  // its old identity is gone for good
+  if (trace_) trace_->Event(world_.now(), id, "wipe");
+  RemoveMember(id, [this](bool ok) {
+    if (ok) AddMember(/*learner=*/false);
+  });
+  return true;
+}
+
+void Cluster::TransferLeader(uint64_t to) {
+  uint64_t leader = Leader();
+  if (leader == 0 || leader == to) return;
+  SimNode& n = nodes_.at(leader);
+  if (trace_) {
+    trace_->Event(world_.now(), leader, "transfer leader",
+                  absl::StrCat("to ", to));
+  }
+  n.node->TransferLeadership(to);
+  if (n.node) After(n);
+}
+
+raft::ConfState Cluster::Members() const {
+  uint64_t leader = Leader();
+  if (leader == 0) return {};
+  return nodes_.at(leader).node->conf_state();
+}
+
+bool Cluster::IsRemoved(uint64_t id) const {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() || it->second.removed;
+}
+
+void Cluster::Propose(uint64_t id, std::string cmd,
+                      server::Node::ProposeDone done) {
+  SimNode& n = nodes_.at(id);
+  if (!n.node) return done(server::ErrStopped());
+  n.node->Propose(std::move(cmd), std::move(done));
+  if (n.node) After(n);
+}
+
+void Cluster::ReadIndex(uint64_t id, server::Node::ReadDone done) {
+  SimNode& n = nodes_.at(id);
+  if (!n.node) return done(server::ErrStopped());
+  n.node->ReadIndex(std::move(done));
+  if (n.node) After(n);
+}
+
+void Cluster::ProposeConfChange(uint64_t id, const raft::ConfChange& cc,
+                                server::Node::ProposeDone done) {
+  SimNode& n = nodes_.at(id);
+  if (!n.node) return done(server::ErrStopped());
+  n.node->ProposeConfChange(cc, std::move(done));
+  if (n.node) After(n);
+}
+
+bool Cluster::Converged() const {
+  uint64_t leader = Leader();
+  if (leader == 0) return false;
+  const server::Node& l = *nodes_.at(leader).node;
+  const raft::RaftLog& log = l.raft().log();
+  if (log.committed() != log.LastIndex()) return false;
+  const raft::ConfState& cs = l.conf_state();
+  auto member = [&](uint64_t id) {
+    return std::binary_search(cs.voters.begin(), cs.voters.end(), id) ||
+           std::binary_search(cs.learners.begin(), cs.learners.end(), id);
+  };
+  for (const auto& [id, n] : nodes_) {
+    if (!member(id)) continue;
+    if (!n.node) return false;  // a member still down
+    if (n.node->applied_index() != log.committed()) return false;
+    if (n.node->leader() != leader) return false;
+  }
+  return true;
+}
+
+void Cluster::Reconcile() {
+  raft::ConfState cs = Members();
+  std::vector<uint64_t> members = cs.voters;
+  members.insert(members.end(), cs.learners.begin(), cs.learners.end());
+  for (uint64_t id : members) {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end()) {
+      AddNode(id, {});
+      StartNode(nodes_.at(id));
+    } else if (it->second.removed) {
+      if (!it->second.node) RemoveMember(id);
+    } else if (!it->second.node) {
+      StartNode(it->second);
+    }
+  }
+  // Nodes that are down and not members (e.g. crashed before they learned
+  // of their own addition) are restarted too: they may still be needed.
+  for (auto& [id, n] : nodes_) {
+    if (!n.node && !n.removed) StartNode(n);
+  }
+}
+
+void Cluster::FinalChecks() {
+  std::vector<const server::Node*> live;
+  for (const auto& [id, n] : nodes_) {
+    if (n.node) live.push_back(n.node.get());
+  }
+  checker_.CheckLogMatching(live);
+  // Only current members must hold every acknowledged write.
+  uint64_t leader = Leader();
+  std::vector<const server::Node*> members;
+  if (leader != 0) {
+    const raft::ConfState& cs = nodes_.at(leader).node->conf_state();
+    for (const server::Node* n : live) {
+      if (std::binary_search(cs.voters.begin(), cs.voters.end(), n->id()) ||
+          std::binary_search(cs.learners.begin(), cs.learners.end(),
+                             n->id())) {
+        members.push_back(n);
+      }
+    }
+  }
+  checker_.CheckDurability(members);
+}
+
+}  // namespace detcd::harness

@@ -1,0 +1,136 @@
+// A simulated cluster: N Nodes, each with its own SimDisk, SimClock, Rng
+// stream and network inbox, in one World. The cluster drives ticks, carries
+// client requests to nodes, injects faults (crash, restart, wipe, partition,
+// clock skew, disk faults) and wires every node to the SafetyChecker.
+//
+// Everything random is drawn from streams derived from the run's seed, so
+// (seed, options) determines the whole run.
+#ifndef DETCD_HARNESS_CLUSTER_H_
+#define DETCD_HARNESS_CLUSTER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/env/env.h"
+#include "engine/server/node.h"
+#include "harness/checker.h"
+#include "harness/kv_state_machine.h"
+#include "harness/trace.h"
+#include "sim/sim_clock.h"
+#include "sim/sim_disk.h"
+#include "sim/sim_network.h"
+#include "sim/world.h"
+
+namespace detcd::harness {
+
+struct ClusterOptions {
+  int nodes = 3;
+  int64_t tick_ns = 10 * sim::kMillisecond;  // heartbeat interval
+  server::NodeOptions node;  // template; id and voters are set per node
+};
+
+class Cluster {
+ public:
+  Cluster(uint64_t seed, const ClusterOptions& opts, Trace* trace);
+  ~Cluster();
+
+  sim::World& world() { return world_; }
+  sim::SimNetwork& network() { return network_; }
+  SafetyChecker& checker() { return checker_; }
+  Trace* trace() { return trace_; }
+  const ClusterOptions& options() const { return opts_; }
+  // The stream for a named purpose (scenario faults, workload, ...).
+  env::SeededRng DeriveRng(std::string_view stream) const {
+    return root_rng_.Derive(stream);
+  }
+
+  std::vector<uint64_t> ids() const;
+  bool IsUp(uint64_t id) const;
+  server::Node* node(uint64_t id);  // nullptr if down
+  sim::SimDisk& disk(uint64_t id);
+  sim::SimClock& clock(uint64_t id);
+  std::vector<uint64_t> UpNodes() const;
+  // The node that believes it leads in the highest term, or 0.
+  uint64_t Leader() const;
+
+  // Faults.
+  void Crash(uint64_t id);   // lose memory and unsynced disk data
+  void Restart(uint64_t id);  // start again from the disk
+  // Lose the whole data dir: the member is removed from the cluster and a
+  // fresh member with a new id takes its place (an operator's procedure;
+  // a member never rejoins under its old id without its log). Returns false
+  // if there is no leader to make the change.
+  bool ReplaceWiped(uint64_t id);
+
+  // Membership changes through the leader. Each completes asynchronously;
+  // `then` (optional) runs in a fresh event with the outcome.
+  using Then = std::function<void(bool ok)>;
+  // Adds a new member (learner or voter) with a fresh id and starts it on
+  // an empty disk once the change is committed.
+  void AddMember(bool learner, Then then = nullptr);
+  void PromoteLearner(uint64_t id, Then then = nullptr);
+  // Removes a member; once committed its process is stopped for good.
+  void RemoveMember(uint64_t id, Then then = nullptr);
+  void TransferLeader(uint64_t to);
+  // Current members as the leader sees them (empty if no leader).
+  raft::ConfState Members() const;
+  bool IsRemoved(uint64_t id) const;
+
+  // Client requests, routed to a node.
+  void Propose(uint64_t id, std::string cmd, server::Node::ProposeDone done);
+  void ReadIndex(uint64_t id, server::Node::ReadDone done);
+  void ProposeConfChange(uint64_t id, const raft::ConfChange& cc,
+                         server::Node::ProposeDone done);
+
+  // Liveness: true once a leader exists, every up node is started and has
+  // applied everything the leader committed, and nothing is pending.
+  bool Converged() const;
+
+  // Liveness phase: restart members that are down, start members whose
+  // addition committed without their process being started, and finish
+  // removing members whose data is gone.
+  void Reconcile();
+
+  // End-of-run checks.
+  void FinalChecks();
+
+ private:
+  struct SimNode {
+    uint64_t id = 0;
+    std::unique_ptr<sim::SimDisk> disk;
+    std::unique_ptr<sim::SimClock> clock;
+    std::unique_ptr<sim::SimTransport> transport;
+    std::unique_ptr<env::SeededRng> rng;
+    std::unique_ptr<KvStateMachine> sm;
+    std::unique_ptr<server::Node> node;
+    uint64_t incarnation = 0;
+    bool bootstrap_new = true;
+    bool removed = false;  // removed from the cluster: never restarted
+    std::vector<uint64_t> initial_voters;
+  };
+
+  void AddNode(uint64_t id, std::vector<uint64_t> voters);
+  void StartNode(SimNode& n);
+  void ScheduleTick(uint64_t id, uint64_t incarnation);
+  void After(SimNode& n);  // post-event checks
+  void ChangeMembership(raft::ConfChange cc, std::function<void()> on_commit,
+                        Then then);
+
+  uint64_t seed_;
+  ClusterOptions opts_;
+  Trace* trace_;
+  env::SeededRng root_rng_;
+  sim::World world_;
+  sim::SimNetwork network_;
+  SafetyChecker checker_;
+  std::map<uint64_t, SimNode> nodes_;
+  uint64_t next_id_ = 1;
+};
+
+}  // namespace detcd::harness
+
+#endif  // DETCD_HARNESS_CLUSTER_H_

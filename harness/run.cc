@@ -1,0 +1,168 @@
+#include "harness/run.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "harness/cluster.h"
+#include "scenarios/scenario.h"
+
+namespace detcd::harness {
+
+const std::vector<std::pair<std::string, std::string>>& PlantedBugs() {
+  static const auto* bugs = new std::vector<std::pair<std::string, std::string>>{
+      {"ack-before-sync",
+       "a node sends its messages (append acks, votes) before the WAL fsync"},
+      {"forget-vote", "a node forgets its vote when it restarts"},
+      {"commit-old-term",
+       "a leader commits an old-term entry by counting replicas (Raft 5.4.2)"},
+  };
+  return *bugs;
+}
+
+std::string ResolveScenario(const RunOptions& o) {
+  if (o.scenario != "all") return o.scenario;
+  const auto& cat = scenarios::Catalog();
+  return cat[o.seed % cat.size()].name;
+}
+
+std::string ReplayCommand(const RunOptions& o) {
+  std::string cmd = absl::StrCat("detcd-sim --seed ", o.seed, " --scenario ",
+                                 ResolveScenario(o), " --nodes ", o.nodes,
+                                 " --ops ", o.ops);
+  if (o.clients != RunOptions().clients) {
+    absl::StrAppend(&cmd, " --clients ", o.clients);
+  }
+  if (!o.bug.empty()) absl::StrAppend(&cmd, " --bug ", o.bug);
+  return cmd;
+}
+
+RunResult RunOne(const RunOptions& o, Trace* trace) {
+  RunResult res;
+  res.scenario = ResolveScenario(o);
+  const scenarios::Scenario* scenario = scenarios::Find(res.scenario);
+  if (scenario == nullptr) {
+    res.failures.push_back("unknown scenario " + res.scenario);
+    return res;
+  }
+  env::SeededRng root(o.seed);
+  env::SeededRng scenario_rng = root.Derive("scenario");
+
+  ClusterOptions copts;
+  copts.nodes = o.nodes;
+  copts.node.election_ticks = 10;
+  copts.node.heartbeat_ticks = 1;
+  copts.node.request_timeout_ticks = 100;
+  copts.node.snapshot_count = 1000;
+  copts.node.snapshot_catchup_entries = 100;
+  copts.node.raft.max_inflight_msgs = 64;
+  if (o.bug == "ack-before-sync") copts.node.bugs.ack_before_sync = true;
+  if (o.bug == "forget-vote") copts.node.bugs.forget_vote_on_restart = true;
+  if (o.bug == "commit-old-term") {
+    copts.node.raft.bugs.commit_old_term_by_count = true;
+  }
+  res.params.push_back(absl::StrCat("seed=", o.seed));
+  res.params.push_back(absl::StrCat("scenario=", res.scenario));
+  res.params.push_back(absl::StrCat("nodes=", o.nodes));
+  res.params.push_back(absl::StrCat("ops=", o.ops));
+  res.params.push_back(absl::StrCat("clients=", o.clients));
+  if (!o.bug.empty()) res.params.push_back("bug=" + o.bug);
+  scenario->configure(copts, scenario_rng, &res.params);
+
+  Cluster cluster(o.seed, copts, trace);
+  const int64_t fault_end = o.fault_phase_ns;
+  scenarios::ScenarioContext ctx(&cluster, scenario_rng, fault_end,
+                                 &res.params);
+  scenario->setup(ctx);
+
+  WorkloadOptions wopts;
+  wopts.clients = o.clients;
+  wopts.ops = o.ops;
+  // Spread the operations over the fault phase.
+  wopts.max_think_ns = std::max<int64_t>(
+      sim::kMillisecond,
+      2 * o.fault_phase_ns / std::max(1, o.ops / std::max(1, o.clients)));
+  res.params.push_back(absl::StrCat("think_max_ms=",
+                                    wopts.max_think_ns / sim::kMillisecond));
+  Workload workload(&cluster, cluster.DeriveRng("workload"), wopts);
+  workload.Start();
+
+  sim::World& world = cluster.world();
+  bool livelocked = false;
+  // Runs up to `limit` in short steps, stopping at the event budget.
+  // A safety violation ends the run at once: what follows it is noise, and
+  // the replay stops right where things went wrong.
+  auto stop = [&] { return livelocked || !cluster.checker().ok(); };
+  auto run_until = [&](int64_t limit) {
+    while (world.now() < limit && !stop()) {
+      world.RunUntil(std::min(limit, world.now() + 50 * sim::kMillisecond));
+      livelocked = world.events_run() > o.max_events;
+    }
+  };
+  // Fault phase.
+  run_until(fault_end);
+  if (trace) trace->Event(world.now(), 0, "faults stop");
+
+  // Liveness phase: no more faults; everything must converge.
+  cluster.network().HealAll();
+  cluster.network().set_options(sim::NetworkOptions());
+  for (uint64_t id : cluster.ids()) {
+    cluster.disk(id).set_faults(sim::DiskFaults());
+    cluster.disk(id).set_capacity_bytes(0);
+  }
+  const int64_t deadline = world.now() + o.liveness_bound_ns;
+  int64_t next_reconcile = world.now();
+  bool converged = false;
+  while (world.now() < deadline && !stop()) {
+    if (world.now() >= next_reconcile) {
+      cluster.Reconcile();
+      next_reconcile = world.now() + sim::kSecond;
+    }
+    run_until(world.now() + 50 * sim::kMillisecond);
+    if (workload.done() && cluster.Converged()) {
+      converged = true;
+      break;
+    }
+  }
+  if (livelocked) {
+    res.failures.push_back(absl::StrCat(
+        "liveness: livelock, more than ", o.max_events, " events by ",
+        static_cast<double>(world.now()) / sim::kSecond,
+        " s simulated (a message storm that never converges)"));
+  } else if (!converged && cluster.checker().ok()) {
+    std::string why = absl::StrCat("liveness: no convergence within ",
+                                   o.liveness_bound_ns / sim::kSecond,
+                                   " s after faults stopped (leader ",
+                                   cluster.Leader(), ", ops done ",
+                                   workload.done() ? "yes" : "no", "; applied:");
+    for (uint64_t id : cluster.ids()) {
+      server::Node* n = cluster.node(id);
+      absl::StrAppend(&why, " ", id, "=",
+                      n ? absl::StrCat(n->applied_index(), "/",
+                                       n->raft().log().committed())
+                        : (cluster.IsRemoved(id) ? "removed" : "down"));
+    }
+    res.failures.push_back(why + ")");
+  }
+  cluster.FinalChecks();
+  for (const std::string& v : cluster.checker().violations()) {
+    res.failures.push_back(v);
+  }
+  // Fold the final state into the hash.
+  for (uint64_t id : cluster.ids()) {
+    if (server::Node* n = cluster.node(id)) {
+      world.Mix(id);
+      world.Mix(n->applied_index());
+      world.Mix(n->raft().term());
+    }
+  }
+  res.trace_hash = world.trace_hash();
+  res.sim_seconds = static_cast<double>(world.now()) / sim::kSecond;
+  res.events = world.events_run();
+  res.ops = workload.stats();
+  res.applied = cluster.checker().applied_entries();
+  res.leaders = cluster.checker().leaders_elected();
+  res.ok = res.failures.empty();
+  return res;
+}
+
+}  // namespace detcd::harness

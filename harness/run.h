@@ -1,0 +1,54 @@
+// One simulated run: (seed, scenario, nodes, ops, planted bug) -> result.
+// A fault phase with the scenario's faults and the client workload, then a
+// liveness phase without faults in which the cluster must converge within a
+// bound, then the end-of-run checks.
+#ifndef DETCD_HARNESS_RUN_H_
+#define DETCD_HARNESS_RUN_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "harness/trace.h"
+#include "harness/workload.h"
+
+namespace detcd::harness {
+
+struct RunOptions {
+  uint64_t seed = 1;
+  std::string scenario = "swarm";  // "all": chosen from the catalog by seed
+  int nodes = 3;
+  int ops = 500;
+  int clients = 5;
+  std::string bug;  // planted bug, see PlantedBugs()
+  int64_t fault_phase_ns = 10 * sim::kSecond;
+  int64_t liveness_bound_ns = 60 * sim::kSecond;
+  // A run that needs more events than this is livelocked (e.g. a message
+  // storm between two nodes that never converge): a liveness failure, not a
+  // hang. Normal runs use a few thousand events per simulated second.
+  uint64_t max_events = 5'000'000;
+};
+
+struct RunResult {
+  bool ok = false;
+  std::string scenario;  // resolved name
+  std::vector<std::string> params;  // every derived parameter
+  std::vector<std::string> failures;
+  uint64_t trace_hash = 0;
+  double sim_seconds = 0;
+  uint64_t events = 0;
+  Workload::Stats ops;
+  uint64_t applied = 0;
+  uint64_t leaders = 0;
+};
+
+// Names of the bugs that --bug can plant, with what each breaks.
+const std::vector<std::pair<std::string, std::string>>& PlantedBugs();
+std::string ResolveScenario(const RunOptions& o);
+RunResult RunOne(const RunOptions& o, Trace* trace);
+// The command line that replays this run bit for bit.
+std::string ReplayCommand(const RunOptions& o);
+
+}  // namespace detcd::harness
+
+#endif  // DETCD_HARNESS_RUN_H_

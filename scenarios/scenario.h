@@ -1,0 +1,96 @@
+// Named fault schedules (the catalog; one file per scenario). A scenario
+// may adjust the cluster's options before it is built (Configure) and
+// schedules its faults during the fault phase (Setup). Every random choice
+// comes from the scenario's own stream, and every derived parameter is
+// recorded with Param() so the run can print it at the start.
+#ifndef DETCD_SCENARIOS_SCENARIO_H_
+#define DETCD_SCENARIOS_SCENARIO_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/env/env.h"
+#include "harness/cluster.h"
+#include "harness/trace.h"
+
+namespace detcd::scenarios {
+
+class ScenarioContext {
+ public:
+  ScenarioContext(harness::Cluster* cluster, env::SeededRng rng,
+                  int64_t fault_end_ns, std::vector<std::string>* params)
+      : cluster_(cluster), rng_(rng), fault_end_ns_(fault_end_ns),
+        params_(params) {}
+
+  harness::Cluster& cluster() { return *cluster_; }
+  env::Rng& rng() { return rng_; }
+  int64_t fault_end_ns() const { return fault_end_ns_; }
+  int64_t now() const { return cluster_->world().now(); }
+
+  template <typename T>
+  void Param(std::string_view name, const T& value) {
+    params_->push_back(absl::StrCat(std::string(name), "=", value));
+  }
+  // Runs fn at random intervals in [min_ns, max_ns] until the fault phase
+  // ends.
+  void Every(int64_t min_ns, int64_t max_ns, std::function<void()> fn);
+  // Runs fn once after delay (if still within the fault phase, unless
+  // `always`).
+  void After(int64_t delay_ns, std::function<void()> fn, bool always = false);
+  // A random node id that is up (0 if none).
+  uint64_t RandomUpNode();
+  uint64_t RandomNode();
+
+ private:
+  harness::Cluster* cluster_;
+  env::SeededRng rng_;
+  int64_t fault_end_ns_;
+  std::vector<std::string>* params_;
+};
+
+struct Scenario {
+  const char* name;
+  const char* description;
+  // Called with the scenario's rng before the cluster exists.
+  void (*configure)(harness::ClusterOptions& opts, env::Rng& rng,
+                    std::vector<std::string>* params);
+  void (*setup)(ScenarioContext& ctx);
+};
+
+const std::vector<Scenario>& Catalog();
+const Scenario* Find(std::string_view name);
+
+// One registration per file.
+Scenario SteadyScenario();
+Scenario LeaderCrashScenario();
+Scenario PartitionHealScenario();
+Scenario AsymmetricPartitionScenario();
+Scenario FlakyNetworkScenario();
+Scenario CrashRestartLoopScenario();
+Scenario DiskFaultsScenario();
+Scenario DiskFullScenario();
+Scenario ClockSkewScenario();
+Scenario SnapshotCatchUpScenario();
+Scenario MembershipChangeScenario();
+Scenario ElectionChurnScenario();
+Scenario SwarmScenario();
+
+// Building blocks shared by scenarios (and the swarm).
+void AddLeaderCrashes(ScenarioContext& ctx);
+void AddPartitions(ScenarioContext& ctx, bool asymmetric);
+void AddFlakyNetwork(ScenarioContext& ctx);
+void AddCrashRestarts(ScenarioContext& ctx);
+void AddDiskFaults(ScenarioContext& ctx);
+void AddDiskFull(ScenarioContext& ctx);
+void AddClockSkew(ScenarioContext& ctx);
+void AddIsolation(ScenarioContext& ctx);
+void AddMembershipChanges(ScenarioContext& ctx);
+void AddLeaderTransfers(ScenarioContext& ctx);
+void AddElectionChurn(ScenarioContext& ctx);
+
+}  // namespace detcd::scenarios
+
+#endif  // DETCD_SCENARIOS_SCENARIO_H_

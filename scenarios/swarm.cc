@@ -1,0 +1,51 @@
+// Scenario "swarm": every seed picks its own random mix of faults
+// (swarm testing: a run with fewer fault kinds explores each one deeper).
+#include "scenarios/scenario.h"
+
+namespace detcd::scenarios {
+namespace {
+
+void Configure(harness::ClusterOptions& opts, env::Rng& rng,
+               std::vector<std::string>* params) {
+  if (rng.Chance(0.5)) {
+    opts.node.snapshot_count = 20 + rng.Uniform(200);
+    opts.node.snapshot_catchup_entries = 5 + rng.Uniform(50);
+    params->push_back(absl::StrCat("snapshot_count=", opts.node.snapshot_count));
+  }
+}
+
+void Setup(ScenarioContext& ctx) {
+  struct Fault {
+    const char* name;
+    void (*add)(ScenarioContext&);
+  };
+  static const Fault kFaults[] = {
+      {"leader-crash", AddLeaderCrashes},
+      {"partition", [](ScenarioContext& c) { AddPartitions(c, false); }},
+      {"one-way", [](ScenarioContext& c) { AddPartitions(c, true); }},
+      {"flaky-network", AddFlakyNetwork},
+      {"crash-restart", AddCrashRestarts},
+      {"disk-faults", AddDiskFaults},
+      {"disk-full", AddDiskFull},
+      {"clock-skew", AddClockSkew},
+      {"isolation", AddIsolation},
+      {"membership", AddMembershipChanges},
+      {"transfer", AddLeaderTransfers},
+      {"election-churn", AddElectionChurn},
+  };
+  std::string chosen;
+  for (const Fault& f : kFaults) {
+    if (!ctx.rng().Chance(0.4)) continue;
+    f.add(ctx);
+    absl::StrAppend(&chosen, chosen.empty() ? "" : ",", f.name);
+  }
+  ctx.Param("swarm", chosen.empty() ? "none" : chosen);
+}
+
+}  // namespace
+
+Scenario SwarmScenario() {
+  return {"swarm", "a random mix of faults chosen per seed", Configure, Setup};
+}
+
+}  // namespace detcd::scenarios

@@ -1,0 +1,57 @@
+#include "sim/sim_network.h"
+
+#include <algorithm>
+
+namespace detcd::sim {
+
+void SimNetwork::Partition(const std::vector<uint64_t>& a,
+                           const std::vector<uint64_t>& b) {
+  for (uint64_t x : a) {
+    for (uint64_t y : b) CutBoth(x, y);
+  }
+}
+
+void SimNetwork::Send(uint64_t from, uint64_t to, std::string payload,
+                      int64_t extra_delay_ns) {
+  ++stats_.sent;
+  if (IsCut(from, to)) {
+    ++stats_.cut;
+    return;
+  }
+  if (rng_.Chance(opts_.loss)) {
+    ++stats_.lost;
+    return;
+  }
+  if (rng_.Chance(opts_.duplicate)) {
+    ++stats_.duplicated;
+    Schedule(from, to, payload, extra_delay_ns);
+  }
+  Schedule(from, to, std::move(payload), extra_delay_ns);
+}
+
+void SimNetwork::Schedule(uint64_t from, uint64_t to, std::string payload,
+                          int64_t extra_delay_ns) {
+  int64_t latency = extra_delay_ns + rng_.Range(opts_.min_latency_ns,
+                               std::max(opts_.min_latency_ns,
+                                        opts_.max_latency_ns));
+  if (rng_.Chance(opts_.reorder)) {
+    latency += rng_.Range(0, opts_.reorder_delay_ns);
+  }
+  int64_t when = world_->now() + latency;
+  auto clog = clogged_.find({from, to});
+  if (clog != clogged_.end() && clog->second > when) when = clog->second;
+  world_->At(when, [this, from, to, p = std::move(payload)]() mutable {
+    auto it = inbox_.find(to);
+    if (it == inbox_.end()) {
+      ++stats_.to_down_node;
+      return;
+    }
+    ++stats_.delivered;
+    world_->Mix(from);
+    world_->Mix(to);
+    world_->Mix(p.size());
+    it->second(from, std::move(p));
+  });
+}
+
+}  // namespace detcd::sim
