@@ -12,6 +12,7 @@ Cluster::Cluster(uint64_t seed, const ClusterOptions& opts, Trace* trace)
       opts_(opts),
       trace_(trace),
       root_rng_(seed),
+      fault_rng_(root_rng_.Derive("cluster-faults")),
       network_(&world_, root_rng_.Derive("network")),
       checker_([this](uint64_t id) { return nodes_.at(id).sm->hash(); }) {
   std::vector<uint64_t> voters;
@@ -103,6 +104,24 @@ void Cluster::After(SimNode& n) {
     return;
   }
   checker_.AfterEvent(node);
+  const uint64_t syncs = n.disk->syncs();
+  const bool synced = syncs != n.syncs_seen;
+  n.syncs_seen = syncs;
+  if (synced && opts_.crash_after_sync_probability > 0 &&
+      fault_rng_.Chance(opts_.crash_after_sync_probability)) {
+    const uint64_t id = n.id;
+    const int64_t restart = fault_rng_.Range(
+        sim::kMillisecond,
+        std::max<int64_t>(sim::kMillisecond,
+                          opts_.crash_after_sync_restart_max_ns));
+    // From a fresh event: the node's call stack is still unwinding.
+    world_.After(0, [this, id, restart] {
+      if (!IsUp(id)) return;
+      if (trace_) trace_->Event(world_.now(), id, "power cut after fsync");
+      Crash(id);
+      world_.After(restart, [this, id] { Restart(id); });
+    });
+  }
 }
 
 std::vector<uint64_t> Cluster::ids() const {

@@ -31,6 +31,12 @@ struct ClusterOptions {
   int nodes = 3;
   int64_t tick_ns = 10 * sim::kMillisecond;  // heartbeat interval
   server::NodeOptions node;  // template; id and voters are set per node
+  // Power cut right after a node fsynced something (a vote, entries): the
+  // node crashes at the end of that event with this probability and
+  // restarts 1..restart_max_ns later. Exercises exactly the window between
+  // persisting and acting on it.
+  double crash_after_sync_probability = 0;
+  int64_t crash_after_sync_restart_max_ns = 50 * sim::kMillisecond;
 };
 
 class Cluster {
@@ -43,6 +49,9 @@ class Cluster {
   SafetyChecker& checker() { return checker_; }
   Trace* trace() { return trace_; }
   const ClusterOptions& options() const { return opts_; }
+  void set_crash_after_sync_probability(double p) {
+    opts_.crash_after_sync_probability = p;
+  }
   // The stream for a named purpose (scenario faults, workload, ...).
   env::SeededRng DeriveRng(std::string_view stream) const {
     return root_rng_.Derive(stream);
@@ -108,6 +117,7 @@ class Cluster {
     std::unique_ptr<KvStateMachine> sm;
     std::unique_ptr<server::Node> node;
     uint64_t incarnation = 0;
+    uint64_t syncs_seen = 0;
     bool bootstrap_new = true;
     bool removed = false;  // removed from the cluster: never restarted
     std::vector<uint64_t> initial_voters;
@@ -124,6 +134,7 @@ class Cluster {
   ClusterOptions opts_;
   Trace* trace_;
   env::SeededRng root_rng_;
+  env::SeededRng fault_rng_;
   sim::World world_;
   sim::SimNetwork network_;
   SafetyChecker checker_;
