@@ -240,13 +240,25 @@ void Cluster::RemoveMember(uint64_t id, Then then) {
 
 bool Cluster::ReplaceWiped(uint64_t id) {
   uint64_t leader = Leader();
-  if (leader == 0 || leader == id) return false;
+  if (leader == 0 || leader == id || replacing_) return false;
+  // Losing a second disk while a wiped voter is still in the membership
+  // could destroy a quorum's data for good: no scenario may do that, as no
+  // operator would. One replacement at a time.
+  raft::ConfState cs = Members();
+  for (uint64_t v : cs.voters) {
+    if (IsRemoved(v)) return false;
+  }
+  replacing_ = true;
   Crash(id);
   nodes_.at(id).disk->Wipe();
   nodes_.at(id).removed = true;  // its old identity is gone for good
   if (trace_) trace_->Event(world_.now(), id, "wipe");
   RemoveMember(id, [this](bool ok) {
-    if (ok) AddMember(/*learner=*/false);
+    if (!ok) {
+      replacing_ = false;  // still a voter: the check above holds off
+      return;
+    }
+    AddMember(/*learner=*/false, [this](bool) { replacing_ = false; });
   });
   return true;
 }

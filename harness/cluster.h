@@ -140,6 +140,7 @@ class Cluster {
   SafetyChecker checker_;
   std::map<uint64_t, SimNode> nodes_;
   uint64_t next_id_ = 1;
+  bool replacing_ = false;  // a wiped member is being replaced
 };
 
 }  // namespace detcd::harness
