@@ -107,21 +107,28 @@ void Cluster::After(SimNode& n) {
   const uint64_t syncs = n.disk->syncs();
   const bool synced = syncs != n.syncs_seen;
   n.syncs_seen = syncs;
+  const bool elected = node.is_leader() && !n.was_leader;
+  n.was_leader = node.is_leader();
   if (synced && opts_.crash_after_sync_probability > 0 &&
       fault_rng_.Chance(opts_.crash_after_sync_probability)) {
-    const uint64_t id = n.id;
-    const int64_t restart = fault_rng_.Range(
-        sim::kMillisecond,
-        std::max<int64_t>(sim::kMillisecond,
-                          opts_.crash_after_sync_restart_max_ns));
-    // From a fresh event: the node's call stack is still unwinding.
-    world_.After(0, [this, id, restart] {
-      if (!IsUp(id)) return;
-      if (trace_) trace_->Event(world_.now(), id, "power cut after fsync");
-      Crash(id);
-      world_.After(restart, [this, id] { Restart(id); });
-    });
+    CrashSoon(n.id, "power cut after fsync");
+  } else if (elected && opts_.crash_after_election_probability > 0 &&
+             fault_rng_.Chance(opts_.crash_after_election_probability)) {
+    CrashSoon(n.id, "crash right after election");
   }
+}
+
+void Cluster::CrashSoon(uint64_t id, const char* why) {
+  const int64_t restart = fault_rng_.Range(
+      sim::kMillisecond, std::max<int64_t>(sim::kMillisecond,
+                                           opts_.crash_after_sync_restart_max_ns));
+  // From a fresh event: the node's call stack is still unwinding.
+  world_.After(0, [this, id, restart, why] {
+    if (!IsUp(id)) return;
+    if (trace_) trace_->Event(world_.now(), id, why);
+    Crash(id);
+    world_.After(restart, [this, id] { Restart(id); });
+  });
 }
 
 std::vector<uint64_t> Cluster::ids() const {

@@ -37,6 +37,9 @@ struct ClusterOptions {
   // persisting and acting on it.
   double crash_after_sync_probability = 0;
   int64_t crash_after_sync_restart_max_ns = 50 * sim::kMillisecond;
+  // A node that has just won an election crashes at the end of that event
+  // with this probability (its new term's first entry reaches nobody).
+  double crash_after_election_probability = 0;
 };
 
 class Cluster {
@@ -49,8 +52,10 @@ class Cluster {
   SafetyChecker& checker() { return checker_; }
   Trace* trace() { return trace_; }
   const ClusterOptions& options() const { return opts_; }
-  void set_crash_after_sync_probability(double p) {
-    opts_.crash_after_sync_probability = p;
+  // The liveness phase turns these faults off.
+  void StopInjectedCrashes() {
+    opts_.crash_after_sync_probability = 0;
+    opts_.crash_after_election_probability = 0;
   }
   // The stream for a named purpose (scenario faults, workload, ...).
   env::SeededRng DeriveRng(std::string_view stream) const {
@@ -118,6 +123,7 @@ class Cluster {
     std::unique_ptr<server::Node> node;
     uint64_t incarnation = 0;
     uint64_t syncs_seen = 0;
+    bool was_leader = false;
     bool bootstrap_new = true;
     bool removed = false;  // removed from the cluster: never restarted
     std::vector<uint64_t> initial_voters;
@@ -126,7 +132,8 @@ class Cluster {
   void AddNode(uint64_t id, std::vector<uint64_t> voters);
   void StartNode(SimNode& n);
   void ScheduleTick(uint64_t id, uint64_t incarnation);
-  void After(SimNode& n);  // post-event checks
+  void After(SimNode& n);  // post-event checks and injected crashes
+  void CrashSoon(uint64_t id, const char* why);  // crash, restart later
   void ChangeMembership(raft::ConfChange cc, std::function<void()> on_commit,
                         Then then);
 

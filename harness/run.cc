@@ -104,7 +104,7 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
 
   // Liveness phase: no more faults; everything must converge.
   cluster.network().HealAll();
-  cluster.set_crash_after_sync_probability(0);
+  cluster.StopInjectedCrashes();
   cluster.network().set_options(sim::NetworkOptions());
   for (uint64_t id : cluster.ids()) {
     cluster.disk(id).set_faults(sim::DiskFaults());

@@ -13,6 +13,9 @@ void Configure(harness::ClusterOptions& opts, env::Rng& rng,
   opts.node.raft.max_size_per_msg = 32 + rng.Uniform(480);
   opts.node.raft.max_inflight_msgs = 1 + static_cast<int>(rng.Uniform(4));
   opts.crash_after_sync_probability = 0.002 + rng.UniformDouble() * 0.03;
+  opts.crash_after_election_probability = rng.UniformDouble() * 0.5;
+  params->push_back(absl::StrCat("crash_after_election=",
+                                 opts.crash_after_election_probability));
   params->push_back(absl::StrCat("crash_after_sync=",
                                  opts.crash_after_sync_probability));
   params->push_back(
