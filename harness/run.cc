@@ -66,7 +66,9 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   res.params.push_back(absl::StrCat("ops=", o.ops));
   res.params.push_back(absl::StrCat("clients=", o.clients));
   if (!o.bug.empty()) res.params.push_back("bug=" + o.bug);
-  scenario->configure(copts, scenario_rng, &res.params);
+  if (scenario->configure) {
+    scenario->configure(copts, scenario_rng, &res.params);
+  }
 
   Cluster cluster(o.seed, copts, trace);
   const int64_t fault_end = o.fault_phase_ns;

@@ -29,13 +29,48 @@ uint64_t ScenarioContext::RandomNode() {
 }
 
 const std::vector<Scenario>& Catalog() {
+  // Scenarios that are one or two fault building blocks (faults.cc) and keep
+  // the default cluster options are listed here; the ones that also tune
+  // the cluster have a file of their own.
   static const std::vector<Scenario>* catalog = new std::vector<Scenario>{
-      SteadyScenario(),          LeaderCrashScenario(),
-      PartitionHealScenario(),   AsymmetricPartitionScenario(),
-      FlakyNetworkScenario(),    CrashRestartLoopScenario(),
-      DiskFaultsScenario(),      DiskFullScenario(),
-      ClockSkewScenario(),       SnapshotCatchUpScenario(),
-      MembershipChangeScenario(), ElectionChurnScenario(),
+      {"steady", "no faults: the baseline every other scenario is compared with",
+       nullptr, [](ScenarioContext&) {}},
+      {"leader-crash",
+       "the leader crashes every few seconds and restarts after a while",
+       nullptr, AddLeaderCrashes},
+      {"partition-heal",
+       "random symmetric partitions (minority | majority) that heal", nullptr,
+       [](ScenarioContext& c) { AddPartitions(c, /*asymmetric=*/false); }},
+      {"asymmetric-partition",
+       "one-way link cuts: a node hears but is not heard (or the reverse)",
+       nullptr,
+       [](ScenarioContext& c) { AddPartitions(c, /*asymmetric=*/true); }},
+      {"flaky-network",
+       "message loss, duplication, reordering, latency spikes and clogged "
+       "links",
+       nullptr, AddFlakyNetwork},
+      {"crash-restart-loop",
+       "random nodes crash (losing unsynced data) and restart, over and over",
+       nullptr, AddCrashRestarts},
+      {"disk-faults",
+       "EIO on writes and syncs, torn and lost unsynced writes at crashes",
+       nullptr, AddDiskFaults},
+      {"disk-full",
+       "a node's disk fills up (ENOSPC) in the middle of writes, then frees",
+       nullptr, AddDiskFull},
+      {"clock-skew",
+       "per-node clock skew, drift (tick rates differ) and forward jumps",
+       nullptr, AddClockSkew},
+      SnapshotCatchUpScenario(),
+      {"membership-change",
+       "learners added and promoted, voters removed, wiped members replaced, "
+       "leadership transferred",
+       nullptr,
+       [](ScenarioContext& c) {
+         AddMembershipChanges(c);
+         AddLeaderTransfers(c);
+       }},
+      ElectionChurnScenario(),
       SwarmScenario(),
   };
   return *catalog;

@@ -1,4 +1,5 @@
-// Named fault schedules (the catalog; one file per scenario). A scenario
+// Named fault schedules (the catalog, catalog.cc; scenarios that tune the
+// cluster have a file of their own). A scenario
 // may adjust the cluster's options before it is built (Configure) and
 // schedules its faults during the fault phase (Setup). Every random choice
 // comes from the scenario's own stream, and every derived parameter is
@@ -54,7 +55,7 @@ class ScenarioContext {
 struct Scenario {
   const char* name;
   const char* description;
-  // Called with the scenario's rng before the cluster exists.
+  // Called with the scenario's rng before the cluster exists (optional).
   void (*configure)(harness::ClusterOptions& opts, env::Rng& rng,
                     std::vector<std::string>* params);
   void (*setup)(ScenarioContext& ctx);
@@ -63,18 +64,8 @@ struct Scenario {
 const std::vector<Scenario>& Catalog();
 const Scenario* Find(std::string_view name);
 
-// One registration per file.
-Scenario SteadyScenario();
-Scenario LeaderCrashScenario();
-Scenario PartitionHealScenario();
-Scenario AsymmetricPartitionScenario();
-Scenario FlakyNetworkScenario();
-Scenario CrashRestartLoopScenario();
-Scenario DiskFaultsScenario();
-Scenario DiskFullScenario();
-Scenario ClockSkewScenario();
+// Scenarios that tune the cluster too, one per file.
 Scenario SnapshotCatchUpScenario();
-Scenario MembershipChangeScenario();
 Scenario ElectionChurnScenario();
 Scenario SwarmScenario();
 

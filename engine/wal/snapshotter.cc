@@ -11,6 +11,7 @@
 #include "engine/raft/codec.h"
 #include "engine/util/coding.h"
 #include "engine/wal/crc32c.h"
+#include "engine/wal/file_names.h"
 #include "engine/wal/wal.h"
 
 namespace detcd::wal {
@@ -22,35 +23,8 @@ constexpr int kZstdLevel = 3;
 // A decompressed snapshot larger than this is refused (as corrupt).
 constexpr uint64_t kMaxSnapshotBytes = 8ull << 30;
 
-std::string Join(const std::string& dir, const std::string& name) {
-  return dir.empty() ? name : dir + "/" + name;
-}
-
-std::string Parent(const std::string& dir) {
-  size_t slash = dir.rfind('/');
-  return slash == std::string::npos ? std::string() : dir.substr(0, slash);
-}
-
 std::string SnapName(uint64_t term, uint64_t index) {
-  return absl::StrFormat("%016x-%016x.snap", term, index);
-}
-
-bool ParseHex16(std::string_view s, uint64_t* v) {
-  if (s.size() != 16) return false;
-  uint64_t r = 0;
-  for (char c : s) {
-    int d;
-    if (c >= '0' && c <= '9') {
-      d = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      d = c - 'a' + 10;
-    } else {
-      return false;
-    }
-    r = (r << 4) | static_cast<uint64_t>(d);
-  }
-  *v = r;
-  return true;
+  return PairName(term, index, ".snap");
 }
 
 struct SnapFile {
@@ -60,15 +34,7 @@ struct SnapFile {
 };
 
 bool ParseSnapName(std::string_view name, SnapFile* f) {
-  constexpr std::string_view kSuffix = ".snap";
-  if (name.size() != 33 + kSuffix.size() || name[16] != '-' ||
-      name.substr(33) != kSuffix) {
-    return false;
-  }
-  if (!ParseHex16(name.substr(0, 16), &f->term) ||
-      !ParseHex16(name.substr(17, 16), &f->index)) {
-    return false;
-  }
+  if (!ParsePairName(name, ".snap", &f->term, &f->index)) return false;
   f->name = std::string(name);
   return true;
 }

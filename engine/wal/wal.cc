@@ -15,6 +15,7 @@
 #include "engine/util/check.h"
 #include "engine/util/coding.h"
 #include "engine/wal/crc32c.h"
+#include "engine/wal/file_names.h"
 
 namespace detcd::wal {
 namespace {
@@ -39,15 +40,6 @@ bool ValidType(uint8_t t) {
   return t >= kSegmentHeader && t <= kSnapshotMarker;
 }
 
-std::string Join(const std::string& dir, const std::string& name) {
-  return dir.empty() ? name : dir + "/" + name;
-}
-
-std::string Parent(const std::string& dir) {
-  size_t slash = dir.rfind('/');
-  return slash == std::string::npos ? std::string() : dir.substr(0, slash);
-}
-
 void PutFixed64(std::string* out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
 }
@@ -63,35 +55,11 @@ uint64_t DecodeFixed64(const char* p) {
 // ---- names ----
 
 std::string SegmentName(uint64_t seq, uint64_t first_index) {
-  return absl::StrFormat("%016x-%016x.wal", seq, first_index);
-}
-
-bool ParseHex16(std::string_view s, uint64_t* v) {
-  if (s.size() != 16) return false;
-  uint64_t r = 0;
-  for (char c : s) {
-    int d;
-    if (c >= '0' && c <= '9') {
-      d = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      d = c - 'a' + 10;
-    } else {
-      return false;
-    }
-    r = (r << 4) | static_cast<uint64_t>(d);
-  }
-  *v = r;
-  return true;
+  return PairName(seq, first_index, ".wal");
 }
 
 bool ParseSegmentName(std::string_view name, uint64_t* seq, uint64_t* first) {
-  constexpr std::string_view kSuffix = ".wal";
-  if (name.size() != 16 + 1 + 16 + kSuffix.size() || name[16] != '-' ||
-      name.substr(33) != kSuffix) {
-    return false;
-  }
-  return ParseHex16(name.substr(0, 16), seq) &&
-         ParseHex16(name.substr(17, 16), first);
+  return ParsePairName(name, ".wal", seq, first);
 }
 
 bool IsTempName(std::string_view name) {
