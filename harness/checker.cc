@@ -3,28 +3,16 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "engine/util/hash.h"
 
 namespace detcd::harness {
-namespace {
-
-uint64_t HashBytes(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
-}  // namespace
-
 void SafetyChecker::Violation(std::string what) {
   // Keep the first few: later ones are usually consequences.
   if (violations_.size() < 20) violations_.push_back(std::move(what));
 }
 
 void SafetyChecker::OnApply(uint64_t node, const raft::Entry& e) {
-  Applied a{true, e.term, HashBytes(e.data), hash_(node)};
+  Applied a{true, e.term, util::Fnv1a(e.data), hash_(node)};
   if (e.index >= global_.size()) global_.resize(e.index + 1);
   Applied& g = global_[e.index];
   if (!g.known) {

@@ -1,17 +1,14 @@
 #include "harness/kv_state_machine.h"
 
 #include "engine/util/coding.h"
+#include "engine/util/hash.h"
 
 namespace detcd::harness {
 
 uint64_t KvStateMachine::MixHash(uint64_t h, uint64_t index,
                                  std::string_view cmd) {
   h ^= index + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-  for (unsigned char c : cmd) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
+  return util::Fnv1a(cmd, h);
 }
 
 std::string KvStateMachine::Apply(uint64_t index, std::string_view command) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/util/check.h"
+#include "engine/util/hash.h"
 
 namespace detcd::sim {
 
@@ -63,10 +64,7 @@ class World {
     }
   }
   void Mix(std::string_view s) {
-    for (unsigned char c : s) {
-      hash_ ^= c;
-      hash_ *= 0x100000001b3ULL;
-    }
+    hash_ = util::Fnv1a(s, hash_);
     Mix(s.size());
   }
   uint64_t trace_hash() const { return hash_; }
@@ -86,7 +84,7 @@ class World {
   int64_t now_ = 0;
   uint64_t next_seq_ = 0;
   uint64_t events_run_ = 0;
-  uint64_t hash_ = 0xcbf29ce484222325ULL;
+  uint64_t hash_ = util::kFnvOffset;
 };
 
 }  // namespace detcd::sim

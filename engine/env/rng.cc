@@ -2,6 +2,7 @@
 
 #include "engine/env/env.h"
 #include "engine/util/check.h"
+#include "engine/util/hash.h"
 
 namespace detcd::env {
 namespace {
@@ -14,16 +15,6 @@ uint64_t SplitMix64(uint64_t& x) {
 }
 
 uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-// FNV-1a: stable across processes and platforms (unlike std::hash).
-uint64_t StableHash(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 }  // namespace
 
@@ -74,7 +65,7 @@ uint64_t SeededRng::Next() {
 }
 
 SeededRng SeededRng::Derive(std::string_view stream) const {
-  uint64_t x = seed_ ^ StableHash(stream);
+  uint64_t x = seed_ ^ util::Fnv1a(stream);
   return SeededRng(SplitMix64(x));
 }
 

@@ -130,6 +130,32 @@ class Bus {
     return Leader();
   }
 
+  // Founds a cluster of nodes 1..n and returns its elected leader (0 if
+  // none was elected or a node failed to start).
+  uint64_t StartCluster(uint64_t n) {
+    std::vector<uint64_t> voters;
+    for (uint64_t id = 1; id <= n; ++id) voters.push_back(id);
+    for (uint64_t id : voters) Add(id, voters);
+    for (uint64_t id : voters) {
+      if (!Start(id).ok()) return 0;
+    }
+    return ElectLeader();
+  }
+
+  // Adds voter `id` through the leader's log and, once that committed,
+  // starts it as a joiner with an empty disk.
+  absl::Status AddVoter(uint64_t leader, uint64_t id) {
+    std::optional<absl::Status> added;
+    node(leader).ProposeConfChange(
+        raft::ConfChange{raft::ConfChangeType::kAddNode, id, ""},
+        [&added](absl::StatusOr<std::string> r) { added = r.status(); });
+    for (int i = 0; i < 50 && !added; ++i) Tick();
+    if (!added) return absl::DeadlineExceededError("conf change pending");
+    if (!added->ok()) return *added;
+    Add(id, {});  // joins; no founding membership of its own
+    return Start(id);
+  }
+
   // Proposes through `id` and runs the cluster until the proposal completes.
   absl::StatusOr<std::string> Put(uint64_t id, const std::string& key,
                                   const std::string& value) {
@@ -199,9 +225,7 @@ TEST(Node, RecoversFromSnapshotPlusLogTail) {
 
 TEST(Node, ThreeNodesReplicateAndSurviveFollowerCrash) {
   Bus bus;
-  for (uint64_t id = 1; id <= 3; ++id) bus.Add(id, {1, 2, 3});
-  for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(bus.Start(id).ok());
-  uint64_t lead = bus.ElectLeader();
+  uint64_t lead = bus.StartCluster(3);
   ASSERT_NE(lead, 0u);
   ASSERT_TRUE(bus.Put(lead, "a", "1").ok());
   uint64_t follower = lead == 1 ? 2 : 1;
@@ -218,19 +242,10 @@ TEST(Node, ThreeNodesReplicateAndSurviveFollowerCrash) {
 // as committed AddNode entries when they bootstrap.
 TEST(Node, JoinerFedFromIndexOneLearnsFoundingMembers) {
   Bus bus;
-  for (uint64_t id = 1; id <= 3; ++id) bus.Add(id, {1, 2, 3});
-  for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(bus.Start(id).ok());
-  uint64_t lead = bus.ElectLeader();
+  uint64_t lead = bus.StartCluster(3);
   ASSERT_NE(lead, 0u);
   ASSERT_TRUE(bus.Put(lead, "a", "1").ok());
-  std::optional<absl::Status> added;
-  bus.node(lead).ProposeConfChange(
-      raft::ConfChange{raft::ConfChangeType::kAddNode, 4, ""},
-      [&added](absl::StatusOr<std::string> r) { added = r.status(); });
-  for (int i = 0; i < 50 && !added; ++i) bus.Tick();
-  ASSERT_TRUE(added.has_value() && added->ok());
-  bus.Add(4, {});  // joins; no founding membership of its own
-  ASSERT_TRUE(bus.Start(4).ok());
+  ASSERT_TRUE(bus.AddVoter(lead, 4).ok());
   bus.Tick(10);
   EXPECT_EQ(bus.node(4).conf_state().voters,
             (std::vector<uint64_t>{1, 2, 3, 4}));
@@ -245,22 +260,13 @@ TEST(Node, JoinerAfterCompactionCatchesUpFromFreshSnapshot) {
   Bus bus;
   bus.options.snapshot_count = 5;
   bus.options.snapshot_catchup_entries = 1;
-  for (uint64_t id = 1; id <= 3; ++id) bus.Add(id, {1, 2, 3});
-  for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(bus.Start(id).ok());
-  uint64_t lead = bus.ElectLeader();
+  uint64_t lead = bus.StartCluster(3);
   ASSERT_NE(lead, 0u);
   for (int i = 0; i < 20; ++i) {
     ASSERT_TRUE(bus.Put(lead, absl::StrCat("k", i), "v").ok());
   }
   ASSERT_GT(bus.node(lead).raft().log().FirstIndex(), 2u) << "not compacted";
-  std::optional<absl::Status> added;
-  bus.node(lead).ProposeConfChange(
-      raft::ConfChange{raft::ConfChangeType::kAddNode, 4, ""},
-      [&added](absl::StatusOr<std::string> r) { added = r.status(); });
-  for (int i = 0; i < 50 && !added; ++i) bus.Tick();
-  ASSERT_TRUE(added.has_value() && added->ok());
-  bus.Add(4, {});
-  ASSERT_TRUE(bus.Start(4).ok());
+  ASSERT_TRUE(bus.AddVoter(lead, 4).ok());
   bus.Tick(20);
   EXPECT_EQ(bus.node(4).conf_state().voters,
             (std::vector<uint64_t>{1, 2, 3, 4}));
