@@ -146,6 +146,14 @@ int RunSingle(const Args& a) {
       (unsigned long long)r.ops.unknown, (unsigned long long)r.applied,
       (unsigned long long)r.leaders, r.sim_seconds,
       (unsigned long long)r.events, wall);
+  std::printf(
+      "clients: history=%llu ops (lincheck states=%llu)  watch events=%llu "
+      "resumes=%llu  lease grants=%llu keepalives=%llu\n",
+      (unsigned long long)r.history_ops, (unsigned long long)r.lin_states,
+      (unsigned long long)r.watch_events,
+      (unsigned long long)r.ops.watch_resumes,
+      (unsigned long long)r.ops.lease_grants,
+      (unsigned long long)r.ops.keepalives);
   if (t != nullptr) {
     if (auto s = trace.WriteFile(a.trace); !s.ok()) {
       std::fprintf(stderr, "trace: %s\n", s.ToString().c_str());

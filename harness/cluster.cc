@@ -14,7 +14,10 @@ Cluster::Cluster(uint64_t seed, const ClusterOptions& opts, Trace* trace)
       root_rng_(seed),
       fault_rng_(root_rng_.Derive("cluster-faults")),
       network_(&world_, root_rng_.Derive("network")),
-      checker_([this](uint64_t id) { return nodes_.at(id).sm->hash(); }) {
+      checker_([this](uint64_t id) {
+        return nodes_.at(id).server->state().result_hash();
+      }) {
+  cluster_id_ = root_rng_.Derive("cluster-id").Next();
   std::vector<uint64_t> voters;
   for (int i = 0; i < opts_.nodes; ++i) voters.push_back(next_id_ + i);
   for (uint64_t id : voters) AddNode(id, voters);
@@ -38,37 +41,48 @@ void Cluster::AddNode(uint64_t id, std::vector<uint64_t> voters) {
 }
 
 void Cluster::StartNode(SimNode& n) {
-  DETCD_CHECK(n.node == nullptr);
+  DETCD_CHECK(n.server == nullptr);
   ++n.incarnation;
   n.rng = std::make_unique<env::SeededRng>(
       root_rng_.Derive(absl::StrCat("node-", n.id, "-", n.incarnation)));
-  n.sm = std::make_unique<KvStateMachine>();
-  server::NodeOptions o = opts_.node;
-  o.id = n.id;
-  o.initial_voters = n.bootstrap_new ? n.initial_voters
-                                     : std::vector<uint64_t>{};
+  server::EtcdServerOptions o = opts_.server;
+  o.node = opts_.node;
+  o.node.id = n.id;
+  o.node.initial_voters = n.bootstrap_new ? n.initial_voters
+                                          : std::vector<uint64_t>{};
+  o.cluster_id = cluster_id_;
+  o.tick_ns = opts_.tick_ns;
   env::Env env;
   env.clock = n.clock.get();
   env.disk = n.disk.get();
   env.transport = n.transport.get();
   env.rng = n.rng.get();
-  n.node = std::make_unique<server::Node>(env, o, n.sm.get());
-  n.node->set_observer(&checker_);
+  n.server = std::make_unique<server::EtcdServer>(env, o);
+  n.server->node().set_observer(&checker_);
+  n.server->set_on_ack(
+      [this](std::string_view cmd) { checker_.OnAcknowledged(std::string(cmd)); });
+  const uint64_t node_id = n.id;
+  n.server->set_on_events([this, node_id](const std::vector<mvcc::Event>& ev) {
+    if (on_events_) on_events_(node_id, ev);
+  });
+  n.server->set_on_lease_revoked([this, node_id](int64_t lease) {
+    if (on_lease_revoked_) on_lease_revoked_(node_id, lease);
+  });
   world_.Mix(0x5354415254ULL ^ n.id);
   if (trace_) trace_->Event(world_.now(), n.id, "start");
-  absl::Status s = n.node->Start();
+  absl::Status s = n.server->Start();
   if (!s.ok()) {
     if (trace_) {
       trace_->Event(world_.now(), n.id, "start failed", s.ToString());
     }
-    n.node.reset();
+    n.server.reset();
     return;
   }
   const uint64_t id = n.id;
   network_.Attach(id, [this, id](uint64_t from, std::string payload) {
     SimNode& t = nodes_.at(id);
-    if (!t.node) return;
-    t.node->OnMessage(payload);
+    if (!t.server) return;
+    t.server->OnMessage(payload);
     After(t);
   });
   After(n);
@@ -83,8 +97,8 @@ void Cluster::ScheduleTick(uint64_t id, uint64_t incarnation) {
       std::max<int64_t>(1, opts_.tick_ns - opts_.tick_ns / 1000 * drift / 1000);
   world_.After(period, [this, id, incarnation] {
     SimNode& t = nodes_.at(id);
-    if (!t.node || t.incarnation != incarnation) return;
-    t.node->Tick();
+    if (!t.server || t.incarnation != incarnation) return;
+    t.server->Tick();
     After(t);
     ScheduleTick(id, incarnation);
   });
@@ -93,7 +107,7 @@ void Cluster::ScheduleTick(uint64_t id, uint64_t incarnation) {
 void Cluster::After(SimNode& n) {
   // The disk latency of this event has been charged to the messages it sent.
   n.disk->TakePendingLatency();
-  server::Node& node = *n.node;
+  server::Node& node = n.server->node();
   if (node.failed()) {
     // Fail-stop: the process exits, as etcd does on a WAL write error.
     if (trace_) {
@@ -109,6 +123,7 @@ void Cluster::After(SimNode& n) {
   n.syncs_seen = syncs;
   const bool elected = node.is_leader() && !n.was_leader;
   n.was_leader = node.is_leader();
+  if (elected && on_elected_) on_elected_(n.id);
   if (synced && opts_.crash_after_sync_probability > 0 &&
       fault_rng_.Chance(opts_.crash_after_sync_probability)) {
     CrashSoon(n.id, "power cut after fsync");
@@ -139,12 +154,12 @@ std::vector<uint64_t> Cluster::ids() const {
 
 bool Cluster::IsUp(uint64_t id) const {
   auto it = nodes_.find(id);
-  return it != nodes_.end() && it->second.node != nullptr;
+  return it != nodes_.end() && it->second.server != nullptr;
 }
 
 server::Node* Cluster::node(uint64_t id) {
   auto it = nodes_.find(id);
-  return it == nodes_.end() ? nullptr : it->second.node.get();
+  return it == nodes_.end() ? nullptr : (it->second.server ? &it->second.server->node() : nullptr);
 }
 
 sim::SimDisk& Cluster::disk(uint64_t id) { return *nodes_.at(id).disk; }
@@ -153,7 +168,7 @@ sim::SimClock& Cluster::clock(uint64_t id) { return *nodes_.at(id).clock; }
 std::vector<uint64_t> Cluster::UpNodes() const {
   std::vector<uint64_t> out;
   for (const auto& [id, n] : nodes_) {
-    if (n.node) out.push_back(id);
+    if (n.server) out.push_back(id);
   }
   return out;
 }
@@ -161,9 +176,9 @@ std::vector<uint64_t> Cluster::UpNodes() const {
 uint64_t Cluster::Leader() const {
   uint64_t best = 0, best_term = 0;
   for (const auto& [id, n] : nodes_) {
-    if (n.node && n.node->is_leader() && n.node->raft().term() >= best_term) {
+    if (n.server && n.server->node().is_leader() && n.server->node().raft().term() >= best_term) {
       best = id;
-      best_term = n.node->raft().term();
+      best_term = n.server->node().raft().term();
     }
   }
   return best;
@@ -171,20 +186,21 @@ uint64_t Cluster::Leader() const {
 
 void Cluster::Crash(uint64_t id) {
   SimNode& n = nodes_.at(id);
-  if (!n.node) return;
+  if (!n.server) return;
   world_.Mix(0x4352415348ULL ^ id);
   if (trace_) trace_->Event(world_.now(), id, "crash");
   // Destroying the Node drops its memory and its pending callbacks; clients
   // see their requests time out (outcome unknown).
-  n.node.reset();
+  n.server.reset();
   network_.Detach(id);
+  if (on_down_) on_down_(id);
   n.disk->Crash();
   ++n.incarnation;
 }
 
 void Cluster::Restart(uint64_t id) {
   SimNode& n = nodes_.at(id);
-  if (n.node || n.removed) return;
+  if (n.server || n.removed) return;
   StartNode(n);
 }
 
@@ -278,14 +294,14 @@ void Cluster::TransferLeader(uint64_t to) {
     trace_->Event(world_.now(), leader, "transfer leader",
                   absl::StrCat("to ", to));
   }
-  n.node->TransferLeadership(to);
-  if (n.node) After(n);
+  n.server->node().TransferLeadership(to);
+  if (n.server) After(n);
 }
 
 raft::ConfState Cluster::Members() const {
   uint64_t leader = Leader();
   if (leader == 0) return {};
-  return nodes_.at(leader).node->conf_state();
+  return nodes_.at(leader).server->node().conf_state();
 }
 
 bool Cluster::IsRemoved(uint64_t id) const {
@@ -293,33 +309,33 @@ bool Cluster::IsRemoved(uint64_t id) const {
   return it == nodes_.end() || it->second.removed;
 }
 
-void Cluster::Propose(uint64_t id, std::string cmd,
-                      server::Node::ProposeDone done) {
-  SimNode& n = nodes_.at(id);
-  if (!n.node) return done(server::ErrStopped());
-  n.node->Propose(std::move(cmd), std::move(done));
-  if (n.node) After(n);
+bool Cluster::Call(uint64_t id,
+                   const std::function<void(server::EtcdServer&)>& fn) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end() || !it->second.server) return false;
+  SimNode& n = it->second;
+  fn(*n.server);
+  if (n.server) After(n);
+  return true;
 }
 
-void Cluster::ReadIndex(uint64_t id, server::Node::ReadDone done) {
-  SimNode& n = nodes_.at(id);
-  if (!n.node) return done(server::ErrStopped());
-  n.node->ReadIndex(std::move(done));
-  if (n.node) After(n);
+server::EtcdServer* Cluster::server(uint64_t id) {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? nullptr : it->second.server.get();
 }
 
 void Cluster::ProposeConfChange(uint64_t id, const raft::ConfChange& cc,
                                 server::Node::ProposeDone done) {
   SimNode& n = nodes_.at(id);
-  if (!n.node) return done(server::ErrStopped());
-  n.node->ProposeConfChange(cc, std::move(done));
-  if (n.node) After(n);
+  if (!n.server) return done(server::ErrStopped());
+  n.server->node().ProposeConfChange(cc, std::move(done));
+  if (n.server) After(n);
 }
 
 bool Cluster::Converged() const {
   uint64_t leader = Leader();
   if (leader == 0) return false;
-  const server::Node& l = *nodes_.at(leader).node;
+  const server::Node& l = nodes_.at(leader).server->node();
   const raft::RaftLog& log = l.raft().log();
   if (log.committed() != log.LastIndex()) return false;
   const raft::ConfState& cs = l.conf_state();
@@ -329,9 +345,9 @@ bool Cluster::Converged() const {
   };
   for (const auto& [id, n] : nodes_) {
     if (!member(id)) continue;
-    if (!n.node) return false;  // a member still down
-    if (n.node->applied_index() != log.committed()) return false;
-    if (n.node->leader() != leader) return false;
+    if (!n.server) return false;  // a member still down
+    if (n.server->node().applied_index() != log.committed()) return false;
+    if (n.server->node().leader() != leader) return false;
   }
   return true;
 }
@@ -346,29 +362,29 @@ void Cluster::Reconcile() {
       AddNode(id, {});
       StartNode(nodes_.at(id));
     } else if (it->second.removed) {
-      if (!it->second.node) RemoveMember(id);
-    } else if (!it->second.node) {
+      if (!it->second.server) RemoveMember(id);
+    } else if (!it->second.server) {
       StartNode(it->second);
     }
   }
   // Nodes that are down and not members (e.g. crashed before they learned
   // of their own addition) are restarted too: they may still be needed.
   for (auto& [id, n] : nodes_) {
-    if (!n.node && !n.removed) StartNode(n);
+    if (!n.server && !n.removed) StartNode(n);
   }
 }
 
 void Cluster::FinalChecks() {
   std::vector<const server::Node*> live;
   for (const auto& [id, n] : nodes_) {
-    if (n.node) live.push_back(n.node.get());
+    if (n.server) live.push_back(&n.server->node());
   }
   checker_.CheckLogMatching(live);
   // Only current members must hold every acknowledged write.
   uint64_t leader = Leader();
   std::vector<const server::Node*> members;
   if (leader != 0) {
-    const raft::ConfState& cs = nodes_.at(leader).node->conf_state();
+    const raft::ConfState& cs = nodes_.at(leader).server->node().conf_state();
     for (const server::Node* n : live) {
       if (std::binary_search(cs.voters.begin(), cs.voters.end(), n->id()) ||
           std::binary_search(cs.learners.begin(), cs.learners.end(),

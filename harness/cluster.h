@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "engine/env/env.h"
+#include "engine/server/etcd_server.h"
 #include "engine/server/node.h"
 #include "harness/checker.h"
-#include "harness/kv_state_machine.h"
 #include "harness/trace.h"
 #include "sim/sim_clock.h"
 #include "sim/sim_disk.h"
@@ -31,6 +31,7 @@ struct ClusterOptions {
   int nodes = 3;
   int64_t tick_ns = 10 * sim::kMillisecond;  // heartbeat interval
   server::NodeOptions node;  // template; id and voters are set per node
+  server::EtcdServerOptions server;  // template; its node is `node` above
   // Power cut right after a node fsynced something (a vote, entries): the
   // node crashes at the end of that event with this probability and
   // restarts 1..restart_max_ns later. Exercises exactly the window between
@@ -65,6 +66,7 @@ class Cluster {
   std::vector<uint64_t> ids() const;
   bool IsUp(uint64_t id) const;
   server::Node* node(uint64_t id);  // nullptr if down
+  server::EtcdServer* server(uint64_t id);  // nullptr if down
   sim::SimDisk& disk(uint64_t id);
   sim::SimClock& clock(uint64_t id);
   std::vector<uint64_t> UpNodes() const;
@@ -94,9 +96,26 @@ class Cluster {
   raft::ConfState Members() const;
   bool IsRemoved(uint64_t id) const;
 
-  // Client requests, routed to a node.
-  void Propose(uint64_t id, std::string cmd, server::Node::ProposeDone done);
-  void ReadIndex(uint64_t id, server::Node::ReadDone done);
+  // A client request: runs fn on the member's server (if it is up; returns
+  // false if not) and then the post-event checks.
+  bool Call(uint64_t id, const std::function<void(server::EtcdServer&)>& fn);
+  // Every applied write's events, per member (the watch checker's feed).
+  using EventsFn =
+      std::function<void(uint64_t node, const std::vector<mvcc::Event>&)>;
+  void set_on_events(EventsFn f) { on_events_ = std::move(f); }
+  // Called when a member goes down (crash, removal): its watch streams
+  // are gone.
+  void set_on_down(std::function<void(uint64_t node)> f) {
+    on_down_ = std::move(f);
+  }
+  void set_on_lease_revoked(std::function<void(uint64_t, int64_t)> f) {
+    on_lease_revoked_ = std::move(f);
+  }
+  // A member just became leader.
+  void set_on_elected(std::function<void(uint64_t)> f) {
+    on_elected_ = std::move(f);
+  }
+  uint64_t cluster_id() const { return cluster_id_; }
   void ProposeConfChange(uint64_t id, const raft::ConfChange& cc,
                          server::Node::ProposeDone done);
 
@@ -119,8 +138,7 @@ class Cluster {
     std::unique_ptr<sim::SimClock> clock;
     std::unique_ptr<sim::SimTransport> transport;
     std::unique_ptr<env::SeededRng> rng;
-    std::unique_ptr<KvStateMachine> sm;
-    std::unique_ptr<server::Node> node;
+    std::unique_ptr<server::EtcdServer> server;
     uint64_t incarnation = 0;
     uint64_t syncs_seen = 0;
     bool was_leader = false;
@@ -148,6 +166,11 @@ class Cluster {
   std::map<uint64_t, SimNode> nodes_;
   uint64_t next_id_ = 1;
   bool replacing_ = false;  // a wiped member is being replaced
+  uint64_t cluster_id_ = 0;
+  EventsFn on_events_;
+  std::function<void(uint64_t)> on_down_;
+  std::function<void(uint64_t, int64_t)> on_lease_revoked_;
+  std::function<void(uint64_t)> on_elected_;
 };
 
 }  // namespace detcd::harness

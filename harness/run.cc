@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "harness/cluster.h"
+#include "harness/linearizability.h"
 #include "scenarios/scenario.h"
 
 namespace detcd::harness {
@@ -15,6 +16,13 @@ const std::vector<std::pair<std::string, std::string>>& PlantedBugs() {
       {"forget-vote", "a node forgets its vote when it restarts"},
       {"commit-old-term",
        "a leader commits an old-term entry by counting replicas (Raft 5.4.2)"},
+      {"follower-local-read",
+       "a follower serves a linearizable read from its local state"},
+      {"duplicate-apply",
+       "a member re-proposes its in-flight writes when the leader changes, "
+       "so a write can be applied twice"},
+      {"watch-skip-after-restart",
+       "a restarted member starts historical watches one revision late"},
   };
   return *bugs;
 }
@@ -34,6 +42,68 @@ std::string ReplayCommand(const RunOptions& o) {
   }
   if (!o.bug.empty()) absl::StrAppend(&cmd, " --bug ", o.bug);
   return cmd;
+}
+
+// The checks of what clients saw: linearizability of the KV history, the
+// watch guarantees and lease safety, plus equal MVCC state on all members.
+static void CheckClientView(Cluster& cluster, Workload& workload,
+                            bool converged, RunResult* res) {
+  CheckOptions copts;
+  // Lease clients' puts and revokes take revisions the KV history does not
+  // hold (they touch only lease/ keys, never read by KV clients).
+  copts.external_writes = true;
+  CheckResult lin = CheckLinearizable(workload.history(), copts);
+  res->lin_states = lin.states_explored;
+  if (!lin.ok) res->failures.push_back("linearizability: " + lin.explanation);
+  if (lin.inconclusive) res->params.push_back("lincheck=inconclusive");
+  std::vector<std::string> v;
+  workload.watch_checker().Check(
+      converged ? workload.watch_checker().max_revision() : 0, &v);
+  for (const std::string& s : workload.lease_checker().violations()) {
+    v.push_back(s);
+  }
+  const int64_t now = cluster.world().now();
+  std::vector<int64_t> gone = workload.lease_checker().MustBeGone(now);
+  uint64_t ref_node = 0, ref_hash = 0, ref_index = 0;
+  // Current members only: a removed member that is still running keeps
+  // whatever state it had when it left.
+  const raft::ConfState cs = cluster.Members();
+  for (uint64_t id : cluster.UpNodes()) {
+    if (!std::count(cs.voters.begin(), cs.voters.end(), id) &&
+        !std::count(cs.learners.begin(), cs.learners.end(), id)) {
+      continue;
+    }
+    const server::EtcdServer* s = cluster.server(id);
+    if (std::string e = s->state().CheckLeaseInvariant(); !e.empty()) {
+      v.push_back(absl::StrCat("lease safety on member ", id, ": ", e));
+    }
+    for (int64_t lease : gone) {
+      if (s->state().lessor().Get(lease).ok()) {
+        v.push_back(absl::StrCat(
+            "lease safety on member ", id, ": lease ", lease,
+            " outlived its deadline by ",
+            (now - workload.lease_checker().Deadline(lease)) /
+                sim::kMillisecond,
+            " ms"));
+        break;
+      }
+    }
+    if (converged) {
+      const uint64_t h = s->state().kv().Hash();
+      if (ref_node == 0) {
+        ref_node = id;
+        ref_hash = h;
+        ref_index = s->node().applied_index();
+      } else if (h != ref_hash && s->node().applied_index() == ref_index) {
+        v.push_back(absl::StrCat("mvcc state of member ", id,
+                                 " differs from member ", ref_node,
+                                 " at applied index ", ref_index));
+      }
+    }
+  }
+  for (std::string& s : v) res->failures.push_back(std::move(s));
+  res->watch_events = workload.watch_checker().events_received();
+  res->history_ops = workload.history().ops.size();
 }
 
 RunResult RunOne(const RunOptions& o, Trace* trace) {
@@ -60,6 +130,13 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   if (o.bug == "commit-old-term") {
     copts.node.raft.bugs.commit_old_term_by_count = true;
   }
+  // Leases: checkpoint remaining TTLs every second (etcd: 5 min) so that
+  // leader changes inside a short run exercise them.
+  copts.server.lease.checkpoint_interval_ns = sim::kSecond;
+  copts.server.bugs.follower_local_read = o.bug == "follower-local-read";
+  copts.server.bugs.repropose_on_leader_change = o.bug == "duplicate-apply";
+  copts.server.bugs.watch_skip_after_restart =
+      o.bug == "watch-skip-after-restart";
   res.params.push_back(absl::StrCat("seed=", o.seed));
   res.params.push_back(absl::StrCat("scenario=", res.scenario));
   res.params.push_back(absl::StrCat("nodes=", o.nodes));
@@ -79,6 +156,8 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   WorkloadOptions wopts;
   wopts.clients = o.clients;
   wopts.ops = o.ops;
+  wopts.watchers = o.watchers;
+  wopts.lease_clients = o.lease_clients;
   // Spread the operations over the fault phase.
   wopts.max_think_ns = std::max<int64_t>(
       sim::kMillisecond,
@@ -121,10 +200,21 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
       next_reconcile = world.now() + sim::kSecond;
     }
     run_until(world.now() + 50 * sim::kMillisecond);
-    if (workload.done() && cluster.Converged()) {
+    if (workload.done() && cluster.Converged() &&
+        world.now() >= workload.lease_checker().SettleTime()) {
       converged = true;
       break;
     }
+  }
+  if (converged) {
+    // Let expired leases be revoked and watchers catch up, then converge
+    // again on that.
+    run_until(world.now() + sim::kSecond);
+    while (world.now() < deadline && !stop() && !cluster.Converged()) {
+      run_until(world.now() + 50 * sim::kMillisecond);
+    }
+    run_until(world.now() + 200 * sim::kMillisecond);
+    converged = cluster.Converged();
   }
   if (livelocked) {
     res.failures.push_back(absl::StrCat(
@@ -149,6 +239,9 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   cluster.FinalChecks();
   for (const std::string& v : cluster.checker().violations()) {
     res.failures.push_back(v);
+  }
+  if (cluster.checker().ok() && !livelocked) {
+    CheckClientView(cluster, workload, converged, &res);
   }
   // Fold the final state into the hash.
   for (uint64_t id : cluster.ids()) {

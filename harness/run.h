@@ -20,6 +20,8 @@ struct RunOptions {
   int nodes = 3;
   int ops = 500;
   int clients = 5;
+  int watchers = 3;
+  int lease_clients = 2;
   std::string bug;  // planted bug, see PlantedBugs()
   int64_t fault_phase_ns = 10 * sim::kSecond;
   int64_t liveness_bound_ns = 60 * sim::kSecond;
@@ -40,6 +42,9 @@ struct RunResult {
   Workload::Stats ops;
   uint64_t applied = 0;
   uint64_t leaders = 0;
+  uint64_t history_ops = 0;
+  uint64_t lin_states = 0;
+  uint64_t watch_events = 0;
 };
 
 // Names of the bugs that --bug can plant, with what each breaks.

@@ -1,77 +1,709 @@
 #include "harness/workload.h"
 
+#include <algorithm>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 
 namespace detcd::harness {
+namespace {
+
+using etcdserverpb::Compare_CompareResult;
+using etcdserverpb::Compare_CompareTarget;
+
+const std::string kAllKeys(1, '\0');
+
+mvcc::KeyValue FromProto(const mvccpb::KeyValue& kv) {
+  mvcc::KeyValue out;
+  out.key = kv.key();
+  out.create_revision = kv.create_revision();
+  out.mod_revision = kv.mod_revision();
+  out.version = kv.version();
+  out.value = kv.value();
+  out.lease = kv.lease();
+  return out;
+}
+
+etcdserverpb::RangeRequest RangeProto(const RequestOp& op) {
+  etcdserverpb::RangeRequest r;
+  r.set_key(op.key);
+  r.set_range_end(op.range_end);
+  return r;
+}
+etcdserverpb::PutRequest PutProto(const RequestOp& op) {
+  etcdserverpb::PutRequest r;
+  r.set_key(op.key);
+  r.set_value(op.value);
+  r.set_lease(op.lease);
+  r.set_prev_kv(op.prev_kv);
+  return r;
+}
+etcdserverpb::DeleteRangeRequest DeleteProto(const RequestOp& op) {
+  etcdserverpb::DeleteRangeRequest r;
+  r.set_key(op.key);
+  r.set_range_end(op.range_end);
+  r.set_prev_kv(op.prev_kv);
+  return r;
+}
+
+etcdserverpb::RequestOp OpProto(const RequestOp& op) {
+  etcdserverpb::RequestOp out;
+  switch (op.kind) {
+    case RequestOp::kRange:
+      *out.mutable_request_range() = RangeProto(op);
+      break;
+    case RequestOp::kPut:
+      *out.mutable_request_put() = PutProto(op);
+      break;
+    case RequestOp::kDelete:
+      *out.mutable_request_delete_range() = DeleteProto(op);
+      break;
+  }
+  return out;
+}
+
+etcdserverpb::TxnRequest TxnProto(const Request& req) {
+  etcdserverpb::TxnRequest t;
+  for (const Compare& c : req.compares) {
+    etcdserverpb::Compare* pc = t.add_compare();
+    pc->set_key(c.key);
+    pc->set_range_end(c.range_end);
+    switch (c.result) {
+      case Compare::kEqual: pc->set_result(etcdserverpb::Compare::EQUAL); break;
+      case Compare::kGreater:
+        pc->set_result(etcdserverpb::Compare::GREATER);
+        break;
+      case Compare::kLess: pc->set_result(etcdserverpb::Compare::LESS); break;
+      case Compare::kNotEqual:
+        pc->set_result(etcdserverpb::Compare::NOT_EQUAL);
+        break;
+    }
+    switch (c.target) {
+      case Compare::kVersion:
+        pc->set_target(etcdserverpb::Compare::VERSION);
+        pc->set_version(c.number);
+        break;
+      case Compare::kCreate:
+        pc->set_target(etcdserverpb::Compare::CREATE);
+        pc->set_create_revision(c.number);
+        break;
+      case Compare::kMod:
+        pc->set_target(etcdserverpb::Compare::MOD);
+        pc->set_mod_revision(c.number);
+        break;
+      case Compare::kValue:
+        pc->set_target(etcdserverpb::Compare::VALUE);
+        pc->set_value(c.value);
+        break;
+      case Compare::kLease:
+        pc->set_target(etcdserverpb::Compare::LEASE);
+        pc->set_lease(c.number);
+        break;
+    }
+  }
+  for (const RequestOp& op : req.success) *t.add_success() = OpProto(op);
+  for (const RequestOp& op : req.failure) *t.add_failure() = OpProto(op);
+  return t;
+}
+
+OpResult FromRange(const etcdserverpb::RangeResponse& r) {
+  OpResult o;
+  for (const auto& kv : r.kvs()) o.kvs.push_back(FromProto(kv));
+  o.count = r.count();
+  return o;
+}
+OpResult FromPut(const etcdserverpb::PutResponse& r) {
+  OpResult o;
+  o.has_prev = r.has_prev_kv();
+  if (o.has_prev) o.prev = FromProto(r.prev_kv());
+  return o;
+}
+OpResult FromDelete(const etcdserverpb::DeleteRangeResponse& r) {
+  OpResult o;
+  o.deleted = r.deleted();
+  for (const auto& kv : r.prev_kvs()) o.prev_kvs.push_back(FromProto(kv));
+  return o;
+}
+
+Response FromTxn(const etcdserverpb::TxnResponse& t) {
+  Response resp;
+  resp.succeeded = t.succeeded();
+  resp.revision = t.header().revision();
+  for (const etcdserverpb::ResponseOp& op : t.responses()) {
+    if (op.has_response_range()) {
+      resp.results.push_back(FromRange(op.response_range()));
+    } else if (op.has_response_put()) {
+      resp.results.push_back(FromPut(op.response_put()));
+    } else if (op.has_response_delete_range()) {
+      resp.results.push_back(FromDelete(op.response_delete_range()));
+    } else {
+      resp.results.emplace_back();
+    }
+  }
+  return resp;
+}
+
+// Errors a member returns before a request could take effect, or that
+// report an apply that changed nothing: the request did not happen.
+// Anything else (timeouts, a member stopping with requests in flight)
+// leaves the outcome unknown.
+bool Definite(const absl::Status& s) {
+  return s.code() != absl::StatusCode::kUnavailable &&
+         s.code() != absl::StatusCode::kResourceExhausted &&
+         s.code() != absl::StatusCode::kDeadlineExceeded;
+}
+
+}  // namespace
+
+struct Workload::KvClient {
+  uint64_t seq = 0;  // identifies the in-flight attempt for late callbacks
+  bool busy = false;
+  int op_index = -1;
+};
+
+struct Workload::WatchClient {
+  WatchChecker::Spec spec;
+  bool progress_notify = false;
+  double refuse_probability = 0;
+  uint64_t node = 0;
+  mvcc::WatchHub::StreamId stream = 0;
+  int seg = -1;
+  bool connected = false;
+  int64_t next_start = 0;
+};
+
+struct Workload::LeaseClient {
+  int64_t lease = 0;
+  int64_t ttl_s = 0;
+  int phase = 0;
+  int keys = 0;
+  int keepalives_left = 0;
+  uint64_t seq = 0;
+};
 
 Workload::Workload(Cluster* cluster, env::SeededRng rng, WorkloadOptions opts)
     : cluster_(cluster), rng_(rng), opts_(opts) {
-  clients_.resize(opts_.clients);
-  for (int i = 0; i < opts_.clients; ++i) clients_[i].id = i;
+  for (int i = 0; i < opts_.clients; ++i) {
+    kv_.push_back(std::make_unique<KvClient>());
+  }
+  for (int i = 0; i < opts_.watchers; ++i) {
+    watch_.push_back(std::make_unique<WatchClient>());
+  }
+  for (int i = 0; i < opts_.lease_clients; ++i) {
+    lease_.push_back(std::make_unique<LeaseClient>());
+  }
+  cluster_->set_on_events(
+      [this](uint64_t node, const std::vector<mvcc::Event>& ev) {
+        watch_checker_.OnCommitted(node, ev);
+      });
+  cluster_->set_on_down([this](uint64_t node) { OnWatchDown(node); });
+  cluster_->set_on_lease_revoked([this](uint64_t, int64_t id) {
+    lease_checker_.OnRevokeApplied(id, cluster_->world().now());
+  });
+  cluster_->set_on_elected(
+      [this](uint64_t) { lease_checker_.OnElected(cluster_->world().now()); });
+  const ClusterOptions& co = cluster_->options();
+  const int64_t election_ns = co.node.election_ticks * co.tick_ns;
+  // The new leader's extension plus generous drift; a leader notices an
+  // expired lease within lease_check_ticks and commits the revoke within a
+  // few round trips.
+  lease_checker_.set_slack(election_ns + 200 * sim::kMillisecond,
+                           2 * sim::kSecond,
+                           co.node.request_timeout_ticks * co.tick_ns);
+}
+
+Workload::~Workload() {
+  cluster_->set_on_events(nullptr);
+  cluster_->set_on_down(nullptr);
+  cluster_->set_on_lease_revoked(nullptr);
+  cluster_->set_on_elected(nullptr);
+}
+
+void Workload::Later(int64_t delay_ns, std::function<void()> fn) {
+  cluster_->world().After(delay_ns, std::move(fn));
+}
+
+uint64_t Workload::RandomUpNode() {
+  std::vector<uint64_t> up = cluster_->UpNodes();
+  if (up.empty()) return 0;
+  return up[rng_.Uniform(up.size())];
 }
 
 void Workload::Start() {
   for (int i = 0; i < opts_.clients; ++i) {
-    cluster_->world().After(rng_.Range(0, opts_.max_think_ns),
-                            [this, i] { Next(i); });
+    Later(rng_.Range(0, opts_.max_think_ns), [this, i] { NextKv(i); });
+  }
+  for (int i = 0; i < opts_.watchers; ++i) {
+    WatchClient& w = *watch_[i];
+    // All keys, the k prefix, or one key.
+    static const std::string kPrefix = "k", kPrefixEnd = "l";
+    const uint64_t shape = rng_.Uniform(3);
+    w.spec.key = shape == 0   ? kAllKeys
+                 : shape == 1 ? kPrefix
+                              : absl::StrCat("k", rng_.Uniform(opts_.keys));
+    w.spec.range_end = shape == 0 ? kAllKeys : shape == 1 ? kPrefixEnd : "";
+    w.spec.prev_kv = rng_.Chance(0.5);
+    w.spec.no_put = rng_.Chance(0.1);
+    w.spec.no_delete = !w.spec.no_put && rng_.Chance(0.1);
+    w.progress_notify = rng_.Chance(0.3);
+    w.refuse_probability = rng_.Chance(0.3) ? 0.3 : 0;
+    // From now, or replaying from the beginning of history.
+    w.next_start = rng_.Chance(0.5) ? 0 : 1;
+    Later(rng_.Range(0, 200 * sim::kMillisecond), [this, i] { ConnectWatch(i); });
+  }
+  for (int i = 0; i < opts_.lease_clients; ++i) {
+    Later(rng_.Range(0, 100 * sim::kMillisecond), [this, i] { NextLease(i); });
   }
 }
 
-void Workload::Next(int c) {
-  Client& cl = clients_[c];
+// ---- KV clients ----
+
+Request Workload::RandomRequest(int c) {
+  Request req;
+  auto key = [&] { return absl::StrCat("k", rng_.Uniform(opts_.keys)); };
+  auto value = [&] {
+    return absl::StrCat("c", c, "-", kv_[c]->seq, "-", history_.ops.size());
+  };
+  const uint64_t dice = rng_.Uniform(100);
+  if (dice < 30) {
+    RequestOp op{RequestOp::kPut, key(), "", value(), 0, rng_.Chance(0.3)};
+    req.success.push_back(op);
+  } else if (dice < 38) {
+    RequestOp op{RequestOp::kDelete, key(), "", "", 0, rng_.Chance(0.3)};
+    if (rng_.Chance(0.3)) {
+      op.key = "k";
+      op.range_end = absl::StrCat("k", rng_.Uniform(opts_.keys));
+    }
+    req.success.push_back(op);
+  } else if (dice < 55) {
+    const std::string k = key();
+    Compare cmp;
+    cmp.key = k;
+    cmp.target = static_cast<Compare::Target>(rng_.Uniform(4));  // no lease
+    cmp.result = static_cast<Compare::Result>(rng_.Uniform(4));
+    cmp.number = rng_.Range(0, std::max<int64_t>(1, last_revision_));
+    if (cmp.target == Compare::kVersion) cmp.number = rng_.Range(0, 3);
+    cmp.value = value();
+    req.compares.push_back(cmp);
+    req.success.push_back(RequestOp{RequestOp::kPut, k, "", value(), 0, false});
+    if (rng_.Chance(0.5)) {
+      req.success.push_back(
+          RequestOp{RequestOp::kRange, "k", "l", "", 0, false});
+    }
+    req.failure.push_back(RequestOp{RequestOp::kRange, k, "", "", 0, false});
+    if (rng_.Chance(0.3)) {
+      req.failure.push_back(
+          RequestOp{RequestOp::kPut, key(), "", value(), 0, false});
+    }
+  } else {
+    RequestOp op{RequestOp::kRange, key(), "", "", 0, false};
+    if (rng_.Chance(0.3)) {
+      op.key = "k";
+      op.range_end = "l";
+    }
+    req.success.push_back(op);
+    req.serializable = dice >= 85;
+  }
+  return req;
+}
+
+void Workload::NextKv(int c) {
+  KvClient& cl = *kv_[c];
   if (cl.busy || issued_ >= opts_.ops) return;
-  std::vector<uint64_t> up = cluster_->UpNodes();
-  sim::World& world = cluster_->world();
-  if (up.empty()) {
-    world.After(100 * sim::kMillisecond, [this, c] { Next(c); });
-    return;
+  if (rng_.Chance(opts_.compact_probability) && last_revision_ > 3) {
+    // Compactions are not part of the KV model (latest-revision reads do
+    // not see them); the watch checker needs to know they may happen.
+    const int64_t rev = rng_.Range(2, last_revision_ - 1);
+    watch_checker_.OnCompacted(rev);
+    etcdserverpb::CompactionRequest r;
+    r.set_revision(rev);
+    const uint64_t target = RandomUpNode();
+    if (target != 0) {
+      cluster_->Call(target, [&](server::EtcdServer& s) {
+        s.Compact(r, [](absl::StatusOr<etcdserverpb::CompactionResponse>) {});
+      });
+    }
   }
   ++issued_;
   cl.busy = true;
-  const uint64_t seq = ++cl.op_seq;
-  cl.started_ns = world.now();
-  const uint64_t target = up[rng_.Uniform(up.size())];
-  world.After(opts_.timeout_ns, [this, c, seq] {
-    Finish(c, seq, "unknown", "timeout");
-  });
-  if (rng_.Chance(opts_.read_fraction)) {
-    cluster_->ReadIndex(target, [this, c, seq](absl::Status s) {
-      Finish(c, seq, s.ok() ? "ok" : "fail", "read");
-    });
-    return;
-  }
-  std::string cmd = absl::StrCat("put k", rng_.Uniform(opts_.keys), " c", c,
-                                 "-", seq);
-  cluster_->Propose(target, cmd,
-                    [this, c, seq, cmd](absl::StatusOr<std::string> r) {
-                      if (r.ok()) cluster_->checker().OnAcknowledged(cmd);
-                      Finish(c, seq, r.ok() ? "ok" : "fail", cmd);
-                    });
+  Operation op;
+  op.id = static_cast<int>(history_.ops.size());
+  op.client = c;
+  op.req = RandomRequest(c);
+  history_.ops.push_back(std::move(op));
+  SendKv(c, static_cast<int>(history_.ops.size()) - 1, 0);
 }
 
-void Workload::Finish(int c, uint64_t seq, const char* outcome,
-                      const std::string& what) {
-  Client& cl = clients_[c];
-  if (!cl.busy || cl.op_seq != seq) return;  // already finished
+void Workload::SendKv(int c, int op_index, int attempt) {
+  KvClient& cl = *kv_[c];
+  const uint64_t seq = ++cl.seq;
+  cl.op_index = op_index;
+  sim::World& world = cluster_->world();
+  history_.ops[op_index].invoke_ns = world.now();
+  history_.ops[op_index].return_ns = world.now();
+  const uint64_t target = RandomUpNode();
+  if (target == 0) {
+    FinishKv(c, seq, op_index, Operation::kFail,
+             absl::UnavailableError("no member up"), {}, attempt);
+    return;
+  }
+  Later(opts_.timeout_ns, [this, c, seq, op_index, attempt] {
+    FinishKv(c, seq, op_index, Operation::kUnknown,
+             absl::DeadlineExceededError("client timeout"), {}, attempt);
+  });
+  // A callback that runs before Call returns was refused synchronously:
+  // it never reached raft, so it did not happen.
+  const Request req = history_.ops[op_index].req;
+  auto sync = std::make_shared<bool>(true);
+  auto done = [this, c, seq, op_index, attempt, sync](
+                  absl::Status s, Response resp, bool is_read) {
+    Operation::Outcome o = Operation::kOk;
+    if (!s.ok()) {
+      o = (is_read || *sync || Definite(s)) ? Operation::kFail
+                                            : Operation::kUnknown;
+    }
+    FinishKv(c, seq, op_index, o, s, std::move(resp), attempt);
+  };
+  const bool single = req.compares.empty() && req.success.size() == 1 &&
+                      req.failure.empty();
+  bool up = cluster_->Call(target, [&](server::EtcdServer& s) {
+    if (!single) {
+      const bool read_only = std::none_of(
+          req.success.begin(), req.success.end(),
+          [](const RequestOp& o) { return o.kind != RequestOp::kRange; });
+      s.Txn(TxnProto(req),
+            [done, read_only](absl::StatusOr<etcdserverpb::TxnResponse> r) {
+              if (!r.ok()) return done(r.status(), {}, read_only);
+              done(absl::OkStatus(), FromTxn(*r), read_only);
+            });
+      return;
+    }
+    const RequestOp& op = req.success[0];
+    switch (op.kind) {
+      case RequestOp::kRange: {
+        etcdserverpb::RangeRequest r = RangeProto(op);
+        r.set_serializable(req.serializable);
+        s.Range(r, [done](absl::StatusOr<etcdserverpb::RangeResponse> r) {
+          if (!r.ok()) return done(r.status(), {}, true);
+          Response resp;
+          resp.revision = r->header().revision();
+          resp.results.push_back(FromRange(*r));
+          done(absl::OkStatus(), std::move(resp), true);
+        });
+        break;
+      }
+      case RequestOp::kPut:
+        s.Put(PutProto(op),
+              [done](absl::StatusOr<etcdserverpb::PutResponse> r) {
+                if (!r.ok()) return done(r.status(), {}, false);
+                Response resp;
+                resp.revision = r->header().revision();
+                resp.results.push_back(FromPut(*r));
+                done(absl::OkStatus(), std::move(resp), false);
+              });
+        break;
+      case RequestOp::kDelete:
+        s.DeleteRange(
+            DeleteProto(op),
+            [done](absl::StatusOr<etcdserverpb::DeleteRangeResponse> r) {
+              if (!r.ok()) return done(r.status(), {}, false);
+              Response resp;
+              resp.revision = r->header().revision();
+              resp.results.push_back(FromDelete(*r));
+              done(absl::OkStatus(), std::move(resp), false);
+            });
+        break;
+    }
+  });
+  *sync = false;
+  if (!up) {
+    FinishKv(c, seq, op_index, Operation::kFail,
+             absl::UnavailableError("member down"), {}, attempt);
+  }
+}
+
+void Workload::FinishKv(int c, uint64_t seq, int op_index,
+                        Operation::Outcome o, const absl::Status& s,
+                        Response resp, int attempt) {
+  KvClient& cl = *kv_[c];
+  if (!cl.busy || cl.seq != seq) return;  // already finished
+  sim::World& world = cluster_->world();
+  Operation& op = history_.ops[op_index];
+  op.outcome = o;
+  op.return_ns = world.now();
+  if (o == Operation::kOk) {
+    op.resp = std::move(resp);
+    last_revision_ = std::max(last_revision_, op.resp.revision);
+  }
+  world.Mix(c);
+  world.Mix(static_cast<uint64_t>(o));
+  if (Trace* t = cluster_->trace()) {
+    t->Span(op.invoke_ns, world.now(), 1000 + c, FormatOp(op),
+            o == Operation::kOk     ? "ok"
+            : o == Operation::kFail ? std::string(s.message())
+                                    : "unknown");
+  }
+  // Continue from a new event: never call back into a member from its own
+  // callback.
+  if (o == Operation::kFail && attempt < opts_.max_retries &&
+      !(s.code() == absl::StatusCode::kInvalidArgument ||
+        s.code() == absl::StatusCode::kNotFound ||
+        s.code() == absl::StatusCode::kOutOfRange)) {
+    ++cl.seq;  // the retry is a new attempt (and a new operation)
+    ++stats_.failed;
+    Operation retry;
+    retry.id = static_cast<int>(history_.ops.size());
+    retry.client = c;
+    retry.req = op.req;
+    history_.ops.push_back(std::move(retry));
+    const int next = static_cast<int>(history_.ops.size()) - 1;
+    Later(rng_.Range(sim::kMillisecond, 50 * sim::kMillisecond),
+          [this, c, next, attempt] { SendKv(c, next, attempt + 1); });
+    return;
+  }
   cl.busy = false;
   ++completed_;
-  std::string_view o = outcome;
-  if (o == "ok") {
+  if (o == Operation::kOk) {
     ++stats_.ok;
-  } else if (o == "fail") {
+  } else if (o == Operation::kFail) {
     ++stats_.failed;
   } else {
     ++stats_.unknown;
   }
-  sim::World& world = cluster_->world();
-  world.Mix(c);
-  world.Mix(o);
-  if (Trace* t = cluster_->trace()) {
-    t->Span(cl.started_ns, world.now(), 1000 + c, what, outcome);
+  Later(rng_.Range(1, opts_.max_think_ns), [this, c] { NextKv(c); });
+}
+
+// ---- watch clients ----
+
+void Workload::ConnectWatch(int wi) {
+  WatchClient& w = *watch_[wi];
+  if (w.connected) return;
+  const uint64_t node = RandomUpNode();
+  if (node == 0) {
+    Later(100 * sim::kMillisecond, [this, wi] { ConnectWatch(wi); });
+    return;
   }
-  // Never call back into a node from its own callback: continue from a new
-  // event.
-  world.After(rng_.Range(1, opts_.max_think_ns), [this, c] { Next(c); });
+  const int seg = watch_checker_.Begin(w.spec, node, w.next_start);
+  w.seg = seg;
+  w.node = node;
+  w.connected = true;
+  mvcc::WatchCreate req;
+  req.key = w.spec.key;
+  req.range_end = w.spec.range_end;
+  req.start_revision = w.next_start;
+  req.prev_kv = w.spec.prev_kv;
+  req.no_put = w.spec.no_put;
+  req.no_delete = w.spec.no_delete;
+  req.progress_notify = w.progress_notify;
+  auto sink = [this, wi, seg](const mvcc::WatchResponse& r) {
+    WatchClient& w = *watch_[wi];
+    if (w.seg != seg) return true;  // an old stream
+    if (w.refuse_probability > 0 && rng_.Chance(w.refuse_probability)) {
+      return false;  // a slow reader: the buffer is full
+    }
+    if (r.watch_id == mvcc::kInvalidWatchId && !r.created) {
+      watch_checker_.OnStreamProgress({seg}, r.revision);
+      return true;
+    }
+    watch_checker_.OnResponse(seg, r);
+    stats_.watch_events += r.events.size();
+    if (r.canceled) {
+      // Compacted: carry on from the oldest revision still there.
+      w.connected = false;
+      const int64_t from = r.compact_revision + 1;
+      const uint64_t node = w.node;
+      const mvcc::WatchHub::StreamId stream = w.stream;
+      Later(rng_.Range(sim::kMillisecond, 100 * sim::kMillisecond),
+            [this, wi, from, node, stream] {
+              cluster_->Call(node, [stream](server::EtcdServer& s) {
+                s.watch_hub().CloseStream(stream);
+              });
+              watch_[wi]->next_start = from;
+              ConnectWatch(wi);
+            });
+    }
+    return true;
+  };
+  const bool up = cluster_->Call(node, [&](server::EtcdServer& s) {
+    w.stream = s.watch_hub().OpenStream(sink);
+    s.WatchCreate(w.stream, req);
+  });
+  if (!up) {
+    w.connected = false;
+    Later(100 * sim::kMillisecond, [this, wi] { ConnectWatch(wi); });
+    return;
+  }
+  ++stats_.watch_resumes;
+  // Now and then, ask for progress on the stream.
+  Later(rng_.Range(200, 1500) * sim::kMillisecond,
+        [this, wi, seg] { AskProgress(wi, seg); });
+}
+
+void Workload::AskProgress(int wi, int seg) {
+  WatchClient& w = *watch_[wi];
+  if (w.seg != seg || !w.connected || done()) return;
+  cluster_->Call(w.node, [&](server::EtcdServer& s) {
+    s.watch_hub().RequestProgress(w.stream);
+  });
+  Later(rng_.Range(200, 1500) * sim::kMillisecond,
+        [this, wi, seg] { AskProgress(wi, seg); });
+}
+
+void Workload::OnWatchDown(uint64_t node) {
+  for (size_t i = 0; i < watch_.size(); ++i) {
+    WatchClient& w = *watch_[i];
+    if (!w.connected || w.node != node) continue;
+    w.connected = false;
+    watch_checker_.End(w.seg);
+    // Resume after the last event seen, as clientv3 does.
+    if (watch_checker_.created(w.seg)) {
+      w.next_start = watch_checker_.NextRevision(w.seg);
+    }
+    const int wi = static_cast<int>(i);
+    Later(rng_.Range(10, 300) * sim::kMillisecond,
+          [this, wi] { ConnectWatch(wi); });
+  }
+}
+
+// ---- lease clients ----
+
+void Workload::NextLease(int l) {
+  if (done()) return;
+  LeaseClient& lc = *lease_[l];
+  lc.phase = 0;
+  lc.lease = 0;
+  lc.keys = 0;
+  LeaseStep(l);
+}
+
+void Workload::LeaseStep(int l) {
+  LeaseClient& lc = *lease_[l];
+  const uint64_t seq = ++lc.seq;
+  const uint64_t node = RandomUpNode();
+  sim::World& world = cluster_->world();
+  const int64_t invoke = world.now();
+  auto again = [this, l](int64_t delay) {
+    Later(delay, [this, l] { LeaseStep(l); });
+  };
+  if (node == 0 || done()) {
+    if (!done()) again(100 * sim::kMillisecond);
+    return;
+  }
+  // Each step has its own timeout: a step that never answers moves on.
+  auto current = [this, l, seq] { return lease_[l]->seq == seq; };
+  Later(opts_.timeout_ns, [this, l, seq, current] {
+    if (!current()) return;
+    ++lease_[l]->seq;
+    Later(sim::kMillisecond, [this, l] { NextLease(l); });
+  });
+  switch (lc.phase) {
+    case 0: {  // grant
+      etcdserverpb::LeaseGrantRequest r;
+      lc.ttl_s = 1 + static_cast<int64_t>(rng_.Uniform(3));
+      r.set_ttl(lc.ttl_s);
+      cluster_->Call(node, [&](server::EtcdServer& s) {
+        s.LeaseGrant(r, [this, l, invoke, current, again](
+                            absl::StatusOr<etcdserverpb::LeaseGrantResponse>
+                                resp) {
+          if (!current()) return;
+          LeaseClient& lc = *lease_[l];
+          ++lc.seq;
+          if (!resp.ok()) return again(50 * sim::kMillisecond);
+          lc.lease = resp->id();
+          lc.ttl_s = resp->ttl();
+          ++stats_.lease_grants;
+          lease_checker_.OnGranted(lc.lease, lc.ttl_s, invoke,
+                                   cluster_->world().now());
+          lc.phase = 1;
+          lc.keepalives_left = static_cast<int>(rng_.Uniform(6));
+          again(sim::kMillisecond);
+        });
+      });
+      return;
+    }
+    case 1: {  // attach keys
+      etcdserverpb::PutRequest r;
+      r.set_key(absl::StrCat("lease/", lc.lease, "/", lc.keys));
+      r.set_value(absl::StrCat("v", world.now()));
+      r.set_lease(lc.lease);
+      cluster_->Call(node, [&](server::EtcdServer& s) {
+        s.Put(r, [this, l, current, again](
+                     absl::StatusOr<etcdserverpb::PutResponse> resp) {
+          if (!current()) return;
+          LeaseClient& lc = *lease_[l];
+          ++lc.seq;
+          if (!resp.ok() && resp.status().code() == absl::StatusCode::kNotFound) {
+            return Later(sim::kMillisecond, [this, l] { NextLease(l); });
+          }
+          if (++lc.keys >= 2) lc.phase = 2;
+          again(sim::kMillisecond);
+        });
+      });
+      return;
+    }
+    case 2: {  // keep alive, then revoke or abandon
+      if (lc.keepalives_left-- <= 0) {
+        if (rng_.Chance(0.5)) {
+          Later(sim::kMillisecond, [this, l] { NextLease(l); });  // abandon
+          return;
+        }
+        etcdserverpb::LeaseRevokeRequest r;
+        r.set_id(lc.lease);
+        cluster_->Call(node, [&](server::EtcdServer& s) {
+          s.LeaseRevoke(r, [this, l, current](auto) {
+            if (!current()) return;
+            ++lease_[l]->seq;
+            Later(sim::kMillisecond, [this, l] { NextLease(l); });
+          });
+        });
+        return;
+      }
+      // Mostly well within the TTL; sometimes too late.
+      const int64_t ttl_ns = lc.ttl_s * sim::kSecond;
+      const int64_t wait = rng_.Chance(0.15)
+                               ? ttl_ns + rng_.Range(0, ttl_ns)
+                               : rng_.Range(ttl_ns / 10, ttl_ns / 3);
+      ++lc.seq;  // the wait is not a request
+      Later(wait, [this, l] {
+        LeaseClient& lc = *lease_[l];
+        const uint64_t node = RandomUpNode();
+        if (node == 0 || done()) return NextLease(l);
+        const uint64_t seq = ++lc.seq;
+        const int64_t invoke = cluster_->world().now();
+        const int64_t id = lc.lease;
+        Later(opts_.timeout_ns, [this, l, seq] {
+          if (lease_[l]->seq != seq) return;
+          ++lease_[l]->seq;
+          Later(sim::kMillisecond, [this, l] { LeaseStep(l); });
+        });
+        etcdserverpb::LeaseKeepAliveRequest r;
+        r.set_id(id);
+        cluster_->Call(node, [&](server::EtcdServer& s) {
+          s.LeaseKeepAlive(r, [this, l, seq, invoke, id](
+                                  absl::StatusOr<
+                                      etcdserverpb::LeaseKeepAliveResponse>
+                                      resp) {
+            LeaseClient& lc = *lease_[l];
+            if (lc.seq != seq) return;
+            ++lc.seq;
+            ++stats_.keepalives;
+            LeaseChecker::KeepAlive k =
+                resp.ok() ? LeaseChecker::KeepAlive::kOk
+                : resp.status().code() == absl::StatusCode::kNotFound
+                    ? LeaseChecker::KeepAlive::kNotFound
+                    : LeaseChecker::KeepAlive::kFailed;
+            lease_checker_.OnKeepAlive(id, invoke, cluster_->world().now(), k,
+                                       resp.ok() ? resp->ttl() : 0);
+            if (k == LeaseChecker::KeepAlive::kNotFound) {
+              return Later(sim::kMillisecond, [this, l] { NextLease(l); });
+            }
+            Later(sim::kMillisecond, [this, l] { LeaseStep(l); });
+          });
+        });
+      });
+      return;
+    }
+  }
 }
 
 }  // namespace detcd::harness

@@ -43,9 +43,6 @@ absl::Status ErrNoLeader() {
 absl::Status ErrTimeout() {
   return absl::UnavailableError("etcdserver: request timed out");
 }
-absl::Status ErrRequestTooLarge() {
-  return absl::InvalidArgumentError("etcdserver: request is too large");
-}
 absl::Status ErrStopped() {
   return absl::UnavailableError("etcdserver: server stopped");
 }

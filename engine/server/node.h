@@ -27,6 +27,7 @@
 #include "engine/env/env.h"
 #include "engine/raft/raft.h"
 #include "engine/raft/storage.h"
+#include "engine/server/etcd_kv.h"
 #include "engine/server/state_machine.h"
 #include "engine/wal/wal.h"
 
@@ -86,7 +87,7 @@ bool OpenEnvelope(std::string_view data, uint64_t* proposer,
 // Errors, with etcd's texts where etcd has one.
 absl::Status ErrNoLeader();       // "etcdserver: no leader"
 absl::Status ErrTimeout();        // "etcdserver: request timed out"
-absl::Status ErrRequestTooLarge();  // "etcdserver: request is too large"
+// ErrRequestTooLarge() lives with the KV request checks (etcd_kv.h).
 absl::Status ErrStopped();        // "etcdserver: server stopped"
 absl::Status ErrTooManyRequests();  // "etcdserver: too many requests"
 

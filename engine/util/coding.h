@@ -68,6 +68,8 @@ class Reader {
     return true;
   }
   bool empty() const { return in_.empty(); }
+  // What is left to read.
+  std::string_view rest() const { return in_; }
   size_t remaining() const { return in_.size(); }
 
  private:

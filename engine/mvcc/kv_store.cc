@@ -1,0 +1,839 @@
+// The in-memory revisioned store.
+//
+// Layout (why: every single-key operation is one hash probe plus O(1)
+// work, and range scans walk an ordered index):
+//
+//   KeyNode  one per key that has kept revisions: the key and its
+//            KeyIndex, the kept revisions in increasing order, each
+//            flagged put or tombstone (etcd keeps "generations"; a flat
+//            list with tombstone flags carries the same information). The
+//            key is alive iff its last revision is a put. Heap-allocated,
+//            so its address is stable.
+//   ordered  absl::btree_map key -> KeyNode, owning the nodes: range scans
+//            and DeleteRange walk it in key order.
+//   table    an open-addressing hash table key -> KeyNode for Put, point
+//            Range, single-key DeleteRange, Changes and Compact. (A btree
+//            descent on a large store costs several cache misses; the
+//            table costs about two. It is never iterated, so its order
+//            cannot leak into anything observable.)
+//   entries  a deque with one Entry per main revision in
+//            [base, current_rev] (one more while a write transaction that
+//            changed something is open). Main revisions are dense, so a
+//            revision (main, sub) is found at entries[main - base][sub].
+//            An Entry holds the transaction's records in sub order.
+//   old      the records kept below base: after Compact(c) a key keeps its
+//            latest revision <= c unless that is a tombstone, and such a
+//            record moves into its KeyNode (KeyNode::old) so that the
+//            deque can drop every revision <= c. At most one record per key
+//            is there, so memory after compaction is bounded by the live
+//            data, not by history. `old` itself only lists them in
+//            revision order, for Snapshot and Hash.
+//
+// A write transaction applies its changes to the key index and entries
+// directly, at main revision current_rev + 1; current_rev only moves in
+// End(). Reads outside the transaction use current_rev and so do not see
+// them, the way etcd's reads at a revision ignore newer index entries.
+//
+// Compact(c) only has to look at keys that have a revision in
+// (previous compact, c]: a key whose revisions are all older already has
+// just its one kept record there, which stays kept.
+#include "engine/mvcc/kv_store.h"
+
+#include <algorithm>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/str_cat.h"
+#include "absl/types/compare.h"
+#include "engine/util/check.h"
+#include "engine/util/coding.h"
+#include "engine/util/hash.h"
+
+namespace detcd::mvcc {
+
+namespace {
+
+// etcd's texts. (absl::string_view is not std::string_view in this Abseil
+// build, so these stay plain C strings.)
+constexpr char kCompactedText[] = "mvcc: required revision has been compacted";
+constexpr char kFutureRevText[] =
+    "mvcc: required revision is a future revision";
+
+// An empty store is at revision 1; the first write gets revision 2 (etcd).
+constexpr int64_t kInitialRev = 1;
+constexpr int64_t kNoCompaction = -1;
+
+// Snapshot image framing (see KvStore::Snapshot).
+constexpr std::string_view kSnapshotMagic = "dmvc";
+constexpr uint8_t kSnapshotFormatVersion = 1;
+constexpr uint8_t kRecordPut = 0;
+constexpr uint8_t kRecordTombstone = 1;
+
+// Three-way comparison over any string-like key, so that lookups take a
+// std::string_view without building a std::string, and the btree compares
+// each key once per node level.
+struct KeyLess {
+  using is_transparent = void;
+  absl::weak_ordering operator()(std::string_view a, std::string_view b) const {
+    int c = a.compare(b);
+    if (c < 0) return absl::weak_ordering::less;
+    if (c > 0) return absl::weak_ordering::greater;
+    return absl::weak_ordering::equivalent;
+  }
+};
+
+// One kept revision of a key, as the key index lists it.
+struct RevRef {
+  int64_t main;
+  uint32_t sub;
+  bool tombstone;
+};
+
+// One key's kept revisions, oldest first. Most keys have one.
+using KeyIndex = absl::InlinedVector<RevRef, 1>;
+
+struct KeyNode;
+
+// One revision of one key. mod_revision is the main revision it is stored
+// under. A tombstone has only the key. The key lives in the key's node
+// (which outlives every kept record of the key), not in each revision.
+struct Record {
+  KeyNode* node = nullptr;
+  std::string value;
+  int64_t create_revision = 0;
+  int64_t version = 0;
+  int64_t lease = 0;
+  bool tombstone = false;
+  // Set only inside Compact: the record was dropped or moved to `old`.
+  bool gone = false;
+};
+
+struct KeyNode {
+  std::string key;
+  KeyIndex revs;
+  // The record of revs[0] when that revision is older than the deque
+  // (compaction kept it); null otherwise.
+  std::unique_ptr<Record> old;
+};
+
+uint64_t HashKey(std::string_view key) {
+  // libstdc++'s string hash is unseeded (deterministic), and only ever
+  // used to place keys in KeyTable.
+  return std::hash<std::string_view>{}(key);
+}
+
+// Open addressing with linear probing over (hash, node) slots, at most half
+// full; erasure shifts followers back, so there are no tombstones. Does
+// not own the nodes.
+class KeyTable {
+ public:
+  KeyNode* Find(std::string_view key, uint64_t h) const {
+    if (slots_.empty()) return nullptr;
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& sl = slots_[i];
+      if (sl.node == nullptr) return nullptr;
+      if (sl.hash == h && sl.node->key == key) return sl.node;
+    }
+  }
+  // The key must be absent.
+  void Insert(KeyNode* n, uint64_t h) {
+    if ((size_ + 1) * 2 > slots_.size()) Grow();
+    size_t i = h & mask_;
+    while (slots_[i].node != nullptr) i = (i + 1) & mask_;
+    slots_[i] = Slot{h, n};
+    ++size_;
+  }
+  // The key must be present.
+  void Erase(std::string_view key, uint64_t h) {
+    DETCD_CHECK(!slots_.empty());
+    size_t i = h & mask_;
+    for (;; i = (i + 1) & mask_) {
+      DETCD_CHECK_MSG(slots_[i].node != nullptr, "erasing a missing key");
+      if (slots_[i].hash == h && slots_[i].node->key == key) break;
+    }
+    // Move back every follower whose home slot is not in (i, j].
+    for (size_t j = (i + 1) & mask_; slots_[j].node != nullptr;
+         j = (j + 1) & mask_) {
+      const size_t home = slots_[j].hash & mask_;
+      const bool stays =
+          i <= j ? (i < home && home <= j) : (i < home || home <= j);
+      if (stays) continue;
+      slots_[i] = slots_[j];
+      i = j;
+    }
+    slots_[i] = Slot{};
+    --size_;
+  }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    KeyNode* node = nullptr;  // nullptr: empty
+  };
+  static constexpr size_t kMinSlots = 16;
+
+  void Grow() {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(std::max(kMinSlots, old.size() * 2), Slot{});
+    mask_ = slots_.size() - 1;
+    for (const Slot& sl : old) {
+      if (sl.node == nullptr) continue;
+      size_t i = sl.hash & mask_;
+      while (slots_[i].node != nullptr) i = (i + 1) & mask_;
+      slots_[i] = sl;
+    }
+  }
+
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
+};
+
+// The changes of one main revision, by sub revision.
+using Entry = absl::InlinedVector<Record, 1>;
+
+// size_bytes() approximates the heap the store holds: value bytes per
+// kept revision plus its bookkeeping (the deque slot, the RevRef), and key
+// bytes once per key plus the key's node, ordered-index slot and hash
+// slot. The overheads are what mvcc_bench's heap_per_key measures for
+// small keys and values, rounded.
+constexpr int64_t kRecordOverheadBytes = 112;
+constexpr int64_t kKeyOverheadBytes = 176;
+
+int64_t RecordBytes(const Record& r) {
+  return static_cast<int64_t>(r.value.size()) + kRecordOverheadBytes;
+}
+int64_t KeyBytes(std::string_view key) {
+  return static_cast<int64_t>(key.size()) + kKeyOverheadBytes;
+}
+
+bool IsGteEnd(std::string_view end) {
+  return end.size() == 1 && end[0] == '\0';
+}
+
+KeyValue MakeKv(const Record& r, int64_t main, bool keys_only) {
+  KeyValue kv;
+  kv.key = r.node->key;
+  kv.create_revision = r.create_revision;
+  kv.mod_revision = main;
+  kv.version = r.version;
+  if (!keys_only) kv.value = r.value;
+  kv.lease = r.lease;
+  return kv;
+}
+
+// Index of the key's last revision with main <= rev, or -1.
+int LastAtOrBefore(const KeyIndex& ki, int64_t rev) {
+  int n = static_cast<int>(ki.size());
+  if (n > 0 && ki[n - 1].main <= rev) return n - 1;  // the common case
+  auto it = std::upper_bound(
+      ki.begin(), ki.end(), rev,
+      [](int64_t r, const RevRef& ref) { return r < ref.main; });
+  return static_cast<int>(it - ki.begin()) - 1;
+}
+
+// Index of the key's last revision strictly before (main, sub), or -1.
+int LastBefore(const KeyIndex& ki, int64_t main, uint32_t sub) {
+  auto it = std::lower_bound(ki.begin(), ki.end(), Revision{main, sub},
+                             [](const RevRef& ref, const Revision& r) {
+                               return Revision{ref.main, ref.sub} < r;
+                             });
+  return static_cast<int>(it - ki.begin()) - 1;
+}
+
+void EncodeRecord(std::string* out, int64_t main, uint32_t sub,
+                  const Record& r) {
+  coding::PutVarint64(out, static_cast<uint64_t>(main));
+  coding::PutVarint64(out, sub);
+  out->push_back(
+      static_cast<char>(r.tombstone ? kRecordTombstone : kRecordPut));
+  coding::PutLengthPrefixed(out, r.node->key);
+  if (r.tombstone) return;
+  coding::PutLengthPrefixed(out, r.value);
+  coding::PutVarint64(out, static_cast<uint64_t>(r.create_revision));
+  coding::PutVarint64(out, static_cast<uint64_t>(r.version));
+  coding::PutVarint64(out, static_cast<uint64_t>(r.lease));
+}
+
+uint32_t Fold32(uint64_t h) { return static_cast<uint32_t>(h ^ (h >> 32)); }
+
+}  // namespace
+
+absl::Status ErrCompacted() { return absl::OutOfRangeError(kCompactedText); }
+absl::Status ErrFutureRev() { return absl::OutOfRangeError(kFutureRevText); }
+bool IsErrCompacted(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kOutOfRange &&
+         s.message() == kCompactedText;
+}
+bool IsErrFutureRev(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kOutOfRange &&
+         s.message() == kFutureRevText;
+}
+
+struct KvStore::Impl {
+  int64_t current_rev = kInitialRev;
+  int64_t compact_rev = kNoCompaction;
+  bool txn_open = false;
+
+  absl::btree_map<std::string, std::unique_ptr<KeyNode>, KeyLess> ordered;
+  KeyTable table;
+  // Main revision of entries.front(); revisions below it live in `old`.
+  int64_t base = kInitialRev + 1;
+  std::deque<Entry> entries;
+  absl::btree_map<Revision, KeyNode*> old;
+
+  // Statistics, kept up to date by every change (an open transaction's
+  // changes included).
+  size_t live_keys = 0;
+  size_t revisions = 0;
+  int64_t bytes = 0;
+
+  // The record of revision ref of key node n.
+  const Record& Get(const KeyNode& n, const RevRef& ref) const {
+    if (ref.main >= base) {
+      size_t i = static_cast<size_t>(ref.main - base);
+      DETCD_CHECK(i < entries.size() && ref.sub < entries[i].size());
+      return entries[i][ref.sub];
+    }
+    DETCD_CHECK_MSG(n.old != nullptr && ref.main == n.revs[0].main &&
+                        ref.sub == n.revs[0].sub,
+                    "key index names a dropped revision");
+    return *n.old;
+  }
+
+  KeyNode* FindKey(std::string_view key) const {
+    return table.Find(key, HashKey(key));
+  }
+  KeyNode* FindOrAddKey(std::string_view key) {
+    const uint64_t h = HashKey(key);
+    if (KeyNode* n = table.Find(key, h)) return n;
+    auto node = std::make_unique<KeyNode>();
+    node->key.assign(key.data(), key.size());
+    KeyNode* n = node.get();
+    auto [it, inserted] = ordered.try_emplace(key, std::move(node));
+    DETCD_CHECK(inserted);
+    table.Insert(n, h);
+    bytes += KeyBytes(key);
+    return n;
+  }
+  // Forgets a key that has no kept revisions left (frees its node).
+  void EraseKey(KeyNode* n) {
+    DETCD_CHECK(n->revs.empty());
+    bytes -= KeyBytes(n->key);
+    table.Erase(n->key, HashKey(n->key));
+    auto it = ordered.find(n->key);
+    DETCD_CHECK(it != ordered.end() && it->second.get() == n);
+    ordered.erase(it);
+  }
+
+  // The range read shared by KvStore::Range and WriteTxn::Range; cur is
+  // the reader's current revision.
+  absl::StatusOr<RangeResult> RangeAt(std::string_view key,
+                                      std::string_view end,
+                                      const RangeOptions& o,
+                                      int64_t cur) const {
+    int64_t rev = o.rev;
+    if (rev > cur) return ErrFutureRev();
+    if (rev <= 0) rev = cur;
+    if (rev < compact_rev) return ErrCompacted();
+    RangeResult res;
+    res.rev = cur;  // etcd reports the current revision, not the read one
+    const size_t limit = o.limit > 0 ? static_cast<size_t>(o.limit)
+                                     : std::numeric_limits<size_t>::max();
+    auto visit = [&](const KeyNode& n) {
+      const KeyIndex& ki = n.revs;
+      int i = LastAtOrBefore(ki, rev);
+      if (i < 0 || ki[i].tombstone) return;
+      ++res.count;
+      if (o.count_only || res.kvs.size() >= limit) return;
+      res.kvs.push_back(MakeKv(Get(n, ki[i]), ki[i].main, o.keys_only));
+    };
+    if (end.empty()) {
+      if (const KeyNode* n = FindKey(key)) visit(*n);
+      return res;
+    }
+    const bool to_last = IsGteEnd(end);
+    if (!to_last && end <= key) return res;
+    for (auto it = ordered.lower_bound(key); it != ordered.end(); ++it) {
+      if (!to_last && std::string_view(it->first) >= end) break;
+      visit(*it->second);
+    }
+    return res;
+  }
+
+  // Drops the revisions of key node n that Compact(c) removes; called (from
+  // Compact) once per key touched since the previous compaction.
+  void CompactKey(KeyNode* n, int64_t c) {
+    KeyIndex& ki = n->revs;
+    int last = LastAtOrBefore(ki, c);
+    DETCD_CHECK(last >= 0);
+    const int keep_from = ki[last].tombstone ? last + 1 : last;
+    for (int j = 0; j < keep_from; ++j) {
+      const RevRef& ref = ki[j];
+      if (ref.main >= base) {
+        Record& r = entries[static_cast<size_t>(ref.main - base)][ref.sub];
+        bytes -= RecordBytes(r);
+        r.gone = true;
+      } else {
+        DETCD_CHECK(j == 0 && n->old != nullptr);
+        bytes -= RecordBytes(*n->old);
+        DETCD_CHECK(old.erase(Revision{ref.main, ref.sub}) == 1);
+        n->old.reset();
+      }
+      --revisions;
+    }
+    if (keep_from == last && ki[last].main >= base) {
+      // The kept record outlives its deque entry.
+      const RevRef& ref = ki[last];
+      Record& r = entries[static_cast<size_t>(ref.main - base)][ref.sub];
+      DETCD_CHECK(n->old == nullptr);
+      n->old = std::make_unique<Record>(std::move(r));
+      old.emplace(Revision{ref.main, ref.sub}, n);
+      r.gone = true;
+    }
+    ki.erase(ki.begin(), ki.begin() + keep_from);
+    if (ki.empty()) EraseKey(n);
+  }
+
+  // Calls f(main, sub, record) for every committed record in revision
+  // order.
+  template <typename F>
+  void ForEachRecord(int64_t up_to, F&& f) const {
+    for (const auto& [rev, n] : old) {
+      if (rev.main > up_to) return;
+      f(rev.main, static_cast<uint32_t>(rev.sub), *n->old);
+    }
+    for (int64_t m = base; m <= up_to; ++m) {
+      const Entry& e = entries[static_cast<size_t>(m - base)];
+      for (size_t s = 0; s < e.size(); ++s) {
+        f(m, static_cast<uint32_t>(s), e[s]);
+      }
+    }
+  }
+};
+
+KvStore::KvStore() : impl_(new Impl) {}
+KvStore::~KvStore() { delete impl_; }
+
+int64_t KvStore::Rev() const { return impl_->current_rev; }
+int64_t KvStore::CompactRev() const { return impl_->compact_rev; }
+
+absl::StatusOr<RangeResult> KvStore::Range(std::string_view key,
+                                           std::string_view end,
+                                           const RangeOptions& o) const {
+  return impl_->RangeAt(key, end, o, impl_->current_rev);
+}
+
+absl::Status KvStore::Changes(int64_t from, int64_t to, size_t max_events,
+                              std::vector<Event>* out, int64_t* next) const {
+  DETCD_CHECK(out != nullptr && next != nullptr);
+  const Impl& st = *impl_;
+  if (from <= st.compact_rev) return ErrCompacted();
+  // Revisions past the committed one do not exist (yet).
+  const int64_t last = std::min(to, st.current_rev);
+  int64_t m = std::max(from, st.base);
+  for (; m <= last; ++m) {
+    const Entry& e = st.entries[static_cast<size_t>(m - st.base)];
+    for (size_t s = 0; s < e.size(); ++s) {
+      const Record& r = e[s];
+      Event ev;
+      if (r.tombstone) {
+        ev.type = Event::kDelete;
+        ev.kv.key = r.node->key;
+        ev.kv.mod_revision = m;
+      } else {
+        ev.type = Event::kPut;
+        ev.kv = MakeKv(r, m, /*keys_only=*/false);
+      }
+      const KeyIndex& ki = r.node->revs;
+      int p = LastBefore(ki, m, static_cast<uint32_t>(s));
+      // The key's previous revision is kept: it is either newer than the
+      // compaction or the key's latest at it (a dropped tombstone means
+      // there was no previous value, which is what we report).
+      if (p >= 0 && !ki[p].tombstone) {
+        ev.has_prev_kv = true;
+        ev.prev_kv = MakeKv(st.Get(*r.node, ki[p]), ki[p].main, false);
+      }
+      out->push_back(std::move(ev));
+    }
+    if (out->size() >= max_events) {
+      *next = m + 1;
+      return absl::OkStatus();
+    }
+  }
+  *next = std::max(from, last + 1);
+  return absl::OkStatus();
+}
+
+KvStore::WriteTxn::WriteTxn(KvStore* s) : s_(s) {}
+
+KvStore::WriteTxn KvStore::Write() {
+  DETCD_CHECK_MSG(!impl_->txn_open, "one write transaction at a time");
+  impl_->txn_open = true;
+  return WriteTxn(this);
+}
+
+int64_t KvStore::WriteTxn::Rev() const {
+  return s_->impl_->current_rev + (events_.empty() ? 0 : 1);
+}
+
+absl::StatusOr<RangeResult> KvStore::WriteTxn::Range(
+    std::string_view key, std::string_view end, const RangeOptions& o) const {
+  DETCD_CHECK(!ended_);
+  return s_->impl_->RangeAt(key, end, o, Rev());
+}
+
+std::optional<KeyValue> KvStore::WriteTxn::Put(std::string_view key,
+                                               std::string_view value,
+                                               int64_t lease) {
+  DETCD_CHECK(!ended_);
+  Impl& st = *s_->impl_;
+  const int64_t main = st.current_rev + 1;
+  DETCD_CHECK(events_.size() < std::numeric_limits<uint32_t>::max());
+  const uint32_t sub = static_cast<uint32_t>(events_.size());
+  if (sub == 0) {
+    DETCD_CHECK(st.base + static_cast<int64_t>(st.entries.size()) == main);
+    st.entries.emplace_back();
+  }
+  KeyNode* node = st.FindOrAddKey(key);
+  KeyIndex& ki = node->revs;
+
+  Event& ev = events_.emplace_back();
+  ev.type = Event::kPut;
+  Record rec;
+  if (!ki.empty() && !ki.back().tombstone) {
+    // Read the previous record before the entry may grow (and move it).
+    const Record& prev = st.Get(*node, ki.back());
+    rec.create_revision = prev.create_revision;
+    rec.version = prev.version + 1;
+    ev.has_prev_kv = true;
+    ev.prev_kv = MakeKv(prev, ki.back().main, /*keys_only=*/false);
+  } else {
+    rec.create_revision = main;
+    rec.version = 1;
+    ++st.live_keys;
+  }
+  rec.node = node;
+  rec.value.assign(value.data(), value.size());
+  rec.lease = lease;
+
+  ev.kv.key = node->key;
+  ev.kv.create_revision = rec.create_revision;
+  ev.kv.mod_revision = main;
+  ev.kv.version = rec.version;
+  ev.kv.value = rec.value;
+  ev.kv.lease = lease;
+
+  st.bytes += RecordBytes(rec);
+  ++st.revisions;
+  st.entries.back().push_back(std::move(rec));
+  ki.push_back(RevRef{main, sub, false});
+
+  if (!ev.has_prev_kv) return std::nullopt;
+  return ev.prev_kv;
+}
+
+std::vector<KeyValue> KvStore::WriteTxn::DeleteRange(std::string_view key,
+                                                     std::string_view end) {
+  DETCD_CHECK(!ended_);
+  Impl& st = *s_->impl_;
+  std::vector<KeyValue> deleted;
+  const int64_t main = st.current_rev + 1;
+
+  // Every index entry a writer sees is at or below its own revision, so
+  // "alive" is simply "last revision is a put".
+  auto del = [&](KeyNode* n) {
+    KeyIndex& ki = n->revs;
+    if (ki.empty() || ki.back().tombstone) return;
+    DETCD_CHECK(events_.size() < std::numeric_limits<uint32_t>::max());
+    const uint32_t sub = static_cast<uint32_t>(events_.size());
+    if (sub == 0) {
+      DETCD_CHECK(st.base + static_cast<int64_t>(st.entries.size()) == main);
+      st.entries.emplace_back();
+    }
+    Event& ev = events_.emplace_back();
+    ev.type = Event::kDelete;
+    ev.has_prev_kv = true;
+    ev.prev_kv = MakeKv(st.Get(*n, ki.back()), ki.back().main, false);
+    ev.kv.key = n->key;
+    ev.kv.mod_revision = main;
+    deleted.push_back(ev.prev_kv);
+
+    Record rec;
+    rec.node = n;
+    rec.tombstone = true;
+    st.bytes += RecordBytes(rec);
+    ++st.revisions;
+    --st.live_keys;
+    st.entries.back().push_back(std::move(rec));
+    ki.push_back(RevRef{main, sub, true});
+  };
+
+  if (end.empty()) {
+    if (KeyNode* n = st.FindKey(key)) del(n);
+    return deleted;
+  }
+  const bool to_last = IsGteEnd(end);
+  if (!to_last && end <= key) return deleted;
+  for (auto it = st.ordered.lower_bound(key); it != st.ordered.end(); ++it) {
+    if (!to_last && std::string_view(it->first) >= end) break;
+    del(it->second.get());
+  }
+  return deleted;
+}
+
+std::vector<Event> KvStore::WriteTxn::End() {
+  DETCD_CHECK_MSG(!ended_, "WriteTxn::End called twice");
+  Impl& st = *s_->impl_;
+  DETCD_CHECK(st.txn_open);
+  ended_ = true;
+  st.txn_open = false;
+  if (!events_.empty()) {
+    ++st.current_rev;
+    DETCD_CHECK(st.base + static_cast<int64_t>(st.entries.size()) ==
+                st.current_rev + 1);
+  }
+  return std::move(events_);
+}
+
+absl::Status KvStore::Compact(int64_t rev) {
+  Impl& st = *impl_;
+  DETCD_CHECK_MSG(!st.txn_open, "Compact during a write transaction");
+  if (rev <= st.compact_rev) return ErrCompacted();
+  if (rev > st.current_rev) return ErrFutureRev();
+  // Newest first, so each key is handled at its latest revision <= rev;
+  // its older revisions in the range are then already marked gone.
+  for (int64_t m = rev; m >= st.base; --m) {
+    Entry& e = st.entries[static_cast<size_t>(m - st.base)];
+    for (size_t s = e.size(); s-- > 0;) {
+      if (e[s].gone) continue;
+      st.CompactKey(e[s].node, rev);
+      DETCD_CHECK(e[s].gone);
+    }
+  }
+  if (rev >= st.base) {
+    st.entries.erase(
+        st.entries.begin(),
+        st.entries.begin() + static_cast<ptrdiff_t>(rev - st.base + 1));
+    st.base = rev + 1;
+  }
+  st.compact_rev = rev;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<KeyValueHash> KvStore::HashByRev(int64_t rev) const {
+  const Impl& st = *impl_;
+  if (rev > st.current_rev) return ErrFutureRev();
+  if (rev <= 0) rev = st.current_rev;
+  if (rev < st.compact_rev) return ErrCompacted();
+  // Like etcd's HashKV this covers (compact, rev] plus the revisions the
+  // compaction kept; the hash function itself is FNV-1a-64 over our record
+  // encoding folded to 32 bits, not etcd's CRC32C over bbolt bytes.
+  uint64_t h = util::kFnvOffset;
+  std::string buf;
+  st.ForEachRecord(rev, [&](int64_t main, uint32_t sub, const Record& r) {
+    buf.clear();
+    EncodeRecord(&buf, main, sub, r);
+    h = util::Fnv1a(buf, h);
+  });
+  KeyValueHash out;
+  out.hash = Fold32(h);
+  out.compact_revision = st.compact_rev;
+  out.revision = rev;
+  return out;
+}
+
+uint64_t KvStore::Hash() const {
+  const Impl& st = *impl_;
+  std::string buf;
+  coding::PutVarint64(&buf, static_cast<uint64_t>(st.current_rev));
+  coding::PutVarint64(&buf, static_cast<uint64_t>(st.compact_rev + 1));
+  uint64_t h = util::Fnv1a(buf);
+  st.ForEachRecord(st.current_rev,
+                   [&](int64_t main, uint32_t sub, const Record& r) {
+                     buf.clear();
+                     EncodeRecord(&buf, main, sub, r);
+                     h = util::Fnv1a(buf, h);
+                   });
+  return h;
+}
+
+size_t KvStore::key_count() const { return impl_->live_keys; }
+size_t KvStore::revision_count() const { return impl_->revisions; }
+int64_t KvStore::size_bytes() const { return impl_->bytes; }
+
+// Image format, all integers little-endian base-128 varints (coding.h)
+// unless noted:
+//
+//   bytes 0..3   "dmvc"
+//   byte  4      format version, 1
+//   varint       current revision (>= 1)
+//   varint       compact revision + 1 (0 = never compacted)
+//   varint       number of records N
+//   N records, in strictly increasing (main, sub) order:
+//     varint     main revision
+//     varint     sub revision
+//     byte       0 = put, 1 = tombstone
+//     varint+    key length, key bytes
+//     for a put only:
+//       varint+  value length, value bytes
+//       varint   create_revision
+//       varint   version
+//       varint   lease (int64 as two's-complement uint64)
+//   fixed32      checksum: FNV-1a-64 of every preceding byte, folded to
+//                32 bits (low ^ high), little-endian
+//
+// Records at or below the compact revision are the ones compaction kept
+// (one put per key); above it every revision is present. An open write
+// transaction's uncommitted changes are not included.
+std::string KvStore::Snapshot() const {
+  const Impl& st = *impl_;
+  std::string out;
+  out.append(kSnapshotMagic);
+  out.push_back(static_cast<char>(kSnapshotFormatVersion));
+  coding::PutVarint64(&out, static_cast<uint64_t>(st.current_rev));
+  coding::PutVarint64(&out, static_cast<uint64_t>(st.compact_rev + 1));
+  size_t n = st.old.size();
+  for (int64_t m = st.base; m <= st.current_rev; ++m) {
+    n += st.entries[static_cast<size_t>(m - st.base)].size();
+  }
+  coding::PutVarint64(&out, n);
+  st.ForEachRecord(st.current_rev,
+                   [&](int64_t main, uint32_t sub, const Record& r) {
+                     EncodeRecord(&out, main, sub, r);
+                   });
+  coding::PutFixed32(&out, Fold32(util::Fnv1a(out)));
+  return out;
+}
+
+absl::Status KvStore::Restore(std::string_view image) {
+  DETCD_CHECK_MSG(!impl_->txn_open, "Restore during a write transaction");
+  auto bad = [](const char* why) {
+    return absl::DataLossError(absl::StrCat("mvcc snapshot: ", why));
+  };
+  constexpr size_t kHeader = 5, kTrailer = 4;
+  if (image.size() < kHeader + kTrailer) return bad("truncated");
+  if (image.substr(0, 4) != kSnapshotMagic) return bad("bad magic");
+  if (static_cast<uint8_t>(image[4]) != kSnapshotFormatVersion) {
+    return bad("unknown format version");
+  }
+  std::string_view body = image.substr(0, image.size() - kTrailer);
+  if (coding::DecodeFixed32(image.data() + body.size()) !=
+      Fold32(util::Fnv1a(body))) {
+    return bad("checksum mismatch");
+  }
+  coding::Reader in(body.substr(kHeader));
+  constexpr uint64_t kMaxRev = std::numeric_limits<int64_t>::max() - 1;
+  uint64_t cur = 0, compact_plus1 = 0, n = 0;
+  if (!in.GetVarint64(&cur) || !in.GetVarint64(&compact_plus1) ||
+      !in.GetVarint64(&n)) {
+    return bad("truncated header");
+  }
+  if (cur < static_cast<uint64_t>(kInitialRev) || cur > kMaxRev) {
+    return bad("bad current revision");
+  }
+  if (compact_plus1 > cur + 1) return bad("bad compact revision");
+
+  auto st = std::make_unique<Impl>();
+  st->current_rev = static_cast<int64_t>(cur);
+  st->compact_rev = static_cast<int64_t>(compact_plus1) - 1;
+  st->base = std::max(kInitialRev + 1, st->compact_rev + 1);
+
+  Revision prev_rev{0, 0};
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t main = 0, sub = 0;
+    uint8_t kind = 0;
+    Record r;
+    std::string key;
+    if (!in.GetVarint64(&main) || !in.GetVarint64(&sub) || !in.GetByte(&kind) ||
+        !in.GetLengthPrefixed(&key)) {
+      return bad("truncated record");
+    }
+    if (kind != kRecordPut && kind != kRecordTombstone) {
+      return bad("bad record kind");
+    }
+    r.tombstone = kind == kRecordTombstone;
+    if (!r.tombstone) {
+      uint64_t create = 0, version = 0, lease = 0;
+      if (!in.GetLengthPrefixed(&r.value) || !in.GetVarint64(&create) ||
+          !in.GetVarint64(&version) || !in.GetVarint64(&lease)) {
+        return bad("truncated record");
+      }
+      if (create > kMaxRev || version > kMaxRev) return bad("bad record");
+      r.create_revision = static_cast<int64_t>(create);
+      r.version = static_cast<int64_t>(version);
+      r.lease = static_cast<int64_t>(lease);
+    }
+    if (main > cur || sub >= std::numeric_limits<uint32_t>::max()) {
+      return bad("record revision out of range");
+    }
+    const Revision rev{static_cast<int64_t>(main), static_cast<int64_t>(sub)};
+    if (rev.main <= kInitialRev || !(prev_rev < rev)) {
+      return bad("records out of order");
+    }
+    const bool kept_old = rev.main < st->base;
+    if (kept_old && (r.tombstone || rev.main > st->compact_rev)) {
+      return bad("tombstone at or below the compact revision");
+    }
+    if (!kept_old) {
+      // Above the compaction every revision is present, subs from 0.
+      const bool same_main = rev.main == prev_rev.main;
+      const bool next_main = prev_rev.main < st->base
+                                 ? rev.main == st->base
+                                 : rev.main == prev_rev.main + 1;
+      if (same_main ? rev.sub != prev_rev.sub + 1
+                    : !next_main || rev.sub != 0) {
+        return bad("missing revision");
+      }
+    }
+    r.node = st->FindOrAddKey(key);
+    KeyIndex& ki = r.node->revs;
+    const bool alive = !ki.empty() && !ki.back().tombstone;
+    if (kept_old && !ki.empty()) return bad("two kept revisions of a key");
+    if (r.tombstone) {
+      if (!alive) return bad("tombstone of a missing key");
+      --st->live_keys;
+    } else if (alive) {
+      const Record& p = st->Get(*r.node, ki.back());
+      if (r.create_revision != p.create_revision ||
+          r.version != p.version + 1) {
+        return bad("inconsistent version");
+      }
+    } else {
+      const bool ok = kept_old
+                          ? (r.create_revision >= kInitialRev + 1 &&
+                             r.create_revision <= rev.main && r.version >= 1)
+                          : (r.create_revision == rev.main && r.version == 1);
+      if (!ok) return bad("inconsistent create revision");
+      ++st->live_keys;
+    }
+    ki.push_back(RevRef{rev.main, static_cast<uint32_t>(rev.sub), r.tombstone});
+    st->bytes += RecordBytes(r);
+    ++st->revisions;
+    if (kept_old) {
+      KeyNode* node = r.node;
+      node->old = std::make_unique<Record>(std::move(r));
+      st->old.emplace(rev, node);
+    } else {
+      if (rev.sub == 0) st->entries.emplace_back();
+      st->entries.back().push_back(std::move(r));
+    }
+    prev_rev = rev;
+  }
+  if (!in.empty()) return bad("trailing bytes");
+  if (st->base + static_cast<int64_t>(st->entries.size()) !=
+      st->current_rev + 1) {
+    return bad("missing revision");
+  }
+  delete impl_;
+  impl_ = st.release();
+  return absl::OkStatus();
+}
+
+}  // namespace detcd::mvcc

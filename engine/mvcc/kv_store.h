@@ -1,0 +1,132 @@
+// The revisioned key-value store (etcd's mvcc.KV), in memory.
+//
+// Every change is kept under its revision until a compaction removes it, so
+// reads at a past revision see the store exactly as it was. Keys are
+// ordered bytewise. Ranges follow etcd: an empty `end` means the single
+// key `key`; `end` == "\0" (one zero byte) means every key >= `key`;
+// otherwise [key, end). (key "\0", end "\0") is every key.
+//
+// Writes go through a WriteTxn: all changes of one transaction share one
+// main revision (sub revisions 0, 1, ... in order), reads inside it see
+// its earlier writes, and a transaction that changes nothing does not
+// advance the revision.
+#ifndef DETCD_ENGINE_MVCC_KV_STORE_H_
+#define DETCD_ENGINE_MVCC_KV_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/mvcc/types.h"
+
+namespace detcd::mvcc {
+
+// etcd's texts; both are OutOfRange as etcd's gRPC layer reports them.
+absl::Status ErrCompacted();  // "mvcc: required revision has been compacted"
+absl::Status ErrFutureRev();  // "mvcc: required revision is a future revision"
+bool IsErrCompacted(const absl::Status& s);
+bool IsErrFutureRev(const absl::Status& s);
+
+struct RangeOptions {
+  int64_t limit = 0;  // 0: no limit
+  int64_t rev = 0;    // 0: the latest revision
+  bool count_only = false;
+  bool keys_only = false;  // kvs without values
+};
+
+struct RangeResult {
+  std::vector<KeyValue> kvs;  // in key order, at most limit
+  int64_t count = 0;          // all keys in the range, ignoring limit
+  int64_t rev = 0;            // the revision the range was read at
+};
+
+struct KeyValueHash {
+  uint32_t hash = 0;
+  int64_t compact_revision = 0;
+  int64_t revision = 0;
+};
+
+class KvStore final : public EventHistory {
+ public:
+  KvStore();
+  ~KvStore() override;
+  KvStore(const KvStore&) = delete;
+  KvStore& operator=(const KvStore&) = delete;
+
+  int64_t Rev() const override;
+  int64_t CompactRev() const override;
+  absl::Status Changes(int64_t from, int64_t to, size_t max_events,
+                       std::vector<Event>* out,
+                       int64_t* next) const override;
+
+  // etcd's rules: rev > Rev() is ErrFutureRev; 0 < rev < CompactRev() is
+  // ErrCompacted; rev <= 0 reads the latest revision.
+  absl::StatusOr<RangeResult> Range(std::string_view key, std::string_view end,
+                                    const RangeOptions& o) const;
+
+  class WriteTxn {
+   public:
+    WriteTxn(WriteTxn&&) = default;
+    // Reads at this transaction's revision, seeing its earlier writes
+    // (o.rev other than 0 reads history as KvStore::Range does).
+    absl::StatusOr<RangeResult> Range(std::string_view key,
+                                      std::string_view end,
+                                      const RangeOptions& o) const;
+    // Returns the key's previous value, if it existed.
+    std::optional<KeyValue> Put(std::string_view key, std::string_view value,
+                                int64_t lease);
+    // Returns the deleted key-values, in key order.
+    std::vector<KeyValue> DeleteRange(std::string_view key,
+                                      std::string_view end);
+    // The revision this transaction has: Rev()+1 once it changed
+    // something, Rev() before.
+    int64_t Rev() const;
+    // Commits; returns this transaction's events in sub-revision order
+    // (empty if it changed nothing). Must be called exactly once.
+    std::vector<Event> End();
+
+   private:
+    friend class KvStore;
+    explicit WriteTxn(KvStore* s);
+    KvStore* s_;
+    std::vector<Event> events_;
+    bool ended_ = false;
+  };
+  // One write transaction at a time.
+  WriteTxn Write();
+
+  // etcd's rules: rev <= CompactRev() is ErrCompacted, rev > Rev() is
+  // ErrFutureRev. Afterwards reads at revisions >= rev still work; every
+  // revision older than rev that is not a key's latest at rev is gone, and
+  // so are tombstones at or below rev. (The store is in memory, so
+  // compaction is always "physical" once this returns.)
+  absl::Status Compact(int64_t rev);
+
+  // A hash of the key-values with revisions in (CompactRev(), rev] (rev 0:
+  // latest), as etcd's HashKV; errors as Range.
+  absl::StatusOr<KeyValueHash> HashByRev(int64_t rev) const;
+  // A hash of everything the store holds, for comparing members.
+  uint64_t Hash() const;
+
+  size_t key_count() const;       // live keys
+  size_t revision_count() const;  // kept revisions, tombstones included
+  int64_t size_bytes() const;     // approximate memory held by key-values
+
+  // The whole store (every kept revision, the current and compact
+  // revisions) as one image; Restore replaces the store with one.
+  std::string Snapshot() const;
+  absl::Status Restore(std::string_view image);
+
+ private:
+  // Implementation details are the implementer's choice.
+  struct Impl;
+  Impl* impl_;
+};
+
+}  // namespace detcd::mvcc
+
+#endif  // DETCD_ENGINE_MVCC_KV_STORE_H_

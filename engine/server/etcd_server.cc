@@ -1,0 +1,502 @@
+#include "engine/server/etcd_server.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/util/check.h"
+#include "engine/util/coding.h"
+
+namespace detcd::server {
+namespace {
+
+constexpr char kRaftTag = 'r';
+constexpr char kForwardTag = 'q';
+constexpr char kAnswerTag = 'a';
+constexpr int64_t kSecondNs = 1'000'000'000;
+
+}  // namespace
+
+// Tags the Node's raft messages so they share the peer link with
+// forwarded lease requests.
+class EtcdServer::PeerTransport final : public env::Transport {
+ public:
+  explicit PeerTransport(env::Transport* base) : base_(base) {}
+  void Send(uint64_t to, std::string payload) override {
+    payload.insert(payload.begin(), kRaftTag);
+    base_->Send(to, std::move(payload));
+  }
+
+ private:
+  env::Transport* base_;
+};
+
+absl::Status EtcdServerOptions::Validate() const {
+  if (absl::Status s = node.Validate(); !s.ok()) return s;
+  if (tick_ns <= 0) return absl::InvalidArgumentError("tick_ns must be > 0");
+  if (watch_sync_ticks < 1 || lease_check_ticks < 1) {
+    return absl::InvalidArgumentError(
+        "watch_sync_ticks and lease_check_ticks must be >= 1");
+  }
+  if (absl::Status s = kv.Validate(); !s.ok()) return s;
+  if (absl::Status s = lease.Validate(); !s.ok()) return s;
+  return watch.Validate();
+}
+
+namespace {
+EtcdServerOptions WithDefaults(EtcdServerOptions o) {
+  if (o.lease.min_ttl_s == 0) {
+    // etcd: minimum TTL = ceil(3/2 * election timeout), in seconds.
+    int64_t election_ns = o.node.election_ticks * o.tick_ns;
+    o.lease.min_ttl_s = (3 * election_ns / 2 + kSecondNs - 1) / kSecondNs;
+  }
+  return o;
+}
+}  // namespace
+
+EtcdServer::EtcdServer(const env::Env& env, EtcdServerOptions opts)
+    : env_(env),
+      opts_(WithDefaults(std::move(opts))),
+      peer_(std::make_unique<PeerTransport>(env.transport)),
+      sm_(EtcdStateMachine::Options{
+          opts_.kv, opts_.lease,
+          [clock = env.clock] { return clock->NowNanos(); }}) {
+  DETCD_CHECK(opts_.Validate().ok());
+  env::Env node_env = env_;
+  node_env.transport = peer_.get();
+  node_ = std::make_unique<Node>(node_env, opts_.node, &sm_);
+  hub_ = std::make_unique<mvcc::WatchHub>(&sm_.kv(), opts_.watch);
+  sm_.set_on_events([this](const std::vector<mvcc::Event>& events) {
+    hub_->Notify(events);
+    if (on_events_) on_events_(events);
+  });
+  sm_.set_on_restore([this] { hub_->OnRestore(); });
+}
+
+EtcdServer::~EtcdServer() = default;
+
+absl::Status EtcdServer::Start() {
+  restarted_ = env_.disk->Exists(opts_.node.data_dir);
+  absl::Status s = node_->Start();
+  AfterInput();
+  return s;
+}
+
+void EtcdServer::Tick() {
+  if (node_->failed()) return;
+  ++ticks_;
+  node_->Tick();
+  // Forwarded requests whose answer never came.
+  std::vector<std::function<void(absl::Status, std::string_view)>> expired;
+  for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+    if (it->second.deadline_tick <= ticks_) {
+      expired.push_back(std::move(it->second.done));
+      it = forwarded_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& d : expired) d(ErrTimeout(), "");
+  if (ticks_ % opts_.watch_sync_ticks == 0) hub_->SyncUnsynced();
+  hub_->ProgressNotify(now());
+  AfterInput();
+  if (ticks_ % opts_.lease_check_ticks == 0) LeaderDuties();
+}
+
+void EtcdServer::OnMessage(std::string_view payload) {
+  if (node_->failed() || payload.empty()) return;
+  const char tag = payload[0];
+  payload.remove_prefix(1);
+  if (tag == kRaftTag) {
+    node_->OnMessage(payload);
+    AfterInput();
+    return;
+  }
+  coding::Reader r(payload);
+  if (tag == kForwardTag) {
+    uint64_t from = 0, rid = 0;
+    uint8_t kind = 0;
+    if (!r.GetVarint64(&from) || !r.GetVarint64(&rid) || !r.GetByte(&kind) ||
+        (kind != kKeepAlive && kind != kTimeToLive)) {
+      return;  // garbage: drop
+    }
+    ServeForwarded(from, rid, static_cast<ForwardKind>(kind),
+                   std::string(r.rest()));
+  } else if (tag == kAnswerTag) {
+    uint64_t rid = 0;
+    if (!r.GetVarint64(&rid)) return;
+    auto it = forwarded_.find(rid);
+    if (it == forwarded_.end()) return;  // timed out already
+    auto done = std::move(it->second.done);
+    forwarded_.erase(it);
+    done(absl::OkStatus(), r.rest());
+  }
+  AfterInput();
+}
+
+uint64_t EtcdServer::NextRequestId() {
+  // etcd's request ids: member id in the top bits, a counter below; the
+  // counter starts from the clock so a restarted member does not reuse ids.
+  if (!ids_seeded_) {
+    next_request_ = ((static_cast<uint64_t>(now()) / 1'000'000) << 8) + 1;
+    ids_seeded_ = true;
+  }
+  return ((opts_.node.id & 0xffff) << 48) |
+         (next_request_++ & ((uint64_t{1} << 48) - 1));
+}
+
+template <typename Resp>
+void EtcdServer::FillHeader(Resp* r) const {
+  etcdserverpb::ResponseHeader* h = r->mutable_header();
+  h->set_cluster_id(opts_.cluster_id);
+  h->set_member_id(opts_.node.id);
+  h->set_raft_term(node_->raft().term());
+  if (h->revision() == 0) h->set_revision(sm_.kv().Rev());
+}
+
+template <typename Resp>
+void EtcdServer::ProposeRequest(etcdserverpb::InternalRaftRequest req,
+                                Done<Resp> done) {
+  const uint64_t rid = NextRequestId();
+  req.mutable_header()->set_id(rid);
+  std::string cmd = req.SerializeAsString();
+  if (opts_.bugs.repropose_on_leader_change) inflight_[rid] = cmd;
+  node_->Propose(cmd, [this, rid, cmd, done = std::move(done)](
+                          absl::StatusOr<std::string> result) {
+    inflight_.erase(rid);
+    if (!result.ok()) return done(result.status());
+    Resp resp;
+    if (absl::Status s = DecodeResult(*result, &resp); !s.ok()) {
+      return done(s);
+    }
+    if (on_ack_) on_ack_(cmd);
+    FillHeader(&resp);
+    done(std::move(resp));
+  });
+  AfterInput();
+}
+
+void EtcdServer::LinearizableRead(std::function<void(absl::Status)> serve) {
+  if (opts_.bugs.follower_local_read && !node_->is_leader() &&
+      node_->leader() != 0) {
+    return serve(absl::OkStatus());  // PLANTED: no ReadIndex
+  }
+  node_->ReadIndex(std::move(serve));
+  AfterInput();
+}
+
+void EtcdServer::Range(const etcdserverpb::RangeRequest& r,
+                       Done<etcdserverpb::RangeResponse> done) {
+  if (absl::Status s = CheckRange(r); !s.ok()) return done(s);
+  auto serve = [this, r, done = std::move(done)](absl::Status s) {
+    if (!s.ok()) return done(s);
+    absl::StatusOr<etcdserverpb::RangeResponse> resp =
+        ApplyRange(sm_.kv(), r);
+    if (resp.ok()) FillHeader(&*resp);
+    done(std::move(resp));
+  };
+  if (r.serializable()) return serve(absl::OkStatus());
+  LinearizableRead(std::move(serve));
+}
+
+void EtcdServer::Put(const etcdserverpb::PutRequest& r,
+                     Done<etcdserverpb::PutResponse> done) {
+  if (absl::Status s = CheckPut(r); !s.ok()) return done(s);
+  etcdserverpb::InternalRaftRequest req;
+  *req.mutable_put() = r;
+  ProposeRequest(std::move(req), std::move(done));
+}
+
+void EtcdServer::DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
+                             Done<etcdserverpb::DeleteRangeResponse> done) {
+  if (absl::Status s = CheckDeleteRange(r); !s.ok()) return done(s);
+  etcdserverpb::InternalRaftRequest req;
+  *req.mutable_delete_range() = r;
+  ProposeRequest(std::move(req), std::move(done));
+}
+
+void EtcdServer::Txn(const etcdserverpb::TxnRequest& r,
+                     Done<etcdserverpb::TxnResponse> done) {
+  if (absl::Status s = CheckTxn(r, opts_.kv); !s.ok()) return done(s);
+  if (IsTxnReadOnly(r)) {
+    // Read-only: served like a linearizable range, as etcd does.
+    LinearizableRead([this, r, done = std::move(done)](absl::Status s) {
+      if (!s.ok()) return done(s);
+      absl::StatusOr<etcdserverpb::TxnResponse> resp =
+          ApplyReadOnlyTxn(sm_.kv(), r);
+      if (resp.ok()) FillHeader(&*resp);
+      done(std::move(resp));
+    });
+    return;
+  }
+  etcdserverpb::InternalRaftRequest req;
+  *req.mutable_txn() = r;
+  ProposeRequest(std::move(req), std::move(done));
+}
+
+void EtcdServer::Compact(const etcdserverpb::CompactionRequest& r,
+                         Done<etcdserverpb::CompactionResponse> done) {
+  if (absl::Status s = CheckCompaction(r); !s.ok()) return done(s);
+  etcdserverpb::InternalRaftRequest req;
+  *req.mutable_compaction() = r;
+  ProposeRequest(std::move(req), std::move(done));
+}
+
+void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& r,
+                            Done<etcdserverpb::LeaseGrantResponse> done) {
+  etcdserverpb::InternalRaftRequest req;
+  *req.mutable_lease_grant() = r;
+  if (r.id() == 0) {
+    // Server-chosen: a request id is unique cluster-wide; keep it positive.
+    req.mutable_lease_grant()->set_id(
+        static_cast<int64_t>(NextRequestId() & 0x7fffffffffffffffULL));
+  }
+  ProposeRequest(std::move(req), std::move(done));
+}
+
+void EtcdServer::LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& r,
+                             Done<etcdserverpb::LeaseRevokeResponse> done) {
+  etcdserverpb::InternalRaftRequest req;
+  *req.mutable_lease_revoke() = r;
+  ProposeRequest(std::move(req), std::move(done));
+}
+
+absl::StatusOr<etcdserverpb::LeaseKeepAliveResponse> EtcdServer::RenewHere(
+    const etcdserverpb::LeaseKeepAliveRequest& r) {
+  if (!node_->is_leader() || !sm_.lessor().is_primary()) {
+    return ErrNoLeader();  // lost leadership meanwhile; the client retries
+  }
+  absl::StatusOr<int64_t> ttl = sm_.lessor().Renew(r.id(), now());
+  if (!ttl.ok()) return ttl.status();
+  etcdserverpb::LeaseKeepAliveResponse resp;
+  resp.set_id(r.id());
+  resp.set_ttl(*ttl);
+  FillHeader(&resp);
+  return resp;
+}
+
+absl::StatusOr<etcdserverpb::LeaseTimeToLiveResponse>
+EtcdServer::TimeToLiveHere(const etcdserverpb::LeaseTimeToLiveRequest& r) {
+  if (!node_->is_leader() || !sm_.lessor().is_primary()) return ErrNoLeader();
+  etcdserverpb::LeaseTimeToLiveResponse resp;
+  resp.set_id(r.id());
+  absl::StatusOr<lease::Lessor::LeaseInfo> info = sm_.lessor().Get(r.id());
+  absl::StatusOr<int64_t> remaining =
+      sm_.lessor().RemainingTtlSeconds(r.id(), now());
+  if (!info.ok() || !remaining.ok() || *remaining < 0) {
+    // etcd answers an unknown or expired lease with TTL -1, not an error.
+    resp.set_ttl(-1);
+  } else {
+    resp.set_ttl(*remaining);
+    resp.set_grantedttl(info->ttl_s);
+    if (r.keys()) {
+      for (const std::string& k : info->keys) resp.add_keys(k);
+    }
+  }
+  FillHeader(&resp);
+  return resp;
+}
+
+void EtcdServer::Forward(
+    ForwardKind kind, std::string request,
+    std::function<void(absl::Status, std::string_view)> done) {
+  const uint64_t leader = node_->leader();
+  if (leader == 0) return done(ErrNoLeader(), "");
+  const uint64_t rid = next_forward_++;
+  std::string msg(1, kForwardTag);
+  coding::PutVarint64(&msg, opts_.node.id);
+  coding::PutVarint64(&msg, rid);
+  msg.push_back(static_cast<char>(kind));
+  msg += request;
+  forwarded_[rid] = Forwarded{std::move(done),
+                              ticks_ + opts_.node.request_timeout_ticks};
+  env_.transport->Send(leader, std::move(msg));
+}
+
+void EtcdServer::ServeForwarded(uint64_t from, uint64_t rid, ForwardKind kind,
+                                std::string request) {
+  auto answer = [this, from, rid](std::string result) {
+    std::string msg(1, kAnswerTag);
+    coding::PutVarint64(&msg, rid);
+    msg += result;
+    env_.transport->Send(from, std::move(msg));
+  };
+  if (kind == kKeepAlive) {
+    etcdserverpb::LeaseKeepAliveRequest r;
+    if (!r.ParseFromString(request)) return;
+    LeaseKeepAlive(r, [answer](auto resp) {
+      answer(EncodeResult(resp.status(), resp.ok() ? &*resp : nullptr));
+    });
+  } else {
+    etcdserverpb::LeaseTimeToLiveRequest r;
+    if (!r.ParseFromString(request)) return;
+    LeaseTimeToLive(r, [answer](auto resp) {
+      answer(EncodeResult(resp.status(), resp.ok() ? &*resp : nullptr));
+    });
+  }
+}
+
+// Keep-alive and time-to-live are answered by the leader only, after a
+// ReadIndex confirmed it still leads (so a deposed leader cannot renew a
+// lease the new leader already revoked); a follower forwards them.
+void EtcdServer::LeaseKeepAlive(
+    const etcdserverpb::LeaseKeepAliveRequest& r,
+    Done<etcdserverpb::LeaseKeepAliveResponse> done) {
+  if (node_->is_leader()) {
+    node_->ReadIndex([this, r, done = std::move(done)](absl::Status s) {
+      if (!s.ok()) return done(s);
+      absl::StatusOr<etcdserverpb::LeaseKeepAliveResponse> resp = RenewHere(r);
+      if (resp.ok() && sm_.lessor().AwaitingClear(r.id())) {
+        // Answer once the clear of its stale remaining TTL is applied, so
+        // a leader change cannot bring the old remaining TTL back.
+        held_.push_back(HeldKeepAlive{r.id(), *std::move(resp), done});
+        ProposeCheckpoints();
+        return;
+      }
+      done(std::move(resp));
+    });
+    AfterInput();
+    return;
+  }
+  Forward(kKeepAlive, r.SerializeAsString(),
+          [this, done = std::move(done)](absl::Status s,
+                                         std::string_view result) {
+            if (!s.ok()) return done(s);
+            etcdserverpb::LeaseKeepAliveResponse resp;
+            if (s = DecodeResult(result, &resp); !s.ok()) return done(s);
+            FillHeader(&resp);
+            done(std::move(resp));
+          });
+}
+
+void EtcdServer::LeaseTimeToLive(
+    const etcdserverpb::LeaseTimeToLiveRequest& r,
+    Done<etcdserverpb::LeaseTimeToLiveResponse> done) {
+  if (node_->is_leader()) {
+    node_->ReadIndex([this, r, done = std::move(done)](absl::Status s) {
+      if (!s.ok()) return done(s);
+      done(TimeToLiveHere(r));
+    });
+    AfterInput();
+    return;
+  }
+  Forward(kTimeToLive, r.SerializeAsString(),
+          [this, done = std::move(done)](absl::Status s,
+                                         std::string_view result) {
+            if (!s.ok()) return done(s);
+            etcdserverpb::LeaseTimeToLiveResponse resp;
+            if (s = DecodeResult(result, &resp); !s.ok()) return done(s);
+            FillHeader(&resp);
+            done(std::move(resp));
+          });
+}
+
+void EtcdServer::LeaseLeases(const etcdserverpb::LeaseLeasesRequest& r,
+                             Done<etcdserverpb::LeaseLeasesResponse> done) {
+  LinearizableRead([this, done = std::move(done)](absl::Status s) {
+    if (!s.ok()) return done(s);
+    etcdserverpb::LeaseLeasesResponse resp;
+    for (int64_t id : sm_.lessor().Ids()) resp.add_leases()->set_id(id);
+    FillHeader(&resp);
+    done(std::move(resp));
+  });
+}
+
+void EtcdServer::WatchCreate(mvcc::WatchHub::StreamId s,
+                             mvcc::WatchCreate req) {
+  if (opts_.bugs.watch_skip_after_restart && restarted_ &&
+      req.start_revision > 0) {
+    ++req.start_revision;  // PLANTED: one event lost on resume
+  }
+  hub_->Create(s, req);
+}
+
+void EtcdServer::AfterInput() {
+  if (node_->failed()) return;
+  const bool leader = node_->is_leader();
+  if (leader && !promoted_) {
+    // Promote once this leader applied an entry of its own term (the empty
+    // entry raft appends on election): by then every checkpoint applied
+    // while it is primary is one it handed out itself. A new primary
+    // extends every lease by an election timeout: the old leader may have
+    // renewed them just before it lost its quorum.
+    const raft::Raft& r = node_->raft();
+    if (r.log().ZeroTermOnError(node_->applied_index()) == r.term()) {
+      sm_.lessor().Promote(now(), opts_.node.election_ticks * opts_.tick_ns);
+      promoted_ = true;
+    }
+  } else if (!leader && promoted_) {
+    sm_.lessor().Demote();
+    promoted_ = false;
+  }
+  if (!held_.empty()) {
+    std::vector<HeldKeepAlive> ready;
+    for (auto it = held_.begin(); it != held_.end();) {
+      if (!sm_.lessor().is_primary() || !sm_.lessor().AwaitingClear(it->id)) {
+        ready.push_back(std::move(*it));
+        it = held_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (HeldKeepAlive& h : ready) {
+      if (!sm_.lessor().is_primary()) {
+        h.done(ErrNoLeader());  // demoted before the clear applied
+      } else {
+        h.done(std::move(h.resp));
+      }
+    }
+  }
+  const uint64_t lead = node_->leader();
+  if (lead != 0 && lead != last_leader_) {
+    const bool changed = last_leader_ != 0;
+    last_leader_ = lead;
+    if (changed && opts_.bugs.repropose_on_leader_change) {
+      // PLANTED: a retry inside the server under a fresh request id, so
+      // the state machine's duplicate filter cannot catch it.
+      std::map<uint64_t, std::string> again = inflight_;
+      for (auto& [rid, cmd] : again) {
+        etcdserverpb::InternalRaftRequest req;
+        if (!req.ParseFromString(cmd)) continue;
+        req.mutable_header()->set_id(NextRequestId());
+        node_->Propose(req.SerializeAsString(),
+                       [](absl::StatusOr<std::string>) {});
+      }
+    }
+  }
+}
+
+void EtcdServer::LeaderDuties() {
+  if (node_->failed() || !node_->is_leader() || !sm_.lessor().is_primary()) {
+    return;
+  }
+  for (int64_t id : sm_.lessor().Expired(now())) {
+    etcdserverpb::InternalRaftRequest req;
+    req.mutable_lease_revoke()->set_id(id);
+    req.mutable_header()->set_id(NextRequestId());
+    node_->Propose(req.SerializeAsString(), [](absl::StatusOr<std::string>) {
+      // Lost or failed: Expired() reports the lease again later.
+    });
+  }
+  ProposeCheckpoints();
+}
+
+void EtcdServer::ProposeCheckpoints() {
+  if (node_->failed() || !sm_.lessor().is_primary()) return;
+  // In the order handed out (clears of renewed leases first).
+  std::vector<lease::Lessor::CheckpointItem> cps =
+      sm_.lessor().DueCheckpoints(now());
+  if (!cps.empty()) {
+    etcdserverpb::InternalRaftRequest req;
+    for (const auto& cp : cps) {
+      etcdserverpb::LeaseCheckpoint* c =
+          req.mutable_lease_checkpoint()->add_checkpoints();
+      c->set_id(cp.id);
+      c->set_remaining_ttl(cp.remaining_ttl_s);
+    }
+    req.mutable_header()->set_id(NextRequestId());
+    node_->Propose(req.SerializeAsString(), [](absl::StatusOr<std::string>) {});
+  }
+}
+
+}  // namespace detcd::server

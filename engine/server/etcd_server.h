@@ -1,0 +1,189 @@
+// EtcdServer: one etcd member. A Node (raft + WAL + snapshots) replicating
+// an EtcdStateMachine (MVCC + lessor), plus what a member does on its own:
+//
+//  - client requests with etcd's semantics: writes go through raft (a
+//    follower's proposal is forwarded to the leader by raft itself);
+//    linearizable reads wait for a ReadIndex and are then served from the
+//    local store; serializable reads are served locally at once;
+//  - lease keep-alive and time-to-live, which only the leader (the primary
+//    lessor) can answer: a follower forwards them to the leader over the
+//    peer transport and relays the answer;
+//  - the leader's lease duties: propose revokes for expired leases and
+//    checkpoints of remaining TTLs;
+//  - the watch hub, fed by every applied write and synced periodically.
+//
+// Every response carries etcd's ResponseHeader (cluster_id, member_id,
+// revision, raft_term). All completions are callbacks run inside the input
+// call that caused them (Tick, OnMessage or the request call itself).
+//
+// Peer payloads carry a one-byte channel tag: 'r' raft message, 'q' a
+// forwarded lease request, 'a' its answer. Forwarded request:
+//   'q' varint(from) varint(request id) byte(kind) request-bytes
+// answer: 'a' varint(request id) EncodeResult(status, response).
+#ifndef DETCD_ENGINE_SERVER_ETCD_SERVER_H_
+#define DETCD_ENGINE_SERVER_ETCD_SERVER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/env/env.h"
+#include "engine/mvcc/watchable_store.h"
+#include "engine/server/etcd_state_machine.h"
+#include "engine/server/node.h"
+#include "etcdserverpb/rpc.pb.h"
+
+namespace detcd::server {
+
+struct EtcdServerOptions {
+  NodeOptions node;
+  uint64_t cluster_id = 0;
+  // Wall-clock length of one raft tick (etcd's --heartbeat-interval).
+  int64_t tick_ns = 100'000'000;
+  KvLimits kv;
+  // min_ttl_s 0: etcd's rule, ceil(1.5 * election timeout) in seconds.
+  lease::LessorOptions lease;
+  mvcc::WatchLimits watch;
+  int watch_sync_ticks = 1;     // catch up slow watchers (etcd: 100 ms)
+  int lease_check_ticks = 5;    // revoke expired leases (etcd: 500 ms)
+  // Planted bugs for the simulator's checker tests; all off in production.
+  struct Bugs {
+    // A follower answers a linearizable read from its local state.
+    bool follower_local_read = false;
+    // A member re-proposes its in-flight writes when the leader changes,
+    // so a write can be applied twice.
+    bool repropose_on_leader_change = false;
+    // A restarted member starts historical watches one revision late.
+    bool watch_skip_after_restart = false;
+  } bugs;
+
+  absl::Status Validate() const;
+};
+
+class EtcdServer {
+ public:
+  template <typename Resp>
+  using Done = std::function<void(absl::StatusOr<Resp>)>;
+
+  EtcdServer(const env::Env& env, EtcdServerOptions opts);
+  ~EtcdServer();
+  EtcdServer(const EtcdServer&) = delete;
+  EtcdServer& operator=(const EtcdServer&) = delete;
+
+  absl::Status Start();
+  void Tick();
+  void OnMessage(std::string_view payload);
+
+  // KV.
+  void Range(const etcdserverpb::RangeRequest& r,
+             Done<etcdserverpb::RangeResponse> done);
+  void Put(const etcdserverpb::PutRequest& r,
+           Done<etcdserverpb::PutResponse> done);
+  void DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
+                   Done<etcdserverpb::DeleteRangeResponse> done);
+  void Txn(const etcdserverpb::TxnRequest& r,
+           Done<etcdserverpb::TxnResponse> done);
+  void Compact(const etcdserverpb::CompactionRequest& r,
+               Done<etcdserverpb::CompactionResponse> done);
+  // Lease.
+  void LeaseGrant(const etcdserverpb::LeaseGrantRequest& r,
+                  Done<etcdserverpb::LeaseGrantResponse> done);
+  void LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& r,
+                   Done<etcdserverpb::LeaseRevokeResponse> done);
+  void LeaseKeepAlive(const etcdserverpb::LeaseKeepAliveRequest& r,
+                      Done<etcdserverpb::LeaseKeepAliveResponse> done);
+  void LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& r,
+                       Done<etcdserverpb::LeaseTimeToLiveResponse> done);
+  void LeaseLeases(const etcdserverpb::LeaseLeasesRequest& r,
+                   Done<etcdserverpb::LeaseLeasesResponse> done);
+  // Watch: streams and watchers live in the hub; creates go through here
+  // so the header revision and (planted) restart behaviour apply.
+  mvcc::WatchHub& watch_hub() { return *hub_; }
+  void WatchCreate(mvcc::WatchHub::StreamId s, mvcc::WatchCreate req);
+
+  Node& node() { return *node_; }
+  const Node& node() const { return *node_; }
+  const EtcdStateMachine& state() const { return sm_; }
+  uint64_t id() const { return opts_.node.id; }
+  // True when Start found an existing data dir (a restart).
+  bool restarted() const { return restarted_; }
+  // Called with the raft command of every acknowledged write (the
+  // simulator's durability check).
+  void set_on_ack(std::function<void(std::string_view)> f) {
+    on_ack_ = std::move(f);
+  }
+  // Called with each applied write's events (the simulator's watch
+  // checker records the committed history from it).
+  void set_on_events(EtcdStateMachine::EventsFn f) {
+    on_events_ = std::move(f);
+  }
+  void set_on_lease_revoked(std::function<void(int64_t)> f) {
+    sm_.set_on_lease_revoked(std::move(f));
+  }
+
+ private:
+  class PeerTransport;
+  enum ForwardKind : uint8_t { kKeepAlive = 1, kTimeToLive = 2 };
+  struct Forwarded {
+    std::function<void(absl::Status, std::string_view)> done;
+    int deadline_tick;
+  };
+
+  template <typename Resp>
+  void ProposeRequest(etcdserverpb::InternalRaftRequest req, Done<Resp> done);
+  template <typename Resp>
+  void FillHeader(Resp* r) const;
+  // Runs `serve` once a read at this member is linearizable.
+  void LinearizableRead(std::function<void(absl::Status)> serve);
+  void Forward(ForwardKind kind, std::string request,
+               std::function<void(absl::Status, std::string_view)> done);
+  void ServeForwarded(uint64_t from, uint64_t rid, ForwardKind kind,
+                      std::string request);
+  // The leader's answers (run after a ReadIndex confirmed leadership).
+  absl::StatusOr<etcdserverpb::LeaseKeepAliveResponse> RenewHere(
+      const etcdserverpb::LeaseKeepAliveRequest& r);
+  absl::StatusOr<etcdserverpb::LeaseTimeToLiveResponse> TimeToLiveHere(
+      const etcdserverpb::LeaseTimeToLiveRequest& r);
+  void AfterInput();  // leadership changes -> lessor promote/demote
+  void ProposeCheckpoints();
+  struct HeldKeepAlive {
+    int64_t id;
+    etcdserverpb::LeaseKeepAliveResponse resp;
+    Done<etcdserverpb::LeaseKeepAliveResponse> done;
+  };
+  void LeaderDuties();
+  uint64_t NextRequestId();
+  int64_t now() const { return env_.clock->NowNanos(); }
+
+  env::Env env_;
+  EtcdServerOptions opts_;
+  std::unique_ptr<PeerTransport> peer_;
+  EtcdStateMachine sm_;
+  std::unique_ptr<Node> node_;
+  std::unique_ptr<mvcc::WatchHub> hub_;
+  bool restarted_ = false;
+  bool promoted_ = false;
+  // Keep-alives renewed here whose answer waits until the lessor's clear
+  // of a stale remaining TTL is applied (see Lessor::AwaitingClear).
+  std::vector<HeldKeepAlive> held_;
+  uint64_t last_leader_ = 0;
+  int ticks_ = 0;
+  bool ids_seeded_ = false;
+  uint64_t next_request_ = 0;
+  uint64_t next_forward_ = 1;
+  std::map<uint64_t, Forwarded> forwarded_;  // by request id
+  // Writes proposed here and not yet answered (for the planted re-propose
+  // bug only).
+  std::map<uint64_t, std::string> inflight_;
+  std::function<void(std::string_view)> on_ack_;
+  EtcdStateMachine::EventsFn on_events_;
+};
+
+}  // namespace detcd::server
+
+#endif  // DETCD_ENGINE_SERVER_ETCD_SERVER_H_

@@ -1,0 +1,249 @@
+#include "engine/server/etcd_state_machine.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "engine/util/coding.h"
+#include "engine/util/hash.h"
+
+namespace detcd::server {
+namespace {
+
+constexpr std::string_view kImageMagic = "detcd-sm2";
+
+// The apply layer's view of the lessor.
+class LessorHooks final : public LeaseHooks {
+ public:
+  explicit LessorHooks(lease::Lessor* l) : l_(l) {}
+  bool Exists(int64_t id) const override { return l_->Get(id).ok(); }
+  void Attach(int64_t id, std::string_view key) override {
+    // The apply layer checked Exists first, in the same entry.
+    (void)l_->Attach(id, key);
+  }
+  void Detach(int64_t id, std::string_view key) override {
+    l_->Detach(id, key);
+  }
+
+ private:
+  lease::Lessor* l_;
+};
+
+}  // namespace
+
+std::string EncodeResult(const absl::Status& s,
+                         const google::protobuf::MessageLite* response) {
+  std::string out;
+  coding::PutVarint64(&out, static_cast<uint64_t>(s.code()));
+  coding::PutLengthPrefixed(
+      &out, std::string_view(s.message().data(), s.message().size()));
+  if (s.ok() && response != nullptr) response->AppendToString(&out);
+  return out;
+}
+
+absl::Status DecodeResult(std::string_view result,
+                          google::protobuf::MessageLite* response) {
+  coding::Reader r(result);
+  uint64_t code = 0;
+  std::string message;
+  if (!r.GetVarint64(&code) || !r.GetLengthPrefixed(&message) ||
+      code > static_cast<uint64_t>(absl::StatusCode::kUnauthenticated)) {
+    return absl::InternalError("etcdserver: malformed apply result");
+  }
+  if (code != 0) {
+    return absl::Status(static_cast<absl::StatusCode>(code), message);
+  }
+  if (response != nullptr &&
+      !response->ParseFromArray(r.rest().data(),
+                                static_cast<int>(r.rest().size()))) {
+    return absl::InternalError("etcdserver: malformed apply response");
+  }
+  return absl::OkStatus();
+}
+
+EtcdStateMachine::EtcdStateMachine(Options o)
+    : opts_(std::move(o)), lessor_(opts_.lease) {}
+
+void EtcdStateMachine::Emit(std::vector<mvcc::Event> events) {
+  if (!events.empty() && on_events_) on_events_(events);
+}
+
+std::string EtcdStateMachine::Apply(uint64_t index, std::string_view command) {
+  last_index_ = index;
+  std::string result;
+  etcdserverpb::InternalRaftRequest req;
+  if (!req.ParseFromArray(command.data(), static_cast<int>(command.size()))) {
+    // Every member rejects the same bytes the same way.
+    result = EncodeResult(
+        absl::InvalidArgumentError("etcdserver: malformed raft request"),
+        nullptr);
+  } else if (const uint64_t id = req.header().id();
+             id != 0 && recent_ids_.contains(id)) {
+    result = EncodeResult(
+        absl::AlreadyExistsError("etcdserver: duplicate request ignored"),
+        nullptr);
+  } else {
+    if (id != 0) {
+      recent_ids_.insert(id);
+      recent_order_.push_back(id);
+      if (recent_order_.size() > kRecentRequestIds) {
+        recent_ids_.erase(recent_order_.front());
+        recent_order_.pop_front();
+      }
+    }
+    result = ApplyRequest(req);
+  }
+  result_hash_ ^= index + 0x9e3779b97f4a7c15ULL + (result_hash_ << 6) +
+                  (result_hash_ >> 2);
+  result_hash_ = util::Fnv1a(result, result_hash_);
+  return result;
+}
+
+std::string EtcdStateMachine::ApplyRequest(
+    const etcdserverpb::InternalRaftRequest& r) {
+  LessorHooks hooks(&lessor_);
+  auto write = [&](auto&& fn) {
+    mvcc::KvStore::WriteTxn txn = kv_.Write();
+    auto resp = fn(txn);
+    Emit(txn.End());
+    return EncodeResult(resp.status(), resp.ok() ? &*resp : nullptr);
+  };
+  if (r.has_put()) {
+    return write([&](mvcc::KvStore::WriteTxn& t) {
+      return ApplyPut(t, &hooks, r.put());
+    });
+  }
+  if (r.has_delete_range()) {
+    return write([&](mvcc::KvStore::WriteTxn& t) {
+      return ApplyDeleteRange(t, &hooks, r.delete_range());
+    });
+  }
+  if (r.has_txn()) {
+    return write([&](mvcc::KvStore::WriteTxn& t) {
+      return ApplyTxn(t, &hooks, r.txn());
+    });
+  }
+  if (r.has_range()) {
+    auto resp = ApplyRange(kv_, r.range());
+    return EncodeResult(resp.status(), resp.ok() ? &*resp : nullptr);
+  }
+  if (r.has_compaction()) {
+    auto resp = ApplyCompaction(kv_, r.compaction());
+    return EncodeResult(resp.status(), resp.ok() ? &*resp : nullptr);
+  }
+  if (r.has_lease_grant()) {
+    etcdserverpb::LeaseGrantResponse resp;
+    absl::StatusOr<int64_t> ttl = lessor_.Grant(
+        r.lease_grant().id(), r.lease_grant().ttl(), opts_.now_ns());
+    if (!ttl.ok()) return EncodeResult(ttl.status(), nullptr);
+    resp.set_id(r.lease_grant().id());
+    resp.set_ttl(*ttl);
+    resp.mutable_header()->set_revision(kv_.Rev());
+    return EncodeResult(absl::OkStatus(), &resp);
+  }
+  if (r.has_lease_revoke()) return ApplyLeaseRevoke(r.lease_revoke().id());
+  if (r.has_lease_checkpoint()) {
+    const int64_t now = opts_.now_ns();
+    for (const auto& cp : r.lease_checkpoint().checkpoints()) {
+      lessor_.Checkpoint(cp.id(), cp.remaining_ttl(), now);
+    }
+    etcdserverpb::LeaseCheckpointResponse resp;
+    resp.mutable_header()->set_revision(kv_.Rev());
+    return EncodeResult(absl::OkStatus(), &resp);
+  }
+  return EncodeResult(
+      absl::UnimplementedError("etcdserver: unsupported raft request"),
+      nullptr);
+}
+
+std::string EtcdStateMachine::ApplyLeaseRevoke(int64_t id) {
+  absl::StatusOr<std::vector<std::string>> keys = lessor_.Revoke(id);
+  if (!keys.ok()) return EncodeResult(keys.status(), nullptr);
+  // All of the lease's keys go in one revision, as in etcd.
+  mvcc::KvStore::WriteTxn txn = kv_.Write();
+  for (const std::string& k : *keys) txn.DeleteRange(k, "");
+  etcdserverpb::LeaseRevokeResponse resp;
+  resp.mutable_header()->set_revision(txn.Rev());
+  Emit(txn.End());
+  if (on_lease_revoked_) on_lease_revoked_(id);
+  return EncodeResult(absl::OkStatus(), &resp);
+}
+
+std::string EtcdStateMachine::Snapshot() const {
+  std::string out(kImageMagic);
+  coding::PutVarint64(&out, last_index_);
+  coding::PutVarint64(&out, result_hash_);
+  coding::PutLengthPrefixed(&out, kv_.Snapshot());
+  coding::PutLengthPrefixed(&out, lessor_.Snapshot());
+  coding::PutVarint64(&out, recent_order_.size());
+  for (uint64_t id : recent_order_) coding::PutVarint64(&out, id);
+  return out;
+}
+
+absl::Status EtcdStateMachine::Restore(std::string_view image) {
+  if (image.substr(0, kImageMagic.size()) != kImageMagic) {
+    return absl::DataLossError("etcd snapshot: bad magic");
+  }
+  coding::Reader r(image.substr(kImageMagic.size()));
+  uint64_t last = 0, hash = 0;
+  std::string kv_image, lease_image;
+  uint64_t n = 0;
+  if (!r.GetVarint64(&last) || !r.GetVarint64(&hash) ||
+      !r.GetLengthPrefixed(&kv_image) || !r.GetLengthPrefixed(&lease_image) ||
+      !r.GetVarint64(&n) || n > kRecentRequestIds) {
+    return absl::DataLossError("etcd snapshot: truncated");
+  }
+  std::deque<uint64_t> order;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t id = 0;
+    if (!r.GetVarint64(&id)) return absl::DataLossError("etcd snapshot: truncated");
+    order.push_back(id);
+  }
+  if (!r.empty()) return absl::DataLossError("etcd snapshot: trailing bytes");
+  // Validate both parts before replacing anything.
+  mvcc::KvStore kv_check;
+  if (absl::Status s = kv_check.Restore(kv_image); !s.ok()) return s;
+  lease::Lessor lease_check(opts_.lease);
+  if (absl::Status s = lease_check.Restore(lease_image); !s.ok()) return s;
+  if (absl::Status s = kv_.Restore(kv_image); !s.ok()) return s;
+  if (absl::Status s = lessor_.Restore(lease_image); !s.ok()) return s;
+  last_index_ = last;
+  result_hash_ = hash;
+  recent_ids_ = absl::btree_set<uint64_t>(order.begin(), order.end());
+  recent_order_ = std::move(order);
+  if (on_restore_) on_restore_();
+  return absl::OkStatus();
+}
+
+std::string EtcdStateMachine::CheckLeaseInvariant() const {
+  absl::StatusOr<mvcc::RangeResult> all =
+      kv_.Range(std::string_view("\0", 1), std::string_view("\0", 1), {});
+  if (!all.ok()) return all.status().ToString();
+  size_t leased = 0;
+  for (const mvcc::KeyValue& kv : all->kvs) {
+    if (kv.lease == 0) continue;
+    ++leased;
+    absl::StatusOr<lease::Lessor::LeaseInfo> l = lessor_.Get(kv.lease);
+    if (!l.ok()) {
+      return absl::StrCat("key ", kv.key, " outlived its lease ", kv.lease,
+                          " (mod revision ", kv.mod_revision, ")");
+    }
+    bool listed = false;
+    for (const std::string& k : l->keys) listed |= (k == kv.key);
+    if (!listed) {
+      return absl::StrCat("key ", kv.key, " carries lease ", kv.lease,
+                          " but the lease does not list it");
+    }
+  }
+  size_t attached = 0;
+  for (int64_t id : lessor_.Ids()) {
+    absl::StatusOr<lease::Lessor::LeaseInfo> l = lessor_.Get(id);
+    if (l.ok()) attached += l->keys.size();
+  }
+  if (attached != leased) {
+    return absl::StrCat("lessor lists ", attached, " attached keys, store has ",
+                        leased, " keys with leases");
+  }
+  return "";
+}
+
+}  // namespace detcd::server

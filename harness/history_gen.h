@@ -1,0 +1,34 @@
+// Generates linearizable client histories of an etcd-like store, for tests
+// and benchmarks of the linearizability checker.
+//
+// The generator simulates a correct store shared by `clients` sequential
+// clients. Each op gets an interval [invoke, return] and a linearization
+// point inside it; the store applies ops in linearization-point order, so
+// responses (including header revisions) are those of a real linearizable
+// execution. Unknown ops are applied (at a point after their invoke, possibly
+// after the client gave up) or not, at random. Failed ops are never applied.
+// Serializable reads return the state at some recent revision that the store
+// had already reached when they returned. Values are unique per put.
+//
+// The op mix: puts (some with prev_kv), single-key and ranged deletes (some
+// with prev_kv), single-key and ranged linearizable reads, serializable
+// reads, and txns with compares (value / version / create / mod compares on
+// single keys or ranges, with writes in either branch). Keys are "k00".."kNN".
+//
+// Deterministic: the same arguments give the same history (own splitmix64
+// PRNG; no global state).
+#ifndef DETCD_HARNESS_HISTORY_GEN_H_
+#define DETCD_HARNESS_HISTORY_GEN_H_
+
+#include <cstdint>
+
+#include "harness/history.h"
+
+namespace detcd::harness {
+
+History GenerateHistory(uint64_t seed, int ops, int clients, int keys,
+                        double unknown_fraction);
+
+}  // namespace detcd::harness
+
+#endif  // DETCD_HARNESS_HISTORY_GEN_H_

@@ -1,0 +1,892 @@
+// Unit tests for KvStore: one test (or a few) per rule of etcd's mvcc that
+// the store promises in kv_store.h.
+#include "engine/mvcc/kv_store.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/util/coding.h"
+#include "engine/util/hash.h"
+
+namespace detcd::mvcc {
+namespace {
+
+using std::string_literals::operator""s;
+
+const std::string kAll = "\0"s;  // as a range end: every key >= key
+
+KeyValue Kv(std::string key, int64_t create, int64_t mod, int64_t version,
+            std::string value, int64_t lease = 0) {
+  KeyValue kv;
+  kv.key = std::move(key);
+  kv.create_revision = create;
+  kv.mod_revision = mod;
+  kv.version = version;
+  kv.value = std::move(value);
+  kv.lease = lease;
+  return kv;
+}
+
+KeyValue Tomb(std::string key, int64_t mod) {
+  KeyValue kv;
+  kv.key = std::move(key);
+  kv.mod_revision = mod;
+  return kv;
+}
+
+Event PutEv(KeyValue kv, std::optional<KeyValue> prev = std::nullopt) {
+  Event e;
+  e.type = Event::kPut;
+  e.kv = std::move(kv);
+  if (prev) {
+    e.has_prev_kv = true;
+    e.prev_kv = *prev;
+  }
+  return e;
+}
+
+Event DelEv(std::string key, int64_t rev, KeyValue prev) {
+  Event e;
+  e.type = Event::kDelete;
+  e.kv = Tomb(std::move(key), rev);
+  e.has_prev_kv = true;
+  e.prev_kv = std::move(prev);
+  return e;
+}
+
+std::vector<Event> Put(KvStore& s, std::string_view k, std::string_view v,
+                       int64_t lease = 0) {
+  auto t = s.Write();
+  t.Put(k, v, lease);
+  return t.End();
+}
+
+std::vector<Event> Del(KvStore& s, std::string_view k,
+                       std::string_view end = {}) {
+  auto t = s.Write();
+  t.DeleteRange(k, end);
+  return t.End();
+}
+
+std::vector<KeyValue> Get(const KvStore& s, std::string_view k,
+                          std::string_view end = {}, int64_t rev = 0) {
+  RangeOptions o;
+  o.rev = rev;
+  auto r = s.Range(k, end, o);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? r->kvs : std::vector<KeyValue>{};
+}
+
+std::vector<std::string> Keys(const std::vector<KeyValue>& kvs) {
+  std::vector<std::string> out;
+  for (const auto& kv : kvs) out.push_back(kv.key);
+  return out;
+}
+
+TEST(KvStoreTest, EmptyStore) {
+  KvStore s;
+  EXPECT_EQ(s.Rev(), 1);
+  EXPECT_EQ(s.CompactRev(), -1);
+  auto r = s.Range("\0"s, kAll, {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->kvs.empty());
+  EXPECT_EQ(r->count, 0);
+  EXPECT_EQ(r->rev, 1);
+  EXPECT_EQ(s.key_count(), 0u);
+  EXPECT_EQ(s.revision_count(), 0u);
+  EXPECT_EQ(s.size_bytes(), 0);
+}
+
+TEST(KvStoreTest, FirstPutGetsRevisionTwo) {
+  KvStore s;
+  auto t = s.Write();
+  EXPECT_EQ(t.Rev(), 1);
+  EXPECT_EQ(t.Put("foo", "bar", 7), std::nullopt);
+  EXPECT_EQ(t.Rev(), 2);
+  auto evs = t.End();
+  EXPECT_EQ(evs, std::vector<Event>{PutEv(Kv("foo", 2, 2, 1, "bar", 7))});
+  EXPECT_EQ(s.Rev(), 2);
+  EXPECT_EQ(Get(s, "foo"), std::vector<KeyValue>{Kv("foo", 2, 2, 1, "bar", 7)});
+  EXPECT_EQ(s.key_count(), 1u);
+  EXPECT_EQ(s.revision_count(), 1u);
+  EXPECT_GT(s.size_bytes(), 0);
+}
+
+TEST(KvStoreTest, UpdateKeepsCreateRevisionAndBumpsVersion) {
+  KvStore s;
+  Put(s, "k", "v1");
+  auto t = s.Write();
+  auto prev = t.Put("k", "v2", 3);
+  ASSERT_TRUE(prev.has_value());
+  EXPECT_EQ(*prev, Kv("k", 2, 2, 1, "v1"));
+  auto evs = t.End();
+  EXPECT_EQ(evs, std::vector<Event>{
+                     PutEv(Kv("k", 2, 3, 2, "v2", 3), Kv("k", 2, 2, 1, "v1"))});
+  Put(s, "k", "v3");
+  EXPECT_EQ(Get(s, "k"), std::vector<KeyValue>{Kv("k", 2, 4, 3, "v3")});
+  EXPECT_EQ(s.key_count(), 1u);
+  EXPECT_EQ(s.revision_count(), 3u);
+}
+
+TEST(KvStoreTest, DeleteRangeWritesTombstonesInKeyOrder) {
+  KvStore s;
+  Put(s, "c", "3");  // rev 2
+  Put(s, "a", "1");  // rev 3
+  Put(s, "b", "2");  // rev 4
+  Put(s, "d", "4");  // rev 5
+  auto t = s.Write();
+  auto deleted = t.DeleteRange("a", "d");
+  EXPECT_EQ(deleted,
+            (std::vector<KeyValue>{Kv("a", 3, 3, 1, "1"), Kv("b", 4, 4, 1, "2"),
+                                   Kv("c", 2, 2, 1, "3")}));
+  auto evs = t.End();
+  EXPECT_EQ(evs, (std::vector<Event>{DelEv("a", 6, Kv("a", 3, 3, 1, "1")),
+                                     DelEv("b", 6, Kv("b", 4, 4, 1, "2")),
+                                     DelEv("c", 6, Kv("c", 2, 2, 1, "3"))}));
+  EXPECT_EQ(s.Rev(), 6);
+  EXPECT_EQ(Keys(Get(s, "\0"s, kAll)), std::vector<std::string>{"d"});
+  EXPECT_EQ(s.key_count(), 1u);
+  EXPECT_EQ(s.revision_count(), 7u);  // four puts, three tombstones
+  // The deletes are sub revisions 0, 1, 2 of revision 6, in key order:
+  // Changes reports them in that order.
+  std::vector<Event> out;
+  int64_t next = 0;
+  ASSERT_TRUE(s.Changes(6, 6, 100, &out, &next).ok());
+  EXPECT_EQ(out, evs);
+  EXPECT_EQ(next, 7);
+}
+
+TEST(KvStoreTest, RecreateAfterDeleteRestartsVersion) {
+  KvStore s;
+  Put(s, "k", "a");  // 2
+  Put(s, "k", "b");  // 3
+  Del(s, "k");       // 4
+  EXPECT_TRUE(Get(s, "k").empty());
+  auto evs = Put(s, "k", "c");  // 5
+  EXPECT_EQ(evs, std::vector<Event>{PutEv(Kv("k", 5, 5, 1, "c"))});
+  Put(s, "k", "d");  // 6
+  EXPECT_EQ(Get(s, "k"), std::vector<KeyValue>{Kv("k", 5, 6, 2, "d")});
+  // History on both sides of the delete.
+  EXPECT_EQ(Get(s, "k", {}, 3), std::vector<KeyValue>{Kv("k", 2, 3, 2, "b")});
+  EXPECT_TRUE(Get(s, "k", {}, 4).empty());
+  EXPECT_EQ(Get(s, "k", {}, 5), std::vector<KeyValue>{Kv("k", 5, 5, 1, "c")});
+}
+
+TEST(KvStoreTest, TxnThatChangesNothingDoesNotAdvance) {
+  KvStore s;
+  {
+    auto t = s.Write();
+    EXPECT_TRUE(t.End().empty());
+  }
+  EXPECT_EQ(s.Rev(), 1);
+  {
+    auto t = s.Write();
+    EXPECT_TRUE(t.DeleteRange("missing", {}).empty());
+    EXPECT_TRUE(t.DeleteRange("a", kAll).empty());
+    auto r = t.Range("a", kAll, {});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->rev, 1);
+    EXPECT_EQ(t.Rev(), 1);
+    EXPECT_TRUE(t.End().empty());
+  }
+  EXPECT_EQ(s.Rev(), 1);
+  Put(s, "x", "1");
+  Put(s, "x", "2");
+  Del(s, "x");
+  EXPECT_TRUE(Del(s, "x").empty());  // already deleted: no change
+  EXPECT_EQ(s.Rev(), 4);
+}
+
+TEST(KvStoreTest, PutTwiceInOneTxn) {
+  KvStore s;
+  Put(s, "k", "v0");  // 2
+  auto t = s.Write();
+  auto p1 = t.Put("k", "v1", 0);
+  auto p2 = t.Put("k", "v2", 5);
+  ASSERT_TRUE(p1 && p2);
+  EXPECT_EQ(*p1, Kv("k", 2, 2, 1, "v0"));
+  EXPECT_EQ(*p2, Kv("k", 2, 3, 2, "v1"));
+  auto r = t.Range("k", {}, {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->rev, 3);
+  EXPECT_EQ(r->kvs, std::vector<KeyValue>{Kv("k", 2, 3, 3, "v2", 5)});
+  auto evs = t.End();
+  EXPECT_EQ(evs,
+            (std::vector<Event>{
+                PutEv(Kv("k", 2, 3, 2, "v1"), Kv("k", 2, 2, 1, "v0")),
+                PutEv(Kv("k", 2, 3, 3, "v2", 5), Kv("k", 2, 3, 2, "v1"))}));
+  EXPECT_EQ(s.Rev(), 3);
+  EXPECT_EQ(Get(s, "k"), std::vector<KeyValue>{Kv("k", 2, 3, 3, "v2", 5)});
+  std::vector<Event> out;
+  int64_t next = 0;
+  ASSERT_TRUE(s.Changes(3, 3, 0, &out, &next).ok());
+  EXPECT_EQ(out, evs);
+}
+
+TEST(KvStoreTest, DeleteThenPutAndPutThenDeleteInOneTxn) {
+  KvStore s;
+  Put(s, "k", "old");  // 2
+  {
+    auto t = s.Write();
+    EXPECT_EQ(t.DeleteRange("k", {}).size(), 1u);
+    EXPECT_EQ(t.Put("k", "new", 0), std::nullopt);  // key was gone
+    auto evs = t.End();
+    EXPECT_EQ(evs, (std::vector<Event>{DelEv("k", 3, Kv("k", 2, 2, 1, "old")),
+                                       PutEv(Kv("k", 3, 3, 1, "new"))}));
+  }
+  EXPECT_EQ(Get(s, "k"), std::vector<KeyValue>{Kv("k", 3, 3, 1, "new")});
+  {
+    auto t = s.Write();
+    t.Put("n", "x", 0);
+    auto deleted = t.DeleteRange("k", "z");
+    EXPECT_EQ(deleted, (std::vector<KeyValue>{Kv("k", 3, 3, 1, "new"),
+                                              Kv("n", 4, 4, 1, "x")}));
+    auto evs = t.End();
+    ASSERT_EQ(evs.size(), 3u);
+    EXPECT_EQ(evs[2], DelEv("n", 4, Kv("n", 4, 4, 1, "x")));
+  }
+  EXPECT_TRUE(Get(s, "\0"s, kAll).empty());
+  EXPECT_EQ(s.key_count(), 0u);
+}
+
+TEST(KvStoreTest, WriteTxnRangeReadsItsOwnRevision) {
+  KvStore s;
+  Put(s, "a", "1");  // 2
+  auto t = s.Write();
+  auto r = t.Range("a", kAll, {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->rev, 2);
+  EXPECT_EQ(r->count, 1);
+  t.Put("b", "2", 0);
+  r = t.Range("a", kAll, {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->rev, 3);
+  EXPECT_EQ(Keys(r->kvs), (std::vector<std::string>{"a", "b"}));
+  // The store itself does not see the open transaction.
+  auto outside = s.Range("a", kAll, {});
+  ASSERT_TRUE(outside.ok());
+  EXPECT_EQ(outside->rev, 2);
+  EXPECT_EQ(Keys(outside->kvs), std::vector<std::string>{"a"});
+  RangeOptions o;
+  o.rev = 4;
+  EXPECT_TRUE(IsErrFutureRev(t.Range("a", kAll, o).status()));
+  o.rev = 2;
+  r = t.Range("a", kAll, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(Keys(r->kvs), std::vector<std::string>{"a"});
+  EXPECT_EQ(r->rev, 3);
+  o.rev = 3;
+  r = t.Range("a", kAll, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->count, 2);
+  t.End();
+  EXPECT_EQ(s.Rev(), 3);
+}
+
+TEST(KvStoreTest, HistoricalReads) {
+  KvStore s;
+  Put(s, "a", "1");  // 2
+  Put(s, "b", "1");  // 3
+  Put(s, "a", "2");  // 4
+  Del(s, "b");       // 5
+  auto at = [&](int64_t rev) { return Get(s, "\0"s, kAll, rev); };
+  EXPECT_TRUE(at(1).empty());
+  EXPECT_EQ(at(2), std::vector<KeyValue>{Kv("a", 2, 2, 1, "1")});
+  EXPECT_EQ(at(3), (std::vector<KeyValue>{Kv("a", 2, 2, 1, "1"),
+                                          Kv("b", 3, 3, 1, "1")}));
+  EXPECT_EQ(at(4), (std::vector<KeyValue>{Kv("a", 2, 4, 2, "2"),
+                                          Kv("b", 3, 3, 1, "1")}));
+  EXPECT_EQ(at(5), std::vector<KeyValue>{Kv("a", 2, 4, 2, "2")});
+  EXPECT_EQ(at(0), at(5));
+  EXPECT_EQ(at(-3), at(5));
+  // As in etcd, the result carries the store's current revision.
+  RangeOptions o;
+  o.rev = 3;
+  auto r = s.Range("a", {}, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->rev, 5);
+}
+
+TEST(KvStoreTest, RangeErrors) {
+  KvStore s;
+  for (int i = 0; i < 5; ++i) Put(s, "k", std::to_string(i));  // 2..6
+  RangeOptions o;
+  o.rev = 7;
+  absl::Status st = s.Range("k", {}, o).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(st.message(), "mvcc: required revision is a future revision");
+  EXPECT_TRUE(IsErrFutureRev(st));
+  EXPECT_FALSE(IsErrCompacted(st));
+  EXPECT_EQ(ErrFutureRev(), st);
+
+  ASSERT_TRUE(s.Compact(4).ok());
+  EXPECT_EQ(s.CompactRev(), 4);
+  o.rev = 3;
+  st = s.Range("k", {}, o).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(st.message(), "mvcc: required revision has been compacted");
+  EXPECT_TRUE(IsErrCompacted(st));
+  EXPECT_FALSE(IsErrFutureRev(st));
+  EXPECT_EQ(ErrCompacted(), st);
+  o.rev = 4;  // the compact revision itself is readable
+  auto r = s.Range("k", {}, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->kvs, std::vector<KeyValue>{Kv("k", 2, 4, 3, "2")});
+  o.rev = 6;
+  r = s.Range("k", {}, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->kvs, std::vector<KeyValue>{Kv("k", 2, 6, 5, "4")});
+  EXPECT_FALSE(IsErrCompacted(absl::OutOfRangeError("other")));
+  EXPECT_FALSE(IsErrCompacted(absl::InvalidArgumentError(
+      "mvcc: required revision has been compacted")));
+}
+
+TEST(KvStoreTest, RangeLimitCountKeysOnlyCountOnly) {
+  KvStore s;
+  for (char c = 'a'; c <= 'e'; ++c) Put(s, std::string(1, c), "v");
+  Del(s, "c");
+  RangeOptions o;
+  o.limit = 2;
+  auto r = s.Range("a", "z", o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(Keys(r->kvs), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(r->count, 4);
+  o.limit = 10;
+  r = s.Range("b", "e", o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(Keys(r->kvs), (std::vector<std::string>{"b", "d"}));
+  EXPECT_EQ(r->count, 2);
+  o.limit = -1;  // non-positive: no limit
+  r = s.Range("a", "z", o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->kvs.size(), 4u);
+
+  RangeOptions ko;
+  ko.keys_only = true;
+  r = s.Range("a", "c", ko);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->kvs.size(), 2u);
+  EXPECT_EQ(r->kvs[0], Kv("a", 2, 2, 1, ""));
+  EXPECT_EQ(r->kvs[1], Kv("b", 3, 3, 1, ""));
+
+  RangeOptions co;
+  co.count_only = true;
+  co.limit = 1;
+  r = s.Range("a", "z", co);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->kvs.empty());
+  EXPECT_EQ(r->count, 4);
+  co.rev = 4;  // a, b, c
+  r = s.Range("a", "z", co);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->count, 3);
+}
+
+TEST(KvStoreTest, ZeroByteRangeEnds) {
+  KvStore s;
+  for (std::string k : {"\0"s, "\0\0"s, "a"s, "a\0"s, "ab"s, "b"s, "\xff"s}) {
+    Put(s, k, "v");
+  }
+  // ("\0", "\0") is every key.
+  EXPECT_EQ(Keys(Get(s, "\0"s, kAll)),
+            (std::vector<std::string>{"\0"s, "\0\0"s, "a"s, "a\0"s, "ab"s, "b"s,
+                                      "\xff"s}));
+  // (k, "\0") is every key >= k.
+  EXPECT_EQ(Keys(Get(s, "ab", kAll)),
+            (std::vector<std::string>{"ab", "b", "\xff"}));
+  // An empty end is the single key, even one holding zero bytes.
+  EXPECT_EQ(Keys(Get(s, "a\0"s)), std::vector<std::string>{"a\0"s});
+  EXPECT_EQ(Keys(Get(s, "\0"s)), std::vector<std::string>{"\0"s});
+  // [key, end) with bytes that sort around zero.
+  EXPECT_EQ(Keys(Get(s, "a", "ab")), (std::vector<std::string>{"a", "a\0"s}));
+  EXPECT_EQ(Keys(Get(s, "a", "a\0"s)), std::vector<std::string>{"a"});
+  // end <= key is empty.
+  EXPECT_TRUE(Get(s, "b", "a").empty());
+  EXPECT_TRUE(Get(s, "b", "b").empty());
+  // A prefix range as clients build it ("a" -> "b").
+  EXPECT_EQ(Get(s, "a", "b").size(), 3u);
+  // DeleteRange follows the same rules.
+  EXPECT_EQ(Del(s, "a", "ab").size(), 2u);
+  EXPECT_EQ(Del(s, "b", kAll).size(), 2u);
+  EXPECT_EQ(Keys(Get(s, "\0"s, kAll)),
+            (std::vector<std::string>{"\0"s, "\0\0"s, "ab"s}));
+}
+
+TEST(KvStoreTest, ChangesReportsEveryEventWithPrevKv) {
+  KvStore s;
+  Put(s, "a", "1");  // 2
+  {
+    auto t = s.Write();  // 3
+    t.Put("a", "2", 0);
+    t.Put("b", "1", 0);
+    t.End();
+  }
+  Del(s, "a");       // 4
+  Put(s, "a", "3");  // 5
+  std::vector<Event> out;
+  int64_t next = 0;
+  ASSERT_TRUE(s.Changes(0, 100, 1000, &out, &next).ok());
+  EXPECT_EQ(next, 6);  // clamped to the store's revision
+  EXPECT_EQ(out, (std::vector<Event>{
+                     PutEv(Kv("a", 2, 2, 1, "1")),
+                     PutEv(Kv("a", 2, 3, 2, "2"), Kv("a", 2, 2, 1, "1")),
+                     PutEv(Kv("b", 3, 3, 1, "1")),
+                     DelEv("a", 4, Kv("a", 2, 3, 2, "2")),
+                     PutEv(Kv("a", 5, 5, 1, "3")),
+                 }));
+  out.clear();
+  ASSERT_TRUE(s.Changes(3, 4, 1000, &out, &next).ok());
+  EXPECT_EQ(out.size(), 3u);
+  EXPECT_EQ(next, 5);
+  out.clear();
+  ASSERT_TRUE(s.Changes(6, 10, 1000, &out, &next).ok());
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(next, 6);
+}
+
+TEST(KvStoreTest, ChangesNeverSplitsARevision) {
+  KvStore s;
+  {
+    auto t = s.Write();  // 2: three events
+    t.Put("a", "1", 0);
+    t.Put("b", "1", 0);
+    t.Put("c", "1", 0);
+    t.End();
+  }
+  Put(s, "d", "1");  // 3
+  Put(s, "e", "1");  // 4
+  std::vector<Event> out;
+  int64_t next = 0;
+  ASSERT_TRUE(s.Changes(2, 4, 1, &out, &next).ok());
+  EXPECT_EQ(out.size(), 3u);  // all of revision 2, though max is 1
+  EXPECT_EQ(next, 3);
+  out.clear();
+  ASSERT_TRUE(s.Changes(2, 4, 4, &out, &next).ok());
+  EXPECT_EQ(out.size(), 4u);
+  EXPECT_EQ(next, 4);
+  out.clear();
+  ASSERT_TRUE(s.Changes(3, 4, 2, &out, &next).ok());
+  EXPECT_EQ(out.size(), 2u);
+  EXPECT_EQ(next, 5);
+  // Resuming from next walks everything exactly once.
+  out.clear();
+  int64_t from = 1;
+  while (from <= s.Rev()) {
+    ASSERT_TRUE(s.Changes(from, s.Rev(), 2, &out, &next).ok());
+    ASSERT_GT(next, from);
+    from = next;
+  }
+  EXPECT_EQ(out.size(), 5u);
+}
+
+TEST(KvStoreTest, ChangesAfterCompaction) {
+  KvStore s;
+  Put(s, "a", "1");  // 2
+  Put(s, "b", "1");  // 3
+  Del(s, "b");       // 4
+  Put(s, "c", "1");  // 5
+  ASSERT_TRUE(s.Compact(4).ok());
+  std::vector<Event> out;
+  int64_t next = 0;
+  absl::Status st = s.Changes(4, 10, 10, &out, &next);
+  EXPECT_TRUE(IsErrCompacted(st));
+  EXPECT_EQ(st.message(), "mvcc: required revision has been compacted");
+  EXPECT_TRUE(IsErrCompacted(s.Changes(1, 10, 10, &out, &next)));
+  Put(s, "a", "2");  // 6: prev is revision 2, kept below the compaction
+  Put(s, "b", "2");  // 7: prev was a tombstone at 4, now dropped: none
+  ASSERT_TRUE(s.Changes(5, 10, 10, &out, &next).ok());
+  EXPECT_EQ(out, (std::vector<Event>{
+                     PutEv(Kv("c", 5, 5, 1, "1")),
+                     PutEv(Kv("a", 2, 6, 2, "2"), Kv("a", 2, 2, 1, "1")),
+                     PutEv(Kv("b", 7, 7, 1, "2")),
+                 }));
+  EXPECT_EQ(next, 8);
+}
+
+TEST(KvStoreTest, CompactErrors) {
+  KvStore s;
+  Put(s, "a", "1");  // 2
+  Put(s, "a", "2");  // 3
+  absl::Status st = s.Compact(4);
+  EXPECT_TRUE(IsErrFutureRev(st));
+  EXPECT_EQ(st.message(), "mvcc: required revision is a future revision");
+  EXPECT_EQ(s.CompactRev(), -1);
+  ASSERT_TRUE(s.Compact(2).ok());
+  st = s.Compact(2);
+  EXPECT_TRUE(IsErrCompacted(st));
+  EXPECT_EQ(st.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_TRUE(IsErrCompacted(s.Compact(1)));
+  ASSERT_TRUE(s.Compact(3).ok());
+  EXPECT_EQ(s.CompactRev(), 3);
+}
+
+TEST(KvStoreTest, CompactKeepsLatestRevisionUnlessTombstone) {
+  KvStore s;
+  Put(s, "a", "1");  // 2
+  Put(s, "a", "2");  // 3
+  Put(s, "b", "1");  // 4
+  Del(s, "b");       // 5
+  Put(s, "c", "1");  // 6
+  Del(s, "c");       // 7
+  Put(s, "a", "3");  // 8
+  EXPECT_EQ(s.revision_count(), 7u);
+  ASSERT_TRUE(s.Compact(5).ok());
+  // a: 2 dropped, 3 kept (latest <= 5), 8 kept. b: both gone (tombstone at
+  // the compact revision). c: untouched (newer than 5).
+  EXPECT_EQ(s.revision_count(), 4u);
+  EXPECT_EQ(s.key_count(), 1u);
+  EXPECT_EQ(Get(s, "\0"s, kAll, 5),
+            std::vector<KeyValue>{Kv("a", 2, 3, 2, "2")});
+  EXPECT_EQ(
+      Get(s, "\0"s, kAll, 6),
+      (std::vector<KeyValue>{Kv("a", 2, 3, 2, "2"), Kv("c", 6, 6, 1, "1")}));
+  EXPECT_EQ(Get(s, "\0"s, kAll, 8),
+            std::vector<KeyValue>{Kv("a", 2, 8, 3, "3")});
+  ASSERT_TRUE(s.Compact(7).ok());
+  EXPECT_EQ(s.revision_count(), 2u);  // a@3 (latest <= 7) and a@8
+  ASSERT_TRUE(s.Compact(8).ok());
+  EXPECT_EQ(s.revision_count(), 1u);
+  EXPECT_EQ(Get(s, "a", {}, 8), std::vector<KeyValue>{Kv("a", 2, 8, 3, "3")});
+  // Versions and create revisions carry on after compaction.
+  Put(s, "a", "4");
+  EXPECT_EQ(Get(s, "a"), std::vector<KeyValue>{Kv("a", 2, 9, 4, "4")});
+  EXPECT_EQ(s.Rev(), 9);
+}
+
+TEST(KvStoreTest, CompactEverythingThenWrite) {
+  KvStore s;
+  for (int i = 0; i < 10; ++i) Put(s, absl::StrCat("k", i % 3), "v");
+  Del(s, "k0");
+  ASSERT_TRUE(s.Compact(s.Rev()).ok());
+  EXPECT_EQ(s.revision_count(), 2u);
+  EXPECT_EQ(s.key_count(), 2u);
+  std::vector<Event> out;
+  int64_t next = 0;
+  ASSERT_TRUE(s.Changes(s.Rev() + 1, s.Rev() + 5, 10, &out, &next).ok());
+  EXPECT_TRUE(out.empty());
+  Put(s, "k0", "again");
+  EXPECT_EQ(Get(s, "k0"), std::vector<KeyValue>{Kv("k0", 13, 13, 1, "again")});
+  ASSERT_TRUE(s.Changes(13, 13, 10, &out, &next).ok());
+  EXPECT_EQ(out, std::vector<Event>{PutEv(Kv("k0", 13, 13, 1, "again"))});
+}
+
+TEST(KvStoreTest, CompactBeforeFirstWrite) {
+  KvStore s;
+  ASSERT_TRUE(s.Compact(1).ok());
+  EXPECT_EQ(s.CompactRev(), 1);
+  RangeOptions o;
+  o.rev = 1;
+  EXPECT_TRUE(s.Range("a", {}, o).ok());
+  Put(s, "a", "1");
+  EXPECT_EQ(Get(s, "a"), std::vector<KeyValue>{Kv("a", 2, 2, 1, "1")});
+}
+
+TEST(KvStoreTest, HashByRev) {
+  KvStore a, b;
+  for (KvStore* s : {&a, &b}) {
+    Put(*s, "x", "1");
+    Put(*s, "y", "2");
+    Del(*s, "x");
+  }
+  auto ha = a.HashByRev(0);
+  auto hb = b.HashByRev(0);
+  ASSERT_TRUE(ha.ok() && hb.ok());
+  EXPECT_EQ(ha->hash, hb->hash);
+  EXPECT_EQ(ha->revision, 4);
+  EXPECT_EQ(ha->compact_revision, -1);
+  EXPECT_EQ(a.Hash(), b.Hash());
+  auto h3 = a.HashByRev(3);
+  ASSERT_TRUE(h3.ok());
+  EXPECT_NE(h3->hash, ha->hash);
+  EXPECT_EQ(h3->revision, 3);
+  // A later write changes the latest hash but not the one at revision 3.
+  Put(b, "z", "3");
+  EXPECT_NE(a.Hash(), b.Hash());
+  EXPECT_EQ(b.HashByRev(3)->hash, h3->hash);
+  EXPECT_NE(b.HashByRev(0)->hash, ha->hash);
+  EXPECT_TRUE(IsErrFutureRev(a.HashByRev(5).status()));
+  ASSERT_TRUE(a.Compact(3).ok());
+  EXPECT_TRUE(IsErrCompacted(a.HashByRev(2).status()));
+  auto hc = a.HashByRev(3);
+  ASSERT_TRUE(hc.ok());
+  EXPECT_EQ(hc->compact_revision, 3);
+  // Same contents, different value: different hash.
+  KvStore c;
+  Put(c, "x", "1");
+  KvStore d;
+  Put(d, "x", "2");
+  EXPECT_NE(c.HashByRev(0)->hash, d.HashByRev(0)->hash);
+  EXPECT_NE(c.Hash(), d.Hash());
+}
+
+KvStore* BuildSample(KvStore* s) {
+  for (int i = 0; i < 30; ++i) {
+    auto t = s->Write();
+    t.Put(absl::StrCat("key", i % 7), absl::StrCat("value", i), i % 3);
+    if (i % 5 == 4) t.DeleteRange(absl::StrCat("key", i % 4), {});
+    t.End();
+  }
+  EXPECT_TRUE(s->Compact(12).ok());
+  Del(*s, "key2", "key4");
+  Put(*s, "zzz", std::string(1000, 'x'));
+  return s;
+}
+
+void ExpectSameStore(const KvStore& a, const KvStore& b) {
+  EXPECT_EQ(a.Rev(), b.Rev());
+  EXPECT_EQ(a.CompactRev(), b.CompactRev());
+  EXPECT_EQ(a.Hash(), b.Hash());
+  EXPECT_EQ(a.key_count(), b.key_count());
+  EXPECT_EQ(a.revision_count(), b.revision_count());
+  EXPECT_EQ(a.size_bytes(), b.size_bytes());
+  for (int64_t rev = std::max<int64_t>(a.CompactRev(), 1); rev <= a.Rev();
+       ++rev) {
+    RangeOptions o;
+    o.rev = rev;
+    auto ra = a.Range("\0"s, kAll, o);
+    auto rb = b.Range("\0"s, kAll, o);
+    ASSERT_TRUE(ra.ok() && rb.ok());
+    EXPECT_EQ(ra->kvs, rb->kvs) << "at revision " << rev;
+    EXPECT_EQ(a.HashByRev(rev)->hash, b.HashByRev(rev)->hash);
+  }
+  std::vector<Event> ea, eb;
+  int64_t na = 0, nb = 0;
+  ASSERT_TRUE(a.Changes(a.CompactRev() + 1, a.Rev(), 1 << 20, &ea, &na).ok());
+  ASSERT_TRUE(b.Changes(b.CompactRev() + 1, b.Rev(), 1 << 20, &eb, &nb).ok());
+  EXPECT_EQ(ea, eb);
+  EXPECT_EQ(na, nb);
+  EXPECT_EQ(a.Snapshot(), b.Snapshot());
+}
+
+TEST(KvStoreTest, SnapshotRestoreRoundTrip) {
+  KvStore a;
+  BuildSample(&a);
+  std::string image = a.Snapshot();
+  KvStore b;
+  Put(b, "junk", "replaced by restore");
+  ASSERT_TRUE(b.Restore(image).ok());
+  ExpectSameStore(a, b);
+  // Both go on the same way.
+  for (KvStore* s : {&a, &b}) {
+    Put(*s, "key1", "after");
+    Del(*s, "key5");
+    ASSERT_TRUE(s->Compact(s->Rev() - 1).ok());
+  }
+  ExpectSameStore(a, b);
+}
+
+TEST(KvStoreTest, SnapshotOfEmptyAndUncompactedStores) {
+  KvStore a;
+  KvStore b;
+  Put(b, "x", "y");
+  ASSERT_TRUE(b.Restore(a.Snapshot()).ok());
+  ExpectSameStore(a, b);
+  Put(a, "p", "q");
+  Put(a, "p", "r");
+  ASSERT_TRUE(b.Restore(a.Snapshot()).ok());
+  ExpectSameStore(a, b);
+}
+
+TEST(KvStoreTest, SnapshotLeavesOutOpenTransaction) {
+  KvStore a;
+  Put(a, "x", "1");
+  std::string before = a.Snapshot();
+  uint64_t hash_before = a.Hash();
+  auto t = a.Write();
+  t.Put("y", "2", 0);
+  EXPECT_EQ(a.Snapshot(), before);
+  EXPECT_EQ(a.Hash(), hash_before);
+  t.End();
+  EXPECT_NE(a.Snapshot(), before);
+}
+
+// Re-frames a body with a valid checksum, so structural validation (not
+// the checksum) must catch what is wrong inside.
+std::string Frame(const std::string& body) {
+  std::string out = body;
+  uint64_t h = util::Fnv1a(out);
+  coding::PutFixed32(&out, static_cast<uint32_t>(h ^ (h >> 32)));
+  return out;
+}
+
+std::string Header(uint64_t cur, uint64_t compact_plus1, uint64_t n) {
+  std::string b = "dmvc";
+  b.push_back(1);
+  coding::PutVarint64(&b, cur);
+  coding::PutVarint64(&b, compact_plus1);
+  coding::PutVarint64(&b, n);
+  return b;
+}
+
+void PutRec(std::string* b, uint64_t main, uint64_t sub, bool tomb,
+            const std::string& key, uint64_t create = 0, uint64_t version = 0) {
+  coding::PutVarint64(b, main);
+  coding::PutVarint64(b, sub);
+  b->push_back(tomb ? 1 : 0);
+  coding::PutLengthPrefixed(b, key);
+  if (tomb) return;
+  coding::PutLengthPrefixed(b, "v");
+  coding::PutVarint64(b, create);
+  coding::PutVarint64(b, version);
+  coding::PutVarint64(b, 0);
+}
+
+TEST(KvStoreTest, RestoreRejectsCorruptImages) {
+  KvStore a;
+  BuildSample(&a);
+  const std::string image = a.Snapshot();
+  KvStore b;
+  Put(b, "mine", "1");
+  const uint64_t hash = b.Hash();
+  auto expect_rejected = [&](std::string_view img, const std::string& what) {
+    absl::Status st = b.Restore(img);
+    EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << what << ": " << st;
+    EXPECT_EQ(b.Hash(), hash) << what;  // state untouched
+  };
+  for (size_t n = 0; n < image.size(); ++n) {
+    expect_rejected(std::string_view(image).substr(0, n),
+                    absl::StrCat("truncated to ", n));
+  }
+  for (size_t i = 0; i < image.size(); ++i) {
+    std::string bad = image;
+    bad[i] ^= 0x20;
+    expect_rejected(bad, absl::StrCat("flipped byte ", i));
+  }
+  expect_rejected(image + "x", "trailing byte");
+  expect_rejected(std::string(100, '\xff'), "garbage");
+  expect_rejected(Frame(std::string(64, '\x80')), "framed garbage");
+  expect_rejected(Frame(image.substr(0, image.size() - 4) + "x"),
+                  "framed trailing byte");
+
+  // Structurally wrong images with valid checksums.
+  std::string body;
+  body = Header(3, 0, 2);
+  PutRec(&body, 2, 0, false, "a", 2, 1);
+  PutRec(&body, 2, 0, false, "b", 2, 1);
+  expect_rejected(Frame(body), "duplicate revision");
+  body = Header(3, 0, 1);
+  PutRec(&body, 3, 0, false, "a", 3, 1);
+  expect_rejected(Frame(body), "missing revision 2");
+  body = Header(2, 0, 1);
+  PutRec(&body, 2, 1, false, "a", 2, 1);
+  expect_rejected(Frame(body), "sub revision gap");
+  body = Header(2, 0, 1);
+  PutRec(&body, 2, 0, true, "a");
+  expect_rejected(Frame(body), "tombstone of missing key");
+  body = Header(3, 0, 2);
+  PutRec(&body, 2, 0, false, "a", 2, 1);
+  PutRec(&body, 3, 0, false, "a", 3, 1);
+  expect_rejected(Frame(body), "broken create revision");
+  body = Header(3, 0, 2);
+  PutRec(&body, 2, 0, false, "a", 2, 1);
+  PutRec(&body, 3, 0, false, "a", 2, 5);
+  expect_rejected(Frame(body), "broken version");
+  body = Header(2, 0, 1);
+  PutRec(&body, 2, 0, false, "a", 2, 1);
+  body.push_back(0);
+  expect_rejected(Frame(body), "trailing byte in body");
+  body = Header(5, 5, 1);  // compacted at 4: a@3 kept below it
+  PutRec(&body, 3, 0, true, "a");
+  expect_rejected(Frame(body), "tombstone below compaction");
+  body = Header(5, 5, 2);
+  PutRec(&body, 2, 0, false, "a", 2, 1);
+  PutRec(&body, 3, 0, false, "a", 2, 2);
+  expect_rejected(Frame(body), "two kept revisions of one key");
+  body = Header(1, 3, 0);
+  expect_rejected(Frame(body), "compact past current");
+  body = Header(0, 0, 0);
+  expect_rejected(Frame(body), "revision 0");
+  body = Header(2, 0, 1000000);
+  expect_rejected(Frame(body), "record count beyond image");
+
+  // And a hand-built valid one is accepted: compacted at 4, a@3 kept, b@5.
+  body = Header(5, 5, 2);
+  PutRec(&body, 3, 0, false, "a", 2, 2);
+  PutRec(&body, 5, 0, false, "b", 5, 1);
+  ASSERT_TRUE(b.Restore(Frame(body)).ok());
+  EXPECT_EQ(b.Rev(), 5);
+  EXPECT_EQ(b.CompactRev(), 4);
+  EXPECT_EQ(
+      Get(b, "\0"s, kAll),
+      (std::vector<KeyValue>{Kv("a", 2, 3, 2, "v"), Kv("b", 5, 5, 1, "v")}));
+  Put(b, "a", "w");
+  EXPECT_EQ(Get(b, "a"), std::vector<KeyValue>{Kv("a", 2, 6, 3, "w")});
+}
+
+TEST(KvStoreTest, Statistics) {
+  KvStore s;
+  Put(s, "a", "12345");
+  int64_t one = s.size_bytes();
+  EXPECT_GE(one, 6);
+  Put(s, "b", "12345");
+  EXPECT_EQ(s.size_bytes(), 2 * one);
+  Put(s, "a", "12345");
+  EXPECT_EQ(s.key_count(), 2u);
+  EXPECT_EQ(s.revision_count(), 3u);
+  ASSERT_TRUE(s.Compact(s.Rev()).ok());
+  EXPECT_EQ(s.revision_count(), 2u);
+  EXPECT_EQ(s.size_bytes(), 2 * one);
+  Del(s, "a", "c");
+  EXPECT_EQ(s.key_count(), 0u);
+  ASSERT_TRUE(s.Compact(s.Rev()).ok());
+  EXPECT_EQ(s.revision_count(), 0u);
+  EXPECT_EQ(s.size_bytes(), 0);
+}
+
+// Enough keys that the point-lookup hash table grows and keys collide,
+// and compaction then forgets many of them (exercising removal from it).
+TEST(KvStoreTest, ManyKeysSurviveDeletesAndCompaction) {
+  KvStore s;
+  constexpr int kKeys = 3000;
+  auto key = [](int i) { return absl::StrCat("k", i); };
+  for (int i = 0; i < kKeys; ++i) Put(s, key(i), absl::StrCat("v", i));
+  for (int i = 0; i < kKeys; i += 3) Del(s, key(i));
+  ASSERT_TRUE(s.Compact(s.Rev()).ok());
+  EXPECT_EQ(s.key_count(), static_cast<size_t>(kKeys - kKeys / 3));
+  EXPECT_EQ(s.revision_count(), s.key_count());
+  for (int i = 0; i < kKeys; ++i) {
+    auto got = Get(s, key(i));
+    if (i % 3 == 0) {
+      EXPECT_TRUE(got.empty()) << i;
+    } else {
+      ASSERT_EQ(got.size(), 1u) << i;
+      EXPECT_EQ(got[0], Kv(key(i), i + 2, i + 2, 1, absl::StrCat("v", i)));
+    }
+  }
+  const int64_t rev = s.Rev();
+  for (int i = 0; i < kKeys; i += 3) Put(s, key(i), "again");
+  for (int i = 0; i < kKeys; ++i) {
+    auto got = Get(s, key(i));
+    ASSERT_EQ(got.size(), 1u) << i;
+    if (i % 3 == 0) {
+      EXPECT_EQ(got[0].create_revision, rev + 1 + i / 3) << i;
+      EXPECT_EQ(got[0].version, 1);
+    }
+  }
+  auto all = Get(s, "\0"s, kAll);
+  ASSERT_EQ(all.size(), static_cast<size_t>(kKeys));
+  for (size_t i = 1; i < all.size(); ++i) EXPECT_LT(all[i - 1].key, all[i].key);
+  Del(s, "\0"s, kAll);
+  ASSERT_TRUE(s.Compact(s.Rev()).ok());
+  EXPECT_EQ(s.key_count(), 0u);
+  EXPECT_EQ(s.revision_count(), 0u);
+  EXPECT_EQ(s.size_bytes(), 0);
+  Put(s, key(7), "back");
+  EXPECT_EQ(Get(s, key(7)).size(), 1u);
+}
+
+TEST(KvStoreDeathTest, SecondWriteTxnWhileOneIsOpen) {
+  KvStore s;
+  auto t = s.Write();
+  EXPECT_DEATH(s.Write(), "one write transaction at a time");
+  t.End();
+}
+
+}  // namespace
+}  // namespace detcd::mvcc
