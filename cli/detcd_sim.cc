@@ -134,7 +134,14 @@ int RunSingle(const Args& a) {
   detcd::harness::Trace trace;
   detcd::harness::Trace* t = a.trace.empty() ? nullptr : &trace;
   auto start = std::chrono::steady_clock::now();
-  RunResult r = RunOne(a.run, t);
+  RunOptions o = a.run;
+  o.wall_ns = [] {
+    return static_cast<int64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(
+            std::chrono::steady_clock::now().time_since_epoch())
+            .count());
+  };
+  RunResult r = RunOne(o, t);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() -
                                               start)
                     .count();
@@ -148,12 +155,12 @@ int RunSingle(const Args& a) {
       (unsigned long long)r.events, wall);
   std::printf(
       "clients: history=%llu ops (lincheck states=%llu)  watch events=%llu "
-      "resumes=%llu  lease grants=%llu keepalives=%llu\n",
+      "resumes=%llu  lease grants=%llu keepalives=%llu  checkers=%.3fs\n",
       (unsigned long long)r.history_ops, (unsigned long long)r.lin_states,
       (unsigned long long)r.watch_events,
       (unsigned long long)r.ops.watch_resumes,
       (unsigned long long)r.ops.lease_grants,
-      (unsigned long long)r.ops.keepalives);
+      (unsigned long long)r.ops.keepalives, r.checker_wall_ns / 1e9);
   if (t != nullptr) {
     if (auto s = trace.WriteFile(a.trace); !s.ok()) {
       std::fprintf(stderr, "trace: %s\n", s.ToString().c_str());

@@ -47,7 +47,9 @@ std::string ReplayCommand(const RunOptions& o) {
 // The checks of what clients saw: linearizability of the KV history, the
 // watch guarantees and lease safety, plus equal MVCC state on all members.
 static void CheckClientView(Cluster& cluster, Workload& workload,
-                            bool converged, RunResult* res) {
+                            bool converged, const RunOptions& o,
+                            RunResult* res) {
+  const int64_t t0 = o.wall_ns ? o.wall_ns() : 0;
   CheckOptions copts;
   // Lease clients' puts and revokes take revisions the KV history does not
   // hold (they touch only lease/ keys, never read by KV clients).
@@ -103,6 +105,7 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
   }
   for (std::string& s : v) res->failures.push_back(std::move(s));
   res->watch_events = workload.watch_checker().events_received();
+  if (o.wall_ns) res->checker_wall_ns = o.wall_ns() - t0;
   res->history_ops = workload.history().ops.size();
 }
 
@@ -241,7 +244,7 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
     res.failures.push_back(v);
   }
   if (cluster.checker().ok() && !livelocked) {
-    CheckClientView(cluster, workload, converged, &res);
+    CheckClientView(cluster, workload, converged, o, &res);
   }
   // Fold the final state into the hash.
   for (uint64_t id : cluster.ids()) {

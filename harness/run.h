@@ -6,6 +6,7 @@
 #define DETCD_HARNESS_RUN_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct RunOptions {
   // storm between two nodes that never converge): a liveness failure, not a
   // hang. Normal runs use a few thousand events per simulated second.
   uint64_t max_events = 5'000'000;
+  // Optional wall clock, injected by the CLI to report how long the
+  // client-view checkers took (the harness itself never reads a clock).
+  std::function<int64_t()> wall_ns;
 };
 
 struct RunResult {
@@ -45,6 +49,7 @@ struct RunResult {
   uint64_t history_ops = 0;
   uint64_t lin_states = 0;
   uint64_t watch_events = 0;
+  int64_t checker_wall_ns = 0;  // 0 unless RunOptions::wall_ns was set
 };
 
 // Names of the bugs that --bug can plant, with what each breaks.

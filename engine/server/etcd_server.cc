@@ -313,6 +313,19 @@ void EtcdServer::Forward(
   env_.transport->Send(leader, std::move(msg));
 }
 
+template <typename Req, typename Resp>
+void EtcdServer::Relay(ForwardKind kind, const Req& r, Done<Resp> done) {
+  Forward(kind, r.SerializeAsString(),
+          [this, done = std::move(done)](absl::Status s,
+                                         std::string_view result) {
+            if (!s.ok()) return done(s);
+            Resp resp;
+            if (s = DecodeResult(result, &resp); !s.ok()) return done(s);
+            FillHeader(&resp);
+            done(std::move(resp));
+          });
+}
+
 void EtcdServer::ServeForwarded(uint64_t from, uint64_t rid, ForwardKind kind,
                                 std::string request) {
   auto answer = [this, from, rid](std::string result) {
@@ -321,6 +334,10 @@ void EtcdServer::ServeForwarded(uint64_t from, uint64_t rid, ForwardKind kind,
     msg += result;
     env_.transport->Send(from, std::move(msg));
   };
+  if (!node_->is_leader()) {
+    // Leadership moved on: no second hop, the sender's client retries.
+    return answer(EncodeResult(ErrNoLeader(), nullptr));
+  }
   if (kind == kKeepAlive) {
     etcdserverpb::LeaseKeepAliveRequest r;
     if (!r.ParseFromString(request)) return;
@@ -358,15 +375,7 @@ void EtcdServer::LeaseKeepAlive(
     AfterInput();
     return;
   }
-  Forward(kKeepAlive, r.SerializeAsString(),
-          [this, done = std::move(done)](absl::Status s,
-                                         std::string_view result) {
-            if (!s.ok()) return done(s);
-            etcdserverpb::LeaseKeepAliveResponse resp;
-            if (s = DecodeResult(result, &resp); !s.ok()) return done(s);
-            FillHeader(&resp);
-            done(std::move(resp));
-          });
+  Relay(kKeepAlive, r, std::move(done));
 }
 
 void EtcdServer::LeaseTimeToLive(
@@ -380,15 +389,7 @@ void EtcdServer::LeaseTimeToLive(
     AfterInput();
     return;
   }
-  Forward(kTimeToLive, r.SerializeAsString(),
-          [this, done = std::move(done)](absl::Status s,
-                                         std::string_view result) {
-            if (!s.ok()) return done(s);
-            etcdserverpb::LeaseTimeToLiveResponse resp;
-            if (s = DecodeResult(result, &resp); !s.ok()) return done(s);
-            FillHeader(&resp);
-            done(std::move(resp));
-          });
+  Relay(kTimeToLive, r, std::move(done));
 }
 
 void EtcdServer::LeaseLeases(const etcdserverpb::LeaseLeasesRequest& r,

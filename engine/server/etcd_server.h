@@ -142,6 +142,8 @@ class EtcdServer {
   void LinearizableRead(std::function<void(absl::Status)> serve);
   void Forward(ForwardKind kind, std::string request,
                std::function<void(absl::Status, std::string_view)> done);
+  template <typename Req, typename Resp>
+  void Relay(ForwardKind kind, const Req& r, Done<Resp> done);
   void ServeForwarded(uint64_t from, uint64_t rid, ForwardKind kind,
                       std::string request);
   // The leader's answers (run after a ReadIndex confirmed leadership).
