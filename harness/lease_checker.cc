@@ -61,6 +61,20 @@ void LeaseChecker::OnKeepAlive(int64_t id, int64_t invoke_ns,
   (void)ttl_s;
 }
 
+void LeaseChecker::OnTimeToLive(int64_t id, int64_t invoke_ns,
+                                int64_t ttl_s) {
+  auto it = leases_.find(id);
+  if (it == leases_.end() || ttl_s < 0) return;
+  // Answered by the leader after a ReadIndex, like a keep-alive: a lease
+  // revoked before the request was made cannot be reported alive.
+  if (it->second.revoked_at >= 0 && invoke_ns > it->second.revoked_at) {
+    Violation(absl::StrCat("lease ", id, ": time-to-live invoked at ",
+                           invoke_ns, " ns reported ", ttl_s,
+                           " s left after its revoke was applied at ",
+                           it->second.revoked_at, " ns"));
+  }
+}
+
 void LeaseChecker::OnRevokeApplied(int64_t id, int64_t now_ns) {
   Lease& l = leases_[id];
   if (l.revoked_at < 0) l.revoked_at = now_ns;

@@ -46,6 +46,8 @@ class LeaseChecker {
   enum class KeepAlive { kOk, kNotFound, kFailed };
   void OnKeepAlive(int64_t id, int64_t invoke_ns, int64_t return_ns,
                    KeepAlive outcome, int64_t ttl_s);
+  // A time-to-live answer: ttl_s -1 means "expired or unknown".
+  void OnTimeToLive(int64_t id, int64_t invoke_ns, int64_t ttl_s);
   void OnRevokeApplied(int64_t id, int64_t now_ns);
   void OnElected(int64_t now_ns) { elections_.push_back(now_ns); }
 

@@ -676,6 +676,27 @@ void Workload::LeaseStep(int l) {
           ++lease_[l]->seq;
           Later(sim::kMillisecond, [this, l] { LeaseStep(l); });
         });
+        if (rng_.Chance(0.2)) {
+          // Now and then ask how long it has left instead (no renewal).
+          etcdserverpb::LeaseTimeToLiveRequest t;
+          t.set_id(id);
+          t.set_keys(true);
+          cluster_->Call(node, [&](server::EtcdServer& s) {
+            s.LeaseTimeToLive(t, [this, l, seq, invoke, id](
+                                     absl::StatusOr<
+                                         etcdserverpb::LeaseTimeToLiveResponse>
+                                         resp) {
+              LeaseClient& lc = *lease_[l];
+              if (lc.seq != seq) return;
+              ++lc.seq;
+              if (resp.ok()) {
+                lease_checker_.OnTimeToLive(id, invoke, resp->ttl());
+              }
+              Later(sim::kMillisecond, [this, l] { LeaseStep(l); });
+            });
+          });
+          return;
+        }
         etcdserverpb::LeaseKeepAliveRequest r;
         r.set_id(id);
         cluster_->Call(node, [&](server::EtcdServer& s) {
