@@ -4,7 +4,6 @@
 #include "harness/linearizability.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -208,14 +207,21 @@ std::string FormatOp(const Operation& op) {
 namespace {
 
 constexpr int64_t kInfinity = std::numeric_limits<int64_t>::max();
+// Larger revisions are rejected as impossible (and keep the arithmetic on
+// revisions far from overflow).
+constexpr int64_t kMaxRevision = int64_t{1} << 60;
 // Bounds on the work spent shrinking a violation to a small window: per
 // sub-history check, in total, and in number of checks.
-constexpr int64_t kShrinkCheckStates = 200'000;
+constexpr int64_t kShrinkCheckStates = 50'000;
 constexpr int64_t kShrinkTotalStates = 20'000'000;
 constexpr int kShrinkMaxChecks = 400;
 // Gap candidates that serve a key needing a put or delete within this many
 // other gaps are tried before the rest.
-int64_t kMaxStagedSlack = 1000;
+constexpr int64_t kMaxStagedSlack = 1000;
+// At most this many keys of a failing op steer the retry order.
+constexpr size_t kMaxFocusKeys = 16;
+// Preferred gap candidates per key (the rest are still tried, later).
+constexpr size_t kMaxStagedPerKey = 32;
 // At most this many ops are listed in an explanation.
 constexpr size_t kMaxExplainedOps = 40;
 // At most this many related writes are listed as context.
@@ -550,6 +556,28 @@ std::vector<PutKey> PutKeys(const COp& op) {
   return out;
 }
 
+// A compare over version, create or mod revision whose outcome no existing
+// key could give (they are 0 only for a missing key): every key of the
+// range was missing.
+bool ImpliesMissing(const CCompare& c, bool held) {
+  if (c.target != Compare::kVersion && c.target != Compare::kCreate &&
+      c.target != Compare::kMod) {
+    return false;
+  }
+  // Is there a value f >= 1 for which the compare gives `held`?
+  switch (c.result) {
+    case Compare::kEqual:
+      return held && c.number < 1;
+    case Compare::kNotEqual:
+      return !held && c.number < 1;
+    case Compare::kGreater:
+      return !held && c.number < 1;
+    case Compare::kLess:
+      return held && c.number < 2;
+  }
+  return false;
+}
+
 // Position of an op in the order of revision steps: a write at R sits
 // between states R-1 and R, a read at R on state R.
 int64_t StepKey(const COp& op) {
@@ -569,6 +597,7 @@ class Prechecker {
     if (auto v = BuildFacts()) return v;
     if (auto v = CheckFactsVsWrites()) return v;
     if (auto v = CheckRequiredWrites()) return v;
+    if (auto v = CheckRequiredDeletes()) return v;
     return std::nullopt;
   }
 
@@ -643,7 +672,8 @@ class Prechecker {
       const COp& op = c_.ops[i];
       const int oi = static_cast<int>(i);
       if (!IsOk(op.role)) continue;
-      if (op.rev < 1 || (op.role == Role::kWrite && op.rev < 2)) {
+      if (op.rev < 1 || op.rev > kMaxRevision ||
+          (op.role == Role::kWrite && op.rev < 2)) {
         return Violation{absl::StrCat(Op(oi), " has impossible revision ",
                                       op.rev),
                          {oi}};
@@ -773,29 +803,60 @@ class Prechecker {
         if (write && kv.mod >= op.rev) return;
         AddFact(kv, h, oi);
       };
+      // Keys written by earlier ops of this txn: later ops see them
+      // changed, so they say nothing about the state at h.
+      std::vector<uint8_t> touched(write ? c_.keys.size() : 0, 0);
+      auto absent = [&](int32_t k) {
+        if (write && touched[k]) return;
+        ix_.absent[k].push_back({h, oi});
+      };
+      // Compares that held (or, alone, failed) in a way no existing key
+      // can satisfy mean every key of their range was missing.
+      for (const CCompare& cmp : op.cmps) {
+        if (op.cmps.size() > 1 && !op.succeeded) break;
+        if (ImpliesMissing(cmp, op.succeeded)) {
+          for (int32_t k = cmp.r.lo; k < cmp.r.hi; ++k) absent(k);
+        }
+      }
       for (size_t j = 0; j < n; ++j) {
         const CResult& r = op.results[j];
-        switch (taken[j].kind) {
-          case RequestOp::kRange:
+        const CReqOp& q = taken[j];
+        switch (q.kind) {
+          case RequestOp::kRange: {
             for (const Kv& kv : r.kvs) add(kv);
-            // Keys of the range it did not return were missing (only for
-            // requests that changed nothing: in a write txn a range sees a
-            // half-applied state).
-            if (!write) {
-              size_t next = 0;
-              for (int32_t k = taken[j].r.lo; k < taken[j].r.hi; ++k) {
-                while (next < r.kvs.size() && r.kvs[next].key < k) ++next;
-                if (next < r.kvs.size() && r.kvs[next].key == k) continue;
-                ix_.absent[k].push_back({h, oi});
-              }
+            // Keys of the range it did not return were missing.
+            size_t next = 0;
+            for (int32_t k = q.r.lo; k < q.r.hi; ++k) {
+              while (next < r.kvs.size() && r.kvs[next].key < k) ++next;
+              if (next < r.kvs.size() && r.kvs[next].key == k) continue;
+              absent(k);
             }
             break;
+          }
           case RequestOp::kPut:
-            if (taken[j].prev_kv && r.has_prev) add(r.prev);
+            if (q.prev_kv && r.has_prev) add(r.prev);
+            if (q.prev_kv && !r.has_prev) absent(q.key);
+            if (write) touched[q.key] = 1;
             break;
           case RequestOp::kDelete:
-            if (taken[j].prev_kv) {
+            if (q.prev_kv) {
               for (const Kv& kv : r.prev_kvs) add(kv);
+            }
+            if (r.deleted == 0 || q.prev_kv) {
+              size_t next = 0;
+              for (int32_t k = q.r.lo; k < q.r.hi; ++k) {
+                while (next < r.prev_kvs.size() && r.prev_kvs[next].key < k) {
+                  ++next;
+                }
+                if (r.deleted > 0 && next < r.prev_kvs.size() &&
+                    r.prev_kvs[next].key == k) {
+                  continue;
+                }
+                absent(k);
+              }
+            }
+            if (write) {
+              for (int32_t k = q.r.lo; k < q.r.hi; ++k) touched[k] = 1;
             }
             break;
         }
@@ -980,6 +1041,48 @@ class Prechecker {
     return std::nullopt;
   }
 
+  // A key seen missing at h after it last existed at p < h (a kOk put at
+  // p, or a fact up to p) needs a delete in (p, h]: by a kOk write, or by
+  // a kUnknown op invoked before the observer returned.
+  std::optional<Violation> CheckRequiredDeletes() {
+    for (size_t kk = 0; kk < ix_.absent.size(); ++kk) {
+      const int32_t k = static_cast<int32_t>(kk);
+      const auto& puts = ix_.put_revs[k];
+      for (const auto& [h, obs] : ix_.absent[k]) {
+        int64_t p = 0;
+        int by = -1;
+        auto it = std::upper_bound(puts.begin(), puts.end(), h);
+        if (it != puts.begin()) {
+          p = *(it - 1);
+          by = ix_.write_at.at(p);
+        }
+        // The last fact with m <= h: it existed up to its hmax (< h, or
+        // the absence precheck would have failed).
+        auto [next, prev] = Around(k, h + 1);
+        if (prev != nullptr && prev->hmax > p) {
+          p = prev->hmax;
+          by = prev->hop;
+        }
+        if (by < 0 || ix_.DelsIn(k, p, h) > 0) continue;
+        bool possible = false;
+        for (int u : ix_.unknown_dels[k]) {
+          if (ix_.GapsIn(p, h) == 0) break;  // no revision left for it
+          if (c_.ops[u].invoke <= c_.ops[obs].ret) {
+            possible = true;
+            break;
+          }
+        }
+        if (possible) continue;
+        return Violation{absl::StrCat(Op(obs), " saw ", c_.keys[k],
+                                      " missing at revision ", h, " but ",
+                                      Op(by), " shows it existed at ", p,
+                                      " and no op could have deleted it"),
+                         {by, obs}};
+      }
+    }
+    return std::nullopt;
+  }
+
   // A revision that no kOk write claims but a fact says put key k (with a
   // given value, at m) needs a kUnknown op that can do it.
   std::optional<Violation> CheckRequiredWrites() {
@@ -1040,8 +1143,13 @@ class Search {
  public:
   enum class Verdict { kOk, kFail, kLimit };
 
-  Search(const Compiled& c, const Index& ix, const CheckOptions& o)
-      : c_(c), ix_(ix), o_(o) {
+  // Gap candidates of equal preference are tried newest invoke first, or
+  // oldest first.
+  enum class Order { kNewestFirst, kOldestFirst };
+
+  Search(const Compiled& c, const Index& ix, const CheckOptions& o,
+         int64_t max_states, Order order)
+      : c_(c), ix_(ix), o_(o), max_states_(max_states), order_(order) {
     st_.resize(c.keys.size());
     lin_.assign(c.ops.size(), 0);
     for (const COp& op : c.ops) pending_ok_ += IsLinearOk(op.role) ? 1 : 0;
@@ -1053,7 +1161,7 @@ class Search {
       if (!alive && !Backtrack()) {
         return limit_hit_ ? Verdict::kLimit : Verdict::kFail;
       }
-      if (states_ > o_.max_states) return Verdict::kLimit;
+      if (states_ > max_states_) return Verdict::kLimit;
       if (pending_ok_ == 0 && rev_ >= ix_.max_serial_rev) return Verdict::kOk;
       auto w = ix_.write_at.find(rev_ + 1);
       alive = w != ix_.write_at.end() ? ForcedWrite(w->second) : OpenGap();
@@ -1087,6 +1195,22 @@ class Search {
     }
   };
 
+  // Up to kMaxStagedPerKey unlinearized unknown ops that put (or may
+  // delete) key k and were invoked by min_ret, newest first.
+  std::vector<int> NewestEnabled(int32_t k, bool del, int64_t min_ret) const {
+    const std::vector<int>& us =
+        del ? ix_.unknown_dels[k] : ix_.unknown_puts[k];
+    auto end = std::upper_bound(
+        us.begin(), us.end(), min_ret,
+        [&](int64_t t, int u) { return t < c_.ops[u].invoke; });
+    std::vector<int> out;
+    for (auto it = end; it != us.begin() && out.size() < kMaxStagedPerKey;) {
+      const int u = *--it;
+      if (!lin_[u]) out.push_back(u);
+    }
+    return out;
+  }
+
   bool Serves(int u, const Need& n) const {
     const auto& keys = n.del ? ix_.op_dels[u] : ix_.op_puts[u];
     return std::binary_search(keys.begin(), keys.end(), n.key);
@@ -1098,10 +1222,16 @@ class Search {
     int64_t rev;
     int64_t min_ret;
     std::vector<int> staged;  // preferred candidates, in order
-    bool forced = false;      // only staged candidates can work
+    bool forced = false;      // only ops serving every must-need can work
     size_t next_staged = 0;
     bool phantom_done = false;
-    size_t scan = 0;  // next candidate is ix_.unknown[scan - 1]
+    // Enabled unknown ops not yet scanned: ix_.unknown[scan_lo, scan_hi).
+    size_t scan_lo = 0, scan_hi = 0;
+    // Candidates that touch the keys of the op that failed after the last
+    // candidate, tried next (see Refocus).
+    std::vector<int> focus;
+    size_t next_focus = 0;
+    absl::flat_hash_set<int> tried;
   };
 
   static constexpr int kPhantom = -2;
@@ -1114,8 +1244,6 @@ class Search {
   }
 
   void Note(int op, const char* why) {
-    dbg_[why]++;
-    last_why_ = why; last_op_ = op;
     if (!noted_ || rev_ > deepest_rev_) {
       noted_ = true;
       deepest_rev_ = rev_;
@@ -1399,6 +1527,7 @@ class Search {
           return false;
         }
         if (!Matches(s)) {
+          FailedOn(c_.ops[s]);
           Note(s, "serializable read does not match the state");
           return false;
         }
@@ -1409,6 +1538,7 @@ class Search {
     const std::vector<int>& reads = it->second;
     for (int r : reads) {
       if (!lin_[r] && !Matches(r)) {
+        FailedOn(c_.ops[r]);
         Note(r, "response does not match the state at its revision");
         return false;
       }
@@ -1437,11 +1567,13 @@ class Search {
     const size_t mark = trail_.size();
     bool changed = false;
     if (!Eval(op, /*check=*/true, rev_ + 1, &changed)) {
+      FailedOn(op);
       Note(w, "response does not match the state before its revision");
       return false;
     }
     if (!FactsAllow(rev_ + 1)) {
       UndoTo(mark);
+      FailedOn(op);
       Note(w, "its write contradicts what other ops saw");
       return false;
     }
@@ -1458,8 +1590,8 @@ class Search {
     f.mark = trail_.size();
     f.rev = rev_;
     f.min_ret = MinRet();
-    // One past the newest enabled unknown op.
-    f.scan = static_cast<size_t>(
+    f.scan_lo = unk_cursor_;
+    f.scan_hi = static_cast<size_t>(
         std::upper_bound(ix_.unknown.begin(), ix_.unknown.end(), f.min_ret,
                          [&](int64_t t, int u) { return t < c_.ops[u].invoke; }) -
         ix_.unknown.begin());
@@ -1508,19 +1640,19 @@ class Search {
     }
     f.forced = !f.must.empty();
     // Preferred candidates: unknown ops that can serve some need (all the
-    // must-needs, if any), most needs served first, then newest first.
-    std::vector<std::pair<int, int>> scored;  // (-served, -position)
+    // must-needs, if any), most needs served first, then in order_.
+    const int sign = order_ == Order::kNewestFirst ? -1 : 1;
+    std::vector<std::pair<int, int>> scored;  // (-served, sign * position)
     for (const Need& n : needs) {
       if (n.slack > kMaxStagedSlack) break;
-      for (int u : n.del ? ix_.unknown_dels[n.key] : ix_.unknown_puts[n.key]) {
-        if (lin_[u] || c_.ops[u].invoke > f.min_ret) continue;
-        scored.push_back({0, -ix_.unknown_pos[u]});
+      for (int u : NewestEnabled(n.key, n.del, f.min_ret)) {
+        scored.push_back({0, sign * ix_.unknown_pos[u]});
       }
     }
     std::sort(scored.begin(), scored.end());
     scored.erase(std::unique(scored.begin(), scored.end()), scored.end());
     for (auto& [served, pos] : scored) {
-      const int u = ix_.unknown[-pos];
+      const int u = ix_.unknown[sign * pos];
       bool all_must = true;
       for (const Need& n : f.must) all_must &= Serves(u, n);
       if (!all_must) {
@@ -1534,27 +1666,37 @@ class Search {
     std::sort(scored.begin(), scored.end());
     for (const auto& [served, pos] : scored) {
       if (served > 0) break;
-      f.staged.push_back(ix_.unknown[-pos]);
+      f.staged.push_back(ix_.unknown[sign * pos]);
     }
     frames_.push_back(std::move(f));
     return TryNext(frames_.back());
   }
 
   int NextCandidate(Frame& f) {
-    if (f.next_staged < f.staged.size()) return f.staged[f.next_staged++];
-    if (f.forced) return kNone;
-    if (o_.external_writes && !f.phantom_done) {
+    while (f.next_focus < f.focus.size()) {
+      const int u = f.focus[f.next_focus++];
+      if (f.tried.insert(u).second) return u;
+    }
+    while (f.next_staged < f.staged.size()) {
+      const int u = f.staged[f.next_staged++];
+      if (f.tried.insert(u).second) return u;
+    }
+    if (o_.external_writes && !f.forced && !f.phantom_done) {
       f.phantom_done = true;
       return kPhantom;
     }
-    // Newest first: an unknown op invoked long ago that has not taken
-    // effect yet most likely never did.
-    while (f.scan > unk_cursor_) {
-      const int u = ix_.unknown[--f.scan];
-      if (lin_[u]) continue;
-      if (std::find(f.staged.begin(), f.staged.end(), u) != f.staged.end()) {
-        continue;
-      }
+    // Newest first by default: an unknown op invoked long ago that has not
+    // taken effect yet most likely never did.
+    while (f.scan_lo < f.scan_hi) {
+      const int u = order_ == Order::kNewestFirst
+                        ? ix_.unknown[--f.scan_hi]
+                        : ix_.unknown[f.scan_lo++];
+      if (lin_[u] || f.tried.contains(u)) continue;
+      // A forced step must serve every must-need.
+      bool all_must = true;
+      for (const Need& n : f.must) all_must &= Serves(u, n);
+      if (!all_must) continue;
+      f.tried.insert(u);
       return u;
     }
     return kNone;
@@ -1565,7 +1707,7 @@ class Search {
   bool TryNext(Frame& f) {
     const int64_t r = f.rev + 1;
     while (true) {
-      if (states_ > o_.max_states) {
+      if (states_ > max_states_) {
         limit_hit_ = true;
         return false;
       }
@@ -1593,7 +1735,6 @@ class Search {
         }
         Linearize(cand);
         SetRev(r);
-        if (r >= 42230 && r <= 42270 && dbg_[absl::StrCat("c", r)]++ < 1) fprintf(stderr, "gap %lld chose %d\n", (long long)r, cand);
       }
       const uint64_t r1 = Mix64(static_cast<uint64_t>(rev_) ^ 0x2545f491ULL);
       const uint64_t r2 = Mix64(static_cast<uint64_t>(rev_) ^ 0x9e3779b9ULL);
@@ -1608,18 +1749,11 @@ class Search {
   }
 
   bool Backtrack() {
-    if (!frames_.empty()) {
-      int64_t dist = rev_ - frames_.back().rev;
-      dbg_[absl::StrCat("bt dist ", dist < 10 ? dist : (dist < 100 ? 10 : 100))]++;
-      if (dist >= 5) dbg_[absl::StrCat("frame ", frames_.back().rev, " fail@", rev_, " ", last_why_, " op ", last_op_)]++;
-      if (false) {
-        fprintf(stderr, "backtrack from rev %lld to frame rev %lld, frames %zu, last note: %s op %d\n", (long long)rev_, (long long)frames_.back().rev, frames_.size(), last_why_, last_op_);
-      }
-    }
     while (!frames_.empty()) {
       Frame& f = frames_.back();
       UndoTo(f.mark);
       if (limit_hit_) return false;
+      Refocus(f);
       if (TryNext(f)) {
         if (Settle()) return true;
         continue;  // dead right away: next candidate of the same frame
@@ -1630,10 +1764,64 @@ class Search {
     return false;
   }
 
+  // The last candidate of the innermost frame led to the failure of an op
+  // that looks at fail_keys_: try the candidates that touch those keys
+  // first. Only the order changes, so the search stays complete.
+  void Refocus(Frame& f) {
+    if (fail_keys_.empty()) return;
+    std::vector<int> focus;
+    for (int32_t k : fail_keys_) {
+      for (bool del : {false, true}) {
+        for (int u : NewestEnabled(k, del, f.min_ret)) {
+          if (f.tried.contains(u)) continue;
+          bool all_must = true;
+          for (const Need& n : f.must) all_must &= Serves(u, n);
+          if (all_must) focus.push_back(u);
+        }
+      }
+    }
+    fail_keys_.clear();
+    std::sort(focus.begin(), focus.end(), [&](int a, int b) {
+      return order_ == Order::kNewestFirst
+                 ? ix_.unknown_pos[a] > ix_.unknown_pos[b]
+                 : ix_.unknown_pos[a] < ix_.unknown_pos[b];
+    });
+    focus.erase(std::unique(focus.begin(), focus.end()), focus.end());
+    f.focus = std::move(focus);
+    f.next_focus = 0;
+  }
+
+  // Records the keys that op looks at, for Refocus.
+  void FailedOn(const COp& op) {
+    fail_keys_.clear();
+    auto add = [&](CRange r) {
+      for (int32_t k = r.lo; k < r.hi && fail_keys_.size() < kMaxFocusKeys;
+           ++k) {
+        fail_keys_.push_back(k);
+      }
+    };
+    for (const CCompare& c : op.cmps) add(c.r);
+    for (const auto* br : {&op.success, &op.failure}) {
+      for (const CReqOp& q : *br) {
+        if (q.kind == RequestOp::kPut) {
+          add({q.key, q.key + 1});
+        } else {
+          add(q.r);
+        }
+      }
+    }
+    std::sort(fail_keys_.begin(), fail_keys_.end());
+    fail_keys_.erase(std::unique(fail_keys_.begin(), fail_keys_.end()),
+                     fail_keys_.end());
+  }
+
   const Compiled& c_;
   const Index& ix_;
   const CheckOptions& o_;
+  const int64_t max_states_;
+  const Order order_;
   const std::string empty_;
+  std::vector<int32_t> fail_keys_;
 
   std::vector<KState> st_;
   int64_t rev_ = 1;
@@ -1652,10 +1840,6 @@ class Search {
   bool limit_hit_ = false;
 
   bool noted_ = false;
-  const char* last_why_ = ""; int last_op_ = -1;
- public:
-  std::map<std::string, int64_t> dbg_;
- private:
   int64_t deepest_rev_ = 0;
   int deepest_op_ = kNone;
   const char* deepest_why_ = "";
@@ -1680,11 +1864,37 @@ CoreResult RunCore(const History& h, const CheckOptions& o) {
     res.culprits = std::move(v->ops);
     return res;
   }
-  Search s(c, ix, o);
-  const Search::Verdict v = s.Run();
-  for (auto& [k, n] : s.dbg_) fprintf(stderr, "  %s: %lld\n", k.c_str(), (long long)n);
-  res.states = s.states();
-  res.deepest_rev = s.deepest_rev();
+  // A portfolio of restarts: the search order only matters for speed, and
+  // a history that one order finds hard is often easy in the other. Each
+  // attempt is complete, so an exhausted attempt is a proof of violation.
+  struct Attempt {
+    Search::Order order;
+    int64_t share;  // of max_states, in 1/32s; the last takes what is left
+  };
+  static constexpr Attempt kAttempts[] = {
+      {Search::Order::kNewestFirst, 1}, {Search::Order::kOldestFirst, 1},
+      {Search::Order::kNewestFirst, 4}, {Search::Order::kOldestFirst, 4},
+      {Search::Order::kNewestFirst, 0},
+  };
+  Search::Verdict v = Search::Verdict::kLimit;
+  int64_t used = 0;
+  std::optional<Search> s;
+  for (size_t i = 0; i < std::size(kAttempts); ++i) {
+    const bool last = i + 1 == std::size(kAttempts);
+    const int64_t budget =
+        last ? o.max_states - used : o.max_states / 32 * kAttempts[i].share;
+    if (budget <= 0) continue;
+    s.emplace(c, ix, o, budget, kAttempts[i].order);
+    v = s->Run();
+    used += static_cast<int64_t>(s->states());
+    if (v != Search::Verdict::kLimit) break;
+  }
+  res.states = static_cast<uint64_t>(used);
+  if (!s) {  // max_states <= 0: nothing explored
+    res.verdict = CoreResult::kLimit;
+    return res;
+  }
+  res.deepest_rev = s->deepest_rev();
   switch (v) {
     case Search::Verdict::kOk:
       res.verdict = CoreResult::kOk;
@@ -1696,9 +1906,9 @@ CoreResult RunCore(const History& h, const CheckOptions& o) {
       res.verdict = CoreResult::kFail;
       res.reason = absl::StrCat("no linearization; the search got as far as "
                                 "revision ",
-                                s.deepest_rev(), ": ", s.deepest_why());
-      if (s.deepest_op() >= 0) {
-        absl::StrAppend(&res.reason, " (#", h.ops[s.deepest_op()].id, ")");
+                                s->deepest_rev(), ": ", s->deepest_why());
+      if (s->deepest_op() >= 0) {
+        absl::StrAppend(&res.reason, " (#", h.ops[s->deepest_op()].id, ")");
       }
       break;
   }
@@ -1733,11 +1943,20 @@ class Shrinker {
       return false;
     }
     ++checks_;
-    History sub = h_;
     std::vector<uint8_t> in(h_.ops.size(), 0);
-    for (int i : w) in[i] = 1;
-    for (size_t i = 0; i < sub.ops.size(); ++i) {
-      Operation& op = sub.ops[i];
+    int64_t last_return = std::numeric_limits<int64_t>::min();
+    for (int i : w) {
+      in[i] = 1;
+      last_return = std::max(last_return, h_.ops[i].return_ns);
+    }
+    // Ops outside the window become unknown. Those invoked after every
+    // window op returned are left out: they could only come after all of
+    // them, so they cannot change the verdict.
+    History sub;
+    for (size_t i = 0; i < h_.ops.size(); ++i) {
+      if (!in[i] && h_.ops[i].invoke_ns > last_return) continue;
+      sub.ops.push_back(h_.ops[i]);
+      Operation& op = sub.ops.back();
       if (!in[i] && op.outcome == Operation::kOk) {
         op.outcome = Operation::kUnknown;
       }
