@@ -8,7 +8,15 @@
 //            flagged put or tombstone (etcd keeps "generations"; a flat
 //            list with tombstone flags carries the same information). The
 //            key is alive iff its last revision is a put. Heap-allocated,
-//            so its address is stable.
+//            so its address is stable. While the key is alive, the node
+//            also holds its latest revision's data (value, create
+//            revision, version, lease; values up to kInlineValueBytes
+//            inline), and that revision's Record is a stub pointing here:
+//            a point read at the latest revision then touches the hash
+//            slot and the node only, not the deque or a value on the heap.
+//            (The data lives in exactly one place, so memory does not
+//            grow by a copy of every live value.) When a newer revision
+//            or a delete replaces it, the data moves back into its Record.
 //   ordered  absl::btree_map key -> KeyNode, owning the nodes: range scans
 //            and DeleteRange walk it in key order.
 //   table    an open-addressing hash table key -> KeyNode for Put, point
@@ -40,10 +48,12 @@
 #include "engine/mvcc/kv_store.h"
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <limits>
 #include <memory>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -103,6 +113,9 @@ struct KeyNode;
 // One revision of one key. mod_revision is the main revision it is stored
 // under. A tombstone has only the key. The key lives in the key's node
 // (which outlives every kept record of the key), not in each revision.
+// When in_node is set the record is its key's latest revision and a live
+// put, and its data (value, create_revision, version, lease) is in the
+// KeyNode instead; read it through View().
 struct Record {
   KeyNode* node = nullptr;
   std::string value;
@@ -110,17 +123,110 @@ struct Record {
   int64_t version = 0;
   int64_t lease = 0;
   bool tombstone = false;
+  bool in_node = false;
   // Set only inside Compact: the record was dropped or moved to `old`.
   bool gone = false;
 };
 
+// Values up to this many bytes are kept inside the KeyNode (the size of a
+// std::string, whose storage the buffer reuses for longer values).
+constexpr size_t kInlineValueBytes = 32;
+
+// A byte string that stores up to kInlineValueBytes in place and longer
+// ones in a std::string built in the same storage (so a long value moves
+// in and out without copying its bytes).
+class NodeValue {
+ public:
+  NodeValue() = default;
+  ~NodeValue() { Reset(); }
+  NodeValue(const NodeValue&) = delete;
+  NodeValue& operator=(const NodeValue&) = delete;
+
+  std::string_view view() const {
+    if (size_ == kOnHeap) return Heap();
+    return std::string_view(buf_, size_);
+  }
+  size_t size() const { return size_ == kOnHeap ? Heap().size() : size_; }
+  void Set(std::string_view v) {
+    Reset();
+    if (v.size() <= kInlineValueBytes) {
+      if (!v.empty()) std::memcpy(buf_, v.data(), v.size());
+      size_ = static_cast<uint32_t>(v.size());
+    } else {
+      new (buf_) std::string(v);
+      size_ = kOnHeap;
+    }
+  }
+  void Set(std::string&& v) {
+    if (v.size() <= kInlineValueBytes) {
+      Set(std::string_view(v));
+      return;
+    }
+    Reset();
+    new (buf_) std::string(std::move(v));
+    size_ = kOnHeap;
+  }
+  // Moves the value out, leaving this empty.
+  std::string Take() {
+    std::string out =
+        size_ == kOnHeap ? std::move(Heap()) : std::string(buf_, size_);
+    Reset();
+    return out;
+  }
+
+ private:
+  static constexpr uint32_t kOnHeap = std::numeric_limits<uint32_t>::max();
+  static_assert(sizeof(std::string) <= kInlineValueBytes);
+
+  std::string& Heap() {
+    return *std::launder(reinterpret_cast<std::string*>(buf_));
+  }
+  const std::string& Heap() const {
+    return *std::launder(reinterpret_cast<const std::string*>(buf_));
+  }
+  void Reset() {
+    if (size_ == kOnHeap) Heap().~basic_string();
+    size_ = 0;
+  }
+
+  alignas(std::string) char buf_[kInlineValueBytes];
+  uint32_t size_ = 0;
+};
+
 struct KeyNode {
+  // The fields a latest-revision read needs come first, together.
   std::string key;
+  // Main revision of the key's latest revision while that is a live put
+  // (its Record is then in_node and the next four fields are its data); 0
+  // otherwise.
+  int64_t mod = 0;
+  int64_t create_revision = 0;
+  int64_t version = 0;
+  int64_t lease = 0;
+  NodeValue value;
   KeyIndex revs;
   // The record of revs[0] when that revision is older than the deque
   // (compaction kept it); null otherwise.
   std::unique_ptr<Record> old;
 };
+
+// A record's data, wherever it lives.
+struct RecView {
+  std::string_view value;
+  int64_t create_revision;
+  int64_t version;
+  int64_t lease;
+  bool tombstone;
+};
+
+RecView View(const Record& r) {
+  if (r.in_node) {
+    const KeyNode& n = *r.node;
+    return RecView{n.value.view(), n.create_revision, n.version, n.lease,
+                   false};
+  }
+  return RecView{r.value, r.create_revision, r.version, r.lease, r.tombstone};
+}
 
 uint64_t HashKey(std::string_view key) {
   // libstdc++'s string hash is unseeded (deterministic), and only ever
@@ -128,69 +234,96 @@ uint64_t HashKey(std::string_view key) {
   return std::hash<std::string_view>{}(key);
 }
 
-// Open addressing with linear probing over (hash, node) slots, at most half
-// full; erasure shifts followers back, so there are no tombstones. Does
-// not own the nodes.
+// Open addressing with linear probing, at most half full; erasure shifts
+// followers back, so there are no tombstones. Does not own the nodes.
+//
+// A slot is one word: the node's address in the low 48 bits (user-space
+// addresses on x86-64 and AArch64 fit; Insert checks) and the top 16 bits
+// of the key's hash as a fingerprint, so a probe rarely touches a node
+// that is not the one it looks for. Why one word, not (hash, node): the
+// table is the first cache miss of every point read, and at a million
+// keys 8-byte slots keep it half the size (16 MiB, not 32), so more of it
+// stays in the last-level cache. The cost is that Grow and Erase recompute
+// hashes from the nodes' keys.
 class KeyTable {
  public:
   KeyNode* Find(std::string_view key, uint64_t h) const {
     if (slots_.empty()) return nullptr;
+    const uint64_t tag = Tag(h);
     for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-      const Slot& sl = slots_[i];
-      if (sl.node == nullptr) return nullptr;
-      if (sl.hash == h && sl.node->key == key) return sl.node;
+      const uint64_t sl = slots_[i];
+      if (sl == 0) return nullptr;
+      if ((sl & kTagMask) == tag) {
+        KeyNode* n = NodeOf(sl);
+        if (n->key == key) return n;
+      }
     }
   }
   // The key must be absent.
   void Insert(KeyNode* n, uint64_t h) {
     if ((size_ + 1) * 2 > slots_.size()) Grow();
+    const uint64_t p = reinterpret_cast<uintptr_t>(n);
+    DETCD_CHECK_MSG(p != 0 && (p & kTagMask) == 0,
+                    "node address does not fit in 48 bits");
     size_t i = h & mask_;
-    while (slots_[i].node != nullptr) i = (i + 1) & mask_;
-    slots_[i] = Slot{h, n};
+    while (slots_[i] != 0) i = (i + 1) & mask_;
+    slots_[i] = p | Tag(h);
     ++size_;
   }
   // The key must be present.
   void Erase(std::string_view key, uint64_t h) {
     DETCD_CHECK(!slots_.empty());
+    const uint64_t tag = Tag(h);
     size_t i = h & mask_;
     for (;; i = (i + 1) & mask_) {
-      DETCD_CHECK_MSG(slots_[i].node != nullptr, "erasing a missing key");
-      if (slots_[i].hash == h && slots_[i].node->key == key) break;
+      DETCD_CHECK_MSG(slots_[i] != 0, "erasing a missing key");
+      if ((slots_[i] & kTagMask) == tag && NodeOf(slots_[i])->key == key) {
+        break;
+      }
     }
     // Move back every follower whose home slot is not in (i, j].
-    for (size_t j = (i + 1) & mask_; slots_[j].node != nullptr;
-         j = (j + 1) & mask_) {
-      const size_t home = slots_[j].hash & mask_;
+    for (size_t j = (i + 1) & mask_; slots_[j] != 0; j = (j + 1) & mask_) {
+      const size_t home = HashKey(NodeOf(slots_[j])->key) & mask_;
       const bool stays =
           i <= j ? (i < home && home <= j) : (i < home || home <= j);
       if (stays) continue;
       slots_[i] = slots_[j];
       i = j;
     }
-    slots_[i] = Slot{};
+    slots_[i] = 0;
     --size_;
   }
 
  private:
-  struct Slot {
-    uint64_t hash = 0;
-    KeyNode* node = nullptr;  // nullptr: empty
-  };
+  static constexpr uint64_t kTagMask = 0xffffull << 48;
   static constexpr size_t kMinSlots = 16;
+  // How many slots ahead Grow prefetches the node whose key it rehashes
+  // (the nodes are scattered, so each is a cache miss otherwise).
+  static constexpr size_t kGrowPrefetchDistance = 8;
+
+  static uint64_t Tag(uint64_t h) { return h & kTagMask; }
+  static KeyNode* NodeOf(uint64_t sl) {
+    return reinterpret_cast<KeyNode*>(static_cast<uintptr_t>(sl & ~kTagMask));
+  }
 
   void Grow() {
-    std::vector<Slot> old = std::move(slots_);
-    slots_.assign(std::max(kMinSlots, old.size() * 2), Slot{});
+    std::vector<uint64_t> old = std::move(slots_);
+    slots_.assign(std::max(kMinSlots, old.size() * 2), 0);
     mask_ = slots_.size() - 1;
-    for (const Slot& sl : old) {
-      if (sl.node == nullptr) continue;
-      size_t i = sl.hash & mask_;
-      while (slots_[i].node != nullptr) i = (i + 1) & mask_;
+    for (size_t k = 0; k < old.size(); ++k) {
+      if (k + kGrowPrefetchDistance < old.size() &&
+          old[k + kGrowPrefetchDistance] != 0) {
+        __builtin_prefetch(NodeOf(old[k + kGrowPrefetchDistance]));
+      }
+      const uint64_t sl = old[k];
+      if (sl == 0) continue;
+      size_t i = HashKey(NodeOf(sl)->key) & mask_;
+      while (slots_[i] != 0) i = (i + 1) & mask_;
       slots_[i] = sl;
     }
   }
 
-  std::vector<Slot> slots_;
+  std::vector<uint64_t> slots_;
   size_t mask_ = 0;
   size_t size_ = 0;
 };
@@ -207,7 +340,8 @@ constexpr int64_t kRecordOverheadBytes = 112;
 constexpr int64_t kKeyOverheadBytes = 176;
 
 int64_t RecordBytes(const Record& r) {
-  return static_cast<int64_t>(r.value.size()) + kRecordOverheadBytes;
+  const size_t value = r.in_node ? r.node->value.size() : r.value.size();
+  return static_cast<int64_t>(value) + kRecordOverheadBytes;
 }
 int64_t KeyBytes(std::string_view key) {
   return static_cast<int64_t>(key.size()) + kKeyOverheadBytes;
@@ -217,14 +351,29 @@ bool IsGteEnd(std::string_view end) {
   return end.size() == 1 && end[0] == '\0';
 }
 
-KeyValue MakeKv(const Record& r, int64_t main, bool keys_only) {
+KeyValue MakeKv(const KeyNode& n, const RecView& r, int64_t main,
+                bool keys_only) {
   KeyValue kv;
-  kv.key = r.node->key;
+  kv.key = n.key;
   kv.create_revision = r.create_revision;
   kv.mod_revision = main;
   kv.version = r.version;
   if (!keys_only) kv.value = r.value;
   kv.lease = r.lease;
+  return kv;
+}
+KeyValue MakeKv(const Record& r, int64_t main, bool keys_only) {
+  return MakeKv(*r.node, View(r), main, keys_only);
+}
+// The latest revision of a live key, from its node.
+KeyValue MakeLatestKv(const KeyNode& n, bool keys_only) {
+  KeyValue kv;
+  kv.key = n.key;
+  kv.create_revision = n.create_revision;
+  kv.mod_revision = n.mod;
+  kv.version = n.version;
+  if (!keys_only) kv.value = n.value.view();
+  kv.lease = n.lease;
   return kv;
 }
 
@@ -248,12 +397,13 @@ int LastBefore(const KeyIndex& ki, int64_t main, uint32_t sub) {
 }
 
 void EncodeRecord(std::string* out, int64_t main, uint32_t sub,
-                  const Record& r) {
+                  const Record& rec) {
+  const RecView r = View(rec);
   coding::PutVarint64(out, static_cast<uint64_t>(main));
   coding::PutVarint64(out, sub);
   out->push_back(
       static_cast<char>(r.tombstone ? kRecordTombstone : kRecordPut));
-  coding::PutLengthPrefixed(out, r.node->key);
+  coding::PutLengthPrefixed(out, rec.node->key);
   if (r.tombstone) return;
   coding::PutLengthPrefixed(out, r.value);
   coding::PutVarint64(out, static_cast<uint64_t>(r.create_revision));
@@ -307,6 +457,37 @@ struct KvStore::Impl {
     return *n.old;
   }
 
+  Record& GetMut(KeyNode& n, const RevRef& ref) {
+    return const_cast<Record&>(Get(n, ref));
+  }
+
+  // Moves the data of key node n's latest revision from the node back into
+  // its Record, because a newer revision (or a tombstone) is about to
+  // replace it. A no-op when the key is not alive.
+  void SpillLatest(KeyNode* n) {
+    if (n->mod == 0) return;
+    Record& r = GetMut(*n, n->revs.back());
+    DETCD_CHECK(r.in_node && n->revs.back().main == n->mod);
+    r.value = n->value.Take();
+    r.create_revision = n->create_revision;
+    r.version = n->version;
+    r.lease = n->lease;
+    r.in_node = false;
+    n->mod = 0;
+  }
+  // Makes rec (a put at main revision `main`, about to become n's latest
+  // revision) keep its data in n.
+  static void MoveIntoNode(KeyNode* n, Record* rec, int64_t main) {
+    DETCD_CHECK(!rec->tombstone && n->mod == 0);
+    n->value.Set(std::move(rec->value));
+    rec->value = std::string();
+    n->create_revision = rec->create_revision;
+    n->version = rec->version;
+    n->lease = rec->lease;
+    n->mod = main;
+    rec->in_node = true;
+  }
+
   KeyNode* FindKey(std::string_view key) const {
     return table.Find(key, HashKey(key));
   }
@@ -347,6 +528,13 @@ struct KvStore::Impl {
     const size_t limit = o.limit > 0 ? static_cast<size_t>(o.limit)
                                      : std::numeric_limits<size_t>::max();
     auto visit = [&](const KeyNode& n) {
+      if (n.mod != 0 && n.mod <= rev) {
+        // The common case, a read of the latest revision: the node has it.
+        ++res.count;
+        if (o.count_only || res.kvs.size() >= limit) return;
+        res.kvs.push_back(MakeLatestKv(n, o.keys_only));
+        return;
+      }
       const KeyIndex& ki = n.revs;
       int i = LastAtOrBefore(ki, rev);
       if (i < 0 || ki[i].tombstone) return;
@@ -506,28 +694,35 @@ std::optional<KeyValue> KvStore::WriteTxn::Put(std::string_view key,
 
   Event& ev = events_.emplace_back();
   ev.type = Event::kPut;
-  Record rec;
-  if (!ki.empty() && !ki.back().tombstone) {
-    // Read the previous record before the entry may grow (and move it).
-    const Record& prev = st.Get(*node, ki.back());
-    rec.create_revision = prev.create_revision;
-    rec.version = prev.version + 1;
+  int64_t create_revision = main;
+  int64_t version = 1;
+  if (node->mod != 0) {
+    // The key is alive; its latest revision's data is in the node. Move
+    // it back into its record before the entry may grow (and move it).
+    DETCD_CHECK(!ki.empty() && !ki.back().tombstone);
+    create_revision = node->create_revision;
+    version = node->version + 1;
     ev.has_prev_kv = true;
-    ev.prev_kv = MakeKv(prev, ki.back().main, /*keys_only=*/false);
+    ev.prev_kv = MakeLatestKv(*node, /*keys_only=*/false);
+    st.SpillLatest(node);
   } else {
-    rec.create_revision = main;
-    rec.version = 1;
+    DETCD_CHECK(ki.empty() || ki.back().tombstone);
     ++st.live_keys;
   }
+  Record rec;
   rec.node = node;
-  rec.value.assign(value.data(), value.size());
-  rec.lease = lease;
+  rec.in_node = true;
+  node->value.Set(value);
+  node->create_revision = create_revision;
+  node->version = version;
+  node->lease = lease;
+  node->mod = main;
 
   ev.kv.key = node->key;
-  ev.kv.create_revision = rec.create_revision;
+  ev.kv.create_revision = create_revision;
   ev.kv.mod_revision = main;
-  ev.kv.version = rec.version;
-  ev.kv.value = rec.value;
+  ev.kv.version = version;
+  ev.kv.value = value;
   ev.kv.lease = lease;
 
   st.bytes += RecordBytes(rec);
@@ -560,7 +755,9 @@ std::vector<KeyValue> KvStore::WriteTxn::DeleteRange(std::string_view key,
     Event& ev = events_.emplace_back();
     ev.type = Event::kDelete;
     ev.has_prev_kv = true;
-    ev.prev_kv = MakeKv(st.Get(*n, ki.back()), ki.back().main, false);
+    DETCD_CHECK(n->mod == ki.back().main);
+    ev.prev_kv = MakeLatestKv(*n, /*keys_only=*/false);
+    st.SpillLatest(n);
     ev.kv.key = n->key;
     ev.kv.mod_revision = main;
     deleted.push_back(ev.prev_kv);
@@ -800,7 +997,7 @@ absl::Status KvStore::Restore(std::string_view image) {
       if (!alive) return bad("tombstone of a missing key");
       --st->live_keys;
     } else if (alive) {
-      const Record& p = st->Get(*r.node, ki.back());
+      const KeyNode& p = *r.node;
       if (r.create_revision != p.create_revision ||
           r.version != p.version + 1) {
         return bad("inconsistent version");
@@ -813,6 +1010,10 @@ absl::Status KvStore::Restore(std::string_view image) {
       if (!ok) return bad("inconsistent create revision");
       ++st->live_keys;
     }
+    // As in Put and DeleteRange: the key's latest live revision keeps its
+    // data in the node.
+    st->SpillLatest(r.node);
+    if (!r.tombstone) Impl::MoveIntoNode(r.node, &r, rev.main);
     ki.push_back(RevRef{rev.main, static_cast<uint32_t>(rev.sub), r.tombstone});
     st->bytes += RecordBytes(r);
     ++st->revisions;

@@ -256,8 +256,10 @@ struct Picker {
   std::string Key() const { return *rc::gen::elementOf(KeyAlphabet()); }
   std::string End() const { return *rc::gen::elementOf(EndAlphabet()); }
   std::string Value() const {
-    // Short and long (heap-allocated) values.
-    return *rc::gen::element("v"s, "w"s, ""s, std::string(40, 'x'));
+    // Short and long (heap-allocated) values, on both sides of the
+    // store's 32-byte inline limit for a key's latest value.
+    return *rc::gen::element("v"s, "w"s, ""s, std::string(40, 'x'),
+                             std::string(32, 'y'), std::string(33, 'z'));
   }
   // Mostly the latest revision; otherwise anything from before the
   // compaction to past the current revision (so both errors happen).

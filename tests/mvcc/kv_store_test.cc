@@ -881,6 +881,178 @@ TEST(KvStoreTest, ManyKeysSurviveDeletesAndCompaction) {
   EXPECT_EQ(Get(s, key(7)).size(), 1u);
 }
 
+// The store keeps a live key's latest revision in the key's node (values up
+// to 32 bytes inline, longer ones on the heap) and moves it back into the
+// revision log when a newer revision or a delete replaces it. These tests
+// walk values across that size boundary through every path that moves it.
+const std::vector<std::string>& BoundaryValues() {
+  static const std::vector<std::string> kValues = {
+      "",  std::string(15, 'a'), std::string(16, 'b'), std::string(31, 'c'),
+      std::string(32, 'd'), std::string(33, 'e'), std::string(1 << 20, 'f'),
+      std::string(32, 'g'), "h"};
+  return kValues;
+}
+
+TEST(KvStoreTest, ReplacingTheLatestRevisionKeepsHistory) {
+  KvStore s;
+  const auto& vals = BoundaryValues();
+  for (size_t i = 0; i < vals.size(); ++i) {
+    const int64_t rev = static_cast<int64_t>(i) + 2;
+    auto evs = Put(s, "k", vals[i], static_cast<int64_t>(i));
+    ASSERT_EQ(evs.size(), 1u);
+    EXPECT_EQ(evs[0].kv, Kv("k", 2, rev, rev - 1, vals[i], rev - 2));
+    if (i == 0) {
+      EXPECT_FALSE(evs[0].has_prev_kv);
+    } else {
+      EXPECT_EQ(evs[0].prev_kv,
+                Kv("k", 2, rev - 1, rev - 2, vals[i - 1], rev - 3));
+    }
+    EXPECT_EQ(Get(s, "k"), std::vector<KeyValue>{evs[0].kv});
+  }
+  // Every older revision, read back from the revision log.
+  for (size_t i = 0; i < vals.size(); ++i) {
+    const int64_t rev = static_cast<int64_t>(i) + 2;
+    EXPECT_EQ(Get(s, "k", {}, rev),
+              std::vector<KeyValue>{Kv("k", 2, rev, rev - 1, vals[i], rev - 2)})
+        << "value " << i;
+  }
+  std::vector<Event> evs;
+  int64_t next = 0;
+  ASSERT_TRUE(s.Changes(2, s.Rev(), 1000, &evs, &next).ok());
+  ASSERT_EQ(evs.size(), vals.size());
+  for (size_t i = 0; i < vals.size(); ++i) {
+    EXPECT_EQ(evs[i].kv.value, vals[i]);
+    if (i > 0) {
+      EXPECT_EQ(evs[i].prev_kv.value, vals[i - 1]);
+    }
+  }
+  // keys_only and count_only on the latest revision.
+  RangeOptions o;
+  o.keys_only = true;
+  auto r = s.Range("k", {}, o);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->kvs.size(), 1u);
+  EXPECT_EQ(r->kvs[0], Kv("k", 2, s.Rev(), s.Rev() - 1, "", s.Rev() - 2));
+  o = RangeOptions{};
+  o.count_only = true;
+  r = s.Range("k", {}, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->kvs.empty());
+  EXPECT_EQ(r->count, 1);
+}
+
+TEST(KvStoreTest, DeleteThenRecreateAcrossValueSizes) {
+  for (const std::string& before : BoundaryValues()) {
+    for (const std::string& after : {std::string("x"), std::string(40, 'y')}) {
+      KvStore s;
+      Put(s, "k", before, 7);  // 2
+      auto evs = Del(s, "k");  // 3
+      ASSERT_EQ(evs.size(), 1u);
+      EXPECT_EQ(evs[0], DelEv("k", 3, Kv("k", 2, 2, 1, before, 7)));
+      EXPECT_TRUE(Get(s, "k").empty());
+      EXPECT_EQ(s.key_count(), 0u);
+      evs = Put(s, "k", after);  // 4
+      EXPECT_EQ(evs, std::vector<Event>{PutEv(Kv("k", 4, 4, 1, after))});
+      EXPECT_EQ(Get(s, "k"), std::vector<KeyValue>{Kv("k", 4, 4, 1, after)});
+      EXPECT_EQ(Get(s, "k", {}, 2),
+                std::vector<KeyValue>{Kv("k", 2, 2, 1, before, 7)});
+      EXPECT_TRUE(Get(s, "k", {}, 3).empty());
+      // Deleting the re-created key (by range) moves its data back too.
+      evs = Del(s, "a", kAll);  // 5
+      EXPECT_EQ(evs,
+                std::vector<Event>{DelEv("k", 5, Kv("k", 4, 4, 1, after))});
+      EXPECT_EQ(Get(s, "k", {}, 4),
+                std::vector<KeyValue>{Kv("k", 4, 4, 1, after)});
+    }
+  }
+}
+
+TEST(KvStoreTest, ReadersOutsideATxnSeeTheReplacedRevision) {
+  KvStore s;
+  Put(s, "k", std::string(20, 'o'));  // 2
+  Put(s, "j", "j");                   // 3
+  auto t = s.Write();
+  t.Put("k", std::string(40, 'n'), 0);  // 4, not committed yet
+  t.DeleteRange("j", {});
+  // Outside: the committed revision, now in the revision log.
+  EXPECT_EQ(Get(s, "k"),
+            std::vector<KeyValue>{Kv("k", 2, 2, 1, std::string(20, 'o'))});
+  EXPECT_EQ(Get(s, "j"), std::vector<KeyValue>{Kv("j", 3, 3, 1, "j")});
+  EXPECT_EQ(Keys(Get(s, "a", kAll)), (std::vector<std::string>{"j", "k"}));
+  // Inside: its own write, from the node.
+  auto r = t.Range("k", {}, RangeOptions{});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->kvs,
+            std::vector<KeyValue>{Kv("k", 2, 4, 2, std::string(40, 'n'))});
+  t.End();
+  EXPECT_EQ(Get(s, "k"),
+            std::vector<KeyValue>{Kv("k", 2, 4, 2, std::string(40, 'n'))});
+  EXPECT_TRUE(Get(s, "j").empty());
+}
+
+TEST(KvStoreTest, CompactionKeepsTheLatestRevisionReadable) {
+  KvStore s;
+  Put(s, "k", "v1");                   // 2
+  Put(s, "k", std::string(33, '2'));   // 3
+  Put(s, "k", std::string(32, '3'));   // 4
+  Put(s, "other", "o");                // 5
+  ASSERT_TRUE(s.Compact(5).ok());
+  // The kept revision now lives below the revision log.
+  EXPECT_EQ(Get(s, "k"),
+            std::vector<KeyValue>{Kv("k", 2, 4, 3, std::string(32, '3'))});
+  EXPECT_EQ(s.revision_count(), 2u);
+  // A new revision moves the kept one's data back into its record.
+  auto evs = Put(s, "k", std::string(50, '4'));  // 6
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].prev_kv, Kv("k", 2, 4, 3, std::string(32, '3')));
+  EXPECT_EQ(Get(s, "k", {}, 5),
+            std::vector<KeyValue>{Kv("k", 2, 4, 3, std::string(32, '3'))});
+  std::vector<Event> ch;
+  int64_t next = 0;
+  ASSERT_TRUE(s.Changes(6, 6, 10, &ch, &next).ok());
+  ASSERT_EQ(ch.size(), 1u);
+  EXPECT_EQ(ch[0].prev_kv.value, std::string(32, '3'));
+  // Compacting again drops it; the latest stays.
+  ASSERT_TRUE(s.Compact(6).ok());
+  EXPECT_EQ(Get(s, "k"),
+            std::vector<KeyValue>{Kv("k", 2, 6, 4, std::string(50, '4'))});
+  // Delete after compaction, compact the tombstone away, re-create.
+  Del(s, "k");  // 7
+  EXPECT_EQ(Get(s, "k", {}, 6),
+            std::vector<KeyValue>{Kv("k", 2, 6, 4, std::string(50, '4'))});
+  ASSERT_TRUE(s.Compact(7).ok());
+  EXPECT_EQ(s.key_count(), 1u);
+  EXPECT_EQ(s.revision_count(), 1u);
+  Put(s, "k", "again");  // 8
+  EXPECT_EQ(Get(s, "k"), std::vector<KeyValue>{Kv("k", 8, 8, 1, "again")});
+  // Sizes follow the data wherever it lives.
+  KvStore fresh;
+  Put(fresh, "other", "o");
+  Put(fresh, "k", "again");
+  EXPECT_EQ(s.size_bytes(), fresh.size_bytes());
+}
+
+TEST(KvStoreTest, RestoredStoreKeepsLatestRevisionsInNodes) {
+  KvStore a;
+  BuildSample(&a);
+  Put(a, "key5", std::string(33, 'z'));
+  ASSERT_TRUE(a.Compact(a.Rev() - 3).ok());
+  KvStore b;
+  ASSERT_TRUE(b.Restore(a.Snapshot()).ok());
+  ExpectSameStore(a, b);
+  // The same writes on both, replacing and deleting restored latest
+  // revisions (kept ones below the compaction included), stay identical.
+  for (KvStore* s : {&a, &b}) {
+    for (int i = 0; i < 7; ++i) {
+      Put(*s, absl::StrCat("key", i),
+          std::string(static_cast<size_t>(i) * 9, 'r'));
+    }
+    Del(*s, "key1", "key3");
+    Put(*s, "zzz", "short");
+  }
+  ExpectSameStore(a, b);
+}
+
 TEST(KvStoreDeathTest, SecondWriteTxnWhileOneIsOpen) {
   KvStore s;
   auto t = s.Write();
