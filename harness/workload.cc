@@ -1,6 +1,8 @@
 #include "harness/workload.h"
 
 #include <algorithm>
+#include <deque>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -161,15 +163,26 @@ struct Workload::KvClient {
   int op_index = -1;
 };
 
-struct Workload::WatchClient {
+// One watch on a client's stream.
+struct Workload::Watcher {
   WatchChecker::Spec spec;
   bool progress_notify = false;
+  int64_t next_start = 0;
+  int seg = -1;
+  bool active = false;  // has a segment on the current stream
+};
+
+// A client with one stream and a few watchers on it, as clientv3 shares
+// one gRPC stream between the watches of a client.
+struct Workload::WatchClient {
+  std::vector<Watcher> watchers;
   double refuse_probability = 0;
   uint64_t node = 0;
   mvcc::WatchHub::StreamId stream = 0;
-  int seg = -1;
+  uint64_t conn = 0;  // connection generation, for late responses
   bool connected = false;
-  int64_t next_start = 0;
+  std::deque<int> pending_creates;  // watchers awaiting their created reply
+  std::map<int64_t, int> by_id;     // watch id -> watcher
 };
 
 struct Workload::LeaseClient {
@@ -234,21 +247,24 @@ void Workload::Start() {
     Later(rng_.Range(0, opts_.max_think_ns), [this, i] { NextKv(i); });
   }
   for (int i = 0; i < opts_.watchers; ++i) {
-    WatchClient& w = *watch_[i];
-    // All keys, the k prefix, or one key.
-    static const std::string kPrefix = "k", kPrefixEnd = "l";
-    const uint64_t shape = rng_.Uniform(3);
-    w.spec.key = shape == 0   ? kAllKeys
-                 : shape == 1 ? kPrefix
-                              : absl::StrCat("k", rng_.Uniform(opts_.keys));
-    w.spec.range_end = shape == 0 ? kAllKeys : shape == 1 ? kPrefixEnd : "";
-    w.spec.prev_kv = rng_.Chance(0.5);
-    w.spec.no_put = rng_.Chance(0.1);
-    w.spec.no_delete = !w.spec.no_put && rng_.Chance(0.1);
-    w.progress_notify = rng_.Chance(0.3);
-    w.refuse_probability = rng_.Chance(0.3) ? 0.3 : 0;
-    // From now, or replaying from the beginning of history.
-    w.next_start = rng_.Chance(0.5) ? 0 : 1;
+    WatchClient& c = *watch_[i];
+    c.refuse_probability = rng_.Chance(0.3) ? 0.3 : 0;
+    c.watchers.resize(1 + rng_.Uniform(3));
+    for (Watcher& w : c.watchers) {
+      // All keys, the k prefix, or one key.
+      static const std::string kPrefix = "k", kPrefixEnd = "l";
+      const uint64_t shape = rng_.Uniform(3);
+      w.spec.key = shape == 0   ? kAllKeys
+                   : shape == 1 ? kPrefix
+                                : absl::StrCat("k", rng_.Uniform(opts_.keys));
+      w.spec.range_end = shape == 0 ? kAllKeys : shape == 1 ? kPrefixEnd : "";
+      w.spec.prev_kv = rng_.Chance(0.5);
+      w.spec.no_put = rng_.Chance(0.1);
+      w.spec.no_delete = !w.spec.no_put && rng_.Chance(0.1);
+      w.progress_notify = rng_.Chance(0.3);
+      // From now, or replaying from the beginning of history.
+      w.next_start = rng_.Chance(0.5) ? 0 : 1;
+    }
     Later(rng_.Range(0, 200 * sim::kMillisecond), [this, i] { ConnectWatch(i); });
   }
   for (int i = 0; i < opts_.lease_clients; ++i) {
@@ -476,17 +492,43 @@ void Workload::FinishKv(int c, uint64_t seq, int op_index,
 // ---- watch clients ----
 
 void Workload::ConnectWatch(int wi) {
-  WatchClient& w = *watch_[wi];
-  if (w.connected) return;
+  WatchClient& c = *watch_[wi];
+  if (c.connected) return;
   const uint64_t node = RandomUpNode();
   if (node == 0) {
     Later(100 * sim::kMillisecond, [this, wi] { ConnectWatch(wi); });
     return;
   }
-  const int seg = watch_checker_.Begin(w.spec, node, w.next_start);
-  w.seg = seg;
-  w.node = node;
-  w.connected = true;
+  c.node = node;
+  const uint64_t conn = ++c.conn;
+  c.pending_creates.clear();
+  c.by_id.clear();
+  const bool up = cluster_->Call(node, [&](server::EtcdServer& s) {
+    c.stream = s.watch_hub().OpenStream(
+        [this, wi, conn](const mvcc::WatchResponse& r) {
+          return OnWatchResponse(wi, conn, r);
+        });
+    c.connected = true;
+    for (size_t j = 0; j < c.watchers.size(); ++j) {
+      CreateWatcher(wi, static_cast<int>(j), s);
+    }
+  });
+  if (!up) {
+    Later(100 * sim::kMillisecond, [this, wi] { ConnectWatch(wi); });
+    return;
+  }
+  ++stats_.watch_resumes;
+  // Now and then, ask for progress on the stream.
+  Later(rng_.Range(200, 1500) * sim::kMillisecond,
+        [this, wi, conn] { AskProgress(wi, conn); });
+}
+
+void Workload::CreateWatcher(int wi, int j, server::EtcdServer& s) {
+  WatchClient& c = *watch_[wi];
+  Watcher& w = c.watchers[j];
+  w.seg = watch_checker_.Begin(w.spec, c.node, w.next_start);
+  w.active = true;
+  c.pending_creates.push_back(j);
   mvcc::WatchCreate req;
   req.key = w.spec.key;
   req.range_end = w.spec.range_end;
@@ -495,69 +537,82 @@ void Workload::ConnectWatch(int wi) {
   req.no_put = w.spec.no_put;
   req.no_delete = w.spec.no_delete;
   req.progress_notify = w.progress_notify;
-  auto sink = [this, wi, seg](const mvcc::WatchResponse& r) {
-    WatchClient& w = *watch_[wi];
-    if (w.seg != seg) return true;  // an old stream
-    if (w.refuse_probability > 0 && rng_.Chance(w.refuse_probability)) {
-      return false;  // a slow reader: the buffer is full
-    }
-    if (r.watch_id == mvcc::kInvalidWatchId && !r.created) {
-      watch_checker_.OnStreamProgress({seg}, r.revision);
-      return true;
-    }
-    watch_checker_.OnResponse(seg, r);
-    stats_.watch_events += r.events.size();
-    if (r.canceled) {
-      // Compacted: carry on from the oldest revision still there.
-      w.connected = false;
-      const int64_t from = r.compact_revision + 1;
-      const uint64_t node = w.node;
-      const mvcc::WatchHub::StreamId stream = w.stream;
-      Later(rng_.Range(sim::kMillisecond, 100 * sim::kMillisecond),
-            [this, wi, from, node, stream] {
-              cluster_->Call(node, [stream](server::EtcdServer& s) {
-                s.watch_hub().CloseStream(stream);
-              });
-              watch_[wi]->next_start = from;
-              ConnectWatch(wi);
-            });
-    }
-    return true;
-  };
-  const bool up = cluster_->Call(node, [&](server::EtcdServer& s) {
-    w.stream = s.watch_hub().OpenStream(sink);
-    s.WatchCreate(w.stream, req);
-  });
-  if (!up) {
-    w.connected = false;
-    Later(100 * sim::kMillisecond, [this, wi] { ConnectWatch(wi); });
-    return;
-  }
-  ++stats_.watch_resumes;
-  // Now and then, ask for progress on the stream.
-  Later(rng_.Range(200, 1500) * sim::kMillisecond,
-        [this, wi, seg] { AskProgress(wi, seg); });
+  s.WatchCreate(c.stream, req);
 }
 
-void Workload::AskProgress(int wi, int seg) {
-  WatchClient& w = *watch_[wi];
-  if (w.seg != seg || !w.connected || done()) return;
-  cluster_->Call(w.node, [&](server::EtcdServer& s) {
-    s.watch_hub().RequestProgress(w.stream);
+bool Workload::OnWatchResponse(int wi, uint64_t conn,
+                               const mvcc::WatchResponse& r) {
+  WatchClient& c = *watch_[wi];
+  if (c.conn != conn || !c.connected) return true;  // an old stream
+  if (c.refuse_probability > 0 && rng_.Chance(c.refuse_probability)) {
+    return false;  // a slow reader: the buffer is full
+  }
+  if (r.watch_id == mvcc::kInvalidWatchId && !r.created) {
+    std::vector<int> segs;
+    for (const Watcher& w : c.watchers) {
+      if (w.active) segs.push_back(w.seg);
+    }
+    watch_checker_.OnStreamProgress(segs, r.revision);
+    return true;
+  }
+  int j = -1;
+  if (r.created) {
+    // Created replies come in the order of the creates on the stream.
+    if (c.pending_creates.empty()) return true;
+    j = c.pending_creates.front();
+    c.pending_creates.pop_front();
+    if (!r.canceled) c.by_id[r.watch_id] = j;
+  } else {
+    auto it = c.by_id.find(r.watch_id);
+    if (it == c.by_id.end()) return true;
+    j = it->second;
+  }
+  Watcher& w = c.watchers[j];
+  watch_checker_.OnResponse(w.seg, r);
+  stats_.watch_events += r.events.size();
+  if (r.canceled) {
+    w.active = false;
+    c.by_id.erase(r.watch_id);
+    if (r.created) return true;  // a refused create: the checker reports it
+    // Compacted: carry on from the oldest revision still there, on the
+    // same stream.
+    const int64_t from = r.compact_revision + 1;
+    Later(rng_.Range(sim::kMillisecond, 100 * sim::kMillisecond),
+          [this, wi, conn, j, from] {
+            WatchClient& c = *watch_[wi];
+            if (c.conn != conn || !c.connected) return;
+            c.watchers[j].next_start = from;
+            cluster_->Call(c.node, [&](server::EtcdServer& s) {
+              CreateWatcher(wi, j, s);
+            });
+          });
+  }
+  return true;
+}
+
+void Workload::AskProgress(int wi, uint64_t conn) {
+  WatchClient& c = *watch_[wi];
+  if (c.conn != conn || !c.connected || done()) return;
+  cluster_->Call(c.node, [&](server::EtcdServer& s) {
+    s.watch_hub().RequestProgress(c.stream);
   });
   Later(rng_.Range(200, 1500) * sim::kMillisecond,
-        [this, wi, seg] { AskProgress(wi, seg); });
+        [this, wi, conn] { AskProgress(wi, conn); });
 }
 
 void Workload::OnWatchDown(uint64_t node) {
   for (size_t i = 0; i < watch_.size(); ++i) {
-    WatchClient& w = *watch_[i];
-    if (!w.connected || w.node != node) continue;
-    w.connected = false;
-    watch_checker_.End(w.seg);
-    // Resume after the last event seen, as clientv3 does.
-    if (watch_checker_.created(w.seg)) {
-      w.next_start = watch_checker_.NextRevision(w.seg);
+    WatchClient& c = *watch_[i];
+    if (!c.connected || c.node != node) continue;
+    c.connected = false;
+    for (Watcher& w : c.watchers) {
+      if (!w.active) continue;
+      w.active = false;
+      watch_checker_.End(w.seg);
+      // Resume after the last event seen, as clientv3 does.
+      if (watch_checker_.created(w.seg)) {
+        w.next_start = watch_checker_.NextRevision(w.seg);
+      }
     }
     const int wi = static_cast<int>(i);
     Later(rng_.Range(10, 300) * sim::kMillisecond,

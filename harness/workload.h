@@ -9,10 +9,10 @@
 //    for the linearizability checker. A request refused before it could
 //    take effect (no leader, member down, too many requests) is a failure
 //    and is retried on another member; a timeout is unknown.
-//  - Watch clients: open a stream on a random member and watch a range
-//    (all keys, the k prefix, or one key) from now or from a past
-//    revision, with random prev_kv / filters / progress requests, and a
-//    send buffer that sometimes refuses (a slow reader). When the member
+//  - Watch clients: open a stream on a random member with one to three
+//    watchers, each on a range (all keys, the k prefix, or one key) from
+//    now or from a past revision, with random prev_kv / filters / progress
+//    requests, and a send buffer that sometimes refuses (a slow reader). When the member
 //    goes down they resume on another member from the revision after the
 //    last event they saw, as clientv3 does. Everything they receive goes to
 //    the WatchChecker.
@@ -68,6 +68,7 @@ class Workload {
 
  private:
   struct KvClient;
+  struct Watcher;
   struct WatchClient;
   struct LeaseClient;
 
@@ -79,8 +80,10 @@ class Workload {
                 const absl::Status& s, Response resp, int attempt);
   // Watch.
   void ConnectWatch(int w);
+  void CreateWatcher(int w, int j, server::EtcdServer& s);
+  bool OnWatchResponse(int w, uint64_t conn, const mvcc::WatchResponse& r);
   void OnWatchDown(uint64_t node);
-  void AskProgress(int w, int seg);
+  void AskProgress(int w, uint64_t conn);
   // Lease.
   void NextLease(int l);
   void LeaseStep(int l);
