@@ -58,9 +58,18 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
   res->lin_states = lin.states_explored;
   if (!lin.ok) res->failures.push_back("linearizability: " + lin.explanation);
   if (lin.inconclusive) res->params.push_back("lincheck=inconclusive");
+  // Members that applied everything the leader committed.
+  const raft::ConfState cs = cluster.Members();
+  std::vector<uint64_t> members;
+  for (uint64_t id : cluster.UpNodes()) {
+    if (std::count(cs.voters.begin(), cs.voters.end(), id) ||
+        std::count(cs.learners.begin(), cs.learners.end(), id)) {
+      members.push_back(id);
+    }
+  }
   std::vector<std::string> v;
   workload.watch_checker().Check(
-      converged ? workload.watch_checker().max_revision() : 0, &v);
+      converged ? workload.watch_checker().max_revision() : 0, members, &v);
   for (const std::string& s : workload.lease_checker().violations()) {
     v.push_back(s);
   }
@@ -69,12 +78,7 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
   uint64_t ref_node = 0, ref_hash = 0, ref_index = 0;
   // Current members only: a removed member that is still running keeps
   // whatever state it had when it left.
-  const raft::ConfState cs = cluster.Members();
-  for (uint64_t id : cluster.UpNodes()) {
-    if (!std::count(cs.voters.begin(), cs.voters.end(), id) &&
-        !std::count(cs.learners.begin(), cs.learners.end(), id)) {
-      continue;
-    }
+  for (uint64_t id : members) {
     const server::EtcdServer* s = cluster.server(id);
     if (std::string e = s->state().CheckLeaseInvariant(); !e.empty()) {
       v.push_back(absl::StrCat("lease safety on member ", id, ": ", e));

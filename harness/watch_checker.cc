@@ -125,6 +125,7 @@ std::vector<mvcc::Event> WatchChecker::Expected(const Segment& s,
 }
 
 void WatchChecker::Check(int64_t live_upto,
+                         const std::vector<uint64_t>& caught_up,
                          std::vector<std::string>* violations) const {
   for (const std::string& p : feed_problems_) violations->push_back(p);
   // The committed history must have every revision: each one was applied
@@ -173,7 +174,10 @@ void WatchChecker::Check(int64_t live_upto,
                            " events that were never committed, first ",
                            Describe(s.received[want.size()]));
       }
-      const bool live = !s.ended && !s.canceled;
+      const bool live =
+          !s.ended && !s.canceled &&
+          std::find(caught_up.begin(), caught_up.end(), s.node) !=
+              caught_up.end();
       if (bad.empty() && live && live_upto > 0) {
         size_t need = 0;
         for (const mvcc::Event& e : want) {

@@ -55,9 +55,13 @@ class WatchChecker {
   bool canceled(int seg) const { return segs_[seg].canceled; }
   bool created(int seg) const { return segs_[seg].created; }
 
-  // End-of-run check. `live_upto`: every segment still connected must
-  // have received all events up to this revision (0: skip completeness).
-  void Check(int64_t live_upto, std::vector<std::string>* violations) const;
+  // End-of-run check. `live_upto`: every segment still connected to one of
+  // `caught_up` (members that applied everything) must have received all
+  // events up to this revision (0: skip completeness). Segments on other
+  // nodes (e.g. one removed from the cluster but still running) must hold
+  // a prefix.
+  void Check(int64_t live_upto, const std::vector<uint64_t>& caught_up,
+             std::vector<std::string>* violations) const;
   int64_t max_revision() const {
     return committed_.empty() ? 1 : committed_.rbegin()->first;
   }
