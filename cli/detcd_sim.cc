@@ -182,7 +182,8 @@ int RunSingle(const Args& a) {
 }
 
 // Sweep worker output, one line per seed:
-//   seed \t ok(0|1) \t scenario \t hash \t sim_s \t wall_s \t first failure
+//   seed \t ok(0|1) \t scenario \t hash \t sim_s \t wall_s \t
+//   inconclusive(0|1) \t first failure
 void Worker(const Args& a, int k, int fd) {
   for (uint64_t seed = a.first + k; seed <= a.last; seed += a.jobs) {
     RunOptions o = a.run;
@@ -196,10 +197,10 @@ void Worker(const Args& a, int k, int fd) {
     for (char& c : first) {
       if (c == '\t' || c == '\n') c = ' ';
     }
-    std::string line = absl::StrFormat("%d\t%d\t%s\t%016x\t%.3f\t%.4f\t%s\n",
-                                       seed, r.ok ? 1 : 0, r.scenario,
-                                       r.trace_hash, r.sim_seconds, wall,
-                                       first);
+    std::string line = absl::StrFormat(
+        "%d\t%d\t%s\t%016x\t%.3f\t%.4f\t%d\t%s\n", seed, r.ok ? 1 : 0,
+        r.scenario, r.trace_hash, r.sim_seconds, wall,
+        r.lin_inconclusive ? 1 : 0, first);
     const char* p = line.data();
     size_t left = line.size();
     while (left > 0) {
@@ -244,6 +245,7 @@ int RunSweep(const Args& a) {
   };
   std::map<std::string, Row> rows;
   std::vector<std::string> failures;
+  std::vector<std::string> inconclusive;  // seeds
   uint64_t done = 0;
   std::string buf;
   char chunk[4096];
@@ -257,7 +259,8 @@ int RunSweep(const Args& a) {
       std::string line = buf.substr(0, nl);
       buf.erase(0, nl + 1);
       std::vector<std::string> f = absl::StrSplit(line, '\t');
-      if (f.size() < 7) continue;
+      if (f.size() < 8) continue;
+      if (f[6] == "1") inconclusive.push_back(f[0]);
       ++done;
       Row& row = rows[f[2]];
       ++row.runs;
@@ -271,7 +274,7 @@ int RunSweep(const Args& a) {
         RunOptions o = a.run;
         (void)absl::SimpleAtoi(f[0], &o.seed);
         failures.push_back(absl::StrCat("  seed ", f[0], " (", f[2], "): ",
-                                        f[6], "\n    replay: ",
+                                        f[7], "\n    replay: ",
                                         detcd::harness::ReplayCommand(o)));
       }
       double elapsed = std::chrono::duration<double>(
@@ -317,6 +320,10 @@ int RunSweep(const Args& a) {
         "throughput: %.0f seeds/min (%d jobs), %.0f simulated s per wall s "
         "per core\n",
         all.runs / elapsed * 60.0, jobs, all.wall > 0 ? all.sim / all.wall : 0);
+  }
+  if (!inconclusive.empty()) {
+    std::printf("\nlinearizability inconclusive (state limit) for %zu seeds: %s\n",
+                inconclusive.size(), absl::StrJoin(inconclusive, " ").c_str());
   }
   if (!failures.empty()) {
     std::printf("\nfailures:\n");

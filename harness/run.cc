@@ -57,7 +57,10 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
   CheckResult lin = CheckLinearizable(workload.history(), copts);
   res->lin_states = lin.states_explored;
   if (!lin.ok) res->failures.push_back("linearizability: " + lin.explanation);
-  if (lin.inconclusive) res->params.push_back("lincheck=inconclusive");
+  if (lin.inconclusive) {
+    res->params.push_back("lincheck=inconclusive");
+    res->lin_inconclusive = true;
+  }
   // Members that applied everything the leader committed.
   const raft::ConfState cs = cluster.Members();
   std::vector<uint64_t> members;

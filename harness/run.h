@@ -50,6 +50,9 @@ struct RunResult {
   uint64_t lin_states = 0;
   uint64_t watch_events = 0;
   int64_t checker_wall_ns = 0;  // 0 unless RunOptions::wall_ns was set
+  // The linearizability search hit its state limit: nothing was proven
+  // wrong, but the history was not fully checked either.
+  bool lin_inconclusive = false;
 };
 
 // Names of the bugs that --bug can plant, with what each breaks.
