@@ -192,6 +192,7 @@ void Cluster::Crash(uint64_t id) {
   // Destroying the Node drops its memory and its pending callbacks; clients
   // see their requests time out (outcome unknown).
   n.server.reset();
+  n.was_leader = false;  // a restarted member that wins again is elected anew
   network_.Detach(id);
   if (on_down_) on_down_(id);
   n.disk->Crash();

@@ -145,14 +145,23 @@ Response FromTxn(const etcdserverpb::TxnResponse& t) {
   return resp;
 }
 
-// Errors a member returns before a request could take effect, or that
-// report an apply that changed nothing: the request did not happen.
-// Anything else (timeouts, a member stopping with requests in flight)
-// leaves the outcome unknown.
-bool Definite(const absl::Status& s) {
-  return s.code() != absl::StatusCode::kUnavailable &&
-         s.code() != absl::StatusCode::kResourceExhausted &&
-         s.code() != absl::StatusCode::kDeadlineExceeded;
+// Whether a failed write certainly did not take effect. A member that
+// refused it up front, synchronously (no leader, too many requests), never
+// handed it to raft, and an apply error (invalid argument, lease not found,
+// compacted, ...) changed nothing. Anything else leaves the outcome
+// unknown: a timeout, or "server stopped" (the member may have forwarded the
+// proposal before it failed, even within the same call).
+bool Definite(const absl::Status& s, bool sync) {
+  switch (s.code()) {
+    case absl::StatusCode::kUnavailable:
+      return sync && s.message() == "etcdserver: no leader";
+    case absl::StatusCode::kResourceExhausted:
+      return sync;
+    case absl::StatusCode::kDeadlineExceeded:
+      return false;
+    default:
+      return true;
+  }
 }
 
 }  // namespace
@@ -375,8 +384,8 @@ void Workload::SendKv(int c, int op_index, int attempt) {
                   absl::Status s, Response resp, bool is_read) {
     Operation::Outcome o = Operation::kOk;
     if (!s.ok()) {
-      o = (is_read || *sync || Definite(s)) ? Operation::kFail
-                                            : Operation::kUnknown;
+      o = (is_read || Definite(s, *sync)) ? Operation::kFail
+                                          : Operation::kUnknown;
     }
     FinishKv(c, seq, op_index, o, s, std::move(resp), attempt);
   };
@@ -726,9 +735,12 @@ void Workload::LeaseStep(int l) {
         const uint64_t seq = ++lc.seq;
         const int64_t invoke = cluster_->world().now();
         const int64_t id = lc.lease;
-        Later(opts_.timeout_ns, [this, l, seq] {
+        Later(opts_.timeout_ns, [this, l, seq, invoke, id] {
           if (lease_[l]->seq != seq) return;
           ++lease_[l]->seq;
+          // No answer: the leader may have renewed it all the same.
+          lease_checker_.OnKeepAlive(id, invoke, cluster_->world().now(),
+                                     LeaseChecker::KeepAlive::kFailed, 0);
           Later(sim::kMillisecond, [this, l] { LeaseStep(l); });
         });
         if (rng_.Chance(0.2)) {
