@@ -475,6 +475,8 @@ struct Fact {
 };
 
 // Everything the search and the prechecks need besides the ops.
+// The hash containers below are only looked up, never iterated, so the
+// verdict and its explanation do not depend on their (per-process) order.
 struct Index {
   std::vector<std::vector<Fact>> facts;  // per key, sorted by m
   std::vector<int32_t> fact_keys;        // keys with facts
