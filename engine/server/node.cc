@@ -414,7 +414,13 @@ void Node::SendMessages(std::vector<raft::Message>& msgs) {
   for (raft::Message& m : msgs) {
     if (observer_) observer_->OnSend(opts_.id, m, wal_->durable());
     uint64_t to = m.to;
+    const bool snapshot = m.type == raft::MessageType::kSnap;
     env_.transport->Send(to, raft::EncodeMessage(m));
+    // The snapshot is on its way (etcd's transport reports this when its
+    // snapshot stream ends). Without the report a snapshot lost on the way
+    // (the follower was down) would hold the follower in the snapshot state
+    // forever; with it the leader probes again and resends if needed.
+    if (snapshot) raft_->ReportSnapshot(to, /*failed=*/false);
   }
   msgs.clear();
 }
