@@ -82,7 +82,7 @@ void WatchChecker::OnResponse(int seg, const mvcc::WatchResponse& r) {
   // with the revision this one ended with (fragments aside).
   if (!r.events.empty() && !r.fragment) {
     const int64_t last = r.events.back().kv.mod_revision;
-    s.progress.emplace_back(-last, s.received.size());  // boundary marker
+    s.boundaries.emplace_back(last, s.received.size());
   }
 }
 
@@ -190,18 +190,17 @@ void WatchChecker::Check(int64_t live_upto,
                              ", first ", Describe(want[s.received.size()]));
         }
       }
-      // Progress notifications and revision boundaries.
+      // Revision boundaries and progress notifications.
+      for (const auto& [rev, count] : s.boundaries) {
+        if (!bad.empty()) break;
+        if (count < s.received.size() &&
+            s.received[count].kv.mod_revision == rev) {
+          bad = absl::StrCat("events of revision ", rev,
+                             " split over two responses");
+        }
+      }
       for (const auto& [mark, count] : s.progress) {
         if (!bad.empty()) break;
-        if (mark < 0) {
-          // Events of revision -mark must all be within the first `count`.
-          if (count < s.received.size() &&
-              s.received[count].kv.mod_revision == -mark) {
-            bad = absl::StrCat("events of revision ", -mark,
-                               " split over two responses");
-          }
-          continue;
-        }
         size_t need = 0;
         for (const mvcc::Event& e : want) {
           if (e.kv.mod_revision <= mark) ++need;

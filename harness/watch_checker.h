@@ -77,11 +77,12 @@ class WatchChecker {
     bool created = false, canceled = false, ended = false;
     int64_t compact_revision = 0;
     std::vector<mvcc::Event> received;
-    // Responses: (revision of the last event, fragment) to check that a
-    // revision is never split.
     std::vector<std::string> problems;
     // (progress revision, events received when it arrived)
     std::vector<std::pair<int64_t, size_t>> progress;
+    // (revision of a whole response's last event, events received after
+    // it): the next response must not carry more of that revision.
+    std::vector<std::pair<int64_t, size_t>> boundaries;
   };
   bool InRange(const Spec& s, const std::string& key) const;
   std::vector<mvcc::Event> Expected(const Segment& s, int64_t upto) const;

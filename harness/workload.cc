@@ -391,6 +391,16 @@ void Workload::SendKv(int c, int op_index, int attempt) {
   };
   const bool single = req.compares.empty() && req.success.size() == 1 &&
                       req.failure.empty();
+  // A plain request's answer as a one-op Response.
+  auto plain = [done](bool is_read, auto to_result) {
+    return [done, is_read, to_result](auto r) {
+      if (!r.ok()) return done(r.status(), {}, is_read);
+      Response resp;
+      resp.revision = r->header().revision();
+      resp.results.push_back(to_result(*r));
+      done(absl::OkStatus(), std::move(resp), is_read);
+    };
+  };
   bool up = cluster_->Call(target, [&](server::EtcdServer& s) {
     if (!single) {
       const bool read_only = std::none_of(
@@ -408,35 +418,14 @@ void Workload::SendKv(int c, int op_index, int attempt) {
       case RequestOp::kRange: {
         etcdserverpb::RangeRequest r = RangeProto(op);
         r.set_serializable(req.serializable);
-        s.Range(r, [done](absl::StatusOr<etcdserverpb::RangeResponse> r) {
-          if (!r.ok()) return done(r.status(), {}, true);
-          Response resp;
-          resp.revision = r->header().revision();
-          resp.results.push_back(FromRange(*r));
-          done(absl::OkStatus(), std::move(resp), true);
-        });
+        s.Range(r, plain(true, FromRange));
         break;
       }
       case RequestOp::kPut:
-        s.Put(PutProto(op),
-              [done](absl::StatusOr<etcdserverpb::PutResponse> r) {
-                if (!r.ok()) return done(r.status(), {}, false);
-                Response resp;
-                resp.revision = r->header().revision();
-                resp.results.push_back(FromPut(*r));
-                done(absl::OkStatus(), std::move(resp), false);
-              });
+        s.Put(PutProto(op), plain(false, FromPut));
         break;
       case RequestOp::kDelete:
-        s.DeleteRange(
-            DeleteProto(op),
-            [done](absl::StatusOr<etcdserverpb::DeleteRangeResponse> r) {
-              if (!r.ok()) return done(r.status(), {}, false);
-              Response resp;
-              resp.revision = r->header().revision();
-              resp.results.push_back(FromDelete(*r));
-              done(absl::OkStatus(), std::move(resp), false);
-            });
+        s.DeleteRange(DeleteProto(op), plain(false, FromDelete));
         break;
     }
   });
