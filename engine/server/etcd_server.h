@@ -110,6 +110,7 @@ class EtcdServer {
   const Node& node() const { return *node_; }
   const EtcdStateMachine& state() const { return sm_; }
   uint64_t id() const { return opts_.node.id; }
+  uint64_t cluster_id() const { return opts_.cluster_id; }
   // True when Start found an existing data dir (a restart).
   bool restarted() const { return restarted_; }
   // Called with the raft command of every acknowledged write (the
