@@ -1,0 +1,132 @@
+#include "shim/engine_loop.h"
+
+#include <time.h>
+
+#include <memory>
+
+#include <utility>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+
+namespace detcd::shim {
+namespace {
+
+int64_t MonoNanos() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+EngineLoop::EngineLoop(Options o, Task on_tick)
+    : opts_(o), on_tick_(std::move(on_tick)) {}
+
+EngineLoop::~EngineLoop() {
+  if (thread_.joinable()) Stop(nullptr);
+}
+
+void EngineLoop::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void EngineLoop::Stop(Task last) {
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    last_ = std::move(last);
+    cv_.Signal();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+bool EngineLoop::Post(Task t) {
+  absl::MutexLock l(&mu_);
+  if (stopping_ || queue_.size() - peer_queued_ >= opts_.max_client_backlog) {
+    return false;
+  }
+  queue_.push_back(Item{std::move(t), false});
+  cv_.Signal();
+  return true;
+}
+
+bool EngineLoop::PostPeer(Task t) {
+  absl::MutexLock l(&mu_);
+  if (stopping_) return false;
+  if (peer_queued_ >= opts_.max_peer_backlog) {
+    ++dropped_peer_;
+    return false;
+  }
+  ++peer_queued_;
+  queue_.push_back(Item{std::move(t), true});
+  cv_.Signal();
+  return true;
+}
+
+bool EngineLoop::RunSync(Task t) {
+  auto done = std::make_shared<absl::Notification>();
+  if (!Post([t = std::move(t), done] {
+        t();
+        done->Notify();
+      })) {
+    return false;
+  }
+  // The loop runs every task posted before Stop, so this returns.
+  done->WaitForNotification();
+  return true;
+}
+
+bool EngineLoop::OnEngineThread() const {
+  return std::this_thread::get_id() == thread_.get_id();
+}
+
+size_t EngineLoop::backlog() const {
+  absl::MutexLock l(&mu_);
+  return queue_.size();
+}
+
+uint64_t EngineLoop::dropped_peer() const {
+  absl::MutexLock l(&mu_);
+  return dropped_peer_;
+}
+
+void EngineLoop::Run() {
+  int64_t next_tick = MonoNanos() + opts_.tick_ns;
+  std::deque<Item> batch;
+  for (;;) {
+    bool stop = false;
+    {
+      absl::MutexLock l(&mu_);
+      const int64_t wait = next_tick - MonoNanos();
+      if (queue_.empty() && !stopping_ && wait > 0) {
+        cv_.WaitWithTimeout(&mu_, absl::Nanoseconds(wait));
+      }
+      batch.swap(queue_);
+      peer_queued_ = 0;
+      stop = stopping_;
+    }
+    for (Item& it : batch) it.task();
+    batch.clear();
+    const int64_t now = MonoNanos();
+    if (now >= next_tick) {
+      on_tick_();
+      next_tick += opts_.tick_ns;
+      // After a long stall (a paused process, a slow disk), tick once and
+      // resynchronize rather than firing a burst of ticks.
+      if (next_tick <= now) next_tick = now + opts_.tick_ns;
+    }
+    if (stop) {
+      Task last;
+      {
+        absl::MutexLock l(&mu_);
+        batch.swap(queue_);
+        last = std::move(last_);
+      }
+      for (Item& it : batch) it.task();
+      if (last) last();
+      return;
+    }
+  }
+}
+
+}  // namespace detcd::shim

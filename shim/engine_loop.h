@@ -1,0 +1,81 @@
+// The engine thread of a real detcd member.
+//
+// The engine (EtcdServer and everything under it) is single-threaded and
+// deterministic: it never runs two inputs at once and never reads the OS.
+// In the real server one thread owns it. gRPC callbacks, the peer
+// transport's reader threads and the HTTP handlers hand it work through
+// Post(); the thread runs posted tasks in order and calls the tick function
+// every tick_ns of real time. Completions run on this thread too and go
+// back to gRPC through its thread-safe reactor calls, so no gRPC thread
+// ever blocks on the engine.
+//
+// Posted work is bounded: peer messages beyond max_peer_backlog are
+// dropped (raft tolerates loss; a member that cannot keep up must not grow
+// without bound), client tasks beyond max_client_backlog are refused so the
+// caller can answer "too many requests".
+#ifndef DETCD_SHIM_ENGINE_LOOP_H_
+#define DETCD_SHIM_ENGINE_LOOP_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+
+namespace detcd::shim {
+
+class EngineLoop {
+ public:
+  using Task = std::function<void()>;
+  struct Options {
+    int64_t tick_ns = 100'000'000;
+    size_t max_peer_backlog = 10000;
+    size_t max_client_backlog = 100000;
+  };
+  EngineLoop(Options o, Task on_tick);
+  ~EngineLoop();
+  EngineLoop(const EngineLoop&) = delete;
+  EngineLoop& operator=(const EngineLoop&) = delete;
+
+  void Start();
+  // Runs `last` on the engine thread after every task posted before, then
+  // stops the thread and joins it. Tasks posted afterwards are dropped.
+  void Stop(Task last);
+
+  // From any thread. Returns false if refused (backlog full or stopped).
+  bool Post(Task t);
+  bool PostPeer(Task t);
+  // Runs t on the engine thread and waits for it (never call from the
+  // engine thread). Returns false if the loop stopped first.
+  bool RunSync(Task t);
+
+  bool OnEngineThread() const;
+  // Tasks waiting right now (for metrics).
+  size_t backlog() const;
+  // Raft messages dropped because the backlog was full.
+  uint64_t dropped_peer() const;
+
+ private:
+  void Run();
+  struct Item {
+    Task task;
+    bool peer;
+  };
+
+  const Options opts_;
+  Task on_tick_;
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;
+  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  size_t peer_queued_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t dropped_peer_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  Task last_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace detcd::shim
+
+#endif  // DETCD_SHIM_ENGINE_LOOP_H_
