@@ -9,6 +9,8 @@ DETCD_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   libfmt-dev libzstd-dev
+  libssl-dev libyaml-cpp-dev nlohmann-json3-dev openssl
+  etcd-server etcd-client python3 curl
 )
 
 detcd_install_deps() {
