@@ -43,6 +43,18 @@ struct TlsFiles {
 // A connected byte stream: a plain fd or TLS over an fd. Blocking I/O. One
 // reader thread and one writer thread may use a stream at the same time;
 // Shutdown() may be called from any thread to unblock both.
+//
+// A TLS stream puts its fd in non-blocking mode and blocks in poll(2)
+// instead, so that Read and WriteAll can run at once on two threads.
+// Both kinds honour SO_RCVTIMEO / SO_SNDTIMEO set on fd(): a Read or
+// WriteAll that waits longer fails (< 0 / false). Polling fd() for
+// readability before Read works, except that a TLS stream may already hold
+// decrypted bytes from a previous Read's record (callers that read whole
+// frames with Read never notice).
+//
+// Creating a TlsContext sets SIGPIPE to ignored for the process: OpenSSL
+// writes with write(2), and a peer that went away must give EPIPE, not kill
+// the server.
 class Stream {
  public:
   virtual ~Stream();
@@ -60,8 +72,17 @@ class Stream {
   virtual std::string peer_common_name() const { return ""; }
 };
 
-// Wraps a connected socket; the stream owns (and closes) fd.
+// Wraps a connected socket; the stream owns (and closes) fd. Writes use
+// MSG_NOSIGNAL.
 std::unique_ptr<Stream> PlainStream(int fd);
+
+// Generates <dir>/cert.pem and <dir>/key.pem (0600, dir created 0700) unless
+// both exist, as etcd's transport.SelfCert: an ECDSA P-256 key, organization
+// "etcd", valid one year, SANs from hosts (IP or DNS; a port is dropped),
+// usable as server and client certificate. Used by auto-TLS.
+absl::Status EnsureSelfCert(const std::string& dir,
+                            const std::vector<std::string>& hosts,
+                            std::string* cert_path, std::string* key_path);
 
 class TlsContext {
  public:

@@ -1,0 +1,315 @@
+#include "shim/posix_disk.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace detcd::shim {
+namespace {
+
+constexpr mode_t kFileMode = 0600;  // etcd's PrivateFileMode
+constexpr mode_t kDirMode = 0700;   // etcd's PrivateDirMode
+
+std::string ErrName(int err) {
+  const char* n = strerrorname_np(err);
+  return n != nullptr ? n : absl::StrCat("errno ", err);
+}
+
+// Retries a syscall interrupted by a signal.
+template <typename F>
+auto NoIntr(F f) {
+  decltype(f()) r;
+  do {
+    r = f();
+  } while (r < 0 && errno == EINTR);
+  return r;
+}
+
+std::string ParentOf(const std::string& p) {
+  size_t slash = p.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return p.substr(0, slash);
+}
+
+absl::Status FsyncPath(const std::string& os_path, const std::string& path) {
+  int fd = NoIntr([&] {
+    return ::open(os_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  });
+  if (fd < 0) return ErrnoStatus(errno, "open", path);
+  int r = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (r != 0) return ErrnoStatus(err, "fsync", path);
+  return absl::OkStatus();
+}
+
+class PosixFile final : public env::WritableFile {
+ public:
+  PosixFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~PosixFile() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  absl::Status Append(std::string_view data) override {
+    if (fd_ < 0) return absl::FailedPreconditionError("file is closed");
+    while (!data.empty()) {
+      ssize_t n = NoIntr([&] { return ::write(fd_, data.data(), data.size()); });
+      if (n < 0) return ErrnoStatus(errno, "write", path_);
+      // write(2) may write less than asked (e.g. the disk filled up halfway);
+      // the next call reports the reason.
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Sync() override {
+    if (fd_ < 0) return absl::FailedPreconditionError("file is closed");
+    if (NoIntr([&] { return ::fdatasync(fd_); }) != 0) {
+      return ErrnoStatus(errno, "fsync", path_);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Close() override {
+    if (fd_ < 0) return absl::OkStatus();
+    int r = ::close(fd_);
+    fd_ = -1;
+    // close(2) may report a deferred write error (NFS); EINTR still closed.
+    if (r != 0 && errno != EINTR) return ErrnoStatus(errno, "close", path_);
+    return absl::OkStatus();
+  }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+}  // namespace
+
+absl::Status ErrnoStatus(int err, const char* op, const std::string& path) {
+  std::string msg =
+      absl::StrCat(ErrName(err), ": ", op, " ", path, ": ", strerror(err));
+  switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+      return absl::NotFoundError(msg);
+    case ENOSPC:
+    case EDQUOT:
+      return absl::ResourceExhaustedError(msg);
+    case EEXIST:
+    case ENOTEMPTY:
+      return absl::AlreadyExistsError(msg);
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return absl::PermissionDeniedError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+PosixDisk::PosixDisk(std::string root) : root_(std::move(root)) {
+  while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+}
+
+std::string PosixDisk::Resolve(const std::string& path) const {
+  if (!path.empty() && path[0] == '/') return path;
+  if (path.empty()) return root_.empty() ? "." : root_;
+  if (root_.empty() || root_ == ".") return path;
+  if (root_ == "/") return "/" + path;
+  return absl::StrCat(root_, "/", path);
+}
+
+absl::StatusOr<std::unique_ptr<env::WritableFile>> PosixDisk::OpenAppend(
+    const std::string& path) {
+  const std::string p = Resolve(path);
+  int fd = NoIntr([&] {
+    return ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                  kFileMode);
+  });
+  if (fd < 0) return ErrnoStatus(errno, "open", path);
+  return std::unique_ptr<env::WritableFile>(new PosixFile(fd, path));
+}
+
+absl::StatusOr<std::unique_ptr<env::WritableFile>> PosixDisk::Create(
+    const std::string& path) {
+  const std::string p = Resolve(path);
+  // O_APPEND too, so that every write lands at the end whatever happens to
+  // the offset.
+  int fd = NoIntr([&] {
+    return ::open(p.c_str(),
+                  O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+                  kFileMode);
+  });
+  if (fd < 0) return ErrnoStatus(errno, "create", path);
+  return std::unique_ptr<env::WritableFile>(new PosixFile(fd, path));
+}
+
+absl::StatusOr<std::string> PosixDisk::ReadAll(const std::string& path) {
+  const std::string p = Resolve(path);
+  int fd = NoIntr([&] { return ::open(p.c_str(), O_RDONLY | O_CLOEXEC); });
+  if (fd < 0) return ErrnoStatus(errno, "open", path);
+  std::string out;
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return ErrnoStatus(EISDIR, "read", path);
+  }
+  if (st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = NoIntr([&] { return ::read(fd, buf, sizeof(buf)); });
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return ErrnoStatus(err, "read", path);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> PosixDisk::List(
+    const std::string& dir) {
+  const std::string p = Resolve(dir);
+  DIR* d = ::opendir(p.c_str());
+  if (d == nullptr) return ErrnoStatus(errno, "opendir", dir);
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;
+    dirent* e = ::readdir(d);
+    if (e == nullptr) {
+      if (errno != 0) {
+        int err = errno;
+        ::closedir(d);
+        return ErrnoStatus(err, "readdir", dir);
+      }
+      break;
+    }
+    std::string_view n = e->d_name;
+    if (n == "." || n == "..") continue;
+    names.emplace_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::Status PosixDisk::CreateDir(const std::string& dir) {
+  const std::string p = Resolve(dir);
+  // mkdir -p: create each missing component from the top down.
+  for (size_t pos = 1; pos <= p.size(); ++pos) {
+    if (pos != p.size() && p[pos] != '/') continue;
+    const std::string prefix = p.substr(0, pos);
+    if (::mkdir(prefix.c_str(), kDirMode) == 0) continue;
+    int err = errno;
+    if (err != EEXIST) return ErrnoStatus(err, "mkdir", dir);
+    struct stat st;
+    if (::stat(prefix.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", dir);
+    if (!S_ISDIR(st.st_mode)) return ErrnoStatus(ENOTDIR, "mkdir", dir);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PosixDisk::Remove(const std::string& path) {
+  const std::string p = Resolve(path);
+  if (::unlink(p.c_str()) == 0) return absl::OkStatus();
+  int err = errno;
+  // An empty directory may be removed too (the simulator has no use for it,
+  // but tooling cleaning up a member dir does).
+  if (err == EISDIR && ::rmdir(p.c_str()) == 0) return absl::OkStatus();
+  return ErrnoStatus(err == EISDIR ? errno : err, "remove", path);
+}
+
+absl::Status PosixDisk::Rename(const std::string& from, const std::string& to) {
+  if (::rename(Resolve(from).c_str(), Resolve(to).c_str()) != 0) {
+    return ErrnoStatus(errno, "rename", absl::StrCat(from, " -> ", to));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PosixDisk::Truncate(const std::string& path, uint64_t size) {
+  const std::string p = Resolve(path);
+  int fd = NoIntr([&] { return ::open(p.c_str(), O_WRONLY | O_CLOEXEC); });
+  if (fd < 0) return ErrnoStatus(errno, "open", path);
+  struct stat st;
+  absl::Status s;
+  if (::fstat(fd, &st) != 0) {
+    s = ErrnoStatus(errno, "stat", path);
+  } else if (static_cast<uint64_t>(st.st_size) > size) {
+    // The WAL cuts a torn tail off before appending again; the cut must be
+    // durable before new records land after it, so sync here.
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+      s = ErrnoStatus(errno, "truncate", path);
+    } else if (NoIntr([&] { return ::fsync(fd); }) != 0) {
+      s = ErrnoStatus(errno, "fsync", path);
+    }
+  }
+  ::close(fd);
+  return s;
+}
+
+absl::Status PosixDisk::SyncDir(const std::string& dir) {
+  const std::string p = Resolve(dir);
+  if (absl::Status s = FsyncPath(p, dir); !s.ok()) return s;
+  // The directory's own entry lives in its parent: sync that too, so a
+  // freshly created directory (CreateDir then SyncDir) survives a crash.
+  return FsyncPath(ParentOf(p), dir + "/..");
+}
+
+bool PosixDisk::Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(Resolve(path).c_str(), &st) == 0;
+}
+
+absl::StatusOr<std::unique_ptr<DataDirLock>> DataDirLock::Acquire(
+    const std::string& dir) {
+  PosixDisk disk;
+  if (absl::Status s = disk.CreateDir(dir); !s.ok()) return s;
+  std::string path = dir.empty() ? "detcd.lock" : dir + "/detcd.lock";
+  int fd = NoIntr([&] {
+    return ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kFileMode);
+  });
+  if (fd < 0) return ErrnoStatus(errno, "open", path);
+  if (NoIntr([&] { return ::flock(fd, LOCK_EX | LOCK_NB); }) != 0) {
+    int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot lock data dir ", dir, " (", path,
+          "): fileutil: file already locked; is another detcd or etcd "
+          "using this --data-dir?"));
+    }
+    return ErrnoStatus(err, "flock", path);
+  }
+  return std::unique_ptr<DataDirLock>(new DataDirLock(fd, std::move(path)));
+}
+
+DataDirLock::~DataDirLock() { ::close(fd_); }
+
+absl::Status LockDataDir(const std::string& dir) {
+  auto lock = DataDirLock::Acquire(dir);
+  if (!lock.ok()) return lock.status();
+  // Held for the life of the process: kept reachable so leak checkers stay
+  // quiet, never released.
+  static std::mutex mu;
+  static auto* held = new std::vector<std::unique_ptr<DataDirLock>>();
+  std::lock_guard<std::mutex> l(mu);
+  held->push_back(*std::move(lock));
+  return absl::OkStatus();
+}
+
+}  // namespace detcd::shim

@@ -1,0 +1,104 @@
+// env::Disk over POSIX files, for the real server.
+//
+// Paths: a path that starts with '/' is used as is; any other path is taken
+// relative to the root given at construction ("" or "." = the process's
+// working directory); the empty path names the root itself. The server
+// hands the Node data_dir = "<data-dir>/member" (absolute or relative to the
+// working directory) and a PosixDisk rooted at "", so paths in logs are the
+// ones the operator typed.
+//
+// Durability follows the env::Disk contract and the simulator's model
+// (sim/sim_disk.h):
+//   - WritableFile::Append writes through O_APPEND; Sync is fdatasync(2);
+//   - Create truncates (O_TRUNC) an existing file;
+//   - directory entries (create, rename, remove) are durable after SyncDir,
+//     which fsyncs the directory and also its parent, so that a directory
+//     created by CreateDir survives a crash once it has been dir-synced (the
+//     simulator models "fsync(dir) then fsync(parent)" as one step);
+//   - Truncate shrinks the file and fsyncs it (it never grows a file, as in
+//     the simulator).
+// CreateDir has mkdir -p semantics (0700 directories, as etcd's
+// PrivateDirMode); files are created 0600.
+//
+// Errors carry the simulator's codes so engine code sees the same statuses
+// in both worlds:
+//   ENOENT, ENOTDIR      -> NotFound
+//   ENOSPC, EDQUOT       -> ResourceExhausted "ENOSPC: <op> <path>: ..."
+//   EIO and anything else-> Internal "EIO: <op> <path>: ..." (other errnos
+//                           keep their own name, e.g. "EACCES: ...")
+//   EEXIST               -> AlreadyExists
+//   EACCES, EPERM, EROFS -> PermissionDenied
+//   a closed file        -> FailedPrecondition "file is closed"
+#ifndef DETCD_SHIM_POSIX_DISK_H_
+#define DETCD_SHIM_POSIX_DISK_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/env/env.h"
+
+namespace detcd::shim {
+
+class PosixDisk final : public env::Disk {
+ public:
+  explicit PosixDisk(std::string root = "");
+
+  absl::StatusOr<std::unique_ptr<env::WritableFile>> OpenAppend(
+      const std::string& path) override;
+  absl::StatusOr<std::unique_ptr<env::WritableFile>> Create(
+      const std::string& path) override;
+  absl::StatusOr<std::string> ReadAll(const std::string& path) override;
+  absl::StatusOr<std::vector<std::string>> List(
+      const std::string& dir) override;
+  absl::Status CreateDir(const std::string& dir) override;
+  absl::Status Remove(const std::string& path) override;
+  absl::Status Rename(const std::string& from, const std::string& to) override;
+  absl::Status Truncate(const std::string& path, uint64_t size) override;
+  absl::Status SyncDir(const std::string& dir) override;
+  bool Exists(const std::string& path) override;
+
+  // The OS path a disk path maps to.
+  std::string Resolve(const std::string& path) const;
+  const std::string& root() const { return root_; }
+
+ private:
+  std::string root_;
+};
+
+// Converts an errno from operation `op` on `path` into a status, as the table
+// above says.
+absl::Status ErrnoStatus(int err, const char* op, const std::string& path);
+
+// An exclusive advisory lock (flock(2)) on <dir>/detcd.lock, so that two
+// detcd processes (or two servers in one process) never share a data dir.
+// Pass the top data dir (--data-dir), not <data-dir>/member: the directory is
+// created if missing, and the Node decides "new or restarted member" by the
+// existence of member/. Released when the object is destroyed (or the
+// process exits).
+class DataDirLock {
+ public:
+  // FailedPrecondition "... fileutil: file already locked ..." (etcd's
+  // wording) when another holder has it.
+  static absl::StatusOr<std::unique_ptr<DataDirLock>> Acquire(
+      const std::string& dir);
+  ~DataDirLock();
+  DataDirLock(const DataDirLock&) = delete;
+  DataDirLock& operator=(const DataDirLock&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  DataDirLock(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  int fd_;
+  std::string path_;
+};
+
+// Takes the DataDirLock of dir and holds it until the process exits.
+absl::Status LockDataDir(const std::string& dir);
+
+}  // namespace detcd::shim
+
+#endif  // DETCD_SHIM_POSIX_DISK_H_

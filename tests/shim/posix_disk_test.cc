@@ -1,0 +1,265 @@
+#include "shim/posix_disk.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "shim/real_clock.h"
+
+namespace detcd::shim {
+namespace {
+
+using ::testing::ElementsAre;
+
+class PosixDiskTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() /
+                        "posix_disk_test.XXXXXX")
+                           .string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    root_ = tmpl;
+    disk_ = std::make_unique<PosixDisk>(root_);
+  }
+  void TearDown() override { std::filesystem::remove_all(root_); }
+
+  std::string OsRead(const std::string& rel) {
+    std::ifstream in(root_ + "/" + rel, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  std::string root_;
+  std::unique_ptr<PosixDisk> disk_;
+};
+
+TEST_F(PosixDiskTest, ResolvesRelativeAndAbsolutePaths) {
+  EXPECT_EQ(disk_->Resolve("a/b"), root_ + "/a/b");
+  EXPECT_EQ(disk_->Resolve(""), root_);
+  EXPECT_EQ(disk_->Resolve("/x/y"), "/x/y");
+  EXPECT_EQ(PosixDisk("").Resolve("a"), "a");
+  EXPECT_EQ(PosixDisk("").Resolve(""), ".");
+  EXPECT_EQ(PosixDisk("/").Resolve("a"), "/a");
+  EXPECT_EQ(PosixDisk("/r/").Resolve("a"), "/r/a");
+}
+
+TEST_F(PosixDiskTest, AppendSyncReadAll) {
+  auto f = disk_->OpenAppend("log");
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_TRUE((*f)->Append("hello ").ok());
+  ASSERT_TRUE((*f)->Append("").ok());
+  ASSERT_TRUE((*f)->Append("world").ok());
+  ASSERT_TRUE((*f)->Sync().ok());
+  ASSERT_TRUE((*f)->Close().ok());
+  EXPECT_EQ(*disk_->ReadAll("log"), "hello world");
+  EXPECT_EQ(OsRead("log"), "hello world");
+  // A closed file refuses further use.
+  EXPECT_EQ((*f)->Append("x").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*f)->Sync().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE((*f)->Close().ok());
+
+  // Reopening appends at the end.
+  auto g = disk_->OpenAppend("log");
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE((*g)->Append("!").ok());
+  ASSERT_TRUE((*g)->Sync().ok());
+  EXPECT_EQ(*disk_->ReadAll("log"), "hello world!");
+
+  struct stat st;
+  ASSERT_EQ(stat((root_ + "/log").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(PosixDiskTest, LargeFileRoundTrips) {
+  std::string big(3 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131);
+  auto f = disk_->Create("big");
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->Append(big).ok());
+  ASSERT_TRUE((*f)->Sync().ok());
+  EXPECT_EQ(*disk_->ReadAll("big"), big);
+}
+
+TEST_F(PosixDiskTest, CreateTruncates) {
+  {
+    auto f = disk_->Create("f");
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->Append("old contents").ok());
+  }
+  auto f = disk_->Create("f");
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(*disk_->ReadAll("f"), "");
+  ASSERT_TRUE((*f)->Append("new").ok());
+  EXPECT_EQ(*disk_->ReadAll("f"), "new");
+}
+
+TEST_F(PosixDiskTest, ListIsSortedNamesWithSubdirs) {
+  ASSERT_TRUE(disk_->CreateDir("d").ok());
+  for (const char* n : {"c", "a", "b.tmp"}) {
+    ASSERT_TRUE(disk_->Create(std::string("d/") + n).ok());
+  }
+  ASSERT_TRUE(disk_->CreateDir("d/sub").ok());
+  auto names = disk_->List("d");
+  ASSERT_TRUE(names.ok());
+  EXPECT_THAT(*names, ElementsAre("a", "b.tmp", "c", "sub"));
+  auto empty = disk_->List("d/sub");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+  EXPECT_EQ(disk_->List("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(PosixDiskTest, CreateDirIsMkdirP) {
+  ASSERT_TRUE(disk_->CreateDir("x/member/wal").ok());
+  EXPECT_TRUE(disk_->Exists("x/member/wal"));
+  EXPECT_TRUE(disk_->CreateDir("x/member/wal").ok());  // exists: fine
+  ASSERT_TRUE(disk_->SyncDir("x/member/wal").ok());
+  ASSERT_TRUE(disk_->SyncDir("x/member").ok());
+  ASSERT_TRUE(disk_->SyncDir("").ok());
+  struct stat st;
+  ASSERT_EQ(stat((root_ + "/x/member").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  // A file in the way.
+  ASSERT_TRUE(disk_->Create("file").ok());
+  EXPECT_EQ(disk_->CreateDir("file/sub").code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(disk_->CreateDir("file").ok());
+}
+
+TEST_F(PosixDiskTest, AbsolutePathsBypassTheRoot) {
+  PosixDisk cwd_disk("");
+  const std::string abs = root_ + "/abs/member";
+  ASSERT_TRUE(cwd_disk.CreateDir(abs).ok());
+  ASSERT_TRUE(cwd_disk.Create(abs + "/f").ok());
+  EXPECT_TRUE(disk_->Exists("abs/member/f"));
+  EXPECT_TRUE(cwd_disk.SyncDir(abs).ok());
+}
+
+TEST_F(PosixDiskTest, RemoveRenameExists) {
+  ASSERT_TRUE(disk_->Create("a.tmp").ok());
+  EXPECT_TRUE(disk_->Exists("a.tmp"));
+  ASSERT_TRUE(disk_->Rename("a.tmp", "a").ok());
+  EXPECT_FALSE(disk_->Exists("a.tmp"));
+  EXPECT_TRUE(disk_->Exists("a"));
+  // Rename replaces an existing target atomically.
+  {
+    auto f = disk_->Create("b");
+    ASSERT_TRUE((*f)->Append("bee").ok());
+  }
+  ASSERT_TRUE(disk_->Rename("b", "a").ok());
+  EXPECT_EQ(*disk_->ReadAll("a"), "bee");
+  ASSERT_TRUE(disk_->SyncDir("").ok());
+  ASSERT_TRUE(disk_->Remove("a").ok());
+  EXPECT_FALSE(disk_->Exists("a"));
+  EXPECT_EQ(disk_->Remove("a").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(disk_->Rename("a", "c").code(), absl::StatusCode::kNotFound);
+  // An empty directory can be removed.
+  ASSERT_TRUE(disk_->CreateDir("emptydir").ok());
+  EXPECT_TRUE(disk_->Remove("emptydir").ok());
+  EXPECT_FALSE(disk_->Exists("emptydir"));
+}
+
+TEST_F(PosixDiskTest, TruncateShrinksOnly) {
+  {
+    auto f = disk_->Create("t");
+    ASSERT_TRUE((*f)->Append("0123456789").ok());
+  }
+  ASSERT_TRUE(disk_->Truncate("t", 4).ok());
+  EXPECT_EQ(*disk_->ReadAll("t"), "0123");
+  ASSERT_TRUE(disk_->Truncate("t", 100).ok());  // no growth
+  EXPECT_EQ(*disk_->ReadAll("t"), "0123");
+  // Appending after a truncate continues at the new end.
+  auto f = disk_->OpenAppend("t");
+  ASSERT_TRUE((*f)->Append("ab").ok());
+  EXPECT_EQ(*disk_->ReadAll("t"), "0123ab");
+  EXPECT_EQ(disk_->Truncate("missing", 0).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(PosixDiskTest, NotFoundErrors) {
+  EXPECT_EQ(disk_->ReadAll("missing").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(disk_->OpenAppend("nodir/f").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(disk_->Create("nodir/f").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(disk_->SyncDir("nodir").code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(disk_->Exists("missing"));
+  ASSERT_TRUE(disk_->CreateDir("dir").ok());
+  EXPECT_FALSE(disk_->ReadAll("dir").ok());
+}
+
+TEST(ErrnoStatusTest, MapsLikeTheSimulator) {
+  EXPECT_EQ(ErrnoStatus(ENOENT, "open", "p").code(),
+            absl::StatusCode::kNotFound);
+  absl::Status nospc = ErrnoStatus(ENOSPC, "write", "wal/x");
+  EXPECT_EQ(nospc.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(nospc.message()),
+              ::testing::StartsWith("ENOSPC: write wal/x"));
+  absl::Status eio = ErrnoStatus(EIO, "fsync", "wal/x");
+  EXPECT_EQ(eio.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(eio.message()),
+              ::testing::StartsWith("EIO: fsync wal/x"));
+  EXPECT_EQ(ErrnoStatus(EACCES, "open", "p").code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(PosixDiskTest, FullDiskIsResourceExhausted) {
+  // /dev/full fails every write with ENOSPC.
+  if (access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no /dev/full";
+  PosixDisk dev("/dev");
+  auto f = dev.OpenAppend("full");
+  ASSERT_TRUE(f.ok()) << f.status();
+  absl::Status s = (*f)->Append("data");
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+}
+
+TEST_F(PosixDiskTest, ReadOnlyDirIsPermissionDenied) {
+  if (geteuid() == 0) GTEST_SKIP() << "root ignores permissions";
+  ASSERT_TRUE(disk_->CreateDir("ro").ok());
+  ASSERT_EQ(chmod((root_ + "/ro").c_str(), 0500), 0);
+  EXPECT_EQ(disk_->Create("ro/f").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  chmod((root_ + "/ro").c_str(), 0700);
+}
+
+TEST_F(PosixDiskTest, DataDirLockIsExclusive) {
+  const std::string dir = root_ + "/data";
+  auto first = DataDirLock::Acquire(dir);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(std::filesystem::exists(dir + "/detcd.lock"));
+  // flock locks belong to the open file description, so a second open in
+  // the same process conflicts as another process would.
+  auto second = DataDirLock::Acquire(dir);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(second.status().message()),
+              ::testing::HasSubstr("file already locked"));
+  EXPECT_FALSE(LockDataDir(dir).ok());
+
+  // Another process is refused too.
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) _exit(DataDirLock::Acquire(dir).ok() ? 1 : 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+  first->reset();
+  auto third = DataDirLock::Acquire(dir);
+  EXPECT_TRUE(third.ok()) << third.status();
+}
+
+TEST(RealClockTest, Monotonic) {
+  RealClock c;
+  int64_t a = c.NowNanos();
+  int64_t b = c.NowNanos();
+  EXPECT_GT(a, 0);
+  EXPECT_GE(b, a);
+}
+
+}  // namespace
+}  // namespace detcd::shim
