@@ -1,0 +1,998 @@
+#include "shim/peer_transport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <deque>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "shim/log.h"
+
+namespace detcd::shim {
+namespace {
+
+constexpr char kMagic[] = "detcd-peer1";
+constexpr size_t kMagicLen = sizeof(kMagic) - 1;
+constexpr size_t kHelloLen = kMagicLen + 24;
+constexpr size_t kAnswerLen = kMagicLen + 1;
+
+enum AnswerCode : uint8_t {
+  kAccepted = 0,
+  kClusterMismatch = 1,
+  kUnknownSender = 2,
+  kReceiverMismatch = 3,
+  kCnNotAllowed = 4,
+};
+
+// etcd's rafthttp writes with a 5 s deadline per write; a peer that takes
+// longer is treated as gone and redialed.
+constexpr int kWriteTimeoutMs = 5000;
+// How often an idle sender checks that its connection is still open.
+constexpr int kIdleCheckMs = 200;
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+std::string Hex(uint64_t id) { return absl::StrFormat("%x", id); }
+
+void PutU64(char* p, uint64_t v) {
+  for (int i = 7; i >= 0; --i) {
+    p[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+}
+uint64_t GetU64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+void PutU32(char* p, uint32_t v) {
+  for (int i = 3; i >= 0; --i) {
+    p[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+}
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+bool ReadFull(Stream& s, char* buf, size_t n) {
+  while (n > 0) {
+    long r = s.Read(buf, n);
+    if (r <= 0) return false;
+    buf += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+void SetTimeouts(int fd, int ms) {
+  timeval tv{ms / 1000, (ms % 1000) * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+void TuneSocket(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  // Finds peers that vanished without a FIN (power loss, partition) on
+  // connections we only read from.
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+  int idle = 30, intvl = 10, cnt = 3;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+// Go's error texts are lower case ("connection refused").
+std::string GoErr(int err) {
+  std::string s = strerror(err);
+  if (!s.empty()) s[0] = static_cast<char>(std::tolower(s[0]));
+  return s;
+}
+
+struct PeerUrl {
+  bool tls = false;
+  std::string host;  // without brackets
+  std::string port;
+  std::string hostport;  // as written, for messages
+};
+
+absl::StatusOr<PeerUrl> ParseUrl(const std::string& url) {
+  PeerUrl u;
+  std::string rest = url;
+  if (absl::StartsWith(rest, "https://")) {
+    u.tls = true;
+    rest = rest.substr(8);
+  } else if (absl::StartsWith(rest, "http://")) {
+    rest = rest.substr(7);
+  } else if (rest.find("://") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("URL scheme must be http or https: ", url));
+  }
+  rest = rest.substr(0, rest.find('/'));
+  u.hostport = rest;
+  size_t colon;
+  if (!rest.empty() && rest[0] == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string::npos || close + 1 >= rest.size() || rest[close + 1] != ':') {
+      return absl::InvalidArgumentError(absl::StrCat("bad address in URL ", url));
+    }
+    u.host = rest.substr(1, close - 1);
+    colon = close + 1;
+  } else {
+    colon = rest.rfind(':');
+    if (colon == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("address ", rest, ": missing port in address"));
+    }
+    u.host = rest.substr(0, colon);
+  }
+  u.port = rest.substr(colon + 1);
+  int port;
+  if (!absl::SimpleAtoi(u.port, &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("bad port in URL ", url));
+  }
+  return u;
+}
+
+std::string AddrString(const sockaddr* sa) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (sa->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    port = ntohs(in->sin_port);
+    return absl::StrCat(host, ":", port);
+  }
+  if (sa->sa_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+    port = ntohs(in6->sin6_port);
+    return absl::StrCat("[", host, "]:", port);
+  }
+  return "?";
+}
+
+const char* AnswerText(uint8_t code) {
+  switch (code) {
+    case kClusterMismatch:
+      return "request sent was ignored by remote peer due to cluster ID "
+             "mismatch";
+    case kUnknownSender:
+      return "remote peer does not know the local member";
+    case kReceiverMismatch:
+      return "remote peer is not the member this URL was given for "
+             "(member ID mismatch)";
+    case kCnNotAllowed:
+      return "remote peer rejected the local certificate's common name";
+    default:
+      return "remote peer rejected the stream";
+  }
+}
+
+}  // namespace
+
+struct PeerTransport::Peer {
+  explicit Peer(uint64_t i) : id(i) {}
+  const uint64_t id;
+  absl::Mutex mu;
+  absl::CondVar cv;
+  std::vector<std::string> urls ABSL_GUARDED_BY(mu);
+  uint64_t urls_version ABSL_GUARDED_BY(mu) = 0;
+  std::deque<std::string> queue ABSL_GUARDED_BY(mu);
+  size_t queued_bytes ABSL_GUARDED_BY(mu) = 0;
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+  // A dup of the socket being dialed or used, so another thread can
+  // shutdown(2) it to unblock the sender without racing its close().
+  int kill_fd ABSL_GUARDED_BY(mu) = -1;
+  uint64_t drops_unlogged ABSL_GUARDED_BY(mu) = 0;
+  int64_t last_drop_log_ms ABSL_GUARDED_BY(mu) = -1'000'000;
+
+  std::atomic<uint64_t> sent_bytes{0};
+  std::atomic<uint64_t> send_failures{0};
+  std::atomic<uint64_t> dial_failures{0};
+  std::atomic<bool> connected{false};
+  std::atomic<bool> done{false};
+  std::thread thread;
+
+  // Registers fd as the current socket; false if the peer is stopping.
+  bool SetKill(int fd) {
+    absl::MutexLock l(&mu);
+    if (stopping) return false;
+    if (kill_fd >= 0) ::close(kill_fd);
+    kill_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return true;
+  }
+  void ClearKill() {
+    absl::MutexLock l(&mu);
+    if (kill_fd >= 0) ::close(kill_fd);
+    kill_fd = -1;
+  }
+  void Halt() {
+    absl::MutexLock l(&mu);
+    stopping = true;
+    queue.clear();
+    queued_bytes = 0;
+    if (kill_fd >= 0) ::shutdown(kill_fd, SHUT_RDWR);
+    cv.SignalAll();
+  }
+  bool Stopping() {
+    absl::MutexLock l(&mu);
+    return stopping;
+  }
+};
+
+struct PeerTransport::Listener {
+  std::string url;
+  bool tls = false;
+  int fd = -1;
+  int port = 0;
+  std::thread thread;
+};
+
+struct PeerTransport::Incoming {
+  std::thread thread;
+  int kill_fd = -1;   // dup of the socket (see Peer::kill_fd)
+  uint64_t from = 0;  // sender, once the handshake passed
+  bool done = false;
+};
+
+PeerTransport::PeerTransport(PeerTransportOptions options)
+    : opts_(std::move(options)), cluster_id_(opts_.cluster_id) {}
+
+PeerTransport::~PeerTransport() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<PeerTransport>> PeerTransport::Start(
+    PeerTransportOptions options) {
+  if (!options.on_message) {
+    return absl::InvalidArgumentError("peer transport needs an on_message callback");
+  }
+  if (options.max_frame_bytes == 0 || options.max_frame_bytes > UINT32_MAX ||
+      options.queue_max_messages == 0 || options.write_chunk_bytes == 0 ||
+      options.dial_timeout_ms <= 0 || options.accept_timeout_ms <= 0 ||
+      options.backoff_min_ms <= 0 || options.backoff_max_ms < options.backoff_min_ms ||
+      options.max_incoming_connections <= 0) {
+    return absl::InvalidArgumentError("peer transport: invalid limits");
+  }
+  std::unique_ptr<PeerTransport> t(new PeerTransport(std::move(options)));
+  const PeerTransportOptions& o = t->opts_;
+
+  if (o.tls.enabled()) {
+    // Bad certificate files are a start-up error, not a dial-time one.
+    auto client = t->ClientTls();
+    if (!client.ok()) return client.status();
+  }
+
+  for (const std::string& url : o.listen_urls) {
+    auto u = ParseUrl(url);
+    if (!u.ok()) return u.status();
+    if (u->tls && !t->tls_server_) {
+      if (!o.tls.enabled()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided "
+            "for ", url, " (or --peer-auto-tls)"));
+      }
+      auto server = TlsContext::Server(o.tls, {});
+      if (!server.ok()) return server.status();
+      t->tls_server_ = *server;
+    }
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    addrinfo* res = nullptr;
+    int gai = ::getaddrinfo(u->host.empty() ? nullptr : u->host.c_str(),
+                            u->port.c_str(), &hints, &res);
+    if (gai != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "listen tcp ", u->hostport, ": lookup ", u->host, ": ", gai_strerror(gai)));
+    }
+    // Bind the first address (IPv4 first when the resolver lists it first).
+    int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int err = fd < 0 ? errno : 0;
+    const char* op = "socket";
+    if (fd >= 0) {
+      int one = 1;
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      op = "bind";
+      if (::bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+        err = errno;
+      } else if (::listen(fd, 128) != 0) {
+        op = "listen";
+        err = errno;
+      }
+    }
+    ::freeaddrinfo(res);
+    if (err != 0) {
+      if (fd >= 0) ::close(fd);
+      return absl::UnavailableError(
+          absl::StrCat("listen tcp ", u->hostport, ": ", op, ": ", GoErr(err)));
+    }
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    auto l = std::make_unique<Listener>();
+    l->url = url;
+    l->tls = u->tls;
+    l->fd = fd;
+    l->port = ss.ss_family == AF_INET6
+                  ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                  : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    t->listeners_.push_back(std::move(l));
+  }
+  if (::pipe2(t->wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
+  }
+  for (auto& l : t->listeners_) {
+    Listener* raw = l.get();
+    PeerTransport* self = t.get();
+    l->thread = std::thread([self, raw] { self->AcceptLoop(raw); });
+  }
+  return t;
+}
+
+std::vector<int> PeerTransport::ListenPorts() const {
+  std::vector<int> ports;
+  for (const auto& l : listeners_) ports.push_back(l->port);
+  return ports;
+}
+
+absl::StatusOr<std::shared_ptr<TlsContext>> PeerTransport::ClientTls() {
+  absl::MutexLock l(&tls_mu_);
+  if (tls_client_ == nullptr) {
+    auto c = TlsContext::Client(opts_.tls, {});
+    if (!c.ok()) return c.status();
+    tls_client_ = *c;
+  }
+  return tls_client_;
+}
+
+void PeerTransport::SetClusterId(uint64_t cluster_id) { cluster_id_.store(cluster_id); }
+
+// ---------------------------------------------------------------- sending
+
+void PeerTransport::Send(uint64_t to, std::string payload) {
+  if (payload.empty()) return;  // a zero-length frame means nothing
+  std::shared_ptr<Peer> p;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = peers_.find(to);
+    if (it != peers_.end()) p = it->second;
+  }
+  if (p == nullptr) {
+    dropped_unknown_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (payload.size() > opts_.max_frame_bytes) {
+    p->send_failures.fetch_add(1, std::memory_order_relaxed);
+    DLOG_WARN("dropped internal Raft message since it is larger than the frame limit",
+              {{"remote-peer-id", Hex(to)},
+               {"message-size", payload.size()},
+               {"max-frame-bytes", opts_.max_frame_bytes}});
+    return;
+  }
+  uint64_t dropped_to_log = 0;
+  {
+    absl::MutexLock l(&p->mu);
+    if (p->stopping) return;
+    // Bounded: drop the oldest messages to make room.
+    uint64_t dropped = 0;
+    while (!p->queue.empty() &&
+           (p->queue.size() >= opts_.queue_max_messages ||
+            p->queued_bytes + payload.size() > opts_.queue_max_bytes)) {
+      p->queued_bytes -= p->queue.front().size();
+      p->queue.pop_front();
+      ++dropped;
+    }
+    p->queued_bytes += payload.size();
+    p->queue.push_back(std::move(payload));
+    p->cv.Signal();
+    if (dropped > 0) {
+      p->send_failures.fetch_add(dropped, std::memory_order_relaxed);
+      p->drops_unlogged += dropped;
+      int64_t now = NowMs();
+      // One line per second per peer at most.
+      if (now - p->last_drop_log_ms >= 1000) {
+        p->last_drop_log_ms = now;
+        dropped_to_log = p->drops_unlogged;
+        p->drops_unlogged = 0;
+      }
+    }
+  }
+  if (dropped_to_log > 0) {
+    DLOG_WARN("dropped internal Raft message since sending buffer is full (overloaded network)",
+              {{"local-member-id", Hex(opts_.local_id)},
+               {"remote-peer-id", Hex(to)},
+               {"dropped-messages", dropped_to_log},
+               {"remote-peer-active", p->connected.load()}});
+  }
+}
+
+void PeerTransport::SetPeer(uint64_t id, std::vector<std::string> urls) {
+  if (id == opts_.local_id) return;
+  absl::MutexLock l(&mu_);
+  if (stopping_) return;
+  ReapLocked();
+  auto it = peers_.find(id);
+  if (it != peers_.end()) {
+    Peer& p = *it->second;
+    absl::MutexLock pl(&p.mu);
+    if (p.urls != urls) {
+      p.urls = std::move(urls);
+      ++p.urls_version;  // the sender redials with the new URLs
+      p.cv.SignalAll();
+    }
+    return;
+  }
+  auto p = std::make_shared<Peer>(id);
+  {
+    absl::MutexLock pl(&p->mu);
+    p->urls = std::move(urls);
+  }
+  p->thread = std::thread([this, p] { SenderLoop(p); });
+  peers_[id] = std::move(p);
+  RecvCounterLocked(id);
+}
+
+void PeerTransport::RemovePeer(uint64_t id) {
+  std::shared_ptr<Peer> p;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = peers_.find(id);
+    if (it != peers_.end()) {
+      p = it->second;
+      peers_.erase(it);
+      retired_.push_back(p);
+    }
+    // Its incoming streams go too, as etcd closes a removed member's
+    // streams.
+    for (auto& [cid, in] : incoming_) {
+      if (in->from == id && in->kill_fd >= 0) ::shutdown(in->kill_fd, SHUT_RDWR);
+    }
+    ReapLocked();
+  }
+  if (p != nullptr) p->Halt();
+}
+
+void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
+  int backoff_ms = opts_.backoff_min_ms;
+  size_t next_url = 0;
+  bool failing = false;  // log the first failure of a streak only
+  for (;;) {
+    std::vector<std::string> urls;
+    uint64_t version;
+    {
+      absl::MutexLock l(&p->mu);
+      while (!p->stopping && p->urls.empty()) p->cv.Wait(&p->mu);
+      if (p->stopping) break;
+      urls = p->urls;
+      version = p->urls_version;
+    }
+    const std::string url = urls[next_url++ % urls.size()];
+    auto s = Dial(*p, url);
+    if (!s.ok()) {
+      p->ClearKill();
+      if (p->Stopping()) break;
+      p->dial_failures.fetch_add(1, std::memory_order_relaxed);
+      if (!failing) {
+        failing = true;
+        DLOG_WARN("failed to dial remote peer",
+                  {{"local-member-id", Hex(opts_.local_id)},
+                   {"remote-peer-id", Hex(p->id)},
+                   {"address", url},
+                   {"error", std::string(s.status().message())}});
+      }
+      absl::MutexLock l(&p->mu);
+      absl::Time deadline = absl::Now() + absl::Milliseconds(backoff_ms);
+      while (!p->stopping && p->urls_version == version) {
+        if (p->cv.WaitWithDeadline(&p->mu, deadline)) break;
+      }
+      if (p->urls_version != version) {
+        backoff_ms = opts_.backoff_min_ms;
+      } else {
+        backoff_ms = std::min(backoff_ms * 2, opts_.backoff_max_ms);
+      }
+      continue;
+    }
+    failing = false;
+    backoff_ms = opts_.backoff_min_ms;
+    Stream& stream = **s;
+    p->connected.store(true);
+    DLOG_INFO("established TCP streaming connection with remote peer",
+              {{"stream-writer-type", "detcd-peer1"},
+               {"local-member-id", Hex(opts_.local_id)},
+               {"remote-peer-id", Hex(p->id)},
+               {"address", url}});
+    std::string reason = "stopped";
+    for (;;) {
+      std::string msg;
+      bool have = false;
+      {
+        absl::MutexLock l(&p->mu);
+        absl::Time deadline = absl::Now() + absl::Milliseconds(kIdleCheckMs);
+        while (!p->stopping && p->urls_version == version && p->queue.empty()) {
+          if (p->cv.WaitWithDeadline(&p->mu, deadline)) break;
+        }
+        if (p->stopping) break;
+        if (p->urls_version != version) {
+          reason = "peer URLs changed";
+          break;
+        }
+        if (!p->queue.empty()) {
+          msg = std::move(p->queue.front());
+          p->queue.pop_front();
+          p->queued_bytes -= msg.size();
+          have = true;
+        }
+      }
+      if (!have) {
+        // Idle: the listener never writes after its answer, so a readable
+        // socket means it closed (or reset) the connection.
+        pollfd pfd{stream.fd(), POLLIN, 0};
+        if (::poll(&pfd, 1, 0) > 0) {
+          reason = "closed by remote peer";
+          break;
+        }
+        continue;
+      }
+      if (!WriteFrame(*p, stream, msg)) {
+        p->send_failures.fetch_add(1, std::memory_order_relaxed);
+        reason = absl::StrCat("write: ", GoErr(errno));
+        break;
+      }
+    }
+    p->connected.store(false);
+    stream.Shutdown();
+    s->reset();
+    p->ClearKill();
+    if (p->Stopping()) break;
+    DLOG_WARN("lost TCP streaming connection with remote peer",
+              {{"stream-writer-type", "detcd-peer1"},
+               {"local-member-id", Hex(opts_.local_id)},
+               {"remote-peer-id", Hex(p->id)},
+               {"error", reason}});
+  }
+  p->connected.store(false);
+  p->done.store(true);
+}
+
+absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(Peer& p, const std::string& url) {
+  auto u = ParseUrl(url);
+  if (!u.ok()) return u.status();
+  const int64_t deadline = NowMs() + opts_.dial_timeout_ms;
+  const std::string what = absl::StrCat("dial tcp ", u->hostport);
+
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  int gai = ::getaddrinfo(u->host.c_str(), u->port.c_str(), &hints, &res);
+  if (gai != 0) {
+    return absl::UnavailableError(
+        absl::StrCat(what, ": lookup ", u->host, ": ", gai_strerror(gai)));
+  }
+  int fd = -1;
+  std::string last_error = "no addresses";
+  for (addrinfo* ai = res; ai != nullptr && fd < 0; ai = ai->ai_next) {
+    int s = ::socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+      last_error = absl::StrCat("socket: ", GoErr(errno));
+      continue;
+    }
+    if (!p.SetKill(s)) {
+      ::close(s);
+      ::freeaddrinfo(res);
+      return absl::CancelledError("stopping");
+    }
+    int err = 0;
+    if (::connect(s, ai->ai_addr, ai->ai_addrlen) != 0) {
+      err = errno;
+      if (err == EINPROGRESS) {
+        err = ETIMEDOUT;
+        // Short slices so that Stop/RemovePeer are noticed promptly.
+        while (NowMs() < deadline && !p.Stopping()) {
+          pollfd pfd{s, POLLOUT, 0};
+          int wait = static_cast<int>(std::min<int64_t>(50, deadline - NowMs()));
+          if (::poll(&pfd, 1, std::max(wait, 0)) > 0) {
+            socklen_t len = sizeof(err);
+            ::getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len);
+            break;
+          }
+        }
+      }
+    }
+    if (err == 0) {
+      fd = s;
+    } else {
+      last_error = absl::StrCat("connect: ", GoErr(err));
+      ::close(s);
+    }
+  }
+  ::freeaddrinfo(res);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat(what, ": ", last_error));
+
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  TuneSocket(fd);
+  int left = static_cast<int>(std::max<int64_t>(1, deadline - NowMs()));
+  std::unique_ptr<Stream> stream;
+  if (u->tls) {
+    auto ctx = ClientTls();
+    if (!ctx.ok()) {
+      ::close(fd);
+      return absl::UnavailableError(absl::StrCat(what, ": ", ctx.status().message()));
+    }
+    auto s = (*ctx)->Connect(fd, u->host, left);
+    if (!s.ok()) return absl::UnavailableError(absl::StrCat(what, ": ", s.status().message()));
+    stream = *std::move(s);
+  } else {
+    stream = PlainStream(fd);
+  }
+  left = static_cast<int>(std::max<int64_t>(1, deadline - NowMs()));
+  SetTimeouts(stream->fd(), left);
+  char hello[kHelloLen];
+  memcpy(hello, kMagic, kMagicLen);
+  PutU64(hello + kMagicLen, cluster_id_.load());
+  PutU64(hello + kMagicLen + 8, opts_.local_id);
+  PutU64(hello + kMagicLen + 16, p.id);
+  char answer[kAnswerLen];
+  if (!stream->WriteAll(hello, sizeof(hello)) || !ReadFull(*stream, answer, sizeof(answer))) {
+    return absl::UnavailableError(
+        absl::StrCat(what, ": handshake: connection closed or timed out"));
+  }
+  if (memcmp(answer, kMagic, kMagicLen) != 0) {
+    return absl::UnavailableError(absl::StrCat(what, ": not a detcd peer port"));
+  }
+  uint8_t code = static_cast<uint8_t>(answer[kMagicLen]);
+  if (code != kAccepted) {
+    if (code == kClusterMismatch) {
+      DLOG_ERROR("request sent was ignored by remote peer due to cluster ID mismatch",
+                 {{"remote-peer-id", Hex(p.id)},
+                  {"local-member-id", Hex(opts_.local_id)},
+                  {"local-member-cluster-id", Hex(cluster_id_.load())}});
+    }
+    return absl::PermissionDeniedError(absl::StrCat(what, ": ", AnswerText(code)));
+  }
+  SetTimeouts(stream->fd(), kWriteTimeoutMs);
+  return stream;
+}
+
+bool PeerTransport::WriteFrame(Peer& p, Stream& s, const std::string& payload) {
+  char header[4];
+  PutU32(header, static_cast<uint32_t>(payload.size()));
+  const size_t chunk = opts_.write_chunk_bytes;
+  if (payload.size() <= chunk) {
+    // One write for the common small message.
+    std::string frame;
+    frame.reserve(4 + payload.size());
+    frame.append(header, 4);
+    frame.append(payload);
+    if (!s.WriteAll(frame.data(), frame.size())) return false;
+    p.sent_bytes.fetch_add(frame.size(), std::memory_order_relaxed);
+    return true;
+  }
+  if (!s.WriteAll(header, 4)) return false;
+  p.sent_bytes.fetch_add(4, std::memory_order_relaxed);
+  for (size_t off = 0; off < payload.size(); off += chunk) {
+    size_t n = std::min(chunk, payload.size() - off);
+    if (!s.WriteAll(payload.data() + off, n)) return false;
+    p.sent_bytes.fetch_add(n, std::memory_order_relaxed);
+  }
+  return true;
+}
+
+// -------------------------------------------------------------- receiving
+
+void PeerTransport::AcceptLoop(Listener* l) {
+  for (;;) {
+    pollfd fds[2] = {{l->fd, POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}};
+    int r = ::poll(fds, 2, 1000);
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      ReapLocked();
+    }
+    if (r <= 0 || (fds[0].revents & POLLIN) == 0) continue;
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    int fd = ::accept4(l->fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
+    if (fd < 0) {
+      // Out of descriptors: back off rather than spin.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        ::poll(nullptr, 0, 100);
+      }
+      continue;
+    }
+    std::string remote = AddrString(reinterpret_cast<sockaddr*>(&ss));
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      ::close(fd);
+      return;
+    }
+    if (incoming_.size() >= static_cast<size_t>(opts_.max_incoming_connections)) {
+      ::close(fd);
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    uint64_t id = next_conn_id_++;
+    auto in = std::make_unique<Incoming>();
+    in->kill_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    bool tls = l->tls;
+    // The thread's first act needing mu_ waits until we insert below.
+    in->thread = std::thread([this, id, fd, tls, remote] { ServeIncoming(id, fd, tls, remote); });
+    incoming_[id] = std::move(in);
+  }
+}
+
+void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::string remote) {
+  // Everything that owns the connection lives in this block, so the socket
+  // is closed before the connection is marked done.
+  [&] {
+    TuneSocket(fd);
+    SetTimeouts(fd, opts_.accept_timeout_ms);
+    std::unique_ptr<Stream> stream;
+    if (tls) {
+      auto s = tls_server_->Accept(fd, opts_.accept_timeout_ms);
+      if (!s.ok()) {
+        rejected_.fetch_add(1, std::memory_order_relaxed);
+        DLOG_WARN("rejected connection on peer port",
+                  {{"remote-addr", remote}, {"error", std::string(s.status().message())}});
+        return;
+      }
+      stream = *std::move(s);
+    } else {
+      stream = PlainStream(fd);
+    }
+    char hello[kHelloLen];
+    if (!ReadFull(*stream, hello, sizeof(hello)) || memcmp(hello, kMagic, kMagicLen) != 0) {
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      DLOG_WARN("rejected connection on peer port: not a detcd peer handshake",
+                {{"remote-addr", remote}});
+      return;
+    }
+    const uint64_t cid = GetU64(hello + kMagicLen);
+    const uint64_t from = GetU64(hello + kMagicLen + 8);
+    const uint64_t to = GetU64(hello + kMagicLen + 16);
+    const uint64_t local_cid = cluster_id_.load();
+    uint8_t code = kAccepted;
+    std::shared_ptr<std::atomic<uint64_t>> received;
+    if (cid != local_cid) {
+      code = kClusterMismatch;
+      DLOG_WARN("request cluster ID mismatch",
+                {{"local-member-id", Hex(opts_.local_id)},
+                 {"local-member-cluster-id", Hex(local_cid)},
+                 {"remote-peer-id", Hex(from)},
+                 {"remote-peer-cluster-id", Hex(cid)},
+                 {"remote-addr", remote}});
+    } else if (to != opts_.local_id) {
+      code = kReceiverMismatch;
+      DLOG_WARN("ignored streaming request; ID mismatch",
+                {{"local-member-id", Hex(opts_.local_id)},
+                 {"remote-peer-id-stream-handler", Hex(to)},
+                 {"remote-peer-id-from", Hex(from)},
+                 {"remote-addr", remote}});
+    } else if (!opts_.allowed_cn.empty() && stream->peer_common_name() != opts_.allowed_cn) {
+      code = kCnNotAllowed;
+      DLOG_WARN("rejected peer connection: certificate common name not allowed",
+                {{"remote-peer-id", Hex(from)},
+                 {"common-name", stream->peer_common_name()},
+                 {"allowed-cn", opts_.allowed_cn},
+                 {"remote-addr", remote}});
+    } else {
+      absl::MutexLock l(&mu_);
+      if (stopping_) return;
+      if (!peers_.contains(from)) {
+        code = kUnknownSender;
+      } else {
+        incoming_[conn_id]->from = from;
+        received = RecvCounterLocked(from);
+      }
+    }
+    if (code == kUnknownSender) {
+      DLOG_WARN("failed to find remote peer in cluster",
+                {{"local-member-id", Hex(opts_.local_id)},
+                 {"remote-peer-id-stream-handler", Hex(opts_.local_id)},
+                 {"remote-peer-id-from", Hex(from)},
+                 {"cluster-id", Hex(local_cid)},
+                 {"remote-addr", remote}});
+    }
+    char answer[kAnswerLen];
+    memcpy(answer, kMagic, kMagicLen);
+    answer[kMagicLen] = static_cast<char>(code);
+    bool answered = stream->WriteAll(answer, sizeof(answer));
+    if (code != kAccepted || !answered) {
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    SetTimeouts(stream->fd(), 0);  // an idle peer may stay silent for long
+    DLOG_INFO("established TCP streaming connection with remote peer",
+              {{"stream-reader-type", "detcd-peer1"},
+               {"local-member-id", Hex(opts_.local_id)},
+               {"remote-peer-id", Hex(from)}});
+    std::string error = "closed by remote peer";
+    for (;;) {
+      char header[4];
+      if (!ReadFull(*stream, header, 4)) break;
+      const uint32_t len = GetU32(header);
+      if (len == 0) continue;
+      if (len > opts_.max_frame_bytes) {
+        rejected_.fetch_add(1, std::memory_order_relaxed);
+        error = absl::StrCat("frame of ", len, " bytes exceeds the limit of ",
+                             opts_.max_frame_bytes);
+        break;
+      }
+      // Grown as bytes arrive, so a peer announcing a huge frame and
+      // sending nothing does not make us allocate it.
+      std::string payload;
+      bool ok = true;
+      while (payload.size() < len) {
+        size_t have = payload.size();
+        size_t step = std::min<size_t>(len - have, 1 << 20);
+        payload.resize(have + step);
+        if (!ReadFull(*stream, payload.data() + have, step)) {
+          ok = false;
+          break;
+        }
+      }
+      if (!ok) {
+        error = "connection closed inside a frame";
+        break;
+      }
+      received->fetch_add(4 + len, std::memory_order_relaxed);
+      opts_.on_message(from, std::move(payload));
+    }
+    DLOG_INFO("lost TCP streaming connection with remote peer",
+              {{"stream-reader-type", "detcd-peer1"},
+               {"local-member-id", Hex(opts_.local_id)},
+               {"remote-peer-id", Hex(from)},
+               {"error", error}});
+  }();
+  absl::MutexLock l(&mu_);
+  auto it = incoming_.find(conn_id);
+  if (it != incoming_.end()) {
+    it->second->done = true;
+    if (it->second->kill_fd >= 0) ::close(it->second->kill_fd);
+    it->second->kill_fd = -1;
+  }
+}
+
+std::shared_ptr<std::atomic<uint64_t>> PeerTransport::RecvCounterLocked(uint64_t id) {
+  auto& c = recv_bytes_[id];
+  if (c == nullptr) c = std::make_shared<std::atomic<uint64_t>>(0);
+  return c;
+}
+
+void PeerTransport::ReapLocked() {
+  // Finished threads hold no lock after marking themselves done, so joining
+  // them here is quick.
+  for (auto it = incoming_.begin(); it != incoming_.end();) {
+    if (it->second->done) {
+      if (it->second->thread.joinable()) it->second->thread.join();
+      it = incoming_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if ((*it)->done.load()) {
+      if ((*it)->thread.joinable()) (*it)->thread.join();
+      it = retired_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// ------------------------------------------------------------ lifecycle
+
+void PeerTransport::Stop() {
+  std::vector<std::shared_ptr<Peer>> peers;
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    for (auto& [id, p] : peers_) peers.push_back(p);
+    peers_.clear();
+    for (auto& p : retired_) peers.push_back(p);
+    retired_.clear();
+    for (auto& [id, in] : incoming_) {
+      if (in->kill_fd >= 0) ::shutdown(in->kill_fd, SHUT_RDWR);
+    }
+  }
+  for (auto& p : peers) p->Halt();
+  if (wake_pipe_[1] >= 0) {
+    [[maybe_unused]] ssize_t n = ::write(wake_pipe_[1], "x", 1);
+  }
+  for (auto& l : listeners_) {
+    if (l->thread.joinable()) l->thread.join();
+    if (l->fd >= 0) ::close(l->fd);
+    l->fd = -1;
+  }
+  // No listener runs now, so no connection can appear. Join the readers
+  // outside mu_: they take it to mark themselves done.
+  std::vector<std::thread> readers;
+  {
+    absl::MutexLock l(&mu_);
+    for (auto& [id, in] : incoming_) {
+      if (in->kill_fd >= 0) ::shutdown(in->kill_fd, SHUT_RDWR);
+      readers.push_back(std::move(in->thread));
+    }
+  }
+  for (auto& t : readers) {
+    if (t.joinable()) t.join();
+  }
+  {
+    absl::MutexLock l(&mu_);
+    for (auto& [id, in] : incoming_) {
+      if (in->kill_fd >= 0) ::close(in->kill_fd);
+    }
+    incoming_.clear();
+  }
+  for (auto& p : peers) {
+    if (p->thread.joinable()) p->thread.join();
+  }
+  for (int& fd : wake_pipe_) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+}
+
+// ---------------------------------------------------------------- stats
+
+bool PeerTransport::Connected(uint64_t id) const {
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(id);
+  return it != peers_.end() && it->second->connected.load();
+}
+
+PeerTransportStats PeerTransport::Stats() const {
+  PeerTransportStats out;
+  absl::MutexLock l(&mu_);
+  std::map<uint64_t, PeerStats> by_id;
+  for (const auto& [id, c] : recv_bytes_) {
+    PeerStats& s = by_id[id];
+    s.id = id;
+    s.received_bytes = c->load();
+  }
+  for (const auto& [id, p] : peers_) {
+    PeerStats& s = by_id[id];
+    s.id = id;
+    s.sent_bytes = p->sent_bytes.load();
+    s.send_failures = p->send_failures.load();
+    s.dial_failures = p->dial_failures.load();
+    s.connected = p->connected.load();
+    {
+      absl::MutexLock pl(&p->mu);
+      s.queued_messages = p->queue.size();
+    }
+    if (s.connected) ++out.active_peers;
+  }
+  for (auto& [id, s] : by_id) out.peers.push_back(s);
+  out.dropped_unknown = dropped_unknown_.load();
+  out.rejected_connections = rejected_.load();
+  return out;
+}
+
+}  // namespace detcd::shim

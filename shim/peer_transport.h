@@ -1,0 +1,189 @@
+// The network between detcd members: env::Transport over TCP or TLS.
+//
+// Shape (as etcd's rafthttp streams): every member dials every peer it
+// knows and uses that connection only to send; what a member receives comes
+// in on connections its peers dialed. So each connection carries messages one
+// way, a peer's messages arrive in the order they were sent on a connection,
+// and loss happens only across reconnects or when a queue overflows (raft
+// tolerates both).
+//
+// Sending never blocks the engine: Send() appends to the peer's bounded
+// queue (messages and bytes). When the queue is full the OLDEST message is
+// dropped (fresh heartbeats and appends are worth more than stale ones) and
+// counted as a send failure, as etcd counts "dropped internal Raft message
+// since sending buffer is full". A payload larger than max_frame_bytes is
+// dropped at once with a log line. One sender thread per peer dials it
+// (round-robin over its URLs, exponential backoff backoff_min_ms ..
+// backoff_max_ms between failed attempts), then writes queued messages,
+// large ones in write_chunk_bytes pieces. Messages still queued while a peer
+// is unreachable wait (within the bounds) for the next connection.
+//
+// Receiving: one accept thread per listen URL, one reader thread per
+// accepted connection. The handshake is checked (cluster id, receiver id,
+// sender known via SetPeer, optional allowed CN); anything wrong closes the
+// connection with a log line, and garbage on the port never stops the
+// listener. Each payload goes to on_message(from, payload), called on the
+// connection's reader thread (so calls for one connection are in order;
+// calls for different peers may be concurrent).
+//
+// Wire format, all integers big-endian:
+//   hello   dialer -> listener, once:
+//             "detcd-peer1" (11 bytes) | u64 cluster id | u64 sender id |
+//             u64 receiver id                                   (35 bytes)
+//   answer  listener -> dialer, once:
+//             "detcd-peer1" | u8 code                           (12 bytes)
+//             code 0 accepted; 1 cluster id mismatch; 2 unknown sender;
+//             3 receiver id mismatch; 4 certificate CN not allowed.
+//             On a non-zero code the listener closes the connection.
+//   frames  dialer -> listener, then, until either side closes:
+//             u32 length | payload (length bytes)
+//             0 < length <= max_frame_bytes of the receiver; a longer
+//             frame closes the connection. A zero length is a no-op.
+// After the answer the listener writes nothing, so a dialer that finds its
+// idle socket readable knows the peer closed it and reconnects.
+// With https URLs the same bytes travel inside TLS (TlsContext), with the
+// peer certificates of --peer-cert-file etc.; the listener verifies client
+// certificates when the TLS files say so.
+#ifndef DETCD_SHIM_PEER_TRANSPORT_H_
+#define DETCD_SHIM_PEER_TRANSPORT_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/env/env.h"
+#include "shim/tls.h"
+
+namespace detcd::shim {
+
+struct PeerTransportOptions {
+  uint64_t cluster_id = 0;
+  uint64_t local_id = 0;
+  // --listen-peer-urls: "http://host:port", "https://host:port" or
+  // "host:port" (plain). Port 0 binds a free port (see ListenPorts()). An
+  // empty host or 0.0.0.0 listens on every IPv4 address, [::] on every one.
+  std::vector<std::string> listen_urls;
+  // --peer-* TLS: the server side for https listen URLs, the client side
+  // when dialing https peer URLs.
+  TlsFiles tls;
+  // --peer-cert-allowed-cn: when set, an incoming peer's verified
+  // certificate must carry this common name.
+  std::string allowed_cn;
+
+  size_t max_frame_bytes = 64 << 20;     // raft snapshots travel whole
+  size_t queue_max_messages = 4096;      // per peer (etcd: streamBufSize)
+  size_t queue_max_bytes = 256 << 20;    // per peer
+  size_t write_chunk_bytes = 64 << 10;
+  int dial_timeout_ms = 1000;            // TCP connect + TLS + answer
+  int accept_timeout_ms = 5000;          // listener: TLS + hello
+  int backoff_min_ms = 100;
+  int backoff_max_ms = 2000;
+  int max_incoming_connections = 1024;   // more are closed at once
+
+  // Called from transport threads with each received payload. Required.
+  std::function<void(uint64_t from, std::string payload)> on_message;
+};
+
+struct PeerStats {
+  uint64_t id = 0;
+  uint64_t sent_bytes = 0;      // etcd_network_peer_sent_bytes_total
+  uint64_t received_bytes = 0;  // etcd_network_peer_received_bytes_total
+  uint64_t send_failures = 0;   // etcd_network_peer_sent_failures_total:
+                                // messages dropped or lost in a failed write
+  uint64_t dial_failures = 0;   // failed connection attempts
+  size_t queued_messages = 0;
+  bool connected = false;       // outgoing stream up
+};
+
+struct PeerTransportStats {
+  std::vector<PeerStats> peers;  // sorted by id; includes removed peers we
+                                 // received from (received_bytes only)
+  int active_peers = 0;          // etcd_network_active_peers
+  uint64_t dropped_unknown = 0;  // Send() to an id without SetPeer
+  uint64_t rejected_connections = 0;  // bad handshake / TLS / garbage
+};
+
+class PeerTransport final : public env::Transport {
+ public:
+  // Binds every listen URL (errors come back here, in etcd's words: "listen
+  // tcp 127.0.0.1:2380: bind: address already in use") and starts the
+  // accept threads.
+  static absl::StatusOr<std::unique_ptr<PeerTransport>> Start(
+      PeerTransportOptions options);
+  ~PeerTransport() override;  // Stop()
+  PeerTransport(const PeerTransport&) = delete;
+  PeerTransport& operator=(const PeerTransport&) = delete;
+
+  // env::Transport. Never blocks (beyond short mutexes).
+  void Send(uint64_t to, std::string payload) override;
+
+  // Adds a peer or changes its URLs (the sender reconnects). Any thread,
+  // any time. The local id is ignored.
+  void SetPeer(uint64_t id, std::vector<std::string> urls);
+  // Forgets a peer: its queue is dropped, its outgoing and incoming
+  // connections are closed. Does not wait for its thread (reaped later).
+  void RemovePeer(uint64_t id);
+  // For a member that learns the cluster id after starting.
+  void SetClusterId(uint64_t cluster_id);
+
+  // Closes everything and joins every thread. Idempotent; Send afterwards
+  // drops.
+  void Stop();
+
+  // Bound ports, in listen URL order.
+  std::vector<int> ListenPorts() const;
+  bool Connected(uint64_t id) const;
+  PeerTransportStats Stats() const;
+
+ private:
+  struct Peer;
+  struct Listener;
+  struct Incoming;
+
+  explicit PeerTransport(PeerTransportOptions options);
+  void SenderLoop(std::shared_ptr<Peer> p);
+  absl::StatusOr<std::unique_ptr<Stream>> Dial(Peer& p, const std::string& url);
+  bool WriteFrame(Peer& p, Stream& s, const std::string& payload);
+  void AcceptLoop(Listener* l);
+  void ServeIncoming(uint64_t conn_id, int fd, bool tls, std::string remote);
+  void ReapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<std::atomic<uint64_t>> RecvCounterLocked(uint64_t id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const PeerTransportOptions opts_;
+  std::atomic<uint64_t> cluster_id_;
+  // The client context for https peer URLs: made at Start when peer TLS is
+  // configured, else on the first https dial (loading the system CAs costs
+  // ~50 ms, wasted on clusters without TLS).
+  absl::StatusOr<std::shared_ptr<TlsContext>> ClientTls();
+
+  std::shared_ptr<TlsContext> tls_server_;  // set if a listen URL is https
+  absl::Mutex tls_mu_;
+  std::shared_ptr<TlsContext> tls_client_ ABSL_GUARDED_BY(tls_mu_);
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  int wake_pipe_[2] = {-1, -1};
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<uint64_t, std::shared_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Peer>> retired_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_conn_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, std::unique_ptr<Incoming>> incoming_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::shared_ptr<std::atomic<uint64_t>>> recv_bytes_
+      ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> dropped_unknown_{0};
+  std::atomic<uint64_t> rejected_{0};
+};
+
+}  // namespace detcd::shim
+
+#endif  // DETCD_SHIM_PEER_TRANSPORT_H_
