@@ -1,11 +1,17 @@
 #include "engine/server/etcd_server.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/strings/str_cat.h"
+#include "engine/raft/codec.h"
+#include "engine/server/errors.h"
+#include "engine/server/quota.h"
 #include "engine/util/check.h"
 #include "engine/util/coding.h"
+#include "engine/util/hash.h"
 
 namespace detcd::server {
 namespace {
@@ -14,6 +20,7 @@ constexpr char kRaftTag = 'r';
 constexpr char kForwardTag = 'q';
 constexpr char kAnswerTag = 'a';
 constexpr int64_t kSecondNs = 1'000'000'000;
+constexpr std::string_view kSnapshotImageMagic = "detcd-snapshot1";
 
 }  // namespace
 
@@ -40,6 +47,24 @@ absl::Status EtcdServerOptions::Validate() const {
   }
   if (absl::Status s = kv.Validate(); !s.ok()) return s;
   if (absl::Status s = lease.Validate(); !s.ok()) return s;
+  if (!node.initial_voters.empty()) {
+    absl::btree_set<uint64_t> seen;
+    for (const MemberInfo& m : initial_members) {
+      if (std::find(node.initial_voters.begin(), node.initial_voters.end(),
+                    m.id) == node.initial_voters.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "initial member ", m.id, " is not an initial voter"));
+      }
+      if (!seen.insert(m.id).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("initial member ", m.id, " given twice"));
+      }
+      if (m.is_learner) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "initial member ", m.id, " cannot found a cluster as a learner"));
+      }
+    }
+  }
   return watch.Validate();
 }
 
@@ -49,6 +74,13 @@ EtcdServerOptions WithDefaults(EtcdServerOptions o) {
     // etcd: minimum TTL = ceil(3/2 * election timeout), in seconds.
     int64_t election_ns = o.node.election_ticks * o.tick_ns;
     o.lease.min_ttl_s = (3 * election_ns / 2 + kSecondNs - 1) / kSecondNs;
+  }
+  if (!o.node.initial_voters.empty()) {
+    for (const MemberInfo& m : o.initial_members) {
+      MemberInfo founder = m;
+      founder.client_urls.clear();  // published once the member runs
+      o.node.founding_contexts[m.id] = EncodeMemberContext(founder);
+    }
   }
   return o;
 }
@@ -71,6 +103,7 @@ EtcdServer::EtcdServer(const env::Env& env, EtcdServerOptions opts)
     if (on_events_) on_events_(events);
   });
   sm_.set_on_restore([this] { hub_->OnRestore(); });
+  quota_bytes_ = EffectiveQuotaBytes(opts_.quota_backend_bytes);
 }
 
 EtcdServer::~EtcdServer() = default;
@@ -97,6 +130,16 @@ void EtcdServer::Tick() {
     }
   }
   for (auto& d : expired) d(ErrTimeout(), "");
+  std::vector<Done<etcdserverpb::MoveLeaderResponse>> moves_expired;
+  for (auto it = leader_moves_.begin(); it != leader_moves_.end();) {
+    if (it->deadline_tick <= ticks_) {
+      moves_expired.push_back(std::move(it->done));
+      it = leader_moves_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& d : moves_expired) d(ErrTimeoutLeaderTransfer());
   if (ticks_ % opts_.watch_sync_ticks == 0) hub_->SyncUnsynced();
   hub_->ProgressNotify(now());
   AfterInput();
@@ -147,11 +190,14 @@ uint64_t EtcdServer::NextRequestId() {
 
 template <typename Resp>
 void EtcdServer::FillHeader(Resp* r) const {
-  etcdserverpb::ResponseHeader* h = r->mutable_header();
-  h->set_cluster_id(opts_.cluster_id);
-  h->set_member_id(opts_.node.id);
-  h->set_raft_term(node_->raft().term());
-  if (h->revision() == 0) h->set_revision(sm_.kv().Rev());
+  // Responses without a header (a publish's EmptyResponse) get none.
+  if constexpr (requires { r->mutable_header(); }) {
+    etcdserverpb::ResponseHeader* h = r->mutable_header();
+    h->set_cluster_id(opts_.cluster_id);
+    h->set_member_id(opts_.node.id);
+    h->set_raft_term(node_->raft().term());
+    if (h->revision() == 0) h->set_revision(sm_.kv().Rev());
+  }
 }
 
 template <typename Resp>
@@ -201,6 +247,8 @@ void EtcdServer::Range(const etcdserverpb::RangeRequest& r,
 
 void EtcdServer::Put(const etcdserverpb::PutRequest& r,
                      Done<etcdserverpb::PutResponse> done) {
+  // etcd checks the quota before anything else.
+  if (absl::Status s = CheckQuota(QuotaCost(r)); !s.ok()) return done(s);
   if (absl::Status s = CheckPut(r); !s.ok()) return done(s);
   etcdserverpb::InternalRaftRequest req;
   *req.mutable_put() = r;
@@ -217,6 +265,7 @@ void EtcdServer::DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
 
 void EtcdServer::Txn(const etcdserverpb::TxnRequest& r,
                      Done<etcdserverpb::TxnResponse> done) {
+  if (absl::Status s = CheckQuota(QuotaCost(r)); !s.ok()) return done(s);
   if (absl::Status s = CheckTxn(r, opts_.kv); !s.ok()) return done(s);
   if (IsTxnReadOnly(r)) {
     // Read-only: served like a linearizable range, as etcd does.
@@ -244,6 +293,7 @@ void EtcdServer::Compact(const etcdserverpb::CompactionRequest& r,
 
 void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& r,
                             Done<etcdserverpb::LeaseGrantResponse> done) {
+  if (absl::Status s = CheckQuota(QuotaCost(r)); !s.ok()) return done(s);
   etcdserverpb::InternalRaftRequest req;
   *req.mutable_lease_grant() = r;
   if (r.id() == 0) {
@@ -414,6 +464,7 @@ void EtcdServer::WatchCreate(mvcc::WatchHub::StreamId s,
 
 void EtcdServer::AfterInput() {
   if (node_->failed()) return;
+  if (!leader_moves_.empty()) CheckLeaderMoves();
   const bool leader = node_->is_leader();
   if (leader && !promoted_) {
     // Promote once this leader applied an entry of its own term (the empty
@@ -498,6 +549,192 @@ void EtcdServer::ProposeCheckpoints() {
     req.mutable_header()->set_id(NextRequestId());
     node_->Propose(req.SerializeAsString(), [](absl::StatusOr<std::string>) {});
   }
+}
+
+// ---- Cluster ----
+
+void EtcdServer::MemberList(const etcdserverpb::MemberListRequest& r,
+                            Done<etcdserverpb::MemberListResponse> done) {
+  auto serve = [this, done = std::move(done)](absl::Status s) {
+    if (!s.ok()) return done(s);
+    etcdserverpb::MemberListResponse resp;
+    for (const MemberInfo& m : sm_.membership().List()) {
+      ToProto(m, resp.add_members());
+    }
+    // etcd's Cluster service header: no revision.
+    etcdserverpb::ResponseHeader* h = resp.mutable_header();
+    h->set_cluster_id(opts_.cluster_id);
+    h->set_member_id(opts_.node.id);
+    h->set_raft_term(node_->raft().term());
+    done(std::move(resp));
+  };
+  if (!r.linearizable()) return serve(absl::OkStatus());
+  LinearizableRead(std::move(serve));
+}
+
+void EtcdServer::Publish(std::string name,
+                         std::vector<std::string> client_urls,
+                         std::function<void(absl::Status)> done) {
+  etcdserverpb::InternalRaftRequest req;
+  auto* set = req.mutable_cluster_member_attr_set();
+  set->set_member_id(opts_.node.id);
+  set->mutable_member_attributes()->set_name(std::move(name));
+  for (std::string& u : client_urls) {
+    set->mutable_member_attributes()->add_client_urls(std::move(u));
+  }
+  ProposeRequest<etcdserverpb::EmptyResponse>(
+      std::move(req),
+      [done = std::move(done)](absl::StatusOr<etcdserverpb::EmptyResponse> r) {
+        done(r.status());
+      });
+}
+
+// ---- Maintenance ----
+
+absl::Status EtcdServer::CheckQuota(int64_t cost) {
+  if (QuotaAvailable(quota_bytes_, sm_.db_size(), cost)) {
+    return absl::OkStatus();
+  }
+  RaiseNoSpace();
+  return ErrNoSpace();
+}
+
+void EtcdServer::RaiseNoSpace() {
+  // etcd proposes the alarm on every refused write; once it is raised (or
+  // on its way) more proposals would change nothing.
+  if (nospace_pending_ ||
+      sm_.alarms().Has(opts_.node.id, etcdserverpb::NOSPACE)) {
+    return;
+  }
+  nospace_pending_ = true;
+  etcdserverpb::InternalRaftRequest req;
+  req.mutable_alarm()->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
+  req.mutable_alarm()->set_memberid(opts_.node.id);
+  req.mutable_alarm()->set_alarm(etcdserverpb::NOSPACE);
+  ProposeRequest<etcdserverpb::AlarmResponse>(
+      std::move(req), [this](absl::StatusOr<etcdserverpb::AlarmResponse>) {
+        nospace_pending_ = false;  // raised, or the next refusal retries
+      });
+}
+
+void EtcdServer::Alarm(const etcdserverpb::AlarmRequest& r,
+                       Done<etcdserverpb::AlarmResponse> done) {
+  etcdserverpb::InternalRaftRequest req;
+  *req.mutable_alarm() = r;
+  ProposeRequest(std::move(req), std::move(done));
+}
+
+void EtcdServer::Status(const etcdserverpb::StatusRequest&,
+                        Done<etcdserverpb::StatusResponse> done) {
+  etcdserverpb::StatusResponse resp;
+  FillHeader(&resp);
+  resp.set_version(opts_.version);
+  resp.set_dbsize(sm_.db_size());
+  resp.set_dbsizeinuse(sm_.db_size_in_use());
+  resp.set_leader(node_->leader());
+  resp.set_raftindex(node_->committed_index());
+  resp.set_raftterm(node_->raft().term());
+  resp.set_raftappliedindex(node_->applied_index());
+  resp.set_islearner(node_->is_learner());
+  if (node_->leader() == raft::kNone) {
+    resp.add_errors(std::string(ErrNoLeader().message()));
+  }
+  for (const etcdserverpb::AlarmMember& a :
+       sm_.alarms().Get(etcdserverpb::NONE)) {
+    resp.add_errors(AlarmText(a));
+  }
+  done(std::move(resp));
+}
+
+void EtcdServer::Hash(const etcdserverpb::HashRequest&,
+                      Done<etcdserverpb::HashResponse> done) {
+  std::string buf;
+  coding::PutVarint64(&buf, sm_.kv().Hash());
+  buf += sm_.membership().Snapshot();
+  buf += sm_.alarms().Snapshot();
+  const uint64_t h = util::Fnv1a(buf);
+  etcdserverpb::HashResponse resp;
+  resp.set_hash(static_cast<uint32_t>(h ^ (h >> 32)));
+  FillHeader(&resp);
+  done(std::move(resp));
+}
+
+void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& r,
+                        Done<etcdserverpb::HashKVResponse> done) {
+  absl::StatusOr<mvcc::KeyValueHash> h = sm_.kv().HashByRev(r.revision());
+  if (!h.ok()) return done(h.status());
+  etcdserverpb::HashKVResponse resp;
+  resp.set_hash(h->hash);
+  resp.set_compact_revision(h->compact_revision);
+  resp.set_hash_revision(h->revision);
+  FillHeader(&resp);
+  done(std::move(resp));
+}
+
+void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
+                            Done<etcdserverpb::DefragmentResponse> done) {
+  if (node_->failed()) return done(ErrStopped());
+  sm_.Defragment();
+  etcdserverpb::DefragmentResponse resp;
+  FillHeader(&resp);
+  done(std::move(resp));
+}
+
+void EtcdServer::MoveLeader(const etcdserverpb::MoveLeaderRequest& r,
+                            Done<etcdserverpb::MoveLeaderResponse> done) {
+  if (node_->failed()) return done(ErrStopped());
+  if (!node_->is_leader()) return done(ErrNotLeader());
+  const std::vector<uint64_t>& voters = node_->conf_state().voters;
+  if (!std::binary_search(voters.begin(), voters.end(), r.targetid())) {
+    return done(ErrBadLeaderTransferee());  // not a member, or a learner
+  }
+  leader_moves_.push_back(LeaderMove{
+      r.targetid(), ticks_ + opts_.node.request_timeout_ticks,
+      std::move(done)});
+  node_->TransferLeadership(r.targetid());  // to itself: nothing to do
+  AfterInput();
+}
+
+void EtcdServer::CheckLeaderMoves() {
+  const uint64_t lead = node_->leader();
+  std::vector<Done<etcdserverpb::MoveLeaderResponse>> moved;
+  for (auto it = leader_moves_.begin(); it != leader_moves_.end();) {
+    if (it->target == lead) {
+      moved.push_back(std::move(it->done));
+      it = leader_moves_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& d : moved) {
+    etcdserverpb::MoveLeaderResponse resp;
+    FillHeader(&resp);
+    d(std::move(resp));
+  }
+}
+
+absl::StatusOr<raft::Snapshot> DecodeSnapshotImage(std::string_view image) {
+  if (image.substr(0, kSnapshotImageMagic.size()) != kSnapshotImageMagic) {
+    return absl::InvalidArgumentError("not a detcd snapshot image");
+  }
+  coding::Reader r(image.substr(kSnapshotImageMagic.size()));
+  raft::Snapshot snap;
+  if (!raft::DecodeSnapshot(&r, &snap) || !r.empty()) {
+    return absl::DataLossError("detcd snapshot image: corrupt");
+  }
+  return snap;
+}
+
+void EtcdServer::SnapshotImage(Done<std::string> done) {
+  if (node_->failed()) return done(ErrStopped());
+  raft::Snapshot snap;
+  snap.metadata.index = node_->applied_index();
+  snap.metadata.term = node_->raft().log().ZeroTermOnError(snap.metadata.index);
+  snap.metadata.conf_state = node_->conf_state();
+  snap.data = sm_.Snapshot();
+  std::string out(kSnapshotImageMagic);
+  raft::EncodeSnapshot(&out, snap);
+  done(std::move(out));
 }
 
 }  // namespace detcd::server

@@ -10,7 +10,14 @@
 //    peer transport and relays the answer;
 //  - the leader's lease duties: propose revokes for expired leases and
 //    checkpoints of remaining TTLs;
-//  - the watch hub, fed by every applied write and synced periodically.
+//  - the watch hub, fed by every applied write and synced periodically;
+//  - etcd's Cluster and Maintenance services: the membership with names
+//    and URLs (membership.h), publishing this member's attributes, alarms
+//    and the space quota (quota.h), status, hashes, defragment, leader
+//    moves and snapshot images.
+//
+// Errors are engine statuses; errors.h's ToClientError turns any of them
+// into the code and message etcd's gRPC layer sends.
 //
 // Every response carries etcd's ResponseHeader (cluster_id, member_id,
 // revision, raft_term). All completions are callbacks run inside the input
@@ -29,12 +36,14 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/env/env.h"
 #include "engine/mvcc/watchable_store.h"
 #include "engine/server/etcd_state_machine.h"
+#include "engine/server/membership.h"
 #include "engine/server/node.h"
 #include "etcdserverpb/rpc.pb.h"
 
@@ -43,6 +52,18 @@ namespace detcd::server {
 struct EtcdServerOptions {
   NodeOptions node;
   uint64_t cluster_id = 0;
+  // The founding members' names and peer URLs (etcd's --initial-cluster);
+  // used only when founding (node.initial_voters not empty), and then
+  // every id must be an initial voter and no founder a learner. Each
+  // founder's info goes into its founding AddNode entry (membership.h),
+  // so every founder must be given the same list. Client URLs are
+  // published later (Publish).
+  std::vector<MemberInfo> initial_members;
+  // etcd's --quota-backend-bytes: 0 means etcd's default (2 GiB), a
+  // negative value no quota.
+  int64_t quota_backend_bytes = 0;
+  // What Status reports as the server's version.
+  std::string version = "3.5.0";
   // Wall-clock length of one raft tick (etcd's --heartbeat-interval).
   int64_t tick_ns = 100'000'000;
   KvLimits kv;
@@ -64,6 +85,9 @@ struct EtcdServerOptions {
 
   absl::Status Validate() const;
 };
+
+// Parses an image made by EtcdServer::SnapshotImage.
+absl::StatusOr<raft::Snapshot> DecodeSnapshotImage(std::string_view image);
 
 class EtcdServer {
  public:
@@ -101,6 +125,52 @@ class EtcdServer {
                        Done<etcdserverpb::LeaseTimeToLiveResponse> done);
   void LeaseLeases(const etcdserverpb::LeaseLeasesRequest& r,
                    Done<etcdserverpb::LeaseLeasesResponse> done);
+  // Cluster.
+  // Members by ascending id, with etcd's cluster header (no revision).
+  // linearizable: after a ReadIndex, as a linearizable read.
+  void MemberList(const etcdserverpb::MemberListRequest& r,
+                  Done<etcdserverpb::MemberListResponse> done);
+  // etcd's publish: this member's name and client URLs reach every member
+  // through raft (ClusterMemberAttrSetRequest). The caller retries until
+  // it succeeds, as etcd's publish loop does.
+  void Publish(std::string name, std::vector<std::string> client_urls,
+               std::function<void(absl::Status)> done);
+
+  // Maintenance.
+  // GET / ACTIVATE / DEACTIVATE through raft, as etcd does (GET included).
+  void Alarm(const etcdserverpb::AlarmRequest& r,
+             Done<etcdserverpb::AlarmResponse> done);
+  // This member's view, at once: version (options), dbSize / dbSizeInUse
+  // (EtcdStateMachine's estimates), leader, raftIndex (commit index),
+  // raftTerm, raftAppliedIndex, errors ("etcdserver: no leader" without a
+  // leader, then each active alarm as AlarmText), isLearner.
+  void Status(const etcdserverpb::StatusRequest& r,
+              Done<etcdserverpb::StatusResponse> done);
+  // A 32-bit hash of the MVCC store, the membership and the alarms at
+  // this member (local, like etcd's); header.revision is the current one.
+  void Hash(const etcdserverpb::HashRequest& r,
+            Done<etcdserverpb::HashResponse> done);
+  // KvStore::HashByRev(revision): hash, compact_revision, hash_revision;
+  // header.revision is the current revision. Errors: mvcc's compacted /
+  // future revision.
+  void HashKV(const etcdserverpb::HashKVRequest& r,
+              Done<etcdserverpb::HashKVResponse> done);
+  // This member only: db_size shrinks to db_size_in_use.
+  void Defragment(const etcdserverpb::DefragmentRequest& r,
+                  Done<etcdserverpb::DefragmentResponse> done);
+  // etcd's MoveLeader: ErrNotLeader unless this member leads;
+  // ErrBadLeaderTransferee unless the target is a voter; then transfers
+  // and answers once this member sees the target as leader, or
+  // ErrTimeoutLeaderTransfer after request_timeout_ticks.
+  void MoveLeader(const etcdserverpb::MoveLeaderRequest& r,
+                  Done<etcdserverpb::MoveLeaderResponse> done);
+  // The whole replicated state at this member's applied index, for the
+  // Snapshot stream (not linearizable, as etcd's is not):
+  //   "detcd-snapshot1" raft::EncodeSnapshot(snapshot)
+  // where snapshot.metadata is (applied index, its term, membership) and
+  // snapshot.data the state machine's image (etcd_state_machine.h).
+  void SnapshotImage(Done<std::string> done);
+
   // Watch: streams and watchers live in the hub; creates go through here
   // so the header revision and (planted) restart behaviour apply.
   mvcc::WatchHub& watch_hub() { return *hub_; }
@@ -139,6 +209,16 @@ class EtcdServer {
   void ProposeRequest(etcdserverpb::InternalRaftRequest req, Done<Resp> done);
   template <typename Resp>
   void FillHeader(Resp* r) const;
+  // etcd's quota check before proposing: ErrNoSpace (and a NOSPACE alarm
+  // for this member) if a write of `cost` would not fit.
+  absl::Status CheckQuota(int64_t cost);
+  void RaiseNoSpace();
+  void CheckLeaderMoves();
+  struct LeaderMove {
+    uint64_t target;
+    int deadline_tick;
+    Done<etcdserverpb::MoveLeaderResponse> done;
+  };
   // Runs `serve` once a read at this member is linearizable.
   void LinearizableRead(std::function<void(absl::Status)> serve);
   void Forward(ForwardKind kind, std::string request,
@@ -180,6 +260,9 @@ class EtcdServer {
   uint64_t next_request_ = 0;
   uint64_t next_forward_ = 1;
   std::map<uint64_t, Forwarded> forwarded_;  // by request id
+  int64_t quota_bytes_ = 0;  // 0: no quota
+  bool nospace_pending_ = false;  // our NOSPACE alarm is being proposed
+  std::vector<LeaderMove> leader_moves_;
   // Writes proposed here and not yet answered (for the planted re-propose
   // bug only).
   std::map<uint64_t, std::string> inflight_;

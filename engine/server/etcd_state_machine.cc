@@ -3,13 +3,19 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/server/errors.h"
 #include "engine/util/coding.h"
 #include "engine/util/hash.h"
 
 namespace detcd::server {
 namespace {
 
-constexpr std::string_view kImageMagic = "detcd-sm2";
+constexpr std::string_view kImageMagic = "detcd-sm3";
+
+// The database size estimate's constants (see etcd_state_machine.h).
+constexpr int64_t kEmptyDbBytes = 20 * 1024;
+constexpr int64_t kLeaseDbBytes = 64;
+constexpr int64_t kAlarmDbBytes = 64;
 
 // The apply layer's view of the lessor.
 class LessorHooks final : public LeaseHooks {
@@ -61,7 +67,16 @@ absl::Status DecodeResult(std::string_view result,
 }
 
 EtcdStateMachine::EtcdStateMachine(Options o)
-    : opts_(std::move(o)), lessor_(opts_.lease) {}
+    : opts_(std::move(o)), lessor_(opts_.lease) {
+  db_size_ = db_size_in_use();
+}
+
+int64_t EtcdStateMachine::db_size_in_use() const {
+  return kEmptyDbBytes + kv_.size_bytes() +
+         kLeaseDbBytes * static_cast<int64_t>(lessor_.size()) +
+         membership_.ApproxBytes() +
+         kAlarmDbBytes * static_cast<int64_t>(alarms_.size());
+}
 
 void EtcdStateMachine::Emit(std::vector<mvcc::Event> events) {
   if (!events.empty() && on_events_) on_events_(events);
@@ -95,11 +110,40 @@ std::string EtcdStateMachine::Apply(uint64_t index, std::string_view command) {
   result_hash_ ^= index + 0x9e3779b97f4a7c15ULL + (result_hash_ << 6) +
                   (result_hash_ >> 2);
   result_hash_ = util::Fnv1a(result, result_hash_);
+  NoteSize();
   return result;
+}
+
+std::string EtcdStateMachine::ApplyConfChange(uint64_t index,
+                                              const raft::ConfChange& cc,
+                                              std::string_view context,
+                                              const raft::ConfState& after) {
+  membership_.ApplyConfChange(cc, context, after);
+  NoteSize();
+  (void)index;  // conf changes do not move last_index (a command index)
+  return "";
+}
+
+absl::Status EtcdStateMachine::AlarmGate(
+    const etcdserverpb::InternalRaftRequest& r) const {
+  if (alarms_.Has(etcdserverpb::CORRUPT)) {
+    if (r.has_put() || r.has_delete_range() || r.has_txn() ||
+        r.has_compaction() || r.has_lease_grant() || r.has_lease_revoke() ||
+        r.has_range()) {
+      return ErrCorrupt();
+    }
+  } else if (alarms_.Has(etcdserverpb::NOSPACE)) {
+    if (r.has_put() || r.has_lease_grant() ||
+        (r.has_txn() && QuotaCost(r.txn()) > 0)) {
+      return ErrNoSpace();
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::string EtcdStateMachine::ApplyRequest(
     const etcdserverpb::InternalRaftRequest& r) {
+  if (absl::Status s = AlarmGate(r); !s.ok()) return EncodeResult(s, nullptr);
   LessorHooks hooks(&lessor_);
   auto write = [&](auto&& fn) {
     mvcc::KvStore::WriteTxn txn = kv_.Write();
@@ -150,6 +194,20 @@ std::string EtcdStateMachine::ApplyRequest(
     resp.mutable_header()->set_revision(kv_.Rev());
     return EncodeResult(absl::OkStatus(), &resp);
   }
+  if (r.has_alarm()) {
+    etcdserverpb::AlarmResponse resp = ApplyAlarm(alarms_, r.alarm());
+    resp.mutable_header()->set_revision(kv_.Rev());
+    return EncodeResult(absl::OkStatus(), &resp);
+  }
+  if (r.has_cluster_member_attr_set()) {
+    const auto& a = r.cluster_member_attr_set();
+    absl::Status s = membership_.SetAttributes(
+        a.member_id(), a.member_attributes().name(),
+        {a.member_attributes().client_urls().begin(),
+         a.member_attributes().client_urls().end()});
+    etcdserverpb::EmptyResponse resp;
+    return EncodeResult(s, &resp);
+  }
   return EncodeResult(
       absl::UnimplementedError("etcdserver: unsupported raft request"),
       nullptr);
@@ -174,6 +232,8 @@ std::string EtcdStateMachine::Snapshot() const {
   coding::PutVarint64(&out, result_hash_);
   coding::PutLengthPrefixed(&out, kv_.Snapshot());
   coding::PutLengthPrefixed(&out, lessor_.Snapshot());
+  coding::PutLengthPrefixed(&out, membership_.Snapshot());
+  coding::PutLengthPrefixed(&out, alarms_.Snapshot());
   coding::PutVarint64(&out, recent_order_.size());
   for (uint64_t id : recent_order_) coding::PutVarint64(&out, id);
   return out;
@@ -185,11 +245,13 @@ absl::Status EtcdStateMachine::Restore(std::string_view image) {
   }
   coding::Reader r(image.substr(kImageMagic.size()));
   uint64_t last = 0, hash = 0;
-  std::string kv_image, lease_image;
+  std::string kv_image, lease_image, members_image, alarms_image;
   uint64_t n = 0;
   if (!r.GetVarint64(&last) || !r.GetVarint64(&hash) ||
       !r.GetLengthPrefixed(&kv_image) || !r.GetLengthPrefixed(&lease_image) ||
-      !r.GetVarint64(&n) || n > kRecentRequestIds) {
+      !r.GetLengthPrefixed(&members_image) ||
+      !r.GetLengthPrefixed(&alarms_image) || !r.GetVarint64(&n) ||
+      n > kRecentRequestIds) {
     return absl::DataLossError("etcd snapshot: truncated");
   }
   std::deque<uint64_t> order;
@@ -199,13 +261,20 @@ absl::Status EtcdStateMachine::Restore(std::string_view image) {
     order.push_back(id);
   }
   if (!r.empty()) return absl::DataLossError("etcd snapshot: trailing bytes");
-  // Validate both parts before replacing anything.
+  // Validate every part before replacing anything.
   mvcc::KvStore kv_check;
   if (absl::Status s = kv_check.Restore(kv_image); !s.ok()) return s;
   lease::Lessor lease_check(opts_.lease);
   if (absl::Status s = lease_check.Restore(lease_image); !s.ok()) return s;
+  Membership members;
+  if (absl::Status s = members.Restore(members_image); !s.ok()) return s;
+  AlarmSet alarms;
+  if (absl::Status s = alarms.Restore(alarms_image); !s.ok()) return s;
   if (absl::Status s = kv_.Restore(kv_image); !s.ok()) return s;
   if (absl::Status s = lessor_.Restore(lease_image); !s.ok()) return s;
+  membership_ = std::move(members);
+  alarms_ = std::move(alarms);
+  db_size_ = db_size_in_use();  // the received file replaces ours
   last_index_ = last;
   result_hash_ = hash;
   recent_ids_ = absl::btree_set<uint64_t>(order.begin(), order.end());

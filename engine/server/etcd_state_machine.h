@@ -1,8 +1,29 @@
-// etcd's replicated state: the MVCC store and the lessor, changed only by
-// committed raft entries. Every entry's command is an
+// etcd's replicated state: the MVCC store, the lessor, the membership
+// (membership.h) and the alarms (quota.h), changed only by committed raft
+// entries. Every normal entry's command is an
 // etcdserverpb.InternalRaftRequest (put, delete_range, txn, compaction,
-// lease_grant, lease_revoke, lease_checkpoint); the result handed back to
-// the proposer is EncodeResult(status, response).
+// lease_grant, lease_revoke, lease_checkpoint, alarm,
+// cluster_member_attr_set); the result handed back to the proposer is
+// EncodeResult(status, response). Conf change entries reach the
+// membership through ApplyConfChange.
+//
+// Active alarms gate the writes as etcd's capped and corrupt appliers do
+// (quota.h). A publish (cluster_member_attr_set) answers with an
+// EmptyResponse, or ErrMemberNotFound for a member that is not one.
+//
+// Database size (the Status fields dbSizeInUse / dbSize, and what the
+// quota is checked against) is an estimate of what etcd's bolt file would
+// hold, in bytes:
+//   db_size_in_use = 20 KiB (an empty etcd member's file)
+//                  + the MVCC store's size_bytes() (every kept revision's
+//                    value + 112, every key's bytes + 176)
+//                  + 64 per lease + the membership's bytes
+//                  + 64 per alarm;
+//   db_size        = the largest db_size_in_use since this state machine
+//                    started, restored a snapshot or was defragmented:
+//                    like bolt's file, it grows with the data and shrinks
+//                    only on Defragment (after a compaction freed space).
+// Both are member-local observations (never part of results or images).
 //
 // Apply is deterministic: the same entries give the same results and the
 // same state on every member. The one input that is not replicated is the
@@ -15,12 +36,15 @@
 // the last kRecentRequestIds requests it applied and skips repeats.
 //
 // Snapshot image (all integers varints, strings length-prefixed):
-//   "detcd-sm2" varint(last_index) varint(result_hash)
+//   "detcd-sm3" varint(last_index) varint(result_hash)
 //   lp(kv store image) lp(lessor image)
+//   lp(membership image) lp(alarm image)
 //   varint(n) varint(request id)*n   (recent request ids, oldest first)
+// (Images of older formats, "detcd-sm2", are refused.)
 #ifndef DETCD_ENGINE_SERVER_ETCD_STATE_MACHINE_H_
 #define DETCD_ENGINE_SERVER_ETCD_STATE_MACHINE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -33,6 +57,8 @@
 #include "engine/lease/lessor.h"
 #include "engine/mvcc/kv_store.h"
 #include "engine/server/etcd_kv.h"
+#include "engine/server/membership.h"
+#include "engine/server/quota.h"
 #include "engine/server/state_machine.h"
 #include "etcdserverpb/raft_internal.pb.h"
 #include "etcdserverpb/rpc.pb.h"
@@ -61,6 +87,9 @@ class EtcdStateMachine final : public StateMachine {
   explicit EtcdStateMachine(Options o);
 
   std::string Apply(uint64_t index, std::string_view command) override;
+  std::string ApplyConfChange(uint64_t index, const raft::ConfChange& cc,
+                              std::string_view context,
+                              const raft::ConfState& after) override;
   std::string Snapshot() const override;
   absl::Status Restore(std::string_view image) override;
 
@@ -76,6 +105,13 @@ class EtcdStateMachine final : public StateMachine {
   const mvcc::KvStore& kv() const { return kv_; }
   lease::Lessor& lessor() { return lessor_; }
   const lease::Lessor& lessor() const { return lessor_; }
+  const Membership& membership() const { return membership_; }
+  const AlarmSet& alarms() const { return alarms_; }
+  // The database size estimates (see the top of this file).
+  int64_t db_size_in_use() const;
+  int64_t db_size() const { return db_size_; }
+  // etcd's defragment: the file shrinks to what is in use.
+  void Defragment() { db_size_ = db_size_in_use(); }
   uint64_t last_index() const { return last_index_; }
   // A running hash over every applied (index, result): two members that
   // applied the same entries and reached the same results agree on it.
@@ -88,11 +124,17 @@ class EtcdStateMachine final : public StateMachine {
  private:
   std::string ApplyRequest(const etcdserverpb::InternalRaftRequest& r);
   std::string ApplyLeaseRevoke(int64_t id);
+  // ErrCorrupt / ErrNoSpace if an active alarm refuses `r`, else OK.
+  absl::Status AlarmGate(const etcdserverpb::InternalRaftRequest& r) const;
   void Emit(std::vector<mvcc::Event> events);
+  void NoteSize() { db_size_ = std::max(db_size_, db_size_in_use()); }
 
   Options opts_;
   mvcc::KvStore kv_;
   lease::Lessor lessor_;
+  Membership membership_;
+  AlarmSet alarms_;
+  int64_t db_size_ = 0;
   uint64_t last_index_ = 0;
   uint64_t result_hash_ = 0;
   std::deque<uint64_t> recent_order_;  // oldest first

@@ -69,6 +69,13 @@ absl::Status NodeOptions::Validate() const {
   for (uint64_t v : initial_voters) {
     if (v == 0) return absl::InvalidArgumentError("voter id must not be 0");
   }
+  for (const auto& [id, ctx] : founding_contexts) {
+    if (std::find(initial_voters.begin(), initial_voters.end(), id) ==
+        initial_voters.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "founding context for ", id, ", which is not an initial voter"));
+    }
+  }
   raft::Config rc = raft;
   rc.id = id;
   rc.election_tick = election_ticks;
@@ -174,7 +181,11 @@ absl::Status Node::Bootstrap() {
   // them it would see only its own AddNode and think it was alone.
   std::vector<raft::Entry> founding;
   for (uint64_t voter : cs.voters) {
-    raft::ConfChange cc{raft::ConfChangeType::kAddNode, voter, ""};
+    auto ctx = opts_.founding_contexts.find(voter);
+    raft::ConfChange cc{raft::ConfChangeType::kAddNode, voter,
+                        ctx == opts_.founding_contexts.end()
+                            ? std::string()
+                            : Envelope(0, 0, ctx->second)};
     founding.push_back(raft::Entry{1, founding.size() + 1,
                                    raft::EntryType::kConfChange,
                                    raft::EncodeConfChange(cc)});
@@ -456,6 +467,8 @@ void Node::ApplyEntries(const std::vector<raft::Entry>& entries) {
       }
       conf_state_ = raft_->ApplyConfChange(cc);
       ours = OpenEnvelope(cc.context, &proposer, &rid, &payload);
+      result = sm_->ApplyConfChange(e.index, cc, ours ? payload : "",
+                                    conf_state_);
     } else if (!e.data.empty()) {  // empty: a new leader's first entry
       ours = OpenEnvelope(e.data, &proposer, &rid, &payload);
       if (ours) result = sm_->Apply(e.index, payload);
@@ -468,6 +481,11 @@ void Node::ApplyEntries(const std::vector<raft::Entry>& entries) {
     proposals_.erase(it);
     done(std::move(result));
   }
+}
+
+bool Node::is_learner() const {
+  return std::binary_search(conf_state_.learners.begin(),
+                            conf_state_.learners.end(), opts_.id);
 }
 
 void Node::ServeReads() {

@@ -40,6 +40,12 @@ struct NodeOptions {
   // empty) join an existing cluster as a member already added through a
   // membership change. Ignored once the data dir holds a WAL.
   std::vector<uint64_t> initial_voters;
+  // Founding only: the conf change context written into each founder's
+  // founding AddNode entry (the etcd layer's member attributes, see
+  // membership.h); founders without one get an empty context. Every
+  // founder must be given the same map (as etcd's --initial-cluster must
+  // match), since the founding entries must be identical everywhere.
+  std::map<uint64_t, std::string> founding_contexts;
   int election_ticks = 10;
   int heartbeat_ticks = 1;
   // Take a snapshot after this many applied entries, keeping this many
@@ -78,7 +84,9 @@ class NodeObserver {
 
 // Entry payload of a proposal: varint(proposer) varint(request id) command.
 // The proposer completes its waiter when it applies the entry; every other
-// node just applies the command. Conf changes carry it in their context.
+// node just applies the command. Conf changes carry it in their context;
+// a founding AddNode entry's context is Envelope(0, 0, founding context),
+// or empty when it has none (proposer 0 is no node).
 std::string Envelope(uint64_t proposer, uint64_t request_id,
                      std::string_view payload);
 bool OpenEnvelope(std::string_view data, uint64_t* proposer,
@@ -143,6 +151,11 @@ class Node {
     return raft_ && raft_->state() == raft::StateType::kLeader;
   }
   uint64_t leader() const { return raft_ ? raft_->lead() : 0; }
+  // Raft's commit index (etcd's Status raftIndex).
+  uint64_t committed_index() const {
+    return raft_ ? raft_->log().committed() : 0;
+  }
+  bool is_learner() const;
   size_t pending_requests() const {
     return proposals_.size() + reads_.size() + ready_reads_.size();
   }

@@ -1,6 +1,5 @@
-// What the Node replicates. Until the MVCC store lands, tests and the
-// simulator plug in small state machines; the etcd apply layer will be one
-// more implementation of this interface.
+// What the Node replicates: the etcd apply layer (EtcdStateMachine), and
+// small state machines in tests and the simulator.
 #ifndef DETCD_ENGINE_SERVER_STATE_MACHINE_H_
 #define DETCD_ENGINE_SERVER_STATE_MACHINE_H_
 
@@ -9,6 +8,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "engine/raft/types.h"
 
 namespace detcd::server {
 
@@ -18,6 +18,18 @@ class StateMachine {
   // Applies one committed command (in log order, exactly once per index
   // since the last Restore) and returns the result handed to the proposer.
   virtual std::string Apply(uint64_t index, std::string_view command) = 0;
+  // A committed membership change at `index` took effect in raft (in log
+  // order with Apply, exactly once per index since the last Restore).
+  // `context` is the proposer's context with the Node's envelope removed
+  // (the founders' is NodeOptions::founding_contexts; empty if none);
+  // `after` is the membership now. The result goes to the proposer. The
+  // default keeps no membership of its own.
+  virtual std::string ApplyConfChange(uint64_t /*index*/,
+                                      const raft::ConfChange& /*cc*/,
+                                      std::string_view /*context*/,
+                                      const raft::ConfState& /*after*/) {
+    return "";
+  }
   // The whole state as of the last applied index.
   virtual std::string Snapshot() const = 0;
   // Replaces the whole state with a snapshot image.
