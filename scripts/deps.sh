@@ -10,7 +10,7 @@ DETCD_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   libfmt-dev libzstd-dev
   libssl-dev libyaml-cpp-dev nlohmann-json3-dev openssl
-  etcd-server etcd-client python3 curl
+  etcd-server etcd-client python3 curl golang-go golang-etcd-server-dev
 )
 
 detcd_install_deps() {

@@ -1,0 +1,300 @@
+"""Side-by-side helpers: the same etcdctl command against a reference etcd
+cluster and a cluster of the server under test, outputs compared after
+masking (etcdctl_mask.py).
+
+DETCD_IT_STRICT_REVISIONS=1 compares revisions too (both clusters are fresh
+and receive the same commands in the same order, so etcd semantics make them
+equal); by default they are masked.
+"""
+
+import base64
+import concurrent.futures
+import difflib
+import os
+import re
+import sys
+import time
+
+import cluster
+import etcdctl_mask as em
+
+STRICT_REVISIONS = os.environ.get("DETCD_IT_STRICT_REVISIONS", "") not in ("",
+                                                                           "0")
+
+# DETCD_IT_VERBOSE=1 prints every compared command with its masked output.
+VERBOSE = os.environ.get("DETCD_IT_VERBOSE", "") not in ("", "0")
+
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+
+
+class Side:
+    """One cluster plus the identities its outputs are masked with."""
+
+    def __init__(self, name, c):
+        self.name = name
+        self.cluster = c
+        self.ident = em.Identities()
+
+    def register(self):
+        """Learns member IDs, the cluster ID, ports and the temp dir."""
+        for name, mid in self.cluster.member_ids().items():
+            self.ident.add_id(mid, "<member:%s>" % name)
+        self.ident.add_id(self.cluster.cluster_id(), "<cluster>")
+        for m in self.cluster.members:
+            self.ident.add_port(m.client_port, "<client:%s>" % m.name)
+            self.ident.add_port(m.peer_port, "<peer:%s>" % m.name)
+        self.ident.add_path(self.cluster.dir, "<dir>")
+
+    def ctl(self, args, stdin=None, all_members=False, **kw):
+        """etcdctl against this side. By default only the first member is
+        given as endpoint, so headers name a predictable member."""
+        if "members" not in kw and "endpoints" not in kw and not all_members:
+            kw["members"] = self.cluster.members[:1]
+        r = self.cluster.etcdctl(args, stdin=stdin, **kw)
+        self._learn_leases(args, r)
+        return r
+
+    def _learn_leases(self, args, r):
+        """Registers lease IDs that `lease grant` printed, so every grant
+        gets the next label on its side."""
+        if r.rc != 0 or em._command(args)[:2] != ["lease", "grant"]:
+            return
+        fmt = em.output_format(args)
+        m = None
+        if fmt == "simple":
+            m = re.search(r"^lease ([0-9a-f]{16}) granted", r.out, re.M)
+            if m:
+                self.ident.add_lease(int(m.group(1), 16))
+        elif fmt == "json":
+            self.ident.add_lease(int(r.json()["ID"]))
+        elif fmt == "fields":
+            m = re.search(r'^"ID" : (\d+)$', r.out, re.M)
+            if m:
+                self.ident.add_lease(int(m.group(1)))
+
+    def mask(self, args, r):
+        return (r.rc,
+                em.mask_stdout(r.raw_out, args, self.ident, STRICT_REVISIONS),
+                em.mask_stderr(r.raw_err, args, self.ident, STRICT_REVISIONS))
+
+    def member(self, name):
+        for m in self.cluster.members:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+def _indent(text):
+    return "".join("  | " + line + "\n" for line in text.splitlines())
+
+
+def first_difference(a, b, label_a, label_b, context=3, limit=40):
+    """Unified diff of two texts, at most `limit` lines."""
+    diff = list(difflib.unified_diff(a.splitlines(), b.splitlines(), label_a,
+                                     label_b, n=context, lineterm=""))
+    if len(diff) > limit:
+        diff = diff[:limit] + ["... (%d more diff lines)" % (len(diff) - limit)]
+    return "\n".join(diff)
+
+
+class CompareCase(cluster.ClusterTestCase):
+    """Base class: one reference cluster and one server cluster per class."""
+
+    SIZE = 1
+    FLAGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        ref = cls.new_class_cluster(cluster.CONFIG["reference"], size=cls.SIZE,
+                                    extra_flags=cls.FLAGS, label="etcd")
+        srv = cls.new_class_cluster(cluster.CONFIG["server"], size=cls.SIZE,
+                                    extra_flags=cls.FLAGS, label="server")
+        try:
+            # Start both before waiting so their start-ups overlap.
+            for m in ref.members + srv.members:
+                m.start()
+            ref.wait_healthy()
+            srv.wait_healthy()
+            cls.ref = Side("etcd", ref)
+            cls.srv = Side("server", srv)
+            cls.ref.register()
+            cls.srv.register()
+        except BaseException:
+            import sys
+            for c in (ref, srv):
+                sys.stderr.write("\n" + c.log_report() + "\n")
+            cls.tearDownClass()
+            raise
+
+    # -- running
+
+    def both(self, args, stdin=None, expect_rc=0, compare=True, ref_args=None,
+             srv_args=None, ref_stdin=None, srv_stdin=None, **kw):
+        """Runs etcdctl args on both sides (concurrently); checks the
+        reference exit code (a test-writing error otherwise) and compares
+        masked rc/stdout/stderr. ref_args/srv_args override args per side
+        (for side-specific values such as lease IDs or paths)."""
+        a_args = ref_args or args
+        b_args = srv_args or args
+        fa = _POOL.submit(self.ref.ctl, a_args,
+                          ref_stdin if ref_stdin is not None else stdin, **kw)
+        fb = _POOL.submit(self.srv.ctl, b_args,
+                          srv_stdin if srv_stdin is not None else stdin, **kw)
+        ra, rb = fa.result(), fb.result()
+        if expect_rc is not None and ra.rc != expect_rc:
+            self.fail("reference etcd gave rc=%r (expected %r): test bug or "
+                      "environment problem\n%s" % (ra.rc, expect_rc,
+                                                   ra.describe()))
+        if compare:
+            self.assertSameOutput(a_args, ra, rb, b_args)
+        return ra, rb
+
+    def assertSameOutput(self, args, ra, rb, b_args=None):
+        ma = self.ref.mask(args, ra)
+        mb = self.srv.mask(b_args or args, rb)
+        if VERBOSE:
+            sys.stderr.write("\n$ etcdctl %s\n  rc=%r\n%s%s" % (
+                " ".join(args), ma[0], _indent(ma[1]), _indent(ma[2])))
+        if ma == mb:
+            return
+        parts = ["etcdctl %s: outputs differ (etcd vs server)" % " ".join(args)]
+        if ma[0] != mb[0]:
+            parts.append("exit code: etcd %r, server %r" % (ma[0], mb[0]))
+        if ma[1] != mb[1]:
+            parts.append("stdout (masked):\n" + first_difference(
+                ma[1], mb[1], "etcd", "server"))
+        if ma[2] != mb[2]:
+            parts.append("stderr (masked):\n" + first_difference(
+                ma[2], mb[2], "etcd", "server"))
+        parts.append("raw server result:\n" + rb.describe()[:3000])
+        self.fail("\n".join(parts))
+
+    def assertSameText(self, what, a, b):
+        if a != b:
+            self.fail("%s differs (etcd vs server):\n%s" % (
+                what, first_difference(a, b, "etcd", "server")))
+
+    def each(self, fn):
+        """Runs fn(side) for both sides; returns (ref_value, srv_value)."""
+        return fn(self.ref), fn(self.srv)
+
+    # -- leases
+
+    def grant(self, ttl, fmt="simple"):
+        """lease grant on both sides, compared; registers the lease IDs in
+        order so they mask to the same label. Returns (ref_id, srv_id)."""
+        args = ["lease", "grant", str(ttl), "-w", fmt]
+        self.both(args)
+        return self.ref.ident.leases[-1], self.srv.ident.leases[-1]
+
+    def lease_args(self, template, ids):
+        """Per-side argument lists with {lease} replaced by the side's lease
+        ID in hex (as etcdctl takes it)."""
+        return ([a.replace("{lease}", "%x" % ids[0]) for a in template],
+                [a.replace("{lease}", "%x" % ids[1]) for a in template])
+
+    # -- watches
+
+    def watch_both(self, watch_args, ops, sync_key=None, end_key=None,
+                   fmt="simple", stdin_lines=None, expect_events=None,
+                   wait_text=None, after_lines=None, after_text="",
+                   timeout=10.0):
+        """Starts `etcdctl watch ...` on both sides, makes sure the watch is
+        established (by putting sync_key until its event shows, unless the
+        watch replays history with --rev), runs ops (etcdctl arg lists,
+        compared) on both sides, puts end_key and waits for its event, then
+        compares what each watch printed after the sync event.
+        after_lines are written to an interactive watch's stdin after the
+        ops; then after_text is awaited on each side."""
+        procs = {}
+        cuts = {}
+        for side in (self.ref, self.srv):
+            procs[side.name] = side.cluster.background(
+                ["watch"] + list(watch_args), stdin_pipe=stdin_lines is not None)
+        try:
+            for side in (self.ref, self.srv):
+                p = procs[side.name]
+                if stdin_lines:
+                    for line in stdin_lines:
+                        p.write(line + "\n")
+                cuts[side.name] = 0
+                keys = [sync_key] if isinstance(sync_key, str) else sync_key
+                for key in keys or []:
+                    cuts[side.name] = self._sync_watch(side, p, key, fmt,
+                                                       timeout)
+            for op in ops:
+                self.both(op)
+            if after_lines:
+                for side in (self.ref, self.srv):
+                    p = procs[side.name]
+                    for line in after_lines:
+                        p.write(line + "\n")
+                    ok = p.wait_for(lambda b: after_text.encode() in b[
+                        cuts[side.name]:], timeout)
+                    if not ok and side is self.ref:
+                        self.fail("reference watch did not print %r:\n%s" % (
+                            after_text, p.stop().describe()))
+            markers = []
+            if end_key is not None:
+                self.both(["put", end_key, "watch-end-marker"])
+                markers.append("watch-end-marker")
+            if wait_text is not None:
+                markers.append(wait_text)
+            outs = {}
+            for side in (self.ref, self.srv):
+                p = procs[side.name]
+                ok = p.wait_for(lambda b: all(_has_marker(b, m, fmt) >= 0
+                                              for m in markers), timeout)
+                if expect_events is not None:
+                    ok = p.wait_for(lambda b: expect_events(b[cuts[side.name]:]),
+                                    timeout) and ok
+                r = p.stop()
+                if not ok and side is self.ref:
+                    self.fail("reference watch did not show the expected "
+                              "output:\n" + r.describe())
+                outs[side.name] = r
+        finally:
+            for p in procs.values():
+                p.stop()
+        ra, rb = outs["etcd"], outs["server"]
+        args = ["watch"] + list(watch_args)
+        ma = em.mask_stdout(ra.raw_out[cuts["etcd"]:], args, self.ref.ident,
+                            STRICT_REVISIONS)
+        mb = em.mask_stdout(rb.raw_out[cuts["server"]:], args, self.srv.ident,
+                            STRICT_REVISIONS)
+        if VERBOSE:
+            sys.stderr.write("\n$ etcdctl watch %s\n%s" % (
+                " ".join(watch_args), _indent(ma)))
+        if ma != mb:
+            self.fail("etcdctl watch %s: events differ\n%s\nraw server:\n%s" % (
+                " ".join(watch_args), first_difference(ma, mb, "etcd", "server"),
+                rb.describe()[:3000]))
+        ea = em.mask_stderr(ra.raw_err, args, self.ref.ident, STRICT_REVISIONS)
+        eb = em.mask_stderr(rb.raw_err, args, self.srv.ident, STRICT_REVISIONS)
+        self.assertSameText("watch stderr", ea, eb)
+        return ra, rb
+
+    def _sync_watch(self, side, proc, sync_key, fmt, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._sync_count = getattr(self, "_sync_count", 0) + 1
+            marker = "watch-sync-%d" % self._sync_count
+            side.cluster.ctl_ok(["put", sync_key, marker])
+            if proc.wait_for(lambda b: _has_marker(b, marker, fmt) >= 0, 0.5):
+                out = proc.output()
+                pos = _has_marker(out, marker, fmt)
+                end = out.find(b"\n", pos)
+                end = len(out) if end < 0 else end + 1
+                if fmt == "fields":  # the Lease line follows the Value line
+                    nxt = out.find(b"\n", end)
+                    end = len(out) if nxt < 0 else nxt + 1
+                return end
+        self.fail("%s: watch not established within %.0fs:\n%s" % (
+            side.name, timeout, proc.stop().describe()))
+
+
+def _has_marker(buf, marker, fmt):
+    """Offset of marker's value in a watch output buffer, or -1."""
+    if fmt == "json":
+        return buf.find(base64.b64encode(marker.encode()))
+    return buf.find(marker.encode())
