@@ -1,0 +1,63 @@
+// detcd: an etcd-compatible member. Takes etcd's flags, ETCD_* variables
+// and --config-file (shim/config.h), then runs until SIGTERM or SIGINT.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shim/config.h"
+#include "shim/log.h"
+#include "shim/server.h"
+
+extern char** environ;
+
+int main(int argc, char** argv) {
+  // Signals are taken by one thread (below); every thread started from
+  // here on inherits the blocked mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  detcd::shim::ParseOutcome p = detcd::shim::ParseServerConfig(args, env);
+  if (p.action == detcd::shim::ParseOutcome::Action::kPrintAndExit) {
+    std::fputs(p.output.c_str(), p.output_to_stderr ? stderr : stdout);
+    return p.exit_code;
+  }
+  const detcd::shim::ServerConfig& c = p.config;
+  detcd::shim::LogOptions lo;
+  lo.level = c.log_level;
+  lo.logger = c.logger;
+  lo.outputs = c.log_outputs;
+  if (absl::Status s = detcd::shim::InitLogging(lo); !s.ok()) {
+    std::fprintf(stderr, "detcd: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  for (const std::string& w : c.warnings) DLOG_WARN(w);
+
+  auto server = detcd::shim::DetcdServer::Start(c);
+  if (!server.ok()) {
+    DLOG_FATAL("discovery failed",
+               {{"error", std::string(server.status().message())}});
+  }
+  // Wait for a stop signal, or for the engine to fail.
+  std::thread waiter([&] {
+    absl::Status s = (*server)->Wait();
+    if (!s.ok()) kill(getpid(), SIGTERM);
+  });
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  DLOG_INFO("received signal; shutting down",
+            {{"signal", std::string(sig == SIGINT ? "interrupt" : "terminated")}});
+  (*server)->Stop();
+  waiter.join();
+  return 0;
+}

@@ -1,0 +1,809 @@
+#include "shim/server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <openssl/sha.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "engine/server/etcd_server.h"
+#include "nlohmann/json.hpp"
+#include "shim/client_listener.h"
+#include "shim/engine_loop.h"
+#include "shim/log.h"
+#include "shim/metrics.h"
+#include "shim/peer_transport.h"
+#include "shim/posix_disk.h"
+#include "shim/real_clock.h"
+#include "shim/services.h"
+
+namespace detcd::shim {
+namespace {
+
+namespace pb = etcdserverpb;
+constexpr int64_t kMs = 1'000'000;
+
+uint64_t First8BigEndian(const unsigned char* d) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | d[i];
+  return v;
+}
+
+std::string Hex(uint64_t id) { return absl::StrFormat("%x", id); }
+
+std::vector<std::string> Raw(const std::vector<Url>& urls) {
+  std::vector<std::string> out;
+  for (const Url& u : urls) out.push_back(u.raw);
+  return out;
+}
+
+// Identity kept in the data dir: after the first start the member's ids
+// come from here and --initial-* flags are ignored, as in etcd. JSON,
+// written once at bootstrap (temp file, fsync, rename, directory fsync).
+constexpr char kIdentityFile[] = "member/detcd-identity.json";
+
+absl::StatusOr<Identity> ReadIdentity(PosixDisk& disk) {
+  auto text = disk.ReadAll(kIdentityFile);
+  if (!text.ok()) return text.status();
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.contains("member_id") ||
+      !j.contains("cluster_id")) {
+    return absl::DataLossError(
+        absl::StrCat("detcd: cannot parse ", disk.Resolve(kIdentityFile)));
+  }
+  Identity id;
+  id.member_id = j["member_id"].get<uint64_t>();
+  id.cluster_id = j["cluster_id"].get<uint64_t>();
+  return id;
+}
+
+absl::Status WriteIdentity(PosixDisk& disk, const Identity& id) {
+  nlohmann::json j;
+  j["member_id"] = id.member_id;
+  j["cluster_id"] = id.cluster_id;
+  const std::string tmp = std::string(kIdentityFile) + ".tmp";
+  if (auto s = disk.CreateDir("member"); !s.ok()) return s;
+  auto f = disk.Create(tmp);
+  if (!f.ok()) return f.status();
+  if (auto s = (*f)->Append(j.dump() + "\n"); !s.ok()) return s;
+  if (auto s = (*f)->Sync(); !s.ok()) return s;
+  if (auto s = (*f)->Close(); !s.ok()) return s;
+  if (auto s = disk.Rename(tmp, kIdentityFile); !s.ok()) return s;
+  return disk.SyncDir("member");
+}
+
+// Times fsyncs for etcd's disk histograms: WAL files feed
+// etcd_disk_wal_fsync_duration_seconds; snapshot files, our counterpart of
+// etcd's backend commits, feed etcd_disk_backend_commit_duration_seconds.
+class TimedFile final : public env::WritableFile {
+ public:
+  TimedFile(std::unique_ptr<env::WritableFile> f, metrics::Histogram* h)
+      : f_(std::move(f)), h_(h) {}
+  absl::Status Append(std::string_view d) override { return f_->Append(d); }
+  absl::Status Sync() override {
+    RealClock c;
+    const int64_t t0 = c.NowNanos();
+    absl::Status s = f_->Sync();
+    h_->Observe(static_cast<double>(c.NowNanos() - t0) / 1e9);
+    return s;
+  }
+  absl::Status Close() override { return f_->Close(); }
+
+ private:
+  std::unique_ptr<env::WritableFile> f_;
+  metrics::Histogram* h_;
+};
+
+class TimedDisk final : public env::DiskWrapper {
+ public:
+  TimedDisk(env::Disk* d, metrics::Histogram* wal, metrics::Histogram* snap)
+      : DiskWrapper(d), wal_(wal), snap_(snap) {}
+  absl::StatusOr<std::unique_ptr<env::WritableFile>> OpenAppend(
+      const std::string& p) override {
+    return Wrap(p, target()->OpenAppend(p));
+  }
+  absl::StatusOr<std::unique_ptr<env::WritableFile>> Create(
+      const std::string& p) override {
+    return Wrap(p, target()->Create(p));
+  }
+
+ private:
+  absl::StatusOr<std::unique_ptr<env::WritableFile>> Wrap(
+      const std::string& p,
+      absl::StatusOr<std::unique_ptr<env::WritableFile>> f) {
+    if (!f.ok()) return f;
+    metrics::Histogram* h =
+        p.find("/snap/") != std::string::npos ? snap_ : wal_;
+    return std::unique_ptr<env::WritableFile>(
+        new TimedFile(*std::move(f), h));
+  }
+  metrics::Histogram* wal_;
+  metrics::Histogram* snap_;
+};
+
+// The engine's figures for /metrics and /health, published by the engine
+// thread after every tick and read by scrapes from other threads.
+struct EngineFigures {
+  std::atomic<bool> has_leader{false};
+  std::atomic<bool> is_leader{false};
+  std::atomic<uint64_t> leader{0};
+  std::atomic<uint64_t> leader_changes{0};
+  std::atomic<uint64_t> committed{0};
+  std::atomic<uint64_t> applied{0};
+  std::atomic<uint64_t> pending{0};
+  std::atomic<uint64_t> term{0};
+  std::atomic<int64_t> db_size{0};
+  std::atomic<int64_t> db_size_in_use{0};
+  std::atomic<int64_t> revision{0};
+  std::atomic<int64_t> keys{0};
+  std::atomic<bool> failed{false};
+};
+
+class GrpcMetrics final : public CallObserver {
+ public:
+  explicit GrpcMetrics(metrics::Registry& r)
+      : started_(r.NewCounterFamily(
+            "grpc_server_started_total",
+            "Total number of RPCs started on the server.",
+            {"grpc_method", "grpc_service", "grpc_type"})),
+        handled_(r.NewCounterFamily(
+            "grpc_server_handled_total",
+            "Total number of RPCs completed on the server, regardless of "
+            "success or failure.",
+            {"grpc_code", "grpc_method", "grpc_service", "grpc_type"})),
+        failed_(r.NewCounter("etcd_server_proposals_failed_total",
+                             "The total number of failed proposals seen.")) {}
+  void OnStarted(const char* service, const char* method,
+                 const char* type) override {
+    started_.WithLabels({method, service, type}).Inc();
+  }
+  void OnHandled(const char* service, const char* method, const char* type,
+                 int code) override {
+    handled_.WithLabels({CodeName(code), method, service, type}).Inc();
+    const std::string_view m = method;
+    if (code != 0 && (m == "Put" || m == "Txn" || m == "DeleteRange" ||
+                      m == "LeaseGrant" || m == "LeaseRevoke" ||
+                      m == "Compact")) {
+      failed_.Inc();
+    }
+  }
+
+ private:
+  static const char* CodeName(int code) {
+    static constexpr const char* kNames[] = {
+        "OK",        "Canceled",          "Unknown",          "InvalidArgument",
+        "DeadlineExceeded", "NotFound",   "AlreadyExists",    "PermissionDenied",
+        "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
+        "Unimplemented", "Internal",      "Unavailable",      "DataLoss",
+        "Unauthenticated"};
+    return code >= 0 && code <= 16 ? kNames[code] : "Unknown";
+  }
+  metrics::Family<metrics::Counter>& started_;
+  metrics::Family<metrics::Counter>& handled_;
+  metrics::Counter& failed_;
+};
+
+// Sum of one per-peer figure over every peer.
+double PeerSum(PeerTransport* t, uint64_t PeerStats::*field) {
+  double sum = 0;
+  for (const PeerStats& p : t->Stats().peers) sum += p.*field;
+  return sum;
+}
+
+bool AnyHttps(const std::vector<Url>& urls) {
+  for (const Url& u : urls) {
+    if (u.scheme == "https" || u.scheme == "unixs") return true;
+  }
+  return false;
+}
+
+TlsFiles ToTlsFiles(const TlsConfig& t, const std::string& auto_dir,
+                    const std::vector<Url>& urls) {
+  TlsFiles f;
+  f.cert_file = t.cert_file;
+  f.key_file = t.key_file;
+  f.trusted_ca_file = t.trusted_ca_file;
+  f.crl_file = t.crl_file;
+  f.client_cert_auth = t.client_cert_auth;
+  f.auto_tls = t.auto_tls;
+  f.auto_tls_dir = auto_dir;
+  for (const Url& u : urls) f.hosts.push_back(u.host);
+  return f;
+}
+
+}  // namespace
+
+uint64_t ComputeMemberId(std::vector<std::string> peer_urls,
+                         const std::string& token) {
+  std::sort(peer_urls.begin(), peer_urls.end());
+  std::string b = absl::StrJoin(peer_urls, "") + token;
+  unsigned char d[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(b.data()), b.size(), d);
+  return First8BigEndian(d);
+}
+
+uint64_t ComputeClusterId(std::vector<uint64_t> ids) {
+  std::sort(ids.begin(), ids.end());
+  std::string b;
+  for (uint64_t id : ids) {
+    for (int i = 7; i >= 0; --i) b.push_back(static_cast<char>(id >> (8 * i)));
+  }
+  unsigned char d[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(b.data()), b.size(), d);
+  return First8BigEndian(d);
+}
+
+absl::StatusOr<Identity> IdentityFromConfig(const ServerConfig& c) {
+  if (!c.initial_cluster_error.empty()) {
+    return absl::InvalidArgumentError(c.initial_cluster_error);
+  }
+  Identity id;
+  const ClusterMember* self = nullptr;
+  for (const ClusterMember& m : c.initial_cluster) {
+    std::vector<std::string> urls = Raw(m.peer_urls);
+    Identity::Founder f{ComputeMemberId(urls, c.initial_cluster_token), m.name,
+                        urls};
+    for (const Identity::Founder& o : id.founders) {
+      if (o.id == f.id) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "member count is unequal: duplicate member ", Hex(f.id),
+            " in --initial-cluster"));
+      }
+    }
+    id.founders.push_back(f);
+    if (m.name == c.name) self = &m;
+  }
+  if (self == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "couldn't find local name \"", c.name,
+        "\" in the initial cluster configuration"));
+  }
+  // etcd: the advertised peer URLs must be exactly this member's URLs in
+  // --initial-cluster.
+  std::vector<std::string> adv = Raw(c.initial_advertise_peer_urls);
+  std::vector<std::string> mine = Raw(self->peer_urls);
+  std::sort(adv.begin(), adv.end());
+  std::sort(mine.begin(), mine.end());
+  if (adv != mine) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--initial-cluster has ", c.name, "=", absl::StrJoin(mine, ","),
+        " but missing from --initial-advertise-peer-urls=",
+        absl::StrJoin(adv, ",")));
+  }
+  std::vector<uint64_t> ids;
+  for (const Identity::Founder& f : id.founders) {
+    ids.push_back(f.id);
+    if (f.name == c.name) id.member_id = f.id;
+  }
+  id.cluster_id = ComputeClusterId(ids);
+  return id;
+}
+
+struct DetcdServer::Impl {
+  ServerConfig cfg;
+  Identity identity;
+  std::unique_ptr<DataDirLock> lock;
+  RealClock clock;
+  std::unique_ptr<PosixDisk> disk;
+  std::unique_ptr<TimedDisk> timed_disk;
+  std::unique_ptr<env::SeededRng> rng;
+  std::unique_ptr<PeerTransport> transport;
+  std::unique_ptr<server::EtcdServer> server;
+  std::unique_ptr<EngineLoop> loop;
+  std::unique_ptr<GrpcMetrics> grpc_metrics;
+  std::unique_ptr<Services> services;
+  std::unique_ptr<grpc::Server> grpc_server;
+  std::vector<std::unique_ptr<ClientListener>> listeners;
+  EngineFigures figures;
+  std::atomic<bool> engine_ready{false};
+  metrics::Counter* health_ok = nullptr;
+  metrics::Counter* health_failed = nullptr;
+  bool published = false;
+  int publish_wait_ticks = 0;
+
+  absl::Mutex mu;
+  bool stopped ABSL_GUARDED_BY(mu) = false;
+  absl::Status failure ABSL_GUARDED_BY(mu);
+
+  ~Impl() { Teardown(); }
+  void Teardown();
+
+  // Engine thread.
+  void OnTick() {
+    server->Tick();
+    Publish();
+    PublishFigures();
+  }
+  void PublishFigures();
+  void Publish();
+  HttpResponse Http(const HttpRequest& r);
+  HttpResponse Health(const HttpRequest& r);
+  void RegisterMetrics();
+};
+
+void DetcdServer::Impl::PublishFigures() {
+  const server::Node& n = server->node();
+  if (n.failed()) {
+    absl::MutexLock l(&mu);
+    if (failure.ok()) {
+      failure = n.failure();
+      DLOG_ERROR("the engine stopped after a disk error",
+                 {{"error", std::string(n.failure().message())}});
+    }
+    figures.failed = true;
+    return;
+  }
+  const uint64_t lead = n.leader();
+  if (lead != figures.leader.load()) {
+    if (lead != 0) {
+      figures.leader_changes.fetch_add(1);
+      DLOG_INFO("raft.node: elected leader",
+                {{"local-member-id", Hex(server->id())},
+                 {"leader-member-id", Hex(lead)},
+                 {"term", n.raft().term()}});
+    } else {
+      DLOG_INFO("raft.node: lost leader",
+                {{"local-member-id", Hex(server->id())},
+                 {"term", n.raft().term()}});
+    }
+    figures.leader = lead;
+  }
+  figures.has_leader = lead != 0;
+  figures.is_leader = n.is_leader();
+  figures.committed = n.raft().hard_state().commit;
+  figures.applied = n.applied_index();
+  figures.pending = n.pending_requests();
+  figures.term = n.raft().term();
+  figures.revision = server->state().kv().Rev();
+  figures.db_size = server->state().db_size();
+  figures.db_size_in_use = server->state().db_size_in_use();
+}
+
+// etcd publishes the member's name and client URLs through raft once it
+// has a leader, and retries until the entry is applied.
+void DetcdServer::Impl::Publish() {
+  if (published || server->node().leader() == 0) return;
+  if (publish_wait_ticks > 0) {
+    --publish_wait_ticks;
+    return;
+  }
+  // Retry after the request timeout if no answer came.
+  publish_wait_ticks = 1 << 30;
+  server->Publish(
+      cfg.name, Raw(cfg.advertise_client_urls), [this](absl::Status s) {
+        if (s.ok()) {
+          published = true;
+          DLOG_INFO("published local member to cluster through raft",
+                    {{"local-member-id", Hex(identity.member_id)},
+                     {"local-member-attributes",
+                      absl::StrCat("{Name:", cfg.name, " ClientURLs:[",
+                                   absl::StrJoin(Raw(cfg.advertise_client_urls),
+                                                 " "),
+                                   "]}")},
+                     {"cluster-id", Hex(identity.cluster_id)}});
+          return;
+        }
+        DLOG_WARN("failed to publish local member to cluster through raft",
+                  {{"error", std::string(s.message())}});
+        publish_wait_ticks = 10;
+      });
+}
+
+void DetcdServer::Impl::RegisterMetrics() {
+  metrics::Registry& r = metrics::DefaultRegistry();
+  EngineFigures* f = &figures;
+  r.NewGaugeFunc("etcd_server_has_leader",
+                 "Whether or not a leader exists. 1 is existence, 0 is not.",
+                 [f] { return f->has_leader ? 1.0 : 0.0; });
+  r.NewGaugeFunc("etcd_server_is_leader",
+                 "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+                 [f] { return f->is_leader ? 1.0 : 0.0; });
+  r.NewCounterFunc("etcd_server_leader_changes_seen_total",
+                 "The number of leader changes seen.",
+                 [f] { return static_cast<double>(f->leader_changes.load()); });
+  r.NewCounterFunc("etcd_server_proposals_committed_total",
+                 "The total number of consensus proposals committed.",
+                 [f] { return static_cast<double>(f->committed.load()); });
+  r.NewCounterFunc("etcd_server_proposals_applied_total",
+                 "The total number of consensus proposals applied.",
+                 [f] { return static_cast<double>(f->applied.load()); });
+  r.NewGaugeFunc("etcd_server_proposals_pending",
+                 "The current number of pending proposals to commit.",
+                 [f] { return static_cast<double>(f->pending.load()); });
+  r.NewGaugeFunc("etcd_mvcc_db_total_size_in_bytes",
+                 "Total size of the underlying database physically allocated "
+                 "in bytes.",
+                 [f] { return static_cast<double>(f->db_size.load()); });
+  r.NewGaugeFunc("etcd_mvcc_db_total_size_in_use_in_bytes",
+                 "Total size of the underlying database logically in use in "
+                 "bytes.",
+                 [f] { return static_cast<double>(f->db_size_in_use.load()); });
+  r.NewGaugeFunc("etcd_debugging_mvcc_current_revision",
+                 "The current revision of store.",
+                 [f] { return static_cast<double>(f->revision.load()); });
+  r.NewGaugeFamily("etcd_server_id",
+                   "Server or member ID in hexadecimal format. 1 for "
+                   "'server_id' label with current ID.",
+                   {"server_id"})
+      .WithLabels({Hex(identity.member_id)})
+      .Set(1);
+  PeerTransport* t = transport.get();
+  r.NewGaugeFunc("etcd_network_active_peers",
+                 "The current number of active peer connections.", [t] {
+                   return static_cast<double>(t->Stats().active_peers);
+                 });
+  r.NewCounterFunc("etcd_network_peer_sent_bytes_total",
+                 "The total number of bytes sent to peers.", [t] {
+                   return PeerSum(t, &PeerStats::sent_bytes);
+                 });
+  r.NewCounterFunc("etcd_network_peer_received_bytes_total",
+                 "The total number of bytes received from peers.", [t] {
+                   return PeerSum(t, &PeerStats::received_bytes);
+                 });
+  r.NewCounterFunc("etcd_network_peer_sent_failures_total",
+                 "The total number of send failures from peers.", [t] {
+                   return PeerSum(t, &PeerStats::send_failures);
+                 });
+  health_ok = &r.NewCounter("etcd_server_health_success",
+                            "The total number of successful health checks");
+  health_failed = &r.NewCounter("etcd_server_health_failures",
+                                "The total number of failed health checks");
+  RegisterProcessMetrics(r);
+}
+
+HttpResponse DetcdServer::Impl::Health(const HttpRequest& req) {
+  HttpResponse out;
+  out.content_type = "application/json";
+  std::string reason;
+  pb::AlarmResponse alarms;
+  bool got_alarms = false;
+  loop->RunSync([&] {
+    for (const auto& a : server->state().alarms().Get(pb::AlarmType::NONE)) {
+      *alarms.add_alarms() = a;
+    }
+    got_alarms = true;
+  });
+  // ?exclude=NAME (repeatable) skips alarms by name, as etcd's handler.
+  std::vector<std::string> excluded;
+  for (absl::string_view kv : absl::StrSplit(req.query, '&')) {
+    if (absl::ConsumePrefix(&kv, "exclude=")) excluded.emplace_back(kv);
+  }
+  if (got_alarms) {
+    for (const auto& a : alarms.alarms()) {
+      const std::string name = pb::AlarmType_Name(a.alarm());
+      if (std::find(excluded.begin(), excluded.end(), name) !=
+          excluded.end()) {
+        continue;
+      }
+      reason = absl::StrCat("ALARM ", name);
+      break;
+    }
+  }
+  if (reason.empty() && !figures.has_leader) reason = "RAFT NO LEADER";
+  if (reason.empty()) {
+    // A read through raft (linearizable unless ?serializable=true), as
+    // etcd's health check does, bounded by a second.
+    auto done = std::make_shared<absl::Notification>();
+    auto result = std::make_shared<absl::Status>();
+    pb::RangeRequest r;
+    r.set_key("health");
+    r.set_serializable(req.query.find("serializable=true") !=
+                       std::string::npos);
+    loop->Post([this, r, done, result] {
+      server->Range(r, [done, result](absl::StatusOr<pb::RangeResponse> x) {
+        *result = x.status();
+        done->Notify();
+      });
+    });
+    if (!done->WaitForNotificationWithTimeout(absl::Seconds(1))) {
+      reason = "QGET ERROR";
+    } else if (!result->ok()) {
+      reason = "QGET ERROR";
+    }
+  }
+  // etcd 3.4's body is {"health":"false"}; the reason field is etcd 3.5's.
+  nlohmann::json j;
+  j["health"] = reason.empty() ? "true" : "false";
+  if (reason.empty()) {
+    health_ok->Inc();
+    out.body = j.dump();
+    return out;
+  }
+  health_failed->Inc();
+  DLOG_WARN("/health error", {{"reason", reason}, {"status-code", 503}});
+  j["reason"] = reason;
+  out.status = 503;
+  out.content_type = "text/plain; charset=utf-8";
+  out.body = j.dump() + "\n";
+  return out;
+}
+
+HttpResponse DetcdServer::Impl::Http(const HttpRequest& req) {
+  HttpResponse out;
+  if (req.path == "/health" || req.path == "/livez" || req.path == "/readyz") {
+    if (req.method != "GET") {
+      out.status = 405;
+      out.headers.push_back({"Allow", "GET"});
+      out.body = "Method Not Allowed\n";
+      return out;
+    }
+    return Health(req);
+  }
+  if (req.path == "/version") {
+    out.content_type = "application/json";
+    nlohmann::json j;
+    j["etcdserver"] = kServerVersion;
+    j["etcdcluster"] = kClusterVersion;
+    out.body = j.dump();
+    return out;
+  }
+  if (req.path == "/metrics") {
+    out.content_type = metrics::kTextContentType;
+    out.body = metrics::DefaultRegistry().Render();
+    return out;
+  }
+  out.status = 404;
+  out.body = "404 page not found\n";
+  return out;
+}
+
+DetcdServer::DetcdServer(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+
+DetcdServer::~DetcdServer() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
+    const ServerConfig& config) {
+  auto impl = std::make_unique<Impl>();
+  Impl& m = *impl;
+  m.cfg = config;
+  const ServerConfig& c = m.cfg;
+
+  DLOG_INFO("starting detcd",
+            {{"etcd-version", kServerVersion},
+             {"name", c.name},
+             {"data-dir", c.data_dir},
+             {"initial-cluster-state", c.initial_cluster_state}});
+
+  auto lock = DataDirLock::Acquire(c.data_dir);
+  if (!lock.ok()) return lock.status();
+  m.lock = *std::move(lock);
+  m.disk = std::make_unique<PosixDisk>(c.data_dir);
+
+  // Identity: from the data dir after the first start (--initial-* are
+  // ignored then, as in etcd), else from --initial-cluster.
+  std::vector<uint64_t> voters;
+  std::vector<server::MemberInfo> founders;
+  const bool existing = m.disk->Exists(kIdentityFile);
+  if (existing) {
+    auto id = ReadIdentity(*m.disk);
+    if (!id.ok()) return id.status();
+    m.identity = *id;
+    DLOG_INFO("restarting local member",
+              {{"local-member-id", Hex(m.identity.member_id)},
+               {"cluster-id", Hex(m.identity.cluster_id)}});
+  } else {
+    if (c.initial_cluster_state == "existing") {
+      return absl::UnimplementedError(
+          "detcd: --initial-cluster-state=existing (joining a running "
+          "cluster) is not served yet");
+    }
+    auto id = IdentityFromConfig(c);
+    if (!id.ok()) return id.status();
+    m.identity = *id;
+    for (const Identity::Founder& f : m.identity.founders) {
+      voters.push_back(f.id);
+      server::MemberInfo mi;
+      mi.id = f.id;
+      mi.name = f.name;
+      mi.peer_urls = f.peer_urls;
+      founders.push_back(mi);
+    }
+    if (auto s = WriteIdentity(*m.disk, m.identity); !s.ok()) return s;
+    DLOG_INFO("starting local member",
+              {{"local-member-id", Hex(m.identity.member_id)},
+               {"cluster-id", Hex(m.identity.cluster_id)}});
+  }
+
+  metrics::Registry& reg = metrics::DefaultRegistry();
+  auto& wal_fsync = reg.NewHistogram(
+      "etcd_disk_wal_fsync_duration_seconds",
+      "The latency distributions of fsync called by WAL.",
+      metrics::ExponentialBuckets(0.001, 2, 14));
+  auto& backend_commit = reg.NewHistogram(
+      "etcd_disk_backend_commit_duration_seconds",
+      "The latency distributions of commit called by backend.",
+      metrics::ExponentialBuckets(0.001, 2, 14));
+  m.timed_disk =
+      std::make_unique<TimedDisk>(m.disk.get(), &wal_fsync, &backend_commit);
+  m.rng = std::make_unique<env::SeededRng>(std::random_device{}() ^
+                                           m.identity.member_id);
+
+  // Peer transport. It delivers from the moment it binds; payloads that
+  // arrive before the engine runs are dropped (raft retries).
+  PeerTransportOptions po;
+  po.cluster_id = m.identity.cluster_id;
+  po.local_id = m.identity.member_id;
+  for (const Url& u : c.listen_peer_urls) po.listen_urls.push_back(u.raw);
+  if (AnyHttps(c.listen_peer_urls) || c.peer_tls.enabled()) {
+    po.tls = ToTlsFiles(c.peer_tls, c.data_dir + "/fixtures/peer",
+                        c.listen_peer_urls);
+  }
+  Impl* im = &m;
+  po.on_message = [im](uint64_t from, std::string payload) {
+    if (!im->engine_ready.load(std::memory_order_acquire)) return;
+    server::EtcdServer* s = im->server.get();
+    im->loop->PostPeer([s, p = std::move(payload)] { s->OnMessage(p); });
+  };
+  auto transport = PeerTransport::Start(po);
+  if (!transport.ok()) return transport.status();
+  m.transport = *std::move(transport);
+
+  // The engine.
+  server::EtcdServerOptions so;
+  so.node.id = m.identity.member_id;
+  so.node.data_dir = "member";
+  so.node.initial_voters = voters;
+  so.node.snapshot_count = c.snapshot_count;
+  so.node.snapshot_catchup_entries =
+      std::min<uint64_t>(5000, std::max<uint64_t>(1, c.snapshot_count / 2));
+  so.node.max_request_bytes = c.max_request_bytes;
+  so.node.election_ticks = static_cast<int>(
+      std::max<int64_t>(1, c.election_timeout_ms / c.heartbeat_interval_ms));
+  so.node.heartbeat_ticks = 1;
+  // etcd: requests time out after 5 s + 2 x election timeout.
+  so.node.request_timeout_ticks = static_cast<int>(
+      (5000 + 2 * c.election_timeout_ms) / c.heartbeat_interval_ms);
+  so.node.raft.pre_vote = c.pre_vote;
+  so.node.raft.check_quorum = true;
+  so.initial_members = founders;
+  so.cluster_id = m.identity.cluster_id;
+  so.tick_ns = c.heartbeat_interval_ms * kMs;
+  so.kv.max_txn_ops = c.max_txn_ops;
+  so.kv.max_request_bytes = c.max_request_bytes;
+  so.quota_backend_bytes = c.quota_backend_bytes;
+  so.version = kServerVersion;
+  if (absl::Status s = so.Validate(); !s.ok()) return s;
+  env::Env env{&m.clock, m.timed_disk.get(), m.transport.get(), m.rng.get()};
+  m.server = std::make_unique<server::EtcdServer>(env, so);
+
+  EngineLoop::Options lo;
+  lo.tick_ns = so.tick_ns;
+  m.loop = std::make_unique<EngineLoop>(lo, [im] { im->OnTick(); });
+
+  // Start the engine (recovery or bootstrap) on its own thread.
+  absl::Status started;
+  m.loop->Start();
+  m.loop->RunSync([&] { started = m.server->Start(); });
+  if (!started.ok()) {
+    m.loop->Stop(nullptr);
+    return started;
+  }
+  for (const Identity::Founder& f : m.identity.founders) {
+    if (f.id != m.identity.member_id) m.transport->SetPeer(f.id, f.peer_urls);
+  }
+  // Peers known from the replicated membership (a restart: the founders
+  // are not passed again).
+  m.loop->RunSync([&] {
+    for (const auto& mem : m.server->state().membership().List()) {
+      if (mem.id != m.identity.member_id) {
+        m.transport->SetPeer(mem.id, mem.peer_urls);
+      }
+    }
+  });
+  m.engine_ready.store(true, std::memory_order_release);
+  DLOG_INFO("started peer transport",
+            {{"local-member-id", Hex(m.identity.member_id)},
+             {"listen-peer-urls", Raw(c.listen_peer_urls)}});
+
+  // gRPC.
+  m.grpc_metrics = std::make_unique<GrpcMetrics>(reg);
+  Services::Options svo;
+  m.services = std::make_unique<Services>(m.loop.get(), m.server.get(), svo,
+                                          m.grpc_metrics.get());
+  grpc::ServerBuilder b;
+  for (grpc::Service* s : m.services->services()) b.RegisterService(s);
+  // etcd: requests up to --max-request-bytes plus gRPC's framing overhead.
+  b.SetMaxReceiveMessageSize(static_cast<int>(c.max_request_bytes + 512 * 1024));
+  b.SetMaxSendMessageSize(INT32_MAX);
+  b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, INT32_MAX);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                       static_cast<int>(c.grpc_keepalive_interval_ms));
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                       static_cast<int>(c.grpc_keepalive_timeout_ms));
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                       static_cast<int>(c.grpc_keepalive_min_time_ms));
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  m.grpc_server = b.BuildAndStart();
+  if (!m.grpc_server) return absl::InternalError("detcd: gRPC server failed");
+
+  // Client and metrics listeners.
+  ClientListenerOptions clo;
+  clo.urls = Raw(c.listen_client_urls);
+  if (AnyHttps(c.listen_client_urls) || c.client_tls.enabled()) {
+    clo.tls = ToTlsFiles(c.client_tls, c.data_dir + "/fixtures/client",
+                         c.listen_client_urls);
+  }
+  clo.log_warning = [](const std::string& line) {
+    DLOG_WARN("rejected connection", {{"error", line}});
+  };
+  auto http = [im](const HttpRequest& r) { return im->Http(r); };
+  auto cl = ClientListener::Create(clo, m.grpc_server.get(), http);
+  if (!cl.ok()) return cl.status();
+  m.listeners.push_back(*std::move(cl));
+  if (!c.listen_metrics_urls.empty()) {
+    ClientListenerOptions mo;
+    mo.urls = Raw(c.listen_metrics_urls);
+    auto ml = ClientListener::Create(mo, nullptr, http);
+    if (!ml.ok()) return ml.status();
+    m.listeners.push_back(*std::move(ml));
+  }
+  m.RegisterMetrics();
+  for (auto& l : m.listeners) l->Start();
+  DLOG_INFO("enabled capabilities for version",
+            {{"cluster-version", std::string(kClusterVersion, 3)}});
+  DLOG_INFO("ready to serve client requests");
+  for (const Url& u : c.listen_client_urls) {
+    if (u.scheme == "http") {
+      DLOG_WARN("serving client traffic insecurely; this is strongly "
+                "discouraged!",
+                {{"address", absl::StrCat(u.host, ":", u.port)}});
+    } else {
+      DLOG_INFO("serving client traffic securely",
+                {{"address", absl::StrCat(u.host, ":", u.port)}});
+    }
+  }
+  return std::unique_ptr<DetcdServer>(new DetcdServer(std::move(impl)));
+}
+
+void DetcdServer::Stop() {
+  Impl& m = *impl_;
+  {
+    absl::MutexLock l(&m.mu);
+    if (m.stopped) return;
+    m.stopped = true;
+  }
+  DLOG_INFO("stopping detcd", {{"name", m.cfg.name}});
+  m.Teardown();
+  DLOG_INFO("stopped detcd", {{"name", m.cfg.name}});
+}
+
+// Stops what was started, in order: no new connections, open calls
+// answered, gRPC down, no more peer input, the engine thread last (it may
+// still be finishing a task). Safe on a half-started server.
+void DetcdServer::Impl::Teardown() {
+  for (auto& l : listeners) l->Stop();
+  if (services) services->Shutdown();
+  if (grpc_server) {
+    grpc_server->Shutdown(std::chrono::system_clock::now() +
+                          std::chrono::seconds(1));
+  }
+  engine_ready.store(false, std::memory_order_release);
+  if (transport) transport->Stop();
+  if (loop) loop->Stop(nullptr);
+}
+
+absl::Status DetcdServer::Wait() {
+  Impl& m = *impl_;
+  absl::MutexLock l(&m.mu);
+  m.mu.Await(absl::Condition(
+      +[](Impl* i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(i->mu) {
+        return i->stopped || !i->failure.ok();
+      },
+      &m));
+  return m.failure;
+}
+
+}  // namespace detcd::shim

@@ -1,0 +1,806 @@
+#include "shim/services.h"
+
+#include <openssl/sha.h>
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <utility>
+
+#include "absl/synchronization/mutex.h"
+#include "engine/server/errors.h"
+#include "engine/server/node.h"
+
+namespace detcd::shim {
+namespace {
+
+using server::EtcdServer;
+namespace pb = etcdserverpb;
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  const absl::Status c = server::ToClientError(s);
+  return grpc::Status(static_cast<grpc::StatusCode>(c.code()),
+                      std::string(c.message()));
+}
+
+grpc::Status Stopped() { return ToGrpc(server::ErrStopped()); }
+
+// Anything open that must be answered when the server stops.
+class OpenCall {
+ public:
+  virtual ~OpenCall() = default;
+  virtual void Abort(const grpc::Status& s) = 0;
+};
+
+}  // namespace
+
+struct Services::Impl {
+  Impl(EngineLoop* l, EtcdServer* s, Options o, CallObserver* ob)
+      : loop(l), server(s), opts(o), obs(ob ? ob : &null_observer) {}
+
+  // Registry of open calls. Returns false once stopped.
+  bool Open(OpenCall* c) {
+    absl::MutexLock l(&mu);
+    if (stopped) return false;
+    open.insert(c);
+    return true;
+  }
+  void Close(OpenCall* c) {
+    absl::MutexLock l(&mu);
+    open.erase(c);
+  }
+
+  template <typename Req, typename Resp>
+  grpc::ServerUnaryReactor* Unary(
+      const char* service, const char* method,
+      grpc::CallbackServerContext* ctx, const Req* req, Resp* resp,
+      void (EtcdServer::*fn)(const Req&, EtcdServer::Done<Resp>));
+
+  void FillHeader(pb::ResponseHeader* h, int64_t revision) const {
+    h->set_cluster_id(server->cluster_id());
+    h->set_member_id(server->id());
+    h->set_revision(revision);
+    h->set_raft_term(server->node().raft().term());
+  }
+
+  EngineLoop* loop;
+  EtcdServer* server;
+  Options opts;
+  CallObserver null_observer;
+  CallObserver* obs;
+  absl::Mutex mu;
+  bool stopped ABSL_GUARDED_BY(mu) = false;
+  std::set<OpenCall*> open ABSL_GUARDED_BY(mu);
+};
+
+namespace {
+
+// One unary call. The response message belongs to gRPC and is valid until
+// Finish; the engine's completion writes it under the call's lock so a
+// concurrent Abort (shutdown) cannot finish the call under its feet.
+class UnaryCall final : public OpenCall {
+ public:
+  UnaryCall(Services::Impl* impl, grpc::ServerUnaryReactor* reactor,
+            const char* service, const char* method)
+      : impl_(impl), reactor_(reactor), service_(service), method_(method) {}
+
+  // Runs fill (which writes the response) and finishes with s, unless the
+  // call was finished already. Deletes this.
+  template <typename Fill>
+  void Complete(Fill fill, const grpc::Status& s) {
+    {
+      absl::MutexLock l(&mu_);
+      if (finished_) return;
+      finished_ = true;
+      fill();
+    }
+    End(s);
+  }
+  void Abort(const grpc::Status& s) override {
+    {
+      absl::MutexLock l(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    End(s);
+  }
+
+ private:
+  void End(const grpc::Status& s) {
+    impl_->obs->OnHandled(service_, method_, "unary", s.error_code());
+    reactor_->Finish(s);
+    // The engine's callback may still hold a pointer: it is deleted by the
+    // last of (Complete, Abort) to run, i.e. the call object leaks only if
+    // the engine never answers, which it always does (timeouts included).
+    if (released_.exchange(true)) delete this;
+  }
+
+ public:
+  // Called once by the owner after the engine's callback is done with the
+  // call (or will never run).
+  void Release() {
+    if (released_.exchange(true)) delete this;
+  }
+
+ private:
+  Services::Impl* impl_;
+  grpc::ServerUnaryReactor* reactor_;
+  const char* service_;
+  const char* method_;
+  absl::Mutex mu_;
+  bool finished_ = false;
+  std::atomic<bool> released_{false};
+};
+
+}  // namespace
+
+template <typename Req, typename Resp>
+grpc::ServerUnaryReactor* Services::Impl::Unary(
+    const char* service, const char* method, grpc::CallbackServerContext* ctx,
+    const Req* req, Resp* resp,
+    void (EtcdServer::*fn)(const Req&, EtcdServer::Done<Resp>)) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  obs->OnStarted(service, method, "unary");
+  auto* call = new UnaryCall(this, reactor, service, method);
+  if (!Open(call)) {
+    call->Abort(Stopped());
+    call->Release();
+    return reactor;
+  }
+  const bool posted = loop->Post([this, call, req, resp, fn] {
+    (server->*fn)(*req, [this, call, resp](absl::StatusOr<Resp> r) {
+      Close(call);
+      if (r.ok()) {
+        call->Complete([&] { *resp = *std::move(r); }, grpc::Status::OK);
+      } else {
+        call->Complete([] {}, ToGrpc(r.status()));
+      }
+      call->Release();
+    });
+  });
+  if (!posted) {
+    Close(call);
+    call->Abort(ToGrpc(server::ErrTooManyRequests()));
+    call->Release();
+  }
+  return reactor;
+}
+
+namespace {
+
+// ---- KV ----
+
+class KvService final : public pb::KV::CallbackService {
+ public:
+  explicit KvService(Services::Impl* impl) : impl_(impl) {}
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx,
+                                  const pb::RangeRequest* req,
+                                  pb::RangeResponse* resp) override {
+    return impl_->Unary("etcdserverpb.KV", "Range", ctx, req, resp,
+                        &EtcdServer::Range);
+  }
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx,
+                                const pb::PutRequest* req,
+                                pb::PutResponse* resp) override {
+    return impl_->Unary("etcdserverpb.KV", "Put", ctx, req, resp,
+                        &EtcdServer::Put);
+  }
+  grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext* ctx,
+                                        const pb::DeleteRangeRequest* req,
+                                        pb::DeleteRangeResponse* resp) override {
+    return impl_->Unary("etcdserverpb.KV", "DeleteRange", ctx, req, resp,
+                        &EtcdServer::DeleteRange);
+  }
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* ctx,
+                                const pb::TxnRequest* req,
+                                pb::TxnResponse* resp) override {
+    return impl_->Unary("etcdserverpb.KV", "Txn", ctx, req, resp,
+                        &EtcdServer::Txn);
+  }
+  grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext* ctx,
+                                    const pb::CompactionRequest* req,
+                                    pb::CompactionResponse* resp) override {
+    return impl_->Unary("etcdserverpb.KV", "Compact", ctx, req, resp,
+                        &EtcdServer::Compact);
+  }
+
+ private:
+  Services::Impl* impl_;
+};
+
+// ---- Watch ----
+
+void ToPb(const mvcc::KeyValue& kv, mvccpb::KeyValue* out) {
+  out->set_key(kv.key);
+  out->set_create_revision(kv.create_revision);
+  out->set_mod_revision(kv.mod_revision);
+  out->set_version(kv.version);
+  out->set_value(kv.value);
+  out->set_lease(kv.lease);
+}
+
+mvcc::WatchCreate FromPb(const pb::WatchCreateRequest& c) {
+  mvcc::WatchCreate w;
+  w.key = c.key();
+  w.range_end = c.range_end();
+  w.start_revision = c.start_revision();
+  w.progress_notify = c.progress_notify();
+  for (int f : c.filters()) {
+    if (f == pb::WatchCreateRequest::NOPUT) w.no_put = true;
+    if (f == pb::WatchCreateRequest::NODELETE) w.no_delete = true;
+  }
+  w.prev_kv = c.prev_kv();
+  w.watch_id = c.watch_id() > 0 ? c.watch_id() : mvcc::kAutoWatchId;
+  w.fragment = c.fragment();
+  return w;
+}
+
+// One Watch stream. Requests are read one at a time and handed to the
+// engine; responses the hub produces are queued here and written one at a
+// time. The queue is bounded: when it is full the sink refuses, and the hub
+// keeps the watcher's position and catches it up from history later, so a
+// client that does not read costs no memory and never slows writes. While
+// the hub holds control responses it could not deliver (Backlogged), the
+// stream's requests are not read.
+class WatchStream final
+    : public grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse>,
+      public OpenCall {
+ public:
+  WatchStream(Services::Impl* impl) : impl_(impl), state_(new State) {
+    state_->owner = this;
+    if (!impl_->Open(this)) {
+      Finish(Stopped());
+      return;
+    }
+    impl_->obs->OnStarted("etcdserverpb.Watch", "Watch", "bidi_stream");
+    std::shared_ptr<State> st = state_;
+    Services::Impl* im = impl_;
+    if (!impl_->loop->Post([st, im] {
+          st->id = im->server->watch_hub().OpenStream(
+              [st, im](const mvcc::WatchResponse& r) {
+                return Deliver(st, im, r);
+              });
+        })) {
+      Abort(Stopped());
+      return;
+    }
+    StartRead(&req_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // half-closed or cancelled: OnDone follows
+    pb::WatchRequest req = std::move(req_);
+    std::shared_ptr<State> st = state_;
+    Services::Impl* im = impl_;
+    const bool posted = impl_->loop->Post([st, im, req = std::move(req)] {
+      EtcdServer& s = *im->server;
+      if (req.has_create_request()) {
+        s.WatchCreate(st->id, FromPb(req.create_request()));
+      } else if (req.has_cancel_request()) {
+        s.watch_hub().Cancel(st->id, req.cancel_request().watch_id());
+      } else if (req.has_progress_request()) {
+        s.watch_hub().RequestProgress(st->id);
+      }
+      NextRead(st, im, /*only_if_paused=*/false);
+    });
+    if (!posted) Abort(ToGrpc(server::ErrTooManyRequests()));
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool resume = false;
+    {
+      absl::MutexLock l(&state_->mu);
+      state_->queue.pop_front();
+      if (ok && !state_->queue.empty() && !state_->dead) {
+        StartWrite(&state_->queue.front());
+      } else {
+        state_->writing = false;
+      }
+      resume = state_->read_paused;
+    }
+    if (resume) {
+      std::shared_ptr<State> st = state_;
+      Services::Impl* im = impl_;
+      impl_->loop->Post([st, im] { NextRead(st, im, /*only_if_paused=*/true); });
+    }
+  }
+
+  void OnCancel() override { Abort(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    {
+      absl::MutexLock l(&state_->mu);
+      state_->dead = true;
+      state_->owner = nullptr;
+    }
+    impl_->Close(this);
+    std::shared_ptr<State> st = state_;
+    Services::Impl* im = impl_;
+    impl_->loop->Post([st, im] {
+      if (st->id != 0) im->server->watch_hub().CloseStream(st->id);
+    });
+    delete this;
+  }
+
+  void Abort(const grpc::Status& s) override {
+    {
+      absl::MutexLock l(&state_->mu);
+      if (state_->finished) return;
+      state_->finished = true;
+      state_->dead = true;
+    }
+    impl_->obs->OnHandled("etcdserverpb.Watch", "Watch", "bidi_stream",
+                          s.error_code());
+    Finish(s);
+  }
+
+ private:
+  struct State {
+    absl::Mutex mu;
+    WatchStream* owner = nullptr;  // null once the stream is done
+    bool dead = false;
+    bool finished = false;
+    bool writing = false;
+    bool read_paused = false;
+    std::deque<pb::WatchResponse> queue;
+    mvcc::WatchHub::StreamId id = 0;  // engine thread only
+  };
+
+  // The hub's sink (engine thread).
+  static bool Deliver(const std::shared_ptr<State>& st, Services::Impl* im,
+                      const mvcc::WatchResponse& r) {
+    absl::MutexLock l(&st->mu);
+    if (st->dead) return true;  // the client is gone: drop
+    if (st->queue.size() >= im->opts.max_watch_responses_queued) return false;
+    pb::WatchResponse& out = st->queue.emplace_back();
+    im->FillHeader(out.mutable_header(), r.revision);
+    out.set_watch_id(r.watch_id);
+    out.set_created(r.created);
+    out.set_canceled(r.canceled);
+    out.set_compact_revision(r.compact_revision);
+    out.set_cancel_reason(r.cancel_reason);
+    out.set_fragment(r.fragment);
+    for (const mvcc::Event& e : r.events) {
+      mvccpb::Event* pe = out.add_events();
+      pe->set_type(e.type == mvcc::Event::kPut ? mvccpb::Event::PUT
+                                               : mvccpb::Event::DELETE);
+      ToPb(e.kv, pe->mutable_kv());
+      if (e.has_prev_kv) ToPb(e.prev_kv, pe->mutable_prev_kv());
+    }
+    if (!st->writing) {
+      st->writing = true;
+      st->owner->StartWrite(&st->queue.front());
+    }
+    return true;
+  }
+
+  // Engine thread: read the next request unless the hub is backlogged on
+  // this stream (then reading pauses until a write drains). With
+  // only_if_paused it resumes a paused stream and does nothing otherwise.
+  static void NextRead(const std::shared_ptr<State>& st, Services::Impl* im,
+                       bool only_if_paused) {
+    const bool backlogged = im->server->watch_hub().Backlogged(st->id);
+    absl::MutexLock l(&st->mu);
+    if (st->dead || st->owner == nullptr) return;
+    if (only_if_paused && !st->read_paused) return;
+    if (backlogged) {
+      st->read_paused = true;
+      return;
+    }
+    st->read_paused = false;
+    st->owner->StartRead(&st->owner->req_);
+  }
+
+  Services::Impl* impl_;
+  std::shared_ptr<State> state_;
+  pb::WatchRequest req_;
+};
+
+// ---- Lease ----
+
+// One LeaseKeepAlive stream. As etcd's server, requests are handled one at
+// a time in order: the next request is read once the previous answer is
+// queued for writing, so a client that stops reading stops being read.
+// An unknown or expired lease is answered with TTL 0 (etcd's stream does
+// not fail for it); any other error ends the stream with that error.
+class KeepAliveStream final
+    : public grpc::ServerBidiReactor<pb::LeaseKeepAliveRequest,
+                                     pb::LeaseKeepAliveResponse>,
+      public OpenCall {
+ public:
+  explicit KeepAliveStream(Services::Impl* impl) : impl_(impl) {
+    if (!impl_->Open(this)) {
+      finished_ = true;
+      Finish(Stopped());
+      return;
+    }
+    impl_->obs->OnStarted("etcdserverpb.Lease", "LeaseKeepAlive",
+                          "bidi_stream");
+    StartRead(&req_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    const pb::LeaseKeepAliveRequest req = req_;
+    Services::Impl* im = impl_;
+    // The stream object lives until OnDone, which cannot come before the
+    // answer below is written or the call finished: the engine callback
+    // holds a reference through pending_.
+    pending_.fetch_add(1);
+    const bool posted = im->loop->Post([this, im, req] {
+      im->server->LeaseKeepAlive(
+          req, [this, req](absl::StatusOr<pb::LeaseKeepAliveResponse> r) {
+            Answer(req, std::move(r));
+          });
+    });
+    if (!posted) {
+      pending_.fetch_sub(1);
+      Abort(ToGrpc(server::ErrTooManyRequests()));
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (ok) {
+      absl::MutexLock l(&mu_);
+      if (!finished_) StartRead(&req_);
+    }
+    Unref();
+  }
+
+  void OnCancel() override { Abort(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    impl_->Close(this);
+    {
+      absl::MutexLock l(&mu_);
+      done_ = true;
+    }
+    Unref();
+  }
+
+  void Abort(const grpc::Status& s) override {
+    {
+      absl::MutexLock l(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    impl_->obs->OnHandled("etcdserverpb.Lease", "LeaseKeepAlive",
+                          "bidi_stream", s.error_code());
+    Finish(s);
+  }
+
+ private:
+  void Answer(const pb::LeaseKeepAliveRequest& req,
+              absl::StatusOr<pb::LeaseKeepAliveResponse> r) {
+    if (!r.ok() && !lease::IsErrLeaseNotFound(r.status())) {
+      Abort(ToGrpc(r.status()));
+      Unref();
+      return;
+    }
+    {
+      absl::MutexLock l(&mu_);
+      if (finished_) {
+        Unref();
+        return;
+      }
+      if (r.ok()) {
+        resp_ = *std::move(r);
+      } else {
+        resp_.Clear();
+        impl_->FillHeader(resp_.mutable_header(),
+                          impl_->server->state().kv().Rev());
+        resp_.set_id(req.id());
+        resp_.set_ttl(0);
+      }
+      // The write's completion drops the reference taken for this request.
+      StartWrite(&resp_);
+    }
+  }
+
+  // References: one for the stream itself (dropped in OnDone), one per
+  // request in flight (dropped when its answer was written or dropped).
+  void Unref() {
+    if (pending_.fetch_sub(1) == 1) delete this;
+  }
+
+  Services::Impl* impl_;
+  absl::Mutex mu_;
+  bool finished_ = false;
+  bool done_ = false;
+  std::atomic<int> pending_{1};
+  pb::LeaseKeepAliveRequest req_;
+  pb::LeaseKeepAliveResponse resp_;
+};
+
+class LeaseService final : public pb::Lease::CallbackService {
+ public:
+  explicit LeaseService(Services::Impl* impl) : impl_(impl) {}
+  grpc::ServerUnaryReactor* LeaseGrant(grpc::CallbackServerContext* ctx,
+                                       const pb::LeaseGrantRequest* req,
+                                       pb::LeaseGrantResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Lease", "LeaseGrant", ctx, req, resp,
+                        &EtcdServer::LeaseGrant);
+  }
+  grpc::ServerUnaryReactor* LeaseRevoke(
+      grpc::CallbackServerContext* ctx, const pb::LeaseRevokeRequest* req,
+      pb::LeaseRevokeResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Lease", "LeaseRevoke", ctx, req, resp,
+                        &EtcdServer::LeaseRevoke);
+  }
+  grpc::ServerUnaryReactor* LeaseTimeToLive(
+      grpc::CallbackServerContext* ctx, const pb::LeaseTimeToLiveRequest* req,
+      pb::LeaseTimeToLiveResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Lease", "LeaseTimeToLive", ctx, req,
+                        resp, &EtcdServer::LeaseTimeToLive);
+  }
+  grpc::ServerUnaryReactor* LeaseLeases(
+      grpc::CallbackServerContext* ctx, const pb::LeaseLeasesRequest* req,
+      pb::LeaseLeasesResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Lease", "LeaseLeases", ctx, req, resp,
+                        &EtcdServer::LeaseLeases);
+  }
+  grpc::ServerBidiReactor<pb::LeaseKeepAliveRequest,
+                          pb::LeaseKeepAliveResponse>*
+  LeaseKeepAlive(grpc::CallbackServerContext* ctx) override {
+    return new KeepAliveStream(impl_);
+  }
+
+ private:
+  Services::Impl* impl_;
+};
+
+class WatchService final : public pb::Watch::CallbackService {
+ public:
+  explicit WatchService(Services::Impl* impl) : impl_(impl) {}
+  grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse>* Watch(
+      grpc::CallbackServerContext* ctx) override {
+    return new WatchStream(impl_);
+  }
+
+ private:
+  Services::Impl* impl_;
+};
+
+// ---- Cluster ----
+
+grpc::ServerUnaryReactor* Unimplemented(grpc::CallbackServerContext* ctx,
+                                        const char* what) {
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  r->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                         std::string("detcd does not serve ") + what +
+                             " yet"));
+  return r;
+}
+
+class ClusterService final : public pb::Cluster::CallbackService {
+ public:
+  explicit ClusterService(Services::Impl* impl) : impl_(impl) {}
+  grpc::ServerUnaryReactor* MemberList(grpc::CallbackServerContext* ctx,
+                                       const pb::MemberListRequest* req,
+                                       pb::MemberListResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Cluster", "MemberList", ctx, req, resp,
+                        &EtcdServer::MemberList);
+  }
+  grpc::ServerUnaryReactor* MemberAdd(grpc::CallbackServerContext* ctx,
+                                      const pb::MemberAddRequest*,
+                                      pb::MemberAddResponse*) override {
+    return Unimplemented(ctx, "MemberAdd");
+  }
+  grpc::ServerUnaryReactor* MemberRemove(grpc::CallbackServerContext* ctx,
+                                         const pb::MemberRemoveRequest*,
+                                         pb::MemberRemoveResponse*) override {
+    return Unimplemented(ctx, "MemberRemove");
+  }
+  grpc::ServerUnaryReactor* MemberUpdate(grpc::CallbackServerContext* ctx,
+                                         const pb::MemberUpdateRequest*,
+                                         pb::MemberUpdateResponse*) override {
+    return Unimplemented(ctx, "MemberUpdate");
+  }
+  grpc::ServerUnaryReactor* MemberPromote(
+      grpc::CallbackServerContext* ctx, const pb::MemberPromoteRequest*,
+      pb::MemberPromoteResponse*) override {
+    return Unimplemented(ctx, "MemberPromote");
+  }
+
+ private:
+  Services::Impl* impl_;
+};
+
+// ---- Maintenance ----
+
+// The Snapshot stream: the engine's consistent full-state image, in
+// pieces, followed by its SHA-256 as etcd appends one to its db file (so
+// etcdctl's snapshot save sees the same shape).
+class SnapshotStream final
+    : public grpc::ServerWriteReactor<pb::SnapshotResponse>,
+      public OpenCall {
+ public:
+  explicit SnapshotStream(Services::Impl* impl) : impl_(impl) {
+    if (!impl_->Open(this)) {
+      finished_ = true;
+      started_or_failed_ = true;
+      Finish(Stopped());
+      return;
+    }
+    impl_->obs->OnStarted("etcdserverpb.Maintenance", "Snapshot",
+                          "server_stream");
+    Services::Impl* im = impl_;
+    if (!im->loop->Post([this, im] {
+          im->server->SnapshotImage(
+              [this](absl::StatusOr<std::string> image) {
+                Begin(std::move(image));
+              });
+        })) {
+      Abort(ToGrpc(server::ErrTooManyRequests()));
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return;  // cancelled: OnCancel / OnDone follow
+    WriteNext();
+  }
+  void OnCancel() override { Abort(grpc::Status::CANCELLED); }
+  void OnDone() override {
+    impl_->Close(this);
+    bool del;
+    {
+      absl::MutexLock l(&mu_);
+      done_ = true;
+      del = started_or_failed_;
+    }
+    if (del) delete this;
+  }
+  void Abort(const grpc::Status& s) override {
+    {
+      absl::MutexLock l(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    impl_->obs->OnHandled("etcdserverpb.Maintenance", "Snapshot",
+                          "server_stream", s.error_code());
+    Finish(s);
+  }
+
+ private:
+  void Begin(absl::StatusOr<std::string> image) {
+    bool gone;
+    {
+      absl::MutexLock l(&mu_);
+      started_or_failed_ = true;
+      gone = done_;
+    }
+    if (gone) {
+      delete this;
+      return;
+    }
+    if (!image.ok()) {
+      Abort(ToGrpc(image.status()));
+      return;
+    }
+    data_ = *std::move(image);
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(data_.data()), data_.size(),
+           digest);
+    data_.append(reinterpret_cast<const char*>(digest), sizeof digest);
+    WriteNext();
+  }
+
+  void WriteNext() {
+    absl::ReleasableMutexLock l(&mu_);
+    if (finished_) return;
+    if (offset_ >= data_.size()) {
+      finished_ = true;
+      l.Release();
+      impl_->obs->OnHandled("etcdserverpb.Maintenance", "Snapshot",
+                            "server_stream", 0);
+      Finish(grpc::Status::OK);
+      return;
+    }
+    const size_t n =
+        std::min(impl_->opts.snapshot_chunk_bytes, data_.size() - offset_);
+    resp_.Clear();
+    impl_->FillHeader(resp_.mutable_header(), 0);
+    resp_.set_blob(data_.substr(offset_, n));
+    offset_ += n;
+    resp_.set_remaining_bytes(data_.size() - offset_);
+    StartWrite(&resp_);
+  }
+
+  Services::Impl* impl_;
+  absl::Mutex mu_;
+  bool finished_ = false;
+  bool done_ = false;
+  bool started_or_failed_ = false;
+  std::string data_;
+  size_t offset_ = 0;
+  pb::SnapshotResponse resp_;
+};
+
+class MaintenanceService final : public pb::Maintenance::CallbackService {
+ public:
+  explicit MaintenanceService(Services::Impl* impl) : impl_(impl) {}
+  grpc::ServerUnaryReactor* Alarm(grpc::CallbackServerContext* ctx,
+                                  const pb::AlarmRequest* req,
+                                  pb::AlarmResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Maintenance", "Alarm", ctx, req, resp,
+                        &EtcdServer::Alarm);
+  }
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
+                                   const pb::StatusRequest* req,
+                                   pb::StatusResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Maintenance", "Status", ctx, req, resp,
+                        &EtcdServer::Status);
+  }
+  grpc::ServerUnaryReactor* Defragment(grpc::CallbackServerContext* ctx,
+                                       const pb::DefragmentRequest* req,
+                                       pb::DefragmentResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Maintenance", "Defragment", ctx, req,
+                        resp, &EtcdServer::Defragment);
+  }
+  grpc::ServerUnaryReactor* Hash(grpc::CallbackServerContext* ctx,
+                                 const pb::HashRequest* req,
+                                 pb::HashResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Maintenance", "Hash", ctx, req, resp,
+                        &EtcdServer::Hash);
+  }
+  grpc::ServerUnaryReactor* HashKV(grpc::CallbackServerContext* ctx,
+                                   const pb::HashKVRequest* req,
+                                   pb::HashKVResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Maintenance", "HashKV", ctx, req, resp,
+                        &EtcdServer::HashKV);
+  }
+  grpc::ServerUnaryReactor* MoveLeader(grpc::CallbackServerContext* ctx,
+                                       const pb::MoveLeaderRequest* req,
+                                       pb::MoveLeaderResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Maintenance", "MoveLeader", ctx, req,
+                        resp, &EtcdServer::MoveLeader);
+  }
+  grpc::ServerUnaryReactor* Downgrade(grpc::CallbackServerContext* ctx,
+                                      const pb::DowngradeRequest*,
+                                      pb::DowngradeResponse*) override {
+    return Unimplemented(ctx, "Downgrade (etcd 3.5 cluster downgrades)");
+  }
+  grpc::ServerWriteReactor<pb::SnapshotResponse>* Snapshot(
+      grpc::CallbackServerContext* ctx, const pb::SnapshotRequest*) override {
+    return new SnapshotStream(impl_);
+  }
+
+ private:
+  Services::Impl* impl_;
+};
+
+}  // namespace
+
+struct Services::All {
+  explicit All(Services::Impl* impl)
+      : kv(impl), watch(impl), lease(impl), cluster(impl), maintenance(impl) {}
+  KvService kv;
+  WatchService watch;
+  LeaseService lease;
+  ClusterService cluster;
+  MaintenanceService maintenance;
+};
+
+Services::Services(EngineLoop* loop, server::EtcdServer* server, Options o,
+                   CallObserver* observer)
+    : impl_(std::make_unique<Impl>(loop, server, o, observer)),
+      all_(std::make_unique<All>(impl_.get())) {}
+
+Services::~Services() = default;
+
+std::vector<grpc::Service*> Services::services() {
+  return {&all_->kv, &all_->watch, &all_->lease, &all_->cluster,
+          &all_->maintenance};
+}
+
+void Services::Shutdown() {
+  // Under the lock: a call leaves the set (Close) before it can be deleted,
+  // so every call still in the set is alive while it is aborted.
+  absl::MutexLock l(&impl_->mu);
+  impl_->stopped = true;
+  for (OpenCall* c : impl_->open) c->Abort(Stopped());
+  impl_->open.clear();
+}
+
+}  // namespace detcd::shim

@@ -1,0 +1,66 @@
+// etcd's v3 gRPC services (etcdserverpb KV, Watch, Lease, Cluster,
+// Maintenance) over one EtcdServer, with gRPC's callback API.
+//
+// Thin by design: every handler posts the request to the engine thread
+// (EngineLoop) and answers from the completion callback; request checks,
+// limits, errors and their texts are the engine's (EtcdServer and
+// engine/server/errors.h). What lives here is only what belongs to the
+// transport: stream bookkeeping, flow control on streams, converting the
+// watch hub's responses to protobuf, and chunking the snapshot stream.
+//
+// No gRPC thread ever waits for the engine. A call still open when the
+// server stops is answered with etcd's "server stopped" error.
+#ifndef DETCD_SHIM_SERVICES_H_
+#define DETCD_SHIM_SERVICES_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/server/etcd_server.h"
+#include "etcdserverpb/rpc.grpc.pb.h"
+#include "shim/engine_loop.h"
+
+namespace detcd::shim {
+
+// Counts handled calls (grpc_server_handled_total and friends).
+struct CallObserver {
+  virtual ~CallObserver() = default;
+  virtual void OnStarted(const char* service, const char* method,
+                         const char* type) {}
+  virtual void OnHandled(const char* service, const char* method,
+                         const char* type, int code) {}
+};
+
+class Services {
+ public:
+  struct Options {
+    // Responses a watch stream may have queued for a slow reader before
+    // the hub is told to hold back (it then catches up from history).
+    size_t max_watch_responses_queued = 1024;
+    // Pieces of the Snapshot stream (etcd sends 32 KiB pieces).
+    size_t snapshot_chunk_bytes = 32 * 1024;
+  };
+  Services(EngineLoop* loop, server::EtcdServer* server, Options o,
+           CallObserver* observer);
+  ~Services();
+
+  // The services to register with a grpc::ServerBuilder.
+  std::vector<grpc::Service*> services();
+  // Answers every call still open with "server stopped" and closes the
+  // streams; run before grpc::Server::Shutdown.
+  void Shutdown();
+
+  struct Impl;
+  struct All;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<All> all_;
+};
+
+}  // namespace detcd::shim
+
+#endif  // DETCD_SHIM_SERVICES_H_
