@@ -30,6 +30,16 @@ ROUNDS = 5 if cluster.LONG else 1
 KEYS_100K = int(os.environ.get("DETCD_IT_RESTART_KEYS", "100000"))
 
 
+def error_sample(writer):
+    """The distinct last lines of failed puts' stderr (at most 3)."""
+    lines = []
+    for e in writer.errors:
+        last = e.splitlines()[-1] if e else "(no stderr)"
+        if last not in lines:
+            lines.append(last)
+    return "".join("\n  failed put: " + l for l in lines[:3])
+
+
 class ThreeMemberFaults(ClusterTestCase):
 
     def start3(self):
@@ -100,8 +110,8 @@ class ThreeMemberFaults(ClusterTestCase):
                                      rnd, old.name, new.name, t_elected))
         finally:
             writer.stop()
-        sys.stderr.write("kill-leader: %d puts acked, %d failed\n" % (
-            len(writer.acked), len(writer.failed)))
+        sys.stderr.write("kill-leader: %d puts acked, %d failed%s\n" % (
+            len(writer.acked), len(writer.failed), error_sample(writer)))
         self.wait_hashkv_agree(c)
         self.check_acked(c, writer)
 
@@ -129,8 +139,9 @@ class ThreeMemberFaults(ClusterTestCase):
         finally:
             writer.stop()
         sys.stderr.write("\nsigstop-follower: froze %s; %d puts acked, %d "
-                         "failed\n" % (follower.name, len(writer.acked),
-                                       len(writer.failed)))
+                         "failed%s\n" % (follower.name, len(writer.acked),
+                                         len(writer.failed),
+                                         error_sample(writer)))
         self.wait_hashkv_agree(c)
         self.check_acked(c, writer)
 
