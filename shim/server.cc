@@ -650,6 +650,9 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   auto transport = PeerTransport::Start(po);
   if (!transport.ok()) return transport.status();
   m.transport = *std::move(transport);
+  for (const Identity::Founder& f : m.identity.founders) {
+    if (f.id != m.identity.member_id) m.transport->SetPeer(f.id, f.peer_urls);
+  }
 
   // The engine.
   server::EtcdServerOptions so;
@@ -691,9 +694,9 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     m.loop->Stop(nullptr);
     return started;
   }
-  for (const Identity::Founder& f : m.identity.founders) {
-    if (f.id != m.identity.member_id) m.transport->SetPeer(f.id, f.peer_urls);
-  }
+  // etcd's data dir shape: member/snap exists from the start (the engine
+  // writes snapshot files there once it takes one).
+  if (auto s = m.disk->CreateDir("member/snap"); !s.ok()) return s;
   // Peers known from the replicated membership (a restart: the founders
   // are not passed again).
   m.loop->RunSync([&] {
