@@ -295,9 +295,13 @@ absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Create(
     parsed.push_back(*std::move(p));
   }
   if (any_tls) {
-    std::vector<std::string> alpn;
+    // Our preference, as the server chooses: HTTP/1.1 whenever the client
+    // offers it, h2 otherwise. gRPC clients (Go, C core, Java) offer only
+    // "h2", and so reach gRPC; curl and Go's net/http offer both, and so get
+    // the HTTP/1.1 server (h2 would land them in gRPC, which answers no
+    // /health or /metrics).
+    std::vector<std::string> alpn = {"http/1.1"};
     if (server != nullptr) alpn.push_back("h2");
-    alpn.push_back("http/1.1");
     absl::StatusOr<std::shared_ptr<TlsContext>> ctx =
         TlsContext::Server(options.tls, std::move(alpn));
     if (!ctx.ok()) return ctx.status();

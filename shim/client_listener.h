@@ -8,7 +8,8 @@
 //   - plain, HTTP/2 client preface -> handed to gRPC as is
 //     (grpc::AddInsecureChannelFromFd); gRPC owns the fd from then on;
 //   - plain, anything else -> HTTP/1.1 (ServeHttpConnection) on that thread;
-//   - TLS: handshake (ALPN "h2", "http/1.1"); ALPN h2 or an h2 preface ->
+//   - TLS: handshake with ALPN (HTTP/1.1 preferred when the client offers
+//     it, as curl does; gRPC clients offer only h2); ALPN h2 or an h2 preface ->
 //     gRPC over one end of a socketpair, with this connection's thread and
 //     one more pumping bytes between the TLS stream and the other end;
 //     otherwise HTTP/1.1 over the TLS stream.

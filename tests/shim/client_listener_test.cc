@@ -6,10 +6,12 @@
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -561,6 +563,63 @@ TEST_F(ClientListenerTest, TlsGrpcWithClientCertAndHttpsOnTheSamePort) {
   }
   EXPECT_TRUE(CallRange(ch, "secure2").ok());
   EXPECT_EQ(kv_.calls(), 2);
+}
+
+TEST_F(ClientListenerTest, TlsClientOfferingBothProtocolsGetsHttp11) {
+  // curl and Go's net/http offer h2 and http/1.1; they must reach the
+  // HTTP/1.1 server, not gRPC.
+  ListenTls(/*client_cert_auth=*/true);
+  TlsClient c(pki_, true, {"h2", "http/1.1"});
+  ASSERT_TRUE(c.Connect(port_));
+  std::string rest;
+  ASSERT_TRUE(c.conn().Write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(Body(ReadHttpResponse(c.conn(), &rest)),
+            "GET /health? cn=alice body=");
+}
+
+std::string RunCommand(const std::string& cmd, int* exit_code) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) {
+    *exit_code = -1;
+    return out;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+// The clients detcd must serve unchanged, when this machine has them:
+// etcdctl 3.4 (Go gRPC, ALPN h2 over TLS) and curl (HTTP/1.1; over TLS it
+// offers h2 too).
+TEST_F(ClientListenerTest, RealEtcdctlAndCurl) {
+  if (::access("/usr/bin/etcdctl", X_OK) != 0 ||
+      ::access("/usr/bin/curl", X_OK) != 0) {
+    GTEST_SKIP() << "etcdctl or curl not installed";
+  }
+  ListenTls(/*client_cert_auth=*/true);
+  std::string endpoint = absl::StrCat("https://127.0.0.1:", port_);
+  std::string tls_flags =
+      absl::StrCat(" --cacert=", pki_.ca_file, " --cert=", pki_.client_cert_file,
+                   " --key=", pki_.client_key_file);
+  int rc;
+  std::string out = RunCommand(
+      absl::StrCat("ETCDCTL_API=3 timeout 20 /usr/bin/etcdctl --endpoints=",
+                   endpoint, tls_flags,
+                   " --dial-timeout=5s --command-timeout=5s get some-key"),
+      &rc);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StartsWith(out, "some-key\n")) << out;
+  out = RunCommand(
+      absl::StrCat("timeout 20 /usr/bin/curl -sS --max-time 5 --cacert ",
+                   pki_.ca_file, " --cert ", pki_.client_cert_file, " --key ",
+                   pki_.client_key_file, " ", endpoint, "/health?curl"),
+      &rc);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, "GET /health?curl cn=alice body=");
 }
 
 TEST_F(ClientListenerTest, TlsWithoutAlpnSniffsTheH2Preface) {
