@@ -242,6 +242,20 @@ class Background:
                 self._cv.wait(min(left, 0.2))
             return True
 
+    def wait_quiet(self, quiet=0.25, timeout=5.0):
+        """Waits until no new output arrived for `quiet` seconds (bounded):
+        a watch prints an event in several writes, so seeing its key does
+        not mean the event's last line is there yet."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            n = len(self._out)
+            while time.monotonic() < deadline:
+                self._cv.wait(quiet)
+                if len(self._out) == n:
+                    return True
+                n = len(self._out)
+        return False
+
     def stop(self):
         """Kills the process and returns its Result (rc is the exit status,
         or -SIGKILL when we had to kill it)."""

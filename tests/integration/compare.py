@@ -24,6 +24,9 @@ STRICT_REVISIONS = os.environ.get("DETCD_IT_STRICT_REVISIONS", "") not in ("",
 # DETCD_IT_VERBOSE=1 prints every compared command with its masked output.
 VERBOSE = os.environ.get("DETCD_IT_VERBOSE", "") not in ("", "0")
 
+FIRST_DIFF_ONLY = os.environ.get("DETCD_IT_FIRST_DIFF_ONLY", "") not in ("",
+                                                                        "0")
+
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2)
 
 
@@ -89,7 +92,7 @@ def _indent(text):
     return "".join("  | " + line + "\n" for line in text.splitlines())
 
 
-def first_difference(a, b, label_a, label_b, context=3, limit=40):
+def first_difference(a, b, label_a, label_b, context=3, limit=24):
     """Unified diff of two texts, at most `limit` lines."""
     diff = list(difflib.unified_diff(a.splitlines(), b.splitlines(), label_a,
                                      label_b, n=context, lineterm=""))
@@ -132,6 +135,30 @@ class CompareCase(cluster.ClusterTestCase):
             cls.tearDownClass()
             raise
 
+    # -- differences
+
+    def setUp(self):
+        super().setUp()
+        self._mismatches = []
+        self.addCleanup(self._report_mismatches)
+
+    def mismatch(self, message):
+        """Records a difference between the sides. By default the test goes
+        on (later commands still run on both sides, so every difference is
+        reported) and fails at the end; DETCD_IT_FIRST_DIFF_ONLY=1 stops at
+        the first."""
+        if FIRST_DIFF_ONLY:
+            self.fail(message)
+        self._mismatches.append(message)
+
+    def _report_mismatches(self):
+        if self._mismatches:
+            n = len(self._mismatches)
+            self.fail("%d difference%s:\n\n%s" % (
+                n, "" if n == 1 else "s",
+                "\n\n".join("[%d] %s" % (i + 1, m)
+                            for i, m in enumerate(self._mismatches))))
+
     # -- running
 
     def both(self, args, stdin=None, expect_rc=0, compare=True, ref_args=None,
@@ -172,12 +199,12 @@ class CompareCase(cluster.ClusterTestCase):
         if ma[2] != mb[2]:
             parts.append("stderr (masked):\n" + first_difference(
                 ma[2], mb[2], "etcd", "server"))
-        parts.append("raw server result:\n" + rb.describe()[:3000])
-        self.fail("\n".join(parts))
+        parts.append("raw server result:\n" + rb.describe()[:1500])
+        self.mismatch("\n".join(parts))
 
     def assertSameText(self, what, a, b):
         if a != b:
-            self.fail("%s differs (etcd vs server):\n%s" % (
+            self.mismatch("%s differs (etcd vs server):\n%s" % (
                 what, first_difference(a, b, "etcd", "server")))
 
     def each(self, fn):
@@ -251,6 +278,7 @@ class CompareCase(cluster.ClusterTestCase):
                 if expect_events is not None:
                     ok = p.wait_for(lambda b: expect_events(b[cuts[side.name]:]),
                                     timeout) and ok
+                p.wait_quiet()
                 r = p.stop()
                 if not ok and side is self.ref:
                     self.fail("reference watch did not show the expected "
@@ -269,7 +297,7 @@ class CompareCase(cluster.ClusterTestCase):
             sys.stderr.write("\n$ etcdctl watch %s\n%s" % (
                 " ".join(watch_args), _indent(ma)))
         if ma != mb:
-            self.fail("etcdctl watch %s: events differ\n%s\nraw server:\n%s" % (
+            self.mismatch("etcdctl watch %s: events differ\n%s\nraw server:\n%s" % (
                 " ".join(watch_args), first_difference(ma, mb, "etcd", "server"),
                 rb.describe()[:3000]))
         ea = em.mask_stderr(ra.raw_err, args, self.ref.ident, self.ref.strict)
