@@ -65,7 +65,9 @@ struct ClientListenerStats {
   uint64_t accepted = 0;
   uint64_t grpc_connections = 0;  // handed to gRPC (plain or TLS)
   uint64_t http_connections = 0;
-  uint64_t rejected = 0;  // silent, garbage-free timeouts and failed handshakes
+  // Closed before being served: silent past sniff_timeout_ms, or a failed
+  // TLS handshake.
+  uint64_t rejected = 0;
   int open = 0;           // connections this class serves now
 };
 
