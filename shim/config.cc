@@ -703,7 +703,8 @@ const FlagDef kFlags[] = {
      "DNS discovery is later work", Yaml::kString, nullptr},
     {"strict-reconfig-check", Kind::kBool, DETCD_F(strict_reconfig_check),
      "true", kClustering, "Reject membership changes that would lose quorum.",
-     kImpl, "", Yaml::kBool, nullptr},
+     kStore, "not yet handed to the engine's membership checks", Yaml::kBool,
+     nullptr},
     {"pre-vote", Kind::kBool, DETCD_F(pre_vote), "false", kClustering,
      "Run raft's pre-vote phase before campaigning.", kImpl, "", Yaml::kBool,
      nullptr},
@@ -983,8 +984,9 @@ const FlagDef kFlags[] = {
 
     // Unsafe.
     {"force-new-cluster", Kind::kBool, DETCD_F(force_new_cluster), "false",
-     kUnsafe, "Restart as a new one-member cluster keeping the data.", kImpl,
-     "", Yaml::kBool, nullptr},
+     kUnsafe, "Restart as a new one-member cluster keeping the data.", kStore,
+     "not yet wired: the server must refuse it until it is", Yaml::kBool,
+     nullptr},
     {"unsafe-no-fsync", Kind::kBool, DETCD_F(unsafe_no_fsync), "false", kUnsafe,
      "Skip fsync: loses data on a crash.", kStore,
      "handed to the disk layer when wired", Yaml::kBool, nullptr},
@@ -2226,12 +2228,21 @@ ParseOutcome ParseServerConfig(const std::vector<std::string>& args,
                                   "' command; run etcd's for that")));
   }
   State st;
+  // A failed parse still hands back what it would have logged before the
+  // error (warnings about variables, ignored flags, ...).
+  auto fail = [&st](ParseOutcome o) {
+    o.config.warnings = st.f.c.warnings;
+    o.config.notices = st.f.c.notices;
+    return o;
+  };
   auto parsed = ParseCommandLine(args, st);
-  if (auto* done = std::get_if<ParseOutcome>(&parsed)) return *done;
+  if (auto* done = std::get_if<ParseOutcome>(&parsed)) {
+    return done->exit_code == 0 ? *done : fail(*done);
+  }
   const auto& rest = std::get<std::vector<std::string>>(parsed);
   if (!rest.empty()) {
-    return Exit(
-        VerifyFailure(absl::StrCat("'", rest[0], "' is not a valid flag")));
+    return fail(Exit(
+        VerifyFailure(absl::StrCat("'", rest[0], "' is not a valid flag"))));
   }
   if (st.f.print_version) return PrintAndExit(VersionText());
 
@@ -2277,9 +2288,9 @@ ParseOutcome ParseServerConfig(const std::vector<std::string>& args,
           "ignoring command-line flags because a configuration file is used: ",
           absl::StrJoin(ignored_flags, " ")));
     }
-    if (auto f = LoadConfigFile(config_file, st)) return Exit(*f);
+    if (auto f = LoadConfigFile(config_file, st)) return fail(Exit(*f));
   } else {
-    if (auto f = ApplyEnv(env, st)) return Exit(*f);
+    if (auto f = ApplyEnv(env, st)) return fail(Exit(*f));
     // etcd keeps the default advertise URL only when the listen URL is
     // default too (or when it may become a v2 proxy after discovery).
     may_be_proxy = !c.discovery.empty() && c.discovery_fallback == "proxy";
@@ -2294,7 +2305,7 @@ ParseOutcome ParseServerConfig(const std::vector<std::string>& args,
     }
   }
   ServerConfig& cfg = st.f.c;
-  if (auto f = CheckRefused(cfg)) return Exit(*f);
+  if (auto f = CheckRefused(cfg)) return fail(Exit(*f));
   if (auto err = Validate(cfg)) {
     if (!(*err == kErrUnsetAdvertise && may_be_proxy)) {
       Failure f = VerifyFailure(*err);
@@ -2303,7 +2314,7 @@ ParseOutcome ParseServerConfig(const std::vector<std::string>& args,
             "When listening on specific address(es), this detcd process must "
             "advertise accessible url(s) to each connected client.\n";
       }
-      return Exit(f);
+      return fail(Exit(f));
     }
   }
   Finish(cfg);

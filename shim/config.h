@@ -193,6 +193,8 @@ struct ServerConfig {
 struct ParseOutcome {
   enum class Action { kRun, kPrintAndExit };
   Action action = Action::kRun;
+  // kRun: the configuration. On an error, only its warnings and notices are
+  // meaningful: what etcd would have logged before the error.
   ServerConfig config;
   // kPrintAndExit: the text to print (help, version, or error [+ usage]),
   // newline-terminated, to stdout or stderr as output_to_stderr says.

@@ -436,6 +436,15 @@ TEST(ConfigEnv, UnknownVariablesWarnEtcdctlIgnored) {
   EXPECT_EQ(c.name, "default");
 }
 
+TEST(ConfigEnv, WarningsSurviveAFailure) {
+  ParseOutcome o = Parse({"--election-timeout=10", "-v"}, {"ETCD_FOO=1"});
+  EXPECT_EQ(o.exit_code, 1);
+  EXPECT_TRUE(Contains(o.config.warnings,
+                       "unrecognized environment variable ETCD_FOO=1"));
+  EXPECT_TRUE(Contains(o.config.warnings,
+                       "flag \"-v\" is no longer supported - ignoring."));
+}
+
 TEST(ConfigEnv, BadValueReportsVariable) {
   ParseOutcome o = Parse({}, {"ETCD_SNAPSHOT_COUNT=abc"});
   EXPECT_EQ(o.exit_code, 1);
