@@ -1,6 +1,5 @@
 #include "engine/server/errors.h"
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 
@@ -131,23 +130,19 @@ constexpr std::pair<absl::string_view, absl::string_view> kRewrites[] = {
 
 constexpr absl::string_view kProposalDropped = "raft proposal dropped";
 
-// Built once; only looked up (never iterated), so hash order cannot leak.
-const absl::flat_hash_map<absl::string_view, Code>& ClientCodes() {
-  static const auto* m = [] {
-    auto* out = new absl::flat_hash_map<absl::string_view, Code>();
-    for (const ClientError& e : kClientErrors) out->emplace(e.message, e.code);
-    return out;
-  }();
-  return *m;
+// Linear scans: the tables are small and errors are not a hot path.
+const ClientError* FindClientError(absl::string_view msg) {
+  for (const ClientError& e : kClientErrors) {
+    if (e.message == msg) return &e;
+  }
+  return nullptr;
 }
 
-const absl::flat_hash_map<absl::string_view, absl::string_view>& Rewrites() {
-  static const auto* m = [] {
-    auto* out = new absl::flat_hash_map<absl::string_view, absl::string_view>();
-    for (const auto& [from, to] : kRewrites) out->emplace(from, to);
-    return out;
-  }();
-  return *m;
+absl::string_view Rewrite(absl::string_view msg) {
+  for (const auto& [from, to] : kRewrites) {
+    if (from == msg) return to;
+  }
+  return msg;
 }
 
 }  // namespace
@@ -157,12 +152,9 @@ absl::Status ToClientError(const absl::Status& s) {
   if (s.code() == Code::kCancelled || s.code() == Code::kDeadlineExceeded) {
     return s;
   }
-  absl::string_view msg = s.message();
-  if (auto it = Rewrites().find(msg); it != Rewrites().end()) {
-    msg = it->second;
-  }
-  if (auto it = ClientCodes().find(msg); it != ClientCodes().end()) {
-    return absl::Status(it->second, msg);
+  const absl::string_view msg = Rewrite(s.message());
+  if (const ClientError* e = FindClientError(msg)) {
+    return absl::Status(e->code, e->message);
   }
   if (absl::StartsWith(msg, kProposalDropped)) {
     return absl::UnknownError(kProposalDropped);

@@ -70,8 +70,10 @@ absl::Status NodeOptions::Validate() const {
     if (v == 0) return absl::InvalidArgumentError("voter id must not be 0");
   }
   for (const auto& [id, ctx] : founding_contexts) {
-    if (std::find(initial_voters.begin(), initial_voters.end(), id) ==
-        initial_voters.end()) {
+    // Only founders use them (a joiner's are ignored, like its voters).
+    if (!initial_voters.empty() &&
+        std::find(initial_voters.begin(), initial_voters.end(), id) ==
+            initial_voters.end()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "founding context for ", id, ", which is not an initial voter"));
     }

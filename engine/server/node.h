@@ -40,11 +40,12 @@ struct NodeOptions {
   // empty) join an existing cluster as a member already added through a
   // membership change. Ignored once the data dir holds a WAL.
   std::vector<uint64_t> initial_voters;
-  // Founding only: the conf change context written into each founder's
-  // founding AddNode entry (the etcd layer's member attributes, see
-  // membership.h); founders without one get an empty context. Every
-  // founder must be given the same map (as etcd's --initial-cluster must
-  // match), since the founding entries must be identical everywhere.
+  // Founding only (ignored otherwise): the conf change context written
+  // into each founder's founding AddNode entry (the etcd layer's member
+  // attributes, see membership.h); founders without one get an empty
+  // context. Every founder must be given the same map (as etcd's
+  // --initial-cluster must match): the founding entries must be identical
+  // everywhere.
   std::map<uint64_t, std::string> founding_contexts;
   int election_ticks = 10;
   int heartbeat_ticks = 1;

@@ -4,6 +4,10 @@
 #include "engine/server/etcd_server.h"
 
 #include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/server/errors.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -87,6 +91,51 @@ class EtcdServerTest : public ::testing::Test {
     r.set_keys(true);
     return Do<etcdserverpb::LeaseTimeToLiveResponse>(
         id, [&](EtcdServer& s, auto cb) { s.LeaseTimeToLive(r, cb); });
+  }
+  absl::Status Publish(uint64_t id, std::string name,
+                       std::vector<std::string> urls) {
+    std::optional<absl::Status> out;
+    EXPECT_TRUE(cluster_->Call(id, [&](EtcdServer& s) {
+      s.Publish(name, urls, [&out](absl::Status st) { out = st; });
+    }));
+    for (int i = 0; i < 400 && !out; ++i) RunFor(10 * sim::kMillisecond);
+    return out.value_or(absl::DeadlineExceededError("test: no answer"));
+  }
+  absl::StatusOr<etcdserverpb::MemberListResponse> Members(
+      uint64_t id, bool linearizable) {
+    etcdserverpb::MemberListRequest r;
+    r.set_linearizable(linearizable);
+    return Do<etcdserverpb::MemberListResponse>(
+        id, [&](EtcdServer& s, auto cb) { s.MemberList(r, cb); });
+  }
+  absl::StatusOr<etcdserverpb::AlarmResponse> Alarm(
+      uint64_t id, etcdserverpb::AlarmRequest::AlarmAction action,
+      uint64_t member, etcdserverpb::AlarmType type) {
+    etcdserverpb::AlarmRequest r;
+    r.set_action(action);
+    r.set_memberid(member);
+    r.set_alarm(type);
+    return Do<etcdserverpb::AlarmResponse>(
+        id, [&](EtcdServer& s, auto cb) { s.Alarm(r, cb); });
+  }
+  absl::StatusOr<etcdserverpb::StatusResponse> Status(uint64_t id) {
+    return Do<etcdserverpb::StatusResponse>(id, [&](EtcdServer& s, auto cb) {
+      s.Status(etcdserverpb::StatusRequest(), cb);
+    });
+  }
+  absl::StatusOr<etcdserverpb::MoveLeaderResponse> MoveLeader(uint64_t id,
+                                                              uint64_t to) {
+    etcdserverpb::MoveLeaderRequest r;
+    r.set_targetid(to);
+    return Do<etcdserverpb::MoveLeaderResponse>(
+        id, [&](EtcdServer& s, auto cb) { s.MoveLeader(r, cb); });
+  }
+  absl::StatusOr<etcdserverpb::CompactionResponse> Compact(uint64_t id,
+                                                           int64_t rev) {
+    etcdserverpb::CompactionRequest c;
+    c.set_revision(rev);
+    return Do<etcdserverpb::CompactionResponse>(
+        id, [&](EtcdServer& s, auto cb) { s.Compact(c, cb); });
   }
   int64_t Grant(uint64_t id, int64_t ttl) {
     etcdserverpb::LeaseGrantRequest r;
@@ -306,6 +355,369 @@ TEST_F(EtcdServerTest, WatchOnAFollowerSeesCommittedEvents) {
   EXPECT_EQ(events[1].prev_kv.value, "1");
 }
 
+// ---- Cluster ----
+
+ClusterOptions NamedMembers() {
+  ClusterOptions o;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    MemberInfo m;
+    m.id = id;
+    m.name = "infra" + std::to_string(id);
+    m.peer_urls = {"http://10.0.0." + std::to_string(id) + ":2380"};
+    o.server.initial_members.push_back(m);
+  }
+  return o;
+}
+
+TEST_F(EtcdServerTest, MembersCarryFoundingNamesAndPublishedClientUrls) {
+  Start(NamedMembers());
+  const uint64_t f = Follower();
+  auto list = Members(f, /*linearizable=*/false);
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->members_size(), 3);
+  for (int i = 0; i < 3; ++i) {
+    const etcdserverpb::Member& m = list->members(i);
+    EXPECT_EQ(m.id(), static_cast<uint64_t>(i + 1));  // sorted by id
+    EXPECT_EQ(m.name(), "infra" + std::to_string(i + 1));
+    ASSERT_EQ(m.peerurls_size(), 1);
+    EXPECT_EQ(m.peerurls(0), "http://10.0.0." + std::to_string(i + 1) + ":2380");
+    EXPECT_EQ(m.clienturls_size(), 0);  // not published yet
+    EXPECT_FALSE(m.islearner());
+  }
+  // etcd's Cluster header: ids and term, no revision.
+  EXPECT_EQ(list->header().member_id(), f);
+  EXPECT_EQ(list->header().cluster_id(), cluster_->cluster_id());
+  EXPECT_EQ(list->header().raft_term(), cluster_->node(f)->raft().term());
+  EXPECT_EQ(list->header().revision(), 0);
+
+  ASSERT_TRUE(Publish(f, "renamed", {"http://10.0.0.9:2379"}).ok());
+  // A linearizable list anywhere sees the publish at once.
+  for (uint64_t id : cluster_->UpNodes()) {
+    auto after = Members(id, /*linearizable=*/true);
+    ASSERT_TRUE(after.ok()) << after.status();
+    const etcdserverpb::Member& m = after->members(static_cast<int>(f - 1));
+    EXPECT_EQ(m.name(), "renamed");
+    ASSERT_EQ(m.clienturls_size(), 1);
+    EXPECT_EQ(m.clienturls(0), "http://10.0.0.9:2379");
+  }
+}
+
+TEST_F(EtcdServerTest, MembershipFollowsConfChangesAndSnapshots) {
+  ClusterOptions o = NamedMembers();
+  o.node.snapshot_count = 20;
+  o.node.snapshot_catchup_entries = 5;
+  Start(o);
+  bool added = false;
+  cluster_->AddMember(/*learner=*/true, [&](bool ok) { added = ok; });
+  RunFor(sim::kSecond);
+  ASSERT_TRUE(added);
+  auto list = Members(cluster_->Leader(), true);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->members_size(), 4);
+  EXPECT_EQ(list->members(3).id(), 4u);
+  EXPECT_TRUE(list->members(3).islearner());
+  EXPECT_EQ(list->members(3).name(), "");  // the harness gives no context
+  ASSERT_TRUE(Publish(4, "learner4", {"http://l4:2379"}).ok());
+  // Learners report themselves in Status.
+  auto st = Status(4);
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(st->islearner());
+  // A member restarted far behind gets everything from a snapshot.
+  const uint64_t f = Follower();
+  cluster_->Crash(f);
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(Put(cluster_->Leader(), "k" + std::to_string(i), "v").ok());
+  }
+  cluster_->RemoveMember(4);
+  RunFor(sim::kSecond);
+  cluster_->Restart(f);
+  RunFor(2 * sim::kSecond);
+  const std::vector<MemberInfo> want =
+      cluster_->server(cluster_->Leader())->state().membership().List();
+  ASSERT_EQ(want.size(), 3u);
+  EXPECT_TRUE(cluster_->server(cluster_->Leader())
+                  ->state()
+                  .membership()
+                  .IsRemoved(4));
+  for (uint64_t id : cluster_->UpNodes()) {
+    EXPECT_EQ(cluster_->server(id)->state().membership().List(), want)
+        << "member " << id;
+  }
+  // A removed member's publish is refused.
+  EtcdStateMachine sm({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
+  ASSERT_TRUE(sm.Restore(cluster_->server(f)->state().Snapshot()).ok());
+  EXPECT_TRUE(sm.membership().IsRemoved(4));
+  EXPECT_EQ(sm.membership().Find(f)->name,
+            "infra" + std::to_string(f));
+}
+
+// ---- Maintenance ----
+
+TEST_F(EtcdServerTest, QuotaRefusesWritesRaisesNoSpaceAndRecovers) {
+  ClusterOptions o;
+  o.server.quota_backend_bytes = 48 * 1024;
+  Start(o);
+  const uint64_t f = Follower();
+  const std::string big(1000, 'x');
+  absl::Status refused;
+  int puts = 0;
+  for (; puts < 200; ++puts) {
+    auto put = Put(f, "big" + std::to_string(puts), big);
+    if (!put.ok()) {
+      refused = put.status();
+      break;
+    }
+  }
+  ASSERT_LT(puts, 200) << "the quota never refused a write";
+  EXPECT_GT(puts, 5);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(refused.message(), "etcdserver: mvcc: database space exceeded");
+  RunFor(200 * sim::kMillisecond);
+  // f raised NOSPACE for itself, through raft: every member has it.
+  auto alarms = Alarm(cluster_->Leader(), etcdserverpb::AlarmRequest::GET, 0,
+                      etcdserverpb::NONE);
+  ASSERT_TRUE(alarms.ok()) << alarms.status();
+  ASSERT_EQ(alarms->alarms_size(), 1);
+  EXPECT_EQ(alarms->alarms(0).memberid(), f);
+  EXPECT_EQ(alarms->alarms(0).alarm(), etcdserverpb::NOSPACE);
+  EXPECT_NE(alarms->header().revision(), 0);
+  for (uint64_t id : cluster_->UpNodes()) {
+    auto st = Status(id);
+    ASSERT_TRUE(st.ok());
+    EXPECT_THAT(st->errors(),
+                ::testing::Contains("memberID:" + std::to_string(f) +
+                                    " alarm:NOSPACE "));
+    // Even a small write is refused while the alarm is active, whichever
+    // member takes it.
+    auto small = Put(id, "s", "1");
+    EXPECT_EQ(small.status().message(),
+              "etcdserver: mvcc: database space exceeded");
+  }
+  etcdserverpb::LeaseGrantRequest grant;
+  grant.set_ttl(60);
+  EXPECT_EQ((Do<etcdserverpb::LeaseGrantResponse>(
+                 f, [&](EtcdServer& s, auto cb) { s.LeaseGrant(grant, cb); }))
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  etcdserverpb::TxnRequest txn;
+  txn.add_success()->mutable_request_put()->set_key("t");
+  EXPECT_EQ((Do<etcdserverpb::TxnResponse>(
+                 f, [&](EtcdServer& s, auto cb) { s.Txn(txn, cb); }))
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  // Reads, deletes and compactions still work: the way out.
+  ASSERT_TRUE(Get(f, "big0").ok());
+  etcdserverpb::TxnRequest read_only;
+  read_only.add_success()->mutable_request_range()->set_key("big0");
+  ASSERT_TRUE((Do<etcdserverpb::TxnResponse>(
+                   f, [&](EtcdServer& s, auto cb) { s.Txn(read_only, cb); }))
+                  .ok());
+  etcdserverpb::DeleteRangeRequest del;
+  del.set_key("big");
+  del.set_range_end("bih");
+  auto deleted = Do<etcdserverpb::DeleteRangeResponse>(
+      f, [&](EtcdServer& s, auto cb) { s.DeleteRange(del, cb); });
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(deleted->deleted(), puts);
+  ASSERT_TRUE(Compact(f, deleted->header().revision()).ok());
+  RunFor(100 * sim::kMillisecond);
+  for (uint64_t id : cluster_->UpNodes()) {
+    const EtcdStateMachine& sm = cluster_->server(id)->state();
+    const int64_t before = sm.db_size();
+    EXPECT_LT(sm.db_size_in_use(), before) << "compaction freed nothing";
+    auto d = Do<etcdserverpb::DefragmentResponse>(
+        id, [&](EtcdServer& s, auto cb) {
+          s.Defragment(etcdserverpb::DefragmentRequest(), cb);
+        });
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(d->header().member_id(), id);
+    auto st = Status(id);
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->dbsize(), st->dbsizeinuse());
+    EXPECT_LT(st->dbsize(), before);
+  }
+  // The small writes above met the quota on every member, so each raised
+  // its own alarm; disarm them all, as etcdctl alarm disarm does.
+  auto all = Alarm(f, etcdserverpb::AlarmRequest::GET, 0, etcdserverpb::NONE);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->alarms_size(), 3);
+  for (const etcdserverpb::AlarmMember& a : all->alarms()) {
+    auto disarm = Alarm(f, etcdserverpb::AlarmRequest::DEACTIVATE,
+                        a.memberid(), a.alarm());
+    ASSERT_TRUE(disarm.ok());
+    ASSERT_EQ(disarm->alarms_size(), 1);
+  }
+  auto after = Put(f, "after", "1");
+  ASSERT_TRUE(after.ok()) << after.status();
+  auto st = Status(f);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->errors_size(), 0);
+}
+
+TEST_F(EtcdServerTest, NegativeQuotaMeansNone) {
+  ClusterOptions o;
+  o.server.quota_backend_bytes = -1;
+  Start(o);
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_TRUE(Put(Follower(), "k" + std::to_string(i),
+                    std::string(1000, 'v')).ok());
+  }
+}
+
+TEST_F(EtcdServerTest, CorruptAlarmStopsWritesNotReads) {
+  Start();
+  ASSERT_TRUE(Put(Follower(), "k", "v").ok());
+  auto raised = Alarm(Follower(), etcdserverpb::AlarmRequest::ACTIVATE, 3,
+                      etcdserverpb::CORRUPT);
+  ASSERT_TRUE(raised.ok());
+  ASSERT_EQ(raised->alarms_size(), 1);
+  EXPECT_EQ(raised->alarms(0).alarm(), etcdserverpb::CORRUPT);
+  auto put = Put(Follower(), "k", "w");
+  EXPECT_EQ(put.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(put.status().message(), "etcdserver: corrupt cluster");
+  auto get = Get(Follower(), "k");
+  ASSERT_TRUE(get.ok());
+  EXPECT_EQ(get->kvs(0).value(), "v");
+  ASSERT_TRUE(Alarm(Follower(), etcdserverpb::AlarmRequest::DEACTIVATE, 3,
+                    etcdserverpb::CORRUPT)
+                  .ok());
+  EXPECT_TRUE(Put(Follower(), "k", "w").ok());
+}
+
+TEST_F(EtcdServerTest, StatusReportsRaftStateAndLostLeader) {
+  ClusterOptions o;
+  o.server.version = "3.5.9";
+  Start(o);
+  ASSERT_TRUE(Put(Follower(), "a", "1").ok());
+  RunFor(100 * sim::kMillisecond);
+  const uint64_t leader = cluster_->Leader();
+  for (uint64_t id : cluster_->UpNodes()) {
+    auto st = Status(id);
+    ASSERT_TRUE(st.ok());
+    const Node& n = *cluster_->node(id);
+    EXPECT_EQ(st->version(), "3.5.9");
+    EXPECT_EQ(st->leader(), leader);
+    EXPECT_EQ(st->raftterm(), n.raft().term());
+    EXPECT_EQ(st->raftindex(), n.raft().log().committed());
+    EXPECT_EQ(st->raftappliedindex(), n.applied_index());
+    EXPECT_GE(st->raftindex(), st->raftappliedindex());
+    EXPECT_GE(st->dbsize(), st->dbsizeinuse());
+    EXPECT_GT(st->dbsizeinuse(), 20 * 1024);
+    EXPECT_FALSE(st->islearner());
+    EXPECT_EQ(st->errors_size(), 0);
+    EXPECT_EQ(st->header().member_id(), id);
+    EXPECT_EQ(st->header().revision(), 2);
+  }
+  const uint64_t f = Follower();
+  std::vector<uint64_t> rest;
+  for (uint64_t id : cluster_->ids()) {
+    if (id != f) rest.push_back(id);
+  }
+  cluster_->network().Partition({f}, rest);
+  RunFor(3 * sim::kSecond);
+  auto lost = Status(f);
+  ASSERT_TRUE(lost.ok());
+  EXPECT_EQ(lost->leader(), 0u);
+  EXPECT_THAT(lost->errors(), ::testing::ElementsAre("etcdserver: no leader"));
+}
+
+TEST_F(EtcdServerTest, HashesAgreeAcrossMembers) {
+  Start();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(Put(Follower(), "k" + std::to_string(i % 4), "v").ok());
+  }
+  RunFor(100 * sim::kMillisecond);
+  std::vector<uint32_t> hashes, kv_hashes;
+  for (uint64_t id : cluster_->UpNodes()) {
+    auto h = Do<etcdserverpb::HashResponse>(id, [&](EtcdServer& s, auto cb) {
+      s.Hash(etcdserverpb::HashRequest(), cb);
+    });
+    ASSERT_TRUE(h.ok());
+    EXPECT_EQ(h->header().revision(), 11);
+    hashes.push_back(h->hash());
+    etcdserverpb::HashKVRequest r;
+    r.set_revision(8);
+    auto kv = Do<etcdserverpb::HashKVResponse>(
+        id, [&](EtcdServer& s, auto cb) { s.HashKV(r, cb); });
+    ASSERT_TRUE(kv.ok());
+    EXPECT_EQ(kv->header().revision(), 11);  // the current revision
+    EXPECT_EQ(kv->hash_revision(), 8);
+    EXPECT_EQ(kv->compact_revision(), -1);
+    kv_hashes.push_back(kv->hash());
+  }
+  EXPECT_THAT(hashes, ::testing::Each(hashes[0]));
+  EXPECT_THAT(kv_hashes, ::testing::Each(kv_hashes[0]));
+  ASSERT_TRUE(Compact(Follower(), 9).ok());
+  etcdserverpb::HashKVRequest old;
+  old.set_revision(5);
+  auto gone = Do<etcdserverpb::HashKVResponse>(
+      Follower(), [&](EtcdServer& s, auto cb) { s.HashKV(old, cb); });
+  absl::Status client = ToClientError(gone.status());
+  EXPECT_EQ(client.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(client.message(),
+            "etcdserver: mvcc: required revision has been compacted");
+}
+
+TEST_F(EtcdServerTest, MoveLeaderFollowsEtcdsRules) {
+  Start();
+  const uint64_t leader = cluster_->Leader();
+  const uint64_t f = Follower();
+  auto from_follower = MoveLeader(f, leader);
+  EXPECT_EQ(from_follower.status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(from_follower.status().message(), "etcdserver: not leader");
+  auto unknown = MoveLeader(leader, 99);
+  EXPECT_EQ(unknown.status().message(), "etcdserver: bad leader transferee");
+  ASSERT_TRUE(MoveLeader(leader, leader).ok());  // already there
+  auto moved = MoveLeader(leader, f);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->header().member_id(), leader);
+  EXPECT_EQ(cluster_->node(leader)->leader(), f);
+  RunFor(100 * sim::kMillisecond);
+  EXPECT_EQ(cluster_->Leader(), f);
+  // A transferee that cannot be reached: the move times out.
+  const uint64_t target = Follower();
+  std::vector<uint64_t> rest;
+  for (uint64_t id : cluster_->ids()) {
+    if (id != target) rest.push_back(id);
+  }
+  cluster_->network().Partition({target}, rest);
+  auto stuck = MoveLeader(f, target);
+  EXPECT_EQ(stuck.status().message(),
+            "etcdserver: request timed out, leader transfer took too long");
+  EXPECT_EQ(ToClientError(stuck.status()).code(), absl::StatusCode::kUnknown);
+}
+
+TEST_F(EtcdServerTest, SnapshotImageHoldsTheWholeState) {
+  Start(NamedMembers());
+  ASSERT_TRUE(Put(Follower(), "a", "1").ok());
+  ASSERT_TRUE(Publish(Follower(), "pub", {"http://c:2379"}).ok());
+  const int64_t lease = Grant(Follower(), 60);
+  const uint64_t f = Follower();
+  std::optional<absl::StatusOr<std::string>> image;
+  ASSERT_TRUE(cluster_->Call(f, [&](EtcdServer& s) {
+    s.SnapshotImage([&](absl::StatusOr<std::string> r) { image = r; });
+  }));
+  ASSERT_TRUE(image && image->ok());
+  auto snap = DecodeSnapshotImage(**image);
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  const EtcdServer& src = *cluster_->server(f);
+  EXPECT_EQ(snap->metadata.index, src.node().applied_index());
+  EXPECT_EQ(snap->metadata.term, src.node().raft().term());
+  EXPECT_EQ(snap->metadata.conf_state.voters,
+            (std::vector<uint64_t>{1, 2, 3}));
+  EtcdStateMachine sm({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
+  ASSERT_TRUE(sm.Restore(snap->data).ok());
+  EXPECT_EQ(sm.kv().Hash(), src.state().kv().Hash());
+  EXPECT_EQ(sm.membership().List(), src.state().membership().List());
+  EXPECT_EQ(sm.membership().Find(f)->name, "pub");
+  EXPECT_TRUE(sm.lessor().Get(lease).ok());
+  EXPECT_FALSE(DecodeSnapshotImage("nonsense").ok());
+  EXPECT_FALSE(DecodeSnapshotImage(image->value().substr(0, 40)).ok());
+}
+
 TEST(EtcdStateMachineTest, DuplicateRequestTakesEffectOnce) {
   EtcdStateMachine sm({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
   etcdserverpb::InternalRaftRequest req;
@@ -342,6 +754,48 @@ TEST(EtcdStateMachineTest, CorruptSnapshotIsRefusedAndChangesNothing) {
   EXPECT_EQ(sm.kv().Hash(), before);
   EXPECT_EQ(DecodeResult(sm.Apply(2, "\xff\xff"), nullptr).message(),
             "etcdserver: malformed raft request");
+}
+
+TEST(EtcdStateMachineTest, AlarmsGateWritesAndTravelInTheImage) {
+  EtcdStateMachine sm({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
+  auto apply = [&sm, index = uint64_t{0}](
+                   const etcdserverpb::InternalRaftRequest& r) mutable {
+    return DecodeResult(sm.Apply(++index, r.SerializeAsString()), nullptr);
+  };
+  sm.ApplyConfChange(1, {raft::ConfChangeType::kAddNode, 1, ""}, "",
+                     {{1}, {}});
+  etcdserverpb::InternalRaftRequest alarm;
+  alarm.mutable_alarm()->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
+  alarm.mutable_alarm()->set_memberid(1);
+  alarm.mutable_alarm()->set_alarm(etcdserverpb::NOSPACE);
+  ASSERT_TRUE(apply(alarm).ok());
+  etcdserverpb::InternalRaftRequest put;
+  put.mutable_put()->set_key("k");
+  EXPECT_EQ(apply(put).code(), absl::StatusCode::kResourceExhausted);
+  // A txn that only puts in a nested txn costs nothing in etcd: it passes.
+  etcdserverpb::InternalRaftRequest nested;
+  nested.mutable_txn()->add_success()->mutable_request_txn()->add_success()
+      ->mutable_request_put()->set_key("n");
+  EXPECT_TRUE(apply(nested).ok());
+  etcdserverpb::InternalRaftRequest del;
+  del.mutable_delete_range()->set_key("n");
+  EXPECT_TRUE(apply(del).ok());
+  etcdserverpb::InternalRaftRequest publish;
+  publish.mutable_cluster_member_attr_set()->set_member_id(1);
+  publish.mutable_cluster_member_attr_set()->mutable_member_attributes()
+      ->set_name("one");
+  EXPECT_TRUE(apply(publish).ok());
+  publish.mutable_cluster_member_attr_set()->set_member_id(2);
+  EXPECT_EQ(apply(publish).message(), "etcdserver: member not found");
+
+  EtcdStateMachine copy({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
+  ASSERT_TRUE(copy.Restore(sm.Snapshot()).ok());
+  EXPECT_TRUE(copy.alarms().Has(1, etcdserverpb::NOSPACE));
+  EXPECT_EQ(copy.membership().Find(1)->name, "one");
+  EXPECT_EQ(copy.db_size(), copy.db_size_in_use());
+  EXPECT_EQ(DecodeResult(copy.Apply(99, put.SerializeAsString()), nullptr)
+                .message(),
+            "etcdserver: mvcc: database space exceeded");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,6 +42,34 @@ class FixedClock final : public env::Clock {
   int64_t NowNanos() override { return 0; }
 };
 
+// The harness's key-value state machine, also recording every conf change
+// it is told about (index, type, node, context, membership afterwards).
+class RecordingSm final : public StateMachine {
+ public:
+  struct ConfChangeSeen {
+    uint64_t index;
+    raft::ConfChange cc;
+    std::string context;
+    raft::ConfState after;
+  };
+  std::string Apply(uint64_t index, std::string_view command) override {
+    return kv.Apply(index, command);
+  }
+  std::string ApplyConfChange(uint64_t index, const raft::ConfChange& cc,
+                              std::string_view context,
+                              const raft::ConfState& after) override {
+    seen.push_back({index, cc, std::string(context), after});
+    return "conf-result";
+  }
+  std::string Snapshot() const override { return kv.Snapshot(); }
+  absl::Status Restore(std::string_view image) override {
+    return kv.Restore(image);
+  }
+
+  harness::KvStateMachine kv;
+  std::vector<ConfChangeSeen> seen;
+};
+
 // A set of nodes, each with its own disk, and a FIFO of messages.
 class Bus {
  public:
@@ -48,7 +77,7 @@ class Bus {
     std::unique_ptr<sim::SimDisk> disk;
     std::unique_ptr<BusTransport> transport;
     std::unique_ptr<env::SeededRng> rng;
-    std::unique_ptr<harness::KvStateMachine> sm;
+    std::unique_ptr<RecordingSm> sm;
     std::unique_ptr<Node> node;
     std::vector<uint64_t> voters;
     int incarnation = 0;
@@ -72,7 +101,7 @@ class Bus {
     Member& m = members_.at(id);
     ++m.incarnation;
     m.rng = std::make_unique<env::SeededRng>(id * 1000 + m.incarnation);
-    m.sm = std::make_unique<harness::KvStateMachine>();
+    m.sm = std::make_unique<RecordingSm>();
     NodeOptions o = options;
     o.id = id;
     o.initial_voters = m.voters;
@@ -90,7 +119,8 @@ class Bus {
   }
 
   Node& node(uint64_t id) { return *members_.at(id).node; }
-  harness::KvStateMachine& sm(uint64_t id) { return *members_.at(id).sm; }
+  harness::KvStateMachine& sm(uint64_t id) { return members_.at(id).sm->kv; }
+  RecordingSm& recorder(uint64_t id) { return *members_.at(id).sm; }
   sim::SimDisk& disk(uint64_t id) { return *members_.at(id).disk; }
   bool up(uint64_t id) const { return members_.at(id).node != nullptr; }
 
@@ -297,6 +327,55 @@ TEST(Node, DiskErrorStopsTheNode) {
   ASSERT_TRUE(bus.Start(1).ok());
   bus.Tick();
   EXPECT_EQ(bus.sm(1).data().at("a"), "1");
+}
+
+// The founding entries carry each founder's context; the state machine
+// sees it (without the Node's envelope) on founders and on a joiner fed
+// from index 1, and a proposed conf change's context and result travel
+// the same way.
+TEST(Node, ConfChangeContextsReachTheStateMachine) {
+  Bus bus;
+  bus.options.founding_contexts = {{1, "ctx-one"}, {3, "ctx-three"}};
+  uint64_t lead = bus.StartCluster(3);
+  ASSERT_NE(lead, 0u);
+  std::optional<absl::StatusOr<std::string>> added;
+  bus.node(lead).ProposeConfChange(
+      raft::ConfChange{raft::ConfChangeType::kAddLearnerNode, 4, "ctx-four"},
+      [&added](absl::StatusOr<std::string> r) { added = r; });
+  for (int i = 0; i < 50 && !added; ++i) bus.Tick();
+  ASSERT_TRUE(added && added->ok());
+  EXPECT_EQ(**added, "conf-result");
+  bus.Add(4, {});
+  ASSERT_TRUE(bus.Start(4).ok());
+  bus.Tick(20);
+  for (uint64_t id : {1, 2, 3, 4}) {
+    const auto& seen = bus.recorder(id).seen;
+    ASSERT_EQ(seen.size(), 4u) << "member " << id;
+    EXPECT_EQ(seen[0].index, 1u);
+    EXPECT_EQ(seen[0].cc.node_id, 1u);
+    EXPECT_EQ(seen[0].context, "ctx-one");
+    EXPECT_EQ(seen[1].context, "");
+    EXPECT_EQ(seen[2].context, "ctx-three");
+    EXPECT_EQ(seen[3].cc.type, raft::ConfChangeType::kAddLearnerNode);
+    EXPECT_EQ(seen[3].context, "ctx-four");
+    EXPECT_EQ(seen[3].after.voters, (std::vector<uint64_t>{1, 2, 3}));
+    EXPECT_EQ(seen[3].after.learners, (std::vector<uint64_t>{4}));
+  }
+  EXPECT_TRUE(bus.node(4).is_learner());
+  EXPECT_FALSE(bus.node(1).is_learner());
+  // A restart replays them again from the log.
+  bus.Crash(2);
+  ASSERT_TRUE(bus.Start(2).ok());
+  bus.Tick(5);
+  ASSERT_EQ(bus.recorder(2).seen.size(), 4u);
+  EXPECT_EQ(bus.recorder(2).seen[2].context, "ctx-three");
+}
+
+TEST(Node, RejectsFoundingContextOfANonVoter) {
+  Bus bus;
+  bus.options.founding_contexts = {{2, "x"}};
+  bus.Add(1, {1});
+  EXPECT_TRUE(absl::IsInvalidArgument(bus.Start(1)));
 }
 
 TEST(Node, RejectsBadOptions) {
