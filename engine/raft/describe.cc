@@ -47,6 +47,8 @@ const char* ConfChangeTypeName(ConfChangeType t) {
       return "RemoveNode";
     case ConfChangeType::kAddLearnerNode:
       return "AddLearnerNode";
+    case ConfChangeType::kUpdateNode:
+      return "UpdateNode";
   }
   return "UnknownConfChange";
 }

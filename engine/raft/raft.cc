@@ -462,6 +462,8 @@ absl::Status Raft::StepLeader(Message& m) {
                   "cannot remove the last voter");
             }
             break;
+          case ConfChangeType::kUpdateNode:
+            break;
         }
         pending_conf_index_ = log_.LastIndex() + i + 1;
       }
@@ -1009,6 +1011,8 @@ ConfState Raft::ApplyConfChange(const ConfChange& cc) {
       tracker_.Remove(cc.node_id);
       if (lead_transferee_ == cc.node_id) AbortLeaderTransfer();
       break;
+    case ConfChangeType::kUpdateNode:
+      break;  // nothing changes in raft's membership
   }
   is_learner_ = tracker_.learners().count(id_) > 0;
   if (state_ == StateType::kLeader) {
@@ -1019,7 +1023,9 @@ ConfState Raft::ApplyConfChange(const ConfChange& cc) {
     } else if (MaybeCommit()) {
       // A smaller quorum may commit more at once.
       BroadcastAppend();
-    } else if (cc.type != ConfChangeType::kRemoveNode && cc.node_id != id_) {
+    } else if ((cc.type == ConfChangeType::kAddNode ||
+                cc.type == ConfChangeType::kAddLearnerNode) &&
+               cc.node_id != id_) {
       // Never to ourselves: a leader that received its own kApp would take
       // itself for the leader as a follower later in the term.
       SendAppend(cc.node_id);

@@ -21,7 +21,7 @@ bool DecodeConfChange(const std::string& data, ConfChange* cc) {
   uint64_t id = 0;
   std::string context;
   if (!r.GetByte(&version) || version != 1 || !r.GetByte(&type) ||
-      type > static_cast<uint8_t>(ConfChangeType::kAddLearnerNode) ||
+      type > static_cast<uint8_t>(ConfChangeType::kUpdateNode) ||
       !r.GetVarint64(&id) || !r.GetLengthPrefixed(&context) || !r.empty()) {
     return false;
   }

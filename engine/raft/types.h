@@ -70,6 +70,9 @@ enum class ConfChangeType : uint8_t {
   kAddNode = 0,         // add a voter, or promote a learner to voter
   kRemoveNode = 1,      // remove a voter or a learner
   kAddLearnerNode = 2,  // add a learner (a voter cannot be demoted)
+  // Raft's membership stays as it is; only the context changes something
+  // (etcd's ConfChangeUpdateNode: a member's new peer URLs).
+  kUpdateNode = 3,
 };
 
 struct ConfChange {

@@ -186,5 +186,34 @@ absl::Status ErrMemberNotFound() {
 absl::Status ErrLeaderChanged() {
   return absl::UnavailableError("etcdserver: leader changed");
 }
+absl::Status ErrMemberExist() {
+  return absl::FailedPreconditionError("etcdserver: member ID already exist");
+}
+absl::Status ErrPeerURLExist() {
+  return absl::FailedPreconditionError("etcdserver: Peer URLs already exists");
+}
+absl::Status ErrMemberBadURLs() {
+  return absl::InvalidArgumentError(
+      "etcdserver: given member URLs are invalid");
+}
+absl::Status ErrMemberNotLearner() {
+  return absl::FailedPreconditionError(
+      "etcdserver: can only promote a learner member");
+}
+absl::Status ErrTooManyLearners() {
+  return absl::FailedPreconditionError(
+      "etcdserver: too many learner members in cluster");
+}
+absl::Status ErrNotEnoughStartedMembers() {
+  return absl::FailedPreconditionError(
+      "etcdserver: re-configuration failed due to not enough started "
+      "members");
+}
+
+absl::Status ErrLearnerNotReady() {
+  return absl::FailedPreconditionError(
+      "etcdserver: can only promote a learner member which is in sync with "
+      "leader");
+}
 
 }  // namespace detcd::server

@@ -60,6 +60,19 @@ absl::Status ToClientError(const absl::Status& s);
 //                            entry for it, so clients see Unknown)
 //   ErrMemberNotFound        NotFound "etcdserver: member not found"
 //   ErrLeaderChanged         Unavailable "etcdserver: leader changed"
+//   ErrMemberExist           FailedPrecondition
+//                            "etcdserver: member ID already exist"
+//   ErrPeerURLExist          FailedPrecondition
+//                            "etcdserver: Peer URLs already exists"
+//   ErrMemberBadURLs         InvalidArgument
+//                            "etcdserver: given member URLs are invalid"
+//   ErrMemberNotLearner      FailedPrecondition
+//                            "etcdserver: can only promote a learner member"
+//   ErrTooManyLearners       FailedPrecondition
+//                            "etcdserver: too many learner members in cluster"
+//   ErrNotEnoughStartedMembers FailedPrecondition "etcdserver:
+//                            re-configuration failed due to not enough
+//                            started members"
 absl::Status ErrNoSpace();
 absl::Status ErrCorrupt();
 absl::Status ErrNotLeader();
@@ -67,6 +80,15 @@ absl::Status ErrBadLeaderTransferee();
 absl::Status ErrTimeoutLeaderTransfer();
 absl::Status ErrMemberNotFound();
 absl::Status ErrLeaderChanged();
+absl::Status ErrMemberExist();
+absl::Status ErrPeerURLExist();
+absl::Status ErrMemberBadURLs();
+absl::Status ErrMemberNotLearner();
+absl::Status ErrTooManyLearners();
+absl::Status ErrNotEnoughStartedMembers();
+// FailedPrecondition "etcdserver: can only promote a learner member which
+// is in sync with leader"
+absl::Status ErrLearnerNotReady();
 
 }  // namespace detcd::server
 

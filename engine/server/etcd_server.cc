@@ -46,7 +46,10 @@ absl::Status EtcdServerOptions::Validate() const {
         "watch_sync_ticks and lease_check_ticks must be >= 1");
   }
   if (absl::Status s = kv.Validate(); !s.ok()) return s;
-  if (absl::Status s = lease.Validate(); !s.ok()) return s;
+  // min_ttl_s 0 asks for etcd's rule (WithDefaults), so check the result.
+  lease::LessorOptions l = lease;
+  if (l.min_ttl_s == 0) l.min_ttl_s = 1;
+  if (absl::Status s = l.Validate(); !s.ok()) return s;
   if (!node.initial_voters.empty()) {
     absl::btree_set<uint64_t> seen;
     for (const MemberInfo& m : initial_members) {
@@ -79,7 +82,8 @@ EtcdServerOptions WithDefaults(EtcdServerOptions o) {
     for (const MemberInfo& m : o.initial_members) {
       MemberInfo founder = m;
       founder.client_urls.clear();  // published once the member runs
-      o.node.founding_contexts[m.id] = EncodeMemberContext(founder);
+      o.node.founding_contexts[m.id] =
+          EncodeMemberContext(founder, MemberChange::kFounding);
     }
   }
   return o;
@@ -160,7 +164,8 @@ void EtcdServer::OnMessage(std::string_view payload) {
     uint64_t from = 0, rid = 0;
     uint8_t kind = 0;
     if (!r.GetVarint64(&from) || !r.GetVarint64(&rid) || !r.GetByte(&kind) ||
-        (kind != kKeepAlive && kind != kTimeToLive)) {
+        (kind != kKeepAlive && kind != kTimeToLive &&
+         kind != kMemberPromote)) {
       return;  // garbage: drop
     }
     ServeForwarded(from, rid, static_cast<ForwardKind>(kind),
@@ -394,10 +399,16 @@ void EtcdServer::ServeForwarded(uint64_t from, uint64_t rid, ForwardKind kind,
     LeaseKeepAlive(r, [answer](auto resp) {
       answer(EncodeResult(resp.status(), resp.ok() ? &*resp : nullptr));
     });
-  } else {
+  } else if (kind == kTimeToLive) {
     etcdserverpb::LeaseTimeToLiveRequest r;
     if (!r.ParseFromString(request)) return;
     LeaseTimeToLive(r, [answer](auto resp) {
+      answer(EncodeResult(resp.status(), resp.ok() ? &*resp : nullptr));
+    });
+  } else {
+    etcdserverpb::MemberPromoteRequest r;
+    if (!r.ParseFromString(request)) return;
+    MemberPromote(r, [answer](auto resp) {
       answer(EncodeResult(resp.status(), resp.ok() ? &*resp : nullptr));
     });
   }
@@ -558,18 +569,147 @@ void EtcdServer::MemberList(const etcdserverpb::MemberListRequest& r,
   auto serve = [this, done = std::move(done)](absl::Status s) {
     if (!s.ok()) return done(s);
     etcdserverpb::MemberListResponse resp;
-    for (const MemberInfo& m : sm_.membership().List()) {
-      ToProto(m, resp.add_members());
-    }
-    // etcd's Cluster service header: no revision.
-    etcdserverpb::ResponseHeader* h = resp.mutable_header();
-    h->set_cluster_id(opts_.cluster_id);
-    h->set_member_id(opts_.node.id);
-    h->set_raft_term(node_->raft().term());
+    AddMembers(resp.mutable_members());
+    FillClusterHeader(resp.mutable_header());
     done(std::move(resp));
   };
   if (!r.linearizable()) return serve(absl::OkStatus());
   LinearizableRead(std::move(serve));
+}
+
+void EtcdServer::FillClusterHeader(etcdserverpb::ResponseHeader* h) const {
+  h->set_cluster_id(opts_.cluster_id);
+  h->set_member_id(opts_.node.id);
+  h->set_raft_term(node_->raft().term());
+  h->set_revision(0);
+}
+
+void EtcdServer::AddMembers(
+    google::protobuf::RepeatedPtrField<etcdserverpb::Member>* out) const {
+  for (const MemberInfo& m : sm_.membership().List()) ToProto(m, out->Add());
+}
+
+uint64_t EtcdServer::NewMemberId() {
+  // etcd hashes the peer URLs, cluster name and time; any id that was
+  // never a member does, and this member's Rng keeps it deterministic.
+  for (;;) {
+    const uint64_t id = env_.rng->Next();
+    if (id != 0 && sm_.membership().Find(id) == nullptr &&
+        !sm_.membership().IsRemoved(id)) {
+      return id;
+    }
+  }
+}
+
+void EtcdServer::ProposeMemberChange(const raft::ConfChange& cc,
+                                     std::function<void(absl::Status)> then) {
+  node_->ProposeConfChange(
+      cc, [then = std::move(then)](absl::StatusOr<std::string> r) {
+        then(r.status());
+      });
+  AfterInput();
+}
+
+void EtcdServer::MemberAdd(const etcdserverpb::MemberAddRequest& r,
+                           Done<etcdserverpb::MemberAddResponse> done) {
+  absl::StatusOr<std::vector<std::string>> urls = ParseMemberUrls(
+      std::vector<std::string>(r.peerurls().begin(), r.peerurls().end()));
+  if (!urls.ok()) return done(urls.status());
+  if (opts_.strict_reconfig_check && !r.islearner() &&
+      !sm_.membership().IsReadyToAddVotingMember()) {
+    return done(ErrNotEnoughStartedMembers());
+  }
+  MemberInfo m;
+  m.id = NewMemberId();
+  m.peer_urls = *std::move(urls);
+  m.is_learner = r.islearner();
+  raft::ConfChange cc{r.islearner() ? raft::ConfChangeType::kAddLearnerNode
+                                    : raft::ConfChangeType::kAddNode,
+                      m.id, EncodeMemberContext(m, MemberChange::kAdd)};
+  ProposeMemberChange(cc, [this, m, done = std::move(done)](absl::Status s) {
+    if (!s.ok()) return done(s);
+    etcdserverpb::MemberAddResponse resp;
+    FillClusterHeader(resp.mutable_header());
+    ToProto(m, resp.mutable_member());
+    AddMembers(resp.mutable_members());
+    done(std::move(resp));
+  });
+}
+
+void EtcdServer::MemberRemove(const etcdserverpb::MemberRemoveRequest& r,
+                              Done<etcdserverpb::MemberRemoveResponse> done) {
+  const MemberInfo* m = sm_.membership().Find(r.id());
+  if (opts_.strict_reconfig_check && (m == nullptr || !m->is_learner) &&
+      !sm_.membership().IsReadyToRemoveVotingMember(r.id())) {
+    return done(ErrNotEnoughStartedMembers());
+  }
+  MemberInfo gone;
+  gone.id = r.id();
+  raft::ConfChange cc{raft::ConfChangeType::kRemoveNode, r.id(),
+                      EncodeMemberContext(gone, MemberChange::kRemove)};
+  ProposeMemberChange(cc, [this, done = std::move(done)](absl::Status s) {
+    if (!s.ok()) return done(s);
+    etcdserverpb::MemberRemoveResponse resp;
+    FillClusterHeader(resp.mutable_header());
+    AddMembers(resp.mutable_members());
+    done(std::move(resp));
+  });
+}
+
+void EtcdServer::MemberUpdate(const etcdserverpb::MemberUpdateRequest& r,
+                              Done<etcdserverpb::MemberUpdateResponse> done) {
+  MemberInfo m;
+  m.id = r.id();
+  m.peer_urls.assign(r.peerurls().begin(), r.peerurls().end());
+  raft::ConfChange cc{raft::ConfChangeType::kUpdateNode, r.id(),
+                      EncodeMemberContext(m, MemberChange::kUpdate)};
+  ProposeMemberChange(cc, [this, done = std::move(done)](absl::Status s) {
+    if (!s.ok()) return done(s);
+    etcdserverpb::MemberUpdateResponse resp;
+    FillClusterHeader(resp.mutable_header());
+    AddMembers(resp.mutable_members());
+    done(std::move(resp));
+  });
+}
+
+void EtcdServer::MemberPromote(
+    const etcdserverpb::MemberPromoteRequest& r,
+    Done<etcdserverpb::MemberPromoteResponse> done) {
+  if (!node_->is_leader()) {
+    Forward(kMemberPromote, r.SerializeAsString(),
+            [this, done = std::move(done)](absl::Status s,
+                                           std::string_view result) {
+              if (!s.ok()) return done(s);
+              etcdserverpb::MemberPromoteResponse resp;
+              if (s = DecodeResult(result, &resp); !s.ok()) return done(s);
+              FillClusterHeader(resp.mutable_header());
+              done(std::move(resp));
+            });
+    return;
+  }
+  // etcd's isLearnerReady: the learner's log reaches 90% of the leader's.
+  const raft::ProgressTracker& tracker = node_->raft().tracker();
+  const raft::Progress* learner = tracker.Get(r.id());
+  const raft::Progress* self = tracker.Get(opts_.node.id);
+  if (learner != nullptr && self != nullptr &&
+      learner->match * 10 < self->match * 9) {
+    return done(ErrLearnerNotReady());
+  }
+  if (opts_.strict_reconfig_check &&
+      !sm_.membership().IsReadyToPromoteMember()) {
+    return done(ErrNotEnoughStartedMembers());
+  }
+  MemberInfo m;
+  m.id = r.id();
+  raft::ConfChange cc{raft::ConfChangeType::kAddNode, r.id(),
+                      EncodeMemberContext(m, MemberChange::kPromote)};
+  ProposeMemberChange(cc, [this, done = std::move(done)](absl::Status s) {
+    if (!s.ok()) return done(s);
+    etcdserverpb::MemberPromoteResponse resp;
+    FillClusterHeader(resp.mutable_header());
+    AddMembers(resp.mutable_members());
+    done(std::move(resp));
+  });
 }
 
 void EtcdServer::Publish(std::string name,
@@ -621,7 +761,13 @@ void EtcdServer::Alarm(const etcdserverpb::AlarmRequest& r,
                        Done<etcdserverpb::AlarmResponse> done) {
   etcdserverpb::InternalRaftRequest req;
   *req.mutable_alarm() = r;
-  ProposeRequest(std::move(req), std::move(done));
+  // etcd answers Alarm with the applied response as is: no header.
+  ProposeRequest<etcdserverpb::AlarmResponse>(
+      std::move(req),
+      [done = std::move(done)](absl::StatusOr<etcdserverpb::AlarmResponse> a) {
+        if (a.ok()) a->clear_header();
+        done(std::move(a));
+      });
 }
 
 void EtcdServer::Status(const etcdserverpb::StatusRequest&,

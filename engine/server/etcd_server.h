@@ -24,7 +24,8 @@
 // call that caused them (Tick, OnMessage or the request call itself).
 //
 // Peer payloads carry a one-byte channel tag: 'r' raft message, 'q' a
-// forwarded lease request, 'a' its answer. Forwarded request:
+// forwarded request (lease keep-alive or time-to-live, member promote), 'a'
+// its answer. Forwarded request:
 //   'q' varint(from) varint(request id) byte(kind) request-bytes
 // answer: 'a' varint(request id) EncodeResult(status, response).
 #ifndef DETCD_ENGINE_SERVER_ETCD_SERVER_H_
@@ -64,6 +65,10 @@ struct EtcdServerOptions {
   int64_t quota_backend_bytes = 0;
   // What Status reports as the server's version.
   std::string version = "3.5.0";
+  // etcd's --strict-reconfig-check (membership changes that would leave
+  // fewer started members than a quorum are refused). etcd also refuses
+  // them while peers are unreachable; we do not track that.
+  bool strict_reconfig_check = true;
   // Wall-clock length of one raft tick (etcd's --heartbeat-interval).
   int64_t tick_ns = 100'000'000;
   KvLimits kv;
@@ -130,6 +135,28 @@ class EtcdServer {
   // linearizable: after a ReadIndex, as a linearizable read.
   void MemberList(const etcdserverpb::MemberListRequest& r,
                   Done<etcdserverpb::MemberListResponse> done);
+  // etcd's MemberAdd: ErrMemberBadURLs unless ParseMemberUrls accepts the
+  // peer URLs; with strict_reconfig_check a voter is added only while the
+  // started members stay a quorum (ErrNotEnoughStartedMembers). The new id
+  // comes from this member's Rng. Checked again when applied
+  // (Membership::Check). Answers once applied here: the new member (no
+  // name until it publishes) and every member.
+  void MemberAdd(const etcdserverpb::MemberAddRequest& r,
+                 Done<etcdserverpb::MemberAddResponse> done);
+  // strict_reconfig_check: removing a voter must leave a quorum of started
+  // voters. ErrMemberNotFound for an unknown or removed id.
+  void MemberRemove(const etcdserverpb::MemberRemoveRequest& r,
+                    Done<etcdserverpb::MemberRemoveResponse> done);
+  // New peer URLs (not validated, as in etcd; ErrPeerURLExist if another
+  // member has one of them).
+  void MemberUpdate(const etcdserverpb::MemberUpdateRequest& r,
+                    Done<etcdserverpb::MemberUpdateResponse> done);
+  // Only the leader knows whether a learner caught up, so a follower
+  // forwards the request to it. Errors: raft's "can only promote a learner
+  // member which is in sync with leader", ErrMemberNotLearner,
+  // ErrMemberNotFound, ErrNotEnoughStartedMembers (strict check).
+  void MemberPromote(const etcdserverpb::MemberPromoteRequest& r,
+                     Done<etcdserverpb::MemberPromoteResponse> done);
   // etcd's publish: this member's name and client URLs reach every member
   // through raft (ClusterMemberAttrSetRequest). The caller retries until
   // it succeeds, as etcd's publish loop does.
@@ -199,7 +226,11 @@ class EtcdServer {
 
  private:
   class PeerTransport;
-  enum ForwardKind : uint8_t { kKeepAlive = 1, kTimeToLive = 2 };
+  enum ForwardKind : uint8_t {
+    kKeepAlive = 1,
+    kTimeToLive = 2,
+    kMemberPromote = 3,
+  };
   struct Forwarded {
     std::function<void(absl::Status, std::string_view)> done;
     int deadline_tick;
@@ -214,6 +245,15 @@ class EtcdServer {
   absl::Status CheckQuota(int64_t cost);
   void RaiseNoSpace();
   void CheckLeaderMoves();
+  // Proposes a membership change; `then` gets the outcome once applied
+  // here (or the proposal's error).
+  void ProposeMemberChange(const raft::ConfChange& cc,
+                           std::function<void(absl::Status)> then);
+  // etcd's Cluster service header: ids and term, no revision.
+  void FillClusterHeader(etcdserverpb::ResponseHeader* h) const;
+  void AddMembers(
+      google::protobuf::RepeatedPtrField<etcdserverpb::Member>* out) const;
+  uint64_t NewMemberId();
   struct LeaderMove {
     uint64_t target;
     int deadline_tick;

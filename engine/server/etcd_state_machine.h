@@ -87,6 +87,10 @@ class EtcdStateMachine final : public StateMachine {
   explicit EtcdStateMachine(Options o);
 
   std::string Apply(uint64_t index, std::string_view command) override;
+  absl::Status CheckConfChange(const raft::ConfChange& cc,
+                               std::string_view context) const override {
+    return membership_.Check(cc, context);
+  }
   std::string ApplyConfChange(uint64_t index, const raft::ConfChange& cc,
                               std::string_view context,
                               const raft::ConfState& after) override;

@@ -1,6 +1,7 @@
 #include "engine/server/membership.h"
 
 #include <algorithm>
+#include <cctype>
 #include <utility>
 
 #include "engine/server/errors.h"
@@ -10,7 +11,6 @@
 namespace detcd::server {
 namespace {
 
-constexpr char kContextFormat = 1;
 constexpr uint64_t kImageFormat = 1;
 // Bounds for decoding images: far above anything real, so a corrupt count
 // cannot make us allocate without end.
@@ -38,7 +38,7 @@ bool GetStrings(coding::Reader* r, std::vector<std::string>* v) {
 
 }  // namespace
 
-std::string EncodeMemberContext(const MemberInfo& m) {
+std::string EncodeMemberContext(const MemberInfo& m, MemberChange kind) {
   membershippb::Member pb;
   pb.set_id(m.id);
   for (const std::string& u : m.peer_urls) {
@@ -49,13 +49,19 @@ std::string EncodeMemberContext(const MemberInfo& m) {
   for (const std::string& u : m.client_urls) {
     pb.mutable_member_attributes()->add_client_urls(u);
   }
-  std::string out(1, kContextFormat);
+  std::string out(1, static_cast<char>(kind));
   pb.AppendToString(&out);
   return out;
 }
 
-bool DecodeMemberContext(std::string_view context, MemberInfo* m) {
-  if (context.empty() || context[0] != kContextFormat) return false;
+bool DecodeMemberContext(std::string_view context, MemberInfo* m,
+                         MemberChange* kind) {
+  if (context.empty() ||
+      context[0] < static_cast<char>(MemberChange::kAdd) ||
+      context[0] > static_cast<char>(MemberChange::kFounding)) {
+    return false;
+  }
+  const auto k = static_cast<MemberChange>(context[0]);
   context.remove_prefix(1);
   membershippb::Member pb;
   if (!pb.ParseFromArray(context.data(), static_cast<int>(context.size()))) {
@@ -70,7 +76,60 @@ bool DecodeMemberContext(std::string_view context, MemberInfo* m) {
                          pb.member_attributes().client_urls().end());
   out.is_learner = pb.raft_attributes().is_learner();
   *m = std::move(out);
+  if (kind != nullptr) *kind = k;
   return true;
+}
+
+namespace {
+
+std::string_view TrimSpace(std::string_view s) {
+  const char* ws = " \t\n\v\f\r";
+  const size_t b = s.find_first_not_of(ws);
+  if (b == std::string_view::npos) return {};
+  return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
+// Go's net.SplitHostPort accepting `hostport`.
+bool IsHostPort(std::string_view hp) {
+  if (!hp.empty() && hp[0] == '[') {
+    const size_t close = hp.find(']');
+    return close != std::string_view::npos && close + 1 < hp.size() &&
+           hp[close + 1] == ':' &&
+           hp.find_first_of("[]", close + 1) == std::string_view::npos;
+  }
+  return std::count(hp.begin(), hp.end(), ':') == 1 &&
+         hp.find_first_of("[]") == std::string_view::npos;
+}
+
+bool IsMemberUrl(std::string_view u) {
+  const size_t sep = u.find("://");
+  if (sep == std::string_view::npos) return false;
+  std::string scheme(u.substr(0, sep));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(c));
+  if (scheme != "http" && scheme != "https" && scheme != "unix" &&
+      scheme != "unixs") {
+    return false;
+  }
+  std::string_view rest = u.substr(sep + 3);
+  const size_t end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, end);
+  if (end != std::string_view::npos && rest[end] == '/') return false;
+  const size_t at = authority.rfind('@');
+  if (at != std::string_view::npos) authority.remove_prefix(at + 1);
+  return IsHostPort(authority);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ParseMemberUrls(
+    std::vector<std::string> urls) {
+  if (urls.empty()) return ErrMemberBadURLs();
+  for (std::string& u : urls) {
+    u = std::string(TrimSpace(u));
+    if (!IsMemberUrl(u)) return ErrMemberBadURLs();
+  }
+  std::sort(urls.begin(), urls.end());
+  return urls;
 }
 
 void ToProto(const MemberInfo& m, etcdserverpb::Member* out) {
@@ -81,6 +140,53 @@ void ToProto(const MemberInfo& m, etcdserverpb::Member* out) {
   out->set_islearner(m.is_learner);
 }
 
+absl::Status Membership::Check(const raft::ConfChange& cc,
+                               std::string_view context) const {
+  MemberInfo given;
+  MemberChange kind;
+  if (!DecodeMemberContext(context, &given, &kind) ||
+      kind == MemberChange::kFounding) {
+    return absl::OkStatus();
+  }
+  if (removed_.contains(cc.node_id)) return ErrMemberNotFound();
+  const MemberInfo* m = Find(cc.node_id);
+  // Peer URLs of every member but `except`.
+  auto url_taken = [this](const std::vector<std::string>& urls,
+                          uint64_t except) {
+    for (const auto& [id, other] : members_) {
+      if (id == except) continue;
+      for (const std::string& u : other.peer_urls) {
+        if (std::find(urls.begin(), urls.end(), u) != urls.end()) return true;
+      }
+    }
+    return false;
+  };
+  switch (cc.type) {
+    case raft::ConfChangeType::kAddNode:
+    case raft::ConfChangeType::kAddLearnerNode:
+      if (kind == MemberChange::kPromote) {
+        if (m == nullptr) return ErrMemberNotFound();
+        if (!m->is_learner) return ErrMemberNotLearner();
+        return absl::OkStatus();
+      }
+      if (m != nullptr) return ErrMemberExist();
+      if (url_taken(given.peer_urls, cc.node_id)) return ErrPeerURLExist();
+      if (cc.type == raft::ConfChangeType::kAddLearnerNode) {
+        size_t learners = 0;
+        for (const auto& [id, other] : members_) learners += other.is_learner;
+        if (learners + 1 > kMaxLearners) return ErrTooManyLearners();
+      }
+      return absl::OkStatus();
+    case raft::ConfChangeType::kRemoveNode:
+      return m == nullptr ? ErrMemberNotFound() : absl::OkStatus();
+    case raft::ConfChangeType::kUpdateNode:
+      if (m == nullptr) return ErrMemberNotFound();
+      if (url_taken(given.peer_urls, cc.node_id)) return ErrPeerURLExist();
+      return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
 void Membership::ApplyConfChange(const raft::ConfChange& cc,
                                  std::string_view context,
                                  const raft::ConfState& after) {
@@ -88,6 +194,11 @@ void Membership::ApplyConfChange(const raft::ConfChange& cc,
   const bool has_info = DecodeMemberContext(context, &given);
   if (cc.type == raft::ConfChangeType::kRemoveNode) {
     if (members_.erase(cc.node_id) > 0) removed_.insert(cc.node_id);
+  } else if (cc.type == raft::ConfChangeType::kUpdateNode) {
+    auto it = members_.find(cc.node_id);
+    if (has_info && it != members_.end()) {
+      it->second.peer_urls = std::move(given.peer_urls);
+    }
   } else if (has_info) {
     // The member may be known already: a promotion, a repeated add, or a
     // founder that raft's initial membership listed before its own
@@ -124,6 +235,39 @@ absl::Status Membership::SetAttributes(uint64_t id, std::string name,
   it->second.name = std::move(name);
   it->second.client_urls = std::move(client_urls);
   return absl::OkStatus();
+}
+
+// "Started" is etcd's Member.IsStarted: the member has a name.
+bool Membership::IsReadyToAddVotingMember() const {
+  int members = 1, started = 0;
+  for (const auto& [id, m] : members_) {
+    if (m.is_learner) continue;
+    started += !m.name.empty();
+    ++members;
+  }
+  // etcd: adding a member to a one-member cluster (to restore one) is fine.
+  if (started == 1 && members == 2) return true;
+  return started >= members / 2 + 1;
+}
+
+bool Membership::IsReadyToRemoveVotingMember(uint64_t id) const {
+  int members = 0, started = 0;
+  for (const auto& [mid, m] : members_) {
+    if (m.is_learner || mid == id) continue;
+    started += !m.name.empty();
+    ++members;
+  }
+  return started >= members / 2 + 1;
+}
+
+bool Membership::IsReadyToPromoteMember() const {
+  int members = 1, started = 1;  // the learner counts, as started
+  for (const auto& [id, m] : members_) {
+    if (m.is_learner) continue;
+    started += !m.name.empty();
+    ++members;
+  }
+  return started >= members / 2 + 1;
 }
 
 const MemberInfo* Membership::Find(uint64_t id) const {

@@ -460,6 +460,7 @@ void Node::ApplyEntries(const std::vector<raft::Entry>& entries) {
     uint64_t proposer = 0, rid = 0;
     std::string_view payload;
     std::string result;
+    absl::Status refused;  // a conf change the state machine refused
     bool ours = false;
     if (e.type == raft::EntryType::kConfChange) {
       raft::ConfChange cc;
@@ -467,10 +468,20 @@ void Node::ApplyEntries(const std::vector<raft::Entry>& entries) {
         Fail(absl::DataLossError("undecodable conf change entry"));
         return;
       }
-      conf_state_ = raft_->ApplyConfChange(cc);
       ours = OpenEnvelope(cc.context, &proposer, &rid, &payload);
-      result = sm_->ApplyConfChange(e.index, cc, ours ? payload : "",
-                                    conf_state_);
+      const std::string_view context = ours ? payload : std::string_view();
+      // The state machine may refuse the change (etcd's
+      // ValidateConfigurationChange): then raft applies a change that
+      // changes nothing, as etcd applies one with no node id.
+      absl::Status check = sm_->CheckConfChange(cc, context);
+      if (check.ok()) {
+        conf_state_ = raft_->ApplyConfChange(cc);
+        result = sm_->ApplyConfChange(e.index, cc, context, conf_state_);
+      } else {
+        conf_state_ = raft_->ApplyConfChange(raft::ConfChange{
+            raft::ConfChangeType::kUpdateNode, raft::kNone, ""});
+        refused = std::move(check);
+      }
     } else if (!e.data.empty()) {  // empty: a new leader's first entry
       ours = OpenEnvelope(e.data, &proposer, &rid, &payload);
       if (ours) result = sm_->Apply(e.index, payload);
@@ -481,7 +492,11 @@ void Node::ApplyEntries(const std::vector<raft::Entry>& entries) {
     if (it == proposals_.end()) continue;
     ProposeDone done = std::move(it->second.done);
     proposals_.erase(it);
-    done(std::move(result));
+    if (!refused.ok()) {
+      done(std::move(refused));
+    } else {
+      done(std::move(result));
+    }
   }
 }
 

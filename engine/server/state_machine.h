@@ -18,6 +18,14 @@ class StateMachine {
   // Applies one committed command (in log order, exactly once per index
   // since the last Restore) and returns the result handed to the proposer.
   virtual std::string Apply(uint64_t index, std::string_view command) = 0;
+  // Before a committed membership change takes effect: an error refuses
+  // it on every member (raft's membership stays as it is) and goes to the
+  // proposer. Must depend only on replicated state. The default accepts
+  // everything.
+  virtual absl::Status CheckConfChange(const raft::ConfChange& /*cc*/,
+                                       std::string_view /*context*/) const {
+    return absl::OkStatus();
+  }
   // A committed membership change at `index` took effect in raft (in log
   // order with Apply, exactly once per index since the last Restore).
   // `context` is the proposer's context with the Node's envelope removed

@@ -84,6 +84,22 @@ TEST(ToClientError, EveryEngineErrorGetsEtcdsCodeAndText) {
        "etcdserver: request timed out, leader transfer took too long"},
       {ErrMemberNotFound(), Code::kNotFound, "etcdserver: member not found"},
       {ErrLeaderChanged(), Code::kUnavailable, "etcdserver: leader changed"},
+      {ErrMemberExist(), Code::kFailedPrecondition,
+       "etcdserver: member ID already exist"},
+      {ErrPeerURLExist(), Code::kFailedPrecondition,
+       "etcdserver: Peer URLs already exists"},
+      {ErrMemberBadURLs(), Code::kInvalidArgument,
+       "etcdserver: given member URLs are invalid"},
+      {ErrMemberNotLearner(), Code::kFailedPrecondition,
+       "etcdserver: can only promote a learner member"},
+      {ErrTooManyLearners(), Code::kFailedPrecondition,
+       "etcdserver: too many learner members in cluster"},
+      {ErrNotEnoughStartedMembers(), Code::kFailedPrecondition,
+       "etcdserver: re-configuration failed due to not enough started "
+       "members"},
+      {ErrLearnerNotReady(), Code::kFailedPrecondition,
+       "etcdserver: can only promote a learner member which is in sync with "
+       "leader"},
       // raft: etcd sends its ErrProposalDropped as Unknown, without our
       // reason.
       {raft::ErrProposalDropped(), Code::kUnknown, "raft proposal dropped"},

@@ -31,7 +31,7 @@ TEST(MemberContext, RoundTripsAndRejectsOtherFormats) {
   EXPECT_EQ(back, m);
   EXPECT_FALSE(DecodeMemberContext("", &back));
   std::string other = EncodeMemberContext(m);
-  other[0] = 2;  // a future format
+  other[0] = 9;  // a future kind
   EXPECT_FALSE(DecodeMemberContext(other, &back));
   EXPECT_FALSE(DecodeMemberContext(std::string("\x01\xff\xff", 3), &back));
   EXPECT_EQ(back, m);  // untouched by failures
@@ -46,7 +46,9 @@ TEST(Membership, FoundersAndJoinersAgree) {
   for (uint64_t id = 1; id <= 3; ++id) {
     ConfChange cc{ConfChangeType::kAddNode, id, ""};
     const std::string ctx = EncodeMemberContext(
-        Info(id, "m" + std::to_string(id), "http://h" + std::to_string(id)));
+        Info(id, "m" + std::to_string(id), "http://h" + std::to_string(id)),
+        MemberChange::kFounding);
+    EXPECT_TRUE(founder.Check(cc, ctx).ok());
     founder.ApplyConfChange(cc, ctx, all);
     ConfState grown;
     for (uint64_t v = 1; v <= id; ++v) grown.voters.push_back(v);
@@ -129,6 +131,101 @@ TEST(Membership, ImageRoundTripsAndRejectsCorruption) {
   }
   EXPECT_FALSE(back.Restore(image + "x").ok());
   EXPECT_EQ(back.Snapshot(), image);  // failures change nothing
+}
+
+TEST(Membership, ChecksAsEtcdValidatesConfChanges) {
+  Membership m;
+  m.ApplyConfChange({ConfChangeType::kAddNode, 1, ""},
+                    EncodeMemberContext(Info(1, "a", "http://a:1")),
+                    {{1}, {}});
+  auto ctx = [](uint64_t id, std::string url, MemberChange kind) {
+    return EncodeMemberContext(Info(id, "", std::move(url)), kind);
+  };
+  const ConfChange add2{ConfChangeType::kAddNode, 2, ""};
+  EXPECT_TRUE(m.Check(add2, ctx(2, "http://b:1", MemberChange::kAdd)).ok());
+  EXPECT_EQ(m.Check(add2, ctx(2, "http://a:1", MemberChange::kAdd)).message(),
+            "etcdserver: Peer URLs already exists");
+  EXPECT_EQ(m.Check({ConfChangeType::kAddNode, 1, ""},
+                    ctx(1, "http://z:1", MemberChange::kAdd))
+                .message(),
+            "etcdserver: member ID already exist");
+  // Raw conf changes are raft's alone.
+  EXPECT_TRUE(m.Check({ConfChangeType::kAddNode, 1, ""}, "").ok());
+  EXPECT_EQ(m.Check({ConfChangeType::kAddNode, 1, ""},
+                    ctx(1, "", MemberChange::kPromote))
+                .message(),
+            "etcdserver: can only promote a learner member");
+  EXPECT_EQ(m.Check({ConfChangeType::kAddNode, 3, ""},
+                    ctx(3, "", MemberChange::kPromote))
+                .code(),
+            absl::StatusCode::kNotFound);
+  m.ApplyConfChange({ConfChangeType::kAddLearnerNode, 5, ""},
+                    ctx(5, "http://e:1", MemberChange::kAdd), {{1}, {5}});
+  EXPECT_TRUE(m.Check({ConfChangeType::kAddNode, 5, ""},
+                      ctx(5, "", MemberChange::kPromote))
+                  .ok());
+  EXPECT_EQ(m.Check({ConfChangeType::kAddLearnerNode, 6, ""},
+                    ctx(6, "http://f:1", MemberChange::kAdd))
+                .message(),
+            "etcdserver: too many learner members in cluster");
+  EXPECT_EQ(m.Check({ConfChangeType::kUpdateNode, 1, ""},
+                    ctx(1, "http://e:1", MemberChange::kUpdate))
+                .message(),
+            "etcdserver: Peer URLs already exists");
+  EXPECT_TRUE(m.Check({ConfChangeType::kUpdateNode, 1, ""},
+                      ctx(1, "http://a:1", MemberChange::kUpdate))
+                  .ok());
+  m.ApplyConfChange({ConfChangeType::kUpdateNode, 1, ""},
+                    ctx(1, "http://a:2", MemberChange::kUpdate), {{1}, {5}});
+  EXPECT_EQ(m.Find(1)->peer_urls, std::vector<std::string>{"http://a:2"});
+  EXPECT_EQ(m.Find(1)->name, "a");
+  m.ApplyConfChange({ConfChangeType::kRemoveNode, 5, ""},
+                    ctx(5, "", MemberChange::kRemove), {{1}, {}});
+  // A removed id never comes back.
+  EXPECT_EQ(m.Check({ConfChangeType::kAddNode, 5, ""},
+                    ctx(5, "http://q:1", MemberChange::kAdd))
+                .message(),
+            "etcdserver: member not found");
+  EXPECT_EQ(m.Check({ConfChangeType::kRemoveNode, 9, ""},
+                    ctx(9, "", MemberChange::kRemove))
+                .code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(Membership, StrictReconfigCounts) {
+  Membership m;
+  // Two named voters, one unnamed.
+  m.ApplyConfChange({ConfChangeType::kAddNode, 1, ""},
+                    EncodeMemberContext(Info(1, "a", "http://a:1")),
+                    {{1, 2, 3}, {}});
+  m.ApplyConfChange({ConfChangeType::kAddNode, 2, ""},
+                    EncodeMemberContext(Info(2, "b", "http://b:1")),
+                    {{1, 2, 3}, {}});
+  EXPECT_FALSE(m.IsReadyToAddVotingMember());  // 2 started of 4 voters
+  EXPECT_TRUE(m.IsReadyToRemoveVotingMember(3));   // 2 of 2
+  EXPECT_FALSE(m.IsReadyToRemoveVotingMember(1));  // 1 of 2
+  EXPECT_TRUE(m.IsReadyToPromoteMember());        // 3 of 4
+  Membership one;
+  one.ApplyConfChange({ConfChangeType::kAddNode, 1, ""},
+                      EncodeMemberContext(Info(1, "a", "http://a:1")),
+                      {{1}, {}});
+  EXPECT_TRUE(one.IsReadyToAddVotingMember());  // etcd's restore case
+}
+
+TEST(MemberUrls, AsEtcdsNewURLs) {
+  auto ok = ParseMemberUrls({" http://b:2380", "https://a:2380",
+                             "unix://sock:0", "HTTP://[fe80::1]:2380",
+                             "http://user@h:1?q=1"});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->front(), "HTTP://[fe80::1]:2380");
+  for (const char* bad :
+       {"", "b:2380", "ftp://a:1", "http://a", "http://a:1/", "http://a:1/x",
+        "http://a:1:2", "http://[::1]"}) {
+    EXPECT_EQ(ParseMemberUrls({bad}).status().message(),
+              "etcdserver: given member URLs are invalid")
+        << bad;
+  }
+  EXPECT_FALSE(ParseMemberUrls({}).ok());
 }
 
 TEST(Membership, ToProtoIsEtcdsMember) {

@@ -55,6 +55,11 @@ class RecordingSm final : public StateMachine {
   std::string Apply(uint64_t index, std::string_view command) override {
     return kv.Apply(index, command);
   }
+  absl::Status CheckConfChange(const raft::ConfChange& cc,
+                               std::string_view context) const override {
+    if (context == "refuse-me") return absl::FailedPreconditionError("no");
+    return absl::OkStatus();
+  }
   std::string ApplyConfChange(uint64_t index, const raft::ConfChange& cc,
                               std::string_view context,
                               const raft::ConfState& after) override {
@@ -369,6 +374,37 @@ TEST(Node, ConfChangeContextsReachTheStateMachine) {
   bus.Tick(5);
   ASSERT_EQ(bus.recorder(2).seen.size(), 4u);
   EXPECT_EQ(bus.recorder(2).seen[2].context, "ctx-three");
+}
+
+// A change the state machine refuses changes nothing anywhere, and its
+// proposer hears why; an UpdateNode change leaves raft's membership alone.
+TEST(Node, RefusedAndUpdateConfChanges) {
+  Bus bus;
+  uint64_t lead = bus.StartCluster(3);
+  ASSERT_NE(lead, 0u);
+  auto propose = [&](raft::ConfChange cc) {
+    std::optional<absl::StatusOr<std::string>> out;
+    bus.node(lead).ProposeConfChange(
+        cc, [&out](absl::StatusOr<std::string> r) { out = r; });
+    for (int i = 0; i < 50 && !out; ++i) bus.Tick();
+    return out.value_or(absl::DeadlineExceededError("pending"));
+  };
+  auto refused =
+      propose({raft::ConfChangeType::kAddNode, 4, "refuse-me"});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  auto updated = propose({raft::ConfChangeType::kUpdateNode, 2, "new-urls"});
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  bus.Tick(5);
+  for (uint64_t id : {1, 2, 3}) {
+    EXPECT_EQ(bus.node(id).conf_state().voters,
+              (std::vector<uint64_t>{1, 2, 3}));
+    const auto& seen = bus.recorder(id).seen;
+    ASSERT_EQ(seen.size(), 4u);  // 3 founding + the update
+    EXPECT_EQ(seen[3].cc.type, raft::ConfChangeType::kUpdateNode);
+    EXPECT_EQ(seen[3].context, "new-urls");
+  }
+  // Membership changes go on afterwards.
+  EXPECT_TRUE(bus.AddVoter(lead, 4).ok());
 }
 
 TEST(Node, RejectsFoundingContextOfANonVoter) {
