@@ -210,6 +210,11 @@ class EtcdServer {
   uint64_t cluster_id() const { return opts_.cluster_id; }
   // True when Start found an existing data dir (a restart).
   bool restarted() const { return restarted_; }
+  // True once this member applied its own removal from the cluster (etcd
+  // then stops the member; the real server should exit).
+  bool removed() const {
+    return sm_.membership().IsRemoved(opts_.node.id);
+  }
   // Called with the raft command of every acknowledged write (the
   // simulator's durability check).
   void set_on_ack(std::function<void(std::string_view)> f) {

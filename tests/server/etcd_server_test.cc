@@ -443,12 +443,20 @@ TEST_F(EtcdServerTest, MembershipFollowsConfChangesAndSnapshots) {
     EXPECT_EQ(cluster_->server(id)->state().membership().List(), want)
         << "member " << id;
   }
-  // A removed member's publish is refused.
+  for (uint64_t id : cluster_->UpNodes()) {
+    EXPECT_FALSE(cluster_->server(id)->removed());
+  }
+  // The restarted member's image holds the same, and a late publish of the
+  // removed member is refused.
   EtcdStateMachine sm({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
   ASSERT_TRUE(sm.Restore(cluster_->server(f)->state().Snapshot()).ok());
   EXPECT_TRUE(sm.membership().IsRemoved(4));
-  EXPECT_EQ(sm.membership().Find(f)->name,
-            "infra" + std::to_string(f));
+  EXPECT_EQ(sm.membership().Find(f)->name, "infra" + std::to_string(f));
+  etcdserverpb::InternalRaftRequest late;
+  late.mutable_cluster_member_attr_set()->set_member_id(4);
+  EXPECT_EQ(DecodeResult(sm.Apply(1000, late.SerializeAsString()), nullptr)
+                .code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(EtcdServerTest, MemberChangesFollowEtcdsRules) {
@@ -531,6 +539,7 @@ TEST_F(EtcdServerTest, MemberChangesFollowEtcdsRules) {
       f, [&](EtcdServer& s, auto cb) { s.MemberRemove(rm, cb); });
   ASSERT_TRUE(removed.ok()) << removed.status();
   EXPECT_EQ(removed->members_size(), 3);
+  EXPECT_FALSE(cluster_->server(f)->removed());
   auto again = Do<etcdserverpb::MemberRemoveResponse>(
       f, [&](EtcdServer& s, auto cb) { s.MemberRemove(rm, cb); });
   EXPECT_EQ(again.status().code(), absl::StatusCode::kNotFound);
