@@ -1,5 +1,6 @@
 // detcd: an etcd-compatible member. Takes etcd's flags, ETCD_* variables
 // and --config-file (shim/config.h), then runs until SIGTERM or SIGINT.
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -59,5 +60,10 @@ int main(int argc, char** argv) {
             {{"signal", std::string(sig == SIGINT ? "interrupt" : "terminated")}});
   (*server)->Stop();
   waiter.join();
-  return 0;
+  // As etcd: after a clean shutdown the process dies by the signal it got,
+  // so supervisors see "terminated by SIGTERM", not a plain exit.
+  signal(sig, SIG_DFL);
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+  raise(sig);
+  return 128 + sig;
 }

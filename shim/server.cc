@@ -345,6 +345,18 @@ void DetcdServer::Impl::PublishFigures() {
     figures.failed = true;
     return;
   }
+  if (server->removed()) {
+    absl::MutexLock l(&mu);
+    if (failure.ok()) {
+      // etcd's words when a member learns it was removed.
+      failure = absl::FailedPreconditionError(
+          "the member has been permanently removed from the cluster");
+      DLOG_WARN("the local member has been permanently removed from the "
+                "cluster; stopping",
+                {{"local-member-id", Hex(server->id())}});
+    }
+    return;
+  }
   const uint64_t lead = n.leader();
   if (lead != figures.leader.load()) {
     if (lead != 0) {
@@ -586,6 +598,10 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // ignored then, as in etcd), else from --initial-cluster.
   std::vector<uint64_t> voters;
   std::vector<server::MemberInfo> founders;
+  if (c.force_new_cluster) {
+    return absl::UnimplementedError(
+        "detcd: --force-new-cluster is not served yet");
+  }
   const bool existing = m.disk->Exists(kIdentityFile);
   if (existing) {
     auto id = ReadIdentity(*m.disk);
@@ -677,6 +693,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   so.kv.max_txn_ops = c.max_txn_ops;
   so.kv.max_request_bytes = c.max_request_bytes;
   so.quota_backend_bytes = c.quota_backend_bytes;
+  so.lease.min_ttl_s = 0;  // etcd's rule: 1.5 x election timeout
   so.version = kServerVersion;
   if (absl::Status s = so.Validate(); !s.ok()) return s;
   env::Env env{&m.clock, m.timed_disk.get(), m.transport.get(), m.rng.get()};

@@ -609,9 +609,9 @@ class ClusterService final : public pb::Cluster::CallbackService {
 
 // ---- Maintenance ----
 
-// The Snapshot stream: the engine's consistent full-state image, in
-// pieces, followed by its SHA-256 as etcd appends one to its db file (so
-// etcdctl's snapshot save sees the same shape).
+// The Snapshot stream: the engine's consistent full-state image in
+// pieces, laid out as a page-aligned file with etcd's SHA-256 trailer (so
+// etcdctl's snapshot save accepts it; layout in Begin).
 class SnapshotStream final
     : public grpc::ServerWriteReactor<pb::SnapshotResponse>,
       public OpenCall {
@@ -678,7 +678,18 @@ class SnapshotStream final
       Abort(ToGrpc(image.status()));
       return;
     }
+    // The file etcdctl writes: the image, zero padding, the image's length
+    // (8 bytes, big-endian), then SHA-256 of all before it. etcd's db files
+    // are page-aligned and etcdctl refuses a snapshot whose size minus the
+    // 32-byte digest is not a multiple of 512; the length lets a reader
+    // (snapshot restore) find the image's end.
     data_ = *std::move(image);
+    const uint64_t image_len = data_.size();
+    const size_t unpadded = data_.size() + 8;
+    data_.append((512 - unpadded % 512) % 512, '\0');
+    for (int i = 7; i >= 0; --i) {
+      data_.push_back(static_cast<char>(image_len >> (8 * i)));
+    }
     unsigned char digest[SHA256_DIGEST_LENGTH];
     SHA256(reinterpret_cast<const unsigned char*>(data_.data()), data_.size(),
            digest);
