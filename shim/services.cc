@@ -583,24 +583,28 @@ class ClusterService final : public pb::Cluster::CallbackService {
                         &EtcdServer::MemberList);
   }
   grpc::ServerUnaryReactor* MemberAdd(grpc::CallbackServerContext* ctx,
-                                      const pb::MemberAddRequest*,
-                                      pb::MemberAddResponse*) override {
-    return Unimplemented(ctx, "MemberAdd");
+                                 const pb::MemberAddRequest* req,
+                                 pb::MemberAddResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Cluster", "MemberAdd", ctx, req, resp,
+                        &EtcdServer::MemberAdd);
   }
   grpc::ServerUnaryReactor* MemberRemove(grpc::CallbackServerContext* ctx,
-                                         const pb::MemberRemoveRequest*,
-                                         pb::MemberRemoveResponse*) override {
-    return Unimplemented(ctx, "MemberRemove");
+                                 const pb::MemberRemoveRequest* req,
+                                 pb::MemberRemoveResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Cluster", "MemberRemove", ctx, req, resp,
+                        &EtcdServer::MemberRemove);
   }
   grpc::ServerUnaryReactor* MemberUpdate(grpc::CallbackServerContext* ctx,
-                                         const pb::MemberUpdateRequest*,
-                                         pb::MemberUpdateResponse*) override {
-    return Unimplemented(ctx, "MemberUpdate");
+                                 const pb::MemberUpdateRequest* req,
+                                 pb::MemberUpdateResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Cluster", "MemberUpdate", ctx, req, resp,
+                        &EtcdServer::MemberUpdate);
   }
-  grpc::ServerUnaryReactor* MemberPromote(
-      grpc::CallbackServerContext* ctx, const pb::MemberPromoteRequest*,
-      pb::MemberPromoteResponse*) override {
-    return Unimplemented(ctx, "MemberPromote");
+  grpc::ServerUnaryReactor* MemberPromote(grpc::CallbackServerContext* ctx,
+                                 const pb::MemberPromoteRequest* req,
+                                 pb::MemberPromoteResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Cluster", "MemberPromote", ctx, req, resp,
+                        &EtcdServer::MemberPromote);
   }
 
  private:
