@@ -450,7 +450,6 @@ struct WatchHub::Impl {
       r.revision = cur;
       SendControl(*st, std::move(r));
     };
-    if (req.start_revision < 0) return refuse(kReasonNegativeStartRevision);
 
     auto w = std::make_unique<Watcher>();
     w->key = req.key.empty() ? std::string(1, '\0') : req.key;
@@ -493,14 +492,18 @@ struct WatchHub::Impl {
     created.revision = cur;
     SendControl(*st, std::move(created));
 
-    if (req.start_revision == 0 || req.start_revision > cur) {
+    // etcd 3.4 takes a negative start revision as "from the oldest history":
+    // the watcher replays everything, or is canceled as compacted once
+    // anything was compacted.
+    const int64_t start = req.start_revision < 0 ? 1 : req.start_revision;
+    if (start == 0 || start > cur) {
       // etcd: "from now" and future watchers are synced; Notify skips
       // revisions below next_rev.
-      ref.next_rev = req.start_revision == 0 ? cur + 1 : req.start_revision;
+      ref.next_rev = start == 0 ? cur + 1 : start;
       ref.synced = true;
       synced_index.Add(&ref);
     } else {
-      ref.next_rev = req.start_revision;
+      ref.next_rev = start;
       ref.synced = false;
       unsynced.insert(ref.wk);
       ++st->unsynced;

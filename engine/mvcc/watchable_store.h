@@ -67,10 +67,6 @@ inline constexpr int64_t kInvalidWatchId = -1;
 // per-stream limit; the text is ours).
 inline constexpr char kReasonCompacted[] =
     "mvcc: required revision has been compacted";
-// A negative start revision: etcd's server answers with the gRPC error's
-// text.
-inline constexpr char kReasonNegativeStartRevision[] =
-    "etcdserver: mvcc: required revision has been compacted";
 inline constexpr char kReasonEmptyRange[] = "mvcc: watcher range is empty";
 inline constexpr char kReasonDuplicateId[] =
     "mvcc: duplicate watch ID provided on the WatchStream";
@@ -102,7 +98,8 @@ struct WatchCreate {
   // Empty: the single key. "\0": every key >= key. Else [key, range_end).
   std::string range_end;
   // 0: from now. <= current revision: replay history from it, then live.
-  // > current: wait for that revision. < 0: refused (etcd).
+  // > current: wait for that revision. < 0: from the oldest history
+  // (etcd 3.4: replays all, or canceled as compacted after a compaction).
   int64_t start_revision = 0;
   bool prev_kv = false;
   bool no_put = false;

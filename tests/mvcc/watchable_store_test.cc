@@ -506,21 +506,41 @@ TEST_F(WatchHubTest, SlowWatcherBehindCompactionIsCanceled) {
 TEST_F(WatchHubTest, InvalidCreates) {
   Client c;
   auto s = hub->OpenStream(c.Sink());
-  hub->Create(s, Key("k", -1));
   hub->Create(s, Range("b", "a"));
   hub->Create(s, Range("b", "b"));
-  ASSERT_EQ(c.got.size(), 3u);
+  ASSERT_EQ(c.got.size(), 2u);
   for (const auto& r : c.got) {
     EXPECT_EQ(r.watch_id, -1);
     EXPECT_TRUE(r.created);
     EXPECT_TRUE(r.canceled);
     EXPECT_EQ(r.revision, 1);
+    EXPECT_EQ(r.cancel_reason, "mvcc: watcher range is empty");
   }
-  EXPECT_EQ(c.got[0].cancel_reason,
-            "etcdserver: mvcc: required revision has been compacted");
-  EXPECT_EQ(c.got[1].cancel_reason, "mvcc: watcher range is empty");
-  EXPECT_EQ(c.got[2].cancel_reason, "mvcc: watcher range is empty");
   EXPECT_EQ(hub->watchers(), 0u);
+}
+
+// etcd 3.4 takes a negative start revision as the oldest history: every
+// event is replayed, and once something was compacted the watcher is
+// canceled as compacted.
+TEST_F(WatchHubTest, NegativeStartRevisionReplaysOrIsCompacted) {
+  Put("k", "1");  // 2
+  Put("k", "2");  // 3
+  Client c;
+  auto s = hub->OpenStream(c.Sink());
+  hub->Create(s, Key("k", -1));
+  ASSERT_EQ(c.got.size(), 1u);
+  EXPECT_TRUE(c.got[0].created && !c.got[0].canceled);
+  hub->SyncUnsynced();
+  EXPECT_THAT(Revs(c.Events(0)), ::testing::ElementsAre(2, 3));
+
+  h.Compact(2);
+  Client d;
+  auto s2 = hub->OpenStream(d.Sink());
+  hub->Create(s2, Key("k", -1));
+  hub->SyncUnsynced();
+  ASSERT_EQ(d.got.size(), 2u);
+  EXPECT_TRUE(d.got[1].canceled);
+  EXPECT_EQ(d.got[1].compact_revision, 2);
 }
 
 TEST_F(WatchHubTest, CancelRepliesAndStopsEvents) {
