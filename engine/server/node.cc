@@ -251,6 +251,9 @@ void Node::Fail(absl::Status s) {
 }
 
 void Node::FailAllRequests(const absl::Status& s) {
+  auto waiting = std::move(awaiting_leader_);
+  awaiting_leader_.clear();
+  for (auto& w : waiting) w.done(s);
   auto proposals = std::move(proposals_);
   auto reads = std::move(reads_);
   auto ready = std::move(ready_reads_);
@@ -270,6 +273,7 @@ void Node::Tick() {
   raft_->Tick();
   ExpireRequests();
   ProcessReady();
+  ProposeAwaitingLeader();
 }
 
 void Node::OnMessage(std::string_view payload) {
@@ -278,6 +282,21 @@ void Node::OnMessage(std::string_view payload) {
   if (!m.ok() || m->to != opts_.id) return;  // garbage or misdirected: drop
   (void)raft_->Step(*std::move(m));
   ProcessReady();
+  ProposeAwaitingLeader();
+}
+
+// As etcd's raft node, a proposal made while there is no leader waits for
+// one (up to the request timeout) instead of failing at once: an election
+// then costs clients latency, not errors.
+void Node::ProposeAwaitingLeader() {
+  if (awaiting_leader_.empty() || failed() || raft_->lead() == raft::kNone) {
+    return;
+  }
+  std::deque<AwaitingLeader> waiting = std::move(awaiting_leader_);
+  awaiting_leader_.clear();
+  for (AwaitingLeader& w : waiting) {
+    ProposeNow(std::move(w.command), std::move(w.done), w.deadline_tick);
+  }
 }
 
 void Node::Propose(std::string command, ProposeDone done) {
@@ -288,13 +307,23 @@ void Node::Propose(std::string command, ProposeDone done) {
   if (pending_requests() >= static_cast<size_t>(opts_.max_pending_requests)) {
     return done(ErrTooManyRequests());
   }
+  const int deadline = ticks_ + opts_.request_timeout_ticks;
+  if (raft_->lead() == raft::kNone) {
+    awaiting_leader_.push_back(
+        AwaitingLeader{std::move(command), std::move(done), deadline});
+    return;
+  }
+  ProposeNow(std::move(command), std::move(done), deadline);
+}
+
+void Node::ProposeNow(std::string command, ProposeDone done,
+                      int deadline_tick) {
   uint64_t rid = next_request_id_++;
   absl::Status s = raft_->Propose(Envelope(opts_.id, rid, command));
   if (!s.ok()) {
     return done(raft_->lead() == raft::kNone ? ErrNoLeader() : s);
   }
-  proposals_.emplace(rid, Waiter{std::move(done),
-                                 ticks_ + opts_.request_timeout_ticks});
+  proposals_.emplace(rid, Waiter{std::move(done), deadline_tick});
   ProcessReady();
 }
 
@@ -338,6 +367,14 @@ void Node::ExpireRequests() {
   // Deadlines are in ticks, so expiry is deterministic and cheap; the maps
   // are small and bounded by max_pending_requests.
   std::vector<ProposeDone> expired;
+  for (auto it = awaiting_leader_.begin(); it != awaiting_leader_.end();) {
+    if (it->deadline_tick <= ticks_) {
+      expired.push_back(std::move(it->done));
+      it = awaiting_leader_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   for (auto it = proposals_.begin(); it != proposals_.end();) {
     if (it->second.deadline_tick <= ticks_) {
       expired.push_back(std::move(it->second.done));

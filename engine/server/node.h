@@ -15,6 +15,7 @@
 #define DETCD_ENGINE_SERVER_NODE_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -132,6 +133,8 @@ class Node {
 
   void Tick();
   void OnMessage(std::string_view payload);
+  // Without a known leader the proposal waits for one (as etcd's raft
+  // node does) and fails with ErrTimeout at the request deadline.
   void Propose(std::string command, ProposeDone done);
   // Completes once a read served from the local state machine right after
   // the callback is linearizable.
@@ -158,11 +161,18 @@ class Node {
   }
   bool is_learner() const;
   size_t pending_requests() const {
-    return proposals_.size() + reads_.size() + ready_reads_.size();
+    return awaiting_leader_.size() + proposals_.size() + reads_.size() +
+           ready_reads_.size();
   }
 
  private:
   struct Waiter {
+    ProposeDone done;
+    int deadline_tick;
+  };
+  // A proposal made while no leader was known (see Propose).
+  struct AwaitingLeader {
+    std::string command;
     ProposeDone done;
     int deadline_tick;
   };
@@ -181,6 +191,8 @@ class Node {
   void ApplyEntries(const std::vector<raft::Entry>& entries);
   void ApplySnapshot(const raft::Snapshot& snap);
   void ServeReads();
+  void ProposeNow(std::string command, ProposeDone done, int deadline_tick);
+  void ProposeAwaitingLeader();
   void MaybeSnapshot();
   void ExpireRequests();
   void Fail(absl::Status s);
@@ -205,6 +217,7 @@ class Node {
   raft::ConfState conf_state_;
   int ticks_ = 0;
   uint64_t next_request_id_ = 1;
+  std::deque<AwaitingLeader> awaiting_leader_;  // oldest first
   std::map<uint64_t, Waiter> proposals_;   // by request id
   std::map<std::string, ReadWaiter> reads_;  // by ReadIndex context
   std::multimap<uint64_t, ReadWaiter> ready_reads_;  // by read index
