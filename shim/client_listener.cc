@@ -37,11 +37,6 @@ constexpr size_t kTlsReadBytes = 64 * 1024;
 // Go's transport.NewKeepAliveListener period, used by etcd.
 constexpr int kKeepAliveSeconds = 30;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // Go spells syscall errors in lower case ("address already in use"); etcd's
 // users and scripts see that text.
@@ -206,17 +201,6 @@ bool SendAll(int fd, const char* p, size_t n) {
   return true;
 }
 
-// Waits for `fd` to be readable until deadline; false on timeout or error.
-bool WaitReadable(int fd, int64_t deadline_ms) {
-  while (true) {
-    int64_t left = deadline_ms - NowMs();
-    if (left <= 0) return false;
-    pollfd p{fd, POLLIN, 0};
-    int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1 << 30)));
-    if (r > 0) return true;
-    if (r < 0 && errno != EINTR) return false;
-  }
-}
 
 }  // namespace
 

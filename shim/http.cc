@@ -144,24 +144,6 @@ std::string HttpDate() {
   return std::string(out, n);
 }
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-// Waits until the stream's socket is readable or `deadline_ms` passes.
-// False on timeout or a poll error.
-bool WaitReadable(int fd, int64_t deadline_ms) {
-  while (true) {
-    int64_t left = deadline_ms - NowMs();
-    if (left <= 0) return false;
-    pollfd p{fd, POLLIN, 0};
-    int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1 << 30)));
-    if (r > 0) return true;
-    if (r < 0 && errno != EINTR) return false;
-  }
-}
 
 // After an error answer, read (and drop) what the client still sends for a
 // short while, so that closing with unread bytes does not reset the
@@ -183,6 +165,25 @@ absl::string_view Reason(int status) {
 }
 
 }  // namespace
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Waits until the stream's socket is readable or `deadline_ms` passes.
+// False on timeout or a poll error.
+bool WaitReadable(int fd, int64_t deadline_ms) {
+  while (true) {
+    int64_t left = deadline_ms - NowMs();
+    if (left <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1 << 30)));
+    if (r > 0) return true;
+    if (r < 0 && errno != EINTR) return false;
+  }
+}
 
 std::string_view HttpReason(int status) {
   switch (status) {

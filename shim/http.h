@@ -84,6 +84,11 @@ std::string SerializeHttpResponse(const HttpResponse& r, bool head,
 // The standard reason phrase ("OK", "Not Found", ...; "Unknown" otherwise).
 std::string_view HttpReason(int status);
 
+// Monotonic milliseconds, and a poll for readability until such a deadline
+// (false on timeout or a poll error); shared by the listeners.
+int64_t NowMs();
+bool WaitReadable(int fd, int64_t deadline_ms);
+
 // Serves requests on `stream` until the client closes, asks to close, sends
 // a malformed request, times out, or the stream is shut down from another
 // thread. `initial` holds bytes already read from the stream. Returns the
