@@ -34,6 +34,8 @@ detcd_build() {
   local dir="${1:-build}" type="${2:-Release}"
   shift 2 || true
   export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+  # Paths relative to the checkout, so every clone shares the cache.
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
   cmake --build "$dir" -j "$(nproc)"
 }
