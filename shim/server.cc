@@ -693,6 +693,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   so.kv.max_txn_ops = c.max_txn_ops;
   so.kv.max_request_bytes = c.max_request_bytes;
   so.quota_backend_bytes = c.quota_backend_bytes;
+  so.strict_reconfig_check = c.strict_reconfig_check;
   so.lease.min_ttl_s = 0;  // etcd's rule: 1.5 x election timeout
   so.version = kServerVersion;
   if (absl::Status s = so.Validate(); !s.ok()) return s;
