@@ -319,6 +319,7 @@ struct DetcdServer::Impl {
 
   ~Impl() { Teardown(); }
   void Teardown();
+  void TransferLeadershipBeforeStop();
 
   // Engine thread.
   void OnTick() {
@@ -807,8 +808,51 @@ void DetcdServer::Stop() {
     m.stopped = true;
   }
   DLOG_INFO("stopping detcd", {{"name", m.cfg.name}});
+  m.TransferLeadershipBeforeStop();
   m.Teardown();
   DLOG_INFO("stopped detcd", {{"name", m.cfg.name}});
+}
+
+// As etcd's Stop: a leader that is shut down cleanly first hands
+// leadership to the most caught-up voter (bounded by the election timeout),
+// so clients see no election window and writes forwarded to it are not lost.
+void DetcdServer::Impl::TransferLeadershipBeforeStop() {
+  if (!loop || !engine_ready.load()) return;
+  auto done = std::make_shared<absl::Notification>();
+  auto chosen = std::make_shared<std::atomic<uint64_t>>(0);
+  const bool posted = loop->Post([this, done, chosen] {
+    uint64_t target = 0;
+    const server::Node& n = server->node();
+    if (!n.is_leader()) return done->Notify();
+    uint64_t best_match = 0;
+    for (const auto& [id, pr] : n.raft().tracker().progress()) {
+      const auto& voters = n.conf_state().voters;
+      if (id == server->id() ||
+          !std::binary_search(voters.begin(), voters.end(), id)) {
+        continue;
+      }
+      if (target == 0 || pr.match > best_match) {
+        target = id;
+        best_match = pr.match;
+      }
+    }
+    if (target == 0) return done->Notify();
+    chosen->store(target);
+    pb::MoveLeaderRequest r;
+    r.set_targetid(target);
+    server->MoveLeader(r, [done](absl::StatusOr<pb::MoveLeaderResponse>) {
+      done->Notify();
+    });
+  });
+  if (!posted) return;
+  const bool moved = done->WaitForNotificationWithTimeout(
+      absl::Milliseconds(2 * cfg.election_timeout_ms));
+  if (const uint64_t target = chosen->load(); target != 0) {
+    DLOG_INFO(moved ? "leadership transferred before stopping"
+                    : "leadership transfer before stopping timed out",
+              {{"local-member-id", Hex(identity.member_id)},
+               {"transferee", Hex(target)}});
+  }
 }
 
 // Stops what was started, in order: no new connections, open calls
