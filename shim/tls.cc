@@ -537,21 +537,33 @@ TlsContext::TlsContext(std::unique_ptr<Impl> impl, bool is_server)
 
 TlsContext::~TlsContext() = default;
 
-absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Server(
-    const TlsFiles& f, std::vector<std::string> alpn) {
-  auto ctx = NewCtx(/*server=*/true);
+// The setup both sides share: an OpenSSL context, the ALPN list, and the
+// certificate to present. Given certificates win over auto-TLS, as in etcd
+// ("ignoring peer auto TLS since certs given").
+absl::Status TlsContext::Begin(bool server, const TlsFiles& f,
+                               const std::vector<std::string>& alpn,
+                               Impl* impl, std::string* cert,
+                               std::string* key, bool* self_cert) {
+  auto ctx = NewCtx(server);
   if (!ctx.ok()) return ctx.status();
-  auto impl = std::make_unique<Impl>();
   impl->ctx = *ctx;
   impl->alpn_wire = AlpnWire(alpn);
-  std::string cert = f.cert_file, key = f.key_file;
-  // Given certificates win over auto-TLS, as in etcd ("ignoring peer auto
-  // TLS since certs given").
-  const bool self_cert = cert.empty() && f.auto_tls;
-  if (self_cert) {
-    if (absl::Status s = EnsureSelfCert(f.auto_tls_dir, f.hosts, &cert, &key); !s.ok()) {
-      return s;
-    }
+  *cert = f.cert_file;
+  *key = f.key_file;
+  *self_cert = cert->empty() && f.auto_tls;
+  if (*self_cert) return EnsureSelfCert(f.auto_tls_dir, f.hosts, cert, key);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Server(
+    const TlsFiles& f, std::vector<std::string> alpn) {
+  auto impl = std::make_unique<Impl>();
+  std::string cert, key;
+  bool self_cert = false;
+  if (absl::Status s = Begin(/*server=*/true, f, alpn, impl.get(), &cert, &key,
+                             &self_cert);
+      !s.ok()) {
+    return s;
   }
   if (cert.empty()) {
     return absl::InvalidArgumentError(
@@ -584,17 +596,13 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Server(
 
 absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Client(
     const TlsFiles& f, std::vector<std::string> alpn) {
-  auto ctx = NewCtx(/*server=*/false);
-  if (!ctx.ok()) return ctx.status();
   auto impl = std::make_unique<Impl>();
-  impl->ctx = *ctx;
-  impl->alpn_wire = AlpnWire(alpn);
-  std::string cert = f.cert_file, key = f.key_file;
-  const bool self_cert = cert.empty() && f.auto_tls;
-  if (self_cert) {
-    if (absl::Status s = EnsureSelfCert(f.auto_tls_dir, f.hosts, &cert, &key); !s.ok()) {
-      return s;
-    }
+  std::string cert, key;
+  bool self_cert = false;
+  if (absl::Status s = Begin(/*server=*/false, f, alpn, impl.get(), &cert, &key,
+                             &self_cert);
+      !s.ok()) {
+    return s;
   }
   if (!cert.empty()) {
     if (absl::Status s = LoadKeyPair(impl->ctx, cert, key); !s.ok()) return s;

@@ -116,6 +116,10 @@ class TlsContext {
 
  private:
   struct Impl;
+  static absl::Status Begin(bool server, const TlsFiles& f,
+                            const std::vector<std::string>& alpn, Impl* impl,
+                            std::string* cert, std::string* key,
+                            bool* self_cert);
   TlsContext(std::unique_ptr<Impl> impl, bool is_server);
   std::unique_ptr<Impl> impl_;
   bool is_server_;
