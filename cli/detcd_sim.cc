@@ -21,10 +21,12 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "harness/run.h"
+#include "engine/util/planted.h"
+#include "scenarios/run.h"
 #include "scenarios/scenario.h"
 
 namespace {
@@ -98,11 +100,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
       }
     } else if (f == "--bug") {
       if (!value(&a->run.bug)) return false;
-      bool known = false;
-      for (const auto& [name, what] : detcd::harness::PlantedBugs()) {
-        known |= name == a->run.bug;
-      }
-      if (!known) {
+      if (!detcd::planted::Find(a->run.bug)) {
         std::fprintf(stderr, "unknown bug %s\n", a->run.bug.c_str());
         return false;
       }
@@ -172,7 +170,8 @@ int RunSingle(const Args& a) {
   if (r.ok) {
     std::printf("result: ok\n");
   } else {
-    std::printf("result: FAILED\n");
+    std::printf("result: FAILED (caught by: %s)\n",
+                absl::StrJoin(r.caught_by, ", ").c_str());
     for (const std::string& f : r.failures) std::printf("  %s\n", f.c_str());
     std::printf("replay: %s\n",
                 detcd::harness::ReplayCommand(a.run).c_str());
@@ -183,7 +182,7 @@ int RunSingle(const Args& a) {
 
 // Sweep worker output, one line per seed:
 //   seed \t ok(0|1) \t scenario \t hash \t sim_s \t wall_s \t
-//   inconclusive(0|1) \t first failure
+//   inconclusive(0|1) \t caught_by (comma-separated) \t first failure
 void Worker(const Args& a, int k, int fd) {
   for (uint64_t seed = a.first + k; seed <= a.last; seed += a.jobs) {
     RunOptions o = a.run;
@@ -198,9 +197,9 @@ void Worker(const Args& a, int k, int fd) {
       if (c == '\t' || c == '\n') c = ' ';
     }
     std::string line = absl::StrFormat(
-        "%d\t%d\t%s\t%016x\t%.3f\t%.4f\t%d\t%s\n", seed, r.ok ? 1 : 0,
+        "%d\t%d\t%s\t%016x\t%.3f\t%.4f\t%d\t%s\t%s\n", seed, r.ok ? 1 : 0,
         r.scenario, r.trace_hash, r.sim_seconds, wall,
-        r.lin_inconclusive ? 1 : 0, first);
+        r.lin_inconclusive ? 1 : 0, absl::StrJoin(r.caught_by, ","), first);
     const char* p = line.data();
     size_t left = line.size();
     while (left > 0) {
@@ -246,6 +245,13 @@ int RunSweep(const Args& a) {
   std::map<std::string, Row> rows;
   std::vector<std::string> failures;
   std::vector<std::string> inconclusive;  // seeds
+  // With a planted bug: the failing seeds its own checker reported.
+  std::string catcher = "-";
+  if (auto b = detcd::planted::Find(a.run.bug)) {
+    catcher = std::string(CatcherName(detcd::planted::Info(*b).catcher));
+  }
+  uint64_t caught = 0;
+  std::string first_caught, caught_replay;
   uint64_t done = 0;
   std::string buf;
   char chunk[4096];
@@ -259,7 +265,7 @@ int RunSweep(const Args& a) {
       std::string line = buf.substr(0, nl);
       buf.erase(0, nl + 1);
       std::vector<std::string> f = absl::StrSplit(line, '\t');
-      if (f.size() < 8) continue;
+      if (f.size() < 9) continue;
       if (f[6] == "1") inconclusive.push_back(f[0]);
       ++done;
       Row& row = rows[f[2]];
@@ -273,8 +279,17 @@ int RunSweep(const Args& a) {
         ++row.failed;
         RunOptions o = a.run;
         (void)absl::SimpleAtoi(f[0], &o.seed);
-        failures.push_back(absl::StrCat("  seed ", f[0], " (", f[2], "): ",
-                                        f[7], "\n    replay: ",
+        o.scenario = f[2];
+        if (absl::StrContains(f[7], catcher)) {
+          ++caught;
+          if (first_caught.empty()) {
+            first_caught = f[0];
+            caught_replay = detcd::harness::ReplayCommand(o);
+          }
+        }
+        failures.push_back(absl::StrCat("  seed ", f[0], " (", f[2], ", ",
+                                        f[7], "): ",
+                                        f[8], "\n    replay: ",
                                         detcd::harness::ReplayCommand(o)));
       }
       double elapsed = std::chrono::duration<double>(
@@ -337,7 +352,22 @@ int RunSweep(const Args& a) {
   std::printf("%llu passed, %llu failed\n",
               (unsigned long long)(all.runs - all.failed),
               (unsigned long long)all.failed);
-  if (a.expect_failure) return failures.empty() ? 1 : 0;
+  if (!a.run.bug.empty()) {
+    std::printf("planted bug %s: caught by the %s checker in %llu of %llu "
+                "seeds (first: %s)\n",
+                a.run.bug.c_str(), catcher.c_str(), (unsigned long long)caught,
+                (unsigned long long)all.runs,
+                first_caught.empty() ? "none" : first_caught.c_str());
+    if (!caught_replay.empty()) {
+      std::printf("caught-replay: %s\n", caught_replay.c_str());
+    }
+  }
+  if (a.expect_failure) {
+    // A planted bug counts as caught only by the checker it targets (a
+    // safety bug noticed only as a liveness timeout does not count).
+    if (!a.run.bug.empty()) return caught > 0 ? 0 : 1;
+    return failures.empty() ? 1 : 0;
+  }
   return failures.empty() ? 0 : 1;
 }
 
@@ -355,8 +385,10 @@ int main(int argc, char** argv) {
       std::printf("  %-22s %s\n", s.name, s.description);
     }
     std::printf("planted bugs (--bug):\n");
-    for (const auto& [name, what] : detcd::harness::PlantedBugs()) {
-      std::printf("  %-22s %s\n", name.c_str(), what.c_str());
+    for (const detcd::planted::BugInfo& b : detcd::planted::kBugs) {
+      std::printf("  %-27s %s (caught by the %s checker)\n",
+                  std::string(b.name).c_str(), std::string(b.what).c_str(),
+                  std::string(CatcherName(b.catcher)).c_str());
     }
     return 0;
   }

@@ -903,7 +903,7 @@ bool Raft::AppendEntries(std::vector<Entry> es) {
 bool Raft::MaybeCommit() {
   uint64_t mci = tracker_.Committed();
   if (mci == UINT64_MAX) return false;
-  if (cfg_.bugs.commit_old_term_by_count) {
+  if (cfg_.bugs.on(planted::Bug::kCommitOldTerm)) {
     // PLANTED BUG: commits any entry stored on a majority, whatever its term
     // (the Figure 8 hazard of Raft §5.4.2).
     if (mci > log_.committed() && mci <= log_.LastIndex()) {

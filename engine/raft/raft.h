@@ -47,6 +47,7 @@
 
 #include "absl/status/status.h"
 #include "engine/env/env.h"
+#include "engine/util/planted.h"
 #include "engine/raft/log.h"
 #include "engine/raft/progress.h"
 #include "engine/raft/storage.h"
@@ -85,9 +86,7 @@ struct Config {
   // entries of the leader's last index.
   uint64_t max_learner_lag = 1000;
   // Planted bugs for the simulator's checker tests; all false in production.
-  struct Bugs {
-    bool commit_old_term_by_count = false;  // violates Raft §5.4.2
-  } bugs;
+  planted::Bugs bugs;  // engine/util/planted.h
 
   absl::Status Validate() const;
 };

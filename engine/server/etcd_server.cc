@@ -211,7 +211,7 @@ void EtcdServer::ProposeRequest(etcdserverpb::InternalRaftRequest req,
   const uint64_t rid = NextRequestId();
   req.mutable_header()->set_id(rid);
   std::string cmd = req.SerializeAsString();
-  if (opts_.bugs.repropose_on_leader_change) inflight_[rid] = cmd;
+  if (opts_.bugs.on(planted::Bug::kDuplicateApply)) inflight_[rid] = cmd;
   node_->Propose(cmd, [this, rid, cmd, done = std::move(done)](
                           absl::StatusOr<std::string> result) {
     inflight_.erase(rid);
@@ -228,7 +228,7 @@ void EtcdServer::ProposeRequest(etcdserverpb::InternalRaftRequest req,
 }
 
 void EtcdServer::LinearizableRead(std::function<void(absl::Status)> serve) {
-  if (opts_.bugs.follower_local_read && !node_->is_leader() &&
+  if (opts_.bugs.on(planted::Bug::kFollowerLocalRead) && !node_->is_leader() &&
       node_->leader() != 0) {
     return serve(absl::OkStatus());  // PLANTED: no ReadIndex
   }
@@ -466,7 +466,7 @@ void EtcdServer::LeaseLeases(const etcdserverpb::LeaseLeasesRequest& r,
 
 void EtcdServer::WatchCreate(mvcc::WatchHub::StreamId s,
                              mvcc::WatchCreate req) {
-  if (opts_.bugs.watch_skip_after_restart && restarted_ &&
+  if (opts_.bugs.on(planted::Bug::kWatchSkipAfterRestart) && restarted_ &&
       req.start_revision > 0) {
     ++req.start_revision;  // PLANTED: one event lost on resume
   }
@@ -514,7 +514,7 @@ void EtcdServer::AfterInput() {
   if (lead != 0 && lead != last_leader_) {
     const bool changed = last_leader_ != 0;
     last_leader_ = lead;
-    if (changed && opts_.bugs.repropose_on_leader_change) {
+    if (changed && opts_.bugs.on(planted::Bug::kDuplicateApply)) {
       // PLANTED: a retry inside the server under a fresh request id, so
       // the state machine's duplicate filter cannot catch it.
       std::map<uint64_t, std::string> again = inflight_;

@@ -46,6 +46,7 @@
 #include "engine/server/etcd_state_machine.h"
 #include "engine/server/membership.h"
 #include "engine/server/node.h"
+#include "engine/util/planted.h"
 #include "etcdserverpb/rpc.pb.h"
 
 namespace detcd::server {
@@ -78,15 +79,7 @@ struct EtcdServerOptions {
   int watch_sync_ticks = 1;     // catch up slow watchers (etcd: 100 ms)
   int lease_check_ticks = 5;    // revoke expired leases (etcd: 500 ms)
   // Planted bugs for the simulator's checker tests; all off in production.
-  struct Bugs {
-    // A follower answers a linearizable read from its local state.
-    bool follower_local_read = false;
-    // A member re-proposes its in-flight writes when the leader changes,
-    // so a write can be applied twice.
-    bool repropose_on_leader_change = false;
-    // A restarted member starts historical watches one revision late.
-    bool watch_skip_after_restart = false;
-  } bugs;
+  planted::Bugs bugs;  // engine/util/planted.h
 
   absl::Status Validate() const;
 };

@@ -230,7 +230,7 @@ absl::Status Node::Recover() {
   conf_state_ = cs;
   if (auto s = storage_.Append(rec->entries); !s.ok()) return s;
   raft::HardState hs = rec->hard_state;
-  if (opts_.bugs.forget_vote_on_restart) hs.vote = raft::kNone;  // PLANTED
+  if (opts_.bugs.on(planted::Bug::kForgetVote)) hs.vote = raft::kNone;  // PLANTED
   // A commit index beyond the recovered log can only come from a WAL that
   // lost synced entries: refuse rather than run on without them.
   if (hs.commit > storage_.LastIndex()) {
@@ -417,7 +417,7 @@ void Node::ProcessReady() {
   // round, and anything left is picked up by the next event.
   for (int round = 0; round < 64 && !failed() && raft_->HasReady(); ++round) {
     raft::Ready rd = raft_->GetReady();
-    if (opts_.bugs.ack_before_sync) SendMessages(rd.messages);  // PLANTED
+    if (opts_.bugs.on(planted::Bug::kAckBeforeSync)) SendMessages(rd.messages);  // PLANTED
     if (absl::Status s = Persist(rd); !s.ok()) {
       Fail(s);
       break;
@@ -452,7 +452,7 @@ absl::Status Node::Persist(const raft::Ready& rd) {
   }
   const raft::HardState* hs = rd.hard_state ? &*rd.hard_state : nullptr;
   if (hs != nullptr || !rd.entries.empty()) {
-    bool sync = rd.must_sync && !opts_.bugs.ack_before_sync;
+    bool sync = rd.must_sync && !opts_.bugs.on(planted::Bug::kAckBeforeSync);
     if (auto s = wal_->Save(hs, rd.entries, sync); !s.ok()) return s;
   }
   if (auto s = storage_.Append(rd.entries); !s.ok()) return s;

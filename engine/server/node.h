@@ -30,6 +30,7 @@
 #include "engine/raft/storage.h"
 #include "engine/server/etcd_kv.h"
 #include "engine/server/state_machine.h"
+#include "engine/util/planted.h"
 #include "engine/wal/wal.h"
 
 namespace detcd::server {
@@ -61,10 +62,7 @@ struct NodeOptions {
   int max_pending_requests = 10000;
   raft::Config raft;  // limits; id, storage, rng and ticks are filled in
   // Planted bugs for the simulator's checker tests; all off in production.
-  struct Bugs {
-    bool ack_before_sync = false;    // send messages before the WAL fsync
-    bool forget_vote_on_restart = false;
-  } bugs;
+  planted::Bugs bugs;  // engine/util/planted.h
 
   absl::Status Validate() const;
 };

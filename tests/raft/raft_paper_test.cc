@@ -1051,7 +1051,7 @@ TEST(RaftPaper, VoterRejectsLessUpToDateCandidate_5_4_1) {
 NetworkOptions Figure8Options(bool bug) {
   return ClassicOptions([bug](Config& c) {
     c.max_size_per_msg = 1;  // one entry per append
-    c.bugs.commit_old_term_by_count = bug;
+    if (bug) c.bugs.Plant(planted::Bug::kCommitOldTerm);
   });
 }
 
@@ -1132,7 +1132,7 @@ TEST(RaftPaper, LeaderCommitsOnlyCurrentTermByCounting_Fig8_5_4_2) {
   ExpectStateMachineSafety(nw);
 }
 
-// The planted bug Config::bugs.commit_old_term_by_count commits any entry
+// The planted bug planted::Bug::kCommitOldTerm commits any entry
 // stored on a majority. In the same scenario S1 then commits and applies the
 // term-2 entry, S5 overwrites it, and the safety check above fails: the test
 // can catch the Figure 8 hazard.

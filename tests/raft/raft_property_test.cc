@@ -20,7 +20,7 @@
 //
 // The checkers return a description of the first violation instead of
 // asserting, so the same code shows that the property can fail: with the
-// planted bug Config::bugs.commit_old_term_by_count (Raft §5.4.2, Figure 8)
+// planted bug planted::Bug::kCommitOldTerm (Raft §5.4.2, Figure 8)
 // a directed scenario and a seeded random search both reach a violation.
 //
 // A failure prints RapidCheck's reproduce string; RAFT_PROPERTY_TRACE=1
@@ -312,7 +312,9 @@ class Cluster {
     c.max_size_per_msg = opts_.max_size_per_msg;
     c.max_inflight_msgs = opts_.max_inflight_msgs;
     c.max_learner_lag = 3;
-    c.bugs.commit_old_term_by_count = opts_.bug_commit_old_term_by_count;
+    if (opts_.bug_commit_old_term_by_count) {
+      c.bugs.Plant(planted::Bug::kCommitOldTerm);
+    }
     node.raft = std::make_unique<Raft>(c);
   }
 

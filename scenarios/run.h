@@ -2,11 +2,12 @@
 // A fault phase with the scenario's faults and the client workload, then a
 // liveness phase without faults in which the cluster must converge within a
 // bound, then the end-of-run checks.
-#ifndef DETCD_HARNESS_RUN_H_
-#define DETCD_HARNESS_RUN_H_
+#ifndef DETCD_SCENARIOS_RUN_H_
+#define DETCD_SCENARIOS_RUN_H_
 
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,9 @@ struct RunResult {
   std::string scenario;  // resolved name
   std::vector<std::string> params;  // every derived parameter
   std::vector<std::string> failures;
+  // The kinds of checker that reported the failures: "safety",
+  // "linearizability", "watch", "lease", "liveness" (planted::CatcherName).
+  std::set<std::string> caught_by;
   uint64_t trace_hash = 0;
   double sim_seconds = 0;
   uint64_t events = 0;
@@ -55,8 +59,6 @@ struct RunResult {
   bool lin_inconclusive = false;
 };
 
-// Names of the bugs that --bug can plant, with what each breaks.
-const std::vector<std::pair<std::string, std::string>>& PlantedBugs();
 std::string ResolveScenario(const RunOptions& o);
 RunResult RunOne(const RunOptions& o, Trace* trace);
 // The command line that replays this run bit for bit.
@@ -64,4 +66,4 @@ std::string ReplayCommand(const RunOptions& o);
 
 }  // namespace detcd::harness
 
-#endif  // DETCD_HARNESS_RUN_H_
+#endif  // DETCD_SCENARIOS_RUN_H_

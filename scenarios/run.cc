@@ -1,31 +1,15 @@
-#include "harness/run.h"
+#include "scenarios/run.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "engine/util/check.h"
+#include "engine/util/planted.h"
 #include "harness/cluster.h"
 #include "harness/linearizability.h"
 #include "scenarios/scenario.h"
 
 namespace detcd::harness {
-
-const std::vector<std::pair<std::string, std::string>>& PlantedBugs() {
-  static const auto* bugs = new std::vector<std::pair<std::string, std::string>>{
-      {"ack-before-sync",
-       "a node sends its messages (append acks, votes) before the WAL fsync"},
-      {"forget-vote", "a node forgets its vote when it restarts"},
-      {"commit-old-term",
-       "a leader commits an old-term entry by counting replicas (Raft 5.4.2)"},
-      {"follower-local-read",
-       "a follower serves a linearizable read from its local state"},
-      {"duplicate-apply",
-       "a member re-proposes its in-flight writes when the leader changes, "
-       "so a write can be applied twice"},
-      {"watch-skip-after-restart",
-       "a restarted member starts historical watches one revision late"},
-  };
-  return *bugs;
-}
 
 std::string ResolveScenario(const RunOptions& o) {
   if (o.scenario != "all") return o.scenario;
@@ -56,7 +40,10 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
   copts.external_writes = true;
   CheckResult lin = CheckLinearizable(workload.history(), copts);
   res->lin_states = lin.states_explored;
-  if (!lin.ok) res->failures.push_back("linearizability: " + lin.explanation);
+  if (!lin.ok) {
+    res->failures.push_back("linearizability: " + lin.explanation);
+    res->caught_by.insert("linearizability");
+  }
   if (lin.inconclusive) {
     res->params.push_back("lincheck=inconclusive");
     res->lin_inconclusive = true;
@@ -73,6 +60,8 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
   std::vector<std::string> v;
   workload.watch_checker().Check(
       converged ? workload.watch_checker().max_revision() : 0, members, &v);
+  if (!v.empty()) res->caught_by.insert("watch");
+  const size_t watch_failures = v.size();
   for (const std::string& s : workload.lease_checker().violations()) {
     v.push_back(s);
   }
@@ -85,6 +74,7 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
     const server::EtcdServer* s = cluster.server(id);
     if (std::string e = s->state().CheckLeaseInvariant(); !e.empty()) {
       v.push_back(absl::StrCat("lease safety on member ", id, ": ", e));
+      res->caught_by.insert("lease");
     }
     for (int64_t lease : gone) {
       if (s->state().lessor().Get(lease).ok()) {
@@ -94,6 +84,7 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
             (now - workload.lease_checker().Deadline(lease)) /
                 sim::kMillisecond,
             " ms"));
+        res->caught_by.insert("lease");
         break;
       }
     }
@@ -104,11 +95,16 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
         ref_hash = h;
         ref_index = s->node().applied_index();
       } else if (h != ref_hash && s->node().applied_index() == ref_index) {
+        res->caught_by.insert("safety");
         v.push_back(absl::StrCat("mvcc state of member ", id,
                                  " differs from member ", ref_node,
                                  " at applied index ", ref_index));
       }
     }
+  }
+  if (v.size() > watch_failures &&
+      !workload.lease_checker().violations().empty()) {
+    res->caught_by.insert("lease");
   }
   for (std::string& s : v) res->failures.push_back(std::move(s));
   res->watch_events = workload.watch_checker().events_received();
@@ -135,18 +131,19 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   copts.node.snapshot_count = 1000;
   copts.node.snapshot_catchup_entries = 100;
   copts.node.raft.max_inflight_msgs = 64;
-  if (o.bug == "ack-before-sync") copts.node.bugs.ack_before_sync = true;
-  if (o.bug == "forget-vote") copts.node.bugs.forget_vote_on_restart = true;
-  if (o.bug == "commit-old-term") {
-    copts.node.raft.bugs.commit_old_term_by_count = true;
+  // Planted bugs: the same set in every options struct with a site.
+  planted::Bugs bugs;
+  if (!o.bug.empty()) {
+    std::optional<planted::Bug> b = planted::Find(o.bug);
+    DETCD_CHECK_MSG(b.has_value(), "unknown planted bug");
+    bugs.Plant(*b);
   }
+  copts.node.bugs = bugs;
+  copts.node.raft.bugs = bugs;
+  copts.server.bugs = bugs;
   // Leases: checkpoint remaining TTLs every second (etcd: 5 min) so that
   // leader changes inside a short run exercise them.
   copts.server.lease.checkpoint_interval_ns = sim::kSecond;
-  copts.server.bugs.follower_local_read = o.bug == "follower-local-read";
-  copts.server.bugs.repropose_on_leader_change = o.bug == "duplicate-apply";
-  copts.server.bugs.watch_skip_after_restart =
-      o.bug == "watch-skip-after-restart";
   res.params.push_back(absl::StrCat("seed=", o.seed));
   res.params.push_back(absl::StrCat("scenario=", res.scenario));
   res.params.push_back(absl::StrCat("nodes=", o.nodes));
@@ -227,11 +224,13 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
     converged = cluster.Converged();
   }
   if (livelocked) {
+    res.caught_by.insert("liveness");
     res.failures.push_back(absl::StrCat(
         "liveness: livelock, more than ", o.max_events, " events by ",
         static_cast<double>(world.now()) / sim::kSecond,
         " s simulated (a message storm that never converges)"));
   } else if (!converged && cluster.checker().ok()) {
+    res.caught_by.insert("liveness");
     std::string why = absl::StrCat("liveness: no convergence within ",
                                    o.liveness_bound_ns / sim::kSecond,
                                    " s after faults stopped (leader ",
@@ -249,6 +248,7 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   cluster.FinalChecks();
   for (const std::string& v : cluster.checker().violations()) {
     res.failures.push_back(v);
+    res.caught_by.insert("safety");
   }
   if (cluster.checker().ok() && !livelocked) {
     CheckClientView(cluster, workload, converged, o, &res);
