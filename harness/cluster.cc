@@ -340,12 +340,8 @@ bool Cluster::Converged() const {
   const raft::RaftLog& log = l.raft().log();
   if (log.committed() != log.LastIndex()) return false;
   const raft::ConfState& cs = l.conf_state();
-  auto member = [&](uint64_t id) {
-    return std::binary_search(cs.voters.begin(), cs.voters.end(), id) ||
-           std::binary_search(cs.learners.begin(), cs.learners.end(), id);
-  };
   for (const auto& [id, n] : nodes_) {
-    if (!member(id)) continue;
+    if (!cs.Contains(id)) continue;
     if (!n.server) return false;  // a member still down
     if (n.server->node().applied_index() != log.committed()) return false;
     if (n.server->node().leader() != leader) return false;
@@ -387,9 +383,7 @@ void Cluster::FinalChecks() {
   if (leader != 0) {
     const raft::ConfState& cs = nodes_.at(leader).server->node().conf_state();
     for (const server::Node* n : live) {
-      if (std::binary_search(cs.voters.begin(), cs.voters.end(), n->id()) ||
-          std::binary_search(cs.learners.begin(), cs.learners.end(),
-                             n->id())) {
+      if (cs.Contains(n->id())) {
         members.push_back(n);
       }
     }

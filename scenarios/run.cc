@@ -52,8 +52,7 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
   const raft::ConfState cs = cluster.Members();
   std::vector<uint64_t> members;
   for (uint64_t id : cluster.UpNodes()) {
-    if (std::count(cs.voters.begin(), cs.voters.end(), id) ||
-        std::count(cs.learners.begin(), cs.learners.end(), id)) {
+    if (cs.Contains(id)) {
       members.push_back(id);
     }
   }

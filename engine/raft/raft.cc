@@ -791,8 +791,7 @@ bool Raft::Restore(const Snapshot& s) {
   DETCD_CHECK_MSG(state_ == StateType::kFollower,
                   "only a follower restores a snapshot");
   const ConfState& cs = s.metadata.conf_state;
-  bool member = std::binary_search(cs.voters.begin(), cs.voters.end(), id_) ||
-                std::binary_search(cs.learners.begin(), cs.learners.end(), id_);
+  bool member = cs.Contains(id_);
   if (!member) return false;  // stale or misdirected snapshot: ignore
   if (log_.MatchTerm(s.metadata.index, s.metadata.term)) {
     // We already have the entries: just fast-forward the commit index.

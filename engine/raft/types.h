@@ -4,6 +4,7 @@
 #ifndef DETCD_ENGINE_RAFT_TYPES_H_
 #define DETCD_ENGINE_RAFT_TYPES_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -45,6 +46,13 @@ struct HardState {
 struct ConfState {
   std::vector<NodeId> voters;
   std::vector<NodeId> learners;
+
+  // Whether id is a member (voter or learner). The lists are short, and
+  // not every producer keeps them sorted, so this scans.
+  bool Contains(NodeId id) const {
+    return std::find(voters.begin(), voters.end(), id) != voters.end() ||
+           std::find(learners.begin(), learners.end(), id) != learners.end();
+  }
 
   bool operator==(const ConfState&) const = default;
 };

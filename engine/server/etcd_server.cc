@@ -11,6 +11,7 @@
 #include "engine/server/quota.h"
 #include "engine/util/check.h"
 #include "engine/util/coding.h"
+#include "engine/util/deadlines.h"
 #include "engine/util/hash.h"
 
 namespace detcd::server {
@@ -125,24 +126,10 @@ void EtcdServer::Tick() {
   node_->Tick();
   // Forwarded requests whose answer never came.
   std::vector<std::function<void(absl::Status, std::string_view)>> expired;
-  for (auto it = forwarded_.begin(); it != forwarded_.end();) {
-    if (it->second.deadline_tick <= ticks_) {
-      expired.push_back(std::move(it->second.done));
-      it = forwarded_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  util::TakeExpired(forwarded_, ticks_, &expired);
   for (auto& d : expired) d(ErrTimeout(), "");
   std::vector<Done<etcdserverpb::MoveLeaderResponse>> moves_expired;
-  for (auto it = leader_moves_.begin(); it != leader_moves_.end();) {
-    if (it->deadline_tick <= ticks_) {
-      moves_expired.push_back(std::move(it->done));
-      it = leader_moves_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  util::TakeExpired(leader_moves_, ticks_, &moves_expired);
   for (auto& d : moves_expired) d(ErrTimeoutLeaderTransfer());
   if (ticks_ % opts_.watch_sync_ticks == 0) hub_->SyncUnsynced();
   hub_->ProgressNotify(now());

@@ -7,6 +7,7 @@
 #include "engine/raft/codec.h"
 #include "engine/util/check.h"
 #include "engine/util/coding.h"
+#include "engine/util/deadlines.h"
 
 namespace detcd::server {
 namespace {
@@ -367,39 +368,11 @@ void Node::ExpireRequests() {
   // Deadlines are in ticks, so expiry is deterministic and cheap; the maps
   // are small and bounded by max_pending_requests.
   std::vector<ProposeDone> expired;
-  for (auto it = awaiting_leader_.begin(); it != awaiting_leader_.end();) {
-    if (it->deadline_tick <= ticks_) {
-      expired.push_back(std::move(it->done));
-      it = awaiting_leader_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (auto it = proposals_.begin(); it != proposals_.end();) {
-    if (it->second.deadline_tick <= ticks_) {
-      expired.push_back(std::move(it->second.done));
-      it = proposals_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  util::TakeExpired(awaiting_leader_, ticks_, &expired);
+  util::TakeExpired(proposals_, ticks_, &expired);
   std::vector<ReadDone> expired_reads;
-  for (auto it = reads_.begin(); it != reads_.end();) {
-    if (it->second.deadline_tick <= ticks_) {
-      expired_reads.push_back(std::move(it->second.done));
-      it = reads_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (auto it = ready_reads_.begin(); it != ready_reads_.end();) {
-    if (it->second.deadline_tick <= ticks_) {
-      expired_reads.push_back(std::move(it->second.done));
-      it = ready_reads_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  util::TakeExpired(reads_, ticks_, &expired_reads);
+  util::TakeExpired(ready_reads_, ticks_, &expired_reads);
   for (auto& d : expired) d(ErrTimeout());
   for (auto& d : expired_reads) d(ErrTimeout());
 }

@@ -84,7 +84,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "engine/env/env.h"
-#include "engine/raft/describe.h"
+#include "tests/raft/describe.h"
 #include "engine/raft/raft.h"
 #include "engine/raft/storage.h"
 #include "engine/raft/types.h"

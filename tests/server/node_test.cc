@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "harness/kv_state_machine.h"
+#include "tests/server/kv_state_machine.h"
 #include "sim/sim_disk.h"
 
 namespace detcd::server {

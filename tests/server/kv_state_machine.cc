@@ -1,4 +1,4 @@
-#include "harness/kv_state_machine.h"
+#include "tests/server/kv_state_machine.h"
 
 #include "engine/util/coding.h"
 #include "engine/util/hash.h"

@@ -1,4 +1,4 @@
-#include "engine/raft/describe.h"
+#include "tests/raft/describe.h"
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"

@@ -3,8 +3,8 @@
 // running hash over every applied command. The hash lets checkers compare
 // whole states cheaply; the snapshot is the real serialized map, so
 // snapshot install and restart are exercised for real.
-#ifndef DETCD_HARNESS_KV_STATE_MACHINE_H_
-#define DETCD_HARNESS_KV_STATE_MACHINE_H_
+#ifndef DETCD_TESTS_SERVER_KV_STATE_MACHINE_H_
+#define DETCD_TESTS_SERVER_KV_STATE_MACHINE_H_
 
 #include <cstdint>
 #include <map>
@@ -35,4 +35,4 @@ class KvStateMachine final : public server::StateMachine {
 
 }  // namespace detcd::harness
 
-#endif  // DETCD_HARNESS_KV_STATE_MACHINE_H_
+#endif  // DETCD_TESTS_SERVER_KV_STATE_MACHINE_H_

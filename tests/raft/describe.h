@@ -23,8 +23,8 @@
 // kMaxDescribedData bytes is cut, with its full size appended, so traces stay
 // readable. Pass a DataFormatter to print payloads differently (e.g. decode
 // an application's request encoding).
-#ifndef DETCD_ENGINE_RAFT_DESCRIBE_H_
-#define DETCD_ENGINE_RAFT_DESCRIBE_H_
+#ifndef DETCD_TESTS_RAFT_DESCRIBE_H_
+#define DETCD_TESTS_RAFT_DESCRIBE_H_
 
 #include <cstddef>
 #include <functional>
@@ -86,4 +86,4 @@ std::string DescribeReady(const Ready& rd, const DataFormatter& f = nullptr);
 
 }  // namespace detcd::raft
 
-#endif  // DETCD_ENGINE_RAFT_DESCRIBE_H_
+#endif  // DETCD_TESTS_RAFT_DESCRIBE_H_
