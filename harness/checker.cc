@@ -23,6 +23,7 @@ void SafetyChecker::OnApply(uint64_t node, const raft::Entry& e) {
         server::OpenEnvelope(e.data, &proposer, &rid, &payload)) {
       index_of_command_.emplace(std::string(payload), e.index);
     }
+    if (on_first_apply_) on_first_apply_(e);
     return;
   }
   if (g.term != a.term || g.data_hash != a.data_hash) {
@@ -37,6 +38,14 @@ void SafetyChecker::OnApply(uint64_t node, const raft::Entry& e) {
 }
 
 void SafetyChecker::OnRestore(uint64_t node, const raft::SnapshotMetadata& m) {
+  // The restored state itself, against the replay of the committed log
+  // (the hash compared below comes from inside the snapshot).
+  if (restore_check_) {
+    if (std::string diff = restore_check_(node, m); !diff.empty()) {
+      Violation(absl::StrCat("snapshot restore on node ", node, " at index ",
+                             m.index, ": ", diff));
+    }
+  }
   if (m.index == 0 || m.index >= global_.size() || !global_[m.index].known) {
     return;  // nothing observed to compare with (e.g. after a restart)
   }

@@ -41,6 +41,19 @@ class SafetyChecker : public server::NodeObserver {
   void OnSend(uint64_t node, const raft::Message& m,
               const wal::DurableState& durable) override;
 
+  // The first application of each index anywhere (all nodes must apply
+  // the same entry there, which OnApply checks): the feed of the
+  // independent KV model (kv_model.h), in index order.
+  using EntryFn = std::function<void(const raft::Entry&)>;
+  void set_on_first_apply(EntryFn f) { on_first_apply_ = std::move(f); }
+  // Checks a node's state right after it restored a snapshot (installed
+  // from the leader or loaded at restart) against an independent replay of
+  // the committed log; returns "" if it matches, else what differs (a
+  // safety violation).
+  using RestoreCheckFn =
+      std::function<std::string(uint64_t node, const raft::SnapshotMetadata&)>;
+  void set_restore_check(RestoreCheckFn f) { restore_check_ = std::move(f); }
+
   // After node handled an event (tick, message, request, start).
   void AfterEvent(const server::Node& node);
   // A client's write was acknowledged; `command` is unique per write.
@@ -65,6 +78,8 @@ class SafetyChecker : public server::NodeObserver {
   void CheckLeaderCompleteness(const server::Node& node);
 
   HashFn hash_;
+  EntryFn on_first_apply_;
+  RestoreCheckFn restore_check_;
   std::vector<Applied> global_{Applied{true, 0, 0, 0}};  // by raft index
   std::map<std::string, uint64_t> index_of_command_;
   std::vector<std::string> acked_;
