@@ -35,6 +35,15 @@ absl::Status ErrProposalDropped(std::string_view why) {
 }
 
 absl::Status Config::Validate() const {
+  if (absl::Status s = ValidateLimits(); !s.ok()) return s;
+  if (storage == nullptr) {
+    return absl::InvalidArgumentError("storage cannot be nil");
+  }
+  if (rng == nullptr) return absl::InvalidArgumentError("rng cannot be nil");
+  return absl::OkStatus();
+}
+
+absl::Status Config::ValidateLimits() const {
   if (id == kNone) return absl::InvalidArgumentError("cannot use none as id");
   if (heartbeat_tick <= 0) {
     return absl::InvalidArgumentError("heartbeat tick must be greater than 0");
@@ -46,10 +55,6 @@ absl::Status Config::Validate() const {
   if (election_tick > 100000) {
     return absl::InvalidArgumentError("election tick must be at most 100000");
   }
-  if (storage == nullptr) {
-    return absl::InvalidArgumentError("storage cannot be nil");
-  }
-  if (rng == nullptr) return absl::InvalidArgumentError("rng cannot be nil");
   if (max_inflight_msgs <= 0 || max_inflight_msgs > (1 << 20)) {
     return absl::InvalidArgumentError(
         "max inflight messages must be in [1, 1048576]");
@@ -314,6 +319,7 @@ Raft::VoteResult Raft::Poll(NodeId id, MessageType, bool granted) {
 // ---- the step function ----
 
 absl::Status Raft::Step(Message m) {
+  const uint64_t term_on_arrival = term_;
   if (m.term == 0) {
     // Local message (or a forwarded proposal / read index).
   } else if (m.term > term_) {
@@ -381,6 +387,7 @@ absl::Status Raft::Step(Message m) {
         if (m.type == MessageType::kVote) {
           election_elapsed_ = 0;
           vote_ = m.from;
+          if (m.log_term < term_on_arrival) ++coverage_.vote_for_older_last_term;
         }
       } else {
         resp.term = term_;
@@ -425,6 +432,10 @@ absl::Status Raft::StepLeader(Message& m) {
       if (lead_transferee_ != kNone) {
         return ErrProposalDropped("leadership transfer in progress");
       }
+      // The index the last conf change of this proposal will get; it
+      // becomes pending only once the append succeeded, so a refused
+      // proposal blocks no later conf change.
+      uint64_t conf_index = 0;
       for (size_t i = 0; i < m.entries.size(); ++i) {
         Entry& e = m.entries[i];
         if (e.type != EntryType::kConfChange) continue;
@@ -432,7 +443,7 @@ absl::Status Raft::StepLeader(Message& m) {
         if (!DecodeConfChange(e.data, &cc) || cc.node_id == kNone) {
           return absl::InvalidArgumentError("malformed conf change");
         }
-        if (pending_conf_index_ > log_.applied()) {
+        if (pending_conf_index_ > log_.applied() || conf_index != 0) {
           return ErrProposalDropped(
               "a conf change is pending (or this term's first entry is not "
               "applied yet)");
@@ -465,11 +476,12 @@ absl::Status Raft::StepLeader(Message& m) {
           case ConfChangeType::kUpdateNode:
             break;
         }
-        pending_conf_index_ = log_.LastIndex() + i + 1;
+        conf_index = log_.LastIndex() + i + 1;
       }
       if (!AppendEntries(std::move(m.entries))) {
         return ErrProposalDropped("too many uncommitted bytes");
       }
+      if (conf_index != 0) pending_conf_index_ = conf_index;
       BroadcastAppend();
       return absl::OkStatus();
     }
@@ -483,6 +495,10 @@ absl::Status Raft::StepLeader(Message& m) {
         // The commit index of a new leader may lag the true one until it
         // commits an entry of its own term (§8); hold the request until then.
         pending_read_index_messages_.push_back(std::move(m));
+      } else if (cfg_.bugs.on(planted::Bug::kReadIndexWithoutQuorum)) {
+        // PLANTED BUG: answers at once, without the heartbeat round that
+        // proves this node still leads (a deposed leader serves stale reads).
+        RespondToReadIndex(m, log_.committed());
       } else {
         HandleReadIndexRequest(m);
       }
@@ -750,6 +766,9 @@ void Raft::HandleAppendEntries(const Message& m) {
     return;
   }
   if (auto last = log_.MaybeAppend(m.index, m.log_term, m.commit, m.entries)) {
+    // Acknowledge what the append covered, never a tail beyond it: that
+    // tail may be an old term's entries the leader does not have.
+    if (log_.LastIndex() > *last) ++coverage_.follower_tail_beyond_append;
     resp.index = *last;
     Send(std::move(resp));
     return;
@@ -902,6 +921,9 @@ bool Raft::AppendEntries(std::vector<Entry> es) {
 bool Raft::MaybeCommit() {
   uint64_t mci = tracker_.Committed();
   if (mci == UINT64_MAX) return false;
+  if (mci > log_.committed() && log_.ZeroTermOnError(mci) != term_) {
+    ++coverage_.old_term_quorum;
+  }
   if (cfg_.bugs.on(planted::Bug::kCommitOldTerm)) {
     // PLANTED BUG: commits any entry stored on a majority, whatever its term
     // (the Figure 8 hazard of Raft §5.4.2).

@@ -89,6 +89,9 @@ struct Config {
   planted::Bugs bugs;  // engine/util/planted.h
 
   absl::Status Validate() const;
+  // The checks of Validate() that do not need storage and rng (timing and
+  // limits), for an owner validating its options before it has either.
+  absl::Status ValidateLimits() const;
 };
 
 enum class StateType : uint8_t {
@@ -136,6 +139,25 @@ struct Status {
   std::map<NodeId, Progress> progress;  // leader only
 };
 
+// How often the subtle rules of Raft had something to decide, so a
+// simulation sweep can tell whether it exercised them at all (a sweep in
+// which they never fire proves nothing about them). Counting only; no
+// behaviour depends on these.
+struct Coverage {
+  // Leader: the index a quorum has stored held an entry of an earlier term
+  // beyond the commit index, which the leader must not commit by counting
+  // replicas (Raft §5.4.2, Figure 8).
+  uint64_t old_term_quorum = 0;
+  // Follower: after an accepted append, the log goes on beyond the last
+  // entry the append carried (a stale append, or a tail of an old term
+  // that must not be cut off unless it conflicts, and must not be
+  // acknowledged).
+  uint64_t follower_tail_beyond_append = 0;
+  // A vote granted to a candidate whose last log term is older than the
+  // term the voter was in: the log comparison of §5.4.1 decided it.
+  uint64_t vote_for_older_last_term = 0;
+};
+
 // Returned when a proposal cannot be accepted now (no leader, leadership
 // transfer in progress, too many uncommitted bytes, a conf change already
 // pending, ...). The caller may retry.
@@ -180,6 +202,7 @@ class Raft {
   HardState hard_state() const { return {term_, vote_, log_.committed()}; }
   SoftState soft_state() const { return {lead_, state_}; }
   NodeId lead_transferee() const { return lead_transferee_; }
+  const Coverage& coverage() const { return coverage_; }
   int randomized_election_timeout() const {
     return randomized_election_timeout_;
   }
@@ -275,6 +298,8 @@ class Raft {
   SoftState prev_soft_state_;
   HardState prev_hard_state_;
   uint64_t applying_bytes_ = 0;
+
+  Coverage coverage_;
 };
 
 }  // namespace detcd::raft

@@ -1124,7 +1124,15 @@ TEST(RaftPaper, LeaderCommitsOnlyCurrentTermByCounting_Fig8_5_4_2) {
   EXPECT_EQ(nw.raft(1).log().committed(), 1u)
       << "committed an entry of an older term by counting replicas";
   EXPECT_EQ(nw.peer(1).applied_index, 1u);
+  // The coverage counter saw the situation the rule is about.
+  EXPECT_GT(nw.raft(1).coverage().old_term_quorum, 0u);
   Figure8D(nw);
+  // S5 (last term 3) won votes from servers already in term 4.
+  uint64_t older_votes = 0;
+  for (NodeId id : {2, 3, 4}) {
+    older_votes += nw.raft(id).coverage().vote_for_older_last_term;
+  }
+  EXPECT_GT(older_votes, 0u);
   for (NodeId id : {2, 3, 4, 5}) {
     EXPECT_EQ(nw.raft(id).log().ZeroTermOnError(2), 3u) << "peer " << id;
     EXPECT_GE(nw.raft(id).log().committed(), 3u) << "peer " << id;
@@ -1545,6 +1553,64 @@ TEST(RaftPaper, NewLeaderDefersConfChangeUntilOwnTermEntryApplied_6) {
   EXPECT_EQ(nw.peer(2).conf_state, Voters({1, 2}));
 }
 
+// §5.3: "If an existing entry conflicts with a new one ... delete the
+// existing entry and all that follow it" -- and only then. A late, shorter
+// append keeps the entries after it, and the follower acknowledges only
+// what the append covered (the coverage counter marks the situation).
+TEST(RaftPaper, StaleAppendKeepsTailAndAcksOnlyItsOwnEntries_5_3) {
+  Network nw({1, 2, 3}, ClassicOptions());
+  ASSERT_TRUE(nw.Campaign(1).ok());
+  // Nothing past index 1 commits, so the late append is above the
+  // follower's commit index and really goes through the append rule.
+  nw.Ignore(MessageType::kAppResp);
+  ASSERT_TRUE(nw.Propose(1, "x").ok());
+  ASSERT_TRUE(nw.Propose(1, "y").ok());
+  ASSERT_EQ(nw.raft(2).log().LastIndex(), 3u);
+  ASSERT_EQ(nw.raft(2).log().committed(), 1u);
+  auto ents = nw.raft(1).log().EntriesFrom(2, UINT64_MAX);
+  ASSERT_TRUE(ents.ok());
+  Message m;
+  m.type = MessageType::kApp;
+  m.from = 1;
+  m.to = 2;
+  m.term = 1;
+  m.index = 1;
+  m.log_term = 1;
+  m.entries = {ents->at(0)};  // index 2 only
+  const uint64_t before = nw.raft(2).coverage().follower_tail_beyond_append;
+  auto out = nw.Step(2, m);
+  auto resps = Filter(out, MessageType::kAppResp);
+  ASSERT_EQ(resps.size(), 1u);
+  EXPECT_FALSE(resps[0].reject);
+  EXPECT_EQ(resps[0].index, 2u);
+  EXPECT_EQ(nw.raft(2).log().LastIndex(), 3u);
+  EXPECT_EQ(nw.raft(2).coverage().follower_tail_beyond_append, before + 1);
+}
+
+// A conf change refused because the leader holds too many uncommitted
+// bytes never made it into the log, so it must not count as pending: once
+// the log drains, the next conf change is accepted.
+TEST(RaftPaper, RefusedConfChangeIsNotPending_6) {
+  Network nw({1, 2, 3}, ClassicOptions([](Config& c) {
+               c.max_uncommitted_entries_size = 300;
+             }));
+  ASSERT_TRUE(nw.Campaign(1).ok());
+  nw.AddPeer(4, nullptr);
+  nw.Isolate(1);
+  const std::string v(100, 'v');
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(nw.Propose(1, v).ok()) << i;
+  const uint64_t last = nw.raft(1).log().LastIndex();
+  absl::Status s =
+      nw.raft(1).ProposeConfChange(CC(ConfChangeType::kAddNode, 4));
+  ASSERT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_EQ(nw.raft(1).log().LastIndex(), last);
+  nw.Recover();
+  nw.Heartbeat(1);
+  ASSERT_EQ(nw.raft(1).log().applied(), last);
+  EXPECT_TRUE(nw.ProposeConfChange(1, CC(ConfChangeType::kAddNode, 4)).ok());
+  EXPECT_EQ(nw.peer(1).conf_state, Voters({1, 2, 3, 4}));
+}
+
 // ===================================================================
 // §7 Log compaction
 // ===================================================================
@@ -1690,6 +1756,20 @@ TEST(RaftPaper, ReadIndexWaitsForCurrentTermCommit_8) {
   nw.Send(out);
   EXPECT_EQ(r.log().committed(), 3u);
   EXPECT_EQ(nw.peer(2).read_states, (std::vector<ReadState>{{3, "rd"}}));
+}
+
+// The planted bug readindex-without-quorum answers at once: a leader cut
+// off from every follower still hands out a read index (which is what
+// makes a deposed leader serve stale reads).
+TEST(RaftPaper, PlantedBugReadIndexWithoutQuorumAnswersAlone_8) {
+  Network nw({1, 2, 3}, ClassicOptions([](Config& c) {
+               c.bugs.Plant(planted::Bug::kReadIndexWithoutQuorum);
+             }));
+  ASSERT_TRUE(nw.Campaign(1).ok());
+  ASSERT_TRUE(nw.Propose(1, "x").ok());
+  nw.Isolate(1);
+  ASSERT_TRUE(nw.ReadIndex(1, "rd").ok());
+  EXPECT_EQ(nw.peer(1).read_states, (std::vector<ReadState>{{2, "rd"}}));
 }
 
 // §8 / thesis §6.4: a follower forwards a read request to the leader, which
