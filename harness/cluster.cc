@@ -14,9 +14,17 @@ Cluster::Cluster(uint64_t seed, const ClusterOptions& opts, Trace* trace)
       root_rng_(seed),
       fault_rng_(root_rng_.Derive("cluster-faults")),
       network_(&world_, root_rng_.Derive("network")),
+      model_(KvModel::Options{opts.server.lease.max_ttl_s}),
       checker_([this](uint64_t id) {
         return nodes_.at(id).server->state().result_hash();
       }) {
+  checker_.set_on_first_apply(
+      [this](const raft::Entry& e) { model_.Apply(e); });
+  checker_.set_restore_check(
+      [this](uint64_t id, const raft::SnapshotMetadata& m) {
+        const server::EtcdStateMachine& sm = nodes_.at(id).server->state();
+        return model_.CompareAt(m.index, sm.kv(), sm.lessor());
+      });
   cluster_id_ = root_rng_.Derive("cluster-id").Next();
   std::vector<uint64_t> voters;
   for (int i = 0; i < opts_.nodes; ++i) voters.push_back(next_id_ + i);

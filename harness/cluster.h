@@ -19,6 +19,7 @@
 #include "engine/server/etcd_server.h"
 #include "engine/server/node.h"
 #include "harness/checker.h"
+#include "harness/kv_model.h"
 #include "harness/trace.h"
 #include "sim/sim_clock.h"
 #include "sim/sim_disk.h"
@@ -51,6 +52,9 @@ class Cluster {
   sim::World& world() { return world_; }
   sim::SimNetwork& network() { return network_; }
   SafetyChecker& checker() { return checker_; }
+  // The independent replay of the committed log (fed by the checker's
+  // first applications; checks every snapshot restore).
+  const KvModel& model() const { return model_; }
   Trace* trace() { return trace_; }
   const ClusterOptions& options() const { return opts_; }
   // The liveness phase turns these faults off.
@@ -162,6 +166,7 @@ class Cluster {
   env::SeededRng fault_rng_;
   sim::World world_;
   sim::SimNetwork network_;
+  KvModel model_;
   SafetyChecker checker_;
   std::map<uint64_t, SimNode> nodes_;
   uint64_t next_id_ = 1;
