@@ -202,7 +202,13 @@ struct PeerTransport::Peer {
   absl::CondVar cv;
   std::vector<std::string> urls ABSL_GUARDED_BY(mu);
   uint64_t urls_version ABSL_GUARDED_BY(mu) = 0;
-  std::deque<std::string> queue ABSL_GUARDED_BY(mu);
+  // A queued payload and, for a snapshot, who waits for its outcome.
+  struct Queued {
+    std::string payload;
+    env::Transport::SnapshotDone done;
+    size_t size() const { return payload.size(); }
+  };
+  std::deque<Queued> queue ABSL_GUARDED_BY(mu);
   size_t queued_bytes ABSL_GUARDED_BY(mu) = 0;
   bool stopping ABSL_GUARDED_BY(mu) = false;
   // A dup of the socket being dialed or used, so another thread can
@@ -232,12 +238,18 @@ struct PeerTransport::Peer {
     kill_fd = -1;
   }
   void Halt() {
-    absl::MutexLock l(&mu);
-    stopping = true;
-    queue.clear();
-    queued_bytes = 0;
-    if (kill_fd >= 0) ::shutdown(kill_fd, SHUT_RDWR);
-    cv.SignalAll();
+    std::deque<Queued> dropped;
+    {
+      absl::MutexLock l(&mu);
+      stopping = true;
+      dropped.swap(queue);
+      queued_bytes = 0;
+      if (kill_fd >= 0) ::shutdown(kill_fd, SHUT_RDWR);
+      cv.SignalAll();
+    }
+    for (Queued& q : dropped) {
+      if (q.done) q.done(false);
+    }
   }
   bool Stopping() {
     absl::MutexLock l(&mu);
@@ -375,7 +387,30 @@ void PeerTransport::SetClusterId(uint64_t cluster_id) { cluster_id_.store(cluste
 // ---------------------------------------------------------------- sending
 
 void PeerTransport::Send(uint64_t to, std::string payload) {
-  if (payload.empty()) return;  // a zero-length frame means nothing
+  Enqueue(to, std::move(payload), nullptr);
+}
+
+void PeerTransport::SendSnapshot(uint64_t to, std::string payload,
+                                 SnapshotDone done) {
+  if (!opts_.post_to_engine) {
+    env::Transport::SendSnapshot(to, std::move(payload), std::move(done));
+    return;
+  }
+  // The report crosses to the engine's thread; the engine never sees it
+  // from a transport thread.
+  auto post = opts_.post_to_engine;
+  Enqueue(to, std::move(payload),
+          [post, done = std::move(done)](bool delivered) {
+            post([done, delivered] { done(delivered); });
+          });
+}
+
+void PeerTransport::Enqueue(uint64_t to, std::string payload,
+                            SnapshotDone done) {
+  if (payload.empty()) {  // a zero-length frame means nothing
+    if (done) done(false);
+    return;
+  }
   std::shared_ptr<Peer> p;
   {
     absl::MutexLock l(&mu_);
@@ -384,6 +419,7 @@ void PeerTransport::Send(uint64_t to, std::string payload) {
   }
   if (p == nullptr) {
     dropped_unknown_.fetch_add(1, std::memory_order_relaxed);
+    if (done) done(false);
     return;
   }
   if (payload.size() > opts_.max_frame_bytes) {
@@ -392,36 +428,45 @@ void PeerTransport::Send(uint64_t to, std::string payload) {
               {{"remote-peer-id", Hex(to)},
                {"message-size", payload.size()},
                {"max-frame-bytes", opts_.max_frame_bytes}});
+    if (done) done(false);
     return;
   }
   uint64_t dropped_to_log = 0;
+  std::vector<SnapshotDone> failed;  // told outside the lock
   {
     absl::MutexLock l(&p->mu);
-    if (p->stopping) return;
-    // Bounded: drop the oldest messages to make room.
-    uint64_t dropped = 0;
-    while (!p->queue.empty() &&
-           (p->queue.size() >= opts_.queue_max_messages ||
-            p->queued_bytes + payload.size() > opts_.queue_max_bytes)) {
-      p->queued_bytes -= p->queue.front().size();
-      p->queue.pop_front();
-      ++dropped;
-    }
-    p->queued_bytes += payload.size();
-    p->queue.push_back(std::move(payload));
-    p->cv.Signal();
-    if (dropped > 0) {
-      p->send_failures.fetch_add(dropped, std::memory_order_relaxed);
-      p->drops_unlogged += dropped;
-      int64_t now = NowMs();
-      // One line per second per peer at most.
-      if (now - p->last_drop_log_ms >= 1000) {
-        p->last_drop_log_ms = now;
-        dropped_to_log = p->drops_unlogged;
-        p->drops_unlogged = 0;
+    if (p->stopping) {
+      if (done) failed.push_back(std::move(done));
+    } else {
+      // Bounded: drop the oldest messages to make room.
+      uint64_t dropped = 0;
+      while (!p->queue.empty() &&
+             (p->queue.size() >= opts_.queue_max_messages ||
+              p->queued_bytes + payload.size() > opts_.queue_max_bytes)) {
+        p->queued_bytes -= p->queue.front().size();
+        if (p->queue.front().done) {
+          failed.push_back(std::move(p->queue.front().done));
+        }
+        p->queue.pop_front();
+        ++dropped;
+      }
+      p->queued_bytes += payload.size();
+      p->queue.push_back(Peer::Queued{std::move(payload), std::move(done)});
+      p->cv.Signal();
+      if (dropped > 0) {
+        p->send_failures.fetch_add(dropped, std::memory_order_relaxed);
+        p->drops_unlogged += dropped;
+        int64_t now = NowMs();
+        // One line per second per peer at most.
+        if (now - p->last_drop_log_ms >= 1000) {
+          p->last_drop_log_ms = now;
+          dropped_to_log = p->drops_unlogged;
+          p->drops_unlogged = 0;
+        }
       }
     }
   }
+  for (SnapshotDone& d : failed) d(false);
   if (dropped_to_log > 0) {
     DLOG_WARN("dropped internal Raft message since sending buffer is full (overloaded network)",
               {{"local-member-id", Hex(opts_.local_id)},
@@ -529,6 +574,7 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
     std::string reason = "stopped";
     for (;;) {
       std::string msg;
+      SnapshotDone done;
       bool have = false;
       {
         absl::MutexLock l(&p->mu);
@@ -542,7 +588,8 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
           break;
         }
         if (!p->queue.empty()) {
-          msg = std::move(p->queue.front());
+          msg = std::move(p->queue.front().payload);
+          done = std::move(p->queue.front().done);
           p->queue.pop_front();
           p->queued_bytes -= msg.size();
           have = true;
@@ -558,7 +605,11 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
         }
         continue;
       }
-      if (!WriteFrame(*p, stream, msg)) {
+      const bool written = WriteFrame(*p, stream, msg);
+      // Written whole to the connection: as far as this side can know, the
+      // transfer is over (etcd's snapshot sender reports at the same point).
+      if (done) done(written);
+      if (!written) {
         p->send_failures.fetch_add(1, std::memory_order_relaxed);
         reason = absl::StrCat("write: ", GoErr(errno));
         break;

@@ -91,6 +91,11 @@ struct PeerTransportOptions {
 
   // Called from transport threads with each received payload. Required.
   std::function<void(uint64_t from, std::string payload)> on_message;
+  // Runs a function on the engine's thread (the server's engine loop).
+  // With it, SendSnapshot reports each snapshot when its last byte has been
+  // written to the peer's connection (or when it was dropped) through this;
+  // without it, SendSnapshot reports at once, as env::Transport's default.
+  std::function<void(std::function<void()>)> post_to_engine;
 };
 
 struct PeerStats {
@@ -125,6 +130,12 @@ class PeerTransport final : public env::Transport {
 
   // env::Transport. Never blocks (beyond short mutexes).
   void Send(uint64_t to, std::string payload) override;
+  // A snapshot travels like any message; `done` (through post_to_engine)
+  // says true once the whole frame was written to the connection, false if
+  // it was dropped (queue overflow, too large, unknown or removed peer,
+  // stop, a failed write). Exactly one report per call.
+  void SendSnapshot(uint64_t to, std::string payload,
+                    SnapshotDone done) override;
 
   // Adds a peer or changes its URLs (the sender reconnects). Any thread,
   // any time. The local id is ignored.
@@ -150,6 +161,8 @@ class PeerTransport final : public env::Transport {
   struct Incoming;
 
   explicit PeerTransport(PeerTransportOptions options);
+  // Queues a payload for `to`; `done` (may be empty) is told the outcome.
+  void Enqueue(uint64_t to, std::string payload, SnapshotDone done);
   void SenderLoop(std::shared_ptr<Peer> p);
   absl::StatusOr<std::unique_ptr<Stream>> Dial(Peer& p, const std::string& url);
   bool WriteFrame(Peer& p, Stream& s, const std::string& payload);

@@ -13,6 +13,7 @@
 #define DETCD_ENGINE_ENV_ENV_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -33,7 +34,11 @@ class Clock {
 };
 
 // A file opened for appending. Data is durable only once Sync() returns OK;
-// a crash may drop or tear anything appended after the last successful Sync.
+// a crash may drop or tear anything appended after the last successful Sync,
+// in any order (a later page may survive an earlier lost one). A failed
+// Sync may have dropped unsynced data for good, as Linux does: the error is
+// reported once and a later successful Sync does not bring it back, so a
+// caller must treat a failed Sync as fatal, never retry it.
 class WritableFile {
  public:
   virtual ~WritableFile() = default;
@@ -62,7 +67,10 @@ class Disk {
                                             const std::string& to) = 0;
   [[nodiscard]] virtual absl::Status Truncate(const std::string& path,
                                               uint64_t size) = 0;
-  // Makes directory entries (creates, renames, removes) under dir durable.
+  // Makes the entries of dir (files created, renamed or removed in it, and
+  // its subdirectories) durable: fsync of the directory. A directory's own
+  // entry lives in its parent, so a newly created directory is durable only
+  // once its parent has been synced too.
   [[nodiscard]] virtual absl::Status SyncDir(const std::string& dir) = 0;
   virtual bool Exists(const std::string& path) = 0;
 };
@@ -74,6 +82,19 @@ class Transport {
  public:
   virtual ~Transport() = default;
   virtual void Send(uint64_t to, std::string payload) = 0;
+  // Called once per SendSnapshot: true when the whole payload was written
+  // to the network, false when it was dropped or the write failed.
+  using SnapshotDone = std::function<void(bool delivered)>;
+  // Sends a payload that carries a raft snapshot (large, and the leader
+  // holds the follower's replication until it is over) and reports when
+  // the transfer is over. `done` runs on the engine's thread: within this
+  // call, or later as an event of its own. The default sends as Send() and
+  // reports at once, for transports that hand a payload over whole.
+  virtual void SendSnapshot(uint64_t to, std::string payload,
+                            SnapshotDone done) {
+    Send(to, std::move(payload));
+    done(true);
+  }
 };
 
 // Source of randomness. Every component gets its own stream, derived from the
@@ -180,6 +201,10 @@ class TransportWrapper : public Transport {
   explicit TransportWrapper(Transport* target) : target_(target) {}
   void Send(uint64_t to, std::string payload) override {
     target_->Send(to, std::move(payload));
+  }
+  void SendSnapshot(uint64_t to, std::string payload,
+                    SnapshotDone done) override {
+    target_->SendSnapshot(to, std::move(payload), std::move(done));
   }
 
  protected:

@@ -1,0 +1,172 @@
+// PeerTransport::SendSnapshot: the report that a snapshot transfer is over
+// comes through post_to_engine once the frame is written (or dropped), and
+// exactly once per snapshot.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+#include "shim/peer_transport.h"
+
+namespace detcd::shim {
+namespace {
+
+constexpr uint64_t kCluster = 0xc1;
+
+// Stands in for the engine loop: posted functions wait here until the
+// test (the "engine thread") runs them.
+class FakeEngine {
+ public:
+  void Post(std::function<void()> fn) {
+    absl::MutexLock l(&mu_);
+    posted_.push_back(std::move(fn));
+  }
+  // Waits until at least n functions were posted, then runs them all.
+  bool RunAtLeast(size_t n) {
+    std::vector<std::function<void()>> run;
+    {
+      absl::MutexLock l(&mu_);
+      auto enough = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return posted_.size() >= n;
+      };
+      if (!mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(15))) {
+        return false;
+      }
+      run.swap(posted_);
+    }
+    for (auto& f : run) f();
+    return true;
+  }
+  size_t pending() {
+    absl::MutexLock l(&mu_);
+    return posted_.size();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::function<void()>> posted_ ABSL_GUARDED_BY(mu_);
+};
+
+class Received {
+ public:
+  void Push(std::string p) {
+    absl::MutexLock l(&mu_);
+    got_.push_back(std::move(p));
+  }
+  size_t size() {
+    absl::MutexLock l(&mu_);
+    return got_.size();
+  }
+  bool WaitFor(size_t n) {
+    absl::MutexLock l(&mu_);
+    auto enough = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return got_.size() >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(15));
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::string> got_ ABSL_GUARDED_BY(mu_);
+};
+
+std::unique_ptr<PeerTransport> Start(uint64_t id, Received* inbox,
+                                     FakeEngine* engine) {
+  PeerTransportOptions o;
+  o.cluster_id = kCluster;
+  o.local_id = id;
+  o.listen_urls = {"http://127.0.0.1:0"};
+  o.backoff_min_ms = 20;
+  o.backoff_max_ms = 200;
+  o.on_message = [inbox](uint64_t, std::string p) { inbox->Push(std::move(p)); };
+  if (engine != nullptr) {
+    o.post_to_engine = [engine](std::function<void()> fn) {
+      engine->Post(std::move(fn));
+    };
+  }
+  auto t = PeerTransport::Start(std::move(o));
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? *std::move(t) : nullptr;
+}
+
+std::string Url(PeerTransport& t) {
+  return "http://127.0.0.1:" + std::to_string(t.ListenPorts()[0]);
+}
+
+TEST(PeerTransportSnapshot, WithoutEngineHookReportsAtOnce) {
+  Received in_a, in_b;
+  auto a = Start(1, &in_a, nullptr);
+  auto b = Start(2, &in_b, nullptr);
+  ASSERT_TRUE(a && b);
+  a->SetPeer(2, {Url(*b)});
+  b->SetPeer(1, {Url(*a)});  // b accepts only senders it knows
+  std::vector<bool> reports;
+  a->SendSnapshot(2, "snap", [&reports](bool ok) { reports.push_back(ok); });
+  EXPECT_EQ(reports, std::vector<bool>{true});
+  EXPECT_TRUE(in_b.WaitFor(1));
+}
+
+TEST(PeerTransportSnapshot, ReportsOnceTheFrameIsWritten) {
+  FakeEngine engine;
+  Received in_a, in_b;
+  auto a = Start(1, &in_a, &engine);
+  auto b = Start(2, &in_b, nullptr);
+  ASSERT_TRUE(a && b);
+  a->SetPeer(2, {Url(*b)});
+  b->SetPeer(1, {Url(*a)});  // b accepts only senders it knows
+  std::vector<bool> reports;
+  const std::string big(3 << 20, 's');  // written in many chunks
+  a->SendSnapshot(2, big, [&reports](bool ok) { reports.push_back(ok); });
+  EXPECT_TRUE(reports.empty()) << "reported before the transfer";
+  ASSERT_TRUE(engine.RunAtLeast(1));
+  EXPECT_EQ(reports, std::vector<bool>{true});
+  EXPECT_TRUE(in_b.WaitFor(1));
+  // Only the engine hook runs the report, and only once.
+  EXPECT_EQ(engine.pending(), 0u);
+}
+
+TEST(PeerTransportSnapshot, DroppedSnapshotsReportFailure) {
+  FakeEngine engine;
+  Received in_a;
+  auto a = Start(1, &in_a, &engine);
+  ASSERT_TRUE(a);
+  std::vector<bool> reports;
+  auto report = [&reports](bool ok) { reports.push_back(ok); };
+  // An unknown peer.
+  a->SendSnapshot(9, "snap", report);
+  ASSERT_TRUE(engine.RunAtLeast(1));
+  EXPECT_EQ(reports, std::vector<bool>{false});
+  // A peer nobody listens for: queued, then the peer is removed.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  a->SetPeer(3, {"http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port))});
+  a->SendSnapshot(3, "snap", report);
+  a->RemovePeer(3);
+  ASSERT_TRUE(engine.RunAtLeast(1));
+  EXPECT_EQ(reports, (std::vector<bool>{false, false}));
+  // Stopping drops whatever is queued, with a report each.
+  a->SetPeer(4, {"http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port))});
+  a->SendSnapshot(4, "snap", report);
+  a->Stop();
+  ASSERT_TRUE(engine.RunAtLeast(1));
+  EXPECT_EQ(reports, (std::vector<bool>{false, false, false}));
+  a->SendSnapshot(4, "after stop", report);
+  ASSERT_TRUE(engine.RunAtLeast(1));
+  EXPECT_EQ(reports.size(), 4u);
+}
+
+}  // namespace
+}  // namespace detcd::shim
