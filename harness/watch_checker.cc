@@ -7,19 +7,61 @@
 namespace detcd::harness {
 namespace {
 
+// Keys as text: the zero byte (the "all keys" bound) shown as \0.
+std::string Printable(const std::string& k) {
+  std::string out;
+  for (char c : k) {
+    if (c == '\0') {
+      out += "\\0";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string Describe(const mvcc::Event& e) {
-  return absl::StrCat(e.type == mvcc::Event::kPut ? "PUT " : "DELETE ",
-                      e.kv.key, "@", e.kv.mod_revision,
-                      e.type == mvcc::Event::kPut ? "=" + e.kv.value : "");
+  std::string s = absl::StrCat(e.type == mvcc::Event::kPut ? "PUT " : "DELETE ",
+                               Printable(e.kv.key), "@", e.kv.mod_revision);
+  if (e.type == mvcc::Event::kPut) {
+    absl::StrAppend(&s, "=", e.kv.value, " (c", e.kv.create_revision, " v",
+                    e.kv.version, e.kv.lease != 0 ? absl::StrCat(" l", e.kv.lease) : "",
+                    ")");
+  }
+  if (e.has_prev_kv) {
+    absl::StrAppend(&s, " prev ", e.prev_kv.value, "@", e.prev_kv.mod_revision);
+  }
+  return s;
+}
+
+// Events of `want` (in revision order) with revision <= rev.
+size_t CountUpTo(const std::vector<mvcc::Event>& want, int64_t rev) {
+  return static_cast<size_t>(
+      std::partition_point(want.begin(), want.end(),
+                           [rev](const mvcc::Event& e) {
+                             return e.kv.mod_revision <= rev;
+                           }) -
+      want.begin());
+}
+
+bool InRange(const WatchChecker::Spec& s, const std::string& key) {
+  if (s.range_end.empty()) return key == s.key;
+  if (key < s.key) return false;
+  if (s.range_end == std::string(1, '\0')) return true;
+  return key < s.range_end;
 }
 
 }  // namespace
+
+void WatchChecker::Problem(Segment& s, std::string p) {
+  if (s.problems.size() < 5) s.problems.push_back(std::move(p));
+}
 
 void WatchChecker::OnCommitted(uint64_t node,
                                const std::vector<mvcc::Event>& events) {
   if (events.empty()) return;
   const int64_t rev = events.front().kv.mod_revision;
-  auto [it, fresh] = committed_.emplace(rev, events);
+  auto [it, fresh] = fed_.emplace(rev, events);
   if (!fresh && it->second != events && feed_problems_.size() < 5) {
     feed_problems_.push_back(absl::StrCat(
         "watch feed: member ", node, " produced different events for revision ",
@@ -27,37 +69,62 @@ void WatchChecker::OnCommitted(uint64_t node,
   }
 }
 
-void WatchChecker::OnCompacted(int64_t rev) {
-  compacted_ = std::max(compacted_, rev);
+void WatchChecker::OnCompactionAcked(int64_t rev) {
+  acked_compactions_.push_back(rev);
+}
+
+int WatchChecker::NewStream() {
+  streams_.emplace_back();
+  return static_cast<int>(streams_.size()) - 1;
 }
 
 int WatchChecker::Begin(const Spec& spec, uint64_t node,
-                        int64_t start_revision) {
+                        int64_t start_revision, int stream) {
   Segment s;
   s.spec = spec;
   s.node = node;
+  s.stream = stream;
   s.asked_start = start_revision;
   segs_.push_back(std::move(s));
   return static_cast<int>(segs_.size()) - 1;
 }
 
-bool WatchChecker::InRange(const Spec& s, const std::string& key) const {
-  if (s.range_end.empty()) return key == s.key;
-  if (key < s.key) return false;
-  if (s.range_end == std::string(1, '\0')) return true;
-  return key < s.range_end;
-}
-
 void WatchChecker::OnResponse(int seg, const mvcc::WatchResponse& r) {
   Segment& s = segs_[seg];
-  auto problem = [&](std::string p) {
-    if (s.problems.size() < 5) s.problems.push_back(std::move(p));
-  };
+  Stream* st = s.stream >= 0 ? &streams_[s.stream] : nullptr;
+  // Fragments: etcd's clients reassemble one response per stream, so the
+  // pieces of one must follow each other.
+  if (st != nullptr && st->frag_seg != -1 && st->frag_seg != seg) {
+    Problem(segs_[st->frag_seg],
+            "a response of another watcher on the stream came between the "
+            "pieces of a fragmented response");
+    st->frag_seg = -1;
+  }
+  const bool mid = st != nullptr && st->frag_seg == seg;
+  if (r.fragment) {
+    ++fragments_received_;
+    if (!s.spec.fragment) {
+      Problem(s, "a fragment sent to a watcher that did not ask for them");
+    }
+    if (r.created || r.canceled || r.events.empty()) {
+      Problem(s, "the fragment flag on a response without events");
+    }
+  }
+  if (mid && !r.canceled) {
+    if (r.events.empty()) {
+      Problem(s, "a response without events in the middle of a fragmented "
+                 "response");
+    } else if (r.revision != s.frag_revision) {
+      Problem(s, absl::StrCat("pieces of one fragmented response carry ",
+                              "header revisions ", s.frag_revision, " and ",
+                              r.revision));
+    }
+  }
   if (r.created) {
-    if (s.created) problem("created twice");
+    if (s.created) Problem(s, "created twice");
     s.created = true;
     if (r.canceled) {
-      problem(absl::StrCat("create refused: ", r.cancel_reason));
+      Problem(s, absl::StrCat("create refused: ", r.cancel_reason));
       s.canceled = true;
       return;
     }
@@ -65,28 +132,49 @@ void WatchChecker::OnResponse(int seg, const mvcc::WatchResponse& r) {
     s.start = s.asked_start > 0 ? s.asked_start : r.revision + 1;
   }
   if (r.canceled) {
+    // A cancel ends a half-received fragmented response (clients drop it).
+    if (mid) st->frag_seg = -1;
     s.canceled = true;
     s.compact_revision = r.compact_revision;
     if (r.compact_revision == 0) {
-      problem(absl::StrCat("canceled without a compaction: ", r.cancel_reason));
+      Problem(s, absl::StrCat("canceled without a compaction: ",
+                              r.cancel_reason));
     }
     return;
   }
-  if (!r.events.empty() && !s.created) problem("events before created");
+  if (!r.events.empty() && !s.created) Problem(s, "events before created");
+  if (!r.events.empty() && r.revision < r.events.back().kv.mod_revision) {
+    Problem(s, absl::StrCat("header revision ", r.revision,
+                            " below its last event's ",
+                            r.events.back().kv.mod_revision));
+  }
   for (const mvcc::Event& e : r.events) s.received.push_back(e);
   events_received_ += r.events.size();
   if (r.events.empty() && !r.created) {
     s.progress.emplace_back(r.revision, s.received.size());  // progress
   }
-  // A revision's events in one response: the next response must not start
-  // with the revision this one ended with (fragments aside).
-  if (!r.events.empty() && !r.fragment) {
+  if (r.fragment) {
+    if (st != nullptr) st->frag_seg = seg;
+    s.frag_revision = r.revision;
+    return;
+  }
+  if (mid) st->frag_seg = -1;
+  // A revision's events in one (reassembled) response: the next response
+  // must not start with the revision this one ended with.
+  if (!r.events.empty()) {
     const int64_t last = r.events.back().kv.mod_revision;
     s.boundaries.emplace_back(last, s.received.size());
   }
 }
 
-void WatchChecker::OnStreamProgress(const std::vector<int>& segs, int64_t rev) {
+void WatchChecker::OnStreamProgress(int stream, const std::vector<int>& segs,
+                                    int64_t rev) {
+  if (stream >= 0 && streams_[stream].frag_seg != -1) {
+    Problem(segs_[streams_[stream].frag_seg],
+            "a stream-wide progress notification in the middle of a "
+            "fragmented response");
+    streams_[stream].frag_seg = -1;
+  }
   for (int seg : segs) {
     Segment& s = segs_[seg];
     if (s.created && !s.canceled) {
@@ -95,7 +183,13 @@ void WatchChecker::OnStreamProgress(const std::vector<int>& segs, int64_t rev) {
   }
 }
 
-void WatchChecker::End(int seg) { segs_[seg].ended = true; }
+void WatchChecker::End(int seg) {
+  Segment& s = segs_[seg];
+  s.ended = true;
+  if (s.stream >= 0 && streams_[s.stream].frag_seg == seg) {
+    streams_[s.stream].frag_seg = -1;
+  }
+}
 
 int64_t WatchChecker::NextRevision(int seg) const {
   const Segment& s = segs_[seg];
@@ -107,9 +201,8 @@ int64_t WatchChecker::NextRevision(int seg) const {
 std::vector<mvcc::Event> WatchChecker::Expected(const Segment& s,
                                                 int64_t upto) const {
   std::vector<mvcc::Event> out;
-  for (auto it = committed_.lower_bound(s.start);
-       it != committed_.end() && it->first <= upto; ++it) {
-    for (const mvcc::Event& e : it->second) {
+  for (int64_t rev = std::max<int64_t>(s.start, 2); rev <= upto; ++rev) {
+    for (const mvcc::Event& e : model_->EventsAt(rev)) {
       if (!InRange(s.spec, e.kv.key)) continue;
       if (s.spec.no_put && e.type == mvcc::Event::kPut) continue;
       if (s.spec.no_delete && e.type == mvcc::Event::kDelete) continue;
@@ -124,37 +217,80 @@ std::vector<mvcc::Event> WatchChecker::Expected(const Segment& s,
   return out;
 }
 
-void WatchChecker::Check(int64_t live_upto,
-                         const std::vector<uint64_t>& caught_up,
+void WatchChecker::Check(const std::map<uint64_t, int64_t>& applied_rev,
                          std::vector<std::string>* violations) const {
+  if (model_ == nullptr) {
+    violations->push_back("watch checker: no model of the committed log");
+    return;
+  }
+  if (!model_->problem().empty()) violations->push_back(model_->problem());
   for (const std::string& p : feed_problems_) violations->push_back(p);
-  // The committed history must have every revision: each one was applied
-  // by some member that reported it.
-  int64_t prev = 1;
-  for (const auto& [rev, ev] : committed_) {
-    if (rev != prev + 1) {
-      violations->push_back(absl::StrCat(
-          "watch feed: no member reported revision ", prev + 1));
+  const int64_t max_rev = model_->rev();
+  // The members' apply-time events against the committed log's.
+  for (int64_t rev = 2; rev <= max_rev; ++rev) {
+    auto it = fed_.find(rev);
+    const std::vector<mvcc::Event>& want = model_->EventsAt(rev);
+    if (it == fed_.end()) {
+      violations->push_back(
+          absl::StrCat("watch feed: no member reported revision ", rev));
       break;
     }
-    prev = rev;
+    if (it->second != want) {
+      std::string what;
+      for (size_t k = 0; k < std::max(want.size(), it->second.size()); ++k) {
+        if (k < want.size() && k < it->second.size() &&
+            want[k] == it->second[k]) {
+          continue;
+        }
+        what = absl::StrCat(
+            "event #", k, " is ",
+            k < it->second.size() ? Describe(it->second[k]) : "missing",
+            ", the committed log gives ",
+            k < want.size() ? Describe(want[k]) : "none");
+        break;
+      }
+      violations->push_back(absl::StrCat(
+          "watch feed: the members' events for revision ", rev,
+          " are not the committed log's: ", what));
+      break;
+    }
   }
-  const int64_t max_rev = max_revision();
+  if (!fed_.empty() && fed_.rbegin()->first > max_rev) {
+    violations->push_back(absl::StrCat("watch feed: revision ",
+                                       fed_.rbegin()->first,
+                                       " was never committed"));
+  }
+  const std::vector<int64_t>& compactions = model_->compactions();
+  auto took_effect = [&](int64_t rev) {
+    return std::find(compactions.begin(), compactions.end(), rev) !=
+           compactions.end();
+  };
+  for (int64_t rev : acked_compactions_) {
+    if (!took_effect(rev)) {
+      violations->push_back(absl::StrCat("compaction at ", rev,
+                                         " was acknowledged but never took "
+                                         "effect in the committed log"));
+      break;
+    }
+  }
   int reported = 0;
   for (size_t i = 0; i < segs_.size() && reported < 5; ++i) {
     const Segment& s = segs_[i];
     const std::string who = absl::StrCat(
-        "watch ", i, " (member ", s.node, ", range [", s.spec.key, ", ",
-        s.spec.range_end == std::string(1, '\0') ? "\\0" : s.spec.range_end,
-        "), start ", s.asked_start, "): ");
+        "watch ", i, " (member ", s.node, ", range [", Printable(s.spec.key),
+        ", ", Printable(s.spec.range_end),
+        "), start ", s.asked_start, s.spec.prev_kv ? ", prev_kv" : "",
+        s.spec.fragment ? ", fragment" : "", "): ");
     std::string bad;
-    for (const std::string& p : s.problems) bad = p;
+    if (!s.problems.empty()) bad = s.problems.front();
     if (bad.empty() && s.created && s.canceled && s.compact_revision > 0) {
       const int64_t next = NextRevision(static_cast<int>(i));
-      if (next > s.compact_revision || s.compact_revision > compacted_) {
+      if (next > s.compact_revision || !took_effect(s.compact_revision)) {
         bad = absl::StrCat("canceled for compaction at ", s.compact_revision,
                            " but it needed revision ", next,
-                           " (compacted up to ", compacted_, ")");
+                           took_effect(s.compact_revision)
+                               ? ""
+                               : " (no compaction took effect there)");
       }
     }
     if (bad.empty() && s.created && !(s.canceled && s.received.empty())) {
@@ -163,10 +299,7 @@ void WatchChecker::Check(int64_t live_upto,
       for (size_t k = 0; k < n && bad.empty(); ++k) {
         if (!(s.received[k] == want[k])) {
           bad = absl::StrCat("event #", k, " is ", Describe(s.received[k]),
-                             ", expected ", Describe(want[k]),
-                             s.received[k].kv == want[k].kv
-                                 ? " (prev_kv differs)"
-                                 : "");
+                             ", the committed log gives ", Describe(want[k]));
         }
       }
       if (bad.empty() && s.received.size() > want.size()) {
@@ -174,20 +307,15 @@ void WatchChecker::Check(int64_t live_upto,
                            " events that were never committed, first ",
                            Describe(s.received[want.size()]));
       }
-      const bool live =
-          !s.ended && !s.canceled &&
-          std::find(caught_up.begin(), caught_up.end(), s.node) !=
-              caught_up.end();
-      if (bad.empty() && live && live_upto > 0) {
-        size_t need = 0;
-        for (const mvcc::Event& e : want) {
-          if (e.kv.mod_revision <= live_upto) ++need;
-        }
+      auto up = applied_rev.find(s.node);
+      if (bad.empty() && !s.ended && !s.canceled && up != applied_rev.end()) {
+        const size_t need = CountUpTo(want, up->second);
         if (s.received.size() < need) {
           bad = absl::StrCat("still connected but missing ",
                              need - s.received.size(),
-                             " events up to revision ", live_upto,
-                             ", first ", Describe(want[s.received.size()]));
+                             " events up to revision ", up->second,
+                             " (its member's), first ",
+                             Describe(want[s.received.size()]));
         }
       }
       // Revision boundaries and progress notifications.
@@ -201,10 +329,7 @@ void WatchChecker::Check(int64_t live_upto,
       }
       for (const auto& [mark, count] : s.progress) {
         if (!bad.empty()) break;
-        size_t need = 0;
-        for (const mvcc::Event& e : want) {
-          if (e.kv.mod_revision <= mark) ++need;
-        }
+        const size_t need = CountUpTo(want, mark);
         if (count < need) {
           bad = absl::StrCat("progress at revision ", mark, " after only ",
                              count, " of its ", need, " events");

@@ -188,6 +188,7 @@ struct Workload::WatchClient {
   double refuse_probability = 0;
   uint64_t node = 0;
   mvcc::WatchHub::StreamId stream = 0;
+  int checker_stream = -1;  // the WatchChecker's name for the stream
   uint64_t conn = 0;  // connection generation, for late responses
   bool connected = false;
   std::deque<int> pending_creates;  // watchers awaiting their created reply
@@ -214,6 +215,7 @@ Workload::Workload(Cluster* cluster, env::SeededRng rng, WorkloadOptions opts)
   for (int i = 0; i < opts_.lease_clients; ++i) {
     lease_.push_back(std::make_unique<LeaseClient>());
   }
+  watch_checker_.set_model(&cluster_->model());
   cluster_->set_on_events(
       [this](uint64_t node, const std::vector<mvcc::Event>& ev) {
         watch_checker_.OnCommitted(node, ev);
@@ -271,6 +273,7 @@ void Workload::Start() {
       w.spec.no_put = rng_.Chance(0.1);
       w.spec.no_delete = !w.spec.no_put && rng_.Chance(0.1);
       w.progress_notify = rng_.Chance(0.3);
+      w.spec.fragment = rng_.Chance(0.5);
       // From now, or replaying from the beginning of history.
       w.next_start = rng_.Chance(0.5) ? 0 : 1;
     }
@@ -336,16 +339,19 @@ void Workload::NextKv(int c) {
   KvClient& cl = *kv_[c];
   if (cl.busy || issued_ >= opts_.ops) return;
   if (rng_.Chance(opts_.compact_probability) && last_revision_ > 3) {
-    // Compactions are not part of the KV model (latest-revision reads do
-    // not see them); the watch checker needs to know they may happen.
+    // Compactions are not part of the KV history (latest-revision reads
+    // do not see them); the watch checker learns which ones took effect
+    // from the committed log and checks the acknowledged ones did.
     const int64_t rev = rng_.Range(2, last_revision_ - 1);
-    watch_checker_.OnCompacted(rev);
     etcdserverpb::CompactionRequest r;
     r.set_revision(rev);
     const uint64_t target = RandomUpNode();
     if (target != 0) {
       cluster_->Call(target, [&](server::EtcdServer& s) {
-        s.Compact(r, [](absl::StatusOr<etcdserverpb::CompactionResponse>) {});
+        s.Compact(r, [this, rev](
+                         absl::StatusOr<etcdserverpb::CompactionResponse> c) {
+          if (c.ok()) watch_checker_.OnCompactionAcked(rev);
+        });
       });
     }
   }
@@ -498,6 +504,7 @@ void Workload::ConnectWatch(int wi) {
     return;
   }
   c.node = node;
+  c.checker_stream = watch_checker_.NewStream();
   const uint64_t conn = ++c.conn;
   c.pending_creates.clear();
   c.by_id.clear();
@@ -524,7 +531,7 @@ void Workload::ConnectWatch(int wi) {
 void Workload::CreateWatcher(int wi, int j, server::EtcdServer& s) {
   WatchClient& c = *watch_[wi];
   Watcher& w = c.watchers[j];
-  w.seg = watch_checker_.Begin(w.spec, c.node, w.next_start);
+  w.seg = watch_checker_.Begin(w.spec, c.node, w.next_start, c.checker_stream);
   w.active = true;
   c.pending_creates.push_back(j);
   mvcc::WatchCreate req;
@@ -535,6 +542,7 @@ void Workload::CreateWatcher(int wi, int j, server::EtcdServer& s) {
   req.no_put = w.spec.no_put;
   req.no_delete = w.spec.no_delete;
   req.progress_notify = w.progress_notify;
+  req.fragment = w.spec.fragment;
   s.WatchCreate(c.stream, req);
 }
 
@@ -550,7 +558,7 @@ bool Workload::OnWatchResponse(int wi, uint64_t conn,
     for (const Watcher& w : c.watchers) {
       if (w.active) segs.push_back(w.seg);
     }
-    watch_checker_.OnStreamProgress(segs, r.revision);
+    watch_checker_.OnStreamProgress(c.checker_stream, segs, r.revision);
     return true;
   }
   int j = -1;

@@ -12,10 +12,10 @@
 //  - Watch clients: open a stream on a random member with one to three
 //    watchers, each on a range (all keys, the k prefix, or one key) from
 //    now or from a past revision, with random prev_kv / filters / progress
-//    requests, and a send buffer that sometimes refuses (a slow reader). When the member
-//    goes down they resume on another member from the revision after the
-//    last event they saw, as clientv3 does. Everything they receive goes to
-//    the WatchChecker.
+//    requests / fragmenting, and a send buffer that sometimes refuses (a
+//    slow reader). When the member goes down they resume on another member
+//    from the revision after the last event they saw, as clientv3 does.
+//    Everything they receive goes to the WatchChecker.
 //  - Lease clients: grant a lease, attach keys lease/<id>/<n> to it, keep
 //    it alive for a while, then revoke it or let it expire. Everything goes
 //    to the LeaseChecker.

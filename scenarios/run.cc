@@ -1,6 +1,7 @@
 #include "scenarios/run.h"
 
 #include <algorithm>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "engine/util/check.h"
@@ -48,6 +49,12 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
     res->params.push_back("lincheck=inconclusive");
     res->lin_inconclusive = true;
   }
+  // Every up member's revision: a watcher still connected to it must have
+  // received everything up to it (converged run or not).
+  std::map<uint64_t, int64_t> applied_rev;
+  for (uint64_t id : cluster.UpNodes()) {
+    applied_rev[id] = cluster.server(id)->state().kv().Rev();
+  }
   // Members that applied everything the leader committed.
   const raft::ConfState cs = cluster.Members();
   std::vector<uint64_t> members;
@@ -57,8 +64,7 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
     }
   }
   std::vector<std::string> v;
-  workload.watch_checker().Check(
-      converged ? workload.watch_checker().max_revision() : 0, members, &v);
+  workload.watch_checker().Check(applied_rev, &v);
   if (!v.empty()) res->caught_by.insert("watch");
   const size_t watch_failures = v.size();
   for (const std::string& s : workload.lease_checker().violations()) {
@@ -143,11 +149,28 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   // Leases: checkpoint remaining TTLs every second (etcd: 5 min) so that
   // leader changes inside a short run exercise them.
   copts.server.lease.checkpoint_interval_ns = sim::kSecond;
+  // Watch limits per seed: etcd's (1.5 MiB per response, 1,000 events per
+  // catch-up read), middling, or tiny (a few hundred bytes, a few events),
+  // so that fragmenting and slow-watcher catch-up run under all of them.
+  {
+    env::SeededRng wr = root.Derive("watch-limits");
+    mvcc::WatchLimits& wl = copts.server.watch;
+    const uint64_t bytes_kind = wr.Uniform(3), events_kind = wr.Uniform(3);
+    wl.max_response_bytes = bytes_kind == 0   ? 1536 * 1024
+                            : bytes_kind == 1 ? wr.Range(2048, 16384)
+                                              : wr.Range(200, 800);
+    wl.max_events_per_sync = events_kind == 0   ? 1000
+                             : events_kind == 1 ? wr.Range(20, 200)
+                                                : wr.Range(2, 8);
+  }
   res.params.push_back(absl::StrCat("seed=", o.seed));
   res.params.push_back(absl::StrCat("scenario=", res.scenario));
   res.params.push_back(absl::StrCat("nodes=", o.nodes));
   res.params.push_back(absl::StrCat("ops=", o.ops));
   res.params.push_back(absl::StrCat("clients=", o.clients));
+  res.params.push_back(absl::StrCat(
+      "watch_limits=", copts.server.watch.max_response_bytes, "B/",
+      copts.server.watch.max_events_per_sync, "ev"));
   if (!o.bug.empty()) res.params.push_back("bug=" + o.bug);
   if (scenario->configure) {
     scenario->configure(copts, scenario_rng, &res.params);
@@ -243,6 +266,22 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
                         : (cluster.IsRemoved(id) ? "removed" : "down"));
     }
     res.failures.push_back(why + ")");
+  }
+  // Watchers catch up with their members before the watch checker asks
+  // each connected one for everything its member applied (tiny watch
+  // limits make catch-up slow; the hubs say when nobody is behind).
+  if (!livelocked) {
+    auto watchers_synced = [&] {
+      for (uint64_t id : cluster.UpNodes()) {
+        if (cluster.server(id)->watch_hub().unsynced() > 0) return false;
+      }
+      return true;
+    };
+    const int64_t until =
+        world.now() + (converged ? 10 : 2) * sim::kSecond;
+    while (world.now() < until && !stop() && !watchers_synced()) {
+      run_until(world.now() + 50 * sim::kMillisecond);
+    }
   }
   cluster.FinalChecks();
   for (const std::string& v : cluster.checker().violations()) {

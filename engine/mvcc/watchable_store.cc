@@ -269,6 +269,12 @@ struct WatchHub::Impl {
     return r;
   }
 
+  // A watcher without fragments that gets one revision in pieces anyway.
+  bool SplitsRevisions(const Watcher& w) const {
+    return !w.fragment &&
+           limits.bugs.on(planted::Bug::kSplitRevision);  // PLANTED
+  }
+
   // Sends evs[b, e) (all of one revision R) as fragments, the last one
   // with fragment=false. On refusal leaves next_rev = R and skip_events =
   // events of R delivered so far, and returns false.
@@ -276,13 +282,16 @@ struct WatchHub::Impl {
                      size_t e) {
     Stream& st = *w.stream;
     const int64_t rev = RevOf(*evs[b]);
+    // PLANTED (split-revision): one event per piece, none marked fragment.
+    const bool split = SplitsRevisions(w);
+    const size_t piece_bytes = split ? 1 : limits.max_response_bytes;
     size_t i = b;
     while (i < e) {
       size_t j = i;
       size_t bytes = kResponseOverheadBytes;
       while (j < e) {
         size_t n = EventBytes(*evs[j], w.prev_kv);
-        if (j > i && bytes + n > limits.max_response_bytes) break;
+        if (j > i && bytes + n > piece_bytes) break;
         bytes += n;
         ++j;
       }
@@ -292,7 +301,7 @@ struct WatchHub::Impl {
         return false;
       }
       WatchResponse r = MakeEvents(w, evs, i, j);
-      r.fragment = !last;
+      r.fragment = !last && !split;
       if (!Send(st, r)) {
         w.next_rev = rev;
         return false;
@@ -349,8 +358,9 @@ struct WatchHub::Impl {
         j = k;
       }
       const bool one_rev = RevOf(*evs[i]) == RevOf(*evs[j - 1]);
-      if (w.fragment && one_rev && j - i >= 2 &&
-          bytes > limits.max_response_bytes) {
+      if ((w.fragment && one_rev && j - i >= 2 &&
+           bytes > limits.max_response_bytes) ||
+          (SplitsRevisions(w) && one_rev && j - i >= 2)) {  // PLANTED
         if (!SendFragments(w, evs, i, j)) return false;
       } else {
         if (!Ready(st, w.id()) || !Send(st, MakeEvents(w, evs, i, j))) {

@@ -53,6 +53,7 @@
 
 #include "absl/status/status.h"
 #include "engine/mvcc/types.h"
+#include "engine/util/planted.h"
 
 namespace detcd::mvcc {
 
@@ -88,6 +89,10 @@ struct WatchLimits {
   // backpressure: the server stops reading a stream's requests while
   // Backlogged(stream) is true. The hub itself never drops them.
   size_t max_pending_control_per_stream = 128;
+  // Planted bugs for the simulator's checker tests; all off in production.
+  // Site: split-revision (a watcher that did not ask for fragments gets
+  // the events of one revision in several whole responses).
+  planted::Bugs bugs;  // engine/util/planted.h
 
   absl::Status Validate() const;
 };

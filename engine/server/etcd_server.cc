@@ -74,6 +74,7 @@ absl::Status EtcdServerOptions::Validate() const {
 
 namespace {
 EtcdServerOptions WithDefaults(EtcdServerOptions o) {
+  o.watch.bugs = o.bugs;  // the watch hub's planted-bug sites
   if (o.lease.min_ttl_s == 0) {
     // etcd: minimum TTL = ceil(3/2 * election timeout), in seconds.
     int64_t election_ns = o.node.election_ticks * o.tick_ns;
@@ -104,6 +105,20 @@ EtcdServer::EtcdServer(const env::Env& env, EtcdServerOptions opts)
   node_ = std::make_unique<Node>(node_env, opts_.node, &sm_);
   hub_ = std::make_unique<mvcc::WatchHub>(&sm_.kv(), opts_.watch);
   sm_.set_on_events([this](const std::vector<mvcc::Event>& events) {
+    if (opts_.bugs.on(planted::Bug::kWrongWatchEvent)) {
+      // PLANTED: every member's watch hub (and the simulator's feed) gets
+      // some puts with their new value as prev_kv.
+      std::vector<mvcc::Event> wrong = events;
+      for (mvcc::Event& e : wrong) {
+        if (e.type == mvcc::Event::kPut && e.has_prev_kv &&
+            e.kv.mod_revision % 3 == 0) {
+          e.prev_kv.value = e.kv.value;
+        }
+      }
+      hub_->Notify(wrong);
+      if (on_events_) on_events_(wrong);
+      return;
+    }
     hub_->Notify(events);
     if (on_events_) on_events_(events);
   });

@@ -790,6 +790,35 @@ TEST_F(WatchHubTest, Fragments) {
   EXPECT_FALSE(c.EventResponses(0).back().fragment);
 }
 
+// The planted split-revision bug: a watcher without fragments gets one
+// revision in several whole responses (none marked fragment), whatever
+// the path; one that asked for fragments is served as without the bug.
+TEST_F(WatchHubTest, PlantedSplitRevision) {
+  WatchLimits l;
+  l.bugs.Plant(planted::Bug::kSplitRevision);
+  MakeHub(l);
+  Client c;
+  auto s = hub->OpenStream(c.Sink());
+  WatchCreate f = Range("a", "z");
+  f.fragment = true;
+  hub->Create(s, Range("a", "z"));  // 0
+  hub->Create(s, f);                // 1
+  Txn({{true, "a", "1"}, {true, "b", "2"}, {true, "c", "3"}});
+  auto r0 = c.EventResponses(0);
+  ASSERT_EQ(r0.size(), 3u);
+  for (const WatchResponse& r : r0) {
+    EXPECT_EQ(r.events.size(), 1u);
+    EXPECT_FALSE(r.fragment);
+  }
+  ASSERT_EQ(c.EventResponses(1).size(), 1u);
+  EXPECT_EQ(c.EventResponses(1)[0].events.size(), 3u);
+  // Catching up from history splits the same way.
+  hub->Create(s, Range("a", "z", 2));  // 2
+  hub->SyncUnsynced();
+  EXPECT_EQ(c.EventResponses(2).size(), 3u);
+  EXPECT_THAT(Keys(c.Events(2)), ::testing::ElementsAre("a", "b", "c"));
+}
+
 TEST_F(WatchHubTest, FragmentRefusedMidwayResumesWithoutDuplicates) {
   WatchLimits l;
   l.max_response_bytes = 300;
