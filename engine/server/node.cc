@@ -83,11 +83,8 @@ absl::Status NodeOptions::Validate() const {
   rc.id = id;
   rc.election_tick = election_ticks;
   rc.heartbeat_tick = heartbeat_ticks;
-  static raft::MemoryStorage dummy_storage;
-  static env::SeededRng dummy_rng(0);
-  rc.storage = &dummy_storage;
-  rc.rng = &dummy_rng;
-  return rc.Validate();
+  // Storage and rng are the Node's own, filled in when it builds raft.
+  return rc.ValidateLimits();
 }
 
 absl::StatusOr<raft::Snapshot> NodeStorage::GetSnapshot() const {
@@ -100,6 +97,9 @@ absl::StatusOr<raft::Snapshot> NodeStorage::GetSnapshot() const {
 Node::Node(const env::Env& env, NodeOptions opts, StateMachine* sm)
     : env_(env), opts_(std::move(opts)), sm_(sm) {
   DETCD_CHECK(env_.disk != nullptr && env_.transport != nullptr &&
+  if (busy_) {
+    return absl::UnavailableError("snapshot: a conf change is being applied");
+  }
               env_.rng != nullptr && sm_ != nullptr);
   storage_.set_fresh([this]() -> std::optional<raft::Snapshot> {
     if (applied_ <= storage_.snapshot().metadata.index) return std::nullopt;
@@ -109,7 +109,10 @@ Node::Node(const env::Env& env, NodeOptions opts, StateMachine* sm)
     s.data = sm_->Snapshot();
     s.metadata.index = applied_;
     s.metadata.term = *term;
-    s.metadata.conf_state = conf_state_;
+    s.metadata.conf_state =
+        opts_.bugs.on(planted::Bug::kStaleMembershipSnapshot)
+            ? conf_state_  // PLANTED: the copy, stale during a conf change
+            : RaftConfState();
     return s;
   });
 }
@@ -125,6 +128,10 @@ absl::Status Node::Start() {
   next_request_id_ = (env_.rng->Next() >> 16) << 16;
   snapshotter_ = std::make_unique<wal::Snapshotter>(
       env_.disk, opts_.data_dir + "/snap");
+raft::ConfState Node::RaftConfState() const {
+  return raft_->tracker().GetConfState();
+}
+
   absl::Status s = HasBootstrapped() ? Recover() : Bootstrap();
   if (!s.ok()) {
     Fail(s);
@@ -132,6 +139,7 @@ absl::Status Node::Start() {
   }
   ProcessReady();
   return failure_;
+  raft_rng_ = std::make_unique<env::SeededRng>(env_.rng->Next());
 }
 
 bool Node::HasBootstrapped() {
@@ -156,7 +164,7 @@ std::unique_ptr<raft::Raft> Node::MakeRaft(uint64_t applied) {
   c.election_tick = opts_.election_ticks;
   c.heartbeat_tick = opts_.heartbeat_ticks;
   c.storage = &storage_;
-  c.rng = env_.rng;
+  c.rng = raft_rng_.get();
   c.applied = applied;
   return std::make_unique<raft::Raft>(c);
 }
@@ -385,6 +393,12 @@ void Node::ProcessReady() {
   // up whatever it produced.
   if (in_ready_) return;
   in_ready_ = true;
+void Node::OnSnapshotSent(uint64_t to, bool delivered) {
+  if (failed() || raft_ == nullptr) return;
+  raft_->ReportSnapshot(to, /*failed=*/!delivered);
+  ProcessReady();
+}
+
   // Bounded: each round consumes Raft's output; a Ready that produces
   // another Ready (e.g. apply of a conf change) is handled in the next
   // round, and anything left is picked up by the next event.
@@ -436,14 +450,25 @@ absl::Status Node::Persist(const raft::Ready& rd) {
 void Node::SendMessages(std::vector<raft::Message>& msgs) {
   for (raft::Message& m : msgs) {
     if (observer_) observer_->OnSend(opts_.id, m, wal_->durable());
-    uint64_t to = m.to;
-    const bool snapshot = m.type == raft::MessageType::kSnap;
-    env_.transport->Send(to, raft::EncodeMessage(m));
-    // The snapshot is on its way (etcd's transport reports this when its
-    // snapshot stream ends). Without the report a snapshot lost on the way
-    // (the follower was down) would hold the follower in the snapshot state
-    // forever; with it the leader probes again and resends if needed.
-    if (snapshot) raft_->ReportSnapshot(to, /*failed=*/false);
+    const uint64_t to = m.to;
+    if (m.type != raft::MessageType::kSnap) {
+      env_.transport->Send(to, raft::EncodeMessage(m));
+      continue;
+    }
+    // Raft holds the follower in the snapshot state until the transport
+    // says the transfer is over (as etcd's snapshot stream reports when it
+    // ends): a large snapshot takes a while to write, and entries sent
+    // behind it would only be refused. Without the report a snapshot lost
+    // on the way (the follower was down) would hold the follower there
+    // forever; with it the leader probes again and resends if needed. The
+    // report may come within this call (OnSnapshotSent then finds us inside
+    // the Ready loop, which picks up what it caused).
+    std::weak_ptr<bool> alive = alive_;
+    env_.transport->SendSnapshot(
+        to, raft::EncodeMessage(m), [this, alive, to](bool delivered) {
+          if (alive.expired()) return;
+          OnSnapshotSent(to, delivered);
+        });
   }
   msgs.clear();
 }
@@ -485,7 +510,17 @@ void Node::ApplyEntries(const std::vector<raft::Entry>& entries) {
       // changes nothing, as etcd applies one with no node id.
       absl::Status check = sm_->CheckConfChange(cc, context);
       if (check.ok()) {
-        conf_state_ = raft_->ApplyConfChange(cc);
+        raft::ConfState after = raft_->ApplyConfChange(cc);
+        if (stale_bug) {
+          // PLANTED BUG: a snapshot taken right here, while the change is
+          // half applied, with the Node's membership copy (not updated
+          // yet) instead of raft's.
+          if (absl::Status s = TakeSnapshotWith(conf_state_); !s.ok()) {
+            Fail(s);
+            return;
+          }
+        }
+        conf_state_ = std::move(after);
         result = sm_->ApplyConfChange(e.index, cc, context, conf_state_);
       } else {
         conf_state_ = raft_->ApplyConfChange(raft::ConfChange{
@@ -522,6 +557,13 @@ void Node::ServeReads() {
     done(absl::OkStatus());
   }
 }
+      // Raft may want a snapshot for a follower while it applies the
+      // change (a smaller quorum commits more, and the leader sends at
+      // once); the state machine has not applied the change yet, so none
+      // can be made until it has.
+      const bool stale_bug =
+          opts_.bugs.on(planted::Bug::kStaleMembershipSnapshot);
+      storage_.set_busy(!stale_bug);
 
 void Node::MaybeSnapshot() {
   if (applied_ - snapshot_index_ < opts_.snapshot_count) return;
@@ -530,8 +572,9 @@ void Node::MaybeSnapshot() {
 
 absl::Status Node::TakeSnapshot() {
   if (failed()) return failure_;
+      storage_.set_busy(false);
   if (applied_ <= snapshot_index_) return absl::OkStatus();
-  auto snap = storage_.CreateSnapshot(applied_, &conf_state_, sm_->Snapshot());
+  auto snap = storage_.CreateSnapshot(applied_, &cs, sm_->Snapshot());
   if (!snap.ok()) return snap.status();
   if (auto s = snapshotter_->Save(*snap); !s.ok()) return s;
   if (auto s = wal_->SaveSnapshotMarker(snap->metadata); !s.ok()) return s;
@@ -548,3 +591,7 @@ absl::Status Node::TakeSnapshot() {
 }
 
 }  // namespace detcd::server
+  return TakeSnapshotWith(RaftConfState());
+}
+
+absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs) {

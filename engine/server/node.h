@@ -105,14 +105,20 @@ absl::Status ErrTooManyRequests();  // "etcdserver: too many requests"
 // does: the last snapshot taken for compaction may predate the follower's
 // own addition, and a follower ignores a snapshot whose membership does not
 // include it.
+//
+// While the owner is between two states (a conf change half applied: raft
+// has it, the state machine not yet), no snapshot can be made: GetSnapshot
+// answers Unavailable and raft tries again later.
 class NodeStorage final : public raft::MemoryStorage {
  public:
   using Fresh = std::function<std::optional<raft::Snapshot>()>;
   void set_fresh(Fresh f) { fresh_ = std::move(f); }
+  void set_busy(bool busy) { busy_ = busy; }
   absl::StatusOr<raft::Snapshot> GetSnapshot() const override;
 
  private:
   Fresh fresh_;
+  bool busy_ = false;
 };
 
 class Node {
@@ -139,6 +145,9 @@ class Node {
   void ReadIndex(ReadDone done);
   void ProposeConfChange(const raft::ConfChange& cc, ProposeDone done);
   void TransferLeadership(uint64_t transferee);
+  // The transport finished (or gave up) sending a snapshot to `to`
+  // (env::Transport::SendSnapshot); raft then resumes replicating to it.
+  void OnSnapshotSent(uint64_t to, bool delivered);
   // Compacts now (tests); normally automatic every snapshot_count entries.
   absl::Status TakeSnapshot();
 
@@ -196,6 +205,11 @@ class Node {
   void Fail(absl::Status s);
   void FailAllRequests(const absl::Status& s);
   std::unique_ptr<raft::Raft> MakeRaft(uint64_t applied);
+  // Compacts at the applied index with membership `cs`.
+  absl::Status TakeSnapshotWith(const raft::ConfState& cs);
+  // The membership at the applied index, as raft has it (raft's view is
+  // right even in the middle of applying a conf change).
+  raft::ConfState RaftConfState() const;
 
   env::Env env_;
   NodeOptions opts_;
@@ -206,6 +220,12 @@ class Node {
   std::unique_ptr<wal::Wal> wal_;
   std::unique_ptr<wal::Snapshotter> snapshotter_;
   std::unique_ptr<raft::Raft> raft_;
+  // Raft's own stream, seeded from the Node's at Start: the Node's draws
+  // (request ids) and raft's (election timeouts) never shift each other.
+  std::unique_ptr<env::SeededRng> raft_rng_;
+  // Expires when the Node is destroyed: a transport's late snapshot report
+  // must not reach a Node that is gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   absl::Status failure_ = absl::OkStatus();
   bool started_ = false;
   bool in_ready_ = false;

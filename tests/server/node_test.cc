@@ -31,6 +31,20 @@ class BusTransport final : public env::Transport {
  public:
   BusTransport(Bus* bus, uint64_t self) : bus_(bus), self_(self) {}
   void Send(uint64_t to, std::string payload) override;
+  // With hold_snapshots set, a snapshot is neither delivered nor reported
+  // until Release(): a transfer still under way.
+  void SendSnapshot(uint64_t to, std::string payload,
+                    SnapshotDone done) override;
+  struct Held {
+    uint64_t to;
+    std::string payload;
+    SnapshotDone done;
+  };
+  bool hold_snapshots = false;
+  std::vector<Held> held;
+  int snapshots_sent = 0;
+  // Finishes the held transfers: delivered (and reported so), or dropped.
+  void Release(bool deliver);
 
  private:
   Bus* bus_;
@@ -124,6 +138,7 @@ class Bus {
   }
 
   Node& node(uint64_t id) { return *members_.at(id).node; }
+  BusTransport& transport(uint64_t id) { return *members_.at(id).transport; }
   harness::KvStateMachine& sm(uint64_t id) { return members_.at(id).sm->kv; }
   RecordingSm& recorder(uint64_t id) { return *members_.at(id).sm; }
   sim::SimDisk& disk(uint64_t id) { return *members_.at(id).disk; }
@@ -213,6 +228,26 @@ class Bus {
 
 void BusTransport::Send(uint64_t to, std::string payload) {
   bus_->Push(self_, to, std::move(payload));
+}
+
+void BusTransport::SendSnapshot(uint64_t to, std::string payload,
+                                SnapshotDone done) {
+  ++snapshots_sent;
+  if (!hold_snapshots) {
+    Send(to, std::move(payload));
+    done(true);
+    return;
+  }
+  held.push_back({to, std::move(payload), std::move(done)});
+}
+
+void BusTransport::Release(bool deliver) {
+  std::vector<Held> h = std::move(held);
+  held.clear();
+  for (Held& x : h) {
+    if (deliver) Send(x.to, std::move(x.payload));
+    x.done(deliver);
+  }
 }
 
 TEST(Node, SingleNodeCommitsAndRecoversAfterCrash) {
@@ -405,6 +440,81 @@ TEST(Node, RefusedAndUpdateConfChanges) {
   }
   // Membership changes go on afterwards.
   EXPECT_TRUE(bus.AddVoter(lead, 4).ok());
+}
+
+// A follower that needs a snapshot while the leader's transport is still
+// writing the last one gets no second one: the leader holds it in the
+// snapshot state until the transport reports the transfer over. A dropped
+// transfer is retried; a finished one lets replication resume.
+TEST(Node, SnapshotHeldUntilTheTransportReportsIt) {
+  Bus bus;
+  bus.options.snapshot_count = 5;
+  bus.options.snapshot_catchup_entries = 1;
+  uint64_t lead = bus.StartCluster(3);
+  ASSERT_NE(lead, 0u);
+  const uint64_t lag = lead == 3 ? 2 : 3;
+  bus.Crash(lag);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(bus.Put(lead, absl::StrCat("k", i), "v").ok());
+  }
+  ASSERT_GT(bus.node(lead).raft().log().FirstIndex(), 2u) << "not compacted";
+  BusTransport& t = bus.transport(lead);
+  t.hold_snapshots = true;
+  ASSERT_TRUE(bus.Start(lag).ok());
+  bus.Tick(30);
+  EXPECT_EQ(t.snapshots_sent, 1) << "a second snapshot behind the first";
+  ASSERT_EQ(t.held.size(), 1u);
+  EXPECT_EQ(bus.node(lead).raft().tracker().Get(lag)->state,
+            raft::ProgressState::kSnapshot);
+  // Dropped on the way: the leader tries again.
+  t.Release(/*deliver=*/false);
+  bus.Tick(10);
+  EXPECT_EQ(t.snapshots_sent, 2);
+  ASSERT_EQ(t.held.size(), 1u);
+  // Delivered: the follower catches up.
+  t.hold_snapshots = false;
+  t.Release(/*deliver=*/true);
+  bus.Tick(20);
+  EXPECT_EQ(t.snapshots_sent, 2);
+  EXPECT_EQ(bus.sm(lag).data().size(), 20u);
+  EXPECT_EQ(bus.node(lag).applied_index(), bus.node(lead).applied_index());
+}
+
+// A snapshot taken after a conf change carries the new membership, and a
+// member restarting from it keeps that membership.
+TEST(Node, SnapshotAfterConfChangeKeepsTheMembership) {
+  Bus bus;
+  uint64_t lead = bus.StartCluster(3);
+  ASSERT_NE(lead, 0u);
+  ASSERT_TRUE(bus.AddVoter(lead, 4).ok());
+  bus.Tick(10);
+  const std::vector<uint64_t> four = {1, 2, 3, 4};
+  for (uint64_t id : {1, 2, 3}) {
+    ASSERT_TRUE(bus.node(id).TakeSnapshot().ok());
+    bus.Crash(id);
+    ASSERT_TRUE(bus.Start(id).ok());
+    EXPECT_EQ(bus.node(id).conf_state().voters, four) << "member " << id;
+    EXPECT_EQ(bus.node(id).raft().tracker().GetConfState().voters, four);
+  }
+}
+
+// The planted bug stale-membership-snapshot: the snapshot taken while the
+// change applies carries the old members, and a restart from it forgets
+// the change (the simulator's restore check must see this).
+TEST(Node, PlantedStaleMembershipSnapshotForgetsTheChange) {
+  Bus bus;
+  bus.options.bugs.Plant(planted::Bug::kStaleMembershipSnapshot);
+  uint64_t lead = bus.StartCluster(3);
+  ASSERT_NE(lead, 0u);
+  ASSERT_TRUE(bus.AddVoter(lead, 4).ok());
+  bus.Tick(10);
+  const uint64_t other = lead == 1 ? 2 : 1;
+  ASSERT_EQ(bus.node(other).conf_state().voters,
+            (std::vector<uint64_t>{1, 2, 3, 4}));
+  bus.Crash(other);
+  ASSERT_TRUE(bus.Start(other).ok());
+  EXPECT_EQ(bus.node(other).conf_state().voters,
+            (std::vector<uint64_t>{1, 2, 3}));
 }
 
 TEST(Node, RejectsFoundingContextOfANonVoter) {
