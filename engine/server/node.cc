@@ -88,6 +88,9 @@ absl::Status NodeOptions::Validate() const {
 }
 
 absl::StatusOr<raft::Snapshot> NodeStorage::GetSnapshot() const {
+  if (busy_) {
+    return absl::UnavailableError("snapshot: a conf change is being applied");
+  }
   if (fresh_) {
     if (std::optional<raft::Snapshot> s = fresh_()) return *std::move(s);
   }
@@ -97,9 +100,6 @@ absl::StatusOr<raft::Snapshot> NodeStorage::GetSnapshot() const {
 Node::Node(const env::Env& env, NodeOptions opts, StateMachine* sm)
     : env_(env), opts_(std::move(opts)), sm_(sm) {
   DETCD_CHECK(env_.disk != nullptr && env_.transport != nullptr &&
-  if (busy_) {
-    return absl::UnavailableError("snapshot: a conf change is being applied");
-  }
               env_.rng != nullptr && sm_ != nullptr);
   storage_.set_fresh([this]() -> std::optional<raft::Snapshot> {
     if (applied_ <= storage_.snapshot().metadata.index) return std::nullopt;
@@ -119,6 +119,10 @@ Node::Node(const env::Env& env, NodeOptions opts, StateMachine* sm)
 
 Node::~Node() = default;
 
+raft::ConfState Node::RaftConfState() const {
+  return raft_->tracker().GetConfState();
+}
+
 absl::Status Node::Start() {
   DETCD_CHECK_MSG(!started_, "Start called twice");
   if (auto s = opts_.Validate(); !s.ok()) return s;
@@ -126,12 +130,9 @@ absl::Status Node::Start() {
   // Request ids start at a random point so that ids from before a restart
   // (still in the log) cannot complete new requests.
   next_request_id_ = (env_.rng->Next() >> 16) << 16;
+  raft_rng_ = std::make_unique<env::SeededRng>(env_.rng->Next());
   snapshotter_ = std::make_unique<wal::Snapshotter>(
       env_.disk, opts_.data_dir + "/snap");
-raft::ConfState Node::RaftConfState() const {
-  return raft_->tracker().GetConfState();
-}
-
   absl::Status s = HasBootstrapped() ? Recover() : Bootstrap();
   if (!s.ok()) {
     Fail(s);
@@ -139,7 +140,6 @@ raft::ConfState Node::RaftConfState() const {
   }
   ProcessReady();
   return failure_;
-  raft_rng_ = std::make_unique<env::SeededRng>(env_.rng->Next());
 }
 
 bool Node::HasBootstrapped() {
@@ -372,6 +372,12 @@ void Node::TransferLeadership(uint64_t transferee) {
   ProcessReady();
 }
 
+void Node::OnSnapshotSent(uint64_t to, bool delivered) {
+  if (failed() || raft_ == nullptr) return;
+  raft_->ReportSnapshot(to, /*failed=*/!delivered);
+  ProcessReady();
+}
+
 void Node::ExpireRequests() {
   // Deadlines are in ticks, so expiry is deterministic and cheap; the maps
   // are small and bounded by max_pending_requests.
@@ -393,12 +399,6 @@ void Node::ProcessReady() {
   // up whatever it produced.
   if (in_ready_) return;
   in_ready_ = true;
-void Node::OnSnapshotSent(uint64_t to, bool delivered) {
-  if (failed() || raft_ == nullptr) return;
-  raft_->ReportSnapshot(to, /*failed=*/!delivered);
-  ProcessReady();
-}
-
   // Bounded: each round consumes Raft's output; a Ready that produces
   // another Ready (e.g. apply of a conf change) is handled in the next
   // round, and anything left is picked up by the next event.
@@ -509,6 +509,13 @@ void Node::ApplyEntries(const std::vector<raft::Entry>& entries) {
       // ValidateConfigurationChange): then raft applies a change that
       // changes nothing, as etcd applies one with no node id.
       absl::Status check = sm_->CheckConfChange(cc, context);
+      // Raft may want a snapshot for a follower while it applies the
+      // change (a smaller quorum commits more, and the leader sends at
+      // once); the state machine has not applied the change yet, so none
+      // can be made until it has.
+      const bool stale_bug =
+          opts_.bugs.on(planted::Bug::kStaleMembershipSnapshot);
+      storage_.set_busy(!stale_bug);
       if (check.ok()) {
         raft::ConfState after = raft_->ApplyConfChange(cc);
         if (stale_bug) {
@@ -527,6 +534,7 @@ void Node::ApplyEntries(const std::vector<raft::Entry>& entries) {
             raft::ConfChangeType::kUpdateNode, raft::kNone, ""});
         refused = std::move(check);
       }
+      storage_.set_busy(false);
     } else if (!e.data.empty()) {  // empty: a new leader's first entry
       ours = OpenEnvelope(e.data, &proposer, &rid, &payload);
       if (ours) result = sm_->Apply(e.index, payload);
@@ -557,13 +565,6 @@ void Node::ServeReads() {
     done(absl::OkStatus());
   }
 }
-      // Raft may want a snapshot for a follower while it applies the
-      // change (a smaller quorum commits more, and the leader sends at
-      // once); the state machine has not applied the change yet, so none
-      // can be made until it has.
-      const bool stale_bug =
-          opts_.bugs.on(planted::Bug::kStaleMembershipSnapshot);
-      storage_.set_busy(!stale_bug);
 
 void Node::MaybeSnapshot() {
   if (applied_ - snapshot_index_ < opts_.snapshot_count) return;
@@ -572,7 +573,10 @@ void Node::MaybeSnapshot() {
 
 absl::Status Node::TakeSnapshot() {
   if (failed()) return failure_;
-      storage_.set_busy(false);
+  return TakeSnapshotWith(RaftConfState());
+}
+
+absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs) {
   if (applied_ <= snapshot_index_) return absl::OkStatus();
   auto snap = storage_.CreateSnapshot(applied_, &cs, sm_->Snapshot());
   if (!snap.ok()) return snap.status();
@@ -591,7 +595,3 @@ absl::Status Node::TakeSnapshot() {
 }
 
 }  // namespace detcd::server
-  return TakeSnapshotWith(RaftConfState());
-}
-
-absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs) {
