@@ -8,8 +8,21 @@
 // with `trace-hash: <hex>`. A sweep prints a progress line and a summary
 // table, and for every failure the one command that replays it. Sweeps
 // spread seeds over worker processes (fork); each run is single-threaded.
+// A seed that crashes its worker (a failed DETCD_CHECK) is that seed's
+// failure: the sweep reports it with the CHECK message and goes on in a
+// new worker.
+//
+// --check-determinism runs each seed three times, twice in this process and
+// once in a fresh one (fork + exec: new heap, new address layout), and
+// compares the trace logs; a difference fails the seed (caught by
+// "determinism") and names the first diverging observation.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <chrono>
 #include <cstdio>
@@ -25,7 +38,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "engine/util/check.h"
 #include "engine/util/planted.h"
+#include "harness/trace.h"
 #include "scenarios/run.h"
 #include "scenarios/scenario.h"
 
@@ -41,6 +56,7 @@ void Usage() {
                "[--ops K] [--clients C] [--bug NAME] [--trace FILE] [-v]\n"
                "       detcd-sim --seeds A..B [--jobs J] [--scenario NAME|all] "
                "[--nodes N] [--ops K] [--bug NAME] [--expect-failure]\n"
+               "       (either form) [--check-determinism]\n"
                "       detcd-sim --list\n");
 }
 
@@ -53,6 +69,11 @@ struct Args {
   bool verbose = false;
   bool expect_failure = false;
   bool list = false;
+  // Internal: run once and write the trace log to this fd (the fresh
+  // process of --check-determinism).
+  int emit_trace_log_fd = -1;
+  // Testing the sweep itself: this seed fails a DETCD_CHECK.
+  uint64_t crash_seed = 0;
 };
 
 bool ParseArgs(int argc, char** argv, Args* a) {
@@ -110,6 +131,14 @@ bool ParseArgs(int argc, char** argv, Args* a) {
       a->verbose = true;
     } else if (f == "--expect-failure") {
       a->expect_failure = true;
+    } else if (f == "--check-determinism") {
+      a->run.check_determinism = true;
+    } else if (f == "--emit-trace-log") {
+      if (!value(&v) || !absl::SimpleAtoi(v, &a->emit_trace_log_fd)) {
+        return false;
+      }
+    } else if (f == "--crash-seed") {
+      if (!value(&v) || !absl::SimpleAtoi(v, &a->crash_seed)) return false;
     } else if (f == "--list") {
       a->list = true;
     } else {
@@ -128,18 +157,165 @@ bool ParseArgs(int argc, char** argv, Args* a) {
   return true;
 }
 
+int64_t WallNs() {
+  return static_cast<int64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+// --crash-seed: the seed fails a CHECK, as an engine bug would, to test
+// that a sweep reports it and goes on.
+void MaybeCrash(const Args& a, uint64_t seed) {
+  if (a.crash_seed != 0 && seed == a.crash_seed) {
+    DETCD_CHECK_MSG(false, "--crash-seed: this seed fails a CHECK on purpose");
+  }
+}
+
+std::string DescribeExit(int st) {
+  if (WIFSIGNALED(st)) {
+    return absl::StrCat("killed by signal ", WTERMSIG(st), " (",
+                        strsignal(WTERMSIG(st)), ")");
+  }
+  return absl::StrCat("exited with status ", WEXITSTATUS(st));
+}
+
+bool WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// ---- the determinism check ----
+
+// Runs `o` once in a fresh process (this binary, exec'd again: a new heap
+// and, with ASLR, new addresses) and reads back its trace log.
+bool RunFresh(const RunOptions& o, detcd::sim::TraceLog* log,
+              std::string* err) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    *err = absl::StrCat("pipe: ", std::strerror(errno));
+    return false;
+  }
+  RunOptions c = o;
+  c.check_determinism = false;
+  std::vector<std::string> args = detcd::harness::ReplayArgs(c);
+  args.insert(args.begin(), "detcd-sim");
+  args.push_back("--emit-trace-log");
+  args.push_back(absl::StrCat(fds[1]));
+  std::vector<char*> argv;
+  for (std::string& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    *err = absl::StrCat("fork: ", std::strerror(errno));
+    close(fds[0]);
+    close(fds[1]);
+    return false;
+  }
+  if (pid == 0) {
+    fcntl(fds[1], F_SETFD, 0);  // the write end survives exec
+    const int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, 1);
+    execv("/proc/self/exe", argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  std::string data;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = read(fds[0], buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    data.append(buf, static_cast<size_t>(n));
+  }
+  close(fds[0]);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    *err = DescribeExit(st);
+    return false;
+  }
+  if (!detcd::harness::ParseTraceLog(data, log)) {
+    *err = "its trace log could not be read";
+    return false;
+  }
+  return true;
+}
+
+// The fresh process's side: run once, send the trace log, print nothing.
+int EmitTraceLog(const Args& a) {
+  MaybeCrash(a, a.run.seed);
+  detcd::sim::TraceLog log;
+  RunOptions o = a.run;
+  o.trace_log = &log;
+  (void)RunOne(o, nullptr);
+  const bool ok =
+      WriteAll(a.emit_trace_log_fd, detcd::harness::SerializeTraceLog(log));
+  close(a.emit_trace_log_fd);
+  return ok ? 0 : 3;
+}
+
+// Runs the seed twice here and once in a fresh process, and compares the
+// three trace logs. The result is the first run's, with a "determinism"
+// failure naming the first diverging observation if the logs differ.
+// *summary says what was compared.
+RunResult RunChecked(const RunOptions& base, detcd::harness::Trace* trace,
+                     std::string* summary) {
+  using detcd::harness::FirstDivergence;
+  detcd::sim::TraceLog first, second, fresh;
+  RunOptions o = base;
+  o.trace_log = &first;
+  RunResult r = RunOne(o, trace);
+  o.trace_log = &second;
+  o.wall_ns = nullptr;
+  (void)RunOne(o, nullptr);
+  std::vector<std::string> found;
+  std::string d = FirstDivergence(first, "run 1", second, "run 2");
+  if (!d.empty()) {
+    found.push_back("run 2 (same process) differs from run 1: " + d);
+  }
+  std::string err;
+  if (!RunFresh(base, &fresh, &err)) {
+    found.push_back("the run in a fresh process failed: " + err);
+  } else if (d = FirstDivergence(first, "run 1", fresh, "fresh process");
+             !d.empty()) {
+    found.push_back("the fresh process differs from run 1: " + d);
+  }
+  *summary = absl::StrFormat(
+      "determinism: %s (2 runs in this process, 1 in a fresh process; %d "
+      "observations, %d bytes kept)",
+      found.empty() ? "the 3 runs agree" : "the runs DIFFER",
+      first.records.size(), first.bytes.size());
+  if (!found.empty()) {
+    // First: a run that is not deterministic makes its other failures
+    // unreliable too.
+    for (std::string& f : found) f = "determinism: " + f;
+    r.failures.insert(r.failures.begin(), found.begin(), found.end());
+    r.caught_by.insert("determinism");
+    r.ok = false;
+  }
+  return r;
+}
+
 int RunSingle(const Args& a) {
+  if (a.emit_trace_log_fd >= 0) return EmitTraceLog(a);
+  MaybeCrash(a, a.run.seed);
   detcd::harness::Trace trace;
   detcd::harness::Trace* t = a.trace.empty() ? nullptr : &trace;
   auto start = std::chrono::steady_clock::now();
   RunOptions o = a.run;
-  o.wall_ns = [] {
-    return static_cast<int64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(
-            std::chrono::steady_clock::now().time_since_epoch())
-            .count());
-  };
-  RunResult r = RunOne(o, t);
+  o.wall_ns = WallNs;
+  std::string determinism;
+  RunResult r =
+      o.check_determinism ? RunChecked(o, t, &determinism) : RunOne(o, t);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() -
                                               start)
                     .count();
@@ -159,6 +335,11 @@ int RunSingle(const Args& a) {
       (unsigned long long)r.ops.watch_resumes,
       (unsigned long long)r.ops.lease_grants,
       (unsigned long long)r.ops.keepalives, r.checker_wall_ns / 1e9);
+  std::vector<std::string> cov;
+  for (const auto& [name, n] : r.coverage) cov.push_back(absl::StrCat(name, "=", n));
+  std::printf("coverage: %s\n", absl::StrJoin(cov, " ").c_str());
+  for (const std::string& n : r.notes) std::printf("note: %s\n", n.c_str());
+  if (!determinism.empty()) std::printf("%s\n", determinism.c_str());
   if (t != nullptr) {
     if (auto s = trace.WriteFile(a.trace); !s.ok()) {
       std::fprintf(stderr, "trace: %s\n", s.ToString().c_str());
@@ -180,63 +361,136 @@ int RunSingle(const Args& a) {
   return r.ok ? 0 : 1;
 }
 
-// Sweep worker output, one line per seed:
-//   seed \t ok(0|1) \t scenario \t hash \t sim_s \t wall_s \t
-//   inconclusive(0|1) \t caught_by (comma-separated) \t first failure
-void Worker(const Args& a, int k, int fd) {
-  for (uint64_t seed = a.first + k; seed <= a.last; seed += a.jobs) {
+// ---- sweeps ----
+
+// Tabs and newlines would break the line format.
+std::string OneLine(std::string s, size_t max) {
+  if (size_t nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
+  if (s.size() > max) s.resize(max);
+  for (char& c : s) {
+    if (c == '\t' || c == '\r') c = ' ';
+  }
+  return s;
+}
+
+// Sweep worker output, one line per seed, tab-separated:
+//   seed, ok (0|1), scenario, hash, sim_s, wall_s, inconclusive (0|1),
+//   caught_by (comma-separated), notes ("; "-separated), coverage
+//   (name=value,...), the first failure's first line
+enum Field {
+  kSeed, kOk, kScenario, kHash, kSim, kWall, kInconclusive, kCaughtBy,
+  kNotes, kCoverage, kFirstFailure, kFields
+};
+
+std::string ResultLine(uint64_t seed, const RunResult& r, double wall) {
+  std::vector<std::string> cov;
+  for (const auto& [name, n] : r.coverage) {
+    cov.push_back(absl::StrCat(OneLine(name, 100), "=", n));
+  }
+  return absl::StrFormat(
+      "%d\t%d\t%s\t%016x\t%.3f\t%.4f\t%d\t%s\t%s\t%s\t%s\n", seed,
+      r.ok ? 1 : 0, r.scenario, r.trace_hash, r.sim_seconds, wall,
+      r.lin_inconclusive ? 1 : 0, absl::StrJoin(r.caught_by, ","),
+      OneLine(absl::StrJoin(r.notes, "; "), 1000), absl::StrJoin(cov, ","),
+      OneLine(r.failures.empty() ? "" : r.failures[0], 2000));
+}
+
+// Runs seeds from, from + jobs, ... up to last. stderr is a file of its
+// own that the sweep reads if the worker dies: it is emptied before each
+// seed so that what it holds is that seed's (a CHECK message).
+void Worker(const Args& a, uint64_t from, int fd) {
+  for (uint64_t seed = from; seed <= a.last; seed += a.jobs) {
+    if (ftruncate(2, 0) == 0) lseek(2, 0, SEEK_SET);
+    MaybeCrash(a, seed);
     RunOptions o = a.run;
     o.seed = seed;
     auto start = std::chrono::steady_clock::now();
-    RunResult r = RunOne(o, nullptr);
+    std::string unused;
+    RunResult r = o.check_determinism ? RunChecked(o, nullptr, &unused)
+                                      : RunOne(o, nullptr);
     double wall = std::chrono::duration<double>(
                       std::chrono::steady_clock::now() - start)
                       .count();
-    std::string first = r.failures.empty() ? "" : r.failures[0];
-    for (char& c : first) {
-      if (c == '\t' || c == '\n') c = ' ';
-    }
-    std::string line = absl::StrFormat(
-        "%d\t%d\t%s\t%016x\t%.3f\t%.4f\t%d\t%s\t%s\n", seed, r.ok ? 1 : 0,
-        r.scenario, r.trace_hash, r.sim_seconds, wall,
-        r.lin_inconclusive ? 1 : 0, absl::StrJoin(r.caught_by, ","), first);
-    const char* p = line.data();
-    size_t left = line.size();
-    while (left > 0) {
-      ssize_t n = write(fd, p, left);
-      if (n <= 0) _exit(3);
-      p += n;
-      left -= static_cast<size_t>(n);
-    }
+    if (!WriteAll(fd, ResultLine(seed, r, wall))) _exit(3);
   }
 }
+
+struct WorkerSlot {
+  pid_t pid = -1;
+  int fd = -1;      // its result lines
+  int err_fd = -1;  // its stderr (a memfd)
+  uint64_t next = 0;  // the seed it runs now (or next)
+  std::string buf;
+};
+
+bool StartWorker(const Args& wa, uint64_t from, WorkerSlot* w) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    std::perror("pipe");
+    return false;
+  }
+  if (w->err_fd < 0) {
+    w->err_fd = memfd_create("detcd-sim-worker-stderr", MFD_CLOEXEC);
+    if (w->err_fd < 0) {
+      std::perror("memfd_create");
+      return false;
+    }
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    std::perror("fork");
+    return false;
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    dup2(w->err_fd, 2);
+    Worker(wa, from, fds[1]);
+    _exit(0);
+  }
+  close(fds[1]);
+  w->pid = pid;
+  w->fd = fds[0];
+  w->next = from;
+  w->buf.clear();
+  return true;
+}
+
+// The last lines a dead worker wrote to stderr (its CHECK message).
+std::string CrashOutput(int err_fd) {
+  std::string out(4096, '\0');
+  const off_t size = lseek(err_fd, 0, SEEK_END);
+  const off_t at = size > 4096 ? size - 4096 : 0;
+  const ssize_t n = pread(err_fd, out.data(), out.size(), at);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  std::vector<std::string> lines;
+  for (absl::string_view l : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    lines.emplace_back(l);
+  }
+  if (lines.size() > 3) lines.erase(lines.begin(), lines.end() - 3);
+  return absl::StrJoin(lines, " | ");
+}
+
+// Why a sweep with many idle seeds fails: a seed counts as idle when fewer
+// than 10% of its client operations succeeded or when no fault fired in a
+// scenario that injects faults (RunResult::idle). A few such seeds are
+// luck (a fault schedule whose first fault falls after the phase ends, a
+// partition that cut no message); `--scenario all` sweeps stay far below
+// one in five. When more than 20% of a sweep's seeds are idle, the sweep is
+// mostly testing the happy path or nothing at all (every client timing
+// out, a fault schedule that never fires), so its passes mean little.
+constexpr uint64_t kMaxIdlePercent = 20;
 
 int RunSweep(const Args& a) {
   const uint64_t total = a.last - a.first + 1;
   const int jobs = static_cast<int>(std::min<uint64_t>(a.jobs, total));
   Args wa = a;
   wa.jobs = jobs;
-  int fds[2];
-  if (pipe(fds) != 0) {
-    std::perror("pipe");
-    return 2;
-  }
-  std::fflush(stdout);
-  std::vector<pid_t> kids;
+  std::vector<WorkerSlot> slots(jobs);
   for (int k = 0; k < jobs; ++k) {
-    pid_t pid = fork();
-    if (pid < 0) {
-      std::perror("fork");
-      return 2;
-    }
-    if (pid == 0) {
-      close(fds[0]);
-      Worker(wa, k, fds[1]);
-      _exit(0);
-    }
-    kids.push_back(pid);
+    if (!StartWorker(wa, a.first + k, &slots[k])) return 2;
   }
-  close(fds[1]);
   auto start = std::chrono::steady_clock::now();
   struct Row {
     uint64_t runs = 0, failed = 0;
@@ -245,71 +499,130 @@ int RunSweep(const Args& a) {
   std::map<std::string, Row> rows;
   std::vector<std::string> failures;
   std::vector<std::string> inconclusive;  // seeds
+  std::vector<std::string> idle;          // "seed: notes"
+  std::map<std::string, uint64_t> coverage;
+  uint64_t crashed = 0;
   // With a planted bug: the failing seeds its own checker reported.
   std::string catcher = "-";
   if (auto b = detcd::planted::Find(a.run.bug)) {
     catcher = std::string(CatcherName(detcd::planted::Info(*b).catcher));
   }
   uint64_t caught = 0;
-  std::string first_caught, caught_replay;
+  uint64_t first_caught = 0;
+  std::string caught_replay;
   uint64_t done = 0;
-  std::string buf;
-  char chunk[4096];
   const bool tty = isatty(fileno(stdout));
-  for (;;) {
-    ssize_t n = read(fds[0], chunk, sizeof(chunk));
-    if (n <= 0) break;
-    buf.append(chunk, static_cast<size_t>(n));
-    size_t nl;
-    while ((nl = buf.find('\n')) != std::string::npos) {
-      std::string line = buf.substr(0, nl);
-      buf.erase(0, nl + 1);
-      std::vector<std::string> f = absl::StrSplit(line, '\t');
-      if (f.size() < 9) continue;
-      if (f[6] == "1") inconclusive.push_back(f[0]);
-      ++done;
-      Row& row = rows[f[2]];
-      ++row.runs;
-      double sim = 0, wall = 0;
-      (void)absl::SimpleAtod(f[4], &sim);
-      (void)absl::SimpleAtod(f[5], &wall);
-      row.sim += sim;
-      row.wall += wall;
-      if (f[1] != "1") {
-        ++row.failed;
-        RunOptions o = a.run;
-        (void)absl::SimpleAtoi(f[0], &o.seed);
-        o.scenario = f[2];
-        if (absl::StrContains(f[7], catcher)) {
-          ++caught;
-          if (first_caught.empty()) {
-            first_caught = f[0];
-            caught_replay = detcd::harness::ReplayCommand(o);
-          }
-        }
-        failures.push_back(absl::StrCat("  seed ", f[0], " (", f[2], ", ",
-                                        f[7], "): ",
-                                        f[8], "\n    replay: ",
-                                        detcd::harness::ReplayCommand(o)));
-      }
-      double elapsed = std::chrono::duration<double>(
-                           std::chrono::steady_clock::now() - start)
-                           .count();
-      if (tty || done % 50 == 0 || done == total) {
-        std::printf("%sprogress: %llu/%llu seeds, %zu failed, %.1f s%s",
-                    tty ? "\r" : "", (unsigned long long)done,
-                    (unsigned long long)total, failures.size(), elapsed,
-                    tty ? "" : "\n");
-        std::fflush(stdout);
-      }
+  auto handle = [&](const std::string& line) {
+    std::vector<std::string> f = absl::StrSplit(line, '\t');
+    if (f.size() < kFields) return;
+    if (f[kInconclusive] == "1") inconclusive.push_back(f[kSeed]);
+    ++done;
+    Row& row = rows[f[kScenario]];
+    ++row.runs;
+    double sim = 0, wall = 0;
+    (void)absl::SimpleAtod(f[kSim], &sim);
+    (void)absl::SimpleAtod(f[kWall], &wall);
+    row.sim += sim;
+    row.wall += wall;
+    if (!f[kNotes].empty()) {
+      idle.push_back(absl::StrCat(f[kSeed], " (", f[kScenario], "): ",
+                                  f[kNotes]));
     }
+    for (absl::string_view kv :
+         absl::StrSplit(f[kCoverage], ',', absl::SkipEmpty())) {
+      std::pair<std::string, std::string> p = absl::StrSplit(kv, '=');
+      uint64_t n = 0;
+      if (absl::SimpleAtoi(p.second, &n)) coverage[p.first] += n;
+    }
+    if (f[kOk] != "1") {
+      ++row.failed;
+      RunOptions o = a.run;
+      (void)absl::SimpleAtoi(f[kSeed], &o.seed);
+      o.scenario = f[kScenario];
+      if (absl::StrContains(f[kCaughtBy], catcher)) {
+        ++caught;
+        // Workers finish out of order: the first is the lowest seed.
+        if (first_caught == 0 || o.seed < first_caught) {
+          first_caught = o.seed;
+          caught_replay = detcd::harness::ReplayCommand(o);
+        }
+      }
+      failures.push_back(absl::StrCat(
+          "  seed ", f[kSeed], " (", f[kScenario], ", ", f[kCaughtBy],
+          "): ", f[kFirstFailure],
+          "\n    replay: ", detcd::harness::ReplayCommand(o)));
+    }
+    double elapsed = std::chrono::duration<double>(
+                         std::chrono::steady_clock::now() - start)
+                         .count();
+    if (tty || done % 50 == 0 || done == total) {
+      std::printf("%sprogress: %llu/%llu seeds, %zu failed, %.1f s%s",
+                  tty ? "\r" : "", (unsigned long long)done,
+                  (unsigned long long)total, failures.size(), elapsed,
+                  tty ? "" : "\n");
+      std::fflush(stdout);
+    }
+  };
+  bool sweep_error = false;
+  for (;;) {
+    std::vector<pollfd> pfds;
+    std::vector<WorkerSlot*> polled;
+    for (WorkerSlot& w : slots) {
+      if (w.fd < 0) continue;
+      pfds.push_back(pollfd{w.fd, POLLIN, 0});
+      polled.push_back(&w);
+    }
+    if (pfds.empty()) break;
+    if (poll(pfds.data(), pfds.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      std::perror("poll");
+      return 2;
+    }
+    for (size_t i = 0; i < pfds.size(); ++i) {
+      if (pfds[i].revents == 0) continue;
+      WorkerSlot& w = *polled[i];
+      char chunk[4096];
+      ssize_t n = read(w.fd, chunk, sizeof(chunk));
+      if (n < 0 && errno == EINTR) continue;
+      if (n > 0) {
+        w.buf.append(chunk, static_cast<size_t>(n));
+        size_t nl;
+        while ((nl = w.buf.find('\n')) != std::string::npos) {
+          std::string line = w.buf.substr(0, nl);
+          w.buf.erase(0, nl + 1);
+          uint64_t seed = 0;
+          if (absl::SimpleAtoi(line.substr(0, line.find('\t')), &seed)) {
+            w.next = seed + jobs;
+          }
+          handle(line);
+        }
+        continue;
+      }
+      // The worker is gone: done, or died in the middle of w.next.
+      close(w.fd);
+      w.fd = -1;
+      int st = 0;
+      while (waitpid(w.pid, &st, 0) < 0 && errno == EINTR) {
+      }
+      if (w.next > a.last) continue;  // all its seeds reported
+      ++crashed;
+      RunOptions o = a.run;
+      o.seed = w.next;
+      RunResult r;
+      r.scenario = detcd::harness::ResolveScenario(o);
+      r.caught_by.insert("crash");
+      r.failures.push_back(absl::StrCat("crash: ", DescribeExit(st),
+                                        ": ", CrashOutput(w.err_fd)));
+      std::string line = ResultLine(w.next, r, 0);
+      line.pop_back();  // the newline
+      handle(line);
+      const uint64_t from = w.next + jobs;
+      if (from <= a.last && !StartWorker(wa, from, &w)) sweep_error = true;
+    }
+    if (sweep_error) break;
   }
-  close(fds[0]);
-  bool worker_failed = false;
-  for (pid_t pid : kids) {
-    int st = 0;
-    waitpid(pid, &st, 0);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) worker_failed = true;
+  for (WorkerSlot& w : slots) {
+    if (w.err_fd >= 0) close(w.err_fd);
   }
   double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -336,6 +649,26 @@ int RunSweep(const Args& a) {
         "per core\n",
         all.runs / elapsed * 60.0, jobs, all.wall > 0 ? all.sim / all.wall : 0);
   }
+  if (!coverage.empty()) {
+    std::vector<std::string> cov;
+    for (const auto& [name, n] : coverage) {
+      cov.push_back(absl::StrCat(name, "=", n));
+    }
+    std::printf("coverage (summed over the seeds): %s\n",
+                absl::StrJoin(cov, " ").c_str());
+  }
+  const bool too_idle = idle.size() * 100 > kMaxIdlePercent * all.runs;
+  if (!idle.empty()) {
+    std::printf("\nidle seeds (tested little): %zu of %llu (%.1f%%; a sweep "
+                "fails above %llu%%)\n",
+                idle.size(), (unsigned long long)all.runs,
+                all.runs ? 100.0 * idle.size() / all.runs : 0.0,
+                (unsigned long long)kMaxIdlePercent);
+    for (size_t i = 0; i < idle.size() && i < 10; ++i) {
+      std::printf("  seed %s\n", idle[i].c_str());
+    }
+    if (idle.size() > 10) std::printf("  ...\n");
+  }
   if (!inconclusive.empty()) {
     std::printf("\nlinearizability inconclusive (state limit) for %zu seeds: %s\n",
                 inconclusive.size(), absl::StrJoin(inconclusive, " ").c_str());
@@ -344,20 +677,24 @@ int RunSweep(const Args& a) {
     std::printf("\nfailures:\n");
     for (const std::string& f : failures) std::printf("%s\n", f.c_str());
   }
-  if (worker_failed || done != total) {
-    std::printf("error: a worker died (%llu of %llu seeds reported)\n",
+  if (sweep_error || done != total) {
+    std::printf("error: the sweep could not run every seed (%llu of %llu "
+                "reported)\n",
                 (unsigned long long)done, (unsigned long long)total);
     return 2;
   }
-  std::printf("%llu passed, %llu failed\n",
+  const std::string crashes =
+      crashed ? absl::StrCat(" (", crashed, " crashed)") : "";
+  std::printf("%llu passed, %llu failed%s\n",
               (unsigned long long)(all.runs - all.failed),
-              (unsigned long long)all.failed);
+              (unsigned long long)all.failed, crashes.c_str());
   if (!a.run.bug.empty()) {
     std::printf("planted bug %s: caught by the %s checker in %llu of %llu "
                 "seeds (first: %s)\n",
                 a.run.bug.c_str(), catcher.c_str(), (unsigned long long)caught,
                 (unsigned long long)all.runs,
-                first_caught.empty() ? "none" : first_caught.c_str());
+                first_caught == 0 ? "none"
+                                  : absl::StrCat(first_caught).c_str());
     if (!caught_replay.empty()) {
       std::printf("caught-replay: %s\n", caught_replay.c_str());
     }
@@ -367,6 +704,12 @@ int RunSweep(const Args& a) {
     // safety bug noticed only as a liveness timeout does not count).
     if (!a.run.bug.empty()) return caught > 0 ? 0 : 1;
     return failures.empty() ? 1 : 0;
+  }
+  if (too_idle) {
+    std::printf("error: more than %llu%% of the seeds were idle: the sweep "
+                "tested little (see above)\n",
+                (unsigned long long)kMaxIdlePercent);
+    return 1;
   }
   return failures.empty() ? 0 : 1;
 }

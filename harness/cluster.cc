@@ -25,6 +25,7 @@ Cluster::Cluster(uint64_t seed, const ClusterOptions& opts, Trace* trace)
         const server::EtcdStateMachine& sm = nodes_.at(id).server->state();
         return model_.CompareAt(m.index, sm.kv(), sm.lessor());
       });
+  world_.set_log(opts_.trace_log);
   cluster_id_ = root_rng_.Derive("cluster-id").Next();
   std::vector<uint64_t> voters;
   for (int i = 0; i < opts_.nodes; ++i) voters.push_back(next_id_ + i);
@@ -40,6 +41,7 @@ void Cluster::AddNode(uint64_t id, std::vector<uint64_t> voters) {
   n.id = id;
   n.disk = std::make_unique<sim::SimDisk>(
       root_rng_.Derive(absl::StrCat("disk-", id)));
+  n.disk->set_trace(&world_, id);
   n.clock = std::make_unique<sim::SimClock>(&world_);
   sim::SimDisk* disk = n.disk.get();
   n.transport = std::make_unique<sim::SimTransport>(
@@ -83,9 +85,11 @@ void Cluster::StartNode(SimNode& n) {
     if (trace_) {
       trace_->Event(world_.now(), n.id, "start failed", s.ToString());
     }
+    n.start_error = s.ToString();
     n.server.reset();
     return;
   }
+  n.start_error.clear();
   const uint64_t id = n.id;
   network_.Attach(id, [this, id](uint64_t from, std::string payload) {
     SimNode& t = nodes_.at(id);
@@ -117,6 +121,7 @@ void Cluster::After(SimNode& n) {
   n.disk->TakePendingLatency();
   server::Node& node = n.server->node();
   if (node.failed()) {
+    ++fail_stops_;
     // Fail-stop: the process exits, as etcd does on a WAL write error.
     if (trace_) {
       trace_->Event(world_.now(), n.id, "fail-stop",
@@ -195,6 +200,7 @@ uint64_t Cluster::Leader() const {
 void Cluster::Crash(uint64_t id) {
   SimNode& n = nodes_.at(id);
   if (!n.server) return;
+  ++crashes_;
   world_.Mix(0x4352415348ULL ^ id);
   if (trace_) trace_->Event(world_.now(), id, "crash");
   // Destroying the Node drops its memory and its pending callbacks; clients
@@ -220,6 +226,7 @@ void Cluster::ChangeMembership(raft::ConfChange cc,
     if (then) world_.After(0, [then] { then(false); });
     return;
   }
+  ++conf_changes_;
   if (trace_) {
     trace_->Event(world_.now(), 0, "conf change",
                   absl::StrCat(static_cast<int>(cc.type), " node ",
@@ -299,6 +306,7 @@ void Cluster::TransferLeader(uint64_t to) {
   uint64_t leader = Leader();
   if (leader == 0 || leader == to) return;
   SimNode& n = nodes_.at(leader);
+  ++transfers_;
   if (trace_) {
     trace_->Event(world_.now(), leader, "transfer leader",
                   absl::StrCat("to ", to));
@@ -316,6 +324,26 @@ raft::ConfState Cluster::Members() const {
 bool Cluster::IsRemoved(uint64_t id) const {
   auto it = nodes_.find(id);
   return it == nodes_.end() || it->second.removed;
+}
+
+std::string Cluster::StartError(uint64_t id) const {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() || it->second.server ? "" : it->second.start_error;
+}
+
+std::map<std::string, uint64_t> Cluster::FaultsInjected() const {
+  uint64_t disk = 0, clock = 0;
+  for (const auto& [id, n] : nodes_) {
+    disk += n.disk->injected_errors();
+    if (n.clock->skew_ns() != 0 || n.clock->drift_ppm() != 0) ++clock;
+  }
+  return {{"faults.crash", crashes_},
+          {"faults.fail-stop", fail_stops_},
+          {"faults.network", network_.stats().faults()},
+          {"faults.disk", disk},
+          {"faults.clock", clock},
+          {"faults.membership", conf_changes_},
+          {"faults.leader-transfer", transfers_}};
 }
 
 bool Cluster::Call(uint64_t id,

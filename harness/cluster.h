@@ -42,6 +42,9 @@ struct ClusterOptions {
   // A node that has just won an election crashes at the end of that event
   // with this probability (its new term's first entry reaches nobody).
   double crash_after_election_probability = 0;
+  // The determinism check: every observation folded into the trace hash is
+  // also recorded here, from the first event on (sim::World::set_log).
+  sim::TraceLog* trace_log = nullptr;
 };
 
 class Cluster {
@@ -99,6 +102,13 @@ class Cluster {
   // Current members as the leader sees them (empty if no leader).
   raft::ConfState Members() const;
   bool IsRemoved(uint64_t id) const;
+  // Why the member's last start failed ("" if it is up, or never failed):
+  // a liveness failure names it.
+  std::string StartError(uint64_t id) const;
+  // Faults injected so far, by kind ("faults.crash", "faults.network",
+  // "faults.disk", "faults.clock", "faults.membership", ...): a run in
+  // which none fired tested only the happy path.
+  std::map<std::string, uint64_t> FaultsInjected() const;
 
   // A client request: runs fn on the member's server (if it is up; returns
   // false if not) and then the post-event checks.
@@ -148,6 +158,7 @@ class Cluster {
     bool was_leader = false;
     bool bootstrap_new = true;
     bool removed = false;  // removed from the cluster: never restarted
+    std::string start_error;  // why the last start failed
     std::vector<uint64_t> initial_voters;
   };
 
@@ -171,6 +182,9 @@ class Cluster {
   std::map<uint64_t, SimNode> nodes_;
   uint64_t next_id_ = 1;
   bool replacing_ = false;  // a wiped member is being replaced
+  // Fault counters (FaultsInjected); network, disk and clock faults are
+  // counted where they happen.
+  uint64_t crashes_ = 0, fail_stops_ = 0, conf_changes_ = 0, transfers_ = 0;
   uint64_t cluster_id_ = 0;
   EventsFn on_events_;
   std::function<void(uint64_t)> on_down_;

@@ -1,6 +1,10 @@
 // A timeline of a simulated run, written as Chrome trace-event JSON so it
 // opens in Perfetto (ui.perfetto.dev) or chrome://tracing: one track per
 // node, instant events for faults, role changes and client operations.
+//
+// Also the determinism trace's helpers: the hash of a client's answer, and
+// the comparison of two runs' trace logs (sim::TraceLog) that names the
+// first observation on which they differ.
 #ifndef DETCD_HARNESS_TRACE_H_
 #define DETCD_HARNESS_TRACE_H_
 
@@ -10,6 +14,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "harness/history.h"
+#include "sim/world.h"
 
 namespace detcd::harness {
 
@@ -36,6 +42,24 @@ class Trace {
   };
   std::vector<Ev> events_;
 };
+
+// The hash of what a client got back: the status, and for an answer every
+// field of the Response (revisions, keys, values, versions, leases).
+uint64_t TraceHashResponse(const absl::Status& s, const Response& r);
+
+// The first observation on which two trace logs of the same seed differ,
+// described with both sides and the records before it that agree; "" if
+// the logs are the same. `a_name` and `b_name` name the runs ("run 1",
+// "fresh process"). The first line is a one-line summary.
+std::string FirstDivergence(const sim::TraceLog& a, std::string_view a_name,
+                            const sim::TraceLog& b, std::string_view b_name);
+// One record, e.g. "#1234 t=1.204500123s event 5012 deliver to 2 from 1:
+// 120 bytes hash 1f2e...".
+std::string DescribeRecord(const sim::TraceRecord& r, size_t index);
+
+// A trace log as bytes (to carry it out of a fresh process) and back.
+std::string SerializeTraceLog(const sim::TraceLog& log);
+bool ParseTraceLog(std::string_view data, sim::TraceLog* log);
 
 }  // namespace detcd::harness
 

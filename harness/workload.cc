@@ -455,8 +455,8 @@ void Workload::FinishKv(int c, uint64_t seq, int op_index,
     op.resp = std::move(resp);
     last_revision_ = std::max(last_revision_, op.resp.revision);
   }
-  world.Mix(c);
-  world.Mix(static_cast<uint64_t>(o));
+  world.NoteHash(sim::TraceKind::kResponse, c, o,
+                 TraceHashResponse(s, op.resp));  // the determinism trace
   if (Trace* t = cluster_->trace()) {
     t->Span(op.invoke_ns, world.now(), 1000 + c, FormatOp(op),
             o == Operation::kOk     ? "ok"

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/util/check.h"
 #include "engine/util/planted.h"
 #include "harness/cluster.h"
@@ -18,15 +19,54 @@ std::string ResolveScenario(const RunOptions& o) {
   return cat[o.seed % cat.size()].name;
 }
 
-std::string ReplayCommand(const RunOptions& o) {
-  std::string cmd = absl::StrCat("detcd-sim --seed ", o.seed, " --scenario ",
-                                 ResolveScenario(o), " --nodes ", o.nodes,
-                                 " --ops ", o.ops);
+std::vector<std::string> ReplayArgs(const RunOptions& o) {
+  std::vector<std::string> args = {
+      "--seed",  absl::StrCat(o.seed), "--scenario", ResolveScenario(o),
+      "--nodes", absl::StrCat(o.nodes), "--ops",     absl::StrCat(o.ops)};
   if (o.clients != RunOptions().clients) {
-    absl::StrAppend(&cmd, " --clients ", o.clients);
+    args.push_back("--clients");
+    args.push_back(absl::StrCat(o.clients));
   }
-  if (!o.bug.empty()) absl::StrAppend(&cmd, " --bug ", o.bug);
-  return cmd;
+  if (!o.bug.empty()) {
+    args.push_back("--bug");
+    args.push_back(o.bug);
+  }
+  if (o.check_determinism) args.push_back("--check-determinism");
+  return args;
+}
+
+std::string ReplayCommand(const RunOptions& o) {
+  return absl::StrCat("detcd-sim ", absl::StrJoin(ReplayArgs(o), " "));
+}
+
+// Why the cluster did not converge: the leader, every member's applied /
+// committed index, and for a member that is down why it is (a restart that
+// failed names its error).
+static std::string LivenessFailure(Cluster& cluster, bool ops_done,
+                                   const RunOptions& o) {
+  std::string why = absl::StrCat(
+      "liveness: no convergence within ", o.liveness_bound_ns / sim::kSecond,
+      " s after faults stopped (leader ", cluster.Leader(), ", ops done ",
+      ops_done ? "yes" : "no", "; applied:");
+  std::vector<std::string> down;
+  for (uint64_t id : cluster.ids()) {
+    server::Node* n = cluster.node(id);
+    if (n != nullptr) {
+      absl::StrAppend(&why, " ", id, "=", n->applied_index(), "/",
+                      n->raft().log().committed());
+    } else if (cluster.IsRemoved(id)) {
+      absl::StrAppend(&why, " ", id, "=removed");
+    } else {
+      absl::StrAppend(&why, " ", id, "=down");
+      const std::string err = cluster.StartError(id);
+      down.push_back(absl::StrCat(
+          "member ", id, " down: ",
+          err.empty() ? "not restarted" : "restart failed: " + err));
+    }
+  }
+  absl::StrAppend(&why, ")");
+  for (const std::string& d : down) absl::StrAppend(&why, "; ", d);
+  return why;
 }
 
 // The checks of what clients saw: linearizability of the KV history, the
@@ -117,6 +157,25 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
   res->history_ops = workload.history().ops.size();
 }
 
+// Coverage floors (as the raft property test has): a seed in which almost
+// nothing succeeded, or in which no fault fired although its scenario
+// injects faults, passes without having tested much. It says so; the sweep
+// counts such seeds and fails when they are common.
+static void NoteCoverageFloors(const RunOptions& o, RunResult* res) {
+  // Fewer than 10% of the client operations succeeded.
+  if (o.ops > 0 && res->ops.ok * 10 < static_cast<uint64_t>(o.ops)) {
+    res->notes.push_back(absl::StrCat(
+        "idle: only ", res->ops.ok, " of ", o.ops,
+        " client operations succeeded (floor: 10%)"));
+  }
+  // "steady" is the one scenario without faults, by design.
+  if (res->faults == 0 && res->scenario != "steady") {
+    res->notes.push_back(absl::StrCat("idle: no fault fired (scenario ",
+                                      res->scenario, " injects faults)"));
+  }
+  res->idle = !res->notes.empty();
+}
+
 RunResult RunOne(const RunOptions& o, Trace* trace) {
   RunResult res;
   res.scenario = ResolveScenario(o);
@@ -163,6 +222,7 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
                              : events_kind == 1 ? wr.Range(20, 200)
                                                 : wr.Range(2, 8);
   }
+  copts.trace_log = o.trace_log;
   res.params.push_back(absl::StrCat("seed=", o.seed));
   res.params.push_back(absl::StrCat("scenario=", res.scenario));
   res.params.push_back(absl::StrCat("nodes=", o.nodes));
@@ -211,6 +271,10 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   // Fault phase.
   run_until(fault_end);
   if (trace) trace->Event(world.now(), 0, "faults stop");
+  for (const auto& [name, n] : cluster.FaultsInjected()) {
+    res.coverage[name] += n;
+    res.faults += n;
+  }
 
   // Liveness phase: no more faults; everything must converge.
   cluster.network().HealAll();
@@ -253,19 +317,7 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
         " s simulated (a message storm that never converges)"));
   } else if (!converged && cluster.checker().ok()) {
     res.caught_by.insert("liveness");
-    std::string why = absl::StrCat("liveness: no convergence within ",
-                                   o.liveness_bound_ns / sim::kSecond,
-                                   " s after faults stopped (leader ",
-                                   cluster.Leader(), ", ops done ",
-                                   workload.done() ? "yes" : "no", "; applied:");
-    for (uint64_t id : cluster.ids()) {
-      server::Node* n = cluster.node(id);
-      absl::StrAppend(&why, " ", id, "=",
-                      n ? absl::StrCat(n->applied_index(), "/",
-                                       n->raft().log().committed())
-                        : (cluster.IsRemoved(id) ? "removed" : "down"));
-    }
-    res.failures.push_back(why + ")");
+    res.failures.push_back(LivenessFailure(cluster, workload.done(), o));
   }
   // Watchers catch up with their members before the watch checker asks
   // each connected one for everything its member applied (tiny watch
@@ -300,11 +352,13 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
     }
   }
   res.trace_hash = world.trace_hash();
+  if (o.trace_log != nullptr) o.trace_log->final_hash = res.trace_hash;
   res.sim_seconds = static_cast<double>(world.now()) / sim::kSecond;
   res.events = world.events_run();
   res.ops = workload.stats();
   res.applied = cluster.checker().applied_entries();
   res.leaders = cluster.checker().leaders_elected();
+  NoteCoverageFloors(o, &res);
   res.ok = res.failures.empty();
   return res;
 }

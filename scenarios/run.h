@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -34,6 +35,12 @@ struct RunOptions {
   // Optional wall clock, injected by the CLI to report how long the
   // client-view checkers took (the harness itself never reads a clock).
   std::function<int64_t()> wall_ns;
+  // The run is part of a determinism check (the CLI runs it several times
+  // and compares): only so that ReplayCommand says so.
+  bool check_determinism = false;
+  // If set, every observation folded into the trace hash is recorded here
+  // (the determinism check's event log; see sim::TraceLog).
+  sim::TraceLog* trace_log = nullptr;
 };
 
 struct RunResult {
@@ -57,12 +64,27 @@ struct RunResult {
   // The linearizability search hit its state limit: nothing was proven
   // wrong, but the history was not fully checked either.
   bool lin_inconclusive = false;
+  // Faults injected during the fault phase (the sum of the "faults.*"
+  // coverage counters).
+  uint64_t faults = 0;
+  // Coverage floors: the run tested little (almost no client operation
+  // succeeded, or no fault fired in a scenario that injects faults); the
+  // reasons are in `notes`. Not a failure of the run; a sweep fails when
+  // too many of its seeds are idle.
+  bool idle = false;
+  std::vector<std::string> notes;
+  // Named counters of what the run exercised ("faults.crash", ...), summed
+  // over the seeds of a sweep and printed with its summary. Names are
+  // dotted, lower case; any part of the run driver may add its own.
+  std::map<std::string, uint64_t> coverage;
 };
 
 std::string ResolveScenario(const RunOptions& o);
 RunResult RunOne(const RunOptions& o, Trace* trace);
-// The command line that replays this run bit for bit.
+// The command line that replays this run bit for bit, and its arguments
+// (without the program name).
 std::string ReplayCommand(const RunOptions& o);
+std::vector<std::string> ReplayArgs(const RunOptions& o);
 
 }  // namespace detcd::harness
 

@@ -100,6 +100,10 @@ uint64_t SimDisk::used_bytes() const {
 
 absl::Status SimDisk::AppendTo(File& f, std::string_view data,
                                const std::string& path) {
+  if (trace_world_) {  // the determinism trace (set_trace)
+    trace_world_->Note(TraceKind::kDiskWrite, trace_node_,
+                       TraceHashBytes(path), data);
+  }
   pending_latency_ += faults_.write_latency_ns;
   absl::Status s;
   if (Fail("write", path, &s)) {
@@ -118,6 +122,9 @@ absl::Status SimDisk::AppendTo(File& f, std::string_view data,
 }
 
 absl::Status SimDisk::SyncFile(File& f, const std::string& path) {
+  if (trace_world_) {  // the determinism trace (set_trace)
+    trace_world_->Note(TraceKind::kDiskSync, trace_node_, f.data.size(), path);
+  }
   pending_latency_ += faults_.sync_latency_ns;
   absl::Status s;
   if (Fail("fsync", path, &s)) return s;
@@ -242,6 +249,9 @@ absl::Status SimDisk::Truncate(const std::string& path, uint64_t size) {
 }
 
 absl::Status SimDisk::SyncDir(const std::string& dir) {
+  if (trace_world_) {  // the determinism trace (set_trace)
+    trace_world_->Note(TraceKind::kDiskSync, trace_node_, 0, dir);
+  }
   pending_latency_ += faults_.sync_latency_ns;
   absl::Status s;
   if (Fail("fsync", dir, &s)) return s;

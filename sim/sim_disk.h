@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "engine/env/env.h"
+#include "sim/world.h"
 
 namespace detcd::sim {
 
@@ -76,6 +77,13 @@ class SimDisk final : public env::Disk {
   // Loses everything.
   void Wipe();
 
+  // Determinism: every write and sync is folded into the world's trace
+  // hash, under this disk's node id.
+  void set_trace(World* world, uint64_t node) {
+    trace_world_ = world;
+    trace_node_ = node;
+  }
+
   int64_t pending_latency() const { return pending_latency_; }
   int64_t TakePendingLatency() {
     int64_t l = pending_latency_;
@@ -118,6 +126,8 @@ class SimDisk final : public env::Disk {
   int64_t pending_latency_ = 0;
   uint64_t syncs_ = 0;
   uint64_t injected_errors_ = 0;
+  World* trace_world_ = nullptr;  // see set_trace
+  uint64_t trace_node_ = 0;
 };
 
 }  // namespace detcd::sim

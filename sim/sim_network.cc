@@ -35,11 +35,15 @@ void SimNetwork::Schedule(uint64_t from, uint64_t to, std::string payload,
                                std::max(opts_.min_latency_ns,
                                         opts_.max_latency_ns));
   if (rng_.Chance(opts_.reorder)) {
+    ++stats_.reordered;
     latency += rng_.Range(0, opts_.reorder_delay_ns);
   }
   int64_t when = world_->now() + latency;
   auto clog = clogged_.find({from, to});
-  if (clog != clogged_.end() && clog->second > when) when = clog->second;
+  if (clog != clogged_.end() && clog->second > when) {
+    ++stats_.clogged;
+    when = clog->second;
+  }
   world_->At(when, [this, from, to, p = std::move(payload)]() mutable {
     auto it = inbox_.find(to);
     if (it == inbox_.end()) {
@@ -47,9 +51,7 @@ void SimNetwork::Schedule(uint64_t from, uint64_t to, std::string payload,
       return;
     }
     ++stats_.delivered;
-    world_->Mix(from);
-    world_->Mix(to);
-    world_->Mix(p.size());
+    world_->Note(TraceKind::kDeliver, to, from, p);
     it->second(from, std::move(p));
   });
 }

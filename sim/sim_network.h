@@ -73,6 +73,12 @@ class SimNetwork {
   struct Stats {
     uint64_t sent = 0, delivered = 0, lost = 0, cut = 0, duplicated = 0,
              to_down_node = 0;
+    uint64_t reordered = 0;  // given an extra delay to be overtaken
+    uint64_t clogged = 0;    // held back by a clogged link
+    // Payloads a network fault touched (the run's "did a fault fire").
+    uint64_t faults() const {
+      return lost + cut + duplicated + reordered + clogged;
+    }
   };
   const Stats& stats() const { return stats_; }
 

@@ -1,6 +1,8 @@
 #include "engine/server/node.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -448,6 +450,23 @@ absl::Status Node::Persist(const raft::Ready& rd) {
 }
 
 void Node::SendMessages(std::vector<raft::Message>& msgs) {
+  if (opts_.bugs.on(planted::Bug::kNondeterministicIteration)) {  // PLANTED
+    // The messages leave in the order of a hash set of their addresses
+    // that iterates in hash order (as open-addressing tables do): the
+    // network draws their latencies in that order, so the run depends on
+    // where the heap, and ASLR, put them.
+    std::map<uint64_t, raft::Message*> set;
+    for (raft::Message& m : msgs) {
+      uint64_t h = reinterpret_cast<uintptr_t>(&m);  // MurmurHash3's fmix64
+      h = (h ^ (h >> 33)) * 0xff51afd7ed558ccdULL;
+      h = (h ^ (h >> 33)) * 0xc4ceb9fe1a85ec53ULL;
+      set.emplace(h ^ (h >> 33), &m);
+    }
+    std::vector<raft::Message> order;
+    order.reserve(msgs.size());
+    for (auto& [h, m] : set) order.push_back(std::move(*m));
+    msgs.swap(order);
+  }
   for (raft::Message& m : msgs) {
     if (observer_) observer_->OnSend(opts_.id, m, wal_->durable());
     const uint64_t to = m.to;

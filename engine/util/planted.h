@@ -62,7 +62,7 @@ inline constexpr std::string_view CatcherName(Catcher c) {
   X(kSplitRevision, "split-revision", kWatch,                                 \
     "a watch response splits the events of one revision")                     \
   X(kNondeterministicIteration, "nondeterministic-iteration", kDeterminism,   \
-    "a node iterates a pointer-keyed hash map into a message")                \
+    "a node sends a Ready's messages in the order of a pointer hash set")     \
   X(kWalTrustAfterTorn, "wal-trust-after-torn", kSafety,                      \
     "WAL recovery keeps records found after a torn one in the synced prefix") \
   X(kIgnoreFsyncError, "ignore-fsync-error", kSafety,                         \
