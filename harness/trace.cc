@@ -228,9 +228,12 @@ std::string FirstDivergence(const sim::TraceLog& a, std::string_view a_name,
         a.final_hash, a_name, b.final_hash, b_name, n);
   }
   const int width = static_cast<int>(std::max(a_name.size(), b_name.size()));
+  // The first line on its own says what differs (sweeps print only it).
   std::string out = absl::StrFormat(
-      "trace hash %016x (%s) vs %016x (%s); first difference at record #%d:\n",
-      a.final_hash, a_name, b.final_hash, b_name, i);
+      "first difference at record #%d: %s: %s | %s: %s\n"
+      "    trace hash %016x (%s) vs %016x (%s)\n",
+      i, a_name, Describe(a, i), b_name, Describe(b, i), a.final_hash,
+      a_name, b.final_hash, b_name);
   const size_t from = i >= 3 ? i - 3 : 0;
   if (from < i) out.append("    the same on both before it:\n");
   for (size_t k = from; k < i; ++k) {
