@@ -35,13 +35,6 @@ auto NoIntr(F f) {
   return r;
 }
 
-std::string ParentOf(const std::string& p) {
-  size_t slash = p.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return p.substr(0, slash);
-}
-
 absl::Status FsyncPath(const std::string& os_path, const std::string& path) {
   int fd = NoIntr([&] {
     return ::open(os_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -263,11 +256,10 @@ absl::Status PosixDisk::Truncate(const std::string& path, uint64_t size) {
 }
 
 absl::Status PosixDisk::SyncDir(const std::string& dir) {
-  const std::string p = Resolve(dir);
-  if (absl::Status s = FsyncPath(p, dir); !s.ok()) return s;
-  // The directory's own entry lives in its parent: sync that too, so a
-  // freshly created directory (CreateDir then SyncDir) survives a crash.
-  return FsyncPath(ParentOf(p), dir + "/..");
+  // Only the directory: its own entry lives in its parent, which a caller
+  // that created the directory syncs too (the engine does, as the
+  // simulator's disk demands).
+  return FsyncPath(Resolve(dir), dir);
 }
 
 bool PosixDisk::Exists(const std::string& path) {

@@ -12,9 +12,9 @@
 //   - WritableFile::Append writes through O_APPEND; Sync is fdatasync(2);
 //   - Create truncates (O_TRUNC) an existing file;
 //   - directory entries (create, rename, remove) are durable after SyncDir,
-//     which fsyncs the directory and also its parent, so that a directory
-//     created by CreateDir survives a crash once it has been dir-synced (the
-//     simulator models "fsync(dir) then fsync(parent)" as one step);
+//     which fsyncs the directory (only: a directory created by CreateDir
+//     survives a crash once its parent has been synced too, as in the
+//     simulator);
 //   - Truncate shrinks the file and fsyncs it (it never grows a file, as in
 //     the simulator).
 // CreateDir has mkdir -p semantics (0700 directories, as etcd's

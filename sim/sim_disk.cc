@@ -6,6 +6,21 @@
 #include "absl/strings/str_cat.h"
 
 namespace detcd::sim {
+namespace {
+
+uint64_t PageFloor(uint64_t off) {
+  return off / SimDisk::kPageBytes * SimDisk::kPageBytes;
+}
+
+// Writes bytes at offset off of image, zero-filling any gap before it.
+void Put(std::string& image, uint64_t off, std::string_view bytes) {
+  if (image.size() < off) image.resize(off, '\0');
+  const size_t overlap = std::min<size_t>(bytes.size(), image.size() - off);
+  image.replace(off, overlap, bytes.substr(0, overlap));
+  image.append(bytes.substr(overlap));
+}
+
+}  // namespace
 
 // A handle on one file. It holds the file image alive and remembers the
 // disk epoch it was opened in: after a crash or wipe the handle is dead, as
@@ -49,10 +64,27 @@ class SimFile final : public env::WritableFile {
 };
 
 SimDisk::SimDisk(env::SeededRng rng) : rng_(std::move(rng)) {
-  dirs_[""].durable_exists = true;
+  dirs_[""].durable_entry = true;
 }
 
 SimDisk::~SimDisk() = default;
+
+void SimDisk::OnIo(Io io, const std::string& path, std::string_view bytes) {
+  if (trace_world_ == nullptr) return;  // the determinism trace (set_trace)
+  switch (io) {
+    case Io::kWrite:
+      trace_world_->Note(TraceKind::kDiskWrite, trace_node_,
+                         TraceHashBytes(path), bytes);
+      break;
+    case Io::kSync:
+      trace_world_->Note(TraceKind::kDiskSync, trace_node_, bytes.size(),
+                         path);
+      break;
+    case Io::kSyncDir:
+      trace_world_->Note(TraceKind::kDiskSync, trace_node_, 0, path);
+      break;
+  }
+}
 
 void SimDisk::Split(const std::string& path, std::string* dir,
                     std::string* name) {
@@ -68,12 +100,33 @@ void SimDisk::Split(const std::string& path, std::string* dir,
 
 bool SimDisk::Fail(const char* op, const std::string& path,
                    absl::Status* out) {
+  if (dead_) {
+    *out = absl::InternalError(
+        absl::StrCat("EIO: ", op, " ", path, ": the power is off"));
+    return true;
+  }
   if (faults_.eio_probability <= 0 || !rng_.Chance(faults_.eio_probability)) {
     return false;
   }
   ++injected_errors_;
   *out = absl::InternalError(absl::StrCat("EIO: ", op, " ", path));
   return true;
+}
+
+bool SimDisk::PowerCut(const std::string& path, absl::Status* out) {
+  if (!faults_.power_cut_at_next_sync) return false;
+  faults_.power_cut_at_next_sync = false;
+  dead_ = true;
+  ++injected_errors_;
+  *out = absl::InternalError(
+      absl::StrCat("EIO: fsync ", path, ": power cut during fsync"));
+  return true;
+}
+
+std::shared_ptr<SimDisk::File> SimDisk::NewFile() {
+  auto f = std::make_shared<File>();
+  f->inode = next_inode_++;
+  return f;
 }
 
 SimDisk::Dir* SimDisk::FindDir(const std::string& dir) {
@@ -90,6 +143,17 @@ std::shared_ptr<SimDisk::File> SimDisk::FindFile(const std::string& path) {
   return it == d->live.end() ? nullptr : it->second;
 }
 
+bool SimDisk::DirSurvives(const std::string& dir) const {
+  std::string d = dir;
+  for (;;) {
+    auto it = dirs_.find(d);
+    if (it == dirs_.end() || !it->second.durable_entry) return false;
+    if (d.empty()) return true;
+    size_t slash = d.rfind('/');
+    d = slash == std::string::npos ? std::string() : d.substr(0, slash);
+  }
+}
+
 uint64_t SimDisk::used_bytes() const {
   uint64_t n = 0;
   for (const auto& [path, d] : dirs_) {
@@ -98,18 +162,34 @@ uint64_t SimDisk::used_bytes() const {
   return n;
 }
 
+int64_t SimDisk::pending_latency() const {
+  int64_t stall = 0;
+  if (now_ && stall_until_ > 0) {
+    stall = std::max<int64_t>(0, stall_until_ - now_());
+  }
+  return pending_latency_ + stall;
+}
+
+void SimDisk::StallUntil(int64_t until_ns) {
+  if (until_ns > stall_until_) {
+    stall_until_ = until_ns;
+    ++injected_errors_;
+  }
+}
+
 absl::Status SimDisk::AppendTo(File& f, std::string_view data,
                                const std::string& path) {
-  if (trace_world_) {  // the determinism trace (set_trace)
-    trace_world_->Note(TraceKind::kDiskWrite, trace_node_,
-                       TraceHashBytes(path), data);
-  }
+  OnIo(Io::kWrite, path, data);
   pending_latency_ += faults_.write_latency_ns;
+  const uint64_t old_size = f.data.size();
   absl::Status s;
   if (Fail("write", path, &s)) {
     // A failed write may still have put part of the data in the page cache.
-    if (!data.empty() && rng_.Chance(0.5)) {
+    if (!dead_ && !data.empty() && rng_.Chance(0.5)) {
       f.data.append(data.substr(0, rng_.Uniform(data.size())));
+      if (f.data.size() > old_size) {
+        f.dirty_from = std::min(f.dirty_from, old_size);
+      }
     }
     return s;
   }
@@ -118,18 +198,53 @@ absl::Status SimDisk::AppendTo(File& f, std::string_view data,
         absl::StrCat("ENOSPC: write ", path, ": no space left on device"));
   }
   f.data.append(data);
+  if (!data.empty()) f.dirty_from = std::min(f.dirty_from, old_size);
   return absl::OkStatus();
 }
 
-absl::Status SimDisk::SyncFile(File& f, const std::string& path) {
-  if (trace_world_) {  // the determinism trace (set_trace)
-    trace_world_->Note(TraceKind::kDiskSync, trace_node_, f.data.size(), path);
+void SimDisk::WriteBack(File& f, uint64_t from, uint64_t to) {
+  to = std::min<uint64_t>(to, f.data.size());
+  if (from >= to) return;
+  std::string_view bytes = std::string_view(f.data).substr(from, to - from);
+  if (from < f.synced.size()) {
+    const size_t n = std::min<size_t>(bytes.size(), f.synced.size() - from);
+    if (f.synced.compare(from, n, bytes.substr(0, n)) != 0) ++f.rewrites;
   }
+  Put(f.synced, from, bytes);
+  ++durable_version_;
+}
+
+absl::Status SimDisk::SyncFile(File& f, const std::string& path) {
+  OnIo(Io::kSync, path, f.data);
   pending_latency_ += faults_.sync_latency_ns;
   absl::Status s;
-  if (Fail("fsync", path, &s)) return s;
+  if (PowerCut(path, &s)) return s;  // the dirty pages stay in flight
+  if (Fail("fsync", path, &s)) {
+    if (!dead_ && f.dirty_from != kClean) {
+      // Linux: the pages that could not be written are marked clean anyway
+      // and never retried; only some made it.
+      for (uint64_t p = PageFloor(f.dirty_from); p < f.data.size();
+           p += kPageBytes) {
+        if (rng_.Chance(faults_.failed_sync_write_probability)) {
+          WriteBack(f, p, p + kPageBytes);
+        }
+      }
+      f.dirty_from = kClean;
+    }
+    return s;
+  }
   ++syncs_;
-  f.synced = f.data;
+  if (f.dirty_from != kClean) {
+    WriteBack(f, PageFloor(f.dirty_from), f.data.size());
+    f.dirty_from = kClean;
+  }
+  // The size too (a truncation, or pages a failed sync lost at the end,
+  // which now read as zeros).
+  if (f.synced.size() != f.data.size()) {
+    if (f.synced.size() > f.data.size()) ++f.rewrites;
+    f.synced.resize(f.data.size(), '\0');
+    ++durable_version_;
+  }
   return absl::OkStatus();
 }
 
@@ -145,7 +260,7 @@ absl::StatusOr<std::unique_ptr<env::WritableFile>> SimDisk::OpenAppend(
     if (d == nullptr) {
       return absl::NotFoundError(absl::StrCat(path, ": no such directory"));
     }
-    f = std::make_shared<File>();
+    f = NewFile();
     d->live[name] = f;
   }
   return std::unique_ptr<env::WritableFile>(new SimFile(this, f, path));
@@ -162,7 +277,7 @@ absl::StatusOr<std::unique_ptr<env::WritableFile>> SimDisk::Create(
     return absl::NotFoundError(absl::StrCat(path, ": no such directory"));
   }
   // A new inode: the old one (if any) stays what the durable entry points at.
-  auto f = std::make_shared<File>();
+  auto f = NewFile();
   d->live[name] = f;
   return std::unique_ptr<env::WritableFile>(new SimFile(this, f, path));
 }
@@ -240,29 +355,37 @@ absl::Status SimDisk::Truncate(const std::string& path, uint64_t size) {
   if (Fail("truncate", path, &s)) return s;
   std::shared_ptr<File> f = FindFile(path);
   if (f == nullptr) return absl::NotFoundError(absl::StrCat(path, ": not found"));
-  if (size < f->data.size()) f->data.resize(size);
-  // ftruncate's metadata change becomes durable with the next fsync of the
-  // file; we keep it simple and make a shrink durable at once only if it
-  // does not cut into synced data the caller has not re-synced. Callers
-  // (the WAL) sync after truncating.
+  if (size < f->data.size()) {
+    f->data.resize(size);
+    if (f->dirty_from != kClean && f->dirty_from >= size) {
+      f->dirty_from = kClean;
+    }
+  }
+  // The new size reaches the disk with the next Sync of the file (callers,
+  // the WAL, sync after truncating); a crash before it keeps the old size.
   return absl::OkStatus();
 }
 
 absl::Status SimDisk::SyncDir(const std::string& dir) {
-  if (trace_world_) {  // the determinism trace (set_trace)
-    trace_world_->Note(TraceKind::kDiskSync, trace_node_, 0, dir);
-  }
+  OnIo(Io::kSyncDir, dir, {});
   pending_latency_ += faults_.sync_latency_ns;
   absl::Status s;
+  if (PowerCut(dir, &s)) return s;
   if (Fail("fsync", dir, &s)) return s;
   Dir* d = FindDir(dir);
   if (d == nullptr) return absl::NotFoundError(absl::StrCat(dir, ": not found"));
   ++syncs_;
+  ++durable_version_;
   d->durable = d->live;
-  d->durable_exists = true;
-  // Syncing a directory also makes its entry in the parent durable, which
-  // is what a careful caller gets by syncing the parent; we model the
-  // common "mkdir then fsync(dir) then fsync(parent)" as one step.
+  // The entries of its subdirectories are entries of this directory too.
+  const std::string prefix = dir.empty() ? "" : dir + "/";
+  for (auto it = dirs_.lower_bound(prefix); it != dirs_.end(); ++it) {
+    if (it->first.compare(0, prefix.size(), prefix) != 0) break;
+    if (it->first.size() == prefix.size()) continue;
+    if (it->first.find('/', prefix.size()) == std::string::npos) {
+      it->second.durable_entry = true;
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -271,51 +394,119 @@ bool SimDisk::Exists(const std::string& path) {
   return FindFile(path) != nullptr;
 }
 
-void SimDisk::Crash() {
+std::vector<SimDisk::SyncedFile> SimDisk::SyncedFiles(
+    const std::string& dir) const {
+  std::vector<SyncedFile> out;
+  if (!DirSurvives(dir)) return out;
+  const Dir& d = dirs_.at(dir);
+  out.reserve(d.durable.size());
+  for (const auto& [name, f] : d.durable) {
+    out.push_back(SyncedFile{name, f->synced, f->inode, f->rewrites});
+  }
+  return out;
+}
+
+std::string SimDisk::CrashImage(const File& f, const CrashModel& m) {
+  std::string image = f.synced;
+  if (f.dirty_from == kClean) return image;
+  bool lost = false;
+  for (uint64_t p = PageFloor(f.dirty_from); p < f.data.size();
+       p += kPageBytes) {
+    const uint64_t end = std::min<uint64_t>(p + kPageBytes, f.data.size());
+    std::string_view page = std::string_view(f.data).substr(p, end - p);
+    if (rng_.Chance(m.keep)) {
+      Put(image, p, page);
+      continue;
+    }
+    lost = true;
+    if (!rng_.Chance(m.tear)) continue;
+    // Torn: each sector written or not; now and then one half written,
+    // its last bytes garbage.
+    for (uint64_t s = p; s < end; s += kSectorBytes) {
+      std::string_view sector = std::string_view(f.data).substr(
+          s, std::min<uint64_t>(kSectorBytes, end - s));
+      const uint64_t dice = rng_.Uniform(20);
+      if (dice < 9) {
+        Put(image, s, sector);
+      } else if (dice == 19) {
+        const size_t keep = rng_.Uniform(sector.size() + 1);
+        Put(image, s, sector.substr(0, keep));
+        const size_t garble = std::min<size_t>(keep, rng_.Uniform(9));
+        for (size_t i = 0; i < garble; ++i) {
+          const uint64_t at = s + keep - 1 - i;
+          // Synced bytes are never damaged.
+          if (at >= f.synced.size()) image[at] = static_cast<char>(rng_.Next());
+        }
+      }
+    }
+  }
+  if (lost && image.size() < f.data.size() && rng_.Chance(m.zero_fill)) {
+    image.resize(f.data.size(), '\0');
+  }
+  return image;
+}
+
+void SimDisk::CrashWith(const CrashModel& m) {
   ++epoch_;
+  ++durable_version_;
   pending_latency_ = 0;
+  dead_ = false;
   std::map<std::string, Dir> after;
+  // Parents sort before their children, so a directory's parent has been
+  // decided when the directory is.
   for (auto& [path, d] : dirs_) {
-    if (!d.durable_exists) continue;
+    if (!d.durable_entry) continue;
+    if (!path.empty()) {
+      size_t slash = path.rfind('/');
+      std::string parent =
+          slash == std::string::npos ? std::string() : path.substr(0, slash);
+      if (!after.contains(parent)) continue;
+    }
     Dir nd;
-    nd.durable_exists = true;
+    nd.durable_entry = true;
     for (auto& [name, f] : d.durable) {
       // The same inode may be reachable from several names (it never is
       // with our callers); each name gets its own post-crash image.
-      std::string image = f->synced;
-      if (f->data.size() > f->synced.size() &&
-          f->data.compare(0, f->synced.size(), f->synced) == 0) {
-        std::string_view extra =
-            std::string_view(f->data).substr(f->synced.size());
-        if (rng_.Chance(faults_.crash_keep_unsynced_probability)) {
-          image.append(extra);
-        } else if (rng_.Chance(faults_.crash_tear_probability)) {
-          size_t keep = rng_.Uniform(extra.size() + 1);
-          image.append(extra.substr(0, keep));
-          // Garble a few of the last bytes of the torn write.
-          size_t garble = std::min<size_t>(keep, rng_.Uniform(9));
-          for (size_t i = 0; i < garble; ++i) {
-            image[image.size() - 1 - i] = static_cast<char>(rng_.Next());
-          }
-        }
-      }
-      auto nf = std::make_shared<File>();
-      nf->data = image;
-      nf->synced = image;
+      auto nf = NewFile();
+      nf->data = CrashImage(*f, m);
+      nf->synced = nf->data;
       nd.live[name] = nf;
       nd.durable[name] = nf;
     }
     after[path] = std::move(nd);
   }
   dirs_ = std::move(after);
-  dirs_[""].durable_exists = true;
+  dirs_[""].durable_entry = true;
+}
+
+void SimDisk::Crash() {
+  CrashWith(CrashModel{faults_.crash_keep_unsynced_probability,
+                       faults_.crash_tear_probability,
+                       faults_.crash_zero_fill_probability});
+}
+
+void SimDisk::CrashRandomly() {
+  CrashModel m;
+  const uint64_t dice = rng_.Uniform(10);
+  if (dice < 2) {
+    // Nothing unsynced reached the disk.
+  } else if (dice < 3) {
+    m.keep = 1;  // everything did
+  } else {
+    m.keep = rng_.UniformDouble();
+    m.tear = rng_.UniformDouble() * 0.6;
+    m.zero_fill = 0.2;
+  }
+  CrashWith(m);
 }
 
 void SimDisk::Wipe() {
   ++epoch_;
+  ++durable_version_;
   pending_latency_ = 0;
+  dead_ = false;
   dirs_.clear();
-  dirs_[""].durable_exists = true;
+  dirs_[""].durable_entry = true;
 }
 
 }  // namespace detcd::sim

@@ -1,23 +1,51 @@
 // An in-memory env::Disk with a crash model and injected faults.
 //
-// Every file keeps two images: what the OS has accepted (`data`) and what is
-// known to be on stable storage (`synced`, a prefix-or-older image of data,
-// updated by WritableFile::Sync). Directory entries behave the same way:
-// creates, renames and removes are durable only after SyncDir of their
-// directory. Crash() throws away the volatile images:
-//   - each file's unsynced suffix is dropped, kept, or torn (a random prefix
-//     of it kept, possibly with its last bytes garbled), per DiskFaults;
-//   - directory changes not made durable by SyncDir are undone (a file
-//     created but not dir-synced may vanish; a rename may revert).
+// FILES. Every file keeps two images: what reads see (`data`, the page
+// cache) and what is on stable storage (`synced`). Writes are appends; they
+// dirty the 4 KiB pages they touch.
+//   - Sync writes every dirty page back, and the file size: synced = data.
+//   - A failed Sync (EIO) behaves as Linux does: each dirty page was written
+//     back or not, at random (DiskFaults::failed_sync_write_probability), and
+//     all of them are marked clean anyway. The error is reported once: a
+//     later successful Sync does not write the lost pages again (unless a
+//     new write dirties them), so what the failed Sync lost stays lost,
+//     while reads keep seeing it until a crash. A lost page below the
+//     synced size reads back as zeros after a crash.
+//   - Crash() keeps `synced` and writes back each dirty page or not,
+//     independently, so a later page may survive an earlier lost one (disks
+//     write back out of order); a page may also be torn at 512-byte sector
+//     granularity (some sectors written, some not, the last one maybe half
+//     written and garbled); a file may come back longer, zero-filled (its
+//     size reached the disk, its data did not). Synced bytes are never
+//     damaged. DiskFaults' crash_* fields choose how much survives;
+//     CrashRandomly() draws them anew for each crash.
+// DIRECTORY ENTRIES. Creates, renames and removes in a directory are
+// durable only after SyncDir of that directory. A directory's own entry
+// lives in its parent: a new directory survives a crash only once its
+// parent has been synced after it was created (mkdir; fsync(parent)). A
+// crash undoes directory changes that were not durable: a file created but
+// not dir-synced vanishes, a rename reverts, a directory whose entry never
+// reached its parent vanishes with everything in it.
 // Wipe() loses everything, as a replaced disk would.
 //
-// Faults: each operation fails with EIO (absl::Internal "EIO: ...") with
+// FAULTS. Each operation fails with EIO (absl::Internal "EIO: ...") with
 // probability eio_probability; an Append that would exceed the capacity
 // fails with ENOSPC (absl::ResourceExhausted "ENOSPC: ...") after writing
-// nothing. A failed Sync leaves the unsynced bytes unsynced.
+// nothing. With power_cut_at_next_sync the next Sync or SyncDir is cut by a
+// power failure: it fails, every later operation fails too, and the node's
+// owner is expected to Crash() the disk (what reached the platters is then
+// up to the crash model: the in-flight pages stay dirty).
 //
-// Every operation adds simulated latency to `pending_latency()`; the owner
-// (the cluster) charges it to the node as time it was busy.
+// LATENCY. Every operation adds simulated latency to pending_latency(); the
+// owner (the cluster) charges it to the messages the node sends in that
+// event. StallUntil(t) makes the disk hang until virtual time t (a slow or
+// failing disk that blocks its process for seconds): until then
+// pending_latency() includes the rest of the stall, so nothing the node
+// sends leaves before the stall ends.
+//
+// CHECKERS. SyncedFiles(dir) shows what a crash that lost every unsynced
+// byte would leave of a directory, independently of what the engine thinks
+// it made durable; durable_version() changes whenever that may have changed.
 //
 // Deterministic: all choices come from the Rng given at construction, and
 // directory listings are sorted.
@@ -25,9 +53,11 @@
 #define DETCD_SIM_SIM_DISK_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/env/env.h"
@@ -37,17 +67,29 @@ namespace detcd::sim {
 
 struct DiskFaults {
   double eio_probability = 0;  // per Append / Sync / Create / Rename ...
-  // On crash, for a file with unsynced data: keep all of it with this
-  // probability; otherwise drop it, or with crash_tear_probability keep a
-  // random prefix and garble up to 8 of its last bytes.
+  // What a crash does with each dirty page: written back whole with
+  // crash_keep_unsynced_probability; otherwise torn (some of its sectors
+  // written) with crash_tear_probability; otherwise lost.
   double crash_keep_unsynced_probability = 0;
   double crash_tear_probability = 0;
+  // With this probability a crash that lost some data still leaves the
+  // file at its full length, the lost parts zero-filled.
+  double crash_zero_fill_probability = 0;
+  // A failed Sync wrote back each dirty page with this probability; the
+  // others are dropped (marked clean, never written).
+  double failed_sync_write_probability = 0.5;
+  // One-shot: the next Sync / SyncDir is cut by a power failure (see the
+  // header comment). Cleared when it fires.
+  bool power_cut_at_next_sync = false;
   int64_t sync_latency_ns = 0;    // added per Sync / SyncDir
   int64_t write_latency_ns = 0;   // added per Append
 };
 
 class SimDisk final : public env::Disk {
  public:
+  static constexpr size_t kPageBytes = 4096;
+  static constexpr size_t kSectorBytes = 512;
+
   explicit SimDisk(env::SeededRng rng);
   ~SimDisk() override;
 
@@ -71,9 +113,14 @@ class SimDisk final : public env::Disk {
   void set_capacity_bytes(uint64_t c) { capacity_ = c; }
   uint64_t used_bytes() const;
 
-  // Loses everything not durable, as a power cut would. Open WritableFiles
-  // become dead: further calls on them fail.
+  // Loses everything not durable, as a power cut would, with the crash_*
+  // probabilities of faults(). Open WritableFiles become dead: further
+  // calls on them fail.
   void Crash();
+  // Crash() with crash_* probabilities drawn for this crash alone: all
+  // unsynced data lost, all kept, or each page kept, torn or lost at
+  // random rates.
+  void CrashRandomly();
   // Loses everything.
   void Wipe();
 
@@ -84,46 +131,89 @@ class SimDisk final : public env::Disk {
     trace_node_ = node;
   }
 
-  int64_t pending_latency() const { return pending_latency_; }
+  // Virtual time, for stalls. Without it StallUntil has no effect.
+  void set_time_source(std::function<int64_t()> now) { now_ = std::move(now); }
+  // The disk hangs until virtual time `until_ns` (see the header comment).
+  void StallUntil(int64_t until_ns);
+
+  int64_t pending_latency() const;
   int64_t TakePendingLatency() {
     int64_t l = pending_latency_;
     pending_latency_ = 0;
     return l;
   }
 
+  // The durable view, for checkers (see the header comment).
+  struct SyncedFile {
+    std::string name;
+    // Valid until the next call that changes the disk.
+    std::string_view bytes;
+    uint64_t inode = 0;     // differs for a replaced file and after a crash
+    uint64_t rewrites = 0;  // changes when bytes change other than by growing
+  };
+  // Sorted by name; empty if the directory would not survive a crash.
+  std::vector<SyncedFile> SyncedFiles(const std::string& dir) const;
+  uint64_t durable_version() const { return durable_version_; }
+
   // Counters, for tests and the run summary.
   uint64_t syncs() const { return syncs_; }
+  // Faults that fired: injected errors, power cuts and stalls.
   uint64_t injected_errors() const { return injected_errors_; }
 
  private:
   friend class SimFile;
+  static constexpr uint64_t kClean = ~uint64_t{0};
   struct File {
+    uint64_t inode = 0;
     std::string data;    // what reads see
     std::string synced;  // what survives a crash
+    // data[dirty_from, end) is not written back yet (writes are appends, so
+    // the dirty pages are always a suffix).
+    uint64_t dirty_from = kClean;
+    uint64_t rewrites = 0;
   };
   // A directory's entries: name -> file. `durable` is the view a crash
   // returns to; it is updated for a directory by SyncDir.
   struct Dir {
     std::map<std::string, std::shared_ptr<File>> live;
     std::map<std::string, std::shared_ptr<File>> durable;
-    bool durable_exists = false;  // the directory itself survives a crash
+    bool durable_entry = false;  // its entry in the parent is durable
   };
+  struct CrashModel {
+    double keep = 0, tear = 0, zero_fill = 0;
+  };
+  enum class Io { kWrite, kSync, kSyncDir };
 
+  // The one place every write and sync passes through (the determinism
+  // trace hooks in here).
+  void OnIo(Io io, const std::string& path, std::string_view bytes);
   bool Fail(const char* op, const std::string& path, absl::Status* out);
+  bool PowerCut(const std::string& path, absl::Status* out);
+  std::shared_ptr<File> NewFile();
   Dir* FindDir(const std::string& dir);
   std::shared_ptr<File> FindFile(const std::string& path);
+  bool DirSurvives(const std::string& dir) const;
   static void Split(const std::string& path, std::string* dir,
                     std::string* name);
   absl::Status AppendTo(File& f, std::string_view data,
                         const std::string& path);
   absl::Status SyncFile(File& f, const std::string& path);
+  // Copies data[from, to) onto the stable image.
+  void WriteBack(File& f, uint64_t from, uint64_t to);
+  std::string CrashImage(const File& f, const CrashModel& m);
+  void CrashWith(const CrashModel& m);
 
   env::SeededRng rng_;
   DiskFaults faults_;
   uint64_t capacity_ = 0;
   std::map<std::string, Dir> dirs_;  // by full path; "" is the root
   uint64_t epoch_ = 0;               // bumped by Crash/Wipe; kills old files
+  uint64_t next_inode_ = 1;
+  uint64_t durable_version_ = 0;
+  bool dead_ = false;                // a power cut happened; Crash() revives
   int64_t pending_latency_ = 0;
+  int64_t stall_until_ = 0;
+  std::function<int64_t()> now_;
   uint64_t syncs_ = 0;
   uint64_t injected_errors_ = 0;
   World* trace_world_ = nullptr;  // see set_trace

@@ -10,9 +10,16 @@
 #include "engine/util/check.h"
 #include "engine/util/coding.h"
 #include "engine/util/deadlines.h"
+#include "engine/wal/file_names.h"
 
 namespace detcd::server {
 namespace {
+
+wal::WalOptions WalOptionsOf(const NodeOptions& o) {
+  wal::WalOptions w;
+  w.bugs = o.bugs;
+  return w;
+}
 
 std::string ReadContext(uint64_t request_id) {
   std::string out;
@@ -173,13 +180,24 @@ std::unique_ptr<raft::Raft> Node::MakeRaft(uint64_t applied) {
 
 absl::Status Node::Bootstrap() {
   if (auto s = env_.disk->CreateDir(opts_.data_dir); !s.ok()) return s;
-  if (auto s = env_.disk->SyncDir(opts_.data_dir); !s.ok()) return s;
+  // A directory's own entry lives in its parent (env.h): the member dir,
+  // the data dir holding it and the directory holding that (either may
+  // have just been created, as by mkdir -p) are synced before anything in
+  // them is promised to anyone.
+  std::string dir = opts_.data_dir;
+  for (int level = 0; level < 3; ++level) {
+    if (auto s = env_.disk->SyncDir(dir); !s.ok()) return s;
+    std::string up = wal::Parent(dir);
+    if (up == dir) break;
+    dir = std::move(up);
+  }
   raft::ConfState cs;
   cs.voters = opts_.initial_voters;
   std::sort(cs.voters.begin(), cs.voters.end());
   cs.voters.erase(std::unique(cs.voters.begin(), cs.voters.end()),
                   cs.voters.end());
-  auto w = wal::Wal::Create(env_.disk, opts_.data_dir + "/wal");
+  auto w = wal::Wal::Create(env_.disk, opts_.data_dir + "/wal",
+                            WalOptionsOf(opts_));
   if (!w.ok()) return w.status();
   wal_ = *std::move(w);
   // The founding membership is the conf state of the empty snapshot at
@@ -225,7 +243,8 @@ absl::Status Node::Recover() {
   auto snap = snapshotter_->LoadNewest(*markers);
   if (!snap.ok() && !absl::IsNotFound(snap.status())) return snap.status();
   auto rec = wal::Wal::Open(env_.disk, opts_.data_dir + "/wal",
-                            snap.ok() ? snap->metadata.index : 0);
+                            snap.ok() ? snap->metadata.index : 0,
+                            WalOptionsOf(opts_));
   if (!rec.ok()) return rec.status();
   wal_ = std::move(rec->wal);
   raft::ConfState cs = rec->snapshot.conf_state;

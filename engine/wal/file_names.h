@@ -15,9 +15,13 @@ inline std::string Join(const std::string& dir, const std::string& name) {
   return dir.empty() ? name : dir + "/" + name;
 }
 
+// The directory holding dir: "" (the disk's root) for a top-level relative
+// path, "/" for a top-level absolute one; the root is its own parent.
 inline std::string Parent(const std::string& dir) {
   size_t slash = dir.rfind('/');
-  return slash == std::string::npos ? std::string() : dir.substr(0, slash);
+  if (slash == std::string::npos) return std::string();
+  if (slash == 0) return "/";
+  return dir.substr(0, slash);
 }
 
 inline std::string PairName(uint64_t a, uint64_t b, std::string_view suffix) {

@@ -21,7 +21,9 @@ namespace detcd::wal {
 namespace {
 
 constexpr char kMagic[8] = {'d', 'e', 't', 'c', 'd', 'w', 'a', 'l'};
-constexpr uint8_t kVersion = 1;
+// Version 2 added sync marks; version 1 segments (none) are still read.
+constexpr uint8_t kVersion = 2;
+constexpr uint8_t kOldestVersion = 1;
 constexpr size_t kRecordHeadBytes = 9;
 // No record is larger than this; a length beyond it is corruption.
 constexpr uint64_t kMaxRecordBytes = 256ull << 20;
@@ -34,11 +36,10 @@ enum RecordType : uint8_t {
   kHardState = 2,
   kEntries = 3,
   kSnapshotMarker = 4,
+  kSyncMark = 5,
 };
 
-bool ValidType(uint8_t t) {
-  return t >= kSegmentHeader && t <= kSnapshotMarker;
-}
+bool ValidType(uint8_t t) { return t >= kSegmentHeader && t <= kSyncMark; }
 
 void PutFixed64(std::string* out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
@@ -105,6 +106,15 @@ void AppendMarker(std::string* out, const raft::SnapshotMetadata& m,
   AppendRecord(out, kSnapshotMarker, p);
 }
 
+// A sync mark written at offset `at` of its segment: [0, synced) of the
+// segment was durable before it was written.
+void AppendSyncMark(std::string* out, uint64_t synced, uint64_t at) {
+  std::string p;
+  coding::PutVarint64(&p, synced);
+  coding::PutVarint64(&p, at);
+  AppendRecord(out, kSyncMark, p);
+}
+
 // ---- decoding ----
 
 struct Record {
@@ -115,6 +125,8 @@ struct Record {
   std::vector<raft::Entry> entries;
   raft::SnapshotMetadata marker;
   bool restated = false;
+  uint64_t synced = 0;   // sync mark
+  uint64_t mark_at = 0;  // sync mark
 };
 
 bool DecodePayload(uint8_t type, std::string_view payload, Record* rec) {
@@ -123,10 +135,11 @@ bool DecodePayload(uint8_t type, std::string_view payload, Record* rec) {
   switch (type) {
     case kSegmentHeader: {
       if (payload.size() != sizeof(kMagic) + 1 + 16 ||
-          std::memcmp(payload.data(), kMagic, sizeof(kMagic)) != 0 ||
-          static_cast<uint8_t>(payload[sizeof(kMagic)]) != kVersion) {
+          std::memcmp(payload.data(), kMagic, sizeof(kMagic)) != 0) {
         return false;
       }
+      const uint8_t version = static_cast<uint8_t>(payload[sizeof(kMagic)]);
+      if (version < kOldestVersion || version > kVersion) return false;
       rec->seq = DecodeFixed64(payload.data() + sizeof(kMagic) + 1);
       rec->first_index = DecodeFixed64(payload.data() + sizeof(kMagic) + 9);
       return true;
@@ -155,6 +168,9 @@ bool DecodePayload(uint8_t type, std::string_view payload, Record* rec) {
              raft::DecodeConfStateFrom(&r, &rec->marker.conf_state) &&
              r.empty();
     }
+    case kSyncMark:
+      return r.GetVarint64(&rec->synced) && r.GetVarint64(&rec->mark_at) &&
+             r.empty() && rec->synced <= rec->mark_at;
     default:
       return false;
   }
@@ -221,36 +237,61 @@ absl::Status Corrupt(const std::string& name, size_t off,
                                           name, " at offset ", off, ": ", why));
 }
 
-// Parses one segment, calling on_record for every record after the header.
-// Returns the end of the last valid record. A bad record is tolerated only
-// in the last segment and only when no well-formed record follows it (a torn
-// tail); the caller may then truncate the file to the returned size.
+// Decodes the well-formed record of n bytes at off.
+bool DecodeAt(std::string_view data, size_t off, size_t n, Record* rec) {
+  const uint8_t type = static_cast<uint8_t>(data[off + 8]);
+  return DecodePayload(
+      type, data.substr(off + kRecordHeadBytes, n - kRecordHeadBytes), rec);
+}
+
+// Parses one segment, calling on_record for every record after the header
+// (sync marks are consumed here). Returns the end of the last valid record.
+// A bad record is tolerated only in the last segment and only past the
+// synced prefix that the segment's sync marks prove (a torn or lost write;
+// records after it, even well-formed ones, were never synced either); the
+// caller may then truncate the file to the returned size.
 template <typename F>
 absl::StatusOr<size_t> ParseSegment(std::string_view data,
                                     const SegmentFile& seg, bool is_last,
+                                    const planted::Bugs& bugs,
                                     F&& on_record) {
   size_t off = 0;
   bool first = true;
+  uint64_t synced = 0;  // the largest sync mark read so far
   while (off < data.size()) {
     size_t n = FramedRecordAt(data, off);
     if (n == 0) {
       if (first) return Corrupt(seg.name, off, "bad segment header");
       if (!is_last) return Corrupt(seg.name, off, "bad checksum or length");
+      // Sync marks in the well-formed records after the bad one count too:
+      // we wrote them, and what each claims was durable when it was
+      // written. A mark must also name the offset it sits at, so a frame
+      // embedded in an entry's data cannot pass for one.
+      std::optional<size_t> next;
       for (size_t p = off + 1; p + kRecordHeadBytes <= data.size(); ++p) {
-        if (FramedRecordAt(data, p) != 0) {
-          return Corrupt(seg.name, off,
-                         absl::StrCat("bad record followed by a valid one at "
-                                      "offset ",
-                                      p));
+        const size_t m = FramedRecordAt(data, p);
+        if (m == 0) continue;
+        if (!next) next = p;
+        Record mark;
+        if (static_cast<uint8_t>(data[p + 8]) == kSyncMark &&
+            DecodeAt(data, p, m, &mark) && mark.mark_at == p) {
+          synced = std::max(synced, mark.synced);
         }
       }
-      return off;  // torn tail
+      if (off < synced) {
+        return Corrupt(seg.name, off,
+                       absl::StrCat("bad record inside the synced prefix "
+                                    "(synced through offset ",
+                                    synced, ")"));
+      }
+      if (next && bugs.on(planted::Bug::kWalTrustAfterTorn)) {  // PLANTED
+        off = *next;
+        continue;
+      }
+      return off;  // a torn or lost write in the unsynced tail
     }
     Record rec;
-    uint8_t type = static_cast<uint8_t>(data[off + 8]);
-    if (!DecodePayload(
-            type, data.substr(off + kRecordHeadBytes, n - kRecordHeadBytes),
-            &rec)) {
+    if (!DecodeAt(data, off, n, &rec)) {
       return Corrupt(seg.name, off, "undecodable payload");
     }
     if (first != (rec.type == kSegmentHeader)) {
@@ -263,6 +304,11 @@ absl::StatusOr<size_t> ParseSegment(std::string_view data,
         return Corrupt(seg.name, off, "header does not match the file name");
       }
       first = false;
+    } else if (rec.type == kSyncMark) {
+      if (rec.mark_at != off) {
+        return Corrupt(seg.name, off, "sync mark out of place");
+      }
+      synced = std::max(synced, rec.synced);
     } else if (absl::Status s = on_record(rec, off); !s.ok()) {
       return s;
     }
@@ -310,6 +356,7 @@ class Replay {
         }
         break;
       case kSegmentHeader:
+      case kSyncMark:
         break;
     }
   }
@@ -331,7 +378,7 @@ struct ReadResult {
 };
 
 absl::StatusOr<ReadResult> ReadWal(env::Disk* disk, const std::string& dir,
-                                   Replay* replay) {
+                                   const planted::Bugs& bugs, Replay* replay) {
   ReadResult out;
   std::vector<SegmentFile> files;
   if (absl::Status s = ListDir(disk, dir, &files, &out.temps); !s.ok()) {
@@ -346,11 +393,11 @@ absl::StatusOr<ReadResult> ReadWal(env::Disk* disk, const std::string& dir,
     if (!data.ok()) return data.status();
     SegmentInfo info;
     info.file = files[i];
-    auto end =
-        ParseSegment(*data, files[i], is_last, [&](const Record& rec, size_t) {
-          replay->Apply(rec, &info);
-          return absl::OkStatus();
-        });
+    auto end = ParseSegment(*data, files[i], is_last, bugs,
+                            [&](const Record& rec, size_t) {
+                              replay->Apply(rec, &info);
+                              return absl::OkStatus();
+                            });
     if (!end.ok()) return end.status();
     if (is_last) {
       out.last_size = *end;
@@ -384,6 +431,7 @@ absl::Status WriteSegment(env::Disk* disk, const std::string& dir,
 
 class SegmentedWal final : public Wal {
  public:
+  // The last segment's first file_bytes bytes are durable.
   SegmentedWal(env::Disk* disk, std::string dir, WalOptions opts,
                std::vector<SegmentInfo> segments,
                std::unique_ptr<env::WritableFile> file, uint64_t file_bytes)
@@ -392,7 +440,8 @@ class SegmentedWal final : public Wal {
         opts_(opts),
         segments_(std::move(segments)),
         file_(std::move(file)),
-        file_bytes_(file_bytes) {
+        file_bytes_(file_bytes),
+        synced_bytes_(file_bytes) {
     DETCD_CHECK(!segments_.empty());
   }
 
@@ -417,7 +466,8 @@ class SegmentedWal final : public Wal {
     if (!entries.empty() && entries[0].index == 0) {
       return absl::InvalidArgumentError("wal: entry index 0");
     }
-    std::string buf;
+    std::string buf = StartBuffer();
+    const size_t head = buf.size();
     std::string batch;
     uint64_t n = 0;
     auto flush = [&] {
@@ -444,7 +494,7 @@ class SegmentedWal final : public Wal {
     // Entries before the hard state: a torn tail never keeps a commit index
     // without the entries it covers.
     if (hs != nullptr) AppendHardState(&buf, *hs);
-    if (!buf.empty()) {
+    if (buf.size() > head) {
       if (absl::Status s = Write(buf); !s.ok()) return s;
     }
     if (hs != nullptr) hs_ = *hs;
@@ -461,7 +511,7 @@ class SegmentedWal final : public Wal {
 
   absl::Status SaveSnapshotMarker(const raft::SnapshotMetadata& meta) override {
     if (!failed_.ok()) return failed_;
-    std::string buf;
+    std::string buf = StartBuffer();
     AppendMarker(&buf, meta, /*restated=*/false);
     if (absl::Status s = Write(buf); !s.ok()) return s;
     last_marker_ = meta;
@@ -512,14 +562,34 @@ class SegmentedWal final : public Wal {
     return s;
   }
 
+  // A write buffer, opened with a sync mark if a sync has made more of the
+  // segment durable since the last mark: recovery learns from the marks
+  // where the synced prefix ends, which decides between a torn write (past
+  // it) and data loss (inside it).
+  std::string StartBuffer() {
+    std::string buf;
+    if (synced_bytes_ > marked_bytes_) {
+      AppendSyncMark(&buf, synced_bytes_, file_bytes_);
+    }
+    return buf;
+  }
+
   absl::Status Write(std::string_view buf) {
     if (absl::Status s = file_->Append(buf); !s.ok()) return Fail(s);
     file_bytes_ += buf.size();
+    marked_bytes_ = synced_bytes_;
     return absl::OkStatus();
   }
 
+  // A failed fsync is the end of this WAL: the data it was to make durable
+  // may be gone for good (env.h), so nothing may build on it.
   absl::Status SyncCurrent() {
-    if (absl::Status s = file_->Sync(); !s.ok()) return Fail(s);
+    if (absl::Status s = file_->Sync(); !s.ok()) {
+      if (!opts_.bugs.on(planted::Bug::kIgnoreFsyncError)) {  // PLANTED
+        return Fail(s);
+      }
+    }
+    synced_bytes_ = file_bytes_;
     MarkSynced();
     return absl::OkStatus();
   }
@@ -554,7 +624,8 @@ class SegmentedWal final : public Wal {
     // The old segment is synced; a close error cannot lose anything.
     (void)file_->Close();
     file_ = *std::move(f);
-    file_bytes_ = buf.size();
+    file_bytes_ = synced_bytes_ = buf.size();
+    marked_bytes_ = 0;
     segments_.push_back(std::move(next));
     return absl::OkStatus();
   }
@@ -564,7 +635,9 @@ class SegmentedWal final : public Wal {
   WalOptions opts_;
   std::vector<SegmentInfo> segments_;  // oldest first; the last is open
   std::unique_ptr<env::WritableFile> file_;
-  uint64_t file_bytes_;
+  uint64_t file_bytes_;    // of the last segment
+  uint64_t synced_bytes_;  // of the last segment, made durable by a sync
+  uint64_t marked_bytes_ = 0;  // the claim of the newest sync mark written
   raft::HardState hs_;                                 // newest written
   std::optional<raft::SnapshotMetadata> last_marker_;  // newest written
   uint64_t last_index_ = 0;
@@ -573,6 +646,35 @@ class SegmentedWal final : public Wal {
 };
 
 }  // namespace
+
+size_t DecodeRecordAt(std::string_view segment, size_t offset,
+                      WalRecord* out) {
+  if (offset > segment.size()) return 0;
+  const size_t n = FramedRecordAt(segment, offset);
+  Record rec;
+  if (n == 0 || !DecodeAt(segment, offset, n, &rec)) return 0;
+  switch (rec.type) {
+    case kSegmentHeader:
+      out->type = WalRecord::Type::kSegmentHeader;
+      break;
+    case kHardState:
+      out->type = WalRecord::Type::kHardState;
+      out->hard_state = rec.hs;
+      break;
+    case kEntries:
+      out->type = WalRecord::Type::kEntries;
+      out->entries = std::move(rec.entries);
+      break;
+    case kSnapshotMarker:
+      out->type = WalRecord::Type::kSnapshotMarker;
+      out->marker = rec.marker;
+      break;
+    case kSyncMark:
+      out->type = WalRecord::Type::kSyncMark;
+      break;
+  }
+  return n;
+}
 
 bool Wal::Exists(env::Disk* disk, const std::string& dir) {
   auto names = disk->List(dir);
@@ -636,7 +738,7 @@ absl::StatusOr<Recovered> Wal::Open(env::Disk* disk, const std::string& dir,
                                     const WalOptions& opts) {
   if (absl::Status s = ValidateOptions(opts); !s.ok()) return s;
   Replay replay(snap_index);
-  auto read = ReadWal(disk, dir, &replay);
+  auto read = ReadWal(disk, dir, opts.bugs, &replay);
   if (!read.ok()) return read.status();
   if (!replay.snapshot_) {
     return absl::NotFoundError(absl::StrCat("wal: no snapshot marker at index ",
@@ -685,7 +787,7 @@ absl::StatusOr<std::vector<raft::SnapshotMetadata>> Wal::ReadMarkers(
     env::Disk* disk, const std::string& dir) {
   // No snapshot index: keep no entries in memory.
   Replay replay(std::numeric_limits<uint64_t>::max());
-  auto read = ReadWal(disk, dir, &replay);
+  auto read = ReadWal(disk, dir, planted::Bugs(), &replay);
   if (!read.ok()) return read.status();
   return std::move(replay.markers_);
 }

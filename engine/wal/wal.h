@@ -18,12 +18,13 @@
 //   record := length  u32   bytes of payload (not counting this 9-byte head)
 //             crc     u32   Mask(crc32c(type byte ++ payload))  (crc32c.h)
 //             type    u8    1 segment header, 2 hard state, 3 entries,
-//                           4 snapshot marker (0 and others: invalid)
+//                           4 snapshot marker, 5 sync mark
+//                           (0 and others: invalid)
 //             payload [length]
 //
 //   1 segment header (always the first record of a segment, and only there):
 //             magic   8     "detcdwal"
-//             version u8    1
+//             version u8    2 (1: before sync marks; still read)
 //             seq     u64   little endian, equals the file name's
 //             first   u64   little endian, equals the file name's
 //   2 hard state:      varint(term) varint(vote) varint(commit)
@@ -35,6 +36,11 @@
 //                      varint(index) varint(term) ConfState as in
 //                      raft/codec.h: varint(#voters) varint*
 //                      varint(#learners) varint*
+//   5 sync mark:       varint(synced) varint(at): the first `synced` bytes
+//                      of this segment were durable (a sync returned) when
+//                      this record was written, at offset `at` of the
+//                      segment (synced <= at). Every write that follows a
+//                      successful sync opens with one.
 //
 // A payload must be consumed exactly; a record with a valid checksum that
 // does not decode is corruption, not a torn write. Save writes the entry
@@ -56,11 +62,24 @@
 // partially written tail of the last segment (truncating it to the last
 // valid record) and refuses, with DataLoss, a corrupt record anywhere before
 // that tail: it never silently accepts or skips a bad record.
-//   A bad record (short, bad length, bad checksum) is a torn tail only if it
-// is in the last segment and no well-formed record (valid type, length that
-// fits, matching checksum) starts at any later offset; anything else is
-// "wal: corrupt record in segment <name> at offset <n>". A segment is synced
-// before the next one is cut, so older segments never have torn tails.
+//   A disk writes back unsynced data in any order, so a crash may lose an
+// earlier unsynced page and keep a later one: a bad record (short, bad
+// length, bad checksum) followed by well-formed ones is normal in the
+// unsynced tail. The WAL tells that tail from the synced prefix by its sync
+// marks: the synced prefix ends at the largest claim of any well-formed sync
+// mark in the segment, including ones after the bad record (each was written
+// by us after the sync it reports; a mark names its own offset, so a frame
+// hidden in an entry's data does not pass for one). A bad record in the last
+// segment at or past that point is a torn write: the segment is truncated
+// there and every record after it dropped, well-formed or not (none of them
+// was synced, and keeping a later one without the lost earlier one would
+// make up a state that never existed). A bad record inside the synced prefix
+// is data loss: "wal: corrupt record in segment <name> at offset <n>: bad
+// record inside the synced prefix (synced through offset <m>)". Any bad
+// record in an older segment is data loss too: a segment is synced before
+// the next one is cut. (A sync that returned before a crash but was not
+// followed by any surviving mark is not known; corruption there is taken for
+// a torn write, the best a log without a second copy can do.)
 //   ReleaseBefore(index) deletes, oldest first and each durably, a prefix of
 // the segments (never the last) in which every entry is <= M, where M is the
 // newest marker <= index, as long as a remaining segment still holds M.
@@ -70,19 +89,22 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/env/env.h"
 #include "engine/raft/types.h"
+#include "engine/util/planted.h"
 
 namespace detcd::wal {
 
-// What is known to be on stable storage: the last synced HardState and the
-// index of the last synced entry (after a snapshot marker, its index, if the
-// snapshot is newer than every synced entry). Used by checkers to verify the
-// Ready ordering (no message is sent before what it depends on is durable).
+// What the WAL believes is on stable storage: the last synced HardState and
+// the index of the last synced entry (after a snapshot marker, its index, if
+// the snapshot is newer than every synced entry). The WAL's own account: the
+// simulator's Ready-ordering check does not trust it, it reads the disk's
+// stable image (DecodeRecordAt).
 struct DurableState {
   raft::HardState hard_state;
   uint64_t last_index = 0;
@@ -94,6 +116,7 @@ struct WalOptions {
   // A new segment is cut once the current one reaches this size. Must be
   // > 0; tests use small values to exercise cutting and releasing.
   uint64_t segment_bytes = 64 << 20;
+  planted::Bugs bugs;  // engine/util/planted.h; none in production
 };
 
 // A node's Raft state as recovered from its WAL.
@@ -159,6 +182,28 @@ class Wal {
 
   virtual DurableState durable() const = 0;
 };
+
+// One record, for checkers that read a segment's bytes themselves (the
+// simulator computes what is durable from its disk's stable image instead of
+// asking the WAL). The recovery rules stay with Wal::Open.
+struct WalRecord {
+  enum class Type {
+    kSegmentHeader,
+    kHardState,
+    kEntries,
+    kSnapshotMarker,
+    kSyncMark,
+  };
+  Type type = Type::kHardState;
+  raft::HardState hard_state;        // kHardState
+  std::vector<raft::Entry> entries;  // kEntries
+  raft::SnapshotMetadata marker;     // kSnapshotMarker
+};
+// If a well-formed, decodable record starts at `offset` of a segment's bytes,
+// fills *rec and returns its size; otherwise (torn, corrupt, cut short)
+// returns 0.
+size_t DecodeRecordAt(std::string_view segment, size_t offset,
+                      WalRecord* rec);
 
 // Snapshot files: one per snapshot, named by term and index, zstd-compressed
 // and CRC32C-checked. Written to a temporary name, synced, renamed, and the

@@ -1,5 +1,6 @@
-// SimDisk: the crash model (unsynced data and directory entries are lost or
-// torn, synced ones survive) and injected faults.
+// SimDisk: the crash model (unsynced data and directory entries are lost,
+// kept out of order or torn, synced ones survive), Linux's failed fsync,
+// power cuts, stalls, the durable view for checkers and injected faults.
 #include "sim/sim_disk.h"
 
 #include <gtest/gtest.h>
@@ -7,6 +8,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace detcd::sim {
 namespace {
@@ -20,12 +22,24 @@ std::string Read(SimDisk& d, const std::string& path) {
 // `extra` (appended, not synced).
 void MakeFile(SimDisk& d, const std::string& synced, const std::string& extra) {
   ASSERT_TRUE(d.CreateDir("d").ok());
+  ASSERT_TRUE(d.SyncDir("").ok());  // d's own entry lives in the root
   auto f = d.Create("d/f");
   ASSERT_TRUE(f.ok());
   ASSERT_TRUE((*f)->Append(synced).ok());
   ASSERT_TRUE((*f)->Sync().ok());
   ASSERT_TRUE(d.SyncDir("d").ok());
   ASSERT_TRUE((*f)->Append(extra).ok());
+}
+
+// `n` bytes in which every 8-byte group names its offset: a byte that moved
+// or came from elsewhere shows.
+std::string Pattern(size_t n) {
+  std::string s;
+  for (size_t i = 0; s.size() < n; i += 8) {
+    s += absl::StrFormat("%07x|", i);
+  }
+  s.resize(n);
+  return s;
 }
 
 TEST(SimDisk, ReadsSeeUnsyncedWrites) {
@@ -71,6 +85,7 @@ TEST(SimDisk, FileNotInDurableDirectoryVanishes) {
   SimDisk d(env::SeededRng(1));
   ASSERT_TRUE(d.CreateDir("d").ok());
   ASSERT_TRUE(d.SyncDir("d").ok());
+  ASSERT_TRUE(d.SyncDir("").ok());
   auto f = d.Create("d/new");
   ASSERT_TRUE(f.ok());
   ASSERT_TRUE((*f)->Append("x").ok());
@@ -85,6 +100,263 @@ TEST(SimDisk, UnsyncedDirectoryVanishes) {
   ASSERT_TRUE(d.CreateDir("d").ok());
   d.Crash();
   EXPECT_FALSE(d.Exists("d"));
+}
+
+// A directory's entry lives in its parent: syncing the directory itself
+// makes its contents durable, not its existence.
+TEST(SimDisk, NewDirectoryIsDurableOnlyOnceItsParentIsSynced) {
+  SimDisk d(env::SeededRng(1));
+  ASSERT_TRUE(d.CreateDir("a").ok());
+  ASSERT_TRUE(d.CreateDir("a/b").ok());
+  auto f = d.Create("a/b/f");
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->Append("x").ok());
+  ASSERT_TRUE((*f)->Sync().ok());
+  ASSERT_TRUE(d.SyncDir("a/b").ok());
+  ASSERT_TRUE(d.SyncDir("a").ok());  // b's entry, but a's is not durable
+  d.Crash();
+  EXPECT_FALSE(d.Exists("a"));
+  EXPECT_FALSE(d.Exists("a/b/f"));
+
+  ASSERT_TRUE(d.CreateDir("a").ok());
+  ASSERT_TRUE(d.CreateDir("a/b").ok());
+  ASSERT_TRUE(d.Create("a/b/f").ok());
+  ASSERT_TRUE(d.SyncDir("a/b").ok());
+  ASSERT_TRUE(d.SyncDir("").ok());  // a, but not a's entry for b
+  d.Crash();
+  EXPECT_TRUE(d.Exists("a"));
+  EXPECT_FALSE(d.Exists("a/b"));
+
+  ASSERT_TRUE(d.CreateDir("a/b").ok());
+  ASSERT_TRUE(d.Create("a/b/f").ok());
+  ASSERT_TRUE(d.SyncDir("a/b").ok());
+  ASSERT_TRUE(d.SyncDir("a").ok());
+  d.Crash();
+  EXPECT_TRUE(d.Exists("a/b/f"));
+}
+
+// Disks write back dirty pages in any order: across seeds, some crash keeps
+// a later unsynced page and loses an earlier one. Whatever survives is the
+// synced prefix, then bytes that are either what was written at that offset
+// or zeros; synced bytes are never touched.
+TEST(SimDisk, CrashKeepsUnsyncedPagesOutOfOrder) {
+  const std::string synced = Pattern(100);
+  const std::string all = Pattern(5 * SimDisk::kPageBytes);
+  const std::string extra = all.substr(synced.size());
+  bool out_of_order = false;
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    SimDisk d{env::SeededRng(seed)};
+    DiskFaults f;
+    f.crash_keep_unsynced_probability = 0.5;
+    d.set_faults(f);
+    MakeFile(d, synced, extra);
+    d.Crash();
+    const std::string got = Read(d, "d/f");
+    ASSERT_GE(got.size(), synced.size()) << "seed " << seed;
+    ASSERT_LE(got.size(), all.size()) << "seed " << seed;
+    EXPECT_EQ(got.substr(0, synced.size()), synced) << "seed " << seed;
+    bool hole = false;
+    for (size_t p = 0; p < got.size(); p += SimDisk::kPageBytes) {
+      const size_t n = std::min(SimDisk::kPageBytes, got.size() - p);
+      const std::string page = got.substr(p, n);
+      if (page == all.substr(p, n)) {
+        if (hole) out_of_order = true;
+      } else {
+        // A lost page: zeros after the synced bytes it shares a page with.
+        const size_t from = p == 0 ? synced.size() : 0;
+        EXPECT_EQ(page.substr(from), std::string(n - from, '\0'))
+            << "seed " << seed << " page at " << p;
+        hole = true;
+      }
+    }
+  }
+  EXPECT_TRUE(out_of_order);
+}
+
+// A torn page: some of its 512-byte sectors made it, some did not, and a
+// half-written one may end in garbage; never before the synced size.
+TEST(SimDisk, TornPagesTearAtSectors) {
+  const std::string synced = Pattern(1000);
+  const std::string all = Pattern(SimDisk::kPageBytes * 2);
+  bool sector_hole = false;
+  for (uint64_t seed = 1; seed <= 100; ++seed) {
+    SimDisk d{env::SeededRng(seed)};
+    DiskFaults f;
+    f.crash_tear_probability = 1;
+    d.set_faults(f);
+    MakeFile(d, synced, all.substr(synced.size()));
+    d.Crash();
+    const std::string got = Read(d, "d/f");
+    ASSERT_GE(got.size(), synced.size());
+    EXPECT_EQ(got.substr(0, synced.size()), synced) << "seed " << seed;
+    bool lost = false;
+    for (size_t s = 0; s < got.size(); s += SimDisk::kSectorBytes) {
+      const size_t n = std::min(SimDisk::kSectorBytes, got.size() - s);
+      if (got.compare(s, n, all, s, n) == 0) {
+        if (lost) sector_hole = true;
+      } else {
+        lost = true;
+      }
+    }
+  }
+  EXPECT_TRUE(sector_hole);
+}
+
+TEST(SimDisk, CrashCanZeroFillLostData) {
+  SimDisk d(env::SeededRng(1));
+  DiskFaults f;
+  f.crash_zero_fill_probability = 1;
+  d.set_faults(f);
+  MakeFile(d, "abc", "defgh");
+  d.Crash();
+  EXPECT_EQ(Read(d, "d/f"), std::string("abc") + std::string(5, '\0'));
+}
+
+// Linux: after a failed fsync the pages it could not write are marked clean
+// and dropped; the error is reported once, and a later fsync that succeeds
+// does not write them. Reads see them until the crash.
+TEST(SimDisk, FailedSyncLosesDirtyPagesForGood) {
+  SimDisk d(env::SeededRng(1));
+  MakeFile(d, "synced", "lost");
+  auto h = d.OpenAppend("d/f");
+  ASSERT_TRUE(h.ok());
+  DiskFaults f;
+  f.eio_probability = 1;
+  f.failed_sync_write_probability = 0;
+  d.set_faults(f);
+  EXPECT_FALSE((*h)->Sync().ok());
+  d.set_faults(DiskFaults());
+  EXPECT_TRUE((*h)->Sync().ok());  // reported once
+  EXPECT_EQ(Read(d, "d/f"), "syncedlost");
+  d.Crash();
+  // The size reached the disk with the second sync, the data never did.
+  EXPECT_EQ(Read(d, "d/f"), std::string("synced") + std::string(4, '\0'));
+}
+
+TEST(SimDisk, FailedSyncMayHaveWrittenSomePages) {
+  SimDisk d(env::SeededRng(1));
+  MakeFile(d, "s", std::string(3 * SimDisk::kPageBytes, 'x'));
+  auto h = d.OpenAppend("d/f");
+  ASSERT_TRUE(h.ok());
+  DiskFaults f;
+  f.eio_probability = 1;
+  f.failed_sync_write_probability = 1;
+  d.set_faults(f);
+  EXPECT_FALSE((*h)->Sync().ok());
+  d.set_faults(DiskFaults());
+  d.Crash();
+  EXPECT_EQ(Read(d, "d/f").size(), 1 + 3 * SimDisk::kPageBytes);
+}
+
+TEST(SimDisk, LostPagesReadAsZerosOnceALaterSyncMovesTheSize) {
+  SimDisk d(env::SeededRng(1));
+  MakeFile(d, "s", "");
+  auto h = d.OpenAppend("d/f");
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE((*h)->Append(std::string(2 * SimDisk::kPageBytes, 'x')).ok());
+  DiskFaults f;
+  f.eio_probability = 1;
+  f.failed_sync_write_probability = 0;
+  d.set_faults(f);
+  EXPECT_FALSE((*h)->Sync().ok());
+  d.set_faults(DiskFaults());
+  ASSERT_TRUE((*h)->Append("tail").ok());
+  ASSERT_TRUE((*h)->Sync().ok());
+  d.Crash();
+  const std::string got = Read(d, "d/f");
+  ASSERT_EQ(got.size(), 1 + 2 * SimDisk::kPageBytes + 4);
+  EXPECT_EQ(got[0], 's');
+  // The first page (with the synced byte) and the third (re-dirtied by the
+  // last append) were written whole; the middle one is a hole.
+  EXPECT_EQ(got.substr(1, SimDisk::kPageBytes - 1),
+            std::string(SimDisk::kPageBytes - 1, '\0'));
+  EXPECT_EQ(got.substr(SimDisk::kPageBytes, SimDisk::kPageBytes),
+            std::string(SimDisk::kPageBytes, '\0'));
+  EXPECT_EQ(got.substr(2 * SimDisk::kPageBytes),
+            std::string(1, 'x') + "tail");
+}
+
+TEST(SimDisk, PowerCutFailsTheSyncAndEverythingAfterIt) {
+  SimDisk d(env::SeededRng(1));
+  MakeFile(d, "abc", "def");
+  auto h = d.OpenAppend("d/f");
+  ASSERT_TRUE(h.ok());
+  DiskFaults f;
+  f.power_cut_at_next_sync = true;
+  f.crash_keep_unsynced_probability = 1;
+  d.set_faults(f);
+  EXPECT_FALSE((*h)->Sync().ok());
+  EXPECT_FALSE(d.faults().power_cut_at_next_sync);  // one-shot
+  EXPECT_FALSE((*h)->Append("x").ok());
+  EXPECT_FALSE(d.Create("d/g").ok());
+  EXPECT_EQ(d.injected_errors(), 1u);
+  d.Crash();
+  // The write in flight stayed dirty: this crash model keeps it.
+  EXPECT_EQ(Read(d, "d/f"), "abcdef");
+  auto h2 = d.OpenAppend("d/f");
+  ASSERT_TRUE(h2.ok());
+  EXPECT_TRUE((*h2)->Append("g").ok());
+}
+
+TEST(SimDisk, StallHoldsBackWhatTheNodeSends) {
+  SimDisk d(env::SeededRng(1));
+  int64_t now = 1000;
+  d.set_time_source([&now] { return now; });
+  EXPECT_EQ(d.pending_latency(), 0);
+  d.StallUntil(5000);
+  EXPECT_EQ(d.pending_latency(), 4000);
+  now = 4500;
+  EXPECT_EQ(d.pending_latency(), 500);
+  now = 6000;
+  EXPECT_EQ(d.pending_latency(), 0);
+  EXPECT_EQ(d.injected_errors(), 1u);
+}
+
+TEST(SimDisk, SyncedFilesShowTheStableImage) {
+  SimDisk d(env::SeededRng(1));
+  EXPECT_TRUE(d.SyncedFiles("d").empty());
+  ASSERT_TRUE(d.CreateDir("d").ok());
+  ASSERT_TRUE(d.SyncDir("d").ok());
+  EXPECT_TRUE(d.SyncedFiles("d").empty());  // d itself would not survive
+  const uint64_t v0 = d.durable_version();
+  MakeFile(d, "abc", "def");
+  EXPECT_NE(d.durable_version(), v0);
+  auto files = d.SyncedFiles("d");
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].name, "f");
+  EXPECT_EQ(files[0].bytes, "abc");
+  const uint64_t inode = files[0].inode;
+  const uint64_t rewrites = files[0].rewrites;
+  auto h = d.OpenAppend("d/f");
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE((*h)->Sync().ok());
+  files = d.SyncedFiles("d");
+  EXPECT_EQ(files[0].bytes, "abcdef");
+  EXPECT_EQ(files[0].rewrites, rewrites);  // it only grew
+  ASSERT_TRUE(d.Truncate("d/f", 2).ok());
+  EXPECT_EQ(d.SyncedFiles("d")[0].bytes, "abcdef");  // until synced
+  ASSERT_TRUE((*h)->Sync().ok());
+  files = d.SyncedFiles("d");
+  EXPECT_EQ(files[0].bytes, "ab");
+  EXPECT_NE(files[0].rewrites, rewrites);
+  d.Crash();
+  files = d.SyncedFiles("d");
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_NE(files[0].inode, inode);
+  // A file created but not dir-synced is not in the durable view.
+  ASSERT_TRUE(d.Create("d/g").ok());
+  EXPECT_EQ(d.SyncedFiles("d").size(), 1u);
+}
+
+TEST(SimDisk, CrashRandomlyNeverDamagesSyncedData) {
+  for (uint64_t seed = 1; seed <= 100; ++seed) {
+    SimDisk d{env::SeededRng(seed)};
+    MakeFile(d, "synced-part", Pattern(3 * SimDisk::kPageBytes));
+    d.CrashRandomly();
+    const std::string got = Read(d, "d/f");
+    ASSERT_GE(got.size(), 11u);
+    EXPECT_EQ(got.substr(0, 11), "synced-part") << "seed " << seed;
+  }
 }
 
 TEST(SimDisk, RenameIsDurableOnlyAfterSyncDir) {
@@ -156,8 +428,8 @@ TEST(SimDisk, ChargesLatency) {
   f.sync_latency_ns = 100;
   f.write_latency_ns = 10;
   d.set_faults(f);
-  MakeFile(d, "a", "b");  // 2 appends, 1 sync, 1 dir sync
-  EXPECT_EQ(d.TakePendingLatency(), 220);
+  MakeFile(d, "a", "b");  // 2 appends, 1 sync, 2 dir syncs
+  EXPECT_EQ(d.TakePendingLatency(), 320);
   EXPECT_EQ(d.TakePendingLatency(), 0);
 }
 

@@ -3,9 +3,11 @@
 //
 // The model keeps every record written since the last open as a list of
 // small steps (one per entry, hard state or marker), and how many of them a
-// sync has made durable. A crash may lose any suffix of the unsynced steps
-// (a torn record is dropped whole), so after reopening, the recovered state
-// must equal the model replayed up to some step k with synced <= k <= all:
+// sync has made durable. A crash may lose any of the unsynced pages, in any
+// order, and tear them; a failed fsync may drop pages for good (Linux). The
+// WAL cuts its log at the first lost or torn record past the synced prefix,
+// so after reopening, the recovered state must equal the model replayed up
+// to some step k with synced <= k <= all:
 //   - nothing synced is lost (k >= synced): the hard state is the newest
 //     one up to k, every entry written up to k and not since overwritten
 //     is there;
@@ -85,6 +87,7 @@ class Harness {
       : disk_(env::SeededRng(seed)) {
     opts_.segment_bytes = segment_bytes;
     RC_ASSERT(disk_.CreateDir("n").ok());
+    RC_ASSERT(disk_.SyncDir("").ok());
     auto w = Wal::Create(&disk_, kDir, opts_);
     RC_ASSERT(w.ok());
     wal_ = *std::move(w);
@@ -120,7 +123,7 @@ class Harness {
       e.term = term_;
       e.type = *rc::gen::inRange(0, 5) == 0 ? raft::EntryType::kConfChange
                                             : raft::EntryType::kNormal;
-      const int size = *rc::gen::element(0, 1, 8, 30, 200);
+      const int size = *rc::gen::element(0, 1, 8, 30, 200, 3000);
       e.data = absl::StrCat("i", e.index, "t", e.term, "#", ++serial_, ":");
       e.data.resize(e.data.size() + size,
                     static_cast<char>('a' + serial_ % 26));
@@ -211,11 +214,31 @@ class Harness {
     sim::DiskFaults f;
     f.crash_keep_unsynced_probability = *rc::gen::element(0.0, 0.3, 1.0);
     f.crash_tear_probability = *rc::gen::element(0.0, 0.5, 1.0);
+    f.crash_zero_fill_probability = *rc::gen::element(0.0, 0.5);
     RC_LOG() << "Crash keep=" << f.crash_keep_unsynced_probability
              << " tear=" << f.crash_tear_probability << "\n";
     disk_.set_faults(f);
-    disk_.Crash();
+    if (*rc::gen::inRange(0, 4) == 0) {
+      disk_.CrashRandomly();
+    } else {
+      disk_.Crash();
+    }
     Reopen(synced_);
+  }
+
+  // A sync that fails (the WAL is done for: it fails every later call) and
+  // the crash that follows; the failed sync may have written any of the
+  // dirty pages, and the rest are lost whatever happens next.
+  void FailedSync() {
+    sim::DiskFaults f;
+    f.eio_probability = 1;
+    f.failed_sync_write_probability = *rc::gen::element(0.0, 0.5, 1.0);
+    RC_LOG() << "FailedSync write=" << f.failed_sync_write_probability << "\n";
+    disk_.set_faults(f);
+    RC_ASSERT(!wal_->Save(nullptr, {}, true).ok());
+    disk_.set_faults(sim::DiskFaults{});
+    RC_ASSERT(!wal_->Save(nullptr, {}, true).ok());
+    Crash();
   }
 
   void CleanReopen() {
@@ -285,7 +308,8 @@ class Harness {
   uint64_t serial_ = 0;
 };
 
-// One random history. weights: Save, Marker, Release, Crash, CleanReopen.
+// One random history. weights: Save, Marker, Release, Crash, CleanReopen,
+// FailedSync.
 void RunHistory(uint64_t segment_bytes, const std::vector<int>& weights) {
   const uint64_t seed = *rc::gen::arbitrary<uint64_t>();
   Harness h(seed, segment_bytes);
@@ -312,23 +336,27 @@ void RunHistory(uint64_t segment_bytes, const std::vector<int>& weights) {
       case 4:
         h.CleanReopen();
         break;
+      case 5:
+        h.FailedSync();
+        break;
     }
   }
   h.Crash();
 }
 
 RC_GTEST_PROP(WalProperty, MixedHistories, ()) {
-  RunHistory(*rc::gen::element<uint64_t>(128, 600, 4096), {12, 2, 2, 3, 1});
+  RunHistory(*rc::gen::element<uint64_t>(128, 600, 4096),
+             {12, 2, 2, 3, 1, 1});
 }
 
 // Tiny segments: every few records a cut; frequent snapshots and releases.
 RC_GTEST_PROP(WalProperty, SegmentChurn, ()) {
-  RunHistory(*rc::gen::element<uint64_t>(64, 200), {10, 4, 4, 2, 1});
+  RunHistory(*rc::gen::element<uint64_t>(64, 200), {10, 4, 4, 2, 1, 1});
 }
 
 // Long runs of unsynced writes between crashes.
 RC_GTEST_PROP(WalProperty, CrashHeavy, ()) {
-  RunHistory(*rc::gen::element<uint64_t>(300, 1 << 20), {8, 1, 1, 4, 0});
+  RunHistory(*rc::gen::element<uint64_t>(300, 1 << 20), {8, 1, 1, 4, 0, 2});
 }
 
 }  // namespace

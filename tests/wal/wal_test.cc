@@ -11,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/util/coding.h"
+#include "engine/util/planted.h"
 #include "engine/wal/crc32c.h"
 #include "sim/sim_disk.h"
 
@@ -87,6 +89,7 @@ class WalTest : public ::testing::Test {
  protected:
   WalTest() : disk_(env::SeededRng(42)) {
     EXPECT_TRUE(disk_.CreateDir("data").ok());
+    EXPECT_TRUE(disk_.SyncDir("").ok());
   }
 
   // A WAL with the bootstrap marker, as a node creates it.
@@ -268,6 +271,11 @@ TEST_F(WalTest, TornTailAtEveryOffsetIsRepaired) {
   w.reset();
   const std::string full = Read(disk_, Path(seg));
   ASSERT_GT(full.size(), good);
+  // The second save opens with a sync mark; once whole it is kept (it
+  // changes no state).
+  WalRecord rec;
+  const size_t mark = DecodeRecordAt(full, good, &rec);
+  ASSERT_EQ(rec.type, WalRecord::Type::kSyncMark);
 
   for (size_t cut = good; cut < full.size(); ++cut) {
     SCOPED_TRACE(absl::StrCat("cut at ", cut));
@@ -275,7 +283,8 @@ TEST_F(WalTest, TornTailAtEveryOffsetIsRepaired) {
     Recovered r = MustOpen(0);
     EXPECT_EQ(r.entries, Range(1, 3, 1));
     EXPECT_EQ(r.hard_state, hs);
-    EXPECT_EQ(Read(disk_, Path(seg)).size(), good);
+    EXPECT_EQ(Read(disk_, Path(seg)).size(),
+              cut < good + mark ? good : good + mark);
     ASSERT_TRUE(r.wal->Save(nullptr, {E(4, 2)}, true).ok());
     r.wal.reset();
     Recovered r2 = MustOpen(0);
@@ -317,13 +326,18 @@ TEST_F(WalTest, CorruptionBeforeTheTailIsDataLoss) {
   const std::string seg = Segments(disk_).at(0);
   const size_t second_start = Read(disk_, Path(seg)).size();
   ASSERT_TRUE(w->Save(nullptr, Range(4, 6, 1), true).ok());
+  const size_t third_start = Read(disk_, Path(seg)).size();
   ASSERT_TRUE(w->Save(nullptr, Range(7, 9, 1), true).ok());
   w.reset();
   const std::string full = Read(disk_, Path(seg));
+  // The second save: a sync mark (the first save was synced), then 4..6.
+  WalRecord rec;
+  const size_t mark = DecodeRecordAt(full, second_start, &rec);
+  ASSERT_GT(mark, 0u);
+  ASSERT_EQ(rec.type, WalRecord::Type::kSyncMark);
 
-  // Flip one byte in each position of the record holding 4..6 (followed by
-  // the valid record holding 7..9): never accepted, never skipped.
-  const size_t third_start = full.size() - (full.size() - second_start) / 2;
+  // Flip one byte in each position of the second save (the third save's
+  // sync mark proves it was synced): never accepted, never skipped.
   for (size_t pos = second_start; pos < third_start; ++pos) {
     SCOPED_TRACE(absl::StrCat("flip at ", pos));
     std::string bad = full;
@@ -331,11 +345,203 @@ TEST_F(WalTest, CorruptionBeforeTheTailIsDataLoss) {
     Overwrite(disk_, Path(seg), bad);
     auto r = Wal::Open(&disk_, kDir, 0);
     ASSERT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+    const size_t at = pos < second_start + mark ? second_start
+                                                : second_start + mark;
     EXPECT_THAT(r.status().message(),
                 HasSubstr(absl::StrCat("wal: corrupt record in segment ", seg,
-                                       " at offset ", second_start)));
+                                       " at offset ", at,
+                                       ": bad record inside the synced "
+                                       "prefix (synced through offset ",
+                                       third_start, ")")));
     EXPECT_EQ(Read(disk_, Path(seg)), bad);  // nothing was repaired
   }
+}
+
+// Out-of-order write-back: the crash lost an earlier unsynced write and
+// kept a later one. Past the synced prefix that is a torn write, not data
+// loss: the segment is cut at the hole, the later records go too.
+TEST_F(WalTest, LostWriteFollowedByValidOnesInTheUnsyncedTailIsTorn) {
+  auto w = MakeWal();
+  raft::HardState hs = HS(1, 1, 3);
+  ASSERT_TRUE(w->Save(&hs, Range(1, 3, 1), true).ok());
+  const std::string seg = Segments(disk_).at(0);
+  const size_t synced = Read(disk_, Path(seg)).size();
+  ASSERT_TRUE(w->Save(nullptr, Range(4, 6, 2), false).ok());
+  const size_t second = Read(disk_, Path(seg)).size();
+  raft::HardState hs2 = HS(2, 2, 6);
+  ASSERT_TRUE(w->Save(&hs2, Range(7, 8, 2), false).ok());
+  w.reset();
+  const std::string full = Read(disk_, Path(seg));
+  // The second save opens with a sync mark (claiming `synced`).
+  WalRecord rec;
+  const size_t mark = DecodeRecordAt(full, synced, &rec);
+  ASSERT_EQ(rec.type, WalRecord::Type::kSyncMark);
+  for (size_t lost_from : {synced, synced + 3, second - 1}) {
+    SCOPED_TRACE(absl::StrCat("lost from ", lost_from));
+    std::string image = full;
+    for (size_t i = lost_from; i < second; ++i) image[i] = '\0';
+    Overwrite(disk_, Path(seg), image);
+    Recovered r = MustOpen(0);
+    EXPECT_EQ(r.entries, Range(1, 3, 1));
+    EXPECT_EQ(r.hard_state, hs);
+    EXPECT_EQ(Read(disk_, Path(seg)).size(),
+              lost_from < synced + mark ? synced : synced + mark);
+    // It goes on from there.
+    ASSERT_TRUE(r.wal->Save(nullptr, Range(4, 4, 3), true).ok());
+    r.wal.reset();
+    EXPECT_EQ(MustOpen(0).entries.size(), 4u);
+  }
+}
+
+// Data loss is inside what a sync mark proves was synced, even when the
+// only proof is past the bad record.
+TEST_F(WalTest, HoleInTheSyncedPrefixIsDataLoss) {
+  auto w = MakeWal();
+  ASSERT_TRUE(w->Save(nullptr, Range(1, 3, 1), true).ok());
+  const std::string seg = Segments(disk_).at(0);
+  const size_t first = Read(disk_, Path(seg)).size();
+  ASSERT_TRUE(w->Save(nullptr, Range(4, 6, 1), true).ok());
+  const size_t second = Read(disk_, Path(seg)).size();
+  ASSERT_TRUE(w->Save(nullptr, Range(7, 7, 1), false).ok());
+  w.reset();
+  std::string image = Read(disk_, Path(seg));
+  for (size_t i = first; i < second; ++i) image[i] = '\0';
+  Overwrite(disk_, Path(seg), image);
+  auto r = Wal::Open(&disk_, kDir, 0);
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(r.status().message(), HasSubstr("inside the synced prefix"));
+}
+
+// A well-formed sync-mark frame inside an entry's data (a client can put
+// any bytes there) is not a sync mark: it does not sit at the offset it
+// names.
+TEST_F(WalTest, SyncMarkHiddenInEntryDataDoesNotCount) {
+  // A sync mark frame claiming the first 10^6 bytes were synced, "at"
+  // offset 2*10^6.
+  std::string payload;
+  coding::PutVarint64(&payload, 1000000);
+  coding::PutVarint64(&payload, 2000000);
+  const char type = 5;
+  std::string frame;
+  coding::PutFixed32(&frame, static_cast<uint32_t>(payload.size()));
+  coding::PutFixed32(&frame, crc32c::Mask(crc32c::Extend(
+                                 crc32c::Value(&type, 1), payload.data(),
+                                 payload.size())));
+  frame.push_back(type);
+  frame += payload;
+
+  auto w = MakeWal();
+  ASSERT_TRUE(w->Save(nullptr, Range(1, 3, 1), true).ok());
+  const std::string seg = Segments(disk_).at(0);
+  const size_t synced = Read(disk_, Path(seg)).size();
+  ASSERT_TRUE(w->Save(nullptr, {E(4, 1, "x" + frame)}, false).ok());
+  w.reset();
+  std::string image = Read(disk_, Path(seg));
+  // The unsynced record's head is lost.
+  for (size_t i = synced; i < synced + 9; ++i) image[i] = '\0';
+  Overwrite(disk_, Path(seg), image);
+  Recovered r = MustOpen(0);
+  EXPECT_EQ(r.entries, Range(1, 3, 1));
+}
+
+TEST_F(WalTest, FailedSyncEndsTheWalAndItsDataMayBeGone) {
+  auto w = MakeWal();
+  ASSERT_TRUE(w->Save(nullptr, Range(1, 3, 1), true).ok());
+  ASSERT_TRUE(w->Save(nullptr, Range(4, 6, 1), false).ok());
+  disk_.set_faults(sim::DiskFaults{.eio_probability = 1,
+                                   .failed_sync_write_probability = 0});
+  EXPECT_FALSE(w->Save(nullptr, {}, true).ok());
+  disk_.set_faults(sim::DiskFaults{});
+  EXPECT_EQ(w->durable().last_index, 3u);
+  // Not retried: the failed sync may have dropped 4..6 for good.
+  EXPECT_FALSE(w->Save(nullptr, {}, true).ok());
+  w.reset();
+  disk_.Crash();
+  EXPECT_EQ(MustOpen(0).entries, Range(1, 3, 1));
+}
+
+// The planted bug: a WAL that takes a failed fsync for done reports the
+// lost entries durable; the next sync's mark then proves a synced prefix
+// with a hole, which recovery refuses.
+TEST_F(WalTest, PlantedIgnoreFsyncErrorLies) {
+  WalOptions opts;
+  opts.bugs = planted::Bugs::Of(planted::Bug::kIgnoreFsyncError);
+  auto w = MakeWal(opts);
+  ASSERT_TRUE(w->Save(nullptr, Range(1, 3, 1), true).ok());
+  // Several pages: the ones the next write does not touch stay lost.
+  std::vector<raft::Entry> big;
+  for (uint64_t i = 4; i <= 6; ++i) {
+    big.push_back(E(i, 1, std::string(3000, 'b')));
+  }
+  ASSERT_TRUE(w->Save(nullptr, big, false).ok());
+  disk_.set_faults(sim::DiskFaults{.eio_probability = 1,
+                                   .failed_sync_write_probability = 0});
+  EXPECT_TRUE(w->Save(nullptr, {}, true).ok());
+  disk_.set_faults(sim::DiskFaults{});
+  EXPECT_EQ(w->durable().last_index, 6u);
+  ASSERT_TRUE(w->Save(nullptr, Range(7, 7, 1), true).ok());
+  w.reset();
+  disk_.Crash();
+  EXPECT_EQ(Wal::Open(&disk_, kDir, 0).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+// The planted bug: recovery that skips a torn record and keeps what
+// follows makes up a state that never existed.
+TEST_F(WalTest, PlantedTrustAfterTornKeepsLaterRecords) {
+  auto w = MakeWal();
+  ASSERT_TRUE(w->Save(nullptr, Range(1, 3, 1), true).ok());
+  const std::string seg = Segments(disk_).at(0);
+  const size_t synced = Read(disk_, Path(seg)).size();
+  ASSERT_TRUE(w->Save(nullptr, Range(4, 5, 2), false).ok());
+  raft::HardState hs = HS(2, 1, 3);
+  ASSERT_TRUE(w->Save(&hs, {}, false).ok());
+  w.reset();
+  std::string image = Read(disk_, Path(seg));
+  for (size_t i = synced; i < synced + 9; ++i) image[i] = '\0';
+  Overwrite(disk_, Path(seg), image);
+  WalOptions opts;
+  opts.bugs = planted::Bugs::Of(planted::Bug::kWalTrustAfterTorn);
+  Recovered bad = MustOpen(0, opts);
+  EXPECT_EQ(bad.hard_state, hs);  // from past the hole
+  bad.wal.reset();
+  Overwrite(disk_, Path(seg), image);
+  Recovered good = MustOpen(0);
+  EXPECT_EQ(good.hard_state, raft::HardState());
+  EXPECT_EQ(good.entries, Range(1, 3, 1));
+}
+
+// DecodeRecordAt walks a segment record by record, as a checker reading the
+// disk's stable image does.
+TEST_F(WalTest, DecodeRecordAtWalksASegment) {
+  auto w = MakeWal();
+  raft::HardState hs = HS(2, 1, 2);
+  ASSERT_TRUE(w->Save(&hs, Range(1, 2, 2), true).ok());
+  w.reset();
+  const std::string data = Read(disk_, Path(Segments(disk_).at(0)));
+  std::vector<WalRecord::Type> types;
+  size_t off = 0;
+  WalRecord rec;
+  while (size_t n = DecodeRecordAt(data, off, &rec)) {
+    types.push_back(rec.type);
+    if (rec.type == WalRecord::Type::kEntries) {
+      EXPECT_EQ(rec.entries, Range(1, 2, 2));
+    }
+    if (rec.type == WalRecord::Type::kHardState) {
+      EXPECT_EQ(rec.hard_state, hs);
+    }
+    off += n;
+  }
+  EXPECT_EQ(off, data.size());
+  // Every write after a sync opens with a sync mark.
+  EXPECT_EQ(types, (std::vector<WalRecord::Type>{
+                       WalRecord::Type::kSegmentHeader,
+                       WalRecord::Type::kSyncMark,
+                       WalRecord::Type::kSnapshotMarker,
+                       WalRecord::Type::kSyncMark, WalRecord::Type::kEntries,
+                       WalRecord::Type::kHardState}));
+  EXPECT_EQ(DecodeRecordAt(data, 1, &rec), 0u);
+  EXPECT_EQ(DecodeRecordAt(data, data.size() + 5, &rec), 0u);
 }
 
 TEST_F(WalTest, CorruptionInAnOlderSegmentIsDataLoss) {
@@ -522,6 +728,7 @@ class SnapshotterTest : public ::testing::Test {
  protected:
   SnapshotterTest() : disk_(env::SeededRng(7)), snap_(&disk_, "data/snap") {
     EXPECT_TRUE(disk_.CreateDir("data").ok());
+    EXPECT_TRUE(disk_.SyncDir("").ok());
   }
   std::vector<std::string> Files() {
     auto names = disk_.List("data/snap");
