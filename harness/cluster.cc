@@ -94,6 +94,14 @@ void Cluster::StartNode(SimNode& n) {
   network_.Attach(id, [this, id](uint64_t from, std::string payload) {
     SimNode& t = nodes_.at(id);
     if (!t.server) return;
+    if (t.paused) {
+      // In the stopped process's socket buffers until it runs again.
+      if (t.paused_inbox_bytes + payload.size() <= kPausedInboxBytes) {
+        t.paused_inbox_bytes += payload.size();
+        t.paused_inbox.emplace_back(from, std::move(payload));
+      }
+      return;
+    }
     t.server->OnMessage(payload);
     After(t);
   });
@@ -106,10 +114,15 @@ void Cluster::ScheduleTick(uint64_t id, uint64_t incarnation) {
   // A node's ticks follow its own clock: a fast clock ticks more often.
   const int64_t drift = n.clock->drift_ppm();
   const int64_t period =
-      std::max<int64_t>(1, opts_.tick_ns - opts_.tick_ns / 1000 * drift / 1000);
+      std::max<int64_t>(1, opts_.tick_ns - opts_.tick_ns / 1000 * drift / 1000) *
+      n.tick_slowdown;
   world_.After(period, [this, id, incarnation] {
     SimNode& t = nodes_.at(id);
     if (!t.server || t.incarnation != incarnation) return;
+    if (t.paused) {  // a stopped process's timers do not fire
+      ScheduleTick(id, incarnation);
+      return;
+    }
     t.server->Tick();
     After(t);
     ScheduleTick(id, incarnation);
@@ -207,10 +220,70 @@ void Cluster::Crash(uint64_t id) {
   // see their requests time out (outcome unknown).
   n.server.reset();
   n.was_leader = false;  // a restarted member that wins again is elected anew
+  n.paused = false;  // the process is gone; so is what its sockets held
+  n.paused_inbox.clear();
+  n.paused_inbox_bytes = 0;
+  n.tick_slowdown = 1;
   network_.Detach(id);
   if (on_down_) on_down_(id);
   n.disk->Crash();
   ++n.incarnation;
+}
+
+void Cluster::Pause(uint64_t id) {
+  SimNode& n = nodes_.at(id);
+  if (!n.server || n.paused) return;
+  n.paused = true;
+  ++pauses_;
+  world_.Mix(0x5041555345ULL ^ id);
+  if (trace_) trace_->Event(world_.now(), id, "pause");
+}
+
+void Cluster::Resume(uint64_t id) {
+  SimNode& n = nodes_.at(id);
+  if (!n.server || !n.paused) return;
+  n.paused = false;
+  world_.Mix(0x524553554dULL ^ id);
+  if (trace_) {
+    trace_->Event(world_.now(), id, "resume",
+                  absl::StrCat(n.paused_inbox.size(), " messages waiting"));
+  }
+  // What waited in the socket buffers is read first, one message per
+  // event, in arrival order (later arrivals queue behind them).
+  std::deque<std::pair<uint64_t, std::string>> inbox =
+      std::move(n.paused_inbox);
+  n.paused_inbox.clear();
+  n.paused_inbox_bytes = 0;
+  const uint64_t incarnation = n.incarnation;
+  for (auto& [from, payload] : inbox) {
+    world_.After(0, [this, id, incarnation, from = from,
+                     p = std::move(payload)] {
+      SimNode& t = nodes_.at(id);
+      if (!t.server || t.incarnation != incarnation) return;
+      if (t.paused) {  // paused again before this was read
+        t.paused_inbox_bytes += p.size();
+        t.paused_inbox.emplace_back(from, p);
+        return;
+      }
+      world_.Note(sim::TraceKind::kDeliver, id, from, p);
+      t.server->OnMessage(p);
+      After(t);
+    });
+  }
+}
+
+bool Cluster::IsPaused(uint64_t id) const {
+  auto it = nodes_.find(id);
+  return it != nodes_.end() && it->second.paused;
+}
+
+void Cluster::SlowTicks(uint64_t id, int factor) {
+  SimNode& n = nodes_.at(id);
+  if (factor > 1 && n.tick_slowdown == 1) ++pauses_;
+  n.tick_slowdown = std::max(1, factor);
+  if (trace_ && n.server) {
+    trace_->Event(world_.now(), id, "slow ticks", absl::StrCat("x", factor));
+  }
 }
 
 void Cluster::Restart(uint64_t id) {
@@ -306,6 +379,7 @@ void Cluster::TransferLeader(uint64_t to) {
   uint64_t leader = Leader();
   if (leader == 0 || leader == to) return;
   SimNode& n = nodes_.at(leader);
+  if (n.paused) return;
   ++transfers_;
   if (trace_) {
     trace_->Event(world_.now(), leader, "transfer leader",
@@ -343,13 +417,15 @@ std::map<std::string, uint64_t> Cluster::FaultsInjected() const {
           {"faults.disk", disk},
           {"faults.clock", clock},
           {"faults.membership", conf_changes_},
-          {"faults.leader-transfer", transfers_}};
+          {"faults.leader-transfer", transfers_},
+          {"faults.pause", pauses_}};
 }
 
 bool Cluster::Call(uint64_t id,
                    const std::function<void(server::EtcdServer&)>& fn) {
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second.server) return false;
+  if (it->second.paused) return false;  // see Pause()
   SimNode& n = it->second;
   fn(*n.server);
   if (n.server) After(n);
@@ -364,7 +440,7 @@ server::EtcdServer* Cluster::server(uint64_t id) {
 void Cluster::ProposeConfChange(uint64_t id, const raft::ConfChange& cc,
                                 server::Node::ProposeDone done) {
   SimNode& n = nodes_.at(id);
-  if (!n.server) return done(server::ErrStopped());
+  if (!n.server || n.paused) return done(server::ErrStopped());
   n.server->node().ProposeConfChange(cc, std::move(done));
   if (n.server) After(n);
 }
@@ -386,6 +462,10 @@ bool Cluster::Converged() const {
 }
 
 void Cluster::Reconcile() {
+  for (auto& [id, n] : nodes_) {
+    if (n.paused) Resume(id);
+    n.tick_slowdown = 1;
+  }
   raft::ConfState cs = Members();
   std::vector<uint64_t> members = cs.voters;
   members.insert(members.end(), cs.learners.begin(), cs.learners.end());

@@ -9,6 +9,7 @@
 #define DETCD_HARNESS_CLUSTER_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -83,6 +84,22 @@ class Cluster {
   // Faults.
   void Crash(uint64_t id);   // lose memory and unsynced disk data
   void Restart(uint64_t id);  // start again from the disk
+  // Process pause (SIGSTOP ... SIGCONT): the member stops running: no
+  // ticks, no message handling, no disk I/O, and client requests to it are
+  // refused (Call returns false, as a client whose connection hangs gives
+  // up and fails over; the request never ran). Messages sent to it wait in
+  // its socket buffers, up to kPausedInboxBytes (then they are dropped, as
+  // TCP backs up and the sender's queue drops), and are handled in order
+  // on Resume. Its clock keeps running, so after Resume it finds that time
+  // has passed at once. A crash ends a pause. Reconcile resumes everyone.
+  void Pause(uint64_t id);
+  void Resume(uint64_t id);
+  bool IsPaused(uint64_t id) const;
+  // A member whose timers fire late (a starved or throttled process): its
+  // ticks come `factor` times further apart (1 = normal) while it handles
+  // messages and requests at full speed. Reconcile restores 1.
+  void SlowTicks(uint64_t id, int factor);
+  static constexpr size_t kPausedInboxBytes = 4 << 20;
   // Lose the whole data dir: the member is removed from the cluster and a
   // fresh member with a new id takes its place (an operator's procedure;
   // a member never rejoins under its old id without its log). Returns false
@@ -159,6 +176,11 @@ class Cluster {
     bool bootstrap_new = true;
     bool removed = false;  // removed from the cluster: never restarted
     std::string start_error;  // why the last start failed
+    // Pause (see Pause()): what arrived meanwhile, oldest first.
+    bool paused = false;
+    std::deque<std::pair<uint64_t, std::string>> paused_inbox;
+    size_t paused_inbox_bytes = 0;
+    int tick_slowdown = 1;
     std::vector<uint64_t> initial_voters;
   };
 
@@ -185,6 +207,7 @@ class Cluster {
   // Fault counters (FaultsInjected); network, disk and clock faults are
   // counted where they happen.
   uint64_t crashes_ = 0, fail_stops_ = 0, conf_changes_ = 0, transfers_ = 0;
+  uint64_t pauses_ = 0;  // Pause() and SlowTicks() (faults.pause)
   uint64_t cluster_id_ = 0;
   EventsFn on_events_;
   std::function<void(uint64_t)> on_down_;

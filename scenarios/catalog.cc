@@ -72,6 +72,9 @@ const std::vector<Scenario>& Catalog() {
        }},
       ElectionChurnScenario(),
       SwarmScenario(),
+      Figure8Scenario(),
+      ProcessPauseScenario(),
+      StaleLeaderScenario(),
   };
   return *catalog;
 }

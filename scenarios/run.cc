@@ -358,6 +358,13 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   res.ops = workload.stats();
   res.applied = cluster.checker().applied_entries();
   res.leaders = cluster.checker().leaders_elected();
+  // How often Raft's subtle rules had something to decide (raft::Coverage);
+  // a sweep where these stay at zero never tested them.
+  const raft::Coverage& rc = cluster.checker().coverage();
+  res.coverage["raft.old-term-quorum"] += rc.old_term_quorum;
+  res.coverage["raft.follower-tail-beyond-append"] +=
+      rc.follower_tail_beyond_append;
+  res.coverage["raft.vote-for-older-last-term"] += rc.vote_for_older_last_term;
   NoteCoverageFloors(o, &res);
   res.ok = res.failures.empty();
   return res;

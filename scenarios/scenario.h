@@ -68,6 +68,9 @@ const Scenario* Find(std::string_view name);
 Scenario SnapshotCatchUpScenario();
 Scenario ElectionChurnScenario();
 Scenario SwarmScenario();
+Scenario Figure8Scenario();       // figure8.cc
+Scenario ProcessPauseScenario();  // pause.cc
+Scenario StaleLeaderScenario();   // pause.cc
 
 // Building blocks shared by scenarios (and the swarm).
 void AddLeaderCrashes(ScenarioContext& ctx);
@@ -81,6 +84,7 @@ void AddIsolation(ScenarioContext& ctx);
 void AddMembershipChanges(ScenarioContext& ctx);
 void AddLeaderTransfers(ScenarioContext& ctx);
 void AddElectionChurn(ScenarioContext& ctx);
+void AddPauses(ScenarioContext& ctx);  // pause.cc
 
 }  // namespace detcd::scenarios
 

@@ -32,6 +32,7 @@ void Setup(ScenarioContext& ctx) {
       {"membership", AddMembershipChanges},
       {"transfer", AddLeaderTransfers},
       {"election-churn", AddElectionChurn},
+      {"pause", AddPauses},
   };
   std::string chosen;
   for (const Fault& f : kFaults) {
