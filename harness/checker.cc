@@ -1,8 +1,11 @@
 #include "harness/checker.h"
 
 #include <algorithm>
+#include <iterator>
+#include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/util/hash.h"
 
 namespace detcd::harness {
@@ -16,6 +19,7 @@ void SafetyChecker::OnApply(uint64_t node, const raft::Entry& e) {
   if (e.index >= global_.size()) global_.resize(e.index + 1);
   Applied& g = global_[e.index];
   if (!g.known) {
+    TrackMembership(e);
     g = a;
     std::string_view payload;
     uint64_t proposer = 0, rid = 0;
@@ -38,6 +42,7 @@ void SafetyChecker::OnApply(uint64_t node, const raft::Entry& e) {
 }
 
 void SafetyChecker::OnRestore(uint64_t node, const raft::SnapshotMetadata& m) {
+  CheckMembership(node, m.index, m.conf_state, "restored a snapshot");
   // The restored state itself, against the replay of the committed log
   // (the hash compared below comes from inside the snapshot).
   if (restore_check_) {
@@ -96,7 +101,23 @@ void SafetyChecker::OnSend(uint64_t node, const raft::Message& m,
 }
 
 void SafetyChecker::AfterEvent(const server::Node& node) {
-  if (node.failed() || !node.is_leader()) return;
+  if (node.failed()) return;
+  NoteCoverage(node);
+  // Membership changes only where the applied index moves (or a restore,
+  // checked in OnRestore).
+  if (node.id() >= membership_checked_.size()) {
+    membership_checked_.resize(node.id() + 1, ~uint64_t{0});
+  }
+  if (membership_checked_[node.id()] != node.applied_index()) {
+    membership_checked_[node.id()] = node.applied_index();
+    CheckMembership(node.id(), node.applied_index(), node.conf_state(),
+                    "holds");
+  }
+  if (!node.is_leader()) {
+    leader_view_.erase(node.id());
+    return;
+  }
+  CheckCommitRule(node);
   const uint64_t term = node.raft().term();
   auto [it, inserted] = leaders_.emplace(term, node.id());
   if (!inserted && it->second != node.id()) {
@@ -178,6 +199,131 @@ void SafetyChecker::CheckDurability(
       }
     }
   }
+}
+
+// ---- commit rule, coverage, membership ----
+
+void SafetyChecker::CheckCommitRule(const server::Node& node) {
+  const raft::Raft& r = node.raft();
+  const uint64_t term = r.term();
+  const uint64_t commit = r.log().committed();
+  const std::set<uint64_t>& vs = r.tracker().voters();
+  LeaderView& v = leader_view_[node.id()];
+  if (v.term != term) {
+    // Newly leading: the commit index it brings is a follower's.
+    v.term = term;
+    v.commit = commit;
+    v.voters.assign(vs.begin(), vs.end());
+    return;
+  }
+  if (commit > v.commit) {
+    const uint64_t entry_term = r.log().ZeroTermOnError(commit);
+    if (entry_term != term) {
+      Violation(absl::StrCat(
+          "commit rule: leader ", node.id(), " of term ", term,
+          " advanced its commit index from ", v.commit, " to ", commit,
+          ", an entry of term ", entry_term,
+          " (only entries of the leader's own term commit by counting "
+          "replicas, Raft 5.4.2)"));
+    }
+  }
+  v.commit = commit;
+  if (!std::equal(vs.begin(), vs.end(), v.voters.begin(), v.voters.end())) {
+    v.voters.assign(vs.begin(), vs.end());
+  }
+}
+
+void SafetyChecker::NoteCoverage(const server::Node& node) {
+  const raft::Coverage& now = node.raft().coverage();
+  if (node.id() >= coverage_seen_.size()) coverage_seen_.resize(node.id() + 1);
+  raft::Coverage& seen = coverage_seen_[node.id()];
+  if (now.old_term_quorum == seen.old_term_quorum &&
+      now.follower_tail_beyond_append == seen.follower_tail_beyond_append &&
+      now.vote_for_older_last_term == seen.vote_for_older_last_term) {
+    return;
+  }
+  // Counters only grow within an incarnation; smaller ones belong to a new
+  // one (the node restarted since the last look).
+  auto add = [](uint64_t now_v, uint64_t* seen_v, uint64_t* total) {
+    *total += now_v >= *seen_v ? now_v - *seen_v : now_v;
+    *seen_v = now_v;
+  };
+  add(now.old_term_quorum, &seen.old_term_quorum, &coverage_.old_term_quorum);
+  add(now.follower_tail_beyond_append, &seen.follower_tail_beyond_append,
+      &coverage_.follower_tail_beyond_append);
+  add(now.vote_for_older_last_term, &seen.vote_for_older_last_term,
+      &coverage_.vote_for_older_last_term);
+}
+
+void SafetyChecker::TrackMembership(const raft::Entry& e) {
+  if (e.term > 1 && founding_end_ == 0) founding_end_ = e.index;
+  if (e.type != raft::EntryType::kConfChange) return;
+  raft::ConfChange cc;
+  if (!raft::DecodeConfChange(e.data, &cc) || cc.node_id == raft::kNone) {
+    return;
+  }
+  const bool founding = e.term == 1;
+  raft::ConfState cs = founding ? membership_.begin()->second
+                                : membership_.rbegin()->second;
+  auto erase = [](std::vector<uint64_t>* v, uint64_t id) {
+    v->erase(std::remove(v->begin(), v->end(), id), v->end());
+  };
+  auto insert = [](std::vector<uint64_t>* v, uint64_t id) {
+    if (std::find(v->begin(), v->end(), id) == v->end()) {
+      v->insert(std::upper_bound(v->begin(), v->end(), id), id);
+    }
+  };
+  switch (cc.type) {
+    case raft::ConfChangeType::kAddNode:
+      erase(&cs.learners, cc.node_id);
+      insert(&cs.voters, cc.node_id);
+      break;
+    case raft::ConfChangeType::kAddLearnerNode:
+      if (std::find(cs.voters.begin(), cs.voters.end(), cc.node_id) ==
+          cs.voters.end()) {
+        insert(&cs.learners, cc.node_id);
+      }
+      break;
+    case raft::ConfChangeType::kRemoveNode:
+      erase(&cs.voters, cc.node_id);
+      erase(&cs.learners, cc.node_id);
+      break;
+    case raft::ConfChangeType::kUpdateNode:
+      return;
+  }
+  if (founding) {
+    // Raft's initial membership already lists every founder.
+    for (auto& [index, m] : membership_) m = cs;
+  } else {
+    membership_[e.index] = std::move(cs);
+  }
+}
+
+const raft::ConfState& SafetyChecker::MembershipAt(uint64_t index) const {
+  auto it = membership_.upper_bound(index);
+  return std::prev(it)->second;
+}
+
+void SafetyChecker::CheckMembership(uint64_t node, uint64_t index,
+                                    const raft::ConfState& cs,
+                                    const char* what) {
+  if (founding_end_ == 0 || index < founding_end_ ||
+      index >= global_.size() || !global_[index].known) {
+    return;  // the founding prefix, or nothing applied there yet
+  }
+  const raft::ConfState& want = MembershipAt(index);
+  if (cs == want) return;  // the usual case: no copy, no sort
+  raft::ConfState got = cs;
+  std::sort(got.voters.begin(), got.voters.end());
+  std::sort(got.learners.begin(), got.learners.end());
+  if (got == want) return;
+  Violation(absl::StrCat(
+      "membership: node ", node, " ", what, " at index ", index,
+      " with voters [", absl::StrJoin(got.voters, ","), "] learners [",
+      absl::StrJoin(got.learners, ","),
+      "], but the conf changes committed up to there give voters [",
+      absl::StrJoin(want.voters, ","), "] learners [",
+      absl::StrJoin(want.learners, ","), "]"));
 }
 
 }  // namespace detcd::harness

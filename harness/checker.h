@@ -62,6 +62,10 @@ class SafetyChecker : public server::NodeObserver {
   void CheckLogMatching(const std::vector<const server::Node*>& nodes);
   void CheckDurability(const std::vector<const server::Node*>& live);
 
+  // Raft's coverage counters (raft::Coverage) summed over every node and
+  // every incarnation of it, as seen after each event.
+  const raft::Coverage& coverage() const { return coverage_; }
+
   bool ok() const { return violations_.empty(); }
   const std::vector<std::string>& violations() const { return violations_; }
   uint64_t applied_entries() const { return global_.size() - 1; }
@@ -77,6 +81,25 @@ class SafetyChecker : public server::NodeObserver {
   void Violation(std::string what);
   void CheckLeaderCompleteness(const server::Node& node);
 
+  // The commit rule (Raft §5.4.2), checked whenever a leader's commit
+  // index moves: the entry it moves to has the leader's term.
+  void CheckCommitRule(const server::Node& node);
+  // Adds what a node's raft counted since the last look to coverage_.
+  void NoteCoverage(const server::Node& node);
+  // Membership, replayed by the checker from the conf changes as they are
+  // first applied (raft's rules for each change type). Every change the
+  // simulator proposes carries no etcd member context, so the state
+  // machine never refuses one (a refused change would show as a
+  // difference here). The founding AddNode entries (term 1, indexes
+  // 1..n) make the founders voters from index 0, as raft's initial
+  // membership does.
+  void TrackMembership(const raft::Entry& e);
+  const raft::ConfState& MembershipAt(uint64_t index) const;
+  // A node's membership at `index` (restored, or after an event) must be
+  // the replayed one.
+  void CheckMembership(uint64_t node, uint64_t index,
+                       const raft::ConfState& cs, const char* what);
+
   HashFn hash_;
   EntryFn on_first_apply_;
   RestoreCheckFn restore_check_;
@@ -87,6 +110,21 @@ class SafetyChecker : public server::NodeObserver {
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> votes_;  // (node, term)
   std::map<uint64_t, uint64_t> last_leader_term_;  // node -> term it led
   std::vector<std::string> violations_;
+
+  struct LeaderView {
+    uint64_t term = 0;
+    uint64_t commit = 0;
+    std::vector<uint64_t> voters;
+  };
+  std::map<uint64_t, LeaderView> leader_view_;  // by node, while it leads
+  std::vector<raft::Coverage> coverage_seen_;  // by node id (small)
+  std::vector<uint64_t> membership_checked_;  // by node id: applied index
+  raft::Coverage coverage_;
+  // Index of each applied conf change -> the membership after it.
+  std::map<uint64_t, raft::ConfState> membership_{{0, raft::ConfState{}}};
+  // The first index past the founding entries (0 until one was applied):
+  // memberships below it are not checked.
+  uint64_t founding_end_ = 0;
 };
 
 }  // namespace detcd::harness
