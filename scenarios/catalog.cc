@@ -64,11 +64,21 @@ const std::vector<Scenario>& Catalog() {
       SnapshotCatchUpScenario(),
       {"membership-change",
        "learners added and promoted, voters removed, wiped members replaced, "
-       "leadership transferred",
+       "leadership transferred, members restarting (from their snapshots) "
+       "meanwhile",
        nullptr,
        [](ScenarioContext& c) {
          AddMembershipChanges(c);
          AddLeaderTransfers(c);
+         // Now and then a member restarts: it comes back from its newest
+         // snapshot, which must carry the membership at its index.
+         c.Every(1 * sim::kSecond, 4 * sim::kSecond, [&c] {
+           const uint64_t id = c.RandomUpNode();
+           if (id == 0) return;
+           c.cluster().Crash(id);
+           c.After(c.rng().Range(10 * sim::kMillisecond, 500 * sim::kMillisecond),
+                   [&c, id] { c.cluster().Restart(id); }, /*always=*/true);
+         });
        }},
       ElectionChurnScenario(),
       SwarmScenario(),
