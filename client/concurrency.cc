@@ -75,7 +75,7 @@ absl::Status WaitDelete(Client* c, const std::string& key, int64_t rev) {
       }
     }
     if (ev.closing) {
-      if (!ev.error.empty()) return absl::UnknownError(ev.error);
+      if (!ev.error.empty()) return PlainError(ev.error);
       break;
     }
   }
@@ -83,7 +83,7 @@ absl::Status WaitDelete(Client* c, const std::string& key, int64_t rev) {
     return absl::CancelledError(kContextCanceled);
   }
   if (!w.status().ok()) return w.status();
-  return absl::UnknownError("lost watcher waiting for delete");
+  return PlainError("lost watcher waiting for delete");
 }
 
 // Waits until every key under prefix created at or before max_create_rev
@@ -250,7 +250,7 @@ absl::Status Election::Campaign(const std::string& val) {
 }
 
 absl::Status Election::Proclaim(const std::string& val) {
-  if (!leader_) return absl::FailedPreconditionError("election: not leader");
+  if (!leader_) return PlainError("election: not leader");
   pb::TxnRequest t;
   *t.add_compare() = CreateRevisionIs(leader_key_, leader_rev_);
   *t.add_success() = PutOp(leader_key_, val, s_->lease());
@@ -258,7 +258,7 @@ absl::Status Election::Proclaim(const std::string& val) {
   if (!resp.ok()) return resp.status();
   if (!resp->succeeded()) {
     leader_key_.clear();
-    return absl::FailedPreconditionError("election: not leader");
+    return PlainError("election: not leader");
   }
   header_ = resp->header();
   return absl::OkStatus();
@@ -297,7 +297,7 @@ absl::Status Election::Observe(
       WatchEvent ev;
       while (!found && w.Next(&ev)) {
         if (!ev.error.empty() || (ev.closing && !ev.has_response)) {
-          return absl::UnknownError(ev.error);
+          return PlainError(ev.error);
         }
         for (const auto& e : ev.response.events()) {
           if (e.type() == mvccpb::Event::PUT) {
@@ -309,7 +309,7 @@ absl::Status Election::Observe(
           }
         }
       }
-      if (!found) return w.status().ok() ? absl::UnknownError("") : w.status();
+      if (!found) return w.status().ok() ? PlainError("") : w.status();
     } else {
       *cur.mutable_header() = resp->header();
       *cur.add_kvs() = resp->kvs(0);

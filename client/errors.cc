@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace detcd::client {
@@ -106,9 +107,23 @@ bool IsContextError(const absl::Status& s) {
           s.message() == kContextCanceled);
 }
 
+namespace {
+constexpr char kPlainPayload[] = "type.detcd/client.PlainError";
+}  // namespace
+
+absl::Status PlainError(absl::string_view text) {
+  absl::Status s(absl::StatusCode::kUnknown, text);
+  s.SetPayload(kPlainPayload, absl::Cord("1"));
+  return s;
+}
+
+bool IsPlainError(const absl::Status& s) {
+  return s.GetPayload(kPlainPayload).has_value();
+}
+
 std::string ErrorText(const absl::Status& s) {
   if (s.ok()) return "";
-  if (IsEtcdErrorText(s.message()) || IsContextError(s)) {
+  if (IsEtcdErrorText(s.message()) || IsContextError(s) || IsPlainError(s)) {
     return std::string(s.message());
   }
   return absl::StrCat("rpc error: code = ", GrpcCodeName(s.code()),

@@ -105,13 +105,7 @@ std::string RunCommand(const std::vector<std::string>& args,
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (exec_failed) {
-    if (child_errno == ENOENT) {
-      return absl::StrCat("exec: ", GoQuote(args[0]),
-                          ": executable file not found in $PATH");
-    }
-    return absl::StrCat("fork/exec ", args[0], ": ", std::strerror(child_errno));
-  }
+  if (exec_failed) return ExecErrorText(args[0], child_errno);
   if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
     return absl::StrCat("exit status ", WEXITSTATUS(status));
   }
@@ -122,6 +116,7 @@ std::string RunCommand(const std::vector<std::string>& args,
 }
 
 // ---------------------------------------------------------------- lock
+
 
 absl::Status LockUntilSignal(client::Client* c, SignalCanceller* sig,
                              const std::string& name,
@@ -139,14 +134,14 @@ absl::Status LockUntilSignal(client::Client* c, SignalCanceller* sig,
                    absl::StrCat("ETCD_LOCK_REV=", m.header().revision())});
     c->set_canceller(nullptr);
     absl::Status us = m.Unlock();
-    if (!err.empty()) return absl::UnknownError(err);
+    if (!err.empty()) return client::PlainError(err);
     return us;
   }
   pb::RangeRequest g;
   g.set_key(m.key());
   auto k = c->Range(g);
   if (!k.ok()) return k.status();
-  if (k->kvs_size() == 0) return absl::UnknownError("lock lost on init");
+  if (k->kvs_size() == 0) return client::PlainError("lock lost on init");
   display().Get(*k);
   std::fflush(stdout);
   (*s)->WaitDone(sig->canceller());
@@ -154,7 +149,7 @@ absl::Status LockUntilSignal(client::Client* c, SignalCanceller* sig,
     c->set_canceller(nullptr);
     return m.Unlock();
   }
-  return absl::UnknownError("session expired");
+  return client::PlainError("session expired");
 }
 
 // ---------------------------------------------------------------- elect
@@ -172,7 +167,7 @@ absl::Status Observe(client::Client* c, SignalCanceller* sig,
   });
   if (sig->canceller()->cancelled()) return absl::OkStatus();
   (void)st;
-  return absl::UnknownError("elect: observer lost");
+  return client::PlainError("elect: observer lost");
 }
 
 absl::Status Campaign(client::Client* c, SignalCanceller* sig,
@@ -190,7 +185,7 @@ absl::Status Campaign(client::Client* c, SignalCanceller* sig,
   std::fflush(stdout);
   (*s)->WaitDone(sig->canceller());
   if (!sig->canceller()->cancelled()) {
-    return absl::UnknownError("elect: session expired");
+    return client::PlainError("elect: session expired");
   }
   c->set_canceller(nullptr);
   return e.Resign();

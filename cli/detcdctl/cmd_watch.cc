@@ -238,11 +238,7 @@ void RunExec(const std::vector<std::string>& exec, const pb::WatchResponse& r,
   waitpid(pid, &status, 0);
   std::string err;
   if (exec_failed) {
-    err = child_errno == ENOENT
-              ? absl::StrCat("exec: ", GoQuote(exec[0]),
-                             ": executable file not found in $PATH")
-              : absl::StrCat("fork/exec ", exec[0], ": ",
-                             std::strerror(child_errno));
+    err = ExecErrorText(exec[0], child_errno);
   } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
     err = absl::StrCat("exit status ", WEXITSTATUS(status));
   } else if (WIFSIGNALED(status)) {

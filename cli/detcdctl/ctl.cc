@@ -354,6 +354,16 @@ bool CommandTimeoutSet(Command& cmd) {
   return f != nullptr && f->changed();
 }
 
+std::string ExecErrorText(const std::string& name, int err) {
+  std::string e = std::strerror(err);
+  if (!e.empty()) e[0] = absl::ascii_tolower(e[0]);
+  if (name.find('/') == std::string::npos) {
+    return absl::StrCat("exec: ", GoQuote(name),
+                        ": executable file not found in $PATH");
+  }
+  return absl::StrCat("fork/exec ", name, ": ", e);
+}
+
 namespace {
 std::vector<std::string>* g_os_args = new std::vector<std::string>();
 }  // namespace

@@ -71,6 +71,10 @@ bool CommandTimeoutSet(Command& cmd);
 // Reads all of stdin.
 std::string ReadAllStdin();
 
+// Go's os/exec error for a command that could not start: names without a
+// '/' are looked up in $PATH.
+std::string ExecErrorText(const std::string& name, int err);
+
 // The process's argv (etcdctl's watch looks at os.Args).
 void SetOsArgs(std::vector<std::string> args);
 const std::vector<std::string>& OsArgs();

@@ -11,8 +11,13 @@ Run alone:
 With --server /usr/bin/etcd it checks detcdctl against real etcd.
 """
 
+import os
+import re
+import signal
+import time
 import unittest
 
+import cluster
 import test_detcdctl_lib as lib
 import test_etcdctl_compare as tec
 
@@ -55,6 +60,475 @@ class Tour(lib.DetcdctlCase, tec.Tour):
 
 class MoveLeader(lib.DetcdctlCase, tec.MoveLeader):
     pass
+
+
+class CommandLine(lib.DetcdctlCase):
+    """Help pages, usage errors, ETCDCTL_* variables: etcdctl's own
+    behaviour, mostly before any server is contacted."""
+
+    # cobra's shell completion scripts are cobra's, not etcdctl's.
+    SKIP_PATHS = (["completion"],)
+
+    def test_help_pages(self):
+        self.both_local([], expect_rc=0)
+        self.both_local(["--help"], expect_rc=0)
+        self.both_local(["help"], expect_rc=0)
+        self.both_local(["help", "nonexistent"], expect_rc=0)
+        self.both_local(["help", "get", "extra"], expect_rc=0)
+        self.both_local(["--help", "get"], expect_rc=0)
+        for path in lib.command_paths():
+            if path[:1] in self.SKIP_PATHS:
+                continue
+            self.both_local(path + ["--help"], expect_rc=0)
+            self.both_local(path + ["-h"], expect_rc=0)
+            self.both_local(["help"] + path, expect_rc=0)
+        # Unique prefixes select commands.
+        self.both_local(["ge", "--help"], expect_rc=0)
+        self.both_local(["lea", "gr", "--help"], expect_rc=0)
+
+    def test_usage_errors(self):
+        cases = [
+            ["-w"], ["--endpoints"], ["---x"], ["--nope"], ["-x"],
+            ["l"], ["frob"], ["get", "--foo", "a"], ["get", "-x", "a"],
+            ["get", "--limit=x", "a"], ["get", "--limit"],
+            ["get", "--prefix=maybe", "a"], ["ge", "a", "--hex=2"],
+            ["get"], ["get", "-w=bad", "a"], ["get", "--consistency=x", "a"],
+            ["get", "--sort-by=x", "a"], ["get", "--order=x", "a"],
+            ["get", "a", "b", "--prefix"], ["get", "a", "--prefix",
+                                              "--from-key"],
+            ["put"], ["put", "a", "b", "--ignore-value"],
+            ["put", "a", "b", "--lease=zz"], ["del"], ["del", "a", "b", "c"],
+            ["lease", "grant"], ["lease", "grant", "x"],
+            ["lease", "revoke", "zz"], ["lease", "timetolive"],
+            ["lease", "keep-alive"], ["member", "add"],
+            ["member", "add", "x"], ["member", "add", "x", "http://a:1"],
+            ["member", "remove", "zz"], ["member", "update", "1"],
+            ["member", "promote"], ["move-leader", "zz"], ["move-leader"],
+            ["compaction", "x"], ["compaction"], ["snapshot", "save"],
+            ["snapshot", "status"], ["snapshot", "restore"],
+            ["snapshot", "status", "/nonexistent/snap.db"],
+            ["watch"], ["watch", "a", "--"], ["txn", "a"],
+            ["alarm", "list", "x"], ["alarm", "disarm", "x"],
+            ["auth", "enable", "x"], ["auth", "disable", "x"],
+            ["user", "add"], ["user", "delete"], ["user", "get"],
+            ["user", "list", "x"], ["user", "passwd"],
+            ["user", "grant-role", "u"], ["user", "revoke-role", "u"],
+            ["role", "add"], ["role", "delete"], ["role", "get"],
+            ["role", "list", "x"], ["role", "grant-permission", "r"],
+            ["role", "grant-permission", "r", "foo", "k"],
+            ["role", "grant-permission", "r", "read", "k", "z", "--prefix"],
+            ["role", "revoke-permission", "r"],
+            ["elect"], ["lock"], ["make-mirror"],
+            ["check", "perf", "--load=q"], ["check", "datascale", "--load=q"],
+            ["version", "--hex=x"], ["lease", "unknown-sub"],
+        ]
+        for args in cases:
+            self.both_local(["--dial-timeout=1s", "--command-timeout=2s",
+                             "--endpoints=127.0.0.1:1"] + args)
+
+    def test_version(self):
+        self.both_local(["version"], expect_rc=0)
+        self.both_local(["version", "-w", "json"], expect_rc=0)
+
+    def test_environment(self):
+        eps = lib.endpoints_env
+        self.both_env(["put", "env/k", "v"], eps, expect_rc=0)
+        self.both_env(["get", "env/k"], eps, expect_rc=0)
+        self.both_env(["get", "env/k"],
+                      lambda s: eps(s, ETCDCTL_WRITE_OUT="json"), expect_rc=0)
+        self.both_env(["get", "env/k"],
+                      lambda s: eps(s, ETCDCTL_HEX="true"), expect_rc=0)
+        self.both_env(["get", "env/k", "-w", "fields"],
+                      lambda s: eps(s, ETCDCTL_DIAL_TIMEOUT="3s"), expect_rc=0)
+        # A bad value is ignored (the default stays).
+        self.both_env(["get", "env/k"],
+                      lambda s: eps(s, ETCDCTL_DIAL_TIMEOUT="x"), expect_rc=0)
+        # An unknown ETCDCTL_ variable is reported, the command still runs.
+        self.both_env(["get", "env/k"],
+                      lambda s: eps(s, ETCDCTL_FOO="1"), expect_rc=0)
+        # A flag and its variable both set: etcdctl refuses (exit 1).
+        self.both_env(["get", "env/k", "--write-out=json"],
+                      lambda s: eps(s, ETCDCTL_WRITE_OUT="fields"),
+                      expect_rc=1)
+        self.both_env(["get", "env/k", "--endpoints=" +
+                       self.ref.cluster.endpoints()[0]],
+                      eps, expect_rc=1)
+        # ETCDCTL_API=3 is accepted and not reported.
+        self.both_env(["get", "env/k"],
+                      lambda s: eps(s, ETCDCTL_API="3"), expect_rc=0)
+        # --debug lists the client settings (then grpc-go's own debug log,
+        # which is not etcdctl's and not compared).
+        self.both_env(["get", "env/k", "--debug"], eps, expect_rc=0,
+                      keep_stderr=lambda l: l.startswith("ETCDCTL_"))
+
+
+def stop_with(bg, sig=signal.SIGINT, timeout=10.0):
+    """Sends sig to a background etcdctl and returns its Result (rc is the
+    exit code, or -signal if it died of it)."""
+    if bg.proc.poll() is None:
+        bg.proc.send_signal(sig)
+    try:
+        bg.proc.wait(timeout)
+    except Exception:  # pylint: disable=broad-except
+        pass
+    return bg.stop()
+
+
+class Members(lib.DetcdctlCase):
+    """member add (voter refused on one started member; learner), list in
+    every format, update, promote (learner not in sync), remove."""
+
+    def _learn_member(self, side, r):
+        m = re.search(r"Member\s+([0-9a-f]+) added", r.out)
+        if m:
+            side.ident.add_id(int(m.group(1), 16), "<member:new>")
+
+    def test_member_changes(self):
+        ports = {}
+        for side in (self.ref, self.srv):
+            ports[side.name] = cluster.free_ports(2)
+            side.ident.add_port(ports[side.name][0], "<peer:new>")
+            side.ident.add_port(ports[side.name][1], "<peer:upd>")
+        url = {n: "http://127.0.0.1:%d" % p[0] for n, p in ports.items()}
+        url2 = {n: "http://127.0.0.1:%d" % p[1] for n, p in ports.items()}
+
+        def per_side(fmt):
+            return ([a.format(url=url["etcd"], url2=url2["etcd"]) for a in fmt],
+                    [a.format(url=url["server"], url2=url2["server"])
+                     for a in fmt])
+
+        a, b = per_side(["member", "add", "n1", "--learner",
+                         "--peer-urls={url}"])
+        ra, rb = self.both(a, srv_args=b, compare=False)
+        self._learn_member(self.ref, ra)
+        self._learn_member(self.srv, rb)
+        self.assertSameOutput(a, ra, rb, b)
+        for fmt in tec.FORMATS:
+            self.both(["member", "list", "-w", fmt])
+        ids = [s.cluster.etcdctl(["member", "list", "-w", "json"]).json()
+               for s in (self.ref, self.srv)]
+        new = []
+        for doc in ids:
+            new.append([m["ID"] for m in doc["members"] if not m.get("name")][0])
+        a, b = per_side(["member", "update", "%x", "--peer-urls={url2}"])
+        self.both([a[0], a[1], "%x" % new[0], a[3]],
+                  srv_args=[b[0], b[1], "%x" % new[1], b[3]])
+        self.both(["member", "list"])
+        self.both(["member", "promote", "%x" % new[0]],
+                  srv_args=["member", "promote", "%x" % new[1]], expect_rc=1)
+        self.both(["member", "update", "%x" % new[0]],
+                  srv_args=["member", "update", "%x" % new[1]], expect_rc=128)
+        self.both(["member", "remove", "%x" % new[0]],
+                  srv_args=["member", "remove", "%x" % new[1]])
+        self.both(["member", "remove", "%x" % new[0]],
+                  srv_args=["member", "remove", "%x" % new[1]], expect_rc=1)
+        self.both(["member", "list", "-w", "json"])
+
+
+class WatchExtras(lib.DetcdctlCase):
+    """watch -- command with ETCD_WATCH_* variables, ETCDCTL_WATCH_KEY."""
+
+    def test_watch_exec(self):
+        self.watch_both(
+            ["x1/", "--prefix", "--", "sh", "-c",
+             'echo "EXEC $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY '
+             '$ETCD_WATCH_VALUE"'],
+            [["put", "x1/a", "1"], ["put", "x1/b", "two words"],
+             ["del", "x1/a"]],
+            sync_key="x1/sync", end_key="x1/end",
+            wait_text="EXEC \"PUT\" \"x1/end\"")
+
+    def test_watch_bad_args(self):
+        for args in (["watch", "a", "--"], ["watch", "a", "b", "--prefix"],
+                     ["watch", "--rev=x", "a"]):
+            self.both(args, expect_rc=None, timeout=5)
+
+    def test_watch_env_key(self):
+        procs = {}
+        for side in (self.ref, self.srv):
+            binary = getattr(side.cluster, "ctl_binary", None) or \
+                cluster.CONFIG["etcdctl"]
+            procs[side.name] = lib.CtlBackground(
+                binary, side.cluster.endpoints(), ["watch", "--prefix"],
+                env={"ETCDCTL_WATCH_KEY": "x2/"})
+        try:
+            for i in range(40):
+                self.both(["put", "x2/k", "v%d" % i])
+                if all(p.wait_for(lambda b: b"x2/k" in b, 0.25)
+                       for p in procs.values()):
+                    break
+            self.both(["put", "x2/last", "end"])
+            for p in procs.values():
+                p.wait_for(lambda b: b"end" in b, 10)
+                p.wait_quiet()
+        finally:
+            outs = [procs[n].stop() for n in ("etcd", "server")]
+        # Both printed the same kind of events (the number of sync puts
+        # seen before each watch started may differ).
+        for r in outs:
+            self.assertIn(b"PUT\nx2/last\nend\n", r.raw_out, r.describe())
+        # Conflicting key and argument.
+        self.both_env(["watch", "x2/"], lambda s: lib.endpoints_env(
+            s, ETCDCTL_WATCH_KEY="x2/"), expect_rc=128)
+        self.both_env(["watch"], lambda s: lib.endpoints_env(
+            s, ETCDCTL_WATCH_RANGE_END="z"), expect_rc=128)
+
+
+class LockElect(lib.DetcdctlCase):
+    """lock (with a command, holding until SIGINT, contention) and elect
+    (campaign, observe); etcdctl builds both on KV, watch and leases."""
+
+    def _both_bg(self, args):
+        return {s.name: s.cluster.background(args) for s in (self.ref,
+                                                              self.srv)}
+
+    def test_lock_command(self):
+        self.both(["lock", "lk1", "--", "sh", "-c",
+                   'echo "held $ETCD_LOCK_KEY"'], timeout=15)
+        self.both(["lock", "lk1", "--ttl=5", "--", "false"], expect_rc=1,
+                  timeout=15)
+        self.both(["lock", "lk1", "--", "/nonexistent/cmd"], expect_rc=1,
+                  timeout=15)
+        self.both(["lock", "lk1", "--ttl=x"], expect_rc=1)
+
+    def test_lock_hold_and_interrupt(self):
+        holders = self._both_bg(["lock", "lk2"])
+        for p in holders.values():
+            self.assertTrue(p.wait_for(lambda b: b"lk2/" in b, 10),
+                            p.output())
+        waiters = self._both_bg(["lock", "lk2", "--", "echo", "second"])
+        time.sleep(1)
+        for p in waiters.values():
+            self.assertNotIn(b"second", p.output())
+        results = {n: stop_with(p) for n, p in holders.items()}
+        self.assertSameOutput(["lock", "lk2"], results["etcd"],
+                              results["server"])
+        self.assertEqual(results["server"].rc, 0, results["server"].describe())
+        for p in waiters.values():
+            self.assertTrue(p.wait_for(lambda b: b"second" in b, 10),
+                            p.output())
+        results = {n: stop_with(p) for n, p in waiters.items()}
+        self.assertSameOutput(["lock", "lk2"], results["etcd"],
+                              results["server"])
+        self.both(["get", "lk2", "--prefix", "--keys-only"])
+
+    def test_elect(self):
+        self.both(["elect", "el1"], expect_rc=128)
+        self.both(["elect", "-l", "el1", "p"], expect_rc=128)
+        observers = self._both_bg(["elect", "-l", "el1"])
+        leaders = self._both_bg(["elect", "el1", "first"])
+        for p in leaders.values():
+            self.assertTrue(p.wait_for(lambda b: b"first" in b, 10),
+                            p.output())
+        for p in observers.values():
+            self.assertTrue(p.wait_for(lambda b: b"first" in b, 10),
+                            p.output())
+        results = {n: stop_with(p) for n, p in leaders.items()}
+        self.assertSameOutput(["elect", "el1"], results["etcd"],
+                              results["server"])
+        followers = self._both_bg(["elect", "el1", "second"])
+        for p in followers.values():
+            self.assertTrue(p.wait_for(lambda b: b"second" in b, 10),
+                            p.output())
+        for p in observers.values():
+            self.assertTrue(p.wait_for(lambda b: b"second" in b, 10),
+                            p.output())
+            p.wait_quiet()
+        results = {n: stop_with(p) for n, p in followers.items()}
+        self.assertSameOutput(["elect", "el1"], results["etcd"],
+                              results["server"])
+        results = {n: stop_with(p) for n, p in observers.items()}
+        self.assertSameOutput(["elect", "-l", "el1"], results["etcd"],
+                              results["server"])
+
+
+class LockElectOnEtcd(LockElect):
+    SERVER = "etcd"
+
+
+class Auth(lib.DetcdctlCase):
+    """Users, roles, permissions and authentication (real etcd: detcd does
+    not serve Auth yet)."""
+
+    SERVER = "etcd"
+
+    def test_roles(self):
+        b = self.both
+        b(["role", "add", "r1"])
+        b(["role", "add", "r1"], expect_rc=1)
+        b(["role", "add", "r2", "-w", "json"])
+        b(["role", "grant-permission", "r1", "read", "k1"])
+        b(["role", "grant-permission", "r1", "readwrite", "p/", "--prefix"])
+        b(["role", "grant-permission", "r1", "write", "z", "--from-key"])
+        b(["role", "grant-permission", "r1", "READ", "a", "c"])
+        b(["role", "grant-permission", "r1", "read", "", "--prefix"])
+        b(["role", "grant-permission", "nobody", "read", "k"], expect_rc=1)
+        for fmt in ("simple", "json", "fields", "protobuf"):
+            b(["role", "get", "r1", "-w", fmt])
+            b(["role", "list", "-w", fmt])
+        b(["role", "get", "r1", "-w", "table"], expect_rc=4)
+        b(["role", "revoke-permission", "r1", "k1"])
+        b(["role", "revoke-permission", "r1", "p/", "--prefix"])
+        b(["role", "revoke-permission", "r1", "z", "--from-key"])
+        b(["role", "revoke-permission", "r1", "a", "c", "-w", "json"])
+        b(["role", "revoke-permission", "r1", "k1"], expect_rc=1)
+        b(["role", "get", "r1"])
+        b(["role", "delete", "r2"])
+        b(["role", "delete", "r2"], expect_rc=1)
+        b(["role", "get", "missing"], expect_rc=1)
+
+    def test_users_and_auth(self):
+        b = self.both
+        b(["user", "add", "u1", "--new-user-password=pw1"])
+        b(["user", "add", "u2", "--interactive=false"], stdin="pw2\n")
+        b(["user", "add", "u3:pw3", "-w", "json"])
+        b(["user", "add", ":pw"], expect_rc=128)
+        b(["user", "add", "u1", "--new-user-password=x"], expect_rc=1)
+        b(["user", "add", "u4", "--no-password"])
+        b(["role", "add", "ur"])
+        b(["role", "grant-permission", "ur", "readwrite", "a/", "--prefix"])
+        b(["user", "grant-role", "u1", "ur"])
+        b(["user", "grant-role", "u1", "nope"], expect_rc=1)
+        for fmt in ("simple", "json", "protobuf"):
+            b(["user", "get", "u1", "-w", fmt])
+            b(["user", "list", "-w", fmt])
+        b(["user", "get", "u1", "-w", "fields"], expect_rc=4)
+        b(["user", "get", "u1", "--detail"])
+        b(["user", "get", "nobody"], expect_rc=1)
+        b(["user", "passwd", "u2", "--interactive=false"], stdin="new2\n")
+        b(["user", "revoke-role", "u1", "ur", "-w", "fields"])
+        b(["user", "revoke-role", "u1", "ur"], expect_rc=1)
+        b(["user", "grant-role", "u1", "ur"])
+        b(["user", "delete", "u3"])
+        b(["user", "delete", "u3"], expect_rc=1)
+        # Authentication on.
+        b(["user", "add", "root", "--new-user-password=rootpw"])
+        b(["auth", "enable"])
+        b(["auth", "enable"], expect_rc=1)  # now needs a user
+        b(["put", "a/1", "v"], expect_rc=1)
+        b(["--user=root:rootpw", "put", "a/1", "v"])
+        b(["--user=root", "--password=rootpw", "get", "a/1"])
+        b(["--user=u1:pw1", "get", "a/1"])
+        b(["--user=u1:pw1", "put", "b/1", "v"], expect_rc=1)
+        b(["--user=u1:wrong", "get", "a/1"], expect_rc=2)
+        b(["--user=nobody:x", "get", "a/1"], expect_rc=2)
+        b(["--user=u2:new2", "get", "a/1"], expect_rc=1)
+        b(["--user=root:rootpw", "user", "list"])
+        b(["--user=root:rootpw", "endpoint", "health"])
+        b(["--user=root:rootpw", "auth", "disable"])
+        b(["auth", "disable"])
+        b(["get", "a/1"])
+
+
+class Snapshot(lib.DetcdctlCase):
+    """snapshot save, and status of the saved file: etcd's bolt files are
+    read by detcdctl exactly as by etcdctl."""
+
+    SERVER = "etcd"
+
+    def test_save_and_status(self):
+        for i in range(20):
+            self.both(["put", "s/%d" % i, "v" * i])
+        self.both(["del", "s/3"])
+        paths = [os.path.join(s.cluster.dir, "snap.db")
+                 for s in (self.ref, self.srv)]
+        self.both(["snapshot", "save", "<p>"],
+                  ref_args=["snapshot", "save", paths[0]],
+                  srv_args=["snapshot", "save", paths[1]])
+        for fmt in ("simple", "json", "table", "fields", "protobuf"):
+            # Each tool reads the other side's file too (same bytes layout).
+            ra = lib.run_argv([cluster.CONFIG["etcdctl"], "snapshot",
+                               "status", paths[0], "-w", fmt])
+            rb = lib.run_argv([lib.detcdctl_binary(), "snapshot", "status",
+                               paths[0], "-w", fmt])
+            self.assertEqual((ra.rc, ra.out, ra.err), (rb.rc, rb.out, rb.err),
+                             "%s\n%s" % (ra.describe(), rb.describe()))
+        self.both(["snapshot", "save", "<p>"], expect_rc=5,
+                  ref_args=["snapshot", "save", "/nonexistent/x.db"],
+                  srv_args=["snapshot", "save", "/nonexistent/x.db"])
+
+
+class SnapshotOnDetcd(lib.DetcdctlCase):
+    """detcd's snapshot file: etcdctl saves it (and cannot read it: not a
+    bolt file); detcdctl's status reports the image's revision, and as hash
+    the KV hash `endpoint hashkv` gives at that revision."""
+
+    def test_status_of_detcd_snapshot(self):
+        for i in range(5):
+            self.both(["put", "ds/%d" % i, "v%d" % i])
+        path = os.path.join(self.srv.cluster.dir, "d.db")
+        self.both(["snapshot", "save", "<p>"],
+                  ref_args=["snapshot", "save",
+                            os.path.join(self.ref.cluster.dir, "d.db")],
+                  srv_args=["snapshot", "save", path])
+        st = lib.run_argv([lib.detcdctl_binary(), "snapshot", "status", path,
+                           "-w", "json"])
+        self.assertEqual(st.rc, 0, st.describe())
+        doc = st.json()
+        hk = self.srv.ctl(["endpoint", "hashkv", "-w", "json",
+                           "--rev=%d" % doc["revision"]]).json()
+        self.assertEqual(doc["hash"], hk[0]["HashKV"]["hash"])
+        get = self.srv.ctl(["get", "x", "-w", "json"]).json()
+        self.assertEqual(doc["revision"], get["header"]["revision"])
+
+
+class Failover(lib.DetcdctlCase):
+    """A dead endpoint among the live one: reads and writes go to the live
+    one; health and status report the dead one as etcdctl does."""
+
+    def test_dead_endpoint(self):
+        dead = "127.0.0.1:%d" % cluster.free_ports(1)[0]
+        for side in (self.ref, self.srv):
+            side.ident.add_port(int(dead.split(":")[1]), "<dead>")
+
+        def eps(side):
+            return [dead] + side.cluster.endpoints()
+        for args, rc in ((["put", "f/k", "v"], 0), (["get", "f/k"], 0),
+                         (["endpoint", "health"], 1),
+                         (["endpoint", "health", "-w", "json"], 1),
+                         (["endpoint", "status"], 1),
+                         (["endpoint", "hashkv"], 1)):
+            ra = self.ref.ctl(args, endpoints=eps(self.ref),
+                              command_timeout="2s")
+            rb = self.srv.ctl(args, endpoints=eps(self.srv),
+                              command_timeout="2s")
+            self.assertEqual(ra.rc, rc, ra.describe())
+            self.assertSameOutput(args, ra, rb)
+        ra = self.ref.ctl(["get", "f/k"], endpoints=[dead],
+                          command_timeout="1s")
+        rb = self.srv.ctl(["get", "f/k"], endpoints=[dead],
+                          command_timeout="1s")
+        self.assertSameOutput(["get", "f/k"], ra, rb)
+
+
+class MakeMirror(lib.DetcdctlCase):
+    """make-mirror from a prefix to another prefix of the same cluster."""
+
+    def test_mirror(self):
+        self.both(["put", "src/a", "1"])
+        self.both(["put", "src/b", "2"])
+        procs = {}
+        for side in (self.ref, self.srv):
+            procs[side.name] = side.cluster.background(
+                ["make-mirror", "--prefix=src/", "--dest-prefix=dst/",
+                 side.cluster.endpoints()[0]])
+        try:
+            self.both(["put", "src/c", "3"])
+            self.both(["del", "src/a"])
+            self.both(["put", "src/end", "x"])
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                done = [s.ctl(["get", "dst/end"]).out for s in (self.ref,
+                                                                 self.srv)]
+                if all("dst/end" in d for d in done):
+                    break
+                time.sleep(0.2)
+            self.both(["get", "dst/", "--prefix"])
+        finally:
+            outs = {n: p.stop() for n, p in procs.items()}
+        self.assertEqual(outs["etcd"].out, outs["server"].out)
+        self.both(["make-mirror", "--dest-prefix=x", "--no-dest-prefix",
+                   "127.0.0.1:1"], expect_rc=128)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,56 @@ def mask_stderr(raw, args, ident, strict_revisions=False):
 
 em.mask_stderr = mask_stderr
 
+# Protobuf output of the auth commands: their response messages.
+em.PB_SCHEMA.update({
+    "Permission": {1: ("permType", "int"), 2: ("key", "bytes"),
+                   3: ("range_end", "bytes")},
+    "AuthRoleGetResponse": {1: ("header", "ResponseHeader"),
+                            2: ("perm", "Permission")},
+    "AuthRoleListResponse": {1: ("header", "ResponseHeader"),
+                             2: ("roles", "string")},
+    "AuthUserGetResponse": {1: ("header", "ResponseHeader"),
+                            2: ("roles", "string")},
+    "AuthUserListResponse": {1: ("header", "ResponseHeader"),
+                             2: ("users", "string")},
+    "HeaderOnly": {1: ("header", "ResponseHeader")},
+})
+_AUTH_PB = {("role", "get"): "AuthRoleGetResponse",
+            ("role", "list"): "AuthRoleListResponse",
+            ("user", "get"): "AuthUserGetResponse",
+            ("user", "list"): "AuthUserListResponse"}
+_orig_mask_protobuf = em.mask_protobuf
+
+
+def mask_protobuf(raw, args, ident, strict_revisions):
+    cmd = em._command(args)
+    if cmd[:1] in (["role"], ["user"], ["lease"], ["move-leader"]):
+        top = _AUTH_PB.get(tuple(cmd[:2]), "HeaderOnly")
+        try:
+            tree = em.pb_decode(raw, top)
+        except em.PbError as e:
+            return "undecodable %s (%s): %r" % (top, e, raw)
+        return "\n".join(em._pb_lines(tree, ident, strict_revisions)) + "\n"
+    return _orig_mask_protobuf(raw, args, ident, strict_revisions)
+
+
+em.mask_protobuf = mask_protobuf
+
+# Keys of etcd's concurrency recipes end in the session's lease ID (hex),
+# which differs between two clusters.
+_RECIPE_KEY = re.compile(r"/[0-9a-f]{6,16}\b")
+_orig_mask_stdout = em.mask_stdout
+
+
+def mask_stdout(raw, args, ident, strict_revisions=False):
+    out = _orig_mask_stdout(raw, args, ident, strict_revisions)
+    if em._command(args)[:1] in (["lock"], ["elect"]):
+        out = _RECIPE_KEY.sub("/<lease>", out)
+    return out
+
+
+em.mask_stdout = mask_stdout
+
 
 # ---------------------------------------------------------------- cases
 
@@ -195,6 +245,51 @@ class DetcdctlCase(compare.CompareCase):
                 ra.rc, expect_rc, ra.describe()))
         self.assertSameOutput(args, ra, rb)
         return ra, rb
+
+
+    def both_env(self, args, env_of, stdin=None, expect_rc=None, timeout=20.0,
+                 keep_stderr=None):
+        """Runs [binary] + args on each side with env_of(side) as extra
+        environment (e.g. ETCDCTL_ENDPOINTS of that side's cluster)."""
+        ra = run_argv([cluster.CONFIG["etcdctl"]] + list(args), stdin=stdin,
+                      env=env_of(self.ref), timeout=timeout)
+        rb = run_argv([detcdctl_binary()] + list(args), stdin=stdin,
+                      env=env_of(self.srv), timeout=timeout)
+        if expect_rc is not None and ra.rc != expect_rc:
+            self.fail("etcdctl gave rc=%r (expected %r)\n%s" % (
+                ra.rc, expect_rc, ra.describe()))
+        if keep_stderr is not None:
+            for r in (ra, rb):
+                r.raw_err = b"".join(
+                    l for l in r.raw_err.splitlines(keepends=True)
+                    if keep_stderr(l.decode("utf-8", "replace")))
+        self.assertSameOutput(args, ra, rb)
+        return ra, rb
+
+
+def endpoints_env(side, **extra):
+    env = {"ETCDCTL_ENDPOINTS": ",".join(side.cluster.endpoints())}
+    env.update(extra)
+    return env
+
+
+def command_paths():
+    """Every command path etcdctl's help lists (runnable ones), plus the
+    parents of subcommands."""
+    r = run_argv([cluster.CONFIG["etcdctl"], "--help"])
+    paths, in_cmds = [], False
+    for line in r.out.splitlines():
+        if line.startswith("COMMANDS:"):
+            in_cmds = True
+            continue
+        if in_cmds:
+            if not line.startswith("\t"):
+                break
+            words = line.strip().split("\t")[0].split()
+            paths.append(words)
+            if len(words) > 1 and words[:1] not in paths:
+                paths.append(words[:1])
+    return paths
 
 
 def main():

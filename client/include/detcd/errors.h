@@ -53,6 +53,12 @@ std::string ErrorText(const absl::Status& s);
 // s is a client-side context error (deadline or cancellation).
 bool IsContextError(const absl::Status& s);
 
+// An error of the client's own (not a gRPC status), e.g. a recipe's
+// "election: not leader" or a command's "exit status 1": ErrorText gives
+// its text alone, as Go prints a plain error.
+absl::Status PlainError(absl::string_view text);
+bool IsPlainError(const absl::Status& s);
+
 }  // namespace detcd::client
 
 #endif  // DETCD_CLIENT_ERRORS_H_
