@@ -535,7 +535,11 @@ absl::StatusOr<Resp> Client::Unary(Retry retry, const CallOptions& o,
     }
     if (s.code() == absl::StatusCode::kUnavailable &&
         (retry == Retry::kRepeatable || NeverSent(s))) {
-      if (absl::Now() >= o.deadline) return s;
+      // As clientv3: a call retried until its deadline ends with the
+      // deadline's error.
+      if (absl::Now() >= o.deadline) {
+        return absl::DeadlineExceededError(kContextDeadlineExceeded);
+      }
       SleepUntilOr(kRetryBackoff, o.deadline);
       continue;
     }

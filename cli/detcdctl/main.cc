@@ -1,6 +1,8 @@
 // detcdctl: a drop-in replacement for etcdctl (v3 API, etcd 3.4): the
 // same commands, flags, ETCDCTL_* variables, output formats, messages and
 // exit codes, built on detcd's C++ client library (client/).
+#include <grpc/support/log.h>
+
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -152,6 +154,14 @@ int main(int argc, char** argv) {
     Exit(1);
   }
   unsetenv("ETCDCTL_API");
+  // gRPC core's own log lines (e.g. TLS handshake failures) are not
+  // etcdctl's output; clientv3 discards them unless --debug.
+  bool debug = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--debug" || a == "--debug=true") debug = true;
+  }
+  if (!debug) gpr_set_log_function([](gpr_log_func_args*) {});
   std::vector<std::string> args(argv + 1, argv + argc);
   SetOsArgs(std::vector<std::string>(argv, argv + argc));
   std::unique_ptr<Command> root = NewRootCommand();

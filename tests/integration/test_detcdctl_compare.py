@@ -531,5 +531,118 @@ class MakeMirror(lib.DetcdctlCase):
                    "127.0.0.1:1"], expect_rc=128)
 
 
+def openssl(*args, cwd):
+    import subprocess
+    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_pki(d, name):
+    """A CA, and a certificate for 127.0.0.1 usable by server and client."""
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", name + "-ca.key", "-out", name + "-ca.crt",
+            "-subj", "/CN=" + name + "-ca", cwd=d)
+    with open(os.path.join(d, name + "-ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                "extendedKeyUsage=serverAuth,clientAuth\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key",
+            "-out", name + ".csr", "-subj", "/CN=" + name, cwd=d)
+    openssl("x509", "-req", "-in", name + ".csr", "-CA", name + "-ca.crt",
+            "-CAkey", name + "-ca.key", "-CAcreateserial", "-days", "2",
+            "-out", name + ".crt", "-extfile", name + "-ext.cnf", cwd=d)
+    return {k: os.path.join(d, name + ext) for k, ext in
+            (("ca", "-ca.crt"), ("cert", ".crt"), ("key", ".key"))}
+
+
+class Tls(lib.DetcdctlCase):
+    """Client TLS: a server with https client URLs and client certificate
+    authentication; --cacert/--cert/--key, --insecure-skip-tls-verify,
+    --insecure-transport, and the configuration errors."""
+
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        cls.pki_dir = tempfile.mkdtemp(prefix="detcd-it-pki-")
+        cls.pki = make_pki(cls.pki_dir, "srv")
+        cls.other = make_pki(cls.pki_dir, "other")
+        cls.FLAGS = ("--cert-file=" + cls.pki["cert"],
+                     "--key-file=" + cls.pki["key"],
+                     "--trusted-ca-file=" + cls.pki["ca"],
+                     "--client-cert-auth")
+        cls.TLS = ["--cacert=" + cls.pki["ca"], "--cert=" + cls.pki["cert"],
+                   "--key=" + cls.pki["key"]]
+        orig_url = cluster.Member.client_url
+        cluster.Member.client_url = property(
+            lambda m: "https://127.0.0.1:%d" % m.client_port)
+        orig_wait = cluster.Cluster.wait_healthy
+
+        def wait_healthy(c, members=None, timeout=30.0):
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                r = lib.run_ctl(cluster.CONFIG["etcdctl"], c.endpoints(),
+                                cls.TLS + ["endpoint", "health"])
+                if r.ok:
+                    return
+                time.sleep(0.2)
+            raise cluster.ClusterError("TLS cluster not healthy:\n" +
+                                       c.log_report())
+        cluster.Cluster.wait_healthy = wait_healthy
+        try:
+            # Every etcdctl call of the framework carries the certificates.
+            orig_init = cluster.Cluster.__init__
+
+            def init(c, *a, **kw):
+                orig_init(c, *a, **kw)
+                c.ctl_flags = cls.TLS
+            cluster.Cluster.__init__ = init
+            try:
+                super().setUpClass()
+            finally:
+                cluster.Cluster.__init__ = orig_init
+        finally:
+            cluster.Member.client_url = orig_url
+            cluster.Cluster.wait_healthy = orig_wait
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        import shutil
+        shutil.rmtree(cls.pki_dir, ignore_errors=True)
+
+    def _both_flags(self, flags, args, expect_rc=None):
+        """args with the given TLS flags instead of the framework's."""
+        ra = lib.run_ctl(cluster.CONFIG["etcdctl"],
+                         self.ref.cluster.endpoints(), flags + args,
+                         command_timeout="2s")
+        rb = lib.run_ctl(lib.detcdctl_binary(), self.srv.cluster.endpoints(),
+                         flags + args, command_timeout="2s")
+        if expect_rc is not None:
+            self.assertEqual(ra.rc, expect_rc, ra.describe())
+        self.assertSameOutput(flags + args, ra, rb)
+
+    def test_tls(self):
+        self.both(["put", "t/k", "v"])
+        self.both(["get", "t/k", "-w", "json"])
+        self.both(["endpoint", "health", "-w", "json"])
+        self.both(["endpoint", "status", "-w", "table"])
+        self.both(["member", "list"])
+        self.watch_both(["t/", "--prefix"], [["put", "t/a", "1"]],
+                        sync_key="t/s", end_key="t/e")
+        p = self.pki
+        self._both_flags(["--insecure-skip-tls-verify", "--cert=" + p["cert"],
+                          "--key=" + p["key"], "--insecure-transport=false"],
+                         ["get", "t/k"], expect_rc=0)
+        self._both_flags(["--cert=" + p["cert"]], ["get", "t/k"],
+                         expect_rc=128)
+        self._both_flags(["--cacert=/nonexistent/ca.crt"], ["get", "t/k"],
+                         expect_rc=128)
+        self._both_flags(["--cert="], ["get", "t/k"], expect_rc=128)
+        # Not trusted: the call waits for a connection that never comes.
+        self._both_flags([], ["get", "t/k"], expect_rc=1)
+        self._both_flags(["--cacert=" + self.other["ca"],
+                          "--cert=" + p["cert"], "--key=" + p["key"]],
+                         ["get", "t/k"], expect_rc=1)
+
+
 if __name__ == "__main__":
     lib.main()

@@ -99,12 +99,14 @@ def _cluster_etcdctl(self, args, stdin=None, members=None, endpoints=None,
                      **kw):
     eps = endpoints or self.endpoints(members)
     binary = getattr(self, "ctl_binary", None) or cluster.CONFIG["etcdctl"]
-    return run_ctl(binary, eps, args, stdin=stdin, **kw)
+    flags = list(getattr(self, "ctl_flags", []))
+    return run_ctl(binary, eps, flags + list(args), stdin=stdin, **kw)
 
 
 def _cluster_background(self, args, members=None, stdin_pipe=False):
     binary = getattr(self, "ctl_binary", None) or cluster.CONFIG["etcdctl"]
-    return CtlBackground(binary, self.endpoints(members), args,
+    flags = list(getattr(self, "ctl_flags", []))
+    return CtlBackground(binary, self.endpoints(members), flags + list(args),
                          stdin_pipe=stdin_pipe)
 
 
