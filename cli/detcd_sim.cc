@@ -493,7 +493,7 @@ int RunSweep(const Args& a) {
   }
   auto start = std::chrono::steady_clock::now();
   struct Row {
-    uint64_t runs = 0, failed = 0;
+    uint64_t runs = 0, failed = 0, idle = 0;
     double sim = 0, wall = 0;
   };
   std::map<std::string, Row> rows;
@@ -525,6 +525,7 @@ int RunSweep(const Args& a) {
     row.sim += sim;
     row.wall += wall;
     if (!f[kNotes].empty()) {
+      ++row.idle;
       idle.push_back(absl::StrCat(f[kSeed], " (", f[kScenario], "): ",
                                   f[kNotes]));
     }
@@ -628,22 +629,25 @@ int RunSweep(const Args& a) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
   if (tty) std::printf("\n");
-  std::printf("\n%-22s %6s %7s %10s %10s\n", "scenario", "runs", "failed",
-              "sim s/run", "wall s/run");
+  std::printf("\n%-22s %6s %7s %6s %10s %10s\n", "scenario", "runs",
+              "failed", "idle", "sim s/run", "wall s/run");
   Row all;
   for (const auto& [name, row] : rows) {
-    std::printf("%-22s %6llu %7llu %10.2f %10.4f\n", name.c_str(),
+    std::printf("%-22s %6llu %7llu %6llu %10.2f %10.4f\n", name.c_str(),
                 (unsigned long long)row.runs, (unsigned long long)row.failed,
-                row.sim / row.runs, row.wall / row.runs);
+                (unsigned long long)row.idle, row.sim / row.runs,
+                row.wall / row.runs);
     all.runs += row.runs;
     all.failed += row.failed;
+    all.idle += row.idle;
     all.sim += row.sim;
     all.wall += row.wall;
   }
   if (all.runs > 0) {
-    std::printf("%-22s %6llu %7llu %10.2f %10.4f\n", "total",
+    std::printf("%-22s %6llu %7llu %6llu %10.2f %10.4f\n", "total",
                 (unsigned long long)all.runs, (unsigned long long)all.failed,
-                all.sim / all.runs, all.wall / all.runs);
+                (unsigned long long)all.idle, all.sim / all.runs,
+                all.wall / all.runs);
     std::printf(
         "throughput: %.0f seeds/min (%d jobs), %.0f simulated s per wall s "
         "per core\n",

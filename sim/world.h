@@ -119,7 +119,7 @@ struct TraceRecord {
 struct TraceLog {
   std::vector<TraceRecord> records;
   std::string bytes;  // the records' bytes while under byte_budget
-  uint64_t byte_budget = uint64_t{256} << 20;
+  uint64_t byte_budget = uint64_t{64} << 20;
   uint64_t final_hash = 0;
 };
 
