@@ -43,6 +43,16 @@ void Cluster::AddNode(uint64_t id, std::vector<uint64_t> voters) {
       root_rng_.Derive(absl::StrCat("disk-", id)));
   n.disk->set_trace(&world_, id);
   n.clock = std::make_unique<sim::SimClock>(&world_);
+  n.clock->set_on_jump([this, id](int64_t forward_ns) {
+    DETCD_CHECK_MSG(opts_.timing.clock_jumps,
+                    "a clock jumped in a cluster that did not declare jumps "
+                    "(TimingModel::clock_jumps)");
+    if (trace_) {
+      trace_->Event(world_.now(), id, "clock jump",
+                    absl::StrCat("+", forward_ns / sim::kMillisecond, " ms"));
+    }
+    if (on_clock_jump_) on_clock_jump_(id, forward_ns);
+  });
   sim::SimDisk* disk = n.disk.get();
   n.transport = std::make_unique<sim::SimTransport>(
       &network_, id, [disk] { return disk->pending_latency(); });
@@ -150,6 +160,11 @@ void Cluster::After(SimNode& n) {
   const bool elected = node.is_leader() && !n.was_leader;
   n.was_leader = node.is_leader();
   if (elected && on_elected_) on_elected_(n.id);
+  const bool primary = n.server->state().lessor().is_primary();
+  if (primary && !n.was_lease_primary && on_lease_primary_) {
+    on_lease_primary_(n.id);
+  }
+  n.was_lease_primary = primary;
   if (synced && opts_.crash_after_sync_probability > 0 &&
       fault_rng_.Chance(opts_.crash_after_sync_probability)) {
     CrashSoon(n.id, "power cut after fsync");
@@ -220,6 +235,7 @@ void Cluster::Crash(uint64_t id) {
   // see their requests time out (outcome unknown).
   n.server.reset();
   n.was_leader = false;  // a restarted member that wins again is elected anew
+  n.was_lease_primary = false;
   n.paused = false;  // the process is gone; so is what its sockets held
   n.paused_inbox.clear();
   n.paused_inbox_bytes = 0;

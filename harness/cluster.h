@@ -29,11 +29,28 @@
 
 namespace detcd::harness {
 
+// What a scenario promises about time. The lease checker derives its
+// bounds from it (harness/lease_checker.h), so a scenario whose faults go
+// beyond it must declare so (Cluster::set_timing) before the workload
+// starts; the workload checks every clock against it.
+struct TimingModel {
+  // Every member's clock runs at 1 +- max_drift_ppm / 1e6 of the world's
+  // rate. Skew (a constant offset) is bounded too but never matters to
+  // leases: only durations pass from one member to another.
+  int64_t max_drift_ppm = 0;
+  int64_t max_skew_ns = 0;
+  // Clocks jump forward, beyond any drift bound. Each jump is reported to
+  // the lease checker with its size (set_on_clock_jump); a jump on a
+  // cluster that did not declare them is a harness error.
+  bool clock_jumps = false;
+};
+
 struct ClusterOptions {
   int nodes = 3;
   int64_t tick_ns = 10 * sim::kMillisecond;  // heartbeat interval
   server::NodeOptions node;  // template; id and voters are set per node
   server::EtcdServerOptions server;  // template; its node is `node` above
+  TimingModel timing;  // see above; scenarios may widen it in setup
   // Power cut right after a node fsynced something (a vote, entries): the
   // node crashes at the end of that event with this probability and
   // restarts 1..restart_max_ns later. Exercises exactly the window between
@@ -146,6 +163,18 @@ class Cluster {
   void set_on_elected(std::function<void(uint64_t)> f) {
     on_elected_ = std::move(f);
   }
+  // A member's lessor just became primary (EtcdServer promotes it once it
+  // leads and applied an entry of its own term): every lease's expiry
+  // restarts there.
+  void set_on_lease_primary(std::function<void(uint64_t)> f) {
+    on_lease_primary_ = std::move(f);
+  }
+  // A member's clock jumped forward by forward_ns (sim::SimClock::Jump).
+  void set_on_clock_jump(std::function<void(uint64_t, int64_t)> f) {
+    on_clock_jump_ = std::move(f);
+  }
+  const TimingModel& timing() const { return opts_.timing; }
+  void set_timing(const TimingModel& t) { opts_.timing = t; }
   uint64_t cluster_id() const { return cluster_id_; }
   void ProposeConfChange(uint64_t id, const raft::ConfChange& cc,
                          server::Node::ProposeDone done);
@@ -173,6 +202,7 @@ class Cluster {
     uint64_t incarnation = 0;
     uint64_t syncs_seen = 0;
     bool was_leader = false;
+    bool was_lease_primary = false;
     bool bootstrap_new = true;
     bool removed = false;  // removed from the cluster: never restarted
     std::string start_error;  // why the last start failed
@@ -213,6 +243,8 @@ class Cluster {
   std::function<void(uint64_t)> on_down_;
   std::function<void(uint64_t, int64_t)> on_lease_revoked_;
   std::function<void(uint64_t)> on_elected_;
+  std::function<void(uint64_t)> on_lease_primary_;
+  std::function<void(uint64_t, int64_t)> on_clock_jump_;
 };
 
 }  // namespace detcd::harness
