@@ -19,6 +19,9 @@ absl::Status KeepAliveLoop(
         on_response,
     Canceller* stop) {
   absl::Time lease_deadline = absl::Now() + kDefaultTtl;
+  // clientv3 looks for due keep-alives every 500 ms from its start: a
+  // keep-alive goes out at the first such tick after TTL/3.
+  const absl::Time start = absl::Now();
   for (;;) {
     if (stop != nullptr && stop->cancelled()) {
       return absl::CancelledError(kContextCanceled);
@@ -42,7 +45,9 @@ absl::Status KeepAliveLoop(
     on_response(*r);
     absl::Time now = absl::Now();
     lease_deadline = now + absl::Seconds(r->ttl());
-    absl::Duration wait = absl::Seconds(r->ttl()) / 3;
+    absl::Time due = now + absl::Seconds(r->ttl()) / 3;
+    int64_t ticks = absl::Ceil(due - start, kRetryConnWait) / kRetryConnWait;
+    absl::Duration wait = start + ticks * kRetryConnWait - now;
     if (stop != nullptr) {
       if (stop->WaitForCancel(wait)) {
         return absl::CancelledError(kContextCanceled);

@@ -292,6 +292,84 @@ absl::Status MakeMirror(Command& cmd, client::Client* c, client::Client* dc,
 
 // ---------------------------------------------------------------- check
 
+// The progress bar etcdctl's check prints (cheggaaa/pb.v1 with counters,
+// percent and time left, redrawn every 200 ms with "\r"; no bar when
+// stdout is not a terminal wide enough, which is how it is compared).
+class ProgressBar {
+ public:
+  explicit ProgressBar(int64_t total) : total_(total) {
+    start_ = std::chrono::steady_clock::now();
+    changed_ = start_;
+    Draw(false);
+    thread_ = std::thread([this] {
+      while (!done_.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        if (!done_.load()) Draw(false);
+      }
+    });
+  }
+  void Set(int64_t v) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (v != current_) changed_ = std::chrono::steady_clock::now();
+    current_ = v;
+  }
+  void Add(int64_t n) {
+    std::lock_guard<std::mutex> l(mu_);
+    current_ += n;
+    changed_ = std::chrono::steady_clock::now();
+  }
+  void Finish() {
+    done_.store(true);
+    if (thread_.joinable()) thread_.join();
+    Draw(true);
+    Out("\n");
+    std::fflush(stdout);
+  }
+
+ private:
+  static std::string Duration(int64_t secs) {
+    std::string r;
+    if (secs > 24 * 3600) {
+      r = absl::StrCat(secs / 86400, "d");
+      secs %= 86400;
+    }
+    if (secs > 3600) {
+      absl::StrAppend(&r, secs / 3600, "h");
+      secs %= 3600;
+    }
+    return absl::StrFormat("%s%02dm%02ds", r, secs / 60, secs % 60);
+  }
+  void Draw(bool final) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto now = std::chrono::steady_clock::now();
+    double pct = 100.0 * static_cast<double>(current_) /
+                 static_cast<double>(total_);
+    std::string out = absl::StrFormat(" %d / %d  %6.02f%%", current_, total_,
+                                      pct);
+    if (final) {
+      int64_t secs = std::chrono::duration_cast<std::chrono::seconds>(
+                         now - start_)
+                         .count();
+      absl::StrAppend(&out, " ", GoDuration(secs * 1000000000));
+    } else if (current_ > 0) {
+      double per = std::chrono::duration<double>(changed_ - start_).count() /
+                   static_cast<double>(current_);
+      double left = static_cast<double>(total_ - current_) * per -
+                    std::chrono::duration<double>(now - changed_).count();
+      if (left >= 1) absl::StrAppend(&out, " ", Duration(static_cast<int64_t>(left)));
+    }
+    Out("\r" + out);
+    std::fflush(stdout);
+  }
+
+  int64_t total_;
+  int64_t current_ = 0;
+  std::chrono::steady_clock::time_point start_, changed_;
+  std::mutex mu_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 struct Stats {
   std::vector<double> lat_s;
   std::map<std::string, int> errors;
@@ -352,7 +430,7 @@ void CompactAndDefrag(Command& cmd, client::Client* c, int64_t rev) {
 // `rate` per second; returns the latency statistics.
 Stats PutLoad(client::Client* c, const std::string& prefix, int clients,
               int rate, int duration_s, int count, int key_size,
-              int value_size) {
+              int value_size, ProgressBar* bar = nullptr) {
   Stats st;
   std::mutex mu;
   std::atomic<int> issued{0};
@@ -392,6 +470,7 @@ Stats PutLoad(client::Client* c, const std::string& prefix, int clients,
         std::lock_guard<std::mutex> l(mu);
         st.lat_s.push_back(lat);
         if (!r.ok()) st.errors[client::ErrorText(r.status())]++;
+        if (bar != nullptr) bar->Add(1);
       }
     });
   }
@@ -439,8 +518,20 @@ void CheckPerf(Command& cmd) {
   std::string prefix = cmd.Lookup("prefix")->s();
   auto c = MustClientFromCmd(cmd);
   EnsureEmptyPrefix(c.get(), prefix);
+  ProgressBar bar(m.duration);
+  std::atomic<bool> stop{false};
+  std::thread ticker([&] {
+    for (int i = 0; i < m.duration && !stop.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      bar.Add(1);
+    }
+  });
   Stats st = PutLoad(c.get(), prefix, m.clients, m.limit, m.duration, 0, 256,
                      1024);
+  stop.store(true);
+  ticker.join();
+  bar.Set(m.duration);
+  bar.Finish();
   int64_t rev = DeletePrefix(c.get(), prefix);
   CompactAndDefrag(cmd, c.get(), rev);
   double rps, slowest, stddev;
@@ -554,7 +645,10 @@ void CheckDatascale(Command& cmd) {
       "Start data scale check for work load [%d key-value pairs, %d bytes per "
       "key-value, %d concurrent clients].\n",
       m.limit, m.kv_size, m.clients));
-  Stats st = PutLoad(c.get(), prefix, m.clients, 0, 1 << 30, m.limit, 512, 512);
+  ProgressBar bar(m.limit);
+  Stats st = PutLoad(c.get(), prefix, m.clients, 0, 1 << 30, m.limit, 512, 512,
+                     &bar);
+  bar.Finish();
   double after = ResidentMemory(setup.endpoints[0]);
   if (after == 0) {
     Out("FAIL: Could not read process_resident_memory_bytes after the put "

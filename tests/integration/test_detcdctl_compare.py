@@ -633,6 +633,30 @@ class WatchFailover(lib.DetcdctlCase):
                 p.stop()
 
 
+class Check(lib.DetcdctlCase):
+    """check perf and check datascale: the same report, numbers aside (the
+    progress bar is redrawn in time, so only its last state counts)."""
+
+    @staticmethod
+    def _report(r):
+        text = r.out.split("\r")[-1]
+        text = re.sub(r"\d+(\.\d+)?", "<n>", text)
+        return r.rc, text, r.err
+
+    def _compare(self, args, timeout):
+        ra, rb = self.both(args, compare=False, timeout=timeout,
+                           command_timeout="30s")
+        self.assertEqual(self._report(ra), self._report(rb),
+                         "%s\n%s" % (ra.describe(), rb.describe()))
+
+    def test_check_perf(self):
+        self._compare(["check", "perf", "--load=s", "--auto-compact",
+                       "--auto-defrag"], 180)
+
+    def test_check_datascale(self):
+        self._compare(["check", "datascale", "--load=s"], 300)
+
+
 class Tls(lib.DetcdctlCase):
     """Client TLS: a server with https client URLs and client certificate
     authentication; --cacert/--cert/--key, --insecure-skip-tls-verify,
