@@ -664,6 +664,11 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     server::EtcdServer* s = im->server.get();
     im->loop->PostPeer([s, p = std::move(payload)] { s->OnMessage(p); });
   };
+  // A snapshot counts as delivered once the transport finished writing it;
+  // that report runs on the engine thread, like every engine input.
+  po.post_to_engine = [im](std::function<void()> f) {
+    if (im->loop) im->loop->Post(std::move(f));
+  };
   auto transport = PeerTransport::Start(po);
   if (!transport.ok()) return transport.status();
   m.transport = *std::move(transport);
