@@ -1,8 +1,10 @@
 #include "harness/workload.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <deque>
 #include <map>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -204,6 +206,34 @@ struct Workload::LeaseClient {
   uint64_t seq = 0;
 };
 
+namespace {
+
+// The lease checker's bounds, from the cluster's options and the timing
+// model its scenario declared.
+LeaseChecker::Bounds LeaseBoundsFor(Cluster& cluster) {
+  const ClusterOptions& co = cluster.options();
+  const TimingModel& tm = cluster.timing();
+  // The scenario has set up its clocks by now: they must be within what it
+  // declared, or the checker's bounds would not hold.
+  for (uint64_t id : cluster.ids()) {
+    const sim::SimClock& c = cluster.clock(id);
+    DETCD_CHECK_MSG(std::abs(c.drift_ppm()) <= tm.max_drift_ppm &&
+                        std::abs(c.skew_ns()) <= tm.max_skew_ns,
+                    "a clock is outside the scenario's declared TimingModel");
+  }
+  LeaseChecker::Bounds b;
+  b.max_drift_ppm = tm.max_drift_ppm;
+  b.clock_jumps = tm.clock_jumps;
+  // EtcdServer promotes with an election timeout of extension.
+  b.extend_ns = co.node.election_ticks * co.tick_ns;
+  // A leader notices an expired lease within lease_check_ticks and commits
+  // the revoke within a few round trips (liveness only).
+  b.revoke_within_ns = 2 * sim::kSecond;
+  return b;
+}
+
+}  // namespace
+
 Workload::Workload(Cluster* cluster, env::SeededRng rng, WorkloadOptions opts)
     : cluster_(cluster), rng_(rng), opts_(opts) {
   for (int i = 0; i < opts_.clients; ++i) {
@@ -224,23 +254,20 @@ Workload::Workload(Cluster* cluster, env::SeededRng rng, WorkloadOptions opts)
   cluster_->set_on_lease_revoked([this](uint64_t, int64_t id) {
     lease_checker_.OnRevokeApplied(id, cluster_->world().now());
   });
-  cluster_->set_on_elected(
-      [this](uint64_t) { lease_checker_.OnElected(cluster_->world().now()); });
-  const ClusterOptions& co = cluster_->options();
-  const int64_t election_ns = co.node.election_ticks * co.tick_ns;
-  // The new leader's extension plus generous drift; a leader notices an
-  // expired lease within lease_check_ticks and commits the revoke within a
-  // few round trips.
-  lease_checker_.set_slack(election_ns + 200 * sim::kMillisecond,
-                           2 * sim::kSecond,
-                           co.node.request_timeout_ticks * co.tick_ns);
+  cluster_->set_on_lease_primary(
+      [this](uint64_t) { lease_checker_.OnPrimary(cluster_->world().now()); });
+  cluster_->set_on_clock_jump([this](uint64_t node, int64_t forward_ns) {
+    lease_checker_.OnClockJump(node, cluster_->world().now(), forward_ns);
+  });
+  lease_checker_.set_bounds(LeaseBoundsFor(*cluster_));
 }
 
 Workload::~Workload() {
   cluster_->set_on_events(nullptr);
   cluster_->set_on_down(nullptr);
   cluster_->set_on_lease_revoked(nullptr);
-  cluster_->set_on_elected(nullptr);
+  cluster_->set_on_lease_primary(nullptr);
+  cluster_->set_on_clock_jump(nullptr);
 }
 
 void Workload::Later(int64_t delay_ns, std::function<void()> fn) {
@@ -710,6 +737,7 @@ void Workload::LeaseStep(int l) {
         }
         etcdserverpb::LeaseRevokeRequest r;
         r.set_id(lc.lease);
+        lease_checker_.OnRevokeRequested(lc.lease, invoke);
         cluster_->Call(node, [&](server::EtcdServer& s) {
           s.LeaseRevoke(r, [this, l, current](auto) {
             if (!current()) return;
@@ -719,11 +747,15 @@ void Workload::LeaseStep(int l) {
         });
         return;
       }
-      // Mostly well within the TTL; sometimes too late.
+      // Mostly well within the TTL; sometimes too late, and sometimes right
+      // at its edge, where a leader that renews expired leases (or revokes
+      // early) is caught in the act.
       const int64_t ttl_ns = lc.ttl_s * sim::kSecond;
-      const int64_t wait = rng_.Chance(0.15)
-                               ? ttl_ns + rng_.Range(0, ttl_ns)
-                               : rng_.Range(ttl_ns / 10, ttl_ns / 3);
+      const uint64_t dice = rng_.Uniform(100);
+      const int64_t wait =
+          dice < 10   ? ttl_ns + rng_.Range(0, ttl_ns)
+          : dice < 35 ? ttl_ns + rng_.Range(-20, 50) * sim::kMillisecond
+                      : rng_.Range(ttl_ns / 10, ttl_ns / 3);
       ++lc.seq;  // the wait is not a request
       Later(wait, [this, l] {
         LeaseClient& lc = *lease_[l];
@@ -732,15 +764,33 @@ void Workload::LeaseStep(int l) {
         const uint64_t seq = ++lc.seq;
         const int64_t invoke = cluster_->world().now();
         const int64_t id = lc.lease;
-        Later(opts_.timeout_ns, [this, l, seq, invoke, id] {
+        // What the lease checker needs to know of when the leader may
+        // renew: a member that does not lead forwards the keep-alive to the
+        // leader as a message, which the network may copy, and after the
+        // client gives up the leader may still hold it.
+        struct Call {
+          bool ran = false;       // the member took the request
+          bool in_call = false;   // still inside Cluster::Call
+          bool direct = false;    // the member asked leads: no forward
+          bool duplicated = false;  // a message copied during the call
+          bool gave_up = false;   // the client timed out first
+        };
+        auto call = std::make_shared<Call>();
+        const bool ask_ttl = rng_.Chance(0.2);
+        Later(opts_.timeout_ns, [this, l, seq, invoke, id, ask_ttl, call] {
           if (lease_[l]->seq != seq) return;
           ++lease_[l]->seq;
-          // No answer: the leader may have renewed it all the same.
-          lease_checker_.OnKeepAlive(id, invoke, cluster_->world().now(),
-                                     LeaseChecker::KeepAlive::kFailed, 0);
+          if (!ask_ttl) {
+            // No answer: the leader may have renewed it all the same, or
+            // may still.
+            call->gave_up = true;
+            lease_checker_.OnKeepAlive(id, invoke, cluster_->world().now(),
+                                       LeaseChecker::KeepAlive::kFailed,
+                                       /*may_renew_later=*/call->ran);
+          }
           Later(sim::kMillisecond, [this, l] { LeaseStep(l); });
         });
-        if (rng_.Chance(0.2)) {
+        if (ask_ttl) {
           // Now and then ask how long it has left instead (no renewal).
           etcdserverpb::LeaseTimeToLiveRequest t;
           t.set_id(id);
@@ -754,7 +804,9 @@ void Workload::LeaseStep(int l) {
               if (lc.seq != seq) return;
               ++lc.seq;
               if (resp.ok()) {
-                lease_checker_.OnTimeToLive(id, invoke, resp->ttl());
+                lease_checker_.OnTimeToLive(id, invoke,
+                                            cluster_->world().now(),
+                                            resp->ttl());
               }
               Later(sim::kMillisecond, [this, l] { LeaseStep(l); });
             });
@@ -763,13 +815,23 @@ void Workload::LeaseStep(int l) {
         }
         etcdserverpb::LeaseKeepAliveRequest r;
         r.set_id(id);
-        cluster_->Call(node, [&](server::EtcdServer& s) {
-          s.LeaseKeepAlive(r, [this, l, seq, invoke, id](
+        const uint64_t dups = cluster_->network().stats().duplicated;
+        call->in_call = true;
+        call->ran = cluster_->Call(node, [&](server::EtcdServer& s) {
+          call->direct = s.node().is_leader();
+          s.LeaseKeepAlive(r, [this, l, seq, invoke, id, call](
                                   absl::StatusOr<
                                       etcdserverpb::LeaseKeepAliveResponse>
                                       resp) {
             LeaseClient& lc = *lease_[l];
-            if (lc.seq != seq) return;
+            if (lc.seq != seq) {
+              // The leader itself answers after its client gave up: what
+              // it did, it did by now.
+              if (call->gave_up && call->direct) {
+                lease_checker_.OnKeepAliveSettled(id, cluster_->world().now());
+              }
+              return;
+            }
             ++lc.seq;
             ++stats_.keepalives;
             LeaseChecker::KeepAlive k =
@@ -777,14 +839,25 @@ void Workload::LeaseStep(int l) {
                 : resp.status().code() == absl::StatusCode::kNotFound
                     ? LeaseChecker::KeepAlive::kNotFound
                     : LeaseChecker::KeepAlive::kFailed;
+            // A forwarded request that failed after it left may still be
+            // on its way to, or held by, the leader; a copy of it may renew
+            // whatever this one answered.
+            const bool later =
+                !call->direct &&
+                ((k == LeaseChecker::KeepAlive::kFailed && !call->in_call) ||
+                 call->duplicated);
             lease_checker_.OnKeepAlive(id, invoke, cluster_->world().now(), k,
-                                       resp.ok() ? resp->ttl() : 0);
+                                       later);
             if (k == LeaseChecker::KeepAlive::kNotFound) {
               return Later(sim::kMillisecond, [this, l] { NextLease(l); });
             }
             Later(sim::kMillisecond, [this, l] { LeaseStep(l); });
           });
         });
+        call->in_call = false;
+        // Known before any answer the network could have copied arrives
+        // (one given within the call sent nothing).
+        call->duplicated = cluster_->network().stats().duplicated != dups;
       });
       return;
     }
