@@ -104,6 +104,11 @@ Lessor::Lessor(LessorOptions options) : options_(options) {
 void Lessor::SetExpiry(int64_t id, Lease& l, int64_t expiry_ns) {
   l.expiry_ns = expiry_ns;
   l.reported_expired = false;
+  if (options_.bugs.on(planted::Bug::kEarlyLeaseRevoke) &&
+      expiry_ns != kNever) {
+    // PLANTED: Expired() names the lease half its TTL early.
+    return SetNotify(id, l, SatSub(expiry_ns, SecondsToNanos(l.ttl_s) / 2));
+  }
   SetNotify(id, l, expiry_ns);
 }
 
@@ -286,7 +291,12 @@ absl::StatusOr<int64_t> Lessor::Renew(int64_t id, int64_t now_ns) {
   Lease& l = it->second;
   // reported_expired guards against a clock that steps backwards after
   // Expired() named the lease: its revoke may already be in the log.
-  if (l.reported_expired || now_ns >= l.expiry_ns) return ErrLeaseNotFound();
+  const bool expired = l.reported_expired || now_ns >= l.expiry_ns;
+  if (expired && options_.bugs.on(planted::Bug::kLateRenew)) {
+    // PLANTED: the expired lease is renewed (its revoke may be in flight).
+  } else if (expired) {
+    return ErrLeaseNotFound();
+  }
   if (Stale(l)) {
     // Any clear handed out from now on was handed out after this renew.
     l.clear_after_seq = static_cast<int64_t>(issue_seq_);
@@ -313,7 +323,8 @@ std::vector<int64_t> Lessor::Expired(int64_t now_ns) {
     const auto [notify_ns, id] = *notify_index_.begin();
     if (notify_ns > now_ns) break;
     Lease& l = leases_.at(id);
-    DETCD_CHECK(l.expiry_ns <= now_ns);
+    DETCD_CHECK(l.expiry_ns <= now_ns ||
+                options_.bugs.on(planted::Bug::kEarlyLeaseRevoke));
     out.push_back(id);
     l.reported_expired = true;
     // retry > now_ns, so the loop does not see this lease again.

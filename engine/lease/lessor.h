@@ -91,6 +91,7 @@
 #include "absl/container/btree_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/util/planted.h"
 
 namespace detcd::lease {
 
@@ -132,6 +133,10 @@ struct LessorOptions {
   // A lease returned by Expired() is returned again after this long if it
   // is still there (its revoke proposal was lost).
   int64_t expired_retry_ns = int64_t{3} * kNanosPerSecond;
+  // Planted bugs for the simulator's checker tests; all off in production.
+  // Sites: early-lease-revoke (Expired() names a lease half its TTL before
+  // its expiry), late-renew (Renew() accepts an expired lease).
+  planted::Bugs bugs;  // engine/util/planted.h
 
   // 1 <= min_ttl_s <= max_ttl_s <= kMaxLeaseTtlS, positive interval/retry,
   // non-zero limits.
