@@ -56,7 +56,7 @@ void Usage() {
                "[--ops K] [--clients C] [--bug NAME] [--trace FILE] [-v]\n"
                "       detcd-sim --seeds A..B [--jobs J] [--scenario NAME|all] "
                "[--nodes N] [--ops K] [--bug NAME] [--expect-failure]\n"
-               "       (either form) [--check-determinism]\n"
+               "       (either form) [--check-determinism] [--accept-inconclusive]\n"
                "       detcd-sim --list\n");
 }
 
@@ -133,6 +133,8 @@ bool ParseArgs(int argc, char** argv, Args* a) {
       a->expect_failure = true;
     } else if (f == "--check-determinism") {
       a->run.check_determinism = true;
+    } else if (f == "--accept-inconclusive") {
+      a->run.accept_inconclusive = true;
     } else if (f == "--emit-trace-log") {
       if (!value(&v) || !absl::SimpleAtoi(v, &a->emit_trace_log_fd)) {
         return false;

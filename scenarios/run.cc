@@ -32,6 +32,7 @@ std::vector<std::string> ReplayArgs(const RunOptions& o) {
     args.push_back(o.bug);
   }
   if (o.check_determinism) args.push_back("--check-determinism");
+  if (o.accept_inconclusive) args.push_back("--accept-inconclusive");
   return args;
 }
 
@@ -88,6 +89,13 @@ static void CheckClientView(Cluster& cluster, Workload& workload,
   if (lin.inconclusive) {
     res->params.push_back("lincheck=inconclusive");
     res->lin_inconclusive = true;
+    if (!o.accept_inconclusive) {
+      res->failures.push_back(absl::StrCat(
+          "linearizability: inconclusive: the search hit its state limit "
+          "after ", lin.states_explored, " states (nothing proven; "
+          "--accept-inconclusive accepts this knowingly)"));
+      res->caught_by.insert("linearizability");
+    }
   }
   // Every up member's revision: a watcher still connected to it must have
   // received everything up to it (converged run or not).

@@ -38,6 +38,9 @@ struct RunOptions {
   // The run is part of a determinism check (the CLI runs it several times
   // and compares): only so that ReplayCommand says so.
   bool check_determinism = false;
+  // A linearizability check that hits its state limit proves nothing: it
+  // fails the run unless this is set (exploratory sweeps, knowingly).
+  bool accept_inconclusive = false;
   // If set, every observation folded into the trace hash is recorded here
   // (the determinism check's event log; see sim::TraceLog).
   sim::TraceLog* trace_log = nullptr;

@@ -97,13 +97,17 @@ namespace {
 // string after k in byte order.
 class KeyIntervalSet {
  public:
-  // [key, range_end) with etcd's range rules: empty range_end is the
-  // single key, "\0" is every key >= key, and an end <= key is empty.
+  // [key, range_end) as etcd 3.4's duplicate check sees it: an empty
+  // range_end is the single key, and an end <= key is empty. So is a
+  // from-key range (range_end "\0"): etcd 3.4 compares "\0" as a plain
+  // string, below every key, so such a delete never conflicts with a put
+  // (etcdctl 3.4 accepts `del a --from-key` then `put a 2` in one txn; the
+  // put lands after the delete, at the same revision).
   void AddRange(const std::string& key, const std::string& range_end) {
     if (range_end.empty()) {
       Add(key, std::string(key) + '\0');
     } else if (range_end == std::string_view("\0", 1)) {
-      Add(key, std::nullopt);
+      return;
     } else if (key < range_end) {
       Add(key, range_end);
     }

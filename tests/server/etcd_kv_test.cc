@@ -338,11 +338,17 @@ TEST(EtcdKvCheck, TxnDuplicateKeys) {
   EXPECT_TRUE(check("success { request_put { key: 'a0' } } "
                     "success { request_delete_range { key: 'a' } }")
                   .ok());
-  // range_end "\0" reaches every key >= key.
-  EXPECT_EQ(
+  // A from-key delete (range_end "\0") conflicts with no put, as in etcd
+  // 3.4 (checked against etcd 3.4.23: `del b --from-key; put zzz 2` and
+  // `del a --from-key; put a 2` succeed, `del b c; put bb 2` is refused).
+  EXPECT_TRUE(
       check("success { request_put { key: 'zzz' } } "
-            "success { request_delete_range { key: 'b' range_end: '\\000' } }"),
-      dup);
+            "success { request_delete_range { key: 'b' range_end: '\\000' } }")
+          .ok());
+  EXPECT_TRUE(
+      check("success { request_delete_range { key: 'a' range_end: '\\000' } } "
+            "success { request_put { key: 'a' } }")
+          .ok());
   EXPECT_TRUE(
       check("success { request_put { key: 'a' } } "
             "success { request_delete_range { key: 'b' range_end: '\\000' } }")
@@ -429,7 +435,7 @@ RC_GTEST_PROP(EtcdKvCheckProp, FlatDuplicateRuleMatchesModel, ()) {
     for (const auto& [b, e] : dels) {
       const bool in = e.empty() ? puts[i] == b
                       : e == std::string_view("\0", 1)
-                          ? puts[i] >= b
+                          ? false  // etcd 3.4: from-key deletes never conflict
                           : b <= puts[i] && puts[i] < e;
       if (in) want_dup = true;
     }
@@ -1373,6 +1379,27 @@ TEST(EtcdKvProto, WireNumbersAreEtcds) {
   kv.set_lease(1);  // field 6
   ASSERT_TRUE(kv.SerializeToString(&bytes));
   EXPECT_EQ(bytes, std::string("\x30\x01", 2));
+}
+
+// etcd 3.4 accepts a txn that deletes from a key (range_end "\0") and then
+// puts that key; the put lands after the delete in the same revision, so
+// the key is new again: create = mod = the txn's revision, version 1.
+TEST_F(EtcdKvTest, FromKeyDeleteThenPutInOneTxn) {
+  Put("a", "1");  // revision 2
+  auto t = Txn(
+      "success { request_delete_range { key: 'a' range_end: '\\000' } } "
+      "success { request_put { key: 'a' value: '2' } }");
+  ASSERT_TRUE(t.ok()) << t.status();
+  auto r = Range("key: 'a'");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->kvs_size(), 1);
+  EXPECT_EQ(r->kvs(0).value(), "2");
+  EXPECT_EQ(r->kvs(0).create_revision(), 3);
+  EXPECT_EQ(r->kvs(0).mod_revision(), 3);
+  EXPECT_EQ(r->kvs(0).version(), 1);
+  ASSERT_EQ(last_events_.size(), 2u);
+  EXPECT_EQ(last_events_[0].type, mvcc::Event::kDelete);
+  EXPECT_EQ(last_events_[1].type, mvcc::Event::kPut);
 }
 
 }  // namespace
