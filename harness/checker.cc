@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/util/hash.h"
+#include "engine/wal/wal.h"
 
 namespace detcd::harness {
 void SafetyChecker::Violation(std::string what) {
@@ -65,20 +66,106 @@ void SafetyChecker::OnRestore(uint64_t node, const raft::SnapshotMetadata& m) {
   }
 }
 
+void SafetyChecker::UpdateDurable(const sim::SimDisk& disk,
+                                  const std::string& dir, DurableWal* w) {
+  if (w->version == disk.durable_version()) return;
+  w->version = disk.durable_version();
+  std::vector<sim::SimDisk::SyncedFile> files;
+  for (sim::SimDisk::SyncedFile& f : disk.SyncedFiles(dir)) {
+    const std::string& n = f.name;
+    if (n.size() > 4 && n.compare(n.size() - 4, 4, ".wal") == 0) {
+      files.push_back(std::move(f));
+    }
+  }
+  // Only the last segment grows and new ones only follow it: then parsing
+  // goes on where it stopped. Anything else (a crash, a repair, released
+  // segments) starts over.
+  bool incremental = files.size() >= w->segments.size();
+  for (size_t i = 0; incremental && i < w->segments.size(); ++i) {
+    const DurableWal::Segment& s = w->segments[i];
+    incremental = files[i].name == s.name && files[i].inode == s.inode &&
+                  files[i].rewrites == s.rewrites &&
+                  files[i].bytes.size() >= s.parsed &&
+                  (i + 1 == w->segments.size() ||
+                   files[i].bytes.size() == s.parsed);
+  }
+  if (!incremental) {
+    const uint64_t version = w->version;
+    *w = DurableWal();
+    w->version = version;
+  }
+  size_t i = w->segments.empty() ? 0 : w->segments.size() - 1;
+  for (; i < files.size(); ++i) {
+    if (i == w->segments.size()) {
+      w->segments.push_back({files[i].name, files[i].inode,
+                             files[i].rewrites, 0});
+    }
+    DurableWal::Segment& seg = w->segments[i];
+    std::string_view bytes = files[i].bytes;
+    while (seg.parsed < bytes.size()) {
+      wal::WalRecord rec;
+      const size_t n = wal::DecodeRecordAt(bytes, seg.parsed, &rec);
+      if (n == 0 ||
+          (rec.type == wal::WalRecord::Type::kSegmentHeader) !=
+              (seg.parsed == 0)) {
+        break;
+      }
+      switch (rec.type) {
+        case wal::WalRecord::Type::kHardState:
+          w->hard_state = rec.hard_state;
+          break;
+        case wal::WalRecord::Type::kEntries:
+          // An entry at index i replaces every entry >= i (wal.h).
+          for (const raft::Entry& e : rec.entries) {
+            w->terms.resize(e.index, 0);
+            w->terms.push_back(e.term);
+          }
+          break;
+        case wal::WalRecord::Type::kSnapshotMarker:
+          if (rec.marker.index >= w->snapshot_index) {
+            w->snapshot_index = rec.marker.index;
+            w->snapshot_term = rec.marker.term;
+          }
+          break;
+        case wal::WalRecord::Type::kSegmentHeader:
+        case wal::WalRecord::Type::kSyncMark:
+          break;
+      }
+      seg.parsed += n;
+    }
+    // A bad or unfinished record ends the durable log (for now: a later
+    // sync may finish it); later segments cannot be reached past it.
+    if (seg.parsed < bytes.size() || seg.parsed == 0) break;
+  }
+}
+
+const SafetyChecker::DurableWal* SafetyChecker::Durable(uint64_t node) {
+  if (!disk_fn_) return nullptr;
+  const sim::SimDisk* disk = disk_fn_(node);
+  if (disk == nullptr) return nullptr;
+  DurableWal& w = durable_[node];
+  UpdateDurable(*disk, wal_dir_, &w);
+  return &w;
+}
+
 void SafetyChecker::OnSend(uint64_t node, const raft::Message& m,
-                           const wal::DurableState& d) {
+                           const wal::DurableState& reported) {
   using raft::MessageType;
+  // What is durable comes from the disk, not from the WAL's own account
+  // (a WAL that took a failed fsync for done would report it durable).
+  const DurableWal* w = Durable(node);
+  const raft::HardState& hs = w ? w->hard_state : reported.hard_state;
   // Pre-vote messages carry a term the sender has not entered; local
   // forwards carry none.
   if (m.type != MessageType::kPreVote && m.type != MessageType::kPreVoteResp &&
-      m.term > d.hard_state.term) {
+      m.term > hs.term) {
     Violation(absl::StrCat("ready ordering: node ", node, " sent ",
                            raft::MessageTypeName(m.type), " at term ", m.term,
                            " before persisting that term (durable term ",
-                           d.hard_state.term, ")"));
+                           hs.term, ")"));
   }
   if (m.type == MessageType::kVoteResp && !m.reject &&
-      (d.hard_state.vote != m.to || d.hard_state.term != m.term)) {
+      (hs.vote != m.to || hs.term != m.term)) {
     Violation(absl::StrCat("ready ordering: node ", node, " granted its vote",
                            " to ", m.to, " in term ", m.term,
                            " before persisting it"));
@@ -92,11 +179,42 @@ void SafetyChecker::OnSend(uint64_t node, const raft::Message& m,
                              m.term));
     }
   }
-  if (m.type == MessageType::kAppResp && !m.reject &&
-      m.index > d.last_index) {
+  if (m.type != MessageType::kAppResp || m.reject || m.index == 0) return;
+  if (w == nullptr) {
+    if (m.index > reported.last_index) {
+      Violation(absl::StrCat("ready ordering: node ", node,
+                             " acknowledged index ", m.index, " but only ",
+                             reported.last_index, " is durable"));
+    }
+    return;
+  }
+  // The acknowledged entry must be durable with the term the node has
+  // there: an index alone would pass an unsynced replacement of a synced
+  // entry of another term.
+  uint64_t term = 0;
+  if (const server::Node* n = node_fn_ ? node_fn_(node) : nullptr) {
+    term = n->raft().log().ZeroTermOnError(m.index);
+  }
+  if (m.index <= w->snapshot_index) {
+    if (m.index == w->snapshot_index && term != 0 &&
+        term != w->snapshot_term) {
+      Violation(absl::StrCat("ready ordering: node ", node,
+                             " acknowledged index ", m.index, " of term ",
+                             term, " but its durable snapshot there has term ",
+                             w->snapshot_term));
+    }
+    return;
+  }
+  const uint64_t durable_term = w->TermAt(m.index);
+  if (durable_term == 0) {
     Violation(absl::StrCat("ready ordering: node ", node,
-                           " acknowledged index ", m.index,
-                           " but only ", d.last_index, " is durable"));
+                           " acknowledged index ", m.index, " but only ",
+                           w->LastIndex(), " is durable"));
+  } else if (term != 0 && durable_term != term) {
+    Violation(absl::StrCat("ready ordering: node ", node,
+                           " acknowledged index ", m.index, " of term ", term,
+                           " but the durable entry there has term ",
+                           durable_term));
   }
 }
 
@@ -203,6 +321,23 @@ void SafetyChecker::CheckDurability(
 
 // ---- commit rule, coverage, membership ----
 
+bool SafetyChecker::QuorumStores(const std::vector<uint64_t>& voters,
+                                 uint64_t index, uint64_t term) {
+  size_t stored = 0;
+  for (uint64_t v : voters) {
+    const DurableWal* w = Durable(v);
+    // A voter whose disk holds no WAL (a wiped member not yet removed,
+    // whose last answers may still be on their way) is not held against
+    // the leader.
+    if (w == nullptr || w->segments.empty()) {
+      ++stored;
+    } else if (index <= w->snapshot_index || w->TermAt(index) == term) {
+      ++stored;
+    }
+  }
+  return stored >= voters.size() / 2 + 1;
+}
+
 void SafetyChecker::CheckCommitRule(const server::Node& node) {
   const raft::Raft& r = node.raft();
   const uint64_t term = r.term();
@@ -225,6 +360,15 @@ void SafetyChecker::CheckCommitRule(const server::Node& node) {
           ", an entry of term ", entry_term,
           " (only entries of the leader's own term commit by counting "
           "replicas, Raft 5.4.2)"));
+    } else if (disk_fn_) {
+      const std::vector<uint64_t> now(vs.begin(), vs.end());
+      if (!QuorumStores(now, commit, term) &&
+          !QuorumStores(v.voters, commit, term)) {
+        Violation(absl::StrCat("commit rule: leader ", node.id(),
+                               " of term ", term, " committed index ", commit,
+                               " before a quorum of its voters stored it "
+                               "durably"));
+      }
     }
   }
   v.commit = commit;

@@ -10,8 +10,10 @@
 //    applied;
 //  - state-machine safety: all nodes apply the same entry at each index and
 //    reach the same state hash there (also after restoring a snapshot);
-//  - Ready ordering: no message leaves before the WAL has fsynced the state
-//    it depends on (term, vote, acknowledged entries);
+//  - Ready ordering: no message leaves before the state it depends on
+//    (term, vote, acknowledged entries: index and term) is durable, as read
+//    off the node's disk (what a crash that lost every unsynced byte would
+//    leave, under the WAL's recovery rules), not as the WAL reports it;
 //  - log matching (at the end): two logs that agree on (index, term) agree
 //    on everything before it;
 //  - durability (at the end): every acknowledged write is applied, at the
@@ -27,6 +29,7 @@
 
 #include "engine/raft/raft.h"
 #include "engine/server/node.h"
+#include "sim/sim_disk.h"
 
 namespace detcd::harness {
 
@@ -38,8 +41,21 @@ class SafetyChecker : public server::NodeObserver {
 
   void OnApply(uint64_t node, const raft::Entry& e) override;
   void OnRestore(uint64_t node, const raft::SnapshotMetadata& m) override;
+  // `reported` (the WAL's own account) is used only when no durable source
+  // is set.
   void OnSend(uint64_t node, const raft::Message& m,
-              const wal::DurableState& durable) override;
+              const wal::DurableState& reported) override;
+
+  // Where the Ready-ordering check learns what is durable: each node's
+  // simulated disk (its stable image), the WAL's directory on it, and the
+  // node itself (its log, for the term of an acknowledged entry).
+  using DiskFn = std::function<const sim::SimDisk*(uint64_t node)>;
+  using NodeFn = std::function<const server::Node*(uint64_t node)>;
+  void set_durable_source(DiskFn disk, NodeFn node, std::string wal_dir) {
+    disk_fn_ = std::move(disk);
+    node_fn_ = std::move(node);
+    wal_dir_ = std::move(wal_dir);
+  }
 
   // The first application of each index anywhere (all nodes must apply
   // the same entry there, which OnApply checks): the feed of the
@@ -78,12 +94,44 @@ class SafetyChecker : public server::NodeObserver {
     uint64_t data_hash = 0;
     uint64_t state_hash = 0;
   };
+  // What a node's WAL would recover after a crash that lost everything
+  // unsynced, read from its disk's stable image; brought up to date
+  // incrementally (only bytes synced since the last look are parsed).
+  struct DurableWal {
+    struct Segment {
+      std::string name;
+      uint64_t inode = 0;
+      uint64_t rewrites = 0;
+      size_t parsed = 0;  // bytes read; a bad record stops the log there
+    };
+    uint64_t version = ~uint64_t{0};  // SimDisk::durable_version() read
+    std::vector<Segment> segments;
+    raft::HardState hard_state;
+    std::vector<uint64_t> terms;  // [i]: term of durable entry i, 0 if none
+    uint64_t snapshot_index = 0;  // the newest snapshot marker
+    uint64_t snapshot_term = 0;
+    uint64_t TermAt(uint64_t i) const {
+      return i < terms.size() ? terms[i] : 0;
+    }
+    uint64_t LastIndex() const {
+      return std::max<uint64_t>(terms.empty() ? 0 : terms.size() - 1,
+                                snapshot_index);
+    }
+  };
+  const DurableWal* Durable(uint64_t node);
+  static void UpdateDurable(const sim::SimDisk& disk, const std::string& dir,
+                            DurableWal* w);
   void Violation(std::string what);
   void CheckLeaderCompleteness(const server::Node& node);
 
   // The commit rule (Raft §5.4.2), checked whenever a leader's commit
-  // index moves: the entry it moves to has the leader's term.
+  // index moves: the entry it moves to has the leader's term, and a quorum
+  // of the configuration (as before or after this event: a conf change may
+  // apply in the event that commits it) holds it durably, read off their
+  // disks (Durable()).
   void CheckCommitRule(const server::Node& node);
+  bool QuorumStores(const std::vector<uint64_t>& voters, uint64_t index,
+                    uint64_t term);
   // Adds what a node's raft counted since the last look to coverage_.
   void NoteCoverage(const server::Node& node);
   // Membership, replayed by the checker from the conf changes as they are
@@ -110,6 +158,10 @@ class SafetyChecker : public server::NodeObserver {
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> votes_;  // (node, term)
   std::map<uint64_t, uint64_t> last_leader_term_;  // node -> term it led
   std::vector<std::string> violations_;
+  DiskFn disk_fn_;
+  NodeFn node_fn_;
+  std::string wal_dir_;
+  std::map<uint64_t, DurableWal> durable_;  // by node
 
   struct LeaderView {
     uint64_t term = 0;

@@ -27,6 +27,14 @@ Cluster::Cluster(uint64_t seed, const ClusterOptions& opts, Trace* trace)
       });
   world_.set_log(opts_.trace_log);
   cluster_id_ = root_rng_.Derive("cluster-id").Next();
+  // The Ready-ordering check reads what is durable off each node's disk.
+  checker_.set_durable_source(
+      [this](uint64_t id) -> const sim::SimDisk* {
+        auto it = nodes_.find(id);
+        return it == nodes_.end() ? nullptr : it->second.disk.get();
+      },
+      [this](uint64_t id) -> const server::Node* { return node(id); },
+      opts_.node.data_dir + "/wal");
   std::vector<uint64_t> voters;
   for (int i = 0; i < opts_.nodes; ++i) voters.push_back(next_id_ + i);
   for (uint64_t id : voters) AddNode(id, voters);
@@ -42,6 +50,7 @@ void Cluster::AddNode(uint64_t id, std::vector<uint64_t> voters) {
   n.disk = std::make_unique<sim::SimDisk>(
       root_rng_.Derive(absl::StrCat("disk-", id)));
   n.disk->set_trace(&world_, id);
+  n.disk->set_time_source([this] { return world_.now(); });
   n.clock = std::make_unique<sim::SimClock>(&world_);
   n.clock->set_on_jump([this, id](int64_t forward_ns) {
     DETCD_CHECK_MSG(opts_.timing.clock_jumps,
@@ -62,6 +71,9 @@ void Cluster::AddNode(uint64_t id, std::vector<uint64_t> voters) {
 
 void Cluster::StartNode(SimNode& n) {
   DETCD_CHECK(n.server == nullptr);
+  // A member whose power failed (during a start that then failed, say)
+  // comes back with what reached its disk.
+  if (n.disk->powered_off()) n.disk->CrashRandomly();
   ++n.incarnation;
   n.rng = std::make_unique<env::SeededRng>(
       root_rng_.Derive(absl::StrCat("node-", n.id, "-", n.incarnation)));
@@ -151,6 +163,10 @@ void Cluster::After(SimNode& n) {
                     node.failure().ToString());
     }
     Crash(n.id);
+    // A supervisor starts it again (as systemd's Restart= would).
+    const uint64_t id = n.id;
+    world_.After(fault_rng_.Range(10 * sim::kMillisecond, sim::kSecond),
+                 [this, id] { Restart(id); });
     return;
   }
   checker_.AfterEvent(node);
@@ -242,7 +258,9 @@ void Cluster::Crash(uint64_t id) {
   n.tick_slowdown = 1;
   network_.Detach(id);
   if (on_down_) on_down_(id);
-  n.disk->Crash();
+  // Every crash is a power cut: unsynced pages are lost or kept, out of
+  // order, and torn, in a pattern drawn anew each time (sim_disk.h).
+  n.disk->CrashRandomly();
   ++n.incarnation;
 }
 

@@ -96,18 +96,46 @@ void AddDiskFaults(ScenarioContext& ctx) {
   const double eio = ctx.rng().UniformDouble() * 0.01;
   const int64_t sync_latency = ctx.rng().Range(50 * sim::kMicrosecond,
                                                5 * kMillisecond);
+  // One member's disk is slow: its fsyncs take up to 20x longer and now and
+  // then it hangs for seconds (a dying disk, a saturated volume), long
+  // enough for elections and lease expiry to go on without it.
+  const uint64_t slow = ctx.RandomNode();
+  const int64_t stall_max = ctx.rng().Range(1, 5) * kSecond;
+  const int64_t power_cut_every =
+      ctx.rng().Range(300 * kMillisecond, 3 * kSecond);
   ctx.Param("disk.eio", eio);
   ctx.Param("disk.sync_latency_us", sync_latency / sim::kMicrosecond);
+  ctx.Param("disk.slow_member", slow);
+  ctx.Param("disk.stall_max_ms", stall_max / kMillisecond);
+  ctx.Param("disk.power_cut_every_ms", power_cut_every / kMillisecond);
   for (uint64_t id : ctx.cluster().ids()) {
     sim::DiskFaults f;
     f.eio_probability = eio;
-    f.crash_keep_unsynced_probability = 0.5;
-    f.crash_tear_probability = 0.5;
-    f.sync_latency_ns = sync_latency;
+    f.sync_latency_ns = id == slow ? 20 * sync_latency : sync_latency;
     f.write_latency_ns = sync_latency / 50;
     ctx.cluster().disk(id).set_faults(f);
   }
-  // Crashes make torn and lost unsynced writes matter.
+  ctx.Every(1 * kSecond, 4 * kSecond, [&ctx, slow, stall_max] {
+    const int64_t until =
+        ctx.now() + ctx.rng().Range(200 * kMillisecond, stall_max);
+    ctx.cluster().disk(slow).StallUntil(until);
+    if (Trace* t = ctx.cluster().trace()) {
+      t->Event(ctx.now(), slow, "disk stall",
+               absl::StrCat((until - ctx.now()) / kMillisecond, " ms"));
+    }
+  });
+  // The power fails in the middle of an fsync: the member dies with its
+  // last write in flight, and the crash decides what reached the disk.
+  ctx.Every(power_cut_every / 2, power_cut_every, [&ctx] {
+    const uint64_t id = ctx.RandomUpNode();
+    if (id == 0) return;
+    sim::SimDisk& d = ctx.cluster().disk(id);
+    sim::DiskFaults f = d.faults();
+    f.power_cut_at_next_sync = true;
+    d.set_faults(f);
+  });
+  // Crashes make torn and lost unsynced writes matter (every crash tears
+  // and loses unsynced data: harness/cluster.cc).
   AddCrashRestarts(ctx);
 }
 
@@ -115,8 +143,11 @@ void AddDiskFull(ScenarioContext& ctx) {
   ctx.Every(1 * kSecond, 3 * kSecond, [&ctx] {
     uint64_t id = ctx.RandomNode();
     sim::SimDisk& d = ctx.cluster().disk(id);
-    // Leave a little room, so the disk fills in the middle of a write.
-    d.set_capacity_bytes(d.used_bytes() + ctx.rng().Range(0, 64 * 1024));
+    // No room, or a little (a few writes' worth), so the disk fills in the
+    // middle of a write.
+    const uint64_t room =
+        ctx.rng().Chance(0.5) ? 0 : ctx.rng().Range(0, 8 * 1024);
+    d.set_capacity_bytes(d.used_bytes() + room);
     if (Trace* t = ctx.cluster().trace()) t->Event(ctx.now(), id, "disk full");
     ctx.After(ctx.rng().Range(200 * kMillisecond, 2 * kSecond),
               [&ctx, id] {

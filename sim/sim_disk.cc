@@ -194,6 +194,7 @@ absl::Status SimDisk::AppendTo(File& f, std::string_view data,
     return s;
   }
   if (capacity_ != 0 && used_bytes() + data.size() > capacity_) {
+    ++injected_errors_;
     return absl::ResourceExhaustedError(
         absl::StrCat("ENOSPC: write ", path, ": no space left on device"));
   }
@@ -488,7 +489,12 @@ void SimDisk::Crash() {
 void SimDisk::CrashRandomly() {
   CrashModel m;
   const uint64_t dice = rng_.Uniform(10);
-  if (dice < 2) {
+  if (dead_) {
+    // The power failed in the middle of an fsync: its pages were on their
+    // way to the platters, and a write cut short tears.
+    m.keep = rng_.UniformDouble() * 0.5;
+    m.tear = 0.5 + rng_.UniformDouble() * 0.5;
+  } else if (dice < 2) {
     // Nothing unsynced reached the disk.
   } else if (dice < 3) {
     m.keep = 1;  // everything did

@@ -123,6 +123,8 @@ class SimDisk final : public env::Disk {
   void CrashRandomly();
   // Loses everything.
   void Wipe();
+  // A power cut happened and no Crash() followed yet: every operation fails.
+  bool powered_off() const { return dead_; }
 
   // Determinism: every write and sync is folded into the world's trace
   // hash, under this disk's node id.
@@ -157,7 +159,7 @@ class SimDisk final : public env::Disk {
 
   // Counters, for tests and the run summary.
   uint64_t syncs() const { return syncs_; }
-  // Faults that fired: injected errors, power cuts and stalls.
+  // Faults that fired: injected errors (EIO, ENOSPC), power cuts, stalls.
   uint64_t injected_errors() const { return injected_errors_; }
 
  private:

@@ -74,8 +74,8 @@ absl::Status EtcdServerOptions::Validate() const {
 
 namespace {
 EtcdServerOptions WithDefaults(EtcdServerOptions o) {
-  o.lease.bugs = o.bugs;  // the lessor's planted-bug sites
   o.watch.bugs = o.bugs;  // the watch hub's planted-bug sites
+  o.lease.bugs = o.bugs;  // the lessor's planted-bug sites
   if (o.lease.min_ttl_s == 0) {
     // etcd: minimum TTL = ceil(3/2 * election timeout), in seconds.
     int64_t election_ns = o.node.election_ticks * o.tick_ns;

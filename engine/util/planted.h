@@ -64,7 +64,7 @@ inline constexpr std::string_view CatcherName(Catcher c) {
   X(kNondeterministicIteration, "nondeterministic-iteration", kDeterminism,   \
     "a node sends a Ready's messages in the order of a pointer hash set")     \
   X(kWalTrustAfterTorn, "wal-trust-after-torn", kSafety,                      \
-    "WAL recovery keeps records found after a torn one in the synced prefix") \
+    "WAL recovery skips a torn or lost record and keeps the ones after it")   \
   X(kIgnoreFsyncError, "ignore-fsync-error", kSafety,                         \
     "a node treats a failed fsync as done and goes on")                       \
   X(kStaleMembershipSnapshot, "stale-membership-snapshot", kSafety,           \
