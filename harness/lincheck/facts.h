@@ -1,0 +1,150 @@
+// Facts from observations, and the prechecks built on them.
+//
+// PRUNING FROM OBSERVATIONS (sound). Each key-value a kOk op saw (range
+// results, put prev_kv, delete prev_kvs, also serializable reads) is a fact:
+// "at revision H, key k had create c, mod m, version x, value v, lease l". If
+// L is valid, the state of k at every revision in [m, H] is that kv, k exists
+// with create c throughout [c, H], exactly x puts to k happened in [c, m],
+// and none after m up to H. Likewise "k was missing at H" from ranges that
+// did not return k, put prev_kv with no previous value, deletes that deleted
+// nothing, and compares on version / create / mod that only a missing key
+// can satisfy (e.g. version == 0 held). Only the state before a write txn's
+// own changes is used. Every step of the search (kOk write or gap filler) is
+// checked against these facts for the keys it changes and the keys it must
+// change; at a gap, the keys that must be put or deleted by then (and how
+// many other gaps could do it) decide which kUnknown ops are tried first,
+// and a step with no other gap left must serve them all.
+//
+// PRECHECKS. Before the search, cheap necessary conditions give small
+// explanations directly: kOk revisions are possible (>= 1; >= 2 for a
+// write) and kOk writes have distinct revisions; real-time order agrees
+// with revisions (A returned before B was invoked => A's step is not after
+// B's), also for serializable reads; facts agree with each other, with the
+// missing-key observations and with the kOk writes; a revision that a fact
+// says put a key but no kOk write claims has a kUnknown op that could have
+// put it; a key seen missing after it last existed has a kOk or kUnknown
+// op that could have deleted it in between.
+#ifndef DETCD_HARNESS_LINCHECK_FACTS_H_
+#define DETCD_HARNESS_LINCHECK_FACTS_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "harness/history.h"
+#include "harness/lincheck/compiled.h"
+#include "harness/lincheck/model.h"
+
+namespace detcd::harness::lincheck {
+
+struct Violation {
+  std::string reason;
+  std::vector<int> ops;
+};
+
+// One observation, merged over every op that saw the same (key,
+// mod_revision): "key existed with create c, version x, value, lease, last
+// written at m, and was unchanged up to hmax".
+struct Fact {
+  int32_t key = -1;
+  int64_t c = 0, m = 0, x = 0, lease = 0;
+  int32_t value = -1;
+  int64_t hmax = 0;
+  int hop = -1;         // an op that saw it at hmax
+  int op = -1;          // an op that saw it (the one returning first)
+  int64_t min_ret = 0;  // that op's return (its time bound)
+};
+
+// Everything the search and the prechecks need besides the ops.
+// The hash containers below are only looked up, never iterated, so the
+// verdict and its explanation do not depend on their (per-process) order.
+struct Index {
+  std::vector<std::vector<Fact>> facts;  // per key, sorted by m
+  std::vector<int32_t> fact_keys;        // keys with facts
+  // Keys a step to revision R must put (a fact says m == R or c == R).
+  absl::flat_hash_map<int64_t, std::vector<int32_t>> required_at;
+  absl::flat_hash_map<int64_t, int> write_at;  // kOk write by revision
+  absl::flat_hash_map<int64_t, std::vector<int>> reads_at;  // by invoke
+  absl::flat_hash_map<int64_t, std::vector<int>> serial_at;
+  std::vector<int64_t> write_revs;             // sorted
+  std::vector<std::vector<int64_t>> put_revs;  // per key, kOk puts
+  std::vector<std::vector<int>> unknown_puts;  // per key, by invoke
+  std::vector<std::vector<int>> unknown_dels;  // per key, by invoke
+  // Per unknown op: keys it puts / may delete in either branch (sorted).
+  std::vector<std::vector<int32_t>> op_puts, op_dels;
+  // Per key: kOk writes with a delete over the key that deleted something.
+  std::vector<std::vector<int64_t>> del_revs;
+  // Per key: (revision, op) where a read saw the key missing; sorted.
+  std::vector<std::vector<std::pair<int64_t, int>>> absent;
+  std::vector<int32_t> watch_keys;  // keys with facts or absences
+  std::vector<int> unknown;         // by invoke
+  std::vector<int> ret_order;       // kOk linear ops by return
+  std::vector<int> ret_pos;         // op -> position
+  std::vector<int> unknown_pos;     // op -> position
+  int64_t max_serial_rev = 1;
+  int64_t max_rev = 1;
+
+  // Revisions in (a, b] that no kOk write claims.
+  int64_t GapsIn(int64_t a, int64_t b) const {
+    if (b <= a) return 0;
+    auto lo = std::upper_bound(write_revs.begin(), write_revs.end(), a);
+    auto hi = std::upper_bound(write_revs.begin(), write_revs.end(), b);
+    return (b - a) - (hi - lo);
+  }
+  // kOk writes in (a, b] that put key k.
+  // kOk writes in (a, b] that may have deleted key k.
+  int64_t DelsIn(int32_t k, int64_t a, int64_t b) const {
+    if (b <= a) return 0;
+    const auto& v = del_revs[k];
+    return std::upper_bound(v.begin(), v.end(), b) -
+           std::upper_bound(v.begin(), v.end(), a);
+  }
+  // The first revision >= r at which a read saw k missing.
+  int64_t NextAbsent(int32_t k, int64_t r) const {
+    const auto& v = absent[k];
+    auto it = std::lower_bound(v.begin(), v.end(), r,
+                               [](const std::pair<int64_t, int>& a, int64_t x) {
+                                 return a.first < x;
+                               });
+    return it == v.end() ? kInfinity : it->first;
+  }
+  int64_t PutsIn(int32_t k, int64_t a, int64_t b) const {
+    if (b <= a) return 0;
+    const auto& v = put_revs[k];
+    return std::upper_bound(v.begin(), v.end(), b) -
+           std::upper_bound(v.begin(), v.end(), a);
+  }
+};
+
+// Keys put by the taken branch of a kOk write, with the last put's value
+// and lease.
+
+// Keys put by the taken branch of a kOk write, with the last put's value
+// and lease.
+struct PutKey {
+  int32_t key;
+  int32_t value;
+  int64_t lease;
+};
+std::vector<PutKey> PutKeys(const COp& op);
+
+// Builds the index of c (the history h, compiled); returns the first
+// violation of a necessary condition.
+std::optional<Violation> Precheck(const Compiled& c, const History& h,
+                                  Index* ix);
+
+// The post-state of key k after a step to revision r agrees with the facts
+// about k (k changed at r).
+bool KeyOk(const Index& ix, const Model& m, int32_t k, int64_t r);
+
+// The step to revision r that changed m.changed() agrees with the facts:
+// every changed key, and every key the facts say was put at r.
+bool FactsAllow(const Index& ix, const Model& m, int64_t r);
+
+}  // namespace detcd::harness::lincheck
+
+#endif  // DETCD_HARNESS_LINCHECK_FACTS_H_

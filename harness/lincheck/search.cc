@@ -1,0 +1,600 @@
+#include "harness/lincheck/search.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <iterator>
+#include <limits>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "harness/lincheck/compiled.h"
+#include "harness/lincheck/facts.h"
+#include "harness/lincheck/model.h"
+
+namespace detcd::harness::lincheck {
+namespace {
+
+// Gap candidates that serve a key needing a put or delete within this many
+// other gaps are tried before the rest.
+constexpr int64_t kMaxStagedSlack = 1000;
+// At most this many keys of a failing op steer the retry order.
+constexpr size_t kMaxFocusKeys = 16;
+// Preferred gap candidates per key (the rest are still tried, later).
+constexpr size_t kMaxStagedPerKey = 32;
+
+// The revision-guided search (see search.h).
+class Search {
+ public:
+  enum class Verdict { kOk, kFail, kLimit };
+
+  // Gap candidates of equal preference are tried newest invoke first, or
+  // oldest first.
+  enum class Order { kNewestFirst, kOldestFirst };
+
+  Search(const Compiled& c, const Index& ix, const CheckOptions& o,
+         int64_t max_states, Order order)
+      : c_(c), ix_(ix), o_(o), max_states_(max_states), order_(order), m_(c) {
+    lin_.assign(c.ops.size(), 0);
+    for (const COp& op : c.ops) pending_ok_ += IsLinearOk(op.role) ? 1 : 0;
+  }
+
+  Verdict Run() {
+    bool alive = Settle();
+    while (true) {
+      if (!alive && !Backtrack()) {
+        return limit_hit_ ? Verdict::kLimit : Verdict::kFail;
+      }
+      if (states_ > max_states_) return Verdict::kLimit;
+      if (pending_ok_ == 0 && m_.rev() >= ix_.max_serial_rev)
+        return Verdict::kOk;
+      auto w = ix_.write_at.find(m_.rev() + 1);
+      alive = w != ix_.write_at.end() ? ForcedWrite(w->second) : OpenGap();
+      if (alive) alive = Settle();
+    }
+  }
+
+  uint64_t states() const { return static_cast<uint64_t>(states_); }
+
+  // Where the search got furthest, for explanations.
+  int64_t deepest_rev() const { return deepest_rev_; }
+  int deepest_op() const { return deepest_op_; }
+  const char* deepest_why() const { return deepest_why_; }
+
+ private:
+  struct Undo {
+    int32_t op;
+    int64_t old_maxinv;
+  };
+  // A point to undo back to: the model's trail and the linearized ops'.
+  struct Mark {
+    size_t model = 0, lin = 0;
+  };
+
+  // A key that some step in [r, ...] must put or delete, with how many
+  // other gaps could do it instead (slack); with slack 0 this step must.
+  struct Need {
+    int64_t slack;
+    int32_t key;
+    bool del;
+    bool operator<(const Need& o) const {
+      return std::tie(slack, key, del) < std::tie(o.slack, o.key, o.del);
+    }
+  };
+
+  // Up to kMaxStagedPerKey unlinearized unknown ops that put (or may
+  // delete) key k and were invoked by min_ret, newest first.
+  std::vector<int> NewestEnabled(int32_t k, bool del, int64_t min_ret) const {
+    const std::vector<int>& us =
+        del ? ix_.unknown_dels[k] : ix_.unknown_puts[k];
+    auto end = std::upper_bound(
+        us.begin(), us.end(), min_ret,
+        [&](int64_t t, int u) { return t < c_.ops[u].invoke; });
+    std::vector<int> out;
+    for (auto it = end; it != us.begin() && out.size() < kMaxStagedPerKey;) {
+      const int u = *--it;
+      if (!lin_[u]) out.push_back(u);
+    }
+    return out;
+  }
+
+  bool Serves(int u, const Need& n) const {
+    const auto& keys = n.del ? ix_.op_dels[u] : ix_.op_puts[u];
+    return std::binary_search(keys.begin(), keys.end(), n.key);
+  }
+
+  struct Frame {
+    Mark mark;
+    std::vector<Need> must;  // needs this step has to serve
+    int64_t rev;
+    int64_t min_ret;
+    std::vector<int> staged;  // preferred candidates, in order
+    bool forced = false;      // only ops serving every must-need can work
+    size_t next_staged = 0;
+    bool phantom_done = false;
+    // Enabled unknown ops not yet scanned: ix_.unknown[scan_lo, scan_hi).
+    size_t scan_lo = 0, scan_hi = 0;
+    // Candidates that touch the keys of the op that failed after the last
+    // candidate, tried next (see Refocus).
+    std::vector<int> focus;
+    size_t next_focus = 0;
+    absl::flat_hash_set<int> tried;
+  };
+
+  static constexpr int kPhantom = -2;
+  static constexpr int kNone = -1;
+
+  int64_t MinRet() const {
+    return ret_cursor_ < ix_.ret_order.size()
+               ? c_.ops[ix_.ret_order[ret_cursor_]].ret
+               : kInfinity;
+  }
+
+  void Note(int op, const char* why) {
+    if (!noted_ || m_.rev() > deepest_rev_) {
+      noted_ = true;
+      deepest_rev_ = m_.rev();
+      deepest_op_ = op;
+      deepest_why_ = why;
+    }
+  }
+
+  void Linearize(int i) {
+    const COp& op = c_.ops[i];
+    trail_.push_back({i, maxinv_});
+    lin_[i] = 1;
+    sh1_ ^= op.z1;
+    sh2_ ^= op.z2;
+    maxinv_ = std::max(maxinv_, op.invoke);
+    if (IsLinearOk(op.role)) {
+      --pending_ok_;
+      while (ret_cursor_ < ix_.ret_order.size() &&
+             lin_[ix_.ret_order[ret_cursor_]]) {
+        ++ret_cursor_;
+      }
+    } else {
+      while (unk_cursor_ < ix_.unknown.size() &&
+             lin_[ix_.unknown[unk_cursor_]]) {
+        ++unk_cursor_;
+      }
+    }
+  }
+
+  Mark Here() const { return {m_.mark(), trail_.size()}; }
+
+  void UndoTo(const Mark& mark) {
+    m_.UndoTo(mark.model);
+    while (trail_.size() > mark.lin) {
+      const Undo u = trail_.back();
+      trail_.pop_back();
+      const COp& op = c_.ops[u.op];
+      lin_[u.op] = 0;
+      sh1_ ^= op.z1;
+      sh2_ ^= op.z2;
+      maxinv_ = u.old_maxinv;
+      if (IsLinearOk(op.role)) {
+        ++pending_ok_;
+        ret_cursor_ =
+            std::min(ret_cursor_, static_cast<size_t>(ix_.ret_pos[u.op]));
+      } else {
+        unk_cursor_ =
+            std::min(unk_cursor_, static_cast<size_t>(ix_.unknown_pos[u.op]));
+      }
+    }
+  }
+
+  // One model transition (counted against max_states).
+  bool Eval(const COp& op, bool check, int64_t stamp, bool* changed) {
+    ++states_;
+    return m_.Apply(op, check, stamp, changed);
+  }
+
+  bool FactsAllowStep(int64_t r) const { return FactsAllow(ix_, m_, r); }
+
+  // Does op (a read) match the current state without changing it?
+  bool Matches(int i) {
+    bool changed = false;
+    return Eval(c_.ops[i], /*check=*/true, m_.rev() + 1, &changed) && !changed;
+  }
+
+  // --- Search steps.
+
+  // Arrived at revision m_.rev(): check serializable reads of this state, then
+  // linearize the reads at m_.rev() (all of them, or this branch is dead).
+  bool Settle() {
+    if (auto it = ix_.serial_at.find(m_.rev()); it != ix_.serial_at.end()) {
+      for (int s : it->second) {
+        if (maxinv_ > c_.ops[s].ret) {
+          Note(s, "serializable read returned before its state existed");
+          return false;
+        }
+        if (!Matches(s)) {
+          FailedOn(c_.ops[s]);
+          Note(s, "serializable read does not match the state");
+          return false;
+        }
+      }
+    }
+    auto it = ix_.reads_at.find(m_.rev());
+    if (it == ix_.reads_at.end()) return true;
+    const std::vector<int>& reads = it->second;
+    for (int r : reads) {
+      if (!lin_[r] && !Matches(r)) {
+        FailedOn(c_.ops[r]);
+        Note(r, "response does not match the state at its revision");
+        return false;
+      }
+    }
+    // In invoke order: once one is not enabled, the op blocking it is not
+    // a read at this revision, so the branch is dead.
+    for (int r : reads) {
+      if (lin_[r]) continue;
+      if (c_.ops[r].invoke > MinRet()) {
+        Note(r,
+             "an op that returned before it was invoked needs a later "
+             "revision");
+        return false;
+      }
+      Linearize(r);
+    }
+    return true;
+  }
+
+  bool ForcedWrite(int w) {
+    const COp& op = c_.ops[w];
+    if (lin_[w] || op.invoke > MinRet()) {
+      Note(w,
+           "an op that returned before it was invoked needs a later "
+           "revision");
+      return false;
+    }
+    const Mark mark = Here();
+    bool changed = false;
+    if (!Eval(op, /*check=*/true, m_.rev() + 1, &changed)) {
+      FailedOn(op);
+      Note(w, "response does not match the state before its revision");
+      return false;
+    }
+    if (!FactsAllowStep(m_.rev() + 1)) {
+      UndoTo(mark);
+      FailedOn(op);
+      Note(w, "its write contradicts what other ops saw");
+      return false;
+    }
+    Linearize(w);
+    m_.SetRev(m_.rev() + 1);
+    return true;
+  }
+
+  // Revision m_.rev() + 1 is claimed by no kOk write: open a choice point over
+  // the kUnknown ops (and external writes) that could make it.
+  bool OpenGap() {
+    const int64_t r = m_.rev() + 1;
+    Frame f;
+    f.mark = Here();
+    f.rev = m_.rev();
+    f.min_ret = MinRet();
+    f.scan_lo = unk_cursor_;
+    f.scan_hi = static_cast<size_t>(
+        std::upper_bound(
+            ix_.unknown.begin(), ix_.unknown.end(), f.min_ret,
+            [&](int64_t t, int u) { return t < c_.ops[u].invoke; }) -
+        ix_.unknown.begin());
+    std::vector<Need> needs;
+    if (auto it = ix_.required_at.find(r); it != ix_.required_at.end()) {
+      for (int32_t k : it->second) needs.push_back({0, k, false});
+    }
+    for (int32_t k : ix_.watch_keys) {
+      const KState& s = m_.key(k);
+      const auto& v = ix_.facts[k];
+      auto it =
+          std::lower_bound(v.begin(), v.end(), r,
+                           [](const Fact& f, int64_t x) { return f.m < x; });
+      if (it != v.end() && it->c < r) {
+        // Inside an incarnation: its next fact needs more puts than the
+        // known writes give?
+        if (!s.present() || s.create != it->c) {
+          Note(kNone, "a key's incarnation does not match what ops saw");
+          return false;
+        }
+        const int64_t need = it->x - s.version - ix_.PutsIn(k, r, it->m);
+        const int64_t gaps = ix_.GapsIn(r - 1, it->m);
+        if (need < 0 || need > gaps) {
+          Note(kNone, "a key's version count cannot match what ops saw");
+          return false;
+        }
+        if (need > 0) needs.push_back({gaps - need, k, false});
+        continue;
+      }
+      if (!s.present()) continue;
+      // It exists but must be gone by a revision where it was seen missing
+      // or recreated.
+      int64_t d = ix_.NextAbsent(k, r);
+      if (it != v.end()) d = std::min(d, it->c - 1);
+      if (d == kInfinity || ix_.DelsIn(k, r - 1, d) > 0) continue;
+      const int64_t gaps = ix_.GapsIn(r - 1, d);
+      if (gaps == 0) {
+        Note(kNone, "a key cannot be deleted before it was seen missing");
+        return false;
+      }
+      needs.push_back({gaps - 1, k, true});
+    }
+    std::sort(needs.begin(), needs.end());
+    for (const Need& n : needs) {
+      if (n.slack == 0) f.must.push_back(n);
+    }
+    f.forced = !f.must.empty();
+    // Preferred candidates: unknown ops that can serve some need (all the
+    // must-needs, if any), most needs served first, then in order_.
+    const int sign = order_ == Order::kNewestFirst ? -1 : 1;
+    std::vector<std::pair<int, int>> scored;  // (-served, sign * position)
+    for (const Need& n : needs) {
+      if (n.slack > kMaxStagedSlack) break;
+      for (int u : NewestEnabled(n.key, n.del, f.min_ret)) {
+        scored.push_back({0, sign * ix_.unknown_pos[u]});
+      }
+    }
+    std::sort(scored.begin(), scored.end());
+    scored.erase(std::unique(scored.begin(), scored.end()), scored.end());
+    for (auto& [served, pos] : scored) {
+      const int u = ix_.unknown[sign * pos];
+      bool all_must = true;
+      for (const Need& n : f.must) all_must &= Serves(u, n);
+      if (!all_must) {
+        served = 1;  // dropped below
+        continue;
+      }
+      int count = 0;
+      for (const Need& n : needs) count += Serves(u, n) ? 1 : 0;
+      served = -count;
+    }
+    std::sort(scored.begin(), scored.end());
+    for (const auto& [served, pos] : scored) {
+      if (served > 0) break;
+      f.staged.push_back(ix_.unknown[sign * pos]);
+    }
+    frames_.push_back(std::move(f));
+    return TryNext(frames_.back());
+  }
+
+  int NextCandidate(Frame& f) {
+    while (f.next_focus < f.focus.size()) {
+      const int u = f.focus[f.next_focus++];
+      if (f.tried.insert(u).second) return u;
+    }
+    while (f.next_staged < f.staged.size()) {
+      const int u = f.staged[f.next_staged++];
+      if (f.tried.insert(u).second) return u;
+    }
+    if (o_.external_writes && !f.forced && !f.phantom_done) {
+      f.phantom_done = true;
+      return kPhantom;
+    }
+    // Newest first by default: an unknown op invoked long ago that has not
+    // taken effect yet most likely never did.
+    while (f.scan_lo < f.scan_hi) {
+      const int u = order_ == Order::kNewestFirst ? ix_.unknown[--f.scan_hi]
+                                                  : ix_.unknown[f.scan_lo++];
+      if (lin_[u] || f.tried.contains(u)) continue;
+      // A forced step must serve every must-need.
+      bool all_must = true;
+      for (const Need& n : f.must) all_must &= Serves(u, n);
+      if (!all_must) continue;
+      f.tried.insert(u);
+      return u;
+    }
+    return kNone;
+  }
+
+  // Tries the frame's remaining candidates until one makes a step that the
+  // facts allow and that was not explored before.
+  bool TryNext(Frame& f) {
+    const int64_t r = f.rev + 1;
+    while (true) {
+      if (states_ > max_states_) {
+        limit_hit_ = true;
+        return false;
+      }
+      const int cand = NextCandidate(f);
+      if (cand == kNone) {
+        Note(kNone, "no op can make the next revision");
+        return false;
+      }
+      if (cand == kPhantom) {
+        ++states_;
+        m_.ClearChanged();
+        if (!FactsAllowStep(r)) continue;
+        m_.SetRev(r);
+      } else {
+        bool changed = false;
+        Eval(c_.ops[cand], /*check=*/false, r, &changed);
+        if (!changed) continue;
+        bool served = true;
+        for (const Need& n : f.must) {
+          served &= n.del ? !m_.key(n.key).present() : m_.key(n.key).mod == r;
+        }
+        if (!served || !FactsAllowStep(r)) {
+          UndoTo(f.mark);
+          continue;
+        }
+        Linearize(cand);
+        m_.SetRev(r);
+      }
+      const uint64_t r1 =
+          Mix64(static_cast<uint64_t>(m_.rev()) ^ 0x2545f491ULL);
+      const uint64_t r2 =
+          Mix64(static_cast<uint64_t>(m_.rev()) ^ 0x9e3779b9ULL);
+      const std::pair<uint64_t, uint64_t> key = {
+          sh1_ ^ Mix64(m_.hash().first ^ r1),
+          sh2_ ^ Mix64(m_.hash().second ^ r2)};
+      if (!seen_.insert(key).second) {
+        UndoTo(f.mark);
+        continue;
+      }
+      return true;
+    }
+  }
+
+  bool Backtrack() {
+    while (!frames_.empty()) {
+      Frame& f = frames_.back();
+      UndoTo(f.mark);
+      if (limit_hit_) return false;
+      Refocus(f);
+      if (TryNext(f)) {
+        if (Settle()) return true;
+        continue;  // dead right away: next candidate of the same frame
+      }
+      if (limit_hit_) return false;
+      frames_.pop_back();
+    }
+    return false;
+  }
+
+  // The last candidate of the innermost frame led to the failure of an op
+  // that looks at fail_keys_: try the candidates that touch those keys
+  // first. Only the order changes, so the search stays complete.
+  void Refocus(Frame& f) {
+    if (fail_keys_.empty()) return;
+    std::vector<int> focus;
+    for (int32_t k : fail_keys_) {
+      for (bool del : {false, true}) {
+        for (int u : NewestEnabled(k, del, f.min_ret)) {
+          if (f.tried.contains(u)) continue;
+          bool all_must = true;
+          for (const Need& n : f.must) all_must &= Serves(u, n);
+          if (all_must) focus.push_back(u);
+        }
+      }
+    }
+    fail_keys_.clear();
+    std::sort(focus.begin(), focus.end(), [&](int a, int b) {
+      return order_ == Order::kNewestFirst
+                 ? ix_.unknown_pos[a] > ix_.unknown_pos[b]
+                 : ix_.unknown_pos[a] < ix_.unknown_pos[b];
+    });
+    focus.erase(std::unique(focus.begin(), focus.end()), focus.end());
+    f.focus = std::move(focus);
+    f.next_focus = 0;
+  }
+
+  // Records the keys that op looks at, for Refocus.
+  void FailedOn(const COp& op) {
+    fail_keys_.clear();
+    auto add = [&](CRange r) {
+      for (int32_t k = r.lo; k < r.hi && fail_keys_.size() < kMaxFocusKeys;
+           ++k) {
+        fail_keys_.push_back(k);
+      }
+    };
+    for (const CCompare& c : op.cmps) add(c.r);
+    for (const auto* br : {&op.success, &op.failure}) {
+      for (const CReqOp& q : *br) {
+        if (q.kind == RequestOp::kPut) {
+          add({q.key, q.key + 1});
+        } else {
+          add(q.r);
+        }
+      }
+    }
+    std::sort(fail_keys_.begin(), fail_keys_.end());
+    fail_keys_.erase(std::unique(fail_keys_.begin(), fail_keys_.end()),
+                     fail_keys_.end());
+  }
+
+  const Compiled& c_;
+  const Index& ix_;
+  const CheckOptions& o_;
+  const int64_t max_states_;
+  const Order order_;
+  std::vector<int32_t> fail_keys_;
+
+  Model m_;
+  std::vector<uint8_t> lin_;
+  uint64_t sh1_ = 0, sh2_ = 0;  // xor of linearized ops' Zobrist keys
+  int64_t maxinv_ = std::numeric_limits<int64_t>::min();
+  int64_t pending_ok_ = 0;
+  size_t ret_cursor_ = 0;  // first pending op in ix_.ret_order
+  size_t unk_cursor_ = 0;  // first unlinearized op in ix_.unknown
+  std::vector<Undo> trail_;
+  std::vector<Frame> frames_;
+  absl::flat_hash_set<std::pair<uint64_t, uint64_t>> seen_;
+  int64_t states_ = 0;
+  bool limit_hit_ = false;
+
+  bool noted_ = false;
+  int64_t deepest_rev_ = 0;
+  int deepest_op_ = kNone;
+  const char* deepest_why_ = "";
+};
+
+}  // namespace
+
+CoreResult RunCore(const History& h, const CheckOptions& o) {
+  CoreResult res;
+  Compiled c = Compile(h);
+  Index ix;
+  if (auto v = Precheck(c, h, &ix)) {
+    res.verdict = CoreResult::kFail;
+    res.reason = std::move(v->reason);
+    res.culprits = std::move(v->ops);
+    return res;
+  }
+  // A portfolio of restarts: the search order only matters for speed, and
+  // a history that one order finds hard is often easy in the other. Each
+  // attempt is complete, so an exhausted attempt is a proof of violation.
+  struct Attempt {
+    Search::Order order;
+    int64_t share;  // of max_states, in 1/32s; the last takes what is left
+  };
+  static constexpr Attempt kAttempts[] = {
+      {Search::Order::kNewestFirst, 1}, {Search::Order::kOldestFirst, 1},
+      {Search::Order::kNewestFirst, 4}, {Search::Order::kOldestFirst, 4},
+      {Search::Order::kNewestFirst, 0},
+  };
+  Search::Verdict v = Search::Verdict::kLimit;
+  int64_t used = 0;
+  std::optional<Search> s;
+  for (size_t i = 0; i < std::size(kAttempts); ++i) {
+    const bool last = i + 1 == std::size(kAttempts);
+    const int64_t budget =
+        last ? o.max_states - used : o.max_states / 32 * kAttempts[i].share;
+    if (budget <= 0) continue;
+    s.emplace(c, ix, o, budget, kAttempts[i].order);
+    v = s->Run();
+    used += static_cast<int64_t>(s->states());
+    if (v != Search::Verdict::kLimit) break;
+  }
+  res.states = static_cast<uint64_t>(used);
+  if (!s) {  // max_states <= 0: nothing explored
+    res.verdict = CoreResult::kLimit;
+    return res;
+  }
+  res.deepest_rev = s->deepest_rev();
+  switch (v) {
+    case Search::Verdict::kOk:
+      res.verdict = CoreResult::kOk;
+      break;
+    case Search::Verdict::kLimit:
+      res.verdict = CoreResult::kLimit;
+      break;
+    case Search::Verdict::kFail:
+      res.verdict = CoreResult::kFail;
+      res.reason = absl::StrCat(
+          "no linearization; the search got as far as "
+          "revision ",
+          s->deepest_rev(), ": ", s->deepest_why());
+      if (s->deepest_op() >= 0) {
+        absl::StrAppend(&res.reason, " (#", h.ops[s->deepest_op()].id, ")");
+      }
+      break;
+  }
+  return res;
+}
+
+}  // namespace detcd::harness::lincheck
