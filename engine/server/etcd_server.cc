@@ -125,6 +125,11 @@ EtcdServer::EtcdServer(const env::Env& env, EtcdServerOptions opts)
   });
   sm_.set_on_restore([this] { hub_->OnRestore(); });
   quota_bytes_ = EffectiveQuotaBytes(opts_.quota_backend_bytes);
+  // Forwarded-request ids start at a random point: the leader may answer a
+  // request of this member's previous life after it restarted, and that
+  // answer must not match a new request (a counter from 1 would hand a
+  // restarted follower the answer to another lease's keep-alive).
+  next_forward_ = env_.rng->Next();
 }
 
 EtcdServer::~EtcdServer() = default;

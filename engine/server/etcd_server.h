@@ -296,7 +296,7 @@ class EtcdServer {
   int ticks_ = 0;
   bool ids_seeded_ = false;
   uint64_t next_request_ = 0;
-  uint64_t next_forward_ = 1;
+  uint64_t next_forward_ = 0;  // random start: see the constructor
   std::map<uint64_t, Forwarded> forwarded_;  // by request id
   int64_t quota_bytes_ = 0;  // 0: no quota
   bool nospace_pending_ = false;  // our NOSPACE alarm is being proposed
