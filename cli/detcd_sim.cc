@@ -50,14 +50,36 @@ using detcd::harness::RunOne;
 using detcd::harness::RunOptions;
 using detcd::harness::RunResult;
 
-void Usage() {
-  std::fprintf(stderr,
+void Usage(std::FILE* out) {
+  std::fprintf(out,
                "usage: detcd-sim --seed S [--scenario NAME|all] [--nodes N] "
                "[--ops K] [--clients C] [--bug NAME] [--trace FILE] [-v]\n"
                "       detcd-sim --seeds A..B [--jobs J] [--scenario NAME|all] "
                "[--nodes N] [--ops K] [--bug NAME] [--expect-failure]\n"
                "       (either form) [--check-determinism] [--accept-inconclusive]\n"
                "       detcd-sim --list\n");
+}
+
+void Help() {
+  Usage(stdout);
+  std::printf(
+      "\n"
+      "  --seed S               run one seed and print its result and replay line\n"
+      "  --seeds A..B           sweep seeds A to B (inclusive); exit 1 if any fails\n"
+      "  --jobs J               processes for a sweep (default 1)\n"
+      "  --scenario NAME|all    a scenario of --list, or all of them by turns\n"
+      "  --nodes N              cluster size (default 3)\n"
+      "  --ops K                KV operations per run (default 500)\n"
+      "  --clients C            KV clients (default 5)\n"
+      "  --bug NAME             plant a bug of --list (with --expect-failure: the\n"
+      "                         sweep succeeds only if the bug's checker caught it)\n"
+      "  --trace FILE           write the run as a Chrome/Perfetto trace\n"
+      "  -v                     print the run's parameters and counters\n"
+      "  --check-determinism    run each seed twice and in a fresh process; name\n"
+      "                         the first diverging event on a mismatch\n"
+      "  --accept-inconclusive  a linearizability check that hits its state limit\n"
+      "                         passes (it fails the run by default)\n"
+      "  --list                 scenarios and planted bugs\n");
 }
 
 struct Args {
@@ -69,6 +91,7 @@ struct Args {
   bool verbose = false;
   bool expect_failure = false;
   bool list = false;
+  bool help = false;
   // Internal: run once and write the trace log to this fd (the fresh
   // process of --check-determinism).
   int emit_trace_log_fd = -1;
@@ -143,6 +166,9 @@ bool ParseArgs(int argc, char** argv, Args* a) {
       if (!value(&v) || !absl::SimpleAtoi(v, &a->crash_seed)) return false;
     } else if (f == "--list") {
       a->list = true;
+    } else if (f == "--help" || f == "-h") {
+      a->help = true;
+      return true;
     } else {
       std::fprintf(stderr, "unknown flag %s\n", f.c_str());
       return false;
@@ -725,8 +751,12 @@ int RunSweep(const Args& a) {
 int main(int argc, char** argv) {
   Args a;
   if (!ParseArgs(argc, argv, &a)) {
-    Usage();
+    Usage(stderr);
     return 2;
+  }
+  if (a.help) {
+    Help();
+    return 0;
   }
   if (a.list) {
     std::printf("scenarios:\n");
