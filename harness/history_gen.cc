@@ -193,7 +193,8 @@ class RefStore {
 
 class Generator {
  public:
-  Generator(uint64_t seed, int keys) : rng_(seed), keys_(std::max(keys, 2)) {}
+  explicit Generator(const GenOptions& o)
+      : o_(o), rng_(o.seed), keys_(std::max(o.keys, 2)) {}
 
   std::string Key(int64_t i) const { return absl::StrFormat("k%02d", i); }
   std::string RandKey() { return Key(rng_.Below(keys_)); }
@@ -276,7 +277,7 @@ class Generator {
     const std::string k = RandKey();
     std::string j = RandKey();
     if (j == k) j = Key((std::stoi(k.substr(1)) + 1) % keys_);
-    switch (rng_.Below(6)) {
+    switch (rng_.Below(o_.same_key_txns ? 8 : 6)) {
       case 0: {  // compare-and-swap on the value
         auto it = last_value_.find(k);
         std::string expect = it != last_value_.end() && rng_.Chance(0.7)
@@ -319,6 +320,16 @@ class Generator {
         auto [a, b] = RandRange();
         r->success.push_back(GetOp(a, b));
         r->failure.push_back(PutOp(k, id));
+        break;
+      }
+      case 6: {  // delete from a key (range end "\0"), then put inside
+        r->success.push_back(DelOp(j < k ? j : k, std::string(1, '\0')));
+        r->success.push_back(PutOp(k, id));
+        break;
+      }
+      case 7: {  // put, then delete from a key at or before it
+        r->success.push_back(PutOp(k, id));
+        r->success.push_back(DelOp(j < k ? j : k, std::string(1, '\0')));
         break;
       }
       default:  // read-only txn
@@ -393,6 +404,7 @@ class Generator {
   }
 
  private:
+  const GenOptions o_;
   SplitMix rng_;
   int64_t keys_;
   std::map<std::string, std::string> last_value_;
@@ -400,9 +412,19 @@ class Generator {
 
 }  // namespace
 
+History GenerateHistory(const GenOptions& o) {
+  return Generator(o).Run(o.ops, o.clients, o.unknown_fraction);
+}
+
 History GenerateHistory(uint64_t seed, int ops, int clients, int keys,
                         double unknown_fraction) {
-  return Generator(seed, keys).Run(ops, clients, unknown_fraction);
+  GenOptions o;
+  o.seed = seed;
+  o.ops = ops;
+  o.clients = clients;
+  o.keys = keys;
+  o.unknown_fraction = unknown_fraction;
+  return GenerateHistory(o);
 }
 
 }  // namespace detcd::harness

@@ -14,6 +14,8 @@
 // with prev_kv), single-key and ranged linearizable reads, serializable
 // reads, and txns with compares (value / version / create / mod compares on
 // single keys or ranges, with writes in either branch). Keys are "k00".."kNN".
+// Options add more kinds of ops (GenOptions); with them off, a seed gives the
+// same history as before they existed.
 //
 // Deterministic: the same arguments give the same history (own splitmix64
 // PRNG; no global state).
@@ -26,6 +28,21 @@
 
 namespace detcd::harness {
 
+struct GenOptions {
+  uint64_t seed = 0;
+  int ops = 1000;
+  int clients = 10;
+  int keys = 10;  // at least 2
+  double unknown_fraction = 0.05;
+  // Also txns that change one key twice in one revision, as etcd 3.4
+  // accepts: a delete over a from-key range (range_end "\0") and then a
+  // put inside it, or a put and then such a delete over it.
+  bool same_key_txns = false;
+};
+
+History GenerateHistory(const GenOptions& o);
+
+// The default mix (GenOptions' flags off).
 History GenerateHistory(uint64_t seed, int ops, int clients, int keys,
                         double unknown_fraction);
 

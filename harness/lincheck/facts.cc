@@ -17,8 +17,17 @@
 namespace detcd::harness::lincheck {
 
 std::vector<PutKey> PutKeys(const COp& op) {
+  // Per op, not per revision: a later delete over a key this op put removes
+  // it again (etcd 3.4 accepts a put and then a delete over a from-key
+  // range in one txn), and a later put replaces an earlier one.
   std::vector<PutKey> out;
   for (const CReqOp& r : op.taken()) {
+    if (r.kind == RequestOp::kDelete) {
+      std::erase_if(out, [&](const PutKey& p) {
+        return p.key >= r.r.lo && p.key < r.r.hi;
+      });
+      continue;
+    }
     if (r.kind != RequestOp::kPut) continue;
     bool found = false;
     for (PutKey& p : out) {
@@ -30,6 +39,24 @@ std::vector<PutKey> PutKeys(const COp& op) {
     }
     if (!found) out.push_back({r.key, r.value, r.lease});
   }
+  return out;
+}
+
+std::vector<int32_t> DeleteThenPutKeys(const std::vector<CReqOp>& branch) {
+  std::vector<int32_t> out;
+  std::vector<CRange> dels;
+  for (const CReqOp& r : branch) {
+    if (r.kind == RequestOp::kDelete) dels.push_back(r.r);
+    if (r.kind != RequestOp::kPut) continue;
+    for (const CRange& d : dels) {
+      if (r.key >= d.lo && r.key < d.hi) {
+        out.push_back(r.key);
+        break;
+      }
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
@@ -90,6 +117,8 @@ class Prechecker {
     ix_.unknown_dels.assign(c_.keys.size(), {});
     ix_.del_revs.assign(c_.keys.size(), {});
     ix_.absent.assign(c_.keys.size(), {});
+    ix_.delput_revs.assign(c_.keys.size(), {});
+    ix_.delput_unknown.assign(c_.keys.size(), 0);
     ix_.op_puts.assign(n, {});
     ix_.op_dels.assign(n, {});
     ix_.ret_pos.assign(n, -1);
@@ -131,6 +160,9 @@ class Prechecker {
           }
           for (int32_t k : put) ix_.unknown_puts[k].push_back(i);
           for (int32_t k : del) ix_.unknown_dels[k].push_back(i);
+          for (const auto* br : {&op.success, &op.failure}) {
+            for (int32_t k : DeleteThenPutKeys(*br)) ix_.delput_unknown[k] = 1;
+          }
           ix_.op_puts[i] = std::move(put);
           ix_.op_dels[i] = std::move(del);
           break;
@@ -166,6 +198,9 @@ class Prechecker {
       }
       ix_.write_revs.push_back(op.rev);
       for (const PutKey& p : PutKeys(op)) ix_.put_revs[p.key].push_back(op.rev);
+      for (int32_t k : DeleteThenPutKeys(op.taken())) {
+        ix_.delput_revs[k].push_back(op.rev);
+      }
       const std::vector<CReqOp>& taken = op.taken();
       for (size_t j = 0; j < taken.size() && j < op.results.size(); ++j) {
         if (taken[j].kind != RequestOp::kDelete || op.results[j].deleted <= 0) {
@@ -177,7 +212,7 @@ class Prechecker {
       }
     }
     std::sort(ix_.write_revs.begin(), ix_.write_revs.end());
-    for (auto* all : {&ix_.put_revs, &ix_.del_revs}) {
+    for (auto* all : {&ix_.put_revs, &ix_.del_revs, &ix_.delput_revs}) {
       for (auto& v : *all) {
         std::sort(v.begin(), v.end());
         v.erase(std::unique(v.begin(), v.end()), v.end());
@@ -400,7 +435,8 @@ class Prechecker {
                                           ": inconsistent history of the key"),
                              {e.op, f.op}};
           }
-        } else if (f.c <= e.hmax + 1) {
+        } else if (f.c <= e.hmax ||
+                   (f.c == e.hmax + 1 && !ix_.MayDeleteThenPut(f.key, f.c))) {
           return Violation{absl::StrCat(Op(e.hop), " saw ", KvText(e),
                                         " at revision ", e.hmax, " but ",
                                         Op(f.op), " saw it recreated at ", f.c),
@@ -485,15 +521,21 @@ class Prechecker {
               {next->op, oi}};
         }
       }
-      // Keys it reported deleting.
+      // Keys it reported deleting. One it puts again later in the same op
+      // starts a new incarnation at r.
       const std::vector<CReqOp>& taken = op.taken();
       for (size_t j = 0; j < taken.size() && j < op.results.size(); ++j) {
         if (taken[j].kind != RequestOp::kDelete || !taken[j].prev_kv) continue;
         for (const Kv& kv : op.results[j].prev_kvs) {
+          bool recreated = false;
+          for (const PutKey& p : puts) recreated |= p.key == kv.key;
           auto [next, prev] = Around(kv.key, r);
           const Fact* bad = nullptr;
           if (prev != nullptr && prev->hmax >= r) bad = prev;
-          if (next != nullptr && next->c <= r) bad = next;
+          if (next != nullptr &&
+              (next->c < r || (next->c == r && !recreated))) {
+            bad = next;
+          }
           if (bad != nullptr) {
             return Violation{
                 absl::StrCat(Op(bad->hop), " saw ", KvText(*bad),
@@ -635,8 +677,7 @@ bool KeyOk(const Index& ix, const Model& m, int32_t k, int64_t r) {
     // again by the next revision at which it was seen missing or
     // recreated: some step in between must be able to delete it.
     if (!s.present()) return true;
-    int64_t d = ix.NextAbsent(k, r);
-    if (it != v.end()) d = std::min(d, it->c - 1);
+    const int64_t d = ix.GoneBy(k, r, it == v.end() ? nullptr : &*it);
     return d == kInfinity || ix.DelsIn(k, r, d) > 0 || ix.GapsIn(r, d) > 0;
   }
   const Fact& f = *it;

@@ -15,6 +15,16 @@
 // many other gaps could do it) decide which kUnknown ops are tried first,
 // and a step with no other gap left must serve them all.
 //
+// PER OP, NOT PER REVISION. A fact is the state a key had after a whole
+// op (its revision step), never a state inside one: one step may change a
+// key twice (etcd 3.4 accepts a txn that deletes over a from-key range and
+// then puts a key inside it, or puts and then deletes over it). So what a
+// write op leaves is computed op by op (PutKeys: the last put of a key not
+// deleted again later in the op), and a key may be deleted and created
+// again by one step: an incarnation created at c does not imply the key
+// was missing at c - 1 when the step to c may delete it first
+// (Index::MayDeleteThenPut, an over-approximation, which only relaxes).
+//
 // PRECHECKS. Before the search, cheap necessary conditions give small
 // explanations directly: kOk revisions are possible (>= 1; >= 2 for a
 // write) and kOk writes have distinct revisions; real-time order agrees
@@ -80,6 +90,12 @@ struct Index {
   std::vector<std::vector<int64_t>> del_revs;
   // Per key: (revision, op) where a read saw the key missing; sorted.
   std::vector<std::vector<std::pair<int64_t, int>>> absent;
+  // Per key: kOk writes whose taken branch deletes over the key and then
+  // puts it (one op, one revision: the key ends in a new incarnation).
+  std::vector<std::vector<int64_t>> delput_revs;
+  // Per key: some kUnknown op has a branch that deletes over it and then
+  // puts it.
+  std::vector<uint8_t> delput_unknown;
   std::vector<int32_t> watch_keys;  // keys with facts or absences
   std::vector<int> unknown;         // by invoke
   std::vector<int> ret_order;       // kOk linear ops by return
@@ -112,6 +128,29 @@ struct Index {
                                });
     return it == v.end() ? kInfinity : it->first;
   }
+  // May the step to revision r delete key k and then put it again (so k
+  // can exist just before r and be created at r)? Either the kOk write at
+  // r does that, or r is a gap and some kUnknown op could. Over-approximate
+  // (a delete over k only deletes k if k exists): it only relaxes pruning.
+  bool MayDeleteThenPut(int32_t k, int64_t r) const {
+    if (write_at.contains(r)) {
+      return std::binary_search(delput_revs[k].begin(), delput_revs[k].end(),
+                                r);
+    }
+    return delput_unknown[k] != 0;
+  }
+  // The revision by which key k, existing after revision r outside any
+  // incarnation the facts show, must be gone again: the next revision at
+  // which it was seen missing, or the last one before the next seen
+  // incarnation was created at c (c itself if the step to c may delete
+  // and recreate k). kInfinity: no deadline.
+  int64_t GoneBy(int32_t k, int64_t r, const Fact* next) const {
+    int64_t d = NextAbsent(k, r);
+    if (next != nullptr) {
+      d = std::min(d, MayDeleteThenPut(k, next->c) ? next->c : next->c - 1);
+    }
+    return d;
+  }
   int64_t PutsIn(int32_t k, int64_t a, int64_t b) const {
     if (b <= a) return 0;
     const auto& v = put_revs[k];
@@ -131,6 +170,9 @@ struct PutKey {
   int64_t lease;
 };
 std::vector<PutKey> PutKeys(const COp& op);
+
+// Keys that a branch deletes (a delete range covers them) and puts later.
+std::vector<int32_t> DeleteThenPutKeys(const std::vector<CReqOp>& branch);
 
 // Builds the index of c (the history h, compiled); returns the first
 // violation of a necessary condition.

@@ -314,14 +314,17 @@ class Search {
       if (!s.present()) continue;
       // It exists but must be gone by a revision where it was seen missing
       // or recreated.
-      int64_t d = ix_.NextAbsent(k, r);
-      if (it != v.end()) d = std::min(d, it->c - 1);
+      const Fact* next = it == v.end() ? nullptr : &*it;
+      const int64_t d = ix_.GoneBy(k, r, next);
       if (d == kInfinity || ix_.DelsIn(k, r - 1, d) > 0) continue;
       const int64_t gaps = ix_.GapsIn(r - 1, d);
       if (gaps == 0) {
         Note(kNone, "a key cannot be deleted before it was seen missing");
         return false;
       }
+      // When the step that recreates k may delete it first, the need is
+      // not "k missing after some step": leave the order alone.
+      if (next != nullptr && d == next->c) continue;
       needs.push_back({gaps - 1, k, true});
     }
     std::sort(needs.begin(), needs.end());
