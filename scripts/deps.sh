@@ -8,7 +8,7 @@ DETCD_PACKAGES=(
   libabsl-dev libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
-  libfmt-dev libzstd-dev
+  libfmt-dev libzstd-dev libgoogle-perftools-dev
   libssl-dev libyaml-cpp-dev nlohmann-json3-dev openssl
   etcd-server etcd-client python3 curl golang-go golang-etcd-server-dev
 )
