@@ -46,6 +46,16 @@ struct RequestOp {
 struct Request {
   std::vector<Compare> compares;
   std::vector<RequestOp> success, failure;
+  // When nonzero, the request is a LeaseRevoke of this lease id (compares,
+  // success and failure are empty): it deletes every key whose current
+  // lease is this id, all in one revision as etcd does; if no key is
+  // attached, it consumes no revision (like a write that changed nothing).
+  // The response has no results; its header revision is the store's
+  // revision after it. A lease's expiry (the leader revokes it when its TTL
+  // ran out) is recorded as a kUnknown revoke invoked when the grant was
+  // answered: it may take effect any time after. A put with `lease` set
+  // attaches the key to that lease; a later put with lease 0 detaches it.
+  int64_t revoke_lease = 0;
   // Only for read-only requests: may be served by any member from its local
   // (possibly lagging) state.
   bool serializable = false;
@@ -88,6 +98,7 @@ struct History {
 
 // Convenience builders for plain requests.
 Request PutRequest(std::string key, std::string value, bool prev_kv = false);
+Request RevokeRequest(int64_t lease);
 Request RangeRequest(std::string key, std::string range_end = "",
                      bool serializable = false);
 Request DeleteRequest(std::string key, std::string range_end = "",
@@ -99,6 +110,7 @@ bool IsReadOnly(const Request& r);
 
 // One readable line, e.g.
 //   #12 c3 [100,250] ok rev=7: put(k1="v9") -> ok
+//   #13 c4 [120,300] unknown: revoke(lease=7)
 std::string FormatOp(const Operation& op);
 
 }  // namespace detcd::harness

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,9 +44,20 @@ class RefStore {
  public:
   int64_t rev() const { return rev_; }
 
+  // Would etcd refuse req for a lease that is gone (ErrLeaseNotFound)? A
+  // revoke of a revoked lease, or a plain put with one (the generator puts
+  // leases on plain puts only).
+  bool Refuses(const Request& req) const {
+    if (req.revoke_lease != 0) return revoked_.contains(req.revoke_lease);
+    return req.compares.empty() && req.success.size() == 1 &&
+           req.success[0].kind == RequestOp::kPut &&
+           req.success[0].lease != 0 && revoked_.contains(req.success[0].lease);
+  }
+
   // Applies req at the current revision; returns the response. A
   // serializable read is answered from revision `read_rev` instead.
   Response Apply(const Request& req, int64_t read_rev = 0) {
+    if (req.revoke_lease != 0) return Revoke(req.revoke_lease);
     const int64_t at = read_rev > 0 ? read_rev : rev_;
     Response resp;
     bool succ = true;
@@ -100,6 +112,25 @@ class RefStore {
 
  private:
   using Entry = std::pair<int64_t, std::optional<mvcc::KeyValue>>;
+
+  // Deletes every key attached to the lease, in one revision (none if no
+  // key is attached).
+  Response Revoke(int64_t lease) {
+    revoked_.insert(lease);
+    const int64_t stamp = rev_ + 1;
+    bool changed = false;
+    for (const auto& [key, entries] : keys_) {
+      std::optional<mvcc::KeyValue> kv = Get(key, rev_);
+      if (kv && kv->lease == lease) {
+        Set(key, stamp, std::nullopt);
+        changed = true;
+      }
+    }
+    if (changed) ++rev_;
+    Response resp;
+    resp.revision = rev_;
+    return resp;
+  }
 
   // Writes within one txn at the same stamp replace each other.
   void Set(const std::string& key, int64_t stamp,
@@ -189,6 +220,7 @@ class RefStore {
 
   int64_t rev_ = 1;
   std::map<std::string, std::vector<Entry>> keys_;
+  std::set<int64_t> revoked_;
 };
 
 class Generator {
@@ -246,6 +278,23 @@ class Generator {
   // A random request; `approx_rev` guides mod-revision compares.
   Request Make(int id, int64_t approx_rev) {
     Request r;
+    if (o_.leases > 0) {
+      // Leases granted by now (grant answered before this op's invoke).
+      std::vector<int64_t> live;
+      for (size_t l = 0; l < grants_.size(); ++l) {
+        if (grants_[l] <= now_) live.push_back(static_cast<int64_t>(l) + 1);
+      }
+      if (!live.empty()) {
+        const int64_t lease = live[rng_.Below(std::ssize(live))];
+        const int64_t lroll = rng_.Below(100);
+        if (lroll < 4) return RevokeRequest(lease);
+        if (lroll < 20) {
+          r.success.push_back(PutOp(RandKey(), id));
+          r.success[0].lease = lease;
+          return r;
+        }
+      }
+    }
     const int64_t roll = rng_.Below(100);
     if (roll < 30) {
       r.success.push_back(PutOp(RandKey(), id));
@@ -363,6 +412,19 @@ class Generator {
       op.id = i;
       op.client = c;
       op.invoke_ns = free_at[c] + rng_.Below(50);
+      if (o_.leases > 0 && std::ssize(grants_) < o_.leases &&
+          rng_.Chance(2.0 * o_.leases / std::max(n_ops, 1))) {
+        // A lease granted (not a KV op), answered now. It may expire: the
+        // leader's revoke is recorded as a kUnknown revoke invoked at the
+        // grant's answer, taking effect a TTL later (or never).
+        grants_.push_back(op.invoke_ns);
+        if (rng_.Chance(0.6)) {
+          expiries_.push_back(
+              {static_cast<int64_t>(grants_.size()), op.invoke_ns,
+               op.invoke_ns + 200 + rng_.Below(20'000), rng_.Chance(0.7)});
+        }
+      }
+      now_ = op.invoke_ns;
       int64_t dur = 20 + rng_.Below(400);
       if (rng_.Chance(0.03)) dur *= 10;
       op.return_ns = op.invoke_ns + dur;
@@ -386,6 +448,17 @@ class Generator {
       if (apply) plan.push_back({i, lin, true});
       free_at[c] = op.return_ns;
     }
+    for (const Expiry& e : expiries_) {
+      Operation op;
+      op.id = static_cast<int>(h.ops.size());
+      op.client = clients + static_cast<int>(e.lease);  // the lessor
+      op.invoke_ns = e.granted;
+      op.return_ns = e.granted;
+      op.outcome = Operation::kUnknown;
+      op.req = RevokeRequest(e.lease);
+      if (e.apply) plan.push_back({op.id, e.at, true});
+      h.ops.push_back(std::move(op));
+    }
     std::stable_sort(
         plan.begin(), plan.end(),
         [](const Planned& a, const Planned& b) { return a.lin < b.lin; });
@@ -397,6 +470,11 @@ class Generator {
         const int64_t lag = rng_.Below(6);
         read_rev = std::max<int64_t>(1, store.rev() - lag);
       }
+      if (store.Refuses(op.req)) {
+        // etcd answers "lease not found": nothing happened.
+        if (op.outcome == Operation::kOk) op.outcome = Operation::kFail;
+        continue;
+      }
       Response resp = store.Apply(op.req, read_rev);
       if (op.outcome == Operation::kOk) op.resp = std::move(resp);
     }
@@ -404,7 +482,17 @@ class Generator {
   }
 
  private:
+  struct Expiry {
+    int64_t lease;
+    int64_t granted;  // the grant's answer: the revoke's invoke
+    int64_t at;       // when the leader revokes it
+    bool apply;
+  };
+
   const GenOptions o_;
+  std::vector<int64_t> grants_;  // lease id - 1 -> when its grant answered
+  std::vector<Expiry> expiries_;
+  int64_t now_ = 0;  // invoke of the op being made
   SplitMix rng_;
   int64_t keys_;
   std::map<std::string, std::string> last_value_;

@@ -38,6 +38,13 @@ struct GenOptions {
   // accepts: a delete over a from-key range (range_end "\0") and then a
   // put inside it, or a put and then such a delete over it.
   bool same_key_txns = false;
+  // Up to this many leases (ids 1..leases), granted as the history goes
+  // (grants are not KV ops). Then some plain puts attach their key to a
+  // granted lease, some ops are LeaseRevokes (ok or unknown), and a lease
+  // may expire: a kUnknown revoke invoked when its grant was answered,
+  // taking effect later (or never). A revoke or a put with a lease that is
+  // already gone fails, as etcd's "lease not found".
+  int leases = 0;
 };
 
 History GenerateHistory(const GenOptions& o);

@@ -109,6 +109,7 @@ class Compiler {
       if (cmp.target == Compare::kValue) cc.value = ValueId(cmp.value);
       c->cmps.push_back(cc);
     }
+    c->revoke = op.req.revoke_lease;
     c->success = Ops(op.req.success);
     c->failure = Ops(op.req.failure);
     if (op.outcome == Operation::kUnknown) {

@@ -85,6 +85,11 @@ struct COp {
   std::vector<CCompare> cmps;
   std::vector<CReqOp> success, failure;
   std::vector<CResult> results;
+  // A LeaseRevoke of this lease (no compares or ops). Its response does
+  // not say whether it deleted anything, so a kOk revoke has role kRead
+  // with revoke set: at revision rev it is either the step to rev (it
+  // deleted keys) or a no-op while the store is at rev.
+  int64_t revoke = 0;
   uint64_t z1 = 0, z2 = 0;  // Zobrist keys for the linearized-set hash
   const std::vector<CReqOp>& taken() const {
     return succeeded ? success : failure;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -123,6 +124,27 @@ class Prechecker {
     ix_.op_dels.assign(n, {});
     ix_.ret_pos.assign(n, -1);
     ix_.unknown_pos.assign(n, -1);
+    // Keys that may be attached to each lease: every key some op (in either
+    // branch) puts with it. A revoke may delete any of them and no other.
+    std::map<int64_t, std::vector<int32_t>> lease_keys;
+    for (const COp& op : c_.ops) {
+      if (op.role == Role::kDropped) continue;
+      for (const auto* br : {&op.success, &op.failure}) {
+        for (const CReqOp& r : *br) {
+          if (r.kind == RequestOp::kPut && r.lease != 0) {
+            lease_keys[r.lease].push_back(r.key);
+          }
+        }
+      }
+    }
+    for (auto& [lease, keys] : lease_keys) {
+      std::sort(keys.begin(), keys.end());
+      keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    }
+    auto revoked_keys = [&](int64_t lease) {
+      auto it = lease_keys.find(lease);
+      return it == lease_keys.end() ? std::vector<int32_t>{} : it->second;
+    };
     std::vector<int> order(n);
     for (size_t i = 0; i < n; ++i) order[i] = static_cast<int>(i);
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
@@ -136,6 +158,13 @@ class Prechecker {
           ix_.ret_order.push_back(i);
           if (op.role == Role::kRead) ix_.reads_at[op.rev].push_back(i);
           ix_.max_rev = std::max(ix_.max_rev, op.rev);
+          if (op.revoke != 0) {
+            // Either the step to op.rev or a no-op at op.rev: as a writer
+            // it may have deleted any key of its lease at op.rev.
+            ix_.revokes_at[op.rev].push_back(i);
+            ix_.op_dels[i] = revoked_keys(op.revoke);
+            for (int32_t k : ix_.op_dels[i]) ix_.del_revs[k].push_back(op.rev);
+          }
           break;
         case Role::kSerial:
           ix_.serial_at[op.rev].push_back(i);
@@ -146,6 +175,7 @@ class Prechecker {
           ix_.unknown_pos[i] = static_cast<int>(ix_.unknown.size());
           ix_.unknown.push_back(i);
           std::vector<int32_t> put, del;
+          if (op.revoke != 0) del = revoked_keys(op.revoke);
           for (const auto* br : {&op.success, &op.failure}) {
             for (const CReqOp& r : *br) {
               if (r.kind == RequestOp::kPut) put.push_back(r.key);

@@ -80,13 +80,18 @@ struct Index {
   absl::flat_hash_map<int64_t, int> write_at;  // kOk write by revision
   absl::flat_hash_map<int64_t, std::vector<int>> reads_at;  // by invoke
   absl::flat_hash_map<int64_t, std::vector<int>> serial_at;
+  // kOk revokes by revision (also in reads_at): candidates for the gap to
+  // that revision.
+  absl::flat_hash_map<int64_t, std::vector<int>> revokes_at;
   std::vector<int64_t> write_revs;             // sorted
   std::vector<std::vector<int64_t>> put_revs;  // per key, kOk puts
   std::vector<std::vector<int>> unknown_puts;  // per key, by invoke
   std::vector<std::vector<int>> unknown_dels;  // per key, by invoke
-  // Per unknown op: keys it puts / may delete in either branch (sorted).
+  // Per unknown op: keys it puts / may delete in either branch (sorted); a
+  // revoke (kUnknown or kOk) may delete every key put with its lease.
   std::vector<std::vector<int32_t>> op_puts, op_dels;
-  // Per key: kOk writes with a delete over the key that deleted something.
+  // Per key: kOk writes with a delete over the key that deleted something,
+  // and kOk revokes of a lease the key may carry.
   std::vector<std::vector<int64_t>> del_revs;
   // Per key: (revision, op) where a read saw the key missing; sorted.
   std::vector<std::vector<std::pair<int64_t, int>>> absent;

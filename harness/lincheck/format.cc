@@ -189,6 +189,10 @@ std::string FormatOp(const Operation& op) {
     absl::StrAppend(&s, " rev=", op.resp.revision);
   }
   s += ": ";
+  if (req.revoke_lease != 0) {
+    absl::StrAppend(&s, "revoke(lease=", req.revoke_lease, ")");
+    return op.outcome == Operation::kOk ? s + " -> ok" : s;
+  }
   if (req.serializable) s += "serializable ";
   const bool plain =
       req.compares.empty() && req.failure.empty() && req.success.size() == 1;

@@ -41,7 +41,14 @@ Request DeleteRequest(std::string key, std::string range_end, bool prev_kv) {
   return r;
 }
 
+Request RevokeRequest(int64_t lease) {
+  Request r;
+  r.revoke_lease = lease;
+  return r;
+}
+
 bool IsReadOnly(const Request& r) {
+  if (r.revoke_lease != 0) return false;
   for (const auto* branch : {&r.success, &r.failure}) {
     for (const RequestOp& op : *branch) {
       if (op.kind != RequestOp::kRange) return false;

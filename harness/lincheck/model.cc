@@ -96,6 +96,21 @@ bool Model::CompareOne(const CCompare& c) const {
 bool Model::Apply(const COp& op, bool check, int64_t stamp, bool* changed) {
   const size_t mark = trail_.size();
   changed_.clear();
+  if (op.revoke != 0) {
+    // Deletes every key attached to the lease, in one step.
+    for (int32_t k = 0; k < static_cast<int32_t>(st_.size()); ++k) {
+      if (st_[k].present() && st_[k].lease == op.revoke) {
+        SetKey(k, KState{});
+        changed_.push_back(k);
+      }
+    }
+    *changed = !changed_.empty();
+    if (check && op.rev != (*changed ? stamp : rev_)) {
+      UndoTo(mark);
+      return false;
+    }
+    return true;
+  }
   bool succ = true;
   for (const CCompare& c : op.cmps) {
     if (!CompareOne(c)) {

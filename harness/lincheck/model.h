@@ -10,7 +10,11 @@
 // every change carries the new revision (put: version + 1, create_revision on
 // first put; delete: the key is gone and its version restarts). The response
 // revision is the revision after the request. Ranges return every key of the
-// range, in key order, with all fields, and count. Leases are just recorded.
+// range, in key order, with all fields, and count. A put records its lease
+// on the key (0 detaches it); a LeaseRevoke deletes every key whose lease
+// is the revoked one, in one step (no step if there is none). Whether a
+// lease is alive is not modelled (the lease checker's job): a put with a
+// revoked lease is not refused here.
 // A txn that writes one key twice (etcd 3.4 accepts a delete over a from-key
 // range followed by a put inside it) is run op by op.
 //

@@ -357,6 +357,16 @@ class Search {
       served = -count;
     }
     std::sort(scored.begin(), scored.end());
+    // kOk revokes with header revision r come first: if one of them
+    // deleted keys, it made r (otherwise it is a no-op at r, see Settle).
+    if (auto it = ix_.revokes_at.find(r); it != ix_.revokes_at.end()) {
+      for (int u : it->second) {
+        if (lin_[u] || c_.ops[u].invoke > f.min_ret) continue;
+        bool all_must = true;
+        for (const Need& n : f.must) all_must &= Serves(u, n);
+        if (all_must) f.staged.push_back(u);
+      }
+    }
     for (const auto& [served, pos] : scored) {
       if (served > 0) break;
       f.staged.push_back(ix_.unknown[sign * pos]);

@@ -648,6 +648,162 @@ TEST(LinearizabilityTest, DeleteThenPutWithUnknownWritesAround) {
   EXPECT_FALSE(Linearizable(h));
 }
 
+// --- Leases: a put with a lease attaches the key, a LeaseRevoke deletes
+// every attached key in one revision (none if nothing is attached).
+
+Operation& PutWithLease(Builder& b, int64_t invoke, int64_t ret,
+                        std::string key, std::string value, int64_t lease,
+                        int64_t rev,
+                        Operation::Outcome outcome = Operation::kOk) {
+  Request req = PutRequest(std::move(key), std::move(value));
+  req.success[0].lease = lease;
+  return b.Add(invoke, ret, std::move(req), outcome, rev);
+}
+
+mvcc::KeyValue LeasedKv(std::string key, std::string value, int64_t create,
+                        int64_t mod, int64_t version, int64_t lease) {
+  mvcc::KeyValue kv =
+      Kv(std::move(key), std::move(value), create, mod, version);
+  kv.lease = lease;
+  return kv;
+}
+
+Operation& RangeAll(Builder& b, int64_t invoke, int64_t ret, int64_t rev,
+                    std::vector<mvcc::KeyValue> kvs) {
+  Operation& op = b.Add(invoke, ret, RangeRequest("a", std::string(1, '\0')),
+                        Operation::kOk, rev);
+  op.resp.results[0].count = static_cast<int64_t>(kvs.size());
+  op.resp.results[0].kvs = std::move(kvs);
+  return op;
+}
+
+TEST(LinearizabilityTest, LeaseRevokeDeletesAttachedKeys) {
+  Builder b;
+  PutWithLease(b, 0, 10, "a", "1", 7, 2);
+  PutWithLease(b, 20, 30, "b", "2", 7, 3);
+  b.Put(40, 50, "c", "3", 4);
+  b.Add(60, 70, RevokeRequest(7), Operation::kOk, 5);
+  RangeAll(b, 80, 90, 5, {Kv("c", "3", 4, 4, 1)});
+  EXPECT_TRUE(Linearizable(b.h()));
+  // An attached key that survives the revoke.
+  History h = b.h();
+  h.ops[4].resp.results[0].kvs = {LeasedKv("a", "1", 2, 2, 1, 7),
+                                  Kv("c", "3", 4, 4, 1)};
+  h.ops[4].resp.results[0].count = 2;
+  EXPECT_FALSE(Linearizable(h));
+  // One revision for all the keys it deletes.
+  h = b.h();
+  h.ops[3].resp.revision = 6;
+  h.ops[4].resp.revision = 6;
+  EXPECT_FALSE(Linearizable(h));
+  // A key attached to another lease stays.
+  Builder c;
+  PutWithLease(c, 0, 10, "a", "1", 8, 2);
+  c.Add(20, 30, RevokeRequest(7), Operation::kOk, 2);
+  RangeAll(c, 40, 50, 2, {LeasedKv("a", "1", 2, 2, 1, 8)});
+  EXPECT_TRUE(Linearizable(c.h()));
+}
+
+TEST(LinearizabilityTest, LeaseRevokeWithoutKeysTakesNoRevision) {
+  Builder b;
+  b.Put(0, 10, "a", "1", 2);
+  b.Add(20, 30, RevokeRequest(7), Operation::kOk, 2);
+  b.Put(40, 50, "a", "2", 3);
+  EXPECT_TRUE(Linearizable(b.h()));
+  b.mutable_h().ops[1].resp.revision = 3;
+  b.mutable_h().ops[2].resp.revision = 4;
+  EXPECT_FALSE(Linearizable(b.h()));
+}
+
+TEST(LinearizabilityTest, PutWithoutLeaseDetachesTheKey) {
+  Builder b;
+  PutWithLease(b, 0, 10, "a", "1", 7, 2);
+  b.Put(20, 30, "a", "2", 3);
+  b.Add(40, 50, RevokeRequest(7), Operation::kOk, 3);
+  b.Get(60, 70, "a", 3, {Kv("a", "2", 2, 3, 2)});
+  EXPECT_TRUE(Linearizable(b.h()));
+  // Still attached: the revoke would have deleted it.
+  Builder c;
+  PutWithLease(c, 0, 10, "a", "1", 7, 2);
+  PutWithLease(c, 20, 30, "a", "2", 7, 3);
+  c.Add(40, 50, RevokeRequest(7), Operation::kOk, 3);
+  c.Get(60, 70, "a", 3, {LeasedKv("a", "2", 2, 3, 2, 7)});
+  EXPECT_FALSE(Linearizable(c.h()));
+}
+
+TEST(LinearizabilityTest, ConcurrentRevokeEitherWay) {
+  // The revoke is concurrent with the read: before it (revision 3, the
+  // key gone) or after it (revision 2, the key there) are both fine.
+  for (bool revoked_first : {false, true}) {
+    Builder b;
+    PutWithLease(b, 0, 10, "a", "1", 7, 2);
+    b.Add(20, 100, RevokeRequest(7), Operation::kOk, 3);
+    if (revoked_first) {
+      b.Get(30, 40, "a", 3, {});
+    } else {
+      b.Get(30, 40, "a", 2, {LeasedKv("a", "1", 2, 2, 1, 7)});
+    }
+    EXPECT_TRUE(Linearizable(b.h())) << revoked_first;
+  }
+  // But not after the revoke returned.
+  Builder b;
+  PutWithLease(b, 0, 10, "a", "1", 7, 2);
+  b.Add(20, 30, RevokeRequest(7), Operation::kOk, 3);
+  b.Get(40, 50, "a", 2, {LeasedKv("a", "1", 2, 2, 1, 7)});
+  EXPECT_FALSE(Linearizable(b.h()));
+}
+
+TEST(LinearizabilityTest, LeaseExpiryIsAnUnknownRevoke) {
+  // Granted at 5; the leader revokes it at some time: revision 3 is its.
+  Builder b;
+  b.Add(5, 5, RevokeRequest(7), Operation::kUnknown, 0);
+  PutWithLease(b, 10, 20, "a", "1", 7, 2);
+  b.Get(30, 40, "a", 2, {LeasedKv("a", "1", 2, 2, 1, 7)});
+  b.Put(50, 60, "b", "2", 4);
+  RangeAll(b, 70, 80, 4, {Kv("b", "2", 4, 4, 1)});
+  EXPECT_TRUE(Linearizable(b.h()));
+  // Without the expiry nothing can make revision 3 and delete a.
+  History h = b.h();
+  h.ops[0].outcome = Operation::kFail;
+  EXPECT_FALSE(Linearizable(h));
+  // An expiry does not delete keys of other leases.
+  h = b.h();
+  h.ops[1].req.success[0].lease = 8;
+  h.ops[2].resp.results[0].kvs[0].lease = 8;
+  EXPECT_FALSE(Linearizable(h));
+  // It may take effect any time after its invoke, also on a key attached
+  // before it (here: after the put, before the read).
+  Builder c;
+  c.Add(50, 50, RevokeRequest(7), Operation::kUnknown, 0);
+  PutWithLease(c, 0, 10, "a", "1", 7, 2);
+  c.Get(60, 70, "a", 3, {});
+  EXPECT_TRUE(Linearizable(c.h()));
+  c.mutable_h().ops[2].resp.revision = 2;
+  EXPECT_FALSE(Linearizable(c.h()));  // a is there at 2
+  Builder d;
+  d.Add(50, 50, RevokeRequest(7), Operation::kUnknown, 0);
+  PutWithLease(d, 0, 10, "a", "1", 7, 2);
+  d.Get(60, 70, "a", 2, {LeasedKv("a", "1", 2, 2, 1, 7)});
+  d.Get(80, 90, "a", 3, {});
+  EXPECT_TRUE(Linearizable(d.h()));
+  // Not before its invoke: a read that returned before it was invoked
+  // cannot miss the key.
+  Builder e;
+  PutWithLease(e, 0, 10, "a", "1", 7, 2);
+  e.Get(20, 30, "a", 3, {});
+  e.Add(50, 50, RevokeRequest(7), Operation::kUnknown, 0);
+  EXPECT_FALSE(Linearizable(e.h()));
+}
+
+TEST(LinearizabilityTest, FormatRevoke) {
+  Builder b;
+  Operation& ok = b.Add(1, 2, RevokeRequest(7), Operation::kOk, 3);
+  EXPECT_EQ(FormatOp(ok), "#0 c0 [1,2] ok rev=3: revoke(lease=7) -> ok");
+  Operation& unk = b.Add(1, 2, RevokeRequest(7), Operation::kUnknown, 0);
+  EXPECT_EQ(FormatOp(unk), "#1 c1 [1,2] unknown: revoke(lease=7)");
+  EXPECT_FALSE(IsReadOnly(RevokeRequest(7)));
+}
+
 // --- Generated histories.
 
 TEST(LinearizabilityTest, GeneratorIsDeterministic) {
@@ -812,6 +968,15 @@ bool BfCompare(const Compare& c, const BfStore& s) {
 // Runs req on s; returns the response (prev fields only where asked for).
 Response BfApply(const Request& req, BfStore& s) {
   Response resp;
+  if (req.revoke_lease != 0) {
+    const size_t before = s.kv.size();
+    std::erase_if(s.kv, [&](const auto& e) {
+      return e.second.lease == req.revoke_lease;
+    });
+    if (s.kv.size() != before) ++s.rev;
+    resp.revision = s.rev;
+    return resp;
+  }
   resp.succeeded = true;
   for (const Compare& c : req.compares) resp.succeeded &= BfCompare(c, s);
   bool changed = false;
@@ -1013,11 +1178,11 @@ void Mutate(History* h, uint64_t r) {
           case 2:
             kv->create_revision += 1;
             break;
-          default:
+          default: {
+            const Operation& from = h->ops[next() % h->ops.size()];
             kv->value =
-                h->ops[next() % h->ops.size()].req.success.empty()
-                    ? "x"
-                    : h->ops[next() % h->ops.size()].req.success[0].value;
+                from.req.success.empty() ? "x" : from.req.success[0].value;
+          }
         }
         break;
       }
@@ -1064,7 +1229,9 @@ void Mutate(History* h, uint64_t r) {
 }
 
 // Checks one tiny (possibly mutated) history against the brute force.
-void CompareWithBruteForce(uint64_t seed, GenOptions gen = {}) {
+// (max_ops bounds the client ops; the brute force is exponential in them.)
+void CompareWithBruteForce(uint64_t seed, GenOptions gen = {},
+                           int max_ops = 10) {
   uint64_t x = seed;
   auto next = [&x]() {
     x += 0x9e3779b97f4a7c15ULL;
@@ -1073,7 +1240,7 @@ void CompareWithBruteForce(uint64_t seed, GenOptions gen = {}) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
   };
-  const int ops = 1 + static_cast<int>(next() % 10);
+  const int ops = 1 + static_cast<int>(next() % max_ops);
   const int clients = 1 + static_cast<int>(next() % 4);
   const int keys = 2 + static_cast<int>(next() % 3);
   const double unknown = static_cast<double>(next() % 41) / 100.0;
@@ -1144,6 +1311,48 @@ RC_GTEST_PROP(LinearizabilityProperty,
   CheckResult r = CheckLinearizable(GenerateHistory(gen));
   RC_ASSERT(!r.inconclusive);
   if (!r.ok) RC_FAIL(r.explanation);
+}
+
+RC_GTEST_PROP(LinearizabilityProperty, AgreesWithBruteForceWithLeases, ()) {
+  const auto seed = *rc::gen::arbitrary<uint64_t>();
+  GenOptions gen;
+  gen.leases = 2;
+  for (uint64_t i = 0; i < 10; ++i) {
+    CompareWithBruteForce(seed * 16 + i, gen, /*max_ops=*/7);
+  }
+}
+
+RC_GTEST_PROP(LinearizabilityProperty,
+              GeneratedHistoriesWithLeasesAreLinearizable, ()) {
+  GenOptions gen;
+  gen.seed = *rc::gen::arbitrary<uint64_t>();
+  gen.ops = *rc::gen::inRange(1, 1500);
+  gen.clients = *rc::gen::inRange(1, 60);
+  gen.keys = *rc::gen::inRange(2, 24);
+  gen.unknown_fraction = *rc::gen::inRange(0, 20) / 100.0;
+  gen.leases = *rc::gen::inRange(1, 30);
+  gen.same_key_txns = *rc::gen::arbitrary<bool>();
+  const History h = GenerateHistory(gen);
+  CheckResult r = CheckLinearizable(h);
+  RC_ASSERT(!r.inconclusive);
+  if (!r.ok) RC_FAIL(r.explanation);
+}
+
+RC_GTEST_PROP(LinearizabilityProperty, CorruptedReadWithLeasesIsNotLinearizable,
+              ()) {
+  GenOptions gen;
+  gen.seed = *rc::gen::arbitrary<uint64_t>();
+  gen.ops = *rc::gen::inRange(20, 400);
+  gen.clients = *rc::gen::inRange(1, 30);
+  gen.keys = *rc::gen::inRange(2, 12);
+  gen.unknown_fraction = *rc::gen::inRange(0, 20) / 100.0;
+  gen.leases = *rc::gen::inRange(1, 10);
+  const History h = GenerateHistory(gen);
+  RC_PRE(!ReadsWithValues(h).empty());
+  const History bad = CorruptReadValue(h, *rc::gen::arbitrary<uint64_t>());
+  CheckResult r = CheckLinearizable(bad);
+  RC_ASSERT(!r.ok);
+  RC_ASSERT(!r.inconclusive);
 }
 
 RC_GTEST_PROP(LinearizabilityProperty, GeneratedHistoriesAreLinearizable, ()) {
