@@ -49,10 +49,7 @@ std::vector<std::string> Raw(const std::vector<Url>& urls) {
   return out;
 }
 
-// Identity kept in the data dir: after the first start the member's ids
-// come from here and --initial-* flags are ignored, as in etcd. JSON,
-// written once at bootstrap (temp file, fsync, rename, directory fsync).
-constexpr char kIdentityFile[] = "member/detcd-identity.json";
+}  // namespace
 
 absl::StatusOr<Identity> ReadIdentity(PosixDisk& disk) {
   auto text = disk.ReadAll(kIdentityFile);
@@ -83,6 +80,8 @@ absl::Status WriteIdentity(PosixDisk& disk, const Identity& id) {
   if (auto s = disk.Rename(tmp, kIdentityFile); !s.ok()) return s;
   return disk.SyncDir("member");
 }
+
+namespace {
 
 // Times fsyncs for etcd's disk histograms: WAL files feed
 // etcd_disk_wal_fsync_duration_seconds; snapshot files, our counterpart of

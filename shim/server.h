@@ -42,6 +42,16 @@ struct Identity {
 // Applies etcd's rules to --initial-cluster and this member's flags.
 absl::StatusOr<Identity> IdentityFromConfig(const ServerConfig& c);
 
+class PosixDisk;
+// Identity kept in the data dir: after the first start the member's ids
+// come from here and --initial-* flags are ignored, as in etcd. JSON
+// {"member_id":N,"cluster_id":N}, written once when the member is created
+// (bootstrap, or `detcdctl snapshot restore`, restore.h): temp file,
+// fsync, rename, directory fsync. Paths are relative to the data dir.
+inline constexpr char kIdentityFile[] = "member/detcd-identity.json";
+absl::StatusOr<Identity> ReadIdentity(PosixDisk& disk);
+absl::Status WriteIdentity(PosixDisk& disk, const Identity& id);
+
 class DetcdServer {
  public:
   ~DetcdServer();

@@ -137,4 +137,33 @@ absl::Status BoltReader::ForEach(
   return inner;
 }
 
+absl::Status BoltReader::ForEachIn(
+    absl::string_view bucket,
+    const std::function<void(absl::string_view, absl::string_view)>& on_kv)
+    const {
+  absl::Status inner;
+  bool found = false;
+  absl::Status s = Walk(root_, {}, [&](absl::string_view name,
+                                       absl::string_view hdr, bool is_bucket) {
+    if (!inner.ok() || !is_bucket || name != bucket) return;
+    found = true;
+    if (hdr.size() < 16) {
+      inner = Corrupt("short bucket header");
+      return;
+    }
+    uint64_t root = Load<uint64_t>(hdr, 0);
+    absl::string_view inl = root == 0 ? hdr.substr(16) : absl::string_view();
+    inner = Walk(root, inl, [&](absl::string_view k, absl::string_view v,
+                                bool nested) {
+      if (!nested) on_kv(k, v);
+    }, 1);
+  }, 0);
+  if (!s.ok()) return s;
+  if (!inner.ok()) return inner;
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat("bolt: no bucket ", bucket));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace detcd::ctl

@@ -41,6 +41,12 @@ class BoltReader {
       const std::function<void(absl::string_view bucket)>& on_bucket,
       const std::function<void(absl::string_view bucket, absl::string_view key,
                                absl::string_view value)>& on_kv) const;
+  // on_kv(key, value) for the key-values of the top-level bucket `bucket`
+  // in key order (nested buckets skipped); NotFound if there is none.
+  absl::Status ForEachIn(
+      absl::string_view bucket,
+      const std::function<void(absl::string_view key,
+                               absl::string_view value)>& on_kv) const;
 
  private:
   absl::Status Walk(uint64_t pgid, absl::string_view inline_page,

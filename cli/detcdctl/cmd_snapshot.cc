@@ -8,6 +8,9 @@
 // image's store at its revision (what `endpoint hashkv` reported for that
 // revision), total keys counts the revisions kept (as etcd's "key" bucket
 // entries), total size is the file's size.
+// `snapshot restore` takes either kind of file (snapshot_file.h for the
+// checks, etcd_db.h for etcd's files) and writes a new cluster's member
+// data dir (shim/restore.h), logging etcd's two lines around it.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +36,7 @@
 #include "cli/detcdctl/snapshot_file.h"
 #include "detcd/errors.h"
 #include "shim/go_format.h"
+#include "shim/restore.h"
 
 namespace detcd::ctl {
 namespace {
@@ -154,6 +158,35 @@ absl::Status Save(Command& cmd, const ClientSetup& setup,
   return absl::OkStatus();
 }
 
+// etcd's Restore: the flags' checks, then the file's, then the data dir
+// (detcd writes it whole or not at all, where etcd may leave a partial one
+// behind after a bad hash).
+absl::Status Restore(const std::string& path, const shim::RestoreSpec& spec,
+                     bool skip_hash_check) {
+  absl::StatusOr<shim::RestorePlan> plan = shim::PlanRestore(spec);
+  if (!plan.ok()) return plan.status();
+  const std::string fields = absl::StrCat(
+      ",\"path\":", GoJsonString(path), ",\"wal-dir\":",
+      GoJsonString(plan->wal_dir), ",\"data-dir\":",
+      GoJsonString(plan->data_dir), ",\"snap-dir\":",
+      GoJsonString(plan->snap_dir));
+  ZapInfo("snapshot/v3_snapshot.go:296", "restoring snapshot", fields);
+  absl::StatusOr<SnapshotForRestore> snap =
+      ReadSnapshotForRestore(path, skip_hash_check);
+  if (!snap.ok()) return snap.status();
+  for (const std::string& w : snap->warnings) {
+    Err(absl::StrCat("{\"level\":\"warn\",\"ts\":",
+                     shim::GoFormatFloatF(EpochSeconds()),
+                     ",\"caller\":\"detcdctl/snapshot\",\"msg\":",
+                     GoJsonString(w), "}\n"));
+  }
+  if (absl::Status s = shim::WriteRestoredMember(*plan, snap->data); !s.ok()) {
+    return s;
+  }
+  ZapInfo("snapshot/v3_snapshot.go:309", "restored snapshot", fields);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::unique_ptr<Command> NewSnapshotCommand() {
@@ -178,20 +211,17 @@ std::unique_ptr<Command> NewSnapshotCommand() {
           ExitWithError(kExitBadArgs,
                         "snapshot restore requires exactly one argument");
         }
-        RestoreOptions o;
-        o.snapshot_path = args[0];
-        o.name = cmd.Lookup("name")->s();
-        o.data_dir = cmd.Lookup("data-dir")->s();
-        if (o.data_dir.empty()) o.data_dir = o.name + ".etcd";
-        o.wal_dir = cmd.Lookup("wal-dir")->s();
-        o.initial_cluster = cmd.Lookup("initial-cluster")->s();
-        o.initial_cluster_token = cmd.Lookup("initial-cluster-token")->s();
-        for (absl::string_view u :
-             absl::StrSplit(cmd.Lookup("initial-advertise-peer-urls")->s(), ',')) {
-          o.peer_urls.emplace_back(u);
-        }
-        o.skip_hash_check = cmd.Lookup("skip-hash-check")->b();
-        absl::Status s = RestoreSnapshot(o);
+        shim::RestoreSpec spec;
+        spec.name = cmd.Lookup("name")->s();
+        spec.data_dir = cmd.Lookup("data-dir")->s();
+        spec.wal_dir = cmd.Lookup("wal-dir")->s();
+        spec.initial_cluster = cmd.Lookup("initial-cluster")->s();
+        spec.initial_cluster_token =
+            cmd.Lookup("initial-cluster-token")->s();
+        spec.peer_urls = absl::StrSplit(
+            cmd.Lookup("initial-advertise-peer-urls")->s(), ',');
+        absl::Status s =
+            Restore(args[0], spec, cmd.Lookup("skip-hash-check")->b());
         if (!s.ok()) ExitWithError(kExitError, s.message());
       });
   restore->String("data-dir", 0, "", "Path to the data directory");

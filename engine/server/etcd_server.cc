@@ -891,4 +891,26 @@ void EtcdServer::SnapshotImage(Done<std::string> done) {
   done(std::move(out));
 }
 
+absl::Status EtcdServer::AdoptData(std::string_view kv_image,
+                                   std::string_view lessor_image) {
+  // Only the state Start leaves on an empty data dir: the founding entries
+  // applied, nothing else (no tick, so no election and no other entry).
+  const bool just_founded =
+      !opts_.node.initial_voters.empty() && ticks_ == 0 && !node_->failed() &&
+      node_->leader() == raft::kNone &&
+      node_->applied_index() == node_->conf_state().voters.size() &&
+      node_->committed_index() == node_->applied_index();
+  if (!just_founded) {
+    return absl::FailedPreconditionError(
+        "etcdserver: data can only be adopted right after founding a cluster");
+  }
+  if (absl::Status s = sm_.AdoptData(kv_image, lessor_image); !s.ok()) {
+    return s;
+  }
+  if (std::string bad = sm_.CheckLeaseInvariant(); !bad.empty()) {
+    return absl::DataLossError(absl::StrCat("lease snapshot: ", bad));
+  }
+  return node_->TakeSnapshot();
+}
+
 }  // namespace detcd::server

@@ -190,6 +190,16 @@ class EtcdServer {
   // where snapshot.metadata is (applied index, its term, membership) and
   // snapshot.data the state machine's image (etcd_state_machine.h).
   void SnapshotImage(Done<std::string> done);
+  // Disaster recovery (etcd's `snapshot restore`, shim/restore.h): on a
+  // member that has just founded a new cluster (Start on an empty data
+  // dir, before any tick or message), takes another cluster's store and
+  // leases (EtcdStateMachine::AdoptData) and snapshots the result at the
+  // founding entries' index, so the member restarts from it. Every founder
+  // given the same images writes the same snapshot. FailedPrecondition on
+  // any other member; DataLoss for images that do not decode or whose
+  // leases and keys disagree (then the member is to be thrown away).
+  absl::Status AdoptData(std::string_view kv_image,
+                         std::string_view lessor_image);
 
   // Watch: streams and watchers live in the hub; creates go through here
   // so the header revision and (planted) restart behaviour apply.

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/server/errors.h"
+#include "engine/util/check.h"
 #include "engine/util/coding.h"
 #include "engine/util/hash.h"
 
@@ -279,6 +280,21 @@ absl::Status EtcdStateMachine::Restore(std::string_view image) {
   result_hash_ = hash;
   recent_ids_ = absl::btree_set<uint64_t>(order.begin(), order.end());
   recent_order_ = std::move(order);
+  if (on_restore_) on_restore_();
+  return absl::OkStatus();
+}
+
+absl::Status EtcdStateMachine::AdoptData(std::string_view kv_image,
+                                         std::string_view lessor_image) {
+  // The lessor image is checked first: KvStore::Restore replaces the store
+  // only once the whole image is valid, so after it nothing can fail.
+  lease::Lessor lease_check(opts_.lease);
+  if (absl::Status s = lease_check.Restore(lessor_image); !s.ok()) return s;
+  if (absl::Status s = kv_.Restore(kv_image); !s.ok()) return s;
+  absl::Status s = lessor_.Restore(lessor_image);
+  DETCD_CHECK(s.ok());
+  alarms_ = AlarmSet();
+  db_size_ = db_size_in_use();
   if (on_restore_) on_restore_();
   return absl::OkStatus();
 }

@@ -96,6 +96,13 @@ class EtcdStateMachine final : public StateMachine {
                               const raft::ConfState& after) override;
   std::string Snapshot() const override;
   absl::Status Restore(std::string_view image) override;
+  // Disaster recovery (etcd's `snapshot restore`, shim/restore.h): takes
+  // another cluster's store and leases (a KvStore image and a Lessor image)
+  // and drops the alarms (they name that cluster's members), keeping this
+  // state machine's membership (the new cluster's founders), last index,
+  // result hash and recent request ids. Nothing changes on error.
+  absl::Status AdoptData(std::string_view kv_image,
+                         std::string_view lessor_image);
 
   // Called with each write transaction's events right after it commits
   // (the watch hub's feed), and after a Restore replaced the state.
