@@ -560,6 +560,10 @@ constexpr char kExperimental[] = "Experimental feature";
 constexpr char kUnsafe[] = "Unsafe feature";
 constexpr char kDeprecated[] = "TO BE DEPRECATED";
 constexpr char kOther[] = "";
+// etcd 3.6 reads the v3 discovery settings from a nested
+// "discovery-config" block of its config file, which detcd does not.
+constexpr char kV3DiscoveryNote[] =
+    "etcd 3.6 flag (not read from a config file)";
 
 const FlagDef kFlags[] = {
     {"config-file", Kind::kString, DETCD_F(config_file), "", kOther,
@@ -681,25 +685,73 @@ const FlagDef kFlags[] = {
      "This member's client URLs, as told to clients.", kImpl, "", Yaml::kUrls,
      nullptr},
     {"discovery", Kind::kString, DETCD_F(discovery), "", kClustering,
-     "Discovery service URL to bootstrap the cluster with.", kStore,
-     "discovery is later work (the server must refuse to start "
-     "without it)",
-     Yaml::kString, nullptr},
+     "Discovery service URL to bootstrap the cluster with (etcd's v2 "
+     "discovery protocol).",
+     kImpl, "", Yaml::kString, nullptr},
     {"discovery-fallback", Kind::kSelective, DETCD_F(discovery_fallback),
      "proxy", kClustering,
-     "What to do when discovery fails: 'exit' or 'proxy' (v2 proxy: detcd "
-     "exits).",
-     kStore, "detcd never falls back to a v2 proxy", Yaml::kSelective,
-     "exit|proxy"},
+     "What to do when the discovery cluster is full: 'exit' or 'proxy' (v2 "
+     "proxy: detcd exits).",
+     kRef,
+     "'proxy' is refused when the cluster is full: detcd has no v2 proxy",
+     Yaml::kSelective, "exit|proxy"},
     {"discovery-proxy", Kind::kString, DETCD_F(discovery_proxy), "",
-     kClustering, "HTTP proxy for the discovery service.", kStore,
-     "discovery is later work", Yaml::kString, nullptr},
+     kClustering, "HTTP proxy for the discovery service.", kImpl, "",
+     Yaml::kString, nullptr},
     {"discovery-srv", Kind::kString, DETCD_F(discovery_srv), "", kClustering,
-     "DNS domain whose SRV records list the cluster.", kStore,
-     "DNS discovery is later work", Yaml::kString, nullptr},
+     "DNS domain whose SRV records list the cluster.", kImpl,
+     "https and http records are combined, as in etcd 3.5",
+     Yaml::kString, nullptr},
     {"discovery-srv-name", Kind::kString, DETCD_F(discovery_srv_name), "",
-     kClustering, "Suffix of the SRV names queried.", kStore,
-     "DNS discovery is later work", Yaml::kString, nullptr},
+     kClustering, "Suffix of the SRV names queried.", kImpl, "",
+     Yaml::kString, nullptr},
+    // etcd 3.6's v3 discovery.
+    {"discovery-endpoints", Kind::kUniqueStrings, DETCD_F(discovery_endpoints),
+     "", kClustering,
+     "V3 discovery: gRPC endpoints of the discovery service (etcd 3.6).",
+     kImpl, kV3DiscoveryNote, Yaml::kNone, nullptr},
+    {"discovery-token", Kind::kString, DETCD_F(discovery_token), "",
+     kClustering, "V3 discovery: token of the cluster to bootstrap.", kImpl,
+     kV3DiscoveryNote, Yaml::kNone, nullptr},
+    {"discovery-dial-timeout", Kind::kDuration,
+     DETCD_F(discovery_dial_timeout_ms), "2s", kClustering,
+     "V3 discovery: dial timeout of the client.", kImpl, kV3DiscoveryNote,
+     Yaml::kNone, nullptr},
+    {"discovery-request-timeout", Kind::kDuration,
+     DETCD_F(discovery_request_timeout_ms), "5s", kClustering,
+     "V3 discovery: timeout of each discovery request.", kImpl,
+     kV3DiscoveryNote, Yaml::kNone, nullptr},
+    {"discovery-keepalive-time", Kind::kDuration,
+     DETCD_F(discovery_keepalive_time_ms), "2s", kClustering,
+     "V3 discovery: keepalive time of the client's connections.", kImpl,
+     kV3DiscoveryNote, Yaml::kNone, nullptr},
+    {"discovery-keepalive-timeout", Kind::kDuration,
+     DETCD_F(discovery_keepalive_timeout_ms), "6s", kClustering,
+     "V3 discovery: keepalive timeout of the client's connections.", kImpl,
+     kV3DiscoveryNote, Yaml::kNone, nullptr},
+    {"discovery-insecure-transport", Kind::kBool,
+     DETCD_F(discovery_insecure_transport), "true", kClustering,
+     "V3 discovery: no transport security.", kImpl, kV3DiscoveryNote,
+     Yaml::kNone, nullptr},
+    {"discovery-insecure-skip-tls-verify", Kind::kBool,
+     DETCD_F(discovery_insecure_skip_tls_verify), "false", kClustering,
+     "V3 discovery: skip the server certificate check (testing only).", kImpl,
+     kV3DiscoveryNote, Yaml::kNone, nullptr},
+    {"discovery-cert", Kind::kString, DETCD_F(discovery_cert), "",
+     kClustering, "V3 discovery: client TLS certificate file.", kImpl,
+     kV3DiscoveryNote, Yaml::kNone, nullptr},
+    {"discovery-key", Kind::kString, DETCD_F(discovery_key), "", kClustering,
+     "V3 discovery: client TLS key file.", kImpl, kV3DiscoveryNote,
+     Yaml::kNone, nullptr},
+    {"discovery-cacert", Kind::kString, DETCD_F(discovery_cacert), "",
+     kClustering, "V3 discovery: CA bundle to verify the servers with.",
+     kImpl, kV3DiscoveryNote, Yaml::kNone, nullptr},
+    {"discovery-user", Kind::kString, DETCD_F(discovery_user), "",
+     kClustering, "V3 discovery: username[:password] to authenticate with.",
+     kImpl, kV3DiscoveryNote, Yaml::kNone, nullptr},
+    {"discovery-password", Kind::kString, DETCD_F(discovery_password), "",
+     kClustering, "V3 discovery: password (when not in --discovery-user).",
+     kImpl, kV3DiscoveryNote, Yaml::kNone, nullptr},
     {"strict-reconfig-check", Kind::kBool, DETCD_F(strict_reconfig_check),
      "true", kClustering, "Reject membership changes that would lose quorum.",
      kImpl, "", Yaml::kBool, nullptr},
@@ -1885,6 +1937,20 @@ std::optional<std::string> Validate(ServerConfig& c) {
     return "multiple discovery or bootstrap flags are set. Choose one of "
            "\"initial-cluster\", \"discovery\" or \"discovery-srv\"";
   }
+  // etcd 3.6's v3 discovery is one more source, with 3.6's texts.
+  if (!c.discovery_endpoints.empty() && bootstrap_sources > 0) {
+    return "multiple discovery or bootstrap flags are set. Choose one of "
+           "\"initial-cluster\", \"discovery-endpoints\" or "
+           "\"discovery-srv\"";
+  }
+  if (c.discovery_token.empty() != c.discovery_endpoints.empty()) {
+    return "both --discovery-token and --discovery-endpoints must be set";
+  }
+  for (const std::string& ep : c.discovery_endpoints) {
+    if (absl::StripAsciiWhitespace(ep).empty()) {
+      return "--discovery-endpoints must not contain empty endpoints";
+    }
+  }
   if (c.heartbeat_interval_ms <= 0) {
     return absl::StrFormat("--heartbeat-interval must be >0 (set to %dms)",
                            c.heartbeat_interval_ms);
@@ -2178,6 +2244,11 @@ absl::StatusOr<Url> ParseUrl(std::string_view s) {
   return ParseOneUrl(absl::string_view(s.data(), s.size()));
 }
 
+absl::StatusOr<std::vector<ClusterMember>> ParseClusterString(
+    std::string_view s) {
+  return ParseInitialCluster(absl::string_view(s.data(), s.size()));
+}
+
 std::string UsageText() {
   std::string out = kUsageHeader;
   std::string section = "-";
@@ -2297,7 +2368,7 @@ ParseOutcome ParseServerConfig(const std::vector<std::string>& args,
       c.advertise_client_urls.clear();
     }
     if ((!c.discovery.empty() || !c.discovery_srv.empty() ||
-         !c.discovery_srv_name.empty()) &&
+         !c.discovery_srv_name.empty() || !c.discovery_endpoints.empty()) &&
         !st.actual.count("initial-cluster")) {
       c.initial_cluster_string.clear();
     }

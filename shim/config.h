@@ -104,6 +104,19 @@ struct ServerConfig {
   std::string initial_cluster_state = "new";
   std::string discovery, discovery_fallback = "proxy", discovery_proxy,
                          discovery_srv, discovery_srv_name;
+  // etcd 3.6's v3 discovery (shim/discovery.h): a token and the gRPC
+  // endpoints of the etcd (or detcd) cluster that serves it, with its
+  // client settings (etcd 3.6's defaults).
+  std::string discovery_token;
+  std::vector<std::string> discovery_endpoints;  // sorted, unique
+  int64_t discovery_dial_timeout_ms = 2000;
+  int64_t discovery_request_timeout_ms = 5000;
+  int64_t discovery_keepalive_time_ms = 2000;
+  int64_t discovery_keepalive_timeout_ms = 6000;
+  bool discovery_insecure_transport = true;
+  bool discovery_insecure_skip_tls_verify = false;
+  std::string discovery_cert, discovery_key, discovery_cacert;
+  std::string discovery_user, discovery_password;
   bool strict_reconfig_check = true;
   bool enable_v2 = false;                  // only false is accepted
   std::string v2_deprecation = "not-yet";  // etcd 3.5
@@ -221,6 +234,12 @@ std::string UsageText();
 // One URL checked as etcd checks each element of a URL list; error texts are
 // etcd's ("URL scheme must be http, https, unix, or unixs: ...").
 absl::StatusOr<Url> ParseUrl(std::string_view s);
+
+// A cluster string "n1=u1,n1=u2,n2=u3" as etcd's types.NewURLsMap reads it
+// (--initial-cluster, or what discovery returns): members in order of first
+// appearance, a repeated name adding URLs, each member's URLs sorted.
+absl::StatusOr<std::vector<ClusterMember>> ParseClusterString(
+    std::string_view s);
 
 // What detcd does with a flag (docs/flags.md lists these).
 enum class FlagStatus {

@@ -21,6 +21,7 @@
 #include "engine/server/etcd_server.h"
 #include "nlohmann/json.hpp"
 #include "shim/client_listener.h"
+#include "shim/discovery.h"
 #include "shim/engine_loop.h"
 #include "shim/log.h"
 #include "shim/metrics.h"
@@ -616,7 +617,9 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
           "detcd: --initial-cluster-state=existing (joining a running "
           "cluster) is not served yet");
     }
-    auto id = IdentityFromConfig(c);
+    // Discovery (URL, token or DNS SRV) stands in for --initial-cluster.
+    auto id = UsesDiscovery(c) ? IdentityFromDiscovery(c)
+                               : IdentityFromConfig(c);
     if (!id.ok()) return id.status();
     m.identity = *id;
     for (const Identity::Founder& f : m.identity.founders) {
