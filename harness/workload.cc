@@ -655,6 +655,44 @@ void Workload::OnWatchDown(uint64_t node) {
 
 // ---- lease clients ----
 
+// Lease clients' writes go into the KV history like any other client's:
+// every revision of the run is then explained by a recorded operation (the
+// checker runs without external writes). An operation stays kUnknown
+// unless an answer settles it before the step's timeout.
+int Workload::StartLeaseOp(int l, Request req) {
+  Operation op;
+  op.id = static_cast<int>(history_.ops.size());
+  op.client = opts_.clients + l;  // after the KV clients
+  op.invoke_ns = cluster_->world().now();
+  op.return_ns = op.invoke_ns;
+  op.outcome = Operation::kUnknown;
+  op.req = std::move(req);
+  history_.ops.push_back(std::move(op));
+  return static_cast<int>(history_.ops.size()) - 1;
+}
+
+void Workload::FinishLeaseOp(int op_index, const absl::Status& s, bool sync,
+                             absl::FunctionRef<Response()> ok_response) {
+  sim::World& world = cluster_->world();
+  Operation& op = history_.ops[op_index];
+  op.return_ns = world.now();
+  if (s.ok()) {
+    op.outcome = Operation::kOk;
+    op.resp = ok_response();
+    last_revision_ = std::max(last_revision_, op.resp.revision);
+  } else {
+    op.outcome = Definite(s, sync) ? Operation::kFail : Operation::kUnknown;
+  }
+  world.NoteHash(sim::TraceKind::kResponse, op.client, op.outcome,
+                 TraceHashResponse(s, op.resp));
+  if (Trace* t = cluster_->trace()) {
+    t->Span(op.invoke_ns, world.now(), 1000 + op.client, FormatOp(op),
+            op.outcome == Operation::kOk     ? "ok"
+            : op.outcome == Operation::kFail ? std::string(s.message())
+                                             : "unknown");
+  }
+}
+
 void Workload::NextLease(int l) {
   if (done()) return;
   LeaseClient& lc = *lease_[l];
@@ -702,6 +740,11 @@ void Workload::LeaseStep(int l) {
           ++stats_.lease_grants;
           lease_checker_.OnGranted(lc.lease, lc.ttl_s, invoke,
                                    cluster_->world().now());
+          // Its expiry: the leader revokes it (and its keys) once its TTL
+          // ran out, at a time no client sees: a revoke that may happen any
+          // time from now on.
+          const int expiry = StartLeaseOp(l, RevokeRequest(lc.lease));
+          (void)expiry;  // stays kUnknown
           lc.phase = 1;
           lc.keepalives_left = static_cast<int>(rng_.Uniform(6));
           again(sim::kMillisecond);
@@ -710,14 +753,22 @@ void Workload::LeaseStep(int l) {
       return;
     }
     case 1: {  // attach keys
-      etcdserverpb::PutRequest r;
-      r.set_key(absl::StrCat("lease/", lc.lease, "/", lc.keys));
-      r.set_value(absl::StrCat("v", world.now()));
-      r.set_lease(lc.lease);
-      cluster_->Call(node, [&](server::EtcdServer& s) {
-        s.Put(r, [this, l, current, again](
+      Request req = PutRequest(absl::StrCat("lease/", lc.lease, "/", lc.keys),
+                               absl::StrCat("l", l, "-", world.now()));
+      req.success[0].lease = lc.lease;
+      const etcdserverpb::PutRequest r = PutProto(req.success[0]);
+      const int op = StartLeaseOp(l, std::move(req));
+      auto sync = std::make_shared<bool>(true);
+      const bool up = cluster_->Call(node, [&](server::EtcdServer& s) {
+        s.Put(r, [this, l, op, sync, current, again](
                      absl::StatusOr<etcdserverpb::PutResponse> resp) {
-          if (!current()) return;
+          if (!current()) return;  // timed out: stays unknown
+          FinishLeaseOp(op, resp.status(), *sync, [&] {
+            Response out;
+            out.revision = resp->header().revision();
+            out.results.push_back(FromPut(*resp));
+            return out;
+          });
           LeaseClient& lc = *lease_[l];
           ++lc.seq;
           if (!resp.ok() && resp.status().code() == absl::StatusCode::kNotFound) {
@@ -727,6 +778,11 @@ void Workload::LeaseStep(int l) {
           again(sim::kMillisecond);
         });
       });
+      *sync = false;
+      if (!up) {
+        FinishLeaseOp(op, absl::UnavailableError("member down"), true,
+                      [] { return Response(); });
+      }
       return;
     }
     case 2: {  // keep alive, then revoke or abandon
@@ -738,13 +794,28 @@ void Workload::LeaseStep(int l) {
         etcdserverpb::LeaseRevokeRequest r;
         r.set_id(lc.lease);
         lease_checker_.OnRevokeRequested(lc.lease, invoke);
-        cluster_->Call(node, [&](server::EtcdServer& s) {
-          s.LeaseRevoke(r, [this, l, current](auto) {
-            if (!current()) return;
+        const int op = StartLeaseOp(l, RevokeRequest(lc.lease));
+        auto sync = std::make_shared<bool>(true);
+        const bool up = cluster_->Call(node, [&](server::EtcdServer& s) {
+          s.LeaseRevoke(r, [this, l, op, sync, current](
+                               absl::StatusOr<
+                                   etcdserverpb::LeaseRevokeResponse>
+                                   resp) {
+            if (!current()) return;  // timed out: stays unknown
+            FinishLeaseOp(op, resp.status(), *sync, [&] {
+              Response out;
+              out.revision = resp->header().revision();
+              return out;
+            });
             ++lease_[l]->seq;
             Later(sim::kMillisecond, [this, l] { NextLease(l); });
           });
         });
+        *sync = false;
+        if (!up) {
+          FinishLeaseOp(op, absl::UnavailableError("member down"), true,
+                      [] { return Response(); });
+        }
         return;
       }
       // Mostly well within the TTL; sometimes too late, and sometimes right

@@ -18,7 +18,9 @@
 //    Everything they receive goes to the WatchChecker.
 //  - Lease clients: grant a lease, attach keys lease/<id>/<n> to it, keep
 //    it alive for a while, then revoke it or let it expire. Everything goes
-//    to the LeaseChecker.
+//    to the LeaseChecker; their puts and revokes, and each lease's expiry
+//    (a revoke that may happen any time after the grant), also go into the
+//    History, so every revision of the run comes from a recorded request.
 #ifndef DETCD_HARNESS_WORKLOAD_H_
 #define DETCD_HARNESS_WORKLOAD_H_
 
@@ -27,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "engine/env/env.h"
 #include "harness/cluster.h"
 #include "harness/history.h"
@@ -87,6 +91,9 @@ class Workload {
   // Lease.
   void NextLease(int l);
   void LeaseStep(int l);
+  int StartLeaseOp(int l, Request req);
+  void FinishLeaseOp(int op_index, const absl::Status& s, bool sync,
+                     absl::FunctionRef<Response()> ok_response);
   uint64_t RandomUpNode();
   void Later(int64_t delay_ns, std::function<void()> fn);
 
