@@ -21,6 +21,7 @@ proxy refusal).
 import hashlib
 import shutil
 import signal
+import socket
 import urllib.parse
 import urllib.request
 import uuid
@@ -113,8 +114,49 @@ class V2Discovery(it.ClusterTestCase):
                           fatal["error"])
             self.assertIn("--discovery-fallback=proxy", fatal["error"])
 
-        # The cluster is unharmed.
+        # The cluster is unharmed; a restarted member comes back from its
+        # data dir (discovery is not asked again).
         c.ctl_ok(["put", "after", "full"])
+        c.members[0].restart()
+        c.wait_healthy()
+        r = c.ctl_ok(["get", "after", "--print-value-only"],
+                     members=[c.members[0]])
+        self.assertEqual(r.out.strip(), "full")
+
+    def test_discovery_proxy(self):
+        # --discovery-proxy: requests go to the proxy, in proxy form
+        # (absolute URL). Ours answers 503, which discovery retries.
+        durl = self.new_token(3)
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        srv.settimeout(20)
+        self.addCleanup(srv.close)
+        c = dl.discovery_cluster(
+            self, it.CONFIG["server"], 1,
+            ["--discovery", durl, "--discovery-proxy",
+             "127.0.0.1:%d" % srv.getsockname()[1]])
+        m = c.members[0]
+        m.start()
+        conn, _ = srv.accept()
+        with conn:
+            conn.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\n"
+                         b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        first = head.split(b"\r\n", 1)[0].decode()
+        self.assertTrue(first.startswith("GET %s/_config/size?" % durl),
+                        first)
+        retried = dl.wait_for(lambda: dl.find_record(
+            dl.log_records(m.log_text()),
+            "failed to get from discovery server"), timeout=10)
+        self.assertIsNotNone(retried, m.log_tail())
+        m.kill()
 
     def test_duplicate_name(self):
         durl = self.new_token(2)
