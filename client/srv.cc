@@ -71,14 +71,13 @@ void ShuffleByWeight(std::vector<SrvRecord>::iterator first,
 absl::StatusOr<std::vector<SrvRecord>> LookupSrv(absl::string_view service,
                                                  absl::string_view proto,
                                                  absl::string_view domain) {
-  const std::string name =
-      absl::StrCat("_", service, "._", proto, ".", domain);
+  const std::string name = absl::StrCat("_", service, "._", proto, ".", domain);
   struct __res_state st;
   std::memset(&st, 0, sizeof st);
   if (res_ninit(&st) != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("lookup ", name, ": cannot read the resolver "
-                                      "configuration"));
+    return absl::UnavailableError(absl::StrCat("lookup ", name,
+                                               ": cannot read the resolver "
+                                               "configuration"));
   }
   const std::string server = FirstServer(st);
   std::vector<unsigned char> answer(NS_MAXMSG);
@@ -151,8 +150,7 @@ absl::StatusOr<std::vector<std::string>> SrvClientEndpoints(
   const char* schemes[2] = {"https", "http"};
   for (int i = 0; i < 2; ++i) {
     auto records = LookupSrv(
-        SrvServiceName("etcd-client", service_name, schemes[i]), "tcp",
-        domain);
+        SrvServiceName("etcd-client", service_name, schemes[i]), "tcp", domain);
     if (!records.ok()) {
       errs[i] = records.status();
       continue;
@@ -163,9 +161,8 @@ absl::StatusOr<std::vector<std::string>> SrvClientEndpoints(
     }
   }
   if (!errs[0].ok() && !errs[1].ok()) {
-    return absl::NotFoundError(absl::StrCat("dns lookup errors: ",
-                                            errs[0].message(), " and ",
-                                            errs[1].message()));
+    return absl::NotFoundError(absl::StrCat(
+        "dns lookup errors: ", errs[0].message(), " and ", errs[1].message()));
   }
   return endpoints;
 }

@@ -95,8 +95,8 @@ class StopSignalWatch {
       for (int sig : {SIGTERM, SIGINT}) {
         if (sigismember(&pending, sig) != 1) continue;
         DLOG_INFO("received signal; shutting down",
-                  {{"signal", std::string(sig == SIGINT ? "interrupt"
-                                                        : "terminated")}});
+                  {{"signal",
+                    std::string(sig == SIGINT ? "interrupt" : "terminated")}});
         signal(sig, SIG_DFL);
         sigset_t one;
         sigemptyset(&one);
@@ -240,10 +240,9 @@ void LogDiscoveryFailure(const ServerConfig& c, const std::string& token,
     DLOG_WARN("failed to start etcd", {{"error", wrapped}});
   }
   if (sentinel == kErrDuplicateId) {
-    DLOG_WARN("member has been registered with discovery service",
-              {{"name", c.name},
-               {"discovery-token", token},
-               {"error", sentinel}});
+    DLOG_WARN(
+        "member has been registered with discovery service",
+        {{"name", c.name}, {"discovery-token", token}, {"error", sentinel}});
     DLOG_WARN("but could not find valid cluster configuration",
               {{"data-dir", c.data_dir}});
     DLOG_WARN("check data dir if previous bootstrap succeeded");
@@ -252,13 +251,15 @@ void LogDiscoveryFailure(const ServerConfig& c, const std::string& token,
     DLOG_WARN("member with duplicated name has already been registered",
               {{"discovery-token", token}, {"error", sentinel}});
     DLOG_WARN("cURL the discovery token URL for details");
-    DLOG_WARN("do not reuse discovery token; generate a new one to bootstrap "
-              "a cluster");
+    DLOG_WARN(
+        "do not reuse discovery token; generate a new one to bootstrap "
+        "a cluster");
   } else {
     DLOG_WARN("failed to bootstrap; discovery token was already used",
               {{"discovery-token", token}, {"error", wrapped}});
-    DLOG_WARN("do not reuse discovery token; generate a new one to bootstrap "
-              "a cluster");
+    DLOG_WARN(
+        "do not reuse discovery token; generate a new one to bootstrap "
+        "a cluster");
   }
 }
 
@@ -317,8 +318,7 @@ class V2Keys {
     V2Keys k;
     const size_t scheme_end = durl.find("://");
     if (scheme_end == std::string::npos || scheme_end == 0) {
-      return Err(absl::StrCat("parse \"", durl,
-                              "\": missing protocol scheme"));
+      return Err(absl::StrCat("parse \"", durl, "\": missing protocol scheme"));
     }
     const size_t path_start = durl.find('/', scheme_end + 3);
     k.endpoint_ = durl.substr(0, path_start);
@@ -329,10 +329,10 @@ class V2Keys {
     k.url_ = k.endpoint_;
     if (!dproxy.empty()) {
       // etcd's newProxyFunc: a proxy without an http(s) scheme gets http://.
-      k.proxy_ = absl::StartsWith(dproxy, "http") &&
-                         absl::StrContains(dproxy, "://")
-                     ? dproxy
-                     : absl::StrCat("http://", dproxy);
+      k.proxy_ =
+          absl::StartsWith(dproxy, "http") && absl::StrContains(dproxy, "://")
+              ? dproxy
+              : absl::StrCat("http://", dproxy);
       DLOG_INFO("running proxy with discovery", {{"proxy-url", k.proxy_}});
     }
     return k;
@@ -351,9 +351,8 @@ class V2Keys {
   }
   // A long poll for the first change at or after wait_index.
   V2Reply Watch(const std::string& key, uint64_t wait_index, bool recursive) {
-    const std::string q =
-        absl::StrCat(recursive ? "recursive=true&" : "",
-                     "wait=true&waitIndex=", wait_index);
+    const std::string q = absl::StrCat(recursive ? "recursive=true&" : "",
+                                       "wait=true&waitIndex=", wait_index);
     for (;;) {
       V2Reply r = Do("GET", key, q, "", true);
       // Go's watcher asks again after an empty body.
@@ -400,8 +399,8 @@ class V2Keys {
     constexpr absl::string_view kName = "x-etcd-index:";
     if (line.size() > kName.size() &&
         absl::EqualsIgnoreCase(line.substr(0, kName.size()), kName)) {
-      s->etcd_index = std::string(
-          absl::StripAsciiWhitespace(line.substr(kName.size())));
+      s->etcd_index =
+          std::string(absl::StripAsciiWhitespace(line.substr(kName.size())));
     }
     return size * n;
   }
@@ -437,7 +436,8 @@ class V2Keys {
     if (absl::string_view(method) == "PUT") {
       curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
       curl_easy_setopt(c, CURLOPT_POSTFIELDS, form.c_str());
-      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(form.size()));
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE,
+                       static_cast<long>(form.size()));
       headers = curl_slist_append(
           headers, "Content-Type: application/x-www-form-urlencoded");
       curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
@@ -446,8 +446,8 @@ class V2Keys {
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     curl_slist_free_all(headers);
-    const std::string go_method = absl::string_view(method) == "PUT" ? "Put"
-                                                                    : "Get";
+    const std::string go_method =
+        absl::string_view(method) == "PUT" ? "Put" : "Get";
     if (rc == CURLE_OPERATION_TIMEDOUT) {
       r.kind = V2Reply::Kind::kFailed;
       r.error = "context deadline exceeded";
@@ -455,26 +455,26 @@ class V2Keys {
     }
     if (rc != CURLE_OK || sink.overflow) {
       const std::string why =
-          sink.overflow ? "reply too large"
-                        : (errbuf[0] != 0 ? std::string(errbuf)
-                                          : curl_easy_strerror(rc));
+          sink.overflow
+              ? "reply too large"
+              : (errbuf[0] != 0 ? std::string(errbuf) : curl_easy_strerror(rc));
       r.kind = V2Reply::Kind::kUnavailable;
-      r.detail = absl::StrCat("error #0: ", go_method, " \"", url, "\": ",
-                              why, "\n");
+      r.detail =
+          absl::StrCat("error #0: ", go_method, " \"", url, "\": ", why, "\n");
       r.error = absl::StrCat(
           "client: etcd cluster is unavailable or misconfigured; ", r.detail);
       return r;
     }
     if (code / 100 == 5) {
       r.kind = V2Reply::Kind::kUnavailable;
-      r.detail = absl::StrCat(
-          "error #0: ",
-          code == 500 || code == 503
-              ? absl::StrCat("client: etcd member ", endpoint_,
-                             " has no leader")
-              : absl::StrCat("client: etcd member ", endpoint_,
-                             " returns server error [", code, "]"),
-          "\n");
+      r.detail =
+          absl::StrCat("error #0: ",
+                       code == 500 || code == 503
+                           ? absl::StrCat("client: etcd member ", endpoint_,
+                                          " has no leader")
+                           : absl::StrCat("client: etcd member ", endpoint_,
+                                          " returns server error [", code, "]"),
+                       "\n");
       r.error = absl::StrCat(
           "client: etcd cluster is unavailable or misconfigured; ", r.detail);
       return r;
@@ -513,9 +513,10 @@ class V2Keys {
     const std::string cause = j.contains("cause") && j["cause"].is_string()
                                   ? j["cause"].get<std::string>()
                                   : "";
-    const uint64_t index = j.contains("index") && j["index"].is_number_unsigned()
-                               ? j["index"].get<uint64_t>()
-                               : 0;
+    const uint64_t index =
+        j.contains("index") && j["index"].is_number_unsigned()
+            ? j["index"].get<uint64_t>()
+            : 0;
     r.error = absl::StrCat(r.error_code, ": ", message, " (", cause, ") [",
                            index, "]");
     return r;
@@ -530,7 +531,8 @@ class V2Keys {
 class V2Discovery {
  public:
   V2Discovery(V2Keys keys, uint64_t id)
-      : keys_(std::move(keys)), self_key_(JoinPath({keys_.token(), IdHex(id)})) {}
+      : keys_(std::move(keys)),
+        self_key_(JoinPath({keys_.token(), IdHex(id)})) {}
 
   // etcd's joinCluster: the cluster string, or an error whose text is one
   // of the discovery errors (or a client error).
@@ -577,7 +579,8 @@ class V2Discovery {
       // client's error text ("100: Key not found (...) [N]") is what it
       // reports; so do we.
       if (r.kind != V2Reply::Kind::kOk) return Err(r.error);
-      const V2Node size_node = NodeFromJson(r.body.value("node", nlohmann::json()));
+      const V2Node size_node =
+          NodeFromJson(r.body.value("node", nlohmann::json()));
       uint64_t size = 0;
       if (size_node.value.empty() ||
           !std::all_of(size_node.value.begin(), size_node.value.end(),
@@ -728,8 +731,10 @@ class V3Discovery {
   V3Discovery(const ServerConfig& c, uint64_t id)
       : cfg_(c),
         token_(c.discovery_token),
-        size_key_(JoinPath({kRegistryPrefix, c.discovery_token, "_config/size"})),
-        members_prefix_(JoinPath({kRegistryPrefix, c.discovery_token, "members"})),
+        size_key_(
+            JoinPath({kRegistryPrefix, c.discovery_token, "_config/size"})),
+        members_prefix_(
+            JoinPath({kRegistryPrefix, c.discovery_token, "members"})),
         self_key_(JoinPath({members_prefix_, IdHex(id)})),
         request_timeout_(absl::Milliseconds(c.discovery_request_timeout_ms)) {}
 
@@ -888,7 +893,8 @@ class V3Discovery {
       etcdserverpb::PutRequest put;
       put.set_key(self_key_);
       put.set_value(config);
-      auto r = client_->Put(put, client::CallOptions::Timeout(request_timeout_));
+      auto r =
+          client_->Put(put, client::CallOptions::Timeout(request_timeout_));
       if (r.ok()) break;
       DLOG_WARN("failed to register members itself to the discovery service",
                 {{"memberKey", self_key_},
@@ -980,16 +986,14 @@ absl::StatusOr<std::vector<std::string>> SrvGetCluster(
       continue;
     }
     auto it = tcp2ap.find(*addr);
-    const std::string n =
-        it != tcp2ap.end() ? name : absl::StrCat(temp_name++);
+    const std::string n = it != tcp2ap.end() ? name : absl::StrCat(temp_name++);
     absl::string_view short_host = r.target;
     if (absl::EndsWith(short_host, ".")) short_host.remove_suffix(1);
     const std::string url_host = JoinHostPort(short_host, r.port);
     if (it != tcp2ap.end() && it->second->scheme != scheme) {
-      err = Err(absl::StrCat("bootstrap at ", scheme, "://", url_host,
-                             " from DNS for ", service,
-                             " has scheme mismatch with expected peer ",
-                             it->second->raw));
+      err = Err(absl::StrCat(
+          "bootstrap at ", scheme, "://", url_host, " from DNS for ", service,
+          " has scheme mismatch with expected peer ", it->second->raw));
     } else {
       parts.push_back(absl::StrCat(n, "=", scheme, "://", url_host));
     }
@@ -1002,8 +1006,8 @@ absl::StatusOr<std::vector<std::string>> SrvGetCluster(
 // not localhost or an IP is resolved.
 absl::Status UrlsEqual(std::vector<std::string> a, std::vector<std::string> b) {
   if (a.size() != b.size()) {
-    return Err(absl::StrCat("len(", QuoteList(a), ") != len(", QuoteList(b),
-                            ")"));
+    return Err(
+        absl::StrCat("len(", QuoteList(a), ") != len(", QuoteList(b), ")"));
   }
   std::sort(a.begin(), a.end());
   std::sort(b.begin(), b.end());
@@ -1034,8 +1038,8 @@ absl::Status UrlsEqual(std::vector<std::string> a, std::vector<std::string> b) {
   std::sort(b.begin(), b.end());
   for (size_t i = 0; i < a.size(); ++i) {
     if (a[i] != b[i]) {
-      return Err(absl::StrCat("resolved urls: \"", a[i], "\" != \"", b[i],
-                              "\""));
+      return Err(
+          absl::StrCat("resolved urls: \"", a[i], "\" != \"", b[i], "\""));
     }
   }
   return absl::OkStatus();
@@ -1058,11 +1062,10 @@ absl::Status AdvertiseMatchesCluster(const ServerConfig& c,
     if (!ap.count(u)) missing.push_back(absl::StrCat(c.name, "=", u));
   }
   if (!missing.empty()) {
-    return Err(absl::StrCat("--initial-cluster has ",
-                            absl::StrJoin(missing, ","),
-                            " but missing from --initial-advertise-peer-urls=",
-                            absl::StrJoin(apurls, ","), " (", eq.message(),
-                            ")"));
+    return Err(
+        absl::StrCat("--initial-cluster has ", absl::StrJoin(missing, ","),
+                     " but missing from --initial-advertise-peer-urls=",
+                     absl::StrJoin(apurls, ","), " (", eq.message(), ")"));
   }
   for (const std::string& u : ap) {
     if (!init.count(u)) missing.push_back(u);
@@ -1090,7 +1093,7 @@ absl::Status ClusterFromSrv(ServerConfig& b) {
   for (const char* scheme : {"https", "http"}) {
     const std::string service =
         absl::StrCat(absl::string_view(scheme) == "https" ? "etcd-server-ssl"
-                                                         : "etcd-server",
+                                                          : "etcd-server",
                      suffix);
     auto got = SrvGetCluster(scheme, service, b.name, b.discovery_srv,
                              b.initial_advertise_peer_urls);
@@ -1156,10 +1159,10 @@ absl::Status ClusterFromService(ServerConfig& b) {
 
   absl::StatusOr<std::string> joined;
   if (v3) {
-    DLOG_INFO("Bootstrapping cluster using v3 discovery.",
-              {{"discovery-token", token},
-               {"discovery-endpoints",
-                absl::StrJoin(b.discovery_endpoints, ",")}});
+    DLOG_INFO(
+        "Bootstrapping cluster using v3 discovery.",
+        {{"discovery-token", token},
+         {"discovery-endpoints", absl::StrJoin(b.discovery_endpoints, ",")}});
     joined = V3Discovery(b, id).Join(self);
   } else {
     auto keys = V2Keys::New(b.discovery, b.discovery_proxy);
@@ -1173,8 +1176,7 @@ absl::Status ClusterFromService(ServerConfig& b) {
     if (v3) {
       DLOG_ERROR("discovery failed to join cluster", {{"error", sentinel}});
     }
-    if (sentinel == kErrFullCluster && !v3 &&
-        b.discovery_fallback == "proxy") {
+    if (sentinel == kErrFullCluster && !v3 && b.discovery_fallback == "proxy") {
       DLOG_WARN("discovery cluster is full, falling back to proxy",
                 {{"fallback-proxy", "proxy"}, {"error", wrapped}});
       return Err(
@@ -1211,8 +1213,8 @@ bool UsesDiscovery(const ServerConfig& c) {
 absl::StatusOr<Identity> IdentityFromDiscovery(const ServerConfig& c) {
   StopSignalWatch stop_signals;
   ServerConfig b = c;
-  absl::Status s = c.discovery_srv.empty() ? ClusterFromService(b)
-                                           : ClusterFromSrv(b);
+  absl::Status s =
+      c.discovery_srv.empty() ? ClusterFromService(b) : ClusterFromSrv(b);
   if (!s.ok()) return s;
   return IdentityFromConfig(b);
 }
