@@ -75,6 +75,7 @@ absl::StatusOr<std::vector<SrvRecord>> LookupSrv(absl::string_view service,
   struct __res_state st;
   std::memset(&st, 0, sizeof st);
   if (res_ninit(&st) != 0) {
+    res_nclose(&st);  // frees what a partial init allocated
     return absl::UnavailableError(absl::StrCat("lookup ", name,
                                                ": cannot read the resolver "
                                                "configuration"));
