@@ -105,6 +105,9 @@ class Prechecker {
     if (auto v = CheckFactsVsWrites()) return v;
     if (auto v = CheckRequiredWrites()) return v;
     if (auto v = CheckRequiredDeletes()) return v;
+    BuildPins();
+    BuildClasses();
+    BuildServable();
     return std::nullopt;
   }
 
@@ -683,6 +686,209 @@ class Prechecker {
     return std::nullopt;
   }
 
+  // SYMMETRY CLASSES (sound). Two kUnknown ops are interchangeable when
+  // they have the same compares, the same lease (for a revoke) and the
+  // same ops in both branches, except for put values that no op ever
+  // observes (no result or prev_kv shows them, no compare names them) and
+  // that sit at the same place among the constants of ordered value
+  // compares (<, >), so that every value compare gives the same outcome
+  // for both. Let A be invoked no later than B in one class. If a valid
+  // linearization L uses B but not A, put A in B's place: A is enabled
+  // wherever B is (unknown ops have no return bound), it takes the same
+  // branch and makes the same changes except for an unobserved value,
+  // which no later op can tell apart (facts, results and compares treat
+  // both alike); so L stays valid. If L uses both, B before A, swap them,
+  // by the same argument. So if any valid L exists, one uses the ops of
+  // each class in invoke order, and the search may use only the first op
+  // of a class that is not linearized yet. (Pins, below, never differ
+  // within a class: a pinned value is observed, so its op is alone.)
+  void BuildClasses() {
+    const size_t n = c_.ops.size();
+    ix_.class_of.assign(n, -1);
+    ix_.branch_writes.assign(n, {});
+    ix_.pinned_only.assign(n, 0);
+    ix_.put_classes.assign(c_.keys.size(), {});
+    ix_.del_classes.assign(c_.keys.size(), {});
+    std::vector<uint8_t> observed(c_.values.size(), 0);
+    std::vector<std::string> ordered;  // constants of <, > value compares
+    for (const COp& op : c_.ops) {
+      if (op.role == Role::kDropped) continue;
+      for (const CCompare& c : op.cmps) {
+        if (c.target != Compare::kValue) continue;
+        if (c.value >= 0) observed[c.value] = 1;
+        if (c.result == Compare::kLess || c.result == Compare::kGreater) {
+          ordered.push_back(c.value < 0 ? std::string() : c_.values[c.value]);
+        }
+      }
+      for (const CResult& r : op.results) {
+        for (const Kv& kv : r.kvs) observed[kv.value] = 1;
+        for (const Kv& kv : r.prev_kvs) observed[kv.value] = 1;
+        if (r.has_prev) observed[r.prev.value] = 1;
+      }
+    }
+    std::sort(ordered.begin(), ordered.end());
+    ordered.erase(std::unique(ordered.begin(), ordered.end()), ordered.end());
+    // An observed value stands for itself (>= 0); an unobserved one for its
+    // place among the ordered compare constants (< 0).
+    auto token = [&](int32_t v) -> int64_t {
+      if (v < 0 || observed[v]) return v;
+      auto it = std::lower_bound(ordered.begin(), ordered.end(), c_.values[v]);
+      return -1 - (it - ordered.begin());
+    };
+    std::map<std::vector<int64_t>, int> class_ids;
+    for (int u : ix_.unknown) {  // invoke order
+      const COp& op = c_.ops[u];
+      std::vector<int64_t> sig = {op.revoke};
+      for (const CCompare& c : op.cmps) {
+        sig.insert(sig.end(),
+                   {1, c.r.lo, c.r.hi, c.target, c.result, c.number, c.value});
+      }
+      bool pinned_only = op.revoke == 0;
+      for (int b = 0; b < 2; ++b) {
+        const std::vector<CReqOp>& br = b == 1 ? op.success : op.failure;
+        std::vector<int32_t>& w = ix_.branch_writes[u][b];
+        sig.push_back(2);
+        for (const CReqOp& q : br) {
+          switch (q.kind) {
+            case RequestOp::kPut:
+              sig.insert(sig.end(), {3, q.key, token(q.value), q.lease});
+              w.push_back(q.key);
+              break;
+            case RequestOp::kDelete:
+              sig.insert(sig.end(), {4, q.r.lo, q.r.hi});
+              for (int32_t k = q.r.lo; k < q.r.hi; ++k) w.push_back(k);
+              break;
+            case RequestOp::kRange:
+              sig.push_back(5);  // results of unknown ops are not checked
+              break;
+          }
+        }
+        std::sort(w.begin(), w.end());
+        w.erase(std::unique(w.begin(), w.end()), w.end());
+        if (!w.empty() && ix_.pin[u][b] == 0) pinned_only = false;
+      }
+      auto [it, inserted] = class_ids.try_emplace(
+          std::move(sig), static_cast<int>(ix_.class_ops.size()));
+      if (inserted) ix_.class_ops.emplace_back();
+      ix_.class_of[u] = it->second;
+      ix_.class_ops[it->second].push_back(u);
+      if (pinned_only) {
+        ix_.pinned_only[u] = 1;
+        for (int b = 0; b < 2; ++b) {
+          if (ix_.pin[u][b] == 0) continue;
+          auto& at = ix_.pinned_at[ix_.pin[u][b]];
+          if (at.empty() || at.back() != u) at.push_back(u);
+        }
+      }
+    }
+    for (size_t cid = 0; cid < ix_.class_ops.size(); ++cid) {
+      const int u = ix_.class_ops[cid].front();
+      if (ix_.pinned_only[u]) continue;
+      ix_.free_classes.push_back(static_cast<int>(cid));
+      for (int32_t k : ix_.op_puts[u]) ix_.put_classes[k].push_back(cid);
+      for (int32_t k : ix_.op_dels[u]) ix_.del_classes[k].push_back(cid);
+    }
+  }
+
+  // PINS (sound). A fact says the step to revision m left key k with value
+  // v put at m: the op that made step m put (k, v) as its last write of k.
+  // If exactly one op in the history (any role, either branch) has (k, v)
+  // as the last write of k in a branch, that op made step m with that
+  // branch. So that kUnknown op may run that branch only as the step to m:
+  // running it at another revision leaves no op for step m.
+  void BuildPins() {
+    ix_.pin.assign(c_.ops.size(), {0, 0});
+    // (key, value) -> (op, branch) of every branch whose last write of the
+    // key is a put of the value; -1 for more than one.
+    std::map<std::pair<int32_t, int32_t>, std::pair<int, int>> writer;
+    for (size_t i = 0; i < c_.ops.size(); ++i) {
+      const COp& op = c_.ops[i];
+      if (op.role == Role::kDropped) continue;
+      for (int b = 0; b < 2; ++b) {
+        COp copy;
+        copy.success = b == 1 ? op.success : op.failure;
+        for (const PutKey& p : PutKeys(copy)) {
+          auto [it, inserted] =
+              writer.try_emplace(std::make_pair(p.key, p.value),
+                                 std::make_pair(static_cast<int>(i), b));
+          if (!inserted &&
+              it->second != std::make_pair(static_cast<int>(i), b)) {
+            it->second = {-1, 0};
+          }
+        }
+      }
+    }
+    for (int32_t k : ix_.fact_keys) {
+      for (const Fact& f : ix_.facts[k]) {
+        auto it = writer.find({k, f.value});
+        if (it == writer.end() || it->second.first < 0) continue;
+        const auto [u, b] = it->second;
+        if (c_.ops[u].role == Role::kUnknown) ix_.pin[u][b] = f.m;
+      }
+    }
+  }
+
+  // SERVABLE GAPS (sound). A gap g (a revision no kOk write claims) that
+  // the facts say put keys K (required_at) must be made by an op that puts
+  // every key of K, with the seen value where a fact has m == g, and that
+  // was invoked before the first observer of those facts returned (it is
+  // before the observer in L). Only kUnknown ops can make a gap's step and
+  // change keys (an external write changes no seen key; a kOk revoke puts
+  // nothing). If none of those candidates puts (deletes) key k in any
+  // branch, the step to g cannot put (delete) k, and g is left out of k's
+  // count. Counts of servable gaps are only used as upper bounds on the
+  // steps that can change k, so leaving out a gap that cannot change k
+  // keeps every check sound.
+  void BuildServable() {
+    ix_.restricted_put_gaps.assign(c_.keys.size(), {});
+    ix_.restricted_del_gaps.assign(c_.keys.size(), {});
+    auto puts_value = [&](int u, int32_t k, int32_t v) {
+      for (const auto* br : {&c_.ops[u].success, &c_.ops[u].failure}) {
+        for (const CReqOp& q : *br) {
+          if (q.kind == RequestOp::kPut && q.key == k && q.value == v) {
+            return true;
+          }
+        }
+      }
+      return false;
+    };
+    std::vector<int64_t> revs;
+    for (const auto& [g, keys] : ix_.required_at) revs.push_back(g);
+    std::sort(revs.begin(), revs.end());  // hash order must not matter
+    std::vector<uint8_t> pk(c_.keys.size()), dk(c_.keys.size());
+    for (int64_t g : revs) {
+      if (ix_.write_at.contains(g)) continue;
+      const std::vector<int32_t>& keys = ix_.required_at.at(g);
+      int64_t t = kInfinity;
+      std::vector<std::pair<int32_t, int32_t>> vals;
+      for (int32_t k : keys) {
+        for (const Fact& f : ix_.facts[k]) {
+          if (f.m == g) vals.push_back({k, f.value});
+          if (f.m == g || f.c == g) t = std::min(t, f.min_ret);
+        }
+      }
+      std::fill(pk.begin(), pk.end(), 0);
+      std::fill(dk.begin(), dk.end(), 0);
+      for (int u : ix_.unknown_puts[keys[0]]) {
+        if (c_.ops[u].invoke > t) break;  // by invoke
+        bool ok = true;
+        for (int32_t k : keys) {
+          ok = ok && std::binary_search(ix_.op_puts[u].begin(),
+                                        ix_.op_puts[u].end(), k);
+        }
+        for (const auto& [k, v] : vals) ok = ok && puts_value(u, k, v);
+        if (!ok) continue;
+        for (int32_t k : ix_.op_puts[u]) pk[k] = 1;
+        for (int32_t k : ix_.op_dels[u]) dk[k] = 1;
+      }
+      ix_.restricted_gaps.push_back(g);
+      for (size_t k = 0; k < pk.size(); ++k) {
+        if (pk[k]) ix_.restricted_put_gaps[k].push_back(g);
+        if (dk[k]) ix_.restricted_del_gaps[k].push_back(g);
+      }
+    }
+  }
+
   const Compiled& c_;
   const History& h_;
   Index& ix_;
@@ -708,7 +914,8 @@ bool KeyOk(const Index& ix, const Model& m, int32_t k, int64_t r) {
     // recreated: some step in between must be able to delete it.
     if (!s.present()) return true;
     const int64_t d = ix.GoneBy(k, r, it == v.end() ? nullptr : &*it);
-    return d == kInfinity || ix.DelsIn(k, r, d) > 0 || ix.GapsIn(r, d) > 0;
+    return d == kInfinity || ix.DelsIn(k, r, d) > 0 ||
+           ix.ServableIn(k, /*del=*/true, r, d) > 0;
   }
   const Fact& f = *it;
   if (!s.present() || s.create != f.c) return false;
@@ -718,7 +925,8 @@ bool KeyOk(const Index& ix, const Model& m, int32_t k, int64_t r) {
   const int64_t need = f.x - s.version;
   const int64_t known = ix.PutsIn(k, r, f.m);
   const int64_t gap_at_m = ix.write_at.contains(f.m) ? 0 : 1;
-  return need >= known + gap_at_m && need <= known + ix.GapsIn(r, f.m);
+  return need >= known + gap_at_m &&
+         need <= known + ix.ServableIn(k, /*del=*/false, r, f.m);
 }
 
 bool FactsAllow(const Index& ix, const Model& m, int64_t r) {

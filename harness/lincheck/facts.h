@@ -38,6 +38,7 @@
 #define DETCD_HARNESS_LINCHECK_FACTS_H_
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -102,10 +103,83 @@ struct Index {
   // puts it.
   std::vector<uint8_t> delput_unknown;
   std::vector<int32_t> watch_keys;  // keys with facts or absences
-  std::vector<int> unknown;         // by invoke
-  std::vector<int> ret_order;       // kOk linear ops by return
-  std::vector<int> ret_pos;         // op -> position
-  std::vector<int> unknown_pos;     // op -> position
+  // Pruning rules for big histories (see the soundness arguments in
+  // facts.cc, BuildClasses and BuildPins).
+  // Symmetry classes of kUnknown ops: per op its class (-1 for others),
+  // per class its ops in invoke order. The search uses only the first op
+  // of a class not linearized yet (its head).
+  std::vector<int> class_of;
+  std::vector<std::vector<int>> class_ops;
+  // Classes that are not pinned-only, and per key those whose ops put /
+  // may delete the key.
+  std::vector<int> free_classes;
+  std::vector<std::vector<int>> put_classes, del_classes;
+  // Per kUnknown op: every branch that writes is pinned (so it can only
+  // make the step to a pin). Such ops are tried only at their pins:
+  // pinned_at maps a revision to them, by invoke.
+  std::vector<uint8_t> pinned_only;
+  absl::flat_hash_map<int64_t, std::vector<int>> pinned_at;
+  // Per kUnknown op and branch (0: failure, 1: success): the only revision
+  // at which it can run that branch, or 0 for any.
+  std::vector<std::array<int64_t, 2>> pin;
+  // Per kUnknown op (not a revoke) and branch: keys the branch puts or
+  // deletes over (sorted).
+  std::vector<std::array<std::vector<int32_t>, 2>> branch_writes;
+
+  // Gaps whose step is restricted by the facts (they must put given keys,
+  // with given values), sorted; and per key, those of them whose step may
+  // put / delete the key (some op that could make the step does).
+  std::vector<int64_t> restricted_gaps;
+  std::vector<std::vector<int64_t>> restricted_put_gaps, restricted_del_gaps;
+
+  static int64_t CountIn(const std::vector<int64_t>& v, int64_t a, int64_t b) {
+    if (b <= a) return 0;
+    return std::upper_bound(v.begin(), v.end(), b) -
+           std::upper_bound(v.begin(), v.end(), a);
+  }
+  // Gaps in (a, b] whose step may put (or, with del, delete) key k: every
+  // gap but the restricted ones that no candidate op for them could use
+  // to change k. An upper bound on the steps in (a, b] that change k
+  // besides kOk writes (see BuildServable).
+  int64_t ServableIn(int32_t k, bool del, int64_t a, int64_t b) const {
+    if (b <= a) return 0;
+    const auto& mine = del ? restricted_del_gaps[k] : restricted_put_gaps[k];
+    return GapsIn(a, b) - CountIn(restricted_gaps, a, b) + CountIn(mine, a, b);
+  }
+
+  // Is key k frozen at revision r: seen existing with one value from m to
+  // hmax, m < r <= hmax, so that no step to r may change it?
+  bool Frozen(int32_t k, int64_t r) const {
+    const auto& v = facts[k];
+    auto it =
+        std::lower_bound(v.begin(), v.end(), r,
+                         [](const Fact& f, int64_t x) { return f.m < x; });
+    return it != v.begin() && (it - 1)->hmax >= r;
+  }
+  // Can kUnknown op u not make the step to revision r? Every branch that
+  // writes puts or deletes a frozen key (the fact check would refuse the
+  // step; a branch that writes nothing cannot make a step).
+  bool Blocked(int u, int64_t r) const {
+    if (branch_writes[u][0].empty() && branch_writes[u][1].empty()) {
+      return false;  // a revoke: what it deletes depends on the state
+    }
+    for (const auto& w : branch_writes[u]) {
+      if (w.empty()) continue;
+      bool free = true;
+      for (int32_t k : w) {
+        if (Frozen(k, r)) {
+          free = false;
+          break;
+        }
+      }
+      if (free) return false;
+    }
+    return true;
+  }
+  std::vector<int> unknown;      // by invoke
+  std::vector<int> ret_order;    // kOk linear ops by return
+  std::vector<int> ret_pos;      // op -> position
+  std::vector<int> unknown_pos;  // op -> position
   int64_t max_serial_rev = 1;
   int64_t max_rev = 1;
 

@@ -97,6 +97,7 @@ bool Model::Apply(const COp& op, bool check, int64_t stamp, bool* changed) {
   const size_t mark = trail_.size();
   changed_.clear();
   if (op.revoke != 0) {
+    last_succeeded_ = true;
     // Deletes every key attached to the lease, in one step.
     for (int32_t k = 0; k < static_cast<int32_t>(st_.size()); ++k) {
       if (st_[k].present() && st_[k].lease == op.revoke) {
@@ -118,6 +119,7 @@ bool Model::Apply(const COp& op, bool check, int64_t stamp, bool* changed) {
       break;
     }
   }
+  last_succeeded_ = succ;
   if (check && succ != op.succeeded) return false;
   const std::vector<CReqOp>& br = succ ? op.success : op.failure;
   if (check && op.results.size() != br.size()) return false;

@@ -65,6 +65,8 @@ class Model {
   // in changed() afterwards (cleared first).
   bool Apply(const COp& op, bool check, int64_t stamp, bool* changed);
   const std::vector<int32_t>& changed() const { return changed_; }
+  // The branch the last Apply took (true: success).
+  bool last_succeeded() const { return last_succeeded_; }
   void ClearChanged() { changed_.clear(); }
 
  private:
@@ -88,6 +90,7 @@ class Model {
   uint64_t zh1_ = 0, zh2_ = 0;  // xor of per-key hashes
   std::vector<Undo> trail_;
   std::vector<int32_t> changed_;
+  bool last_succeeded_ = true;
 };
 
 }  // namespace detcd::harness::lincheck

@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "engine/util/check.h"
 #include "harness/lincheck/compiled.h"
 #include "harness/lincheck/facts.h"
 #include "harness/lincheck/model.h"
@@ -41,6 +42,7 @@ class Search {
          int64_t max_states, Order order)
       : c_(c), ix_(ix), o_(o), max_states_(max_states), order_(order), m_(c) {
     lin_.assign(c.ops.size(), 0);
+    class_next_.assign(ix.class_ops.size(), 0);
     for (const COp& op : c.ops) pending_ok_ += IsLinearOk(op.role) ? 1 : 0;
   }
 
@@ -87,19 +89,25 @@ class Search {
     }
   };
 
-  // Up to kMaxStagedPerKey unlinearized unknown ops that put (or may
+  // The first op of class c not linearized yet, or kNone.
+  int Head(int c) const {
+    const std::vector<int>& ops = ix_.class_ops[c];
+    const size_t next = static_cast<size_t>(class_next_[c]);
+    return next < ops.size() ? ops[next] : kNone;
+  }
+
+  // Up to kMaxStagedPerKey class heads (see Usable) that put (or may
   // delete) key k and were invoked by min_ret, newest first.
   std::vector<int> NewestEnabled(int32_t k, bool del, int64_t min_ret) const {
-    const std::vector<int>& us =
-        del ? ix_.unknown_dels[k] : ix_.unknown_puts[k];
-    auto end = std::upper_bound(
-        us.begin(), us.end(), min_ret,
-        [&](int64_t t, int u) { return t < c_.ops[u].invoke; });
     std::vector<int> out;
-    for (auto it = end; it != us.begin() && out.size() < kMaxStagedPerKey;) {
-      const int u = *--it;
-      if (!lin_[u]) out.push_back(u);
+    for (int c : del ? ix_.del_classes[k] : ix_.put_classes[k]) {
+      const int u = Head(c);
+      if (u != kNone && c_.ops[u].invoke <= min_ret) out.push_back(u);
     }
+    std::sort(out.begin(), out.end(), [&](int a, int b) {
+      return ix_.unknown_pos[a] > ix_.unknown_pos[b];
+    });
+    if (out.size() > kMaxStagedPerKey) out.resize(kMaxStagedPerKey);
     return out;
   }
 
@@ -117,8 +125,11 @@ class Search {
     bool forced = false;      // only ops serving every must-need can work
     size_t next_staged = 0;
     bool phantom_done = false;
-    // Enabled unknown ops not yet scanned: ix_.unknown[scan_lo, scan_hi).
-    size_t scan_lo = 0, scan_hi = 0;
+    // The other candidates: enabled heads of free classes in order_,
+    // listed when first needed.
+    bool scan_listed = false;
+    std::vector<int> scan;
+    size_t next_scan = 0;
     // Candidates that touch the keys of the op that failed after the last
     // candidate, tried next (see Refocus).
     std::vector<int> focus;
@@ -157,11 +168,9 @@ class Search {
              lin_[ix_.ret_order[ret_cursor_]]) {
         ++ret_cursor_;
       }
-    } else {
-      while (unk_cursor_ < ix_.unknown.size() &&
-             lin_[ix_.unknown[unk_cursor_]]) {
-        ++unk_cursor_;
-      }
+    } else if (op.role == Role::kUnknown) {
+      DETCD_CHECK(Head(ix_.class_of[i]) == i);
+      ++class_next_[ix_.class_of[i]];
     }
   }
 
@@ -181,9 +190,8 @@ class Search {
         ++pending_ok_;
         ret_cursor_ =
             std::min(ret_cursor_, static_cast<size_t>(ix_.ret_pos[u.op]));
-      } else {
-        unk_cursor_ =
-            std::min(unk_cursor_, static_cast<size_t>(ix_.unknown_pos[u.op]));
+      } else if (op.role == Role::kUnknown) {
+        --class_next_[ix_.class_of[u.op]];
       }
     }
   }
@@ -279,12 +287,6 @@ class Search {
     f.mark = Here();
     f.rev = m_.rev();
     f.min_ret = MinRet();
-    f.scan_lo = unk_cursor_;
-    f.scan_hi = static_cast<size_t>(
-        std::upper_bound(
-            ix_.unknown.begin(), ix_.unknown.end(), f.min_ret,
-            [&](int64_t t, int u) { return t < c_.ops[u].invoke; }) -
-        ix_.unknown.begin());
     std::vector<Need> needs;
     if (auto it = ix_.required_at.find(r); it != ix_.required_at.end()) {
       for (int32_t k : it->second) needs.push_back({0, k, false});
@@ -303,12 +305,15 @@ class Search {
           return false;
         }
         const int64_t need = it->x - s.version - ix_.PutsIn(k, r, it->m);
-        const int64_t gaps = ix_.GapsIn(r - 1, it->m);
+        const int64_t gaps = ix_.ServableIn(k, /*del=*/false, r - 1, it->m);
         if (need < 0 || need > gaps) {
           Note(kNone, "a key's version count cannot match what ops saw");
           return false;
         }
-        if (need > 0) needs.push_back({gaps - need, k, false});
+        // Only a gap that can put k serves the need.
+        if (need > 0 && ix_.ServableIn(k, /*del=*/false, r - 1, r) > 0) {
+          needs.push_back({gaps - need, k, false});
+        }
         continue;
       }
       if (!s.present()) continue;
@@ -317,7 +322,7 @@ class Search {
       const Fact* next = it == v.end() ? nullptr : &*it;
       const int64_t d = ix_.GoneBy(k, r, next);
       if (d == kInfinity || ix_.DelsIn(k, r - 1, d) > 0) continue;
-      const int64_t gaps = ix_.GapsIn(r - 1, d);
+      const int64_t gaps = ix_.ServableIn(k, /*del=*/true, r - 1, d);
       if (gaps == 0) {
         Note(kNone, "a key cannot be deleted before it was seen missing");
         return false;
@@ -325,7 +330,9 @@ class Search {
       // When the step that recreates k may delete it first, the need is
       // not "k missing after some step": leave the order alone.
       if (next != nullptr && d == next->c) continue;
-      needs.push_back({gaps - 1, k, true});
+      if (ix_.ServableIn(k, /*del=*/true, r - 1, r) > 0) {
+        needs.push_back({gaps - 1, k, true});
+      }
     }
     std::sort(needs.begin(), needs.end());
     for (const Need& n : needs) {
@@ -333,31 +340,42 @@ class Search {
     }
     f.forced = !f.must.empty();
     // Preferred candidates: unknown ops that can serve some need (all the
-    // must-needs, if any), most needs served first, then in order_.
+    // must-needs, if any): the most urgent need (least slack) first, then
+    // most needs served, then in order_.
     const int sign = order_ == Order::kNewestFirst ? -1 : 1;
-    std::vector<std::pair<int, int>> scored;  // (-served, sign * position)
+    std::vector<int> cands;
     for (const Need& n : needs) {
       if (n.slack > kMaxStagedSlack) break;
-      for (int u : NewestEnabled(n.key, n.del, f.min_ret)) {
-        scored.push_back({0, sign * ix_.unknown_pos[u]});
-      }
+      for (int u : NewestEnabled(n.key, n.del, f.min_ret)) cands.push_back(u);
     }
-    std::sort(scored.begin(), scored.end());
-    scored.erase(std::unique(scored.begin(), scored.end()), scored.end());
-    for (auto& [served, pos] : scored) {
-      const int u = ix_.unknown[sign * pos];
+    std::sort(cands.begin(), cands.end());
+    cands.erase(std::unique(cands.begin(), cands.end()), cands.end());
+    // (least slack served, -needs served, sign * position)
+    std::vector<std::tuple<int64_t, int, int>> scored;
+    for (int u : cands) {
       bool all_must = true;
       for (const Need& n : f.must) all_must &= Serves(u, n);
-      if (!all_must) {
-        served = 1;  // dropped below
-        continue;
-      }
+      if (!all_must) continue;
+      int64_t least = kInfinity;
       int count = 0;
-      for (const Need& n : needs) count += Serves(u, n) ? 1 : 0;
-      served = -count;
+      for (const Need& n : needs) {
+        if (!Serves(u, n)) continue;
+        least = std::min(least, n.slack);
+        ++count;
+      }
+      scored.push_back({least, -count, sign * ix_.unknown_pos[u]});
     }
     std::sort(scored.begin(), scored.end());
-    // kOk revokes with header revision r come first: if one of them
+    // Pinned-only ops whose pin is r come first: the facts name them.
+    if (auto it = ix_.pinned_at.find(r); it != ix_.pinned_at.end()) {
+      for (int u : it->second) {
+        if (lin_[u] || c_.ops[u].invoke > f.min_ret) continue;
+        bool all_must = true;
+        for (const Need& n : f.must) all_must &= Serves(u, n);
+        if (all_must) f.staged.push_back(u);
+      }
+    }
+    // kOk revokes with header revision r come next: if one of them
     // deleted keys, it made r (otherwise it is a no-op at r, see Settle).
     if (auto it = ix_.revokes_at.find(r); it != ix_.revokes_at.end()) {
       for (int u : it->second) {
@@ -367,22 +385,34 @@ class Search {
         if (all_must) f.staged.push_back(u);
       }
     }
-    for (const auto& [served, pos] : scored) {
-      if (served > 0) break;
+    for (const auto& [least, served, pos] : scored) {
       f.staged.push_back(ix_.unknown[sign * pos]);
     }
     frames_.push_back(std::move(f));
     return TryNext(frames_.back());
   }
 
+  // May kUnknown op u make the step to revision r? Only the head of its
+  // symmetry class, a pinned-only op only at a pin, and not when every
+  // writing branch changes a frozen key (facts.cc: the rules are sound).
+  bool Usable(int u, int64_t r) const {
+    if (c_.ops[u].role != Role::kUnknown) return true;
+    if (Head(ix_.class_of[u]) != u) return false;
+    if (ix_.pinned_only[u] && ix_.pin[u][0] != r && ix_.pin[u][1] != r) {
+      return false;
+    }
+    return !ix_.Blocked(u, r);
+  }
+
   int NextCandidate(Frame& f) {
+    const int64_t r = f.rev + 1;
     while (f.next_focus < f.focus.size()) {
       const int u = f.focus[f.next_focus++];
-      if (f.tried.insert(u).second) return u;
+      if (Usable(u, r) && f.tried.insert(u).second) return u;
     }
     while (f.next_staged < f.staged.size()) {
       const int u = f.staged[f.next_staged++];
-      if (f.tried.insert(u).second) return u;
+      if (Usable(u, r) && f.tried.insert(u).second) return u;
     }
     if (o_.external_writes && !f.forced && !f.phantom_done) {
       f.phantom_done = true;
@@ -390,10 +420,21 @@ class Search {
     }
     // Newest first by default: an unknown op invoked long ago that has not
     // taken effect yet most likely never did.
-    while (f.scan_lo < f.scan_hi) {
-      const int u = order_ == Order::kNewestFirst ? ix_.unknown[--f.scan_hi]
-                                                  : ix_.unknown[f.scan_lo++];
-      if (lin_[u] || f.tried.contains(u)) continue;
+    if (!f.scan_listed) {
+      f.scan_listed = true;
+      for (int c : ix_.free_classes) {
+        const int u = Head(c);
+        if (u != kNone && c_.ops[u].invoke <= f.min_ret) f.scan.push_back(u);
+      }
+      std::sort(f.scan.begin(), f.scan.end(), [&](int a, int b) {
+        return order_ == Order::kNewestFirst
+                   ? ix_.unknown_pos[a] > ix_.unknown_pos[b]
+                   : ix_.unknown_pos[a] < ix_.unknown_pos[b];
+      });
+    }
+    while (f.next_scan < f.scan.size()) {
+      const int u = f.scan[f.next_scan++];
+      if (lin_[u] || f.tried.contains(u) || !Usable(u, r)) continue;
       // A forced step must serve every must-need.
       bool all_must = true;
       for (const Need& n : f.must) all_must &= Serves(u, n);
@@ -427,6 +468,13 @@ class Search {
         bool changed = false;
         Eval(c_.ops[cand], /*check=*/false, r, &changed);
         if (!changed) continue;
+        if (c_.ops[cand].role == Role::kUnknown) {
+          const int64_t pin = ix_.pin[cand][m_.last_succeeded() ? 1 : 0];
+          if (pin != 0 && pin != r) {
+            UndoTo(f.mark);
+            continue;
+          }
+        }
         bool served = true;
         for (const Need& n : f.must) {
           served &= n.del ? !m_.key(n.key).present() : m_.key(n.key).mod == r;
@@ -533,7 +581,9 @@ class Search {
   int64_t maxinv_ = std::numeric_limits<int64_t>::min();
   int64_t pending_ok_ = 0;
   size_t ret_cursor_ = 0;  // first pending op in ix_.ret_order
-  size_t unk_cursor_ = 0;  // first unlinearized op in ix_.unknown
+  // Per symmetry class: how many of its ops are linearized (they are
+  // linearized in class order, see Usable).
+  std::vector<int> class_next_;
   std::vector<Undo> trail_;
   std::vector<Frame> frames_;
   absl::flat_hash_set<std::pair<uint64_t, uint64_t>> seen_;
