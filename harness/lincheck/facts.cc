@@ -743,7 +743,8 @@ class Prechecker {
         sig.insert(sig.end(),
                    {1, c.r.lo, c.r.hi, c.target, c.result, c.number, c.value});
       }
-      bool pinned_only = op.revoke == 0;
+      // With a pin, the op is the step to that revision (see BuildPins).
+      const bool pinned_only = ix_.pin[u][0] != 0 || ix_.pin[u][1] != 0;
       for (int b = 0; b < 2; ++b) {
         const std::vector<CReqOp>& br = b == 1 ? op.success : op.failure;
         std::vector<int32_t>& w = ix_.branch_writes[u][b];
@@ -765,7 +766,6 @@ class Prechecker {
         }
         std::sort(w.begin(), w.end());
         w.erase(std::unique(w.begin(), w.end()), w.end());
-        if (!w.empty() && ix_.pin[u][b] == 0) pinned_only = false;
       }
       auto [it, inserted] = class_ids.try_emplace(
           std::move(sig), static_cast<int>(ix_.class_ops.size()));
@@ -794,8 +794,9 @@ class Prechecker {
   // v put at m: the op that made step m put (k, v) as its last write of k.
   // If exactly one op in the history (any role, either branch) has (k, v)
   // as the last write of k in a branch, that op made step m with that
-  // branch. So that kUnknown op may run that branch only as the step to m:
-  // running it at another revision leaves no op for step m.
+  // branch, in every valid linearization. So that kUnknown op may only be
+  // the step to m, taking that branch: running it anywhere else (with
+  // either branch) leaves no op for step m.
   void BuildPins() {
     ix_.pin.assign(c_.ops.size(), {0, 0});
     // (key, value) -> (op, branch) of every branch whose last write of the

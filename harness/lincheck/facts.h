@@ -114,13 +114,13 @@ struct Index {
   // may delete the key.
   std::vector<int> free_classes;
   std::vector<std::vector<int>> put_classes, del_classes;
-  // Per kUnknown op: every branch that writes is pinned (so it can only
-  // make the step to a pin). Such ops are tried only at their pins:
+  // Per kUnknown op: it has a pin. Such ops are tried only at their pins:
   // pinned_at maps a revision to them, by invoke.
   std::vector<uint8_t> pinned_only;
   absl::flat_hash_map<int64_t, std::vector<int>> pinned_at;
-  // Per kUnknown op and branch (0: failure, 1: success): the only revision
-  // at which it can run that branch, or 0 for any.
+  // Per kUnknown op and branch (0: failure, 1: success): a revision whose
+  // step only this op, taking this branch, can make, or 0. An op with a
+  // pin may only be that step, with that branch.
   std::vector<std::array<int64_t, 2>> pin;
   // Per kUnknown op (not a revoke) and branch: keys the branch puts or
   // deletes over (sorted).

@@ -28,6 +28,9 @@ constexpr int64_t kMaxStagedSlack = 1000;
 constexpr size_t kMaxFocusKeys = 16;
 // Preferred gap candidates per key (the rest are still tried, later).
 constexpr size_t kMaxStagedPerKey = 32;
+// Nogoods kept per frame, and the most keys one may name.
+constexpr size_t kMaxNogoods = 8;
+constexpr size_t kMaxChainKeys = 4096;
 
 // The revision-guided search (see search.h).
 class Search {
@@ -135,6 +138,9 @@ class Search {
     std::vector<int> focus;
     size_t next_focus = 0;
     absl::flat_hash_set<int> tried;
+    // Key sets K (sorted) such that any step to rev + 1 that changes no key
+    // of K fails in the forced steps that follow it (see ChainFailed).
+    std::vector<std::vector<int32_t>> nogoods;
   };
 
   static constexpr int kPhantom = -2;
@@ -218,11 +224,14 @@ class Search {
     if (auto it = ix_.serial_at.find(m_.rev()); it != ix_.serial_at.end()) {
       for (int s : it->second) {
         if (maxinv_ > c_.ops[s].ret) {
+          chain_valid_ = false;  // depends on the ops linearized
           Note(s, "serializable read returned before its state existed");
           return false;
         }
+        ChainKeys(c_.ops[s]);
         if (!Matches(s)) {
           FailedOn(c_.ops[s]);
+          ChainFailed();
           Note(s, "serializable read does not match the state");
           return false;
         }
@@ -232,8 +241,11 @@ class Search {
     if (it == ix_.reads_at.end()) return true;
     const std::vector<int>& reads = it->second;
     for (int r : reads) {
-      if (!lin_[r] && !Matches(r)) {
+      if (lin_[r]) continue;
+      ChainKeys(c_.ops[r]);
+      if (!Matches(r)) {
         FailedOn(c_.ops[r]);
+        ChainFailed();
         Note(r, "response does not match the state at its revision");
         return false;
       }
@@ -243,6 +255,7 @@ class Search {
     for (int r : reads) {
       if (lin_[r]) continue;
       if (c_.ops[r].invoke > MinRet()) {
+        ChainFailed();
         Note(r,
              "an op that returned before it was invoked needs a later "
              "revision");
@@ -256,6 +269,7 @@ class Search {
   bool ForcedWrite(int w) {
     const COp& op = c_.ops[w];
     if (lin_[w] || op.invoke > MinRet()) {
+      ChainFailed();
       Note(w,
            "an op that returned before it was invoked needs a later "
            "revision");
@@ -263,14 +277,22 @@ class Search {
     }
     const Mark mark = Here();
     bool changed = false;
+    ChainKeys(op);
+    if (auto it = ix_.required_at.find(m_.rev() + 1);
+        it != ix_.required_at.end()) {
+      chain_keys_.insert(chain_keys_.end(), it->second.begin(),
+                         it->second.end());
+    }
     if (!Eval(op, /*check=*/true, m_.rev() + 1, &changed)) {
       FailedOn(op);
+      ChainFailed();
       Note(w, "response does not match the state before its revision");
       return false;
     }
     if (!FactsAllowStep(m_.rev() + 1)) {
       UndoTo(mark);
       FailedOn(op);
+      ChainFailed();
       Note(w, "its write contradicts what other ops saw");
       return false;
     }
@@ -282,6 +304,7 @@ class Search {
   // Revision m_.rev() + 1 is claimed by no kOk write: open a choice point over
   // the kUnknown ops (and external writes) that could make it.
   bool OpenGap() {
+    chain_valid_ = false;  // a choice comes before any failure from here
     const int64_t r = m_.rev() + 1;
     Frame f;
     f.mark = Here();
@@ -421,10 +444,18 @@ class Search {
     // Newest first by default: an unknown op invoked long ago that has not
     // taken effect yet most likely never did.
     if (!f.scan_listed) {
+      // While f is the innermost frame, the linearized set is the one it
+      // started with, so class heads, frozen keys and needs stay as listed.
       f.scan_listed = true;
       for (int c : ix_.free_classes) {
         const int u = Head(c);
-        if (u != kNone && c_.ops[u].invoke <= f.min_ret) f.scan.push_back(u);
+        if (u == kNone || c_.ops[u].invoke > f.min_ret || f.tried.contains(u) ||
+            ix_.Blocked(u, r)) {
+          continue;
+        }
+        bool all_must = true;
+        for (const Need& n : f.must) all_must &= Serves(u, n);
+        if (all_must) f.scan.push_back(u);
       }
       std::sort(f.scan.begin(), f.scan.end(), [&](int a, int b) {
         return order_ == Order::kNewestFirst
@@ -434,12 +465,7 @@ class Search {
     }
     while (f.next_scan < f.scan.size()) {
       const int u = f.scan[f.next_scan++];
-      if (lin_[u] || f.tried.contains(u) || !Usable(u, r)) continue;
-      // A forced step must serve every must-need.
-      bool all_must = true;
-      for (const Need& n : f.must) all_must &= Serves(u, n);
-      if (!all_must) continue;
-      f.tried.insert(u);
+      if (MissesNogood(f, u) || !f.tried.insert(u).second) continue;
       return u;
     }
     return kNone;
@@ -462,18 +488,20 @@ class Search {
       if (cand == kPhantom) {
         ++states_;
         m_.ClearChanged();
-        if (!FactsAllowStep(r)) continue;
+        if (HitsNogood(f) || !FactsAllowStep(r)) continue;
         m_.SetRev(r);
       } else {
         bool changed = false;
         Eval(c_.ops[cand], /*check=*/false, r, &changed);
         if (!changed) continue;
-        if (c_.ops[cand].role == Role::kUnknown) {
-          const int64_t pin = ix_.pin[cand][m_.last_succeeded() ? 1 : 0];
-          if (pin != 0 && pin != r) {
-            UndoTo(f.mark);
-            continue;
-          }
+        if (c_.ops[cand].revoke == 0 && HitsNogood(f)) {
+          UndoTo(f.mark);
+          continue;
+        }
+        if (c_.ops[cand].role == Role::kUnknown && ix_.pinned_only[cand] &&
+            ix_.pin[cand][m_.last_succeeded() ? 1 : 0] != r) {
+          UndoTo(f.mark);  // a pinned op is its pin's step, nothing else
+          continue;
         }
         bool served = true;
         for (const Need& n : f.must) {
@@ -497,6 +525,10 @@ class Search {
         UndoTo(f.mark);
         continue;
       }
+      // The forced steps from here on form a chain (see ChainFailed).
+      chain_valid_ = cand == kPhantom || c_.ops[cand].revoke == 0;
+      chain_keys_.clear();
+      step_changed_ = m_.changed();
       return true;
     }
   }
@@ -513,6 +545,89 @@ class Search {
       }
       if (limit_hit_) return false;
       frames_.pop_back();
+    }
+    return false;
+  }
+
+  // CONFLICT NOGOODS (sound). After a gap step, the search runs forced
+  // steps (reads at the new revision, kOk writes at the next ones) until
+  // the next gap. Each of them depends only on the state of the keys it
+  // reads or writes (its compares' and ops' ranges, the keys the facts
+  // require it to put), on the revision, and on which kOk ops are
+  // linearized; that last part does not depend on which kUnknown op (or
+  // external write) made the gap step. Let K be the union of those keys
+  // for the chain up to a failing op. If the gap step A changed no key of
+  // K and the chain failed, then from the frame's state any other gap step
+  // B that changes no key of K leaves every key of K as before and runs
+  // the same chain to the same failure (by induction along the chain), so
+  // B need not be tried. Failures that depend on the linearized set
+  // (serializable reads returning too early, gaps) and kOk revokes (they
+  // are in the chain's op set and read every key) record no nogood.
+  void ChainKeys(const COp& op) {
+    if (op.revoke != 0) chain_valid_ = false;
+    if (!chain_valid_) return;
+    auto add = [&](CRange r) {
+      for (int32_t k = r.lo; k < r.hi; ++k) chain_keys_.push_back(k);
+    };
+    for (const CCompare& c : op.cmps) add(c.r);
+    for (const auto* br : {&op.success, &op.failure}) {
+      for (const CReqOp& q : *br) {
+        if (q.kind == RequestOp::kPut) {
+          chain_keys_.push_back(q.key);
+        } else {
+          add(q.r);
+        }
+      }
+    }
+    if (chain_keys_.size() > kMaxChainKeys) chain_valid_ = false;
+  }
+
+  void ChainFailed() {
+    if (!chain_valid_ || frames_.empty()) return;
+    chain_valid_ = false;
+    std::sort(chain_keys_.begin(), chain_keys_.end());
+    chain_keys_.erase(std::unique(chain_keys_.begin(), chain_keys_.end()),
+                      chain_keys_.end());
+    for (int32_t k : step_changed_) {
+      if (std::binary_search(chain_keys_.begin(), chain_keys_.end(), k)) {
+        return;  // the failure may be the step's own doing
+      }
+    }
+    Frame& f = frames_.back();
+    if (f.nogoods.size() >= kMaxNogoods) f.nogoods.erase(f.nogoods.begin());
+    f.nogoods.push_back(chain_keys_);
+  }
+
+  // Can kUnknown op u change no key of some nogood of f, whatever branch it
+  // takes? Then it fails like the step that made the nogood.
+  bool MissesNogood(const Frame& f, int u) const {
+    for (const std::vector<int32_t>& k : f.nogoods) {
+      bool touches = false;
+      for (const auto& w : ix_.branch_writes[u]) {
+        for (int32_t c : w) {
+          if (std::binary_search(k.begin(), k.end(), c)) {
+            touches = true;
+            break;
+          }
+        }
+        if (touches) break;
+      }
+      if (!touches) return true;
+    }
+    return false;
+  }
+
+  // Does the step just evaluated at frame f change no key of some nogood?
+  bool HitsNogood(const Frame& f) const {
+    for (const std::vector<int32_t>& k : f.nogoods) {
+      bool touches = false;
+      for (int32_t c : m_.changed()) {
+        if (std::binary_search(k.begin(), k.end(), c)) {
+          touches = true;
+          break;
+        }
+      }
+      if (!touches) return true;
     }
     return false;
   }
@@ -574,6 +689,10 @@ class Search {
   const int64_t max_states_;
   const Order order_;
   std::vector<int32_t> fail_keys_;
+  // The chain of forced steps since the last gap step (see ChainFailed).
+  bool chain_valid_ = false;
+  std::vector<int32_t> chain_keys_;
+  std::vector<int32_t> step_changed_;
 
   Model m_;
   std::vector<uint8_t> lin_;
