@@ -17,12 +17,14 @@
 
 namespace detcd::harness::lincheck {
 
-std::vector<PutKey> PutKeys(const COp& op) {
+std::vector<PutKey> PutKeys(const COp& op) { return PutKeys(op.taken()); }
+
+std::vector<PutKey> PutKeys(const std::vector<CReqOp>& branch) {
   // Per op, not per revision: a later delete over a key this op put removes
   // it again (etcd 3.4 accepts a put and then a delete over a from-key
   // range in one txn), and a later put replaces an earlier one.
   std::vector<PutKey> out;
-  for (const CReqOp& r : op.taken()) {
+  for (const CReqOp& r : branch) {
     if (r.kind == RequestOp::kDelete) {
       std::erase_if(out, [&](const PutKey& p) {
         return p.key >= r.r.lo && p.key < r.r.hi;
@@ -735,7 +737,8 @@ class Prechecker {
       auto it = std::lower_bound(ordered.begin(), ordered.end(), c_.values[v]);
       return -1 - (it - ordered.begin());
     };
-    std::map<std::vector<int64_t>, int> class_ids;
+    // Only looked up (ids follow invoke order), so hash order cannot leak.
+    absl::flat_hash_map<std::vector<int64_t>, int> class_ids;
     for (int u : ix_.unknown) {  // invoke order
       const COp& op = c_.ops[u];
       std::vector<int64_t> sig = {op.revoke};
@@ -801,14 +804,14 @@ class Prechecker {
     ix_.pin.assign(c_.ops.size(), {0, 0});
     // (key, value) -> (op, branch) of every branch whose last write of the
     // key is a put of the value; -1 for more than one.
-    std::map<std::pair<int32_t, int32_t>, std::pair<int, int>> writer;
+    // Only looked up, so hash order cannot leak.
+    absl::flat_hash_map<std::pair<int32_t, int32_t>, std::pair<int, int>>
+        writer;
     for (size_t i = 0; i < c_.ops.size(); ++i) {
       const COp& op = c_.ops[i];
       if (op.role == Role::kDropped) continue;
       for (int b = 0; b < 2; ++b) {
-        COp copy;
-        copy.success = b == 1 ? op.success : op.failure;
-        for (const PutKey& p : PutKeys(copy)) {
+        for (const PutKey& p : PutKeys(b == 1 ? op.success : op.failure)) {
           auto [it, inserted] =
               writer.try_emplace(std::make_pair(p.key, p.value),
                                  std::make_pair(static_cast<int>(i), b));
@@ -868,8 +871,7 @@ class Prechecker {
           if (f.m == g || f.c == g) t = std::min(t, f.min_ret);
         }
       }
-      std::fill(pk.begin(), pk.end(), 0);
-      std::fill(dk.begin(), dk.end(), 0);
+      std::vector<int32_t> touched;
       for (int u : ix_.unknown_puts[keys[0]]) {
         if (c_.ops[u].invoke > t) break;  // by invoke
         bool ok = true;
@@ -879,13 +881,22 @@ class Prechecker {
         }
         for (const auto& [k, v] : vals) ok = ok && puts_value(u, k, v);
         if (!ok) continue;
-        for (int32_t k : ix_.op_puts[u]) pk[k] = 1;
-        for (int32_t k : ix_.op_dels[u]) dk[k] = 1;
+        for (int32_t k : ix_.op_puts[u]) {
+          if (!pk[k]) touched.push_back(k);
+          pk[k] = 1;
+        }
+        for (int32_t k : ix_.op_dels[u]) {
+          if (!pk[k] && !dk[k]) touched.push_back(k);
+          dk[k] = 1;
+        }
       }
       ix_.restricted_gaps.push_back(g);
-      for (size_t k = 0; k < pk.size(); ++k) {
+      std::sort(touched.begin(), touched.end());
+      touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+      for (int32_t k : touched) {
         if (pk[k]) ix_.restricted_put_gaps[k].push_back(g);
         if (dk[k]) ix_.restricted_del_gaps[k].push_back(g);
+        pk[k] = dk[k] = 0;
       }
     }
   }

@@ -249,6 +249,7 @@ struct PutKey {
   int64_t lease;
 };
 std::vector<PutKey> PutKeys(const COp& op);
+std::vector<PutKey> PutKeys(const std::vector<CReqOp>& branch);
 
 // Keys that a branch deletes (a delete range covers them) and puts later.
 std::vector<int32_t> DeleteThenPutKeys(const std::vector<CReqOp>& branch);
