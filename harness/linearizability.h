@@ -30,8 +30,10 @@
 //   search.h    the revision-guided search (no partitioning by key);
 //   shrink.h    shrinking a violation to a small window of ops;
 //   format.h    FormatOp and the explanation of a violation.
-// The verdict is exact (never a wrong ok or a wrong violation); only the
-// state limit can leave a history undecided ("inconclusive").
+// Every pruning rule is sound (each has its argument next to it): a
+// verdict is never a wrong ok or a wrong violation (up to the search memo's
+// 128-bit fingerprints, see search.h); only the state limit can leave a
+// history undecided ("inconclusive").
 #ifndef DETCD_HARNESS_LINEARIZABILITY_H_
 #define DETCD_HARNESS_LINEARIZABILITY_H_
 
