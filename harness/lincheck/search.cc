@@ -1,6 +1,7 @@
 #include "harness/lincheck/search.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <iterator>
 #include <limits>
@@ -46,6 +47,19 @@ class Search {
       : c_(c), ix_(ix), o_(o), max_states_(max_states), order_(order), m_(c) {
     lin_.assign(c.ops.size(), 0);
     class_next_.assign(ix.class_ops.size(), 0);
+    tried_by_.assign(c.ops.size(), 0);
+    if (small_keys_) {
+      write_mask_.assign(c.ops.size(), 0);
+      branch_mask_.assign(c.ops.size(), {0, 0});
+      for (size_t u = 0; u < c.ops.size(); ++u) {
+        for (int b = 0; b < 2; ++b) {
+          for (int32_t k : ix.branch_writes[u][b]) {
+            branch_mask_[u][b] |= uint64_t{1} << k;
+          }
+        }
+        write_mask_[u] = branch_mask_[u][0] | branch_mask_[u][1];
+      }
+    }
     for (const COp& op : c.ops) pending_ok_ += IsLinearOk(op.role) ? 1 : 0;
   }
 
@@ -137,10 +151,14 @@ class Search {
     // candidate, tried next (see Refocus).
     std::vector<int> focus;
     size_t next_focus = 0;
-    absl::flat_hash_set<int> tried;
+    // Ops tried at this frame are marked tried_by_[op] == serial. An inner
+    // frame may overwrite the mark; a candidate tried twice is then cut by
+    // the memo of visited states, so only time is lost.
+    uint64_t serial = 0;
     // Key sets K (sorted) such that any step to rev + 1 that changes no key
     // of K fails in the forced steps that follow it (see ChainFailed).
     std::vector<std::vector<int32_t>> nogoods;
+    std::vector<uint64_t> nogood_masks;  // the same, as bit sets (small_keys_)
   };
 
   static constexpr int kPhantom = -2;
@@ -411,8 +429,25 @@ class Search {
     for (const auto& [least, served, pos] : scored) {
       f.staged.push_back(ix_.unknown[sign * pos]);
     }
+    f.serial = ++frame_serial_;
     frames_.push_back(std::move(f));
     return TryNext(frames_.back());
+  }
+
+  // Index::Blocked with the frozen keys as a bit set.
+  bool BlockedByMask(int u, uint64_t frozen) const {
+    const auto& m = branch_mask_[u];
+    if (m[0] == 0 && m[1] == 0) return false;  // a revoke
+    return (m[0] == 0 || (m[0] & frozen) != 0) &&
+           (m[1] == 0 || (m[1] & frozen) != 0);
+  }
+
+  bool Tried(const Frame& f, int u) const { return tried_by_[u] == f.serial; }
+  // Marks u tried at f; false if it already was.
+  bool TryMark(const Frame& f, int u) {
+    if (tried_by_[u] == f.serial) return false;
+    tried_by_[u] = f.serial;
+    return true;
   }
 
   // May kUnknown op u make the step to revision r? Only the head of its
@@ -431,11 +466,11 @@ class Search {
     const int64_t r = f.rev + 1;
     while (f.next_focus < f.focus.size()) {
       const int u = f.focus[f.next_focus++];
-      if (Usable(u, r) && f.tried.insert(u).second) return u;
+      if (Usable(u, r) && TryMark(f, u)) return u;
     }
     while (f.next_staged < f.staged.size()) {
       const int u = f.staged[f.next_staged++];
-      if (Usable(u, r) && f.tried.insert(u).second) return u;
+      if (Usable(u, r) && TryMark(f, u)) return u;
     }
     if (o_.external_writes && !f.forced && !f.phantom_done) {
       f.phantom_done = true;
@@ -447,10 +482,18 @@ class Search {
       // While f is the innermost frame, the linearized set is the one it
       // started with, so class heads, frozen keys and needs stay as listed.
       f.scan_listed = true;
+      uint64_t frozen = 0;  // small_keys_: the keys frozen at r
+      if (small_keys_) {
+        for (int32_t k : ix_.fact_keys) {
+          if (ix_.Frozen(k, r)) frozen |= uint64_t{1} << k;
+        }
+      }
       for (int c : ix_.free_classes) {
         const int u = Head(c);
-        if (u == kNone || c_.ops[u].invoke > f.min_ret || f.tried.contains(u) ||
-            ix_.Blocked(u, r)) {
+        if (u == kNone || c_.ops[u].invoke > f.min_ret || Tried(f, u)) {
+          continue;
+        }
+        if (small_keys_ ? BlockedByMask(u, frozen) : ix_.Blocked(u, r)) {
           continue;
         }
         bool all_must = true;
@@ -465,7 +508,7 @@ class Search {
     }
     while (f.next_scan < f.scan.size()) {
       const int u = f.scan[f.next_scan++];
-      if (MissesNogood(f, u) || !f.tried.insert(u).second) continue;
+      if (MissesNogood(f, u) || !TryMark(f, u)) continue;
       return u;
     }
     return kNone;
@@ -594,13 +637,28 @@ class Search {
       }
     }
     Frame& f = frames_.back();
-    if (f.nogoods.size() >= kMaxNogoods) f.nogoods.erase(f.nogoods.begin());
+    if (f.nogoods.size() >= kMaxNogoods) {
+      f.nogoods.erase(f.nogoods.begin());
+      f.nogood_masks.erase(f.nogood_masks.begin());
+    }
     f.nogoods.push_back(chain_keys_);
+    uint64_t mask = 0;
+    if (small_keys_) {
+      for (int32_t k : chain_keys_) mask |= uint64_t{1} << k;
+    }
+    f.nogood_masks.push_back(mask);
   }
 
   // Can kUnknown op u change no key of some nogood of f, whatever branch it
   // takes? Then it fails like the step that made the nogood.
   bool MissesNogood(const Frame& f, int u) const {
+    if (c_.ops[u].revoke != 0) return false;  // what it deletes varies
+    if (small_keys_) {
+      for (uint64_t k : f.nogood_masks) {
+        if ((write_mask_[u] & k) == 0) return true;
+      }
+      return false;
+    }
     for (const std::vector<int32_t>& k : f.nogoods) {
       bool touches = false;
       for (const auto& w : ix_.branch_writes[u]) {
@@ -619,6 +677,14 @@ class Search {
 
   // Does the step just evaluated at frame f change no key of some nogood?
   bool HitsNogood(const Frame& f) const {
+    if (small_keys_) {
+      uint64_t changed = 0;
+      for (int32_t c : m_.changed()) changed |= uint64_t{1} << c;
+      for (uint64_t k : f.nogood_masks) {
+        if ((changed & k) == 0) return true;
+      }
+      return false;
+    }
     for (const std::vector<int32_t>& k : f.nogoods) {
       bool touches = false;
       for (int32_t c : m_.changed()) {
@@ -641,7 +707,7 @@ class Search {
     for (int32_t k : fail_keys_) {
       for (bool del : {false, true}) {
         for (int u : NewestEnabled(k, del, f.min_ret)) {
-          if (f.tried.contains(u)) continue;
+          if (Tried(f, u)) continue;
           bool all_must = true;
           for (const Need& n : f.must) all_must &= Serves(u, n);
           if (all_must) focus.push_back(u);
@@ -703,6 +769,13 @@ class Search {
   // Per symmetry class: how many of its ops are linearized (they are
   // linearized in class order, see Usable).
   std::vector<int> class_next_;
+  std::vector<uint64_t> tried_by_;  // see Frame::serial
+  // With at most 64 keys, key sets are bit sets: per op, the keys either
+  // branch may write.
+  const bool small_keys_ = c_.keys.size() <= 64;
+  std::vector<uint64_t> write_mask_;
+  std::vector<std::array<uint64_t, 2>> branch_mask_;
+  uint64_t frame_serial_ = 0;
   std::vector<Undo> trail_;
   std::vector<Frame> frames_;
   absl::flat_hash_set<std::pair<uint64_t, uint64_t>> seen_;
