@@ -209,6 +209,12 @@ absl::Status ErrNotEnoughStartedMembers() {
       "etcdserver: re-configuration failed due to not enough started "
       "members");
 }
+absl::Status ErrNotSupportedForLearner() {
+  return absl::UnavailableError("etcdserver: rpc not supported for learner");
+}
+absl::Status ErrUnhealthy() {
+  return absl::UnavailableError("etcdserver: unhealthy cluster");
+}
 
 absl::Status ErrLearnerNotReady() {
   return absl::FailedPreconditionError(

@@ -73,6 +73,7 @@ absl::Status ToClientError(const absl::Status& s);
 //   ErrNotEnoughStartedMembers FailedPrecondition "etcdserver:
 //                            re-configuration failed due to not enough
 //                            started members"
+//   ErrUnhealthy             Unavailable "etcdserver: unhealthy cluster"
 absl::Status ErrNoSpace();
 absl::Status ErrCorrupt();
 absl::Status ErrNotLeader();
@@ -86,6 +87,9 @@ absl::Status ErrMemberBadURLs();
 absl::Status ErrMemberNotLearner();
 absl::Status ErrTooManyLearners();
 absl::Status ErrNotEnoughStartedMembers();
+absl::Status ErrUnhealthy();
+// Unavailable "etcdserver: rpc not supported for learner"
+absl::Status ErrNotSupportedForLearner();
 // FailedPrecondition "etcdserver: can only promote a learner member which
 // is in sync with leader"
 absl::Status ErrLearnerNotReady();

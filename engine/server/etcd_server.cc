@@ -20,6 +20,7 @@ namespace {
 constexpr char kRaftTag = 'r';
 constexpr char kForwardTag = 'q';
 constexpr char kAnswerTag = 'a';
+constexpr char kGoneTag = 'g';
 constexpr int64_t kSecondNs = 1'000'000'000;
 constexpr std::string_view kSnapshotImageMagic = "detcd-snapshot1";
 
@@ -163,11 +164,19 @@ void EtcdServer::OnMessage(std::string_view payload) {
   const char tag = payload[0];
   payload.remove_prefix(1);
   if (tag == kRaftTag) {
+    if (RefuseRemovedSender(payload)) return;
     node_->OnMessage(payload);
     AfterInput();
     return;
   }
   coding::Reader r(payload);
+  if (tag == kGoneTag) {
+    // A member that applied our removal refused our messages (only a
+    // removal it applied makes it answer so, and removals are final).
+    uint64_t from = 0;
+    if (r.GetVarint64(&from) && from != opts_.node.id) told_removed_ = true;
+    return;
+  }
   if (tag == kForwardTag) {
     uint64_t from = 0, rid = 0;
     uint8_t kind = 0;
@@ -188,6 +197,48 @@ void EtcdServer::OnMessage(std::string_view payload) {
     done(absl::OkStatus(), r.rest());
   }
   AfterInput();
+}
+
+namespace {
+
+// The sender of an encoded raft message, read without decoding the rest:
+// raft/codec.cc's layout begins byte(version) byte(type) varint(to)
+// varint(from) (etcd_server_test RemovedMemberIsRefusedAndLearnsIt
+// fails if it does not).
+bool PeekRaftSender(std::string_view payload, uint64_t* from) {
+  coding::Reader r(payload);
+  uint8_t version = 0, type = 0;
+  uint64_t to = 0;
+  return r.GetByte(&version) && r.GetByte(&type) && r.GetVarint64(&to) &&
+         r.GetVarint64(from);
+}
+
+}  // namespace
+
+absl::Status EtcdServer::CheckLearnerRpc(bool supported) const {
+  if (supported || !node_->is_learner() ||
+      sm_.membership().Find(opts_.node.id) == nullptr) {
+    return absl::OkStatus();
+  }
+  return ErrNotSupportedForLearner();
+}
+
+bool EtcdServer::RefuseRemovedSender(std::string_view raft_payload) {
+  uint64_t from = 0;
+  if (!PeekRaftSender(raft_payload, &from) ||
+      !sm_.membership().IsRemoved(from)) {
+    return false;
+  }
+  // Bounded: one answer per removed sender per tick, and the map holds
+  // only removed ids that still talk to us.
+  auto [it, fresh] = gone_told_tick_.try_emplace(from, ticks_);
+  if (fresh || it->second != ticks_) {
+    it->second = ticks_;
+    std::string msg(1, kGoneTag);
+    coding::PutVarint64(&msg, opts_.node.id);
+    env_.transport->Send(from, std::move(msg));
+  }
+  return true;
 }
 
 uint64_t EtcdServer::NextRequestId() {
@@ -601,12 +652,59 @@ uint64_t EtcdServer::NewMemberId() {
   // etcd hashes the peer URLs, cluster name and time; any id that was
   // never a member does, and this member's Rng keeps it deterministic.
   for (;;) {
-    const uint64_t id = env_.rng->Next();
+    const uint64_t id =
+        opts_.new_member_id ? opts_.new_member_id() : env_.rng->Next();
     if (id != 0 && sm_.membership().Find(id) == nullptr &&
         !sm_.membership().IsRemoved(id)) {
       return id;
     }
   }
+}
+
+std::pair<int, int> EtcdServer::ConnectedVoters() const {
+  int connected = 0, voters = 0;
+  for (const MemberInfo& m : sm_.membership().List()) {
+    if (m.is_learner) continue;
+    ++voters;
+    if (m.id == opts_.node.id ||
+        (peer_link_age_ ? peer_link_age_(m.id) > opts_.health_interval_ns
+                        : true)) {
+      ++connected;
+    }
+  }
+  return {connected, voters};
+}
+
+absl::Status EtcdServer::MayAddMember(bool learner) const {
+  if (!opts_.strict_reconfig_check) return absl::OkStatus();
+  // Protect the quorum when a voter joins: it does not count as started.
+  if (!learner && !sm_.membership().IsReadyToAddVotingMember()) {
+    return ErrNotEnoughStartedMembers();
+  }
+  // etcd's isConnectedFullySince, for learners too: every voter's link has
+  // been up for a health interval.
+  const auto [connected, voters] = ConnectedVoters();
+  if (connected != voters) return ErrUnhealthy();
+  return absl::OkStatus();
+}
+
+absl::Status EtcdServer::MayRemoveMember(uint64_t id) const {
+  if (!opts_.strict_reconfig_check) return absl::OkStatus();
+  const MemberInfo* m = sm_.membership().Find(id);
+  if (m != nullptr && m->is_learner) return absl::OkStatus();  // no quorum
+  if (!sm_.membership().IsReadyToRemoveVotingMember(id)) {
+    return ErrNotEnoughStartedMembers();
+  }
+  // A member that is down now is safe to remove: it is not part of the
+  // active quorum.
+  if (id != opts_.node.id && peer_link_age_ && peer_link_age_(id) == 0) {
+    return absl::OkStatus();
+  }
+  // Otherwise the voters connected now, less the one removed, must still
+  // be a quorum of the voters that remain.
+  const auto [connected, voters] = ConnectedVoters();
+  if (connected - 1 < 1 + (voters - 1) / 2) return ErrUnhealthy();
+  return absl::OkStatus();
 }
 
 void EtcdServer::ProposeMemberChange(const raft::ConfChange& cc,
@@ -623,10 +721,7 @@ void EtcdServer::MemberAdd(const etcdserverpb::MemberAddRequest& r,
   absl::StatusOr<std::vector<std::string>> urls = ParseMemberUrls(
       std::vector<std::string>(r.peerurls().begin(), r.peerurls().end()));
   if (!urls.ok()) return done(urls.status());
-  if (opts_.strict_reconfig_check && !r.islearner() &&
-      !sm_.membership().IsReadyToAddVotingMember()) {
-    return done(ErrNotEnoughStartedMembers());
-  }
+  if (absl::Status s = MayAddMember(r.islearner()); !s.ok()) return done(s);
   MemberInfo m;
   m.id = NewMemberId();
   m.peer_urls = *std::move(urls);
@@ -646,11 +741,7 @@ void EtcdServer::MemberAdd(const etcdserverpb::MemberAddRequest& r,
 
 void EtcdServer::MemberRemove(const etcdserverpb::MemberRemoveRequest& r,
                               Done<etcdserverpb::MemberRemoveResponse> done) {
-  const MemberInfo* m = sm_.membership().Find(r.id());
-  if (opts_.strict_reconfig_check && (m == nullptr || !m->is_learner) &&
-      !sm_.membership().IsReadyToRemoveVotingMember(r.id())) {
-    return done(ErrNotEnoughStartedMembers());
-  }
+  if (absl::Status s = MayRemoveMember(r.id()); !s.ok()) return done(s);
   MemberInfo gone;
   gone.id = r.id();
   raft::ConfChange cc{raft::ConfChangeType::kRemoveNode, r.id(),

@@ -25,9 +25,14 @@
 //
 // Peer payloads carry a one-byte channel tag: 'r' raft message, 'q' a
 // forwarded request (lease keep-alive or time-to-live, member promote), 'a'
-// its answer. Forwarded request:
+// its answer, 'g' "you were removed". Forwarded request:
 //   'q' varint(from) varint(request id) byte(kind) request-bytes
 // answer: 'a' varint(request id) EncodeResult(status, response).
+// Removed members: raft messages from a member this one applied the
+// removal of are dropped and answered (at most once a tick per sender)
+// with 'g' varint(sender), as etcd's peer handler answers a removed
+// member's streams with 410 Gone; the removed member then knows it was
+// removed (removed()) even if it never applied its own removal.
 #ifndef DETCD_ENGINE_SERVER_ETCD_SERVER_H_
 #define DETCD_ENGINE_SERVER_ETCD_SERVER_H_
 
@@ -37,6 +42,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -66,10 +72,19 @@ struct EtcdServerOptions {
   int64_t quota_backend_bytes = 0;
   // What Status reports as the server's version.
   std::string version = "3.5.0";
-  // etcd's --strict-reconfig-check (membership changes that would leave
-  // fewer started members than a quorum are refused). etcd also refuses
-  // them while peers are unreachable; we do not track that.
+  // etcd's --strict-reconfig-check: membership changes that would leave
+  // fewer started members than a quorum are refused, and so are changes
+  // while the links to the voters say the quorum is at risk (etcd's
+  // isConnectedFullySince / numConnectedSince over health_interval_ns,
+  // see set_peer_link_age).
   bool strict_reconfig_check = true;
+  // etcd's HealthInterval: how long a link must have been up for its peer
+  // to count as connected in those checks.
+  int64_t health_interval_ns = 5'000'000'000;
+  // Where MemberAdd's new ids come from; empty: this member's Rng (etcd
+  // hashes the URLs and the time; any id never used will do). The
+  // simulator hands out the small ids its checkers index by.
+  std::function<uint64_t()> new_member_id;
   // Wall-clock length of one raft tick (etcd's --heartbeat-interval).
   int64_t tick_ns = 100'000'000;
   KvLimits kv;
@@ -213,10 +228,29 @@ class EtcdServer {
   uint64_t cluster_id() const { return opts_.cluster_id; }
   // True when Start found an existing data dir (a restart).
   bool restarted() const { return restarted_; }
-  // True once this member applied its own removal from the cluster (etcd
-  // then stops the member; the real server should exit).
+  // True once this member applied its own removal from the cluster, or a
+  // member that applied it refused its messages ('g'); etcd then stops the
+  // member ("the member has been permanently removed from the cluster").
   bool removed() const {
-    return sm_.membership().IsRemoved(opts_.node.id);
+    return told_removed_ || sm_.membership().IsRemoved(opts_.node.id);
+  }
+  // The links to peers, for the strict reconfiguration checks: how long
+  // this member has been connected to `peer` without a break, in ns, 0 if
+  // it is not connected now (etcd's rafthttp ActiveSince). The real server
+  // asks its peer transport, the simulator its network. Unset: no link is
+  // known to be down, so only the started-members rules apply.
+  void set_peer_link_age(std::function<int64_t(uint64_t peer)> f) {
+    peer_link_age_ = std::move(f);
+  }
+  // etcd's learner rule (its v3rpc interceptors): a learner serves only
+  // Status and serializable Range; any other request, and every stream, is
+  // refused with ErrNotSupportedForLearner. `supported`: the request is
+  // one of those.
+  absl::Status CheckLearnerRpc(bool supported) const;
+  // The peer transport's refusal of this member's streams because `by`
+  // applied its removal (etcd's 410 Gone): the same as a 'g' payload.
+  void OnRemovedByPeer(uint64_t by) {
+    if (by != opts_.node.id) told_removed_ = true;
   }
   // Called with the raft command of every acknowledged write (the
   // simulator's durability check).
@@ -262,6 +296,15 @@ class EtcdServer {
   void AddMembers(
       google::protobuf::RepeatedPtrField<etcdserverpb::Member>* out) const;
   uint64_t NewMemberId();
+  // etcd's mayAddMember / mayRemoveMember (strict reconfiguration).
+  absl::Status MayAddMember(bool learner) const;
+  absl::Status MayRemoveMember(uint64_t id) const;
+  // Voting members this member has been connected to for longer than the
+  // health interval (itself included), and how many voting members there
+  // are (etcd's numConnectedSince).
+  std::pair<int, int> ConnectedVoters() const;
+  // A raft message from a removed member: dropped, and the sender told.
+  bool RefuseRemovedSender(std::string_view raft_payload);
   struct LeaderMove {
     uint64_t target;
     int deadline_tick;
@@ -316,6 +359,10 @@ class EtcdServer {
   std::map<uint64_t, std::string> inflight_;
   std::function<void(std::string_view)> on_ack_;
   EtcdStateMachine::EventsFn on_events_;
+  std::function<int64_t(uint64_t)> peer_link_age_;
+  bool told_removed_ = false;
+  // Removed senders told at this tick (one 'g' per sender per tick).
+  std::map<uint64_t, int> gone_told_tick_;
 };
 
 }  // namespace detcd::server

@@ -127,6 +127,7 @@ class Membership {
   bool IsReadyToRemoveVotingMember(uint64_t id) const;
   bool IsReadyToPromoteMember() const;
   bool IsRemoved(uint64_t id) const { return removed_.contains(id); }
+  const absl::btree_set<uint64_t>& removed_ids() const { return removed_; }
   // By ascending id, as etcd lists them.
   std::vector<MemberInfo> List() const;
   size_t size() const { return members_.size(); }

@@ -5,6 +5,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/container/btree_set.h"
 #include "absl/strings/str_cat.h"
 #include "engine/raft/codec.h"
 #include "engine/util/check.h"
@@ -258,8 +259,13 @@ absl::Status Node::Recover() {
     storage_.SetInitialConfState(cs);
   }
   conf_state_ = cs;
-  if (auto s = storage_.Append(rec->entries); !s.ok()) return s;
   raft::HardState hs = rec->hard_state;
+  if (opts_.force_new_cluster) {
+    if (auto s = ForceNewCluster(cs, applied_, &rec->entries, &hs); !s.ok()) {
+      return s;
+    }
+  }
+  if (auto s = storage_.Append(rec->entries); !s.ok()) return s;
   if (opts_.bugs.on(planted::Bug::kForgetVote)) hs.vote = raft::kNone;  // PLANTED
   // A commit index beyond the recovered log can only come from a WAL that
   // lost synced entries: refuse rather than run on without them.
@@ -271,6 +277,71 @@ absl::Status Node::Recover() {
   if (hs.commit < applied_) hs.commit = applied_;
   storage_.SetHardState(hs);
   raft_ = MakeRaft(applied_);
+  return absl::OkStatus();
+}
+
+absl::Status Node::ForceNewCluster(const raft::ConfState& snap_cs,
+                                   uint64_t snap_index,
+                                   std::vector<raft::Entry>* entries,
+                                   raft::HardState* hs) {
+  forced_ = ForcedRestart{};
+  forced_.done = true;
+  forced_.wal_commit = hs->commit;
+  hs->commit = std::max(hs->commit, snap_index);
+  hs->term = std::max<uint64_t>(hs->term, 1);  // a member that never voted
+  // The uncommitted tail: nobody may have it, and the new entries take its
+  // indexes (the WAL's later records replace it on every later recovery).
+  auto tail = std::find_if(entries->begin(), entries->end(),
+                           [&](const raft::Entry& e) {
+                             return e.index > hs->commit;
+                           });
+  if (tail != entries->end()) {
+    forced_.first_discarded = tail->index;
+    forced_.discarded = static_cast<uint64_t>(entries->end() - tail);
+    entries->erase(tail, entries->end());
+  }
+  // Every member the snapshot and the log know of (etcd's getIDs).
+  absl::btree_set<uint64_t> ids(snap_cs.voters.begin(), snap_cs.voters.end());
+  ids.insert(snap_cs.learners.begin(), snap_cs.learners.end());
+  for (const raft::Entry& e : *entries) {
+    raft::ConfChange cc;
+    if (e.type != raft::EntryType::kConfChange ||
+        !raft::DecodeConfChange(e.data, &cc) || cc.node_id == raft::kNone) {
+      continue;
+    }
+    if (cc.type == raft::ConfChangeType::kAddNode ||
+        cc.type == raft::ConfChangeType::kAddLearnerNode) {
+      ids.insert(cc.node_id);
+    } else if (cc.type == raft::ConfChangeType::kRemoveNode) {
+      ids.erase(cc.node_id);
+    }
+  }
+  // This member first (raft must never be left without a voter), then the
+  // removals; raw changes (empty contexts): the state machine applies them
+  // without checks, as etcd's have no member context.
+  std::vector<raft::ConfChange> changes;
+  if (!ids.contains(opts_.id)) {
+    changes.push_back({raft::ConfChangeType::kAddNode, opts_.id, ""});
+  }
+  for (uint64_t id : ids) {
+    if (id == opts_.id) continue;
+    changes.push_back({raft::ConfChangeType::kRemoveNode, id, ""});
+    forced_.removed.push_back(id);
+  }
+  uint64_t next =
+      (entries->empty() ? snap_index : entries->back().index) + 1;
+  std::vector<raft::Entry> added;
+  for (const raft::ConfChange& cc : changes) {
+    added.push_back(raft::Entry{hs->term, next++,
+                                raft::EntryType::kConfChange,
+                                raft::EncodeConfChange(cc)});
+  }
+  if (!added.empty()) hs->commit = added.back().index;
+  forced_.commit = hs->commit;
+  if (added.empty()) return absl::OkStatus();
+  // Committed by fiat: the hard state that says so goes with them.
+  if (auto s = wal_->Save(hs, added, /*sync=*/true); !s.ok()) return s;
+  entries->insert(entries->end(), added.begin(), added.end());
   return absl::OkStatus();
 }
 
@@ -325,6 +396,10 @@ void Node::ProposeAwaitingLeader() {
   std::deque<AwaitingLeader> waiting = std::move(awaiting_leader_);
   awaiting_leader_.clear();
   for (AwaitingLeader& w : waiting) {
+    if (w.conf_change) {
+      ProposeConfChangeNow(*w.conf_change, std::move(w.done), w.deadline_tick);
+      continue;
+    }
     ProposeNow(std::move(w.command), std::move(w.done), w.deadline_tick);
   }
 }
@@ -340,7 +415,8 @@ void Node::Propose(std::string command, ProposeDone done) {
   const int deadline = ticks_ + opts_.request_timeout_ticks;
   if (raft_->lead() == raft::kNone) {
     awaiting_leader_.push_back(
-        AwaitingLeader{std::move(command), std::move(done), deadline});
+        AwaitingLeader{std::move(command), std::move(done), deadline,
+                       std::nullopt});
     return;
   }
   ProposeNow(std::move(command), std::move(done), deadline);
@@ -362,6 +438,16 @@ void Node::ProposeConfChange(const raft::ConfChange& cc, ProposeDone done) {
   if (pending_requests() >= static_cast<size_t>(opts_.max_pending_requests)) {
     return done(ErrTooManyRequests());
   }
+  const int deadline = ticks_ + opts_.request_timeout_ticks;
+  if (raft_->lead() == raft::kNone) {
+    awaiting_leader_.push_back(AwaitingLeader{"", std::move(done), deadline, cc});
+    return;
+  }
+  ProposeConfChangeNow(cc, std::move(done), deadline);
+}
+
+void Node::ProposeConfChangeNow(const raft::ConfChange& cc, ProposeDone done,
+                                int deadline_tick) {
   uint64_t rid = next_request_id_++;
   raft::ConfChange wrapped = cc;
   wrapped.context = Envelope(opts_.id, rid, cc.context);
@@ -369,8 +455,7 @@ void Node::ProposeConfChange(const raft::ConfChange& cc, ProposeDone done) {
   if (!s.ok()) {
     return done(raft_->lead() == raft::kNone ? ErrNoLeader() : s);
   }
-  proposals_.emplace(rid, Waiter{std::move(done),
-                                 ticks_ + opts_.request_timeout_ticks});
+  proposals_.emplace(rid, Waiter{std::move(done), deadline_tick});
   ProcessReady();
 }
 

@@ -49,6 +49,15 @@ struct NodeOptions {
   // --initial-cluster must match): the founding entries must be identical
   // everywhere.
   std::map<uint64_t, std::string> founding_contexts;
+  // etcd's --force-new-cluster (disaster recovery), used only when the
+  // data dir holds a WAL: the member restarts as the only voter of its
+  // cluster, keeping its data. As etcd's restartAsStandaloneNode: the
+  // uncommitted tail of the log is discarded; after the committed entries
+  // come conf changes that add this member (if the log and snapshot do not
+  // list it) and remove every other member (voters and learners), written
+  // to the WAL as committed entries in the last term (so the commit index
+  // moves past them) before raft starts. See forced_restart().
+  bool force_new_cluster = false;
   int election_ticks = 10;
   int heartbeat_ticks = 1;
   // Take a snapshot after this many applied entries, keeping this many
@@ -151,6 +160,17 @@ class Node {
   // Compacts now (tests); normally automatic every snapshot_count entries.
   absl::Status TakeSnapshot();
 
+  // What a forced restart (force_new_cluster) did, for etcd's log lines.
+  struct ForcedRestart {
+    bool done = false;
+    uint64_t wal_commit = 0;        // the commit index the WAL held
+    uint64_t first_discarded = 0;   // first uncommitted entry dropped (0: none)
+    uint64_t discarded = 0;         // how many were dropped
+    uint64_t commit = 0;            // the commit index after the new entries
+    std::vector<uint64_t> removed;  // members the new entries remove
+  };
+  const ForcedRestart& forced_restart() const { return forced_; }
+
   void set_observer(NodeObserver* o) { observer_ = o; }
   uint64_t id() const { return opts_.id; }
   bool failed() const { return !failure_.ok(); }
@@ -182,6 +202,8 @@ class Node {
     std::string command;
     ProposeDone done;
     int deadline_tick;
+    // A conf change waits the same way (etcd's raft node blocks those too).
+    std::optional<raft::ConfChange> conf_change;
   };
   struct ReadWaiter {
     ReadDone done;
@@ -191,6 +213,11 @@ class Node {
 
   bool HasBootstrapped();
   absl::Status Recover();
+  // force_new_cluster: rewrites the recovered log tail (see NodeOptions).
+  absl::Status ForceNewCluster(const raft::ConfState& snap_cs,
+                               uint64_t snap_index,
+                               std::vector<raft::Entry>* entries,
+                               raft::HardState* hs);
   absl::Status Bootstrap();
   void ProcessReady();
   absl::Status Persist(const raft::Ready& rd);
@@ -200,6 +227,8 @@ class Node {
   void ServeReads();
   void ProposeNow(std::string command, ProposeDone done, int deadline_tick);
   void ProposeAwaitingLeader();
+  void ProposeConfChangeNow(const raft::ConfChange& cc, ProposeDone done,
+                            int deadline_tick);
   void MaybeSnapshot();
   void ExpireRequests();
   void Fail(absl::Status s);
@@ -233,6 +262,7 @@ class Node {
   uint64_t applied_ = 0;
   uint64_t snapshot_index_ = 0;
   raft::ConfState conf_state_;
+  ForcedRestart forced_;
   int ticks_ = 0;
   uint64_t next_request_id_ = 1;
   std::deque<AwaitingLeader> awaiting_leader_;  // oldest first

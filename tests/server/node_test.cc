@@ -534,3 +534,60 @@ TEST(Node, RejectsBadOptions) {
 
 }  // namespace
 }  // namespace detcd::server
+
+namespace detcd::server {
+namespace {
+
+// etcd's --force-new-cluster (restartAsStandaloneNode): the last member of
+// a dead cluster restarts alone with its committed data; its uncommitted
+// tail is gone; the other members are removed through conf change entries
+// committed by fiat, so a later plain restart stays a one-member cluster.
+TEST(Node, ForceNewClusterRestartsAloneWithCommittedData) {
+  Bus bus;
+  const uint64_t l = bus.StartCluster(3);
+  ASSERT_NE(l, 0u);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(bus.Put(l, absl::StrCat("k", i), "v").ok());
+  }
+  bus.Tick(5);  // every member applied everything
+  // The leader alone appends an entry nobody else gets: uncommitted.
+  for (uint64_t id = 1; id <= 3; ++id) {
+    if (id != l) bus.Crash(id);
+  }
+  bool answered = false;
+  bus.node(l).Propose("put lost x",
+                      [&](absl::StatusOr<std::string>) { answered = true; });
+  bus.Deliver();
+  EXPECT_FALSE(answered);
+  const uint64_t last = bus.node(l).raft().log().LastIndex();
+  const uint64_t commit = bus.node(l).committed_index();
+  ASSERT_GT(last, commit);
+  bus.Crash(l);
+
+  bus.options.force_new_cluster = true;
+  ASSERT_TRUE(bus.Start(l).ok());
+  const Node::ForcedRestart& f = bus.node(l).forced_restart();
+  EXPECT_TRUE(f.done);
+  EXPECT_EQ(f.wal_commit, commit);
+  EXPECT_EQ(f.first_discarded, commit + 1);
+  EXPECT_EQ(f.discarded, last - commit);
+  EXPECT_EQ(f.removed.size(), 2u);
+  EXPECT_EQ(f.commit, commit + 2);  // two removals, committed by fiat
+  EXPECT_EQ(bus.node(l).conf_state().voters, std::vector<uint64_t>{l});
+  ASSERT_EQ(bus.ElectLeader(), l);
+  EXPECT_EQ(bus.sm(l).data().size(), 10u);
+  EXPECT_FALSE(bus.sm(l).data().contains("lost"));
+  ASSERT_TRUE(bus.Put(l, "after", "force").ok());
+
+  bus.options.force_new_cluster = false;
+  bus.Crash(l);
+  ASSERT_TRUE(bus.Start(l).ok());
+  EXPECT_FALSE(bus.node(l).forced_restart().done);
+  EXPECT_EQ(bus.node(l).conf_state().voters, std::vector<uint64_t>{l});
+  ASSERT_EQ(bus.ElectLeader(), l);
+  EXPECT_EQ(bus.sm(l).data().at("after"), "force");
+  EXPECT_EQ(bus.sm(l).data().size(), 11u);
+}
+
+}  // namespace
+}  // namespace detcd::server
