@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/util/hash.h"
 #include "engine/wal/wal.h"
+#include "membershippb/membership.pb.h"
 
 namespace detcd::harness {
 void SafetyChecker::Violation(std::string what) {
@@ -406,6 +407,7 @@ void SafetyChecker::TrackMembership(const raft::Entry& e) {
   if (!raft::DecodeConfChange(e.data, &cc) || cc.node_id == raft::kNone) {
     return;
   }
+  if (EtcdRefuses(cc)) return;  // applied as a change that changes nothing
   const bool founding = e.term == 1;
   raft::ConfState cs = founding ? membership_.begin()->second
                                 : membership_.rbegin()->second;
@@ -441,6 +443,77 @@ void SafetyChecker::TrackMembership(const raft::Entry& e) {
   } else {
     membership_[e.index] = std::move(cs);
   }
+}
+
+bool SafetyChecker::EtcdRefuses(const raft::ConfChange& cc) {
+  // The etcd layer's context inside the Node's envelope: byte(kind)
+  // membershippb.Member, kinds 1 add, 2 promote, 3 update, 4 remove,
+  // 5 founding (server/membership.h). Anything else is a raw change.
+  std::string_view payload;
+  uint64_t proposer = 0, rid = 0;
+  membershippb::Member given;
+  int kind = 0;
+  if (server::OpenEnvelope(cc.context, &proposer, &rid, &payload) &&
+      !payload.empty() && payload[0] >= 1 && payload[0] <= 5 &&
+      given.ParseFromArray(payload.data() + 1,
+                           static_cast<int>(payload.size() - 1))) {
+    kind = payload[0];
+  }
+  const std::vector<std::string> urls(
+      given.raft_attributes().peer_urls().begin(),
+      given.raft_attributes().peer_urls().end());
+  auto url_taken = [&](uint64_t except) {
+    for (const auto& [id, m] : members_) {
+      if (id == except) continue;
+      for (const std::string& u : m.peer_urls) {
+        if (std::find(urls.begin(), urls.end(), u) != urls.end()) return true;
+      }
+    }
+    return false;
+  };
+  auto it = members_.find(cc.node_id);
+  const bool checked = kind != 0 && kind != 5;
+  if (checked && removed_.contains(cc.node_id)) return true;
+  switch (cc.type) {
+    case raft::ConfChangeType::kAddNode:
+    case raft::ConfChangeType::kAddLearnerNode:
+      if (checked && kind == 2) {  // promote
+        if (it == members_.end() || !it->second.learner) return true;
+      } else if (checked) {
+        if (it != members_.end() || url_taken(0)) return true;
+        if (cc.type == raft::ConfChangeType::kAddLearnerNode) {
+          int learners = 0;
+          for (const auto& [id, m] : members_) learners += m.learner;
+          if (learners + 1 > 1) return true;  // etcd's maxLearners
+        }
+      }
+      {
+        MemberFacts& m = members_[cc.node_id];
+        if (!urls.empty()) m.peer_urls = urls;
+        // Raft ignores an AddLearnerNode of a voter.
+        if (cc.type == raft::ConfChangeType::kAddNode) {
+          m.learner = false;
+        } else if (it == members_.end()) {
+          m.learner = true;
+        }
+      }
+      removed_.erase(cc.node_id);
+      return false;
+    case raft::ConfChangeType::kRemoveNode:
+      if (checked && it == members_.end()) return true;
+      if (it != members_.end()) {
+        members_.erase(it);
+        removed_.insert(cc.node_id);
+      }
+      return false;
+    case raft::ConfChangeType::kUpdateNode:
+      if (checked && (it == members_.end() || url_taken(cc.node_id))) {
+        return true;
+      }
+      if (it != members_.end() && !urls.empty()) it->second.peer_urls = urls;
+      return false;
+  }
+  return false;
 }
 
 const raft::ConfState& SafetyChecker::MembershipAt(uint64_t index) const {

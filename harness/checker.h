@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -135,13 +136,22 @@ class SafetyChecker : public server::NodeObserver {
   // Adds what a node's raft counted since the last look to coverage_.
   void NoteCoverage(const server::Node& node);
   // Membership, replayed by the checker from the conf changes as they are
-  // first applied (raft's rules for each change type). Every change the
-  // simulator proposes carries no etcd member context, so the state
-  // machine never refuses one (a refused change would show as a
-  // difference here). The founding AddNode entries (term 1, indexes
-  // 1..n) make the founders voters from index 0, as raft's initial
-  // membership does.
+  // first applied (raft's rules for each change type). Changes made
+  // through the Cluster API carry etcd's member context and the state
+  // machine refuses some when they apply; the checker decides that on its
+  // own, from etcd's ValidateConfigurationChange rules (EtcdRefuses) over
+  // its own replay of ids, peer URLs and removed ids, so a member that
+  // refuses differently shows as a difference here. The founding AddNode
+  // entries (term 1, indexes 1..n) make the founders voters from index 0,
+  // as raft's initial membership does.
   void TrackMembership(const raft::Entry& e);
+  struct MemberFacts {
+    std::vector<std::string> peer_urls;
+    bool learner = false;
+  };
+  // Whether etcd refuses `cc` (an etcd-layer change: its context decodes
+  // as one) given the members so far; applies it to members_ otherwise.
+  bool EtcdRefuses(const raft::ConfChange& cc);
   const raft::ConfState& MembershipAt(uint64_t index) const;
   // A node's membership at `index` (restored, or after an event) must be
   // the replayed one.
@@ -177,6 +187,9 @@ class SafetyChecker : public server::NodeObserver {
   // The first index past the founding entries (0 until one was applied):
   // memberships below it are not checked.
   uint64_t founding_end_ = 0;
+  // The etcd layer's view (EtcdRefuses): members by id, and removed ids.
+  std::map<uint64_t, MemberFacts> members_;
+  std::set<uint64_t> removed_;
 };
 
 }  // namespace detcd::harness

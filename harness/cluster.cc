@@ -35,9 +35,29 @@ Cluster::Cluster(uint64_t seed, const ClusterOptions& opts, Trace* trace)
       },
       [this](uint64_t id) -> const server::Node* { return node(id); },
       opts_.node.data_dir + "/wal");
+  // etcd's health interval is five election timeouts of its defaults; the
+  // same ratio for the simulator's faster clock, unless a test set one.
+  if (opts_.server.health_interval_ns ==
+      server::EtcdServerOptions().health_interval_ns) {
+    opts_.server.health_interval_ns =
+        5 * static_cast<int64_t>(opts_.node.election_ticks) * opts_.tick_ns;
+  }
   std::vector<uint64_t> voters;
   for (int i = 0; i < opts_.nodes; ++i) voters.push_back(next_id_ + i);
+  if (opts_.named_members && opts_.server.initial_members.empty()) {
+    for (uint64_t id : voters) {
+      server::MemberInfo m;
+      m.id = id;
+      m.name = absl::StrCat("m", id);
+      m.peer_urls = {absl::StrCat("http://m", id, ":2380")};
+      opts_.server.initial_members.push_back(std::move(m));
+    }
+  }
   for (uint64_t id : voters) AddNode(id, voters);
+  for (const server::MemberInfo& m : opts_.server.initial_members) {
+    auto it = nodes_.find(m.id);
+    if (it != nodes_.end()) it->second.peer_urls = m.peer_urls;
+  }
   for (uint64_t id : voters) StartNode(nodes_.at(id));
 }
 
@@ -84,6 +104,8 @@ void Cluster::StartNode(SimNode& n) {
                                           : std::vector<uint64_t>{};
   o.cluster_id = cluster_id_;
   o.tick_ns = opts_.tick_ns;
+  // Small ids, in order: the checkers index by them.
+  o.new_member_id = [this] { return next_id_++; };
   env::Env env;
   env.clock = n.clock.get();
   env.disk = n.disk.get();
@@ -112,7 +134,14 @@ void Cluster::StartNode(SimNode& n) {
     return;
   }
   n.start_error.clear();
+  n.up_since = world_.now();
+  n.published = false;
+  n.publishing = false;
+  n.publish_wait_ticks = 0;
+  n.stopping = false;
   const uint64_t id = n.id;
+  n.server->set_peer_link_age(
+      [this, id](uint64_t peer) { return LinkAge(id, peer); });
   network_.Attach(id, [this, id](uint64_t from, std::string payload) {
     SimNode& t = nodes_.at(id);
     if (!t.server) return;
@@ -147,8 +176,52 @@ void Cluster::ScheduleTick(uint64_t id, uint64_t incarnation) {
     }
     t.server->Tick();
     After(t);
+    if (t.server && t.incarnation == incarnation) MaybePublish(t);
     ScheduleTick(id, incarnation);
   });
+}
+
+// As the real server: once a leader is known, a member added at run time
+// publishes its name and client URL through raft, and retries until that
+// applies. (Founders are named by the founding entries already; the real
+// server publishes them too, for their client URLs, which nothing in the
+// simulator reads.)
+void Cluster::MaybePublish(SimNode& n) {
+  if (!opts_.named_members || n.bootstrap_new || n.published ||
+      n.publishing || n.stopping) {
+    return;
+  }
+  if (n.publish_wait_ticks > 0) {
+    --n.publish_wait_ticks;
+    return;
+  }
+  if (n.server->node().leader() == raft::kNone) return;
+  n.publishing = true;
+  const uint64_t id = n.id, incarnation = n.incarnation;
+  n.server->Publish(absl::StrCat("m", id),
+                    {absl::StrCat("http://m", id, ":2379")},
+                    [this, id, incarnation](absl::Status s) {
+                      SimNode& t = nodes_.at(id);
+                      if (t.incarnation != incarnation) return;
+                      t.publishing = false;
+                      if (s.ok()) {
+                        t.published = true;
+                      } else {
+                        t.publish_wait_ticks = 10;
+                      }
+                    });
+  After(n);
+}
+
+int64_t Cluster::LinkAge(uint64_t self, uint64_t peer) const {
+  auto me = nodes_.find(self);
+  auto it = nodes_.find(peer);
+  if (me == nodes_.end() || it == nodes_.end() || !it->second.server ||
+      it->second.paused || network_.IsCut(self, peer) ||
+      network_.IsCut(peer, self)) {
+    return 0;
+  }
+  return world_.now() - std::max(me->second.up_since, it->second.up_since);
 }
 
 void Cluster::After(SimNode& n) {
@@ -170,6 +243,25 @@ void Cluster::After(SimNode& n) {
     return;
   }
   checker_.AfterEvent(node);
+  if (!n.stopping && n.server->removed()) {
+    // As etcd: a member that learns it was removed stops itself a moment
+    // later (etcd waits a second, ten heartbeats), and is never restarted.
+    n.stopping = true;
+    n.removed = true;
+    if (trace_) {
+      trace_->Event(world_.now(), n.id, "learned it was removed",
+                    n.server->state().membership().IsRemoved(n.id)
+                        ? "applied its removal"
+                        : "a member refused its messages");
+    }
+    const uint64_t id = n.id, incarnation = n.incarnation;
+    world_.After(10 * opts_.tick_ns, [this, id, incarnation] {
+      SimNode& t = nodes_.at(id);
+      if (!t.server || t.incarnation != incarnation) return;
+      if (trace_) trace_->Event(world_.now(), id, "stopped: removed");
+      Crash(id);
+    });
+  }
   const uint64_t syncs = n.disk->syncs();
   const bool synced = syncs != n.syncs_seen;
   n.syncs_seen = syncs;
@@ -326,66 +418,151 @@ void Cluster::Restart(uint64_t id) {
   StartNode(n);
 }
 
-void Cluster::ChangeMembership(raft::ConfChange cc,
-                               std::function<void()> on_commit, Then then) {
-  uint64_t leader = Leader();
-  if (leader == 0) {
+uint64_t Cluster::RequestTarget() {
+  std::vector<uint64_t> up;
+  for (const auto& [id, n] : nodes_) {
+    if (n.server && !n.paused && !n.stopping) up.push_back(id);
+  }
+  return up.empty() ? 0 : up[fault_rng_.Uniform(up.size())];
+}
+
+std::string Cluster::NewPeerUrl() {
+  return absl::StrCat("http://peer", next_url_++, ":2380");
+}
+
+namespace {
+// A Cluster request's answer runs inside the member's call stack: the
+// harness acts on it from a fresh event.
+template <typename Resp>
+using Answer = std::function<void(absl::StatusOr<Resp>)>;
+
+void TraceAnswer(Trace* trace, int64_t now, const char* what,
+                 const absl::Status& s) {
+  if (trace) {
+    trace->Event(now, 0, what,
+                 s.ok() ? std::string("ok") : std::string(s.message()));
+  }
+}
+}  // namespace
+
+void Cluster::AddMember(bool learner, Then then) {
+  AddMemberWithUrls(learner, {NewPeerUrl()}, std::move(then));
+}
+
+void Cluster::AddMemberWithUrls(bool learner, std::vector<std::string> urls,
+                                Then then) {
+  const uint64_t target = RequestTarget();
+  if (target == 0) {
     if (then) world_.After(0, [then] { then(false); });
     return;
   }
   ++conf_changes_;
   if (trace_) {
-    trace_->Event(world_.now(), 0, "conf change",
-                  absl::StrCat(static_cast<int>(cc.type), " node ",
-                               cc.node_id));
+    trace_->Event(world_.now(), target, "member add",
+                  absl::StrCat(learner ? "learner " : "voter ", urls[0]));
   }
-  // Completion callbacks run inside the node's apply loop: act on them
-  // from a fresh event, never re-entering the node.
-  ProposeConfChange(
-      leader, cc,
-      [this, on_commit = std::move(on_commit),
-       then = std::move(then)](absl::StatusOr<std::string> r) {
-        bool ok = r.ok();
-        world_.After(0, [ok, on_commit, then] {
-          if (ok && on_commit) on_commit();
-          if (then) then(ok);
+  etcdserverpb::MemberAddRequest r;
+  for (const std::string& u : urls) r.add_peerurls(u);
+  r.set_islearner(learner);
+  Answer<etcdserverpb::MemberAddResponse> done =
+      [this, urls, then](absl::StatusOr<etcdserverpb::MemberAddResponse> a) {
+        TraceAnswer(trace_, world_.now(), "member add answer", a.status());
+        const uint64_t id = a.ok() ? a->member().id() : 0;
+        world_.After(0, [this, id, urls, then] {
+          if (id != 0) StartJoiner(id, urls);
+          if (then) then(id != 0);
         });
-      });
+      };
+  Call(target, [&](server::EtcdServer& s) { s.MemberAdd(r, done); });
 }
 
-void Cluster::AddMember(bool learner, Then then) {
-  const uint64_t id = next_id_++;
-  raft::ConfChange cc{learner ? raft::ConfChangeType::kAddLearnerNode
-                              : raft::ConfChangeType::kAddNode,
-                      id, ""};
-  ChangeMembership(
-      cc,
-      [this, id] {
-        AddNode(id, {});
-        StartNode(nodes_.at(id));
-      },
-      std::move(then));
+void Cluster::StartJoiner(uint64_t id, std::vector<std::string> urls) {
+  if (nodes_.contains(id)) return;  // Reconcile found it first
+  AddNode(id, {});
+  nodes_.at(id).peer_urls = std::move(urls);
+  StartNode(nodes_.at(id));
 }
 
 void Cluster::PromoteLearner(uint64_t id, Then then) {
-  ChangeMembership({raft::ConfChangeType::kAddNode, id, ""}, nullptr,
-                   std::move(then));
+  const uint64_t target = RequestTarget();
+  if (target == 0) {
+    if (then) world_.After(0, [then] { then(false); });
+    return;
+  }
+  ++conf_changes_;
+  if (trace_) {
+    trace_->Event(world_.now(), target, "member promote", absl::StrCat(id));
+  }
+  etcdserverpb::MemberPromoteRequest r;
+  r.set_id(id);
+  Answer<etcdserverpb::MemberPromoteResponse> done =
+      [this, then](absl::StatusOr<etcdserverpb::MemberPromoteResponse> a) {
+        TraceAnswer(trace_, world_.now(), "member promote answer", a.status());
+        const bool ok = a.ok();
+        world_.After(0, [ok, then] {
+          if (then) then(ok);
+        });
+      };
+  Call(target, [&](server::EtcdServer& s) { s.MemberPromote(r, done); });
 }
 
 void Cluster::RemoveMember(uint64_t id, Then then) {
-  ChangeMembership(
-      {raft::ConfChangeType::kRemoveNode, id, ""},
-      [this, id] {
-        auto it = nodes_.find(id);
-        if (it == nodes_.end()) return;
-        it->second.removed = true;
-        Crash(id);  // a removed member shuts down
-      },
-      std::move(then));
+  const uint64_t target = RequestTarget();
+  if (target == 0) {
+    if (then) world_.After(0, [then] { then(false); });
+    return;
+  }
+  ++conf_changes_;
+  if (trace_) {
+    trace_->Event(world_.now(), target, "member remove", absl::StrCat(id));
+  }
+  etcdserverpb::MemberRemoveRequest r;
+  r.set_id(id);
+  Answer<etcdserverpb::MemberRemoveResponse> done =
+      [this, then](absl::StatusOr<etcdserverpb::MemberRemoveResponse> a) {
+        TraceAnswer(trace_, world_.now(), "member remove answer", a.status());
+        const bool ok = a.ok();
+        world_.After(0, [ok, then] {
+          if (then) then(ok);
+        });
+      };
+  Call(target, [&](server::EtcdServer& s) { s.MemberRemove(r, done); });
+}
+
+void Cluster::UpdatePeerUrls(uint64_t id, Then then) {
+  const uint64_t target = RequestTarget();
+  if (target == 0) {
+    if (then) world_.After(0, [then] { then(false); });
+    return;
+  }
+  ++conf_changes_;
+  const std::string url = NewPeerUrl();
+  if (trace_) {
+    trace_->Event(world_.now(), target, "member update",
+                  absl::StrCat(id, " ", url));
+  }
+  etcdserverpb::MemberUpdateRequest r;
+  r.set_id(id);
+  r.add_peerurls(url);
+  Answer<etcdserverpb::MemberUpdateResponse> done =
+      [this, id, url,
+       then](absl::StatusOr<etcdserverpb::MemberUpdateResponse> a) {
+        TraceAnswer(trace_, world_.now(), "member update answer", a.status());
+        const bool ok = a.ok();
+        world_.After(0, [this, ok, id, url, then] {
+          auto it = nodes_.find(id);
+          if (ok && it != nodes_.end()) it->second.peer_urls = {url};
+          if (then) then(ok);
+        });
+      };
+  Call(target, [&](server::EtcdServer& s) { s.MemberUpdate(r, done); });
 }
 
 bool Cluster::ReplaceWiped(uint64_t id) {
   uint64_t leader = Leader();
+  if (replacing_ && world_.now() - replacing_since_ > 10 * sim::kSecond) {
+    replacing_ = false;  // its requests died with a crashed member
+  }
   if (leader == 0 || leader == id || replacing_) return false;
   // Losing a second disk while a wiped voter is still in the membership
   // could destroy a quorum's data for good: no scenario may do that, as no
@@ -395,16 +572,21 @@ bool Cluster::ReplaceWiped(uint64_t id) {
     if (IsRemoved(v)) return false;
   }
   replacing_ = true;
+  replacing_since_ = world_.now();
   Crash(id);
   nodes_.at(id).disk->Wipe();
   nodes_.at(id).removed = true;  // its old identity is gone for good
   if (trace_) trace_->Event(world_.now(), id, "wipe");
-  RemoveMember(id, [this](bool ok) {
+  // The new member comes up where the old one was: same peer URLs.
+  std::vector<std::string> urls = nodes_.at(id).peer_urls;
+  if (urls.empty()) urls = {NewPeerUrl()};
+  RemoveMember(id, [this, urls](bool ok) {
     if (!ok) {
       replacing_ = false;  // still a voter: the check above holds off
       return;
     }
-    AddMember(/*learner=*/false, [this](bool) { replacing_ = false; });
+    AddMemberWithUrls(/*learner=*/false, urls,
+                      [this](bool) { replacing_ = false; });
   });
   return true;
 }
@@ -471,14 +653,6 @@ server::EtcdServer* Cluster::server(uint64_t id) {
   return it == nodes_.end() ? nullptr : it->second.server.get();
 }
 
-void Cluster::ProposeConfChange(uint64_t id, const raft::ConfChange& cc,
-                                server::Node::ProposeDone done) {
-  SimNode& n = nodes_.at(id);
-  if (!n.server || n.paused) return done(server::ErrStopped());
-  n.server->node().ProposeConfChange(cc, std::move(done));
-  if (n.server) After(n);
-}
-
 bool Cluster::Converged() const {
   uint64_t leader = Leader();
   if (leader == 0) return false;
@@ -506,8 +680,14 @@ void Cluster::Reconcile() {
   for (uint64_t id : members) {
     auto it = nodes_.find(id);
     if (it == nodes_.end()) {
-      AddNode(id, {});
-      StartNode(nodes_.at(id));
+      // Added, but the answer never reached the harness.
+      std::vector<std::string> urls;
+      const server::EtcdServer* l = server(Leader());
+      if (const server::MemberInfo* m =
+              l ? l->state().membership().Find(id) : nullptr) {
+        urls = m->peer_urls;
+      }
+      StartJoiner(id, std::move(urls));
     } else if (it->second.removed) {
       if (!it->second.server) RemoveMember(id);
     } else if (!it->second.server) {

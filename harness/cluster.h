@@ -63,6 +63,12 @@ struct ClusterOptions {
   // The determinism check: every observation folded into the trace hash is
   // also recorded here, from the first event on (sim::World::set_log).
   sim::TraceLog* trace_log = nullptr;
+  // As real members: founders get a name ("m<id>") and a peer URL unless
+  // server.initial_members names them, and every member publishes its name
+  // and client URL after each start (EtcdServer::Publish), which is what
+  // the strict reconfiguration checks count as started. Off: members stay
+  // nameless (none counts as started).
+  bool named_members = true;
 };
 
 class Cluster {
@@ -118,20 +124,30 @@ class Cluster {
   void SlowTicks(uint64_t id, int factor);
   static constexpr size_t kPausedInboxBytes = 4 << 20;
   // Lose the whole data dir: the member is removed from the cluster and a
-  // fresh member with a new id takes its place (an operator's procedure;
-  // a member never rejoins under its old id without its log). Returns false
-  // if there is no leader to make the change.
+  // fresh member with a new id and the same peer URLs takes its place (the
+  // operator's procedure: MemberRemove, MemberAdd, start on an empty disk
+  // to join; a member never rejoins under its old id without its log).
+  // Returns false if there is no leader to make the change.
   bool ReplaceWiped(uint64_t id);
 
-  // Membership changes through the leader. Each completes asynchronously;
-  // `then` (optional) runs in a fresh event with the outcome.
+  // Membership changes as an operator makes them: the Cluster service's
+  // requests (EtcdServer::MemberAdd / MemberPromote / MemberRemove /
+  // MemberUpdate) sent to a random member that is up, with every rule and
+  // check of the engine. Each completes asynchronously; `then` (optional)
+  // runs in a fresh event with the outcome.
   using Then = std::function<void(bool ok)>;
-  // Adds a new member (learner or voter) with a fresh id and starts it on
-  // an empty disk once the change is committed.
+  // Adds a new member (learner or voter) with fresh peer URLs; once the
+  // request succeeds, the member (the id the engine chose) starts on an
+  // empty disk and joins (no initial voters: it waits for the leader).
   void AddMember(bool learner, Then then = nullptr);
   void PromoteLearner(uint64_t id, Then then = nullptr);
-  // Removes a member; once committed its process is stopped for good.
+  // Removes a member. A removed member learns it on its own (it applies
+  // its removal, or the others refuse its messages) and stops itself
+  // shortly after, as etcd's does; it is never restarted.
   void RemoveMember(uint64_t id, Then then = nullptr);
+  // Gives a member fresh peer URLs (MemberUpdate). Sim links do not use
+  // URLs; the membership and the URL rules do.
+  void UpdatePeerUrls(uint64_t id, Then then = nullptr);
   void TransferLeader(uint64_t to);
   // Current members as the leader sees them (empty if no leader).
   raft::ConfState Members() const;
@@ -176,8 +192,6 @@ class Cluster {
   const TimingModel& timing() const { return opts_.timing; }
   void set_timing(const TimingModel& t) { opts_.timing = t; }
   uint64_t cluster_id() const { return cluster_id_; }
-  void ProposeConfChange(uint64_t id, const raft::ConfChange& cc,
-                         server::Node::ProposeDone done);
 
   // Liveness: true once a leader exists, every up node is started and has
   // applied everything the leader committed, and nothing is pending.
@@ -212,6 +226,13 @@ class Cluster {
     size_t paused_inbox_bytes = 0;
     int tick_slowdown = 1;
     std::vector<uint64_t> initial_voters;
+    std::vector<std::string> peer_urls;  // as the membership has them
+    int64_t up_since = 0;  // world time of the current incarnation's start
+    // Publishing this incarnation's name (see ClusterOptions::named_members).
+    bool published = false;
+    bool publishing = false;
+    int publish_wait_ticks = 0;
+    bool stopping = false;  // learned it was removed; stops shortly
   };
 
   void AddNode(uint64_t id, std::vector<uint64_t> voters);
@@ -219,8 +240,19 @@ class Cluster {
   void ScheduleTick(uint64_t id, uint64_t incarnation);
   void After(SimNode& n);  // post-event checks and injected crashes
   void CrashSoon(uint64_t id, const char* why);  // crash, restart later
-  void ChangeMembership(raft::ConfChange cc, std::function<void()> on_commit,
-                        Then then);
+  void MaybePublish(SimNode& n);
+  // A random member that is up and running, to send a Cluster request to
+  // (0 if none).
+  uint64_t RequestTarget();
+  std::string NewPeerUrl();
+  void AddMemberWithUrls(bool learner, std::vector<std::string> urls,
+                         Then then);
+  // Starts a member the cluster just added (unless it runs already).
+  void StartJoiner(uint64_t id, std::vector<std::string> urls);
+  // etcd's ActiveSince for the strict reconfiguration checks: how long
+  // `self` has been linked to `peer` (both up and running, no cut either
+  // way), 0 if not now.
+  int64_t LinkAge(uint64_t self, uint64_t peer) const;
 
   uint64_t seed_;
   ClusterOptions opts_;
@@ -233,7 +265,11 @@ class Cluster {
   SafetyChecker checker_;
   std::map<uint64_t, SimNode> nodes_;
   uint64_t next_id_ = 1;
-  bool replacing_ = false;  // a wiped member is being replaced
+  uint64_t next_url_ = 1;
+  // A wiped member is being replaced (since this world time; a request
+  // lost with a crashed member gives up after a while).
+  bool replacing_ = false;
+  int64_t replacing_since_ = 0;
   // Fault counters (FaultsInjected); network, disk and clock faults are
   // counted where they happen.
   uint64_t crashes_ = 0, fail_stops_ = 0, conf_changes_ = 0, transfers_ = 0;

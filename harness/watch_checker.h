@@ -77,6 +77,10 @@ class WatchChecker {
   // The revision a resumed watcher needs next: one past its last event,
   // or its start if it saw none. 0 if it was never created.
   int64_t NextRevision(int seg) const;
+  // The revision the hub must still deliver from: NextRevision, or the
+  // last one seen if only some of its events arrived (fragments). A
+  // compaction cancel is right only at or above it.
+  int64_t NeededRevision(int seg) const;
   bool canceled(int seg) const { return segs_[seg].canceled; }
   bool created(int seg) const { return segs_[seg].created; }
 

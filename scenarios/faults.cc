@@ -198,28 +198,44 @@ void AddIsolation(ScenarioContext& ctx) {
   });
 }
 
+// Every change goes through the Cluster service's requests (MemberAdd,
+// MemberPromote, MemberRemove, MemberUpdate) to some member, as an
+// operator's etcdctl would: the engine's rules may refuse it (one learner,
+// a learner not in sync, strict reconfiguration, unknown ids), and later
+// steps try again.
 void AddMembershipChanges(ScenarioContext& ctx) {
   ctx.Every(1 * kSecond, 3 * kSecond, [&ctx] {
     harness::Cluster& c = ctx.cluster();
     raft::ConfState cs = c.Members();
     if (cs.voters.empty()) return;  // no leader right now
-    switch (ctx.rng().Uniform(4)) {
+    // A learner waiting is promoted first, most of the time (it may not
+    // be in sync yet: then the leader refuses and a later step retries).
+    if (!cs.learners.empty() && ctx.rng().Chance(0.6)) {
+      c.PromoteLearner(cs.learners[ctx.rng().Uniform(cs.learners.size())]);
+      return;
+    }
+    switch (ctx.rng().Uniform(5)) {
       case 0:  // add a learner (promoted by a later step)
+      case 1:
         if (cs.voters.size() + cs.learners.size() < 7) c.AddMember(true);
         break;
-      case 1:  // promote a learner
-        if (!cs.learners.empty()) {
-          c.PromoteLearner(cs.learners[ctx.rng().Uniform(cs.learners.size())]);
-        }
-        break;
-      case 2:  // remove a voter, keeping at least three
+      case 2:  // remove a voter, keeping at least three; often the leader
         if (cs.voters.size() > 3) {
-          c.RemoveMember(cs.voters[ctx.rng().Uniform(cs.voters.size())]);
+          const uint64_t leader = c.Leader();
+          c.RemoveMember(ctx.rng().Chance(0.5) && leader != 0
+                             ? leader
+                             : cs.voters[ctx.rng().Uniform(cs.voters.size())]);
         }
         break;
       case 3: {  // a member loses its disk and is replaced
         uint64_t id = cs.voters[ctx.rng().Uniform(cs.voters.size())];
         if (cs.voters.size() >= 3) c.ReplaceWiped(id);
+        break;
+      }
+      case 4: {  // a member moves: new peer URLs
+        std::vector<uint64_t> all = cs.voters;
+        all.insert(all.end(), cs.learners.begin(), cs.learners.end());
+        c.UpdatePeerUrls(all[ctx.rng().Uniform(all.size())]);
         break;
       }
     }

@@ -416,7 +416,10 @@ TEST_F(EtcdServerTest, MembershipFollowsConfChangesAndSnapshots) {
   ASSERT_EQ(list->members_size(), 4);
   EXPECT_EQ(list->members(3).id(), 4u);
   EXPECT_TRUE(list->members(3).islearner());
-  EXPECT_EQ(list->members(3).name(), "");  // the harness gives no context
+  // Added through MemberAdd with the id the harness hands out; the new
+  // member published its name once it ran, as the real server does.
+  EXPECT_EQ(list->members(3).name(), "m4");
+  ASSERT_EQ(list->members(3).peerurls_size(), 1);
   ASSERT_TRUE(Publish(4, "learner4", {"http://l4:2379"}).ok());
   // Learners report themselves in Status.
   auto st = Status(4);
@@ -568,7 +571,9 @@ TEST_F(EtcdServerTest, RunningLearnerIsPromotedThroughAFollower) {
 }
 
 TEST_F(EtcdServerTest, StrictReconfigNeedsStartedMembers) {
-  Start();  // members without names: none counts as started
+  ClusterOptions o;
+  o.named_members = false;  // members without names: none counts as started
+  Start(o);
   etcdserverpb::MemberAddRequest r;
   r.add_peerurls("http://10.0.0.4:2380");
   auto voter = Do<etcdserverpb::MemberAddResponse>(
@@ -588,6 +593,92 @@ TEST_F(EtcdServerTest, StrictReconfigNeedsStartedMembers) {
                 .status()
                 .code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(EtcdServerTest, StrictReconfigNeedsLinksUpForTheHealthInterval) {
+  Start(NamedMembers());
+  // Every link has been up since the start (2 s, the interval is 0.5 s).
+  const uint64_t l = cluster_->Leader(), f = Follower();
+  uint64_t other = 0;
+  for (uint64_t id : cluster_->UpNodes()) {
+    if (id != l && id != f) other = id;
+  }
+  auto add = [&](uint64_t at, const std::string& url, bool learner) {
+    etcdserverpb::MemberAddRequest r;
+    r.add_peerurls(url);
+    r.set_islearner(learner);
+    return Do<etcdserverpb::MemberAddResponse>(
+        at, [&](EtcdServer& s, auto cb) { s.MemberAdd(r, cb); });
+  };
+  auto remove = [&](uint64_t at, uint64_t id) {
+    etcdserverpb::MemberRemoveRequest r;
+    r.set_id(id);
+    return Do<etcdserverpb::MemberRemoveResponse>(
+        at, [&](EtcdServer& s, auto cb) { s.MemberRemove(r, cb); });
+  };
+  // A voter down: no add (learners too, as etcd's isConnectedFullySince),
+  // and no removal of a live voter; the member that is down may go.
+  cluster_->Crash(other);
+  RunFor(100 * sim::kMillisecond);
+  EXPECT_EQ(add(f, "http://10.0.0.5:2380", true).status().message(),
+            "etcdserver: unhealthy cluster");
+  EXPECT_EQ(ToClientError(add(l, "http://10.0.0.5:2380", false).status())
+                .code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(remove(l, f).status().message(), "etcdserver: unhealthy cluster");
+  ASSERT_TRUE(remove(f, other).ok());
+  // Two voters left, linked long enough: changes go through again.
+  EXPECT_TRUE(add(f, "http://10.0.0.6:2380", true).ok());
+}
+
+TEST_F(EtcdServerTest, RemovedMemberIsRefusedAndLearnsIt) {
+  Start(NamedMembers());
+  const uint64_t l = cluster_->Leader(), f = Follower();
+  // f is cut off, then removed: it never applies its own removal.
+  std::vector<uint64_t> rest;
+  for (uint64_t id : cluster_->UpNodes()) {
+    if (id != f) rest.push_back(id);
+  }
+  cluster_->network().Partition({f}, rest);
+  RunFor(200 * sim::kMillisecond);
+  etcdserverpb::MemberRemoveRequest r;
+  r.set_id(f);
+  ASSERT_TRUE((Do<etcdserverpb::MemberRemoveResponse>(
+                   l, [&](EtcdServer& s, auto cb) { s.MemberRemove(r, cb); }))
+                  .ok());
+  ASSERT_NE(cluster_->server(f), nullptr);
+  EXPECT_FALSE(cluster_->server(f)->removed());
+  EXPECT_FALSE(
+      cluster_->server(f)->state().membership().IsRemoved(f));
+  // Healed: its messages are refused and it is told; the harness then
+  // stops it, as etcd stops a removed member.
+  cluster_->network().HealAll();
+  RunFor(3 * sim::kSecond);
+  EXPECT_TRUE(cluster_->IsRemoved(f));
+  EXPECT_EQ(cluster_->server(f), nullptr);
+  EXPECT_EQ(cluster_->Members().voters.size(), 2u);
+  // A removed id cannot be removed (or promoted) again.
+  EXPECT_EQ((Do<etcdserverpb::MemberRemoveResponse>(
+                 l, [&](EtcdServer& s, auto cb) { s.MemberRemove(r, cb); }))
+                .status()
+                .message(),
+            "etcdserver: member not found");
+}
+
+TEST_F(EtcdServerTest, LearnerServesOnlyStatusAndSerializableReads) {
+  Start(NamedMembers());
+  bool added = false;
+  cluster_->AddMember(/*learner=*/true, [&](bool ok) { added = ok; });
+  RunFor(sim::kSecond);
+  ASSERT_TRUE(added);
+  EtcdServer* learner = cluster_->server(4);
+  ASSERT_NE(learner, nullptr);
+  EXPECT_TRUE(learner->CheckLearnerRpc(true).ok());
+  EXPECT_EQ(learner->CheckLearnerRpc(false).message(),
+            "etcdserver: rpc not supported for learner");
+  EXPECT_EQ(ToClientError(learner->CheckLearnerRpc(false)).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(cluster_->server(cluster_->Leader())->CheckLearnerRpc(false).ok());
 }
 
 // ---- Maintenance ----
