@@ -1033,9 +1033,8 @@ const FlagDef kFlags[] = {
 
     // Unsafe.
     {"force-new-cluster", Kind::kBool, DETCD_F(force_new_cluster), "false",
-     kUnsafe, "Restart as a new one-member cluster keeping the data.", kStore,
-     "not yet wired: the server must refuse it until it is", Yaml::kBool,
-     nullptr},
+     kUnsafe, "Restart as a new one-member cluster keeping the data.", kImpl,
+     "", Yaml::kBool, nullptr},
     {"unsafe-no-fsync", Kind::kBool, DETCD_F(unsafe_no_fsync), "false", kUnsafe,
      "Skip fsync: loses data on a crash.", kStore,
      "handed to the disk layer when wired", Yaml::kBool, nullptr},

@@ -56,10 +56,17 @@ int main(int argc, char** argv) {
   });
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  DLOG_INFO("received signal; shutting down",
-            {{"signal", std::string(sig == SIGINT ? "interrupt" : "terminated")}});
+  const bool removed = (*server)->removed();
+  if (!removed) {
+    DLOG_INFO("received signal; shutting down",
+              {{"signal",
+                std::string(sig == SIGINT ? "interrupt" : "terminated")}});
+  }
   (*server)->Stop();
   waiter.join();
+  // A member removed from its cluster stops by itself and exits 0, as
+  // etcd's does.
+  if (removed) return 0;
   // As etcd: after a clean shutdown the process dies by the signal it got,
   // so supervisors see "terminated by SIGTERM", not a plain exit.
   signal(sig, SIG_DFL);

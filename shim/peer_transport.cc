@@ -39,6 +39,7 @@ enum AnswerCode : uint8_t {
   kUnknownSender = 2,
   kReceiverMismatch = 3,
   kCnNotAllowed = 4,
+  kRemovedSender = 5,
 };
 
 // etcd's rafthttp writes with a 5 s deadline per write; a peer that takes
@@ -176,6 +177,14 @@ std::string AddrString(const sockaddr* sa) {
   return "?";
 }
 
+// An HTTP request line starts with a method token (RFC 9110: letters
+// here) and a space; the peer hello starts with "detcd-peer1".
+bool LooksLikeHttp(const char* p, size_t n) {
+  size_t i = 0;
+  while (i < n && std::isupper(static_cast<unsigned char>(p[i]))) ++i;
+  return i > 0 && i < n && p[i] == ' ';
+}
+
 const char* AnswerText(uint8_t code) {
   switch (code) {
     case kClusterMismatch:
@@ -188,6 +197,8 @@ const char* AnswerText(uint8_t code) {
              "(member ID mismatch)";
     case kCnNotAllowed:
       return "remote peer rejected the local certificate's common name";
+    case kRemovedSender:
+      return "the member has been permanently removed from the cluster";
     default:
       return "remote peer rejected the stream";
   }
@@ -221,6 +232,7 @@ struct PeerTransport::Peer {
   std::atomic<uint64_t> send_failures{0};
   std::atomic<uint64_t> dial_failures{0};
   std::atomic<bool> connected{false};
+  std::atomic<int64_t> connected_since_ns{0};  // CLOCK_MONOTONIC
   std::atomic<bool> done{false};
   std::thread thread;
 
@@ -565,6 +577,7 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
     failing = false;
     backoff_ms = opts_.backoff_min_ms;
     Stream& stream = **s;
+    p->connected_since_ns.store(NowMs() * 1'000'000);
     p->connected.store(true);
     DLOG_INFO("established TCP streaming connection with remote peer",
               {{"stream-writer-type", "detcd-peer1"},
@@ -717,6 +730,7 @@ absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(Peer& p, const std::
     return absl::UnavailableError(absl::StrCat(what, ": not a detcd peer port"));
   }
   uint8_t code = static_cast<uint8_t>(answer[kMagicLen]);
+  if (code == kRemovedSender && opts_.on_removed) opts_.on_removed(p.id);
   if (code != kAccepted) {
     if (code == kClusterMismatch) {
       DLOG_ERROR("request sent was ignored by remote peer due to cluster ID mismatch",
@@ -817,7 +831,13 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
       stream = PlainStream(fd);
     }
     char hello[kHelloLen];
-    if (!ReadFull(*stream, hello, sizeof(hello)) || memcmp(hello, kMagic, kMagicLen) != 0) {
+    const bool magic = ReadFull(*stream, hello, kMagicLen) &&
+                       memcmp(hello, kMagic, kMagicLen) == 0;
+    if (!magic && opts_.serve_http && LooksLikeHttp(hello, kMagicLen)) {
+      opts_.serve_http(std::move(stream), std::string(hello, kMagicLen));
+      return;
+    }
+    if (!magic || !ReadFull(*stream, hello + kMagicLen, kHelloLen - kMagicLen)) {
       rejected_.fetch_add(1, std::memory_order_relaxed);
       DLOG_WARN("rejected connection on peer port: not a detcd peer handshake",
                 {{"remote-addr", remote}});
@@ -855,11 +875,18 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
       absl::MutexLock l(&mu_);
       if (stopping_) return;
       if (!peers_.contains(from)) {
-        code = kUnknownSender;
+        code = opts_.is_removed && opts_.is_removed(from) ? kRemovedSender
+                                                         : kUnknownSender;
       } else {
         incoming_[conn_id]->from = from;
         received = RecvCounterLocked(from);
       }
+    }
+    if (code == kRemovedSender) {
+      DLOG_WARN("rejected stream from remote peer because it was removed",
+                {{"local-member-id", Hex(opts_.local_id)},
+                 {"remote-peer-id-from", Hex(from)},
+                 {"remote-addr", remote}});
     }
     if (code == kUnknownSender) {
       DLOG_WARN("failed to find remote peer in cluster",
@@ -1016,6 +1043,14 @@ bool PeerTransport::Connected(uint64_t id) const {
   absl::MutexLock l(&mu_);
   auto it = peers_.find(id);
   return it != peers_.end() && it->second->connected.load();
+}
+
+int64_t PeerTransport::LinkAgeNanos(uint64_t id) const {
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(id);
+  if (it == peers_.end() || !it->second->connected.load()) return 0;
+  return std::max<int64_t>(
+      1, NowMs() * 1'000'000 - it->second->connected_since_ns.load());
 }
 
 PeerTransportStats PeerTransport::Stats() const {

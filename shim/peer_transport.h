@@ -33,7 +33,9 @@
 //   answer  listener -> dialer, once:
 //             "detcd-peer1" | u8 code                           (12 bytes)
 //             code 0 accepted; 1 cluster id mismatch; 2 unknown sender;
-//             3 receiver id mismatch; 4 certificate CN not allowed.
+//             3 receiver id mismatch; 4 certificate CN not allowed;
+//             5 the sender was removed from the cluster (etcd's 410 Gone:
+//             the dialer reports it through on_removed).
 //             On a non-zero code the listener closes the connection.
 //   frames  dialer -> listener, then, until either side closes:
 //             u32 length | payload (length bytes)
@@ -41,6 +43,11 @@
 //             frame closes the connection. A zero length is a no-op.
 // After the answer the listener writes nothing, so a dialer that finds its
 // idle socket readable knows the peer closed it and reconnects.
+// A connection that opens with an HTTP request line instead of the hello
+// ("GET /members HTTP/1.1", as etcd's peer port serves) goes to
+// serve_http when it is set (etcd's joining members ask for the
+// membership that way).
+
 // With https URLs the same bytes travel inside TLS (TlsContext), with the
 // peer certificates of --peer-cert-file etc.; the listener verifies client
 // certificates when the TLS files say so.
@@ -96,6 +103,17 @@ struct PeerTransportOptions {
   // written to the peer's connection (or when it was dropped) through this;
   // without it, SendSnapshot reports at once, as env::Transport's default.
   std::function<void(std::function<void()>)> post_to_engine;
+  // Peer-port HTTP (see the wire format): serves the connection, with the
+  // bytes already read, on its reader thread. Unset: such connections are
+  // rejected like any other garbage.
+  std::function<void(std::unique_ptr<Stream> stream, std::string initial)>
+      serve_http;
+  // Whether a sender that is not a peer (any more) was removed from the
+  // cluster: its handshake is answered with code 5. Any thread.
+  std::function<bool(uint64_t id)> is_removed;
+  // A peer answered our handshake with code 5: this member was removed.
+  // Called on the sender's thread.
+  std::function<void(uint64_t by)> on_removed;
 };
 
 struct PeerStats {
@@ -153,6 +171,9 @@ class PeerTransport final : public env::Transport {
   // Bound ports, in listen URL order.
   std::vector<int> ListenPorts() const;
   bool Connected(uint64_t id) const;
+  // How long the outgoing stream to `id` has been up without a break, in
+  // ns (etcd's ActiveSince), 0 if it is not up now.
+  int64_t LinkAgeNanos(uint64_t id) const;
   PeerTransportStats Stats() const;
 
  private:

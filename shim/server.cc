@@ -8,6 +8,7 @@
 #include <atomic>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -23,6 +24,7 @@
 #include "shim/client_listener.h"
 #include "shim/discovery.h"
 #include "shim/engine_loop.h"
+#include "shim/join.h"
 #include "shim/log.h"
 #include "shim/metrics.h"
 #include "shim/peer_transport.h"
@@ -149,6 +151,7 @@ struct EngineFigures {
   std::atomic<int64_t> revision{0};
   std::atomic<int64_t> keys{0};
   std::atomic<bool> failed{false};
+  std::atomic<bool> learner{false};  // for etcd's learner RPC rule
 };
 
 class GrpcMetrics final : public CallObserver {
@@ -312,6 +315,13 @@ struct DetcdServer::Impl {
   metrics::Counter* health_failed = nullptr;
   bool published = false;
   int publish_wait_ticks = 0;
+  // Membership changes reach the peer transport (SyncPeers, engine
+  // thread); the removed ids its handshake refuses are read by its threads.
+  std::vector<server::MemberInfo> known_members;
+  absl::Mutex removed_mu;
+  std::set<uint64_t> removed_ids ABSL_GUARDED_BY(removed_mu);
+  int64_t removed_since_ms = 0;  // when this member learned it was removed
+  std::atomic<bool> removed{false};
 
   absl::Mutex mu;
   bool stopped ABSL_GUARDED_BY(mu) = false;
@@ -324,9 +334,13 @@ struct DetcdServer::Impl {
   // Engine thread.
   void OnTick() {
     server->Tick();
+    SyncPeers();
     Publish();
     PublishFigures();
   }
+  void SyncPeers();
+  bool StopIfRemoved();
+  HttpResponse PeerHttp(const HttpRequest& r);
   void PublishFigures();
   void Publish();
   HttpResponse Http(const HttpRequest& r);
@@ -346,18 +360,7 @@ void DetcdServer::Impl::PublishFigures() {
     figures.failed = true;
     return;
   }
-  if (server->removed()) {
-    absl::MutexLock l(&mu);
-    if (failure.ok()) {
-      // etcd's words when a member learns it was removed.
-      failure = absl::FailedPreconditionError(
-          "the member has been permanently removed from the cluster");
-      DLOG_WARN("the local member has been permanently removed from the "
-                "cluster; stopping",
-                {{"local-member-id", Hex(server->id())}});
-    }
-    return;
-  }
+  if (StopIfRemoved()) return;
   const uint64_t lead = n.leader();
   if (lead != figures.leader.load()) {
     if (lead != 0) {
@@ -375,6 +378,7 @@ void DetcdServer::Impl::PublishFigures() {
   }
   figures.has_leader = lead != 0;
   figures.is_leader = n.is_leader();
+  figures.learner = server->CheckLearnerRpc(false).ok() == false;
   figures.committed = n.raft().hard_state().commit;
   figures.applied = n.applied_index();
   figures.pending = n.pending_requests();
@@ -382,6 +386,93 @@ void DetcdServer::Impl::PublishFigures() {
   figures.revision = server->state().kv().Rev();
   figures.db_size = server->state().db_size();
   figures.db_size_in_use = server->state().db_size_in_use();
+}
+
+// As etcd's applyConfChange tells its transport: members added or moved
+// become peers (SetPeer), removed ones are dropped, and their handshakes
+// are refused from then on (the peer port's 410 Gone).
+void DetcdServer::Impl::SyncPeers() {
+  const server::Membership& ms = server->state().membership();
+  std::vector<server::MemberInfo> now = ms.List();
+  if (now == known_members) return;
+  for (const server::MemberInfo& m : now) {
+    if (m.id == identity.member_id) continue;
+    auto old = std::find_if(known_members.begin(), known_members.end(),
+                            [&](const auto& k) { return k.id == m.id; });
+    if (old == known_members.end() || old->peer_urls != m.peer_urls) {
+      transport->SetPeer(m.id, m.peer_urls);
+    }
+  }
+  {
+    absl::MutexLock l(&removed_mu);
+    removed_ids.insert(ms.removed_ids().begin(), ms.removed_ids().end());
+  }
+  for (const server::MemberInfo& k : known_members) {
+    if (ms.Find(k.id) == nullptr) transport->RemovePeer(k.id);
+  }
+  known_members = std::move(now);
+}
+
+// etcd stops a removed member a second after it learns of its removal
+// (stopWithDelay), with these two lines, and its process exits 0.
+bool DetcdServer::Impl::StopIfRemoved() {
+  if (!server->removed()) return false;
+  const int64_t now_ms = clock.NowNanos() / kMs;
+  if (removed_since_ms == 0) removed_since_ms = now_ms;
+  if (now_ms - removed_since_ms < 1000) return false;
+  absl::MutexLock l(&mu);
+  if (failure.ok()) {
+    DLOG_WARN("server error",
+              {{"error",
+                "the member has been permanently removed from the cluster"}});
+    DLOG_WARN("data-dir used by this member must be removed");
+    removed = true;
+    failure = absl::FailedPreconditionError(
+        "the member has been permanently removed from the cluster");
+  }
+  return true;
+}
+
+// etcd's peer handler: GET /members (what joining members ask) and
+// /version; anything else is not found.
+HttpResponse DetcdServer::Impl::PeerHttp(const HttpRequest& req) {
+  HttpResponse out;
+  if (req.path != "/members" && req.path != "/version") {
+    out.status = 404;
+    out.body = "404 page not found\n";
+    return out;
+  }
+  if (req.method != "GET") {
+    out.status = 405;
+    out.headers.push_back({"Allow", "GET"});
+    out.body = "Method Not Allowed\n";
+    return out;
+  }
+  out.content_type = "application/json";
+  if (req.path == "/version") {
+    nlohmann::json j;
+    j["etcdserver"] = kServerVersion;
+    j["etcdcluster"] = kClusterVersion;
+    out.body = j.dump();
+    return out;
+  }
+  std::vector<server::MemberInfo> members;
+  bool got = false;
+  if (engine_ready.load(std::memory_order_acquire)) {
+    loop->RunSync([&] {
+      members = server->state().membership().List();
+      got = true;
+    });
+  }
+  if (!got) {
+    out.status = 503;
+    out.content_type = "text/plain; charset=utf-8";
+    out.body = "not ready\n";
+    return out;
+  }
+  out.headers.push_back({"X-Etcd-Cluster-ID", Hex(identity.cluster_id)});
+  out.body = PeerMembersJson(members);
+  return out;
 }
 
 // etcd publishes the member's name and client URLs through raft once it
@@ -577,6 +668,69 @@ DetcdServer::DetcdServer(std::unique_ptr<Impl> impl)
 
 DetcdServer::~DetcdServer() { Stop(); }
 
+namespace {
+
+// --initial-cluster-state existing on an empty data dir (join.h): the
+// running cluster's ids, its members as this member's first peers.
+absl::Status JoinRunningCluster(DetcdServer::Impl& m) {
+  const ServerConfig& c = m.cfg;
+  TlsFiles tls;
+  if (AnyHttps(c.listen_peer_urls) || c.peer_tls.enabled()) {
+    tls = ToTlsFiles(c.peer_tls, c.data_dir + "/fixtures/peer",
+                     c.listen_peer_urls);
+  }
+  absl::StatusOr<JoinedCluster> joined = JoinExistingCluster(c, tls);
+  if (!joined.ok()) return joined.status();
+  m.identity.member_id = joined->member_id;
+  m.identity.cluster_id = joined->cluster_id;
+  for (const server::MemberInfo& mi : joined->members) {
+    m.identity.founders.push_back({mi.id, mi.name, mi.peer_urls});
+  }
+  if (auto s = WriteIdentity(*m.disk, m.identity); !s.ok()) return s;
+  DLOG_INFO("starting local member",
+            {{"local-member-id", Hex(m.identity.member_id)},
+             {"cluster-id", Hex(m.identity.cluster_id)}});
+  return absl::OkStatus();
+}
+
+// The transport's side of membership: the peer port's HTTP, refusing
+// removed members' streams, and learning this member's own removal.
+void SetPeerHooks(DetcdServer::Impl* im, PeerTransportOptions* po) {
+  po->serve_http = [im](std::unique_ptr<Stream> stream, std::string initial) {
+    ServeHttpConnection(
+        *stream, std::move(initial),
+        [im](const HttpRequest& r) { return im->PeerHttp(r); }, HttpLimits());
+  };
+  po->is_removed = [im](uint64_t id) {
+    absl::MutexLock l(&im->removed_mu);
+    return im->removed_ids.contains(id);
+  };
+  po->on_removed = [im](uint64_t by) {
+    if (!im->engine_ready.load(std::memory_order_acquire)) return;
+    im->loop->Post([im, by] { im->server->OnRemovedByPeer(by); });
+  };
+}
+
+// etcd's restartAsStandaloneNode lines (--force-new-cluster).
+void LogForcedRestart(DetcdServer::Impl& m) {
+  if (!m.cfg.force_new_cluster) return;
+  server::Node::ForcedRestart f;
+  m.loop->RunSync([&] { f = m.server->node().forced_restart(); });
+  if (!f.done) return;  // a new data dir: nothing to force
+  if (f.discarded > 0) {
+    DLOG_INFO("discarding uncommitted WAL entries",
+              {{"entry-index", f.first_discarded},
+               {"commit-index-from-wal", f.wal_commit},
+               {"number-of-discarded-entries", f.discarded}});
+  }
+  DLOG_INFO("forcing restart member",
+            {{"cluster-id", Hex(m.identity.cluster_id)},
+             {"local-member-id", Hex(m.identity.member_id)},
+             {"commit-index", f.commit}});
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     const ServerConfig& config) {
   auto impl = std::make_unique<Impl>();
@@ -599,24 +753,21 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // ignored then, as in etcd), else from --initial-cluster.
   std::vector<uint64_t> voters;
   std::vector<server::MemberInfo> founders;
-  if (c.force_new_cluster) {
-    return absl::UnimplementedError(
-        "detcd: --force-new-cluster is not served yet");
-  }
   const bool existing = m.disk->Exists(kIdentityFile);
   if (existing) {
     auto id = ReadIdentity(*m.disk);
     if (!id.ok()) return id.status();
     m.identity = *id;
-    DLOG_INFO("restarting local member",
-              {{"local-member-id", Hex(m.identity.member_id)},
-               {"cluster-id", Hex(m.identity.cluster_id)}});
-  } else {
-    if (c.initial_cluster_state == "existing") {
-      return absl::UnimplementedError(
-          "detcd: --initial-cluster-state=existing (joining a running "
-          "cluster) is not served yet");
+    // With --force-new-cluster etcd logs "forcing restart member" instead
+    // (once the log is rewritten, below).
+    if (!c.force_new_cluster) {
+      DLOG_INFO("restarting local member",
+                {{"local-member-id", Hex(m.identity.member_id)},
+                 {"cluster-id", Hex(m.identity.cluster_id)}});
     }
+  } else if (c.initial_cluster_state == "existing") {
+    if (auto s = JoinRunningCluster(m); !s.ok()) return s;
+  } else {
     // Discovery (URL, token or DNS SRV) stands in for --initial-cluster.
     auto id = UsesDiscovery(c) ? IdentityFromDiscovery(c)
                                : IdentityFromConfig(c);
@@ -671,6 +822,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   po.post_to_engine = [im](std::function<void()> f) {
     if (im->loop) im->loop->Post(std::move(f));
   };
+  SetPeerHooks(im, &po);
   auto transport = PeerTransport::Start(po);
   if (!transport.ok()) return transport.status();
   m.transport = *std::move(transport);
@@ -702,11 +854,15 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   so.kv.max_request_bytes = c.max_request_bytes;
   so.quota_backend_bytes = c.quota_backend_bytes;
   so.strict_reconfig_check = c.strict_reconfig_check;
+  so.node.force_new_cluster = c.force_new_cluster;
   so.lease.min_ttl_s = 0;  // etcd's rule: 1.5 x election timeout
   so.version = kServerVersion;
   if (absl::Status s = so.Validate(); !s.ok()) return s;
   env::Env env{&m.clock, m.timed_disk.get(), m.transport.get(), m.rng.get()};
   m.server = std::make_unique<server::EtcdServer>(env, so);
+  m.server->set_peer_link_age([t = m.transport.get()](uint64_t peer) {
+    return t->LinkAgeNanos(peer);
+  });
 
   EngineLoop::Options lo;
   lo.tick_ns = so.tick_ns;
@@ -720,6 +876,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     m.loop->Stop(nullptr);
     return started;
   }
+  LogForcedRestart(m);
   // etcd's --initial-election-tick-advance: a member alone in its cluster
   // fast-forwards its election clock so it campaigns within a tick instead
   // of waiting a whole election timeout (etcd does it when it has no peers
@@ -735,13 +892,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   if (auto s = m.disk->CreateDir("member/snap"); !s.ok()) return s;
   // Peers known from the replicated membership (a restart: the founders
   // are not passed again).
-  m.loop->RunSync([&] {
-    for (const auto& mem : m.server->state().membership().List()) {
-      if (mem.id != m.identity.member_id) {
-        m.transport->SetPeer(mem.id, mem.peer_urls);
-      }
-    }
-  });
+  m.loop->RunSync([&] { m.SyncPeers(); });
   m.engine_ready.store(true, std::memory_order_release);
   DLOG_INFO("started peer transport",
             {{"local-member-id", Hex(m.identity.member_id)},
@@ -750,6 +901,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // gRPC.
   m.grpc_metrics = std::make_unique<GrpcMetrics>(reg);
   Services::Options svo;
+  svo.is_learner = [im] { return im->figures.learner.load(); };
   m.services = std::make_unique<Services>(m.loop.get(), m.server.get(), svo,
                                           m.grpc_metrics.get());
   grpc::ServerBuilder b;
@@ -876,6 +1028,8 @@ void DetcdServer::Impl::Teardown() {
   if (transport) transport->Stop();
   if (loop) loop->Stop(nullptr);
 }
+
+bool DetcdServer::removed() const { return impl_->removed.load(); }
 
 absl::Status DetcdServer::Wait() {
   Impl& m = *impl_;

@@ -67,6 +67,9 @@ class DetcdServer {
   // Blocks until the engine failed (disk error) or Stop was called.
   // Returns the engine's failure, or ok.
   absl::Status Wait();
+  // True once Wait returned because this member was removed from the
+  // cluster (etcd's process then exits 0).
+  bool removed() const;
 
   struct Impl;
 

@@ -50,6 +50,7 @@ struct Services::Impl {
     absl::MutexLock l(&mu);
     open.erase(c);
   }
+  bool Learner() const { return opts.is_learner && opts.is_learner(); }
 
   template <typename Req, typename Resp>
   grpc::ServerUnaryReactor* Unary(
@@ -149,6 +150,18 @@ grpc::ServerUnaryReactor* Services::Impl::Unary(
     return reactor;
   }
   const bool posted = loop->Post([this, call, req, resp, fn] {
+    // etcd's learner rule (EtcdServer::CheckLearnerRpc).
+    bool supported = false;
+    if constexpr (std::is_same_v<Req, pb::StatusRequest>) supported = true;
+    if constexpr (std::is_same_v<Req, pb::RangeRequest>) {
+      supported = req->serializable();
+    }
+    if (absl::Status s = server->CheckLearnerRpc(supported); !s.ok()) {
+      Close(call);
+      call->Complete([] {}, ToGrpc(s));
+      call->Release();
+      return;
+    }
     (server->*fn)(*req, [this, call, resp](absl::StatusOr<Resp> r) {
       Close(call);
       if (r.ok()) {
@@ -251,6 +264,11 @@ class WatchStream final
     state_->owner = this;
     if (!impl_->Open(this)) {
       Finish(Stopped());
+      return;
+    }
+    if (impl_->Learner()) {
+      impl_->Close(this);
+      Finish(ToGrpc(server::ErrNotSupportedForLearner()));
       return;
     }
     impl_->obs->OnStarted("etcdserverpb.Watch", "Watch", "bidi_stream");
@@ -413,6 +431,12 @@ class KeepAliveStream final
     if (!impl_->Open(this)) {
       finished_ = true;
       Finish(Stopped());
+      return;
+    }
+    if (impl_->Learner()) {
+      finished_ = true;
+      impl_->Close(this);
+      Finish(ToGrpc(server::ErrNotSupportedForLearner()));
       return;
     }
     impl_->obs->OnStarted("etcdserverpb.Lease", "LeaseKeepAlive",
@@ -625,6 +649,13 @@ class SnapshotStream final
       finished_ = true;
       started_or_failed_ = true;
       Finish(Stopped());
+      return;
+    }
+    if (impl_->Learner()) {
+      finished_ = true;
+      started_or_failed_ = true;
+      impl_->Close(this);
+      Finish(ToGrpc(server::ErrNotSupportedForLearner()));
       return;
     }
     impl_->obs->OnStarted("etcdserverpb.Maintenance", "Snapshot",

@@ -42,6 +42,9 @@ class Services {
     size_t max_watch_responses_queued = 1024;
     // Pieces of the Snapshot stream (etcd sends 32 KiB pieces).
     size_t snapshot_chunk_bytes = 32 * 1024;
+    // Whether this member is a learner now (any thread; etcd refuses every
+    // stream on a learner). Unset: never.
+    std::function<bool()> is_learner;
   };
   Services(EngineLoop* loop, server::EtcdServer* server, Options o,
            CallObserver* observer);
