@@ -759,12 +759,12 @@ const FlagDef kFlags[] = {
      nullptr},
     {"auto-compaction-retention", Kind::kString,
      DETCD_F(auto_compaction_retention), "0", kClustering,
-     "How much history auto compaction keeps (0 disables).", kStore,
-     "auto compaction is later work", Yaml::kString, nullptr},
+     "How much history auto compaction keeps (0 disables).", kImpl, "",
+     Yaml::kString, nullptr},
     {"auto-compaction-mode", Kind::kString, DETCD_F(auto_compaction_mode),
      "periodic", kClustering,
      "'periodic' (retention is a duration, hours by default) or 'revision'.",
-     kStore, "auto compaction is later work", Yaml::kString, nullptr},
+     kImpl, "", Yaml::kString, nullptr},
     {"enable-v2", Kind::kBool, DETCD_F(enable_v2), "false", kClustering,
      "Serve the v2 API: detcd refuses true.", kRef,
      "detcd serves only the v3 API; false is accepted", Yaml::kBool, nullptr},
@@ -921,12 +921,12 @@ const FlagDef kFlags[] = {
     // Experimental.
     {"experimental-initial-corrupt-check", Kind::kBool,
      DETCD_F(experimental_initial_corrupt_check), "false", kExperimental,
-     "Check data against peers before serving.", kStore,
-     "corruption checks are later work", Yaml::kBool, nullptr},
+     "Check data against peers before serving.", kImpl, "", Yaml::kBool,
+     nullptr},
     {"experimental-corrupt-check-time", Kind::kDuration,
      DETCD_F(experimental_corrupt_check_time_ms), "0s", kExperimental,
-     "Interval between cluster corruption checks.", kStore,
-     "corruption checks are later work", Yaml::kDuration, nullptr},
+     "Interval between cluster corruption checks.", kImpl, "",
+     Yaml::kDuration, nullptr},
     {"experimental-enable-v2v3", Kind::kString,
      DETCD_F(experimental_enable_v2v3), "", kExperimental,
      "Serve v2 requests from the v3 store under a prefix: detcd refuses it.",
@@ -2389,6 +2389,58 @@ ParseOutcome ParseServerConfig(const std::vector<std::string>& args,
   ParseOutcome o;
   o.config = std::move(cfg);
   return o;
+}
+
+absl::StatusOr<int64_t> ParseCompactionRetention(std::string_view mode,
+                                                 std::string_view retention_sv) {
+  const absl::string_view retention(retention_sv.data(), retention_sv.size());
+  // strconv.Atoi: an optional sign, then decimal digits.
+  absl::string_view digits = retention;
+  const bool neg = absl::ConsumePrefix(&digits, "-");
+  if (!neg) absl::ConsumePrefix(&digits, "+");
+  const bool integer =
+      !digits.empty() && digits.size() <= 18 &&
+      std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit);
+  if (integer && (!neg || digits.find_first_not_of('0') == digits.npos)) {
+    int64_t n = 0;
+    for (char d : digits) n = n * 10 + (d - '0');
+    if (mode == "revision") return n;
+    constexpr int64_t kHourNs = int64_t{3600} * 1'000'000'000;
+    if (n > std::numeric_limits<int64_t>::max() / kHourNs) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "error parsing CompactionRetention: ", n, " hours is too long"));
+    }
+    return n * kHourNs;
+  }
+  auto fail = [](const std::string& why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("error parsing CompactionRetention: ", why));
+  };
+  int64_t ns = 0;
+  if (!GoParseDuration(retention, &ns)) {
+    // Go's three texts: a number without a unit, a unit it does not know,
+    // anything else.
+    absl::string_view rest = retention;
+    if (!absl::ConsumePrefix(&rest, "-")) absl::ConsumePrefix(&rest, "+");
+    const size_t num = rest.find_first_not_of("0123456789.");
+    if (!rest.empty() && num == rest.npos) {
+      return fail("time: missing unit in duration " + GoQuote(retention));
+    }
+    if (num > 0 && num != rest.npos) {
+      const size_t end = rest.find_first_of("0123456789.", num);
+      const absl::string_view unit = rest.substr(num, end - num);
+      static constexpr absl::string_view kUnits[] = {
+          "ns", "us", "\xc2\xb5s", "\xce\xbcs", "ms", "s", "m", "h"};
+      if (std::find(std::begin(kUnits), std::end(kUnits), unit) ==
+          std::end(kUnits)) {
+        return fail("time: unknown unit " + GoQuote(unit) + " in duration " +
+                    GoQuote(retention));
+      }
+    }
+    return fail("time: invalid duration " + GoQuote(retention));
+  }
+  if (ns < 0) return fail("negative retention " + GoQuote(retention));
+  return ns;
 }
 
 }  // namespace detcd::shim

@@ -241,6 +241,17 @@ absl::StatusOr<Url> ParseUrl(std::string_view s);
 absl::StatusOr<std::vector<ClusterMember>> ParseClusterString(
     std::string_view s);
 
+// etcd's parseCompactionRetention (embed/etcd.go): a bare non-negative
+// integer is hours in periodic mode and revisions in revision mode; any
+// other text is a Go duration (in revision mode too, where etcd then counts
+// its nanoseconds as revisions). Returns nanoseconds (periodic) or
+// revisions (revision); 0 means off. Errors are etcd's: "error parsing
+// CompactionRetention: time: invalid duration \"x\"" (or Go's "missing
+// unit" / "unknown unit" texts). Beyond etcd, a negative duration is
+// refused (etcd would run its compactor in a busy loop).
+absl::StatusOr<int64_t> ParseCompactionRetention(std::string_view mode,
+                                                 std::string_view retention);
+
 // What detcd does with a flag (docs/flags.md lists these).
 enum class FlagStatus {
   kImplemented,  // detcd acts on it

@@ -26,6 +26,7 @@
 #include "shim/engine_loop.h"
 #include "shim/join.h"
 #include "shim/log.h"
+#include "shim/maintenance.h"
 #include "shim/metrics.h"
 #include "shim/peer_transport.h"
 #include "shim/posix_disk.h"
@@ -744,6 +745,10 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
              {"data-dir", c.data_dir},
              {"initial-cluster-state", c.initial_cluster_state}});
 
+  // Auto compaction and corruption checks (shim/maintenance.h): bad values
+  // stop the start before the data dir is touched, as in etcd.
+  auto maintenance = MaintenanceOptionsFromConfig(c);
+  if (!maintenance.ok()) return maintenance.status();
   auto lock = DataDirLock::Acquire(c.data_dir);
   if (!lock.ok()) return lock.status();
   m.lock = *std::move(lock);
@@ -857,12 +862,15 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   so.node.force_new_cluster = c.force_new_cluster;
   so.lease.min_ttl_s = 0;  // etcd's rule: 1.5 x election timeout
   so.version = kServerVersion;
+  so.auto_compaction = maintenance->auto_compaction;
+  so.corrupt_check = maintenance->corrupt_check;
   if (absl::Status s = so.Validate(); !s.ok()) return s;
   env::Env env{&m.clock, m.timed_disk.get(), m.transport.get(), m.rng.get()};
   m.server = std::make_unique<server::EtcdServer>(env, so);
   m.server->set_peer_link_age([t = m.transport.get()](uint64_t peer) {
     return t->LinkAgeNanos(peer);
   });
+  m.server->set_log(MaintenanceLogger(c));
 
   EngineLoop::Options lo;
   lo.tick_ns = so.tick_ns;
@@ -897,6 +905,10 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   DLOG_INFO("started peer transport",
             {{"local-member-id", Hex(m.identity.member_id)},
              {"listen-peer-urls", Raw(c.listen_peer_urls)}});
+  // etcd's initial corruption check, before any client is served.
+  if (absl::Status s = RunInitialCorruptCheck(*m.loop, *m.server); !s.ok()) {
+    return s;
+  }
 
   // gRPC.
   m.grpc_metrics = std::make_unique<GrpcMetrics>(reg);

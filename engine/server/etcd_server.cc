@@ -48,6 +48,10 @@ absl::Status EtcdServerOptions::Validate() const {
         "watch_sync_ticks and lease_check_ticks must be >= 1");
   }
   if (absl::Status s = kv.Validate(); !s.ok()) return s;
+  if (absl::Status s = auto_compaction.Validate(); !s.ok()) return s;
+  if (corrupt_check.interval_ns < 0) {
+    return absl::InvalidArgumentError("corrupt check interval must be >= 0");
+  }
   // min_ttl_s 0 asks for etcd's rule (WithDefaults), so check the result.
   lease::LessorOptions l = lease;
   if (l.min_ttl_s == 0) l.min_ttl_s = 1;
@@ -131,6 +135,7 @@ EtcdServer::EtcdServer(const env::Env& env, EtcdServerOptions opts)
   // answer must not match a new request (a counter from 1 would hand a
   // restarted follower the answer to another lease's keep-alive).
   next_forward_ = env_.rng->Next();
+  InitMaintenance();
 }
 
 EtcdServer::~EtcdServer() = default;
@@ -157,6 +162,7 @@ void EtcdServer::Tick() {
   hub_->ProgressNotify(now());
   AfterInput();
   if (ticks_ % opts_.lease_check_ticks == 0) LeaderDuties();
+  MaintenanceTick();
 }
 
 void EtcdServer::OnMessage(std::string_view payload) {
@@ -182,7 +188,7 @@ void EtcdServer::OnMessage(std::string_view payload) {
     uint8_t kind = 0;
     if (!r.GetVarint64(&from) || !r.GetVarint64(&rid) || !r.GetByte(&kind) ||
         (kind != kKeepAlive && kind != kTimeToLive &&
-         kind != kMemberPromote)) {
+         kind != kMemberPromote && kind != kHashKV)) {
       return;  // garbage: drop
     }
     ServeForwarded(from, rid, static_cast<ForwardKind>(kind),
@@ -416,6 +422,12 @@ void EtcdServer::Forward(
     std::function<void(absl::Status, std::string_view)> done) {
   const uint64_t leader = node_->leader();
   if (leader == 0) return done(ErrNoLeader(), "");
+  ForwardTo(leader, kind, std::move(request), std::move(done));
+}
+
+void EtcdServer::ForwardTo(
+    uint64_t to, ForwardKind kind, std::string request,
+    std::function<void(absl::Status, std::string_view)> done) {
   const uint64_t rid = next_forward_++;
   std::string msg(1, kForwardTag);
   coding::PutVarint64(&msg, opts_.node.id);
@@ -424,7 +436,7 @@ void EtcdServer::Forward(
   msg += request;
   forwarded_[rid] = Forwarded{std::move(done),
                               ticks_ + opts_.node.request_timeout_ticks};
-  env_.transport->Send(leader, std::move(msg));
+  env_.transport->Send(to, std::move(msg));
 }
 
 template <typename Req, typename Resp>
@@ -448,6 +460,7 @@ void EtcdServer::ServeForwarded(uint64_t from, uint64_t rid, ForwardKind kind,
     msg += result;
     env_.transport->Send(from, std::move(msg));
   };
+  if (kind == kHashKV) return ServeHashKV(request, answer);
   if (!node_->is_leader()) {
     // Leadership moved on: no second hop, the sender's client retries.
     return answer(EncodeResult(ErrNoLeader(), nullptr));
@@ -920,6 +933,11 @@ void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
                             Done<etcdserverpb::DefragmentResponse> done) {
   if (node_->failed()) return done(ErrStopped());
   sm_.Defragment();
+  // The persisted image too: a fresh snapshot without the compacted
+  // history replaces the older ones, and the WAL segments it covers go.
+  if (absl::Status s = node_->TakeSnapshot(/*keep_snapshots=*/1); !s.ok()) {
+    return done(s);
+  }
   etcdserverpb::DefragmentResponse resp;
   FillHeader(&resp);
   done(std::move(resp));

@@ -24,8 +24,10 @@
 // call that caused them (Tick, OnMessage or the request call itself).
 //
 // Peer payloads carry a one-byte channel tag: 'r' raft message, 'q' a
-// forwarded request (lease keep-alive or time-to-live, member promote), 'a'
-// its answer, 'g' "you were removed". Forwarded request:
+// forwarded request (lease keep-alive or time-to-live, member promote, sent
+// to the leader; HashKV, sent to any member for the corruption checks and
+// answered by it whether it leads or not), 'a' its answer, 'g' "you were
+// removed". Forwarded request:
 //   'q' varint(from) varint(request id) byte(kind) request-bytes
 // answer: 'a' varint(request id) EncodeResult(status, response).
 // Removed members: raft messages from a member this one applied the
@@ -49,7 +51,10 @@
 #include "absl/status/statusor.h"
 #include "engine/env/env.h"
 #include "engine/mvcc/watchable_store.h"
+#include "engine/server/compactor.h"
+#include "engine/server/corruption_check.h"
 #include "engine/server/etcd_state_machine.h"
+#include "engine/server/log_record.h"
 #include "engine/server/membership.h"
 #include "engine/server/node.h"
 #include "engine/util/planted.h"
@@ -93,6 +98,12 @@ struct EtcdServerOptions {
   mvcc::WatchLimits watch;
   int watch_sync_ticks = 1;     // catch up slow watchers (etcd: 100 ms)
   int lease_check_ticks = 5;    // revoke expired leases (etcd: 500 ms)
+  // etcd's --auto-compaction-mode / --auto-compaction-retention
+  // (compactor.h: only the leader compacts); off by default.
+  CompactorOptions auto_compaction;
+  // etcd's --experimental-initial-corrupt-check and
+  // --experimental-corrupt-check-time (corruption_check.h); off by default.
+  CorruptCheckOptions corrupt_check;
   // Planted bugs for the simulator's checker tests; all off in production.
   planted::Bugs bugs;  // engine/util/planted.h
 
@@ -190,7 +201,11 @@ class EtcdServer {
   // future revision.
   void HashKV(const etcdserverpb::HashKVRequest& r,
               Done<etcdserverpb::HashKVResponse> done);
-  // This member only: db_size shrinks to db_size_in_use.
+  // This member only, as etcd's: the space compactions freed is given
+  // back. db_size shrinks to db_size_in_use (etcd_state_machine.h), and
+  // the persisted image is rewritten: a snapshot at the applied index
+  // replaces the older ones (which still hold compacted history) and the
+  // WAL segments it covers are released (Node::TakeSnapshot).
   void Defragment(const etcdserverpb::DefragmentRequest& r,
                   Done<etcdserverpb::DefragmentResponse> done);
   // etcd's MoveLeader: ErrNotLeader unless this member leads;
@@ -218,6 +233,17 @@ class EtcdServer {
 
   // Watch: streams and watchers live in the hub; creates go through here
   // so the header revision and (planted) restart behaviour apply.
+  // etcd's initial corruption check (corruption_check.h): compares this
+  // member's hash with its peers' over the peer channel; the real server
+  // runs it after Start and before serving clients, and stops on an error.
+  // ok at once when corrupt_check.initial is off.
+  void CheckInitialHashKV(std::function<void(absl::Status)> done);
+  // Where the auto compactor, the corruption checks and alarm changes
+  // ("alarm raised", "alarm disarmed") log their lines (log_record.h).
+  void set_log(LogFn f) { log_ = std::move(f); }
+  const Compactor* compactor() const { return compactor_.get(); }
+  const CorruptionChecker& corruption_checker() const { return *corrupt_; }
+
   mvcc::WatchHub& watch_hub() { return *hub_; }
   void WatchCreate(mvcc::WatchHub::StreamId s, mvcc::WatchCreate req);
 
@@ -272,6 +298,7 @@ class EtcdServer {
     kKeepAlive = 1,
     kTimeToLive = 2,
     kMemberPromote = 3,
+    kHashKV = 4,  // to any member, not only the leader
   };
   struct Forwarded {
     std::function<void(absl::Status, std::string_view)> done;
@@ -314,6 +341,17 @@ class EtcdServer {
   void LinearizableRead(std::function<void(absl::Status)> serve);
   void Forward(ForwardKind kind, std::string request,
                std::function<void(absl::Status, std::string_view)> done);
+  void ForwardTo(uint64_t to, ForwardKind kind, std::string request,
+                 std::function<void(absl::Status, std::string_view)> done);
+  // Auto compaction, corruption checks and alarm logging
+  // (etcd_server_maintenance.cc).
+  void InitMaintenance();
+  void MaintenanceTick();
+  void AskPeersHashKV(int64_t revision,
+                      std::function<void(std::vector<PeerHash>)> done);
+  void ServeHashKV(const std::string& request,
+                   std::function<void(std::string)> answer);
+  void LogAlarmChanges();
   template <typename Req, typename Resp>
   void Relay(ForwardKind kind, const Req& r, Done<Resp> done);
   void ServeForwarded(uint64_t from, uint64_t rid, ForwardKind kind,
@@ -363,6 +401,12 @@ class EtcdServer {
   bool told_removed_ = false;
   // Removed senders told at this tick (one 'g' per sender per tick).
   std::map<uint64_t, int> gone_told_tick_;
+  // Maintenance (etcd_server_maintenance.cc).
+  LogFn log_;
+  std::unique_ptr<Compactor> compactor_;  // null when auto compaction is off
+  std::unique_ptr<CorruptionChecker> corrupt_;
+  bool alarms_seen_ = false;
+  std::vector<etcdserverpb::AlarmMember> logged_alarms_;
 };
 
 }  // namespace detcd::server

@@ -694,12 +694,13 @@ void Node::MaybeSnapshot() {
   if (absl::Status s = TakeSnapshot(); !s.ok()) Fail(s);
 }
 
-absl::Status Node::TakeSnapshot() {
+absl::Status Node::TakeSnapshot(size_t keep_snapshots) {
   if (failed()) return failure_;
-  return TakeSnapshotWith(RaftConfState());
+  return TakeSnapshotWith(RaftConfState(), keep_snapshots);
 }
 
-absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs) {
+absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs,
+                                    size_t keep_snapshots) {
   if (applied_ <= snapshot_index_) return absl::OkStatus();
   auto snap = storage_.CreateSnapshot(applied_, &cs, sm_->Snapshot());
   if (!snap.ok()) return snap.status();
@@ -714,7 +715,7 @@ absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs) {
   }
   // Segments wholly before the snapshot are no longer needed for recovery.
   if (auto s = wal_->ReleaseBefore(snapshot_index_); !s.ok()) return s;
-  return snapshotter_->Prune(/*keep=*/2);
+  return snapshotter_->Prune(std::max<size_t>(1, keep_snapshots));
 }
 
 }  // namespace detcd::server

@@ -157,8 +157,12 @@ class Node {
   // The transport finished (or gave up) sending a snapshot to `to`
   // (env::Transport::SendSnapshot); raft then resumes replicating to it.
   void OnSnapshotSent(uint64_t to, bool delivered);
-  // Compacts now (tests); normally automatic every snapshot_count entries.
-  absl::Status TakeSnapshot();
+  // Compacts now (tests, defragmentation); normally automatic every
+  // snapshot_count entries. Keeps the newest `keep_snapshots` snapshot
+  // files (>= 1): the automatic ones keep 2, so a damaged newest file can
+  // fall back to the one before; a defragmentation keeps only the new one,
+  // since the older ones still hold the history it gives back.
+  absl::Status TakeSnapshot(size_t keep_snapshots = 2);
 
   // What a forced restart (force_new_cluster) did, for etcd's log lines.
   struct ForcedRestart {
@@ -235,7 +239,8 @@ class Node {
   void FailAllRequests(const absl::Status& s);
   std::unique_ptr<raft::Raft> MakeRaft(uint64_t applied);
   // Compacts at the applied index with membership `cs`.
-  absl::Status TakeSnapshotWith(const raft::ConfState& cs);
+  absl::Status TakeSnapshotWith(const raft::ConfState& cs,
+                                size_t keep_snapshots = 2);
   // The membership at the applied index, as raft has it (raft's view is
   // right even in the middle of applying a conf change).
   raft::ConfState RaftConfState() const;
