@@ -445,22 +445,28 @@ void TraceAnswer(Trace* trace, int64_t now, const char* what,
 }
 }  // namespace
 
+uint64_t Cluster::BeginConfRequest(const char* what, const std::string& detail,
+                                   const Then& then) {
+  const uint64_t target = RequestTarget();
+  if (target == 0) {
+    if (then) world_.After(0, [then] { then(false); });
+    return 0;
+  }
+  ++conf_changes_;
+  if (trace_) trace_->Event(world_.now(), target, what, detail);
+  return target;
+}
+
 void Cluster::AddMember(bool learner, Then then) {
   AddMemberWithUrls(learner, {NewPeerUrl()}, std::move(then));
 }
 
 void Cluster::AddMemberWithUrls(bool learner, std::vector<std::string> urls,
                                 Then then) {
-  const uint64_t target = RequestTarget();
-  if (target == 0) {
-    if (then) world_.After(0, [then] { then(false); });
-    return;
-  }
-  ++conf_changes_;
-  if (trace_) {
-    trace_->Event(world_.now(), target, "member add",
-                  absl::StrCat(learner ? "learner " : "voter ", urls[0]));
-  }
+  const uint64_t target = BeginConfRequest(
+      "member add", absl::StrCat(learner ? "learner " : "voter ", urls[0]),
+      then);
+  if (target == 0) return;
   etcdserverpb::MemberAddRequest r;
   for (const std::string& u : urls) r.add_peerurls(u);
   r.set_islearner(learner);
@@ -484,15 +490,9 @@ void Cluster::StartJoiner(uint64_t id, std::vector<std::string> urls) {
 }
 
 void Cluster::PromoteLearner(uint64_t id, Then then) {
-  const uint64_t target = RequestTarget();
-  if (target == 0) {
-    if (then) world_.After(0, [then] { then(false); });
-    return;
-  }
-  ++conf_changes_;
-  if (trace_) {
-    trace_->Event(world_.now(), target, "member promote", absl::StrCat(id));
-  }
+  const uint64_t target =
+      BeginConfRequest("member promote", absl::StrCat(id), then);
+  if (target == 0) return;
   etcdserverpb::MemberPromoteRequest r;
   r.set_id(id);
   Answer<etcdserverpb::MemberPromoteResponse> done =
@@ -507,15 +507,9 @@ void Cluster::PromoteLearner(uint64_t id, Then then) {
 }
 
 void Cluster::RemoveMember(uint64_t id, Then then) {
-  const uint64_t target = RequestTarget();
-  if (target == 0) {
-    if (then) world_.After(0, [then] { then(false); });
-    return;
-  }
-  ++conf_changes_;
-  if (trace_) {
-    trace_->Event(world_.now(), target, "member remove", absl::StrCat(id));
-  }
+  const uint64_t target =
+      BeginConfRequest("member remove", absl::StrCat(id), then);
+  if (target == 0) return;
   etcdserverpb::MemberRemoveRequest r;
   r.set_id(id);
   Answer<etcdserverpb::MemberRemoveResponse> done =

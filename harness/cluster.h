@@ -244,6 +244,10 @@ class Cluster {
   // A random member that is up and running, to send a Cluster request to
   // (0 if none).
   uint64_t RequestTarget();
+  // A Cluster request's start: picks the member to send it to, counts and
+  // traces it; 0 (and `then(false)` from a fresh event) when none is up.
+  uint64_t BeginConfRequest(const char* what, const std::string& detail,
+                            const Then& then);
   std::string NewPeerUrl();
   void AddMemberWithUrls(bool learner, std::vector<std::string> urls,
                          Then then);
