@@ -25,13 +25,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netdb.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <climits>
 #include <cstring>
 #include <mutex>
+#include <set>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -110,6 +115,9 @@ std::string HostOnly(const std::string& hostport) {
   }
   return hostport;
 }
+
+// Go's words for what OpenSSL's error queue holds (defined below).
+std::string SslErrorsLikeGo();
 
 class PlainStreamImpl final : public Stream {
  public:
@@ -193,6 +201,10 @@ class TlsStream final : public Stream {
   int fd() const override { return fd_; }
   std::string alpn() const override { return alpn_; }
   std::string peer_common_name() const override { return cn_; }
+  std::string error() const override {
+    absl::MutexLock lock(&mu_);
+    return error_;
+  }
 
   long Read(void* buf, size_t n) override {
     if (n == 0) return 0;
@@ -205,6 +217,9 @@ class TlsStream final : public Stream {
         r = SSL_read(ssl_, buf, want);
         if (r > 0) return r;
         err = SSL_get_error(ssl_, r);
+        // An alert from the other side (a TLS 1.3 server refusing our
+        // certificate) is only seen here; keep its words for the caller.
+        if (err == SSL_ERROR_SSL && error_.empty()) error_ = SslErrorsLikeGo();
         ERR_clear_error();
       }
       if (err == SSL_ERROR_ZERO_RETURN) return 0;
@@ -257,8 +272,9 @@ class TlsStream final : public Stream {
 
  private:
   const int fd_;
-  absl::Mutex mu_;  // guards ssl_ (OpenSSL objects are not thread-safe)
+  mutable absl::Mutex mu_;  // guards ssl_ (OpenSSL objects are not thread-safe)
   SSL* ssl_;
+  std::string error_;  // why the stream failed, when TLS says (guarded by mu_)
   std::atomic<bool> shut_{false};
   std::string alpn_;
   std::string cn_;
@@ -273,16 +289,6 @@ std::string AlpnWire(const std::vector<std::string>& protos) {
     out.append(p);
   }
   return out;
-}
-
-// Accepts a chain whose leaf's issuer publishes no CRL: etcd checks a
-// presented certificate against the CRL file only for the serials it lists.
-int VerifyIgnoringMissingCrl(int ok, X509_STORE_CTX* ctx) {
-  if (!ok && X509_STORE_CTX_get_error(ctx) == X509_V_ERR_UNABLE_TO_GET_CRL) {
-    X509_STORE_CTX_set_error(ctx, X509_V_OK);
-    return 1;
-  }
-  return ok;
 }
 
 absl::Status WriteFile0600(const std::string& path, const std::string& data) {
@@ -342,11 +348,12 @@ bool AddExt(X509* cert, int nid, const std::string& value) {
 }  // namespace
 
 // Generates (or reuses) <dir>/cert.pem and <dir>/key.pem, as etcd's
-// transport.SelfCert: ECDSA key, organization "etcd", valid one year, SANs
-// from `hosts`. Usable both as a server and as a client certificate.
+// transport.SelfCert: ECDSA key, organization "etcd", valid validity_years,
+// SANs from `hosts`. Usable both as a server and as a client certificate.
 absl::Status EnsureSelfCert(const std::string& dir,
                             const std::vector<std::string>& hosts,
-                            std::string* cert_path, std::string* key_path) {
+                            std::string* cert_path, std::string* key_path,
+                            uint64_t validity_years) {
   if (dir.empty()) {
     return absl::InvalidArgumentError("auto TLS needs a directory for its certificate");
   }
@@ -358,8 +365,17 @@ absl::Status EnsureSelfCert(const std::string& dir,
     return absl::OkStatus();
   }
 
+  // etcd 3.5 refuses a zero validity (its text) before making anything.
+  if (validity_years == 0) {
+    return absl::InvalidArgumentError(
+        "selfSignedCertValidity is invalid,it should be greater than 0");
+  }
+  if (validity_years > 1000) {
+    return absl::InvalidArgumentError(
+        "--self-signed-cert-validity must be at most 1000 years");
+  }
   ERR_clear_error();
-  EVP_PKEY* key = EVP_EC_gen("P-256");
+  EVP_PKEY* key = EVP_EC_gen("P-521");
   X509* cert = X509_new();
   BIGNUM* serial = BN_new();
   BIO* cert_bio = BIO_new(BIO_s_mem());
@@ -378,7 +394,8 @@ absl::Status EnsureSelfCert(const std::string& dir,
       break;
     }
     X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 365L * 24 * 3600);
+    X509_time_adj_ex(X509_getm_notAfter(cert),
+                     static_cast<int>(365 * validity_years), 0, nullptr);
     X509_set_pubkey(cert, key);
     X509_NAME* name = X509_get_subject_name(cert);
     X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
@@ -426,11 +443,515 @@ absl::Status EnsureSelfCert(const std::string& dir,
   return WriteFile0600(*cert_path, cert_pem);
 }
 
+namespace {
+
+// Identifies a file's current contents cheaply: a rename over it, or a
+// rewrite in place, changes at least one of these.
+struct FileStamp {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = -1;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+
+// Go's os error texts, which etcd's logs show ("open x: no such file or
+// directory").
+std::string GoFileError(const char* op, const std::string& path, int err) {
+  std::string e = strerror(err);
+  if (!e.empty()) e[0] = static_cast<char>(std::tolower(e[0]));
+  return absl::StrCat(op, " ", path, ": ", e);
+}
+
+absl::StatusOr<FileStamp> StampOf(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(GoFileError("open", path, errno));
+  }
+  FileStamp f;
+  f.dev = st.st_dev;
+  f.ino = st.st_ino;
+  f.size = st.st_size;
+  f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 +
+               st.st_mtim.tv_nsec;
+  f.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 +
+               st.st_ctim.tv_nsec;
+  return f;
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(GoFileError("open", path, errno));
+  std::string out;
+  char buf[16384];
+  for (;;) {
+    ssize_t r = ::read(fd, buf, sizeof(buf));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int err = errno;
+      ::close(fd);
+      return absl::InternalError(GoFileError("read", path, err));
+    }
+    if (r == 0) break;
+    out.append(buf, static_cast<size_t>(r));
+    // Certificates, keys and CRLs are small; a huge file is a mistake.
+    if (out.size() > (64u << 20)) {
+      ::close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(path, ": file too large"));
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
+// A certificate chain and its key, as read from the files.
+struct KeyPair {
+  X509* leaf = nullptr;
+  STACK_OF(X509)* chain = nullptr;  // what follows the leaf in the file
+  EVP_PKEY* key = nullptr;
+  KeyPair() = default;
+  KeyPair(const KeyPair&) = delete;
+  KeyPair& operator=(const KeyPair&) = delete;
+  ~KeyPair() {
+    X509_free(leaf);
+    sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
+  }
+};
+
+// Reads a PEM certificate chain and key; the errors are Go's
+// tls.X509KeyPair texts, which etcd's logs show.
+absl::StatusOr<std::shared_ptr<KeyPair>> LoadKeyPairFiles(const std::string& cert,
+                                                          const std::string& key) {
+  if (cert.empty() || key.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KeyFile and CertFile must both be present[key: ", key, ", cert: ", cert, "]"));
+  }
+  absl::StatusOr<std::string> cert_pem = ReadWholeFile(cert);
+  if (!cert_pem.ok()) return cert_pem.status();
+  absl::StatusOr<std::string> key_pem = ReadWholeFile(key);
+  if (!key_pem.ok()) return key_pem.status();
+  auto kp = std::make_shared<KeyPair>();
+  ERR_clear_error();
+  BIO* bio = BIO_new_mem_buf(cert_pem->data(), static_cast<int>(cert_pem->size()));
+  kp->leaf = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  kp->chain = sk_X509_new_null();
+  while (kp->leaf != nullptr) {
+    X509* more = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    if (more == nullptr) break;
+    sk_X509_push(kp->chain, more);
+  }
+  BIO_free(bio);
+  if (kp->leaf == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        "tls: failed to find any PEM data in certificate input");
+  }
+  bio = BIO_new_mem_buf(key_pem->data(), static_cast<int>(key_pem->size()));
+  kp->key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (kp->key == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("tls: failed to find any PEM data in key input");
+  }
+  if (X509_check_private_key(kp->leaf, kp->key) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("tls: private key does not match public key");
+  }
+  ERR_clear_error();
+  return kp;
+}
+
+// Serial numbers as Go's big.Int.Bytes(): big-endian magnitude, no sign
+// byte, no leading zeros.
+std::string SerialBytes(const ASN1_INTEGER* serial) {
+  BIGNUM* bn = ASN1_INTEGER_to_BN(serial, nullptr);
+  if (bn == nullptr) return "";
+  std::string out(static_cast<size_t>(BN_num_bytes(bn)), '\0');
+  BN_bn2bin(bn, reinterpret_cast<unsigned char*>(out.data()));
+  BN_free(bn);
+  return out;
+}
+
+std::string Hex(const std::string& bytes) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+// The revoked serials of a CRL file, PEM or DER as Go's x509.ParseCRL reads.
+absl::StatusOr<std::set<std::string>> LoadRevokedSerials(const std::string& path) {
+  absl::StatusOr<std::string> data = ReadWholeFile(path);
+  if (!data.ok()) return data.status();
+  ERR_clear_error();
+  BIO* bio = BIO_new_mem_buf(data->data(), static_cast<int>(data->size()));
+  X509_CRL* crl = nullptr;
+  if (absl::StrContains(*data, "-----BEGIN X509 CRL")) {
+    crl = PEM_read_bio_X509_CRL(bio, nullptr, nullptr, nullptr);
+  } else {
+    crl = d2i_X509_CRL_bio(bio, nullptr);
+  }
+  BIO_free(bio);
+  ERR_clear_error();
+  if (crl == nullptr) return absl::InvalidArgumentError("x509: malformed crl");
+  std::set<std::string> revoked;
+  STACK_OF(X509_REVOKED)* list = X509_CRL_get_REVOKED(crl);
+  for (int i = 0; i < sk_X509_REVOKED_num(list); ++i) {
+    const X509_REVOKED* r = sk_X509_REVOKED_value(list, i);
+    revoked.insert(SerialBytes(X509_REVOKED_get0_serialNumber(r)));
+  }
+  X509_CRL_free(crl);
+  return revoked;
+}
+
+std::string CommonName(X509* cert) {
+  char cn[256];
+  int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
+                                    sizeof(cn));
+  return n > 0 ? std::string(cn, static_cast<size_t>(n)) : "";
+}
+
+// The certificate's IP and DNS subject alternative names.
+void SubjectAltNames(X509* cert, std::vector<std::string>* ips,
+                     std::vector<std::string>* dns) {
+  auto* names = static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (names == nullptr) return;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
+    if (g->type == GEN_DNS) {
+      const ASN1_STRING* s = g->d.dNSName;
+      dns->emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                        static_cast<size_t>(ASN1_STRING_length(s)));
+    } else if (g->type == GEN_IPADD) {
+      const ASN1_STRING* s = g->d.iPAddress;
+      char buf[INET6_ADDRSTRLEN] = "";
+      if (ASN1_STRING_length(s) == 4) {
+        inet_ntop(AF_INET, ASN1_STRING_get0_data(s), buf, sizeof(buf));
+      } else if (ASN1_STRING_length(s) == 16) {
+        inet_ntop(AF_INET6, ASN1_STRING_get0_data(s), buf, sizeof(buf));
+      }
+      if (buf[0] != '\0') ips->emplace_back(buf);
+    }
+  }
+  GENERAL_NAMES_free(names);
+}
+
+// Go's certificate.VerifyHostname for one name: an IP against the IP SANs,
+// a host name against the DNS SANs (wildcards allowed); the subject's CN is
+// not consulted (Go stopped doing so in 1.15).
+bool CertValidForHost(X509* cert, const std::string& host) {
+  if (IsIpAddress(host)) return X509_check_ip_asc(cert, host.c_str(), 0) == 1;
+  return X509_check_host(cert, host.data(), host.size(),
+                         X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, nullptr) == 1;
+}
+
+// Go's %q of a []string: ["a" "b"].
+std::string GoQuoteList(const std::vector<std::string>& v) {
+  std::vector<std::string> q;
+  for (const std::string& s : v) q.push_back(absl::StrCat("\"", s, "\""));
+  return absl::StrCat("[", absl::StrJoin(q, " "), "]");
+}
+
+// etcd's checkCertSAN: a client certificate that names hosts must name the
+// address it connects from, by IP SAN, or by a DNS SAN that the address's
+// reverse lookup gives or that resolves to the address.
+absl::Status CheckCertSan(X509* cert, const std::string& host) {
+  std::vector<std::string> ips, dns;
+  SubjectAltNames(cert, &ips, &dns);
+  if (ips.empty() && dns.empty()) return absl::OkStatus();
+  if (!ips.empty()) {
+    if (X509_check_ip_asc(cert, host.c_str(), 0) == 1) return absl::OkStatus();
+    if (dns.empty()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "x509: certificate is valid for ", absl::StrJoin(ips, ", "), ", not ", host));
+    }
+  }
+  std::string lookup_error;
+  // Reverse lookup of the address.
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (inet_pton(AF_INET, host.c_str(), &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr) == 1) {
+    ss.ss_family = AF_INET;
+    len = sizeof(sockaddr_in);
+  } else if (inet_pton(AF_INET6, host.c_str(),
+                       &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr) == 1) {
+    ss.ss_family = AF_INET6;
+    len = sizeof(sockaddr_in6);
+  }
+  if (len != 0) {
+    char name[NI_MAXHOST];
+    int r = getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, name, sizeof(name),
+                        nullptr, 0, NI_NAMEREQD);
+    if (r == 0) {
+      std::string n = name;
+      if (!n.empty() && n.back() == '.') n.pop_back();
+      for (const std::string& d : dns) {
+        if (absl::StartsWith(d, "*.") ? absl::EndsWith(n, d.substr(1)) : n == d) {
+          return absl::OkStatus();
+        }
+      }
+    } else {
+      lookup_error = absl::StrCat("lookup ", host, ": ", gai_strerror(r));
+    }
+  }
+  // Forward lookup of each name.
+  for (const std::string& d : dns) {
+    if (absl::StartsWith(d, "*.")) continue;
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    int r = getaddrinfo(d.c_str(), nullptr, &hints, &res);
+    if (r != 0) {
+      lookup_error = absl::StrCat("lookup ", d, ": ", gai_strerror(r));
+      continue;
+    }
+    bool match = false;
+    for (addrinfo* a = res; a != nullptr && !match; a = a->ai_next) {
+      char buf[INET6_ADDRSTRLEN] = "";
+      if (a->ai_family == AF_INET) {
+        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr, buf,
+                  sizeof(buf));
+      } else if (a->ai_family == AF_INET6) {
+        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr, buf,
+                  sizeof(buf));
+      }
+      match = host == buf;
+    }
+    freeaddrinfo(res);
+    if (match) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "tls: \"", host, "\" does not match any of DNSNames ", GoQuoteList(dns),
+      lookup_error.empty() ? "" : absl::StrCat(" (", lookup_error, ")")));
+}
+
+// Go's cipher suite names (tls.CipherSuites, tls.InsecureCipherSuites and
+// etcd's two aliases) and the IANA name OpenSSL knows each by; TLS 1.3
+// suites map to "" (Go does not let them be configured).
+struct GoCipher {
+  const char* go_name;
+  const char* iana_name;
+};
+constexpr GoCipher kGoCiphers[] = {
+    {"TLS_RSA_WITH_AES_128_CBC_SHA", "TLS_RSA_WITH_AES_128_CBC_SHA"},
+    {"TLS_RSA_WITH_AES_256_CBC_SHA", "TLS_RSA_WITH_AES_256_CBC_SHA"},
+    {"TLS_RSA_WITH_AES_128_GCM_SHA256", "TLS_RSA_WITH_AES_128_GCM_SHA256"},
+    {"TLS_RSA_WITH_AES_256_GCM_SHA384", "TLS_RSA_WITH_AES_256_GCM_SHA384"},
+    {"TLS_AES_128_GCM_SHA256", ""},
+    {"TLS_AES_256_GCM_SHA384", ""},
+    {"TLS_CHACHA20_POLY1305_SHA256", ""},
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"},
+    {"TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+    {"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"},
+    {"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"},
+    {"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+     "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"},
+    {"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"},
+    {"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+     "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"},
+    {"TLS_RSA_WITH_RC4_128_SHA", "TLS_RSA_WITH_RC4_128_SHA"},
+    {"TLS_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_RSA_WITH_3DES_EDE_CBC_SHA"},
+    {"TLS_RSA_WITH_AES_128_CBC_SHA256", "TLS_RSA_WITH_AES_128_CBC_SHA256"},
+    {"TLS_ECDHE_ECDSA_WITH_RC4_128_SHA", "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA"},
+    {"TLS_ECDHE_RSA_WITH_RC4_128_SHA", "TLS_ECDHE_RSA_WITH_RC4_128_SHA"},
+    {"TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"},
+};
+
+// etcd 3.5's tlsutil.GetTLSVersion; 0 = no bound.
+absl::StatusOr<int> TlsVersion(const std::string& v, int if_empty) {
+  if (v.empty()) return if_empty;
+  if (v == "TLS1.2") return TLS1_2_VERSION;
+  if (v == "TLS1.3") return TLS1_3_VERSION;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unexpected TLS version \"", v, "\" (must be one of: TLS1.2, TLS1.3)"));
+}
+
+// Go's alert texts ("remote error: tls: bad certificate").
+const char* AlertText(int alert) {
+  switch (alert) {
+    case SSL_AD_HANDSHAKE_FAILURE: return "handshake failure";
+    case SSL_AD_BAD_CERTIFICATE: return "bad certificate";
+    case SSL_AD_UNSUPPORTED_CERTIFICATE: return "unsupported certificate";
+    case SSL_AD_CERTIFICATE_REVOKED: return "revoked certificate";
+    case SSL_AD_CERTIFICATE_EXPIRED: return "expired certificate";
+    case SSL_AD_CERTIFICATE_UNKNOWN: return "unknown certificate";
+    case SSL_AD_UNKNOWN_CA: return "unknown certificate authority";
+    case SSL_AD_PROTOCOL_VERSION: return "protocol version not supported";
+    case SSL_AD_CERTIFICATE_REQUIRED: return "certificate required";
+    case SSL_AD_INTERNAL_ERROR: return "internal error";
+    case SSL_AD_DECRYPT_ERROR: return "error decrypting message";
+    case SSL_AD_NO_APPLICATION_PROTOCOL: return "no application protocol";
+    case SSL_AD_ACCESS_DENIED: return "access denied";
+    default: return nullptr;
+  }
+}
+
+// Drains OpenSSL's error queue into Go's words where Go has them (an alert
+// from the other side, no common cipher), else OpenSSL's own text.
+std::string SslErrorsLikeGo() {
+  std::vector<std::string> parts;
+  std::string go;
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    int reason = ERR_GET_REASON(e);
+    if (go.empty() && ERR_GET_LIB(e) == ERR_LIB_SSL) {
+      if (reason >= SSL_AD_REASON_OFFSET) {
+        if (const char* t = AlertText(reason - SSL_AD_REASON_OFFSET)) {
+          go = absl::StrCat("remote error: tls: ", t);
+        }
+      } else if (reason == SSL_R_NO_SHARED_CIPHER) {
+        go = "tls: no cipher suite supported by both client and server";
+      } else if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+        go = "tls: client didn't provide a certificate";
+      }
+    }
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof(buf));
+    parts.emplace_back(buf);
+  }
+  if (!go.empty()) return go;
+  return absl::StrJoin(parts, "; ");
+}
+
+std::string Rfc3339(const ASN1_TIME* t) {
+  struct tm tm {};
+  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return "?";
+  char buf[32];
+  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string NowRfc3339() {
+  time_t now = ::time(nullptr);
+  struct tm tm {};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// What the callbacks learn during one handshake (SSL app data).
+struct HandshakeState {
+  int verify_error = X509_V_OK;  // the first verification failure
+  std::string verify_detail;     // Go's words for it
+  std::string key_pair_error;    // our certificate could not be loaded
+};
+
+// Go's x509 texts for a verification failure.
+std::string GoVerifyText(int err, X509* cert) {
+  switch (err) {
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+      return "x509: certificate signed by unknown authority";
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      return absl::StrCat(
+          "x509: certificate has expired or is not yet valid: current time ",
+          NowRfc3339(), " is after ",
+          Rfc3339(cert ? X509_get0_notAfter(cert) : nullptr));
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return absl::StrCat(
+          "x509: certificate has expired or is not yet valid: current time ",
+          NowRfc3339(), " is before ",
+          Rfc3339(cert ? X509_get0_notBefore(cert) : nullptr));
+    case X509_V_ERR_INVALID_PURPOSE:
+      return "x509: certificate specifies an incompatible key usage";
+    default:
+      return absl::StrCat("x509: ", X509_verify_cert_error_string(err));
+  }
+}
+
+}  // namespace
+
 struct TlsContext::Impl {
   SSL_CTX* ctx = nullptr;
+  bool server = false;
   std::string alpn_wire;  // our protocols, in preference order
-  bool verify = false;    // peers' certificates are verified
+  bool verify = false;    // the other side's certificate is verified
+  std::vector<std::string> allowed_cn, allowed_hostname;
+  bool check_client_san = false;
+
+  // The key pair we present, re-read when its files change.
+  std::string cert_file, key_file;
+  absl::Mutex mu;
+  FileStamp cert_stamp ABSL_GUARDED_BY(mu), key_stamp ABSL_GUARDED_BY(mu);
+  std::shared_ptr<KeyPair> pair ABSL_GUARDED_BY(mu);
+  std::atomic<uint64_t> loads{0};
+
+  // The CRL, re-read when its file changes.
+  std::string crl_file;
+  FileStamp crl_stamp ABSL_GUARDED_BY(mu);
+  std::shared_ptr<const std::set<std::string>> revoked ABSL_GUARDED_BY(mu);
+
   ~Impl() { SSL_CTX_free(ctx); }
+
+  // The current key pair, reloading it if a file changed since the last
+  // load. A pair that fails to load is an error for this handshake only; the
+  // next one tries again.
+  absl::StatusOr<std::shared_ptr<KeyPair>> CurrentPair() {
+    absl::StatusOr<FileStamp> cs = StampOf(cert_file);
+    if (!cs.ok()) return cs.status();
+    absl::StatusOr<FileStamp> ks = StampOf(key_file);
+    if (!ks.ok()) return ks.status();
+    {
+      absl::MutexLock l(&mu);
+      if (pair != nullptr && *cs == cert_stamp && *ks == key_stamp) return pair;
+    }
+    auto loaded = LoadKeyPairFiles(cert_file, key_file);
+    if (!loaded.ok()) return loaded.status();
+    loads.fetch_add(1, std::memory_order_relaxed);
+    absl::MutexLock l(&mu);
+    pair = *loaded;
+    cert_stamp = *cs;
+    key_stamp = *ks;
+    return pair;
+  }
+
+  // The revoked serials, reloading the CRL if its file changed.
+  absl::StatusOr<std::shared_ptr<const std::set<std::string>>> CurrentRevoked() {
+    absl::StatusOr<FileStamp> st = StampOf(crl_file);
+    if (!st.ok()) return st.status();
+    {
+      absl::MutexLock l(&mu);
+      if (revoked != nullptr && *st == crl_stamp) return revoked;
+    }
+    auto loaded = LoadRevokedSerials(crl_file);
+    if (!loaded.ok()) return loaded.status();
+    auto shared = std::make_shared<const std::set<std::string>>(*std::move(loaded));
+    absl::MutexLock l(&mu);
+    revoked = shared;
+    crl_stamp = *st;
+    return revoked;
+  }
+
+  bool Allowed(X509* leaf) const {
+    if (allowed_cn.empty() && allowed_hostname.empty()) return true;
+    const std::string cn = CommonName(leaf);
+    for (const std::string& a : allowed_cn) {
+      if (a == cn) return true;
+    }
+    for (const std::string& h : allowed_hostname) {
+      if (CertValidForHost(leaf, h)) return true;
+    }
+    return false;
+  }
 };
 
 namespace {
@@ -459,25 +980,55 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen,
   return SSL_TLSEXT_ERR_NOACK;
 }
 
-absl::Status LoadKeyPair(SSL_CTX* ctx, const std::string& cert,
-                         const std::string& key) {
-  if (key.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("TLS: cert file ", cert, " given without a key file"));
+// Hands OpenSSL the current key pair at each handshake (server: before it
+// answers the ClientHello; client: when the server asks for a certificate),
+// so that replaced files take effect on the next connection.
+int CertCallback(SSL* ssl, void* arg) {
+  auto* impl = static_cast<TlsContext::Impl*>(arg);
+  auto* state = static_cast<HandshakeState*>(SSL_get_app_data(ssl));
+  auto pair = impl->CurrentPair();
+  if (!pair.ok()) {
+    // etcd's words, as it logs them when its GetCertificate fails.
+    if (state != nullptr) {
+      state->key_pair_error =
+          absl::StrCat(absl::IsNotFound(pair.status())
+                           ? "failed to find cert files: "
+                           : "failed to load certificate: ",
+                       pair.status().message());
+    }
+    return 0;
   }
-  if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("TLS: cannot load certificate ", cert, ": ", SslErrors()));
+  const KeyPair& kp = **pair;
+  return SSL_use_cert_and_key(ssl, kp.leaf, kp.key, kp.chain, 1) == 1 ? 1 : 0;
+}
+
+// Records the first verification failure in Go's words, and applies the
+// allowed CN / hostname rule to a leaf that verified.
+int VerifyCallback(int ok, X509_STORE_CTX* sctx) {
+  SSL* ssl = static_cast<SSL*>(
+      X509_STORE_CTX_get_ex_data(sctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  if (ssl == nullptr) return ok;
+  auto* state = static_cast<HandshakeState*>(SSL_get_app_data(ssl));
+  auto* impl = static_cast<TlsContext::Impl*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  if (!ok) {
+    if (state != nullptr && state->verify_error == X509_V_OK) {
+      state->verify_error = X509_STORE_CTX_get_error(sctx);
+      state->verify_detail =
+          GoVerifyText(state->verify_error, X509_STORE_CTX_get_current_cert(sctx));
+    }
+    return 0;
   }
-  if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("TLS: cannot load key ", key, ": ", SslErrors()));
+  if (impl != nullptr && X509_STORE_CTX_get_error_depth(sctx) == 0 &&
+      !impl->Allowed(X509_STORE_CTX_get_current_cert(sctx))) {
+    X509_STORE_CTX_set_error(sctx, X509_V_ERR_APPLICATION_VERIFICATION);
+    if (state != nullptr && state->verify_error == X509_V_OK) {
+      state->verify_error = X509_V_ERR_APPLICATION_VERIFICATION;
+      // etcd's VerifyPeerCertificate text (used on both sides).
+      state->verify_detail = "client certificate authentication failed";
+    }
+    return 0;
   }
-  if (SSL_CTX_check_private_key(ctx) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "TLS: key ", key, " does not match certificate ", cert, ": ", SslErrors()));
-  }
-  return absl::OkStatus();
+  return 1;
 }
 
 absl::Status LoadCa(SSL_CTX* ctx, const std::string& ca_file) {
@@ -492,24 +1043,41 @@ absl::Status LoadCa(SSL_CTX* ctx, const std::string& ca_file) {
   return absl::OkStatus();
 }
 
-absl::Status LoadCrl(SSL_CTX* ctx, const std::string& crl_file) {
-  if (crl_file.empty()) return absl::OkStatus();
-  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
-  if (X509_STORE_load_file(store, crl_file.c_str()) != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("TLS: cannot load CRL file ", crl_file, ": ", SslErrors()));
-  }
-  X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
-  return absl::OkStatus();
-}
-
 // Settings shared by both sides.
-absl::StatusOr<SSL_CTX*> NewCtx(bool server) {
+absl::StatusOr<SSL_CTX*> NewCtx(bool server, const TlsFiles& f) {
   IgnoreSigpipeOnce();
+  absl::StatusOr<int> min = TlsVersion(f.min_version, TLS1_2_VERSION);
+  if (!min.ok()) return min.status();
+  absl::StatusOr<int> max = TlsVersion(f.max_version, 0);
+  if (!max.ok()) return max.status();
+  if (*max != 0 && *min > *max) {
+    return absl::InvalidArgumentError(absl::StrCat("min version (", f.min_version,
+                                                   ") is greater than max version (",
+                                                   f.max_version, ")"));
+  }
+  absl::StatusOr<std::vector<std::string>> ciphers = OpenSslCipherNames(f.cipher_suites);
+  if (!ciphers.ok()) return ciphers.status();
+  std::vector<std::string> tls12;
+  for (const std::string& c : *ciphers) {
+    if (!c.empty()) tls12.push_back(c);
+  }
   ERR_clear_error();
   SSL_CTX* ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
   if (ctx == nullptr) return absl::InternalError("TLS: " + SslErrors());
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  int lowest = *min;
+  if (!f.cipher_suites.empty() && tls12.empty()) {
+    // Only TLS 1.3 names: as in Go, no TLS 1.2 suite is left.
+    lowest = TLS1_3_VERSION;
+  }
+  SSL_CTX_set_min_proto_version(ctx, lowest);
+  SSL_CTX_set_max_proto_version(ctx, *max);
+  if (!tls12.empty() &&
+      SSL_CTX_set_cipher_list(ctx, absl::StrJoin(tls12, ":").c_str()) != 1) {
+    SSL_CTX_free(ctx);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TLS: none of the cipher suites is usable: ", absl::StrJoin(f.cipher_suites, ","),
+        ": ", SslErrors()));
+  }
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
                                SSL_OP_NO_TICKET);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -526,6 +1094,32 @@ absl::StatusOr<SSL_CTX*> NewCtx(bool server) {
 
 }  // namespace
 
+absl::StatusOr<std::vector<std::string>> OpenSslCipherNames(
+    const std::vector<std::string>& go_names) {
+  std::vector<std::string> out;
+  for (const std::string& name : go_names) {
+    const GoCipher* found = nullptr;
+    for (const GoCipher& c : kGoCiphers) {
+      if (name == c.go_name) found = &c;
+    }
+    if (found == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected TLS cipher suite \"", name, "\""));
+    }
+    if (found->iana_name[0] == '\0') {
+      out.emplace_back();
+      continue;
+    }
+    const char* ossl = OPENSSL_cipher_name(found->iana_name);
+    if (ossl == nullptr || std::string_view(ossl) == "(NONE)") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("TLS cipher suite \"", name, "\" is not available in OpenSSL"));
+    }
+    out.emplace_back(ossl);
+  }
+  return out;
+}
+
 Stream::~Stream() = default;
 
 std::unique_ptr<Stream> PlainStream(int fd) {
@@ -537,21 +1131,55 @@ TlsContext::TlsContext(std::unique_ptr<Impl> impl, bool is_server)
 
 TlsContext::~TlsContext() = default;
 
-// The setup both sides share: an OpenSSL context, the ALPN list, and the
-// certificate to present. Given certificates win over auto-TLS, as in etcd
-// ("ignoring peer auto TLS since certs given").
+uint64_t TlsContext::key_pair_loads() const {
+  return impl_->loads.load(std::memory_order_relaxed);
+}
+
+// The setup both sides share: an OpenSSL context, the ALPN list, the
+// checks, and the certificate to present. Given certificates win over
+// auto-TLS, as in etcd ("ignoring peer auto TLS since certs given").
 absl::Status TlsContext::Begin(bool server, const TlsFiles& f,
                                const std::vector<std::string>& alpn,
                                Impl* impl, std::string* cert,
                                std::string* key, bool* self_cert) {
-  auto ctx = NewCtx(server);
+  if (!f.allowed_cn.empty() && !f.allowed_hostname.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "AllowedCN and AllowedHostname are mutually exclusive (cn=\"",
+        absl::StrJoin(f.allowed_cn, ","), "\", hostname=\"",
+        absl::StrJoin(f.allowed_hostname, ","), "\")"));
+  }
+  auto ctx = NewCtx(server, f);
   if (!ctx.ok()) return ctx.status();
   impl->ctx = *ctx;
+  impl->server = server;
+  SSL_CTX_set_app_data(impl->ctx, impl);
   impl->alpn_wire = AlpnWire(alpn);
+  impl->allowed_cn = f.allowed_cn;
+  impl->allowed_hostname = f.allowed_hostname;
+  impl->check_client_san = server && f.check_client_san;
   *cert = f.cert_file;
   *key = f.key_file;
   *self_cert = cert->empty() && f.auto_tls;
-  if (*self_cert) return EnsureSelfCert(f.auto_tls_dir, f.hosts, cert, key);
+  if (*self_cert) {
+    if (absl::Status s = EnsureSelfCert(f.auto_tls_dir, f.hosts, cert, key,
+                                        f.self_signed_cert_validity_years);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (!cert->empty()) {
+    // As etcd, the pair must load at start; later it is re-read whenever
+    // its files change.
+    impl->cert_file = *cert;
+    impl->key_file = *key;
+    auto pair = impl->CurrentPair();
+    if (!pair.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("TLS: cannot load key pair (cert ", *cert, ", key ", *key,
+                       "): ", pair.status().message()));
+    }
+    SSL_CTX_set_cert_cb(impl->ctx, CertCallback, impl);
+  }
   return absl::OkStatus();
 }
 
@@ -569,7 +1197,6 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Server(
     return absl::InvalidArgumentError(
         "TLS: a server needs a cert file and key file (or auto TLS)");
   }
-  if (absl::Status s = LoadKeyPair(impl->ctx, cert, key); !s.ok()) return s;
   // etcd requires and verifies client certificates when a trusted CA is set
   // or client-cert-auth is on. An auto-TLS server replaces the whole TLS
   // config with its self-signed one, so it verifies no one.
@@ -580,13 +1207,14 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Server(
       STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(f.trusted_ca_file.c_str());
       if (names != nullptr) SSL_CTX_set_client_CA_list(impl->ctx, names);
     }
-    if (absl::Status s = LoadCrl(impl->ctx, f.crl_file); !s.ok()) return s;
     SSL_CTX_set_verify(impl->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                       VerifyIgnoringMissingCrl);
+                       VerifyCallback);
     impl->verify = true;
   } else {
     SSL_CTX_set_verify(impl->ctx, SSL_VERIFY_NONE, nullptr);
   }
+  // etcd checks the CRL whenever the other side presented certificates.
+  impl->crl_file = f.crl_file;
   if (!impl->alpn_wire.empty()) {
     SSL_CTX_set_alpn_select_cb(impl->ctx, SelectAlpn, &impl->alpn_wire);
   }
@@ -604,17 +1232,14 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Client(
       !s.ok()) {
     return s;
   }
-  if (!cert.empty()) {
-    if (absl::Status s = LoadKeyPair(impl->ctx, cert, key); !s.ok()) return s;
-  }
   if (self_cert) {
     // etcd skips verification with self-signed (auto-TLS) certificates.
     SSL_CTX_set_verify(impl->ctx, SSL_VERIFY_NONE, nullptr);
   } else {
     if (absl::Status s = LoadCa(impl->ctx, f.trusted_ca_file); !s.ok()) return s;
-    if (absl::Status s = LoadCrl(impl->ctx, f.crl_file); !s.ok()) return s;
-    SSL_CTX_set_verify(impl->ctx, SSL_VERIFY_PEER, VerifyIgnoringMissingCrl);
+    SSL_CTX_set_verify(impl->ctx, SSL_VERIFY_PEER, VerifyCallback);
     impl->verify = true;
+    impl->crl_file = f.crl_file;
   }
   if (!impl->alpn_wire.empty()) {
     SSL_CTX_set_alpn_protos(
@@ -627,8 +1252,33 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Client(
 
 namespace {
 
-// Runs the handshake on a non-blocking fd until done or the deadline.
-absl::Status Handshake(SSL* ssl, int fd, bool server, int timeout_ms) {
+// "ip:port" of the socket's other end ("@" for a unix socket, as Go shows
+// an unnamed one's address); host gets the bare IP ("" for unix).
+std::string RemoteAddr(int fd, std::string* host) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  host->clear();
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
+    *host = buf;
+    return absl::StrCat(buf, ":", ntohs(a->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
+    *host = buf;
+    return absl::StrCat("[", buf, "]:", ntohs(a->sin6_port));
+  }
+  return "@";
+}
+
+// Runs the handshake on a non-blocking fd until done or the deadline. The
+// reason of a failure reads as Go's where Go has words for it.
+absl::Status Handshake(SSL* ssl, int fd, bool server, int timeout_ms,
+                       const HandshakeState& state) {
   const int64_t deadline = NowMs() + std::max(timeout_ms, 1);
   for (;;) {
     ERR_clear_error();
@@ -647,74 +1297,129 @@ absl::Status Handshake(SSL* ssl, int fd, bool server, int timeout_ms) {
       }
       continue;
     }
-    std::string why;
-    long verify = SSL_get_verify_result(ssl);
-    if (verify != X509_V_OK) {
-      why = absl::StrCat("certificate verify failed: ",
-                         X509_verify_cert_error_string(verify));
+    const int saved_errno = errno;
+    std::string ssl_errors = SslErrorsLikeGo();
+    if (!state.key_pair_error.empty()) {
+      return absl::FailedPreconditionError(state.key_pair_error);
     }
-    std::string ssl_errors = SslErrors();
-    if (!ssl_errors.empty()) {
-      if (!why.empty()) why += "; ";
-      why += ssl_errors;
+    if (state.verify_error != X509_V_OK) {
+      if (state.verify_error == X509_V_ERR_APPLICATION_VERIFICATION || !server) {
+        return absl::PermissionDeniedError(state.verify_detail);
+      }
+      return absl::PermissionDeniedError(
+          absl::StrCat("tls: failed to verify client certificate: ", state.verify_detail));
     }
+    std::string why = ssl_errors;
     if (why.empty()) {
       why = err == SSL_ERROR_SYSCALL
-                ? (errno != 0 ? strerror(errno) : "connection closed by peer")
+                ? (saved_errno != 0 ? strerror(saved_errno) : "EOF")
                 : absl::StrCat("SSL error ", err);
     }
-    return absl::UnavailableError(absl::StrCat("tls: handshake failed: ", why));
+    return absl::UnavailableError(why);
   }
 }
 
-absl::StatusOr<std::unique_ptr<Stream>> Establish(SSL_CTX* ctx, int fd, bool server,
-                                                  const std::string& server_name,
-                                                  bool verify, int timeout_ms) {
-  int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
-    int err = errno;
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat("tls: fcntl: ", strerror(err)));
-  }
-  ERR_clear_error();
-  SSL* ssl = SSL_new(ctx);
-  if (ssl == nullptr || SSL_set_fd(ssl, fd) != 1) {
-    SSL_free(ssl);
-    ::close(fd);
-    return absl::InternalError("tls: " + SslErrors());
-  }
-  if (!server && !server_name.empty()) {
-    const bool ip = IsIpAddress(server_name);
-    // SNI carries host names only (RFC 6066).
-    if (!ip) SSL_set_tlsext_host_name(ssl, server_name.c_str());
-    if (verify) {
-      X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-      int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str())
-                  : X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), 0);
-      if (ok != 1) {
-        SSL_free(ssl);
-        ::close(fd);
-        return absl::InvalidArgumentError(
-            absl::StrCat("tls: bad server name ", server_name));
+// After a handshake: etcd's CRL check of what the other side sent and,
+// on peer listeners, its SAN check against the connecting address.
+absl::Status PostHandshakeChecks(TlsContext::Impl& impl, SSL* ssl,
+                                 const std::string& remote_host) {
+  X509* leaf = SSL_get0_peer_certificate(ssl);
+  if (leaf == nullptr) return absl::OkStatus();
+  if (!impl.crl_file.empty()) {
+    auto revoked = impl.CurrentRevoked();
+    if (!revoked.ok()) return revoked.status();
+    std::vector<X509*> sent = {leaf};
+    STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
+    for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
+      sent.push_back(sk_X509_value(chain, i));
+    }
+    for (X509* c : sent) {
+      std::string serial = SerialBytes(X509_get0_serialNumber(c));
+      if ((*revoked)->contains(serial)) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("transport: certificate serial ", Hex(serial), " revoked"));
       }
     }
   }
-  if (absl::Status s = Handshake(ssl, fd, server, timeout_ms); !s.ok()) {
-    SSL_free(ssl);
-    ::close(fd);
-    return s;
+  if (impl.check_client_san && !remote_host.empty()) {
+    return CheckCertSan(leaf, remote_host);
   }
-  return std::unique_ptr<Stream>(new TlsStream(fd, ssl, verify));
+  return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Stream>> TlsContext::Accept(int fd, int timeout_ms) {
+namespace {
+
+absl::StatusOr<std::unique_ptr<Stream>> Establish(
+      TlsContext::Impl& impl, int fd, bool server, const std::string& server_name,
+      int timeout_ms, HandshakeInfo* info) {
+    std::string remote_host;
+    std::string remote = RemoteAddr(fd, &remote_host);
+    if (info != nullptr) info->remote_addr = remote;
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+      int err = errno;
+      ::close(fd);
+      return absl::InvalidArgumentError(absl::StrCat("tls: fcntl: ", strerror(err)));
+    }
+    ERR_clear_error();
+    SSL* ssl = SSL_new(impl.ctx);
+    if (ssl == nullptr || SSL_set_fd(ssl, fd) != 1) {
+      SSL_free(ssl);
+      ::close(fd);
+      return absl::InternalError("tls: " + SslErrors());
+    }
+    if (!server && !server_name.empty()) {
+      const bool ip = IsIpAddress(server_name);
+      // SNI carries host names only (RFC 6066).
+      if (!ip) SSL_set_tlsext_host_name(ssl, server_name.c_str());
+      if (impl.verify) {
+        X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+        int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str())
+                    : X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), 0);
+        if (ok != 1) {
+          SSL_free(ssl);
+          ::close(fd);
+          return absl::InvalidArgumentError(
+              absl::StrCat("tls: bad server name ", server_name));
+        }
+      }
+    }
+    HandshakeState state;
+    SSL_set_app_data(ssl, &state);
+    absl::Status s = Handshake(ssl, fd, server, timeout_ms, state);
+    SSL_set_app_data(ssl, nullptr);
+    if (info != nullptr && server) {
+      const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+      if (sni != nullptr) info->server_name = sni;
+    }
+    if (s.ok()) {
+      s = PostHandshakeChecks(impl, ssl, remote_host);
+      if (!s.ok() && info != nullptr) {
+        if (X509* leaf = SSL_get0_peer_certificate(ssl)) {
+          info->have_certificate = true;
+          SubjectAltNames(leaf, &info->ip_addresses, &info->dns_names);
+        }
+      }
+    }
+    if (!s.ok()) {
+      SSL_free(ssl);
+      ::close(fd);
+      return s;
+    }
+    return std::unique_ptr<Stream>(new TlsStream(fd, ssl, impl.verify));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Stream>> TlsContext::Accept(int fd, int timeout_ms,
+                                                           HandshakeInfo* info) {
   if (!is_server_) {
     ::close(fd);
     return absl::FailedPreconditionError("tls: Accept on a client context");
   }
-  return Establish(impl_->ctx, fd, true, "", impl_->verify, timeout_ms);
+  return Establish(*impl_, fd, true, "", timeout_ms, info);
 }
 
 absl::StatusOr<std::unique_ptr<Stream>> TlsContext::Connect(
@@ -723,7 +1428,8 @@ absl::StatusOr<std::unique_ptr<Stream>> TlsContext::Connect(
     ::close(fd);
     return absl::FailedPreconditionError("tls: Connect on a server context");
   }
-  return Establish(impl_->ctx, fd, false, server_name, impl_->verify, timeout_ms);
+  return Establish(*impl_, fd, false, server_name, timeout_ms,
+                                     nullptr);
 }
 
 }  // namespace detcd::shim

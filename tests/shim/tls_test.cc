@@ -152,7 +152,7 @@ TEST_F(TlsTest, ClientCertAuthRejectsMissingCert) {
   Handshaken h = Handshake(**server, **client, "127.0.0.1");
   ASSERT_FALSE(h.server.ok());
   EXPECT_THAT(std::string(h.server.status().message()),
-              HasSubstr("handshake failed"));
+              HasSubstr("tls: client didn't provide a certificate"));
   // With TLS 1.3 the client may finish first; its stream is then dead.
   if (h.client.ok()) {
     char c;
@@ -166,8 +166,10 @@ TEST_F(TlsTest, ClientCertAuthRejectsCertFromAnotherCa) {
   ASSERT_TRUE(server.ok() && client.ok());
   Handshaken h = Handshake(**server, **client, "127.0.0.1");
   ASSERT_FALSE(h.server.ok());
-  EXPECT_THAT(std::string(h.server.status().message()),
-              HasSubstr("certificate verify failed"));
+  // Go's words, as etcd logs them.
+  EXPECT_EQ(std::string(h.server.status().message()),
+            "tls: failed to verify client certificate: x509: certificate "
+            "signed by unknown authority");
 }
 
 TEST_F(TlsTest, ClientRejectsServerFromAnotherCa) {
@@ -179,8 +181,8 @@ TEST_F(TlsTest, ClientRejectsServerFromAnotherCa) {
   ASSERT_TRUE(server.ok() && client.ok());
   Handshaken h = Handshake(**server, **client, "127.0.0.1");
   ASSERT_FALSE(h.client.ok());
-  EXPECT_THAT(std::string(h.client.status().message()),
-              HasSubstr("certificate verify failed"));
+  EXPECT_EQ(std::string(h.client.status().message()),
+            "x509: certificate signed by unknown authority");
 }
 
 TEST_F(TlsTest, ClientChecksServerName) {
