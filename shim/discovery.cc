@@ -1082,8 +1082,9 @@ absl::Status AdvertiseMatchesCluster(const ServerConfig& c,
 }
 
 // etcd's PeerURLsMapAndToken for --discovery-srv (with etcd 3.5's merge of
-// both schemes) and VerifyBootstrap's checks; fills b's initial cluster.
-absl::Status ClusterFromSrv(ServerConfig& b) {
+// both schemes) and, when bootstrapping, VerifyBootstrap's checks; fills b's
+// initial cluster.
+absl::Status ClusterFromSrv(ServerConfig& b, bool bootstrap = true) {
   const std::string suffix =
       b.discovery_srv_name.empty() ? "" : "-" + b.discovery_srv_name;
   std::vector<std::string> apurls;
@@ -1133,6 +1134,13 @@ absl::Status ClusterFromSrv(ServerConfig& b) {
   if (self == nullptr) {
     return setup_error(absl::StrCat("cannot find local etcd member \"", b.name,
                                     "\" in SRV records"));
+  }
+  if (!bootstrap) {
+    // Joining: VerifyJoinExisting (join.cc) takes it from here.
+    b.initial_cluster = *std::move(members);
+    b.initial_cluster_string = cluster;
+    b.initial_cluster_error.clear();
+    return absl::OkStatus();
   }
   if (absl::Status s = AdvertiseMatchesCluster(b, *self); !s.ok()) return s;
   if (HasDuplicateUrl(*members)) {
@@ -1208,6 +1216,24 @@ absl::Status ClusterFromService(ServerConfig& b) {
 bool UsesDiscovery(const ServerConfig& c) {
   return !c.discovery.empty() || !c.discovery_endpoints.empty() ||
          !c.discovery_srv.empty();
+}
+
+absl::Status JoinViewFromDiscovery(ServerConfig& c) {
+  if (!c.discovery.empty() || !c.discovery_endpoints.empty()) {
+    ClusterMember self;
+    self.name = c.name;
+    self.peer_urls = c.initial_advertise_peer_urls;
+    std::sort(self.peer_urls.begin(), self.peer_urls.end(),
+              [](const Url& a, const Url& b) { return a.raw < b.raw; });
+    c.initial_cluster = {self};
+    c.initial_cluster_string = SelfEntry(c.name, c.initial_advertise_peer_urls);
+    c.initial_cluster_error.clear();
+    c.initial_cluster_token =
+        c.discovery.empty() ? c.discovery_token : c.discovery;
+    return absl::OkStatus();
+  }
+  if (!c.discovery_srv.empty()) return ClusterFromSrv(c, /*bootstrap=*/false);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Identity> IdentityFromDiscovery(const ServerConfig& c) {

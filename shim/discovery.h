@@ -51,6 +51,18 @@ bool UsesDiscovery(const ServerConfig& c);
 // etcd's warnings and return etcd's error text.
 absl::StatusOr<Identity> IdentityFromDiscovery(const ServerConfig& c);
 
+// For a member joining a running cluster (--initial-cluster-state
+// existing, join.h): the initial cluster and token etcd's
+// PeerURLsMapAndToken gives it when discovery flags are set. With
+// --discovery (or etcd 3.6's --discovery-endpoints) the cluster is this
+// member alone with its --initial-advertise-peer-urls and the token is the
+// discovery URL (token); with --discovery-srv it is the one the SRV records
+// describe (as for bootstrap, without VerifyBootstrap's advertised-URL
+// check, which etcd does not make when joining). Without discovery flags c
+// is left as it is. SRV failures return etcd's "error setting up initial
+// cluster: ..." text.
+absl::Status JoinViewFromDiscovery(ServerConfig& c);
+
 }  // namespace detcd::shim
 
 #endif  // DETCD_SHIM_DISCOVERY_H_

@@ -18,11 +18,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "engine/util/check.h"
 #include "nlohmann/json.hpp"
+#include "shim/discovery.h"
 #include "shim/log.h"
 
 namespace detcd::shim {
 namespace {
+
+// etcd 3.4.23's version.MinClusterVersion: the oldest cluster version it
+// joins.
+constexpr char kMinClusterVersion[] = "3.0.0";
 
 std::string Hex(uint64_t id) { return absl::StrFormat("%x", id); }
 
@@ -46,8 +53,8 @@ std::string GoList(const std::vector<std::string>& v) {
 
 // %+v of etcd's *membership.Member.
 std::string GoMember(const server::MemberInfo& m) {
-  return absl::StrCat("&{ID:", Hex(m.id), " RaftAttributes:{PeerURLs:",
-                      GoList(m.peer_urls),
+  return absl::StrCat("&{ID:", Hex(m.id),
+                      " RaftAttributes:{PeerURLs:", GoList(m.peer_urls),
                       " IsLearner:", m.is_learner ? "true" : "false",
                       "} Attributes:{Name:", m.name,
                       " ClientURLs:", GoList(m.client_urls), "}}");
@@ -99,8 +106,8 @@ std::string Resolved(const std::string& url) {
 bool UrlsEqual(std::vector<std::string> a, std::vector<std::string> b,
                std::string* err) {
   if (a.size() != b.size()) {
-    *err = absl::StrCat("len(", GoQuoteList(a), ") != len(", GoQuoteList(b),
-                        ")");
+    *err =
+        absl::StrCat("len(", GoQuoteList(a), ") != len(", GoQuoteList(b), ")");
     return false;
   }
   std::sort(a.begin(), a.end());
@@ -163,7 +170,8 @@ absl::Status ParseResponse(const std::string& raw, HttpGetResult* r) {
   // "HTTP/1.1 200 OK"
   const size_t sp = status_line.find(' ');
   if (sp == std::string_view::npos ||
-      !absl::SimpleAtoi(std::string(status_line.substr(sp + 1, 3)), &r->status)) {
+      !absl::SimpleAtoi(std::string(status_line.substr(sp + 1, 3)),
+                        &r->status)) {
     return absl::DataLossError("malformed HTTP status line");
   }
   while (line_end != std::string_view::npos) {
@@ -172,9 +180,10 @@ absl::Status ParseResponse(const std::string& raw, HttpGetResult* r) {
     std::string_view line = head.substr(0, line_end);
     const size_t colon = line.find(':');
     if (colon == std::string_view::npos) continue;
-    std::string name = absl::AsciiStrToLower(std::string(line.substr(0, colon)));
-    r->headers[name] =
-        std::string(absl::StripAsciiWhitespace(std::string(line.substr(colon + 1))));
+    std::string name =
+        absl::AsciiStrToLower(std::string(line.substr(0, colon)));
+    r->headers[name] = std::string(
+        absl::StripAsciiWhitespace(std::string(line.substr(colon + 1))));
   }
   std::string body = raw.substr(head_end + 4);
   auto te = r->headers.find("transfer-encoding");
@@ -210,18 +219,149 @@ absl::Status ParseResponse(const std::string& raw, HttpGetResult* r) {
   return absl::OkStatus();
 }
 
+// go-semver's Version, enough to order cluster versions.
+struct SemVer {
+  int64_t major = 0, minor = 0, patch = 0;
+  std::string pre;  // pre-release, "" for none
+};
+
+// go-semver's validateIdentifier: dot-separated non-empty [0-9A-Za-z-].
+bool ValidIdentifier(absl::string_view id) {
+  if (id.empty()) return true;
+  for (absl::string_view part : absl::StrSplit(id, '.')) {
+    if (part.empty()) return false;
+    for (char ch : part) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '-') {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// go-semver's NewVersion: "X.Y.Z[-pre][+meta]"; the error text is its.
+absl::StatusOr<SemVer> ParseSemVer(absl::string_view text) {
+  absl::string_view v = text;
+  absl::string_view meta, pre;
+  if (size_t plus = v.find('+'); plus != absl::string_view::npos) {
+    meta = v.substr(plus + 1);
+    v = v.substr(0, plus);
+  }
+  if (size_t dash = v.find('-'); dash != absl::string_view::npos) {
+    pre = v.substr(dash + 1);
+    v = v.substr(0, dash);
+  }
+  std::vector<absl::string_view> parts =
+      absl::StrSplit(v, absl::MaxSplits('.', 2));
+  if (parts.size() != 3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(v, " is not in dotted-tri format"));
+  }
+  if (!ValidIdentifier(pre)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("failed to validate pre-release: ", pre,
+                     " is not a valid semver identifier"));
+  }
+  if (!ValidIdentifier(meta)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("failed to validate metadata: ", meta,
+                     " is not a valid semver identifier"));
+  }
+  SemVer out;
+  int64_t* fields[] = {&out.major, &out.minor, &out.patch};
+  for (int i = 0; i < 3; ++i) {
+    if (parts[i].empty() || !absl::SimpleAtoi(parts[i], fields[i])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "strconv.ParseInt: parsing \"", parts[i], "\": invalid syntax"));
+    }
+  }
+  out.pre = std::string(pre);
+  return out;
+}
+
+std::string SemVerString(const SemVer& v) {
+  std::string s = absl::StrCat(v.major, ".", v.minor, ".", v.patch);
+  if (!v.pre.empty()) absl::StrAppend(&s, "-", v.pre);
+  return s;
+}
+
+// go-semver's LessThan: numbers, then a pre-release sorts before none and
+// pre-releases compare part by part (numeric parts as numbers, before
+// alphanumeric ones).
+bool SemVerLess(const SemVer& a, const SemVer& b) {
+  if (a.major != b.major) return a.major < b.major;
+  if (a.minor != b.minor) return a.minor < b.minor;
+  if (a.patch != b.patch) return a.patch < b.patch;
+  if (a.pre == b.pre) return false;
+  if (a.pre.empty()) return false;
+  if (b.pre.empty()) return true;
+  std::vector<absl::string_view> pa = absl::StrSplit(a.pre, '.');
+  std::vector<absl::string_view> pb = absl::StrSplit(b.pre, '.');
+  for (size_t i = 0; i < std::min(pa.size(), pb.size()); ++i) {
+    if (pa[i] == pb[i]) continue;
+    int64_t na = 0, nb = 0;
+    const bool a_num = absl::SimpleAtoi(pa[i], &na);
+    const bool b_num = absl::SimpleAtoi(pb[i], &nb);
+    if (a_num && b_num) return na < nb;
+    if (a_num != b_num) return a_num;
+    return pa[i] < pb[i];
+  }
+  return pa.size() < pb.size();
+}
+
+// etcd's getVersion: the first of the member's peer URLs whose /version
+// answers with JSON.
+RemoteVersion GetVersion(const server::MemberInfo& m, const TlsFiles& tls,
+                         int timeout_ms) {
+  RemoteVersion out;
+  out.id = m.id;
+  std::string last_error = "no peer URLs";
+  for (const std::string& u : m.peer_urls) {
+    const std::string addr = u + "/version";
+    absl::StatusOr<HttpGetResult> r = HttpGet(addr, tls, timeout_ms);
+    if (!r.ok()) {
+      last_error = absl::StrCat("Get \"", addr, "\": ", r.status().message());
+      DLOG_WARN("failed to reach the peer URL",
+                {{"address", addr},
+                 {"remote-member-id", Hex(m.id)},
+                 {"error", last_error}});
+      continue;
+    }
+    // As Go's http client: any status is an answer; the body decides.
+    nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
+    if (j.is_discarded() || !j.is_object() ||
+        (j.contains("etcdserver") && !j["etcdserver"].is_string()) ||
+        (j.contains("etcdcluster") && !j["etcdcluster"].is_string())) {
+      last_error = "invalid character in version response";
+      DLOG_WARN("failed to unmarshal response",
+                {{"address", addr},
+                 {"remote-member-id", Hex(m.id)},
+                 {"error", last_error}});
+      continue;
+    }
+    out.answered = true;
+    out.server = j.value("etcdserver", "");
+    out.cluster = j.value("etcdcluster", "");
+    return out;
+  }
+  DLOG_WARN("failed to get version",
+            {{"remote-member-id", Hex(m.id)}, {"error", last_error}});
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<HttpGetResult> HttpGet(const std::string& url,
                                       const TlsFiles& tls, int timeout_ms) {
-  absl::StatusOr<Url> u = ParseUrl(url.substr(0, url.find('/', url.find("://") + 3)));
+  absl::StatusOr<Url> u =
+      ParseUrl(url.substr(0, url.find('/', url.find("://") + 3)));
   if (!u.ok()) return u.status();
   const size_t path_at = url.find('/', url.find("://") + 3);
-  const std::string path = path_at == std::string::npos ? "/" : url.substr(path_at);
-  const std::string hostport =
-      u->host.find(':') != std::string::npos
-          ? absl::StrCat("[", u->host, "]:", u->port)
-          : absl::StrCat(u->host, ":", u->port);
+  const std::string path =
+      path_at == std::string::npos ? "/" : url.substr(path_at);
+  const std::string hostport = u->host.find(':') != std::string::npos
+                                   ? absl::StrCat("[", u->host, "]:", u->port)
+                                   : absl::StrCat(u->host, ":", u->port);
   const int64_t deadline = MonoMs() + timeout_ms;
   const std::string what = absl::StrCat("dial tcp ", hostport);
   addrinfo hints{};
@@ -237,15 +377,16 @@ absl::StatusOr<HttpGetResult> HttpGet(const std::string& url,
   int fd = -1;
   std::string last_error = "no addresses";
   for (addrinfo* ai = res; ai != nullptr && fd < 0; ai = ai->ai_next) {
-    int s = ::socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                     0);
+    int s =
+        ::socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0) continue;
     int err = 0;
     if (::connect(s, ai->ai_addr, ai->ai_addrlen) != 0) {
       err = errno;
       if (err == EINPROGRESS) {
         pollfd pfd{s, POLLOUT, 0};
-        const int left = static_cast<int>(std::max<int64_t>(0, deadline - MonoMs()));
+        const int left =
+            static_cast<int>(std::max<int64_t>(0, deadline - MonoMs()));
         err = ETIMEDOUT;
         if (::poll(&pfd, 1, left) > 0) {
           socklen_t len = sizeof(err);
@@ -257,13 +398,15 @@ absl::StatusOr<HttpGetResult> HttpGet(const std::string& url,
       fd = s;
     } else {
       last_error = err == ECONNREFUSED ? "connect: connection refused"
-                   : err == ETIMEDOUT  ? "i/o timeout"
-                                       : absl::StrCat("connect: ", strerror(err));
+                   : err == ETIMEDOUT
+                       ? "i/o timeout"
+                       : absl::StrCat("connect: ", strerror(err));
       ::close(s);
     }
   }
   ::freeaddrinfo(res);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat(what, ": ", last_error));
+  if (fd < 0)
+    return absl::UnavailableError(absl::StrCat(what, ": ", last_error));
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   timeval tv{};
   const int64_t left = std::max<int64_t>(1, deadline - MonoMs());
@@ -284,10 +427,10 @@ absl::StatusOr<HttpGetResult> HttpGet(const std::string& url,
   } else {
     stream = PlainStream(fd);
   }
-  const std::string req = absl::StrCat(
-      "GET ", path, " HTTP/1.1\r\nHost: ", hostport,
-      "\r\nUser-Agent: detcd\r\nAccept-Encoding: identity\r\n"
-      "Connection: close\r\n\r\n");
+  const std::string req =
+      absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: ", hostport,
+                   "\r\nUser-Agent: detcd\r\nAccept-Encoding: identity\r\n"
+                   "Connection: close\r\n\r\n");
   if (!stream->WriteAll(req.data(), req.size())) {
     return absl::UnavailableError("write: broken pipe");
   }
@@ -296,6 +439,42 @@ absl::StatusOr<HttpGetResult> HttpGet(const std::string& url,
   HttpGetResult r;
   if (absl::Status s = ParseResponse(*raw, &r); !s.ok()) return s;
   return r;
+}
+
+bool IsCompatibleWithVersions(const std::vector<RemoteVersion>& remotes,
+                              std::string_view min_version,
+                              std::string_view max_version) {
+  const absl::StatusOr<SemVer> min_v =
+      ParseSemVer(absl::string_view(min_version.data(), min_version.size()));
+  const absl::StatusOr<SemVer> max_v =
+      ParseSemVer(absl::string_view(max_version.data(), max_version.size()));
+  DETCD_CHECK(min_v.ok() && max_v.ok());
+  bool ok = false;
+  for (const RemoteVersion& r : remotes) {
+    if (!r.answered) continue;
+    absl::StatusOr<SemVer> v = ParseSemVer(r.cluster);
+    if (!v.ok()) {
+      DLOG_WARN("failed to parse cluster version of remote member",
+                {{"remote-member-id", Hex(r.id)},
+                 {"remote-member-cluster-version", r.cluster},
+                 {"error", std::string(v.status().message())}});
+      continue;
+    }
+    // etcd logs the minimum in both cases (its text).
+    if (SemVerLess(*v, *min_v) || SemVerLess(*max_v, *v)) {
+      DLOG_WARN(SemVerLess(*v, *min_v)
+                    ? "cluster version of remote member is not compatible; "
+                      "too low"
+                    : "cluster version of remote member is not compatible; "
+                      "too high",
+                {{"remote-member-id", Hex(r.id)},
+                 {"remote-member-cluster-version", SemVerString(*v)},
+                 {"minimum-cluster-version-supported", SemVerString(*min_v)}});
+      return false;
+    }
+    ok = true;
+  }
+  return ok;
 }
 
 std::string PeerMembersJson(const std::vector<server::MemberInfo>& members) {
@@ -344,9 +523,12 @@ absl::StatusOr<std::vector<server::MemberInfo>> ParsePeerMembersJson(
   return out;
 }
 
-absl::StatusOr<JoinedCluster> JoinExistingCluster(const ServerConfig& c,
+absl::StatusOr<JoinedCluster> JoinExistingCluster(const ServerConfig& config,
                                                   const TlsFiles& tls,
                                                   int timeout_ms) {
+  // 0. The initial cluster (and token) as etcd's PeerURLsMapAndToken.
+  ServerConfig c = config;
+  if (absl::Status s = JoinViewFromDiscovery(c); !s.ok()) return s;
   if (!c.initial_cluster_error.empty()) {
     return absl::InvalidArgumentError(c.initial_cluster_error);
   }
@@ -356,9 +538,9 @@ absl::StatusOr<JoinedCluster> JoinExistingCluster(const ServerConfig& c,
     if (m.name == c.name) self = &m;
   }
   if (self == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "couldn't find local name \"", c.name,
-        "\" in the initial cluster configuration"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("couldn't find local name \"", c.name,
+                     "\" in the initial cluster configuration"));
   }
   std::vector<std::string> pairs, all_urls;
   for (const ClusterMember& m : c.initial_cluster) {
@@ -413,18 +595,18 @@ absl::StatusOr<JoinedCluster> JoinExistingCluster(const ServerConfig& c,
     if (!r.ok()) {
       DLOG_WARN("failed to get cluster response",
                 {{"address", addr},
-                 {"error", absl::StrCat("Get \"", addr, "\": ",
-                                        r.status().message())}});
+                 {"error",
+                  absl::StrCat("Get \"", addr, "\": ", r.status().message())}});
       continue;
     }
     absl::StatusOr<std::vector<server::MemberInfo>> members =
         ParsePeerMembersJson(r->body);
     if (r->status != 200 || !members.ok()) {
-      DLOG_WARN("failed to unmarshal cluster response",
-                {{"address", addr},
-                 {"error", members.ok() ? absl::StrCat("status ", r->status)
-                                        : std::string(
-                                              members.status().message())}});
+      DLOG_WARN(
+          "failed to unmarshal cluster response",
+          {{"address", addr},
+           {"error", members.ok() ? absl::StrCat("status ", r->status)
+                                  : std::string(members.status().message())}});
       continue;
     }
     uint64_t cid = 0;
@@ -445,15 +627,14 @@ absl::StatusOr<JoinedCluster> JoinExistingCluster(const ServerConfig& c,
     break;
   }
   if (!found) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot fetch cluster info from peer urls: ", fetch_error));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot fetch cluster info from peer urls: ", fetch_error));
   }
   // 4. ValidateClusterAndAssignIDs.
   auto invalid = [&](const std::string& why) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("error validating peerURLs ",
-                     GoCluster(existing.cluster_id, existing.members), ": ",
-                     why));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "error validating peerURLs ",
+        GoCluster(existing.cluster_id, existing.members), ": ", why));
   };
   if (existing.members.size() != local.size()) {
     return invalid("member count is unequal");
@@ -468,14 +649,31 @@ absl::StatusOr<JoinedCluster> JoinExistingCluster(const ServerConfig& c,
       }
     }
     if (!ok) {
-      return invalid(absl::StrCat("PeerURLs: no match found for existing "
-                                  "member (",
-                                  Hex(em.id), ", ", GoList(em.peer_urls),
-                                  "), last resolver error (", err, ")"));
+      return invalid(
+          absl::StrCat("PeerURLs: no match found for existing "
+                       "member (",
+                       Hex(em.id), ", ", GoList(em.peer_urls),
+                       "), last resolver error (", err, ")"));
     }
   }
   for (const server::MemberInfo& lm : local) {
     if (lm.name == c.name) existing.member_id = lm.id;
+  }
+  // 5. isCompatibleWithCluster, over the local view (now with the running
+  // cluster's ids).
+  std::vector<RemoteVersion> versions;
+  for (const server::MemberInfo& lm : local) {
+    if (lm.name == c.name) continue;
+    versions.push_back(GetVersion(lm, tls, timeout_ms));
+  }
+  const std::string server_version(kServerVersion);
+  const std::vector<absl::string_view> mm =
+      absl::StrSplit(server_version, absl::MaxSplits('.', 2));
+  DETCD_CHECK(mm.size() == 3);
+  if (!IsCompatibleWithVersions(versions, kMinClusterVersion,
+                                absl::StrCat(mm[0], ".", mm[1], ".0"))) {
+    return absl::FailedPreconditionError(
+        "incompatible with current running cluster");
   }
   return existing;
 }

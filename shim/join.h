@@ -1,13 +1,21 @@
 // Joining a running cluster (--initial-cluster-state existing), as etcd
 // 3.4 does it (etcdserver.NewServer, the "!haveWAL && !NewCluster" case):
 //
-//  1. VerifyJoinExisting: this member's --name must be in --initial-cluster
+//  0. the initial cluster as etcd's PeerURLsMapAndToken builds it:
+//     --initial-cluster and --initial-cluster-token; with --discovery (or
+//     etcd 3.6's --discovery-endpoints) only this member with its
+//     --initial-advertise-peer-urls, the discovery URL (token) as cluster
+//     token; with --discovery-srv the members the SRV records name
+//     (discovery.h, JoinViewFromDiscovery);
+//  1. VerifyJoinExisting: this member's --name must be in that cluster
 //     ("couldn't find local name %q in the initial cluster configuration"),
 //     no URL listed twice ("initial cluster %s has duplicate url"), no
 //     --discovery ("discovery URL should not be set when joining existing
-//     initial cluster");
-//  2. the local view: --initial-cluster with ids derived from URLs and
-//     --initial-cluster-token (etcd's NewClusterFromURLsMap);
+//     initial cluster"; etcd 3.4 and 3.6 check the v2 URL only: with
+//     --discovery-endpoints the lone local member finds no peer to ask,
+//     step 3);
+//  2. the local view: that cluster with ids derived from URLs and the
+//     cluster token (etcd's NewClusterFromURLsMap);
 //  3. GetClusterFromRemotePeers: GET <peer URL>/members on every other
 //     listed member's peer URLs (sorted) until one answers with the
 //     members (JSON, etcd's membership.Member) and the X-Etcd-Cluster-ID
@@ -23,7 +31,16 @@
 //     running cluster's ids. Wrapped as "error validating peerURLs
 //     {ClusterID:... Members:[...] RemovedMemberIDs:[]}: ...". A member
 //     that was never added (MemberAdd) fails here: the counts or the URLs
-//     differ.
+//     differ;
+//  5. isCompatibleWithCluster: GET <peer URL>/version of every other member
+//     of the local view (its URLs sorted, the first that answers
+//     decides; "failed to reach the peer URL" / "failed to unmarshal
+//     response" / "failed to get version" warnings); the cluster versions
+//     that answered and parse as semver must lie in [3.0.0, 3.4.0] (etcd
+//     3.4.23's MinClusterVersion and its own major.minor), else "cluster
+//     version of remote member is not compatible; too low" / "too high"; at
+//     least one must have answered. Otherwise "incompatible with current
+//     running cluster".
 //
 // The member then starts with the running cluster's id and the id the
 // cluster gave it, knows the running members as peers, and waits for the
@@ -58,6 +75,22 @@ struct JoinedCluster {
 absl::StatusOr<JoinedCluster> JoinExistingCluster(const ServerConfig& c,
                                                   const TlsFiles& tls,
                                                   int timeout_ms = 10'000);
+
+// A remote member's GET /version answer (etcd's version.Versions JSON:
+// {"etcdserver":"3.4.23","etcdcluster":"3.4.0"}), for step 5.
+struct RemoteVersion {
+  uint64_t id = 0;
+  bool answered = false;  // false: no peer URL gave a parsable answer
+  std::string server;     // "etcdserver"
+  std::string cluster;    // "etcdcluster" (etcd: "not_decided" early on)
+};
+
+// etcd's isCompatibleWithVers: true when at least one remote answered and
+// every answered cluster version that parses (go-semver's dotted-tri
+// syntax) is within [min_version, max_version]. Logs etcd's warnings.
+bool IsCompatibleWithVersions(const std::vector<RemoteVersion>& remotes,
+                              std::string_view min_version,
+                              std::string_view max_version);
 
 // etcd's GET /members body: a JSON array of membership.Member
 // ({"id":N,"peerURLs":[...],"isLearner":true,"name":"...","clientURLs":
