@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,6 +48,8 @@ std::string GoErrno(int err) {
 }
 
 std::string SockaddrString(const sockaddr_storage& ss) {
+  // Go shows an unnamed unix socket peer as "@".
+  if (ss.ss_family == AF_UNIX) return "@";
   char host[INET6_ADDRSTRLEN] = "?";
   int port = 0;
   if (ss.ss_family == AF_INET) {
@@ -68,6 +71,8 @@ struct ParsedUrl {
   bool tls = false;
   std::string host;  // without brackets
   std::string port;
+  // unix / unixs: the socket's file name ("host:port" as written).
+  std::string unix_path;
 };
 
 absl::StatusOr<ParsedUrl> ParseListenUrl(const std::string& url) {
@@ -79,10 +84,18 @@ absl::StatusOr<ParsedUrl> ParseListenUrl(const std::string& url) {
   } else if (rest.starts_with("https://")) {
     rest.remove_prefix(8);
     p.tls = true;
-  } else if (absl::StartsWith(url, "unix://") ||
-             absl::StartsWith(url, "unixs://")) {
-    return absl::UnimplementedError(
-        absl::StrCat("unix socket listen URLs are not supported yet: ", url));
+  } else if (rest.starts_with("unix://") || rest.starts_with("unixs://")) {
+    // etcd listens on the file named by the URL's host:port (its u.Host +
+    // u.Path, and a listen URL has no path).
+    p.tls = rest.starts_with("unixs://");
+    rest.remove_prefix(p.tls ? 8 : 7);
+    rest = rest.substr(0, rest.find('/'));
+    if (rest.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("listen URL must be host:port: ", url));
+    }
+    p.unix_path = std::string(rest);
+    return p;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         "URL scheme must be http, https, unix, or unixs: ", url));
@@ -117,8 +130,43 @@ absl::StatusOr<ParsedUrl> ParseListenUrl(const std::string& url) {
   return p;
 }
 
+// A unix socket at path, as Go's net.Listen("unix", path): an existing
+// file is an error, not replaced.
+absl::StatusOr<int> ListenUnix(const std::string& path) {
+  const std::string where = absl::StrCat("listen unix ", path);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": bind: invalid argument"));
+  }
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat(where, ": socket: ", GoErrno(errno)));
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    int err = errno;
+    ::close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, ": bind: ", GoErrno(err)));
+  }
+  if (::listen(fd, SOMAXCONN) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(path.c_str());
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, ": listen: ", GoErrno(err)));
+  }
+  return fd;
+}
+
 // Binds and listens; the returned fd is non-blocking and close-on-exec.
 absl::StatusOr<int> Listen(const ParsedUrl& u, int* bound_port) {
+  if (!u.unix_path.empty()) {
+    *bound_port = 0;
+    return ListenUnix(u.unix_path);
+  }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -210,6 +258,7 @@ struct ClientListener::Endpoint {
   bool plain = false;  // both when an http and an https URL share host:port
   int fd = -1;
   int port = 0;
+  std::string unix_path;  // removed with the listener, as Go does
   std::thread thread;
 };
 
@@ -297,8 +346,14 @@ absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Create(
   for (size_t i = 0; i < parsed.size(); ++i) {
     Endpoint* same = nullptr;
     for (size_t j = 0; j < i; ++j) {
-      if (l->endpoints_[j]->fd >= 0 && parsed[j].host == parsed[i].host &&
-          parsed[j].port == parsed[i].port && parsed[i].port != "0") {
+      const bool same_unix = !parsed[i].unix_path.empty() &&
+                             parsed[j].unix_path == parsed[i].unix_path;
+      const bool same_tcp = parsed[i].unix_path.empty() &&
+                            parsed[j].unix_path.empty() &&
+                            parsed[j].host == parsed[i].host &&
+                            parsed[j].port == parsed[i].port &&
+                            parsed[i].port != "0";
+      if (l->endpoints_[j]->fd >= 0 && (same_unix || same_tcp)) {
         same = l->endpoints_[j].get();
       }
     }
@@ -316,6 +371,7 @@ absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Create(
     absl::StatusOr<int> fd = Listen(parsed[i], &ep->port);
     if (!fd.ok()) return fd.status();  // ~ClientListener closes the others
     ep->fd = *fd;
+    ep->unix_path = parsed[i].unix_path;
     l->endpoints_.push_back(std::move(ep));
   }
   if (::pipe2(l->wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -329,6 +385,7 @@ ClientListener::~ClientListener() {
   Stop();
   for (auto& ep : endpoints_) {
     if (ep->fd >= 0) ::close(ep->fd);
+    if (ep->fd >= 0 && !ep->unix_path.empty()) ::unlink(ep->unix_path.c_str());
   }
   if (wake_pipe_[0] >= 0) ::close(wake_pipe_[0]);
   if (wake_pipe_[1] >= 0) ::close(wake_pipe_[1]);
@@ -559,13 +616,19 @@ void ClientListener::ServeConn(Conn* conn, int fd, bool tls) {
     return;
   }
 
+  HandshakeInfo info;
   absl::StatusOr<std::unique_ptr<Stream>> stream =
-      tls_->Accept(fd, options_.sniff_timeout_ms);
+      tls_->Accept(fd, options_.sniff_timeout_ms, &info);
   if (!stream.ok()) {
     // etcd logs rejected TLS connections the same way.
-    Warn(absl::StrFormat("rejected connection from %s (error %s)",
-                         absl::StrCat("\"", conn->peer, "\""),
-                         absl::StrCat("\"", stream.status().message(), "\"")));
+    if (options_.on_rejected) {
+      if (info.remote_addr.empty()) info.remote_addr = conn->peer;
+      options_.on_rejected(info, std::string(stream.status().message()));
+    } else {
+      Warn(absl::StrFormat("rejected connection from %s (error %s)",
+                           absl::StrCat("\"", conn->peer, "\""),
+                           absl::StrCat("\"", stream.status().message(), "\"")));
+    }
     absl::MutexLock lock(&mu_);
     ++stats_.rejected;
     return;

@@ -41,9 +41,14 @@ class Server;
 namespace detcd::shim {
 
 struct ClientListenerOptions {
-  // "http://127.0.0.1:2379", "https://localhost:2379", "http://[::1]:0".
+  // "http://127.0.0.1:2379", "https://localhost:2379", "http://[::1]:0",
+  // "unix://localhost:2379", "unixs://x:1".
   // Host names are resolved once at Create (the first address is bound);
-  // an empty host or 0.0.0.0 binds every IPv4 address.
+  // an empty host or 0.0.0.0 binds every IPv4 address. unix / unixs listen
+  // on a unix socket whose file name is the URL's "host:port" text, relative
+  // to the working directory, as etcd's (unixs: TLS over it). As with Go's
+  // net.Listen, an existing file there is an error ("bind: address already
+  // in use") and the file is removed when the listener goes.
   std::vector<std::string> urls;
   TlsFiles tls;  // used by https URLs
   // Connections we serve at once (HTTP/1.1, TLS pumps, connections still
@@ -58,6 +63,11 @@ struct ClientListenerOptions {
   // Called (from any thread) with one line about a rejected connection,
   // e.g. a failed TLS handshake. May be empty.
   std::function<void(const std::string&)> log_warning;
+  // A refused TLS connection, with what etcd's "rejected connection"
+  // warning carries (remote address, SNI, the certificate's SANs when it
+  // got that far, the reason). When set, it replaces log_warning for these.
+  std::function<void(const HandshakeInfo& info, const std::string& error)>
+      on_rejected;
 };
 
 // Counters for tests and metrics.
@@ -100,7 +110,7 @@ class ClientListener {
   // while the call runs. (HTTP handlers get it in HttpRequest.)
   std::string PeerCommonName(const std::string& grpc_peer) const;
 
-  // Bound ports, in URL order (resolves port 0).
+  // Bound ports, in URL order (resolves port 0; 0 for unix sockets).
   std::vector<int> Ports() const;
   ClientListenerStats Stats() const;
 

@@ -782,18 +782,18 @@ const FlagDef kFlags[] = {
      "false", kSecurity, "Require client certificates.", kImpl, "", Yaml::kNone,
      nullptr},
     {"client-crl-file", Kind::kString, DETCD_F(client_tls.crl_file), "",
-     kSecurity, "Revocation list for client certificates.", kStore,
-     "CRL checks are later work", Yaml::kString, nullptr},
+     kSecurity, "Revocation list for client certificates.", kImpl,
+     "", Yaml::kString, nullptr},
     {"client-cert-allowed-hostname", Kind::kStrings,
      DETCD_F(client_tls.allowed_hostname), "", kSecurity,
-     "Hostname a client certificate must carry.", kStore, "later work",
+     "Hostname a client certificate must carry.", kImpl, "",
      Yaml::kStringOrList, nullptr},
     {"trusted-ca-file", Kind::kString, DETCD_F(client_tls.trusted_ca_file), "",
      kSecurity, "CA that signs client certificates.", kImpl, "", Yaml::kNone,
      nullptr},
     {"auto-tls", Kind::kBool, DETCD_F(client_tls.auto_tls), "false", kSecurity,
-     "Client TLS with a generated self-signed certificate.", kStore,
-     "certificate generation is later work", Yaml::kNone, nullptr},
+     "Client TLS with a generated self-signed certificate.", kImpl,
+     "", Yaml::kNone, nullptr},
     {"client-cert-file", Kind::kString, DETCD_F(client_tls.client_cert_file),
      "", kSecurity, "Certificate used as a TLS client (etcd 3.5).", kStore,
      "etcd 3.5 flag", Yaml::kNone, nullptr},
@@ -811,18 +811,18 @@ const FlagDef kFlags[] = {
      "", kSecurity, "CA that signs peer certificates.", kImpl, "", Yaml::kNone,
      nullptr},
     {"peer-cert-allowed-cn", Kind::kStrings, DETCD_F(peer_tls.allowed_cn), "",
-     kSecurity, "Common name a peer certificate must carry.", kStore,
-     "later work", Yaml::kStringOrList, nullptr},
+     kSecurity, "Common name a peer certificate must carry.", kImpl,
+     "", Yaml::kStringOrList, nullptr},
     {"peer-cert-allowed-hostname", Kind::kStrings,
      DETCD_F(peer_tls.allowed_hostname), "", kSecurity,
-     "Hostname a peer certificate must carry.", kStore, "later work",
+     "Hostname a peer certificate must carry.", kImpl, "",
      Yaml::kStringOrList, nullptr},
     {"peer-auto-tls", Kind::kBool, DETCD_F(peer_tls.auto_tls), "false",
-     kSecurity, "Peer TLS with a generated self-signed certificate.", kStore,
-     "certificate generation is later work", Yaml::kNone, nullptr},
+     kSecurity, "Peer TLS with a generated self-signed certificate.", kImpl,
+     "", Yaml::kNone, nullptr},
     {"peer-crl-file", Kind::kString, DETCD_F(peer_tls.crl_file), "", kSecurity,
-     "Revocation list for peer certificates.", kStore,
-     "CRL checks are later work", Yaml::kString, nullptr},
+     "Revocation list for peer certificates.", kImpl,
+     "", Yaml::kString, nullptr},
     {"peer-client-cert-file", Kind::kString, DETCD_F(peer_tls.client_cert_file),
      "", kSecurity, "Certificate used to dial peers (etcd 3.5).", kStore,
      "etcd 3.5 flag", Yaml::kNone, nullptr},
@@ -831,11 +831,12 @@ const FlagDef kFlags[] = {
      "etcd 3.5 flag", Yaml::kNone, nullptr},
     {"self-signed-cert-validity", Kind::kUint,
      DETCD_F(self_signed_cert_validity), "1", kSecurity,
-     "Years generated certificates stay valid (etcd 3.5).", kStore,
+     "Years generated certificates stay valid (etcd 3.5).", kImpl,
      "etcd 3.5 flag", Yaml::kUint, nullptr},
     {"cipher-suites", Kind::kStrings, DETCD_F(cipher_suites), "", kSecurity,
-     "TLS cipher suites, comma-separated (empty: the library's list).", kStore,
-     "later work", Yaml::kStringList, nullptr},
+     "TLS cipher suites, comma-separated (empty: the library's list).", kImpl,
+     "Go's names, mapped to OpenSSL's; TLS 1.3 suites are not configurable, as in Go",
+     Yaml::kStringList, nullptr},
     {"cors", Kind::kCors, DETCD_F(cors), "*", kSecurity,
      "Origins allowed by CORS (empty or * allows all).", kNoEff,
      "detcd's HTTP endpoints send no CORS headers", Yaml::kCors, nullptr},
@@ -844,10 +845,10 @@ const FlagDef kFlags[] = {
      "Host headers accepted on plain-HTTP requests (empty or * allows all).",
      kStore, "later work", Yaml::kUniqueStrings, nullptr},
     {"tls-min-version", Kind::kString, DETCD_F(tls_min_version), "", kSecurity,
-     "Lowest TLS version (etcd 3.5: TLS1.2 or TLS1.3).", kStore,
-     "etcd 3.5 flag", Yaml::kString, nullptr},
+     "Lowest TLS version (etcd 3.5: TLS1.2 or TLS1.3).", kImpl,
+     "etcd 3.5 flag; empty means TLS1.2", Yaml::kString, nullptr},
     {"tls-max-version", Kind::kString, DETCD_F(tls_max_version), "", kSecurity,
-     "Highest TLS version (etcd 3.5).", kStore, "etcd 3.5 flag", Yaml::kString,
+     "Highest TLS version (etcd 3.5).", kImpl, "etcd 3.5 flag", Yaml::kString,
      nullptr},
 
     // Auth.
@@ -952,7 +953,7 @@ const FlagDef kFlags[] = {
      Yaml::kInt, nullptr},
     {"experimental-peer-skip-client-san-verification", Kind::kBool,
      DETCD_F(peer_tls.skip_client_san_verify), "false", kExperimental,
-     "Skip the SAN check of peer client certificates.", kStore, "later work",
+     "Skip the SAN check of peer client certificates.", kImpl, "",
      Yaml::kBool, nullptr},
     {"experimental-watch-progress-notify-interval", Kind::kDuration,
      DETCD_F(experimental_watch_progress_notify_interval_ms), "10m",
@@ -1909,6 +1910,38 @@ std::optional<std::string> CheckHostUrls(const std::vector<Url>& urls,
   return std::nullopt;
 }
 
+// etcd 3.5's checks of --tls-min-version / --tls-max-version (its
+// tlsutil.GetTLSVersion and embed.Config.Validate texts). "" is the default:
+// TLS1.2 as the minimum, no maximum.
+std::optional<std::string> CheckTlsVersions(const ServerConfig& c) {
+  auto version = [](const std::string& v) -> std::optional<int> {
+    if (v.empty()) return 0;
+    if (v == "TLS1.2") return 12;
+    if (v == "TLS1.3") return 13;
+    return std::nullopt;
+  };
+  std::optional<int> min = version(c.tls_min_version);
+  if (!min) {
+    return absl::StrFormat(
+        "unexpected TLS version %s (must be one of: TLS1.2, TLS1.3)",
+        GoQuote(c.tls_min_version));
+  }
+  std::optional<int> max = version(c.tls_max_version);
+  if (!max) {
+    return absl::StrFormat(
+        "unexpected TLS version %s (must be one of: TLS1.2, TLS1.3)",
+        GoQuote(c.tls_max_version));
+  }
+  if (*max != 0 && std::max(*min, 12) > *max) {
+    return absl::StrFormat("min version (%s) is greater than max version (%s)",
+                           c.tls_min_version, c.tls_max_version);
+  }
+  if (*min == 13 && !c.cipher_suites.empty()) {
+    return "cipher suites cannot be configured when only TLS1.3 is enabled";
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> Validate(ServerConfig& c) {
   if (auto e = SetupLogging(c)) return e;
   if (auto e = CheckBindUrls(c.listen_peer_urls)) return e;
@@ -1989,6 +2022,7 @@ std::optional<std::string> Validate(ServerConfig& c) {
     return "setting experimental-enable-lease-checkpoint-persist requires "
            "experimental-enable-lease-checkpoint";
   }
+  if (auto e = CheckTlsVersions(c)) return e;
   return std::nullopt;
 }
 

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -119,6 +120,9 @@ struct PeerUrl {
   std::string host;  // without brackets
   std::string port;
   std::string hostport;  // as written, for messages
+  // unix / unixs: the socket's file name, "host:port" as written (etcd's
+  // semantics), relative to the working directory.
+  bool unix_socket = false;
 };
 
 absl::StatusOr<PeerUrl> ParseUrl(const std::string& url) {
@@ -129,9 +133,16 @@ absl::StatusOr<PeerUrl> ParseUrl(const std::string& url) {
     rest = rest.substr(8);
   } else if (absl::StartsWith(rest, "http://")) {
     rest = rest.substr(7);
+  } else if (absl::StartsWith(rest, "unixs://")) {
+    u.tls = true;
+    u.unix_socket = true;
+    rest = rest.substr(8);
+  } else if (absl::StartsWith(rest, "unix://")) {
+    u.unix_socket = true;
+    rest = rest.substr(7);
   } else if (rest.find("://") != std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("URL scheme must be http or https: ", url));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "URL scheme must be http, https, unix, or unixs: ", url));
   }
   rest = rest.substr(0, rest.find('/'));
   u.hostport = rest;
@@ -153,6 +164,8 @@ absl::StatusOr<PeerUrl> ParseUrl(const std::string& url) {
   }
   u.port = rest.substr(colon + 1);
   int port;
+  // A unix socket's "port" is only part of its file name.
+  if (u.unix_socket) return u;
   if (!absl::SimpleAtoi(u.port, &port) || port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("bad port in URL ", url));
   }
@@ -160,6 +173,7 @@ absl::StatusOr<PeerUrl> ParseUrl(const std::string& url) {
 }
 
 std::string AddrString(const sockaddr* sa) {
+  if (sa->sa_family == AF_UNIX) return "@";  // as Go shows an unnamed one
   char host[INET6_ADDRSTRLEN] = "?";
   int port = 0;
   if (sa->sa_family == AF_INET) {
@@ -175,6 +189,38 @@ std::string AddrString(const sockaddr* sa) {
     return absl::StrCat("[", host, "]:", port);
   }
   return "?";
+}
+
+// etcd's peer unix listener (transport.NewUnixListener): a stale socket
+// file is removed first, then the socket is bound at path.
+absl::StatusOr<int> ListenUnix(const std::string& path) {
+  const std::string where = absl::StrCat("listen unix ", path);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": bind: invalid argument"));
+  }
+  memcpy(addr.sun_path, path.data(), path.size());
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return absl::UnavailableError(
+        absl::StrCat("remove ", path, ": ", GoErr(errno)));
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat(where, ": socket: ", GoErr(errno)));
+  const char* op = "bind";
+  int err = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    err = errno;
+  } else if (::listen(fd, 128) != 0) {
+    op = "listen";
+    err = errno;
+    ::unlink(path.c_str());
+  }
+  if (err != 0) {
+    ::close(fd);
+    return absl::UnavailableError(absl::StrCat(where, ": ", op, ": ", GoErr(err)));
+  }
+  return fd;
 }
 
 // An HTTP request line starts with a method token (RFC 9110: letters
@@ -274,6 +320,7 @@ struct PeerTransport::Listener {
   bool tls = false;
   int fd = -1;
   int port = 0;
+  std::string unix_path;  // removed when the listener closes, as etcd's
   std::thread thread;
 };
 
@@ -322,6 +369,17 @@ absl::StatusOr<std::unique_ptr<PeerTransport>> PeerTransport::Start(
       auto server = TlsContext::Server(o.tls, {});
       if (!server.ok()) return server.status();
       t->tls_server_ = *server;
+    }
+    if (u->unix_socket) {
+      auto fd = ListenUnix(u->hostport);
+      if (!fd.ok()) return fd.status();
+      auto l = std::make_unique<Listener>();
+      l->url = url;
+      l->tls = u->tls;
+      l->fd = *fd;
+      l->unix_path = u->hostport;
+      t->listeners_.push_back(std::move(l));
+      continue;
     }
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
@@ -647,13 +705,31 @@ absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(Peer& p, const std::
   auto u = ParseUrl(url);
   if (!u.ok()) return u.status();
   const int64_t deadline = NowMs() + opts_.dial_timeout_ms;
-  const std::string what = absl::StrCat("dial tcp ", u->hostport);
+  const std::string what =
+      absl::StrCat(u->unix_socket ? "dial unix " : "dial tcp ", u->hostport);
 
+  // A unix socket: one address, the file named by the URL's host:port.
+  sockaddr_un unix_addr{};
+  addrinfo unix_ai{};
+  if (u->unix_socket) {
+    if (u->hostport.size() >= sizeof(unix_addr.sun_path)) {
+      return absl::UnavailableError(absl::StrCat(what, ": invalid argument"));
+    }
+    unix_addr.sun_family = AF_UNIX;
+    memcpy(unix_addr.sun_path, u->hostport.data(), u->hostport.size());
+    unix_ai.ai_family = AF_UNIX;
+    unix_ai.ai_socktype = SOCK_STREAM;
+    unix_ai.ai_addr = reinterpret_cast<sockaddr*>(&unix_addr);
+    unix_ai.ai_addrlen = sizeof(unix_addr);
+  }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
-  int gai = ::getaddrinfo(u->host.c_str(), u->port.c_str(), &hints, &res);
+  int gai = u->unix_socket
+                ? 0
+                : ::getaddrinfo(u->host.c_str(), u->port.c_str(), &hints, &res);
+  if (u->unix_socket) res = &unix_ai;
   if (gai != 0) {
     return absl::UnavailableError(
         absl::StrCat(what, ": lookup ", u->host, ": ", gai_strerror(gai)));
@@ -668,7 +744,7 @@ absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(Peer& p, const std::
     }
     if (!p.SetKill(s)) {
       ::close(s);
-      ::freeaddrinfo(res);
+      if (!u->unix_socket) ::freeaddrinfo(res);
       return absl::CancelledError("stopping");
     }
     int err = 0;
@@ -695,7 +771,7 @@ absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(Peer& p, const std::
       ::close(s);
     }
   }
-  ::freeaddrinfo(res);
+  if (!u->unix_socket) ::freeaddrinfo(res);
   if (fd < 0) return absl::UnavailableError(absl::StrCat(what, ": ", last_error));
 
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -723,8 +799,12 @@ absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(Peer& p, const std::
   PutU64(hello + kMagicLen + 16, p.id);
   char answer[kAnswerLen];
   if (!stream->WriteAll(hello, sizeof(hello)) || !ReadFull(*stream, answer, sizeof(answer))) {
-    return absl::UnavailableError(
-        absl::StrCat(what, ": handshake: connection closed or timed out"));
+    // A TLS 1.3 listener refuses our certificate only after our side of
+    // the handshake ended: its alert arrives here.
+    const std::string tls_error = stream->error();
+    return absl::UnavailableError(absl::StrCat(
+        what, ": ", tls_error.empty() ? "handshake: connection closed or timed out"
+                                      : tls_error));
   }
   if (memcmp(answer, kMagic, kMagicLen) != 0) {
     return absl::UnavailableError(absl::StrCat(what, ": not a detcd peer port"));
@@ -819,11 +899,24 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
     SetTimeouts(fd, opts_.accept_timeout_ms);
     std::unique_ptr<Stream> stream;
     if (tls) {
-      auto s = tls_server_->Accept(fd, opts_.accept_timeout_ms);
+      HandshakeInfo info;
+      auto s = tls_server_->Accept(fd, opts_.accept_timeout_ms, &info);
       if (!s.ok()) {
         rejected_.fetch_add(1, std::memory_order_relaxed);
-        DLOG_WARN("rejected connection on peer port",
-                  {{"remote-addr", remote}, {"error", std::string(s.status().message())}});
+        // etcd's HandshakeFailure log line, with its fields.
+        if (info.have_certificate) {
+          DLOG_WARN("rejected connection",
+                    {{"remote-addr", remote},
+                     {"server-name", info.server_name},
+                     {"ip-addresses", info.ip_addresses},
+                     {"dns-names", info.dns_names},
+                     {"error", std::string(s.status().message())}});
+        } else {
+          DLOG_WARN("rejected connection",
+                    {{"remote-addr", remote},
+                     {"server-name", info.server_name},
+                     {"error", std::string(s.status().message())}});
+        }
         return;
       }
       stream = *std::move(s);
@@ -1006,6 +1099,7 @@ void PeerTransport::Stop() {
   for (auto& l : listeners_) {
     if (l->thread.joinable()) l->thread.join();
     if (l->fd >= 0) ::close(l->fd);
+    if (l->fd >= 0 && !l->unix_path.empty()) ::unlink(l->unix_path.c_str());
     l->fd = -1;
   }
   // No listener runs now, so no connection can appear. Join the readers

@@ -213,8 +213,8 @@ bool AnyHttps(const std::vector<Url>& urls) {
   return false;
 }
 
-TlsFiles ToTlsFiles(const TlsConfig& t, const std::string& auto_dir,
-                    const std::vector<Url>& urls) {
+TlsFiles ToTlsFiles(const ServerConfig& c, const TlsConfig& t,
+                    const std::string& auto_dir, const std::vector<Url>& urls) {
   TlsFiles f;
   f.cert_file = t.cert_file;
   f.key_file = t.key_file;
@@ -227,6 +227,12 @@ TlsFiles ToTlsFiles(const TlsConfig& t, const std::string& auto_dir,
   return f;
 }
 
+  f.self_signed_cert_validity_years = c.self_signed_cert_validity;
+  f.cipher_suites = c.cipher_suites;
+  f.min_version = c.tls_min_version;
+  f.max_version = c.tls_max_version;
+  f.allowed_cn = t.allowed_cn;
+  f.allowed_hostname = t.allowed_hostname;
 }  // namespace
 
 uint64_t ComputeMemberId(std::vector<std::string> peer_urls,
@@ -677,7 +683,7 @@ absl::Status JoinRunningCluster(DetcdServer::Impl& m) {
   const ServerConfig& c = m.cfg;
   TlsFiles tls;
   if (AnyHttps(c.listen_peer_urls) || c.peer_tls.enabled()) {
-    tls = ToTlsFiles(c.peer_tls, c.data_dir + "/fixtures/peer",
+    tls = ToTlsFiles(c, c.peer_tls, c.data_dir + "/fixtures/peer",
                      c.listen_peer_urls);
   }
   absl::StatusOr<JoinedCluster> joined = JoinExistingCluster(c, tls);
@@ -813,7 +819,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   po.local_id = m.identity.member_id;
   for (const Url& u : c.listen_peer_urls) po.listen_urls.push_back(u.raw);
   if (AnyHttps(c.listen_peer_urls) || c.peer_tls.enabled()) {
-    po.tls = ToTlsFiles(c.peer_tls, c.data_dir + "/fixtures/peer",
+    po.tls = ToTlsFiles(c, c.peer_tls, c.data_dir + "/fixtures/peer",
                         c.listen_peer_urls);
   }
   Impl* im = &m;
@@ -822,6 +828,9 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     server::EtcdServer* s = im->server.get();
     im->loop->PostPeer([s, p = std::move(payload)] { s->OnMessage(p); });
   };
+    // etcd's peer listeners check a client certificate's SANs against the
+    // connecting address.
+    po.tls.check_client_san = !c.peer_tls.skip_client_san_verify;
   // A snapshot counts as delivered once the transport finished writing it;
   // that report runs on the engine thread, like every engine input.
   po.post_to_engine = [im](std::function<void()> f) {
@@ -936,7 +945,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   ClientListenerOptions clo;
   clo.urls = Raw(c.listen_client_urls);
   if (AnyHttps(c.listen_client_urls) || c.client_tls.enabled()) {
-    clo.tls = ToTlsFiles(c.client_tls, c.data_dir + "/fixtures/client",
+    clo.tls = ToTlsFiles(c, c.client_tls, c.data_dir + "/fixtures/client",
                          c.listen_client_urls);
   }
   clo.log_warning = [](const std::string& line) {
@@ -979,6 +988,20 @@ void DetcdServer::Stop() {
     m.stopped = true;
   }
   DLOG_INFO("stopping detcd", {{"name", m.cfg.name}});
+  // etcd's HandshakeFailure line: the SANs only when a certificate was seen.
+  clo.on_rejected = [](const HandshakeInfo& i, const std::string& error) {
+    if (i.have_certificate) {
+      DLOG_WARN("rejected connection", {{"remote-addr", i.remote_addr},
+                                        {"server-name", i.server_name},
+                                        {"ip-addresses", i.ip_addresses},
+                                        {"dns-names", i.dns_names},
+                                        {"error", error}});
+    } else {
+      DLOG_WARN("rejected connection", {{"remote-addr", i.remote_addr},
+                                        {"server-name", i.server_name},
+                                        {"error", error}});
+    }
+  };
   m.TransferLeadershipBeforeStop();
   m.Teardown();
   DLOG_INFO("stopped detcd", {{"name", m.cfg.name}});
