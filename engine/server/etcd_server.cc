@@ -23,6 +23,9 @@ constexpr char kAnswerTag = 'a';
 constexpr char kGoneTag = 'g';
 constexpr int64_t kSecondNs = 1'000'000'000;
 constexpr std::string_view kSnapshotImageMagic = "detcd-snapshot1";
+// How often expired simple tokens are dropped (their expiry is also
+// checked on every use).
+constexpr int kTokenSweepTicks = 10;
 
 }  // namespace
 
@@ -102,9 +105,15 @@ EtcdServer::EtcdServer(const env::Env& env, EtcdServerOptions opts)
     : env_(env),
       opts_(WithDefaults(std::move(opts))),
       peer_(std::make_unique<PeerTransport>(env.transport)),
+      tokens_(opts_.token_provider
+                  ? opts_.token_provider
+                  : std::make_shared<auth::SimpleTokenProvider>(
+                        [clock = env.clock] { return clock->NowNanos(); },
+                        [rng = env.rng] { return rng->Next(); },
+                        opts_.auth_token_ttl_ns)),
       sm_(EtcdStateMachine::Options{
           opts_.kv, opts_.lease,
-          [clock = env.clock] { return clock->NowNanos(); }}) {
+          [clock = env.clock] { return clock->NowNanos(); }, tokens_.get()}) {
   DETCD_CHECK(opts_.Validate().ok());
   env::Env node_env = env_;
   node_env.transport = peer_.get();
@@ -162,6 +171,7 @@ void EtcdServer::Tick() {
   hub_->ProgressNotify(now());
   AfterInput();
   if (ticks_ % opts_.lease_check_ticks == 0) LeaderDuties();
+  if (ticks_ % kTokenSweepTicks == 0) tokens_->Sweep();
   MaintenanceTick();
 }
 
@@ -304,8 +314,10 @@ void EtcdServer::LinearizableRead(std::function<void(absl::Status)> serve) {
 void EtcdServer::Range(const etcdserverpb::RangeRequest& r,
                        Done<etcdserverpb::RangeResponse> done) {
   if (absl::Status s = CheckRange(r); !s.ok()) return done(s);
-  auto serve = [this, r, done = std::move(done)](absl::Status s) {
+  auto serve = [this, r, who = KeepCaller(),
+                done = std::move(done)](absl::Status s) {
     if (!s.ok()) return done(s);
+    if (s = CheckRead(who, r.key(), r.range_end()); !s.ok()) return done(s);
     absl::StatusOr<etcdserverpb::RangeResponse> resp =
         ApplyRange(sm_.kv(), r);
     if (resp.ok()) FillHeader(&*resp);
@@ -321,6 +333,7 @@ void EtcdServer::Put(const etcdserverpb::PutRequest& r,
   if (absl::Status s = CheckQuota(QuotaCost(r)); !s.ok()) return done(s);
   if (absl::Status s = CheckPut(r); !s.ok()) return done(s);
   etcdserverpb::InternalRaftRequest req;
+  if (absl::Status s = StampCaller(&req); !s.ok()) return done(s);
   *req.mutable_put() = r;
   ProposeRequest(std::move(req), std::move(done));
 }
@@ -329,6 +342,7 @@ void EtcdServer::DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
                              Done<etcdserverpb::DeleteRangeResponse> done) {
   if (absl::Status s = CheckDeleteRange(r); !s.ok()) return done(s);
   etcdserverpb::InternalRaftRequest req;
+  if (absl::Status s = StampCaller(&req); !s.ok()) return done(s);
   *req.mutable_delete_range() = r;
   ProposeRequest(std::move(req), std::move(done));
 }
@@ -339,8 +353,10 @@ void EtcdServer::Txn(const etcdserverpb::TxnRequest& r,
   if (absl::Status s = CheckTxn(r, opts_.kv); !s.ok()) return done(s);
   if (IsTxnReadOnly(r)) {
     // Read-only: served like a linearizable range, as etcd does.
-    LinearizableRead([this, r, done = std::move(done)](absl::Status s) {
+    LinearizableRead([this, r, who = KeepCaller(),
+                      done = std::move(done)](absl::Status s) {
       if (!s.ok()) return done(s);
+      if (s = CheckReadTxn(who, r); !s.ok()) return done(s);
       absl::StatusOr<etcdserverpb::TxnResponse> resp =
           ApplyReadOnlyTxn(sm_.kv(), r);
       if (resp.ok()) FillHeader(&*resp);
@@ -349,6 +365,7 @@ void EtcdServer::Txn(const etcdserverpb::TxnRequest& r,
     return;
   }
   etcdserverpb::InternalRaftRequest req;
+  if (absl::Status s = StampCaller(&req); !s.ok()) return done(s);
   *req.mutable_txn() = r;
   ProposeRequest(std::move(req), std::move(done));
 }
@@ -357,6 +374,7 @@ void EtcdServer::Compact(const etcdserverpb::CompactionRequest& r,
                          Done<etcdserverpb::CompactionResponse> done) {
   if (absl::Status s = CheckCompaction(r); !s.ok()) return done(s);
   etcdserverpb::InternalRaftRequest req;
+  if (absl::Status s = StampCaller(&req); !s.ok()) return done(s);
   *req.mutable_compaction() = r;
   ProposeRequest(std::move(req), std::move(done));
 }
@@ -365,6 +383,7 @@ void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& r,
                             Done<etcdserverpb::LeaseGrantResponse> done) {
   if (absl::Status s = CheckQuota(QuotaCost(r)); !s.ok()) return done(s);
   etcdserverpb::InternalRaftRequest req;
+  if (absl::Status s = StampCaller(&req); !s.ok()) return done(s);
   *req.mutable_lease_grant() = r;
   if (r.id() == 0) {
     // Server-chosen: a request id is unique cluster-wide; keep it positive.
@@ -377,6 +396,7 @@ void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& r,
 void EtcdServer::LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& r,
                              Done<etcdserverpb::LeaseRevokeResponse> done) {
   etcdserverpb::InternalRaftRequest req;
+  if (absl::Status s = StampCaller(&req); !s.ok()) return done(s);
   *req.mutable_lease_revoke() = r;
   ProposeRequest(std::move(req), std::move(done));
 }
@@ -609,6 +629,12 @@ void EtcdServer::LeaderDuties() {
     etcdserverpb::InternalRaftRequest req;
     req.mutable_lease_revoke()->set_id(id);
     req.mutable_header()->set_id(NextRequestId());
+    if (sm_.auth().enabled()) {
+      // etcd revokes expired leases as root (AuthStore.WithRoot), so the
+      // apply-time check of the lease's keys passes.
+      req.mutable_header()->set_username(std::string(auth::kRootUser));
+      req.mutable_header()->set_auth_revision(sm_.auth().revision());
+    }
     node_->Propose(req.SerializeAsString(), [](absl::StatusOr<std::string>) {
       // Lost or failed: Expired() reports the lease again later.
     });
@@ -734,6 +760,8 @@ void EtcdServer::MemberAdd(const etcdserverpb::MemberAddRequest& r,
   absl::StatusOr<std::vector<std::string>> urls = ParseMemberUrls(
       std::vector<std::string>(r.peerurls().begin(), r.peerurls().end()));
   if (!urls.ok()) return done(urls.status());
+  // etcd's gRPC layer parses the URLs before the server checks the user.
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
   if (absl::Status s = MayAddMember(r.islearner()); !s.ok()) return done(s);
   MemberInfo m;
   m.id = NewMemberId();
@@ -754,6 +782,7 @@ void EtcdServer::MemberAdd(const etcdserverpb::MemberAddRequest& r,
 
 void EtcdServer::MemberRemove(const etcdserverpb::MemberRemoveRequest& r,
                               Done<etcdserverpb::MemberRemoveResponse> done) {
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
   if (absl::Status s = MayRemoveMember(r.id()); !s.ok()) return done(s);
   MemberInfo gone;
   gone.id = r.id();
@@ -770,6 +799,7 @@ void EtcdServer::MemberRemove(const etcdserverpb::MemberRemoveRequest& r,
 
 void EtcdServer::MemberUpdate(const etcdserverpb::MemberUpdateRequest& r,
                               Done<etcdserverpb::MemberUpdateResponse> done) {
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
   MemberInfo m;
   m.id = r.id();
   m.peer_urls.assign(r.peerurls().begin(), r.peerurls().end());
@@ -787,6 +817,7 @@ void EtcdServer::MemberUpdate(const etcdserverpb::MemberUpdateRequest& r,
 void EtcdServer::MemberPromote(
     const etcdserverpb::MemberPromoteRequest& r,
     Done<etcdserverpb::MemberPromoteResponse> done) {
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
   if (!node_->is_leader()) {
     Forward(kMemberPromote, r.SerializeAsString(),
             [this, done = std::move(done)](absl::Status s,
@@ -872,6 +903,7 @@ void EtcdServer::RaiseNoSpace() {
 void EtcdServer::Alarm(const etcdserverpb::AlarmRequest& r,
                        Done<etcdserverpb::AlarmResponse> done) {
   etcdserverpb::InternalRaftRequest req;
+  if (absl::Status s = StampCaller(&req); !s.ok()) return done(s);
   *req.mutable_alarm() = r;
   // etcd answers Alarm with the applied response as is: no header.
   ProposeRequest<etcdserverpb::AlarmResponse>(
@@ -906,6 +938,7 @@ void EtcdServer::Status(const etcdserverpb::StatusRequest&,
 
 void EtcdServer::Hash(const etcdserverpb::HashRequest&,
                       Done<etcdserverpb::HashResponse> done) {
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
   std::string buf;
   coding::PutVarint64(&buf, sm_.kv().Hash());
   buf += sm_.membership().Snapshot();
@@ -919,6 +952,7 @@ void EtcdServer::Hash(const etcdserverpb::HashRequest&,
 
 void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& r,
                         Done<etcdserverpb::HashKVResponse> done) {
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
   absl::StatusOr<mvcc::KeyValueHash> h = sm_.kv().HashByRev(r.revision());
   if (!h.ok()) return done(h.status());
   etcdserverpb::HashKVResponse resp;
@@ -931,6 +965,7 @@ void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& r,
 
 void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
                             Done<etcdserverpb::DefragmentResponse> done) {
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
   if (node_->failed()) return done(ErrStopped());
   sm_.Defragment();
   // The persisted image too: a fresh snapshot without the compacted
@@ -945,6 +980,7 @@ void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
 
 void EtcdServer::MoveLeader(const etcdserverpb::MoveLeaderRequest& r,
                             Done<etcdserverpb::MoveLeaderResponse> done) {
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
   if (node_->failed()) return done(ErrStopped());
   if (!node_->is_leader()) return done(ErrNotLeader());
   const std::vector<uint64_t>& voters = node_->conf_state().voters;
@@ -989,6 +1025,7 @@ absl::StatusOr<raft::Snapshot> DecodeSnapshotImage(std::string_view image) {
 }
 
 void EtcdServer::SnapshotImage(Done<std::string> done) {
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
   if (node_->failed()) return done(ErrStopped());
   raft::Snapshot snap;
   snap.metadata.index = node_->applied_index();
@@ -1021,5 +1058,30 @@ absl::Status EtcdServer::AdoptData(std::string_view kv_image,
   }
   return node_->TakeSnapshot();
 }
+
+// The Auth service (etcd_server_auth.cc) proposes and answers with these.
+#define DETCD_AUTH_RESPONSE(T)                                          \
+  template void EtcdServer::ProposeRequest<etcdserverpb::T>(            \
+      etcdserverpb::InternalRaftRequest, Done<etcdserverpb::T>);        \
+  template void EtcdServer::FillHeader<etcdserverpb::T>(etcdserverpb::T*) \
+      const;
+DETCD_AUTH_RESPONSE(AuthEnableResponse)
+DETCD_AUTH_RESPONSE(AuthDisableResponse)
+DETCD_AUTH_RESPONSE(AuthStatusResponse)
+DETCD_AUTH_RESPONSE(AuthenticateResponse)
+DETCD_AUTH_RESPONSE(AuthUserAddResponse)
+DETCD_AUTH_RESPONSE(AuthUserGetResponse)
+DETCD_AUTH_RESPONSE(AuthUserListResponse)
+DETCD_AUTH_RESPONSE(AuthUserDeleteResponse)
+DETCD_AUTH_RESPONSE(AuthUserChangePasswordResponse)
+DETCD_AUTH_RESPONSE(AuthUserGrantRoleResponse)
+DETCD_AUTH_RESPONSE(AuthUserRevokeRoleResponse)
+DETCD_AUTH_RESPONSE(AuthRoleAddResponse)
+DETCD_AUTH_RESPONSE(AuthRoleGetResponse)
+DETCD_AUTH_RESPONSE(AuthRoleListResponse)
+DETCD_AUTH_RESPONSE(AuthRoleDeleteResponse)
+DETCD_AUTH_RESPONSE(AuthRoleGrantPermissionResponse)
+DETCD_AUTH_RESPONSE(AuthRoleRevokePermissionResponse)
+#undef DETCD_AUTH_RESPONSE
 
 }  // namespace detcd::server

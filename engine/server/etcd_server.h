@@ -42,6 +42,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -49,6 +50,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/auth/auth_store.h"
+#include "engine/auth/bcrypt.h"
+#include "engine/auth/token.h"
 #include "engine/env/env.h"
 #include "engine/mvcc/watchable_store.h"
 #include "engine/server/compactor.h"
@@ -106,8 +110,27 @@ struct EtcdServerOptions {
   CorruptCheckOptions corrupt_check;
   // Planted bugs for the simulator's checker tests; all off in production.
   planted::Bugs bugs;  // engine/util/planted.h
+  // Auth (engine/auth, etcd_server_auth.cc). etcd's --bcrypt-cost (out of
+  // 4..31: etcd's default 10, as etcd falls back), --auth-token-ttl for
+  // simple tokens, and the token provider: null means etcd's default
+  // "simple" tokens on this member's Clock and Rng; the real server passes
+  // its JWT provider for --auth-token jwt.
+  int bcrypt_cost = auth::kBcryptDefaultCost;
+  int64_t auth_token_ttl_ns = auth::SimpleTokenProvider::kDefaultTtlNs;
+  std::shared_ptr<auth::TokenProvider> token_provider;
+  // etcd's --client-cert-auth: a caller without a token is the user its
+  // verified client certificate's common name names.
+  bool client_cert_auth = false;
 
   absl::Status Validate() const;
+};
+
+// A client request's credentials as its transport saw them (etcd reads
+// them from the gRPC context): the "token" metadata, if sent, and the
+// common name of the verified client certificate ("" without one).
+struct Caller {
+  std::optional<std::string> token;
+  std::string cert_cn;
 };
 
 // Parses an image made by EtcdServer::SnapshotImage.
@@ -231,6 +254,91 @@ class EtcdServer {
   absl::Status AdoptData(std::string_view kv_image,
                          std::string_view lessor_image);
 
+  // Auth (etcd_server_auth.cc), etcd 3.4's semantics. Every change and
+  // every read except AuthStatus goes through raft, as in etcd 3.4, and
+  // needs the root role once auth is on (UserGet of oneself and RoleGet of
+  // one's own role excepted). UserAdd and UserChangePassword hash the
+  // password (bcrypt_cost, salt from this member's Rng) before proposing,
+  // so the log and snapshots never hold it. Authenticate: after a
+  // ReadIndex, checks the password here, then proposes the token's
+  // issue (simple tokens: "<random>.<index>"), retried if the auth
+  // revision moved meanwhile (etcd's loop).
+  void AuthEnable(const etcdserverpb::AuthEnableRequest& r,
+                  Done<etcdserverpb::AuthEnableResponse> done);
+  void AuthDisable(const etcdserverpb::AuthDisableRequest& r,
+                   Done<etcdserverpb::AuthDisableResponse> done);
+  // etcd 3.5's AuthStatus (local): enabled and the auth revision.
+  void AuthStatus(const etcdserverpb::AuthStatusRequest& r,
+                  Done<etcdserverpb::AuthStatusResponse> done);
+  void Authenticate(const etcdserverpb::AuthenticateRequest& r,
+                    Done<etcdserverpb::AuthenticateResponse> done);
+  void UserAdd(const etcdserverpb::AuthUserAddRequest& r,
+               Done<etcdserverpb::AuthUserAddResponse> done);
+  void UserGet(const etcdserverpb::AuthUserGetRequest& r,
+               Done<etcdserverpb::AuthUserGetResponse> done);
+  void UserList(const etcdserverpb::AuthUserListRequest& r,
+                Done<etcdserverpb::AuthUserListResponse> done);
+  void UserDelete(const etcdserverpb::AuthUserDeleteRequest& r,
+                  Done<etcdserverpb::AuthUserDeleteResponse> done);
+  void UserChangePassword(
+      const etcdserverpb::AuthUserChangePasswordRequest& r,
+      Done<etcdserverpb::AuthUserChangePasswordResponse> done);
+  void UserGrantRole(const etcdserverpb::AuthUserGrantRoleRequest& r,
+                     Done<etcdserverpb::AuthUserGrantRoleResponse> done);
+  void UserRevokeRole(const etcdserverpb::AuthUserRevokeRoleRequest& r,
+                      Done<etcdserverpb::AuthUserRevokeRoleResponse> done);
+  void RoleAdd(const etcdserverpb::AuthRoleAddRequest& r,
+               Done<etcdserverpb::AuthRoleAddResponse> done);
+  void RoleGet(const etcdserverpb::AuthRoleGetRequest& r,
+               Done<etcdserverpb::AuthRoleGetResponse> done);
+  void RoleList(const etcdserverpb::AuthRoleListRequest& r,
+                Done<etcdserverpb::AuthRoleListResponse> done);
+  void RoleDelete(const etcdserverpb::AuthRoleDeleteRequest& r,
+                  Done<etcdserverpb::AuthRoleDeleteResponse> done);
+  void RoleGrantPermission(
+      const etcdserverpb::AuthRoleGrantPermissionRequest& r,
+      Done<etcdserverpb::AuthRoleGrantPermissionResponse> done);
+  void RoleRevokePermission(
+      const etcdserverpb::AuthRoleRevokePermissionRequest& r,
+      Done<etcdserverpb::AuthRoleRevokePermissionResponse> done);
+
+  // Who is calling. A transport sets the caller around each client call
+  // (CallerScope); the request methods read it at once (and keep a copy
+  // for checks after a ReadIndex). Outside a scope a call is the member's
+  // own (the real server's internal calls; the simulator's clients until
+  // they carry credentials): no API-layer auth checks, and its proposals
+  // carry no user, so apply-time checks treat them as "no credentials".
+  // Authorization as etcd 3.4: Range and read-only Txn check read
+  // permissions after their ReadIndex; writes are stamped with the user
+  // and auth revision and checked when applied; Defragment, Hash, HashKV,
+  // MoveLeader, the Snapshot image and the member changes need root;
+  // Compact, Alarm, Status, the lease calls (but LeaseRevoke's apply
+  // check) need nothing. A token that is not valid here fails the call
+  // with ErrInvalidAuthToken.
+  class CallerScope {
+   public:
+    CallerScope(EtcdServer* s, const Caller* c) : s_(s), prev_(s->caller_) {
+      s_->caller_ = c;
+    }
+    ~CallerScope() { s_->caller_ = prev_; }
+    CallerScope(const CallerScope&) = delete;
+    CallerScope& operator=(const CallerScope&) = delete;
+
+   private:
+    EtcdServer* s_;
+    const Caller* prev_;
+  };
+  // etcd's watch rule (isWatchPermitted) for the current caller: read
+  // permission on [key, range_end). The watch service refuses the create
+  // with created+canceled and the error's text (WatchCancelReason).
+  absl::Status CheckWatchPermitted(std::string_view key,
+                                   std::string_view range_end);
+  // etcd's cancel reason for a refused watch create.
+  static std::string WatchCancelReason(const absl::Status& s);
+  // The identity behind the current caller (nullopt: none). Errors:
+  // ErrInvalidAuthToken.
+  absl::StatusOr<std::optional<auth::AuthInfo>> CurrentAuthInfo();
+
   // Watch: streams and watchers live in the hub; creates go through here
   // so the header revision and (planted) restart behaviour apply.
   // etcd's initial corruption check (corruption_check.h): compares this
@@ -307,6 +415,27 @@ class EtcdServer {
 
   template <typename Resp>
   void ProposeRequest(etcdserverpb::InternalRaftRequest req, Done<Resp> done);
+  // Auth (etcd_server_auth.cc). The identity behind `c` (null: internal).
+  absl::StatusOr<std::optional<auth::AuthInfo>> AuthInfoFor(const Caller* c);
+  // Stamps req's header with the current caller's user and auth revision
+  // (etcd's processInternalRaftRequestOnce); ErrInvalidAuthToken.
+  absl::Status StampCaller(etcdserverpb::InternalRaftRequest* req);
+  // etcd's IsAdminPermitted for the current caller (ok for internal calls).
+  absl::Status CheckAdmin();
+  // A copy of the current caller for checks made later (null: internal).
+  std::shared_ptr<const Caller> KeepCaller() const;
+  // Read checks after a ReadIndex, for `kept` (KeepCaller).
+  absl::Status CheckRead(const std::shared_ptr<const Caller>& kept,
+                         std::string_view key, std::string_view range_end);
+  absl::Status CheckReadTxn(const std::shared_ptr<const Caller>& kept,
+                            const etcdserverpb::TxnRequest& t);
+  template <typename Req, typename Resp>
+  void ProposeAuth(const Req& r, Req* (etcdserverpb::InternalRaftRequest::*field)(),
+                   Done<Resp> done);
+  void AuthenticateOnce(const etcdserverpb::AuthenticateRequest& r, int tries,
+                        Done<etcdserverpb::AuthenticateResponse> done);
+  // bcrypt hash of a password at bcrypt_cost with a salt from the Rng.
+  absl::StatusOr<std::string> HashPassword(std::string_view password);
   template <typename Resp>
   void FillHeader(Resp* r) const;
   // etcd's quota check before proposing: ErrNoSpace (and a NOSPACE alarm
@@ -375,6 +504,8 @@ class EtcdServer {
   env::Env env_;
   EtcdServerOptions opts_;
   std::unique_ptr<PeerTransport> peer_;
+  std::shared_ptr<auth::TokenProvider> tokens_;  // before sm_, which uses it
+  const Caller* caller_ = nullptr;  // CallerScope
   EtcdStateMachine sm_;
   std::unique_ptr<Node> node_;
   std::unique_ptr<mvcc::WatchHub> hub_;

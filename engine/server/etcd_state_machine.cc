@@ -12,6 +12,8 @@ namespace detcd::server {
 namespace {
 
 constexpr std::string_view kImageMagic = "detcd-sm3";
+// The same with the auth store's image at the end.
+constexpr std::string_view kImageMagicAuth = "detcd-sm4";
 
 // The database size estimate's constants (see etcd_state_machine.h).
 constexpr int64_t kEmptyDbBytes = 20 * 1024;
@@ -76,7 +78,8 @@ int64_t EtcdStateMachine::db_size_in_use() const {
   return kEmptyDbBytes + kv_.size_bytes() +
          kLeaseDbBytes * static_cast<int64_t>(lessor_.size()) +
          membership_.ApproxBytes() +
-         kAlarmDbBytes * static_cast<int64_t>(alarms_.size());
+         kAlarmDbBytes * static_cast<int64_t>(alarms_.size()) +
+         auth_.ApproxBytes();
 }
 
 void EtcdStateMachine::Emit(std::vector<mvcc::Event> events) {
@@ -110,7 +113,15 @@ std::string EtcdStateMachine::Apply(uint64_t index, std::string_view command) {
   }
   result_hash_ ^= index + 0x9e3779b97f4a7c15ULL + (result_hash_ << 6) +
                   (result_hash_ >> 2);
-  result_hash_ = util::Fnv1a(result, result_hash_);
+  if (req.has_authenticate()) {
+    // The token is member-local (a JWT differs per member): hash only the
+    // outcome.
+    result_hash_ =
+        util::Fnv1a(EncodeResult(DecodeResult(result, nullptr), nullptr),
+                    result_hash_);
+  } else {
+    result_hash_ = util::Fnv1a(result, result_hash_);
+  }
   NoteSize();
   return result;
 }
@@ -142,9 +153,224 @@ absl::Status EtcdStateMachine::AlarmGate(
   return absl::OkStatus();
 }
 
+namespace {
+
+// etcd's needAdminPermission.
+bool NeedsAdmin(const etcdserverpb::InternalRaftRequest& r) {
+  return r.has_auth_enable() || r.has_auth_disable() || r.has_auth_user_add() ||
+         r.has_auth_user_delete() || r.has_auth_user_change_password() ||
+         r.has_auth_user_grant_role() || r.has_auth_user_revoke_role() ||
+         r.has_auth_role_add() || r.has_auth_role_grant_permission() ||
+         r.has_auth_role_revoke_permission() || r.has_auth_role_delete() ||
+         r.has_auth_user_list() || r.has_auth_role_list();
+}
+
+// etcd's checkTxnReqsPermission.
+absl::Status CheckOps(
+    const auth::AuthStore& as, const auth::AuthInfo& ai,
+    const google::protobuf::RepeatedPtrField<etcdserverpb::RequestOp>& ops) {
+  for (const etcdserverpb::RequestOp& op : ops) {
+    absl::Status s;
+    if (op.has_request_range()) {
+      s = as.IsRangePermitted(ai, op.request_range().key(),
+                              op.request_range().range_end());
+    } else if (op.has_request_put()) {
+      s = as.IsPutPermitted(ai, op.request_put().key());
+    } else if (op.has_request_delete_range()) {
+      const auto& d = op.request_delete_range();
+      if (d.prev_kv()) s = as.IsRangePermitted(ai, d.key(), d.range_end());
+      if (s.ok()) s = as.IsDeleteRangePermitted(ai, d.key(), d.range_end());
+    }
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckTxnAuth(const auth::AuthStore& as, const auth::AuthInfo& ai,
+                          const etcdserverpb::TxnRequest& t) {
+  for (const etcdserverpb::Compare& c : t.compare()) {
+    if (absl::Status s = as.IsRangePermitted(ai, c.key(), c.range_end());
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = CheckOps(as, ai, t.success()); !s.ok()) return s;
+  return CheckOps(as, ai, t.failure());
+}
+
+absl::Status EtcdStateMachine::CheckLeasePuts(const auth::AuthInfo& ai,
+                                              int64_t lease) const {
+  if (lease == 0 || !auth_.enabled()) return absl::OkStatus();
+  absl::StatusOr<lease::Lessor::LeaseInfo> l = lessor_.Get(lease);
+  if (!l.ok()) return absl::OkStatus();
+  for (const std::string& k : l->keys) {
+    if (absl::Status s = auth_.IsPutPermitted(ai, k); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EtcdStateMachine::AuthGate(
+    const etcdserverpb::InternalRaftRequest& r) const {
+  if (!auth_.enabled()) return absl::OkStatus();
+  const auth::AuthInfo ai{r.header().username(), r.header().auth_revision()};
+  if (NeedsAdmin(r)) return auth_.IsAdminPermitted(&ai);
+  if (r.has_put()) {
+    const etcdserverpb::PutRequest& p = r.put();
+    if (absl::Status s = auth_.IsPutPermitted(ai, p.key()); !s.ok()) return s;
+    if (absl::Status s = CheckLeasePuts(ai, p.lease()); !s.ok()) return s;
+    if (p.prev_kv()) return auth_.IsRangePermitted(ai, p.key(), "");
+  } else if (r.has_delete_range()) {
+    const etcdserverpb::DeleteRangeRequest& d = r.delete_range();
+    if (absl::Status s = auth_.IsDeleteRangePermitted(ai, d.key(), d.range_end());
+        !s.ok()) {
+      return s;
+    }
+    if (d.prev_kv()) return auth_.IsRangePermitted(ai, d.key(), d.range_end());
+  } else if (r.has_txn()) {
+    return CheckTxnAuth(auth_, ai, r.txn());
+  } else if (r.has_range()) {
+    return auth_.IsRangePermitted(ai, r.range().key(), r.range().range_end());
+  } else if (r.has_lease_revoke()) {
+    return CheckLeasePuts(ai, r.lease_revoke().id());
+  } else if (r.has_auth_user_get()) {
+    // One may read one's own user.
+    absl::Status s = auth_.IsAdminPermitted(&ai);
+    if (!s.ok() && r.auth_user_get().name() != ai.user) return s;
+  } else if (r.has_auth_role_get()) {
+    // ... and a role one has.
+    absl::Status s = auth_.IsAdminPermitted(&ai);
+    if (!s.ok() && !auth_.HasRole(ai.user, r.auth_role_get().role())) return s;
+  }
+  return absl::OkStatus();
+}
+
+void EtcdStateMachine::SyncTokens() {
+  if (opts_.tokens == nullptr) return;
+  if (auth_.enabled()) {
+    opts_.tokens->Enable();
+  } else {
+    opts_.tokens->Disable();
+  }
+}
+
+std::optional<std::string> EtcdStateMachine::ApplyAuth(
+    const etcdserverpb::InternalRaftRequest& r) {
+  auto answer = [&](const absl::Status& s, auto resp) {
+    resp.mutable_header()->set_revision(kv_.Rev());
+    return EncodeResult(s, s.ok() ? &resp : nullptr);
+  };
+  if (r.has_auth_enable()) {
+    absl::Status s = auth_.Enable();
+    SyncTokens();
+    return answer(s, etcdserverpb::AuthEnableResponse());
+  }
+  if (r.has_auth_disable()) {
+    auth_.Disable();
+    SyncTokens();
+    return answer(absl::OkStatus(), etcdserverpb::AuthDisableResponse());
+  }
+  if (r.has_authenticate()) {
+    const auto& a = r.authenticate();
+    if (absl::Status s = auth_.CanAuthenticate(a.name()); !s.ok()) {
+      return EncodeResult(s, nullptr);
+    }
+    absl::StatusOr<std::string> token =
+        opts_.tokens == nullptr
+            ? absl::StatusOr<std::string>(
+                  absl::StrCat(a.simple_token(), ".", last_index_))
+            : opts_.tokens->Assign(a.name(), auth_.revision(), last_index_,
+                                   a.simple_token());
+    if (!token.ok()) return EncodeResult(token.status(), nullptr);
+    etcdserverpb::AuthenticateResponse resp;
+    resp.set_token(*std::move(token));
+    return answer(absl::OkStatus(), std::move(resp));
+  }
+  if (r.has_auth_user_add()) {
+    const auto& u = r.auth_user_add();
+    return answer(auth_.UserAdd(u.name(), u.hashedpassword(),
+                                u.options().no_password()),
+                  etcdserverpb::AuthUserAddResponse());
+  }
+  if (r.has_auth_user_delete()) {
+    const std::string& name = r.auth_user_delete().name();
+    absl::Status s = auth_.UserDelete(name);
+    if (s.ok() && opts_.tokens != nullptr) opts_.tokens->InvalidateUser(name);
+    return answer(s, etcdserverpb::AuthUserDeleteResponse());
+  }
+  if (r.has_auth_user_change_password()) {
+    const auto& c = r.auth_user_change_password();
+    absl::Status s = auth_.UserChangePassword(c.name(), c.hashedpassword());
+    if (s.ok() && opts_.tokens != nullptr) opts_.tokens->InvalidateUser(c.name());
+    return answer(s, etcdserverpb::AuthUserChangePasswordResponse());
+  }
+  if (r.has_auth_user_grant_role()) {
+    return answer(auth_.UserGrantRole(r.auth_user_grant_role().user(),
+                                      r.auth_user_grant_role().role()),
+                  etcdserverpb::AuthUserGrantRoleResponse());
+  }
+  if (r.has_auth_user_revoke_role()) {
+    return answer(auth_.UserRevokeRole(r.auth_user_revoke_role().name(),
+                                       r.auth_user_revoke_role().role()),
+                  etcdserverpb::AuthUserRevokeRoleResponse());
+  }
+  if (r.has_auth_user_get()) {
+    absl::StatusOr<std::vector<std::string>> roles =
+        auth_.UserGet(r.auth_user_get().name());
+    etcdserverpb::AuthUserGetResponse resp;
+    if (roles.ok()) {
+      for (const std::string& x : *roles) resp.add_roles(x);
+    }
+    return answer(roles.status(), std::move(resp));
+  }
+  if (r.has_auth_user_list()) {
+    etcdserverpb::AuthUserListResponse resp;
+    for (const std::string& x : auth_.UserList()) resp.add_users(x);
+    return answer(absl::OkStatus(), std::move(resp));
+  }
+  if (r.has_auth_role_add()) {
+    return answer(auth_.RoleAdd(r.auth_role_add().name()),
+                  etcdserverpb::AuthRoleAddResponse());
+  }
+  if (r.has_auth_role_delete()) {
+    return answer(auth_.RoleDelete(r.auth_role_delete().role()),
+                  etcdserverpb::AuthRoleDeleteResponse());
+  }
+  if (r.has_auth_role_get()) {
+    absl::StatusOr<std::vector<authpb::Permission>> perms =
+        auth_.RoleGet(r.auth_role_get().role());
+    etcdserverpb::AuthRoleGetResponse resp;
+    if (perms.ok()) {
+      for (const authpb::Permission& p : *perms) *resp.add_perm() = p;
+    }
+    return answer(perms.status(), std::move(resp));
+  }
+  if (r.has_auth_role_list()) {
+    etcdserverpb::AuthRoleListResponse resp;
+    for (const std::string& x : auth_.RoleList()) resp.add_roles(x);
+    return answer(absl::OkStatus(), std::move(resp));
+  }
+  if (r.has_auth_role_grant_permission()) {
+    return answer(auth_.RoleGrantPermission(r.auth_role_grant_permission().name(),
+                                            r.auth_role_grant_permission().perm()),
+                  etcdserverpb::AuthRoleGrantPermissionResponse());
+  }
+  if (r.has_auth_role_revoke_permission()) {
+    const auto& v = r.auth_role_revoke_permission();
+    return answer(auth_.RoleRevokePermission(v.role(), v.key(), v.range_end()),
+                  etcdserverpb::AuthRoleRevokePermissionResponse());
+  }
+  return std::nullopt;
+}
+
 std::string EtcdStateMachine::ApplyRequest(
     const etcdserverpb::InternalRaftRequest& r) {
   if (absl::Status s = AlarmGate(r); !s.ok()) return EncodeResult(s, nullptr);
+  if (absl::Status s = AuthGate(r); !s.ok()) return EncodeResult(s, nullptr);
+  if (std::optional<std::string> a = ApplyAuth(r); a.has_value()) {
+    return *std::move(a);
+  }
   LessorHooks hooks(&lessor_);
   auto write = [&](auto&& fn) {
     mvcc::KvStore::WriteTxn txn = kv_.Write();
@@ -228,7 +454,7 @@ std::string EtcdStateMachine::ApplyLeaseRevoke(int64_t id) {
 }
 
 std::string EtcdStateMachine::Snapshot() const {
-  std::string out(kImageMagic);
+  std::string out(auth_.pristine() ? kImageMagic : kImageMagicAuth);
   coding::PutVarint64(&out, last_index_);
   coding::PutVarint64(&out, result_hash_);
   coding::PutLengthPrefixed(&out, kv_.Snapshot());
@@ -237,13 +463,17 @@ std::string EtcdStateMachine::Snapshot() const {
   coding::PutLengthPrefixed(&out, alarms_.Snapshot());
   coding::PutVarint64(&out, recent_order_.size());
   for (uint64_t id : recent_order_) coding::PutVarint64(&out, id);
+  if (!auth_.pristine()) coding::PutLengthPrefixed(&out, auth_.Snapshot());
   return out;
 }
 
 absl::Status EtcdStateMachine::Restore(std::string_view image) {
-  if (image.substr(0, kImageMagic.size()) != kImageMagic) {
+  const bool with_auth =
+      image.substr(0, kImageMagicAuth.size()) == kImageMagicAuth;
+  if (!with_auth && image.substr(0, kImageMagic.size()) != kImageMagic) {
     return absl::DataLossError("etcd snapshot: bad magic");
   }
+  static_assert(kImageMagic.size() == kImageMagicAuth.size());
   coding::Reader r(image.substr(kImageMagic.size()));
   uint64_t last = 0, hash = 0;
   std::string kv_image, lease_image, members_image, alarms_image;
@@ -261,6 +491,14 @@ absl::Status EtcdStateMachine::Restore(std::string_view image) {
     if (!r.GetVarint64(&id)) return absl::DataLossError("etcd snapshot: truncated");
     order.push_back(id);
   }
+  auth::AuthStore auth;  // an image without the section: a fresh store
+  if (with_auth) {
+    std::string auth_image;
+    if (!r.GetLengthPrefixed(&auth_image)) {
+      return absl::DataLossError("etcd snapshot: truncated");
+    }
+    if (absl::Status s = auth.Restore(auth_image); !s.ok()) return s;
+  }
   if (!r.empty()) return absl::DataLossError("etcd snapshot: trailing bytes");
   // Validate every part before replacing anything.
   mvcc::KvStore kv_check;
@@ -275,6 +513,8 @@ absl::Status EtcdStateMachine::Restore(std::string_view image) {
   if (absl::Status s = lessor_.Restore(lease_image); !s.ok()) return s;
   membership_ = std::move(members);
   alarms_ = std::move(alarms);
+  auth_ = std::move(auth);
+  SyncTokens();
   db_size_ = db_size_in_use();  // the received file replaces ours
   last_index_ = last;
   result_hash_ = hash;

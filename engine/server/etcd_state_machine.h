@@ -35,12 +35,30 @@
 // deduplicate) takes effect once: the state machine remembers the ids of
 // the last kRecentRequestIds requests it applied and skips repeats.
 //
+// The auth store (engine/auth/auth_store.h) is replicated here too: the
+// Auth requests (auth_enable ... auth_role_revoke_permission, authenticate)
+// change or read it, and every request is authorized at apply time as
+// etcd's authApplierV3 does, against the user and auth revision in its
+// header: admin requests need the root role (UserGet of oneself and
+// RoleGet of one's own role excepted); put, delete_range and txn (every
+// compare and op) need their key permissions; a put with a lease and a
+// lease revoke need write permission on the lease's keys. With auth off
+// every check passes. A user add or password change arrives with its
+// bcrypt hash (hashed by the proposer, as etcd 3.5 does), never the
+// password; an authenticate entry gets its token from the member-local
+// token provider (Options::tokens), which is why the result hash leaves
+// an authenticate's token out (JWT tokens differ between members).
+//
 // Snapshot image (all integers varints, strings length-prefixed):
 //   "detcd-sm3" varint(last_index) varint(result_hash)
 //   lp(kv store image) lp(lessor image)
 //   lp(membership image) lp(alarm image)
 //   varint(n) varint(request id)*n   (recent request ids, oldest first)
-// (Images of older formats, "detcd-sm2", are refused.)
+// or, once the auth store left its initial state, the same under the magic
+// "detcd-sm4" followed by lp(auth store image). A "detcd-sm3" image loads
+// with a fresh auth store, and a state machine whose auth store is still
+// fresh writes "detcd-sm3", so images (and traces) without auth stay as
+// they were. (Images of older formats, "detcd-sm2", are refused.)
 #ifndef DETCD_ENGINE_SERVER_ETCD_STATE_MACHINE_H_
 #define DETCD_ENGINE_SERVER_ETCD_STATE_MACHINE_H_
 
@@ -48,12 +66,15 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/container/btree_set.h"
 #include "absl/status/status.h"
+#include "engine/auth/auth_store.h"
+#include "engine/auth/token.h"
 #include "engine/lease/lessor.h"
 #include "engine/mvcc/kv_store.h"
 #include "engine/server/etcd_kv.h"
@@ -73,6 +94,11 @@ std::string EncodeResult(const absl::Status& s,
 absl::Status DecodeResult(std::string_view result,
                           google::protobuf::MessageLite* response);
 
+// etcd's checkTxnAuth: read permission for every compare and range, write
+// for every put and delete (and read for a delete's prev_kv).
+absl::Status CheckTxnAuth(const auth::AuthStore& as, const auth::AuthInfo& ai,
+                          const etcdserverpb::TxnRequest& t);
+
 class EtcdStateMachine final : public StateMachine {
  public:
   static constexpr size_t kRecentRequestIds = 4096;
@@ -81,6 +107,9 @@ class EtcdStateMachine final : public StateMachine {
     lease::LessorOptions lease;
     // Member-local clock (ns) for a primary lessor's expiries.
     std::function<int64_t()> now_ns;
+    // Member-local auth tokens (token.h); null: an authenticate entry's
+    // token is made but remembered nowhere (tests without tokens).
+    auth::TokenProvider* tokens = nullptr;
   };
   using EventsFn = std::function<void(const std::vector<mvcc::Event>&)>;
 
@@ -118,6 +147,7 @@ class EtcdStateMachine final : public StateMachine {
   const lease::Lessor& lessor() const { return lessor_; }
   const Membership& membership() const { return membership_; }
   const AlarmSet& alarms() const { return alarms_; }
+  const auth::AuthStore& auth() const { return auth_; }
   // The database size estimates (see the top of this file).
   int64_t db_size_in_use() const;
   int64_t db_size() const { return db_size_; }
@@ -137,6 +167,13 @@ class EtcdStateMachine final : public StateMachine {
   std::string ApplyLeaseRevoke(int64_t id);
   // ErrCorrupt / ErrNoSpace if an active alarm refuses `r`, else OK.
   absl::Status AlarmGate(const etcdserverpb::InternalRaftRequest& r) const;
+  // etcd's authApplierV3 checks for `r` by the user in its header.
+  absl::Status AuthGate(const etcdserverpb::InternalRaftRequest& r) const;
+  absl::Status CheckLeasePuts(const auth::AuthInfo& ai, int64_t lease) const;
+  // The Auth requests; nullopt if `r` is none of them.
+  std::optional<std::string> ApplyAuth(
+      const etcdserverpb::InternalRaftRequest& r);
+  void SyncTokens();  // the token provider follows the enabled flag
   void Emit(std::vector<mvcc::Event> events);
   void NoteSize() { db_size_ = std::max(db_size_, db_size_in_use()); }
 
@@ -145,6 +182,7 @@ class EtcdStateMachine final : public StateMachine {
   lease::Lessor lessor_;
   Membership membership_;
   AlarmSet alarms_;
+  auth::AuthStore auth_;
   int64_t db_size_ = 0;
   uint64_t last_index_ = 0;
   uint64_t result_hash_ = 0;
