@@ -853,15 +853,15 @@ const FlagDef kFlags[] = {
 
     // Auth.
     {"auth-token", Kind::kString, DETCD_F(auth_token), "simple", kAuth,
-     "Token type and options: 'simple' or 'jwt,...'.", kStore,
-     "the server uses simple tokens until jwt is wired", Yaml::kString,
-     nullptr},
+     "Token type and options: 'simple' or 'jwt,...'.", kImpl,
+     "simple, or jwt with pub-key, priv-key, sign-method, ttl",
+     Yaml::kString, nullptr},
     {"bcrypt-cost", Kind::kUint, DETCD_F(bcrypt_cost), "10", kAuth,
-     "bcrypt cost for password hashes (4 to 31).", kStore,
-     "used by auth when wired", Yaml::kUint, nullptr},
+     "bcrypt cost for password hashes (4 to 31).", kImpl,
+     "libxcrypt's bcrypt ($2b$)", Yaml::kUint, nullptr},
     {"auth-token-ttl", Kind::kUint, DETCD_F(auth_token_ttl), "300", kAuth,
-     "Lifetime of a simple token, in seconds.", kStore,
-     "used by auth when wired", Yaml::kUint, nullptr},
+     "Lifetime of a simple token, in seconds.", kImpl,
+     "idle time: each use restarts it, as etcd's", Yaml::kUint, nullptr},
 
     // Profiling and monitoring.
     {"enable-pprof", Kind::kBool, DETCD_F(enable_pprof), "false", kMonitoring,

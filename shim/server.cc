@@ -19,8 +19,10 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "engine/server/etcd_server.h"
 #include "nlohmann/json.hpp"
+#include "shim/auth_token.h"
 #include "shim/client_listener.h"
 #include "shim/discovery.h"
 #include "shim/engine_loop.h"
@@ -316,6 +318,9 @@ struct DetcdServer::Impl {
   std::unique_ptr<Services> services;
   std::unique_ptr<grpc::Server> grpc_server;
   std::vector<std::unique_ptr<ClientListener>> listeners;
+  // The client listener whose TLS peers' certificate CNs calls carry (auth
+  // with --client-cert-auth); set once it exists.
+  std::atomic<ClientListener*> cert_listener{nullptr};
   EngineFigures figures;
   std::atomic<bool> engine_ready{false};
   metrics::Counter* health_ok = nullptr;
@@ -873,6 +878,22 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   so.version = kServerVersion;
   so.auto_compaction = maintenance->auto_compaction;
   so.corrupt_check = maintenance->corrupt_check;
+  // Auth: --bcrypt-cost (out of range: etcd's default, in the engine),
+  // --auth-token and --auth-token-ttl, --client-cert-auth.
+  so.bcrypt_cost = static_cast<int>(std::min<uint64_t>(c.bcrypt_cost, 1000));
+  so.auth_token_ttl_ns =
+      static_cast<int64_t>(std::min<uint64_t>(c.auth_token_ttl, 1u << 30)) *
+      1'000'000'000;
+  so.client_cert_auth = c.client_tls.client_cert_auth;
+  {
+    auto tokens = MakeTokenProvider(
+        c.auth_token, [] { return absl::ToUnixSeconds(absl::Now()); });
+    if (!tokens.ok()) return tokens.status();
+    so.token_provider = *std::move(tokens);
+    if (so.token_provider == nullptr) {
+      DLOG_WARN("simple token is not cryptographically signed");
+    }
+  }
   if (absl::Status s = so.Validate(); !s.ok()) return s;
   env::Env env{&m.clock, m.timed_disk.get(), m.transport.get(), m.rng.get()};
   m.server = std::make_unique<server::EtcdServer>(env, so);
@@ -923,6 +944,10 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   m.grpc_metrics = std::make_unique<GrpcMetrics>(reg);
   Services::Options svo;
   svo.is_learner = [im] { return im->figures.learner.load(); };
+  svo.peer_common_name = [im](const std::string& peer) {
+    ClientListener* l = im->cert_listener.load();
+    return l != nullptr ? l->PeerCommonName(peer) : std::string();
+  };
   m.services = std::make_unique<Services>(m.loop.get(), m.server.get(), svo,
                                           m.grpc_metrics.get());
   grpc::ServerBuilder b;
@@ -955,6 +980,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   auto cl = ClientListener::Create(clo, m.grpc_server.get(), http);
   if (!cl.ok()) return cl.status();
   m.listeners.push_back(*std::move(cl));
+  m.cert_listener.store(m.listeners.back().get());
   if (!c.listen_metrics_urls.empty()) {
     ClientListenerOptions mo;
     mo.urls = Raw(c.listen_metrics_urls);

@@ -51,6 +51,17 @@ struct Services::Impl {
     open.erase(c);
   }
   bool Learner() const { return opts.is_learner && opts.is_learner(); }
+  // The call's credentials (gRPC thread): etcd's "token" metadata (or the
+  // gateway's "authorization") and the TLS client certificate's CN.
+  server::Caller CallerOf(const grpc::CallbackServerContext* ctx) const {
+    server::Caller c;
+    const auto& md = ctx->client_metadata();
+    auto it = md.find("token");
+    if (it == md.end()) it = md.find("authorization");
+    if (it != md.end()) c.token.emplace(it->second.data(), it->second.size());
+    if (opts.peer_common_name) c.cert_cn = opts.peer_common_name(ctx->peer());
+    return c;
+  }
 
   template <typename Req, typename Resp>
   grpc::ServerUnaryReactor* Unary(
@@ -149,7 +160,8 @@ grpc::ServerUnaryReactor* Services::Impl::Unary(
     call->Release();
     return reactor;
   }
-  const bool posted = loop->Post([this, call, req, resp, fn] {
+  const bool posted = loop->Post([this, call, req, resp, fn,
+                                  who = CallerOf(ctx)] {
     // etcd's learner rule (EtcdServer::CheckLearnerRpc).
     bool supported = false;
     if constexpr (std::is_same_v<Req, pb::StatusRequest>) supported = true;
@@ -162,6 +174,7 @@ grpc::ServerUnaryReactor* Services::Impl::Unary(
       call->Release();
       return;
     }
+    EtcdServer::CallerScope scope(server, &who);
     (server->*fn)(*req, [this, call, resp](absl::StatusOr<Resp> r) {
       Close(call);
       if (r.ok()) {
@@ -260,8 +273,10 @@ class WatchStream final
     : public grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse>,
       public OpenCall {
  public:
-  WatchStream(Services::Impl* impl) : impl_(impl), state_(new State) {
+  WatchStream(Services::Impl* impl, server::Caller caller)
+      : impl_(impl), state_(new State) {
     state_->owner = this;
+    state_->caller = std::move(caller);
     if (!impl_->Open(this)) {
       Finish(Stopped());
       return;
@@ -294,7 +309,22 @@ class WatchStream final
     const bool posted = impl_->loop->Post([st, im, req = std::move(req)] {
       EtcdServer& s = *im->server;
       if (req.has_create_request()) {
-        s.WatchCreate(st->id, FromPb(req.create_request()));
+        // etcd's isWatchPermitted: a refused create is answered created and
+        // canceled with the reason.
+        EtcdServer::CallerScope scope(&s, &st->caller);
+        const pb::WatchCreateRequest& c = req.create_request();
+        if (absl::Status p = s.CheckWatchPermitted(c.key(), c.range_end());
+            !p.ok()) {
+          mvcc::WatchResponse r;
+          r.watch_id = mvcc::kInvalidWatchId;
+          r.created = true;
+          r.canceled = true;
+          r.cancel_reason = EtcdServer::WatchCancelReason(p);
+          r.revision = s.state().kv().Rev();
+          Deliver(st, im, r);
+        } else {
+          s.WatchCreate(st->id, FromPb(c));
+        }
       } else if (req.has_cancel_request()) {
         s.watch_hub().Cancel(st->id, req.cancel_request().watch_id());
       } else if (req.has_progress_request()) {
@@ -363,6 +393,7 @@ class WatchStream final
     bool read_paused = false;
     std::deque<pb::WatchResponse> queue;
     mvcc::WatchHub::StreamId id = 0;  // engine thread only
+    server::Caller caller;  // the stream's credentials
   };
 
   // The hub's sink (engine thread).
@@ -579,7 +610,7 @@ class WatchService final : public pb::Watch::CallbackService {
   explicit WatchService(Services::Impl* impl) : impl_(impl) {}
   grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse>* Watch(
       grpc::CallbackServerContext* ctx) override {
-    return new WatchStream(impl_);
+    return new WatchStream(impl_, impl_->CallerOf(ctx));
   }
 
  private:
@@ -644,7 +675,7 @@ class SnapshotStream final
     : public grpc::ServerWriteReactor<pb::SnapshotResponse>,
       public OpenCall {
  public:
-  explicit SnapshotStream(Services::Impl* impl) : impl_(impl) {
+  SnapshotStream(Services::Impl* impl, server::Caller caller) : impl_(impl) {
     if (!impl_->Open(this)) {
       finished_ = true;
       started_or_failed_ = true;
@@ -661,7 +692,8 @@ class SnapshotStream final
     impl_->obs->OnStarted("etcdserverpb.Maintenance", "Snapshot",
                           "server_stream");
     Services::Impl* im = impl_;
-    if (!im->loop->Post([this, im] {
+    if (!im->loop->Post([this, im, who = std::move(caller)] {
+          EtcdServer::CallerScope scope(im->server, &who);
           im->server->SnapshotImage(
               [this](absl::StatusOr<std::string> image) {
                 Begin(std::move(image));
@@ -809,7 +841,121 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
   }
   grpc::ServerWriteReactor<pb::SnapshotResponse>* Snapshot(
       grpc::CallbackServerContext* ctx, const pb::SnapshotRequest*) override {
-    return new SnapshotStream(impl_);
+    return new SnapshotStream(impl_, impl_->CallerOf(ctx));
+  }
+
+ private:
+  Services::Impl* impl_;
+};
+
+// ---- Auth ----
+
+// etcd's Auth service: every call goes to the engine (EtcdServer's Auth
+// methods), which checks, proposes and answers.
+class AuthService final : public pb::Auth::CallbackService {
+ public:
+  explicit AuthService(Services::Impl* impl) : impl_(impl) {}
+  grpc::ServerUnaryReactor* AuthEnable(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthEnableRequest* req,
+                                 pb::AuthEnableResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "AuthEnable", ctx, req, resp,
+                        &EtcdServer::AuthEnable);
+  }
+  grpc::ServerUnaryReactor* AuthDisable(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthDisableRequest* req,
+                                 pb::AuthDisableResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "AuthDisable", ctx, req, resp,
+                        &EtcdServer::AuthDisable);
+  }
+  grpc::ServerUnaryReactor* AuthStatus(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthStatusRequest* req,
+                                 pb::AuthStatusResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "AuthStatus", ctx, req, resp,
+                        &EtcdServer::AuthStatus);
+  }
+  grpc::ServerUnaryReactor* Authenticate(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthenticateRequest* req,
+                                 pb::AuthenticateResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "Authenticate", ctx, req, resp,
+                        &EtcdServer::Authenticate);
+  }
+  grpc::ServerUnaryReactor* UserAdd(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthUserAddRequest* req,
+                                 pb::AuthUserAddResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "UserAdd", ctx, req, resp,
+                        &EtcdServer::UserAdd);
+  }
+  grpc::ServerUnaryReactor* UserGet(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthUserGetRequest* req,
+                                 pb::AuthUserGetResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "UserGet", ctx, req, resp,
+                        &EtcdServer::UserGet);
+  }
+  grpc::ServerUnaryReactor* UserList(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthUserListRequest* req,
+                                 pb::AuthUserListResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "UserList", ctx, req, resp,
+                        &EtcdServer::UserList);
+  }
+  grpc::ServerUnaryReactor* UserDelete(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthUserDeleteRequest* req,
+                                 pb::AuthUserDeleteResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "UserDelete", ctx, req, resp,
+                        &EtcdServer::UserDelete);
+  }
+  grpc::ServerUnaryReactor* UserChangePassword(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthUserChangePasswordRequest* req,
+                                 pb::AuthUserChangePasswordResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "UserChangePassword", ctx, req, resp,
+                        &EtcdServer::UserChangePassword);
+  }
+  grpc::ServerUnaryReactor* UserGrantRole(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthUserGrantRoleRequest* req,
+                                 pb::AuthUserGrantRoleResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "UserGrantRole", ctx, req, resp,
+                        &EtcdServer::UserGrantRole);
+  }
+  grpc::ServerUnaryReactor* UserRevokeRole(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthUserRevokeRoleRequest* req,
+                                 pb::AuthUserRevokeRoleResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "UserRevokeRole", ctx, req, resp,
+                        &EtcdServer::UserRevokeRole);
+  }
+  grpc::ServerUnaryReactor* RoleAdd(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthRoleAddRequest* req,
+                                 pb::AuthRoleAddResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "RoleAdd", ctx, req, resp,
+                        &EtcdServer::RoleAdd);
+  }
+  grpc::ServerUnaryReactor* RoleGet(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthRoleGetRequest* req,
+                                 pb::AuthRoleGetResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "RoleGet", ctx, req, resp,
+                        &EtcdServer::RoleGet);
+  }
+  grpc::ServerUnaryReactor* RoleList(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthRoleListRequest* req,
+                                 pb::AuthRoleListResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "RoleList", ctx, req, resp,
+                        &EtcdServer::RoleList);
+  }
+  grpc::ServerUnaryReactor* RoleDelete(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthRoleDeleteRequest* req,
+                                 pb::AuthRoleDeleteResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "RoleDelete", ctx, req, resp,
+                        &EtcdServer::RoleDelete);
+  }
+  grpc::ServerUnaryReactor* RoleGrantPermission(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthRoleGrantPermissionRequest* req,
+                                 pb::AuthRoleGrantPermissionResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "RoleGrantPermission", ctx, req, resp,
+                        &EtcdServer::RoleGrantPermission);
+  }
+  grpc::ServerUnaryReactor* RoleRevokePermission(grpc::CallbackServerContext* ctx,
+                                 const pb::AuthRoleRevokePermissionRequest* req,
+                                 pb::AuthRoleRevokePermissionResponse* resp) override {
+    return impl_->Unary("etcdserverpb.Auth", "RoleRevokePermission", ctx, req, resp,
+                        &EtcdServer::RoleRevokePermission);
   }
 
  private:
@@ -820,12 +966,18 @@ class MaintenanceService final : public pb::Maintenance::CallbackService {
 
 struct Services::All {
   explicit All(Services::Impl* impl)
-      : kv(impl), watch(impl), lease(impl), cluster(impl), maintenance(impl) {}
+      : kv(impl),
+        watch(impl),
+        lease(impl),
+        cluster(impl),
+        maintenance(impl),
+        auth(impl) {}
   KvService kv;
   WatchService watch;
   LeaseService lease;
   ClusterService cluster;
   MaintenanceService maintenance;
+  AuthService auth;
 };
 
 Services::Services(EngineLoop* loop, server::EtcdServer* server, Options o,
@@ -837,7 +989,7 @@ Services::~Services() = default;
 
 std::vector<grpc::Service*> Services::services() {
   return {&all_->kv, &all_->watch, &all_->lease, &all_->cluster,
-          &all_->maintenance};
+          &all_->maintenance, &all_->auth};
 }
 
 void Services::Shutdown() {

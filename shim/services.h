@@ -1,5 +1,8 @@
 // etcd's v3 gRPC services (etcdserverpb KV, Watch, Lease, Cluster,
-// Maintenance) over one EtcdServer, with gRPC's callback API.
+// Maintenance, Auth) over one EtcdServer, with gRPC's callback API. Each
+// call's credentials (the "token" metadata, the client certificate's CN)
+// go to the engine with it (EtcdServer::CallerScope); authorization is the
+// engine's.
 //
 // Thin by design: every handler posts the request to the engine thread
 // (EngineLoop) and answers from the completion callback; request checks,
@@ -45,6 +48,10 @@ class Services {
     // Whether this member is a learner now (any thread; etcd refuses every
     // stream on a learner). Unset: never.
     std::function<bool()> is_learner;
+    // The verified client certificate's common name behind a gRPC peer
+    // (ClientListener::PeerCommonName; any thread). Unset: none. Calls
+    // carry it with their "token" metadata to the engine (server::Caller).
+    std::function<std::string(const std::string& grpc_peer)> peer_common_name;
   };
   Services(EngineLoop* loop, server::EtcdServer* server, Options o,
            CallObserver* observer);
