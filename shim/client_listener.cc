@@ -419,6 +419,11 @@ void ClientListener::Stop() {
   }
   for (auto& ep : endpoints_) {
     if (ep->thread.joinable()) ep->thread.join();
+    // As Go's unix listener, the socket file goes with the listener.
+    if (ep->fd >= 0 && !ep->unix_path.empty()) {
+      ::unlink(ep->unix_path.c_str());
+      ep->unix_path.clear();
+    }
   }
   {
     absl::MutexLock lock(&mu_);
