@@ -226,15 +226,15 @@ TlsFiles ToTlsFiles(const ServerConfig& c, const TlsConfig& t,
   f.auto_tls = t.auto_tls;
   f.auto_tls_dir = auto_dir;
   for (const Url& u : urls) f.hosts.push_back(u.host);
-  return f;
-}
-
   f.self_signed_cert_validity_years = c.self_signed_cert_validity;
   f.cipher_suites = c.cipher_suites;
   f.min_version = c.tls_min_version;
   f.max_version = c.tls_max_version;
   f.allowed_cn = t.allowed_cn;
   f.allowed_hostname = t.allowed_hostname;
+  return f;
+}
+
 }  // namespace
 
 uint64_t ComputeMemberId(std::vector<std::string> peer_urls,
@@ -826,6 +826,9 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   if (AnyHttps(c.listen_peer_urls) || c.peer_tls.enabled()) {
     po.tls = ToTlsFiles(c, c.peer_tls, c.data_dir + "/fixtures/peer",
                         c.listen_peer_urls);
+    // etcd's peer listeners check a client certificate's SANs against the
+    // connecting address.
+    po.tls.check_client_san = !c.peer_tls.skip_client_san_verify;
   }
   Impl* im = &m;
   po.on_message = [im](uint64_t from, std::string payload) {
@@ -833,9 +836,6 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     server::EtcdServer* s = im->server.get();
     im->loop->PostPeer([s, p = std::move(payload)] { s->OnMessage(p); });
   };
-    // etcd's peer listeners check a client certificate's SANs against the
-    // connecting address.
-    po.tls.check_client_san = !c.peer_tls.skip_client_san_verify;
   // A snapshot counts as delivered once the transport finished writing it;
   // that report runs on the engine thread, like every engine input.
   po.post_to_engine = [im](std::function<void()> f) {
@@ -976,6 +976,20 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   clo.log_warning = [](const std::string& line) {
     DLOG_WARN("rejected connection", {{"error", line}});
   };
+  // etcd's HandshakeFailure line: the SANs only when a certificate was seen.
+  clo.on_rejected = [](const HandshakeInfo& i, const std::string& error) {
+    if (i.have_certificate) {
+      DLOG_WARN("rejected connection", {{"remote-addr", i.remote_addr},
+                                        {"server-name", i.server_name},
+                                        {"ip-addresses", i.ip_addresses},
+                                        {"dns-names", i.dns_names},
+                                        {"error", error}});
+    } else {
+      DLOG_WARN("rejected connection", {{"remote-addr", i.remote_addr},
+                                        {"server-name", i.server_name},
+                                        {"error", error}});
+    }
+  };
   auto http = [im](const HttpRequest& r) { return im->Http(r); };
   auto cl = ClientListener::Create(clo, m.grpc_server.get(), http);
   if (!cl.ok()) return cl.status();
@@ -1014,20 +1028,6 @@ void DetcdServer::Stop() {
     m.stopped = true;
   }
   DLOG_INFO("stopping detcd", {{"name", m.cfg.name}});
-  // etcd's HandshakeFailure line: the SANs only when a certificate was seen.
-  clo.on_rejected = [](const HandshakeInfo& i, const std::string& error) {
-    if (i.have_certificate) {
-      DLOG_WARN("rejected connection", {{"remote-addr", i.remote_addr},
-                                        {"server-name", i.server_name},
-                                        {"ip-addresses", i.ip_addresses},
-                                        {"dns-names", i.dns_names},
-                                        {"error", error}});
-    } else {
-      DLOG_WARN("rejected connection", {{"remote-addr", i.remote_addr},
-                                        {"server-name", i.server_name},
-                                        {"error", error}});
-    }
-  };
   m.TransferLeadershipBeforeStop();
   m.Teardown();
   DLOG_INFO("stopped detcd", {{"name", m.cfg.name}});
