@@ -349,7 +349,6 @@ std::unique_ptr<Command> NewAlarmCommand() {
               if (!dr.ok()) ExitWithStatus(kExitError, dr.status());
               for (const auto& x : dr->alarms()) *ret.add_alarms() = x;
             }
-            display().set_alarm_list(false);
             display().Alarm(ret);
           });
   ac->Add("list", "Lists all alarms", "",

@@ -190,9 +190,11 @@ pb::Compare ParseCompare(const std::string& line) {
   } else if (op == ">") {
     c.set_result(pb::Compare::GREATER);
   } else {
-    // clientv3.Compare panics on other operators.
-    Err("panic: Unknown result op\n");
-    Exit(2);
+    // clientv3.Compare panics on other operators (etcdctl 3.4 prints a
+    // Go panic, exit 2); a clear error instead.
+    ExitWithError(kExitInvalidInput,
+                  absl::StrCat("malformed comparison: ", line,
+                               " (unknown operator ", op, ")"));
   }
   auto int_val = [&]() -> int64_t {
     auto v = GoParseInt(val, 10);
@@ -216,9 +218,10 @@ pb::Compare ParseCompare(const std::string& line) {
     c.set_value(val);
   } else if (target == "lease") {
     // etcdctl 3.4 passes the value as a string where clientv3 wants an
-    // int64 and panics.
-    Err("panic: bad value\n");
-    Exit(2);
+    // int64 and panics (exit 2); a clear error instead.
+    ExitWithError(kExitInvalidInput,
+                  absl::StrCat("malformed comparison: ", line,
+                               " (the lease target is not supported)"));
   } else {
     ExitWithError(kExitInvalidInput,
                   absl::StrCat("malformed comparison: ", line,
@@ -323,8 +326,9 @@ std::vector<std::string> Argify(const std::string& s) {
     if (a[0] == '\'') {
       // etcdctl slices with the number of words, not the word's length.
       if (n < 1 || n - 1 > a.size() || n - 1 < 1) {
-        Err("panic: runtime error: slice bounds out of range\n");
-        Exit(2);
+        // etcdctl 3.4 crashes here (a Go panic, exit 2).
+        ExitWithError(kExitInvalidInput,
+                      absl::StrCat("invalid single-quoted argument ", a));
       }
       a = a.substr(1, n - 2);
     } else if (a[0] == '"') {

@@ -1,4 +1,4 @@
-// version, migrate, make-mirror, lock, elect, check.
+// version, make-mirror, lock, elect, check.
 #include <netdb.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -676,23 +676,6 @@ std::unique_ptr<Command> NewVersionCommand() {
       [](Command&, const std::vector<std::string>&) {
         Out("etcdctl version: 3.4.23\nAPI version: 3.4\n");
       });
-}
-
-std::unique_ptr<Command> NewMigrateCommand() {
-  auto c = std::make_unique<Command>(
-      "migrate", "Migrates keys in a v2 store to a mvcc store", "",
-      [](Command&, const std::vector<std::string>&) {
-        // etcd 3.4 converts a v2 store (etcd 2.x data) to its v3 backend;
-        // detcd never had a v2 store, so there is nothing to convert.
-        ExitWithError(kExitError,
-                      "migrate is not supported: detcd has no v2 store to "
-                      "migrate from");
-      });
-  c->Bool("no-ttl", 0, false, "Do not convert TTL keys");
-  c->String("data-dir", 0, "", "Path to the data directory");
-  c->String("wal-dir", 0, "", "Path to the WAL directory");
-  c->String("transformer", 0, "", "Path to the user-provided transformer program");
-  return c;
 }
 
 std::unique_ptr<Command> NewMakeMirrorCommand() {

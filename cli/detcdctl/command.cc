@@ -250,6 +250,12 @@ std::vector<Flag*> Command::LocalFlags() {
   return v;
 }
 
+std::vector<Flag*> Command::LocalNonPersistentFlags() {
+  std::vector<Flag*> v;
+  for (auto& f : local_) v.push_back(f.get());
+  return v;
+}
+
 std::vector<Flag*> Command::InheritedFlags() {
   std::vector<Flag*> v;
   for (Command* c = parent_; c != nullptr; c = c->parent_) {
@@ -333,7 +339,9 @@ std::string Command::Usage() {
   std::string use_line =
       parent_ != nullptr ? absl::StrCat(parent_->CommandPath(), " ", use_)
                          : use_;
-  if (!absl::StrContains(use_line, "[flags]")) use_line += " [flags]";
+  if (!no_flags_in_use_line_ && !absl::StrContains(use_line, "[flags]")) {
+    use_line += " [flags]";
+  }
   absl::StrAppend(&t, "\nUSAGE:\n\t", use_line, "\n");
   if (parent_ == nullptr) absl::StrAppend(&t, "\nVERSION:\n\t", kVersion, "\n");
   if (!subs_.empty()) {

@@ -44,6 +44,7 @@ class Flag {
   const std::string& name() const { return name_; }
   char shorthand() const { return shorthand_; }
   Type type() const { return type_; }
+  const std::string& usage() const { return usage_; }
   bool changed() const { return changed_; }
   // Bool flags take no value (pflag's NoOptDefVal "true").
   bool takes_value() const { return type_ != Type::kBool; }
@@ -85,6 +86,13 @@ class Flag {
 // ends the process, as etcdctl's ExitWithError does.
 using RunFn = std::function<void(Command& cmd,
                                  const std::vector<std::string>& args)>;
+
+// cobra's ValidArgsFunction: completions ("name\tdescription") for the
+// command's positional arguments; sets *directive (cobra's
+// ShellCompDirective bits).
+using CompleteFn = std::function<std::vector<std::string>(
+    Command& cmd, const std::vector<std::string>& args,
+    const std::string& to_complete, int* directive)>;
 
 class Command {
  public:
@@ -128,6 +136,21 @@ class Command {
     return subs_;
   }
   void set_hidden(bool h) { hidden_ = h; }
+  void set_complete(CompleteFn f) { complete_ = std::move(f); }
+  // cobra's DisableFlagsInUseLine: no " [flags]" on the usage line.
+  void set_no_flags_in_use_line(bool v) { no_flags_in_use_line_ = v; }
+  const CompleteFn& complete() const { return complete_; }
+
+  // cobra's IsAvailableCommand: shown in listings and completions (not
+  // hidden, not the root's help command, runnable or with such
+  // subcommands).
+  bool IsAvailable();
+  // Subcommands in name order (cobra's Commands()).
+  std::vector<Command*> SortedSubs();
+  // This command's own flags, local and persistent, in name order.
+  std::vector<Flag*> LocalFlags();
+  // Its local flags that are not persistent (unsorted).
+  std::vector<Flag*> LocalNonPersistentFlags();
 
   // etcdctl's usage page for this command.
   std::string Usage();
@@ -162,10 +185,7 @@ class Command {
 
  private:
   Flag* Define(std::unique_ptr<Flag> f, bool persistent);
-  std::vector<Flag*> LocalFlags();  // local + own persistent, sorted
-  std::vector<Command*> SortedSubs();
   std::vector<Command*> AllSubcommands();
-  bool IsAvailable();
   bool HasAvailableSubs();
   Command* FindNext(absl::string_view next);
   Command* Find(const std::vector<std::string>& args,
@@ -179,6 +199,8 @@ class Command {
   std::vector<std::unique_ptr<Command>> subs_;
   std::vector<std::unique_ptr<Flag>> local_, persistent_;
   bool hidden_ = false;
+  CompleteFn complete_;
+  bool no_flags_in_use_line_ = false;
 };
 
 }  // namespace detcd::ctl

@@ -168,29 +168,6 @@ void ExitWithStatus(int code, const absl::Status& s) {
   ExitWithError(code, client::ErrorText(s));
 }
 
-void GoNilPanic(const std::vector<std::string>& frames) {
-  std::string s =
-      "panic: runtime error: invalid memory address or nil pointer "
-      "dereference\n"
-      "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 "
-      "pc=0xb9181e]\n\ngoroutine 1 [running]:\n";
-  for (const std::string& f : frames) absl::StrAppend(&s, f, "\n");
-  s +=
-      "github.com/spf13/cobra.(*Command).execute(0xc00028b500, "
-      "{0xc0001acd50, 0x3, 0x3})\n"
-      "\tgithub.com/spf13/cobra/command.go:920 +0x847\n"
-      "github.com/spf13/cobra.(*Command).ExecuteC(0x13b9920)\n"
-      "\tgithub.com/spf13/cobra/command.go:1044 +0x3bd\n"
-      "github.com/spf13/cobra.(*Command).Execute(...)\n"
-      "\tgithub.com/spf13/cobra/command.go:968\n"
-      "go.etcd.io/etcd/etcdctl/ctlv3.Start()\n"
-      "\tgo.etcd.io/etcd/etcdctl/ctlv3/ctl_nocov.go:26 +0x97\n"
-      "main.main()\n"
-      "\tgo.etcd.io/etcd/etcdctl/main.go:35 +0x65\n";
-  Err(s);
-  Exit(2);
-}
-
 Printer& display() {
   if (!g_display) g_display = std::make_unique<Printer>(OutFormat::kSimple, false);
   return *g_display;

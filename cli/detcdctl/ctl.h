@@ -40,9 +40,6 @@ void Err(absl::string_view s);
 [[noreturn]] void ExitWithStatus(int code, const absl::Status& s);
 // Flushes and exits.
 [[noreturn]] void Exit(int code);
-// A Go runtime panic as etcdctl prints it when it dereferences a nil
-// pointer (a few printers do on some responses); exit 2.
-[[noreturn]] void GoNilPanic(const std::vector<std::string>& frames);
 
 // The printer chosen by -w / --hex (set when a client is made, as
 // etcdctl's initDisplayFromCmd).

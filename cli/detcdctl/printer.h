@@ -45,8 +45,6 @@ class Printer {
   OutFormat format() const { return format_; }
   // get --print-value-only (simple format only).
   void set_value_only(bool v) { value_only_ = v; }
-  // Which alarm command prints (only the crash text differs).
-  void set_alarm_list(bool v) { alarm_list_ = v; }
 
   void Del(const etcdserverpb::DeleteRangeResponse& r);
   void Get(const etcdserverpb::RangeResponse& r);
@@ -101,7 +99,6 @@ class Printer {
   OutFormat format_;
   bool hex_;
   bool value_only_ = false;
-  bool alarm_list_ = true;
 };
 
 // clientv3.GetPrefixRangeEnd.
