@@ -38,6 +38,12 @@ struct Conn {
   std::unique_ptr<etcdserverpb::Auth::Stub> auth;
   std::unique_ptr<v3lockpb::Lock::Stub> lock;
   std::unique_ptr<v3electionpb::Election::Stub> election;
+  // An in-process channel: no connectivity state to wait for.
+  bool always_ready = false;
+
+  bool Ready() const {
+    return always_ready || channel->GetState(true) == GRPC_CHANNEL_READY;
+  }
 };
 
 namespace {
@@ -122,6 +128,9 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> TlsCreds(
   return gx::TlsCredentials(opts);
 }
 
+std::unique_ptr<Conn> NewConn(const std::string& endpoint,
+                              std::shared_ptr<grpc::Channel> channel);
+
 absl::StatusOr<std::unique_ptr<Conn>> Dial(const Config& cfg,
                                            const std::string& endpoint) {
   ParsedEndpoint p = ParseEndpoint(endpoint);
@@ -159,9 +168,14 @@ absl::StatusOr<std::unique_ptr<Conn>> Dial(const Config& cfg,
   if (p.scheme == "unix" || p.scheme == "unixs") {
     target = absl::StrCat("unix:", p.host_port);
   }
+  return NewConn(endpoint, grpc::CreateCustomChannel(target, creds, args));
+}
+
+std::unique_ptr<Conn> NewConn(const std::string& endpoint,
+                              std::shared_ptr<grpc::Channel> channel) {
   auto conn = std::make_unique<Conn>();
   conn->endpoint = endpoint;
-  conn->channel = grpc::CreateCustomChannel(target, creds, args);
+  conn->channel = std::move(channel);
   conn->kv = etcdserverpb::KV::NewStub(conn->channel);
   conn->watch = etcdserverpb::Watch::NewStub(conn->channel);
   conn->lease = etcdserverpb::Lease::NewStub(conn->channel);
@@ -369,12 +383,31 @@ absl::StatusOr<std::unique_ptr<Client>> Client::New(Config config) {
   return c;
 }
 
+absl::StatusOr<std::unique_ptr<Client>> Client::NewOnChannel(
+    std::shared_ptr<grpc::Channel> channel, Config config) {
+  if (channel == nullptr) {
+    return absl::InvalidArgumentError("no channel given");
+  }
+  if (config.endpoints.empty()) config.endpoints = {"in-process"};
+  config.endpoints.resize(1);
+  std::unique_ptr<Client> c(new Client(std::move(config)));
+  auto conn = NewConn(c->config_.endpoints[0], std::move(channel));
+  conn->always_ready = true;
+  c->conns_.push_back(std::move(conn));
+  if (auto s = c->InitAuth(); !s.ok()) return s;
+  return c;
+}
+
 absl::Status Client::Init() {
   for (const std::string& ep : config_.endpoints) {
     auto conn = Dial(config_, ep);
     if (!conn.ok()) return conn.status();
     conns_.push_back(std::move(*conn));
   }
+  return InitAuth();
+}
+
+absl::Status Client::InitAuth() {
   if (!config_.username.empty() && !config_.password.empty()) {
     use_token_ = true;
     absl::Status s = FetchToken(absl::Now() + config_.dial_timeout);
@@ -400,7 +433,7 @@ absl::Status Client::FetchToken(absl::Time deadline) {
   // Like clientv3's getToken: each endpoint in turn; a definite answer
   // (wrong password, auth not enabled) ends the search.
   for (auto& conn : conns_) {
-    while (conn->channel->GetState(true) != GRPC_CHANNEL_READY) {
+    while (!conn->Ready()) {
       if (absl::Now() >= deadline) {
         return absl::DeadlineExceededError(kContextDeadlineExceeded);
       }
@@ -409,7 +442,10 @@ absl::Status Client::FetchToken(absl::Time deadline) {
           absl::ToChronoTime(std::min(deadline, absl::Now() + kConnectPoll)));
       if (conns_.size() > 1) break;
     }
-    if (conn->channel->GetState(false) != GRPC_CHANNEL_READY) continue;
+    if (!conn->always_ready &&
+        conn->channel->GetState(false) != GRPC_CHANNEL_READY) {
+      continue;
+    }
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(deadline));
     ctx.set_wait_for_ready(true);
@@ -439,6 +475,8 @@ std::unique_ptr<grpc::ClientContext> Client::NewContext(const CallOptions& o) {
   if (use_token_) {
     std::string t = token();
     if (!t.empty()) ctx->AddMetadata("token", t);
+  } else if (!config_.token.empty()) {
+    ctx->AddMetadata("token", config_.token);
   }
   if (o.require_leader) ctx->AddMetadata("hasleader", "true");
   return ctx;
@@ -452,7 +490,7 @@ absl::StatusOr<Conn*> Client::PickConn(absl::Time deadline,
     size_t start = next_.fetch_add(1);
     for (size_t i = 0; i < n; ++i) {
       Conn* c = conns_[(start + i) % n].get();
-      if (c->channel->GetState(true) == GRPC_CHANNEL_READY) return c;
+      if (c->Ready()) return c;
     }
     if (canceller != nullptr && canceller->cancelled()) {
       return absl::CancelledError(kContextCanceled);
@@ -502,7 +540,7 @@ absl::StatusOr<Resp> Client::Unary(Retry retry, const CallOptions& o,
       c = *p;
     } else {
       // A call to one endpoint waits for it alone.
-      while (c->channel->GetState(true) != GRPC_CHANNEL_READY) {
+      while (!c->Ready()) {
         if (canceller != nullptr && canceller->cancelled()) {
           return absl::CancelledError(kContextCanceled);
         }

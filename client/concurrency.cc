@@ -128,6 +128,12 @@ absl::StatusOr<std::unique_ptr<Session>> Session::New(Client* client,
   return s;
 }
 
+std::unique_ptr<Session> Session::Attach(Client* client, int64_t lease) {
+  std::unique_ptr<Session> s(new Session(client, lease, kDefaultTtlSeconds));
+  s->done_.store(true);
+  return s;
+}
+
 Session::~Session() { Orphan(); }
 
 bool Session::done() const { return done_.load(); }
@@ -210,6 +216,15 @@ absl::Status Mutex::Unlock() {
 Election::Election(Session* s, std::string prefix)
     : s_(s), prefix_(std::move(prefix) + "/") {}
 
+Election Election::Resume(Session* s, std::string prefix,
+                          std::string leader_key, int64_t leader_rev) {
+  Election e(s, std::move(prefix));
+  e.leader_key_ = std::move(leader_key);
+  e.leader_rev_ = leader_rev;
+  e.leader_ = true;
+  return e;
+}
+
 absl::Status Election::Campaign(const std::string& val) {
   Client* c = s_->client();
   std::string k =
@@ -250,7 +265,7 @@ absl::Status Election::Campaign(const std::string& val) {
 }
 
 absl::Status Election::Proclaim(const std::string& val) {
-  if (!leader_) return PlainError("election: not leader");
+  if (!leader_) return PlainError(kErrElectionNotLeader);
   pb::TxnRequest t;
   *t.add_compare() = CreateRevisionIs(leader_key_, leader_rev_);
   *t.add_success() = PutOp(leader_key_, val, s_->lease());
@@ -258,7 +273,7 @@ absl::Status Election::Proclaim(const std::string& val) {
   if (!resp.ok()) return resp.status();
   if (!resp->succeeded()) {
     leader_key_.clear();
-    return PlainError("election: not leader");
+    return PlainError(kErrElectionNotLeader);
   }
   header_ = resp->header();
   return absl::OkStatus();
@@ -276,6 +291,13 @@ absl::Status Election::Resign() {
   leader_key_.clear();
   leader_ = false;
   return resp.status();
+}
+
+absl::StatusOr<pb::RangeResponse> Election::Leader() {
+  auto resp = s_->client()->Range(TopByCreate(prefix_, true));
+  if (!resp.ok()) return resp.status();
+  if (resp->kvs_size() == 0) return PlainError(kErrElectionNoLeader);
+  return resp;
 }
 
 absl::Status Election::Observe(

@@ -27,6 +27,7 @@
 #include "shim/discovery.h"
 #include "shim/engine_loop.h"
 #include "shim/join.h"
+#include "shim/lock_election.h"
 #include "shim/log.h"
 #include "shim/maintenance.h"
 #include "shim/metrics.h"
@@ -316,6 +317,7 @@ struct DetcdServer::Impl {
   std::unique_ptr<EngineLoop> loop;
   std::unique_ptr<GrpcMetrics> grpc_metrics;
   std::unique_ptr<Services> services;
+  std::unique_ptr<LockElection> lock_election;
   std::unique_ptr<grpc::Server> grpc_server;
   std::vector<std::unique_ptr<ClientListener>> listeners;
   // The client listener whose TLS peers' certificate CNs calls carry (auth
@@ -950,8 +952,12 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   };
   m.services = std::make_unique<Services>(m.loop.get(), m.server.get(), svo,
                                           m.grpc_metrics.get());
+  // etcd's Lock and Election services, over this server's own client API.
+  m.lock_election =
+      std::make_unique<LockElection>(LockElection::Options{}, m.grpc_metrics.get());
   grpc::ServerBuilder b;
   for (grpc::Service* s : m.services->services()) b.RegisterService(s);
+  for (grpc::Service* s : m.lock_election->services()) b.RegisterService(s);
   // etcd: requests up to --max-request-bytes plus gRPC's framing overhead.
   b.SetMaxReceiveMessageSize(static_cast<int>(c.max_request_bytes + 512 * 1024));
   b.SetMaxSendMessageSize(INT32_MAX);
@@ -965,6 +971,12 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
   m.grpc_server = b.BuildAndStart();
   if (!m.grpc_server) return absl::InternalError("detcd: gRPC server failed");
+  {
+    grpc::ChannelArguments self_args;
+    self_args.SetMaxReceiveMessageSize(INT32_MAX);
+    self_args.SetMaxSendMessageSize(INT32_MAX);
+    m.lock_election->Start(m.grpc_server->InProcessChannel(self_args));
+  }
 
   // Client and metrics listeners.
   ClientListenerOptions clo;
@@ -1080,6 +1092,7 @@ void DetcdServer::Impl::TransferLeadershipBeforeStop() {
 // still be finishing a task). Safe on a half-started server.
 void DetcdServer::Impl::Teardown() {
   for (auto& l : listeners) l->Stop();
+  if (lock_election) lock_election->Shutdown();
   if (services) services->Shutdown();
   if (grpc_server) {
     grpc_server->Shutdown(std::chrono::system_clock::now() +

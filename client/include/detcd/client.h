@@ -61,6 +61,7 @@
 #include "v3lockpb/v3lock.pb.h"
 
 namespace grpc {
+class Channel;
 class ClientContext;
 }  // namespace grpc
 
@@ -91,6 +92,10 @@ struct Config {
   std::optional<TlsConfig> tls;
   std::string username;  // empty: no auth
   std::string password;
+  // An auth token sent as is on every call (no Authenticate, no refresh);
+  // ignored when username and password are set. The server's own Lock and
+  // Election services pass their caller's token on this way.
+  std::string token;
   // clientv3's defaults: requests up to 2 MiB, responses unbounded.
   int max_send_bytes = 2 * 1024 * 1024;
   int max_recv_bytes = INT32_MAX;
@@ -204,6 +209,12 @@ class Client {
   // user name and password, gets an auth token within dial_timeout. A
   // server without auth enabled is accepted (no token is used).
   static absl::StatusOr<std::unique_ptr<Client>> New(Config config);
+  // A client over a channel made elsewhere (e.g. grpc::Server's
+  // InProcessChannel, which reports no connectivity state: it counts as
+  // always connected). config.endpoints[0], if any, names it; TLS and
+  // dialing settings are not used. Clients may share one channel.
+  static absl::StatusOr<std::unique_ptr<Client>> NewOnChannel(
+      std::shared_ptr<grpc::Channel> channel, Config config = {});
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -343,6 +354,8 @@ class Client {
   enum class Retry { kRepeatable, kNonRepeatable };
   explicit Client(Config config);
   absl::Status Init();
+  // Gets the first token when a user name and password are configured.
+  absl::Status InitAuth();
   absl::Status FetchToken(absl::Time deadline);
   std::string token() const;
 

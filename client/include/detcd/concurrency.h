@@ -35,6 +35,11 @@ class Session {
   // alive.
   static absl::StatusOr<std::unique_ptr<Session>> New(Client* client,
                                                       int ttl_s = 0);
+  // A session on a lease someone else keeps alive (etcd's Lock and
+  // Election services act for a caller who owns the lease): nothing is
+  // granted or kept alive here, and done() is true from the start, as for
+  // clientv3's session made WithLease and then orphaned.
+  static std::unique_ptr<Session> Attach(Client* client, int64_t lease);
   ~Session();
 
   Client* client() const { return client_; }
@@ -82,10 +87,18 @@ class Mutex {
 class Election {
  public:
   Election(Session* s, std::string prefix);
+  // An election whose leadership was won earlier, possibly by another
+  // process (clientv3's ResumeElection): Proclaim and Resign act on
+  // leader_key if its create revision is still leader_rev.
+  static Election Resume(Session* s, std::string prefix,
+                         std::string leader_key, int64_t leader_rev);
   // Blocks until elected with value val.
   absl::Status Campaign(const std::string& val);
   absl::Status Proclaim(const std::string& val);
   absl::Status Resign();
+  // The current leader's key (a one-key range response); Unknown
+  // "election: no leader" when nobody is campaigning.
+  absl::StatusOr<etcdserverpb::RangeResponse> Leader();
   // Calls on_leader with the current leader (as a one-key range
   // response) and with every change, until on_leader returns false, the
   // client's canceller fires (Cancelled) or a watch fails.

@@ -41,6 +41,14 @@ inline constexpr char kErrNoLeader[] = "etcdserver: no leader";
 inline constexpr char kErrUserEmpty[] =
     "etcdserver: user name is empty";
 
+// The concurrency recipes' errors (clientv3/concurrency), which etcd's
+// Election service also returns as they are (gRPC code Unknown).
+inline constexpr char kErrElectionNotLeader[] = "election: not leader";
+inline constexpr char kErrElectionNoLeader[] = "election: no leader";
+// etcd's Election service, for Proclaim / Resign without a LeaderKey.
+inline constexpr char kErrMissingLeaderKey[] =
+    "\"leader\" field must be provided";
+
 // Whether msg is one of etcd's error texts (rpctypes' table).
 bool IsEtcdErrorText(absl::string_view msg);
 

@@ -1,0 +1,285 @@
+// etcd's Lock and Election services on a real one-member detcd started in
+// this process (shim/lock_election.h), called through the C++ client's
+// Lock / Campaign / ... methods: what the recipes give, errors as etcd's,
+// a caller that gives up leaving no key, and a server that stops while
+// calls wait. tests/integration/test_lock_election.py compares the same
+// services with real etcd through Go's generated clients.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "detcd/client.h"
+#include "detcd/errors.h"
+#include "gtest/gtest.h"
+#include "shim/config.h"
+#include "shim/server.h"
+
+namespace detcd::shim {
+namespace {
+
+namespace pb = etcdserverpb;
+namespace el = v3electionpb;
+using client::CallOptions;
+using client::Client;
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// One member for the whole process: the server's metrics registry is
+// process-wide, so a second DetcdServer in one process is refused. ctest
+// runs each test in a process of its own (gtest_discover_tests); run
+// directly, the tests share the member, with distinct lock and election
+// names, and the one that stops it is defined last.
+struct Member {
+  std::string dir;
+  std::unique_ptr<DetcdServer> server;
+  std::unique_ptr<Client> client;
+};
+
+Member* StartMember() {
+  char tmpl[] = "/tmp/detcd-lock-election-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return nullptr;
+  auto* m = new Member;
+  m->dir = tmpl;
+  const int cport = FreePort(), pport = FreePort();
+  const std::string curl = absl::StrCat("http://127.0.0.1:", cport);
+  const std::string purl = absl::StrCat("http://127.0.0.1:", pport);
+  ParseOutcome p = ParseServerConfig(
+      {"--data-dir=" + m->dir + "/data", "--listen-client-urls=" + curl,
+       "--advertise-client-urls=" + curl, "--listen-peer-urls=" + purl,
+       "--initial-advertise-peer-urls=" + purl,
+       "--initial-cluster=default=" + purl, "--heartbeat-interval=20",
+       "--election-timeout=200"},
+      {});
+  EXPECT_EQ(p.action, ParseOutcome::Action::kRun) << p.output;
+  auto s = DetcdServer::Start(p.config);
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok()) return m;  // the test's SetUp reports it
+  m->server = *std::move(s);
+  client::Config cc;
+  cc.endpoints = {absl::StrCat("127.0.0.1:", cport)};
+  auto c = Client::New(cc);
+  EXPECT_TRUE(c.ok()) << c.status();
+  if (!c.ok()) return m;
+  m->client = *std::move(c);
+  // Wait (bounded) for the member to elect itself.
+  pb::PutRequest put;
+  put.set_key("ready");
+  absl::StatusOr<pb::PutResponse> r;
+  for (int i = 0; i < 100; ++i) {
+    r = m->client->Put(put, CallOptions::Timeout(absl::Seconds(2)));
+    if (r.ok()) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(r.ok()) << r.status();
+  return m;
+}
+
+// Starts the member before the first test; stops it and removes its data
+// dir after the last.
+class MemberEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override { member = StartMember(); }
+  void TearDown() override {
+    if (member == nullptr) return;
+    member->client.reset();
+    if (member->server) member->server->Stop();
+    member->server.reset();
+    std::filesystem::remove_all(member->dir);
+    delete member;
+    member = nullptr;
+  }
+  static inline Member* member = nullptr;
+};
+
+const ::testing::Environment* const kMemberEnvironment =
+    ::testing::AddGlobalTestEnvironment(new MemberEnvironment);
+
+class LockElectionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Member* m = MemberEnvironment::member;
+    ASSERT_NE(m, nullptr);
+    ASSERT_NE(m->server, nullptr);
+    ASSERT_NE(m->client, nullptr);
+    server_ = m->server.get();
+    client_ = m->client.get();
+  }
+
+  int64_t Grant(int64_t ttl) {
+    pb::LeaseGrantRequest g;
+    g.set_ttl(ttl);
+    auto r = client_->LeaseGrant(g);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->id() : 0;
+  }
+
+  int64_t CountPrefix(const std::string& prefix) {
+    pb::RangeRequest r;
+    r.set_key(prefix);
+    std::string end = prefix;
+    end.back() = static_cast<char>(end.back() + 1);
+    r.set_range_end(end);
+    r.set_count_only(true);
+    auto resp = client_->Range(r);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    return resp.ok() ? resp->count() : -1;
+  }
+
+  DetcdServer* server_ = nullptr;
+  Client* client_ = nullptr;
+};
+
+v3lockpb::LockRequest LockReq(const std::string& name, int64_t lease) {
+  v3lockpb::LockRequest r;
+  r.set_name(name);
+  r.set_lease(lease);
+  return r;
+}
+
+TEST_F(LockElectionTest, LockQueuesBehindTheHolderUntilUnlock) {
+  const int64_t l1 = Grant(30), l2 = Grant(30);
+  auto r1 = client_->Lock(LockReq("L", l1));
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  EXPECT_EQ(r1->key(), absl::StrFormat("L/%x", l1));
+
+  absl::Notification got;
+  absl::StatusOr<v3lockpb::LockResponse> r2;
+  std::thread t([&] {
+    r2 = client_->Lock(LockReq("L", l2));
+    got.Notify();
+  });
+  EXPECT_FALSE(got.WaitForNotificationWithTimeout(absl::Milliseconds(300)));
+  v3lockpb::UnlockRequest u;
+  u.set_key(r1->key());
+  auto ur = client_->Unlock(u);
+  ASSERT_TRUE(ur.ok()) << ur.status();
+  EXPECT_TRUE(got.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  t.join();
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(r2->key(), absl::StrFormat("L/%x", l2));
+  EXPECT_GE(r2->header().revision(), ur->header().revision());
+}
+
+TEST_F(LockElectionTest, ErrorsAreEtcds) {
+  auto bad = client_->Lock(LockReq("L", 0x7eadbeef));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kUnknown);
+  EXPECT_EQ(bad.status().message(), client::kErrLeaseNotFound);
+
+  el::LeaderRequest lr;
+  lr.set_name("E0");
+  auto none = client_->Leader(lr);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnknown);
+  EXPECT_EQ(none.status().message(), client::kErrElectionNoLeader);
+
+  el::ProclaimRequest pr;
+  pr.set_value("x");
+  auto missing = client_->Proclaim(pr);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kUnknown);
+  EXPECT_EQ(missing.status().message(), client::kErrMissingLeaderKey);
+}
+
+TEST_F(LockElectionTest, AWaiterThatGivesUpLeavesNoKey) {
+  const int64_t l1 = Grant(30), l2 = Grant(30);
+  ASSERT_TRUE(client_->Lock(LockReq("G", l1)).ok());
+  auto r = client_->Lock(LockReq("G", l2),
+                         CallOptions::Timeout(absl::Milliseconds(300)));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  const absl::Time until = absl::Now() + absl::Seconds(5);
+  while (CountPrefix("G/") != 1 && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(CountPrefix("G/"), 1);
+}
+
+TEST_F(LockElectionTest, CampaignProclaimObserveResign) {
+  const int64_t l1 = Grant(30);
+  el::CampaignRequest c;
+  c.set_name("E");
+  c.set_lease(l1);
+  c.set_value("v1");
+  auto won = client_->Campaign(c);
+  ASSERT_TRUE(won.ok()) << won.status();
+  EXPECT_EQ(won->leader().key(), absl::StrFormat("E/%x", l1));
+  EXPECT_EQ(won->leader().rev(), won->header().revision());
+  EXPECT_EQ(won->leader().lease(), l1);
+
+  el::LeaderRequest lr;
+  lr.set_name("E");
+  auto obs = client_->OpenObserve(lr, CallOptions::Timeout(absl::Seconds(20)));
+  ASSERT_TRUE(obs.ok()) << obs.status();
+  el::LeaderResponse seen;
+  ASSERT_TRUE((*obs)->Read(&seen));
+  EXPECT_EQ(seen.kv().value(), "v1");
+
+  el::ProclaimRequest pr;
+  *pr.mutable_leader() = won->leader();
+  pr.set_value("v2");
+  ASSERT_TRUE(client_->Proclaim(pr).ok());
+  ASSERT_TRUE((*obs)->Read(&seen));
+  EXPECT_EQ(seen.kv().value(), "v2");
+
+  el::ProclaimRequest stale = pr;
+  stale.mutable_leader()->set_rev(won->leader().rev() + 1);
+  auto refused = client_->Proclaim(stale);
+  EXPECT_EQ(refused.status().message(), client::kErrElectionNotLeader);
+
+  el::ResignRequest rr;
+  *rr.mutable_leader() = won->leader();
+  ASSERT_TRUE(client_->Resign(rr).ok());
+  auto none = client_->Leader(lr);
+  EXPECT_EQ(none.status().message(), client::kErrElectionNoLeader);
+  (*obs)->Cancel();
+}
+
+TEST_F(LockElectionTest, StoppingAnswersWaitingCalls) {
+  const int64_t l1 = Grant(30), l2 = Grant(30);
+  ASSERT_TRUE(client_->Lock(LockReq("S", l1)).ok());
+  absl::Notification got;
+  absl::StatusOr<v3lockpb::LockResponse> waiting;
+  std::thread t([&] {
+    waiting = client_->Lock(LockReq("S", l2),
+                            CallOptions::Timeout(absl::Seconds(20)));
+    got.Notify();
+  });
+  el::LeaderRequest lr;
+  lr.set_name("nobody");
+  auto obs = client_->OpenObserve(lr, CallOptions::Timeout(absl::Seconds(20)));
+  ASSERT_TRUE(obs.ok());
+  EXPECT_FALSE(got.WaitForNotificationWithTimeout(absl::Milliseconds(300)));
+
+  const absl::Time start = absl::Now();
+  server_->Stop();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_TRUE(got.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  t.join();
+  EXPECT_FALSE(waiting.ok());
+  el::LeaderResponse seen;
+  EXPECT_FALSE((*obs)->Read(&seen));
+  EXPECT_FALSE((*obs)->Finish().ok());
+}
+
+}  // namespace
+}  // namespace detcd::shim
