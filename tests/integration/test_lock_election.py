@@ -16,7 +16,9 @@ by side, with compared outputs:
     golang-etcd-server-dev): etcd's Lock and Election gRPC services through
     their generated clients, and clientv3's concurrency package (mutex with
     fenced writes, election with observation, session expiry); its
-    transcript must be the same on both servers.
+    transcript must be the same on both servers. `golock -auth` does the
+    services again with auth enabled: the caller's token reaches the inner
+    calls, etcd's errors without a token or without permission.
 
 etcd and the server under test run at the same time (one thread each), so the
 lease expiries are waited out once.
@@ -249,12 +251,12 @@ class LockElectionTest(ClusterTestCase):
             self.assertEqual(gone, "")
         self.assertSame(results, "elect")
 
-    def test_go_lock_and_election_services(self):
+    def golock(self, clusters, flags=()):
         binary = golock_binary()
 
         def scenario(c):
             p = subprocess.run([binary, "-v", "-endpoints",
-                                ",".join(c.endpoints())],
+                                ",".join(c.endpoints())] + list(flags),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                timeout=180,
                                preexec_fn=cluster._die_with_parent)  # pylint: disable=protected-access
@@ -265,9 +267,15 @@ class LockElectionTest(ClusterTestCase):
             self.assertIn("PASS", out)
             return out
 
-        results = side_by_side(self.pair(size=3), scenario)
+        results = side_by_side(clusters, scenario)
         sys.stderr.write("\n" + results["server"])
         self.assertSame(results, "golock transcript")
+
+    def test_go_lock_and_election_services(self):
+        self.golock(self.pair(size=3))
+
+    def test_go_services_with_auth(self):
+        self.golock(self.pair(), ["-auth"])
 
 
 if __name__ == "__main__":

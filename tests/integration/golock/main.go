@@ -12,7 +12,7 @@
 //
 //	GOPATH=/usr/share/gocode GO111MODULE=off go build -o golock main.go
 //
-// Usage: golock -endpoints 127.0.0.1:2379[,...] [-v]
+// Usage: golock -endpoints 127.0.0.1:2379[,...] [-v] [-auth]
 package main
 
 import (
@@ -36,6 +36,7 @@ import (
 var (
 	endpoints = flag.String("endpoints", "127.0.0.1:2379", "comma-separated endpoints")
 	verbose   = flag.Bool("v", false, "print each step")
+	auth      = flag.Bool("auth", false, "instead: the services with auth enabled (turned off again at the end)")
 )
 
 type failure struct{ msg string }
@@ -87,10 +88,14 @@ func ctxT(d time.Duration) context.Context {
 
 func ctx() context.Context { return ctxT(10 * time.Second) }
 
-func newClient() *clientv3.Client {
+func newClient() *clientv3.Client { return newUserClient("", "") }
+
+func newUserClient(user, password string) *clientv3.Client {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   strings.Split(*endpoints, ","),
 		DialTimeout: 5 * time.Second,
+		Username:    user,
+		Password:    password,
 		LogConfig: &zap.Config{
 			Level:            zap.NewAtomicLevelAt(zap.ErrorLevel),
 			Encoding:         "json",
@@ -507,6 +512,76 @@ func checkRecipes(cli *clientv3.Client) {
 	fact("election recipe: leader after resign: %v", err)
 }
 
+// checkAuth: the services act as their caller (its token reaches the inner
+// KV and Lease calls), with etcd's errors for a caller without a token or
+// without permission.
+func checkAuth(cli *clientv3.Client) {
+	step("auth: enable")
+	for _, err := range []error{
+		func() error { _, err := cli.UserAdd(ctx(), "root", "rootpw"); return err }(),
+		func() error { _, err := cli.UserGrantRole(ctx(), "root", "root"); return err }(),
+		func() error { _, err := cli.RoleAdd(ctx(), "locker"); return err }(),
+		func() error {
+			_, err := cli.RoleGrantPermission(ctx(), "locker", "ga/", clientv3.GetPrefixRangeEnd("ga/"),
+				clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		}(),
+		func() error { _, err := cli.UserAdd(ctx(), "alice", "alicepw"); return err }(),
+		func() error { _, err := cli.UserGrantRole(ctx(), "alice", "locker"); return err }(),
+	} {
+		must(err, "auth setup")
+	}
+	_, err := cli.AuthEnable(ctx())
+	must(err, "AuthEnable")
+	root := newUserClient("root", "rootpw")
+	defer root.Close()
+	defer func() {
+		_, err := root.AuthDisable(ctx())
+		must(err, "AuthDisable")
+	}()
+	alice := newUserClient("alice", "alicepw")
+	defer alice.Close()
+	l := grant(root, 30)
+
+	step("auth: lock")
+	anon := v3lockpb.NewLockClient(cli.ActiveConnection())
+	_, err = anon.Lock(ctx(), &v3lockpb.LockRequest{Name: []byte("ga/lock"), Lease: int64(l)})
+	fact("auth: lock without a token: %s", errText(err))
+	al := v3lockpb.NewLockClient(alice.ActiveConnection())
+	_, err = al.Lock(ctx(), &v3lockpb.LockRequest{Name: []byte("gb/lock"), Lease: int64(l)})
+	fact("auth: lock outside the user's keys: %s", errText(err))
+	r, err := al.Lock(ctx(), &v3lockpb.LockRequest{Name: []byte("ga/lock"), Lease: int64(l)})
+	fact("auth: lock inside the user's keys: %s", errText(err))
+	if err == nil {
+		_, err = al.Unlock(ctx(), &v3lockpb.UnlockRequest{Key: r.Key})
+		fact("auth: unlock: %s", errText(err))
+	}
+
+	step("auth: election")
+	ec := v3electionpb.NewElectionClient(alice.ActiveConnection())
+	c, err := ec.Campaign(ctx(), &v3electionpb.CampaignRequest{Name: []byte("ga/elect"), Lease: int64(l), Value: []byte("a")})
+	fact("auth: campaign: %s", errText(err))
+	_, err = v3electionpb.NewElectionClient(cli.ActiveConnection()).Leader(ctx(), &v3electionpb.LeaderRequest{Name: []byte("ga/elect")})
+	fact("auth: leader without a token: %s", errText(err))
+	ld, err := ec.Leader(ctx(), &v3electionpb.LeaderRequest{Name: []byte("ga/elect")})
+	if err == nil {
+		fact("auth: leader: %s", ld.Kv.Value)
+	} else {
+		fact("auth: leader: %s", errText(err))
+	}
+	octx, ocancel := context.WithCancel(context.Background())
+	defer ocancel()
+	obs, err := ec.Observe(octx, &v3electionpb.LeaderRequest{Name: []byte("ga/elect")})
+	must(err, "Observe")
+	fact("auth: observe: %s", observed(obs, "Observe with auth"))
+	if c != nil {
+		_, err = ec.Resign(ctx(), &v3electionpb.ResignRequest{Leader: c.Leader})
+		fact("auth: resign: %s", errText(err))
+	}
+	_, err = root.Revoke(ctx(), l)
+	must(err, "revoke")
+}
+
 func main() {
 	flag.Parse()
 	defer func() {
@@ -521,9 +596,13 @@ func main() {
 	cli := newClient()
 	defer cli.Close()
 	start := time.Now()
-	checkLockService(cli)
-	checkElectionService(cli)
-	checkRecipes(cli)
+	if *auth {
+		checkAuth(cli)
+	} else {
+		checkLockService(cli)
+		checkElectionService(cli)
+		checkRecipes(cli)
+	}
 	fmt.Fprintf(os.Stderr, "PASS: all checks in %.2fs\n", time.Since(start).Seconds())
 	fmt.Println("PASS")
 }
