@@ -1,5 +1,6 @@
 #include "engine/server/errors.h"
 
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 
@@ -147,8 +148,18 @@ absl::string_view Rewrite(absl::string_view msg) {
 
 }  // namespace
 
+constexpr absl::string_view kUntranslatedPayload = "type.detcd/untranslated";
+
+absl::Status Untranslated(absl::Status s) {
+  if (!s.ok()) s.SetPayload(kUntranslatedPayload, absl::Cord("1"));
+  return s;
+}
+
 absl::Status ToClientError(const absl::Status& s) {
   if (s.ok()) return s;
+  if (s.GetPayload(kUntranslatedPayload).has_value()) {
+    return absl::UnknownError(s.message());
+  }
   if (s.code() == Code::kCancelled || s.code() == Code::kDeadlineExceeded) {
     return s;
   }

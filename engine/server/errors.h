@@ -47,6 +47,12 @@ namespace detcd::server {
 
 absl::Status ToClientError(const absl::Status& s);
 
+// Marks an error to reach the client untranslated: code Unknown with its
+// own text, as etcd's maintenance auth checks (authMaintenanceServer)
+// return the auth package's errors ("auth: permission denied") without
+// togRPCError. ToClientError honours the mark.
+absl::Status Untranslated(absl::Status s);
+
 // Errors of the Cluster and Maintenance services and the quota, with
 // etcd's client texts and codes.
 //   ErrNoSpace               ResourceExhausted

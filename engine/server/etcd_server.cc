@@ -938,7 +938,8 @@ void EtcdServer::Status(const etcdserverpb::StatusRequest&,
 
 void EtcdServer::Hash(const etcdserverpb::HashRequest&,
                       Done<etcdserverpb::HashResponse> done) {
-  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
+  // etcd's authMaintenanceServer: the auth error as is.
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(Untranslated(s));
   std::string buf;
   coding::PutVarint64(&buf, sm_.kv().Hash());
   buf += sm_.membership().Snapshot();
@@ -952,7 +953,8 @@ void EtcdServer::Hash(const etcdserverpb::HashRequest&,
 
 void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& r,
                         Done<etcdserverpb::HashKVResponse> done) {
-  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
+  // etcd's authMaintenanceServer: the auth error as is.
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(Untranslated(s));
   absl::StatusOr<mvcc::KeyValueHash> h = sm_.kv().HashByRev(r.revision());
   if (!h.ok()) return done(h.status());
   etcdserverpb::HashKVResponse resp;
@@ -965,7 +967,8 @@ void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& r,
 
 void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
                             Done<etcdserverpb::DefragmentResponse> done) {
-  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
+  // etcd's authMaintenanceServer: the auth error as is.
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(Untranslated(s));
   if (node_->failed()) return done(ErrStopped());
   sm_.Defragment();
   // The persisted image too: a fresh snapshot without the compacted
@@ -980,7 +983,8 @@ void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
 
 void EtcdServer::MoveLeader(const etcdserverpb::MoveLeaderRequest& r,
                             Done<etcdserverpb::MoveLeaderResponse> done) {
-  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
+  // etcd's authMaintenanceServer: the auth error as is.
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(Untranslated(s));
   if (node_->failed()) return done(ErrStopped());
   if (!node_->is_leader()) return done(ErrNotLeader());
   const std::vector<uint64_t>& voters = node_->conf_state().voters;
@@ -1025,7 +1029,8 @@ absl::StatusOr<raft::Snapshot> DecodeSnapshotImage(std::string_view image) {
 }
 
 void EtcdServer::SnapshotImage(Done<std::string> done) {
-  if (absl::Status s = CheckAdmin(); !s.ok()) return done(s);
+  // etcd's authMaintenanceServer: the auth error as is.
+  if (absl::Status s = CheckAdmin(); !s.ok()) return done(Untranslated(s));
   if (node_->failed()) return done(ErrStopped());
   raft::Snapshot snap;
   snap.metadata.index = node_->applied_index();
