@@ -1236,6 +1236,17 @@ absl::Status JoinViewFromDiscovery(ServerConfig& c) {
   return absl::OkStatus();
 }
 
+std::string SrvPeerServerName(const ServerConfig& c,
+                              const std::vector<std::string>& peer_urls) {
+  if (c.discovery_srv.empty() || !c.peer_tls.trusted_ca_file.empty()) {
+    return "";
+  }
+  for (const std::string& u : peer_urls) {
+    if (absl::StartsWith(u, "https://")) return c.discovery_srv;
+  }
+  return "";
+}
+
 absl::StatusOr<Identity> IdentityFromDiscovery(const ServerConfig& c) {
   StopSignalWatch stop_signals;
   ServerConfig b = c;

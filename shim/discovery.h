@@ -63,6 +63,15 @@ absl::StatusOr<Identity> IdentityFromDiscovery(const ServerConfig& c);
 // cluster: ..." text.
 absl::Status JoinViewFromDiscovery(ServerConfig& c);
 
+// etcd's PeerTLSInfo.ServerName rule for --discovery-srv: when the cluster
+// the SRV records gave (`peer_urls`, every member's) has https peer URLs
+// and no --peer-trusted-ca-file is set, a peer's certificate is checked
+// against the SRV domain rather than the host dialed, so one certificate
+// for the domain serves every member. etcd applies it on the start that
+// reads the records (a new data dir) only. "" when the rule does not apply.
+std::string SrvPeerServerName(const ServerConfig& c,
+                              const std::vector<std::string>& peer_urls);
+
 }  // namespace detcd::shim
 
 #endif  // DETCD_SHIM_DISCOVERY_H_

@@ -421,7 +421,9 @@ absl::StatusOr<HttpGetResult> HttpGet(const std::string& url,
       ::close(fd);
       return ctx.status();
     }
-    auto s = (*ctx)->Connect(fd, u->host, static_cast<int>(left));
+    auto s = (*ctx)->Connect(
+        fd, tls.server_name.empty() ? u->host : tls.server_name,
+        static_cast<int>(left));
     if (!s.ok()) return s.status();
     stream = *std::move(s);
   } else {
@@ -524,11 +526,19 @@ absl::StatusOr<std::vector<server::MemberInfo>> ParsePeerMembersJson(
 }
 
 absl::StatusOr<JoinedCluster> JoinExistingCluster(const ServerConfig& config,
-                                                  const TlsFiles& tls,
+                                                  const TlsFiles& peer_tls,
                                                   int timeout_ms) {
   // 0. The initial cluster (and token) as etcd's PeerURLsMapAndToken.
   ServerConfig c = config;
   if (absl::Status s = JoinViewFromDiscovery(c); !s.ok()) return s;
+  TlsFiles tls = peer_tls;
+  if (tls.server_name.empty()) {
+    std::vector<std::string> urls;
+    for (const ClusterMember& m : c.initial_cluster) {
+      for (const Url& u : m.peer_urls) urls.push_back(u.raw);
+    }
+    tls.server_name = SrvPeerServerName(c, urls);
+  }
   if (!c.initial_cluster_error.empty()) {
     return absl::InvalidArgumentError(c.initial_cluster_error);
   }

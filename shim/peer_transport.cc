@@ -784,7 +784,9 @@ absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(Peer& p, const std::
       ::close(fd);
       return absl::UnavailableError(absl::StrCat(what, ": ", ctx.status().message()));
     }
-    auto s = (*ctx)->Connect(fd, u->host, left);
+    const std::string& name =
+        opts_.tls.server_name.empty() ? u->host : opts_.tls.server_name;
+    auto s = (*ctx)->Connect(fd, name, left);
     if (!s.ok()) return absl::UnavailableError(absl::StrCat(what, ": ", s.status().message()));
     stream = *std::move(s);
   } else {

@@ -831,6 +831,16 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     // etcd's peer listeners check a client certificate's SANs against the
     // connecting address.
     po.tls.check_client_san = !c.peer_tls.skip_client_san_verify;
+    // DNS SRV discovery with https peers and no CA file: certificates are
+    // checked against the SRV domain, on the start that read the records
+    // only, as etcd's (discovery.h).
+    if (!existing) {
+      std::vector<std::string> urls;
+      for (const Identity::Founder& f : m.identity.founders) {
+        urls.insert(urls.end(), f.peer_urls.begin(), f.peer_urls.end());
+      }
+      po.tls.server_name = SrvPeerServerName(c, urls);
+    }
   }
   Impl* im = &m;
   po.on_message = [im](uint64_t from, std::string payload) {

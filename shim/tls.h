@@ -78,6 +78,10 @@ struct TlsFiles {
   // with --experimental-peer-skip-client-san-verification). Not applied to
   // unix sockets, which have no address to compare.
   bool check_client_san = false;
+  // Dialer side: the name the server's certificate must be valid for (and
+  // the SNI sent), instead of the host of the URL dialed (etcd's
+  // TLSInfo.ServerName; set for DNS SRV discovery, shim/discovery.h).
+  std::string server_name;
 
   // True when the files describe TLS at all (a cert or auto-TLS).
   bool enabled() const { return auto_tls || !cert_file.empty(); }

@@ -14,7 +14,13 @@ exits 77 (ctest: skipped) with the reason when it cannot have them.
   as etcdctl does;
 - failures give etcd's messages: no SRV records (also with
   --discovery-srv-name, which suffixes the services), this member's URL not
-  among them; detcdctl's "dns lookup errors" equal etcdctl's.
+  among them; detcdctl's "dns lookup errors" equal etcdctl's;
+- https peers found by _etcd-server-ssl._tcp records: the peer certificate
+  names only the SRV domain (not the records' host names, not 127.0.0.1)
+  and no --peer-trusted-ca-file is given (the CA is the system's, through
+  SSL_CERT_FILE), so the cluster forms only if peers check certificates
+  against the SRV domain, as etcd does (its PeerTLSInfo.ServerName); etcd
+  3.4 and detcd each form a cluster that way.
 
 Run alone (as root): python3 tests/integration/test_discovery_srv.py
   --server build/detcd --detcdctl build/detcdctl
@@ -33,6 +39,8 @@ import cluster as it
 import test_discovery_lib as dl
 
 DOMAIN = "detcd.test"
+# One SRV domain per binary for the https test (both in the certificate).
+TLS_DOMAINS = {"etcd": "etcd-tls.detcd.test", "detcd": "detcd-tls.detcd.test"}
 DETCDCTL = os.environ.get("DETCD_DETCDCTL", "")
 
 
@@ -133,6 +141,55 @@ class NsMember(dl.DiscoveryMember):
         return self.ns.argv(super().argv())
 
 
+class TlsNsMember(NsMember):
+    """A member with https peer URLs and a peer certificate, started with
+    SSL_CERT_FILE naming the test CA (the system's roots, for Go and for
+    OpenSSL alike)."""
+
+    tls_flags = []
+    ca_file = None
+
+    @property
+    def peer_url(self):
+        return "https://127.0.0.1:%d" % self.peer_port
+
+    def argv(self):
+        return self.ns.argv(dl.DiscoveryMember.argv(self) + self.tls_flags)
+
+    def start(self):
+        saved = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = self.ca_file
+        try:
+            super().start()
+        finally:
+            if saved is None:
+                del os.environ["SSL_CERT_FILE"]
+            else:
+                os.environ["SSL_CERT_FILE"] = saved
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_domain_pki(d, names):
+    """A CA and a server+client certificate whose only SANs are `names`."""
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=srv-test-ca",
+            cwd=d)
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n"
+                % ",".join("DNS:" + n for n in names))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "peer.key",
+            "-out", "peer.csr", "-subj", "/CN=" + names[0], cwd=d)
+    openssl("x509", "-req", "-in", "peer.csr", "-CA", "ca.crt", "-CAkey",
+            "ca.key", "-CAcreateserial", "-days", "2", "-out", "peer.crt",
+            "-extfile", "ext.cnf", cwd=d)
+    return {k: os.path.join(d, v) for k, v in
+            (("ca", "ca.crt"), ("cert", "peer.crt"), ("key", "peer.key"))}
+
+
 class SrvDiscovery(it.ClusterTestCase):
     @classmethod
     def setUpClass(cls):
@@ -147,6 +204,17 @@ class SrvDiscovery(it.ClusterTestCase):
             srv.append(("_etcd-server._tcp." + DOMAIN, host, ports[2 * i + 1]))
             srv.append(("_etcd-client._tcp." + DOMAIN, host, ports[2 * i]))
             hosts.append((host, "127.0.0.1"))
+        # https peers: _etcd-server-ssl records only, per binary's domain,
+        # targets s<i>.<domain>.
+        cls.tls_ports = {}
+        for label, domain in sorted(TLS_DOMAINS.items()):
+            tp = it.free_ports(6)
+            cls.tls_ports[label] = tp
+            for i in range(3):
+                host = "s%d.%s" % (i, domain)
+                srv.append(("_etcd-server-ssl._tcp." + domain, host,
+                            tp[2 * i + 1]))
+                hosts.append((host, "127.0.0.1"))
         cls.ns.serve(srv, hosts)
         # etcdctl through cluster.py's helpers runs inside the namespace.
         cls.saved_etcdctl = it.CONFIG["etcdctl"]
@@ -241,6 +309,30 @@ class SrvDiscovery(it.ClusterTestCase):
                                   it.free_ports(2))
         self.assertEqual(err, "error setting up initial cluster: cannot find "
                               "local etcd member \"m9\" in SRV records")
+
+    def test_https_peers_checked_against_srv_domain(self):
+        pki = make_domain_pki(self.ns.dir, sorted(TLS_DOMAINS.values()))
+        TlsNsMember.ca_file = pki["ca"]
+        TlsNsMember.tls_flags = ["--peer-cert-file", pki["cert"],
+                                 "--peer-key-file", pki["key"]]
+        for label, binary in (("etcd", it.CONFIG["reference"]),
+                              ("detcd", it.CONFIG["server"])):
+            domain, ports = TLS_DOMAINS[label], self.tls_ports[label]
+            c = it.Cluster(binary, size=3, label="srv-tls")
+            self._test_clusters.append(c)
+            self.addCleanup(c.close)
+            flags = ["--discovery-srv", domain,
+                     "--initial-cluster-token", c.token]
+            TlsNsMember.ns = self.ns
+            c.members = [TlsNsMember(c, i, ports[2 * i], ports[2 * i + 1],
+                                     flags) for i in range(3)]
+            dl.start_all(c)
+            got = dl.check_cluster_serves(self, c, [m.name for m in c.members])
+            self.assertEqual(
+                sorted(u for m in got["members"] for u in m["peerURLs"]),
+                sorted("https://s%d.%s:%d" % (i, domain, ports[2 * i + 1])
+                       for i in range(3)), label)
+            c.close()
 
     def test_client_lookup_errors_match_etcdctl(self):
         args = ["--discovery-srv", "nope." + DOMAIN, "get", "x"]
