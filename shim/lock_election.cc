@@ -106,6 +106,9 @@ struct LockElection::Impl : std::enable_shared_from_this<LockElection::Impl> {
     {
       absl::MutexLock l(&mu);
       if (stopped) return server::ToClientError(server::ErrStopped());
+      if (opts.is_learner && opts.is_learner()) {
+        return server::ToClientError(server::ErrNotSupportedForLearner());
+      }
       if (channel == nullptr) {
         return absl::UnavailableError("etcdserver: not capable");
       }

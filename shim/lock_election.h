@@ -29,6 +29,7 @@
 #define DETCD_SHIM_LOCK_ELECTION_H_
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -47,6 +48,10 @@ class LockElection {
     // Calls open at once (each holds a thread while it waits); more are
     // refused with ResourceExhausted "etcdserver: too many requests".
     size_t max_open_calls = 4096;
+    // Whether this member is a learner now (any thread). etcd's
+    // interceptors refuse every Lock and Election call on a learner with
+    // Unavailable "etcdserver: rpc not supported for learner". Unset: never.
+    std::function<bool()> is_learner;
   };
   // observer (may be null) counts the calls as the other services'.
   LockElection(Options o, CallObserver* observer);

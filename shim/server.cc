@@ -963,8 +963,10 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   m.services = std::make_unique<Services>(m.loop.get(), m.server.get(), svo,
                                           m.grpc_metrics.get());
   // etcd's Lock and Election services, over this server's own client API.
+  LockElection::Options leo;
+  leo.is_learner = svo.is_learner;
   m.lock_election =
-      std::make_unique<LockElection>(LockElection::Options{}, m.grpc_metrics.get());
+      std::make_unique<LockElection>(leo, m.grpc_metrics.get());
   grpc::ServerBuilder b;
   for (grpc::Service* s : m.services->services()) b.RegisterService(s);
   for (grpc::Service* s : m.lock_election->services()) b.RegisterService(s);

@@ -23,8 +23,10 @@
 #include "absl/time/clock.h"
 #include "detcd/client.h"
 #include "detcd/errors.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "shim/config.h"
+#include "shim/lock_election.h"
 #include "shim/server.h"
 
 namespace detcd::shim {
@@ -252,6 +254,61 @@ TEST_F(LockElectionTest, CampaignProclaimObserveResign) {
   auto none = client_->Leader(lr);
   EXPECT_EQ(none.status().message(), client::kErrElectionNoLeader);
   (*obs)->Cancel();
+}
+
+// The services alone on a gRPC server of their own (no KV behind them):
+// the refusals that come before any work.
+struct Alone {
+  explicit Alone(LockElection::Options o) : le(std::move(o), nullptr) {
+    grpc::ServerBuilder b;
+    for (grpc::Service* s : le.services()) b.RegisterService(s);
+    server = b.BuildAndStart();
+    auto c = Client::NewOnChannel(server->InProcessChannel({}));
+    EXPECT_TRUE(c.ok()) << c.status();
+    client = *std::move(c);
+  }
+  ~Alone() {
+    client.reset();
+    le.Shutdown();
+    server->Shutdown();
+  }
+  LockElection le;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<Client> client;
+};
+
+TEST(LockElectionAlone, RefusedBeforeStartOnALearnerAndOverTheLimit) {
+  std::atomic<bool> learner{false};
+  LockElection::Options o;
+  o.is_learner = [&learner] { return learner.load(); };
+  Alone a(o);
+  el::LeaderRequest lr;
+  lr.set_name("x");
+  // No channel to the member yet. (Lock: a write, not retried on
+  // Unavailable as the client retries Leader.)
+  auto r = a.client->Lock(LockReq("x", 1));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().message(), "etcdserver: not capable");
+
+  a.le.Start(a.server->InProcessChannel({}));
+  learner = true;
+  auto l = a.client->Lock(LockReq("x", 1));
+  EXPECT_EQ(l.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(l.status().message(), "etcdserver: rpc not supported for learner");
+  auto obs = a.client->OpenObserve(lr, CallOptions::Timeout(absl::Seconds(5)));
+  ASSERT_TRUE(obs.ok());
+  el::LeaderResponse seen;
+  EXPECT_FALSE((*obs)->Read(&seen));
+  EXPECT_EQ((*obs)->Finish().message(),
+            "etcdserver: rpc not supported for learner");
+
+  LockElection::Options none;
+  none.max_open_calls = 0;
+  Alone full(none);
+  full.le.Start(full.server->InProcessChannel({}));
+  auto t = full.client->Campaign(el::CampaignRequest());
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(t.status().message(), "etcdserver: too many requests");
 }
 
 TEST_F(LockElectionTest, StoppingAnswersWaitingCalls) {
