@@ -2,7 +2,9 @@
 
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -164,6 +166,174 @@ absl::Status BoltReader::ForEachIn(
     return absl::NotFoundError(absl::StrCat("bolt: no bucket ", bucket));
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+constexpr uint32_t kWritePageSize = 4096;
+constexpr uint16_t kMetaFlag = 0x04;
+constexpr uint16_t kFreelistFlag = 0x10;
+
+template <typename T>
+void Put(std::string* s, size_t off, T v) {
+  std::memcpy(s->data() + off, &v, sizeof v);
+}
+
+// Lays out pages after the ones already in *pages.
+class TreeWriter {
+ public:
+  explicit TreeWriter(std::vector<std::string>* pages) : pages_(pages) {}
+
+  // One B+tree over the sorted (key, value, flags) elements; returns its
+  // root page id.
+  uint64_t Write(const std::vector<std::tuple<std::string, std::string,
+                                              uint32_t>>& elems) {
+    std::vector<std::pair<std::string, uint64_t>> level;  // first key, page
+    size_t i = 0;
+    while (i < elems.size()) {
+      size_t j = i, bytes = kPageHeader;
+      do {
+        bytes += kElem + std::get<0>(elems[j]).size() +
+                 std::get<1>(elems[j]).size();
+        ++j;
+      } while (j < elems.size() &&
+               bytes + kElem + std::get<0>(elems[j]).size() +
+                       std::get<1>(elems[j]).size() <=
+                   kWritePageSize);
+      std::string page(Round(bytes), '\0');
+      uint64_t id = Place(&page, kLeaf, j - i);
+      size_t data = kPageHeader + (j - i) * kElem;
+      for (size_t k = i; k < j; ++k) {
+        const auto& [key, value, flags] = elems[k];
+        size_t e = kPageHeader + (k - i) * kElem;
+        Put<uint32_t>(&page, e, flags);
+        Put<uint32_t>(&page, e + 4, static_cast<uint32_t>(data - e));
+        Put<uint32_t>(&page, e + 8, static_cast<uint32_t>(key.size()));
+        Put<uint32_t>(&page, e + 12, static_cast<uint32_t>(value.size()));
+        std::memcpy(page.data() + data, key.data(), key.size());
+        std::memcpy(page.data() + data + key.size(), value.data(),
+                    value.size());
+        data += key.size() + value.size();
+      }
+      (*pages_)[id] = std::move(page);
+      level.emplace_back(std::get<0>(elems[i]), id);
+      i = j;
+    }
+    while (level.size() > 1) {
+      std::vector<std::pair<std::string, uint64_t>> up;
+      size_t a = 0;
+      while (a < level.size()) {
+        size_t b = a, bytes = kPageHeader;
+        do {
+          bytes += kElem + level[b].first.size();
+          ++b;
+        } while (b < level.size() &&
+                 bytes + kElem + level[b].first.size() <= kWritePageSize);
+        std::string page(Round(bytes), '\0');
+        uint64_t id = Place(&page, kBranch, b - a);
+        size_t data = kPageHeader + (b - a) * kElem;
+        for (size_t k = a; k < b; ++k) {
+          size_t e = kPageHeader + (k - a) * kElem;
+          const std::string& key = level[k].first;
+          Put<uint32_t>(&page, e, static_cast<uint32_t>(data - e));
+          Put<uint32_t>(&page, e + 4, static_cast<uint32_t>(key.size()));
+          Put<uint64_t>(&page, e + 8, level[k].second);
+          std::memcpy(page.data() + data, key.data(), key.size());
+          data += key.size();
+        }
+        (*pages_)[id] = std::move(page);
+        up.emplace_back(level[a].first, id);
+        a = b;
+      }
+      level = std::move(up);
+    }
+    return level.empty() ? 0 : level[0].second;
+  }
+
+ private:
+  static size_t Round(size_t bytes) {
+    return (bytes + kWritePageSize - 1) / kWritePageSize * kWritePageSize;
+  }
+
+  // Reserves the page ids for a page of page->size() bytes and writes
+  // its header.
+  uint64_t Place(std::string* page, uint16_t flags, size_t count) {
+    uint64_t id = pages_->size();
+    uint32_t overflow =
+        static_cast<uint32_t>(page->size() / kWritePageSize - 1);
+    Put<uint64_t>(page, 0, id);
+    Put<uint16_t>(page, 8, flags);
+    Put<uint16_t>(page, 10, static_cast<uint16_t>(count));
+    Put<uint32_t>(page, 12, overflow);
+    pages_->resize(pages_->size() + 1 + overflow);
+    return id;
+  }
+
+  std::vector<std::string>* pages_;
+};
+
+std::string MetaPage(uint64_t id, uint64_t root, uint64_t high,
+                     uint64_t txid) {
+  std::string page(kWritePageSize, '\0');
+  Put<uint64_t>(&page, 0, id);
+  Put<uint16_t>(&page, 8, kMetaFlag);
+  size_t m = kPageHeader;
+  Put<uint32_t>(&page, m, kMagic);
+  Put<uint32_t>(&page, m + 4, 2);  // version
+  Put<uint32_t>(&page, m + 8, kWritePageSize);
+  Put<uint64_t>(&page, m + 16, root);
+  Put<uint64_t>(&page, m + 32, 2);  // freelist page
+  Put<uint64_t>(&page, m + 40, high);
+  Put<uint64_t>(&page, m + 48, txid);
+  Put<uint64_t>(&page, m + 56,
+                Fnv1a(absl::string_view(page).substr(m, 56)));
+  return page;
+}
+
+}  // namespace
+
+std::string WriteBolt(
+    const std::map<std::string, std::map<std::string, std::string>>& buckets,
+    uint64_t txid) {
+  std::vector<std::string> pages(3);
+  std::string freelist(kWritePageSize, '\0');
+  Put<uint64_t>(&freelist, 0, 2);
+  Put<uint16_t>(&freelist, 8, kFreelistFlag);
+  pages[2] = freelist;
+  TreeWriter w(&pages);
+  std::vector<std::tuple<std::string, std::string, uint32_t>> root_elems;
+  for (const auto& [name, kvs] : buckets) {
+    std::string header(16, '\0');
+    if (kvs.empty()) {
+      // An inline bucket: header with root 0, then an empty leaf page.
+      std::string inline_page(kPageHeader, '\0');
+      Put<uint16_t>(&inline_page, 8, kLeaf);
+      header += inline_page;
+    } else {
+      std::vector<std::tuple<std::string, std::string, uint32_t>> elems;
+      for (const auto& [k, v] : kvs) elems.emplace_back(k, v, 0);
+      Put<uint64_t>(&header, 0, w.Write(elems));
+    }
+    root_elems.emplace_back(name, header, kBucketLeafFlag);
+  }
+  uint64_t root = 0;
+  if (root_elems.empty()) {
+    std::string page(kWritePageSize, '\0');
+    uint64_t id = pages.size();
+    Put<uint64_t>(&page, 0, id);
+    Put<uint16_t>(&page, 8, kLeaf);
+    pages.push_back(page);
+    root = id;
+  } else {
+    root = w.Write(root_elems);
+  }
+  uint64_t high = pages.size();
+  pages[0] = MetaPage(0, root, high, txid > 0 ? txid - 1 : 0);
+  pages[1] = MetaPage(1, root, high, txid);
+  std::string out;
+  out.reserve(high * kWritePageSize);
+  for (const std::string& p : pages) out += p;  // overflow slots are empty
+  return out;
 }
 
 }  // namespace detcd::ctl

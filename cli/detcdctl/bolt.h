@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 
 #include "absl/status/status.h"
@@ -27,6 +28,15 @@ namespace detcd::ctl {
 
 // Whether data starts like a bolt file (meta page magic).
 bool LooksLikeBolt(absl::string_view data);
+
+// A whole bolt file holding the given top-level buckets (name -> key ->
+// value, in byte order; no nested buckets, sequences 0), written as one
+// compact tree per bucket on 4096-byte pages with an empty freelist; both
+// meta pages name it (txid and txid - 1). bbolt opens it as any file it
+// wrote itself (what `migrate` needs to write etcd's backend).
+std::string WriteBolt(
+    const std::map<std::string, std::map<std::string, std::string>>& buckets,
+    uint64_t txid);
 
 class BoltReader {
  public:
