@@ -200,6 +200,34 @@ printf '%s\n' "${COMPREPLY[@]}"
         self.assertIn("snapshot", complete("detcdctl", "s"))
 
 
+class PanicsToErrors(unittest.TestCase):
+    """Input on which etcdctl 3.4 crashes with a Go panic (exit 2):
+    detcdctl prints a clear error instead (exit 3, ExitInvalidInput),
+    before any server is contacted."""
+
+    CASES = [
+        ('value("k") ~ "1"\n\n\n', "Error: malformed comparison: "
+         'value("k") ~ "1" (unknown operator ~)\n'),
+        ('lease("k") = "1"\n\n\n', "Error: malformed comparison: "
+         'lease("k") = "1" (the lease target is not supported)\n'),
+        ("\nput 'a' b c d e\n\n", "Error: invalid single-quoted argument "
+         "'a'\n"),
+    ]
+
+    def test_txn_interactive(self):
+        if not os.access(lib.detcdctl_binary(), os.X_OK):
+            self.skipTest("detcdctl not built")
+        for stdin, err in self.CASES:
+            args = ["--endpoints=127.0.0.1:1", "--dial-timeout=1s", "txn",
+                    "-i"]
+            ra = lib.run_argv([etcdctl()] + args, stdin=stdin)
+            rb = lib.run_argv([lib.detcdctl_binary()] + args, stdin=stdin)
+            self.assertEqual(ra.rc, 2, ra.describe())
+            self.assertIn("panic: ", ra.err)
+            self.assertEqual((rb.rc, rb.err), (3, err), rb.describe())
+            self.assertEqual(rb.out, ra.out)  # the prompts
+
+
 class Migrate(unittest.TestCase):
     """etcdctl's migrate behaviour where detcdctl can follow it."""
 
