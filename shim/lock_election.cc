@@ -6,6 +6,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -74,8 +75,7 @@ std::string TokenOf(const grpc::CallbackServerContext* ctx) {
 // A session on the caller's lease, or (lease 0) on a fresh lease of
 // etcd's default 60 s that is not kept alive: etcd's services create a
 // concurrency session WithLease(req.Lease) and orphan it at once.
-absl::StatusOr<std::unique_ptr<Session>> SessionFor(Client* c,
-                                                   int64_t lease) {
+absl::StatusOr<std::unique_ptr<Session>> SessionFor(Client* c, int64_t lease) {
   if (lease != 0) return Session::Attach(c, lease);
   auto s = Session::New(c);
   if (!s.ok()) return s.status();
@@ -152,6 +152,22 @@ namespace {
 
 using Impl = LockElection::Impl;
 
+// Runs body on a thread of its own; false when the system has no thread
+// to give (the call is then refused as one too many).
+template <typename Body>
+bool Spawn(Body body) {
+  try {
+    std::thread(std::move(body)).detach();
+    return true;
+  } catch (const std::system_error&) {
+    return false;
+  }
+}
+
+grpc::Status TooMany() {
+  return ToGrpc(server::ToClientError(server::ErrTooManyRequests()));
+}
+
 // A unary call whose work blocks: it runs on a thread of its own and
 // finishes the reactor when done. The reactor is deleted by gRPC's OnDone,
 // which comes only after Finish, and Finish is the thread's last touch.
@@ -172,14 +188,19 @@ class BlockingUnary final : public grpc::ServerUnaryReactor,
       call->End(ToGrpc(c.status()));
       return call;
     }
-    std::thread([call, keep = impl->shared_from_this(), c = *std::move(c),
-                 work = std::move(work)]() mutable {
-      grpc::Status st = work(c.get());
-      c.reset();
-      const bool stopping = call->impl_->Leave(call);
-      if (stopping && !st.ok()) st = Stopped();
-      call->End(st);
-    }).detach();
+    const bool started =
+        Spawn([call, keep = impl->shared_from_this(), c = *std::move(c),
+               work = std::move(work)]() mutable {
+          grpc::Status st = work(c.get());
+          c.reset();
+          const bool stopping = call->impl_->Leave(call);
+          if (stopping && !st.ok()) st = Stopped();
+          call->End(st);
+        });
+    if (!started) {
+      impl->Leave(call);
+      call->End(TooMany());
+    }
     return call;
   }
 
@@ -215,16 +236,21 @@ class ObserveCall final : public grpc::ServerWriteReactor<el::LeaderResponse>,
       call->End(ToGrpc(c.status()));
       return call;
     }
-    std::thread([call, keep = impl->shared_from_this(), c = *std::move(c),
-                 name = req->name()]() mutable {
-      grpc::Status st = call->Observe(c.get(), name);
-      c.reset();
-      const bool stopping = call->impl_->Leave(call);
-      if (stopping && st.error_code() == grpc::StatusCode::CANCELLED) {
-        st = Stopped();
-      }
-      call->End(st);
-    }).detach();
+    const bool started =
+        Spawn([call, keep = impl->shared_from_this(), c = *std::move(c),
+               name = req->name()]() mutable {
+          grpc::Status st = call->Observe(c.get(), name);
+          c.reset();
+          const bool stopping = call->impl_->Leave(call);
+          if (stopping && st.error_code() == grpc::StatusCode::CANCELLED) {
+            st = Stopped();
+          }
+          call->End(st);
+        });
+    if (!started) {
+      impl->Leave(call);
+      call->End(TooMany());
+    }
     return call;
   }
 
@@ -243,19 +269,19 @@ class ObserveCall final : public grpc::ServerWriteReactor<el::LeaderResponse>,
     // etcd observes with a session on lease -1 that is never used.
     std::unique_ptr<Session> s = Session::Attach(c, -1);
     Election e(s.get(), name);
-    absl::Status st = e.Observe([this](const etcdserverpb::RangeResponse& r) {
-      el::LeaderResponse out;
-      *out.mutable_header() = r.header();
-      if (r.kvs_size() > 0) *out.mutable_kv() = r.kvs(0);
-      return Write(std::move(out));
-    });
-    // etcd ends the stream with OK when the observer stops (its watch
-    // failed or the leader's key could not be read); only the caller's
-    // own cancellation is an error.
+    // etcd ends the stream with OK whenever the observer stops (its watch
+    // failed, the leader's key could not be read): the reason is dropped.
+    // Only the caller's own cancellation is an error.
+    e.Observe([this](const etcdserverpb::RangeResponse& r) {
+       el::LeaderResponse out;
+       *out.mutable_header() = r.header();
+       if (r.kvs_size() > 0) *out.mutable_kv() = r.kvs(0);
+       return Write(std::move(out));
+     }).IgnoreError();
     if (canceller_.cancelled()) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, client::kContextCanceled);
+      return grpc::Status(grpc::StatusCode::CANCELLED,
+                          client::kContextCanceled);
     }
-    (void)st;
     return grpc::Status::OK;
   }
 
@@ -304,30 +330,31 @@ class LockService final : public v3lockpb::Lock::CallbackService {
   grpc::ServerUnaryReactor* Lock(grpc::CallbackServerContext* ctx,
                                  const v3lockpb::LockRequest* req,
                                  v3lockpb::LockResponse* resp) override {
-    return BlockingUnary::Run(
-        impl_, ctx, kLockService, "Lock", [req, resp](Client* c) {
-          auto s = SessionFor(c, req->lease());
-          if (!s.ok()) return FromInner(s.status());
-          Mutex m(s->get(), req->name());
-          if (absl::Status st = m.Lock(); !st.ok()) return FromInner(st);
-          *resp->mutable_header() = m.header();
-          resp->set_key(m.key());
-          return grpc::Status::OK;
-        });
+    return BlockingUnary::Run(impl_, ctx, kLockService, "Lock",
+                              [req, resp](Client* c) {
+                                auto s = SessionFor(c, req->lease());
+                                if (!s.ok()) return FromInner(s.status());
+                                Mutex m(s->get(), req->name());
+                                if (absl::Status st = m.Lock(); !st.ok())
+                                  return FromInner(st);
+                                *resp->mutable_header() = m.header();
+                                resp->set_key(m.key());
+                                return grpc::Status::OK;
+                              });
   }
 
   grpc::ServerUnaryReactor* Unlock(grpc::CallbackServerContext* ctx,
                                    const v3lockpb::UnlockRequest* req,
                                    v3lockpb::UnlockResponse* resp) override {
-    return BlockingUnary::Run(
-        impl_, ctx, kLockService, "Unlock", [req, resp](Client* c) {
-          etcdserverpb::DeleteRangeRequest d;
-          d.set_key(req->key());
-          auto r = c->DeleteRange(d);
-          if (!r.ok()) return FromInner(r.status());
-          *resp->mutable_header() = r->header();
-          return grpc::Status::OK;
-        });
+    return BlockingUnary::Run(impl_, ctx, kLockService, "Unlock",
+                              [req, resp](Client* c) {
+                                etcdserverpb::DeleteRangeRequest d;
+                                d.set_key(req->key());
+                                auto r = c->DeleteRange(d);
+                                if (!r.ok()) return FromInner(r.status());
+                                *resp->mutable_header() = r->header();
+                                return grpc::Status::OK;
+                              });
   }
 
  private:
@@ -393,8 +420,7 @@ class ElectionService final : public el::Election::CallbackService {
   }
 
   grpc::ServerWriteReactor<el::LeaderResponse>* Observe(
-      grpc::CallbackServerContext* ctx,
-      const el::LeaderRequest* req) override {
+      grpc::CallbackServerContext* ctx, const el::LeaderRequest* req) override {
     return ObserveCall::Run(impl_, ctx, req);
   }
 

@@ -4,6 +4,8 @@
 // a caller that gives up leaving no key, and a server that stops while
 // calls wait. tests/integration/test_lock_election.py compares the same
 // services with real etcd through Go's generated clients.
+#include "shim/lock_election.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -26,7 +28,6 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "shim/config.h"
-#include "shim/lock_election.h"
 #include "shim/server.h"
 
 namespace detcd::shim {
