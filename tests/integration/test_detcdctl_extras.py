@@ -527,7 +527,10 @@ class PromoteFormats(cluster.ClusterTestCase):
     then crashes (Go panic, exit 2) for want of a printer; detcdctl
     promotes, then says the format is not supported (exit 4)."""
 
-    def test_promote_json(self):
+    def _promote(self, fmt_args):
+        """A 1-member cluster grows a learner; detcdctl promotes it (retried
+        while the learner is not in sync yet); returns the last result and
+        the learner's member ID."""
         import test_membership as tm
         if not os.access(lib.detcdctl_binary(), os.X_OK):
             self.skipTest("detcdctl not built")
@@ -541,20 +544,31 @@ class PromoteFormats(cluster.ClusterTestCase):
         deadline = time.monotonic() + 30
         while True:
             r = lib.run_ctl(lib.detcdctl_binary(), c.endpoints(c.members[:1]),
-                            ["member", "promote", "%x" % j.member_id,
-                             "-w", "json"])
+                            ["member", "promote", "%x" % j.member_id] +
+                            fmt_args)
             if r.rc != 1:
                 break
             self.assertIn("in sync with leader", r.err, r.describe())
             self.assertLess(time.monotonic(), deadline, r.describe())
             time.sleep(0.2)
-        self.assertEqual((r.rc, r.out, r.err),
-                         (4, "", "Error: json not supported as output "
-                          "format\n"), r.describe())
         members = c.ctl_ok(["member", "list", "-w", "json"],
                            members=c.members[:1]).json()["members"]
         learners = [m for m in members if m.get("isLearner")]
         self.assertEqual(learners, [], members)
+        return r, j.member_id
+
+    def test_promote_json(self):
+        r, _ = self._promote(["-w", "json"])
+        self.assertEqual((r.rc, r.out, r.err),
+                         (4, "", "Error: json not supported as output "
+                          "format\n"), r.describe())
+
+    def test_promote_simple(self):
+        r, mid = self._promote([])
+        self.assertEqual(r.rc, 0, r.describe())
+        self.assertRegex(r.out, r"^Member %16x promoted in cluster +[0-9a-f]+\n$"
+                         % mid)
+        self.assertEqual(r.err, "")
 
 
 if __name__ == "__main__":
