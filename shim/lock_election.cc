@@ -131,8 +131,9 @@ struct LockElection::Impl : std::enable_shared_from_this<LockElection::Impl> {
   }
 
   // The call is done; returns whether the server is stopping (the call's
-  // outcome is then "server stopped"). The call must not touch this
-  // Impl afterwards: Shutdown may return as soon as the set is empty.
+  // outcome is then "server stopped"). Shutdown may return as soon as the
+  // set is empty, so after this a call only finishes its reactor (the
+  // Impl itself stays alive: the call's thread holds a reference).
   bool Leave(OpenCallBase* call) {
     absl::MutexLock l(&mu);
     open.erase(call);
