@@ -929,7 +929,19 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
     const bool magic = ReadFull(*stream, hello, kMagicLen) &&
                        memcmp(hello, kMagic, kMagicLen) == 0;
     if (!magic && opts_.serve_http && LooksLikeHttp(hello, kMagicLen)) {
-      opts_.serve_http(std::move(stream), std::string(hello, kMagicLen));
+      // A TLS stream keeps the rest of the record it decrypted (the rest of
+      // the request) to itself, where the HTTP server's poll() on the socket
+      // cannot see it: take the request head now. Reads of 64 KiB (more than
+      // a TLS record) leave nothing behind; bounded by the accept timeouts.
+      std::string initial(hello, kMagicLen);
+      std::string more(64 * 1024, '\0');
+      while (initial.find("\r\n\r\n") == std::string::npos &&
+             initial.size() < 64 * 1024) {
+        const long n = stream->Read(more.data(), more.size());
+        if (n <= 0) break;
+        initial.append(more.data(), static_cast<size_t>(n));
+      }
+      opts_.serve_http(std::move(stream), std::move(initial));
       return;
     }
     if (!magic || !ReadFull(*stream, hello + kMagicLen, kHelloLen - kMagicLen)) {

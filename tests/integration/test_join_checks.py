@@ -12,6 +12,11 @@ etcd 3.4 and on detcd side by side (same exit code, same fatal message).
 - DiscoveryWhenJoiningTest: --discovery with --initial-cluster-state
   existing is refused ("discovery URL should not be set when joining
   existing initial cluster"), before any request to the discovery URL.
+- TlsJoinTest: a member joins a cluster whose peers speak https with
+  client-certificate authentication (certificates made here with openssl):
+  its GET /members and /version go over TLS, then it catches up and
+  serves; with a certificate of another CA the join fails (no cluster
+  information), as etcd's.
 
 Run alone: python3 tests/integration/test_join_checks.py --server build/detcd -v
 """
@@ -20,6 +25,7 @@ import http.server
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 
@@ -207,6 +213,117 @@ class VersionCheckTest(JoinCase):
             self.assertIn("/version", fake.requests)
             self.assertNotIn("incompatible", m.log_text())
             m.kill()
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_pki(d):
+    """A CA and one server+client certificate for 127.0.0.1 / localhost."""
+    os.makedirs(d, exist_ok=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=join-ca",
+            cwd=d)
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                "extendedKeyUsage=serverAuth,clientAuth\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "peer.key",
+            "-out", "peer.csr", "-subj", "/CN=peer", cwd=d)
+    openssl("x509", "-req", "-in", "peer.csr", "-CA", "ca.crt", "-CAkey",
+            "ca.key", "-CAcreateserial", "-days", "2", "-out", "peer.crt",
+            "-extfile", "ext.cnf", cwd=d)
+    return ["--peer-cert-file", os.path.join(d, "peer.crt"),
+            "--peer-key-file", os.path.join(d, "peer.key"),
+            "--peer-trusted-ca-file", os.path.join(d, "ca.crt"),
+            "--peer-client-cert-auth"]
+
+
+class TlsPeerMember(it.Member):
+    """A member with https peer URLs, its own --initial-cluster and state."""
+
+    def __init__(self, cluster, index, name, tls_flags):
+        ports = it.free_ports(2)
+        super().__init__(cluster, index, ports[0], ports[1])
+        self.name = name
+        self.data_dir = os.path.join(cluster.dir, name + ".etcd")
+        self.log_path = os.path.join(cluster.dir, name + ".log")
+        self.tls_flags = tls_flags
+        self.initial = ""
+        self.state = "new"
+
+    @property
+    def peer_url(self):
+        return "https://127.0.0.1:%d" % self.peer_port
+
+    def argv(self):
+        c = self.cluster
+        return [
+            c.binary, "--name", self.name, "--data-dir", self.data_dir,
+            "--listen-client-urls", self.client_url,
+            "--advertise-client-urls", self.client_url,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", self.initial,
+            "--initial-cluster-token", c.token,
+            "--initial-cluster-state", self.state,
+            "--heartbeat-interval", str(c.heartbeat_ms),
+            "--election-timeout", str(c.election_ms),
+        ] + self.tls_flags
+
+
+class TlsJoinTest(it.ClusterTestCase):
+
+    def join_over_tls(self, binary):
+        c = self.new_cluster(binary, start=False, size=1, label="join-tls")
+        tls = make_pki(c.dir)
+        a = TlsPeerMember(c, 0, "a", tls)
+        a.initial = "a=" + a.peer_url
+        c.members = [a]
+        a.start()
+        c.wait_healthy()
+        c.ctl_ok(["put", "before", "join"])
+        b = TlsPeerMember(c, 1, "b", tls)
+        r = c.ctl_ok(["member", "add", "b", "--peer-urls", b.peer_url])
+        b.initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"',
+                              r.out).group(1)
+        b.state = "existing"
+        # With a certificate from another CA the member cannot read the
+        # cluster (the peers demand client certificates of theirs, and it
+        # does not trust their certificate either).
+        b.tls_flags = make_pki(os.path.join(c.dir, "other"))
+        c.members.append(b)
+        b.start()
+        rc = wait_exit(b, 30)
+        bare = fatal_text(b)
+        b.proc = None
+        # With it, it joins.
+        b.tls_flags = tls
+        b.start()
+        c.wait_healthy(members=[b], timeout=30)
+        c.ctl_ok(["put", "after", "join"], members=[b])
+        r = c.ctl_ok(["get", "--prefix", "", "--consistency=s",
+                      "--print-value-only"], members=[b])
+        self.assertEqual(r.out.split(), ["join", "join"])
+        # The new member publishes its name once it has caught up.
+        deadline = time.monotonic() + 15
+        while True:
+            names = sorted(m.get("name", "") for m in
+                           c.ctl_ok(["member", "list", "-w", "json"])
+                           .json()["members"])
+            if names == ["a", "b"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(names, ["a", "b"])
+        c.close()
+        return rc, bare
+
+    def test_join_tls_peers(self):
+        ref = self.join_over_tls(it.CONFIG["reference"])
+        got = self.join_over_tls(it.CONFIG["server"])
+        self.assertIn("cannot fetch cluster info from peer urls", ref[1])
+        self.assertEqual(got, ref)
 
 
 class DiscoveryWhenJoiningTest(JoinCase):
