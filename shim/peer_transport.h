@@ -78,6 +78,11 @@ struct PeerTransportOptions {
   // --listen-peer-urls: "http://host:port", "https://host:port" or
   // "host:port" (plain). Port 0 binds a free port (see ListenPorts()). An
   // empty host or 0.0.0.0 listens on every IPv4 address, [::] on every one.
+  // "unix://host:port" / "unixs://host:port" listen on a unix socket whose
+  // file name is the literal "host:port" in the working directory (etcd's
+  // semantics; a stale file is replaced, the file is removed at Stop);
+  // peers with such URLs are dialed the same way (unixs: TLS, with the
+  // URL's host as server name).
   std::vector<std::string> listen_urls;
   // --peer-* TLS: the server side for https listen URLs, the client side
   // when dialing https peer URLs.
