@@ -44,16 +44,30 @@ void SimNetwork::Schedule(uint64_t from, uint64_t to, std::string payload,
     ++stats_.clogged;
     when = clog->second;
   }
-  world_->At(when, [this, from, to, p = std::move(payload)]() mutable {
-    auto it = inbox_.find(to);
-    if (it == inbox_.end()) {
-      ++stats_.to_down_node;
-      return;
-    }
-    ++stats_.delivered;
-    world_->Note(TraceKind::kDeliver, to, from, p);
-    it->second(from, std::move(p));
-  });
+  uint32_t slot;
+  if (free_.empty()) {
+    slot = static_cast<uint32_t>(in_flight_.size());
+    in_flight_.push_back(InFlight{from, to, std::move(payload)});
+  } else {
+    slot = free_.back();
+    free_.pop_back();
+    in_flight_[slot] = InFlight{from, to, std::move(payload)};
+  }
+  // [this, slot] fits in std::function's inline buffer: no allocation.
+  world_->At(when, [this, slot] { Arrive(slot); });
+}
+
+void SimNetwork::Arrive(uint32_t slot) {
+  InFlight m = std::move(in_flight_[slot]);
+  free_.push_back(slot);
+  auto it = inbox_.find(m.to);
+  if (it == inbox_.end()) {
+    ++stats_.to_down_node;
+    return;
+  }
+  ++stats_.delivered;
+  world_->Note(TraceKind::kDeliver, m.to, m.from, m.payload);
+  it->second(m.from, std::move(m.payload));
 }
 
 }  // namespace detcd::sim

@@ -85,6 +85,17 @@ class SimNetwork {
  private:
   void Schedule(uint64_t from, uint64_t to, std::string payload,
                 int64_t extra_delay_ns);
+  void Arrive(uint32_t slot);
+
+  // Payloads on the wire, reused through free_ (each is delivered or
+  // dropped exactly once, by its Arrive event).
+  struct InFlight {
+    uint64_t from = 0;
+    uint64_t to = 0;
+    std::string payload;
+  };
+  std::vector<InFlight> in_flight_;
+  std::vector<uint32_t> free_;
 
   World* world_;
   env::SeededRng rng_;

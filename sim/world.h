@@ -132,7 +132,16 @@ class World {
 
   void At(int64_t when, Fn fn) {
     DETCD_CHECK_MSG(when >= now_, "cannot schedule in the past");
-    queue_.push(Event{when, next_seq_++, std::move(fn)});
+    uint32_t slot;
+    if (free_.empty()) {
+      slot = static_cast<uint32_t>(fns_.size());
+      fns_.push_back(std::move(fn));
+    } else {
+      slot = free_.back();
+      free_.pop_back();
+      fns_[slot] = std::move(fn);
+    }
+    queue_.push(Event{when, next_seq_++, slot});
   }
   void After(int64_t delay, Fn fn) { At(now_ + delay, std::move(fn)); }
 
@@ -140,12 +149,15 @@ class World {
   bool RunNext(int64_t limit) {
     if (queue_.empty() || queue_.top().when > limit) return false;
     // Move out before popping: the event may schedule more events.
-    Event ev = std::move(const_cast<Event&>(queue_.top()));
+    const Event ev = queue_.top();
     queue_.pop();
+    Fn fn = std::move(fns_[ev.slot]);
+    fns_[ev.slot] = nullptr;
+    free_.push_back(ev.slot);
     now_ = ev.when;
     ++events_run_;
     NoteHash(TraceKind::kEvent, 0, ev.seq, static_cast<uint64_t>(ev.when));
-    ev.fn();
+    fn();
     return true;
   }
   // Runs every event up to `limit`, then sets the time to `limit`.
@@ -199,10 +211,13 @@ class World {
     log_->records.push_back(r);
   }
 
+  // The heap holds small plain records and the callbacks stay put in a
+  // slab (fns_, reused through free_): sifting the heap then moves 24
+  // bytes instead of std::function objects. Order is (when, seq) either way.
   struct Event {
     int64_t when;
     uint64_t seq;
-    Fn fn;
+    uint32_t slot;  // in fns_
   };
   struct Later {
     bool operator()(const Event& a, const Event& b) const {
@@ -210,6 +225,8 @@ class World {
     }
   };
   std::priority_queue<Event, std::vector<Event>, Later> queue_;
+  std::vector<Fn> fns_;
+  std::vector<uint32_t> free_;
   int64_t now_ = 0;
   uint64_t next_seq_ = 0;
   uint64_t events_run_ = 0;

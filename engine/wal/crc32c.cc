@@ -1,6 +1,11 @@
 #include "engine/wal/crc32c.h"
 
 #include <array>
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
 
 namespace detcd::crc32c {
 namespace {
@@ -35,9 +40,7 @@ inline uint32_t Load32(const unsigned char* p) {
          (static_cast<uint32_t>(p[3]) << 24);
 }
 
-}  // namespace
-
-uint32_t Extend(uint32_t crc, const char* data, size_t n) {
+uint32_t ExtendTables(uint32_t crc, const char* data, size_t n) {
   const auto* p = reinterpret_cast<const unsigned char*>(data);
   uint32_t c = ~crc;
   while (n >= 8) {
@@ -56,6 +59,50 @@ uint32_t Extend(uint32_t crc, const char* data, size_t n) {
     --n;
   }
   return ~c;
+}
+
+#if defined(__x86_64__)
+// SSE4.2's crc32 instruction computes this same polynomial, 8 bytes per
+// instruction: several times the table loop's speed on the WAL's and the
+// snapshot's checksums. Chosen at run time, so the binary still runs on
+// CPUs without it.
+__attribute__((target("sse4.2"))) uint32_t ExtendHardware(uint32_t crc,
+                                                          const char* data,
+                                                          size_t n) {
+  uint64_t c = ~crc;
+  while (n >= 8) {
+    uint64_t v;
+    std::memcpy(&v, data, 8);
+    c = _mm_crc32_u64(c, v);
+    data += 8;
+    n -= 8;
+  }
+  auto c32 = static_cast<uint32_t>(c);
+  while (n > 0) {
+    c32 = _mm_crc32_u8(c32, static_cast<unsigned char>(*data));
+    ++data;
+    --n;
+  }
+  return ~c32;
+}
+
+bool HaveHardware() {
+  static const bool have = __builtin_cpu_supports("sse4.2");
+  return have;
+}
+#endif
+
+}  // namespace
+
+uint32_t ExtendPortable(uint32_t crc, const char* data, size_t n) {
+  return ExtendTables(crc, data, n);
+}
+
+uint32_t Extend(uint32_t crc, const char* data, size_t n) {
+#if defined(__x86_64__)
+  if (HaveHardware()) return ExtendHardware(crc, data, n);
+#endif
+  return ExtendTables(crc, data, n);
 }
 
 }  // namespace detcd::crc32c

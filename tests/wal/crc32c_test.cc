@@ -43,6 +43,21 @@ TEST(Crc32c, ExtendMatchesWholeAtEverySplit) {
   }
 }
 
+TEST(Crc32c, PortableAndHardwareAgree) {
+  // Every length up to 300 and every start alignment, with bytes that set
+  // every bit somewhere.
+  std::string s;
+  for (int i = 0; i < 320; ++i) s.push_back(static_cast<char>(i * 151 + 7));
+  for (size_t start = 0; start < 9; ++start) {
+    for (size_t n = 0; start + n <= 300; ++n) {
+      ASSERT_EQ(Extend(0x12345678u, s.data() + start, n),
+                ExtendPortable(0x12345678u, s.data() + start, n))
+          << "start " << start << " n " << n;
+    }
+  }
+  EXPECT_EQ(ExtendPortable(0, "123456789", 9), 0xE3069283u);
+}
+
 TEST(Crc32c, DifferentInputsDiffer) {
   EXPECT_NE(Value("a"), Value("foo"));
   EXPECT_NE(Value("hello world"), Value("hello worle"));
