@@ -303,6 +303,16 @@ void Migrate(Command& cmd, const std::vector<std::string>&) {
   auto it = rebuilt->root->children.find("1");
   if (it != rebuilt->root->children.end()) keys = it->second.get();
   if (keys == nullptr) {
+    // bbolt initialises a new file when it opens it; nothing else is
+    // written then.
+    if (db.empty()) {
+      std::string image = WriteBolt({}, 1);
+      if (::pwrite(fd, image.data(), image.size(), 0) !=
+          static_cast<ssize_t>(image.size())) {
+        ExitWithError(kExitError,
+                      absl::StrCat("write ", db_path, ": ", ErrnoText(errno)));
+      }
+    }
     Out("no v2 keys to migrate\n");
     Exit(kExitSuccess);
   }

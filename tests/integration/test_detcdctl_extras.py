@@ -284,6 +284,19 @@ class Migrate(unittest.TestCase):
                           "no v2 keys to migrate\n", ""), r.describe())
         self.assertEqual(before, snapshot_tree(d))
 
+    def test_etcd_member_without_v2_keys(self):
+        d = self._stopped_member(cluster.CONFIG["reference"])
+        a, b = os.path.join(self.tmp, "a"), os.path.join(self.tmp, "b")
+        shutil.copytree(d, a)
+        shutil.copytree(d, b)
+        before = snapshot_tree(b)
+        ra = run([etcdctl(), "migrate", "--data-dir", a])
+        rb = run([lib.detcdctl_binary(), "migrate", "--data-dir", b])
+        self.assertEqual((ra.rc, ra.out, ra.err), (rb.rc, rb.out, rb.err))
+        self.assertTrue(rb.out.endswith("no v2 keys to migrate\n"), rb.out)
+        self.assertIn('"msg":"added member"', rb.out)
+        self.assertEqual(before, snapshot_tree(b))
+
     def test_empty_wal_dir_then_no_snap_dir(self):
         d = os.path.join(self.tmp, "x")
         os.makedirs(os.path.join(d, "member", "wal"))
