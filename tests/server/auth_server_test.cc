@@ -34,8 +34,9 @@ std::string Text(const absl::Status& s) {
 
 class AuthServerTest : public ::testing::Test {
  protected:
-  void Start(int64_t token_ttl_ns = 0) {
+  void Start(int64_t token_ttl_ns = 0, bool client_cert_auth = false) {
     ClusterOptions o;
+    o.server.client_cert_auth = client_cert_auth;
     o.nodes = 3;
     o.node.election_ticks = 10;
     o.node.heartbeat_ticks = 1;
@@ -359,6 +360,28 @@ TEST_F(AuthServerTest, ExpiredLeaseIsRevokedUnderAuthAndLeaseRevokeIsChecked) {
   auto get = DETCD_CALL(Range, RangeResponse, r, &*root);
   ASSERT_TRUE(get.ok());
   EXPECT_EQ(get->kvs_size(), 0);
+}
+
+TEST_F(AuthServerTest, ClientCertificateNamesTheUserWithClientCertAuth) {
+  Start(0, /*client_cert_auth=*/true);
+  WalkThroughSetup();
+  Caller cert;
+  cert.cert_cn = "alice";
+  EXPECT_TRUE(Put("foo/1", &cert).ok());
+  EXPECT_EQ(Text(Put("bar", &cert)), "etcdserver: permission denied");
+  // A token wins over the certificate.
+  auto bob = Login("bob", "bobpw");
+  ASSERT_TRUE(bob.ok());
+  bob->cert_cn = "alice";
+  EXPECT_EQ(Text(Put("foo/1", &*bob)), "etcdserver: permission denied");
+}
+
+TEST_F(AuthServerTest, ClientCertificateIsIgnoredWithoutClientCertAuth) {
+  Start();
+  WalkThroughSetup();
+  Caller cert;
+  cert.cert_cn = "root";
+  EXPECT_EQ(Text(Put("foo/1", &cert)), "etcdserver: user name is empty");
 }
 
 TEST_F(AuthServerTest, AuthStoreTravelsInSnapshotsAndFreshImagesStayOld) {
