@@ -230,6 +230,38 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
                              : events_kind == 1 ? wr.Range(20, 200)
                                                 : wr.Range(2, 8);
   }
+  // Background maintenance per seed: about half the runs have etcd's auto
+  // compactor (periodic or revision mode, short retentions so that it
+  // fires several times in a run) and the periodic corruption check (HashKV
+  // of every member at the leader's revision), so their proposals and peer
+  // requests mix with the faults and the workload. Their own stream: the
+  // other choices of a seed stay as they were.
+  std::string maintenance = "off";
+  {
+    env::SeededRng mr = root.Derive("maintenance");
+    if (mr.Chance(0.5)) {
+      server::CompactorOptions& ac = copts.server.auto_compaction;
+      if (mr.Chance(0.5)) {
+        ac.mode = server::CompactorOptions::Mode::kPeriodic;
+        ac.retention = mr.Range(500, 4000) * sim::kMillisecond;
+        maintenance = absl::StrCat("periodic:", ac.retention / sim::kMillisecond,
+                                   "ms");
+      } else {
+        ac.mode = server::CompactorOptions::Mode::kRevision;
+        ac.retention = mr.Range(1, 50);
+        ac.revision_interval_ns = mr.Range(300, 2000) * sim::kMillisecond;
+        maintenance = absl::StrCat(
+            "revision:", ac.retention, "/",
+            ac.revision_interval_ns / sim::kMillisecond, "ms");
+      }
+      copts.server.corrupt_check.interval_ns =
+          mr.Range(500, 3000) * sim::kMillisecond;
+      absl::StrAppend(&maintenance, ",corrupt-check:",
+                      copts.server.corrupt_check.interval_ns /
+                          sim::kMillisecond,
+                      "ms");
+    }
+  }
   copts.trace_log = o.trace_log;
   res.params.push_back(absl::StrCat("seed=", o.seed));
   res.params.push_back(absl::StrCat("scenario=", res.scenario));
@@ -239,6 +271,7 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   res.params.push_back(absl::StrCat(
       "watch_limits=", copts.server.watch.max_response_bytes, "B/",
       copts.server.watch.max_events_per_sync, "ev"));
+  res.params.push_back("maintenance=" + maintenance);
   if (!o.bug.empty()) res.params.push_back("bug=" + o.bug);
   if (scenario->configure) {
     scenario->configure(copts, scenario_rng, &res.params);
@@ -315,6 +348,12 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
       run_until(world.now() + 50 * sim::kMillisecond);
     }
     run_until(world.now() + 200 * sim::kMillisecond);
+    // Background proposals (lease checkpoints, auto compactions) may be in
+    // flight at any instant: what counts is that the cluster settles again
+    // before the deadline, not that it is idle at one chosen moment.
+    while (world.now() < deadline && !stop() && !cluster.Converged()) {
+      run_until(world.now() + 50 * sim::kMillisecond);
+    }
     converged = cluster.Converged();
   }
   if (livelocked) {
@@ -348,6 +387,23 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
     res.failures.push_back(v);
     res.caught_by.insert("safety");
   }
+  // The simulator corrupts nothing silently (every disk fault is one that
+  // checksums or failed syncs expose), so a CORRUPT alarm means members'
+  // stores really differ at one revision, or the check raised a false
+  // alarm: a failure either way.
+  for (uint64_t id : cluster.UpNodes()) {
+    if (!cluster.server(id)
+             ->state()
+             .alarms()
+             .Get(etcdserverpb::CORRUPT)
+             .empty()) {
+      res.failures.push_back(absl::StrCat(
+          "corruption check: CORRUPT alarm active on member ", id,
+          " (members' stores differ at one revision, or a false alarm)"));
+      res.caught_by.insert("safety");
+      break;
+    }
+  }
   if (cluster.checker().ok() && !livelocked) {
     CheckClientView(cluster, workload, converged, o, &res);
   }
@@ -373,6 +429,14 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   res.coverage["raft.follower-tail-beyond-append"] +=
       rc.follower_tail_beyond_append;
   res.coverage["raft.vote-for-older-last-term"] += rc.vote_for_older_last_term;
+  // Background maintenance: compactions committed (the workload's and the
+  // auto compactor's) and periodic corruption checks completed by the
+  // members up at the end.
+  res.coverage["mvcc.compactions"] += cluster.model().compactions().size();
+  for (uint64_t id : cluster.UpNodes()) {
+    res.coverage["maintenance.corrupt-checks"] +=
+        cluster.server(id)->corruption_checker().checks();
+  }
   NoteCoverageFloors(o, &res);
   res.ok = res.failures.empty();
   return res;
