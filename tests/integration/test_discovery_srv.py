@@ -15,6 +15,10 @@ exits 77 (ctest: skipped) with the reason when it cannot have them.
 - failures give etcd's messages: no SRV records (also with
   --discovery-srv-name, which suffixes the services), this member's URL not
   among them; detcdctl's "dns lookup errors" equal etcdctl's;
+- a member replaced with a wiped disk (member remove, member add with its
+  record's URL, restarted empty with --initial-cluster-state existing and
+  still only --discovery-srv) joins the running cluster with the view the
+  SRV records give, as etcd's PeerURLsMapAndToken builds it;
 - https peers found by _etcd-server-ssl._tcp records: the peer certificate
   names only the SRV domain (not the records' host names, not 127.0.0.1)
   and no --peer-trusted-ca-file is given (the CA is the system's, through
@@ -309,6 +313,50 @@ class SrvDiscovery(it.ClusterTestCase):
                                   it.free_ports(2))
         self.assertEqual(err, "error setting up initial cluster: cannot find "
                               "local etcd member \"m9\" in SRV records")
+
+    def test_replaced_member_joins_by_srv(self):
+        c = self.srv_cluster(3, ["--discovery-srv", DOMAIN])
+        dl.start_all(c)
+        m2 = c.members[2]
+        url = "http://m2.%s:%d" % (DOMAIN, m2.peer_port)
+        ids = {m["name"]: int(m["ID"]) for m in
+               c.ctl_ok(["member", "list", "-w", "json"]).json()["members"]}
+        live = c.members[:2]
+        # Strict reconfiguration wants links older than etcd's 5 s health
+        # interval: retry while it says the cluster is unhealthy.
+        def retry(args):
+            deadline = time.monotonic() + 20
+            while True:
+                r = c.etcdctl(args, members=live)
+                if r.ok or "unhealthy cluster" not in r.err or \
+                        time.monotonic() > deadline:
+                    return r
+                time.sleep(0.25)
+        r = retry(["member", "remove", "%x" % ids["m2"]])
+        self.assertTrue(r.ok, r.describe())
+        self.assertEqual(dl.wait_exit(m2), 0, m2.log_tail())
+        r = retry(["member", "add", "m2", "--peer-urls", url])
+        self.assertTrue(r.ok, r.describe())
+        shutil.rmtree(m2.data_dir)
+        argv = m2.argv
+        m2.argv = lambda: ["existing" if a == "new" else a for a in argv()]
+        m2.start()
+        c.wait_healthy(members=[m2], timeout=30)
+        c.ctl_ok(["put", "replaced", "yes"], members=[m2])
+        r = c.ctl_ok(["get", "replaced", "--print-value-only",
+                      "--consistency=s"], members=[m2])
+        self.assertEqual(r.out.strip(), "yes")
+        deadline = time.monotonic() + 15
+        while True:
+            got = {m.get("name", ""): m["peerURLs"] for m in
+                   c.ctl_ok(["member", "list", "-w", "json"])
+                   .json()["members"]}
+            if "m2" in got or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(got.get("m2"), [url])
+        self.assertIn("--initial-cluster-state existing",
+                      m2.log_text().split("===== start #")[-1])
 
     def test_https_peers_checked_against_srv_domain(self):
         pki = make_domain_pki(self.ns.dir, sorted(TLS_DOMAINS.values()))
