@@ -737,6 +737,13 @@ class Prechecker {
       auto it = std::lower_bound(ordered.begin(), ordered.end(), c_.values[v]);
       return -1 - (it - ordered.begin());
     };
+    // The same tokens stand for values in the search's learned nogoods
+    // (search.cc: two states that differ only in unobserved values with
+    // equal tokens behave alike for every op).
+    ix_.value_token.resize(c_.values.size());
+    for (size_t v = 0; v < c_.values.size(); ++v) {
+      ix_.value_token[v] = token(static_cast<int32_t>(v));
+    }
     // Only looked up (ids follow invoke order), so hash order cannot leak.
     absl::flat_hash_map<std::vector<int64_t>, int> class_ids;
     for (int u : ix_.unknown) {  // invoke order

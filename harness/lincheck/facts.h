@@ -110,6 +110,10 @@ struct Index {
   // of a class not linearized yet (its head).
   std::vector<int> class_of;
   std::vector<std::vector<int>> class_ops;
+  // Per value id: the token the symmetry classes compare it by (the value
+  // itself if some op observes it, else its place among the constants of
+  // ordered value compares, as a negative number).
+  std::vector<int64_t> value_token;
   // Classes that are not pinned-only, and per key those whose ops put /
   // may delete the key.
   std::vector<int> free_classes;

@@ -32,6 +32,12 @@ constexpr size_t kMaxStagedPerKey = 32;
 // Nogoods kept per frame, and the most keys one may name.
 constexpr size_t kMaxNogoods = 8;
 constexpr size_t kMaxChainKeys = 4096;
+// Learned nogoods kept per revision, and the most classes an explanation
+// may name (past it, the failure is left unexplained).
+constexpr size_t kMaxLearnedPerRev = 32;
+constexpr size_t kMaxExplClasses = 4096;
+// Outer frames whose ops a frame's explanation looks at one by one.
+constexpr int32_t kExplWindow = 64;
 
 // The revision-guided search (see search.h).
 class Search {
@@ -59,8 +65,47 @@ class Search {
         }
         write_mask_[u] = branch_mask_[u][0] | branch_mask_[u][1];
       }
+      // Every key an op's outcome depends on or changes: its compares'
+      // and ops' ranges in both branches (but not the reads of a kUnknown
+      // op: its results are not checked). A revoke deletes the keys that
+      // carry its lease, and only a key that some op puts with that lease
+      // can (ix.op_dels: no other write sets a lease).
+      key_mask_.assign(c.ops.size(), 0);
+      for (size_t u = 0; u < c.ops.size(); ++u) {
+        const COp& op = c.ops[u];
+        if (op.revoke != 0) {
+          for (int32_t k : ix.op_dels[u]) key_mask_[u] |= uint64_t{1} << k;
+          write_mask_[u] = key_mask_[u];
+          continue;
+        }
+        uint64_t m = 0;
+        auto add = [&](CRange r) {
+          for (int32_t k = r.lo; k < r.hi; ++k) m |= uint64_t{1} << k;
+        };
+        for (const CCompare& cmp : op.cmps) add(cmp.r);
+        for (const auto* br : {&op.success, &op.failure}) {
+          for (const CReqOp& q : *br) {
+            if (q.kind == RequestOp::kPut) {
+              m |= uint64_t{1} << q.key;
+            } else if (q.kind == RequestOp::kDelete ||
+                       op.role != Role::kUnknown) {
+              add(q.r);
+            }
+          }
+        }
+        key_mask_[u] = m;
+      }
     }
     for (const COp& op : c.ops) pending_ok_ += IsLinearOk(op.role) ? 1 : 0;
+    free_index_.assign(ix.class_ops.size(), -1);
+    for (int c : ix.free_classes) {
+      free_index_[c] = static_cast<int>(free_head_.size());
+      free_head_.push_back(kNone);
+      free_head_invoke_.push_back(kInfinity);
+      free_mask_.push_back(small_keys_ ? branch_mask_[ix.class_ops[c][0]]
+                                       : std::array<uint64_t, 2>{0, 0});
+      UpdateHead(c);
+    }
   }
 
   Verdict Run() {
@@ -105,6 +150,56 @@ class Search {
       return std::tie(slack, key, del) < std::tie(o.slack, o.key, o.del);
     }
   };
+
+  // Why a subtree of the search failed (LEARNED NOGOODS, see Absorb): it
+  // fails from every state that agrees on the keys of k (bit set, compared
+  // with value tokens) in which, for each class in d, no more of the class
+  // is available than in the state explained (as many of its ops are
+  // linearized, or more). Not valid: no explanation (the failure may
+  // depend on anything).
+  struct Expl {
+    bool valid = true;
+    uint64_t k = 0;
+    std::vector<int32_t> d;  // classes, sorted, unique
+    // And the ops linearized by the outer frames at depth < j: the
+    // explanation holds while those frames keep their choices.
+    int32_t j = 0;
+    void Invalidate() {
+      valid = false;
+      k = 0;
+      d.clear();
+      j = 0;
+    }
+    void AddClasses(const int32_t* p, size_t n) {
+      if (n == 0) return;
+      const size_t old = d.size();
+      d.insert(d.end(), p, p + n);
+      std::inplace_merge(d.begin(), d.begin() + static_cast<ptrdiff_t>(old),
+                         d.end());
+      d.erase(std::unique(d.begin(), d.end()), d.end());
+    }
+  };
+  // A learned nogood at a revision: the step to that revision fails if it
+  // leaves the keys of mask as hashed in proj, with the same kOk ops
+  // linearized (ok_fp), and no class of d with fewer ops linearized than
+  // recorded.
+  struct Learned {
+    uint64_t mask;
+    std::pair<uint64_t, uint64_t> proj;
+    uint64_t ok_fp;
+    int32_t j;       // frames at depth < j keep their choices: the one at
+    uint64_t stamp;  // depth j - 1 still has this stamp
+    
+    std::vector<std::pair<int32_t, int32_t>> d;  // (class, linearized)
+  };
+
+  void UpdateHead(int c) {
+    const int i = free_index_[c];
+    if (i < 0) return;
+    const int u = Head(c);
+    free_head_[i] = u;
+    free_head_invoke_[i] = u == kNone ? kInfinity : c_.ops[u].invoke;
+  }
 
   // The first op of class c not linearized yet, or kNone.
   int Head(int c) const {
@@ -159,6 +254,15 @@ class Search {
     // of K fails in the forced steps that follow it (see ChainFailed).
     std::vector<std::vector<int32_t>> nogoods;
     std::vector<uint64_t> nogood_masks;  // the same, as bit sets (small_keys_)
+    // Learning (see Absorb): the candidate being explored, the state right
+    // after its step, and its memo entry; and why every candidate tried so
+    // far failed, as an explanation over the state before the step.
+    int cur = kNone;
+    uint64_t cur_changed = 0;  // keys its step changed
+    uint64_t stamp = 0;  // unique per choice (0: none)
+    Mark post;
+    std::pair<uint64_t, uint64_t> cur_key;
+    Expl why;
   };
 
   static constexpr int kPhantom = -2;
@@ -187,6 +291,7 @@ class Search {
     sh2_ ^= op.z2;
     maxinv_ = std::max(maxinv_, op.invoke);
     if (IsLinearOk(op.role)) {
+      ok_fp_ ^= op.z1;
       --pending_ok_;
       while (ret_cursor_ < ix_.ret_order.size() &&
              lin_[ix_.ret_order[ret_cursor_]]) {
@@ -195,6 +300,7 @@ class Search {
     } else if (op.role == Role::kUnknown) {
       DETCD_CHECK(Head(ix_.class_of[i]) == i);
       ++class_next_[ix_.class_of[i]];
+      UpdateHead(ix_.class_of[i]);
     }
   }
 
@@ -211,11 +317,13 @@ class Search {
       sh2_ ^= op.z2;
       maxinv_ = u.old_maxinv;
       if (IsLinearOk(op.role)) {
+        ok_fp_ ^= op.z1;
         ++pending_ok_;
         ret_cursor_ =
             std::min(ret_cursor_, static_cast<size_t>(ix_.ret_pos[u.op]));
       } else if (op.role == Role::kUnknown) {
         --class_next_[ix_.class_of[u.op]];
+        UpdateHead(ix_.class_of[u.op]);
       }
     }
   }
@@ -243,6 +351,7 @@ class Search {
       for (int s : it->second) {
         if (maxinv_ > c_.ops[s].ret) {
           chain_valid_ = false;  // depends on the ops linearized
+          fail_.Invalidate();
           Note(s, "serializable read returned before its state existed");
           return false;
         }
@@ -300,6 +409,9 @@ class Search {
         it != ix_.required_at.end()) {
       chain_keys_.insert(chain_keys_.end(), it->second.begin(),
                          it->second.end());
+      if (small_keys_) {
+        for (int32_t k : it->second) chain_mask_ |= uint64_t{1} << k;
+      }
     }
     if (!Eval(op, /*check=*/true, m_.rev() + 1, &changed)) {
       FailedOn(op);
@@ -342,12 +454,14 @@ class Search {
         // Inside an incarnation: its next fact needs more puts than the
         // known writes give?
         if (!s.present() || s.create != it->c) {
+          FailKey(k);
           Note(kNone, "a key's incarnation does not match what ops saw");
           return false;
         }
         const int64_t need = it->x - s.version - ix_.PutsIn(k, r, it->m);
         const int64_t gaps = ix_.ServableIn(k, /*del=*/false, r - 1, it->m);
         if (need < 0 || need > gaps) {
+          FailKey(k);
           Note(kNone, "a key's version count cannot match what ops saw");
           return false;
         }
@@ -365,6 +479,7 @@ class Search {
       if (d == kInfinity || ix_.DelsIn(k, r - 1, d) > 0) continue;
       const int64_t gaps = ix_.ServableIn(k, /*del=*/true, r - 1, d);
       if (gaps == 0) {
+        FailKey(k);
         Note(kNone, "a key cannot be deleted before it was seen missing");
         return false;
       }
@@ -380,6 +495,10 @@ class Search {
       if (n.slack == 0) f.must.push_back(n);
     }
     f.forced = !f.must.empty();
+    // Which needs are musts depends on the state of their keys.
+    if (learn_) {
+      for (const Need& n : f.must) f.why.k |= uint64_t{1} << n.key;
+    }
     // Preferred candidates: unknown ops that can serve some need (all the
     // must-needs, if any): the most urgent need (least slack) first, then
     // most needs served, then in order_.
@@ -488,14 +607,21 @@ class Search {
           if (ix_.Frozen(k, r)) frozen |= uint64_t{1} << k;
         }
       }
-      for (int c : ix_.free_classes) {
-        const int u = Head(c);
-        if (u == kNone || c_.ops[u].invoke > f.min_ret || Tried(f, u)) {
-          continue;
+      for (size_t i = 0; i < free_head_.size(); ++i) {
+        // The head and its invoke are kept in flat arrays: this loop runs
+        // over every free class at every frame that gets this far.
+        if (free_head_invoke_[i] > f.min_ret) continue;
+        if (small_keys_) {
+          // BlockedByMask on the class's masks (the same for all its ops).
+          const uint64_t m0 = free_mask_[i][0], m1 = free_mask_[i][1];
+          if ((m0 != 0 || m1 != 0) && (m0 == 0 || (m0 & frozen) != 0) &&
+              (m1 == 0 || (m1 & frozen) != 0)) {
+            continue;
+          }
         }
-        if (small_keys_ ? BlockedByMask(u, frozen) : ix_.Blocked(u, r)) {
-          continue;
-        }
+        const int u = free_head_[i];
+        if (u == kNone || Tried(f, u)) continue;
+        if (!small_keys_ && ix_.Blocked(u, r)) continue;
         bool all_must = true;
         for (const Need& n : f.must) all_must &= Serves(u, n);
         if (all_must) f.scan.push_back(u);
@@ -525,6 +651,7 @@ class Search {
       }
       const int cand = NextCandidate(f);
       if (cand == kNone) {
+        if (learn_) FrameFailed(f);
         Note(kNone, "no op can make the next revision");
         return false;
       }
@@ -534,15 +661,23 @@ class Search {
         if (HitsNogood(f) || !FactsAllowStep(r)) continue;
         m_.SetRev(r);
       } else {
+        // Each rejection below depends on the state of the candidate's
+        // keys (and the must-needs' and required keys, already in f.why).
+        const uint64_t keys = small_keys_ ? key_mask_[cand] : 0;
         bool changed = false;
         Eval(c_.ops[cand], /*check=*/false, r, &changed);
-        if (!changed) continue;
+        if (!changed) {
+          f.why.k |= keys;
+          continue;
+        }
         if (c_.ops[cand].revoke == 0 && HitsNogood(f)) {
+          f.why.k |= keys;
           UndoTo(f.mark);
           continue;
         }
         if (c_.ops[cand].role == Role::kUnknown && ix_.pinned_only[cand] &&
             ix_.pin[cand][m_.last_succeeded() ? 1 : 0] != r) {
+          f.why.k |= keys;
           UndoTo(f.mark);  // a pinned op is its pin's step, nothing else
           continue;
         }
@@ -551,11 +686,23 @@ class Search {
           served &= n.del ? !m_.key(n.key).present() : m_.key(n.key).mod == r;
         }
         if (!served || !FactsAllowStep(r)) {
+          f.why.k |= keys | RequiredMask(r);
           UndoTo(f.mark);
           continue;
         }
         Linearize(cand);
         m_.SetRev(r);
+        if (learn_) {
+          if (const Learned* g = MatchLearned(r)) {
+            ++learned_hits_;
+            Explained(f, cand, g->mask, g->d);
+            Untouched(f, cand, ChangedMask(), g->mask, scratch_.data(),
+                      scratch_.size());
+            f.why.j = std::max(f.why.j, std::min(g->j, Depth(f)));
+            UndoTo(f.mark);
+            continue;
+          }
+        }
       }
       const uint64_t r1 =
           Mix64(static_cast<uint64_t>(m_.rev()) ^ 0x2545f491ULL);
@@ -564,14 +711,38 @@ class Search {
       const std::pair<uint64_t, uint64_t> key = {
           sh1_ ^ Mix64(m_.hash().first ^ r1),
           sh2_ ^ Mix64(m_.hash().second ^ r2)};
-      if (!seen_.insert(key).second) {
+      auto [it, inserted] = seen_.try_emplace(key, kNoMemo);
+      if (!inserted) {
+        // Explored before, from this very state, and failed.
+        if (learn_) {
+          if (it->second == kNoMemo) {
+            f.why.Invalidate();
+          } else {
+            // The same state, so the same ops linearized; which outer
+            // frame linearized what may differ, so pin them all.
+            const Memo& e = memo_[it->second];
+            Explained(f, cand, e.k, memo_pool_.data() + e.d_off, e.d_len);
+            Untouched(f, cand, ChangedMask(), e.k,
+                      memo_pool_.data() + e.d_off, e.d_len);
+            if (e.pinned) f.why.j = std::max(f.why.j, Depth(f));
+          }
+        }
         UndoTo(f.mark);
         continue;
       }
       // The forced steps from here on form a chain (see ChainFailed).
       chain_valid_ = cand == kPhantom || c_.ops[cand].revoke == 0;
       chain_keys_.clear();
+      chain_mask_ = 0;
       step_changed_ = m_.changed();
+      f.cur_changed = 0;
+      if (small_keys_) {
+        for (int32_t k : step_changed_) f.cur_changed |= uint64_t{1} << k;
+      }
+      f.cur = cand;
+      f.stamp = ++stamps_;
+      f.post = Here();
+      f.cur_key = key;
       return true;
     }
   }
@@ -579,6 +750,12 @@ class Search {
   bool Backtrack() {
     while (!frames_.empty()) {
       Frame& f = frames_.back();
+      if (learn_ && f.cur != kNone && !limit_hit_) {
+        UndoTo(f.post);
+        Absorb(f);
+      }
+      f.cur = kNone;
+      f.stamp = 0;
       UndoTo(f.mark);
       if (limit_hit_) return false;
       Refocus(f);
@@ -590,6 +767,218 @@ class Search {
       frames_.pop_back();
     }
     return false;
+  }
+
+  // LEARNED NOGOODS (sound). Every failure of the search gets an
+  // explanation E = (K, D) (Expl): the subtree fails from any state that
+  // agrees on the keys K and in which no class of D has more ops
+  // available (fewer linearized). At a given revision the kOk ops
+  // linearized are the same on every path (all those up to it), except kOk
+  // revokes used as gap steps, so nogoods also require the same kOk set.
+  // Unobserved values are compared by token: ops of a symmetry class put
+  // values that no op can tell apart (see BuildClasses), so states that
+  // differ only in them behave alike.
+  //  - A forced op that fails, after forced steps since the gap step: the
+  //    keys of the chain (ChainFailed). Forced steps that passed change
+  //    their keys as a function of those keys' earlier state, so K holds
+  //    for the state right after the gap step. Passing checks need no
+  //    explanation: from a state where they fail the subtree fails anyway.
+  //  - A failure at OpenGap about key k: K = {k}.
+  //  - A candidate rejected at a frame (no change, facts, needs, pins,
+  //    nogoods): its keys, the must-needs' keys and the required keys.
+  //  - A candidate whose subtree failed with E': E' is about the state
+  //    after its step; before it, the keys of E' (plus the candidate's own
+  //    keys if it may write one of them) decide the same.
+  //  - A frame with no candidate left: the union over its candidates, plus
+  //    the keys of its must-needs (whether a need is a must depends on the
+  //    key), plus in D every class that a path with fewer of its ops
+  //    linearized could offer here: an op linearized at an outer frame
+  //    whose class has no enabled head here, unless it fails the frame's
+  //    static filters (must-needs, frozen keys, pin, frame nogoods). A
+  //    class whose head is enabled here was tried (or filtered) here, and
+  //    an earlier op of it would behave the same.
+  // On backtracking out of a candidate's subtree, its explanation is kept
+  // as a nogood at the revision of the step (any later step there, from any
+  // path, that matches it is cut) and with its memo entry.
+  void Absorb(Frame& f) {
+    if (!fail_.valid) {
+      f.why.Invalidate();
+      return;
+    }
+    const int64_t r = f.rev + 1;
+    Learned g;
+    g.mask = fail_.k;
+    g.proj = Proj(fail_.k);
+    g.ok_fp = ok_fp_;
+    g.j = fail_.j;
+    g.stamp = g.j > 0 ? frames_[static_cast<size_t>(g.j) - 1].stamp : 0;
+    g.d.reserve(fail_.d.size());
+    for (int32_t c : fail_.d) g.d.push_back({c, class_next_[c]});
+    std::vector<Learned>& at = learned_[r];
+    if (at.size() >= kMaxLearnedPerRev) at.erase(at.begin());
+    at.push_back(std::move(g));
+    if (auto it = seen_.find(f.cur_key); it != seen_.end()) {
+      Memo e;
+      e.k = fail_.k;
+      e.d_off = static_cast<uint32_t>(memo_pool_.size());
+      e.d_len = static_cast<uint32_t>(fail_.d.size());
+      e.pinned = fail_.j > 0;
+      memo_pool_.insert(memo_pool_.end(), fail_.d.begin(), fail_.d.end());
+      it->second = static_cast<uint32_t>(memo_.size());
+      memo_.push_back(e);
+    }
+    Explained(f, f.cur, fail_.k, fail_.d.data(), fail_.d.size());
+    // A step that left the keys of the explanation alone: any other step
+    // that leaves them alone reaches a state that agrees on them, so it
+    // fails the same (if the class of this one is not in d: the other step
+    // makes this op available again). A frame nogood, as in ChainFailed.
+    Untouched(f, f.cur, f.cur_changed, fail_.k, fail_.d.data(),
+              fail_.d.size());
+    f.why.j = std::max(f.why.j, std::min(fail_.j, Depth(f)));
+  }
+
+  // Candidate u of frame f, changing the keys `changed`, failed for a
+  // reason about keys k and classes d (sorted): if it changed none of k,
+  // every step that changes none of k fails the same.
+  void Untouched(Frame& f, int u, uint64_t changed, uint64_t k,
+                 const int32_t* d, size_t n) {
+    if ((changed & k) != 0 || u < 0 || c_.ops[u].role != Role::kUnknown ||
+        c_.ops[u].revoke != 0 || std::binary_search(d, d + n, ix_.class_of[u])) {
+      return;
+    }
+    AddFrameNogood(f, {}, k);
+  }
+
+  uint64_t ChangedMask() const {
+    uint64_t m = 0;
+    for (int32_t k : m_.changed()) m |= uint64_t{1} << k;
+    return m;
+  }
+
+  // Candidate u of frame f failed for a reason about keys k (after its
+  // step) and classes d: add it to f's explanation (before the step).
+  void Explained(Frame& f, int u, uint64_t k, const int32_t* d, size_t n) {
+    if (!f.why.valid) return;
+    f.why.k |= k;
+    if (u >= 0 && (write_mask_[u] & k) != 0) f.why.k |= key_mask_[u];
+    if (u >= 0 && c_.ops[u].role != Role::kUnknown) {
+      f.why.Invalidate();  // a kOk revoke as a gap step: see above
+      return;
+    }
+    f.why.AddClasses(d, n);
+  }
+  void Explained(Frame& f, int u, uint64_t k,
+                 const std::vector<std::pair<int32_t, int32_t>>& d) {
+    scratch_.clear();
+    for (const auto& [c, n] : d) scratch_.push_back(c);
+    Explained(f, u, k, scratch_.data(), scratch_.size());
+  }
+
+  // Frame f has no candidate left: its explanation becomes the failure.
+  void FrameFailed(Frame& f) {
+    fail_ = f.why;
+    if (!fail_.valid) return;
+    const int64_t r = f.rev + 1;
+    scratch_.clear();
+    // Outer frames beyond the window are pinned as a whole (cheaper than
+    // looking at each; they are the last to be backtracked to).
+    const int32_t depth = Depth(f);
+    const int32_t from = std::max<int32_t>(0, depth - kExplWindow);
+    fail_.j = std::max(fail_.j, from);
+    const uint64_t frozen = FrozenMask(r);
+    for (int32_t i = from; i < depth; ++i) {
+      const int u = frames_[static_cast<size_t>(i)].cur;
+      if (u < 0 || c_.ops[u].role != Role::kUnknown) continue;
+      const int c = ix_.class_of[u];
+      const int h = Head(c);
+      if (h != kNone && c_.ops[h].invoke <= f.min_ret) continue;
+      if (ix_.pinned_only[u] && ix_.pin[u][0] != r && ix_.pin[u][1] != r) {
+        continue;
+      }
+      if (BlockedByMask(u, frozen) || MissesNogood(f, u)) continue;
+      bool all_must = true;
+      for (const Need& n : f.must) all_must &= Serves(u, n);
+      if (all_must) scratch_.push_back(c);
+    }
+    std::sort(scratch_.begin(), scratch_.end());
+    fail_.AddClasses(scratch_.data(), scratch_.size());
+    if (fail_.d.size() > kMaxExplClasses) fail_.Invalidate();
+  }
+
+  int32_t Depth(const Frame& f) const {
+    return static_cast<int32_t>(&f - frames_.data());
+  }
+
+  uint64_t FrozenMask(int64_t r) const {
+    uint64_t frozen = 0;
+    for (int32_t k : ix_.fact_keys) {
+      if (ix_.Frozen(k, r)) frozen |= uint64_t{1} << k;
+    }
+    return frozen;
+  }
+
+  void FailKey(int32_t k) {
+    fail_.j = 0;
+    fail_.valid = true;
+    fail_.k = small_keys_ ? uint64_t{1} << k : 0;
+    fail_.d.clear();
+  }
+
+  uint64_t AllKeys() const {
+    return c_.keys.size() >= 64 ? ~uint64_t{0}
+                                : (uint64_t{1} << c_.keys.size()) - 1;
+  }
+
+  uint64_t RequiredMask(int64_t r) const {
+    uint64_t m = 0;
+    if (!small_keys_) return m;
+    if (auto it = ix_.required_at.find(r); it != ix_.required_at.end()) {
+      for (int32_t k : it->second) m |= uint64_t{1} << k;
+    }
+    return m;
+  }
+
+  // 128-bit fingerprint of the state of the keys in mask, values by token.
+  std::pair<uint64_t, uint64_t> Proj(uint64_t mask) const {
+    uint64_t h1 = 0, h2 = 0;
+    for (uint64_t m = mask; m != 0; m &= m - 1) {
+      const int k = __builtin_ctzll(m);
+      const KState& s = m_.key(k);
+      uint64_t x = Mix64(static_cast<uint64_t>(k) + 1);
+      if (s.present()) {
+        x = Mix64(x ^ static_cast<uint64_t>(s.create));
+        x = Mix64(x ^ static_cast<uint64_t>(s.mod));
+        x = Mix64(x ^ static_cast<uint64_t>(s.version));
+        x = Mix64(x ^ static_cast<uint64_t>(s.lease));
+        x = Mix64(x ^ static_cast<uint64_t>(ix_.value_token[s.value]));
+      }
+      h1 ^= x;
+      h2 ^= Mix64(x ^ 0x6a09e667f3bcc909ULL);
+    }
+    return {h1, h2};
+  }
+
+  // A nogood learned at revision r that the state just reached matches.
+  const Learned* MatchLearned(int64_t r) const {
+    auto it = learned_.find(r);
+    if (it == learned_.end()) return nullptr;
+    for (const Learned& g : it->second) {
+      if (g.ok_fp != ok_fp_) continue;
+      if (g.j > 0 && (frames_.size() < static_cast<size_t>(g.j) ||
+                      frames_[static_cast<size_t>(g.j) - 1].stamp != g.stamp)) {
+        continue;
+      }
+      bool fewer = false;
+      for (const auto& [c, n] : g.d) {
+        if (class_next_[c] < n) {
+          fewer = true;
+          break;
+        }
+      }
+      if (fewer || Proj(g.mask) != g.proj) continue;
+      return &g;
+    }
+    return nullptr;
   }
 
   // CONFLICT NOGOODS (sound). After a gap step, the search runs forced
@@ -607,6 +996,7 @@ class Search {
   // (serializable reads returning too early, gaps) and kOk revokes (they
   // are in the chain's op set and read every key) record no nogood.
   void ChainKeys(const COp& op) {
+    if (small_keys_) chain_mask_ |= key_mask_[&op - c_.ops.data()];
     if (op.revoke != 0) chain_valid_ = false;
     if (!chain_valid_) return;
     auto add = [&](CRange r) {
@@ -626,6 +1016,12 @@ class Search {
   }
 
   void ChainFailed() {
+    // The failing op and the forced steps before it depend only on the
+    // keys of the chain (see above), whatever the gap step was.
+    fail_.valid = true;
+    fail_.k = chain_mask_;
+    fail_.d.clear();
+    fail_.j = 0;
     if (!chain_valid_ || frames_.empty()) return;
     chain_valid_ = false;
     std::sort(chain_keys_.begin(), chain_keys_.end());
@@ -636,16 +1032,42 @@ class Search {
         return;  // the failure may be the step's own doing
       }
     }
-    Frame& f = frames_.back();
-    if (f.nogoods.size() >= kMaxNogoods) {
-      f.nogoods.erase(f.nogoods.begin());
-      f.nogood_masks.erase(f.nogood_masks.begin());
-    }
-    f.nogoods.push_back(chain_keys_);
     uint64_t mask = 0;
     if (small_keys_) {
       for (int32_t k : chain_keys_) mask |= uint64_t{1} << k;
     }
+    AddFrameNogood(frames_.back(), chain_keys_, mask);
+  }
+
+  void AddFrameNogood(Frame& f, std::vector<int32_t> keys, uint64_t mask) {
+    if (small_keys_) {
+      // A nogood on a subset of another's keys cuts every step the other
+      // cuts: keep the smaller key sets.
+      for (uint64_t m : f.nogood_masks) {
+        if ((m & ~mask) == 0) return;
+      }
+      for (size_t i = f.nogood_masks.size(); i-- > 0;) {
+        if ((mask & ~f.nogood_masks[i]) == 0) {
+          f.nogoods.erase(f.nogoods.begin() + static_cast<ptrdiff_t>(i));
+          f.nogood_masks.erase(f.nogood_masks.begin() +
+                               static_cast<ptrdiff_t>(i));
+        }
+      }
+    }
+    if (f.nogoods.size() >= kMaxNogoods) {
+      // Drop the one with the most keys (the oldest without bit sets).
+      size_t drop = 0;
+      for (size_t i = 1; small_keys_ && i < f.nogood_masks.size(); ++i) {
+        if (__builtin_popcountll(f.nogood_masks[i]) >
+            __builtin_popcountll(f.nogood_masks[drop])) {
+          drop = i;
+        }
+      }
+      f.nogoods.erase(f.nogoods.begin() + static_cast<ptrdiff_t>(drop));
+      f.nogood_masks.erase(f.nogood_masks.begin() +
+                           static_cast<ptrdiff_t>(drop));
+    }
+    f.nogoods.push_back(std::move(keys));
     f.nogood_masks.push_back(mask);
   }
 
@@ -758,6 +1180,7 @@ class Search {
   // The chain of forced steps since the last gap step (see ChainFailed).
   bool chain_valid_ = false;
   std::vector<int32_t> chain_keys_;
+  uint64_t chain_mask_ = 0;  // the same as a bit set (small_keys_)
   std::vector<int32_t> step_changed_;
 
   Model m_;
@@ -769,16 +1192,45 @@ class Search {
   // Per symmetry class: how many of its ops are linearized (they are
   // linearized in class order, see Usable).
   std::vector<int> class_next_;
+  // Per free class (ix_.free_classes order): its head and the head's
+  // invoke (kInfinity: none); per class its index there, or -1.
+  std::vector<int> free_head_;
+  std::vector<int64_t> free_head_invoke_;
+  std::vector<int> free_index_;
+  std::vector<std::array<uint64_t, 2>> free_mask_;  // branch_mask_, per class
   std::vector<uint64_t> tried_by_;  // see Frame::serial
   // With at most 64 keys, key sets are bit sets: per op, the keys either
   // branch may write.
   const bool small_keys_ = c_.keys.size() <= 64;
+  // Learned nogoods need key sets as bit sets, and no external writes
+  // (a phantom step's explanation is not worked out).
+  const bool learn_ = small_keys_ && !o_.external_writes;
+  std::vector<uint64_t> key_mask_;  // per op, see the constructor
   std::vector<uint64_t> write_mask_;
   std::vector<std::array<uint64_t, 2>> branch_mask_;
   uint64_t frame_serial_ = 0;
   std::vector<Undo> trail_;
   std::vector<Frame> frames_;
-  absl::flat_hash_set<std::pair<uint64_t, uint64_t>> seen_;
+  // Visited states (see search.h), each with its failure's explanation
+  // once known (an index into memo_, or kNoMemo).
+  static constexpr uint32_t kNoMemo = ~uint32_t{0};
+  struct Memo {
+    uint64_t k;
+    uint32_t d_off, d_len;  // classes, in memo_pool_
+    bool pinned;            // it relied on outer frames' choices
+  };
+  absl::flat_hash_map<std::pair<uint64_t, uint64_t>, uint32_t> seen_;
+  std::vector<Memo> memo_;
+  std::vector<int32_t> memo_pool_;
+  // Learning (see Absorb): the explanation of the last failure, and the
+  // nogoods by revision (only looked up, so hash order cannot leak).
+  Expl fail_;
+  absl::flat_hash_map<int64_t, std::vector<Learned>> learned_;
+  uint64_t ok_fp_ = 0;  // xor of the linearized kOk ops' z1
+  uint64_t learned_hits_ = 0;
+  uint64_t stamps_ = 0;
+  // see Frame::stamp
+  std::vector<int32_t> scratch_;
   int64_t states_ = 0;
   bool limit_hit_ = false;
 
