@@ -174,15 +174,18 @@ grpc::ServerUnaryReactor* Services::Impl::Unary(
       call->Release();
       return;
     }
-    EtcdServer::CallerScope scope(server, &who);
-    (server->*fn)(*req, [this, call, resp](absl::StatusOr<Resp> r) {
-      Close(call);
-      if (r.ok()) {
-        call->Complete([&] { *resp = *std::move(r); }, grpc::Status::OK);
-      } else {
-        call->Complete([] {}, ToGrpc(r.status()));
-      }
-      call->Release();
+    // A simple token from another member may wait for its entry here.
+    server->AwaitCaller(who, [this, call, req, resp, fn, who] {
+      EtcdServer::CallerScope scope(server, &who);
+      (server->*fn)(*req, [this, call, resp](absl::StatusOr<Resp> r) {
+        Close(call);
+        if (r.ok()) {
+          call->Complete([&] { *resp = *std::move(r); }, grpc::Status::OK);
+        } else {
+          call->Complete([] {}, ToGrpc(r.status()));
+        }
+        call->Release();
+      });
     });
   });
   if (!posted) {

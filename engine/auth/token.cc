@@ -54,16 +54,18 @@ absl::StatusOr<std::string> SimpleTokenProvider::Assign(
   return token;
 }
 
+bool SimpleTokenIndex(std::string_view token, uint64_t* index) {
+  const size_t dot = token.find('.');
+  return dot != std::string_view::npos &&
+         token.find('.', dot + 1) == std::string_view::npos &&
+         absl::SimpleAtoi(std::string(token.substr(dot + 1)), index);
+}
+
 std::optional<AuthInfo> SimpleTokenProvider::Info(std::string_view token,
                                                   uint64_t current_revision) {
   // etcd's shape check: "<prefix>.<index>" with a numeric index.
-  const size_t dot = token.find('.');
   uint64_t index = 0;
-  if (dot == std::string_view::npos ||
-      token.find('.', dot + 1) != std::string_view::npos ||
-      !absl::SimpleAtoi(std::string(token.substr(dot + 1)), &index)) {
-    return std::nullopt;
-  }
+  if (!SimpleTokenIndex(token, &index)) return std::nullopt;
   auto it = tokens_.find(token);
   if (it == tokens_.end()) return std::nullopt;
   const int64_t now = now_ns_();

@@ -28,6 +28,10 @@
 
 namespace detcd::auth {
 
+// The raft index in a simple token ("<prefix>.<index>"); false for anything
+// else (a JWT has two dots).
+bool SimpleTokenIndex(std::string_view token, uint64_t* index);
+
 class TokenProvider {
  public:
   virtual ~TokenProvider() = default;

@@ -568,6 +568,7 @@ void EtcdServer::WatchCreate(mvcc::WatchHub::StreamId s,
 void EtcdServer::AfterInput() {
   if (node_->failed()) return;
   if (!leader_moves_.empty()) CheckLeaderMoves();
+  RunTokenWaits();
   const bool leader = node_->is_leader();
   if (leader && !promoted_) {
     // Promote once this leader applied an entry of its own term (the empty

@@ -328,6 +328,13 @@ class EtcdServer {
     EtcdServer* s_;
     const Caller* prev_;
   };
+  // etcd's isValidSimpleToken wait: a simple token names the raft index of
+  // its Authenticate entry, and a member that has not applied it yet does
+  // not know the token. Runs `go` at once unless `c` holds such a token
+  // ahead of this member's applied index; then once that index is applied
+  // (or after request_timeout_ticks, when the token is simply unknown).
+  // Transports call requests through it.
+  void AwaitCaller(const Caller& c, std::function<void()> go);
   // etcd's watch rule (isWatchPermitted) for the current caller: read
   // permission on [key, range_end). The watch service refuses the create
   // with created+canceled and the error's text (WatchCancelReason).
@@ -436,6 +443,13 @@ class EtcdServer {
                         Done<etcdserverpb::AuthenticateResponse> done);
   // bcrypt hash of a password at bcrypt_cost with a salt from the Rng.
   absl::StatusOr<std::string> HashPassword(std::string_view password);
+  // Calls waiting in AwaitCaller; run from AfterInput.
+  struct TokenWait {
+    uint64_t index;
+    int deadline_tick;
+    std::function<void()> go;
+  };
+  void RunTokenWaits();
   template <typename Resp>
   void FillHeader(Resp* r) const;
   // etcd's quota check before proposing: ErrNoSpace (and a NOSPACE alarm
@@ -506,6 +520,7 @@ class EtcdServer {
   std::unique_ptr<PeerTransport> peer_;
   std::shared_ptr<auth::TokenProvider> tokens_;  // before sm_, which uses it
   const Caller* caller_ = nullptr;  // CallerScope
+  std::vector<TokenWait> token_waits_;  // AwaitCaller, in arrival order
   EtcdStateMachine sm_;
   std::unique_ptr<Node> node_;
   std::unique_ptr<mvcc::WatchHub> hub_;

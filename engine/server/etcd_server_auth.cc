@@ -36,6 +36,31 @@ absl::StatusOr<std::optional<auth::AuthInfo>> EtcdServer::AuthInfoFor(
   return std::optional<auth::AuthInfo>();
 }
 
+void EtcdServer::AwaitCaller(const Caller& c, std::function<void()> go) {
+  uint64_t index = 0;
+  if (!c.token.has_value() || !auth::SimpleTokenIndex(*c.token, &index) ||
+      index <= node_->applied_index() || node_->failed()) {
+    return go();
+  }
+  token_waits_.push_back(TokenWait{
+      index, ticks_ + opts_.node.request_timeout_ticks, std::move(go)});
+}
+
+void EtcdServer::RunTokenWaits() {
+  if (token_waits_.empty()) return;
+  std::vector<std::function<void()>> ready;
+  for (auto it = token_waits_.begin(); it != token_waits_.end();) {
+    if (it->index <= node_->applied_index() || ticks_ >= it->deadline_tick ||
+        node_->failed()) {
+      ready.push_back(std::move(it->go));
+      it = token_waits_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& go : ready) go();
+}
+
 absl::StatusOr<std::optional<auth::AuthInfo>> EtcdServer::CurrentAuthInfo() {
   return AuthInfoFor(caller_);
 }

@@ -201,6 +201,36 @@ class TokenExpiry(CompareCase):
         self.both(ROOT + ["get", "foo/after"])
 
 
+class ThreeMembers(CompareCase):
+    """Auth in a 3-member cluster: changes made through one member hold on
+    every member, and a token signed in on one member works on the others
+    (a member that has not applied the token's entry yet waits for it)."""
+
+    SIZE = 3
+    FLAGS = FAST_BCRYPT
+
+    def test_across_members(self):
+        b = self.both
+        b(["user", "add", "root:rootpw"])
+        b(["user", "grant-role", "root", "root"])
+        b(["role", "add", "w"])
+        b(["role", "grant-permission", "w", "readwrite", "w/", "--prefix=true"])
+        b(["user", "add", "alice:alicepw"])
+        b(["user", "grant-role", "alice", "w"])
+        b(["auth", "enable"])
+        for i in range(6):
+            b(ALICE + ["put", "w/%d" % i, "v"], all_members=True)
+            b(ALICE + ["get", "w/", "--prefix", "--keys-only"],
+              all_members=True)
+            b(ALICE + ["put", "x/%d" % i, "v"], all_members=True,
+              expect_rc=None)
+        for side in (self.ref, self.srv):
+            for m in side.cluster.members:
+                r = side.cluster.etcdctl(ALICE + ["get", "w/5"], members=[m])
+                self.assertEqual(r.rc, 0, r.describe())
+        b(ROOT + ["auth", "disable"], all_members=True)
+
+
 def _openssl(*args):
     subprocess.run(["openssl"] + list(args), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -362,6 +362,66 @@ TEST_F(AuthServerTest, ExpiredLeaseIsRevokedUnderAuthAndLeaseRevokeIsChecked) {
   EXPECT_EQ(get->kvs_size(), 0);
 }
 
+TEST_F(AuthServerTest, TokenFromAnotherMemberWaitsForItsEntry) {
+  Start();
+  WalkThroughSetup();
+  const uint64_t lead = cluster_->Leader();
+  uint64_t f = 0;
+  for (uint64_t id : cluster_->UpNodes()) {
+    if (id != lead) f = id;
+  }
+  // Sign in on the leader while a follower is cut off, then use the token
+  // on that follower: it has not applied the entry yet.
+  std::vector<uint64_t> rest;
+  for (uint64_t id : cluster_->ids()) {
+    if (id != f) rest.push_back(id);
+  }
+  cluster_->network().Partition({f}, rest);
+  pb::AuthenticateRequest ar;
+  ar.set_name("alice");
+  ar.set_password("alicepw");
+  Caller anon;
+  auto tok = Do<pb::AuthenticateResponse>(
+      lead, &anon, [&](EtcdServer& s, auto cb) { s.Authenticate(ar, cb); });
+  ASSERT_TRUE(tok.ok());
+  Caller alice;
+  alice.token = tok->token();
+  Waiter<pb::PutResponse> w;
+  pb::PutRequest p;
+  p.set_key("foo/w");
+  bool behind = false;
+  ASSERT_TRUE(cluster_->Call(f, [&](EtcdServer& s) {
+    uint64_t index = 0;
+    ASSERT_TRUE(auth::SimpleTokenIndex(*alice.token, &index));
+    behind = s.node().applied_index() < index;
+    s.AwaitCaller(alice, [&] {
+      EtcdServer::CallerScope scope(&s, &alice);
+      s.Put(p, w.cb());
+    });
+  }));
+  EXPECT_TRUE(behind);  // else this test shows nothing
+  RunFor(50 * sim::kMillisecond);
+  EXPECT_FALSE(w.result.has_value());  // still waiting for the entry
+  cluster_->network().HealAll();
+  for (int i = 0; i < 400 && !w.result; ++i) RunFor(10 * sim::kMillisecond);
+  ASSERT_TRUE(w.result.has_value());
+  EXPECT_TRUE(w.result->ok()) << w.result->status();
+  // An unknown token ahead of everything gives up after the request
+  // timeout with etcd's error.
+  Caller ghost;
+  ghost.token = "abcdefghijklmnop.999999";
+  Waiter<pb::PutResponse> w2;
+  ASSERT_TRUE(cluster_->Call(f, [&](EtcdServer& s) {
+    s.AwaitCaller(ghost, [&] {
+      EtcdServer::CallerScope scope(&s, &ghost);
+      s.Put(p, w2.cb());
+    });
+  }));
+  for (int i = 0; i < 400 && !w2.result; ++i) RunFor(10 * sim::kMillisecond);
+  ASSERT_TRUE(w2.result.has_value());
+  EXPECT_EQ(Text(w2.result->status()), "etcdserver: invalid auth token");
+}
+
 TEST_F(AuthServerTest, ClientCertificateNamesTheUserWithClientCertAuth) {
   Start(0, /*client_cert_auth=*/true);
   WalkThroughSetup();
