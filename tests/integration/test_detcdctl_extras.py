@@ -584,5 +584,174 @@ class PromoteFormats(cluster.ClusterTestCase):
         self.assertEqual(r.err, "")
 
 
+
+class MirrorNoDestPrefix(lib.DetcdctlCase):
+    """make-mirror --prefix=src/ --no-dest-prefix: each tool mirrors its
+    cluster's src/ keys to the root of the destination (here the same
+    cluster): the initial sync, then live puts and deletes; the keyspaces
+    the two tools leave behind are equal (and as expected)."""
+
+    def test_mirror_to_root(self):
+        self.both(["put", "src/a", "1"])
+        self.both(["put", "src/b", "2"])
+        self.both(["put", "other/x", "not mirrored"])
+        procs = {}
+        for side in (self.ref, self.srv):
+            procs[side.name] = side.cluster.background(
+                ["make-mirror", "--prefix=src/", "--no-dest-prefix",
+                 side.cluster.endpoints()[0]])
+        try:
+            # The initial sync first (else the delete below could race it).
+            self._wait_key("b")
+            self.both(["put", "src/c", "3"])
+            self.both(["del", "src/a"])
+            self.both(["put", "src/b", "22"])
+            self.both(["put", "src/end", "x"])
+            self._wait_key("end")
+            # All live updates were applied in order: "end" came last.
+            self.both(["get", "", "--from-key"])
+        finally:
+            outs = {n: p.stop() for n, p in procs.items()}
+        self.assertEqual(outs["etcd"].out, outs["server"].out)
+        self.assertEqual(outs["server"].err, "", outs["server"].describe())
+        r = self.srv.ctl(["get", "", "--from-key"])
+        lines = r.out.splitlines()
+        self.assertEqual(list(zip(lines[0::2], lines[1::2])), [
+            ("b", "22"), ("c", "3"), ("end", "x"), ("other/x", "not mirrored"),
+            ("src/b", "22"), ("src/c", "3"), ("src/end", "x")], r.describe())
+
+    def _wait_key(self, key):
+        deadline = time.monotonic() + 20
+        while True:
+            got = [s.ctl(["get", key, "--print-value-only"]).out
+                   for s in (self.ref, self.srv)]
+            if all(got):
+                return
+            self.assertLess(time.monotonic(), deadline,
+                            "mirror did not write %r: %r" % (key, got))
+            time.sleep(0.2)
+
+
+class MirrorNoDestPrefixOnEtcd(MirrorNoDestPrefix):
+    """The same with real etcd 3.4 under both tools."""
+
+    SERVER = "etcd"
+
+
+class Keepalive(cluster.ClusterTestCase):
+    """--keepalive-time / --keepalive-timeout: a watch given the endpoints
+    of members A and B streams from A (B starts only once the watch is
+    established); A is then frozen (SIGSTOP) while its TCP connection stays
+    open, and an event is written through the other members. Only client
+    keepalive pings notice the frozen member: with --keepalive-timeout=2s
+    the watch gives up on A and resumes on B within gRPC's 10 s minimum
+    ping interval plus the timeout; with --keepalive-timeout=120s it is
+    still waiting on A 20 s later and gets the event from A once A is
+    thawed. etcdctl and detcdctl, run side by side on the same cluster,
+    print the same events at the same stages."""
+
+    BINARY = "server"
+
+    def setUp(self):
+        if not os.access(lib.detcdctl_binary(), os.X_OK):
+            self.skipTest("detcdctl not built")
+        self.c = self.new_cluster(cluster.CONFIG[self.BINARY], size=3,
+                                  start=False, label="keepalive")
+        a, b, c = self.c.members
+        # A and C form the quorum until B joins; C leads throughout, so
+        # writes need no election while A is frozen.
+        a.start()
+        c.start()
+        self.c.wait_healthy(members=[a, c])
+        ids = self.c.member_ids()
+        deadline = time.monotonic() + 20
+        while self.c.leader(exclude=()).name != c.name:
+            self.assertLess(time.monotonic(), deadline, "cannot move leader")
+            self.c.etcdctl(["move-leader", "%x" % ids[c.name]],
+                           members=[a, c])
+            time.sleep(0.2)
+
+    def _watches(self, ka_flags):
+        a, b, c = self.c.members
+        procs = {}
+        for tool in (etcdctl(), lib.detcdctl_binary()):
+            procs[tool] = lib.CtlBackground(
+                tool, self.c.endpoints([a, b]),
+                ka_flags + ["watch", "--prefix", "ka/"])
+        self.addCleanup(lambda: [p.stop() for p in procs.values()])
+        # The watch is established on A when a put through C reaches it
+        # (puts before that are not seen: repeat until both printed one).
+        deadline = time.monotonic() + 20
+        while not all(b"ka/sync" in p.output() for p in procs.values()):
+            self.assertLess(time.monotonic(), deadline, repr(
+                {t: p.output() + p._err for t, p in procs.items()}))
+            self.c.ctl_ok(["put", "ka/sync", "1"], members=[c])
+            for p in procs.values():
+                p.wait_for(lambda o: b"ka/sync" in o, 0.5)
+        for p in procs.values():
+            p.wait_quiet()
+        self.cuts = {t: len(p.output()) for t, p in procs.items()}
+        b.start()
+        self.c.wait_healthy(members=[b])
+        a.stop()  # SIGSTOP: the connection stays up, nothing answers
+        self.c.ctl_ok(["put", "ka/after", "2"], members=[c],
+                      command_timeout="10s")
+        return procs
+
+    WANT = "PUT\nka/after\n2\n"
+
+    def test_short_timeout_fails_over(self):
+        procs = self._watches(["--keepalive-time=1s",
+                               "--keepalive-timeout=2s"])
+        start = time.monotonic()
+        for tool, p in procs.items():
+            ok = p.wait_for(lambda o: b"ka/after\n2\n" in o, 45)
+            took = time.monotonic() - start
+            p.wait_quiet()
+            r = p.stop()
+            self.assertTrue(ok, r.describe())
+            self.assertEqual(r.out[self.cuts[tool]:], self.WANT,
+                             r.describe())
+            # Not before gRPC's minimum ping interval (10 s) could pass.
+            self.assertGreater(took, 5, "%s: %.1f s" % (tool, took))
+
+    def test_long_timeout_keeps_waiting(self):
+        procs = self._watches(["--keepalive-time=1s",
+                               "--keepalive-timeout=120s"])
+        time.sleep(20)  # the condition tested is that nothing happens
+        for tool, p in procs.items():
+            self.assertEqual(p.output()[self.cuts[tool]:], b"", tool)
+            self.assertIsNone(p.proc.poll(), tool)
+        self.c.members[0].cont()
+        for tool, p in procs.items():
+            ok = p.wait_for(lambda o: b"ka/after\n2\n" in o, 30)
+            p.wait_quiet()
+            r = p.stop()
+            self.assertTrue(ok, r.describe())
+            self.assertEqual(r.out[self.cuts[tool]:], self.WANT,
+                             r.describe())
+
+
+class KeepaliveOnEtcd(Keepalive):
+    """The same against real etcd 3.4 members."""
+
+    BINARY = "reference"
+
+
+class KeepaliveFlags(unittest.TestCase):
+    """Bad --keepalive-time / --keepalive-timeout values: etcdctl's usage
+    errors."""
+
+    def test_bad_values(self):
+        if not os.access(lib.detcdctl_binary(), os.X_OK):
+            self.skipTest("detcdctl not built")
+        for flags in (["--keepalive-time=x"], ["--keepalive-timeout=5"],
+                      ["--keepalive-time", "-"], ["--keepalive-timeout="]):
+            args = ["--endpoints=127.0.0.1:1", "--dial-timeout=1s"] + flags + \
+                ["get", "k"]
+            same(self, run([etcdctl()] + args),
+                 run([lib.detcdctl_binary()] + args), " ".join(flags))
+
+
 if __name__ == "__main__":
     lib.main()
