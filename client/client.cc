@@ -371,7 +371,60 @@ absl::Status StreamBase::Finish() {
 // ---------------------------------------------------------------- Client
 
 Client::Client(Config config) : config_(std::move(config)) {}
-Client::~Client() = default;
+Client::~Client() {
+  std::deque<AsyncTask> left;
+  std::vector<std::thread> threads;
+  {
+    absl::MutexLock l(&async_mu_);
+    async_stopping_ = true;
+    left.swap(async_queue_);
+    threads.swap(async_threads_);
+  }
+  for (AsyncTask& t : left) t.refuse(absl::CancelledError(kContextCanceled));
+  for (std::thread& t : threads) t.join();
+}
+
+void Client::Submit(std::function<void()> run,
+                    std::function<void(absl::Status)> refuse) {
+  absl::Status why;
+  {
+    absl::MutexLock l(&async_mu_);
+    if (async_stopping_) {
+      why = absl::CancelledError(kContextCanceled);
+    } else if (async_queue_.size() >=
+               static_cast<size_t>(std::max(config_.max_async_queue, 1))) {
+      why = absl::ResourceExhaustedError(absl::StrCat(
+          "detcd client: too many asynchronous calls waiting (",
+          async_queue_.size(), ")"));
+    } else {
+      async_queue_.push_back({std::move(run), std::move(refuse)});
+      // Threads start on first use: most clients never call Async.
+      int want = std::max(config_.async_threads, 1);
+      while (static_cast<int>(async_threads_.size()) < want) {
+        async_threads_.emplace_back([this] { AsyncLoop(); });
+      }
+      return;
+    }
+  }
+  refuse(why);
+}
+
+void Client::AsyncLoop() {
+  for (;;) {
+    AsyncTask t;
+    {
+      absl::MutexLock l(&async_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(async_mu_) {
+        return async_stopping_ || !async_queue_.empty();
+      };
+      async_mu_.Await(absl::Condition(&ready));
+      if (async_queue_.empty()) return;
+      t = std::move(async_queue_.front());
+      async_queue_.pop_front();
+    }
+    t.run();
+  }
+}
 
 absl::StatusOr<std::unique_ptr<Client>> Client::New(Config config) {
   if (config.endpoints.empty()) {

@@ -201,6 +201,8 @@ absl::Status Mutex::Lock() {
   return absl::OkStatus();
 }
 
+pb::Compare Mutex::IsOwner() const { return CreateRevisionIs(key_, rev_); }
+
 absl::Status Mutex::Unlock() {
   pb::DeleteRangeRequest d;
   d.set_key(key_);

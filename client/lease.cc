@@ -1,6 +1,7 @@
 #include "detcd/lease.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/time/clock.h"
 #include "detcd/errors.h"
@@ -56,6 +57,66 @@ absl::Status KeepAliveLoop(
       absl::SleepFor(wait);
     }
   }
+}
+
+// ---------------------------------------------------------------- LeaseKeeper
+
+LeaseKeeper::LeaseKeeper(Client* client, int64_t id, int64_t ttl,
+                         Callbacks cb)
+    : client_(client), id_(id), ttl_(ttl), cb_(std::move(cb)) {}
+
+absl::StatusOr<std::unique_ptr<LeaseKeeper>> LeaseKeeper::Grant(
+    Client* client, int64_t ttl_s, Callbacks cb, const CallOptions& o) {
+  etcdserverpb::LeaseGrantRequest g;
+  g.set_ttl(ttl_s);
+  auto r = client->LeaseGrant(g, o);
+  if (!r.ok()) return r.status();
+  if (!r->error().empty()) return absl::UnknownError(r->error());
+  std::unique_ptr<LeaseKeeper> k = Start(client, r->id(), std::move(cb));
+  // The keeper's first answer replaces this; 0 would read as "unknown".
+  int64_t zero = 0;
+  k->ttl_.compare_exchange_strong(zero, r->ttl());
+  return k;
+}
+
+std::unique_ptr<LeaseKeeper> LeaseKeeper::Start(Client* client,
+                                                int64_t lease_id,
+                                                Callbacks cb) {
+  std::unique_ptr<LeaseKeeper> k(
+      new LeaseKeeper(client, lease_id, 0, std::move(cb)));
+  LeaseKeeper* raw = k.get();
+  k->thread_ = std::thread([raw] {
+    absl::Status s = KeepAliveLoop(
+        raw->client_, raw->id_,
+        [raw](const etcdserverpb::LeaseKeepAliveResponse& resp) {
+          raw->ttl_.store(resp.ttl());
+          if (raw->cb_.on_response) raw->cb_.on_response(resp);
+        },
+        &raw->stop_);
+    if (s.ok()) {
+      raw->lost_.store(true);
+      if (raw->cb_.on_lost) raw->cb_.on_lost();
+    }
+  });
+  return k;
+}
+
+LeaseKeeper::~LeaseKeeper() { Stop(); }
+
+void LeaseKeeper::Stop() {
+  stop_.Cancel();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
+    thread_.join();
+  }
+}
+
+absl::Status LeaseKeeper::Revoke(const CallOptions& o) {
+  Stop();
+  etcdserverpb::LeaseRevokeRequest r;
+  r.set_id(id_);
+  absl::Status s = client_->LeaseRevoke(r, o).status();
+  if (s.ok()) lost_.store(true);
+  return s;
 }
 
 }  // namespace detcd::client

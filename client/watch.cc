@@ -88,6 +88,23 @@ bool Watcher::Next(WatchEvent* out) {
   return true;
 }
 
+bool Watcher::Next(WatchEvent* out, absl::Time deadline) {
+  absl::MutexLock l(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() || closed_ || halted_;
+  };
+  mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+  if (queue_.empty()) return false;
+  *out = std::move(queue_.front());
+  queue_.pop_front();
+  return true;
+}
+
+std::string Watcher::endpoint() const {
+  absl::MutexLock l(&mu_);
+  return stream_ ? stream_->endpoint() : std::string();
+}
+
 bool Watcher::AllDone() const {
   for (const auto& [h, w] : watches_) {
     if (!w.done) return false;

@@ -34,7 +34,10 @@
 // for a request over max_send_bytes. ErrorText (errors.h) renders any of
 // them the way clientv3 does.
 //
-// Calls are blocking and thread-safe. Streams (Watch, LeaseKeepAlive,
+// Calls are blocking and thread-safe; Client::Async runs any of them on
+// the client's own threads and returns a std::future (or calls a callback),
+// so a caller can have many calls in flight without threads of its own.
+// Streams (Watch, LeaseKeepAlive,
 // Snapshot, Observe) are objects owned by the caller; watch.h and
 // lease.h build resuming watches and automatic keep-alives on them, and
 // concurrency.h builds etcd's session, mutex and election recipes.
@@ -43,8 +46,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <future>
 #include <memory>
+#include <thread>
+#include <type_traits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -99,7 +106,59 @@ struct Config {
   // clientv3's defaults: requests up to 2 MiB, responses unbounded.
   int max_send_bytes = 2 * 1024 * 1024;
   int max_recv_bytes = INT32_MAX;
+  // Threads that run asynchronous calls (Client::Async), started on the
+  // first one, and how many calls may wait for them; past that bound an
+  // asynchronous call fails at once with ResourceExhausted.
+  int async_threads = 4;
+  int max_async_queue = 10000;
 };
+
+// Options of the KV conveniences (Client::Get / Put / Delete, and the
+// OpGet / OpPut / OpDelete of kv.h), named after clientv3's OpOptions.
+struct GetOptions {
+  // The end of the range [key, range_end); set: prefix and from_key are
+  // ignored. prefix: every key starting with key (WithPrefix); from_key:
+  // every key >= key (WithFromKey).
+  std::string range_end;
+  bool prefix = false;
+  bool from_key = false;
+  int64_t revision = 0;  // 0: the latest
+  int64_t limit = 0;     // 0: no limit
+  bool serializable = false;  // served by the member alone (may be stale)
+  bool keys_only = false;
+  bool count_only = false;
+  etcdserverpb::RangeRequest::SortTarget sort_target =
+      etcdserverpb::RangeRequest::KEY;
+  etcdserverpb::RangeRequest::SortOrder sort_order =
+      etcdserverpb::RangeRequest::NONE;
+  int64_t min_mod_revision = 0;
+  int64_t max_mod_revision = 0;
+  int64_t min_create_revision = 0;
+  int64_t max_create_revision = 0;
+};
+
+struct PutOptions {
+  int64_t lease = 0;  // 0: none
+  bool prev_kv = false;
+  bool ignore_value = false;
+  bool ignore_lease = false;
+};
+
+struct DeleteOptions {
+  std::string range_end;  // as GetOptions
+  bool prefix = false;
+  bool from_key = false;
+  bool prev_kv = false;
+};
+
+// The request a convenience call sends (kv.cc).
+etcdserverpb::RangeRequest MakeRangeRequest(absl::string_view key,
+                                            const GetOptions& g = {});
+etcdserverpb::PutRequest MakePutRequest(absl::string_view key,
+                                        absl::string_view value,
+                                        const PutOptions& p = {});
+etcdserverpb::DeleteRangeRequest MakeDeleteRequest(absl::string_view key,
+                                                   const DeleteOptions& d = {});
 
 // Per call. A default CallOptions has no deadline (waits for ever).
 struct CallOptions {
@@ -236,6 +295,27 @@ class Client {
   absl::StatusOr<etcdserverpb::CompactionResponse> Compact(
       const etcdserverpb::CompactionRequest& r, const CallOptions& o = {});
 
+  // KV conveniences over Range / Put / DeleteRange (kv.h has the Txn
+  // builder).
+  absl::StatusOr<etcdserverpb::RangeResponse> Get(absl::string_view key,
+                                                  const GetOptions& g = {},
+                                                  const CallOptions& o = {});
+  absl::StatusOr<etcdserverpb::PutResponse> Put(absl::string_view key,
+                                                absl::string_view value,
+                                                const PutOptions& p = {},
+                                                const CallOptions& o = {});
+  absl::StatusOr<etcdserverpb::DeleteRangeResponse> Delete(
+      absl::string_view key, const DeleteOptions& d = {},
+      const CallOptions& o = {});
+  // The same, asynchronously (see Async).
+  std::future<absl::StatusOr<etcdserverpb::RangeResponse>> GetAsync(
+      std::string key, GetOptions g = {}, CallOptions o = {});
+  std::future<absl::StatusOr<etcdserverpb::PutResponse>> PutAsync(
+      std::string key, std::string value, PutOptions p = {},
+      CallOptions o = {});
+  std::future<absl::StatusOr<etcdserverpb::DeleteRangeResponse>> DeleteAsync(
+      std::string key, DeleteOptions d = {}, CallOptions o = {});
+
   // Lease.
   absl::StatusOr<etcdserverpb::LeaseGrantResponse> LeaseGrant(
       const etcdserverpb::LeaseGrantRequest& r, const CallOptions& o = {});
@@ -344,6 +424,42 @@ class Client {
       const v3electionpb::LeaderRequest& r, const CallOptions& o = {},
       Canceller* canceller = nullptr);
 
+  // Runs fn(*this) on one of the client's threads and returns its result
+  // through a future; fn returns absl::Status or absl::StatusOr<T> (any
+  // blocking call, or several in a row), e.g.
+  //   auto f = client->Async([req](Client& c) { return c.Range(req); });
+  // Each call keeps its own CallOptions deadline and retry policy. When
+  // max_async_queue calls already wait, the future holds ResourceExhausted
+  // at once. Calls still queued when the client is destroyed end with
+  // Cancelled "context canceled"; running ones are waited for (give them
+  // deadlines).
+  template <typename F>
+  auto Async(F fn) -> std::future<std::invoke_result_t<F&, Client&>> {
+    using R = std::invoke_result_t<F&, Client&>;
+    static_assert(std::is_constructible_v<R, absl::Status>,
+                  "Async: fn must return absl::Status or absl::StatusOr<T>");
+    auto p = std::make_shared<std::promise<R>>();
+    std::future<R> f = p->get_future();
+    Async(std::move(fn), [p](R r) { p->set_value(std::move(r)); });
+    return f;
+  }
+  // The same with a callback, called on the client's thread with fn's
+  // result (or, when refused or cancelled as above, with that error, maybe
+  // on the caller's thread). done must not block for long: it holds up
+  // the client's other asynchronous calls.
+  template <typename F, typename Done>
+  void Async(F fn, Done done) {
+    using R = std::invoke_result_t<F&, Client&>;
+    static_assert(std::is_constructible_v<R, absl::Status>,
+                  "Async: fn must return absl::Status or absl::StatusOr<T>");
+    auto shared_done = std::make_shared<Done>(std::move(done));
+    Submit(
+        [this, fn = std::move(fn), shared_done]() mutable {
+          (*shared_done)(fn(*this));
+        },
+        [shared_done](absl::Status why) { (*shared_done)(R(why)); });
+  }
+
   // Cancels calls made with it (see Canceller). Unary calls take one
   // through this setter, which applies to calls started afterwards by any
   // thread until it is reset to nullptr.
@@ -367,6 +483,12 @@ class Client {
   absl::StatusOr<Conn*> ConnFor(absl::string_view endpoint);
   std::unique_ptr<grpc::ClientContext> NewContext(const CallOptions& o);
 
+  // Queues run on the async threads; calls refuse(status) instead when the
+  // queue is full or the client is going away.
+  void Submit(std::function<void()> run,
+              std::function<void(absl::Status)> refuse);
+  void AsyncLoop();
+
   template <typename Resp, typename Call>
   absl::StatusOr<Resp> Unary(Retry retry, const CallOptions& o,
                              size_t request_bytes, Call call,
@@ -381,6 +503,15 @@ class Client {
   bool use_token_ = false;
   // Connections to endpoints outside config_.endpoints (Status(ep) etc.).
   std::vector<std::unique_ptr<Conn>> extra_conns_ ABSL_GUARDED_BY(mu_);
+
+  struct AsyncTask {
+    std::function<void()> run;
+    std::function<void(absl::Status)> refuse;
+  };
+  absl::Mutex async_mu_;
+  std::deque<AsyncTask> async_queue_ ABSL_GUARDED_BY(async_mu_);
+  bool async_stopping_ ABSL_GUARDED_BY(async_mu_) = false;
+  std::vector<std::thread> async_threads_ ABSL_GUARDED_BY(async_mu_);
 };
 
 }  // namespace detcd::client

@@ -71,6 +71,10 @@ class Mutex {
   // Blocks until this session holds the lock.
   absl::Status Lock();
   absl::Status Unlock();
+  // A comparison true while this session holds the lock (clientv3's
+  // IsOwner): the lock key still has this create revision. Put it in a
+  // Txn's If to make a write conditional on holding the lock (kv.h).
+  etcdserverpb::Compare IsOwner() const;
   // The lock's key and its create revision (the fencing token).
   const std::string& key() const { return key_; }
   int64_t rev() const { return rev_; }

@@ -8,10 +8,14 @@
 #ifndef DETCD_CLIENT_LEASE_H_
 #define DETCD_CLIENT_LEASE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <thread>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "detcd/client.h"
 #include "etcdserverpb/rpc.pb.h"
 
@@ -25,6 +29,52 @@ absl::Status KeepAliveLoop(
     const std::function<void(const etcdserverpb::LeaseKeepAliveResponse&)>&
         on_response,
     Canceller* stop);
+
+// A lease kept alive on a thread of its own (clientv3's Lease.KeepAlive,
+// with callbacks instead of its channel). Destroying it stops the
+// keep-alives; the lease then expires on its own unless revoked.
+class LeaseKeeper {
+ public:
+  struct Callbacks {
+    // Every answer with a positive TTL (on the keeper's thread).
+    std::function<void(const etcdserverpb::LeaseKeepAliveResponse&)>
+        on_response;
+    // Once, when the lease is gone (expired, revoked, or unreachable past
+    // its last known TTL); not called after Stop.
+    std::function<void()> on_lost;
+  };
+  // Grants a lease of ttl_s seconds and keeps it alive.
+  static absl::StatusOr<std::unique_ptr<LeaseKeeper>> Grant(
+      Client* client, int64_t ttl_s, Callbacks cb = {},
+      const CallOptions& o = {});
+  // Keeps an existing lease alive.
+  static std::unique_ptr<LeaseKeeper> Start(Client* client, int64_t lease_id,
+                                            Callbacks cb = {});
+  ~LeaseKeeper();
+  LeaseKeeper(const LeaseKeeper&) = delete;
+  LeaseKeeper& operator=(const LeaseKeeper&) = delete;
+
+  int64_t id() const { return id_; }
+  // The TTL of the last answer (the granted TTL before the first).
+  int64_t ttl() const { return ttl_.load(); }
+  // False once the lease is known to be gone.
+  bool alive() const { return !lost_.load(); }
+  // Stops keeping the lease alive; idempotent.
+  void Stop();
+  // Stop, then revoke the lease (its keys are deleted).
+  absl::Status Revoke(const CallOptions& o = {});
+
+ private:
+  LeaseKeeper(Client* client, int64_t id, int64_t ttl, Callbacks cb);
+
+  Client* client_;
+  int64_t id_;
+  std::atomic<int64_t> ttl_;
+  Callbacks cb_;
+  Canceller stop_;
+  std::atomic<bool> lost_{false};
+  std::thread thread_;
+};
 
 }  // namespace detcd::client
 

@@ -70,6 +70,11 @@ class Watcher {
   // Blocks for the next response of any watch. Returns false once every
   // watch has ended and its responses were taken, or after Close.
   bool Next(WatchEvent* out);
+  // The same, giving up at deadline: false with absl::Now() >= deadline
+  // means nothing arrived in time (the watches go on).
+  bool Next(WatchEvent* out, absl::Time deadline);
+  // The endpoint of the current stream ("" between streams).
+  std::string endpoint() const;
   // Ends all watches; Next returns false. Thread-safe.
   void Close();
   // Why the watcher stopped (OK after Close or when every watch ended).
