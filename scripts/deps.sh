@@ -13,6 +13,8 @@ DETCD_PACKAGES=(
   etcd-server etcd-client python3 curl golang-go golang-etcd-server-dev
   libcurl4-openssl-dev dnsmasq-base iproute2 libcrypt-dev
 )
+# scripts/fuzz only (libFuzzer builds, fuzz/README.md).
+DETCD_FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
 
 detcd_install_deps() {
   local missing=()
