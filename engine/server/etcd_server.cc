@@ -189,8 +189,13 @@ void EtcdServer::OnMessage(std::string_view payload) {
   if (tag == kGoneTag) {
     // A member that applied our removal refused our messages (only a
     // removal it applied makes it answer so, and removals are final).
+    // Only a member can say so (etcd hears 410 Gone only from the members
+    // it dials): a stranger's payload on the peer port must not stop us.
     uint64_t from = 0;
-    if (r.GetVarint64(&from) && from != opts_.node.id) told_removed_ = true;
+    if (r.GetVarint64(&from) && from != opts_.node.id &&
+        sm_.membership().Find(from) != nullptr) {
+      told_removed_ = true;
+    }
     return;
   }
   if (tag == kForwardTag) {
