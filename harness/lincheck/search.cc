@@ -36,6 +36,8 @@ constexpr size_t kMaxChainKeys = 4096;
 // may name (past it, the failure is left unexplained).
 constexpr size_t kMaxLearnedPerRev = 32;
 constexpr size_t kMaxExplClasses = 4096;
+// Servable gap counts at most this big are refined by the ops left.
+constexpr int64_t kMaxRefinedGaps = 16;
 // Outer frames whose ops a frame's explanation looks at one by one.
 constexpr int32_t kExplWindow = 64;
 
@@ -48,9 +50,16 @@ class Search {
   // oldest first.
   enum class Order { kNewestFirst, kOldestFirst };
 
+  struct Shared;
   Search(const Compiled& c, const Index& ix, const CheckOptions& o,
-         int64_t max_states, Order order)
-      : c_(c), ix_(ix), o_(o), max_states_(max_states), order_(order), m_(c) {
+         int64_t max_states, Order order, Shared* shared)
+      : c_(c),
+        ix_(ix),
+        o_(o),
+        max_states_(max_states),
+        order_(order),
+        sh_(*shared),
+        m_(c) {
     lin_.assign(c.ops.size(), 0);
     class_next_.assign(ix.class_ops.size(), 0);
     tried_by_.assign(c.ops.size(), 0);
@@ -97,6 +106,37 @@ class Search {
       }
     }
     for (const COp& op : c.ops) pending_ok_ += IsLinearOk(op.role) ? 1 : 0;
+    if (small_keys_) {
+      for (auto& v : pinned_writers_) v.assign(c.keys.size(), {});
+      for (int u : ix.unknown) {
+        if (!ix.pinned_only[u]) continue;
+        for (int32_t k : ix.op_puts[u]) pinned_writers_[0][k].push_back(u);
+        for (int32_t k : ix.op_dels[u]) pinned_writers_[1][k].push_back(u);
+      }
+      const size_t revs = static_cast<size_t>(std::min<int64_t>(
+          ix.max_rev + 2, int64_t{1} << 24));
+      frozen_at_.assign(revs, 0);
+      frozen_known_.assign(revs, 0);
+      // ret_bound_[g]: the earliest return among kOk ops (not revokes)
+      // that come after step g: writes at revisions > g, reads at >= g.
+      std::vector<int64_t> w(revs + 1, kInfinity), rd(revs + 1, kInfinity);
+      for (const COp& op : c.ops) {
+        if (!IsLinearOk(op.role) || op.revoke != 0 || op.rev < 0 ||
+            static_cast<size_t>(op.rev) >= revs) {
+          continue;
+        }
+        auto& v = op.role == Role::kWrite ? w : rd;
+        v[static_cast<size_t>(op.rev)] =
+            std::min(v[static_cast<size_t>(op.rev)], op.ret);
+      }
+      ret_bound_.assign(revs, kInfinity);
+      int64_t wmin = kInfinity, rmin = kInfinity;
+      for (size_t g = revs; g-- > 0;) {
+        ret_bound_[g] = std::min(wmin, std::min(rmin, rd[g]));
+        wmin = std::min(wmin, w[g]);
+        rmin = std::min(rmin, rd[g]);
+      }
+    }
     free_index_.assign(ix.class_ops.size(), -1);
     for (int c : ix.free_classes) {
       free_index_[c] = static_cast<int>(free_head_.size());
@@ -192,6 +232,17 @@ class Search {
     
     std::vector<std::pair<int32_t, int32_t>> d;  // (class, linearized)
   };
+
+ public:
+  // What outlives one attempt (RunCore): learned nogoods hold for any
+  // search of the history (those that pin outer frames name them by
+  // stamps, unique across attempts, so they never match in another).
+  struct Shared {
+    absl::flat_hash_map<int64_t, std::vector<Learned>> learned;
+    uint64_t stamps = 0;
+  };
+
+ private:
 
   void UpdateHead(int c) {
     const int i = free_index_[c];
@@ -459,14 +510,21 @@ class Search {
           return false;
         }
         const int64_t need = it->x - s.version - ix_.PutsIn(k, r, it->m);
-        const int64_t gaps = ix_.ServableIn(k, /*del=*/false, r - 1, it->m);
+        bool refined = false;
+        const int64_t gaps =
+            Servable(k, /*del=*/false, r, it->m, f.min_ret, &refined);
         if (need < 0 || need > gaps) {
           FailKey(k);
+          if (refined) AddWriterClasses(k, /*del=*/false, &fail_);
           Note(kNone, "a key's version count cannot match what ops saw");
           return false;
         }
+        if (refined && need == gaps && need > 0 && learn_) {
+          AddWriterClasses(k, /*del=*/false, &f.why);
+        }
         // Only a gap that can put k serves the need.
-        if (need > 0 && ix_.ServableIn(k, /*del=*/false, r - 1, r) > 0) {
+        if (need > 0 && ix_.ServableIn(k, /*del=*/false, r - 1, r) > 0 &&
+            (!small_keys_ || CanWriteAt(k, /*del=*/false, r))) {
           needs.push_back({gaps - need, k, false});
         }
         continue;
@@ -477,16 +535,23 @@ class Search {
       const Fact* next = it == v.end() ? nullptr : &*it;
       const int64_t d = ix_.GoneBy(k, r, next);
       if (d == kInfinity || ix_.DelsIn(k, r - 1, d) > 0) continue;
-      const int64_t gaps = ix_.ServableIn(k, /*del=*/true, r - 1, d);
+      bool refined = false;
+      const int64_t gaps =
+          Servable(k, /*del=*/true, r, d, f.min_ret, &refined);
       if (gaps == 0) {
         FailKey(k);
+        if (refined) AddWriterClasses(k, /*del=*/true, &fail_);
         Note(kNone, "a key cannot be deleted before it was seen missing");
         return false;
+      }
+      if (refined && gaps == 1 && learn_) {
+        AddWriterClasses(k, /*del=*/true, &f.why);
       }
       // When the step that recreates k may delete it first, the need is
       // not "k missing after some step": leave the order alone.
       if (next != nullptr && d == next->c) continue;
-      if (ix_.ServableIn(k, /*del=*/true, r - 1, r) > 0) {
+      if (ix_.ServableIn(k, /*del=*/true, r - 1, r) > 0 &&
+          (!small_keys_ || CanWriteAt(k, /*del=*/true, r))) {
         needs.push_back({gaps - 1, k, true});
       }
     }
@@ -551,6 +616,91 @@ class Search {
     f.serial = ++frame_serial_;
     frames_.push_back(std::move(f));
     return TryNext(frames_.back());
+  }
+
+  // SERVABLE GAPS, REFINED BY WHAT IS LEFT (sound). Index::ServableIn
+  // counts the gaps in [a, b] whose step may put (or delete) key k, from
+  // the history alone. When there are few, count only those where some op
+  // not linearized yet could do it: a kUnknown op with a branch that
+  // writes k and changes no key frozen at that gap (a revoke: one whose
+  // lease k may carry), a pinned one only at its pin. Ops linearized now
+  // stay linearized on every path from here, so this is still an upper
+  // bound on the steps in [a, b] that can put (delete) k. It depends on
+  // which ops are linearized: *refined tells when it is below the static
+  // count, and then explanations name the classes of k's writers.
+  int64_t Servable(int32_t k, bool del, int64_t a, int64_t b, int64_t min_ret,
+                   bool* refined) {
+    *refined = false;
+    const int64_t all = ix_.ServableIn(k, del, a - 1, b);
+    if (!small_keys_ || all > kMaxRefinedGaps) return all;
+    int64_t n = 0;
+    for (int64_t g = a; g <= b; ++g) {
+      if (ix_.write_at.contains(g) || ix_.ServableIn(k, del, g - 1, g) == 0) {
+        continue;
+      }
+      if (CanWriteAt(k, del, g)) ++n;
+    }
+    (void)min_ret;
+    *refined = n < all;
+    return n;
+  }
+
+  bool CanWriteAt(int32_t k, bool del, int64_t g) {
+    const uint64_t bit = uint64_t{1} << k;
+    const uint64_t frozen = FrozenAt(g);
+    // The op making step g is invoked before every kOk op after it (but
+    // kOk revokes, which may be gap steps themselves) returned.
+    const int64_t latest = static_cast<size_t>(g) < ret_bound_.size()
+                               ? ret_bound_[static_cast<size_t>(g)]
+                               : kInfinity;
+    auto branch_ok = [&](int u) {
+      if (c_.ops[u].revoke != 0) return (write_mask_[u] & bit) != 0;
+      for (int b = 0; b < 2; ++b) {
+        const uint64_t m = branch_mask_[u][b];
+        if ((m & bit) != 0 && (m & frozen) == 0) return true;
+      }
+      return false;
+    };
+    for (int c : del ? ix_.del_classes[k] : ix_.put_classes[k]) {
+      const int u = Head(c);
+      if (u != kNone && c_.ops[u].invoke <= latest && branch_ok(u)) {
+        return true;
+      }
+    }
+    for (int u : pinned_writers_[del ? 1 : 0][k]) {
+      if (!lin_[u] && (ix_.pin[u][0] == g || ix_.pin[u][1] == g) &&
+          c_.ops[u].invoke <= latest && branch_ok(u)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // The classes of k's writers (those CanWriteAt looks at) into e.d.
+  void AddWriterClasses(int32_t k, bool del, Expl* e) {
+    if (!learn_ || !e->valid) return;
+    scratch_.clear();
+    for (int c : del ? ix_.del_classes[k] : ix_.put_classes[k]) {
+      scratch_.push_back(c);
+    }
+    for (int u : pinned_writers_[del ? 1 : 0][k]) {
+      scratch_.push_back(ix_.class_of[u]);
+    }
+    std::sort(scratch_.begin(), scratch_.end());
+    scratch_.erase(std::unique(scratch_.begin(), scratch_.end()),
+                   scratch_.end());
+    e->AddClasses(scratch_.data(), scratch_.size());
+  }
+
+  uint64_t FrozenAt(int64_t g) {
+    if (g < 0 || static_cast<size_t>(g) >= frozen_at_.size()) {
+      return FrozenMask(g);
+    }
+    if (!frozen_known_[static_cast<size_t>(g)]) {
+      frozen_known_[static_cast<size_t>(g)] = 1;
+      frozen_at_[static_cast<size_t>(g)] = FrozenMask(g);
+    }
+    return frozen_at_[static_cast<size_t>(g)];
   }
 
   // Index::Blocked with the frozen keys as a bit set.
@@ -740,7 +890,7 @@ class Search {
         for (int32_t k : step_changed_) f.cur_changed |= uint64_t{1} << k;
       }
       f.cur = cand;
-      f.stamp = ++stamps_;
+      f.stamp = ++sh_.stamps;
       f.post = Here();
       f.cur_key = key;
       return true;
@@ -808,13 +958,14 @@ class Search {
     const int64_t r = f.rev + 1;
     Learned g;
     g.mask = fail_.k;
+    ++proj_gen_;
     g.proj = Proj(fail_.k);
     g.ok_fp = ok_fp_;
     g.j = fail_.j;
     g.stamp = g.j > 0 ? frames_[static_cast<size_t>(g.j) - 1].stamp : 0;
     g.d.reserve(fail_.d.size());
     for (int32_t c : fail_.d) g.d.push_back({c, class_next_[c]});
-    std::vector<Learned>& at = learned_[r];
+    std::vector<Learned>& at = sh_.learned[r];
     if (at.size() >= kMaxLearnedPerRev) at.erase(at.begin());
     at.push_back(std::move(g));
     if (auto it = seen_.find(f.cur_key); it != seen_.end()) {
@@ -939,29 +1090,36 @@ class Search {
   }
 
   // 128-bit fingerprint of the state of the keys in mask, values by token.
-  std::pair<uint64_t, uint64_t> Proj(uint64_t mask) const {
+  // Per-key parts are cached for the current state (proj_gen_ changes
+  // with every state MatchLearned or Absorb looks at).
+  std::pair<uint64_t, uint64_t> Proj(uint64_t mask) {
     uint64_t h1 = 0, h2 = 0;
     for (uint64_t m = mask; m != 0; m &= m - 1) {
       const int k = __builtin_ctzll(m);
-      const KState& s = m_.key(k);
-      uint64_t x = Mix64(static_cast<uint64_t>(k) + 1);
-      if (s.present()) {
-        x = Mix64(x ^ static_cast<uint64_t>(s.create));
-        x = Mix64(x ^ static_cast<uint64_t>(s.mod));
-        x = Mix64(x ^ static_cast<uint64_t>(s.version));
-        x = Mix64(x ^ static_cast<uint64_t>(s.lease));
-        x = Mix64(x ^ static_cast<uint64_t>(ix_.value_token[s.value]));
+      if (proj_seen_[k] != proj_gen_) {
+        proj_seen_[k] = proj_gen_;
+        const KState& s = m_.key(k);
+        uint64_t x = Mix64(static_cast<uint64_t>(k) + 1);
+        if (s.present()) {
+          x = Mix64(x ^ static_cast<uint64_t>(s.create));
+          x = Mix64(x ^ static_cast<uint64_t>(s.mod));
+          x = Mix64(x ^ static_cast<uint64_t>(s.version));
+          x = Mix64(x ^ static_cast<uint64_t>(s.lease));
+          x = Mix64(x ^ static_cast<uint64_t>(ix_.value_token[s.value]));
+        }
+        proj_h_[k] = {x, Mix64(x ^ 0x6a09e667f3bcc909ULL)};
       }
-      h1 ^= x;
-      h2 ^= Mix64(x ^ 0x6a09e667f3bcc909ULL);
+      h1 ^= proj_h_[k].first;
+      h2 ^= proj_h_[k].second;
     }
     return {h1, h2};
   }
 
   // A nogood learned at revision r that the state just reached matches.
-  const Learned* MatchLearned(int64_t r) const {
-    auto it = learned_.find(r);
-    if (it == learned_.end()) return nullptr;
+  const Learned* MatchLearned(int64_t r) {
+    auto it = sh_.learned.find(r);
+    if (it == sh_.learned.end()) return nullptr;
+    ++proj_gen_;
     for (const Learned& g : it->second) {
       if (g.ok_fp != ok_fp_) continue;
       if (g.j > 0 && (frames_.size() < static_cast<size_t>(g.j) ||
@@ -1176,6 +1334,7 @@ class Search {
   const CheckOptions& o_;
   const int64_t max_states_;
   const Order order_;
+  Shared& sh_;
   std::vector<int32_t> fail_keys_;
   // The chain of forced steps since the last gap step (see ChainFailed).
   bool chain_valid_ = false;
@@ -1198,6 +1357,12 @@ class Search {
   std::vector<int64_t> free_head_invoke_;
   std::vector<int> free_index_;
   std::vector<std::array<uint64_t, 2>> free_mask_;  // branch_mask_, per class
+  // Per key: pinned-only kUnknown ops that may put it ([0]) or delete it
+  // ([1]); and the keys frozen at each revision, computed when needed.
+  std::array<std::vector<std::vector<int>>, 2> pinned_writers_;
+  std::vector<uint64_t> frozen_at_;
+  std::vector<uint8_t> frozen_known_;
+  std::vector<int64_t> ret_bound_;  // see the constructor
   std::vector<uint64_t> tried_by_;  // see Frame::serial
   // With at most 64 keys, key sets are bit sets: per op, the keys either
   // branch may write.
@@ -1225,10 +1390,13 @@ class Search {
   // Learning (see Absorb): the explanation of the last failure, and the
   // nogoods by revision (only looked up, so hash order cannot leak).
   Expl fail_;
-  absl::flat_hash_map<int64_t, std::vector<Learned>> learned_;
+
   uint64_t ok_fp_ = 0;  // xor of the linearized kOk ops' z1
   uint64_t learned_hits_ = 0;
-  uint64_t stamps_ = 0;
+
+  uint64_t proj_gen_ = 0;
+  std::array<uint64_t, 64> proj_seen_{};
+  std::array<std::pair<uint64_t, uint64_t>, 64> proj_h_{};
   // see Frame::stamp
   std::vector<int32_t> scratch_;
   int64_t states_ = 0;
@@ -1267,12 +1435,13 @@ CoreResult RunCore(const History& h, const CheckOptions& o) {
   Search::Verdict v = Search::Verdict::kLimit;
   int64_t used = 0;
   std::optional<Search> s;
+  Search::Shared shared;
   for (size_t i = 0; i < std::size(kAttempts); ++i) {
     const bool last = i + 1 == std::size(kAttempts);
     const int64_t budget =
         last ? o.max_states - used : o.max_states / 32 * kAttempts[i].share;
     if (budget <= 0) continue;
-    s.emplace(c, ix, o, budget, kAttempts[i].order);
+    s.emplace(c, ix, o, budget, kAttempts[i].order, &shared);
     v = s->Run();
     used += static_cast<int64_t>(s->states());
     if (v != Search::Verdict::kLimit) break;

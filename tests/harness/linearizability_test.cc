@@ -508,23 +508,33 @@ TEST(LinearizabilityTest, SearchFindsViolationsThePrechecksMiss) {
 }
 
 TEST(LinearizabilityTest, StateLimitIsInconclusive) {
-  // Twelve unknown puts to distinct keys; revisions 2..7 must be made by
-  // six of them, but a range at revision 8 sees no key but z. The facts do
-  // not cover absent keys, so refuting it means trying the orders.
+  // Twelve keys, each with an unknown put and an unknown delete; revisions
+  // 2..8 must be made by seven of them, but a range at revision 9 sees no
+  // key but z. Every key put must be deleted again, two steps per key, so
+  // seven steps cannot do it: refuting it means trying the orders (the
+  // learned nogoods cut them down; a small limit leaves it undecided, and
+  // a larger one refutes it).
   Builder b;
   for (int i = 0; i < 12; ++i) {
     b.Put(0, 10, "k" + std::to_string(i), "v", 0, Operation::kUnknown);
+    b.Add(0, 10, DeleteRequest("k" + std::to_string(i)), Operation::kUnknown,
+          0);
   }
-  b.Put(20, 30, "z", "a", 8);
-  Operation& all = b.Add(40, 50, RangeRequest("a", "zz"), Operation::kOk, 8);
-  all.resp.results[0].kvs = {Kv("z", "a", 8, 8, 1)};
+  b.Put(20, 30, "z", "a", 9);
+  Operation& all = b.Add(40, 50, RangeRequest("a", "zz"), Operation::kOk, 9);
+  all.resp.results[0].kvs = {Kv("z", "a", 9, 9, 1)};
   all.resp.results[0].count = 1;
   CheckOptions o;
-  o.max_states = 1000;
+  o.max_states = 20;
   CheckResult r = CheckLinearizable(b.h(), o);
   EXPECT_TRUE(r.ok);
   EXPECT_TRUE(r.inconclusive);
   EXPECT_EQ(r.explanation, "inconclusive: state limit");
+  o.max_states = 1'000'000;
+  r = CheckLinearizable(b.h(), o);
+  EXPECT_FALSE(r.ok) << r.explanation;
+  EXPECT_FALSE(r.inconclusive);
+  EXPECT_GT(r.states_explored, 20u);
 }
 
 TEST(LinearizabilityTest, FormatOp) {
