@@ -466,6 +466,17 @@ class Client {
   void set_canceller(Canceller* c) { canceller_.store(c); }
   Canceller* canceller() const { return canceller_.load(); }
 
+  // For callers that drive gRPC's asynchronous API themselves (detcd-bench
+  // keeps many calls in flight on a few threads): the channel of
+  // endpoints()[i], and a context carrying the client's auth token and
+  // o's deadline and metadata, as the blocking calls send them. Such calls
+  // get no retries and no token refresh.
+  std::shared_ptr<grpc::Channel> channel(size_t i) const;
+  std::unique_ptr<grpc::ClientContext> NewCallContext(
+      const CallOptions& o = {}) {
+    return NewContext(o);
+  }
+
  private:
   enum class Retry { kRepeatable, kNonRepeatable };
   explicit Client(Config config);
