@@ -56,6 +56,10 @@ constexpr absl::Duration kRetryBackoff = absl::Milliseconds(25);
 // How long one wait for a channel state change lasts before the next
 // endpoint is looked at.
 constexpr absl::Duration kConnectPoll = absl::Milliseconds(20);
+// Retries of one unary call on Unavailable (clientv3's
+// defaultUnaryMaxRetries): a call without a deadline against a cluster
+// that stays unavailable ends with the last error instead of spinning.
+constexpr int kMaxUnaryRetries = 100;
 // Token refreshes per call (a token may expire again while refreshing).
 constexpr int kMaxTokenRefreshes = 3;
 
@@ -588,6 +592,7 @@ absl::StatusOr<Resp> Client::Unary(Retry retry, const CallOptions& o,
                         request_bytes, config_.max_send_bytes));
   }
   int refreshes = 0;
+  int retries = 0;
   Canceller* canceller = canceller_.load();
   for (;;) {
     Conn* c = fixed;
@@ -635,6 +640,7 @@ absl::StatusOr<Resp> Client::Unary(Retry retry, const CallOptions& o,
       if (absl::Now() >= o.deadline) {
         return absl::DeadlineExceededError(kContextDeadlineExceeded);
       }
+      if (++retries > kMaxUnaryRetries) return s;
       SleepUntilOr(kRetryBackoff, o.deadline);
       continue;
     }

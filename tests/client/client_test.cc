@@ -187,6 +187,19 @@ TEST(Client, ReadsRetryUntilTheDeadline) {
   EXPECT_GT(a.kv.ranges.load(), 2);
 }
 
+TEST(Client, ReadsWithoutADeadlineStopAfterClientv3sRetryLimit) {
+  Server a;
+  a.kv.fail_reads = true;
+  Config c;
+  c.endpoints = {a.endpoint};
+  auto cli = MustNew(c);
+  auto r = cli->Range(pb::RangeRequest());  // no deadline
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().message(), "etcdserver: no leader");
+  EXPECT_EQ(a.kv.ranges.load(), 101);  // the call and 100 retries
+}
+
 TEST(Client, WritesAreNotRetriedOnceSent) {
   Server a;
   a.kv.fail_writes = true;

@@ -7,14 +7,19 @@
 //    an unreachable cluster costs the caller its deadline, not an instant
 //    "connection refused" (clientv3 dials with FailFast(false)).
 //  - Retry policy (clientv3's retry.go): a call that only reads (Range,
-//    LeaseTimeToLive, LeaseLeases, MemberList, Status, Alarm list, auth
-//    reads, ...) is retried on the next endpoint while it fails with
-//    Unavailable (a dead member, "etcdserver: no leader", "request timed
-//    out", ...), until its deadline. A call that writes (Put, DeleteRange,
-//    Txn, Compact, member changes, ...) is retried only when the error
-//    proves the request never left this client (no connected endpoint);
+//    LeaseTimeToLive, LeaseLeases, MemberList, Status, HashKV, Alarm
+//    list, auth reads, ...) and the lease calls clientv3 repeats (grant,
+//    revoke, keep-alive) are retried on the next endpoint while they fail
+//    with Unavailable (a dead member, "etcdserver: no leader", "request
+//    timed out", ...), 25 ms apart, until the deadline or for at most 100
+//    retries (clientv3's defaultUnaryMaxRetries; then the last error is
+//    returned). Any other code (compacted, permission denied, ...) is
+//    returned at once. A call that writes (Put, DeleteRange, Txn,
+//    Compact, member changes, ...) is retried only when the error proves
+//    the request never left this client (no connected endpoint);
 //    otherwise its Unavailable error is returned, because the write may
-//    have been applied.
+//    have been applied. (Alarm activate/deactivate and MoveLeader count
+//    as writes here; clientv3 repeats them.)
 //  - Auth: with a user name and password the client gets a token
 //    (Authenticate) when created and sends it as the "token" metadata on
 //    every call; on "etcdserver: invalid auth token" or "etcdserver:
