@@ -17,6 +17,14 @@ from etcdctl 3.4 (a clear error where etcdctl crashes):
   a user transformer, a failing one, waiting for the database lock).
 - Promote: `member promote -w json` after a learner caught up: the member
   is promoted, then a clear error (exit 4) where etcdctl panics.
+- make-mirror --no-dest-prefix: src/ keys mirrored to the root (initial
+  sync, live puts and deletes), as etcdctl does, on detcd and on etcd.
+- --keepalive-time / --keepalive-timeout: a watch whose member is frozen
+  (SIGSTOP) fails over after gRPC's 10 s minimum ping interval plus the
+  timeout, or keeps waiting with a long timeout, as etcdctl's does.
+- --insecure-discovery and the default endpoint 127.0.0.1:2379, inside a
+  network namespace with dnsmasq (root only, else skipped): http SRV
+  endpoints kept or dropped, https ones checked against the SRV domain.
 
 Run alone:
   python3 test_detcdctl_extras.py --server build/detcd \\
@@ -751,6 +759,169 @@ class KeepaliveFlags(unittest.TestCase):
                 ["get", "k"]
             same(self, run([etcdctl()] + args),
                  run([lib.detcdctl_binary()] + args), " ".join(flags))
+
+
+
+class NsServer(cluster.Member):
+    """A one-member cluster's member started inside a network namespace,
+    with https client URLs when given a certificate."""
+
+    def __init__(self, c, client_port, peer_port, ns, tls=None):
+        super().__init__(c, 0, client_port, peer_port)
+        self.ns = ns
+        self.tls = tls
+
+    @property
+    def client_url(self):
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http",
+                                      self.client_port)
+
+    def argv(self):
+        a = super().argv()
+        if self.tls:
+            a += ["--cert-file", self.tls["cert"], "--key-file",
+                  self.tls["key"]]
+        return self.ns.argv(a)
+
+
+class InsecureDiscovery(cluster.ClusterTestCase):
+    """--insecure-discovery with --discovery-srv, and the default endpoint,
+    inside a network namespace with dnsmasq as its resolver (as in
+    test_discovery_srv.py; needs root, else skipped). Three one-member
+    clusters there: A (http), T (https; its certificate names only the SRV
+    domains, not the records' host names) and D on the namespace's own
+    127.0.0.1:2379, etcdctl's default endpoint. Each holds a different
+    value of `who`. What etcdctl 3.4 does (ctlv3/command/global.go):
+    --insecure-discovery (default true) keeps http:// endpoints found by
+    SRV; =false drops them, saying so on stderr, and checks https servers'
+    certificates against the SRV domain instead of the record's host name
+    (which also makes it dial --endpoints, the fallback when no endpoint is
+    left, over TLS). detcdctl's exit codes, stdout and stderr are the
+    same. Without --discovery-srv, no --endpoints: D answers."""
+
+    BINARY = "server"
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.access(lib.detcdctl_binary(), os.X_OK):
+            raise unittest.SkipTest("detcdctl not built")
+        import test_discovery_srv as ds
+        cls.ns = ds.NetNsDns()
+        why = cls.ns.setup()
+        if why is not None:
+            cls.ns.close()
+            raise unittest.SkipTest(why)
+        try:
+            cls._start(ds)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def _start(cls, ds):
+        pa, pa_peer, pt, pt_peer, pd_peer = cluster.free_ports(5)
+        cls.pa = pa
+        cls.pki = ds.make_domain_pki(cls.ns.dir, ["tls.detcd.test",
+                                                  "tlsonly.detcd.test"])
+        srv = [("_etcd-client._tcp.plain.detcd.test", "a.detcd.test", pa),
+               ("_etcd-client-ssl._tcp.tls.detcd.test", "t.detcd.test", pt),
+               ("_etcd-client._tcp.tls.detcd.test", "a.detcd.test", pa),
+               ("_etcd-client-ssl._tcp.tlsonly.detcd.test", "t.detcd.test",
+                pt)]
+        cls.ns.serve(srv, [("a.detcd.test", "127.0.0.1"),
+                           ("t.detcd.test", "127.0.0.1")])
+        binary = cluster.CONFIG[cls.BINARY]
+        servers = {}
+        for who, port, peer, tls in (("A", pa, pa_peer, None),
+                                     ("T", pt, pt_peer, cls.pki),
+                                     ("default", 2379, pd_peer, None)):
+            c = cls.new_class_cluster(binary, size=1, label="insecure-disc")
+            c.members = [NsServer(c, port, peer, cls.ns, tls)]
+            c.members[0].start()
+            servers[who] = c.members[0]
+        # Each gets its value (retried until it serves).
+        for who, m in servers.items():
+            args = ["--endpoints=" + m.client_url, "--dial-timeout=1s"]
+            if m.tls:  # (the certificate does not name 127.0.0.1)
+                args += ["--cacert", m.tls["ca"], "--insecure-skip-tls-verify"]
+            deadline = time.monotonic() + 30
+            while True:
+                r = cls.ctl(etcdctl(), args + ["put", "who", who])
+                if r.rc == 0:
+                    break
+                if time.monotonic() > deadline or not m.alive():
+                    raise RuntimeError("%s does not serve: %s\n%s" % (
+                        who, r.describe(), m.log_tail()))
+                time.sleep(0.2)
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.ns.close()
+
+    @classmethod
+    def ctl(cls, tool, args):
+        return lib.run_argv(cls.ns.argv([tool] + args), timeout=30)
+
+    def check(self, args, rc, out, err):
+        """etcdctl gives (rc, out, err) (err: a regex); detcdctl the same
+        bytes as etcdctl."""
+        ra = self.ctl(etcdctl(), args)
+        # clientv3's zap warnings for retried calls are exempt (the issue).
+        ra.err = "".join(l for l in ra.err.splitlines(keepends=True)
+                         if not lib._RETRY_WARN.match(l.rstrip("\n")))
+        self.assertEqual((ra.rc, ra.out), (rc, out), ra.describe())
+        self.assertRegex(ra.err, err, ra.describe())
+        rb = self.ctl(lib.detcdctl_binary(), args)
+        same(self, ra, rb, " ".join(args))
+
+    GET = ["get", "who", "--print-value-only"]
+
+    def ignoring(self):
+        return "^ignoring discovered insecure endpoint " \
+            "\"http://a\\.detcd\\.test\\.:%d\"\n$" % self.pa
+
+    def test_default_endpoint(self):
+        self.check(self.GET, 0, "default\n", "^$")
+
+    def test_http_records_kept_by_default(self):
+        self.check(["--discovery-srv", "plain.detcd.test"] + self.GET, 0,
+                   "A\n", "^$")
+        self.check(["--discovery-srv", "plain.detcd.test",
+                    "--insecure-discovery=true"] + self.GET, 0, "A\n", "^$")
+
+    def test_http_records_dropped_then_tls_to_default_endpoint(self):
+        """Nothing left: the default endpoint 127.0.0.1:2379, but over TLS
+        (the SRV domain as server name makes the client config a TLS one),
+        so D, which speaks http, cannot be reached; an explicit --endpoints
+        is no different."""
+        for extra in ([], ["--endpoints", "127.0.0.1:%d" % self.pa]):
+            self.check(["--discovery-srv", "plain.detcd.test",
+                        "--insecure-discovery=false", "--dial-timeout=2s"] +
+                       extra + self.GET, 1, "",
+                       self.ignoring()[:-1] +
+                       "Error: context deadline exceeded\n$")
+
+    def test_https_kept_and_checked_against_domain(self):
+        self.check(["--discovery-srv", "tls.detcd.test",
+                    "--insecure-discovery=false", "--cacert",
+                    self.pki["ca"]] + self.GET, 0, "T\n", self.ignoring())
+        self.check(["--discovery-srv", "tlsonly.detcd.test",
+                    "--insecure-discovery=false", "--cacert",
+                    self.pki["ca"]] + self.GET, 0, "T\n", "^$")
+
+    def test_https_checked_against_host_name_by_default(self):
+        """The certificate does not name t.detcd.test: without
+        --insecure-discovery=false the dial fails."""
+        self.check(["--discovery-srv", "tlsonly.detcd.test", "--cacert",
+                    self.pki["ca"], "--dial-timeout=2s"] + self.GET, 1, "",
+                   "context deadline exceeded")
+
+
+class InsecureDiscoveryOnEtcd(InsecureDiscovery):
+    """The same with real etcd 3.4 servers."""
+
+    BINARY = "reference"
 
 
 if __name__ == "__main__":
