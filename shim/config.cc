@@ -1575,7 +1575,10 @@ std::optional<std::string> DecodeSecurity(absl::string_view key,
   out.crl_file = tls->crl_file;
   for (auto it = n.begin(); it != n.end(); ++it) {
     const std::string k = absl::AsciiStrToLower(it->first.as<std::string>());
-    const YAML::Node& v = it->second;
+    // A copy (a Node is a handle): yaml-cpp's operator-> returns a proxy
+    // that dies with this statement, so a reference to it->second dangles
+    // (fuzz_config: AddressSanitizer stack-use-after-scope).
+    const YAML::Node v = it->second;
     const std::string sub = absl::StrCat(field, ".", k);
     if (v.IsNull()) continue;
     auto str = [&](std::string* dst) -> std::optional<std::string> {
