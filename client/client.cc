@@ -528,6 +528,11 @@ std::shared_ptr<grpc::Channel> Client::channel(size_t i) const {
   return conns_.at(i)->channel;
 }
 
+std::unique_ptr<grpc::ClientContext> Client::NewCallContext(
+    const CallOptions& o) {
+  return NewContext(o);
+}
+
 std::unique_ptr<grpc::ClientContext> Client::NewContext(const CallOptions& o) {
   auto ctx = std::make_unique<grpc::ClientContext>();
   if (o.deadline != absl::InfiniteFuture()) {

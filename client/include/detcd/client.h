@@ -478,9 +478,7 @@ class Client {
   // get no retries and no token refresh.
   std::shared_ptr<grpc::Channel> channel(size_t i) const;
   std::unique_ptr<grpc::ClientContext> NewCallContext(
-      const CallOptions& o = {}) {
-    return NewContext(o);
-  }
+      const CallOptions& o = {});
 
  private:
   enum class Retry { kRepeatable, kNonRepeatable };
