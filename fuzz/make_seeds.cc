@@ -436,6 +436,18 @@ void ConfigSeeds() {
   Write("config", "flags-bad", Byte(1) + "--max-concurrent-streams=abc\n-x\n");
 }
 
+void AuthTokenSeeds() {
+  Write("auth_token", "simple", Byte(0) + "abcdefghijklmnop.7");
+  Write("auth_token", "jwt-shaped",
+        Byte(0) + "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VybmFtZSI6ImIifQ.c2ln");
+  Write("auth_token", "issue", Byte(1) + Varint(3) + "alice");
+  Write("auth_token", "issue-odd-name",
+        Byte(1) + Varint(uint64_t{1} << 62) + "r\xc3\xb6ot \"q\" \\ \x01");
+  Write("auth_token", "claims",
+        Byte(2) + "{\"alg\":\"HS256\",\"typ\":\"JWT\"}\n"
+                  "{\"exp\":1800000000,\"revision\":5,\"username\":\"bob\"}");
+}
+
 }  // namespace
 }  // namespace detcd::fuzz
 
@@ -451,6 +463,7 @@ int main(int argc, char** argv) {
   detcd::fuzz::ClientSeeds();
   detcd::fuzz::TxnSeeds();
   detcd::fuzz::ConfigSeeds();
+  detcd::fuzz::AuthTokenSeeds();
   std::printf("seed corpora written under %s\n", argv[1]);
   return 0;
 }

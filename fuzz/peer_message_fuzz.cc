@@ -25,6 +25,7 @@
 #include "engine/util/coding.h"
 #include "etcdserverpb/rpc.pb.h"
 #include "fuzz/fuzz_target.h"
+#include "fuzz/quiet_protobuf.h"
 #include "fuzz/one_member.h"
 
 namespace detcd::fuzz {

@@ -26,6 +26,7 @@
 #include "engine/wal/file_names.h"
 #include "engine/wal/wal.h"
 #include "fuzz/fuzz_target.h"
+#include "fuzz/quiet_protobuf.h"
 #include "sim/sim_disk.h"
 
 namespace detcd::fuzz {

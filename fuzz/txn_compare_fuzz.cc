@@ -21,6 +21,7 @@
 #include "engine/util/coding.h"
 #include "etcdserverpb/rpc.pb.h"
 #include "fuzz/fuzz_target.h"
+#include "fuzz/quiet_protobuf.h"
 
 namespace detcd::fuzz {
 namespace {
