@@ -36,8 +36,9 @@ int FreePort() {
   return port;
 }
 
-DetcdCluster::DetcdCluster(int members, std::vector<std::string> extra_flags)
-    : extra_flags_(std::move(extra_flags)) {
+DetcdCluster::DetcdCluster(int members, std::vector<std::string> extra_flags,
+                           std::optional<client::TlsConfig> client_tls)
+    : extra_flags_(std::move(extra_flags)), client_tls_(std::move(client_tls)) {
   const char* env = std::getenv("DETCD_SERVER");
 #ifdef DETCD_TEST_SERVER_PATH
   binary_ = env != nullptr ? env : DETCD_TEST_SERVER_PATH;
@@ -66,7 +67,8 @@ DetcdCluster::~DetcdCluster() {
 }
 
 std::string DetcdCluster::endpoint(int i) const {
-  return absl::StrCat("127.0.0.1:", members_[i].client_port);
+  return absl::StrCat(client_tls_ ? "https://" : "", "127.0.0.1:",
+                      members_[i].client_port);
 }
 
 std::vector<std::string> DetcdCluster::endpoints() const {
@@ -99,7 +101,9 @@ absl::Status DetcdCluster::Spawn(int i) {
         absl::StrCat(m.name, "=http://127.0.0.1:", m.peer_port));
   }
   const Member& m = members_[i];
-  std::string client_url = absl::StrCat("http://", endpoint(i));
+  std::string client_url =
+      absl::StrCat(client_tls_ ? "https://" : "http://", "127.0.0.1:",
+                   m.client_port);
   std::string peer_url = absl::StrCat("http://127.0.0.1:", m.peer_port);
   std::vector<std::string> args = {
       binary_,
@@ -142,6 +146,7 @@ absl::Status DetcdCluster::Spawn(int i) {
 absl::Status DetcdCluster::WaitReady(int i, absl::Time deadline) {
   client::Config cfg;
   cfg.endpoints = {endpoint(i)};
+  cfg.tls = client_tls_;
   auto c = client::Client::New(cfg);
   if (!c.ok()) return c.status();
   absl::Status last;

@@ -8,11 +8,13 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "detcd/client.h"
 
 namespace detcd::testing {
 
@@ -21,9 +23,12 @@ int FreePort();
 
 class DetcdCluster {
  public:
-  // extra_flags go to every member.
+  // extra_flags go to every member. With client_tls the client URLs are
+  // https (extra_flags must then name the server's certificate and key)
+  // and readiness is checked over TLS with it.
   explicit DetcdCluster(int members = 1,
-                        std::vector<std::string> extra_flags = {});
+                        std::vector<std::string> extra_flags = {},
+                        std::optional<client::TlsConfig> client_tls = {});
   ~DetcdCluster();
   DetcdCluster(const DetcdCluster&) = delete;
   DetcdCluster& operator=(const DetcdCluster&) = delete;
@@ -36,7 +41,8 @@ class DetcdCluster {
   absl::Status Restart(int i, absl::Duration timeout = absl::Seconds(30));
 
   int size() const { return static_cast<int>(members_.size()); }
-  // "127.0.0.1:port" of member i, and of all.
+  // "127.0.0.1:port" of member i, and of all (with "https://" when the
+  // cluster serves clients over TLS).
   std::string endpoint(int i) const;
   std::vector<std::string> endpoints() const;
   // The index of the member with this endpoint, or -1.
@@ -57,6 +63,7 @@ class DetcdCluster {
   std::string binary_;
   std::string dir_;
   std::vector<std::string> extra_flags_;
+  std::optional<client::TlsConfig> client_tls_;
   std::vector<Member> members_;
 };
 
