@@ -132,6 +132,7 @@ absl::StatusOr<Options> ParseArgs(const std::vector<std::string>& args) {
       {"target-leader", Bool("target-leader", &o.target_leader)},
       {"dial-timeout", Duration("dial-timeout", &o.dial_timeout)},
       {"command-timeout", Duration("command-timeout", &o.command_timeout)},
+      {"threads", Int("threads", &o.threads, 1)},
       {"json", Bool("json", &o.json)},
       {"no-progress", Bool("no-progress", &o.no_progress)},
       {"cacert", String(&o.cacert)},
@@ -338,9 +339,11 @@ Global flags:
   --duration D        run for D (e.g. 30s) instead of --total
   --rate R            requests/s over all clients (default 0: unlimited)
   --target-leader     send everything to the leader's endpoint
-  --dial-timeout D    (default 2s)     --command-timeout D  (default 30s)
+  --dial-timeout D    (default 2s)
+  --command-timeout D per request (default 0: no deadline, as etcd's)
   --cacert/--cert/--key FILE, --insecure-skip-tls-verify   TLS
   --user NAME[:PASSWORD] [--password P]                     auth
+  --threads N         threads driving put/range/txn calls (default 2)
   --json              print the result as JSON on stdout
   --no-progress       no progress bar (it only shows on a terminal anyway)
 Workload flags: --key-size (8) --val-size (8) --key-space-size (1)

@@ -24,6 +24,14 @@ TEST(OptionsTest, Defaults) {
   EXPECT_EQ(o->val_size, 8);
   EXPECT_FALSE(o->serializable);
   EXPECT_FALSE(o->json);
+  EXPECT_EQ(o->threads, 2);
+  // No per-request deadline unless asked, as etcd's benchmark.
+  EXPECT_EQ(o->command_timeout, absl::ZeroDuration());
+  auto t = Parse({"put", "--threads", "4", "--command-timeout", "5s"});
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->threads, 4);
+  EXPECT_EQ(t->command_timeout, absl::Seconds(5));
+  EXPECT_FALSE(Parse({"put", "--threads", "0"}).ok());
 }
 
 TEST(OptionsTest, GlobalAndWorkloadFlagsInAnyPositionAndForm) {
