@@ -973,7 +973,11 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // etcd: requests up to --max-request-bytes plus gRPC's framing overhead.
   b.SetMaxReceiveMessageSize(static_cast<int>(c.max_request_bytes + 512 * 1024));
   b.SetMaxSendMessageSize(INT32_MAX);
-  b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, INT32_MAX);
+  // etcd's --max-concurrent-streams: streams per client connection
+  // (gRPC's argument is an int; etcd's default, MaxUint32, means no limit).
+  b.AddChannelArgument(
+      GRPC_ARG_MAX_CONCURRENT_STREAMS,
+      static_cast<int>(std::min<uint64_t>(c.max_concurrent_streams, INT32_MAX)));
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
                        static_cast<int>(c.grpc_keepalive_interval_ms));
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,

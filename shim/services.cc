@@ -342,6 +342,7 @@ class WatchStream final
     bool resume = false;
     {
       absl::MutexLock l(&state_->mu);
+      state_->queued_bytes -= state_->queue.front().ByteSizeLong();
       state_->queue.pop_front();
       if (ok && !state_->queue.empty() && !state_->dead) {
         StartWrite(&state_->queue.front());
@@ -395,6 +396,7 @@ class WatchStream final
     bool writing = false;
     bool read_paused = false;
     std::deque<pb::WatchResponse> queue;
+    size_t queued_bytes = 0;  // sum of the queue's ByteSizeLong()
     mvcc::WatchHub::StreamId id = 0;  // engine thread only
     server::Caller caller;  // the stream's credentials
   };
@@ -405,7 +407,7 @@ class WatchStream final
     absl::MutexLock l(&st->mu);
     if (st->dead) return true;  // the client is gone: drop
     if (st->queue.size() >= im->opts.max_watch_responses_queued) return false;
-    pb::WatchResponse& out = st->queue.emplace_back();
+    pb::WatchResponse out;
     im->FillHeader(out.mutable_header(), r.revision);
     out.set_watch_id(r.watch_id);
     out.set_created(r.created);
@@ -420,6 +422,13 @@ class WatchStream final
       ToPb(e.kv, pe->mutable_kv());
       if (e.has_prev_kv) ToPb(e.prev_kv, pe->mutable_prev_kv());
     }
+    const size_t bytes = out.ByteSizeLong();
+    if (!st->queue.empty() &&
+        st->queued_bytes + bytes > im->opts.max_watch_bytes_queued) {
+      return false;
+    }
+    st->queued_bytes += bytes;
+    st->queue.push_back(std::move(out));
     if (!st->writing) {
       st->writing = true;
       st->owner->StartWrite(&st->queue.front());

@@ -43,6 +43,12 @@ class Services {
     // Responses a watch stream may have queued for a slow reader before
     // the hub is told to hold back (it then catches up from history).
     size_t max_watch_responses_queued = 1024;
+    // And their encoded bytes: a response that would pass this is refused
+    // the same way, unless the queue is empty (one response always fits).
+    // So a client that opens watch streams and never reads holds at most
+    // about this much (plus the one response gRPC is writing) per stream,
+    // however much traffic its watchers match.
+    size_t max_watch_bytes_queued = 2 << 20;
     // Pieces of the Snapshot stream (etcd sends 32 KiB pieces).
     size_t snapshot_chunk_bytes = 32 * 1024;
     // Whether this member is a learner now (any thread; etcd refuses every
