@@ -65,6 +65,21 @@ std::string RandomValue(int size, std::mt19937_64& rng) {
   return v;
 }
 
+// Rewrites v with new random characters (ten per generator call): every
+// put carries its own value, so a server that compresses its data (detcd's
+// snapshots) is not flattered by one value repeated a million times.
+void Refresh(std::string* v, std::mt19937_64& rng) {
+  static constexpr char kChars[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
+  size_t i = 0;
+  while (i < v->size()) {
+    uint64_t bits = rng();
+    for (int j = 0; j < 10 && i < v->size(); ++j, ++i, bits >>= 6) {
+      (*v)[i] = kChars[bits & 63];
+    }
+  }
+}
+
 // etcd's GetPrefixRangeEnd: the first key after every key with the prefix.
 std::string PrefixEnd(std::string key) {
   while (!key.empty()) {
@@ -582,7 +597,8 @@ class Bench {
     spec.build = [this](Worker& w, int64_t k, AsyncCall* c) {
       c->kind = AsyncCall::kPut;
       c->put.set_key(KeyOf(PickKey(w, k), o_.key_size));
-      if (c->put.value().empty()) c->put.set_value(w.value);
+      if (c->put.value().size() != w.value.size()) c->put.set_value(w.value);
+      Refresh(c->put.mutable_value(), w.rng);
     };
     auto lr = AsyncLoop(spec);
     if (!lr.ok()) return lr.status();
@@ -629,6 +645,7 @@ class Bench {
       for (int i = 0; i < o_.txn_ops; ++i) {
         pb::PutRequest* put = txn.add_success()->mutable_request_put();
         put->set_key(KeyOf((first + i) % o_.key_space_size, o_.key_size));
+        Refresh(&w.value, w.rng);
         put->set_value(w.value);
       }
     };
@@ -656,6 +673,7 @@ class Bench {
       } else {
         pb::PutRequest* put = txn.add_success()->mutable_request_put();
         put->set_key(KeyOf(PickKey(w, k), o_.key_size));
+        Refresh(&w.value, w.rng);
         put->set_value(w.value);
         c->section = 1;
       }
@@ -778,6 +796,7 @@ class Bench {
         *value = w.value;
         if (value->size() < sizeof(int64_t)) value->resize(sizeof(int64_t));
       }
+      Refresh(value, w.rng);
       // The send time, read back by the watchers.
       const int64_t now = NowNanos();
       std::memcpy(value->data(), &now, sizeof(now));
