@@ -12,6 +12,7 @@
 // Oracles: no crash; an image that loads writes an image that loads again
 // to the same image (a restored member snapshots what it restored); a file
 // that loads has the metadata its name says.
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -34,10 +35,18 @@ namespace {
 
 // Restores `image` into a fresh T; if that works, the restored state's own
 // image must restore into another fresh T and give itself back.
+// DETCD_FUZZ_VERBOSE=1: whether each input loaded (seeds should).
+void Report(const char* what, const absl::Status& s) {
+  static const bool verbose = std::getenv("DETCD_FUZZ_VERBOSE") != nullptr;
+  if (verbose) std::fprintf(stderr, "  %s: %s\n", what, s.ToString().c_str());
+}
+
 template <typename T, typename Make>
 void RoundTrip(std::string_view image, Make make) {
   T a = make();
-  if (!a.Restore(image).ok()) return;
+  const absl::Status loaded = a.Restore(image);
+  Report("restore", loaded);
+  if (!loaded.ok()) return;
   const std::string again = a.Snapshot();
   T b = make();
   if (absl::Status s = b.Restore(again); !s.ok()) {
@@ -63,6 +72,7 @@ void SnapshotFile(std::string_view in) {
   want.index = index;
   wal::Snapshotter snap(&disk, dir);
   auto got = snap.LoadNewest({want});
+  Report("snapshot file", got.status());
   if (got.ok() && (got->metadata.term != term || got->metadata.index != index)) {
     Fail("a snapshot file loaded with metadata its name does not say");
   }
@@ -80,7 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       SnapshotFile(in);
       break;
     case 1:
-      (void)server::DecodeSnapshotImage(in);
+      Report("image", server::DecodeSnapshotImage(in).status());
       break;
     case 2:
       RoundTrip<server::EtcdStateMachine>(in, [] {
@@ -92,7 +102,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 3: {
       // KvStore is neither copyable nor movable: round trip by hand.
       mvcc::KvStore a;
-      if (!a.Restore(in).ok()) break;
+      const absl::Status loaded = a.Restore(in);
+      Report("kv restore", loaded);
+      if (!loaded.ok()) break;
       const std::string again = a.Snapshot();
       mvcc::KvStore b;
       if (!b.Restore(again).ok()) Fail("kv store image does not restore");

@@ -2,14 +2,15 @@
 // reads from member/wal at start-up, whatever a crash, a bad disk or a
 // hostile hand left there.
 //
-// Input: byte(mode) then bytes. mode bit 0 clear: the bytes are the whole
-// first segment file (0000000000000000-0000000000000000.wal); set:
-// varint(n) n bytes of the first segment, varint(first index) of the
-// second segment's name, then the second segment's bytes. mode bit 1: open
-// at the newest snapshot marker ReadMarkers finds instead of index 0.
+// Input: byte(mode), then one segment (mode bit 0 clear) or two (set):
+//   varint(seq) varint(first index) [varint(n) if not the last] bytes
+// where (seq, first index) name the file (%016x-%016x.wal) and the last
+// segment's bytes are the rest of the input. mode bit 1: open at the newest
+// snapshot marker ReadMarkers finds instead of index 0.
 // Oracles: no crash; DecodeRecordAt walks each segment; a WAL that opens
 // opens again (after its own tail repair) to the same state, and accepts a
 // hard state write that the next open returns.
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -62,21 +63,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Fail("sim disk: mkdir");
   }
   std::vector<std::string_view> segments;
-  if (mode & 1) {
-    coding::Reader r(in);
-    uint64_t n = 0, first = 0;
-    if (!r.GetVarint64(&n)) return 0;
+  coding::Reader r(in);
+  const int count = (mode & 1) ? 2 : 1;
+  for (int i = 0; i < count; ++i) {
+    uint64_t seq = 0, first = 0, n = 0;
+    if (!r.GetVarint64(&seq) || !r.GetVarint64(&first)) return 0;
     std::string_view rest = r.rest();
-    if (n > rest.size()) return 0;
+    if (i + 1 < count) {
+      if (!r.GetVarint64(&n)) return 0;
+      rest = r.rest();
+      if (n > rest.size()) return 0;
+    } else {
+      n = rest.size();
+    }
     segments.push_back(rest.substr(0, n));
+    WriteFile(disk, wal::PairName(seq, first, ".wal"), segments.back());
     r = coding::Reader(rest.substr(n));
-    if (!r.GetVarint64(&first)) return 0;
-    segments.push_back(r.rest());
-    WriteFile(disk, wal::PairName(0, 0, ".wal"), segments[0]);
-    WriteFile(disk, wal::PairName(1, first, ".wal"), segments[1]);
-  } else {
-    segments.push_back(in);
-    WriteFile(disk, wal::PairName(0, 0, ".wal"), in);
   }
   if (!disk.SyncDir(kDir).ok()) Fail("sim disk: sync dir");
   for (std::string_view s : segments) WalkRecords(s);
@@ -87,6 +89,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     snap_index = markers->back().index;
   }
   auto first = wal::Wal::Open(&disk, kDir, snap_index);
+  static const bool verbose = std::getenv("DETCD_FUZZ_VERBOSE") != nullptr;
+  if (verbose) {
+    std::fprintf(stderr, "  open at %llu: %s\n",
+                 static_cast<unsigned long long>(snap_index),
+                 first.ok() ? ("ok, " + std::to_string(first->entries.size()) +
+                               " entries").c_str()
+                            : first.status().ToString().c_str());
+  }
   if (!first.ok()) return 0;
   first->wal.reset();
   auto second = wal::Wal::Open(&disk, kDir, snap_index);
