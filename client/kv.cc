@@ -183,8 +183,7 @@ std::future<absl::StatusOr<pb::TxnResponse>> Txn::CommitAsync(
     p.set_value(error_);
     return p.get_future();
   }
-  return client_->Async(
-      [req = req_, o](Client& c) { return c.Txn(req, o); });
+  return client_->Async([req = req_, o](Client& c) { return c.Txn(req, o); });
 }
 
 // ---------------------------------------------------------------- Client
@@ -208,15 +207,17 @@ absl::StatusOr<pb::DeleteRangeResponse> Client::Delete(absl::string_view key,
   return DeleteRange(MakeDeleteRequest(key, d), o);
 }
 
-std::future<absl::StatusOr<pb::RangeResponse>> Client::GetAsync(
-    std::string key, GetOptions g, CallOptions o) {
-  return Async([r = MakeRangeRequest(key, g), o](Client& c) {
-    return c.Range(r, o);
-  });
+std::future<absl::StatusOr<pb::RangeResponse>> Client::GetAsync(std::string key,
+                                                                GetOptions g,
+                                                                CallOptions o) {
+  return Async(
+      [r = MakeRangeRequest(key, g), o](Client& c) { return c.Range(r, o); });
 }
 
-std::future<absl::StatusOr<pb::PutResponse>> Client::PutAsync(
-    std::string key, std::string value, PutOptions p, CallOptions o) {
+std::future<absl::StatusOr<pb::PutResponse>> Client::PutAsync(std::string key,
+                                                              std::string value,
+                                                              PutOptions p,
+                                                              CallOptions o) {
   return Async([r = MakePutRequest(key, value, p), o](Client& c) {
     return c.Put(r, o);
   });

@@ -61,8 +61,7 @@ absl::Status KeepAliveLoop(
 
 // ---------------------------------------------------------------- LeaseKeeper
 
-LeaseKeeper::LeaseKeeper(Client* client, int64_t id, int64_t ttl,
-                         Callbacks cb)
+LeaseKeeper::LeaseKeeper(Client* client, int64_t id, int64_t ttl, Callbacks cb)
     : client_(client), id_(id), ttl_(ttl), cb_(std::move(cb)) {}
 
 absl::StatusOr<std::unique_ptr<LeaseKeeper>> LeaseKeeper::Grant(

@@ -39,8 +39,8 @@ absl::StatusOr<int64_t> PutNew(Client* c, const std::string& key,
 
 // "<prefix>/<unix nanos>", retried on a collision (etcd's newUniqueKV).
 absl::StatusOr<std::pair<std::string, int64_t>> PutUnique(
-    Client* c, const std::string& prefix, const std::string& val,
-    int64_t lease, absl::Time deadline) {
+    Client* c, const std::string& prefix, const std::string& val, int64_t lease,
+    absl::Time deadline) {
   for (;;) {
     std::string key =
         absl::StrFormat("%s/%d", prefix, absl::ToUnixNanos(absl::Now()));
@@ -81,12 +81,12 @@ absl::StatusOr<std::string> Claim(Client* c, const std::string& prefix,
       if (*ok) return kv.value();
     }
     if (resp->kvs_size() > 0 || resp->more()) continue;  // lost a race
-    auto ev = WaitEvents(c, prefix, PrefixEnd(prefix),
-                         resp->header().revision(), {mvccpb::Event::PUT},
-                         deadline);
+    auto ev =
+        WaitEvents(c, prefix, PrefixEnd(prefix), resp->header().revision(),
+                   {mvccpb::Event::PUT}, deadline);
     if (!ev.ok()) return ev.status();
-    auto ok = DeleteRevKey(c, ev->kv().key(), ev->kv().mod_revision(),
-                           deadline);
+    auto ok =
+        DeleteRevKey(c, ev->kv().key(), ev->kv().mod_revision(), deadline);
     if (!ok.ok()) return ok.status();
     if (*ok) return ev->kv().value();
   }
@@ -140,7 +140,8 @@ absl::StatusOr<std::string> Queue::Dequeue(absl::Time deadline) {
   return Claim(c_, prefix_, pb::RangeRequest::CREATE, deadline);
 }
 
-// ---------------------------------------------------------------- PriorityQueue
+// ----------------------------------------------------------------
+// PriorityQueue
 
 absl::Status PriorityQueue::Enqueue(const std::string& value,
                                     uint16_t priority) {
@@ -162,8 +163,8 @@ absl::Status PriorityQueue::Enqueue(const std::string& value,
       std::vector<absl::string_view> fields =
           absl::StrSplit(resp->kvs(0).key(), '/');
       if (!absl::SimpleAtoi(fields.back(), &seq)) {
-        return PlainError(absl::StrCat("bad sequence key ",
-                                       resp->kvs(0).key()));
+        return PlainError(
+            absl::StrCat("bad sequence key ", resp->kvs(0).key()));
       }
       ++seq;
     }
@@ -199,7 +200,8 @@ absl::Status Barrier::Wait(absl::Time deadline) {
       .status();
 }
 
-// ---------------------------------------------------------------- DoubleBarrier
+// ----------------------------------------------------------------
+// DoubleBarrier
 
 absl::Status DoubleBarrier::Enter(absl::Time deadline) {
   Client* c = s_->client();
@@ -215,8 +217,8 @@ absl::Status DoubleBarrier::Enter(absl::Time deadline) {
   if (resp->kvs_size() == count_) {
     return c->Put(key_ + "/ready", "", {}, Until(deadline)).status();
   }
-  return WaitEvents(c, key_ + "/ready", "", mine->second,
-                    {mvccpb::Event::PUT}, deadline)
+  return WaitEvents(c, key_ + "/ready", "", mine->second, {mvccpb::Event::PUT},
+                    deadline)
       .status();
 }
 

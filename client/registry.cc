@@ -40,8 +40,8 @@ absl::Status Registration::Deregister() {
 }
 
 absl::StatusOr<std::unique_ptr<Registration>> ServiceRegistry::Register(
-    const std::string& service, const std::string& id,
-    const std::string& value, int64_t ttl_s) {
+    const std::string& service, const std::string& id, const std::string& value,
+    int64_t ttl_s) {
   auto keeper = LeaseKeeper::Grant(c_, ttl_s);
   if (!keeper.ok()) return keeper.status();
   std::string key = ServicePrefix(service) + id;

@@ -91,8 +91,7 @@ int64_t Stm::Rev(const std::string& key) {
   return r->kvs(0).mod_revision();
 }
 
-void Stm::Put(const std::string& key, const std::string& value,
-              int64_t lease) {
+void Stm::Put(const std::string& key, const std::string& value, int64_t lease) {
   PutOptions p;
   p.lease = lease;
   wset_[key] = Write{value, OpPut(key, value, p)};
@@ -112,8 +111,7 @@ absl::StatusOr<std::optional<pb::TxnResponse>> Stm::Commit() {
       first = std::min(first, r.header().revision());
     }
     for (const auto& [k, w] : wset_) {
-      *t.add_compare() =
-          Compare(cmp::ModRevision(k), CmpOp::kLess, first + 1);
+      *t.add_compare() = Compare(cmp::ModRevision(k), CmpOp::kLess, first + 1);
     }
   }
   for (const auto& [k, w] : wset_) *t.add_success() = w.op;
@@ -132,8 +130,7 @@ absl::StatusOr<std::optional<pb::TxnResponse>> Stm::Commit() {
   if (SnapshotReads()) {
     prefetched_.clear();
     for (size_t i = 0; i < read_keys.size(); ++i) {
-      pb::RangeResponse rr =
-          r->responses(static_cast<int>(i)).response_range();
+      pb::RangeResponse rr = r->responses(static_cast<int>(i)).response_range();
       if (rr.header().revision() == 0) *rr.mutable_header() = r->header();
       prefetched_[read_keys[i]] = std::move(rr);
     }

@@ -23,8 +23,7 @@ inline client::Config ParseFlags(int argc, char** argv) {
     if (absl::StartsWith(a, "--endpoints=")) {
       cfg.endpoints = absl::StrSplit(a.substr(12), ',', absl::SkipEmpty());
     } else {
-      std::fprintf(stderr, "usage: %s [--endpoints=host:port,...]\n",
-                   argv[0]);
+      std::fprintf(stderr, "usage: %s [--endpoints=host:port,...]\n", argv[0]);
       std::exit(2);
     }
   }

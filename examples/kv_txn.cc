@@ -66,8 +66,9 @@ int main(int argc, char** argv) {
   Check(keeper->Revoke(), "revoke");
   Check(Must(c->Get(p + "alive"), "get").kvs_size() == 0,
         "key gone with its lease");
-  std::printf("leased key lived past its TTL while kept alive, went with "
-              "the lease\n");
+  std::printf(
+      "leased key lived past its TTL while kept alive, went with "
+      "the lease\n");
   std::printf("OK\n");
   return 0;
 }

@@ -68,9 +68,8 @@ int main(int argc, char** argv) {
     order.push_back(Must(pq.Dequeue(absl::Now() + absl::Seconds(5)), "deq"));
     std::printf("priority: %s\n", order.back().c_str());
   }
-  Check(order == std::vector<std::string>{"page the on-call",
-                                          "restart service", "routine report",
-                                          "rotate logs"},
+  Check(order == std::vector<std::string>{"page the on-call", "restart service",
+                                          "routine report", "rotate logs"},
         "priority order");
   std::printf("OK\n");
   return 0;

@@ -2,6 +2,8 @@
 // client discovers them and follows changes; one instance deregisters,
 // the other "crashes" (stops its keep-alives) and disappears when its
 // lease expires.
+#include "detcd/registry.h"
+
 #include <cstdio>
 #include <map>
 #include <string>
@@ -10,7 +12,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "detcd/registry.h"
 #include "examples/example_util.h"
 
 using namespace detcd::client;  // NOLINT: example brevity
@@ -27,8 +28,7 @@ int main(int argc, char** argv) {
   auto b = Must(reg.Register("api", "b", "10.0.0.2:8080", 2), "register b");
   auto found = Must(reg.Discover("api"), "discover");
   std::printf("discovered %zu instances at revision %lld\n",
-              found.instances.size(),
-              static_cast<long long>(found.revision));
+              found.instances.size(), static_cast<long long>(found.revision));
   Check(found.instances.size() == 2, "two instances");
 
   // A watcher that prints the instance set after every change and stops
@@ -39,8 +39,8 @@ int main(int argc, char** argv) {
     ServiceRegistry wr(wc.get(), "/examples/services/");
     Check(wr.Watch("api",
                    [&](const ServiceInstances& s) {
-                     std::string ids = absl::StrJoin(
-                         s.instances, ",", absl::PairFormatter("="));
+                     std::string ids = absl::StrJoin(s.instances, ",",
+                                                     absl::PairFormatter("="));
                      std::printf("watch: api = {%s}\n", ids.c_str());
                      if (s.instances.empty()) {
                        empty.Notify();

@@ -1,6 +1,8 @@
 // Software transactional memory: concurrent transfers between accounts,
 // each a plain read-modify-write function that RunStm retries on
 // conflict; the total never changes (etcd's example_stm_test, in C++).
+#include "detcd/stm.h"
+
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -8,7 +10,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "detcd/stm.h"
 #include "examples/example_util.h"
 
 using namespace detcd::client;  // NOLINT: example brevity

@@ -67,8 +67,8 @@ DetcdCluster::~DetcdCluster() {
 }
 
 std::string DetcdCluster::endpoint(int i) const {
-  return absl::StrCat(client_tls_ ? "https://" : "", "127.0.0.1:",
-                      members_[i].client_port);
+  return absl::StrCat(client_tls_ ? "https://" : "",
+                      "127.0.0.1:", members_[i].client_port);
 }
 
 std::vector<std::string> DetcdCluster::endpoints() const {
@@ -97,26 +97,34 @@ absl::Status DetcdCluster::Spawn(int i) {
   if (dir_.empty()) return absl::InternalError("no temp dir");
   std::vector<std::string> peers;
   for (const Member& m : members_) {
-    peers.push_back(
-        absl::StrCat(m.name, "=http://127.0.0.1:", m.peer_port));
+    peers.push_back(absl::StrCat(m.name, "=http://127.0.0.1:", m.peer_port));
   }
   const Member& m = members_[i];
-  std::string client_url =
-      absl::StrCat(client_tls_ ? "https://" : "http://", "127.0.0.1:",
-                   m.client_port);
+  std::string client_url = absl::StrCat(client_tls_ ? "https://" : "http://",
+                                        "127.0.0.1:", m.client_port);
   std::string peer_url = absl::StrCat("http://127.0.0.1:", m.peer_port);
   std::vector<std::string> args = {
       binary_,
-      "--name", m.name,
-      "--data-dir", absl::StrCat(dir_, "/", m.name, ".etcd"),
-      "--listen-client-urls", client_url,
-      "--advertise-client-urls", client_url,
-      "--listen-peer-urls", peer_url,
-      "--initial-advertise-peer-urls", peer_url,
-      "--initial-cluster", absl::StrJoin(peers, ","),
-      "--initial-cluster-state", "new",
-      "--heartbeat-interval", "50",
-      "--election-timeout", "500",
+      "--name",
+      m.name,
+      "--data-dir",
+      absl::StrCat(dir_, "/", m.name, ".etcd"),
+      "--listen-client-urls",
+      client_url,
+      "--advertise-client-urls",
+      client_url,
+      "--listen-peer-urls",
+      peer_url,
+      "--initial-advertise-peer-urls",
+      peer_url,
+      "--initial-cluster",
+      absl::StrJoin(peers, ","),
+      "--initial-cluster-state",
+      "new",
+      "--heartbeat-interval",
+      "50",
+      "--election-timeout",
+      "500",
   };
   args.insert(args.end(), extra_flags_.begin(), extra_flags_.end());
   std::string log = absl::StrCat(dir_, "/", m.name, ".log");
@@ -157,8 +165,8 @@ absl::Status DetcdCluster::WaitReady(int i, absl::Time deadline) {
       return absl::InternalError(
           absl::StrCat(members_[i].name, " exited:\n", LogTail(i)));
     }
-    auto r = (*c)->Get("health", {},
-                       client::CallOptions::Timeout(absl::Seconds(1)));
+    auto r =
+        (*c)->Get("health", {}, client::CallOptions::Timeout(absl::Seconds(1)));
     if (r.ok()) return absl::OkStatus();
     last = r.status();
     absl::SleepFor(absl::Milliseconds(50));

@@ -42,9 +42,8 @@ TEST(Compare, SetsTheFieldOfItsTarget) {
   EXPECT_EQ(Compare(cmp::Version("k"), CmpOp::kGreater, 0).target_union_case(),
             pb::Compare::kVersion);
   EXPECT_EQ(Compare(cmp::Lease("k"), CmpOp::kEqual, 5).lease(), 5);
-  EXPECT_EQ(Compare(cmp::CreateRevision("k"), CmpOp::kEqual, 5)
-                .create_revision(),
-            5);
+  EXPECT_EQ(
+      Compare(cmp::CreateRevision("k"), CmpOp::kEqual, 5).create_revision(), 5);
 }
 
 TEST(Ops, CarryTheirOptions) {

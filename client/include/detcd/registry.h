@@ -74,7 +74,8 @@ class ServiceRegistry {
   absl::StatusOr<ServiceInstances> Discover(const std::string& service,
                                             const CallOptions& o = {});
 
-  // Calls on_change with the current instances, then after every change,
+  // Calls on_change with the current instances, then after every watch
+  // response (changes committed close together may come as one),
   // until on_change returns false (OK), `stop` (or the client's canceller)
   // is cancelled (Cancelled), or the watch fails for good.
   absl::Status Watch(

@@ -71,8 +71,7 @@ class Stm {
   }
   // The mod revision of key as read (0 if absent).
   int64_t Rev(const std::string& key);
-  void Put(const std::string& key, const std::string& value,
-           int64_t lease = 0);
+  void Put(const std::string& key, const std::string& value, int64_t lease = 0);
   void Del(const std::string& key);
   // False once a read failed (the attempt is doomed).
   bool ok() const { return error_.ok(); }
