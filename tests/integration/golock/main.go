@@ -249,7 +249,10 @@ func checkLockService(cli *clientv3.Client) {
 	step("lock: a waiter that gives up leaves no key")
 	l6, l7 := grant(cli, 30), grant(cli, 30)
 	got(lockAsync(lc, ctx(), "gl/lockc", l6), "holder of gl/lockc")
-	_, err = lc.Lock(ctxT(700*time.Millisecond), &v3lockpb.LockRequest{Name: []byte("gl/lockc"), Lease: int64(l7)})
+	// The deadline must fall while the call waits, after its key was put:
+	// on a loaded machine 700 ms could expire during the put itself, and
+	// then neither etcd nor detcd knows the key is the caller's to remove.
+	_, err = lc.Lock(ctxT(3*time.Second), &v3lockpb.LockRequest{Name: []byte("gl/lockc"), Lease: int64(l7)})
 	gone := within(5*time.Second, func() bool { return countPrefix(cli, "gl/lockc/") == 1 })
 	fact("lock: waiter past its deadline: %s; its key removed by the server: %v", errCode(err), gone)
 	for _, l := range []clientv3.LeaseID{l6, l7} {
@@ -388,7 +391,8 @@ func checkElectionService(cli *clientv3.Client) {
 	l4, l5 := grant(cli, 30), grant(cli, 30)
 	_, err = ec.Campaign(ctx(), &v3electionpb.CampaignRequest{Name: []byte("gl/electc"), Lease: int64(l4), Value: []byte("a")})
 	must(err, "Campaign gl/electc")
-	_, err = ec.Campaign(ctxT(700*time.Millisecond), &v3electionpb.CampaignRequest{Name: []byte("gl/electc"), Lease: int64(l5), Value: []byte("b")})
+	// As for the lock waiter: the deadline falls while the call waits.
+	_, err = ec.Campaign(ctxT(3*time.Second), &v3electionpb.CampaignRequest{Name: []byte("gl/electc"), Lease: int64(l5), Value: []byte("b")})
 	gone := within(5*time.Second, func() bool { return countPrefix(cli, "gl/electc/") == 1 })
 	fact("campaign past its deadline: %s; its key removed by the server: %v", errCode(err), gone)
 
