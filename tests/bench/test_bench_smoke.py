@@ -133,6 +133,8 @@ class BenchSmoke(cluster.ClusterTestCase):
                            "--watch-events", "50", "--total", "100"],
                           ["get"])
         self.assertEqual(r["counters"]["watchers"], 6)
+        # Every watcher caught up on the 50 events from revision 1.
+        self.assertEqual(r["counters"]["watch events delivered"], 300)
 
     def test_lease_keepalive(self):
         r = self.run_json(["--clients", "3", "lease-keepalive",
@@ -193,6 +195,58 @@ class BenchAuth(cluster.ClusterTestCase):
         r = json.loads(p.stdout)
         self.assertEqual(r["sections"][0]["errors"], 0)
         self.assertEqual(r["sections"][0]["count"], 20)
+
+
+class BenchTls(unittest.TestCase):
+
+    def test_client_certificates(self):
+        import shutil
+        import tempfile
+        import tls_pki
+        d = tempfile.mkdtemp(prefix="detcd-bench-tls-")
+        self.addCleanup(shutil.rmtree, d, True)
+        ca = tls_pki.Ca(d, "ca")
+        server = ca.issue("server")
+        client = ca.issue("client")
+        cport, pport = cluster.free_ports(2)
+        url = "https://127.0.0.1:%d" % cport
+        peer = "http://127.0.0.1:%d" % pport
+        logf = open(os.path.join(d, "member.log"), "wb")
+        proc = subprocess.Popen([
+            ARGS.server, "--name", "m0", "--data-dir", os.path.join(d, "m0"),
+            "--listen-client-urls", url, "--advertise-client-urls", url,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", "m0=" + peer,
+            "--cert-file", server["cert"], "--key-file", server["key"],
+            "--trusted-ca-file", ca.cert, "--client-cert-auth"],
+            stdout=logf, stderr=subprocess.STDOUT,
+            preexec_fn=cluster._die_with_parent)
+        logf.close()
+
+        def stop():
+            proc.kill()
+            proc.wait()
+        self.addCleanup(stop)
+        tls = ["--cacert", ca.cert, "--cert", client["cert"],
+               "--key", client["key"]]
+        deadline = time.monotonic() + 30
+        while True:
+            p, _ = bench([url], tls + ["--dial-timeout", "0.5s", "range", "x",
+                                       "--total", "1"])
+            if p.returncode == 0:
+                break
+            self.assertIsNone(proc.poll(), "detcd exited")
+            self.assertLess(time.monotonic(), deadline, p.stderr)
+            time.sleep(0.1)
+        p, _ = bench([url], tls + ["--clients", "4", "put", "--total", "50"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        r = json.loads(p.stdout)
+        self.assertEqual(r["sections"][0]["count"], 50)
+        self.assertEqual(r["sections"][0]["errors"], 0)
+        # Without a client certificate the server refuses the handshake.
+        p, _ = bench([url], ["--cacert", ca.cert, "--dial-timeout", "1s",
+                             "put", "--total", "1"])
+        self.assertNotEqual(p.returncode, 0)
 
 
 def main():
