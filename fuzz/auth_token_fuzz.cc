@@ -25,6 +25,7 @@
 #include <openssl/hmac.h>
 
 #include "absl/strings/escaping.h"
+#include "nlohmann/json.hpp"
 #include "engine/auth/token.h"
 #include "engine/util/coding.h"
 #include "fuzz/fuzz_target.h"
@@ -98,12 +99,24 @@ Providers& Get() {
   return *p;
 }
 
+bool ValidUtf8(const std::string& s) {
+  try {
+    (void)nlohmann::json(s).dump();
+    return true;
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+}
+
 void CheckIssued(auth::TokenProvider& tp, const std::string& user,
                  uint64_t revision, bool simple) {
   auto token = tp.Assign(user, revision, /*index=*/7, tp.GenTokenPrefix());
   if (!token.ok()) return;  // e.g. a user name JSON cannot carry
   auto info = tp.Info(*token, revision);
-  if (!info || info->user != user) {
+  if (!info) Fail("an issued token does not verify");
+  // A JWT carries the name as JSON, which (as Go's encoder) writes invalid
+  // UTF-8 as U+FFFD: only a valid UTF-8 name comes back unchanged.
+  if (info->user != user && (simple || ValidUtf8(user))) {
     Fail("an issued token does not name its user");
   }
   // A simple token speaks for the store's current revision.
@@ -113,7 +126,7 @@ void CheckIssued(auth::TokenProvider& tp, const std::string& user,
   for (size_t cut : {size_t{1}, token->size() / 2}) {
     if (cut > token->size()) continue;
     auto short_info = tp.Info(token->substr(0, token->size() - cut), revision);
-    if (short_info && short_info->user != user) {
+    if (short_info && short_info->user != info->user) {
       Fail("a cut token names another user");
     }
   }
@@ -121,7 +134,9 @@ void CheckIssued(auth::TokenProvider& tp, const std::string& user,
     std::string t = *token;
     t[i] ^= 0x01;
     auto bad = tp.Info(t, revision);
-    if (bad && bad->user != user) Fail("a changed token names another user");
+    if (bad && bad->user != info->user) {
+      Fail("a changed token names another user");
+    }
   }
 }
 

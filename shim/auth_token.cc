@@ -138,8 +138,11 @@ class JwtTokenProvider final : public auth::TokenProvider {
     nlohmann::json claims = {{"username", std::string(user)},
                              {"revision", revision},
                              {"exp", now_s_() + ttl_s_}};
-    const std::string input =
-        B64Url(header.dump()) + "." + B64Url(claims.dump());
+    // Go's encoding/json writes invalid UTF-8 as U+FFFD; nlohmann would
+    // throw (fuzz_auth_token: a user name with a 0xff byte ended the process).
+    const auto replace = nlohmann::json::error_handler_t::replace;
+    const std::string input = B64Url(header.dump(-1, ' ', false, replace)) +
+                              "." + B64Url(claims.dump(-1, ' ', false, replace));
     absl::StatusOr<std::string> sig = Sign(input);
     if (!sig.ok()) return sig.status();
     return input + "." + B64Url(*sig);
@@ -179,8 +182,18 @@ class JwtTokenProvider final : public auth::TokenProvider {
         !rev->is_number()) {
       return std::nullopt;
     }
-    return auth::AuthInfo{user->get<std::string>(),
-                          static_cast<uint64_t>(rev->get<double>())};
+    // Exact for the unsigned integers we write (etcd reads a float64,
+    // which agrees up to 2^53); other numbers go through a double, and
+    // one no uint64 can hold is refused rather than cast (undefined).
+    uint64_t revision = 0;
+    if (rev->is_number_unsigned()) {
+      revision = rev->get<uint64_t>();
+    } else {
+      const double d = rev->get<double>();
+      if (!(d >= 0 && d < 18446744073709551616.0)) return std::nullopt;
+      revision = static_cast<uint64_t>(d);
+    }
+    return auth::AuthInfo{user->get<std::string>(), revision};
   }
 
  private:
