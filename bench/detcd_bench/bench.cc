@@ -215,14 +215,30 @@ class Bench {
     const double cpu0 = ProcessCpuSeconds();
     absl::Status s;
     switch (o_.workload) {
-      case Workload::kPut: s = RunPut(&r); break;
-      case Workload::kRange: s = RunRange(&r); break;
-      case Workload::kTxnPut: s = RunTxnPut(&r); break;
-      case Workload::kTxnMixed: s = RunTxnMixed(&r); break;
-      case Workload::kWatch: s = RunWatch(&r); break;
-      case Workload::kWatchGet: s = RunWatchGet(&r); break;
-      case Workload::kLeaseKeepalive: s = RunLeaseKeepalive(&r); break;
-      case Workload::kStm: s = RunStm(&r); break;
+      case Workload::kPut:
+        s = RunPut(&r);
+        break;
+      case Workload::kRange:
+        s = RunRange(&r);
+        break;
+      case Workload::kTxnPut:
+        s = RunTxnPut(&r);
+        break;
+      case Workload::kTxnMixed:
+        s = RunTxnMixed(&r);
+        break;
+      case Workload::kWatch:
+        s = RunWatch(&r);
+        break;
+      case Workload::kWatchGet:
+        s = RunWatchGet(&r);
+        break;
+      case Workload::kLeaseKeepalive:
+        s = RunLeaseKeepalive(&r);
+        break;
+      case Workload::kStm:
+        s = RunStm(&r);
+        break;
     }
     if (!s.ok()) return s;
     // Workloads with a set-up phase subtract it through measured_cpu_.
@@ -271,9 +287,8 @@ class Bench {
         return ep;
       }
     }
-    return absl::UnavailableError(
-        absl::StrCat("--target-leader: no endpoint is the leader (",
-                     last.message(), ")"));
+    return absl::UnavailableError(absl::StrCat(
+        "--target-leader: no endpoint is the leader (", last.message(), ")"));
   }
 
   absl::Status Connect() {
@@ -292,12 +307,12 @@ class Bench {
       probe.set_key("detcd-bench-probe");
       probe.set_serializable(true);
       for (size_t e = 0; e < eps.size(); ++e) {
-        auto r = (*c)->Range(probe,
-                             client::CallOptions::Timeout(o_.dial_timeout));
+        auto r =
+            (*c)->Range(probe, client::CallOptions::Timeout(o_.dial_timeout));
         if (!r.ok()) {
-          return absl::UnavailableError(absl::StrCat(
-              "cannot reach ", absl::StrJoin(eps, ","), ": ",
-              r.status().message()));
+          return absl::UnavailableError(
+              absl::StrCat("cannot reach ", absl::StrJoin(eps, ","), ": ",
+                           r.status().message()));
         }
       }
       clients_.push_back(std::move(*c));
@@ -305,9 +320,7 @@ class Bench {
     return absl::OkStatus();
   }
 
-  bool ShowProgress() const {
-    return !o_.no_progress && isatty(STDERR_FILENO);
-  }
+  bool ShowProgress() const { return !o_.no_progress && isatty(STDERR_FILENO); }
 
   absl::StatusOr<LoopResult> Loop(const LoopSpec& spec) {
     const int n = spec.clients;
@@ -340,9 +353,8 @@ class Bench {
         const int64_t k = next.fetch_add(1, std::memory_order_relaxed);
         if (!timed && k >= spec.total) break;
         if (spec.rate > 0) {
-          const auto slot =
-              t0 + std::chrono::nanoseconds(static_cast<int64_t>(
-                       static_cast<double>(k) * 1e9 / spec.rate));
+          const auto slot = t0 + std::chrono::nanoseconds(static_cast<int64_t>(
+                                     static_cast<double>(k) * 1e9 / spec.rate));
           if (timed && slot >= end) break;
           std::this_thread::sleep_until(slot);
         }
@@ -536,8 +548,8 @@ class Bench {
       }
     };
     std::optional<Progress> progress;
-    progress.emplace(spec.progress && ShowProgress(), spec.total,
-                     spec.duration, &done);
+    progress.emplace(spec.progress && ShowProgress(), spec.total, spec.duration,
+                     &done);
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t) pool.emplace_back(body, t);
     for (auto& t : pool) t.join();
@@ -660,8 +672,7 @@ class Bench {
     spec.sections = {"read", "write"};
     const pb::RangeRequest read = RangeOf();
     const double read_share = o_.rw_ratio / (o_.rw_ratio + 1);
-    spec.build = [this, &read, read_share](Worker& w, int64_t k,
-                                           AsyncCall* c) {
+    spec.build = [this, &read, read_share](Worker& w, int64_t k, AsyncCall* c) {
       c->kind = AsyncCall::kTxn;
       pb::TxnRequest& txn = c->txn;
       txn.Clear();
@@ -744,9 +755,8 @@ class Bench {
         absl::Now() + std::max(absl::Seconds(30), o_.command_timeout);
     while (ws->created.load() < o_.watchers) {
       if (absl::Now() > deadline) {
-        return absl::DeadlineExceededError(
-            absl::StrFormat("only %d of %d watchers created",
-                            ws->created.load(), o_.watchers));
+        return absl::DeadlineExceededError(absl::StrFormat(
+            "only %d of %d watchers created", ws->created.load(), o_.watchers));
       }
       absl::SleepFor(absl::Milliseconds(1));
     }
@@ -773,7 +783,8 @@ class Bench {
     std::vector<int64_t> per_key(o_.watched_keys, 0);
     for (int j = 0; j < o_.watchers; ++j) ++per_key[j % o_.watched_keys];
     if (absl::Status s = OpenWatchers(
-            &ws, [this](int j) { return KeyOf(j % o_.watched_keys, o_.key_size); },
+            &ws,
+            [this](int j) { return KeyOf(j % o_.watched_keys, o_.key_size); },
             0, true);
         !s.ok()) {
       CloseWatchers(&ws);
@@ -801,8 +812,7 @@ class Bench {
       const int64_t now = NowNanos();
       std::memcpy(value->data(), &now, sizeof(now));
     };
-    spec.on_success = [this, &per_key, &expected](Worker&,
-                                                  const AsyncCall& c) {
+    spec.on_success = [this, &per_key, &expected](Worker&, const AsyncCall& c) {
       int64_t key = 0;
       (void)absl::SimpleAtoi(c.put.key(), &key);
       expected.fetch_add(per_key[key % o_.watched_keys]);
@@ -812,8 +822,8 @@ class Bench {
       CloseWatchers(&ws);
       return lr.status();
     }
-    const bool all = AwaitEvents(&ws, expected.load(),
-                                 std::max(absl::Seconds(10), o_.command_timeout));
+    const bool all = AwaitEvents(
+        &ws, expected.load(), std::max(absl::Seconds(10), o_.command_timeout));
     measured_cpu_ = ProcessCpuSeconds() - cpu0;
     CloseWatchers(&ws);
     Section delivery{"watch"};
@@ -825,9 +835,9 @@ class Bench {
     r->counters["events expected"] = expected.load();
     r->counters["events delivered"] = ws.events.load();
     if (!all) {
-      r->failure = absl::StrFormat("%d of %d watch events not delivered",
-                                   expected.load() - ws.events.load(),
-                                   expected.load());
+      r->failure =
+          absl::StrFormat("%d of %d watch events not delivered",
+                          expected.load() - ws.events.load(), expected.load());
     }
     return absl::OkStatus();
   }
@@ -847,17 +857,17 @@ class Bench {
       auto lr = Loop(fill);
       if (!lr.ok()) return lr.status();
       if (lr->sections[0].errors > 0) {
-        return absl::UnavailableError(absl::StrCat(
-            "watch-get: filling failed: ",
-            lr->sections[0].error_texts.begin()->first));
+        return absl::UnavailableError(
+            absl::StrCat("watch-get: filling failed: ",
+                         lr->sections[0].error_texts.begin()->first));
       }
     }
     const double cpu0 = ProcessCpuSeconds();
     const int64_t t_watch = NowNanos();
     Watchers ws;
     // From revision 1: every watcher starts unsynced.
-    if (absl::Status s =
-            OpenWatchers(&ws, [this](int) { return o_.key; }, 1, false);
+    if (absl::Status s = OpenWatchers(
+            &ws, [this](int) { return o_.key; }, 1, false);
         !s.ok()) {
       CloseWatchers(&ws);
       return s;

@@ -42,8 +42,9 @@ Flag Int(const std::string& name, int* out, int min) {
   return {true, [=](const std::string& v) {
             int x;
             if (!absl::SimpleAtoi(v, &x)) return Bad(name, v, "not an integer");
-            if (x < min) return Bad(name, v, min > 0 ? "must be positive"
-                                                     : "must not be negative");
+            if (x < min)
+              return Bad(name, v,
+                         min > 0 ? "must be positive" : "must not be negative");
             *out = x;
             return absl::OkStatus();
           }};
@@ -53,8 +54,9 @@ Flag Int64(const std::string& name, int64_t* out, int64_t min) {
   return {true, [=](const std::string& v) {
             int64_t x;
             if (!absl::SimpleAtoi(v, &x)) return Bad(name, v, "not an integer");
-            if (x < min) return Bad(name, v, min > 0 ? "must be positive"
-                                                     : "must not be negative");
+            if (x < min)
+              return Bad(name, v,
+                         min > 0 ? "must be positive" : "must not be negative");
             *out = x;
             return absl::OkStatus();
           }};
@@ -182,8 +184,7 @@ absl::StatusOr<Options> ParseArgs(const std::vector<std::string>& args) {
     }
     auto it = flags.find(name);
     if (it == flags.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag: --", name));
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag: --", name));
     }
     if (it->second.takes_value && !has_value) {
       if (i + 1 >= args.size()) {
@@ -231,9 +232,9 @@ absl::StatusOr<Options> ParseArgs(const std::vector<std::string>& args) {
           "--prefix and a range end are exclusive");
     }
   } else if (!positional.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        WorkloadName(o.workload), " takes no arguments, got \"",
-        positional[0], "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(WorkloadName(o.workload), " takes no arguments, got \"",
+                     positional[0], "\""));
   }
 
   if (!endpoints.empty()) {
@@ -284,19 +285,18 @@ absl::StatusOr<Options> ParseArgs(const std::vector<std::string>& args) {
   }
   // Keys are decimal indices padded to key_size bytes: the key space must
   // fit in the digits available.
-  const bool keyed = o.workload == Workload::kPut ||
-                     o.workload == Workload::kTxnPut ||
-                     o.workload == Workload::kTxnMixed ||
-                     o.workload == Workload::kWatch;
-  int64_t space = o.workload == Workload::kWatch ? o.watched_keys
-                                                 : o.key_space_size;
+  const bool keyed =
+      o.workload == Workload::kPut || o.workload == Workload::kTxnPut ||
+      o.workload == Workload::kTxnMixed || o.workload == Workload::kWatch;
+  int64_t space =
+      o.workload == Workload::kWatch ? o.watched_keys : o.key_space_size;
   if (keyed && o.key_size < 19) {
     int64_t limit = 1;
     for (int i = 0; i < o.key_size; ++i) limit *= 10;
     if (space > limit) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the key space (", space, ") does not fit in --key-size ",
-          o.key_size, " digits"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the key space (", space,
+                       ") does not fit in --key-size ", o.key_size, " digits"));
     }
   }
   if (o.watchers < o.streams) o.streams = o.watchers;

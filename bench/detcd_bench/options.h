@@ -66,8 +66,8 @@ struct Options {
   bool prefix = false;
   bool serializable = false;  // --consistency s
 
-  int txn_ops = 1;        // txn-put: puts per txn
-  double rw_ratio = 1;    // txn-mixed: reads per write
+  int txn_ops = 1;      // txn-put: puts per txn
+  double rw_ratio = 1;  // txn-mixed: reads per write
 
   // watch: watchers spread over streams, watching watched_keys keys,
   // put_total puts (at put_rate/s) whose delivery latency is measured.

@@ -12,14 +12,13 @@ namespace {
 constexpr double kNs = 1e9;
 constexpr int kBars = 10;
 constexpr int kBarWidth = 40;
-constexpr double kQuantiles[] = {0.10, 0.25, 0.50, 0.75, 0.90,
-                                 0.95, 0.99, 0.999};
+constexpr double kQuantiles[] = {0.10, 0.25, 0.50, 0.75,
+                                 0.90, 0.95, 0.99, 0.999};
 
 double Secs(int64_t nanos) { return static_cast<double>(nanos) / kNs; }
 
 double Qps(const Section& s) {
-  return s.seconds > 0 ? static_cast<double>(s.latency.count()) / s.seconds
-                       : 0;
+  return s.seconds > 0 ? static_cast<double>(s.latency.count()) / s.seconds : 0;
 }
 
 std::string QuantileName(double q) {

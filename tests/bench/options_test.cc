@@ -35,11 +35,11 @@ TEST(OptionsTest, Defaults) {
 }
 
 TEST(OptionsTest, GlobalAndWorkloadFlagsInAnyPositionAndForm) {
-  auto o = Parse({"--endpoints=a:1,b:2", "--conns", "10", "put",
-                  "--clients=100", "--total", "5000", "--key-size", "16",
-                  "--val-size=256", "--key-space-size", "100000",
-                  "--sequential-keys", "--rate", "2500.5", "--json",
-                  "--target-leader"});
+  auto o =
+      Parse({"--endpoints=a:1,b:2", "--conns", "10", "put", "--clients=100",
+             "--total", "5000", "--key-size", "16", "--val-size=256",
+             "--key-space-size", "100000", "--sequential-keys", "--rate",
+             "2500.5", "--json", "--target-leader"});
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->endpoints, (std::vector<std::string>{"a:1", "b:2"}));
   EXPECT_EQ(o->conns, 10);
@@ -108,17 +108,17 @@ TEST(OptionsTest, Rejections) {
   EXPECT_FALSE(Parse({"fly"}).ok());
   EXPECT_FALSE(Parse({"put", "extra"}).ok());
   EXPECT_FALSE(Parse({"put", "--bogus"}).ok());
-  EXPECT_FALSE(Parse({"put", "--total"}).ok());      // missing value
+  EXPECT_FALSE(Parse({"put", "--total"}).ok());       // missing value
   EXPECT_FALSE(Parse({"put", "--total", "0"}).ok());  // must be positive
   EXPECT_FALSE(Parse({"put", "--clients", "x"}).ok());
   EXPECT_FALSE(Parse({"put", "--rate", "-1"}).ok());
   EXPECT_FALSE(Parse({"put", "--conns", "5", "--clients", "2"}).ok());
   EXPECT_FALSE(Parse({"put", "--json=maybe"}).ok());
   // 10^3 keys do not fit in 2 digits.
-  EXPECT_FALSE(Parse({"put", "--key-size", "2", "--key-space-size", "1000"})
-                   .ok());
-  EXPECT_TRUE(Parse({"put", "--key-size", "3", "--key-space-size", "1000"})
-                  .ok());
+  EXPECT_FALSE(
+      Parse({"put", "--key-size", "2", "--key-space-size", "1000"}).ok());
+  EXPECT_TRUE(
+      Parse({"put", "--key-size", "3", "--key-space-size", "1000"}).ok());
   EXPECT_FALSE(Parse({"txn-put", "--txn-ops", "129"}).ok());
   EXPECT_FALSE(Parse({"txn-put", "--txn-ops", "4"}).ok());  // 1 key
   EXPECT_TRUE(
@@ -140,8 +140,8 @@ TEST(OptionsTest, WorkloadsAndTheirDefaults) {
   auto w = Parse({"watch", "--watchers", "4", "--streams", "10"});
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(w->streams, 4);  // no more streams than watchers
-  auto s = Parse({"stm", "--isolation", "ss", "--keys", "10",
-                  "--keys-per-txn", "3"});
+  auto s = Parse(
+      {"stm", "--isolation", "ss", "--keys", "10", "--keys-per-txn", "3"});
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->isolation, "ss");
 }
