@@ -32,6 +32,9 @@ absl::Status ConfigWatcher::Load(const CallOptions& o) {
 }
 
 absl::Status ConfigWatcher::Start(Callback on_change, const CallOptions& o) {
+  if (thread_.joinable()) {
+    return absl::FailedPreconditionError("ConfigWatcher already started");
+  }
   on_change_ = std::move(on_change);
   if (absl::Status s = Load(o); !s.ok()) return s;
   thread_ = std::thread([this] { Run(); });

@@ -3,6 +3,7 @@
 #include "detcd/kv.h"
 
 #include <future>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -139,6 +140,16 @@ TEST(Async, RefusesPastTheQueueBoundAndCancelsQueuedOnDestruction) {
     // Either ran before the destructor took the queue, or was cancelled.
     EXPECT_TRUE(s.ok() || s.code() == absl::StatusCode::kCancelled) << s;
   }
+}
+
+TEST(Async, TakesMoveOnlyFunctions) {
+  auto c = Offline();
+  auto owned = std::make_unique<int>(7);
+  auto f = c->Async(
+      [p = std::move(owned)](Client&) -> absl::StatusOr<int> { return *p; });
+  auto r = f.get();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 7);
 }
 
 }  // namespace

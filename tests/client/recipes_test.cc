@@ -439,6 +439,8 @@ TEST_F(RecipesTest, StmReadCommittedAndAborts) {
       c.get(),
       [&](Stm& s) {
         EXPECT_EQ(s.Get(P("x")), "1");
+        // Several keys read together: the first one's value.
+        EXPECT_EQ(s.Get({P("x"), P("absent")}), "1");
         EXPECT_GT(s.Rev(P("x")), 0);
         s.Put(P("y"), s.Get(P("x")));
         EXPECT_EQ(s.Get(P("y")), "1");  // own write visible

@@ -457,10 +457,12 @@ class Client {
     using R = std::invoke_result_t<F&, Client&>;
     static_assert(std::is_constructible_v<R, absl::Status>,
                   "Async: fn must return absl::Status or absl::StatusOr<T>");
+    // Shared, so fn and done need only be movable (std::function copies).
+    auto shared_fn = std::make_shared<F>(std::move(fn));
     auto shared_done = std::make_shared<Done>(std::move(done));
     Submit(
-        [this, fn = std::move(fn), shared_done]() mutable {
-          (*shared_done)(fn(*this));
+        [this, shared_fn, shared_done] {
+          (*shared_done)((*shared_fn)(*this));
         },
         [shared_done](absl::Status why) { (*shared_done)(R(why)); });
   }

@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <string>
@@ -66,6 +67,9 @@ class Stm {
   // the first key as read (all keys are read in one transaction and added
   // to the read set); "" if absent.
   std::string Get(const std::vector<std::string>& keys);
+  std::string Get(std::initializer_list<std::string> keys) {
+    return Get(std::vector<std::string>(keys));
+  }
   std::string Get(const std::string& key) {
     return Get(std::vector<std::string>{key});
   }
