@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/shim/test_pki.h"
@@ -184,8 +185,17 @@ TEST_F(PeerTransportTest, DeliversInOrderBothWays) {
   EXPECT_TRUE(a->t->Connected(2));
   EXPECT_TRUE(b->t->Connected(1));
   EXPECT_FALSE(a->t->Connected(3));
+  // The writer counts a message after its write returns, which may be
+  // after the reader has it: wait (bounded) for the counts to settle.
   PeerStats sa = StatsOf(*a->t, 2);
   PeerStats sb = StatsOf(*b->t, 1);
+  for (int i = 0; i < 500 && (sa.sent_bytes != payload_bytes + 4 * kN ||
+                              sb.received_bytes != sa.sent_bytes);
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    sa = StatsOf(*a->t, 2);
+    sb = StatsOf(*b->t, 1);
+  }
   EXPECT_EQ(sa.sent_bytes, payload_bytes + 4 * kN);
   EXPECT_EQ(sb.received_bytes, sa.sent_bytes);
   EXPECT_EQ(sa.send_failures, 0u);
