@@ -164,6 +164,94 @@ absl::string_view Reason(int status) {
   return absl::string_view(r.data(), r.size());
 }
 
+// True once the client has shut down its sending side or the connection
+// broke. POLLRDHUP alone does not report pending request bytes (a pipelined
+// request), only the end of the stream.
+bool PeerClosed(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) <= 0) return false;
+  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
+// The head of a streamed response: no Content-Length; chunked for
+// HTTP/1.1, for HTTP/1.0 the end of the body is the end of the connection.
+std::string StreamHead(const HttpResponse& r, int status, bool chunked,
+                       bool keep_alive) {
+  std::string out =
+      absl::StrCat("HTTP/1.1 ", status, " ", Reason(status), "\r\n");
+  if (!r.content_type.empty()) {
+    absl::StrAppend(&out, "Content-Type: ", r.content_type, "\r\n");
+  }
+  for (const auto& [name, value] : r.headers) {
+    absl::StrAppend(&out, name, ": ", value, "\r\n");
+  }
+  absl::StrAppend(&out, "Date: ", HttpDate(), "\r\n");
+  if (chunked) absl::StrAppend(&out, "Transfer-Encoding: chunked\r\n");
+  absl::StrAppend(&out, keep_alive ? "" : "Connection: close\r\n", "\r\n");
+  return out;
+}
+
+class ChunkedWriter : public HttpBodyWriter {
+ public:
+  ChunkedWriter(Stream& stream, const HttpResponse& r, bool chunked,
+                bool keep_alive, bool head_only)
+      : stream_(stream),
+        response_(r),
+        status_(r.status),
+        chunked_(chunked),
+        keep_alive_(keep_alive),
+        head_only_(head_only) {}
+
+  void SetStatus(int status) override {
+    if (!started_) status_ = status;
+  }
+  bool started() const override { return started_; }
+
+  bool Write(std::string_view data) override {
+    if (failed_) return false;
+    std::string wire;
+    if (!started_) {
+      wire = StreamHead(response_, status_, chunked_, keep_alive_);
+      started_ = true;
+    }
+    if (!data.empty() && !head_only_) {
+      if (chunked_) {
+        absl::StrAppend(&wire, absl::Hex(data.size()), "\r\n");
+        wire.append(data.data(), data.size());
+        wire += "\r\n";
+      } else {
+        wire.append(data.data(), data.size());
+      }
+    }
+    if (!wire.empty() && !stream_.WriteAll(wire.data(), wire.size())) {
+      failed_ = true;
+    }
+    return !failed_;
+  }
+
+  // Sends the head if nothing was written, then the last chunk. False when
+  // the connection cannot carry another request.
+  bool Finish() {
+    if (!started_ && !Write("")) return false;
+    if (failed_) return false;
+    if (chunked_ && !head_only_) {
+      static constexpr absl::string_view kLast = "0\r\n\r\n";
+      if (!stream_.WriteAll(kLast.data(), kLast.size())) return false;
+    }
+    return chunked_ || head_only_;
+  }
+
+ private:
+  Stream& stream_;
+  const HttpResponse& response_;
+  int status_;
+  const bool chunked_;
+  const bool keep_alive_;
+  const bool head_only_;
+  bool started_ = false;
+  bool failed_ = false;
+};
+
 }  // namespace
 
 int64_t NowMs() {
@@ -381,6 +469,7 @@ HttpParse ParseHttpRequest(std::string_view std_buf, const HttpLimits& limits,
   }
 
   req->method = std::string(parts[0]);
+  req->http11 = http11;
   size_t q = target.find('?');
   req->path = std::string(target.substr(0, q));
   req->query = q == absl::string_view::npos ? std::string()
@@ -432,11 +521,23 @@ int ServeHttpConnection(Stream& stream, std::string initial,
                                    &expect_continue, &error_status);
     if (r == HttpParse::kComplete) {
       req.peer_common_name = peer_cn;
+      const int fd = stream.fd();
+      req.client_gone = [fd] { return PeerClosed(fd); };
       HttpResponse resp = handler(req);
-      std::string wire = SerializeHttpResponse(resp, req.method == "HEAD",
-                                               keep_alive);
       ++served;
-      if (!stream.WriteAll(wire.data(), wire.size())) return served;
+      if (resp.stream) {
+        // HTTP/1.0 has no chunks: the body ends with the connection.
+        const bool chunked = req.http11;
+        keep_alive = keep_alive && chunked;
+        ChunkedWriter writer(stream, resp, chunked, keep_alive,
+                             req.method == "HEAD");
+        resp.stream(writer);
+        if (!writer.Finish() || !keep_alive) return served;
+      } else {
+        std::string wire = SerializeHttpResponse(resp, req.method == "HEAD",
+                                                 keep_alive);
+        if (!stream.WriteAll(wire.data(), wire.size())) return served;
+      }
       if (!keep_alive) return served;
       buf.erase(0, consumed);
       continue_sent = false;

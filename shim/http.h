@@ -36,6 +36,25 @@ struct HttpRequest {
   // The verified client certificate's common name on TLS connections ("" on
   // plain ones or without a client certificate).
   std::string peer_common_name;
+  // False for HTTP/1.0 requests.
+  bool http11 = true;
+  // Set by ServeHttpConnection: true once the client has closed its side of
+  // the connection (a handler that waits long, e.g. for a lock, gives up
+  // then, as Go's request context is cancelled). Cheap, never blocks.
+  std::function<bool()> client_gone;
+};
+
+// Writes a streamed response body (HttpResponse::stream).
+class HttpBodyWriter {
+ public:
+  virtual ~HttpBodyWriter() = default;
+  // The status sent with the head; only before the first Write.
+  virtual void SetStatus(int status) = 0;
+  // Sends the head first if not yet sent, then `data` at once (one chunk).
+  // False once the client is gone; every later Write fails too.
+  virtual bool Write(std::string_view data) = 0;
+  // True once the head has been sent.
+  virtual bool started() const = 0;
 };
 
 struct HttpResponse {
@@ -46,6 +65,13 @@ struct HttpResponse {
   // Extra header fields, sent as given. Content-Length, Date and Connection
   // are always written by the server.
   std::vector<std::pair<std::string, std::string>> headers;
+  // A streamed body (server streams of the JSON gateway): when set, `body`
+  // is ignored and the server calls `stream` on the connection thread. The
+  // head (with "Transfer-Encoding: chunked" for HTTP/1.1; HTTP/1.0 clients
+  // get the bytes as they come and the connection closes after them) goes
+  // out with the first Write, or when `stream` returns without writing;
+  // the body ends when `stream` returns.
+  std::function<void(HttpBodyWriter&)> stream;
 };
 
 // Called on connection threads, concurrently: must be thread-safe.

@@ -26,6 +26,7 @@
 #include "shim/client_listener.h"
 #include "shim/discovery.h"
 #include "shim/engine_loop.h"
+#include "shim/gateway.h"
 #include "shim/join.h"
 #include "shim/lock_election.h"
 #include "shim/log.h"
@@ -1019,7 +1020,26 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     }
   };
   auto http = [im](const HttpRequest& r) { return im->Http(r); };
-  auto cl = ClientListener::Create(clo, m.grpc_server.get(), http);
+  // etcd's JSON gateway (/v3/, /v3beta/, /v3alpha/) on the client URLs
+  // only, not on --listen-metrics-urls; it calls this server's own gRPC
+  // services. The listeners' handler keeps it alive.
+  std::shared_ptr<Gateway> gateway;
+  if (c.enable_grpc_gateway) {
+    grpc::ChannelArguments gw_args;
+    gw_args.SetMaxReceiveMessageSize(INT32_MAX);
+    gw_args.SetMaxSendMessageSize(INT32_MAX);
+    GatewayOptions gwo;
+    gwo.cors = c.cors;
+    gateway = std::make_shared<Gateway>(
+        m.grpc_server->InProcessChannel(gw_args), std::move(gwo));
+  }
+  auto client_http = [im, gateway](const HttpRequest& r) {
+    if (gateway != nullptr && Gateway::Owns(r.path)) {
+      return gateway->Handle(r);
+    }
+    return im->Http(r);
+  };
+  auto cl = ClientListener::Create(clo, m.grpc_server.get(), client_http);
   if (!cl.ok()) return cl.status();
   m.listeners.push_back(*std::move(cl));
   m.cert_listener.store(m.listeners.back().get());
