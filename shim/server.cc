@@ -27,6 +27,7 @@
 #include "shim/discovery.h"
 #include "shim/engine_loop.h"
 #include "shim/gateway.h"
+#include "shim/health.h"
 #include "shim/join.h"
 #include "shim/lock_election.h"
 #include "shim/log.h"
@@ -326,8 +327,7 @@ struct DetcdServer::Impl {
   std::atomic<ClientListener*> cert_listener{nullptr};
   EngineFigures figures;
   std::atomic<bool> engine_ready{false};
-  metrics::Counter* health_ok = nullptr;
-  metrics::Counter* health_failed = nullptr;
+  std::unique_ptr<HealthEndpoints> health;
   bool published = false;
   int publish_wait_ticks = 0;
   // Membership changes reach the peer transport (SyncPeers, engine
@@ -359,7 +359,7 @@ struct DetcdServer::Impl {
   void PublishFigures();
   void Publish();
   HttpResponse Http(const HttpRequest& r);
-  HttpResponse Health(const HttpRequest& r);
+  HealthSource MakeHealthSource();
   void RegisterMetrics();
 };
 
@@ -575,91 +575,53 @@ void DetcdServer::Impl::RegisterMetrics() {
                  "The total number of send failures from peers.", [t] {
                    return PeerSum(t, &PeerStats::send_failures);
                  });
-  health_ok = &r.NewCounter("etcd_server_health_success",
-                            "The total number of successful health checks");
-  health_failed = &r.NewCounter("etcd_server_health_failures",
-                                "The total number of failed health checks");
+  health = std::make_unique<HealthEndpoints>(MakeHealthSource(), r);
   RegisterProcessMetrics(r);
 }
 
-HttpResponse DetcdServer::Impl::Health(const HttpRequest& req) {
-  HttpResponse out;
-  out.content_type = "application/json";
-  std::string reason;
-  pb::AlarmResponse alarms;
-  bool got_alarms = false;
-  loop->RunSync([&] {
-    for (const auto& a : server->state().alarms().Get(pb::AlarmType::NONE)) {
-      *alarms.add_alarms() = a;
-    }
-    got_alarms = true;
-  });
-  // ?exclude=NAME (repeatable) skips alarms by name, as etcd's handler.
-  std::vector<std::string> excluded;
-  for (absl::string_view kv : absl::StrSplit(req.query, '&')) {
-    if (absl::ConsumePrefix(&kv, "exclude=")) excluded.emplace_back(kv);
-  }
-  if (got_alarms) {
-    for (const auto& a : alarms.alarms()) {
-      const std::string name = pb::AlarmType_Name(a.alarm());
-      if (std::find(excluded.begin(), excluded.end(), name) !=
-          excluded.end()) {
-        continue;
+// The health endpoints' view of this member (shim/health.h): alarms and
+// reads go through the engine thread; a read gives up after etcd's request
+// timeout (5 s + 2 x election timeout) if the engine has not answered.
+HealthSource DetcdServer::Impl::MakeHealthSource() {
+  HealthSource src;
+  src.alarms = [this] {
+    std::vector<std::string> names;
+    loop->RunSync([&] {
+      for (const auto& a : server->state().alarms().Get(pb::AlarmType::NONE)) {
+        names.push_back(pb::AlarmType_Name(a.alarm()));
       }
-      reason = absl::StrCat("ALARM ", name);
-      break;
-    }
-  }
-  if (reason.empty() && !figures.has_leader) reason = "RAFT NO LEADER";
-  if (reason.empty()) {
-    // A read through raft (linearizable unless ?serializable=true), as
-    // etcd's health check does, bounded by a second.
+    });
+    return names;
+  };
+  src.has_leader = [this] { return figures.has_leader.load(); };
+  src.read = [this](bool serializable) {
     auto done = std::make_shared<absl::Notification>();
     auto result = std::make_shared<absl::Status>();
     pb::RangeRequest r;
-    r.set_key("health");
-    r.set_serializable(req.query.find("serializable=true") !=
-                       std::string::npos);
-    loop->Post([this, r, done, result] {
+    r.set_key(std::string(1, '\0'));
+    r.set_range_end(std::string(1, '\0'));
+    r.set_keys_only(true);
+    r.set_limit(1);
+    r.set_serializable(serializable);
+    const bool posted = loop->Post([this, r, done, result] {
       server->Range(r, [done, result](absl::StatusOr<pb::RangeResponse> x) {
         *result = x.status();
         done->Notify();
       });
     });
-    if (!done->WaitForNotificationWithTimeout(absl::Seconds(1))) {
-      reason = "QGET ERROR";
-    } else if (!result->ok()) {
-      reason = "QGET ERROR";
+    if (!posted) return absl::UnavailableError("etcdserver: server stopped");
+    if (!done->WaitForNotificationWithTimeout(absl::Milliseconds(
+            5000 + 2 * static_cast<int64_t>(cfg.election_timeout_ms)))) {
+      return absl::DeadlineExceededError("context deadline exceeded");
     }
-  }
-  // etcd 3.4's body is {"health":"false"}; the reason field is etcd 3.5's.
-  nlohmann::json j;
-  j["health"] = reason.empty() ? "true" : "false";
-  if (reason.empty()) {
-    health_ok->Inc();
-    out.body = j.dump();
-    return out;
-  }
-  health_failed->Inc();
-  DLOG_WARN("/health error", {{"reason", reason}, {"status-code", 503}});
-  j["reason"] = reason;
-  out.status = 503;
-  out.content_type = "text/plain; charset=utf-8";
-  out.body = j.dump() + "\n";
-  return out;
+    return *result;
+  };
+  return src;
 }
 
 HttpResponse DetcdServer::Impl::Http(const HttpRequest& req) {
   HttpResponse out;
-  if (req.path == "/health" || req.path == "/livez" || req.path == "/readyz") {
-    if (req.method != "GET") {
-      out.status = 405;
-      out.headers.push_back({"Allow", "GET"});
-      out.body = "Method Not Allowed\n";
-      return out;
-    }
-    return Health(req);
-  }
+  if (std::optional<HttpResponse> h = health->Serve(req)) return *std::move(h);
   if (req.path == "/version") {
     out.content_type = "application/json";
     nlohmann::json j;
