@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "detcd/errors.h"
 #include "detcd/kv.h"
+#include "detcd/recipe_driver.h"
 #include "detcd/watch.h"
 
 namespace detcd::client {
@@ -47,48 +48,6 @@ absl::StatusOr<std::pair<std::string, int64_t>> PutUnique(
     auto rev = PutNew(c, key, val, lease, deadline);
     if (rev.ok()) return std::make_pair(key, *rev);
     if (rev.status().message() != kErrKeyExists) return rev.status();
-  }
-}
-
-// Deletes key if its mod revision is still rev (etcd's deleteRevKey).
-absl::StatusOr<bool> DeleteRevKey(Client* c, const std::string& key,
-                                  int64_t rev, absl::Time deadline) {
-  auto r = Txn(c)
-               .If(Compare(cmp::ModRevision(key), CmpOp::kEqual, rev))
-               .Then(OpDelete(key))
-               .Commit(Until(deadline));
-  if (!r.ok()) return r.status();
-  return r->succeeded();
-}
-
-// Claims the first item of prefix in the order of `first` (a one-key
-// range), waiting for a put when there is none: the shared body of Queue
-// and PriorityQueue's Dequeue.
-absl::StatusOr<std::string> Claim(Client* c, const std::string& prefix,
-                                  pb::RangeRequest::SortTarget order,
-                                  absl::Time deadline) {
-  GetOptions g;
-  g.prefix = true;
-  g.sort_target = order;
-  g.sort_order = pb::RangeRequest::ASCEND;
-  g.limit = 1;
-  for (;;) {
-    auto resp = c->Get(prefix, g, Until(deadline));
-    if (!resp.ok()) return resp.status();
-    for (const auto& kv : resp->kvs()) {
-      auto ok = DeleteRevKey(c, kv.key(), kv.mod_revision(), deadline);
-      if (!ok.ok()) return ok.status();
-      if (*ok) return kv.value();
-    }
-    if (resp->kvs_size() > 0 || resp->more()) continue;  // lost a race
-    auto ev =
-        WaitEvents(c, prefix, PrefixEnd(prefix), resp->header().revision(),
-                   {mvccpb::Event::PUT}, deadline);
-    if (!ev.ok()) return ev.status();
-    auto ok =
-        DeleteRevKey(c, ev->kv().key(), ev->kv().mod_revision(), deadline);
-    if (!ok.ok()) return ok.status();
-    if (*ok) return ev->kv().value();
   }
 }
 
@@ -133,11 +92,15 @@ absl::StatusOr<mvccpb::Event> WaitEvents(
 // ---------------------------------------------------------------- Queue
 
 absl::Status Queue::Enqueue(const std::string& value) {
-  return PutUnique(c_, prefix_, value, 0, absl::InfiniteFuture()).status();
+  EnqueueSteps steps(prefix_, value, 0,
+                     [] { return absl::ToUnixNanos(absl::Now()); });
+  return RunSteps(c_, steps);
 }
 
 absl::StatusOr<std::string> Queue::Dequeue(absl::Time deadline) {
-  return Claim(c_, prefix_, pb::RangeRequest::CREATE, deadline);
+  DequeueSteps steps(prefix_, pb::RangeRequest::CREATE);
+  if (absl::Status s = RunSteps(c_, steps, deadline); !s.ok()) return s;
+  return steps.value();
 }
 
 // ----------------------------------------------------------------
@@ -145,42 +108,14 @@ absl::StatusOr<std::string> Queue::Dequeue(absl::Time deadline) {
 
 absl::Status PriorityQueue::Enqueue(const std::string& value,
                                     uint16_t priority) {
-  const std::string prefix = absl::StrFormat("%s%05d", prefix_, priority);
-  // etcd's newSequentialKV: the next number after the last key, allocated
-  // under a guard key whose mod revision must not have moved since the
-  // read (else a concurrent enqueue took it, or took and deleted it).
-  const std::string guard = "__" + prefix;
-  for (;;) {
-    GetOptions last;
-    last.prefix = true;
-    last.sort_target = pb::RangeRequest::KEY;
-    last.sort_order = pb::RangeRequest::DESCEND;
-    last.limit = 1;
-    auto resp = c_->Get(prefix, last);
-    if (!resp.ok()) return resp.status();
-    int64_t seq = 0;
-    if (resp->kvs_size() > 0) {
-      std::vector<absl::string_view> fields =
-          absl::StrSplit(resp->kvs(0).key(), '/');
-      if (!absl::SimpleAtoi(fields.back(), &seq)) {
-        return PlainError(
-            absl::StrCat("bad sequence key ", resp->kvs(0).key()));
-      }
-      ++seq;
-    }
-    std::string key = absl::StrFormat("%s/%016d", prefix, seq);
-    auto r = Txn(c_)
-                 .If(Compare(cmp::ModRevision(guard), CmpOp::kLess,
-                             resp->header().revision() + 1))
-                 .Then(OpPut(guard, ""), OpPut(key, value))
-                 .Commit();
-    if (!r.ok()) return r.status();
-    if (r->succeeded()) return absl::OkStatus();
-  }
+  PriorityEnqueueSteps steps(prefix_, value, priority);
+  return RunSteps(c_, steps);
 }
 
 absl::StatusOr<std::string> PriorityQueue::Dequeue(absl::Time deadline) {
-  return Claim(c_, prefix_, pb::RangeRequest::KEY, deadline);
+  DequeueSteps steps(prefix_, pb::RangeRequest::KEY);
+  if (absl::Status s = RunSteps(c_, steps, deadline); !s.ok()) return s;
+  return steps.value();
 }
 
 // ---------------------------------------------------------------- Barrier

@@ -4,6 +4,7 @@
 
 #include "detcd/errors.h"
 #include "detcd/kv.h"
+#include "detcd/recipe_driver.h"
 #include "detcd/recipes.h"
 #include "detcd/watch.h"
 
@@ -42,22 +43,11 @@ absl::Status Registration::Deregister() {
 absl::StatusOr<std::unique_ptr<Registration>> ServiceRegistry::Register(
     const std::string& service, const std::string& id, const std::string& value,
     int64_t ttl_s) {
-  auto keeper = LeaseKeeper::Grant(c_, ttl_s);
-  if (!keeper.ok()) return keeper.status();
   std::string key = ServicePrefix(service) + id;
-  PutOptions p;
-  p.lease = (*keeper)->id();
-  auto r = Txn(c_)
-               .If(Compare(cmp::Version(key), CmpOp::kEqual, 0))
-               .Then(OpPut(key, value, p))
-               .Commit();
-  if (!r.ok() || !r->succeeded()) {
-    (*keeper)->Revoke(CallOptions::Timeout(absl::Seconds(5))).IgnoreError();
-    if (!r.ok()) return r.status();
-    return PlainError(kErrKeyExists);
-  }
-  return std::unique_ptr<Registration>(
-      new Registration(c_, std::move(key), std::move(*keeper)));
+  RegisterSteps steps(key, value, ttl_s);
+  if (absl::Status s = RunSteps(c_, steps); !s.ok()) return s;
+  return std::unique_ptr<Registration>(new Registration(
+      c_, std::move(key), LeaseKeeper::Start(c_, steps.lease())));
 }
 
 absl::StatusOr<ServiceInstances> ServiceRegistry::Discover(

@@ -11,7 +11,9 @@
 //    (Proclaim) and followers can observe the leader.
 //
 // Blocking calls honour the client's canceller (Client::set_canceller),
-// which a SIGINT handler can trigger.
+// which a SIGINT handler can trigger. Their logic is recipe_core.h's step
+// machines (LockSteps, CampaignSteps, ...), which the simulator's recipe
+// clients run too.
 #ifndef DETCD_CLIENT_CONCURRENCY_H_
 #define DETCD_CLIENT_CONCURRENCY_H_
 
@@ -24,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "detcd/client.h"
+#include "detcd/recipe_core.h"
 #include "etcdserverpb/rpc.pb.h"
 
 namespace detcd::client {
@@ -76,16 +79,13 @@ class Mutex {
   // Txn's If to make a write conditional on holding the lock (kv.h).
   etcdserverpb::Compare IsOwner() const;
   // The lock's key and its create revision (the fencing token).
-  const std::string& key() const { return key_; }
-  int64_t rev() const { return rev_; }
-  const etcdserverpb::ResponseHeader& header() const { return header_; }
+  const std::string& key() const { return st_.key; }
+  int64_t rev() const { return st_.rev; }
+  const etcdserverpb::ResponseHeader& header() const { return st_.header; }
 
  private:
   Session* s_;
-  std::string prefix_;  // with the trailing "/"
-  std::string key_;
-  int64_t rev_ = -1;
-  etcdserverpb::ResponseHeader header_;
+  MutexState st_;  // prefix with the trailing "/"
 };
 
 class Election {
@@ -94,8 +94,8 @@ class Election {
   // An election whose leadership was won earlier, possibly by another
   // process (clientv3's ResumeElection): Proclaim and Resign act on
   // leader_key if its create revision is still leader_rev.
-  static Election Resume(Session* s, std::string prefix,
-                         std::string leader_key, int64_t leader_rev);
+  static Election Resume(Session* s, std::string prefix, std::string leader_key,
+                         int64_t leader_rev);
   // Blocks until elected with value val.
   absl::Status Campaign(const std::string& val);
   absl::Status Proclaim(const std::string& val);
@@ -107,19 +107,14 @@ class Election {
   // response) and with every change, until on_leader returns false, the
   // client's canceller fires (Cancelled) or a watch fails.
   absl::Status Observe(
-      const std::function<bool(const etcdserverpb::RangeResponse&)>&
-          on_leader);
-  const std::string& key() const { return leader_key_; }
-  int64_t rev() const { return leader_rev_; }
-  const etcdserverpb::ResponseHeader& header() const { return header_; }
+      const std::function<bool(const etcdserverpb::RangeResponse&)>& on_leader);
+  const std::string& key() const { return st_.leader_key; }
+  int64_t rev() const { return st_.leader_rev; }
+  const etcdserverpb::ResponseHeader& header() const { return st_.header; }
 
  private:
   Session* s_;
-  std::string prefix_;
-  std::string leader_key_;
-  int64_t leader_rev_ = 0;
-  bool leader_ = false;
-  etcdserverpb::ResponseHeader header_;
+  ElectionState st_;  // prefix with the trailing "/"
 };
 
 }  // namespace detcd::client

@@ -1,0 +1,280 @@
+// The recipes' step machines (recipe_core.h) offline: each test plays the
+// server's part by hand, checking every request a machine makes and
+// feeding it answers, including the failure paths the live tests
+// (recipes_test) rarely reach.
+#include "detcd/recipe_core.h"
+
+#include <gtest/gtest.h>
+
+#include "detcd/errors.h"
+
+namespace detcd::client {
+namespace {
+
+namespace pb = etcdserverpb;
+
+pb::ResponseHeader Header(int64_t rev) {
+  pb::ResponseHeader h;
+  h.set_revision(rev);
+  return h;
+}
+
+mvccpb::KeyValue Kv(const std::string& key, int64_t create, int64_t mod,
+                    const std::string& value = "") {
+  mvccpb::KeyValue kv;
+  kv.set_key(key);
+  kv.set_create_revision(create);
+  kv.set_mod_revision(mod);
+  kv.set_value(value);
+  return kv;
+}
+
+RecipeReply RangeReply(int64_t rev, std::vector<mvccpb::KeyValue> kvs) {
+  RecipeReply r;
+  *r.range.mutable_header() = Header(rev);
+  for (auto& kv : kvs) *r.range.add_kvs() = kv;
+  return r;
+}
+
+RecipeReply Events(
+    std::vector<std::pair<mvccpb::Event::EventType, mvccpb::KeyValue>> evs) {
+  RecipeReply r;
+  for (auto& [t, kv] : evs) {
+    mvccpb::Event e;
+    e.set_type(t);
+    *e.mutable_kv() = kv;
+    r.events.push_back(e);
+  }
+  return r;
+}
+
+// The lock txn's answer: succeeded (our key created at `rev`) or not (our
+// key exists with `mine` create revision), and the owner's create revision.
+RecipeReply LockTxnReply(bool succeeded, int64_t rev, int64_t mine,
+                         int64_t owner) {
+  RecipeReply r;
+  r.txn.set_succeeded(succeeded);
+  *r.txn.mutable_header() = Header(rev);
+  auto* first = r.txn.add_responses();
+  if (succeeded) {
+    first->mutable_response_put();
+  } else {
+    *first->mutable_response_range()->add_kvs() = Kv("l/1", mine, mine);
+  }
+  *r.txn.add_responses()->mutable_response_range()->add_kvs() =
+      Kv("l/owner", owner, owner);
+  return r;
+}
+
+TEST(LockSteps, OwnerAtOnce) {
+  MutexState m;
+  m.prefix = "l/";
+  m.lease = 0x1f;
+  LockSteps s(&m);
+  RecipeCall c = s.Start();
+  ASSERT_EQ(c.kind, RecipeCall::kTxn);
+  EXPECT_EQ(m.key, "l/1f");
+  ASSERT_EQ(c.txn.compare_size(), 1);
+  EXPECT_EQ(c.txn.compare(0).create_revision(), 0);
+  EXPECT_EQ(c.txn.success(0).request_put().lease(), 0x1f);
+  c = s.Next(LockTxnReply(true, 5, 0, 5));
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_TRUE(c.status.ok());
+  EXPECT_EQ(m.rev, 5);
+  EXPECT_EQ(m.header.revision(), 5);
+}
+
+TEST(LockSteps, WaitsForEveryOlderKey) {
+  MutexState m;
+  m.prefix = "l/";
+  m.lease = 1;
+  LockSteps s(&m);
+  s.Start();
+  // Our key existed already (a retry) with create revision 7; owner is 3.
+  RecipeCall c = s.Next(LockTxnReply(false, 9, 7, 3));
+  ASSERT_EQ(c.kind, RecipeCall::kRange);
+  EXPECT_EQ(c.range.max_create_revision(), 6);
+  EXPECT_EQ(c.range.sort_order(), pb::RangeRequest::DESCEND);
+  c = s.Next(RangeReply(9, {Kv("l/b", 5, 5)}));
+  ASSERT_EQ(c.kind, RecipeCall::kWatch);
+  EXPECT_EQ(c.watch.key(), "l/b");
+  EXPECT_EQ(c.watch.start_revision(), 9);
+  // A put on the key is not its deletion.
+  c = s.Next(Events({{mvccpb::Event::PUT, Kv("l/b", 5, 10)}}));
+  EXPECT_EQ(c.kind, RecipeCall::kKeepWatching);
+  c = s.Next(Events({{mvccpb::Event::DELETE, Kv("l/b", 0, 11)}}));
+  ASSERT_EQ(c.kind, RecipeCall::kRange);  // then the next older one
+  c = s.Next(RangeReply(12, {}));
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_TRUE(c.status.ok());
+  EXPECT_EQ(m.rev, 7);
+  EXPECT_EQ(m.header.revision(), 12);
+}
+
+TEST(LockSteps, FailedWaitGivesThePlaceBack) {
+  MutexState m;
+  m.prefix = "l/";
+  m.lease = 1;
+  LockSteps s(&m);
+  s.Start();
+  s.Next(LockTxnReply(true, 8, 0, 3));
+  s.Next(RangeReply(8, {Kv("l/a", 3, 3)}));
+  RecipeReply ended;
+  ended.status = absl::CancelledError("context canceled");
+  RecipeCall c = s.Next(ended);
+  ASSERT_EQ(c.kind, RecipeCall::kDeleteRange);
+  EXPECT_TRUE(c.cleanup);
+  EXPECT_EQ(c.del.key(), "l/1");
+  c = s.Next(RecipeReply());
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_EQ(c.status.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(m.rev, -1);
+}
+
+TEST(CampaignSteps, ProclaimsOnAnOldKeyThenWins) {
+  ElectionState e;
+  e.prefix = "e/";
+  e.lease = 2;
+  CampaignSteps s(&e, "new");
+  RecipeCall c = s.Start();
+  ASSERT_EQ(c.kind, RecipeCall::kTxn);
+  RecipeReply r;
+  r.txn.set_succeeded(false);
+  *r.txn.mutable_header() = Header(20);
+  *r.txn.add_responses()->mutable_response_range()->add_kvs() =
+      Kv("e/2", 11, 15, "old");
+  c = s.Next(r);
+  ASSERT_EQ(c.kind, RecipeCall::kTxn);  // proclaim, fenced by revision 11
+  EXPECT_EQ(c.txn.compare(0).create_revision(), 11);
+  EXPECT_EQ(c.txn.success(0).request_put().value(), "new");
+  RecipeReply p;
+  p.txn.set_succeeded(true);
+  *p.txn.mutable_header() = Header(21);
+  c = s.Next(p);
+  ASSERT_EQ(c.kind, RecipeCall::kRange);
+  EXPECT_EQ(c.range.max_create_revision(), 10);
+  c = s.Next(RangeReply(21, {}));
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_TRUE(c.status.ok());
+  EXPECT_TRUE(e.leader);
+  EXPECT_EQ(e.leader_rev, 11);
+  EXPECT_EQ(e.won_revision, 21);
+  EXPECT_EQ(e.header.revision(), 20);  // the campaign txn's, as clientv3
+}
+
+TEST(CampaignSteps, CancelledWhileWaitingResigns) {
+  ElectionState e;
+  e.prefix = "e/";
+  e.lease = 2;
+  CampaignSteps s(&e, "v");
+  s.Start();
+  RecipeReply r;
+  r.txn.set_succeeded(true);
+  *r.txn.mutable_header() = Header(30);
+  s.Next(r);
+  s.Next(RangeReply(30, {Kv("e/1", 4, 4)}));
+  RecipeReply ended;
+  ended.status = absl::CancelledError("context canceled");
+  RecipeCall c = s.Next(ended);
+  ASSERT_EQ(c.kind, RecipeCall::kTxn);
+  EXPECT_TRUE(c.cleanup);
+  EXPECT_TRUE(c.txn.success(0).has_request_delete_range());
+  c = s.Next(RecipeReply());
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_EQ(c.status.code(), absl::StatusCode::kCancelled);
+  EXPECT_FALSE(e.leader);
+}
+
+TEST(ProclaimSteps, NotLeaderIsAPlainError) {
+  ElectionState e;
+  ProclaimSteps s(&e, "v");
+  RecipeCall c = s.Start();
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_EQ(c.status.message(), kErrElectionNotLeader);
+  EXPECT_TRUE(IsPlainError(c.status));
+}
+
+TEST(DequeueSteps, WaitsForAPutAndRetriesALostRace) {
+  DequeueSteps s("q", pb::RangeRequest::CREATE);
+  RecipeCall c = s.Start();
+  ASSERT_EQ(c.kind, RecipeCall::kRange);
+  EXPECT_EQ(c.range.range_end(), "r");
+  EXPECT_EQ(c.range.limit(), 1);
+  c = s.Next(RangeReply(40, {}));
+  ASSERT_EQ(c.kind, RecipeCall::kWatch);
+  EXPECT_EQ(c.watch.start_revision(), 40);
+  c = s.Next(Events({{mvccpb::Event::PUT, Kv("q/5", 41, 41, "x")}}));
+  ASSERT_EQ(c.kind, RecipeCall::kTxn);
+  EXPECT_EQ(c.txn.compare(0).mod_revision(), 41);
+  RecipeReply lost;
+  lost.txn.set_succeeded(false);
+  c = s.Next(lost);  // someone else took it: look again
+  ASSERT_EQ(c.kind, RecipeCall::kRange);
+  c = s.Next(RangeReply(43, {Kv("q/6", 42, 42, "y")}));
+  ASSERT_EQ(c.kind, RecipeCall::kTxn);
+  RecipeReply won;
+  won.txn.set_succeeded(true);
+  c = s.Next(won);
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_TRUE(c.status.ok());
+  EXPECT_EQ(s.value(), "y");
+  EXPECT_EQ(s.attempted(), (std::vector<std::string>{"q/5", "q/6"}));
+}
+
+TEST(EnqueueSteps, TakenKeyIsRetriedWithAFreshOne) {
+  int64_t n = 100;
+  EnqueueSteps s("q", "v", 0, [&n] { return n++; });
+  RecipeCall c = s.Start();
+  ASSERT_EQ(c.kind, RecipeCall::kTxn);
+  EXPECT_EQ(c.txn.success(0).request_put().key(), "q/100");
+  RecipeReply taken;
+  taken.txn.set_succeeded(false);
+  c = s.Next(taken);
+  ASSERT_EQ(c.kind, RecipeCall::kTxn);
+  EXPECT_EQ(c.txn.success(0).request_put().key(), "q/101");
+  RecipeReply ok;
+  ok.txn.set_succeeded(true);
+  *ok.txn.mutable_header() = Header(9);
+  c = s.Next(ok);
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_EQ(s.key(), "q/101");
+  EXPECT_EQ(s.revision(), 9);
+}
+
+TEST(PriorityEnqueueSteps, NextSequenceUnderTheGuard) {
+  PriorityEnqueueSteps s("pq/", "v", 3);
+  RecipeCall c = s.Start();
+  ASSERT_EQ(c.kind, RecipeCall::kRange);
+  EXPECT_EQ(c.range.key(), "pq/00003");
+  c = s.Next(RangeReply(50, {Kv("pq/00003/0000000000000007", 1, 1)}));
+  ASSERT_EQ(c.kind, RecipeCall::kTxn);
+  EXPECT_EQ(c.txn.compare(0).key(), "__pq/00003");
+  EXPECT_EQ(c.txn.compare(0).mod_revision(), 51);
+  EXPECT_EQ(c.txn.success(1).request_put().key(), "pq/00003/0000000000000008");
+}
+
+TEST(RegisterSteps, TakenIdRevokesTheLease) {
+  RegisterSteps s("svc/a/1", "addr", 5);
+  RecipeCall c = s.Start();
+  ASSERT_EQ(c.kind, RecipeCall::kLeaseGrant);
+  EXPECT_EQ(c.grant.ttl(), 5);
+  RecipeReply g;
+  g.grant.set_id(77);
+  g.grant.set_ttl(5);
+  c = s.Next(g);
+  ASSERT_EQ(c.kind, RecipeCall::kTxn);
+  EXPECT_EQ(c.txn.success(0).request_put().lease(), 77);
+  RecipeReply taken;
+  taken.txn.set_succeeded(false);
+  c = s.Next(taken);
+  ASSERT_EQ(c.kind, RecipeCall::kLeaseRevoke);
+  EXPECT_TRUE(c.cleanup);
+  EXPECT_EQ(c.revoke.id(), 77);
+  c = s.Next(RecipeReply());
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_EQ(c.status.message(), kRecipeErrKeyExists);
+  EXPECT_TRUE(IsPlainError(c.status));
+}
+
+}  // namespace
+}  // namespace detcd::client
