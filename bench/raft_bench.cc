@@ -2,6 +2,8 @@
 //   BM_ProposeCommitApply3  proposals a 3-node in-memory cluster commits
 //                           and applies, batching proposals per Ready as a
 //                           server would under load;
+//   BM_LeaderPropose        the leader's append of one proposal (unstable
+//                           log, a kApp per follower);
 //   BM_LeaderAppResp        the leader's handling of one kAppResp (progress
 //                           update, commit advance) with entries in flight;
 //   BM_FollowerApp          a follower's handling of one kApp carrying N
@@ -199,6 +201,41 @@ void BM_LeaderAppResp(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_LeaderAppResp);
+
+// The leader's append: one Propose per iteration (the entry appended to
+// the unstable log and a kApp built for each follower in replicate state).
+// Every 512 proposals, with the timer paused, the Ready is persisted, both
+// followers ack, and the log is compacted, so the in-flight window and the
+// log stay small.
+void BM_LeaderPropose(benchmark::State& state) {
+  LeaderRig rig;
+  if (rig.raft->state() != StateType::kLeader) {
+    state.SkipWithError("no leader");
+    return;
+  }
+  const std::string payload(128, 'x');
+  int n = 0;
+  for (auto _ : state) {
+    if (!rig.raft->Propose(payload).ok()) state.SkipWithError("dropped");
+    if (++n == 512) {
+      state.PauseTiming();
+      n = 0;
+      DrainReady(*rig.raft, rig.storage);
+      const uint64_t last = rig.raft->log().LastIndex();
+      (void)rig.Ack(2, last);
+      (void)rig.Ack(3, last);
+      DrainReady(*rig.raft, rig.storage);
+      (void)rig.raft->TakeMessages();
+      CompactTo(*rig.raft, rig.storage, 64);
+      state.ResumeTiming();
+    }
+  }
+  if (rig.raft->pending_messages().empty() && n > 0) {
+    state.SkipWithError("no kApp sent");
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_LeaderPropose);
 
 // A follower (id 2) receiving kApp from leader 1, range(0) entries of
 // 128 bytes each with the commit index at the last of them.
