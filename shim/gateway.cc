@@ -818,14 +818,15 @@ struct Gateway::Route {
   std::string grpc_method;  // "/etcdserverpb.KV/Range"
   const gpb::Message* request;
   const gpb::Message* response;
-  bool streaming;  // client or server streaming
+  bool streaming;         // client or server streaming
+  bool client_streaming;  // watch, lease/keepalive
 };
 
 namespace {
 
 // etcd's google.api.http paths (after /v3/) and the methods behind them.
-// /v3/maintenance/hash is bound to both Hash and HashKV in rpc.proto; the
-// gateway registers HashKV last and its mux prefers the latest, so HashKV
+// /v3/maintenance/hash is bound to both Hash and HashKV in rpc.proto; etcd
+// 3.4's gateway answers it with Hash (seen: no hash_revision), so Hash
 // answers it.
 constexpr std::pair<const char*, const char*> kRoutes[] = {
     {"kv/range", "etcdserverpb.KV.Range"},
@@ -850,7 +851,7 @@ constexpr std::pair<const char*, const char*> kRoutes[] = {
     {"maintenance/alarm", "etcdserverpb.Maintenance.Alarm"},
     {"maintenance/status", "etcdserverpb.Maintenance.Status"},
     {"maintenance/defragment", "etcdserverpb.Maintenance.Defragment"},
-    {"maintenance/hash", "etcdserverpb.Maintenance.HashKV"},
+    {"maintenance/hash", "etcdserverpb.Maintenance.Hash"},
     {"maintenance/snapshot", "etcdserverpb.Maintenance.Snapshot"},
     {"maintenance/transfer-leadership", "etcdserverpb.Maintenance.MoveLeader"},
     {"auth/enable", "etcdserverpb.Auth.AuthEnable"},
@@ -896,6 +897,7 @@ const std::map<std::string, Gateway::Route, std::less<>>& Routes() {
       r.request = factory->GetPrototype(md->input_type());
       r.response = factory->GetPrototype(md->output_type());
       r.streaming = md->client_streaming() || md->server_streaming();
+      r.client_streaming = md->client_streaming();
       m->emplace(path, std::move(r));
     }
     return m;
@@ -971,6 +973,15 @@ HttpResponse Gateway::Handle(const HttpRequest& req) {
     }
   }
   AddCors(req, &resp);
+  // net/http writes the handler's header fields sorted by name (then Date
+  // and the framing fields).
+  if (!resp.content_type.empty()) {
+    resp.headers.push_back({"Content-Type", resp.content_type});
+    resp.content_type.clear();
+  }
+  std::stable_sort(
+      resp.headers.begin(), resp.headers.end(),
+      [](const auto& a, const auto& b) { return a.first < b.first; });
   return resp;
 }
 
@@ -995,7 +1006,14 @@ HttpResponse Gateway::Unary(const HttpRequest& req, const Route& route) {
                 return true;
               });
   if (!st.ok()) {
-    return JsonError(static_cast<int>(st.error_code()), st.error_message());
+    // The server's trailer metadata (content-type; grpc-status and
+    // grpc-message are not forwarded) comes back as HTTP trailers, as
+    // grpc-gateway's error handler sends them.
+    HttpResponse err =
+        JsonError(static_cast<int>(st.error_code()), st.error_message());
+    err.headers.push_back({"Trailer", "Grpc-Trailer-Content-Type"});
+    err.trailers.push_back({"Grpc-Trailer-Content-Type", "application/grpc"});
+    return err;
   }
   std::unique_ptr<gpb::Message> m(route.response->New());
   if (!got || !m->ParseFromString(response_bytes)) {
@@ -1012,7 +1030,11 @@ HttpResponse Gateway::Stream(const HttpRequest& req, const Route& route) {
   auto requests = std::make_shared<std::vector<std::string>>();
   absl::Status s =
       DecodeRequests(req.body, *route.request, true, requests.get());
-  if (!s.ok()) return JsonError(3, std::string(s.message()));
+  if (!s.ok()) {
+    // grpc-gateway returns the decoder's error as is for client streams (no
+    // gRPC status: Unknown, 500) and as InvalidArgument for the others.
+    return JsonError(route.client_streaming ? 2 : 3, std::string(s.message()));
+  }
   HttpResponse resp;
   resp.content_type = "application/json";
   resp.headers.push_back({"Grpc-Metadata-Content-Type", "application/grpc"});

@@ -493,12 +493,23 @@ std::string SerializeHttpResponse(const HttpResponse& r, bool head,
     absl::StrAppend(&out, name, ": ", value, "\r\n");
   }
   absl::StrAppend(&out, "Date: ", HttpDate(), "\r\n");
-  if (!bodyless) {
+  const bool chunked = !bodyless && !r.trailers.empty();
+  if (chunked) {
+    absl::StrAppend(&out, "Transfer-Encoding: chunked\r\n");
+  } else if (!bodyless) {
     absl::StrAppend(&out, "Content-Length: ", r.body.size(), "\r\n");
   }
   absl::StrAppend(&out, keep_alive ? "" : "Connection: close\r\n", "\r\n");
-  if (!head && !bodyless) out += r.body;
-  return out;
+  if (head || bodyless) return out;
+  if (!chunked) return out + r.body;
+  if (!r.body.empty()) {
+    absl::StrAppend(&out, absl::Hex(r.body.size()), "\r\n", r.body, "\r\n");
+  }
+  out += "0\r\n";
+  for (const auto& [name, value] : r.trailers) {
+    absl::StrAppend(&out, name, ": ", value, "\r\n");
+  }
+  return out + "\r\n";
 }
 
 int ServeHttpConnection(Stream& stream, std::string initial,
@@ -534,6 +545,8 @@ int ServeHttpConnection(Stream& stream, std::string initial,
         resp.stream(writer);
         if (!writer.Finish() || !keep_alive) return served;
       } else {
+        // HTTP/1.0 has no chunks, so no trailers.
+        if (!req.http11) resp.trailers.clear();
         std::string wire = SerializeHttpResponse(resp, req.method == "HEAD",
                                                  keep_alive);
         if (!stream.WriteAll(wire.data(), wire.size())) return served;

@@ -65,6 +65,10 @@ struct HttpResponse {
   // Extra header fields, sent as given. Content-Length, Date and Connection
   // are always written by the server.
   std::vector<std::pair<std::string, std::string>> headers;
+  // Trailer fields: when any, the body is sent chunked and these follow the
+  // last chunk (HTTP/1.1 only; dropped for HTTP/1.0 clients). Announcing
+  // them in a "Trailer" header field is up to the handler.
+  std::vector<std::pair<std::string, std::string>> trailers;
   // A streamed body (server streams of the JSON gateway): when set, `body`
   // is ignored and the server calls `stream` on the connection thread. The
   // head (with "Transfer-Encoding: chunked" for HTTP/1.1; HTTP/1.0 clients
