@@ -118,6 +118,13 @@ class Cluster {
   void Pause(uint64_t id);
   void Resume(uint64_t id);
   bool IsPaused(uint64_t id) const;
+  // Which start of the member this is (1 for the first; 0 for an unknown
+  // id): a client holding a handle on a member's state (a watch stream id)
+  // knows by it that the member restarted meanwhile and the handle is gone.
+  uint64_t Incarnation(uint64_t id) const {
+    auto it = nodes_.find(id);
+    return it == nodes_.end() ? 0 : it->second.incarnation;
+  }
   // A member whose timers fire late (a starved or throttled process): its
   // ticks come `factor` times further apart (1 = normal) while it handles
   // messages and requests at full speed. Reconcile restores 1.
