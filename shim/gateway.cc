@@ -363,7 +363,8 @@ std::optional<size_t> Base64Error(std::string_view s) {
   }
 }
 
-absl::Status CheckMessage(const nlohmann::json& j, const gpb::Descriptor* d);
+absl::Status CheckMessage(const nlohmann::json& j, const gpb::Descriptor* d,
+                          nlohmann::json* out);
 
 // An integer field: jsonpb takes numbers, and strings whose contents are
 // a JSON number (it strips the quotes and unmarshals the rest).
@@ -405,12 +406,14 @@ absl::Status CheckInteger(const nlohmann::json& v, std::string_view type,
   return absl::OkStatus();
 }
 
-absl::Status CheckValue(const nlohmann::json& v,
-                        const gpb::FieldDescriptor* f) {
+// Checks one field value; *out receives it as protobuf's parser gets it.
+absl::Status CheckValue(const nlohmann::json& v, const gpb::FieldDescriptor* f,
+                        nlohmann::json* out) {
+  *out = v;
   if (v.is_null()) return absl::OkStatus();
   switch (f->cpp_type()) {
     case gpb::FieldDescriptor::CPPTYPE_MESSAGE:
-      return CheckMessage(v, f->message_type());
+      return CheckMessage(v, f->message_type(), out);
     case gpb::FieldDescriptor::CPPTYPE_ENUM: {
       const gpb::EnumDescriptor* e = f->enum_type();
       std::string go = GoTypeName(e->full_name(), e->file()->package());
@@ -452,28 +455,38 @@ absl::Status CheckValue(const nlohmann::json& v,
 }
 
 // jsonpb walks the message's fields in declaration order, each found by
-// its proto name, else its lowerCamel name; other keys are ignored.
-absl::Status CheckMessage(const nlohmann::json& j, const gpb::Descriptor* d) {
+// its proto name, else its lowerCamel name; other keys are ignored. *out
+// receives the known fields only (under their proto names), so protobuf's
+// parser never sees what Go would ignore (e.g. unknown values nested deeper
+// than its recursion limit).
+absl::Status CheckMessage(const nlohmann::json& j, const gpb::Descriptor* d,
+                          nlohmann::json* out) {
+  *out = nlohmann::json(nullptr);
   if (j.is_null()) return absl::OkStatus();
   if (!j.is_object()) {
     return CannotUnmarshal(GoKind(j), "map[string]json.RawMessage");
   }
+  *out = nlohmann::json::object();
   for (int i = 0; i < d->field_count(); ++i) {
     const gpb::FieldDescriptor* f = d->field(i);
     auto it = j.find(f->name());
     if (it == j.end()) it = j.find(f->json_name());
     if (it == j.end() || it->is_null()) continue;
+    nlohmann::json& dst = (*out)[f->name()];
     if (f->is_repeated()) {
       if (!it->is_array()) {
         return CannotUnmarshal(GoKind(*it), "[]json.RawMessage");
       }
+      dst = nlohmann::json::array();
       for (const nlohmann::json& e : *it) {
-        absl::Status s = CheckValue(e, f);
+        nlohmann::json c;
+        absl::Status s = CheckValue(e, f, &c);
         if (!s.ok()) return s;
+        dst.push_back(std::move(c));
       }
       continue;
     }
-    absl::Status s = CheckValue(*it, f);
+    absl::Status s = CheckValue(*it, f, &dst);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -696,12 +709,18 @@ absl::Status JsonToProto(std::string_view value, gpb::Message* msg) {
     return absl::InvalidArgumentError(e.what());
   }
   if (j.is_null()) return absl::OkStatus();
-  absl::Status s = CheckMessage(j, msg->GetDescriptor());
+  nlohmann::json known;
+  absl::Status s = CheckMessage(j, msg->GetDescriptor(), &known);
   if (!s.ok()) return s;
+  std::string text;
+  try {
+    text = known.dump();
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
   gpb::util::JsonParseOptions opts;
   opts.ignore_unknown_fields = true;
-  auto st = gpb::util::JsonStringToMessage(
-      gpb::StringPiece(value.data(), value.size()), msg, opts);
+  auto st = gpb::util::JsonStringToMessage(text, msg, opts);
   if (!st.ok()) {
     return absl::InvalidArgumentError(std::string(st.message()));
   }

@@ -78,6 +78,37 @@ TEST(GoJsonSyntax, ValuesOneAfterAnother) {
   EXPECT_EQ(NextJsonValue("   ", &pos, &v, &e), JsonNext::kEnd);
 }
 
+TEST(GoJsonSyntax, HostileInputNeverCrashes) {
+  // Nesting far beyond Go's limit is refused, not recursed into.
+  std::string deep(1 << 20, '[');
+  EXPECT_EQ(Err(deep), "exceeded max depth");
+  std::string deep_obj;
+  for (int i = 0; i < 5000; ++i) deep_obj += "{\"x\":";
+  deep_obj += "1";
+  deep_obj += std::string(5000, '}');
+  pb::RangeRequest r;
+  EXPECT_EQ(JsonToProto(deep_obj, &r), absl::OkStatus());  // unknown: ignored
+  // Bytes from a fixed generator: whatever they are, an answer.
+  uint64_t x = 88172645463325252ull;
+  const std::string alphabet = "{}[]\":,0123456789.eE+-tfnrul \\\"aZ\n\x01\xff";
+  for (int round = 0; round < 2000; ++round) {
+    std::string body;
+    const int len = static_cast<int>(x % 64);
+    for (int i = 0; i < len; ++i) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      body += alphabet[x % alphabet.size()];
+    }
+    size_t pos = 0;
+    std::string_view v;
+    std::string e;
+    while (NextJsonValue(body, &pos, &v, &e) == JsonNext::kValue) {
+      (void)JsonToProto(v, &r);
+    }
+  }
+}
+
 std::string ProtoErr(std::string_view json) {
   pb::RangeRequest r;
   absl::Status s = JsonToProto(json, &r);
