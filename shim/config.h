@@ -146,6 +146,7 @@ struct ServerConfig {
   // shape by default, and stores "capnslog" when asked.
   std::string log_level = "info";
   std::string logger = "zap";
+  std::string log_format = "json";  // etcd 3.5: json or console
   std::vector<std::string> log_outputs = {"default"};
   std::vector<std::string> deprecated_log_output = {"default"};  // --log-output
   bool debug = false;                                            // deprecated

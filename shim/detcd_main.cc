@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   detcd::shim::LogOptions lo;
   lo.level = c.log_level;
   lo.logger = c.logger;
+  lo.format = c.log_format;
   lo.outputs = c.log_outputs;
   if (absl::Status s = detcd::shim::InitLogging(lo); !s.ok()) {
     std::fprintf(stderr, "detcd: %s\n", std::string(s.message()).c_str());

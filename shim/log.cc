@@ -35,6 +35,7 @@ ABSL_CONST_INIT absl::Mutex g_mu(absl::kConstInit);
 std::vector<Output>* g_outputs ABSL_GUARDED_BY(g_mu) = nullptr;
 std::atomic<int> g_min_level{static_cast<int>(LogLevel::kInfo)};
 std::atomic<bool> g_capnslog{false};
+std::atomic<bool> g_console{false};  // zap's console encoder
 
 std::vector<Output>& OutputsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_mu) {
   if (g_outputs == nullptr) {
@@ -294,6 +295,35 @@ std::string FormatZap(LogLevel lvl, const char* file, int line,
   return out;
 }
 
+// zap's console encoder as etcd 3.5 configures it: ts, level, caller and
+// message separated by tabs, then the fields as a JSON object.
+std::string FormatZapConsole(LogLevel lvl, const char* file, int line,
+                             std::string_view msg,
+                             std::initializer_list<LogField> fields) {
+  std::string out;
+  out.reserve(120 + msg.size());
+  AppendZapTime(&out, Now());
+  out.push_back('\t');
+  out.append(ZapLevelName(lvl));
+  out.push_back('\t');
+  out.append(TrimmedPath(file));
+  absl::StrAppend(&out, ":", line, "\t");
+  out.append(msg);
+  if (fields.size() > 0) {
+    char sep = '{';
+    out.push_back('\t');
+    for (const LogField& f : fields) {
+      out.push_back(sep);
+      sep = ',';
+      AppendJsonString(&out, f.key);
+      out.push_back(':');
+      AppendJsonValue(&out, f.value);
+    }
+    out.push_back('}');
+  }
+  return out;
+}
+
 // capnslog's PrettyFormatter (non-debug): local "2006-01-02 15:04:05" plus
 // microseconds, the level letter, " | ", "pkg: " and the message.
 std::string FormatCapnslog(LogLevel lvl, const char* file, std::string_view msg,
@@ -345,6 +375,15 @@ absl::Status InitLogging(const LogOptions& o) {
   } else {
     return absl::InvalidArgumentError(
         absl::StrFormat("unknown logger option %q", o.logger));
+  }
+  bool console;
+  if (o.format == "json" || o.format.empty()) {
+    console = false;
+  } else if (o.format == "console") {
+    console = true;
+  } else {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "unknown log format: %s, supported values json, console", o.format));
   }
   std::vector<std::string> outputs = o.outputs;
   if (outputs.empty()) outputs = {"default"};
@@ -407,6 +446,7 @@ absl::Status InitLogging(const LogOptions& o) {
   }
   current = std::move(opened);
   g_capnslog.store(capnslog, std::memory_order_relaxed);
+  g_console.store(console, std::memory_order_relaxed);
   g_min_level.store(static_cast<int>(level), std::memory_order_relaxed);
   return absl::OkStatus();
 }
@@ -420,6 +460,9 @@ std::string FormatLogLine(LogLevel lvl, const char* file, int line,
                           std::initializer_list<LogField> fields) {
   if (g_capnslog.load(std::memory_order_relaxed)) {
     return FormatCapnslog(lvl, file, msg, fields);
+  }
+  if (g_console.load(std::memory_order_relaxed)) {
+    return FormatZapConsole(lvl, file, line, msg, fields);
   }
   return FormatZap(lvl, file, line, msg, fields);
 }

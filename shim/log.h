@@ -21,6 +21,15 @@
 //           numbers/literals; doubles use Go's 'f' shortest form (NaN and
 //           +/-Inf become strings); durations use Go's Duration.String().
 //
+// --log-format=console (etcd 3.5; zap's console encoder) writes the same
+// entries as tab-separated text, the fields as one JSON object at the end
+// (nothing when there are none):
+//
+//   2026-12-02T22:04:29.123Z<TAB>info<TAB>shim/server.cc:131<TAB>configuring
+//   peer listeners<TAB>{"listen-peer-urls":["http://localhost:2380"]}
+//
+// (one line in the output).
+//
 // --logger=capnslog writes etcd 3.4's default text lines (capnslog's
 // PrettyFormatter), local time with microseconds and a level letter
 // (D, I, W, E, C):
@@ -99,6 +108,8 @@ struct LogOptions {
   std::string level = "info";
   // etcd's --logger: "zap" (JSON lines) or "capnslog" (text lines).
   std::string logger = "zap";
+  // etcd 3.5's --log-format for zap: "json" (or "") or "console".
+  std::string format = "json";
   // etcd's --log-outputs: "default" or "stderr" -> stderr, "stdout", or file
   // paths (created if missing, appended to). "/dev/null" discards all, as in
   // etcd. Duplicates are written once.
@@ -108,7 +119,8 @@ struct LogOptions {
 // Configures the process-wide logger; may be called again (later lines go to
 // the new outputs). Rejects what etcd 3.4 rejects: unknown levels or loggers,
 // "default" mixed with other outputs, more than one output for capnslog, and
-// "journal" (detcd does not write to journald). Files that cannot be opened
+// "journal" (detcd does not write to journald), and (as etcd 3.5) log formats
+// other than json and console. Files that cannot be opened
 // are an error and leave the previous configuration in place.
 // Before the first call, lines go to stderr as zap JSON at level info.
 absl::Status InitLogging(const LogOptions& o);

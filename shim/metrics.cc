@@ -164,6 +164,52 @@ class FuncCollector final : public internal::Collector {
   const std::function<double()> f_;
 };
 
+// Labelled values computed at scrape time.
+class FuncFamilyCollector final : public internal::Collector {
+ public:
+  FuncFamilyCollector(std::string name, std::string help, const char* type,
+                      std::vector<std::string> labels,
+                      std::function<Registry::LabelledValues()> f)
+      : name_(std::move(name)),
+        help_(std::move(help)),
+        type_(type),
+        f_(std::move(f)) {
+    for (const std::string& l : labels) {
+      DETCD_CHECK_MSG(ValidName(l, false) && l.rfind("__", 0) != 0,
+                      ("invalid label name: " + l).c_str());
+    }
+    order_.resize(labels.size());
+    std::iota(order_.begin(), order_.end(), size_t{0});
+    std::sort(order_.begin(), order_.end(),
+              [&](size_t a, size_t b) { return labels[a] < labels[b]; });
+    for (size_t i : order_) sorted_labels_.push_back(labels[i]);
+  }
+
+  void Render(std::string* out) const override {
+    std::map<std::vector<std::string>, double> children;
+    for (const auto& [values, v] : f_()) {
+      DETCD_CHECK_MSG(values.size() == order_.size(),
+                      ("wrong number of label values for " + name_).c_str());
+      std::vector<std::string> key;
+      for (size_t i : order_) key.push_back(values[i]);
+      children[std::move(key)] = v;
+    }
+    if (children.empty()) return;
+    AppendHeader(out, name_, help_, type_);
+    for (const auto& [values, v] : children) {
+      AppendSample(out, name_, "", sorted_labels_, values, nullptr, v);
+    }
+  }
+
+ private:
+  const std::string name_;
+  const std::string help_;
+  const char* type_;
+  std::vector<size_t> order_;
+  std::vector<std::string> sorted_labels_;
+  const std::function<Registry::LabelledValues()> f_;
+};
+
 }  // namespace
 
 // ---- Counter / Gauge / Histogram ----
@@ -362,6 +408,24 @@ void Registry::NewCounterFunc(std::string name, std::string help,
                                            "counter", std::move(f)));
 }
 
+void Registry::NewGaugeFuncFamily(std::string name, std::string help,
+                                  std::vector<std::string> labels,
+                                  std::function<LabelledValues()> f) {
+  std::string key = name;
+  Add(key, std::make_unique<FuncFamilyCollector>(
+               std::move(name), std::move(help), "gauge", std::move(labels),
+               std::move(f)));
+}
+
+void Registry::NewCounterFuncFamily(std::string name, std::string help,
+                                    std::vector<std::string> labels,
+                                    std::function<LabelledValues()> f) {
+  std::string key = name;
+  Add(key, std::make_unique<FuncFamilyCollector>(
+               std::move(name), std::move(help), "counter", std::move(labels),
+               std::move(f)));
+}
+
 std::string Registry::Render() const {
   // Snapshot the entries and render without the registry lock, so a scrape
   // function may itself use the registry.
@@ -502,6 +566,14 @@ void RegisterProcessMetrics(Registry& r) {
                    return BootTimeSeconds() +
                           StatField(SelfStatFields(), 22) / ClockTicks();
                  });
+}
+
+void RegisterOsFdMetrics(Registry& r) {
+  // etcd's help texts (pkg/runtime through etcdserver/metrics.go).
+  r.NewGaugeFunc("os_fd_used", "The number of used file descriptors.",
+                 [] { return OpenFds(); });
+  r.NewGaugeFunc("os_fd_limit", "The file descriptor limit.",
+                 [] { return SoftLimit(RLIMIT_NOFILE); });
 }
 
 }  // namespace detcd::shim::metrics

@@ -33,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -168,6 +169,18 @@ class Registry {
   void NewCounterFunc(std::string name, std::string help,
                       std::function<double()> f);
 
+  // Labelled values computed at scrape time: `f` returns (label values in
+  // the declared label order, value) pairs; they print sorted as a
+  // family's children do, and nothing when `f` returns none.
+  using LabelledValues =
+      std::vector<std::pair<std::vector<std::string>, double>>;
+  void NewGaugeFuncFamily(std::string name, std::string help,
+                          std::vector<std::string> labels,
+                          std::function<LabelledValues()> f);
+  void NewCounterFuncFamily(std::string name, std::string help,
+                            std::vector<std::string> labels,
+                            std::function<LabelledValues()> f);
+
   // The whole registry in text format 0.0.4 (Content-Type
   // "text/plain; version=0.0.4; charset=utf-8"). Deterministic for equal
   // values.
@@ -204,6 +217,10 @@ std::vector<double> DefaultBuckets();
 // process_virtual_memory_bytes, process_virtual_memory_max_bytes,
 // process_start_time_seconds.
 void RegisterProcessMetrics(Registry& r);
+
+// etcd's own file descriptor gauges (os_fd_used, os_fd_limit), read from
+// /proc at scrape time as etcd's monitorFileDescriptor reads them.
+void RegisterOsFdMetrics(Registry& r);
 
 // Content-Type of Render()'s output.
 inline constexpr char kTextContentType[] =

@@ -36,6 +36,7 @@
 #include "shim/peer_transport.h"
 #include "shim/posix_disk.h"
 #include "shim/real_clock.h"
+#include "shim/server_metrics.h"
 #include "shim/services.h"
 
 namespace detcd::shim {
@@ -95,16 +96,28 @@ namespace {
 // Times fsyncs for etcd's disk histograms: WAL files feed
 // etcd_disk_wal_fsync_duration_seconds; snapshot files, our counterpart of
 // etcd's backend commits, feed etcd_disk_backend_commit_duration_seconds.
+// WAL appends also count etcd_disk_wal_write_bytes_total (a gauge in etcd);
+// an fsync slower than etcd's warnSyncDuration (1 s) logs its "slow
+// fdatasync" warning.
 class TimedFile final : public env::WritableFile {
  public:
-  TimedFile(std::unique_ptr<env::WritableFile> f, metrics::Histogram* h)
-      : f_(std::move(f)), h_(h) {}
-  absl::Status Append(std::string_view d) override { return f_->Append(d); }
+  TimedFile(std::unique_ptr<env::WritableFile> f, metrics::Histogram* h,
+            metrics::Gauge* written)
+      : f_(std::move(f)), h_(h), written_(written) {}
+  absl::Status Append(std::string_view d) override {
+    if (written_ != nullptr) written_->Add(static_cast<double>(d.size()));
+    return f_->Append(d);
+  }
   absl::Status Sync() override {
     RealClock c;
     const int64_t t0 = c.NowNanos();
     absl::Status s = f_->Sync();
-    h_->Observe(static_cast<double>(c.NowNanos() - t0) / 1e9);
+    const int64_t took = c.NowNanos() - t0;
+    h_->Observe(static_cast<double>(took) / 1e9);
+    if (took > 1'000'000'000) {
+      DLOG_WARN("slow fdatasync", {{"took", absl::Nanoseconds(took)},
+                                   {"expected-duration", absl::Seconds(1)}});
+    }
     return s;
   }
   absl::Status Close() override { return f_->Close(); }
@@ -112,12 +125,14 @@ class TimedFile final : public env::WritableFile {
  private:
   std::unique_ptr<env::WritableFile> f_;
   metrics::Histogram* h_;
+  metrics::Gauge* written_;
 };
 
 class TimedDisk final : public env::DiskWrapper {
  public:
-  TimedDisk(env::Disk* d, metrics::Histogram* wal, metrics::Histogram* snap)
-      : DiskWrapper(d), wal_(wal), snap_(snap) {}
+  TimedDisk(env::Disk* d, metrics::Histogram* wal, metrics::Histogram* snap,
+            metrics::Gauge* wal_bytes)
+      : DiskWrapper(d), wal_(wal), snap_(snap), wal_bytes_(wal_bytes) {}
   absl::StatusOr<std::unique_ptr<env::WritableFile>> OpenAppend(
       const std::string& p) override {
     return Wrap(p, target()->OpenAppend(p));
@@ -132,13 +147,13 @@ class TimedDisk final : public env::DiskWrapper {
       const std::string& p,
       absl::StatusOr<std::unique_ptr<env::WritableFile>> f) {
     if (!f.ok()) return f;
-    metrics::Histogram* h =
-        p.find("/snap/") != std::string::npos ? snap_ : wal_;
-    return std::unique_ptr<env::WritableFile>(
-        new TimedFile(*std::move(f), h));
+    const bool snap = p.find("/snap/") != std::string::npos;
+    return std::unique_ptr<env::WritableFile>(new TimedFile(
+        *std::move(f), snap ? snap_ : wal_, snap ? nullptr : wal_bytes_));
   }
   metrics::Histogram* wal_;
   metrics::Histogram* snap_;
+  metrics::Gauge* wal_bytes_;
 };
 
 // The engine's figures for /metrics and /health, published by the engine
@@ -158,6 +173,9 @@ struct EngineFigures {
   std::atomic<int64_t> keys{0};
   std::atomic<bool> failed{false};
   std::atomic<bool> learner{false};  // for etcd's learner RPC rule
+  std::atomic<int64_t> compact_revision{0};
+  std::atomic<uint64_t> heartbeat_send_failures{0};
+  std::atomic<uint64_t> learner_promotions{0};
 };
 
 class GrpcMetrics final : public CallObserver {
@@ -174,6 +192,15 @@ class GrpcMetrics final : public CallObserver {
             {"grpc_code", "grpc_method", "grpc_service", "grpc_type"})),
         failed_(r.NewCounter("etcd_server_proposals_failed_total",
                              "The total number of failed proposals seen.")) {}
+  // As go-grpc-prometheus's Register: started and handled (every code)
+  // exist at zero for each method from the start.
+  void PreRegister(const std::string& service, const std::string& method,
+                   const std::string& type) {
+    started_.WithLabels({method, service, type});
+    for (int code = 0; code <= 16; ++code) {
+      handled_.WithLabels({CodeName(code), method, service, type});
+    }
+  }
   void OnStarted(const char* service, const char* method,
                  const char* type) override {
     started_.WithLabels({method, service, type}).Inc();
@@ -203,13 +230,6 @@ class GrpcMetrics final : public CallObserver {
   metrics::Family<metrics::Counter>& handled_;
   metrics::Counter& failed_;
 };
-
-// Sum of one per-peer figure over every peer.
-double PeerSum(PeerTransport* t, uint64_t PeerStats::*field) {
-  double sum = 0;
-  for (const PeerStats& p : t->Stats().peers) sum += p.*field;
-  return sum;
-}
 
 bool AnyHttps(const std::vector<Url>& urls) {
   for (const Url& u : urls) {
@@ -318,6 +338,10 @@ struct DetcdServer::Impl {
   std::unique_ptr<server::EtcdServer> server;
   std::unique_ptr<EngineLoop> loop;
   std::unique_ptr<GrpcMetrics> grpc_metrics;
+  std::unique_ptr<GrpcTrafficMetrics> traffic_metrics;
+  // The last tick on the engine thread, for etcd's "leader failed to send
+  // out heartbeat on time" warning.
+  int64_t last_tick_ns = 0;
   std::unique_ptr<Services> services;
   std::unique_ptr<LockElection> lock_election;
   std::unique_ptr<grpc::Server> grpc_server;
@@ -328,6 +352,8 @@ struct DetcdServer::Impl {
   EngineFigures figures;
   std::atomic<bool> engine_ready{false};
   std::unique_ptr<HealthEndpoints> health;
+  metrics::Family<metrics::Counter>* metrics_requests = nullptr;
+  metrics::Gauge* metrics_in_flight = nullptr;
   bool published = false;
   int publish_wait_ticks = 0;
   // Membership changes reach the peer transport (SyncPeers, engine
@@ -348,6 +374,7 @@ struct DetcdServer::Impl {
 
   // Engine thread.
   void OnTick() {
+    CheckHeartbeatDelay();
     server->Tick();
     SyncPeers();
     Publish();
@@ -360,6 +387,7 @@ struct DetcdServer::Impl {
   void Publish();
   HttpResponse Http(const HttpRequest& r);
   HealthSource MakeHealthSource();
+  void CheckHeartbeatDelay();
   void RegisterMetrics();
 };
 
@@ -399,6 +427,8 @@ void DetcdServer::Impl::PublishFigures() {
   figures.pending = n.pending_requests();
   figures.term = n.raft().term();
   figures.revision = server->state().kv().Rev();
+  figures.compact_revision = server->state().kv().CompactRev();
+  figures.keys = static_cast<int64_t>(server->state().kv().key_count());
   figures.db_size = server->state().db_size();
   figures.db_size_in_use = server->state().db_size_in_use();
 }
@@ -520,63 +550,163 @@ void DetcdServer::Impl::Publish() {
       });
 }
 
+// etcd 3.4's server, mvcc and network families from the engine's published
+// figures and the peer transport (docs/metrics.md lists every etcd family).
 void DetcdServer::Impl::RegisterMetrics() {
   metrics::Registry& r = metrics::DefaultRegistry();
   EngineFigures* f = &figures;
+  auto figure = [](const auto& a) {
+    return [&a] { return static_cast<double>(a.load()); };
+  };
   r.NewGaugeFunc("etcd_server_has_leader",
                  "Whether or not a leader exists. 1 is existence, 0 is not.",
                  [f] { return f->has_leader ? 1.0 : 0.0; });
   r.NewGaugeFunc("etcd_server_is_leader",
-                 "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+                 "Whether or not this member is a leader. 1 if is, 0 "
+                 "otherwise.",
                  [f] { return f->is_leader ? 1.0 : 0.0; });
+  r.NewGaugeFunc("etcd_server_is_learner",
+                 "Whether or not this member is a learner. 1 if is, 0 "
+                 "otherwise.",
+                 [f] { return f->learner ? 1.0 : 0.0; });
   r.NewCounterFunc("etcd_server_leader_changes_seen_total",
-                 "The number of leader changes seen.",
-                 [f] { return static_cast<double>(f->leader_changes.load()); });
-  r.NewCounterFunc("etcd_server_proposals_committed_total",
+                   "The number of leader changes seen.",
+                   figure(f->leader_changes));
+  r.NewCounterFunc("etcd_server_heartbeat_send_failures_total",
+                   "The total number of leader heartbeat send failures "
+                   "(likely overloaded from slow disk).",
+                   figure(f->heartbeat_send_failures));
+  // Gauges in etcd 3.4, though named _total.
+  r.NewGaugeFunc("etcd_server_proposals_committed_total",
                  "The total number of consensus proposals committed.",
-                 [f] { return static_cast<double>(f->committed.load()); });
-  r.NewCounterFunc("etcd_server_proposals_applied_total",
+                 figure(f->committed));
+  r.NewGaugeFunc("etcd_server_proposals_applied_total",
                  "The total number of consensus proposals applied.",
-                 [f] { return static_cast<double>(f->applied.load()); });
+                 figure(f->applied));
   r.NewGaugeFunc("etcd_server_proposals_pending",
                  "The current number of pending proposals to commit.",
-                 [f] { return static_cast<double>(f->pending.load()); });
-  r.NewGaugeFunc("etcd_mvcc_db_total_size_in_bytes",
-                 "Total size of the underlying database physically allocated "
-                 "in bytes.",
-                 [f] { return static_cast<double>(f->db_size.load()); });
-  r.NewGaugeFunc("etcd_mvcc_db_total_size_in_use_in_bytes",
-                 "Total size of the underlying database logically in use in "
-                 "bytes.",
-                 [f] { return static_cast<double>(f->db_size_in_use.load()); });
-  r.NewGaugeFunc("etcd_debugging_mvcc_current_revision",
-                 "The current revision of store.",
-                 [f] { return static_cast<double>(f->revision.load()); });
+                 figure(f->pending));
+  // Snapshots are applied within one engine step and the figures are
+  // published between steps, so a scrape never sees one in progress.
+  r.NewGaugeFunc("etcd_server_snapshot_apply_in_progress_total",
+                 "1 if the server is applying the incoming snapshot. 0 if "
+                 "none.",
+                 [] { return 0.0; });
+  r.NewGaugeFunc("etcd_server_quota_backend_bytes",
+                 "Current backend storage quota size in bytes.",
+                 [q = static_cast<double>(cfg.quota_backend_bytes > 0
+                                              ? cfg.quota_backend_bytes
+                                              : int64_t{2} << 30)] {
+                   return q;
+                 });
+  r.NewGaugeFamily("etcd_server_version",
+                   "Which version is running. 1 for 'server_version' label "
+                   "with current version.",
+                   {"server_version"})
+      .WithLabels({kServerVersion})
+      .Set(1);
+  r.NewGaugeFamily("etcd_cluster_version",
+                   "Which version is running. 1 for 'cluster_version' label "
+                   "with current cluster version",
+                   {"cluster_version"})
+      .WithLabels({std::string(kClusterVersion, 3)})
+      .Set(1);
   r.NewGaugeFamily("etcd_server_id",
                    "Server or member ID in hexadecimal format. 1 for "
                    "'server_id' label with current ID.",
                    {"server_id"})
       .WithLabels({Hex(identity.member_id)})
       .Set(1);
+  r.NewGaugeFunc("etcd_mvcc_db_total_size_in_bytes",
+                 "Total size of the underlying database physically allocated "
+                 "in bytes.",
+                 figure(f->db_size));
+  r.NewGaugeFunc("etcd_debugging_mvcc_db_total_size_in_bytes",
+                 "Total size of the underlying database physically allocated "
+                 "in bytes.",
+                 figure(f->db_size));
+  r.NewGaugeFunc("etcd_mvcc_db_total_size_in_use_in_bytes",
+                 "Total size of the underlying database logically in use in "
+                 "bytes.",
+                 figure(f->db_size_in_use));
+  r.NewGaugeFunc("etcd_debugging_mvcc_current_revision",
+                 "The current revision of store.", figure(f->revision));
+  r.NewGaugeFunc("etcd_debugging_mvcc_compact_revision",
+                 "The revision of the last compaction in store.",
+                 figure(f->compact_revision));
+  r.NewGaugeFunc("etcd_debugging_mvcc_keys_total",
+                 "Total number of keys.", figure(f->keys));
   PeerTransport* t = transport.get();
-  r.NewGaugeFunc("etcd_network_active_peers",
-                 "The current number of active peer connections.", [t] {
-                   return static_cast<double>(t->Stats().active_peers);
-                 });
-  r.NewCounterFunc("etcd_network_peer_sent_bytes_total",
-                 "The total number of bytes sent to peers.", [t] {
-                   return PeerSum(t, &PeerStats::sent_bytes);
-                 });
-  r.NewCounterFunc("etcd_network_peer_received_bytes_total",
-                 "The total number of bytes received from peers.", [t] {
-                   return PeerSum(t, &PeerStats::received_bytes);
-                 });
-  r.NewCounterFunc("etcd_network_peer_sent_failures_total",
-                 "The total number of send failures from peers.", [t] {
-                   return PeerSum(t, &PeerStats::send_failures);
-                 });
+  const std::string local = Hex(identity.member_id);
+  using LV = metrics::Registry::LabelledValues;
+  r.NewGaugeFuncFamily(
+      "etcd_network_active_peers",
+      "The current number of active peer connections.", {"Local", "Remote"},
+      [t, local] {
+        LV out;
+        for (const PeerStats& p : t->Stats().peers) {
+          if (p.connected) out.push_back({{local, Hex(p.id)}, 1});
+        }
+        return out;
+      });
+  auto per_peer = [t](uint64_t PeerStats::*field) {
+    return [t, field] {
+      LV out;
+      for (const PeerStats& p : t->Stats().peers) {
+        if (p.*field > 0) {
+          out.push_back({{Hex(p.id)}, static_cast<double>(p.*field)});
+        }
+      }
+      return out;
+    };
+  };
+  r.NewCounterFuncFamily("etcd_network_peer_sent_bytes_total",
+                         "The total number of bytes sent to peers.", {"To"},
+                         per_peer(&PeerStats::sent_bytes));
+  r.NewCounterFuncFamily("etcd_network_peer_received_bytes_total",
+                         "The total number of bytes received from peers.",
+                         {"From"}, per_peer(&PeerStats::received_bytes));
+  r.NewCounterFuncFamily("etcd_network_peer_sent_failures_total",
+                         "The total number of send failures from peers.",
+                         {"To"}, per_peer(&PeerStats::send_failures));
   health = std::make_unique<HealthEndpoints>(MakeHealthSource(), r);
+  metrics_requests = &r.NewCounterFamily(
+      "promhttp_metric_handler_requests_total",
+      "Total number of scrapes by HTTP status code.", {"code"});
+  // Go's promhttp starts these three at 0.
+  for (const char* code : {"200", "500", "503"}) {
+    metrics_requests->WithLabels({code});
+  }
+  metrics_in_flight = &r.NewGauge(
+      "promhttp_metric_handler_requests_in_flight",
+      "Current number of scrapes being served.");
   RegisterProcessMetrics(r);
+  RegisterOsFdMetrics(r);
+}
+
+// etcd's raft node warns when a heartbeat leaves more than twice the
+// heartbeat interval after the previous one (its TimeoutDetector, per
+// peer); heartbeats leave on ticks here, so a late tick on the leader is
+// a late heartbeat to every peer.
+void DetcdServer::Impl::CheckHeartbeatDelay() {
+  const int64_t now = clock.NowNanos();
+  const int64_t prev = last_tick_ns;
+  last_tick_ns = now;
+  if (prev == 0 || !server->node().is_leader()) return;
+  const absl::Duration interval = absl::Milliseconds(cfg.heartbeat_interval_ms);
+  const absl::Duration gap = absl::Nanoseconds(now - prev);
+  if (gap <= 2 * interval) return;
+  for (const server::MemberInfo& m : known_members) {
+    if (m.id == identity.member_id) continue;
+    figures.heartbeat_send_failures.fetch_add(1);
+    DLOG_WARN(
+        "leader failed to send out heartbeat on time; took too long, leader "
+        "is overloaded likely from slow disk",
+        {{"to", Hex(m.id)},
+         {"heartbeat-interval", interval},
+         {"expected-duration", 2 * interval},
+         {"exceeded-duration", gap - 2 * interval}});
+  }
 }
 
 // The health endpoints' view of this member (shim/health.h): alarms and
@@ -631,8 +761,11 @@ HttpResponse DetcdServer::Impl::Http(const HttpRequest& req) {
     return out;
   }
   if (req.path == "/metrics") {
+    metrics_in_flight->Inc();
     out.content_type = metrics::kTextContentType;
     out.body = metrics::DefaultRegistry().Render();
+    metrics_in_flight->Dec();
+    metrics_requests->WithLabels({"200"}).Inc();
     return out;
   }
   out.status = 404;
@@ -777,8 +910,10 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
       "etcd_disk_backend_commit_duration_seconds",
       "The latency distributions of commit called by backend.",
       metrics::ExponentialBuckets(0.001, 2, 14));
-  m.timed_disk =
-      std::make_unique<TimedDisk>(m.disk.get(), &wal_fsync, &backend_commit);
+  auto& wal_bytes = reg.NewGauge("etcd_disk_wal_write_bytes_total",
+                                 "Total number of bytes written in WAL.");
+  m.timed_disk = std::make_unique<TimedDisk>(m.disk.get(), &wal_fsync,
+                                             &backend_commit, &wal_bytes);
   m.rng = std::make_unique<env::SeededRng>(std::random_device{}() ^
                                            m.identity.member_id);
 
@@ -931,6 +1066,21 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   m.lock_election =
       std::make_unique<LockElection>(leo, m.grpc_metrics.get());
   grpc::ServerBuilder b;
+  // etcd's gRPC traffic families (shim/server_metrics.h).
+  m.traffic_metrics =
+      std::make_unique<GrpcTrafficMetrics>(reg, c.metrics == "extensive");
+  {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(m.traffic_metrics->InterceptorFactory());
+    b.experimental().SetInterceptorCreators(std::move(interceptors));
+    for (const GrpcTrafficMetrics::Method& gm :
+         GrpcTrafficMetrics::EtcdMethods()) {
+      m.grpc_metrics->PreRegister(gm.service, gm.method, gm.type);
+      m.traffic_metrics->PreRegister(gm);
+    }
+  }
   for (grpc::Service* s : m.services->services()) b.RegisterService(s);
   for (grpc::Service* s : m.lock_election->services()) b.RegisterService(s);
   // etcd: requests up to --max-request-bytes plus gRPC's framing overhead.

@@ -212,6 +212,40 @@ TEST_F(LogTest, CapnslogShape) {
       << lines[2];
 }
 
+TEST_F(LogTest, ConsoleFormatIsZapsConsoleEncoder) {
+  LogOptions o;
+  o.format = "console";
+  o.outputs = {path_};
+  ASSERT_TRUE(InitLogging(o).ok());
+  DLOG_INFO("ready to serve client requests");
+  DLOG_WARN("slow fdatasync", {{"took", absl::Milliseconds(1500)},
+                               {"expected-duration", absl::Seconds(1)},
+                               {"n", 3}});
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 2u);
+  const std::string ts =
+      R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d{4}))";
+  EXPECT_TRUE(std::regex_match(
+      lines[0], std::regex(ts + "\tinfo\tshim/log_test\\.cc:\\d+\t"
+                                "ready to serve client requests")))
+      << lines[0];
+  EXPECT_TRUE(std::regex_match(
+      lines[1],
+      std::regex(ts + "\twarn\tshim/log_test\\.cc:\\d+\tslow fdatasync\t"
+                      R"(\{"took":"1\.5s","expected-duration":"1s","n":3\})")))
+      << lines[1];
+}
+
+TEST_F(LogTest, UnknownFormatIsRefusedLikeEtcd35) {
+  LogOptions o;
+  o.format = "text";
+  absl::Status s = InitLogging(o);
+  EXPECT_EQ(s.message(),
+            "unknown log format: text, supported values json, console");
+  o.format = "";
+  EXPECT_TRUE(InitLogging(o).ok());
+}
+
 TEST_F(LogTest, ConcurrentLinesStayWhole) {
   Init("info");
   constexpr int kThreads = 8;

@@ -261,6 +261,44 @@ TEST(MetricsTest, ProcessMetricsArePresentAndSane) {
   EXPECT_GT(ParseSamples(r.Render())["process_cpu_seconds_total"], before);
 }
 
+TEST(MetricsTest, FuncFamiliesRenderSortedAtScrapeTime) {
+  Registry r;
+  int peers = 0;
+  r.NewGaugeFuncFamily("etcd_network_active_peers", "Active peers.",
+                       {"Local", "Remote"}, [&peers] {
+                         Registry::LabelledValues out;
+                         for (int i = peers; i > 0; --i) {
+                           out.push_back({{"a", std::to_string(i)}, 1});
+                         }
+                         return out;
+                       });
+  r.NewCounterFuncFamily("x_total", "X.", {"to"}, [] {
+    return Registry::LabelledValues{{{"b\"q"}, 2}, {{"a"}, 1.5}};
+  });
+  // No children yet: the gauge family prints nothing, as a labelled
+  // family without children.
+  EXPECT_EQ(r.Render(),
+            "# HELP x_total X.\n"
+            "# TYPE x_total counter\n"
+            "x_total{to=\"a\"} 1.5\n"
+            "x_total{to=\"b\\\"q\"} 2\n");
+  peers = 2;
+  EXPECT_THAT(r.Render(),
+              HasSubstr("# TYPE etcd_network_active_peers gauge\n"
+                        "etcd_network_active_peers{Local=\"a\",Remote=\"1\"} "
+                        "1\n"
+                        "etcd_network_active_peers{Local=\"a\",Remote=\"2\"} "
+                        "1\n"));
+}
+
+TEST(MetricsTest, OsFdMetrics) {
+  Registry r;
+  RegisterOsFdMetrics(r);
+  const std::string text = r.Render();
+  EXPECT_THAT(text, HasSubstr("# TYPE os_fd_used gauge\nos_fd_used "));
+  EXPECT_THAT(text, HasSubstr("# TYPE os_fd_limit gauge\nos_fd_limit "));
+}
+
 TEST(MetricsTest, DefaultRegistryIsOneObject) {
   EXPECT_EQ(&DefaultRegistry(), &DefaultRegistry());
 }

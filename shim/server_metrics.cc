@@ -1,0 +1,436 @@
+#include "shim/server_metrics.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <string_view>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "etcdserverpb/rpc.pb.h"
+#include "google/protobuf/descriptor.h"
+#include "shim/log.h"
+
+namespace detcd::shim {
+
+namespace pb = etcdserverpb;
+namespace gx = grpc::experimental;
+
+struct GrpcTrafficMetrics::Families {
+  Families(metrics::Registry& r, bool extensive)
+      : msg_received(r.NewCounterFamily(
+            "grpc_server_msg_received_total",
+            "Total number of RPC stream messages received on the server.",
+            {"grpc_method", "grpc_service", "grpc_type"})),
+        msg_sent(r.NewCounterFamily(
+            "grpc_server_msg_sent_total",
+            "Total number of gRPC stream messages sent by the server.",
+            {"grpc_method", "grpc_service", "grpc_type"})),
+        handling(extensive ? &r.NewHistogramFamily(
+                                 "grpc_server_handling_seconds",
+                                 "Histogram of response latency (seconds) of "
+                                 "gRPC that had been application-level "
+                                 "handled by the server.",
+                                 {"grpc_method", "grpc_service", "grpc_type"},
+                                 metrics::DefaultBuckets())
+                           : nullptr),
+        client_requests(r.NewCounterFamily(
+            "etcd_server_client_requests_total",
+            "The total number of client requests per client version.",
+            {"type", "client_api_version"})),
+        grpc_received_bytes(
+            r.NewCounter("etcd_network_client_grpc_received_bytes_total",
+                         "The total number of bytes received from grpc "
+                         "clients.")),
+        grpc_sent_bytes(
+            r.NewCounter("etcd_network_client_grpc_sent_bytes_total",
+                         "The total number of bytes sent to grpc clients.")),
+        range(r.NewCounter("etcd_mvcc_range_total",
+                           "Total number of ranges seen by this member.")),
+        put(r.NewCounter("etcd_mvcc_put_total",
+                         "Total number of puts seen by this member.")),
+        del(r.NewCounter("etcd_mvcc_delete_total",
+                         "Total number of deletes seen by this member.")),
+        txn(r.NewCounter("etcd_mvcc_txn_total",
+                         "Total number of txns seen by this member.")),
+        dbg_range(r.NewCounter("etcd_debugging_mvcc_range_total",
+                               "Total number of ranges seen by this member.")),
+        dbg_put(r.NewCounter("etcd_debugging_mvcc_put_total",
+                             "Total number of puts seen by this member.")),
+        dbg_del(r.NewCounter("etcd_debugging_mvcc_delete_total",
+                             "Total number of deletes seen by this member.")),
+        dbg_txn(r.NewCounter("etcd_debugging_mvcc_txn_total",
+                             "Total number of txns seen by this member.")),
+        put_size(r.NewGauge("etcd_debugging_mvcc_total_put_size_in_bytes",
+                            "The total size of put kv pairs seen by this "
+                            "member.")),
+        watch_streams(r.NewGauge("etcd_debugging_mvcc_watch_stream_total",
+                                 "Total number of watch streams.")),
+        watchers(r.NewGauge("etcd_debugging_mvcc_watcher_total",
+                            "Total number of watchers.")),
+        events(r.NewCounter("etcd_debugging_mvcc_events_total",
+                            "Total number of events sent by this member.")),
+        lease_granted(r.NewCounter("etcd_debugging_lease_granted_total",
+                                   "The total number of granted leases.")),
+        lease_revoked(r.NewCounter("etcd_debugging_lease_revoked_total",
+                                   "The total number of revoked leases.")),
+        lease_renewed(
+            r.NewCounter("etcd_debugging_lease_renewed_total",
+                         "The number of renewed leases seen by the leader.")),
+        lease_ttl(r.NewHistogram("etcd_debugging_lease_ttl_total",
+                                 "Bucketed histogram of lease TTLs.",
+                                 metrics::ExponentialBuckets(1, 2, 24))),
+        slow_apply(r.NewCounter("etcd_server_slow_apply_total",
+                                "The total number of slow apply requests "
+                                "(likely overloaded from slow disk).")) {}
+
+  metrics::Family<metrics::Counter>& msg_received;
+  metrics::Family<metrics::Counter>& msg_sent;
+  metrics::Family<metrics::Histogram>* handling;  // --metrics extensive
+  metrics::Family<metrics::Counter>& client_requests;
+  metrics::Counter& grpc_received_bytes;
+  metrics::Counter& grpc_sent_bytes;
+  metrics::Counter &range, &put, &del, &txn;
+  metrics::Counter &dbg_range, &dbg_put, &dbg_del, &dbg_txn;
+  metrics::Gauge& put_size;
+  metrics::Gauge& watch_streams;
+  metrics::Gauge& watchers;
+  metrics::Counter& events;
+  metrics::Counter& lease_granted;
+  metrics::Counter& lease_revoked;
+  metrics::Counter& lease_renewed;
+  metrics::Histogram& lease_ttl;
+  metrics::Counter& slow_apply;
+};
+
+namespace {
+
+using Hook = gx::InterceptionHookPoints;
+
+const char* TypeName(gx::ServerRpcInfo::Type t) {
+  switch (t) {
+    case gx::ServerRpcInfo::Type::UNARY:
+      return "unary";
+    case gx::ServerRpcInfo::Type::CLIENT_STREAMING:
+      return "client_stream";
+    case gx::ServerRpcInfo::Type::SERVER_STREAMING:
+      return "server_stream";
+    case gx::ServerRpcInfo::Type::BIDI_STREAMING:
+      return "bidi_stream";
+  }
+  return "unary";
+}
+
+// etcd's summaries of a slow request (etcdserver/util.go): a range is
+// printed whole, a write as the raft request's stringer does, with values
+// replaced by their sizes.
+std::string Quote(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x20 || c >= 0x7f) {
+      absl::StrAppendFormat(&out, "\\%03o", c);
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+std::string RequestSummary(std::string_view method,
+                           const google::protobuf::Message* m) {
+  if (m == nullptr) return "";
+  if (method == "Put") {
+    const auto& p = static_cast<const pb::PutRequest&>(*m);
+    std::string s = absl::StrCat("put:<key:", Quote(p.key()),
+                                 " value_size:", p.value().size());
+    if (p.lease() != 0) absl::StrAppend(&s, " lease:", p.lease());
+    return s + " >";
+  }
+  if (method == "Range") {
+    // gogoproto's compact text, as etcd prints the request: set fields
+    // only, each followed by a space.
+    const auto& r = static_cast<const pb::RangeRequest&>(*m);
+    std::string s;
+    if (!r.key().empty()) absl::StrAppend(&s, "key:", Quote(r.key()), " ");
+    if (!r.range_end().empty()) {
+      absl::StrAppend(&s, "range_end:", Quote(r.range_end()), " ");
+    }
+    if (r.limit() != 0) absl::StrAppend(&s, "limit:", r.limit(), " ");
+    if (r.revision() != 0) absl::StrAppend(&s, "revision:", r.revision(), " ");
+    if (r.sort_order() != 0) {
+      absl::StrAppend(&s, "sort_order:",
+                      pb::RangeRequest_SortOrder_Name(r.sort_order()), " ");
+    }
+    if (r.sort_target() != 0) {
+      absl::StrAppend(&s, "sort_target:",
+                      pb::RangeRequest_SortTarget_Name(r.sort_target()), " ");
+    }
+    if (r.serializable()) s += "serializable:true ";
+    if (r.keys_only()) s += "keys_only:true ";
+    if (r.count_only()) s += "count_only:true ";
+    if (r.min_mod_revision() != 0) {
+      absl::StrAppend(&s, "min_mod_revision:", r.min_mod_revision(), " ");
+    }
+    if (r.max_mod_revision() != 0) {
+      absl::StrAppend(&s, "max_mod_revision:", r.max_mod_revision(), " ");
+    }
+    if (r.min_create_revision() != 0) {
+      absl::StrAppend(&s, "min_create_revision:", r.min_create_revision(), " ");
+    }
+    if (r.max_create_revision() != 0) {
+      absl::StrAppend(&s, "max_create_revision:", r.max_create_revision(), " ");
+    }
+    return s;
+  }
+  if (method == "DeleteRange") {
+    return absl::StrCat("delete_range:<", m->ShortDebugString(), " >");
+  }
+  if (method == "Txn") {
+    const auto& t = static_cast<const pb::TxnRequest&>(*m);
+    return absl::StrCat("txn:<compare_size:", t.compare_size(),
+                        " success_size:", t.success_size(),
+                        " failure_size:", t.failure_size(), " >");
+  }
+  return m->ShortDebugString();
+}
+
+class MetricsInterceptor final : public gx::Interceptor {
+ public:
+  MetricsInterceptor(GrpcTrafficMetrics::Families* f, gx::ServerRpcInfo* info)
+      : f_(f), type_(TypeName(info->type())) {
+    std::string_view full = info->method();  // "/etcdserverpb.KV/Range"
+    if (!full.empty() && full[0] == '/') full.remove_prefix(1);
+    const size_t slash = full.find('/');
+    service_ = std::string(full.substr(0, slash));
+    method_ = slash == std::string_view::npos
+                  ? std::string(full)
+                  : std::string(full.substr(slash + 1));
+    received_ = &f_->msg_received.WithLabels({method_, service_, type_});
+    sent_ = &f_->msg_sent.WithLabels({method_, service_, type_});
+    is_watch_ = service_ == "etcdserverpb.Watch" && method_ == "Watch";
+    if (is_watch_) f_->watch_streams.Inc();
+  }
+
+  ~MetricsInterceptor() override {
+    if (is_watch_) {
+      f_->watch_streams.Dec();
+      f_->watchers.Add(-static_cast<double>(open_watchers_));
+    }
+  }
+
+  void Intercept(gx::InterceptorBatchMethods* m) override {
+    if (m->QueryInterceptionHookPoint(Hook::POST_RECV_INITIAL_METADATA)) {
+      start_ = std::chrono::steady_clock::now();
+      std::string version = "unknown";
+      if (auto* md = m->GetRecvInitialMetadata()) {
+        auto it = md->find("client-api-version");
+        if (it != md->end()) {
+          version.assign(it->second.data(), it->second.size());
+        }
+      }
+      f_->client_requests
+          .WithLabels({type_ == std::string_view("unary") ? "unary" : "stream",
+                       version})
+          .Inc();
+    }
+    if (m->QueryInterceptionHookPoint(Hook::POST_RECV_MESSAGE)) {
+      received_->Inc();
+      if (auto* msg =
+              static_cast<google::protobuf::Message*>(m->GetRecvMessage())) {
+        f_->grpc_received_bytes.Inc(static_cast<double>(msg->ByteSizeLong()));
+        OnRequest(*msg);
+      }
+    }
+    if (m->QueryInterceptionHookPoint(Hook::PRE_SEND_MESSAGE)) {
+      sent_->Inc();
+      if (auto* msg = static_cast<const google::protobuf::Message*>(
+              m->GetSendMessage())) {
+        f_->grpc_sent_bytes.Inc(static_cast<double>(msg->ByteSizeLong()));
+        OnResponse(*msg);
+      }
+    }
+    if (m->QueryInterceptionHookPoint(Hook::PRE_SEND_STATUS)) {
+      const double secs = std::chrono::duration<double>(
+                              std::chrono::steady_clock::now() - start_)
+                              .count();
+      if (f_->handling != nullptr) {
+        f_->handling->WithLabels({method_, service_, type_}).Observe(secs);
+      }
+      if (is_kv_unary_) {
+        WarnIfSlow(secs, m->GetSendStatus());
+      }
+    }
+    m->Proceed();
+  }
+
+ private:
+  void OnRequest(const google::protobuf::Message& msg) {
+    if (service_ == "etcdserverpb.KV") {
+      if (method_ == "Range") {
+        f_->range.Inc();
+        f_->dbg_range.Inc();
+      } else if (method_ == "Put") {
+        f_->put.Inc();
+        f_->dbg_put.Inc();
+        const auto& p = static_cast<const pb::PutRequest&>(msg);
+        f_->put_size.Add(
+            static_cast<double>(p.key().size() + p.value().size()));
+      } else if (method_ == "DeleteRange") {
+        f_->del.Inc();
+        f_->dbg_del.Inc();
+      } else if (method_ == "Txn") {
+        f_->txn.Inc();
+        f_->dbg_txn.Inc();
+      }
+      // The summary is made now: the request may be gone by the answer.
+      if (type_ == std::string_view("unary")) {
+        summary_ = RequestSummary(method_, &msg);
+        is_kv_unary_ = true;
+      }
+    } else if (service_ == "etcdserverpb.Lease" && method_ == "LeaseGrant") {
+      grant_ttl_ = static_cast<const pb::LeaseGrantRequest&>(msg).ttl();
+    }
+  }
+
+  void OnResponse(const google::protobuf::Message& msg) {
+    if (is_watch_) {
+      const auto& w = static_cast<const pb::WatchResponse&>(msg);
+      if (w.created() && !w.canceled()) {
+        ++open_watchers_;
+        f_->watchers.Inc();
+      }
+      if (w.canceled() && !w.created() && open_watchers_ > 0) {
+        --open_watchers_;
+        f_->watchers.Dec();
+      }
+      f_->events.Inc(w.events_size());
+      return;
+    }
+    if (service_ == "etcdserverpb.Lease") {
+      if (method_ == "LeaseGrant") {
+        f_->lease_granted.Inc();
+        f_->lease_ttl.Observe(static_cast<double>(grant_ttl_));
+      } else if (method_ == "LeaseRevoke") {
+        f_->lease_revoked.Inc();
+      } else if (method_ == "LeaseKeepAlive" &&
+                 static_cast<const pb::LeaseKeepAliveResponse&>(msg).ttl() >
+                     0) {
+        f_->lease_renewed.Inc();
+      }
+    }
+    if (is_kv_unary_) response_size_ = msg.ByteSizeLong();
+    if (is_kv_unary_ && method_ == "Range") {
+      range_count_ = static_cast<const pb::RangeResponse&>(msg).kvs_size();
+    }
+  }
+
+  // etcd's warnOfExpensiveRequest. etcd times the apply of a write and the
+  // whole of a read; here both are timed from the call's arrival to its
+  // answer, the only span the shim sees.
+  void WarnIfSlow(double secs, const grpc::Status& status) {
+    const absl::Duration took = absl::Seconds(secs);
+    if (took <= absl::Milliseconds(kWarnApplyDurationMs)) return;
+    f_->slow_apply.Inc();
+    std::string response =
+        !status.ok() ? ""
+        : method_ == "Range"
+            ? absl::StrCat("range_response_count:", range_count_,
+                           " size:", response_size_)
+            : absl::StrCat("size:", response_size_);
+    const std::string& request = summary_;
+    const char* prefix = method_ == "Range" ? "read-only range " : "";
+    if (!status.ok()) {
+      DLOG_WARN(
+          "apply request took too long",
+          {{"took", took},
+           {"expected-duration", absl::Milliseconds(kWarnApplyDurationMs)},
+           {"prefix", prefix},
+           {"request", request},
+           {"response", response},
+           {"error", status.error_message()}});
+      return;
+    }
+    DLOG_WARN("apply request took too long",
+              {{"took", took},
+               {"expected-duration", absl::Milliseconds(kWarnApplyDurationMs)},
+               {"prefix", prefix},
+               {"request", request},
+               {"response", response}});
+  }
+
+  GrpcTrafficMetrics::Families* f_;
+  const char* type_;
+  std::string service_, method_;
+  metrics::Counter* received_;
+  metrics::Counter* sent_;
+  bool is_watch_ = false;
+  int64_t open_watchers_ = 0;
+  int64_t grant_ttl_ = 0;
+  bool is_kv_unary_ = false;
+  std::string summary_;  // of a unary KV request, for the slow warning
+  size_t response_size_ = 0;
+  int range_count_ = 0;
+  std::chrono::steady_clock::time_point start_ =
+      std::chrono::steady_clock::now();
+};
+
+class MetricsInterceptorFactory final
+    : public gx::ServerInterceptorFactoryInterface {
+ public:
+  explicit MetricsInterceptorFactory(GrpcTrafficMetrics::Families* f) : f_(f) {}
+  gx::Interceptor* CreateServerInterceptor(gx::ServerRpcInfo* info) override {
+    return new MetricsInterceptor(f_, info);
+  }
+
+ private:
+  GrpcTrafficMetrics::Families* f_;
+};
+
+}  // namespace
+
+GrpcTrafficMetrics::GrpcTrafficMetrics(metrics::Registry& r, bool extensive)
+    : f_(std::make_unique<Families>(r, extensive)) {}
+
+GrpcTrafficMetrics::~GrpcTrafficMetrics() = default;
+
+std::vector<GrpcTrafficMetrics::Method> GrpcTrafficMetrics::EtcdMethods() {
+  std::vector<Method> out;
+  for (const char* name : {"etcdserverpb.KV", "etcdserverpb.Watch",
+                           "etcdserverpb.Lease", "etcdserverpb.Cluster",
+                           "etcdserverpb.Maintenance", "etcdserverpb.Auth"}) {
+    const google::protobuf::ServiceDescriptor* sd =
+        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+            name);
+    if (sd == nullptr) continue;
+    for (int i = 0; i < sd->method_count(); ++i) {
+      const google::protobuf::MethodDescriptor* md = sd->method(i);
+      const char* type =
+          md->client_streaming()
+              ? (md->server_streaming() ? "bidi_stream" : "client_stream")
+              : (md->server_streaming() ? "server_stream" : "unary");
+      out.push_back({name, md->name(), type});
+    }
+  }
+  return out;
+}
+
+void GrpcTrafficMetrics::PreRegister(const Method& m) {
+  f_->msg_received.WithLabels({m.method, m.service, m.type});
+  f_->msg_sent.WithLabels({m.method, m.service, m.type});
+  if (f_->handling != nullptr) {
+    f_->handling->WithLabels({m.method, m.service, m.type});
+  }
+}
+
+std::unique_ptr<gx::ServerInterceptorFactoryInterface>
+GrpcTrafficMetrics::InterceptorFactory() {
+  return std::make_unique<MetricsInterceptorFactory>(f_.get());
+}
+
+}  // namespace detcd::shim

@@ -1,0 +1,68 @@
+// etcd 3.4's metric families that a member fills from its gRPC traffic,
+// with etcd's names, types, labels, help texts and buckets (the table of
+// every etcd family and what detcd reports is docs/metrics.md).
+//
+// Most come from one gRPC server interceptor (grpc::experimental), so the
+// services need no metric code and the figures follow the traffic exactly:
+//   grpc_server_msg_received_total / msg_sent_total {grpc_method,
+//     grpc_service, grpc_type}, and with --metrics extensive
+//     grpc_server_handling_seconds (DefBuckets), as go-grpc-prometheus;
+//   etcd_server_client_requests_total{client_api_version, type}
+//     (the "client-api-version" metadata clientv3 sends; "unary"/"stream");
+//   etcd_network_client_grpc_{received,sent}_bytes_total (message sizes);
+//   etcd_mvcc_{range,put,delete,txn}_total and etcd_debugging_mvcc_*'s
+//     twins, counted per request served (etcd counts them in its store);
+//   etcd_debugging_mvcc_{watch_stream,watcher}_total, _events_total;
+//   etcd_debugging_lease_{granted,revoked,renewed}_total, _ttl_total;
+//   etcd_server_slow_apply_total and etcd's "apply request took too long"
+//     warning for unary KV calls slower than 100 ms.
+#ifndef DETCD_SHIM_SERVER_METRICS_H_
+#define DETCD_SHIM_SERVER_METRICS_H_
+
+#include <grpcpp/support/server_interceptor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "shim/metrics.h"
+
+namespace detcd::shim {
+
+class GrpcTrafficMetrics {
+ public:
+  // extensive: --metrics extensive (adds grpc_server_handling_seconds).
+  GrpcTrafficMetrics(metrics::Registry& r, bool extensive);
+  ~GrpcTrafficMetrics();
+  GrpcTrafficMetrics(const GrpcTrafficMetrics&) = delete;
+  GrpcTrafficMetrics& operator=(const GrpcTrafficMetrics&) = delete;
+
+  // For grpc::ServerBuilder::experimental().SetInterceptorCreators. The
+  // factory refers to this object, which must outlive the server.
+  std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+  InterceptorFactory();
+
+  // Every method of etcd's client services (the ones etcd hands to
+  // go-grpc-prometheus's Register), with its grpc_type label.
+  struct Method {
+    std::string service, method, type;
+  };
+  static std::vector<Method> EtcdMethods();
+  // As Register does: the method's children exist from the start, at zero.
+  void PreRegister(const Method& m);
+
+  struct Families;
+  // Shared with the interceptors.
+  Families& families() { return *f_; }
+
+ private:
+  std::unique_ptr<Families> f_;
+};
+
+// Go's Duration.String() of a unary call's "took" is what the slow-request
+// warning prints; the threshold is etcd's warnApplyDuration.
+inline constexpr int64_t kWarnApplyDurationMs = 100;
+
+}  // namespace detcd::shim
+
+#endif  // DETCD_SHIM_SERVER_METRICS_H_

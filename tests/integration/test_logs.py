@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Logs (issue 15 part 4), detcd next to etcd 3.4 (--logger zap):
+
+- --log-format console (etcd 3.5) writes zap's console lines (ts, level,
+  caller, message separated by tabs, the fields as JSON), and an unknown
+  format is refused with etcd 3.5's text;
+- --log-outputs with a file and stdout writes every line to both;
+- a leader frozen (SIGSTOP) for longer than two heartbeat intervals logs
+  etcd's "leader failed to send out heartbeat on time" warning once it runs
+  again, with etcd's fields, on both servers;
+- a linearizable read served by a follower while the leader is frozen takes
+  longer than 100 ms and logs etcd's "apply request took too long" warning
+  with the "read-only range " prefix and the request, on both servers; the
+  slow-apply counter counts it on detcd.
+
+Run alone:  python3 test_logs.py --server build/detcd [-v]
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+
+import cluster
+from cluster import CONFIG, ClusterTestCase
+
+
+def zap_lines(text):
+    """The JSON log lines of a member's log, parsed."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = predicate()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class LogFormats(ClusterTestCase):
+    def test_console_format_and_outputs(self):
+        c = self.new_cluster(CONFIG["server"], size=1, start=False,
+                             label="detcd")
+        path = os.path.join(c.dir, "member.log")
+        c.extra_flags += ["--log-format", "console",
+                          "--log-outputs", "stdout," + path]
+        c.start()
+        c.ctl_ok(["put", "a", "b"])
+        def read():
+            with open(path) as f:
+                text = f.read()
+            return "ready to serve client requests" in text and text
+        file_text = wait_for(read, 30, "the log file")
+        ready = [l for l in file_text.splitlines()
+                 if "ready to serve client requests" in l]
+        self.assertEqual(len(ready), 1, file_text)
+        self.assertRegex(
+            ready[0], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d{4})"
+                      r"\tinfo\t[a-z_]+/[a-z_]+\.cc:\d+\t"
+                      r"ready to serve client requests$")
+        started = [l for l in file_text.splitlines()
+                   if "\tstarting detcd\t" in l]
+        self.assertEqual(len(started), 1, file_text)
+        fields = json.loads(started[0].split("\t")[4])
+        self.assertEqual(fields["name"], "m0")
+        # stdout went to the member's log (the harness captures it).
+        self.assertIn("ready to serve client requests",
+                      c.members[0].log_text())
+
+    def test_unknown_format_is_refused(self):
+        r = subprocess.run([CONFIG["server"], "--log-format", "text"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"unknown log format: text, supported values json, "
+                      b"console", r.stdout)
+
+
+class SlowWarnings(ClusterTestCase):
+    def clusters(self):
+        flags = ("--logger", "zap")
+        return {"etcd": self.new_cluster(CONFIG["reference"], size=3,
+                                         label="etcd", extra_flags=flags),
+                "detcd": self.new_cluster(CONFIG["server"], size=3,
+                                          label="detcd", extra_flags=flags)}
+
+    def test_late_heartbeat_and_slow_read(self):
+        for name, c in self.clusters().items():
+            c.ctl_ok(["put", "k", "v"])
+            leader = c.leader()
+            follower = next(m for m in c.members if m is not leader)
+            # Freeze the leader for 300 ms (6 heartbeats, below the 500 ms
+            # election timeout) while a follower serves a linearizable
+            # read, which waits for the leader's ReadIndex.
+            result = {}
+
+            def read():
+                result["r"] = cluster.run_etcdctl(
+                    [follower.endpoint], ["get", "k"],
+                    command_timeout="10s", timeout=30)
+
+            leader.stop()
+            t = threading.Thread(target=read)
+            t.start()
+            time.sleep(0.3)
+            leader.cont()
+            t.join(60)
+            self.assertTrue(result["r"].ok, (name, result["r"].describe()))
+
+            def warned(member, msg):
+                return [l for l in zap_lines(member.log_text())
+                        if l.get("msg", "").startswith(msg)]
+            hb = wait_for(lambda: warned(
+                leader, "leader failed to send out heartbeat on time"),
+                30, "%s heartbeat warning" % name)[0]
+            self.assertEqual(hb["level"], "warn")
+            for key in ("to", "heartbeat-interval", "expected-duration",
+                        "exceeded-duration"):
+                self.assertIn(key, hb, (name, hb))
+            self.assertEqual(hb["heartbeat-interval"], "50ms", name)
+            self.assertEqual(hb["expected-duration"], "100ms", name)
+            slow = wait_for(lambda: [
+                l for l in warned(follower, "apply request took too long")
+                if l.get("prefix") == "read-only range "],
+                30, "%s slow read warning" % name)[0]
+            self.assertEqual(slow["expected-duration"], "100ms", name)
+            self.assertIn('key:"k"', slow["request"], (name, slow))
+            self.assertIn("range_response_count:1", slow.get("response", ""),
+                          (name, slow))
+            if name == "detcd":
+                with urllib.request.urlopen(follower.client_url + "/metrics",
+                                            timeout=20) as f:
+                    text = f.read().decode()
+                m = re.search(r"^etcd_server_slow_apply_total (\S+)$", text,
+                              re.M)
+                self.assertGreaterEqual(float(m.group(1)), 1)
+                with urllib.request.urlopen(leader.client_url + "/metrics",
+                                            timeout=20) as f:
+                    text = f.read().decode()
+                m = re.search(r"^etcd_server_heartbeat_send_failures_total "
+                              r"(\S+)$", text, re.M)
+                self.assertGreaterEqual(float(m.group(1)), 1)
+
+
+if __name__ == "__main__":
+    cluster.main()

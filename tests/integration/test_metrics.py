@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Metrics parity with etcd 3.4 (issue 15 part 3).
+
+A 3-member etcd 3.4 and a 3-member detcd, both with --metrics extensive, get
+the same small load (puts, gets, a delete, a txn, a lease, a watch,
+compaction, status, hashkv, defrag); every member of each is scraped and the
+families compared:
+
+- every family etcd exposes appears in docs/metrics.md's table;
+- every family etcd exposes is exposed by detcd with the same type and the
+  same label names, unless the table marks it "no" (the allowed differences,
+  each with its reason in the table; the Go runtime's go_* families are
+  listed there too);
+- histograms both expose have the same buckets;
+- every family detcd exposes is in the table (nothing undocumented);
+- --listen-metrics-urls serves /metrics and /health; without --metrics
+  extensive there is no grpc_server_handling_seconds.
+
+Run alone:  python3 test_metrics.py --server build/detcd [-v]
+"""
+
+import os
+import re
+import time
+import urllib.request
+
+import cluster
+from cluster import CONFIG, ClusterTestCase
+
+DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                   "docs", "metrics.md")
+
+
+def doc_table():
+    """family -> status ("yes", "approx.", "no") from docs/metrics.md; the
+    Go runtime's families (listed in prose) count as "no"."""
+    with open(DOC) as f:
+        text = f.read()
+    table = {}
+    for line in text.splitlines():
+        m = re.match(r"\| ([a-z_:][a-z0-9_:]*) \| (\w+) \|[^|]*\| ([a-z.]+) \|",
+                     line)
+        if m:
+            table[m.group(1)] = m.group(3)
+    go = text[text.index("## Go runtime"):]
+    for name in re.findall(r"\b(go_[a-z0-9_]+)\b", go):
+        table[name] = "no"
+    return table
+
+
+def parse(text):
+    """family -> {"type", "labels": set of label-name tuples, "le": set}."""
+    fams = {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ", 3)
+            fams[name] = {"type": typ, "labels": set(), "le": set()}
+        elif line and not line.startswith("#"):
+            m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? ", line)
+            name = base = m.group(1)
+            for suf in ("_bucket", "_sum", "_count"):
+                b = name[:-len(suf)]
+                if name.endswith(suf) and b in fams and \
+                        fams[b]["type"] in ("histogram", "summary"):
+                    base = b
+            pairs = re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"',
+                               m.group(3) or "")
+            labels = tuple(sorted(k for k, _ in pairs
+                                  if k not in ("le", "quantile")))
+            fams[base]["labels"].add(labels)
+            fams[base]["le"].update(v for k, v in pairs if k == "le")
+    return fams
+
+
+def scrape(url):
+    with urllib.request.urlopen(url + "/metrics", timeout=20) as f:
+        return f.read().decode()
+
+
+def merged(urls):
+    out = {}
+    for u in urls:
+        for name, f in parse(scrape(u)).items():
+            m = out.setdefault(name, {"type": f["type"], "labels": set(),
+                                      "le": set()})
+            m["labels"] |= f["labels"]
+            m["le"] |= f["le"]
+    return out
+
+
+def load(c):
+    for i in range(30):
+        c.ctl_ok(["put", "k%d" % i, "v%d" % i])
+    c.ctl_ok(["get", "k", "--prefix"])
+    c.ctl_ok(["get", "k1", "--consistency=s"])
+    c.ctl_ok(["del", "k2"])
+    c.ctl_ok(["lease", "grant", "60"])
+    c.etcdctl(["txn"], stdin="\n\n\n")
+    c.ctl_ok(["compact", "5"])
+    c.ctl_ok(["endpoint", "status"])
+    c.etcdctl(["endpoint", "hashkv"])
+    c.etcdctl(["defrag"])
+    bg = c.background(["watch", "k1"])
+    time.sleep(0.5)
+    c.ctl_ok(["put", "k1", "x"])
+    bg.wait_for(lambda out: b"\nx" in out, timeout=20)
+    bg.stop()
+
+
+class MetricsCompare(ClusterTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.metrics_port = cluster.free_ports(1)[0]
+        cls.ref = cls.new_class_cluster(
+            CONFIG["reference"], size=3, label="etcd",
+            extra_flags=("--metrics", "extensive"))
+        cls.srv = cls.new_class_cluster(
+            CONFIG["server"], size=3, label="detcd",
+            extra_flags=("--metrics", "extensive"))
+        # One detcd member also serves --listen-metrics-urls.
+        srv0 = cls.srv.members[0]
+        orig_argv = srv0.argv
+        metrics_url = "http://127.0.0.1:%d" % cls.metrics_port
+        srv0.argv = lambda: orig_argv() + ["--listen-metrics-urls",
+                                           metrics_url]
+        cls.metrics_url = metrics_url
+        cls.ref.start()
+        cls.srv.start()
+        load(cls.ref)
+        load(cls.srv)
+        time.sleep(1)
+        cls.ref_fams = merged([m.client_url for m in cls.ref.members])
+        cls.srv_fams = merged([m.client_url for m in cls.srv.members])
+        cls.table = doc_table()
+
+    def test_every_etcd_family_is_documented(self):
+        missing = sorted(set(self.ref_fams) - set(self.table))
+        self.assertEqual(missing, [], "etcd families not in docs/metrics.md")
+
+    def test_every_detcd_family_is_documented(self):
+        missing = sorted(set(self.srv_fams) - set(self.table))
+        self.assertEqual(missing, [], "detcd families not in docs/metrics.md")
+
+    def test_families_match(self):
+        problems = []
+        for name, ref in sorted(self.ref_fams.items()):
+            if self.table.get(name) == "no":
+                continue  # an allowed difference, reason in the table
+            srv = self.srv_fams.get(name)
+            if srv is None:
+                problems.append("%s: missing" % name)
+                continue
+            if srv["type"] != ref["type"]:
+                problems.append("%s: type %s, etcd %s" % (
+                    name, srv["type"], ref["type"]))
+            if srv["labels"] != ref["labels"]:
+                problems.append("%s: labels %s, etcd %s" % (
+                    name, sorted(srv["labels"]), sorted(ref["labels"])))
+            if ref["type"] == "histogram" and srv["le"] != ref["le"]:
+                problems.append("%s: buckets %s, etcd %s" % (
+                    name, sorted(srv["le"]), sorted(ref["le"])))
+        self.assertEqual(problems, [])
+
+    def test_documented_absences_are_absent(self):
+        # A family the table says detcd does not report must not appear
+        # (the page would be stale).
+        present = sorted(n for n, s in self.table.items()
+                         if s == "no" and n in self.srv_fams)
+        self.assertEqual(present, [])
+
+    def test_grpc_labels_cover_the_load(self):
+        text = "".join(scrape(m.client_url) for m in self.srv.members)
+        for sample in ('grpc_server_handled_total{grpc_code="OK",'
+                       'grpc_method="Put",grpc_service="etcdserverpb.KV",'
+                       'grpc_type="unary"}',
+                       'grpc_server_msg_sent_total{grpc_method="Watch",'
+                       'grpc_service="etcdserverpb.Watch",'
+                       'grpc_type="bidi_stream"}',
+                       'etcd_server_client_requests_total{'
+                       'client_api_version="3.4",type="unary"}'):
+            self.assertIn(sample, text)
+
+    def test_listen_metrics_urls(self):
+        text = scrape(self.metrics_url)
+        self.assertIn("etcd_server_has_leader 1", text)
+        with urllib.request.urlopen(self.metrics_url + "/health",
+                                    timeout=20) as f:
+            self.assertEqual(f.status, 200)
+
+
+class MetricsBasic(ClusterTestCase):
+    def test_no_handling_histogram_without_extensive(self):
+        c = self.new_cluster(CONFIG["server"], size=1, label="detcd")
+        c.ctl_ok(["put", "a", "b"])
+        fams = parse(scrape(c.members[0].client_url))
+        self.assertNotIn("grpc_server_handling_seconds", fams)
+        self.assertIn("grpc_server_started_total", fams)
+
+
+if __name__ == "__main__":
+    cluster.main()
