@@ -38,6 +38,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "cli/sweep_report.h"
+#include "engine/util/buggify.h"
 #include "engine/util/check.h"
 #include "engine/util/planted.h"
 #include "harness/trace.h"
@@ -56,6 +58,11 @@ void Usage(std::FILE* out) {
                "[--ops K] [--clients C] [--bug NAME] [--trace FILE] [-v]\n"
                "       detcd-sim --seeds A..B [--jobs J] [--scenario NAME|all] "
                "[--nodes N] [--ops K] [--bug NAME] [--expect-failure]\n"
+               "         [--duration 10m] [--shard i/n] [--json FILE] "
+               "[--junit FILE] [--probes|--require-probes]\n"
+               "       detcd-sim --merge SUMMARY.json... [--json FILE] "
+               "[--junit FILE] [--probes|--require-probes]\n"
+               "       (either form) [--buggify] [--buggify-point NAME]\n"
                "       (either form) [--check-determinism] [--accept-inconclusive]\n"
                "       detcd-sim --list\n");
 }
@@ -75,6 +82,21 @@ void Help() {
       "                         sweep succeeds only if the bug's checker caught it)\n"
       "  --trace FILE           write the run as a Chrome/Perfetto trace\n"
       "  -v                     print the run's parameters and counters\n"
+      "  --buggify              turn the engine's BUGGIFY fault points on (each\n"
+      "                         run enables about half of them, from its seed)\n"
+      "  --buggify-point NAME   only this fault point (--list shows them)\n"
+      "  --duration D           sweep until D is up (10m, 90s, 1h): seeds of\n"
+      "                         --seeds A..B, or 1.. without it\n"
+      "  --shard i/n            run shard i (0 <= i < n) of the seeds: a\n"
+      "                         contiguous block (docs/sweeps.md)\n"
+      "  --json FILE            write the sweep's summary (see --merge)\n"
+      "  --junit FILE           write JUnit XML (each failing seed and its\n"
+      "                         replay command)\n"
+      "  --probes               print each coverage probe's count and those\n"
+      "                         never reached\n"
+      "  --require-probes       as --probes; a probe never reached fails\n"
+      "  --merge F...           merge --json summaries (the arguments up to\n"
+      "                         the next flag) and report them\n"
       "  --check-determinism    run each seed twice and in a fresh process; name\n"
       "                         the first diverging event on a mismatch\n"
       "  --accept-inconclusive  a linearizability check that hits its state limit\n"
@@ -92,6 +114,13 @@ struct Args {
   bool expect_failure = false;
   bool list = false;
   bool help = false;
+  // Sweeps at scale (docs/sweeps.md).
+  double duration_s = 0;    // --duration: 0 = until the range is done
+  int64_t deadline_ns = 0;  // WallNs() at which a --duration sweep stops
+  uint64_t shard_i = 0, shard_n = 1;
+  std::string json, junit;
+  bool probes = false, require_probes = false;
+  std::vector<std::string> merge;  // --merge: summaries to merge
   // Internal: run once and write the trace log to this fd (the fresh
   // process of --check-determinism).
   int emit_trace_log_fd = -1;
@@ -158,6 +187,46 @@ bool ParseArgs(int argc, char** argv, Args* a) {
       a->run.check_determinism = true;
     } else if (f == "--accept-inconclusive") {
       a->run.accept_inconclusive = true;
+    } else if (f == "--duration") {
+      if (!value(&v) || !detcd::cli::ParseDuration(v, &a->duration_s)) {
+        return false;
+      }
+      if (!a->sweep) {  // no --seeds (yet): seeds 1.. until the time is up
+        a->sweep = true;
+        a->first = 1;
+        a->last = uint64_t{1} << 62;
+      }
+    } else if (f == "--shard") {
+      if (!value(&v)) return false;
+      std::vector<std::string> parts = absl::StrSplit(v, '/');
+      if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &a->shard_i) ||
+          !absl::SimpleAtoi(parts[1], &a->shard_n) || a->shard_n == 0 ||
+          a->shard_i >= a->shard_n) {
+        return false;
+      }
+    } else if (f == "--json") {
+      if (!value(&a->json)) return false;
+    } else if (f == "--junit") {
+      if (!value(&a->junit)) return false;
+    } else if (f == "--probes") {
+      a->probes = true;
+    } else if (f == "--require-probes") {
+      a->probes = a->require_probes = true;
+    } else if (f == "--buggify") {
+      a->run.buggify = true;
+    } else if (f == "--buggify-point") {
+      if (!value(&a->run.buggify_point)) return false;
+      if (!detcd::buggify::Find(a->run.buggify_point)) {
+        std::fprintf(stderr, "unknown buggify point %s\n",
+                     a->run.buggify_point.c_str());
+        return false;
+      }
+    } else if (f == "--merge") {
+      while (i + 1 < argc && argv[i + 1][0] != '-') {
+        a->merge.push_back(argv[++i]);
+      }
+      if (a->merge.empty()) return false;
+      a->sweep = true;  // stands for the sweeps it merges
     } else if (f == "--emit-trace-log") {
       if (!value(&v) || !absl::SimpleAtoi(v, &a->emit_trace_log_fd)) {
         return false;
@@ -404,10 +473,10 @@ std::string OneLine(std::string s, size_t max) {
 // Sweep worker output, one line per seed, tab-separated:
 //   seed, ok (0|1), scenario, hash, sim_s, wall_s, inconclusive (0|1),
 //   caught_by (comma-separated), notes ("; "-separated), coverage
-//   (name=value,...), the first failure's first line
+//   (name=value,...), the first failure's first line, events run
 enum Field {
   kSeed, kOk, kScenario, kHash, kSim, kWall, kInconclusive, kCaughtBy,
-  kNotes, kCoverage, kFirstFailure, kFields
+  kNotes, kCoverage, kFirstFailure, kEvents, kFields
 };
 
 std::string ResultLine(uint64_t seed, const RunResult& r, double wall) {
@@ -416,11 +485,11 @@ std::string ResultLine(uint64_t seed, const RunResult& r, double wall) {
     cov.push_back(absl::StrCat(OneLine(name, 100), "=", n));
   }
   return absl::StrFormat(
-      "%d\t%d\t%s\t%016x\t%.3f\t%.4f\t%d\t%s\t%s\t%s\t%s\n", seed,
+      "%d\t%d\t%s\t%016x\t%.3f\t%.4f\t%d\t%s\t%s\t%s\t%s\t%d\n", seed,
       r.ok ? 1 : 0, r.scenario, r.trace_hash, r.sim_seconds, wall,
       r.lin_inconclusive ? 1 : 0, absl::StrJoin(r.caught_by, ","),
       OneLine(absl::StrJoin(r.notes, "; "), 1000), absl::StrJoin(cov, ","),
-      OneLine(r.failures.empty() ? "" : r.failures[0], 2000));
+      OneLine(r.failures.empty() ? "" : r.failures[0], 2000), r.events);
 }
 
 // Runs seeds from, from + jobs, ... up to last. stderr is a file of its
@@ -428,6 +497,8 @@ std::string ResultLine(uint64_t seed, const RunResult& r, double wall) {
 // seed so that what it holds is that seed's (a CHECK message).
 void Worker(const Args& a, uint64_t from, int fd) {
   for (uint64_t seed = from; seed <= a.last; seed += a.jobs) {
+    // --duration: the seed under way finishes, no new one starts.
+    if (a.deadline_ns != 0 && WallNs() >= a.deadline_ns) break;
     if (ftruncate(2, 0) == 0) lseek(2, 0, SEEK_SET);
     MaybeCrash(a, seed);
     RunOptions o = a.run;
@@ -510,25 +581,78 @@ std::string CrashOutput(int err_fd) {
 // out, a fault schedule that never fires), so its passes mean little.
 constexpr uint64_t kMaxIdlePercent = 20;
 
-int RunSweep(const Args& a) {
-  const uint64_t total = a.last - a.first + 1;
-  const int jobs = static_cast<int>(std::min<uint64_t>(a.jobs, total));
+// The seeds this process runs: --seeds A..B (or 1.. with only --duration),
+// narrowed to --shard i/n's contiguous block (contiguous, so that every
+// shard of a `--scenario all` sweep gets every scenario). False if the
+// shard has no seeds.
+bool ShardRange(const Args& a, uint64_t* first, uint64_t* last) {
+  const unsigned __int128 len =
+      static_cast<unsigned __int128>(a.last - a.first) + 1;
+  const uint64_t from =
+      a.first + static_cast<uint64_t>(len * a.shard_i / a.shard_n);
+  const uint64_t to =
+      a.first + static_cast<uint64_t>(len * (a.shard_i + 1) / a.shard_n);
+  if (to == from) return false;
+  *first = from;
+  *last = to - 1;
+  return true;
+}
+
+// Prints the probes (--probes) and writes --json and --junit. Returns 2 if a
+// file could not be written, 1 if --require-probes found a probe never
+// reached, else 0.
+int Report(const Args& a, const detcd::cli::Summary& summary) {
+  int rc = 0;
+  if (a.probes) summary.PrintProbes(stdout);
+  if (a.require_probes && !summary.Unreached().empty()) {
+    std::printf("error: --require-probes: %zu probes never reached (the "
+                "fault model no longer reaches those paths)\n",
+                summary.Unreached().size());
+    rc = 1;
+  }
+  if (!a.json.empty()) {
+    if (auto s = detcd::cli::WriteFile(a.json, summary.ToJson()); !s.ok()) {
+      std::fprintf(stderr, "--json: %s\n", s.ToString().c_str());
+      rc = 2;
+    }
+  }
+  if (!a.junit.empty()) {
+    if (auto s = detcd::cli::WriteFile(a.junit, summary.ToJUnit()); !s.ok()) {
+      std::fprintf(stderr, "--junit: %s\n", s.ToString().c_str());
+      rc = 2;
+    }
+  }
+  return rc;
+}
+
+std::string CommandLine(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  return absl::StrJoin(args, " ");
+}
+
+int RunSweep(Args a, const std::string& command) {
+  detcd::cli::Summary summary;
+  summary.command = command;
+  if (!ShardRange(a, &a.first, &a.last)) {
+    std::printf("shard %llu/%llu has no seeds\n",
+                (unsigned long long)a.shard_i, (unsigned long long)a.shard_n);
+    return Report(a, summary) == 2 ? 2 : 0;
+  }
+  const bool timed = a.duration_s > 0;
+  // Seeds to run, or 0 when a --duration sweep decides (see below).
+  const uint64_t range = a.last - a.first + 1;
+  const int jobs = static_cast<int>(std::min<uint64_t>(a.jobs, range));
   Args wa = a;
   wa.jobs = jobs;
+  const int64_t start_ns = WallNs();
+  if (timed) {
+    wa.deadline_ns =
+        start_ns + static_cast<int64_t>(a.duration_s * 1e9);
+  }
   std::vector<WorkerSlot> slots(jobs);
   for (int k = 0; k < jobs; ++k) {
     if (!StartWorker(wa, a.first + k, &slots[k])) return 2;
   }
-  auto start = std::chrono::steady_clock::now();
-  struct Row {
-    uint64_t runs = 0, failed = 0, idle = 0;
-    double sim = 0, wall = 0;
-  };
-  std::map<std::string, Row> rows;
-  std::vector<std::string> failures;
-  std::vector<std::string> inconclusive;  // seeds
-  std::vector<std::string> idle;          // "seed: notes"
-  std::map<std::string, uint64_t> coverage;
   uint64_t crashed = 0;
   // With a planted bug: the failing seeds its own checker reported.
   std::string catcher = "-";
@@ -540,55 +664,56 @@ int RunSweep(const Args& a) {
   std::string caught_replay;
   uint64_t done = 0;
   const bool tty = isatty(fileno(stdout));
+  int64_t last_draw_ns = 0;
+  auto elapsed = [&] { return (WallNs() - start_ns) / 1e9; };
   auto handle = [&](const std::string& line) {
     std::vector<std::string> f = absl::StrSplit(line, '\t');
     if (f.size() < kFields) return;
-    if (f[kInconclusive] == "1") inconclusive.push_back(f[kSeed]);
     ++done;
-    Row& row = rows[f[kScenario]];
-    ++row.runs;
-    double sim = 0, wall = 0;
-    (void)absl::SimpleAtod(f[kSim], &sim);
-    (void)absl::SimpleAtod(f[kWall], &wall);
-    row.sim += sim;
-    row.wall += wall;
-    if (!f[kNotes].empty()) {
-      ++row.idle;
-      idle.push_back(absl::StrCat(f[kSeed], " (", f[kScenario], "): ",
-                                  f[kNotes]));
-    }
+    detcd::cli::SeedResult r;
+    (void)absl::SimpleAtoi(f[kSeed], &r.seed);
+    r.ok = f[kOk] == "1";
+    r.scenario = f[kScenario];
+    r.inconclusive = f[kInconclusive] == "1";
+    r.idle = !f[kNotes].empty();
+    r.notes = f[kNotes];
+    (void)absl::SimpleAtod(f[kSim], &r.sim_s);
+    (void)absl::SimpleAtod(f[kWall], &r.wall_s);
+    (void)absl::SimpleAtoi(f[kEvents], &r.events);
+    r.caught_by = f[kCaughtBy];
+    r.first_failure = f[kFirstFailure];
     for (absl::string_view kv :
          absl::StrSplit(f[kCoverage], ',', absl::SkipEmpty())) {
       std::pair<std::string, std::string> p = absl::StrSplit(kv, '=');
       uint64_t n = 0;
-      if (absl::SimpleAtoi(p.second, &n)) coverage[p.first] += n;
+      if (absl::SimpleAtoi(p.second, &n)) r.coverage[p.first] += n;
     }
-    if (f[kOk] != "1") {
-      ++row.failed;
+    if (!r.ok) {
       RunOptions o = a.run;
-      (void)absl::SimpleAtoi(f[kSeed], &o.seed);
-      o.scenario = f[kScenario];
-      if (absl::StrContains(f[kCaughtBy], catcher)) {
+      o.seed = r.seed;
+      o.scenario = r.scenario;
+      r.replay = detcd::harness::ReplayCommand(o);
+      if (absl::StrContains(r.caught_by, catcher)) {
         ++caught;
         // Workers finish out of order: the first is the lowest seed.
         if (first_caught == 0 || o.seed < first_caught) {
           first_caught = o.seed;
-          caught_replay = detcd::harness::ReplayCommand(o);
+          caught_replay = r.replay;
         }
       }
-      failures.push_back(absl::StrCat(
-          "  seed ", f[kSeed], " (", f[kScenario], ", ", f[kCaughtBy],
-          "): ", f[kFirstFailure],
-          "\n    replay: ", detcd::harness::ReplayCommand(o)));
     }
-    double elapsed = std::chrono::duration<double>(
-                         std::chrono::steady_clock::now() - start)
-                         .count();
-    if (tty || done % 50 == 0 || done == total) {
-      std::printf("%sprogress: %llu/%llu seeds, %zu failed, %.1f s%s",
-                  tty ? "\r" : "", (unsigned long long)done,
-                  (unsigned long long)total, failures.size(), elapsed,
-                  tty ? "" : "\n");
+    summary.Add(r);
+    // A terminal's bar is redrawn at most 10 times a second; a log gets a
+    // line every 50 seeds.
+    const int64_t now = WallNs();
+    const bool last = !timed && done == range;
+    if ((tty && (now - last_draw_ns >= 100'000'000 || last)) ||
+        (!tty && (done % 50 == 0 || last))) {
+      last_draw_ns = now;
+      std::printf("%s", detcd::cli::ProgressLine(tty, done, timed ? 0 : range,
+                                                 summary.failed(), elapsed(),
+                                                 a.duration_s)
+                            .c_str());
       std::fflush(stdout);
     }
   };
@@ -634,6 +759,8 @@ int RunSweep(const Args& a) {
       while (waitpid(w.pid, &st, 0) < 0 && errno == EINTR) {
       }
       if (w.next > a.last) continue;  // all its seeds reported
+      // A --duration worker ends by itself (exit 0) when the time is up.
+      if (timed && WIFEXITED(st) && WEXITSTATUS(st) == 0) continue;
       ++crashed;
       RunOptions o = a.run;
       o.seed = w.next;
@@ -653,78 +780,60 @@ int RunSweep(const Args& a) {
   for (WorkerSlot& w : slots) {
     if (w.err_fd >= 0) close(w.err_fd);
   }
-  double elapsed =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
+  summary.elapsed_s = elapsed();
+  summary.jobs = jobs;
+  summary.seeds_per_min =
+      summary.elapsed_s > 0 ? done / summary.elapsed_s * 60.0 : 0;
   if (tty) std::printf("\n");
-  std::printf("\n%-22s %6s %7s %6s %10s %10s\n", "scenario", "runs",
-              "failed", "idle", "sim s/run", "wall s/run");
-  Row all;
-  for (const auto& [name, row] : rows) {
-    std::printf("%-22s %6llu %7llu %6llu %10.2f %10.4f\n", name.c_str(),
-                (unsigned long long)row.runs, (unsigned long long)row.failed,
-                (unsigned long long)row.idle, row.sim / row.runs,
-                row.wall / row.runs);
-    all.runs += row.runs;
-    all.failed += row.failed;
-    all.idle += row.idle;
-    all.sim += row.sim;
-    all.wall += row.wall;
-  }
-  if (all.runs > 0) {
-    std::printf("%-22s %6llu %7llu %6llu %10.2f %10.4f\n", "total",
-                (unsigned long long)all.runs, (unsigned long long)all.failed,
-                (unsigned long long)all.idle, all.sim / all.runs,
-                all.wall / all.runs);
-    std::printf(
-        "throughput: %.0f seeds/min (%d jobs), %.0f simulated s per wall s "
-        "per core\n",
-        all.runs / elapsed * 60.0, jobs, all.wall > 0 ? all.sim / all.wall : 0);
-  }
-  if (!coverage.empty()) {
-    std::vector<std::string> cov;
-    for (const auto& [name, n] : coverage) {
-      cov.push_back(absl::StrCat(name, "=", n));
-    }
-    std::printf("coverage (summed over the seeds): %s\n",
-                absl::StrJoin(cov, " ").c_str());
-  }
-  const bool too_idle = idle.size() * 100 > kMaxIdlePercent * all.runs;
-  if (!idle.empty()) {
-    std::printf("\nidle seeds (tested little): %zu of %llu (%.1f%%; a sweep "
+  summary.PrintTable(stdout);
+  summary.PrintCoverage(stdout);
+  const uint64_t runs = summary.seeds();
+  const uint64_t idle = summary.idle();
+  const bool too_idle = idle * 100 > kMaxIdlePercent * runs;
+  if (idle > 0) {
+    std::printf("\nidle seeds (tested little): %llu of %llu (%.1f%%; a sweep "
                 "fails above %llu%%)\n",
-                idle.size(), (unsigned long long)all.runs,
-                all.runs ? 100.0 * idle.size() / all.runs : 0.0,
+                (unsigned long long)idle, (unsigned long long)runs,
+                runs ? 100.0 * idle / runs : 0.0,
                 (unsigned long long)kMaxIdlePercent);
-    for (size_t i = 0; i < idle.size() && i < 10; ++i) {
-      std::printf("  seed %s\n", idle[i].c_str());
+    const auto& listed = summary.idle_seeds();
+    for (size_t i = 0; i < listed.size() && i < 10; ++i) {
+      std::printf("  seed %s\n", listed[i].c_str());
     }
-    if (idle.size() > 10) std::printf("  ...\n");
+    if (idle > 10) std::printf("  ...\n");
   }
-  if (!inconclusive.empty()) {
-    std::printf("\nlinearizability inconclusive (state limit) for %zu seeds: %s\n",
-                inconclusive.size(), absl::StrJoin(inconclusive, " ").c_str());
+  if (!summary.inconclusive_seeds().empty()) {
+    std::printf(
+        "\nlinearizability inconclusive (state limit) for %zu seeds: %s\n",
+        summary.inconclusive_seeds().size(),
+        absl::StrJoin(summary.inconclusive_seeds(), " ").c_str());
   }
-  if (!failures.empty()) {
+  if (!summary.failures().empty()) {
     std::printf("\nfailures:\n");
-    for (const std::string& f : failures) std::printf("%s\n", f.c_str());
+    for (const detcd::cli::FailedSeed& f : summary.failures()) {
+      std::printf("  seed %llu (%s, %s): %s\n    replay: %s\n",
+                  (unsigned long long)f.seed, f.scenario.c_str(),
+                  f.caught_by.c_str(), f.failure.c_str(), f.replay.c_str());
+    }
   }
-  if (sweep_error || done != total) {
+  const int report = Report(a, summary);
+  if (sweep_error || (!timed && done != range)) {
     std::printf("error: the sweep could not run every seed (%llu of %llu "
                 "reported)\n",
-                (unsigned long long)done, (unsigned long long)total);
+                (unsigned long long)done, (unsigned long long)range);
     return 2;
   }
+  if (report == 2) return 2;
   const std::string crashes =
       crashed ? absl::StrCat(" (", crashed, " crashed)") : "";
   std::printf("%llu passed, %llu failed%s\n",
-              (unsigned long long)(all.runs - all.failed),
-              (unsigned long long)all.failed, crashes.c_str());
+              (unsigned long long)(runs - summary.failed()),
+              (unsigned long long)summary.failed(), crashes.c_str());
   if (!a.run.bug.empty()) {
     std::printf("planted bug %s: caught by the %s checker in %llu of %llu "
                 "seeds (first: %s)\n",
                 a.run.bug.c_str(), catcher.c_str(), (unsigned long long)caught,
-                (unsigned long long)all.runs,
+                (unsigned long long)runs,
                 first_caught == 0 ? "none"
                                   : absl::StrCat(first_caught).c_str());
     if (!caught_replay.empty()) {
@@ -735,7 +844,7 @@ int RunSweep(const Args& a) {
     // A planted bug counts as caught only by the checker it targets (a
     // safety bug noticed only as a liveness timeout does not count).
     if (!a.run.bug.empty()) return caught > 0 ? 0 : 1;
-    return failures.empty() ? 1 : 0;
+    return summary.failures().empty() ? 1 : 0;
   }
   if (too_idle) {
     std::printf("error: more than %llu%% of the seeds were idle: the sweep "
@@ -743,7 +852,52 @@ int RunSweep(const Args& a) {
                 (unsigned long long)kMaxIdlePercent);
     return 1;
   }
-  return failures.empty() ? 0 : 1;
+  if (report != 0) return report;
+  return summary.failures().empty() ? 0 : 1;
+}
+
+// --merge: the summaries of a sweep's shards (or of several sweeps) as one.
+int RunMerge(const Args& a) {
+  detcd::cli::Summary merged;
+  for (const std::string& path : a.merge) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) {
+      std::fprintf(stderr, "%s: %s\n", path.c_str(), std::strerror(errno));
+      return 2;
+    }
+    std::string text;
+    char buf[1 << 16];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
+    std::fclose(f);
+    absl::StatusOr<detcd::cli::Summary> s = detcd::cli::Summary::FromJson(text);
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s: %s\n", path.c_str(),
+                   s.status().ToString().c_str());
+      return 2;
+    }
+    merged.Merge(*s);
+  }
+  merged.command = absl::StrCat("merge of ", absl::StrJoin(a.merge, " "));
+  std::printf("merged %zu summaries: %llu seeds in %.1f s (longest shard)\n",
+              a.merge.size(), (unsigned long long)merged.seeds(),
+              merged.elapsed_s);
+  merged.PrintTable(stdout);
+  merged.PrintCoverage(stdout);
+  if (!merged.failures().empty()) {
+    std::printf("\nfailures:\n");
+    for (const detcd::cli::FailedSeed& f : merged.failures()) {
+      std::printf("  seed %llu (%s, %s): %s\n    replay: %s\n",
+                  (unsigned long long)f.seed, f.scenario.c_str(),
+                  f.caught_by.c_str(), f.failure.c_str(), f.replay.c_str());
+    }
+  }
+  const int report = Report(a, merged);
+  if (report != 0) return report;
+  std::printf("%llu passed, %llu failed\n",
+              (unsigned long long)(merged.seeds() - merged.failed()),
+              (unsigned long long)merged.failed());
+  return merged.failures().empty() ? 0 : 1;
 }
 
 }  // namespace
@@ -758,6 +912,13 @@ int main(int argc, char** argv) {
     Help();
     return 0;
   }
+  if (!a.merge.empty()) return RunMerge(a);
+  if (!a.sweep && (a.shard_n > 1 || a.probes || !a.json.empty() ||
+                   !a.junit.empty())) {
+    std::fprintf(stderr, "--shard, --json, --junit and --probes are for "
+                         "sweeps (--seeds A..B or --duration D)\n");
+    return 2;
+  }
   if (a.list) {
     std::printf("scenarios:\n");
     for (const auto& s : detcd::scenarios::Catalog()) {
@@ -769,7 +930,12 @@ int main(int argc, char** argv) {
                   std::string(b.name).c_str(), std::string(b.what).c_str(),
                   std::string(CatcherName(b.catcher)).c_str());
     }
+    std::printf("fault points (--buggify, --buggify-point):\n");
+    for (const detcd::buggify::PointInfo& p : detcd::buggify::kPoints) {
+      std::printf("  %-27s %s\n", std::string(p.name).c_str(),
+                  std::string(p.what).c_str());
+    }
     return 0;
   }
-  return a.sweep ? RunSweep(a) : RunSingle(a);
+  return a.sweep ? RunSweep(a, CommandLine(argc, argv)) : RunSingle(a);
 }

@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/util/buggify.h"
 #include "engine/util/check.h"
 #include "engine/util/planted.h"
+#include "engine/util/probes.h"
 #include "harness/cluster.h"
 #include "harness/linearizability.h"
 #include "scenarios/scenario.h"
@@ -33,6 +36,12 @@ std::vector<std::string> ReplayArgs(const RunOptions& o) {
   }
   if (o.check_determinism) args.push_back("--check-determinism");
   if (o.accept_inconclusive) args.push_back("--accept-inconclusive");
+  if (!o.buggify_point.empty()) {
+    args.push_back("--buggify-point");
+    args.push_back(o.buggify_point);
+  } else if (o.buggify) {
+    args.push_back("--buggify");
+  }
   return args;
 }
 
@@ -186,6 +195,8 @@ static void NoteCoverageFloors(const RunOptions& o, RunResult* res) {
 
 RunResult RunOne(const RunOptions& o, Trace* trace) {
   RunResult res;
+  // Probes count for one run at a time (engine/util/probes.h).
+  probes::ResetAll();
   res.scenario = ResolveScenario(o);
   const scenarios::Scenario* scenario = scenarios::Find(res.scenario);
   if (scenario == nullptr) {
@@ -213,6 +224,19 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   copts.node.bugs = bugs;
   copts.node.raft.bugs = bugs;
   copts.server.bugs = bugs;
+  // BUGGIFY: one object for the whole cluster (the world is
+  // single-threaded), on a stream of its own so the engine's draws stay
+  // where they were; it outlives the cluster (declared before it).
+  std::optional<buggify::Buggify> bz;
+  if (o.buggify || !o.buggify_point.empty()) {
+    std::optional<buggify::Point> only;
+    if (!o.buggify_point.empty()) {
+      only = buggify::Find(o.buggify_point);
+      DETCD_CHECK_MSG(only.has_value(), "unknown buggify point");
+    }
+    bz.emplace(root.Derive("buggify").seed(), only);
+    copts.node.buggify = &*bz;
+  }
   // Leases: checkpoint remaining TTLs every second (etcd: 5 min) so that
   // leader changes inside a short run exercise them.
   copts.server.lease.checkpoint_interval_ns = sim::kSecond;
@@ -273,6 +297,7 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
       copts.server.watch.max_events_per_sync, "ev"));
   res.params.push_back("maintenance=" + maintenance);
   if (!o.bug.empty()) res.params.push_back("bug=" + o.bug);
+  if (bz) res.params.push_back("buggify=" + bz->Describe());
   if (scenario->configure) {
     scenario->configure(copts, scenario_rng, &res.params);
   }
@@ -436,6 +461,20 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   for (uint64_t id : cluster.UpNodes()) {
     res.coverage["maintenance.corrupt-checks"] +=
         cluster.server(id)->corruption_checker().checks();
+  }
+  // Coverage probes reached in this run (reset at its start) and the fault
+  // points that fired, as "probe.*" / "buggify.*" counters.
+  for (const probes::ProbeInfo& p : probes::kProbes) {
+    if (const uint64_t n = probes::Count(p.probe)) {
+      res.coverage["probe." + std::string(p.name)] += n;
+    }
+  }
+  if (bz) {
+    for (const buggify::PointInfo& p : buggify::kPoints) {
+      if (const uint64_t n = bz->fired(p.point)) {
+        res.coverage["buggify." + std::string(p.name)] += n;
+      }
+    }
   }
   NoteCoverageFloors(o, &res);
   res.ok = res.failures.empty();

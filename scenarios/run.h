@@ -41,6 +41,11 @@ struct RunOptions {
   // A linearizability check that hits its state limit proves nothing: it
   // fails the run unless this is set (exploratory sweeps, knowingly).
   bool accept_inconclusive = false;
+  // BUGGIFY fault points in the engine (engine/util/buggify.h): each run
+  // enables about half of them, drawn from its seed; with buggify_point
+  // set, only that one. Off: nothing is drawn (seeds and hashes as before).
+  bool buggify = false;
+  std::string buggify_point;
   // If set, every observation folded into the trace hash is recorded here
   // (the determinism check's event log; see sim::TraceLog).
   sim::TraceLog* trace_log = nullptr;

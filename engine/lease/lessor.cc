@@ -7,6 +7,7 @@
 #include "engine/util/check.h"
 #include "engine/util/coding.h"
 #include "engine/util/hash.h"
+#include "engine/util/probes.h"
 
 namespace detcd::lease {
 namespace {
@@ -251,6 +252,7 @@ void Lessor::Checkpoint(int64_t id, int64_t remaining_ttl_s,
   // A negative value cannot come from a lessor; treat it as "unset" rather
   // than let it poison Promote().
   Lease& l = it->second;
+  DETCD_PROBE(kLeaseCheckpointApplied);
   l.remaining_ttl_s = std::clamp<int64_t>(remaining_ttl_s, 0, kMaxLeaseTtlS);
   if (primary_) NoteApplied(id, l, l.remaining_ttl_s);
 }
@@ -262,6 +264,7 @@ void Lessor::Promote(int64_t now_ns, int64_t extend_ns) {
   DETCD_CHECK(extend_ns >= 0);
   ClearPrimaryIndexes();
   primary_ = true;
+  if (extend_ns > 0 && !leases_.empty()) DETCD_PROBE(kLeasePromoteExtended);
   const int64_t due = SatAdd(now_ns, options_.checkpoint_interval_ns);
   for (auto& [id, l] : leases_) {
     ResetPrimaryState(l);
@@ -325,6 +328,7 @@ std::vector<int64_t> Lessor::Expired(int64_t now_ns) {
     Lease& l = leases_.at(id);
     DETCD_CHECK(l.expiry_ns <= now_ns ||
                 options_.bugs.on(planted::Bug::kEarlyLeaseRevoke));
+    DETCD_PROBE(kLeaseExpired);
     out.push_back(id);
     l.reported_expired = true;
     // retry > now_ns, so the loop does not see this lease again.

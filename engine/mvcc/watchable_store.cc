@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/util/check.h"
+#include "engine/util/probes.h"
 
 namespace detcd::mvcc {
 
@@ -302,6 +303,7 @@ struct WatchHub::Impl {
       }
       WatchResponse r = MakeEvents(w, evs, i, j);
       r.fragment = !last && !split;
+      if (r.fragment) DETCD_PROBE(kWatchFragmentSent);
       if (!Send(st, r)) {
         w.next_rev = rev;
         return false;
@@ -378,6 +380,7 @@ struct WatchHub::Impl {
 
   void MoveToUnsynced(Watcher& w, int64_t next_rev) {
     DETCD_CHECK(w.synced);
+    DETCD_PROBE(kWatchMovedToUnsynced);
     synced_index.Remove(&w);
     w.synced = false;
     w.next_rev = next_rev;
@@ -602,6 +605,7 @@ struct WatchHub::Impl {
           r.compact_revision = compact;
           r.cancel_reason = kReasonCompacted;
           r.revision = cur;
+          DETCD_PROBE(kWatchCompactedCancel);
           RemoveAndReply(*w, std::move(r));
         } else if (w->next_rev > cur) {
           MoveToSynced(*w);
@@ -636,6 +640,7 @@ struct WatchHub::Impl {
     DETCD_CHECK_MSG(s.ok(), "EventHistory::Changes failed above CompactRev");
     DETCD_CHECK(next_read > from && next_read <= cur + 1);
     sync_cursor = next_read;
+    if (next_read <= cur) DETCD_PROBE(kWatchCatchUpLimited);
 
     WatcherIndex index;
     std::vector<Watcher*> served;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/util/check.h"
+#include "engine/util/probes.h"
 
 namespace detcd::raft {
 namespace {
@@ -216,7 +217,12 @@ bool Raft::Promotable() const {
 
 void Raft::TickElection() {
   ++election_elapsed_;
-  if (Promotable() && PastElectionTimeout()) {
+  // BUGGIFY: the timer runs out early, as after a long GC pause or a clock
+  // that jumped: legal (any node may campaign at any time; pre-vote and
+  // the voters' lease check keep a live leader in place).
+  if (Promotable() &&
+      (PastElectionTimeout() ||
+       buggify::Fires(cfg_.buggify, buggify::Point::kSpuriousCampaign, 0.01))) {
     election_elapsed_ = 0;
     Message m;
     m.type = MessageType::kHup;
@@ -239,6 +245,7 @@ void Raft::TickHeartbeat() {
     // A transfer that did not finish within an election timeout is given
     // up, so proposals flow again.
     if (state_ == StateType::kLeader && lead_transferee_ != kNone) {
+      DETCD_PROBE(kRaftTransferAborted);
       AbortLeaderTransfer();
     }
   }
@@ -330,7 +337,10 @@ absl::Status Raft::Step(Message m) {
       // While we hear from a live leader, a higher-term campaign is a
       // disruption (e.g. a node rejoining from a partition); ignore it
       // unless the leader itself asked for it (transfer).
-      if (!force && in_lease) return absl::OkStatus();
+      if (!force && in_lease) {
+        DETCD_PROBE(kRaftVoteIgnoredInLease);
+        return absl::OkStatus();
+      }
     }
     if (m.type == MessageType::kPreVote) {
       // Never change our term in response to a pre-vote.
@@ -350,6 +360,7 @@ absl::Status Raft::Step(Message m) {
       // A stale leader (e.g. back from a partition) learns the new term from
       // this answer and steps down; otherwise, with pre-vote or check-quorum,
       // nobody would ever tell it.
+      DETCD_PROBE(kRaftStaleTermAnswered);
       Message resp;
       resp.type = MessageType::kAppResp;
       resp.to = m.from;
@@ -390,6 +401,7 @@ absl::Status Raft::Step(Message m) {
           if (m.log_term < term_on_arrival) ++coverage_.vote_for_older_last_term;
         }
       } else {
+        if (can_vote) DETCD_PROBE(kRaftVoteRejectedLog);
         resp.term = term_;
         resp.reject = true;
       }
@@ -417,6 +429,7 @@ absl::Status Raft::StepLeader(Message& m) {
       return absl::OkStatus();
     case MessageType::kCheckQuorum:
       if (!tracker_.QuorumActive()) {
+        DETCD_PROBE(kRaftCheckQuorumStepDown);
         BecomeFollower(term_, kNone);
         return absl::OkStatus();
       }
@@ -494,6 +507,7 @@ absl::Status Raft::StepLeader(Message& m) {
       } else if (!CommittedEntryInCurrentTerm()) {
         // The commit index of a new leader may lag the true one until it
         // commits an entry of its own term (§8); hold the request until then.
+        DETCD_PROBE(kRaftReadIndexHeld);
         pending_read_index_messages_.push_back(std::move(m));
       } else if (cfg_.bugs.on(planted::Bug::kReadIndexWithoutQuorum)) {
         // PLANTED BUG: answers at once, without the heartbeat round that
@@ -613,7 +627,10 @@ absl::Status Raft::StepFollower(Message& m) {
       Hup(true);
       break;
     case MessageType::kReadIndex:
-      if (lead_ == kNone) return ErrProposalDropped("no leader");
+      if (lead_ == kNone) {
+        DETCD_PROBE(kRaftReadIndexRefused);
+        return ErrProposalDropped("no leader");
+      }
       m.to = lead_;
       Send(std::move(m));
       break;
@@ -632,6 +649,7 @@ absl::Status Raft::StepFollower(Message& m) {
 void Raft::HandleAppendResponse(Message& m, Progress& pr) {
   pr.recent_active = true;
   if (m.reject) {
+    DETCD_PROBE(kRaftAppendRejected);
     // Fast backtracking: the follower told us the term it has at its hint
     // index; skip every entry of ours with a larger term in one step.
     uint64_t next_probe_idx = m.reject_hint;
@@ -800,6 +818,7 @@ void Raft::HandleSnapshot(const Message& m) {
   if (m.snapshot != nullptr && Restore(*m.snapshot)) {
     resp.index = log_.LastIndex();
   } else {
+    DETCD_PROBE(kRaftSnapshotIgnored);
     resp.index = log_.committed();
   }
   Send(std::move(resp));
@@ -858,6 +877,7 @@ bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
     m.type = MessageType::kSnap;
     m.snapshot = std::make_shared<const Snapshot>(*std::move(snap));
     pr->BecomeSnapshot(index);
+    DETCD_PROBE(kRaftSnapshotSent);
     Send(std::move(m));
     return true;
   }

@@ -47,11 +47,12 @@
 
 #include "absl/status/status.h"
 #include "engine/env/env.h"
-#include "engine/util/planted.h"
 #include "engine/raft/log.h"
 #include "engine/raft/progress.h"
 #include "engine/raft/storage.h"
 #include "engine/raft/types.h"
+#include "engine/util/buggify.h"
+#include "engine/util/planted.h"
 
 namespace detcd::raft {
 
@@ -87,6 +88,8 @@ struct Config {
   uint64_t max_learner_lag = 1000;
   // Planted bugs for the simulator's checker tests; all false in production.
   planted::Bugs bugs;  // engine/util/planted.h
+  // BUGGIFY fault points (engine/util/buggify.h); null (off) in production.
+  buggify::Buggify* buggify = nullptr;
 
   absl::Status Validate() const;
   // The checks of Validate() that do not need storage and rng (timing and

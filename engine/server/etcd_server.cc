@@ -518,6 +518,13 @@ void EtcdServer::LeaseKeepAlive(
     const etcdserverpb::LeaseKeepAliveRequest& r,
     Done<etcdserverpb::LeaseKeepAliveResponse> done) {
   if (node_->is_leader()) {
+    if (buggify::Fires(opts_.node.buggify, buggify::Point::kDropKeepAlive,
+                       0.05)) {
+      // BUGGIFY: the keep-alive fails without renewing (as one lost on a
+      // busy leader would); the client must keep its lease alive anyway
+      // and never count this one as a renewal.
+      return done(ErrTimeout());
+    }
     node_->ReadIndex([this, r, done = std::move(done)](absl::Status s) {
       if (!s.ok()) return done(s);
       absl::StatusOr<etcdserverpb::LeaseKeepAliveResponse> resp = RenewHere(r);

@@ -11,6 +11,7 @@
 #include "engine/util/check.h"
 #include "engine/util/coding.h"
 #include "engine/util/deadlines.h"
+#include "engine/util/probes.h"
 #include "engine/wal/file_names.h"
 
 namespace detcd::server {
@@ -176,6 +177,14 @@ std::unique_ptr<raft::Raft> Node::MakeRaft(uint64_t applied) {
   c.storage = &storage_;
   c.rng = raft_rng_.get();
   c.applied = applied;
+  c.buggify = opts_.buggify;
+  if (buggify::Fires(opts_.buggify, buggify::Point::kTinyInflightWindow, 1)) {
+    // BUGGIFY: flow control at its smallest (one to three appends in flight,
+    // a few entries each): probing, pausing and resuming happen all the
+    // time instead of only after a partition.
+    c.max_inflight_msgs = static_cast<int>(opts_.buggify->Range(1, 3));
+    c.max_size_per_msg = static_cast<uint64_t>(opts_.buggify->Range(64, 1024));
+  }
   return std::make_unique<raft::Raft>(c);
 }
 
@@ -414,6 +423,7 @@ void Node::Propose(std::string command, ProposeDone done) {
   }
   const int deadline = ticks_ + opts_.request_timeout_ticks;
   if (raft_->lead() == raft::kNone) {
+    DETCD_PROBE(kNodeAwaitingLeader);
     awaiting_leader_.push_back(
         AwaitingLeader{std::move(command), std::move(done), deadline,
                        std::nullopt});
@@ -493,6 +503,9 @@ void Node::ExpireRequests() {
   std::vector<ReadDone> expired_reads;
   util::TakeExpired(reads_, ticks_, &expired_reads);
   util::TakeExpired(ready_reads_, ticks_, &expired_reads);
+  if (!expired.empty() || !expired_reads.empty()) {
+    DETCD_PROBE(kNodeRequestTimeout);
+  }
   for (auto& d : expired) d(ErrTimeout());
   for (auto& d : expired_reads) d(ErrTimeout());
 }
@@ -504,6 +517,13 @@ void Node::ProcessReady() {
   // next request) must not start a nested Ready: the outer loop below picks
   // up whatever it produced.
   if (in_ready_) return;
+  if (raft_->HasReady() &&
+      buggify::Fires(opts_.buggify, buggify::Point::kDeferReady, 0.1)) {
+    // BUGGIFY: leave the Ready for the next input (a tick at the latest), as
+    // a slow fsync would: raft goes on stepping messages meanwhile and the
+    // next Ready carries both.
+    return;
+  }
   in_ready_ = true;
   // Bounded: each round consumes Raft's output; a Ready that produces
   // another Ready (e.g. apply of a conf change) is handled in the next
@@ -690,7 +710,13 @@ void Node::ServeReads() {
 }
 
 void Node::MaybeSnapshot() {
-  if (applied_ - snapshot_index_ < opts_.snapshot_count) return;
+  if (applied_ - snapshot_index_ < opts_.snapshot_count &&
+      !(applied_ > snapshot_index_ &&
+        buggify::Fires(opts_.buggify, buggify::Point::kEarlySnapshot, 0.005))) {
+    return;
+  }
+  // (BUGGIFY early-snapshot: a snapshot, and the log compaction behind it,
+  // long before snapshot_count; lagging followers then need snapshots.)
   if (absl::Status s = TakeSnapshot(); !s.ok()) Fail(s);
 }
 

@@ -18,8 +18,8 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +30,7 @@
 #include "engine/raft/storage.h"
 #include "engine/server/etcd_kv.h"
 #include "engine/server/state_machine.h"
+#include "engine/util/buggify.h"
 #include "engine/util/planted.h"
 #include "engine/wal/wal.h"
 
@@ -72,6 +73,9 @@ struct NodeOptions {
   raft::Config raft;  // limits; id, storage, rng and ticks are filled in
   // Planted bugs for the simulator's checker tests; all off in production.
   planted::Bugs bugs;  // engine/util/planted.h
+  // BUGGIFY fault points (engine/util/buggify.h), shared by the Node, its
+  // raft and its EtcdServer; null (off) in production.
+  buggify::Buggify* buggify = nullptr;
 
   absl::Status Validate() const;
 };

@@ -14,6 +14,7 @@
 #include "engine/raft/codec.h"
 #include "engine/util/check.h"
 #include "engine/util/coding.h"
+#include "engine/util/probes.h"
 #include "engine/wal/crc32c.h"
 #include "engine/wal/file_names.h"
 
@@ -765,6 +766,7 @@ absl::StatusOr<Recovered> Wal::Open(env::Disk* disk, const std::string& dir,
   const SegmentFile& last = read->segments.back().file;
   const std::string last_path = Join(dir, last.name);
   if (read->last_size < read->last_total) {
+    DETCD_PROBE(kWalTornTailRepaired);
     if (absl::Status s = disk->Truncate(last_path, read->last_size); !s.ok()) {
       return s;
     }
