@@ -606,6 +606,20 @@ grpc::Status RunCall(grpc::GenericStub& stub, const std::string& method,
 // ---------------------------------------------------------------------------
 // Answers.
 
+// A status as etcd's gateway shows it. The server's own texts pass as they
+// are; the one gRPC itself writes when a request exceeds the server's limit
+// is grpc-go's in etcd ("grpc: received message larger than max (N vs.
+// M)"), C++ gRPC's here.
+std::string GoStatusMessage(const grpc::Status& s) {
+  static constexpr std::string_view kCpp = "Received message larger than max";
+  const std::string& m = s.error_message();
+  if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+      m.compare(0, kCpp.size(), kCpp) == 0) {
+    return "grpc: received message larger than max" + m.substr(kCpp.size());
+  }
+  return m;
+}
+
 std::string ErrorBody(const std::string& message, int code) {
   return absl::StrCat("{\"error\":", GoJsonString(message),
                       ",\"message\":", GoJsonString(message),
@@ -637,7 +651,7 @@ std::string StreamErrorChunk(const grpc::Status& s) {
   std::string_view text = HttpReason(http);
   return absl::StrCat(
       "{\"error\":{\"grpc_code\":", code, ",\"http_code\":", http,
-      ",\"message\":", GoJsonString(s.error_message()),
+      ",\"message\":", GoJsonString(GoStatusMessage(s)),
       ",\"http_status\":", GoJsonString(std::string(text.data(), text.size())),
       "}}");
 }
@@ -1029,7 +1043,7 @@ HttpResponse Gateway::Unary(const HttpRequest& req, const Route& route) {
     // grpc-message are not forwarded) comes back as HTTP trailers, as
     // grpc-gateway's error handler sends them.
     HttpResponse err =
-        JsonError(static_cast<int>(st.error_code()), st.error_message());
+        JsonError(static_cast<int>(st.error_code()), GoStatusMessage(st));
     err.headers.push_back({"Trailer", "Grpc-Trailer-Content-Type"});
     err.trailers.push_back({"Grpc-Trailer-Content-Type", "application/grpc"});
     return err;
