@@ -376,6 +376,33 @@ class GatewayTest(cluster.ClusterTestCase):
         self.both("/v3/lease/timetolive", json.dumps({"ID": 12345}))
         self.both("/v3/kv/range", json.dumps({"key": b64("leased")}))
 
+    def keepalive_ends(self, c):
+        """True when a keepalive stream with one request ends by itself
+        once answered (etcd's server returns at the end of the requests;
+        grpc-gateway half-closes at the end of the body)."""
+        s, _, t = self.curl(c, "/v3/lease/grant", json.dumps({"TTL": 60}))
+        self.assertEqual(s, 200, t)
+        p = self.stream(c, "/v3/lease/keepalive",
+                        json.dumps({"ID": json.loads(t)["ID"]}))
+        self.assertEqual(len(self.read_lines(p, 1)), 1)
+        try:
+            p.wait(timeout=5)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def test_e_keepalive_stream_ends_on_etcd(self):
+        self.assertTrue(self.keepalive_ends(self.sides[0]))
+
+    # detcd's LeaseKeepAlive service (shim/services.cc, not the gateway)
+    # keeps the stream open after the client's half-close, so a one-shot
+    # gateway keepalive (curl -d, Python etcd3gw's refresh) never ends.
+    # Remove the decorator when the service returns OK at the end of the
+    # requests, as etcd's.
+    @unittest.expectedFailure
+    def test_e_keepalive_stream_ends_on_server(self):
+        self.assertTrue(self.keepalive_ends(self.sides[1]))
+
     def test_f_cluster_maintenance(self):
         self.both("/v3/cluster/member/list", "{}")
         self.both("/v3/maintenance/status", "{}")
