@@ -422,6 +422,33 @@ TEST_F(GatewayCalls, WaitingUnaryCallEndsWithTheClient) {
   EXPECT_EQ(r.status, 408);  // Canceled, as grpc-gateway maps it
 }
 
+TEST(GatewayCors, OnlyListedOrigins) {
+  grpc::ServerBuilder b;
+  FakeKv kv;
+  b.RegisterService(&kv);
+  std::unique_ptr<grpc::Server> server = b.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  GatewayOptions o;
+  o.cors = {"http://a.example"};
+  Gateway gw(server->InProcessChannel(grpc::ChannelArguments()), o);
+  HttpRequest req;
+  req.method = "POST";
+  req.path = "/v3/kv/range";
+  req.body = "{\"key\":\"YQ==\"}";
+  auto origin = [](const HttpResponse& r) {
+    for (const auto& [k, v] : r.headers) {
+      if (k == "Access-Control-Allow-Origin") return v;
+    }
+    return std::string();
+  };
+  EXPECT_EQ(origin(gw.Handle(req)), "");
+  req.headers["origin"] = "http://b.example";
+  EXPECT_EQ(origin(gw.Handle(req)), "");
+  req.headers["origin"] = "http://a.example";
+  EXPECT_EQ(origin(gw.Handle(req)), "http://a.example");
+  server->Shutdown();
+}
+
 // ---- the HTTP server's streamed and trailer answers
 
 std::string ReadAll(int fd) {
