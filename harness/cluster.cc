@@ -18,8 +18,26 @@ Cluster::Cluster(uint64_t seed, const ClusterOptions& opts, Trace* trace)
       checker_([this](uint64_t id) {
         return nodes_.at(id).server->state().result_hash();
       }) {
-  checker_.set_on_first_apply(
-      [this](const raft::Entry& e) { model_.Apply(e); });
+  checker_.set_on_first_apply([this](const raft::Entry& e) {
+    if (commit_filter_ && commit_filter_(e)) {
+      // Refused by auth: the same request id, nothing else (the state
+      // machine remembers the id of a refused request too).
+      uint64_t proposer = 0, request = 0;
+      std::string_view payload;
+      etcdserverpb::InternalRaftRequest req, refused;
+      if (server::OpenEnvelope(e.data, &proposer, &request, &payload) &&
+          req.ParseFromArray(payload.data(),
+                             static_cast<int>(payload.size()))) {
+        *refused.mutable_header() = req.header();
+        raft::Entry empty = e;
+        empty.data =
+            server::Envelope(proposer, request, refused.SerializeAsString());
+        model_.Apply(empty);
+        return;
+      }
+    }
+    model_.Apply(e);
+  });
   checker_.set_restore_check(
       [this](uint64_t id, const raft::SnapshotMetadata& m) {
         const server::EtcdStateMachine& sm = nodes_.at(id).server->state();
@@ -637,7 +655,31 @@ bool Cluster::Call(uint64_t id,
   if (it == nodes_.end() || !it->second.server) return false;
   if (it->second.paused) return false;  // see Pause()
   SimNode& n = it->second;
-  fn(*n.server);
+  if (opts_.client_caller.has_value()) {
+    server::EtcdServer::CallerScope scope(n.server.get(),
+                                          &*opts_.client_caller);
+    fn(*n.server);
+  } else {
+    fn(*n.server);
+  }
+  if (n.server) After(n);
+  return true;
+}
+
+bool Cluster::CallAs(uint64_t id, const server::Caller& caller,
+                     std::function<void(server::EtcdServer&)> fn) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end() || !it->second.server) return false;
+  if (it->second.paused) return false;  // see Pause()
+  SimNode& n = it->second;
+  server::EtcdServer* s = n.server.get();
+  auto c = std::make_shared<const server::Caller>(caller);
+  // The member owns the waiting call: if it crashes first, the call is
+  // gone with it (as a connection to a dead process).
+  s->AwaitCaller(*c, [s, c, fn = std::move(fn)] {
+    server::EtcdServer::CallerScope scope(s, c.get());
+    fn(*s);
+  });
   if (n.server) After(n);
   return true;
 }

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,12 @@ struct ClusterOptions {
   // the strict reconfiguration checks count as started. Off: members stay
   // nameless (none counts as started).
   bool named_members = true;
+  // The credentials every Call carries (a scenario with auth on): its
+  // clients' connections present a client certificate with this common
+  // name (etcd's --client-cert-auth), so the workload, the operator's
+  // member changes and compactions run as that user. Unset: calls are the
+  // member's own (no credentials, no API-layer checks).
+  std::optional<server::Caller> client_caller;
 };
 
 class Cluster {
@@ -170,6 +177,21 @@ class Cluster {
   // A client request: runs fn on the member's server (if it is up; returns
   // false if not) and then the post-event checks.
   bool Call(uint64_t id, const std::function<void(server::EtcdServer&)>& fn);
+  // A client request with a token of its own (harness/auth_workload.h): as
+  // Call, but `fn` runs with `caller` as the member's current caller, once
+  // the member knows the token (EtcdServer::AwaitCaller: a simple token
+  // names the raft index of its Authenticate entry, which the member may
+  // not have applied yet), so possibly after Call returned.
+  bool CallAs(uint64_t id, const server::Caller& caller,
+              std::function<void(server::EtcdServer&)> fn);
+  // Auth: sees every committed entry (in index order, when first applied
+  // anywhere) before the KV model replays it, and says whether auth
+  // refused its request there; the model then replays it as a request
+  // that changed nothing. The auth checker's model decides (it knows the
+  // auth store's state at every index); without a filter nothing is
+  // refused.
+  using CommitFilter = std::function<bool(const raft::Entry&)>;
+  void set_commit_filter(CommitFilter f) { commit_filter_ = std::move(f); }
   // Every applied write's events, per member (the watch checker's feed).
   using EventsFn =
       std::function<void(uint64_t node, const std::vector<mvcc::Event>&)>;
@@ -287,6 +309,7 @@ class Cluster {
   uint64_t pauses_ = 0;  // Pause() and SlowTicks() (faults.pause)
   uint64_t cluster_id_ = 0;
   EventsFn on_events_;
+  CommitFilter commit_filter_;
   std::function<void(uint64_t)> on_down_;
   std::function<void(uint64_t, int64_t)> on_lease_revoked_;
   std::function<void(uint64_t)> on_elected_;

@@ -85,6 +85,7 @@ const std::vector<Scenario>& Catalog() {
       Figure8Scenario(),
       ProcessPauseScenario(),
       StaleLeaderScenario(),
+      AuthScenario(),
   };
   return *catalog;
 }

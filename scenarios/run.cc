@@ -82,13 +82,16 @@ static std::string LivenessFailure(Cluster& cluster, bool ops_done,
 // The checks of what clients saw: linearizability of the KV history, the
 // watch guarantees and lease safety, plus equal MVCC state on all members.
 static void CheckClientView(Cluster& cluster, Workload& workload,
-                            bool converged, const RunOptions& o,
-                            RunResult* res) {
+                            bool converged, bool external_writes,
+                            const RunOptions& o, RunResult* res) {
   const int64_t t0 = o.wall_ns ? o.wall_ns() : 0;
   // No external writes: every revision comes from a recorded request (the
   // lease clients' puts and revokes, and each lease's expiry as a revoke
   // that may happen any time after its grant, are in the history too).
   CheckOptions copts;
+  // Except in scenarios whose own clients write keys the workload never
+  // reads (ScenarioContext::set_external_writes).
+  copts.external_writes = external_writes;
   CheckResult lin = CheckLinearizable(workload.history(), copts);
   res->lin_states = lin.states_explored;
   if (!lin.ok) {
@@ -430,7 +433,14 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
     }
   }
   if (cluster.checker().ok() && !livelocked) {
-    CheckClientView(cluster, workload, converged, o, &res);
+    CheckClientView(cluster, workload, converged, ctx.external_writes(), o,
+                    &res);
+  }
+  // The scenario's own checkers (auth): they judge every answer they saw
+  // against their own model of the committed log, so they run even after
+  // a safety failure cut the run short.
+  for (const scenarios::ScenarioContext::FinalCheck& f : ctx.final_checks()) {
+    f(&res.failures, &res.caught_by, &res.coverage);
   }
   // Fold the final state into the hash.
   for (uint64_t id : cluster.ids()) {

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -44,12 +46,28 @@ class ScenarioContext {
   // A random node id that is up (0 if none).
   uint64_t RandomUpNode();
   uint64_t RandomNode();
+  // End-of-run checks of a scenario's own clients and checkers (auth.cc):
+  // the run driver calls each once, after its own client-view checks, with
+  // the run's failures, the checker kinds that failed (RunResult::caught_by)
+  // and its coverage counters. The function keeps what it checks alive.
+  using FinalCheck = std::function<void(
+      std::vector<std::string>* failures, std::set<std::string>* caught_by,
+      std::map<std::string, uint64_t>* coverage)>;
+  void AddFinalCheck(FinalCheck f) { final_checks_.push_back(std::move(f)); }
+  const std::vector<FinalCheck>& final_checks() const { return final_checks_; }
+  // The scenario's own clients write keys the KV workload never reads
+  // (auth.cc): the KV history's check lets revisions come from writes it
+  // does not hold (CheckOptions::external_writes).
+  void set_external_writes() { external_writes_ = true; }
+  bool external_writes() const { return external_writes_; }
 
  private:
   harness::Cluster* cluster_;
   env::SeededRng rng_;
   int64_t fault_end_ns_;
   std::vector<std::string>* params_;
+  std::vector<FinalCheck> final_checks_;
+  bool external_writes_ = false;
 };
 
 struct Scenario {
@@ -71,6 +89,7 @@ Scenario SwarmScenario();
 Scenario Figure8Scenario();       // figure8.cc
 Scenario ProcessPauseScenario();  // pause.cc
 Scenario StaleLeaderScenario();   // pause.cc
+Scenario AuthScenario();          // auth.cc
 
 // Building blocks shared by scenarios (and the swarm).
 void AddLeaderCrashes(ScenarioContext& ctx);

@@ -113,7 +113,8 @@ EtcdServer::EtcdServer(const env::Env& env, EtcdServerOptions opts)
                         opts_.auth_token_ttl_ns)),
       sm_(EtcdStateMachine::Options{
           opts_.kv, opts_.lease,
-          [clock = env.clock] { return clock->NowNanos(); }, tokens_.get()}) {
+          [clock = env.clock] { return clock->NowNanos(); }, tokens_.get(),
+          opts_.bugs}) {
   DETCD_CHECK(opts_.Validate().ok());
   env::Env node_env = env_;
   node_env.transport = peer_.get();

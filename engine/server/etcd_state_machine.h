@@ -81,6 +81,7 @@
 #include "engine/server/membership.h"
 #include "engine/server/quota.h"
 #include "engine/server/state_machine.h"
+#include "engine/util/planted.h"
 #include "etcdserverpb/raft_internal.pb.h"
 #include "etcdserverpb/rpc.pb.h"
 
@@ -110,6 +111,8 @@ class EtcdStateMachine final : public StateMachine {
     // Member-local auth tokens (token.h); null: an authenticate entry's
     // token is made but remembered nowhere (tests without tokens).
     auth::TokenProvider* tokens = nullptr;
+    // Planted bugs (engine/util/planted.h); the server's set.
+    planted::Bugs bugs;
   };
   using EventsFn = std::function<void(const std::vector<mvcc::Event>&)>;
 

@@ -25,6 +25,7 @@ enum class Catcher : uint8_t {
   kWatch,            // the watch checker
   kLease,            // the lease checker
   kDeterminism,      // the same seed giving two different trace hashes
+  kAuth,             // the auth checker (harness/auth_checker.h)
 };
 
 inline constexpr std::string_view CatcherName(Catcher c) {
@@ -34,6 +35,7 @@ inline constexpr std::string_view CatcherName(Catcher c) {
     case Catcher::kWatch: return "watch";
     case Catcher::kLease: return "lease";
     case Catcher::kDeterminism: return "determinism";
+    case Catcher::kAuth: return "auth";
   }
   return "?";
 }
@@ -70,7 +72,11 @@ inline constexpr std::string_view CatcherName(Catcher c) {
   X(kStaleMembershipSnapshot, "stale-membership-snapshot", kSafety,           \
     "a snapshot taken while a conf change applies carries the old members")   \
   X(kReadIndexWithoutQuorum, "readindex-without-quorum", kLinearizability,    \
-    "a leader answers ReadIndex without a heartbeat quorum")
+    "a leader answers ReadIndex without a heartbeat quorum")                  \
+  X(kAuthSkipOldRevision, "auth-skip-old-revision", kAuth,                    \
+    "the apply-time permission check ignores the auth revision a request "    \
+    "was stamped with: one authorized before an auth change is judged by "    \
+    "the changed store instead of being refused as stale")
 
 enum class Bug : uint8_t {
 #define DETCD_PLANTED_ENUM(e, name, catcher, what) e,
