@@ -7,8 +7,8 @@ compaction, status, hashkv, defrag); every member of each is scraped and the
 families compared:
 
 - every family etcd exposes appears in docs/metrics.md's table;
-- every family etcd exposes is exposed by detcd with the same type and the
-  same label names, unless the table marks it "no" (the allowed differences,
+- every family etcd exposes is exposed by detcd with the same type, help
+  text and label names, unless the table marks it "no" (the allowed differences,
   each with its reason in the table; the Go runtime's go_* families are
   listed there too);
 - histograms both expose have the same buckets;
@@ -49,12 +49,18 @@ def doc_table():
 
 
 def parse(text):
-    """family -> {"type", "labels": set of label-name tuples, "le": set}."""
+    """family -> {"type", "help", "labels": set of label-name tuples,
+    "le": set}."""
     fams = {}
+    helps = {}
     for line in text.splitlines():
-        if line.startswith("# TYPE "):
+        if line.startswith("# HELP "):
+            _, _, name, help_text = (line.split(" ", 3) + [""])[:4]
+            helps[name] = help_text
+        elif line.startswith("# TYPE "):
             _, _, name, typ = line.split(" ", 3)
-            fams[name] = {"type": typ, "labels": set(), "le": set()}
+            fams[name] = {"type": typ, "labels": set(), "le": set(),
+                          "help": helps.get(name, "")}
         elif line and not line.startswith("#"):
             m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? ", line)
             name = base = m.group(1)
@@ -82,7 +88,7 @@ def merged(urls):
     for u in urls:
         for name, f in parse(scrape(u)).items():
             m = out.setdefault(name, {"type": f["type"], "labels": set(),
-                                      "le": set()})
+                                      "le": set(), "help": f["help"]})
             m["labels"] |= f["labels"]
             m["le"] |= f["le"]
     return out
@@ -156,6 +162,9 @@ class MetricsCompare(ClusterTestCase):
             if srv["labels"] != ref["labels"]:
                 problems.append("%s: labels %s, etcd %s" % (
                     name, sorted(srv["labels"]), sorted(ref["labels"])))
+            if srv["help"] != ref["help"]:
+                problems.append("%s: help %r, etcd %r" % (
+                    name, srv["help"], ref["help"]))
             if ref["type"] == "histogram" and srv["le"] != ref["le"]:
                 problems.append("%s: buckets %s, etcd %s" % (
                     name, sorted(srv["le"]), sorted(ref["le"])))
