@@ -343,6 +343,15 @@ class GatewayTest(cluster.ClusterTestCase):
                                                "range_end": b64("x")}}))
         self.both_stream("/v3/watch", body, 3, ordered=False)
 
+    # From a compacted revision (test_a compacted at 3): created, then
+    # cancelled with the compact revision. etcd 3.4's cancel has no header
+    # revision and no cancel_reason; detcd's watch service (not the gateway)
+    # sends both. Remove the decorator when the service answers as 3.4.
+    @unittest.expectedFailure
+    def test_d_watch_compacted(self):
+        self.both_stream("/v3/watch", json.dumps(
+            {"create_request": {"key": b64("foo"), "start_revision": 1}}), 2)
+
     def test_e_lease(self):
         g = self.both("/v3/lease/grant", json.dumps({"TTL": 60}))
         ids = [x["ID"] for x in g]
@@ -373,6 +382,8 @@ class GatewayTest(cluster.ClusterTestCase):
                                 json.dumps({"ID": ids[i]}))
             self.assertEqual(s, 200, t)
         self.both("/v3/lease/revoke", json.dumps({"ID": 12345}))
+        # An unknown lease's keepalive is answered with TTL 0 (omitted).
+        self.both_stream("/v3/lease/keepalive", json.dumps({"ID": 12345}), 1)
         self.both("/v3/lease/timetolive", json.dumps({"ID": 12345}))
         self.both("/v3/kv/range", json.dumps({"key": b64("leased")}))
 
