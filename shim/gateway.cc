@@ -964,8 +964,10 @@ bool Gateway::Owns(std::string_view path) {
 
 void Gateway::AddCors(const HttpRequest& req, HttpResponse* resp) const {
   std::string origin;
-  if (std::find(options_.cors.begin(), options_.cors.end(), "*") !=
-      options_.cors.end()) {
+  // etcd's OriginAllowed: an empty list allows every origin, as "*" does.
+  if (options_.cors.empty() ||
+      std::find(options_.cors.begin(), options_.cors.end(), "*") !=
+          options_.cors.end()) {
     origin = "*";
   } else {
     auto it = req.headers.find("origin");

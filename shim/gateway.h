@@ -48,8 +48,8 @@
 namespace detcd::shim {
 
 struct GatewayOptions {
-  // --cors: allowed origins ("*" allows any); etcd adds its CORS headers
-  // to every answer when allowed.
+  // --cors: allowed origins ("*", or an empty list, allows any); etcd adds
+  // its CORS headers to every answer when allowed.
   std::vector<std::string> cors = {"*"};
   // How often a waiting call checks whether its client went away.
   int poll_interval_ms = 100;

@@ -446,6 +446,10 @@ TEST(GatewayCors, OnlyListedOrigins) {
   EXPECT_EQ(origin(gw.Handle(req)), "");
   req.headers["origin"] = "http://a.example";
   EXPECT_EQ(origin(gw.Handle(req)), "http://a.example");
+  // An empty list allows any origin, as etcd's.
+  Gateway open(server->InProcessChannel(grpc::ChannelArguments()),
+               GatewayOptions{.cors = {}});
+  EXPECT_EQ(origin(open.Handle(req)), "*");
   server->Shutdown();
 }
 
