@@ -512,6 +512,7 @@ bool AuthChecker::OnCommitted(const raft::Entry& e) {
       auto next = std::make_shared<State>(st);
       expected = ApplyAdmin(next.get(), r);
       if (expected.ok() && !r.has_auth_user_list() && !r.has_auth_role_list()) {
+        if (st.enabled && !next->enabled) ++disables_;
         states_.emplace_back(e.index, std::move(next));
         ++admin_changes_;
       }
@@ -596,6 +597,7 @@ std::vector<std::string> AuthChecker::Check() const {
 std::map<std::string, uint64_t> AuthChecker::Counters() const {
   std::map<std::string, uint64_t> c;
   c["auth.admin-changes"] = admin_changes_;
+  c["auth.disables"] = disables_;
   c["auth.refused-entries"] = refused_entries_;
   for (const Answer& a : answers_) {
     std::string k;

@@ -169,6 +169,7 @@ class AuthChecker {
   std::vector<Answer> answers_;
   uint64_t refused_entries_ = 0;
   uint64_t admin_changes_ = 0;
+  uint64_t disables_ = 0;  // AuthDisable that turned auth off
 };
 
 // A request's identity in the log, independent of the member's additions

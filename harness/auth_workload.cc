@@ -98,6 +98,7 @@ void Dispatch(server::EtcdServer& s, const Request& r, const Finish& finish) {
         });
   }
   if (r.has_auth_enable()) return s.AuthEnable(r.auth_enable(), done);
+  if (r.has_auth_disable()) return s.AuthDisable(r.auth_disable(), done);
   if (r.has_auth_user_add()) return s.UserAdd(r.auth_user_add(), done);
   if (r.has_auth_user_delete()) return s.UserDelete(r.auth_user_delete(), done);
   if (r.has_auth_user_change_password()) {
@@ -308,13 +309,26 @@ AuthWorkload::Request AuthWorkload::RandomAdminRequest() {
     admin_queue_.push_back(GrantRole(user, role));
     return r;
   }
+  if (dice < 97) {
+    // Auth off for a moment (every token ends, the revision moves), then
+    // on again.
+    r.mutable_auth_disable();
+    Request enable;
+    enable.mutable_auth_enable();
+    admin_queue_.push_back(enable);
+    return r;
+  }
   r.mutable_auth_user_list();
   return r;
 }
 
 void AuthWorkload::AdminNext() {
   if (Ended()) return;
-  if (!admin_token_.has_value()) return AdminAuthenticate();
+  // Enabling auth again goes with the root certificate: while auth is off
+  // there is no token to be had.
+  const bool enable_next =
+      !admin_queue_.empty() && admin_queue_.front().has_auth_enable();
+  if (!admin_token_.has_value() && !enable_next) return AdminAuthenticate();
   const uint64_t target = RandomUpNode();
   if (target == 0) {
     Later(50 * sim::kMillisecond, [this] { AdminNext(); });
@@ -327,7 +341,9 @@ void AuthWorkload::AdminNext() {
     r = admin_queue_.front();
     admin_queue_.pop_front();
   }
-  Send(target, server::Caller{*admin_token_, ""}, r,
+  std::optional<server::Caller> caller;
+  if (!enable_next) caller = server::Caller{*admin_token_, ""};
+  Send(target, caller, r,
        [this, r](const absl::Status& s, uint64_t index, const std::string&) {
          checker_.OnAnswer("root", r, false, index, s);
          if (!s.ok() &&

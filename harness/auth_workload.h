@@ -7,7 +7,8 @@
 //    root and, until the fault phase ends, changes things at random:
 //    grants and revokes permissions (read, write, readwrite on a key, a
 //    range, a prefix, from a key) and roles, changes passwords, deletes
-//    users and roles and adds them back.
+//    users and roles and adds them back, and now and then turns auth off
+//    and on again (with the root certificate: no token is valid then).
 //  - One client per user (alice, bob, carol: read-only, read-write and
 //    mixed roles at the start) authenticates with the engine's Authenticate
 //    (a simple token; the newest password it knows first), then sends puts,

@@ -294,6 +294,23 @@ TEST(AuthCheckerTest, AnAnswerForAnotherEntryIsAHarnessError) {
   EXPECT_NE(v[0].find("harness"), std::string::npos) << v[0];
 }
 
+TEST(AuthCheckerTest, DisablingAuthPermitsEverythingAndMovesTheRevision) {
+  AuthChecker c;
+  Log log(&c);
+  SetUpAuth(log);
+  pb::InternalRaftRequest off;
+  off.mutable_auth_disable();
+  log.Append(off, "root", 7);
+  bool refused = true;
+  log.Append(Put("b/1"), "u", 7, &refused);  // stale and not permitted
+  EXPECT_FALSE(refused);
+  log.Append(Enable());  // as the root certificate's user
+  EXPECT_EQ(c.StateAt(log.index()).revision, 8u);
+  log.Append(Put("a/1"), "u", 7, &refused);
+  EXPECT_TRUE(refused);  // stamped before the disable
+  EXPECT_EQ(c.Counters().at("auth.disables"), 1u);
+}
+
 TEST(AuthCheckerTest, LeaseRevokeNeedsWriteOnTheLeaseKeys) {
   AuthChecker c;
   c.set_lease_keys([](int64_t lease) {
