@@ -874,6 +874,11 @@ const FlagDef kFlags[] = {
     {"listen-metrics-urls", Kind::kUrls, DETCD_F(listen_metrics_urls), "",
      kMonitoring, "Extra URLs serving /metrics and /health only.", kImpl, "",
      Yaml::kUrls, nullptr},
+    {"trace-file", Kind::kString, DETCD_F(trace_file), "", kMonitoring,
+     "Write this member's raft, WAL, apply and request timeline to this "
+     "file as Chrome trace JSON (Perfetto).",
+     kImpl, "detcd only: the simulator's trace format (shim/trace_file.h)",
+     Yaml::kString, nullptr},
     {"enable-grpc-gateway", Kind::kBool, DETCD_F(enable_grpc_gateway), "true",
      kMonitoring, "Serve the JSON gateway (/v3/...) on client URLs.", kStore,
      "the JSON gateway is later work", Yaml::kBool, nullptr},

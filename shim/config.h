@@ -140,6 +140,7 @@ struct ServerConfig {
   // --- Profiling, monitoring, gateway.
   bool enable_pprof = false;
   std::string metrics = "basic";
+  std::string trace_file;  // detcd only: Chrome trace JSON of the member
   bool enable_grpc_gateway = true;
 
   // --- Logging. etcd 3.4 defaults to "capnslog"; detcd logs etcd's zap JSON

@@ -38,6 +38,7 @@
 #include "shim/real_clock.h"
 #include "shim/server_metrics.h"
 #include "shim/services.h"
+#include "shim/trace_file.h"
 
 namespace detcd::shim {
 namespace {
@@ -102,8 +103,12 @@ namespace {
 class TimedFile final : public env::WritableFile {
  public:
   TimedFile(std::unique_ptr<env::WritableFile> f, metrics::Histogram* h,
-            metrics::Gauge* written)
-      : f_(std::move(f)), h_(h), written_(written) {}
+            metrics::Gauge* written, TraceFile* trace, std::string path)
+      : f_(std::move(f)),
+        h_(h),
+        written_(written),
+        trace_(trace),
+        path_(std::move(path)) {}
   absl::Status Append(std::string_view d) override {
     if (written_ != nullptr) written_->Add(static_cast<double>(d.size()));
     return f_->Append(d);
@@ -111,7 +116,11 @@ class TimedFile final : public env::WritableFile {
   absl::Status Sync() override {
     RealClock c;
     const int64_t t0 = c.NowNanos();
+    const double trace_t0 = trace_ != nullptr ? trace_->NowUs() : 0;
     absl::Status s = f_->Sync();
+    if (trace_ != nullptr) {
+      trace_->Span(TraceFile::kWal, trace_t0, "fsync", path_);
+    }
     const int64_t took = c.NowNanos() - t0;
     h_->Observe(static_cast<double>(took) / 1e9);
     if (took > 1'000'000'000) {
@@ -126,13 +135,19 @@ class TimedFile final : public env::WritableFile {
   std::unique_ptr<env::WritableFile> f_;
   metrics::Histogram* h_;
   metrics::Gauge* written_;
+  TraceFile* trace_;  // --trace-file, or null
+  const std::string path_;
 };
 
 class TimedDisk final : public env::DiskWrapper {
  public:
   TimedDisk(env::Disk* d, metrics::Histogram* wal, metrics::Histogram* snap,
-            metrics::Gauge* wal_bytes)
-      : DiskWrapper(d), wal_(wal), snap_(snap), wal_bytes_(wal_bytes) {}
+            metrics::Gauge* wal_bytes, TraceFile* trace)
+      : DiskWrapper(d),
+        wal_(wal),
+        snap_(snap),
+        wal_bytes_(wal_bytes),
+        trace_(trace) {}
   absl::StatusOr<std::unique_ptr<env::WritableFile>> OpenAppend(
       const std::string& p) override {
     return Wrap(p, target()->OpenAppend(p));
@@ -148,12 +163,14 @@ class TimedDisk final : public env::DiskWrapper {
       absl::StatusOr<std::unique_ptr<env::WritableFile>> f) {
     if (!f.ok()) return f;
     const bool snap = p.find("/snap/") != std::string::npos;
-    return std::unique_ptr<env::WritableFile>(new TimedFile(
-        *std::move(f), snap ? snap_ : wal_, snap ? nullptr : wal_bytes_));
+    return std::unique_ptr<env::WritableFile>(
+        new TimedFile(*std::move(f), snap ? snap_ : wal_,
+                      snap ? nullptr : wal_bytes_, trace_, p));
   }
   metrics::Histogram* wal_;
   metrics::Histogram* snap_;
   metrics::Gauge* wal_bytes_;
+  TraceFile* trace_;
 };
 
 // The engine's figures for /metrics and /health, published by the engine
@@ -328,6 +345,10 @@ absl::StatusOr<Identity> IdentityFromConfig(const ServerConfig& c) {
 
 struct DetcdServer::Impl {
   ServerConfig cfg;
+  // --trace-file's writer (null without the flag): declared first so it
+  // outlives everything that writes to it; closed at the end of Teardown.
+  std::unique_ptr<TraceFile> trace;
+  uint64_t traced_applied = 0;  // engine thread
   Identity identity;
   std::unique_ptr<DataDirLock> lock;
   RealClock clock;
@@ -406,6 +427,11 @@ void DetcdServer::Impl::PublishFigures() {
   if (StopIfRemoved()) return;
   const uint64_t lead = n.leader();
   if (lead != figures.leader.load()) {
+    if (trace) {
+      trace->Instant(TraceFile::kRaft, lead != 0 ? "leader" : "lost leader",
+                     absl::StrCat("leader ", Hex(lead), " term ",
+                                  n.raft().term()));
+    }
     if (lead != 0) {
       figures.leader_changes.fetch_add(1);
       DLOG_INFO("raft.node: elected leader",
@@ -424,6 +450,12 @@ void DetcdServer::Impl::PublishFigures() {
   figures.learner = server->CheckLearnerRpc(false).ok() == false;
   figures.committed = n.raft().hard_state().commit;
   figures.applied = n.applied_index();
+  if (trace && n.applied_index() != traced_applied) {
+    trace->Instant(TraceFile::kApply, "applied",
+                   absl::StrCat("index ", n.applied_index(), " (+",
+                                n.applied_index() - traced_applied, ")"));
+    traced_applied = n.applied_index();
+  }
   figures.pending = n.pending_requests();
   figures.term = n.raft().term();
   figures.revision = server->state().kv().Rev();
@@ -696,6 +728,10 @@ void DetcdServer::Impl::CheckHeartbeatDelay() {
   const absl::Duration interval = absl::Milliseconds(cfg.heartbeat_interval_ms);
   const absl::Duration gap = absl::Nanoseconds(now - prev);
   if (gap <= 2 * interval) return;
+  if (trace) {
+    trace->Instant(TraceFile::kRaft, "late heartbeat",
+                   absl::StrCat("tick gap ", absl::FormatDuration(gap)));
+  }
   for (const server::MemberInfo& m : known_members) {
     if (m.id == identity.member_id) continue;
     figures.heartbeat_send_failures.fetch_add(1);
@@ -912,8 +948,15 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
       metrics::ExponentialBuckets(0.001, 2, 14));
   auto& wal_bytes = reg.NewGauge("etcd_disk_wal_write_bytes_total",
                                  "Total number of bytes written in WAL.");
-  m.timed_disk = std::make_unique<TimedDisk>(m.disk.get(), &wal_fsync,
-                                             &backend_commit, &wal_bytes);
+  // --trace-file: the member's timeline (shim/trace_file.h).
+  if (!c.trace_file.empty()) {
+    auto trace = TraceFile::Open(c.trace_file);
+    if (!trace.ok()) return trace.status();
+    m.trace = *std::move(trace);
+  }
+  m.timed_disk =
+      std::make_unique<TimedDisk>(m.disk.get(), &wal_fsync, &backend_commit,
+                                  &wal_bytes, m.trace.get());
   m.rng = std::make_unique<env::SeededRng>(std::random_device{}() ^
                                            m.identity.member_id);
 
@@ -1073,6 +1116,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     std::vector<
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
         interceptors;
+  m.traffic_metrics->set_trace(m.trace.get());
     interceptors.push_back(m.traffic_metrics->InterceptorFactory());
     b.experimental().SetInterceptorCreators(std::move(interceptors));
     for (const GrpcTrafficMetrics::Method& gm :
@@ -1253,6 +1297,7 @@ void DetcdServer::Impl::Teardown() {
 
 bool DetcdServer::removed() const { return impl_->removed.load(); }
 
+  if (trace) trace->Close();
 absl::Status DetcdServer::Wait() {
   Impl& m = *impl_;
   absl::MutexLock l(&m.mu);

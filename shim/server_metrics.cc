@@ -202,8 +202,9 @@ std::string RequestSummary(std::string_view method,
 
 class MetricsInterceptor final : public gx::Interceptor {
  public:
-  MetricsInterceptor(GrpcTrafficMetrics::Families* f, gx::ServerRpcInfo* info)
-      : f_(f), type_(TypeName(info->type())) {
+  MetricsInterceptor(GrpcTrafficMetrics::Families* f, TraceFile* trace,
+                     gx::ServerRpcInfo* info)
+      : f_(f), trace_(trace), type_(TypeName(info->type())) {
     std::string_view full = info->method();  // "/etcdserverpb.KV/Range"
     if (!full.empty() && full[0] == '/') full.remove_prefix(1);
     const size_t slash = full.find('/');
@@ -218,6 +219,7 @@ class MetricsInterceptor final : public gx::Interceptor {
   }
 
   ~MetricsInterceptor() override {
+    if (lane_ >= 0) trace_->ReleaseLane(lane_);
     if (is_watch_) {
       f_->watch_streams.Dec();
       f_->watchers.Add(-static_cast<double>(open_watchers_));
@@ -227,6 +229,10 @@ class MetricsInterceptor final : public gx::Interceptor {
   void Intercept(gx::InterceptorBatchMethods* m) override {
     if (m->QueryInterceptionHookPoint(Hook::POST_RECV_INITIAL_METADATA)) {
       start_ = std::chrono::steady_clock::now();
+      if (trace_ != nullptr) {
+        lane_ = trace_->AcquireLane();
+        trace_start_us_ = trace_->NowUs();
+      }
       std::string version = "unknown";
       if (auto* md = m->GetRecvInitialMetadata()) {
         auto it = md->find("client-api-version");
@@ -262,8 +268,18 @@ class MetricsInterceptor final : public gx::Interceptor {
       if (f_->handling != nullptr) {
         f_->handling->WithLabels({method_, service_, type_}).Observe(secs);
       }
-      if (is_kv_unary_) {
-        WarnIfSlow(secs, m->GetSendStatus());
+      const grpc::Status status = m->GetSendStatus();
+      if (is_kv_unary_) WarnIfSlow(secs, status);
+      if (lane_ >= 0) {
+        std::string detail = summary_;
+        if (!status.ok()) {
+          absl::StrAppend(&detail, detail.empty() ? "" : " ",
+                          "error: ", status.error_message());
+        }
+        const size_t dot = service_.rfind('.');
+        trace_->Span(TraceFile::kRequests + lane_, trace_start_us_,
+                     absl::StrCat(service_.substr(dot + 1), "/", method_),
+                     detail);
       }
     }
     m->Proceed();
@@ -365,6 +381,9 @@ class MetricsInterceptor final : public gx::Interceptor {
   }
 
   GrpcTrafficMetrics::Families* f_;
+  TraceFile* trace_;
+  int lane_ = -1;
+  double trace_start_us_ = 0;
   const char* type_;
   std::string service_, method_;
   metrics::Counter* received_;
@@ -383,13 +402,13 @@ class MetricsInterceptor final : public gx::Interceptor {
 class MetricsInterceptorFactory final
     : public gx::ServerInterceptorFactoryInterface {
  public:
-  explicit MetricsInterceptorFactory(GrpcTrafficMetrics::Families* f) : f_(f) {}
+  explicit MetricsInterceptorFactory(GrpcTrafficMetrics* m) : m_(m) {}
   gx::Interceptor* CreateServerInterceptor(gx::ServerRpcInfo* info) override {
-    return new MetricsInterceptor(f_, info);
+    return new MetricsInterceptor(&m_->families(), m_->trace(), info);
   }
 
  private:
-  GrpcTrafficMetrics::Families* f_;
+  GrpcTrafficMetrics* m_;
 };
 
 }  // namespace
@@ -430,7 +449,7 @@ void GrpcTrafficMetrics::PreRegister(const Method& m) {
 
 std::unique_ptr<gx::ServerInterceptorFactoryInterface>
 GrpcTrafficMetrics::InterceptorFactory() {
-  return std::make_unique<MetricsInterceptorFactory>(f_.get());
+  return std::make_unique<MetricsInterceptorFactory>(this);
 }
 
 }  // namespace detcd::shim

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "shim/metrics.h"
+#include "shim/trace_file.h"
 
 namespace detcd::shim {
 
@@ -51,12 +52,18 @@ class GrpcTrafficMetrics {
   // As Register does: the method's children exist from the start, at zero.
   void PreRegister(const Method& m);
 
+  // --trace-file: each call becomes a span on a request track. Set before
+  // the server starts; `t` must outlive it.
+  void set_trace(TraceFile* t) { trace_ = t; }
+  TraceFile* trace() const { return trace_; }
+
   struct Families;
   // Shared with the interceptors.
   Families& families() { return *f_; }
 
  private:
   std::unique_ptr<Families> f_;
+  TraceFile* trace_ = nullptr;
 };
 
 // Go's Duration.String() of a unary call's "took" is what the slow-request
