@@ -3,6 +3,8 @@
 //   detcd-sim --seed S [--scenario X] [--nodes N] [--ops K] [--trace FILE]
 //   detcd-sim --seeds A..B [--jobs J] [--scenario X|all] ...
 //   detcd-sim --list
+//   detcd-sim --seed S ... --record FILE | --shrink [--shrink-out FILE]
+//   detcd-sim --replay FILE [--bug NAME] [--record FILE]
 //
 // A single run prints its derived parameters, the outcome and always ends
 // with `trace-hash: <hex>`. A sweep prints a progress line and a summary
@@ -29,6 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +48,8 @@
 #include "harness/trace.h"
 #include "scenarios/run.h"
 #include "scenarios/scenario.h"
+#include "scenarios/shrink.h"
+#include "sim/schedule.h"
 
 namespace {
 
@@ -64,6 +69,9 @@ void Usage(std::FILE* out) {
                "[--junit FILE] [--probes|--require-probes]\n"
                "       (either form) [--buggify] [--buggify-point NAME]\n"
                "       (either form) [--check-determinism] [--accept-inconclusive]\n"
+               "       detcd-sim --seed S ... [--record FILE] [--shrink "
+               "[--shrink-out FILE] [--shrink-runs N]]\n"
+               "       detcd-sim --replay FILE [--bug NAME] [--record FILE]\n"
                "       detcd-sim --list\n");
 }
 
@@ -101,6 +109,16 @@ void Help() {
       "                         the first diverging event on a mismatch\n"
       "  --accept-inconclusive  a linearizability check that hits its state limit\n"
       "                         passes (it fails the run by default)\n"
+      "  --record FILE          write the world's decisions of the run (faults,\n"
+      "                         deliveries, disk faults, client operations) to\n"
+      "                         FILE (docs/schedule-format.md)\n"
+      "  --replay FILE          run today's code against a recorded schedule\n"
+      "                         (its seed, scenario and sizes; --bug is yours)\n"
+      "  --shrink               on a failing run: delta debugging down to the\n"
+      "                         smallest schedule failing the same way; writes it,\n"
+      "                         prints its story and the command replaying it\n"
+      "  --shrink-out FILE      where (default detcd-shrunk-<seed>.schedule)\n"
+      "  --shrink-runs N        replays allowed (default 400)\n"
       "  --list                 scenarios and planted bugs\n");
 }
 
@@ -126,6 +144,12 @@ struct Args {
   int emit_trace_log_fd = -1;
   // Testing the sweep itself: this seed fails a DETCD_CHECK.
   uint64_t crash_seed = 0;
+  // Record / replay / shrink (single runs).
+  std::string record;
+  std::string replay;
+  bool shrink = false;
+  std::string shrink_out;
+  int shrink_runs = 400;
 };
 
 bool ParseArgs(int argc, char** argv, Args* a) {
@@ -233,6 +257,20 @@ bool ParseArgs(int argc, char** argv, Args* a) {
       }
     } else if (f == "--crash-seed") {
       if (!value(&v) || !absl::SimpleAtoi(v, &a->crash_seed)) return false;
+    } else if (f == "--record") {
+      if (!value(&a->record)) return false;
+    } else if (f == "--replay") {
+      if (!value(&a->replay)) return false;
+      have_seed = true;  // the schedule names it
+    } else if (f == "--shrink") {
+      a->shrink = true;
+    } else if (f == "--shrink-out") {
+      if (!value(&a->shrink_out)) return false;
+    } else if (f == "--shrink-runs") {
+      if (!value(&v) || !absl::SimpleAtoi(v, &a->shrink_runs) ||
+          a->shrink_runs < 1) {
+        return false;
+      }
     } else if (f == "--list") {
       a->list = true;
     } else if (f == "--help" || f == "-h") {
@@ -245,6 +283,19 @@ bool ParseArgs(int argc, char** argv, Args* a) {
   }
   if (a->list) return true;
   if (a->sweep == have_seed) return false;  // exactly one of them
+  if (a->sweep && (!a->record.empty() || !a->replay.empty() || a->shrink)) {
+    std::fprintf(stderr, "--record, --replay and --shrink take one run\n");
+    return false;
+  }
+  if (a->run.check_determinism &&
+      (!a->record.empty() || !a->replay.empty() || a->shrink)) {
+    std::fprintf(stderr, "--check-determinism runs without a schedule\n");
+    return false;
+  }
+  if (a->shrink && (!a->replay.empty() || !a->record.empty())) {
+    std::fprintf(stderr, "--shrink records its own run (use --seed)\n");
+    return false;
+  }
   if (a->run.scenario != "all" &&
       detcd::scenarios::Find(a->run.scenario) == nullptr) {
     std::fprintf(stderr, "unknown scenario %s (see --list)\n",
@@ -402,14 +453,109 @@ RunResult RunChecked(const RunOptions& base, detcd::harness::Trace* trace,
   return r;
 }
 
+// ---- record / replay / shrink ----
+
+bool ReadFile(const std::string& path, std::string* out) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return false;
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) out->append(buf, n);
+  std::fclose(f);
+  return true;
+}
+
+bool WriteFile(const std::string& path, const std::string& data) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) return false;
+  const bool ok = std::fwrite(data.data(), 1, data.size(), f) == data.size();
+  return std::fclose(f) == 0 && ok;
+}
+
+std::string ReplayLine(const std::string& file, const std::string& bug) {
+  return absl::StrCat("detcd-sim --replay ", file,
+                      bug.empty() ? "" : " --bug ", bug);
+}
+
+int RunShrink(const Args& a) {
+  detcd::harness::ShrinkOptions so;
+  so.max_runs = a.shrink_runs;
+  so.wall_ns = WallNs;
+  so.progress = [](std::string_view s) {
+    std::printf("shrink: %.*s\n", static_cast<int>(s.size()), s.data());
+    std::fflush(stdout);
+  };
+  detcd::harness::ShrinkResult r = detcd::harness::Shrink(a.run, so);
+  if (!r.failed) {
+    std::printf("result: ok (nothing to shrink: the run passes)\n");
+    return 1;
+  }
+  const std::string out =
+      a.shrink_out.empty()
+          ? absl::StrCat("detcd-shrunk-", a.run.seed, ".schedule")
+          : a.shrink_out;
+  if (!WriteFile(out, r.minimal.Serialize())) {
+    std::fprintf(stderr, "cannot write %s\n", out.c_str());
+    return 2;
+  }
+  const size_t before = r.events_before + r.ops_before;
+  const size_t after = r.events_after + r.ops_after;
+  std::printf("shrink: kept failure: %s\n", r.kind.c_str());
+  std::printf(
+      "shrink: fault events %zu -> %zu, operations %zu -> %zu, units %zu -> "
+      "%zu (%.1fx smaller), %d runs, %.1f s\n",
+      r.events_before, r.events_after, r.ops_before, r.ops_after, before,
+      after, after == 0 ? static_cast<double>(before)
+                        : static_cast<double>(before) / after,
+      r.runs, r.wall_ns / 1e9);
+  std::printf("story (fault events and operations that remain, in order):\n%s",
+              r.minimal.Story().c_str());
+  std::printf("result: FAILED (caught by: %s)\n",
+              absl::StrJoin(r.last.caught_by, ", ").c_str());
+  for (const std::string& f : r.last.failures) {
+    std::printf("  %s\n", f.c_str());
+  }
+  std::printf("schedule: %s\n", out.c_str());
+  std::printf("replay: %s\n", ReplayLine(out, a.run.bug).c_str());
+  return 0;
+}
+
 int RunSingle(const Args& a) {
   if (a.emit_trace_log_fd >= 0) return EmitTraceLog(a);
+  if (a.shrink) return RunShrink(a);
   MaybeCrash(a, a.run.seed);
   detcd::harness::Trace trace;
   detcd::harness::Trace* t = a.trace.empty() ? nullptr : &trace;
   auto start = std::chrono::steady_clock::now();
   RunOptions o = a.run;
   o.wall_ns = WallNs;
+  // Record and replay: the run's world decisions come from / go to a
+  // schedule.
+  std::optional<detcd::sim::Schedule> replayed;
+  std::optional<detcd::sim::Decisions> decisions;
+  if (!a.replay.empty()) {
+    std::string text;
+    if (!ReadFile(a.replay, &text)) {
+      std::fprintf(stderr, "cannot read %s\n", a.replay.c_str());
+      return 2;
+    }
+    auto s = detcd::sim::Schedule::Parse(text);
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s: %s\n", a.replay.c_str(),
+                   std::string(s.status().message()).c_str());
+      return 2;
+    }
+    replayed = std::move(*s);
+    detcd::harness::ApplySchedule(*replayed, &o);
+    std::printf("replaying %s (%zu fault events, %zu operations)\n",
+                a.replay.c_str(),
+                replayed->CountUnits(detcd::sim::Schedule::UnitKind::kEvent),
+                replayed->CountUnits(detcd::sim::Schedule::UnitKind::kOp));
+  }
+  if (replayed || !a.record.empty()) {
+    decisions.emplace(replayed ? &*replayed : nullptr);
+    o.decisions = &*decisions;
+  }
   std::string determinism;
   RunResult r =
       o.check_determinism ? RunChecked(o, t, &determinism) : RunOne(o, t);
@@ -437,6 +583,13 @@ int RunSingle(const Args& a) {
   std::printf("coverage: %s\n", absl::StrJoin(cov, " ").c_str());
   for (const std::string& n : r.notes) std::printf("note: %s\n", n.c_str());
   if (!determinism.empty()) std::printf("%s\n", determinism.c_str());
+  if (!a.record.empty()) {
+    if (!WriteFile(a.record, decisions->output().Serialize())) {
+      std::fprintf(stderr, "cannot write %s\n", a.record.c_str());
+      return 2;
+    }
+    std::printf("recorded: %s\n", a.record.c_str());
+  }
   if (t != nullptr) {
     if (auto s = trace.WriteFile(a.trace); !s.ok()) {
       std::fprintf(stderr, "trace: %s\n", s.ToString().c_str());
@@ -452,7 +605,9 @@ int RunSingle(const Args& a) {
                 absl::StrJoin(r.caught_by, ", ").c_str());
     for (const std::string& f : r.failures) std::printf("  %s\n", f.c_str());
     std::printf("replay: %s\n",
-                detcd::harness::ReplayCommand(a.run).c_str());
+                a.replay.empty()
+                    ? detcd::harness::ReplayCommand(a.run).c_str()
+                    : ReplayLine(a.replay, a.run.bug).c_str());
   }
   std::printf("trace-hash: %016llx\n", (unsigned long long)r.trace_hash);
   return r.ok ? 0 : 1;

@@ -12,8 +12,9 @@ Cluster::Cluster(uint64_t seed, const ClusterOptions& opts, Trace* trace)
       opts_(opts),
       trace_(trace),
       root_rng_(seed),
-      fault_rng_(root_rng_.Derive("cluster-faults")),
-      network_(&world_, root_rng_.Derive("network")),
+      fault_rng_(root_rng_.Derive("cluster-faults"), opts.decisions,
+                 "cluster-faults"),
+      network_(&world_, root_rng_.Derive("network"), opts.decisions),
       model_(KvModel::Options{opts.server.lease.max_ttl_s}),
       checker_([this](uint64_t id) {
         return nodes_.at(id).server->state().result_hash();
@@ -85,8 +86,9 @@ void Cluster::AddNode(uint64_t id, std::vector<uint64_t> voters) {
   next_id_ = std::max(next_id_, id + 1);
   SimNode& n = nodes_[id];
   n.id = id;
-  n.disk = std::make_unique<sim::SimDisk>(
-      root_rng_.Derive(absl::StrCat("disk-", id)));
+  const std::string disk_stream = absl::StrCat("disk-", id);
+  n.disk = std::make_unique<sim::SimDisk>(root_rng_.Derive(disk_stream),
+                                          opts_.decisions, disk_stream);
   n.disk->set_trace(&world_, id);
   n.disk->set_time_source([this] { return world_.now(); });
   n.clock = std::make_unique<sim::SimClock>(&world_);

@@ -64,6 +64,9 @@ struct ClusterOptions {
   // The determinism check: every observation folded into the trace hash is
   // also recorded here, from the first event on (sim::World::set_log).
   sim::TraceLog* trace_log = nullptr;
+  // If set, the world's draws (network, disks, injected crashes) are
+  // recorded and replayed through it (sim/schedule.h).
+  sim::Decisions* decisions = nullptr;
   // As real members: founders get a name ("m<id>") and a peer URL unless
   // server.initial_members names them, and every member publishes its name
   // and client URL after each start (EtcdServer::Publish), which is what
@@ -291,7 +294,7 @@ class Cluster {
   ClusterOptions opts_;
   Trace* trace_;
   env::SeededRng root_rng_;
-  env::SeededRng fault_rng_;
+  sim::ScheduledRng fault_rng_;
   sim::World world_;
   sim::SimNetwork network_;
   KvModel model_;

@@ -172,6 +172,50 @@ struct Workload::KvClient {
   uint64_t seq = 0;  // identifies the in-flight attempt for late callbacks
   bool busy = false;
   int op_index = -1;
+  // Scheduled runs: operations issued (the next one's number), the listed
+  // ones when replaying, the current one's stream and unit.
+  int issued = 0;
+  std::vector<int> listed;
+  size_t next_listed = 0;
+  int stream = -1;
+  size_t unit = 0;
+};
+
+// A request without FormatOp's attempt prefix ("#id c [times] outcome: ")
+// and its (still empty) response.
+static std::string RequestText(const Operation& op) {
+  std::string f = FormatOp(op);
+  const size_t at = f.find(": ");
+  if (at != std::string::npos) f = f.substr(at + 2);
+  const size_t resp = f.find(" -> ");
+  if (resp != std::string::npos) f.resize(resp);
+  return f;
+}
+
+// Makes a client's stream current for one entry point of the workload and
+// puts back the one before (entry points nest: an engine callback may run
+// inside another client's call).
+class Workload::StreamScope {
+ public:
+  StreamScope(Workload* w, const char* kind, int i) : w_(w) {
+    if (!w_->rng_.scheduled()) return;
+    saved_ = w_->rng_.stream();
+    w_->rng_.Use(absl::StrCat(kind, "/", i));
+  }
+  StreamScope(Workload* w, int handle) : w_(w) {
+    if (!w_->rng_.scheduled()) return;
+    saved_ = w_->rng_.stream();
+    w_->rng_.UseHandle(handle);
+  }
+  ~StreamScope() {
+    if (saved_ >= 0) w_->rng_.UseHandle(saved_);
+  }
+  StreamScope(const StreamScope&) = delete;
+  StreamScope& operator=(const StreamScope&) = delete;
+
+ private:
+  Workload* w_;
+  int saved_ = -1;
 };
 
 // One watch on a client's stream.
@@ -234,10 +278,21 @@ LeaseChecker::Bounds LeaseBoundsFor(Cluster& cluster) {
 
 }  // namespace
 
-Workload::Workload(Cluster* cluster, env::SeededRng rng, WorkloadOptions opts)
-    : cluster_(cluster), rng_(rng), opts_(opts) {
+Workload::Workload(Cluster* cluster, env::SeededRng rng, WorkloadOptions opts,
+                   sim::Decisions* decisions)
+    : cluster_(cluster),
+      rng_(rng, decisions, "workload"),
+      opts_(opts),
+      target_ops_(opts.ops) {
   for (int i = 0; i < opts_.clients; ++i) {
     kv_.push_back(std::make_unique<KvClient>());
+  }
+  if (decisions != nullptr && decisions->replaying()) {
+    target_ops_ = 0;
+    for (int i = 0; i < opts_.clients; ++i) {
+      kv_[i]->listed = decisions->ListedOps(i);
+      target_ops_ += static_cast<int>(kv_[i]->listed.size());
+    }
   }
   for (int i = 0; i < opts_.watchers; ++i) {
     watch_.push_back(std::make_unique<WatchClient>());
@@ -281,6 +336,7 @@ uint64_t Workload::RandomUpNode() {
 }
 
 void Workload::Start() {
+  StreamScope scope(this, "workload", 0);
   for (int i = 0; i < opts_.clients; ++i) {
     Later(rng_.Range(0, opts_.max_think_ns), [this, i] { NextKv(i); });
   }
@@ -362,9 +418,37 @@ Request Workload::RandomRequest(int c) {
   return req;
 }
 
+int Workload::NextOpNumber(int c) {
+  KvClient& cl = *kv_[c];
+  sim::Decisions* d = rng_.decisions();
+  if (!d->replaying()) return issued_ >= opts_.ops ? -1 : cl.issued++;
+  if (cl.next_listed >= cl.listed.size()) return -1;
+  const int n = cl.listed[cl.next_listed];
+  const int64_t now = cluster_->world().now();
+  const int64_t at = d->RecordedTime(sim::Schedule::UnitKind::kOp,
+                                     absl::StrCat("c", c, ".", n))
+                         .value_or(now);
+  if (at > now) {
+    Later(at - now, [this, c] { NextKv(c); });
+    return -2;  // not yet
+  }
+  ++cl.next_listed;
+  return n;
+}
+
 void Workload::NextKv(int c) {
   KvClient& cl = *kv_[c];
-  if (cl.busy || issued_ >= opts_.ops) return;
+  if (cl.busy) return;
+  int n = -1;
+  if (rng_.scheduled()) {
+    n = NextOpNumber(c);
+    if (n < 0) return;
+    cl.stream = rng_.decisions()->StreamHandle(absl::StrCat("kv/c", c, ".", n),
+                                               "workload");
+  } else if (issued_ >= opts_.ops) {
+    return;
+  }
+  StreamScope scope(this, cl.stream);
   if (rng_.Chance(opts_.compact_probability) && last_revision_ > 3) {
     // Compactions are not part of the KV history (latest-revision reads
     // do not see them); the watch checker learns which ones took effect
@@ -388,12 +472,18 @@ void Workload::NextKv(int c) {
   op.id = static_cast<int>(history_.ops.size());
   op.client = c;
   op.req = RandomRequest(c);
+  if (rng_.scheduled()) {
+    cl.unit = rng_.decisions()->Note(sim::Schedule::UnitKind::kOp,
+                                     absl::StrCat("c", c, ".", n),
+                                     cluster_->world().now(), RequestText(op));
+  }
   history_.ops.push_back(std::move(op));
   SendKv(c, static_cast<int>(history_.ops.size()) - 1, 0);
 }
 
 void Workload::SendKv(int c, int op_index, int attempt) {
   KvClient& cl = *kv_[c];
+  StreamScope scope(this, cl.stream);
   const uint64_t seq = ++cl.seq;
   cl.op_index = op_index;
   sim::World& world = cluster_->world();
@@ -474,6 +564,7 @@ void Workload::FinishKv(int c, uint64_t seq, int op_index,
                         Response resp, int attempt) {
   KvClient& cl = *kv_[c];
   if (!cl.busy || cl.seq != seq) return;  // already finished
+  StreamScope scope(this, cl.stream);
   sim::World& world = cluster_->world();
   Operation& op = history_.ops[op_index];
   op.outcome = o;
@@ -510,6 +601,12 @@ void Workload::FinishKv(int c, uint64_t seq, int op_index,
   }
   cl.busy = false;
   ++completed_;
+  if (rng_.scheduled()) {
+    rng_.decisions()->SetResult(
+        cl.unit, o == Operation::kOk     ? "ok"
+                 : o == Operation::kFail ? absl::StrCat("fail: ", s.message())
+                                         : "unknown");
+  }
   if (o == Operation::kOk) {
     ++stats_.ok;
   } else if (o == Operation::kFail) {
@@ -523,6 +620,7 @@ void Workload::FinishKv(int c, uint64_t seq, int op_index,
 // ---- watch clients ----
 
 void Workload::ConnectWatch(int wi) {
+  StreamScope scope(this, "watch", wi);
   WatchClient& c = *watch_[wi];
   if (c.connected) return;
   const uint64_t node = RandomUpNode();
@@ -575,6 +673,7 @@ void Workload::CreateWatcher(int wi, int j, server::EtcdServer& s) {
 
 bool Workload::OnWatchResponse(int wi, uint64_t conn,
                                const mvcc::WatchResponse& r) {
+  StreamScope scope(this, "watch", wi);
   WatchClient& c = *watch_[wi];
   if (c.conn != conn || !c.connected) return true;  // an old stream
   if (c.refuse_probability > 0 && rng_.Chance(c.refuse_probability)) {
@@ -624,6 +723,7 @@ bool Workload::OnWatchResponse(int wi, uint64_t conn,
 }
 
 void Workload::AskProgress(int wi, uint64_t conn) {
+  StreamScope scope(this, "watch", wi);
   WatchClient& c = *watch_[wi];
   if (c.conn != conn || !c.connected || done()) return;
   cluster_->Call(c.node, [&](server::EtcdServer& s) {
@@ -703,6 +803,7 @@ void Workload::NextLease(int l) {
 }
 
 void Workload::LeaseStep(int l) {
+  StreamScope scope(this, "lease", l);
   LeaseClient& lc = *lease_[l];
   const uint64_t seq = ++lc.seq;
   const uint64_t node = RandomUpNode();

@@ -36,6 +36,7 @@
 #include "harness/history.h"
 #include "harness/lease_checker.h"
 #include "harness/watch_checker.h"
+#include "sim/schedule.h"
 
 namespace detcd::harness {
 
@@ -53,12 +54,20 @@ struct WorkloadOptions {
 
 class Workload {
  public:
-  Workload(Cluster* cluster, env::SeededRng rng, WorkloadOptions opts);
+  // With `decisions` (sim/schedule.h) every client decision is recorded
+  // and replayable: a KV client's n-th operation ("c<client>.<n>") is a
+  // unit of the schedule with a stream of its own ("kv/c<client>.<n>": the
+  // request, the member it goes to, retries, the think time after it);
+  // watch and lease clients draw from "watch/<i>" and "lease/<i>". On
+  // replay, a client runs exactly its listed operations, each not before
+  // its recorded time.
+  Workload(Cluster* cluster, env::SeededRng rng, WorkloadOptions opts,
+           sim::Decisions* decisions = nullptr);
   ~Workload();
   void Start();
   // All KV operations have completed (lease and watch clients then stop
   // starting new work).
-  bool done() const { return completed_ >= opts_.ops; }
+  bool done() const { return completed_ >= target_ops_; }
 
   struct Stats {
     uint64_t ok = 0, failed = 0, unknown = 0;
@@ -96,10 +105,15 @@ class Workload {
                      absl::FunctionRef<Response()> ok_response);
   uint64_t RandomUpNode();
   void Later(int64_t delay_ns, std::function<void()> fn);
+  // Scheduled runs: the KV operation client c issues next (-1: none left),
+  // or a wait until its recorded time.
+  int NextOpNumber(int c);
+  class StreamScope;
 
   Cluster* cluster_;
-  env::SeededRng rng_;
+  sim::ScheduledRng rng_;
   WorkloadOptions opts_;
+  int target_ops_ = 0;  // done() when this many KV operations completed
   std::vector<std::unique_ptr<KvClient>> kv_;
   std::vector<std::unique_ptr<WatchClient>> watch_;
   std::vector<std::unique_ptr<LeaseClient>> lease_;

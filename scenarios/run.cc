@@ -22,6 +22,17 @@ std::string ResolveScenario(const RunOptions& o) {
   return cat[o.seed % cat.size()].name;
 }
 
+void ApplySchedule(const sim::Schedule& s, RunOptions* o) {
+  o->seed = s.seed;
+  o->scenario = s.scenario;
+  o->nodes = s.nodes;
+  o->ops = s.ops;
+  o->clients = s.clients;
+  o->watchers = s.watchers;
+  o->lease_clients = s.lease_clients;
+  if (s.fault_phase_ns > 0) o->fault_phase_ns = s.fault_phase_ns;
+}
+
 std::vector<std::string> ReplayArgs(const RunOptions& o) {
   std::vector<std::string> args = {
       "--seed",  absl::StrCat(o.seed), "--scenario", ResolveScenario(o),
@@ -207,7 +218,10 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
     return res;
   }
   env::SeededRng root(o.seed);
-  env::SeededRng scenario_rng = root.Derive("scenario");
+  // The world's decisions: plain SeededRng streams, unless the run records
+  // or replays them (o.decisions).
+  sim::ScheduledRng scenario_rng(root.Derive("scenario"), o.decisions,
+                                 "scenario");
 
   ClusterOptions copts;
   copts.nodes = o.nodes;
@@ -247,7 +261,8 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   // catch-up read), middling, or tiny (a few hundred bytes, a few events),
   // so that fragmenting and slow-watcher catch-up run under all of them.
   {
-    env::SeededRng wr = root.Derive("watch-limits");
+    sim::ScheduledRng wr(root.Derive("watch-limits"), o.decisions,
+                         "watch-limits");
     mvcc::WatchLimits& wl = copts.server.watch;
     const uint64_t bytes_kind = wr.Uniform(3), events_kind = wr.Uniform(3);
     wl.max_response_bytes = bytes_kind == 0   ? 1536 * 1024
@@ -265,7 +280,8 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   // other choices of a seed stay as they were.
   std::string maintenance = "off";
   {
-    env::SeededRng mr = root.Derive("maintenance");
+    sim::ScheduledRng mr(root.Derive("maintenance"), o.decisions,
+                         "maintenance");
     if (mr.Chance(0.5)) {
       server::CompactorOptions& ac = copts.server.auto_compaction;
       if (mr.Chance(0.5)) {
@@ -290,6 +306,7 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
     }
   }
   copts.trace_log = o.trace_log;
+  copts.decisions = o.decisions;
   res.params.push_back(absl::StrCat("seed=", o.seed));
   res.params.push_back(absl::StrCat("scenario=", res.scenario));
   res.params.push_back(absl::StrCat("nodes=", o.nodes));
@@ -322,7 +339,8 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
       2 * o.fault_phase_ns / std::max(1, o.ops / std::max(1, o.clients)));
   res.params.push_back(absl::StrCat("think_max_ms=",
                                     wopts.max_think_ns / sim::kMillisecond));
-  Workload workload(&cluster, cluster.DeriveRng("workload"), wopts);
+  Workload workload(&cluster, cluster.DeriveRng("workload"), wopts,
+                    o.decisions);
   workload.Start();
 
   sim::World& world = cluster.world();
@@ -488,6 +506,19 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   }
   NoteCoverageFloors(o, &res);
   res.ok = res.failures.empty();
+  if (o.decisions != nullptr) {
+    sim::Schedule& out = o.decisions->mutable_output();
+    out.seed = o.seed;
+    out.scenario = res.scenario;
+    out.nodes = o.nodes;
+    out.ops = o.ops;
+    out.clients = o.clients;
+    out.watchers = o.watchers;
+    out.lease_clients = o.lease_clients;
+    out.fault_phase_ns = o.fault_phase_ns;
+    out.recorded_bug = o.bug;
+    out.failure = res.failures.empty() ? "" : res.failures.front();
+  }
   return res;
 }
 

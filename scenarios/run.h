@@ -14,6 +14,7 @@
 
 #include "harness/trace.h"
 #include "harness/workload.h"
+#include "sim/schedule.h"
 
 namespace detcd::harness {
 
@@ -49,7 +50,16 @@ struct RunOptions {
   // If set, every observation folded into the trace hash is recorded here
   // (the determinism check's event log; see sim::TraceLog).
   sim::TraceLog* trace_log = nullptr;
+  // Record / replay (sim/schedule.h): every decision of the world goes
+  // through it; its output() is the run's schedule afterwards (parameters,
+  // units, streams, and the failure). Replaying, the parameters above must
+  // be the schedule's (ApplySchedule).
+  sim::Decisions* decisions = nullptr;
 };
+
+// Sets the run parameters a schedule fixes (seed, scenario, sizes, fault
+// phase); the planted bug stays the caller's.
+void ApplySchedule(const sim::Schedule& s, RunOptions* o);
 
 struct RunResult {
   bool ok = false;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -18,14 +19,20 @@
 #include "engine/env/env.h"
 #include "harness/cluster.h"
 #include "harness/trace.h"
+#include "sim/schedule.h"
 
 namespace detcd::scenarios {
 
 class ScenarioContext {
  public:
-  ScenarioContext(harness::Cluster* cluster, env::SeededRng rng,
+  // A scheduled `rng` (sim/schedule.h) makes every fault event a unit of
+  // the run's schedule: named by where it was registered ("e2": the setup's
+  // third Every/After; "e2#4": its fifth firing; "e2#4.0": registered by
+  // that firing), drawing from a stream of its own, skipped on replay if
+  // the schedule does not list it.
+  ScenarioContext(harness::Cluster* cluster, sim::ScheduledRng rng,
                   int64_t fault_end_ns, std::vector<std::string>* params)
-      : cluster_(cluster), rng_(rng), fault_end_ns_(fault_end_ns),
+      : cluster_(cluster), rng_(std::move(rng)), fault_end_ns_(fault_end_ns),
         params_(params) {}
 
   harness::Cluster& cluster() { return *cluster_; }
@@ -62,10 +69,19 @@ class ScenarioContext {
   bool external_writes() const { return external_writes_; }
 
  private:
+  // Scheduled runs only (see the constructor).
+  std::string NewEventId();
+  void ScheduledEvery(std::string id, int firing, int64_t min_ns,
+                      int64_t max_ns, std::function<void()> fn);
+  void Fire(const std::string& id, const std::function<void()>& fn);
+  std::string WorldState();
+
   harness::Cluster* cluster_;
-  env::SeededRng rng_;
+  sim::ScheduledRng rng_;
   int64_t fault_end_ns_;
   std::vector<std::string>* params_;
+  std::string current_event_;              // "" during setup
+  std::map<std::string, int> registered_;  // per parent event
   std::vector<FinalCheck> final_checks_;
   bool external_writes_ = false;
 };

@@ -63,7 +63,9 @@ class SimFile final : public env::WritableFile {
   bool closed_ = false;
 };
 
-SimDisk::SimDisk(env::SeededRng rng) : rng_(std::move(rng)) {
+SimDisk::SimDisk(env::SeededRng rng, Decisions* decisions,
+                 std::string_view name)
+    : rng_(std::move(rng), decisions, name) {
   dirs_[""].durable_entry = true;
 }
 

@@ -61,6 +61,7 @@
 #include <vector>
 
 #include "engine/env/env.h"
+#include "sim/schedule.h"
 #include "sim/world.h"
 
 namespace detcd::sim {
@@ -90,7 +91,10 @@ class SimDisk final : public env::Disk {
   static constexpr size_t kPageBytes = 4096;
   static constexpr size_t kSectorBytes = 512;
 
-  explicit SimDisk(env::SeededRng rng);
+  // With `decisions`, its draws are recorded and replayable as the stream
+  // `name` (the base sequence it derives from, e.g. "disk-3").
+  explicit SimDisk(env::SeededRng rng, Decisions* decisions = nullptr,
+                   std::string_view name = "");
   ~SimDisk() override;
 
   absl::StatusOr<std::unique_ptr<env::WritableFile>> OpenAppend(
@@ -205,7 +209,7 @@ class SimDisk final : public env::Disk {
   std::string CrashImage(const File& f, const CrashModel& m);
   void CrashWith(const CrashModel& m);
 
-  env::SeededRng rng_;
+  ScheduledRng rng_;
   DiskFaults faults_;
   uint64_t capacity_ = 0;
   std::map<std::string, Dir> dirs_;  // by full path; "" is the root

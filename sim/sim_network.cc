@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 namespace detcd::sim {
 
 void SimNetwork::Partition(const std::vector<uint64_t>& a,
@@ -14,6 +16,14 @@ void SimNetwork::Partition(const std::vector<uint64_t>& a,
 void SimNetwork::Send(uint64_t from, uint64_t to, std::string payload,
                       int64_t extra_delay_ns) {
   ++stats_.sent;
+  if (rng_.scheduled()) {
+    auto [it, fresh] = link_streams_.try_emplace({from, to}, 0);
+    if (fresh) {
+      it->second = rng_.decisions()->StreamHandle(
+          absl::StrCat("net/", from, "-", to), "network");
+    }
+    rng_.UseHandle(it->second);
+  }
   if (IsCut(from, to)) {
     ++stats_.cut;
     return;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/env/env.h"
+#include "sim/schedule.h"
 #include "sim/world.h"
 
 namespace detcd::sim {
@@ -34,7 +35,10 @@ class SimNetwork {
  public:
   using Deliver = std::function<void(uint64_t from, std::string payload)>;
 
-  SimNetwork(World* world, env::SeededRng rng) : world_(world), rng_(rng) {}
+  // With `decisions`, every payload's fate is drawn from the stream of its
+  // link ("net/FROM-TO"), recorded and replayable (sim/schedule.h).
+  SimNetwork(World* world, env::SeededRng rng, Decisions* decisions = nullptr)
+      : world_(world), rng_(rng, decisions, "network") {}
 
   void set_options(const NetworkOptions& o) { opts_ = o; }
   const NetworkOptions& options() const { return opts_; }
@@ -98,7 +102,8 @@ class SimNetwork {
   std::vector<uint32_t> free_;
 
   World* world_;
-  env::SeededRng rng_;
+  ScheduledRng rng_;
+  std::map<std::pair<uint64_t, uint64_t>, int> link_streams_;  // scheduled
   NetworkOptions opts_;
   std::map<uint64_t, Deliver> inbox_;
   std::set<std::pair<uint64_t, uint64_t>> cut_;
