@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <map>
 #include <set>
 #include <string>
 #include <vector>
