@@ -29,7 +29,6 @@ void ScenarioContext::After(int64_t delay_ns, std::function<void()> fn,
   cluster_->world().After(delay_ns, std::move(fn));
 }
 
-
 // Scheduled runs: the same events at the same times as the plain path (one
 // world event per firing), plus the names, streams and skips of the
 // schedule.
