@@ -138,10 +138,9 @@ absl::Status Election::Resign() {
 }
 
 absl::StatusOr<pb::RangeResponse> Election::Leader() {
-  auto resp = s_->client()->Range(TopByCreate(st_.prefix, true));
-  if (!resp.ok()) return resp.status();
-  if (resp->kvs_size() == 0) return PlainError(kErrElectionNoLeader);
-  return resp;
+  LeaderSteps steps(st_.prefix);
+  if (absl::Status s = RunSteps(s_->client(), steps); !s.ok()) return s;
+  return steps.response();
 }
 
 absl::Status Election::Observe(

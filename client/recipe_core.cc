@@ -392,6 +392,19 @@ RecipeCall ResignSteps::Next(const RecipeReply& r) {
   return RecipeCall::Done(r.status);
 }
 
+RecipeCall LeaderSteps::Start() {
+  return RecipeCall::Range(TopByCreate(prefix_, true));
+}
+
+RecipeCall LeaderSteps::Next(const RecipeReply& r) {
+  if (!r.status.ok()) return RecipeCall::Done(r.status);
+  response_ = r.range;
+  if (response_.kvs_size() == 0) {
+    return RecipeCall::Done(RecipeError("election: no leader"));
+  }
+  return RecipeCall::Done(absl::OkStatus());
+}
+
 // ------------------------------------------------------------ Queue
 
 RecipeCall EnqueueSteps::Try() {

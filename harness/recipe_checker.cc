@@ -102,11 +102,46 @@ void CheckRecipes(const KvModel& model, const RecipeRecords& rec,
     }
   };
 
+  std::vector<RecipeRecords::Observation> seen = rec.observations;
+  std::stable_sort(seen.begin(), seen.end(), [](const auto& a, const auto& b) {
+    return a.revision < b.revision;
+  });
+  size_t next_seen = 0;
+  auto check_observations = [&](int64_t upto) {
+    for (; next_seen < seen.size() && seen[next_seen].revision <= upto;
+         ++next_seen) {
+      const RecipeRecords::Observation& o = seen[next_seen];
+      std::string oldest;
+      int64_t oldest_create = 0;
+      for (const auto& [key, create] : candidates) {
+        if (oldest_create == 0 || create < oldest_create) {
+          oldest = key;
+          oldest_create = create;
+        }
+      }
+      if (oldest_create != o.term || (o.term != 0 && oldest != o.key)) {
+        report.Add(
+            "election",
+            absl::StrCat(
+                "client ", o.client,
+                " read the leader at "
+                "revision ",
+                o.revision, " as ",
+                o.term == 0 ? std::string("nobody")
+                            : absl::StrCat(o.key, " (term ", o.term, ")"),
+                " but the oldest candidate then was ",
+                oldest_create == 0
+                    ? std::string("none")
+                    : absl::StrCat(oldest, " (term ", oldest_create, ")")));
+      }
+    }
+  };
   int64_t last_token = 0;
   std::string last_write;
   uint64_t writes = 0;
   std::set<int64_t> holders;
   check_wins(1);
+  check_observations(1);
   for (int64_t r = 2; r <= last; ++r) {
     const std::vector<mvcc::Event>& events = model.EventsAt(r);
     // The fence: a write to the resource at r is judged by the lock keys
@@ -152,8 +187,10 @@ void CheckRecipes(const KvModel& model, const RecipeRecords& rec,
       }
     }
     check_wins(r);
+    check_observations(r);
   }
   check_wins(std::numeric_limits<int64_t>::max());
+  check_observations(std::numeric_limits<int64_t>::max());
   (*coverage)["recipe.lock.fenced-writes"] += writes;
   (*coverage)["recipe.lock.holders"] += holders.size();
 
@@ -169,6 +206,18 @@ void CheckRecipes(const KvModel& model, const RecipeRecords& rec,
     }
   }
   (*coverage)["recipe.election.wins"] += rec.wins.size();
+  // Each observer's terms never go back.
+  std::map<int, int64_t> newest_seen;  // observer -> newest term
+  for (const RecipeRecords::Observation& o : rec.observations) {
+    if (o.term == 0) continue;
+    int64_t& newest = newest_seen[o.client];
+    if (o.term < newest) {
+      report.Add("election", absl::StrCat("client ", o.client, " read term ",
+                                          o.term, " after term ", newest));
+    }
+    newest = std::max(newest, o.term);
+  }
+  (*coverage)["recipe.election.observations"] += rec.observations.size();
 
   // Queue: once, from an enqueue, nothing lost.
   std::set<std::string> enqueued_values;

@@ -13,7 +13,9 @@
 //  - Elections: when a campaign returns leader at revision R with term T
 //    (its key's create revision), no candidate created before T is alive
 //    at R (so two clients never both lead at one revision), and each term
-//    has one leader.
+//    has one leader. An observer's read of the leader at revision R names
+//    the oldest candidate alive at R, and one observer never sees an older
+//    term after a newer one.
 //  - Queues: no item delivered twice, every delivered item was enqueued,
 //    and no acknowledged item lost: at the end it is still queued, or was
 //    delivered, or a dequeue that failed without an answer tried to take it.
@@ -42,6 +44,15 @@ struct RecipeRecords {
     int64_t won_revision = 0;  // revision of the campaign's last read
   };
   std::vector<Win> wins;
+  // An observer's read of the leader (Election.Leader) at `revision`: the
+  // leader key and its create revision (the term), term 0 for "no leader".
+  struct Observation {
+    int client = 0;
+    int64_t revision = 0;
+    int64_t term = 0;
+    std::string key;
+  };
+  std::vector<Observation> observations;
   std::string queue_prefix;  // keys "<queue_prefix>/<unique>"
   struct Enqueue {
     std::string value;

@@ -31,7 +31,7 @@ struct RecipeWorkload::Client {
   bool session_alive = false;
   int64_t last_ack_ns = 0;
   int64_t last_sent_ns = 0;  // the last keep-alive sent
-  uint64_t epoch = 0;  // keep-alive loops of older sessions / pauses stop
+  uint64_t epoch = 0;        // keep-alive loops of older sessions / pauses stop
   bool paused = false;
   // What runs.
   std::unique_ptr<client::RecipeSteps> steps;
@@ -67,6 +67,7 @@ RecipeWorkload::RecipeWorkload(Cluster* cluster, env::SeededRng rng,
   };
   add(Kind::kLock, opts_.lock_clients);
   add(Kind::kElection, opts_.election_clients);
+  add(Kind::kObserver, opts_.observers);
   add(Kind::kProducer, opts_.producers);
   add(Kind::kConsumer, opts_.consumers);
   add(Kind::kRegistry, opts_.registry_clients);
@@ -98,6 +99,9 @@ void RecipeWorkload::Start() {
           break;
         case Kind::kElection:
           ElectionLoop(*c);
+          break;
+        case Kind::kObserver:
+          ObserveLoop(*c);
           break;
         case Kind::kProducer:
           ProduceLoop(*c);
@@ -310,6 +314,27 @@ void RecipeWorkload::Lead(Client& c) {
   }
 }
 
+void RecipeWorkload::ObserveLoop(Client& c) {
+  if (Stopped()) return;
+  c.steps = std::make_unique<client::LeaderSteps>(kElectionPrefix);
+  c.driver->Run(c.steps.get(), [this, &c](absl::Status s) {
+    auto* steps = static_cast<client::LeaderSteps*>(c.steps.get());
+    const pb::RangeResponse& r = steps->response();
+    // A read that failed saw nothing; "no leader" is an observation.
+    if (s.ok() || (steps->response().has_header() && r.kvs_size() == 0)) {
+      RecipeRecords::Observation o;
+      o.client = c.id;
+      o.revision = r.header().revision();
+      if (r.kvs_size() > 0) {
+        o.term = r.kvs(0).create_revision();
+        o.key = r.kvs(0).key();
+      }
+      rec_.observations.push_back(o);
+    }
+    Later(Think(), [this, &c] { ObserveLoop(c); });
+  });
+}
+
 // ------------------------------------------------------------ queue
 
 void RecipeWorkload::ProduceLoop(Client& c) {
@@ -394,9 +419,8 @@ void RecipeWorkload::StopRegistration(Client& c, bool revoke) {
   // A keep-alive still on its way may renew the lease after its sender
   // stopped listening: it renews at the latest when the client gives up on
   // it (the driver's timeout).
-  g.last_alive_ns =
-      std::max(c.last_ack_ns,
-               c.last_sent_ns + SimRecipeDriver::Options().timeout_ns);
+  g.last_alive_ns = std::max(
+      c.last_ack_ns, c.last_sent_ns + SimRecipeDriver::Options().timeout_ns);
   c.record = -1;
   c.session_alive = false;
   ++c.epoch;

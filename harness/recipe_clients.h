@@ -11,7 +11,8 @@
 //    of etcd's locks. Then Unlock. With the planted bug "unfenced-lock" the
 //    writes go without the If;
 //  - election clients: Campaign, a few Proclaims as leader, then Resign or
-//    walk away (the lease expires);
+//    walk away (the lease expires); an observer reads the leader now and
+//    then (Election.Leader);
 //  - queue producers and consumers: Enqueue unique items, Dequeue them;
 //  - registry clients: Register with a lease, keep it alive for a while,
 //    then revoke it or stop keeping it alive (a crashed instance); once the
@@ -37,6 +38,7 @@ namespace detcd::harness {
 struct RecipeWorkloadOptions {
   int lock_clients = 3;
   int election_clients = 3;
+  int observers = 1;
   int producers = 2;
   int consumers = 2;
   int registry_clients = 2;
@@ -72,7 +74,14 @@ class RecipeWorkload {
 
  private:
   struct Client;
-  enum class Kind { kLock, kElection, kProducer, kConsumer, kRegistry };
+  enum class Kind {
+    kLock,
+    kElection,
+    kObserver,
+    kProducer,
+    kConsumer,
+    kRegistry
+  };
 
   void Later(int64_t delay_ns, std::function<void()> fn);
   int64_t Think();
@@ -89,6 +98,7 @@ class RecipeWorkload {
   // Election clients.
   void ElectionLoop(Client& c);
   void Lead(Client& c);
+  void ObserveLoop(Client& c);
   // Queue.
   void ProduceLoop(Client& c);
   void ConsumeLoop(Client& c);

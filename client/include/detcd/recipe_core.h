@@ -209,6 +209,20 @@ class ResignSteps : public RecipeSteps {
   ElectionState* e_;
 };
 
+// Election.Leader: the candidate with the lowest create revision, as a
+// one-key range response; "election: no leader" when nobody campaigns.
+class LeaderSteps : public RecipeSteps {
+ public:
+  explicit LeaderSteps(std::string prefix) : prefix_(std::move(prefix)) {}
+  RecipeCall Start() override;
+  RecipeCall Next(const RecipeReply& r) override;
+  const etcdserverpb::RangeResponse& response() const { return response_; }
+
+ private:
+  std::string prefix_;  // with the trailing "/"
+  etcdserverpb::RangeResponse response_;
+};
+
 // ------------------------------------------------------------ recipes
 
 // etcd's contrib/recipes errors.
