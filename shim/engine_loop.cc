@@ -3,7 +3,6 @@
 #include <time.h>
 
 #include <memory>
-
 #include <utility>
 
 #include "absl/synchronization/notification.h"
@@ -27,7 +26,14 @@ EngineLoop::~EngineLoop() {
   if (thread_.joinable()) Stop(nullptr);
 }
 
-void EngineLoop::Start() { thread_ = std::thread([this] { Run(); }); }
+void EngineLoop::SetBatchHooks(Task before, Task after) {
+  before_batch_ = std::move(before);
+  after_batch_ = std::move(after);
+}
+
+void EngineLoop::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void EngineLoop::Stop(Task last) {
   {
@@ -105,15 +111,20 @@ void EngineLoop::Run() {
       peer_queued_ = 0;
       stop = stopping_;
     }
-    for (Item& it : batch) it.task();
-    batch.clear();
     const int64_t now = MonoNanos();
-    if (now >= next_tick) {
-      on_tick_();
-      next_tick += opts_.tick_ns;
-      // After a long stall (a paused process, a slow disk), tick once and
-      // resynchronize rather than firing a burst of ticks.
-      if (next_tick <= now) next_tick = now + opts_.tick_ns;
+    const bool tick = now >= next_tick;
+    if (!batch.empty() || tick) {
+      if (before_batch_) before_batch_();
+      for (Item& it : batch) it.task();
+      batch.clear();
+      if (tick) {
+        on_tick_();
+        next_tick += opts_.tick_ns;
+        // After a long stall (a paused process, a slow disk), tick once and
+        // resynchronize rather than firing a burst of ticks.
+        if (next_tick <= now) next_tick = now + opts_.tick_ns;
+      }
+      if (after_batch_) after_batch_();
     }
     if (stop) {
       Task last;
@@ -122,7 +133,9 @@ void EngineLoop::Run() {
         batch.swap(queue_);
         last = std::move(last_);
       }
+      if (before_batch_) before_batch_();
       for (Item& it : batch) it.task();
+      if (after_batch_) after_batch_();
       if (last) last();
       return;
     }

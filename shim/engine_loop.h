@@ -9,6 +9,10 @@
 // back to gRPC through its thread-safe reactor calls, so no gRPC thread
 // ever blocks on the engine.
 //
+// The thread takes every task queued when it wakes as one batch; while it
+// runs one batch (and its fdatasync), the next one queues up, so under load
+// the batches grow with the sync time (group commit, SetBatchHooks).
+//
 // Posted work is bounded: peer messages beyond max_peer_backlog are
 // dropped (raft tolerates loss; a member that cannot keep up must not grow
 // without bound), client tasks beyond max_client_backlog are refused so the
@@ -39,6 +43,12 @@ class EngineLoop {
   EngineLoop(const EngineLoop&) = delete;
   EngineLoop& operator=(const EngineLoop&) = delete;
 
+  // Group commit: `before` and `after` run on the engine thread around
+  // each batch (every task queued when the thread woke, plus a due tick).
+  // The server holds the Node's Ready between them (Node::HoldReady), so
+  // the puts of one batch share one WAL write and one fdatasync and
+  // complete together instead of paying a sync each. Call before Start.
+  void SetBatchHooks(Task before, Task after);
   void Start();
   // Runs `last` on the engine thread after every task posted before, then
   // stops the thread and joins it. Tasks posted afterwards are dropped.
@@ -66,6 +76,8 @@ class EngineLoop {
 
   const Options opts_;
   Task on_tick_;
+  Task before_batch_;
+  Task after_batch_;
   mutable absl::Mutex mu_;
   absl::CondVar cv_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);

@@ -1057,7 +1057,11 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
 
   EngineLoop::Options lo;
   lo.tick_ns = so.tick_ns;
+  // Group commit: the requests of one batch share one Ready (one WAL write
+  // and fdatasync); see Node::HoldReady.
   m.loop = std::make_unique<EngineLoop>(lo, [im] { im->OnTick(); });
+  m.loop->SetBatchHooks([s = m.server.get()] { s->node().HoldReady(); },
+                        [s = m.server.get()] { s->node().ReleaseReady(); });
 
   // Start the engine (recovery or bootstrap) on its own thread.
   absl::Status started;

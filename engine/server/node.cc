@@ -149,7 +149,11 @@ absl::Status Node::Start() {
     Fail(s);
     return s;
   }
+  // Recovery's Ready is drained now even inside a hold: Start reports a
+  // failure to persist or apply it.
+  const int holds = std::exchange(ready_holds_, 0);
   ProcessReady();
+  ready_holds_ = holds;
   return failure_;
 }
 
@@ -512,7 +516,15 @@ void Node::ExpireRequests() {
 
 // ---- the Ready loop ----
 
+void Node::ReleaseReady() {
+  DETCD_CHECK_MSG(ready_holds_ > 0, "ReleaseReady without HoldReady");
+  if (--ready_holds_ > 0 || !started_ || raft_ == nullptr || failed()) return;
+  ProcessReady();
+  ProposeAwaitingLeader();
+}
+
 void Node::ProcessReady() {
+  if (ready_holds_ > 0) return;  // the last ReleaseReady drains it
   // A completion callback that calls back into the Node (e.g. proposes the
   // next request) must not start a nested Ready: the outer loop below picks
   // up whatever it produced.

@@ -168,6 +168,16 @@ class Node {
   // since the older ones still hold the history it gives back.
   absl::Status TakeSnapshot(size_t keep_snapshots = 2);
 
+  // Group commit. Between HoldReady() and the matching ReleaseReady(),
+  // inputs only step raft and leave its Ready for later; the last release
+  // drains it once, so every proposal made meanwhile shares one WAL write
+  // and one sync, and their completions run together. Holds nest. The real
+  // server holds around each batch of queued requests; the simulator, which
+  // delivers one input at a time, does not (raft tolerates a deferred Ready
+  // either way: a slow fsync defers it just the same).
+  void HoldReady() { ++ready_holds_; }
+  void ReleaseReady();
+
   // What a forced restart (force_new_cluster) did, for etcd's log lines.
   struct ForcedRestart {
     bool done = false;
@@ -267,6 +277,7 @@ class Node {
   absl::Status failure_ = absl::OkStatus();
   bool started_ = false;
   bool in_ready_ = false;
+  int ready_holds_ = 0;  // HoldReady() calls not yet released
 
   uint64_t applied_ = 0;
   uint64_t snapshot_index_ = 0;

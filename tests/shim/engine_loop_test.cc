@@ -1,6 +1,7 @@
 #include "shim/engine_loop.h"
 
 #include <atomic>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -55,8 +56,7 @@ TEST(EngineLoopTest, StopRunsEverythingPostedThenTheLastTask) {
 }
 
 TEST(EngineLoopTest, PeerBacklogIsBounded) {
-  EngineLoop loop({.tick_ns = 1'000'000'000, .max_peer_backlog = 10},
-                  [] {});
+  EngineLoop loop({.tick_ns = 1'000'000'000, .max_peer_backlog = 10}, [] {});
   // Not started: nothing drains, so the eleventh peer task is dropped while
   // client tasks are still taken.
   for (int i = 0; i < 10; ++i) EXPECT_TRUE(loop.PostPeer([] {}));
@@ -65,6 +65,51 @@ TEST(EngineLoopTest, PeerBacklogIsBounded) {
   EXPECT_TRUE(loop.Post([] {}));
   loop.Start();
   loop.Stop(nullptr);
+}
+
+// Group commit: the tasks queued while the engine was busy run as one batch
+// between one before_batch and one after_batch (the server holds raft's
+// Ready there, so they share one WAL sync).
+TEST(EngineLoopTest, TasksQueuedWhileBusyRunAsOneBatch) {
+  std::vector<std::string> events;  // touched only on the engine thread
+  EngineLoop loop({.tick_ns = 1'000'000'000}, [] {});
+  loop.SetBatchHooks([&] { events.push_back("("); },
+                     [&] { events.push_back(")"); });
+  loop.Start();
+  absl::Notification busy, go;
+  ASSERT_TRUE(loop.Post([&] {
+    events.push_back("first");
+    busy.Notify();
+    // Bounded: the test thread posts 50 tasks and lets go at once.
+    EXPECT_TRUE(go.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  }));
+  ASSERT_TRUE(busy.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(loop.Post([&, i] { events.push_back(std::to_string(i)); }));
+  }
+  go.Notify();
+  ASSERT_TRUE(loop.RunSync([] {}));
+  loop.Stop(nullptr);
+  // ( first ) ( 0 .. 49 ) ...: the 50 tasks between one pair of hooks.
+  ASSERT_GE(events.size(), 56u);
+  EXPECT_EQ(events[0], "(");
+  EXPECT_EQ(events[1], "first");
+  EXPECT_EQ(events[2], ")");
+  EXPECT_EQ(events[3], "(");
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(events[4 + i], std::to_string(i));
+  EXPECT_EQ(events[54], ")");
+  // Every task anywhere ran inside a pair.
+  int depth = 0;
+  for (const std::string& e : events) {
+    if (e == "(") {
+      EXPECT_EQ(++depth, 1);
+    } else if (e == ")") {
+      EXPECT_EQ(--depth, 0);
+    } else {
+      EXPECT_EQ(depth, 1) << e;
+    }
+  }
+  EXPECT_EQ(depth, 0);
 }
 
 }  // namespace
