@@ -1116,11 +1116,11 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // etcd's gRPC traffic families (shim/server_metrics.h).
   m.traffic_metrics =
       std::make_unique<GrpcTrafficMetrics>(reg, c.metrics == "extensive");
+  m.traffic_metrics->set_trace(m.trace.get());
   {
     std::vector<
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
         interceptors;
-  m.traffic_metrics->set_trace(m.trace.get());
     interceptors.push_back(m.traffic_metrics->InterceptorFactory());
     b.experimental().SetInterceptorCreators(std::move(interceptors));
     for (const GrpcTrafficMetrics::Method& gm :
@@ -1297,11 +1297,11 @@ void DetcdServer::Impl::Teardown() {
   engine_ready.store(false, std::memory_order_release);
   if (transport) transport->Stop();
   if (loop) loop->Stop(nullptr);
+  if (trace) trace->Close();
 }
 
 bool DetcdServer::removed() const { return impl_->removed.load(); }
 
-  if (trace) trace->Close();
 absl::Status DetcdServer::Wait() {
   Impl& m = *impl_;
   absl::MutexLock l(&m.mu);
