@@ -184,6 +184,7 @@ const std::vector<Scenario>& Catalog() {
       ProcessPauseScenario(),
       StaleLeaderScenario(),
       AuthScenario(),
+      RecipesScenario(),
   };
   return *catalog;
 }

@@ -105,6 +105,7 @@ Scenario Figure8Scenario();       // figure8.cc
 Scenario ProcessPauseScenario();  // pause.cc
 Scenario StaleLeaderScenario();   // pause.cc
 Scenario AuthScenario();          // auth.cc
+Scenario RecipesScenario();       // recipes.cc
 
 // Building blocks shared by scenarios (and the swarm).
 void AddLeaderCrashes(ScenarioContext& ctx);

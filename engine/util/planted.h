@@ -25,6 +25,7 @@ enum class Catcher : uint8_t {
   kWatch,            // the watch checker
   kLease,            // the lease checker
   kDeterminism,      // the same seed giving two different trace hashes
+  kRecipe,           // the recipe checkers (harness/recipe_checker.h)
   kAuth,             // the auth checker (harness/auth_checker.h)
 };
 
@@ -36,6 +37,7 @@ inline constexpr std::string_view CatcherName(Catcher c) {
     case Catcher::kLease: return "lease";
     case Catcher::kDeterminism: return "determinism";
     case Catcher::kAuth: return "auth";
+    case Catcher::kRecipe: return "recipe";
   }
   return "?";
 }
@@ -73,6 +75,8 @@ inline constexpr std::string_view CatcherName(Catcher c) {
     "a snapshot taken while a conf change applies carries the old members")   \
   X(kReadIndexWithoutQuorum, "readindex-without-quorum", kLinearizability,    \
     "a leader answers ReadIndex without a heartbeat quorum")                  \
+  X(kUnfencedLock, "unfenced-lock", kRecipe,                                  \
+    "a simulated lock holder writes the protected key without the fence")    \
   X(kAuthSkipOldRevision, "auth-skip-old-revision", kAuth,                    \
     "the apply-time permission check ignores the auth revision a request "    \
     "was stamped with: one authorized before an auth change is judged by "    \
