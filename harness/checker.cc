@@ -258,6 +258,11 @@ void SafetyChecker::CheckLeaderCompleteness(const server::Node& node) {
   for (uint64_t i = global_.size() - 1; i >= 1 && i + 1 > first; --i) {
     const Applied& g = global_[i];
     if (!g.known) continue;
+    // Committed by a leader of this term or a later one: not owed. An entry
+    // no leader was seen committing is owed if its own term is older (its
+    // commit term is at least its entry term).
+    const uint64_t ct = i < commit_term_.size() ? commit_term_[i] : 0;
+    if ((ct != 0 ? ct : g.term) >= node.raft().term()) continue;
     if (i > last) {
       Violation(absl::StrCat("leader completeness: leader ", node.id(),
                              " of term ", node.raft().term(),
@@ -353,6 +358,12 @@ void SafetyChecker::CheckCommitRule(const server::Node& node) {
     return;
   }
   if (commit > v.commit) {
+    if (commit_term_.size() <= commit) commit_term_.resize(commit + 1, 0);
+    for (uint64_t i = v.commit + 1; i <= commit; ++i) {
+      if (commit_term_[i] == 0 || commit_term_[i] > term) {
+        commit_term_[i] = term;
+      }
+    }
     const uint64_t entry_term = r.log().ZeroTermOnError(commit);
     if (entry_term != term) {
       Violation(absl::StrCat(

@@ -162,6 +162,12 @@ class SafetyChecker : public server::NodeObserver {
   EntryFn on_first_apply_;
   RestoreCheckFn restore_check_;
   std::vector<Applied> global_{Applied{true, 0, 0, 0}};  // by raft index
+  // [i]: the lowest term whose leader counted index i committed (0: no
+  // leader was seen committing it). Leader completeness (Raft 5.4.3) binds
+  // the leaders of LATER terms only: a candidate that won term T while
+  // paused, and took leadership after a leader of term T' > T committed
+  // more, rightly lacks what term T' committed.
+  std::vector<uint64_t> commit_term_;
   std::map<std::string, uint64_t> index_of_command_;
   std::vector<std::string> acked_;
   std::map<uint64_t, uint64_t> leaders_;  // term -> leader
