@@ -488,7 +488,14 @@ class KeepAliveStream final
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return;
+    // The client half-closed (or the call broke). Reads start only after
+    // the previous answer was written, so nothing is owed: end with OK, as
+    // etcd's stream returns at io.EOF (a one-request gateway keep-alive
+    // depends on it).
+    if (!ok) {
+      Abort(grpc::Status::OK);
+      return;
+    }
     const pb::LeaseKeepAliveRequest req = req_;
     Services::Impl* im = impl_;
     // The stream object lives until OnDone, which cannot come before the

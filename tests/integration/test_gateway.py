@@ -405,12 +405,8 @@ class GatewayTest(cluster.ClusterTestCase):
     def test_e_keepalive_stream_ends_on_etcd(self):
         self.assertTrue(self.keepalive_ends(self.sides[0]))
 
-    # detcd's LeaseKeepAlive service (shim/services.cc, not the gateway)
-    # keeps the stream open after the client's half-close, so a one-shot
-    # gateway keepalive (curl -d, Python etcd3gw's refresh) never ends.
-    # Remove the decorator when the service returns OK at the end of the
-    # requests, as etcd's.
-    @unittest.expectedFailure
+    # A one-shot gateway keepalive (curl -d, Python etcd3gw's refresh) ends
+    # when the service returns OK at the client's half-close, as etcd's.
     def test_e_keepalive_stream_ends_on_server(self):
         self.assertTrue(self.keepalive_ends(self.sides[1]))
 
