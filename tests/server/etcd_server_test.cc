@@ -19,6 +19,13 @@ namespace {
 using harness::Cluster;
 using harness::ClusterOptions;
 
+// A state machine outside any cluster, on a clock stopped at 0.
+EtcdStateMachine::Options ScratchOptions() {
+  EtcdStateMachine::Options o;
+  o.now_ns = [] { return 0; };
+  return o;
+}
+
 // Runs a request against a member and the world until it answers.
 template <typename Resp>
 class Waiter {
@@ -451,7 +458,7 @@ TEST_F(EtcdServerTest, MembershipFollowsConfChangesAndSnapshots) {
   }
   // The restarted member's image holds the same, and a late publish of the
   // removed member is refused.
-  EtcdStateMachine sm({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
+  EtcdStateMachine sm(ScratchOptions());
   ASSERT_TRUE(sm.Restore(cluster_->server(f)->state().Snapshot()).ok());
   EXPECT_TRUE(sm.membership().IsRemoved(4));
   EXPECT_EQ(sm.membership().Find(f)->name, "infra" + std::to_string(f));
@@ -939,7 +946,7 @@ TEST_F(EtcdServerTest, SnapshotImageHoldsTheWholeState) {
   EXPECT_EQ(snap->metadata.term, src.node().raft().term());
   EXPECT_EQ(snap->metadata.conf_state.voters,
             (std::vector<uint64_t>{1, 2, 3}));
-  EtcdStateMachine sm({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
+  EtcdStateMachine sm(ScratchOptions());
   ASSERT_TRUE(sm.Restore(snap->data).ok());
   EXPECT_EQ(sm.kv().Hash(), src.state().kv().Hash());
   EXPECT_EQ(sm.membership().List(), src.state().membership().List());
@@ -950,7 +957,7 @@ TEST_F(EtcdServerTest, SnapshotImageHoldsTheWholeState) {
 }
 
 TEST(EtcdStateMachineTest, DuplicateRequestTakesEffectOnce) {
-  EtcdStateMachine sm({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
+  EtcdStateMachine sm(ScratchOptions());
   etcdserverpb::InternalRaftRequest req;
   req.mutable_header()->set_id(77);
   req.mutable_put()->set_key("k");
@@ -963,7 +970,7 @@ TEST(EtcdStateMachineTest, DuplicateRequestTakesEffectOnce) {
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(sm.kv().Rev(), 2);
   // The memory of recent ids travels with the snapshot.
-  EtcdStateMachine copy({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
+  EtcdStateMachine copy(ScratchOptions());
   ASSERT_TRUE(copy.Restore(sm.Snapshot()).ok());
   EXPECT_EQ(DecodeResult(copy.Apply(3, cmd), &resp).code(),
             absl::StatusCode::kAlreadyExists);
@@ -971,7 +978,7 @@ TEST(EtcdStateMachineTest, DuplicateRequestTakesEffectOnce) {
 }
 
 TEST(EtcdStateMachineTest, CorruptSnapshotIsRefusedAndChangesNothing) {
-  EtcdStateMachine sm({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
+  EtcdStateMachine sm(ScratchOptions());
   etcdserverpb::InternalRaftRequest req;
   req.mutable_put()->set_key("k");
   req.mutable_put()->set_value("v");
@@ -988,7 +995,7 @@ TEST(EtcdStateMachineTest, CorruptSnapshotIsRefusedAndChangesNothing) {
 }
 
 TEST(EtcdStateMachineTest, AlarmsGateWritesAndTravelInTheImage) {
-  EtcdStateMachine sm({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
+  EtcdStateMachine sm(ScratchOptions());
   auto apply = [&sm, index = uint64_t{0}](
                    const etcdserverpb::InternalRaftRequest& r) mutable {
     return DecodeResult(sm.Apply(++index, r.SerializeAsString()), nullptr);
@@ -1019,7 +1026,7 @@ TEST(EtcdStateMachineTest, AlarmsGateWritesAndTravelInTheImage) {
   publish.mutable_cluster_member_attr_set()->set_member_id(2);
   EXPECT_EQ(apply(publish).message(), "etcdserver: member not found");
 
-  EtcdStateMachine copy({KvLimits{}, lease::LessorOptions{}, [] { return 0; }});
+  EtcdStateMachine copy(ScratchOptions());
   ASSERT_TRUE(copy.Restore(sm.Snapshot()).ok());
   EXPECT_TRUE(copy.alarms().Has(1, etcdserverpb::NOSPACE));
   EXPECT_EQ(copy.membership().Find(1)->name, "one");
