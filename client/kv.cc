@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "detcd/recipe_core.h"
 
 namespace detcd::client {
 namespace {
@@ -36,16 +37,10 @@ std::string RangeEnd(absl::string_view key, const std::string& range_end,
 
 }  // namespace
 
+// One rule for both layers: the recipe machines keep it (they need nothing
+// but the messages).
 std::string PrefixEnd(absl::string_view prefix) {
-  std::string end(prefix);
-  for (int i = static_cast<int>(end.size()) - 1; i >= 0; --i) {
-    if (static_cast<unsigned char>(end[i]) < 0xff) {
-      end[i] = static_cast<char>(static_cast<unsigned char>(end[i]) + 1);
-      end.resize(i + 1);
-      return end;
-    }
-  }
-  return std::string(1, '\0');
+  return RecipePrefixEnd(prefix);
 }
 
 pb::RangeRequest MakeRangeRequest(absl::string_view key, const GetOptions& g) {

@@ -43,7 +43,7 @@ namespace detcd::client {
 absl::Status RecipeError(absl::string_view text);
 
 // The end of the range of every key starting with prefix (kv.h's
-// PrefixEnd; here so the machines need nothing but the messages).
+// PrefixEnd calls it; here so the machines need nothing but the messages).
 std::string RecipePrefixEnd(absl::string_view prefix);
 
 // What a machine asks its driver to do.
