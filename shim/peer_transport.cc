@@ -49,11 +49,17 @@ constexpr int kWriteTimeoutMs = 5000;
 // How often an idle sender checks that its connection is still open.
 constexpr int kIdleCheckMs = 200;
 
-int64_t NowMs() {
+int64_t NowNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
+int64_t NowMs() { return NowNs() / 1'000'000; }
+double SecondsSince(int64_t start_ns) {
+  return static_cast<double>(NowNs() - start_ns) / 1e9;
+}
+
+constexpr char kProbingPath[] = "/raft/probing";
 
 std::string Hex(uint64_t id) { return absl::StrFormat("%x", id); }
 
@@ -250,7 +256,83 @@ const char* AnswerText(uint8_t code) {
   }
 }
 
+// The answer of etcd's probing handler (xiang90/probing): Go's JSON of
+// Health{OK, Now}, a time in RFC 3339 with nanoseconds.
+std::string ProbingAnswer() {
+  const std::string body =
+      absl::StrCat("{\"OK\":true,\"Now\":\"",
+                   absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", absl::Now(),
+                                    absl::UTCTimeZone()),
+                   "\"}\n");
+  return absl::StrCat(
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+      "Content-Length: ",
+      body.size(), "\r\nConnection: close\r\n\r\n", body);
+}
+
 }  // namespace
+
+// The event-driven etcd_network_* families (see the header). Children are
+// looked up at each event: events are rare (snapshots, breaks, a report
+// every few seconds), and etcd's children likewise appear at their first.
+struct PeerTransport::Families {
+  explicit Families(metrics::Registry& r)
+      : disconnected(r.NewCounterFamily(
+            "etcd_network_disconnected_peers_total",
+            "The total number of disconnected peers.", {"Local", "Remote"})),
+        recv_failures(r.NewCounterFamily(
+            "etcd_network_peer_received_failures_total",
+            "The total number of receive failures from peers.", {"From"})),
+        snap_sent(r.NewCounterFamily("etcd_network_snapshot_send_success",
+                                     "Total number of successful snapshot "
+                                     "sends",
+                                     {"To"})),
+        snap_send_failures(r.NewCounterFamily(
+            "etcd_network_snapshot_send_failures",
+            "Total number of snapshot send failures", {"To"})),
+        snap_send_inflight(r.NewGaugeFamily(
+            "etcd_network_snapshot_send_inflights_total",
+            "Total number of inflight snapshot sends", {"To"})),
+        snap_send_secs(r.NewHistogramFamily(
+            "etcd_network_snapshot_send_total_duration_seconds",
+            "Total latency distributions of v3 snapshot sends", {"To"},
+            metrics::ExponentialBuckets(0.1, 2, 10))),
+        snap_received(r.NewCounterFamily(
+            "etcd_network_snapshot_receive_success",
+            "Total number of successful snapshot receives", {"From"})),
+        snap_recv_failures(r.NewCounterFamily(
+            "etcd_network_snapshot_receive_failures",
+            "Total number of snapshot receive failures", {"From"})),
+        snap_recv_inflight(r.NewGaugeFamily(
+            "etcd_network_snapshot_receive_inflights_total",
+            "Total number of inflight snapshot receives", {"From"})),
+        snap_recv_secs(r.NewHistogramFamily(
+            "etcd_network_snapshot_receive_total_duration_seconds",
+            "Total latency distributions of v3 snapshot receives", {"From"},
+            metrics::ExponentialBuckets(0.1, 2, 10))),
+        rtt(r.NewHistogramFamily("etcd_network_peer_round_trip_time_seconds",
+                                 "Round-Trip-Time histogram between peers",
+                                 {"To"},
+                                 metrics::ExponentialBuckets(0.0001, 2, 16))) {}
+  metrics::Family<metrics::Counter>& disconnected;
+  metrics::Family<metrics::Counter>& recv_failures;
+  metrics::Family<metrics::Counter>& snap_sent;
+  metrics::Family<metrics::Counter>& snap_send_failures;
+  metrics::Family<metrics::Gauge>& snap_send_inflight;
+  metrics::Family<metrics::Histogram>& snap_send_secs;
+  metrics::Family<metrics::Counter>& snap_received;
+  metrics::Family<metrics::Counter>& snap_recv_failures;
+  metrics::Family<metrics::Gauge>& snap_recv_inflight;
+  metrics::Family<metrics::Histogram>& snap_recv_secs;
+  metrics::Family<metrics::Histogram>& rtt;
+};
+
+struct PeerTransport::Received {
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> failures{0};
+  std::atomic<uint64_t> snapshots{0};
+  std::atomic<uint64_t> snapshot_failures{0};
+};
 
 struct PeerTransport::Peer {
   explicit Peer(uint64_t i) : id(i) {}
@@ -263,6 +345,7 @@ struct PeerTransport::Peer {
   struct Queued {
     std::string payload;
     env::Transport::SnapshotDone done;
+    bool snapshot = false;  // preceded on the wire by a marker frame
     size_t size() const { return payload.size(); }
   };
   std::deque<Queued> queue ABSL_GUARDED_BY(mu);
@@ -279,6 +362,18 @@ struct PeerTransport::Peer {
   std::atomic<uint64_t> dial_failures{0};
   std::atomic<bool> connected{false};
   std::atomic<int64_t> connected_since_ns{0};  // CLOCK_MONOTONIC
+  std::atomic<uint64_t> disconnects{0};
+  std::atomic<uint64_t> snapshots_sent{0};
+  std::atomic<uint64_t> snapshot_send_failures{0};
+  // The prober's view (written by the prober thread only).
+  std::atomic<uint64_t> probes{0};
+  std::atomic<uint64_t> probe_failures{0};
+  std::atomic<int64_t> srtt_ns{0};
+  std::atomic<bool> probe_healthy{false};
+  size_t probe_url = 0;            // pinned URL; prober thread only
+  int64_t next_probe_ms = 0;       // prober thread only; 0: not seen yet
+  int64_t next_rtt_report_ms = 0;  // prober thread only
+  std::string last_probe_error;    // prober thread only
   std::atomic<bool> done{false};
   std::thread thread;
 
@@ -332,7 +427,11 @@ struct PeerTransport::Incoming {
 };
 
 PeerTransport::PeerTransport(PeerTransportOptions options)
-    : opts_(std::move(options)), cluster_id_(opts_.cluster_id) {}
+    : opts_(std::move(options)), cluster_id_(opts_.cluster_id) {
+  if (opts_.registry != nullptr) {
+    families_ = std::make_unique<Families>(*opts_.registry);
+  }
+}
 
 PeerTransport::~PeerTransport() { Stop(); }
 
@@ -433,6 +532,10 @@ absl::StatusOr<std::unique_ptr<PeerTransport>> PeerTransport::Start(
     PeerTransport* self = t.get();
     l->thread = std::thread([self, raw] { self->AcceptLoop(raw); });
   }
+  if (t->opts_.probe_interval_ms > 0) {
+    PeerTransport* self = t.get();
+    t->prober_ = std::thread([self] { self->ProbeLoop(); });
+  }
   return t;
 }
 
@@ -462,21 +565,50 @@ void PeerTransport::Send(uint64_t to, std::string payload) {
 
 void PeerTransport::SendSnapshot(uint64_t to, std::string payload,
                                  SnapshotDone done) {
+  // Every outcome (written, dropped, failed) passes through `counted`
+  // exactly once: the snapshot metrics are kept there.
+  const int64_t start_ns = NowNs();
+  Families* f = families_.get();
+  const std::string label = Hex(to);
+  if (f != nullptr) f->snap_send_inflight.WithLabels({label}).Inc();
+  auto counted = [this, to, f, label, start_ns](bool delivered) {
+    if (f != nullptr) {
+      f->snap_send_inflight.WithLabels({label}).Dec();
+      (delivered ? f->snap_sent : f->snap_send_failures)
+          .WithLabels({label})
+          .Inc();
+      if (delivered) {
+        f->snap_send_secs.WithLabels({label}).Observe(SecondsSince(start_ns));
+      }
+    }
+    absl::MutexLock l(&mu_);
+    auto it = peers_.find(to);
+    if (it != peers_.end()) {
+      (delivered ? it->second->snapshots_sent
+                 : it->second->snapshot_send_failures)
+          .fetch_add(1, std::memory_order_relaxed);
+    }
+  };
   if (!opts_.post_to_engine) {
-    env::Transport::SendSnapshot(to, std::move(payload), std::move(done));
+    // As env::Transport's default: reported at once.
+    Enqueue(to, std::move(payload), counted, /*snapshot=*/true);
+    done(true);
     return;
   }
   // The report crosses to the engine's thread; the engine never sees it
   // from a transport thread.
   auto post = opts_.post_to_engine;
-  Enqueue(to, std::move(payload),
-          [post, done = std::move(done)](bool delivered) {
-            post([done, delivered] { done(delivered); });
-          });
+  Enqueue(
+      to, std::move(payload),
+      [post, counted, done = std::move(done)](bool delivered) {
+        counted(delivered);
+        post([done, delivered] { done(delivered); });
+      },
+      /*snapshot=*/true);
 }
 
-void PeerTransport::Enqueue(uint64_t to, std::string payload,
-                            SnapshotDone done) {
+void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
+                            bool snapshot) {
   if (payload.empty()) {  // a zero-length frame means nothing
     if (done) done(false);
     return;
@@ -521,7 +653,8 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload,
         ++dropped;
       }
       p->queued_bytes += payload.size();
-      p->queue.push_back(Peer::Queued{std::move(payload), std::move(done)});
+      p->queue.push_back(
+          Peer::Queued{std::move(payload), std::move(done), snapshot});
       p->cv.Signal();
       if (dropped > 0) {
         p->send_failures.fetch_add(dropped, std::memory_order_relaxed);
@@ -646,6 +779,7 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
     for (;;) {
       std::string msg;
       SnapshotDone done;
+      bool snapshot = false;
       bool have = false;
       {
         absl::MutexLock l(&p->mu);
@@ -661,6 +795,7 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
         if (!p->queue.empty()) {
           msg = std::move(p->queue.front().payload);
           done = std::move(p->queue.front().done);
+          snapshot = p->queue.front().snapshot;
           p->queue.pop_front();
           p->queued_bytes -= msg.size();
           have = true;
@@ -676,7 +811,11 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
         }
         continue;
       }
-      const bool written = WriteFrame(*p, stream, msg);
+      // A snapshot's marker: an empty frame (see the header).
+      static constexpr char kMarker[4] = {0, 0, 0, 0};
+      const bool written =
+          (!snapshot || stream.WriteAll(kMarker, sizeof(kMarker))) &&
+          WriteFrame(*p, stream, msg);
       // Written whole to the connection: as far as this side can know, the
       // transfer is over (etcd's snapshot sender reports at the same point).
       if (done) done(written);
@@ -691,6 +830,15 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
     s->reset();
     p->ClearKill();
     if (p->Stopping()) break;
+    // etcd counts a peer turning inactive after a failure; a change of its
+    // URLs is not one.
+    if (reason != "peer URLs changed") {
+      p->disconnects.fetch_add(1, std::memory_order_relaxed);
+      if (families_ != nullptr) {
+        families_->disconnected.WithLabels({Hex(opts_.local_id), Hex(p->id)})
+            .Inc();
+      }
+    }
     DLOG_WARN("lost TCP streaming connection with remote peer",
               {{"stream-writer-type", "detcd-peer1"},
                {"local-member-id", Hex(opts_.local_id)},
@@ -701,10 +849,12 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
   p->done.store(true);
 }
 
-absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(Peer& p, const std::string& url) {
+absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Connect(
+    const std::string& url, int64_t deadline,
+    const std::function<bool(int fd)>& set_kill,
+    const std::function<bool()>& stopping) {
   auto u = ParseUrl(url);
   if (!u.ok()) return u.status();
-  const int64_t deadline = NowMs() + opts_.dial_timeout_ms;
   const std::string what =
       absl::StrCat(u->unix_socket ? "dial unix " : "dial tcp ", u->hostport);
 
@@ -742,7 +892,7 @@ absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(Peer& p, const std::
       last_error = absl::StrCat("socket: ", GoErr(errno));
       continue;
     }
-    if (!p.SetKill(s)) {
+    if (!set_kill(s)) {
       ::close(s);
       if (!u->unix_socket) ::freeaddrinfo(res);
       return absl::CancelledError("stopping");
@@ -753,7 +903,7 @@ absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(Peer& p, const std::
       if (err == EINPROGRESS) {
         err = ETIMEDOUT;
         // Short slices so that Stop/RemovePeer are noticed promptly.
-        while (NowMs() < deadline && !p.Stopping()) {
+        while (NowMs() < deadline && !stopping()) {
           pollfd pfd{s, POLLOUT, 0};
           int wait = static_cast<int>(std::min<int64_t>(50, deadline - NowMs()));
           if (::poll(&pfd, 1, std::max(wait, 0)) > 0) {
@@ -777,7 +927,6 @@ absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(Peer& p, const std::
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   TuneSocket(fd);
   int left = static_cast<int>(std::max<int64_t>(1, deadline - NowMs()));
-  std::unique_ptr<Stream> stream;
   if (u->tls) {
     auto ctx = ClientTls();
     if (!ctx.ok()) {
@@ -788,11 +937,23 @@ absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(Peer& p, const std::
         opts_.tls.server_name.empty() ? u->host : opts_.tls.server_name;
     auto s = (*ctx)->Connect(fd, name, left);
     if (!s.ok()) return absl::UnavailableError(absl::StrCat(what, ": ", s.status().message()));
-    stream = *std::move(s);
-  } else {
-    stream = PlainStream(fd);
+    return *std::move(s);
   }
-  left = static_cast<int>(std::max<int64_t>(1, deadline - NowMs()));
+  return PlainStream(fd);
+}
+
+absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(
+    Peer& p, const std::string& url) {
+  const int64_t deadline = NowMs() + opts_.dial_timeout_ms;
+  auto connected = Connect(
+      url, deadline, [&p](int fd) { return p.SetKill(fd); },
+      [&p] { return p.Stopping(); });
+  if (!connected.ok()) return connected.status();
+  std::unique_ptr<Stream> stream = *std::move(connected);
+  auto u = ParseUrl(url);
+  const std::string what =
+      absl::StrCat(u->unix_socket ? "dial unix " : "dial tcp ", u->hostport);
+  int left = static_cast<int>(std::max<int64_t>(1, deadline - NowMs()));
   SetTimeouts(stream->fd(), left);
   char hello[kHelloLen];
   memcpy(hello, kMagic, kMagicLen);
@@ -928,6 +1089,22 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
     char hello[kHelloLen];
     const bool magic = ReadFull(*stream, hello, kMagicLen) &&
                        memcmp(hello, kMagic, kMagicLen) == 0;
+    if (!magic && LooksLikeHttp(hello, kMagicLen) &&
+        absl::StartsWith(absl::string_view(hello, kMagicLen), "GET /raft/p")) {
+      // etcd's prober (ours and etcd's own) asks "GET /raft/probing".
+      std::string head(hello, kMagicLen);
+      char c;
+      while (head.find("\r\n\r\n") == std::string::npos && head.size() < 8192 &&
+             stream->Read(&c, 1) == 1) {
+        head.push_back(c);
+      }
+      if (absl::StartsWith(head, absl::StrCat("GET ", kProbingPath, " ")) ||
+          absl::StartsWith(head, absl::StrCat("GET ", kProbingPath, "?"))) {
+        const std::string answer = ProbingAnswer();
+        stream->WriteAll(answer.data(), answer.size());
+      }
+      return;
+    }
     if (!magic && opts_.serve_http && LooksLikeHttp(hello, kMagicLen)) {
       // A TLS stream keeps the rest of the record it decrypted (the rest of
       // the request) to itself, where the HTTP server's poll() on the socket
@@ -955,7 +1132,7 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
     const uint64_t to = GetU64(hello + kMagicLen + 16);
     const uint64_t local_cid = cluster_id_.load();
     uint8_t code = kAccepted;
-    std::shared_ptr<std::atomic<uint64_t>> received;
+    std::shared_ptr<Received> received;
     if (cid != local_cid) {
       code = kClusterMismatch;
       DLOG_WARN("request cluster ID mismatch",
@@ -1017,13 +1194,53 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
                {"local-member-id", Hex(opts_.local_id)},
                {"remote-peer-id", Hex(from)}});
     std::string error = "closed by remote peer";
+    const std::string from_label = Hex(from);
+    Families* f = families_.get();
+    // A snapshot being received: since its marker frame (0 when none).
+    int64_t snapshot_start_ns = 0;
+    auto snapshot_over = [&](bool ok) {
+      if (snapshot_start_ns == 0) return;
+      (ok ? received->snapshots : received->snapshot_failures)
+          .fetch_add(1, std::memory_order_relaxed);
+      if (f != nullptr) {
+        f->snap_recv_inflight.WithLabels({from_label}).Dec();
+        (ok ? f->snap_received : f->snap_recv_failures)
+            .WithLabels({from_label})
+            .Inc();
+        if (ok) {
+          f->snap_recv_secs.WithLabels({from_label})
+              .Observe(SecondsSince(snapshot_start_ns));
+        }
+      }
+      snapshot_start_ns = 0;
+    };
+    auto receive_failed = [&] {
+      received->failures.fetch_add(1, std::memory_order_relaxed);
+      if (f != nullptr) f->recv_failures.WithLabels({from_label}).Inc();
+      snapshot_over(false);
+    };
     for (;;) {
       char header[4];
-      if (!ReadFull(*stream, header, 4)) break;
+      if (!ReadFull(*stream, header, 4)) {
+        // Between frames a close is the normal end, except after a
+        // snapshot's marker.
+        if (snapshot_start_ns != 0) receive_failed();
+        break;
+      }
       const uint32_t len = GetU32(header);
-      if (len == 0) continue;
+      if (len == 0) {
+        // The marker of a snapshot frame (a second one in a row restarts
+        // the clock of the first, which never came).
+        received->bytes.fetch_add(4, std::memory_order_relaxed);
+        if (snapshot_start_ns == 0 && f != nullptr) {
+          f->snap_recv_inflight.WithLabels({from_label}).Inc();
+        }
+        snapshot_start_ns = NowNs();
+        continue;
+      }
       if (len > opts_.max_frame_bytes) {
         rejected_.fetch_add(1, std::memory_order_relaxed);
+        receive_failed();
         error = absl::StrCat("frame of ", len, " bytes exceeds the limit of ",
                              opts_.max_frame_bytes);
         break;
@@ -1042,11 +1259,13 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
         }
       }
       if (!ok) {
+        receive_failed();
         error = "connection closed inside a frame";
         break;
       }
-      received->fetch_add(4 + len, std::memory_order_relaxed);
+      received->bytes.fetch_add(4 + len, std::memory_order_relaxed);
       opts_.on_message(from, std::move(payload));
+      snapshot_over(true);
     }
     DLOG_INFO("lost TCP streaming connection with remote peer",
               {{"stream-reader-type", "detcd-peer1"},
@@ -1063,10 +1282,152 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
   }
 }
 
-std::shared_ptr<std::atomic<uint64_t>> PeerTransport::RecvCounterLocked(uint64_t id) {
+std::shared_ptr<PeerTransport::Received> PeerTransport::RecvCounterLocked(
+    uint64_t id) {
   auto& c = recv_bytes_[id];
-  if (c == nullptr) c = std::make_shared<std::atomic<uint64_t>>(0);
+  if (c == nullptr) c = std::make_shared<Received>();
   return c;
+}
+
+// ---------------------------------------------------------------- prober
+
+absl::StatusOr<int64_t> PeerTransport::Probe(const std::string& url) {
+  auto u = ParseUrl(url);
+  if (!u.ok()) return u.status();
+  auto set_kill = [this](int fd) {
+    absl::MutexLock l(&probe_mu_);
+    if (probe_stop_) return false;
+    if (probe_kill_fd_ >= 0) ::close(probe_kill_fd_);
+    probe_kill_fd_ = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return true;
+  };
+  auto stopping = [this] {
+    absl::MutexLock l(&probe_mu_);
+    return probe_stop_;
+  };
+  auto s = Connect(url, NowMs() + opts_.dial_timeout_ms, set_kill, stopping);
+  absl::StatusOr<int64_t> result =
+      absl::UnavailableError("probe: connection closed");
+  if (!s.ok()) {
+    result = s.status();
+  } else {
+    Stream& stream = **s;
+    SetTimeouts(stream.fd(), opts_.dial_timeout_ms);
+    const std::string request =
+        absl::StrCat("GET ", kProbingPath, " HTTP/1.1\r\nHost: ", u->hostport,
+                     "\r\nUser-Agent: detcd\r\nConnection: close\r\n\r\n");
+    const int64_t start = NowNs();
+    std::string answer;
+    if (stream.WriteAll(request.data(), request.size())) {
+      // The answer is short and ends with the connection.
+      char buf[1024];
+      for (;;) {
+        const long n = stream.Read(buf, sizeof(buf));
+        if (n <= 0) break;
+        answer.append(buf, static_cast<size_t>(n));
+        if (answer.size() > 64 * 1024) break;
+      }
+    }
+    const int64_t rtt = NowNs() - start;
+    if (!absl::StartsWith(answer, "HTTP/1.1 200") &&
+        !absl::StartsWith(answer, "HTTP/1.0 200")) {
+      const size_t eol = answer.find("\r\n");
+      result = absl::UnavailableError(
+          answer.empty()
+              ? "probe: no answer"
+              : absl::StrCat("got unexpected HTTP status code ",
+                             answer.substr(9, eol == std::string::npos
+                                                  ? std::string::npos
+                                                  : eol - 9),
+                             " from ", url, kProbingPath));
+    } else if (answer.find("\"OK\":true") == std::string::npos) {
+      result = absl::UnavailableError("probe: answer without OK");
+    } else {
+      result = rtt;
+    }
+    stream.Shutdown();
+  }
+  absl::MutexLock l(&probe_mu_);
+  if (probe_kill_fd_ >= 0) ::close(probe_kill_fd_);
+  probe_kill_fd_ = -1;
+  return result;
+}
+
+void PeerTransport::ProbeLoop() {
+  // Each peer has its own probe and report times, counted from when the
+  // prober first saw it (etcd adds a peer to its prober with the peer).
+  int64_t wake_ms = NowMs();
+  for (;;) {
+    {
+      absl::MutexLock l(&probe_mu_);
+      const absl::Time until =
+          absl::Now() +
+          absl::Milliseconds(std::max<int64_t>(0, wake_ms - NowMs()));
+      while (!probe_stop_) {
+        if (probe_cv_.WaitWithDeadline(&probe_mu_, until)) break;
+      }
+      if (probe_stop_) return;
+    }
+    std::vector<std::pair<std::shared_ptr<Peer>, std::vector<std::string>>>
+        targets;
+    {
+      absl::MutexLock l(&mu_);
+      if (stopping_) return;
+      for (const auto& [id, p] : peers_) {
+        absl::MutexLock pl(&p->mu);
+        if (!p->urls.empty()) targets.push_back({p, p->urls});
+      }
+    }
+    // New peers are looked for at least this often.
+    wake_ms = NowMs() + std::min(opts_.probe_interval_ms, 1000);
+    for (auto& [p, urls] : targets) {
+      Peer& peer = *p;
+      if (peer.next_probe_ms == 0) {
+        peer.next_probe_ms = NowMs() + opts_.probe_interval_ms;
+        peer.next_rtt_report_ms = NowMs() + opts_.rtt_first_report_ms;
+      }
+      if (NowMs() >= peer.next_probe_ms) {
+        peer.next_probe_ms = NowMs() + opts_.probe_interval_ms;
+        auto rtt = Probe(urls[peer.probe_url % urls.size()]);
+        peer.probes.fetch_add(1, std::memory_order_relaxed);
+        if (rtt.ok()) {
+          // xiang90/probing's status.record.
+          const double srtt = static_cast<double>(peer.srtt_ns.load());
+          peer.srtt_ns.store(static_cast<int64_t>(
+              0.875 * srtt + 0.125 * static_cast<double>(*rtt)));
+          peer.probe_healthy.store(true);
+          peer.last_probe_error.clear();
+        } else {
+          if (rtt.status().code() == absl::StatusCode::kCancelled) return;
+          peer.probe_failures.fetch_add(1, std::memory_order_relaxed);
+          peer.probe_healthy.store(false);
+          peer.last_probe_error = std::string(rtt.status().message());
+          ++peer.probe_url;  // etcd's prober moves to the next endpoint
+        }
+      }
+      if (NowMs() >= peer.next_rtt_report_ms) {
+        // etcd's monitorProbingStatus: the smoothed RTT is observed
+        // whether or not the peer answers.
+        const bool healthy = peer.probe_healthy.load();
+        const double srtt_s = static_cast<double>(peer.srtt_ns.load()) / 1e9;
+        if (!healthy) {
+          DLOG_WARN("prober detected unhealthy status",
+                    {{"round-tripper-name", "ROUND_TRIPPER_RAFT_MESSAGE"},
+                     {"remote-peer-id", Hex(peer.id)},
+                     {"rtt", absl::Seconds(srtt_s)},
+                     {"error", peer.last_probe_error}});
+        }
+        if (families_ != nullptr) {
+          families_->rtt.WithLabels({Hex(peer.id)}).Observe(srtt_s);
+        }
+        peer.next_rtt_report_ms =
+            NowMs() +
+            (healthy ? opts_.rtt_report_ms : opts_.rtt_first_report_ms);
+      }
+      wake_ms =
+          std::min({wake_ms, peer.next_probe_ms, peer.next_rtt_report_ms});
+    }
+  }
 }
 
 void PeerTransport::ReapLocked() {
@@ -1107,6 +1468,13 @@ void PeerTransport::Stop() {
     }
   }
   for (auto& p : peers) p->Halt();
+  {
+    absl::MutexLock l(&probe_mu_);
+    probe_stop_ = true;
+    if (probe_kill_fd_ >= 0) ::shutdown(probe_kill_fd_, SHUT_RDWR);
+    probe_cv_.SignalAll();
+  }
+  if (prober_.joinable()) prober_.join();
   if (wake_pipe_[1] >= 0) {
     [[maybe_unused]] ssize_t n = ::write(wake_pipe_[1], "x", 1);
   }
@@ -1168,7 +1536,10 @@ PeerTransportStats PeerTransport::Stats() const {
   for (const auto& [id, c] : recv_bytes_) {
     PeerStats& s = by_id[id];
     s.id = id;
-    s.received_bytes = c->load();
+    s.received_bytes = c->bytes.load();
+    s.receive_failures = c->failures.load();
+    s.snapshots_received = c->snapshots.load();
+    s.snapshot_receive_failures = c->snapshot_failures.load();
   }
   for (const auto& [id, p] : peers_) {
     PeerStats& s = by_id[id];
@@ -1177,6 +1548,12 @@ PeerTransportStats PeerTransport::Stats() const {
     s.send_failures = p->send_failures.load();
     s.dial_failures = p->dial_failures.load();
     s.connected = p->connected.load();
+    s.disconnects = p->disconnects.load();
+    s.snapshots_sent = p->snapshots_sent.load();
+    s.snapshot_send_failures = p->snapshot_send_failures.load();
+    s.probes = p->probes.load();
+    s.probe_failures = p->probe_failures.load();
+    s.srtt_ns = p->srtt_ns.load();
     {
       absl::MutexLock pl(&p->mu);
       s.queued_messages = p->queue.size();

@@ -40,13 +40,46 @@
 //   frames  dialer -> listener, then, until either side closes:
 //             u32 length | payload (length bytes)
 //             0 < length <= max_frame_bytes of the receiver; a longer
-//             frame closes the connection. A zero length is a no-op.
+//             frame closes the connection. A zero length carries no
+//             message: it says that the next frame is a raft snapshot
+//             (SendSnapshot), for the receiver's snapshot metrics; a
+//             receiver that does not count snapshots skips it.
 // After the answer the listener writes nothing, so a dialer that finds its
 // idle socket readable knows the peer closed it and reconnects.
 // A connection that opens with an HTTP request line instead of the hello
 // ("GET /members HTTP/1.1", as etcd's peer port serves) goes to
 // serve_http when it is set (etcd's joining members ask for the
-// membership that way).
+// membership that way), except "GET /raft/probing", which the transport
+// answers itself as etcd's peer port does ({"OK":true,"Now":"<RFC 3339>"}).
+//
+// Round-trip time (etcd's prober, rafthttp/probing_status.go): one prober
+// thread sends "GET /raft/probing" to every peer every probe_interval_ms
+// (etcd: 4 s) on a fresh connection to the peer's pinned URL (the next URL
+// after a failure) and times the request from its first byte written to
+// the answer's last byte read (connection set-up excluded, as Go's
+// keep-alive client excludes it). The smoothed RTT is etcd's:
+// srtt = 7/8 srtt + 1/8 rtt, from 0. As etcd's monitorProbingStatus, it is
+// observed into etcd_network_peer_round_trip_time_seconds{To} first
+// rtt_first_report_ms (5 s) after the peer was added, then every
+// rtt_report_ms (30 s) while the probes succeed, every 5 s while they fail
+// (with etcd's "prober detected unhealthy status" warning). etcd runs two
+// probers (its stream and its snapshot round-trippers) into the one
+// histogram; detcd has one connection kind, so one prober.
+//
+// Metrics (with PeerTransportOptions::registry; the other etcd_network_*
+// families are made by the server from Stats()):
+//   etcd_network_disconnected_peers_total{Local,Remote}: an established
+//     outgoing stream broke (etcd: a peer turned inactive);
+//   etcd_network_peer_received_failures_total{From}: an incoming stream of
+//     a known peer broke inside a frame or sent an oversized one;
+//   etcd_network_snapshot_send_{success,failures}{To},
+//     _send_inflights_total{To}, _send_total_duration_seconds{To} (from
+//     SendSnapshot to the last byte written, or to the drop);
+//   etcd_network_snapshot_receive_{success,failures}{From},
+//     _receive_inflights_total{From}, _receive_total_duration_seconds{From}
+//     (from the marker frame to the snapshot frame's last byte);
+//   etcd_network_peer_round_trip_time_seconds{To}.
+// As in etcd, a labelled child appears at its first event.
 
 // With https URLs the same bytes travel inside TLS (TlsContext), with the
 // peer certificates of --peer-cert-file etc.; the listener verifies client
@@ -68,6 +101,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/env/env.h"
+#include "shim/metrics.h"
 #include "shim/tls.h"
 
 namespace detcd::shim {
@@ -100,6 +134,14 @@ struct PeerTransportOptions {
   int backoff_min_ms = 100;
   int backoff_max_ms = 2000;
   int max_incoming_connections = 1024;   // more are closed at once
+  // The prober (see above); probe_interval_ms 0 runs none.
+  int probe_interval_ms = 4000;    // etcd's proberInterval
+  int rtt_first_report_ms = 5000;  // etcd's statusErrorInterval
+  int rtt_report_ms = 30000;       // etcd's statusMonitoringInterval
+
+  // Where the event-driven etcd_network_* families go (see above); null:
+  // none (Stats() still counts). Must outlive the transport.
+  metrics::Registry* registry = nullptr;
 
   // Called from transport threads with each received payload. Required.
   std::function<void(uint64_t from, std::string payload)> on_message;
@@ -130,6 +172,12 @@ struct PeerStats {
   uint64_t dial_failures = 0;   // failed connection attempts
   size_t queued_messages = 0;
   bool connected = false;       // outgoing stream up
+  uint64_t disconnects = 0;     // established outgoing streams that broke
+  uint64_t receive_failures = 0;
+  uint64_t snapshots_sent = 0, snapshot_send_failures = 0;
+  uint64_t snapshots_received = 0, snapshot_receive_failures = 0;
+  uint64_t probes = 0, probe_failures = 0;
+  int64_t srtt_ns = 0;  // the prober's smoothed round trip
 };
 
 struct PeerTransportStats {
@@ -188,14 +236,28 @@ class PeerTransport final : public env::Transport {
 
   explicit PeerTransport(PeerTransportOptions options);
   // Queues a payload for `to`; `done` (may be empty) is told the outcome.
-  void Enqueue(uint64_t to, std::string payload, SnapshotDone done);
+  struct Received;  // per sender: what its incoming streams delivered
+  struct Families;  // the event-driven metric families (registry set)
+
+  void Enqueue(uint64_t to, std::string payload, SnapshotDone done,
+               bool snapshot = false);
   void SenderLoop(std::shared_ptr<Peer> p);
   absl::StatusOr<std::unique_ptr<Stream>> Dial(Peer& p, const std::string& url);
+  // TCP / unix connect (+ TLS) to a peer URL by `deadline_ms`
+  // (CLOCK_MONOTONIC ms). `set_kill` registers each socket so another
+  // thread can shut it down (false: give up); `stopping` is polled.
+  absl::StatusOr<std::unique_ptr<Stream>> Connect(
+      const std::string& url, int64_t deadline_ms,
+      const std::function<bool(int fd)>& set_kill,
+      const std::function<bool()>& stopping);
+  void ProbeLoop();
+  // One "GET /raft/probing" round trip in ns, or the error.
+  absl::StatusOr<int64_t> Probe(const std::string& url);
   bool WriteFrame(Peer& p, Stream& s, const std::string& payload);
   void AcceptLoop(Listener* l);
   void ServeIncoming(uint64_t conn_id, int fd, bool tls, std::string remote);
   void ReapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::shared_ptr<std::atomic<uint64_t>> RecvCounterLocked(uint64_t id)
+  std::shared_ptr<Received> RecvCounterLocked(uint64_t id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const PeerTransportOptions opts_;
@@ -217,8 +279,15 @@ class PeerTransport final : public env::Transport {
   std::vector<std::shared_ptr<Peer>> retired_ ABSL_GUARDED_BY(mu_);
   uint64_t next_conn_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, std::unique_ptr<Incoming>> incoming_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, std::shared_ptr<std::atomic<uint64_t>>> recv_bytes_
+  std::map<uint64_t, std::shared_ptr<Received>> recv_bytes_
       ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Families> families_;  // null without a registry
+  // The prober: its thread, its stop flag and the socket it is using.
+  std::thread prober_;
+  absl::Mutex probe_mu_;
+  absl::CondVar probe_cv_;
+  bool probe_stop_ ABSL_GUARDED_BY(probe_mu_) = false;
+  int probe_kill_fd_ ABSL_GUARDED_BY(probe_mu_) = -1;
   std::atomic<uint64_t> dropped_unknown_{0};
   std::atomic<uint64_t> rejected_{0};
 };
