@@ -31,6 +31,13 @@ void ApplySchedule(const sim::Schedule& s, RunOptions* o) {
   o->watchers = s.watchers;
   o->lease_clients = s.lease_clients;
   if (s.fault_phase_ns > 0) o->fault_phase_ns = s.fault_phase_ns;
+  // A replay runs with the recorded BUGGIFY setting unless told otherwise.
+  if (s.buggify == "all" && o->buggify_point.empty()) {
+    o->buggify = true;
+  } else if (!s.buggify.empty() && s.buggify != "all" && !o->buggify &&
+             o->buggify_point.empty()) {
+    o->buggify_point = s.buggify;
+  }
 }
 
 std::vector<std::string> ReplayArgs(const RunOptions& o) {
@@ -516,6 +523,9 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
     out.watchers = o.watchers;
     out.lease_clients = o.lease_clients;
     out.fault_phase_ns = o.fault_phase_ns;
+    out.buggify = !o.buggify_point.empty() ? o.buggify_point
+                  : o.buggify             ? "all"
+                                          : "";
     out.recorded_bug = o.bug;
     out.failure = res.failures.empty() ? "" : res.failures.front();
   }

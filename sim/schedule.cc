@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "engine/util/buggify.h"
 #include "engine/util/check.h"
 
 namespace detcd::sim {
@@ -43,6 +44,7 @@ std::string Schedule::Serialize() const {
                   "nodes ", nodes, "\n", "ops ", ops, "\n", "clients ", clients,
                   "\n", "watchers ", watchers, "\n", "lease_clients ",
                   lease_clients, "\n", "fault_phase_ns ", fault_phase_ns, "\n");
+  if (!buggify.empty()) absl::StrAppend(&s, "buggify ", buggify, "\n");
   if (!recorded_bug.empty()) {
     absl::StrAppend(&s, "recorded_bug ", recorded_bug, "\n");
   }
@@ -141,6 +143,12 @@ absl::StatusOr<Schedule> Schedule::Parse(std::string_view std_text) {
       ok = num(&sch.lease_clients);
     } else if (key == "fault_phase_ns") {
       ok = num(&sch.fault_phase_ns);
+    } else if (key == "buggify") {
+      if (val != "all" &&
+          !::detcd::buggify::Find(std::string_view(val.data(), val.size()))) {
+        return bad("buggify: \"all\" or a fault point's name");
+      }
+      sch.buggify = std::string(val);
     } else if (key == "recorded_bug") {
       sch.recorded_bug = std::string(val);
     } else if (key == "failure") {

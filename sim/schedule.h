@@ -63,6 +63,10 @@ struct Schedule {
   int watchers = 3;
   int lease_clients = 2;
   int64_t fault_phase_ns = 0;
+  // The engine's BUGGIFY setting the run had: "" off, "all" (--buggify) or
+  // one fault point's name (--buggify-point). Which points fire is the
+  // engine's own draw from the seed, so only the setting is carried.
+  std::string buggify;
   // Informational: the planted bug it was recorded with and how it failed.
   std::string recorded_bug;
   std::string failure;

@@ -23,4 +23,15 @@ for run in "1 swarm" "2 partition-heal" "3 flaky-network" "4 crash-restart-loop"
     echo "seed $seed $sc: $plain($(wc -c < "$tmp/s") bytes recorded)"
   fi
 done
+# A run with BUGGIFY on: the schedule carries the setting, so the replay
+# (without the flag) runs the same fault points.
+plain=$("$sim" --seed 11 --scenario leader-crash --ops 200 --buggify 2>&1 | grep -E '^(result|trace-hash)' | tr '\n' ' ')
+rec=$("$sim" --seed 11 --scenario leader-crash --ops 200 --buggify --record "$tmp/b" 2>&1 | grep -E '^(result|trace-hash)' | tr '\n' ' ')
+rep=$("$sim" --replay "$tmp/b" 2>&1 | grep -E '^(result|trace-hash)' | tr '\n' ' ')
+if ! grep -q '^buggify all$' "$tmp/b" || [ -z "$plain" ] || [ "$plain" != "$rec" ] || [ "$plain" != "$rep" ]; then
+  echo "MISMATCH --buggify: plain [$plain] record [$rec] replay [$rep]"
+  fail=1
+else
+  echo "seed 11 leader-crash --buggify: $plain"
+fi
 exit $fail

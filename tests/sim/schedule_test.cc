@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/util/buggify.h"
 #include "gtest/gtest.h"
 #include "sim/sim_network.h"
 #include "sim/world.h"
@@ -62,6 +63,7 @@ TEST(ScheduleTest, SerializeParseRoundTrip) {
   s.nodes = 5;
   s.ops = 77;
   s.fault_phase_ns = 4 * kSecond;
+  s.buggify = "all";
   s.recorded_bug = "forget-vote";
   s.failure = "election safety: nodes 1 and 2\tboth lead";
   s.units.push_back({Schedule::UnitKind::kEvent, "e0#1", 1500, "crash +1", ""});
@@ -79,6 +81,7 @@ TEST(ScheduleTest, SerializeParseRoundTrip) {
   EXPECT_EQ(p->nodes, 5);
   EXPECT_EQ(p->ops, 77);
   EXPECT_EQ(p->fault_phase_ns, 4 * kSecond);
+  EXPECT_EQ(p->buggify, "all");
   EXPECT_EQ(p->recorded_bug, "forget-vote");
   EXPECT_EQ(p->failure, "election safety: nodes 1 and 2 both lead");
   ASSERT_EQ(p->units.size(), 2u);
@@ -101,6 +104,14 @@ TEST(ScheduleTest, ParseRefusesWhatItDoesNotKnow) {
       Schedule::Parse("detcd-schedule 1\nscenario x\nstream a b q\n").ok());
   EXPECT_FALSE(Schedule::Parse("detcd-schedule 1\nseed 1\n").ok());
   EXPECT_TRUE(Schedule::Parse("detcd-schedule 1\n# c\nscenario x\n").ok());
+  // BUGGIFY: everything, or one fault point the engine knows.
+  EXPECT_FALSE(
+      Schedule::Parse("detcd-schedule 1\nscenario x\nbuggify nope\n").ok());
+  const std::string point(buggify::kPoints[0].name);
+  auto one =
+      Schedule::Parse("detcd-schedule 1\nscenario x\nbuggify " + point + "\n");
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->buggify, point);
 }
 
 TEST(ScheduleTest, UnitsListedAndOperationsPerClient) {
