@@ -126,7 +126,9 @@ void Dispatch(server::EtcdServer& s, const Request& r, const Finish& finish) {
 
 AuthWorkload::AuthWorkload(Cluster* cluster, env::SeededRng rng,
                            AuthWorkloadOptions opts)
-    : cluster_(cluster), rng_(rng), opts_(opts) {
+    : cluster_(cluster),
+      rng_(rng, cluster->options().decisions, "auth-workload"),
+      opts_(opts) {
   cluster_->set_commit_filter(
       [this](const raft::Entry& e) { return checker_.OnCommitted(e); });
   checker_.set_lease_keys([this](int64_t lease) {
@@ -186,7 +188,20 @@ std::string AuthWorkload::NewPassword(const std::string& user) {
   return pw.back();
 }
 
+std::string AuthWorkload::AdminStep() {
+  std::string stream = absl::StrCat("auth/admin.", admin_steps_++);
+  Use(stream);
+  return stream;
+}
+
+std::string AuthWorkload::UserStep(int c) {
+  std::string stream = absl::StrCat("auth/u", c, ".", users_[c].steps++);
+  Use(stream);
+  return stream;
+}
+
 void AuthWorkload::Start() {
+  Use("auth/start");
   Later(rng_.Range(0, 50 * sim::kMillisecond), [this] { SetupStep(0); });
 }
 
@@ -217,6 +232,7 @@ void AuthWorkload::Send(uint64_t id,
 // ---- admin ----
 
 void AuthWorkload::SetupStep(size_t step) {
+  const std::string stream = AdminStep();
   if (step == setup_.size()) {
     enabled_ = true;
     AdminAuthenticate();
@@ -233,8 +249,9 @@ void AuthWorkload::SetupStep(size_t step) {
   }
   const Request r = setup_[step];
   Send(target, std::nullopt, r,
-       [this, step, r](const absl::Status& s, uint64_t index,
-                       const std::string&) {
+       [this, step, r, stream](const absl::Status& s, uint64_t index,
+                               const std::string&) {
+         Use(stream);
          checker_.OnAnswer("root", r, false, index, s);
          const absl::Status c = s.ok() ? s : server::ToClientError(s);
          // A step that took effect before (its answer was lost) is done.
@@ -249,6 +266,7 @@ void AuthWorkload::SetupStep(size_t step) {
 
 void AuthWorkload::AdminAuthenticate() {
   if (Ended()) return;
+  const std::string stream = AdminStep();
   const uint64_t target = RandomUpNode();
   if (target == 0) {
     Later(50 * sim::kMillisecond, [this] { AdminAuthenticate(); });
@@ -258,7 +276,9 @@ void AuthWorkload::AdminAuthenticate() {
   r.mutable_authenticate()->set_name("root");
   r.mutable_authenticate()->set_password(kRootPassword);
   Send(target, std::nullopt, r,
-       [this](const absl::Status& s, uint64_t, const std::string& token) {
+       [this, stream](const absl::Status& s, uint64_t,
+                      const std::string& token) {
+         Use(stream);
          if (s.ok()) {
            admin_token_ = token;
            return AdminNext();
@@ -329,6 +349,7 @@ void AuthWorkload::AdminNext() {
   const bool enable_next =
       !admin_queue_.empty() && admin_queue_.front().has_auth_enable();
   if (!admin_token_.has_value() && !enable_next) return AdminAuthenticate();
+  const std::string stream = AdminStep();
   const uint64_t target = RandomUpNode();
   if (target == 0) {
     Later(50 * sim::kMillisecond, [this] { AdminNext(); });
@@ -344,7 +365,9 @@ void AuthWorkload::AdminNext() {
   std::optional<server::Caller> caller;
   if (!enable_next) caller = server::Caller{*admin_token_, ""};
   Send(target, caller, r,
-       [this, r](const absl::Status& s, uint64_t index, const std::string&) {
+       [this, r, stream](const absl::Status& s, uint64_t index,
+                         const std::string&) {
+         Use(stream);
          checker_.OnAnswer("root", r, false, index, s);
          if (!s.ok() &&
              server::ToClientError(s) == AuthChecker::InvalidToken()) {
@@ -446,12 +469,14 @@ AuthWorkload::Request AuthWorkload::RandomUserRequest() {
 void AuthWorkload::UserNext(int ci) {
   UserClient& c = users_[ci];
   if (Ended()) return;
+  const std::string stream = UserStep(ci);
   const uint64_t target = RandomUpNode();
   if (target == 0) {
     Later(50 * sim::kMillisecond, [this, ci] { UserNext(ci); });
     return;
   }
-  auto next = [this, ci] {
+  auto next = [this, ci, stream] {
+    Use(stream);
     Later(rng_.Range(1, opts_.user_think_max_ns), [this, ci] { UserNext(ci); });
   };
   if (!c.token.has_value()) {

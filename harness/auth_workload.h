@@ -36,6 +36,7 @@
 #include "engine/env/env.h"
 #include "harness/auth_checker.h"
 #include "harness/cluster.h"
+#include "sim/schedule.h"
 
 namespace detcd::harness {
 
@@ -69,6 +70,7 @@ class AuthWorkload {
     size_t password_try = 0;  // tries from the newest password back
     uint64_t seq = 0;         // the attempt in flight (late answers)
     bool busy = false;
+    uint64_t steps = 0;  // steps taken (names its draw streams)
   };
   using Request = etcdserverpb::InternalRaftRequest;
   // (status, raft index the answer was decided at, token if any)
@@ -94,10 +96,19 @@ class AuthWorkload {
   uint64_t RandomUpNode();
   std::string NewPassword(const std::string& user);
   bool Ended() const;
+  // Each step of an actor (the admin, user client c) draws from a stream of
+  // its own, "auth/admin.N" / "auth/uC.N", recorded and replayed by --record
+  // / --replay (sim/schedule.h) as the KV clients' "kv/cC.N": a change in
+  // how many draws one step takes leaves the other steps' draws alone. An
+  // answer's callback draws in its step's stream again (Use).
+  std::string AdminStep();
+  std::string UserStep(int c);
+  void Use(const std::string& stream) { rng_.Use(stream); }
 
   Cluster* cluster_;
-  env::SeededRng rng_;
+  sim::ScheduledRng rng_;
   AuthWorkloadOptions opts_;
+  uint64_t admin_steps_ = 0;
   AuthChecker checker_;
   std::vector<Request> setup_;
   bool enabled_ = false;

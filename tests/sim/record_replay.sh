@@ -10,7 +10,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail=0
 for run in "1 swarm" "2 partition-heal" "3 flaky-network" "4 crash-restart-loop" \
            "5 disk-faults" "6 clock-skew" "7 membership-change" "8 figure8" \
-           "9 stale-leader" "10 snapshot-catch-up"; do
+           "9 stale-leader" "10 snapshot-catch-up" "12 auth"; do
   set -- $run
   seed=$1; sc=$2
   plain=$("$sim" --seed "$seed" --scenario "$sc" --ops 200 2>&1 | grep -E '^(result|trace-hash)' | tr '\n' ' ')
@@ -23,6 +23,11 @@ for run in "1 swarm" "2 partition-heal" "3 flaky-network" "4 crash-restart-loop"
     echo "seed $seed $sc: $plain($(wc -c < "$tmp/s") bytes recorded)"
   fi
 done
+# The auth scenario's admin and users draw from streams of their own.
+if ! grep -q '^stream auth/u0\.' "$tmp/s"; then
+  echo "the auth run's schedule lacks the users' streams (auth/uC.N)"
+  fail=1
+fi
 # A run with BUGGIFY on: the schedule carries the setting, so the replay
 # (without the flag) runs the same fault points.
 plain=$("$sim" --seed 11 --scenario leader-crash --ops 200 --buggify 2>&1 | grep -E '^(result|trace-hash)' | tr '\n' ' ')
