@@ -28,6 +28,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "engine/util/planted.h"
 #include "yaml-cpp/yaml.h"
 
 namespace detcd::shim {
@@ -843,7 +844,8 @@ const FlagDef kFlags[] = {
     {"host-whitelist", Kind::kUniqueStrings, DETCD_F(host_whitelist), "*",
      kSecurity,
      "Host headers accepted on plain-HTTP requests (empty or * allows all).",
-     kStore, "later work", Yaml::kUniqueStrings, nullptr},
+     kImpl, "others get etcd's 421; TLS requests are not checked",
+     Yaml::kUniqueStrings, nullptr},
     {"tls-min-version", Kind::kString, DETCD_F(tls_min_version), "", kSecurity,
      "Lowest TLS version (etcd 3.5: TLS1.2 or TLS1.3).", kImpl,
      "etcd 3.5 flag; empty means TLS1.2", Yaml::kString, nullptr},
@@ -2196,6 +2198,25 @@ std::variant<std::vector<std::string>, ParseOutcome> ParseCommandLine(
       value = name.substr(eq + 1);
       name.resize(eq);
       has_value = true;
+    }
+    // Hidden, detcd only, for detcd-chaos: plants a named engine bug. Not
+    // in kFlags, so neither --help, ETCD_* variables nor config files know
+    // it; an unknown name is a usage error.
+    if (name == "experimental-planted-bug") {
+      if (!has_value && i < args.size()) {
+        value = args[i++];
+        has_value = true;
+      }
+      if (!has_value) {
+        return flag_error(absl::StrCat("flag needs an argument: -", name));
+      }
+      if (!planted::Find(value).has_value()) {
+        return flag_error(absl::StrFormat(
+            "invalid value %s for flag -%s: unknown planted bug",
+            GoQuote(value), name));
+      }
+      st.f.c.planted_bugs.push_back(value);
+      continue;
     }
     const FlagDef* d = FindFlag(name);
     if (d == nullptr) {

@@ -194,6 +194,11 @@ struct ServerConfig {
   bool force_new_cluster = false;
   bool unsafe_no_fsync = false;
 
+  // --- Testing only: --experimental-planted-bug NAME (repeatable, hidden
+  // from --help): engine bugs planted on purpose (engine/util/planted.h),
+  // so detcd-chaos can show that its checkers catch them on a real cluster.
+  std::vector<std::string> planted_bugs;
+
   // --- Where the configuration came from.
   std::string config_file;  // "" when flags and variables were used
   // Flags given on the command line or through ETCD_* (or keys present in

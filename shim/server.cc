@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -21,6 +22,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "engine/server/etcd_server.h"
+#include "engine/util/planted.h"
 #include "nlohmann/json.hpp"
 #include "shim/auth_token.h"
 #include "shim/client_listener.h"
@@ -1027,6 +1029,18 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   so.quota_backend_bytes = c.quota_backend_bytes;
   so.strict_reconfig_check = c.strict_reconfig_check;
   so.node.force_new_cluster = c.force_new_cluster;
+  // --experimental-planted-bug: the same set in every options struct with a
+  // site, as the simulator's run driver does (scenarios/run.cc).
+  for (const std::string& name : c.planted_bugs) {
+    if (std::optional<planted::Bug> b = planted::Find(name)) {
+      so.bugs.Plant(*b);
+      DLOG_WARN("PLANTED BUG: this member is wrong on purpose (testing only)",
+                {{"bug", name},
+                 {"what", std::string(planted::Info(*b).what)}});
+    }
+  }
+  so.node.bugs = so.bugs;
+  so.node.raft.bugs = so.bugs;
   so.lease.min_ttl_s = 0;  // etcd's rule: 1.5 x election timeout
   so.version = kServerVersion;
   so.auto_compaction = maintenance->auto_compaction;
