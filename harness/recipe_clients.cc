@@ -23,6 +23,8 @@ constexpr char kRegistryPrefix[] = "rcp/svc/web/";
 struct RecipeWorkload::Client {
   int id = 0;
   Kind kind = Kind::kLock;
+  // Its draws, and its drivers', in a stream of its own ("recipes/cN").
+  std::unique_ptr<sim::StreamRng> rng;
   std::unique_ptr<SimRecipeDriver> driver;  // the recipe's calls
   std::unique_ptr<SimRecipeDriver> keeper;  // the session's lease
   // The session.
@@ -46,7 +48,7 @@ struct RecipeWorkload::Client {
 RecipeWorkload::RecipeWorkload(Cluster* cluster, env::SeededRng rng,
                                RecipeWorkloadOptions opts)
     : cluster_(cluster),
-      rng_(rng),
+      rng_(rng, cluster->options().decisions, "recipes"),
       opts_(opts),
       alive_(std::make_shared<bool>(true)) {
   rec_.lock_prefix = kLockPrefix;
@@ -58,9 +60,11 @@ RecipeWorkload::RecipeWorkload(Cluster* cluster, env::SeededRng rng,
       auto c = std::make_unique<Client>();
       c->id = static_cast<int>(clients_.size());
       c->kind = k;
-      c->driver = std::make_unique<SimRecipeDriver>(cluster_, &rng_,
+      c->rng = std::make_unique<sim::StreamRng>(
+          &rng_, absl::StrCat("recipes/c", c->id));
+      c->driver = std::make_unique<SimRecipeDriver>(cluster_, c->rng.get(),
                                                     SimRecipeDriver::Options());
-      c->keeper = std::make_unique<SimRecipeDriver>(cluster_, &rng_,
+      c->keeper = std::make_unique<SimRecipeDriver>(cluster_, c->rng.get(),
                                                     SimRecipeDriver::Options());
       clients_.push_back(std::move(c));
     }
@@ -81,8 +85,8 @@ void RecipeWorkload::Later(int64_t delay_ns, std::function<void()> fn) {
   });
 }
 
-int64_t RecipeWorkload::Think() {
-  return rng_.Range(sim::kMillisecond, opts_.max_think_ns);
+int64_t RecipeWorkload::Think(Client& c) {
+  return c.rng->Range(sim::kMillisecond, opts_.max_think_ns);
 }
 
 bool RecipeWorkload::Stopped() const {
@@ -92,7 +96,7 @@ bool RecipeWorkload::Stopped() const {
 void RecipeWorkload::Start() {
   for (auto& cp : clients_) {
     Client* c = cp.get();
-    Later(Think(), [this, c] {
+    Later(Think(*c), [this, c] {
       switch (c->kind) {
         case Kind::kLock:
           LockLoop(*c);
@@ -126,12 +130,12 @@ void RecipeWorkload::Start() {
 void RecipeWorkload::NewSession(Client& c, std::function<void()> then) {
   c.session_alive = false;
   ++c.epoch;
-  const int64_t ttl = rng_.Range(1, 2);
+  const int64_t ttl = c.rng->Range(1, 2);
   c.keeper->Grant(
       ttl, [this, &c, then](absl::StatusOr<pb::LeaseGrantResponse> g) {
         if (!g.ok()) {
           if (!Stopped())
-            Later(Think(), [this, &c, then] { NewSession(c, then); });
+            Later(Think(c), [this, &c, then] { NewSession(c, then); });
           return;
         }
         c.lease = g->id();
@@ -179,7 +183,7 @@ void RecipeWorkload::KeepAlive(Client& c, uint64_t epoch) {
 // included; requests already sent go on without the client.
 void RecipeWorkload::PauseClient(Client& c, std::function<void()> then) {
   const int64_t ttl_ns = std::max<int64_t>(1, c.ttl_s) * sim::kSecond;
-  const int64_t for_ns = rng_.Range(ttl_ns * 6 / 5, ttl_ns * 3);
+  const int64_t for_ns = c.rng->Range(ttl_ns * 6 / 5, ttl_ns * 3);
   c.paused = true;
   ++coverage_["recipe.client-pauses"];
   Later(for_ns, [this, &c, then] {
@@ -207,21 +211,21 @@ void RecipeWorkload::LockLoop(Client& c) {
   c.driver->Run(c.steps.get(), [this, &c](absl::Status s) {
     if (!s.ok()) {
       ++coverage_["recipe.lock.failed"];
-      Later(Think(), [this, &c] { LockLoop(c); });
+      Later(Think(c), [this, &c] { LockLoop(c); });
       return;
     }
     ++coverage_["recipe.lock.acquired"];
     c.token = c.mutex.rev;
-    c.left = 1 + static_cast<int>(rng_.Uniform(3));
+    c.left = 1 + static_cast<int>(c.rng->Uniform(3));
     Critical(c);
   });
 }
 
 void RecipeWorkload::Critical(Client& c) {
-  if (rng_.Chance(opts_.pause_probability)) {
+  if (c.rng->Chance(opts_.pause_probability)) {
     PauseClient(c, [this, &c] { FencedWrite(c); });
   } else {
-    Later(Think() / 4, [this, &c] { FencedWrite(c); });
+    Later(Think(c) / 4, [this, &c] { FencedWrite(c); });
   }
 }
 
@@ -241,7 +245,7 @@ void RecipeWorkload::FencedWrite(Client& c) {
       // The fence held: the lock is gone (its lease expired).
       ++coverage_["recipe.lock.fence-refused"];
       c.session_alive = false;
-      Later(Think(), [this, &c] { LockLoop(c); });
+      Later(Think(c), [this, &c] { LockLoop(c); });
       return;
     }
     if (r.ok() && --c.left > 0) {
@@ -255,7 +259,7 @@ void RecipeWorkload::FencedWrite(Client& c) {
 void RecipeWorkload::Unlock(Client& c) {
   c.steps = std::make_unique<client::UnlockSteps>(&c.mutex);
   c.driver->Run(c.steps.get(), [this, &c](absl::Status) {
-    Later(Think(), [this, &c] { LockLoop(c); });
+    Later(Think(c), [this, &c] { LockLoop(c); });
   });
 }
 
@@ -275,11 +279,11 @@ void RecipeWorkload::ElectionLoop(Client& c) {
   c.driver->Run(c.steps.get(), [this, &c](absl::Status s) {
     if (!s.ok()) {
       ++coverage_["recipe.election.campaign-failed"];
-      Later(Think(), [this, &c] { ElectionLoop(c); });
+      Later(Think(c), [this, &c] { ElectionLoop(c); });
       return;
     }
     rec_.wins.push_back({c.id, c.election.leader_rev, c.election.won_revision});
-    c.left = 1 + static_cast<int>(rng_.Uniform(3));
+    c.left = 1 + static_cast<int>(c.rng->Uniform(3));
     Lead(c);
   });
 }
@@ -294,23 +298,23 @@ void RecipeWorkload::Lead(Client& c) {
         return;
       }
       if (!s.ok()) ++coverage_["recipe.election.proclaim-refused"];
-      if (!s.ok() || rng_.Chance(0.3)) {
+      if (!s.ok() || c.rng->Chance(0.3)) {
         // Walk away: the lease expires and takes the key with it.
         c.session_alive = false;
         ++c.epoch;
-        Later(Think(), [this, &c] { ElectionLoop(c); });
+        Later(Think(c), [this, &c] { ElectionLoop(c); });
         return;
       }
       c.steps = std::make_unique<client::ResignSteps>(&c.election);
       c.driver->Run(c.steps.get(), [this, &c](absl::Status) {
-        Later(Think(), [this, &c] { ElectionLoop(c); });
+        Later(Think(c), [this, &c] { ElectionLoop(c); });
       });
     });
   };
-  if (rng_.Chance(opts_.pause_probability / 2)) {
+  if (c.rng->Chance(opts_.pause_probability / 2)) {
     PauseClient(c, proclaim);
   } else {
-    Later(Think() / 2, proclaim);
+    Later(Think(c) / 2, proclaim);
   }
 }
 
@@ -331,7 +335,7 @@ void RecipeWorkload::ObserveLoop(Client& c) {
       }
       rec_.observations.push_back(o);
     }
-    Later(Think(), [this, &c] { ObserveLoop(c); });
+    Later(Think(c), [this, &c] { ObserveLoop(c); });
   });
 }
 
@@ -352,7 +356,7 @@ void RecipeWorkload::ProduceLoop(Client& c) {
     rec_.enqueues[index].acked = s.ok();
     ++coverage_[s.ok() ? "recipe.queue.enqueued"
                        : "recipe.queue.enqueue-failed"];
-    Later(Think(), [this, &c] { ProduceLoop(c); });
+    Later(Think(c), [this, &c] { ProduceLoop(c); });
   });
 }
 
@@ -370,7 +374,7 @@ void RecipeWorkload::ConsumeLoop(Client& c) {
     d.value = steps->value();
     d.attempted = steps->attempted();
     c.record = -1;
-    Later(Think(), [this, &c] { ConsumeLoop(c); });
+    Later(Think(c), [this, &c] { ConsumeLoop(c); });
   });
 }
 
@@ -380,7 +384,7 @@ void RecipeWorkload::RegistryLoop(Client& c) {
   if (Stopped()) return;
   const std::string key = absl::StrCat(kRegistryPrefix, "c", c.id, "-", ++c.n);
   c.steps = std::make_unique<client::RegisterSteps>(key, "10.0.0.1:80",
-                                                    rng_.Range(1, 2));
+                                                    c.rng->Range(1, 2));
   c.driver->Run(c.steps.get(), [this, &c, key](absl::Status s) {
     auto* steps = static_cast<client::RegisterSteps*>(c.steps.get());
     const int64_t now = cluster_->world().now();
@@ -392,7 +396,7 @@ void RecipeWorkload::RegistryLoop(Client& c) {
                                     /*stopped=*/!s.ok()});
     }
     if (!s.ok()) {
-      Later(Think(), [this, &c] { RegistryLoop(c); });
+      Later(Think(c), [this, &c] { RegistryLoop(c); });
       return;
     }
     ++coverage_["recipe.registry.registered"];
@@ -405,9 +409,9 @@ void RecipeWorkload::RegistryLoop(Client& c) {
     Later(c.ttl_s * sim::kSecond / 3,
           [this, &c, epoch] { KeepAlive(c, epoch); });
     // Serve for a while, then leave cleanly or crash.
-    Later(rng_.Range(500, 4000) * sim::kMillisecond, [this, &c, epoch] {
+    Later(c.rng->Range(500, 4000) * sim::kMillisecond, [this, &c, epoch] {
       if (c.epoch != epoch || c.record < 0) return;
-      StopRegistration(c, rng_.Chance(0.5));
+      StopRegistration(c, c.rng->Chance(0.5));
     });
   });
 }
@@ -424,7 +428,7 @@ void RecipeWorkload::StopRegistration(Client& c, bool revoke) {
   c.record = -1;
   c.session_alive = false;
   ++c.epoch;
-  auto next = [this, &c] { Later(Think(), [this, &c] { RegistryLoop(c); }); };
+  auto next = [this, &c] { Later(Think(c), [this, &c] { RegistryLoop(c); }); };
   if (revoke) {
     c.keeper->Revoke(c.lease, [next](absl::Status) { next(); });
   } else {

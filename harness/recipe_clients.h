@@ -84,7 +84,7 @@ class RecipeWorkload {
   };
 
   void Later(int64_t delay_ns, std::function<void()> fn);
-  int64_t Think();
+  int64_t Think(Client& c);
   bool Stopped() const;
   // Sessions.
   void NewSession(Client& c, std::function<void()> then);
@@ -109,7 +109,7 @@ class RecipeWorkload {
   void Audit();
 
   Cluster* cluster_;
-  env::SeededRng rng_;
+  sim::ScheduledRng rng_;
   RecipeWorkloadOptions opts_;
   std::shared_ptr<bool> alive_;
   std::vector<std::unique_ptr<Client>> clients_;

@@ -813,9 +813,12 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
       }
       // A snapshot's marker: an empty frame (see the header).
       static constexpr char kMarker[4] = {0, 0, 0, 0};
-      const bool written =
-          (!snapshot || stream.WriteAll(kMarker, sizeof(kMarker))) &&
-          WriteFrame(*p, stream, msg);
+      bool written = true;
+      if (snapshot) {
+        written = stream.WriteAll(kMarker, sizeof(kMarker));
+        if (written) p->sent_bytes.fetch_add(4, std::memory_order_relaxed);
+      }
+      written = written && WriteFrame(*p, stream, msg);
       // Written whole to the connection: as far as this side can know, the
       // transfer is over (etcd's snapshot sender reports at the same point).
       if (done) done(written);

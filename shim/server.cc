@@ -195,6 +195,14 @@ struct EngineFigures {
   std::atomic<int64_t> compact_revision{0};
   std::atomic<uint64_t> heartbeat_send_failures{0};
   std::atomic<uint64_t> learner_promotions{0};
+  // The engine's plain counters (Lessor::Counters, Node::ReadIndexCounters).
+  std::atomic<uint64_t> leases_granted{0};
+  std::atomic<uint64_t> leases_revoked{0};
+  std::atomic<uint64_t> leases_renewed{0};
+  std::atomic<uint64_t> leases_expired{0};
+  std::atomic<uint64_t> read_indexes_failed{0};
+  std::atomic<uint64_t> slow_read_indexes{0};
+  std::atomic<uint64_t> auth_revision{0};
 };
 
 class GrpcMetrics final : public CallObserver {
@@ -465,6 +473,14 @@ void DetcdServer::Impl::PublishFigures() {
   figures.keys = static_cast<int64_t>(server->state().kv().key_count());
   figures.db_size = server->state().db_size();
   figures.db_size_in_use = server->state().db_size_in_use();
+  const lease::Lessor::Counters& lc = server->state().lessor().counters();
+  figures.leases_granted = lc.granted;
+  figures.leases_revoked = lc.revoked;
+  figures.leases_renewed = lc.renewed;
+  figures.leases_expired = lc.expired;
+  figures.read_indexes_failed = n.read_index_counters().failed;
+  figures.slow_read_indexes = n.read_index_counters().slow;
+  figures.auth_revision = server->state().auth().revision();
 }
 
 // As etcd's applyConfChange tells its transport: members added or moved
@@ -670,6 +686,30 @@ void DetcdServer::Impl::RegisterMetrics() {
                  figure(f->compact_revision));
   r.NewGaugeFunc("etcd_debugging_mvcc_keys_total",
                  "Total number of keys.", figure(f->keys));
+  // Counted by the engine where etcd counts them (the lessor's apply and
+  // renew, the leader's revoke of an expired lease, the ReadIndex path).
+  r.NewCounterFunc("etcd_debugging_lease_granted_total",
+                   "The total number of granted leases.",
+                   figure(f->leases_granted));
+  r.NewCounterFunc("etcd_debugging_lease_revoked_total",
+                   "The total number of revoked leases.",
+                   figure(f->leases_revoked));
+  r.NewCounterFunc("etcd_debugging_lease_renewed_total",
+                   "The number of renewed leases seen by the leader.",
+                   figure(f->leases_renewed));
+  r.NewCounterFunc("etcd_debugging_server_lease_expired_total",
+                   "The total number of expired leases.",
+                   figure(f->leases_expired));
+  r.NewCounterFunc("etcd_server_read_indexes_failed_total",
+                   "The total number of failed read indexes seen.",
+                   figure(f->read_indexes_failed));
+  r.NewCounterFunc("etcd_server_slow_read_indexes_total",
+                   "The total number of pending read indexes not in sync with "
+                   "leader's or timed out read index requests.",
+                   figure(f->slow_read_indexes));
+  r.NewGaugeFunc("etcd_debugging_auth_revision",
+                 "The current revision of auth store.",
+                 figure(f->auth_revision));
   PeerTransport* t = transport.get();
   const std::string local = Hex(identity.member_id);
   using LV = metrics::Registry::LabelledValues;
@@ -997,6 +1037,9 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     if (im->loop) im->loop->Post(std::move(f));
   };
   SetPeerHooks(im, &po);
+  // Snapshot transfers, breaks and the prober's round trips
+  // (etcd_network_*, docs/metrics.md).
+  po.registry = &reg;
   auto transport = PeerTransport::Start(po);
   if (!transport.ok()) return transport.status();
   m.transport = *std::move(transport);

@@ -72,19 +72,45 @@ struct GrpcTrafficMetrics::Families {
                             "Total number of watchers.")),
         events(r.NewCounter("etcd_debugging_mvcc_events_total",
                             "Total number of events sent by this member.")),
-        lease_granted(r.NewCounter("etcd_debugging_lease_granted_total",
-                                   "The total number of granted leases.")),
-        lease_revoked(r.NewCounter("etcd_debugging_lease_revoked_total",
-                                   "The total number of revoked leases.")),
-        lease_renewed(
-            r.NewCounter("etcd_debugging_lease_renewed_total",
-                         "The number of renewed leases seen by the leader.")),
         lease_ttl(r.NewHistogram("etcd_debugging_lease_ttl_total",
                                  "Bucketed histogram of lease TTLs.",
                                  metrics::ExponentialBuckets(1, 2, 24))),
         slow_apply(r.NewCounter("etcd_server_slow_apply_total",
                                 "The total number of slow apply requests "
-                                "(likely overloaded from slow disk).")) {}
+                                "(likely overloaded from slow disk).")),
+        defrag_secs(r.NewHistogram(
+            "etcd_disk_backend_defrag_duration_seconds",
+            "The latency distribution of backend defragmentation.",
+            metrics::ExponentialBuckets(.1, 2, 13))),
+        defrag_inflight(r.NewGauge("etcd_disk_defrag_inflight",
+                                   "Whether or not defrag is active on the "
+                                   "member. 1 means active, 0 means not.")),
+        snapshot_secs(
+            r.NewHistogram("etcd_disk_backend_snapshot_duration_seconds",
+                           "The latency distribution of backend snapshots.",
+                           metrics::ExponentialBuckets(.01, 2, 17))),
+        hash_secs(r.NewHistogram(
+            "etcd_mvcc_hash_duration_seconds",
+            "The latency distribution of storage hash operation.",
+            metrics::ExponentialBuckets(.01, 2, 15))),
+        hash_rev_secs(r.NewHistogram(
+            "etcd_mvcc_hash_rev_duration_seconds",
+            "The latency distribution of storage hash by revision operation.",
+            metrics::ExponentialBuckets(.01, 2, 15))),
+        promote_successes(r.NewCounter(
+            "etcd_server_learner_promote_successes",
+            "The total number of successful learner promotions while this "
+            "member is leader.")),
+        promote_failures(r.NewCounterFamily(
+            "etcd_server_learner_promote_failures",
+            "The total number of failed learner promotions (likely learner "
+            "not ready) while this member is leader.",
+            {"Reason"})) {
+    // Reads take no long-lived transaction: there is never one open.
+    r.NewGaugeFunc("etcd_mvcc_db_open_read_transactions",
+                   "The number of currently open read transactions",
+                   [] { return 0.0; });
+  }
 
   metrics::Family<metrics::Counter>& msg_received;
   metrics::Family<metrics::Counter>& msg_sent;
@@ -98,11 +124,15 @@ struct GrpcTrafficMetrics::Families {
   metrics::Gauge& watch_streams;
   metrics::Gauge& watchers;
   metrics::Counter& events;
-  metrics::Counter& lease_granted;
-  metrics::Counter& lease_revoked;
-  metrics::Counter& lease_renewed;
   metrics::Histogram& lease_ttl;
   metrics::Counter& slow_apply;
+  metrics::Histogram& defrag_secs;
+  metrics::Gauge& defrag_inflight;
+  metrics::Histogram& snapshot_secs;
+  metrics::Histogram& hash_secs;
+  metrics::Histogram& hash_rev_secs;
+  metrics::Counter& promote_successes;
+  metrics::Family<metrics::Counter>& promote_failures;
 };
 
 namespace {
@@ -216,9 +246,18 @@ class MetricsInterceptor final : public gx::Interceptor {
     sent_ = &f_->msg_sent.WithLabels({method_, service_, type_});
     is_watch_ = service_ == "etcdserverpb.Watch" && method_ == "Watch";
     if (is_watch_) f_->watch_streams.Inc();
+    if (service_ == "etcdserverpb.Maintenance") {
+      if (method_ == "Defragment") timed_ = &f_->defrag_secs;
+      if (method_ == "Snapshot") timed_ = &f_->snapshot_secs;
+      if (method_ == "Hash") timed_ = &f_->hash_secs;
+      if (method_ == "HashKV") timed_ = &f_->hash_rev_secs;
+    }
+    is_promote_ =
+        service_ == "etcdserverpb.Cluster" && method_ == "MemberPromote";
   }
 
   ~MetricsInterceptor() override {
+    if (defrag_running_) f_->defrag_inflight.Dec();
     if (lane_ >= 0) trace_->ReleaseLane(lane_);
     if (is_watch_) {
       f_->watch_streams.Dec();
@@ -229,6 +268,10 @@ class MetricsInterceptor final : public gx::Interceptor {
   void Intercept(gx::InterceptorBatchMethods* m) override {
     if (m->QueryInterceptionHookPoint(Hook::POST_RECV_INITIAL_METADATA)) {
       start_ = std::chrono::steady_clock::now();
+      if (timed_ == &f_->defrag_secs && !defrag_running_) {
+        defrag_running_ = true;
+        f_->defrag_inflight.Inc();
+      }
       if (trace_ != nullptr) {
         lane_ = trace_->AcquireLane();
         trace_start_us_ = trace_->NowUs();
@@ -270,6 +313,22 @@ class MetricsInterceptor final : public gx::Interceptor {
       }
       const grpc::Status status = m->GetSendStatus();
       if (is_kv_unary_) WarnIfSlow(secs, status);
+      // etcd times these inside its backend and store; the shim sees the
+      // whole call (a snapshot's stream until its last chunk).
+      if (timed_ != nullptr && status.ok()) timed_->Observe(secs);
+      if (defrag_running_) {
+        defrag_running_ = false;
+        f_->defrag_inflight.Dec();
+      }
+      if (is_promote_) {
+        // etcd counts on the member that runs the promotion; a member that
+        // is not the leader forwards it, as etcd's does.
+        if (status.ok()) {
+          f_->promote_successes.Inc();
+        } else if (status.error_message() != "etcdserver: not leader") {
+          f_->promote_failures.WithLabels({status.error_message()}).Inc();
+        }
+      }
       if (lane_ >= 0) {
         std::string detail = summary_;
         if (!status.ok()) {
@@ -328,17 +387,10 @@ class MetricsInterceptor final : public gx::Interceptor {
       f_->events.Inc(w.events_size());
       return;
     }
-    if (service_ == "etcdserverpb.Lease") {
-      if (method_ == "LeaseGrant") {
-        f_->lease_granted.Inc();
-        f_->lease_ttl.Observe(static_cast<double>(grant_ttl_));
-      } else if (method_ == "LeaseRevoke") {
-        f_->lease_revoked.Inc();
-      } else if (method_ == "LeaseKeepAlive" &&
-                 static_cast<const pb::LeaseKeepAliveResponse&>(msg).ttl() >
-                     0) {
-        f_->lease_renewed.Inc();
-      }
+    // Grants, revokes and renewals are counted by the engine's lessor
+    // (shim/server.cc); the TTL histogram by the answers here.
+    if (service_ == "etcdserverpb.Lease" && method_ == "LeaseGrant") {
+      f_->lease_ttl.Observe(static_cast<double>(grant_ttl_));
     }
     if (is_kv_unary_) response_size_ = msg.ByteSizeLong();
     if (is_kv_unary_ && method_ == "Range") {
@@ -389,6 +441,10 @@ class MetricsInterceptor final : public gx::Interceptor {
   metrics::Counter* received_;
   metrics::Counter* sent_;
   bool is_watch_ = false;
+  bool is_promote_ = false;
+  // Maintenance calls etcd times (defrag, snapshot, hash): their histogram.
+  metrics::Histogram* timed_ = nullptr;
+  bool defrag_running_ = false;
   int64_t open_watchers_ = 0;
   int64_t grant_ttl_ = 0;
   bool is_kv_unary_ = false;

@@ -13,9 +13,18 @@
 //   etcd_mvcc_{range,put,delete,txn}_total and etcd_debugging_mvcc_*'s
 //     twins, counted per request served (etcd counts them in its store);
 //   etcd_debugging_mvcc_{watch_stream,watcher}_total, _events_total;
-//   etcd_debugging_lease_{granted,revoked,renewed}_total, _ttl_total;
+//   etcd_debugging_lease_ttl_total (granted TTLs; the lease counters come
+//     from the engine's lessor, shim/server.cc);
 //   etcd_server_slow_apply_total and etcd's "apply request took too long"
-//     warning for unary KV calls slower than 100 ms.
+//     warning for unary KV calls slower than 100 ms;
+//   the Maintenance calls etcd times in its backend and store, timed here
+//     as whole calls: etcd_disk_backend_defrag_duration_seconds and
+//     etcd_disk_defrag_inflight (Defragment), _backend_snapshot_duration_
+//     seconds (Snapshot), etcd_mvcc_hash_duration_seconds (Hash) and
+//     _hash_rev_duration_seconds (HashKV);
+//   etcd_server_learner_promote_successes / _failures{Reason}
+//     (MemberPromote answers; "not leader" is not a failure, as in etcd);
+//   etcd_mvcc_db_open_read_transactions (always 0: no read holds one).
 #ifndef DETCD_SHIM_SERVER_METRICS_H_
 #define DETCD_SHIM_SERVER_METRICS_H_
 

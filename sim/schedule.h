@@ -171,6 +171,32 @@ class ScheduledRng final : public env::Rng {
   uint64_t drawn_ = 0;  // recording without input: the base's next index
 };
 
+// A view of a shared ScheduledRng that draws in one named stream, for an
+// actor whose draws happen in many callbacks (a simulated client and the
+// drivers it owns): each draw makes the stream current first. The plain
+// path draws the shared sequence as before; recorded, each actor's draws
+// are a stream of their own, so a replay serves each actor its values
+// whatever the order the actors draw in.
+class StreamRng final : public env::Rng {
+ public:
+  StreamRng(ScheduledRng* rng, std::string_view stream) : rng_(rng) {
+    if (rng_->scheduled()) {
+      const int before = rng_->stream();
+      rng_->Use(stream);
+      handle_ = rng_->stream();
+      rng_->UseHandle(before);
+    }
+  }
+  uint64_t Next() override {
+    if (handle_ >= 0) rng_->UseHandle(handle_);
+    return rng_->Next();
+  }
+
+ private:
+  ScheduledRng* rng_;
+  int handle_ = -1;
+};
+
 }  // namespace detcd::sim
 
 #endif  // DETCD_SIM_SCHEDULE_H_

@@ -220,12 +220,15 @@ absl::StatusOr<int64_t> Lessor::Grant(int64_t id, int64_t ttl_s,
     SetExpiry(id, l, SatAdd(now_ns, SecondsToNanos(ttl_s)));
     SetCheckpointDue(id, l, SatAdd(now_ns, options_.checkpoint_interval_ns));
   }
+  ++counters_.granted;
   return ttl_s;
 }
 
 absl::StatusOr<std::vector<std::string>> Lessor::Revoke(int64_t id) {
   auto it = leases_.find(id);
   if (it == leases_.end()) return ErrLeaseNotFound();
+  ++counters_.revoked;
+  if (primary_ && it->second.reported_expired) ++counters_.expired;
   EraseIndexes(id, it->second);
   std::vector<std::string> keys(it->second.keys.begin(), it->second.keys.end());
   leases_.erase(it);
@@ -309,6 +312,7 @@ absl::StatusOr<int64_t> Lessor::Renew(int64_t id, int64_t now_ns) {
     StopAwaiting(id, l);
   }
   SetExpiry(id, l, SatAdd(now_ns, SecondsToNanos(l.ttl_s)));
+  ++counters_.renewed;
   return l.ttl_s;
 }
 

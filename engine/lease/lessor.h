@@ -239,6 +239,21 @@ class Lessor {
   std::vector<int64_t> Ids() const;  // ascending
   size_t size() const { return leases_.size(); }
 
+  // What this lessor did since it was made (not replicated, not in
+  // snapshots; Restore keeps them): the real server's etcd_debugging_lease_*
+  // and etcd_debugging_server_lease_expired_total, counted where etcd's
+  // lessor and server count them.
+  struct Counters {
+    uint64_t granted = 0;  // Grant applied
+    uint64_t revoked = 0;  // Revoke applied, expiries included
+    uint64_t renewed = 0;  // Renew succeeded (primary only)
+    // Revoke applied on the primary of a lease that Expired() named in
+    // this reign: etcd's leader counts a successful revoke of an expired
+    // lease.
+    uint64_t expired = 0;
+  };
+  const Counters& counters() const { return counters_; }
+
   // ---- Snapshot (replicated state only; format above). ----
 
   std::string Snapshot() const;
@@ -287,6 +302,7 @@ class Lessor {
   CheckpointItem HandOut(Lease& l, int64_t id, int64_t remaining_ttl_s);
 
   LessorOptions options_;
+  Counters counters_;
   absl::btree_map<int64_t, Lease> leases_;
   bool primary_ = false;
   uint64_t issue_seq_ = 0;

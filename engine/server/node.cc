@@ -480,7 +480,10 @@ void Node::ReadIndex(ReadDone done) {
   }
   std::string ctx = ReadContext(next_request_id_++);
   absl::Status s = raft_->ReadIndex(ctx);
-  if (!s.ok()) return done(raft_->lead() == raft::kNone ? ErrNoLeader() : s);
+  if (!s.ok()) {
+    ++read_index_counters_.failed;
+    return done(raft_->lead() == raft::kNone ? ErrNoLeader() : s);
+  }
   reads_.emplace(ctx, ReadWaiter{std::move(done),
                                  ticks_ + opts_.request_timeout_ticks, 0});
   ProcessReady();
@@ -506,6 +509,7 @@ void Node::ExpireRequests() {
   util::TakeExpired(proposals_, ticks_, &expired);
   std::vector<ReadDone> expired_reads;
   util::TakeExpired(reads_, ticks_, &expired_reads);
+  read_index_counters_.slow += expired_reads.size();  // no read index came
   util::TakeExpired(ready_reads_, ticks_, &expired_reads);
   if (!expired.empty() || !expired_reads.empty()) {
     DETCD_PROBE(kNodeRequestTimeout);

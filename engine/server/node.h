@@ -209,6 +209,16 @@ class Node {
     return awaiting_leader_.size() + proposals_.size() + reads_.size() +
            ready_reads_.size();
   }
+  // Plain counts for the real server's etcd_server_read_indexes_failed_total
+  // (raft refused the ReadIndex) and etcd_server_slow_read_indexes_total (no
+  // read index came back before the request deadline), where etcd counts.
+  struct ReadIndexCounters {
+    uint64_t failed = 0;
+    uint64_t slow = 0;
+  };
+  const ReadIndexCounters& read_index_counters() const {
+    return read_index_counters_;
+  }
 
  private:
   struct Waiter {
@@ -288,6 +298,7 @@ class Node {
   std::deque<AwaitingLeader> awaiting_leader_;  // oldest first
   std::map<uint64_t, Waiter> proposals_;   // by request id
   std::map<std::string, ReadWaiter> reads_;  // by ReadIndex context
+  ReadIndexCounters read_index_counters_;
   std::multimap<uint64_t, ReadWaiter> ready_reads_;  // by read index
 };
 

@@ -173,6 +173,8 @@ TEST(PeerTransportMetrics, SnapshotSendAndReceiveAreCountedOnBothSides) {
   EXPECT_EQ(StatsOf(*a->t, 2).snapshot_send_failures, 0u);
   EXPECT_EQ(StatsOf(*b->t, 1).snapshot_receive_failures, 0u);
   EXPECT_EQ(StatsOf(*b->t, 1).receive_failures, 0u);
+  // The marker's 4 bytes count on both sides.
+  EXPECT_EQ(StatsOf(*a->t, 2).sent_bytes, StatsOf(*b->t, 1).received_bytes);
 
   const std::string sent = a->registry.Render();
   EXPECT_TRUE(absl::StrContains(
