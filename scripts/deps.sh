@@ -11,7 +11,7 @@ DETCD_PACKAGES=(
   libfmt-dev libzstd-dev libgoogle-perftools-dev
   libssl-dev libyaml-cpp-dev nlohmann-json3-dev openssl
   etcd-server etcd-client python3 curl golang-go golang-etcd-server-dev
-  libcurl4-openssl-dev dnsmasq-base iproute2 libcrypt-dev
+  libcurl4-openssl-dev dnsmasq-base iproute2 libcrypt-dev libmicrohttpd-dev
   prometheus nftables
 )
 # scripts/fuzz only (libFuzzer builds, fuzz/README.md).

@@ -278,6 +278,8 @@ ClientListener::ClientListener(const ClientListenerOptions& options,
     : options_(options), server_(server), http_(std::move(http)) {
   http_limits_.max_request_bytes = options.max_http_request_bytes;
   http_limits_.idle_timeout_ms = options.http_idle_timeout_ms;
+  plain_http_ = HostWhitelistHandler(options.host_whitelist, http_,
+                                     options.on_host_rejected);
 }
 
 absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Create(
@@ -617,7 +619,7 @@ void ClientListener::ServeConn(Conn* conn, int fd, bool tls) {
       ++stats_.rejected;
       return;
     }
-    ServeHttp(PlainStream(fd), "");
+    ServeHttp(PlainStream(fd), "", /*tls=*/false);
     return;
   }
 
@@ -640,7 +642,7 @@ void ClientListener::ServeConn(Conn* conn, int fd, bool tls) {
   }
   std::string alpn = (*stream)->alpn();
   if (server_ == nullptr || alpn == "http/1.1") {
-    ServeHttp(*std::move(stream), "");
+    ServeHttp(*std::move(stream), "", /*tls=*/true);
     return;
   }
   if (alpn == "h2") {
@@ -666,7 +668,7 @@ void ClientListener::ServeConn(Conn* conn, int fd, bool tls) {
   if (head == kH2Preface) {
     PumpTls(*std::move(stream), std::move(initial));
   } else if (!initial.empty()) {
-    ServeHttp(*std::move(stream), std::move(initial));
+    ServeHttp(*std::move(stream), std::move(initial), /*tls=*/true);
   } else {
     absl::MutexLock lock(&mu_);
     ++stats_.rejected;
@@ -674,12 +676,14 @@ void ClientListener::ServeConn(Conn* conn, int fd, bool tls) {
 }
 
 void ClientListener::ServeHttp(std::unique_ptr<Stream> stream,
-                               std::string initial) {
+                               std::string initial, bool tls) {
   {
     absl::MutexLock lock(&mu_);
     ++stats_.http_connections;
   }
-  ServeHttpConnection(*stream, std::move(initial), http_, http_limits_);
+  // A plain socket goes to the HTTP library as is; TLS through a pump.
+  ServeHttpConnection(*stream, std::move(initial), tls ? http_ : plain_http_,
+                      http_limits_, /*plain_socket=*/!tls);
   // The destructor closes the socket (a TLS stream says close_notify).
 }
 

@@ -60,6 +60,11 @@ struct ClientListenerOptions {
   // TLS, to finish its handshake) before it is closed.
   int sniff_timeout_ms = 10'000;
   int http_idle_timeout_ms = 120'000;
+  // --host-whitelist: host names accepted on plain-HTTP requests (TLS ones
+  // are not checked, as etcd's); empty or holding "*" accepts any. Others
+  // get etcd's 421, and on_host_rejected (may be empty) hears the name.
+  std::vector<std::string> host_whitelist;
+  std::function<void(const std::string& hostname)> on_host_rejected;
   // Called (from any thread) with one line about a rejected connection,
   // e.g. a failed TLS handshake. May be empty.
   std::function<void(const std::string&)> log_warning;
@@ -130,7 +135,9 @@ class ClientListener {
   // gRPC over TLS: hands one end of a socketpair to gRPC and copies bytes
   // between the stream and the other end until either side ends.
   void PumpTls(std::unique_ptr<Stream> stream, std::string initial);
-  void ServeHttp(std::unique_ptr<Stream> stream, std::string initial);
+  // tls: the stream is a TLS stream (no host whitelist; pumped into the
+  // HTTP library rather than handed over as a socket).
+  void ServeHttp(std::unique_ptr<Stream> stream, std::string initial, bool tls);
   void Warn(const std::string& line);
   // Joins connection threads that have finished.
   void ReapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -138,6 +145,8 @@ class ClientListener {
   const ClientListenerOptions options_;
   grpc::Server* const server_;
   HttpHandler http_;
+  // http_ behind the host whitelist, for plain-HTTP connections.
+  HttpHandler plain_http_;
   HttpLimits http_limits_;
   std::shared_ptr<TlsContext> tls_;
   std::vector<std::unique_ptr<Endpoint>> endpoints_;

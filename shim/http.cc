@@ -1,168 +1,41 @@
 #include "shim/http.h"
 
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
-#include <ctime>
+#include <cstring>
+#include <deque>
+#include <map>
 #include <memory>
+#include <thread>
+#include <tuple>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace detcd::shim {
 namespace {
 
-// RFC 9110 token characters (method names, header field names).
-bool IsTchar(char c) {
-  if (absl::ascii_isalnum(static_cast<unsigned char>(c))) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool IsToken(absl::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), IsTchar);
-}
-
-// Field values may hold visible characters, spaces, tabs and obs-text; no
-// other control characters (a bare CR or NUL is a smuggling vector).
-bool IsFieldValue(absl::string_view s) {
-  for (char c : s) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 && c != '\t') return false;
-    if (u == 0x7f) return false;
-  }
-  return true;
-}
-
-// Takes the next line starting at *pos (without its LF and an optional CR
-// before it). False when no complete line is buffered yet.
-bool NextLine(absl::string_view buf, size_t* pos, absl::string_view* line) {
-  size_t nl = buf.find('\n', *pos);
-  if (nl == absl::string_view::npos) return false;
-  size_t end = nl;
-  if (end > *pos && buf[end - 1] == '\r') --end;
-  *line = buf.substr(*pos, end - *pos);
-  *pos = nl + 1;
-  return true;
-}
-
-// True when the comma-separated list `value` holds `token` (ASCII
-// case-insensitive), as in "Connection: keep-alive, Upgrade".
-bool HasToken(absl::string_view value, absl::string_view token) {
-  for (absl::string_view part : absl::StrSplit(value, ',')) {
-    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(part), token)) {
-      return true;
-    }
-  }
-  return false;
-}
-
-HttpParse Bad(int status, int* error_status) {
-  *error_status = status;
-  return HttpParse::kBad;
-}
-
-// Decodes a chunked body starting at buf[pos]. kComplete sets *end to the
-// first byte after the chunked message (trailers included).
-HttpParse ParseChunked(absl::string_view buf, size_t pos, size_t max_body,
-                       std::string* body, size_t* end, int* error_status) {
-  body->clear();
-  while (true) {
-    absl::string_view line;
-    size_t line_start = pos;
-    if (!NextLine(buf, &pos, &line)) {
-      // A size line is a few hex digits; an endless one is not a client.
-      if (buf.size() - line_start > 1024) return Bad(400, error_status);
-      return HttpParse::kIncomplete;
-    }
-    absl::string_view size_text = line.substr(0, line.find(';'));
-    size_text = absl::StripTrailingAsciiWhitespace(size_text);
-    if (size_text.empty() || size_text.size() > 15) {
-      return Bad(400, error_status);
-    }
-    uint64_t size = 0;
-    for (char c : size_text) {
-      if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
-        return Bad(400, error_status);
-      }
-      size = size * 16 + (absl::ascii_isdigit(static_cast<unsigned char>(c))
-                              ? c - '0'
-                              : absl::ascii_tolower(c) - 'a' + 10);
-    }
-    if (size == 0) break;
-    if (size > max_body || body->size() + size > max_body) {
-      return Bad(413, error_status);
-    }
-    if (buf.size() - pos < size) return HttpParse::kIncomplete;
-    body->append(buf.data() + pos, size);
-    pos += size;
-    // The chunk's data ends with CRLF (or a bare LF).
-    if (buf.size() - pos < 1) return HttpParse::kIncomplete;
-    if (buf[pos] == '\r') {
-      if (buf.size() - pos < 2) return HttpParse::kIncomplete;
-      if (buf[pos + 1] != '\n') return Bad(400, error_status);
-      pos += 2;
-    } else if (buf[pos] == '\n') {
-      pos += 1;
-    } else {
-      return Bad(400, error_status);
-    }
-  }
-  // Trailer fields (ignored) up to an empty line.
-  while (true) {
-    absl::string_view line;
-    size_t line_start = pos;
-    if (!NextLine(buf, &pos, &line)) {
-      if (buf.size() - line_start > 64 * 1024) return Bad(431, error_status);
-      return HttpParse::kIncomplete;
-    }
-    if (line.empty()) break;
-  }
-  *end = pos;
-  return HttpParse::kComplete;
-}
-
-std::string HttpDate() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char out[64];
-  size_t n = std::strftime(out, sizeof out, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return std::string(out, n);
-}
-
-
-// After an error answer, read (and drop) what the client still sends for a
-// short while, so that closing with unread bytes does not reset the
-// connection before the client has read the answer.
-void Linger(Stream& stream) {
-  int64_t deadline = NowMs() + 500;
-  char sink[4096];
-  size_t total = 0;
-  while (total < (256u << 10) && WaitReadable(stream.fd(), deadline)) {
-    long n = stream.Read(sink, sizeof sink);
-    if (n <= 0) return;
-    total += static_cast<size_t>(n);
-  }
-}
-
-absl::string_view Reason(int status) {
-  std::string_view r = HttpReason(status);
-  return absl::string_view(r.data(), r.size());
-}
+// How long a blocked wait inside a library callback sleeps before it looks
+// whether the client is still there (the library cannot notice while its
+// connection thread is inside our callback).
+constexpr absl::Duration kClientCheck = absl::Milliseconds(200);
+// A streamed answer's writer waits while this much is still unsent, as a
+// blocking socket write would.
+constexpr size_t kMaxUnsentStreamBytes = 1 << 20;
 
 // True once the client has shut down its sending side or the connection
 // broke. POLLRDHUP alone does not report pending request bytes (a pipelined
@@ -173,83 +46,471 @@ bool PeerClosed(int fd) {
   return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
-// The head of a streamed response: no Content-Length; chunked for
-// HTTP/1.1, for HTTP/1.0 the end of the body is the end of the connection.
-std::string StreamHead(const HttpResponse& r, int status, bool chunked,
-                       bool keep_alive) {
-  std::string out =
-      absl::StrCat("HTTP/1.1 ", status, " ", Reason(status), "\r\n");
-  if (!r.content_type.empty()) {
-    absl::StrAppend(&out, "Content-Type: ", r.content_type, "\r\n");
+bool SendAll(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
   }
-  for (const auto& [name, value] : r.headers) {
-    absl::StrAppend(&out, name, ": ", value, "\r\n");
-  }
-  absl::StrAppend(&out, "Date: ", HttpDate(), "\r\n");
-  if (chunked) absl::StrAppend(&out, "Transfer-Encoding: chunked\r\n");
-  absl::StrAppend(&out, keep_alive ? "" : "Connection: close\r\n", "\r\n");
-  return out;
+  return true;
 }
 
-class ChunkedWriter : public HttpBodyWriter {
+// One connection handed to the library; lives in ServeHttpConnection's
+// frame until the library has closed it and its streams have ended.
+struct Connection {
+  const HttpHandler* handler = nullptr;
+  size_t max_request_bytes = 0;
+  size_t max_header_bytes = 0;
+  unsigned idle_timeout_s = 0;
+  std::string peer_cn;
+  int fd = -1;  // the library's socket (for the client_gone poll)
+
+  absl::Mutex mu;
+  bool closed ABSL_GUARDED_BY(mu) = false;  // the library let go of it
+  int served ABSL_GUARDED_BY(mu) = 0;
+  std::vector<std::thread> streams ABSL_GUARDED_BY(mu);
+
+  bool Gone() {
+    {
+      absl::MutexLock lock(&mu);
+      if (closed) return true;
+    }
+    return PeerClosed(fd);
+  }
+};
+
+// One request, from its request line (the library's URI log callback) to
+// its end (the completion callback).
+struct Request {
+  std::string uri;  // the raw request target
+  HttpRequest req;
+  bool started = false;   // the header has been seen
+  bool queued = false;    // an answer is queued
+  int error_status = 0;   // answer this instead of calling the handler
+  size_t body_limit = 0;  // bytes of body allowed
+  size_t discarded = 0;   // body bytes dropped after error_status
+};
+
+// A streamed body between the thread that runs HttpResponse::stream and the
+// library's connection thread, which pulls it.
+class StreamPipe : public HttpBodyWriter {
  public:
-  ChunkedWriter(Stream& stream, const HttpResponse& r, bool chunked,
-                bool keep_alive, bool head_only)
-      : stream_(stream),
-        response_(r),
-        status_(r.status),
-        chunked_(chunked),
-        keep_alive_(keep_alive),
-        head_only_(head_only) {}
+  StreamPipe(int status, int fd) : status_(status), fd_(fd) {}
 
   void SetStatus(int status) override {
+    absl::MutexLock lock(&mu_);
     if (!started_) status_ = status;
   }
-  bool started() const override { return started_; }
-
+  bool started() const override {
+    absl::MutexLock lock(&mu_);
+    return started_;
+  }
   bool Write(std::string_view data) override {
-    if (failed_) return false;
-    std::string wire;
-    if (!started_) {
-      wire = StreamHead(response_, status_, chunked_, keep_alive_);
-      started_ = true;
+    absl::MutexLock lock(&mu_);
+    if (closed_) return false;
+    started_ = true;
+    if (!data.empty()) {
+      // Each Write stays one chunk on the wire, as a flush in Go.
+      parts_.emplace_back(data.data(), data.size());
+      unsent_ += data.size();
     }
-    if (!data.empty() && !head_only_) {
-      if (chunked_) {
-        absl::StrAppend(&wire, absl::Hex(data.size()), "\r\n");
-        wire.append(data.data(), data.size());
-        wire += "\r\n";
-      } else {
-        wire.append(data.data(), data.size());
-      }
+    cv_.SignalAll();
+    while (!closed_ && unsent_ > kMaxUnsentStreamBytes) {
+      cv_.WaitWithTimeout(&mu_, kClientCheck);
     }
-    if (!wire.empty() && !stream_.WriteAll(wire.data(), wire.size())) {
-      failed_ = true;
-    }
-    return !failed_;
+    return !closed_;
   }
 
-  // Sends the head if nothing was written, then the last chunk. False when
-  // the connection cannot carry another request.
-  bool Finish() {
-    if (!started_ && !Write("")) return false;
-    if (failed_) return false;
-    if (chunked_ && !head_only_) {
-      static constexpr absl::string_view kLast = "0\r\n\r\n";
-      if (!stream_.WriteAll(kLast.data(), kLast.size())) return false;
+  // The stream function returned.
+  void Finish() {
+    absl::MutexLock lock(&mu_);
+    finished_ = true;
+    started_ = true;
+    cv_.SignalAll();
+  }
+  // The library dropped the answer (sent, or the connection ended).
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    cv_.SignalAll();
+  }
+
+  // Waits for the head's status: the first Write, or the end of the
+  // stream. False when the client left first.
+  bool WaitForHead(int* status) {
+    absl::MutexLock lock(&mu_);
+    while (!started_) {
+      if (cv_.WaitWithTimeout(&mu_, kClientCheck) && !started_ &&
+          PeerClosed(fd_)) {
+        closed_ = true;
+        cv_.SignalAll();
+        return false;
+      }
     }
-    return chunked_ || head_only_;
+    *status = status_;
+    return true;
+  }
+
+  // The library's content reader: blocks (the connection has its own
+  // thread) until there are bytes, the end, or the client is gone.
+  ssize_t Read(char* out, size_t max) {
+    absl::MutexLock lock(&mu_);
+    while (true) {
+      if (!parts_.empty()) {
+        const std::string& front = parts_.front();
+        size_t n = std::min(max, front.size() - off_);
+        std::memcpy(out, front.data() + off_, n);
+        off_ += n;
+        unsent_ -= n;
+        if (off_ == front.size()) {
+          parts_.pop_front();
+          off_ = 0;
+        }
+        cv_.SignalAll();
+        return static_cast<ssize_t>(n);
+      }
+      if (finished_) return MHD_CONTENT_READER_END_OF_STREAM;
+      if (closed_) return MHD_CONTENT_READER_END_WITH_ERROR;
+      if (cv_.WaitWithTimeout(&mu_, kClientCheck) && parts_.empty() &&
+          !finished_ && PeerClosed(fd_)) {
+        closed_ = true;
+        cv_.SignalAll();
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+      }
+    }
   }
 
  private:
-  Stream& stream_;
-  const HttpResponse& response_;
-  int status_;
-  const bool chunked_;
-  const bool keep_alive_;
-  const bool head_only_;
-  bool started_ = false;
-  bool failed_ = false;
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;
+  int status_ ABSL_GUARDED_BY(mu_);
+  const int fd_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  // Written, not yet sent: one entry per Write; off_ into the first.
+  std::deque<std::string> parts_ ABSL_GUARDED_BY(mu_);
+  size_t off_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t unsent_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+ssize_t ReadPipe(void* cls, uint64_t, char* buf, size_t max) {
+  return (*static_cast<std::shared_ptr<StreamPipe>*>(cls))->Read(buf, max);
+}
+void FreePipe(void* cls) {
+  auto* p = static_cast<std::shared_ptr<StreamPipe>*>(cls);
+  (*p)->Close();
+  delete p;
+}
+
+// A fixed body sent chunked, so that trailers can follow it.
+struct ChunkedBody {
+  std::string data;
+  size_t off = 0;
+};
+ssize_t ReadChunked(void* cls, uint64_t, char* buf, size_t max) {
+  auto* b = static_cast<ChunkedBody*>(cls);
+  if (b->off >= b->data.size()) return MHD_CONTENT_READER_END_OF_STREAM;
+  size_t n = std::min(max, b->data.size() - b->off);
+  std::memcpy(buf, b->data.data() + b->off, n);
+  b->off += n;
+  return static_cast<ssize_t>(n);
+}
+void FreeChunked(void* cls) { delete static_cast<ChunkedBody*>(cls); }
+void FreeString(void* cls) { delete static_cast<std::string*>(cls); }
+
+MHD_Result CollectHeader(void* cls, MHD_ValueKind, const char* key,
+                         const char* value) {
+  auto* r = static_cast<Request*>(cls);
+  std::string name = absl::AsciiStrToLower(key);
+  const char* v = value == nullptr ? "" : value;
+  auto [it, inserted] = r->req.headers.try_emplace(std::move(name), v);
+  if (!inserted) absl::StrAppend(&it->second, ", ", v);
+  return MHD_YES;
+}
+
+// Fills r->req from the request line and the header.
+void ParseHead(Request* r, MHD_Connection* c, const char* method,
+               const char* version, Connection* conn) {
+  HttpRequest& req = r->req;
+  req.method = method;
+  req.http11 = std::strcmp(version, MHD_HTTP_VERSION_1_0) != 0;
+  MHD_get_connection_values(c, MHD_HEADER_KIND, CollectHeader, r);
+  // Targets in absolute form (proxies' style) name the host themselves.
+  std::string_view target = r->uri;
+  if (!target.empty() && target[0] != '/') {
+    size_t scheme_end = target.find("://");
+    if (scheme_end != std::string_view::npos) {
+      size_t slash = target.find('/', scheme_end + 3);
+      std::string_view authority =
+          target.substr(scheme_end + 3, slash == std::string_view::npos
+                                            ? std::string_view::npos
+                                            : slash - scheme_end - 3);
+      req.host = std::string(authority.substr(0, authority.find('?')));
+      target = slash == std::string_view::npos ? std::string_view("/")
+                                               : target.substr(slash);
+    }
+  }
+  if (req.host.empty()) {
+    auto it = req.headers.find("host");
+    if (it != req.headers.end()) req.host = it->second;
+  }
+  size_t q = target.find('?');
+  req.path = std::string(target.substr(0, q));
+  req.query = q == std::string_view::npos ? std::string()
+                                          : std::string(target.substr(q + 1));
+  req.peer_common_name = conn->peer_cn;
+  req.client_gone = [conn] { return conn->Gone(); };
+  size_t header_bytes = r->uri.size() + req.method.size() + 12;
+  for (const auto& [k, v] : req.headers)
+    header_bytes += k.size() + v.size() + 4;
+  r->body_limit = conn->max_request_bytes > header_bytes
+                      ? conn->max_request_bytes - header_bytes
+                      : 0;
+  auto cl = req.headers.find("content-length");
+  uint64_t length = 0;
+  if (header_bytes > conn->max_header_bytes) {
+    // The pool only bounds it roughly (it also holds the buffers).
+    r->error_status = 431;
+  } else if (cl != req.headers.end() && absl::SimpleAtoi(cl->second, &length) &&
+             length > r->body_limit) {
+    r->error_status = 413;
+  }
+}
+
+bool Bodyless(int status) {
+  return status < 200 || status == 204 || status == 304;
+}
+
+void AddHeaders(MHD_Response* m, const HttpResponse& resp) {
+  if (!resp.content_type.empty() && !Bodyless(resp.status)) {
+    MHD_add_response_header(m, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            resp.content_type.c_str());
+  }
+  for (const auto& [name, value] : resp.headers) {
+    MHD_add_response_header(m, name.c_str(), value.c_str());
+  }
+}
+
+MHD_Result Queue(MHD_Connection* c, int status, MHD_Response* m) {
+  if (m == nullptr) return MHD_NO;
+  MHD_Result ret = MHD_queue_response(c, static_cast<unsigned>(status), m);
+  MHD_destroy_response(m);
+  return ret;
+}
+
+// Go's http.Error shape for the answers this file makes itself.
+MHD_Result QueueError(MHD_Connection* c, int status) {
+  auto* body = new std::string(
+      absl::StrCat(status, " ", std::string(HttpReason(status))));
+  MHD_Response* m = MHD_create_response_from_buffer_with_free_callback_cls(
+      body->size(), body->data(), FreeString, body);
+  if (m == nullptr) {
+    delete body;
+    return MHD_NO;
+  }
+  MHD_add_response_header(m, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "text/plain; charset=utf-8");
+  MHD_add_response_header(m, MHD_HTTP_HEADER_CONNECTION, "close");
+  return Queue(c, status, m);
+}
+
+// Runs the handler and queues its answer.
+MHD_Result Respond(Connection* conn, MHD_Connection* c, Request* r) {
+  HttpResponse resp = (*conn->handler)(r->req);
+  {
+    absl::MutexLock lock(&conn->mu);
+    ++conn->served;
+  }
+  if (resp.stream) {
+    auto pipe = std::make_shared<StreamPipe>(resp.status, conn->fd);
+    std::thread t([pipe, fn = std::move(resp.stream)] {
+      fn(*pipe);
+      pipe->Finish();
+    });
+    {
+      absl::MutexLock lock(&conn->mu);
+      conn->streams.push_back(std::move(t));
+    }
+    int status = 0;
+    if (!pipe->WaitForHead(&status)) return MHD_NO;
+    auto* cls = new std::shared_ptr<StreamPipe>(pipe);
+    // Unknown size: chunked for HTTP/1.1, the end of the connection ends the
+    // body for HTTP/1.0.
+    MHD_Response* m = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, 64 * 1024, ReadPipe, cls, FreePipe);
+    if (m == nullptr) {
+      FreePipe(cls);
+      return MHD_NO;
+    }
+    resp.status = status;
+    AddHeaders(m, resp);
+    return Queue(c, status, m);
+  }
+  MHD_Response* m;
+  if (!resp.trailers.empty() && r->req.http11 && !Bodyless(resp.status)) {
+    auto* body = new ChunkedBody{std::move(resp.body)};
+    m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024,
+                                          ReadChunked, body, FreeChunked);
+    if (m == nullptr) {
+      delete body;
+      return MHD_NO;
+    }
+    for (const auto& [name, value] : resp.trailers) {
+      MHD_add_response_footer(m, name.c_str(), value.c_str());
+    }
+  } else {
+    auto* body = new std::string(std::move(resp.body));
+    m = MHD_create_response_from_buffer_with_free_callback_cls(
+        body->size(), body->data(), FreeString, body);
+    if (m == nullptr) {
+      delete body;
+      return MHD_NO;
+    }
+  }
+  AddHeaders(m, resp);
+  return Queue(c, resp.status, m);
+}
+
+// One libmicrohttpd daemon: no listening socket, a thread per connection.
+class Engine {
+ public:
+  // The daemon for these limits, started on first use and kept for the
+  // life of the process (listeners come and go; a daemon without
+  // connections only holds one idle thread).
+  static Engine* For(const HttpLimits& limits) {
+    static absl::Mutex mu(absl::kConstInit);
+    static auto* engines = new std::map<std::pair<size_t, unsigned>, Engine*>;
+    unsigned idle_s = static_cast<unsigned>(
+        std::max(1, (limits.idle_timeout_ms + 999) / 1000));
+    absl::MutexLock lock(&mu);
+    Engine*& e = (*engines)[{limits.max_header_bytes, idle_s}];
+    if (e == nullptr) e = new Engine(limits.max_header_bytes, idle_s);
+    return e->daemon_ != nullptr ? e : nullptr;
+  }
+
+  // Hands `fd` to the daemon; the daemon closes it in any case.
+  bool Add(int fd, Connection* conn, const sockaddr* addr, socklen_t len) {
+    {
+      absl::MutexLock lock(&mu_);
+      pending_[fd] = conn;
+    }
+    if (MHD_add_connection(daemon_, fd, addr, len) == MHD_YES) return true;
+    absl::MutexLock lock(&mu_);
+    auto it = pending_.find(fd);
+    if (it != pending_.end() && it->second == conn) pending_.erase(it);
+    return false;
+  }
+
+  unsigned idle_timeout_s() const { return idle_s_; }
+
+ private:
+  Engine(size_t max_header_bytes, unsigned idle_s) : idle_s_(idle_s) {
+    // The pool holds the header block and the connection's read and write
+    // buffers.
+    size_t pool = max_header_bytes + 64 * 1024;
+    daemon_ = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
+            MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
+        0, nullptr, nullptr, &Engine::Access, this,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+        MHD_OPTION_CONNECTION_MEMORY_INCREMENT, static_cast<size_t>(16 * 1024),
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_LIMIT,
+        1u << 16, MHD_OPTION_URI_LOG_CALLBACK, &Engine::StartRequest, this,
+        MHD_OPTION_NOTIFY_COMPLETED, &Engine::EndRequest, this,
+        MHD_OPTION_NOTIFY_CONNECTION, &Engine::Notify, this, MHD_OPTION_END);
+  }
+
+  static void* StartRequest(void*, const char* uri, MHD_Connection*) {
+    auto* r = new Request;
+    r->uri = uri == nullptr ? "" : uri;
+    return r;
+  }
+
+  static void EndRequest(void* cls, MHD_Connection* c, void** req_cls,
+                         MHD_RequestTerminationCode) {
+    delete static_cast<Request*>(*req_cls);
+    *req_cls = nullptr;
+    // Idle again: the inactivity timeout is back (Access lifted it).
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+                              static_cast<Engine*>(cls)->idle_s_);
+  }
+
+  static void Notify(void* cls, MHD_Connection* c, void** socket_context,
+                     MHD_ConnectionNotificationCode code) {
+    auto* self = static_cast<Engine*>(cls);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+      const MHD_ConnectionInfo* info =
+          MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+      if (info == nullptr) return;
+      absl::MutexLock lock(&self->mu_);
+      auto it = self->pending_.find(info->connect_fd);
+      if (it == self->pending_.end()) return;
+      *socket_context = it->second;
+      self->pending_.erase(it);
+      return;
+    }
+    auto* conn = static_cast<Connection*>(*socket_context);
+    if (conn == nullptr) return;
+    absl::MutexLock lock(&conn->mu);
+    conn->closed = true;
+  }
+
+  static MHD_Result Access(void*, MHD_Connection* c, const char*,
+                           const char* method, const char* version,
+                           const char* upload_data, size_t* upload_data_size,
+                           void** req_cls) {
+    auto* r = static_cast<Request*>(*req_cls);
+    const MHD_ConnectionInfo* info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    auto* conn = info == nullptr
+                     ? nullptr
+                     : static_cast<Connection*>(info->socket_context);
+    if (r == nullptr || conn == nullptr) return MHD_NO;
+    if (!r->started) {
+      // The header is complete; the body (if any) comes in later calls.
+      r->started = true;
+      ParseHead(r, c, method, version, conn);
+      // A handler or a streamed answer may take long: no inactivity
+      // timeout until the request ends.
+      MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+      if (r->error_status != 0) {
+        // Before any "100 Continue": the client need not send the body.
+        r->queued = true;
+        return QueueError(c, r->error_status);
+      }
+      return MHD_YES;
+    }
+    if (*upload_data_size != 0) {
+      size_t n = *upload_data_size;
+      *upload_data_size = 0;
+      if (r->error_status != 0) {
+        // Dropping the rest of an oversized body; a client that goes on
+        // and on is cut off.
+        r->discarded += n;
+        return r->discarded > 4 * r->body_limit + (1 << 20) ? MHD_NO : MHD_YES;
+      }
+      if (r->req.body.size() + n > r->body_limit) {
+        r->error_status = 413;
+        r->req.body.clear();
+        return MHD_YES;
+      }
+      r->req.body.append(upload_data, n);
+      return MHD_YES;
+    }
+    if (r->queued) return MHD_YES;
+    r->queued = true;
+    if (r->error_status != 0) return QueueError(c, r->error_status);
+    return Respond(conn, c, r);
+  }
+
+  MHD_Daemon* daemon_ = nullptr;
+  const unsigned idle_s_;
+  absl::Mutex mu_;
+  // Connections added but not yet announced by the daemon, by descriptor.
+  std::map<int, Connection*> pending_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -275,316 +536,250 @@ bool WaitReadable(int fd, int64_t deadline_ms) {
 
 std::string_view HttpReason(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Request Entity Too Large";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Request Entity Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 421:
+      return "Misdirected Request";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }
 
-HttpParse ParseHttpRequest(std::string_view std_buf, const HttpLimits& limits,
-                           HttpRequest* req, size_t* consumed,
-                           bool* keep_alive, bool* expect_continue,
-                           int* error_status) {
-  const absl::string_view buf(std_buf.data(), std_buf.size());
-  *expect_continue = false;
-  *keep_alive = false;
-  size_t pos = 0;
-  // Robustness (RFC 9112 section 2.2): empty lines before a request line
-  // are skipped, e.g. a stray CRLF after a previous body.
-  while (pos < buf.size() && (buf[pos] == '\n' ||
-                              (buf[pos] == '\r' && pos + 1 < buf.size() &&
-                               buf[pos + 1] == '\n'))) {
-    pos += buf[pos] == '\r' ? 2 : 1;
-  }
-  size_t start = pos;
-
-  absl::string_view request_line;
-  if (!NextLine(buf, &pos, &request_line)) {
-    // Reject junk early instead of waiting for a line end that a random
-    // byte stream may never send: the method must be a token.
-    absl::string_view partial = buf.substr(start);
-    size_t sp = partial.find(' ');
-    absl::string_view method = partial.substr(0, sp);
-    if (!std::all_of(method.begin(), method.end(), IsTchar) ||
-        (sp == 0 && !partial.empty())) {
-      return Bad(400, error_status);
+std::string HttpHostname(std::string_view host) {
+  // net.SplitHostPort's accepted shapes: "[v6]:port" and "name:port" with
+  // a single colon; anything else has no port to strip.
+  if (!host.empty() && host[0] == '[') {
+    size_t close = host.find(']');
+    if (close != std::string_view::npos && close + 1 < host.size() &&
+        host[close + 1] == ':' &&
+        host.find(':', close + 2) == std::string_view::npos &&
+        host.find('[', 1) == std::string_view::npos &&
+        host.find(']', close + 1) == std::string_view::npos) {
+      return std::string(host.substr(1, close - 1));
     }
-    if (partial.size() > limits.max_header_bytes) return Bad(431, error_status);
-    return HttpParse::kIncomplete;
+    return std::string(host);
   }
-  std::vector<absl::string_view> parts = absl::StrSplit(request_line, ' ');
-  if (parts.size() != 3 || !IsToken(parts[0]) || parts[1].empty() ||
-      !IsFieldValue(parts[1]) || parts[1].find('\t') != absl::string_view::npos) {
-    return Bad(400, error_status);
+  size_t colon = host.find(':');
+  if (colon == std::string_view::npos ||
+      host.find(':', colon + 1) != std::string_view::npos ||
+      host.find_first_of("[]") != std::string_view::npos) {
+    return std::string(host);
   }
-  absl::string_view version = parts[2];
-  bool http11;
-  if (version == "HTTP/1.1") {
-    http11 = true;
-  } else if (version == "HTTP/1.0") {
-    http11 = false;
-  } else if (version.size() == 8 && absl::StartsWith(version, "HTTP/") &&
-             absl::ascii_isdigit(static_cast<unsigned char>(version[5])) &&
-             version[6] == '.' &&
-             absl::ascii_isdigit(static_cast<unsigned char>(version[7]))) {
-    return Bad(505, error_status);
-  } else {
-    return Bad(400, error_status);
-  }
-
-  // Header fields up to the empty line.
-  std::map<std::string, std::string> headers;
-  while (true) {
-    absl::string_view line;
-    if (!NextLine(buf, &pos, &line)) {
-      if (buf.size() - start > limits.max_header_bytes) {
-        return Bad(431, error_status);
-      }
-      return HttpParse::kIncomplete;
-    }
-    if (pos - start > limits.max_header_bytes) return Bad(431, error_status);
-    if (line.empty()) break;
-    // Obsolete line folding and whitespace before the colon are rejected
-    // (RFC 9112 sections 5.1 and 5.2).
-    if (line[0] == ' ' || line[0] == '\t') return Bad(400, error_status);
-    size_t colon = line.find(':');
-    if (colon == absl::string_view::npos) return Bad(400, error_status);
-    absl::string_view name = line.substr(0, colon);
-    if (!IsToken(name)) return Bad(400, error_status);
-    absl::string_view value =
-        absl::StripAsciiWhitespace(line.substr(colon + 1));
-    if (!IsFieldValue(value)) return Bad(400, error_status);
-    std::string key = absl::AsciiStrToLower(name);
-    auto [it, inserted] = headers.try_emplace(key, value);
-    if (!inserted) absl::StrAppend(&it->second, ", ", value);
-  }
-  size_t header_end = pos;
-
-  // Target: origin form, absolute form (proxies' style; the authority is
-  // dropped), or "*" for OPTIONS.
-  absl::string_view target = parts[1];
-  if (target[0] != '/') {
-    size_t scheme_end = target.find("://");
-    if (scheme_end != absl::string_view::npos &&
-        (absl::EqualsIgnoreCase(target.substr(0, scheme_end), "http") ||
-         absl::EqualsIgnoreCase(target.substr(0, scheme_end), "https"))) {
-      size_t slash = target.find('/', scheme_end + 3);
-      target = slash == absl::string_view::npos ? absl::string_view("/")
-                                                : target.substr(slash);
-    } else if (!(target == "*" && parts[0] == "OPTIONS")) {
-      return Bad(400, error_status);
-    }
-  }
-
-  // Body framing (RFC 9112 section 6.3).
-  auto te = headers.find("transfer-encoding");
-  auto cl = headers.find("content-length");
-  bool chunked = false;
-  uint64_t content_length = 0;
-  if (te != headers.end()) {
-    if (cl != headers.end()) return Bad(400, error_status);
-    if (!absl::EqualsIgnoreCase(te->second, "chunked")) {
-      return Bad(501, error_status);
-    }
-    chunked = true;
-  } else if (cl != headers.end()) {
-    // Repeated identical values ("5, 5") are allowed; differing ones are
-    // not.
-    absl::string_view first;
-    for (absl::string_view v : absl::StrSplit(cl->second, ',')) {
-      v = absl::StripAsciiWhitespace(v);
-      if (v.empty() || v.size() > 18 ||
-          !std::all_of(v.begin(), v.end(), [](char c) {
-            return absl::ascii_isdigit(static_cast<unsigned char>(c));
-          })) {
-        return Bad(400, error_status);
-      }
-      if (first.empty()) {
-        first = v;
-      } else if (v != first) {
-        return Bad(400, error_status);
-      }
-    }
-    if (!absl::SimpleAtoi(first, &content_length)) {
-      return Bad(400, error_status);
-    }
-  }
-  size_t header_bytes = header_end - start;
-  size_t max_body = limits.max_request_bytes > header_bytes
-                        ? limits.max_request_bytes - header_bytes
-                        : 0;
-  if (content_length > max_body) return Bad(413, error_status);
-
-  auto conn = headers.find("connection");
-  if (http11) {
-    *keep_alive = conn == headers.end() || !HasToken(conn->second, "close");
-  } else {
-    *keep_alive = conn != headers.end() && HasToken(conn->second, "keep-alive");
-  }
-  auto expect = headers.find("expect");
-  if (expect != headers.end() && http11 &&
-      absl::EqualsIgnoreCase(expect->second, "100-continue") &&
-      (chunked || content_length > 0)) {
-    *expect_continue = true;
-  }
-
-  size_t end;
-  std::string body;
-  if (chunked) {
-    HttpParse r = ParseChunked(buf, header_end, max_body, &body, &end,
-                               error_status);
-    if (r != HttpParse::kComplete) return r;
-  } else {
-    if (buf.size() - header_end < content_length) {
-      return HttpParse::kIncomplete;
-    }
-    body.assign(buf.data() + header_end, content_length);
-    end = header_end + content_length;
-  }
-
-  req->method = std::string(parts[0]);
-  req->http11 = http11;
-  size_t q = target.find('?');
-  req->path = std::string(target.substr(0, q));
-  req->query = q == absl::string_view::npos ? std::string()
-                                            : std::string(target.substr(q + 1));
-  req->headers = std::move(headers);
-  req->body = std::move(body);
-  *consumed = end;
-  return HttpParse::kComplete;
+  return std::string(host.substr(0, colon));
 }
 
-std::string SerializeHttpResponse(const HttpResponse& r, bool head,
-                                  bool keep_alive) {
-  std::string out = absl::StrCat("HTTP/1.1 ", r.status, " ",
-                                 Reason(r.status), "\r\n");
-  // 1xx, 204 and 304 answers carry no body and no length (RFC 9110 8.6).
-  bool bodyless = r.status < 200 || r.status == 204 || r.status == 304;
-  if (!r.content_type.empty() && !bodyless) {
-    absl::StrAppend(&out, "Content-Type: ", r.content_type, "\r\n");
+bool HostWhitelisted(const std::vector<std::string>& whitelist,
+                     std::string_view hostname) {
+  if (whitelist.empty()) return true;
+  for (const std::string& h : whitelist) {
+    if (h == "*" || h == hostname) return true;
   }
-  for (const auto& [name, value] : r.headers) {
-    absl::StrAppend(&out, name, ": ", value, "\r\n");
+  return false;
+}
+
+namespace {
+// Go's %q for the host name in etcd's message.
+std::string GoQuote(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
   }
-  absl::StrAppend(&out, "Date: ", HttpDate(), "\r\n");
-  const bool chunked = !bodyless && !r.trailers.empty();
-  if (chunked) {
-    absl::StrAppend(&out, "Transfer-Encoding: chunked\r\n");
-  } else if (!bodyless) {
-    absl::StrAppend(&out, "Content-Length: ", r.body.size(), "\r\n");
+  return out + "\"";
+}
+}  // namespace
+
+HttpResponse HostRejectedResponse(std::string_view hostname) {
+  HttpResponse r;
+  r.status = 421;
+  r.headers.push_back({"X-Content-Type-Options", "nosniff"});
+  // etcd's errCVE20185702 text; http.Error adds the final newline.
+  r.body = absl::StrCat(
+      "\netcd received your request, but the Host header was "
+      "unrecognized.\n\nTo fix this, choose one of the following options:\n"
+      "- Enable TLS, then any HTTPS request will be allowed.\n"
+      "- Add the hostname you want to use to the whitelist in settings.\n"
+      "  - e.g. etcd --host-whitelist ",
+      GoQuote(hostname),
+      "\n\nThis requirement has been added to help prevent \"DNS Rebinding\" "
+      "attacks (CVE-2018-5702).\n\n");
+  return r;
+}
+
+HttpHandler HostWhitelistHandler(
+    std::vector<std::string> whitelist, HttpHandler handler,
+    std::function<void(const std::string& hostname)> on_reject) {
+  if (whitelist.empty() ||
+      std::find(whitelist.begin(), whitelist.end(), "*") != whitelist.end()) {
+    return handler;
   }
-  absl::StrAppend(&out, keep_alive ? "" : "Connection: close\r\n", "\r\n");
-  if (head || bodyless) return out;
-  if (!chunked) return out + r.body;
-  if (!r.body.empty()) {
-    absl::StrAppend(&out, absl::Hex(r.body.size()), "\r\n", r.body, "\r\n");
-  }
-  out += "0\r\n";
-  for (const auto& [name, value] : r.trailers) {
-    absl::StrAppend(&out, name, ": ", value, "\r\n");
-  }
-  return out + "\r\n";
+  return [whitelist = std::move(whitelist), handler = std::move(handler),
+          on_reject = std::move(on_reject)](const HttpRequest& r) {
+    std::string hostname = HttpHostname(r.host);
+    if (HostWhitelisted(whitelist, hostname)) return handler(r);
+    if (on_reject) on_reject(hostname);
+    return HostRejectedResponse(hostname);
+  };
 }
 
 int ServeHttpConnection(Stream& stream, std::string initial,
-                        const HttpHandler& handler, const HttpLimits& limits) {
-  std::string buf = std::move(initial);
-  const std::string peer_cn = stream.peer_common_name();
-  auto chunk = std::make_unique<char[]>(64 * 1024);
-  int served = 0;
-  bool continue_sent = false;
-  // A request's clock starts with its first byte; before that the
-  // connection is idle.
-  int64_t request_start = buf.empty() ? 0 : NowMs();
-  int64_t idle_start = NowMs();
-  while (true) {
-    HttpRequest req;
-    size_t consumed = 0;
-    bool keep_alive = false, expect_continue = false;
-    int error_status = 0;
-    HttpParse r = ParseHttpRequest(buf, limits, &req, &consumed, &keep_alive,
-                                   &expect_continue, &error_status);
-    if (r == HttpParse::kComplete) {
-      req.peer_common_name = peer_cn;
-      const int fd = stream.fd();
-      req.client_gone = [fd] { return PeerClosed(fd); };
-      HttpResponse resp = handler(req);
-      ++served;
-      if (resp.stream) {
-        // HTTP/1.0 has no chunks: the body ends with the connection.
-        const bool chunked = req.http11;
-        keep_alive = keep_alive && chunked;
-        ChunkedWriter writer(stream, resp, chunked, keep_alive,
-                             req.method == "HEAD");
-        resp.stream(writer);
-        if (!writer.Finish() || !keep_alive) return served;
-      } else {
-        // HTTP/1.0 has no chunks, so no trailers.
-        if (!req.http11) resp.trailers.clear();
-        std::string wire = SerializeHttpResponse(resp, req.method == "HEAD",
-                                                 keep_alive);
-        if (!stream.WriteAll(wire.data(), wire.size())) return served;
+                        const HttpHandler& handler, const HttpLimits& limits,
+                        bool plain_socket) {
+  Engine* engine = Engine::For(limits);
+  if (engine == nullptr) return 0;
+  Connection conn;
+  conn.handler = &handler;
+  conn.max_request_bytes = limits.max_request_bytes;
+  conn.max_header_bytes = limits.max_header_bytes;
+  conn.idle_timeout_s = engine->idle_timeout_s();
+  conn.peer_cn = stream.peer_common_name();
+
+  if (plain_socket && initial.empty()) {
+    // The library gets its own descriptor of the socket and closes it when
+    // done; the stream's stays open until the caller drops the stream.
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    if (::getpeername(stream.fd(), reinterpret_cast<sockaddr*>(&peer), &len) !=
+        0) {
+      len = 0;
+    }
+    int fd = ::fcntl(stream.fd(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return 0;
+    conn.fd = fd;
+    if (len == 0 || peer.ss_family == AF_UNIX) {
+      // A unix socket: the library wants an address, any will do.
+      auto* in = reinterpret_cast<sockaddr_in*>(&peer);
+      *in = sockaddr_in{};
+      in->sin_family = AF_INET;
+      in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      len = sizeof(sockaddr_in);
+    }
+    if (!engine->Add(fd, &conn, reinterpret_cast<sockaddr*>(&peer), len)) {
+      return 0;
+    }
+    conn.mu.LockWhen(absl::Condition(&conn.closed));
+    conn.mu.Unlock();
+  } else {
+    // TLS (or bytes already read): the library reads and writes plaintext
+    // on one end of a socketpair; this thread and one more copy between the
+    // other end and the stream.
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+      return 0;
+    }
+    conn.fd = sv[0];
+    sockaddr_in in{};
+    in.sin_family = AF_INET;
+    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (!engine->Add(sv[0], &conn, reinterpret_cast<sockaddr*>(&in),
+                     sizeof in)) {
+      ::close(sv[1]);
+      return 0;
+    }
+    const int ours = sv[1];
+    std::thread up([&stream, &initial, ours] {
+      bool ok =
+          initial.empty() || SendAll(ours, initial.data(), initial.size());
+      auto buf = std::make_unique<char[]>(64 * 1024);
+      while (ok) {
+        long n = stream.Read(buf.get(), 64 * 1024);
+        if (n <= 0) break;
+        ok = SendAll(ours, buf.get(), static_cast<size_t>(n));
       }
-      if (!keep_alive) return served;
-      buf.erase(0, consumed);
-      continue_sent = false;
-      request_start = buf.empty() ? 0 : NowMs();
-      idle_start = NowMs();
-      continue;
+      // The library sees the client's end of stream.
+      ::shutdown(ours, SHUT_WR);
+    });
+    auto buf = std::make_unique<char[]>(64 * 1024);
+    while (true) {
+      ssize_t n = ::read(ours, buf.get(), 64 * 1024);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      if (!stream.WriteAll(buf.get(), static_cast<size_t>(n))) {
+        ::shutdown(ours, SHUT_RDWR);
+        break;
+      }
     }
-    if (r == HttpParse::kBad) {
-      HttpResponse resp;
-      resp.status = error_status;
-      resp.body = absl::StrCat(error_status, " ", Reason(error_status));
-      std::string wire = SerializeHttpResponse(resp, false, false);
-      ++served;
-      if (stream.WriteAll(wire.data(), wire.size())) Linger(stream);
-      return served;
-    }
-    if (expect_continue && !continue_sent) {
-      static constexpr absl::string_view kContinue =
-          "HTTP/1.1 100 Continue\r\n\r\n";
-      if (!stream.WriteAll(kContinue.data(), kContinue.size())) return served;
-      continue_sent = true;
-    }
-    int64_t deadline = request_start != 0
-                           ? request_start + limits.request_timeout_ms
-                           : idle_start + limits.idle_timeout_ms;
-    // poll() sees the socket, not bytes decrypted and kept inside a TLS
-    // stream; reading 64 KiB at a time (more than a TLS record holds) leaves
-    // none behind, so waiting on the socket is enough.
-    if (!WaitReadable(stream.fd(), deadline)) return served;
-    long n = stream.Read(chunk.get(), 64 * 1024);
-    if (n <= 0) return served;
-    if (buf.empty()) request_start = NowMs();
-    buf.append(chunk.get(), static_cast<size_t>(n));
+    // The library is done (or the client cannot take more): stop reading
+    // from the client; the write side stays for the stream's close_notify.
+    ::shutdown(stream.fd(), SHUT_RD);
+    up.join();
+    ::close(ours);
+    conn.mu.LockWhen(absl::Condition(&conn.closed));
+    conn.mu.Unlock();
   }
+
+  std::vector<std::thread> streams;
+  int served;
+  {
+    absl::MutexLock lock(&conn.mu);
+    streams.swap(conn.streams);
+    served = conn.served;
+  }
+  for (std::thread& t : streams) t.join();
+  return served;
 }
 
 }  // namespace detcd::shim

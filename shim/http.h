@@ -1,16 +1,20 @@
-// A small HTTP/1.1 server for the endpoints etcd serves next to gRPC on its
-// client URLs (/health, /version, /metrics, the JSON gateway) and on
-// --listen-metrics-urls. It serves one connection on the calling thread: the
-// client listener decides which connections are HTTP/1.1 and gives each one
-// a thread.
+// The HTTP/1.1 side of the endpoints etcd serves next to gRPC on its client
+// URLs (/health, /version, /metrics, the JSON gateway), on
+// --listen-metrics-urls and on the peer URLs. The protocol is GNU
+// libmicrohttpd's (Debian's libmicrohttpd-dev): request parsing, keep-alive,
+// pipelining, chunked bodies both ways, "Expect: 100-continue", HEAD,
+// trailers, the error answers for malformed requests (400), oversized header
+// blocks (431), unsupported versions (505). This file adapts it to the
+// handler interface below, which does not name the library.
 //
-// What it accepts (RFC 9112, the parts curl, Prometheus, probes and Go's
-// net/http client use): request line "METHOD target HTTP/1.x", header
-// fields, a body framed by Content-Length or chunked Transfer-Encoding,
-// keep-alive (HTTP/1.1 by default, HTTP/1.0 with "Connection: keep-alive"),
-// pipelined requests, "Expect: 100-continue". Anything malformed gets a 400
-// and the connection is closed; oversized headers get 431, oversized bodies
-// 413, unknown transfer codings 501, other protocol versions 505.
+// The listeners accept and sniff connections themselves (gRPC and HTTP share
+// a port) and give each HTTP connection to ServeHttpConnection, which hands
+// the socket to one process-wide libmicrohttpd daemon per set of limits
+// (thread-per-connection mode, so that handlers may block, as Go's do) and
+// waits until the library is done with it. TLS connections, and ones whose
+// first bytes were already read, reach the library through a socketpair,
+// with the calling thread copying bytes (the library's TLS would be GnuTLS,
+// and the server's TLS is OpenSSL's, with its rotation and CN checks).
 #ifndef DETCD_SHIM_HTTP_H_
 #define DETCD_SHIM_HTTP_H_
 
@@ -38,6 +42,9 @@ struct HttpRequest {
   std::string peer_common_name;
   // False for HTTP/1.0 requests.
   bool http11 = true;
+  // The host the request names, as Go's Request.Host: the authority of an
+  // absolute-form target, else the Host header field ("" when neither).
+  std::string host;
   // Set by ServeHttpConnection: true once the client has closed its side of
   // the connection (a handler that waits long, e.g. for a lock, gives up
   // then, as Go's request context is cancelled). Cheap, never blocks.
@@ -82,34 +89,21 @@ struct HttpResponse {
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
 struct HttpLimits {
-  // Request line + header fields (Go's http.DefaultMaxHeaderBytes).
+  // Request line + header fields (Go's http.DefaultMaxHeaderBytes): the
+  // library's per-connection memory pool is sized from it, and a header
+  // block that does not fit gets 431.
   size_t max_header_bytes = 1 << 20;
-  // Whole request: header and body.
+  // Whole request: header and body; more gets 413 (at once when
+  // Content-Length says so, before any "100 Continue").
   size_t max_request_bytes = 4 << 20;
-  // How long a keep-alive connection may sit idle between requests, and how
-  // long a started request may take to arrive in full.
+  // How long a connection may go without receiving or sending while no
+  // request is being handled (whole seconds; at least 1 s). A handler or a
+  // streamed answer may take as long as it needs.
   int idle_timeout_ms = 120'000;
+  // Kept for callers; the library has one inactivity timeout, which
+  // idle_timeout_ms sets, so a slow request is bounded by that instead.
   int request_timeout_ms = 30'000;
 };
-
-// Incremental request parsing, exposed for tests.
-enum class HttpParse {
-  kComplete,    // *req filled, *consumed bytes used
-  kIncomplete,  // need more bytes
-  kBad,         // *error_status says which error to answer (400, 413, ...)
-};
-// Parses one request from the front of `buf`. On kComplete, *keep_alive says
-// whether the connection may carry another request; *expect_continue (set
-// also on kIncomplete once the header is complete) says the client waits for
-// "100 Continue" before sending its body.
-HttpParse ParseHttpRequest(std::string_view buf, const HttpLimits& limits,
-                           HttpRequest* req, size_t* consumed,
-                           bool* keep_alive, bool* expect_continue,
-                           int* error_status);
-
-// The wire form of a response. head: omit the body (HEAD requests).
-std::string SerializeHttpResponse(const HttpResponse& r, bool head,
-                                  bool keep_alive);
 
 // The standard reason phrase ("OK", "Not Found", ...; "Unknown" otherwise).
 std::string_view HttpReason(int status);
@@ -119,12 +113,34 @@ std::string_view HttpReason(int status);
 int64_t NowMs();
 bool WaitReadable(int fd, int64_t deadline_ms);
 
+// --host-whitelist (etcd's defence against DNS rebinding, CVE-2018-5702).
+// The host name of a request's host as Go's httputil.GetHostname gives it:
+// without the port ("[::1]:2379" -> "::1"), as is when it has none.
+std::string HttpHostname(std::string_view host);
+// True when `whitelist` accepts `hostname`: an empty list or one holding
+// "*" accepts any, as etcd's AccessController.
+bool HostWhitelisted(const std::vector<std::string>& whitelist,
+                     std::string_view hostname);
+// etcd's answer to a plain-HTTP request whose host is not whitelisted:
+// 421 with Go's http.Error shape and etcd's text naming the host.
+HttpResponse HostRejectedResponse(std::string_view hostname);
+// Wraps `handler` so that requests whose host `whitelist` does not accept
+// get HostRejectedResponse; `on_reject` (may be empty) hears the host name.
+// Only for plain-HTTP connections: etcd accepts any host over TLS.
+HttpHandler HostWhitelistHandler(
+    std::vector<std::string> whitelist, HttpHandler handler,
+    std::function<void(const std::string& hostname)> on_reject);
+
 // Serves requests on `stream` until the client closes, asks to close, sends
 // a malformed request, times out, or the stream is shut down from another
-// thread. `initial` holds bytes already read from the stream. Returns the
-// number of requests answered (with the handler or with an error status).
+// thread; returns after every streamed answer's `stream` has returned.
+// `initial` holds bytes already read from the stream. plain_socket: the
+// stream is a PlainStream over a socket, so the library gets (a duplicate
+// of) its descriptor instead of a pump. Returns the number of requests given
+// to the handler (the library's own error answers are not counted).
 int ServeHttpConnection(Stream& stream, std::string initial,
-                        const HttpHandler& handler, const HttpLimits& limits);
+                        const HttpHandler& handler, const HttpLimits& limits,
+                        bool plain_socket = false);
 
 }  // namespace detcd::shim
 

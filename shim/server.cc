@@ -1222,6 +1222,13 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   clo.log_warning = [](const std::string& line) {
     DLOG_WARN("rejected connection", {{"error", line}});
   };
+  // --host-whitelist: plain-HTTP requests on the client URLs only (not the
+  // metrics URLs), as etcd's accessController.
+  clo.host_whitelist = c.host_whitelist;
+  clo.on_host_rejected = [](const std::string& host) {
+    DLOG_WARN("rejecting HTTP request to prevent DNS rebinding attacks",
+              {{"host", host}});
+  };
   // etcd's HandshakeFailure line: the SANs only when a certificate was seen.
   clo.on_rejected = [](const HandshakeInfo& i, const std::string& error) {
     if (i.have_certificate) {
