@@ -561,12 +561,9 @@ void NetnsCluster::Destroy(bool keep_dir) {
     RunCommand({"ip", "link", "del", absl::StrCat(o_.prefix, "v", i)});
   }
   RunCommand({"ip", "link", "del", absl::StrCat(o_.prefix, "br")});
-  for (const std::string& m : mounts_) {
-    if (keep_dir) {
-      // The logs are outside the tmpfs; its data goes with the mount.
-    }
-    umount2(m.c_str(), MNT_DETACH);
-  }
+  // The logs are outside the tmpfs data dirs; a kept run loses only the
+  // data with the mount.
+  for (const std::string& m : mounts_) umount2(m.c_str(), MNT_DETACH);
   mounts_.clear();
   if (!keep_dir && !dir_.empty()) {
     std::error_code ec;
@@ -588,6 +585,13 @@ std::vector<std::string> NetnsCluster::CleanupLeftovers(
     return HasOwnerFile(prefix) && !OwnerAlive(prefix);
   };
   std::set<std::string> prefixes;
+  // Runs that died after their network was gone still have an owner file
+  // (and a temp dir).
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(kOwnerDir, ec)) {
+    const std::string p = e.path().filename().string();
+    if (PrefixOf(p + "br") == p && stale(p)) prefixes.insert(p);
+  }
   for (const std::string& n : ListNamespaces()) {
     const std::string p = PrefixOf(n);
     if (!stale(p)) continue;
@@ -620,8 +624,20 @@ std::vector<std::string> NetnsCluster::CleanupLeftovers(
     umount2(m.c_str(), MNT_DETACH);
     removed.push_back(absl::StrCat("mount ", m));
   }
+  // Their data dirs and logs: a run that ends normally removes its owner
+  // file, so a dir kept on purpose (a failed run's logs) is not touched.
+  const std::filesystem::path tmp = std::filesystem::temp_directory_path();
+  for (const auto& e : std::filesystem::directory_iterator(tmp, ec)) {
+    const std::string name = e.path().filename().string();
+    for (const std::string& p : prefixes) {
+      if (absl::StartsWith(name, absl::StrCat("detcd-chaos-", p, "-"))) {
+        std::error_code rm;
+        std::filesystem::remove_all(e.path(), rm);
+        removed.push_back(absl::StrCat("dir ", e.path().string()));
+      }
+    }
+  }
   for (const std::string& p : prefixes) {
-    std::error_code ec;
     std::filesystem::remove(absl::StrCat(kOwnerDir, "/", p), ec);
   }
   return removed;
