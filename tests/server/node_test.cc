@@ -270,6 +270,41 @@ TEST(Node, SingleNodeCommitsAndRecoversAfterCrash) {
   EXPECT_EQ(bus.sm(1).hash(), hash);
 }
 
+// The counts behind etcd_server_read_indexes_failed_total and
+// etcd_server_slow_read_indexes_total.
+TEST(Node, CountsFailedAndSlowReadIndexes) {
+  Bus bus;
+  ASSERT_NE(bus.StartCluster(3), 0u);
+  const uint64_t leader = bus.Leader();
+  const uint64_t follower = leader == 1 ? 2 : 1;
+  std::optional<absl::Status> read;
+  bus.node(follower).ReadIndex([&read](absl::Status s) { read = s; });
+  bus.Tick();
+  ASSERT_TRUE(read.has_value());
+  EXPECT_TRUE(read->ok()) << *read;
+  EXPECT_EQ(bus.node(follower).read_index_counters().failed, 0u);
+  EXPECT_EQ(bus.node(follower).read_index_counters().slow, 0u);
+  // The leader is gone but the follower does not know yet: its request
+  // waits for a read index that never comes, until the deadline.
+  bus.Crash(leader);
+  read.reset();
+  bus.node(follower).ReadIndex([&read](absl::Status s) { read = s; });
+  for (int i = 0; i < 100 && !read; ++i) bus.node(follower).Tick();
+  ASSERT_TRUE(read.has_value());
+  EXPECT_FALSE(read->ok());
+  EXPECT_EQ(bus.node(follower).read_index_counters().slow, 1u);
+  // A member that knows no leader: raft refuses the request at once.
+  Bus alone;
+  alone.Add(1, {1, 2, 3});
+  ASSERT_TRUE(alone.Start(1).ok());
+  read.reset();
+  alone.node(1).ReadIndex([&read](absl::Status s) { read = s; });
+  ASSERT_TRUE(read.has_value());
+  EXPECT_FALSE(read->ok());
+  EXPECT_EQ(alone.node(1).read_index_counters().failed, 1u);
+  EXPECT_EQ(alone.node(1).read_index_counters().slow, 0u);
+}
+
 // Group commit: proposals made while the Ready is held share one WAL write
 // and sync, and complete together when it is released.
 TEST(Node, HeldReadyGroupsProposalsIntoOneSync) {
