@@ -139,8 +139,8 @@ void BM_PointRange(benchmark::State& state) {
   RangeOptions o;
   uint64_t i = 0;
   for (auto _ : state) {
-    auto r = s.Range(std::string_view(probes).substr(i * key_len, key_len),
-                     {}, o);
+    auto r =
+        s.Range(std::string_view(probes).substr(i * key_len, key_len), {}, o);
     benchmark::DoNotOptimize(r);
     if (++i == n) i = 0;
   }
@@ -230,6 +230,61 @@ void BM_Restore(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(n));
 }
 BENCHMARK(BM_Restore)->Arg(100000)->Unit(benchmark::kMillisecond);
+
+// Memory per key as the real server holds it after bench/compare's and
+// bench/scale's fill: range(0) keys of 8 bytes (decimal, zero-padded, as
+// detcd-bench --key-size 8 makes them) with 256-byte values, written in
+// transactions of 100 puts, no compaction. Reports the heap per key after
+// the load (heap_per_key), after a Snapshot + Restore into a fresh store
+// with the loaded one freed (restored_heap_per_key: what a restarted
+// member holds), the image bytes per key and the restore time
+// (restore_ms). One iteration; the load is not timed.
+void BM_HeapPerKeyServerLoad(benchmark::State& state) {
+  const uint64_t n = static_cast<uint64_t>(state.range(0));
+  const std::string value(256, 'v');
+  char key[8];
+  auto make_key = [&key](uint64_t i) {
+    for (int d = 7; d >= 0; --d, i /= 10)
+      key[d] = static_cast<char>('0' + i % 10);
+    return std::string_view(key, sizeof(key));
+  };
+  for (auto _ : state) {
+    state.PauseTiming();
+    const int64_t heap0 = HeapBytes();
+    auto s = std::make_unique<KvStore>();
+    for (uint64_t i = 0; i < n;) {
+      auto t = s->Write();
+      for (int j = 0; j < 100 && i < n; ++j, ++i) t.Put(make_key(i), value, 0);
+      auto evs = t.End();
+      benchmark::DoNotOptimize(evs);
+    }
+    const int64_t loaded = HeapBytes() - heap0;
+    std::string image = s->Snapshot();
+    s.reset();
+    auto t = std::make_unique<KvStore>();
+    state.ResumeTiming();
+    if (!t->Restore(image).ok()) state.SkipWithError("restore failed");
+    state.PauseTiming();
+    const size_t image_bytes = image.size();
+    image.clear();
+    image.shrink_to_fit();
+    const int64_t restored = HeapBytes() - heap0;
+    if (t->key_count() != n) state.SkipWithError("bad key count");
+    state.counters["heap_per_key"] =
+        static_cast<double>(loaded) / static_cast<double>(n);
+    state.counters["restored_heap_per_key"] =
+        static_cast<double>(restored) / static_cast<double>(n);
+    state.counters["image_bytes_per_key"] =
+        static_cast<double>(image_bytes) / static_cast<double>(n);
+    t.reset();
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(BM_HeapPerKeyServerLoad)
+    ->Arg(100000)
+    ->Arg(1000000)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace detcd::mvcc

@@ -7,18 +7,25 @@
 //            KeyIndex, the kept revisions in increasing order, each
 //            flagged put or tombstone (etcd keeps "generations"; a flat
 //            list with tombstone flags carries the same information). The
-//            key is alive iff its last revision is a put. Heap-allocated,
-//            so its address is stable. While the key is alive, the node
-//            also holds its latest revision's data (value, create
-//            revision, version, lease; values up to kInlineValueBytes
-//            inline), and that revision's Record is a stub pointing here:
+//            key is alive iff its last revision is a put. Heap-allocated
+//            with the key bytes right after it, so its address is stable
+//            and the key exists once (the table, the ordered index and
+//            every record reach it through the node). While the key is
+//            alive, the node also holds its latest revision's data (value,
+//            create revision, version, lease; values up to
+//            kInlineValueBytes inline), and that revision's 16-byte Record
+//            is a stub pointing here:
 //            a point read at the latest revision then touches the hash
 //            slot and the node only, not the deque or a value on the heap.
 //            (The data lives in exactly one place, so memory does not
 //            grow by a copy of every live value.) When a newer revision
-//            or a delete replaces it, the data moves back into its Record.
-//   ordered  absl::btree_map key -> KeyNode, owning the nodes: range scans
-//            and DeleteRange walk it in key order.
+//            or a delete replaces it, the data moves (without copying the
+//            value) into a RevData its Record points to.
+//   ordered  absl::btree_set of KeyNode pointers ordered by their keys,
+//            owning the nodes: range scans and DeleteRange walk it in key
+//            order. (8 bytes a slot: comparisons read the key through the
+//            node, a cache miss the hash table spares the point
+//            operations; only new keys and range starts descend it.)
 //   table    an open-addressing hash table key -> KeyNode for Put, point
 //            Range, single-key DeleteRange, Changes and Compact. (A btree
 //            descent on a large store costs several cache misses; the
@@ -45,6 +52,12 @@
 // Compact(c) only has to look at keys that have a revision in
 // (previous compact, c]: a key whose revisions are all older already has
 // just its one kept record there, which stays kept.
+//
+// Memory (mvcc_bench BM_HeapPerKeyServerLoad: 1M 8-byte keys, 256-byte
+// values, txns of 100 puts): 450 heap bytes per key, of which 272 are the
+// value's malloc block; the node is 128, the record 16 (plus its
+// vector's slack), the hash slots 17, the ordered index about 12. (Before
+// records became 16 bytes and keys were stored once: 572.)
 #include "engine/mvcc/kv_store.h"
 
 #include <algorithm>
@@ -58,6 +71,7 @@
 #include <utility>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/compare.h"
@@ -85,19 +99,6 @@ constexpr uint8_t kSnapshotFormatVersion = 1;
 constexpr uint8_t kRecordPut = 0;
 constexpr uint8_t kRecordTombstone = 1;
 
-// Three-way comparison over any string-like key, so that lookups take a
-// std::string_view without building a std::string, and the btree compares
-// each key once per node level.
-struct KeyLess {
-  using is_transparent = void;
-  absl::weak_ordering operator()(std::string_view a, std::string_view b) const {
-    int c = a.compare(b);
-    if (c < 0) return absl::weak_ordering::less;
-    if (c > 0) return absl::weak_ordering::greater;
-    return absl::weak_ordering::equivalent;
-  }
-};
-
 // One kept revision of a key, as the key index lists it.
 struct RevRef {
   int64_t main;
@@ -110,92 +111,143 @@ using KeyIndex = absl::InlinedVector<RevRef, 1>;
 
 struct KeyNode;
 
-// One revision of one key. mod_revision is the main revision it is stored
-// under. A tombstone has only the key. The key lives in the key's node
-// (which outlives every kept record of the key), not in each revision.
-// When in_node is set the record is its key's latest revision and a live
-// put, and its data (value, create_revision, version, lease) is in the
-// KeyNode instead; read it through View().
-struct Record {
-  KeyNode* node = nullptr;
-  std::string value;
-  int64_t create_revision = 0;
-  int64_t version = 0;
-  int64_t lease = 0;
-  bool tombstone = false;
-  bool in_node = false;
-  // Set only inside Compact: the record was dropped or moved to `old`.
-  bool gone = false;
-};
+// Values up to this many bytes are kept inside a NodeValue; longer ones
+// in one heap block of exactly their size.
+constexpr size_t kInlineValueBytes = 16;
 
-// Values up to this many bytes are kept inside the KeyNode (the size of a
-// std::string, whose storage the buffer reuses for longer values).
-constexpr size_t kInlineValueBytes = 32;
-
-// A byte string that stores up to kInlineValueBytes in place and longer
-// ones in a std::string built in the same storage (so a long value moves
-// in and out without copying its bytes).
+// A byte string in 24 bytes (a std::string takes 32 and rounds its heap
+// block up). Moves hand the heap block over without copying the bytes.
 class NodeValue {
  public:
   NodeValue() = default;
   ~NodeValue() { Reset(); }
   NodeValue(const NodeValue&) = delete;
   NodeValue& operator=(const NodeValue&) = delete;
+  NodeValue(NodeValue&& o) noexcept { Steal(&o); }
+  NodeValue& operator=(NodeValue&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      Steal(&o);
+    }
+    return *this;
+  }
 
   std::string_view view() const {
-    if (size_ == kOnHeap) return Heap();
-    return std::string_view(buf_, size_);
+    return std::string_view(size_ > kInlineValueBytes ? heap_ : buf_, size_);
   }
-  size_t size() const { return size_ == kOnHeap ? Heap().size() : size_; }
+  size_t size() const { return size_; }
   void Set(std::string_view v) {
+    DETCD_CHECK(v.size() < std::numeric_limits<uint32_t>::max());
     Reset();
-    if (v.size() <= kInlineValueBytes) {
-      if (!v.empty()) std::memcpy(buf_, v.data(), v.size());
-      size_ = static_cast<uint32_t>(v.size());
-    } else {
-      new (buf_) std::string(v);
-      size_ = kOnHeap;
+    char* dst = buf_;
+    if (v.size() > kInlineValueBytes) {
+      heap_ = new char[v.size()];
+      dst = heap_;
     }
-  }
-  void Set(std::string&& v) {
-    if (v.size() <= kInlineValueBytes) {
-      Set(std::string_view(v));
-      return;
-    }
-    Reset();
-    new (buf_) std::string(std::move(v));
-    size_ = kOnHeap;
-  }
-  // Moves the value out, leaving this empty.
-  std::string Take() {
-    std::string out =
-        size_ == kOnHeap ? std::move(Heap()) : std::string(buf_, size_);
-    Reset();
-    return out;
+    if (!v.empty()) std::memcpy(dst, v.data(), v.size());
+    size_ = static_cast<uint32_t>(v.size());
   }
 
  private:
-  static constexpr uint32_t kOnHeap = std::numeric_limits<uint32_t>::max();
-  static_assert(sizeof(std::string) <= kInlineValueBytes);
-
-  std::string& Heap() {
-    return *std::launder(reinterpret_cast<std::string*>(buf_));
-  }
-  const std::string& Heap() const {
-    return *std::launder(reinterpret_cast<const std::string*>(buf_));
-  }
   void Reset() {
-    if (size_ == kOnHeap) Heap().~basic_string();
+    if (size_ > kInlineValueBytes) delete[] heap_;
     size_ = 0;
   }
+  void Steal(NodeValue* o) {
+    std::memcpy(buf_, o->buf_, sizeof(buf_));  // the bytes or the pointer
+    size_ = o->size_;
+    o->size_ = 0;
+  }
 
-  alignas(std::string) char buf_[kInlineValueBytes];
+  union {
+    char buf_[kInlineValueBytes];
+    char* heap_;
+  };
   uint32_t size_ = 0;
 };
+static_assert(sizeof(NodeValue) == 24);
 
+// The data of a put revision that is not its key's live latest one (a
+// replaced or deleted value kept for history).
+struct RevData {
+  int64_t create_revision = 0;
+  int64_t version = 0;
+  int64_t lease = 0;
+  NodeValue value;
+};
+
+// One revision of one key, 16 bytes: the key's node (which outlives every
+// kept record of the key and holds the key bytes) and a tagged pointer.
+// Three kinds:
+//   latest put  data null, not a tombstone: the revision's data (value,
+//               create revision, version, lease) is in the KeyNode, so a
+//               live key's value exists once, and a store of live keys
+//               pays 16 bytes per revision for its log;
+//   older put   data points to the RevData (SpillLatest moved it there
+//               when a newer revision or a delete replaced it);
+//   tombstone   only the key.
+// Read a record's data through View().
+class Record {
+ public:
+  Record() = default;
+  Record(KeyNode* node, bool tombstone)
+      : node_(node), bits_(tombstone ? kTombstone : 0) {}
+  ~Record() { delete data(); }
+  Record(const Record&) = delete;
+  Record& operator=(const Record&) = delete;
+  Record(Record&& o) noexcept : node_(o.node_), bits_(o.bits_) {
+    o.node_ = nullptr;
+    o.bits_ = 0;
+  }
+  Record& operator=(Record&& o) noexcept {
+    if (this != &o) {
+      delete data();
+      node_ = o.node_;
+      bits_ = o.bits_;
+      o.node_ = nullptr;
+      o.bits_ = 0;
+    }
+    return *this;
+  }
+
+  KeyNode* node() const { return node_; }
+  bool tombstone() const { return (bits_ & kTombstone) != 0; }
+  // Set only inside Compact: the record was dropped or moved to `old`.
+  bool gone() const { return (bits_ & kGone) != 0; }
+  void set_gone() { bits_ |= kGone; }
+  bool in_node() const { return !tombstone() && data() == nullptr; }
+  RevData* data() const {
+    return reinterpret_cast<RevData*>(bits_ & ~kFlagMask);
+  }
+  // Takes ownership of d (the record must be a put without data).
+  void set_data(std::unique_ptr<RevData> d) {
+    DETCD_CHECK(in_node());
+    const uintptr_t p = reinterpret_cast<uintptr_t>(d.release());
+    DETCD_CHECK((p & kFlagMask) == 0);
+    bits_ |= p;
+  }
+  std::unique_ptr<RevData> take_data() {
+    RevData* d = data();
+    bits_ &= kFlagMask;
+    return std::unique_ptr<RevData>(d);
+  }
+
+ private:
+  static constexpr uintptr_t kTombstone = 1;
+  static constexpr uintptr_t kGone = 2;
+  static constexpr uintptr_t kFlagMask = 7;
+  static_assert(alignof(RevData) >= 8);
+
+  KeyNode* node_ = nullptr;
+  uintptr_t bits_ = 0;  // RevData* | flags
+};
+static_assert(sizeof(Record) == 16);
+
+// One per key with kept revisions; allocated with its key bytes right
+// after it (KeyNode::Make), so the key exists once for the hash table, the
+// ordered index and every record, and a node with a short key fits a
+// 128-byte malloc block.
 struct KeyNode {
-  // The fields a latest-revision read needs come first, together.
-  std::string key;
   // Main revision of the key's latest revision while that is a live put
   // (its Record is then in_node and the next four fields are its data); 0
   // otherwise.
@@ -206,8 +258,30 @@ struct KeyNode {
   NodeValue value;
   KeyIndex revs;
   // The record of revs[0] when that revision is older than the deque
-  // (compaction kept it); null otherwise.
-  std::unique_ptr<Record> old;
+  // (compaction kept it); node() is null otherwise.
+  Record old;
+  uint32_t key_size = 0;
+
+  std::string_view key() const {
+    return std::string_view(reinterpret_cast<const char*>(this + 1), key_size);
+  }
+
+  static KeyNode* Make(std::string_view key) {
+    DETCD_CHECK(key.size() < std::numeric_limits<uint32_t>::max());
+    void* mem = ::operator new(sizeof(KeyNode) + key.size());
+    KeyNode* n = new (mem) KeyNode();
+    n->key_size = static_cast<uint32_t>(key.size());
+    if (!key.empty()) {
+      std::memcpy(reinterpret_cast<char*>(n + 1), key.data(), key.size());
+    }
+    return n;
+  }
+  struct Free {
+    void operator()(KeyNode* n) const {
+      n->~KeyNode();
+      ::operator delete(n);
+    }
+  };
 };
 
 // A record's data, wherever it lives.
@@ -220,13 +294,30 @@ struct RecView {
 };
 
 RecView View(const Record& r) {
-  if (r.in_node) {
-    const KeyNode& n = *r.node;
+  if (r.in_node()) {
+    const KeyNode& n = *r.node();
     return RecView{n.value.view(), n.create_revision, n.version, n.lease,
                    false};
   }
-  return RecView{r.value, r.create_revision, r.version, r.lease, r.tombstone};
+  if (r.tombstone()) return RecView{{}, 0, 0, 0, true};
+  const RevData& d = *r.data();
+  return RecView{d.value.view(), d.create_revision, d.version, d.lease, false};
 }
+
+// Orders the key nodes in the ordered index by key; also compares a node
+// with a bare key so lookups need no node.
+struct NodeKeyLess {
+  using is_transparent = void;
+  static std::string_view K(const KeyNode* n) { return n->key(); }
+  static std::string_view K(std::string_view k) { return k; }
+  template <typename A, typename B>
+  absl::weak_ordering operator()(const A& a, const B& b) const {
+    const int c = K(a).compare(K(b));
+    if (c < 0) return absl::weak_ordering::less;
+    if (c > 0) return absl::weak_ordering::greater;
+    return absl::weak_ordering::equivalent;
+  }
+};
 
 uint64_t HashKey(std::string_view key) {
   // libstdc++'s string hash is unseeded (deterministic), and only ever
@@ -255,7 +346,7 @@ class KeyTable {
       if (sl == 0) return nullptr;
       if ((sl & kTagMask) == tag) {
         KeyNode* n = NodeOf(sl);
-        if (n->key == key) return n;
+        if (n->key() == key) return n;
       }
     }
   }
@@ -277,13 +368,13 @@ class KeyTable {
     size_t i = h & mask_;
     for (;; i = (i + 1) & mask_) {
       DETCD_CHECK_MSG(slots_[i] != 0, "erasing a missing key");
-      if ((slots_[i] & kTagMask) == tag && NodeOf(slots_[i])->key == key) {
+      if ((slots_[i] & kTagMask) == tag && NodeOf(slots_[i])->key() == key) {
         break;
       }
     }
     // Move back every follower whose home slot is not in (i, j].
     for (size_t j = (i + 1) & mask_; slots_[j] != 0; j = (j + 1) & mask_) {
-      const size_t home = HashKey(NodeOf(slots_[j])->key) & mask_;
+      const size_t home = HashKey(NodeOf(slots_[j])->key()) & mask_;
       const bool stays =
           i <= j ? (i < home && home <= j) : (i < home || home <= j);
       if (stays) continue;
@@ -317,7 +408,7 @@ class KeyTable {
       }
       const uint64_t sl = old[k];
       if (sl == 0) continue;
-      size_t i = HashKey(NodeOf(sl)->key) & mask_;
+      size_t i = HashKey(NodeOf(sl)->key()) & mask_;
       while (slots_[i] != 0) i = (i + 1) & mask_;
       slots_[i] = sl;
     }
@@ -334,13 +425,16 @@ using Entry = absl::InlinedVector<Record, 1>;
 // size_bytes() approximates the heap the store holds: value bytes per
 // kept revision plus its bookkeeping (the deque slot, the RevRef), and key
 // bytes once per key plus the key's node, ordered-index slot and hash
-// slot. The overheads are what mvcc_bench's heap_per_key measures for
-// small keys and values, rounded.
+// slot. The overheads are what mvcc_bench's heap_per_key measured for
+// small keys and values before records shrank to 16 bytes and keys were
+// stored once (2026-12); they are kept, not re-measured, because the
+// figure is the member's reported db size and drives the space quota,
+// which the simulator's runs and clients observe.
 constexpr int64_t kRecordOverheadBytes = 112;
 constexpr int64_t kKeyOverheadBytes = 176;
 
 int64_t RecordBytes(const Record& r) {
-  const size_t value = r.in_node ? r.node->value.size() : r.value.size();
+  const size_t value = View(r).value.size();
   return static_cast<int64_t>(value) + kRecordOverheadBytes;
 }
 int64_t KeyBytes(std::string_view key) {
@@ -354,7 +448,7 @@ bool IsGteEnd(std::string_view end) {
 KeyValue MakeKv(const KeyNode& n, const RecView& r, int64_t main,
                 bool keys_only) {
   KeyValue kv;
-  kv.key = n.key;
+  kv.key = n.key();
   kv.create_revision = r.create_revision;
   kv.mod_revision = main;
   kv.version = r.version;
@@ -363,12 +457,12 @@ KeyValue MakeKv(const KeyNode& n, const RecView& r, int64_t main,
   return kv;
 }
 KeyValue MakeKv(const Record& r, int64_t main, bool keys_only) {
-  return MakeKv(*r.node, View(r), main, keys_only);
+  return MakeKv(*r.node(), View(r), main, keys_only);
 }
 // The latest revision of a live key, from its node.
 KeyValue MakeLatestKv(const KeyNode& n, bool keys_only) {
   KeyValue kv;
-  kv.key = n.key;
+  kv.key = n.key();
   kv.create_revision = n.create_revision;
   kv.mod_revision = n.mod;
   kv.version = n.version;
@@ -403,12 +497,22 @@ void EncodeRecord(std::string* out, int64_t main, uint32_t sub,
   coding::PutVarint64(out, sub);
   out->push_back(
       static_cast<char>(r.tombstone ? kRecordTombstone : kRecordPut));
-  coding::PutLengthPrefixed(out, rec.node->key);
+  coding::PutLengthPrefixed(out, rec.node()->key());
   if (r.tombstone) return;
   coding::PutLengthPrefixed(out, r.value);
   coding::PutVarint64(out, static_cast<uint64_t>(r.create_revision));
   coding::PutVarint64(out, static_cast<uint64_t>(r.version));
   coding::PutVarint64(out, static_cast<uint64_t>(r.lease));
+}
+
+// Reads a length-prefixed string as a view into the reader's input (no
+// copy: Restore decodes keys and values straight into the store).
+bool GetView(coding::Reader* in, std::string_view* out) {
+  uint64_t len = 0;
+  if (!in->GetVarint64(&len) || len > in->remaining()) return false;
+  *out = in->rest().substr(0, len);
+  *in = coding::Reader(in->rest().substr(len));
+  return true;
 }
 
 uint32_t Fold32(uint64_t h) { return static_cast<uint32_t>(h ^ (h >> 32)); }
@@ -431,7 +535,8 @@ struct KvStore::Impl {
   int64_t compact_rev = kNoCompaction;
   bool txn_open = false;
 
-  absl::btree_map<std::string, std::unique_ptr<KeyNode>, KeyLess> ordered;
+  // Owns the nodes (freed by EraseKey and ~Impl).
+  absl::btree_set<KeyNode*, NodeKeyLess> ordered;
   KeyTable table;
   // Main revision of entries.front(); revisions below it live in `old`.
   int64_t base = kInitialRev + 1;
@@ -444,6 +549,16 @@ struct KvStore::Impl {
   size_t revisions = 0;
   int64_t bytes = 0;
 
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  ~Impl() {
+    // Records only point at nodes; drop them first, then the nodes.
+    entries.clear();
+    old.clear();
+    for (KeyNode* n : ordered) KeyNode::Free()(n);
+  }
+
   // The record of revision ref of key node n.
   const Record& Get(const KeyNode& n, const RevRef& ref) const {
     if (ref.main >= base) {
@@ -451,10 +566,10 @@ struct KvStore::Impl {
       DETCD_CHECK(i < entries.size() && ref.sub < entries[i].size());
       return entries[i][ref.sub];
     }
-    DETCD_CHECK_MSG(n.old != nullptr && ref.main == n.revs[0].main &&
+    DETCD_CHECK_MSG(n.old.node() != nullptr && ref.main == n.revs[0].main &&
                         ref.sub == n.revs[0].sub,
                     "key index names a dropped revision");
-    return *n.old;
+    return n.old;
   }
 
   Record& GetMut(KeyNode& n, const RevRef& ref) {
@@ -467,25 +582,26 @@ struct KvStore::Impl {
   void SpillLatest(KeyNode* n) {
     if (n->mod == 0) return;
     Record& r = GetMut(*n, n->revs.back());
-    DETCD_CHECK(r.in_node && n->revs.back().main == n->mod);
-    r.value = n->value.Take();
-    r.create_revision = n->create_revision;
-    r.version = n->version;
-    r.lease = n->lease;
-    r.in_node = false;
+    DETCD_CHECK(r.in_node() && n->revs.back().main == n->mod);
+    auto d = std::make_unique<RevData>();
+    d->value = std::move(n->value);
+    d->create_revision = n->create_revision;
+    d->version = n->version;
+    d->lease = n->lease;
+    r.set_data(std::move(d));
     n->mod = 0;
   }
-  // Makes rec (a put at main revision `main`, about to become n's latest
-  // revision) keep its data in n.
-  static void MoveIntoNode(KeyNode* n, Record* rec, int64_t main) {
-    DETCD_CHECK(!rec->tombstone && n->mod == 0);
-    n->value.Set(std::move(rec->value));
-    rec->value = std::string();
-    n->create_revision = rec->create_revision;
-    n->version = rec->version;
-    n->lease = rec->lease;
+  // Makes key node n's new latest revision (a put at main revision
+  // `main`, whose Record is in_node) hold this data, in the node.
+  static void SetLatest(KeyNode* n, int64_t main, std::string_view value,
+                        int64_t create_revision, int64_t version,
+                        int64_t lease) {
+    DETCD_CHECK(n->mod == 0);
+    n->value.Set(value);
+    n->create_revision = create_revision;
+    n->version = version;
+    n->lease = lease;
     n->mod = main;
-    rec->in_node = true;
   }
 
   KeyNode* FindKey(std::string_view key) const {
@@ -494,11 +610,13 @@ struct KvStore::Impl {
   KeyNode* FindOrAddKey(std::string_view key) {
     const uint64_t h = HashKey(key);
     if (KeyNode* n = table.Find(key, h)) return n;
-    auto node = std::make_unique<KeyNode>();
-    node->key.assign(key.data(), key.size());
-    KeyNode* n = node.get();
-    auto [it, inserted] = ordered.try_emplace(key, std::move(node));
-    DETCD_CHECK(inserted);
+    std::unique_ptr<KeyNode, KeyNode::Free> node(KeyNode::Make(key));
+    // Hinted at the end: keys often arrive in increasing order (sequential
+    // fills, a restore of such a store), and then no descent is needed.
+    const size_t before = ordered.size();
+    ordered.insert(ordered.end(), node.get());
+    DETCD_CHECK(ordered.size() == before + 1);
+    KeyNode* n = node.release();
     table.Insert(n, h);
     bytes += KeyBytes(key);
     return n;
@@ -506,11 +624,12 @@ struct KvStore::Impl {
   // Forgets a key that has no kept revisions left (frees its node).
   void EraseKey(KeyNode* n) {
     DETCD_CHECK(n->revs.empty());
-    bytes -= KeyBytes(n->key);
-    table.Erase(n->key, HashKey(n->key));
-    auto it = ordered.find(n->key);
-    DETCD_CHECK(it != ordered.end() && it->second.get() == n);
+    bytes -= KeyBytes(n->key());
+    table.Erase(n->key(), HashKey(n->key()));
+    auto it = ordered.find(n->key());
+    DETCD_CHECK(it != ordered.end() && *it == n);
     ordered.erase(it);
+    KeyNode::Free()(n);
   }
 
   // The range read shared by KvStore::Range and WriteTxn::Range; cur is
@@ -549,8 +668,8 @@ struct KvStore::Impl {
     const bool to_last = IsGteEnd(end);
     if (!to_last && end <= key) return res;
     for (auto it = ordered.lower_bound(key); it != ordered.end(); ++it) {
-      if (!to_last && std::string_view(it->first) >= end) break;
-      visit(*it->second);
+      if (!to_last && (*it)->key() >= end) break;
+      visit(**it);
     }
     return res;
   }
@@ -567,12 +686,12 @@ struct KvStore::Impl {
       if (ref.main >= base) {
         Record& r = entries[static_cast<size_t>(ref.main - base)][ref.sub];
         bytes -= RecordBytes(r);
-        r.gone = true;
+        r.set_gone();
       } else {
-        DETCD_CHECK(j == 0 && n->old != nullptr);
-        bytes -= RecordBytes(*n->old);
+        DETCD_CHECK(j == 0 && n->old.node() != nullptr);
+        bytes -= RecordBytes(n->old);
         DETCD_CHECK(old.erase(Revision{ref.main, ref.sub}) == 1);
-        n->old.reset();
+        n->old = Record();
       }
       --revisions;
     }
@@ -580,10 +699,10 @@ struct KvStore::Impl {
       // The kept record outlives its deque entry.
       const RevRef& ref = ki[last];
       Record& r = entries[static_cast<size_t>(ref.main - base)][ref.sub];
-      DETCD_CHECK(n->old == nullptr);
-      n->old = std::make_unique<Record>(std::move(r));
+      DETCD_CHECK(n->old.node() == nullptr);
+      n->old = std::move(r);
       old.emplace(Revision{ref.main, ref.sub}, n);
-      r.gone = true;
+      r.set_gone();
     }
     ki.erase(ki.begin(), ki.begin() + keep_from);
     if (ki.empty()) EraseKey(n);
@@ -595,7 +714,7 @@ struct KvStore::Impl {
   void ForEachRecord(int64_t up_to, F&& f) const {
     for (const auto& [rev, n] : old) {
       if (rev.main > up_to) return;
-      f(rev.main, static_cast<uint32_t>(rev.sub), *n->old);
+      f(rev.main, static_cast<uint32_t>(rev.sub), n->old);
     }
     for (int64_t m = base; m <= up_to; ++m) {
       const Entry& e = entries[static_cast<size_t>(m - base)];
@@ -631,22 +750,22 @@ absl::Status KvStore::Changes(int64_t from, int64_t to, size_t max_events,
     for (size_t s = 0; s < e.size(); ++s) {
       const Record& r = e[s];
       Event ev;
-      if (r.tombstone) {
+      if (r.tombstone()) {
         ev.type = Event::kDelete;
-        ev.kv.key = r.node->key;
+        ev.kv.key = r.node()->key();
         ev.kv.mod_revision = m;
       } else {
         ev.type = Event::kPut;
         ev.kv = MakeKv(r, m, /*keys_only=*/false);
       }
-      const KeyIndex& ki = r.node->revs;
+      const KeyIndex& ki = r.node()->revs;
       int p = LastBefore(ki, m, static_cast<uint32_t>(s));
       // The key's previous revision is kept: it is either newer than the
       // compaction or the key's latest at it (a dropped tombstone means
       // there was no previous value, which is what we report).
       if (p >= 0 && !ki[p].tombstone) {
         ev.has_prev_kv = true;
-        ev.prev_kv = MakeKv(st.Get(*r.node, ki[p]), ki[p].main, false);
+        ev.prev_kv = MakeKv(st.Get(*r.node(), ki[p]), ki[p].main, false);
       }
       out->push_back(std::move(ev));
     }
@@ -709,16 +828,10 @@ std::optional<KeyValue> KvStore::WriteTxn::Put(std::string_view key,
     DETCD_CHECK(ki.empty() || ki.back().tombstone);
     ++st.live_keys;
   }
-  Record rec;
-  rec.node = node;
-  rec.in_node = true;
-  node->value.Set(value);
-  node->create_revision = create_revision;
-  node->version = version;
-  node->lease = lease;
-  node->mod = main;
+  Impl::SetLatest(node, main, value, create_revision, version, lease);
+  Record rec(node, /*tombstone=*/false);
 
-  ev.kv.key = node->key;
+  ev.kv.key = node->key();
   ev.kv.create_revision = create_revision;
   ev.kv.mod_revision = main;
   ev.kv.version = version;
@@ -758,13 +871,11 @@ std::vector<KeyValue> KvStore::WriteTxn::DeleteRange(std::string_view key,
     DETCD_CHECK(n->mod == ki.back().main);
     ev.prev_kv = MakeLatestKv(*n, /*keys_only=*/false);
     st.SpillLatest(n);
-    ev.kv.key = n->key;
+    ev.kv.key = n->key();
     ev.kv.mod_revision = main;
     deleted.push_back(ev.prev_kv);
 
-    Record rec;
-    rec.node = n;
-    rec.tombstone = true;
+    Record rec(n, /*tombstone=*/true);
     st.bytes += RecordBytes(rec);
     ++st.revisions;
     --st.live_keys;
@@ -779,8 +890,8 @@ std::vector<KeyValue> KvStore::WriteTxn::DeleteRange(std::string_view key,
   const bool to_last = IsGteEnd(end);
   if (!to_last && end <= key) return deleted;
   for (auto it = st.ordered.lower_bound(key); it != st.ordered.end(); ++it) {
-    if (!to_last && std::string_view(it->first) >= end) break;
-    del(it->second.get());
+    if (!to_last && (*it)->key() >= end) break;
+    del(*it);
   }
   return deleted;
 }
@@ -809,9 +920,9 @@ absl::Status KvStore::Compact(int64_t rev) {
   for (int64_t m = rev; m >= st.base; --m) {
     Entry& e = st.entries[static_cast<size_t>(m - st.base)];
     for (size_t s = e.size(); s-- > 0;) {
-      if (e[s].gone) continue;
-      st.CompactKey(e[s].node, rev);
-      DETCD_CHECK(e[s].gone);
+      if (e[s].gone()) continue;
+      st.CompactKey(e[s].node(), rev);
+      DETCD_CHECK(e[s].gone());
     }
   }
   if (rev >= st.base) {
@@ -909,6 +1020,12 @@ std::string KvStore::Snapshot() const {
   return out;
 }
 
+void KvStore::Swap(KvStore& other) {
+  DETCD_CHECK_MSG(!impl_->txn_open && !other.impl_->txn_open,
+                  "Swap during a write transaction");
+  std::swap(impl_, other.impl_);
+}
+
 absl::Status KvStore::Restore(std::string_view image) {
   DETCD_CHECK_MSG(!impl_->txn_open, "Restore during a write transaction");
   auto bad = [](const char* why) {
@@ -946,26 +1063,26 @@ absl::Status KvStore::Restore(std::string_view image) {
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t main = 0, sub = 0;
     uint8_t kind = 0;
-    Record r;
-    std::string key;
+    std::string_view key, value;
     if (!in.GetVarint64(&main) || !in.GetVarint64(&sub) || !in.GetByte(&kind) ||
-        !in.GetLengthPrefixed(&key)) {
+        !GetView(&in, &key)) {
       return bad("truncated record");
     }
     if (kind != kRecordPut && kind != kRecordTombstone) {
       return bad("bad record kind");
     }
-    r.tombstone = kind == kRecordTombstone;
-    if (!r.tombstone) {
-      uint64_t create = 0, version = 0, lease = 0;
-      if (!in.GetLengthPrefixed(&r.value) || !in.GetVarint64(&create) ||
-          !in.GetVarint64(&version) || !in.GetVarint64(&lease)) {
+    const bool tombstone = kind == kRecordTombstone;
+    int64_t create_revision = 0, version = 0, lease = 0;
+    if (!tombstone) {
+      uint64_t c = 0, v = 0, l = 0;
+      if (!GetView(&in, &value) || !in.GetVarint64(&c) || !in.GetVarint64(&v) ||
+          !in.GetVarint64(&l)) {
         return bad("truncated record");
       }
-      if (create > kMaxRev || version > kMaxRev) return bad("bad record");
-      r.create_revision = static_cast<int64_t>(create);
-      r.version = static_cast<int64_t>(version);
-      r.lease = static_cast<int64_t>(lease);
+      if (c > kMaxRev || v > kMaxRev) return bad("bad record");
+      create_revision = static_cast<int64_t>(c);
+      version = static_cast<int64_t>(v);
+      lease = static_cast<int64_t>(l);
     }
     if (main > cur || sub >= std::numeric_limits<uint32_t>::max()) {
       return bad("record revision out of range");
@@ -975,7 +1092,7 @@ absl::Status KvStore::Restore(std::string_view image) {
       return bad("records out of order");
     }
     const bool kept_old = rev.main < st->base;
-    if (kept_old && (r.tombstone || rev.main > st->compact_rev)) {
+    if (kept_old && (tombstone || rev.main > st->compact_rev)) {
       return bad("tombstone at or below the compact revision");
     }
     if (!kept_old) {
@@ -989,37 +1106,37 @@ absl::Status KvStore::Restore(std::string_view image) {
         return bad("missing revision");
       }
     }
-    r.node = st->FindOrAddKey(key);
-    KeyIndex& ki = r.node->revs;
+    KeyNode* node = st->FindOrAddKey(key);
+    KeyIndex& ki = node->revs;
     const bool alive = !ki.empty() && !ki.back().tombstone;
     if (kept_old && !ki.empty()) return bad("two kept revisions of a key");
-    if (r.tombstone) {
+    if (tombstone) {
       if (!alive) return bad("tombstone of a missing key");
       --st->live_keys;
     } else if (alive) {
-      const KeyNode& p = *r.node;
-      if (r.create_revision != p.create_revision ||
-          r.version != p.version + 1) {
+      if (create_revision != node->create_revision ||
+          version != node->version + 1) {
         return bad("inconsistent version");
       }
     } else {
-      const bool ok = kept_old
-                          ? (r.create_revision >= kInitialRev + 1 &&
-                             r.create_revision <= rev.main && r.version >= 1)
-                          : (r.create_revision == rev.main && r.version == 1);
+      const bool ok = kept_old ? (create_revision >= kInitialRev + 1 &&
+                                  create_revision <= rev.main && version >= 1)
+                               : (create_revision == rev.main && version == 1);
       if (!ok) return bad("inconsistent create revision");
       ++st->live_keys;
     }
     // As in Put and DeleteRange: the key's latest live revision keeps its
-    // data in the node.
-    st->SpillLatest(r.node);
-    if (!r.tombstone) Impl::MoveIntoNode(r.node, &r, rev.main);
-    ki.push_back(RevRef{rev.main, static_cast<uint32_t>(rev.sub), r.tombstone});
+    // data in the node, decoded straight into it from the image.
+    st->SpillLatest(node);
+    if (!tombstone) {
+      Impl::SetLatest(node, rev.main, value, create_revision, version, lease);
+    }
+    Record r(node, tombstone);
+    ki.push_back(RevRef{rev.main, static_cast<uint32_t>(rev.sub), tombstone});
     st->bytes += RecordBytes(r);
     ++st->revisions;
     if (kept_old) {
-      KeyNode* node = r.node;
-      node->old = std::make_unique<Record>(std::move(r));
+      node->old = std::move(r);
       st->old.emplace(rev, node);
     } else {
       if (rev.sub == 0) st->entries.emplace_back();

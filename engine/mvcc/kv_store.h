@@ -60,8 +60,7 @@ class KvStore final : public EventHistory {
   int64_t Rev() const override;
   int64_t CompactRev() const override;
   absl::Status Changes(int64_t from, int64_t to, size_t max_events,
-                       std::vector<Event>* out,
-                       int64_t* next) const override;
+                       std::vector<Event>* out, int64_t* next) const override;
 
   // etcd's rules: rev > Rev() is ErrFutureRev; 0 < rev < CompactRev() is
   // ErrCompacted; rev <= 0 reads the latest revision.
@@ -120,6 +119,12 @@ class KvStore final : public EventHistory {
   // revisions) as one image; Restore replaces the store with one.
   std::string Snapshot() const;
   absl::Status Restore(std::string_view image);
+  // Exchanges the contents of two stores (no copy). A caller that first
+  // restores an image into a scratch store to validate it can then swap
+  // it in instead of restoring the image a second time, which would hold
+  // two full stores in memory at once. No write transaction may be open
+  // on either.
+  void Swap(KvStore& other);
 
  private:
   // Implementation details are the implementer's choice.

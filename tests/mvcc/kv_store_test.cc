@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -886,10 +887,15 @@ TEST(KvStoreTest, ManyKeysSurviveDeletesAndCompaction) {
 // revision log when a newer revision or a delete replaces it. These tests
 // walk values across that size boundary through every path that moves it.
 const std::vector<std::string>& BoundaryValues() {
-  static const std::vector<std::string> kValues = {
-      "",  std::string(15, 'a'), std::string(16, 'b'), std::string(31, 'c'),
-      std::string(32, 'd'), std::string(33, 'e'), std::string(1 << 20, 'f'),
-      std::string(32, 'g'), "h"};
+  static const std::vector<std::string> kValues = {"",
+                                                   std::string(15, 'a'),
+                                                   std::string(16, 'b'),
+                                                   std::string(31, 'c'),
+                                                   std::string(32, 'd'),
+                                                   std::string(33, 'e'),
+                                                   std::string(1 << 20, 'f'),
+                                                   std::string(32, 'g'),
+                                                   "h"};
   return kValues;
 }
 
@@ -992,10 +998,10 @@ TEST(KvStoreTest, ReadersOutsideATxnSeeTheReplacedRevision) {
 
 TEST(KvStoreTest, CompactionKeepsTheLatestRevisionReadable) {
   KvStore s;
-  Put(s, "k", "v1");                   // 2
-  Put(s, "k", std::string(33, '2'));   // 3
-  Put(s, "k", std::string(32, '3'));   // 4
-  Put(s, "other", "o");                // 5
+  Put(s, "k", "v1");                  // 2
+  Put(s, "k", std::string(33, '2'));  // 3
+  Put(s, "k", std::string(32, '3'));  // 4
+  Put(s, "other", "o");               // 5
   ASSERT_TRUE(s.Compact(5).ok());
   // The kept revision now lives below the revision log.
   EXPECT_EQ(Get(s, "k"),
@@ -1051,6 +1057,73 @@ TEST(KvStoreTest, RestoredStoreKeepsLatestRevisionsInNodes) {
     Put(*s, "zzz", "short");
   }
   ExpectSameStore(a, b);
+}
+
+// Keys and values around the sizes where the store changes how it keeps
+// them (values up to 16 bytes inside the node, longer ones on the heap;
+// keys stored once after the node), through updates, deletes, compaction
+// and a snapshot round trip, against a plain map.
+TEST(KvStoreTest, KeyAndValueSizesAroundStorageLimits) {
+  KvStore s;
+  std::map<std::string, std::string> model;
+  const std::vector<size_t> value_sizes = {0, 1, 15, 16, 17, 31, 32, 33, 300};
+  int64_t compact_at = 0;
+  for (int round = 0; round < 4; ++round) {
+    for (size_t klen = 1; klen <= 40; klen += 3) {
+      std::string key(klen, static_cast<char>('a' + klen % 26));
+      key.back() = static_cast<char>('0' + round % 2);
+      const size_t vlen = value_sizes[(klen + round) % value_sizes.size()];
+      const std::string value(vlen, static_cast<char>('A' + round));
+      Put(s, key, value);
+      model[key] = value;
+    }
+    // Delete a range of them, every round a different one.
+    const std::string from(1 + round * 9, static_cast<char>('b' + round));
+    Del(s, from, from + "~");
+    for (auto it = model.lower_bound(from);
+         it != model.end() && it->first < from + "~";) {
+      it = model.erase(it);
+    }
+    if (round == 1) compact_at = s.Rev();
+  }
+  auto check = [&model](const KvStore& st) {
+    auto r = st.Range("\0"s, kAll, {});
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->kvs.size(), model.size());
+    size_t i = 0;
+    for (const auto& [k, v] : model) {
+      EXPECT_EQ(r->kvs[i].key, k);
+      EXPECT_EQ(r->kvs[i].value, v) << k;
+      ++i;
+    }
+  };
+  check(s);
+  const uint64_t before = s.Hash();
+  ASSERT_TRUE(s.Compact(compact_at).ok());
+  check(s);
+  KvStore t;
+  ASSERT_TRUE(t.Restore(s.Snapshot()).ok());
+  ExpectSameStore(s, t);
+  check(t);
+  EXPECT_NE(before, t.Hash());  // the compaction dropped revisions
+}
+
+TEST(KvStoreTest, SwapExchangesContents) {
+  KvStore a, b;
+  BuildSample(&a);
+  const uint64_t ha = a.Hash(), hb = b.Hash();
+  const int64_t rev = a.Rev();
+  a.Swap(b);
+  EXPECT_EQ(b.Hash(), ha);
+  EXPECT_EQ(b.Rev(), rev);
+  EXPECT_EQ(a.Hash(), hb);
+  EXPECT_EQ(a.Rev(), 1);
+  EXPECT_TRUE(Get(a, "key1").empty());
+  // Both stay usable.
+  Put(a, "x", "1");
+  Put(b, "x", "2");
+  EXPECT_EQ(Get(a, "x").at(0).value, "1");
+  EXPECT_EQ(Get(b, "x").at(0).value, "2");
 }
 
 TEST(KvStoreDeathTest, SecondWriteTxnWhileOneIsOpen) {
