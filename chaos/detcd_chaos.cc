@@ -289,13 +289,23 @@ int Run(const Flags& f) {
                    " fault steps over ", f.duration_s, " s",
                    plan->loss > 0 ? absl::StrCat(", loss ", plan->loss) : ""));
 
+  // A plan with full disks needs data dirs on tmpfs (small, so filling
+  // one is quick and touches no real disk).
+  int64_t tmpfs_mb = f.tmpfs_mb;
+  for (const PlannedEvent& e : plan->events) {
+    if (!e.target.disk_full.empty() && tmpfs_mb == 0) {
+      tmpfs_mb = 64;
+      Log("the plan fills disks: data dirs on 64 MiB tmpfs mounts");
+    }
+  }
+
   // 2. The cluster.
   ClusterOptions co;
   co.server = f.server;
   co.members = f.members;
   co.heartbeat_ms = f.heartbeat_ms;
   co.election_ms = f.election_ms;
-  co.tmpfs_bytes = f.tmpfs_mb << 20;
+  co.tmpfs_bytes = tmpfs_mb << 20;
   for (const std::string& b : f.bugs) {
     co.extra_flags.push_back("--experimental-planted-bug");
     co.extra_flags.push_back(b);
@@ -367,19 +377,35 @@ int Run(const Flags& f) {
                         s.ok() ? "" : absl::StrCat(" (", s.message(), ")")));
   }
   bool interrupted = false;
+  // Members whose disk was full since the last look: their exit is the
+  // expected fail-stop (etcd and detcd stop on a failed WAL write).
+  std::set<int> disk_was_full;
+  auto reap = [&] {
+    for (const std::string& x : cluster->ReapExited()) {
+      const std::string when = absl::StrFormat(
+          "%s at +%.2fs", x, absl::ToDoubleSeconds(absl::Now() - t0));
+      int m = -1;
+      (void)absl::SimpleAtoi(x.substr(1, x.find(' ') - 1), &m);
+      if (disk_was_full.count(m)) {
+        story.push_back(
+            absl::StrCat("          ", when, " (its disk was full: expected)"));
+      } else {
+        server_exits.push_back(when);
+        Log(absl::StrCat("member exited by itself: ", when));
+      }
+    }
+    disk_was_full = faults.current().disk_full;
+  };
   for (const PlannedEvent& e : plan->events) {
     if (e.at_ns >= fault_ns) break;
     if (!SleepUntil(t0 + absl::Nanoseconds(e.at_ns))) {
       interrupted = true;
       break;
     }
-    for (const std::string& x : cluster->ReapExited()) {
-      server_exits.push_back(absl::StrFormat(
-          "%s at +%.2fs", x, absl::ToDoubleSeconds(absl::Now() - t0)));
-      Log(absl::StrCat("member exited by itself: ", server_exits.back()));
-    }
+    reap();
     if (e.target == faults.current()) continue;
     absl::Status s = faults.Apply(e.target);
+    disk_was_full.insert(e.target.disk_full.begin(), e.target.disk_full.end());
     story.push_back(absl::StrFormat(
         "  +%6.2fs  %-28s %s%s", absl::ToDoubleSeconds(absl::Now() - t0),
         e.source, e.target.Describe(),
@@ -389,10 +415,7 @@ int Run(const Flags& f) {
   if (!interrupted && !SleepUntil(t0 + absl::Nanoseconds(fault_ns))) {
     interrupted = true;
   }
-  for (const std::string& x : cluster->ReapExited()) {
-    server_exits.push_back(absl::StrFormat(
-        "%s at +%.2fs", x, absl::ToDoubleSeconds(absl::Now() - t0)));
-  }
+  reap();
   // 4. Heal, let the cluster converge, stop the workload, check.
   absl::Status healed = faults.HealAll();
   story.push_back(absl::StrFormat("  +%6.2fs  %-28s %s",

@@ -24,6 +24,9 @@ std::string WorldTarget::Describe() const {
   };
   if (!down.empty()) parts.push_back(absl::StrCat("down:", names(down)));
   if (!paused.empty()) parts.push_back(absl::StrCat("paused:", names(paused)));
+  if (!disk_full.empty()) {
+    parts.push_back(absl::StrCat("diskfull:", names(disk_full)));
+  }
   if (!cuts.empty()) {
     std::vector<std::string> v;
     for (const auto& [a, b] : cuts) v.push_back(absl::StrCat("m", a, ">m", b));
@@ -99,6 +102,14 @@ absl::Status Faults::Apply(const WorldTarget& t) {
     Count("cut-change");
     keep(WriteRules());
   }
+  // Disks before processes: a member restarted below finds its disk as
+  // the event left it.
+  for (int i = 0; i < c_->size(); ++i) {
+    const bool want = t.disk_full.count(i) > 0;
+    if (want && !current_.disk_full.count(i)) keep(FillDisk(i));
+    if (!want && current_.disk_full.count(i)) keep(FreeDisk(i));
+  }
+  current_.disk_full = t.disk_full;
   for (int i = 0; i < c_->size(); ++i) {
     const bool want_down = t.down.count(i) > 0;
     const bool want_paused = !want_down && t.paused.count(i) > 0;
@@ -188,15 +199,11 @@ absl::Status Faults::FillDisk(int i) {
   return absl::OkStatus();
 }
 
-absl::Status FreeDiskFile(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::remove(path, ec);
-  return absl::OkStatus();
-}
-
 absl::Status Faults::FreeDisk(int i) {
   if (c_->options().tmpfs_bytes <= 0) return absl::OkStatus();
-  return FreeDiskFile(absl::StrCat(c_->data_dir(i), "/chaos.fill"));
+  std::error_code ec;
+  std::filesystem::remove(absl::StrCat(c_->data_dir(i), "/chaos.fill"), ec);
+  return absl::OkStatus();
 }
 
 }  // namespace detcd::chaos

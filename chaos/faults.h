@@ -38,6 +38,7 @@ struct WorldTarget {
   std::set<int> down;
   std::set<int> paused;
   std::set<std::pair<int, int>> cuts;  // (from, to): from is not heard by to
+  std::set<int> disk_full;  // data dir filled (needs tmpfs data dirs)
   bool operator==(const WorldTarget&) const = default;
   // "down:m1 paused:m0 cut:m0>m2" or "all well".
   std::string Describe() const;

@@ -1,6 +1,8 @@
 #include "chaos/plan.h"
 
 #include <algorithm>
+#include <cmath>
+#include <set>
 #include <tuple>
 
 #include "absl/strings/match.h"
@@ -8,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "harness/trace.h"
+#include "nlohmann/json.hpp"
 #include "scenarios/run.h"
 #include "scenarios/scenario.h"
 
@@ -34,6 +38,20 @@ bool ParseIds(absl::string_view list, int members, std::set<int>* out,
     out->insert(id - 1);
   }
   return true;
+}
+
+// (sim time, member index) of each "disk full" event in a run's trace.
+std::vector<std::pair<int64_t, int>> DiskFullEvents(const harness::Trace& t) {
+  std::vector<std::pair<int64_t, int>> out;
+  nlohmann::json j = nlohmann::json::parse(t.ToJson(), nullptr, false);
+  if (j.is_discarded() || !j.contains("traceEvents")) return out;
+  for (const nlohmann::json& e : j["traceEvents"]) {
+    if (e.value("name", "") != "disk full" || !e.contains("ts")) continue;
+    // Trace timestamps are microseconds with three decimals.
+    const int64_t ns = std::llround(e["ts"].get<double>() * 1000.0);
+    out.emplace_back(ns, e.value("tid", 0) - 1);
+  }
+  return out;
 }
 
 }  // namespace
@@ -144,7 +162,11 @@ absl::StatusOr<Plan> PlanFromScenarios(const std::string& names, uint64_t seed,
     ro.accept_inconclusive = true;
     sim::Decisions d;
     ro.decisions = &d;
-    harness::RunResult r = harness::RunOne(ro, nullptr);
+    // The trace names the member of each "disk full" event (the event's
+    // WHAT does not: a disk's capacity is not part of the world state).
+    harness::Trace trace;
+    harness::RunResult r = harness::RunOne(ro, &trace);
+    std::vector<std::pair<int64_t, int>> fills = DiskFullEvents(trace);
     for (const std::string& p : r.params) {
       plan.params.push_back(absl::StrCat(list[k], ".", p));
       absl::string_view v = p;
@@ -163,12 +185,30 @@ absl::StatusOr<Plan> PlanFromScenarios(const std::string& names, uint64_t seed,
       }
     }
     WorldTarget state;
+    std::map<std::string, int> frees;  // unit id -> member whose disk frees
     for (const sim::Schedule::Unit& u : d.output().units) {
       if (u.kind != sim::Schedule::UnitKind::kEvent) continue;
       if (u.time_ns >= plan.sim_fault_phase_ns) continue;
-      if (!ParseWorldState(u.what, members, &state, &plan.not_applied)) {
-        continue;
+      std::set<int> full = state.disk_full;
+      bool disk = false;
+      for (const auto& [t, member] : fills) {
+        // AddDiskFull's firing; its first child (After) frees the disk.
+        if (t == u.time_ns && member < members && !frees.count(u.id + ".0")) {
+          full.insert(member);
+          frees[u.id + ".0"] = member;
+          disk = true;
+          break;
+        }
       }
+      if (auto it = frees.find(u.id); it != frees.end()) {
+        full.erase(it->second);
+        frees.erase(it);
+        disk = true;
+      }
+      const bool changed =
+          ParseWorldState(u.what, members, &state, &plan.not_applied);
+      state.disk_full = full;
+      if (!changed && !disk) continue;
       steps.push_back({u.time_ns, k, u.id, u.what, state});
     }
   }
@@ -184,6 +224,7 @@ absl::StatusOr<Plan> PlanFromScenarios(const std::string& names, uint64_t seed,
       u.down.insert(t.down.begin(), t.down.end());
       u.paused.insert(t.paused.begin(), t.paused.end());
       u.cuts.insert(t.cuts.begin(), t.cuts.end());
+      u.disk_full.insert(t.disk_full.begin(), t.disk_full.end());
     }
     plan.events.push_back(
         {static_cast<int64_t>(static_cast<double>(s.at) * time_scale),
