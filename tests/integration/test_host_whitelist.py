@@ -15,13 +15,15 @@ Both servers run with --host-whitelist example.com,[::1]:
   naming example.com: served;
 - etcdctl (gRPC) works;
 - both logs carry the warning naming the host.
-And the default (no flag) serves any host.
+And the default (no flag) serves any host; --host-whitelist '' is the list
+{""} on both (only requests without a host pass).
 
 Run alone:  python3 test_host_whitelist.py --server build/detcd [-v]
 """
 
 import http.client
 import json
+import socket
 import time
 
 import cluster
@@ -113,6 +115,27 @@ class HostWhitelist(ClusterTestCase):
                       answers["detcd"]["/health"][2])
         self.assertIn('etcd --host-whitelist "localhost"',
                       answers["detcd"]["no-port"][2])
+
+    def test_empty_flag_is_one_empty_name(self):
+        # Go's flag gives --host-whitelist '' the list {""} (not "allow
+        # all", whatever the help says): only requests without a host pass.
+        flags = ["--host-whitelist", ""]
+        for label, binary in (("etcd", CONFIG["reference"]),
+                              ("detcd", CONFIG["server"])):
+            c = self.new_cluster(binary, label=label, extra_flags=flags)
+            port = c.members[0].client_port
+            status, _, body = request(port, "GET", "/health", "127.0.0.1")
+            self.assertEqual(status, 421, (label, body))
+            with socket.create_connection(("127.0.0.1", port), 20) as s:
+                s.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+                got = b""
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    got += chunk
+            self.assertTrue(got.startswith(b"HTTP/1.0 200 ") or
+                            got.startswith(b"HTTP/1.1 200 "), (label, got))
 
     def test_default_accepts_any_host(self):
         c = self.new_cluster(CONFIG["server"], label="detcd")

@@ -125,6 +125,15 @@ TEST_P(HttpWire, KeepAlivePipeliningAndAbsoluteForm) {
   EXPECT_LT(b, c);
 }
 
+TEST_P(HttpWire, HeaderOf30KiBFitsTheDefaultLimits) {
+  Served s(Echo, GetParam());
+  std::string out = s.Exchange("GET /big HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                               std::string(30'000, 'z') + "\r\n\r\n");
+  EXPECT_TRUE(absl::StartsWith(out, "HTTP/1.1 200 OK\r\n"))
+      << out.substr(0, 200);
+  EXPECT_TRUE(absl::EndsWith(out, std::string(30'000, 'z')));
+}
+
 TEST_P(HttpWire, ChunkedRequestBody) {
   Served s(Echo, GetParam());
   std::string out = s.Exchange(
