@@ -311,6 +311,15 @@ int Run(const Flags& f) {
     }
   }
 
+  // Cuts and loss need nft: without it the run would pass without them.
+  bool needs_nft = plan->loss > 0;
+  for (const PlannedEvent& e : plan->events)
+    needs_nft |= !e.target.cuts.empty();
+  if (needs_nft && RunCommand({"nft", "--version"}).exit_code != 0) {
+    Log("the plan cuts links, which needs nft (apt-get install nftables)");
+    return kExitSetup;
+  }
+
   // 2. The cluster.
   ClusterOptions co;
   co.server = f.server;
