@@ -203,6 +203,7 @@ struct EngineFigures {
   std::atomic<uint64_t> read_indexes_failed{0};
   std::atomic<uint64_t> slow_read_indexes{0};
   std::atomic<uint64_t> auth_revision{0};
+  std::atomic<uint64_t> slow_watchers{0};  // the watch hub's unsynced ones
 };
 
 class GrpcMetrics final : public CallObserver {
@@ -481,6 +482,7 @@ void DetcdServer::Impl::PublishFigures() {
   figures.read_indexes_failed = n.read_index_counters().failed;
   figures.slow_read_indexes = n.read_index_counters().slow;
   figures.auth_revision = server->state().auth().revision();
+  figures.slow_watchers = server->watch_hub().unsynced();
 }
 
 // As etcd's applyConfChange tells its transport: members added or moved
@@ -710,6 +712,11 @@ void DetcdServer::Impl::RegisterMetrics() {
   r.NewGaugeFunc("etcd_debugging_auth_revision",
                  "The current revision of auth store.",
                  figure(f->auth_revision));
+  // As etcd's gauge: watchers behind the store (catching up from history,
+  // or refused by a full stream).
+  r.NewGaugeFunc("etcd_debugging_mvcc_slow_watcher_total",
+                 "Total number of unsynced slow watchers.",
+                 figure(f->slow_watchers));
   PeerTransport* t = transport.get();
   const std::string local = Hex(identity.member_id);
   using LV = metrics::Registry::LabelledValues;
