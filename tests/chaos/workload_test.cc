@@ -3,6 +3,7 @@
 //   DETCD_CHAOS_ENDPOINTS=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379
 //   DETCD_CHAOS_SECONDS=10 (default)  DETCD_CHAOS_EXPECT=linearizability
 //   (the checker that must fail; unset: every check must pass)
+//   DETCD_CHAOS_PROGRESS=0 (no watch progress requests)
 #include "chaos/workload.h"
 
 #include <algorithm>
@@ -152,6 +153,9 @@ TEST(ChaosWorkload, LiveCluster) {
   const int seconds = secs != nullptr ? std::atoi(secs) : 10;
   if (const char* seed = std::getenv("DETCD_CHAOS_SEED")) {
     o.seed = std::strtoull(seed, nullptr, 10);
+  }
+  if (const char* p = std::getenv("DETCD_CHAOS_PROGRESS")) {
+    o.progress_requests = std::string(p) != "0";
   }
   Workload w(o);
   w.Start();
