@@ -25,6 +25,7 @@ Run alone:  python3 test_metrics.py --server build/detcd [-v]
 import os
 import re
 import time
+import unittest
 import urllib.request
 
 import cluster
@@ -265,6 +266,55 @@ class MetricsBasic(ClusterTestCase):
                            ("etcd_debugging_lease_revoked_total", 1),
                            ("etcd_debugging_server_lease_expired_total", 1)):
             self.assertEqual((name, sample_sum([url], name)), (name, want))
+
+
+class SnapshotMetrics(ClusterTestCase):
+    # Known bug (not in the metrics): EtcdServer's tagging PeerTransport
+    # (engine/server/etcd_server.cc) forwards Send but not SendSnapshot, so
+    # the real server sends snapshots as plain messages through
+    # env::Transport's default (reported delivered at once) and the peer
+    # transport never sees a snapshot: the member below catches up from a
+    # snapshot file (member/snap) while no snapshot is counted. Remove the
+    # marker when that is fixed (an unexpected success fails the run).
+    @unittest.expectedFailure
+    def test_snapshot_transfer_is_counted(self):
+        # A member that was away while the log was compacted catches up from
+        # a snapshot: the sender counts a send To it, it counts a receive.
+        c = self.new_cluster(
+            CONFIG["server"], size=3, label="detcd",
+            extra_flags=("--snapshot-count", "20",
+                         "--experimental-snapshot-catchup-entries", "5"))
+        ids = c.member_ids()
+        leader = c.leader()
+        away = [m for m in c.members if m is not leader][0]
+        others = [m for m in c.members if m is not away]
+        away.terminate()
+        for i in range(60):
+            c.ctl_ok(["put", "s%d" % i, "v"], members=others)
+        away.start()
+        c.wait_healthy(members=[away])
+        to = '{To="%x"}' % ids[away.name]
+        deadline = time.monotonic() + 10
+        while True:
+            sent = "".join(scrape(m.client_url) for m in others)
+            got = scrape(away.client_url)
+            if ("etcd_network_snapshot_send_success" + to in sent and
+                    "etcd_network_snapshot_receive_success{From=" in got):
+                break
+            self.assertLess(time.monotonic(), deadline,
+                            "no snapshot counted:\n%s\n%s" % (
+                                "\n".join(l for l in sent.splitlines()
+                                          if "snapshot" in l),
+                                "\n".join(l for l in got.splitlines()
+                                          if "snapshot" in l)))
+            time.sleep(0.2)
+        self.assertIn("etcd_network_snapshot_send_total_duration_seconds_count"
+                      + to, sent)
+        self.assertIn("etcd_network_snapshot_send_inflights_total" + to + " 0",
+                      sent)
+        self.assertIn("etcd_network_snapshot_receive_total_duration_seconds_"
+                      "count{From=", got)
+        self.assertNotIn("etcd_network_snapshot_receive_failures", got)
 
 
 if __name__ == "__main__":
