@@ -29,12 +29,19 @@
 //    segments are then checked against the KvModel by WatchChecker
 //    unchanged.
 //  - Lease events: grants, keep-alives, time-to-live answers and revoke
-//    requests with their client times, plus "a new term was seen" (from
-//    any response header's raft_term) as a promotion at the time it was
-//    seen. The real promotion happened no later than that, so each
-//    promotion is reported late: the "lives too long" bound only becomes
-//    more lenient, never wrong; the "dies early" bound does not use
-//    promotions. Events are replayed in time order into LeaseChecker.
+//    requests with their client times, plus promotions, which a real
+//    cluster does not report: a monitor polls every member's Status
+//    (term, leader) every 100 ms and records a promotion one election
+//    timeout after each new (term, leader) pair is first seen (a new
+//    leader's lessor is promoted once it applied an entry of its term,
+//    which a member may report before it happened); and a response header
+//    whose raft_term is higher than any seen counts as a promotion at its
+//    arrival. Both only ever add promotions (so the "lives too long" bound
+//    gets more lenient); the header rule alone misses a leader elected in
+//    a term a candidate had already shown (a serializable read served by
+//    an isolated candidate), which the monitor covers. The "dies early"
+//    bound does not use promotions. Events are replayed in time order into
+//    LeaseChecker.
 //    Keep-alives that failed are counted as renews of unknown time. Clock
 //    drift: 0 ppm (one machine, one monotonic clock) — no clock faults.
 #ifndef DETCD_CHAOS_CHECKS_H_
