@@ -64,6 +64,7 @@ class BenchCluster {
           if (rd.snapshot) (void)n->storage.ApplySnapshot(*rd.snapshot);
           (void)n->storage.Append(rd.entries);
           if (rd.hard_state) n->storage.SetHardState(*rd.hard_state);
+          for (auto& m : rd.early_messages) net_.push_back(std::move(m));
           for (auto& m : rd.messages) net_.push_back(std::move(m));
           n->applied += rd.committed_entries.size();
           n->raft->Advance(rd);

@@ -97,6 +97,15 @@ uint64_t RaftLog::LastIndex() const {
   return storage_->LastIndex();
 }
 
+uint64_t RaftLog::StableLastIndex() const {
+  // A pending snapshot replaces the stored log, of which only the part its
+  // previous snapshot covers is sure to stay (conservative: no leader has a
+  // pending snapshot).
+  if (unstable_.snapshot()) return storage_->FirstIndex() - 1;
+  if (!unstable_.entries().empty()) return unstable_.offset() - 1;
+  return storage_->LastIndex();
+}
+
 uint64_t RaftLog::LastTerm() const {
   auto t = Term(LastIndex());
   DETCD_CHECK_MSG(t.ok(), "term of the last entry must be known");

@@ -99,6 +99,10 @@ class RaftLog {
                                            uint64_t max_bytes) const;
   std::vector<Entry> AllEntries() const;
 
+  // The last index of the stable prefix: everything before the unstable
+  // tail (entries the owner has not reported persisted yet).
+  uint64_t StableLastIndex() const;
+
   uint64_t committed() const { return committed_; }
   uint64_t applied() const { return applied_; }
   uint64_t applying() const { return applying_; }

@@ -100,6 +100,7 @@ Raft::Raft(const Config& c)
   ApplyConfState(c.storage->InitialConfState());
   HardState hs = c.storage->InitialHardState();
   if (!hs.IsEmpty()) LoadState(hs);
+  persisted_term_ = term_;
   if (c.applied > 0) log_.AppliedTo(c.applied);
   BecomeFollower(term_, kNone);
   prev_soft_state_ = soft_state();
@@ -185,6 +186,12 @@ void Raft::BecomeLeader() {
   if (Progress* self = tracker_.Get(id_)) {
     self->BecomeReplicate();
     self->recent_active = true;  // the leader always hears itself
+    // Only what is durable counts (see raft.h); an unstable tail (a
+    // deferred Ready, a single voter elected at once) counts when the
+    // owner reports it persisted.
+    if (!cfg_.bugs.on(planted::Bug::kLeaderCountsUnpersisted)) {  // PLANTED
+      self->match = std::min(self->match, log_.StableLastIndex());
+    }
   }
   // An empty entry of the new term: committing it commits everything before
   // it (§5.4.2) and establishes the leader's commit index for ReadIndex.
@@ -845,6 +852,10 @@ bool Raft::Restore(const Snapshot& s) {
 
 void Raft::Send(Message m) {
   if (m.from == kNone) m.from = id_;
+  const bool early =
+      state_ == StateType::kLeader &&
+      (m.type == MessageType::kApp || m.type == MessageType::kHeartbeat) &&
+      term_ == persisted_term_;
   if (IsVoteRequest(m.type) || m.type == MessageType::kVoteResp ||
       m.type == MessageType::kPreVoteResp) {
     DETCD_CHECK_MSG(m.term != 0, "vote messages must carry a term");
@@ -855,7 +866,7 @@ void Raft::Send(Message m) {
       m.term = term_;
     }
   }
-  msgs_.push_back(std::move(m));
+  (early ? early_msgs_ : msgs_).push_back(std::move(m));
 }
 
 bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
@@ -931,10 +942,14 @@ bool Raft::AppendEntries(std::vector<Entry> es) {
   }
   if (!IncreaseUncommittedSize(es)) return false;
   li = log_.Append(es);
-  // The leader counts itself at once: the Ready contract makes it persist
-  // these entries before any message (or apply) that depends on them.
-  if (Progress* self = tracker_.Get(id_)) self->MaybeUpdate(li);
-  MaybeCommit();
+  // The leader counts these entries for itself only once the owner reports
+  // them durable (OnPersisted): its appends leave before its fsync.
+  if (cfg_.bugs.on(planted::Bug::kLeaderCountsUnpersisted)) {
+    // PLANTED BUG: counts itself at once, while its kApp (and so the
+    // commit index that counting makes) leave before the sync.
+    if (Progress* self = tracker_.Get(id_)) self->MaybeUpdate(li);
+    MaybeCommit();
+  }
   return true;
 }
 
@@ -1082,7 +1097,10 @@ bool Raft::HasReady() const {
   HardState hs = hard_state();
   if (!hs.IsEmpty() && hs != prev_hard_state_) return true;
   if (log_.HasPendingSnapshot()) return true;
-  if (!msgs_.empty() || !log_.UnstableEntries().empty()) return true;
+  if (!msgs_.empty() || !early_msgs_.empty() ||
+      !log_.UnstableEntries().empty()) {
+    return true;
+  }
   if (log_.HasNextCommittedEnts()) return true;
   return !read_states_.empty();
 }
@@ -1093,6 +1111,8 @@ Ready Raft::GetReady() {
   rd.committed_entries = log_.NextCommittedEnts();
   rd.messages = std::move(msgs_);
   msgs_.clear();
+  rd.early_messages = std::move(early_msgs_);
+  early_msgs_.clear();
   SoftState ss = soft_state();
   if (ss != prev_soft_state_) {
     rd.soft_state = ss;
@@ -1117,11 +1137,12 @@ Ready Raft::GetReady() {
 }
 
 void Raft::Advance(const Ready& rd) {
+  if (rd.hard_state) persisted_term_ = rd.hard_state->term;
+  if (rd.snapshot) log_.StableSnapTo(rd.snapshot->metadata.index);
   if (!rd.entries.empty()) {
     const Entry& e = rd.entries.back();
-    log_.StableTo(e.index, e.term);
+    OnPersisted(e.index, e.term);
   }
-  if (rd.snapshot) log_.StableSnapTo(rd.snapshot->metadata.index);
   if (!rd.committed_entries.empty()) {
     log_.AppliedTo(rd.committed_entries.back().index);
   } else if (rd.snapshot && rd.snapshot->metadata.index > log_.applied()) {
@@ -1129,8 +1150,39 @@ void Raft::Advance(const Ready& rd) {
   }
 }
 
+void Raft::OnPersisted(uint64_t index, uint64_t term) {
+  // Replaced while it was being written (a new leader's entries): the
+  // newer entries stay unstable, and nothing is counted.
+  if (!log_.MatchTerm(index, term)) return;
+  log_.StableTo(index, term);
+  if (state_ != StateType::kLeader) return;
+  Progress* self = tracker_.Get(id_);
+  if (self == nullptr) return;
+  // Everything up to the stable end is durable (the Ready order), so the
+  // leader counts that much for itself.
+  if (!self->MaybeUpdate(std::min(index, log_.StableLastIndex()))) return;
+  if (MaybeCommit()) {
+    ReleasePendingReadIndexMessages();
+    BroadcastAppend();
+  }
+}
+
+std::vector<Message> Raft::TakeEarlyMessages() {
+  std::vector<Message> out = std::move(early_msgs_);
+  early_msgs_.clear();
+  return out;
+}
+
+std::vector<Message> Raft::pending_messages() const {
+  std::vector<Message> out = early_msgs_;
+  out.insert(out.end(), msgs_.begin(), msgs_.end());
+  return out;
+}
+
 std::vector<Message> Raft::TakeMessages() {
-  std::vector<Message> out = std::move(msgs_);
+  std::vector<Message> out = std::move(early_msgs_);
+  early_msgs_.clear();
+  for (Message& m : msgs_) out.push_back(std::move(m));
   msgs_.clear();
   return out;
 }

@@ -12,23 +12,49 @@
 //
 //   if (raft.HasReady()) {
 //     Ready rd = raft.GetReady();
+//     0. Send rd.early_messages: they may leave at once, before step 2
+//        (sending them after it is correct too, only slower).
 //     1. If rd.snapshot is set, persist it (and install it in Storage).
 //     2. Persist rd.entries (appending, truncating any conflicting suffix)
 //        and rd.hard_state if set. If rd.must_sync, fsync before step 3.
-//     3. Send rd.messages. Every message may depend on step 2 (a vote
+//     3. Send rd.messages. Every one of them may depend on step 2 (a vote
 //        granted, an append acknowledged), so none may leave before the
 //        state it reflects is durable.
 //     4. Apply rd.committed_entries in order. For a kConfChange entry, call
 //        ApplyConfChange(cc) (whether or not the owner accepts it, every
 //        committed conf change must be applied). Serve rd.read_states once
 //        the applied index reaches their index.
-//     5. raft.Advance(rd).
+//     5. raft.Advance(rd): tells raft that rd was persisted (see
+//        OnPersisted) and applied.
 //   }
 //
-// GetReady() may be called again only after Advance(). Committed entries are
-// always already in stable storage or in rd.entries of the same Ready (the
-// owner persists before it applies), so a crash never applies an entry that
-// is not durable locally.
+// GetReady() may be called again only after Advance(). Between the two the
+// owner may go on stepping raft (Step, Tick, Propose, ...) while the write
+// of step 2 is under way, and may take the early messages those inputs
+// produce at any time (TakeEarlyMessages); everything else they produce
+// waits for the next Ready. Committed entries are always already in stable
+// storage or in rd.entries of the same Ready (the owner persists before it
+// applies), so a crash never applies an entry that is not durable locally.
+//
+// THE LEADER WRITES IN PARALLEL WITH REPLICATING (Raft thesis §10.2.1). A
+// leader's appends and heartbeats claim nothing about its own disk, so they
+// are early messages: the leader's fsync and its followers' run at once,
+// and a commit costs one fsync of latency, not two in series. What makes
+// that safe is that the leader counts ITSELF toward a quorum only through
+// OnPersisted (as etcd raft's MsgStorageAppendResp), never when it appends.
+// If it counted its unsynced entries at once (as it may when nothing leaves
+// before the sync), one follower's ack would make a quorum of 3 out of a
+// single durable copy: the commit index would leak to the followers on the
+// next append or heartbeat, they would apply the entry, the leader's
+// client would be answered, and a crash of the leader before its fsync
+// would lose the entry from its disk; the follower that acked it could
+// then fail too or be outvoted by the leader and the third member, whose
+// logs lack it, and a new leader would overwrite a committed, applied
+// entry. Counting only what is durable keeps the quorum rule of §5.4 on
+// durable copies. Early messages also leave only while the sender's term is
+// durable (a kApp of a term the sender could forget in a crash would let it
+// lead that term twice with different entries); votes, vote and append
+// responses, snapshots and everything else wait for the sync as before.
 //
 // Membership changes take effect when applied (ApplyConfChange), one at a
 // time: a leader accepts a new conf change only after the previous one is
@@ -127,6 +153,9 @@ struct Ready {
   std::optional<Snapshot> snapshot;  // persist before entries
   std::vector<Entry> committed_entries;  // apply after persisting
   std::vector<Message> messages;  // send after persisting
+  // May be sent before persisting: a leader's kApp and kHeartbeat of a
+  // term that is already durable (see the header comment).
+  std::vector<Message> early_messages;
   bool must_sync = false;  // fsync required before sending messages
 };
 
@@ -189,7 +218,18 @@ class Raft {
   // Outputs.
   bool HasReady() const;
   Ready GetReady();
+  // rd was persisted and applied: OnPersisted for its last entry (and its
+  // hard state), then the applied index.
   void Advance(const Ready& rd);
+  // The owner's log is durable up to (index, term): every entry up to
+  // index that raft handed out in a Ready, the one at index having term
+  // `term`. Ignored if raft's log no longer has that entry (it was
+  // replaced meanwhile). The only way a leader's own progress (its vote
+  // in the commit quorum) moves.
+  void OnPersisted(uint64_t index, uint64_t term);
+  // The early messages produced since the last GetReady (see the header
+  // comment); the owner may send them before the pending write ends.
+  std::vector<Message> TakeEarlyMessages();
 
   // Introspection.
   Status GetStatus() const;
@@ -213,9 +253,13 @@ class Raft {
   void set_randomized_election_timeout(int t) {
     randomized_election_timeout_ = t;
   }
-  // Messages produced since the last GetReady, without consuming them.
-  const std::vector<Message>& pending_messages() const { return msgs_; }
+  // Messages produced since the last GetReady (early ones first), without
+  // consuming them.
+  std::vector<Message> pending_messages() const;
   std::vector<Message> TakeMessages();
+  // The end of the log prefix the owner has reported durable (everything
+  // before the unstable tail).
+  uint64_t persisted_index() const { return log_.StableLastIndex(); }
 
  private:
   absl::Status StepLeader(Message& m);
@@ -290,8 +334,12 @@ class Raft {
   // ReadIndex requests held until the leader commits an entry of its term.
   std::vector<Message> pending_read_index_messages_;
 
-  std::vector<Message> msgs_;
+  std::vector<Message> msgs_;        // wait for the persist of their Ready
+  std::vector<Message> early_msgs_;  // may leave before it
   std::vector<ReadState> read_states_;
+  // The term of the hard state the owner reported durable: early messages
+  // leave only while term_ == persisted_term_.
+  uint64_t persisted_term_ = 0;
 
   int election_elapsed_ = 0;
   int heartbeat_elapsed_ = 0;

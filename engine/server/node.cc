@@ -547,6 +547,9 @@ void Node::ProcessReady() {
   // round, and anything left is picked up by the next event.
   for (int round = 0; round < 64 && !failed() && raft_->HasReady(); ++round) {
     raft::Ready rd = raft_->GetReady();
+    // A leader's appends and heartbeats leave before its own write, so its
+    // fsync runs in parallel with its followers' (raft.h).
+    SendMessages(rd.early_messages);
     if (opts_.bugs.on(planted::Bug::kAckBeforeSync)) SendMessages(rd.messages);  // PLANTED
     if (absl::Status s = Persist(rd); !s.ok()) {
       Fail(s);

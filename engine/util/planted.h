@@ -80,7 +80,10 @@ inline constexpr std::string_view CatcherName(Catcher c) {
   X(kAuthSkipOldRevision, "auth-skip-old-revision", kAuth,                    \
     "the apply-time permission check ignores the auth revision a request "    \
     "was stamped with: one authorized before an auth change is judged by "    \
-    "the changed store instead of being refused as stale")
+    "the changed store instead of being refused as stale")                   \
+  X(kLeaderCountsUnpersisted, "leader-counts-unpersisted", kSafety,          \
+    "a leader counts its own entries toward a quorum before its fsync, "      \
+    "while its appends leave before that fsync")
 
 enum class Bug : uint8_t {
 #define DETCD_PLANTED_ENUM(e, name, catcher, what) e,

@@ -179,7 +179,8 @@ std::string DescribeStatus(const Status& st) {
 std::string DescribeReady(const Ready& rd, const DataFormatter& f) {
   const bool empty = !rd.soft_state && !rd.hard_state && !rd.snapshot &&
                      rd.entries.empty() && rd.committed_entries.empty() &&
-                     rd.messages.empty() && rd.read_states.empty();
+                     rd.messages.empty() && rd.early_messages.empty() &&
+                     rd.read_states.empty();
   if (empty) return "<empty Ready>";
   std::string out =
       absl::StrCat("Ready MustSync=", rd.must_sync ? "true" : "false", ":");
@@ -199,6 +200,12 @@ std::string DescribeReady(const Ready& rd, const DataFormatter& f) {
   if (!rd.committed_entries.empty()) {
     absl::StrAppend(&out, "\nCommittedEntries:\n",
                     DescribeEntries(rd.committed_entries, "\n", f));
+  }
+  if (!rd.early_messages.empty()) {
+    absl::StrAppend(&out, "\nEarlyMessages:");
+    for (const Message& m : rd.early_messages) {
+      absl::StrAppend(&out, "\n", DescribeMessage(m, f));
+    }
   }
   if (!rd.messages.empty()) {
     absl::StrAppend(&out, "\nMessages:");

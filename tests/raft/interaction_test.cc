@@ -487,7 +487,8 @@ class Cluster {
       if (!s.ok()) AppendLine(&out, "error: appending: " + s.ToString());
     }
     if (rd.hard_state) nd->storage->SetHardState(*rd.hard_state);
-    // 3. Send.
+    // 3. Send (the early messages may leave before 2; after is fine too).
+    for (Message& m : rd.early_messages) net_.push_back(std::move(m));
     for (Message& m : rd.messages) net_.push_back(std::move(m));
     // 4. Apply.
     for (const Entry& e : rd.committed_entries) {

@@ -693,9 +693,11 @@ TEST(RaftPaper, LeaderAppendsProposalThenSendsAppend_5_3) {
   EXPECT_EQ(rd.entries[0], Ent(1, 2, "x"));
   EXPECT_TRUE(rd.must_sync);
   EXPECT_TRUE(rd.committed_entries.empty());
-  ASSERT_EQ(rd.messages.size(), 2u);
-  EXPECT_EQ(Recipients(rd.messages), (std::set<NodeId>{2, 3}));
-  for (const Message& m : rd.messages) {
+  // The appends may leave before the leader's own persist (thesis §10.2.1).
+  EXPECT_TRUE(rd.messages.empty());
+  ASSERT_EQ(rd.early_messages.size(), 2u);
+  EXPECT_EQ(Recipients(rd.early_messages), (std::set<NodeId>{2, 3}));
+  for (const Message& m : rd.early_messages) {
     EXPECT_EQ(m.type, MessageType::kApp) << testing::Describe(m);
     EXPECT_EQ(m.term, 1u);
     EXPECT_EQ(m.index, 1u);
@@ -703,11 +705,11 @@ TEST(RaftPaper, LeaderAppendsProposalThenSendsAppend_5_3) {
     EXPECT_EQ(m.commit, 1u);
     EXPECT_EQ(m.entries, std::vector<Entry>{Ent(1, 2, "x")});
   }
-  // The owner persists, then sends.
+  // The owner sends, then persists.
+  nw.Send(rd.early_messages);
   ASSERT_TRUE(nw.storage(1).Append(rd.entries).ok());
   if (rd.hard_state) nw.storage(1).SetHardState(*rd.hard_state);
   r.Advance(rd);
-  nw.Send(rd.messages);
   EXPECT_EQ(r.log().committed(), 2u);
   EXPECT_EQ(nw.peer(1).AppliedData(), std::vector<std::string>{"x"});
 }
@@ -2048,6 +2050,147 @@ TEST(RaftPaper, FlowControlMaxUncommittedEntriesSize) {
   ASSERT_EQ(nw.raft(1).log().committed(), 5u);
   EXPECT_TRUE(nw.Propose(1, std::string(1000, 'x')).ok());
   EXPECT_TRUE(absl::IsUnavailable(nw.Propose(1, "y")));
+}
+
+// ---- the leader writes in parallel with replicating (thesis §10.2.1) ----
+
+// The leader's appends leave before its own persist, so it must not count
+// its own unsynced entry: one follower's ack is not a quorum of durable
+// copies in a cluster of 3 until the leader's write is reported.
+void LeaderCountsItselfOnlyOncePersisted(bool plant) {
+  Network nw({1, 2, 3}, ClassicOptions([plant](Config& c) {
+               if (plant) c.bugs.Plant(planted::Bug::kLeaderCountsUnpersisted);
+             }));
+  ASSERT_TRUE(nw.Campaign(1).ok());
+  Raft& r = nw.raft(1);
+  ASSERT_EQ(r.log().committed(), 1u);
+  ASSERT_TRUE(r.Propose("x").ok());
+  Ready rd = r.GetReady();
+  ASSERT_EQ(rd.early_messages.size(), 2u);
+  EXPECT_TRUE(rd.messages.empty());
+  EXPECT_EQ(r.persisted_index(), 1u);
+  // Only follower 2 gets the append (before the leader persisted it); its
+  // ack comes back while the leader's write is still under way.
+  std::vector<Message> acks =
+      nw.Deliver(Filter(rd.early_messages, MessageType::kApp, 2)[0]);
+  ASSERT_EQ(acks.size(), 1u);
+  ASSERT_EQ(acks[0].type, MessageType::kAppResp);
+  ASSERT_EQ(acks[0].index, 2u);
+  ASSERT_TRUE(r.Step(acks[0]).ok());
+  if (plant) {
+    // The planted bug: a quorum of one durable copy commits.
+    EXPECT_EQ(r.log().committed(), 2u);
+    return;
+  }
+  EXPECT_EQ(r.log().committed(), 1u)
+      << "a quorum counted the leader's unsynced entry";
+  EXPECT_EQ(r.tracker().Get(1)->match, 1u);
+  // Nothing the leader sends meanwhile carries the commit.
+  for (const Message& m : r.pending_messages()) EXPECT_LE(m.commit, 1u);
+  // The write ends: now the leader's copy counts, and with 2's, commits.
+  ASSERT_TRUE(nw.storage(1).Append(rd.entries).ok());
+  if (rd.hard_state) nw.storage(1).SetHardState(*rd.hard_state);
+  r.Advance(rd);
+  EXPECT_EQ(r.tracker().Get(1)->match, 2u);
+  EXPECT_EQ(r.log().committed(), 2u);
+  EXPECT_EQ(r.persisted_index(), 2u);
+  // The new commit index goes out as early appends.
+  Ready next = r.GetReady();
+  ASSERT_EQ(next.committed_entries.size(), 1u);
+  for (const Message& m : next.early_messages) {
+    EXPECT_EQ(m.type, MessageType::kApp);
+    EXPECT_EQ(m.commit, 2u);
+  }
+  r.Advance(next);
+}
+
+TEST(LeaderPersist, CountsItselfOnlyOncePersisted) {
+  LeaderCountsItselfOnlyOncePersisted(false);
+}
+
+TEST(LeaderPersist, PlantedBugCountsItselfEarly) {
+  LeaderCountsItselfOnlyOncePersisted(true);
+}
+
+// OnPersisted is the input: it counts what it names (and nothing replaced).
+TEST(LeaderPersist, OnPersistedMovesSelfProgress) {
+  Network nw({1, 2, 3}, ClassicOptions());
+  ASSERT_TRUE(nw.Campaign(1).ok());
+  nw.Isolate(2);
+  nw.Isolate(3);
+  Raft& r = nw.raft(1);
+  ASSERT_TRUE(r.Propose("a").ok());
+  ASSERT_TRUE(r.Propose("b").ok());
+  Ready rd = r.GetReady();
+  ASSERT_EQ(IndexTerms(rd.entries),
+            (std::vector<std::pair<uint64_t, uint64_t>>{{2, 1}, {3, 1}}));
+  ASSERT_TRUE(nw.storage(1).Append(rd.entries).ok());
+  r.OnPersisted(3, 7);  // a term it does not have there: ignored
+  EXPECT_EQ(r.tracker().Get(1)->match, 1u);
+  r.OnPersisted(2, 1);
+  EXPECT_EQ(r.tracker().Get(1)->match, 2u);
+  EXPECT_EQ(r.persisted_index(), 2u);
+  r.Advance(rd);
+  EXPECT_EQ(r.tracker().Get(1)->match, 3u);
+  EXPECT_EQ(r.log().committed(), 1u);  // no follower acked: no quorum
+}
+
+// A single voter wins at once, before its new term is durable: nothing of
+// that term may leave before the persist (its learner must not get entries
+// of a term the leader could forget and lead again with other entries),
+// and its first entry commits only once persisted.
+TEST(LeaderPersist, NoEarlyMessagesOfAnUnpersistedTerm) {
+  NetworkOptions o = ClassicOptions();
+  o.learners = {2};
+  Network nw({1, 2}, o);
+  Raft& r = nw.raft(1);
+  ASSERT_TRUE(r.Campaign().ok());
+  ASSERT_EQ(r.state(), StateType::kLeader);
+  EXPECT_EQ(r.log().committed(), 0u);
+  ASSERT_TRUE(r.Propose("w").ok());  // replicated to the learner at once
+  Ready rd = r.GetReady();
+  ASSERT_TRUE(rd.hard_state.has_value());
+  EXPECT_EQ(rd.hard_state->term, 1u);
+  EXPECT_TRUE(rd.early_messages.empty());
+  EXPECT_EQ(Filter(rd.messages, MessageType::kApp, 2).size(), 1u);
+  EXPECT_TRUE(rd.committed_entries.empty());
+  ASSERT_TRUE(nw.storage(1).Append(rd.entries).ok());
+  nw.storage(1).SetHardState(*rd.hard_state);
+  r.Advance(rd);
+  EXPECT_EQ(r.log().committed(), 2u);
+  // Term 1 is durable now: the next heartbeat may leave early.
+  r.Tick();
+  Ready next = r.GetReady();
+  EXPECT_EQ(Filter(next.early_messages, MessageType::kHeartbeat, 2).size(), 1u);
+  EXPECT_TRUE(Filter(next.messages, MessageType::kHeartbeat).empty());
+}
+
+// Followers' acks and votes always wait for the persist.
+TEST(LeaderPersist, AcksAndVotesAreNeverEarly) {
+  Network nw({1, 2, 3}, ClassicOptions());
+  ASSERT_TRUE(nw.Campaign(1).ok());
+  Raft& f = nw.raft(2);
+  Message app;
+  app.type = MessageType::kApp;
+  app.from = 1;
+  app.to = 2;
+  app.term = 1;
+  app.index = 1;
+  app.log_term = 1;
+  app.commit = 1;
+  app.entries = {Ent(1, 2, "x")};
+  ASSERT_TRUE(f.Step(app).ok());
+  Ready rd = f.GetReady();
+  EXPECT_TRUE(rd.early_messages.empty());
+  ASSERT_EQ(Filter(rd.messages, MessageType::kAppResp).size(), 1u);
+  f.Advance(rd);
+  Message vote = Msg(MessageType::kVote, 3, 2, 2);
+  vote.index = 2;
+  vote.log_term = 1;
+  ASSERT_TRUE(f.Step(vote).ok());
+  Ready vrd = f.GetReady();
+  EXPECT_TRUE(vrd.early_messages.empty());
+  EXPECT_EQ(Filter(vrd.messages, MessageType::kVoteResp).size(), 1u);
 }
 
 }  // namespace

@@ -358,6 +358,9 @@ class Cluster {
         }
       }
       if (rd.hard_state) node.storage->SetHardState(*rd.hard_state);
+      // The early messages (a leader's appends and heartbeats) may leave
+      // before the persist above; here they leave with the rest.
+      for (Message& m : rd.early_messages) rd.messages.push_back(std::move(m));
       for (Message& m : rd.messages) {
         if (m.to == node.id) {
           Error(absl::StrCat("node ", node.id, " sent ", MsgStr(m)));

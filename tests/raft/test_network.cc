@@ -169,6 +169,18 @@ std::vector<Message> Network::Process(NodeId id) {
     Ready rd = p.raft->GetReady();
     const HardState before = p.storage->InitialHardState();
     if (rd.soft_state) p.soft_states.push_back(*rd.soft_state);
+    // 0. Early messages leave before this Ready is persisted: only a
+    // leader's appends and heartbeats, of a term already durable.
+    for (const Message& m : rd.early_messages) {
+      EXPECT_EQ(m.from, id) << Describe(m);
+      EXPECT_TRUE(m.type == MessageType::kApp ||
+                  m.type == MessageType::kHeartbeat)
+          << "peer " << id << " sent early: " << Describe(m);
+      EXPECT_LE(m.term, before.term)
+          << "peer " << id
+          << " sent early a term it has not persisted: " << Describe(m);
+      out.push_back(m);
+    }
     // 1. Snapshot.
     if (rd.snapshot) {
       absl::Status s = p.storage->ApplySnapshot(*rd.snapshot);
