@@ -86,7 +86,18 @@ void EtcdStateMachine::Emit(std::vector<mvcc::Event> events) {
   if (!events.empty() && on_events_) on_events_(events);
 }
 
-std::string EtcdStateMachine::Apply(uint64_t index, std::string_view command) {
+uint64_t EtcdStateMachine::RequestKey(uint64_t proposer, uint64_t id) {
+  if (id == 0) return 0;
+  uint64_t h = proposer + 0x9e3779b97f4a7c15ULL;  // splitmix64's finalizer
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  const uint64_t key = id ^ h;
+  return key == 0 ? 1 : key;
+}
+
+std::string EtcdStateMachine::ApplyFrom(uint64_t index, uint64_t proposer,
+                                        std::string_view command) {
   last_index_ = index;
   std::string result;
   etcdserverpb::InternalRaftRequest req;
@@ -95,7 +106,7 @@ std::string EtcdStateMachine::Apply(uint64_t index, std::string_view command) {
     result = EncodeResult(
         absl::InvalidArgumentError("etcdserver: malformed raft request"),
         nullptr);
-  } else if (const uint64_t id = req.header().id();
+  } else if (const uint64_t id = RequestKey(proposer, req.header().id());
              id != 0 && recent_ids_.contains(id)) {
     result = EncodeResult(
         absl::AlreadyExistsError("etcdserver: duplicate request ignored"),

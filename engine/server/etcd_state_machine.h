@@ -32,8 +32,12 @@
 //
 // A request applied twice (a proposal duplicated on its way to the leader:
 // the network may deliver a forwarded proposal twice, and raft does not
-// deduplicate) takes effect once: the state machine remembers the ids of
-// the last kRecentRequestIds requests it applied and skips repeats.
+// deduplicate) takes effect once: the state machine remembers the last
+// kRecentRequestIds requests it applied and skips repeats. A request is
+// known by its proposer and its header id together (RequestKey): the id
+// alone carries only the low 16 bits of its member's id (etcd's scheme), so
+// two members whose ids share those bits would otherwise drop each other's
+// requests as repeats.
 //
 // The auth store (engine/auth/auth_store.h) is replicated here too: the
 // Auth requests (auth_enable ... auth_role_revoke_permission, authenticate)
@@ -53,7 +57,7 @@
 //   "detcd-sm3" varint(last_index) varint(result_hash)
 //   lp(kv store image) lp(lessor image)
 //   lp(membership image) lp(alarm image)
-//   varint(n) varint(request id)*n   (recent request ids, oldest first)
+//   varint(n) varint(request key)*n  (recent RequestKeys, oldest first)
 // or, once the auth store left its initial state, the same under the magic
 // "detcd-sm4" followed by lp(auth store image). A "detcd-sm3" image loads
 // with a fresh auth store, and a state machine whose auth store is still
@@ -118,7 +122,16 @@ class EtcdStateMachine final : public StateMachine {
 
   explicit EtcdStateMachine(Options o);
 
-  std::string Apply(uint64_t index, std::string_view command) override;
+  std::string Apply(uint64_t index, std::string_view command) override {
+    return ApplyFrom(index, 0, command);
+  }
+  std::string ApplyFrom(uint64_t index, uint64_t proposer,
+                        std::string_view command) override;
+  // The duplicate filter's key of request `id` proposed by `proposer`: the id
+  // mixed with a bijective 64-bit mix of the proposer, so different
+  // proposers' ids (for them to collide, the xor of two recent ids would have
+  // to equal the xor of the mixes) stay apart. 0 stays "no id".
+  static uint64_t RequestKey(uint64_t proposer, uint64_t id);
   absl::Status CheckConfChange(const raft::ConfChange& cc,
                                std::string_view context) const override {
     return membership_.Check(cc, context);
@@ -189,7 +202,7 @@ class EtcdStateMachine final : public StateMachine {
   int64_t db_size_ = 0;
   uint64_t last_index_ = 0;
   uint64_t result_hash_ = 0;
-  std::deque<uint64_t> recent_order_;  // oldest first
+  std::deque<uint64_t> recent_order_;  // RequestKeys, oldest first
   absl::btree_set<uint64_t> recent_ids_;
   EventsFn on_events_;
   std::function<void()> on_restore_;

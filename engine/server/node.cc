@@ -700,7 +700,7 @@ void Node::ApplyEntries(const std::vector<raft::Entry>& entries) {
       storage_.set_busy(false);
     } else if (!e.data.empty()) {  // empty: a new leader's first entry
       ours = OpenEnvelope(e.data, &proposer, &rid, &payload);
-      if (ours) result = sm_->Apply(e.index, payload);
+      if (ours) result = sm_->ApplyFrom(e.index, proposer, payload);
     }
     if (observer_) observer_->OnApply(opts_.id, e);
     if (!ours || proposer != opts_.id) continue;

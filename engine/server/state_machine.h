@@ -18,6 +18,12 @@ class StateMachine {
   // Applies one committed command (in log order, exactly once per index
   // since the last Restore) and returns the result handed to the proposer.
   virtual std::string Apply(uint64_t index, std::string_view command) = 0;
+  // The same, told which member proposed it (its full id, 0 if unknown):
+  // what the Node calls. The default ignores the proposer.
+  virtual std::string ApplyFrom(uint64_t index, uint64_t /*proposer*/,
+                                std::string_view command) {
+    return Apply(index, command);
+  }
   // Before a committed membership change takes effect: an error refuses
   // it on every member (raft's membership stays as it is) and goes to the
   // proposer. Must depend only on replicated state. The default accepts

@@ -977,6 +977,30 @@ TEST(EtcdStateMachineTest, DuplicateRequestTakesEffectOnce) {
   EXPECT_EQ(copy.kv().Hash(), sm.kv().Hash());
 }
 
+TEST(EtcdStateMachineTest, DuplicatesAreKnownByProposerAndId) {
+  // Two members whose ids share their low 16 bits make the same header ids
+  // (etcd's scheme: those bits, then a counter): neither drops the other's.
+  const uint64_t a = 0x1234'0000'0000'abcdULL;
+  const uint64_t b = 0x9876'0000'0000'abcdULL;
+  EtcdStateMachine sm(ScratchOptions());
+  etcdserverpb::InternalRaftRequest req;
+  req.mutable_header()->set_id((uint64_t{0xabcd} << 48) | 5);
+  req.mutable_put()->set_key("k");
+  req.mutable_put()->set_value("v");
+  const std::string cmd = req.SerializeAsString();
+  etcdserverpb::PutResponse resp;
+  EXPECT_TRUE(DecodeResult(sm.ApplyFrom(1, a, cmd), &resp).ok());
+  EXPECT_TRUE(DecodeResult(sm.ApplyFrom(2, b, cmd), &resp).ok());
+  EXPECT_EQ(sm.kv().Rev(), 3);
+  // A repeat from the same proposer is still one.
+  EXPECT_EQ(DecodeResult(sm.ApplyFrom(3, b, cmd), &resp).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(sm.kv().Rev(), 3);
+  EXPECT_NE(EtcdStateMachine::RequestKey(a, 5),
+            EtcdStateMachine::RequestKey(b, 5));
+  EXPECT_EQ(EtcdStateMachine::RequestKey(a, 0), 0u);
+}
+
 TEST(EtcdStateMachineTest, CorruptSnapshotIsRefusedAndChangesNothing) {
   EtcdStateMachine sm(ScratchOptions());
   etcdserverpb::InternalRaftRequest req;
