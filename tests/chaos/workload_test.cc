@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "harness/kv_model.h"
 #include "harness/lease_checker.h"
+#include "harness/watch_checker.h"
 
 namespace detcd::chaos {
 namespace {
@@ -88,6 +89,51 @@ TEST(ChaosChecks, AcknowledgedPutMustBeInTheOracle) {
   EXPECT_TRUE(CheckHistoryAgainstModel(h, model).empty());
   h.ops[0].req = harness::PutRequest("k0", "zzz");  // never written
   EXPECT_EQ(CheckHistoryAgainstModel(h, model).size(), 1u);
+}
+
+// The watch path as Check runs it: gRPC answers converted by FromWatch,
+// judged by the simulator's WatchChecker against the rebuilt oracle.
+TEST(ChaosChecks, WatcherMissingEventsIsCaught) {
+  harness::KvModel model;
+  ASSERT_EQ(BuildModel(Good(), &model), "");
+  auto answer = [](int64_t rev, std::vector<mvcc::Event> evs, bool created) {
+    etcdserverpb::WatchResponse r;
+    r.set_watch_id(0);
+    r.set_created(created);
+    r.mutable_header()->set_revision(rev);
+    for (const mvcc::Event& e : evs) {
+      mvccpb::Event* pe = r.add_events();
+      pe->set_type(e.type == mvcc::Event::kPut ? mvccpb::Event::PUT
+                                               : mvccpb::Event::DELETE);
+      pe->mutable_kv()->set_key(e.kv.key);
+      pe->mutable_kv()->set_value(e.kv.value);
+      pe->mutable_kv()->set_mod_revision(e.kv.mod_revision);
+      pe->mutable_kv()->set_create_revision(e.kv.create_revision);
+      pe->mutable_kv()->set_version(e.kv.version);
+      pe->mutable_kv()->set_lease(e.kv.lease);
+    }
+    return FromWatch(r);
+  };
+  std::vector<mvcc::Event> all = Good();
+  for (mvcc::Event& e : all) {
+    e.has_prev_kv = false;  // the watcher did not ask for prev_kv
+    e.prev_kv = mvcc::KeyValue();
+  }
+  for (bool complete : {true, false}) {
+    harness::WatchChecker w;
+    w.set_model(&model);
+    for (const auto& [rev, evs] : ByRevision(Good())) w.OnCommitted(1, evs);
+    harness::WatchChecker::Spec spec;
+    spec.key = std::string(1, '\0');
+    spec.range_end = spec.key;
+    const int seg = w.Begin(spec, 1, 2, w.NewStream());
+    w.OnResponse(seg, answer(1, {}, true));
+    w.OnResponse(seg, answer(3, {all[0], all[1]}, false));
+    if (complete) w.OnResponse(seg, answer(5, {all[2], all[3]}, false));
+    std::vector<std::string> v;
+    w.Check({{1, 5}}, &v);
+    EXPECT_EQ(v.empty(), complete) << (v.empty() ? "" : v[0]);
+  }
 }
 
 TEST(ChaosChecks, PromotionSeenLateOnlyExtendsTheLease) {
