@@ -2,12 +2,19 @@
 // (256-byte value) committed to the store and handed to WatchHub::Notify,
 // which delivers it to every synced watcher that matches.
 //
-//   BM_WatchFanOut/watchers/proto    range(0) watchers on the put key,
+//   BM_WatchFanOut/watchers/proto/ref
+//                                    range(0) watchers on the put key,
 //                                    1000 per stream; proto = 1: each
 //                                    delivered response is also converted
-//                                    to an etcdserverpb::WatchResponse as
-//                                    the gRPC layer does (ToProto), proto
-//                                    = 0: the sink only counts
+//                                    to an etcdserverpb::WatchResponse,
+//                                    proto = 0: the sink only counts;
+//                                    ref = 0: a plain Sink (each watcher
+//                                    gets its own copy of the events, as
+//                                    the simulator's clients), ref = 1: a
+//                                    RefSink, as the real server's streams
+//                                    (the events shared; with proto, one
+//                                    reused message refilled per response,
+//                                    as shim/services.cc does)
 //   BM_WatchNotifyMiss/watchers      range(0) watchers on other keys, none
 //                                    matching: the cost a put pays for the
 //                                    watchers it does not concern (index
@@ -39,13 +46,22 @@ struct Rig {
   WatchHub hub{&store, WatchLimits{}};
   int64_t delivered = 0;
   bool to_proto = false;
+  bool by_ref = false;
+  etcdserverpb::WatchResponse reused;
 
   // n watchers, each created by `make(i)`, spread over streams.
   template <typename Make>
   void AddWatchers(int n, Make make) {
     WatchHub::StreamId s = 0;
     for (int i = 0; i < n; ++i) {
-      if (i % kWatchersPerStream == 0) {
+      if (i % kWatchersPerStream == 0 && by_ref) {
+        s = hub.OpenRefStream(
+            [this](const WatchResponse& r, const WatchEventsRef& evs) {
+              delivered += static_cast<int64_t>(evs.events.size());
+              if (to_proto && !evs.events.empty()) Refill(r, evs);
+              return true;
+            });
+      } else if (i % kWatchersPerStream == 0) {
         s = hub.OpenStream([this](const WatchResponse& r) {
           delivered += static_cast<int64_t>(r.events.size());
           if (to_proto && !r.events.empty()) {
@@ -64,6 +80,29 @@ struct Rig {
     }
     hub.SyncUnsynced();
     delivered = 0;
+  }
+
+  // What the server's sink does per response: overwrite every field of a
+  // reused message from the shared events.
+  void Refill(const WatchResponse& r, const WatchEventsRef& evs) {
+    reused.set_watch_id(r.watch_id);
+    reused.mutable_header()->set_revision(r.revision);
+    auto* pevs = reused.mutable_events();
+    const int n = static_cast<int>(evs.events.size());
+    if (pevs->size() > n) pevs->DeleteSubrange(n, pevs->size() - n);
+    for (int i = 0; i < n; ++i) {
+      mvccpb::Event* pe = i < pevs->size() ? pevs->Mutable(i) : pevs->Add();
+      const Event& e = *evs.events[static_cast<size_t>(i)];
+      pe->set_type(e.type == Event::kDelete ? mvccpb::Event::DELETE
+                                            : mvccpb::Event::PUT);
+      server::ToProto(e.kv, pe->mutable_kv());
+      if (evs.with_prev_kv && e.has_prev_kv) {
+        server::ToProto(e.prev_kv, pe->mutable_prev_kv());
+      } else if (pe->has_prev_kv()) {
+        pe->clear_prev_kv();
+      }
+    }
+    benchmark::DoNotOptimize(reused.ByteSizeLong());
   }
 
   void PutAndNotify(const std::string& key, const std::string& value) {
@@ -99,6 +138,7 @@ void RunPuts(benchmark::State& state, Rig& rig, const std::string& key) {
 void BM_WatchFanOut(benchmark::State& state) {
   Rig rig;
   rig.to_proto = state.range(1) != 0;
+  rig.by_ref = state.range(2) != 0;
   const int n = static_cast<int>(state.range(0));
   rig.AddWatchers(n, [](int) {
     WatchCreate c;
@@ -108,8 +148,8 @@ void BM_WatchFanOut(benchmark::State& state) {
   RunPuts(state, rig, "watched/key");
 }
 BENCHMARK(BM_WatchFanOut)
-    ->ArgsProduct({{1, 10, 100, 1000, 10000}, {0, 1}})
-    ->ArgNames({"watchers", "proto"});
+    ->ArgsProduct({{1, 10, 100, 1000, 10000}, {0, 1}, {0, 1}})
+    ->ArgNames({"watchers", "proto", "ref"});
 
 void BM_WatchNotifyMiss(benchmark::State& state) {
   Rig rig;

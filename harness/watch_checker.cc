@@ -139,6 +139,13 @@ void WatchChecker::OnResponse(int seg, const mvcc::WatchResponse& r) {
     if (r.compact_revision == 0) {
       Problem(s, absl::StrCat("canceled without a compaction: ",
                               r.cancel_reason));
+    } else if (r.revision != 0 || !r.cancel_reason.empty()) {
+      // etcd 3.4 sends a compaction cancel with neither (clients that
+      // compare answers with etcd's see the difference).
+      Problem(s, absl::StrCat("compaction cancel not in etcd 3.4's shape: "
+                              "header revision ",
+                              r.revision, ", cancel_reason '", r.cancel_reason,
+                              "'"));
     }
     return;
   }

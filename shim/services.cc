@@ -293,9 +293,10 @@ class WatchStream final
     std::shared_ptr<State> st = state_;
     Services::Impl* im = impl_;
     if (!impl_->loop->Post([st, im] {
-          st->id = im->server->watch_hub().OpenStream(
-              [st, im](const mvcc::WatchResponse& r) {
-                return Deliver(st, im, r);
+          st->id = im->server->watch_hub().OpenRefStream(
+              [st, im](const mvcc::WatchResponse& r,
+                       const mvcc::WatchEventsRef& evs) {
+                return Deliver(st, im, r, evs);
               });
         })) {
       Abort(Stopped());
@@ -324,7 +325,7 @@ class WatchStream final
           r.canceled = true;
           r.cancel_reason = EtcdServer::WatchCancelReason(p);
           r.revision = s.state().kv().Rev();
-          Deliver(st, im, r);
+          Deliver(st, im, r, mvcc::WatchEventsRef());
         } else {
           s.WatchCreate(st->id, FromPb(c));
         }
@@ -342,10 +343,16 @@ class WatchStream final
     bool resume = false;
     {
       absl::MutexLock l(&state_->mu);
-      state_->queued_bytes -= state_->queue.front().ByteSizeLong();
+      Queued done = std::move(state_->queue.front());
       state_->queue.pop_front();
+      state_->queued_bytes -= done.bytes;
+      // Small messages are kept for reuse: refilling one reuses its
+      // sub-messages and string buffers (no allocation per event).
+      if (done.bytes <= kReusableBytes && state_->spare.size() < kMaxSpare) {
+        state_->spare.push_back(std::move(done.msg));
+      }
       if (ok && !state_->queue.empty() && !state_->dead) {
-        StartWrite(&state_->queue.front());
+        StartWrite(state_->queue.front().msg.get());
       } else {
         state_->writing = false;
       }
@@ -388,6 +395,12 @@ class WatchStream final
   }
 
  private:
+  // A response waiting to be written (front: being written) and its
+  // encoded size.
+  struct Queued {
+    std::unique_ptr<pb::WatchResponse> msg;
+    size_t bytes = 0;
+  };
   struct State {
     absl::Mutex mu;
     WatchStream* owner = nullptr;  // null once the stream is done
@@ -395,43 +408,75 @@ class WatchStream final
     bool finished = false;
     bool writing = false;
     bool read_paused = false;
-    std::deque<pb::WatchResponse> queue;
-    size_t queued_bytes = 0;  // sum of the queue's ByteSizeLong()
+    std::deque<Queued> queue;
+    size_t queued_bytes = 0;  // sum of the queue's bytes
+    // Written messages kept for reuse (see OnWriteDone).
+    std::vector<std::unique_ptr<pb::WatchResponse>> spare;
     mvcc::WatchHub::StreamId id = 0;  // engine thread only
     server::Caller caller;  // the stream's credentials
   };
 
-  // The hub's sink (engine thread).
-  static bool Deliver(const std::shared_ptr<State>& st, Services::Impl* im,
-                      const mvcc::WatchResponse& r) {
-    absl::MutexLock l(&st->mu);
-    if (st->dead) return true;  // the client is gone: drop
-    if (st->queue.size() >= im->opts.max_watch_responses_queued) return false;
-    pb::WatchResponse out;
-    im->FillHeader(out.mutable_header(), r.revision);
-    out.set_watch_id(r.watch_id);
-    out.set_created(r.created);
-    out.set_canceled(r.canceled);
-    out.set_compact_revision(r.compact_revision);
-    out.set_cancel_reason(r.cancel_reason);
-    out.set_fragment(r.fragment);
-    for (const mvcc::Event& e : r.events) {
-      mvccpb::Event* pe = out.add_events();
+  // A reused message's strings keep their capacity; one that held a large
+  // value is dropped instead of kept.
+  static constexpr size_t kReusableBytes = 4096;
+  static constexpr size_t kMaxSpare = 16;
+
+  // Writes every field of out (a new or a reused message: nothing of its
+  // previous content may survive). The events are the hub's shared ones;
+  // each response gets its own protobuf copy, as gRPC serializes it.
+  static void Fill(Services::Impl* im, const mvcc::WatchResponse& r,
+                   const mvcc::WatchEventsRef& evs, pb::WatchResponse* out) {
+    im->FillHeader(out->mutable_header(), r.revision);
+    out->set_watch_id(r.watch_id);
+    out->set_created(r.created);
+    out->set_canceled(r.canceled);
+    out->set_compact_revision(r.compact_revision);
+    out->set_cancel_reason(r.cancel_reason);
+    out->set_fragment(r.fragment);
+    auto* pevs = out->mutable_events();
+    const int n = static_cast<int>(evs.events.size());
+    if (pevs->size() > n) pevs->DeleteSubrange(n, pevs->size() - n);
+    for (int i = 0; i < n; ++i) {
+      const mvcc::Event& e = *evs.events[static_cast<size_t>(i)];
+      mvccpb::Event* pe = i < pevs->size() ? pevs->Mutable(i) : pevs->Add();
       pe->set_type(e.type == mvcc::Event::kPut ? mvccpb::Event::PUT
                                                : mvccpb::Event::DELETE);
       ToPb(e.kv, pe->mutable_kv());
-      if (e.has_prev_kv) ToPb(e.prev_kv, pe->mutable_prev_kv());
+      if (evs.with_prev_kv && e.has_prev_kv) {
+        ToPb(e.prev_kv, pe->mutable_prev_kv());
+      } else if (pe->has_prev_kv()) {
+        pe->clear_prev_kv();
+      }
     }
-    const size_t bytes = out.ByteSizeLong();
+  }
+
+  // The hub's sink (engine thread). Control responses carry no events of
+  // their own (r.events is empty for a RefSink).
+  static bool Deliver(const std::shared_ptr<State>& st, Services::Impl* im,
+                      const mvcc::WatchResponse& r,
+                      const mvcc::WatchEventsRef& evs) {
+    absl::MutexLock l(&st->mu);
+    if (st->dead) return true;  // the client is gone: drop
+    if (st->queue.size() >= im->opts.max_watch_responses_queued) return false;
+    Queued q;
+    if (!st->spare.empty()) {
+      q.msg = std::move(st->spare.back());
+      st->spare.pop_back();
+    } else {
+      q.msg = std::make_unique<pb::WatchResponse>();
+    }
+    Fill(im, r, evs, q.msg.get());
+    q.bytes = q.msg->ByteSizeLong();
     if (!st->queue.empty() &&
-        st->queued_bytes + bytes > im->opts.max_watch_bytes_queued) {
+        st->queued_bytes + q.bytes > im->opts.max_watch_bytes_queued) {
+      if (q.bytes <= kReusableBytes) st->spare.push_back(std::move(q.msg));
       return false;
     }
-    st->queued_bytes += bytes;
-    st->queue.push_back(std::move(out));
+    st->queued_bytes += q.bytes;
+    st->queue.push_back(std::move(q));
     if (!st->writing) {
       st->writing = true;
-      st->owner->StartWrite(&st->queue.front());
+      st->owner->StartWrite(st->queue.front().msg.get());
     }
     return true;
   }

@@ -54,12 +54,17 @@ constexpr int64_t kNoWatch = std::numeric_limits<int64_t>::min();
 
 using StreamId = WatchHub::StreamId;
 using WatcherKey = std::pair<StreamId, int64_t>;  // (stream, watch id)
+// Events of one delivery: pointers into the events Notify was handed or
+// CatchUp read, shared by every watcher they go to.
+using Events = absl::Span<const Event* const>;
 
 int64_t RevOf(const Event& e) { return e.kv.mod_revision; }
 
 struct Stream {
   StreamId id = 0;
+  // Exactly one of the two is set (OpenStream / OpenRefStream).
   WatchHub::Sink sink;
+  WatchHub::RefSink ref_sink;
   int64_t next_watch_id = 0;
   size_t watchers = 0;
   size_t unsynced = 0;
@@ -188,6 +193,10 @@ struct WatchHub::Impl {
   uint64_t call = 1;
   // Where the next catch-up read starts looking for unsynced watchers.
   int64_t sync_cursor = 0;
+  // Scratch space of Notify and Deliver (the sink never calls back in).
+  std::vector<std::pair<Watcher*, size_t>> hits;
+  std::vector<const Event*> hit_events;
+  std::vector<const Event*> filtered;
 
   Impl(const EventHistory* h, WatchLimits l) : history(h), limits(l) {
     notified_rev = history->Rev();
@@ -204,10 +213,37 @@ struct WatchHub::Impl {
 
   // --- sending ---
 
-  // Every response goes through here.
-  bool Send(Stream& st, const WatchResponse& r) {
+  // Every response goes through here: r's own events, or (evs != null)
+  // the events evs[b, e) of the hub's shared buffer, given to a RefSink as
+  // they are and copied for a plain Sink (prev_kv dropped unless
+  // with_prev_kv).
+  bool Send(Stream& st, const WatchResponse& r, const Events* evs = nullptr,
+            size_t b = 0, size_t e = 0, bool with_prev_kv = false) {
     if (st.refused_in_call == call) return false;
-    if (st.sink(r)) return true;
+    bool ok;
+    if (st.ref_sink) {
+      WatchEventsRef ref;
+      if (evs != nullptr) {
+        ref.events = evs->subspan(b, e - b);
+        ref.with_prev_kv = with_prev_kv;
+      }
+      ref.call = call;
+      ok = st.ref_sink(r, ref);
+    } else if (evs != nullptr) {
+      WatchResponse copy = r;
+      copy.events.reserve(e - b);
+      for (size_t i = b; i < e; ++i) {
+        copy.events.push_back(*(*evs)[i]);
+        if (!with_prev_kv) {
+          copy.events.back().has_prev_kv = false;
+          copy.events.back().prev_kv = KeyValue();
+        }
+      }
+      ok = st.sink(copy);
+    } else {
+      ok = st.sink(r);
+    }
+    if (ok) return true;
     st.refused_in_call = call;
     return false;
   }
@@ -253,21 +289,16 @@ struct WatchHub::Impl {
     }
   }
 
-  WatchResponse MakeEvents(const Watcher& w,
-                           const std::vector<const Event*>& evs, size_t b,
-                           size_t e) const {
+  // Sends w the events evs[b, e) in one response. The events are not
+  // copied for a RefSink: every watcher that gets an event shares the one
+  // the hub was handed (Notify) or read (CatchUp).
+  bool SendEvents(Stream& st, const Watcher& w, const Events& evs, size_t b,
+                  size_t e, bool fragment) {
     WatchResponse r;
     r.watch_id = w.id();
     r.revision = RevOf(*evs[e - 1]);
-    r.events.reserve(e - b);
-    for (size_t i = b; i < e; ++i) {
-      r.events.push_back(*evs[i]);
-      if (!w.prev_kv) {
-        r.events.back().has_prev_kv = false;
-        r.events.back().prev_kv = KeyValue();
-      }
-    }
-    return r;
+    r.fragment = fragment;
+    return Send(st, r, &evs, b, e, w.prev_kv);
   }
 
   // A watcher without fragments that gets one revision in pieces anyway.
@@ -279,8 +310,7 @@ struct WatchHub::Impl {
   // Sends evs[b, e) (all of one revision R) as fragments, the last one
   // with fragment=false. On refusal leaves next_rev = R and skip_events =
   // events of R delivered so far, and returns false.
-  bool SendFragments(Watcher& w, const std::vector<const Event*>& evs, size_t b,
-                     size_t e) {
+  bool SendFragments(Watcher& w, const Events& evs, size_t b, size_t e) {
     Stream& st = *w.stream;
     const int64_t rev = RevOf(*evs[b]);
     // PLANTED (split-revision): one event per piece, none marked fragment.
@@ -301,10 +331,9 @@ struct WatchHub::Impl {
         w.next_rev = rev;
         return false;
       }
-      WatchResponse r = MakeEvents(w, evs, i, j);
-      r.fragment = !last && !split;
-      if (r.fragment) DETCD_PROBE(kWatchFragmentSent);
-      if (!Send(st, r)) {
+      const bool fragment = !last && !split;
+      if (fragment) DETCD_PROBE(kWatchFragmentSent);
+      if (!SendEvents(st, w, evs, i, j, fragment)) {
         w.next_rev = rev;
         return false;
       }
@@ -325,12 +354,15 @@ struct WatchHub::Impl {
   // order, whole revisions except that the first skip_events filtered
   // events of next_rev were already sent). Returns true if all went out;
   // else w.next_rev / skip_events say where to resume.
-  bool Deliver(Watcher& w, const std::vector<const Event*>& matched) {
+  bool Deliver(Watcher& w, Events matched) {
     Stream& st = *w.stream;
-    std::vector<const Event*> evs;
-    evs.reserve(matched.size());
-    for (const Event* e : matched) {
-      if (w.Passes(*e)) evs.push_back(e);
+    Events evs = matched;
+    if (w.no_put || w.no_delete) {
+      filtered.clear();
+      for (const Event* e : matched) {
+        if (w.Passes(*e)) filtered.push_back(e);
+      }
+      evs = filtered;
     }
     size_t i = 0;
     if (w.skip_events > 0) {
@@ -365,7 +397,7 @@ struct WatchHub::Impl {
           (SplitsRevisions(w) && one_rev && j - i >= 2)) {  // PLANTED
         if (!SendFragments(w, evs, i, j)) return false;
       } else {
-        if (!Ready(st, w.id()) || !Send(st, MakeEvents(w, evs, i, j))) {
+        if (!Ready(st, w.id()) || !SendEvents(st, w, evs, i, j, false)) {
           w.next_rev = RevOf(*evs[i]);
           return false;
         }
@@ -571,20 +603,33 @@ struct WatchHub::Impl {
     }
     notified_rev = rev;
 
-    absl::btree_map<Watcher*, std::vector<const Event*>, ByKey> matches;
-    for (const Event& e : events) {
-      synced_index.ForEachMatch(e.kv.key, [&](Watcher* w) {
-        if (w->next_rev <= rev) matches[w].push_back(&e);
+    // (watcher, event index) for every match, then sorted so that each
+    // watcher's events are adjacent and in order, watchers in key order.
+    // Scratch vectors are members: no allocation per Notify once warm.
+    hits.clear();
+    for (size_t i = 0; i < events.size(); ++i) {
+      synced_index.ForEachMatch(events[i].kv.key, [&](Watcher* w) {
+        if (w->next_rev <= rev) hits.emplace_back(w, i);
       });
     }
-    for (auto& [w, evs] : matches) {
+    std::sort(hits.begin(), hits.end(), [](const auto& a, const auto& b) {
+      return a.first->wk != b.first->wk ? a.first->wk < b.first->wk
+                                        : a.second < b.second;
+    });
+    hit_events.clear();
+    for (const auto& [w, i] : hits) hit_events.push_back(&events[i]);
+    for (size_t g = 0; g < hits.size();) {
+      Watcher* w = hits[g].first;
+      size_t h = g + 1;
+      while (h < hits.size() && hits[h].first == w) ++h;
       DETCD_CHECK(w->skip_events == 0);
-      if (Deliver(*w, evs)) {
+      if (Deliver(*w, Events(hit_events).subspan(g, h - g))) {
         w->next_rev = rev + 1;
       } else {
         // Deliver set next_rev (and skip_events) to where to resume.
         MoveToUnsynced(*w, w->next_rev);
       }
+      g = h;
     }
   }
 
@@ -599,12 +644,14 @@ struct WatchHub::Impl {
         Watcher* w = FindWatcher(wk);
         DETCD_CHECK(w != nullptr && !w->synced);
         if (w->next_rev <= compact) {
+          // etcd 3.4's shape (mvcc/watcher_group.go chooseAll, v3rpc
+          // watch.go): only the watch id and the compact revision, canceled
+          // because compact_revision != 0; no cancel_reason and header
+          // revision 0. Clients key on compact_revision.
           WatchResponse r;
           r.watch_id = w->id();
           r.canceled = true;
           r.compact_revision = compact;
-          r.cancel_reason = kReasonCompacted;
-          r.revision = cur;
           DETCD_PROBE(kWatchCompactedCancel);
           RemoveAndReply(*w, std::move(r));
         } else if (w->next_rev > cur) {
@@ -715,6 +762,16 @@ WatchHub::StreamId WatchHub::OpenStream(Sink sink) {
   auto st = std::make_unique<Stream>();
   st->id = impl_->next_stream_id++;
   st->sink = std::move(sink);
+  StreamId id = st->id;
+  impl_->streams.emplace(id, std::move(st));
+  return id;
+}
+
+WatchHub::StreamId WatchHub::OpenRefStream(RefSink sink) {
+  DETCD_CHECK(sink != nullptr);
+  auto st = std::make_unique<Stream>();
+  st->id = impl_->next_stream_id++;
+  st->ref_sink = std::move(sink);
   StreamId id = st->id;
   impl_->streams.emplace(id, std::move(st));
   return id;

@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "engine/mvcc/types.h"
 #include "engine/util/planted.h"
 
@@ -64,10 +65,9 @@ inline constexpr int64_t kAutoWatchId = -1;
 // creates, stream-wide progress notifications): clientv3.InvalidWatchID.
 inline constexpr int64_t kInvalidWatchId = -1;
 
-// Cancel reasons. etcd's texts except kReasonTooManyWatchers (etcd has no
-// per-stream limit; the text is ours).
-inline constexpr char kReasonCompacted[] =
-    "mvcc: required revision has been compacted";
+// Cancel reasons of refused creates. etcd's texts except
+// kReasonTooManyWatchers (etcd has no per-stream limit; the text is ours).
+// A compaction cancel has none (etcd 3.4): see SyncUnsynced.
 inline constexpr char kReasonEmptyRange[] = "mvcc: watcher range is empty";
 inline constexpr char kReasonDuplicateId[] =
     "mvcc: duplicate watch ID provided on the WatchStream";
@@ -123,9 +123,23 @@ struct WatchResponse {
   bool fragment = false;
   // Header revision. For events: the revision of the last event in the
   // response; for progress notifications: every event up to it has been
-  // delivered; for created / cancel replies: the store's revision.
+  // delivered; for created / cancel replies: the store's revision; for
+  // compaction cancels: 0 (etcd 3.4).
   int64_t revision = 0;
   std::vector<Event> events;
+};
+
+// The events of a response as a RefSink gets them: pointers to the hub's
+// one copy of each event, shared by every watcher that receives it (no
+// per-watcher copies of keys and values). Valid only during the sink call.
+// Each event carries its prev_kv if the store has one; the sink drops it
+// unless with_prev_kv. Within one hub call (`call`, which grows with every
+// public call) an Event pointer always names the same event, so a sink may
+// encode an event once and reuse the bytes for every watcher of that call.
+struct WatchEventsRef {
+  absl::Span<const Event* const> events;
+  bool with_prev_kv = false;
+  uint64_t call = 0;
 };
 
 class WatchHub {
@@ -135,6 +149,10 @@ class WatchHub {
   // stream's send buffer is full right now; the response was then not
   // delivered, and the hub retries later (from history for events).
   using Sink = std::function<bool(const WatchResponse&)>;
+  // The same, for the real server's streams: r carries no events of its
+  // own; they come as evs (empty for created / cancel / progress replies).
+  using RefSink =
+      std::function<bool(const WatchResponse& r, const WatchEventsRef& evs)>;
 
   // history must outlive the hub. limits must be valid (CHECKed).
   WatchHub(const EventHistory* history, WatchLimits limits);
@@ -143,6 +161,9 @@ class WatchHub {
   WatchHub& operator=(const WatchHub&) = delete;
 
   StreamId OpenStream(Sink sink);
+  // A stream whose sink takes the events by reference (see RefSink). The
+  // responses, their order and the refusals are as for OpenStream.
+  StreamId OpenRefStream(RefSink sink);
   // Drops the stream's watchers and anything still owed to it. No response.
   void CloseStream(StreamId s);
 
@@ -165,8 +186,9 @@ class WatchHub {
   // revision makes every synced watcher catch up from history instead.
   void Notify(const std::vector<Event>& events);
   // Called periodically: flushes waiting control responses, cancels
-  // watchers whose next revision is compacted (compact_revision =
-  // CompactRev(), cancel_reason kReasonCompacted), catches unsynced
+  // watchers whose next revision is compacted (as etcd 3.4: {watch_id,
+  // canceled, compact_revision = CompactRev()}, header revision 0 and no
+  // cancel_reason), catches unsynced
   // watchers up from history and moves caught-up ones to synced, answers
   // deferred progress requests.
   void SyncUnsynced();

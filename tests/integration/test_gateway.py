@@ -344,10 +344,8 @@ class GatewayTest(cluster.ClusterTestCase):
         self.both_stream("/v3/watch", body, 3, ordered=False)
 
     # From a compacted revision (test_a compacted at 3): created, then
-    # cancelled with the compact revision. etcd 3.4's cancel has no header
-    # revision and no cancel_reason; detcd's watch service (not the gateway)
-    # sends both. Remove the decorator when the service answers as 3.4.
-    @unittest.expectedFailure
+    # cancelled with the compact revision, as etcd 3.4: no header revision
+    # and no cancel_reason.
     def test_d_watch_compacted(self):
         self.both_stream("/v3/watch", json.dumps(
             {"create_request": {"key": b64("foo"), "start_revision": 1}}), 2)
