@@ -269,14 +269,9 @@ class MetricsBasic(ClusterTestCase):
 
 
 class SnapshotMetrics(ClusterTestCase):
-    # Known bug (not in the metrics): EtcdServer's tagging PeerTransport
-    # (engine/server/etcd_server.cc) forwards Send but not SendSnapshot, so
-    # the real server sends snapshots as plain messages through
-    # env::Transport's default (reported delivered at once) and the peer
-    # transport never sees a snapshot: the member below catches up from a
-    # snapshot file (member/snap) while no snapshot is counted. Remove the
-    # marker when that is fixed (an unexpected success fails the run).
-    @unittest.expectedFailure
+    # Snapshots go through the peer transport's SendSnapshot (EtcdServer's
+    # tagging transport forwards it; it once sent them as plain messages and
+    # nothing was counted).
     def test_snapshot_transfer_is_counted(self):
         # A member that was away while the log was compacted catches up from
         # a snapshot: the sender counts a send To it, it counts a receive.
