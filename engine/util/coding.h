@@ -67,6 +67,14 @@ class Reader {
     in_.remove_prefix(len);
     return true;
   }
+  // The same without a copy: *s views the input (it must outlive *s).
+  bool GetLengthPrefixed(std::string_view* s) {
+    uint64_t len = 0;
+    if (!GetVarint64(&len) || len > in_.size()) return false;
+    *s = in_.substr(0, len);
+    in_.remove_prefix(len);
+    return true;
+  }
   bool empty() const { return in_.empty(); }
   // What is left to read.
   std::string_view rest() const { return in_; }
