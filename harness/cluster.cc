@@ -91,6 +91,27 @@ void Cluster::AddNode(uint64_t id, std::vector<uint64_t> voters) {
                                           opts_.decisions, disk_stream);
   n.disk->set_trace(&world_, id);
   n.disk->set_time_source([this] { return world_.now(); });
+  // The node's WAL writes complete as events of their own after the disk's
+  // latency (sim_disk.h): the node goes on meanwhile, a crash before the
+  // completion finds the write unsynced, and a paused node takes the
+  // completion when it runs again.
+  n.disk->set_scheduler([this, id](int64_t delay, std::function<void()> ev) {
+    auto done = std::make_shared<std::function<void()>>();
+    *done = [this, id, incarnation = nodes_.at(id).incarnation, ev,
+             weak = std::weak_ptr<std::function<void()>>(done)] {
+      SimNode& t = nodes_.at(id);
+      if (!t.server || t.incarnation != incarnation) return;
+      if (t.paused) {
+        if (auto again = weak.lock()) {
+          world_.After(sim::kMillisecond, [again] { (*again)(); });
+        }
+        return;
+      }
+      ev();
+      After(t);
+    };
+    world_.After(delay, [done] { (*done)(); });
+  });
   n.clock = std::make_unique<sim::SimClock>(&world_);
   n.clock->set_on_jump([this, id](int64_t forward_ns) {
     DETCD_CHECK_MSG(opts_.timing.clock_jumps,

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/util/check.h"
 
 namespace detcd::sim {
 namespace {
@@ -39,7 +40,7 @@ class SimFile final : public env::WritableFile {
   }
   absl::Status Sync() override {
     if (absl::Status s = Check(); !s.ok()) return s;
-    return disk_->SyncFile(*file_, path_);
+    return disk_->SyncOrHold(file_, path_);
   }
   absl::Status Close() override {
     closed_ = true;
@@ -217,11 +218,64 @@ void SimDisk::WriteBack(File& f, uint64_t from, uint64_t to) {
   ++durable_version_;
 }
 
+absl::Status SimDisk::SyncOrHold(const std::shared_ptr<File>& f,
+                                 const std::string& path) {
+  if (!holding_syncs_) return SyncFile(*f, path);
+  // Whether the fsync fails is decided now, so the caller sees its error
+  // as from a real fsync; only the write-back (durability) waits for the
+  // completion.
+  absl::Status s;
+  if (SyncFaults(*f, path, &s)) return s;
+  held_syncs_.emplace_back(f, path);
+  return absl::OkStatus();
+}
+
+void SimDisk::Submit(std::function<absl::Status()> work,
+                     std::function<void(absl::Status)> done) {
+  DETCD_CHECK_MSG(scheduler_ != nullptr, "SimDisk::Submit needs a scheduler");
+  DETCD_CHECK_MSG(!holding_syncs_, "SimDisk::Submit inside a Submit");
+  const int64_t charged = pending_latency_;
+  holding_syncs_ = true;
+  absl::Status status = work();
+  holding_syncs_ = false;
+  std::vector<std::pair<std::shared_ptr<File>, std::string>> syncs =
+      std::move(held_syncs_);
+  held_syncs_.clear();
+  // The write's own latency delays its completion, not what the node
+  // sends meanwhile (a stall delays both).
+  int64_t delay = pending_latency() - charged +
+                  static_cast<int64_t>(syncs.size()) * faults_.sync_latency_ns;
+  pending_latency_ = charged;
+  scheduler_(std::max<int64_t>(0, delay),
+             [this, epoch = epoch_, status = std::move(status),
+              syncs = std::move(syncs), done = std::move(done)] {
+               // A crash before the completion: what reached the platters
+               // was the crash's decision, and nobody waits any more.
+               if (epoch != epoch_) return;
+               if (dead_) {  // the power failed meanwhile: nothing written
+                 done(absl::InternalError("EIO: fsync: power cut"));
+                 return;
+               }
+               for (const auto& [f, path] : syncs) {
+                 OnIo(Io::kSync, path, f->data);
+                 WriteBackAll(*f);
+               }
+               done(status);
+             });
+}
+
 absl::Status SimDisk::SyncFile(File& f, const std::string& path) {
   OnIo(Io::kSync, path, f.data);
   pending_latency_ += faults_.sync_latency_ns;
   absl::Status s;
-  if (PowerCut(path, &s)) return s;  // the dirty pages stay in flight
+  if (SyncFaults(f, path, &s)) return s;
+  WriteBackAll(f);
+  return absl::OkStatus();
+}
+
+bool SimDisk::SyncFaults(File& f, const std::string& path, absl::Status* out) {
+  absl::Status& s = *out;
+  if (PowerCut(path, &s)) return true;  // the dirty pages stay in flight
   if (Fail("fsync", path, &s)) {
     if (!dead_ && f.dirty_from != kClean) {
       // Linux: the pages that could not be written are marked clean anyway
@@ -234,8 +288,12 @@ absl::Status SimDisk::SyncFile(File& f, const std::string& path) {
       }
       f.dirty_from = kClean;
     }
-    return s;
+    return true;
   }
+  return false;
+}
+
+void SimDisk::WriteBackAll(File& f) {
   ++syncs_;
   if (f.dirty_from != kClean) {
     WriteBack(f, PageFloor(f.dirty_from), f.data.size());
@@ -248,7 +306,6 @@ absl::Status SimDisk::SyncFile(File& f, const std::string& path) {
     f.synced.resize(f.data.size(), '\0');
     ++durable_version_;
   }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<env::WritableFile>> SimDisk::OpenAppend(

@@ -43,6 +43,18 @@
 // pending_latency() includes the rest of the stall, so nothing the node
 // sends leaves before the stall ends.
 //
+// LOG WRITES AS EVENTS. With a scheduler (set_scheduler), the disk is also
+// the node's env::DiskWorker: Submit runs the work at once (its appends
+// reach the page cache, reads see them) but holds back the fsyncs it asks
+// for, and schedules the completion after the write's latency (appends and
+// syncs, plus the rest of a stall). The completion performs the held
+// fsyncs' write-back and then calls `done`. Whether an fsync fails (EIO,
+// a power cut) is decided when the work asks for it, so the work sees the
+// error as from a real fsync. A
+// crash before it finds the write unsynced, as a power cut during a real
+// fsync would, and the completion never runs. The write's latency delays
+// the completion, not the messages the node sends meanwhile.
+//
 // CHECKERS. SyncedFiles(dir) shows what a crash that lost every unsynced
 // byte would leave of a directory, independently of what the engine thinks
 // it made durable; durable_version() changes whenever that may have changed.
@@ -86,7 +98,7 @@ struct DiskFaults {
   int64_t write_latency_ns = 0;   // added per Append
 };
 
-class SimDisk final : public env::Disk {
+class SimDisk final : public env::Disk, public env::DiskWorker {
  public:
   static constexpr size_t kPageBytes = 4096;
   static constexpr size_t kSectorBytes = 512;
@@ -110,6 +122,19 @@ class SimDisk final : public env::Disk {
   absl::Status Truncate(const std::string& path, uint64_t size) override;
   absl::Status SyncDir(const std::string& dir) override;
   bool Exists(const std::string& path) override;
+
+  // env::DiskWorker, once a scheduler is set (see the header comment).
+  env::DiskWorker* worker() override {
+    return scheduler_ ? static_cast<env::DiskWorker*>(this) : nullptr;
+  }
+  void Submit(std::function<absl::Status()> work,
+              std::function<void(absl::Status)> done) override;
+  void Drain() override {}  // the work has run already
+  // Runs `event` after `delay_ns` of virtual time, as an event of the
+  // node's own (its owner skips it if the node crashed meanwhile).
+  using Scheduler =
+      std::function<void(int64_t delay_ns, std::function<void()> event)>;
+  void set_scheduler(Scheduler s) { scheduler_ = std::move(s); }
 
   void set_faults(const DiskFaults& f) { faults_ = f; }
   const DiskFaults& faults() const { return faults_; }
@@ -204,6 +229,14 @@ class SimDisk final : public env::Disk {
   absl::Status AppendTo(File& f, std::string_view data,
                         const std::string& path);
   absl::Status SyncFile(File& f, const std::string& path);
+  // The faults an fsync may meet (power cut, EIO: then the Linux-like
+  // loss of dirty pages); true with *out set if one fired.
+  bool SyncFaults(File& f, const std::string& path, absl::Status* out);
+  // A successful fsync's write-back: every dirty page, and the size.
+  void WriteBackAll(File& f);
+  // SimFile::Sync: at once, or held for the completion of a Submit.
+  absl::Status SyncOrHold(const std::shared_ptr<File>& f,
+                          const std::string& path);
   // Copies data[from, to) onto the stable image.
   void WriteBack(File& f, uint64_t from, uint64_t to);
   std::string CrashImage(const File& f, const CrashModel& m);
@@ -222,6 +255,10 @@ class SimDisk final : public env::Disk {
   std::function<int64_t()> now_;
   uint64_t syncs_ = 0;
   uint64_t injected_errors_ = 0;
+  Scheduler scheduler_;
+  // Inside Submit: the fsyncs the work asked for, done at its completion.
+  bool holding_syncs_ = false;
+  std::vector<std::pair<std::shared_ptr<File>, std::string>> held_syncs_;
   World* trace_world_ = nullptr;  // see set_trace
   uint64_t trace_node_ = 0;
 };

@@ -47,11 +47,34 @@ class WritableFile {
   [[nodiscard]] virtual absl::Status Close() = 0;
 };
 
+// Runs the engine's log writes (WAL append + fsync) off its thread, so the
+// engine goes on stepping raft and serving while the disk works (the
+// leader's fsync in parallel with replication, Raft thesis §10.2.1). The
+// engine decides what to write and what waits for it; the env only
+// provides "write, then call me back".
+class DiskWorker {
+ public:
+  virtual ~DiskWorker() = default;
+  // Runs `work` (I/O on files the caller owns and leaves alone until `done`
+  // runs), then `done` with its status on the engine's thread as an event
+  // of its own, never within Submit. Submissions complete in the order
+  // they were made.
+  virtual void Submit(std::function<absl::Status()> work,
+                      std::function<void(absl::Status)> done) = 0;
+  // Returns once no submitted work is running (its `done` may still be
+  // pending), so the caller may use those files again at once (to take a
+  // snapshot, or before it is destroyed).
+  virtual void Drain() = 0;
+};
+
 // A directory tree of files. Paths are '/'-separated and relative to the
 // node's data dir root as the implementation defines it.
 class Disk {
  public:
   virtual ~Disk() = default;
+  // The worker that runs log writes off the engine's thread, or null: the
+  // engine then writes inline (a blocking fsync per Ready).
+  virtual DiskWorker* worker() { return nullptr; }
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<WritableFile>>
   OpenAppend(const std::string& path) = 0;
   // Creates (or truncates) a file for writing.
@@ -143,6 +166,7 @@ struct Env {
 class DiskWrapper : public Disk {
  public:
   explicit DiskWrapper(Disk* target) : target_(target) {}
+  DiskWorker* worker() override { return target_->worker(); }
   absl::StatusOr<std::unique_ptr<WritableFile>> OpenAppend(
       const std::string& path) override {
     return target_->OpenAppend(path);

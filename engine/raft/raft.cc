@@ -1111,6 +1111,15 @@ Ready Raft::GetReady() {
   rd.committed_entries = log_.NextCommittedEnts();
   rd.messages = std::move(msgs_);
   msgs_.clear();
+  // A vote of an earlier term that a newer term overtook before it was
+  // persisted (inputs batched into one Ready while a write was in flight):
+  // only the newer hard state reaches the disk, so the vote was never
+  // durable as such. Sending it would be harmless (a voter never votes in
+  // a term below its durable one) but would claim what the disk does not
+  // hold; drop it, as the network may.
+  std::erase_if(rd.messages, [this](const Message& m) {
+    return m.type == MessageType::kVoteResp && m.term < term_;
+  });
   rd.early_messages = std::move(early_msgs_);
   early_msgs_.clear();
   SoftState ss = soft_state();

@@ -128,7 +128,10 @@ Node::Node(const env::Env& env, NodeOptions opts, StateMachine* sm)
   });
 }
 
-Node::~Node() = default;
+Node::~Node() {
+  // The disk worker may be writing the WAL for us: let it finish first.
+  if (persisting_ != nullptr) env_.disk->worker()->Drain();
+}
 
 raft::ConfState Node::RaftConfState() const {
   return raft_->tracker().GetConfState();
@@ -533,6 +536,12 @@ void Node::ProcessReady() {
   // next request) must not start a nested Ready: the outer loop below picks
   // up whatever it produced.
   if (in_ready_) return;
+  if (persisting_ != nullptr) {
+    // A write is in flight; its completion takes the next Ready. Only what
+    // may leave before a write goes now (a leader's appends, heartbeats).
+    SendEarlyMessages();
+    return;
+  }
   // (The null test first: HasReady is not free, and this is a hot path.)
   if (opts_.buggify != nullptr && raft_->HasReady() &&
       buggify::Fires(opts_.buggify, buggify::Point::kDeferReady, 0.1)) {
@@ -542,38 +551,89 @@ void Node::ProcessReady() {
     return;
   }
   in_ready_ = true;
+  env::DiskWorker* worker = env_.disk->worker();
   // Bounded: each round consumes Raft's output; a Ready that produces
   // another Ready (e.g. apply of a conf change) is handled in the next
   // round, and anything left is picked up by the next event.
-  for (int round = 0; round < 64 && !failed() && raft_->HasReady(); ++round) {
+  for (int round = 0;
+       round < 64 && !failed() && persisting_ == nullptr && raft_->HasReady();
+       ++round) {
     raft::Ready rd = raft_->GetReady();
     // A leader's appends and heartbeats leave before its own write, so its
     // fsync runs in parallel with its followers' (raft.h).
     SendMessages(rd.early_messages);
     if (opts_.bugs.on(planted::Bug::kAckBeforeSync)) SendMessages(rd.messages);  // PLANTED
-    if (absl::Status s = Persist(rd); !s.ok()) {
+    if (absl::Status s = PersistSnapshot(rd); !s.ok()) {
       Fail(s);
       break;
     }
-    SendMessages(rd.messages);
-    if (rd.snapshot) ApplySnapshot(*rd.snapshot);
-    ApplyEntries(rd.committed_entries);
-    for (raft::ReadState& rs : rd.read_states) {
-      auto it = reads_.find(rs.context);
-      if (it == reads_.end()) continue;  // timed out already
-      ReadWaiter w = std::move(it->second);
-      reads_.erase(it);
-      w.index = rs.index;
-      ready_reads_.emplace(rs.index, std::move(w));
+    const bool write = rd.hard_state.has_value() || !rd.entries.empty();
+    if (write && worker != nullptr) {
+      SubmitWrite(std::move(rd));  // the completion goes on from here
+      break;
     }
-    raft_->Advance(rd);
-    ServeReads();
-    MaybeSnapshot();
+    if (write) {
+      if (absl::Status s = WriteLog(rd); !s.ok()) {
+        Fail(s);
+        break;
+      }
+    }
+    FinishReady(rd);
   }
   in_ready_ = false;
 }
 
-absl::Status Node::Persist(const raft::Ready& rd) {
+void Node::SendEarlyMessages() {
+  std::vector<raft::Message> early = raft_->TakeEarlyMessages();
+  if (!early.empty()) SendMessages(early);
+}
+
+void Node::SubmitWrite(raft::Ready rd) {
+  persisting_ = std::make_unique<raft::Ready>(std::move(rd));
+  const raft::Ready* r = persisting_.get();
+  std::weak_ptr<bool> alive = alive_;
+  // The work runs on the disk worker: it touches only the WAL and the
+  // Ready, which the engine leaves alone until the completion (TakeSnapshot
+  // and the destructor drain the worker first).
+  env_.disk->worker()->Submit([this, r] { return WriteLog(*r); },
+                              [this, alive](absl::Status s) {
+                                if (alive.expired()) return;
+                                OnWriteDone(std::move(s));
+                              });
+}
+
+void Node::OnWriteDone(absl::Status s) {
+  if (persisting_ == nullptr) return;
+  std::unique_ptr<raft::Ready> rd = std::move(persisting_);
+  if (failed()) return;
+  if (!s.ok()) return Fail(s);
+  in_ready_ = true;
+  FinishReady(*rd);
+  in_ready_ = false;
+  ProcessReady();
+  ProposeAwaitingLeader();
+}
+
+void Node::FinishReady(raft::Ready& rd) {
+  if (absl::Status s = storage_.Append(rd.entries); !s.ok()) return Fail(s);
+  if (rd.hard_state) storage_.SetHardState(*rd.hard_state);
+  SendMessages(rd.messages);
+  if (rd.snapshot) ApplySnapshot(*rd.snapshot);
+  ApplyEntries(rd.committed_entries);
+  for (raft::ReadState& rs : rd.read_states) {
+    auto it = reads_.find(rs.context);
+    if (it == reads_.end()) continue;  // timed out already
+    ReadWaiter w = std::move(it->second);
+    reads_.erase(it);
+    w.index = rs.index;
+    ready_reads_.emplace(rs.index, std::move(w));
+  }
+  raft_->Advance(rd);
+  ServeReads();
+  MaybeSnapshot();
+}
+
+absl::Status Node::PersistSnapshot(const raft::Ready& rd) {
   if (rd.snapshot) {
     // The snapshot file first, then the WAL marker that points at it: a
     // crash in between leaves an unreferenced file, never a dangling marker.
@@ -583,14 +643,13 @@ absl::Status Node::Persist(const raft::Ready& rd) {
     }
     if (auto s = storage_.ApplySnapshot(*rd.snapshot); !s.ok()) return s;
   }
-  const raft::HardState* hs = rd.hard_state ? &*rd.hard_state : nullptr;
-  if (hs != nullptr || !rd.entries.empty()) {
-    bool sync = rd.must_sync && !opts_.bugs.on(planted::Bug::kAckBeforeSync);
-    if (auto s = wal_->Save(hs, rd.entries, sync); !s.ok()) return s;
-  }
-  if (auto s = storage_.Append(rd.entries); !s.ok()) return s;
-  if (hs != nullptr) storage_.SetHardState(*hs);
   return absl::OkStatus();
+}
+
+absl::Status Node::WriteLog(const raft::Ready& rd) {
+  const raft::HardState* hs = rd.hard_state ? &*rd.hard_state : nullptr;
+  bool sync = rd.must_sync && !opts_.bugs.on(planted::Bug::kAckBeforeSync);
+  return wal_->Save(hs, rd.entries, sync);
 }
 
 void Node::SendMessages(std::vector<raft::Message>& msgs) {
@@ -755,6 +814,9 @@ absl::Status Node::TakeSnapshot(size_t keep_snapshots) {
 absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs,
                                     size_t keep_snapshots) {
   if (applied_ <= snapshot_index_) return absl::OkStatus();
+  // The WAL is ours again once the worker is idle (the write's completion
+  // may still be queued: what is applied never depends on it).
+  if (persisting_ != nullptr) env_.disk->worker()->Drain();
   auto snap = storage_.CreateSnapshot(applied_, &cs, sm_->Snapshot());
   if (!snap.ok()) return snap.status();
   if (auto s = snapshotter_->Save(*snap); !s.ok()) return s;

@@ -3,10 +3,23 @@
 //
 // Inputs are events: Tick(), OnMessage(payload), Propose(), ReadIndex(),
 // ProposeConfChange(). After each input the Node drains Raft's Ready in
-// order (see raft.h): persist snapshot, entries and hard state to the WAL
-// (fsync when Raft says so), then send messages, then apply committed
+// order (see raft.h): send the early messages (a leader's appends and
+// heartbeats), persist snapshot, entries and hard state to the WAL (fsync
+// when Raft says so), then send the other messages, then apply committed
 // entries, then Advance. Completions are callbacks, run inside the input
 // call that caused them.
+//
+// With a disk worker (env::Disk::worker(): a disk thread in the real
+// server, completion events in the simulator) the WAL write + fsync of a
+// Ready runs off the engine's thread: the Node submits it and goes on
+// stepping raft and serving; its inputs meanwhile only step raft and send
+// the early messages they cause. The write's completion is an input of
+// its own: only then are the messages that wait for it sent (append acks,
+// votes), the leader's own progress advanced (raft's OnPersisted, through
+// Advance) and the Ready's committed entries applied; then the next Ready
+// (everything that queued up meanwhile, one write) is taken. One write is
+// in flight at a time, so writes complete in order; a snapshot is
+// persisted inline before the entries of its Ready, as before.
 //
 // A failed disk write makes the Node fail-stop (as etcd does on a WAL
 // error): it stops answering until restarted, and never runs on with state
@@ -248,7 +261,17 @@ class Node {
                                raft::HardState* hs);
   absl::Status Bootstrap();
   void ProcessReady();
-  absl::Status Persist(const raft::Ready& rd);
+  // The snapshot of a Ready, inline (before its entries are written).
+  absl::Status PersistSnapshot(const raft::Ready& rd);
+  // The WAL write of a Ready (entries, hard state, fsync); on the disk
+  // worker when there is one.
+  absl::Status WriteLog(const raft::Ready& rd);
+  void SubmitWrite(raft::Ready rd);
+  void OnWriteDone(absl::Status s);
+  // After the Ready's write: send, apply, Advance.
+  void FinishReady(raft::Ready& rd);
+  // Early messages produced while a write is in flight.
+  void SendEarlyMessages();
   void SendMessages(std::vector<raft::Message>& msgs);
   void ApplyEntries(const std::vector<raft::Entry>& entries);
   void ApplySnapshot(const raft::Snapshot& snap);
@@ -288,6 +311,9 @@ class Node {
   bool started_ = false;
   bool in_ready_ = false;
   int ready_holds_ = 0;  // HoldReady() calls not yet released
+  // The Ready whose WAL write the disk worker is doing (null: none). The
+  // worker reads it; nothing else touches it until the completion.
+  std::unique_ptr<raft::Ready> persisting_;
 
   uint64_t applied_ = 0;
   uint64_t snapshot_index_ = 0;
