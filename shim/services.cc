@@ -84,6 +84,9 @@ struct Services::Impl {
   absl::Mutex mu;
   bool stopped ABSL_GUARDED_BY(mu) = false;
   std::set<OpenCall*> open ABSL_GUARDED_BY(mu);
+  // Events in every watch stream's send queue, not yet written (etcd's
+  // etcd_debugging_mvcc_pending_events_total).
+  std::atomic<int64_t> pending_events{0};
 };
 
 namespace {
@@ -346,6 +349,7 @@ class WatchStream final
       Queued done = std::move(state_->queue.front());
       state_->queue.pop_front();
       state_->queued_bytes -= done.bytes;
+      impl_->pending_events.fetch_sub(done.events, std::memory_order_relaxed);
       // Small messages are kept for reuse: refilling one reuses its
       // sub-messages and string buffers (no allocation per event).
       if (done.bytes <= kReusableBytes && state_->spare.size() < kMaxSpare) {
@@ -372,6 +376,12 @@ class WatchStream final
       absl::MutexLock l(&state_->mu);
       state_->dead = true;
       state_->owner = nullptr;
+      // What was never written is no longer pending (nothing is queued
+      // once the stream is dead).
+      for (Queued& q : state_->queue) {
+        impl_->pending_events.fetch_sub(q.events, std::memory_order_relaxed);
+        q.events = 0;
+      }
     }
     impl_->Close(this);
     std::shared_ptr<State> st = state_;
@@ -400,6 +410,7 @@ class WatchStream final
   struct Queued {
     std::unique_ptr<pb::WatchResponse> msg;
     size_t bytes = 0;
+    int events = 0;  // counted in Services::Impl::pending_events
   };
   struct State {
     absl::Mutex mu;
@@ -473,6 +484,8 @@ class WatchStream final
       return false;
     }
     st->queued_bytes += q.bytes;
+    q.events = q.msg->events_size();
+    im->pending_events.fetch_add(q.events, std::memory_order_relaxed);
     st->queue.push_back(std::move(q));
     if (!st->writing) {
       st->writing = true;
@@ -1050,6 +1063,10 @@ Services::Services(EngineLoop* loop, server::EtcdServer* server, Options o,
       all_(std::make_unique<All>(impl_.get())) {}
 
 Services::~Services() = default;
+
+int64_t Services::pending_watch_events() const {
+  return impl_->pending_events.load(std::memory_order_relaxed);
+}
 
 std::vector<grpc::Service*> Services::services() {
   return {&all_->kv, &all_->watch, &all_->lease, &all_->cluster,

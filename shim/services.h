@@ -68,6 +68,9 @@ class Services {
   // Answers every call still open with "server stopped" and closes the
   // streams; run before grpc::Server::Shutdown.
   void Shutdown();
+  // Events queued in watch streams' send buffers and not yet written (any
+  // thread).
+  int64_t pending_watch_events() const;
 
   struct Impl;
   struct All;

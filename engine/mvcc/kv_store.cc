@@ -915,6 +915,7 @@ absl::Status KvStore::Compact(int64_t rev) {
   DETCD_CHECK_MSG(!st.txn_open, "Compact during a write transaction");
   if (rev <= st.compact_rev) return ErrCompacted();
   if (rev > st.current_rev) return ErrFutureRev();
+  const size_t revisions_before = st.revisions;
   // Newest first, so each key is handled at its latest revision <= rev;
   // its older revisions in the range are then already marked gone.
   for (int64_t m = rev; m >= st.base; --m) {
@@ -932,6 +933,7 @@ absl::Status KvStore::Compact(int64_t rev) {
     st.base = rev + 1;
   }
   st.compact_rev = rev;
+  compacted_revisions_ += static_cast<int64_t>(revisions_before - st.revisions);
   return absl::OkStatus();
 }
 

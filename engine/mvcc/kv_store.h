@@ -104,6 +104,10 @@ class KvStore final : public EventHistory {
   // so are tombstones at or below rev. (The store is in memory, so
   // compaction is always "physical" once this returns.)
   absl::Status Compact(int64_t rev);
+  // Revisions (tombstones included) removed by this store's compactions,
+  // etcd's "db keys compacted". It belongs to the store object, not its
+  // contents: Restore and Swap leave it alone, so it only grows.
+  int64_t compacted_revisions() const { return compacted_revisions_; }
 
   // A hash of the key-values with revisions in (CompactRev(), rev] (rev 0:
   // latest), as etcd's HashKV; errors as Range.
@@ -130,6 +134,7 @@ class KvStore final : public EventHistory {
   // Implementation details are the implementer's choice.
   struct Impl;
   Impl* impl_;
+  int64_t compacted_revisions_ = 0;
 };
 
 }  // namespace detcd::mvcc

@@ -414,7 +414,9 @@ std::string EtcdStateMachine::ApplyRequest(
     return EncodeResult(resp.status(), resp.ok() ? &*resp : nullptr);
   }
   if (r.has_compaction()) {
+    if (on_compaction_) on_compaction_(false);
     auto resp = ApplyCompaction(kv_, r.compaction());
+    if (on_compaction_ && resp.ok()) on_compaction_(true);
     return EncodeResult(resp.status(), resp.ok() ? &*resp : nullptr);
   }
   if (r.has_lease_grant()) {

@@ -157,6 +157,13 @@ class EtcdStateMachine final : public StateMachine {
   void set_on_lease_revoked(std::function<void(int64_t)> f) {
     on_lease_revoked_ = std::move(f);
   }
+  // Called with false right before a compaction request is applied and,
+  // if it compacted (not when refused), with true right after: the real
+  // server times etcd's compaction histograms around it (the engine keeps
+  // no clock of its own).
+  void set_on_compaction(std::function<void(bool done)> f) {
+    on_compaction_ = std::move(f);
+  }
 
   const mvcc::KvStore& kv() const { return kv_; }
   lease::Lessor& lessor() { return lessor_; }
@@ -207,6 +214,7 @@ class EtcdStateMachine final : public StateMachine {
   EventsFn on_events_;
   std::function<void()> on_restore_;
   std::function<void(int64_t)> on_lease_revoked_;
+  std::function<void(bool)> on_compaction_;
 };
 
 }  // namespace detcd::server

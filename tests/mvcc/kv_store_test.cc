@@ -560,6 +560,33 @@ TEST(KvStoreTest, CompactKeepsLatestRevisionUnlessTombstone) {
   EXPECT_EQ(s.Rev(), 9);
 }
 
+// etcd_debugging_mvcc_db_compaction_keys_total: every revision a compaction
+// removes counts once (tombstones too), refused compactions count nothing,
+// and a Restore or Swap does not take the count back.
+TEST(KvStoreTest, CompactedRevisionsCount) {
+  KvStore s;
+  Put(s, "a", "1");  // 2
+  Put(s, "a", "2");  // 3
+  Put(s, "b", "1");  // 4
+  Del(s, "b");       // 5
+  Put(s, "a", "3");  // 6
+  EXPECT_EQ(s.compacted_revisions(), 0);
+  ASSERT_TRUE(s.Compact(5).ok());  // a@2, b@4, b@5 (tombstone)
+  EXPECT_EQ(s.compacted_revisions(), 3);
+  EXPECT_TRUE(IsErrCompacted(s.Compact(4)));
+  EXPECT_TRUE(IsErrFutureRev(s.Compact(9)));
+  EXPECT_EQ(s.compacted_revisions(), 3);
+  ASSERT_TRUE(s.Compact(6).ok());  // a@3
+  EXPECT_EQ(s.compacted_revisions(), 4);
+  KvStore other;
+  ASSERT_TRUE(other.Restore(s.Snapshot()).ok());
+  EXPECT_EQ(other.compacted_revisions(), 0);
+  s.Swap(other);
+  EXPECT_EQ(s.compacted_revisions(), 4);
+  ASSERT_TRUE(s.Restore(other.Snapshot()).ok());
+  EXPECT_EQ(s.compacted_revisions(), 4);
+}
+
 TEST(KvStoreTest, CompactEverythingThenWrite) {
   KvStore s;
   for (int i = 0; i < 10; ++i) Put(s, absl::StrCat("k", i % 3), "v");
