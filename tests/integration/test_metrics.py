@@ -21,6 +21,8 @@ families compared:
 - the compaction families agree with etcd's: revisions removed by the
   load's compaction, as many duration observations (an index pause and a
   total per member, no db pause: the compaction is a single batch).
+- etcd_debugging_mvcc_pending_events_total counts the events a watch
+  stream whose client never reads holds, and drops to 0 when it closes.
 
 Run alone:  python3 test_metrics.py --server build/detcd [-v]
 """
@@ -299,6 +301,32 @@ class MetricsBasic(ClusterTestCase):
                            ("etcd_debugging_lease_revoked_total", 1),
                            ("etcd_debugging_server_lease_expired_total", 1)):
             self.assertEqual((name, sample_sum([url], name)), (name, want))
+
+
+class PendingEvents(ClusterTestCase):
+    def test_events_waiting_for_a_slow_reader(self):
+        # A watch stream whose client never reads: its events wait in the
+        # send buffer and count as pending until the stream is gone.
+        from test_watch_flood import NonReadingWatcher
+        c = self.new_cluster(CONFIG["server"], size=1, label="detcd")
+        m = c.members[0]
+        name = "etcd_debugging_mvcc_pending_events_total"
+        hog = NonReadingWatcher(m.client_port, 1, b"p/", b"p0")
+        self.addCleanup(hog.close)
+        time.sleep(0.5)  # let the watch be created
+        for i in range(20):
+            c.ctl_ok(["put", "p/k%d" % i, "v" * 4096])
+        deadline = time.monotonic() + 20
+        while (sample_sum([m.client_url], name) < 1 and
+               time.monotonic() < deadline):
+            time.sleep(0.2)
+        self.assertGreater(sample_sum([m.client_url], name), 0)
+        hog.close()
+        deadline = time.monotonic() + 20
+        while (sample_sum([m.client_url], name) > 0 and
+               time.monotonic() < deadline):
+            time.sleep(0.2)
+        self.assertEqual(sample_sum([m.client_url], name), 0)
 
 
 class SnapshotMetrics(ClusterTestCase):
