@@ -33,10 +33,17 @@ TEST(ClusterClient, WatchResumesOnAnotherMemberAfterItsMemberDies) {
   Config cfg;
   cfg.endpoints = cluster.endpoints();
   auto c = MustNew(cfg);
+  // The watch starts after the revision read here, not whenever its create
+  // reaches a member: on a loaded machine the first put can get there first.
+  pb::RangeRequest probe;
+  probe.set_key("/w/");
+  auto now = c->Range(probe, CallOptions::Timeout(absl::Seconds(10)));
+  ASSERT_TRUE(now.ok()) << now.status();
   Watcher w(c.get());
   pb::WatchCreateRequest req;
   req.set_key("/w/");
   req.set_range_end(PrefixEnd("/w/"));
+  req.set_start_revision(now->header().revision() + 1);
   w.Add(req);
 
   std::vector<int64_t> put_revs;
