@@ -6,160 +6,21 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/server/node.h"
+#include "harness/history_proto.h"
 #include "etcdserverpb/raft_internal.pb.h"
 
 namespace detcd::chaos {
 
 namespace pb = etcdserverpb;
-using harness::Compare;
 using harness::RequestOp;
-
-pb::RangeRequest ToRange(const RequestOp& op, bool serializable) {
-  pb::RangeRequest r;
-  r.set_key(op.key);
-  r.set_range_end(op.range_end);
-  r.set_serializable(serializable);
-  return r;
-}
-
-pb::PutRequest ToPut(const RequestOp& op) {
-  pb::PutRequest r;
-  r.set_key(op.key);
-  r.set_value(op.value);
-  r.set_lease(op.lease);
-  r.set_prev_kv(op.prev_kv);
-  return r;
-}
-
-pb::DeleteRangeRequest ToDelete(const RequestOp& op) {
-  pb::DeleteRangeRequest r;
-  r.set_key(op.key);
-  r.set_range_end(op.range_end);
-  r.set_prev_kv(op.prev_kv);
-  return r;
-}
-
-static pb::RequestOp ToOp(const RequestOp& op) {
-  pb::RequestOp out;
-  switch (op.kind) {
-    case RequestOp::kRange:
-      *out.mutable_request_range() = ToRange(op, false);
-      break;
-    case RequestOp::kPut:
-      *out.mutable_request_put() = ToPut(op);
-      break;
-    case RequestOp::kDelete:
-      *out.mutable_request_delete_range() = ToDelete(op);
-      break;
-  }
-  return out;
-}
-
-pb::TxnRequest ToTxn(const harness::Request& req) {
-  pb::TxnRequest t;
-  for (const Compare& c : req.compares) {
-    pb::Compare* pc = t.add_compare();
-    pc->set_key(c.key);
-    pc->set_range_end(c.range_end);
-    switch (c.result) {
-      case Compare::kEqual:
-        pc->set_result(pb::Compare::EQUAL);
-        break;
-      case Compare::kGreater:
-        pc->set_result(pb::Compare::GREATER);
-        break;
-      case Compare::kLess:
-        pc->set_result(pb::Compare::LESS);
-        break;
-      case Compare::kNotEqual:
-        pc->set_result(pb::Compare::NOT_EQUAL);
-        break;
-    }
-    switch (c.target) {
-      case Compare::kVersion:
-        pc->set_target(pb::Compare::VERSION);
-        pc->set_version(c.number);
-        break;
-      case Compare::kCreate:
-        pc->set_target(pb::Compare::CREATE);
-        pc->set_create_revision(c.number);
-        break;
-      case Compare::kMod:
-        pc->set_target(pb::Compare::MOD);
-        pc->set_mod_revision(c.number);
-        break;
-      case Compare::kValue:
-        pc->set_target(pb::Compare::VALUE);
-        pc->set_value(c.value);
-        break;
-      case Compare::kLease:
-        pc->set_target(pb::Compare::LEASE);
-        pc->set_lease(c.number);
-        break;
-    }
-  }
-  for (const RequestOp& op : req.success) *t.add_success() = ToOp(op);
-  for (const RequestOp& op : req.failure) *t.add_failure() = ToOp(op);
-  return t;
-}
-
-mvcc::KeyValue FromKv(const mvccpb::KeyValue& kv) {
-  mvcc::KeyValue out;
-  out.key = kv.key();
-  out.create_revision = kv.create_revision();
-  out.mod_revision = kv.mod_revision();
-  out.version = kv.version();
-  out.value = kv.value();
-  out.lease = kv.lease();
-  return out;
-}
-
-harness::OpResult FromRange(const pb::RangeResponse& r) {
-  harness::OpResult o;
-  for (const auto& kv : r.kvs()) o.kvs.push_back(FromKv(kv));
-  o.count = r.count();
-  return o;
-}
-
-harness::OpResult FromPut(const pb::PutResponse& r) {
-  harness::OpResult o;
-  o.has_prev = r.has_prev_kv();
-  if (o.has_prev) o.prev = FromKv(r.prev_kv());
-  return o;
-}
-
-harness::OpResult FromDelete(const pb::DeleteRangeResponse& r) {
-  harness::OpResult o;
-  o.deleted = r.deleted();
-  for (const auto& kv : r.prev_kvs()) o.prev_kvs.push_back(FromKv(kv));
-  return o;
-}
-
-harness::Response FromTxn(const pb::TxnResponse& t) {
-  harness::Response resp;
-  resp.succeeded = t.succeeded();
-  resp.revision = t.header().revision();
-  for (const pb::ResponseOp& op : t.responses()) {
-    if (op.has_response_range()) {
-      resp.results.push_back(FromRange(op.response_range()));
-    } else if (op.has_response_put()) {
-      resp.results.push_back(FromPut(op.response_put()));
-    } else if (op.has_response_delete_range()) {
-      resp.results.push_back(FromDelete(op.response_delete_range()));
-    } else {
-      resp.results.emplace_back();
-    }
-  }
-  return resp;
-}
 
 mvcc::Event FromEvent(const mvccpb::Event& e) {
   mvcc::Event out;
   out.type = e.type() == mvccpb::Event::DELETE ? mvcc::Event::kDelete
                                                : mvcc::Event::kPut;
-  out.kv = FromKv(e.kv());
+  out.kv = harness::FromProto(e.kv());
   out.has_prev_kv = e.has_prev_kv();
-  if (out.has_prev_kv) out.prev_kv = FromKv(e.prev_kv());
+  if (out.has_prev_kv) out.prev_kv = harness::FromProto(e.prev_kv());
   return out;
 }
 

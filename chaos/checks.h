@@ -61,18 +61,9 @@
 
 namespace detcd::chaos {
 
-// ---- requests and answers, as the simulated clients convert them ----
-etcdserverpb::RangeRequest ToRange(const harness::RequestOp& op,
-                                   bool serializable);
-etcdserverpb::PutRequest ToPut(const harness::RequestOp& op);
-etcdserverpb::DeleteRangeRequest ToDelete(const harness::RequestOp& op);
-etcdserverpb::TxnRequest ToTxn(const harness::Request& req);
-
-mvcc::KeyValue FromKv(const mvccpb::KeyValue& kv);
-harness::OpResult FromRange(const etcdserverpb::RangeResponse& r);
-harness::OpResult FromPut(const etcdserverpb::PutResponse& r);
-harness::OpResult FromDelete(const etcdserverpb::DeleteRangeResponse& r);
-harness::Response FromTxn(const etcdserverpb::TxnResponse& t);
+// ---- watch answers, as the simulated watch clients see them (requests and
+// the other answers convert as the simulated clients' do:
+// harness/history_proto.h) ----
 mvcc::Event FromEvent(const mvccpb::Event& e);
 mvcc::WatchResponse FromWatch(const etcdserverpb::WatchResponse& r);
 

@@ -21,6 +21,7 @@
 #include "chaos/checks.h"
 #include "detcd/client.h"
 #include "harness/history.h"
+#include "harness/history_proto.h"
 #include "harness/kv_model.h"
 #include "harness/lease_checker.h"
 #include "harness/linearizability.h"
@@ -33,6 +34,13 @@ namespace pb = etcdserverpb;
 using harness::Operation;
 using harness::Request;
 using harness::RequestOp;
+
+etcdserverpb::RangeRequest SerializableRange(const RequestOp& op,
+                                             bool serializable) {
+  etcdserverpb::RangeRequest r = harness::RangeProto(op);
+  r.set_serializable(serializable);
+  return r;
+}
 
 const std::string kAllKeys(1, '\0');
 
@@ -274,10 +282,10 @@ void Workload::Impl::KvClient(int c) {
     if (cl == nullptr) {
       st = absl::UnavailableError("no client for the endpoint");
     } else if (std::string(KindName(req)) == "txn") {
-      txn = cl->Txn(ToTxn(req), Call());
+      txn = cl->Txn(harness::TxnProto(req), Call());
       st = txn.status();
       if (txn.ok()) {
-        op.resp = FromTxn(*txn);
+        op.resp = harness::FromTxn(*txn);
         hdr = &txn->header();
       }
     } else {
@@ -285,26 +293,26 @@ void Workload::Impl::KvClient(int c) {
       harness::OpResult res;
       switch (ro.kind) {
         case RequestOp::kRange:
-          range = cl->Range(ToRange(ro, req.serializable), Call());
+          range = cl->Range(SerializableRange(ro, req.serializable), Call());
           st = range.status();
           if (range.ok()) {
-            res = FromRange(*range);
+            res = harness::FromRange(*range);
             hdr = &range->header();
           }
           break;
         case RequestOp::kPut:
-          put = cl->Put(ToPut(ro), Call());
+          put = cl->Put(harness::PutProto(ro), Call());
           st = put.status();
           if (put.ok()) {
-            res = FromPut(*put);
+            res = harness::FromPut(*put);
             hdr = &put->header();
           }
           break;
         case RequestOp::kDelete:
-          del = cl->DeleteRange(ToDelete(ro), Call());
+          del = cl->DeleteRange(harness::DeleteProto(ro), Call());
           st = del.status();
           if (del.ok()) {
-            res = FromDelete(*del);
+            res = harness::FromDelete(*del);
             hdr = &del->header();
           }
           break;
@@ -409,14 +417,14 @@ void Workload::Impl::LeaseClient(int l) {
       cl = conns.Get();
       op.invoke_ns = Now();
       absl::StatusOr<pb::PutResponse> r =
-          cl != nullptr ? cl->Put(ToPut(op.req.success[0]), Call())
+          cl != nullptr ? cl->Put(harness::PutProto(op.req.success[0]), Call())
                         : absl::StatusOr<pb::PutResponse>(
                               absl::UnavailableError("no client"));
       op.return_ns = Now();
       if (r.ok()) {
         op.outcome = Operation::kOk;
         op.resp.revision = r->header().revision();
-        op.resp.results.push_back(FromPut(*r));
+        op.resp.results.push_back(harness::FromPut(*r));
         NoteTerm(r->header(), op.return_ns);
         Count("lease-put ok");
       } else {
