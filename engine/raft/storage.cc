@@ -65,7 +65,8 @@ absl::Status MemoryStorage::ApplySnapshot(const Snapshot& snap) {
   if (snapshot_.metadata.index >= snap.metadata.index) {
     return ErrSnapOutOfDate();
   }
-  snapshot_ = snap;
+  snapshot_.metadata = snap.metadata;
+  snapshot_.data = keep_snapshot_data_ ? snap.data : std::string();
   ents_.assign(1, Entry{snap.metadata.term, snap.metadata.index,
                         EntryType::kNormal, {}});
   return absl::OkStatus();
@@ -83,8 +84,16 @@ absl::StatusOr<Snapshot> MemoryStorage::CreateSnapshot(uint64_t i,
   snapshot_.metadata.index = i;
   snapshot_.metadata.term = ents_[i - offset].term;
   if (cs != nullptr) snapshot_.metadata.conf_state = *cs;
-  snapshot_.data = std::move(data);
-  return snapshot_;
+  if (keep_snapshot_data_) {
+    snapshot_.data = std::move(data);
+    return snapshot_;
+  }
+  // The caller gets the image (to save it); the storage keeps none.
+  snapshot_.data = std::string();
+  Snapshot out;
+  out.metadata = snapshot_.metadata;
+  out.data = std::move(data);
+  return out;
 }
 
 absl::Status MemoryStorage::Compact(uint64_t compact_index) {

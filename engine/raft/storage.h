@@ -6,6 +6,7 @@
 #define DETCD_ENGINE_RAFT_STORAGE_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -71,6 +72,15 @@ class MemoryStorage : public Storage {
   // Replaces the contents with a snapshot. Fails with ErrSnapshotOutOfDate if
   // the snapshot is older than the current one.
   absl::Status ApplySnapshot(const Snapshot& snap);
+  // Whether ApplySnapshot and CreateSnapshot keep the state image in
+  // memory (default yes; GetSnapshot returns it). A storage whose owner
+  // makes a fresh image on demand (the Node's) turns it off: with a million
+  // keys the image is a few hundred MiB that would otherwise stay alive
+  // next to the state it was restored into. The metadata is always kept.
+  void set_keep_snapshot_data(bool keep) {
+    keep_snapshot_data_ = keep;
+    if (!keep) snapshot_.data = std::string();
+  }
   // Makes a snapshot at index i (<= LastIndex) with the given state image.
   // Fails with ErrSnapshotOutOfDate if i is not beyond the current snapshot,
   // and with ErrCompacted if the log was compacted past i.
@@ -88,6 +98,7 @@ class MemoryStorage : public Storage {
 
  private:
   HardState hard_state_;
+  bool keep_snapshot_data_ = true;
   Snapshot snapshot_;
   std::vector<Entry> ents_;
 };

@@ -230,6 +230,29 @@ TEST(MemoryStorageTest, ApplySnapshot) {
   EXPECT_EQ(ms.FirstIndex(), 5u);
 }
 
+TEST(MemoryStorageTest, WithoutSnapshotDataKeepsMetadataOnly) {
+  ConfState cs{{1, 2}, {}};
+  MemoryStorage ms;
+  ms.set_keep_snapshot_data(false);
+  ASSERT_TRUE(ms.ApplySnapshot(Snapshot{"image4", {cs, 4, 2}}).ok());
+  EXPECT_EQ(*ms.GetSnapshot(), (Snapshot{"", {cs, 4, 2}}));
+  EXPECT_EQ(ms.FirstIndex(), 5u);
+  EXPECT_EQ(*ms.Term(4), 2u);
+  ASSERT_TRUE(ms.Append({E(5, 2), E(6, 3)}).ok());
+  // The caller still gets the image it passed (it saves it); the storage
+  // keeps the metadata.
+  auto snap = ms.CreateSnapshot(6, nullptr, "image6");
+  ASSERT_TRUE(snap.ok());
+  EXPECT_EQ(*snap, (Snapshot{"image6", {cs, 6, 3}}));
+  EXPECT_EQ(*ms.GetSnapshot(), (Snapshot{"", {cs, 6, 3}}));
+  // Turning it off drops an image kept before.
+  MemoryStorage kept;
+  ASSERT_TRUE(kept.ApplySnapshot(Snapshot{"image", {cs, 2, 1}}).ok());
+  EXPECT_EQ(kept.GetSnapshot()->data, "image");
+  kept.set_keep_snapshot_data(false);
+  EXPECT_EQ(*kept.GetSnapshot(), (Snapshot{"", {cs, 2, 1}}));
+}
+
 TEST(MemoryStorageTest, ApplySnapshotDiscardsExistingEntries) {
   MemoryStorage ms;
   ASSERT_TRUE(ms.Append({E(1, 1), E(2, 1), E(3, 2), E(4, 2), E(5, 2)}).ok());
