@@ -30,6 +30,7 @@
 #include "shim/discovery.h"
 #include "shim/engine_loop.h"
 #include "shim/gateway.h"
+#include "shim/go_format.h"
 #include "shim/health.h"
 #include "shim/join.h"
 #include "shim/lock_election.h"
@@ -409,11 +410,18 @@ struct DetcdServer::Impl {
   // Engine thread.
   void OnTick() {
     CheckHeartbeatDelay();
+    MaybeAdvanceTicks();
     server->Tick();
     SyncPeers();
     Publish();
     PublishFigures();
   }
+  // etcd's initial election tick advance with peers (engine thread):
+  // ticks left to wait for connected peers, 0 when done or not asked.
+  int advance_ticks_left = 0;
+  int election_ticks = 0;
+  int64_t tick_ms = 0;
+  void MaybeAdvanceTicks();
   void SyncPeers();
   bool StopIfRemoved();
   HttpResponse PeerHttp(const HttpRequest& r);
@@ -424,6 +432,26 @@ struct DetcdServer::Impl {
   void CheckHeartbeatDelay();
   void RegisterMetrics();
 };
+
+void DetcdServer::Impl::MaybeAdvanceTicks() {
+  if (advance_ticks_left <= 0) return;
+  --advance_ticks_left;
+  // etcd counts peers whose stream is up and advances once more than one
+  // is (so a 2-member cluster never does, as etcd 3.4).
+  const int active = transport->Stats().active_peers;
+  if (active <= 1) return;
+  advance_ticks_left = 0;
+  const int ticks = election_ticks - 2;
+  DLOG_INFO("initialized peer connections; fast-forwarding election ticks",
+            {{"local-member-id", Hex(identity.member_id)},
+             {"forward-ticks", ticks},
+             {"forward-duration", GoDurationString(ticks * tick_ms * kMs)},
+             {"election-ticks", election_ticks},
+             {"election-timeout",
+              GoDurationString(election_ticks * tick_ms * kMs)},
+             {"active-remote-members", active}});
+  server->AdvanceRaftTicks(ticks);
+}
 
 void DetcdServer::Impl::PublishFigures() {
   const server::Node& n = server->node();
@@ -1182,16 +1210,36 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     return started;
   }
   LogForcedRestart(m);
-  // etcd's --initial-election-tick-advance: a member alone in its cluster
-  // fast-forwards its election clock so it campaigns within a tick instead
-  // of waiting a whole election timeout (etcd does it when it has no peers
-  // to wait for).
-  if (c.initial_election_tick_advance) {
-    m.loop->RunSync([&] {
-      if (m.server->state().membership().size() > 1) return;
-      for (int i = 1; i < so.node.election_ticks; ++i) m.server->Tick();
-    });
-  }
+  // etcd's adjustTicks: a member alone in its cluster fast-forwards its
+  // election clock at once (whatever --initial-election-tick-advance says)
+  // so it campaigns within a tick; with peers, and the flag on, the engine
+  // thread's ticks watch the peer transport for up to 5 s (rafthttp's
+  // ConnReadTimeout) and fast-forward once more than one peer is connected
+  // (MaybeAdvanceTicks).
+  m.election_ticks = so.node.election_ticks;
+  m.loop->RunSync([&] {
+    const int64_t tick_ms = c.heartbeat_interval_ms;
+    if (m.server->state().membership().size() <= 1) {
+      const int ticks = m.election_ticks - 1;
+      DLOG_INFO("started as single-node; fast-forwarding election ticks",
+                {{"local-member-id", Hex(m.identity.member_id)},
+                 {"forward-ticks", ticks},
+                 {"forward-duration", GoDurationString(ticks * tick_ms * kMs)},
+                 {"election-ticks", m.election_ticks},
+                 {"election-timeout",
+                  GoDurationString(m.election_ticks * tick_ms * kMs)}});
+      m.server->AdvanceRaftTicks(ticks);
+    } else if (!c.initial_election_tick_advance) {
+      DLOG_INFO("skipping initial election tick advance",
+                {{"election-ticks", m.election_ticks}});
+    } else {
+      DLOG_INFO("starting initial election tick advance",
+                {{"election-ticks", m.election_ticks}});
+      m.advance_ticks_left =
+          static_cast<int>(std::max<int64_t>(1, 5000 / tick_ms));
+      m.tick_ms = tick_ms;
+    }
+  });
   // etcd's data dir shape: member/snap exists from the start (the engine
   // writes snapshot files there once it takes one).
   if (auto s = m.disk->CreateDir("member/snap"); !s.ok()) return s;

@@ -184,6 +184,12 @@ void EtcdServer::Tick() {
   MaintenanceTick();
 }
 
+void EtcdServer::AdvanceRaftTicks(int n) {
+  if (node_->failed()) return;
+  node_->AdvanceTicks(n);
+  AfterInput();
+}
+
 void EtcdServer::OnMessage(std::string_view payload) {
   if (node_->failed() || payload.empty()) return;
   const char tag = payload[0];

@@ -148,6 +148,9 @@ class EtcdServer {
 
   absl::Status Start();
   void Tick();
+  // n raft ticks at once (etcd's advanceTicks): the initial election tick
+  // advance of shim/server.cc; leases, watches and deadlines do not move.
+  void AdvanceRaftTicks(int n);
   void OnMessage(std::string_view payload);
 
   // KV.

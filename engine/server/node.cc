@@ -393,6 +393,13 @@ void Node::Tick() {
   ProposeAwaitingLeader();
 }
 
+void Node::AdvanceTicks(int n) {
+  if (failed()) return;
+  for (int i = 0; i < n; ++i) raft_->Tick();
+  ProcessReady();
+  ProposeAwaitingLeader();
+}
+
 void Node::OnMessage(std::string_view payload) {
   if (failed()) return;
   auto m = raft::DecodeMessage(payload);

@@ -162,6 +162,10 @@ class Node {
   absl::Status Start();
 
   void Tick();
+  // etcd's raft advanceTicks: n raft ticks at once (election and heartbeat
+  // clocks only; request deadlines keep their own count), for the initial
+  // election tick advance.
+  void AdvanceTicks(int n);
   void OnMessage(std::string_view payload);
   // Without a known leader the proposal waits for one (as etcd's raft
   // node does) and fails with ErrTimeout at the request deadline.

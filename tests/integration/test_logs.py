@@ -11,7 +11,12 @@
 - a linearizable read served by a follower while the leader is frozen takes
   longer than 100 ms and logs etcd's "apply request took too long" warning
   with the "read-only range " prefix and the request, on both servers; the
-  slow-apply counter counts it on detcd.
+  slow-apply counter counts it on detcd;
+- the initial election tick advance (etcd's adjustTicks): a single member
+  fast-forwards 9 of 10 election ticks at start even with
+  --initial-election-tick-advance=false; three members fast-forward 8 once
+  both peers are connected, or log that they skip it with the flag off, on
+  both servers (detcd also after all three restart together).
 
 Run alone:  python3 test_logs.py --server build/detcd [-v]
 """
@@ -155,6 +160,79 @@ class SlowWarnings(ClusterTestCase):
                               r"(\S+)$", text, re.M)
                 self.assertGreaterEqual(float(m.group(1)), 1)
 
+
+class TickAdvance(ClusterTestCase):
+    def starts(self, member):
+        """The zap lines of each start of a member, in order."""
+        return [zap_lines(part) for part in
+                member.log_text().split("\n===== start #")[1:]]
+
+    def advance_lines(self, member, start_no):
+        starts = self.starts(member)
+        if len(starts) < start_no:
+            return []
+        return [l for l in starts[start_no - 1]
+                if "tick advance" in l.get("msg", "")
+                or "fast-forwarding" in l.get("msg", "")]
+
+    def test_single_member_always_advances(self):
+        flags = ("--logger", "zap", "--initial-election-tick-advance=false")
+        for name, binary in (("etcd", CONFIG["reference"]),
+                             ("detcd", CONFIG["server"])):
+            c = self.new_cluster(binary, size=1, label=name,
+                                 extra_flags=flags)
+            got = wait_for(lambda: self.advance_lines(c.members[0], 1), 30,
+                           "%s tick advance line" % name)
+            self.assertEqual(got[0]["msg"], "started as single-node; "
+                             "fast-forwarding election ticks", (name, got))
+            self.assertEqual(got[0]["forward-ticks"], 9, (name, got))
+            self.assertEqual(got[0]["forward-duration"], "450ms", (name, got))
+            self.assertEqual(got[0]["election-timeout"], "500ms", (name, got))
+
+    def test_three_members(self):
+        # etcd 3.4 decides from the members it knows when the check runs: on
+        # a restart without a snapshot it may not have replayed them yet and
+        # take itself for a single node, so its restarts are not compared.
+        for advance in ("true", "false"):
+            flags = ("--logger", "zap",
+                     "--initial-election-tick-advance=" + advance)
+            for name, binary in (("etcd", CONFIG["reference"]),
+                                 ("detcd", CONFIG["server"])):
+                c = self.new_cluster(binary, size=3, label=name,
+                                     extra_flags=flags)
+                c.ctl_ok(["put", "k", "v"])
+                starts = [1]
+                if name == "detcd":
+                    for m in c.members:
+                        m.terminate()
+                    for m in c.members:
+                        m.start()
+                    c.wait_healthy()
+                    starts.append(2)
+                for start_no in starts:
+                    for m in c.members:
+                        what = (name, m.name, advance, start_no)
+                        if advance == "false":
+                            got = wait_for(
+                                lambda: self.advance_lines(m, start_no), 30,
+                                "skip line %s" % (what,))
+                            self.assertEqual(
+                                [l["msg"] for l in got],
+                                ["skipping initial election tick advance"],
+                                (what, got))
+                            continue
+                        got = wait_for(
+                            lambda: [l for l in self.advance_lines(m, start_no)
+                                     if l["msg"].startswith("initialized")],
+                            30, "fast-forward line %s" % (what,))
+                        self.assertEqual(
+                            got[0]["msg"], "initialized peer connections; "
+                            "fast-forwarding election ticks", (what, got))
+                        self.assertEqual(got[0]["forward-ticks"], 8,
+                                         (what, got))
+                        self.assertEqual(got[0]["active-remote-members"], 2,
+                                         (what, got))
+                c.close()
 
 if __name__ == "__main__":
     cluster.main()
