@@ -89,6 +89,8 @@ struct Request {
   bool started = false;   // the header has been seen
   bool queued = false;    // an answer is queued
   int error_status = 0;   // answer this instead of calling the handler
+  const char* error_detail = nullptr;  // Go's badRequestError text, if any
+  int host_headers = 0;                // Host header lines seen
   size_t body_limit = 0;  // bytes of body allowed
   size_t discarded = 0;   // body bytes dropped after error_status
 };
@@ -226,6 +228,7 @@ MHD_Result CollectHeader(void* cls, MHD_ValueKind, const char* key,
   auto* r = static_cast<Request*>(cls);
   std::string name = absl::AsciiStrToLower(key);
   const char* v = value == nullptr ? "" : value;
+  if (name == "host") ++r->host_headers;
   auto [it, inserted] = r->req.headers.try_emplace(std::move(name), v);
   if (!inserted) absl::StrAppend(&it->second, ", ", v);
   return MHD_YES;
@@ -271,7 +274,14 @@ void ParseHead(Request* r, MHD_Connection* c, const char* method,
                       : 0;
   auto cl = req.headers.find("content-length");
   uint64_t length = 0;
-  if (header_bytes > conn->max_header_bytes) {
+  if (r->host_headers > 1) {
+    // Go's net/http refuses these before any handler sees them.
+    r->error_status = 400;
+    r->error_detail = "too many Host headers";
+  } else if (req.http11 && r->host_headers == 0) {
+    r->error_status = 400;
+    r->error_detail = "missing required Host header";
+  } else if (header_bytes > conn->max_header_bytes) {
     // The pool only bounds it roughly (it also holds the buffers).
     r->error_status = 431;
   } else if (cl != req.headers.end() && absl::SimpleAtoi(cl->second, &length) &&
@@ -301,10 +311,13 @@ MHD_Result Queue(MHD_Connection* c, int status, MHD_Response* m) {
   return ret;
 }
 
-// Go's http.Error shape for the answers this file makes itself.
-MHD_Result QueueError(MHD_Connection* c, int status) {
+// Go's http.Error shape for the answers this file makes itself ("400 Bad
+// Request: missing required Host header" with a detail, as Go's server).
+MHD_Result QueueError(MHD_Connection* c, int status,
+                      const char* detail = nullptr) {
   auto* body = new std::string(
       absl::StrCat(status, " ", std::string(HttpReason(status))));
+  if (detail != nullptr) absl::StrAppend(body, ": ", detail);
   MHD_Response* m = MHD_create_response_from_buffer_with_free_callback_cls(
       body->size(), body->data(), FreeString, body);
   if (m == nullptr) {
@@ -483,7 +496,7 @@ class Engine {
       if (r->error_status != 0) {
         // Before any "100 Continue": the client need not send the body.
         r->queued = true;
-        return QueueError(c, r->error_status);
+        return QueueError(c, r->error_status, r->error_detail);
       }
       return MHD_YES;
     }
@@ -506,7 +519,7 @@ class Engine {
     }
     if (r->queued) return MHD_YES;
     r->queued = true;
-    if (r->error_status != 0) return QueueError(c, r->error_status);
+    if (r->error_status != 0) return QueueError(c, r->error_status, r->error_detail);
     return Respond(conn, c, r);
   }
 

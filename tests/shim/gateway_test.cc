@@ -532,8 +532,8 @@ TEST(HttpStreaming, StatusBeforeFirstWriteAndTrailers) {
     return resp;
   };
   std::string out = Serve(
-      "POST /s HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
-      "POST /t HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+      "POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+      "POST /t HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
       h);
   EXPECT_TRUE(absl::StartsWith(out, "HTTP/1.1 403 Forbidden\r\n"));
   EXPECT_TRUE(absl::StrContains(out, "HTTP/1.1 400 Bad Request\r\n"));
