@@ -69,6 +69,14 @@ bool EngineLoop::PostPeer(Task t) {
   return true;
 }
 
+bool EngineLoop::PostCompletion(Task t) {
+  absl::MutexLock l(&mu_);
+  if (stopping_) return false;
+  queue_.push_back(Item{std::move(t), false});
+  cv_.Signal();
+  return true;
+}
+
 bool EngineLoop::RunSync(Task t) {
   auto done = std::make_shared<absl::Notification>();
   if (!Post([t = std::move(t), done] {

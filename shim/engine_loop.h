@@ -57,6 +57,10 @@ class EngineLoop {
   // From any thread. Returns false if refused (backlog full or stopped).
   bool Post(Task t);
   bool PostPeer(Task t);
+  // A completion of work the engine itself started (the disk thread's WAL
+  // writes): never refused for backlog, since dropping it would leave the
+  // engine waiting for it for good. False only once the loop stopped.
+  bool PostCompletion(Task t);
   // Runs t on the engine thread and waits for it (never call from the
   // engine thread). Returns false if the loop stopped first.
   bool RunSync(Task t);

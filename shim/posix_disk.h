@@ -47,6 +47,13 @@ class PosixDisk final : public env::Disk {
  public:
   explicit PosixDisk(std::string root = "");
 
+  // The thread that runs the engine's log writes (shim/disk_worker.h), or
+  // null (the default): the engine then writes inline. The server sets it
+  // before the engine starts; the worker must outlive every Node using
+  // this disk.
+  void set_worker(env::DiskWorker* w) { worker_ = w; }
+  env::DiskWorker* worker() override { return worker_; }
+
   absl::StatusOr<std::unique_ptr<env::WritableFile>> OpenAppend(
       const std::string& path) override;
   absl::StatusOr<std::unique_ptr<env::WritableFile>> Create(
@@ -67,6 +74,7 @@ class PosixDisk final : public env::Disk {
 
  private:
   std::string root_;
+  env::DiskWorker* worker_ = nullptr;
 };
 
 // Converts an errno from operation `op` on `path` into a status, as the table

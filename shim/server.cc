@@ -28,6 +28,7 @@
 #include "shim/auth_token.h"
 #include "shim/client_listener.h"
 #include "shim/discovery.h"
+#include "shim/disk_worker.h"
 #include "shim/engine_loop.h"
 #include "shim/gateway.h"
 #include "shim/go_format.h"
@@ -368,6 +369,9 @@ struct DetcdServer::Impl {
   RealClock clock;
   std::unique_ptr<PosixDisk> disk;
   std::unique_ptr<TimedDisk> timed_disk;
+  // The WAL's writes and fdatasyncs, off the engine thread; destroyed after
+  // the server (its Node drains it), stopped in Teardown after the loop.
+  std::unique_ptr<DiskThread> disk_thread;
   std::unique_ptr<env::SeededRng> rng;
   std::unique_ptr<PeerTransport> transport;
   std::unique_ptr<server::EtcdServer> server;
@@ -1132,6 +1136,9 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   server::EtcdServerOptions so;
   so.node.id = m.identity.member_id;
   so.node.data_dir = "member";
+  // The disk thread writes the WAL; a commit-only hard state goes inline
+  // (NodeOptions::inline_unsynced_writes).
+  so.node.inline_unsynced_writes = true;
   so.node.initial_voters = voters;
   so.node.snapshot_count = c.snapshot_count;
   so.node.snapshot_catchup_entries =
@@ -1200,6 +1207,15 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   m.loop = std::make_unique<EngineLoop>(lo, [im] { im->OnTick(); });
   m.loop->SetBatchHooks([s = m.server.get()] { s->node().HoldReady(); },
                         [s = m.server.get()] { s->node().ReleaseReady(); });
+  // The disk thread (before the engine starts: recovery's Ready may go to
+  // it). Its completions come back as engine events, never refused for
+  // backlog (EngineLoop::PostCompletion).
+  m.disk_thread = std::make_unique<DiskThread>(
+      [l = m.loop.get()](std::function<void()> t) {
+        return l->PostCompletion(std::move(t));
+      });
+  m.disk->set_worker(m.disk_thread.get());
+  m.disk_thread->Start();
 
   // Start the engine (recovery or bootstrap) on its own thread.
   absl::Status started;
@@ -1462,6 +1478,9 @@ void DetcdServer::Impl::Teardown() {
   engine_ready.store(false, std::memory_order_release);
   if (transport) transport->Stop();
   if (loop) loop->Stop(nullptr);
+  // After the loop: the last write the engine submitted finishes (its
+  // completion is dropped), and nothing writes once Stop returns.
+  if (disk_thread) disk_thread->Stop();
   if (trace) trace->Close();
 }
 

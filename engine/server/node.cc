@@ -575,7 +575,10 @@ void Node::ProcessReady() {
       break;
     }
     const bool write = rd.hard_state.has_value() || !rd.entries.empty();
-    if (write && worker != nullptr) {
+    // (No write is in flight here: the loop stops at a submitted one.)
+    const bool inline_write =
+        opts_.inline_unsynced_writes && !rd.must_sync && rd.entries.empty();
+    if (write && worker != nullptr && !inline_write) {
       SubmitWrite(std::move(rd));  // the completion goes on from here
       break;
     }

@@ -84,6 +84,15 @@ struct NodeOptions {
   uint64_t max_request_bytes = 1536 * 1024;  // etcd's default 1.5 MiB
   int max_pending_requests = 10000;
   raft::Config raft;  // limits; id, storage, rng and ticks are filled in
+  // With a disk worker: a Ready that needs no fsync (a commit index or
+  // other hard state change alone, no entries) is written inline when no
+  // write is in flight, instead of on the worker: a write(2) to the page
+  // cache costs less than the two thread hops to the worker and back, and
+  // on an idle leader this Ready (the commit after the followers' acks)
+  // is what stands between the quorum and the client's answer. The real
+  // server sets it; the simulator leaves it off (its schedules, recorded
+  // with every write on the worker, stay as they were).
+  bool inline_unsynced_writes = false;
   // Planted bugs for the simulator's checker tests; all off in production.
   planted::Bugs bugs;  // engine/util/planted.h
   // BUGGIFY fault points (engine/util/buggify.h), shared by the Node, its

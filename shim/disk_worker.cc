@@ -1,0 +1,83 @@
+#include "shim/disk_worker.h"
+
+#include <utility>
+
+namespace detcd::shim {
+
+DiskThread::DiskThread(PostFn post) : post_(std::move(post)) {}
+
+DiskThread::~DiskThread() { Stop(); }
+
+void DiskThread::Start() {
+  absl::MutexLock l(&mu_);
+  if (started_ || stopping_) return;
+  started_ = true;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void DiskThread::Stop() {
+  {
+    absl::MutexLock l(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  // Never started: what was queued can no longer run anywhere.
+  absl::MutexLock l(&mu_);
+  queue_.clear();
+}
+
+void DiskThread::Submit(std::function<absl::Status()> work,
+                        std::function<void(absl::Status)> done) {
+  absl::MutexLock l(&mu_);
+  if (stopping_) return;  // the engine is going away with its Node
+  queue_.push_back(Item{std::move(work), std::move(done)});
+}
+
+void DiskThread::Drain() {
+  absl::MutexLock l(&mu_);
+  // A worker that never started (or has stopped) runs nothing any more:
+  // waiting for it would never end.
+  if (!started_) return;
+  mu_.Await(absl::Condition(
+      +[](DiskThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->mu_) {
+        return (t->queue_.empty() && !t->running_) || t->exited_;
+      },
+      this));
+}
+
+uint64_t DiskThread::completed() const {
+  absl::MutexLock l(&mu_);
+  return completed_;
+}
+
+void DiskThread::Run() {
+  for (;;) {
+    Item it;
+    {
+      absl::MutexLock l(&mu_);
+      mu_.Await(absl::Condition(
+          +[](DiskThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->mu_) {
+            return !t->queue_.empty() || t->stopping_;
+          },
+          this));
+      if (queue_.empty()) {  // stopping, and nothing left to write
+        exited_ = true;
+        return;
+      }
+      it = std::move(queue_.front());
+      queue_.pop_front();
+      running_ = true;
+    }
+    absl::Status s = it.work();
+    // Posted before the item counts as finished, so completions reach the
+    // engine in submission order even if Drain lets it run on meanwhile.
+    post_([done = std::move(it.done), s = std::move(s)]() mutable {
+      done(std::move(s));
+    });
+    absl::MutexLock l(&mu_);
+    running_ = false;
+    ++completed_;
+  }
+}
+
+}  // namespace detcd::shim

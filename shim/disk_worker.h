@@ -1,0 +1,78 @@
+// The real server's disk thread: env::DiskWorker over a thread of its own.
+//
+// The Node submits each Ready's WAL write + fdatasync here (Node::SubmitWrite)
+// and goes on stepping raft on the engine thread; this thread runs the
+// write and hands the completion back to the engine thread through a post
+// function (EngineLoop::PostCompletion in the server), where the Node's
+// callback runs as an event of its own. Work runs one item at a time in
+// submission order, so completions are posted, and run, in that order.
+//
+// Thread-safety: the engine thread and this thread share only the queue
+// below (under mu_). The work itself touches files the Node leaves alone
+// until the completion (env::DiskWorker's contract); `done` never runs here,
+// only on the thread the post function delivers to.
+//
+// Shutdown: Stop() lets the item that is running finish, runs what is still
+// queued (a write the engine submitted before it stopped must not be half
+// done), then joins; nothing runs after Stop returns. Completions whose
+// post is refused (the engine loop stopped first) are dropped: their Node
+// is going away. Submit after Stop drops the work and its completion.
+#ifndef DETCD_SHIM_DISK_WORKER_H_
+#define DETCD_SHIM_DISK_WORKER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/env/env.h"
+
+namespace detcd::shim {
+
+class DiskThread final : public env::DiskWorker {
+ public:
+  // Delivers a completion to the engine thread; false if it was refused
+  // (the completion is then dropped). Called on the disk thread.
+  using PostFn = std::function<bool(std::function<void()>)>;
+
+  explicit DiskThread(PostFn post);
+  ~DiskThread() override;  // Stop()
+  DiskThread(const DiskThread&) = delete;
+  DiskThread& operator=(const DiskThread&) = delete;
+
+  void Start();
+  // Finishes the running and queued work, then joins. Idempotent.
+  void Stop();
+
+  // env::DiskWorker. Submit from the engine thread; Drain from the engine
+  // thread too (waits for queued and running work, not for completions).
+  void Submit(std::function<absl::Status()> work,
+              std::function<void(absl::Status)> done) override;
+  void Drain() override;
+
+  // Work items finished (for tests and metrics).
+  uint64_t completed() const;
+
+ private:
+  struct Item {
+    std::function<absl::Status()> work;
+    std::function<void(absl::Status)> done;
+  };
+  void Run();
+
+  const PostFn post_;
+  mutable absl::Mutex mu_;
+  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  bool running_ ABSL_GUARDED_BY(mu_) = false;  // an item is being worked
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool exited_ ABSL_GUARDED_BY(mu_) = false;  // Run returned
+  uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread thread_;
+};
+
+}  // namespace detcd::shim
+
+#endif  // DETCD_SHIM_DISK_WORKER_H_
