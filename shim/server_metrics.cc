@@ -12,6 +12,7 @@
 #include "etcdserverpb/rpc.pb.h"
 #include "google/protobuf/descriptor.h"
 #include "shim/log.h"
+#include "shim/watch_wire.h"
 
 namespace detcd::shim {
 
@@ -290,16 +291,28 @@ class MetricsInterceptor final : public gx::Interceptor {
     }
     if (m->QueryInterceptionHookPoint(Hook::POST_RECV_MESSAGE)) {
       received_->Inc();
-      if (auto* msg =
-              static_cast<google::protobuf::Message*>(m->GetRecvMessage())) {
+      if (is_watch_) {
+        // Watch is a raw method (shim/services.cc): its messages are the
+        // encoded bytes.
+        if (auto* bb = static_cast<grpc::ByteBuffer*>(m->GetRecvMessage())) {
+          f_->grpc_received_bytes.Inc(static_cast<double>(bb->Length()));
+        }
+      } else if (auto* msg = static_cast<google::protobuf::Message*>(
+                     m->GetRecvMessage())) {
         f_->grpc_received_bytes.Inc(static_cast<double>(msg->ByteSizeLong()));
         OnRequest(*msg);
       }
     }
     if (m->QueryInterceptionHookPoint(Hook::PRE_SEND_MESSAGE)) {
       sent_->Inc();
-      if (auto* msg = static_cast<const google::protobuf::Message*>(
-              m->GetSendMessage())) {
+      if (is_watch_) {
+        if (auto* bb =
+                static_cast<const grpc::ByteBuffer*>(m->GetSendMessage())) {
+          f_->grpc_sent_bytes.Inc(static_cast<double>(bb->Length()));
+          OnWatchResponse(*bb);
+        }
+      } else if (auto* msg = static_cast<const google::protobuf::Message*>(
+                     m->GetSendMessage())) {
         f_->grpc_sent_bytes.Inc(static_cast<double>(msg->ByteSizeLong()));
         OnResponse(*msg);
       }
@@ -373,20 +386,23 @@ class MetricsInterceptor final : public gx::Interceptor {
     }
   }
 
-  void OnResponse(const google::protobuf::Message& msg) {
-    if (is_watch_) {
-      const auto& w = static_cast<const pb::WatchResponse&>(msg);
-      if (w.created() && !w.canceled()) {
-        ++open_watchers_;
-        f_->watchers.Inc();
-      }
-      if (w.canceled() && !w.created() && open_watchers_ > 0) {
-        --open_watchers_;
-        f_->watchers.Dec();
-      }
-      f_->events.Inc(w.events_size());
-      return;
+  // The flags and the event count, read from the response's top-level
+  // fields (the events themselves are skipped, not decoded).
+  void OnWatchResponse(const grpc::ByteBuffer& bb) {
+    const WatchWireSummary w = SummarizeWatchResponse(bb);
+    if (!w.ok) return;
+    if (w.created && !w.canceled) {
+      ++open_watchers_;
+      f_->watchers.Inc();
     }
+    if (w.canceled && !w.created && open_watchers_ > 0) {
+      --open_watchers_;
+      f_->watchers.Dec();
+    }
+    f_->events.Inc(w.events);
+  }
+
+  void OnResponse(const google::protobuf::Message& msg) {
     // Grants, revokes and renewals are counted by the engine's lessor
     // (shim/server.cc); the TTL histogram by the answers here.
     if (service_ == "etcdserverpb.Lease" && method_ == "LeaseGrant") {

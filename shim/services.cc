@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/server/errors.h"
 #include "engine/server/node.h"
+#include "shim/watch_wire.h"
 
 namespace detcd::shim {
 namespace {
@@ -87,6 +88,9 @@ struct Services::Impl {
   // Events in every watch stream's send queue, not yet written (etcd's
   // etcd_debugging_mvcc_pending_events_total).
   std::atomic<int64_t> pending_events{0};
+  // Each event of one watch hub call encoded once for all the streams it
+  // goes to (engine thread only).
+  WatchEventCache watch_events;
 };
 
 namespace {
@@ -243,15 +247,6 @@ class KvService final : public pb::KV::CallbackService {
 
 // ---- Watch ----
 
-void ToPb(const mvcc::KeyValue& kv, mvccpb::KeyValue* out) {
-  out->set_key(kv.key);
-  out->set_create_revision(kv.create_revision);
-  out->set_mod_revision(kv.mod_revision);
-  out->set_version(kv.version);
-  out->set_value(kv.value);
-  out->set_lease(kv.lease);
-}
-
 mvcc::WatchCreate FromPb(const pb::WatchCreateRequest& c) {
   mvcc::WatchCreate w;
   w.key = c.key();
@@ -275,12 +270,18 @@ mvcc::WatchCreate FromPb(const pb::WatchCreateRequest& c) {
 // client that does not read costs no memory and never slows writes. While
 // the hub holds control responses it could not deliver (Backlogged), the
 // stream's requests are not read.
+//
+// The stream is a raw (ByteBuffer) method: responses go out as the slices
+// of shim/watch_wire.h, each event encoded once per hub call however many
+// streams it goes to, and while a write is in flight the event responses
+// queued behind it coalesce per watch id (WatchSendQueue::Push), so a busy
+// or slow reader gets fewer, bigger messages instead of one per event.
 class WatchStream final
-    : public grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse>,
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
       public OpenCall {
  public:
   WatchStream(Services::Impl* impl, server::Caller caller)
-      : impl_(impl), state_(new State) {
+      : impl_(impl), state_(std::make_shared<State>(impl->opts)) {
     state_->owner = this;
     state_->caller = std::move(caller);
     if (!impl_->Open(this)) {
@@ -310,7 +311,14 @@ class WatchStream final
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // half-closed or cancelled: OnDone follows
-    pb::WatchRequest req = std::move(req_);
+    pb::WatchRequest req;
+    if (!grpc::SerializationTraits<pb::WatchRequest>::Deserialize(&req_, &req)
+             .ok()) {
+      // What gRPC answers a request it cannot parse.
+      Abort(grpc::Status(grpc::StatusCode::INTERNAL,
+                         "Failed to parse the watch request"));
+      return;
+    }
     std::shared_ptr<State> st = state_;
     Services::Impl* im = impl_;
     const bool posted = impl_->loop->Post([st, im, req = std::move(req)] {
@@ -346,26 +354,19 @@ class WatchStream final
     bool resume = false;
     {
       absl::MutexLock l(&state_->mu);
-      Queued done = std::move(state_->queue.front());
-      state_->queue.pop_front();
-      state_->queued_bytes -= done.bytes;
-      impl_->pending_events.fetch_sub(done.events, std::memory_order_relaxed);
-      // Small messages are kept for reuse: refilling one reuses its
-      // sub-messages and string buffers (no allocation per event).
-      if (done.bytes <= kReusableBytes && state_->spare.size() < kMaxSpare) {
-        state_->spare.push_back(std::move(done.msg));
-      }
+      const int done = state_->queue.PopFront();
+      impl_->pending_events.fetch_sub(done, std::memory_order_relaxed);
       if (ok && !state_->queue.empty() && !state_->dead) {
-        StartWrite(state_->queue.front().msg.get());
-      } else {
-        state_->writing = false;
+        state_->queue.StartFront(&state_->out);
+        StartWrite(&state_->out, WriteOptionsFor(state_->queue));
       }
       resume = state_->read_paused;
     }
     if (resume) {
       std::shared_ptr<State> st = state_;
       Services::Impl* im = impl_;
-      impl_->loop->Post([st, im] { NextRead(st, im, /*only_if_paused=*/true); });
+      impl_->loop->Post(
+          [st, im] { NextRead(st, im, /*only_if_paused=*/true); });
     }
   }
 
@@ -378,10 +379,8 @@ class WatchStream final
       state_->owner = nullptr;
       // What was never written is no longer pending (nothing is queued
       // once the stream is dead).
-      for (Queued& q : state_->queue) {
-        impl_->pending_events.fetch_sub(q.events, std::memory_order_relaxed);
-        q.events = 0;
-      }
+      impl_->pending_events.fetch_sub(state_->queue.Clear(),
+                                      std::memory_order_relaxed);
     }
     impl_->Close(this);
     std::shared_ptr<State> st = state_;
@@ -405,60 +404,34 @@ class WatchStream final
   }
 
  private:
-  // A response waiting to be written (front: being written) and its
-  // encoded size.
-  struct Queued {
-    std::unique_ptr<pb::WatchResponse> msg;
-    size_t bytes = 0;
-    int events = 0;  // counted in Services::Impl::pending_events
-  };
+  // Merged responses stay far below the hub's max_response_bytes (see
+  // WatchSendQueue::Limits).
+  static constexpr size_t kMaxMergedBytes = 64 * 1024;
+
   struct State {
+    explicit State(const Services::Options& o)
+        : queue(WatchSendQueue::Limits{o.max_watch_responses_queued,
+                                       o.max_watch_bytes_queued,
+                                       kMaxMergedBytes}) {}
     absl::Mutex mu;
     WatchStream* owner = nullptr;  // null once the stream is done
     bool dead = false;
     bool finished = false;
-    bool writing = false;
     bool read_paused = false;
-    std::deque<Queued> queue;
-    size_t queued_bytes = 0;  // sum of the queue's bytes
-    // Written messages kept for reuse (see OnWriteDone).
-    std::vector<std::unique_ptr<pb::WatchResponse>> spare;
+    WatchSendQueue queue;
+    // The front's bytes while gRPC writes them.
+    grpc::ByteBuffer out;
     mvcc::WatchHub::StreamId id = 0;  // engine thread only
-    server::Caller caller;  // the stream's credentials
+    server::Caller caller;            // the stream's credentials
   };
 
-  // A reused message's strings keep their capacity; one that held a large
-  // value is dropped instead of kept.
-  static constexpr size_t kReusableBytes = 4096;
-  static constexpr size_t kMaxSpare = 16;
-
-  // Writes every field of out (a new or a reused message: nothing of its
-  // previous content may survive). The events are the hub's shared ones;
-  // each response gets its own protobuf copy, as gRPC serializes it.
-  static void Fill(Services::Impl* im, const mvcc::WatchResponse& r,
-                   const mvcc::WatchEventsRef& evs, pb::WatchResponse* out) {
-    im->FillHeader(out->mutable_header(), r.revision);
-    out->set_watch_id(r.watch_id);
-    out->set_created(r.created);
-    out->set_canceled(r.canceled);
-    out->set_compact_revision(r.compact_revision);
-    out->set_cancel_reason(r.cancel_reason);
-    out->set_fragment(r.fragment);
-    auto* pevs = out->mutable_events();
-    const int n = static_cast<int>(evs.events.size());
-    if (pevs->size() > n) pevs->DeleteSubrange(n, pevs->size() - n);
-    for (int i = 0; i < n; ++i) {
-      const mvcc::Event& e = *evs.events[static_cast<size_t>(i)];
-      mvccpb::Event* pe = i < pevs->size() ? pevs->Mutable(i) : pevs->Add();
-      pe->set_type(e.type == mvcc::Event::kPut ? mvccpb::Event::PUT
-                                               : mvccpb::Event::DELETE);
-      ToPb(e.kv, pe->mutable_kv());
-      if (evs.with_prev_kv && e.has_prev_kv) {
-        ToPb(e.prev_kv, pe->mutable_prev_kv());
-      } else if (pe->has_prev_kv()) {
-        pe->clear_prev_kv();
-      }
-    }
+  // While more responses wait behind this one, gRPC may hold its bytes
+  // and send them with the next write (one socket write for several
+  // messages); the last one queued always goes out at once.
+  static grpc::WriteOptions WriteOptionsFor(const WatchSendQueue& q) {
+    grpc::WriteOptions o;
+    if (q.size() > 1) o.set_buffer_hint();
+    return o;
   }
 
   // The hub's sink (engine thread). Control responses carry no events of
@@ -466,30 +439,31 @@ class WatchStream final
   static bool Deliver(const std::shared_ptr<State>& st, Services::Impl* im,
                       const mvcc::WatchResponse& r,
                       const mvcc::WatchEventsRef& evs) {
+    std::vector<grpc::Slice> slices;
+    size_t event_bytes = 0;
+    slices.reserve(evs.events.size());
+    for (const mvcc::Event* e : evs.events) {
+      const grpc::Slice& s =
+          im->watch_events.Get(e, evs.with_prev_kv, evs.call);
+      event_bytes += s.size();
+      slices.push_back(s);
+    }
+    const int n = static_cast<int>(slices.size());
+    WireHeader h;
+    h.cluster_id = im->server->cluster_id();
+    h.member_id = im->server->id();
+    h.revision = r.revision;
+    h.raft_term = im->server->node().raft().term();
     absl::MutexLock l(&st->mu);
     if (st->dead) return true;  // the client is gone: drop
-    if (st->queue.size() >= im->opts.max_watch_responses_queued) return false;
-    Queued q;
-    if (!st->spare.empty()) {
-      q.msg = std::move(st->spare.back());
-      st->spare.pop_back();
-    } else {
-      q.msg = std::make_unique<pb::WatchResponse>();
-    }
-    Fill(im, r, evs, q.msg.get());
-    q.bytes = q.msg->ByteSizeLong();
-    if (!st->queue.empty() &&
-        st->queued_bytes + q.bytes > im->opts.max_watch_bytes_queued) {
-      if (q.bytes <= kReusableBytes) st->spare.push_back(std::move(q.msg));
+    if (st->queue.Push(h, r, std::move(slices), event_bytes) ==
+        WatchSendQueue::PushResult::kRefused) {
       return false;
     }
-    st->queued_bytes += q.bytes;
-    q.events = q.msg->events_size();
-    im->pending_events.fetch_add(q.events, std::memory_order_relaxed);
-    st->queue.push_back(std::move(q));
-    if (!st->writing) {
-      st->writing = true;
-      st->owner->StartWrite(st->queue.front().msg.get());
+    im->pending_events.fetch_add(n, std::memory_order_relaxed);
+    if (!st->queue.writing()) {
+      st->queue.StartFront(&st->out);
+      st->owner->StartWrite(&st->out, WriteOptionsFor(st->queue));
     }
     return true;
   }
@@ -513,7 +487,7 @@ class WatchStream final
 
   Services::Impl* impl_;
   std::shared_ptr<State> state_;
-  pb::WatchRequest req_;
+  grpc::ByteBuffer req_;
 };
 
 // ---- Lease ----
@@ -682,10 +656,12 @@ class LeaseService final : public pb::Lease::CallbackService {
   Services::Impl* impl_;
 };
 
-class WatchService final : public pb::Watch::CallbackService {
+// Watch as a raw method: the stream writes its own encoded responses.
+class WatchService final
+    : public pb::Watch::WithRawCallbackMethod_Watch<pb::Watch::Service> {
  public:
   explicit WatchService(Services::Impl* impl) : impl_(impl) {}
-  grpc::ServerBidiReactor<pb::WatchRequest, pb::WatchResponse>* Watch(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Watch(
       grpc::CallbackServerContext* ctx) override {
     return new WatchStream(impl_, impl_->CallerOf(ctx));
   }
