@@ -1205,8 +1205,20 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // Group commit: the requests of one batch share one Ready (one WAL write
   // and fdatasync); see Node::HoldReady.
   m.loop = std::make_unique<EngineLoop>(lo, [im] { im->OnTick(); });
-  m.loop->SetBatchHooks([s = m.server.get()] { s->node().HoldReady(); },
-                        [s = m.server.get()] { s->node().ReleaseReady(); });
+  // After each batch, an automatic snapshot being written gets one more
+  // step as a task of its own, so it goes on while the member is idle and
+  // takes turns with the requests while it is busy (Node::ContinueSnapshot).
+  m.loop->SetBatchHooks(
+      [s = m.server.get()] { s->node().HoldReady(); },
+      [s = m.server.get(), l = m.loop.get(),
+       posted = std::make_shared<bool>(false)] {
+        s->node().ReleaseReady();
+        if (*posted || !s->node().snapshot_in_progress()) return;
+        *posted = l->Post([s, posted] {
+          *posted = false;
+          s->node().ContinueSnapshot();
+        });
+      });
   // The disk thread (before the engine starts: recovery's Ready may go to
   // it). Its completions come back as engine events, never refused for
   // backlog (EngineLoop::PostCompletion).

@@ -933,6 +933,7 @@ absl::Status KvStore::Compact(int64_t rev) {
     st.base = rev + 1;
   }
   st.compact_rev = rev;
+  ++epoch_;  // image writers walk the entries just dropped
   compacted_revisions_ += static_cast<int64_t>(revisions_before - st.revisions);
   return absl::OkStatus();
 }
@@ -1003,22 +1004,11 @@ int64_t KvStore::size_bytes() const { return impl_->bytes; }
 // (one put per key); above it every revision is present. An open write
 // transaction's uncommitted changes are not included.
 std::string KvStore::Snapshot() const {
-  const Impl& st = *impl_;
+  // One unbounded step of the incremental writer: one encoder for both.
+  ImageWriter w = BeginImage(/*sized=*/false);
   std::string out;
-  out.append(kSnapshotMagic);
-  out.push_back(static_cast<char>(kSnapshotFormatVersion));
-  coding::PutVarint64(&out, static_cast<uint64_t>(st.current_rev));
-  coding::PutVarint64(&out, static_cast<uint64_t>(st.compact_rev + 1));
-  size_t n = st.old.size();
-  for (int64_t m = st.base; m <= st.current_rev; ++m) {
-    n += st.entries[static_cast<size_t>(m - st.base)].size();
-  }
-  coding::PutVarint64(&out, n);
-  st.ForEachRecord(st.current_rev,
-                   [&](int64_t main, uint32_t sub, const Record& r) {
-                     EncodeRecord(&out, main, sub, r);
-                   });
-  coding::PutFixed32(&out, Fold32(util::Fnv1a(out)));
+  absl::StatusOr<bool> done = w.Step(std::numeric_limits<size_t>::max(), &out);
+  DETCD_CHECK(done.ok() && *done);
   return out;
 }
 
@@ -1026,6 +1016,8 @@ void KvStore::Swap(KvStore& other) {
   DETCD_CHECK_MSG(!impl_->txn_open && !other.impl_->txn_open,
                   "Swap during a write transaction");
   std::swap(impl_, other.impl_);
+  ++epoch_;
+  ++other.epoch_;
 }
 
 absl::Status KvStore::Restore(std::string_view image) {
@@ -1153,7 +1145,145 @@ absl::Status KvStore::Restore(std::string_view image) {
   }
   delete impl_;
   impl_ = st.release();
+  ++epoch_;
   return absl::OkStatus();
+}
+
+// The incremental image writer (KvStore::ImageWriter). It walks the same
+// records in the same order as Snapshot() always did and writes the same
+// bytes; only the work is cut into steps.
+namespace {
+
+size_t VarintLength(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+// What EncodeRecord appends for this record, without encoding it.
+size_t RecordImageBytes(int64_t main, uint32_t sub, const Record& rec) {
+  const RecView r = View(rec);
+  const size_t key = rec.node()->key().size();
+  size_t n = VarintLength(static_cast<uint64_t>(main)) + VarintLength(sub) +
+             1 + VarintLength(key) + key;
+  if (r.tombstone) return n;
+  return n + VarintLength(r.value.size()) + r.value.size() +
+         VarintLength(static_cast<uint64_t>(r.create_revision)) +
+         VarintLength(static_cast<uint64_t>(r.version)) +
+         VarintLength(static_cast<uint64_t>(r.lease));
+}
+
+}  // namespace
+
+KvStore::ImageWriter KvStore::BeginImage(bool sized) const {
+  // An open write transaction's changes are above current_rev: left out.
+  return ImageWriter(this, sized);
+}
+
+KvStore::ImageWriter::ImageWriter(const KvStore* s, bool sized)
+    : s_(s),
+      epoch_(s->epoch_),
+      rev_(s->impl_->current_rev),
+      compact_rev_(s->impl_->compact_rev),
+      phase_(sized ? Phase::kSizing : Phase::kHeader) {
+  if (sized) return;  // the sizing pass counts them
+  const Impl& st = *s->impl_;
+  records_ = st.old.size();
+  for (int64_t m = st.base; m <= rev_; ++m) {
+    records_ += st.entries[static_cast<size_t>(m - st.base)].size();
+  }
+}
+
+template <typename F>
+bool KvStore::ImageWriter::Walk(size_t budget, F&& f) {
+  const Impl& st = *s_->impl_;
+  size_t spent = 0;
+  Revision from = next_;
+  if (from.main < st.base) {
+    // The records compaction kept, below the deque.
+    for (auto it = st.old.lower_bound(from); it != st.old.end(); ++it) {
+      if (it->first.main > rev_) break;
+      if (spent >= budget) {
+        next_ = it->first;
+        return false;
+      }
+      spent += f(it->first.main, static_cast<uint32_t>(it->first.sub),
+                 it->second->old);
+    }
+    from = Revision{st.base, 0};
+  }
+  for (int64_t m = from.main; m <= rev_; ++m) {
+    const Entry& e = st.entries[static_cast<size_t>(m - st.base)];
+    size_t sub = m == from.main ? static_cast<size_t>(from.sub) : 0;
+    for (; sub < e.size(); ++sub) {
+      if (spent >= budget) {
+        next_ = Revision{m, static_cast<int64_t>(sub)};
+        return false;
+      }
+      spent += f(m, static_cast<uint32_t>(sub), e[sub]);
+    }
+  }
+  next_ = Revision{rev_ + 1, 0};
+  return true;
+}
+
+absl::StatusOr<bool> KvStore::ImageWriter::Step(size_t budget,
+                                                std::string* out) {
+  if (s_->epoch_ != epoch_) {
+    return absl::FailedPreconditionError(
+        "mvcc snapshot: the store was compacted or replaced under the image");
+  }
+  switch (phase_) {
+    case Phase::kSizing: {
+      const bool done =
+          Walk(budget, [&](int64_t main, uint32_t sub, const Record& r) {
+            const size_t n = RecordImageBytes(main, sub, r);
+            bytes_ += n;
+            ++records_;
+            return n + kRecordCost;
+          });
+      if (!done) return false;
+      bytes_ += kSnapshotMagic.size() + 1 +
+                VarintLength(static_cast<uint64_t>(rev_)) +
+                VarintLength(static_cast<uint64_t>(compact_rev_ + 1)) +
+                VarintLength(records_) + 4;
+      phase_ = Phase::kHeader;
+      next_ = Revision{0, 0};
+      return false;  // the bytes start with the next step
+    }
+    case Phase::kHeader: {
+      const size_t at = out->size();
+      out->append(kSnapshotMagic);
+      out->push_back(static_cast<char>(kSnapshotFormatVersion));
+      coding::PutVarint64(out, static_cast<uint64_t>(rev_));
+      coding::PutVarint64(out, static_cast<uint64_t>(compact_rev_ + 1));
+      coding::PutVarint64(out, records_);
+      fnv_ = util::Fnv1a(std::string_view(out->data() + at, out->size() - at));
+      phase_ = Phase::kRecords;
+      [[fallthrough]];
+    }
+    case Phase::kRecords: {
+      const size_t at = out->size();
+      const bool done =
+          Walk(budget, [&](int64_t main, uint32_t sub, const Record& r) {
+            const size_t before = out->size();
+            EncodeRecord(out, main, sub, r);
+            return out->size() - before + kRecordCost;
+          });
+      fnv_ = util::Fnv1a(
+          std::string_view(out->data() + at, out->size() - at), fnv_);
+      if (!done) return false;
+      coding::PutFixed32(out, Fold32(fnv_));
+      phase_ = Phase::kDone;
+      return true;
+    }
+    case Phase::kDone:
+      return true;
+  }
+  return true;
 }
 
 }  // namespace detcd::mvcc

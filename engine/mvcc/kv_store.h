@@ -130,11 +130,58 @@ class KvStore final : public EventHistory {
   // on either.
   void Swap(KvStore& other);
 
+  // Writes the image Snapshot() returns, in bounded steps, while the store
+  // goes on taking writes between them (an incremental snapshot: the
+  // engine thread must not stop for a whole 1M-key image). The image is
+  // the store at Rev() when the writer was made: every revision <= that
+  // stays where the writer finds it until a compaction, so later writes do
+  // not disturb it. A Compact, Restore or Swap of the store invalidates
+  // the writer (Step then answers FailedPrecondition and the caller drops
+  // the image). The store must outlive the writer.
+  //
+  // A sized writer first counts the image's records and bytes (steps that
+  // write nothing) so that size() is exact before the first byte: the
+  // callers' formats put the image behind a length prefix.
+  class ImageWriter {
+   public:
+    // Does about `budget` units of work (a record costs its encoded bytes
+    // plus a fixed kRecordCost; at least one record per call), appending
+    // the image's next bytes to *out. True once the whole image is out.
+    absl::StatusOr<bool> Step(size_t budget, std::string* out);
+    bool sized() const { return phase_ != Phase::kSizing; }
+    uint64_t size() const { return bytes_; }  // exact once sized()
+
+    static constexpr size_t kRecordCost = 64;
+
+   private:
+    friend class KvStore;
+    enum class Phase { kSizing, kHeader, kRecords, kDone };
+    ImageWriter(const KvStore* s, bool sized);
+    // Visits records from next_ within `budget`; true when past the last.
+    template <typename F>
+    bool Walk(size_t budget, F&& f);
+
+    const KvStore* s_;
+    uint64_t epoch_;
+    int64_t rev_;          // the image's current revision
+    int64_t compact_rev_;  // and compact revision
+    Phase phase_;
+    Revision next_{0, 0};  // the next record to visit
+    uint64_t records_ = 0;
+    uint64_t bytes_ = 0;
+    uint64_t fnv_ = 0;  // the checksum so far
+  };
+  // sized: see ImageWriter.
+  ImageWriter BeginImage(bool sized) const;
+
  private:
   // Implementation details are the implementer's choice.
   struct Impl;
   Impl* impl_;
   int64_t compacted_revisions_ = 0;
+  // Moves on every Compact, Restore and Swap: ImageWriters made before are
+  // no longer valid.
+  uint64_t epoch_ = 0;
 };
 
 }  // namespace detcd::mvcc

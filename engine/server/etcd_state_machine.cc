@@ -472,10 +472,23 @@ std::string EtcdStateMachine::ApplyLeaseRevoke(int64_t id) {
 }
 
 std::string EtcdStateMachine::Snapshot() const {
+  std::string out = ImageHead();
+  coding::PutLengthPrefixed(&out, kv_.Snapshot());
+  out.append(ImageTail());
+  return out;
+}
+
+// The image's bytes before the MVCC store's length prefix.
+std::string EtcdStateMachine::ImageHead() const {
   std::string out(auth_.pristine() ? kImageMagic : kImageMagicAuth);
   coding::PutVarint64(&out, last_index_);
   coding::PutVarint64(&out, result_hash_);
-  coding::PutLengthPrefixed(&out, kv_.Snapshot());
+  return out;
+}
+
+// The image's bytes after the MVCC store.
+std::string EtcdStateMachine::ImageTail() const {
+  std::string out;
   coding::PutLengthPrefixed(&out, lessor_.Snapshot());
   coding::PutLengthPrefixed(&out, membership_.Snapshot());
   coding::PutLengthPrefixed(&out, alarms_.Snapshot());
@@ -483,6 +496,61 @@ std::string EtcdStateMachine::Snapshot() const {
   for (uint64_t id : recent_order_) coding::PutVarint64(&out, id);
   if (!auth_.pristine()) coding::PutLengthPrefixed(&out, auth_.Snapshot());
   return out;
+}
+
+namespace {
+
+size_t VarintBytes(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+// head, lp(MVCC image), tail: the head and tail are copied at the start
+// (leases, members, alarms, auth: small next to the store), the store is
+// sized and then written by its own writer.
+class EtcdImageWriter final : public ImageWriter {
+ public:
+  EtcdImageWriter(std::string head, mvcc::KvStore::ImageWriter kv,
+                  std::string tail)
+      : head_(std::move(head)), kv_(std::move(kv)), tail_(std::move(tail)) {}
+
+  absl::StatusOr<bool> Step(size_t budget, std::string* out) override {
+    if (!kv_.sized()) {
+      absl::StatusOr<bool> r = kv_.Step(budget, out);
+      if (!r.ok()) return r.status();
+      return false;  // sizing writes nothing
+    }
+    if (!head_out_) {
+      out->append(head_);
+      coding::PutVarint64(out, kv_.size());
+      head_out_ = true;
+    }
+    absl::StatusOr<bool> r = kv_.Step(budget, out);
+    if (!r.ok() || !*r) return r;
+    out->append(tail_);
+    return true;
+  }
+  bool sized() const override { return kv_.sized(); }
+  uint64_t size() const override {
+    return head_.size() + VarintBytes(kv_.size()) + kv_.size() + tail_.size();
+  }
+
+ private:
+  std::string head_;
+  mvcc::KvStore::ImageWriter kv_;
+  std::string tail_;
+  bool head_out_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<ImageWriter> EtcdStateMachine::BeginSnapshot() const {
+  return std::make_unique<EtcdImageWriter>(
+      ImageHead(), kv_.BeginImage(/*sized=*/true), ImageTail());
 }
 
 absl::Status EtcdStateMachine::Restore(std::string_view image) {

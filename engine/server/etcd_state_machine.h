@@ -70,6 +70,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -140,6 +141,11 @@ class EtcdStateMachine final : public StateMachine {
                               std::string_view context,
                               const raft::ConfState& after) override;
   std::string Snapshot() const override;
+  // Snapshot()'s bytes in bounded steps: the small sections are copied
+  // when the writer is made, the MVCC store is written by its own
+  // incremental writer (KvStore::ImageWriter). A compaction or a Restore
+  // before the last step makes the writer fail.
+  std::unique_ptr<ImageWriter> BeginSnapshot() const override;
   absl::Status Restore(std::string_view image) override;
   // Disaster recovery (etcd's `snapshot restore`, shim/restore.h): takes
   // another cluster's store and leases (a KvStore image and a Lessor image)
@@ -198,6 +204,9 @@ class EtcdStateMachine final : public StateMachine {
       const etcdserverpb::InternalRaftRequest& r);
   void SyncTokens();  // the token provider follows the enabled flag
   void Emit(std::vector<mvcc::Event> events);
+  // The image around the MVCC store's section (see Snapshot()).
+  std::string ImageHead() const;
+  std::string ImageTail() const;
   void NoteSize() { db_size_ = std::max(db_size_, db_size_in_use()); }
 
   Options opts_;

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <map>
+#include <memory>
 #include <utility>
 
 #include "absl/container/btree_set.h"
@@ -65,6 +67,9 @@ absl::Status ErrTooManyRequests() {
 absl::Status NodeOptions::Validate() const {
   if (id == 0) return absl::InvalidArgumentError("node id must not be 0");
   if (data_dir.empty()) return absl::InvalidArgumentError("data dir is empty");
+  if (snapshot_step_bytes == 0) {
+    return absl::InvalidArgumentError("snapshot step bytes must be > 0");
+  }
   if (snapshot_count == 0) {
     return absl::InvalidArgumentError("snapshot count must be > 0");
   }
@@ -113,7 +118,13 @@ Node::Node(const env::Env& env, NodeOptions opts, StateMachine* sm)
   DETCD_CHECK(env_.disk != nullptr && env_.transport != nullptr &&
               env_.rng != nullptr && sm_ != nullptr);
   storage_.set_fresh([this]() -> std::optional<raft::Snapshot> {
-    if (applied_ <= storage_.snapshot().metadata.index) return std::nullopt;
+    // The stored snapshot serves only if it holds its image: an
+    // incremental one leaves its image in the file alone.
+    const raft::Snapshot& stored = storage_.snapshot();
+    if (applied_ < stored.metadata.index ||
+        (applied_ == stored.metadata.index && !stored.data.empty())) {
+      return std::nullopt;
+    }
     auto term = storage_.Term(applied_);
     if (!term.ok()) return std::nullopt;
     raft::Snapshot s;
@@ -391,6 +402,7 @@ void Node::Tick() {
   ExpireRequests();
   ProcessReady();
   ProposeAwaitingLeader();
+  ContinueSnapshot();  // an idle member's snapshot moves on too
 }
 
 void Node::AdvanceTicks(int n) {
@@ -645,6 +657,8 @@ void Node::FinishReady(raft::Ready& rd) {
 
 absl::Status Node::PersistSnapshot(const raft::Ready& rd) {
   if (rd.snapshot) {
+    // The leader's snapshot replaces the state ours would have captured.
+    if (snap_job_ != nullptr) AbandonSnapshot();
     // The snapshot file first, then the WAL marker that points at it: a
     // crash in between leaves an unreferenced file, never a dangling marker.
     if (auto s = snapshotter_->Save(*rd.snapshot); !s.ok()) return s;
@@ -799,21 +813,120 @@ void Node::ServeReads() {
 }
 
 void Node::MaybeSnapshot() {
+  if (snap_job_ != nullptr) return StepSnapshot();
   const bool early =
       applied_ - snapshot_index_ < opts_.snapshot_count &&
       applied_ > snapshot_index_ &&
       buggify::Fires(opts_.buggify, buggify::Point::kEarlySnapshot, 0.005);
   if (applied_ - snapshot_index_ < opts_.snapshot_count && !early) return;
-  if (absl::Status s = TakeSnapshot(); !s.ok()) return Fail(s);
-  if (!early) return;
+  StartSnapshot(early);
+}
+
+// An automatic snapshot is written a step at a time between the Node's
+// other work. The state machine's writer captures the image at the
+// applied index now (the MVCC store keeps every revision up to it readable
+// until a compaction, which makes the writer fail), sizes it, then
+// streams it through zstd into a temporary file. Only once that file is
+// synced and renamed does the WAL get its marker and raft's log and the
+// WAL get compacted: a crash before that leaves the previous snapshot (and
+// the log since) as they were.
+struct Node::SnapshotJob {
+  raft::SnapshotMetadata meta;
+  std::unique_ptr<ImageWriter> image;
+  std::unique_ptr<wal::SnapshotFileWriter> file;
+  std::string buf;  // one step's bytes
+  bool early = false;
+  // After two snapshots in a row were dropped (compactions came during
+  // them), one is written whole in its first step, so one is always made.
+  bool at_once = false;
+  int64_t start_ns = 0;
+};
+
+void Node::StartSnapshot(bool early) {
+  auto term = storage_.Term(applied_);
+  if (!term.ok()) return Fail(term.status());
+  auto job = std::make_unique<SnapshotJob>();
+  job->meta.index = applied_;
+  job->meta.term = *term;
+  job->meta.conf_state = RaftConfState();
+  job->image = sm_->BeginSnapshot();
+  job->early = early;
+  job->at_once = snapshot_abandons_ >= 2;
+  job->start_ns = env_.clock != nullptr ? env_.clock->NowNanos() : 0;
+  snap_job_ = std::move(job);
+  StepSnapshot();
+}
+
+void Node::ContinueSnapshot() {
+  if (failed() || in_ready_) return;
+  StepSnapshot();
+}
+
+void Node::StepSnapshot() {
+  if (snap_job_ == nullptr || failed()) return;
+  SnapshotJob& job = *snap_job_;
+  const size_t budget = job.at_once ? std::numeric_limits<size_t>::max()
+                                    : opts_.snapshot_step_bytes;
+  for (;;) {
+    if (job.file == nullptr && job.image->sized()) {
+      auto f = snapshotter_->Begin(job.meta, job.image->size());
+      if (!f.ok()) return Fail(f.status());
+      job.file = *std::move(f);
+    }
+    job.buf.clear();
+    absl::StatusOr<bool> done = job.image->Step(budget, &job.buf);
+    if (!done.ok()) return AbandonSnapshot();
+    if (!job.buf.empty()) {
+      DETCD_CHECK(job.file != nullptr);
+      if (absl::Status s = job.file->Append(job.buf); !s.ok()) return Fail(s);
+    }
+    if (*done) {
+      if (absl::Status s = FinishSnapshot(); !s.ok()) Fail(s);
+      return;
+    }
+    if (!job.at_once) return;
+  }
+}
+
+absl::Status Node::FinishSnapshot() {
+  std::unique_ptr<SnapshotJob> job = std::move(snap_job_);
+  if (absl::Status s = job->file->Finish(); !s.ok()) return s;
+  // The WAL is ours again once the worker is idle.
+  if (persisting_ != nullptr) env_.disk->worker()->Drain();
+  if (auto s = wal_->SaveSnapshotMarker(job->meta); !s.ok()) return s;
+  // Raft's storage gets the metadata only: the image stays in the file,
+  // and a follower that needs one gets a fresh image (NodeStorage). (If
+  // the in-memory log was released past the index meanwhile, raft's
+  // storage is already beyond this snapshot and needs nothing from it.)
+  auto snap =
+      storage_.CreateSnapshot(job->meta.index, &job->meta.conf_state, "");
+  if (!snap.ok() && !raft::IsErrCompacted(snap.status())) {
+    return snap.status();
+  }
+  snapshot_abandons_ = 0;
+  ++snap_stats_.completed;
+  snap_stats_.last_file_bytes = job->file->file_bytes();
+  if (env_.clock != nullptr) {
+    snap_stats_.last_ns = env_.clock->NowNanos() - job->start_ns;
+  }
+  if (absl::Status s = CompactBehind(job->meta.index, 2); !s.ok()) return s;
+  if (!job->early) return absl::OkStatus();
   // BUGGIFY early-snapshot: a snapshot long before snapshot_count, and the
   // in-memory log compacted to within a few entries of it (legal: the
   // snapshot covers everything compacted), so a follower lagging even a
   // little needs a snapshot instead of appends.
   const uint64_t keep = static_cast<uint64_t>(opts_.buggify->Range(0, 20));
-  if (applied_ > keep && applied_ - keep > storage_.FirstIndex()) {
-    if (absl::Status s = storage_.Compact(applied_ - keep); !s.ok()) Fail(s);
+  const uint64_t at = job->meta.index;
+  if (at > keep && at - keep > storage_.FirstIndex()) {
+    return storage_.Compact(at - keep);
   }
+  return absl::OkStatus();
+}
+
+void Node::AbandonSnapshot() {
+  snap_job_.reset();  // its temporary file goes with the next Prune
+  ++snapshot_abandons_;
+  ++snap_stats_.abandoned;
 }
 
 absl::Status Node::TakeSnapshot(size_t keep_snapshots) {
@@ -823,6 +936,9 @@ absl::Status Node::TakeSnapshot(size_t keep_snapshots) {
 
 absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs,
                                     size_t keep_snapshots) {
+  // A snapshot written whole now supersedes one being written in steps
+  // (whose temporary file the Prune below removes).
+  snap_job_.reset();
   if (applied_ <= snapshot_index_) return absl::OkStatus();
   // The WAL is ours again once the worker is idle (the write's completion
   // may still be queued: what is applied never depends on it).
@@ -831,15 +947,19 @@ absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs,
   if (!snap.ok()) return snap.status();
   if (auto s = snapshotter_->Save(*snap); !s.ok()) return s;
   if (auto s = wal_->SaveSnapshotMarker(snap->metadata); !s.ok()) return s;
-  snapshot_index_ = applied_;
-  if (applied_ > opts_.snapshot_catchup_entries) {
-    uint64_t compact = applied_ - opts_.snapshot_catchup_entries;
+  return CompactBehind(applied_, keep_snapshots);
+}
+
+absl::Status Node::CompactBehind(uint64_t index, size_t keep_snapshots) {
+  snapshot_index_ = index;
+  if (index > opts_.snapshot_catchup_entries) {
+    uint64_t compact = index - opts_.snapshot_catchup_entries;
     if (compact > storage_.FirstIndex()) {
       if (auto s = storage_.Compact(compact); !s.ok()) return s;
     }
   }
   // Segments wholly before the snapshot are no longer needed for recovery.
-  if (auto s = wal_->ReleaseBefore(snapshot_index_); !s.ok()) return s;
+  if (auto s = wal_->ReleaseBefore(index); !s.ok()) return s;
   return snapshotter_->Prune(std::max<size_t>(1, keep_snapshots));
 }
 

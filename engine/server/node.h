@@ -78,6 +78,11 @@ struct NodeOptions {
   // entries behind it for followers that lag a little.
   uint64_t snapshot_count = 10000;
   uint64_t snapshot_catchup_entries = 5000;
+  // Those automatic snapshots are written incrementally, about this many
+  // bytes of image per engine step (sizing it first, then compressing it
+  // into the file), between the Node's other work: the member never stops
+  // serving for a whole image (a 1M-key store's is hundreds of MiB).
+  size_t snapshot_step_bytes = 512 << 10;
   // Requests not completed within this many ticks fail with a timeout; the
   // outcome of such a write is unknown to the client.
   int request_timeout_ticks = 50;
@@ -192,7 +197,21 @@ class Node {
   // files (>= 1): the automatic ones keep 2, so a damaged newest file can
   // fall back to the one before; a defragmentation keeps only the new one,
   // since the older ones still hold the history it gives back.
+  // (It drops an automatic snapshot still being written.)
   absl::Status TakeSnapshot(size_t keep_snapshots = 2);
+
+  // An automatic snapshot is being written (NodeOptions::
+  // snapshot_step_bytes). Every input steps it once; an idle real server
+  // also calls ContinueSnapshot until it is done.
+  bool snapshot_in_progress() const { return snap_job_ != nullptr; }
+  void ContinueSnapshot();
+  struct SnapshotStats {
+    uint64_t completed = 0;  // automatic snapshots made durable
+    uint64_t abandoned = 0;  // dropped: compaction or restore under them
+    int64_t last_ns = 0;     // the last one's time, first step to durable
+    uint64_t last_file_bytes = 0;
+  };
+  const SnapshotStats& snapshot_stats() const { return snap_stats_; }
 
   // Group commit. Between HoldReady() and the matching ReleaseReady(),
   // inputs only step raft and leave its Ready for later; the last release
@@ -294,6 +313,15 @@ class Node {
   void ProposeConfChangeNow(const raft::ConfChange& cc, ProposeDone done,
                             int deadline_tick);
   void MaybeSnapshot();
+  // The incremental snapshot (see NodeOptions::snapshot_step_bytes).
+  struct SnapshotJob;
+  void StartSnapshot(bool early);
+  void StepSnapshot();
+  absl::Status FinishSnapshot();
+  void AbandonSnapshot();
+  // After a snapshot at `index` is durable: compacts raft's log and the
+  // WAL behind it and prunes old snapshot files.
+  absl::Status CompactBehind(uint64_t index, size_t keep_snapshots);
   void ExpireRequests();
   void Fail(absl::Status s);
   void FailAllRequests(const absl::Status& s);
@@ -330,6 +358,9 @@ class Node {
 
   uint64_t applied_ = 0;
   uint64_t snapshot_index_ = 0;
+  std::unique_ptr<SnapshotJob> snap_job_;
+  int snapshot_abandons_ = 0;  // in a row; then one is written at once
+  SnapshotStats snap_stats_;
   raft::ConfState conf_state_;
   ForcedRestart forced_;
   int ticks_ = 0;

@@ -4,13 +4,50 @@
 #define DETCD_ENGINE_SERVER_STATE_MACHINE_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "engine/raft/types.h"
 
 namespace detcd::server {
+
+// A state machine image written in bounded steps (an incremental snapshot),
+// interleaved with applies: the image is the state when the writer was
+// made, whatever is applied between the steps. First come steps that only
+// size the image (sized() false: nothing is written), so that size() is
+// exact before the first byte goes out; then steps that append its bytes.
+class ImageWriter {
+ public:
+  virtual ~ImageWriter() = default;
+  // About `budget` bytes of work (at least some progress per call); true
+  // once the whole image is out. An error (the state machine was restored
+  // or compacted under the image) means the image cannot be finished: the
+  // caller drops it and takes another later.
+  virtual absl::StatusOr<bool> Step(size_t budget, std::string* out) = 0;
+  virtual bool sized() const = 0;
+  virtual uint64_t size() const = 0;  // exact once sized()
+};
+
+// An image already in memory, out in one step (small state machines).
+class StringImageWriter final : public ImageWriter {
+ public:
+  explicit StringImageWriter(std::string image) : image_(std::move(image)) {}
+  absl::StatusOr<bool> Step(size_t, std::string* out) override {
+    out->append(image_);
+    image_.clear();
+    return true;
+  }
+  bool sized() const override { return true; }
+  uint64_t size() const override { return size_; }
+
+ private:
+  std::string image_;
+  uint64_t size_ = image_.size();
+};
 
 class StateMachine {
  public:
@@ -46,6 +83,11 @@ class StateMachine {
   }
   // The whole state as of the last applied index.
   virtual std::string Snapshot() const = 0;
+  // The same image, written in steps (see ImageWriter). The state machine
+  // must outlive the writer. The default writes Snapshot() in one step.
+  virtual std::unique_ptr<ImageWriter> BeginSnapshot() const {
+    return std::make_unique<StringImageWriter>(Snapshot());
+  }
   // Replaces the whole state with a snapshot image.
   virtual absl::Status Restore(std::string_view image) = 0;
 };

@@ -3,12 +3,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/raft/codec.h"
+#include "engine/util/check.h"
 #include "engine/util/coding.h"
 #include "engine/wal/crc32c.h"
 #include "engine/wal/file_names.h"
@@ -17,7 +19,9 @@
 namespace detcd::wal {
 namespace {
 
+// Version 1: magic, crc, body. Version 2 (written now): magic, body, crc.
 constexpr char kSnapMagic[8] = {'d', 'e', 't', 'c', 'd', 's', 'n', '1'};
+constexpr char kSnapMagic2[8] = {'d', 'e', 't', 'c', 'd', 's', 'n', '2'};
 constexpr size_t kSnapHeadBytes = sizeof(kSnapMagic) + 4;
 constexpr int kZstdLevel = 3;
 // A decompressed snapshot larger than this is refused (as corrupt).
@@ -72,12 +76,20 @@ absl::Status Corrupt(const std::string& name, const std::string& why) {
 
 absl::StatusOr<raft::Snapshot> Decode(const SnapFile& f,
                                       std::string_view data) {
-  if (data.size() < kSnapHeadBytes ||
-      std::memcmp(data.data(), kSnapMagic, sizeof(kSnapMagic)) != 0) {
+  if (data.size() < kSnapHeadBytes) return Corrupt(f.name, "bad magic");
+  std::string_view body;
+  uint32_t want = 0;
+  if (std::memcmp(data.data(), kSnapMagic, sizeof(kSnapMagic)) == 0) {
+    body = data.substr(kSnapHeadBytes);
+    want = coding::DecodeFixed32(data.data() + sizeof(kSnapMagic));
+  } else if (std::memcmp(data.data(), kSnapMagic2, sizeof(kSnapMagic2)) ==
+             0) {
+    body = data.substr(sizeof(kSnapMagic2),
+                       data.size() - sizeof(kSnapMagic2) - 4);
+    want = coding::DecodeFixed32(data.data() + data.size() - 4);
+  } else {
     return Corrupt(f.name, "bad magic");
   }
-  std::string_view body = data.substr(kSnapHeadBytes);
-  uint32_t want = coding::DecodeFixed32(data.data() + sizeof(kSnapMagic));
   if (crc32c::Mask(crc32c::Value(body)) != want) {
     return Corrupt(f.name, "checksum mismatch");
   }
@@ -109,32 +121,115 @@ Snapshotter::Snapshotter(env::Disk* disk, std::string dir)
     : disk_(disk), dir_(std::move(dir)) {}
 
 absl::Status Snapshotter::Save(const raft::Snapshot& snap) {
+  auto w = Begin(snap.metadata, snap.data.size());
+  if (!w.ok()) return w.status();
+  if (absl::Status s = (*w)->Append(snap.data); !s.ok()) return s;
+  return (*w)->Finish();
+}
+
+absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> Snapshotter::Begin(
+    const raft::SnapshotMetadata& meta, uint64_t data_size) {
   if (!disk_->Exists(dir_)) {
     if (absl::Status s = disk_->CreateDir(dir_); !s.ok()) return s;
     if (absl::Status s = disk_->SyncDir(Parent(dir_)); !s.ok()) return s;
   }
-  std::string raw;
-  raft::EncodeSnapshot(&raw, snap);
-  std::string body(ZSTD_compressBound(raw.size()), '\0');
-  size_t n = ZSTD_compress(body.data(), body.size(), raw.data(), raw.size(),
-                           kZstdLevel);
-  if (ZSTD_isError(n)) {
-    return absl::InternalError(
-        absl::StrCat("snap: zstd compression failed: ", ZSTD_getErrorName(n)));
-  }
-  body.resize(n);
-  std::string out(kSnapMagic, sizeof(kSnapMagic));
-  coding::PutFixed32(&out, crc32c::Mask(crc32c::Value(body)));
-  out.append(body);
+  // raft::EncodeSnapshot's bytes up to the data: the metadata, then the
+  // data's length prefix.
+  std::string head;
+  coding::PutVarint64(&head, meta.index);
+  coding::PutVarint64(&head, meta.term);
+  raft::EncodeConfStateTo(&head, meta.conf_state);
+  coding::PutVarint64(&head, data_size);
 
-  const std::string name = SnapName(snap.metadata.term, snap.metadata.index);
-  const std::string tmp = Join(dir_, name + ".tmp");
-  auto f = disk_->Create(tmp);
+  const std::string name = SnapName(meta.term, meta.index);
+  auto f = disk_->Create(Join(dir_, name + ".tmp"));
   if (!f.ok()) return f.status();
-  if (absl::Status s = (*f)->Append(out); !s.ok()) return s;
-  if (absl::Status s = (*f)->Sync(); !s.ok()) return s;
-  if (absl::Status s = (*f)->Close(); !s.ok()) return s;
-  if (absl::Status s = disk_->Rename(tmp, Join(dir_, name)); !s.ok()) return s;
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  DETCD_CHECK(cctx != nullptr);
+  // The pledged size puts the content size in the frame header (the
+  // reader sizes its buffer from it) and makes zstd check we kept to it.
+  if (ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel,
+                                          kZstdLevel)) ||
+      ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(cctx, head.size() + data_size))) {
+    ZSTD_freeCCtx(cctx);
+    return absl::InternalError("snap: zstd setup failed");
+  }
+  std::unique_ptr<SnapshotFileWriter> w(new SnapshotFileWriter(
+      disk_, dir_, name, *std::move(f), cctx, data_size));
+  if (absl::Status s = w->file_->Append(
+          std::string_view(kSnapMagic2, sizeof(kSnapMagic2)));
+      !s.ok()) {
+    return s;
+  }
+  w->file_bytes_ = sizeof(kSnapMagic2);
+  if (absl::Status s = w->Compress(head, false); !s.ok()) return s;
+  return w;
+}
+
+SnapshotFileWriter::SnapshotFileWriter(env::Disk* disk, std::string dir,
+                                       std::string name,
+                                       std::unique_ptr<env::WritableFile> file,
+                                       void* cctx, uint64_t data_left)
+    : disk_(disk),
+      dir_(std::move(dir)),
+      name_(std::move(name)),
+      file_(std::move(file)),
+      cctx_(cctx),
+      data_left_(data_left) {}
+
+SnapshotFileWriter::~SnapshotFileWriter() {
+  ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(cctx_));
+  // An abandoned file stays a temporary (Prune removes it); a close error
+  // changes nothing about that.
+  if (!closed_) (void)file_->Close();
+}
+
+absl::Status SnapshotFileWriter::Compress(std::string_view data, bool end) {
+  ZSTD_CCtx* cctx = static_cast<ZSTD_CCtx*>(cctx_);
+  ZSTD_inBuffer in{data.data(), data.size(), 0};
+  const size_t chunk = ZSTD_CStreamOutSize();
+  for (;;) {
+    const size_t at = buf_.size();
+    buf_.resize(at + chunk);
+    ZSTD_outBuffer out{buf_.data() + at, chunk, 0};
+    const size_t left = ZSTD_compressStream2(cctx, &out, &in,
+                                             end ? ZSTD_e_end : ZSTD_e_continue);
+    buf_.resize(at + out.pos);
+    if (ZSTD_isError(left)) {
+      return absl::InternalError(absl::StrCat(
+          "snap: zstd compression failed: ", ZSTD_getErrorName(left)));
+    }
+    // Done once the input is consumed and (at the end) the frame flushed.
+    if (end ? left == 0 : in.pos == in.size) break;
+  }
+  // Written in pieces of about a megabyte: few syscalls, little memory.
+  if (buf_.size() >= (1u << 20) || end) {
+    crc_ = crc32c::Extend(crc_, buf_.data(), buf_.size());
+    if (absl::Status s = file_->Append(buf_); !s.ok()) return s;
+    file_bytes_ += buf_.size();
+    buf_.clear();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SnapshotFileWriter::Append(std::string_view data) {
+  DETCD_CHECK_MSG(data.size() <= data_left_, "snapshot data beyond its size");
+  data_left_ -= data.size();
+  return Compress(data, false);
+}
+
+absl::Status SnapshotFileWriter::Finish() {
+  DETCD_CHECK_MSG(data_left_ == 0 && !closed_, "snapshot data incomplete");
+  if (absl::Status s = Compress({}, true); !s.ok()) return s;
+  std::string trailer;
+  coding::PutFixed32(&trailer, crc32c::Mask(crc_));
+  if (absl::Status s = file_->Append(trailer); !s.ok()) return s;
+  file_bytes_ += trailer.size();
+  if (absl::Status s = file_->Sync(); !s.ok()) return s;
+  closed_ = true;
+  if (absl::Status s = file_->Close(); !s.ok()) return s;
+  const std::string path = Join(dir_, name_);
+  if (absl::Status s = disk_->Rename(path + ".tmp", path); !s.ok()) return s;
   return disk_->SyncDir(dir_);
 }
 

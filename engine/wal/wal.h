@@ -210,17 +210,31 @@ size_t DecodeRecordAt(std::string_view segment, size_t offset,
 // directory synced, so a crash never leaves a half-written snapshot under a
 // real name.
 //
-// File name: "%016x-%016x.snap" (lowercase hex term, then index). Contents:
-//   magic   8     "detcdsn1"
-//   crc     u32   little endian, Mask(crc32c(body))
+// File name: "%016x-%016x.snap" (lowercase hex term, then index). Contents
+// (version 2, written since incremental snapshots: the file is streamed,
+// so the checksum comes last):
+//   magic   8     "detcdsn2"
 //   body          one zstd frame (with its content size) whose content is
 //                 raft::EncodeSnapshot(snapshot) (raft/codec.h)
+//   crc     u32   little endian, Mask(crc32c(body))
+// Version 1 files (still read): magic "detcdsn1", crc u32 of the body, body.
 // A file whose name and decoded metadata disagree counts as corrupt.
+class SnapshotFileWriter;
+
 class Snapshotter {
  public:
   Snapshotter(env::Disk* disk, std::string dir);
 
+  // Writes a whole snapshot (Begin, one Append, Finish).
   absl::Status Save(const raft::Snapshot& snap);
+
+  // Starts the file of a snapshot whose data (the state machine's image)
+  // is `data_size` bytes, to come in pieces through Append. The file
+  // counts only once Finish returns; until then it is a temporary that
+  // LoadNewest never reads and Prune removes (so no Prune may run while a
+  // writer is open).
+  absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> Begin(
+      const raft::SnapshotMetadata& meta, uint64_t data_size);
 
   // The newest snapshot whose (index, term) appears in `valid` (usually
   // Wal::ReadMarkers). NotFound if there is none. A corrupt file is skipped
@@ -235,6 +249,40 @@ class Snapshotter {
  private:
   env::Disk* disk_;
   std::string dir_;
+};
+
+// One snapshot file being written (Snapshotter::Begin). Not thread-safe;
+// the engine writes it a piece per step.
+class SnapshotFileWriter {
+ public:
+  ~SnapshotFileWriter();  // unfinished: closed, left as a temporary
+  SnapshotFileWriter(const SnapshotFileWriter&) = delete;
+  SnapshotFileWriter& operator=(const SnapshotFileWriter&) = delete;
+
+  // The next bytes of the snapshot's data, compressed into the file.
+  absl::Status Append(std::string_view data);
+  // After exactly data_size bytes: ends the frame, appends the checksum,
+  // syncs, renames to the real name and syncs the directory.
+  absl::Status Finish();
+  uint64_t file_bytes() const { return file_bytes_; }
+
+ private:
+  friend class Snapshotter;
+  SnapshotFileWriter(env::Disk* disk, std::string dir, std::string name,
+                     std::unique_ptr<env::WritableFile> file, void* cctx,
+                     uint64_t data_left);
+  absl::Status Compress(std::string_view in, bool end);
+
+  env::Disk* disk_;
+  std::string dir_;
+  std::string name_;
+  std::unique_ptr<env::WritableFile> file_;
+  void* cctx_;  // ZSTD_CCtx (zstd.h stays out of this header)
+  uint64_t data_left_;
+  uint32_t crc_ = 0;
+  uint64_t file_bytes_ = 0;
+  bool closed_ = false;
+  std::string buf_;
 };
 
 }  // namespace detcd::wal

@@ -1160,5 +1160,134 @@ TEST(KvStoreDeathTest, SecondWriteTxnWhileOneIsOpen) {
   t.End();
 }
 
+// The incremental image writer (snapshots without stalling the engine).
+
+void PutOne(KvStore* s, const std::string& k, const std::string& v) {
+  KvStore::WriteTxn t = s->Write();
+  t.Put(k, v, 0);
+  t.End();
+}
+
+// Runs a writer to the end in steps of `budget`, calling `between` after
+// every step; returns the bytes, or the first error.
+template <typename F>
+absl::StatusOr<std::string> RunImage(KvStore::ImageWriter w, size_t budget,
+                                     F between, int* steps = nullptr) {
+  std::string out;
+  int n = 0;
+  for (;;) {
+    absl::StatusOr<bool> done = w.Step(budget, &out);
+    ++n;
+    if (!done.ok()) return done.status();
+    if (*done) break;
+    between();
+  }
+  if (steps != nullptr) *steps = n;
+  return out;
+}
+
+void Fill(KvStore* s) {
+  for (int i = 0; i < 300; ++i) {
+    PutOne(s, absl::StrCat("key", i % 97), std::string(i % 40, 'v'));
+    if (i % 13 == 0) {
+      KvStore::WriteTxn t = s->Write();
+      t.DeleteRange(absl::StrCat("key", i % 7), "");
+      t.End();
+    }
+  }
+}
+
+TEST(KvStoreImage, StepsWriteTheImageOfTheirStartWhileWritesGoOn) {
+  for (const bool compacted : {false, true}) {
+    KvStore s;
+    Fill(&s);
+    if (compacted) {
+      ASSERT_TRUE(s.Compact(s.Rev() - 50).ok());
+    }
+    const std::string want = s.Snapshot();
+    int i = 0;
+    int steps = 0;
+    auto got = RunImage(
+        s.BeginImage(/*sized=*/true), 200,
+        [&] {
+          // Every kind of write between steps: new keys, overwrites (the
+          // latest value moves out of its node), deletes.
+          PutOne(&s, absl::StrCat("new", i), "x");
+          PutOne(&s, absl::StrCat("key", i % 97), std::string(300, 'w'));
+          KvStore::WriteTxn t = s.Write();
+          t.DeleteRange(absl::StrCat("key", (i + 3) % 97), "");
+          t.End();
+          ++i;
+        },
+        &steps);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, want) << "compacted=" << compacted;
+    EXPECT_GT(steps, 10) << "the budget must cut the work";
+    KvStore r;
+    ASSERT_TRUE(r.Restore(*got).ok());
+  }
+}
+
+TEST(KvStoreImage, SizedWriterKnowsItsExactSizeBeforeTheFirstByte) {
+  KvStore s;
+  Fill(&s);
+  KvStore::ImageWriter w = s.BeginImage(/*sized=*/true);
+  std::string out;
+  while (!w.sized()) {
+    absl::StatusOr<bool> done = w.Step(100, &out);
+    ASSERT_TRUE(done.ok());
+    ASSERT_FALSE(*done);
+    EXPECT_TRUE(out.empty()) << "sizing writes nothing";
+    PutOne(&s, "during-sizing", "y");
+  }
+  const uint64_t size = w.size();
+  for (;;) {
+    absl::StatusOr<bool> done = w.Step(100, &out);
+    ASSERT_TRUE(done.ok());
+    if (*done) break;
+  }
+  EXPECT_EQ(out.size(), size);
+}
+
+TEST(KvStoreImage, CompactRestoreOrSwapInvalidatesTheWriter) {
+  {
+    KvStore s;
+    Fill(&s);
+    KvStore::ImageWriter w = s.BeginImage(/*sized=*/false);
+    std::string out;
+    ASSERT_TRUE(w.Step(10, &out).ok());
+    ASSERT_TRUE(s.Compact(s.Rev() - 1).ok());
+    absl::StatusOr<bool> done = w.Step(10, &out);
+    EXPECT_EQ(done.status().code(), absl::StatusCode::kFailedPrecondition);
+  }
+  {
+    KvStore s;
+    Fill(&s);
+    KvStore other;
+    KvStore::ImageWriter w = s.BeginImage(/*sized=*/true);
+    std::string out;
+    ASSERT_TRUE(w.Step(10, &out).ok());
+    s.Swap(other);
+    EXPECT_FALSE(w.Step(10, &out).ok());
+  }
+  {
+    KvStore s;
+    Fill(&s);
+    const std::string image = s.Snapshot();
+    KvStore::ImageWriter w = s.BeginImage(/*sized=*/true);
+    std::string out;
+    ASSERT_TRUE(w.Step(10, &out).ok());
+    ASSERT_TRUE(s.Restore(image).ok());
+    EXPECT_FALSE(w.Step(10, &out).ok());
+  }
+}
+
+TEST(KvStoreImage, EmptyStore) {
+  KvStore s;
+  auto got = RunImage(s.BeginImage(/*sized=*/true), 1, [] {});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, s.Snapshot());
+}
+
 }  // namespace
 }  // namespace detcd::mvcc

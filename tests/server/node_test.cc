@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "tests/server/kv_state_machine.h"
 #include "sim/sim_disk.h"
@@ -56,6 +58,39 @@ class FixedClock final : public env::Clock {
   int64_t NowNanos() override { return 0; }
 };
 
+// Writes an image in slices of the step budget after one step that only
+// sizes it, as the etcd state machine's writer does, so the Node's
+// incremental snapshot spans many inputs. While *fail > 0 a writer fails
+// its second step (as a compaction under the etcd writer makes it do).
+class SlicedImageWriter final : public ImageWriter {
+ public:
+  SlicedImageWriter(std::string image, int* fail)
+      : image_(std::move(image)), fail_(fail) {}
+  absl::StatusOr<bool> Step(size_t budget, std::string* out) override {
+    if (++steps_ == 2 && *fail_ > 0) {
+      --*fail_;
+      return absl::FailedPreconditionError("compacted under the image");
+    }
+    if (!sized_) {
+      sized_ = true;
+      return false;
+    }
+    const size_t n = std::min(budget, image_.size() - at_);
+    out->append(image_, at_, n);
+    at_ += n;
+    return at_ == image_.size();
+  }
+  bool sized() const override { return sized_; }
+  uint64_t size() const override { return image_.size(); }
+
+ private:
+  std::string image_;
+  int* fail_;
+  size_t at_ = 0;
+  int steps_ = 0;
+  bool sized_ = false;
+};
+
 // The harness's key-value state machine, also recording every conf change
 // it is told about (index, type, node, context, membership afterwards).
 class RecordingSm final : public StateMachine {
@@ -81,12 +116,20 @@ class RecordingSm final : public StateMachine {
     return "conf-result";
   }
   std::string Snapshot() const override { return kv.Snapshot(); }
+  std::unique_ptr<ImageWriter> BeginSnapshot() const override {
+    if (!sliced) return StateMachine::BeginSnapshot();
+    ++images;
+    return std::make_unique<SlicedImageWriter>(kv.Snapshot(), &fail_images);
+  }
   absl::Status Restore(std::string_view image) override {
     return kv.Restore(image);
   }
 
   harness::KvStateMachine kv;
   std::vector<ConfChangeSeen> seen;
+  bool sliced = true;
+  mutable int fail_images = 0;
+  mutable int images = 0;
 };
 
 // A set of nodes, each with its own disk, and a FIFO of messages.
@@ -107,6 +150,8 @@ class Bus {
   Bus() {
     options.snapshot_count = 1000;
     options.snapshot_catchup_entries = 10;
+    // Automatic snapshots take many inputs (SlicedImageWriter).
+    options.snapshot_step_bytes = 16;
   }
 
   void Add(uint64_t id, std::vector<uint64_t> voters) {
@@ -365,10 +410,12 @@ TEST(Node, RecoversFromSnapshotPlusLogTail) {
   EXPECT_LE(files->size(), 2u) << "old snapshots are pruned";
   bus.Crash(1);
   ASSERT_TRUE(bus.Start(1).ok());
+  // The last put's commit reaches the WAL with the next write: it applies
+  // once the member is leader again (unless a snapshot covered it).
+  ASSERT_EQ(bus.ElectLeader(), 1u);
   bus.Tick();
   EXPECT_EQ(bus.sm(1).data().size(), 30u);
   EXPECT_EQ(bus.sm(1).data().at("k29"), "v29");
-  ASSERT_EQ(bus.ElectLeader(), 1u);
   ASSERT_TRUE(bus.Put(1, "after", "restart").ok());
 }
 
@@ -666,6 +713,109 @@ TEST(Node, ForceNewClusterRestartsAloneWithCommittedData) {
   ASSERT_EQ(bus.ElectLeader(), l);
   EXPECT_EQ(bus.sm(l).data().at("after"), "force");
   EXPECT_EQ(bus.sm(l).data().size(), 11u);
+}
+
+// An automatic snapshot is written a slice per input while writes go on;
+// a crash in the middle of one restarts from the previous one (and the
+// log since), and the next one removes the half-written file.
+TEST(Node, CrashInTheMiddleOfAnIncrementalSnapshot) {
+  Bus bus;
+  bus.options.snapshot_count = 8;
+  bus.options.snapshot_catchup_entries = 2;
+  bus.options.snapshot_step_bytes = 8;
+  bus.Add(1, {1});
+  ASSERT_TRUE(bus.Start(1).ok());
+  ASSERT_EQ(bus.ElectLeader(), 1u);
+  int puts = 0;
+  auto snapshot_half_done = [&] {
+    return bus.node(1).snapshot_stats().completed >= 1 &&
+           bus.node(1).snapshot_in_progress();
+  };
+  while (puts < 300 && !snapshot_half_done()) {
+    ASSERT_TRUE(bus.Put(1, absl::StrCat("k", puts), "v").ok());
+    ++puts;
+  }
+  ASSERT_TRUE(snapshot_half_done());
+  // Puts completed while it was being written (many inputs per image).
+  ASSERT_TRUE(bus.Put(1, "while-writing", "v").ok());
+  ASSERT_TRUE(bus.node(1).snapshot_in_progress());
+  auto files = bus.disk(1).List("data/snap");
+  ASSERT_TRUE(files.ok());
+  EXPECT_TRUE(std::any_of(files->begin(), files->end(), [](const auto& n) {
+    return absl::EndsWith(n, ".snap.tmp");
+  })) << "the image goes to a temporary file";
+  bus.Crash(1);
+  ASSERT_TRUE(bus.Start(1).ok());
+  // Recovered from the previous snapshot: the half-written one is not
+  // read, so everything after the previous one comes from the log.
+  ASSERT_EQ(bus.ElectLeader(), 1u);
+  bus.Tick();
+  EXPECT_EQ(bus.sm(1).data().size(), static_cast<size_t>(puts) + 1);
+  EXPECT_EQ(bus.sm(1).data().at("while-writing"), "v");
+  // The next snapshot completes and prunes the leftover temporary.
+  for (int i = 0; i < 300 && bus.node(1).snapshot_stats().completed == 0;
+       ++i) {
+    ASSERT_TRUE(bus.Put(1, absl::StrCat("after", i), "v").ok());
+  }
+  ASSERT_GE(bus.node(1).snapshot_stats().completed, 1u);
+  files = bus.disk(1).List("data/snap");
+  ASSERT_TRUE(files.ok());
+  for (const std::string& n : *files) {
+    if (bus.node(1).snapshot_in_progress()) break;  // its own temporary
+    EXPECT_FALSE(absl::EndsWith(n, ".tmp")) << n;
+  }
+  const size_t want = bus.sm(1).data().size();
+  bus.Crash(1);
+  ASSERT_TRUE(bus.Start(1).ok());
+  ASSERT_EQ(bus.ElectLeader(), 1u);
+  bus.Tick();
+  EXPECT_EQ(bus.sm(1).data().size(), want);
+}
+
+// A writer that fails (a compaction came under it) is dropped and another
+// started later; after two in a row, one is written whole at once.
+TEST(Node, AbandonedIncrementalSnapshotsAreRetried) {
+  Bus bus;
+  bus.options.snapshot_count = 8;
+  bus.options.snapshot_catchup_entries = 2;
+  bus.Add(1, {1});
+  ASSERT_TRUE(bus.Start(1).ok());
+  bus.recorder(1).fail_images = 2;
+  ASSERT_EQ(bus.ElectLeader(), 1u);
+  for (int i = 0; i < 300 && bus.node(1).snapshot_stats().completed == 0;
+       ++i) {
+    ASSERT_TRUE(bus.Put(1, absl::StrCat("k", i), "v").ok());
+  }
+  EXPECT_EQ(bus.node(1).snapshot_stats().abandoned, 2u);
+  EXPECT_EQ(bus.node(1).snapshot_stats().completed, 1u);
+  EXPECT_EQ(bus.recorder(1).images, 3);
+  EXPECT_FALSE(bus.node(1).snapshot_in_progress())
+      << "the third was written in one step";
+}
+
+// TakeSnapshot (defragmentation, tests) supersedes one being written.
+TEST(Node, TakeSnapshotDropsTheIncrementalOne) {
+  Bus bus;
+  bus.options.snapshot_count = 8;
+  bus.options.snapshot_step_bytes = 4;
+  bus.Add(1, {1});
+  ASSERT_TRUE(bus.Start(1).ok());
+  ASSERT_EQ(bus.ElectLeader(), 1u);
+  int puts = 0;
+  while (puts < 100 && !bus.node(1).snapshot_in_progress()) {
+    ASSERT_TRUE(bus.Put(1, absl::StrCat("k", puts++), "v").ok());
+  }
+  ASSERT_TRUE(bus.node(1).snapshot_in_progress());
+  ASSERT_TRUE(bus.node(1).TakeSnapshot().ok());
+  EXPECT_FALSE(bus.node(1).snapshot_in_progress());
+  auto files = bus.disk(1).List("data/snap");
+  ASSERT_TRUE(files.ok());
+  for (const std::string& n : *files) EXPECT_FALSE(absl::EndsWith(n, ".tmp"));
+  bus.Crash(1);
+  ASSERT_TRUE(bus.Start(1).ok());
+  ASSERT_EQ(bus.ElectLeader(), 1u);
+  bus.Tick();
+  EXPECT_EQ(bus.sm(1).data().size(), static_cast<size_t>(puts));
 }
 
 }  // namespace

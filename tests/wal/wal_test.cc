@@ -5,12 +5,14 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/raft/codec.h"
 #include "engine/util/coding.h"
 #include "engine/util/planted.h"
 #include "engine/wal/crc32c.h"
@@ -837,6 +839,75 @@ TEST_F(SnapshotterTest, UnfinishedSaveLeavesNoSnapshot) {
   disk_.set_faults(sim::DiskFaults{});
   disk_.Crash();
   EXPECT_TRUE(absl::IsNotFound(snap_.LoadNewest({Meta(10, 2)}).status()));
+}
+
+// Incremental snapshots stream their image into the file a piece at a time.
+TEST_F(SnapshotterTest, StreamedInPiecesLoadsAsOne) {
+  std::string data;
+  for (int i = 0; data.size() < (3u << 20); ++i) {
+    absl::StrAppend(&data, "key", i * 7919 % 100003, "=value", i, ";");
+  }
+  raft::Snapshot s = Snap(30, 4, data);
+  auto w = snap_.Begin(s.metadata, s.data.size());
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (size_t at = 0; at < data.size(); at += 100000) {
+    ASSERT_TRUE((*w)->Append(std::string_view(data).substr(at, 100000)).ok());
+  }
+  const std::string name = "0000000000000004-000000000000001e.snap";
+  // Not a snapshot until it is finished.
+  EXPECT_THAT(Files(), ::testing::ElementsAre(name + ".tmp"));
+  EXPECT_FALSE(snap_.LoadNewest({Meta(30, 4)}).ok());
+  ASSERT_TRUE((*w)->Finish().ok());
+  EXPECT_THAT(Files(), ::testing::ElementsAre(name));
+  EXPECT_EQ((*w)->file_bytes(), Read(disk_, "data/snap/" + name).size());
+  disk_.Crash();  // durable once Finish returned
+  auto got = snap_.LoadNewest({Meta(30, 4)});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, s);
+}
+
+TEST_F(SnapshotterTest, AbandonedStreamLeavesOnlyATemporary) {
+  ASSERT_TRUE(snap_.Save(Snap(10, 2, "old")).ok());
+  {
+    auto w = snap_.Begin(Meta(20, 3), 100);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->Append(std::string(50, 'n')).ok());
+  }  // dropped (a compaction came under the image, or the node stopped)
+  disk_.Crash();
+  auto got = snap_.LoadNewest({Meta(10, 2), Meta(20, 3)});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->data, "old");
+  ASSERT_TRUE(snap_.Prune(2).ok());
+  EXPECT_THAT(Files(), ::testing::ElementsAre(
+                           "0000000000000002-000000000000000a.snap"));
+}
+
+TEST_F(SnapshotterTest, ReadsVersionOneFiles) {
+  // A file as written before snapshots were streamed: "detcdsn1", the
+  // checksum of the body, then the body.
+  raft::Snapshot s = Snap(10, 2, std::string(5000, 'q') + "end");
+  std::string raw;
+  raft::EncodeSnapshot(&raw, s);
+  std::string body(ZSTD_compressBound(raw.size()), '\0');
+  body.resize(ZSTD_compress(body.data(), body.size(), raw.data(), raw.size(),
+                            3));
+  std::string file = "detcdsn1";
+  coding::PutFixed32(&file, crc32c::Mask(crc32c::Value(body)));
+  file += body;
+  ASSERT_TRUE(disk_.CreateDir("data/snap").ok());
+  auto f = disk_.Create("data/snap/0000000000000002-000000000000000a.snap");
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->Append(file).ok());
+  ASSERT_TRUE((*f)->Sync().ok());
+  auto got = snap_.LoadNewest({Meta(10, 2)});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, s);
+  // A flipped byte is still caught.
+  file[20] ^= 1;
+  auto g = disk_.Create("data/snap/0000000000000002-000000000000000a.snap");
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE((*g)->Append(file).ok());
+  EXPECT_TRUE(absl::IsDataLoss(snap_.LoadNewest({Meta(10, 2)}).status()));
 }
 
 }  // namespace
