@@ -21,6 +21,14 @@
 //                                    lookup)
 //   BM_WatchFanOutPrefix/watchers    range(0) prefix watchers covering the
 //                                    put key
+//   BM_WatchFanOutWire/watchers      as BM_WatchFanOut/proto:1/ref:1 with
+//                                    the real server's wire path since
+//                                    8db0c38 (shim/watch_wire.h): each
+//                                    event encoded once per hub call into
+//                                    a shared slice; per response a push
+//                                    into a WatchSendQueue and the
+//                                    ByteBuffer gRPC would write (prefix +
+//                                    the shared slices), then popped
 // Per iteration the store's put is included (about 1 us, see
 // BM_WatchNotifyMiss/1); deliveries_per_put is the number of (watcher,
 // event) deliveries, items = deliveries (puts for BM_WatchNotifyMiss).
@@ -35,6 +43,7 @@
 #include "engine/mvcc/watchable_store.h"
 #include "engine/server/etcd_kv.h"
 #include "etcdserverpb/rpc.pb.h"
+#include "shim/watch_wire.h"
 
 namespace detcd::mvcc {
 namespace {
@@ -47,7 +56,11 @@ struct Rig {
   int64_t delivered = 0;
   bool to_proto = false;
   bool by_ref = false;
+  bool wire = false;
   etcdserverpb::WatchResponse reused;
+  shim::WatchEventCache cache;
+  shim::WatchSendQueue queue{shim::WatchSendQueue::Limits{}};
+  grpc::ByteBuffer written;
 
   // n watchers, each created by `make(i)`, spread over streams.
   template <typename Make>
@@ -58,7 +71,11 @@ struct Rig {
         s = hub.OpenRefStream(
             [this](const WatchResponse& r, const WatchEventsRef& evs) {
               delivered += static_cast<int64_t>(evs.events.size());
-              if (to_proto && !evs.events.empty()) Refill(r, evs);
+              if (wire && !evs.events.empty()) {
+                Wire(r, evs);
+              } else if (to_proto && !evs.events.empty()) {
+                Refill(r, evs);
+              }
               return true;
             });
       } else if (i % kWatchersPerStream == 0) {
@@ -103,6 +120,23 @@ struct Rig {
       }
     }
     benchmark::DoNotOptimize(reused.ByteSizeLong());
+  }
+
+  // What the server's sink does per response since 8db0c38.
+  void Wire(const WatchResponse& r, const WatchEventsRef& evs) {
+    std::vector<grpc::Slice> slices;
+    slices.reserve(evs.events.size());
+    size_t bytes = 0;
+    for (const Event* e : evs.events) {
+      const grpc::Slice& s = cache.Get(e, evs.with_prev_kv, evs.call);
+      bytes += s.size();
+      slices.push_back(s);
+    }
+    queue.Push(shim::WireHeader{1, 2, r.revision, 3}, r, std::move(slices),
+               bytes);
+    queue.StartFront(&written);
+    benchmark::DoNotOptimize(written.Length());
+    queue.PopFront();
   }
 
   void PutAndNotify(const std::string& key, const std::string& value) {
@@ -150,6 +184,26 @@ void BM_WatchFanOut(benchmark::State& state) {
 BENCHMARK(BM_WatchFanOut)
     ->ArgsProduct({{1, 10, 100, 1000, 10000}, {0, 1}, {0, 1}})
     ->ArgNames({"watchers", "proto", "ref"});
+
+void BM_WatchFanOutWire(benchmark::State& state) {
+  Rig rig;
+  rig.by_ref = true;
+  rig.wire = true;
+  const int n = static_cast<int>(state.range(0));
+  rig.AddWatchers(n, [](int) {
+    WatchCreate c;
+    c.key = "watched/key";
+    return c;
+  });
+  RunPuts(state, rig, "watched/key");
+}
+BENCHMARK(BM_WatchFanOutWire)
+    ->Arg(1)
+    ->Arg(10)
+    ->Arg(100)
+    ->Arg(1000)
+    ->Arg(10000)
+    ->ArgName("watchers");
 
 void BM_WatchNotifyMiss(benchmark::State& state) {
   Rig rig;
