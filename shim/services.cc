@@ -5,6 +5,7 @@
 #include <atomic>
 #include <deque>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/synchronization/mutex.h"
@@ -32,6 +33,13 @@ class OpenCall {
  public:
   virtual ~OpenCall() = default;
   virtual void Abort(const grpc::Status& s) = 0;
+
+  // Links of Services::Impl's registry of open calls (under its mu): a
+  // list threaded through the calls, so that opening and closing one costs
+  // no allocation.
+  OpenCall* open_prev = nullptr;
+  OpenCall* open_next = nullptr;
+  bool open_linked = false;
 };
 
 }  // namespace
@@ -44,12 +52,25 @@ struct Services::Impl {
   bool Open(OpenCall* c) {
     absl::MutexLock l(&mu);
     if (stopped) return false;
-    open.insert(c);
+    c->open_prev = nullptr;
+    c->open_next = open;
+    if (open != nullptr) open->open_prev = c;
+    open = c;
+    c->open_linked = true;
     return true;
   }
+  // Idempotent (Shutdown may have taken the call out already).
   void Close(OpenCall* c) {
     absl::MutexLock l(&mu);
-    open.erase(c);
+    Unlink(c);
+  }
+  void Unlink(OpenCall* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (!c->open_linked) return;
+    if (c->open_prev != nullptr) c->open_prev->open_next = c->open_next;
+    if (c->open_next != nullptr) c->open_next->open_prev = c->open_prev;
+    if (open == c) open = c->open_next;
+    c->open_prev = c->open_next = nullptr;
+    c->open_linked = false;
   }
   bool Learner() const { return opts.is_learner && opts.is_learner(); }
   // The call's credentials (gRPC thread): etcd's "token" metadata (or the
@@ -84,7 +105,7 @@ struct Services::Impl {
   CallObserver* obs;
   absl::Mutex mu;
   bool stopped ABSL_GUARDED_BY(mu) = false;
-  std::set<OpenCall*> open ABSL_GUARDED_BY(mu);
+  OpenCall* open ABSL_GUARDED_BY(mu) = nullptr;  // first of the list
   // Events in every watch stream's send queue, not yet written (etcd's
   // etcd_debugging_mvcc_pending_events_total).
   std::atomic<int64_t> pending_events{0};
@@ -95,17 +116,26 @@ struct Services::Impl {
 
 namespace {
 
-// One unary call. The response message belongs to gRPC and is valid until
-// Finish; the engine's completion writes it under the call's lock so a
-// concurrent Abort (shutdown) cannot finish the call under its feet.
-class UnaryCall final : public OpenCall {
+// One unary call, from its arrival to its answer; everything the engine
+// needs travels in it, so the tasks and callbacks that carry it hold one
+// pointer (they fit std::function's inline buffer: no allocation).
+//
+// The request and response messages belong to gRPC and are valid until
+// Finish. The call is answered once, by the engine's completion or by
+// Abort (shutdown, any thread), whichever comes first; while the engine
+// reads the request (Serve), an answer is held back and given when it is
+// done, so gRPC never frees a request the engine is reading. Three
+// references keep the call: gRPC's answer (End), the engine's (Release),
+// and one more while the engine runs the request with the call's
+// credentials in scope.
+class UnaryCall : public OpenCall {
  public:
   UnaryCall(Services::Impl* impl, grpc::ServerUnaryReactor* reactor,
             const char* service, const char* method)
       : impl_(impl), reactor_(reactor), service_(service), method_(method) {}
 
-  // Runs fill (which writes the response) and finishes with s, unless the
-  // call was finished already. Deletes this.
+  // Runs fill (which writes the response) and answers with s, unless the
+  // call was answered already.
   template <typename Fill>
   void Complete(Fill fill, const grpc::Status& s) {
     {
@@ -113,43 +143,129 @@ class UnaryCall final : public OpenCall {
       if (finished_) return;
       finished_ = true;
       fill();
+      if (engine_reading_) {
+        held_ = s;
+        return;
+      }
     }
     End(s);
   }
   void Abort(const grpc::Status& s) override {
+    Complete([] {}, s);
+  }
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  // Drops a reference: the engine's once its callback is done with the
+  // call (or will never run), or the one taken by Ref.
+  void Release() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  server::Caller who;  // the call's credentials (set before it is posted)
+
+ protected:
+  // The engine starts reading the request: false if the call was answered
+  // already (its request may be gone).
+  bool BeginReading() {
+    absl::MutexLock l(&mu_);
+    if (finished_) return false;
+    engine_reading_ = true;
+    return true;
+  }
+  // Gives the answer held back meanwhile, if any.
+  void EndReading() {
+    std::optional<grpc::Status> held;
     {
       absl::MutexLock l(&mu_);
-      if (finished_) return;
-      finished_ = true;
+      engine_reading_ = false;
+      held.swap(held_);
     }
-    End(s);
+    if (held) End(*held);
   }
+
+  Services::Impl* impl_;
 
  private:
   void End(const grpc::Status& s) {
     impl_->obs->OnHandled(service_, method_, "unary", s.error_code());
     reactor_->Finish(s);
-    // The engine's callback may still hold a pointer: it is deleted by the
-    // last of (Complete, Abort) to run, i.e. the call object leaks only if
-    // the engine never answers, which it always does (timeouts included).
-    if (released_.exchange(true)) delete this;
+    // The engine's callback may still hold a pointer: the call is deleted
+    // by the last reference, i.e. it leaks only if the engine never
+    // answers, which it always does (timeouts included).
+    Release();
   }
 
- public:
-  // Called once by the owner after the engine's callback is done with the
-  // call (or will never run).
-  void Release() {
-    if (released_.exchange(true)) delete this;
-  }
-
- private:
-  Services::Impl* impl_;
   grpc::ServerUnaryReactor* reactor_;
   const char* service_;
   const char* method_;
   absl::Mutex mu_;
-  bool finished_ = false;
-  std::atomic<bool> released_{false};
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool engine_reading_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> held_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int> refs_{2};
+};
+
+template <typename Req, typename Resp>
+class TypedUnaryCall final : public UnaryCall {
+ public:
+  using Fn = void (EtcdServer::*)(const Req&, EtcdServer::Done<Resp>);
+  TypedUnaryCall(Services::Impl* impl, grpc::ServerUnaryReactor* reactor,
+                 const char* service, const char* method, const Req* req,
+                 Resp* resp, Fn fn)
+      : UnaryCall(impl, reactor, service, method),
+        req_(req),
+        resp_(resp),
+        fn_(fn) {}
+
+  // On the engine thread. A simple token from another member may wait
+  // for its entry before the request is served.
+  void Run() {
+    impl_->server->AwaitCaller(who, [this] { Serve(); });
+  }
+
+ private:
+  void Serve() {
+    if (!BeginReading()) {  // answered by Shutdown meanwhile
+      impl_->Close(this);
+      Release();
+      return;
+    }
+    // The request may be answered before fn returns (an error, a local
+    // read): the call, its credentials that the engine points at and its
+    // request must outlive fn.
+    Ref();
+    EtcdServer* server = impl_->server;
+    // etcd's learner rule (EtcdServer::CheckLearnerRpc).
+    bool supported = false;
+    if constexpr (std::is_same_v<Req, pb::StatusRequest>) supported = true;
+    if constexpr (std::is_same_v<Req, pb::RangeRequest>) {
+      supported = req_->serializable();
+    }
+    if (absl::Status s = server->CheckLearnerRpc(supported); !s.ok()) {
+      Answer(s);
+    } else {
+      EtcdServer::CallerScope scope(server, &who);
+      (server->*fn_)(*req_, [this](absl::StatusOr<Resp> r) {
+        if (r.ok()) {
+          impl_->Close(this);
+          Complete([&] { *resp_ = *std::move(r); }, grpc::Status::OK);
+          Release();
+        } else {
+          Answer(r.status());
+        }
+      });
+    }
+    EndReading();
+    Release();
+  }
+  void Answer(const absl::Status& s) {
+    impl_->Close(this);
+    Complete([] {}, ToGrpc(s));
+    Release();
+  }
+
+  const Req* req_;
+  Resp* resp_;
+  Fn fn_;
 };
 
 }  // namespace
@@ -161,41 +277,15 @@ grpc::ServerUnaryReactor* Services::Impl::Unary(
     void (EtcdServer::*fn)(const Req&, EtcdServer::Done<Resp>)) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   obs->OnStarted(service, method, "unary");
-  auto* call = new UnaryCall(this, reactor, service, method);
+  auto* call = new TypedUnaryCall<Req, Resp>(this, reactor, service, method,
+                                             req, resp, fn);
+  call->who = CallerOf(ctx);
   if (!Open(call)) {
     call->Abort(Stopped());
     call->Release();
     return reactor;
   }
-  const bool posted = loop->Post([this, call, req, resp, fn,
-                                  who = CallerOf(ctx)] {
-    // etcd's learner rule (EtcdServer::CheckLearnerRpc).
-    bool supported = false;
-    if constexpr (std::is_same_v<Req, pb::StatusRequest>) supported = true;
-    if constexpr (std::is_same_v<Req, pb::RangeRequest>) {
-      supported = req->serializable();
-    }
-    if (absl::Status s = server->CheckLearnerRpc(supported); !s.ok()) {
-      Close(call);
-      call->Complete([] {}, ToGrpc(s));
-      call->Release();
-      return;
-    }
-    // A simple token from another member may wait for its entry here.
-    server->AwaitCaller(who, [this, call, req, resp, fn, who] {
-      EtcdServer::CallerScope scope(server, &who);
-      (server->*fn)(*req, [this, call, resp](absl::StatusOr<Resp> r) {
-        Close(call);
-        if (r.ok()) {
-          call->Complete([&] { *resp = *std::move(r); }, grpc::Status::OK);
-        } else {
-          call->Complete([] {}, ToGrpc(r.status()));
-        }
-        call->Release();
-      });
-    });
-  });
-  if (!posted) {
+  if (!loop->Post([call] { call->Run(); })) {
     Close(call);
     call->Abort(ToGrpc(server::ErrTooManyRequests()));
     call->Release();
@@ -1054,8 +1144,10 @@ void Services::Shutdown() {
   // so every call still in the set is alive while it is aborted.
   absl::MutexLock l(&impl_->mu);
   impl_->stopped = true;
-  for (OpenCall* c : impl_->open) c->Abort(Stopped());
-  impl_->open.clear();
+  while (OpenCall* c = impl_->open) {
+    impl_->Unlink(c);
+    c->Abort(Stopped());
+  }
 }
 
 }  // namespace detcd::shim

@@ -305,20 +305,46 @@ void EtcdServer::ProposeRequest(etcdserverpb::InternalRaftRequest req,
                                 Done<Resp> done) {
   const uint64_t rid = NextRequestId();
   req.mutable_header()->set_id(rid);
+  ProposeEncoded(rid, req.SerializeAsString(), std::move(done));
+}
+
+template <typename Resp, typename Req>
+void EtcdServer::ProposeLent(
+    etcdserverpb::InternalRaftRequest req,
+    void (etcdserverpb::InternalRaftRequest::*lend)(Req*),
+    Req* (etcdserverpb::InternalRaftRequest::*take_back)(), const Req& r,
+    Done<Resp> done) {
+  const uint64_t rid = NextRequestId();
+  req.mutable_header()->set_id(rid);
+  // Serializing reads the field and never writes it, so the caller's
+  // message can stand in for a copy; it is taken back before req goes (req
+  // must not delete what it does not own).
+  (req.*lend)(const_cast<Req*>(&r));
   std::string cmd = req.SerializeAsString();
+  (req.*take_back)();
+  ProposeEncoded(rid, std::move(cmd), std::move(done));
+}
+
+template <typename Resp>
+void EtcdServer::ProposeEncoded(uint64_t rid, std::string cmd,
+                                Done<Resp> done) {
   if (opts_.bugs.on(planted::Bug::kDuplicateApply)) inflight_[rid] = cmd;
-  node_->Propose(cmd, [this, rid, cmd, done = std::move(done)](
-                          absl::StatusOr<std::string> result) {
-    inflight_.erase(rid);
+  // The command is kept for the answer only when someone listens for it
+  // (the simulator's on_ack); the real server proposes it without a copy.
+  std::string acked = on_ack_ ? cmd : std::string();
+  auto answer = [this, rid, acked = std::move(acked),
+                 done = std::move(done)](absl::StatusOr<std::string> result) {
+    if (!inflight_.empty()) inflight_.erase(rid);
     if (!result.ok()) return done(result.status());
     Resp resp;
     if (absl::Status s = DecodeResult(*result, &resp); !s.ok()) {
       return done(s);
     }
-    if (on_ack_) on_ack_(cmd);
+    if (on_ack_) on_ack_(acked);
     FillHeader(&resp);
     done(std::move(resp));
-  });
+  };
+  node_->Propose(std::move(cmd), std::move(answer));
   AfterInput();
 }
 
@@ -354,8 +380,9 @@ void EtcdServer::Put(const etcdserverpb::PutRequest& r,
   if (absl::Status s = CheckPut(r); !s.ok()) return done(s);
   etcdserverpb::InternalRaftRequest req;
   if (absl::Status s = StampCaller(&req); !s.ok()) return done(s);
-  *req.mutable_put() = r;
-  ProposeRequest(std::move(req), std::move(done));
+  using R = etcdserverpb::InternalRaftRequest;
+  ProposeLent(std::move(req), &R::unsafe_arena_set_allocated_put,
+              &R::unsafe_arena_release_put, r, std::move(done));
 }
 
 void EtcdServer::DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
@@ -363,8 +390,9 @@ void EtcdServer::DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
   if (absl::Status s = CheckDeleteRange(r); !s.ok()) return done(s);
   etcdserverpb::InternalRaftRequest req;
   if (absl::Status s = StampCaller(&req); !s.ok()) return done(s);
-  *req.mutable_delete_range() = r;
-  ProposeRequest(std::move(req), std::move(done));
+  using R = etcdserverpb::InternalRaftRequest;
+  ProposeLent(std::move(req), &R::unsafe_arena_set_allocated_delete_range,
+              &R::unsafe_arena_release_delete_range, r, std::move(done));
 }
 
 void EtcdServer::Txn(const etcdserverpb::TxnRequest& r,
@@ -386,8 +414,9 @@ void EtcdServer::Txn(const etcdserverpb::TxnRequest& r,
   }
   etcdserverpb::InternalRaftRequest req;
   if (absl::Status s = StampCaller(&req); !s.ok()) return done(s);
-  *req.mutable_txn() = r;
-  ProposeRequest(std::move(req), std::move(done));
+  using R = etcdserverpb::InternalRaftRequest;
+  ProposeLent(std::move(req), &R::unsafe_arena_set_allocated_txn,
+              &R::unsafe_arena_release_txn, r, std::move(done));
 }
 
 void EtcdServer::Compact(const etcdserverpb::CompactionRequest& r,

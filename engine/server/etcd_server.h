@@ -428,6 +428,18 @@ class EtcdServer {
 
   template <typename Resp>
   void ProposeRequest(etcdserverpb::InternalRaftRequest req, Done<Resp> done);
+  // As ProposeRequest with `r` as req's request field, lent to req for the
+  // encoding only: the client's request (a put's value may be 1.5 MiB) is
+  // not copied into req. The command's bytes are those ProposeRequest would
+  // make of a copy.
+  template <typename Resp, typename Req>
+  void ProposeLent(etcdserverpb::InternalRaftRequest req,
+                   void (etcdserverpb::InternalRaftRequest::*lend)(Req*),
+                   Req* (etcdserverpb::InternalRaftRequest::*take_back)(),
+                   const Req& r, Done<Resp> done);
+  // Proposes the encoded request `cmd` whose header id is rid.
+  template <typename Resp>
+  void ProposeEncoded(uint64_t rid, std::string cmd, Done<Resp> done);
   // Auth (etcd_server_auth.cc). The identity behind `c` (null: internal).
   absl::StatusOr<std::optional<auth::AuthInfo>> AuthInfoFor(const Caller* c);
   // Stamps req's header with the current caller's user and auth revision
