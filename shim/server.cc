@@ -1222,8 +1222,8 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // The disk thread (before the engine starts: recovery's Ready may go to
   // it). Its completions come back as engine events, never refused for
   // backlog (EngineLoop::PostCompletion).
-  m.disk_thread = std::make_unique<DiskThread>(
-      [l = m.loop.get()](std::function<void()> t) {
+  m.disk_thread =
+      std::make_unique<DiskThread>([l = m.loop.get()](std::function<void()> t) {
         return l->PostCompletion(std::move(t));
       });
   m.disk->set_worker(m.disk_thread.get());
