@@ -12,15 +12,17 @@
 //            and the key exists once (the table, the ordered index and
 //            every record reach it through the node). While the key is
 //            alive, the node also holds its latest revision's data (value,
-//            create revision, version, lease; values up to
-//            kInlineValueBytes inline), and that revision's 16-byte Record
-//            is a stub pointing here:
-//            a point read at the latest revision then touches the hash
-//            slot and the node only, not the deque or a value on the heap.
-//            (The data lives in exactly one place, so memory does not
-//            grow by a copy of every live value.) When a newer revision
-//            or a delete replaces it, the data moves (without copying the
-//            value) into a RevData its Record points to.
+//            create revision, version, lease), and that revision's 16-byte
+//            Record is a stub pointing here: a point read at the latest
+//            revision then touches the hash slot and the node only, not
+//            the deque. The value sits in the same block, in an area after
+//            the key sized for the value the key was created with, so a
+//            live key is one malloc block; a later, longer value (or one
+//            of 4 KiB or more) gets a block of its own. (The data lives in
+//            exactly one place, so memory does not grow by a copy of every
+//            live value.) When a newer revision or a delete replaces it,
+//            the data moves into a RevData its Record points to: one block
+//            with the value inside, or the long value's block handed over.
 //   ordered  absl::btree_set of KeyNode pointers ordered by their keys,
 //            owning the nodes: range scans and DeleteRange walk it in key
 //            order. (8 bytes a slot: comparisons read the key through the
@@ -54,10 +56,11 @@
 // just its one kept record there, which stays kept.
 //
 // Memory (mvcc_bench BM_HeapPerKeyServerLoad: 1M 8-byte keys, 256-byte
-// values, txns of 100 puts): 450 heap bytes per key, of which 272 are the
-// value's malloc block; the node is 128, the record 16 (plus its
-// vector's slack), the hash slots 17, the ordered index about 12. (Before
-// records became 16 bytes and keys were stored once: 572.)
+// values, txns of 100 puts): 395 heap bytes per key: the node block with
+// key and value is 352 (80 of fields), the record 16, the hash slots 17,
+// the ordered index about 12. (With the value in a block of its own and
+// each entry's growth slack: 450; before records became 16 bytes and keys
+// were stored once: 572.)
 #include "engine/mvcc/kv_store.h"
 
 #include <algorithm>
@@ -111,69 +114,56 @@ using KeyIndex = absl::InlinedVector<RevRef, 1>;
 
 struct KeyNode;
 
-// Values up to this many bytes are kept inside a NodeValue; longer ones
-// in one heap block of exactly their size.
-constexpr size_t kInlineValueBytes = 16;
+// A value at least this long is never copied into a node or a RevData: it
+// gets a heap block of its own, which moves (a pointer) when a newer
+// revision replaces it. Shorter values live inside those blocks.
+constexpr size_t kMaxInlineValueBytes = 4096;
 
-// A byte string in 24 bytes (a std::string takes 32 and rounds its heap
-// block up). Moves hand the heap block over without copying the bytes.
-class NodeValue {
- public:
-  NodeValue() = default;
-  ~NodeValue() { Reset(); }
-  NodeValue(const NodeValue&) = delete;
-  NodeValue& operator=(const NodeValue&) = delete;
-  NodeValue(NodeValue&& o) noexcept { Steal(&o); }
-  NodeValue& operator=(NodeValue&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      Steal(&o);
-    }
-    return *this;
-  }
-
-  std::string_view view() const {
-    return std::string_view(size_ > kInlineValueBytes ? heap_ : buf_, size_);
-  }
-  size_t size() const { return size_; }
-  void Set(std::string_view v) {
-    DETCD_CHECK(v.size() < std::numeric_limits<uint32_t>::max());
-    Reset();
-    char* dst = buf_;
-    if (v.size() > kInlineValueBytes) {
-      heap_ = new char[v.size()];
-      dst = heap_;
-    }
-    if (!v.empty()) std::memcpy(dst, v.data(), v.size());
-    size_ = static_cast<uint32_t>(v.size());
-  }
-
- private:
-  void Reset() {
-    if (size_ > kInlineValueBytes) delete[] heap_;
-    size_ = 0;
-  }
-  void Steal(NodeValue* o) {
-    std::memcpy(buf_, o->buf_, sizeof(buf_));  // the bytes or the pointer
-    size_ = o->size_;
-    o->size_ = 0;
-  }
-
-  union {
-    char buf_[kInlineValueBytes];
-    char* heap_;
-  };
-  uint32_t size_ = 0;
-};
-static_assert(sizeof(NodeValue) == 24);
+// Reads and writes a pointer kept in an unaligned byte area.
+char* LoadPtr(const char* at) {
+  char* p;
+  std::memcpy(&p, at, sizeof(p));
+  return p;
+}
+void StorePtr(char* at, char* p) { std::memcpy(at, &p, sizeof(p)); }
 
 // The data of a put revision that is not its key's live latest one (a
-// replaced or deleted value kept for history).
+// replaced or deleted value kept for history): one heap block, the value
+// right after the fields, or (long values) a pointer to the value's own
+// block there.
 struct RevData {
   int64_t create_revision = 0;
   int64_t version = 0;
   int64_t lease = 0;
-  NodeValue value;
+  uint32_t size = 0;
+  bool heap = false;
+
+  const char* tail() const { return reinterpret_cast<const char*>(this + 1); }
+  char* tail() { return reinterpret_cast<char*>(this + 1); }
+  std::string_view value() const {
+    return std::string_view(heap ? LoadPtr(tail()) : tail(), size);
+  }
+  // heap_value: a block of `size` bytes from new char[] this takes over,
+  // or null to copy `value` inline.
+  static RevData* Make(std::string_view value, char* heap_value) {
+    const size_t tail = heap_value != nullptr ? sizeof(char*) : value.size();
+    void* mem = ::operator new(sizeof(RevData) + tail);
+    RevData* d = new (mem) RevData();
+    d->size = static_cast<uint32_t>(value.size());
+    d->heap = heap_value != nullptr;
+    if (d->heap) {
+      StorePtr(d->tail(), heap_value);
+    } else if (!value.empty()) {
+      std::memcpy(d->tail(), value.data(), value.size());
+    }
+    return d;
+  }
+  static void Free(RevData* d) {
+    if (d == nullptr) return;
+    if (d->heap) delete[] LoadPtr(d->tail());
+    d->~RevData();
+    ::operator delete(d);
+  }
 };
 
 // One revision of one key, 16 bytes: the key's node (which outlives every
@@ -192,7 +182,7 @@ class Record {
   Record() = default;
   Record(KeyNode* node, bool tombstone)
       : node_(node), bits_(tombstone ? kTombstone : 0) {}
-  ~Record() { delete data(); }
+  ~Record() { RevData::Free(data()); }
   Record(const Record&) = delete;
   Record& operator=(const Record&) = delete;
   Record(Record&& o) noexcept : node_(o.node_), bits_(o.bits_) {
@@ -201,7 +191,7 @@ class Record {
   }
   Record& operator=(Record&& o) noexcept {
     if (this != &o) {
-      delete data();
+      RevData::Free(data());
       node_ = o.node_;
       bits_ = o.bits_;
       o.node_ = nullptr;
@@ -220,16 +210,11 @@ class Record {
     return reinterpret_cast<RevData*>(bits_ & ~kFlagMask);
   }
   // Takes ownership of d (the record must be a put without data).
-  void set_data(std::unique_ptr<RevData> d) {
+  void set_data(RevData* d) {
     DETCD_CHECK(in_node());
-    const uintptr_t p = reinterpret_cast<uintptr_t>(d.release());
+    const uintptr_t p = reinterpret_cast<uintptr_t>(d);
     DETCD_CHECK((p & kFlagMask) == 0);
     bits_ |= p;
-  }
-  std::unique_ptr<RevData> take_data() {
-    RevData* d = data();
-    bits_ &= kFlagMask;
-    return std::unique_ptr<RevData>(d);
   }
 
  private:
@@ -243,34 +228,76 @@ class Record {
 };
 static_assert(sizeof(Record) == 16);
 
-// One per key with kept revisions; allocated with its key bytes right
-// after it (KeyNode::Make), so the key exists once for the hash table, the
-// ordered index and every record, and a node with a short key fits a
-// 128-byte malloc block.
+// One per key with kept revisions, in one heap block: the fields, the key
+// bytes, then a value area of value_cap bytes (KeyNode::Make). So the key
+// exists once for the hash table, the ordered index and every record, and
+// a live key whose value fits the area (the usual case: the area is sized
+// for the value the key was created with) costs one malloc block in all.
+// A value longer than the area has a block of its own, its pointer kept
+// at the start of the area (value_cap >= 8).
 struct KeyNode {
-  // Main revision of the key's latest revision while that is a live put
-  // (its Record is then in_node and the next four fields are its data); 0
-  // otherwise.
-  int64_t mod = 0;
+  // While latest_in_node, the key's latest revision (revs.back()) is a live
+  // put whose Record is in_node, and these three fields and the value are
+  // its data.
   int64_t create_revision = 0;
   int64_t version = 0;
   int64_t lease = 0;
-  NodeValue value;
   KeyIndex revs;
   // The record of revs[0] when that revision is older than the deque
   // (compaction kept it); node() is null otherwise.
   Record old;
   uint32_t key_size = 0;
+  uint32_t value_size = 0;
+  uint32_t value_cap = 0;
+  bool latest_in_node = false;
+
+  KeyNode() = default;
+  KeyNode(const KeyNode&) = delete;
+  KeyNode& operator=(const KeyNode&) = delete;
+  ~KeyNode() { FreeValue(); }
 
   std::string_view key() const {
     return std::string_view(reinterpret_cast<const char*>(this + 1), key_size);
   }
+  // Main revision of the latest revision while latest_in_node, else 0.
+  int64_t mod() const { return latest_in_node ? revs.back().main : 0; }
 
-  static KeyNode* Make(std::string_view key) {
+  bool value_on_heap() const { return value_size > value_cap; }
+  std::string_view value() const {
+    const char* a = area();
+    return std::string_view(value_on_heap() ? LoadPtr(a) : a, value_size);
+  }
+  void SetValue(std::string_view v) {
+    DETCD_CHECK(v.size() < std::numeric_limits<uint32_t>::max());
+    FreeValue();
+    char* dst = area();
+    if (v.size() > value_cap) {
+      char* h = new char[v.size()];
+      StorePtr(dst, h);
+      dst = h;
+    }
+    if (!v.empty()) std::memcpy(dst, v.data(), v.size());
+    value_size = static_cast<uint32_t>(v.size());
+  }
+  // Moves the value out into a RevData (a long value's block is handed
+  // over, a short one copied) and leaves the node without one.
+  RevData* TakeValue() {
+    RevData* d =
+        RevData::Make(value(), value_on_heap() ? LoadPtr(area()) : nullptr);
+    value_size = 0;  // the block, if any, is the RevData's now
+    return d;
+  }
+
+  // value_hint: the size of the value the key is created with.
+  static KeyNode* Make(std::string_view key, size_t value_hint) {
     DETCD_CHECK(key.size() < std::numeric_limits<uint32_t>::max());
-    void* mem = ::operator new(sizeof(KeyNode) + key.size());
+    const size_t cap = value_hint < kMaxInlineValueBytes
+                           ? std::max(value_hint, sizeof(char*))
+                           : sizeof(char*);
+    void* mem = ::operator new(sizeof(KeyNode) + key.size() + cap);
     KeyNode* n = new (mem) KeyNode();
     n->key_size = static_cast<uint32_t>(key.size());
+    n->value_cap = static_cast<uint32_t>(cap);
     if (!key.empty()) {
       std::memcpy(reinterpret_cast<char*>(n + 1), key.data(), key.size());
     }
@@ -282,7 +309,18 @@ struct KeyNode {
       ::operator delete(n);
     }
   };
+
+ private:
+  char* area() { return reinterpret_cast<char*>(this + 1) + key_size; }
+  const char* area() const {
+    return reinterpret_cast<const char*>(this + 1) + key_size;
+  }
+  void FreeValue() {
+    if (value_on_heap()) delete[] LoadPtr(area());
+    value_size = 0;
+  }
 };
+static_assert(sizeof(KeyNode) == 80);
 
 // A record's data, wherever it lives.
 struct RecView {
@@ -296,12 +334,11 @@ struct RecView {
 RecView View(const Record& r) {
   if (r.in_node()) {
     const KeyNode& n = *r.node();
-    return RecView{n.value.view(), n.create_revision, n.version, n.lease,
-                   false};
+    return RecView{n.value(), n.create_revision, n.version, n.lease, false};
   }
   if (r.tombstone()) return RecView{{}, 0, 0, 0, true};
   const RevData& d = *r.data();
-  return RecView{d.value.view(), d.create_revision, d.version, d.lease, false};
+  return RecView{d.value(), d.create_revision, d.version, d.lease, false};
 }
 
 // Orders the key nodes in the ordered index by key; also compares a node
@@ -464,9 +501,9 @@ KeyValue MakeLatestKv(const KeyNode& n, bool keys_only) {
   KeyValue kv;
   kv.key = n.key();
   kv.create_revision = n.create_revision;
-  kv.mod_revision = n.mod;
+  kv.mod_revision = n.mod();
   kv.version = n.version;
-  if (!keys_only) kv.value = n.value.view();
+  if (!keys_only) kv.value = n.value();
   kv.lease = n.lease;
   return kv;
 }
@@ -580,37 +617,40 @@ struct KvStore::Impl {
   // its Record, because a newer revision (or a tombstone) is about to
   // replace it. A no-op when the key is not alive.
   void SpillLatest(KeyNode* n) {
-    if (n->mod == 0) return;
+    if (!n->latest_in_node) return;
     Record& r = GetMut(*n, n->revs.back());
-    DETCD_CHECK(r.in_node() && n->revs.back().main == n->mod);
-    auto d = std::make_unique<RevData>();
-    d->value = std::move(n->value);
+    DETCD_CHECK(r.in_node());
+    RevData* d = n->TakeValue();
     d->create_revision = n->create_revision;
     d->version = n->version;
     d->lease = n->lease;
-    r.set_data(std::move(d));
-    n->mod = 0;
+    r.set_data(d);
+    n->latest_in_node = false;
   }
-  // Makes key node n's new latest revision (a put at main revision
-  // `main`, whose Record is in_node) hold this data, in the node.
-  static void SetLatest(KeyNode* n, int64_t main, std::string_view value,
+  // Makes key node n's new latest revision (a put, already revs.back(),
+  // whose Record is in_node) hold this data, in the node.
+  static void SetLatest(KeyNode* n, std::string_view value,
                         int64_t create_revision, int64_t version,
                         int64_t lease) {
-    DETCD_CHECK(n->mod == 0);
-    n->value.Set(value);
+    DETCD_CHECK(!n->latest_in_node && !n->revs.empty() &&
+                !n->revs.back().tombstone);
+    n->SetValue(value);
     n->create_revision = create_revision;
     n->version = version;
     n->lease = lease;
-    n->mod = main;
+    n->latest_in_node = true;
   }
 
   KeyNode* FindKey(std::string_view key) const {
     return table.Find(key, HashKey(key));
   }
-  KeyNode* FindOrAddKey(std::string_view key) {
+  // value_hint: the size of the value a new key is created with (its
+  // node's value area).
+  KeyNode* FindOrAddKey(std::string_view key, size_t value_hint) {
     const uint64_t h = HashKey(key);
     if (KeyNode* n = table.Find(key, h)) return n;
-    std::unique_ptr<KeyNode, KeyNode::Free> node(KeyNode::Make(key));
+    std::unique_ptr<KeyNode, KeyNode::Free> node(
+        KeyNode::Make(key, value_hint));
     // Hinted at the end: keys often arrive in increasing order (sequential
     // fills, a restore of such a store), and then no descent is needed.
     const size_t before = ordered.size();
@@ -647,7 +687,7 @@ struct KvStore::Impl {
     const size_t limit = o.limit > 0 ? static_cast<size_t>(o.limit)
                                      : std::numeric_limits<size_t>::max();
     auto visit = [&](const KeyNode& n) {
-      if (n.mod != 0 && n.mod <= rev) {
+      if (n.latest_in_node && n.mod() <= rev) {
         // The common case, a read of the latest revision: the node has it.
         ++res.count;
         if (o.count_only || res.kvs.size() >= limit) return;
@@ -808,14 +848,14 @@ std::optional<KeyValue> KvStore::WriteTxn::Put(std::string_view key,
     DETCD_CHECK(st.base + static_cast<int64_t>(st.entries.size()) == main);
     st.entries.emplace_back();
   }
-  KeyNode* node = st.FindOrAddKey(key);
+  KeyNode* node = st.FindOrAddKey(key, value.size());
   KeyIndex& ki = node->revs;
 
   Event& ev = events_.emplace_back();
   ev.type = Event::kPut;
   int64_t create_revision = main;
   int64_t version = 1;
-  if (node->mod != 0) {
+  if (node->latest_in_node) {
     // The key is alive; its latest revision's data is in the node. Move
     // it back into its record before the entry may grow (and move it).
     DETCD_CHECK(!ki.empty() && !ki.back().tombstone);
@@ -828,7 +868,8 @@ std::optional<KeyValue> KvStore::WriteTxn::Put(std::string_view key,
     DETCD_CHECK(ki.empty() || ki.back().tombstone);
     ++st.live_keys;
   }
-  Impl::SetLatest(node, main, value, create_revision, version, lease);
+  ki.push_back(RevRef{main, sub, false});
+  Impl::SetLatest(node, value, create_revision, version, lease);
   Record rec(node, /*tombstone=*/false);
 
   ev.kv.key = node->key();
@@ -841,7 +882,6 @@ std::optional<KeyValue> KvStore::WriteTxn::Put(std::string_view key,
   st.bytes += RecordBytes(rec);
   ++st.revisions;
   st.entries.back().push_back(std::move(rec));
-  ki.push_back(RevRef{main, sub, false});
 
   if (!ev.has_prev_kv) return std::nullopt;
   return ev.prev_kv;
@@ -868,7 +908,7 @@ std::vector<KeyValue> KvStore::WriteTxn::DeleteRange(std::string_view key,
     Event& ev = events_.emplace_back();
     ev.type = Event::kDelete;
     ev.has_prev_kv = true;
-    DETCD_CHECK(n->mod == ki.back().main);
+    DETCD_CHECK(n->latest_in_node);
     ev.prev_kv = MakeLatestKv(*n, /*keys_only=*/false);
     st.SpillLatest(n);
     ev.kv.key = n->key();
@@ -903,6 +943,9 @@ std::vector<Event> KvStore::WriteTxn::End() {
   ended_ = true;
   st.txn_open = false;
   if (!events_.empty()) {
+    // The entry grew by doubling; a transaction of 100 puts would leave
+    // 28 empty slots (16 bytes each) for as long as its revision is kept.
+    st.entries.back().shrink_to_fit();
     ++st.current_rev;
     DETCD_CHECK(st.base + static_cast<int64_t>(st.entries.size()) ==
                 st.current_rev + 1);
@@ -1100,7 +1143,7 @@ absl::Status KvStore::Restore(std::string_view image) {
         return bad("missing revision");
       }
     }
-    KeyNode* node = st->FindOrAddKey(key);
+    KeyNode* node = st->FindOrAddKey(key, value.size());
     KeyIndex& ki = node->revs;
     const bool alive = !ki.empty() && !ki.back().tombstone;
     if (kept_old && !ki.empty()) return bad("two kept revisions of a key");
@@ -1122,18 +1165,22 @@ absl::Status KvStore::Restore(std::string_view image) {
     // As in Put and DeleteRange: the key's latest live revision keeps its
     // data in the node, decoded straight into it from the image.
     st->SpillLatest(node);
+    ki.push_back(RevRef{rev.main, static_cast<uint32_t>(rev.sub), tombstone});
     if (!tombstone) {
-      Impl::SetLatest(node, rev.main, value, create_revision, version, lease);
+      Impl::SetLatest(node, value, create_revision, version, lease);
     }
     Record r(node, tombstone);
-    ki.push_back(RevRef{rev.main, static_cast<uint32_t>(rev.sub), tombstone});
     st->bytes += RecordBytes(r);
     ++st->revisions;
     if (kept_old) {
       node->old = std::move(r);
       st->old.emplace(rev, node);
     } else {
-      if (rev.sub == 0) st->entries.emplace_back();
+      if (rev.sub == 0) {
+        // As End() does: the finished entry gives back its growth slack.
+        if (!st->entries.empty()) st->entries.back().shrink_to_fit();
+        st->entries.emplace_back();
+      }
       st->entries.back().push_back(std::move(r));
     }
     prev_rev = rev;

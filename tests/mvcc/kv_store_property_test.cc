@@ -256,10 +256,13 @@ struct Picker {
   std::string Key() const { return *rc::gen::elementOf(KeyAlphabet()); }
   std::string End() const { return *rc::gen::elementOf(EndAlphabet()); }
   std::string Value() const {
-    // Short and long (heap-allocated) values, on both sides of the
-    // store's 32-byte inline limit for a key's latest value.
+    // Values of many sizes, so that a key's later values are longer and
+    // shorter than the value area its node got at creation (8 bytes at
+    // least), and some of 4 KiB or more, which always get a block of
+    // their own.
     return *rc::gen::element("v"s, "w"s, ""s, std::string(40, 'x'),
-                             std::string(32, 'y'), std::string(33, 'z'));
+                             std::string(32, 'y'), std::string(33, 'z'),
+                             std::string(9, 'n'), std::string(4100, 'q'));
   }
   // Mostly the latest revision; otherwise anything from before the
   // compaction to past the current revision (so both errors happen).

@@ -1135,6 +1135,72 @@ TEST(KvStoreTest, KeyAndValueSizesAroundStorageLimits) {
   EXPECT_NE(before, t.Hash());  // the compaction dropped revisions
 }
 
+// A key's node has a value area sized for the value it was created with:
+// later values that do not fit, and values of 4 KiB or more, live in
+// blocks of their own. Every revision must read back the same wherever
+// its value lived, through replacement, deletion, compaction and restore.
+TEST(KvStoreTest, ValuesInsideAndOutsideTheKeysNode) {
+  const std::vector<std::string> values = {"ab",
+                                           std::string(300, 'p'),
+                                           "cdefg",
+                                           std::string(5000, 'q'),
+                                           "",
+                                           std::string(9, 'r'),
+                                           std::string(4096, 's'),
+                                           "t"};
+  for (size_t first = 0; first < values.size(); ++first) {
+    KvStore s;
+    std::vector<std::string> seq;  // the value at revision 2 + i
+    for (size_t i = 0; i < values.size(); ++i) {
+      seq.push_back(values[(first + i) % values.size()]);
+      Put(s, "k", seq.back(), static_cast<int64_t>(i));
+    }
+    auto check_history = [&](const KvStore& st, int64_t from_rev) {
+      for (size_t i = 0; i < seq.size(); ++i) {
+        const int64_t rev = 2 + static_cast<int64_t>(i);
+        if (rev < from_rev) continue;
+        EXPECT_EQ(
+            Get(st, "k", {}, rev),
+            std::vector<KeyValue>{Kv("k", 2, rev, static_cast<int64_t>(i) + 1,
+                                     seq[i], static_cast<int64_t>(i))})
+            << "first " << first << " rev " << rev;
+      }
+    };
+    check_history(s, 0);
+    // The events carry each replaced value as prev_kv.
+    std::vector<Event> evs;
+    int64_t next = 0;
+    ASSERT_TRUE(s.Changes(3, s.Rev(), 100, &evs, &next).ok());
+    ASSERT_EQ(evs.size(), seq.size() - 1);
+    for (size_t i = 1; i < seq.size(); ++i) {
+      EXPECT_EQ(evs[i - 1].prev_kv.value, seq[i - 1]);
+    }
+    // Deleted, the latest value moves out of the node too; re-created
+    // with a longer value, the old node's area is too small.
+    Del(s, "k");
+    const std::string again(700, 'z');
+    Put(s, "k", again);
+    check_history(s, 0);
+    const int64_t deleted_at = 2 + static_cast<int64_t>(seq.size());
+    EXPECT_TRUE(Get(s, "k", {}, deleted_at).empty());
+    EXPECT_EQ(Get(s, "k")[0].value, again);
+    ASSERT_TRUE(s.Compact(5).ok());
+    check_history(s, 5);
+    KvStore t;
+    ASSERT_TRUE(t.Restore(s.Snapshot()).ok());
+    ExpectSameStore(s, t);
+    check_history(t, 5);
+    EXPECT_EQ(Get(t, "k")[0].value, again);
+    // Overwrites in the restored store, whose nodes were sized from the
+    // image.
+    Put(t, "k", "u");
+    Put(t, "k", std::string(900, 'w'));
+    EXPECT_EQ(Get(t, "k")[0].value, std::string(900, 'w'));
+    EXPECT_EQ(Get(t, "k", {}, t.Rev() - 1)[0].value, "u");
+    EXPECT_EQ(Get(t, "k", {}, t.Rev() - 2)[0].value, again);
+  }
+}
+
 TEST(KvStoreTest, SwapExchangesContents) {
   KvStore a, b;
   BuildSample(&a);
