@@ -48,6 +48,9 @@ enum AnswerCode : uint8_t {
 constexpr int kWriteTimeoutMs = 5000;
 // How often an idle sender checks that its connection is still open.
 constexpr int kIdleCheckMs = 200;
+// Most bytes of queued small messages one write takes (see SenderLoop), and
+// the receiver's read buffer: a batch usually arrives in one read.
+constexpr size_t kMaxBatchBytes = 256 << 10;
 
 int64_t NowNs() {
   timespec ts;
@@ -358,6 +361,8 @@ struct PeerTransport::Peer {
   int64_t last_drop_log_ms ABSL_GUARDED_BY(mu) = -1'000'000;
 
   std::atomic<uint64_t> sent_bytes{0};
+  std::atomic<uint64_t> writes{0};
+  std::atomic<uint64_t> joined{0};
   std::atomic<uint64_t> send_failures{0};
   std::atomic<uint64_t> dial_failures{0};
   std::atomic<bool> connected{false};
@@ -776,11 +781,18 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
                {"remote-peer-id", Hex(p->id)},
                {"address", url}});
     std::string reason = "stopped";
+    // What one wake-up writes: every message queued by then, framed into
+    // one buffer and one write (etcd's stream writer likewise flushes once
+    // when its queue runs dry). Under load the engine queues several
+    // appends and acks per wake-up; a send(2) each cost more CPU (the
+    // loopback receive path runs inside the sender's send) than the
+    // messages themselves. Nothing waits for more: a lone message leaves
+    // at once.
+    std::vector<Peer::Queued> batch;
+    std::vector<std::string> payloads;  // a batch's, for opts_.coalesce
+    std::string out;                    // reused: the framed batch
     for (;;) {
-      std::string msg;
-      SnapshotDone done;
-      bool snapshot = false;
-      bool have = false;
+      batch.clear();
       {
         absl::MutexLock l(&p->mu);
         absl::Time deadline = absl::Now() + absl::Milliseconds(kIdleCheckMs);
@@ -792,16 +804,24 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
           reason = "peer URLs changed";
           break;
         }
-        if (!p->queue.empty()) {
-          msg = std::move(p->queue.front().payload);
-          done = std::move(p->queue.front().done);
-          snapshot = p->queue.front().snapshot;
+        // Small messages up to kMaxBatchBytes; a snapshot or a message
+        // larger than a write chunk goes alone (written in chunks, without
+        // a copy).
+        size_t bytes = 0;
+        while (!p->queue.empty()) {
+          Peer::Queued& q = p->queue.front();
+          const bool alone = q.snapshot || q.size() > opts_.write_chunk_bytes;
+          if (!batch.empty() && (alone || bytes + q.size() > kMaxBatchBytes)) {
+            break;
+          }
+          bytes += q.size();
+          p->queued_bytes -= q.size();
+          batch.push_back(std::move(q));
           p->queue.pop_front();
-          p->queued_bytes -= msg.size();
-          have = true;
+          if (alone) break;
         }
       }
-      if (!have) {
+      if (batch.empty()) {
         // Idle: the listener never writes after its answer, so a readable
         // socket means it closed (or reset) the connection.
         pollfd pfd{stream.fd(), POLLIN, 0};
@@ -811,19 +831,49 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
         }
         continue;
       }
-      // A snapshot's marker: an empty frame (see the header).
-      static constexpr char kMarker[4] = {0, 0, 0, 0};
       bool written = true;
-      if (snapshot) {
-        written = stream.WriteAll(kMarker, sizeof(kMarker));
-        if (written) p->sent_bytes.fetch_add(4, std::memory_order_relaxed);
+      if (batch.size() == 1 &&
+          (batch[0].snapshot || batch[0].size() > opts_.write_chunk_bytes)) {
+        Peer::Queued& q = batch[0];
+        // A snapshot's marker: an empty frame (see the header).
+        static constexpr char kMarker[4] = {0, 0, 0, 0};
+        if (q.snapshot) {
+          written = stream.WriteAll(kMarker, sizeof(kMarker));
+          if (written) p->sent_bytes.fetch_add(4, std::memory_order_relaxed);
+        }
+        written = written && WriteFrame(*p, stream, q.payload);
+        // Written whole to the connection: as far as this side can know,
+        // the transfer is over (etcd's snapshot sender reports at the same
+        // point).
+        if (q.done) q.done(written);
+      } else {
+        payloads.clear();
+        for (Peer::Queued& q : batch) payloads.push_back(std::move(q.payload));
+        if (opts_.coalesce && payloads.size() > 1) {
+          const size_t before = payloads.size();
+          opts_.coalesce(&payloads);
+          p->joined.fetch_add(before - payloads.size(),
+                              std::memory_order_relaxed);
+        }
+        out.clear();
+        for (const std::string& payload : payloads) {
+          char header[4];
+          PutU32(header, static_cast<uint32_t>(payload.size()));
+          out.append(header, 4);
+          out.append(payload);
+        }
+        written = stream.WriteAll(out.data(), out.size());
+        if (written) {
+          p->sent_bytes.fetch_add(out.size(), std::memory_order_relaxed);
+        }
+        // A long message once makes the buffer large; do not keep it.
+        if (out.capacity() > 2 * kMaxBatchBytes) std::string().swap(out);
       }
-      written = written && WriteFrame(*p, stream, msg);
-      // Written whole to the connection: as far as this side can know, the
-      // transfer is over (etcd's snapshot sender reports at the same point).
-      if (done) done(written);
+      p->writes.fetch_add(1, std::memory_order_relaxed);
       if (!written) {
-        p->send_failures.fetch_add(1, std::memory_order_relaxed);
+        // Everything in the failed write is lost (or half-delivered, which
+        // the receiver discards with the broken stream).
+        p->send_failures.fetch_add(batch.size(), std::memory_order_relaxed);
         reason = absl::StrCat("write: ", GoErr(errno));
         break;
       }
@@ -1222,15 +1272,39 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
       if (f != nullptr) f->recv_failures.WithLabels({from_label}).Inc();
       snapshot_over(false);
     };
+    // Frames are parsed out of one buffer filled by reads of whatever has
+    // arrived, so a batch of small messages (see SenderLoop) costs one read
+    // instead of two per message. A frame larger than the buffer is read
+    // into its own string, grown as bytes arrive, so a peer announcing a
+    // huge frame and sending nothing does not make us allocate it.
+    std::string buf(kMaxBatchBytes, '\0');
+    size_t begin = 0, end = 0;  // unparsed bytes: buf[begin, end)
+    // Until `n` unparsed bytes are buffered (n <= buf.size()); false when
+    // the stream ends first.
+    auto fill = [&](size_t n) {
+      if (end - begin >= n) return true;
+      if (begin > 0) {
+        memmove(buf.data(), buf.data() + begin, end - begin);
+        end -= begin;
+        begin = 0;
+      }
+      while (end < n) {
+        const long r = stream->Read(buf.data() + end, buf.size() - end);
+        if (r <= 0) return false;
+        end += static_cast<size_t>(r);
+      }
+      return true;
+    };
     for (;;) {
-      char header[4];
-      if (!ReadFull(*stream, header, 4)) {
+      if (!fill(4)) {
         // Between frames a close is the normal end, except after a
         // snapshot's marker.
-        if (snapshot_start_ns != 0) receive_failed();
+        if (snapshot_start_ns != 0 || end > begin) receive_failed();
+        if (end > begin) error = "connection closed inside a frame";
         break;
       }
-      const uint32_t len = GetU32(header);
+      const uint32_t len = GetU32(buf.data() + begin);
+      begin += 4;
       if (len == 0) {
         // The marker of a snapshot frame (a second one in a row restarts
         // the clock of the first, which never came).
@@ -1248,17 +1322,25 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
                              opts_.max_frame_bytes);
         break;
       }
-      // Grown as bytes arrive, so a peer announcing a huge frame and
-      // sending nothing does not make us allocate it.
       std::string payload;
       bool ok = true;
-      while (payload.size() < len) {
-        size_t have = payload.size();
-        size_t step = std::min<size_t>(len - have, 1 << 20);
-        payload.resize(have + step);
-        if (!ReadFull(*stream, payload.data() + have, step)) {
-          ok = false;
-          break;
+      if (len <= buf.size()) {
+        ok = fill(len);
+        if (ok) {
+          payload.assign(buf.data() + begin, len);
+          begin += len;
+        }
+      } else {
+        payload.assign(buf.data() + begin, end - begin);
+        begin = end = 0;
+        while (payload.size() < len) {
+          size_t have = payload.size();
+          size_t step = std::min<size_t>(len - have, 1 << 20);
+          payload.resize(have + step);
+          if (!ReadFull(*stream, payload.data() + have, step)) {
+            ok = false;
+            break;
+          }
         }
       }
       if (!ok) {
@@ -1266,6 +1348,7 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
         error = "connection closed inside a frame";
         break;
       }
+      if (begin == end) begin = end = 0;
       received->bytes.fetch_add(4 + len, std::memory_order_relaxed);
       opts_.on_message(from, std::move(payload));
       snapshot_over(true);
@@ -1548,6 +1631,8 @@ PeerTransportStats PeerTransport::Stats() const {
     PeerStats& s = by_id[id];
     s.id = id;
     s.sent_bytes = p->sent_bytes.load();
+    s.writes = p->writes.load();
+    s.joined = p->joined.load();
     s.send_failures = p->send_failures.load();
     s.dial_failures = p->dial_failures.load();
     s.connected = p->connected.load();

@@ -16,7 +16,12 @@
 // (round-robin over its URLs, exponential backoff backoff_min_ms ..
 // backoff_max_ms between failed attempts), then writes queued messages,
 // large ones in write_chunk_bytes pieces. Messages still queued while a peer
-// is unreachable wait (within the bounds) for the next connection.
+// is unreachable wait (within the bounds) for the next connection. Each
+// wake-up of the sender takes every small message queued by then (up to
+// 256 KiB) and writes their frames in one write; a snapshot or a message
+// larger than write_chunk_bytes goes alone, without a copy. The receiver
+// reads into a 256 KiB buffer and cuts the frames out of it, so a batch
+// usually costs one read.
 //
 // Receiving: one accept thread per listen URL, one reader thread per
 // accepted connection. The handshake is checked (cluster id, receiver id,
@@ -161,11 +166,20 @@ struct PeerTransportOptions {
   // A peer answered our handshake with code 5: this member was removed.
   // Called on the sender's thread.
   std::function<void(uint64_t by)> on_removed;
+  // May join messages of one batch before it is written (the server joins
+  // consecutive raft appends: EtcdServer::CoalescePeerPayloads): gets the
+  // batch's payloads in order, leaves fewer or the same. Called on the
+  // peer's sender thread; snapshots never pass through it.
+  std::function<void(std::vector<std::string>* payloads)> coalesce;
 };
 
 struct PeerStats {
   uint64_t id = 0;
   uint64_t sent_bytes = 0;      // etcd_network_peer_sent_bytes_total
+  uint64_t writes = 0;          // writes of queued messages: one per batch
+                                // (all small messages queued at a wake-up)
+                                // or per large message / snapshot
+  uint64_t joined = 0;          // messages folded into others by coalesce
   uint64_t received_bytes = 0;  // etcd_network_peer_received_bytes_total
   uint64_t send_failures = 0;   // etcd_network_peer_sent_failures_total:
                                 // messages dropped or lost in a failed write

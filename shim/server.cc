@@ -1122,6 +1122,9 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     if (im->loop) im->loop->Post(std::move(f));
   };
   SetPeerHooks(im, &po);
+  // Appends queued together for one peer leave as one (fewer messages for
+  // the followers to decode, step and acknowledge).
+  po.coalesce = &server::EtcdServer::CoalescePeerPayloads;
   // Snapshot transfers, breaks and the prober's round trips
   // (etcd_network_*, docs/metrics.md).
   po.registry = &reg;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <memory>
 
+#include "engine/util/check.h"
+
 namespace detcd::raft {
 namespace {
 
@@ -130,6 +132,76 @@ absl::StatusOr<Message> DecodeMessage(std::string_view data) {
   }
   if (!r.empty()) return bad("trailing bytes");
   return m;
+}
+
+std::optional<AppendFrame> ParseAppendFrame(std::string_view msg) {
+  coding::Reader r(msg);
+  uint8_t version = 0, type = 0, flags = 0;
+  AppendFrame f;
+  if (!r.GetByte(&version) || version != kVersion || !r.GetByte(&type) ||
+      type != static_cast<uint8_t>(MessageType::kApp) ||
+      !r.GetVarint64(&f.to) || !r.GetVarint64(&f.from) ||
+      !r.GetVarint64(&f.term) || !r.GetVarint64(&f.log_term) ||
+      !r.GetVarint64(&f.index)) {
+    return std::nullopt;
+  }
+  f.head = msg.substr(0, msg.size() - r.remaining());
+  uint64_t hint = 0;
+  std::string_view context;
+  if (!r.GetVarint64(&f.commit) || !r.GetByte(&flags) || flags != 0 ||
+      !r.GetVarint64(&hint) || hint != 0 || !r.GetLengthPrefixed(&context) ||
+      !context.empty() || !r.GetVarint64(&f.entries) ||
+      f.entries > kMaxEntriesPerMessage) {
+    return std::nullopt;
+  }
+  f.entries_data = r.rest();
+  f.last_index = f.index;
+  f.last_term = f.log_term;
+  // Walk the entries: their count and indexes must hold, and the last
+  // one's term is what a continuing append names.
+  for (uint64_t i = 0; i < f.entries; ++i) {
+    uint64_t term = 0, index = 0;
+    uint8_t etype = 0;
+    std::string_view data;
+    if (!r.GetVarint64(&term) || !r.GetVarint64(&index) || !r.GetByte(&etype) ||
+        !r.GetLengthPrefixed(&data) || index != f.index + 1 + i) {
+      return std::nullopt;
+    }
+    f.last_index = index;
+    f.last_term = term;
+  }
+  if (!r.empty()) return std::nullopt;
+  return f;
+}
+
+bool ContinuesAppend(const AppendFrame& prev, const AppendFrame& next) {
+  return next.to == prev.to && next.from == prev.from &&
+         next.term == prev.term && next.index == prev.last_index &&
+         next.log_term == prev.last_term &&
+         prev.entries + next.entries <= kMaxEntriesPerMessage;
+}
+
+std::string JoinAppends(const std::vector<AppendFrame>& run) {
+  DETCD_CHECK(!run.empty());
+  uint64_t entries = 0;
+  size_t bytes = 0;
+  uint64_t commit = 0;
+  for (size_t i = 0; i < run.size(); ++i) {
+    if (i > 0) DETCD_CHECK(ContinuesAppend(run[i - 1], run[i]));
+    entries += run[i].entries;
+    bytes += run[i].entries_data.size();
+    commit = std::max(commit, run[i].commit);
+  }
+  std::string out;
+  out.reserve(run[0].head.size() + 32 + bytes);
+  out.append(run[0].head);
+  coding::PutVarint64(&out, commit);
+  out.push_back(0);                     // flags
+  coding::PutVarint64(&out, 0);         // reject hint
+  coding::PutLengthPrefixed(&out, "");  // context
+  coding::PutVarint64(&out, entries);
+  for (const AppendFrame& f : run) out.append(f.entries_data);
+  return out;
 }
 
 }  // namespace detcd::raft

@@ -190,6 +190,43 @@ void EtcdServer::AdvanceRaftTicks(int n) {
   AfterInput();
 }
 
+void EtcdServer::CoalescePeerPayloads(std::vector<std::string>* payloads) {
+  std::vector<std::string> out;
+  std::vector<raft::AppendFrame> run;  // views into *payloads
+  size_t run_first = 0;                // index in *payloads of run[0]
+  auto flush = [&](size_t end) {
+    if (run.size() == 1) {
+      out.push_back(std::move((*payloads)[run_first]));
+    } else if (run.size() > 1) {
+      std::string joined(1, kRaftTag);
+      joined += raft::JoinAppends(run);
+      out.push_back(std::move(joined));
+    }
+    run.clear();
+    run_first = end;
+  };
+  for (size_t i = 0; i < payloads->size(); ++i) {
+    const std::string& p = (*payloads)[i];
+    std::optional<raft::AppendFrame> f;
+    if (!p.empty() && p[0] == kRaftTag) {
+      f = raft::ParseAppendFrame(std::string_view(p).substr(1));
+    }
+    if (f && !run.empty() && raft::ContinuesAppend(run.back(), *f)) {
+      run.push_back(*f);
+      continue;
+    }
+    flush(i);
+    if (f) {
+      run.push_back(*f);
+    } else {
+      out.push_back(std::move((*payloads)[i]));
+      run_first = i + 1;
+    }
+  }
+  flush(payloads->size());
+  *payloads = std::move(out);
+}
+
 void EtcdServer::OnMessage(std::string_view payload) {
   if (node_->failed() || payload.empty()) return;
   const char tag = payload[0];

@@ -152,6 +152,11 @@ class EtcdServer {
   // advance of shim/server.cc; leases, watches and deadlines do not move.
   void AdvanceRaftTicks(int n);
   void OnMessage(std::string_view payload);
+  // For the real peer transport (PeerTransportOptions::coalesce): joins
+  // consecutive raft appends among payloads queued together for one peer
+  // into one (raft::JoinAppends); other payloads pass unchanged, in order.
+  // Pure: any thread.
+  static void CoalescePeerPayloads(std::vector<std::string>* payloads);
 
   // KV.
   void Range(const etcdserverpb::RangeRequest& r,

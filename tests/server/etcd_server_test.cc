@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/raft/codec.h"
 #include "engine/server/errors.h"
 
 #include "gmock/gmock.h"
@@ -1058,6 +1059,60 @@ TEST(EtcdStateMachineTest, AlarmsGateWritesAndTravelInTheImage) {
   EXPECT_EQ(DecodeResult(copy.Apply(99, put.SerializeAsString()), nullptr)
                 .message(),
             "etcdserver: mvcc: database space exceeded");
+}
+
+// The real transport's batch joining: consecutive continuing raft appends
+// become one, everything else passes in order.
+TEST(EtcdServerCoalesceTest, JoinsConsecutiveAppendsOnly) {
+  auto app = [](uint64_t index, uint64_t log_term, int n, uint64_t commit) {
+    raft::Message m;
+    m.type = raft::MessageType::kApp;
+    m.to = 2;
+    m.from = 1;
+    m.term = 3;
+    m.index = index;
+    m.log_term = log_term;
+    m.commit = commit;
+    for (int i = 0; i < n; ++i) {
+      m.entries.push_back(raft::Entry{3, index + 1 + i,
+                                      raft::EntryType::kNormal, "put"});
+    }
+    return "r" + raft::EncodeMessage(m);  // 'r': the raft payload tag
+  };
+  raft::Message beat;
+  beat.type = raft::MessageType::kHeartbeat;
+  beat.to = 2;
+  beat.from = 1;
+  beat.term = 3;
+  const std::string heartbeat = "r" + raft::EncodeMessage(beat);
+  const std::string other = "q-not-raft";
+  std::vector<std::string> batch = {
+      app(10, 3, 2, 9), app(12, 3, 1, 11), app(13, 3, 0, 13),  // joined
+      other,
+      app(13, 3, 1, 13),  // continues, but after another payload
+      app(20, 3, 1, 13),  // a gap
+      heartbeat};
+  const std::vector<std::string> original = batch;
+  EtcdServer::CoalescePeerPayloads(&batch);
+  ASSERT_EQ(batch.size(), 5u);
+  EXPECT_EQ(batch[1], other);
+  EXPECT_EQ(batch[2], original[4]);
+  EXPECT_EQ(batch[3], original[5]);
+  EXPECT_EQ(batch[4], heartbeat);
+  ASSERT_EQ(batch[0][0], 'r');
+  auto joined = raft::DecodeMessage(std::string_view(batch[0]).substr(1));
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_EQ(joined->index, 10u);
+  EXPECT_EQ(joined->log_term, 3u);
+  EXPECT_EQ(joined->commit, 13u);
+  ASSERT_EQ(joined->entries.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(joined->entries[i].index, 11u + i);
+
+  // Nothing to join: unchanged.
+  std::vector<std::string> plain = {other, heartbeat, app(5, 3, 1, 4)};
+  const std::vector<std::string> plain_before = plain;
+  EtcdServer::CoalescePeerPayloads(&plain);
+  EXPECT_EQ(plain, plain_before);
 }
 
 }  // namespace

@@ -263,6 +263,104 @@ TEST_F(PeerTransportTest, QueueBoundInBytes) {
   EXPECT_EQ(StatsOf(*a->t, 2).send_failures, 40u);
 }
 
+// Messages queued while the peer is away leave in as few writes as the
+// batching allows (small ones together, a large one alone), in order.
+TEST_F(PeerTransportTest, QueuedMessagesLeaveInBatches) {
+  PeerTransportOptions o;
+  o.write_chunk_bytes = 64 << 10;
+  auto a = Make(1, o);
+  ASSERT_TRUE(a);
+  const int port = FreePort();
+  a->t->SetPeer(2, {absl::StrCat("http://127.0.0.1:", port)});
+  std::vector<std::string> sent;
+  for (int i = 0; i < 200; ++i) sent.push_back(absl::StrCat("small-", i));
+  sent.push_back(std::string(100 << 10, 'L'));  // > write_chunk_bytes
+  for (int i = 0; i < 50; ++i) sent.push_back(absl::StrCat("after-", i));
+  for (const std::string& m : sent) a->t->Send(2, m);
+  ASSERT_TRUE(WaitUntil([&] { return StatsOf(*a->t, 2).dial_failures > 0; }));
+  EXPECT_EQ(StatsOf(*a->t, 2).writes, 0u);
+
+  auto b = Make(2, {}, absl::StrCat("http://127.0.0.1:", port));
+  ASSERT_TRUE(b);
+  b->t->SetPeer(1, {a->url});
+  ASSERT_TRUE(b->inbox.WaitFor(sent.size()));
+  auto got = b->inbox.Take();
+  ASSERT_EQ(got.size(), sent.size());
+  for (size_t i = 0; i < sent.size(); ++i) {
+    EXPECT_EQ(got[i].second, sent[i]) << i;
+  }
+  // The 200 small ones, the large one, the 50 after it.
+  PeerStats s = StatsOf(*a->t, 2);
+  EXPECT_EQ(s.writes, 3u);
+  size_t bytes = 0;
+  for (const std::string& m : sent) bytes += 4 + m.size();
+  EXPECT_EQ(s.sent_bytes, bytes);
+  EXPECT_EQ(s.send_failures, 0u);
+}
+
+// The receiver cuts frames out of whatever each read returns: frames split
+// anywhere (inside the length too), many in one read, and frames larger
+// than its buffer, from a hand-rolled peer.
+TEST_F(PeerTransportTest, FramesSplitAndJoinedAnyhowAreDelivered) {
+  auto b = Make(2);
+  ASSERT_TRUE(b);
+  b->t->SetPeer(1, {"http://127.0.0.1:1"});
+  int fd = ConnectTo(b->t->ListenPorts()[0]);
+  ASSERT_GE(fd, 0);
+  const std::string hello = Hello(kCluster, 1, 2);
+  ASSERT_EQ(write(fd, hello.data(), hello.size()),
+            static_cast<ssize_t>(hello.size()));
+  char answer[12];
+  ASSERT_EQ(read(fd, answer, sizeof(answer)), 12);
+  ASSERT_EQ(answer[11], 0);
+
+  auto frame = [](const std::string& p) {
+    std::string f;
+    for (int i = 3; i >= 0; --i) {
+      f.push_back(static_cast<char>(p.size() >> (8 * i)));
+    }
+    return f + p;
+  };
+  std::vector<std::string> msgs;
+  for (int i = 0; i < 300; ++i) msgs.push_back(absl::StrCat("m", i));
+  std::string big(700 << 10, '\0');  // larger than the 256 KiB buffer
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7);
+  msgs.push_back(big);
+  msgs.push_back(std::string(256 << 10, 'x'));  // exactly the buffer
+  msgs.push_back("tail");
+  std::string wire;
+  for (const std::string& m : msgs) wire += frame(m);
+  // Pieces of 1, 2, 3, ... bytes at first, then larger ones.
+  size_t off = 0;
+  for (size_t step = 1; off < wire.size();
+       step = step < 64 ? step + 1 : step * 2) {
+    const size_t n = std::min(step, wire.size() - off);
+    ASSERT_EQ(write(fd, wire.data() + off, n), static_cast<ssize_t>(n));
+    off += n;
+    if (step < 64) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  ASSERT_TRUE(b->inbox.WaitFor(msgs.size()));
+  auto got = b->inbox.Take();
+  ASSERT_EQ(got.size(), msgs.size());
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    EXPECT_EQ(got[i].first, 1u);
+    EXPECT_TRUE(got[i].second == msgs[i]) << i;
+  }
+  // A close inside a frame counts as a receive failure.
+  const std::string cut = frame("complete") + frame("cut short").substr(0, 7);
+  ASSERT_EQ(write(fd, cut.data(), cut.size()),
+            static_cast<ssize_t>(cut.size()));
+  ASSERT_TRUE(b->inbox.WaitFor(1));
+  close(fd);
+  EXPECT_TRUE(WaitUntil([&] {
+    for (const PeerStats& s : b->t->Stats().peers) {
+      if (s.id == 1) return s.receive_failures == 1;
+    }
+    return false;
+  }));
+  EXPECT_EQ(b->inbox.Take().back().second, "complete");
+}
+
 TEST_F(PeerTransportTest, ClusterIdMismatchIsRefused) {
   auto a = Make(1);
   PeerTransportOptions o;
