@@ -1,5 +1,7 @@
 #include "engine/raft/storage.h"
 
+#include <algorithm>
+
 #include "engine/util/check.h"
 
 namespace detcd::raft {
@@ -69,6 +71,7 @@ absl::Status MemoryStorage::ApplySnapshot(const Snapshot& snap) {
   snapshot_.data = keep_snapshot_data_ ? snap.data : std::string();
   ents_.assign(1, Entry{snap.metadata.term, snap.metadata.index,
                         EntryType::kNormal, {}});
+  bytes_ = 0;
   return absl::OkStatus();
 }
 
@@ -103,6 +106,7 @@ absl::Status MemoryStorage::Compact(uint64_t compact_index) {
   uint64_t i = compact_index - offset;
   std::vector<Entry> ents;
   ents.reserve(ents_.size() - i);
+  for (size_t k = 1; k <= i; ++k) bytes_ -= EntrySize(ents_[k]);
   ents.push_back(Entry{ents_[i].term, ents_[i].index, EntryType::kNormal, {}});
   for (size_t k = i + 1; k < ents_.size(); ++k) {
     ents.push_back(std::move(ents_[k]));
@@ -120,9 +124,30 @@ absl::Status MemoryStorage::Append(const std::vector<Entry>& entries) {
   if (first > entries[0].index) skip = first - entries[0].index;
   uint64_t start = entries[skip].index;
   DETCD_CHECK_MSG(start <= LastIndex() + 1, "missing log entries");
-  ents_.resize(start - ents_[0].index);  // truncate conflicting suffix
-  for (size_t k = skip; k < entries.size(); ++k) ents_.push_back(entries[k]);
+  const size_t keep = start - ents_[0].index;
+  for (size_t k = keep; k < ents_.size(); ++k) bytes_ -= EntrySize(ents_[k]);
+  ents_.resize(keep);  // truncate conflicting suffix
+  for (size_t k = skip; k < entries.size(); ++k) {
+    ents_.push_back(entries[k]);
+    bytes_ += EntrySize(entries[k]);
+  }
   return absl::OkStatus();
+}
+
+void MemoryStorage::ReleaseApplied(uint64_t applied, uint64_t keep_bytes) {
+  if (bytes_ - bytes_ / 5 <= keep_bytes) return;  // within keep_bytes * 5/4
+  const uint64_t offset = ents_[0].index;
+  const uint64_t last = std::min(applied, LastIndex());
+  uint64_t c = offset;
+  uint64_t left = bytes_;
+  while (c < last && left > keep_bytes) {
+    ++c;
+    left -= EntrySize(ents_[c - offset]);
+  }
+  // Each compaction copies the entries left: worth it only for a good
+  // share of keep_bytes (not when most of the log waits to be applied).
+  if (c == offset || bytes_ - left < keep_bytes / 8) return;
+  DETCD_CHECK(Compact(c).ok());
 }
 
 }  // namespace detcd::raft

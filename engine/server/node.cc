@@ -117,6 +117,10 @@ Node::Node(const env::Env& env, NodeOptions opts, StateMachine* sm)
     : env_(env), opts_(std::move(opts)), sm_(sm) {
   DETCD_CHECK(env_.disk != nullptr && env_.transport != nullptr &&
               env_.rng != nullptr && sm_ != nullptr);
+  // A follower that needs a snapshot gets a fresh image (set_fresh), so
+  // the storage keeps none: a restored member would otherwise hold the
+  // image it restored from (hundreds of MiB at 1M keys) next to the store.
+  storage_.set_keep_snapshot_data(false);
   storage_.set_fresh([this]() -> std::optional<raft::Snapshot> {
     // The stored snapshot serves only if it holds its image: an
     // incremental one leaves its image in the file alone.
@@ -651,6 +655,7 @@ void Node::FinishReady(raft::Ready& rd) {
     ready_reads_.emplace(rs.index, std::move(w));
   }
   raft_->Advance(rd);
+  storage_.ReleaseApplied(applied_, opts_.log_cache_bytes);
   ServeReads();
   MaybeSnapshot();
 }

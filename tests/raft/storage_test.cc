@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -251,6 +252,49 @@ TEST(MemoryStorageTest, WithoutSnapshotDataKeepsMetadataOnly) {
   EXPECT_EQ(kept.GetSnapshot()->data, "image");
   kept.set_keep_snapshot_data(false);
   EXPECT_EQ(*kept.GetSnapshot(), (Snapshot{"", {cs, 2, 1}}));
+}
+
+TEST(MemoryStorageTest, EntriesBytesFollowsAppendTruncateCompact) {
+  MemoryStorage ms;
+  EXPECT_EQ(ms.entries_bytes(), 0u);
+  ASSERT_TRUE(ms.Append({E(1, 1, "aaaa"), E(2, 1, "bb"), E(3, 1)}).ok());
+  EXPECT_EQ(ms.entries_bytes(), 4u + 2 + 0 + 3 * 16);
+  // A conflicting suffix is replaced.
+  ASSERT_TRUE(ms.Append({E(2, 2, "cccccc")}).ok());
+  EXPECT_EQ(ms.entries_bytes(), 4u + 6 + 2 * 16);
+  ASSERT_TRUE(ms.Compact(1).ok());
+  EXPECT_EQ(ms.entries_bytes(), 6u + 16);
+  ASSERT_TRUE(ms.ApplySnapshot(Snapshot{"", {ConfState{{1}, {}}, 5, 2}}).ok());
+  EXPECT_EQ(ms.entries_bytes(), 0u);
+}
+
+TEST(MemoryStorageTest, ReleaseAppliedKeepsTheNewestAndNeverPassesApplied) {
+  MemoryStorage ms;
+  std::vector<Entry> es;
+  for (uint64_t i = 1; i <= 100; ++i) {
+    es.push_back(E(i, 1, std::string(84, 'x')));
+  }
+  ASSERT_TRUE(ms.Append(es).ok());  // 100 bytes each
+  EXPECT_EQ(ms.entries_bytes(), 10000u);
+  // Within a quarter over the budget: nothing happens.
+  ms.ReleaseApplied(100, 8000);
+  EXPECT_EQ(ms.FirstIndex(), 1u);
+  // Over it: the oldest go until 3000 bytes remain.
+  ms.ReleaseApplied(100, 3000);
+  EXPECT_EQ(ms.FirstIndex(), 71u);
+  EXPECT_EQ(ms.entries_bytes(), 3000u);
+  EXPECT_EQ(*ms.Term(70), 1u);  // the dummy keeps the last released term
+  EXPECT_TRUE(IsErrCompacted(ms.Entries(70, 71, UINT64_MAX).status()));
+  // Never beyond applied: entries not applied yet stay whatever the budget.
+  ms.ReleaseApplied(80, 0);
+  EXPECT_EQ(ms.FirstIndex(), 81u);
+  EXPECT_EQ(ms.LastIndex(), 100u);
+  ms.ReleaseApplied(100, 0);
+  EXPECT_EQ(ms.FirstIndex(), 101u);
+  EXPECT_EQ(ms.LastIndex(), 100u);
+  EXPECT_EQ(ms.entries_bytes(), 0u);
+  ms.ReleaseApplied(100, 0);  // nothing left to release
+  EXPECT_EQ(ms.FirstIndex(), 101u);
 }
 
 TEST(MemoryStorageTest, ApplySnapshotDiscardsExistingEntries) {
