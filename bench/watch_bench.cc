@@ -169,10 +169,8 @@ void RunPuts(benchmark::State& state, Rig& rig, const std::string& key) {
       static_cast<double>(state.iterations());
 }
 
-void BM_WatchFanOut(benchmark::State& state) {
-  Rig rig;
-  rig.to_proto = state.range(1) != 0;
-  rig.by_ref = state.range(2) != 0;
+// n watchers on "watched/key", then puts to it.
+void FanOutToOneKey(benchmark::State& state, Rig& rig) {
   const int n = static_cast<int>(state.range(0));
   rig.AddWatchers(n, [](int) {
     WatchCreate c;
@@ -180,6 +178,13 @@ void BM_WatchFanOut(benchmark::State& state) {
     return c;
   });
   RunPuts(state, rig, "watched/key");
+}
+
+void BM_WatchFanOut(benchmark::State& state) {
+  Rig rig;
+  rig.to_proto = state.range(1) != 0;
+  rig.by_ref = state.range(2) != 0;
+  FanOutToOneKey(state, rig);
 }
 BENCHMARK(BM_WatchFanOut)
     ->ArgsProduct({{1, 10, 100, 1000, 10000}, {0, 1}, {0, 1}})
@@ -189,13 +194,7 @@ void BM_WatchFanOutWire(benchmark::State& state) {
   Rig rig;
   rig.by_ref = true;
   rig.wire = true;
-  const int n = static_cast<int>(state.range(0));
-  rig.AddWatchers(n, [](int) {
-    WatchCreate c;
-    c.key = "watched/key";
-    return c;
-  });
-  RunPuts(state, rig, "watched/key");
+  FanOutToOneKey(state, rig);
 }
 BENCHMARK(BM_WatchFanOutWire)
     ->Arg(1)

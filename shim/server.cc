@@ -31,7 +31,6 @@
 #include "shim/disk_worker.h"
 #include "shim/engine_loop.h"
 #include "shim/gateway.h"
-#include "shim/go_format.h"
 #include "shim/health.h"
 #include "shim/join.h"
 #include "shim/lock_election.h"
@@ -424,7 +423,9 @@ struct DetcdServer::Impl {
   // ticks left to wait for connected peers, 0 when done or not asked.
   int advance_ticks_left = 0;
   int election_ticks = 0;
-  int64_t tick_ms = 0;
+  absl::Duration Ticks(int n) const {
+    return absl::Milliseconds(int64_t{n} * cfg.heartbeat_interval_ms);
+  }
   void MaybeAdvanceTicks();
   void SyncPeers();
   bool StopIfRemoved();
@@ -449,10 +450,9 @@ void DetcdServer::Impl::MaybeAdvanceTicks() {
   DLOG_INFO("initialized peer connections; fast-forwarding election ticks",
             {{"local-member-id", Hex(identity.member_id)},
              {"forward-ticks", ticks},
-             {"forward-duration", GoDurationString(ticks * tick_ms * kMs)},
+             {"forward-duration", Ticks(ticks)},
              {"election-ticks", election_ticks},
-             {"election-timeout",
-              GoDurationString(election_ticks * tick_ms * kMs)},
+             {"election-timeout", Ticks(election_ticks)},
              {"active-remote-members", active}});
   server->AdvanceRaftTicks(ticks);
 }
@@ -1249,16 +1249,14 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // (MaybeAdvanceTicks).
   m.election_ticks = so.node.election_ticks;
   m.loop->RunSync([&] {
-    const int64_t tick_ms = c.heartbeat_interval_ms;
     if (m.server->state().membership().size() <= 1) {
       const int ticks = m.election_ticks - 1;
       DLOG_INFO("started as single-node; fast-forwarding election ticks",
                 {{"local-member-id", Hex(m.identity.member_id)},
                  {"forward-ticks", ticks},
-                 {"forward-duration", GoDurationString(ticks * tick_ms * kMs)},
+                 {"forward-duration", m.Ticks(ticks)},
                  {"election-ticks", m.election_ticks},
-                 {"election-timeout",
-                  GoDurationString(m.election_ticks * tick_ms * kMs)}});
+                 {"election-timeout", m.Ticks(m.election_ticks)}});
       m.server->AdvanceRaftTicks(ticks);
     } else if (!c.initial_election_tick_advance) {
       DLOG_INFO("skipping initial election tick advance",
@@ -1266,9 +1264,8 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     } else {
       DLOG_INFO("starting initial election tick advance",
                 {{"election-ticks", m.election_ticks}});
-      m.advance_ticks_left =
-          static_cast<int>(std::max<int64_t>(1, 5000 / tick_ms));
-      m.tick_ms = tick_ms;
+      m.advance_ticks_left = static_cast<int>(
+          std::max<int64_t>(1, 5000 / c.heartbeat_interval_ms));
     }
   });
   // etcd's data dir shape: member/snap exists from the start (the engine

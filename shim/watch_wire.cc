@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "engine/util/check.h"
+#include "engine/util/coding.h"
 
 namespace detcd::shim {
 namespace {
@@ -16,15 +17,6 @@ constexpr uint32_t kLen = 2;
 
 constexpr uint32_t Tag(uint32_t field, uint32_t type) {
   return (field << 3) | type;
-}
-
-size_t VarintSize(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
 }
 
 uint8_t* PutVarint(uint8_t* p, uint64_t v) {
@@ -38,14 +30,16 @@ uint8_t* PutVarint(uint8_t* p, uint64_t v) {
 
 // proto3 scalars: zero is not written. int64 goes as its two's
 // complement (10 bytes when negative), as protobuf does.
-size_t IntFieldSize(uint64_t v) { return v == 0 ? 0 : 1 + VarintSize(v); }
+size_t IntFieldSize(uint64_t v) {
+  return v == 0 ? 0 : 1 + coding::VarintLength(v);
+}
 uint8_t* PutIntField(uint8_t* p, uint32_t field, uint64_t v) {
   if (v == 0) return p;
   p = PutVarint(p, Tag(field, kVarint));
   return PutVarint(p, v);
 }
 size_t BytesFieldSize(size_t len) {
-  return len == 0 ? 0 : 1 + VarintSize(len) + len;
+  return len == 0 ? 0 : 1 + coding::VarintLength(len) + len;
 }
 uint8_t* PutBytesField(uint8_t* p, uint32_t field, const std::string& s) {
   if (s.empty()) return p;
@@ -56,7 +50,9 @@ uint8_t* PutBytesField(uint8_t* p, uint32_t field, const std::string& s) {
 }
 // A sub-message field, written even when empty (protobuf writes a set
 // sub-message whatever its content).
-size_t MessageFieldSize(size_t len) { return 1 + VarintSize(len) + len; }
+size_t MessageFieldSize(size_t len) {
+  return 1 + coding::VarintLength(len) + len;
+}
 
 size_t KvSize(const mvcc::KeyValue& kv) {
   return BytesFieldSize(kv.key.size()) +

@@ -1201,14 +1201,7 @@ absl::Status KvStore::Restore(std::string_view image) {
 // bytes; only the work is cut into steps.
 namespace {
 
-size_t VarintLength(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
+using coding::VarintLength;
 
 // What EncodeRecord appends for this record, without encoding it.
 size_t RecordImageBytes(int64_t main, uint32_t sub, const Record& rec) {

@@ -500,15 +500,6 @@ std::string EtcdStateMachine::ImageTail() const {
 
 namespace {
 
-size_t VarintBytes(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
-
 // head, lp(MVCC image), tail: the head and tail are copied at the start
 // (leases, members, alarms, auth: small next to the store), the store is
 // sized and then written by its own writer.
@@ -536,7 +527,8 @@ class EtcdImageWriter final : public ImageWriter {
   }
   bool sized() const override { return kv_.sized(); }
   uint64_t size() const override {
-    return head_.size() + VarintBytes(kv_.size()) + kv_.size() + tail_.size();
+    return head_.size() + coding::VarintLength(kv_.size()) + kv_.size() +
+           tail_.size();
   }
 
  private:

@@ -4,6 +4,7 @@
 #ifndef DETCD_ENGINE_UTIL_CODING_H_
 #define DETCD_ENGINE_UTIL_CODING_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -16,6 +17,16 @@ inline void PutVarint64(std::string* out, uint64_t v) {
     v >>= 7;
   }
   out->push_back(static_cast<char>(v));
+}
+
+// The bytes PutVarint64 appends for v (also protobuf's varint size).
+inline size_t VarintLength(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
 }
 
 inline void PutLengthPrefixed(std::string* out, std::string_view s) {
