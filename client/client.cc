@@ -600,6 +600,13 @@ absl::StatusOr<Resp> Client::Unary(Retry retry, const CallOptions& o,
   int retries = 0;
   Canceller* canceller = canceller_.load();
   for (;;) {
+    // As grpc-go, a call whose context is already cancelled is not sent:
+    // a request that was given up must not take effect (a Lock or Campaign
+    // retried past its deadline would otherwise put its key after the first
+    // attempt's clean-up deleted it).
+    if (canceller != nullptr && canceller->cancelled()) {
+      return absl::CancelledError(kContextCanceled);
+    }
     Conn* c = fixed;
     if (c == nullptr) {
       auto p = PickConn(o.deadline);

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <set>
@@ -117,6 +118,13 @@ struct LockElection::Impl : std::enable_shared_from_this<LockElection::Impl> {
       }
       open.insert(call);
       ch = channel;
+    }
+    // The caller's deadline bounds the work as a Go handler's context
+    // does: once it passed, no inner call starts, even before gRPC's
+    // OnCancel arrives (a Campaign retried at its deadline must not put
+    // its key after the first attempt's clean-up removed it).
+    if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
+      call->canceller()->set_deadline(absl::FromChrono(ctx->deadline()));
     }
     client::Config cfg;
     cfg.endpoints = {"in-process"};

@@ -103,6 +103,35 @@ TEST_F(RecipesTest, KvAndTxnBuilder) {
   EXPECT_EQ(del->deleted(), 2);
 }
 
+TEST_F(RecipesTest, CallsOfACancelledClientAreNotSent) {
+  // As grpc-go with a done context: a request given up before it started
+  // never takes effect (the Lock and Election services retry-race on it).
+  auto c = NewClient();
+  Canceller stop;
+  stop.Cancel();
+  c->set_canceller(&stop);
+  auto put = c->Put(P("k"), "v");
+  EXPECT_EQ(put.status().code(), absl::StatusCode::kCancelled) << put.status();
+  EXPECT_EQ(put.status().message(), kContextCanceled);
+  auto txn = Txn(c.get()).Then(OpPut(P("k"), "t")).Commit();
+  EXPECT_EQ(txn.status().code(), absl::StatusCode::kCancelled);
+  // A deadline that passed counts as a cancellation.
+  Canceller late;
+  late.set_deadline(absl::Now() - absl::Milliseconds(1));
+  EXPECT_TRUE(late.cancelled());
+  c->set_canceller(&late);
+  put = c->Put(P("k"), "late");
+  EXPECT_EQ(put.status().code(), absl::StatusCode::kCancelled) << put.status();
+  c->set_canceller(nullptr);
+  // Another client sees nothing written, also after a later write went
+  // through the same member.
+  auto other = NewClient();
+  ASSERT_TRUE(other->Put(P("after"), "1").ok());
+  auto got = other->Get(P("k"));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->kvs_size(), 0);
+}
+
 TEST_F(RecipesTest, AsyncCallsRunConcurrently) {
   auto c = NewClient();
   std::vector<std::future<absl::StatusOr<pb::PutResponse>>> puts;

@@ -67,6 +67,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "etcdserverpb/rpc.pb.h"
 #include "v3electionpb/v3election.pb.h"
@@ -189,8 +190,14 @@ class Canceller {
   Canceller& operator=(const Canceller&) = delete;
 
   void Cancel();
+  // From t on the canceller counts as cancelled, as a Go context past its
+  // deadline: no new call starts (a server handler's work after its
+  // caller's deadline). Set it before other threads use the canceller.
+  void set_deadline(absl::Time t) { deadline_ = t; }
   bool cancelled() const {
-    return cancelled_.load() || (parent_ != nullptr && parent_->cancelled());
+    return cancelled_.load() ||
+           (deadline_ != absl::InfiniteFuture() && absl::Now() >= deadline_) ||
+           (parent_ != nullptr && parent_->cancelled());
   }
   // Sleeps up to d; returns early (true) once cancelled.
   bool WaitForCancel(absl::Duration d);
@@ -202,6 +209,7 @@ class Canceller {
   void Detach(grpc::ClientContext* ctx);
 
   Canceller* parent_;
+  absl::Time deadline_ = absl::InfiniteFuture();
   std::atomic<bool> cancelled_{false};
   absl::Mutex mu_;
   std::vector<grpc::ClientContext*> contexts_ ABSL_GUARDED_BY(mu_);
