@@ -12,8 +12,10 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <utility>
 
+#include "absl/container/node_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -234,20 +236,53 @@ class GrpcMetrics final : public CallObserver {
   }
   void OnStarted(const char* service, const char* method,
                  const char* type) override {
-    started_.WithLabels({method, service, type}).Inc();
+    Of(service, method, type).started->Inc();
   }
   void OnHandled(const char* service, const char* method, const char* type,
                  int code) override {
-    handled_.WithLabels({CodeName(code), method, service, type}).Inc();
-    const std::string_view m = method;
-    if (code != 0 && (m == "Put" || m == "Txn" || m == "DeleteRange" ||
-                      m == "LeaseGrant" || m == "LeaseRevoke" ||
-                      m == "Compact")) {
-      failed_.Inc();
+    const Children& c = Of(service, method, type);
+    if (code >= 0 && code <= 16) {
+      c.handled[code]->Inc();
+    } else {
+      handled_.WithLabels({CodeName(code), method, service, type}).Inc();
     }
+    if (code != 0 && c.counts_failures) failed_.Inc();
   }
 
  private:
+  // A method's children, found once: the services name their methods with
+  // string literals, so the names' addresses identify a method (two copies
+  // of one literal only make two entries for the same children).
+  // WithLabels builds label vectors and takes the family's mutex per call.
+  struct Children {
+    metrics::Counter* started;
+    metrics::Counter* handled[17];
+    bool counts_failures;  // a write: etcd_server_proposals_failed_total
+  };
+  using Key = std::tuple<const char*, const char*, const char*>;
+  const Children& Of(const char* service, const char* method,
+                     const char* type) {
+    const Key key{service, method, type};
+    {
+      absl::ReaderMutexLock l(&mu_);
+      auto it = children_.find(key);
+      if (it != children_.end()) return it->second;
+    }
+    Children c;
+    c.started = &started_.WithLabels({method, service, type});
+    for (int code = 0; code <= 16; ++code) {
+      c.handled[code] =
+          &handled_.WithLabels({CodeName(code), method, service, type});
+    }
+    const std::string_view m = method;
+    c.counts_failures = m == "Put" || m == "Txn" || m == "DeleteRange" ||
+                        m == "LeaseGrant" || m == "LeaseRevoke" ||
+                        m == "Compact";
+    absl::MutexLock l(&mu_);
+    // node_hash_map: the entry's address stays put as others are added.
+    return children_.emplace(key, c).first->second;
+  }
+
   static const char* CodeName(int code) {
     static constexpr const char* kNames[] = {
         "OK",        "Canceled",          "Unknown",          "InvalidArgument",
@@ -260,6 +295,8 @@ class GrpcMetrics final : public CallObserver {
   metrics::Family<metrics::Counter>& started_;
   metrics::Family<metrics::Counter>& handled_;
   metrics::Counter& failed_;
+  absl::Mutex mu_;
+  absl::node_hash_map<Key, Children> children_ ABSL_GUARDED_BY(mu_);
 };
 
 bool AnyHttps(const std::vector<Url>& urls) {

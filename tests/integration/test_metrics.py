@@ -225,6 +225,49 @@ class MetricsCompare(ClusterTestCase):
                        'client_api_version="3.4",type="unary"}'):
             self.assertIn(sample, text)
 
+    def test_call_counters_follow_the_calls(self):
+        # Seven puts and one refused put through member 0 move its
+        # per-method children by exactly that much, on etcd and on detcd
+        # (detcd finds them through per-method caches).
+        samples = (
+            'grpc_server_started_total{grpc_method="Put",'
+            'grpc_service="etcdserverpb.KV",grpc_type="unary"}',
+            'grpc_server_handled_total{grpc_code="OK",grpc_method="Put",'
+            'grpc_service="etcdserverpb.KV",grpc_type="unary"}',
+            'grpc_server_handled_total{grpc_code="NotFound",'
+            'grpc_method="Put",grpc_service="etcdserverpb.KV",'
+            'grpc_type="unary"}',
+            'grpc_server_msg_received_total{grpc_method="Put",'
+            'grpc_service="etcdserverpb.KV",grpc_type="unary"}',
+            'grpc_server_msg_sent_total{grpc_method="Put",'
+            'grpc_service="etcdserverpb.KV",grpc_type="unary"}',
+            'grpc_server_handling_seconds_count{grpc_method="Put",'
+            'grpc_service="etcdserverpb.KV",grpc_type="unary"}',
+            'etcd_server_client_requests_total{client_api_version="3.4",'
+            'type="unary"}')
+
+        def values(c):
+            text = scrape(c.members[0].client_url)
+            out = {}
+            for name in samples:
+                m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+                out[name] = float(m.group(1)) if m else 0.0
+            return out
+
+        deltas = {}
+        for c in (self.ref, self.srv):
+            before = values(c)
+            for i in range(7):
+                c.ctl_ok(["put", "cc%d" % i, "v"], members=[c.members[0]])
+            bad = c.etcdctl(["put", "cc", "v", "--lease", "1234abcd"],
+                            members=[c.members[0]])
+            self.assertIn("requested lease not found", bad.err)
+            after = values(c)
+            deltas[c.label] = {k: after[k] - before[k] for k in samples}
+        self.assertEqual(deltas["detcd"], deltas["etcd"])
+        self.assertEqual(deltas["detcd"][samples[0]], 8)
+        self.assertEqual(deltas["detcd"][samples[2]], 1)
+
     def test_peer_round_trip_time(self):
         self.assertEqual(self.rtt_missing, {"etcd": [], "detcd": []})
         text = scrape(self.srv.members[0].client_url)
