@@ -389,12 +389,15 @@ void Node::FailAllRequests(const absl::Status& s) {
   auto proposals = std::move(proposals_);
   auto reads = std::move(reads_);
   auto ready = std::move(ready_reads_);
+  auto held = std::move(held_reads_);
   proposals_.clear();
   reads_.clear();
   ready_reads_.clear();
+  held_reads_.clear();
   for (auto& [id, w] : proposals) w.done(s);
   for (auto& [ctx, w] : reads) w.done(s);
   for (auto& [idx, w] : ready) w.done(s);
+  for (auto& w : held) w.done(s);
 }
 
 // ---- inputs ----
@@ -504,15 +507,34 @@ void Node::ReadIndex(ReadDone done) {
   if (pending_requests() >= static_cast<size_t>(opts_.max_pending_requests)) {
     return done(ErrTooManyRequests());
   }
+  ReadWaiter w{std::move(done), ticks_ + opts_.request_timeout_ticks, 0};
+  if (ready_holds_ > 0 && started_ && raft_ != nullptr) {
+    held_reads_.push_back(std::move(w));
+    return;
+  }
   std::string ctx = ReadContext(next_request_id_++);
   absl::Status s = raft_->ReadIndex(ctx);
   if (!s.ok()) {
     ++read_index_counters_.failed;
-    return done(raft_->lead() == raft::kNone ? ErrNoLeader() : s);
+    return w.done(raft_->lead() == raft::kNone ? ErrNoLeader() : s);
   }
-  reads_.emplace(ctx, ReadWaiter{std::move(done),
-                                 ticks_ + opts_.request_timeout_ticks, 0});
+  reads_.emplace(std::move(ctx), std::move(w));
   ProcessReady();
+}
+
+void Node::IssueHeldReads() {
+  if (held_reads_.empty()) return;
+  std::vector<ReadWaiter> held = std::move(held_reads_);
+  held_reads_.clear();
+  std::string ctx = ReadContext(next_request_id_++);
+  absl::Status s = raft_->ReadIndex(ctx);
+  if (!s.ok()) {
+    read_index_counters_.failed += held.size();
+    const absl::Status err = raft_->lead() == raft::kNone ? ErrNoLeader() : s;
+    for (ReadWaiter& w : held) w.done(err);
+    return;
+  }
+  for (ReadWaiter& w : held) reads_.emplace(ctx, std::move(w));
 }
 
 void Node::TransferLeadership(uint64_t transferee) {
@@ -549,6 +571,7 @@ void Node::ExpireRequests() {
 void Node::ReleaseReady() {
   DETCD_CHECK_MSG(ready_holds_ > 0, "ReleaseReady without HoldReady");
   if (--ready_holds_ > 0 || !started_ || raft_ == nullptr || failed()) return;
+  IssueHeldReads();
   ProcessReady();
   ProposeAwaitingLeader();
 }
@@ -647,12 +670,14 @@ void Node::FinishReady(raft::Ready& rd) {
   if (rd.snapshot) ApplySnapshot(*rd.snapshot);
   ApplyEntries(rd.committed_entries);
   for (raft::ReadState& rs : rd.read_states) {
-    auto it = reads_.find(rs.context);
-    if (it == reads_.end()) continue;  // timed out already
-    ReadWaiter w = std::move(it->second);
-    reads_.erase(it);
-    w.index = rs.index;
-    ready_reads_.emplace(rs.index, std::move(w));
+    // Those that timed out already are gone.
+    auto [first, last] = reads_.equal_range(rs.context);
+    for (auto it = first; it != last; ++it) {
+      ReadWaiter w = std::move(it->second);
+      w.index = rs.index;
+      ready_reads_.emplace(rs.index, std::move(w));
+    }
+    reads_.erase(first, last);
   }
   raft_->Advance(rd);
   storage_.ReleaseApplied(applied_, opts_.log_cache_bytes);

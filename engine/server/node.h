@@ -192,7 +192,10 @@ class Node {
   // node does) and fails with ErrTimeout at the request deadline.
   void Propose(std::string command, ProposeDone done);
   // Completes once a read served from the local state machine right after
-  // the callback is linearizable.
+  // the callback is linearizable. Between HoldReady() and the last
+  // ReleaseReady() reads are gathered and share one raft ReadIndex, issued
+  // at the release (after each of them arrived, so its index covers every
+  // write any of them could have seen complete), as etcd's read loop does.
   void ReadIndex(ReadDone done);
   void ProposeConfChange(const raft::ConfChange& cc, ProposeDone done);
   void TransferLeadership(uint64_t transferee);
@@ -259,7 +262,7 @@ class Node {
   bool is_learner() const;
   size_t pending_requests() const {
     return awaiting_leader_.size() + proposals_.size() + reads_.size() +
-           ready_reads_.size();
+           ready_reads_.size() + held_reads_.size();
   }
   // Plain counts for the real server's etcd_server_read_indexes_failed_total
   // (raft refused the ReadIndex) and etcd_server_slow_read_indexes_total (no
@@ -374,7 +377,10 @@ class Node {
   uint64_t next_request_id_ = 1;
   std::deque<AwaitingLeader> awaiting_leader_;  // oldest first
   std::map<uint64_t, Waiter> proposals_;   // by request id
-  std::map<std::string, ReadWaiter> reads_;  // by ReadIndex context
+  // By ReadIndex context: the reads of one held batch share one.
+  std::multimap<std::string, ReadWaiter> reads_;
+  std::vector<ReadWaiter> held_reads_;  // arrived during HoldReady
+  void IssueHeldReads();
   ReadIndexCounters read_index_counters_;
   std::multimap<uint64_t, ReadWaiter> ready_reads_;  // by read index
 };

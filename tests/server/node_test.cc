@@ -45,6 +45,7 @@ class BusTransport final : public env::Transport {
   bool hold_snapshots = false;
   std::vector<Held> held;
   int snapshots_sent = 0;
+  int sent = 0;  // Send calls
   // Finishes the held transfers: delivered (and reported so), or dropped.
   void Release(bool deliver);
 
@@ -272,6 +273,7 @@ class Bus {
 };
 
 void BusTransport::Send(uint64_t to, std::string payload) {
+  ++sent;
   bus_->Push(self_, to, std::move(payload));
 }
 
@@ -352,6 +354,58 @@ TEST(Node, CountsFailedAndSlowReadIndexes) {
   EXPECT_FALSE(read->ok());
   EXPECT_EQ(alone.node(1).read_index_counters().failed, 1u);
   EXPECT_EQ(alone.node(1).read_index_counters().slow, 0u);
+}
+
+// Reads that arrive while the Ready is held share one ReadIndex, issued at
+// the release: one heartbeat round for the batch, every read completed by
+// it; unheld, each read costs a round of its own.
+TEST(Node, HeldReadsShareOneReadIndex) {
+  Bus bus;
+  ASSERT_NE(bus.StartCluster(3), 0u);
+  const uint64_t leader = bus.Leader();
+  const uint64_t follower = leader == 1 ? 2 : 1;
+  ASSERT_TRUE(bus.Put(leader, "k", "v").ok());
+  for (uint64_t at : {leader, follower}) {
+    Node& n = bus.node(at);
+    BusTransport& t = bus.transport(at);
+    int done = 0;
+    int sent = t.sent;
+    for (int i = 0; i < 5; ++i) {
+      n.ReadIndex([&done](absl::Status s) { done += s.ok(); });
+    }
+    bus.Deliver();
+    EXPECT_EQ(done, 5) << at;
+    const int unheld = t.sent - sent;
+    // Per read, a leader heartbeats both followers; a follower asks the
+    // leader and answers the heartbeat that confirms it.
+    EXPECT_EQ(unheld, 10) << at;
+    done = 0;
+    sent = t.sent;
+    n.HoldReady();
+    for (int i = 0; i < 5; ++i) {
+      n.ReadIndex([&done](absl::Status s) { done += s.ok(); });
+    }
+    EXPECT_EQ(t.sent, sent) << "nothing leaves while held";
+    EXPECT_EQ(n.pending_requests(), 5u);
+    n.ReleaseReady();
+    bus.Deliver();
+    EXPECT_EQ(done, 5) << at;
+    EXPECT_EQ(t.sent - sent, 2) << at;
+    EXPECT_EQ(n.pending_requests(), 0u);
+  }
+  // Held reads fail together when raft refuses them (no leader known).
+  Bus alone;
+  alone.Add(1, {1, 2, 3});
+  ASSERT_TRUE(alone.Start(1).ok());
+  int failed = 0;
+  alone.node(1).HoldReady();
+  for (int i = 0; i < 3; ++i) {
+    alone.node(1).ReadIndex([&failed](absl::Status s) { failed += !s.ok(); });
+  }
+  EXPECT_EQ(failed, 0);
+  alone.node(1).ReleaseReady();
+  EXPECT_EQ(failed, 3);
+  EXPECT_EQ(alone.node(1).read_index_counters().failed, 3u);
 }
 
 // Group commit: proposals made while the Ready is held share one WAL write
