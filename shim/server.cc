@@ -1,6 +1,7 @@
 #include "shim/server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <malloc.h>
 #include <openssl/sha.h>
 #include <unistd.h>
 
@@ -455,6 +456,21 @@ struct DetcdServer::Impl {
     SyncPeers();
     Publish();
     PublishFigures();
+    TrimAfterRecovery();
+  }
+  // Recovery reads the snapshot file and replays the WAL's tail through
+  // buffers that are freed once the recovered entries are applied, but
+  // glibc keeps those pages in its arenas: a member restarted with 1M keys
+  // stayed at 552 MiB RSS against 517 MiB before its restart. Once the
+  // commit index known at start is applied, they go back to the system,
+  // once (engine thread).
+  uint64_t recovered_commit = 0;
+  bool recovery_trimmed = false;
+  void TrimAfterRecovery() {
+    if (recovery_trimmed) return;
+    if (server->node().applied_index() < recovered_commit) return;
+    recovery_trimmed = true;
+    malloc_trim(0);
   }
   // etcd's initial election tick advance with peers (engine thread):
   // ticks left to wait for connected peers, 0 when done or not asked.
@@ -1272,7 +1288,10 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // Start the engine (recovery or bootstrap) on its own thread.
   absl::Status started;
   m.loop->Start();
-  m.loop->RunSync([&] { started = m.server->Start(); });
+  m.loop->RunSync([&] {
+    started = m.server->Start();
+    if (started.ok()) m.recovered_commit = m.server->node().committed_index();
+  });
   if (!started.ok()) {
     m.loop->Stop(nullptr);
     return started;
