@@ -144,7 +144,7 @@ struct GrpcTrafficMetrics::Families {
   // CPU in perf).
   struct MethodInfo {
     std::string service, method;  // "etcdserverpb.KV", "Range"
-    const char* type;              // grpc_type
+    const char* type;             // grpc_type
     metrics::Counter* received;
     metrics::Counter* sent;
     metrics::Histogram* handling;  // null unless --metrics extensive
@@ -319,19 +319,14 @@ class MetricsInterceptor final : public gx::Interceptor {
                      gx::ServerRpcInfo* info)
       : f_(f),
         trace_(trace),
-        m_(f->Method(info->method(), TypeName(info->type()))),
-        type_(m_.type),
-        service_(m_.service),
-        method_(m_.method),
-        timed_(m_.timed),
-        is_watch_(m_.is_watch) {
-    if (is_watch_) f_->watch_streams.Inc();
+        m_(f->Method(info->method(), TypeName(info->type()))) {
+    if (m_.is_watch) f_->watch_streams.Inc();
   }
 
   ~MetricsInterceptor() override {
     if (defrag_running_) f_->defrag_inflight.Dec();
     if (lane_ >= 0) trace_->ReleaseLane(lane_);
-    if (is_watch_) {
+    if (m_.is_watch) {
       f_->watch_streams.Dec();
       f_->watchers.Add(-static_cast<double>(open_watchers_));
     }
@@ -340,7 +335,7 @@ class MetricsInterceptor final : public gx::Interceptor {
   void Intercept(gx::InterceptorBatchMethods* m) override {
     if (m->QueryInterceptionHookPoint(Hook::POST_RECV_INITIAL_METADATA)) {
       start_ = std::chrono::steady_clock::now();
-      if (timed_ == &f_->defrag_secs && !defrag_running_) {
+      if (m_.timed == &f_->defrag_secs && !defrag_running_) {
         defrag_running_ = true;
         f_->defrag_inflight.Inc();
       }
@@ -353,14 +348,14 @@ class MetricsInterceptor final : public gx::Interceptor {
         auto it = md->find("client-api-version");
         if (it != md->end()) {
           requests = &f_->ClientRequests(
-              type_, std::string_view(it->second.data(), it->second.size()));
+              m_.type, std::string_view(it->second.data(), it->second.size()));
         }
       }
       requests->Inc();
     }
     if (m->QueryInterceptionHookPoint(Hook::POST_RECV_MESSAGE)) {
       m_.received->Inc();
-      if (is_watch_) {
+      if (m_.is_watch) {
         // Watch is a raw method (shim/services.cc): its messages are the
         // encoded bytes.
         if (auto* bb = static_cast<grpc::ByteBuffer*>(m->GetRecvMessage())) {
@@ -374,7 +369,7 @@ class MetricsInterceptor final : public gx::Interceptor {
     }
     if (m->QueryInterceptionHookPoint(Hook::PRE_SEND_MESSAGE)) {
       m_.sent->Inc();
-      if (is_watch_) {
+      if (m_.is_watch) {
         if (auto* bb =
                 static_cast<const grpc::ByteBuffer*>(m->GetSendMessage())) {
           f_->grpc_sent_bytes.Inc(static_cast<double>(bb->Length()));
@@ -395,7 +390,7 @@ class MetricsInterceptor final : public gx::Interceptor {
       if (is_kv_unary_) WarnIfSlow(secs, status);
       // etcd times these inside its backend and store; the shim sees the
       // whole call (a snapshot's stream until its last chunk).
-      if (timed_ != nullptr && status.ok()) timed_->Observe(secs);
+      if (m_.timed != nullptr && status.ok()) m_.timed->Observe(secs);
       if (defrag_running_) {
         defrag_running_ = false;
         f_->defrag_inflight.Dec();
@@ -415,9 +410,9 @@ class MetricsInterceptor final : public gx::Interceptor {
           absl::StrAppend(&detail, detail.empty() ? "" : " ",
                           "error: ", status.error_message());
         }
-        const size_t dot = service_.rfind('.');
+        const size_t dot = m_.service.rfind('.');
         trace_->Span(TraceFile::kRequests + lane_, trace_start_us_,
-                     absl::StrCat(service_.substr(dot + 1), "/", method_),
+                     absl::StrCat(m_.service.substr(dot + 1), "/", m_.method),
                      detail);
       }
     }
@@ -426,30 +421,30 @@ class MetricsInterceptor final : public gx::Interceptor {
 
  private:
   void OnRequest(const google::protobuf::Message& msg) {
-    if (service_ == "etcdserverpb.KV") {
-      if (method_ == "Range") {
+    if (m_.service == "etcdserverpb.KV") {
+      if (m_.method == "Range") {
         f_->range.Inc();
         f_->dbg_range.Inc();
-      } else if (method_ == "Put") {
+      } else if (m_.method == "Put") {
         f_->put.Inc();
         f_->dbg_put.Inc();
         const auto& p = static_cast<const pb::PutRequest&>(msg);
         f_->put_size.Add(
             static_cast<double>(p.key().size() + p.value().size()));
-      } else if (method_ == "DeleteRange") {
+      } else if (m_.method == "DeleteRange") {
         f_->del.Inc();
         f_->dbg_del.Inc();
-      } else if (method_ == "Txn") {
+      } else if (m_.method == "Txn") {
         f_->txn.Inc();
         f_->dbg_txn.Inc();
       }
       // The summary is made now: the request may be gone by the answer.
-      if (type_ == std::string_view("unary")) {
-        summary_ = RequestSummary(
-            std::string_view(method_.data(), method_.size()), &msg);
+      if (m_.type == std::string_view("unary")) {
+        summary_ = RequestSummary(m_.method, &msg);
         is_kv_unary_ = true;
       }
-    } else if (service_ == "etcdserverpb.Lease" && method_ == "LeaseGrant") {
+    } else if (m_.service == "etcdserverpb.Lease" &&
+               m_.method == "LeaseGrant") {
       grant_ttl_ = static_cast<const pb::LeaseGrantRequest&>(msg).ttl();
     }
   }
@@ -473,11 +468,11 @@ class MetricsInterceptor final : public gx::Interceptor {
   void OnResponse(const google::protobuf::Message& msg) {
     // Grants, revokes and renewals are counted by the engine's lessor
     // (shim/server.cc); the TTL histogram by the answers here.
-    if (service_ == "etcdserverpb.Lease" && method_ == "LeaseGrant") {
+    if (m_.service == "etcdserverpb.Lease" && m_.method == "LeaseGrant") {
       f_->lease_ttl.Observe(static_cast<double>(grant_ttl_));
     }
     if (is_kv_unary_) response_size_ = msg.ByteSizeLong();
-    if (is_kv_unary_ && method_ == "Range") {
+    if (is_kv_unary_ && m_.method == "Range") {
       range_count_ = static_cast<const pb::RangeResponse&>(msg).kvs_size();
     }
   }
@@ -491,12 +486,12 @@ class MetricsInterceptor final : public gx::Interceptor {
     f_->slow_apply.Inc();
     std::string response =
         !status.ok() ? ""
-        : method_ == "Range"
+        : m_.method == "Range"
             ? absl::StrCat("range_response_count:", range_count_,
                            " size:", response_size_)
             : absl::StrCat("size:", response_size_);
     const std::string& request = summary_;
-    const char* prefix = method_ == "Range" ? "read-only range " : "";
+    const char* prefix = m_.method == "Range" ? "read-only range " : "";
     if (!status.ok()) {
       DLOG_WARN(
           "apply request took too long",
@@ -521,10 +516,6 @@ class MetricsInterceptor final : public gx::Interceptor {
   int lane_ = -1;
   double trace_start_us_ = 0;
   const GrpcTrafficMetrics::Families::MethodInfo& m_;
-  const char* const type_;
-  const absl::string_view service_, method_;
-  metrics::Histogram* const timed_;
-  const bool is_watch_;
   bool defrag_running_ = false;
   int64_t open_watchers_ = 0;
   int64_t grant_ttl_ = 0;
