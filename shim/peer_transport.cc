@@ -821,16 +821,27 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
           if (alone) break;
         }
       }
-      if (batch.empty()) {
-        // Idle: the listener never writes after its answer, so a readable
-        // socket means it closed (or reset) the connection.
-        pollfd pfd{stream.fd(), POLLIN, 0};
-        if (::poll(&pfd, 1, 0) > 0) {
-          reason = "closed by remote peer";
-          break;
+      // The listener never writes after its answer, so a readable socket
+      // means it closed (or reset) the connection. Checked when idle and
+      // before every write: after a peer's restart the kernel still takes
+      // the first write on the old connection (the peer answers it with a
+      // reset), and what it carried would be lost; an answer to the
+      // restarted peer's own request, say (seen: both HashKV answers of its
+      // initial corruption check). Such a batch waits for the next
+      // connection instead.
+      pollfd pfd{stream.fd(), POLLIN, 0};
+      if (::poll(&pfd, 1, 0) > 0) {
+        if (!batch.empty()) {
+          absl::MutexLock l(&p->mu);
+          for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+            p->queued_bytes += it->size();
+            p->queue.push_front(std::move(*it));
+          }
         }
-        continue;
+        reason = "closed by remote peer";
+        break;
       }
+      if (batch.empty()) continue;
       bool written = true;
       if (batch.size() == 1 &&
           (batch[0].snapshot || batch[0].size() > opts_.write_chunk_bytes)) {

@@ -50,7 +50,9 @@
 //             (SendSnapshot), for the receiver's snapshot metrics; a
 //             receiver that does not count snapshots skips it.
 // After the answer the listener writes nothing, so a dialer that finds its
-// idle socket readable knows the peer closed it and reconnects.
+// socket readable (checked when idle and before each write) knows the peer
+// closed it and reconnects; the batch it was about to write waits for the
+// new connection.
 // A connection that opens with an HTTP request line instead of the hello
 // ("GET /members HTTP/1.1", as etcd's peer port serves) goes to
 // serve_http when it is set (etcd's joining members ask for the

@@ -22,8 +22,10 @@ Remaining arguments go to unittest (e.g. -v, -k pattern, Class.test).
 import argparse
 import atexit
 import ctypes
+import fcntl
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -85,18 +87,77 @@ def _die_with_parent():
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def free_ports(n):
-    """Returns n distinct free TCP ports on 127.0.0.1 (bind to port 0)."""
-    socks, ports = [], []
+# Ports handed out by free_ports() come from below the kernel's ephemeral
+# range (outgoing connections take their local ports from that range, so a
+# port found free there can be taken by a client before the member binds it)
+# and are reserved across the test processes ctest runs in parallel: a lock
+# file per port, held with flock until this process exits. Seen before this:
+# two tests given the same port a few ms apart, one member dying with
+# "bind: address already in use".
+_PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "detcd-it-ports")
+_PORT_LOW = 10000
+_held_ports = {}
+_port_rng = random.SystemRandom()
+
+
+def _ephemeral_low():
     try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _reserve_port(port):
+    """Takes `port` for this process if no other test process holds it and
+    nothing listens on it; returns whether it did."""
+    if port in _held_ports:
+        return False
+    os.makedirs(_PORT_LOCK_DIR, exist_ok=True)
+    f = open(os.path.join(_PORT_LOCK_DIR, "%d.lock" % port), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        f.close()
+        return False
     finally:
-        for s in socks:
-            s.close()
+        s.close()
+    _held_ports[port] = f
+    return True
+
+
+def _bound_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def free_ports(n):
+    """Returns n distinct free TCP ports on 127.0.0.1, reserved for this
+    process (see _PORT_LOCK_DIR)."""
+    high = _ephemeral_low()
+    ports = []
+    for _ in range(200 * n):
+        if len(ports) == n:
+            break
+        if high - _PORT_LOW >= 1000:
+            port = _port_rng.randrange(_PORT_LOW, high)
+        else:
+            port = _bound_port()
+        if _reserve_port(port):
+            ports.append(port)
+    if len(ports) != n:
+        raise RuntimeError("free_ports: found %d of %d free ports" %
+                           (len(ports), n))
     return ports
 
 
@@ -316,6 +377,9 @@ class Member:
         self.proc = None
         self.starts = 0
         self.stopped = False  # SIGSTOPped
+        # Started and not killed or terminated by the test since: a member
+        # expected to be up, which wait_healthy() checks even if it exited.
+        self.expect_up = False
 
     @property
     def client_url(self):
@@ -364,6 +428,7 @@ class Member:
             preexec_fn=_die_with_parent)
         log.close()
         self.stopped = False
+        self.expect_up = True
         self.start_time = time.monotonic()
 
     def alive(self):
@@ -377,6 +442,7 @@ class Member:
         """kill -9 and reap."""
         if self.proc is None:
             return None
+        self.expect_up = False
         if self.proc.poll() is None:
             self.proc.kill()
         rc = self.proc.wait()
@@ -387,6 +453,7 @@ class Member:
         """SIGTERM, wait (bounded), SIGKILL if it does not exit."""
         if self.proc is None:
             return None
+        self.expect_up = False
         if self.stopped:
             self.cont()
         if self.proc.poll() is None:
@@ -472,9 +539,12 @@ class Cluster:
     def wait_healthy(self, members=None, timeout=30.0):
         """Waits (bounded) until `endpoint health` succeeds on each member.
 
-        Raises ClusterError with the members' log tails when a member exits
-        or the deadline passes."""
-        members = members or [m for m in self.members if m.alive()]
+        By default, every member started and not stopped by the test since
+        (a member that died on its own, e.g. on a port taken, is an error,
+        not skipped). Raises ClusterError with the members' log tails when a
+        member exits or the deadline passes."""
+        members = members or [m for m in self.members
+                              if m.alive() or m.expect_up]
         deadline = time.monotonic() + timeout
         pending = list(members)
         last = None

@@ -228,6 +228,27 @@ TEST_F(PeerTransportTest, ReconnectsAfterListenerRestarts) {
   EXPECT_EQ(got.back().second, "after");
 }
 
+// A peer back within one idle check (200 ms): the sender must not write
+// what comes next on the connection to the dead process (the kernel takes
+// that write and the new process never sees it), but reconnect first.
+TEST_F(PeerTransportTest, MessageRightAfterPeerRestartReachesTheNewProcess) {
+  auto a = Make(1);
+  auto b = Make(2);
+  ASSERT_TRUE(a && b);
+  Link(*a, *b);
+  a->t->Send(2, "before");
+  ASSERT_TRUE(b->inbox.WaitFor(1));
+  const std::string listen = absl::StrCat("http://127.0.0.1:", b->t->ListenPorts()[0]);
+  b->t.reset();
+  auto b2 = Make(2, {}, listen);
+  ASSERT_TRUE(b2);
+  b2->t->SetPeer(1, {a->url});
+  a->t->Send(2, "answer");
+  ASSERT_TRUE(b2->inbox.WaitFor(1));
+  EXPECT_EQ(b2->inbox.Take().back().second, "answer");
+  EXPECT_EQ(StatsOf(*a->t, 2).send_failures, 0u);
+}
+
 TEST_F(PeerTransportTest, QueueBoundHoldsWhilePeerIsDownAndKeepsNewest) {
   PeerTransportOptions o;
   o.queue_max_messages = 10;
