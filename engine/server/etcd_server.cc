@@ -190,6 +190,11 @@ void EtcdServer::AdvanceRaftTicks(int n) {
   AfterInput();
 }
 
+void EtcdServer::CampaignIfOnlyVoter() {
+  node_->CampaignIfOnlyVoter();
+  AfterInput();
+}
+
 void EtcdServer::CoalescePeerPayloads(std::vector<std::string>* payloads) {
   std::vector<std::string> out;
   std::vector<raft::AppendFrame> run;  // views into *payloads

@@ -151,6 +151,8 @@ class EtcdServer {
   // n raft ticks at once (etcd's advanceTicks): the initial election tick
   // advance of shim/server.cc; leases, watches and deadlines do not move.
   void AdvanceRaftTicks(int n);
+  // Node::CampaignIfOnlyVoter (a single-member cluster at start).
+  void CampaignIfOnlyVoter();
   void OnMessage(std::string_view payload);
   // For the real peer transport (PeerTransportOptions::coalesce): joins
   // consecutive raft appends among payloads queued together for one peer

@@ -419,6 +419,15 @@ void Node::AdvanceTicks(int n) {
   ProposeAwaitingLeader();
 }
 
+void Node::CampaignIfOnlyVoter() {
+  if (failed() || raft_->state() == raft::StateType::kLeader) return;
+  const raft::ConfState cs = RaftConfState();
+  if (cs.voters.size() != 1 || cs.voters[0] != opts_.id) return;
+  (void)raft_->Campaign();
+  ProcessReady();
+  ProposeAwaitingLeader();
+}
+
 void Node::OnMessage(std::string_view payload) {
   if (failed()) return;
   auto m = raft::DecodeMessage(payload);

@@ -187,6 +187,11 @@ class Node {
   // clocks only; request deadlines keep their own count), for the initial
   // election tick advance.
   void AdvanceTicks(int n);
+  // Campaigns now (raft's MsgHup) when this member is the only voter of
+  // its configuration: nobody can be disrupted and nobody else can win,
+  // so the randomized election timeout would only delay the one possible
+  // outcome. Otherwise does nothing.
+  void CampaignIfOnlyVoter();
   void OnMessage(std::string_view payload);
   // Without a known leader the proposal waits for one (as etcd's raft
   // node does) and fails with ErrTimeout at the request deadline.

@@ -321,6 +321,30 @@ TEST(Node, SingleNodeCommitsAndRecoversAfterCrash) {
   EXPECT_EQ(bus.sm(1).hash(), hash);
 }
 
+// A member alone in its configuration need not wait out a randomized
+// election timeout (fresh or restarted); with other voters it must.
+TEST(Node, OnlyVoterCampaignsAtOnce) {
+  Bus bus;
+  bus.Add(1, {1});
+  ASSERT_TRUE(bus.Start(1).ok());
+  bus.node(1).CampaignIfOnlyVoter();
+  EXPECT_TRUE(bus.node(1).is_leader());
+  ASSERT_TRUE(bus.Put(1, "k", "v").ok());
+  bus.Crash(1);
+  ASSERT_TRUE(bus.Start(1).ok());
+  EXPECT_FALSE(bus.node(1).is_leader());
+  bus.node(1).CampaignIfOnlyVoter();
+  EXPECT_TRUE(bus.node(1).is_leader());
+  EXPECT_EQ(bus.sm(1).data().at("k"), "v");
+
+  Bus three;
+  for (uint64_t id = 1; id <= 3; ++id) three.Add(id, {1, 2, 3});
+  for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(three.Start(id).ok());
+  three.node(1).CampaignIfOnlyVoter();
+  three.Deliver();
+  EXPECT_EQ(three.Leader(), 0u);
+}
+
 // The counts behind etcd_server_read_indexes_failed_total and
 // etcd_server_slow_read_indexes_total.
 TEST(Node, CountsFailedAndSlowReadIndexes) {
