@@ -66,6 +66,22 @@ void Unstable::TruncateAndAppend(const std::vector<Entry>& ents) {
   }
 }
 
+void Unstable::TruncateAndAppend(std::vector<Entry>&& ents) {
+  if (ents.empty()) return;
+  uint64_t after = ents[0].index;
+  if (after == offset_ + entries_.size()) {
+    entries_.insert(entries_.end(), std::make_move_iterator(ents.begin()),
+                    std::make_move_iterator(ents.end()));
+  } else if (after <= offset_) {
+    offset_ = after;
+    entries_ = std::move(ents);
+  } else {
+    entries_.resize(after - offset_);
+    entries_.insert(entries_.end(), std::make_move_iterator(ents.begin()),
+                    std::make_move_iterator(ents.end()));
+  }
+}
+
 std::vector<Entry> Unstable::Slice(uint64_t lo, uint64_t hi) const {
   DETCD_CHECK(lo <= hi);
   DETCD_CHECK_MSG(offset_ <= lo && hi <= offset_ + entries_.size(),
@@ -162,6 +178,14 @@ uint64_t RaftLog::Append(const std::vector<Entry>& ents) {
   DETCD_CHECK_MSG(ents[0].index - 1 >= committed_,
                   "cannot overwrite committed entries");
   unstable_.TruncateAndAppend(ents);
+  return LastIndex();
+}
+
+uint64_t RaftLog::Append(std::vector<Entry>&& ents) {
+  if (ents.empty()) return LastIndex();
+  DETCD_CHECK_MSG(ents[0].index - 1 >= committed_,
+                  "cannot overwrite committed entries");
+  unstable_.TruncateAndAppend(std::move(ents));
   return LastIndex();
 }
 

@@ -941,7 +941,7 @@ bool Raft::AppendEntries(std::vector<Entry> es) {
     es[i].index = li + 1 + i;
   }
   if (!IncreaseUncommittedSize(es)) return false;
-  li = log_.Append(es);
+  li = log_.Append(std::move(es));
   // The leader counts these entries for itself only once the owner reports
   // them durable (OnPersisted): its appends leave before its fsync.
   if (cfg_.bugs.on(planted::Bug::kLeaderCountsUnpersisted)) {
