@@ -1301,10 +1301,10 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   LogForcedRestart(m);
   // etcd's adjustTicks: a member alone in its cluster fast-forwards its
   // election clock at once (whatever --initial-election-tick-advance says),
-  // and, if it is the cluster's only voter, campaigns at once; with peers, and the flag on, the engine
-  // thread's ticks watch the peer transport for up to 5 s (rafthttp's
-  // ConnReadTimeout) and fast-forward once more than one peer is connected
-  // (MaybeAdvanceTicks).
+  // and, if it is the cluster's only voter, campaigns at once; with peers,
+  // and the flag on, the engine thread's ticks watch the peer transport for
+  // up to 5 s (rafthttp's ConnReadTimeout) and fast-forward once more than
+  // one peer is connected (MaybeAdvanceTicks).
   m.election_ticks = so.node.election_ticks;
   m.loop->RunSync([&] {
     if (m.server->state().membership().size() <= 1) {
@@ -1548,6 +1548,9 @@ void DetcdServer::Impl::TransferLeadershipBeforeStop() {
 void DetcdServer::Impl::FinishSnapshotBeforeStop() {
   constexpr absl::Duration kMaxWait = absl::Seconds(60);
   const absl::Time start = absl::Now();
+  auto waited = [start] {
+    return GoDurationString(absl::ToInt64Nanoseconds(absl::Now() - start));
+  };
   bool logged = false;
   for (;;) {
     auto done = std::make_shared<absl::Notification>();
@@ -1569,14 +1572,14 @@ void DetcdServer::Impl::FinishSnapshotBeforeStop() {
     if (absl::Now() - start > kMaxWait) {
       DLOG_WARN("gave up finishing snapshot before stopping",
                 {{"local-member-id", Hex(identity.member_id)},
-                 {"waited", GoDurationString(absl::ToInt64Nanoseconds(absl::Now() - start))}});
+                 {"waited", waited()}});
       return;
     }
   }
   if (logged) {
     DLOG_INFO("finished snapshot before stopping",
               {{"local-member-id", Hex(identity.member_id)},
-               {"took", GoDurationString(absl::ToInt64Nanoseconds(absl::Now() - start))}});
+               {"took", waited()}});
   }
 }
 
@@ -1591,7 +1594,8 @@ void DetcdServer::Impl::Teardown() {
     grpc_server->Shutdown(std::chrono::system_clock::now() +
                           std::chrono::seconds(1));
   }
-  const bool was_ready = engine_ready.exchange(false, std::memory_order_acq_rel);
+  const bool was_ready =
+      engine_ready.exchange(false, std::memory_order_acq_rel);
   if (transport) transport->Stop();
   if (was_ready) FinishSnapshotBeforeStop();
   if (loop) loop->Stop(nullptr);

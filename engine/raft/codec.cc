@@ -44,10 +44,7 @@ bool DecodeEntry(coding::Reader* r, Entry* e) {
     return false;
   }
   e->type = static_cast<EntryType>(type);
-  std::string data;
-  if (!r->GetLengthPrefixed(&data)) return false;
-  e->data = std::move(data);
-  return true;
+  return r->GetLengthPrefixed(&e->data);
 }
 
 void EncodeConfStateTo(std::string* out, const ConfState& cs) {
