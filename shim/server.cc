@@ -1553,17 +1553,14 @@ void DetcdServer::Impl::FinishSnapshotBeforeStop() {
   };
   bool logged = false;
   for (;;) {
-    auto done = std::make_shared<absl::Notification>();
-    auto in_progress = std::make_shared<std::atomic<bool>>(false);
-    const bool posted = loop->Post([this, done, in_progress] {
+    bool in_progress = false;
+    const bool ran = loop->RunSync([&] {
       server::Node& n = server->node();
       n.ContinueSnapshot();
-      in_progress->store(n.snapshot_in_progress() && !n.failed());
-      done->Notify();
+      in_progress = n.snapshot_in_progress() && !n.failed();
     });
-    if (!posted) return;
-    done->WaitForNotification();
-    if (!in_progress->load()) break;
+    if (!ran) return;
+    if (!in_progress) break;
     if (!logged) {
       logged = true;
       DLOG_INFO("finishing snapshot before stopping",

@@ -420,7 +420,7 @@ void Node::AdvanceTicks(int n) {
 }
 
 void Node::CampaignIfOnlyVoter() {
-  if (failed() || raft_->state() == raft::StateType::kLeader) return;
+  if (failed() || is_leader()) return;
   const raft::ConfState cs = RaftConfState();
   if (cs.voters.size() != 1 || cs.voters[0] != opts_.id) return;
   (void)raft_->Campaign();
