@@ -354,6 +354,10 @@ struct PeerTransport::Peer {
   std::deque<Queued> queue ABSL_GUARDED_BY(mu);
   size_t queued_bytes ABSL_GUARDED_BY(mu) = 0;
   bool stopping ABSL_GUARDED_BY(mu) = false;
+  // From a failed dial to the next successful one (header comment).
+  bool unreachable ABSL_GUARDED_BY(mu) = false;
+  bool redial ABSL_GUARDED_BY(mu) = false;  // end the backoff now
+  std::atomic<int64_t> last_unreachable_report_ms{-1'000'000};
   // A dup of the socket being dialed or used, so another thread can
   // shutdown(2) it to unblock the sender without racing its close().
   int kill_fd ABSL_GUARDED_BY(mu) = -1;
@@ -640,9 +644,14 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
   }
   uint64_t dropped_to_log = 0;
   std::vector<SnapshotDone> failed;  // told outside the lock
+  bool unreachable = false;
   {
     absl::MutexLock l(&p->mu);
     if (p->stopping) {
+      if (done) failed.push_back(std::move(done));
+    } else if (p->unreachable) {
+      unreachable = true;
+      p->send_failures.fetch_add(1, std::memory_order_relaxed);
       if (done) failed.push_back(std::move(done));
     } else {
       // Bounded: drop the oldest messages to make room.
@@ -675,6 +684,7 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
     }
   }
   for (SnapshotDone& d : failed) d(false);
+  if (unreachable) ReportUnreachable(*p, /*force=*/false);
   if (dropped_to_log > 0) {
     DLOG_WARN("dropped internal Raft message since sending buffer is full (overloaded network)",
               {{"local-member-id", Hex(opts_.local_id)},
@@ -682,6 +692,46 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
                {"dropped-messages", dropped_to_log},
                {"remote-peer-active", p->connected.load()}});
   }
+}
+
+void PeerTransport::DropUnreachable(Peer& p) {
+  std::deque<Peer::Queued> dropped;
+  {
+    absl::MutexLock l(&p.mu);
+    p.unreachable = true;
+    dropped.swap(p.queue);
+    p.queued_bytes = 0;
+  }
+  p.send_failures.fetch_add(dropped.size(), std::memory_order_relaxed);
+  for (Peer::Queued& q : dropped) {
+    if (q.done) q.done(false);
+  }
+  ReportUnreachable(p, /*force=*/true);
+}
+
+void PeerTransport::PeerDialedIn(uint64_t id) {
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(id);
+  if (it == peers_.end()) return;
+  Peer& p = *it->second;
+  absl::MutexLock pl(&p.mu);
+  if (!p.unreachable) return;
+  // It is up (etcd's writer would attach to the stream it dialed): what
+  // is sent from now on waits for our dial, which starts at once; an
+  // answer to what it sends first, say.
+  p.unreachable = false;
+  p.redial = true;
+  p.cv.SignalAll();
+}
+
+void PeerTransport::ReportUnreachable(Peer& p, bool force) {
+  if (!opts_.on_unreachable) return;
+  const int64_t now = NowMs();
+  int64_t last = p.last_unreachable_report_ms.load(std::memory_order_relaxed);
+  if (!force && now - last < opts_.unreachable_report_ms) return;
+  // One of racing callers reports.
+  if (!p.last_unreachable_report_ms.compare_exchange_strong(last, now)) return;
+  opts_.on_unreachable(p.id);
 }
 
 void PeerTransport::SetPeer(uint64_t id, std::vector<std::string> urls) {
@@ -750,6 +800,7 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
       p->ClearKill();
       if (p->Stopping()) break;
       p->dial_failures.fetch_add(1, std::memory_order_relaxed);
+      DropUnreachable(*p);
       if (!failing) {
         failing = true;
         DLOG_WARN("failed to dial remote peer",
@@ -760,10 +811,10 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
       }
       absl::MutexLock l(&p->mu);
       absl::Time deadline = absl::Now() + absl::Milliseconds(backoff_ms);
-      while (!p->stopping && p->urls_version == version) {
+      while (!p->stopping && p->urls_version == version && !p->redial) {
         if (p->cv.WaitWithDeadline(&p->mu, deadline)) break;
       }
-      if (p->urls_version != version) {
+      if (p->urls_version != version || std::exchange(p->redial, false)) {
         backoff_ms = opts_.backoff_min_ms;
       } else {
         backoff_ms = std::min(backoff_ms * 2, opts_.backoff_max_ms);
@@ -772,6 +823,10 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
     }
     failing = false;
     backoff_ms = opts_.backoff_min_ms;
+    {
+      absl::MutexLock l(&p->mu);
+      p->unreachable = false;
+    }
     Stream& stream = **s;
     p->connected_since_ns.store(NowMs() * 1'000'000);
     p->connected.store(true);
@@ -1253,6 +1308,7 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
       return;
     }
     SetTimeouts(stream->fd(), 0);  // an idle peer may stay silent for long
+    PeerDialedIn(from);
     DLOG_INFO("established TCP streaming connection with remote peer",
               {{"stream-reader-type", "detcd-peer1"},
                {"local-member-id", Hex(opts_.local_id)},
@@ -1656,6 +1712,7 @@ PeerTransportStats PeerTransport::Stats() const {
     {
       absl::MutexLock pl(&p->mu);
       s.queued_messages = p->queue.size();
+      s.unreachable = p->unreachable;
     }
     if (s.connected) ++out.active_peers;
   }

@@ -15,8 +15,17 @@
 // dropped at once with a log line. One sender thread per peer dials it
 // (round-robin over its URLs, exponential backoff backoff_min_ms ..
 // backoff_max_ms between failed attempts), then writes queued messages,
-// large ones in write_chunk_bytes pieces. Messages still queued while a peer
-// is unreachable wait (within the bounds) for the next connection. Each
+// large ones in write_chunk_bytes pieces. A peer is unreachable from a
+// failed dial until the next successful one: the dial failure drops what
+// was queued, and messages sent meanwhile are dropped at once, each counted
+// as a send failure, as etcd's pipeline drops a message it cannot deliver;
+// on_unreachable tells raft (etcd's ReportUnreachable), whose leader then
+// probes the peer instead of streaming appends into a queue nobody reads
+// (and a snapshot's sender hears false). A connection the peer dials into
+// us ends its unreachability (as etcd's stream writer attaches to the
+// stream the peer dials) and our dial to it starts at once. Messages
+// queued before the first dial, or while a broken connection is redialed,
+// wait for it. Each
 // wake-up of the sender takes every small message queued by then (up to
 // 256 KiB) and writes their frames in one write; a snapshot or a message
 // larger than write_chunk_bytes goes alone, without a copy. The receiver
@@ -52,7 +61,7 @@
 // After the answer the listener writes nothing, so a dialer that finds its
 // socket readable (checked when idle and before each write) knows the peer
 // closed it and reconnects; the batch it was about to write waits for the
-// new connection.
+// new connection (and goes with the queue if that dial fails).
 // A connection that opens with an HTTP request line instead of the hello
 // ("GET /members HTTP/1.1", as etcd's peer port serves) goes to
 // serve_http when it is set (etcd's joining members ask for the
@@ -173,6 +182,12 @@ struct PeerTransportOptions {
   // batch's payloads in order, leaves fewer or the same. Called on the
   // peer's sender thread; snapshots never pass through it.
   std::function<void(std::vector<std::string>* payloads)> coalesce;
+  // The peer is unreachable (see above): called on the sender's thread at
+  // the failed dial and on the engine's thread (inside Send) for messages
+  // dropped while it stays so, at most once per unreachable_report_ms per
+  // peer. Unset: nobody is told.
+  std::function<void(uint64_t id)> on_unreachable;
+  int unreachable_report_ms = 100;
 };
 
 struct PeerStats {
@@ -185,6 +200,7 @@ struct PeerStats {
   uint64_t received_bytes = 0;  // etcd_network_peer_received_bytes_total
   uint64_t send_failures = 0;   // etcd_network_peer_sent_failures_total:
                                 // messages dropped or lost in a failed write
+  bool unreachable = false;     // the last dial failed
   uint64_t dial_failures = 0;   // failed connection attempts
   size_t queued_messages = 0;
   bool connected = false;       // outgoing stream up
@@ -219,8 +235,8 @@ class PeerTransport final : public env::Transport {
   void Send(uint64_t to, std::string payload) override;
   // A snapshot travels like any message; `done` (through post_to_engine)
   // says true once the whole frame was written to the connection, false if
-  // it was dropped (queue overflow, too large, unknown or removed peer,
-  // stop, a failed write). Exactly one report per call.
+  // it was dropped (queue overflow, too large, unknown, removed or
+  // unreachable peer, stop, a failed write). Exactly one report per call.
   void SendSnapshot(uint64_t to, std::string payload,
                     SnapshotDone done) override;
 
@@ -258,6 +274,12 @@ class PeerTransport final : public env::Transport {
   void Enqueue(uint64_t to, std::string payload, SnapshotDone done,
                bool snapshot = false);
   void SenderLoop(std::shared_ptr<Peer> p);
+  // A dial failed: the peer turns unreachable, its queue is dropped.
+  void DropUnreachable(Peer& p);
+  // A known peer's connection into us was accepted: it is reachable again.
+  void PeerDialedIn(uint64_t id);
+  // Calls on_unreachable for p (force: regardless of the last report).
+  void ReportUnreachable(Peer& p, bool force);
   absl::StatusOr<std::unique_ptr<Stream>> Dial(Peer& p, const std::string& url);
   // TCP / unix connect (+ TLS) to a peer URL by `deadline_ms`
   // (CLOCK_MONOTONIC ms). `set_kill` registers each socket so another

@@ -1037,6 +1037,10 @@ void SetPeerHooks(DetcdServer::Impl* im, PeerTransportOptions* po) {
     if (!im->engine_ready.load(std::memory_order_acquire)) return;
     im->loop->Post([im, by] { im->server->OnRemovedByPeer(by); });
   };
+  po->on_unreachable = [im](uint64_t id) {
+    if (!im->engine_ready.load(std::memory_order_acquire)) return;
+    im->loop->Post([im, id] { im->server->ReportUnreachable(id); });
+  };
 }
 
 // etcd's restartAsStandaloneNode lines (--force-new-cluster).

@@ -195,6 +195,11 @@ void EtcdServer::CampaignIfOnlyVoter() {
   AfterInput();
 }
 
+void EtcdServer::ReportUnreachable(uint64_t peer) {
+  node_->ReportUnreachable(peer);
+  AfterInput();
+}
+
 void EtcdServer::CoalescePeerPayloads(std::vector<std::string>* payloads) {
   std::vector<std::string> out;
   std::vector<raft::AppendFrame> run;  // views into *payloads

@@ -154,6 +154,8 @@ class EtcdServer {
   // Node::CampaignIfOnlyVoter (a single-member cluster at start).
   void CampaignIfOnlyVoter();
   void OnMessage(std::string_view payload);
+  // Node::ReportUnreachable (the real peer transport's on_unreachable).
+  void ReportUnreachable(uint64_t peer);
   // For the real peer transport (PeerTransportOptions::coalesce): joins
   // consecutive raft appends among payloads queued together for one peer
   // into one (raft::JoinAppends); other payloads pass unchanged, in order.

@@ -558,6 +558,12 @@ void Node::OnSnapshotSent(uint64_t to, bool delivered) {
   ProcessReady();
 }
 
+void Node::ReportUnreachable(uint64_t to) {
+  if (failed() || raft_ == nullptr) return;
+  raft_->ReportUnreachable(to);
+  ProcessReady();
+}
+
 void Node::ExpireRequests() {
   // Deadlines are in ticks, so expiry is deterministic and cheap; the maps
   // are small and bounded by max_pending_requests.

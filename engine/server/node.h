@@ -207,6 +207,9 @@ class Node {
   // The transport finished (or gave up) sending a snapshot to `to`
   // (env::Transport::SendSnapshot); raft then resumes replicating to it.
   void OnSnapshotSent(uint64_t to, bool delivered);
+  // The transport could not reach `to` (etcd's ReportUnreachable): a leader
+  // replicating to it optimistically falls back to probing it.
+  void ReportUnreachable(uint64_t to);
   // Compacts now (tests, defragmentation); normally automatic every
   // snapshot_count entries. Keeps the newest `keep_snapshots` snapshot
   // files (>= 1): the automatic ones keep 2, so a damaged newest file can

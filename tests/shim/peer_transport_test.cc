@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -131,8 +132,10 @@ class PeerTransportTest : public ::testing::Test {
     if (o.cluster_id == 0) o.cluster_id = kCluster;
     o.local_id = id;
     o.listen_urls = {listen};
-    o.backoff_min_ms = 20;
-    o.backoff_max_ms = 200;
+    if (o.backoff_min_ms == PeerTransportOptions{}.backoff_min_ms) {
+      o.backoff_min_ms = 20;
+      o.backoff_max_ms = 200;
+    }
     Inbox* inbox = &m->inbox;
     o.on_message = [inbox](uint64_t from, std::string p) { inbox->Push(from, std::move(p)); };
     auto t = PeerTransport::Start(std::move(o));
@@ -249,74 +252,205 @@ TEST_F(PeerTransportTest, MessageRightAfterPeerRestartReachesTheNewProcess) {
   EXPECT_EQ(StatsOf(*a->t, 2).send_failures, 0u);
 }
 
-TEST_F(PeerTransportTest, QueueBoundHoldsWhilePeerIsDownAndKeepsNewest) {
+// A listener that never answers on its own: connections queue in its
+// backlog, so a dial to it stays pending (until the dialer's timeout) and
+// messages queue behind it. Accept() then plays the peer by hand.
+class HeldListener {
+ public:
+  HeldListener() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    listen(fd_, 16);
+    socklen_t len = sizeof(a);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    url_ = absl::StrCat("http://127.0.0.1:", ntohs(a.sin_port));
+  }
+  ~HeldListener() {
+    if (conn_ >= 0) close(conn_);
+    close(fd_);
+  }
+  const std::string& url() const { return url_; }
+  // Takes the pending connection, reads its hello, accepts it.
+  bool Accept() {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, 15000) <= 0) return false;
+    conn_ = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    std::string hello;
+    return conn_ >= 0 && ReadN(35, &hello) &&
+           write(conn_, "detcd-peer1\0", 12) == 12;
+  }
+  // The next n frames' payloads.
+  bool ReadFrames(size_t n, std::vector<std::string>* out) {
+    for (size_t i = 0; i < n; ++i) {
+      std::string len, payload;
+      if (!ReadN(4, &len)) return false;
+      size_t size = 0;
+      for (char c : len) size = size << 8 | static_cast<uint8_t>(c);
+      if (!ReadN(size, &payload)) return false;
+      out->push_back(std::move(payload));
+    }
+    return true;
+  }
+
+ private:
+  bool ReadN(size_t n, std::string* out) {
+    out->clear();
+    char buf[64 << 10];
+    while (out->size() < n) {
+      pollfd p{conn_, POLLIN, 0};
+      if (poll(&p, 1, 15000) <= 0) return false;
+      ssize_t got = read(conn_, buf, std::min(sizeof(buf), n - out->size()));
+      if (got <= 0) return false;
+      out->append(buf, static_cast<size_t>(got));
+    }
+    return true;
+  }
+
+  int fd_ = -1;
+  int conn_ = -1;
+  std::string url_;
+};
+
+TEST_F(PeerTransportTest, QueueBoundHoldsWhileDialingAndKeepsNewest) {
   PeerTransportOptions o;
   o.queue_max_messages = 10;
+  o.dial_timeout_ms = 60000;
   auto a = Make(1, o);
   ASSERT_TRUE(a);
-  const int port = FreePort();
-  a->t->SetPeer(2, {absl::StrCat("http://127.0.0.1:", port)});
+  HeldListener b;
+  a->t->SetPeer(2, {b.url()});
   for (int i = 0; i < 100; ++i) a->t->Send(2, absl::StrCat("m", i));
   PeerStats s = StatsOf(*a->t, 2);
   EXPECT_EQ(s.queued_messages, 10u);
   EXPECT_EQ(s.send_failures, 90u);
   EXPECT_FALSE(a->t->Connected(2));
-  ASSERT_TRUE(WaitUntil([&] { return StatsOf(*a->t, 2).dial_failures > 0; }));
 
-  // The peer appears: the ten newest messages arrive, in order.
-  auto b = Make(2, {}, absl::StrCat("http://127.0.0.1:", port));
-  ASSERT_TRUE(b);
-  b->t->SetPeer(1, {a->url});
-  ASSERT_TRUE(b->inbox.WaitFor(10));
-  auto got = b->inbox.Take();
-  ASSERT_EQ(got.size(), 10u);
-  for (int i = 0; i < 10; ++i) EXPECT_EQ(got[i].second, absl::StrCat("m", 90 + i));
+  // The dial completes: the ten newest messages leave, in order.
+  ASSERT_TRUE(b.Accept());
+  std::vector<std::string> got;
+  ASSERT_TRUE(b.ReadFrames(10, &got));
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(got[i], absl::StrCat("m", 90 + i));
 }
 
 TEST_F(PeerTransportTest, QueueBoundInBytes) {
   PeerTransportOptions o;
   o.queue_max_bytes = 1000;
+  o.dial_timeout_ms = 60000;
   auto a = Make(1, o);
   ASSERT_TRUE(a);
-  a->t->SetPeer(2, {absl::StrCat("http://127.0.0.1:", FreePort())});
+  HeldListener b;
+  a->t->SetPeer(2, {b.url()});
   for (int i = 0; i < 50; ++i) a->t->Send(2, std::string(100, 'x'));
   EXPECT_EQ(StatsOf(*a->t, 2).queued_messages, 10u);
   EXPECT_EQ(StatsOf(*a->t, 2).send_failures, 40u);
 }
 
-// Messages queued while the peer is away leave in as few writes as the
-// batching allows (small ones together, a large one alone), in order.
+// Messages queued while the connection is being set up leave in as few
+// writes as the batching allows (small ones together, a large one alone),
+// in order.
 TEST_F(PeerTransportTest, QueuedMessagesLeaveInBatches) {
   PeerTransportOptions o;
   o.write_chunk_bytes = 64 << 10;
+  o.dial_timeout_ms = 60000;
   auto a = Make(1, o);
   ASSERT_TRUE(a);
-  const int port = FreePort();
-  a->t->SetPeer(2, {absl::StrCat("http://127.0.0.1:", port)});
+  HeldListener b;
+  a->t->SetPeer(2, {b.url()});
   std::vector<std::string> sent;
   for (int i = 0; i < 200; ++i) sent.push_back(absl::StrCat("small-", i));
   sent.push_back(std::string(100 << 10, 'L'));  // > write_chunk_bytes
   for (int i = 0; i < 50; ++i) sent.push_back(absl::StrCat("after-", i));
   for (const std::string& m : sent) a->t->Send(2, m);
-  ASSERT_TRUE(WaitUntil([&] { return StatsOf(*a->t, 2).dial_failures > 0; }));
   EXPECT_EQ(StatsOf(*a->t, 2).writes, 0u);
 
-  auto b = Make(2, {}, absl::StrCat("http://127.0.0.1:", port));
-  ASSERT_TRUE(b);
-  b->t->SetPeer(1, {a->url});
-  ASSERT_TRUE(b->inbox.WaitFor(sent.size()));
-  auto got = b->inbox.Take();
-  ASSERT_EQ(got.size(), sent.size());
+  ASSERT_TRUE(b.Accept());
+  std::vector<std::string> got;
+  ASSERT_TRUE(b.ReadFrames(sent.size(), &got));
   for (size_t i = 0; i < sent.size(); ++i) {
-    EXPECT_EQ(got[i].second, sent[i]) << i;
+    EXPECT_EQ(got[i], sent[i]) << i;
   }
   // The 200 small ones, the large one, the 50 after it.
+  ASSERT_TRUE(WaitUntil([&] { return StatsOf(*a->t, 2).writes == 3u; }));
   PeerStats s = StatsOf(*a->t, 2);
-  EXPECT_EQ(s.writes, 3u);
   size_t bytes = 0;
   for (const std::string& m : sent) bytes += 4 + m.size();
   EXPECT_EQ(s.sent_bytes, bytes);
   EXPECT_EQ(s.send_failures, 0u);
+}
+
+// A peer that cannot be dialed is unreachable until a dial succeeds: what
+// was queued goes, what is sent meanwhile is dropped at once (a snapshot's
+// sender hears false), and on_unreachable says so, as etcd's pipeline drops
+// an undeliverable message and reports the peer unreachable to raft. None
+// of it reaches the peer when it comes up; what is sent then does.
+TEST_F(PeerTransportTest, UnreachablePeerDropsMessagesAndIsReported) {
+  std::atomic<int> reports{0};
+  PeerTransportOptions o;
+  o.unreachable_report_ms = 0;
+  o.post_to_engine = [](std::function<void()> f) { f(); };
+  o.on_unreachable = [&reports](uint64_t id) {
+    if (id == 2) reports.fetch_add(1);
+  };
+  auto a = Make(1, o);
+  ASSERT_TRUE(a);
+  const int port = FreePort();
+  a->t->SetPeer(2, {absl::StrCat("http://127.0.0.1:", port)});
+  ASSERT_TRUE(WaitUntil([&] { return StatsOf(*a->t, 2).unreachable; }));
+  ASSERT_TRUE(WaitUntil([&] { return reports.load() >= 1; }));
+  const uint64_t failures = StatsOf(*a->t, 2).send_failures;
+  const int reported = reports.load();
+  for (int i = 0; i < 5; ++i) a->t->Send(2, absl::StrCat("lost-", i));
+  bool snapshot_delivered = true;
+  int snapshot_reports = 0;
+  a->t->SendSnapshot(2, "snapshot", [&](bool delivered) {
+    snapshot_delivered = delivered;
+    ++snapshot_reports;
+  });
+  EXPECT_EQ(snapshot_reports, 1);
+  EXPECT_FALSE(snapshot_delivered);
+  PeerStats s = StatsOf(*a->t, 2);
+  EXPECT_EQ(s.queued_messages, 0u);
+  EXPECT_GE(s.send_failures, failures + 6);
+  EXPECT_GE(reports.load(), reported + 6);
+
+  auto b = Make(2, {}, absl::StrCat("http://127.0.0.1:", port));
+  ASSERT_TRUE(b);
+  b->t->SetPeer(1, {a->url});
+  ASSERT_TRUE(WaitUntil([&] { return a->t->Connected(2); }));
+  EXPECT_FALSE(StatsOf(*a->t, 2).unreachable);
+  a->t->Send(2, "found");
+  ASSERT_TRUE(b->inbox.WaitFor(1));
+  auto got = b->inbox.Take();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].second, "found");
+}
+
+// A peer that dials in is reachable again at once, and our dial to it
+// starts without waiting out the backoff (here a minute): the answer to
+// the first thing it sends reaches it.
+TEST_F(PeerTransportTest, PeerDialingInEndsUnreachability) {
+  PeerTransportOptions o;
+  o.backoff_min_ms = 60000;
+  o.backoff_max_ms = 60000;
+  auto a = Make(1, o);
+  ASSERT_TRUE(a);
+  const int port = FreePort();
+  a->t->SetPeer(2, {absl::StrCat("http://127.0.0.1:", port)});
+  ASSERT_TRUE(WaitUntil([&] { return StatsOf(*a->t, 2).unreachable; }));
+
+  auto b = Make(2, {}, absl::StrCat("http://127.0.0.1:", port));
+  ASSERT_TRUE(b);
+  b->t->SetPeer(1, {a->url});
+  b->t->Send(1, "question");
+  ASSERT_TRUE(a->inbox.WaitFor(1));
+  EXPECT_FALSE(StatsOf(*a->t, 2).unreachable);
+  a->t->Send(2, "answer");
+  ASSERT_TRUE(b->inbox.WaitFor(1));
+  EXPECT_EQ(b->inbox.Take()[0].second, "answer");
+  EXPECT_EQ(StatsOf(*a->t, 2).dial_failures, 1u);
 }
 
 // The receiver cuts frames out of whatever each read returns: frames split
@@ -394,10 +528,14 @@ TEST_F(PeerTransportTest, ClusterIdMismatchIsRefused) {
   EXPECT_FALSE(a->t->Connected(2));
   EXPECT_GT(StatsOf(*a->t, 2).dial_failures, 0u);
   EXPECT_EQ(b->inbox.size(), 0u);
-  // Fixing the cluster id lets the queued message through.
+  // Fixing the cluster id lets messages through; the one sent while the
+  // peer was unreachable was dropped.
   b->t->SetClusterId(kCluster);
+  ASSERT_TRUE(WaitUntil([&] { return a->t->Connected(2); }));
+  a->t->Send(2, "again");
   ASSERT_TRUE(b->inbox.WaitFor(1));
-  EXPECT_EQ(b->inbox.Take()[0].second, "hello");
+  EXPECT_THAT(b->inbox.Take(),
+              ::testing::ElementsAre(::testing::Pair(1u, "again")));
 }
 
 TEST_F(PeerTransportTest, UnknownSenderIsRefusedUntilAdded) {
@@ -410,8 +548,11 @@ TEST_F(PeerTransportTest, UnknownSenderIsRefusedUntilAdded) {
   EXPECT_FALSE(a->t->Connected(2));
   EXPECT_EQ(b->inbox.size(), 0u);
   b->t->SetPeer(1, {a->url});
+  ASSERT_TRUE(WaitUntil([&] { return a->t->Connected(2); }));
+  a->t->Send(2, "added");
   ASSERT_TRUE(b->inbox.WaitFor(1));
-  EXPECT_EQ(b->inbox.Take()[0].second, "early");
+  EXPECT_THAT(b->inbox.Take(),
+              ::testing::ElementsAre(::testing::Pair(1u, "added")));
 }
 
 TEST_F(PeerTransportTest, WrongReceiverIsRefused) {
@@ -535,18 +676,20 @@ TEST_F(PeerTransportTest, RemovePeerAndChangeUrls) {
   b->t->SetPeer(1, {a->url});
   // A starts with a wrong URL for B, then learns the right one.
   a->t->SetPeer(2, {absl::StrCat("http://127.0.0.1:", FreePort())});
-  a->t->Send(2, "queued");
   ASSERT_TRUE(WaitUntil([&] { return StatsOf(*a->t, 2).dial_failures > 0; }));
+  a->t->Send(2, "unreachable");  // dropped
   a->t->SetPeer(2, {b->url});
-  ASSERT_TRUE(b->inbox.WaitFor(1));
   ASSERT_TRUE(WaitUntil([&] { return a->t->Connected(2); }));
+  a->t->Send(2, "reached");
+  ASSERT_TRUE(b->inbox.WaitFor(1));
+  EXPECT_EQ(b->inbox.Take()[0].second, "reached");
 
   // B removes A: A's stream into B is cut and A cannot come back.
   b->t->RemovePeer(1);
   ASSERT_TRUE(WaitUntil([&] { return !a->t->Connected(2); }));
   a->t->Send(2, "refused");
   ASSERT_TRUE(WaitUntil([&] { return StatsOf(*a->t, 2).dial_failures >= 3; }));
-  EXPECT_EQ(b->inbox.size(), 1u);
+  EXPECT_EQ(b->inbox.size(), 0u);
 
   // A removes B: sends are dropped as unknown.
   a->t->RemovePeer(2);
@@ -583,6 +726,15 @@ TEST_F(PeerTransportTest, ManyMembers) {
   for (auto& x : ms) {
     for (auto& y : ms) {
       if (x != y) x->t->SetPeer(y->id, {y->url});
+    }
+  }
+  // A dial refused before its peer knew the dialer makes that peer
+  // unreachable for a while (what is sent meanwhile is dropped).
+  for (auto& x : ms) {
+    for (auto& y : ms) {
+      if (x != y) {
+        ASSERT_TRUE(WaitUntil([&] { return x->t->Connected(y->id); }));
+      }
     }
   }
   for (auto& x : ms) {
