@@ -123,7 +123,7 @@ raft::Message MakeApp(int n) {
     raft::Entry e;
     e.term = 7;
     e.index = m.index + 1 + static_cast<uint64_t>(i);
-    e.data.assign(128, 'x');
+    e.data = std::string(128, 'x');
     m.entries.push_back(std::move(e));
   }
   return m;

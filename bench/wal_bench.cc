@@ -73,7 +73,7 @@ void RunSave(benchmark::State& state, env::Disk* disk) {
   std::vector<raft::Entry> batch(static_cast<size_t>(n));
   for (raft::Entry& e : batch) {
     e.term = 1;
-    e.data.assign(128, 'x');
+    e.data = std::string(128, 'x');
   }
   raft::HardState hs{1, 1, 0};
   uint64_t last = 0;

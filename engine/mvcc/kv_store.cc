@@ -839,6 +839,14 @@ absl::StatusOr<RangeResult> KvStore::WriteTxn::Range(
 std::optional<KeyValue> KvStore::WriteTxn::Put(std::string_view key,
                                                std::string_view value,
                                                int64_t lease) {
+  const KeyValue* prev = PutRef(key, value, lease);
+  if (prev == nullptr) return std::nullopt;
+  return *prev;
+}
+
+const KeyValue* KvStore::WriteTxn::PutRef(std::string_view key,
+                                          std::string_view value,
+                                          int64_t lease) {
   DETCD_CHECK(!ended_);
   Impl& st = *s_->impl_;
   const int64_t main = st.current_rev + 1;
@@ -883,8 +891,7 @@ std::optional<KeyValue> KvStore::WriteTxn::Put(std::string_view key,
   ++st.revisions;
   st.entries.back().push_back(std::move(rec));
 
-  if (!ev.has_prev_kv) return std::nullopt;
-  return ev.prev_kv;
+  return ev.has_prev_kv ? &ev.prev_kv : nullptr;
 }
 
 std::vector<KeyValue> KvStore::WriteTxn::DeleteRange(std::string_view key,

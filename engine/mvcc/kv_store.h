@@ -78,6 +78,10 @@ class KvStore final : public EventHistory {
     // Returns the key's previous value, if it existed.
     std::optional<KeyValue> Put(std::string_view key, std::string_view value,
                                 int64_t lease);
+    // As Put, without a copy of the previous value: the pointer (null if
+    // the key did not exist) is valid until this transaction's next write.
+    const KeyValue* PutRef(std::string_view key, std::string_view value,
+                           int64_t lease);
     // Returns the deleted key-values, in key order.
     std::vector<KeyValue> DeleteRange(std::string_view key,
                                       std::string_view end);

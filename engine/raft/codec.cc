@@ -44,7 +44,10 @@ bool DecodeEntry(coding::Reader* r, Entry* e) {
     return false;
   }
   e->type = static_cast<EntryType>(type);
-  return r->GetLengthPrefixed(&e->data);
+  std::string data;
+  if (!r->GetLengthPrefixed(&data)) return false;
+  e->data = std::move(data);
+  return true;
 }
 
 void EncodeConfStateTo(std::string* out, const ConfState& cs) {

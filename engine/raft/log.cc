@@ -51,18 +51,24 @@ void Unstable::Restore(const Snapshot& s) {
 }
 
 void Unstable::TruncateAndAppend(const std::vector<Entry>& ents) {
+  TruncateAndAppend(std::vector<Entry>(ents));  // payloads are shared
+}
+
+void Unstable::TruncateAndAppend(std::vector<Entry>&& ents) {
   if (ents.empty()) return;
   uint64_t after = ents[0].index;
   if (after == offset_ + entries_.size()) {
-    entries_.insert(entries_.end(), ents.begin(), ents.end());
+    entries_.insert(entries_.end(), std::make_move_iterator(ents.begin()),
+                    std::make_move_iterator(ents.end()));
   } else if (after <= offset_) {
     // Replaces everything unstable; the owner truncates storage too when it
     // persists these entries.
     offset_ = after;
-    entries_ = ents;
+    entries_ = std::move(ents);
   } else {
     entries_.resize(after - offset_);
-    entries_.insert(entries_.end(), ents.begin(), ents.end());
+    entries_.insert(entries_.end(), std::make_move_iterator(ents.begin()),
+                    std::make_move_iterator(ents.end()));
   }
 }
 
@@ -158,10 +164,14 @@ std::optional<uint64_t> RaftLog::MaybeAppend(uint64_t index, uint64_t log_term,
 }
 
 uint64_t RaftLog::Append(const std::vector<Entry>& ents) {
+  return Append(std::vector<Entry>(ents));
+}
+
+uint64_t RaftLog::Append(std::vector<Entry>&& ents) {
   if (ents.empty()) return LastIndex();
   DETCD_CHECK_MSG(ents[0].index - 1 >= committed_,
                   "cannot overwrite committed entries");
-  unstable_.TruncateAndAppend(ents);
+  unstable_.TruncateAndAppend(std::move(ents));
   return LastIndex();
 }
 

@@ -27,6 +27,8 @@ class Unstable {
   void StableSnapTo(uint64_t i);
   void Restore(const Snapshot& s);
   void TruncateAndAppend(const std::vector<Entry>& ents);
+  // The same, moving the entries in (their data is not copied).
+  void TruncateAndAppend(std::vector<Entry>&& ents);
   // Entries in [lo, hi); both must lie within the unstable range.
   std::vector<Entry> Slice(uint64_t lo, uint64_t hi) const;
 
@@ -63,6 +65,7 @@ class RaftLog {
                                       uint64_t committed,
                                       const std::vector<Entry>& ents);
   uint64_t Append(const std::vector<Entry>& ents);
+  uint64_t Append(std::vector<Entry>&& ents);
   // Index of the first entry in ents whose term differs from ours (or that
   // we do not have), or 0 if all match.
   uint64_t FindConflict(const std::vector<Entry>& ents) const;

@@ -231,7 +231,7 @@ ProgressTracker::VoteOutcome ProgressTracker::TallyVotes(int* granted,
 }
 
 void ReadOnly::AddRequest(uint64_t index, Message m) {
-  std::string ctx = m.entries.empty() ? std::string() : m.entries[0].data;
+  std::string ctx = m.entries.empty() ? std::string() : m.entries[0].data.str();
   if (pending_.count(ctx)) return;
   pending_.emplace(ctx, Status{std::move(m), index, {}});
   queue_.push_back(std::move(ctx));

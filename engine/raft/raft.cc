@@ -643,7 +643,7 @@ absl::Status Raft::StepFollower(Message& m) {
       break;
     case MessageType::kReadIndexResp:
       if (m.entries.size() != 1) break;
-      read_states_.push_back({m.index, std::move(m.entries[0].data)});
+      read_states_.push_back({m.index, m.entries[0].data.str()});
       break;
     default:
       break;
@@ -722,7 +722,7 @@ void Raft::HandleHeartbeatResponse(Message& m, Progress& pr) {
 }
 
 void Raft::HandleReadIndexRequest(Message& m) {
-  std::string ctx = m.entries[0].data;
+  std::string ctx = m.entries[0].data.str();
   read_only_.AddRequest(log_.committed(), std::move(m));
   read_only_.RecvAck(id_, ctx);
   BroadcastHeartbeatWithContext(ctx);
@@ -730,7 +730,7 @@ void Raft::HandleReadIndexRequest(Message& m) {
 
 void Raft::RespondToReadIndex(const Message& req, uint64_t read_index) {
   if (req.from == kNone || req.from == id_) {
-    read_states_.push_back({read_index, req.entries[0].data});
+    read_states_.push_back({read_index, req.entries[0].data.str()});
     return;
   }
   Message resp;
@@ -941,7 +941,7 @@ bool Raft::AppendEntries(std::vector<Entry> es) {
     es[i].index = li + 1 + i;
   }
   if (!IncreaseUncommittedSize(es)) return false;
-  li = log_.Append(es);
+  li = log_.Append(std::move(es));
   // The leader counts these entries for itself only once the owner reports
   // them durable (OnPersisted): its appends leave before its fsync.
   if (cfg_.bugs.on(planted::Bug::kLeaderCountsUnpersisted)) {

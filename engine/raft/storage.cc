@@ -116,6 +116,15 @@ absl::Status MemoryStorage::Compact(uint64_t compact_index) {
 }
 
 absl::Status MemoryStorage::Append(const std::vector<Entry>& entries) {
+  return AppendImpl(entries, nullptr);
+}
+
+absl::Status MemoryStorage::AppendMoving(std::vector<Entry>* entries) {
+  return AppendImpl(*entries, entries);
+}
+
+absl::Status MemoryStorage::AppendImpl(const std::vector<Entry>& entries,
+                                       std::vector<Entry>* take) {
   if (entries.empty()) return absl::OkStatus();
   uint64_t first = FirstIndex();
   uint64_t last = entries.back().index;
@@ -128,8 +137,13 @@ absl::Status MemoryStorage::Append(const std::vector<Entry>& entries) {
   for (size_t k = keep; k < ents_.size(); ++k) bytes_ -= EntrySize(ents_[k]);
   ents_.resize(keep);  // truncate conflicting suffix
   for (size_t k = skip; k < entries.size(); ++k) {
-    ents_.push_back(entries[k]);
     bytes_ += EntrySize(entries[k]);
+    if (take == nullptr) {
+      ents_.push_back(entries[k]);
+    } else {
+      Entry& e = (*take)[k];
+      ents_.push_back(Entry{e.term, e.index, e.type, std::move(e.data)});
+    }
   }
   return absl::OkStatus();
 }

@@ -92,6 +92,9 @@ class MemoryStorage : public Storage {
   // Appends entries, truncating any conflicting suffix. The entries must be
   // contiguous and must not leave a gap after LastIndex().
   absl::Status Append(const std::vector<Entry>& entries);
+  // The same, moving each entry's data out of *entries (their terms and
+  // indexes stay): a Ready's entries once they are persisted.
+  absl::Status AppendMoving(std::vector<Entry>* entries);
 
   // Bytes of the entries held (EntrySize each; the dummy entry is free).
   uint64_t entries_bytes() const { return bytes_; }
@@ -110,6 +113,8 @@ class MemoryStorage : public Storage {
   const Snapshot& snapshot() const { return snapshot_; }
 
  private:
+  absl::Status AppendImpl(const std::vector<Entry>& entries,
+                          std::vector<Entry>* take);
   HardState hard_state_;
   bool keep_snapshot_data_ = true;
   Snapshot snapshot_;

@@ -15,7 +15,7 @@ std::string EncodeConfChange(const ConfChange& cc) {
   return out;
 }
 
-bool DecodeConfChange(const std::string& data, ConfChange* cc) {
+bool DecodeConfChange(std::string_view data, ConfChange* cc) {
   coding::Reader r(data);
   uint8_t version = 0, type = 0;
   uint64_t id = 0;

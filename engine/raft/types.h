@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace detcd::raft {
@@ -21,11 +22,50 @@ enum class EntryType : uint8_t {
   kConfChange = 1,  // data holds an encoded ConfChange
 };
 
+// An entry's payload: immutable and shared, so the copies of an entry that
+// raft's log, its Readys, the storage and the WAL writer hold cost a
+// reference count instead of a copy of the bytes (a 1 MiB value was copied
+// about five times on its way through raft). Reads as a string_view.
+class EntryData {
+ public:
+  EntryData() = default;
+  EntryData(std::string s)  // NOLINT: implicit, as the std::string it was
+      : p_(s.empty() ? nullptr
+                     : std::make_shared<const std::string>(std::move(s))) {}
+  EntryData(std::string_view s) : EntryData(std::string(s)) {}  // NOLINT
+  EntryData(const char* s) : EntryData(std::string(s)) {}       // NOLINT
+
+  std::string_view view() const {
+    return p_ ? std::string_view(*p_) : std::string_view();
+  }
+  operator std::string_view() const { return view(); }  // NOLINT
+  const char* data() const { return view().data(); }
+  size_t size() const { return p_ ? p_->size() : 0; }
+  bool empty() const { return size() == 0; }
+  std::string str() const { return std::string(view()); }
+
+  friend bool operator==(const EntryData& a, const EntryData& b) {
+    return a.view() == b.view();
+  }
+  friend bool operator==(const EntryData& a, std::string_view b) {
+    return a.view() == b;
+  }
+  friend bool operator==(const EntryData& a, const std::string& b) {
+    return a.view() == b;
+  }
+  friend bool operator==(const EntryData& a, const char* b) {
+    return a.view() == std::string_view(b);
+  }
+
+ private:
+  std::shared_ptr<const std::string> p_;
+};
+
 struct Entry {
   uint64_t term = 0;
   uint64_t index = 0;
   EntryType type = EntryType::kNormal;
-  std::string data;
+  EntryData data;
 
   bool operator==(const Entry&) const = default;
 };
@@ -93,7 +133,7 @@ struct ConfChange {
 
 std::string EncodeConfChange(const ConfChange& cc);
 // Returns false if data is not a valid encoding.
-bool DecodeConfChange(const std::string& data, ConfChange* cc);
+bool DecodeConfChange(std::string_view data, ConfChange* cc);
 
 enum class MessageType : uint8_t {
   // Local messages: never sent over the network.

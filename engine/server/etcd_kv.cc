@@ -577,10 +577,10 @@ absl::StatusOr<pb::PutResponse> PutImpl(KvStore::WriteTxn& txn,
     if (p.ignore_value()) value = existing->value;
     if (p.ignore_lease()) lease = existing->lease;
   }
-  std::optional<mvcc::KeyValue> prev = txn.Put(p.key(), value, lease);
-  AttachMoved(leases, p.key(), prev.has_value() ? prev->lease : 0, lease);
+  const mvcc::KeyValue* prev = txn.PutRef(p.key(), value, lease);
+  AttachMoved(leases, p.key(), prev != nullptr ? prev->lease : 0, lease);
   pb::PutResponse resp;
-  if (p.prev_kv() && prev.has_value()) ToProto(*prev, resp.mutable_prev_kv());
+  if (p.prev_kv() && prev != nullptr) ToProto(*prev, resp.mutable_prev_kv());
   resp.mutable_header()->set_revision(txn.Rev());
   return resp;
 }

@@ -679,7 +679,11 @@ void Node::OnWriteDone(absl::Status s) {
 }
 
 void Node::FinishReady(raft::Ready& rd) {
-  if (absl::Status s = storage_.Append(rd.entries); !s.ok()) return Fail(s);
+  // Persisted: the entries' data moves into the storage (Advance needs
+  // only their indexes and terms).
+  if (absl::Status s = storage_.AppendMoving(&rd.entries); !s.ok()) {
+    return Fail(s);
+  }
   if (rd.hard_state) storage_.SetHardState(*rd.hard_state);
   SendMessages(rd.messages);
   if (rd.snapshot) ApplySnapshot(*rd.snapshot);

@@ -81,6 +81,12 @@ void AppendRecord(std::string* out, RecordType type, std::string_view payload) {
   out->append(payload.data(), payload.size());
 }
 
+// The bytes raft::EncodeEntry writes for e.
+size_t EncodedEntrySize(const raft::Entry& e) {
+  return coding::VarintLength(e.term) + coding::VarintLength(e.index) + 1 +
+         coding::VarintLength(e.data.size()) + e.data.size();
+}
+
 void AppendHeader(std::string* out, uint64_t seq, uint64_t first_index) {
   std::string p(kMagic, sizeof(kMagic));
   p.push_back(static_cast<char>(kVersion));
@@ -469,29 +475,43 @@ class SegmentedWal final : public Wal {
     }
     std::string buf = StartBuffer();
     const size_t head = buf.size();
-    std::string batch;
-    uint64_t n = 0;
-    auto flush = [&] {
-      if (n == 0) return;
-      std::string p;
-      coding::PutVarint64(&p, n);
-      p.append(batch);
-      AppendRecord(&buf, kEntries, p);
-      batch.clear();
-      n = 0;
-    };
-    std::string one;
+    // Records of up to kTargetBatchBytes of entries (one entry may pass
+    // it), each entry encoded straight into buf: its data is copied once
+    // (a 1 MiB value was copied four times on its way into the record).
+    size_t total = 0;
     for (const raft::Entry& e : entries) {
-      one.clear();
-      raft::EncodeEntry(&one, e);
-      if (one.size() + 16 > kMaxRecordBytes) {
+      const size_t n = EncodedEntrySize(e);
+      if (n + 16 > kMaxRecordBytes) {
         return absl::InvalidArgumentError("wal: entry too large");
       }
-      if (n > 0 && batch.size() + one.size() > kTargetBatchBytes) flush();
-      batch.append(one);
-      ++n;
+      total += n;
     }
-    flush();
+    buf.reserve(buf.size() + total + 64 + entries.size() / 8);
+    for (size_t i = 0; i < entries.size();) {
+      size_t j = i;
+      size_t bytes = 0;
+      while (j < entries.size()) {
+        const size_t n = EncodedEntrySize(entries[j]);
+        if (j > i && bytes + n > kTargetBatchBytes) break;
+        bytes += n;
+        ++j;
+      }
+      const size_t payload = coding::VarintLength(j - i) + bytes;
+      DETCD_CHECK(payload <= kMaxRecordBytes);
+      const size_t rec = buf.size();
+      coding::PutFixed32(&buf, static_cast<uint32_t>(payload));
+      coding::PutFixed32(&buf, 0);  // the crc, below
+      buf.push_back(static_cast<char>(kEntries));
+      coding::PutVarint64(&buf, j - i);
+      for (; i < j; ++i) raft::EncodeEntry(&buf, entries[i]);
+      DETCD_CHECK(buf.size() == rec + kRecordHeadBytes + payload);
+      // The type byte and the payload, as AppendRecord checksums them.
+      const uint32_t crc =
+          crc32c::Value(buf.data() + rec + 8, 1 + payload);
+      std::string masked;
+      coding::PutFixed32(&masked, crc32c::Mask(crc));
+      buf.replace(rec + 4, 4, masked);
+    }
     // Entries before the hard state: a torn tail never keeps a commit index
     // without the entries it covers.
     if (hs != nullptr) AppendHardState(&buf, *hs);

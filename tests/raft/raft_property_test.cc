@@ -438,7 +438,7 @@ class Cluster {
 std::string EntryStr(const Entry& e) {
   return absl::StrCat(e.index, "/", e.term,
                       e.type == EntryType::kConfChange ? "/conf" : "", "[",
-                      e.data.size() > 16 ? "..." : e.data, "]");
+                      e.data.size() > 16 ? "..." : e.data.str(), "]");
 }
 
 struct History {
@@ -494,7 +494,7 @@ Violation CheckLogMatching(const Cluster& c, History& h) {
     uint64_t prev_term = *prev;
     std::vector<Entry> ents = log.AllEntries();
     for (const Entry& e : ents) {
-      History::Known k{prev_term, e.type, e.data, id};
+      History::Known k{prev_term, e.type, e.data.str(), id};
       auto [it, inserted] =
           h.entries.emplace(std::make_pair(e.index, e.term), k);
       if (!inserted) {

@@ -68,7 +68,7 @@ std::string Describe(const Message& m) {
 std::vector<std::string> Peer::AppliedData() const {
   std::vector<std::string> out;
   for (const Entry& e : applied) {
-    if (e.type == EntryType::kNormal && !e.data.empty()) out.push_back(e.data);
+    if (e.type == EntryType::kNormal && !e.data.empty()) out.push_back(e.data.str());
   }
   return out;
 }

@@ -124,9 +124,10 @@ class Harness {
       e.type = *rc::gen::inRange(0, 5) == 0 ? raft::EntryType::kConfChange
                                             : raft::EntryType::kNormal;
       const int size = *rc::gen::element(0, 1, 8, 30, 200, 3000);
-      e.data = absl::StrCat("i", e.index, "t", e.term, "#", ++serial_, ":");
-      e.data.resize(e.data.size() + size,
-                    static_cast<char>('a' + serial_ % 26));
+      std::string d =
+          absl::StrCat("i", e.index, "t", e.term, "#", ++serial_, ":");
+      d.resize(d.size() + size, static_cast<char>('a' + serial_ % 26));
+      e.data = std::move(d);
       entries.push_back(std::move(e));
     }
     const bool sync = *rc::gen::arbitrary<bool>();
