@@ -43,6 +43,14 @@ std::string Envelope(uint64_t proposer, uint64_t request_id,
   return out;
 }
 
+void PrependEnvelope(uint64_t proposer, uint64_t request_id,
+                     std::string* payload) {
+  std::string head;
+  coding::PutVarint64(&head, proposer);
+  coding::PutVarint64(&head, request_id);
+  payload->insert(0, head);
+}
+
 bool OpenEnvelope(std::string_view data, uint64_t* proposer,
                   uint64_t* request_id, std::string_view* payload) {
   coding::Reader r(data);
@@ -477,7 +485,8 @@ void Node::Propose(std::string command, ProposeDone done) {
 void Node::ProposeNow(std::string command, ProposeDone done,
                       int deadline_tick) {
   uint64_t rid = next_request_id_++;
-  absl::Status s = raft_->Propose(Envelope(opts_.id, rid, command));
+  PrependEnvelope(opts_.id, rid, &command);
+  absl::Status s = raft_->Propose(std::move(command));
   if (!s.ok()) {
     return done(raft_->lead() == raft::kNone ? ErrNoLeader() : s);
   }

@@ -136,6 +136,13 @@ class NodeObserver {
 // or empty when it has none (proposer 0 is no node).
 std::string Envelope(uint64_t proposer, uint64_t request_id,
                      std::string_view payload);
+// The same envelope put in front of *payload in place: a payload with
+// kEnvelopeMaxBytes of spare capacity is moved within its own memory
+// instead of copied into a new string (EtcdServer reserves it when it
+// serializes a request).
+void PrependEnvelope(uint64_t proposer, uint64_t request_id,
+                     std::string* payload);
+inline constexpr size_t kEnvelopeMaxBytes = 20;  // two varint64s
 bool OpenEnvelope(std::string_view data, uint64_t* proposer,
                   uint64_t* request_id, std::string_view* payload);
 

@@ -297,6 +297,29 @@ void BusTransport::Release(bool deliver) {
   }
 }
 
+// The in-place envelope is the same bytes as Envelope's, and a payload with
+// kEnvelopeMaxBytes spare keeps its memory (a large value is not copied).
+TEST(Node, PrependEnvelopeMatchesEnvelopeInPlace) {
+  for (uint64_t proposer : {0ull, 1ull, 0xffffffffffffffffull}) {
+    for (uint64_t rid : {0ull, 300ull, 0xffffffffffffffffull}) {
+      const std::string payload(1 << 20, 'v');
+      std::string p;
+      p.reserve(payload.size() + kEnvelopeMaxBytes);
+      p = payload;
+      const char* before = p.data();
+      PrependEnvelope(proposer, rid, &p);
+      EXPECT_EQ(p, server::Envelope(proposer, rid, payload));
+      EXPECT_EQ(p.data(), before);
+      uint64_t got_proposer = 0, got_rid = 0;
+      std::string_view got;
+      ASSERT_TRUE(OpenEnvelope(p, &got_proposer, &got_rid, &got));
+      EXPECT_EQ(got_proposer, proposer);
+      EXPECT_EQ(got_rid, rid);
+      EXPECT_EQ(got, payload);
+    }
+  }
+}
+
 TEST(Node, SingleNodeCommitsAndRecoversAfterCrash) {
   Bus bus;
   bus.Add(1, {1});
