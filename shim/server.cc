@@ -1269,16 +1269,22 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   m.loop = std::make_unique<EngineLoop>(lo, [im] { im->OnTick(); });
   // After each batch, an automatic snapshot being written gets one more
   // step as a task of its own, so it goes on while the member is idle and
-  // takes turns with the requests while it is busy (Node::ContinueSnapshot).
+  // takes turns with the requests while it is busy (Node::ContinueSnapshot);
+  // so does the image of a Maintenance snapshot (EtcdServer::
+  // ContinueImages).
   m.loop->SetBatchHooks(
       [s = m.server.get()] { s->node().HoldReady(); },
       [s = m.server.get(), l = m.loop.get(),
        posted = std::make_shared<bool>(false)] {
         s->node().ReleaseReady();
-        if (*posted || !s->node().snapshot_in_progress()) return;
+        if (*posted) return;
+        if (!s->node().snapshot_in_progress() && !s->image_in_progress()) {
+          return;
+        }
         *posted = l->Post([s, posted] {
           *posted = false;
           s->node().ContinueSnapshot();
+          s->ContinueImages();  // a Maintenance snapshot (SnapshotImage)
         });
       });
   // The disk thread (before the engine starts: recovery's Ready may go to

@@ -1,5 +1,6 @@
 #include "shim/services.h"
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include <atomic>
@@ -892,25 +893,31 @@ class SnapshotStream final
     // (8 bytes, big-endian), then SHA-256 of all before it. etcd's db files
     // are page-aligned and etcdctl refuses a snapshot whose size minus the
     // 32-byte digest is not a multiple of 512; the length lets a reader
-    // (snapshot restore) find the image's end.
+    // (snapshot restore) find the image's end. This runs on the engine
+    // thread, so nothing here touches the image's bytes: the digest is
+    // taken chunk by chunk as WriteNext sends them (on gRPC's threads), and
+    // the padding, length and digest go last as a message of their own.
     data_ = *std::move(image);
     const uint64_t image_len = data_.size();
     const size_t unpadded = data_.size() + 8;
-    data_.append((512 - unpadded % 512) % 512, '\0');
+    tail_.assign((512 - unpadded % 512) % 512, '\0');
     for (int i = 7; i >= 0; --i) {
-      data_.push_back(static_cast<char>(image_len >> (8 * i)));
+      tail_.push_back(static_cast<char>(image_len >> (8 * i)));
     }
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256(reinterpret_cast<const unsigned char*>(data_.data()), data_.size(),
-           digest);
-    data_.append(reinterpret_cast<const char*>(digest), sizeof digest);
+    total_ = data_.size() + tail_.size() + SHA256_DIGEST_LENGTH;
+    sha_.reset(EVP_MD_CTX_new());
+    if (sha_ == nullptr ||
+        EVP_DigestInit_ex(sha_.get(), EVP_sha256(), nullptr) != 1) {
+      Abort(grpc::Status(grpc::StatusCode::INTERNAL, "sha256 init failed"));
+      return;
+    }
     WriteNext();
   }
 
   void WriteNext() {
     absl::ReleasableMutexLock l(&mu_);
     if (finished_) return;
-    if (offset_ >= data_.size()) {
+    if (sent_ >= total_) {
       finished_ = true;
       l.Release();
       impl_->obs->OnHandled("etcdserverpb.Maintenance", "Snapshot",
@@ -918,23 +925,42 @@ class SnapshotStream final
       Finish(grpc::Status::OK);
       return;
     }
-    const size_t n =
-        std::min(impl_->opts.snapshot_chunk_bytes, data_.size() - offset_);
     resp_.Clear();
     impl_->FillHeader(resp_.mutable_header(), 0);
-    resp_.set_blob(data_.substr(offset_, n));
-    offset_ += n;
-    resp_.set_remaining_bytes(data_.size() - offset_);
+    if (sent_ < data_.size()) {
+      const size_t n =
+          std::min(impl_->opts.snapshot_chunk_bytes, data_.size() - sent_);
+      resp_.set_blob(data_.data() + sent_, n);
+      EVP_DigestUpdate(sha_.get(), data_.data() + sent_, n);
+      sent_ += n;
+    } else {
+      unsigned char digest[SHA256_DIGEST_LENGTH];
+      unsigned int len = 0;
+      EVP_DigestUpdate(sha_.get(), tail_.data(), tail_.size());
+      EVP_DigestFinal_ex(sha_.get(), digest, &len);
+      tail_.append(reinterpret_cast<const char*>(digest), sizeof digest);
+      resp_.set_blob(tail_);
+      sent_ = total_;
+      std::string().swap(data_);
+    }
+    resp_.set_remaining_bytes(total_ - sent_);
     StartWrite(&resp_);
   }
+
+  struct FreeMd {
+    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+  };
 
   Services::Impl* impl_;
   absl::Mutex mu_;
   bool finished_ = false;
   bool done_ = false;
   bool started_or_failed_ = false;
-  std::string data_;
-  size_t offset_ = 0;
+  std::string data_;  // the image
+  std::string tail_;  // padding, length, then the digest
+  uint64_t total_ = 0;
+  uint64_t sent_ = 0;
+  std::unique_ptr<EVP_MD_CTX, FreeMd> sha_;
   pb::SnapshotResponse resp_;
 };
 

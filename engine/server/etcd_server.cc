@@ -178,6 +178,7 @@ void EtcdServer::Tick() {
   if (node_->failed()) return;
   ++ticks_;
   node_->Tick();
+  ContinueImages();
   // Forwarded requests whose answer never came.
   std::vector<std::function<void(absl::Status, std::string_view)>> expired;
   util::TakeExpired(forwarded_, ticks_, &expired);
@@ -1145,15 +1146,67 @@ void EtcdServer::SnapshotImage(Done<std::string> done) {
   // etcd's authMaintenanceServer: the auth error as is.
   if (absl::Status s = CheckAdmin(); !s.ok()) return done(Untranslated(s));
   if (node_->failed()) return done(ErrStopped());
-  raft::Snapshot snap;
-  snap.metadata.index = node_->applied_index();
-  snap.metadata.term = node_->raft().log().ZeroTermOnError(snap.metadata.index);
-  snap.metadata.conf_state = node_->conf_state();
-  snap.data = sm_.Snapshot();
-  std::string out(kSnapshotImageMagic);
-  raft::EncodeSnapshot(&out, snap);
-  done(std::move(out));
+  auto job = std::make_unique<ImageJob>();
+  job->done = std::move(done);
+  BeginImage(job.get());
+  const ImageJob* mine = job.get();
+  image_jobs_.push_back(std::move(job));
+  if (image_jobs_.size() > 1) return;  // behind another: its turn comes
+  // A small state is out within these steps (sizing, then the bytes).
+  for (int i = 0; i < 4; ++i) {
+    if (image_jobs_.empty() || image_jobs_.front().get() != mine) break;
+    if (mine->data.size() >= kImageStepBytes) break;
+    StepImage();
+  }
 }
+
+void EtcdServer::BeginImage(ImageJob* job) {
+  job->meta.index = node_->applied_index();
+  job->meta.term = node_->raft().log().ZeroTermOnError(job->meta.index);
+  job->meta.conf_state = node_->conf_state();
+  job->data.clear();
+  // The third try (compactions came under two) is written whole.
+  job->writer = job->tries >= 2
+                    ? std::make_unique<StringImageWriter>(sm_.Snapshot())
+                    : sm_.BeginSnapshot();
+  ++job->tries;
+}
+
+bool EtcdServer::StepImage() {
+  if (image_jobs_.empty()) return false;
+  ImageJob& job = *image_jobs_.front();
+  if (node_->failed()) {
+    auto done = std::move(job.done);
+    image_jobs_.erase(image_jobs_.begin());
+    done(ErrStopped());
+    return !image_jobs_.empty();
+  }
+  if (job.data.empty() && job.writer->sized()) {
+    // The image's frame first (magic, metadata, the data's length), so its
+    // bytes go straight after it and the result is never copied whole:
+    // EncodeSnapshot of empty data, less the empty data's length (one 0).
+    raft::Snapshot head;
+    head.metadata = job.meta;
+    job.data.assign(kSnapshotImageMagic);
+    raft::EncodeSnapshot(&job.data, head);
+    job.data.pop_back();
+    coding::PutVarint64(&job.data, job.writer->size());
+    job.data.reserve(job.data.size() + job.writer->size());
+  }
+  absl::StatusOr<bool> r = job.writer->Step(kImageStepBytes, &job.data);
+  if (!r.ok()) {
+    BeginImage(&job);  // compacted or restored under it: start over
+    return true;
+  }
+  if (!*r) return true;
+  auto done = std::move(job.done);
+  std::string out = std::move(job.data);
+  image_jobs_.erase(image_jobs_.begin());
+  done(std::move(out));
+  return !image_jobs_.empty();
+}
+
+void EtcdServer::ContinueImages() { StepImage(); }
 
 absl::Status EtcdServer::AdoptData(std::string_view kv_image,
                                    std::string_view lessor_image) {

@@ -254,7 +254,17 @@ class EtcdServer {
   //   "detcd-snapshot1" raft::EncodeSnapshot(snapshot)
   // where snapshot.metadata is (applied index, its term, membership) and
   // snapshot.data the state machine's image (etcd_state_machine.h).
+  // A large image is built in steps of kImageStepBytes between the
+  // member's other work (StateMachine::BeginSnapshot, as the automatic
+  // snapshots), not in one stall of the engine: the first steps run here
+  // (a small state is done at once), the rest in ContinueImages, which the
+  // real server calls after each batch while image_in_progress() and Tick
+  // calls once per tick. A compaction under a writer starts it over at
+  // the applied index then; the third try is written whole.
   void SnapshotImage(Done<std::string> done);
+  bool image_in_progress() const { return !image_jobs_.empty(); }
+  void ContinueImages();
+  static constexpr size_t kImageStepBytes = 1 << 20;
   // Disaster recovery (etcd's `snapshot restore`, shim/restore.h): on a
   // member that has just founded a new cluster (Start on an empty data
   // dir, before any tick or message), takes another cluster's store and
@@ -551,6 +561,18 @@ class EtcdServer {
   EtcdStateMachine sm_;
   std::unique_ptr<Node> node_;
   std::unique_ptr<mvcc::WatchHub> hub_;
+  // SnapshotImage's images being built, oldest first.
+  struct ImageJob {
+    raft::SnapshotMetadata meta;
+    std::unique_ptr<ImageWriter> writer;
+    std::string data;
+    Done<std::string> done;
+    int tries = 0;
+  };
+  std::vector<std::unique_ptr<ImageJob>> image_jobs_;
+  void BeginImage(ImageJob* job);
+  // One step of the oldest job; false once no job is left.
+  bool StepImage();
   bool restarted_ = false;
   bool promoted_ = false;
   // Keep-alives renewed here whose answer waits until the lessor's clear

@@ -957,6 +957,53 @@ TEST_F(EtcdServerTest, SnapshotImageHoldsTheWholeState) {
   EXPECT_FALSE(DecodeSnapshotImage(image->value().substr(0, 40)).ok());
 }
 
+// A large image is built in steps between other work, and holds the state
+// at the index it began at; a compaction under it starts it over.
+TEST_F(EtcdServerTest, SnapshotImageIsBuiltInStepsAtItsIndex) {
+  Start(NamedMembers());
+  const uint64_t f = Follower();
+  const std::string big(1024, 'v');
+  int64_t rev = 0;
+  for (int i = 0; i < 3000; ++i) {
+    auto r = Put(f, absl::StrCat("k", i % 1500), big);
+    ASSERT_TRUE(r.ok()) << r.status();
+    rev = r->header().revision();
+  }
+  for (bool compact : {false, true}) {
+    SCOPED_TRACE(compact ? "compacted under it" : "writes under it");
+    std::optional<absl::StatusOr<std::string>> image;
+    uint64_t begin_index = 0;
+    std::optional<uint64_t> begin_hash;
+    ASSERT_TRUE(cluster_->Call(f, [&](EtcdServer& s) {
+      s.SnapshotImage([&](absl::StatusOr<std::string> r) { image = r; });
+      begin_index = s.node().applied_index();
+      begin_hash = s.state().kv().Hash();
+      EXPECT_TRUE(s.image_in_progress());
+    }));
+    EXPECT_FALSE(image.has_value());
+    auto after = Put(f, "after", compact ? "c" : "w");
+    ASSERT_TRUE(after.ok());
+    if (compact) {
+      ASSERT_TRUE(Compact(f, rev).ok());
+      rev = after->header().revision();
+    }
+    for (int i = 0; i < 1000 && !image; ++i) RunFor(10 * sim::kMillisecond);
+    ASSERT_TRUE(image && image->ok());
+    auto snap = DecodeSnapshotImage(**image);
+    ASSERT_TRUE(snap.ok()) << snap.status();
+    EtcdStateMachine sm(ScratchOptions());
+    ASSERT_TRUE(sm.Restore(snap->data).ok());
+    if (!compact) {
+      EXPECT_EQ(snap->metadata.index, begin_index);
+      EXPECT_EQ(sm.kv().Hash(), *begin_hash);
+    } else {
+      // Begun again after the compaction: the state as of then.
+      EXPECT_GT(snap->metadata.index, begin_index);
+    }
+    EXPECT_EQ(sm.kv().key_count(), compact ? 1501u : 1500u);  // + "after"
+  }
+}
+
 TEST(EtcdStateMachineTest, DuplicateRequestTakesEffectOnce) {
   EtcdStateMachine sm(ScratchOptions());
   etcdserverpb::InternalRaftRequest req;
