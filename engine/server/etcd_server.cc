@@ -1156,7 +1156,7 @@ void EtcdServer::SnapshotImage(Done<std::string> done) {
   for (int i = 0; i < 4; ++i) {
     if (image_jobs_.empty() || image_jobs_.front().get() != mine) break;
     if (mine->data.size() >= kImageStepBytes) break;
-    StepImage();
+    ContinueImages();
   }
 }
 
@@ -1172,14 +1172,14 @@ void EtcdServer::BeginImage(ImageJob* job) {
   ++job->tries;
 }
 
-bool EtcdServer::StepImage() {
-  if (image_jobs_.empty()) return false;
+void EtcdServer::ContinueImages() {
+  if (image_jobs_.empty()) return;
   ImageJob& job = *image_jobs_.front();
   if (node_->failed()) {
     auto done = std::move(job.done);
     image_jobs_.erase(image_jobs_.begin());
     done(ErrStopped());
-    return !image_jobs_.empty();
+    return;
   }
   if (job.data.empty() && job.writer->sized()) {
     // The image's frame first (magic, metadata, the data's length), so its
@@ -1196,17 +1196,14 @@ bool EtcdServer::StepImage() {
   absl::StatusOr<bool> r = job.writer->Step(kImageStepBytes, &job.data);
   if (!r.ok()) {
     BeginImage(&job);  // compacted or restored under it: start over
-    return true;
+    return;
   }
-  if (!*r) return true;
+  if (!*r) return;
   auto done = std::move(job.done);
   std::string out = std::move(job.data);
   image_jobs_.erase(image_jobs_.begin());
   done(std::move(out));
-  return !image_jobs_.empty();
 }
-
-void EtcdServer::ContinueImages() { StepImage(); }
 
 absl::Status EtcdServer::AdoptData(std::string_view kv_image,
                                    std::string_view lessor_image) {

@@ -263,7 +263,7 @@ class EtcdServer {
   // the applied index then; the third try is written whole.
   void SnapshotImage(Done<std::string> done);
   bool image_in_progress() const { return !image_jobs_.empty(); }
-  void ContinueImages();
+  void ContinueImages();  // one step of the oldest image
   static constexpr size_t kImageStepBytes = 1 << 20;
   // Disaster recovery (etcd's `snapshot restore`, shim/restore.h): on a
   // member that has just founded a new cluster (Start on an empty data
@@ -571,8 +571,6 @@ class EtcdServer {
   };
   std::vector<std::unique_ptr<ImageJob>> image_jobs_;
   void BeginImage(ImageJob* job);
-  // One step of the oldest job; false once no job is left.
-  bool StepImage();
   bool restarted_ = false;
   bool promoted_ = false;
   // Keep-alives renewed here whose answer waits until the lessor's clear
