@@ -33,12 +33,19 @@ std::string ReadContext(uint64_t request_id) {
 
 }  // namespace
 
+namespace {
+// The envelope's two varints, appended to *out.
+void PutEnvelopeHead(uint64_t proposer, uint64_t request_id, std::string* out) {
+  coding::PutVarint64(out, proposer);
+  coding::PutVarint64(out, request_id);
+}
+}  // namespace
+
 std::string Envelope(uint64_t proposer, uint64_t request_id,
                      std::string_view payload) {
   std::string out;
-  out.reserve(payload.size() + 12);
-  coding::PutVarint64(&out, proposer);
-  coding::PutVarint64(&out, request_id);
+  out.reserve(payload.size() + kEnvelopeMaxBytes);
+  PutEnvelopeHead(proposer, request_id, &out);
   out.append(payload.data(), payload.size());
   return out;
 }
@@ -46,8 +53,7 @@ std::string Envelope(uint64_t proposer, uint64_t request_id,
 void PrependEnvelope(uint64_t proposer, uint64_t request_id,
                      std::string* payload) {
   std::string head;
-  coding::PutVarint64(&head, proposer);
-  coding::PutVarint64(&head, request_id);
+  PutEnvelopeHead(proposer, request_id, &head);
   payload->insert(0, head);
 }
 
