@@ -6,19 +6,20 @@
 //   KeyNode  one per key that has kept revisions: the key and its
 //            KeyIndex, the kept revisions in increasing order, each
 //            flagged put or tombstone (etcd keeps "generations"; a flat
-//            list with tombstone flags carries the same information). The
-//            key is alive iff its last revision is a put. Heap-allocated
-//            with the key bytes right after it, so its address is stable
-//            and the key exists once (the table, the ordered index and
-//            every record reach it through the node). While the key is
-//            alive, the node also holds its latest revision's data (value,
-//            create revision, version, lease), and that revision's 16-byte
-//            Record is a stub pointing here: a point read at the latest
-//            revision then touches the hash slot and the node only, not
-//            the deque. The value sits in the same block, in an area after
-//            the key sized for the value the key was created with, so a
-//            live key is one malloc block; a later, longer value (or one
-//            of 4 KiB or more) gets a block of its own. (The data lives in
+//            list with tombstone flags carries the same information; one
+//            revision is packed into the index's single word). The key is
+//            alive iff its last revision is a put. Heap-allocated with the
+//            key bytes right after it, so its address is stable and the
+//            key exists once (the table, the ordered index and every
+//            record reach it through the node). While the key is alive,
+//            the node also holds its latest revision's data (value, create
+//            revision, version, lease), and that revision's 8-byte Record
+//            is the node's address: a point read at the latest revision
+//            then touches the hash slot and the node only, not the deque.
+//            The lease and value sit in the same block, in an area after
+//            the key sized for those the key was created with, so a live
+//            key is one malloc block; a later, longer payload (or one of 4
+//            KiB or more) gets a block of its own. (The data lives in
 //            exactly one place, so memory does not grow by a copy of every
 //            live value.) When a newer revision or a delete replaces it,
 //            the data moves into a RevData its Record points to: one block
@@ -56,11 +57,11 @@
 // just its one kept record there, which stays kept.
 //
 // Memory (mvcc_bench BM_HeapPerKeyServerLoad: 1M 8-byte keys, 256-byte
-// values, txns of 100 puts): 395 heap bytes per key: the node block with
-// key and value is 352 (80 of fields), the record 16, the hash slots 17,
-// the ordered index about 12. (With the value in a block of its own and
-// each entry's growth slack: 450; before records became 16 bytes and keys
-// were stored once: 572.)
+// values, txns of 100 puts): 355 heap bytes per key: the node block with
+// key and value is 320 (48 of fields), the record 8, the hash slots 17,
+// the ordered index about 10. (With 80-byte nodes and 16-byte records:
+// 395; with the value in a block of its own and each entry's growth
+// slack: 450; before records shrank and keys were stored once: 572.)
 #include "engine/mvcc/kv_store.h"
 
 #include <algorithm>
@@ -109,8 +110,128 @@ struct RevRef {
   bool tombstone;
 };
 
-// One key's kept revisions, oldest first. Most keys have one.
-using KeyIndex = absl::InlinedVector<RevRef, 1>;
+// One key's kept revisions, oldest first, in one word, because there is
+// one in every key's node and most keys have a single revision:
+//   0         none;
+//   odd       exactly one, packed: main in bits 18..63, sub in bits 2..17,
+//             bit 1 the tombstone flag (a revision that does not fit, a
+//             main of 2^46 or more or a sub of 2^16 or more, goes to a
+//             block like several);
+//   even      a heap block: a Block header, then cap RevRefs.
+// Reads return RevRefs by value.
+class KeyIndex {
+ public:
+  KeyIndex() = default;
+  KeyIndex(const KeyIndex&) = delete;
+  KeyIndex& operator=(const KeyIndex&) = delete;
+  ~KeyIndex() { Drop(); }
+
+  bool empty() const { return w_ == 0; }
+  size_t size() const {
+    if (w_ == 0) return 0;
+    return packed() ? 1 : block()->size;
+  }
+  RevRef operator[](size_t i) const {
+    return packed() ? Unpack(w_) : block()->refs()[i];
+  }
+  RevRef back() const { return (*this)[size() - 1]; }
+
+  void push_back(const RevRef& r) {
+    if (w_ == 0 && Fits(r)) {
+      w_ = Pack(r);
+      return;
+    }
+    const size_t n = size();
+    if (packed() || w_ == 0 || block()->size == block()->cap) {
+      DETCD_CHECK(n < std::numeric_limits<uint32_t>::max() / 2);
+      Block* b = NewBlock(n == 0 ? 1 : static_cast<uint32_t>(2 * n));
+      if (packed()) {
+        b->refs()[0] = Unpack(w_);
+      } else if (n > 0) {
+        std::memcpy(b->refs(), block()->refs(), n * sizeof(RevRef));
+      }
+      b->size = static_cast<uint32_t>(n);
+      Drop();
+      w_ = reinterpret_cast<uintptr_t>(b);
+    }
+    Block* b = block();
+    b->refs()[b->size++] = r;
+  }
+  // Drops the k oldest revisions.
+  void erase_front(size_t k) {
+    const size_t n = size();
+    DETCD_CHECK(k <= n);
+    if (k == 0) return;
+    if (k == n) {
+      Drop();
+      return;
+    }
+    // n >= 2: a block.
+    Block* b = block();
+    const size_t left = n - k;
+    if (left == 1 && Fits(b->refs()[k])) {
+      const uintptr_t w = Pack(b->refs()[k]);
+      Drop();
+      w_ = w;
+      return;
+    }
+    if (left * 4 <= b->cap) {
+      // Give back what compaction freed.
+      Block* nb = NewBlock(static_cast<uint32_t>(left));
+      std::memcpy(nb->refs(), b->refs() + k, left * sizeof(RevRef));
+      nb->size = static_cast<uint32_t>(left);
+      Drop();
+      w_ = reinterpret_cast<uintptr_t>(nb);
+      return;
+    }
+    std::memmove(b->refs(), b->refs() + k, left * sizeof(RevRef));
+    b->size = static_cast<uint32_t>(left);
+  }
+
+ private:
+  struct Block {
+    uint32_t size;
+    uint32_t cap;
+    RevRef* refs() { return reinterpret_cast<RevRef*>(this + 1); }
+    const RevRef* refs() const {
+      return reinterpret_cast<const RevRef*>(this + 1);
+    }
+  };
+  static_assert(sizeof(Block) % alignof(RevRef) == 0);
+
+  static constexpr int kSubBits = 16;
+  static constexpr int kMainShift = 2 + kSubBits;
+
+  static bool Fits(const RevRef& r) {
+    return r.main >= 0 && r.main < (int64_t{1} << (64 - kMainShift)) &&
+           r.sub < (uint32_t{1} << kSubBits);
+  }
+  static uintptr_t Pack(const RevRef& r) {
+    return (static_cast<uintptr_t>(r.main) << kMainShift) |
+           (static_cast<uintptr_t>(r.sub) << 2) | (r.tombstone ? 2 : 0) | 1;
+  }
+  static RevRef Unpack(uintptr_t w) {
+    return RevRef{static_cast<int64_t>(w >> kMainShift),
+                  static_cast<uint32_t>((w >> 2) & ((1u << kSubBits) - 1)),
+                  (w & 2) != 0};
+  }
+  static Block* NewBlock(uint32_t cap) {
+    void* mem = ::operator new(sizeof(Block) + cap * sizeof(RevRef));
+    Block* b = new (mem) Block{0, cap};
+    DETCD_CHECK((reinterpret_cast<uintptr_t>(b) & 1) == 0);
+    return b;
+  }
+
+  bool packed() const { return (w_ & 1) != 0; }
+  Block* block() const { return reinterpret_cast<Block*>(w_); }
+  void Drop() {
+    if (w_ != 0 && !packed()) ::operator delete(block());
+    w_ = 0;
+  }
+
+  uintptr_t w_ = 0;
+};
+static_assert(sizeof(KeyIndex) == 8);
 
 struct KeyNode;
 
@@ -130,29 +251,34 @@ void StorePtr(char* at, char* p) { std::memcpy(at, &p, sizeof(p)); }
 // The data of a put revision that is not its key's live latest one (a
 // replaced or deleted value kept for history): one heap block, the value
 // right after the fields, or (long values) a pointer to the value's own
-// block there.
+// block there (the value starting heap_offset bytes into that block).
 struct RevData {
+  KeyNode* node = nullptr;
   int64_t create_revision = 0;
   int64_t version = 0;
   int64_t lease = 0;
   uint32_t size = 0;
   bool heap = false;
+  uint8_t heap_offset = 0;
 
   const char* tail() const { return reinterpret_cast<const char*>(this + 1); }
   char* tail() { return reinterpret_cast<char*>(this + 1); }
   std::string_view value() const {
-    return std::string_view(heap ? LoadPtr(tail()) : tail(), size);
+    return std::string_view(heap ? LoadPtr(tail()) + heap_offset : tail(),
+                            size);
   }
-  // heap_value: a block of `size` bytes from new char[] this takes over,
-  // or null to copy `value` inline.
-  static RevData* Make(std::string_view value, char* heap_value) {
-    const size_t tail = heap_value != nullptr ? sizeof(char*) : value.size();
+  // heap_block: a block from new char[] this takes over, holding the value
+  // at heap_offset; or null to copy `value` inline.
+  static RevData* Make(std::string_view value, char* heap_block,
+                       uint8_t heap_offset) {
+    const size_t tail = heap_block != nullptr ? sizeof(char*) : value.size();
     void* mem = ::operator new(sizeof(RevData) + tail);
     RevData* d = new (mem) RevData();
     d->size = static_cast<uint32_t>(value.size());
-    d->heap = heap_value != nullptr;
+    d->heap = heap_block != nullptr;
     if (d->heap) {
-      StorePtr(d->tail(), heap_value);
+      StorePtr(d->tail(), heap_block);
+      d->heap_offset = heap_offset;
     } else if (!value.empty()) {
       std::memcpy(d->tail(), value.data(), value.size());
     }
@@ -166,90 +292,91 @@ struct RevData {
   }
 };
 
-// One revision of one key, 16 bytes: the key's node (which outlives every
-// kept record of the key and holds the key bytes) and a tagged pointer.
-// Three kinds:
-//   latest put  data null, not a tombstone: the revision's data (value,
-//               create revision, version, lease) is in the KeyNode, so a
-//               live key's value exists once, and a store of live keys
-//               pays 16 bytes per revision for its log;
-//   older put   data points to the RevData (SpillLatest moved it there
-//               when a newer revision or a delete replaced it);
-//   tombstone   only the key.
+// One revision of one key, one tagged word. Three kinds:
+//   latest put  the key's node: the revision's data (value, create
+//               revision, version, lease) is in the KeyNode, so a live
+//               key's value exists once, and a store of live keys pays 8
+//               bytes per revision for its log;
+//   older put   the RevData SpillLatest moved the data into when a newer
+//               revision or a delete replaced it (it names the node);
+//   tombstone   the key's node, flagged.
 // Read a record's data through View().
 class Record {
  public:
   Record() = default;
   Record(KeyNode* node, bool tombstone)
-      : node_(node), bits_(tombstone ? kTombstone : 0) {}
+      : w_(reinterpret_cast<uintptr_t>(node) | (tombstone ? kTombstone : 0)) {
+    DETCD_CHECK((reinterpret_cast<uintptr_t>(node) & kFlagMask) == 0);
+  }
   ~Record() { RevData::Free(data()); }
   Record(const Record&) = delete;
   Record& operator=(const Record&) = delete;
-  Record(Record&& o) noexcept : node_(o.node_), bits_(o.bits_) {
-    o.node_ = nullptr;
-    o.bits_ = 0;
-  }
+  Record(Record&& o) noexcept : w_(o.w_) { o.w_ = 0; }
   Record& operator=(Record&& o) noexcept {
     if (this != &o) {
       RevData::Free(data());
-      node_ = o.node_;
-      bits_ = o.bits_;
-      o.node_ = nullptr;
-      o.bits_ = 0;
+      w_ = o.w_;
+      o.w_ = 0;
     }
     return *this;
   }
 
-  KeyNode* node() const { return node_; }
-  bool tombstone() const { return (bits_ & kTombstone) != 0; }
+  KeyNode* node() const {
+    if (RevData* d = data()) return d->node;
+    return reinterpret_cast<KeyNode*>(w_ & ~kFlagMask);
+  }
+  bool tombstone() const { return (w_ & kTombstone) != 0; }
   // Set only inside Compact: the record was dropped or moved to `old`.
-  bool gone() const { return (bits_ & kGone) != 0; }
-  void set_gone() { bits_ |= kGone; }
-  bool in_node() const { return !tombstone() && data() == nullptr; }
+  bool gone() const { return (w_ & kGone) != 0; }
+  void set_gone() { w_ |= kGone; }
+  bool in_node() const { return (w_ & (kTombstone | kData)) == 0; }
   RevData* data() const {
-    return reinterpret_cast<RevData*>(bits_ & ~kFlagMask);
+    return (w_ & kData) != 0 ? reinterpret_cast<RevData*>(w_ & ~kFlagMask)
+                             : nullptr;
   }
   // Takes ownership of d (the record must be a put without data).
   void set_data(RevData* d) {
     DETCD_CHECK(in_node());
     const uintptr_t p = reinterpret_cast<uintptr_t>(d);
     DETCD_CHECK((p & kFlagMask) == 0);
-    bits_ |= p;
+    d->node = node();
+    w_ = p | kData | (w_ & kGone);
   }
 
  private:
   static constexpr uintptr_t kTombstone = 1;
   static constexpr uintptr_t kGone = 2;
+  static constexpr uintptr_t kData = 4;
   static constexpr uintptr_t kFlagMask = 7;
   static_assert(alignof(RevData) >= 8);
 
-  KeyNode* node_ = nullptr;
-  uintptr_t bits_ = 0;  // RevData* | flags
+  uintptr_t w_ = 0;  // KeyNode* or RevData*, | flags
 };
-static_assert(sizeof(Record) == 16);
+static_assert(sizeof(Record) == 8);
 
 // One per key with kept revisions, in one heap block: the fields, the key
-// bytes, then a value area of value_cap bytes (KeyNode::Make). So the key
-// exists once for the hash table, the ordered index and every record, and
-// a live key whose value fits the area (the usual case: the area is sized
-// for the value the key was created with) costs one malloc block in all.
-// A value longer than the area has a block of its own, its pointer kept
-// at the start of the area (value_cap >= 8).
+// bytes, then an area of value_cap bytes (KeyNode::Make) for the latest
+// revision's payload: its lease (8 bytes, only when it has one) and its
+// value. So the key exists once for the hash table, the ordered index and
+// every record, and a live key whose payload fits the area (the usual
+// case: the area is sized for the payload the key was created with) costs
+// one malloc block in all. A longer payload has a block of its own, its
+// pointer kept at the start of the area (value_cap >= 8).
 struct KeyNode {
   // While latest_in_node, the key's latest revision (revs.back()) is a live
-  // put whose Record is in_node, and these three fields and the value are
+  // put whose Record is in_node, and these two fields and the payload are
   // its data.
   int64_t create_revision = 0;
   int64_t version = 0;
-  int64_t lease = 0;
   KeyIndex revs;
   // The record of revs[0] when that revision is older than the deque
   // (compaction kept it); node() is null otherwise.
   Record old;
   uint32_t key_size = 0;
   uint32_t value_size = 0;
-  uint32_t value_cap = 0;
+  uint16_t value_cap = 0;
   bool latest_in_node = false;
+  bool has_lease = false;  // the payload starts with the lease
 
   KeyNode() = default;
   KeyNode(const KeyNode&) = delete;
@@ -262,42 +389,53 @@ struct KeyNode {
   // Main revision of the latest revision while latest_in_node, else 0.
   int64_t mod() const { return latest_in_node ? revs.back().main : 0; }
 
-  bool value_on_heap() const { return value_size > value_cap; }
   std::string_view value() const {
-    const char* a = area();
-    return std::string_view(value_on_heap() ? LoadPtr(a) : a, value_size);
+    return std::string_view(payload() + LeaseBytes(), value_size);
   }
-  void SetValue(std::string_view v) {
-    DETCD_CHECK(v.size() < std::numeric_limits<uint32_t>::max());
+  int64_t lease() const {
+    if (!has_lease) return 0;
+    int64_t l;
+    std::memcpy(&l, payload(), sizeof(l));
+    return l;
+  }
+  void SetValue(std::string_view v, int64_t lease) {
+    DETCD_CHECK(v.size() < std::numeric_limits<uint32_t>::max() - 8);
     FreeValue();
+    value_size = static_cast<uint32_t>(v.size());
+    has_lease = lease != 0;
     char* dst = area();
-    if (v.size() > value_cap) {
-      char* h = new char[v.size()];
+    if (payload_on_heap()) {
+      char* h = new char[PayloadSize()];
       StorePtr(dst, h);
       dst = h;
     }
-    if (!v.empty()) std::memcpy(dst, v.data(), v.size());
-    value_size = static_cast<uint32_t>(v.size());
+    if (has_lease) std::memcpy(dst, &lease, sizeof(lease));
+    if (!v.empty()) std::memcpy(dst + LeaseBytes(), v.data(), v.size());
   }
-  // Moves the value out into a RevData (a long value's block is handed
-  // over, a short one copied) and leaves the node without one.
+  // Moves the value and lease out into a RevData (a long payload's block
+  // is handed over, a short value copied) and leaves the node without
+  // them.
   RevData* TakeValue() {
-    RevData* d =
-        RevData::Make(value(), value_on_heap() ? LoadPtr(area()) : nullptr);
+    const bool on_heap = payload_on_heap();
+    RevData* d = RevData::Make(value(), on_heap ? LoadPtr(area()) : nullptr,
+                               static_cast<uint8_t>(LeaseBytes()));
+    d->lease = lease();
     value_size = 0;  // the block, if any, is the RevData's now
+    has_lease = false;
     return d;
   }
 
-  // value_hint: the size of the value the key is created with.
-  static KeyNode* Make(std::string_view key, size_t value_hint) {
+  // payload_hint: the size of the payload (value, plus 8 with a lease) the
+  // key is created with.
+  static KeyNode* Make(std::string_view key, size_t payload_hint) {
     DETCD_CHECK(key.size() < std::numeric_limits<uint32_t>::max());
-    const size_t cap = value_hint < kMaxInlineValueBytes
-                           ? std::max(value_hint, sizeof(char*))
+    const size_t cap = payload_hint < kMaxInlineValueBytes
+                           ? std::max(payload_hint, sizeof(char*))
                            : sizeof(char*);
     void* mem = ::operator new(sizeof(KeyNode) + key.size() + cap);
     KeyNode* n = new (mem) KeyNode();
     n->key_size = static_cast<uint32_t>(key.size());
-    n->value_cap = static_cast<uint32_t>(cap);
+    n->value_cap = static_cast<uint16_t>(cap);
     if (!key.empty()) {
       std::memcpy(reinterpret_cast<char*>(n + 1), key.data(), key.size());
     }
@@ -311,16 +449,30 @@ struct KeyNode {
   };
 
  private:
+  size_t LeaseBytes() const { return has_lease ? sizeof(int64_t) : 0; }
+  size_t PayloadSize() const { return value_size + LeaseBytes(); }
+  bool payload_on_heap() const { return PayloadSize() > value_cap; }
   char* area() { return reinterpret_cast<char*>(this + 1) + key_size; }
   const char* area() const {
     return reinterpret_cast<const char*>(this + 1) + key_size;
   }
+  const char* payload() const {
+    const char* a = area();
+    return payload_on_heap() ? LoadPtr(a) : a;
+  }
   void FreeValue() {
-    if (value_on_heap()) delete[] LoadPtr(area());
+    if (payload_on_heap()) delete[] LoadPtr(area());
     value_size = 0;
+    has_lease = false;
   }
 };
-static_assert(sizeof(KeyNode) == 80);
+static_assert(sizeof(KeyNode) == 48);
+static_assert(kMaxInlineValueBytes <= std::numeric_limits<uint16_t>::max());
+
+// The payload hint for a key created with this value and lease.
+size_t PayloadHint(std::string_view value, int64_t lease) {
+  return value.size() + (lease != 0 ? sizeof(int64_t) : 0);
+}
 
 // A record's data, wherever it lives.
 struct RecView {
@@ -334,7 +486,7 @@ struct RecView {
 RecView View(const Record& r) {
   if (r.in_node()) {
     const KeyNode& n = *r.node();
-    return RecView{n.value(), n.create_revision, n.version, n.lease, false};
+    return RecView{n.value(), n.create_revision, n.version, n.lease(), false};
   }
   if (r.tombstone()) return RecView{{}, 0, 0, 0, true};
   const RevData& d = *r.data();
@@ -456,8 +608,9 @@ class KeyTable {
   size_t size_ = 0;
 };
 
-// The changes of one main revision, by sub revision.
-using Entry = absl::InlinedVector<Record, 1>;
+// The changes of one main revision, by sub revision (two fit in the
+// vector's own 24 bytes).
+using Entry = absl::InlinedVector<Record, 2>;
 
 // size_bytes() approximates the heap the store holds: value bytes per
 // kept revision plus its bookkeeping (the deque slot, the RevRef), and key
@@ -504,27 +657,40 @@ KeyValue MakeLatestKv(const KeyNode& n, bool keys_only) {
   kv.mod_revision = n.mod();
   kv.version = n.version;
   if (!keys_only) kv.value = n.value();
-  kv.lease = n.lease;
+  kv.lease = n.lease();
   return kv;
 }
 
 // Index of the key's last revision with main <= rev, or -1.
 int LastAtOrBefore(const KeyIndex& ki, int64_t rev) {
-  int n = static_cast<int>(ki.size());
-  if (n > 0 && ki[n - 1].main <= rev) return n - 1;  // the common case
-  auto it = std::upper_bound(
-      ki.begin(), ki.end(), rev,
-      [](int64_t r, const RevRef& ref) { return r < ref.main; });
-  return static_cast<int>(it - ki.begin()) - 1;
+  const size_t n = ki.size();
+  if (n > 0 && ki[n - 1].main <= rev) return static_cast<int>(n) - 1;
+  size_t lo = 0, hi = n;  // the first revision with main > rev
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    if (ki[mid].main <= rev) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return static_cast<int>(lo) - 1;
 }
 
 // Index of the key's last revision strictly before (main, sub), or -1.
 int LastBefore(const KeyIndex& ki, int64_t main, uint32_t sub) {
-  auto it = std::lower_bound(ki.begin(), ki.end(), Revision{main, sub},
-                             [](const RevRef& ref, const Revision& r) {
-                               return Revision{ref.main, ref.sub} < r;
-                             });
-  return static_cast<int>(it - ki.begin()) - 1;
+  const Revision r{main, sub};
+  size_t lo = 0, hi = ki.size();  // the first revision >= r
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    const RevRef ref = ki[mid];
+    if (Revision{ref.main, ref.sub} < r) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return static_cast<int>(lo) - 1;
 }
 
 void EncodeRecord(std::string* out, int64_t main, uint32_t sub,
@@ -623,7 +789,6 @@ struct KvStore::Impl {
     RevData* d = n->TakeValue();
     d->create_revision = n->create_revision;
     d->version = n->version;
-    d->lease = n->lease;
     r.set_data(d);
     n->latest_in_node = false;
   }
@@ -634,23 +799,22 @@ struct KvStore::Impl {
                         int64_t lease) {
     DETCD_CHECK(!n->latest_in_node && !n->revs.empty() &&
                 !n->revs.back().tombstone);
-    n->SetValue(value);
+    n->SetValue(value, lease);
     n->create_revision = create_revision;
     n->version = version;
-    n->lease = lease;
     n->latest_in_node = true;
   }
 
   KeyNode* FindKey(std::string_view key) const {
     return table.Find(key, HashKey(key));
   }
-  // value_hint: the size of the value a new key is created with (its
-  // node's value area).
-  KeyNode* FindOrAddKey(std::string_view key, size_t value_hint) {
+  // payload_hint: PayloadHint of the value and lease a new key is created
+  // with (its node's area).
+  KeyNode* FindOrAddKey(std::string_view key, size_t payload_hint) {
     const uint64_t h = HashKey(key);
     if (KeyNode* n = table.Find(key, h)) return n;
     std::unique_ptr<KeyNode, KeyNode::Free> node(
-        KeyNode::Make(key, value_hint));
+        KeyNode::Make(key, payload_hint));
     // Hinted at the end: keys often arrive in increasing order (sequential
     // fills, a restore of such a store), and then no descent is needed.
     const size_t before = ordered.size();
@@ -722,7 +886,7 @@ struct KvStore::Impl {
     DETCD_CHECK(last >= 0);
     const int keep_from = ki[last].tombstone ? last + 1 : last;
     for (int j = 0; j < keep_from; ++j) {
-      const RevRef& ref = ki[j];
+      const RevRef ref = ki[j];
       if (ref.main >= base) {
         Record& r = entries[static_cast<size_t>(ref.main - base)][ref.sub];
         bytes -= RecordBytes(r);
@@ -737,14 +901,14 @@ struct KvStore::Impl {
     }
     if (keep_from == last && ki[last].main >= base) {
       // The kept record outlives its deque entry.
-      const RevRef& ref = ki[last];
+      const RevRef ref = ki[last];
       Record& r = entries[static_cast<size_t>(ref.main - base)][ref.sub];
       DETCD_CHECK(n->old.node() == nullptr);
       n->old = std::move(r);
       old.emplace(Revision{ref.main, ref.sub}, n);
       r.set_gone();
     }
-    ki.erase(ki.begin(), ki.begin() + keep_from);
+    ki.erase_front(static_cast<size_t>(keep_from));
     if (ki.empty()) EraseKey(n);
   }
 
@@ -856,7 +1020,7 @@ const KeyValue* KvStore::WriteTxn::PutRef(std::string_view key,
     DETCD_CHECK(st.base + static_cast<int64_t>(st.entries.size()) == main);
     st.entries.emplace_back();
   }
-  KeyNode* node = st.FindOrAddKey(key, value.size());
+  KeyNode* node = st.FindOrAddKey(key, PayloadHint(value, lease));
   KeyIndex& ki = node->revs;
 
   Event& ev = events_.emplace_back();
@@ -1150,7 +1314,7 @@ absl::Status KvStore::Restore(std::string_view image) {
         return bad("missing revision");
       }
     }
-    KeyNode* node = st->FindOrAddKey(key, value.size());
+    KeyNode* node = st->FindOrAddKey(key, PayloadHint(value, lease));
     KeyIndex& ki = node->revs;
     const bool alive = !ki.empty() && !ki.back().tombstone;
     if (kept_old && !ki.empty()) return bad("two kept revisions of a key");

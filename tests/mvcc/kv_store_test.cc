@@ -1148,12 +1148,24 @@ TEST(KvStoreTest, ValuesInsideAndOutsideTheKeysNode) {
                                            std::string(9, 'r'),
                                            std::string(4096, 's'),
                                            "t"};
+  // A lease rides in the node's area before the value: keys gain, keep
+  // and lose one, with IDs of every width.
+  auto lease_at = [](size_t i) -> int64_t {
+    switch (i % 3) {
+      case 0:
+        return static_cast<int64_t>(i);  // 0 first: created without one
+      case 1:
+        return 0x7edcba9876543210 - static_cast<int64_t>(i);
+      default:
+        return 0;
+    }
+  };
   for (size_t first = 0; first < values.size(); ++first) {
     KvStore s;
     std::vector<std::string> seq;  // the value at revision 2 + i
     for (size_t i = 0; i < values.size(); ++i) {
       seq.push_back(values[(first + i) % values.size()]);
-      Put(s, "k", seq.back(), static_cast<int64_t>(i));
+      Put(s, "k", seq.back(), lease_at(i));
     }
     auto check_history = [&](const KvStore& st, int64_t from_rev) {
       for (size_t i = 0; i < seq.size(); ++i) {
@@ -1162,7 +1174,7 @@ TEST(KvStoreTest, ValuesInsideAndOutsideTheKeysNode) {
         EXPECT_EQ(
             Get(st, "k", {}, rev),
             std::vector<KeyValue>{Kv("k", 2, rev, static_cast<int64_t>(i) + 1,
-                                     seq[i], static_cast<int64_t>(i))})
+                                     seq[i], lease_at(i))})
             << "first " << first << " rev " << rev;
       }
     };
@@ -1174,6 +1186,8 @@ TEST(KvStoreTest, ValuesInsideAndOutsideTheKeysNode) {
     ASSERT_EQ(evs.size(), seq.size() - 1);
     for (size_t i = 1; i < seq.size(); ++i) {
       EXPECT_EQ(evs[i - 1].prev_kv.value, seq[i - 1]);
+      EXPECT_EQ(evs[i - 1].prev_kv.lease, lease_at(i - 1));
+      EXPECT_EQ(evs[i - 1].kv.lease, lease_at(i));
     }
     // Deleted, the latest value moves out of the node too; re-created
     // with a longer value, the old node's area is too small.
@@ -1199,6 +1213,84 @@ TEST(KvStoreTest, ValuesInsideAndOutsideTheKeysNode) {
     EXPECT_EQ(Get(t, "k", {}, t.Rev() - 1)[0].value, "u");
     EXPECT_EQ(Get(t, "k", {}, t.Rev() - 2)[0].value, again);
   }
+}
+
+// A key's revisions are packed into one word when main < 2^46 and sub <
+// 2^16; others go to a block. Both kinds behave the same.
+TEST(KvStoreTest, RevisionsTooWideToPackIntoTheKeyIndex) {
+  // Subs past 2^16: one transaction of 70000 puts, then updates.
+  constexpr int kKeys = 70000;
+  auto key = [](int i) { return absl::StrCat("k", 100000 + i); };
+  KvStore s;
+  {
+    auto t = s.Write();
+    for (int i = 0; i < kKeys; ++i) t.Put(key(i), absl::StrCat("v", i), 0);
+    t.End();
+  }
+  Put(s, key(kKeys - 1), "w", 7);  // rev 3, replaces sub 69999
+  Put(s, key(5), "w");             // rev 4, replaces sub 5
+  Del(s, key(kKeys - 2));          // rev 5, deletes sub 69998
+  EXPECT_EQ(Get(s, key(kKeys - 1)),
+            std::vector<KeyValue>{Kv(key(kKeys - 1), 2, 3, 2, "w", 7)});
+  EXPECT_EQ(Get(s, key(kKeys - 1), {}, 2),
+            std::vector<KeyValue>{
+                Kv(key(kKeys - 1), 2, 2, 1, absl::StrCat("v", kKeys - 1))});
+  EXPECT_TRUE(Get(s, key(kKeys - 2)).empty());
+  std::vector<Event> evs;
+  int64_t next = 0;
+  ASSERT_TRUE(s.Changes(3, 5, 100, &evs, &next).ok());
+  ASSERT_EQ(evs.size(), 3u);
+  EXPECT_EQ(evs[0].prev_kv,
+            Kv(key(kKeys - 1), 2, 2, 1, absl::StrCat("v", kKeys - 1)));
+  EXPECT_EQ(evs[2].prev_kv,
+            Kv(key(kKeys - 2), 2, 2, 1, absl::StrCat("v", kKeys - 2)));
+  KvStore t;
+  ASSERT_TRUE(t.Restore(s.Snapshot()).ok());
+  ExpectSameStore(s, t);
+  // The updated keys drop their first revision; the deleted one keeps it
+  // (its latest at 4) and its tombstone.
+  ASSERT_TRUE(s.Compact(4).ok());
+  EXPECT_EQ(s.revision_count(), static_cast<size_t>(kKeys + 1));
+  EXPECT_EQ(Get(s, key(kKeys - 1), {}, 4),
+            std::vector<KeyValue>{Kv(key(kKeys - 1), 2, 3, 2, "w", 7)});
+  EXPECT_EQ(Get(s, key(kKeys - 3), {}, 4),
+            std::vector<KeyValue>{
+                Kv(key(kKeys - 3), 2, 2, 1, absl::StrCat("v", kKeys - 3))});
+  KvStore u;
+  ASSERT_TRUE(u.Restore(s.Snapshot()).ok());
+  ExpectSameStore(s, u);
+  ASSERT_TRUE(s.Compact(5).ok());  // the tombstone goes, and its key
+  EXPECT_EQ(s.key_count(), static_cast<size_t>(kKeys - 1));
+  EXPECT_EQ(s.revision_count(), static_cast<size_t>(kKeys - 1));
+
+  // Mains past 2^46, from an image (revisions only ever grow by one, so a
+  // store gets there by restoring one): compacted at 2^47, a kept below.
+  constexpr uint64_t kBig = uint64_t{1} << 47;
+  std::string body = Header(kBig + 2, kBig + 1, 3);
+  PutRec(&body, kBig - 9, 0, false, "a", kBig - 20, 4);
+  PutRec(&body, kBig + 1, 0, false, "b", kBig + 1, 1);
+  PutRec(&body, kBig + 2, 0, false, "a", kBig - 20, 5);
+  KvStore big;
+  ASSERT_TRUE(big.Restore(Frame(body)).ok());
+  const int64_t b0 = static_cast<int64_t>(kBig);
+  EXPECT_EQ(Get(big, "a", {}, b0),
+            std::vector<KeyValue>{Kv("a", b0 - 20, b0 - 9, 4, "v")});
+  EXPECT_EQ(Get(big, "a"),
+            std::vector<KeyValue>{Kv("a", b0 - 20, b0 + 2, 5, "v")});
+  Put(big, "b", "x");  // rev 2^47 + 3
+  Del(big, "a");       // rev 2^47 + 4
+  EXPECT_EQ(Get(big, "\0"s, kAll),
+            std::vector<KeyValue>{Kv("b", b0 + 1, b0 + 3, 2, "x")});
+  EXPECT_EQ(Get(big, "a", {}, b0 + 3),
+            std::vector<KeyValue>{Kv("a", b0 - 20, b0 + 2, 5, "v")});
+  KvStore big2;
+  ASSERT_TRUE(big2.Restore(big.Snapshot()).ok());
+  ExpectSameStore(big, big2);
+  ASSERT_TRUE(big.Compact(b0 + 4).ok());
+  EXPECT_EQ(big.key_count(), 1u);
+  EXPECT_EQ(big.revision_count(), 1u);
+  EXPECT_EQ(Get(big, "\0"s, kAll),
+            std::vector<KeyValue>{Kv("b", b0 + 1, b0 + 3, 2, "x")});
 }
 
 TEST(KvStoreTest, SwapExchangesContents) {
