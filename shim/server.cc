@@ -1375,6 +1375,14 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   m.traffic_metrics =
       std::make_unique<GrpcTrafficMetrics>(reg, c.metrics == "extensive");
   m.traffic_metrics->set_trace(m.trace.get());
+  m.loop->RunSync([tm = m.traffic_metrics.get(), s = m.server.get()] {
+    s->set_on_slow_apply(
+        [tm](const etcdserverpb::InternalRaftRequest& request,
+             std::string_view result, int64_t took_ns) {
+          tm->WarnSlowApply(request, result, took_ns);
+        },
+        kWarnApplyDurationMs * 1000 * 1000);
+  });
   {
     std::vector<
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "etcdserverpb/rpc.pb.h"
 #include "google/protobuf/descriptor.h"
+#include "engine/util/coding.h"
 #include "shim/log.h"
 #include "shim/watch_wire.h"
 
@@ -302,7 +303,14 @@ std::string RequestSummary(std::string_view method,
     return s;
   }
   if (method == "DeleteRange") {
-    return absl::StrCat("delete_range:<", m->ShortDebugString(), " >");
+    const auto& d = static_cast<const pb::DeleteRangeRequest&>(*m);
+    std::string s = "delete_range:<";
+    if (!d.key().empty()) absl::StrAppend(&s, "key:", Quote(d.key()), " ");
+    if (!d.range_end().empty()) {
+      absl::StrAppend(&s, "range_end:", Quote(d.range_end()), " ");
+    }
+    if (d.prev_kv()) s += "prev_kv:true ";
+    return s + ">";
   }
   if (method == "Txn") {
     const auto& t = static_cast<const pb::TxnRequest&>(*m);
@@ -311,6 +319,53 @@ std::string RequestSummary(std::string_view method,
                         " failure_size:", t.failure_size(), " >");
   }
   return m->ShortDebugString();
+}
+
+// etcd's isTxnReadonly: every op of both branches is a range.
+bool IsReadOnlyTxn(const pb::TxnRequest& t) {
+  for (const auto* ops : {&t.success(), &t.failure()}) {
+    for (const pb::RequestOp& op : *ops) {
+      if (!op.has_request_range()) return false;
+    }
+  }
+  return true;
+}
+
+// The request of a slow apply as etcd's InternalRaftStringer prints it:
+// the header in compact text, then the request (values as sizes).
+std::string ApplySummary(const pb::InternalRaftRequest& r) {
+  const pb::RequestHeader& h = r.header();
+  std::string s = absl::StrCat("header:<ID:", h.id(), " ");
+  if (!h.username().empty()) {
+    absl::StrAppend(&s, "username:", Quote(h.username()), " ");
+  }
+  if (h.auth_revision() != 0) {
+    absl::StrAppend(&s, "auth_revision:", h.auth_revision(), " ");
+  }
+  s += "> ";
+  if (r.has_put()) return s + RequestSummary("Put", &r.put());
+  if (r.has_delete_range()) {
+    return s + RequestSummary("DeleteRange", &r.delete_range());
+  }
+  if (r.has_txn()) return s + RequestSummary("Txn", &r.txn());
+  if (r.has_compaction()) {
+    absl::StrAppend(&s, "compaction:<revision:", r.compaction().revision(),
+                    " ");
+    if (r.compaction().physical()) s += "physical:true ";
+    return s + ">";
+  }
+  if (r.has_lease_grant()) {
+    return s + absl::StrFormat("lease_grant:<ttl:%d-second id:%016x>",
+                               r.lease_grant().ttl(),
+                               static_cast<uint64_t>(r.lease_grant().id()));
+  }
+  if (r.has_lease_revoke()) {
+    return s + absl::StrFormat("lease_revoke:<id:%016x>",
+                               static_cast<uint64_t>(r.lease_revoke().id()));
+  }
+  pb::InternalRaftRequest rest = r;
+  rest.clear_header();
+  return s + rest.ShortDebugString();
 }
 
 class MetricsInterceptor final : public gx::Interceptor {
@@ -387,7 +442,7 @@ class MetricsInterceptor final : public gx::Interceptor {
                               .count();
       if (m_.handling != nullptr) m_.handling->Observe(secs);
       const grpc::Status status = m->GetSendStatus();
-      if (is_kv_unary_) WarnIfSlow(secs, status);
+      if (warn_slow_call_) WarnIfSlow(secs, status);
       // etcd times these inside its backend and store; the shim sees the
       // whole call (a snapshot's stream until its last chunk).
       if (m_.timed != nullptr && status.ok()) m_.timed->Observe(secs);
@@ -442,6 +497,12 @@ class MetricsInterceptor final : public gx::Interceptor {
       if (m_.type == std::string_view("unary")) {
         summary_ = RequestSummary(m_.method, &msg);
         is_kv_unary_ = true;
+        // etcd times a read from its arrival, a write's apply only (that
+        // warning comes from the engine: WarnSlowApply).
+        warn_slow_call_ =
+            m_.method == "Range" ||
+            (m_.method == "Txn" &&
+             IsReadOnlyTxn(static_cast<const pb::TxnRequest&>(msg)));
       }
     } else if (m_.service == "etcdserverpb.Lease" &&
                m_.method == "LeaseGrant") {
@@ -477,9 +538,9 @@ class MetricsInterceptor final : public gx::Interceptor {
     }
   }
 
-  // etcd's warnOfExpensiveRequest. etcd times the apply of a write and the
-  // whole of a read; here both are timed from the call's arrival to its
-  // answer, the only span the shim sees.
+  // etcd's warnOfExpensiveReadOnlyRangeRequest (and its txn twin): a read
+  // is timed from its arrival to its answer, a linearizable one's wait for
+  // the read index included.
   void WarnIfSlow(double secs, const grpc::Status& status) {
     const absl::Duration took = absl::Seconds(secs);
     if (took <= absl::Milliseconds(kWarnApplyDurationMs)) return;
@@ -520,6 +581,7 @@ class MetricsInterceptor final : public gx::Interceptor {
   int64_t open_watchers_ = 0;
   int64_t grant_ttl_ = 0;
   bool is_kv_unary_ = false;
+  bool warn_slow_call_ = false;
   std::string summary_;  // of a unary KV request, for the slow warning
   size_t response_size_ = 0;
   int range_count_ = 0;
@@ -578,6 +640,35 @@ void GrpcTrafficMetrics::PreRegister(const Method& m) {
 std::unique_ptr<gx::ServerInterceptorFactoryInterface>
 GrpcTrafficMetrics::InterceptorFactory() {
   return std::make_unique<MetricsInterceptorFactory>(this);
+}
+
+void GrpcTrafficMetrics::WarnSlowApply(
+    const etcdserverpb::InternalRaftRequest& request, std::string_view result,
+    int64_t took_ns) {
+  f_->slow_apply.Inc();
+  // The result is varint(code) lp(message) response-bytes (EncodeResult).
+  coding::Reader in(result);
+  uint64_t code = 0;
+  std::string message;
+  if (!in.GetVarint64(&code) || !in.GetLengthPrefixed(&message)) return;
+  const absl::Duration took = absl::Nanoseconds(took_ns);
+  const absl::Duration expected = absl::Milliseconds(kWarnApplyDurationMs);
+  if (code != 0) {
+    DLOG_WARN("apply request took too long",
+              {{"took", took},
+               {"expected-duration", expected},
+               {"prefix", ""},
+               {"request", ApplySummary(request)},
+               {"response", ""},
+               {"error", message}});
+    return;
+  }
+  DLOG_WARN("apply request took too long",
+            {{"took", took},
+             {"expected-duration", expected},
+             {"prefix", ""},
+             {"request", ApplySummary(request)},
+             {"response", absl::StrCat("size:", in.remaining())}});
 }
 
 }  // namespace detcd::shim

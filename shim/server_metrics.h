@@ -30,10 +30,13 @@
 
 #include <grpcpp/support/server_interceptor.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "etcdserverpb/raft_internal.pb.h"
 #include "shim/metrics.h"
 #include "shim/trace_file.h"
 
@@ -69,6 +72,14 @@ class GrpcTrafficMetrics {
   struct Families;
   // Shared with the interceptors.
   Families& families() { return *f_; }
+
+  // etcd's "apply request took too long" for a write whose apply (not the
+  // wait for its commit) took took_ns: the warning and
+  // etcd_server_slow_apply_total. `result` is the engine's encoded result
+  // (EtcdStateMachine::SlowApplyFn). Reads are timed by the interceptor,
+  // from arrival to answer, as etcd times them.
+  void WarnSlowApply(const etcdserverpb::InternalRaftRequest& request,
+                     std::string_view result, int64_t took_ns);
 
  private:
   std::unique_ptr<Families> f_;

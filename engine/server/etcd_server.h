@@ -431,6 +431,10 @@ class EtcdServer {
   void set_on_compaction(std::function<void(bool done)> f) {
     sm_.set_on_compaction(std::move(f));
   }
+  void set_on_slow_apply(EtcdStateMachine::SlowApplyFn f,
+                         int64_t threshold_ns) {
+    sm_.set_on_slow_apply(std::move(f), threshold_ns);
+  }
 
  private:
   class PeerTransport;

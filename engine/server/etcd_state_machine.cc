@@ -120,7 +120,14 @@ std::string EtcdStateMachine::ApplyFrom(uint64_t index, uint64_t proposer,
         recent_order_.pop_front();
       }
     }
-    result = ApplyRequest(req);
+    if (on_slow_apply_ && opts_.now_ns) {
+      const int64_t start = opts_.now_ns();
+      result = ApplyRequest(req);
+      const int64_t took = opts_.now_ns() - start;
+      if (took > slow_apply_ns_) on_slow_apply_(req, result, took);
+    } else {
+      result = ApplyRequest(req);
+    }
   }
   result_hash_ ^= index + 0x9e3779b97f4a7c15ULL + (result_hash_ << 6) +
                   (result_hash_ >> 2);

@@ -170,6 +170,18 @@ class EtcdStateMachine final : public StateMachine {
   void set_on_compaction(std::function<void(bool done)> f) {
     on_compaction_ = std::move(f);
   }
+  // etcd's "apply request took too long": called after a request whose
+  // apply took longer than threshold_ns on the member's clock (Options::
+  // now_ns), with the request, its encoded result (DecodeResult reads it)
+  // and the time it took. Only the apply is timed, not the wait for the
+  // commit. (The simulator's clock does not move during an apply.)
+  using SlowApplyFn =
+      std::function<void(const etcdserverpb::InternalRaftRequest& request,
+                         std::string_view result, int64_t took_ns)>;
+  void set_on_slow_apply(SlowApplyFn f, int64_t threshold_ns) {
+    on_slow_apply_ = std::move(f);
+    slow_apply_ns_ = threshold_ns;
+  }
 
   const mvcc::KvStore& kv() const { return kv_; }
   lease::Lessor& lessor() { return lessor_; }
@@ -224,6 +236,8 @@ class EtcdStateMachine final : public StateMachine {
   std::function<void()> on_restore_;
   std::function<void(int64_t)> on_lease_revoked_;
   std::function<void(bool)> on_compaction_;
+  SlowApplyFn on_slow_apply_;
+  int64_t slow_apply_ns_ = 0;
 };
 
 }  // namespace detcd::server

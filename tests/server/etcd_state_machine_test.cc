@@ -1,6 +1,7 @@
 // EtcdStateMachine's incremental image (BeginSnapshot): the bytes of
 // Snapshot() at the writer's start, written in bounded steps while entries
-// go on being applied between them.
+// go on being applied between them; and the slow-apply hook (etcd's "apply
+// request took too long"), which times the apply alone.
 #include "engine/server/etcd_state_machine.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -90,6 +92,54 @@ TEST_F(EtcdImageTest, ARestoreUnderTheImageFailsIt) {
   ASSERT_TRUE(w->Step(64, &out).ok());
   ASSERT_TRUE(sm_.Restore(image).ok());
   EXPECT_FALSE(w->Step(64, &out).ok());
+}
+
+// The member's clock moves 30 ms per reading; a request's apply reads it
+// twice (before and after), so it "takes" 30 ms: slow past a 20 ms
+// threshold, not past 50 ms. Requests that fail are reported with their
+// error result.
+TEST(EtcdSlowApplyTest, ReportsAppliesSlowerThanTheThreshold) {
+  int64_t now = 0;
+  EtcdStateMachine::Options o;
+  o.now_ns = [&now] { return now += 30'000'000; };
+  EtcdStateMachine sm(o);
+  struct Seen {
+    uint64_t id;
+    bool has_put;
+    absl::Status status;
+    int64_t took_ns;
+  };
+  std::vector<Seen> seen;
+  sm.set_on_slow_apply(
+      [&seen](const etcdserverpb::InternalRaftRequest& r,
+              std::string_view result, int64_t took_ns) {
+        seen.push_back(
+            {r.header().id(), r.has_put(), DecodeResult(result, nullptr),
+             took_ns});
+      },
+      20'000'000);
+  sm.ApplyFrom(1, 1, PutCmd(1, "a", "x"));
+  sm.ApplyFrom(2, 1, CompactCmd(2, 100));  // a future revision: refused
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].id, 1u);
+  EXPECT_TRUE(seen[0].has_put);
+  EXPECT_TRUE(seen[0].status.ok());
+  EXPECT_EQ(seen[0].took_ns, 30'000'000);
+  EXPECT_EQ(seen[1].id, 2u);
+  EXPECT_FALSE(seen[1].status.ok());
+  EXPECT_EQ(seen[1].status.message(),
+            "mvcc: required revision is a future revision");
+
+  seen.clear();
+  sm.set_on_slow_apply(
+      [&seen](const etcdserverpb::InternalRaftRequest& r, std::string_view,
+              int64_t took_ns) {
+        seen.push_back({r.header().id(), r.has_put(), {}, took_ns});
+      },
+      50'000'000);
+  sm.ApplyFrom(3, 1, PutCmd(3, "b", "y"));
+  EXPECT_TRUE(seen.empty());
+  EXPECT_EQ(sm.kv().Rev(), 3);  // both puts applied
 }
 
 }  // namespace
