@@ -73,6 +73,21 @@ bool DecodeSnapshot(coding::Reader* r, Snapshot* s) {
          r->GetLengthPrefixed(&s->data);
 }
 
+bool DecodeWholeSnapshot(std::string* buf, Snapshot* s) {
+  coding::Reader r(*buf);
+  std::string_view data;
+  if (!r.GetVarint64(&s->metadata.index) ||
+      !r.GetVarint64(&s->metadata.term) ||
+      !DecodeConfStateFrom(&r, &s->metadata.conf_state) ||
+      !r.GetLengthPrefixed(&data) || !r.empty()) {
+    return false;
+  }
+  // The data is the tail of *buf: shift it to the front, in place.
+  buf->erase(0, static_cast<size_t>(data.data() - buf->data()));
+  s->data = std::move(*buf);
+  return true;
+}
+
 std::string EncodeMessage(const Message& m) {
   std::string out;
   out.reserve(64 + EntriesSize(m.entries) +

@@ -36,6 +36,10 @@ void EncodeEntry(std::string* out, const Entry& e);
 bool DecodeEntry(coding::Reader* r, Entry* e);
 void EncodeSnapshot(std::string* out, const Snapshot& s);
 bool DecodeSnapshot(coding::Reader* r, Snapshot* s);
+// Decodes a snapshot that is the whole of *buf, moving its data out of
+// *buf rather than copying it (a restart's image can be most of memory).
+// *buf is left unspecified.
+bool DecodeWholeSnapshot(std::string* buf, Snapshot* s);
 void EncodeConfStateTo(std::string* out, const ConfState& cs);
 bool DecodeConfStateFrom(coding::Reader* r, ConfState* cs);
 

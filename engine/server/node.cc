@@ -297,6 +297,7 @@ absl::Status Node::Recover() {
   if (snap.ok() && snap->metadata.index > 0) {
     if (auto s = storage_.ApplySnapshot(*snap); !s.ok()) return s;
     if (auto s = sm_->Restore(snap->data); !s.ok()) return s;
+    std::string().swap(snap->data);  // the state machine has it now
     applied_ = snapshot_index_ = snap->metadata.index;
     cs = snap->metadata.conf_state;
     if (observer_) observer_->OnRestore(opts_.id, snap->metadata);

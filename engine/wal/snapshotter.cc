@@ -77,8 +77,11 @@ absl::Status Corrupt(const std::string& name, const std::string& why) {
       absl::StrCat("snap: corrupt snapshot file ", name, ": ", why));
 }
 
-absl::StatusOr<raft::Snapshot> Decode(const SnapFile& f,
-                                      std::string_view data) {
+// Frees the file's bytes (*file) once they are decompressed and moves the
+// image into the snapshot: at most the file and the image are in memory at
+// once, not a third copy.
+absl::StatusOr<raft::Snapshot> Decode(const SnapFile& f, std::string* file) {
+  const std::string_view data = *file;
   if (data.size() < kSnapHeadBytes) return Corrupt(f.name, "bad magic");
   std::string_view body;
   uint32_t want = 0;
@@ -104,12 +107,12 @@ absl::StatusOr<raft::Snapshot> Decode(const SnapFile& f,
   std::string raw(size, '\0');
   size_t got =
       ZSTD_decompress(raw.data(), raw.size(), body.data(), body.size());
+  std::string().swap(*file);
   if (ZSTD_isError(got) || got != size) {
     return Corrupt(f.name, "zstd decompression failed");
   }
   raft::Snapshot snap;
-  coding::Reader r(raw);
-  if (!raft::DecodeSnapshot(&r, &snap) || !r.empty()) {
+  if (!raft::DecodeWholeSnapshot(&raw, &snap)) {
     return Corrupt(f.name, "undecodable snapshot");
   }
   if (snap.metadata.index != f.index || snap.metadata.term != f.term) {
@@ -251,7 +254,7 @@ absl::StatusOr<raft::Snapshot> Snapshotter::LoadNewest(
     if (!wanted) continue;
     auto data = disk_->ReadAll(Join(dir_, it->name));
     if (!data.ok()) return data.status();  // an I/O error is not corruption
-    auto snap = Decode(*it, *data);
+    auto snap = Decode(*it, &*data);
     if (snap.ok()) return snap;
     if (first_error.ok()) first_error = snap.status();
   }

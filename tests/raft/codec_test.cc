@@ -113,6 +113,28 @@ Message Append(uint64_t index, uint64_t log_term, int n, uint64_t commit) {
   return m;
 }
 
+// A snapshot file's decoded body becomes the snapshot, its data moved out
+// of the buffer; exactly one encoded snapshot is accepted.
+TEST(Codec, DecodesAWholeSnapshotInPlace) {
+  Snapshot want;
+  want.data = std::string(100000, 'd') + "end";
+  want.metadata = {ConfState{{1, 2, 3}, {4}}, 290, 5};
+  std::string enc;
+  EncodeSnapshot(&enc, want);
+  std::string buf = enc;
+  Snapshot got;
+  ASSERT_TRUE(DecodeWholeSnapshot(&buf, &got));
+  EXPECT_EQ(got, want);
+  for (size_t n : {size_t{0}, size_t{3}, enc.size() - 1}) {
+    std::string cut = enc.substr(0, n);
+    Snapshot s;
+    EXPECT_FALSE(DecodeWholeSnapshot(&cut, &s)) << n;
+  }
+  std::string longer = enc + "x";
+  Snapshot s;
+  EXPECT_FALSE(DecodeWholeSnapshot(&longer, &s));
+}
+
 TEST(Codec, JoinsContinuingAppends) {
   // Entries, then a commit-only append, then more entries.
   const std::vector<Message> msgs = {Append(10, 4, 3, 9), Append(13, 5, 0, 12),
