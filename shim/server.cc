@@ -1203,6 +1203,11 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   so.node.inline_unsynced_writes = true;
   so.node.initial_voters = voters;
   so.node.snapshot_count = c.snapshot_count;
+  // A snapshot costs its whole image; with a large store and small writes
+  // (a compacted key space being overwritten) one every --snapshot-count
+  // entries would cost far more than the writes: wait until the log since
+  // the last one is half the size of its image (NodeOptions).
+  so.node.snapshot_log_ratio = 0.5;
   so.node.snapshot_catchup_entries =
       std::min<uint64_t>(5000, std::max<uint64_t>(1, c.snapshot_count / 2));
   so.node.max_request_bytes = c.max_request_bytes;

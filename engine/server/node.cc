@@ -297,6 +297,7 @@ absl::Status Node::Recover() {
   if (snap.ok() && snap->metadata.index > 0) {
     if (auto s = storage_.ApplySnapshot(*snap); !s.ok()) return s;
     if (auto s = sm_->Restore(snap->data); !s.ok()) return s;
+    snap_image_bytes_ = snap->data.size();
     std::string().swap(snap->data);  // the state machine has it now
     applied_ = snapshot_index_ = snap->metadata.index;
     cs = snap->metadata.conf_state;
@@ -793,6 +794,8 @@ void Node::ApplySnapshot(const raft::Snapshot& snap) {
     return;
   }
   applied_ = snapshot_index_ = snap.metadata.index;
+  applied_bytes_at_snap_ = applied_bytes_;
+  snap_image_bytes_ = snap.data.size();
   conf_state_ = snap.metadata.conf_state;
   if (observer_) observer_->OnRestore(opts_.id, snap.metadata);
 }
@@ -803,6 +806,7 @@ void Node::ApplyEntries(const std::vector<raft::Entry>& entries) {
     if (e.index <= applied_) continue;  // covered by a snapshot
     DETCD_CHECK_MSG(e.index == applied_ + 1, "applied entries must be dense");
     applied_ = e.index;
+    applied_bytes_ += e.data.size();
     uint64_t proposer = 0, rid = 0;
     std::string_view payload;
     std::string result;
@@ -884,6 +888,15 @@ void Node::MaybeSnapshot() {
       applied_ > snapshot_index_ &&
       buggify::Fires(opts_.buggify, buggify::Point::kEarlySnapshot, 0.005);
   if (applied_ - snapshot_index_ < opts_.snapshot_count && !early) return;
+  if (!early && opts_.snapshot_log_ratio > 0 &&
+      static_cast<double>(applied_bytes_ - applied_bytes_at_snap_) <
+          opts_.snapshot_log_ratio * static_cast<double>(snap_image_bytes_)) {
+    if (!snap_deferred_) {  // counted once per snapshot held back
+      snap_deferred_ = true;
+      ++snap_stats_.deferred;
+    }
+    return;
+  }
   StartSnapshot(early);
 }
 
@@ -905,6 +918,7 @@ struct Node::SnapshotJob {
   // them), one is written whole in its first step, so one is always made.
   bool at_once = false;
   int64_t start_ns = 0;
+  uint64_t applied_bytes = 0;  // Node::applied_bytes_ at the image's index
 };
 
 void Node::StartSnapshot(bool early) {
@@ -918,6 +932,8 @@ void Node::StartSnapshot(bool early) {
   job->early = early;
   job->at_once = snapshot_abandons_ >= 2;
   job->start_ns = env_.clock != nullptr ? env_.clock->NowNanos() : 0;
+  job->applied_bytes = applied_bytes_;
+  snap_deferred_ = false;
   snap_job_ = std::move(job);
   StepSnapshot();
 }
@@ -971,6 +987,8 @@ absl::Status Node::FinishSnapshot() {
   snapshot_abandons_ = 0;
   ++snap_stats_.completed;
   snap_stats_.last_file_bytes = job->file->file_bytes();
+  applied_bytes_at_snap_ = job->applied_bytes;
+  snap_image_bytes_ = job->image->size();
   if (env_.clock != nullptr) {
     snap_stats_.last_ns = env_.clock->NowNanos() - job->start_ns;
   }
@@ -1011,6 +1029,8 @@ absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs,
   auto snap = storage_.CreateSnapshot(applied_, &cs, sm_->Snapshot());
   if (!snap.ok()) return snap.status();
   if (auto s = snapshotter_->Save(*snap); !s.ok()) return s;
+  applied_bytes_at_snap_ = applied_bytes_;
+  snap_image_bytes_ = snap->data.size();
   if (auto s = wal_->SaveSnapshotMarker(snap->metadata); !s.ok()) return s;
   return CompactBehind(applied_, keep_snapshots);
 }

@@ -85,6 +85,16 @@ struct NodeOptions {
   // entries behind it for followers that lag a little.
   uint64_t snapshot_count = 10000;
   uint64_t snapshot_catchup_entries = 5000;
+  // With a positive ratio an automatic snapshot also waits until the
+  // entries applied since the last snapshot (their bytes) reach this
+  // fraction of that snapshot's image. A large store whose writes are small
+  // next to it (a compacted key space being overwritten) is then not
+  // imaged again every snapshot_count entries, which costs the whole
+  // image's CPU and disk bytes each time: the snapshots' cost stays within
+  // 1/ratio of the log's. The WAL keeps the entries meanwhile, so recovery
+  // replays up to about ratio x image bytes of them. 0: every
+  // snapshot_count entries, as etcd (the simulator runs so).
+  double snapshot_log_ratio = 0;
   // Those automatic snapshots are written incrementally, about this many
   // bytes of image per engine step (sizing it first, then compressing it
   // into the file), between the Node's other work: the member never stops
@@ -235,6 +245,7 @@ class Node {
     uint64_t abandoned = 0;  // dropped: compaction or restore under them
     int64_t last_ns = 0;     // the last one's time, first step to durable
     uint64_t last_file_bytes = 0;
+    uint64_t deferred = 0;  // times snapshot_log_ratio held one back
   };
   const SnapshotStats& snapshot_stats() const { return snap_stats_; }
 
@@ -383,6 +394,12 @@ class Node {
 
   uint64_t applied_ = 0;
   uint64_t snapshot_index_ = 0;
+  // Bytes of applied entries ever, at the last snapshot, and that
+  // snapshot's image size (NodeOptions::snapshot_log_ratio).
+  uint64_t applied_bytes_ = 0;
+  uint64_t applied_bytes_at_snap_ = 0;
+  uint64_t snap_image_bytes_ = 0;
+  bool snap_deferred_ = false;
   std::unique_ptr<SnapshotJob> snap_job_;
   int snapshot_abandons_ = 0;  // in a row; then one is written at once
   SnapshotStats snap_stats_;

@@ -919,5 +919,57 @@ TEST(Node, TakeSnapshotDropsTheIncrementalOne) {
   EXPECT_EQ(bus.sm(1).data().size(), static_cast<size_t>(puts));
 }
 
+// NodeOptions::snapshot_log_ratio: a store much larger than the writes
+// since its last snapshot is not imaged again every snapshot_count
+// entries; once the log has grown to the image's size it is; recovery
+// replays the longer log.
+TEST(Node, SnapshotWaitsForTheLogToGrowPastTheRatio) {
+  for (double ratio : {0.0, 1.0}) {
+    SCOPED_TRACE(ratio);
+    Bus bus;
+    bus.options.snapshot_count = 8;
+    bus.options.snapshot_catchup_entries = 2;
+    bus.options.snapshot_log_ratio = ratio;
+    bus.options.snapshot_step_bytes = 1 << 20;  // a snapshot in two steps
+    bus.Add(1, {1});
+    ASSERT_TRUE(bus.Start(1).ok());
+    ASSERT_EQ(bus.ElectLeader(), 1u);
+    auto completed = [&] { return bus.node(1).snapshot_stats().completed; };
+    const std::string big(1000, 'b');
+    int bigs = 0;
+    while (completed() == 0 && bigs < 50) {
+      ASSERT_TRUE(bus.Put(1, absl::StrCat("big", bigs++), big).ok());
+    }
+    ASSERT_EQ(completed(), 1u);
+    // Eight snapshot_counts of small overwrites of one key: a fraction of
+    // the image's bytes.
+    for (int i = 0; i < 64; ++i) {
+      ASSERT_TRUE(bus.Put(1, "small", absl::StrCat(i)).ok());
+    }
+    if (ratio == 0) {
+      EXPECT_GE(completed(), 7u);
+      EXPECT_EQ(bus.node(1).snapshot_stats().deferred, 0u);
+    } else {
+      EXPECT_EQ(completed(), 1u);
+      EXPECT_EQ(bus.node(1).snapshot_stats().deferred, 1u);
+      // Large writes bring the log past the image: a snapshot again.
+      const uint64_t before = completed();
+      for (int i = 0; i < 3 * bigs && completed() == before; ++i) {
+        ASSERT_TRUE(bus.Put(1, absl::StrCat("more", i), big).ok());
+      }
+      EXPECT_EQ(completed(), before + 1);
+      for (int i = 0; i < 64; ++i) {
+        ASSERT_TRUE(bus.Put(1, "small", absl::StrCat(100 + i)).ok());
+      }
+    }
+    bus.Crash(1);
+    ASSERT_TRUE(bus.Start(1).ok());
+    ASSERT_EQ(bus.ElectLeader(), 1u);
+    bus.Tick();
+    EXPECT_EQ(bus.sm(1).data().at("small"), ratio == 0 ? "63" : "163");
+    EXPECT_EQ(bus.sm(1).data().at("big0"), big);
+  }
+}
+
 }  // namespace
 }  // namespace detcd::server
