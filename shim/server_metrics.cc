@@ -14,7 +14,7 @@
 #include "absl/time/time.h"
 #include "etcdserverpb/rpc.pb.h"
 #include "google/protobuf/descriptor.h"
-#include "engine/util/coding.h"
+#include "engine/server/etcd_state_machine.h"
 #include "shim/log.h"
 #include "shim/watch_wire.h"
 
@@ -646,21 +646,18 @@ void GrpcTrafficMetrics::WarnSlowApply(
     const etcdserverpb::InternalRaftRequest& request, std::string_view result,
     int64_t took_ns) {
   f_->slow_apply.Inc();
-  // The result is varint(code) lp(message) response-bytes (EncodeResult).
-  coding::Reader in(result);
-  uint64_t code = 0;
-  std::string message;
-  if (!in.GetVarint64(&code) || !in.GetLengthPrefixed(&message)) return;
+  std::string_view response;
+  const absl::Status status = server::DecodeResultBytes(result, &response);
   const absl::Duration took = absl::Nanoseconds(took_ns);
   const absl::Duration expected = absl::Milliseconds(kWarnApplyDurationMs);
-  if (code != 0) {
+  if (!status.ok()) {
     DLOG_WARN("apply request took too long",
               {{"took", took},
                {"expected-duration", expected},
                {"prefix", ""},
                {"request", ApplySummary(request)},
                {"response", ""},
-               {"error", message}});
+               {"error", std::string(status.message())}});
     return;
   }
   DLOG_WARN("apply request took too long",
@@ -668,7 +665,7 @@ void GrpcTrafficMetrics::WarnSlowApply(
              {"expected-duration", expected},
              {"prefix", ""},
              {"request", ApplySummary(request)},
-             {"response", absl::StrCat("size:", in.remaining())}});
+             {"response", absl::StrCat("size:", response.size())}});
 }
 
 }  // namespace detcd::shim

@@ -66,20 +66,26 @@ void EncodeSnapshot(std::string* out, const Snapshot& s) {
   coding::PutLengthPrefixed(out, s.data);
 }
 
+namespace {
+// The metadata, and a view of the data in the reader's input.
+bool DecodeSnapshotView(coding::Reader* r, SnapshotMetadata* m,
+                        std::string_view* data) {
+  return r->GetVarint64(&m->index) && r->GetVarint64(&m->term) &&
+         DecodeConfStateFrom(r, &m->conf_state) && r->GetLengthPrefixed(data);
+}
+}  // namespace
+
 bool DecodeSnapshot(coding::Reader* r, Snapshot* s) {
-  return r->GetVarint64(&s->metadata.index) &&
-         r->GetVarint64(&s->metadata.term) &&
-         DecodeConfStateFrom(r, &s->metadata.conf_state) &&
-         r->GetLengthPrefixed(&s->data);
+  std::string_view data;
+  if (!DecodeSnapshotView(r, &s->metadata, &data)) return false;
+  s->data.assign(data);
+  return true;
 }
 
 bool DecodeWholeSnapshot(std::string* buf, Snapshot* s) {
   coding::Reader r(*buf);
   std::string_view data;
-  if (!r.GetVarint64(&s->metadata.index) ||
-      !r.GetVarint64(&s->metadata.term) ||
-      !DecodeConfStateFrom(&r, &s->metadata.conf_state) ||
-      !r.GetLengthPrefixed(&data) || !r.empty()) {
+  if (!DecodeSnapshotView(&r, &s->metadata, &data) || !r.empty()) {
     return false;
   }
   // The data is the tail of *buf: shift it to the front, in place.

@@ -49,8 +49,8 @@ std::string EncodeResult(const absl::Status& s,
   return out;
 }
 
-absl::Status DecodeResult(std::string_view result,
-                          google::protobuf::MessageLite* response) {
+absl::Status DecodeResultBytes(std::string_view result,
+                               std::string_view* response) {
   coding::Reader r(result);
   uint64_t code = 0;
   std::string message;
@@ -61,9 +61,16 @@ absl::Status DecodeResult(std::string_view result,
   if (code != 0) {
     return absl::Status(static_cast<absl::StatusCode>(code), message);
   }
+  *response = r.rest();
+  return absl::OkStatus();
+}
+
+absl::Status DecodeResult(std::string_view result,
+                          google::protobuf::MessageLite* response) {
+  std::string_view bytes;
+  if (absl::Status s = DecodeResultBytes(result, &bytes); !s.ok()) return s;
   if (response != nullptr &&
-      !response->ParseFromArray(r.rest().data(),
-                                static_cast<int>(r.rest().size()))) {
+      !response->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return absl::InternalError("etcdserver: malformed apply response");
   }
   return absl::OkStatus();

@@ -99,6 +99,9 @@ std::string EncodeResult(const absl::Status& s,
 // Parses a result; on ok fills *response.
 absl::Status DecodeResult(std::string_view result,
                           google::protobuf::MessageLite* response);
+// The same without parsing: on ok *response views the response's bytes.
+absl::Status DecodeResultBytes(std::string_view result,
+                               std::string_view* response);
 
 // etcd's checkTxnAuth: read permission for every compare and range, write
 // for every put and delete (and read for a delete's prev_kv).
