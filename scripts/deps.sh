@@ -12,7 +12,7 @@ DETCD_PACKAGES=(
   libssl-dev libyaml-cpp-dev nlohmann-json3-dev openssl
   etcd-server etcd-client python3 curl golang-go golang-etcd-server-dev
   libcurl4-openssl-dev dnsmasq-base iproute2 libcrypt-dev libmicrohttpd-dev
-  prometheus nftables
+  prometheus nftables libnghttp2-dev
 )
 # scripts/fuzz only (libFuzzer builds, fuzz/README.md).
 DETCD_FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)

@@ -26,6 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "shim/grpc_h2.h"
 
 namespace detcd::shim {
 namespace {
@@ -579,7 +580,16 @@ int ClientListener::SniffPlain(int fd) {
   }
 }
 
-void ClientListener::HandToGrpc(int fd) {
+void ClientListener::HandToGrpc(int fd, const std::string& peer,
+                                const std::string& cn) {
+  if (options_.grpc_h2 != nullptr) {
+    // gRPC C++ names peers "ipv4:1.2.3.4:5" / "ipv6:[::1]:5".
+    options_.grpc_h2->AddConnection(
+        fd, absl::StrCat(peer.empty() || peer[0] != '[' ? "ipv4:" : "ipv6:",
+                         peer),
+        cn);
+    return;
+  }
   // gRPC's endpoint expects a non-blocking socket.
   int flags = ::fcntl(fd, F_GETFL);
   ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
@@ -610,7 +620,7 @@ void ClientListener::ServeConn(Conn* conn, int fd, bool tls) {
           }
           ++stats_.grpc_connections;
         }
-        HandToGrpc(fd);
+        HandToGrpc(fd, conn->peer, "");
         return;
       }
     } else if (!WaitReadable(fd, NowMs() + options_.sniff_timeout_ms)) {
@@ -646,7 +656,7 @@ void ClientListener::ServeConn(Conn* conn, int fd, bool tls) {
     return;
   }
   if (alpn == "h2") {
-    PumpTls(*std::move(stream), "");
+    PumpTls(*std::move(stream), "", conn->peer);
     return;
   }
   // No ALPN: decide by the first decrypted bytes. Each read takes a whole
@@ -666,7 +676,7 @@ void ClientListener::ServeConn(Conn* conn, int fd, bool tls) {
   std::string_view head =
       std::string_view(initial).substr(0, kH2Preface.size());
   if (head == kH2Preface) {
-    PumpTls(*std::move(stream), std::move(initial));
+    PumpTls(*std::move(stream), std::move(initial), conn->peer);
   } else if (!initial.empty()) {
     ServeHttp(*std::move(stream), std::move(initial), /*tls=*/true);
   } else {
@@ -688,7 +698,7 @@ void ClientListener::ServeHttp(std::unique_ptr<Stream> stream,
 }
 
 void ClientListener::PumpTls(std::unique_ptr<Stream> stream,
-                             std::string initial) {
+                             std::string initial, const std::string& peer) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     Warn(absl::StrCat("socketpair: ", GoErrno(errno)));
@@ -708,12 +718,12 @@ void ClientListener::PumpTls(std::unique_ptr<Stream> stream,
   const std::string grpc_peer = absl::StrCat("fd:", sv[0]);
   const std::string cn = stream->peer_common_name();
   uint64_t pump_id = 0;
-  if (!cn.empty()) {
+  if (!cn.empty() && options_.grpc_h2 == nullptr) {
     absl::MutexLock lock(&peers_mu_);
     pump_id = next_pump_id_++;
     peer_cn_[grpc_peer] = {pump_id, cn};
   }
-  HandToGrpc(sv[0]);
+  HandToGrpc(sv[0], peer, cn);
   const int ours = sv[1];
   Stream* s = stream.get();
   auto end_both = [s, ours] {

@@ -37,6 +37,9 @@
 namespace grpc {
 class Server;
 }
+namespace detcd::shim::h2 {
+class Server;
+}
 
 namespace detcd::shim {
 
@@ -73,6 +76,10 @@ struct ClientListenerOptions {
   // got that far, the reason). When set, it replaces log_warning for these.
   std::function<void(const HandshakeInfo& info, const std::string& error)>
       on_rejected;
+  // When set, gRPC connections (plain, and TLS through the pump) go to
+  // this server (shim/grpc_h2) instead of the grpc::Server, with the
+  // client's address and certificate CN. Must outlive this object.
+  h2::Server* grpc_h2 = nullptr;
 };
 
 // Counters for tests and metrics.
@@ -131,10 +138,12 @@ class ClientListener {
   // The HTTP/2 preface check on a plain socket: returns 1 = h2, 0 = other,
   // -1 = nothing arrived in time / closed.
   int SniffPlain(int fd);
-  void HandToGrpc(int fd);
+  // peer: the client's address; cn: its certificate's common name.
+  void HandToGrpc(int fd, const std::string& peer, const std::string& cn);
   // gRPC over TLS: hands one end of a socketpair to gRPC and copies bytes
   // between the stream and the other end until either side ends.
-  void PumpTls(std::unique_ptr<Stream> stream, std::string initial);
+  void PumpTls(std::unique_ptr<Stream> stream, std::string initial,
+               const std::string& peer);
   // tls: the stream is a TLS stream (no host whitelist; pumped into the
   // HTTP library rather than handed over as a socket).
   void ServeHttp(std::unique_ptr<Stream> stream, std::string initial, bool tls);

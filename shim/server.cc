@@ -30,6 +30,8 @@
 #include "nlohmann/json.hpp"
 #include "shim/auth_token.h"
 #include "shim/client_listener.h"
+#include "shim/grpc_h2.h"
+#include "shim/grpc_h2_proxy.h"
 #include "shim/discovery.h"
 #include "shim/disk_worker.h"
 #include "shim/engine_loop.h"
@@ -422,6 +424,9 @@ struct DetcdServer::Impl {
   std::unique_ptr<Services> services;
   std::unique_ptr<LockElection> lock_election;
   std::unique_ptr<grpc::Server> grpc_server;
+  // --native-grpc: the client URLs' gRPC transport (relays to grpc_server
+  // what it does not serve itself).
+  std::unique_ptr<h2::Server> grpc_h2;
   std::vector<std::unique_ptr<ClientListener>> listeners;
   // The client listener whose TLS peers' certificate CNs calls carry (auth
   // with --client-cert-auth); set once it exists.
@@ -1477,6 +1482,24 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     }
     return im->Http(r);
   };
+  if (c.native_grpc) {
+    h2::ServerOptions ho;
+    ho.max_recv_message_bytes = c.max_request_bytes + 512 * 1024;
+    ho.max_concurrent_streams = c.max_concurrent_streams;
+    ho.keepalive_ms = c.grpc_keepalive_interval_ms;
+    ho.keepalive_timeout_ms = c.grpc_keepalive_timeout_ms;
+    ho.min_ping_interval_ms = c.grpc_keepalive_min_time_ms;
+    grpc::ChannelArguments relay_args;
+    relay_args.SetMaxReceiveMessageSize(INT32_MAX);
+    relay_args.SetMaxSendMessageSize(INT32_MAX);
+    ho.fallback = h2::ProxyTo(m.grpc_server->InProcessChannel(relay_args));
+    auto hs = h2::Server::Create(std::move(ho));
+    if (!hs.ok()) return hs.status();
+    m.grpc_h2 = *std::move(hs);
+    m.services->RegisterNative(m.grpc_h2.get());
+    m.grpc_h2->Start();
+    clo.grpc_h2 = m.grpc_h2.get();
+  }
   auto cl = ClientListener::Create(clo, m.grpc_server.get(), client_http);
   if (!cl.ok()) return cl.status();
   m.listeners.push_back(*std::move(cl));
@@ -1610,6 +1633,7 @@ void DetcdServer::Impl::Teardown() {
   for (auto& l : listeners) l->Stop();
   if (lock_election) lock_election->Shutdown();
   if (services) services->Shutdown();
+  if (grpc_h2) grpc_h2->Stop();
   if (grpc_server) {
     grpc_server->Shutdown(std::chrono::system_clock::now() +
                           std::chrono::seconds(1));

@@ -12,6 +12,8 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/server/errors.h"
 #include "engine/server/node.h"
+#include "absl/strings/str_cat.h"
+#include "shim/grpc_h2_proxy.h"
 #include "shim/watch_wire.h"
 
 namespace detcd::shim {
@@ -82,10 +84,25 @@ struct Services::Impl {
     auto it = md.find("token");
     if (it == md.end()) it = md.find("authorization");
     if (it != md.end()) c.token.emplace(it->second.data(), it->second.size());
-    if (opts.peer_common_name) c.cert_cn = opts.peer_common_name(ctx->peer());
+    if (ctx->peer().rfind("inproc", 0) == 0) {
+      // Relayed by the native transport, which sets the CN it verified.
+      auto cn = md.find(h2::kProxiedCnKey);
+      if (cn != md.end()) c.cert_cn.assign(cn->second.data(), cn->second.size());
+    } else if (opts.peer_common_name) {
+      c.cert_cn = opts.peer_common_name(ctx->peer());
+    }
     return c;
   }
 
+  // The same for a call on the native transport (shim/grpc_h2).
+  server::Caller CallerOf(const h2::Call& call) const {
+    server::Caller c;
+    const std::string* t = call.Find("token");
+    if (t == nullptr) t = call.Find("authorization");
+    if (t != nullptr) c.token.emplace(*t);
+    c.cert_cn = call.cert_cn();
+    return c;
+  }
   template <typename Req, typename Resp>
   grpc::ServerUnaryReactor* Unary(
       const char* service, const char* method,
@@ -131,9 +148,16 @@ namespace {
 // credentials in scope.
 class UnaryCall : public OpenCall {
  public:
+  // reactor: gRPC C++'s, or null for a call whose Send answers it.
   UnaryCall(Services::Impl* impl, grpc::ServerUnaryReactor* reactor,
             const char* service, const char* method)
       : impl_(impl), reactor_(reactor), service_(service), method_(method) {}
+
+  // On the engine thread: serves the request.
+  virtual void Run() = 0;
+  // Registers the call and posts it to the engine (the caller's reference
+  // is passed on).
+  void Launch();
 
   // Runs fill (which writes the response) and answers with s, unless the
   // call was answered already.
@@ -184,11 +208,13 @@ class UnaryCall : public OpenCall {
   }
 
   Services::Impl* impl_;
+  // Gives the answer (the response is filled when s is OK).
+  virtual void Send(const grpc::Status& s) { reactor_->Finish(s); }
 
  private:
   void End(const grpc::Status& s) {
     impl_->obs->OnHandled(service_, method_, "unary", s.error_code());
-    reactor_->Finish(s);
+    Send(s);
     // The engine's callback may still hold a pointer: the call is deleted
     // by the last reference, i.e. it leaks only if the engine never
     // answers, which it always does (timeouts included).
@@ -206,7 +232,7 @@ class UnaryCall : public OpenCall {
 };
 
 template <typename Req, typename Resp>
-class TypedUnaryCall final : public UnaryCall {
+class TypedUnaryCall : public UnaryCall {
  public:
   using Fn = void (EtcdServer::*)(const Req&, EtcdServer::Done<Resp>);
   TypedUnaryCall(Services::Impl* impl, grpc::ServerUnaryReactor* reactor,
@@ -219,7 +245,7 @@ class TypedUnaryCall final : public UnaryCall {
 
   // On the engine thread. A simple token from another member may wait
   // for its entry before the request is served.
-  void Run() {
+  void Run() override {
     impl_->server->AwaitCaller(who, [this] { Serve(); });
   }
 
@@ -281,18 +307,119 @@ grpc::ServerUnaryReactor* Services::Impl::Unary(
   auto* call = new TypedUnaryCall<Req, Resp>(this, reactor, service, method,
                                              req, resp, fn);
   call->who = CallerOf(ctx);
-  if (!Open(call)) {
-    call->Abort(Stopped());
-    call->Release();
-    return reactor;
-  }
-  if (!loop->Post([call] { call->Run(); })) {
-    Close(call);
-    call->Abort(ToGrpc(server::ErrTooManyRequests()));
-    call->Release();
-  }
+  call->Launch();
   return reactor;
 }
+
+namespace {
+
+void UnaryCall::Launch() {
+  if (!impl_->Open(this)) {
+    Abort(Stopped());
+    Release();
+    return;
+  }
+  if (!impl_->loop->Post([this] { Run(); })) {
+    impl_->Close(this);
+    Abort(ToGrpc(server::ErrTooManyRequests()));
+    Release();
+  }
+}
+
+// ---- Unary calls on the native transport (shim/grpc_h2) ----
+
+// The request and response a native call owns (gRPC C++ owns them for
+// its calls); a base so they are built before TypedUnaryCall points at
+// them.
+template <typename Req, typename Resp>
+struct OwnMessages {
+  Req req;
+  Resp resp;
+};
+
+template <typename Req, typename Resp>
+class NativeUnaryCall final : private OwnMessages<Req, Resp>,
+                              public TypedUnaryCall<Req, Resp> {
+ public:
+  NativeUnaryCall(Services::Impl* impl, h2::CallPtr call, const char* service,
+                  const char* method,
+                  typename TypedUnaryCall<Req, Resp>::Fn fn)
+      : TypedUnaryCall<Req, Resp>(impl, nullptr, service, method, &this->req,
+                                  &this->resp, fn),
+        call_(std::move(call)) {}
+  Req& request() { return this->req; }
+
+ private:
+  void Send(const grpc::Status& s) override {
+    if (s.ok()) {
+      call_->Reply(this->resp.SerializeAsString());
+    } else {
+      call_->Finish(h2::Status{static_cast<int>(s.error_code()),
+                               s.error_message()});
+    }
+  }
+
+  h2::CallPtr call_;
+};
+
+// The transport's side of one native unary call: takes the request
+// message and launches the call.
+template <typename Req, typename Resp>
+class NativeUnary final : public h2::Handler {
+ public:
+  using Fn = typename TypedUnaryCall<Req, Resp>::Fn;
+  NativeUnary(Services::Impl* impl, h2::CallPtr call, const char* service,
+              const char* method, Fn fn)
+      : impl_(impl), call_(std::move(call)), service_(service),
+        method_(method), fn_(fn) {}
+
+  void OnMessage(std::string m) override {
+    if (got_) {
+      call_->Finish(h2::Status{
+          12, "grpc: unary call received more than one request"});
+      return;
+    }
+    got_ = true;
+    impl_->obs->OnStarted(service_, method_, "unary");
+    auto* c = new NativeUnaryCall<Req, Resp>(impl_, call_, service_, method_,
+                                             fn_);
+    if (!c->request().ParseFromString(m)) {
+      c->Abort(grpc::Status(grpc::StatusCode::INTERNAL,
+                            "grpc: error unmarshalling request"));
+      c->Release();
+      return;
+    }
+    c->who = impl_->CallerOf(*call_);
+    c->Launch();
+  }
+  void OnHalfClose() override {
+    if (!got_) {
+      call_->Finish(h2::Status{12, "grpc: unary call got no request"});
+    }
+  }
+
+ private:
+  Services::Impl* impl_;
+  h2::CallPtr call_;
+  const char* service_;
+  const char* method_;
+  Fn fn_;
+  bool got_ = false;
+};
+
+template <typename Req, typename Resp>
+void RegisterNativeUnary(h2::Server* s, Services::Impl* impl,
+                         const char* service, const char* method,
+                         void (EtcdServer::*fn)(const Req&,
+                                                EtcdServer::Done<Resp>)) {
+  s->Register(absl::StrCat("/", service, "/", method),
+              [=](h2::CallPtr c) -> std::unique_ptr<h2::Handler> {
+                return std::make_unique<NativeUnary<Req, Resp>>(
+                    impl, std::move(c), service, method, fn);
+              });
+}
+
+}  // namespace
 
 namespace {
 
@@ -1158,6 +1285,17 @@ Services::~Services() = default;
 
 int64_t Services::pending_watch_events() const {
   return impl_->pending_events.load(std::memory_order_relaxed);
+}
+
+void Services::RegisterNative(h2::Server* s) {
+  Impl* im = impl_.get();
+  RegisterNativeUnary(s, im, "etcdserverpb.KV", "Range", &EtcdServer::Range);
+  RegisterNativeUnary(s, im, "etcdserverpb.KV", "Put", &EtcdServer::Put);
+  RegisterNativeUnary(s, im, "etcdserverpb.KV", "DeleteRange",
+                      &EtcdServer::DeleteRange);
+  RegisterNativeUnary(s, im, "etcdserverpb.KV", "Txn", &EtcdServer::Txn);
+  RegisterNativeUnary(s, im, "etcdserverpb.KV", "Compact",
+                      &EtcdServer::Compact);
 }
 
 std::vector<grpc::Service*> Services::services() {

@@ -25,6 +25,7 @@
 #include "engine/server/etcd_server.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "shim/engine_loop.h"
+#include "shim/grpc_h2.h"
 
 namespace detcd::shim {
 
@@ -65,6 +66,9 @@ class Services {
 
   // The services to register with a grpc::ServerBuilder.
   std::vector<grpc::Service*> services();
+  // The methods served natively on shim/grpc_h2 (KV's; the rest reach
+  // the grpc::Server through the transport's fallback). Before s->Start.
+  void RegisterNative(h2::Server* s);
   // Answers every call still open with "server stopped" and closes the
   // streams; run before grpc::Server::Shutdown.
   void Shutdown();

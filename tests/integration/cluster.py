@@ -48,6 +48,9 @@ CONFIG = {
 }
 
 LONG = os.environ.get("DETCD_IT_LONG", "") not in ("", "0")
+# Flags every cluster of the server under test gets (not the reference's):
+# ctest runs a suite again with DETCD_IT_SERVER_FLAGS=--native-grpc.
+SERVER_FLAGS = os.environ.get("DETCD_IT_SERVER_FLAGS", "").split()
 KEEP = os.environ.get("DETCD_IT_KEEP", "") not in ("", "0")
 LOG_TAIL_LINES = 40
 
@@ -512,6 +515,8 @@ class Cluster:
         self.binary = binary
         self.size = size
         self.extra_flags = list(extra_flags)
+        if binary == CONFIG["server"] and binary != CONFIG["reference"]:
+            self.extra_flags += SERVER_FLAGS
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.label = label or os.path.basename(binary)

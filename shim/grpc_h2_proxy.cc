@@ -1,0 +1,138 @@
+#include "shim/grpc_h2_proxy.h"
+
+#include <deque>
+#include <string>
+#include <utility>
+
+#include <grpcpp/generic/generic_stub.h>
+
+#include "absl/synchronization/mutex.h"
+
+namespace detcd::shim::h2 {
+namespace {
+
+grpc::ByteBuffer ToBuffer(const std::string& s) {
+  grpc::Slice slice(s);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+std::string FromBuffer(const grpc::ByteBuffer& b) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!b.Dump(&slices).ok()) return out;
+  out.reserve(b.Length());
+  for (const grpc::Slice& s : slices) {
+    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return out;
+}
+
+bool Relayed(const std::string& name) {
+  return name.rfind("grpc-", 0) != 0 && name != "user-agent" &&
+         name != kProxiedCnKey && name != "host";
+}
+
+// One relayed call: gRPC's client reactor on one side, the native call on
+// the other. Owns itself until gRPC says OnDone and the transport let go.
+class Relay final
+    : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  Relay(grpc::GenericStub* stub, CallPtr call) : call_(std::move(call)) {
+    for (const auto& [k, v] : call_->metadata()) {
+      if (Relayed(k)) ctx_.AddMetadata(k, v);
+    }
+    if (!call_->cert_cn().empty()) {
+      ctx_.AddMetadata(kProxiedCnKey, call_->cert_cn());
+    }
+    stub->PrepareBidiStreamingCall(&ctx_, call_->method(),
+                                   grpc::StubOptions(), this);
+    StartRead(&in_);
+    StartCall();
+  }
+
+  // Transport side (loop thread).
+  void Send(std::string m) {
+    absl::MutexLock l(&mu_);
+    if (done_) return;
+    out_.push_back(ToBuffer(m));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&out_.front());
+    }
+  }
+  void HalfClose() {
+    absl::MutexLock l(&mu_);
+    half_closed_ = true;
+    if (!writing_ && !done_) StartWritesDone();
+  }
+  void Cancel() { ctx_.TryCancel(); }
+  void Detach() { Unref(); }
+
+  // gRPC side.
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    out_.pop_front();
+    if (!ok) {
+      out_.clear();
+      writing_ = false;
+      return;
+    }
+    if (!out_.empty()) {
+      StartWrite(&out_.front());
+    } else {
+      writing_ = false;
+      if (half_closed_) StartWritesDone();
+    }
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    call_->Write(FromBuffer(in_));
+    StartRead(&in_);
+  }
+  void OnDone(const grpc::Status& s) override {
+    call_->Finish(Status{static_cast<int>(s.error_code()), s.error_message()});
+    {
+      absl::MutexLock l(&mu_);
+      done_ = true;
+    }
+    Unref();
+  }
+
+ private:
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  CallPtr call_;
+  grpc::ClientContext ctx_;
+  grpc::ByteBuffer in_;
+  absl::Mutex mu_;
+  std::deque<grpc::ByteBuffer> out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<int> refs_{2};  // gRPC's (OnDone) and the handler's
+};
+
+class RelayHandler final : public Handler {
+ public:
+  explicit RelayHandler(Relay* r) : relay_(r) {}
+  ~RelayHandler() override { relay_->Detach(); }
+  void OnMessage(std::string m) override { relay_->Send(std::move(m)); }
+  void OnHalfClose() override { relay_->HalfClose(); }
+  void OnCancel() override { relay_->Cancel(); }
+
+ private:
+  Relay* relay_;
+};
+
+}  // namespace
+
+HandlerFactory ProxyTo(std::shared_ptr<grpc::Channel> channel) {
+  auto stub = std::make_shared<grpc::GenericStub>(std::move(channel));
+  return [stub](CallPtr call) -> std::unique_ptr<Handler> {
+    return std::make_unique<RelayHandler>(new Relay(stub.get(), std::move(call)));
+  };
+}
+
+}  // namespace detcd::shim::h2

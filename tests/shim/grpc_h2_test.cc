@@ -1,0 +1,380 @@
+// shim/grpc_h2 against gRPC C++'s own client (etcd's generated stubs):
+// unary calls, metadata, status codes and messages, server and
+// bidirectional streams, deadlines, cancellation, the message size limit,
+// unknown methods, and answers given from other threads.
+#include "shim/grpc_h2.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "etcdserverpb/rpc.grpc.pb.h"
+#include "gtest/gtest.h"
+
+namespace detcd::shim::h2 {
+namespace {
+
+namespace pb = etcdserverpb;
+using namespace std::chrono_literals;
+
+// Range answers with the request's key, the "token" metadata as its value
+// and the peer's address as a second key.
+class RangeEcho : public Handler {
+ public:
+  explicit RangeEcho(CallPtr c) : call_(std::move(c)) {}
+  void OnMessage(std::string m) override {
+    pb::RangeRequest req;
+    if (!req.ParseFromString(m)) {
+      call_->Finish(Status{13, "bad request"});
+      return;
+    }
+    if (req.key() == "fail") {
+      call_->Finish(Status{9, "etcdserver: 100% failed \xe2\x9c\x97"});
+      return;
+    }
+    pb::RangeResponse resp;
+    auto* kv = resp.add_kvs();
+    kv->set_key(req.key());
+    if (const std::string* t = call_->Find("token")) kv->set_value(*t);
+    resp.add_kvs()->set_key(call_->peer());
+    resp.set_count(req.limit());
+    call_->Reply(resp.SerializeAsString());
+  }
+
+ private:
+  CallPtr call_;
+};
+
+// Watch echoes each request back as a response carrying its key, until
+// the client half-closes.
+class WatchEcho : public Handler {
+ public:
+  explicit WatchEcho(CallPtr c) : call_(std::move(c)) {}
+  void OnMessage(std::string m) override {
+    pb::WatchRequest req;
+    req.ParseFromString(m);
+    pb::WatchResponse resp;
+    resp.set_watch_id(req.create_request().start_revision());
+    resp.add_events()->mutable_kv()->set_key(req.create_request().key());
+    call_->Write(resp.SerializeAsString());
+  }
+  void OnHalfClose() override { call_->Finish(Status{}); }
+
+ private:
+  CallPtr call_;
+};
+
+// Never answers; notes its cancellation.
+class Silent : public Handler {
+ public:
+  explicit Silent(absl::Notification* cancelled) : cancelled_(cancelled) {}
+  void OnMessage(std::string) override {}
+  void OnCancel() override {
+    if (!cancelled_->HasBeenNotified()) cancelled_->Notify();
+  }
+
+ private:
+  absl::Notification* cancelled_;
+};
+
+class GrpcH2Test : public ::testing::Test {
+ protected:
+  void StartServer(ServerOptions o = {}) {
+    auto s = Server::Create(std::move(o));
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = *std::move(s);
+    server_->Register("/etcdserverpb.KV/Range", [](CallPtr c) {
+      return std::make_unique<RangeEcho>(std::move(c));
+    });
+    server_->Register("/etcdserverpb.Watch/Watch", [](CallPtr c) {
+      return std::make_unique<WatchEcho>(std::move(c));
+    });
+    server_->Register("/etcdserverpb.KV/Put", [this](CallPtr) {
+      return std::make_unique<Silent>(&cancelled_);
+    });
+    // Snapshot: 100 pieces of 10 KiB, written from another thread.
+    server_->Register(
+        "/etcdserverpb.Maintenance/Snapshot", [this](CallPtr c) {
+          struct Snap : Handler {
+            explicit Snap(CallPtr c, std::vector<std::thread>* t)
+                : call(std::move(c)), threads(t) {}
+            void OnMessage(std::string) override {
+              threads->emplace_back([c = call] {
+                for (int i = 0; i < 100; ++i) {
+                  pb::SnapshotResponse r;
+                  r.set_remaining_bytes(99 - i);
+                  r.set_blob(std::string(10 << 10, static_cast<char>('a' + i % 26)));
+                  c->Write(r.SerializeAsString());
+                }
+                c->Finish(Status{});
+              });
+            }
+            CallPtr call;
+            std::vector<std::thread>* threads;
+          };
+          return std::make_unique<Snap>(std::move(c), &threads_);
+        });
+    server_->Start();
+
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(::listen(listen_fd_, 16), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    acceptor_ = std::thread([this] {
+      while (true) {
+        sockaddr_in peer{};
+        socklen_t pl = sizeof peer;
+        int fd = ::accept(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &pl);
+        if (fd < 0) return;
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
+        server_->AddConnection(
+            fd, std::string("ipv4:") + ip + ":" +
+                    std::to_string(ntohs(peer.sin_port)),
+            "");
+      }
+    });
+    grpc::ChannelArguments args;
+    args.SetMaxSendMessageSize(64 << 20);
+    channel_ = grpc::CreateCustomChannel(
+        "127.0.0.1:" + std::to_string(port_),
+        grpc::InsecureChannelCredentials(), args);
+  }
+
+  void TearDown() override {
+    channel_.reset();
+    if (listen_fd_ >= 0) {
+      ::shutdown(listen_fd_, SHUT_RDWR);
+      ::close(listen_fd_);
+    }
+    if (acceptor_.joinable()) acceptor_.join();
+    if (server_) server_->Stop();
+    for (std::thread& t : threads_) t.join();
+  }
+
+  std::unique_ptr<Server> server_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::thread acceptor_;
+  std::shared_ptr<grpc::Channel> channel_;
+  absl::Notification cancelled_;
+  std::vector<std::thread> threads_;
+};
+
+TEST_F(GrpcH2Test, UnaryCallWithMetadata) {
+  StartServer();
+  auto kv = pb::KV::NewStub(channel_);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("token", "secret-token");
+  // etcd's Go clients send the endpoint URL as the authority.
+  ctx.set_authority("http://127.0.0.1:2379");
+  pb::RangeRequest req;
+  req.set_key("foo");
+  req.set_limit(7);
+  pb::RangeResponse resp;
+  grpc::Status s = kv->Range(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.kvs_size(), 2);
+  EXPECT_EQ(resp.kvs(0).key(), "foo");
+  EXPECT_EQ(resp.kvs(0).value(), "secret-token");
+  EXPECT_EQ(resp.kvs(1).key().substr(0, 15), "ipv4:127.0.0.1:");
+  EXPECT_EQ(resp.count(), 7);
+}
+
+TEST_F(GrpcH2Test, ErrorStatusKeepsItsCodeAndMessage) {
+  StartServer();
+  auto kv = pb::KV::NewStub(channel_);
+  grpc::ClientContext ctx;
+  pb::RangeRequest req;
+  req.set_key("fail");
+  pb::RangeResponse resp;
+  grpc::Status s = kv->Range(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(s.error_message(), "etcdserver: 100% failed \xe2\x9c\x97");
+}
+
+TEST_F(GrpcH2Test, UnknownMethodIsUnimplemented) {
+  StartServer();
+  auto kv = pb::KV::NewStub(channel_);
+  grpc::ClientContext ctx;
+  pb::DeleteRangeRequest req;
+  pb::DeleteRangeResponse resp;
+  grpc::Status s = kv->DeleteRange(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST_F(GrpcH2Test, ManyCallsAtOnceFromManyThreads) {
+  StartServer();
+  auto kv = pb::KV::NewStub(channel_);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 8; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        grpc::ClientContext ctx;
+        pb::RangeRequest req;
+        req.set_key("k" + std::to_string(t) + "-" + std::to_string(i));
+        pb::RangeResponse resp;
+        if (kv->Range(&ctx, req, &resp).ok() && resp.kvs_size() == 2 &&
+            resp.kvs(0).key() == req.key()) {
+          ok.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(ok.load(), 1600);
+  ServerStats st = server_->Stats();
+  EXPECT_EQ(st.calls, 1600u);
+  EXPECT_EQ(st.connections, 1u);
+}
+
+TEST_F(GrpcH2Test, BidiStreamEchoesInOrder) {
+  StartServer();
+  auto w = pb::Watch::NewStub(channel_);
+  grpc::ClientContext ctx;
+  auto stream = w->Watch(&ctx);
+  for (int i = 0; i < 300; ++i) {
+    pb::WatchRequest req;
+    req.mutable_create_request()->set_key("key" + std::to_string(i));
+    req.mutable_create_request()->set_start_revision(i);
+    ASSERT_TRUE(stream->Write(req));
+  }
+  stream->WritesDone();
+  pb::WatchResponse resp;
+  int n = 0;
+  while (stream->Read(&resp)) {
+    EXPECT_EQ(resp.watch_id(), n);
+    EXPECT_EQ(resp.events(0).kv().key(), "key" + std::to_string(n));
+    ++n;
+  }
+  EXPECT_EQ(n, 300);
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+TEST_F(GrpcH2Test, ServerStreamWrittenFromAnotherThread) {
+  StartServer();
+  auto m = pb::Maintenance::NewStub(channel_);
+  grpc::ClientContext ctx;
+  auto reader = m->Snapshot(&ctx, pb::SnapshotRequest());
+  pb::SnapshotResponse r;
+  int n = 0;
+  size_t bytes = 0;
+  while (reader->Read(&r)) {
+    EXPECT_EQ(r.remaining_bytes(), static_cast<uint64_t>(99 - n));
+    EXPECT_EQ(r.blob(), std::string(10 << 10, static_cast<char>('a' + n % 26)));
+    bytes += r.blob().size();
+    ++n;
+  }
+  EXPECT_EQ(n, 100);
+  EXPECT_EQ(bytes, 100u * (10 << 10));
+  EXPECT_TRUE(reader->Finish().ok());
+}
+
+TEST_F(GrpcH2Test, DeadlineCancelsTheCall) {
+  StartServer();
+  auto kv = pb::KV::NewStub(channel_);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 200ms);
+  pb::PutResponse resp;
+  grpc::Status s = kv->Put(&ctx, pb::PutRequest(), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(cancelled_.WaitForNotificationWithTimeout(absl::Seconds(10)));
+}
+
+TEST_F(GrpcH2Test, ClientCancelReachesTheHandler) {
+  StartServer();
+  auto kv = pb::KV::NewStub(channel_);
+  grpc::ClientContext ctx;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(100ms);
+    ctx.TryCancel();
+  });
+  pb::PutResponse resp;
+  grpc::Status s = kv->Put(&ctx, pb::PutRequest(), &resp);
+  canceller.join();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(cancelled_.WaitForNotificationWithTimeout(absl::Seconds(10)));
+}
+
+TEST_F(GrpcH2Test, MessageOverTheLimitIsRefusedWithGrpcGoText) {
+  ServerOptions o;
+  o.max_recv_message_bytes = 1000;
+  StartServer(std::move(o));
+  auto kv = pb::KV::NewStub(channel_);
+  grpc::ClientContext ctx;
+  pb::RangeRequest req;
+  req.set_key(std::string(2000, 'x'));
+  pb::RangeResponse resp;
+  grpc::Status s = kv->Range(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(s.error_message(),
+            "grpc: received message larger than max (2003 vs. 1000)");
+  // The connection still serves calls.
+  grpc::ClientContext ctx2;
+  req.set_key("small");
+  EXPECT_TRUE(kv->Range(&ctx2, req, &resp).ok());
+}
+
+TEST_F(GrpcH2Test, LargeMessagesBothWays) {
+  ServerOptions o;
+  o.max_recv_message_bytes = 8 << 20;
+  StartServer(std::move(o));
+  auto kv = pb::KV::NewStub(channel_);
+  grpc::ClientContext ctx;
+  pb::RangeRequest req;
+  req.set_key(std::string(3 << 20, 'y'));
+  pb::RangeResponse resp;
+  grpc::Status s = kv->Range(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.kvs(0).key(), req.key());
+}
+
+TEST_F(GrpcH2Test, StopCancelsOpenCalls) {
+  StartServer();
+  auto kv = pb::KV::NewStub(channel_);
+  grpc::ClientContext ctx;
+  pb::PutResponse resp;
+  grpc::Status s;
+  std::thread caller([&] { s = kv->Put(&ctx, pb::PutRequest(), &resp); });
+  std::this_thread::sleep_for(200ms);
+  server_->Stop();
+  caller.join();
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(cancelled_.HasBeenNotified());
+}
+
+TEST(GrpcH2Wire, Timeouts) {
+  EXPECT_EQ(ParseGrpcTimeoutMs("100m"), 100);
+  EXPECT_EQ(ParseGrpcTimeoutMs("5S"), 5000);
+  EXPECT_EQ(ParseGrpcTimeoutMs("2M"), 120000);
+  EXPECT_EQ(ParseGrpcTimeoutMs("1H"), 3600000);
+  EXPECT_EQ(ParseGrpcTimeoutMs("1500u"), 2);
+  EXPECT_EQ(ParseGrpcTimeoutMs("1n"), 1);
+  EXPECT_EQ(ParseGrpcTimeoutMs("m"), -1);
+  EXPECT_EQ(ParseGrpcTimeoutMs("123456789S"), -1);
+  EXPECT_EQ(ParseGrpcTimeoutMs("12x"), -1);
+}
+
+TEST(GrpcH2Wire, PercentEncoding) {
+  EXPECT_EQ(PercentEncode("plain text"), "plain text");
+  EXPECT_EQ(PercentEncode("100%"), "100%25");
+  EXPECT_EQ(PercentEncode("a\nb\xc3\xa9"), "a%0Ab%C3%A9");
+}
+
+}  // namespace
+}  // namespace detcd::shim::h2
