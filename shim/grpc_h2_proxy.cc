@@ -87,6 +87,28 @@ class Relay final
   void OnReadDone(bool ok) override {
     if (!ok) return;
     call_->Write(FromBuffer(in_));
+    // The next message is read only once this one is on its way to the
+    // client: a client that reads slowly holds the relay back, so the
+    // server's own flow control (the watch stream's queue and its pending
+    // events) sees the slow reader, instead of the relay buffering for it.
+    if (call_->pending_bytes() == 0) {
+      StartRead(&in_);
+      return;
+    }
+    {
+      absl::MutexLock l(&mu_);
+      paused_ = true;
+    }
+    // It may have drained meanwhile, before OnDrained could see paused_.
+    if (call_->pending_bytes() == 0) Resume();
+  }
+  // The transport wrote everything queued (loop thread).
+  void Resume() {
+    {
+      absl::MutexLock l(&mu_);
+      if (!paused_) return;
+      paused_ = false;
+    }
     StartRead(&in_);
   }
   void OnDone(const grpc::Status& s) override {
@@ -111,6 +133,7 @@ class Relay final
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;  // a read waits for OnDrained
   std::atomic<int> refs_{2};  // gRPC's (OnDone) and the handler's
 };
 
@@ -121,6 +144,7 @@ class RelayHandler final : public Handler {
   void OnMessage(std::string m) override { relay_->Send(std::move(m)); }
   void OnHalfClose() override { relay_->HalfClose(); }
   void OnCancel() override { relay_->Cancel(); }
+  void OnDrained() override { relay_->Resume(); }
 
  private:
   Relay* relay_;

@@ -1373,6 +1373,11 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     ClientListener* l = im->cert_listener.load();
     return l != nullptr ? l->PeerCommonName(peer) : std::string();
   };
+  // Native KV calls (--native-grpc) count in the same traffic figures as
+  // the interceptor's (made below, before any call).
+  svo.native_call_figures = [im](std::string_view full_method) {
+    return im->traffic_metrics->NewCall(full_method, "unary");
+  };
   m.services = std::make_unique<Services>(m.loop.get(), m.server.get(), svo,
                                           m.grpc_metrics.get());
   // etcd's Lock and Election services, over this server's own client API.

@@ -23,6 +23,23 @@ namespace detcd::shim {
 namespace pb = etcdserverpb;
 namespace gx = grpc::experimental;
 
+// What a call's interceptor needs of its method, made once per method:
+// Family::WithLabels builds label vectors and takes the family's mutex,
+// and a unary call looked up five children (about 6% of a put's server
+// CPU in perf).
+struct GrpcMethodFigures {
+  std::string service, method;  // "etcdserverpb.KV", "Range"
+  const char* type;             // grpc_type
+  metrics::Counter* received;
+  metrics::Counter* sent;
+  metrics::Histogram* handling;  // null unless --metrics extensive
+  metrics::Counter* client_requests_unknown;  // no client-api-version
+  // Maintenance calls etcd times (defrag, snapshot, hash): their histogram.
+  metrics::Histogram* timed = nullptr;
+  bool is_watch = false;
+  bool is_promote = false;
+};
+
 struct GrpcTrafficMetrics::Families {
   Families(metrics::Registry& r, bool extensive)
       : msg_received(r.NewCounterFamily(
@@ -139,22 +156,7 @@ struct GrpcTrafficMetrics::Families {
   metrics::Counter& promote_successes;
   metrics::Family<metrics::Counter>& promote_failures;
 
-  // What a call's interceptor needs of its method, made once per method:
-  // Family::WithLabels builds label vectors and takes the family's mutex,
-  // and a unary call looked up five children (about 6% of a put's server
-  // CPU in perf).
-  struct MethodInfo {
-    std::string service, method;  // "etcdserverpb.KV", "Range"
-    const char* type;             // grpc_type
-    metrics::Counter* received;
-    metrics::Counter* sent;
-    metrics::Histogram* handling;  // null unless --metrics extensive
-    metrics::Counter* client_requests_unknown;  // no client-api-version
-    // Maintenance calls etcd times (defrag, snapshot, hash): their histogram.
-    metrics::Histogram* timed = nullptr;
-    bool is_watch = false;
-    bool is_promote = false;
-  };
+  using MethodInfo = GrpcMethodFigures;
   // full: "/etcdserverpb.KV/Range" as gRPC names it. The answer lives as
   // long as this object.
   const MethodInfo& Method(std::string_view full, const char* type) {
@@ -368,225 +370,252 @@ std::string ApplySummary(const pb::InternalRaftRequest& r) {
   return s + rest.ShortDebugString();
 }
 
+}  // namespace
+
+CallFigures::CallFigures(GrpcTrafficMetrics::Families* f, TraceFile* trace,
+                         std::string_view full_method, const char* type)
+    : f_(f), trace_(trace), m_(&f->Method(full_method, type)) {
+  if (m_->is_watch) f_->watch_streams.Inc();
+}
+
+CallFigures::~CallFigures() {
+  if (defrag_running_) f_->defrag_inflight.Dec();
+  if (lane_ >= 0) trace_->ReleaseLane(lane_);
+  if (m_->is_watch) {
+    f_->watch_streams.Dec();
+    f_->watchers.Add(-static_cast<double>(open_watchers_));
+  }
+}
+
+bool CallFigures::is_watch() const { return m_->is_watch; }
+
+void CallFigures::Started(const std::string_view* client_api_version) {
+  start_ = std::chrono::steady_clock::now();
+  if (m_->timed == &f_->defrag_secs && !defrag_running_) {
+    defrag_running_ = true;
+    f_->defrag_inflight.Inc();
+  }
+  if (trace_ != nullptr) {
+    lane_ = trace_->AcquireLane();
+    trace_start_us_ = trace_->NowUs();
+  }
+  metrics::Counter* requests = m_->client_requests_unknown;
+  if (client_api_version != nullptr) {
+    requests = &f_->ClientRequests(m_->type, *client_api_version);
+  }
+  requests->Inc();
+}
+
+void CallFigures::Received(const google::protobuf::Message& msg) {
+  m_->received->Inc();
+  f_->grpc_received_bytes.Inc(static_cast<double>(msg.ByteSizeLong()));
+  OnRequest(msg);
+}
+
+void CallFigures::ReceivedRaw(size_t bytes) {
+  m_->received->Inc();
+  f_->grpc_received_bytes.Inc(static_cast<double>(bytes));
+}
+
+void CallFigures::Sent(const google::protobuf::Message& msg) {
+  m_->sent->Inc();
+  f_->grpc_sent_bytes.Inc(static_cast<double>(msg.ByteSizeLong()));
+  OnResponse(msg);
+}
+
+void CallFigures::SentWatch(const grpc::ByteBuffer& bb) {
+  m_->sent->Inc();
+  f_->grpc_sent_bytes.Inc(static_cast<double>(bb.Length()));
+  OnWatchResponse(bb);
+}
+
+void CallFigures::Finished(const grpc::Status& status) {
+  const double secs = std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - start_)
+                          .count();
+  if (m_->handling != nullptr) m_->handling->Observe(secs);
+  if (warn_slow_call_) WarnIfSlow(secs, status);
+  // etcd times these inside its backend and store; the shim sees the
+  // whole call (a snapshot's stream until its last chunk).
+  if (m_->timed != nullptr && status.ok()) m_->timed->Observe(secs);
+  if (defrag_running_) {
+    defrag_running_ = false;
+    f_->defrag_inflight.Dec();
+  }
+  if (m_->is_promote) {
+    // etcd counts on the member that runs the promotion; a member that
+    // is not the leader forwards it, as etcd's does.
+    if (status.ok()) {
+      f_->promote_successes.Inc();
+    } else if (status.error_message() != "etcdserver: not leader") {
+      f_->promote_failures.WithLabels({status.error_message()}).Inc();
+    }
+  }
+  if (lane_ >= 0) {
+    std::string detail = summary_;
+    if (!status.ok()) {
+      absl::StrAppend(&detail, detail.empty() ? "" : " ",
+                      "error: ", status.error_message());
+    }
+    const size_t dot = m_->service.rfind('.');
+    trace_->Span(TraceFile::kRequests + lane_, trace_start_us_,
+                 absl::StrCat(m_->service.substr(dot + 1), "/", m_->method),
+                 detail);
+  }
+}
+
+void CallFigures::OnRequest(const google::protobuf::Message& msg) {
+  if (m_->service == "etcdserverpb.KV") {
+    if (m_->method == "Range") {
+      f_->range.Inc();
+      f_->dbg_range.Inc();
+    } else if (m_->method == "Put") {
+      f_->put.Inc();
+      f_->dbg_put.Inc();
+      const auto& p = static_cast<const pb::PutRequest&>(msg);
+      f_->put_size.Add(
+          static_cast<double>(p.key().size() + p.value().size()));
+    } else if (m_->method == "DeleteRange") {
+      f_->del.Inc();
+      f_->dbg_del.Inc();
+    } else if (m_->method == "Txn") {
+      f_->txn.Inc();
+      f_->dbg_txn.Inc();
+    }
+    // The summary is made now: the request may be gone by the answer.
+    if (m_->type == std::string_view("unary")) {
+      summary_ = RequestSummary(m_->method, &msg);
+      is_kv_unary_ = true;
+      // etcd times a read from its arrival, a write's apply only (that
+      // warning comes from the engine: WarnSlowApply).
+      warn_slow_call_ =
+          m_->method == "Range" ||
+          (m_->method == "Txn" &&
+           IsReadOnlyTxn(static_cast<const pb::TxnRequest&>(msg)));
+    }
+  } else if (m_->service == "etcdserverpb.Lease" &&
+             m_->method == "LeaseGrant") {
+    grant_ttl_ = static_cast<const pb::LeaseGrantRequest&>(msg).ttl();
+  }
+}
+
+// The flags and the event count, read from the response's top-level
+// fields (the events themselves are skipped, not decoded).
+void CallFigures::OnWatchResponse(const grpc::ByteBuffer& bb) {
+  const WatchWireSummary w = SummarizeWatchResponse(bb);
+  if (!w.ok) return;
+  if (w.created && !w.canceled) {
+    ++open_watchers_;
+    f_->watchers.Inc();
+  }
+  if (w.canceled && !w.created && open_watchers_ > 0) {
+    --open_watchers_;
+    f_->watchers.Dec();
+  }
+  f_->events.Inc(w.events);
+}
+
+void CallFigures::OnResponse(const google::protobuf::Message& msg) {
+  // Grants, revokes and renewals are counted by the engine's lessor
+  // (shim/server.cc); the TTL histogram by the answers here.
+  if (m_->service == "etcdserverpb.Lease" && m_->method == "LeaseGrant") {
+    f_->lease_ttl.Observe(static_cast<double>(grant_ttl_));
+  }
+  if (is_kv_unary_) response_size_ = msg.ByteSizeLong();
+  if (is_kv_unary_ && m_->method == "Range") {
+    range_count_ = static_cast<const pb::RangeResponse&>(msg).kvs_size();
+  }
+}
+
+// etcd's warnOfExpensiveReadOnlyRangeRequest (and its txn twin): a read
+// is timed from its arrival to its answer, a linearizable one's wait for
+// the read index included.
+void CallFigures::WarnIfSlow(double secs, const grpc::Status& status) {
+  const absl::Duration took = absl::Seconds(secs);
+  if (took <= absl::Milliseconds(kWarnApplyDurationMs)) return;
+  f_->slow_apply.Inc();
+  std::string response =
+      !status.ok() ? ""
+      : m_->method == "Range"
+          ? absl::StrCat("range_response_count:", range_count_,
+                         " size:", response_size_)
+          : absl::StrCat("size:", response_size_);
+  const std::string& request = summary_;
+  const char* prefix = m_->method == "Range" ? "read-only range " : "";
+  if (!status.ok()) {
+    DLOG_WARN(
+        "apply request took too long",
+        {{"took", took},
+         {"expected-duration", absl::Milliseconds(kWarnApplyDurationMs)},
+         {"prefix", prefix},
+         {"request", request},
+         {"response", response},
+         {"error", status.error_message()}});
+    return;
+  }
+  DLOG_WARN("apply request took too long",
+            {{"took", took},
+             {"expected-duration", absl::Milliseconds(kWarnApplyDurationMs)},
+             {"prefix", prefix},
+             {"request", request},
+             {"response", response}});
+}
+
+namespace {
+
+// gRPC C++'s calls: the interceptor feeds their CallFigures.
 class MetricsInterceptor final : public gx::Interceptor {
  public:
   MetricsInterceptor(GrpcTrafficMetrics::Families* f, TraceFile* trace,
                      gx::ServerRpcInfo* info)
-      : f_(f),
-        trace_(trace),
-        m_(f->Method(info->method(), TypeName(info->type()))) {
-    if (m_.is_watch) f_->watch_streams.Inc();
-  }
-
-  ~MetricsInterceptor() override {
-    if (defrag_running_) f_->defrag_inflight.Dec();
-    if (lane_ >= 0) trace_->ReleaseLane(lane_);
-    if (m_.is_watch) {
-      f_->watch_streams.Dec();
-      f_->watchers.Add(-static_cast<double>(open_watchers_));
-    }
-  }
+      : call_(f, trace, info->method(), TypeName(info->type())),
+        is_watch_(call_.is_watch()) {}
 
   void Intercept(gx::InterceptorBatchMethods* m) override {
     if (m->QueryInterceptionHookPoint(Hook::POST_RECV_INITIAL_METADATA)) {
-      start_ = std::chrono::steady_clock::now();
-      if (m_.timed == &f_->defrag_secs && !defrag_running_) {
-        defrag_running_ = true;
-        f_->defrag_inflight.Inc();
-      }
-      if (trace_ != nullptr) {
-        lane_ = trace_->AcquireLane();
-        trace_start_us_ = trace_->NowUs();
-      }
-      metrics::Counter* requests = m_.client_requests_unknown;
+      std::string_view version;
+      const std::string_view* v = nullptr;
       if (auto* md = m->GetRecvInitialMetadata()) {
         auto it = md->find("client-api-version");
         if (it != md->end()) {
-          requests = &f_->ClientRequests(
-              m_.type, std::string_view(it->second.data(), it->second.size()));
+          version = std::string_view(it->second.data(), it->second.size());
+          v = &version;
         }
       }
-      requests->Inc();
+      call_.Started(v);
     }
     if (m->QueryInterceptionHookPoint(Hook::POST_RECV_MESSAGE)) {
-      m_.received->Inc();
-      if (m_.is_watch) {
+      if (is_watch_) {
         // Watch is a raw method (shim/services.cc): its messages are the
         // encoded bytes.
         if (auto* bb = static_cast<grpc::ByteBuffer*>(m->GetRecvMessage())) {
-          f_->grpc_received_bytes.Inc(static_cast<double>(bb->Length()));
+          call_.ReceivedRaw(bb->Length());
         }
       } else if (auto* msg = static_cast<google::protobuf::Message*>(
                      m->GetRecvMessage())) {
-        f_->grpc_received_bytes.Inc(static_cast<double>(msg->ByteSizeLong()));
-        OnRequest(*msg);
+        call_.Received(*msg);
       }
     }
     if (m->QueryInterceptionHookPoint(Hook::PRE_SEND_MESSAGE)) {
-      m_.sent->Inc();
-      if (m_.is_watch) {
+      if (is_watch_) {
         if (auto* bb =
                 static_cast<const grpc::ByteBuffer*>(m->GetSendMessage())) {
-          f_->grpc_sent_bytes.Inc(static_cast<double>(bb->Length()));
-          OnWatchResponse(*bb);
+          call_.SentWatch(*bb);
         }
       } else if (auto* msg = static_cast<const google::protobuf::Message*>(
                      m->GetSendMessage())) {
-        f_->grpc_sent_bytes.Inc(static_cast<double>(msg->ByteSizeLong()));
-        OnResponse(*msg);
+        call_.Sent(*msg);
       }
     }
     if (m->QueryInterceptionHookPoint(Hook::PRE_SEND_STATUS)) {
-      const double secs = std::chrono::duration<double>(
-                              std::chrono::steady_clock::now() - start_)
-                              .count();
-      if (m_.handling != nullptr) m_.handling->Observe(secs);
-      const grpc::Status status = m->GetSendStatus();
-      if (warn_slow_call_) WarnIfSlow(secs, status);
-      // etcd times these inside its backend and store; the shim sees the
-      // whole call (a snapshot's stream until its last chunk).
-      if (m_.timed != nullptr && status.ok()) m_.timed->Observe(secs);
-      if (defrag_running_) {
-        defrag_running_ = false;
-        f_->defrag_inflight.Dec();
-      }
-      if (m_.is_promote) {
-        // etcd counts on the member that runs the promotion; a member that
-        // is not the leader forwards it, as etcd's does.
-        if (status.ok()) {
-          f_->promote_successes.Inc();
-        } else if (status.error_message() != "etcdserver: not leader") {
-          f_->promote_failures.WithLabels({status.error_message()}).Inc();
-        }
-      }
-      if (lane_ >= 0) {
-        std::string detail = summary_;
-        if (!status.ok()) {
-          absl::StrAppend(&detail, detail.empty() ? "" : " ",
-                          "error: ", status.error_message());
-        }
-        const size_t dot = m_.service.rfind('.');
-        trace_->Span(TraceFile::kRequests + lane_, trace_start_us_,
-                     absl::StrCat(m_.service.substr(dot + 1), "/", m_.method),
-                     detail);
-      }
+      call_.Finished(m->GetSendStatus());
     }
     m->Proceed();
   }
 
  private:
-  void OnRequest(const google::protobuf::Message& msg) {
-    if (m_.service == "etcdserverpb.KV") {
-      if (m_.method == "Range") {
-        f_->range.Inc();
-        f_->dbg_range.Inc();
-      } else if (m_.method == "Put") {
-        f_->put.Inc();
-        f_->dbg_put.Inc();
-        const auto& p = static_cast<const pb::PutRequest&>(msg);
-        f_->put_size.Add(
-            static_cast<double>(p.key().size() + p.value().size()));
-      } else if (m_.method == "DeleteRange") {
-        f_->del.Inc();
-        f_->dbg_del.Inc();
-      } else if (m_.method == "Txn") {
-        f_->txn.Inc();
-        f_->dbg_txn.Inc();
-      }
-      // The summary is made now: the request may be gone by the answer.
-      if (m_.type == std::string_view("unary")) {
-        summary_ = RequestSummary(m_.method, &msg);
-        is_kv_unary_ = true;
-        // etcd times a read from its arrival, a write's apply only (that
-        // warning comes from the engine: WarnSlowApply).
-        warn_slow_call_ =
-            m_.method == "Range" ||
-            (m_.method == "Txn" &&
-             IsReadOnlyTxn(static_cast<const pb::TxnRequest&>(msg)));
-      }
-    } else if (m_.service == "etcdserverpb.Lease" &&
-               m_.method == "LeaseGrant") {
-      grant_ttl_ = static_cast<const pb::LeaseGrantRequest&>(msg).ttl();
-    }
-  }
-
-  // The flags and the event count, read from the response's top-level
-  // fields (the events themselves are skipped, not decoded).
-  void OnWatchResponse(const grpc::ByteBuffer& bb) {
-    const WatchWireSummary w = SummarizeWatchResponse(bb);
-    if (!w.ok) return;
-    if (w.created && !w.canceled) {
-      ++open_watchers_;
-      f_->watchers.Inc();
-    }
-    if (w.canceled && !w.created && open_watchers_ > 0) {
-      --open_watchers_;
-      f_->watchers.Dec();
-    }
-    f_->events.Inc(w.events);
-  }
-
-  void OnResponse(const google::protobuf::Message& msg) {
-    // Grants, revokes and renewals are counted by the engine's lessor
-    // (shim/server.cc); the TTL histogram by the answers here.
-    if (m_.service == "etcdserverpb.Lease" && m_.method == "LeaseGrant") {
-      f_->lease_ttl.Observe(static_cast<double>(grant_ttl_));
-    }
-    if (is_kv_unary_) response_size_ = msg.ByteSizeLong();
-    if (is_kv_unary_ && m_.method == "Range") {
-      range_count_ = static_cast<const pb::RangeResponse&>(msg).kvs_size();
-    }
-  }
-
-  // etcd's warnOfExpensiveReadOnlyRangeRequest (and its txn twin): a read
-  // is timed from its arrival to its answer, a linearizable one's wait for
-  // the read index included.
-  void WarnIfSlow(double secs, const grpc::Status& status) {
-    const absl::Duration took = absl::Seconds(secs);
-    if (took <= absl::Milliseconds(kWarnApplyDurationMs)) return;
-    f_->slow_apply.Inc();
-    std::string response =
-        !status.ok() ? ""
-        : m_.method == "Range"
-            ? absl::StrCat("range_response_count:", range_count_,
-                           " size:", response_size_)
-            : absl::StrCat("size:", response_size_);
-    const std::string& request = summary_;
-    const char* prefix = m_.method == "Range" ? "read-only range " : "";
-    if (!status.ok()) {
-      DLOG_WARN(
-          "apply request took too long",
-          {{"took", took},
-           {"expected-duration", absl::Milliseconds(kWarnApplyDurationMs)},
-           {"prefix", prefix},
-           {"request", request},
-           {"response", response},
-           {"error", status.error_message()}});
-      return;
-    }
-    DLOG_WARN("apply request took too long",
-              {{"took", took},
-               {"expected-duration", absl::Milliseconds(kWarnApplyDurationMs)},
-               {"prefix", prefix},
-               {"request", request},
-               {"response", response}});
-  }
-
-  GrpcTrafficMetrics::Families* f_;
-  TraceFile* trace_;
-  int lane_ = -1;
-  double trace_start_us_ = 0;
-  const GrpcTrafficMetrics::Families::MethodInfo& m_;
-  bool defrag_running_ = false;
-  int64_t open_watchers_ = 0;
-  int64_t grant_ttl_ = 0;
-  bool is_kv_unary_ = false;
-  bool warn_slow_call_ = false;
-  std::string summary_;  // of a unary KV request, for the slow warning
-  size_t response_size_ = 0;
-  int range_count_ = 0;
-  std::chrono::steady_clock::time_point start_ =
-      std::chrono::steady_clock::now();
+  CallFigures call_;
+  const bool is_watch_;
 };
 
 class MetricsInterceptorFactory final
@@ -635,6 +664,11 @@ void GrpcTrafficMetrics::PreRegister(const Method& m) {
   if (f_->handling != nullptr) {
     f_->handling->WithLabels({m.method, m.service, m.type});
   }
+}
+
+std::unique_ptr<CallFigures> GrpcTrafficMetrics::NewCall(
+    std::string_view full_method, const char* type) {
+  return std::make_unique<CallFigures>(f_.get(), trace_, full_method, type);
 }
 
 std::unique_ptr<gx::ServerInterceptorFactoryInterface>

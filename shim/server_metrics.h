@@ -28,8 +28,12 @@
 #ifndef DETCD_SHIM_SERVER_METRICS_H_
 #define DETCD_SHIM_SERVER_METRICS_H_
 
+#include <google/protobuf/message.h>
+#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/server_interceptor.h>
+#include <grpcpp/support/status.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -41,6 +45,9 @@
 #include "shim/trace_file.h"
 
 namespace detcd::shim {
+
+class CallFigures;
+struct GrpcMethodFigures;
 
 class GrpcTrafficMetrics {
  public:
@@ -54,6 +61,12 @@ class GrpcTrafficMetrics {
   // factory refers to this object, which must outlive the server.
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
   InterceptorFactory();
+
+  // One call's figures for a transport other than gRPC C++'s
+  // (shim/grpc_h2); the interceptor records its calls the same way.
+  // full_method: "/etcdserverpb.KV/Range"; type: "unary", ...
+  std::unique_ptr<CallFigures> NewCall(std::string_view full_method,
+                                       const char* type);
 
   // Every method of etcd's client services (the ones etcd hands to
   // go-grpc-prometheus's Register), with its grpc_type label.
@@ -84,6 +97,50 @@ class GrpcTrafficMetrics {
  private:
   std::unique_ptr<Families> f_;
   TraceFile* trace_ = nullptr;
+};
+
+// What one call adds to GrpcTrafficMetrics' figures, in the order its
+// transport sees the call: Started (with the client-api-version metadata,
+// null when absent), each message received and sent, Finished with the
+// status. Any thread, one at a time.
+class CallFigures {
+ public:
+  CallFigures(GrpcTrafficMetrics::Families* f, TraceFile* trace,
+              std::string_view full_method, const char* type);
+  ~CallFigures();
+  CallFigures(const CallFigures&) = delete;
+  CallFigures& operator=(const CallFigures&) = delete;
+
+  void Started(const std::string_view* client_api_version);
+  void Received(const google::protobuf::Message& msg);
+  void ReceivedRaw(size_t bytes);  // Watch's requests, as bytes
+  void Sent(const google::protobuf::Message& msg);
+  void SentWatch(const grpc::ByteBuffer& bb);
+  void Finished(const grpc::Status& status);
+  bool is_watch() const;
+
+ private:
+  void OnRequest(const google::protobuf::Message& msg);
+  void OnWatchResponse(const grpc::ByteBuffer& bb);
+  void OnResponse(const google::protobuf::Message& msg);
+  // etcd's warnOfExpensiveReadOnlyRangeRequest (and its txn twin).
+  void WarnIfSlow(double secs, const grpc::Status& status);
+
+  GrpcTrafficMetrics::Families* f_;
+  TraceFile* trace_;
+  const GrpcMethodFigures* m_;
+  int lane_ = -1;
+  double trace_start_us_ = 0;
+  bool defrag_running_ = false;
+  int64_t open_watchers_ = 0;
+  int64_t grant_ttl_ = 0;
+  bool is_kv_unary_ = false;
+  bool warn_slow_call_ = false;
+  std::string summary_;  // of a unary KV request, for the slow warning
+  size_t response_size_ = 0;
+  int range_count_ = 0;
+  std::chrono::steady_clock::time_point start_ =
+      std::chrono::steady_clock::now();
 };
 
 // Go's Duration.String() of a unary call's "took" is what the slow-request

@@ -348,15 +348,18 @@ class NativeUnaryCall final : private OwnMessages<Req, Resp>,
                                   &this->resp, fn),
         call_(std::move(call)) {}
   Req& request() { return this->req; }
+  std::unique_ptr<CallFigures> figures;  // null: not counted
 
  private:
   void Send(const grpc::Status& s) override {
     if (s.ok()) {
+      if (figures) figures->Sent(this->resp);
       call_->Reply(this->resp.SerializeAsString());
     } else {
       call_->Finish(h2::Status{static_cast<int>(s.error_code()),
                                s.error_message()});
     }
+    if (figures) figures->Finished(s);
   }
 
   h2::CallPtr call_;
@@ -383,12 +386,19 @@ class NativeUnary final : public h2::Handler {
     impl_->obs->OnStarted(service_, method_, "unary");
     auto* c = new NativeUnaryCall<Req, Resp>(impl_, call_, service_, method_,
                                              fn_);
+    if (impl_->opts.native_call_figures) {
+      c->figures = impl_->opts.native_call_figures(call_->method());
+      const std::string* v = call_->Find("client-api-version");
+      std::string_view version = v != nullptr ? *v : std::string_view();
+      c->figures->Started(v != nullptr ? &version : nullptr);
+    }
     if (!c->request().ParseFromString(m)) {
       c->Abort(grpc::Status(grpc::StatusCode::INTERNAL,
                             "grpc: error unmarshalling request"));
       c->Release();
       return;
     }
+    if (c->figures) c->figures->Received(c->request());
     c->who = impl_->CallerOf(*call_);
     c->Launch();
   }

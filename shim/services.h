@@ -26,6 +26,7 @@
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "shim/engine_loop.h"
 #include "shim/grpc_h2.h"
+#include "shim/server_metrics.h"
 
 namespace detcd::shim {
 
@@ -59,6 +60,11 @@ class Services {
     // (ClientListener::PeerCommonName; any thread). Unset: none. Calls
     // carry it with their "token" metadata to the engine (server::Caller).
     std::function<std::string(const std::string& grpc_peer)> peer_common_name;
+    // A unary call's traffic figures on the native transport
+    // (GrpcTrafficMetrics::NewCall; gRPC C++'s calls get theirs from the
+    // interceptor). Unset: none.
+    std::function<std::unique_ptr<CallFigures>(std::string_view full_method)>
+        native_call_figures;
   };
   Services(EngineLoop* loop, server::EtcdServer* server, Options o,
            CallObserver* observer);
