@@ -87,8 +87,8 @@ struct ServerConfig {
   int64_t grpc_keepalive_min_time_ms = 5000,
           grpc_keepalive_interval_ms = 7200000,
           grpc_keepalive_timeout_ms = 20000;
-  // detcd only: gRPC on shim/grpc_h2 instead of gRPC C++'s transport.
-  bool native_grpc = false;
+  // detcd only: gRPC on shim/grpc_h2 (false: gRPC C++'s transport alone).
+  bool native_grpc = true;
   bool socket_reuse_port = false, socket_reuse_address = false;  // etcd 3.5
   int64_t raft_read_timeout_ms = 5000, raft_write_timeout_ms = 5000;  // 3.5
 

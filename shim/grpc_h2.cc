@@ -34,6 +34,9 @@ constexpr size_t kMaxUnsentBytes = 1 << 20;
 constexpr size_t kReadChunkBytes = 64 << 10;
 // Reads per connection per loop iteration before the others get a turn.
 constexpr int kMaxReadsPerTurn = 8;
+// RST_STREAMs a client may send at once, and per second after that.
+constexpr uint64_t kResetBurst = 10'000;
+constexpr uint64_t kResetRate = 1'000;
 
 // Names are literals; values are copied by nghttp2 (they may be
 // temporaries).
@@ -598,6 +601,12 @@ nghttp2_option* Options() {
     nghttp2_option* opt = nullptr;
     nghttp2_option_new(&opt);
     nghttp2_option_set_no_http_messaging(opt, 1);
+    // gRPC clients reset every stream the server ends before they
+    // half-close (watch and keep-alive streams, relayed calls): nghttp2's
+    // rapid-reset guard (1000 at once, 33 a second) would tear a busy
+    // client's connection down. A reset costs us a cancelled handler, and
+    // the engine's queue is bounded, so the bucket is larger here.
+    nghttp2_option_set_stream_reset_rate_limit(opt, kResetBurst, kResetRate);
     return opt;
   }();
   return o;

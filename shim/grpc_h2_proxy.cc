@@ -34,6 +34,15 @@ bool Relayed(const std::string& name) {
 
 // One relayed call: gRPC's client reactor on one side, the native call on
 // the other. Owns itself until gRPC says OnDone and the transport let go.
+//
+// gRPC may end a call (OnDone) as soon as no operation is outstanding, and
+// no operation may start after that. Two holds keep it open while this
+// side may still start one from outside gRPC's reactions: the transport's
+// (client messages and the half-close come from the loop thread; let go at
+// the half-close, a cancel, when the transport drops the call, or when the
+// server ended its side: a read failed) and a paused read's (taken in
+// OnReadDone, let go when the read restarts, so the failed read that ends
+// a finished call always comes).
 class Relay final
     : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
@@ -46,6 +55,7 @@ class Relay final
     }
     stub->PrepareBidiStreamingCall(&ctx_, call_->method(),
                                    grpc::StubOptions(), this);
+    AddHold();  // the transport's
     StartRead(&in_);
     StartCall();
   }
@@ -53,7 +63,7 @@ class Relay final
   // Transport side (loop thread).
   void Send(std::string m) {
     absl::MutexLock l(&mu_);
-    if (done_) return;
+    if (!transport_hold_) return;
     out_.push_back(ToBuffer(m));
     if (!writing_) {
       writing_ = true;
@@ -62,11 +72,30 @@ class Relay final
   }
   void HalfClose() {
     absl::MutexLock l(&mu_);
+    if (!transport_hold_) return;
     half_closed_ = true;
-    if (!writing_ && !done_) StartWritesDone();
+    if (!writing_) StartWritesDone();
+    LetGoLocked();
   }
-  void Cancel() { ctx_.TryCancel(); }
-  void Detach() { Unref(); }
+  void Cancel() {
+    ctx_.TryCancel();
+    absl::MutexLock l(&mu_);
+    LetGoLocked();
+    ResumeLocked(/*read=*/false);
+  }
+  void Detach() {
+    {
+      absl::MutexLock l(&mu_);
+      LetGoLocked();
+      ResumeLocked(/*read=*/false);
+    }
+    Unref();
+  }
+  // The transport wrote everything queued (loop thread).
+  void Resume() {
+    absl::MutexLock l(&mu_);
+    ResumeLocked(/*read=*/true);
+  }
 
   // gRPC side.
   void OnWriteDone(bool ok) override {
@@ -85,42 +114,47 @@ class Relay final
     }
   }
   void OnReadDone(bool ok) override {
-    if (!ok) return;
+    if (!ok) {
+      // The server ended its side: nothing more is worth sending, and the
+      // call may end (gRPC's OnDone waits for the transport's hold).
+      absl::MutexLock l(&mu_);
+      LetGoLocked();
+      return;
+    }
     call_->Write(FromBuffer(in_));
     // The next message is read only once this one is on its way to the
     // client: a client that reads slowly holds the relay back, so the
     // server's own flow control (the watch stream's queue and its pending
     // events) sees the slow reader, instead of the relay buffering for it.
-    if (call_->pending_bytes() == 0) {
+    if (call_->pending_bytes() == 0 || call_->done()) {
       StartRead(&in_);
       return;
     }
-    {
-      absl::MutexLock l(&mu_);
-      paused_ = true;
-    }
+    absl::MutexLock l(&mu_);
+    AddHold();
+    paused_ = true;
     // It may have drained meanwhile, before OnDrained could see paused_.
-    if (call_->pending_bytes() == 0) Resume();
-  }
-  // The transport wrote everything queued (loop thread).
-  void Resume() {
-    {
-      absl::MutexLock l(&mu_);
-      if (!paused_) return;
-      paused_ = false;
-    }
-    StartRead(&in_);
+    if (call_->pending_bytes() == 0) ResumeLocked(/*read=*/true);
   }
   void OnDone(const grpc::Status& s) override {
     call_->Finish(Status{static_cast<int>(s.error_code()), s.error_message()});
-    {
-      absl::MutexLock l(&mu_);
-      done_ = true;
-    }
     Unref();
   }
 
  private:
+  void LetGoLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!transport_hold_) return;
+    transport_hold_ = false;
+    RemoveHold();
+  }
+  // Ends a pause: restarts the read, or (read false: the call is being
+  // dropped) just lets go of its hold.
+  void ResumeLocked(bool read) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!paused_) return;
+    paused_ = false;
+    if (read) StartRead(&in_);
+    RemoveHold();
+  }
   void Unref() {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
@@ -132,7 +166,7 @@ class Relay final
   std::deque<grpc::ByteBuffer> out_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool transport_hold_ ABSL_GUARDED_BY(mu_) = true;
   bool paused_ ABSL_GUARDED_BY(mu_) = false;  // a read waits for OnDrained
   std::atomic<int> refs_{2};  // gRPC's (OnDone) and the handler's
 };

@@ -1298,14 +1298,52 @@ int64_t Services::pending_watch_events() const {
 }
 
 void Services::RegisterNative(h2::Server* s) {
+  // Every unary method the gRPC C++ services answer through
+  // Impl::Unary; streams and the rest are relayed.
   Impl* im = impl_.get();
-  RegisterNativeUnary(s, im, "etcdserverpb.KV", "Range", &EtcdServer::Range);
-  RegisterNativeUnary(s, im, "etcdserverpb.KV", "Put", &EtcdServer::Put);
-  RegisterNativeUnary(s, im, "etcdserverpb.KV", "DeleteRange",
-                      &EtcdServer::DeleteRange);
-  RegisterNativeUnary(s, im, "etcdserverpb.KV", "Txn", &EtcdServer::Txn);
-  RegisterNativeUnary(s, im, "etcdserverpb.KV", "Compact",
-                      &EtcdServer::Compact);
+  auto add = [&](const char* service, const char* method, auto fn) {
+    RegisterNativeUnary(s, im, service, method, fn);
+  };
+  add("etcdserverpb.KV", "Range", &EtcdServer::Range);
+  add("etcdserverpb.KV", "Put", &EtcdServer::Put);
+  add("etcdserverpb.KV", "DeleteRange", &EtcdServer::DeleteRange);
+  add("etcdserverpb.KV", "Txn", &EtcdServer::Txn);
+  add("etcdserverpb.KV", "Compact", &EtcdServer::Compact);
+  add("etcdserverpb.Lease", "LeaseGrant", &EtcdServer::LeaseGrant);
+  add("etcdserverpb.Lease", "LeaseRevoke", &EtcdServer::LeaseRevoke);
+  add("etcdserverpb.Lease", "LeaseTimeToLive", &EtcdServer::LeaseTimeToLive);
+  add("etcdserverpb.Lease", "LeaseLeases", &EtcdServer::LeaseLeases);
+  add("etcdserverpb.Cluster", "MemberList", &EtcdServer::MemberList);
+  add("etcdserverpb.Cluster", "MemberAdd", &EtcdServer::MemberAdd);
+  add("etcdserverpb.Cluster", "MemberRemove", &EtcdServer::MemberRemove);
+  add("etcdserverpb.Cluster", "MemberUpdate", &EtcdServer::MemberUpdate);
+  add("etcdserverpb.Cluster", "MemberPromote", &EtcdServer::MemberPromote);
+  add("etcdserverpb.Maintenance", "Alarm", &EtcdServer::Alarm);
+  add("etcdserverpb.Maintenance", "Status", &EtcdServer::Status);
+  add("etcdserverpb.Maintenance", "Defragment", &EtcdServer::Defragment);
+  add("etcdserverpb.Maintenance", "Hash", &EtcdServer::Hash);
+  add("etcdserverpb.Maintenance", "HashKV", &EtcdServer::HashKV);
+  add("etcdserverpb.Maintenance", "MoveLeader", &EtcdServer::MoveLeader);
+  add("etcdserverpb.Auth", "AuthEnable", &EtcdServer::AuthEnable);
+  add("etcdserverpb.Auth", "AuthDisable", &EtcdServer::AuthDisable);
+  add("etcdserverpb.Auth", "AuthStatus", &EtcdServer::AuthStatus);
+  add("etcdserverpb.Auth", "Authenticate", &EtcdServer::Authenticate);
+  add("etcdserverpb.Auth", "UserAdd", &EtcdServer::UserAdd);
+  add("etcdserverpb.Auth", "UserGet", &EtcdServer::UserGet);
+  add("etcdserverpb.Auth", "UserList", &EtcdServer::UserList);
+  add("etcdserverpb.Auth", "UserDelete", &EtcdServer::UserDelete);
+  add("etcdserverpb.Auth", "UserChangePassword",
+      &EtcdServer::UserChangePassword);
+  add("etcdserverpb.Auth", "UserGrantRole", &EtcdServer::UserGrantRole);
+  add("etcdserverpb.Auth", "UserRevokeRole", &EtcdServer::UserRevokeRole);
+  add("etcdserverpb.Auth", "RoleAdd", &EtcdServer::RoleAdd);
+  add("etcdserverpb.Auth", "RoleGet", &EtcdServer::RoleGet);
+  add("etcdserverpb.Auth", "RoleList", &EtcdServer::RoleList);
+  add("etcdserverpb.Auth", "RoleDelete", &EtcdServer::RoleDelete);
+  add("etcdserverpb.Auth", "RoleGrantPermission",
+      &EtcdServer::RoleGrantPermission);
+  add("etcdserverpb.Auth", "RoleRevokePermission",
+      &EtcdServer::RoleRevokePermission);
 }
 
 std::vector<grpc::Service*> Services::services() {

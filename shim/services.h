@@ -72,8 +72,9 @@ class Services {
 
   // The services to register with a grpc::ServerBuilder.
   std::vector<grpc::Service*> services();
-  // The methods served natively on shim/grpc_h2 (KV's; the rest reach
-  // the grpc::Server through the transport's fallback). Before s->Start.
+  // The methods served natively on shim/grpc_h2 (every unary one; the
+  // streams reach the grpc::Server through the transport's fallback).
+  // Before s->Start.
   void RegisterNative(h2::Server* s);
   // Answers every call still open with "server stopped" and closes the
   // streams; run before grpc::Server::Shutdown.

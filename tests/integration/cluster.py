@@ -49,7 +49,7 @@ CONFIG = {
 
 LONG = os.environ.get("DETCD_IT_LONG", "") not in ("", "0")
 # Flags every cluster of the server under test gets (not the reference's):
-# ctest runs a suite again with DETCD_IT_SERVER_FLAGS=--native-grpc.
+# ctest runs a suite again with DETCD_IT_SERVER_FLAGS=--native-grpc=false.
 SERVER_FLAGS = os.environ.get("DETCD_IT_SERVER_FLAGS", "").split()
 KEEP = os.environ.get("DETCD_IT_KEEP", "") not in ("", "0")
 LOG_TAIL_LINES = 40
