@@ -1375,8 +1375,9 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   };
   // Native KV calls (--native-grpc) count in the same traffic figures as
   // the interceptor's (made below, before any call).
-  svo.native_call_figures = [im](std::string_view full_method) {
-    return im->traffic_metrics->NewCall(full_method, "unary");
+  svo.native_call_figures = [im](std::string_view full_method,
+                                 const char* type) {
+    return im->traffic_metrics->NewCall(full_method, type);
   };
   m.services = std::make_unique<Services>(m.loop.get(), m.server.get(), svo,
                                           m.grpc_metrics.get());

@@ -387,7 +387,7 @@ class NativeUnary final : public h2::Handler {
     auto* c = new NativeUnaryCall<Req, Resp>(impl_, call_, service_, method_,
                                              fn_);
     if (impl_->opts.native_call_figures) {
-      c->figures = impl_->opts.native_call_figures(call_->method());
+      c->figures = impl_->opts.native_call_figures(call_->method(), "unary");
       const std::string* v = call_->Find("client-api-version");
       std::string_view version = v != nullptr ? *v : std::string_view();
       c->figures->Started(v != nullptr ? &version : nullptr);
@@ -415,6 +415,200 @@ class NativeUnary final : public h2::Handler {
   const char* method_;
   Fn fn_;
   bool got_ = false;
+};
+
+// The answer to one keep-alive request, as etcd's: a lease that is gone
+// gets TTL 0 (not an error); another error ends the stream.
+absl::StatusOr<pb::LeaseKeepAliveResponse> KeepAliveAnswer(
+    Services::Impl* impl, const pb::LeaseKeepAliveRequest& req,
+    absl::StatusOr<pb::LeaseKeepAliveResponse> r) {
+  if (r.ok() || !lease::IsErrLeaseNotFound(r.status())) return r;
+  pb::LeaseKeepAliveResponse resp;
+  impl->FillHeader(resp.mutable_header(), impl->server->state().kv().Rev());
+  resp.set_id(req.id());
+  resp.set_ttl(0);
+  return resp;
+}
+
+// One LeaseKeepAlive stream on the native transport, with the gRPC C++
+// stream's rules: requests are served one at a time in arrival order (the
+// next goes to the engine once the last answer has left for the client, so
+// a client that does not read holds its requests back), a half-close ends
+// the stream with OK once every request before it is answered, an engine
+// error ends it. Shared by the transport's handler and the engine's
+// callbacks, which may outlive the stream.
+class NativeKeepAlive final
+    : public OpenCall,
+      public std::enable_shared_from_this<NativeKeepAlive> {
+ public:
+  NativeKeepAlive(Services::Impl* impl, h2::CallPtr call)
+      : impl_(impl), call_(std::move(call)) {}
+
+  // False if the stream was refused (and answered).
+  bool Start() {
+    if (!impl_->Open(this)) {
+      finished_ = true;
+      call_->Finish(ToH2(Stopped()));
+      return false;
+    }
+    if (impl_->Learner()) {
+      finished_ = true;
+      impl_->Close(this);
+      call_->Finish(ToH2(ToGrpc(server::ErrNotSupportedForLearner())));
+      return false;
+    }
+    impl_->obs->OnStarted(kService, kMethod, "bidi_stream");
+    if (impl_->opts.native_call_figures) {
+      figures_ = impl_->opts.native_call_figures(call_->method(),
+                                                 "bidi_stream");
+      const std::string* v = call_->Find("client-api-version");
+      std::string_view version = v != nullptr ? *v : std::string_view();
+      figures_->Started(v != nullptr ? &version : nullptr);
+    }
+    return true;
+  }
+
+  void OnMessage(std::string m) {
+    pb::LeaseKeepAliveRequest req;
+    if (!req.ParseFromString(m)) {
+      End(grpc::Status(grpc::StatusCode::INTERNAL,
+                       "grpc: error unmarshalling request"));
+      return;
+    }
+    absl::MutexLock l(&mu_);
+    if (finished_) return;
+    if (figures_) figures_->Received(req);
+    if (queued_.size() >= kMaxQueued) {
+      // A client that sends without reading: gRPC C++'s stream would
+      // stop reading it; this one refuses it rather than grow.
+      mu_.Unlock();
+      End(ToGrpc(server::ErrTooManyRequests()));
+      mu_.Lock();
+      return;
+    }
+    queued_.push_back(std::move(req));
+    NextLocked();
+  }
+  void OnHalfClose() {
+    absl::MutexLock l(&mu_);
+    half_closed_ = true;
+    NextLocked();
+  }
+  void OnDrained() {
+    absl::MutexLock l(&mu_);
+    NextLocked();
+  }
+  // The stream is gone: nothing is owed.
+  void OnCancel() { End(grpc::Status::CANCELLED); }
+
+  // Shutdown (under the registry's lock, the call already out of it).
+  void Abort(const grpc::Status& s) override { Finish(s); }
+
+  // The transport dropped the stream (its handler is going away).
+  void Detach() { impl_->Close(this); }
+
+ private:
+  static constexpr const char* kService = "etcdserverpb.Lease";
+  static constexpr const char* kMethod = "LeaseKeepAlive";
+  static constexpr size_t kMaxQueued = 1024;
+
+  static h2::Status ToH2(const grpc::Status& s) {
+    return h2::Status{static_cast<int>(s.error_code()), s.error_message()};
+  }
+
+  // Sends the next request to the engine when none is there and the last
+  // answer has left; ends the stream after a half-close with nothing left.
+  void NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || busy_) return;
+    if (queued_.empty()) {
+      if (half_closed_) {
+        mu_.Unlock();
+        End(grpc::Status::OK);
+        mu_.Lock();
+      }
+      return;
+    }
+    if (call_->pending_bytes() > 0) return;  // OnDrained comes back
+    busy_ = true;
+    pb::LeaseKeepAliveRequest req = std::move(queued_.front());
+    queued_.pop_front();
+    std::shared_ptr<NativeKeepAlive> self = shared_from_this();
+    Services::Impl* im = impl_;
+    if (!im->loop->Post([self, im, req] {
+          im->server->LeaseKeepAlive(
+              req, [self, req](absl::StatusOr<pb::LeaseKeepAliveResponse> r) {
+                self->Answer(req, std::move(r));
+              });
+        })) {
+      busy_ = false;
+      mu_.Unlock();
+      End(ToGrpc(server::ErrTooManyRequests()));
+      mu_.Lock();
+    }
+  }
+
+  // On the engine thread.
+  void Answer(const pb::LeaseKeepAliveRequest& req,
+              absl::StatusOr<pb::LeaseKeepAliveResponse> r) {
+    r = KeepAliveAnswer(impl_, req, std::move(r));
+    if (!r.ok()) {
+      End(ToGrpc(r.status()));
+      return;
+    }
+    absl::MutexLock l(&mu_);
+    busy_ = false;
+    if (finished_) return;
+    if (figures_) figures_->Sent(*r);
+    call_->Write(r->SerializeAsString());
+    NextLocked();
+  }
+
+  // Ends the stream (any thread but Shutdown's).
+  void End(const grpc::Status& s) {
+    impl_->Close(this);
+    Finish(s);
+  }
+  void Finish(const grpc::Status& s) {
+    {
+      absl::MutexLock l(&mu_);
+      if (finished_) return;
+      finished_ = true;
+      queued_.clear();
+    }
+    impl_->obs->OnHandled(kService, kMethod, "bidi_stream", s.error_code());
+    if (figures_) figures_->Finished(s);
+    call_->Finish(ToH2(s));
+  }
+
+  Services::Impl* const impl_;
+  const h2::CallPtr call_;
+  std::unique_ptr<CallFigures> figures_;  // set in Start, then read only
+  absl::Mutex mu_;
+  std::deque<pb::LeaseKeepAliveRequest> queued_ ABSL_GUARDED_BY(mu_);
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;  // a request is in the engine
+  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The transport's handler of a native keep-alive stream.
+class NativeKeepAliveHandler final : public h2::Handler {
+ public:
+  explicit NativeKeepAliveHandler(std::shared_ptr<NativeKeepAlive> s)
+      : s_(std::move(s)) {}
+  ~NativeKeepAliveHandler() override { s_->Detach(); }
+  void OnMessage(std::string m) override { s_->OnMessage(std::move(m)); }
+  void OnHalfClose() override { s_->OnHalfClose(); }
+  void OnCancel() override { s_->OnCancel(); }
+  void OnDrained() override { s_->OnDrained(); }
+
+ private:
+  std::shared_ptr<NativeKeepAlive> s_;
+};
+
+// A stream refused when it opened (already answered): ignores the rest.
+class RefusedHandler final : public h2::Handler {
+ public:
+  void OnMessage(std::string) override {}
 };
 
 template <typename Req, typename Resp>
@@ -807,7 +1001,8 @@ class KeepAliveStream final
  private:
   void Answer(const pb::LeaseKeepAliveRequest& req,
               absl::StatusOr<pb::LeaseKeepAliveResponse> r) {
-    if (!r.ok() && !lease::IsErrLeaseNotFound(r.status())) {
+    r = KeepAliveAnswer(impl_, req, std::move(r));
+    if (!r.ok()) {
       Abort(ToGrpc(r.status()));
       Unref();
       return;
@@ -818,15 +1013,7 @@ class KeepAliveStream final
         Unref();
         return;
       }
-      if (r.ok()) {
-        resp_ = *std::move(r);
-      } else {
-        resp_.Clear();
-        impl_->FillHeader(resp_.mutable_header(),
-                          impl_->server->state().kv().Rev());
-        resp_.set_id(req.id());
-        resp_.set_ttl(0);
-      }
+      resp_ = *std::move(r);
       // The write's completion drops the reference taken for this request.
       StartWrite(&resp_);
     }
@@ -1299,7 +1486,7 @@ int64_t Services::pending_watch_events() const {
 
 void Services::RegisterNative(h2::Server* s) {
   // Every unary method the gRPC C++ services answer through
-  // Impl::Unary; streams and the rest are relayed.
+  // Impl::Unary, and LeaseKeepAlive; the other streams are relayed.
   Impl* im = impl_.get();
   auto add = [&](const char* service, const char* method, auto fn) {
     RegisterNativeUnary(s, im, service, method, fn);
@@ -1313,6 +1500,13 @@ void Services::RegisterNative(h2::Server* s) {
   add("etcdserverpb.Lease", "LeaseRevoke", &EtcdServer::LeaseRevoke);
   add("etcdserverpb.Lease", "LeaseTimeToLive", &EtcdServer::LeaseTimeToLive);
   add("etcdserverpb.Lease", "LeaseLeases", &EtcdServer::LeaseLeases);
+  s->Register("/etcdserverpb.Lease/LeaseKeepAlive",
+              [im](h2::CallPtr c) -> std::unique_ptr<h2::Handler> {
+                auto ka = std::make_shared<NativeKeepAlive>(im, std::move(c));
+                if (!ka->Start()) return std::make_unique<RefusedHandler>();
+                return std::make_unique<NativeKeepAliveHandler>(
+                    std::move(ka));
+              });
   add("etcdserverpb.Cluster", "MemberList", &EtcdServer::MemberList);
   add("etcdserverpb.Cluster", "MemberAdd", &EtcdServer::MemberAdd);
   add("etcdserverpb.Cluster", "MemberRemove", &EtcdServer::MemberRemove);

@@ -60,10 +60,11 @@ class Services {
     // (ClientListener::PeerCommonName; any thread). Unset: none. Calls
     // carry it with their "token" metadata to the engine (server::Caller).
     std::function<std::string(const std::string& grpc_peer)> peer_common_name;
-    // A unary call's traffic figures on the native transport
+    // A call's traffic figures on the native transport
     // (GrpcTrafficMetrics::NewCall; gRPC C++'s calls get theirs from the
-    // interceptor). Unset: none.
-    std::function<std::unique_ptr<CallFigures>(std::string_view full_method)>
+    // interceptor). type: grpc_type ("unary", "bidi_stream"). Unset: none.
+    std::function<std::unique_ptr<CallFigures>(std::string_view full_method,
+                                               const char* type)>
         native_call_figures;
   };
   Services(EngineLoop* loop, server::EtcdServer* server, Options o,
@@ -72,8 +73,9 @@ class Services {
 
   // The services to register with a grpc::ServerBuilder.
   std::vector<grpc::Service*> services();
-  // The methods served natively on shim/grpc_h2 (every unary one; the
-  // streams reach the grpc::Server through the transport's fallback).
+  // The methods served natively on shim/grpc_h2 (every unary one and
+  // LeaseKeepAlive; the other streams reach the grpc::Server through the
+  // transport's fallback).
   // Before s->Start.
   void RegisterNative(h2::Server* s);
   // Answers every call still open with "server stopped" and closes the
