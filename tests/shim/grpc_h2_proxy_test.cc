@@ -4,10 +4,6 @@
 // started an operation after gRPC ended its call crashed detcd).
 #include "shim/grpc_h2_proxy.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -17,6 +13,7 @@
 
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/shim/grpc_h2_testing.h"
 
 namespace detcd::shim::h2 {
 namespace {
@@ -136,31 +133,15 @@ class RelayTest : public ::testing::Test {
     server_ = *std::move(s);
     server_->Start();
 
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    ASSERT_EQ(::listen(listen_fd_, 16), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    acceptor_ = std::thread([this] {
-      while (true) {
-        int fd = ::accept(listen_fd_, nullptr, nullptr);
-        if (fd < 0) return;
-        server_->AddConnection(fd, "ipv4:127.0.0.1:1", "client-cn");
-      }
-    });
-    channel_ = grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(ntohs(a.sin_port)),
-        grpc::InsecureChannelCredentials());
+    acceptor_ = std::make_unique<testing::Acceptor>(server_.get(),
+                                                    "client-cn");
+    channel_ = grpc::CreateChannel(acceptor_->target(),
+                                   grpc::InsecureChannelCredentials());
   }
 
   void TearDown() override {
     channel_.reset();
-    ::shutdown(listen_fd_, SHUT_RDWR);
-    ::close(listen_fd_);
-    if (acceptor_.joinable()) acceptor_.join();
+    acceptor_->Stop();
     server_->Stop();
     backend_->Shutdown(std::chrono::system_clock::now() + 5s);
   }
@@ -191,8 +172,7 @@ class RelayTest : public ::testing::Test {
   KvBackend kv_;
   std::unique_ptr<grpc::Server> backend_;
   std::unique_ptr<Server> server_;
-  int listen_fd_ = -1;
-  std::thread acceptor_;
+  std::unique_ptr<testing::Acceptor> acceptor_;
   std::shared_ptr<grpc::Channel> channel_;
 };
 
@@ -270,31 +250,7 @@ TEST_F(RelayTest, BidiStreamThroughTheRelay) {
 // just paused for that answer when gRPC ends the call, while the transport
 // is draining it (and may ask the relay to resume).
 TEST_F(RelayTest, StreamsThatEndWhileTheRelayIsPaused) {
-  auto w = pb::Watch::NewStub(channel_);
-  std::vector<std::thread> ts;
-  std::atomic<int> ok{0};
-  for (int t = 0; t < 4; ++t) {
-    ts.emplace_back([&] {
-      for (int i = 0; i < 300; ++i) {
-        grpc::ClientContext ctx;
-        auto stream = w->Watch(&ctx);
-        pb::WatchRequest req;
-        req.mutable_create_request()->set_key("end");
-        stream->Write(req);
-        pb::WatchResponse resp;
-        bool got = stream->Read(&resp) && resp.events(0).kv().key() == "end";
-        grpc::Status st = stream->Finish();
-        if (st.ok() && got) {
-          ok.fetch_add(1);
-        } else {
-          ADD_FAILURE() << "got " << got << " status " << st.error_code()
-                        << " " << st.error_message();
-        }
-      }
-    });
-  }
-  for (std::thread& t : ts) t.join();
-  EXPECT_EQ(ok.load(), 1200);
+  EXPECT_EQ(testing::StreamsEndedByTheServer(channel_, 4, 300), 1200);
 }
 
 }  // namespace

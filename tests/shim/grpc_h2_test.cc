@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/shim/grpc_h2_testing.h"
 
 namespace detcd::shim::h2 {
 namespace {
@@ -126,51 +127,22 @@ class GrpcH2Test : public ::testing::Test {
         });
     server_->Start();
 
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    ASSERT_EQ(::listen(listen_fd_, 16), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    acceptor_ = std::thread([this] {
-      while (true) {
-        sockaddr_in peer{};
-        socklen_t pl = sizeof peer;
-        int fd = ::accept(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &pl);
-        if (fd < 0) return;
-        char ip[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
-        server_->AddConnection(
-            fd, std::string("ipv4:") + ip + ":" +
-                    std::to_string(ntohs(peer.sin_port)),
-            "");
-      }
-    });
+    acceptor_ = std::make_unique<testing::Acceptor>(server_.get());
     grpc::ChannelArguments args;
     args.SetMaxSendMessageSize(64 << 20);
     channel_ = grpc::CreateCustomChannel(
-        "127.0.0.1:" + std::to_string(port_),
-        grpc::InsecureChannelCredentials(), args);
+        acceptor_->target(), grpc::InsecureChannelCredentials(), args);
   }
 
   void TearDown() override {
     channel_.reset();
-    if (listen_fd_ >= 0) {
-      ::shutdown(listen_fd_, SHUT_RDWR);
-      ::close(listen_fd_);
-    }
-    if (acceptor_.joinable()) acceptor_.join();
+    if (acceptor_) acceptor_->Stop();
     if (server_) server_->Stop();
     for (std::thread& t : threads_) t.join();
   }
 
   std::unique_ptr<Server> server_;
-  int listen_fd_ = -1;
-  int port_ = 0;
-  std::thread acceptor_;
+  std::unique_ptr<testing::Acceptor> acceptor_;
   std::shared_ptr<grpc::Channel> channel_;
   absl::Notification cancelled_;
   std::vector<std::thread> threads_;
@@ -365,30 +337,7 @@ TEST_F(GrpcH2Test, StopCancelsOpenCalls) {
 // GOAWAY INTERNAL_ERROR.
 TEST_F(GrpcH2Test, StreamsEndingBeforeTheClientHalfCloses) {
   StartServer();
-  auto w = pb::Watch::NewStub(channel_);
-  std::vector<std::thread> ts;
-  std::atomic<int> ok{0};
-  for (int t = 0; t < 4; ++t) {
-    ts.emplace_back([&] {
-      for (int i = 0; i < 300; ++i) {
-        grpc::ClientContext ctx;
-        auto stream = w->Watch(&ctx);
-        pb::WatchRequest req;
-        req.mutable_create_request()->set_key("end");
-        stream->Write(req);
-        pb::WatchResponse resp;
-        bool got = stream->Read(&resp);
-        grpc::Status st = stream->Finish();
-        if (st.ok() && got) {
-          ok.fetch_add(1);
-        } else {
-          ADD_FAILURE() << st.error_message();
-        }
-      }
-    });
-  }
-  for (std::thread& t : ts) t.join();
-  EXPECT_EQ(ok.load(), 1200);
+  EXPECT_EQ(testing::StreamsEndedByTheServer(channel_, 4, 300), 1200);
 }
 
 TEST(GrpcH2Wire, Timeouts) {
