@@ -2,8 +2,10 @@
 // with etcd's names, types, labels, help texts and buckets (the table of
 // every etcd family and what detcd reports is docs/metrics.md).
 //
-// Most come from one gRPC server interceptor (grpc::experimental), so the
-// services need no metric code and the figures follow the traffic exactly:
+// Most come from each call's CallFigures, fed by a gRPC server interceptor
+// (grpc::experimental) for gRPC C++'s calls and by the native transport's
+// calls themselves (shim/services.cc), so the figures follow the traffic
+// exactly on either:
 //   grpc_server_msg_received_total / msg_sent_total {grpc_method,
 //     grpc_service, grpc_type}, and with --metrics extensive
 //     grpc_server_handling_seconds (DefBuckets), as go-grpc-prometheus;
