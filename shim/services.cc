@@ -103,6 +103,19 @@ struct Services::Impl {
     c.cert_cn = call.cert_cn();
     return c;
   }
+  // A native call's traffic figures, started (null without
+  // native_call_figures).
+  std::unique_ptr<CallFigures> StartFigures(const h2::Call& call,
+                                            const char* type) const {
+    if (!opts.native_call_figures) return nullptr;
+    std::unique_ptr<CallFigures> f =
+        opts.native_call_figures(call.method(), type);
+    const std::string* v = call.Find("client-api-version");
+    std::string_view version = v != nullptr ? *v : std::string_view();
+    f->Started(v != nullptr ? &version : nullptr);
+    return f;
+  }
+
   template <typename Req, typename Resp>
   grpc::ServerUnaryReactor* Unary(
       const char* service, const char* method,
@@ -386,12 +399,7 @@ class NativeUnary final : public h2::Handler {
     impl_->obs->OnStarted(service_, method_, "unary");
     auto* c = new NativeUnaryCall<Req, Resp>(impl_, call_, service_, method_,
                                              fn_);
-    if (impl_->opts.native_call_figures) {
-      c->figures = impl_->opts.native_call_figures(call_->method(), "unary");
-      const std::string* v = call_->Find("client-api-version");
-      std::string_view version = v != nullptr ? *v : std::string_view();
-      c->figures->Started(v != nullptr ? &version : nullptr);
-    }
+    c->figures = impl_->StartFigures(*call_, "unary");
     if (!c->request().ParseFromString(m)) {
       c->Abort(grpc::Status(grpc::StatusCode::INTERNAL,
                             "grpc: error unmarshalling request"));
@@ -458,13 +466,7 @@ class NativeKeepAlive final
       return false;
     }
     impl_->obs->OnStarted(kService, kMethod, "bidi_stream");
-    if (impl_->opts.native_call_figures) {
-      figures_ = impl_->opts.native_call_figures(call_->method(),
-                                                 "bidi_stream");
-      const std::string* v = call_->Find("client-api-version");
-      std::string_view version = v != nullptr ? *v : std::string_view();
-      figures_->Started(v != nullptr ? &version : nullptr);
-    }
+    figures_ = impl_->StartFigures(*call_, "bidi_stream");
     return true;
   }
 
