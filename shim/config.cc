@@ -653,7 +653,9 @@ const FlagDef kFlags[] = {
      Yaml::kDuration, nullptr},
     {"native-grpc", Kind::kBool, DETCD_F(native_grpc), "true", kMember,
      "Serve gRPC on detcd's own HTTP/2 transport (false: gRPC C++'s).",
-     kImpl, "detcd only: KV natively, other methods relayed (shim/grpc_h2.h)",
+     kImpl,
+     "detcd only: unary methods, Watch and LeaseKeepAlive natively, other "
+     "methods relayed (shim/grpc_h2.h)",
      Yaml::kBool, nullptr},
     {"socket-reuse-port", Kind::kBool, DETCD_F(socket_reuse_port), "false",
      kMember, "Set SO_REUSEPORT on listeners (etcd 3.5).", kStore,

@@ -98,17 +98,23 @@ const std::string* Call::Find(std::string_view name) const {
   return nullptr;
 }
 
-bool Call::Write(std::string message) {
+bool Call::WriteParts(const std::string_view* parts, size_t n) {
   if (done()) return false;
+  size_t bytes = 0;
+  for (size_t i = 0; i < n; ++i) bytes += parts[i].size();
   std::string framed;
-  framed.resize(kPrefixBytes + message.size());
-  auto n = static_cast<uint32_t>(message.size());
+  framed.resize(kPrefixBytes + bytes);
+  auto len = static_cast<uint32_t>(bytes);
   framed[0] = 0;
-  framed[1] = static_cast<char>(n >> 24);
-  framed[2] = static_cast<char>(n >> 16);
-  framed[3] = static_cast<char>(n >> 8);
-  framed[4] = static_cast<char>(n);
-  std::memcpy(framed.data() + kPrefixBytes, message.data(), message.size());
+  framed[1] = static_cast<char>(len >> 24);
+  framed[2] = static_cast<char>(len >> 16);
+  framed[3] = static_cast<char>(len >> 8);
+  framed[4] = static_cast<char>(len);
+  char* at = framed.data() + kPrefixBytes;
+  for (size_t i = 0; i < n; ++i) {
+    std::memcpy(at, parts[i].data(), parts[i].size());
+    at += parts[i].size();
+  }
   pending_.fetch_add(framed.size(), std::memory_order_relaxed);
   return server_->Enqueue(
       Server::Op{conn_, stream_, std::move(framed), false, Status{}});

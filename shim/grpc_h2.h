@@ -45,6 +45,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -82,13 +83,15 @@ class Call {
   const std::string& cert_cn() const { return cert_cn_; }
 
   // Queues a message (any thread). False once the call is over.
-  bool Write(std::string message);
+  bool Write(std::string_view message) { return WriteParts(&message, 1); }
+  // Queues one message made of n pieces, in order (a gather write).
+  bool WriteParts(const std::string_view* parts, size_t n);
   // Ends the call with `s` after the queued messages (any thread; the
   // first Finish counts, later ones and those after a cancel are ignored).
   void Finish(Status s);
   // Finish with one message first: a unary answer.
-  void Reply(std::string message) {
-    if (Write(std::move(message))) Finish(Status{});
+  void Reply(std::string_view message) {
+    if (Write(message)) Finish(Status{});
   }
   // Message bytes queued by Write and not yet handed to the socket.
   size_t pending_bytes() const {

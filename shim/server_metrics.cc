@@ -426,7 +426,14 @@ void CallFigures::Sent(const google::protobuf::Message& msg) {
 void CallFigures::SentWatch(const grpc::ByteBuffer& bb) {
   m_->sent->Inc();
   f_->grpc_sent_bytes.Inc(static_cast<double>(bb.Length()));
-  OnWatchResponse(bb);
+  OnWatchResponse(SummarizeWatchResponse(bb));
+}
+
+void CallFigures::SentWatch(const std::vector<grpc::Slice>& slices,
+                            size_t bytes) {
+  m_->sent->Inc();
+  f_->grpc_sent_bytes.Inc(static_cast<double>(bytes));
+  OnWatchResponse(SummarizeWatchResponse(slices));
 }
 
 void CallFigures::Finished(const grpc::Status& status) {
@@ -501,8 +508,7 @@ void CallFigures::OnRequest(const google::protobuf::Message& msg) {
 
 // The flags and the event count, read from the response's top-level
 // fields (the events themselves are skipped, not decoded).
-void CallFigures::OnWatchResponse(const grpc::ByteBuffer& bb) {
-  const WatchWireSummary w = SummarizeWatchResponse(bb);
+void CallFigures::OnWatchResponse(const WatchWireSummary& w) {
   if (!w.ok) return;
   if (w.created && !w.canceled) {
     ++open_watchers_;

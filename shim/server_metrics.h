@@ -33,6 +33,7 @@
 #include <google/protobuf/message.h>
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/server_interceptor.h>
+#include <grpcpp/support/slice.h>
 #include <grpcpp/support/status.h>
 
 #include <chrono>
@@ -50,6 +51,7 @@ namespace detcd::shim {
 
 class CallFigures;
 struct GrpcMethodFigures;
+struct WatchWireSummary;  // shim/watch_wire.h
 
 class GrpcTrafficMetrics {
  public:
@@ -118,12 +120,13 @@ class CallFigures {
   void ReceivedRaw(size_t bytes);  // Watch's requests, as bytes
   void Sent(const google::protobuf::Message& msg);
   void SentWatch(const grpc::ByteBuffer& bb);
+  void SentWatch(const std::vector<grpc::Slice>& slices, size_t bytes);
   void Finished(const grpc::Status& status);
   bool is_watch() const;
 
  private:
   void OnRequest(const google::protobuf::Message& msg);
-  void OnWatchResponse(const grpc::ByteBuffer& bb);
+  void OnWatchResponse(const WatchWireSummary& w);
   void OnResponse(const google::protobuf::Message& msg);
   // etcd's warnOfExpensiveReadOnlyRangeRequest (and its txn twin).
   void WarnIfSlow(double secs, const grpc::Status& status);

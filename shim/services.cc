@@ -31,6 +31,10 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 grpc::Status Stopped() { return ToGrpc(server::ErrStopped()); }
 
+h2::Status ToH2(const grpc::Status& s) {
+  return h2::Status{static_cast<int>(s.error_code()), s.error_message()};
+}
+
 // Anything open that must be answered when the server stops.
 class OpenCall {
  public:
@@ -514,10 +518,6 @@ class NativeKeepAlive final
   static constexpr const char* kMethod = "LeaseKeepAlive";
   static constexpr size_t kMaxQueued = 1024;
 
-  static h2::Status ToH2(const grpc::Status& s) {
-    return h2::Status{static_cast<int>(s.error_code()), s.error_message()};
-  }
-
   // Sends the next request to the engine when none is there and the last
   // answer has left; ends the stream after a half-close with nothing left.
   void NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -687,25 +687,180 @@ mvcc::WatchCreate FromPb(const pb::WatchCreateRequest& c) {
   return w;
 }
 
-// One Watch stream. Requests are read one at a time and handed to the
-// engine; responses the hub produces are queued here and written one at a
-// time. The queue is bounded: when it is full the sink refuses, and the hub
-// keeps the watcher's position and catches it up from history later, so a
-// client that does not read costs no memory and never slows writes. While
-// the hub holds control responses it could not deliver (Backlogged), the
-// stream's requests are not read.
+// One Watch stream's state, shared by its transport (gRPC C++'s reactor,
+// WatchStream, or the native transport's handler, NativeWatch) and by the
+// engine's tasks and the hub's sink, which may outlive the transport.
 //
-// The stream is a raw (ByteBuffer) method: responses go out as the slices
-// of shim/watch_wire.h, each event encoded once per hub call however many
-// streams it goes to, and while a write is in flight the event responses
-// queued behind it coalesce per watch id (WatchSendQueue::Push), so a busy
-// or slow reader gets fewer, bigger messages instead of one per event.
+// Requests are handed to the engine one at a time; responses the hub
+// produces are queued here and written by the transport. The queue is
+// bounded: when it is full the sink refuses, and the hub keeps the
+// watcher's position and catches it up from history later, so a client
+// that does not read costs no memory and never slows writes. While the
+// hub holds control responses it could not deliver (Backlogged), the
+// stream's requests are not taken.
+//
+// Responses go out as the slices of shim/watch_wire.h, each event encoded
+// once per hub call however many streams it goes to, and while a write is
+// in flight the event responses queued behind it coalesce per watch id
+// (WatchSendQueue::Push), so a busy or slow reader gets fewer, bigger
+// messages instead of one per event.
+class WatchTransport;
+
+// Merged responses stay far below the hub's max_response_bytes (see
+// WatchSendQueue::Limits).
+constexpr size_t kMaxMergedWatchBytes = 64 * 1024;
+
+struct WatchState {
+  explicit WatchState(const Services::Options& o)
+      : queue(WatchSendQueue::Limits{o.max_watch_responses_queued,
+                                     o.max_watch_bytes_queued,
+                                     kMaxMergedWatchBytes}) {}
+  absl::Mutex mu;
+  WatchTransport* owner = nullptr;  // null once the stream is done
+  bool dead = false;
+  bool finished = false;
+  bool read_paused = false;
+  WatchSendQueue queue;
+  mvcc::WatchHub::StreamId id = 0;  // engine thread only
+  server::Caller caller;            // the stream's credentials
+};
+
+// What the shared watch logic asks of a stream's transport, with the
+// state's lock held.
+class WatchTransport {
+ public:
+  virtual ~WatchTransport() = default;
+  // Responses were queued: write them unless a write is in flight.
+  virtual void SendLocked(WatchState* st) = 0;
+  // The engine may take the stream's next request: the transport returns
+  // it if it has one, or arranges for NextWatchRequests to run when one
+  // comes.
+  virtual std::optional<pb::WatchRequest> NextRequestLocked() = 0;
+};
+
+// The hub's sink (engine thread). Control responses carry no events of
+// their own (r.events is empty for a RefSink).
+bool DeliverWatch(const std::shared_ptr<WatchState>& st, Services::Impl* im,
+                  const mvcc::WatchResponse& r,
+                  const mvcc::WatchEventsRef& evs) {
+  std::vector<grpc::Slice> slices;
+  size_t event_bytes = 0;
+  slices.reserve(evs.events.size());
+  for (const mvcc::Event* e : evs.events) {
+    const grpc::Slice& s = im->watch_events.Get(e, evs.with_prev_kv, evs.call);
+    event_bytes += s.size();
+    slices.push_back(s);
+  }
+  const int n = static_cast<int>(slices.size());
+  WireHeader h;
+  h.cluster_id = im->server->cluster_id();
+  h.member_id = im->server->id();
+  h.revision = r.revision;
+  h.raft_term = im->server->node().raft().term();
+  absl::MutexLock l(&st->mu);
+  if (st->dead) return true;  // the client is gone: drop
+  if (st->queue.Push(h, r, std::move(slices), event_bytes) ==
+      WatchSendQueue::PushResult::kRefused) {
+    return false;
+  }
+  im->pending_events.fetch_add(n, std::memory_order_relaxed);
+  st->owner->SendLocked(st.get());
+  return true;
+}
+
+// Opens the stream in the hub (posted to the engine): false if the engine
+// took no more tasks.
+bool OpenWatchStream(const std::shared_ptr<WatchState>& st,
+                     Services::Impl* im) {
+  return im->loop->Post([st, im] {
+    st->id = im->server->watch_hub().OpenRefStream(
+        [st, im](const mvcc::WatchResponse& r,
+                 const mvcc::WatchEventsRef& evs) {
+          return DeliverWatch(st, im, r, evs);
+        });
+  });
+}
+
+// One request (engine thread).
+void HandleWatchRequest(const std::shared_ptr<WatchState>& st,
+                        Services::Impl* im, const pb::WatchRequest& req) {
+  EtcdServer& s = *im->server;
+  if (req.has_create_request()) {
+    // etcd's isWatchPermitted: a refused create is answered created and
+    // canceled with the reason.
+    EtcdServer::CallerScope scope(&s, &st->caller);
+    const pb::WatchCreateRequest& c = req.create_request();
+    if (absl::Status p = s.CheckWatchPermitted(c.key(), c.range_end());
+        !p.ok()) {
+      mvcc::WatchResponse r;
+      r.watch_id = mvcc::kInvalidWatchId;
+      r.created = true;
+      r.canceled = true;
+      r.cancel_reason = EtcdServer::WatchCancelReason(p);
+      r.revision = s.state().kv().Rev();
+      DeliverWatch(st, im, r, mvcc::WatchEventsRef());
+    } else {
+      s.WatchCreate(st->id, FromPb(c));
+    }
+  } else if (req.has_cancel_request()) {
+    s.watch_hub().Cancel(st->id, req.cancel_request().watch_id());
+  } else if (req.has_progress_request()) {
+    s.watch_hub().RequestProgress(st->id);
+  }
+}
+
+// Engine thread: takes the stream's next requests while the hub is not
+// backlogged on it (then taking pauses until a write drains). With
+// only_if_paused it resumes a paused stream and does nothing otherwise.
+void NextWatchRequests(const std::shared_ptr<WatchState>& st,
+                       Services::Impl* im, bool only_if_paused) {
+  for (;;) {
+    const bool backlogged = im->server->watch_hub().Backlogged(st->id);
+    std::optional<pb::WatchRequest> next;
+    {
+      absl::MutexLock l(&st->mu);
+      if (st->dead || st->owner == nullptr) return;
+      if (only_if_paused && !st->read_paused) return;
+      if (backlogged) {
+        st->read_paused = true;
+        return;
+      }
+      st->read_paused = false;
+      next = st->owner->NextRequestLocked();
+    }
+    if (!next) return;
+    HandleWatchRequest(st, im, *next);
+    only_if_paused = false;
+  }
+}
+
+// The transport is done with the stream (call gone): what was never
+// written is no longer pending, and the hub forgets the stream.
+void CloseWatchStream(const std::shared_ptr<WatchState>& st,
+                      Services::Impl* im, OpenCall* call,
+                      int64_t written_not_sent) {
+  {
+    absl::MutexLock l(&st->mu);
+    st->dead = true;
+    st->owner = nullptr;
+    im->pending_events.fetch_sub(st->queue.Clear() + written_not_sent,
+                                 std::memory_order_relaxed);
+  }
+  im->Close(call);
+  im->loop->Post([st, im] {
+    if (st->id != 0) im->server->watch_hub().CloseStream(st->id);
+  });
+}
+
+// A Watch stream on gRPC C++ (a raw, ByteBuffer method): requests are read
+// one at a time, responses written one at a time.
 class WatchStream final
     : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
-      public OpenCall {
+      public OpenCall,
+      public WatchTransport {
  public:
   WatchStream(Services::Impl* impl, server::Caller caller)
-      : impl_(impl), state_(std::make_shared<State>(impl->opts)) {
+      : impl_(impl), state_(std::make_shared<WatchState>(impl->opts)) {
     state_->owner = this;
     state_->caller = std::move(caller);
     if (!impl_->Open(this)) {
@@ -718,15 +873,7 @@ class WatchStream final
       return;
     }
     impl_->obs->OnStarted("etcdserverpb.Watch", "Watch", "bidi_stream");
-    std::shared_ptr<State> st = state_;
-    Services::Impl* im = impl_;
-    if (!impl_->loop->Post([st, im] {
-          st->id = im->server->watch_hub().OpenRefStream(
-              [st, im](const mvcc::WatchResponse& r,
-                       const mvcc::WatchEventsRef& evs) {
-                return Deliver(st, im, r, evs);
-              });
-        })) {
+    if (!OpenWatchStream(state_, impl_)) {
       Abort(Stopped());
       return;
     }
@@ -743,33 +890,11 @@ class WatchStream final
                          "Failed to parse the watch request"));
       return;
     }
-    std::shared_ptr<State> st = state_;
+    std::shared_ptr<WatchState> st = state_;
     Services::Impl* im = impl_;
     const bool posted = impl_->loop->Post([st, im, req = std::move(req)] {
-      EtcdServer& s = *im->server;
-      if (req.has_create_request()) {
-        // etcd's isWatchPermitted: a refused create is answered created and
-        // canceled with the reason.
-        EtcdServer::CallerScope scope(&s, &st->caller);
-        const pb::WatchCreateRequest& c = req.create_request();
-        if (absl::Status p = s.CheckWatchPermitted(c.key(), c.range_end());
-            !p.ok()) {
-          mvcc::WatchResponse r;
-          r.watch_id = mvcc::kInvalidWatchId;
-          r.created = true;
-          r.canceled = true;
-          r.cancel_reason = EtcdServer::WatchCancelReason(p);
-          r.revision = s.state().kv().Rev();
-          Deliver(st, im, r, mvcc::WatchEventsRef());
-        } else {
-          s.WatchCreate(st->id, FromPb(c));
-        }
-      } else if (req.has_cancel_request()) {
-        s.watch_hub().Cancel(st->id, req.cancel_request().watch_id());
-      } else if (req.has_progress_request()) {
-        s.watch_hub().RequestProgress(st->id);
-      }
-      NextRead(st, im, /*only_if_paused=*/false);
+      HandleWatchRequest(st, im, req);
+      NextWatchRequests(st, im, /*only_if_paused=*/false);
     });
     if (!posted) Abort(ToGrpc(server::ErrTooManyRequests()));
   }
@@ -780,38 +905,21 @@ class WatchStream final
       absl::MutexLock l(&state_->mu);
       const int done = state_->queue.PopFront();
       impl_->pending_events.fetch_sub(done, std::memory_order_relaxed);
-      if (ok && !state_->queue.empty() && !state_->dead) {
-        state_->queue.StartFront(&state_->out);
-        StartWrite(&state_->out, WriteOptionsFor(state_->queue));
-      }
+      if (ok && !state_->dead) SendLocked(state_.get());
       resume = state_->read_paused;
     }
     if (resume) {
-      std::shared_ptr<State> st = state_;
+      std::shared_ptr<WatchState> st = state_;
       Services::Impl* im = impl_;
       impl_->loop->Post(
-          [st, im] { NextRead(st, im, /*only_if_paused=*/true); });
+          [st, im] { NextWatchRequests(st, im, /*only_if_paused=*/true); });
     }
   }
 
   void OnCancel() override { Abort(grpc::Status::CANCELLED); }
 
   void OnDone() override {
-    {
-      absl::MutexLock l(&state_->mu);
-      state_->dead = true;
-      state_->owner = nullptr;
-      // What was never written is no longer pending (nothing is queued
-      // once the stream is dead).
-      impl_->pending_events.fetch_sub(state_->queue.Clear(),
-                                      std::memory_order_relaxed);
-    }
-    impl_->Close(this);
-    std::shared_ptr<State> st = state_;
-    Services::Impl* im = impl_;
-    impl_->loop->Post([st, im] {
-      if (st->id != 0) im->server->watch_hub().CloseStream(st->id);
-    });
+    CloseWatchStream(state_, impl_, this, 0);
     delete this;
   }
 
@@ -827,91 +935,186 @@ class WatchStream final
     Finish(s);
   }
 
- private:
-  // Merged responses stay far below the hub's max_response_bytes (see
-  // WatchSendQueue::Limits).
-  static constexpr size_t kMaxMergedBytes = 64 * 1024;
-
-  struct State {
-    explicit State(const Services::Options& o)
-        : queue(WatchSendQueue::Limits{o.max_watch_responses_queued,
-                                       o.max_watch_bytes_queued,
-                                       kMaxMergedBytes}) {}
-    absl::Mutex mu;
-    WatchStream* owner = nullptr;  // null once the stream is done
-    bool dead = false;
-    bool finished = false;
-    bool read_paused = false;
-    WatchSendQueue queue;
-    // The front's bytes while gRPC writes them.
-    grpc::ByteBuffer out;
-    mvcc::WatchHub::StreamId id = 0;  // engine thread only
-    server::Caller caller;            // the stream's credentials
-  };
-
   // While more responses wait behind this one, gRPC may hold its bytes
   // and send them with the next write (one socket write for several
   // messages); the last one queued always goes out at once.
-  static grpc::WriteOptions WriteOptionsFor(const WatchSendQueue& q) {
+  void SendLocked(WatchState* st) override {
+    if (st->queue.empty() || st->queue.writing()) return;
+    st->queue.StartFront(&out_);
     grpc::WriteOptions o;
-    if (q.size() > 1) o.set_buffer_hint();
-    return o;
+    if (st->queue.size() > 1) o.set_buffer_hint();
+    StartWrite(&out_, o);
+  }
+  std::optional<pb::WatchRequest> NextRequestLocked() override {
+    StartRead(&req_);  // OnReadDone hands it over
+    return std::nullopt;
   }
 
-  // The hub's sink (engine thread). Control responses carry no events of
-  // their own (r.events is empty for a RefSink).
-  static bool Deliver(const std::shared_ptr<State>& st, Services::Impl* im,
-                      const mvcc::WatchResponse& r,
-                      const mvcc::WatchEventsRef& evs) {
-    std::vector<grpc::Slice> slices;
-    size_t event_bytes = 0;
-    slices.reserve(evs.events.size());
-    for (const mvcc::Event* e : evs.events) {
-      const grpc::Slice& s =
-          im->watch_events.Get(e, evs.with_prev_kv, evs.call);
-      event_bytes += s.size();
-      slices.push_back(s);
+ private:
+  Services::Impl* impl_;
+  std::shared_ptr<WatchState> state_;
+  grpc::ByteBuffer req_;
+  grpc::ByteBuffer out_;  // the queue's front while gRPC writes it
+};
+
+// A Watch stream on the native transport (shim/grpc_h2). The transport
+// hands over every request as it arrives: they wait here until the engine
+// takes them (bounded: a client that sends without end while its stream
+// is paused is refused). Every response queued while nothing is in flight
+// is written at once, and the next ones when those have left for the
+// client (OnDrained), so the queue's coalescing works as with gRPC C++.
+class NativeWatch final : public h2::Handler,
+                          public OpenCall,
+                          public WatchTransport {
+ public:
+  NativeWatch(Services::Impl* impl, h2::CallPtr call)
+      : impl_(impl),
+        call_(std::move(call)),
+        state_(std::make_shared<WatchState>(impl->opts)) {}
+  // The transport dropped the stream.
+  ~NativeWatch() override {
+    if (!started_) return;
+    int64_t unsent = 0;
+    {
+      absl::MutexLock l(&state_->mu);
+      state_->dead = true;  // nothing is written any more
+      unsent = in_flight_events_;
     }
-    const int n = static_cast<int>(slices.size());
-    WireHeader h;
-    h.cluster_id = im->server->cluster_id();
-    h.member_id = im->server->id();
-    h.revision = r.revision;
-    h.raft_term = im->server->node().raft().term();
-    absl::MutexLock l(&st->mu);
-    if (st->dead) return true;  // the client is gone: drop
-    if (st->queue.Push(h, r, std::move(slices), event_bytes) ==
-        WatchSendQueue::PushResult::kRefused) {
+    CloseWatchStream(state_, impl_, this, unsent);
+  }
+
+  // False if the stream was refused (and answered).
+  bool Start() {
+    if (!impl_->Open(this)) {
+      call_->Finish(ToH2(Stopped()));
       return false;
     }
-    im->pending_events.fetch_add(n, std::memory_order_relaxed);
-    if (!st->queue.writing()) {
-      st->queue.StartFront(&st->out);
-      st->owner->StartWrite(&st->out, WriteOptionsFor(st->queue));
+    if (impl_->Learner()) {
+      impl_->Close(this);
+      call_->Finish(ToH2(ToGrpc(server::ErrNotSupportedForLearner())));
+      return false;
     }
+    impl_->obs->OnStarted(kService, kMethod, "bidi_stream");
+    {
+      absl::MutexLock l(&state_->mu);
+      figures_ = impl_->StartFigures(*call_, "bidi_stream");
+      state_->owner = this;
+      state_->caller = impl_->CallerOf(*call_);
+      waiting_ = true;
+    }
+    started_ = true;
+    if (!OpenWatchStream(state_, impl_)) Abort(Stopped());
     return true;
   }
 
-  // Engine thread: read the next request unless the hub is backlogged on
-  // this stream (then reading pauses until a write drains). With
-  // only_if_paused it resumes a paused stream and does nothing otherwise.
-  static void NextRead(const std::shared_ptr<State>& st, Services::Impl* im,
-                       bool only_if_paused) {
-    const bool backlogged = im->server->watch_hub().Backlogged(st->id);
-    absl::MutexLock l(&st->mu);
-    if (st->dead || st->owner == nullptr) return;
-    if (only_if_paused && !st->read_paused) return;
-    if (backlogged) {
-      st->read_paused = true;
-      return;
+  void OnMessage(std::string m) override {
+    pb::WatchRequest req;
+    const bool parsed = req.ParseFromString(m);
+    bool full = false, post = false;
+    {
+      absl::MutexLock l(&state_->mu);
+      if (state_->finished) return;
+      if (figures_) figures_->ReceivedRaw(m.size());
+      if (parsed && requests_.size() >= kMaxWaiting) {
+        full = true;
+      } else if (parsed) {
+        requests_.push_back(std::move(req));
+        post = waiting_;
+        waiting_ = false;
+      }
     }
-    st->read_paused = false;
-    st->owner->StartRead(&st->owner->req_);
+    if (!parsed) {
+      Abort(grpc::Status(grpc::StatusCode::INTERNAL,
+                         "Failed to parse the watch request"));
+    } else if (full || (post && !PostNext(/*only_if_paused=*/false))) {
+      Abort(ToGrpc(server::ErrTooManyRequests()));
+    }
+  }
+  // etcd's watch stream carries on after the client's half-close.
+  void OnHalfClose() override {}
+  void OnCancel() override { Abort(grpc::Status::CANCELLED); }
+  void OnDrained() override {
+    bool resume = false;
+    {
+      absl::MutexLock l(&state_->mu);
+      if (call_->pending_bytes() > 0) return;  // another OnDrained comes
+      impl_->pending_events.fetch_sub(in_flight_events_,
+                                      std::memory_order_relaxed);
+      in_flight_events_ = 0;
+      in_flight_ = false;
+      if (!state_->dead) SendLocked(state_.get());
+      resume = state_->read_paused;
+    }
+    if (resume) PostNext(/*only_if_paused=*/true);
   }
 
-  Services::Impl* impl_;
-  std::shared_ptr<State> state_;
-  grpc::ByteBuffer req_;
+  // Any thread; Shutdown's under the registry's lock.
+  void Abort(const grpc::Status& s) override {
+    {
+      absl::MutexLock l(&state_->mu);
+      if (state_->finished) return;
+      state_->finished = true;
+      state_->dead = true;
+      if (figures_) figures_->Finished(s);
+    }
+    impl_->obs->OnHandled(kService, kMethod, "bidi_stream", s.error_code());
+    call_->Finish(ToH2(s));
+  }
+
+  void SendLocked(WatchState* st) override {
+    if (in_flight_) return;
+    std::vector<std::string_view> parts;
+    while (!st->queue.empty()) {
+      st->queue.StartFront(&slices_);
+      parts.clear();
+      size_t bytes = 0;
+      for (const grpc::Slice& s : slices_) {
+        parts.emplace_back(reinterpret_cast<const char*>(s.begin()),
+                           s.size());
+        bytes += s.size();
+      }
+      if (figures_) figures_->SentWatch(slices_, bytes);
+      call_->WriteParts(parts.data(), parts.size());
+      in_flight_events_ += st->queue.PopFront();
+      in_flight_ = true;
+    }
+    slices_.clear();
+  }
+  std::optional<pb::WatchRequest> NextRequestLocked() override {
+    if (requests_.empty()) {
+      waiting_ = true;
+      return std::nullopt;
+    }
+    pb::WatchRequest r = std::move(requests_.front());
+    requests_.pop_front();
+    return r;
+  }
+
+ private:
+  static constexpr const char* kService = "etcdserverpb.Watch";
+  static constexpr const char* kMethod = "Watch";
+  // Requests waiting for the engine, at most (etcd's own server reads
+  // a stream's requests as they come; a paused stream here holds them).
+  static constexpr size_t kMaxWaiting = 4096;
+
+  bool PostNext(bool only_if_paused) {
+    std::shared_ptr<WatchState> st = state_;
+    Services::Impl* im = impl_;
+    return impl_->loop->Post(
+        [st, im, only_if_paused] { NextWatchRequests(st, im, only_if_paused); });
+  }
+
+  Services::Impl* const impl_;
+  const h2::CallPtr call_;
+  const std::shared_ptr<WatchState> state_;
+  bool started_ = false;
+  // Under state_->mu:
+  std::unique_ptr<CallFigures> figures_;
+  std::deque<pb::WatchRequest> requests_;
+  bool waiting_ = false;  // the engine waits for the next request
+  bool in_flight_ = false;  // written, not yet all sent
+  int64_t in_flight_events_ = 0;
+  std::vector<grpc::Slice> slices_;
 };
 
 // ---- Lease ----
@@ -1488,7 +1691,8 @@ int64_t Services::pending_watch_events() const {
 
 void Services::RegisterNative(h2::Server* s) {
   // Every unary method the gRPC C++ services answer through
-  // Impl::Unary, and LeaseKeepAlive; the other streams are relayed.
+  // Impl::Unary, Watch and LeaseKeepAlive; the other streams are
+  // relayed.
   Impl* im = impl_.get();
   auto add = [&](const char* service, const char* method, auto fn) {
     RegisterNativeUnary(s, im, service, method, fn);
@@ -1502,6 +1706,12 @@ void Services::RegisterNative(h2::Server* s) {
   add("etcdserverpb.Lease", "LeaseRevoke", &EtcdServer::LeaseRevoke);
   add("etcdserverpb.Lease", "LeaseTimeToLive", &EtcdServer::LeaseTimeToLive);
   add("etcdserverpb.Lease", "LeaseLeases", &EtcdServer::LeaseLeases);
+  s->Register("/etcdserverpb.Watch/Watch",
+              [im](h2::CallPtr c) -> std::unique_ptr<h2::Handler> {
+                auto w = std::make_unique<NativeWatch>(im, std::move(c));
+                if (!w->Start()) return std::make_unique<RefusedHandler>();
+                return w;
+              });
   s->Register("/etcdserverpb.Lease/LeaseKeepAlive",
               [im](h2::CallPtr c) -> std::unique_ptr<h2::Handler> {
                 auto ka = std::make_shared<NativeKeepAlive>(im, std::move(c));

@@ -181,10 +181,14 @@ grpc::Slice EncodeWatchPrefix(const WireHeader& h,
 }
 
 WatchWireSummary SummarizeWatchResponse(const grpc::ByteBuffer& bb) {
-  WatchWireSummary out;
   std::vector<grpc::Slice> slices;
-  if (!bb.Dump(&slices).ok()) return out;
-  SliceReader in(slices);
+  if (!bb.Dump(&slices).ok()) return WatchWireSummary();
+  return SummarizeWatchResponse(slices);
+}
+
+WatchWireSummary SummarizeWatchResponse(const std::vector<grpc::Slice>& s) {
+  WatchWireSummary out;
+  SliceReader in(s);
   while (!in.AtEnd()) {
     uint64_t tag = 0, v = 0;
     if (!in.Varint(&tag)) return out;
@@ -291,15 +295,20 @@ WatchSendQueue::PushResult WatchSendQueue::Push(
 }
 
 void WatchSendQueue::StartFront(grpc::ByteBuffer* out) {
+  std::vector<grpc::Slice> slices;
+  StartFront(&slices);
+  grpc::ByteBuffer bb(slices.data(), slices.size());
+  out->Swap(&bb);
+}
+
+void WatchSendQueue::StartFront(std::vector<grpc::Slice>* out) {
   DETCD_CHECK(!entries_.empty() && !writing_);
   writing_ = true;
   Entry& e = entries_.front();
-  std::vector<grpc::Slice> slices;
-  slices.reserve(1 + e.events.size());
-  slices.push_back(EncodeWatchPrefix(e.header, e.control));
-  for (const grpc::Slice& s : e.events) slices.push_back(s);
-  grpc::ByteBuffer bb(slices.data(), slices.size());
-  out->Swap(&bb);
+  out->clear();
+  out->reserve(1 + e.events.size());
+  out->push_back(EncodeWatchPrefix(e.header, e.control));
+  for (const grpc::Slice& s : e.events) out->push_back(s);
 }
 
 int WatchSendQueue::PopFront() {

@@ -59,6 +59,8 @@ struct WatchWireSummary {
   bool ok = false;  // false: not a well-formed WatchResponse
 };
 WatchWireSummary SummarizeWatchResponse(const grpc::ByteBuffer& bb);
+// The same of a response given as its slices, in order.
+WatchWireSummary SummarizeWatchResponse(const std::vector<grpc::Slice>& s);
 
 // Encodes each event of one hub call once. The hub promises that within
 // one call (WatchEventsRef::call) an Event pointer names one event; a new
@@ -115,6 +117,9 @@ class WatchSendQueue {
   // Marks the front as being written and fills *out with its bytes.
   // Requires !empty() && !writing().
   void StartFront(grpc::ByteBuffer* out);
+  // The same with the bytes as slices (the encoded prefix, then the
+  // events'), replacing *out's.
+  void StartFront(std::vector<grpc::Slice>* out);
   // The front's write finished: drops it; returns its event count.
   int PopFront();
   // Nothing is written any more (the stream is done): returns the number

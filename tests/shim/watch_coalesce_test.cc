@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -46,7 +47,8 @@ std::chrono::system_clock::time_point In(int seconds) {
   return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
 }
 
-class WatchCoalesceTest : public ::testing::Test {
+// The parameter: the native transport (shim/grpc_h2) or gRPC C++ alone.
+class WatchCoalesceTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/detcd-watch-coalesce-XXXXXX";
@@ -60,7 +62,8 @@ class WatchCoalesceTest : public ::testing::Test {
          "--advertise-client-urls=" + curl, "--listen-peer-urls=" + purl,
          "--initial-advertise-peer-urls=" + purl,
          "--initial-cluster=default=" + purl, "--heartbeat-interval=20",
-         "--election-timeout=200"},
+         "--election-timeout=200",
+         absl::StrCat("--native-grpc=", GetParam() ? "true" : "false")},
         {});
     ASSERT_EQ(p.action, ParseOutcome::Action::kRun) << p.output;
     auto s = DetcdServer::Start(p.config);
@@ -119,7 +122,7 @@ std::string ValueOf(int i) {
   return absl::StrCat("value-", i, "-", std::string(2048, 'a' + i % 26));
 }
 
-TEST_F(WatchCoalesceTest, SlowReaderGetsEveryEventInOrderMerged) {
+TEST_P(WatchCoalesceTest, SlowReaderGetsEveryEventInOrderMerged) {
   grpc::ClientContext ctx;
   ctx.set_deadline(In(50));
   auto stream = watch_->Watch(&ctx);
@@ -200,6 +203,72 @@ TEST_F(WatchCoalesceTest, SlowReaderGetsEveryEventInOrderMerged) {
   }
   ctx.TryCancel();
 }
+
+// A client that writes its creates without waiting for their answers (as
+// etcd's benchmark does): every one is answered, in order, and every
+// watcher then sees the put.
+TEST_P(WatchCoalesceTest, PipelinedCreatesAreAllAnswered) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(50));
+  auto stream = watch_->Watch(&ctx);
+  ASSERT_NE(stream, nullptr);
+  constexpr int kWatchers = 3000;
+  std::thread writer([&] {
+    for (int i = 0; i < kWatchers; ++i) {
+      pb::WatchRequest req;
+      req.mutable_create_request()->set_key("p");
+      if (!stream->Write(req)) return;
+    }
+  });
+  pb::WatchResponse resp;
+  int created = 0;
+  for (; created < kWatchers; ++created) {
+    if (!stream->Read(&resp)) break;
+    if (!resp.created() || resp.watch_id() != created) break;
+  }
+  writer.join();
+  ASSERT_EQ(created, kWatchers) << resp.ShortDebugString();
+  const int64_t rev = Put("p", "v");
+  ASSERT_GT(rev, 0);
+  std::vector<bool> seen(kWatchers);
+  for (int got = 0; got < kWatchers; ++got) {
+    ASSERT_TRUE(stream->Read(&resp)) << got;
+    ASSERT_EQ(resp.events_size(), 1);
+    EXPECT_EQ(resp.events(0).kv().mod_revision(), rev);
+    ASSERT_GE(resp.watch_id(), 0);
+    ASSERT_LT(resp.watch_id(), kWatchers);
+    EXPECT_FALSE(seen[resp.watch_id()]) << resp.watch_id();
+    seen[resp.watch_id()] = true;
+  }
+  ctx.TryCancel();
+}
+
+// etcd's stream carries on after the client's half-close: its watchers
+// still get their events.
+TEST_P(WatchCoalesceTest, HalfClosedStreamStillDelivers) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(20));
+  auto stream = watch_->Watch(&ctx);
+  ASSERT_NE(stream, nullptr);
+  pb::WatchRequest req;
+  req.mutable_create_request()->set_key("h");
+  ASSERT_TRUE(stream->Write(req));
+  pb::WatchResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  ASSERT_TRUE(resp.created());
+  ASSERT_TRUE(stream->WritesDone());
+  const int64_t rev = Put("h", "after the half-close");
+  ASSERT_GT(rev, 0);
+  ASSERT_TRUE(stream->Read(&resp));
+  ASSERT_EQ(resp.events_size(), 1);
+  EXPECT_EQ(resp.events(0).kv().mod_revision(), rev);
+  ctx.TryCancel();
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, WatchCoalesceTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "Native" : "GrpcCpp";
+                         });
 
 }  // namespace
 }  // namespace detcd::shim
