@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "shim/grpc_h2.h"
+#include "shim/thread_name.h"
 
 namespace detcd::shim {
 namespace {
@@ -401,7 +402,10 @@ void ClientListener::Start() {
   for (auto& ep : endpoints_) {
     if (ep->fd < 0) continue;
     Endpoint* e = ep.get();
-    ep->thread = std::thread([this, e] { AcceptLoop(e); });
+    ep->thread = std::thread([this, e] {
+      NameThisThread("client-accept");
+      AcceptLoop(e);
+    });
   }
 }
 

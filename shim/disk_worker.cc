@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "shim/thread_name.h"
+
 namespace detcd::shim {
 
 DiskThread::DiskThread(PostFn post) : post_(std::move(post)) {}
@@ -12,7 +14,10 @@ void DiskThread::Start() {
   absl::MutexLock l(&mu_);
   if (started_ || stopping_) return;
   started_ = true;
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("disk");
+    Run();
+  });
 }
 
 void DiskThread::Stop() {

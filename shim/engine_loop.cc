@@ -7,6 +7,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "shim/thread_name.h"
 
 namespace detcd::shim {
 namespace {
@@ -16,6 +17,13 @@ int64_t MonoNanos() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
+
+// The calling thread's held wakes (HoldWakes).
+struct HeldWakes {
+  const EngineLoop* loop = nullptr;
+  bool posted = false;
+};
+thread_local HeldWakes held_wakes;
 
 }  // namespace
 
@@ -32,7 +40,10 @@ void EngineLoop::SetBatchHooks(Task before, Task after) {
 }
 
 void EngineLoop::Start() {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("engine");
+    Run();
+  });
 }
 
 void EngineLoop::Stop(Task last) {
@@ -52,8 +63,27 @@ bool EngineLoop::Post(Task t) {
     return false;
   }
   queue_.push_back(Item{std::move(t), false});
-  cv_.Signal();
+  Wake();
   return true;
+}
+
+void EngineLoop::Wake() {
+  if (held_wakes.loop == this) {
+    held_wakes.posted = true;
+  } else {
+    cv_.Signal();
+  }
+}
+
+void EngineLoop::HoldWakes() { held_wakes = HeldWakes{this, false}; }
+
+void EngineLoop::ReleaseWakes() {
+  const bool posted = held_wakes.loop == this && held_wakes.posted;
+  held_wakes = HeldWakes{};
+  if (posted) {
+    absl::MutexLock l(&mu_);
+    cv_.Signal();
+  }
 }
 
 bool EngineLoop::PostPeer(Task t) {
@@ -65,7 +95,7 @@ bool EngineLoop::PostPeer(Task t) {
   }
   ++peer_queued_;
   queue_.push_back(Item{std::move(t), true});
-  cv_.Signal();
+  Wake();
   return true;
 }
 
@@ -73,7 +103,7 @@ bool EngineLoop::PostCompletion(Task t) {
   absl::MutexLock l(&mu_);
   if (stopping_) return false;
   queue_.push_back(Item{std::move(t), false});
-  cv_.Signal();
+  Wake();
   return true;
 }
 

@@ -56,6 +56,14 @@ class EngineLoop {
 
   // From any thread. Returns false if refused (backlog full or stopped).
   bool Post(Task t);
+  // Between HoldWakes and ReleaseWakes on one thread, that thread's posts
+  // queue without waking the engine thread, and ReleaseWakes wakes it once
+  // if any did: a transport that hands over many calls in one turn wakes
+  // the engine once for them (a futex wake per call cost more than the
+  // call's own handling). Not nested; the engine still runs anything it
+  // finds queued when it wakes for another reason.
+  void HoldWakes();
+  void ReleaseWakes();
   bool PostPeer(Task t);
   // A completion of work the engine itself started (the disk thread's WAL
   // writes): never refused for backlog, since dropping it would leave the
@@ -73,6 +81,8 @@ class EngineLoop {
 
  private:
   void Run();
+  // Wakes the engine thread for a post from this thread, unless held.
+  void Wake();
   struct Item {
     Task task;
     bool peer;

@@ -16,6 +16,7 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
+#include "shim/thread_name.h"
 
 namespace detcd::shim::h2 {
 namespace {
@@ -509,7 +510,10 @@ void Server::Start() {
   absl::MutexLock l(&mu_);
   if (started_ || stopping_) return;
   started_ = true;
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("grpc-h2");
+    Loop();
+  });
 }
 
 void Server::AddConnection(int fd, std::string peer, std::string cert_cn,
@@ -645,6 +649,7 @@ void Server::Loop() {
       woken_ = false;
       stop = stopping_;
     }
+    if (opts_.before_turn) opts_.before_turn();
     if (woke) {
       absl::MutexLock l(&stats_mu_);
       ++stats_.wakeups;
@@ -730,6 +735,7 @@ void Server::Loop() {
         Bridge::MarkDirty(c.get());
       }
     }
+    if (opts_.after_reads) opts_.after_reads();
     std::vector<Conn*> dirty;
     dirty.swap(dirty_);
     std::vector<uint64_t> closing;

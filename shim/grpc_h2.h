@@ -148,6 +148,12 @@ struct ServerOptions {
   int max_ping_strikes = 2;
   // Calls to methods with no handler; unset: UNIMPLEMENTED.
   HandlerFactory fallback;
+  // Run on the loop thread around the part of each turn that reads the
+  // connections and hands over the calls (before the answers are
+  // written): detcd holds the engine thread's wake-ups over it, so the
+  // calls of one turn wake the engine once (EngineLoop::HoldWakes).
+  std::function<void()> before_turn;
+  std::function<void()> after_reads;
 };
 
 struct ServerStats {

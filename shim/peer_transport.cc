@@ -25,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "shim/log.h"
+#include "shim/thread_name.h"
 
 namespace detcd::shim {
 namespace {
@@ -755,7 +756,10 @@ void PeerTransport::SetPeer(uint64_t id, std::vector<std::string> urls) {
     absl::MutexLock pl(&p->mu);
     p->urls = std::move(urls);
   }
-  p->thread = std::thread([this, p] { SenderLoop(p); });
+  p->thread = std::thread([this, p] {
+    NameThisThread("peer-send");
+    SenderLoop(p);
+  });
   peers_[id] = std::move(p);
   RecvCounterLocked(id);
 }
@@ -1168,7 +1172,10 @@ void PeerTransport::AcceptLoop(Listener* l) {
     in->kill_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
     bool tls = l->tls;
     // The thread's first act needing mu_ waits until we insert below.
-    in->thread = std::thread([this, id, fd, tls, remote] { ServeIncoming(id, fd, tls, remote); });
+    in->thread = std::thread([this, id, fd, tls, remote] {
+      NameThisThread("peer-recv");
+      ServeIncoming(id, fd, tls, remote);
+    });
     incoming_[id] = std::move(in);
   }
 }

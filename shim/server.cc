@@ -1499,6 +1499,8 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     relay_args.SetMaxReceiveMessageSize(INT32_MAX);
     relay_args.SetMaxSendMessageSize(INT32_MAX);
     ho.fallback = h2::ProxyTo(m.grpc_server->InProcessChannel(relay_args));
+    ho.before_turn = [l = m.loop.get()] { l->HoldWakes(); };
+    ho.after_reads = [l = m.loop.get()] { l->ReleaseWakes(); };
     auto hs = h2::Server::Create(std::move(ho));
     if (!hs.ok()) return hs.status();
     m.grpc_h2 = *std::move(hs);

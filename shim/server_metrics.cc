@@ -417,6 +417,17 @@ void CallFigures::ReceivedRaw(size_t bytes) {
   f_->grpc_received_bytes.Inc(static_cast<double>(bytes));
 }
 
+void CallFigures::SummarizeRequestNow() {
+  if (request_ == nullptr) return;
+  summary_ = RequestSummary(m_->method, request_);
+  request_ = nullptr;
+}
+
+std::string CallFigures::RequestSummaryText() const {
+  return request_ != nullptr ? RequestSummary(m_->method, request_)
+                             : summary_;
+}
+
 void CallFigures::Sent(const google::protobuf::Message& msg) {
   m_->sent->Inc();
   f_->grpc_sent_bytes.Inc(static_cast<double>(msg.ByteSizeLong()));
@@ -459,7 +470,7 @@ void CallFigures::Finished(const grpc::Status& status) {
     }
   }
   if (lane_ >= 0) {
-    std::string detail = summary_;
+    std::string detail = RequestSummaryText();
     if (!status.ok()) {
       absl::StrAppend(&detail, detail.empty() ? "" : " ",
                       "error: ", status.error_message());
@@ -489,9 +500,8 @@ void CallFigures::OnRequest(const google::protobuf::Message& msg) {
       f_->txn.Inc();
       f_->dbg_txn.Inc();
     }
-    // The summary is made now: the request may be gone by the answer.
     if (m_->type == std::string_view("unary")) {
-      summary_ = RequestSummary(m_->method, &msg);
+      request_ = &msg;
       is_kv_unary_ = true;
       // etcd times a read from its arrival, a write's apply only (that
       // warning comes from the engine: WarnSlowApply).
@@ -546,7 +556,7 @@ void CallFigures::WarnIfSlow(double secs, const grpc::Status& status) {
           ? absl::StrCat("range_response_count:", range_count_,
                          " size:", response_size_)
           : absl::StrCat("size:", response_size_);
-  const std::string& request = summary_;
+  const std::string request = RequestSummaryText();
   const char* prefix = m_->method == "Range" ? "read-only range " : "";
   if (!status.ok()) {
     DLOG_WARN(
@@ -600,6 +610,8 @@ class MetricsInterceptor final : public gx::Interceptor {
       } else if (auto* msg = static_cast<google::protobuf::Message*>(
                      m->GetRecvMessage())) {
         call_.Received(*msg);
+        // gRPC C++ may free the request before the status hook.
+        call_.SummarizeRequestNow();
       }
     }
     if (m->QueryInterceptionHookPoint(Hook::PRE_SEND_MESSAGE)) {

@@ -116,7 +116,11 @@ class CallFigures {
   CallFigures& operator=(const CallFigures&) = delete;
 
   void Started(const std::string_view* client_api_version);
+  // A unary KV request must stay valid until Finished (its summary for
+  // the slow-call warning and the trace is made only if needed), unless
+  // SummarizeRequestNow is called after Received.
   void Received(const google::protobuf::Message& msg);
+  void SummarizeRequestNow();
   void ReceivedRaw(size_t bytes);  // Watch's requests, as bytes
   void Sent(const google::protobuf::Message& msg);
   void SentWatch(const grpc::ByteBuffer& bb);
@@ -141,7 +145,10 @@ class CallFigures {
   int64_t grant_ttl_ = 0;
   bool is_kv_unary_ = false;
   bool warn_slow_call_ = false;
-  std::string summary_;  // of a unary KV request, for the slow warning
+  // A unary KV request, or its summary once SummarizeRequestNow ran.
+  const google::protobuf::Message* request_ = nullptr;
+  std::string summary_;
+  std::string RequestSummaryText() const;
   size_t response_size_ = 0;
   int range_count_ = 0;
   std::chrono::steady_clock::time_point start_ =

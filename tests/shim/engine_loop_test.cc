@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace detcd::shim {
@@ -40,6 +41,40 @@ TEST(EngineLoopTest, TicksWhileIdle) {
   loop.Start();
   // Bounded wait: five 1 ms ticks must come well within 10 s.
   EXPECT_TRUE(five.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  loop.Stop(nullptr);
+}
+
+// Posts made while a thread holds its wakes wait for ReleaseWakes (the
+// engine sleeps until its next tick, 1000 s away); another thread's posts
+// wake it as before.
+TEST(EngineLoopTest, HeldWakesWakeTheEngineOnceReleased) {
+  EngineLoop loop({.tick_ns = 1'000'000'000'000}, [] {});
+  loop.Start();
+  ASSERT_TRUE(loop.RunSync([] {}));  // the engine thread now sleeps
+  std::atomic<int> ran{0};
+  loop.HoldWakes();
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(loop.Post([&] { ++ran; }));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(ran.load(), 0) << "a held post woke the engine";
+  // Another thread is not held: its post wakes the engine, which runs
+  // everything queued.
+  absl::Notification other;
+  std::thread([&] { loop.Post([&] { other.Notify(); }); }).join();
+  ASSERT_TRUE(other.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(ran.load(), 10);
+  // Held again: released, the wake comes.
+  absl::Notification released;
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(loop.Post([&] { ++ran; }));
+  ASSERT_TRUE(loop.Post([&] { released.Notify(); }));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(released.HasBeenNotified());
+  loop.ReleaseWakes();
+  ASSERT_TRUE(released.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(ran.load(), 20);
+  // No longer held: a post wakes it at once.
+  absl::Notification after;
+  ASSERT_TRUE(loop.Post([&] { after.Notify(); }));
+  EXPECT_TRUE(after.WaitForNotificationWithTimeout(absl::Seconds(10)));
   loop.Stop(nullptr);
 }
 
