@@ -13,8 +13,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <deque>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "shim/thread_name.h"
 
@@ -27,7 +28,7 @@ int64_t NowMs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
 }
 
-constexpr size_t kPrefixBytes = 5;  // compressed flag + big-endian length
+constexpr size_t kPrefixBytes = Call::kFrameHeaderBytes;
 // A connection's unsent bytes past which the loop stops pulling more
 // frames out of its session (a slow reader keeps its answers queued in
 // their calls, where pending_bytes shows them).
@@ -99,23 +100,36 @@ const std::string* Call::Find(std::string_view name) const {
   return nullptr;
 }
 
+CallPtr Call::Make(Server* server, uint64_t conn, int32_t stream) {
+  // One allocation for the call and its count (the constructor is ours).
+  struct Made : Call {
+    Made(Server* s, uint64_t c, int32_t i) : Call(s, c, i) {}
+  };
+  return std::make_shared<Made>(server, conn, stream);
+}
+
 bool Call::WriteParts(const std::string_view* parts, size_t n) {
   if (done()) return false;
   size_t bytes = 0;
   for (size_t i = 0; i < n; ++i) bytes += parts[i].size();
   std::string framed;
   framed.resize(kPrefixBytes + bytes);
-  auto len = static_cast<uint32_t>(bytes);
-  framed[0] = 0;
-  framed[1] = static_cast<char>(len >> 24);
-  framed[2] = static_cast<char>(len >> 16);
-  framed[3] = static_cast<char>(len >> 8);
-  framed[4] = static_cast<char>(len);
   char* at = framed.data() + kPrefixBytes;
   for (size_t i = 0; i < n; ++i) {
     std::memcpy(at, parts[i].data(), parts[i].size());
     at += parts[i].size();
   }
+  return WriteFramed(std::move(framed));
+}
+
+bool Call::WriteFramed(std::string framed) {
+  if (done()) return false;
+  auto len = static_cast<uint32_t>(framed.size() - kPrefixBytes);
+  framed[0] = 0;
+  framed[1] = static_cast<char>(len >> 24);
+  framed[2] = static_cast<char>(len >> 16);
+  framed[3] = static_cast<char>(len >> 8);
+  framed[4] = static_cast<char>(len);
   pending_.fetch_add(framed.size(), std::memory_order_relaxed);
   return server_->Enqueue(
       Server::Op{conn_, stream_, std::move(framed), false, Status{}});
@@ -133,13 +147,26 @@ struct Server::Stream {
   int32_t id = 0;
   CallPtr call;
   std::unique_ptr<Handler> handler;
-  std::string http_method, content_type;
+  bool post = false;        // :method POST
+  bool grpc_content = false;  // content-type application/grpc[+...|;...]
   int64_t timeout_ms = -1;
   bool started = false;     // headers checked, handler made (or refused)
   bool rejected = false;    // answered by the transport; ignore its data
   std::string in;           // request bytes not yet cut into messages
-  std::deque<std::string> out;  // framed answer messages
-  size_t out_offset = 0;        // into out.front()
+  // Framed answer messages: out[out_head] is the next to send, from
+  // out_offset on (a unary answer needs no allocation for the queue).
+  absl::InlinedVector<std::string, 1> out;
+  size_t out_head = 0;
+  size_t out_offset = 0;
+  bool OutEmpty() const { return out_head == out.size(); }
+  void PopOut() {
+    out[out_head++] = std::string();
+    out_offset = 0;
+    if (out_head == out.size()) {
+      out.clear();
+      out_head = 0;
+    }
+  }
   bool headers_sent = false;
   bool finishing = false;       // Finish queued behind `out`
   Status final;
@@ -154,7 +181,7 @@ struct Server::Conn {
   int fd = -1;
   nghttp2_session* session = nullptr;
   std::string peer, cert_cn;
-  std::map<int32_t, std::unique_ptr<Stream>> streams;
+  absl::flat_hash_map<int32_t, std::unique_ptr<Stream>> streams;
   std::string unsent;
   size_t unsent_offset = 0;
   bool want_out = false;  // EPOLLOUT registered
@@ -214,6 +241,7 @@ struct Bridge {
     if (s->ended) return;
     bool was_done = s->call->done_.exchange(true, std::memory_order_acq_rel);
     s->out.clear();
+    s->out_head = 0;
     s->out_offset = 0;
     s->call->pending_.store(0, std::memory_order_relaxed);
     if (!s->headers_sent) {
@@ -237,19 +265,16 @@ struct Bridge {
     auto* c = static_cast<Server::Conn*>(user_data);
     auto* s = static_cast<Server::Stream*>(source->ptr);
     size_t n = 0;
-    while (n < length && !s->out.empty()) {
-      const std::string& m = s->out.front();
+    while (n < length && !s->OutEmpty()) {
+      const std::string& m = s->out[s->out_head];
       size_t k = std::min(length - n, m.size() - s->out_offset);
       std::memcpy(buf + n, m.data() + s->out_offset, k);
       n += k;
       s->out_offset += k;
-      if (s->out_offset == m.size()) {
-        s->out.pop_front();
-        s->out_offset = 0;
-      }
+      if (s->out_offset == m.size()) s->PopOut();
     }
     if (s->call) s->call->pending_.fetch_sub(n, std::memory_order_relaxed);
-    if (!s->out.empty()) return static_cast<ssize_t>(n);
+    if (!s->OutEmpty()) return static_cast<ssize_t>(n);
     if (s->finishing) {
       *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
       std::string code = std::to_string(s->final.code);
@@ -290,7 +315,8 @@ struct Bridge {
     }
     auto s = std::make_unique<Server::Stream>();
     s->id = frame->hd.stream_id;
-    s->call = CallPtr(new Call(c->server, c->id, s->id));
+    s->call = Call::Make(c->server, c->id, s->id);
+    s->call->metadata_.reserve(4);
     s->call->peer_ = c->peer;
     s->call->cert_cn_ = c->cert_cn;
     c->streams[s->id] = std::move(s);
@@ -311,11 +337,14 @@ struct Bridge {
     std::string_view n(reinterpret_cast<const char*>(name), namelen);
     std::string_view v(reinterpret_cast<const char*>(value), valuelen);
     if (n == ":method") {
-      s->http_method = v;
+      s->post = v == "POST";
     } else if (n == ":path") {
       s->call->method_ = v;
     } else if (n == "content-type") {
-      s->content_type = v;
+      constexpr std::string_view kGrpc = "application/grpc";
+      s->grpc_content = v.substr(0, kGrpc.size()) == kGrpc &&
+                        (v.size() == kGrpc.size() || v[kGrpc.size()] == '+' ||
+                         v[kGrpc.size()] == ';');
     } else if (n == "grpc-timeout") {
       s->timeout_ms = ParseGrpcTimeoutMs(v);
     } else if (!n.empty() && n[0] != ':' && !Reserved(n)) {
@@ -331,14 +360,8 @@ struct Bridge {
       absl::MutexLock l(&srv->stats_mu_);
       ++srv->stats_.calls;
     }
-    if (s->http_method != "POST") return HttpError(c, s, "405");
-    std::string_view ct = s->content_type;
-    constexpr std::string_view kGrpc = "application/grpc";
-    if (ct.substr(0, kGrpc.size()) != kGrpc ||
-        (ct.size() > kGrpc.size() && ct[kGrpc.size()] != '+' &&
-         ct[kGrpc.size()] != ';')) {
-      return HttpError(c, s, "415");
-    }
+    if (!s->post) return HttpError(c, s, "405");
+    if (!s->grpc_content) return HttpError(c, s, "415");
     auto it = srv->methods_.find(s->call->method_);
     const HandlerFactory* f = nullptr;
     if (it != srv->methods_.end()) {
@@ -423,6 +446,18 @@ struct Bridge {
     auto* c = static_cast<Server::Conn*>(user_data);
     Server::Stream* s = StreamOf(c, stream_id);
     if (s == nullptr || s->rejected || s->handler == nullptr) return 0;
+    if (s->in.empty() && len >= kPrefixBytes && data[0] == 0) {
+      // The usual case, one whole message in the chunk: no staging copy.
+      const size_t n = (static_cast<size_t>(data[1]) << 24) |
+                       (static_cast<size_t>(data[2]) << 16) |
+                       (static_cast<size_t>(data[3]) << 8) | data[4];
+      if (len == kPrefixBytes + n &&
+          n <= c->server->opts_.max_recv_message_bytes) {
+        s->handler->OnMessage(std::string(
+            reinterpret_cast<const char*>(data) + kPrefixBytes, n));
+        return 0;
+      }
+    }
     s->in.append(reinterpret_cast<const char*>(data), len);
     size_t pos = 0;
     const size_t max = c->server->opts_.max_recv_message_bytes;
@@ -796,7 +831,7 @@ void Server::RunOps(std::vector<Op>& ops) {
     if (op.finish) {
       s->finishing = true;
       s->final = std::move(op.status);
-      if (!s->headers_sent && s->out.empty()) {
+      if (!s->headers_sent && s->OutEmpty()) {
         Bridge::TrailersOnly(c, s, s->final);
         continue;
       }

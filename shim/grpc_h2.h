@@ -86,12 +86,21 @@ class Call {
   bool Write(std::string_view message) { return WriteParts(&message, 1); }
   // Queues one message made of n pieces, in order (a gather write).
   bool WriteParts(const std::string_view* parts, size_t n);
+  // gRPC's message prefix: the compressed flag and the big-endian length.
+  static constexpr size_t kFrameHeaderBytes = 5;
+  // Queues the message that follows kFrameHeaderBytes of room at the start
+  // of `framed` (the transport writes the prefix there): a message
+  // serialized in place goes out without a copy.
+  bool WriteFramed(std::string framed);
   // Ends the call with `s` after the queued messages (any thread; the
   // first Finish counts, later ones and those after a cancel are ignored).
   void Finish(Status s);
   // Finish with one message first: a unary answer.
   void Reply(std::string_view message) {
     if (Write(message)) Finish(Status{});
+  }
+  void ReplyFramed(std::string framed) {
+    if (WriteFramed(std::move(framed))) Finish(Status{});
   }
   // Message bytes queued by Write and not yet handed to the socket.
   size_t pending_bytes() const {
@@ -104,6 +113,8 @@ class Call {
   friend struct Bridge;
   Call(Server* server, uint64_t conn, int32_t stream) :
       server_(server), conn_(conn), stream_(stream) {}
+  static std::shared_ptr<Call> Make(Server* server, uint64_t conn,
+                                    int32_t stream);
 
   Server* const server_;
   const uint64_t conn_;

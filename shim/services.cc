@@ -31,6 +31,16 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 grpc::Status Stopped() { return ToGrpc(server::ErrStopped()); }
 
+// A message serialized after room for the transport's frame prefix
+// (h2::Call::WriteFramed).
+std::string Framed(const google::protobuf::MessageLite& m) {
+  const size_t n = m.ByteSizeLong();
+  std::string out(h2::Call::kFrameHeaderBytes + n, '\0');
+  m.SerializeWithCachedSizesToArray(
+      reinterpret_cast<uint8_t*>(out.data() + h2::Call::kFrameHeaderBytes));
+  return out;
+}
+
 h2::Status ToH2(const grpc::Status& s) {
   return h2::Status{static_cast<int>(s.error_code()), s.error_message()};
 }
@@ -371,7 +381,7 @@ class NativeUnaryCall final : private OwnMessages<Req, Resp>,
   void Send(const grpc::Status& s) override {
     if (s.ok()) {
       if (figures) figures->Sent(this->resp);
-      call_->Reply(this->resp.SerializeAsString());
+      call_->ReplyFramed(Framed(this->resp));
     } else {
       call_->Finish(h2::Status{static_cast<int>(s.error_code()),
                                s.error_message()});
@@ -561,7 +571,7 @@ class NativeKeepAlive final
     busy_ = false;
     if (finished_) return;
     if (figures_) figures_->Sent(*r);
-    call_->Write(r->SerializeAsString());
+    call_->WriteFramed(Framed(*r));
     NextLocked();
   }
 
