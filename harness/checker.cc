@@ -211,6 +211,18 @@ void SafetyChecker::OnSend(uint64_t node, const raft::Message& m,
     Violation(absl::StrCat("ready ordering: node ", node,
                            " acknowledged index ", m.index, " but only ",
                            w->LastIndex(), " is durable"));
+  } else if (term > m.term) {
+    // The acknowledgement was made in an older term, before a later
+    // leader's entries replaced the node's log there (a Ready's messages
+    // leave once it is persisted; the node may step newer messages while
+    // the write is out). The entry it acknowledged had a term of at most
+    // the message's, and that must be what is durable.
+    if (durable_term > m.term) {
+      Violation(absl::StrCat("ready ordering: node ", node,
+                             " acknowledged index ", m.index, " in term ",
+                             m.term, " but the durable entry there has term ",
+                             durable_term));
+    }
   } else if (term != 0 && durable_term != term) {
     Violation(absl::StrCat("ready ordering: node ", node,
                            " acknowledged index ", m.index, " of term ", term,

@@ -132,6 +132,18 @@ void Raft::ApplyConfState(const ConfState& cs) {
 
 void Raft::Reset(uint64_t term) {
   if (term_ != term) {
+    // Messages of an older term still waiting for their Ready are stale,
+    // and some would now be false: an append response leaves only once its
+    // Ready is persisted, and if a newer leader replaced the entries it
+    // acknowledges before that Ready was taken, they were never persisted
+    // (the simulator's ready-ordering check caught one acknowledging index
+    // 88 of term 12 while the durable entry there had term 13). Dropping a
+    // message is always safe.
+    auto stale = [term](const Message& m) {
+      return m.term != 0 && m.term < term;
+    };
+    std::erase_if(msgs_, stale);
+    std::erase_if(early_msgs_, stale);
     term_ = term;
     vote_ = kNone;
   }

@@ -920,6 +920,31 @@ TEST(RaftPaper, FollowerDeletesConflictsAndAppends_5_3) {
   }
 }
 
+// §5.3 with a Ready: an append response leaves only once the Ready that
+// persists what it acknowledges is persisted. If a newer leader replaces
+// those entries before that Ready is taken, they are never persisted and
+// the response would be false; it is dropped with the term change (the
+// simulator's ready-ordering check caught one).
+TEST(RaftPaper, StaleAppendResponseIsDroppedOnANewTerm_5_3) {
+  Network nw = NetworkWithLogs(
+      {1, 2, 3}, {{1, {EntriesWithTerms(1, {1}), HardState{1, kNone, 0}}}},
+      ClassicOptions());
+  Raft& r = nw.raft(1);
+  // Leader 2 of term 2 sends index 2: its answer waits for the Ready.
+  ASSERT_TRUE(r.Step(App(2, 1, 2, 1, 1, 0, {Ent(2, 2)})).ok());
+  ASSERT_EQ(Filter(r.pending_messages(), MessageType::kAppResp).size(), 1u);
+  // Before the Ready is taken, leader 3 of term 3 replaces index 2.
+  ASSERT_TRUE(r.Step(App(3, 1, 3, 1, 1, 0, {Ent(3, 2)})).ok());
+  Ready rd = r.GetReady();
+  EXPECT_EQ(IndexTerms(rd.entries), (IT{{2, 3}}));
+  const std::vector<Message> resps =
+      Filter(rd.messages, MessageType::kAppResp);
+  ASSERT_EQ(resps.size(), 1u);
+  EXPECT_EQ(resps[0].to, 3u);
+  EXPECT_EQ(resps[0].term, 3u);
+  EXPECT_EQ(resps[0].index, 2u);
+}
+
 // §5.3 / Figure 3, Leader Append-Only: "a leader never overwrites or deletes
 // entries in its log; it only appends new entries." A leader whose log
 // conflicts with a follower's (which holds more entries, of a higher term)
