@@ -410,6 +410,7 @@ void Node::FailAllRequests(const absl::Status& s) {
   reads_.clear();
   ready_reads_.clear();
   held_reads_.clear();
+  read_round_ctx_.clear();
   for (auto& [id, w] : proposals) w.done(s);
   for (auto& [ctx, w] : reads) w.done(s);
   for (auto& [idx, w] : ready) w.done(s);
@@ -423,6 +424,8 @@ void Node::Tick() {
   ++ticks_;
   raft_->Tick();
   ExpireRequests();
+  // A round past its patience no longer holds the waiting reads back.
+  if (ready_holds_ == 0) IssueHeldReads();
   ProcessReady();
   ProposeAwaitingLeader();
   ContinueSnapshot();  // an idle member's snapshot moves on too
@@ -534,22 +537,17 @@ void Node::ReadIndex(ReadDone done) {
     return done(ErrTooManyRequests());
   }
   ReadWaiter w{std::move(done), ticks_ + opts_.request_timeout_ticks, 0};
-  if (ready_holds_ > 0 && started_ && raft_ != nullptr) {
+  if (started_ && raft_ != nullptr && (ready_holds_ > 0 || ReadRoundOut())) {
     held_reads_.push_back(std::move(w));
     return;
   }
-  std::string ctx = ReadContext(next_request_id_++);
-  absl::Status s = raft_->ReadIndex(ctx);
-  if (!s.ok()) {
-    ++read_index_counters_.failed;
-    return w.done(raft_->lead() == raft::kNone ? ErrNoLeader() : s);
-  }
-  reads_.emplace(std::move(ctx), std::move(w));
+  held_reads_.push_back(std::move(w));
+  IssueHeldReads();
   ProcessReady();
 }
 
 void Node::IssueHeldReads() {
-  if (held_reads_.empty()) return;
+  if (held_reads_.empty() || ReadRoundOut()) return;
   std::vector<ReadWaiter> held = std::move(held_reads_);
   held_reads_.clear();
   std::string ctx = ReadContext(next_request_id_++);
@@ -560,6 +558,9 @@ void Node::IssueHeldReads() {
     for (ReadWaiter& w : held) w.done(err);
     return;
   }
+  read_round_ctx_ = ctx;
+  read_round_tick_ = ticks_;
+  ++read_index_counters_.rounds;
   for (ReadWaiter& w : held) reads_.emplace(ctx, std::move(w));
 }
 
@@ -706,6 +707,7 @@ void Node::FinishReady(raft::Ready& rd) {
   if (rd.snapshot) ApplySnapshot(*rd.snapshot);
   ApplyEntries(rd.committed_entries);
   for (raft::ReadState& rs : rd.read_states) {
+    if (rs.context == read_round_ctx_) read_round_ctx_.clear();
     // Those that timed out already are gone.
     auto [first, last] = reads_.equal_range(rs.context);
     for (auto it = first; it != last; ++it) {
@@ -718,6 +720,9 @@ void Node::FinishReady(raft::Ready& rd) {
   raft_->Advance(rd);
   storage_.ReleaseApplied(applied_, opts_.log_cache_bytes);
   ServeReads();
+  // The reads that waited for the round just answered go out together
+  // (during HoldReady, ReleaseReady sends them).
+  if (ready_holds_ == 0) IssueHeldReads();
   MaybeSnapshot();
 }
 

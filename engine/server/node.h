@@ -103,6 +103,13 @@ struct NodeOptions {
   // Requests not completed within this many ticks fail with a timeout; the
   // outcome of such a write is unknown to the client.
   int request_timeout_ticks = 50;
+  // One read index round at a time, as etcd's linearizableReadLoop: reads
+  // that come while a round is out wait and share the next one, so under
+  // load a round (a heartbeat to every follower and their answers) serves
+  // every read that came during the last. A round not answered within
+  // this many ticks (a lost message, a new leader) no longer holds the
+  // next one back; its own reads wait for their answer or time out.
+  int read_round_patience_ticks = 1;
   uint64_t max_request_bytes = 1536 * 1024;  // etcd's default 1.5 MiB
   int max_pending_requests = 10000;
   raft::Config raft;  // limits; id, storage, rng and ticks are filled in
@@ -296,6 +303,7 @@ class Node {
   struct ReadIndexCounters {
     uint64_t failed = 0;
     uint64_t slow = 0;
+    uint64_t rounds = 0;  // read index requests made to raft
   };
   const ReadIndexCounters& read_index_counters() const {
     return read_index_counters_;
@@ -411,7 +419,17 @@ class Node {
   std::map<uint64_t, Waiter> proposals_;   // by request id
   // By ReadIndex context: the reads of one held batch share one.
   std::multimap<std::string, ReadWaiter> reads_;
-  std::vector<ReadWaiter> held_reads_;  // arrived during HoldReady
+  // Arrived during HoldReady or while a round was out.
+  std::vector<ReadWaiter> held_reads_;
+  // The read index round out (see read_round_patience_ticks): its context
+  // ("" when none) and the tick it left on.
+  std::string read_round_ctx_;
+  int read_round_tick_ = 0;
+  bool ReadRoundOut() const {
+    return !read_round_ctx_.empty() &&
+           ticks_ - read_round_tick_ <= opts_.read_round_patience_ticks;
+  }
+  // Sends the held reads in one round unless a round is out.
   void IssueHeldReads();
   ReadIndexCounters read_index_counters_;
   std::multimap<uint64_t, ReadWaiter> ready_reads_;  // by read index
