@@ -1110,8 +1110,9 @@ class NativeWatch final : public h2::Handler,
   bool PostNext(bool only_if_paused) {
     std::shared_ptr<WatchState> st = state_;
     Services::Impl* im = impl_;
-    return impl_->loop->Post(
-        [st, im, only_if_paused] { NextWatchRequests(st, im, only_if_paused); });
+    return impl_->loop->Post([st, im, only_if_paused] {
+      NextWatchRequests(st, im, only_if_paused);
+    });
   }
 
   Services::Impl* const impl_;
