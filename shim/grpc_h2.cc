@@ -29,6 +29,13 @@ int64_t NowMs() {
 }
 
 constexpr size_t kPrefixBytes = Call::kFrameHeaderBytes;
+
+// The big-endian length in a message's prefix (after the compressed flag).
+size_t MessageLength(const uint8_t* prefix) {
+  return (static_cast<size_t>(prefix[1]) << 24) |
+         (static_cast<size_t>(prefix[2]) << 16) |
+         (static_cast<size_t>(prefix[3]) << 8) | prefix[4];
+}
 // A connection's unsent bytes past which the loop stops pulling more
 // frames out of its session (a slow reader keeps its answers queued in
 // their calls, where pending_bytes shows them).
@@ -448,9 +455,7 @@ struct Bridge {
     if (s == nullptr || s->rejected || s->handler == nullptr) return 0;
     if (s->in.empty() && len >= kPrefixBytes && data[0] == 0) {
       // The usual case, one whole message in the chunk: no staging copy.
-      const size_t n = (static_cast<size_t>(data[1]) << 24) |
-                       (static_cast<size_t>(data[2]) << 16) |
-                       (static_cast<size_t>(data[3]) << 8) | data[4];
+      const size_t n = MessageLength(data);
       if (len == kPrefixBytes + n &&
           n <= c->server->opts_.max_recv_message_bytes) {
         s->handler->OnMessage(std::string(
@@ -463,9 +468,7 @@ struct Bridge {
     const size_t max = c->server->opts_.max_recv_message_bytes;
     while (s->in.size() - pos >= kPrefixBytes) {
       auto* p = reinterpret_cast<const unsigned char*>(s->in.data() + pos);
-      size_t n = (static_cast<size_t>(p[1]) << 24) |
-                 (static_cast<size_t>(p[2]) << 16) |
-                 (static_cast<size_t>(p[3]) << 8) | p[4];
+      const size_t n = MessageLength(p);
       if (p[0] != 0) {
         s->in.clear();
         Abort(c, s,

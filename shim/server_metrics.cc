@@ -423,9 +423,9 @@ void CallFigures::SummarizeRequestNow() {
   request_ = nullptr;
 }
 
-std::string CallFigures::RequestSummaryText() const {
-  return request_ != nullptr ? RequestSummary(m_->method, request_)
-                             : summary_;
+const std::string& CallFigures::RequestSummaryText() {
+  SummarizeRequestNow();
+  return summary_;
 }
 
 void CallFigures::Sent(const google::protobuf::Message& msg) {
@@ -556,7 +556,7 @@ void CallFigures::WarnIfSlow(double secs, const grpc::Status& status) {
           ? absl::StrCat("range_response_count:", range_count_,
                          " size:", response_size_)
           : absl::StrCat("size:", response_size_);
-  const std::string request = RequestSummaryText();
+  const std::string& request = RequestSummaryText();
   const char* prefix = m_->method == "Range" ? "read-only range " : "";
   if (!status.ok()) {
     DLOG_WARN(

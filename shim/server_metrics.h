@@ -148,7 +148,8 @@ class CallFigures {
   // A unary KV request, or its summary once SummarizeRequestNow ran.
   const google::protobuf::Message* request_ = nullptr;
   std::string summary_;
-  std::string RequestSummaryText() const;
+  // The request's summary, made once (when first needed).
+  const std::string& RequestSummaryText();
   size_t response_size_ = 0;
   int range_count_ = 0;
   std::chrono::steady_clock::time_point start_ =

@@ -536,12 +536,12 @@ void Node::ReadIndex(ReadDone done) {
   if (pending_requests() >= static_cast<size_t>(opts_.max_pending_requests)) {
     return done(ErrTooManyRequests());
   }
-  ReadWaiter w{std::move(done), ticks_ + opts_.request_timeout_ticks, 0};
-  if (started_ && raft_ != nullptr && (ready_holds_ > 0 || ReadRoundOut())) {
-    held_reads_.push_back(std::move(w));
-    return;
-  }
-  held_reads_.push_back(std::move(w));
+  held_reads_.push_back(
+      ReadWaiter{std::move(done), ticks_ + opts_.request_timeout_ticks, 0});
+  // ReleaseReady sends held reads; the round's answer (or the tick after
+  // its patience) sends those that wait for a round out.
+  if (ready_holds_ > 0 && started_ && raft_ != nullptr) return;
+  if (ReadRoundOut()) return;
   IssueHeldReads();
   ProcessReady();
 }
