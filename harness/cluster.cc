@@ -163,6 +163,9 @@ void Cluster::StartNode(SimNode& n) {
   n.server->set_on_lease_revoked([this, node_id](int64_t lease) {
     if (on_lease_revoked_) on_lease_revoked_(node_id, lease);
   });
+  n.server->set_on_lease_granted([this, node_id](int64_t lease) {
+    if (on_lease_granted_) on_lease_granted_(node_id, lease);
+  });
   world_.Mix(0x5354415254ULL ^ n.id);
   if (trace_) trace_->Event(world_.now(), n.id, "start");
   absl::Status s = n.server->Start();

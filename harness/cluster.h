@@ -207,6 +207,12 @@ class Cluster {
   void set_on_lease_revoked(std::function<void(uint64_t, int64_t)> f) {
     on_lease_revoked_ = std::move(f);
   }
+  // A member whose lessor is primary applied a lease's grant: the lease's
+  // expiry runs from now there (a follower may have answered the client
+  // before, while the leader's apply lagged).
+  void set_on_lease_granted(std::function<void(uint64_t, int64_t)> f) {
+    on_lease_granted_ = std::move(f);
+  }
   // A member just became leader.
   void set_on_elected(std::function<void(uint64_t)> f) {
     on_elected_ = std::move(f);
@@ -315,6 +321,7 @@ class Cluster {
   CommitFilter commit_filter_;
   std::function<void(uint64_t)> on_down_;
   std::function<void(uint64_t, int64_t)> on_lease_revoked_;
+  std::function<void(uint64_t, int64_t)> on_lease_granted_;
   std::function<void(uint64_t)> on_elected_;
   std::function<void(uint64_t)> on_lease_primary_;
   std::function<void(uint64_t, int64_t)> on_clock_jump_;

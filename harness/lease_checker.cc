@@ -115,6 +115,11 @@ void LeaseChecker::OnGranted(int64_t id, int64_t ttl_s, int64_t invoke_ns,
   if (l.revoked_at >= 0) CheckNotEarly(id, l, l.revoked_at, "revoke applied");
 }
 
+void LeaseChecker::OnGrantApplied(int64_t id, int64_t now_ns) {
+  Lease& l = leases_[id];
+  l.renew_ub = std::max(l.renew_ub, now_ns);
+}
+
 void LeaseChecker::OnKeepAlive(int64_t id, int64_t invoke_ns,
                                int64_t return_ns, KeepAlive outcome,
                                bool may_renew_later) {

@@ -182,6 +182,9 @@ Workload::Workload(Cluster* cluster, env::SeededRng rng, WorkloadOptions opts,
   });
   cluster_->set_on_lease_primary(
       [this](uint64_t) { lease_checker_.OnPrimary(cluster_->world().now()); });
+  cluster_->set_on_lease_granted([this](uint64_t, int64_t id) {
+    lease_checker_.OnGrantApplied(id, cluster_->world().now());
+  });
   cluster_->set_on_clock_jump([this](uint64_t node, int64_t forward_ns) {
     lease_checker_.OnClockJump(node, cluster_->world().now(), forward_ns);
   });
@@ -193,6 +196,7 @@ Workload::~Workload() {
   cluster_->set_on_down(nullptr);
   cluster_->set_on_lease_revoked(nullptr);
   cluster_->set_on_lease_primary(nullptr);
+  cluster_->set_on_lease_granted(nullptr);
   cluster_->set_on_clock_jump(nullptr);
 }
 

@@ -428,6 +428,9 @@ class EtcdServer {
   void set_on_lease_revoked(std::function<void(int64_t)> f) {
     sm_.set_on_lease_revoked(std::move(f));
   }
+  void set_on_lease_granted(std::function<void(int64_t)> f) {
+    sm_.set_on_lease_granted(std::move(f));
+  }
   void set_on_compaction(std::function<void(bool done)> f) {
     sm_.set_on_compaction(std::move(f));
   }

@@ -438,6 +438,9 @@ std::string EtcdStateMachine::ApplyRequest(
     absl::StatusOr<int64_t> ttl = lessor_.Grant(
         r.lease_grant().id(), r.lease_grant().ttl(), opts_.now_ns());
     if (!ttl.ok()) return EncodeResult(ttl.status(), nullptr);
+    if (on_lease_granted_ && lessor_.is_primary()) {
+      on_lease_granted_(r.lease_grant().id());
+    }
     resp.set_id(r.lease_grant().id());
     resp.set_ttl(*ttl);
     resp.mutable_header()->set_revision(kv_.Rev());

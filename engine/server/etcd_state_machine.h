@@ -166,6 +166,11 @@ class EtcdStateMachine final : public StateMachine {
   void set_on_lease_revoked(std::function<void(int64_t)> f) {
     on_lease_revoked_ = std::move(f);
   }
+  // Called after a grant was applied while this member's lessor is
+  // primary: the lease's expiry runs from this member's clock now.
+  void set_on_lease_granted(std::function<void(int64_t)> f) {
+    on_lease_granted_ = std::move(f);
+  }
   // Called with false right before a compaction request is applied and,
   // if it compacted (not when refused), with true right after: the real
   // server times etcd's compaction histograms around it (the engine keeps
@@ -238,6 +243,7 @@ class EtcdStateMachine final : public StateMachine {
   EventsFn on_events_;
   std::function<void()> on_restore_;
   std::function<void(int64_t)> on_lease_revoked_;
+  std::function<void(int64_t)> on_lease_granted_;
   std::function<void(bool)> on_compaction_;
   SlowApplyFn on_slow_apply_;
   int64_t slow_apply_ns_ = 0;

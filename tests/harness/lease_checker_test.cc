@@ -145,6 +145,26 @@ TEST(LeaseCheckerLateTest, RenewRightAtTheDeadlineIsNot) {
   EXPECT_TRUE(c.violations().empty()) << c.violations()[0];
 }
 
+// A follower answered the grant at 10 ms; the leader applied it only at
+// 70 ms (its apply lagged): the ttl runs from 70 ms, before or after the
+// answer was reported (seed 2440 of disk-faults).
+TEST(LeaseCheckerLateTest, ALeaderApplyingTheGrantLateSetsTheDeadline) {
+  for (bool applied_first : {false, true}) {
+    LeaseChecker c(Tight());
+    if (applied_first) c.OnGrantApplied(7, 70 * kMs);
+    c.OnGranted(7, 1, 0, 10 * kMs);
+    if (!applied_first) c.OnGrantApplied(7, 70 * kMs);
+    EXPECT_EQ(c.Deadline(7), 1070 * kMs + 1000);
+    c.OnKeepAlive(7, 1050 * kMs, 1052 * kMs, KA::kOk);
+    EXPECT_TRUE(c.violations().empty()) << c.violations()[0];
+    // Alone, the answer bounds nothing later than 10 ms + ttl.
+    LeaseChecker d(Tight());
+    d.OnGranted(7, 1, 0, 10 * kMs);
+    d.OnKeepAlive(7, 1050 * kMs, 1052 * kMs, KA::kOk);
+    EXPECT_EQ(d.violations().size(), 1u);
+  }
+}
+
 TEST(LeaseCheckerLateTest, PromotionExtendsByTheElectionTimeout) {
   LeaseChecker c(Tight());
   c.OnGranted(7, 1, 0, 10 * kMs);
