@@ -18,6 +18,7 @@ import time
 import unittest
 
 import cluster
+import compare
 import test_detcdctl_lib as lib
 import test_etcdctl_compare as tec
 
@@ -545,17 +546,17 @@ class Failover(lib.DetcdctlCase):
                          (["endpoint", "health", "-w", "json"], 1),
                          (["endpoint", "status"], 1),
                          (["endpoint", "hashkv"], 1)):
-            ra = self.ref.ctl(args, endpoints=eps(self.ref),
-                              command_timeout="2s")
-            rb = self.srv.ctl(args, endpoints=eps(self.srv),
-                              command_timeout="2s")
+            # Both sides at once: each waits out its dead endpoint.
+            fa, fb = (compare._POOL.submit(side.ctl, args, endpoints=eps(side),
+                                           command_timeout="2s")
+                      for side in (self.ref, self.srv))
+            ra, rb = fa.result(), fb.result()
             self.assertEqual(ra.rc, rc, ra.describe())
             self.assertSameOutput(args, ra, rb)
-        ra = self.ref.ctl(["get", "f/k"], endpoints=[dead],
-                          command_timeout="1s")
-        rb = self.srv.ctl(["get", "f/k"], endpoints=[dead],
-                          command_timeout="1s")
-        self.assertSameOutput(["get", "f/k"], ra, rb)
+        fa, fb = (compare._POOL.submit(side.ctl, ["get", "f/k"],
+                                       endpoints=[dead], command_timeout="1s")
+                  for side in (self.ref, self.srv))
+        self.assertSameOutput(["get", "f/k"], fa.result(), fb.result())
 
 
 class MakeMirror(lib.DetcdctlCase):
@@ -704,6 +705,8 @@ class Check(lib.DetcdctlCase):
         self.assertEqual(self._report(ra), self._report(rb),
                          "%s\n%s" % (ra.describe(), rb.describe()))
 
+    @unittest.skipUnless(cluster.LONG, "60 s of load: DETCD_IT_LONG=1 "
+                         "(ctest -L long: integration_detcdctl_long)")
     def test_check_perf(self):
         self._compare(["check", "perf", "--load=s", "--auto-compact",
                        "--auto-defrag"], 180)

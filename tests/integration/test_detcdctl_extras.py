@@ -753,6 +753,9 @@ class Keepalive(cluster.ClusterTestCase):
             self.assert_after(r.out[self.cuts[tool]:], r)
 
 
+@unittest.skipUnless(cluster.LONG, "the client's side, 40 s more: "
+                     "DETCD_IT_LONG=1 (ctest -L long: "
+                     "integration_detcdctl_long)")
 class KeepaliveOnEtcd(Keepalive):
     """The same against real etcd 3.4 members."""
 
@@ -910,7 +913,8 @@ class InsecureDiscovery(cluster.ClusterTestCase):
         is no different."""
         for extra in ([], ["--endpoints", "127.0.0.1:%d" % self.pa]):
             self.check(["--discovery-srv", "plain.detcd.test",
-                        "--insecure-discovery=false", "--dial-timeout=2s"] +
+                        "--insecure-discovery=false", "--dial-timeout=2s",
+                        "--command-timeout=2s"] +
                        extra + self.GET, 1, "",
                        self.ignoring()[:-1] +
                        "Error: context deadline exceeded\n$")
@@ -927,7 +931,8 @@ class InsecureDiscovery(cluster.ClusterTestCase):
         """The certificate does not name t.detcd.test: without
         --insecure-discovery=false the dial fails."""
         self.check(["--discovery-srv", "tlsonly.detcd.test", "--cacert",
-                    self.pki["ca"], "--dial-timeout=2s"] + self.GET, 1, "",
+                    self.pki["ca"], "--dial-timeout=2s",
+                    "--command-timeout=2s"] + self.GET, 1, "",
                    "context deadline exceeded")
 
 

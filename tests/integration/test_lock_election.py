@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 
 import cluster
 from cluster import CONFIG, ClusterTestCase
@@ -198,6 +199,9 @@ class LockElectionTest(ClusterTestCase):
             self.assertEqual(got, "got\n")
         self.assertSame(results, "lock --ttl")
 
+    @unittest.skipUnless(cluster.LONG, "waits out etcdctl's 60 s session "
+                         "lease: DETCD_IT_LONG=1 (ctest -L long: "
+                         "integration_lock_election_long)")
     def test_elect_observe_and_leader_kill(self):
         def scenario(c):
             observer = cluster.Background(c.endpoints(), ["elect", "-l", "el"])
