@@ -13,6 +13,7 @@
 #include <latch>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <random>
 #include <string>
 #include <thread>
@@ -24,6 +25,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "detcd/client.h"
+#include "h2_unary.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "grpcpp/alarm.h"
 #include "grpcpp/grpcpp.h"
@@ -442,7 +444,195 @@ class Bench {
     SteadyClock::time_point sent;
   };
 
+  // Put/range/txn calls go over detcd's own HTTP/2 client (h2_unary.h)
+  // unless TLS or auth is asked for, or --grpc-client.
+  bool UseH2() const {
+    return !o_.grpc_client && o_.cacert.empty() && o_.cert.empty() &&
+           o_.key_file.empty() && !o_.insecure_skip_tls_verify &&
+           o_.user.empty();
+  }
+
+  // Merges the slots' sections into the loop's result.
+  static LoopResult Collect(const AsyncSpec& spec,
+                            const std::vector<std::unique_ptr<Slot>>& slots,
+                            double seconds) {
+    LoopResult out;
+    out.seconds = seconds;
+    for (const auto& name : spec.sections) out.sections.emplace_back(name);
+    for (auto& s : slots) {
+      for (size_t i = 0; i < s->w.sections.size(); ++i) {
+        Section& dst = out.sections[i];
+        dst.latency.Merge(s->w.sections[i].latency);
+        dst.errors += s->w.sections[i].errors;
+        for (const auto& [text, c] : s->w.sections[i].error_texts) {
+          dst.error_texts[text] += c;
+        }
+      }
+    }
+    for (auto& s : out.sections) s.seconds = out.seconds;
+    return out;
+  }
+
+  // Runs body(t) for t < threads on threads of their own, with the
+  // progress bar, and merges the slots' figures.
+  template <typename Body>
+  LoopResult RunThreads(const AsyncSpec& spec, int threads, Body& body,
+                               const std::atomic<int64_t>& done,
+                               const std::vector<std::unique_ptr<Slot>>& slots,
+                               SteadyClock::time_point t0) {
+    std::optional<Progress> progress;
+    progress.emplace(spec.progress && ShowProgress(), spec.total, spec.duration,
+                     &done);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) pool.emplace_back(body, t);
+    for (auto& t : pool) t.join();
+    const auto t1 = SteadyClock::now();
+    progress->Stop();
+    return Collect(spec, slots,
+                   std::chrono::duration<double>(t1 - t0).count());
+  }
+
+  // A call of s ended (s->status) at now: its latency or its error.
+  static void Record(const AsyncSpec& spec, Slot* s,
+                     SteadyClock::time_point now) {
+    Section& sec = s->w.sections[s->call.section];
+    if (s->status.ok()) {
+      sec.latency.Record(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(now - s->sent)
+              .count());
+      if (spec.on_success) spec.on_success(s->w, s->call);
+    } else {
+      ++sec.errors;
+      ++sec.error_texts[s->status.error_message()];
+    }
+  }
+
+  // AsyncLoop over H2UnaryConn: --conns connections to the endpoints in
+  // turn, each owned by one of the threads (a thread gets every
+  // threads-th one); the thread's clients share its connections. A call
+  // that ends queues its client for the next operation, which the loop
+  // starts after the poll (so a broken connection's instant failures do
+  // not recurse).
+  absl::StatusOr<LoopResult> AsyncLoopH2(const AsyncSpec& spec) {
+    const std::vector<std::string> eps = clients_[0]->endpoints();
+    const int conns = std::max<int>(1, static_cast<int>(clients_.size()));
+    const int threads = std::max(1, std::min({o_.threads, spec.clients,
+                                              conns}));
+    std::vector<std::unique_ptr<Slot>> slots;
+    for (int i = 0; i < spec.clients; ++i) {
+      auto s = std::make_unique<Slot>();
+      s->w.id = i;
+      s->w.client = clients_[i % clients_.size()].get();
+      s->w.rng.seed(0x9E3779B97F4A7C15ULL * (i + 1));
+      for (const auto& name : spec.sections) s->w.sections.emplace_back(name);
+      s->w.value = RandomValue(o_.val_size, s->w.rng);
+      slots.push_back(std::move(s));
+    }
+    std::vector<std::vector<std::unique_ptr<client::H2UnaryConn>>> owned(
+        threads);
+    for (int j = 0; j < conns; ++j) {
+      auto c = client::H2UnaryConn::Dial(eps[j % eps.size()],
+                                         o_.dial_timeout);
+      if (!c.ok()) return c.status();
+      owned[j % threads].push_back(std::move(*c));
+    }
+    std::atomic<int64_t> next{0}, done{0};
+    const bool timed = spec.duration > absl::ZeroDuration();
+    const auto run_for = absl::ToChronoNanoseconds(spec.duration);
+    const auto t0 = SteadyClock::now();
+    const auto end = t0 + run_for;
+    auto body = [&](int t) {
+      std::vector<client::H2UnaryConn*> conns_t;
+      for (auto& c : owned[t]) conns_t.push_back(c.get());
+      using Due = std::pair<SteadyClock::time_point, Slot*>;
+      std::priority_queue<Due, std::vector<Due>, std::greater<Due>> waiting;
+      std::vector<Slot*> ended;
+      int active = 0;
+      auto start = [&](Slot* s, client::H2UnaryConn* conn) {
+        spec.build(s->w, s->k, &s->call);
+        std::string req;
+        const char* path = "";
+        switch (s->call.kind) {
+          case AsyncCall::kPut:
+            path = "/etcdserverpb.KV/Put";
+            s->call.put.SerializeToString(&req);
+            break;
+          case AsyncCall::kRange:
+            path = "/etcdserverpb.KV/Range";
+            s->call.range.SerializeToString(&req);
+            break;
+          case AsyncCall::kTxn:
+            path = "/etcdserverpb.KV/Txn";
+            s->call.txn.SerializeToString(&req);
+            break;
+        }
+        s->sent = SteadyClock::now();
+        conn->Start(path, std::move(req), o_.command_timeout,
+                    [&, s](absl::Status st, std::string_view) {
+                      s->status = st.ok() ? grpc::Status::OK
+                                          : grpc::Status(grpc::UNKNOWN,
+                                                         std::string(
+                                                             st.message()));
+                      ended.push_back(s);
+                    });
+      };
+      // Takes the next operation for s: false when there is none left.
+      auto issue = [&](Slot* s, client::H2UnaryConn* conn) {
+        s->k = next.fetch_add(1, std::memory_order_relaxed);
+        if (!timed && s->k >= spec.total) return false;
+        const auto now = SteadyClock::now();
+        if (spec.rate > 0) {
+          const auto slot =
+              t0 + std::chrono::nanoseconds(static_cast<int64_t>(
+                       static_cast<double>(s->k) * 1e9 / spec.rate));
+          if (timed && slot >= end) return false;
+          if (slot > now) {
+            waiting.emplace(slot, s);
+            return true;
+          }
+        }
+        if (timed && now >= end) return false;
+        start(s, conn);
+        return true;
+      };
+      std::vector<Slot*> mine;
+      for (size_t i = t; i < slots.size(); i += threads) {
+        mine.push_back(slots[i].get());
+      }
+      auto conn_of = [&](Slot* s) {
+        return conns_t[(s->w.id / threads) % conns_t.size()];
+      };
+      for (Slot* s : mine) {
+        if (issue(s, conn_of(s))) ++active;
+      }
+      while (active > 0) {
+        absl::Duration wait = absl::Milliseconds(100);
+        if (!waiting.empty()) {
+          wait = absl::FromChrono(std::max(
+              SteadyClock::duration::zero(),
+              waiting.top().first - SteadyClock::now()));
+        }
+        if (ended.empty()) client::H2UnaryConn::PollAll(conns_t, wait);
+        const auto now = SteadyClock::now();
+        while (!waiting.empty() && waiting.top().first <= now) {
+          Slot* s = waiting.top().second;
+          waiting.pop();
+          start(s, conn_of(s));
+        }
+        std::vector<Slot*> batch;
+        batch.swap(ended);
+        for (Slot* s : batch) {
+          Record(spec, s, now);
+          done.fetch_add(1, std::memory_order_relaxed);
+          if (!issue(s, conn_of(s))) --active;
+        }
+      }
+    };
+    return RunThreads(spec, threads, body, done, slots, t0);
+  }
+
   absl::StatusOr<LoopResult> AsyncLoop(const AsyncSpec& spec) {
+    if (UseH2()) return AsyncLoopH2(spec);
     const int threads = std::min(o_.threads, spec.clients);
     // A KV stub per channel: client c, endpoint e.
     std::vector<std::vector<std::unique_ptr<pb::KV::Stub>>> stubs;
@@ -528,18 +718,7 @@ class Bench {
           start_call(s, &cq);
           continue;
         }
-        const auto now = SteadyClock::now();
-        Section& sec = s->w.sections[s->call.section];
-        if (s->status.ok()) {
-          sec.latency.Record(
-              std::chrono::duration_cast<std::chrono::nanoseconds>(now -
-                                                                   s->sent)
-                  .count());
-          if (spec.on_success) spec.on_success(s->w, s->call);
-        } else {
-          ++sec.errors;
-          ++sec.error_texts[s->status.error_message()];
-        }
+        Record(spec, s, SteadyClock::now());
         done.fetch_add(1, std::memory_order_relaxed);
         if (!issue(s, &cq)) --active;
       }
@@ -547,30 +726,7 @@ class Bench {
       while (cq.Next(&tag, &ok)) {
       }
     };
-    std::optional<Progress> progress;
-    progress.emplace(spec.progress && ShowProgress(), spec.total, spec.duration,
-                     &done);
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) pool.emplace_back(body, t);
-    for (auto& t : pool) t.join();
-    const auto t1 = SteadyClock::now();
-    progress->Stop();
-
-    LoopResult out;
-    out.seconds = std::chrono::duration<double>(t1 - t0).count();
-    for (const auto& name : spec.sections) out.sections.emplace_back(name);
-    for (auto& s : slots) {
-      for (size_t i = 0; i < s->w.sections.size(); ++i) {
-        Section& dst = out.sections[i];
-        dst.latency.Merge(s->w.sections[i].latency);
-        dst.errors += s->w.sections[i].errors;
-        for (const auto& [text, c] : s->w.sections[i].error_texts) {
-          dst.error_texts[text] += c;
-        }
-      }
-    }
-    for (auto& s : out.sections) s.seconds = out.seconds;
-    return out;
+    return RunThreads(spec, threads, body, done, slots, t0);
   }
 
   AsyncSpec MainAsyncSpec() const {

@@ -135,6 +135,7 @@ absl::StatusOr<Options> ParseArgs(const std::vector<std::string>& args) {
       {"dial-timeout", Duration("dial-timeout", &o.dial_timeout)},
       {"command-timeout", Duration("command-timeout", &o.command_timeout)},
       {"threads", Int("threads", &o.threads, 1)},
+      {"grpc-client", Bool("grpc-client", &o.grpc_client)},
       {"json", Bool("json", &o.json)},
       {"no-progress", Bool("no-progress", &o.no_progress)},
       {"cacert", String(&o.cacert)},
@@ -344,6 +345,8 @@ Global flags:
   --cacert/--cert/--key FILE, --insecure-skip-tls-verify   TLS
   --user NAME[:PASSWORD] [--password P]                     auth
   --threads N         threads driving put/range/txn calls (default 2)
+  --grpc-client       put/range/txn through gRPC C++, not the built-in
+                      HTTP/2 client (TLS and --user always use gRPC C++)
   --json              print the result as JSON on stdout
   --no-progress       no progress bar (it only shows on a terminal anyway)
 Workload flags: --key-size (8) --val-size (8) --key-space-size (1)

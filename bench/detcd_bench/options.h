@@ -45,6 +45,9 @@ struct Options {
   // Threads driving the put/range/txn workloads' calls (completion
   // queues); the other workloads use a thread per client.
   int threads = 2;
+  // Put/range/txn over gRPC C++ instead of the built-in HTTP/2 client
+  // (which TLS and auth always use).
+  bool grpc_client = false;
   bool json = false;
   // Progress bar: auto (on when stderr is a terminal), forced off.
   bool no_progress = false;

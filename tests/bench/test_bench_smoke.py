@@ -87,6 +87,16 @@ class BenchSmoke(cluster.ClusterTestCase):
         got = self.c.ctl_ok(["get", "0000000049", "--print-value-only"])
         self.assertEqual(len(got.out.strip()), 64)
 
+    def test_grpc_client_fills_the_key_space_too(self):
+        """--grpc-client: the same puts through gRPC C++ instead of the
+        built-in HTTP/2 client (TLS and --user always take it)."""
+        r = self.run_json(["--conns", "2", "--clients", "4", "--grpc-client",
+                           "put", "--total", "300", "--key-size", "10",
+                           "--val-size", "64", "--key-space-size", "50",
+                           "--sequential-keys"], ["put"])
+        self.assertEqual(r["sections"][0]["count"], 300)
+        self.assertEqual(self.count("00000000"), 50)
+
     def test_range_linearizable_serializable_prefix(self):
         self.c.ctl_ok(["put", "rk", "v"])
         for extra in (["--consistency", "l"], ["--consistency", "s"],
