@@ -2,9 +2,9 @@
 // (Debian libnghttp2, as the server's shim/grpc_h2), for callers that
 // drive many calls from one thread and want little CPU per call: the
 // load generator (detcd-bench). One thread owns a connection and all its
-// calls: Start queues a call, Poll does the socket I/O and runs the calls'
-// Done callbacks. No TLS, no retries, no fail-over: the Client (client.h)
-// is the client for everything else.
+// calls: Start queues a call, PollAll does the socket I/O and runs the
+// calls' Done callbacks. No TLS, no retries, no fail-over: the Client
+// (client.h) is the client for everything else.
 //
 // The wire is gRPC's PROTOCOL-HTTP2: HEADERS (:method POST, :scheme http,
 // :path /service/Method, content-type application/grpc, te trailers,
@@ -45,7 +45,7 @@ class H2UnaryConn {
 
   // Queues a call of method path ("/etcdserverpb.KV/Put") with the
   // serialized request; timeout > 0 is sent as grpc-timeout. done runs
-  // from a later Poll (or from Start, with an error, if the connection
+  // from a later PollAll (or from Start, with an error, if the connection
   // is already broken).
   void Start(std::string_view path, std::string request, absl::Duration timeout,
              Done done);
