@@ -256,7 +256,6 @@ struct H2UnaryConn::Impl {
       FinishEnded();
       if (static_cast<size_t>(r) < sizeof buf) break;
     }
-    FinishEnded();
   }
 };
 

@@ -507,6 +507,39 @@ class Bench {
     }
   }
 
+  // Client i of an asynchronous loop, without its transport.
+  std::unique_ptr<Slot> NewSlot(const AsyncSpec& spec, int i) const {
+    auto s = std::make_unique<Slot>();
+    s->w.id = i;
+    s->client = clients_[i % clients_.size()].get();
+    s->w.client = s->client;
+    s->w.rng.seed(0x9E3779B97F4A7C15ULL * (i + 1));
+    for (const auto& name : spec.sections) s->w.sections.emplace_back(name);
+    s->w.value = RandomValue(o_.val_size, s->w.rng);
+    return s;
+  }
+
+  // Takes the next operation for s (s->k): none when the run is over,
+  // else when it is due (a time not after now: at once).
+  static std::optional<SteadyClock::time_point> NextDue(
+      const AsyncSpec& spec, Slot* s, std::atomic<int64_t>& next,
+      SteadyClock::time_point t0) {
+    const bool timed = spec.duration > absl::ZeroDuration();
+    const auto end = t0 + absl::ToChronoNanoseconds(spec.duration);
+    s->k = next.fetch_add(1, std::memory_order_relaxed);
+    if (!timed && s->k >= spec.total) return std::nullopt;
+    const auto now = SteadyClock::now();
+    if (spec.rate > 0) {
+      const auto slot =
+          t0 + std::chrono::nanoseconds(static_cast<int64_t>(
+                   static_cast<double>(s->k) * 1e9 / spec.rate));
+      if (timed && slot >= end) return std::nullopt;
+      if (slot > now) return slot;
+    }
+    if (timed && now >= end) return std::nullopt;
+    return now;
+  }
+
   // AsyncLoop over H2UnaryConn: --conns connections to the endpoints in
   // turn, each owned by one of the threads (a thread gets every
   // threads-th one); the thread's clients share its connections. A call
@@ -519,15 +552,7 @@ class Bench {
     const int threads = std::max(1, std::min({o_.threads, spec.clients,
                                               conns}));
     std::vector<std::unique_ptr<Slot>> slots;
-    for (int i = 0; i < spec.clients; ++i) {
-      auto s = std::make_unique<Slot>();
-      s->w.id = i;
-      s->w.client = clients_[i % clients_.size()].get();
-      s->w.rng.seed(0x9E3779B97F4A7C15ULL * (i + 1));
-      for (const auto& name : spec.sections) s->w.sections.emplace_back(name);
-      s->w.value = RandomValue(o_.val_size, s->w.rng);
-      slots.push_back(std::move(s));
-    }
+    for (int i = 0; i < spec.clients; ++i) slots.push_back(NewSlot(spec, i));
     std::vector<std::vector<std::unique_ptr<client::H2UnaryConn>>> owned(
         threads);
     for (int j = 0; j < conns; ++j) {
@@ -537,10 +562,7 @@ class Bench {
       owned[j % threads].push_back(std::move(*c));
     }
     std::atomic<int64_t> next{0}, done{0};
-    const bool timed = spec.duration > absl::ZeroDuration();
-    const auto run_for = absl::ToChronoNanoseconds(spec.duration);
     const auto t0 = SteadyClock::now();
-    const auto end = t0 + run_for;
     auto body = [&](int t) {
       std::vector<client::H2UnaryConn*> conns_t;
       for (auto& c : owned[t]) conns_t.push_back(c.get());
@@ -578,21 +600,13 @@ class Bench {
       };
       // Takes the next operation for s: false when there is none left.
       auto issue = [&](Slot* s, client::H2UnaryConn* conn) {
-        s->k = next.fetch_add(1, std::memory_order_relaxed);
-        if (!timed && s->k >= spec.total) return false;
-        const auto now = SteadyClock::now();
-        if (spec.rate > 0) {
-          const auto slot =
-              t0 + std::chrono::nanoseconds(static_cast<int64_t>(
-                       static_cast<double>(s->k) * 1e9 / spec.rate));
-          if (timed && slot >= end) return false;
-          if (slot > now) {
-            waiting.emplace(slot, s);
-            return true;
-          }
+        const auto due = NextDue(spec, s, next, t0);
+        if (!due) return false;
+        if (*due > SteadyClock::now()) {
+          waiting.emplace(*due, s);
+        } else {
+          start(s, conn);
         }
-        if (timed && now >= end) return false;
-        start(s, conn);
         return true;
       };
       std::vector<Slot*> mine;
@@ -644,23 +658,13 @@ class Bench {
     }
     std::vector<std::unique_ptr<Slot>> slots;
     for (int i = 0; i < spec.clients; ++i) {
-      auto s = std::make_unique<Slot>();
-      s->w.id = i;
-      const size_t c = i % clients_.size();
-      s->client = clients_[c].get();
-      s->w.client = s->client;
-      auto& eps = stubs[c];
+      auto s = NewSlot(spec, i);
+      auto& eps = stubs[i % clients_.size()];
       s->stub = eps[(i / clients_.size()) % eps.size()].get();
-      s->w.rng.seed(0x9E3779B97F4A7C15ULL * (i + 1));
-      for (const auto& name : spec.sections) s->w.sections.emplace_back(name);
-      s->w.value = RandomValue(o_.val_size, s->w.rng);
       slots.push_back(std::move(s));
     }
     std::atomic<int64_t> next{0}, done{0};
-    const bool timed = spec.duration > absl::ZeroDuration();
-    const auto run_for = absl::ToChronoNanoseconds(spec.duration);
     const auto t0 = SteadyClock::now();
-    const auto end = t0 + run_for;
 
     auto start_call = [&](Slot* s, grpc::CompletionQueue* cq) {
       s->waiting_alarm = false;
@@ -685,23 +689,16 @@ class Bench {
     };
     // Takes the next operation for s: false when there is none left.
     auto issue = [&](Slot* s, grpc::CompletionQueue* cq) {
-      s->k = next.fetch_add(1, std::memory_order_relaxed);
-      if (!timed && s->k >= spec.total) return false;
-      if (spec.rate > 0) {
-        const auto slot =
-            t0 + std::chrono::nanoseconds(static_cast<int64_t>(
-                     static_cast<double>(s->k) * 1e9 / spec.rate));
-        if (timed && slot >= end) return false;
-        const auto now = SteadyClock::now();
-        if (slot > now) {
-          s->waiting_alarm = true;
-          // gRPC's alarms take the system clock.
-          s->alarm.Set(cq, std::chrono::system_clock::now() + (slot - now), s);
-          return true;
-        }
+      const auto due = NextDue(spec, s, next, t0);
+      if (!due) return false;
+      const auto now = SteadyClock::now();
+      if (*due > now) {
+        s->waiting_alarm = true;
+        // gRPC's alarms take the system clock.
+        s->alarm.Set(cq, std::chrono::system_clock::now() + (*due - now), s);
+      } else {
+        start_call(s, cq);
       }
-      if (timed && SteadyClock::now() >= end) return false;
-      start_call(s, cq);
       return true;
     };
     auto body = [&](int t) {
