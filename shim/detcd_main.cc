@@ -4,8 +4,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <gperftools/malloc_extension_c.h>
-
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -31,14 +29,6 @@ int main(int argc, char** argv) {
   // graph (a debugging aid: 2-4% of a put's CPU in a perf profile of the
   // put path). Lock order is kept by design and by the tests' builds.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  // The binary runs on gperftools' tcmalloc (shim/CMakeLists.txt). Large
-  // blocks (big values, snapshot images, 1 MB responses queued for watch
-  // streams) go back to the system as soon as they are freed rather than
-  // at tcmalloc's gradual release rate: 16 non-reading watch streams under
-  // 60 puts of 1 MB ended at 281 MiB RSS without this, 171 MiB with it
-  // (glibc's malloc: 225); a 1-member put costs the same either way.
-  MallocExtension_SetNumericProperty("tcmalloc.aggressive_memory_decommit",
-                                     1);
 
   std::vector<std::string> args(argv + 1, argv + argc);
   std::vector<std::string> env;

@@ -1228,6 +1228,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // entries would cost far more than the writes: wait until the log since
   // the last one is half the size of its image (NodeOptions).
   so.node.snapshot_log_ratio = 0.5;
+  so.node.log_cache_bytes_alone = 1 << 20;
   so.node.snapshot_catchup_entries =
       std::min<uint64_t>(5000, std::max<uint64_t>(1, c.snapshot_count / 2));
   so.node.max_request_bytes = c.max_request_bytes;

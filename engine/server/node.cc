@@ -718,7 +718,11 @@ void Node::FinishReady(raft::Ready& rd) {
     reads_.erase(first, last);
   }
   raft_->Advance(rd);
-  storage_.ReleaseApplied(applied_, opts_.log_cache_bytes);
+  const bool alone = conf_state_.learners.empty() &&
+                     conf_state_.voters.size() == 1 &&
+                     conf_state_.voters[0] == opts_.id;
+  storage_.ReleaseApplied(applied_, alone ? opts_.log_cache_bytes_alone
+                                          : opts_.log_cache_bytes);
   ServeReads();
   // The reads that waited for the round just answered go out together
   // (during HoldReady, ReleaseReady sends them).

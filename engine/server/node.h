@@ -81,6 +81,12 @@ struct NodeOptions {
   // hold every write since the last one (1M keys in txns of 100 puts:
   // 280 MiB next to the store).
   uint64_t log_cache_bytes = 64 << 20;
+  // The budget while this member is alone in its applied configuration
+  // (the only voter, no learners): nobody can need an applied entry from
+  // its log (a member added later gets a snapshot), so the real server
+  // keeps only a small batch, released together (1 MiB). The default keeps
+  // the simulator's runs as they were.
+  uint64_t log_cache_bytes_alone = 64 << 20;
   // Take a snapshot after this many applied entries, keeping this many
   // entries behind it for followers that lag a little.
   uint64_t snapshot_count = 10000;
@@ -283,6 +289,9 @@ class Node {
   const absl::Status& failure() const { return failure_; }
   const raft::Raft& raft() const { return *raft_; }
   uint64_t applied_index() const { return applied_; }
+  // Bytes of entries raft's in-memory log holds (NodeOptions::
+  // log_cache_bytes).
+  uint64_t log_bytes() const { return storage_.entries_bytes(); }
   const raft::ConfState& conf_state() const { return conf_state_; }
   bool is_leader() const {
     return raft_ && raft_->state() == raft::StateType::kLeader;

@@ -955,6 +955,37 @@ TEST(Node, TakeSnapshotDropsTheIncrementalOne) {
   EXPECT_EQ(bus.sm(1).data().size(), static_cast<size_t>(puts));
 }
 
+// NodeOptions::log_cache_bytes_alone: a member alone in its configuration
+// keeps at most that budget of applied entries (plus its quarter of
+// slack); with other voters the log keeps log_cache_bytes of them, and a
+// member that later joins the lone one still catches up (by snapshot).
+TEST(Node, ALoneMemberKeepsFewAppliedEntries) {
+  const std::string value(1000, 'v');
+  for (uint64_t members : {1u, 3u}) {
+    SCOPED_TRACE(members);
+    Bus bus;
+    bus.options.snapshot_count = 1000;  // no snapshot compacts the log here
+    bus.options.log_cache_bytes_alone = 4000;
+    const uint64_t lead = bus.StartCluster(members);
+    ASSERT_NE(lead, 0u);
+    for (int i = 0; i < 40; ++i) {
+      ASSERT_TRUE(bus.Put(lead, absl::StrCat("k", i), value).ok());
+    }
+    if (members == 1) {
+      EXPECT_LE(bus.node(lead).log_bytes(), 5000u);
+      // A joiner gets the data although the log lost its start.
+      ASSERT_TRUE(bus.AddVoter(lead, 2).ok());
+      bus.Tick(20);
+      ASSERT_TRUE(bus.Put(lead, "after", "join").ok());
+      bus.Tick(5);
+      EXPECT_EQ(bus.sm(2).data().at("k0"), value);
+      EXPECT_EQ(bus.sm(2).data().at("after"), "join");
+    } else {
+      EXPECT_GE(bus.node(lead).log_bytes(), 40000u);
+    }
+  }
+}
+
 // NodeOptions::snapshot_log_ratio: a store much larger than the writes
 // since its last snapshot is not imaged again every snapshot_count
 // entries; once the log has grown to the image's size it is; recovery
