@@ -1298,11 +1298,20 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // takes turns with the requests while it is busy (Node::ContinueSnapshot);
   // so does the image of a Maintenance snapshot (EtcdServer::
   // ContinueImages).
+  // A leader change is published after the batch that saw it, not at the
+  // next tick: /health, the metrics and the status read the published
+  // figures, and a member that answered a linearizable read must not call
+  // itself leaderless for up to a heartbeat afterwards (as it did right
+  // after an election: integration_host_whitelist saw /health's "RAFT NO
+  // LEADER" after `etcdctl endpoint health` had passed).
   m.loop->SetBatchHooks(
       [s = m.server.get()] { s->node().HoldReady(); },
-      [s = m.server.get(), l = m.loop.get(),
+      [s = m.server.get(), l = m.loop.get(), im,
        posted = std::make_shared<bool>(false)] {
         s->node().ReleaseReady();
+        if (s->node().leader() != im->figures.leader.load()) {
+          im->PublishFigures();
+        }
         if (*posted) return;
         if (!s->node().snapshot_in_progress() && !s->image_in_progress()) {
           return;
