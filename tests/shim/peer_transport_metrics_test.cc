@@ -267,10 +267,15 @@ TEST(PeerTransportMetrics, LostStreamIsADisconnection) {
   EXPECT_EQ(StatsOf(*a->t, 2).disconnects, 0u);
   b->t->Stop();
   ASSERT_TRUE(Eventually([&] { return StatsOf(*a->t, 2).disconnects >= 1; }));
-  const std::string text = a->registry.Render();
-  EXPECT_TRUE(absl::StrContains(
-      text, "etcd_network_disconnected_peers_total{Local=\"1\",Remote=\"2\"} "))
-      << text;
+  // The counter behind the stats moves just before the metric's (both on
+  // the writer thread), so the metric is awaited too (it failed once).
+  std::string text;
+  EXPECT_TRUE(Eventually([&] {
+    text = a->registry.Render();
+    return absl::StrContains(
+        text,
+        "etcd_network_disconnected_peers_total{Local=\"1\",Remote=\"2\"} ");
+  })) << text;
 }
 
 TEST(PeerTransportMetrics, PeerPortAnswersEtcdsProbe) {
