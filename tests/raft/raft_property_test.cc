@@ -911,12 +911,13 @@ void CheckSafety(const std::string& name, const Weights& w, int max_actions) {
             << " compactions=" << cov.compactions
             << " snapshots_installed=" << cov.snapshots_installed
             << " conf_changes_applied=" << cov.conf_changes_applied << "\n";
-  // The schedules must actually exercise the protocol. These bounds are far
-  // below what 100 cases give; they catch a driver that quietly does
-  // nothing.
+  // The schedules must actually exercise the protocol. These bounds catch a
+  // driver that quietly does nothing, and sit about five standard deviations
+  // below what 100 random cases give (measured: 76-91 with commits, 29-44
+  // with three leaders), so a new RapidCheck seed does not trip them.
   if (ok && cov.cases >= 100) {
     EXPECT_GE(cov.cases_with_commits, cov.cases / 2);
-    EXPECT_GE(cov.cases_with_3_leaders, cov.cases / 4);
+    EXPECT_GE(cov.cases_with_3_leaders, cov.cases / 10);
     EXPECT_GT(cov.restarts, 0);
     EXPECT_GT(cov.compactions, 0);
     EXPECT_GT(cov.snapshots_installed, 0);
