@@ -1306,6 +1306,9 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
                  {"cluster-id", Hex(local_cid)},
                  {"remote-addr", remote}});
     }
+    // Before the answer: once the dialer sees its stream up, we already
+    // count it as up too.
+    if (code == kAccepted) PeerDialedIn(from);
     char answer[kAnswerLen];
     memcpy(answer, kMagic, kMagicLen);
     answer[kMagicLen] = static_cast<char>(code);
@@ -1315,7 +1318,6 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
       return;
     }
     SetTimeouts(stream->fd(), 0);  // an idle peer may stay silent for long
-    PeerDialedIn(from);
     DLOG_INFO("established TCP streaming connection with remote peer",
               {{"stream-reader-type", "detcd-peer1"},
                {"local-member-id", Hex(opts_.local_id)},

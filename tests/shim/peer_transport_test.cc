@@ -154,7 +154,8 @@ class PeerTransportTest : public ::testing::Test {
   // Link, then wait until both streams are up: a's first dial may reach b
   // before b knows a, and the transport drops what it queued for a peer
   // whose dial failed (as etcd does; raft sends again), which a test that
-  // counts every message would see (1 run in 30 on an idle machine).
+  // counts every message would see (1 run in 30 on an idle machine), and
+  // so would one that waits for its first message.
   static bool LinkUp(Member& a, Member& b) {
     Link(a, b);
     return WaitUntil(
@@ -222,7 +223,7 @@ TEST_F(PeerTransportTest, ReconnectsAfterListenerRestarts) {
   auto a = Make(1);
   auto b = Make(2);
   ASSERT_TRUE(a && b);
-  Link(*a, *b);
+  ASSERT_TRUE(LinkUp(*a, *b));
   a->t->Send(2, "before");
   ASSERT_TRUE(b->inbox.WaitFor(1));
   const std::string b_url = b->url;
@@ -247,7 +248,7 @@ TEST_F(PeerTransportTest, MessageRightAfterPeerRestartReachesTheNewProcess) {
   auto a = Make(1);
   auto b = Make(2);
   ASSERT_TRUE(a && b);
-  Link(*a, *b);
+  ASSERT_TRUE(LinkUp(*a, *b));
   a->t->Send(2, "before");
   ASSERT_TRUE(b->inbox.WaitFor(1));
   const std::string listen = absl::StrCat("http://127.0.0.1:", b->t->ListenPorts()[0]);
@@ -650,7 +651,7 @@ TEST_F(PeerTransportTest, LargePayloadIsDelivered) {
   auto a = Make(1);
   auto b = Make(2);
   ASSERT_TRUE(a && b);
-  Link(*a, *b);
+  ASSERT_TRUE(LinkUp(*a, *b));
   std::string big(20 << 20, '\0');
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 2654435761u) >> 13);
   a->t->Send(2, "small before");
@@ -670,7 +671,7 @@ TEST_F(PeerTransportTest, OversizedPayloadIsDroppedAtSend) {
   auto a = Make(1, o);
   auto b = Make(2);
   ASSERT_TRUE(a && b);
-  Link(*a, *b);
+  ASSERT_TRUE(LinkUp(*a, *b));
   a->t->Send(2, std::string((1 << 20) + 1, 'x'));
   a->t->Send(2, "fits");
   ASSERT_TRUE(b->inbox.WaitFor(1));
@@ -685,7 +686,13 @@ TEST_F(PeerTransportTest, RemovePeerAndChangeUrls) {
   b->t->SetPeer(1, {a->url});
   // A starts with a wrong URL for B, then learns the right one.
   a->t->SetPeer(2, {absl::StrCat("http://127.0.0.1:", FreePort())});
-  ASSERT_TRUE(WaitUntil([&] { return StatsOf(*a->t, 2).dial_failures > 0; }));
+  // B's stream into A tells A that B is up, which lets A queue for B
+  // until its next dial; so wait for that stream, then for a failed dial
+  // after it, before sending what must be dropped.
+  ASSERT_TRUE(WaitUntil([&] { return b->t->Connected(1); }));
+  const uint64_t failures = StatsOf(*a->t, 2).dial_failures;
+  ASSERT_TRUE(WaitUntil(
+      [&] { return StatsOf(*a->t, 2).dial_failures > failures; }));
   a->t->Send(2, "unreachable");  // dropped
   a->t->SetPeer(2, {b->url});
   ASSERT_TRUE(WaitUntil([&] { return a->t->Connected(2); }));
@@ -799,7 +806,7 @@ TEST_F(PeerTransportTlsTest, MutualTlsBetweenPeers) {
   auto a = Make(1, Tls(pki_), "https://127.0.0.1:0");
   auto b = Make(2, Tls(pki_), "https://127.0.0.1:0");
   ASSERT_TRUE(a && b);
-  Link(*a, *b);
+  ASSERT_TRUE(LinkUp(*a, *b));
   std::string big(3 << 20, 'z');
   for (int i = 0; i < 100; ++i) a->t->Send(2, absl::StrCat("tls-", i));
   a->t->Send(2, big);
@@ -847,7 +854,7 @@ TEST_F(PeerTransportTlsTest, AutoTls) {
   auto a = Make(1, auto_tls("a"), "https://127.0.0.1:0");
   auto b = Make(2, auto_tls("b"), "https://127.0.0.1:0");
   ASSERT_TRUE(a && b);
-  Link(*a, *b);
+  ASSERT_TRUE(LinkUp(*a, *b));
   a->t->Send(2, "auto");
   ASSERT_TRUE(b->inbox.WaitFor(1));
   EXPECT_EQ(b->inbox.Take()[0].second, "auto");
