@@ -1,5 +1,6 @@
 #include "detcd/recipe_driver.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -88,6 +89,9 @@ RecipeReply Call(Client* c, const RecipeCall& call, absl::Time deadline) {
 }  // namespace
 
 absl::Status RunSteps(Client* c, RecipeSteps& steps, absl::Time deadline) {
+  if (c->canceller() != nullptr) {
+    deadline = std::min(deadline, c->canceller()->deadline());
+  }
   RecipeCall call = steps.Start();
   while (call.kind != RecipeCall::kDone) {
     if (call.kind == RecipeCall::kKeepWatching) {

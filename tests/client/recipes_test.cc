@@ -247,6 +247,38 @@ TEST_F(RecipesTest, MutexFencingTokenGuardsWrites) {
   ASSERT_TRUE(m2.Unlock().ok());
 }
 
+TEST_F(RecipesTest, MutexWaiterGivesUpAtItsCancellersDeadline) {
+  // As the Lock service's call past its caller's deadline: nobody cancels
+  // it, the deadline alone ends the wait and the waiter's key goes.
+  auto c = NewClient();
+  auto s1 = Session::New(c.get(), 30);
+  ASSERT_TRUE(s1.ok());
+  Mutex m1(s1->get(), P("dl"));
+  ASSERT_TRUE(m1.Lock().ok());
+  auto c2 = NewClient();
+  auto s2 = Session::New(c2.get(), 30);
+  ASSERT_TRUE(s2.ok());
+  Canceller call;
+  call.set_deadline(absl::Now() + absl::Milliseconds(300));
+  c2->set_canceller(&call);
+  Mutex m2(s2->get(), P("dl"));
+  std::promise<absl::Status> locked;
+  std::thread t([&] { locked.set_value(m2.Lock()); });
+  auto f = locked.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  t.join();
+  const absl::Status st = f.get();
+  // A canceller past its deadline counts as cancelled.
+  EXPECT_EQ(st.code(), absl::StatusCode::kCancelled) << st;
+  c2->set_canceller(nullptr);
+  GetOptions g;
+  g.prefix = true;
+  auto left = c->Get(P("dl/"), g);
+  ASSERT_TRUE(left.ok()) << left.status();
+  EXPECT_EQ(left->kvs_size(), 1);  // the holder's only
+  ASSERT_TRUE(m1.Unlock().ok());
+}
+
 TEST_F(RecipesTest, ElectionObserversSeeEachLeaderInTurn) {
   auto c = NewClient();
   auto s1 = Session::New(c.get(), 5);

@@ -49,6 +49,7 @@
 #ifndef DETCD_CLIENT_CLIENT_H_
 #define DETCD_CLIENT_CLIENT_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -194,6 +195,11 @@ class Canceller {
   // deadline: no new call starts (a server handler's work after its
   // caller's deadline). Set it before other threads use the canceller.
   void set_deadline(absl::Time t) { deadline_ = t; }
+  // The earliest deadline of this canceller and its parents.
+  absl::Time deadline() const {
+    return parent_ != nullptr ? std::min(deadline_, parent_->deadline())
+                              : deadline_;
+  }
   bool cancelled() const {
     return cancelled_.load() ||
            (deadline_ != absl::InfiniteFuture() && absl::Now() >= deadline_) ||

@@ -13,10 +13,11 @@
 namespace detcd::client {
 
 // Runs steps to its end and returns its outcome. Every call is bounded by
-// deadline (a watch that outlives it ends with DeadlineExceeded "context
-// deadline exceeded") and stops when the client's canceller fires
-// (Cancelled "context canceled"). Clean-up calls run without the canceller
-// and are bounded by 5 s of their own.
+// deadline and by the canceller's own deadline (a watch that outlives
+// them ends with DeadlineExceeded "context deadline exceeded", without
+// waiting for anyone to cancel it) and stops when the client's canceller
+// fires (Cancelled "context canceled"). Clean-up calls run without the
+// canceller and are bounded by 5 s of their own.
 absl::Status RunSteps(Client* c, RecipeSteps& steps,
                       absl::Time deadline = absl::InfiniteFuture());
 
