@@ -23,7 +23,9 @@
 //     4. Apply rd.committed_entries in order. For a kConfChange entry, call
 //        ApplyConfChange(cc) (whether or not the owner accepts it, every
 //        committed conf change must be applied). Serve rd.read_states once
-//        the applied index reaches their index.
+//        the applied index reaches their index. Committed entries that were
+//        in stable storage before this Ready (not in rd.entries) need
+//        nothing from step 2: they may be applied while it runs.
 //     5. raft.Advance(rd): tells raft that rd was persisted (see
 //        OnPersisted) and applied.
 //   }

@@ -652,6 +652,7 @@ void Node::ProcessReady() {
         opts_.inline_unsynced_writes && !rd.must_sync && rd.entries.empty();
     if (write && worker != nullptr && !inline_write) {
       SubmitWrite(std::move(rd));  // the completion goes on from here
+      ApplyDurable(*persisting_);
       break;
     }
     if (write) {
@@ -694,6 +695,29 @@ void Node::OnWriteDone(absl::Status s) {
   in_ready_ = false;
   ProcessReady();
   ProposeAwaitingLeader();
+}
+
+// Under load each Ready carries both the entries committed since the last
+// one and new entries to write. The committed ones that were already in
+// stable storage before this Ready (all of them, on a leader: it counts
+// only its durable entries toward a quorum) need nothing from its write,
+// so they are applied and answered while the disk syncs instead of after:
+// a proposal then waits for one fsync, not two in series. What stops
+// short: a snapshot in the Ready (it is installed first), an entry that
+// is only in this Ready (a follower's), and a conf change (raft's
+// configuration moves only in FinishReady). FinishReady applies the rest
+// and skips what is applied; Advance is unchanged.
+void Node::ApplyDurable(const raft::Ready& rd) {
+  if (rd.snapshot || failed()) return;
+  const uint64_t stable = storage_.LastIndex();
+  size_t n = 0;
+  for (const raft::Entry& e : rd.committed_entries) {
+    if (e.index > stable || e.type == raft::EntryType::kConfChange) break;
+    ++n;
+  }
+  if (n == 0) return;
+  ApplyEntries(absl::MakeConstSpan(rd.committed_entries.data(), n));
+  ServeReads();
 }
 
 void Node::FinishReady(raft::Ready& rd) {
@@ -809,7 +833,7 @@ void Node::ApplySnapshot(const raft::Snapshot& snap) {
   if (observer_) observer_->OnRestore(opts_.id, snap.metadata);
 }
 
-void Node::ApplyEntries(const std::vector<raft::Entry>& entries) {
+void Node::ApplyEntries(absl::Span<const raft::Entry> entries) {
   for (const raft::Entry& e : entries) {
     if (failed()) return;
     if (e.index <= applied_) continue;  // covered by a snapshot

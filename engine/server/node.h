@@ -38,6 +38,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "engine/env/env.h"
 #include "engine/raft/raft.h"
 #include "engine/raft/storage.h"
@@ -358,7 +359,10 @@ class Node {
   // Early messages produced while a write is in flight.
   void SendEarlyMessages();
   void SendMessages(std::vector<raft::Message>& msgs);
-  void ApplyEntries(const std::vector<raft::Entry>& entries);
+  void ApplyEntries(absl::Span<const raft::Entry> entries);
+  // While rd's write is under way: applies its committed entries that
+  // were durable before it (see ProcessReady).
+  void ApplyDurable(const raft::Ready& rd);
   void ApplySnapshot(const raft::Snapshot& snap);
   void ServeReads();
   void ProposeNow(std::string command, ProposeDone done, int deadline_tick);
