@@ -9,10 +9,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "shim/log.h"
+#include "shim/thread_name.h"
 
 namespace detcd::shim {
 namespace {
@@ -127,6 +132,88 @@ absl::Status ErrnoStatus(int err, const char* op, const std::string& path) {
 
 PosixDisk::PosixDisk(std::string root) : root_(std::move(root)) {
   while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+}
+
+struct PosixDisk::Remover {
+  struct Job {
+    std::vector<std::string> paths;
+    std::string dir;
+  };
+  std::once_flag started;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Job> jobs;  // guarded by mu
+  bool busy = false;     // guarded by mu: a job is being done
+  bool stop = false;     // guarded by mu
+  std::thread thread;
+};
+
+PosixDisk::~PosixDisk() {
+  if (remover_ == nullptr || !remover_->thread.joinable()) return;
+  {
+    std::lock_guard<std::mutex> l(remover_->mu);
+    remover_->stop = true;
+  }
+  remover_->cv.notify_all();
+  remover_->thread.join();  // after the queue is done
+}
+
+absl::Status PosixDisk::RemoveInOrder(const std::vector<std::string>& paths,
+                                      const std::string& dir) {
+  if (paths.empty()) return absl::OkStatus();
+  // Made by the first call: a PosixDisk that never removes in the
+  // background (most of them: tools, tests) starts no thread.
+  static std::mutex make_mu;
+  {
+    std::lock_guard<std::mutex> l(make_mu);
+    if (remover_ == nullptr) remover_ = std::make_unique<Remover>();
+  }
+  Remover& r = *remover_;
+  std::call_once(r.started, [this, &r] {
+    r.thread = std::thread([this, &r] {
+      NameThisThread("disk-remove");
+      for (;;) {
+        Remover::Job job;
+        {
+          std::unique_lock<std::mutex> l(r.mu);
+          r.cv.wait(l, [&r] { return r.stop || !r.jobs.empty(); });
+          if (r.jobs.empty()) return;
+          job = std::move(r.jobs.front());
+          r.jobs.pop_front();
+          r.busy = true;
+        }
+        for (const std::string& p : job.paths) {
+          absl::Status s = Remove(p);
+          if (absl::IsNotFound(s)) s = absl::OkStatus();
+          if (s.ok()) s = SyncDir(job.dir);
+          if (!s.ok()) {
+            // The rest stay, in order, for the next start to release.
+            DLOG_WARN("failed to remove file",
+                      {{"path", p}, {"error", std::string(s.message())}});
+            break;
+          }
+        }
+        {
+          std::lock_guard<std::mutex> l(r.mu);
+          r.busy = false;
+        }
+        r.cv.notify_all();
+      }
+    });
+  });
+  {
+    std::lock_guard<std::mutex> l(r.mu);
+    r.jobs.push_back({paths, dir});
+  }
+  r.cv.notify_all();
+  return absl::OkStatus();
+}
+
+void PosixDisk::WaitForRemovals() {
+  if (remover_ == nullptr) return;
+  std::unique_lock<std::mutex> l(remover_->mu);
+  remover_->cv.wait(
+      l, [this] { return remover_->jobs.empty() && !remover_->busy; });
 }
 
 std::string PosixDisk::Resolve(const std::string& path) const {

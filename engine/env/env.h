@@ -96,6 +96,22 @@ class Disk {
   // once its parent has been synced too.
   [[nodiscard]] virtual absl::Status SyncDir(const std::string& dir) = 0;
   virtual bool Exists(const std::string& path) = 0;
+  // Removes the files `paths` of directory `dir` in order, each removal
+  // durable (dir synced) before the next, so a crash leaves a prefix of
+  // them removed, never a gap. The caller never opens or creates these
+  // paths again. A disk may do it after returning, on a thread of its own
+  // (unlinking a large preallocated file takes tens of ms): an error is
+  // then its own to report, and a file it did not remove is still there
+  // for the next start to find. This one removes them now and returns the
+  // first error.
+  [[nodiscard]] virtual absl::Status RemoveInOrder(
+      const std::vector<std::string>& paths, const std::string& dir) {
+    for (const std::string& p : paths) {
+      if (absl::Status s = Remove(p); !s.ok()) return s;
+      if (absl::Status s = SyncDir(dir); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
 };
 
 // Delivers opaque payloads to peers, best effort: a payload may be lost,
@@ -199,6 +215,10 @@ class DiskWrapper : public Disk {
   }
   bool Exists(const std::string& path) override {
     return target_->Exists(path);
+  }
+  absl::Status RemoveInOrder(const std::vector<std::string>& paths,
+                             const std::string& dir) override {
+    return target_->RemoveInOrder(paths, dir);
   }
 
  protected:

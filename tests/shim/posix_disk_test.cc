@@ -163,6 +163,32 @@ TEST_F(PosixDiskTest, RemoveRenameExists) {
   EXPECT_FALSE(disk_->Exists("emptydir"));
 }
 
+TEST_F(PosixDiskTest, RemoveInOrderOnItsOwnThread) {
+  ASSERT_TRUE(disk_->CreateDir("w/full").ok());
+  for (const char* n : {"w/0", "w/1", "w/2", "w/3", "w/4", "w/full/f"}) {
+    ASSERT_TRUE(disk_->Create(n).ok());
+  }
+  // A path already gone counts as removed.
+  ASSERT_TRUE(disk_->RemoveInOrder({"w/0", "w/gone", "w/1"}, "w").ok());
+  disk_->WaitForRemovals();
+  EXPECT_FALSE(disk_->Exists("w/0"));
+  EXPECT_FALSE(disk_->Exists("w/1"));
+  EXPECT_TRUE(disk_->Exists("w/2"));
+  // A failure (a directory that is not empty) ends the batch there: what
+  // follows stays, so no gap opens in a sequence of files.
+  ASSERT_TRUE(disk_->RemoveInOrder({"w/2", "w/full", "w/3"}, "w").ok());
+  disk_->WaitForRemovals();
+  EXPECT_FALSE(disk_->Exists("w/2"));
+  EXPECT_TRUE(disk_->Exists("w/full"));
+  EXPECT_TRUE(disk_->Exists("w/3"));
+  // The destructor finishes what is queued.
+  ASSERT_TRUE(disk_->RemoveInOrder({"w/3", "w/4"}, "w").ok());
+  disk_.reset();
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/w/3"));
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/w/4"));
+  EXPECT_TRUE(std::filesystem::exists(root_ + "/w/full/f"));
+}
+
 TEST_F(PosixDiskTest, TruncateShrinksOnly) {
   {
     auto f = disk_->Create("t");
