@@ -268,6 +268,16 @@ func checkLockService(cli *clientv3.Client) {
 	// Up to 10 s: the server removes it from a clean-up call of its own after
 	// the deadline, which a loaded machine may delay (a full ctest run saw 5 s pass once).
 	gone := within(10*time.Second, func() bool { return countPrefix(cli, "gl/lockc/") == 1 })
+	if !gone {
+		// Not part of the transcript: what stayed, for the log.
+		g, gerr := cli.Get(ctx(), "gl/lockc/", clientv3.WithPrefix())
+		if gerr == nil {
+			for _, kv := range g.Kvs {
+				fmt.Fprintf(os.Stderr, "golock: left %s create %d mod %d lease %x (header %d, waiter lease %x)\n",
+					kv.Key, kv.CreateRevision, kv.ModRevision, kv.Lease, g.Header.Revision, int64(l7))
+			}
+		}
+	}
 	fact("lock: waiter past its deadline: %s; its key removed by the server: %v", deadlineCode(err), gone)
 	for _, l := range []clientv3.LeaseID{l6, l7} {
 		_, err = cli.Revoke(ctx(), l)
