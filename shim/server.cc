@@ -1679,6 +1679,9 @@ void DetcdServer::Impl::Teardown() {
   // After the loop: the last write the engine submitted finishes (its
   // completion is dropped), and nothing writes once Stop returns.
   if (disk_thread) disk_thread->Stop();
+  // The WAL segments a last snapshot released go too: the process may end
+  // by its signal right after Stop, without destructors.
+  if (disk) disk->WaitForRemovals();
   if (trace) trace->Close();
 }
 

@@ -329,6 +329,28 @@ class DefragTest(it.ClusterTestCase):
             members=[m2]).out.strip() == "1")
 
 
+class WalReleaseTest(it.ClusterTestCase):
+
+    def test_stop_right_after_a_snapshot_leaves_no_released_wal(self):
+        """A snapshot (here defrag's) releases the WAL segments behind it,
+        which the real disk unlinks on a thread of its own; a member
+        stopped at once still removes them before its process ends by the
+        signal (the next start would read them again)."""
+        c = self.new_cluster(it.CONFIG["server"], size=1)
+        value = "v" * (1 << 20)
+        # About 150 MiB of log: the first two 64 MiB segments fill up.
+        for i in range(150):
+            r = c.etcdctl(["put", "k%d" % (i % 5)], stdin=value)
+            self.assertTrue(r.ok, r.describe())
+        m = c.members[0]
+        waldir = os.path.join(m.data_dir, "member", "wal")
+        wals = lambda: sorted(n for n in os.listdir(waldir)
+                              if n.endswith(".wal"))
+        self.assertGreaterEqual(len(wals()), 3, wals())
+        c.ctl_ok(["defrag"])
+        m.terminate()
+        self.assertEqual(len(wals()), 1, wals())
+
 class CorruptCheckTest(it.ClusterTestCase):
 
     def test_a_member_whose_data_differs_raises_corrupt(self):
