@@ -157,6 +157,9 @@ absl::StatusOr<DefragResult> DefragDataDir(const std::string& data_dir) {
   out.bytes_before =
       TreeBytes(disk.Resolve(kWalDir)) + TreeBytes(disk.Resolve(kSnapDir));
   if (absl::Status s = SnapshotMember(disk, *id); !s.ok()) return s;
+  // The segments the snapshot released go before the WAL is rewritten,
+  // measured, and the data dir's lock let go.
+  disk.WaitForRemovals();
   if (absl::Status s = RewriteWal(disk, &out.snapshot_index); !s.ok()) {
     return s;
   }
