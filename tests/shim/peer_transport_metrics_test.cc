@@ -159,6 +159,10 @@ TEST(PeerTransportMetrics, SnapshotSendAndReceiveAreCountedOnBothSides) {
   ASSERT_TRUE(a && b);
   a->t->SetPeer(2, {Url(*b->t)});
   b->t->SetPeer(1, {Url(*a->t)});
+  // Both streams up first: a's first dial may reach b before b knows a,
+  // and what was queued for it would be dropped.
+  ASSERT_TRUE(
+      Eventually([&] { return a->t->Connected(2) && b->t->Connected(1); }));
   a->t->Send(2, "plain");  // not a snapshot: counted nowhere below
   ASSERT_TRUE(b->inbox.WaitFor(1));
   bool reported = false;

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "shim/peer_transport.h"
 
@@ -100,13 +102,26 @@ std::string Url(PeerTransport& t) {
   return "http://127.0.0.1:" + std::to_string(t.ListenPorts()[0]);
 }
 
+// Each knows the other (b accepts only senders it knows), and both streams
+// are up: a's first dial may reach b before b knows a, and a transport
+// drops what it queued for a peer whose dial failed.
+bool LinkUp(PeerTransport& a, PeerTransport& b) {
+  a.SetPeer(2, {Url(b)});
+  b.SetPeer(1, {Url(a)});
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (!(a.Connected(2) && b.Connected(1))) {
+    if (absl::Now() > until) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
 TEST(PeerTransportSnapshot, WithoutEngineHookReportsAtOnce) {
   Received in_a, in_b;
   auto a = Start(1, &in_a, nullptr);
   auto b = Start(2, &in_b, nullptr);
   ASSERT_TRUE(a && b);
-  a->SetPeer(2, {Url(*b)});
-  b->SetPeer(1, {Url(*a)});  // b accepts only senders it knows
+  ASSERT_TRUE(LinkUp(*a, *b));
   std::vector<bool> reports;
   a->SendSnapshot(2, "snap", [&reports](bool ok) { reports.push_back(ok); });
   EXPECT_EQ(reports, std::vector<bool>{true});
@@ -119,8 +134,7 @@ TEST(PeerTransportSnapshot, ReportsOnceTheFrameIsWritten) {
   auto a = Start(1, &in_a, &engine);
   auto b = Start(2, &in_b, nullptr);
   ASSERT_TRUE(a && b);
-  a->SetPeer(2, {Url(*b)});
-  b->SetPeer(1, {Url(*a)});  // b accepts only senders it knows
+  ASSERT_TRUE(LinkUp(*a, *b));
   std::vector<bool> reports;
   const std::string big(3 << 20, 's');  // written in many chunks
   a->SendSnapshot(2, big, [&reports](bool ok) { reports.push_back(ok); });
