@@ -130,9 +130,6 @@ absl::Status ErrnoStatus(int err, const char* op, const std::string& path) {
   }
 }
 
-PosixDisk::PosixDisk(std::string root) : root_(std::move(root)) {
-  while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
-}
 
 struct PosixDisk::Remover {
   struct Job {
@@ -145,11 +142,16 @@ struct PosixDisk::Remover {
   std::deque<Job> jobs;  // guarded by mu
   bool busy = false;     // guarded by mu: a job is being done
   bool stop = false;     // guarded by mu
-  std::thread thread;
+  std::thread thread;  // started by the first RemoveInOrder
 };
 
+PosixDisk::PosixDisk(std::string root)
+    : root_(std::move(root)), remover_(std::make_unique<Remover>()) {
+  while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+}
+
 PosixDisk::~PosixDisk() {
-  if (remover_ == nullptr || !remover_->thread.joinable()) return;
+  if (!remover_->thread.joinable()) return;
   {
     std::lock_guard<std::mutex> l(remover_->mu);
     remover_->stop = true;
@@ -161,13 +163,8 @@ PosixDisk::~PosixDisk() {
 absl::Status PosixDisk::RemoveInOrder(const std::vector<std::string>& paths,
                                       const std::string& dir) {
   if (paths.empty()) return absl::OkStatus();
-  // Made by the first call: a PosixDisk that never removes in the
-  // background (most of them: tools, tests) starts no thread.
-  static std::mutex make_mu;
-  {
-    std::lock_guard<std::mutex> l(make_mu);
-    if (remover_ == nullptr) remover_ = std::make_unique<Remover>();
-  }
+  // A PosixDisk that never removes in the background (most of them: tools,
+  // tests) starts no thread.
   Remover& r = *remover_;
   std::call_once(r.started, [this, &r] {
     r.thread = std::thread([this, &r] {
@@ -210,7 +207,6 @@ absl::Status PosixDisk::RemoveInOrder(const std::vector<std::string>& paths,
 }
 
 void PosixDisk::WaitForRemovals() {
-  if (remover_ == nullptr) return;
   std::unique_lock<std::mutex> l(remover_->mu);
   remover_->cv.wait(
       l, [this] { return remover_->jobs.empty() && !remover_->busy; });
