@@ -130,7 +130,6 @@ absl::Status ErrnoStatus(int err, const char* op, const std::string& path) {
   }
 }
 
-
 struct PosixDisk::Remover {
   struct Job {
     std::vector<std::string> paths;
@@ -167,36 +166,7 @@ absl::Status PosixDisk::RemoveInOrder(const std::vector<std::string>& paths,
   // tests) starts no thread.
   Remover& r = *remover_;
   std::call_once(r.started, [this, &r] {
-    r.thread = std::thread([this, &r] {
-      NameThisThread("disk-remove");
-      for (;;) {
-        Remover::Job job;
-        {
-          std::unique_lock<std::mutex> l(r.mu);
-          r.cv.wait(l, [&r] { return r.stop || !r.jobs.empty(); });
-          if (r.jobs.empty()) return;
-          job = std::move(r.jobs.front());
-          r.jobs.pop_front();
-          r.busy = true;
-        }
-        for (const std::string& p : job.paths) {
-          absl::Status s = Remove(p);
-          if (absl::IsNotFound(s)) s = absl::OkStatus();
-          if (s.ok()) s = SyncDir(job.dir);
-          if (!s.ok()) {
-            // The rest stay, in order, for the next start to release.
-            DLOG_WARN("failed to remove file",
-                      {{"path", p}, {"error", std::string(s.message())}});
-            break;
-          }
-        }
-        {
-          std::lock_guard<std::mutex> l(r.mu);
-          r.busy = false;
-        }
-        r.cv.notify_all();
-      }
-    });
+    r.thread = std::thread([this] { RunRemovals(); });
   });
   {
     std::lock_guard<std::mutex> l(r.mu);
@@ -204,6 +174,38 @@ absl::Status PosixDisk::RemoveInOrder(const std::vector<std::string>& paths,
   }
   r.cv.notify_all();
   return absl::OkStatus();
+}
+
+void PosixDisk::RunRemovals() {
+  NameThisThread("disk-remove");
+  Remover& r = *remover_;
+  for (;;) {
+    Remover::Job job;
+    {
+      std::unique_lock<std::mutex> l(r.mu);
+      r.cv.wait(l, [&r] { return r.stop || !r.jobs.empty(); });
+      if (r.jobs.empty()) return;
+      job = std::move(r.jobs.front());
+      r.jobs.pop_front();
+      r.busy = true;
+    }
+    for (const std::string& p : job.paths) {
+      absl::Status s = Remove(p);
+      if (absl::IsNotFound(s)) s = absl::OkStatus();
+      if (s.ok()) s = SyncDir(job.dir);
+      if (!s.ok()) {
+        // The rest stay, in order, for the next start to release.
+        DLOG_WARN("failed to remove file",
+                  {{"path", p}, {"error", std::string(s.message())}});
+        break;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> l(r.mu);
+      r.busy = false;
+    }
+    r.cv.notify_all();
+  }
 }
 
 void PosixDisk::WaitForRemovals() {

@@ -83,6 +83,7 @@ class PosixDisk final : public env::Disk {
 
  private:
   struct Remover;
+  void RunRemovals();  // the remover thread
   std::string root_;
   env::DiskWorker* worker_ = nullptr;
   std::unique_ptr<Remover> remover_;

@@ -361,7 +361,7 @@ class Node {
   void SendMessages(std::vector<raft::Message>& msgs);
   void ApplyEntries(absl::Span<const raft::Entry> entries);
   // While rd's write is under way: applies its committed entries that
-  // were durable before it (see ProcessReady).
+  // were durable before it (why and what waits: at its definition).
   void ApplyDurable(const raft::Ready& rd);
   void ApplySnapshot(const raft::Snapshot& snap);
   void ServeReads();

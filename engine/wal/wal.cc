@@ -567,7 +567,6 @@ class SegmentedWal final : public Wal {
     // Oldest first, each removal durable before the next, so a crash
     // never leaves a gap in the sequence numbers (the real disk does it on
     // a thread of its own: see env::Disk::RemoveInOrder).
-    if (remove == 0) return absl::OkStatus();
     std::vector<std::string> paths;
     paths.reserve(remove);
     for (size_t i = 0; i < remove; ++i) {
