@@ -14,8 +14,8 @@
 #include "absl/strings/string_view.h"
 #include "cli/detcdctl/bolt.h"
 #include "engine/lease/lessor.h"
+#include "engine/mvcc/kv_store.h"
 #include "engine/util/coding.h"
-#include "engine/util/hash.h"
 #include "mvccpb/kv.pb.h"
 
 namespace detcd::ctl {
@@ -123,13 +123,13 @@ absl::StatusOr<int64_t> CompactRevision(const BoltReader& db) {
   return std::max(finished, scheduled);
 }
 
-// KvStore's image (format version 1, documented in engine/mvcc/kv_store.cc
+// KvStore's image (the format documented in engine/mvcc/kv_store.cc
 // and validated by KvStore::Restore: records in revision order, every
 // revision above the compaction present, one put per key at or below it).
 std::string EncodeKvImage(int64_t current, int64_t compact,
                           const std::vector<const Record*>& records) {
   std::string out = "dmvc";
-  out.push_back(1);
+  out.push_back(static_cast<char>(mvcc::KvStore::kImageFormatVersion));
   coding::PutVarint64(&out, static_cast<uint64_t>(current));
   coding::PutVarint64(&out, compact > 0 ? static_cast<uint64_t>(compact) + 1
                                         : 0);
@@ -145,8 +145,7 @@ std::string EncodeKvImage(int64_t current, int64_t compact,
     coding::PutVarint64(&out, static_cast<uint64_t>(r->version));
     coding::PutVarint64(&out, static_cast<uint64_t>(r->lease));
   }
-  const uint64_t h = util::Fnv1a(out);
-  coding::PutFixed32(&out, static_cast<uint32_t>(h ^ (h >> 32)));
+  coding::PutFixed32(&out, mvcc::KvStore::ImageChecksum(out));
   return out;
 }
 

@@ -82,6 +82,7 @@
 #include "engine/util/check.h"
 #include "engine/util/coding.h"
 #include "engine/util/hash.h"
+#include "engine/wal/crc32c.h"
 
 namespace detcd::mvcc {
 
@@ -99,7 +100,6 @@ constexpr int64_t kNoCompaction = -1;
 
 // Snapshot image framing (see KvStore::Snapshot).
 constexpr std::string_view kSnapshotMagic = "dmvc";
-constexpr uint8_t kSnapshotFormatVersion = 1;
 constexpr uint8_t kRecordPut = 0;
 constexpr uint8_t kRecordTombstone = 1;
 
@@ -1197,7 +1197,7 @@ int64_t KvStore::size_bytes() const { return impl_->bytes; }
 // unless noted:
 //
 //   bytes 0..3   "dmvc"
-//   byte  4      format version, 1
+//   byte  4      format version, 2 (1: the same with another checksum)
 //   varint       current revision (>= 1)
 //   varint       compact revision + 1 (0 = never compacted)
 //   varint       number of records N
@@ -1211,8 +1211,9 @@ int64_t KvStore::size_bytes() const { return impl_->bytes; }
 //       varint   create_revision
 //       varint   version
 //       varint   lease (int64 as two's-complement uint64)
-//   fixed32      checksum: FNV-1a-64 of every preceding byte, folded to
-//                32 bits (low ^ high), little-endian
+//   fixed32      checksum: crc32c of every preceding byte, little-endian
+//                (version 1: FNV-1a-64 of them, folded to 32 bits as
+//                low ^ high)
 //
 // Records at or below the compact revision are the ones compaction kept
 // (one put per key); above it every revision is present. An open write
@@ -1242,12 +1243,13 @@ absl::Status KvStore::Restore(std::string_view image) {
   constexpr size_t kHeader = 5, kTrailer = 4;
   if (image.size() < kHeader + kTrailer) return bad("truncated");
   if (image.substr(0, 4) != kSnapshotMagic) return bad("bad magic");
-  if (static_cast<uint8_t>(image[4]) != kSnapshotFormatVersion) {
+  const auto version = static_cast<uint8_t>(image[4]);
+  if (version != 1 && version != kImageFormatVersion) {
     return bad("unknown format version");
   }
   std::string_view body = image.substr(0, image.size() - kTrailer);
   if (coding::DecodeFixed32(image.data() + body.size()) !=
-      Fold32(util::Fnv1a(body))) {
+      (version == 1 ? Fold32(util::Fnv1a(body)) : ImageChecksum(body))) {
     return bad("checksum mismatch");
   }
   coding::Reader in(body.substr(kHeader));
@@ -1389,6 +1391,10 @@ size_t RecordImageBytes(int64_t main, uint32_t sub, const Record& rec) {
 
 }  // namespace
 
+uint32_t KvStore::ImageChecksum(std::string_view bytes) {
+  return crc32c::Value(bytes);
+}
+
 KvStore::ImageWriter KvStore::BeginImage(bool sized) const {
   // An open write transaction's changes are above current_rev: left out.
   return ImageWriter(this, sized);
@@ -1468,11 +1474,11 @@ absl::StatusOr<bool> KvStore::ImageWriter::Step(size_t budget,
     case Phase::kHeader: {
       const size_t at = out->size();
       out->append(kSnapshotMagic);
-      out->push_back(static_cast<char>(kSnapshotFormatVersion));
+      out->push_back(static_cast<char>(kImageFormatVersion));
       coding::PutVarint64(out, static_cast<uint64_t>(rev_));
       coding::PutVarint64(out, static_cast<uint64_t>(compact_rev_ + 1));
       coding::PutVarint64(out, records_);
-      fnv_ = util::Fnv1a(std::string_view(out->data() + at, out->size() - at));
+      crc_ = crc32c::Extend(0, out->data() + at, out->size() - at);
       phase_ = Phase::kRecords;
       [[fallthrough]];
     }
@@ -1484,10 +1490,9 @@ absl::StatusOr<bool> KvStore::ImageWriter::Step(size_t budget,
             EncodeRecord(out, main, sub, r);
             return out->size() - before + kRecordCost;
           });
-      fnv_ = util::Fnv1a(
-          std::string_view(out->data() + at, out->size() - at), fnv_);
+      crc_ = crc32c::Extend(crc_, out->data() + at, out->size() - at);
       if (!done) return false;
-      coding::PutFixed32(out, Fold32(fnv_));
+      coding::PutFixed32(out, crc_);
       phase_ = Phase::kDone;
       return true;
     }

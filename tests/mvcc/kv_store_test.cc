@@ -736,16 +736,22 @@ TEST(KvStoreTest, SnapshotLeavesOutOpenTransaction) {
 
 // Re-frames a body with a valid checksum, so structural validation (not
 // the checksum) must catch what is wrong inside.
+// Version 1 images end with FNV-1a-64 folded to 32 bits, later ones with
+// crc32c.
 std::string Frame(const std::string& body) {
   std::string out = body;
-  uint64_t h = util::Fnv1a(out);
-  coding::PutFixed32(&out, static_cast<uint32_t>(h ^ (h >> 32)));
+  if (out.size() > 4 && out[4] == 1) {
+    uint64_t h = util::Fnv1a(out);
+    coding::PutFixed32(&out, static_cast<uint32_t>(h ^ (h >> 32)));
+  } else {
+    coding::PutFixed32(&out, KvStore::ImageChecksum(out));
+  }
   return out;
 }
 
 std::string Header(uint64_t cur, uint64_t compact_plus1, uint64_t n) {
   std::string b = "dmvc";
-  b.push_back(1);
+  b.push_back(static_cast<char>(KvStore::kImageFormatVersion));
   coding::PutVarint64(&b, cur);
   coding::PutVarint64(&b, compact_plus1);
   coding::PutVarint64(&b, n);
@@ -763,6 +769,29 @@ void PutRec(std::string* b, uint64_t main, uint64_t sub, bool tomb,
   coding::PutVarint64(b, create);
   coding::PutVarint64(b, version);
   coding::PutVarint64(b, 0);
+}
+
+// Images of format version 1 (data dirs and snapshot files of earlier
+// versions) still restore; each version's checksum is its own.
+TEST(KvStoreTest, RestoresVersionOneImages) {
+  KvStore a;
+  BuildSample(&a);
+  const std::string image = a.Snapshot();
+  ASSERT_EQ(image[4], static_cast<char>(KvStore::kImageFormatVersion));
+  ASSERT_EQ(KvStore::kImageFormatVersion, 2);
+  std::string body = image.substr(0, image.size() - 4);
+  body[4] = 1;
+  KvStore b;
+  ASSERT_TRUE(b.Restore(Frame(body)).ok());
+  EXPECT_EQ(b.Hash(), a.Hash());
+  std::string crossed = body;
+  coding::PutFixed32(&crossed, KvStore::ImageChecksum(body));
+  EXPECT_EQ(b.Restore(crossed).code(), absl::StatusCode::kDataLoss);
+  body[4] = 3;
+  absl::Status st = b.Restore(Frame(body));
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(st.message().find("unknown format version"), std::string::npos);
+  EXPECT_EQ(b.Hash(), a.Hash());
 }
 
 TEST(KvStoreTest, RestoreRejectsCorruptImages) {
