@@ -38,6 +38,7 @@ const char* ProgressStateName(ProgressState s) {
 
 void Progress::ResetState(ProgressState s) {
   msg_app_flow_paused = false;
+  append_held = false;
   pending_snapshot = 0;
   state = s;
   inflights.Reset();

@@ -67,6 +67,9 @@ struct Progress {
   bool recent_active = false;
   // kProbe: a kApp was sent and not answered within a heartbeat interval.
   bool msg_app_flow_paused = false;
+  // kReplicate: an append (entries or a commit index) was held back under
+  // Config::hold_small_appends; the next acknowledgement sends it.
+  bool append_held = false;
   Inflights inflights;
   bool is_learner = false;
 

@@ -705,7 +705,7 @@ void Raft::HandleAppendResponse(Message& m, Progress& pr) {
   if (MaybeCommit()) {
     ReleasePendingReadIndexMessages();
     BroadcastAppend();
-  } else if (old_paused) {
+  } else if (old_paused || pr.append_held) {
     SendAppend(m.from);
   }
   // Send as much as flow control allows.
@@ -720,7 +720,7 @@ void Raft::HandleHeartbeatResponse(Message& m, Progress& pr) {
   pr.recent_active = true;
   pr.msg_app_flow_paused = false;
   if (pr.match < log_.LastIndex() || pr.state == ProgressState::kProbe) {
-    SendAppend(m.from);
+    MaybeSendAppend(m.from, true, /*may_hold=*/false);
   }
   if (m.context.empty()) return;
   const std::set<NodeId>* acks = read_only_.RecvAck(m.from, m.context);
@@ -881,9 +881,15 @@ void Raft::Send(Message m) {
   (early ? early_msgs_ : msgs_).push_back(std::move(m));
 }
 
-bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
+bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty, bool may_hold) {
   Progress* pr = tracker_.Get(to);
   if (pr == nullptr || pr->IsPaused()) return false;
+  if (may_hold && cfg_.hold_small_appends > 0 &&
+      pr->state == ProgressState::kReplicate && pr->inflights.Count() > 0 &&
+      log_.LastIndex() + 1 - pr->next < cfg_.hold_small_appends) {
+    pr->append_held = true;  // the answer to the append in flight sends it
+    return false;
+  }
   Message m;
   m.to = to;
   auto prev_term = log_.Term(pr->next - 1);
@@ -913,6 +919,7 @@ bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
   uint64_t bytes = PayloadSize(*ents);
   m.entries = *std::move(ents);
   pr->SentEntries(n, bytes);
+  pr->append_held = false;
   Send(std::move(m));
   return true;
 }

@@ -119,7 +119,15 @@ struct NodeOptions {
   int read_round_patience_ticks = 1;
   uint64_t max_request_bytes = 1536 * 1024;  // etcd's default 1.5 MiB
   int max_pending_requests = 10000;
-  raft::Config raft;  // limits; id, storage, rng and ticks are filled in
+  raft::Config raft = DefaultRaftConfig();  // limits; id, storage, rng and
+                                           // ticks are filled in
+  // etcd's raft defaults, and small appends held while one is in flight
+  // (raft::Config::hold_small_appends; the simulator runs so too).
+  static raft::Config DefaultRaftConfig() {
+    raft::Config c;
+    c.hold_small_appends = 256;
+    return c;
+  }
   // With a disk worker: a Ready that needs no fsync (a commit index or
   // other hard state change alone, no entries) is written inline when no
   // write is in flight, instead of on the worker: a write(2) to the page

@@ -2024,6 +2024,121 @@ TEST(RaftPaper, FlowControlMaxInflightMsgs) {
   EXPECT_EQ(nw.raft(1).tracker().Get(2)->match, 11u);
 }
 
+// Nagle's rule (Config::hold_small_appends): while an append to a follower
+// is unacknowledged, new entries wait for its answer, which sends them in
+// one append with the commit index.
+TEST(RaftPaper, HoldSmallAppendsUntilTheAppendInFlightIsAnswered) {
+  Network nw({1, 2, 3},
+             ClassicOptions([](Config& c) { c.hold_small_appends = 256; }));
+  ASSERT_TRUE(nw.Campaign(1).ok());
+  Raft& r = nw.raft(1);
+  ASSERT_TRUE(r.Propose("a").ok());
+  auto out = nw.Process(1);
+  auto to2 = Filter(out, MessageType::kApp, 2);
+  auto to3 = Filter(out, MessageType::kApp, 3);
+  ASSERT_EQ(to2.size(), 1u);  // nothing was in flight: it leaves at once
+  ASSERT_EQ(to3.size(), 1u);
+  const uint64_t a = r.log().LastIndex();
+  ASSERT_TRUE(r.Propose("b").ok());
+  ASSERT_TRUE(nw.Process(1).empty()) << "b is held";
+  ASSERT_TRUE(r.Propose("c").ok());
+  ASSERT_TRUE(nw.Process(1).empty()) << "c is held";
+  // 2 answers a: a commits, and b and c leave for 2 in one append with the
+  // commit index; 3 still has a in flight, so nothing goes to 3.
+  auto resp = Filter(nw.Deliver(to2[0]), MessageType::kAppResp, 1);
+  ASSERT_EQ(resp.size(), 1u);
+  out = nw.Step(1, resp[0]);
+  EXPECT_EQ(r.log().committed(), a);
+  auto next2 = Filter(out, MessageType::kApp, 2);
+  ASSERT_EQ(next2.size(), 1u);
+  EXPECT_EQ(next2[0].entries.size(), 2u);
+  EXPECT_EQ(next2[0].commit, a);
+  EXPECT_TRUE(Filter(out, MessageType::kApp, 3).empty());
+  // 3's answer commits nothing new, and still sends b and c to 3.
+  resp = Filter(nw.Deliver(to3[0]), MessageType::kAppResp, 1);
+  ASSERT_EQ(resp.size(), 1u);
+  out = nw.Step(1, resp[0]);
+  auto next3 = Filter(out, MessageType::kApp, 3);
+  ASSERT_EQ(next3.size(), 1u);
+  EXPECT_EQ(next3[0].entries.size(), 2u);
+  EXPECT_EQ(next3[0].commit, a);
+  nw.Send(next2);
+  nw.Send(next3);
+  EXPECT_EQ(r.log().committed(), a + 2);
+  nw.ExpectConsistent();
+}
+
+// A commit index held back for a follower (its append was in flight when
+// the entry committed) goes out with that follower's next answer, even
+// when the answer commits nothing and no entry waits: otherwise the
+// follower would learn of the commit only at the next heartbeat.
+TEST(RaftPaper, HoldSmallAppendsSendsAHeldCommitIndexOnTheNextAnswer) {
+  Network nw({1, 2, 3},
+             ClassicOptions([](Config& c) { c.hold_small_appends = 256; }));
+  ASSERT_TRUE(nw.Campaign(1).ok());
+  Raft& r = nw.raft(1);
+  ASSERT_TRUE(r.Propose("a").ok());
+  auto out = nw.Process(1);
+  auto to2 = Filter(out, MessageType::kApp, 2);
+  auto to3 = Filter(out, MessageType::kApp, 3);
+  ASSERT_EQ(to2.size(), 1u);
+  ASSERT_EQ(to3.size(), 1u);
+  const uint64_t a = r.log().LastIndex();
+  auto resp = Filter(nw.Deliver(to2[0]), MessageType::kAppResp, 1);
+  ASSERT_EQ(resp.size(), 1u);
+  out = nw.Step(1, resp[0]);
+  ASSERT_EQ(r.log().committed(), a);
+  EXPECT_TRUE(Filter(out, MessageType::kApp, 3).empty());
+  resp = Filter(nw.Deliver(to3[0]), MessageType::kAppResp, 1);
+  ASSERT_EQ(resp.size(), 1u);
+  out = nw.Step(1, resp[0]);
+  auto to3_commit = Filter(out, MessageType::kApp, 3);
+  ASSERT_EQ(to3_commit.size(), 1u);
+  EXPECT_TRUE(to3_commit[0].entries.empty());
+  EXPECT_EQ(to3_commit[0].commit, a);
+  nw.Send(to3_commit);
+  EXPECT_EQ(nw.raft(3).log().committed(), a);
+}
+
+// A lost append does not hold the rest for good: a heartbeat's answer
+// sends what is held. A backlog of hold_small_appends entries or more is
+// not held at all.
+TEST(RaftPaper, HoldSmallAppendsHeartbeatAnswerAndBacklogSendThem) {
+  Network nw({1, 2, 3},
+             ClassicOptions([](Config& c) { c.hold_small_appends = 3; }));
+  ASSERT_TRUE(nw.Campaign(1).ok());
+  Raft& r = nw.raft(1);
+  ASSERT_TRUE(r.Propose("a").ok());
+  auto out = nw.Process(1);
+  ASSERT_EQ(Filter(out, MessageType::kApp, 2).size(), 1u);  // lost
+  nw.Send(Filter(out, MessageType::kApp, 3));
+  ASSERT_TRUE(r.Propose("b").ok());
+  EXPECT_TRUE(Filter(nw.Process(1), MessageType::kApp, 2).empty());
+  nw.Cut(1, 3);  // 3 answers nothing from here on
+  nw.Heartbeat(1);
+  EXPECT_EQ(nw.raft(2).log().LastIndex(), r.log().LastIndex())
+      << "the heartbeat's answer sent b, and the rejection a and b";
+  nw.Recover();
+  // 2 and 3 have nothing in flight now; one append to each leaves.
+  ASSERT_TRUE(r.Propose("c").ok());
+  out = nw.Process(1);
+  ASSERT_EQ(Filter(out, MessageType::kApp, 2).size(), 1u);
+  // Held: d and e (two entries, fewer than 3).
+  ASSERT_TRUE(r.Propose("d").ok());
+  ASSERT_TRUE(r.Propose("e").ok());
+  EXPECT_TRUE(Filter(nw.Process(1), MessageType::kApp, 2).empty());
+  // f makes three: they leave while c is still in flight.
+  ASSERT_TRUE(r.Propose("f").ok());
+  auto backlog = Filter(nw.Process(1), MessageType::kApp, 2);
+  ASSERT_EQ(backlog.size(), 1u);
+  EXPECT_EQ(backlog[0].entries.size(), 3u);
+  nw.Send(out);
+  nw.Send(backlog);
+  nw.Heartbeat(1);
+  EXPECT_EQ(r.log().committed(), r.log().LastIndex());
+  nw.ExpectConsistent();
+}
+
 // Flow control: one append carries at most max_size_per_msg bytes of
 // entries, but always at least one entry.
 TEST(RaftPaper, FlowControlMaxSizePerMsg) {

@@ -22,7 +22,7 @@ run() {  # name, args...
     fail=1
   fi
 }
-run swarm --seeds 1..16 --scenario swarm --buggify --ops 300
+run swarm --seeds 1..64 --scenario swarm --buggify --ops 300
 run snapshots --seeds 1..40 --scenario snapshot-catch-up
 [ $fail -eq 0 ] || exit 1
 "$sim" --merge "$d/swarm.json" "$d/snapshots.json" --require-probes \
