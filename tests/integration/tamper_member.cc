@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/mvcc/kv_store.h"
 #include "engine/server/etcd_state_machine.h"
 #include "engine/util/coding.h"
 #include "engine/util/hash.h"
@@ -89,8 +90,13 @@ absl::StatusOr<std::string> RewriteKvImage(std::string_view image,
       detcd::coding::PutVarint64(&out, r.lease);
     }
   }
-  const uint64_t h = detcd::util::Fnv1a(out);
-  detcd::coding::PutFixed32(&out, static_cast<uint32_t>(h ^ (h >> 32)));
+  // The checksum of the image's own format version (kv_store.cc).
+  if (out[4] == 1) {
+    const uint64_t h = detcd::util::Fnv1a(out);
+    detcd::coding::PutFixed32(&out, static_cast<uint32_t>(h ^ (h >> 32)));
+  } else {
+    detcd::coding::PutFixed32(&out, detcd::mvcc::KvStore::ImageChecksum(out));
+  }
   return out;
 }
 
