@@ -755,6 +755,36 @@ TEST_F(SnapshotterTest, SaveLoadRoundTrip) {
   EXPECT_EQ(*got, s);
 }
 
+// Data the last file could not shrink by 5% gets a much faster zstd level
+// next time, until a file shrinks again; every file loads either way.
+TEST_F(SnapshotterTest, IncompressibleDataGetsTheFasterLevelNextTime) {
+  env::SeededRng rng(11);
+  std::string random(200000, '\0');
+  for (char& c : random) c = static_cast<char>(rng.Next());
+  const std::string text = [] {
+    std::string t;
+    for (int i = 0; i < 5000; ++i) t += "key-" + std::to_string(i) + "=v;";
+    return t;
+  }();
+  const int fast = snap_.next_zstd_level();
+  ASSERT_TRUE(snap_.Save(Snap(10, 2, random)).ok());
+  const int faster = snap_.next_zstd_level();
+  EXPECT_LT(faster, fast);
+  ASSERT_TRUE(snap_.Save(Snap(20, 2, random)).ok());
+  EXPECT_EQ(snap_.next_zstd_level(), faster);
+  ASSERT_TRUE(snap_.Save(Snap(30, 2, text)).ok());  // at the faster level
+  EXPECT_EQ(snap_.next_zstd_level(), fast) << "text shrinks even so";
+  EXPECT_LT(
+      Read(disk_, "data/snap/0000000000000002-000000000000001e.snap").size(),
+      text.size() * 19 / 20);
+  for (auto [index, data] : {std::pair<uint64_t, std::string>{20, random},
+                             {30, text}}) {
+    auto got = snap_.LoadNewest({Meta(index, 2)});
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->data, data);
+  }
+}
+
 TEST_F(SnapshotterTest, LoadNewestOnlyConsidersValidMarkers) {
   ASSERT_TRUE(snap_.Save(Snap(10, 2, "a")).ok());
   ASSERT_TRUE(snap_.Save(Snap(20, 3, "b")).ok());
