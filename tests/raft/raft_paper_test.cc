@@ -2024,80 +2024,76 @@ TEST(RaftPaper, FlowControlMaxInflightMsgs) {
   EXPECT_EQ(nw.raft(1).tracker().Get(2)->match, 11u);
 }
 
-// Nagle's rule (Config::hold_small_appends): while an append to a follower
-// is unacknowledged, new entries wait for its answer, which sends them in
-// one append with the commit index.
-TEST(RaftPaper, HoldSmallAppendsUntilTheAppendInFlightIsAnswered) {
-  Network nw({1, 2, 3},
-             ClassicOptions([](Config& c) { c.hold_small_appends = 256; }));
-  ASSERT_TRUE(nw.Campaign(1).ok());
-  Raft& r = nw.raft(1);
-  ASSERT_TRUE(r.Propose("a").ok());
-  auto out = nw.Process(1);
-  auto to2 = Filter(out, MessageType::kApp, 2);
-  auto to3 = Filter(out, MessageType::kApp, 3);
-  ASSERT_EQ(to2.size(), 1u);  // nothing was in flight: it leaves at once
-  ASSERT_EQ(to3.size(), 1u);
-  const uint64_t a = r.log().LastIndex();
-  ASSERT_TRUE(r.Propose("b").ok());
-  ASSERT_TRUE(nw.Process(1).empty()) << "b is held";
-  ASSERT_TRUE(r.Propose("c").ok());
-  ASSERT_TRUE(nw.Process(1).empty()) << "c is held";
+// Nagle's rule (Config::hold_small_appends): three members led by 1, and
+// the appends of a first proposal to 2 and 3, not yet delivered.
+class HoldSmallAppends : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(nw_.Campaign(1).ok());
+    ASSERT_TRUE(r_.Propose("a").ok());
+    auto out = nw_.Process(1);
+    to2_ = Filter(out, MessageType::kApp, 2);
+    to3_ = Filter(out, MessageType::kApp, 3);
+    ASSERT_EQ(to2_.size(), 1u);  // nothing was in flight: they leave at once
+    ASSERT_EQ(to3_.size(), 1u);
+    a_ = r_.log().LastIndex();
+  }
+  // Delivers m (an append from 1), steps the answer into 1 and returns
+  // what 1 sent then.
+  std::vector<Message> Answer(const Message& m) {
+    auto resp = Filter(nw_.Deliver(m), MessageType::kAppResp, 1);
+    EXPECT_EQ(resp.size(), 1u);
+    return resp.empty() ? std::vector<Message>{} : nw_.Step(1, resp[0]);
+  }
+
+  Network nw_{{1, 2, 3},
+              ClassicOptions([](Config& c) { c.hold_small_appends = 256; })};
+  Raft& r_ = nw_.raft(1);
+  std::vector<Message> to2_, to3_;
+  uint64_t a_ = 0;
+};
+
+// While an append to a follower is unacknowledged, new entries wait for
+// its answer, which sends them in one append with the commit index.
+TEST_F(HoldSmallAppends, UntilTheAppendInFlightIsAnswered) {
+  ASSERT_TRUE(r_.Propose("b").ok());
+  ASSERT_TRUE(nw_.Process(1).empty()) << "b is held";
+  ASSERT_TRUE(r_.Propose("c").ok());
+  ASSERT_TRUE(nw_.Process(1).empty()) << "c is held";
   // 2 answers a: a commits, and b and c leave for 2 in one append with the
   // commit index; 3 still has a in flight, so nothing goes to 3.
-  auto resp = Filter(nw.Deliver(to2[0]), MessageType::kAppResp, 1);
-  ASSERT_EQ(resp.size(), 1u);
-  out = nw.Step(1, resp[0]);
-  EXPECT_EQ(r.log().committed(), a);
+  auto out = Answer(to2_[0]);
+  EXPECT_EQ(r_.log().committed(), a_);
   auto next2 = Filter(out, MessageType::kApp, 2);
   ASSERT_EQ(next2.size(), 1u);
   EXPECT_EQ(next2[0].entries.size(), 2u);
-  EXPECT_EQ(next2[0].commit, a);
+  EXPECT_EQ(next2[0].commit, a_);
   EXPECT_TRUE(Filter(out, MessageType::kApp, 3).empty());
   // 3's answer commits nothing new, and still sends b and c to 3.
-  resp = Filter(nw.Deliver(to3[0]), MessageType::kAppResp, 1);
-  ASSERT_EQ(resp.size(), 1u);
-  out = nw.Step(1, resp[0]);
-  auto next3 = Filter(out, MessageType::kApp, 3);
+  auto next3 = Filter(Answer(to3_[0]), MessageType::kApp, 3);
   ASSERT_EQ(next3.size(), 1u);
   EXPECT_EQ(next3[0].entries.size(), 2u);
-  EXPECT_EQ(next3[0].commit, a);
-  nw.Send(next2);
-  nw.Send(next3);
-  EXPECT_EQ(r.log().committed(), a + 2);
-  nw.ExpectConsistent();
+  EXPECT_EQ(next3[0].commit, a_);
+  nw_.Send(next2);
+  nw_.Send(next3);
+  EXPECT_EQ(r_.log().committed(), a_ + 2);
+  nw_.ExpectConsistent();
 }
 
 // A commit index held back for a follower (its append was in flight when
 // the entry committed) goes out with that follower's next answer, even
 // when the answer commits nothing and no entry waits: otherwise the
 // follower would learn of the commit only at the next heartbeat.
-TEST(RaftPaper, HoldSmallAppendsSendsAHeldCommitIndexOnTheNextAnswer) {
-  Network nw({1, 2, 3},
-             ClassicOptions([](Config& c) { c.hold_small_appends = 256; }));
-  ASSERT_TRUE(nw.Campaign(1).ok());
-  Raft& r = nw.raft(1);
-  ASSERT_TRUE(r.Propose("a").ok());
-  auto out = nw.Process(1);
-  auto to2 = Filter(out, MessageType::kApp, 2);
-  auto to3 = Filter(out, MessageType::kApp, 3);
-  ASSERT_EQ(to2.size(), 1u);
-  ASSERT_EQ(to3.size(), 1u);
-  const uint64_t a = r.log().LastIndex();
-  auto resp = Filter(nw.Deliver(to2[0]), MessageType::kAppResp, 1);
-  ASSERT_EQ(resp.size(), 1u);
-  out = nw.Step(1, resp[0]);
-  ASSERT_EQ(r.log().committed(), a);
+TEST_F(HoldSmallAppends, SendsAHeldCommitIndexOnTheNextAnswer) {
+  auto out = Answer(to2_[0]);
+  ASSERT_EQ(r_.log().committed(), a_);
   EXPECT_TRUE(Filter(out, MessageType::kApp, 3).empty());
-  resp = Filter(nw.Deliver(to3[0]), MessageType::kAppResp, 1);
-  ASSERT_EQ(resp.size(), 1u);
-  out = nw.Step(1, resp[0]);
-  auto to3_commit = Filter(out, MessageType::kApp, 3);
+  auto to3_commit = Filter(Answer(to3_[0]), MessageType::kApp, 3);
   ASSERT_EQ(to3_commit.size(), 1u);
   EXPECT_TRUE(to3_commit[0].entries.empty());
-  EXPECT_EQ(to3_commit[0].commit, a);
-  nw.Send(to3_commit);
-  EXPECT_EQ(nw.raft(3).log().committed(), a);
+  EXPECT_EQ(to3_commit[0].commit, a_);
+  nw_.Send(to3_commit);
+  EXPECT_EQ(nw_.raft(3).log().committed(), a_);
 }
 
 // A lost append does not hold the rest for good: a heartbeat's answer
