@@ -195,13 +195,18 @@ void BM_Compact(benchmark::State& state) {
 }
 BENCHMARK(BM_Compact)->Arg(100000)->Unit(benchmark::kMillisecond);
 
+// Fills s with n keys (KeyMaker's, in order) of value_bytes-byte values.
+void Fill(KvStore& s, uint64_t n, size_t value_bytes) {
+  KeyMaker km;
+  const std::string value(value_bytes, 'v');
+  for (uint64_t k = 0; k < n; ++k) PutOne(s, km.Make(k), value);
+}
+
 // Snapshot of a store of range(0) keys with range(1)-byte values.
 void BM_Snapshot(benchmark::State& state) {
   KvStore s;
-  KeyMaker km;
-  const std::string value(static_cast<size_t>(state.range(1)), 'v');
   const uint64_t n = static_cast<uint64_t>(state.range(0));
-  for (uint64_t k = 0; k < n; ++k) PutOne(s, km.Make(k), value);
+  Fill(s, n, static_cast<size_t>(state.range(1)));
   size_t bytes = 0;
   for (auto _ : state) {
     std::string image = s.Snapshot();
@@ -222,10 +227,8 @@ BENCHMARK(BM_Snapshot)
 // the same store as BM_Snapshot's.
 void BM_ImageSizing(benchmark::State& state) {
   KvStore s;
-  KeyMaker km;
-  const std::string value(static_cast<size_t>(state.range(1)), 'v');
-  const uint64_t n = static_cast<uint64_t>(state.range(0));
-  for (uint64_t k = 0; k < n; ++k) PutOne(s, km.Make(k), value);
+  Fill(s, static_cast<uint64_t>(state.range(0)),
+       static_cast<size_t>(state.range(1)));
   uint64_t bytes = 0;
   std::string out;
   for (auto _ : state) {
@@ -248,10 +251,8 @@ BENCHMARK(BM_ImageSizing)
 // Restore (decode + validate + rebuild) of the same image.
 void BM_Restore(benchmark::State& state) {
   KvStore s;
-  KeyMaker km;
-  const std::string value(32, 'v');
   const uint64_t n = static_cast<uint64_t>(state.range(0));
-  for (uint64_t k = 0; k < n; ++k) PutOne(s, km.Make(k), value);
+  Fill(s, n, 32);
   const std::string image = s.Snapshot();
   KvStore t;
   for (auto _ : state) {
