@@ -130,8 +130,8 @@ class KvStore final : public EventHistory {
   // The image format written now (kv_store.cc documents it) and the
   // checksum that ends such an image: crc32c of every byte before it.
   // Restore also reads version 1, whose checksum was FNV-1a-64 folded to 32
-  // bits (six times slower to compute than crc32c in hardware, and most of
-  // an image's encoding time).
+  // bits, computed a byte at a time (mvcc_bench BM_Snapshot/100000/256:
+  // 59 ms with it, 39 with crc32c).
   static constexpr uint8_t kImageFormatVersion = 2;
   static uint32_t ImageChecksum(std::string_view bytes);
   // Exchanges the contents of two stores (no copy). A caller that first
