@@ -275,6 +275,10 @@ class LockElectionTest(ClusterTestCase):
             self.assertEqual(p.returncode, 0, "golock on %s:\n%s%s" % (
                 c.label, out, err[-4000:]))
             self.assertIn("PASS", out)
+            # golock's diagnostics (what a failed step left behind) are
+            # outside the compared transcript: keep them in the log.
+            if err.strip():
+                sys.stderr.write("%s: %s" % (c.label, err[-4000:]))
             return out
 
         results = side_by_side(clusters, scenario)
