@@ -58,16 +58,22 @@ void EngineLoop::Stop(Task last) {
 }
 
 bool EngineLoop::Post(Task t) {
-  absl::MutexLock l(&mu_);
-  if (stopping_ || queue_.size() - peer_queued_ >= opts_.max_client_backlog) {
-    return false;
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_ ||
+        queue_.size() - peer_queued_ >= opts_.max_client_backlog) {
+      return false;
+    }
+    queue_.push_back(Item{std::move(t), false});
   }
-  queue_.push_back(Item{std::move(t), false});
   Wake();
   return true;
 }
 
 void EngineLoop::Wake() {
+  // Outside mu_: the engine waits with a timeout (its tick), and absl
+  // wakes such a waiter at once; woken under the poster's lock, it would
+  // block on mu_ and need a second wake-up when the poster unlocks.
   if (held_wakes.loop == this) {
     held_wakes.posted = true;
   } else {
@@ -80,29 +86,30 @@ void EngineLoop::HoldWakes() { held_wakes = HeldWakes{this, false}; }
 void EngineLoop::ReleaseWakes() {
   const bool posted = held_wakes.loop == this && held_wakes.posted;
   held_wakes = HeldWakes{};
-  if (posted) {
-    absl::MutexLock l(&mu_);
-    cv_.Signal();
-  }
+  if (posted) cv_.Signal();
 }
 
 bool EngineLoop::PostPeer(Task t) {
-  absl::MutexLock l(&mu_);
-  if (stopping_) return false;
-  if (peer_queued_ >= opts_.max_peer_backlog) {
-    ++dropped_peer_;
-    return false;
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return false;
+    if (peer_queued_ >= opts_.max_peer_backlog) {
+      ++dropped_peer_;
+      return false;
+    }
+    ++peer_queued_;
+    queue_.push_back(Item{std::move(t), true});
   }
-  ++peer_queued_;
-  queue_.push_back(Item{std::move(t), true});
   Wake();
   return true;
 }
 
 bool EngineLoop::PostCompletion(Task t) {
-  absl::MutexLock l(&mu_);
-  if (stopping_) return false;
-  queue_.push_back(Item{std::move(t), false});
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return false;
+    queue_.push_back(Item{std::move(t), false});
+  }
   Wake();
   return true;
 }

@@ -646,6 +646,7 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
   uint64_t dropped_to_log = 0;
   std::vector<SnapshotDone> failed;  // told outside the lock
   bool unreachable = false;
+  bool queued = false;
   {
     absl::MutexLock l(&p->mu);
     if (p->stopping) {
@@ -670,7 +671,7 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
       p->queued_bytes += payload.size();
       p->queue.push_back(
           Peer::Queued{std::move(payload), std::move(done), snapshot});
-      p->cv.Signal();
+      queued = true;
       if (dropped > 0) {
         p->send_failures.fetch_add(dropped, std::memory_order_relaxed);
         p->drops_unlogged += dropped;
@@ -684,6 +685,10 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
       }
     }
   }
+  // Outside the lock: the sender waits with a deadline, and absl wakes
+  // such a waiter at once; woken under our lock, it would block on it and
+  // need a second wake-up when we unlock.
+  if (queued) p->cv.Signal();
   for (SnapshotDone& d : failed) d(false);
   if (unreachable) ReportUnreachable(*p, /*force=*/false);
   if (dropped_to_log > 0) {
