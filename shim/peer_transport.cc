@@ -67,6 +67,18 @@ constexpr char kProbingPath[] = "/raft/probing";
 
 std::string Hex(uint64_t id) { return absl::StrFormat("%x", id); }
 
+// The listener never writes after its answer, so a readable socket means
+// it closed (or reset) the connection. Checked when idle and before every
+// write: after a peer's restart the kernel still takes the first write on
+// the old connection (the peer answers it with a reset), and what it
+// carried would be lost; an answer to the restarted peer's own request,
+// say (seen: both HashKV answers of its initial corruption check). Such a
+// batch waits for the next connection instead.
+bool PeerClosed(const Stream& s) {
+  pollfd pfd{s.fd(), POLLIN, 0};
+  return ::poll(&pfd, 1, 0) > 0;
+}
+
 void PutU64(char* p, uint64_t v) {
   for (int i = 7; i >= 0; --i) {
     p[i] = static_cast<char>(v & 0xff);
@@ -350,11 +362,22 @@ struct PeerTransport::Peer {
     std::string payload;
     env::Transport::SnapshotDone done;
     bool snapshot = false;  // preceded on the wire by a marker frame
+    // Framed bytes a short FlushSends write left: they go first, as is.
+    bool raw = false;
     size_t size() const { return payload.size(); }
   };
   std::deque<Queued> queue ABSL_GUARDED_BY(mu);
   size_t queued_bytes ABSL_GUARDED_BY(mu) = 0;
   bool stopping ABSL_GUARDED_BY(mu) = false;
+  // The sender's connection while FlushSends may write to it too (a plain
+  // socket: TryWrites), else null. Whoever writes sets `writing` first and
+  // writes only if it was clear; the sender waits for it to clear before
+  // it writes or closes the connection.
+  Stream* stream ABSL_GUARDED_BY(mu) = nullptr;
+  bool writing ABSL_GUARDED_BY(mu) = false;
+  bool broken ABSL_GUARDED_BY(mu) = false;  // a FlushSends write failed
+  std::string broken_reason ABSL_GUARDED_BY(mu);  // its error
+  bool flush_pending ABSL_GUARDED_BY(mu) = false;  // in HeldSends::pending
   // From a failed dial to the next successful one (header comment).
   bool unreachable ABSL_GUARDED_BY(mu) = false;
   bool redial ABSL_GUARDED_BY(mu) = false;  // end the backoff now
@@ -418,7 +441,69 @@ struct PeerTransport::Peer {
     absl::MutexLock l(&mu);
     return stopping;
   }
+  // Moves what one write takes from the front of the queue into *batch:
+  // small messages up to kMaxBatchBytes, or alone a snapshot, a message
+  // larger than `chunk` or raw bytes (written in chunks, without a copy).
+  void TakeBatchLocked(size_t chunk, std::vector<Queued>* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    size_t bytes = 0;
+    while (!queue.empty()) {
+      Queued& q = queue.front();
+      const bool alone = Alone(q, chunk);
+      if (!batch->empty() && (alone || bytes + q.size() > kMaxBatchBytes)) {
+        break;
+      }
+      bytes += q.size();
+      queued_bytes -= q.size();
+      batch->push_back(std::move(q));
+      queue.pop_front();
+      if (alone) break;
+    }
+  }
+  static bool Alone(const Queued& q, size_t chunk) {
+    return q.snapshot || q.raw || q.size() > chunk;
+  }
+  // Frames a batch of small messages into *out (after `coalesce`, when
+  // set, joined what it can); the batch's payloads are moved out.
+  void Frame(const std::function<void(std::vector<std::string>*)>& coalesce,
+             std::vector<Queued>* batch, std::string* out) {
+    std::vector<std::string> payloads;
+    payloads.reserve(batch->size());
+    for (Queued& q : *batch) payloads.push_back(std::move(q.payload));
+    if (coalesce && payloads.size() > 1) {
+      const size_t before = payloads.size();
+      coalesce(&payloads);
+      joined.fetch_add(before - payloads.size(), std::memory_order_relaxed);
+    }
+    out->clear();
+    for (const std::string& payload : payloads) {
+      char header[4];
+      PutU32(header, static_cast<uint32_t>(payload.size()));
+      out->append(header, 4);
+      out->append(payload);
+    }
+  }
+  // Puts a batch that was not written back at the front of the queue.
+  void RequeueLocked(std::vector<Queued>* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    for (auto it = batch->rbegin(); it != batch->rend(); ++it) {
+      queued_bytes += it->size();
+      queue.push_front(std::move(*it));
+    }
+    batch->clear();
+  }
 };
+
+// The calling thread's held sends (HoldSends): the peers whose queues grew.
+struct PeerTransport::HeldSends {
+  const PeerTransport* transport = nullptr;
+  std::vector<std::shared_ptr<Peer>> pending;
+};
+
+PeerTransport::HeldSends& PeerTransport::Held() {
+  thread_local HeldSends held;
+  return held;
+}
 
 struct PeerTransport::Listener {
   std::string url;
@@ -647,6 +732,9 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
   std::vector<SnapshotDone> failed;  // told outside the lock
   bool unreachable = false;
   bool queued = false;
+  HeldSends& held = Held();
+  const bool hold = held.transport == this;
+  bool newly_pending = false;
   {
     absl::MutexLock l(&p->mu);
     if (p->stopping) {
@@ -658,7 +746,9 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
     } else {
       // Bounded: drop the oldest messages to make room.
       uint64_t dropped = 0;
-      while (!p->queue.empty() &&
+      // Raw bytes (the rest of a frame) are never dropped: the stream
+      // would lose its framing.
+      while (!p->queue.empty() && !p->queue.front().raw &&
              (p->queue.size() >= opts_.queue_max_messages ||
               p->queued_bytes + payload.size() > opts_.queue_max_bytes)) {
         p->queued_bytes -= p->queue.front().size();
@@ -672,6 +762,7 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
       p->queue.push_back(
           Peer::Queued{std::move(payload), std::move(done), snapshot});
       queued = true;
+      newly_pending = hold && !std::exchange(p->flush_pending, true);
       if (dropped > 0) {
         p->send_failures.fetch_add(dropped, std::memory_order_relaxed);
         p->drops_unlogged += dropped;
@@ -688,7 +779,9 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
   // Outside the lock: the sender waits with a deadline, and absl wakes
   // such a waiter at once; woken under our lock, it would block on it and
   // need a second wake-up when we unlock.
-  if (queued) p->cv.Signal();
+  // Held: FlushSends writes it or wakes the sender.
+  if (queued && !hold) p->cv.Signal();
+  if (newly_pending) held.pending.push_back(p);
   for (SnapshotDone& d : failed) d(false);
   if (unreachable) ReportUnreachable(*p, /*force=*/false);
   if (dropped_to_log > 0) {
@@ -698,6 +791,73 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
                {"dropped-messages", dropped_to_log},
                {"remote-peer-active", p->connected.load()}});
   }
+}
+
+void PeerTransport::HoldSends() { Held().transport = this; }
+
+void PeerTransport::FlushSends() {
+  HeldSends& held = Held();
+  if (held.transport != this) return;
+  held.transport = nullptr;
+  for (const std::shared_ptr<Peer>& p : held.pending) {
+    if (FlushPeer(*p)) p->cv.Signal();
+  }
+  held.pending.clear();
+}
+
+bool PeerTransport::FlushPeer(Peer& p) {
+  std::vector<Peer::Queued> batch;
+  Stream* stream = nullptr;
+  {
+    absl::MutexLock l(&p.mu);
+    p.flush_pending = false;
+    if (p.queue.empty()) return false;
+    if (p.stream == nullptr || p.writing || p.broken || p.stopping ||
+        Peer::Alone(p.queue.front(), opts_.write_chunk_bytes)) {
+      return true;
+    }
+    p.TakeBatchLocked(opts_.write_chunk_bytes, &batch);
+    p.writing = true;
+    stream = p.stream;
+  }
+  // The stream stays open while `writing` is set (the sender waits).
+  const bool closed = PeerClosed(*stream);
+  std::string out;
+  long n = 0;
+  int err = 0;
+  if (!closed) {
+    p.Frame(opts_.coalesce, &batch, &out);
+    n = stream->TryWrite(out.data(), out.size());
+    err = errno;
+  }
+  absl::MutexLock l(&p.mu);
+  p.writing = false;
+  if (closed) {  // the sender finds it closed too, and redials
+    p.RequeueLocked(&batch);
+    return true;
+  }
+  if (n < 0) {
+    p.send_failures.fetch_add(batch.size(), std::memory_order_relaxed);
+    p.broken = true;
+    p.broken_reason = absl::StrCat("write: ", GoErr(err));
+    return true;
+  }
+  if (n > 0) {
+    p.sent_bytes.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    p.writes.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (static_cast<size_t>(n) < out.size()) {
+    // The socket is full: the rest goes first, as is, from the sender
+    // thread, which can wait for room.
+    Peer::Queued rest;
+    rest.payload = out.substr(static_cast<size_t>(n));
+    rest.raw = true;
+    p.queued_bytes += rest.size();
+    p.queue.push_front(std::move(rest));
+    return true;
+  }
+  // The sender may be waiting to close the connection (stream cleared).
+  return !p.queue.empty() || p.stream == nullptr;
 }
 
 void PeerTransport::DropUnreachable(Peer& p) {
@@ -851,16 +1011,21 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
     // appends and acks per wake-up; a send(2) each cost more CPU (the
     // loopback receive path runs inside the sender's send) than the
     // messages themselves. Nothing waits for more: a lone message leaves
-    // at once.
+    // at once. On a plain connection FlushSends writes most small
+    // messages from the engine thread itself (see the header).
+    if (stream.TryWrites()) {
+      absl::MutexLock l(&p->mu);
+      p->stream = &stream;
+    }
     std::vector<Peer::Queued> batch;
-    std::vector<std::string> payloads;  // a batch's, for opts_.coalesce
-    std::string out;                    // reused: the framed batch
+    std::string out;  // reused: the framed batch
     for (;;) {
       batch.clear();
       {
         absl::MutexLock l(&p->mu);
         absl::Time deadline = absl::Now() + absl::Milliseconds(kIdleCheckMs);
-        while (!p->stopping && p->urls_version == version && p->queue.empty()) {
+        while (!p->stopping && p->urls_version == version && !p->broken &&
+               (p->queue.empty() || p->writing)) {
           if (p->cv.WaitWithDeadline(&p->mu, deadline)) break;
         }
         if (p->stopping) break;
@@ -868,75 +1033,41 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
           reason = "peer URLs changed";
           break;
         }
-        // Small messages up to kMaxBatchBytes; a snapshot or a message
-        // larger than a write chunk goes alone (written in chunks, without
-        // a copy).
-        size_t bytes = 0;
-        while (!p->queue.empty()) {
-          Peer::Queued& q = p->queue.front();
-          const bool alone = q.snapshot || q.size() > opts_.write_chunk_bytes;
-          if (!batch.empty() && (alone || bytes + q.size() > kMaxBatchBytes)) {
-            break;
-          }
-          bytes += q.size();
-          p->queued_bytes -= q.size();
-          batch.push_back(std::move(q));
-          p->queue.pop_front();
-          if (alone) break;
+        if (p->broken) {
+          reason = std::exchange(p->broken_reason, "");
+          break;
         }
+        if (p->writing) continue;  // the idle check waits for the flush
+        p->TakeBatchLocked(opts_.write_chunk_bytes, &batch);
+        p->writing = true;
       }
-      // The listener never writes after its answer, so a readable socket
-      // means it closed (or reset) the connection. Checked when idle and
-      // before every write: after a peer's restart the kernel still takes
-      // the first write on the old connection (the peer answers it with a
-      // reset), and what it carried would be lost; an answer to the
-      // restarted peer's own request, say (seen: both HashKV answers of its
-      // initial corruption check). Such a batch waits for the next
-      // connection instead.
-      pollfd pfd{stream.fd(), POLLIN, 0};
-      if (::poll(&pfd, 1, 0) > 0) {
-        if (!batch.empty()) {
-          absl::MutexLock l(&p->mu);
-          for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
-            p->queued_bytes += it->size();
-            p->queue.push_front(std::move(*it));
-          }
-        }
-        reason = "closed by remote peer";
-        break;
-      }
-      if (batch.empty()) continue;
       bool written = true;
-      if (batch.size() == 1 &&
-          (batch[0].snapshot || batch[0].size() > opts_.write_chunk_bytes)) {
+      bool closed = PeerClosed(stream);
+      if (closed) {
+        // The batch waits for the next connection.
+      } else if (batch.empty()) {
+        // An idle check.
+      } else if (batch.size() == 1 &&
+                 Peer::Alone(batch[0], opts_.write_chunk_bytes)) {
         Peer::Queued& q = batch[0];
         // A snapshot's marker: an empty frame (see the header).
         static constexpr char kMarker[4] = {0, 0, 0, 0};
-        if (q.snapshot) {
-          written = stream.WriteAll(kMarker, sizeof(kMarker));
-          if (written) p->sent_bytes.fetch_add(4, std::memory_order_relaxed);
+        if (q.raw) {
+          written = stream.WriteAll(q.payload.data(), q.size());
+          if (written) p->sent_bytes.fetch_add(q.size(), std::memory_order_relaxed);
+        } else {
+          if (q.snapshot) {
+            written = stream.WriteAll(kMarker, sizeof(kMarker));
+            if (written) p->sent_bytes.fetch_add(4, std::memory_order_relaxed);
+          }
+          written = written && WriteFrame(*p, stream, q.payload);
         }
-        written = written && WriteFrame(*p, stream, q.payload);
         // Written whole to the connection: as far as this side can know,
         // the transfer is over (etcd's snapshot sender reports at the same
         // point).
         if (q.done) q.done(written);
       } else {
-        payloads.clear();
-        for (Peer::Queued& q : batch) payloads.push_back(std::move(q.payload));
-        if (opts_.coalesce && payloads.size() > 1) {
-          const size_t before = payloads.size();
-          opts_.coalesce(&payloads);
-          p->joined.fetch_add(before - payloads.size(),
-                              std::memory_order_relaxed);
-        }
-        out.clear();
-        for (const std::string& payload : payloads) {
-          char header[4];
-          PutU32(header, static_cast<uint32_t>(payload.size()));
-          out.append(header, 4);
-          out.append(payload);
-        }
+        p->Frame(opts_.coalesce, &batch, &out);
         written = stream.WriteAll(out.data(), out.size());
         if (written) {
           p->sent_bytes.fetch_add(out.size(), std::memory_order_relaxed);
@@ -944,6 +1075,16 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
         // A long message once makes the buffer large; do not keep it.
         if (out.capacity() > 2 * kMaxBatchBytes) std::string().swap(out);
       }
+      {
+        absl::MutexLock l(&p->mu);
+        p->writing = false;
+        if (closed) p->RequeueLocked(&batch);
+      }
+      if (closed) {
+        reason = "closed by remote peer";
+        break;
+      }
+      if (batch.empty()) continue;
       p->writes.fetch_add(1, std::memory_order_relaxed);
       if (!written) {
         // Everything in the failed write is lost (or half-delivered, which
@@ -951,6 +1092,19 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
         p->send_failures.fetch_add(batch.size(), std::memory_order_relaxed);
         reason = absl::StrCat("write: ", GoErr(errno));
         break;
+      }
+    }
+    {
+      // Nobody else writes to the connection once it is closed, and the
+      // rest of a frame it was writing means nothing on the next one.
+      absl::MutexLock l(&p->mu);
+      p->stream = nullptr;
+      p->broken = false;
+      while (p->writing) p->cv.Wait(&p->mu);
+      while (!p->queue.empty() && p->queue.front().raw) {
+        p->queued_bytes -= p->queue.front().size();
+        p->queue.pop_front();
+        p->send_failures.fetch_add(1, std::memory_order_relaxed);
       }
     }
     p->connected.store(false);

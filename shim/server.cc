@@ -1304,11 +1304,17 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // itself leaderless for up to a heartbeat afterwards (as it did right
   // after an election: integration_host_whitelist saw /health's "RAFT NO
   // LEADER" after `etcdctl endpoint health` had passed).
+  // The batch's peer messages leave from this thread at its end
+  // (PeerTransport::FlushSends), after the Ready that sends them.
   m.loop->SetBatchHooks(
-      [s = m.server.get()] { s->node().HoldReady(); },
-      [s = m.server.get(), l = m.loop.get(), im,
+      [s = m.server.get(), t = m.transport.get()] {
+        s->node().HoldReady();
+        t->HoldSends();
+      },
+      [s = m.server.get(), t = m.transport.get(), l = m.loop.get(), im,
        posted = std::make_shared<bool>(false)] {
         s->node().ReleaseReady();
+        t->FlushSends();
         if (s->node().leader() != im->figures.leader.load()) {
           im->PublishFigures();
         }

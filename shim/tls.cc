@@ -160,6 +160,20 @@ class PlainStreamImpl final : public Stream {
     return true;
   }
 
+  bool TryWrites() const override { return true; }
+  long TryWrite(const void* buf, size_t n) override {
+    for (;;) {
+      ssize_t r = ::send(fd_, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (r >= 0) return r;
+      if (errno == EINTR) continue;
+      // Full, or not a socket (a pipe in tests): WriteAll takes it.
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTSOCK) {
+        return 0;
+      }
+      return -1;
+    }
+  }
+
   void Shutdown() override { ::shutdown(fd_, SHUT_RDWR); }
 
  private:
@@ -1121,6 +1135,8 @@ absl::StatusOr<std::vector<std::string>> OpenSslCipherNames(
 }
 
 Stream::~Stream() = default;
+
+long Stream::TryWrite(const void*, size_t) { return 0; }
 
 std::unique_ptr<Stream> PlainStream(int fd) {
   return std::make_unique<PlainStreamImpl>(fd);

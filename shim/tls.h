@@ -110,6 +110,12 @@ class Stream {
   virtual long Read(void* buf, size_t n) = 0;
   // Writes all n bytes; false on error (the stream is then unusable).
   virtual bool WriteAll(const void* buf, size_t n) = 0;
+  // Writes what the connection takes now, without blocking: the bytes
+  // written (0 when it takes none now), or -1 on error (errno says why).
+  // Only streams whose TryWrites() is true can; a TLS record cannot be
+  // left half written, so TLS streams take nothing.
+  virtual bool TryWrites() const { return false; }
+  virtual long TryWrite(const void* buf, size_t n);
   // Shuts the socket down both ways so blocked Read/WriteAll calls return.
   // The fd itself is closed by the destructor.
   virtual void Shutdown() = 0;

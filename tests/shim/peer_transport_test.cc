@@ -292,6 +292,11 @@ class HeldListener {
     return conn_ >= 0 && ReadN(35, &hello) &&
            write(conn_, "detcd-peer1\0", 12) == 12;
   }
+  // Closes the accepted connection.
+  void Drop() {
+    if (conn_ >= 0) close(conn_);
+    conn_ = -1;
+  }
   // The next n frames' payloads.
   bool ReadFrames(size_t n, std::vector<std::string>* out) {
     for (size_t i = 0; i < n; ++i) {
@@ -389,6 +394,82 @@ TEST_F(PeerTransportTest, QueuedMessagesLeaveInBatches) {
   for (const std::string& m : sent) bytes += 4 + m.size();
   EXPECT_EQ(s.sent_bytes, bytes);
   EXPECT_EQ(s.send_failures, 0u);
+}
+
+// Held sends leave from FlushSends on the calling thread: the write has
+// happened when it returns (one write for the three), in order.
+TEST_F(PeerTransportTest, FlushSendsWritesHeldMessagesAtOnce) {
+  auto a = Make(1);
+  auto b = Make(2);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(LinkUp(*a, *b));
+  const uint64_t writes = StatsOf(*a->t, 2).writes;
+  a->t->HoldSends();
+  for (int i = 0; i < 3; ++i) a->t->Send(2, absl::StrCat("held-", i));
+  a->t->FlushSends();
+  PeerStats s = StatsOf(*a->t, 2);
+  EXPECT_EQ(s.writes, writes + 1);
+  EXPECT_EQ(s.sent_bytes, 3u * (4 + 6));
+  ASSERT_TRUE(b->inbox.WaitFor(3));
+  auto got = b->inbox.Take();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(got[i].second, absl::StrCat("held-", i));
+  // Not held: the sender thread writes it.
+  a->t->Send(2, "free");
+  ASSERT_TRUE(b->inbox.WaitFor(1));
+  EXPECT_EQ(b->inbox.Take()[0].second, "free");
+}
+
+// A peer that reads nothing: the socket fills up, a flush writes part of
+// its batch (or none), and the rest of the frame must go first, whole,
+// from the sender thread, before anything queued after it. Everything
+// arrives in order once the peer reads.
+TEST_F(PeerTransportTest, FlushIntoAFullSocketLeavesTheRestToTheSender) {
+  PeerTransportOptions o;
+  o.queue_max_bytes = 1 << 30;
+  o.queue_max_messages = 1 << 20;
+  auto a = Make(1, o);
+  ASSERT_TRUE(a);
+  HeldListener b;
+  a->t->SetPeer(2, {b.url()});
+  ASSERT_TRUE(b.Accept());
+  ASSERT_TRUE(WaitUntil([&] { return a->t->Connected(2); }));
+  std::vector<std::string> sent;
+  // 40 MiB in flushes of 200 KiB, far more than loopback socket buffers.
+  for (int round = 0; round < 200; ++round) {
+    a->t->HoldSends();
+    for (int i = 0; i < 25; ++i) {
+      std::string m = absl::StrCat("r", round, "-", i, "-");
+      m.resize(8 << 10, static_cast<char>('a' + (round + i) % 26));
+      a->t->Send(2, m);
+      sent.push_back(std::move(m));
+    }
+    a->t->FlushSends();
+  }
+  std::vector<std::string> got;
+  ASSERT_TRUE(b.ReadFrames(sent.size(), &got));
+  for (size_t i = 0; i < sent.size(); ++i) {
+    ASSERT_EQ(got[i], sent[i]) << i;
+  }
+  EXPECT_EQ(StatsOf(*a->t, 2).send_failures, 0u);
+}
+
+// A flush that finds the connection closed by the peer leaves its batch
+// for the next connection, as the sender does.
+TEST_F(PeerTransportTest, FlushIntoAClosedConnectionWaitsForTheNextOne) {
+  auto a = Make(1);
+  ASSERT_TRUE(a);
+  HeldListener b;
+  a->t->SetPeer(2, {b.url()});
+  ASSERT_TRUE(b.Accept());
+  ASSERT_TRUE(WaitUntil([&] { return a->t->Connected(2); }));
+  b.Drop();
+  a->t->HoldSends();
+  a->t->Send(2, "after-close");
+  a->t->FlushSends();
+  ASSERT_TRUE(b.Accept());
+  std::vector<std::string> got;
+  ASSERT_TRUE(b.ReadFrames(1, &got));
+  EXPECT_EQ(got[0], "after-close");
 }
 
 // A peer that cannot be dialed is unreachable until a dial succeeds: what
