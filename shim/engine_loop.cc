@@ -41,7 +41,7 @@ void EngineLoop::SetBatchHooks(Task before, Task after) {
 
 void EngineLoop::Start() {
   thread_ = std::thread([this] {
-    NameThisThread("engine");
+    NameThisThread("engine", ThreadKind::kEngine);
     Run();
   });
 }

@@ -1,5 +1,7 @@
 #include "shim/disk_worker.h"
 
+#include <sched.h>
+
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -30,6 +32,27 @@ struct Rig {
     disk.Stop();
   }
 };
+
+// The engine thread keeps the default scheduling class; the disk thread,
+// a helper it wakes, runs as SCHED_BATCH so that it never preempts it
+// (shim/thread_name.h).
+TEST(DiskThreadTest, TheEngineIsNormalTheDiskThreadBatch) {
+  Rig r;
+  std::atomic<int> engine_policy{-1}, disk_policy{-1};
+  absl::Notification done;
+  ASSERT_TRUE(r.loop.RunSync([&] { engine_policy = sched_getscheduler(0); }));
+  r.loop.Post([&] {
+    r.disk.Submit(
+        [&] {
+          disk_policy = sched_getscheduler(0);
+          return absl::OkStatus();
+        },
+        [&](absl::Status) { done.Notify(); });
+  });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(engine_policy.load(), SCHED_OTHER);
+  EXPECT_EQ(disk_policy.load(), SCHED_BATCH);
+}
 
 TEST(DiskThreadTest, CompletesInSubmissionOrderOnTheEngineThread) {
   Rig r;
