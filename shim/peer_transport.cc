@@ -997,6 +997,11 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
       p->unreachable = false;
     }
     Stream& stream = **s;
+    if (stream.TryWrites()) {
+      // Before the stream counts as connected: FlushSends may use it.
+      absl::MutexLock l(&p->mu);
+      p->stream = &stream;
+    }
     p->connected_since_ns.store(NowMs() * 1'000'000);
     p->connected.store(true);
     DLOG_INFO("established TCP streaming connection with remote peer",
@@ -1013,10 +1018,6 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
     // messages themselves. Nothing waits for more: a lone message leaves
     // at once. On a plain connection FlushSends writes most small
     // messages from the engine thread itself (see the header).
-    if (stream.TryWrites()) {
-      absl::MutexLock l(&p->mu);
-      p->stream = &stream;
-    }
     std::vector<Peer::Queued> batch;
     std::string out;  // reused: the framed batch
     for (;;) {
