@@ -778,8 +778,8 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
   }
   // Outside the lock: the sender waits with a deadline, and absl wakes
   // such a waiter at once; woken under our lock, it would block on it and
-  // need a second wake-up when we unlock.
-  // Held: FlushSends writes it or wakes the sender.
+  // need a second wake-up when we unlock. Held, FlushSends writes the
+  // message or wakes the sender.
   if (queued && !hold) p->cv.Signal();
   if (newly_pending) held.pending.push_back(p);
   for (SnapshotDone& d : failed) d(false);
@@ -1055,7 +1055,9 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
         static constexpr char kMarker[4] = {0, 0, 0, 0};
         if (q.raw) {
           written = stream.WriteAll(q.payload.data(), q.size());
-          if (written) p->sent_bytes.fetch_add(q.size(), std::memory_order_relaxed);
+          if (written) {
+            p->sent_bytes.fetch_add(q.size(), std::memory_order_relaxed);
+          }
         } else {
           if (q.snapshot) {
             written = stream.WriteAll(kMarker, sizeof(kMarker));

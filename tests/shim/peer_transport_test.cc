@@ -412,7 +412,9 @@ TEST_F(PeerTransportTest, FlushSendsWritesHeldMessagesAtOnce) {
   EXPECT_EQ(s.sent_bytes, 3u * (4 + 6));
   ASSERT_TRUE(b->inbox.WaitFor(3));
   auto got = b->inbox.Take();
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(got[i].second, absl::StrCat("held-", i));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(got[i].second, absl::StrCat("held-", i));
+  }
   // Not held: the sender thread writes it.
   a->t->Send(2, "free");
   ASSERT_TRUE(b->inbox.WaitFor(1));
