@@ -89,18 +89,18 @@ absl::StatusOr<std::unique_ptr<Session>> SessionFor(Client* c, int64_t lease) {
 // The clean-up of a session key that a Lock or Campaign may have put after
 // all. A caller's deadline (or cancellation) ends the wait for the txn that
 // puts the key, not the txn: one still in flight then (an fsync stalled on
-// a loaded machine, or a client's retry of the call sent with a
-// millisecond left) was applied afterwards and its key stayed until the
-// lease expired, blocking every later caller (etcd's recipe leaves it too;
-// integration_lock_election saw it: the waiter's key put once, removed by
-// the recipe, put again, left). So the handler reads the member's revision
-// before the call (serializable: local, no raft round), and after a call
-// that failed deletes the key if it was created after
-// that revision, by this call; a key the session had before is older and
-// stays. The delete is proposed after the put, so raft orders it after.
-// Any failed call gets it (an error may come while the put is in flight:
-// a deadline, a cancellation, a stopping member, a proposal timeout); when
-// nothing was put, it is a txn whose compare fails, and writes nothing.
+// a loaded machine, or a second attempt of the call sent with a moment
+// left) was applied afterwards and its key stayed until the lease expired,
+// blocking every later caller (etcd's recipe leaves it too;
+// integration_lock_election saw the waiter's key put, removed by the
+// recipe, put again and left). So the handler reads the member's revision
+// before the call (serializable: local, no raft round) and, after a call
+// that failed, deletes the key if it was created after that revision, by
+// this call; a key the session had before is older and stays. The delete
+// is proposed after the put, so raft applies it after. Any failed call
+// gets it (an error may come while the put is in flight: a deadline, a
+// cancellation, a stopping member, a proposal timeout); when nothing was
+// put, it is a txn whose compare fails, and it writes nothing.
 int64_t RevisionBefore(Client* c, const std::string& key) {
   pb::RangeRequest r;
   r.set_key(key);
