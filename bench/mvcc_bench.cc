@@ -222,32 +222,6 @@ BENCHMARK(BM_Snapshot)
     ->Args({100000, 256})
     ->Unit(benchmark::kMillisecond);
 
-// The sizing pass of a sized image writer (the snapshot files' and the
-// state machine's framing need the image's size before its first byte):
-// the same store as BM_Snapshot's.
-void BM_ImageSizing(benchmark::State& state) {
-  KvStore s;
-  Fill(s, static_cast<uint64_t>(state.range(0)),
-       static_cast<size_t>(state.range(1)));
-  uint64_t bytes = 0;
-  std::string out;
-  for (auto _ : state) {
-    KvStore::ImageWriter w = s.BeginImage(/*sized=*/true);
-    while (!w.sized()) {
-      if (!w.Step(std::numeric_limits<size_t>::max(), &out).ok()) {
-        state.SkipWithError("step failed");
-        break;
-      }
-    }
-    bytes = w.size();
-  }
-  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
-}
-BENCHMARK(BM_ImageSizing)
-    ->Args({100000, 32})
-    ->Args({100000, 256})
-    ->Unit(benchmark::kMillisecond);
-
 // Restore (decode + validate + rebuild) of the same image.
 void BM_Restore(benchmark::State& state) {
   KvStore s;

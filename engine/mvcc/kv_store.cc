@@ -493,6 +493,24 @@ RecView View(const Record& r) {
   return RecView{d.value(), d.create_revision, d.version, d.lease, false};
 }
 
+// What EncodeRecord appends for a record of this revision, key length and
+// data, without encoding it.
+size_t RecordImageBytes(int64_t main, uint32_t sub, size_t key,
+                        const RecView& r) {
+  using coding::VarintLength;
+  const size_t n = VarintLength(static_cast<uint64_t>(main)) +
+                   VarintLength(sub) + 1 + VarintLength(key) + key;
+  if (r.tombstone) return n;
+  return n + VarintLength(r.value.size()) + r.value.size() +
+         VarintLength(static_cast<uint64_t>(r.create_revision)) +
+         VarintLength(static_cast<uint64_t>(r.version)) +
+         VarintLength(static_cast<uint64_t>(r.lease));
+}
+
+size_t RecordImageBytes(int64_t main, uint32_t sub, const Record& rec) {
+  return RecordImageBytes(main, sub, rec.node()->key().size(), View(rec));
+}
+
 // Orders the key nodes in the ordered index by key; also compares a node
 // with a bare key so lookups need no node.
 struct NodeKeyLess {
@@ -751,6 +769,22 @@ struct KvStore::Impl {
   size_t live_keys = 0;
   size_t revisions = 0;
   int64_t bytes = 0;
+  // The committed records' share of the image (RecordImageBytes summed)
+  // and their number, so that an image's size is known when its writer is
+  // made; an open transaction's records are counted apart until End().
+  uint64_t image_bytes = 0;
+  uint64_t image_records = 0;
+  uint64_t txn_image_bytes = 0;
+  uint64_t txn_image_records = 0;
+
+  void AddToImage(int64_t main, uint32_t sub, const Record& r) {
+    txn_image_bytes += RecordImageBytes(main, sub, r);
+    ++txn_image_records;
+  }
+  void TakeFromImage(const RevRef& ref, const Record& r) {
+    image_bytes -= RecordImageBytes(ref.main, ref.sub, r);
+    --image_records;
+  }
 
   Impl() = default;
   Impl(const Impl&) = delete;
@@ -890,10 +924,12 @@ struct KvStore::Impl {
       if (ref.main >= base) {
         Record& r = entries[static_cast<size_t>(ref.main - base)][ref.sub];
         bytes -= RecordBytes(r);
+        TakeFromImage(ref, r);
         r.set_gone();
       } else {
         DETCD_CHECK(j == 0 && n->old.node() != nullptr);
         bytes -= RecordBytes(n->old);
+        TakeFromImage(ref, n->old);
         DETCD_CHECK(old.erase(Revision{ref.main, ref.sub}) == 1);
         n->old = Record();
       }
@@ -1052,6 +1088,7 @@ const KeyValue* KvStore::WriteTxn::PutRef(std::string_view key,
   ev.kv.lease = lease;
 
   st.bytes += RecordBytes(rec);
+  st.AddToImage(main, sub, rec);
   ++st.revisions;
   st.entries.back().push_back(std::move(rec));
 
@@ -1088,6 +1125,7 @@ std::vector<KeyValue> KvStore::WriteTxn::DeleteRange(std::string_view key,
 
     Record rec(n, /*tombstone=*/true);
     st.bytes += RecordBytes(rec);
+    st.AddToImage(main, sub, rec);
     ++st.revisions;
     --st.live_keys;
     st.entries.back().push_back(std::move(rec));
@@ -1113,6 +1151,9 @@ std::vector<Event> KvStore::WriteTxn::End() {
   DETCD_CHECK(st.txn_open);
   ended_ = true;
   st.txn_open = false;
+  st.image_bytes += st.txn_image_bytes;
+  st.image_records += st.txn_image_records;
+  st.txn_image_bytes = st.txn_image_records = 0;
   if (!events_.empty()) {
     // The entry grew by doubling; a transaction of 100 puts would leave
     // 28 empty slots (16 bytes each) for as long as its revision is kept.
@@ -1220,7 +1261,7 @@ int64_t KvStore::size_bytes() const { return impl_->bytes; }
 // transaction's uncommitted changes are not included.
 std::string KvStore::Snapshot() const {
   // One unbounded step of the incremental writer: one encoder for both.
-  ImageWriter w = BeginImage(/*sized=*/false);
+  ImageWriter w = BeginImage();
   std::string out;
   absl::StatusOr<bool> done = w.Step(std::numeric_limits<size_t>::max(), &out);
   DETCD_CHECK(done.ok() && *done);
@@ -1344,6 +1385,10 @@ absl::Status KvStore::Restore(std::string_view image) {
     }
     Record r(node, tombstone);
     st->bytes += RecordBytes(r);
+    st->image_bytes += RecordImageBytes(
+        rev.main, static_cast<uint32_t>(rev.sub), key.size(),
+        RecView{value, create_revision, version, lease, tombstone});
+    ++st->image_records;
     ++st->revisions;
     if (kept_old) {
       node->old = std::move(r);
@@ -1372,46 +1417,28 @@ absl::Status KvStore::Restore(std::string_view image) {
 // The incremental image writer (KvStore::ImageWriter). It walks the same
 // records in the same order as Snapshot() always did and writes the same
 // bytes; only the work is cut into steps.
-namespace {
-
-using coding::VarintLength;
-
-// What EncodeRecord appends for this record, without encoding it.
-size_t RecordImageBytes(int64_t main, uint32_t sub, const Record& rec) {
-  const RecView r = View(rec);
-  const size_t key = rec.node()->key().size();
-  size_t n = VarintLength(static_cast<uint64_t>(main)) + VarintLength(sub) +
-             1 + VarintLength(key) + key;
-  if (r.tombstone) return n;
-  return n + VarintLength(r.value.size()) + r.value.size() +
-         VarintLength(static_cast<uint64_t>(r.create_revision)) +
-         VarintLength(static_cast<uint64_t>(r.version)) +
-         VarintLength(static_cast<uint64_t>(r.lease));
-}
-
-}  // namespace
 
 uint32_t KvStore::ImageChecksum(std::string_view bytes) {
   return crc32c::Value(bytes);
 }
 
-KvStore::ImageWriter KvStore::BeginImage(bool sized) const {
-  // An open write transaction's changes are above current_rev: left out.
-  return ImageWriter(this, sized);
+KvStore::ImageWriter KvStore::BeginImage() const {
+  // An open write transaction's changes are above current_rev: left out
+  // (and not yet in the store's image sums).
+  return ImageWriter(this);
 }
 
-KvStore::ImageWriter::ImageWriter(const KvStore* s, bool sized)
+KvStore::ImageWriter::ImageWriter(const KvStore* s)
     : s_(s),
       epoch_(s->epoch_),
       rev_(s->impl_->current_rev),
       compact_rev_(s->impl_->compact_rev),
-      phase_(sized ? Phase::kSizing : Phase::kHeader) {
-  if (sized) return;  // the sizing pass counts them
-  const Impl& st = *s->impl_;
-  records_ = st.old.size();
-  for (int64_t m = st.base; m <= rev_; ++m) {
-    records_ += st.entries[static_cast<size_t>(m - st.base)].size();
-  }
+      records_(s->impl_->image_records) {
+  record_bytes_ = s->impl_->image_bytes;
+  bytes_ = kSnapshotMagic.size() + 1 +
+           coding::VarintLength(static_cast<uint64_t>(rev_)) +
+           coding::VarintLength(static_cast<uint64_t>(compact_rev_ + 1)) +
+           coding::VarintLength(records_) + record_bytes_ + 4;
 }
 
 template <typename F>
@@ -1454,23 +1481,6 @@ absl::StatusOr<bool> KvStore::ImageWriter::Step(size_t budget,
         "mvcc snapshot: the store was compacted or replaced under the image");
   }
   switch (phase_) {
-    case Phase::kSizing: {
-      const bool done =
-          Walk(budget, [&](int64_t main, uint32_t sub, const Record& r) {
-            const size_t n = RecordImageBytes(main, sub, r);
-            bytes_ += n;
-            ++records_;
-            return n + kRecordCost;
-          });
-      if (!done) return false;
-      bytes_ += kSnapshotMagic.size() + 1 +
-                VarintLength(static_cast<uint64_t>(rev_)) +
-                VarintLength(static_cast<uint64_t>(compact_rev_ + 1)) +
-                VarintLength(records_) + 4;
-      phase_ = Phase::kHeader;
-      next_ = Revision{0, 0};
-      return false;  // the bytes start with the next step
-    }
     case Phase::kHeader: {
       const size_t at = out->size();
       out->append(kSnapshotMagic);
@@ -1491,7 +1501,12 @@ absl::StatusOr<bool> KvStore::ImageWriter::Step(size_t budget,
             return out->size() - before + kRecordCost;
           });
       crc_ = crc32c::Extend(crc_, out->data() + at, out->size() - at);
+      written_ += out->size() - at;
       if (!done) return false;
+      // The store's running sums promised this size to the callers'
+      // length prefixes: a difference is a bug in keeping them.
+      DETCD_CHECK_MSG(written_ == record_bytes_,
+                      "mvcc image: records differ from the size promised");
       coding::PutFixed32(out, crc_);
       phase_ = Phase::kDone;
       return true;

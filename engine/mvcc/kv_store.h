@@ -150,24 +150,23 @@ class KvStore final : public EventHistory {
   // the writer (Step then answers FailedPrecondition and the caller drops
   // the image). The store must outlive the writer.
   //
-  // A sized writer first counts the image's records and bytes (steps that
-  // write nothing) so that size() is exact before the first byte: the
-  // callers' formats put the image behind a length prefix.
+  // size() is exact from the start (the callers' formats put the image
+  // behind a length prefix): the store keeps its records' image bytes and
+  // count as running sums, updated by every write, compaction and restore.
   class ImageWriter {
    public:
     // Does about `budget` units of work (a record costs its encoded bytes
     // plus a fixed kRecordCost; at least one record per call), appending
     // the image's next bytes to *out. True once the whole image is out.
     absl::StatusOr<bool> Step(size_t budget, std::string* out);
-    bool sized() const { return phase_ != Phase::kSizing; }
-    uint64_t size() const { return bytes_; }  // exact once sized()
+    uint64_t size() const { return bytes_; }
 
     static constexpr size_t kRecordCost = 64;
 
    private:
     friend class KvStore;
-    enum class Phase { kSizing, kHeader, kRecords, kDone };
-    ImageWriter(const KvStore* s, bool sized);
+    enum class Phase { kHeader, kRecords, kDone };
+    explicit ImageWriter(const KvStore* s);
     // Visits records from next_ within `budget`; true when past the last.
     template <typename F>
     bool Walk(size_t budget, F&& f);
@@ -176,14 +175,15 @@ class KvStore final : public EventHistory {
     uint64_t epoch_;
     int64_t rev_;          // the image's current revision
     int64_t compact_rev_;  // and compact revision
-    Phase phase_;
+    Phase phase_ = Phase::kHeader;
     Revision next_{0, 0};  // the next record to visit
-    uint64_t records_ = 0;
-    uint64_t bytes_ = 0;
+    uint64_t records_;
+    uint64_t record_bytes_;  // the records' share of bytes_
+    uint64_t bytes_;
+    uint64_t written_ = 0;  // record bytes out so far
     uint32_t crc_ = 0;  // the checksum so far
   };
-  // sized: see ImageWriter.
-  ImageWriter BeginImage(bool sized) const;
+  ImageWriter BeginImage() const;
 
  private:
   // Implementation details are the implementer's choice.

@@ -1152,7 +1152,7 @@ void EtcdServer::SnapshotImage(Done<std::string> done) {
   const ImageJob* mine = job.get();
   image_jobs_.push_back(std::move(job));
   if (image_jobs_.size() > 1) return;  // behind another: its turn comes
-  // A small state is out within these steps (sizing, then the bytes).
+  // A small state is out within these steps.
   for (int i = 0; i < 4; ++i) {
     if (image_jobs_.empty() || image_jobs_.front().get() != mine) break;
     if (mine->data.size() >= kImageStepBytes) break;
@@ -1181,7 +1181,7 @@ void EtcdServer::ContinueImages() {
     done(ErrStopped());
     return;
   }
-  if (job.data.empty() && job.writer->sized()) {
+  if (job.data.empty()) {
     // The image's frame first (magic, metadata, the data's length), so its
     // bytes go straight after it and the result is never copied whole:
     // EncodeSnapshot of empty data, less the empty data's length (one 0).

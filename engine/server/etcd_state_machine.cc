@@ -519,7 +519,7 @@ namespace {
 
 // head, lp(MVCC image), tail: the head and tail are copied at the start
 // (leases, members, alarms, auth: small next to the store), the store is
-// sized and then written by its own writer.
+// written by its own writer (which knows its size from the start).
 class EtcdImageWriter final : public ImageWriter {
  public:
   EtcdImageWriter(std::string head, mvcc::KvStore::ImageWriter kv,
@@ -527,11 +527,6 @@ class EtcdImageWriter final : public ImageWriter {
       : head_(std::move(head)), kv_(std::move(kv)), tail_(std::move(tail)) {}
 
   absl::StatusOr<bool> Step(size_t budget, std::string* out) override {
-    if (!kv_.sized()) {
-      absl::StatusOr<bool> r = kv_.Step(budget, out);
-      if (!r.ok()) return r.status();
-      return false;  // sizing writes nothing
-    }
     if (!head_out_) {
       out->append(head_);
       coding::PutVarint64(out, kv_.size());
@@ -542,7 +537,6 @@ class EtcdImageWriter final : public ImageWriter {
     out->append(tail_);
     return true;
   }
-  bool sized() const override { return kv_.sized(); }
   uint64_t size() const override {
     return head_.size() + coding::VarintLength(kv_.size()) + kv_.size() +
            tail_.size();
@@ -559,7 +553,7 @@ class EtcdImageWriter final : public ImageWriter {
 
 std::unique_ptr<ImageWriter> EtcdStateMachine::BeginSnapshot() const {
   return std::make_unique<EtcdImageWriter>(
-      ImageHead(), kv_.BeginImage(/*sized=*/true), ImageTail());
+      ImageHead(), kv_.BeginImage(), ImageTail());
 }
 
 absl::Status EtcdStateMachine::Restore(std::string_view image) {

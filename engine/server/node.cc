@@ -936,8 +936,8 @@ void Node::MaybeSnapshot() {
 // An automatic snapshot is written a step at a time between the Node's
 // other work. The state machine's writer captures the image at the
 // applied index now (the MVCC store keeps every revision up to it readable
-// until a compaction, which makes the writer fail), sizes it, then
-// streams it through zstd into a temporary file. Only once that file is
+// until a compaction, which makes the writer fail) and streams it through
+// zstd into a temporary file. Only once that file is
 // synced and renamed does the WAL get its marker and raft's log and the
 // WAL get compacted: a crash before that leaves the previous snapshot (and
 // the log since) as they were.
@@ -982,7 +982,7 @@ void Node::StepSnapshot() {
   const size_t budget = job.at_once ? std::numeric_limits<size_t>::max()
                                     : opts_.snapshot_step_bytes;
   for (;;) {
-    if (job.file == nullptr && job.image->sized()) {
+    if (job.file == nullptr) {
       auto f = snapshotter_->Begin(job.meta, job.image->size());
       if (!f.ok()) return Fail(f.status());
       job.file = *std::move(f);

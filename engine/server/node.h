@@ -103,9 +103,9 @@ struct NodeOptions {
   // snapshot_count entries, as etcd (the simulator runs so).
   double snapshot_log_ratio = 0;
   // Those automatic snapshots are written incrementally, about this many
-  // bytes of image per engine step (sizing it first, then compressing it
-  // into the file), between the Node's other work: the member never stops
-  // serving for a whole image (a 1M-key store's is hundreds of MiB).
+  // bytes of image per engine step (compressed into the file), between
+  // the Node's other work: the member never stops serving for a whole
+  // image (a 1M-key store's is hundreds of MiB).
   size_t snapshot_step_bytes = 512 << 10;
   // Requests not completed within this many ticks fail with a timeout; the
   // outcome of such a write is unknown to the client.

@@ -17,9 +17,8 @@ namespace detcd::server {
 
 // A state machine image written in bounded steps (an incremental snapshot),
 // interleaved with applies: the image is the state when the writer was
-// made, whatever is applied between the steps. First come steps that only
-// size the image (sized() false: nothing is written), so that size() is
-// exact before the first byte goes out; then steps that append its bytes.
+// made, whatever is applied between the steps. size() is exact from the
+// start (callers put the image behind a length prefix).
 class ImageWriter {
  public:
   virtual ~ImageWriter() = default;
@@ -28,8 +27,7 @@ class ImageWriter {
   // or compacted under the image) means the image cannot be finished: the
   // caller drops it and takes another later.
   virtual absl::StatusOr<bool> Step(size_t budget, std::string* out) = 0;
-  virtual bool sized() const = 0;
-  virtual uint64_t size() const = 0;  // exact once sized()
+  virtual uint64_t size() const = 0;
 };
 
 // An image already in memory, out in one step (small state machines).
@@ -41,7 +39,6 @@ class StringImageWriter final : public ImageWriter {
     image_.clear();
     return true;
   }
-  bool sized() const override { return true; }
   uint64_t size() const override { return size_; }
 
  private:

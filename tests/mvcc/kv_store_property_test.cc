@@ -381,6 +381,8 @@ void RunSequence(int steps) {
       case 6: {
         RC_LOG() << "Snapshot/Restore\n";
         const std::string image = s->Snapshot();
+        // The size a writer promises comes from running sums.
+        RC_ASSERT(s->BeginImage().size() == image.size());
         auto restored = std::make_unique<KvStore>();
         {
           // Restoring over a non-empty store replaces it.
@@ -391,6 +393,7 @@ void RunSequence(int steps) {
         RC_ASSERT(restored->Restore(image).ok());
         RC_ASSERT(restored->Hash() == s->Hash());
         RC_ASSERT(restored->Snapshot() == image);
+        RC_ASSERT(restored->BeginImage().size() == image.size());
         RC_ASSERT(restored->size_bytes() == s->size_bytes());
         for (int64_t rev = std::max<int64_t>(m.compact, 1); rev <= m.Rev();
              ++rev) {

@@ -1395,7 +1395,7 @@ TEST(KvStoreImage, StepsWriteTheImageOfTheirStartWhileWritesGoOn) {
     int i = 0;
     int steps = 0;
     auto got = RunImage(
-        s.BeginImage(/*sized=*/true), 200,
+        s.BeginImage(), 200,
         [&] {
           // Every kind of write between steps: new keys, overwrites (the
           // latest value moves out of its node), deletes.
@@ -1415,32 +1415,39 @@ TEST(KvStoreImage, StepsWriteTheImageOfTheirStartWhileWritesGoOn) {
   }
 }
 
-TEST(KvStoreImage, SizedWriterKnowsItsExactSizeBeforeTheFirstByte) {
+TEST(KvStoreImage, TheWriterKnowsItsExactSizeBeforeTheFirstByte) {
   KvStore s;
   Fill(&s);
-  KvStore::ImageWriter w = s.BeginImage(/*sized=*/true);
-  std::string out;
-  while (!w.sized()) {
-    absl::StatusOr<bool> done = w.Step(100, &out);
-    ASSERT_TRUE(done.ok());
-    ASSERT_FALSE(*done);
-    EXPECT_TRUE(out.empty()) << "sizing writes nothing";
-    PutOne(&s, "during-sizing", "y");
-  }
+  // A write transaction open when the writer is made: its records are not
+  // in the image, nor in its size.
+  KvStore::WriteTxn open = s.Write();
+  open.Put("in-the-open-txn", std::string(50, 'o'), 7);
+  KvStore::ImageWriter w = s.BeginImage();
   const uint64_t size = w.size();
+  open.End();
+  std::string out;
   for (;;) {
     absl::StatusOr<bool> done = w.Step(100, &out);
     ASSERT_TRUE(done.ok());
+    PutOne(&s, "during-the-image", "y");
     if (*done) break;
   }
   EXPECT_EQ(out.size(), size);
+  // The sums follow compactions (records dropped and kept) and restores.
+  ASSERT_TRUE(s.Compact(s.Rev() - 20).ok());
+  EXPECT_EQ(s.BeginImage().size(), s.Snapshot().size());
+  KvStore r;
+  ASSERT_TRUE(r.Restore(out).ok());
+  EXPECT_EQ(r.BeginImage().size(), out.size());
+  ASSERT_TRUE(r.Restore(s.Snapshot()).ok());
+  EXPECT_EQ(r.BeginImage().size(), s.Snapshot().size());
 }
 
 TEST(KvStoreImage, CompactRestoreOrSwapInvalidatesTheWriter) {
   {
     KvStore s;
     Fill(&s);
-    KvStore::ImageWriter w = s.BeginImage(/*sized=*/false);
+    KvStore::ImageWriter w = s.BeginImage();
     std::string out;
     ASSERT_TRUE(w.Step(10, &out).ok());
     ASSERT_TRUE(s.Compact(s.Rev() - 1).ok());
@@ -1451,7 +1458,7 @@ TEST(KvStoreImage, CompactRestoreOrSwapInvalidatesTheWriter) {
     KvStore s;
     Fill(&s);
     KvStore other;
-    KvStore::ImageWriter w = s.BeginImage(/*sized=*/true);
+    KvStore::ImageWriter w = s.BeginImage();
     std::string out;
     ASSERT_TRUE(w.Step(10, &out).ok());
     s.Swap(other);
@@ -1461,7 +1468,7 @@ TEST(KvStoreImage, CompactRestoreOrSwapInvalidatesTheWriter) {
     KvStore s;
     Fill(&s);
     const std::string image = s.Snapshot();
-    KvStore::ImageWriter w = s.BeginImage(/*sized=*/true);
+    KvStore::ImageWriter w = s.BeginImage();
     std::string out;
     ASSERT_TRUE(w.Step(10, &out).ok());
     ASSERT_TRUE(s.Restore(image).ok());
@@ -1471,7 +1478,7 @@ TEST(KvStoreImage, CompactRestoreOrSwapInvalidatesTheWriter) {
 
 TEST(KvStoreImage, EmptyStore) {
   KvStore s;
-  auto got = RunImage(s.BeginImage(/*sized=*/true), 1, [] {});
+  auto got = RunImage(s.BeginImage(), 1, [] {});
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(*got, s.Snapshot());
 }
