@@ -205,13 +205,15 @@ absl::Status SnapshotFileWriter::Compress(std::string_view data, bool end) {
   ZSTD_CCtx* cctx = static_cast<ZSTD_CCtx*>(cctx_);
   ZSTD_inBuffer in{data.data(), data.size(), 0};
   const size_t chunk = ZSTD_CStreamOutSize();
+  const size_t from = used_;
   for (;;) {
-    const size_t at = buf_.size();
-    buf_.resize(at + chunk);
-    ZSTD_outBuffer out{buf_.data() + at, chunk, 0};
+    // buf_ only grows (resizing it down and up again zero-filled every
+    // chunk); used_ is how much of it holds output.
+    if (buf_.size() < used_ + chunk) buf_.resize(used_ + chunk);
+    ZSTD_outBuffer out{buf_.data() + used_, chunk, 0};
     const size_t left = ZSTD_compressStream2(cctx, &out, &in,
                                              end ? ZSTD_e_end : ZSTD_e_continue);
-    buf_.resize(at + out.pos);
+    used_ += out.pos;
     if (ZSTD_isError(left)) {
       return absl::InternalError(absl::StrCat(
           "snap: zstd compression failed: ", ZSTD_getErrorName(left)));
@@ -219,12 +221,16 @@ absl::Status SnapshotFileWriter::Compress(std::string_view data, bool end) {
     // Done once the input is consumed and (at the end) the frame flushed.
     if (end ? left == 0 : in.pos == in.size) break;
   }
+  // The checksum reads the output while it is still in the cache.
+  crc_ = crc32c::Extend(crc_, buf_.data() + from, used_ - from);
   // Written in pieces of about a megabyte: few syscalls, little memory.
-  if (buf_.size() >= (1u << 20) || end) {
-    crc_ = crc32c::Extend(crc_, buf_.data(), buf_.size());
-    if (absl::Status s = file_->Append(buf_); !s.ok()) return s;
-    file_bytes_ += buf_.size();
-    buf_.clear();
+  if (used_ >= (1u << 20) || end) {
+    if (absl::Status s = file_->Append(std::string_view(buf_.data(), used_));
+        !s.ok()) {
+      return s;
+    }
+    file_bytes_ += used_;
+    used_ = 0;
   }
   return absl::OkStatus();
 }

@@ -293,7 +293,8 @@ class SnapshotFileWriter {
   uint64_t raw_bytes_ = 0;  // compressed: the frame's content size
   std::shared_ptr<bool> incompressible_;  // the Snapshotter's
   bool closed_ = false;
-  std::string buf_;
+  std::string buf_;  // compressed bytes not yet written: the first used_
+  size_t used_ = 0;
 };
 
 }  // namespace detcd::wal
