@@ -26,9 +26,11 @@
 //            with the value inside, or the long value's block handed over.
 //   ordered  absl::btree_set of KeyNode pointers ordered by their keys,
 //            owning the nodes: range scans and DeleteRange walk it in key
-//            order. (8 bytes a slot: comparisons read the key through the
-//            node, a cache miss the hash table spares the point
-//            operations; only new keys and range starts descend it.)
+//            order. Only new keys and range starts descend it (the hash
+//            table spares the point operations). A slot is 16 bytes: the
+//            pointer and the key's first 8 bytes (OrderedSlot), so a
+//            comparison reads the key through the node, a cache miss, only
+//            when those bytes are equal.
 //   table    an open-addressing hash table key -> KeyNode for Put, point
 //            Range, single-key DeleteRange, Changes and Compact. (A btree
 //            descent on a large store costs several cache misses; the
@@ -57,11 +59,12 @@
 // just its one kept record there, which stays kept.
 //
 // Memory (mvcc_bench BM_HeapPerKeyServerLoad: 1M 8-byte keys, 256-byte
-// values, txns of 100 puts): 355 heap bytes per key: the node block with
+// values, txns of 100 puts): 364 heap bytes per key: the node block with
 // key and value is 320 (48 of fields), the record 8, the hash slots 17,
-// the ordered index about 10. (With 80-byte nodes and 16-byte records:
-// 395; with the value in a block of its own and each entry's growth
-// slack: 450; before records shrank and keys were stored once: 572.)
+// the ordered index about 19 (10 with 8-byte slots, the node pointer
+// alone: 355 in all). (With 80-byte nodes and 16-byte records: 395; with
+// the value in a block of its own and each entry's growth slack: 450;
+// before records shrank and keys were stored once: 572.)
 #include "engine/mvcc/kv_store.h"
 
 #include <algorithm>
@@ -533,14 +536,46 @@ void PrefetchData(const Record& r) {
   if (const RevData* d = r.data()) __builtin_prefetch(d->node);
 }
 
-// Orders the key nodes in the ordered index by key; also compares a node
-// with a bare key so lookups need no node.
-struct NodeKeyLess {
+// A key's first 8 bytes as a big-endian number, zero-padded: when two
+// keys' heads differ, they order the keys (a shorter key is a prefix of a
+// longer one up to its end, and its padding is no greater than the longer
+// key's byte there); when they are equal the keys still may not be.
+uint64_t KeyHead(std::string_view k) {
+  unsigned char b[8] = {};
+  std::memcpy(b, k.data(), std::min<size_t>(k.size(), 8));
+  uint64_t h = 0;
+  for (unsigned char c : b) h = h << 8 | c;
+  return h;
+}
+
+// A slot of the ordered index: the node and its key's head, so that a
+// descent compares most keys without reading their nodes (each a cache
+// miss on a large store: ~13% of a 3-member put run's CPU went into those
+// comparisons when the slot was the node pointer alone).
+struct OrderedSlot {
+  uint64_t head;
+  KeyNode* node;
+};
+
+// A key looked up in the ordered index, its head computed once.
+struct KeyProbe {
+  explicit KeyProbe(std::string_view k) : key(k), head(KeyHead(k)) {}
+  std::string_view key;
+  uint64_t head;
+};
+
+// Orders the ordered index's slots by key (heads first); also compares a
+// slot with a probe, so lookups need no node.
+struct SlotLess {
   using is_transparent = void;
-  static std::string_view K(const KeyNode* n) { return n->key(); }
-  static std::string_view K(std::string_view k) { return k; }
+  static std::string_view K(const OrderedSlot& s) { return s.node->key(); }
+  static std::string_view K(const KeyProbe& p) { return p.key; }
   template <typename A, typename B>
   absl::weak_ordering operator()(const A& a, const B& b) const {
+    if (a.head != b.head) {
+      return a.head < b.head ? absl::weak_ordering::less
+                             : absl::weak_ordering::greater;
+    }
     const int c = K(a).compare(K(b));
     if (c < 0) return absl::weak_ordering::less;
     if (c > 0) return absl::weak_ordering::greater;
@@ -779,7 +814,7 @@ struct KvStore::Impl {
   bool txn_open = false;
 
   // Owns the nodes (freed by EraseKey and ~Impl).
-  absl::btree_set<KeyNode*, NodeKeyLess> ordered;
+  absl::btree_set<OrderedSlot, SlotLess> ordered;
   KeyTable table;
   // Main revision of entries.front(); revisions below it live in `old`.
   int64_t base = kInitialRev + 1;
@@ -815,7 +850,7 @@ struct KvStore::Impl {
     // Records only point at nodes; drop them first, then the nodes.
     entries.clear();
     old.clear();
-    for (KeyNode* n : ordered) KeyNode::Free()(n);
+    for (const OrderedSlot& s : ordered) KeyNode::Free()(s.node);
   }
 
   // The record of revision ref of key node n.
@@ -874,7 +909,7 @@ struct KvStore::Impl {
     // Hinted at the end: keys often arrive in increasing order (sequential
     // fills, a restore of such a store), and then no descent is needed.
     const size_t before = ordered.size();
-    ordered.insert(ordered.end(), node.get());
+    ordered.insert(ordered.end(), OrderedSlot{KeyHead(key), node.get()});
     DETCD_CHECK(ordered.size() == before + 1);
     KeyNode* n = node.release();
     table.Insert(n, h);
@@ -886,8 +921,8 @@ struct KvStore::Impl {
     DETCD_CHECK(n->revs.empty());
     bytes -= KeyBytes(n->key());
     table.Erase(n->key(), HashKey(n->key()));
-    auto it = ordered.find(n->key());
-    DETCD_CHECK(it != ordered.end() && *it == n);
+    auto it = ordered.find(KeyProbe(n->key()));
+    DETCD_CHECK(it != ordered.end() && it->node == n);
     ordered.erase(it);
     KeyNode::Free()(n);
   }
@@ -927,9 +962,10 @@ struct KvStore::Impl {
     }
     const bool to_last = IsGteEnd(end);
     if (!to_last && end <= key) return res;
-    for (auto it = ordered.lower_bound(key); it != ordered.end(); ++it) {
-      if (!to_last && (*it)->key() >= end) break;
-      visit(**it);
+    for (auto it = ordered.lower_bound(KeyProbe(key)); it != ordered.end();
+         ++it) {
+      if (!to_last && it->node->key() >= end) break;
+      visit(*it->node);
     }
     return res;
   }
@@ -1160,9 +1196,10 @@ std::vector<KeyValue> KvStore::WriteTxn::DeleteRange(std::string_view key,
   }
   const bool to_last = IsGteEnd(end);
   if (!to_last && end <= key) return deleted;
-  for (auto it = st.ordered.lower_bound(key); it != st.ordered.end(); ++it) {
-    if (!to_last && (*it)->key() >= end) break;
-    del(*it);
+  for (auto it = st.ordered.lower_bound(KeyProbe(key));
+       it != st.ordered.end(); ++it) {
+    if (!to_last && it->node->key() >= end) break;
+    del(it->node);
   }
   return deleted;
 }
