@@ -88,6 +88,30 @@ bool HasDelete(const RecipeReply& r) {
 }
 
 // A reply that lacks what a well-formed server sends: an error, not a crash.
+// A lock or campaign puts its session key with a txn, and a deadline or
+// cancellation ends the wait for that txn, not the txn: one in flight then
+// is applied afterwards, and its key would block every later caller until
+// the session's lease expired (etcd's recipe leaves it so). So the machine
+// reads the revision first (linearizable: every key created before has a
+// create revision at or below it), and when its create txn fails it deletes
+// the key if it was created after that revision, by this call. The delete
+// is proposed after the put, so it applies after it; when nothing was put
+// its compare fails and it writes nothing.
+pb::RangeRequest RevisionRead(const std::string& key) {
+  pb::RangeRequest r;
+  r.set_key(key);
+  r.set_count_only(true);
+  return r;
+}
+
+pb::TxnRequest DeleteIfCreatedAfter(const std::string& key, int64_t rev) {
+  pb::TxnRequest t;
+  *t.add_compare() =
+      NumberIs(key, pb::Compare::CREATE, pb::Compare::GREATER, rev);
+  *t.add_success() = DeleteOp(key);
+  return t;
+}
+
 RecipeCall Malformed(absl::string_view what) {
   return RecipeCall::Done(absl::InternalError(
       absl::StrCat("recipe: malformed response to ", what)));
@@ -184,6 +208,11 @@ std::string SessionKey(const std::string& prefix, int64_t lease) {
 
 RecipeCall LockSteps::Start() {
   m_->key = SessionKey(m_->prefix, m_->lease);
+  state_ = kBefore;
+  return RecipeCall::Range(RevisionRead(m_->key));
+}
+
+RecipeCall LockSteps::Create() {
   pb::TxnRequest t;
   *t.add_compare() = CreateRevisionIs(m_->key, 0);
   *t.add_success() = PutOp(m_->key, "", m_->lease);
@@ -211,8 +240,17 @@ RecipeCall LockSteps::Fail(absl::Status s) {
 
 RecipeCall LockSteps::Next(const RecipeReply& r) {
   switch (state_) {
-    case kCreate: {
+    case kBefore:
       if (!r.status.ok()) return RecipeCall::Done(r.status);
+      before_ = r.range.header().revision();
+      return Create();
+    case kCreate: {
+      if (!r.status.ok()) {
+        error_ = r.status;
+        state_ = kUndoCreate;
+        return RecipeCall::Txn(DeleteIfCreatedAfter(m_->key, before_),
+                               /*cleanup=*/true);
+      }
       if (r.txn.responses_size() < 2) return Malformed("lock txn");
       m_->rev = r.txn.header().revision();
       if (!r.txn.succeeded()) {
@@ -244,6 +282,8 @@ RecipeCall LockSteps::Next(const RecipeReply& r) {
         m_->key = std::string(1, '\0');
         m_->rev = -1;
       }
+      return RecipeCall::Done(error_);
+    case kUndoCreate:
       return RecipeCall::Done(error_);
   }
   return RecipeCall::Done(absl::InternalError("lock: bad state"));
@@ -280,6 +320,12 @@ pb::TxnRequest ResignTxn(const ElectionState& e) {
 }  // namespace
 
 RecipeCall CampaignSteps::Start() {
+  state_ = kBefore;
+  return RecipeCall::Range(
+      RevisionRead(SessionKey(e_->prefix, e_->lease)));
+}
+
+RecipeCall CampaignSteps::Create() {
   const std::string k = SessionKey(e_->prefix, e_->lease);
   pb::TxnRequest t;
   *t.add_compare() = CreateRevisionIs(k, 0);
@@ -297,11 +343,13 @@ RecipeCall CampaignSteps::RangeOlder() {
 }
 
 RecipeCall CampaignSteps::Next(const RecipeReply& r) {
-  // Waiting failed: a cancelled campaign withdraws its candidacy; any other
+  // Waiting failed: a campaign its caller cancelled or let run out of
+  // time withdraws its candidacy (etcd's, on its context's end); any other
   // error leaves the key (the session may still win later) but this call
   // does not lead.
   auto wait_failed = [&](const absl::Status& s) {
-    if (s.code() == absl::StatusCode::kCancelled) {
+    if (s.code() == absl::StatusCode::kCancelled ||
+        s.code() == absl::StatusCode::kDeadlineExceeded) {
       error_ = s;
       state_ = kResign;
       return RecipeCall::Txn(ResignTxn(*e_), /*cleanup=*/true);
@@ -310,8 +358,18 @@ RecipeCall CampaignSteps::Next(const RecipeReply& r) {
     return RecipeCall::Done(s);
   };
   switch (state_) {
-    case kCreate: {
+    case kBefore:
       if (!r.status.ok()) return RecipeCall::Done(r.status);
+      before_ = r.range.header().revision();
+      return Create();
+    case kCreate: {
+      if (!r.status.ok()) {  // as a lock's (RevisionRead)
+        error_ = r.status;
+        state_ = kUndoCreate;
+        return RecipeCall::Txn(
+            DeleteIfCreatedAfter(SessionKey(e_->prefix, e_->lease), before_),
+            /*cleanup=*/true);
+      }
       e_->leader_key = SessionKey(e_->prefix, e_->lease);
       e_->leader_rev = r.txn.header().revision();
       e_->leader = true;
@@ -360,6 +418,8 @@ RecipeCall CampaignSteps::Next(const RecipeReply& r) {
       if (r.status.ok()) e_->header = r.txn.header();
       e_->leader_key.clear();
       e_->leader = false;
+      return RecipeCall::Done(error_);
+    case kUndoCreate:
       return RecipeCall::Done(error_);
   }
   return RecipeCall::Done(absl::InternalError("campaign: bad state"));

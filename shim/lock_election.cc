@@ -86,46 +86,6 @@ absl::StatusOr<std::unique_ptr<Session>> SessionFor(Client* c, int64_t lease) {
   return s;
 }
 
-// The clean-up of a session key that a Lock or Campaign may have put after
-// all. A caller's deadline (or cancellation) ends the wait for the txn that
-// puts the key, not the txn: one still in flight then (an fsync stalled on
-// a loaded machine, or a second attempt of the call sent with a moment
-// left) was applied afterwards and its key stayed until the lease expired,
-// blocking every later caller (etcd's recipe leaves it too;
-// integration_lock_election saw the waiter's key put, removed by the
-// recipe, put again and left). So the handler reads the member's revision
-// before the call (serializable: local, no raft round) and, after a call
-// that failed, deletes the key if it was created after that revision, by
-// this call; a key the session had before is older and stays. The delete
-// is proposed after the put, so raft applies it after. Any failed call
-// gets it (an error may come while the put is in flight: a deadline, a
-// cancellation, a stopping member, a proposal timeout); when nothing was
-// put, it is a txn whose compare fails, and it writes nothing.
-int64_t RevisionBefore(Client* c, const std::string& key) {
-  pb::RangeRequest r;
-  r.set_key(key);
-  r.set_serializable(true);
-  r.set_count_only(true);
-  auto resp = c->Range(r);
-  return resp.ok() ? resp->header().revision() : -1;
-}
-
-void DeleteIfCreatedAfter(Client* c, const std::string& key, int64_t rev) {
-  if (rev < 0) return;
-  pb::TxnRequest t;
-  pb::Compare* cmp = t.add_compare();
-  cmp->set_key(key);
-  cmp->set_target(pb::Compare::CREATE);
-  cmp->set_result(pb::Compare::GREATER);
-  cmp->set_create_revision(rev);
-  t.add_success()->mutable_request_delete_range()->set_key(key);
-  // The caller's canceller has fired: the clean-up runs without it.
-  client::Canceller* saved = c->canceller();
-  c->set_canceller(nullptr);
-  (void)c->Txn(t, client::CallOptions::Timeout(absl::Seconds(5)));
-  c->set_canceller(saved);
-}
-
 // One open call, as Shutdown sees it: something to cancel.
 class OpenCallBase {
  public:
@@ -385,12 +345,8 @@ class LockService final : public v3lockpb::Lock::CallbackService {
                               [req, resp](Client* c) {
                                 auto s = SessionFor(c, req->lease());
                                 if (!s.ok()) return FromInner(s.status());
-                                const std::string key = client::SessionKey(
-                                    req->name() + "/", (*s)->lease());
-                                const int64_t before = RevisionBefore(c, key);
                                 Mutex m(s->get(), req->name());
                                 if (absl::Status st = m.Lock(); !st.ok()) {
-                                  DeleteIfCreatedAfter(c, key, before);
                                   return FromInner(st);
                                 }
                                 *resp->mutable_header() = m.header();
@@ -428,12 +384,8 @@ class ElectionService final : public el::Election::CallbackService {
         impl_, ctx, kElectionService, "Campaign", [req, resp](Client* c) {
           auto s = SessionFor(c, req->lease());
           if (!s.ok()) return FromInner(s.status());
-          const std::string key =
-              client::SessionKey(req->name() + "/", (*s)->lease());
-          const int64_t before = RevisionBefore(c, key);
           Election e(s->get(), req->name());
           if (absl::Status st = e.Campaign(req->value()); !st.ok()) {
-            DeleteIfCreatedAfter(c, key, before);  // as for Lock
             return FromInner(st);
           }
           *resp->mutable_header() = e.header();

@@ -66,12 +66,24 @@ RecipeReply LockTxnReply(bool succeeded, int64_t rev, int64_t mine,
   return r;
 }
 
+// The revision read a lock or campaign starts with, answered at rev.
+RecipeCall AnswerRevisionRead(RecipeSteps* s, const std::string& key,
+                              int64_t rev) {
+  RecipeCall c = s->Start();
+  EXPECT_EQ(c.kind, RecipeCall::kRange);
+  EXPECT_EQ(c.range.key(), key);
+  EXPECT_TRUE(c.range.count_only());
+  EXPECT_FALSE(c.range.serializable()) << "a lagging member would answer "
+                                          "below a key created before";
+  return s->Next(RangeReply(rev, {}));
+}
+
 TEST(LockSteps, OwnerAtOnce) {
   MutexState m;
   m.prefix = "l/";
   m.lease = 0x1f;
   LockSteps s(&m);
-  RecipeCall c = s.Start();
+  RecipeCall c = AnswerRevisionRead(&s, "l/1f", 4);
   ASSERT_EQ(c.kind, RecipeCall::kTxn);
   EXPECT_EQ(m.key, "l/1f");
   ASSERT_EQ(c.txn.compare_size(), 1);
@@ -89,7 +101,7 @@ TEST(LockSteps, WaitsForEveryOlderKey) {
   m.prefix = "l/";
   m.lease = 1;
   LockSteps s(&m);
-  s.Start();
+  AnswerRevisionRead(&s, "l/1", 8);
   // Our key existed already (a retry) with create revision 7; owner is 3.
   RecipeCall c = s.Next(LockTxnReply(false, 9, 7, 3));
   ASSERT_EQ(c.kind, RecipeCall::kRange);
@@ -116,7 +128,7 @@ TEST(LockSteps, FailedWaitGivesThePlaceBack) {
   m.prefix = "l/";
   m.lease = 1;
   LockSteps s(&m);
-  s.Start();
+  AnswerRevisionRead(&s, "l/1", 7);
   s.Next(LockTxnReply(true, 8, 0, 3));
   s.Next(RangeReply(8, {Kv("l/a", 3, 3)}));
   RecipeReply ended;
@@ -131,12 +143,52 @@ TEST(LockSteps, FailedWaitGivesThePlaceBack) {
   EXPECT_EQ(m.rev, -1);
 }
 
+// A create txn whose answer never came (a deadline, a lost connection) may
+// still apply: the key is deleted if it was created after the revision
+// read first, so a key the session held before stays.
+TEST(LockSteps, AFailedCreateIsUndoneIfItApplied) {
+  MutexState m;
+  m.prefix = "l/";
+  m.lease = 1;
+  LockSteps s(&m);
+  AnswerRevisionRead(&s, "l/1", 6);
+  RecipeReply failed;
+  failed.status = absl::DeadlineExceededError("context deadline exceeded");
+  RecipeCall c = s.Next(failed);
+  ASSERT_EQ(c.kind, RecipeCall::kTxn);
+  EXPECT_TRUE(c.cleanup);
+  ASSERT_EQ(c.txn.compare_size(), 1);
+  EXPECT_EQ(c.txn.compare(0).key(), "l/1");
+  EXPECT_EQ(c.txn.compare(0).target(), pb::Compare::CREATE);
+  EXPECT_EQ(c.txn.compare(0).result(), pb::Compare::GREATER);
+  EXPECT_EQ(c.txn.compare(0).create_revision(), 6);
+  ASSERT_EQ(c.txn.success_size(), 1);
+  EXPECT_EQ(c.txn.success(0).request_delete_range().key(), "l/1");
+  EXPECT_EQ(c.txn.failure_size(), 0);
+  c = s.Next(RecipeReply());
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_EQ(c.status.code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST(LockSteps, AFailedRevisionReadPutsNothing) {
+  MutexState m;
+  m.prefix = "l/";
+  m.lease = 1;
+  LockSteps s(&m);
+  ASSERT_EQ(s.Start().kind, RecipeCall::kRange);
+  RecipeReply failed;
+  failed.status = absl::UnavailableError("no leader");
+  RecipeCall c = s.Next(failed);
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_EQ(c.status.code(), absl::StatusCode::kUnavailable);
+}
+
 TEST(CampaignSteps, ProclaimsOnAnOldKeyThenWins) {
   ElectionState e;
   e.prefix = "e/";
   e.lease = 2;
   CampaignSteps s(&e, "new");
-  RecipeCall c = s.Start();
+  RecipeCall c = AnswerRevisionRead(&s, "e/2", 19);
   ASSERT_EQ(c.kind, RecipeCall::kTxn);
   RecipeReply r;
   r.txn.set_succeeded(false);
@@ -162,23 +214,66 @@ TEST(CampaignSteps, ProclaimsOnAnOldKeyThenWins) {
   EXPECT_EQ(e.header.revision(), 20);  // the campaign txn's, as clientv3
 }
 
-TEST(CampaignSteps, CancelledWhileWaitingResigns) {
+TEST(CampaignSteps, CancelledOrOutOfTimeWhileWaitingResigns) {
+  for (const absl::Status& end :
+       {absl::CancelledError("context canceled"),
+        absl::DeadlineExceededError("context deadline exceeded")}) {
+    SCOPED_TRACE(end.ToString());
+    ElectionState e;
+    e.prefix = "e/";
+    e.lease = 2;
+    CampaignSteps s(&e, "v");
+    AnswerRevisionRead(&s, "e/2", 29);
+    RecipeReply r;
+    r.txn.set_succeeded(true);
+    *r.txn.mutable_header() = Header(30);
+    s.Next(r);
+    s.Next(RangeReply(30, {Kv("e/1", 4, 4)}));
+    RecipeReply ended;
+    ended.status = end;
+    RecipeCall c = s.Next(ended);
+    ASSERT_EQ(c.kind, RecipeCall::kTxn);
+    EXPECT_TRUE(c.cleanup);
+    EXPECT_TRUE(c.txn.success(0).has_request_delete_range());
+    c = s.Next(RecipeReply());
+    ASSERT_EQ(c.kind, RecipeCall::kDone);
+    EXPECT_EQ(c.status.code(), end.code());
+    EXPECT_FALSE(e.leader);
+  }
+}
+
+TEST(CampaignSteps, OtherWaitErrorsKeepTheCandidacy) {
   ElectionState e;
   e.prefix = "e/";
   e.lease = 2;
   CampaignSteps s(&e, "v");
-  s.Start();
+  AnswerRevisionRead(&s, "e/2", 29);
   RecipeReply r;
   r.txn.set_succeeded(true);
   *r.txn.mutable_header() = Header(30);
   s.Next(r);
   s.Next(RangeReply(30, {Kv("e/1", 4, 4)}));
   RecipeReply ended;
-  ended.status = absl::CancelledError("context canceled");
+  ended.status = absl::UnavailableError("watch ended");
   RecipeCall c = s.Next(ended);
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_EQ(c.status.code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(CampaignSteps, AFailedCreateIsUndoneIfItApplied) {
+  ElectionState e;
+  e.prefix = "e/";
+  e.lease = 2;
+  CampaignSteps s(&e, "v");
+  AnswerRevisionRead(&s, "e/2", 12);
+  RecipeReply failed;
+  failed.status = absl::CancelledError("context canceled");
+  RecipeCall c = s.Next(failed);
   ASSERT_EQ(c.kind, RecipeCall::kTxn);
   EXPECT_TRUE(c.cleanup);
-  EXPECT_TRUE(c.txn.success(0).has_request_delete_range());
+  EXPECT_EQ(c.txn.compare(0).result(), pb::Compare::GREATER);
+  EXPECT_EQ(c.txn.compare(0).create_revision(), 12);
+  EXPECT_EQ(c.txn.success(0).request_delete_range().key(), "e/2");
   c = s.Next(RecipeReply());
   ASSERT_EQ(c.kind, RecipeCall::kDone);
   EXPECT_EQ(c.status.code(), absl::StatusCode::kCancelled);

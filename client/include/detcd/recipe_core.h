@@ -124,7 +124,10 @@ struct MutexState {
 // clientv3's Mutex.Lock: create "<prefix><lease hex>" unless it exists,
 // then wait until every key created before it is gone (watching the one
 // just before it). On an error while waiting, the key is deleted (a
-// clean-up call) and the error returned.
+// clean-up call) and the error returned. Unlike clientv3, the revision is
+// read first, and a create txn that fails (it may still apply: a deadline
+// ends the wait, not the txn) is followed by a clean-up that deletes the
+// key if it was created after that revision.
 class LockSteps : public RecipeSteps {
  public:
   explicit LockSteps(MutexState* m) : m_(m) {}
@@ -132,11 +135,15 @@ class LockSteps : public RecipeSteps {
   RecipeCall Next(const RecipeReply& r) override;
 
  private:
-  enum State { kCreate, kRangeOlder, kWatchOlder, kCleanup };
+  enum State {
+    kBefore, kCreate, kRangeOlder, kWatchOlder, kCleanup, kUndoCreate
+  };
+  RecipeCall Create();
   RecipeCall RangeOlder();
   RecipeCall Fail(absl::Status s);
   MutexState* m_;
-  State state_ = kCreate;
+  State state_ = kBefore;
+  int64_t before_ = 0;  // the revision read before the create txn
   absl::Status error_;
 };
 
@@ -166,7 +173,8 @@ struct ElectionState {
 
 // Election.Campaign(val): create the candidate key (or proclaim val on it
 // if it exists with another value), then wait for every older candidate to
-// go. Cancelled while waiting: resign; any other error: not leader.
+// go. Cancelled or out of time while waiting: resign; any other error: not
+// leader. The create txn is fenced and undone on failure as LockSteps'.
 class CampaignSteps : public RecipeSteps {
  public:
   CampaignSteps(ElectionState* e, std::string val)
@@ -175,11 +183,16 @@ class CampaignSteps : public RecipeSteps {
   RecipeCall Next(const RecipeReply& r) override;
 
  private:
-  enum State { kCreate, kProclaim, kRangeOlder, kWatchOlder, kResign };
+  enum State {
+    kBefore, kCreate, kProclaim, kRangeOlder, kWatchOlder, kResign,
+    kUndoCreate
+  };
+  RecipeCall Create();
   RecipeCall RangeOlder();
   ElectionState* e_;
   std::string val_;
-  State state_ = kCreate;
+  State state_ = kBefore;
+  int64_t before_ = 0;  // as LockSteps'
   etcdserverpb::ResponseHeader create_header_;
   absl::Status error_;
 };
