@@ -36,6 +36,12 @@ RecipeReply RangeReply(int64_t rev, std::vector<mvccpb::KeyValue> kvs) {
   return r;
 }
 
+RecipeReply Failed(absl::Status status) {
+  RecipeReply r;
+  r.status = std::move(status);
+  return r;
+}
+
 RecipeReply Events(
     std::vector<std::pair<mvccpb::Event::EventType, mvccpb::KeyValue>> evs) {
   RecipeReply r;
@@ -152,9 +158,8 @@ TEST(LockSteps, AFailedCreateIsUndoneIfItApplied) {
   m.lease = 1;
   LockSteps s(&m);
   AnswerRevisionRead(&s, "l/1", 6);
-  RecipeReply failed;
-  failed.status = absl::DeadlineExceededError("context deadline exceeded");
-  RecipeCall c = s.Next(failed);
+  RecipeCall c =
+      s.Next(Failed(absl::DeadlineExceededError("context deadline exceeded")));
   ASSERT_EQ(c.kind, RecipeCall::kTxn);
   EXPECT_TRUE(c.cleanup);
   ASSERT_EQ(c.txn.compare_size(), 1);
@@ -176,9 +181,7 @@ TEST(LockSteps, AFailedRevisionReadPutsNothing) {
   m.lease = 1;
   LockSteps s(&m);
   ASSERT_EQ(s.Start().kind, RecipeCall::kRange);
-  RecipeReply failed;
-  failed.status = absl::UnavailableError("no leader");
-  RecipeCall c = s.Next(failed);
+  RecipeCall c = s.Next(Failed(absl::UnavailableError("no leader")));
   ASSERT_EQ(c.kind, RecipeCall::kDone);
   EXPECT_EQ(c.status.code(), absl::StatusCode::kUnavailable);
 }
@@ -214,24 +217,31 @@ TEST(CampaignSteps, ProclaimsOnAnOldKeyThenWins) {
   EXPECT_EQ(e.header.revision(), 20);  // the campaign txn's, as clientv3
 }
 
+// A campaign whose key was created at 30 while e/1 (4) is older: its
+// wait for e/1's deletion ends with `end`; the machine's answer.
+RecipeCall CampaignWaitEnds(ElectionState* e, CampaignSteps* s,
+                            const absl::Status& end) {
+  e->prefix = "e/";
+  e->lease = 2;
+  AnswerRevisionRead(s, "e/2", 29);
+  RecipeReply r;
+  r.txn.set_succeeded(true);
+  *r.txn.mutable_header() = Header(30);
+  s->Next(r);
+  s->Next(RangeReply(30, {Kv("e/1", 4, 4)}));
+  RecipeReply ended;
+  ended.status = end;
+  return s->Next(ended);
+}
+
 TEST(CampaignSteps, CancelledOrOutOfTimeWhileWaitingResigns) {
   for (const absl::Status& end :
        {absl::CancelledError("context canceled"),
         absl::DeadlineExceededError("context deadline exceeded")}) {
     SCOPED_TRACE(end.ToString());
     ElectionState e;
-    e.prefix = "e/";
-    e.lease = 2;
     CampaignSteps s(&e, "v");
-    AnswerRevisionRead(&s, "e/2", 29);
-    RecipeReply r;
-    r.txn.set_succeeded(true);
-    *r.txn.mutable_header() = Header(30);
-    s.Next(r);
-    s.Next(RangeReply(30, {Kv("e/1", 4, 4)}));
-    RecipeReply ended;
-    ended.status = end;
-    RecipeCall c = s.Next(ended);
+    RecipeCall c = CampaignWaitEnds(&e, &s, end);
     ASSERT_EQ(c.kind, RecipeCall::kTxn);
     EXPECT_TRUE(c.cleanup);
     EXPECT_TRUE(c.txn.success(0).has_request_delete_range());
@@ -244,18 +254,9 @@ TEST(CampaignSteps, CancelledOrOutOfTimeWhileWaitingResigns) {
 
 TEST(CampaignSteps, OtherWaitErrorsKeepTheCandidacy) {
   ElectionState e;
-  e.prefix = "e/";
-  e.lease = 2;
   CampaignSteps s(&e, "v");
-  AnswerRevisionRead(&s, "e/2", 29);
-  RecipeReply r;
-  r.txn.set_succeeded(true);
-  *r.txn.mutable_header() = Header(30);
-  s.Next(r);
-  s.Next(RangeReply(30, {Kv("e/1", 4, 4)}));
-  RecipeReply ended;
-  ended.status = absl::UnavailableError("watch ended");
-  RecipeCall c = s.Next(ended);
+  RecipeCall c =
+      CampaignWaitEnds(&e, &s, absl::UnavailableError("watch ended"));
   ASSERT_EQ(c.kind, RecipeCall::kDone);
   EXPECT_EQ(c.status.code(), absl::StatusCode::kUnavailable);
 }
@@ -266,9 +267,7 @@ TEST(CampaignSteps, AFailedCreateIsUndoneIfItApplied) {
   e.lease = 2;
   CampaignSteps s(&e, "v");
   AnswerRevisionRead(&s, "e/2", 12);
-  RecipeReply failed;
-  failed.status = absl::CancelledError("context canceled");
-  RecipeCall c = s.Next(failed);
+  RecipeCall c = s.Next(Failed(absl::CancelledError("context canceled")));
   ASSERT_EQ(c.kind, RecipeCall::kTxn);
   EXPECT_TRUE(c.cleanup);
   EXPECT_EQ(c.txn.compare(0).result(), pb::Compare::GREATER);
