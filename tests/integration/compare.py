@@ -318,22 +318,17 @@ class CompareCase(cluster.ClusterTestCase):
             self._sync_count = getattr(self, "_sync_count", 0) + 1
             marker = "watch-sync-%d" % self._sync_count
             self.both(["put", sync_key, marker])
+            # The whole sync event, not only its marker: etcdctl prints an
+            # event in several writes, and a cut before its last line left
+            # that line at the start of what is compared.
             seen = [procs[s.name].wait_for(
-                lambda b: _has_marker(b, marker, fmt) >= 0, 0.5)
+                lambda b: _sync_event_end(b, marker, fmt) >= 0, 0.5)
                 for s in (self.ref, self.srv)]
             if not all(seen):
                 continue
-            cuts = {}
-            for side in (self.ref, self.srv):
-                out = procs[side.name].output()
-                pos = _has_marker(out, marker, fmt)
-                end = out.find(b"\n", pos)
-                end = len(out) if end < 0 else end + 1
-                if fmt == "fields":  # the Lease line follows the Value line
-                    nxt = out.find(b"\n", end)
-                    end = len(out) if nxt < 0 else nxt + 1
-                cuts[side.name] = end
-            return cuts
+            return {side.name: _sync_event_end(procs[side.name].output(),
+                                               marker, fmt)
+                    for side in (self.ref, self.srv)}
         self.fail("watch not established on both sides within %.0fs:\n%s" % (
             timeout, "\n".join(p.stop().describe() for p in procs.values())))
 
@@ -343,6 +338,19 @@ def _has_marker(buf, marker, fmt):
     if fmt == "json":
         return buf.find(base64.b64encode(marker.encode()))
     return buf.find(marker.encode())
+
+
+def _sync_event_end(buf, marker, fmt):
+    """Offset just after the watch output of the event whose value is
+    marker (its line; in the fields format also the Lease line after the
+    Value line), or -1 while that is not all printed yet."""
+    pos = _has_marker(buf, marker, fmt)
+    if pos < 0:
+        return -1
+    end = buf.find(b"\n", pos)
+    if end >= 0 and fmt == "fields":
+        end = buf.find(b"\n", end + 1)
+    return -1 if end < 0 else end + 1
 
 
 # A lease's remaining TTL, as timetolive prints it in each format. The two
