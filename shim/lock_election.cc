@@ -16,7 +16,6 @@
 #include "detcd/client.h"
 #include "detcd/concurrency.h"
 #include "detcd/errors.h"
-#include "detcd/recipe_core.h"
 #include "engine/server/errors.h"
 #include "engine/server/node.h"
 #include "v3electionpb/v3election.grpc.pb.h"
