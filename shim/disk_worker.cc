@@ -60,6 +60,15 @@ void DiskThread::Run() {
     Item it;
     {
       absl::MutexLock l(&mu_);
+      if (queue_.empty() && !stopping_ && idle_due_) {
+        running_ = true;
+        mu_.Unlock();
+        const bool more = idle_();
+        mu_.Lock();
+        running_ = false;
+        idle_due_ = more;
+        continue;
+      }
       mu_.Await(absl::Condition(
           +[](DiskThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->mu_) {
             return !t->queue_.empty() || t->stopping_;
@@ -81,6 +90,7 @@ void DiskThread::Run() {
     });
     absl::MutexLock l(&mu_);
     running_ = false;
+    idle_due_ = idle_ != nullptr;
     ++completed_;
   }
 }

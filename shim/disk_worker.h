@@ -54,6 +54,13 @@ class DiskThread final : public env::DiskWorker {
 
   // Work items finished (for tests and metrics).
   uint64_t completed() const;
+  // Work of the disk's own (PosixDisk::FillAheadStep) that this thread
+  // runs, one call at a time, while its queue is empty: after each item,
+  // and again while `idle` returns true (it did something; false: nothing
+  // to do until the next item). It counts as running work for Drain; an
+  // item submitted meanwhile waits for the call to return. Set before
+  // Start.
+  void SetIdleWork(std::function<bool()> idle) { idle_ = std::move(idle); }
 
  private:
   struct Item {
@@ -63,9 +70,11 @@ class DiskThread final : public env::DiskWorker {
   void Run();
 
   const PostFn post_;
+  std::function<bool()> idle_;
   mutable absl::Mutex mu_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
-  bool running_ ABSL_GUARDED_BY(mu_) = false;  // an item is being worked
+  bool running_ ABSL_GUARDED_BY(mu_) = false;  // an item or idle work runs
+  bool idle_due_ ABSL_GUARDED_BY(mu_) = false;  // idle_ may have work
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool exited_ ABSL_GUARDED_BY(mu_) = false;  // Run returned

@@ -52,23 +52,46 @@ absl::Status FsyncPath(const std::string& os_path, const std::string& path) {
   return absl::OkStatus();
 }
 
+}  // namespace
+
+// Zeros a file opened by OpenAppend is kept ahead of its writes with
+// (PosixDisk::FillAheadStep), written kFillStepBytes at a time.
+constexpr uint64_t kFillAheadBytes = 4 << 20;
+constexpr uint64_t kFillStepBytes = 256 << 10;
+
 class PosixFile final : public env::WritableFile {
  public:
-  PosixFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  // fills: an OpenAppend file (writes at end_, the disk fills ahead of it);
+  // otherwise the fd is O_APPEND. end: the file's size when opened.
+  PosixFile(int fd, std::string path, PosixDisk::Fills* fills, uint64_t end)
+      : fd_(fd), path_(std::move(path)), fills_(fills), end_(end),
+        filled_(end) {
+    if (fills_ != nullptr) fills_->Add(this);
+  }
   ~PosixFile() override {
+    if (fills_ != nullptr) fills_->Remove(this);
     if (fd_ >= 0) ::close(fd_);
   }
 
   absl::Status Append(std::string_view data) override {
+    std::unique_lock<std::mutex> l(mu_, std::defer_lock);
+    if (fills_ != nullptr) l.lock();
     if (fd_ < 0) return absl::FailedPreconditionError("file is closed");
     while (!data.empty()) {
-      ssize_t n = NoIntr([&] { return ::write(fd_, data.data(), data.size()); });
+      ssize_t n = NoIntr([&] {
+        return fills_ != nullptr
+                   ? ::pwrite(fd_, data.data(), data.size(),
+                              static_cast<off_t>(end_))
+                   : ::write(fd_, data.data(), data.size());
+      });
       if (n < 0) return ErrnoStatus(errno, "write", path_);
       // write(2) may write less than asked (e.g. the disk filled up halfway);
       // the next call reports the reason.
       data.remove_prefix(static_cast<size_t>(n));
       unsynced_ += static_cast<size_t>(n);
+      end_ += static_cast<uint64_t>(n);
     }
+    filled_ = std::max(filled_, end_);
     // A long file written before one sync at its end (a snapshot: hundreds
     // of MB) has its writeback started every kWritebackBytes, so that the
     // final fdatasync waits for the tail only, not for the whole file on
@@ -82,6 +105,8 @@ class PosixFile final : public env::WritableFile {
   }
 
   absl::Status Sync() override {
+    std::unique_lock<std::mutex> l(mu_, std::defer_lock);
+    if (fills_ != nullptr) l.lock();
     if (fd_ < 0) return absl::FailedPreconditionError("file is closed");
     if (NoIntr([&] { return ::fdatasync(fd_); }) != 0) {
       return ErrnoStatus(errno, "fsync", path_);
@@ -91,6 +116,8 @@ class PosixFile final : public env::WritableFile {
   }
 
   absl::Status Close() override {
+    std::unique_lock<std::mutex> l(mu_, std::defer_lock);
+    if (fills_ != nullptr) l.lock();
     if (fd_ < 0) return absl::OkStatus();
     int r = ::close(fd_);
     fd_ = -1;
@@ -99,14 +126,42 @@ class PosixFile final : public env::WritableFile {
     return absl::OkStatus();
   }
 
+  // One step of filling ahead: zeros after what is written, then
+  // fdatasync, so that the blocks are allocated and the size is durable
+  // before writes reach them. False when nothing was to be done (or the
+  // step failed: the file then just grows as it is written, as before).
+  bool FillStep() {
+    std::lock_guard<std::mutex> l(mu_);
+    if (fd_ < 0 || fill_failed_ || filled_ - end_ >= kFillAheadBytes) {
+      return false;
+    }
+    static const std::string* const zeros =
+        new std::string(kFillStepBytes, '\0');
+    ssize_t n = NoIntr([&] {
+      return ::pwrite(fd_, zeros->data(), zeros->size(),
+                      static_cast<off_t>(filled_));
+    });
+    if (n != static_cast<ssize_t>(zeros->size()) ||
+        NoIntr([&] { return ::fdatasync(fd_); }) != 0) {
+      fill_failed_ = true;  // e.g. ENOSPC: the zeros written stay zeros
+      return false;
+    }
+    filled_ += kFillStepBytes;
+    unsynced_ = 0;
+    return true;
+  }
+
  private:
   static constexpr size_t kWritebackBytes = 8 << 20;
+  std::mutex mu_;  // OpenAppend files: the fill runs on the disk thread
   int fd_;
   std::string path_;
+  PosixDisk::Fills* const fills_;
+  uint64_t end_;     // the offset the next Append writes at
+  uint64_t filled_;  // the file's size: zeros in [end_, filled_)
+  bool fill_failed_ = false;
   size_t unsynced_ = 0;  // bytes appended since the last Sync or writeback
 };
-
-}  // namespace
 
 absl::Status ErrnoStatus(int err, const char* op, const std::string& path) {
   std::string msg =
@@ -145,7 +200,9 @@ struct PosixDisk::Remover {
 };
 
 PosixDisk::PosixDisk(std::string root)
-    : root_(std::move(root)), remover_(std::make_unique<Remover>()) {
+    : root_(std::move(root)),
+      remover_(std::make_unique<Remover>()),
+      fills_(std::make_unique<Fills>()) {
   while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
 }
 
@@ -225,12 +282,35 @@ std::string PosixDisk::Resolve(const std::string& path) const {
 absl::StatusOr<std::unique_ptr<env::WritableFile>> PosixDisk::OpenAppend(
     const std::string& path) {
   const std::string p = Resolve(path);
-  int fd = NoIntr([&] {
-    return ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                  kFileMode);
-  });
+  int fd = NoIntr(
+      [&] { return ::open(p.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, kFileMode); });
   if (fd < 0) return ErrnoStatus(errno, "open", path);
-  return std::unique_ptr<env::WritableFile>(new PosixFile(fd, path));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return ErrnoStatus(err, "stat", path);
+  }
+  return std::unique_ptr<env::WritableFile>(new PosixFile(
+      fd, path, fills_.get(), static_cast<uint64_t>(st.st_size)));
+}
+
+void PosixDisk::Fills::Add(PosixFile* f) {
+  std::lock_guard<std::mutex> l(mu);
+  files.push_back(f);
+}
+
+void PosixDisk::Fills::Remove(PosixFile* f) {
+  std::lock_guard<std::mutex> l(mu);  // waits for a step on f to end
+  files.erase(std::find(files.begin(), files.end(), f));
+}
+
+bool PosixDisk::FillAheadStep() {
+  std::lock_guard<std::mutex> l(fills_->mu);
+  for (PosixFile* f : fills_->files) {
+    if (f->FillStep()) return true;
+  }
+  return false;
 }
 
 absl::StatusOr<std::unique_ptr<env::WritableFile>> PosixDisk::Create(
@@ -244,7 +324,8 @@ absl::StatusOr<std::unique_ptr<env::WritableFile>> PosixDisk::Create(
                   kFileMode);
   });
   if (fd < 0) return ErrnoStatus(errno, "create", path);
-  return std::unique_ptr<env::WritableFile>(new PosixFile(fd, path));
+  return std::unique_ptr<env::WritableFile>(
+      new PosixFile(fd, path, nullptr, 0));
 }
 
 absl::StatusOr<std::string> PosixDisk::ReadAll(const std::string& path) {

@@ -9,7 +9,10 @@
 //
 // Durability follows the env::Disk contract and the simulator's model
 // (sim/sim_disk.h):
-//   - WritableFile::Append writes through O_APPEND; Sync is fdatasync(2);
+//   - WritableFile::Append writes at the end of what was appended (files
+//     from Create through O_APPEND; OpenAppend files at their own offset,
+//     since the disk fills them ahead with zeros: FillAheadStep); Sync is
+//     fdatasync(2);
 //   - Create truncates (O_TRUNC) an existing file;
 //   - directory entries (create, rename, remove) are durable after SyncDir,
 //     which fsyncs the directory (only: a directory created by CreateDir
@@ -34,6 +37,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -42,6 +46,8 @@
 #include "engine/env/env.h"
 
 namespace detcd::shim {
+
+class PosixFile;
 
 class PosixDisk final : public env::Disk {
  public:
@@ -75,6 +81,26 @@ class PosixDisk final : public env::Disk {
                              const std::string& dir) override;
   // Returns once every removal queued so far is done (tests, tools).
   void WaitForRemovals();
+
+  // Fills a file opened by OpenAppend ahead of its writes (env.h): one
+  // step of 256 KiB of zeros, then fdatasync, for a file with less than
+  // 4 MiB of zeros ahead of its end. A write then lands in allocated
+  // blocks inside the file's size, and its fdatasync writes the data
+  // alone: on ext4 (this machine's virtual disk, no journal) a 4 KiB
+  // write + fdatasync took 120 us there against 180 us when it grew the
+  // file, and 36 against 55 us of CPU. The disk thread runs the steps
+  // while it has nothing else to do (DiskThread::SetIdleWork); true if a
+  // step was taken. A step that fails (ENOSPC) ends that file's filling:
+  // it grows as it is written. Thread-safe: a file's writes and its fill
+  // steps take turns (the file's mutex).
+  bool FillAheadStep();
+  // The OpenAppend files (for FillAheadStep).
+  struct Fills {
+    void Add(PosixFile* f);
+    void Remove(PosixFile* f);
+    std::mutex mu;  // held through a step: Remove waits for it
+    std::vector<PosixFile*> files;
+  };
   ~PosixDisk() override;
 
   // The OS path a disk path maps to.
@@ -87,6 +113,7 @@ class PosixDisk final : public env::Disk {
   std::string root_;
   env::DiskWorker* worker_ = nullptr;
   std::unique_ptr<Remover> remover_;
+  std::unique_ptr<Fills> fills_;
 };
 
 // Converts an errno from operation `op` on `path` into a status, as the table

@@ -1343,6 +1343,9 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
         return l->PostCompletion(std::move(t));
       });
   m.disk->set_worker(m.disk_thread.get());
+  // WAL segments are filled ahead with zeros while the thread is idle, so
+  // a commit's fdatasync writes no metadata (PosixDisk::FillAheadStep).
+  m.disk_thread->SetIdleWork([d = m.disk.get()] { return d->FillAheadStep(); });
   m.disk_thread->Start();
 
   // Start the engine (recovery or bootstrap) on its own thread.

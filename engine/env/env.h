@@ -75,6 +75,13 @@ class Disk {
   // The worker that runs log writes off the engine's thread, or null: the
   // engine then writes inline (a blocking fsync per Ready).
   virtual DiskWorker* worker() { return nullptr; }
+  // Opens (or creates) a file to append to. A disk may fill such a file
+  // ahead of its writes: zero bytes after the last one appended, made
+  // durable by the disk on its own (so that later appends land in
+  // allocated blocks and their fdatasync has no size or block map to
+  // write). Appends still follow the last appended byte; a reader, and a
+  // later OpenAppend, see the zeros as part of the file (its owner
+  // truncates them away before appending to it again).
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<WritableFile>>
   OpenAppend(const std::string& path) = 0;
   // Creates (or truncates) a file for writing.

@@ -244,6 +244,11 @@ absl::Status Corrupt(const std::string& name, size_t off,
                                           name, " at offset ", off, ": ", why));
 }
 
+bool AllZero(std::string_view bytes) {
+  return std::all_of(bytes.begin(), bytes.end(),
+                     [](char c) { return c == '\0'; });
+}
+
 // Decodes the well-formed record of n bytes at off.
 bool DecodeAt(std::string_view data, size_t off, size_t n, Record* rec) {
   const uint8_t type = static_cast<uint8_t>(data[off + 8]);
@@ -269,6 +274,9 @@ absl::StatusOr<size_t> ParseSegment(std::string_view data,
     size_t n = FramedRecordAt(data, off);
     if (n == 0) {
       if (first) return Corrupt(seg.name, off, "bad segment header");
+      // The disk filled the file ahead of the writes (env::Disk::OpenAppend):
+      // the segment's records end here.
+      if (AllZero(data.substr(off))) return off;
       if (!is_last) return Corrupt(seg.name, off, "bad checksum or length");
       // Sync marks in the well-formed records after the bad one count too:
       // we wrote them, and what each claims was durable when it was

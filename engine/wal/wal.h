@@ -42,6 +42,12 @@
 //                      segment (synced <= at). Every write that follows a
 //                      successful sync opens with one.
 //
+// A segment may end with zero bytes after its last record (a disk may fill
+// a file it appends to ahead of the writes: env::Disk::OpenAppend). A
+// remainder of nothing but zeros where a record would start ends any
+// segment; Open truncates it from the last segment before appending
+// (type 0 is invalid, so zeros never read as a record).
+//
 // A payload must be consumed exactly; a record with a valid checksum that
 // does not decode is corruption, not a torn write. Save writes the entry
 // records before the hard state record, so a torn tail never leaves a

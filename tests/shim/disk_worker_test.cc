@@ -144,6 +144,55 @@ TEST(DiskThreadTest, DrainWaitsForRunningWork) {
   EXPECT_TRUE(completed.load());
 }
 
+// Idle work runs while the queue is empty, after each item, until it says
+// it has nothing to do; Drain waits for a call in progress.
+TEST(DiskThreadTest, IdleWorkRunsBetweenItems) {
+  std::atomic<int> budget{3}, calls{0};
+  absl::Notification in_idle, release;
+  EngineLoop loop{{.tick_ns = 1'000'000'000}, [] {}};
+  DiskThread disk{[&loop](std::function<void()> t) {
+    return loop.PostCompletion(std::move(t));
+  }};
+  disk.SetIdleWork([&] {
+    ++calls;
+    if (budget.load() == 0) return false;
+    if (--budget == 0) {
+      in_idle.Notify();
+      release.WaitForNotification();
+    }
+    return true;
+  });
+  loop.Start();
+  disk.Start();
+  // Nothing submitted yet: no idle work either.
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(calls.load(), 0);
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(loop.RunSync([&] {
+    disk.Submit([&] { return absl::OkStatus(); }, [&](absl::Status) {});
+  }));
+  in_idle.WaitForNotification();  // the third call, held
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ran = true;
+    release.Notify();
+  });
+  disk.Drain();
+  EXPECT_TRUE(ran.load());
+  releaser.join();
+  // The fourth call found nothing to do; an item makes it due again.
+  absl::Notification done;
+  ASSERT_TRUE(loop.RunSync([&] {
+    disk.Submit([&] { return absl::OkStatus(); },
+                [&](absl::Status) { done.Notify(); });
+  }));
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  disk.Drain();
+  loop.Stop(nullptr);
+  disk.Stop();
+  EXPECT_EQ(calls.load(), 5);
+}
+
 // Stop while a write is in flight: it finishes (and what was queued behind
 // it runs), nothing runs after Stop returns, completions the stopped loop
 // refuses are dropped, and later submissions are ignored.

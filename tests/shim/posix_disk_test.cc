@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "engine/wal/wal.h"
 #include "shim/real_clock.h"
 
 namespace detcd::shim {
@@ -74,6 +75,84 @@ TEST_F(PosixDiskTest, AppendSyncReadAll) {
   struct stat st;
   ASSERT_EQ(stat((root_ + "/log").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// FillAheadStep: zeros after what an OpenAppend file holds, 256 KiB a
+// step up to 4 MiB ahead; writes land at the end of what was appended
+// (overwriting zeros, the file's size unchanged); Create files are never
+// filled; closing or destroying a file ends its filling.
+TEST_F(PosixDiskTest, FillAheadKeepsZerosAfterTheWrites) {
+  constexpr uint64_t kStep = 256 << 10, kAhead = 4 << 20;
+  auto created = disk_->Create("snap");
+  ASSERT_TRUE(created.ok());
+  ASSERT_TRUE((*created)->Append("s").ok());
+  auto f = disk_->OpenAppend("log");
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_TRUE((*f)->Append("head").ok());
+  int steps = 0;
+  while (disk_->FillAheadStep()) ++steps;
+  EXPECT_EQ(steps, static_cast<int>(kAhead / kStep));
+  EXPECT_EQ(OsRead("snap"), "s");
+  std::string want = "head" + std::string(kAhead, '\0');
+  EXPECT_EQ(*disk_->ReadAll("log"), want);
+
+  ASSERT_TRUE((*f)->Append("tail").ok());
+  ASSERT_TRUE((*f)->Sync().ok());
+  want.replace(4, 4, "tail");
+  EXPECT_EQ(*disk_->ReadAll("log"), want);
+  // Less than 4 MiB ahead now: one more step.
+  EXPECT_TRUE(disk_->FillAheadStep());
+  EXPECT_FALSE(disk_->FillAheadStep());
+  EXPECT_EQ(disk_->ReadAll("log")->size(), 4 + kAhead + kStep);
+
+  // A write past the zeros grows the file as before.
+  std::string big(kAhead + kStep, 'b');
+  ASSERT_TRUE((*f)->Append(big).ok());
+  EXPECT_EQ(*disk_->ReadAll("log"), "headtail" + big);
+
+  ASSERT_TRUE((*f)->Close().ok());
+  EXPECT_FALSE(disk_->FillAheadStep());
+  f->reset();
+  EXPECT_FALSE(disk_->FillAheadStep());
+}
+
+// The WAL on a disk that fills ahead between its writes: segments cut
+// with zeros after their records, the last one's zeros truncated when it
+// is opened again, every entry recovered.
+TEST_F(PosixDiskTest, WalRecoversFromFilledSegments) {
+  wal::WalOptions opts;
+  opts.segment_bytes = 1000;
+  ASSERT_TRUE(disk_->CreateDir("w").ok());
+  {
+    auto w = wal::Wal::Create(disk_.get(), "w/wal", opts);
+    ASSERT_TRUE(w.ok()) << w.status();
+    raft::SnapshotMetadata boot;
+    boot.conf_state.voters = {1};
+    ASSERT_TRUE((*w)->SaveSnapshotMarker(boot).ok());
+    for (uint64_t i = 1; i <= 40; ++i) {
+      raft::Entry e;
+      e.index = i;
+      e.term = 1;
+      e.data = std::string(50, static_cast<char>('a' + i % 26));
+      ASSERT_TRUE((*w)->Save(nullptr, {e}, true).ok());
+      if (i % 3 == 0) {
+        EXPECT_TRUE(disk_->FillAheadStep());
+      }
+    }
+  }
+  auto r = wal::Wal::Open(disk_.get(), "w/wal", 0, opts);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->entries.size(), 40u);
+  EXPECT_EQ(r->entries.back().data, std::string(50, 'a' + 40 % 26));
+  raft::Entry e;
+  e.index = 41;
+  e.term = 2;
+  ASSERT_TRUE(r->wal->Save(nullptr, {e}, true).ok());
+  r->wal.reset();
+  auto again = wal::Wal::Open(disk_.get(), "w/wal", 0, opts);
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_EQ(again->entries.size(), 41u);
+  EXPECT_EQ(again->entries.back().term, 2u);
 }
 
 TEST_F(PosixDiskTest, LargeFileRoundTrips) {

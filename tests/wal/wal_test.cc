@@ -566,6 +566,44 @@ TEST_F(WalTest, CorruptionInAnOlderSegmentIsDataLoss) {
   EXPECT_TRUE(Wal::Open(&disk_, kDir, 0, opts).ok());
 }
 
+// A disk may fill a file it appends to ahead of the writes (env.h): zeros
+// after a segment's records end it, in any segment; Open truncates them
+// from the last one and appends after its records. Anything but zeros
+// there is still corruption.
+TEST_F(WalTest, ZeroTailsEndSegments) {
+  WalOptions opts;
+  opts.segment_bytes = 200;
+  auto w = MakeWal(opts);
+  for (uint64_t i = 1; i <= 30; ++i) {
+    ASSERT_TRUE(w->Save(nullptr, {E(i, 1)}, true).ok());
+  }
+  w.reset();
+  std::vector<std::string> segs = Segments(disk_);
+  ASSERT_GE(segs.size(), 3u);
+  std::vector<std::string> contents;
+  for (const std::string& n : segs) {
+    contents.push_back(Read(disk_, Path(n)));
+    Overwrite(disk_, Path(n), contents.back() + std::string(5000, '\0'));
+  }
+  {
+    Recovered r = MustOpen(0, opts);
+    EXPECT_EQ(r.entries, Range(1, 30, 1));
+    EXPECT_EQ(Read(disk_, Path(segs.back())), contents.back());
+    ASSERT_TRUE(r.wal->Save(nullptr, {E(31, 2)}, true).ok());
+  }
+  Recovered r = MustOpen(0, opts);
+  ASSERT_EQ(r.entries.size(), 31u);
+  EXPECT_EQ(r.entries.back(), E(31, 2));
+
+  // A byte that is not zero after them: the older segment is corrupt.
+  Overwrite(disk_, Path(segs[0]),
+            contents[0] + std::string(100, '\0') + "x" +
+                std::string(100, '\0'));
+  auto bad = Wal::Open(&disk_, kDir, 0, opts);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(bad.status().message(), HasSubstr(segs[0]));
+}
+
 TEST_F(WalTest, MissingMiddleSegmentIsDataLoss) {
   WalOptions opts;
   opts.segment_bytes = 200;
