@@ -88,7 +88,7 @@ void SafetyChecker::UpdateDurable(const sim::SimDisk& disk,
                   files[i].rewrites == s.rewrites &&
                   files[i].bytes.size() >= s.parsed &&
                   (i + 1 == w->segments.size() ||
-                   files[i].bytes.size() == s.parsed);
+                   files[i].bytes.size() == s.size);
   }
   if (!incremental) {
     const uint64_t version = w->version;
@@ -134,9 +134,14 @@ void SafetyChecker::UpdateDurable(const sim::SimDisk& disk,
       }
       seg.parsed += n;
     }
-    // A bad or unfinished record ends the durable log (for now: a later
-    // sync may finish it); later segments cannot be reached past it.
-    if (seg.parsed < bytes.size() || seg.parsed == 0) break;
+    seg.size = bytes.size();
+    // Zeros where a record would start end a segment (a disk filled it
+    // ahead of the writes: wal.h). Any other bad or unfinished record ends
+    // the durable log (for now: a later sync may finish it); later
+    // segments cannot be reached past it.
+    const bool zeros = std::all_of(bytes.begin() + seg.parsed, bytes.end(),
+                                   [](char c) { return c == '\0'; });
+    if (seg.parsed == 0 || !zeros) break;
   }
 }
 

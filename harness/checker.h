@@ -104,6 +104,7 @@ class SafetyChecker : public server::NodeObserver {
       uint64_t inode = 0;
       uint64_t rewrites = 0;
       size_t parsed = 0;  // bytes read; a bad record stops the log there
+      size_t size = 0;    // the segment's size when it was read
     };
     uint64_t version = ~uint64_t{0};  // SimDisk::durable_version() read
     std::vector<Segment> segments;

@@ -6,6 +6,10 @@
 #include "engine/util/check.h"
 
 namespace detcd::harness {
+namespace {
+// The zeros a member's disk keeps after its WAL's appends (sim_disk.h).
+constexpr uint64_t kFillAheadBytes = 16 << 10;
+}  // namespace
 
 Cluster::Cluster(uint64_t seed, const ClusterOptions& opts, Trace* trace)
     : seed_(seed),
@@ -90,6 +94,8 @@ void Cluster::AddNode(uint64_t id, std::vector<uint64_t> voters) {
   n.disk = std::make_unique<sim::SimDisk>(root_rng_.Derive(disk_stream),
                                           opts_.decisions, disk_stream);
   n.disk->set_trace(&world_, id);
+  // As the real server's disk, which fills WAL segments ahead while idle.
+  n.disk->set_fill_ahead_bytes(kFillAheadBytes);
   n.disk->set_time_source([this] { return world_.now(); });
   // The node's WAL writes complete as events of their own after the disk's
   // latency (sim_disk.h): the node goes on meanwhile, a crash before the

@@ -185,24 +185,29 @@ absl::Status SimDisk::AppendTo(File& f, std::string_view data,
   OnIo(Io::kWrite, path, data);
   pending_latency_ += faults_.write_latency_ns;
   const uint64_t old_size = f.data.size();
+  // Appends land after what was appended: over the fill's zeros, if any.
+  const uint64_t at = old_size - f.fill;
+  auto write = [&f, at](std::string_view bytes) {
+    if (bytes.empty()) return;
+    Put(f.data, at, bytes);
+    f.fill -= std::min<uint64_t>(f.fill, bytes.size());
+    f.dirty_from = std::min(f.dirty_from, at);
+  };
   absl::Status s;
   if (Fail("write", path, &s)) {
     // A failed write may still have put part of the data in the page cache.
     if (!dead_ && !data.empty() && rng_.Chance(0.5)) {
-      f.data.append(data.substr(0, rng_.Uniform(data.size())));
-      if (f.data.size() > old_size) {
-        f.dirty_from = std::min(f.dirty_from, old_size);
-      }
+      write(data.substr(0, rng_.Uniform(data.size())));
     }
     return s;
   }
-  if (capacity_ != 0 && used_bytes() + data.size() > capacity_) {
+  const uint64_t growth = data.size() - std::min<uint64_t>(f.fill, data.size());
+  if (capacity_ != 0 && used_bytes() + growth > capacity_) {
     ++injected_errors_;
     return absl::ResourceExhaustedError(
         absl::StrCat("ENOSPC: write ", path, ": no space left on device"));
   }
-  f.data.append(data);
-  if (!data.empty()) f.dirty_from = std::min(f.dirty_from, old_size);
+  write(data);
   return absl::OkStatus();
 }
 
@@ -210,11 +215,16 @@ void SimDisk::WriteBack(File& f, uint64_t from, uint64_t to) {
   to = std::min<uint64_t>(to, f.data.size());
   if (from >= to) return;
   std::string_view bytes = std::string_view(f.data).substr(from, to - from);
-  if (from < f.synced.size()) {
-    const size_t n = std::min<size_t>(bytes.size(), f.synced.size() - from);
+  // Bytes written over the fill's zeros only grow the file's content.
+  const uint64_t old_end = std::min<uint64_t>(f.synced.size(), f.zero_from);
+  if (from < old_end) {
+    const size_t n = std::min<size_t>(bytes.size(), old_end - from);
     if (f.synced.compare(from, n, bytes.substr(0, n)) != 0) ++f.rewrites;
   }
   Put(f.synced, from, bytes);
+  if (f.zero_from != kClean && to > f.zero_from) {
+    f.zero_from = to >= f.synced.size() ? kClean : to;
+  }
   ++durable_version_;
 }
 
@@ -304,8 +314,26 @@ void SimDisk::WriteBackAll(File& f) {
   if (f.synced.size() != f.data.size()) {
     if (f.synced.size() > f.data.size()) ++f.rewrites;
     f.synced.resize(f.data.size(), '\0');
+    if (f.zero_from >= f.synced.size()) f.zero_from = kClean;
     ++durable_version_;
   }
+  FillAhead(f);
+}
+
+void SimDisk::FillAhead(File& f) {
+  if (!f.fills || f.fill >= fill_ahead_bytes_) return;
+  uint64_t add = fill_ahead_bytes_ - f.fill;
+  if (capacity_ != 0) {
+    const uint64_t used = used_bytes();
+    add = used >= capacity_ ? 0 : std::min(add, capacity_ - used);
+  }
+  if (add == 0) return;
+  // synced == data here (a successful sync just wrote everything back).
+  if (f.zero_from == kClean) f.zero_from = f.synced.size();
+  f.data.append(add, '\0');
+  f.synced.append(add, '\0');
+  f.fill += add;
+  ++durable_version_;
 }
 
 absl::StatusOr<std::unique_ptr<env::WritableFile>> SimDisk::OpenAppend(
@@ -323,6 +351,7 @@ absl::StatusOr<std::unique_ptr<env::WritableFile>> SimDisk::OpenAppend(
     f = NewFile();
     d->live[name] = f;
   }
+  f->fills = true;
   return std::unique_ptr<env::WritableFile>(new SimFile(this, f, path));
 }
 
@@ -416,6 +445,8 @@ absl::Status SimDisk::Truncate(const std::string& path, uint64_t size) {
   std::shared_ptr<File> f = FindFile(path);
   if (f == nullptr) return absl::NotFoundError(absl::StrCat(path, ": not found"));
   if (size < f->data.size()) {
+    const uint64_t cut = f->data.size() - size;
+    f->fill -= std::min(f->fill, cut);
     f->data.resize(size);
     if (f->dirty_from != kClean && f->dirty_from >= size) {
       f->dirty_from = kClean;

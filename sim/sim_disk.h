@@ -2,7 +2,9 @@
 //
 // FILES. Every file keeps two images: what reads see (`data`, the page
 // cache) and what is on stable storage (`synced`). Writes are appends; they
-// dirty the 4 KiB pages they touch.
+// dirty the 4 KiB pages they touch. With set_fill_ahead_bytes a
+// file opened by OpenAppend gets zeros after its appends (durable), which
+// the appends then write over, as the real server's disk fills ahead.
 //   - Sync writes every dirty page back, and the file size: synced = data.
 //   - A failed Sync (EIO) behaves as Linux does: each dirty page was written
 //     back or not, at random (DiskFaults::failed_sync_write_probability), and
@@ -137,6 +139,12 @@ class SimDisk final : public env::Disk, public env::DiskWorker {
   void set_scheduler(Scheduler s) { scheduler_ = std::move(s); }
 
   void set_faults(const DiskFaults& f) { faults_ = f; }
+  // Fill-ahead (env::Disk::OpenAppend), as the real server's disk does:
+  // after each successful sync of a file opened by OpenAppend, the disk
+  // tops it up to this many zero bytes after what was appended, durable at
+  // once, and later appends write over them. 0 (the default): never. No
+  // draws, no latency (the real disk fills while idle), not in the trace.
+  void set_fill_ahead_bytes(uint64_t n) { fill_ahead_bytes_ = n; }
   const DiskFaults& faults() const { return faults_; }
   // 0 = unlimited.
   void set_capacity_bytes(uint64_t c) { capacity_ = c; }
@@ -202,6 +210,13 @@ class SimDisk final : public env::Disk, public env::DiskWorker {
     // the dirty pages are always a suffix).
     uint64_t dirty_from = kClean;
     uint64_t rewrites = 0;
+    // Fill-ahead (set_fill_ahead_bytes): the last `fill` bytes of
+    // data are zeros the disk put after what was appended (appends write
+    // over them); synced[zero_from, end) holds only such zeros, so writing
+    // there is not a rewrite. `fills`: opened by OpenAppend.
+    uint64_t fill = 0;
+    uint64_t zero_from = kClean;
+    bool fills = false;
   };
   // A directory's entries: name -> file. `durable` is the view a crash
   // returns to; it is updated for a directory by SyncDir.
@@ -232,8 +247,10 @@ class SimDisk final : public env::Disk, public env::DiskWorker {
   // The faults an fsync may meet (power cut, EIO: then the Linux-like
   // loss of dirty pages); true with *out set if one fired.
   bool SyncFaults(File& f, const std::string& path, absl::Status* out);
-  // A successful fsync's write-back: every dirty page, and the size.
+  // A successful fsync's write-back: every dirty page, and the size; then
+  // the fill-ahead top-up.
   void WriteBackAll(File& f);
+  void FillAhead(File& f);
   // SimFile::Sync: at once, or held for the completion of a Submit.
   absl::Status SyncOrHold(const std::shared_ptr<File>& f,
                           const std::string& path);
@@ -244,6 +261,7 @@ class SimDisk final : public env::Disk, public env::DiskWorker {
 
   ScheduledRng rng_;
   DiskFaults faults_;
+  uint64_t fill_ahead_bytes_ = 0;
   uint64_t capacity_ = 0;
   std::map<std::string, Dir> dirs_;  // by full path; "" is the root
   uint64_t epoch_ = 0;               // bumped by Crash/Wipe; kills old files

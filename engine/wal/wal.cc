@@ -390,6 +390,7 @@ struct ReadResult {
   std::vector<std::string> temps;
   size_t last_size = 0;   // bytes of the last segment that are valid
   size_t last_total = 0;  // bytes of the last segment on disk
+  bool last_torn = false;  // what follows last_size is not all zeros
 };
 
 absl::StatusOr<ReadResult> ReadWal(env::Disk* disk, const std::string& dir,
@@ -417,6 +418,7 @@ absl::StatusOr<ReadResult> ReadWal(env::Disk* disk, const std::string& dir,
     if (is_last) {
       out.last_size = *end;
       out.last_total = data->size();
+      out.last_torn = !AllZero(std::string_view(*data).substr(*end));
     }
     out.segments.push_back(std::move(info));
   }
@@ -810,7 +812,7 @@ absl::StatusOr<Recovered> Wal::Open(env::Disk* disk, const std::string& dir,
   const SegmentFile& last = read->segments.back().file;
   const std::string last_path = Join(dir, last.name);
   if (read->last_size < read->last_total) {
-    DETCD_PROBE(kWalTornTailRepaired);
+    if (read->last_torn) DETCD_PROBE(kWalTornTailRepaired);
     if (absl::Status s = disk->Truncate(last_path, read->last_size); !s.ok()) {
       return s;
     }

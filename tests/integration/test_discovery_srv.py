@@ -114,15 +114,23 @@ class NetNsDns:
                 os.path.join(self.dir, "dnsmasq.log")]
         args += ["--srv-host=%s,%s,%d,0,0" % r for r in srv]
         args += ["--host-record=%s,%s" % h for h in hosts]
-        self.dnsmasq = subprocess.Popen(
-            self.argv(args), stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, preexec_fn=it._die_with_parent)
+        err_path = os.path.join(self.dir, "dnsmasq.stderr")
+        with open(err_path, "w") as err:
+            self.dnsmasq = subprocess.Popen(
+                self.argv(args), stdout=subprocess.DEVNULL, stderr=err,
+                preexec_fn=it._die_with_parent)
         probe = hosts[0][0]
+        # One lookup may take 8 s when a query is lost (resolv.conf above:
+        # 2 s, 2 attempts, A and AAAA), as the first ones can be while
+        # dnsmasq starts on a loaded machine: room for several.
         ok = dl.wait_for(lambda: subprocess.run(
             self.argv(["getent", "hosts", probe]),
-            stdout=subprocess.DEVNULL).returncode == 0, timeout=10)
+            stdout=subprocess.DEVNULL).returncode == 0, timeout=40)
         if not ok:
-            raise RuntimeError("dnsmasq in %s does not answer" % self.name)
+            with open(err_path) as err:
+                raise RuntimeError("dnsmasq in %s does not answer (exit %s): %s"
+                                   % (self.name, self.dnsmasq.poll(),
+                                      err.read()[-2000:]))
 
     def close(self):
         if self.dnsmasq is not None and self.dnsmasq.poll() is None:

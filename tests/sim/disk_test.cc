@@ -312,6 +312,46 @@ TEST(SimDisk, StallHoldsBackWhatTheNodeSends) {
   EXPECT_EQ(d.injected_errors(), 1u);
 }
 
+// Fill-ahead: after each successful sync an OpenAppend file gets zeros up
+// to set_fill_ahead_bytes after its appends, durable at once; appends write
+// over them (not a rewrite of the stable image); Create files and files
+// from before a crash are not filled; a crash keeps the zeros.
+TEST(SimDisk, FillAheadPutsDurableZerosAfterTheAppends) {
+  SimDisk d(env::SeededRng(1));
+  d.set_fill_ahead_bytes(10);
+  MakeFile(d, "abc", "");
+  EXPECT_EQ(Read(d, "d/f"), "abc");  // from Create: never filled
+  auto h = d.OpenAppend("d/f");
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE((*h)->Append("de").ok());
+  EXPECT_EQ(Read(d, "d/f"), "abcde");
+  ASSERT_TRUE((*h)->Sync().ok());
+  const std::string zeros(10, '\0');
+  EXPECT_EQ(Read(d, "d/f"), "abcde" + zeros);
+  auto files = d.SyncedFiles("d");
+  EXPECT_EQ(files[0].bytes, "abcde" + zeros);
+  const uint64_t rewrites = files[0].rewrites;
+  ASSERT_TRUE((*h)->Append("fgh").ok());
+  EXPECT_EQ(Read(d, "d/f"), "abcdefgh" + std::string(7, '\0'));
+  ASSERT_TRUE((*h)->Sync().ok());
+  files = d.SyncedFiles("d");
+  EXPECT_EQ(files[0].bytes, "abcdefgh" + zeros);
+  EXPECT_EQ(files[0].rewrites, rewrites);
+  // An append longer than the zeros grows the file.
+  ASSERT_TRUE((*h)->Append(std::string(12, 'x')).ok());
+  EXPECT_EQ(Read(d, "d/f"), "abcdefgh" + std::string(12, 'x'));
+  // Unsynced appends over the zeros may be lost: the zeros stay.
+  d.Crash();
+  EXPECT_EQ(Read(d, "d/f"), "abcdefgh" + zeros);
+  // Truncating removes the zeros; a handle from after the crash fills.
+  ASSERT_TRUE(d.Truncate("d/f", 8).ok());
+  auto g = d.OpenAppend("d/f");
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE((*g)->Append("i").ok());
+  ASSERT_TRUE((*g)->Sync().ok());
+  EXPECT_EQ(Read(d, "d/f"), "abcdefghi" + zeros);
+}
+
 TEST(SimDisk, SyncedFilesShowTheStableImage) {
   SimDisk d(env::SeededRng(1));
   EXPECT_TRUE(d.SyncedFiles("d").empty());

@@ -83,9 +83,11 @@ std::string Describe(const std::vector<raft::Entry>& es) {
 
 class Harness {
  public:
-  explicit Harness(uint64_t seed, uint64_t segment_bytes)
+  // fill: the disk's fill-ahead (SimDisk::set_fill_ahead_bytes).
+  Harness(uint64_t seed, uint64_t segment_bytes, uint64_t fill)
       : disk_(env::SeededRng(seed)) {
     opts_.segment_bytes = segment_bytes;
+    disk_.set_fill_ahead_bytes(fill);
     RC_ASSERT(disk_.CreateDir("n").ok());
     RC_ASSERT(disk_.SyncDir("").ok());
     auto w = Wal::Create(&disk_, kDir, opts_);
@@ -313,7 +315,9 @@ class Harness {
 // FailedSync.
 void RunHistory(uint64_t segment_bytes, const std::vector<int>& weights) {
   const uint64_t seed = *rc::gen::arbitrary<uint64_t>();
-  Harness h(seed, segment_bytes);
+  const uint64_t fill = *rc::gen::element<uint64_t>(0, 0, 100, 5000);
+  RC_LOG() << "fill-ahead " << fill << "\n";
+  Harness h(seed, segment_bytes, fill);
   const int ops = *rc::gen::inRange(1, 100);
   int total = 0;
   for (int w : weights) total += w;

@@ -108,6 +108,17 @@ class WalTest : public ::testing::Test {
     return r.ok() ? *std::move(r) : Recovered();
   }
 
+  // A closed WAL of 30 synced entries in segments of 200 bytes; returns
+  // the segments' names.
+  std::vector<std::string> SmallSegments(WalOptions* opts) {
+    opts->segment_bytes = 200;
+    auto w = MakeWal(*opts);
+    for (uint64_t i = 1; i <= 30; ++i) {
+      EXPECT_TRUE(w->Save(nullptr, {E(i, 1)}, true).ok());
+    }
+    return Segments(disk_);
+  }
+
   sim::SimDisk disk_;
 };
 
@@ -548,13 +559,7 @@ TEST_F(WalTest, DecodeRecordAtWalksASegment) {
 
 TEST_F(WalTest, CorruptionInAnOlderSegmentIsDataLoss) {
   WalOptions opts;
-  opts.segment_bytes = 200;
-  auto w = MakeWal(opts);
-  for (uint64_t i = 1; i <= 30; ++i) {
-    ASSERT_TRUE(w->Save(nullptr, {E(i, 1)}, true).ok());
-  }
-  w.reset();
-  std::vector<std::string> segs = Segments(disk_);
+  std::vector<std::string> segs = SmallSegments(&opts);
   ASSERT_GE(segs.size(), 3u);
   // Truncating the last record of a non-last segment is not a torn tail.
   std::string first = Read(disk_, Path(segs[0]));
@@ -572,13 +577,7 @@ TEST_F(WalTest, CorruptionInAnOlderSegmentIsDataLoss) {
 // there is still corruption.
 TEST_F(WalTest, ZeroTailsEndSegments) {
   WalOptions opts;
-  opts.segment_bytes = 200;
-  auto w = MakeWal(opts);
-  for (uint64_t i = 1; i <= 30; ++i) {
-    ASSERT_TRUE(w->Save(nullptr, {E(i, 1)}, true).ok());
-  }
-  w.reset();
-  std::vector<std::string> segs = Segments(disk_);
+  std::vector<std::string> segs = SmallSegments(&opts);
   ASSERT_GE(segs.size(), 3u);
   std::vector<std::string> contents;
   for (const std::string& n : segs) {
@@ -606,13 +605,7 @@ TEST_F(WalTest, ZeroTailsEndSegments) {
 
 TEST_F(WalTest, MissingMiddleSegmentIsDataLoss) {
   WalOptions opts;
-  opts.segment_bytes = 200;
-  auto w = MakeWal(opts);
-  for (uint64_t i = 1; i <= 30; ++i) {
-    ASSERT_TRUE(w->Save(nullptr, {E(i, 1)}, true).ok());
-  }
-  w.reset();
-  std::vector<std::string> segs = Segments(disk_);
+  std::vector<std::string> segs = SmallSegments(&opts);
   ASSERT_GE(segs.size(), 3u);
   ASSERT_TRUE(disk_.Remove(Path(segs[1])).ok());
   auto r = Wal::Open(&disk_, kDir, 0, opts);
