@@ -292,8 +292,11 @@ std::string PosixDisk::Resolve(const std::string& path) const {
 absl::StatusOr<std::unique_ptr<env::WritableFile>> PosixDisk::OpenAppend(
     const std::string& path) {
   const std::string p = Resolve(path);
-  int fd = NoIntr(
-      [&] { return ::open(p.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, kFileMode); });
+  // Not O_APPEND: writes go at the file's own end offset (PosixFile), in
+  // front of the zeros the disk fills ahead.
+  int fd = NoIntr([&] {
+    return ::open(p.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, kFileMode);
+  });
   if (fd < 0) return ErrnoStatus(errno, "open", path);
   struct stat st;
   if (::fstat(fd, &st) != 0) {

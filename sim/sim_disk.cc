@@ -314,9 +314,10 @@ void SimDisk::WriteBackAll(File& f) {
   if (f.synced.size() != f.data.size()) {
     if (f.synced.size() > f.data.size()) ++f.rewrites;
     f.synced.resize(f.data.size(), '\0');
-    if (f.zero_from >= f.synced.size()) f.zero_from = kClean;
     ++durable_version_;
   }
+  // Both images are equal now, the fill's zeros their tail.
+  f.zero_from = f.fill > 0 ? f.synced.size() - f.fill : kClean;
   FillAhead(f);
 }
 

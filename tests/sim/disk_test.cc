@@ -337,19 +337,24 @@ TEST(SimDisk, FillAheadPutsDurableZerosAfterTheAppends) {
   files = d.SyncedFiles("d");
   EXPECT_EQ(files[0].bytes, "abcdefgh" + zeros);
   EXPECT_EQ(files[0].rewrites, rewrites);
+  ASSERT_TRUE((*h)->Append("ij").ok());
+  ASSERT_TRUE((*h)->Sync().ok());
+  files = d.SyncedFiles("d");
+  EXPECT_EQ(files[0].bytes, "abcdefghij" + zeros);
+  EXPECT_EQ(files[0].rewrites, rewrites);
   // An append longer than the zeros grows the file.
   ASSERT_TRUE((*h)->Append(std::string(12, 'x')).ok());
-  EXPECT_EQ(Read(d, "d/f"), "abcdefgh" + std::string(12, 'x'));
+  EXPECT_EQ(Read(d, "d/f"), "abcdefghij" + std::string(12, 'x'));
   // Unsynced appends over the zeros may be lost: the zeros stay.
   d.Crash();
-  EXPECT_EQ(Read(d, "d/f"), "abcdefgh" + zeros);
+  EXPECT_EQ(Read(d, "d/f"), "abcdefghij" + zeros);
   // Truncating removes the zeros; a handle from after the crash fills.
-  ASSERT_TRUE(d.Truncate("d/f", 8).ok());
+  ASSERT_TRUE(d.Truncate("d/f", 10).ok());
   auto g = d.OpenAppend("d/f");
   ASSERT_TRUE(g.ok());
-  ASSERT_TRUE((*g)->Append("i").ok());
+  ASSERT_TRUE((*g)->Append("k").ok());
   ASSERT_TRUE((*g)->Sync().ok());
-  EXPECT_EQ(Read(d, "d/f"), "abcdefghi" + zeros);
+  EXPECT_EQ(Read(d, "d/f"), "abcdefghijk" + zeros);
 }
 
 TEST(SimDisk, SyncedFilesShowTheStableImage) {
