@@ -7,11 +7,17 @@
 //                            WAL's own CPU cost (framing, CRC32C, buffer
 //                            copies; Sync copies dirty pages to the synced
 //                            image, which is cheap)
-//   BM_WalSavePosix/N/sync   on shim::PosixDisk in a temporary directory
+//   BM_WalSavePosix/N/sync/fill
+//                            on shim::PosixDisk in a temporary directory
 //                            ($TMPDIR or /tmp): real write(2) and
 //                            fdatasync(2). Wall time is the figure that
 //                            matters here (UseRealTime); CPU time shows
-//                            what the process itself spent.
+//                            what the process itself spent. fill = 1:
+//                            between saves (timer paused) the disk fills
+//                            the segment ahead with zeros as the server's
+//                            idle disk thread does (PosixDisk::
+//                            FillAheadStep), so each save writes into
+//                            allocated blocks; fill = 0: the file grows.
 // sync = 0 saves without syncing (the follower-side "write now, sync
 // with the next Ready" shape and the raw append cost).
 //
@@ -58,7 +64,9 @@ class TempDir {
   std::string path_;
 };
 
-void RunSave(benchmark::State& state, env::Disk* disk) {
+// fill: run between saves, timer paused (null: nothing).
+void RunSave(benchmark::State& state, env::Disk* disk,
+             shim::PosixDisk* fill = nullptr) {
   const int n = static_cast<int>(state.range(0));
   const bool sync = state.range(1) != 0;
   WalOptions o;
@@ -84,6 +92,12 @@ void RunSave(benchmark::State& state, env::Disk* disk) {
     if (absl::Status s = wal->Save(&hs, batch, sync); !s.ok()) {
       state.SkipWithError(std::string(s.message()).c_str());
       break;
+    }
+    if (fill != nullptr) {
+      state.PauseTiming();
+      while (fill->FillAheadStep()) {
+      }
+      state.ResumeTiming();
     }
     since_marker += static_cast<uint64_t>(n);
     if (since_marker >= 4096) {
@@ -119,11 +133,11 @@ void BM_WalSavePosix(benchmark::State& state) {
     return;
   }
   shim::PosixDisk disk(dir.path());
-  RunSave(state, &disk);
+  RunSave(state, &disk, state.range(2) != 0 ? &disk : nullptr);
 }
 BENCHMARK(BM_WalSavePosix)
-    ->ArgsProduct({{1, 16, 256}, {0, 1}})
-    ->ArgNames({"entries", "sync"})
+    ->ArgsProduct({{1, 16, 256}, {0, 1}, {0, 1}})
+    ->ArgNames({"entries", "sync", "fill"})
     ->UseRealTime();
 
 }  // namespace
