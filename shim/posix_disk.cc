@@ -62,8 +62,8 @@ constexpr uint64_t kPageBytes = 4096;
 
 class PosixFile final : public env::WritableFile {
  public:
-  // fills: an OpenAppend file (writes at end_, the disk fills ahead of it);
-  // otherwise the fd is O_APPEND. end: the file's size when opened.
+  // Writes go at end_, the file's size when opened, then after each other.
+  // fills: an OpenAppend file, which the disk fills ahead of end_.
   PosixFile(int fd, std::string path, PosixDisk::Fills* fills, uint64_t end)
       : fd_(fd), path_(std::move(path)), fills_(fills), end_(end),
         filled_(end) {
@@ -75,15 +75,12 @@ class PosixFile final : public env::WritableFile {
   }
 
   absl::Status Append(std::string_view data) override {
-    std::unique_lock<std::mutex> l(mu_, std::defer_lock);
-    if (fills_ != nullptr) l.lock();
+    std::lock_guard<std::mutex> l(mu_);
     if (fd_ < 0) return absl::FailedPreconditionError("file is closed");
     while (!data.empty()) {
       ssize_t n = NoIntr([&] {
-        return fills_ != nullptr
-                   ? ::pwrite(fd_, data.data(), data.size(),
-                              static_cast<off_t>(end_))
-                   : ::write(fd_, data.data(), data.size());
+        return ::pwrite(fd_, data.data(), data.size(),
+                        static_cast<off_t>(end_));
       });
       if (n < 0) return ErrnoStatus(errno, "write", path_);
       // write(2) may write less than asked (e.g. the disk filled up halfway);
@@ -106,8 +103,7 @@ class PosixFile final : public env::WritableFile {
   }
 
   absl::Status Sync() override {
-    std::unique_lock<std::mutex> l(mu_, std::defer_lock);
-    if (fills_ != nullptr) l.lock();
+    std::lock_guard<std::mutex> l(mu_);
     if (fd_ < 0) return absl::FailedPreconditionError("file is closed");
     if (NoIntr([&] { return ::fdatasync(fd_); }) != 0) {
       return ErrnoStatus(errno, "fsync", path_);
@@ -117,8 +113,7 @@ class PosixFile final : public env::WritableFile {
   }
 
   absl::Status Close() override {
-    std::unique_lock<std::mutex> l(mu_, std::defer_lock);
-    if (fills_ != nullptr) l.lock();
+    std::lock_guard<std::mutex> l(mu_);
     if (fd_ < 0) return absl::OkStatus();
     int r = ::close(fd_);
     fd_ = -1;
@@ -163,7 +158,7 @@ class PosixFile final : public env::WritableFile {
 
  private:
   static constexpr size_t kWritebackBytes = 8 << 20;
-  std::mutex mu_;  // OpenAppend files: the fill runs on the disk thread
+  std::mutex mu_;  // a fill step (the disk thread) and the writes take turns
   int fd_;
   std::string path_;
   PosixDisk::Fills* const fills_;
@@ -329,11 +324,9 @@ bool PosixDisk::FillAheadStep() {
 absl::StatusOr<std::unique_ptr<env::WritableFile>> PosixDisk::Create(
     const std::string& path) {
   const std::string p = Resolve(path);
-  // O_APPEND too, so that every write lands at the end whatever happens to
-  // the offset.
   int fd = NoIntr([&] {
     return ::open(p.c_str(),
-                  O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
                   kFileMode);
   });
   if (fd < 0) return ErrnoStatus(errno, "create", path);

@@ -9,10 +9,9 @@
 //
 // Durability follows the env::Disk contract and the simulator's model
 // (sim/sim_disk.h):
-//   - WritableFile::Append writes at the end of what was appended (files
-//     from Create through O_APPEND; OpenAppend files at their own offset,
-//     since the disk fills them ahead with zeros: FillAheadStep); Sync is
-//     fdatasync(2);
+//   - WritableFile::Append writes (pwrite) at the end of what was appended,
+//     which is the file's end but for the zeros the disk fills OpenAppend
+//     files ahead with (FillAheadStep); Sync is fdatasync(2);
 //   - Create truncates (O_TRUNC) an existing file;
 //   - directory entries (create, rename, remove) are durable after SyncDir,
 //     which fsyncs the directory (only: a directory created by CreateDir
