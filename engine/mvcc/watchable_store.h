@@ -47,6 +47,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,7 +67,8 @@ inline constexpr int64_t kAutoWatchId = -1;
 inline constexpr int64_t kInvalidWatchId = -1;
 
 // Cancel reasons of refused creates. etcd's texts except
-// kReasonTooManyWatchers (etcd has no per-stream limit; the text is ours).
+// kReasonTooManyWatchers (etcd has no per-stream limit; the text is ours,
+// for a hub given one).
 // A compaction cancel has none (etcd 3.4): see SyncUnsynced.
 inline constexpr char kReasonEmptyRange[] = "mvcc: watcher range is empty";
 inline constexpr char kReasonDuplicateId[] =
@@ -75,7 +77,11 @@ inline constexpr char kReasonTooManyWatchers[] =
     "etcdserver: too many watchers on this stream";
 
 struct WatchLimits {
-  size_t max_watchers_per_stream = 10000;
+  // Watchers one stream may hold. etcd has no such limit (clientv3 puts
+  // every watch of a client's context on one stream), and neither has the
+  // default: a watcher costs its few hundred bytes wherever it is. Tests
+  // set one to exercise the refusal.
+  size_t max_watchers_per_stream = std::numeric_limits<size_t>::max();
   // Events read from history per SyncUnsynced call (a revision is never
   // split, so one call may read more if a single revision is bigger).
   size_t max_events_per_sync = 1000;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Go clientv3 (etcd 3.4, Debian's golang-etcd-server-dev) against reference
 etcd and the server under test: goclient/main.go `check` does puts, gets,
-txns, watches, leases, compaction, limits, maintenance calls and the
+txns, watches (12000 of them on one stream too), leases, compaction,
+limits, maintenance calls and the
 concurrency recipes (mutex, election, STM), exiting non-zero with a FAIL line
 on the first surprise.
 

@@ -117,6 +117,7 @@ func main() {
 		checkKV(cli)
 		checkTxn(cli)
 		checkWatch(cli)
+		checkManyWatchers(cli)
 		checkLease(cli)
 		checkCompaction(cli)
 		checkLimits(cli)
@@ -440,6 +441,38 @@ func checkWatch(cli *clientv3.Client) {
 	must(err, "put wa/z")
 	if e := events(ch, 1, "after cancel"); string(e[0].Kv.Key) != "wa/z" {
 		fail("after cancel: %v", e)
+	}
+}
+
+// checkManyWatchers: clientv3 multiplexes every watch made under one
+// context onto one gRPC stream, and etcd sets no limit on the watchers a
+// stream holds: 12000 of them (past any small per-stream cap) are all
+// created, and one put reaches each.
+func checkManyWatchers(cli *clientv3.Client) {
+	step("many watchers on one stream")
+	const n = 12000
+	wctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	chans := make([]clientv3.WatchChan, n)
+	for i := range chans {
+		chans[i] = cli.Watch(wctx, "wm/", clientv3.WithPrefix(),
+			clientv3.WithCreatedNotify())
+	}
+	for i, ch := range chans {
+		r := nextResp(ch, fmt.Sprintf("watcher %d created", i))
+		if !r.Created || r.Canceled {
+			fail("watcher %d of %d on one stream: %+v (err %v)", i, n, r,
+				r.Err())
+		}
+	}
+	p, err := cli.Put(ctx(), "wm/k", "v")
+	must(err, "put wm/k")
+	for i, ch := range chans {
+		e := events(ch, 1, fmt.Sprintf("watcher %d", i))
+		if string(e[0].Kv.Key) != "wm/k" || e[0].Kv.ModRevision != p.Header.Revision {
+			fail("watcher %d: event %v, want wm/k at %d", i, e[0],
+				p.Header.Revision)
+		}
 	}
 }
 
