@@ -2,9 +2,8 @@
 """Go clientv3 (etcd 3.4, Debian's golang-etcd-server-dev) against reference
 etcd and the server under test: goclient/main.go `check` does puts, gets,
 txns, watches (12000 of them on one stream too), leases, compaction,
-limits, maintenance calls and the
-concurrency recipes (mutex, election, STM), exiting non-zero with a FAIL line
-on the first surprise.
+limits, maintenance calls and the concurrency recipes (mutex, election,
+STM), exiting non-zero with a FAIL line on the first surprise.
 
 The client is built offline in GOPATH mode (GOPATH=/usr/share/gocode
 GO111MODULE=off GOPROXY=off) unless --goclient gives a prebuilt binary.
