@@ -199,7 +199,7 @@ Lessor::CheckpointItem Lessor::HandOut(Lease& l, int64_t id,
   if (l.inflight.size() >= kMaxInflightCheckpointsPerLease) {
     const Issued& oldest = l.inflight.front();
     if (oldest.remaining_ttl_s > 0) l.forgotten_seq = oldest.seq;
-    l.inflight.pop_front();
+    l.inflight.erase(l.inflight.begin());
   }
   l.inflight.push_back(Issued{++issue_seq_, remaining_ttl_s});
   return CheckpointItem{id, remaining_ttl_s};

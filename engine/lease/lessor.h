@@ -80,7 +80,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -278,8 +277,11 @@ class Lessor {
     int64_t notify_ns = kNever;
     bool reported_expired = false;       // Expired() named it in this reign
     int64_t checkpoint_due_ns = kNever;  // kNever: not scheduled
-    // Checkpoints handed out and not yet known to be applied or lost.
-    std::deque<Issued> inflight;
+    // Checkpoints handed out and not yet known to be applied or lost, at
+    // most kMaxInflightCheckpointsPerLease. A vector: empty, it holds no
+    // heap block (libstdc++'s empty deque holds 576 bytes, which made a
+    // held lease cost ~800 bytes).
+    std::vector<Issued> inflight;
     // Highest seq of a non-zero checkpoint dropped from `inflight` while it
     // might still be applied; 0: none.
     uint64_t forgotten_seq = 0;
