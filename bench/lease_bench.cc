@@ -10,8 +10,8 @@
 //                              check costs in the common case
 //   BM_LeaseExpireAll/leases   every lease expired: Expired() called until
 //                              it returns nothing (at most
-//                              max_expired_per_call = 16 per call, as the
-//                              server polls), items = leases named; the
+//                              max_expired_per_call = 500 per call, as
+//                              the server polls), items = leases named; the
 //                              lessor is rebuilt with the timer paused
 #include <benchmark/benchmark.h>
 

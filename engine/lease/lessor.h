@@ -126,9 +126,12 @@ struct LessorOptions {
   int64_t max_ttl_s = kMaxLeaseTtlS;
   int64_t checkpoint_interval_ns = int64_t{300} * kNanosPerSecond;  // 5 min
   size_t max_checkpoints_per_call = 1000;  // etcd's batch size
-  // etcd revokes at most leaseRevokeRate/2 per 500 ms loop; the server polls
-  // Expired() about as often, so this bounds revoke proposals per poll.
-  size_t max_expired_per_call = 16;
+  // etcd revokes at most leaseRevokeRate/2 = 500 per 500 ms loop (1000 a
+  // second); the server polls Expired() as often (lease_check_ticks), so
+  // this is the same bound on revoke proposals per poll. (It was 16 until
+  // 2026-12: 32 revokes a second, so 3000 leases expiring together took
+  // a minute and a half to go where etcd takes three seconds.)
+  size_t max_expired_per_call = 500;
   // A lease returned by Expired() is returned again after this long if it
   // is still there (its revoke proposal was lost).
   int64_t expired_retry_ns = int64_t{3} * kNanosPerSecond;
