@@ -269,11 +269,70 @@ void Lessor::Promote(int64_t now_ns, int64_t extend_ns) {
   primary_ = true;
   if (extend_ns > 0 && !leases_.empty()) DETCD_PROBE(kLeasePromoteExtended);
   const int64_t due = SatAdd(now_ns, options_.checkpoint_interval_ns);
+  // Every lease's expiry, sorted; the indexes are then filled in order
+  // (with a million leases, searching them for each insert was most of a
+  // Promote that stalls a new leader's engine thread).
+  std::vector<Expiry> expiries;
+  expiries.reserve(leases_.size());
   for (auto& [id, l] : leases_) {
     ResetPrimaryState(l);
     const int64_t base_s = l.remaining_ttl_s > 0 ? l.remaining_ttl_s : l.ttl_s;
-    SetExpiry(id, l, SatAdd(SatAdd(now_ns, SecondsToNanos(base_s)), extend_ns));
-    SetCheckpointDue(id, l, due);
+    expiries.push_back(Expiry{
+        SatAdd(SatAdd(now_ns, SecondsToNanos(base_s)), extend_ns), id, &l});
+    l.checkpoint_due_ns = due;  // in id order: each goes at the end
+    if (due != kNever) checkpoint_index_.insert(checkpoint_index_.end(),
+                                                {due, id});
+  }
+  std::sort(expiries.begin(), expiries.end());
+  if (expiries.size() >= kLeaseRevokeRate) {
+    SpreadPiledUpExpiries(now_ns, expiries);
+  }
+  std::vector<std::pair<int64_t, int64_t>> notify;  // (ns, id)
+  notify.reserve(expiries.size());
+  for (const Expiry& e : expiries) {
+    Lease& l = *e.lease;
+    l.expiry_ns = e.ns;
+    l.reported_expired = false;
+    l.notify_ns = e.ns;
+    if (options_.bugs.on(planted::Bug::kEarlyLeaseRevoke) && e.ns != kNever) {
+      // PLANTED: Expired() names the lease half its TTL early.
+      l.notify_ns = SatSub(e.ns, SecondsToNanos(l.ttl_s) / 2);
+    }
+    if (l.notify_ns != kNever) notify.emplace_back(l.notify_ns, e.id);
+  }
+  if (!std::is_sorted(notify.begin(), notify.end())) {
+    std::sort(notify.begin(), notify.end());
+  }
+  for (const auto& n : notify) notify_index_.insert(notify_index_.end(), n);
+}
+
+// etcd's Promote, after the refresh: walks the leases in expiry order
+// (ties by id here) in windows that start at a lease's expiry and last a
+// second; the first 3/4 * kLeaseRevokeRate of a window keep their expiry,
+// each later one is pushed to expire (its count in the window / that
+// target) seconds after the window's start, and the window reaches there.
+// The order of `sorted` is kept: a pushed lease expires before any later
+// window starts.
+void Lessor::SpreadPiledUpExpiries(int64_t now_ns,
+                                   std::vector<Expiry>& sorted) {
+  constexpr int64_t kTarget = static_cast<int64_t>(kLeaseRevokeRate) * 3 / 4;
+  int64_t base = SatSub(sorted.front().ns, now_ns);
+  int64_t next = SatAdd(base, kNanosPerSecond);
+  int64_t expires = 0;
+  for (Expiry& e : sorted) {
+    const int64_t remaining = SatSub(e.ns, now_ns);
+    if (remaining > next) {
+      base = remaining;
+      next = SatAdd(base, kNanosPerSecond);
+      expires = 1;
+      continue;
+    }
+    ++expires;
+    if (expires <= kTarget) continue;
+    const int64_t delay =
+        kNanosPerSecond * expires / kTarget - (remaining - base);
+    next = SatAdd(base, delay);
+    if (delay > 0) e.ns = SatAdd(e.ns, delay);  // only extends (always > 0)
   }
 }
 

@@ -118,6 +118,11 @@ absl::Status ErrNotPrimary();
 bool IsErrLeaseNotFound(const absl::Status& s);
 bool IsErrNotPrimary(const absl::Status& s);
 
+// etcd's leaseRevokeRate: expired leases revoked per second at most
+// (max_expired_per_call's default is half of it per 500 ms poll) and the
+// lease count from which Promote spreads piled-up expiries.
+inline constexpr size_t kLeaseRevokeRate = 1000;
+
 struct LessorOptions {
   // Shorter requested TTLs are raised to this (etcd derives it from the
   // election timeout: 3/2 election ticks * heartbeat, rounded up to 2 s by
@@ -131,7 +136,7 @@ struct LessorOptions {
   // this is the same bound on revoke proposals per poll. (It was 16 until
   // 2026-12: 32 revokes a second, so 3000 leases expiring together took
   // a minute and a half to go where etcd takes three seconds.)
-  size_t max_expired_per_call = 500;
+  size_t max_expired_per_call = kLeaseRevokeRate / 2;
   // A lease returned by Expired() is returned again after this long if it
   // is still there (its revoke proposal was lost).
   int64_t expired_retry_ns = int64_t{3} * kNanosPerSecond;
@@ -195,7 +200,13 @@ class Lessor {
 
   // Becomes primary (see the contract above). Every lease expires at
   // now + (remaining_ttl if set, else ttl) + extend_ns; checkpoint
-  // schedules restart at now + interval. extend_ns >= 0.
+  // schedules restart at now + interval. extend_ns >= 0. With at least
+  // kLeaseRevokeRate leases, expiries that pile up are then spread as
+  // etcd's Promote spreads them: in expiry order, past 3/4 of
+  // kLeaseRevokeRate within a second of a window's first expiry, a lease
+  // is pushed later, so that at most that many expire per second (a new
+  // leader that extended every lease by the same amount would otherwise
+  // meet them all at once). Leases are only ever extended.
   void Promote(int64_t now_ns, int64_t extend_ns);
   // Not primary any more: every expiry becomes never; checkpoint schedules,
   // queued clears and expiry retries are dropped.
@@ -302,6 +313,15 @@ class Lessor {
   void SetCheckpointDue(int64_t id, Lease& l, int64_t due_ns);
   void SetClearRetry(int64_t id, Lease& l, int64_t retry_ns);
   void EraseIndexes(int64_t id, const Lease& l);
+  struct Expiry {  // Promote's work list
+    int64_t ns;
+    int64_t id;
+    Lease* lease;
+    bool operator<(const Expiry& o) const {
+      return ns != o.ns ? ns < o.ns : id < o.id;
+    }
+  };
+  void SpreadPiledUpExpiries(int64_t now_ns, std::vector<Expiry>& sorted);
   void StopAwaiting(int64_t id, Lease& l);
   void NoteApplied(int64_t id, Lease& l, int64_t remaining_ttl_s);
   CheckpointItem HandOut(Lease& l, int64_t id, int64_t remaining_ttl_s);

@@ -94,6 +94,44 @@ TEST(LessorTest, HeldLeasesCostLittleHeap) {
   }
 }
 
+// etcd's Promote spreads expiries that pile up: 3000 leases of one TTL
+// granted together expire, on a new primary, at most 750 a second, none
+// before its TTL, the first 750 at it, and all within 4 s of it.
+TEST(LessorTest, PromoteSpreadsPiledUpExpiries) {
+  LessorOptions o = TestOptions();
+  o.max_expired_per_call = 100000;
+  Lessor l(o);
+  constexpr int64_t kLeases = 3000;
+  for (int64_t id = 1; id <= kLeases; ++id) {
+    ASSERT_TRUE(l.Grant(id, 10, 0).ok());
+  }
+  l.Promote(Sec(100), Sec(2));
+  // Each lease's first report (a lease not revoked is reported again).
+  std::vector<int64_t> per_second(20, 0);
+  std::vector<bool> seen(kLeases + 1, false);
+  for (int64_t t = Sec(100); t < Sec(120); t += Sec(0.01)) {
+    for (int64_t id : l.Expired(t)) {
+      if (seen[static_cast<size_t>(id)]) continue;
+      seen[static_cast<size_t>(id)] = true;
+      ++per_second[static_cast<size_t>((t - Sec(100)) / Sec(1))];
+    }
+  }
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), true), kLeases);
+  for (size_t s = 0; s < 12; ++s) EXPECT_EQ(per_second[s], 0) << s;
+  EXPECT_EQ(per_second[12], 750);  // at 100 + 10 + 2 s: the first 750
+  for (size_t s = 13; s < 20; ++s) EXPECT_LE(per_second[s], 750) << s;
+  EXPECT_EQ(per_second[12] + per_second[13] + per_second[14] +
+                per_second[15] + per_second[16],
+            kLeases);
+
+  // Below kLeaseRevokeRate leases nothing moves.
+  Lessor few(o);
+  for (int64_t id = 1; id <= 999; ++id) ASSERT_TRUE(few.Grant(id, 10, 0).ok());
+  few.Promote(Sec(100), Sec(2));
+  EXPECT_THAT(few.Expired(Sec(111.99)), IsEmpty());
+  EXPECT_EQ(few.Expired(Sec(112)).size(), 999u);
+}
+
 TEST(LessorTest, GrantTooLargeTtl) {
   Lessor l(TestOptions());
   absl::StatusOr<int64_t> r = l.Grant(1, 1001, 0);
