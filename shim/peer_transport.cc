@@ -365,6 +365,9 @@ struct PeerTransport::Peer {
     // Framed bytes a short FlushSends write left: they go first, as is.
     bool raw = false;
     size_t size() const { return payload.size(); }
+    // Bytes counted against queue_max_bytes: a snapshot has a bound of its
+    // own (max_snapshot_bytes), and raft sends one at a time.
+    size_t budget() const { return snapshot ? 0 : payload.size(); }
   };
   std::deque<Queued> queue ABSL_GUARDED_BY(mu);
   size_t queued_bytes ABSL_GUARDED_BY(mu) = 0;
@@ -454,7 +457,7 @@ struct PeerTransport::Peer {
         break;
       }
       bytes += q.size();
-      queued_bytes -= q.size();
+      queued_bytes -= q.budget();
       batch->push_back(std::move(q));
       queue.pop_front();
       if (alone) break;
@@ -487,7 +490,7 @@ struct PeerTransport::Peer {
   void RequeueLocked(std::vector<Queued>* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     for (auto it = batch->rbegin(); it != batch->rend(); ++it) {
-      queued_bytes += it->size();
+      queued_bytes += it->budget();
       queue.push_front(std::move(*it));
     }
     batch->clear();
@@ -536,6 +539,8 @@ absl::StatusOr<std::unique_ptr<PeerTransport>> PeerTransport::Start(
     return absl::InvalidArgumentError("peer transport needs an on_message callback");
   }
   if (options.max_frame_bytes == 0 || options.max_frame_bytes > UINT32_MAX ||
+      options.max_snapshot_bytes == 0 ||
+      options.max_snapshot_bytes > UINT32_MAX ||
       options.queue_max_messages == 0 || options.write_chunk_bytes == 0 ||
       options.dial_timeout_ms <= 0 || options.accept_timeout_ms <= 0 ||
       options.backoff_min_ms <= 0 || options.backoff_max_ms < options.backoff_min_ms ||
@@ -719,15 +724,19 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
     if (done) done(false);
     return;
   }
-  if (payload.size() > opts_.max_frame_bytes) {
+  const size_t limit =
+      snapshot ? opts_.max_snapshot_bytes : opts_.max_frame_bytes;
+  if (payload.size() > limit) {
     p->send_failures.fetch_add(1, std::memory_order_relaxed);
     DLOG_WARN("dropped internal Raft message since it is larger than the frame limit",
               {{"remote-peer-id", Hex(to)},
                {"message-size", payload.size()},
-               {"max-frame-bytes", opts_.max_frame_bytes}});
+               {"snapshot", snapshot},
+               {"max-frame-bytes", limit}});
     if (done) done(false);
     return;
   }
+  const size_t budget = snapshot ? 0 : payload.size();
   uint64_t dropped_to_log = 0;
   std::vector<SnapshotDone> failed;  // told outside the lock
   bool unreachable = false;
@@ -750,15 +759,15 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
       // would lose its framing.
       while (!p->queue.empty() && !p->queue.front().raw &&
              (p->queue.size() >= opts_.queue_max_messages ||
-              p->queued_bytes + payload.size() > opts_.queue_max_bytes)) {
-        p->queued_bytes -= p->queue.front().size();
+              p->queued_bytes + budget > opts_.queue_max_bytes)) {
+        p->queued_bytes -= p->queue.front().budget();
         if (p->queue.front().done) {
           failed.push_back(std::move(p->queue.front().done));
         }
         p->queue.pop_front();
         ++dropped;
       }
-      p->queued_bytes += payload.size();
+      p->queued_bytes += budget;
       p->queue.push_back(
           Peer::Queued{std::move(payload), std::move(done), snapshot});
       queued = true;
@@ -852,7 +861,7 @@ bool PeerTransport::FlushPeer(Peer& p) {
     Peer::Queued rest;
     rest.payload = out.substr(static_cast<size_t>(n));
     rest.raw = true;
-    p.queued_bytes += rest.size();
+    p.queued_bytes += rest.budget();
     p.queue.push_front(std::move(rest));
     return true;
   }
@@ -1105,7 +1114,7 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
       p->broken = false;
       while (p->writing) p->cv.Wait(&p->mu);
       while (!p->queue.empty() && p->queue.front().raw) {
-        p->queued_bytes -= p->queue.front().size();
+        p->queued_bytes -= p->queue.front().budget();
         p->queue.pop_front();
         p->send_failures.fetch_add(1, std::memory_order_relaxed);
       }
@@ -1553,11 +1562,14 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
         snapshot_start_ns = NowNs();
         continue;
       }
-      if (len > opts_.max_frame_bytes) {
+      // The frame after a marker is a snapshot, with a bound of its own.
+      const size_t limit = snapshot_start_ns != 0 ? opts_.max_snapshot_bytes
+                                                  : opts_.max_frame_bytes;
+      if (len > limit) {
         rejected_.fetch_add(1, std::memory_order_relaxed);
         receive_failed();
         error = absl::StrCat("frame of ", len, " bytes exceeds the limit of ",
-                             opts_.max_frame_bytes);
+                             limit);
         break;
       }
       std::string payload;

@@ -11,8 +11,8 @@
 // queue (messages and bytes). When the queue is full the OLDEST message is
 // dropped (fresh heartbeats and appends are worth more than stale ones) and
 // counted as a send failure, as etcd counts "dropped internal Raft message
-// since sending buffer is full". A payload larger than max_frame_bytes is
-// dropped at once with a log line. One sender thread per peer dials it
+// since sending buffer is full". A payload larger than max_frame_bytes
+// (max_snapshot_bytes for a snapshot) is dropped at once with a log line. One sender thread per peer dials it
 // (round-robin over its URLs, exponential backoff backoff_min_ms ..
 // backoff_max_ms between failed attempts), then writes queued messages,
 // large ones in write_chunk_bytes pieces. A peer is unreachable from a
@@ -58,8 +58,8 @@
 //             0 < length <= max_frame_bytes of the receiver; a longer
 //             frame closes the connection. A zero length carries no
 //             message: it says that the next frame is a raft snapshot
-//             (SendSnapshot), for the receiver's snapshot metrics; a
-//             receiver that does not count snapshots skips it.
+//             (SendSnapshot), for the receiver's snapshot metrics, and
+//             that frame's bound is max_snapshot_bytes.
 // After the answer the listener writes nothing, so a dialer that finds its
 // socket readable (checked when idle and before each write) knows the peer
 // closed it and reconnects; the batch it was about to write waits for the
@@ -143,7 +143,13 @@ struct PeerTransportOptions {
   // certificate must carry this common name.
   std::string allowed_cn;
 
-  size_t max_frame_bytes = 64 << 20;     // raft snapshots travel whole
+  size_t max_frame_bytes = 64 << 20;
+  // A raft snapshot travels whole in one frame, with a bound of its own:
+  // the wire's u32 length allows 4 GiB - 1 (an image of ~15M keys of 256
+  // bytes). It was max_frame_bytes, 64 MiB, until 2026-12: a store of
+  // more than ~250k such keys could not bring a new or lagging member up
+  // to date. Snapshots do not count against queue_max_bytes.
+  size_t max_snapshot_bytes = UINT32_MAX;
   size_t queue_max_messages = 4096;      // per peer (etcd: streamBufSize)
   size_t queue_max_bytes = 256 << 20;    // per peer
   size_t write_chunk_bytes = 64 << 10;

@@ -66,6 +66,12 @@ class Received {
     absl::MutexLock l(&mu_);
     return got_.size();
   }
+  std::vector<size_t> sizes() {
+    absl::MutexLock l(&mu_);
+    std::vector<size_t> out;
+    for (const std::string& p : got_) out.push_back(p.size());
+    return out;
+  }
   bool WaitFor(size_t n) {
     absl::MutexLock l(&mu_);
     auto enough = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
@@ -79,8 +85,9 @@ class Received {
   std::vector<std::string> got_ ABSL_GUARDED_BY(mu_);
 };
 
-std::unique_ptr<PeerTransport> Start(uint64_t id, Received* inbox,
-                                     FakeEngine* engine) {
+std::unique_ptr<PeerTransport> Start(
+    uint64_t id, Received* inbox, FakeEngine* engine,
+    const std::function<void(PeerTransportOptions&)>& tweak = nullptr) {
   PeerTransportOptions o;
   o.cluster_id = kCluster;
   o.local_id = id;
@@ -93,6 +100,7 @@ std::unique_ptr<PeerTransport> Start(uint64_t id, Received* inbox,
       engine->Post(std::move(fn));
     };
   }
+  if (tweak) tweak(o);
   auto t = PeerTransport::Start(std::move(o));
   EXPECT_TRUE(t.ok()) << t.status();
   return t.ok() ? *std::move(t) : nullptr;
@@ -144,6 +152,41 @@ TEST(PeerTransportSnapshot, ReportsOnceTheFrameIsWritten) {
   EXPECT_TRUE(in_b.WaitFor(1));
   // Only the engine hook runs the report, and only once.
   EXPECT_EQ(engine.pending(), 0u);
+}
+
+// A snapshot has a bound of its own (max_snapshot_bytes): it may be
+// larger than max_frame_bytes and than queue_max_bytes, on the sending and
+// on the receiving side, where a plain message of that size is dropped
+// (until 2026-12 every frame had the 64 MiB bound, and a member could not
+// send a bigger store's snapshot at all).
+TEST(PeerTransportSnapshot, SnapshotsHaveTheirOwnSizeBound) {
+  auto small = [](PeerTransportOptions& o) {
+    o.max_frame_bytes = 1 << 20;
+    o.queue_max_bytes = 2 << 20;
+    o.max_snapshot_bytes = 8 << 20;
+  };
+  FakeEngine engine;
+  Received in_a, in_b;
+  auto a = Start(1, &in_a, &engine, small);
+  auto b = Start(2, &in_b, nullptr, small);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(LinkUp(*a, *b));
+  const std::string five(5 << 20, 'm');
+  a->Send(2, five);  // over max_frame_bytes: dropped by the sender
+  std::vector<bool> reports;
+  a->SendSnapshot(2, five, [&reports](bool ok) { reports.push_back(ok); });
+  a->Send(2, "after");  // does not push the snapshot out of the queue
+  ASSERT_TRUE(in_b.WaitFor(2));
+  ASSERT_TRUE(engine.RunAtLeast(1));
+  EXPECT_EQ(reports, std::vector<bool>{true});
+  const std::string nine(9 << 20, 's');  // over max_snapshot_bytes
+  a->SendSnapshot(2, nine, [&reports](bool ok) { reports.push_back(ok); });
+  ASSERT_TRUE(engine.RunAtLeast(1));
+  EXPECT_EQ(reports, (std::vector<bool>{true, false}));
+  a->Send(2, "last");
+  ASSERT_TRUE(in_b.WaitFor(3));
+  EXPECT_EQ(in_b.sizes(), (std::vector<size_t>{5u << 20, 5, 4}));
+  EXPECT_TRUE(b->Connected(1));
 }
 
 TEST(PeerTransportSnapshot, DroppedSnapshotsReportFailure) {
