@@ -12,7 +12,8 @@
 // dropped (fresh heartbeats and appends are worth more than stale ones) and
 // counted as a send failure, as etcd counts "dropped internal Raft message
 // since sending buffer is full". A payload larger than max_frame_bytes
-// (max_snapshot_bytes for a snapshot) is dropped at once with a log line. One sender thread per peer dials it
+// (max_snapshot_bytes for a snapshot) is dropped at once with a log line.
+// One sender thread per peer dials it
 // (round-robin over its URLs, exponential backoff backoff_min_ms ..
 // backoff_max_ms between failed attempts), then writes queued messages,
 // large ones in write_chunk_bytes pieces. A peer is unreachable from a

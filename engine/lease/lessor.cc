@@ -105,12 +105,16 @@ Lessor::Lessor(LessorOptions options) : options_(options) {
 void Lessor::SetExpiry(int64_t id, Lease& l, int64_t expiry_ns) {
   l.expiry_ns = expiry_ns;
   l.reported_expired = false;
+  SetNotify(id, l, NotifyAt(l, expiry_ns));
+}
+
+int64_t Lessor::NotifyAt(const Lease& l, int64_t expiry_ns) const {
   if (options_.bugs.on(planted::Bug::kEarlyLeaseRevoke) &&
       expiry_ns != kNever) {
     // PLANTED: Expired() names the lease half its TTL early.
-    return SetNotify(id, l, SatSub(expiry_ns, SecondsToNanos(l.ttl_s) / 2));
+    return SatSub(expiry_ns, SecondsToNanos(l.ttl_s) / 2);
   }
-  SetNotify(id, l, expiry_ns);
+  return expiry_ns;
 }
 
 void Lessor::SetNotify(int64_t id, Lease& l, int64_t notify_ns) {
@@ -279,7 +283,8 @@ void Lessor::Promote(int64_t now_ns, int64_t extend_ns) {
     const int64_t base_s = l.remaining_ttl_s > 0 ? l.remaining_ttl_s : l.ttl_s;
     expiries.push_back(Expiry{
         SatAdd(SatAdd(now_ns, SecondsToNanos(base_s)), extend_ns), id, &l});
-    l.checkpoint_due_ns = due;  // in id order: each goes at the end
+    // SetCheckpointDue's work; in id order, each goes at the index's end.
+    l.checkpoint_due_ns = due;
     if (due != kNever) checkpoint_index_.insert(checkpoint_index_.end(),
                                                 {due, id});
   }
@@ -290,14 +295,10 @@ void Lessor::Promote(int64_t now_ns, int64_t extend_ns) {
   std::vector<std::pair<int64_t, int64_t>> notify;  // (ns, id)
   notify.reserve(expiries.size());
   for (const Expiry& e : expiries) {
-    Lease& l = *e.lease;
+    Lease& l = *e.lease;  // SetExpiry's work, the index filled below
     l.expiry_ns = e.ns;
     l.reported_expired = false;
-    l.notify_ns = e.ns;
-    if (options_.bugs.on(planted::Bug::kEarlyLeaseRevoke) && e.ns != kNever) {
-      // PLANTED: Expired() names the lease half its TTL early.
-      l.notify_ns = SatSub(e.ns, SecondsToNanos(l.ttl_s) / 2);
-    }
+    l.notify_ns = NotifyAt(l, e.ns);
     if (l.notify_ns != kNever) notify.emplace_back(l.notify_ns, e.id);
   }
   if (!std::is_sorted(notify.begin(), notify.end())) {

@@ -309,6 +309,8 @@ class Lessor {
   void ResetPrimaryState(Lease& l);
   void ClearPrimaryIndexes();
   void SetExpiry(int64_t id, Lease& l, int64_t expiry_ns);
+  // When Expired() may first name a lease expiring at expiry_ns.
+  int64_t NotifyAt(const Lease& l, int64_t expiry_ns) const;
   void SetNotify(int64_t id, Lease& l, int64_t notify_ns);
   void SetCheckpointDue(int64_t id, Lease& l, int64_t due_ns);
   void SetClearRetry(int64_t id, Lease& l, int64_t retry_ns);
