@@ -1200,7 +1200,8 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   po.on_message = [im](uint64_t from, std::string payload) {
     if (!im->engine_ready.load(std::memory_order_acquire)) return;
     server::EtcdServer* s = im->server.get();
-    im->loop->PostPeer([s, p = std::move(payload)] { s->OnMessage(p); });
+    im->loop->PostPeer(
+        [s, p = std::move(payload)]() mutable { s->OnMessage(p, &p); });
   };
   // A snapshot counts as delivered once the transport finished writing it;
   // that report runs on the engine thread, like every engine input.

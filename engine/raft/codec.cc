@@ -117,7 +117,8 @@ std::string EncodeMessage(const Message& m) {
   return out;
 }
 
-absl::StatusOr<Message> DecodeMessage(std::string_view data) {
+absl::StatusOr<Message> DecodeMessage(std::string_view data,
+                                      std::string* own) {
   auto bad = [](const char* what) {
     return absl::InvalidArgumentError(
         std::string("malformed raft message: ") + what);
@@ -149,12 +150,28 @@ absl::StatusOr<Message> DecodeMessage(std::string_view data) {
   for (Entry& e : m.entries) {
     if (!DecodeEntry(&r, &e)) return bad("entry");
   }
+  std::string_view snap_data;
+  std::shared_ptr<Snapshot> s;
   if (flags & kFlagSnapshot) {
-    auto s = std::make_shared<Snapshot>();
-    if (!DecodeSnapshot(&r, s.get())) return bad("snapshot");
-    m.snapshot = std::move(s);
+    s = std::make_shared<Snapshot>();
+    if (!DecodeSnapshotView(&r, &s->metadata, &snap_data)) {
+      return bad("snapshot");
+    }
   }
   if (!r.empty()) return bad("trailing bytes");
+  if (s != nullptr) {
+    const bool tail_of_own =
+        own != nullptr && !snap_data.empty() &&
+        snap_data.data() >= own->data() &&
+        snap_data.data() + snap_data.size() == own->data() + own->size();
+    if (tail_of_own) {
+      own->erase(0, static_cast<size_t>(snap_data.data() - own->data()));
+      s->data = std::move(*own);
+    } else {
+      s->data.assign(snap_data);
+    }
+    m.snapshot = std::move(s);
+  }
   return m;
 }
 

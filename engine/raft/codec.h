@@ -30,7 +30,12 @@ namespace detcd::raft {
 inline constexpr uint64_t kMaxEntriesPerMessage = 1 << 20;
 
 std::string EncodeMessage(const Message& m);
-absl::StatusOr<Message> DecodeMessage(std::string_view data);
+// own, when given, is the string `data` views (data may skip a prefix of
+// it): a snapshot's data, the message's tail, is then moved out of *own
+// instead of copied (a snapshot from the leader can be most of memory),
+// and *own is left unspecified.
+absl::StatusOr<Message> DecodeMessage(std::string_view data,
+                                      std::string* own = nullptr);
 
 void EncodeEntry(std::string* out, const Entry& e);
 bool DecodeEntry(coding::Reader* r, Entry* e);

@@ -247,13 +247,13 @@ void EtcdServer::CoalescePeerPayloads(std::vector<std::string>* payloads) {
   *payloads = std::move(out);
 }
 
-void EtcdServer::OnMessage(std::string_view payload) {
+void EtcdServer::OnMessage(std::string_view payload, std::string* own) {
   if (node_->failed() || payload.empty()) return;
   const char tag = payload[0];
   payload.remove_prefix(1);
   if (tag == kRaftTag) {
     if (RefuseRemovedSender(payload)) return;
-    node_->OnMessage(payload);
+    node_->OnMessage(payload, own);
     AfterInput();
     return;
   }

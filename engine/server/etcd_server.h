@@ -153,7 +153,9 @@ class EtcdServer {
   void AdvanceRaftTicks(int n);
   // Node::CampaignIfOnlyVoter (a single-member cluster at start).
   void CampaignIfOnlyVoter();
-  void OnMessage(std::string_view payload);
+  // own: the string payload views, if the caller gives it up
+  // (Node::OnMessage).
+  void OnMessage(std::string_view payload, std::string* own = nullptr);
   // Node::ReportUnreachable (the real peer transport's on_unreachable).
   void ReportUnreachable(uint64_t peer);
   // For the real peer transport (PeerTransportOptions::coalesce): joins

@@ -447,9 +447,9 @@ void Node::CampaignIfOnlyVoter() {
   ProposeAwaitingLeader();
 }
 
-void Node::OnMessage(std::string_view payload) {
+void Node::OnMessage(std::string_view payload, std::string* own) {
   if (failed()) return;
-  auto m = raft::DecodeMessage(payload);
+  auto m = raft::DecodeMessage(payload, own);
   if (!m.ok() || m->to != opts_.id) return;  // garbage or misdirected: drop
   (void)raft_->Step(*std::move(m));
   ProcessReady();

@@ -231,7 +231,9 @@ class Node {
   // so the randomized election timeout would only delay the one possible
   // outcome. Otherwise does nothing.
   void CampaignIfOnlyVoter();
-  void OnMessage(std::string_view payload);
+  // own: the string payload views, if the caller gives it up (a
+  // snapshot's data is then moved out of it; raft::DecodeMessage).
+  void OnMessage(std::string_view payload, std::string* own = nullptr);
   // Without a known leader the proposal waits for one (as etcd's raft
   // node does) and fails with ErrTimeout at the request deadline.
   void Propose(std::string command, ProposeDone done);

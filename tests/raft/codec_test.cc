@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <memory>
+#include <string>
+#include <string_view>
+
 namespace detcd::raft {
 namespace {
 
@@ -51,6 +55,33 @@ TEST(Codec, RoundTripsEveryField) {
   auto d = DecodeMessage(EncodeMessage(m));
   ASSERT_TRUE(d.ok()) << d.status();
   ExpectSame(m, *d);
+}
+
+// Given the string it decodes from (here behind a one-byte tag, as the
+// real server's peer payloads are), DecodeMessage moves a snapshot's data
+// out of it: the data keeps the string's buffer, nothing is copied.
+TEST(Codec, MovesSnapshotDataOutOfItsOwner) {
+  Message m = SampleMessage();
+  ASSERT_NE(m.snapshot, nullptr);
+  auto snap = std::make_shared<Snapshot>(*m.snapshot);
+  snap->data = std::string(1 << 20, 'i');
+  m.snapshot = snap;
+  std::string own = "t" + EncodeMessage(m);
+  const char* buffer = own.data();
+  auto d = DecodeMessage(std::string_view(own).substr(1), &own);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ExpectSame(m, *d);
+  EXPECT_EQ(d->snapshot->data.data(), buffer);
+  // Without an owner, or with one the view is not the tail of, a copy.
+  std::string enc = EncodeMessage(m);
+  auto c = DecodeMessage(enc);
+  ASSERT_TRUE(c.ok());
+  ExpectSame(m, *c);
+  std::string other = "unrelated";
+  auto o = DecodeMessage(enc, &other);
+  ASSERT_TRUE(o.ok());
+  ExpectSame(m, *o);
+  EXPECT_EQ(other, "unrelated");
 }
 
 TEST(Codec, RejectsEveryTruncation) {
