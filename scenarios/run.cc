@@ -238,6 +238,10 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   copts.node.snapshot_count = 1000;
   copts.node.snapshot_catchup_entries = 100;
   copts.node.raft.max_inflight_msgs = 64;
+  // Compactions removed a few records per step, so that their removal
+  // interleaves with writes, reads, hashes, snapshots and restores (the
+  // real server's steps are 8192 records: these stores are small).
+  copts.server.compact_step_records = 4;
   // Planted bugs: the same set in every options struct with a site.
   planted::Bugs bugs;
   if (!o.bug.empty()) {

@@ -863,18 +863,20 @@ void DetcdServer::Impl::RegisterMetrics() {
       metrics::ExponentialBuckets(100, 2, 14));
   // Installed on the engine thread, which is already running.
   loop->RunSync([&] {
+    using P = server::EtcdStateMachine::CompactionPhase;
     server->set_on_compaction(
         [index_pause, db_total,
-         start = std::chrono::steady_clock::time_point()](bool done) mutable {
-          if (!done) {
-            start = std::chrono::steady_clock::now();
+         start = std::chrono::steady_clock::time_point()](P p) mutable {
+          const auto now = std::chrono::steady_clock::now();
+          if (p == P::kStart) {
+            start = now;
             return;
           }
-          const double ms = std::chrono::duration<double, std::milli>(
-                                std::chrono::steady_clock::now() - start)
-                                .count();
-          index_pause->Observe(ms);
-          db_total->Observe(ms);
+          const double ms =
+              std::chrono::duration<double, std::milli>(now - start).count();
+          // The apply is the pause (etcd's index compaction); the removal
+          // after it, in steps, ends the total.
+          (p == P::kApplied ? index_pause : db_total)->Observe(ms);
         });
   });
   PeerTransport* t = transport.get();
@@ -1304,8 +1306,8 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // After each batch, an automatic snapshot being written gets one more
   // step as a task of its own, so it goes on while the member is idle and
   // takes turns with the requests while it is busy (Node::ContinueSnapshot);
-  // so does the image of a Maintenance snapshot (EtcdServer::
-  // ContinueImages).
+  // so do the image of a Maintenance snapshot and a compaction's removal
+  // (EtcdServer::ContinueBackground).
   // A leader change is published after the batch that saw it, not at the
   // next tick: /health, the metrics and the status read the published
   // figures, and a member that answered a linearizable read must not call
@@ -1327,13 +1329,10 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
           im->PublishFigures();
         }
         if (*posted) return;
-        if (!s->node().snapshot_in_progress() && !s->image_in_progress()) {
-          return;
-        }
+        if (!s->background_in_progress()) return;
         *posted = l->Post([s, posted] {
           *posted = false;
-          s->node().ContinueSnapshot();
-          s->ContinueImages();  // a Maintenance snapshot (SnapshotImage)
+          s->ContinueBackground();
         });
       });
   // The disk thread (before the engine starts: recovery's Ready may go to

@@ -56,7 +56,16 @@
 //
 // Compact(c) only has to look at keys that have a revision in
 // (previous compact, c]: a key whose revisions are all older already has
-// just its one kept record there, which stays kept.
+// just its one kept record there, which stays kept. It is two parts
+// (StartCompaction, CompactStep): compact_rev moves at once, and the
+// records go later, the oldest entry first: at a record not yet gone, its
+// whole key is compacted (CompactKey), and an entry whose records are all
+// gone leaves the deque, so base moves up a revision at a time. Until base
+// passes compact_rev ("pending"), entries in [base, compact_rev] still
+// hold records that are logically gone; ForEachRecord skips them
+// (Impl::Kept), reads never reach them (a read at rev >= compact_rev finds
+// a key's latest revision at rev, which is at or past its kept one), and
+// an image writer is never made while any are left.
 //
 // Memory (mvcc_bench BM_HeapPerKeyServerLoad: 1M 8-byte keys, 256-byte
 // values, txns of 100 puts): 364 heap bytes per key: the node block with
@@ -85,6 +94,7 @@
 #include "engine/util/check.h"
 #include "engine/util/coding.h"
 #include "engine/util/hash.h"
+#include "engine/util/probes.h"
 #include "engine/wal/crc32c.h"
 
 namespace detcd::mvcc {
@@ -853,16 +863,25 @@ struct KvStore::Impl {
     for (const OrderedSlot& s : ordered) KeyNode::Free()(s.node);
   }
 
-  // The record of revision ref of key node n.
+  // Whether revision ref of key node n is the one its node keeps (old).
+  static bool IsOld(const KeyNode& n, const RevRef& ref) {
+    if (n.old.node() == nullptr) return false;
+    const RevRef first = n.revs[0];
+    return first.main == ref.main && first.sub == ref.sub;
+  }
+
+  // The record of revision ref of key node n: in the node below base, and
+  // also at or above it while a compaction is pending (its steps move a
+  // key's kept record into the node before the entry leaves the deque).
   const Record& Get(const KeyNode& n, const RevRef& ref) const {
-    if (ref.main >= base) {
+    if (ref.main >= base && (ref.main > compact_rev || !IsOld(n, ref))) {
       size_t i = static_cast<size_t>(ref.main - base);
       DETCD_CHECK(i < entries.size() && ref.sub < entries[i].size());
-      return entries[i][ref.sub];
+      const Record& r = entries[i][ref.sub];
+      DETCD_CHECK_MSG(!r.gone(), "key index names a dropped revision");
+      return r;
     }
-    DETCD_CHECK_MSG(n.old.node() != nullptr && ref.main == n.revs[0].main &&
-                        ref.sub == n.revs[0].sub,
-                    "key index names a dropped revision");
+    DETCD_CHECK_MSG(IsOld(n, ref), "key index names a dropped revision");
     return n.old;
   }
 
@@ -970,32 +989,75 @@ struct KvStore::Impl {
     return res;
   }
 
-  // Drops the revisions of key node n that Compact(c) removes; called (from
-  // Compact) once per key touched since the previous compaction.
-  void CompactKey(KeyNode* n, int64_t c) {
+  // Some of the records a compaction covers are still in the deque.
+  bool pending() const { return base <= compact_rev; }
+  // The compaction's cursor: entries.front() (main revision base) has its
+  // records before compact_sub gone.
+  size_t compact_sub = 0;
+
+  // Whether the committed record (main, sub) of key node n is logically
+  // there: not one that the pending compaction drops.
+  bool Kept(const KeyNode& n, int64_t main, uint32_t sub) const {
+    if (!pending() || main > compact_rev) return true;
+    const int i = LastAtOrBefore(n.revs, compact_rev);
+    DETCD_CHECK(i >= 0);
+    const RevRef r = n.revs[i];
+    return r.main == main && r.sub == sub && !r.tombstone;
+  }
+
+  // Removes the records of the pending compaction, oldest first, visiting
+  // about `budget` records (one at least, and a key's whole history once
+  // started); returns the revisions it dropped. Leaves pending() false
+  // once done.
+  size_t CompactSome(size_t budget) {
+    const size_t before = revisions;
+    size_t spent = 0;
+    while (pending()) {
+      Entry& e = entries.front();
+      for (; compact_sub < e.size(); ++compact_sub) {
+        if (spent >= budget) return before - revisions;
+        Record& r = e[compact_sub];
+        ++spent;
+        if (r.gone()) continue;
+        spent += CompactKey(r.node(), compact_rev);
+        DETCD_CHECK(r.gone());
+      }
+      entries.pop_front();
+      ++base;
+      compact_sub = 0;
+    }
+    return before - revisions;
+  }
+
+  // Drops the revisions of key node n that a compaction at c removes;
+  // called (from CompactSome) at the key's oldest record in the deque
+  // while that is <= c, so once per key touched since the previous
+  // compaction. Returns the revisions it dropped.
+  size_t CompactKey(KeyNode* n, int64_t c) {
     KeyIndex& ki = n->revs;
     int last = LastAtOrBefore(ki, c);
     DETCD_CHECK(last >= 0);
     const int keep_from = ki[last].tombstone ? last + 1 : last;
     for (int j = 0; j < keep_from; ++j) {
       const RevRef ref = ki[j];
-      if (ref.main >= base) {
-        Record& r = entries[static_cast<size_t>(ref.main - base)][ref.sub];
-        bytes -= RecordBytes(r);
-        TakeFromImage(ref, r);
-        r.set_gone();
-      } else {
-        DETCD_CHECK(j == 0 && n->old.node() != nullptr);
+      if (j == 0 && IsOld(*n, ref)) {
         bytes -= RecordBytes(n->old);
         TakeFromImage(ref, n->old);
         DETCD_CHECK(old.erase(Revision{ref.main, ref.sub}) == 1);
         n->old = Record();
+      } else {
+        DETCD_CHECK(ref.main >= base);
+        Record& r = entries[static_cast<size_t>(ref.main - base)][ref.sub];
+        bytes -= RecordBytes(r);
+        TakeFromImage(ref, r);
+        r.set_gone();
       }
       --revisions;
     }
-    if (keep_from == last && ki[last].main >= base) {
+    if (keep_from == last && !IsOld(*n, ki[last])) {
       // The kept record outlives its deque entry.
       const RevRef ref = ki[last];
+      DETCD_CHECK(ref.main >= base);
       Record& r = entries[static_cast<size_t>(ref.main - base)][ref.sub];
       DETCD_CHECK(n->old.node() == nullptr);
       n->old = std::move(r);
@@ -1004,20 +1066,36 @@ struct KvStore::Impl {
     }
     ki.erase_front(static_cast<size_t>(keep_from));
     if (ki.empty()) EraseKey(n);
+    return static_cast<size_t>(keep_from);
   }
 
   // Calls f(main, sub, record) for every committed record in revision
-  // order.
+  // order (not those a pending compaction drops).
+  // (While one is pending, `old` also holds records at or above base, the
+  // kept ones its steps moved out of their entries: they go in their
+  // places.)
   template <typename F>
   void ForEachRecord(int64_t up_to, F&& f) const {
-    for (const auto& [rev, n] : old) {
+    auto it = old.begin();
+    for (; it != old.end() && it->first.main < base; ++it) {
+      const Revision rev = it->first;
       if (rev.main > up_to) return;
-      f(rev.main, static_cast<uint32_t>(rev.sub), n->old);
+      const auto sub = static_cast<uint32_t>(rev.sub);
+      if (Kept(*it->second, rev.main, sub)) f(rev.main, sub, it->second->old);
     }
     for (int64_t m = base; m <= up_to; ++m) {
       const Entry& e = entries[static_cast<size_t>(m - base)];
       for (size_t s = 0; s < e.size(); ++s) {
-        f(m, static_cast<uint32_t>(s), e[s]);
+        const auto sub = static_cast<uint32_t>(s);
+        if (it != old.end() &&
+            it->first == Revision{m, static_cast<int64_t>(s)}) {
+          const KeyNode& n = *it->second;
+          ++it;
+          if (Kept(n, m, sub)) f(m, sub, n.old);
+          continue;
+        }
+        if (e[s].gone() || !Kept(*e[s].node(), m, sub)) continue;
+        f(m, sub, e[s]);
       }
     }
   }
@@ -1220,36 +1298,42 @@ std::vector<Event> KvStore::WriteTxn::End() {
     ++st.current_rev;
     DETCD_CHECK(st.base + static_cast<int64_t>(st.entries.size()) ==
                 st.current_rev + 1);
+    if (st.pending()) DETCD_PROBE(kMvccWriteDuringCompaction);
   }
   return std::move(events_);
 }
 
 absl::Status KvStore::Compact(int64_t rev) {
+  if (absl::Status s = StartCompaction(rev); !s.ok()) return s;
+  FinishCompaction();
+  return absl::OkStatus();
+}
+
+absl::Status KvStore::StartCompaction(int64_t rev) {
   Impl& st = *impl_;
   DETCD_CHECK_MSG(!st.txn_open, "Compact during a write transaction");
   if (rev <= st.compact_rev) return ErrCompacted();
   if (rev > st.current_rev) return ErrFutureRev();
-  const size_t revisions_before = st.revisions;
-  // Newest first, so each key is handled at its latest revision <= rev;
-  // its older revisions in the range are then already marked gone.
-  for (int64_t m = rev; m >= st.base; --m) {
-    Entry& e = st.entries[static_cast<size_t>(m - st.base)];
-    for (size_t s = e.size(); s-- > 0;) {
-      if (e[s].gone()) continue;
-      st.CompactKey(e[s].node(), rev);
-      DETCD_CHECK(e[s].gone());
-    }
-  }
-  if (rev >= st.base) {
-    st.entries.erase(
-        st.entries.begin(),
-        st.entries.begin() + static_cast<ptrdiff_t>(rev - st.base + 1));
-    st.base = rev + 1;
-  }
+  if (st.pending()) DETCD_PROBE(kMvccCompactionTakenOver);
   st.compact_rev = rev;
-  ++epoch_;  // image writers walk the entries just dropped
-  compacted_revisions_ += static_cast<int64_t>(revisions_before - st.revisions);
+  ++epoch_;  // image writers walk the entries the compaction drops
   return absl::OkStatus();
+}
+
+bool KvStore::compaction_pending() const { return impl_->pending(); }
+
+bool KvStore::CompactStep(size_t budget) {
+  DETCD_CHECK_MSG(!impl_->txn_open, "Compact during a write transaction");
+  compacted_revisions_ +=
+      static_cast<int64_t>(impl_->CompactSome(std::max<size_t>(budget, 1)));
+  return !impl_->pending();
+}
+
+void KvStore::FinishCompaction() const {
+  if (!impl_->pending()) return;
+  DETCD_CHECK_MSG(!impl_->txn_open, "Compact during a write transaction");
+  compacted_revisions_ += static_cast<int64_t>(
+      impl_->CompactSome(std::numeric_limits<size_t>::max()));
 }
 
 absl::StatusOr<KeyValueHash> KvStore::HashByRev(int64_t rev) const {
@@ -1483,7 +1567,9 @@ uint32_t KvStore::ImageChecksum(std::string_view bytes) {
 
 KvStore::ImageWriter KvStore::BeginImage() const {
   // An open write transaction's changes are above current_rev: left out
-  // (and not yet in the store's image sums).
+  // (and not yet in the store's image sums). The sums count what a pending
+  // compaction drops until it is done, so it is done first.
+  FinishCompaction();
   return ImageWriter(this);
 }
 

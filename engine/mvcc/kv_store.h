@@ -108,6 +108,24 @@ class KvStore final : public EventHistory {
   // so are tombstones at or below rev. (The store is in memory, so
   // compaction is always "physical" once this returns.)
   absl::Status Compact(int64_t rev);
+  // Compact in two parts, for a caller that must not stop for the whole of
+  // a large compaction (the engine thread: a million revisions take about
+  // a quarter of a second). StartCompaction is what readers see, at once:
+  // its errors are Compact's, and afterwards reads, Changes, HashByRev,
+  // Hash and images are those after Compact(rev). The revisions it drops
+  // still hold their memory, and count in revision_count(), size_bytes()
+  // and compacted_revisions(), until CompactStep calls have removed them
+  // (compaction_pending() is true until then). Another StartCompaction
+  // meanwhile takes over the work left. No write transaction may be open
+  // during a step. BeginImage and Snapshot first finish what is left.
+  absl::Status StartCompaction(int64_t rev);
+  bool compaction_pending() const;
+  // Visits about `budget` of the records the pending compaction covers
+  // (at least one, and the whole history of a key it starts on), dropping
+  // those it removes; true once nothing is left.
+  bool CompactStep(size_t budget);
+  // All the steps left, at once.
+  void FinishCompaction() const;
   // Revisions (tombstones included) removed by this store's compactions,
   // etcd's "db keys compacted". It belongs to the store object, not its
   // contents: Restore and Swap leave it alone, so it only grows.
@@ -189,7 +207,9 @@ class KvStore final : public EventHistory {
   // Implementation details are the implementer's choice.
   struct Impl;
   Impl* impl_;
-  int64_t compacted_revisions_ = 0;
+  // Mutable: finishing a pending compaction (a const BeginImage may) does
+  // not change what the store holds logically.
+  mutable int64_t compacted_revisions_ = 0;
   // Moves on every Compact, Restore and Swap: ImageWriters made before are
   // no longer valid.
   uint64_t epoch_ = 0;

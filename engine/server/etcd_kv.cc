@@ -735,7 +735,7 @@ absl::StatusOr<pb::TxnResponse> ApplyReadOnlyTxn(const KvStore& kv,
 
 absl::StatusOr<pb::CompactionResponse> ApplyCompaction(
     KvStore& kv, const pb::CompactionRequest& r) {
-  if (absl::Status s = kv.Compact(r.revision()); !s.ok()) return s;
+  if (absl::Status s = kv.StartCompaction(r.revision()); !s.ok()) return s;
   pb::CompactionResponse resp;
   resp.mutable_header()->set_revision(kv.Rev());
   return resp;

@@ -157,6 +157,8 @@ absl::StatusOr<etcdserverpb::TxnResponse> ApplyReadOnlyTxn(
     const mvcc::KvStore& kv, const etcdserverpb::TxnRequest& r);
 
 // KvStore::Compact's errors; header.revision is the current revision.
+// Only starts the compaction (KvStore::StartCompaction): the caller
+// removes its revisions in steps (EtcdStateMachine::BackgroundStep).
 absl::StatusOr<etcdserverpb::CompactionResponse> ApplyCompaction(
     mvcc::KvStore& kv, const etcdserverpb::CompactionRequest& r);
 

@@ -68,6 +68,9 @@ absl::Status EtcdServerOptions::Validate() const {
         "watch_sync_ticks and lease_check_ticks must be >= 1");
   }
   if (absl::Status s = kv.Validate(); !s.ok()) return s;
+  if (compact_step_records < 1) {
+    return absl::InvalidArgumentError("compact_step_records must be >= 1");
+  }
   if (absl::Status s = auto_compaction.Validate(); !s.ok()) return s;
   if (corrupt_check.interval_ns < 0) {
     return absl::InvalidArgumentError("corrupt check interval must be >= 0");
@@ -131,7 +134,7 @@ EtcdServer::EtcdServer(const env::Env& env, EtcdServerOptions opts)
       sm_(EtcdStateMachine::Options{
           opts_.kv, opts_.lease,
           [clock = env.clock] { return clock->NowNanos(); }, tokens_.get(),
-          opts_.bugs}) {
+          opts_.bugs, opts_.compact_step_records}) {
   DETCD_CHECK(opts_.Validate().ok());
   env::Env node_env = env_;
   node_env.transport = peer_.get();
@@ -482,7 +485,40 @@ void EtcdServer::Compact(const etcdserverpb::CompactionRequest& r,
   etcdserverpb::InternalRaftRequest req;
   if (absl::Status s = StampCaller(&req); !s.ok()) return done(s);
   *req.mutable_compaction() = r;
-  ProposeRequest(std::move(req), std::move(done));
+  if (!r.physical()) return ProposeRequest(std::move(req), std::move(done));
+  using Resp = etcdserverpb::CompactionResponse;
+  ProposeRequest<Resp>(
+      std::move(req),
+      [this, done = std::move(done)](absl::StatusOr<Resp> resp) mutable {
+        // Applied here already (a member answers its own proposals when it
+        // applies them): wait if its revisions are still being removed.
+        if (!resp.ok() || !node_->background_pending()) {
+          return done(std::move(resp));
+        }
+        physical_compactions_.push_back(
+            PhysicalCompaction{*std::move(resp), std::move(done)});
+      });
+}
+
+void EtcdServer::AnswerPhysicalCompactions() {
+  if (physical_compactions_.empty()) return;
+  const bool stopped = node_->failed();
+  if (!stopped && node_->background_pending()) return;
+  std::vector<PhysicalCompaction> done = std::move(physical_compactions_);
+  physical_compactions_.clear();
+  for (PhysicalCompaction& p : done) {
+    if (stopped) {
+      p.done(ErrStopped());
+    } else {
+      p.done(std::move(p.resp));
+    }
+  }
+}
+
+void EtcdServer::ContinueBackground() {
+  node_->ContinueSnapshot();
+  ContinueImages();
+  AnswerPhysicalCompactions();
 }
 
 void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& r,
@@ -679,6 +715,7 @@ void EtcdServer::WatchCreate(mvcc::WatchHub::StreamId s,
 }
 
 void EtcdServer::AfterInput() {
+  AnswerPhysicalCompactions();
   if (node_->failed()) return;
   if (!leader_moves_.empty()) CheckLeaderMoves();
   RunTokenWaits();
@@ -1161,10 +1198,12 @@ void EtcdServer::SnapshotImage(Done<std::string> done) {
 }
 
 void EtcdServer::BeginImage(ImageJob* job) {
+  job->writer.reset();
+  job->data.clear();
+  if (node_->background_pending()) return;
   job->meta.index = node_->applied_index();
   job->meta.term = node_->raft().log().ZeroTermOnError(job->meta.index);
   job->meta.conf_state = node_->conf_state();
-  job->data.clear();
   // The third try (compactions came under two) is written whole.
   job->writer = job->tries >= 2
                     ? std::make_unique<StringImageWriter>(sm_.Snapshot())
@@ -1180,6 +1219,10 @@ void EtcdServer::ContinueImages() {
     image_jobs_.erase(image_jobs_.begin());
     done(ErrStopped());
     return;
+  }
+  if (job.writer == nullptr) {
+    if (node_->background_pending()) return;  // its steps go first
+    BeginImage(&job);
   }
   if (job.data.empty()) {
     // The image's frame first (magic, metadata, the data's length), so its

@@ -97,6 +97,9 @@ struct EtcdServerOptions {
   // Wall-clock length of one raft tick (etcd's --heartbeat-interval).
   int64_t tick_ns = 100'000'000;
   KvLimits kv;
+  // A compaction's revisions are removed after its apply, this many
+  // records per step between the requests (EtcdStateMachine::Options).
+  size_t compact_step_records = 8192;
   // min_ttl_s 0: etcd's rule, ceil(1.5 * election timeout) in seconds.
   lease::LessorOptions lease;
   mvcc::WatchLimits watch;
@@ -266,6 +269,16 @@ class EtcdServer {
   void SnapshotImage(Done<std::string> done);
   bool image_in_progress() const { return !image_jobs_.empty(); }
   void ContinueImages();  // one step of the oldest image
+  // Work done in steps between the requests: an automatic snapshot, a
+  // Maintenance snapshot's image, a compaction's removal (the answers of
+  // physical compactions wait for it, as etcd's do). Tick steps each once;
+  // the real server also calls ContinueBackground after each batch while
+  // background_in_progress().
+  bool background_in_progress() const {
+    return node_->snapshot_in_progress() || node_->background_pending() ||
+           image_in_progress();
+  }
+  void ContinueBackground();
   static constexpr size_t kImageStepBytes = 1 << 20;
   // Disaster recovery (etcd's `snapshot restore`, shim/restore.h): on a
   // member that has just founded a new cluster (Start on an empty data
@@ -433,7 +446,8 @@ class EtcdServer {
   void set_on_lease_granted(std::function<void(int64_t)> f) {
     sm_.set_on_lease_granted(std::move(f));
   }
-  void set_on_compaction(std::function<void(bool done)> f) {
+  void set_on_compaction(
+      std::function<void(EtcdStateMachine::CompactionPhase)> f) {
     sm_.set_on_compaction(std::move(f));
   }
   void set_on_slow_apply(EtcdStateMachine::SlowApplyFn f,
@@ -579,7 +593,17 @@ class EtcdServer {
     int tries = 0;
   };
   std::vector<std::unique_ptr<ImageJob>> image_jobs_;
+  // Makes the job's writer, unless a compaction is being removed (its
+  // image would finish that at once): ContinueImages makes it after.
   void BeginImage(ImageJob* job);
+  // Physical compactions applied here whose answer waits until their
+  // revisions are removed.
+  struct PhysicalCompaction {
+    etcdserverpb::CompactionResponse resp;
+    Done<etcdserverpb::CompactionResponse> done;
+  };
+  std::vector<PhysicalCompaction> physical_compactions_;
+  void AnswerPhysicalCompactions();
   bool restarted_ = false;
   bool promoted_ = false;
   // Keep-alives renewed here whose answer waits until the lessor's clear

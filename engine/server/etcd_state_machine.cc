@@ -81,6 +81,18 @@ EtcdStateMachine::EtcdStateMachine(Options o)
   db_size_ = db_size_in_use();
 }
 
+void EtcdStateMachine::BackgroundStep() {
+  if (!kv_.compaction_pending()) return;
+  if (kv_.CompactStep(opts_.compact_step_records) && on_compaction_) {
+    on_compaction_(CompactionPhase::kRemoved);
+  }
+}
+
+void EtcdStateMachine::Defragment() {
+  FinishCompaction();
+  db_size_ = db_size_in_use();
+}
+
 int64_t EtcdStateMachine::db_size_in_use() const {
   return kEmptyDbBytes + kv_.size_bytes() +
          kLeaseDbBytes * static_cast<int64_t>(lessor_.size()) +
@@ -428,9 +440,13 @@ std::string EtcdStateMachine::ApplyRequest(
     return EncodeResult(resp.status(), resp.ok() ? &*resp : nullptr);
   }
   if (r.has_compaction()) {
-    if (on_compaction_) on_compaction_(false);
+    using P = CompactionPhase;
+    if (on_compaction_) on_compaction_(P::kStart);
     auto resp = ApplyCompaction(kv_, r.compaction());
-    if (on_compaction_ && resp.ok()) on_compaction_(true);
+    if (on_compaction_ && resp.ok()) {
+      on_compaction_(P::kApplied);
+      if (!kv_.compaction_pending()) on_compaction_(P::kRemoved);
+    }
     return EncodeResult(resp.status(), resp.ok() ? &*resp : nullptr);
   }
   if (r.has_lease_grant()) {
@@ -488,7 +504,14 @@ std::string EtcdStateMachine::ApplyLeaseRevoke(int64_t id) {
   return EncodeResult(absl::OkStatus(), &resp);
 }
 
+void EtcdStateMachine::FinishCompaction() const {
+  if (!kv_.compaction_pending()) return;
+  kv_.FinishCompaction();
+  if (on_compaction_) on_compaction_(CompactionPhase::kRemoved);
+}
+
 std::string EtcdStateMachine::Snapshot() const {
+  FinishCompaction();  // (as kv_.Snapshot would, but with its callback)
   std::string out = ImageHead();
   coding::PutLengthPrefixed(&out, kv_.Snapshot());
   out.append(ImageTail());
@@ -552,6 +575,7 @@ class EtcdImageWriter final : public ImageWriter {
 }  // namespace
 
 std::unique_ptr<ImageWriter> EtcdStateMachine::BeginSnapshot() const {
+  FinishCompaction();
   return std::make_unique<EtcdImageWriter>(
       ImageHead(), kv_.BeginImage(), ImageTail());
 }

@@ -915,7 +915,11 @@ void Node::ServeReads() {
 }
 
 void Node::MaybeSnapshot() {
+  StepBackground();
   if (snap_job_ != nullptr) return StepSnapshot();
+  // An image begun now would first finish that work in one stall; the
+  // snapshot waits for it (ContinueSnapshot starts it once it is done).
+  if (sm_->background_pending()) return;
   const bool early =
       applied_ - snapshot_index_ < opts_.snapshot_count &&
       applied_ > snapshot_index_ &&
@@ -973,7 +977,14 @@ void Node::StartSnapshot(bool early) {
 
 void Node::ContinueSnapshot() {
   if (failed() || in_ready_) return;
-  StepSnapshot();
+  const bool deferred = sm_->background_pending();
+  StepBackground();
+  if (snap_job_ != nullptr) return StepSnapshot();
+  if (deferred && !sm_->background_pending()) MaybeSnapshot();
+}
+
+void Node::StepBackground() {
+  if (!failed() && sm_->background_pending()) sm_->BackgroundStep();
 }
 
 void Node::StepSnapshot() {

@@ -260,9 +260,12 @@ class Node {
   absl::Status TakeSnapshot(size_t keep_snapshots = 2);
 
   // An automatic snapshot is being written (NodeOptions::
-  // snapshot_step_bytes). Every input steps it once; an idle real server
-  // also calls ContinueSnapshot until it is done.
+  // snapshot_step_bytes), or the state machine has work left in steps
+  // (StateMachine::background_pending: a compaction's removal). Every
+  // input steps both once; an idle real server also calls
+  // ContinueSnapshot until neither is left.
   bool snapshot_in_progress() const { return snap_job_ != nullptr; }
+  bool background_pending() const { return sm_->background_pending(); }
   void ContinueSnapshot();
   struct SnapshotStats {
     uint64_t completed = 0;  // automatic snapshots made durable
@@ -380,6 +383,7 @@ class Node {
   void ProposeConfChangeNow(const raft::ConfChange& cc, ProposeDone done,
                             int deadline_tick);
   void MaybeSnapshot();
+  void StepBackground();  // one StateMachine::BackgroundStep, if pending
   // The incremental snapshot (see NodeOptions::snapshot_step_bytes).
   struct SnapshotJob;
   void StartSnapshot(bool early);

@@ -87,6 +87,14 @@ class StateMachine {
   }
   // Replaces the whole state with a snapshot image.
   virtual absl::Status Restore(std::string_view image) = 0;
+  // Work an apply left to be done in bounded steps between the Node's
+  // other work (the MVCC store removing a compaction's revisions): true
+  // while some is left. The Node steps it as it steps a snapshot, and
+  // starts no automatic snapshot while some is left (the image would
+  // first finish it at once). The work must change nothing that results,
+  // reads or images show. The default has none.
+  virtual bool background_pending() const { return false; }
+  virtual void BackgroundStep() {}
 };
 
 }  // namespace detcd::server

@@ -61,6 +61,10 @@ namespace detcd::probes {
     "a lease's remaining TTL checkpoint was applied")                      \
   X(kLeaseExpired, "lease.expired",                                        \
     "the leader found a lease expired and proposes its revoke")            \
+  X(kMvccWriteDuringCompaction, "mvcc.write-during-compaction",            \
+    "a write committed while a compaction's revisions were being removed") \
+  X(kMvccCompactionTakenOver, "mvcc.compaction-taken-over",                \
+    "a compaction was applied while the previous one was being removed")   \
   X(kWatchMovedToUnsynced, "watch.moved-to-unsynced",                      \
     "a synced watcher fell behind (slow stream or restore) to unsynced")   \
   X(kWatchCompactedCancel, "watch.compacted-cancel",                       \

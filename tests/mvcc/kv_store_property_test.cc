@@ -10,8 +10,12 @@
 // Random sequences of: Range (latest or historical rev, limit, keys_only,
 // count_only), Put, DeleteRange, Txn (a group of puts / deletes / ranges in
 // one WriteTxn, plus reads of the store from outside it), Compact (also at
-// invalid revisions), Changes (random windows and batch sizes) and
-// Snapshot/Restore (the run continues on the restored copy). Every result
+// invalid revisions; half of them only started, their revisions removed
+// by later CompactStep steps of a few records, so every other operation
+// also meets a compaction half removed), Changes (random windows and batch
+// sizes) and Snapshot/Restore (the run continues on the restored copy;
+// the hashes taken before it, maybe mid-compaction, must be the restored
+// store's). Every result
 // is compared: values, revisions, versions, counts, error statuses and
 // events. Keys come from a small alphabet (with zero and 0xff bytes) so
 // that keys collide, get deleted and come back.
@@ -234,7 +238,12 @@ void AssertWholeStore(const KvStore& s, const Model& m) {
   RC_ASSERT(s.Rev() == m.Rev());
   RC_ASSERT(s.CompactRev() == m.compact);
   RC_ASSERT(s.key_count() == m.snaps.back().size());
-  RC_ASSERT(s.revision_count() == m.KeptRevisions());
+  // What a compaction drops counts until its steps removed it.
+  if (s.compaction_pending()) {
+    RC_ASSERT(s.revision_count() >= m.KeptRevisions());
+  } else {
+    RC_ASSERT(s.revision_count() == m.KeptRevisions());
+  }
   for (int64_t rev = std::max<int64_t>(m.compact, 1); rev <= m.Rev(); ++rev) {
     RangeOptions o;
     o.rev = rev;
@@ -292,7 +301,8 @@ void RunSequence(int steps) {
                                                      {4, 3},    // Txn
                                                      {2, 4},    // Compact
                                                      {2, 5},    // Changes
-                                                     {1, 6}});  // Snapshot
+                                                     {1, 6},    // Snapshot
+                                                     {3, 7}});  // Step
     switch (kind) {
       case 0: {
         std::string key = pick.Key(), end = pick.End();
@@ -349,7 +359,9 @@ void RunSequence(int steps) {
       case 4: {
         const int64_t rev = *rc::gen::inRange<int64_t>(
             std::max<int64_t>(m.compact - 1, -1), m.Rev() + 2);
-        RC_LOG() << "Compact " << rev << "\n";
+        const bool in_steps = *rc::gen::arbitrary<bool>();
+        RC_LOG() << (in_steps ? "StartCompaction " : "Compact ") << rev
+                 << "\n";
         absl::Status want = absl::OkStatus();
         if (rev <= m.compact) {
           want = ErrCompacted();
@@ -358,8 +370,23 @@ void RunSequence(int steps) {
         } else {
           m.compact = rev;
         }
-        RC_ASSERT(s->Compact(rev) == want);
+        RC_ASSERT((in_steps ? s->StartCompaction(rev) : s->Compact(rev)) ==
+                  want);
+        if (!in_steps && want.ok()) RC_ASSERT(!s->compaction_pending());
         AssertWholeStore(*s, m);
+        break;
+      }
+      case 7: {
+        const size_t budget = *rc::gen::inRange<size_t>(0, 5);
+        RC_LOG() << "CompactStep " << budget << "\n";
+        const size_t before = s->revision_count();
+        const int64_t removed_before = s->compacted_revisions();
+        const bool done = s->CompactStep(budget);
+        RC_ASSERT(done == !s->compaction_pending());
+        RC_ASSERT(before - s->revision_count() ==
+                  static_cast<size_t>(s->compacted_revisions() -
+                                      removed_before));
+        if (done) RC_ASSERT(s->revision_count() == m.KeptRevisions());
         break;
       }
       case 5: {
@@ -380,7 +407,18 @@ void RunSequence(int steps) {
       }
       case 6: {
         RC_LOG() << "Snapshot/Restore\n";
+        // Hashes before the image (which finishes a pending compaction).
+        const uint64_t hash = s->Hash();
+        std::vector<uint32_t> by_rev;
+        for (int64_t rev = std::max<int64_t>(m.compact, 1); rev <= m.Rev();
+             ++rev) {
+          auto h = s->HashByRev(rev);
+          RC_ASSERT(h.ok());
+          by_rev.push_back(h->hash);
+        }
         const std::string image = s->Snapshot();
+        RC_ASSERT(!s->compaction_pending());
+        RC_ASSERT(s->Hash() == hash);
         // The size a writer promises comes from running sums.
         RC_ASSERT(s->BeginImage().size() == image.size());
         auto restored = std::make_unique<KvStore>();
@@ -400,6 +438,9 @@ void RunSequence(int steps) {
           auto a = s->HashByRev(rev), b = restored->HashByRev(rev);
           RC_ASSERT(a.ok() && b.ok());
           RC_ASSERT(a->hash == b->hash);
+          RC_ASSERT(a->hash ==
+                    by_rev[static_cast<size_t>(
+                        rev - std::max<int64_t>(m.compact, 1))]);
           RC_ASSERT(a->revision == rev);
           RC_ASSERT(a->compact_revision == m.compact);
         }

@@ -587,6 +587,83 @@ TEST(KvStoreTest, CompactedRevisionsCount) {
   EXPECT_EQ(s.compacted_revisions(), 4);
 }
 
+// A compaction in steps (StartCompaction, then CompactStep) is the one
+// Compact does: readers see it whole at once, the steps do bounded work
+// each, writes may come between them, and the end state is the same.
+TEST(KvStoreTest, CompactionInStepsEndsAsOneCompaction) {
+  KvStore whole, steps;
+  for (KvStore* s : {&whole, &steps}) {
+    for (int round = 0; round < 3; ++round) {
+      for (int k = 0; k < 300; ++k) {
+        Put(*s, absl::StrCat("k", k), absl::StrCat(round, "-", k));
+      }
+    }
+    for (int k = 0; k < 300; k += 3) Del(*s, absl::StrCat("k", k));
+  }
+  const int64_t rev = whole.Rev();
+  ASSERT_TRUE(whole.Compact(rev).ok());
+  const size_t revisions = steps.revision_count();
+  ASSERT_TRUE(steps.StartCompaction(rev).ok());
+  // Nothing removed yet, but reads and hashes are already the compacted
+  // store's.
+  EXPECT_TRUE(steps.compaction_pending());
+  EXPECT_EQ(steps.revision_count(), revisions);
+  EXPECT_EQ(steps.compacted_revisions(), 0);
+  EXPECT_EQ(steps.CompactRev(), rev);
+  EXPECT_EQ(steps.Hash(), whole.Hash());
+  EXPECT_EQ(steps.HashByRev(0)->hash, whole.HashByRev(0)->hash);
+  RangeOptions at;
+  at.rev = rev - 1;
+  EXPECT_TRUE(IsErrCompacted(steps.Range("k1", {}, at).status()));
+  EXPECT_EQ(Get(steps, "\0"s, kAll), Get(whole, "\0"s, kAll));
+  // Steps of 50 records: each removes at most that many revisions (every
+  // key here has at most 4), with writes between them, also to keys whose
+  // old revisions are still there.
+  int step_count = 0;
+  int k = 0;
+  while (!steps.CompactStep(50)) {
+    ++step_count;
+    ASSERT_LE(revisions - steps.revision_count(),
+              static_cast<size_t>(50 * step_count));
+    for (KvStore* s : {&whole, &steps}) {
+      Put(*s, absl::StrCat("k", k), "new");
+      Del(*s, absl::StrCat("k", k + 1));
+    }
+    k += 7;
+    ASSERT_EQ(steps.Hash(), whole.Hash());
+  }
+  EXPECT_GE(step_count, 5);
+  EXPECT_FALSE(steps.compaction_pending());
+  EXPECT_EQ(steps.revision_count(), whole.revision_count());
+  EXPECT_EQ(steps.size_bytes(), whole.size_bytes());
+  EXPECT_EQ(steps.compacted_revisions(), whole.compacted_revisions());
+  EXPECT_EQ(steps.Snapshot(), whole.Snapshot());
+  EXPECT_EQ(Get(steps, "\0"s, kAll), Get(whole, "\0"s, kAll));
+}
+
+// A compaction started while another is being removed takes its work
+// over; an image (or Snapshot) first finishes what is left.
+TEST(KvStoreTest, CompactionTakenOverAndFinishedByAnImage) {
+  KvStore whole, steps;
+  for (KvStore* s : {&whole, &steps}) {
+    for (int i = 0; i < 200; ++i) Put(*s, absl::StrCat("k", i % 40), "v");
+  }
+  ASSERT_TRUE(whole.Compact(100).ok());
+  ASSERT_TRUE(whole.Compact(150).ok());
+  ASSERT_TRUE(steps.StartCompaction(100).ok());
+  EXPECT_FALSE(steps.CompactStep(10));
+  EXPECT_TRUE(IsErrCompacted(steps.StartCompaction(100)));
+  ASSERT_TRUE(steps.StartCompaction(150).ok());
+  EXPECT_TRUE(steps.compaction_pending());
+  EXPECT_EQ(steps.Hash(), whole.Hash());
+  const uint64_t size = steps.BeginImage().size();
+  EXPECT_FALSE(steps.compaction_pending());
+  EXPECT_EQ(size, whole.Snapshot().size());
+  EXPECT_EQ(steps.Snapshot(), whole.Snapshot());
+  EXPECT_EQ(steps.compacted_revisions(), whole.compacted_revisions());
+  EXPECT_TRUE(steps.CompactStep(1));  // nothing left
+}
+
 TEST(KvStoreTest, CompactEverythingThenWrite) {
   KvStore s;
   for (int i = 0; i < 10; ++i) Put(s, absl::StrCat("k", i % 3), "v");

@@ -959,6 +959,74 @@ TEST_F(EtcdServerTest, SnapshotImageHoldsTheWholeState) {
 
 // A large image is built in steps between other work, and holds the state
 // at the index it began at; a compaction under it starts it over.
+// A compaction is applied at once and its revisions are removed after, a
+// few records per step between the member's other work; a physical
+// compaction is answered only once they are gone (etcd's Compact with
+// physical waits for the same), a plain one at once.
+TEST_F(EtcdServerTest, CompactionIsRemovedInStepsAndPhysicalWaitsForIt) {
+  ClusterOptions o;
+  o.server.compact_step_records = 16;
+  Start(o);
+  const uint64_t f = Follower();
+  int64_t rev = 0;
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 200; ++i) {
+      auto r = Put(f, absl::StrCat("k", i), absl::StrCat(round));
+      ASSERT_TRUE(r.ok()) << r.status();
+      rev = r->header().revision();
+    }
+  }
+  for (bool physical : {false, true}) {
+    SCOPED_TRACE(physical ? "physical" : "not physical");
+    struct Seen {
+      bool answered = false;
+      bool ok = false;
+      bool pending = false;
+      size_t revisions = 0;
+    } seen;
+    size_t revisions_before = 0;
+    ASSERT_TRUE(cluster_->Call(f, [&](EtcdServer& s) {
+      revisions_before = s.state().kv().revision_count();
+      etcdserverpb::CompactionRequest c;
+      c.set_revision(rev);
+      c.set_physical(physical);
+      s.Compact(c, [&seen, &s](
+                       absl::StatusOr<etcdserverpb::CompactionResponse> r) {
+        seen.answered = true;
+        seen.ok = r.ok();
+        seen.pending = s.state().kv().compaction_pending();
+        seen.revisions = s.state().kv().revision_count();
+      });
+    }));
+    for (int i = 0; i < 400 && !seen.answered; ++i) {
+      RunFor(sim::kMillisecond);
+    }
+    ASSERT_TRUE(seen.answered);
+    EXPECT_TRUE(seen.ok);
+    if (physical) {
+      EXPECT_FALSE(seen.pending);
+      EXPECT_EQ(seen.revisions, 200u);
+    } else {
+      // Answered from the apply: the 200 dropped revisions are still there.
+      EXPECT_TRUE(seen.pending);
+      EXPECT_EQ(seen.revisions, revisions_before);
+    }
+    // Every member removes them, in steps, whether asked or not.
+    RunFor(sim::kSecond);
+    for (uint64_t id : cluster_->UpNodes()) {
+      ASSERT_TRUE(cluster_->Call(id, [&](EtcdServer& s) {
+        EXPECT_FALSE(s.state().kv().compaction_pending());
+        EXPECT_EQ(s.state().kv().revision_count(), 200u);
+      }));
+    }
+    for (int i = 0; i < 200; ++i) {
+      auto r = Put(f, absl::StrCat("k", i), "again");
+      ASSERT_TRUE(r.ok()) << r.status();
+      rev = r->header().revision();
+    }
+  }
+}
+
 TEST_F(EtcdServerTest, SnapshotImageIsBuiltInStepsAtItsIndex) {
   Start(NamedMembers());
   const uint64_t f = Follower();
