@@ -532,11 +532,13 @@ bool AuthChecker::OnCommitted(const raft::Entry& e) {
 
 void AuthChecker::OnAnswer(const std::string& user,
                            const pb::InternalRaftRequest& sent, bool read,
-                           uint64_t index, const absl::Status& status) {
+                           uint64_t from, uint64_t index,
+                           const absl::Status& status) {
   Answer a;
   a.user = user;
   a.fingerprint = AuthFingerprint(sent);
   a.read = read;
+  a.from = std::min(from, index);
   a.index = index;
   a.status = status.ok() ? status : server::ToClientError(status);
   a.sent = sent;
@@ -560,6 +562,13 @@ std::vector<std::string> AuthChecker::Check() const {
         continue;
       }
       expected = Verdict(st, a.sent, a.user, st.revision);
+      // Served somewhere in [from, index]: any state there will do.
+      for (uint64_t i = a.from; i < at && expected != a.status; ++i) {
+        const State& earlier = StateAt(i);
+        if (Verdict(earlier, a.sent, a.user, earlier.revision) == a.status) {
+          expected = a.status;
+        }
+      }
     } else {
       auto it = stamped_.find(a.index);
       if (it == stamped_.end() || it->second.fingerprint != a.fingerprint) {

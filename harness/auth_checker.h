@@ -97,10 +97,13 @@ class AuthChecker {
   // is the request as the client sent it (a client request in the
   // InternalRaftRequest field the member puts it in; passwords need not be
   // set); `user` the user the client authenticated as. `read` for a range
-  // or a read-only txn, served locally at `index`.
+  // or a read-only txn, served locally at some index in [from, index]: the
+  // member's applied index when it got the request and when it answered
+  // (a large range is read in pieces, authorized at the first); a write's
+  // `index` is its entry's.
   void OnAnswer(const std::string& user,
                 const etcdserverpb::InternalRaftRequest& sent, bool read,
-                uint64_t index, const absl::Status& status);
+                uint64_t from, uint64_t index, const absl::Status& status);
 
   // Runs the checks over every answer reported; the violations (empty if
   // none).
@@ -139,6 +142,7 @@ class AuthChecker {
     std::string user;
     std::string fingerprint;
     bool read = false;
+    uint64_t from = 0;  // reads: the first index they may have been at
     uint64_t index = 0;
     absl::Status status;
     etcdserverpb::InternalRaftRequest sent;

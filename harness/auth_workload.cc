@@ -73,15 +73,17 @@ bool IsReadOnly(const Request& r) {
   return true;
 }
 
-using Finish =
-    std::function<void(const absl::Status&, uint64_t, const std::string&)>;
+using Finish = std::function<void(const absl::Status&, uint64_t, uint64_t,
+                                  const std::string&)>;
 
 // Calls the member's method for `r`; `finish` gets the outcome, the raft
-// index the member had applied when it answered, and a token (Authenticate).
+// indexes the member had applied when the request reached it and when it
+// answered, and a token (Authenticate).
 void Dispatch(server::EtcdServer& s, const Request& r, const Finish& finish) {
   server::EtcdServer* sp = &s;
-  auto done = [sp, finish](const auto& resp) {
-    finish(resp.status(), sp->node().applied_index(), "");
+  const uint64_t from = s.node().applied_index();
+  auto done = [sp, from, finish](const auto& resp) {
+    finish(resp.status(), from, sp->node().applied_index(), "");
   };
   if (r.has_put()) return s.Put(r.put(), done);
   if (r.has_delete_range()) return s.DeleteRange(r.delete_range(), done);
@@ -92,8 +94,8 @@ void Dispatch(server::EtcdServer& s, const Request& r, const Finish& finish) {
     a.set_name(r.authenticate().name());
     a.set_password(r.authenticate().password());
     return s.Authenticate(
-        a, [sp, finish](absl::StatusOr<pb::AuthenticateResponse> resp) {
-          finish(resp.status(), sp->node().applied_index(),
+        a, [sp, from, finish](absl::StatusOr<pb::AuthenticateResponse> resp) {
+          finish(resp.status(), from, sp->node().applied_index(),
                  resp.ok() ? resp->token() : "");
         });
   }
@@ -119,7 +121,7 @@ void Dispatch(server::EtcdServer& s, const Request& r, const Finish& finish) {
     return s.RoleRevokePermission(r.auth_role_revoke_permission(), done);
   }
   if (r.has_auth_user_list()) return s.UserList(r.auth_user_list(), done);
-  finish(absl::InternalError("auth workload: unknown request"), 0, "");
+  finish(absl::InternalError("auth workload: unknown request"), 0, 0, "");
 }
 
 }  // namespace
@@ -212,21 +214,23 @@ void AuthWorkload::Send(uint64_t id,
   pending_[call] = std::move(answer);
   // Whichever comes first, the answer or the timeout, is delivered, from a
   // fresh event (never back into a member from its own callback).
-  Finish finish = [this, call](const absl::Status& s, uint64_t index,
-                               const std::string& token) {
+  Finish finish = [this, call](const absl::Status& s, uint64_t from,
+                               uint64_t index, const std::string& token) {
     auto it = pending_.find(call);
     if (it == pending_.end()) return;
     Answer a = std::move(it->second);
     pending_.erase(it);
-    Later(0, [a = std::move(a), s, index, token] { a(s, index, token); });
+    Later(0, [a = std::move(a), s, from, index, token] {
+      a(s, from, index, token);
+    });
   };
   Later(opts_.timeout_ns, [finish] {
-    finish(absl::DeadlineExceededError("client timeout"), 0, "");
+    finish(absl::DeadlineExceededError("client timeout"), 0, 0, "");
   });
   auto fn = [r, finish](server::EtcdServer& s) { Dispatch(s, r, finish); };
   const bool up = caller.has_value() ? cluster_->CallAs(id, *caller, fn)
                                      : cluster_->Call(id, fn);
-  if (!up) finish(absl::UnavailableError("member down"), 0, "");
+  if (!up) finish(absl::UnavailableError("member down"), 0, 0, "");
 }
 
 // ---- admin ----
@@ -249,10 +253,10 @@ void AuthWorkload::SetupStep(size_t step) {
   }
   const Request r = setup_[step];
   Send(target, std::nullopt, r,
-       [this, step, r, stream](const absl::Status& s, uint64_t index,
+       [this, step, r, stream](const absl::Status& s, uint64_t, uint64_t index,
                                const std::string&) {
          Use(stream);
-         checker_.OnAnswer("root", r, false, index, s);
+         checker_.OnAnswer("root", r, false, index, index, s);
          const absl::Status c = s.ok() ? s : server::ToClientError(s);
          // A step that took effect before (its answer was lost) is done.
          const bool done =
@@ -276,7 +280,7 @@ void AuthWorkload::AdminAuthenticate() {
   r.mutable_authenticate()->set_name("root");
   r.mutable_authenticate()->set_password(kRootPassword);
   Send(target, std::nullopt, r,
-       [this, stream](const absl::Status& s, uint64_t,
+       [this, stream](const absl::Status& s, uint64_t, uint64_t,
                       const std::string& token) {
          Use(stream);
          if (s.ok()) {
@@ -365,10 +369,10 @@ void AuthWorkload::AdminNext() {
   std::optional<server::Caller> caller;
   if (!enable_next) caller = server::Caller{*admin_token_, ""};
   Send(target, caller, r,
-       [this, r, stream](const absl::Status& s, uint64_t index,
+       [this, r, stream](const absl::Status& s, uint64_t, uint64_t index,
                          const std::string&) {
          Use(stream);
-         checker_.OnAnswer("root", r, false, index, s);
+         checker_.OnAnswer("root", r, false, index, index, s);
          if (!s.ok() &&
              server::ToClientError(s) == AuthChecker::InvalidToken()) {
            admin_token_.reset();
@@ -489,7 +493,7 @@ void AuthWorkload::UserNext(int ci) {
     r.mutable_authenticate()->set_name(c.user);
     r.mutable_authenticate()->set_password(password);
     Send(target, std::nullopt, r,
-         [this, ci, next](const absl::Status& s, uint64_t,
+         [this, ci, next](const absl::Status& s, uint64_t, uint64_t,
                           const std::string& token) {
            UserClient& c = users_[ci];
            if (s.ok()) {
@@ -507,10 +511,10 @@ void AuthWorkload::UserNext(int ci) {
   const Request r = RandomUserRequest();
   const bool read = IsReadOnly(r);
   Send(target, server::Caller{*c.token, ""}, r,
-       [this, ci, r, read, next](const absl::Status& s, uint64_t index,
-                                 const std::string&) {
+       [this, ci, r, read, next](const absl::Status& s, uint64_t from,
+                                 uint64_t index, const std::string&) {
          UserClient& c = users_[ci];
-         checker_.OnAnswer(c.user, r, read, index, s);
+         checker_.OnAnswer(c.user, r, read, from, index, s);
          if (!s.ok() &&
              server::ToClientError(s) == AuthChecker::InvalidToken()) {
            c.token.reset();

@@ -73,9 +73,10 @@ class AuthWorkload {
     uint64_t steps = 0;  // steps taken (names its draw streams)
   };
   using Request = etcdserverpb::InternalRaftRequest;
-  // (status, raft index the answer was decided at, token if any)
-  using Answer =
-      std::function<void(const absl::Status&, uint64_t, const std::string&)>;
+  // (status, raft index the member had applied when the request reached
+  // it, raft index the answer was decided at, token if any)
+  using Answer = std::function<void(const absl::Status&, uint64_t, uint64_t,
+                                    const std::string&)>;
 
   // Sends `r` (an auth request, or a KV request for a user client) to
   // member `id` as `caller` (nullopt: the cluster's client certificate).

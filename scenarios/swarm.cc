@@ -12,6 +12,14 @@ void Configure(harness::ClusterOptions& opts, env::Rng& rng,
     opts.node.snapshot_catchup_entries = 5 + rng.Uniform(50);
     params->push_back(absl::StrCat("snapshot_count=", opts.node.snapshot_count));
   }
+  if (rng.Chance(0.5)) {
+    // Ranges read a few keys at a time, their pieces ticks apart, with
+    // writes and compactions between them (the real server reads 10000
+    // keys a piece, which these runs' key spaces never reach).
+    opts.server.range_step_keys = 1 + rng.Uniform(4);
+    params->push_back(
+        absl::StrCat("range_step_keys=", opts.server.range_step_keys));
+  }
 }
 
 void Setup(ScenarioContext& ctx) {

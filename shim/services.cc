@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "shim/grpc_h2_proxy.h"
 #include "shim/watch_wire.h"
+#include "shim/work_thread.h"
 
 namespace detcd::shim {
 namespace {
@@ -39,6 +40,16 @@ std::string Framed(const google::protobuf::MessageLite& m) {
   m.SerializeWithCachedSizesToArray(
       reinterpret_cast<uint8_t*>(out.data() + h2::Call::kFrameHeaderBytes));
   return out;
+}
+
+// An answer worth encoding off the engine thread (NativeUnaryCall::Send):
+// a range of many key-values.
+template <typename Resp>
+bool Large(const Resp& r) {
+  if constexpr (std::is_same_v<Resp, pb::RangeResponse>) {
+    return r.kvs_size() >= 4096;
+  }
+  return false;
 }
 
 h2::Status ToH2(const grpc::Status& s) {
@@ -157,6 +168,9 @@ struct Services::Impl {
   // Each event of one watch hub call encoded once for all the streams it
   // goes to (engine thread only).
   WatchEventCache watch_events;
+  // Encodes large native answers (NativeUnaryCall::Send); stopped, after
+  // running what is queued, by Services::Shutdown.
+  WorkThread encoder{"encoder"};
 };
 
 namespace {
@@ -379,6 +393,20 @@ class NativeUnaryCall final : private OwnMessages<Req, Resp>,
 
  private:
   void Send(const grpc::Status& s) override {
+    if (s.ok() && Large(this->resp)) {
+      // Encoding (and freeing) a large answer, a range of a million keys,
+      // takes a few hundred ms: the encoder thread does it, not the engine.
+      auto task = [call = call_, figures = std::move(figures),
+                   resp = std::make_shared<Resp>(std::move(this->resp))] {
+        if (figures) figures->Sent(*resp);
+        call->ReplyFramed(Framed(*resp));
+        if (figures) figures->Finished(grpc::Status::OK);
+      };
+      auto shared = std::make_shared<decltype(task)>(std::move(task));
+      if (this->impl_->encoder.Post([shared] { (*shared)(); })) return;
+      (*shared)();  // stopping: here, then
+      return;
+    }
     if (s.ok()) {
       if (figures) figures->Sent(this->resp);
       call_->ReplyFramed(Framed(this->resp));
@@ -1692,7 +1720,9 @@ struct Services::All {
 Services::Services(EngineLoop* loop, server::EtcdServer* server, Options o,
                    CallObserver* observer)
     : impl_(std::make_unique<Impl>(loop, server, o, observer)),
-      all_(std::make_unique<All>(impl_.get())) {}
+      all_(std::make_unique<All>(impl_.get())) {
+  impl_->encoder.Start();
+}
 
 Services::~Services() = default;
 
@@ -1771,12 +1801,16 @@ std::vector<grpc::Service*> Services::services() {
 void Services::Shutdown() {
   // Under the lock: a call leaves the set (Close) before it can be deleted,
   // so every call still in the set is alive while it is aborted.
-  absl::MutexLock l(&impl_->mu);
-  impl_->stopped = true;
-  while (OpenCall* c = impl_->open) {
-    impl_->Unlink(c);
-    c->Abort(Stopped());
+  {
+    absl::MutexLock l(&impl_->mu);
+    impl_->stopped = true;
+    while (OpenCall* c = impl_->open) {
+      impl_->Unlink(c);
+      c->Abort(Stopped());
+    }
   }
+  // The answers being encoded go out before the transport stops.
+  impl_->encoder.Stop();
 }
 
 }  // namespace detcd::shim

@@ -981,9 +981,14 @@ struct KvStore::Impl {
     }
     const bool to_last = IsGteEnd(end);
     if (!to_last && end <= key) return res;
+    size_t left = o.max_keys > 0 ? o.max_keys : ordered.size() + 1;
     for (auto it = ordered.lower_bound(KeyProbe(key)); it != ordered.end();
          ++it) {
       if (!to_last && it->node->key() >= end) break;
+      if (left-- == 0) {
+        res.resume = std::string(it->node->key());
+        break;
+      }
       visit(*it->node);
     }
     return res;

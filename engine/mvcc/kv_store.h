@@ -36,12 +36,19 @@ struct RangeOptions {
   int64_t rev = 0;    // 0: the latest revision
   bool count_only = false;
   bool keys_only = false;  // kvs without values
+  // Stop after this many keys of the range (0: no bound); `resume` then
+  // says where to go on, so a large range can be read in pieces between
+  // other work (at a fixed rev: writes between the pieces do not show).
+  size_t max_keys = 0;
 };
 
 struct RangeResult {
   std::vector<KeyValue> kvs;  // in key order, at most limit
   int64_t count = 0;          // all keys in the range, ignoring limit
   int64_t rev = 0;            // the revision the range was read at
+  // With max_keys: the key to read on from (the same range from there),
+  // when some keys were left unvisited; empty otherwise.
+  std::optional<std::string> resume;
 };
 
 struct KeyValueHash {

@@ -80,6 +80,15 @@ void ToProto(const mvcc::KeyValue& kv, mvccpb::KeyValue* out) {
   out->set_lease(kv.lease);
 }
 
+void ToProto(mvcc::KeyValue&& kv, mvccpb::KeyValue* out) {
+  out->set_key(std::move(kv.key));
+  out->set_create_revision(kv.create_revision);
+  out->set_mod_revision(kv.mod_revision);
+  out->set_version(kv.version);
+  out->set_value(std::move(kv.value));
+  out->set_lease(kv.lease);
+}
+
 void ToProto(const mvcc::Event& e, mvccpb::Event* out) {
   out->set_type(e.type == mvcc::Event::kDelete ? mvccpb::Event::DELETE
                                                : mvccpb::Event::PUT);
@@ -333,30 +342,30 @@ KvLess SortLess(pb::RangeRequest::SortTarget target) {
   return nullptr;
 }
 
-// etcd's applierV3backend.Range over any reader with KvStore's Range
-// signature. `current_rev` is the reader's revision, which etcd reports
-// whatever revision was read.
-template <typename Reader>
-absl::StatusOr<pb::RangeResponse> RangeImpl(const Reader& rd,
-                                            int64_t current_rev,
-                                            const pb::RangeRequest& r) {
-  const KvLess less = SortLess(r.sort_target());
-  if (!pb::RangeRequest::SortOrder_IsValid(r.sort_order()) || less == nullptr) {
+}  // namespace
+
+absl::StatusOr<RangeReader> RangeReader::Begin(const pb::RangeRequest& r) {
+  RangeReader rd;
+  rd.r_ = &r;
+  rd.less_ = SortLess(r.sort_target());
+  if (!pb::RangeRequest::SortOrder_IsValid(r.sort_order()) ||
+      rd.less_ == nullptr) {
     return ErrInvalidSortOption();
   }
   // A non-key target with no order means ascending (the store's order is
   // by key). etcd decides whether to read everything from the order as
   // given, so such a request still reads limit + 1 keys in key order and
   // sorts only those: kept as etcd does it.
-  pb::RangeRequest::SortOrder order = r.sort_order();
+  rd.order_ = r.sort_order();
   if (r.sort_target() != pb::RangeRequest::KEY &&
-      order == pb::RangeRequest::NONE) {
-    order = pb::RangeRequest::ASCEND;
+      rd.order_ == pb::RangeRequest::NONE) {
+    rd.order_ = pb::RangeRequest::ASCEND;
   }
+  const bool filtered =
+      r.min_mod_revision() != 0 || r.max_mod_revision() != 0 ||
+      r.min_create_revision() != 0 || r.max_create_revision() != 0;
   int64_t limit = r.limit();
-  if (r.sort_order() != pb::RangeRequest::NONE || r.min_mod_revision() != 0 ||
-      r.max_mod_revision() != 0 || r.min_create_revision() != 0 ||
-      r.max_create_revision() != 0) {
+  if (r.sort_order() != pb::RangeRequest::NONE || filtered) {
     limit = 0;  // sort and filter everything, truncate afterwards
   }
   if (limit > 0 && limit < std::numeric_limits<int64_t>::max()) {
@@ -364,52 +373,133 @@ absl::StatusOr<pb::RangeResponse> RangeImpl(const Reader& rd,
   } else {
     limit = 0;  // no limit (negative limits mean none in etcd too)
   }
+  rd.limit_ = limit;
+  // Neither sorted nor filtered: each piece's key-values go straight into
+  // the response.
+  rd.direct_ = rd.order_ == pb::RangeRequest::NONE && !filtered;
+  rd.next_key_ = r.key();
+  return rd;
+}
 
+template <typename Reader>
+absl::StatusOr<bool> RangeReader::StepOn(const Reader& rd, size_t max_keys) {
+  const pb::RangeRequest& r = *r_;
+  const bool first = read_rev_ == 0;
+  const size_t have =
+      direct_ ? static_cast<size_t>(resp_.kvs_size()) : kvs_.size();
   mvcc::RangeOptions ro;
-  ro.limit = limit;
-  ro.rev = r.revision();
+  ro.rev = first ? r.revision() : read_rev_;
   ro.count_only = r.count_only();
+  if (limit_ > 0) {
+    if (have >= static_cast<size_t>(limit_)) {
+      ro.count_only = true;  // the rest is only counted
+    } else {
+      ro.limit = limit_ - static_cast<int64_t>(have);
+    }
+  }
   // Values are needed to sort by value; keys_only drops them afterwards.
-  ro.keys_only = r.keys_only() && !(order != pb::RangeRequest::NONE &&
+  ro.keys_only = r.keys_only() && !(order_ != pb::RangeRequest::NONE &&
                                     r.sort_target() == pb::RangeRequest::VALUE);
-  absl::StatusOr<mvcc::RangeResult> rr = rd.Range(r.key(), r.range_end(), ro);
+  ro.max_keys = max_keys;
+  absl::StatusOr<mvcc::RangeResult> rr = rd.Range(next_key_, r.range_end(), ro);
   if (!rr.ok()) return rr.status();
-  std::vector<mvcc::KeyValue>& kvs = rr->kvs;
-  if (r.count_only()) kvs.clear();
-
-  std::erase_if(kvs, [&r](const mvcc::KeyValue& kv) {
-    return (r.max_mod_revision() != 0 &&
-            kv.mod_revision > r.max_mod_revision()) ||
-           (r.min_mod_revision() != 0 &&
-            kv.mod_revision < r.min_mod_revision()) ||
-           (r.max_create_revision() != 0 &&
-            kv.create_revision > r.max_create_revision()) ||
-           (r.min_create_revision() != 0 &&
-            kv.create_revision < r.min_create_revision());
-  });
-
-  if (order == pb::RangeRequest::ASCEND) {
-    std::stable_sort(kvs.begin(), kvs.end(), less);
-  } else if (order == pb::RangeRequest::DESCEND) {
-    std::stable_sort(kvs.begin(), kvs.end(),
-                     [less](const mvcc::KeyValue& a, const mvcc::KeyValue& b) {
-                       return less(b, a);
-                     });
+  if (first) {
+    header_rev_ = rr->rev;
+    read_rev_ = r.revision() > 0 ? r.revision() : rr->rev;
   }
-
-  pb::RangeResponse resp;
-  if (r.limit() > 0 && kvs.size() > static_cast<uint64_t>(r.limit())) {
-    kvs.resize(static_cast<size_t>(r.limit()));
-    resp.set_more(true);
+  count_ += rr->count;
+  if (direct_) {
+    // (No Reserve of the new size: the field must grow geometrically.)
+    for (mvcc::KeyValue& kv : rr->kvs) ToProto(std::move(kv), resp_.add_kvs());
+  } else if (kvs_.empty()) {
+    kvs_ = std::move(rr->kvs);
+  } else {
+    kvs_.insert(kvs_.end(), std::make_move_iterator(rr->kvs.begin()),
+                std::make_move_iterator(rr->kvs.end()));
   }
+  if (!rr->resume.has_value()) return true;
+  next_key_ = *std::move(rr->resume);
+  return false;
+}
+
+absl::StatusOr<bool> RangeReader::Step(const KvStore& kv, size_t max_keys) {
+  return StepOn(kv, max_keys);
+}
+
+pb::RangeResponse RangeReader::Finish() && {
+  const pb::RangeRequest& r = *r_;
+  pb::RangeResponse resp = std::move(resp_);
+  const size_t max = r.limit() > 0 ? static_cast<size_t>(r.limit()) : 0;
+  if (direct_) {
+    if (max > 0 && static_cast<size_t>(resp.kvs_size()) > max) {
+      resp.mutable_kvs()->DeleteSubrange(
+          static_cast<int>(max), resp.kvs_size() - static_cast<int>(max));
+      resp.set_more(true);
+    }
+  } else {
+    std::vector<mvcc::KeyValue>& kvs = kvs_;
+    std::erase_if(kvs, [&r](const mvcc::KeyValue& kv) {
+      return (r.max_mod_revision() != 0 &&
+              kv.mod_revision > r.max_mod_revision()) ||
+             (r.min_mod_revision() != 0 &&
+              kv.mod_revision < r.min_mod_revision()) ||
+             (r.max_create_revision() != 0 &&
+              kv.create_revision > r.max_create_revision()) ||
+             (r.min_create_revision() != 0 &&
+              kv.create_revision < r.min_create_revision());
+    });
+    const KvLess less = less_;
+    if (order_ != pb::RangeRequest::NONE) {
+      // A stable sort of kvs (in key order): ties go by key. With a limit
+      // only the first `max` are sorted (a top-10 of a million keys is not
+      // a sort of a million).
+      const bool asc = order_ == pb::RangeRequest::ASCEND;
+      auto before = [less, asc](const mvcc::KeyValue& a,
+                                const mvcc::KeyValue& b) {
+        if (asc ? less(a, b) : less(b, a)) return true;
+        if (asc ? less(b, a) : less(a, b)) return false;
+        return a.key < b.key;
+      };
+      if (max > 0 && kvs.size() > max) {
+        std::partial_sort(kvs.begin(),
+                          kvs.begin() + static_cast<ptrdiff_t>(max),
+                          kvs.end(), before);
+      } else {
+        std::sort(kvs.begin(), kvs.end(), before);
+      }
+    }
+    if (max > 0 && kvs.size() > max) {
+      kvs.resize(max);
+      resp.set_more(true);
+    }
+    resp.mutable_kvs()->Reserve(static_cast<int>(kvs.size()));
+    for (mvcc::KeyValue& kv : kvs) ToProto(std::move(kv), resp.add_kvs());
+  }
+  if (r.count_only()) resp.clear_kvs();
+  if (r.keys_only()) {
+    for (mvccpb::KeyValue& kv : *resp.mutable_kvs()) kv.clear_value();
+  }
+  resp.mutable_header()->set_revision(header_rev_);
+  resp.set_count(count_);
+  return resp;
+}
+
+namespace {
+
+// etcd's applierV3backend.Range over any reader with KvStore's Range
+// signature, in one piece. `current_rev` is the reader's revision, which
+// etcd reports whatever revision was read.
+template <typename Reader>
+absl::StatusOr<pb::RangeResponse> RangeImpl(const Reader& rd,
+                                            int64_t current_rev,
+                                            const pb::RangeRequest& r) {
+  absl::StatusOr<RangeReader> reader = RangeReader::Begin(r);
+  if (!reader.ok()) return reader.status();
+  absl::StatusOr<bool> done = reader->StepOn(rd, 0);
+  if (!done.ok()) return done.status();
+  DETCD_CHECK(*done);
+  pb::RangeResponse resp = std::move(*reader).Finish();
   resp.mutable_header()->set_revision(current_rev);
-  resp.set_count(rr->count);
-  resp.mutable_kvs()->Reserve(static_cast<int>(kvs.size()));
-  for (const mvcc::KeyValue& kv : kvs) {
-    mvccpb::KeyValue* out = resp.add_kvs();
-    ToProto(kv, out);
-    if (r.keys_only()) out->clear_value();
-  }
   return resp;
 }
 

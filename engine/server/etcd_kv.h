@@ -129,6 +129,43 @@ absl::StatusOr<etcdserverpb::RangeResponse> ApplyRange(
 absl::StatusOr<etcdserverpb::RangeResponse> ApplyRange(
     const mvcc::KvStore::WriteTxn& txn, const etcdserverpb::RangeRequest& r);
 
+// ApplyRange in pieces, for a reader that must not stop for the whole of a
+// large range (the engine thread: a million keys take most of a second):
+// each Step reads at most max_keys more keys of the range, at the revision
+// the first step read (header.revision is the store's current revision
+// then), and the store may take writes between the steps. A compaction
+// past that revision makes the next step fail with ErrCompacted. An
+// unsorted, unfiltered range puts each piece's key-values into the
+// response as it goes; a sorted or filtered one sorts and filters them
+// all in Finish. ApplyRange is Begin, one unbounded step and Finish.
+class RangeReader {
+ public:
+  // ErrInvalidSortOption for a bad sort. r must outlive the reader.
+  static absl::StatusOr<RangeReader> Begin(const etcdserverpb::RangeRequest& r);
+  // True once the whole range is read (max_keys 0: no bound).
+  absl::StatusOr<bool> Step(const mvcc::KvStore& kv, size_t max_keys);
+  // The response, once a step returned true.
+  etcdserverpb::RangeResponse Finish() &&;
+  // Step over any reader with KvStore's Range (a WriteTxn's reads).
+  template <typename Reader>
+  absl::StatusOr<bool> StepOn(const Reader& rd, size_t max_keys);
+
+ private:
+  RangeReader() = default;
+  const etcdserverpb::RangeRequest* r_ = nullptr;
+  bool (*less_)(const mvcc::KeyValue&, const mvcc::KeyValue&) = nullptr;
+  etcdserverpb::RangeRequest::SortOrder order_ =
+      etcdserverpb::RangeRequest::NONE;
+  int64_t limit_ = 0;  // keys to collect (the request's limit + 1), 0: all
+  bool direct_ = false;
+  std::string next_key_;
+  int64_t read_rev_ = 0;  // 0 before the first step
+  int64_t header_rev_ = 0;
+  int64_t count_ = 0;
+  std::vector<mvcc::KeyValue> kvs_;  // collected, when not direct_
+  etcdserverpb::RangeResponse resp_;
+};
+
 // Writes, inside the caller's WriteTxn. header.revision is the revision
 // after the write (unchanged if nothing changed, e.g. deleting no key).
 // ApplyPut: ErrLeaseNotFound, then ErrKeyNotFound (ignore_value /
@@ -164,6 +201,7 @@ absl::StatusOr<etcdserverpb::CompactionResponse> ApplyCompaction(
 
 // Conversions to the wire types (for the watch hub and the gRPC layer).
 void ToProto(const mvcc::KeyValue& kv, mvccpb::KeyValue* out);
+void ToProto(mvcc::KeyValue&& kv, mvccpb::KeyValue* out);  // moves strings
 // prev_kv is set only if e.has_prev_kv.
 void ToProto(const mvcc::Event& e, mvccpb::Event* out);
 

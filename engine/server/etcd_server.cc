@@ -13,6 +13,7 @@
 #include "engine/util/coding.h"
 #include "engine/util/deadlines.h"
 #include "engine/util/hash.h"
+#include "engine/util/probes.h"
 
 namespace detcd::server {
 namespace {
@@ -68,8 +69,9 @@ absl::Status EtcdServerOptions::Validate() const {
         "watch_sync_ticks and lease_check_ticks must be >= 1");
   }
   if (absl::Status s = kv.Validate(); !s.ok()) return s;
-  if (compact_step_records < 1) {
-    return absl::InvalidArgumentError("compact_step_records must be >= 1");
+  if (compact_step_records < 1 || range_step_keys < 1) {
+    return absl::InvalidArgumentError(
+        "compact_step_records and range_step_keys must be >= 1");
   }
   if (absl::Status s = auto_compaction.Validate(); !s.ok()) return s;
   if (corrupt_check.interval_ns < 0) {
@@ -182,6 +184,7 @@ void EtcdServer::Tick() {
   ++ticks_;
   node_->Tick();
   ContinueImages();
+  ContinueRanges();
   // Forwarded requests whose answer never came.
   std::vector<std::function<void(absl::Status, std::string_view)>> expired;
   util::TakeExpired(forwarded_, ticks_, &expired);
@@ -421,13 +424,14 @@ void EtcdServer::Range(const etcdserverpb::RangeRequest& r,
                        Done<etcdserverpb::RangeResponse> done) {
   if (absl::Status s = CheckRange(r); !s.ok()) return done(s);
   auto serve = [this, r, who = KeepCaller(),
-                done = std::move(done)](absl::Status s) {
+                done = std::move(done)](absl::Status s) mutable {
     if (!s.ok()) return done(s);
     if (s = CheckRead(who, r.key(), r.range_end()); !s.ok()) return done(s);
-    absl::StatusOr<etcdserverpb::RangeResponse> resp =
-        ApplyRange(sm_.kv(), r);
-    if (resp.ok()) FillHeader(&*resp);
-    done(std::move(resp));
+    auto job = std::make_unique<RangeJob>();
+    job->request = std::move(r);
+    job->done = std::move(done);
+    if (StepRange(*job)) return;
+    range_jobs_.push_back(std::move(job));
   };
   if (r.serializable()) return serve(absl::OkStatus());
   LinearizableRead(std::move(serve));
@@ -519,6 +523,53 @@ void EtcdServer::ContinueBackground() {
   node_->ContinueSnapshot();
   ContinueImages();
   AnswerPhysicalCompactions();
+  ContinueRanges();
+}
+
+bool EtcdServer::StepRange(RangeJob& job) {
+  if (!job.reader.has_value()) {
+    absl::StatusOr<RangeReader> rd = RangeReader::Begin(job.request);
+    if (!rd.ok()) {
+      job.done(rd.status());
+      return true;
+    }
+    job.reader.emplace(*std::move(rd));
+  }
+  absl::StatusOr<bool> done = job.reader->Step(sm_.kv(), opts_.range_step_keys);
+  if (!done.ok() && mvcc::IsErrCompacted(done.status()) &&
+      job.request.revision() == 0 && job.steps > 0) {
+    // Compacted past the revision the first pieces were read at: the
+    // latest revision is asked for, so read it all again at the new one.
+    job.reader.reset();
+    ++job.steps;
+    return StepRange(job);
+  }
+  ++job.steps;
+  if (!done.ok()) {
+    job.done(done.status());
+    return true;
+  }
+  if (!*done) {
+    if (job.steps == 1) DETCD_PROBE(kServerRangeInPieces);
+    return false;
+  }
+  etcdserverpb::RangeResponse resp = std::move(*job.reader).Finish();
+  FillHeader(&resp);
+  job.done(std::move(resp));
+  return true;
+}
+
+void EtcdServer::ContinueRanges() {
+  // One step of each, oldest first; a job's answer may start another.
+  std::vector<std::unique_ptr<RangeJob>> jobs = std::move(range_jobs_);
+  range_jobs_.clear();
+  for (auto& job : jobs) {
+    if (node_->failed()) {
+      job->done(ErrStopped());
+    } else if (!StepRange(*job)) {
+      range_jobs_.push_back(std::move(job));
+    }
+  }
 }
 
 void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& r,

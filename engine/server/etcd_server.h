@@ -100,6 +100,11 @@ struct EtcdServerOptions {
   // A compaction's revisions are removed after its apply, this many
   // records per step between the requests (EtcdStateMachine::Options).
   size_t compact_step_records = 8192;
+  // A Range is read this many keys at a time (RangeReader): the first
+  // piece when it is served, the rest, if any, as background work, so a
+  // read of a million keys (most of a second) does not stop the member's
+  // other work. About 5 ms of work.
+  size_t range_step_keys = 10000;
   // min_ttl_s 0: etcd's rule, ceil(1.5 * election timeout) in seconds.
   lease::LessorOptions lease;
   mvcc::WatchLimits watch;
@@ -276,9 +281,10 @@ class EtcdServer {
   // background_in_progress().
   bool background_in_progress() const {
     return node_->snapshot_in_progress() || node_->background_pending() ||
-           image_in_progress();
+           image_in_progress() || !range_jobs_.empty();
   }
   void ContinueBackground();
+
   static constexpr size_t kImageStepBytes = 1 << 20;
   // Disaster recovery (etcd's `snapshot restore`, shim/restore.h): on a
   // member that has just founded a new cluster (Start on an empty data
@@ -604,6 +610,17 @@ class EtcdServer {
   };
   std::vector<PhysicalCompaction> physical_compactions_;
   void AnswerPhysicalCompactions();
+  // Ranges being read in pieces.
+  struct RangeJob {
+    etcdserverpb::RangeRequest request;  // the reader points into it
+    std::optional<RangeReader> reader;
+    Done<etcdserverpb::RangeResponse> done;
+    int steps = 0;
+  };
+  std::vector<std::unique_ptr<RangeJob>> range_jobs_;
+  // One piece of the job's range; true once it is answered.
+  bool StepRange(RangeJob& job);
+  void ContinueRanges();
   bool restarted_ = false;
   bool promoted_ = false;
   // Keep-alives renewed here whose answer waits until the lessor's clear

@@ -65,6 +65,8 @@ namespace detcd::probes {
     "a write committed while a compaction's revisions were being removed") \
   X(kMvccCompactionTakenOver, "mvcc.compaction-taken-over",                \
     "a compaction was applied while the previous one was being removed")   \
+  X(kServerRangeInPieces, "server.range-in-pieces",                        \
+    "a range was read in pieces, with other work between them")            \
   X(kWatchMovedToUnsynced, "watch.moved-to-unsynced",                      \
     "a synced watcher fell behind (slow stream or restore) to unsynced")   \
   X(kWatchCompactedCancel, "watch.compacted-cancel",                       \
