@@ -805,6 +805,18 @@ bool GetView(coding::Reader* in, std::string_view* out) {
 
 uint32_t Fold32(uint64_t h) { return static_cast<uint32_t>(h ^ (h >> 32)); }
 
+// HashKV's step per record (HashByRev, HashWriter): like etcd's it covers
+// (compact, rev] plus the revisions the compaction kept; the function is
+// FNV-1a-64 over our record encoding (folded to 32 bits at the end), not
+// etcd's CRC32C over bbolt bytes. Returns the record's encoded size.
+size_t HashRecord(uint64_t* h, std::string* buf, int64_t main, uint32_t sub,
+                  const Record& r) {
+  buf->clear();
+  EncodeRecord(buf, main, sub, r);
+  *h = util::Fnv1a(*buf, *h);
+  return buf->size();
+}
+
 }  // namespace
 
 absl::Status ErrCompacted() { return absl::OutOfRangeError(kCompactedText); }
@@ -1346,21 +1358,49 @@ absl::StatusOr<KeyValueHash> KvStore::HashByRev(int64_t rev) const {
   if (rev > st.current_rev) return ErrFutureRev();
   if (rev <= 0) rev = st.current_rev;
   if (rev < st.compact_rev) return ErrCompacted();
-  // Like etcd's HashKV this covers (compact, rev] plus the revisions the
-  // compaction kept; the hash function itself is FNV-1a-64 over our record
-  // encoding folded to 32 bits, not etcd's CRC32C over bbolt bytes.
+  // (The walk the writer steps through needs no compaction pending; this
+  // one skips what a pending one removes.)
   uint64_t h = util::kFnvOffset;
   std::string buf;
   st.ForEachRecord(rev, [&](int64_t main, uint32_t sub, const Record& r) {
-    buf.clear();
-    EncodeRecord(&buf, main, sub, r);
-    h = util::Fnv1a(buf, h);
+    HashRecord(&h, &buf, main, sub, r);
   });
   KeyValueHash out;
   out.hash = Fold32(h);
   out.compact_revision = st.compact_rev;
   out.revision = rev;
   return out;
+}
+
+absl::StatusOr<KvStore::HashWriter> KvStore::BeginHash(int64_t rev) const {
+  const Impl& st = *impl_;
+  if (rev > st.current_rev) return ErrFutureRev();
+  if (rev <= 0) rev = st.current_rev;
+  if (rev < st.compact_rev) return ErrCompacted();
+  if (st.pending()) {
+    return absl::FailedPreconditionError(
+        "mvcc hash: a compaction is being removed");
+  }
+  return HashWriter(this, rev);
+}
+
+KvStore::HashWriter::HashWriter(const KvStore* s, int64_t rev)
+    : walk_(s, rev), h_(util::kFnvOffset) {
+  out_.compact_revision = s->impl_->compact_rev;
+  out_.revision = rev;
+}
+
+absl::StatusOr<bool> KvStore::HashWriter::Step(size_t budget) {
+  if (!walk_.valid()) {
+    return absl::FailedPreconditionError(
+        "mvcc hash: the store was compacted or replaced under the hash");
+  }
+  const bool done =
+      walk_.Walk(budget, [&](int64_t main, uint32_t sub, const Record& r) {
+        return HashRecord(&h_, &buf_, main, sub, r) + ImageWriter::kRecordCost;
+      });
+  if (done) out_.hash = Fold32(h_);
+  return done;
 }
 
 uint64_t KvStore::Hash() const {
@@ -1371,9 +1411,7 @@ uint64_t KvStore::Hash() const {
   uint64_t h = util::Fnv1a(buf);
   st.ForEachRecord(st.current_rev,
                    [&](int64_t main, uint32_t sub, const Record& r) {
-                     buf.clear();
-                     EncodeRecord(&buf, main, sub, r);
-                     h = util::Fnv1a(buf, h);
+                     HashRecord(&h, &buf, main, sub, r);
                    });
   return h;
 }
@@ -1579,8 +1617,7 @@ KvStore::ImageWriter KvStore::BeginImage() const {
 }
 
 KvStore::ImageWriter::ImageWriter(const KvStore* s)
-    : s_(s),
-      epoch_(s->epoch_),
+    : walk_(s, s->impl_->current_rev),
       rev_(s->impl_->current_rev),
       compact_rev_(s->impl_->compact_rev),
       records_(s->impl_->image_records) {
@@ -1592,14 +1629,15 @@ KvStore::ImageWriter::ImageWriter(const KvStore* s)
 }
 
 template <typename F>
-bool KvStore::ImageWriter::Walk(size_t budget, F&& f) {
+bool KvStore::RecordWalk::Walk(size_t budget, F&& f) {
   const Impl& st = *s_->impl_;
+  DETCD_CHECK(!st.pending());
   size_t spent = 0;
   Revision from = next_;
   if (from.main < st.base) {
     // The records compaction kept, below the deque.
     for (auto it = st.old.lower_bound(from); it != st.old.end(); ++it) {
-      if (it->first.main > rev_) break;
+      if (it->first.main > up_to_) break;
       if (spent >= budget) {
         next_ = it->first;
         return false;
@@ -1613,11 +1651,11 @@ bool KvStore::ImageWriter::Walk(size_t budget, F&& f) {
   constexpr int64_t kBlockAhead = 32, kDataAhead = 16;
   constexpr size_t kMaxSubs = 4;  // records per revision prefetched
   auto ahead = [&](int64_t m, auto&& prefetch) {
-    if (m > rev_) return;
+    if (m > up_to_) return;
     const Entry& e = st.entries[static_cast<size_t>(m - st.base)];
     for (size_t i = 0; i < e.size() && i < kMaxSubs; ++i) prefetch(e[i]);
   };
-  for (int64_t m = from.main; m <= rev_; ++m) {
+  for (int64_t m = from.main; m <= up_to_; ++m) {
     ahead(m + kBlockAhead, PrefetchBlock);
     ahead(m + kDataAhead, PrefetchData);
     const Entry& e = st.entries[static_cast<size_t>(m - st.base)];
@@ -1630,13 +1668,13 @@ bool KvStore::ImageWriter::Walk(size_t budget, F&& f) {
       spent += f(m, static_cast<uint32_t>(sub), e[sub]);
     }
   }
-  next_ = Revision{rev_ + 1, 0};
+  next_ = Revision{up_to_ + 1, 0};
   return true;
 }
 
 absl::StatusOr<bool> KvStore::ImageWriter::Step(size_t budget,
                                                 std::string* out) {
-  if (s_->epoch_ != epoch_) {
+  if (!walk_.valid()) {
     return absl::FailedPreconditionError(
         "mvcc snapshot: the store was compacted or replaced under the image");
   }
@@ -1655,7 +1693,7 @@ absl::StatusOr<bool> KvStore::ImageWriter::Step(size_t budget,
     case Phase::kRecords: {
       const size_t at = out->size();
       const bool done =
-          Walk(budget, [&](int64_t main, uint32_t sub, const Record& r) {
+          walk_.Walk(budget, [&](int64_t main, uint32_t sub, const Record& r) {
             const size_t before = out->size();
             EncodeRecord(out, main, sub, r);
             return out->size() - before + kRecordCost;

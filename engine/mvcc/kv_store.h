@@ -178,6 +178,28 @@ class KvStore final : public EventHistory {
   // size() is exact from the start (the callers' formats put the image
   // behind a length prefix): the store keeps its records' image bytes and
   // count as running sums, updated by every write, compaction and restore.
+  // A walk over the committed records up to a revision, in revision
+  // order, a bounded number at a time (for ImageWriter and HashWriter):
+  // made with no compaction pending, valid until the store's next
+  // Compact, Restore or Swap.
+  class RecordWalk {
+   private:
+    friend class KvStore;
+    RecordWalk(const KvStore* s, int64_t up_to)
+        : s_(s), epoch_(s->epoch_), up_to_(up_to) {}
+    bool valid() const { return s_->epoch_ == epoch_; }
+    // Calls f(main, sub, record) for records from next_ on, while the
+    // costs f returns stay within `budget` (at least one record); true
+    // once past the last.
+    template <typename F>
+    bool Walk(size_t budget, F&& f);
+
+    const KvStore* s_;
+    uint64_t epoch_;
+    int64_t up_to_;
+    Revision next_{0, 0};  // the next record to visit
+  };
+
   class ImageWriter {
    public:
     // Does about `budget` units of work (a record costs its encoded bytes
@@ -192,16 +214,11 @@ class KvStore final : public EventHistory {
     friend class KvStore;
     enum class Phase { kHeader, kRecords, kDone };
     explicit ImageWriter(const KvStore* s);
-    // Visits records from next_ within `budget`; true when past the last.
-    template <typename F>
-    bool Walk(size_t budget, F&& f);
 
-    const KvStore* s_;
-    uint64_t epoch_;
+    RecordWalk walk_;
     int64_t rev_;          // the image's current revision
     int64_t compact_rev_;  // and compact revision
     Phase phase_ = Phase::kHeader;
-    Revision next_{0, 0};  // the next record to visit
     uint64_t records_;
     uint64_t record_bytes_;  // the records' share of bytes_
     uint64_t bytes_;
@@ -209,6 +226,30 @@ class KvStore final : public EventHistory {
     uint32_t crc_ = 0;  // the checksum so far
   };
   ImageWriter BeginImage() const;
+
+  // HashByRev in steps, as the image writer writes an image: the hash of
+  // the store as it was when BeginHash was called, while it goes on taking
+  // writes (a million keys take about a third of a second). BeginHash has
+  // HashByRev's errors, and FailedPrecondition while a compaction is being
+  // removed (try again once compaction_pending() is false); a Compact,
+  // Restore or Swap makes the next Step fail with FailedPrecondition
+  // (begin again).
+  class HashWriter {
+   public:
+    // About `budget` units of work, as ImageWriter::Step; true once done.
+    absl::StatusOr<bool> Step(size_t budget);
+    // The hash, once Step returned true.
+    const KeyValueHash& result() const { return out_; }
+
+   private:
+    friend class KvStore;
+    HashWriter(const KvStore* s, int64_t rev);
+    RecordWalk walk_;
+    uint64_t h_;
+    KeyValueHash out_;
+    std::string buf_;
+  };
+  absl::StatusOr<HashWriter> BeginHash(int64_t rev) const;
 
  private:
   // Implementation details are the implementer's choice.

@@ -76,12 +76,20 @@ void CorruptionChecker::CheckInitial(int64_t timeout_ns,
                   LogNanos{timeout_ns}, "..."};
     Emit(std::move(r));
   }
-  absl::StatusOr<KvHash> local = hooks_.local();
-  if (!local.ok()) {
-    return done(absl::InternalError(absl::StrCat(
-        self, " failed to fetch hash (", local.status().message(), ")")));
-  }
-  const KvHash h = *local;
+  hooks_.local([this, alive = alive_, self, done = std::move(done)](
+                   absl::StatusOr<KvHash> local) mutable {
+    if (!*alive) return;
+    if (!local.ok()) {
+      return done(absl::InternalError(absl::StrCat(
+          self, " failed to fetch hash (", local.status().message(), ")")));
+    }
+    AskPeersInitially(self, *local, std::move(done));
+  });
+}
+
+void CorruptionChecker::AskPeersInitially(
+    const std::string& self, const KvHash& h,
+    std::function<void(absl::Status)> done) {
   hooks_.ask_peers(h.revision, [this, alive = alive_, self, h,
                                 done = std::move(done)](
                                    std::vector<PeerHash> peers) {
@@ -196,28 +204,43 @@ void CorruptionChecker::RunPeriodic() {
     r.capnslog = {absl::StrCat("check hash kv failed ", s.message())};
     Emit(std::move(r));
   };
-  absl::StatusOr<KvHash> first = hooks_.local();
-  if (!first.ok()) return failed(first.status());
   busy_ = true;
-  const KvHash h = *first;
-  hooks_.ask_peers(h.revision, [this, alive = alive_, h,
-                                failed](std::vector<PeerHash> peers) {
+  hooks_.local([this, alive = alive_, failed](absl::StatusOr<KvHash> first) {
     if (!*alive) return;
-    hooks_.linearizable_read(
-        [this, alive, h, failed, peers = std::move(peers)](absl::Status s) {
+    if (!first.ok()) {
+      busy_ = false;
+      return failed(first.status());
+    }
+    const KvHash h = *first;
+    hooks_.ask_peers(h.revision, [this, alive, h,
+                                  failed](std::vector<PeerHash> peers) {
+      if (!*alive) return;
+      hooks_.linearizable_read([this, alive, h, failed,
+                                peers = std::move(peers)](absl::Status s) {
+        if (!*alive) return;
+        if (!s.ok()) {
+          EndPeriodic();
+          return failed(s);
+        }
+        hooks_.local([this, alive, h, peers](absl::StatusOr<KvHash> second) {
           if (!*alive) return;
-          busy_ = false;
-          // The next check counts from the end of this one, as etcd's loop.
-          next_check_ns_ = hooks_.now() + opts_.interval_ns;
-          if (!s.ok()) return failed(s);
-          FinishPeriodic(h, peers);
+          EndPeriodic();
+          FinishPeriodic(h, peers, second);
         });
+      });
+    });
   });
 }
 
+void CorruptionChecker::EndPeriodic() {
+  busy_ = false;
+  // The next check counts from the end of this one, as etcd's loop.
+  next_check_ns_ = hooks_.now() + opts_.interval_ns;
+}
+
 void CorruptionChecker::FinishPeriodic(const KvHash& h,
-                                       const std::vector<PeerHash>& peers) {
-  absl::StatusOr<KvHash> second = hooks_.local();
+                                       const std::vector<PeerHash>& peers,
+                                       const absl::StatusOr<KvHash>& second) {
   if (!second.ok()) {
     LogRecord r = Record(Level::kWarn, "failed to check hash KV");
     r.fields.emplace_back("error", std::string(second.status().message()));

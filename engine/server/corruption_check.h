@@ -65,8 +65,10 @@ class CorruptionChecker {
   struct Hooks {
     uint64_t self = 0;
     std::function<int64_t()> now;  // the member's clock, ns
-    // The local store's hash at its current revision.
-    std::function<absl::StatusOr<KvHash>()> local;
+    // The local store's hash at its current revision, to `done` (at once
+    // or later: a large store's is computed in steps).
+    std::function<void(std::function<void(absl::StatusOr<KvHash>)> done)>
+        local;
     // Asks every other member for its hash at `revision`; `done` gets one
     // answer per member, ordered by id.
     std::function<void(int64_t revision,
@@ -101,7 +103,11 @@ class CorruptionChecker {
 
  private:
   void RunPeriodic();
-  void FinishPeriodic(const KvHash& first, const std::vector<PeerHash>& peers);
+  void EndPeriodic();  // not busy; the next check is an interval from now
+  void FinishPeriodic(const KvHash& first, const std::vector<PeerHash>& peers,
+                      const absl::StatusOr<KvHash>& second);
+  void AskPeersInitially(const std::string& self, const KvHash& h,
+                         std::function<void(absl::Status)> done);
   void Emit(LogRecord r) const;
 
   CorruptCheckOptions opts_;

@@ -185,6 +185,7 @@ void EtcdServer::Tick() {
   node_->Tick();
   ContinueImages();
   ContinueRanges();
+  ContinueHashes();
   // Forwarded requests whose answer never came.
   std::vector<std::function<void(absl::Status, std::string_view)>> expired;
   util::TakeExpired(forwarded_, ticks_, &expired);
@@ -524,6 +525,7 @@ void EtcdServer::ContinueBackground() {
   ContinueImages();
   AnswerPhysicalCompactions();
   ContinueRanges();
+  ContinueHashes();
 }
 
 bool EtcdServer::StepRange(RangeJob& job) {
@@ -559,17 +561,31 @@ bool EtcdServer::StepRange(RangeJob& job) {
   return true;
 }
 
-void EtcdServer::ContinueRanges() {
-  // One step of each, oldest first; a job's answer may start another.
-  std::vector<std::unique_ptr<RangeJob>> jobs = std::move(range_jobs_);
-  range_jobs_.clear();
-  for (auto& job : jobs) {
-    if (node_->failed()) {
+namespace {
+
+// One step of each job, oldest first (a job's answer may start another,
+// which waits for the next round); `step` is true once it answered. A
+// stopped member answers them all with ErrStopped.
+template <typename Job, typename Stopped, typename Step>
+void StepEach(std::vector<std::unique_ptr<Job>>* jobs, Stopped stopped,
+              Step step) {
+  std::vector<std::unique_ptr<Job>> now = std::move(*jobs);
+  jobs->clear();
+  for (auto& job : now) {
+    if (stopped()) {
       job->done(ErrStopped());
-    } else if (!StepRange(*job)) {
-      range_jobs_.push_back(std::move(job));
+    } else if (!step(*job)) {
+      jobs->push_back(std::move(job));
     }
   }
+}
+
+}  // namespace
+
+void EtcdServer::ContinueRanges() {
+  StepEach(
+      &range_jobs_, [this] { return node_->failed(); },
+      [this](RangeJob& j) { return StepRange(j); });
 }
 
 void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& r,
@@ -1157,14 +1173,45 @@ void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& r,
                         Done<etcdserverpb::HashKVResponse> done) {
   // etcd's authMaintenanceServer: the auth error as is.
   if (absl::Status s = CheckAdmin(); !s.ok()) return done(Untranslated(s));
-  absl::StatusOr<mvcc::KeyValueHash> h = sm_.kv().HashByRev(r.revision());
-  if (!h.ok()) return done(h.status());
+  auto job = std::make_unique<HashJob>();
+  job->revision = r.revision();
+  job->done = std::move(done);
+  if (StepHash(*job)) return;
+  hash_jobs_.push_back(std::move(job));
+}
+
+bool EtcdServer::StepHash(HashJob& job) {
+  const mvcc::KvStore& kv = sm_.kv();
+  if (!job.writer.has_value()) {
+    // Its steps first (a hash begun now would finish them at once).
+    if (kv.compaction_pending()) return false;
+    absl::StatusOr<mvcc::KvStore::HashWriter> w = kv.BeginHash(job.revision);
+    if (!w.ok()) {
+      job.done(w.status());
+      return true;
+    }
+    job.writer.emplace(*std::move(w));
+  }
+  absl::StatusOr<bool> done = job.writer->Step(kHashStepBytes);
+  if (!done.ok()) {
+    job.writer.reset();  // compacted or restored under it: again
+    return false;
+  }
+  if (!*done) return false;
+  const mvcc::KeyValueHash& h = job.writer->result();
   etcdserverpb::HashKVResponse resp;
-  resp.set_hash(h->hash);
-  resp.set_compact_revision(h->compact_revision);
-  resp.set_hash_revision(h->revision);
+  resp.set_hash(h.hash);
+  resp.set_compact_revision(h.compact_revision);
+  resp.set_hash_revision(h.revision);
   FillHeader(&resp);
-  done(std::move(resp));
+  job.done(std::move(resp));
+  return true;
+}
+
+void EtcdServer::ContinueHashes() {
+  StepEach(
+      &hash_jobs_, [this] { return node_->failed(); },
+      [this](HashJob& j) { return StepHash(j); });
 }
 
 void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,

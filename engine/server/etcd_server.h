@@ -281,8 +281,12 @@ class EtcdServer {
   // background_in_progress().
   bool background_in_progress() const {
     return node_->snapshot_in_progress() || node_->background_pending() ||
-           image_in_progress() || !range_jobs_.empty();
+           image_in_progress() || !range_jobs_.empty() ||
+           !hash_jobs_.empty();
   }
+  // A HashKV is computed this many bytes of records at a time
+  // (KvStore::HashWriter), as a Maintenance snapshot's image is written.
+  static constexpr size_t kHashStepBytes = 1 << 20;
   void ContinueBackground();
 
   static constexpr size_t kImageStepBytes = 1 << 20;
@@ -618,6 +622,15 @@ class EtcdServer {
     int steps = 0;
   };
   std::vector<std::unique_ptr<RangeJob>> range_jobs_;
+  // HashKVs being computed in steps.
+  struct HashJob {
+    int64_t revision = 0;
+    std::optional<mvcc::KvStore::HashWriter> writer;
+    Done<etcdserverpb::HashKVResponse> done;
+  };
+  std::vector<std::unique_ptr<HashJob>> hash_jobs_;
+  bool StepHash(HashJob& job);  // true once answered
+  void ContinueHashes();
   // One piece of the job's range; true once it is answered.
   bool StepRange(RangeJob& job);
   void ContinueRanges();

@@ -35,10 +35,16 @@ void EtcdServer::InitMaintenance() {
   CorruptionChecker::Hooks h;
   h.self = opts_.node.id;
   h.now = [this] { return now(); };
-  h.local = [this]() -> absl::StatusOr<KvHash> {
-    absl::StatusOr<mvcc::KeyValueHash> kh = sm_.kv().HashByRev(0);
-    if (!kh.ok()) return kh.status();
-    return KvHash{kh->hash, sm_.kv().Rev(), kh->compact_revision};
+  h.local = [this](std::function<void(absl::StatusOr<KvHash>)> done) {
+    // As a HashKV at the latest revision: in steps on a large store.
+    auto job = std::make_unique<HashJob>();
+    job->done = [done = std::move(done)](
+                    absl::StatusOr<etcdserverpb::HashKVResponse> r) {
+      if (!r.ok()) return done(r.status());
+      done(KvHash{r->hash(), r->hash_revision(), r->compact_revision()});
+    };
+    if (StepHash(*job)) return;
+    hash_jobs_.push_back(std::move(job));
   };
   h.ask_peers = [this](int64_t revision,
                        std::function<void(std::vector<PeerHash>)> done) {

@@ -1553,6 +1553,48 @@ TEST(KvStoreImage, CompactRestoreOrSwapInvalidatesTheWriter) {
   }
 }
 
+// HashKV in steps: the hash of the store as it was at BeginHash, whatever
+// is written between the steps; a compaction under it makes it fail, and
+// none begins while a compaction is being removed.
+TEST(KvStoreHash, StepsHashTheStoreOfTheirStartWhileWritesGoOn) {
+  for (const int64_t at : {int64_t{0}, int64_t{150}}) {
+    KvStore s;
+    Fill(&s);
+    ASSERT_TRUE(s.Compact(100).ok());
+    const absl::StatusOr<KeyValueHash> want = s.HashByRev(at);
+    ASSERT_TRUE(want.ok());
+    absl::StatusOr<KvStore::HashWriter> w = s.BeginHash(at);
+    ASSERT_TRUE(w.ok());
+    int steps = 0;
+    for (;;) {
+      absl::StatusOr<bool> done = w->Step(200);
+      ASSERT_TRUE(done.ok());
+      if (*done) break;
+      ++steps;
+      PutOne(&s, absl::StrCat("key", steps % 97), "later");
+    }
+    EXPECT_GT(steps, 10);
+    EXPECT_EQ(w->result().hash, want->hash);
+    EXPECT_EQ(w->result().revision, want->revision);
+    EXPECT_EQ(w->result().compact_revision, 100);
+    EXPECT_NE(s.HashByRev(0)->hash, want->hash);  // the writes since
+  }
+  KvStore s;
+  Fill(&s);
+  absl::StatusOr<KvStore::HashWriter> w = s.BeginHash(0);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(w->Step(100).ok());
+  ASSERT_TRUE(s.StartCompaction(s.Rev()).ok());
+  EXPECT_EQ(w->Step(100).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.BeginHash(0).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(IsErrCompacted(s.BeginHash(s.Rev() - 1).status()));
+  EXPECT_TRUE(IsErrFutureRev(s.BeginHash(s.Rev() + 1).status()));
+  s.FinishCompaction();
+  EXPECT_TRUE(s.BeginHash(0).ok());
+}
+
 TEST(KvStoreImage, EmptyStore) {
   KvStore s;
   auto got = RunImage(s.BeginImage(), 1, [] {});

@@ -276,13 +276,17 @@ class CheckerHarness {
     CorruptionChecker::Hooks hooks;
     hooks.self = 0xa1;
     hooks.now = [this] { return now; };
-    hooks.local = [this]() -> absl::StatusOr<KvHash> {
+    hooks.local = [this](std::function<void(absl::StatusOr<KvHash>)> done) {
+      if (defer_local) {
+        deferred.push_back(std::move(done));
+        return;
+      }
       KvHash h = local;
       if (!local_seq.empty()) {
         h = local_seq.front();
         local_seq.erase(local_seq.begin());
       }
-      return h;
+      done(h);
     };
     hooks.ask_peers = [this](int64_t rev,
                              std::function<void(std::vector<PeerHash>)> d) {
@@ -317,12 +321,52 @@ class CheckerHarness {
   int64_t now = 1000 * kSec;
   KvHash local{111, 20, 5};
   std::vector<KvHash> local_seq;
+  // Local hashes answered later, by the test (a large store's steps).
+  bool defer_local = false;
+  std::vector<std::function<void(absl::StatusOr<KvHash>)>> deferred;
   std::vector<PeerHash> peers;
   std::vector<int64_t> asked;
   int raised = 0;
   std::vector<LogRecord> logs;
   std::unique_ptr<CorruptionChecker> checker;
 };
+
+// The leader's own hashes may come later (computed in steps): the check
+// waits for each, runs once at a time, and finds a mismatch as before.
+TEST(CorruptionCheckTest, PeriodicCheckWaitsForItsLocalHashes) {
+  CheckerHarness h(CorruptCheckOptions{false, kSec});
+  h.defer_local = true;
+  h.peers = {CheckerHarness::Peer(2, 999, 20, 5)};  // differs from 111
+  h.checker->Tick(true);
+  h.now += kSec;
+  h.checker->Tick(true);
+  ASSERT_EQ(h.deferred.size(), 1u);
+  EXPECT_TRUE(h.checker->busy());
+  EXPECT_TRUE(h.asked.empty());
+  h.now += 5 * kSec;
+  h.checker->Tick(true);  // busy: no second check
+  EXPECT_EQ(h.deferred.size(), 1u);
+  auto first = std::move(h.deferred[0]);
+  h.deferred.clear();
+  first(KvHash{111, 20, 5});
+  EXPECT_EQ(h.asked, std::vector<int64_t>{20});
+  ASSERT_EQ(h.deferred.size(), 1u);  // the second, after the read
+  EXPECT_EQ(h.checker->checks(), 0);
+  auto second = std::move(h.deferred[0]);
+  h.deferred.clear();
+  second(KvHash{111, 20, 5});
+  EXPECT_FALSE(h.checker->busy());
+  EXPECT_EQ(h.checker->checks(), 1);
+  EXPECT_EQ(h.raised, 1);
+  // A failed local hash ends the check without asking anyone.
+  h.now += 2 * kSec;
+  h.checker->Tick(true);
+  ASSERT_EQ(h.deferred.size(), 1u);
+  h.deferred[0](absl::UnavailableError("stopped"));
+  EXPECT_FALSE(h.checker->busy());
+  EXPECT_EQ(h.asked.size(), 1u);
+  EXPECT_THAT(h.Messages(), ::testing::Contains("failed to check hash KV"));
+}
 
 TEST(CorruptionCheckTest, InitialCheckOffPassesAtOnce) {
   CheckerHarness h(CorruptCheckOptions{});
