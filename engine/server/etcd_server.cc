@@ -537,9 +537,10 @@ bool EtcdServer::StepRange(RangeJob& job) {
     }
     job.reader.emplace(*std::move(rd));
   }
-  absl::StatusOr<bool> done = job.reader->Step(sm_.kv(), opts_.range_step_keys);
+  absl::StatusOr<bool> done =
+      job.reader->Step(sm_.kv(), opts_.range_step_keys);
   if (!done.ok() && mvcc::IsErrCompacted(done.status()) &&
-      job.request.revision() == 0 && job.steps > 0) {
+      job.request.revision() <= 0 && job.steps > 0) {
     // Compacted past the revision the first pieces were read at: the
     // latest revision is asked for, so read it all again at the new one.
     job.reader.reset();

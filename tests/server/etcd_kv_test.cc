@@ -740,7 +740,8 @@ RC_GTEST_PROP(EtcdKvRangeProp, PiecesAnswerAsOneRead, ()) {
   for (int i = 0; i < writes; ++i) write();
   pb::RangeRequest r;
   r.set_key(std::string(1, static_cast<char>('a' + *rc::gen::inRange(0, 3))));
-  r.set_range_end(*rc::gen::element<std::string>("", "z", "f", std::string(1, '\0')));
+  r.set_range_end(
+      *rc::gen::element<std::string>("", "z", "f", std::string(1, '\0')));
   r.set_limit(*rc::gen::inRange(0, 6));
   if (*rc::gen::arbitrary<bool>()) {
     r.set_sort_order(*rc::gen::element(pb::RangeRequest::ASCEND,
