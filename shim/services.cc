@@ -396,6 +396,9 @@ class NativeUnaryCall final : private OwnMessages<Req, Resp>,
     if (s.ok() && Large(this->resp)) {
       // Encoding (and freeing) a large answer, a range of a million keys,
       // takes a few hundred ms: the encoder thread does it, not the engine.
+      // The request goes with the call, maybe before the task runs: its
+      // summary (for the slow-call warning) is made now.
+      if (figures) figures->SummarizeRequestNow();
       auto task = [call = call_, figures = std::move(figures),
                    resp = std::make_shared<Resp>(std::move(this->resp))] {
         if (figures) figures->Sent(*resp);
