@@ -21,6 +21,7 @@ Remaining arguments go to unittest (e.g. -v, -k pattern, Class.test).
 
 import argparse
 import atexit
+import base64
 import ctypes
 import fcntl
 import json
@@ -181,6 +182,24 @@ def rss_kib(pid):
     """Resident set size of pid in KiB, or None if it is gone."""
     v = proc_status(pid).get("VmRSS")
     return int(v.split()[0]) if v else None
+
+
+def b64(s):
+    """A str as the JSON gateway's base64 bytes field."""
+    return base64.b64encode(s.encode()).decode()
+
+
+def gateway_post(conn, path, body):
+    """One JSON gateway call on an http.client connection; the decoded
+    answer, or AssertionError on a status other than 200."""
+    conn.request("POST", path, json.dumps(body),
+                 {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    if resp.status != 200:
+        raise AssertionError("%s: HTTP %d %s" % (path, resp.status,
+                                                 data[:300]))
+    return json.loads(data)
 
 
 class Result:

@@ -21,12 +21,12 @@ Run alone:  python3 test_big_range.py --server build/detcd [-v]
 import base64
 import concurrent.futures
 import http.client
-import json
 import threading
 import time
 
 import cluster
-from cluster import CONFIG, ClusterTestCase
+from cluster import CONFIG, ClusterTestCase, b64
+from cluster import gateway_post as post
 
 KEYS = 40000
 PER_TXN = 100
@@ -34,19 +34,6 @@ VALUE = "v" * 100
 EXIT_BOUND_S = 20.0
 
 
-def b64(s):
-    return base64.b64encode(s.encode()).decode()
-
-
-def post(conn, path, body):
-    conn.request("POST", path, json.dumps(body),
-                 {"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = resp.read()
-    if resp.status != 200:
-        raise AssertionError("%s: HTTP %d %s" % (path, resp.status,
-                                                 data[:300]))
-    return json.loads(data)
 
 
 def fill(endpoint):

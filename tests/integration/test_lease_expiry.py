@@ -12,15 +12,14 @@ revoked 16 per loop (32 a second) needed about a minute and a half.
 Run alone:  python3 test_lease_expiry.py --server build/detcd [-v]
 """
 
-import base64
 import concurrent.futures
 import http.client
-import json
 import sys
 import time
 
 import cluster
-from cluster import CONFIG, ClusterTestCase
+from cluster import CONFIG, ClusterTestCase, b64
+from cluster import gateway_post as post
 
 LEASES = 3000
 TTL_S = 3
@@ -28,19 +27,6 @@ TTL_S = 3
 REVOKE_BOUND_S = 30.0
 
 
-def b64(s):
-    return base64.b64encode(s.encode()).decode()
-
-
-def post(conn, path, body):
-    conn.request("POST", path, json.dumps(body),
-                 {"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = resp.read()
-    if resp.status != 200:
-        raise AssertionError("%s: HTTP %d %s" % (path, resp.status,
-                                                 data[:300]))
-    return json.loads(data)
 
 
 def grant_with_keys(endpoint, first, count):
