@@ -393,31 +393,31 @@ class NativeUnaryCall final : private OwnMessages<Req, Resp>,
 
  private:
   void Send(const grpc::Status& s) override {
-    if (s.ok() && Large(this->resp)) {
-      // Encoding (and freeing) a large answer, a range of a million keys,
-      // takes a few hundred ms: the encoder thread does it, not the engine.
-      // The request goes with the call, maybe before the task runs: its
-      // summary (for the slow-call warning) is made now.
-      if (figures) figures->SummarizeRequestNow();
-      auto task = [call = call_, figures = std::move(figures),
-                   resp = std::make_shared<Resp>(std::move(this->resp))] {
-        if (figures) figures->Sent(*resp);
-        call->ReplyFramed(Framed(*resp));
-        if (figures) figures->Finished(grpc::Status::OK);
-      };
-      auto shared = std::make_shared<decltype(task)>(std::move(task));
-      if (this->impl_->encoder.Post([shared] { (*shared)(); })) return;
-      (*shared)();  // stopping: here, then
-      return;
-    }
-    if (s.ok()) {
-      if (figures) figures->Sent(this->resp);
-      call_->ReplyFramed(Framed(this->resp));
-    } else {
+    if (!s.ok()) {
       call_->Finish(h2::Status{static_cast<int>(s.error_code()),
                                s.error_message()});
+      if (figures) figures->Finished(s);
+      return;
     }
-    if (figures) figures->Finished(s);
+    if (!Large(this->resp)) return Reply(*call_, figures.get(), this->resp);
+    // Encoding (and freeing) a large answer, a range of a million keys,
+    // takes a few hundred ms: the encoder thread does it, not the engine.
+    // The request goes with the call, maybe before the task runs: its
+    // summary (for the slow-call warning) is made now.
+    if (figures) figures->SummarizeRequestNow();
+    auto owned =
+        std::make_shared<std::pair<std::unique_ptr<CallFigures>, Resp>>(
+            std::move(figures), std::move(this->resp));
+    auto task = [call = call_, owned] {
+      Reply(*call, owned->first.get(), owned->second);
+    };
+    if (!this->impl_->encoder.Post(task)) task();  // stopping: here, then
+  }
+  // The answer, with its traffic figures.
+  static void Reply(h2::Call& call, CallFigures* figures, const Resp& resp) {
+    if (figures) figures->Sent(resp);
+    call.ReplyFramed(Framed(resp));
+    if (figures) figures->Finished(grpc::Status::OK);
   }
 
   h2::CallPtr call_;
