@@ -20,6 +20,14 @@ void Configure(harness::ClusterOptions& opts, env::Rng& rng,
     params->push_back(
         absl::StrCat("range_step_keys=", opts.server.range_step_keys));
   }
+  if (rng.Chance(0.5)) {
+    // Snapshot images, a follower's and the automatic ones, built over
+    // many steps (these runs' images are a few KiB; the real server's
+    // 512 KiB steps would build them in one).
+    opts.node.snapshot_step_bytes = size_t{128} << rng.Uniform(4);
+    params->push_back(
+        absl::StrCat("snapshot_step_bytes=", opts.node.snapshot_step_bytes));
+  }
 }
 
 void Setup(ScenarioContext& ctx) {

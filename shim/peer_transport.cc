@@ -364,7 +364,11 @@ struct PeerTransport::Peer {
     bool snapshot = false;  // preceded on the wire by a marker frame
     // Framed bytes a short FlushSends write left: they go first, as is.
     bool raw = false;
-    size_t size() const { return payload.size(); }
+    // A snapshot's image, the payload's rest (SendSnapshotParts).
+    std::shared_ptr<const std::string> tail;
+    size_t size() const {
+      return payload.size() + (tail != nullptr ? tail->size() : 0);
+    }
     // Bytes counted against queue_max_bytes: a snapshot has a bound of its
     // own (max_snapshot_bytes), and raft sends one at a time.
     size_t budget() const { return snapshot ? 0 : payload.size(); }
@@ -665,6 +669,12 @@ void PeerTransport::Send(uint64_t to, std::string payload) {
 
 void PeerTransport::SendSnapshot(uint64_t to, std::string payload,
                                  SnapshotDone done) {
+  SendSnapshotParts(to, std::move(payload), nullptr, std::move(done));
+}
+
+void PeerTransport::SendSnapshotParts(uint64_t to, std::string head,
+                                      std::shared_ptr<const std::string> tail,
+                                      SnapshotDone done) {
   // Every outcome (written, dropped, failed) passes through `counted`
   // exactly once: the snapshot metrics are kept there.
   const int64_t start_ns = NowNs();
@@ -691,7 +701,7 @@ void PeerTransport::SendSnapshot(uint64_t to, std::string payload,
   };
   if (!opts_.post_to_engine) {
     // As env::Transport's default: reported at once.
-    Enqueue(to, std::move(payload), counted, /*snapshot=*/true);
+    Enqueue(to, std::move(head), counted, /*snapshot=*/true, std::move(tail));
     done(true);
     return;
   }
@@ -699,16 +709,17 @@ void PeerTransport::SendSnapshot(uint64_t to, std::string payload,
   // from a transport thread.
   auto post = opts_.post_to_engine;
   Enqueue(
-      to, std::move(payload),
+      to, std::move(head),
       [post, counted, done = std::move(done)](bool delivered) {
         counted(delivered);
         post([done, delivered] { done(delivered); });
       },
-      /*snapshot=*/true);
+      /*snapshot=*/true, std::move(tail));
 }
 
 void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
-                            bool snapshot) {
+                            bool snapshot,
+                            std::shared_ptr<const std::string> tail) {
   if (payload.empty()) {  // a zero-length frame means nothing
     if (done) done(false);
     return;
@@ -726,13 +737,15 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
   }
   const size_t limit =
       snapshot ? opts_.max_snapshot_bytes : opts_.max_frame_bytes;
-  if (payload.size() > limit) {
+  const size_t size = payload.size() + (tail != nullptr ? tail->size() : 0);
+  if (size > limit) {
     p->send_failures.fetch_add(1, std::memory_order_relaxed);
-    DLOG_WARN("dropped internal Raft message since it is larger than the frame limit",
-              {{"remote-peer-id", Hex(to)},
-               {"message-size", payload.size()},
-               {"snapshot", snapshot},
-               {"max-frame-bytes", limit}});
+    DLOG_WARN(
+        "dropped internal Raft message since it is larger than the frame limit",
+        {{"remote-peer-id", Hex(to)},
+         {"message-size", size},
+         {"snapshot", snapshot},
+         {"max-frame-bytes", limit}});
     if (done) done(false);
     return;
   }
@@ -768,8 +781,8 @@ void PeerTransport::Enqueue(uint64_t to, std::string payload, SnapshotDone done,
         ++dropped;
       }
       p->queued_bytes += budget;
-      p->queue.push_back(
-          Peer::Queued{std::move(payload), std::move(done), snapshot});
+      p->queue.push_back(Peer::Queued{std::move(payload), std::move(done),
+                                      snapshot, false, std::move(tail)});
       queued = true;
       newly_pending = hold && !std::exchange(p->flush_pending, true);
       if (dropped > 0) {
@@ -1072,7 +1085,7 @@ void PeerTransport::SenderLoop(std::shared_ptr<Peer> p) {
             written = stream.WriteAll(kMarker, sizeof(kMarker));
             if (written) p->sent_bytes.fetch_add(4, std::memory_order_relaxed);
           }
-          written = written && WriteFrame(*p, stream, q.payload);
+          written = written && WriteFrame(*p, stream, q.payload, q.tail.get());
         }
         // Written whole to the connection: as far as this side can know,
         // the transfer is over (etcd's snapshot sender reports at the same
@@ -1281,11 +1294,13 @@ absl::StatusOr<std::unique_ptr<Stream>> PeerTransport::Dial(
   return stream;
 }
 
-bool PeerTransport::WriteFrame(Peer& p, Stream& s, const std::string& payload) {
+bool PeerTransport::WriteFrame(Peer& p, Stream& s, const std::string& payload,
+                               const std::string* tail) {
   char header[4];
-  PutU32(header, static_cast<uint32_t>(payload.size()));
+  const size_t size = payload.size() + (tail != nullptr ? tail->size() : 0);
+  PutU32(header, static_cast<uint32_t>(size));
   const size_t chunk = opts_.write_chunk_bytes;
-  if (payload.size() <= chunk) {
+  if (tail == nullptr && payload.size() <= chunk) {
     // One write for the common small message.
     std::string frame;
     frame.reserve(4 + payload.size());
@@ -1297,10 +1312,13 @@ bool PeerTransport::WriteFrame(Peer& p, Stream& s, const std::string& payload) {
   }
   if (!s.WriteAll(header, 4)) return false;
   p.sent_bytes.fetch_add(4, std::memory_order_relaxed);
-  for (size_t off = 0; off < payload.size(); off += chunk) {
-    size_t n = std::min(chunk, payload.size() - off);
-    if (!s.WriteAll(payload.data() + off, n)) return false;
-    p.sent_bytes.fetch_add(n, std::memory_order_relaxed);
+  for (const std::string* part : {&payload, tail}) {
+    if (part == nullptr) continue;
+    for (size_t off = 0; off < part->size(); off += chunk) {
+      size_t n = std::min(chunk, part->size() - off);
+      if (!s.WriteAll(part->data() + off, n)) return false;
+      p.sent_bytes.fetch_add(n, std::memory_order_relaxed);
+    }
   }
   return true;
 }

@@ -248,6 +248,11 @@ class PeerTransport final : public env::Transport {
   // unreachable peer, stop, a failed write). Exactly one report per call.
   void SendSnapshot(uint64_t to, std::string payload,
                     SnapshotDone done) override;
+  // The same, the frame written from the two parts (the image is not
+  // copied; the queue holds it until it is written or dropped).
+  void SendSnapshotParts(uint64_t to, std::string head,
+                         std::shared_ptr<const std::string> tail,
+                         SnapshotDone done) override;
 
   // Between HoldSends and FlushSends (the engine thread, around each of
   // its batches), Send and SendSnapshot on the calling thread queue without
@@ -297,7 +302,8 @@ class PeerTransport final : public env::Transport {
   static HeldSends& Held();
 
   void Enqueue(uint64_t to, std::string payload, SnapshotDone done,
-               bool snapshot = false);
+               bool snapshot = false,
+               std::shared_ptr<const std::string> tail = nullptr);
   // FlushSends for one peer; true if its sender must be woken.
   bool FlushPeer(Peer& p);
   void SenderLoop(std::shared_ptr<Peer> p);
@@ -318,7 +324,9 @@ class PeerTransport final : public env::Transport {
   void ProbeLoop();
   // One "GET /raft/probing" round trip in ns, or the error.
   absl::StatusOr<int64_t> Probe(const std::string& url);
-  bool WriteFrame(Peer& p, Stream& s, const std::string& payload);
+  // One frame of `payload`, then `*tail` when given, as one message.
+  bool WriteFrame(Peer& p, Stream& s, const std::string& payload,
+                  const std::string* tail = nullptr);
   void AcceptLoop(Listener* l);
   void ServeIncoming(uint64_t conn_id, int fd, bool tls, std::string remote);
   void ReapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

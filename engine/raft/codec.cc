@@ -59,10 +59,16 @@ bool DecodeConfStateFrom(coding::Reader* r, ConfState* cs) {
   return GetIds(r, &cs->voters) && GetIds(r, &cs->learners);
 }
 
+namespace {
+void EncodeSnapshotMetadata(std::string* out, const SnapshotMetadata& m) {
+  coding::PutVarint64(out, m.index);
+  coding::PutVarint64(out, m.term);
+  EncodeConfStateTo(out, m.conf_state);
+}
+}  // namespace
+
 void EncodeSnapshot(std::string* out, const Snapshot& s) {
-  coding::PutVarint64(out, s.metadata.index);
-  coding::PutVarint64(out, s.metadata.term);
-  EncodeConfStateTo(out, s.metadata.conf_state);
+  EncodeSnapshotMetadata(out, s.metadata);
   coding::PutLengthPrefixed(out, s.data);
 }
 
@@ -94,10 +100,13 @@ bool DecodeWholeSnapshot(std::string* buf, Snapshot* s) {
   return true;
 }
 
-std::string EncodeMessage(const Message& m) {
+namespace {
+// The message's encoding, without the snapshot's data bytes when
+// `with_data` is false (its length prefix is there: the data follows).
+std::string Encode(const Message& m, bool with_data) {
   std::string out;
   out.reserve(64 + EntriesSize(m.entries) +
-              (m.snapshot ? m.snapshot->data.size() : 0));
+              (m.snapshot && with_data ? m.snapshot->data.size() : 0));
   out.push_back(static_cast<char>(kVersion));
   out.push_back(static_cast<char>(m.type));
   coding::PutVarint64(&out, m.to);
@@ -113,8 +122,22 @@ std::string EncodeMessage(const Message& m) {
   coding::PutLengthPrefixed(&out, m.context);
   coding::PutVarint64(&out, m.entries.size());
   for (const Entry& e : m.entries) EncodeEntry(&out, e);
-  if (m.snapshot) EncodeSnapshot(&out, *m.snapshot);
+  if (m.snapshot == nullptr) return out;
+  if (with_data) {
+    EncodeSnapshot(&out, *m.snapshot);
+  } else {
+    EncodeSnapshotMetadata(&out, m.snapshot->metadata);
+    coding::PutVarint64(&out, m.snapshot->data.size());
+  }
   return out;
+}
+}  // namespace
+
+std::string EncodeMessage(const Message& m) { return Encode(m, true); }
+
+std::string EncodeMessageHead(const Message& m) {
+  DETCD_CHECK(m.snapshot != nullptr);
+  return Encode(m, false);
 }
 
 absl::StatusOr<Message> DecodeMessage(std::string_view data,

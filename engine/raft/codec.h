@@ -30,6 +30,10 @@ namespace detcd::raft {
 inline constexpr uint64_t kMaxEntriesPerMessage = 1 << 20;
 
 std::string EncodeMessage(const Message& m);
+// The encoding of a message that carries a snapshot, up to the snapshot's
+// data: the head, then the data's bytes, are EncodeMessage(m). A transport
+// sends a large image from where it lies instead of a copy of it.
+std::string EncodeMessageHead(const Message& m);
 // own, when given, is the string `data` views (data may skip a prefix of
 // it): a snapshot's data, the message's tail, is then moved out of *own
 // instead of copied (a snapshot from the leader can be most of memory),

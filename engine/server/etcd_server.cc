@@ -56,6 +56,13 @@ class EtcdServer::PeerTransport final : public env::Transport {
     payload.insert(payload.begin(), kRaftTag);
     base_->SendSnapshot(to, std::move(payload), std::move(done));
   }
+  void SendSnapshotParts(uint64_t to, std::string head,
+                         std::shared_ptr<const std::string> tail,
+                         SnapshotDone done) override {
+    head.insert(head.begin(), kRaftTag);
+    base_->SendSnapshotParts(to, std::move(head), std::move(tail),
+                             std::move(done));
+  }
 
  private:
   env::Transport* base_;

@@ -274,15 +274,15 @@ class EtcdServer {
   void SnapshotImage(Done<std::string> done);
   bool image_in_progress() const { return !image_jobs_.empty(); }
   void ContinueImages();  // one step of the oldest image
-  // Work done in steps between the requests: an automatic snapshot, a
-  // Maintenance snapshot's image, a compaction's removal (the answers of
-  // physical compactions wait for it, as etcd's do). Tick steps each once;
-  // the real server also calls ContinueBackground after each batch while
-  // background_in_progress().
+  // Work done in steps between the requests: an automatic snapshot, the
+  // image for a follower, a Maintenance snapshot's image, a compaction's
+  // removal (the answers of physical compactions wait for it, as etcd's
+  // do). Tick steps each once; the real server also calls
+  // ContinueBackground after each batch while background_in_progress().
   bool background_in_progress() const {
-    return node_->snapshot_in_progress() || node_->background_pending() ||
-           image_in_progress() || !range_jobs_.empty() ||
-           !hash_jobs_.empty();
+    return node_->snapshot_in_progress() || node_->image_in_progress() ||
+           node_->background_pending() || image_in_progress() ||
+           !range_jobs_.empty() || !hash_jobs_.empty();
   }
   // A HashKV is computed this many bytes of records at a time
   // (KvStore::HashWriter), as a Maintenance snapshot's image is written.

@@ -122,10 +122,39 @@ absl::StatusOr<raft::Snapshot> NodeStorage::GetSnapshot() const {
     return absl::UnavailableError("snapshot: a conf change is being applied");
   }
   if (fresh_) {
-    if (std::optional<raft::Snapshot> s = fresh_()) return *std::move(s);
+    auto s = fresh_();
+    if (!s.ok()) return s.status();
+    if (s->has_value()) return **std::move(s);
   }
   return MemoryStorage::GetSnapshot();
 }
+
+// The image for a follower is the state machine's at the applied index
+// when raft first asks for one, built a step at a time as an automatic
+// snapshot's is (into memory, to its exact size), between the Node's
+// other work: raft's requests meanwhile are answered Unavailable and it
+// asks again (on the follower's next heartbeat answer). The finished image
+// goes to the next request if it still serves: the membership is the same
+// (a follower ignores an image that leaves it out) and raft's log holds
+// the entries after it (the log is not compacted past the index of an
+// image being built or waiting, so it does unless the member restored).
+// Nor is it past an image sent, until its follower has acknowledged it or
+// kImageCatchUpElections election timeouts passed: the follower restores
+// it (seconds for a large store) and then needs the entries written
+// since, or it would need another image.
+// Otherwise, or when a step fails (a compaction or restore under it), the
+// image is dropped and another begins; after two such in a row one is
+// built at once. A finished image raft does not take within an election
+// timeout, and any image once this member is no longer leader, is dropped
+// too: an image is most of a store's size in memory.
+struct Node::ImageJob {
+  raft::SnapshotMetadata meta;
+  std::unique_ptr<ImageWriter> writer;  // null once the image is whole
+  std::string data;
+  bool at_once = false;
+  int steps = 0;
+  int done_tick = 0;
+};
 
 Node::Node(const env::Env& env, NodeOptions opts, StateMachine* sm)
     : env_(env), opts_(std::move(opts)), sm_(sm) {
@@ -135,26 +164,7 @@ Node::Node(const env::Env& env, NodeOptions opts, StateMachine* sm)
   // the storage keeps none: a restored member would otherwise hold the
   // image it restored from (hundreds of MiB at 1M keys) next to the store.
   storage_.set_keep_snapshot_data(false);
-  storage_.set_fresh([this]() -> std::optional<raft::Snapshot> {
-    // The stored snapshot serves only if it holds its image: an
-    // incremental one leaves its image in the file alone.
-    const raft::Snapshot& stored = storage_.snapshot();
-    if (applied_ < stored.metadata.index ||
-        (applied_ == stored.metadata.index && !stored.data.empty())) {
-      return std::nullopt;
-    }
-    auto term = storage_.Term(applied_);
-    if (!term.ok()) return std::nullopt;
-    raft::Snapshot s;
-    s.data = sm_->Snapshot();
-    s.metadata.index = applied_;
-    s.metadata.term = *term;
-    s.metadata.conf_state =
-        opts_.bugs.on(planted::Bug::kStaleMembershipSnapshot)
-            ? conf_state_  // PLANTED: the copy, stale during a conf change
-            : RaftConfState();
-    return s;
-  });
+  storage_.set_fresh([this] { return FreshImage(); });
 }
 
 Node::~Node() {
@@ -428,6 +438,15 @@ void Node::Tick() {
   if (ready_holds_ == 0) IssueHeldReads();
   ProcessReady();
   ProposeAwaitingLeader();
+  if (image_job_ != nullptr &&
+      (raft_->state() != raft::StateType::kLeader ||
+       (image_job_->writer == nullptr &&
+        ticks_ - image_job_->done_tick > opts_.election_ticks))) {
+    DropImage();
+  }
+  std::erase_if(images_sent_, [this](const auto& kv) {
+    return !ImageSentHolds(kv.first, kv.second);
+  });
   ContinueSnapshot();  // an idle member's snapshot moves on too
 }
 
@@ -745,8 +764,9 @@ void Node::FinishReady(raft::Ready& rd) {
   const bool alone = conf_state_.learners.empty() &&
                      conf_state_.voters.size() == 1 &&
                      conf_state_.voters[0] == opts_.id;
-  storage_.ReleaseApplied(applied_, alone ? opts_.log_cache_bytes_alone
-                                          : opts_.log_cache_bytes);
+  storage_.ReleaseApplied(
+      std::min(applied_, LogKeptFrom()),
+      alone ? opts_.log_cache_bytes_alone : opts_.log_cache_bytes);
   ServeReads();
   // The reads that waited for the round just answered go out together
   // (during HoldReady, ReleaseReady sends them).
@@ -809,11 +829,16 @@ void Node::SendMessages(std::vector<raft::Message>& msgs) {
     // report may come within this call (OnSnapshotSent then finds us inside
     // the Ready loop, which picks up what it caused).
     std::weak_ptr<bool> alive = alive_;
-    env_.transport->SendSnapshot(
-        to, raft::EncodeMessage(m), [this, alive, to](bool delivered) {
-          if (alive.expired()) return;
-          OnSnapshotSent(to, delivered);
-        });
+    images_sent_[to] = {m.snapshot->metadata.index, ticks_};
+    // The image goes out from where it lies (a whole store's), kept alive
+    // by the transport until it is written.
+    std::shared_ptr<const std::string> image(m.snapshot, &m.snapshot->data);
+    env_.transport->SendSnapshotParts(to, raft::EncodeMessageHead(m),
+                                      std::move(image),
+                                      [this, alive, to](bool delivered) {
+                                        if (alive.expired()) return;
+                                        OnSnapshotSent(to, delivered);
+                                      });
   }
   msgs.clear();
 }
@@ -915,6 +940,7 @@ void Node::ServeReads() {
 }
 
 void Node::MaybeSnapshot() {
+  StepImage();
   StepBackground();
   if (snap_job_ != nullptr) return StepSnapshot();
   // An image begun now would first finish that work in one stall; the
@@ -977,6 +1003,7 @@ void Node::StartSnapshot(bool early) {
 
 void Node::ContinueSnapshot() {
   if (failed() || in_ready_) return;
+  StepImage();
   const bool deferred = sm_->background_pending();
   StepBackground();
   if (snap_job_ != nullptr) return StepSnapshot();
@@ -1044,10 +1071,105 @@ absl::Status Node::FinishSnapshot() {
   // little needs a snapshot instead of appends.
   const uint64_t keep = static_cast<uint64_t>(opts_.buggify->Range(0, 20));
   const uint64_t at = job->meta.index;
-  if (at > keep && at - keep > storage_.FirstIndex()) {
+  if (at > keep && at - keep > storage_.FirstIndex() &&
+      at - keep <= LogKeptFrom()) {
     return storage_.Compact(at - keep);
   }
   return absl::OkStatus();
+}
+
+uint64_t Node::LogKeptFrom() const {
+  uint64_t from = image_job_ != nullptr ? image_job_->meta.index
+                                        : std::numeric_limits<uint64_t>::max();
+  for (const auto& [id, sent] : images_sent_) {
+    if (ImageSentHolds(id, sent)) from = std::min(from, sent.index);
+  }
+  return from;
+}
+
+bool Node::ImageSentHolds(uint64_t id, const ImageSent& sent) const {
+  if (raft_ == nullptr || raft_->state() != raft::StateType::kLeader ||
+      ticks_ - sent.tick > kImageCatchUpElections * opts_.election_ticks) {
+    return false;
+  }
+  const raft::Progress* pr = raft_->tracker().Get(id);
+  return pr != nullptr && pr->match < sent.index;
+}
+
+bool Node::image_in_progress() const {
+  return image_job_ != nullptr && image_job_->writer != nullptr;
+}
+
+raft::ConfState Node::ImageConfState() const {
+  return opts_.bugs.on(planted::Bug::kStaleMembershipSnapshot)
+             ? conf_state_  // PLANTED: the copy, stale during a conf change
+             : RaftConfState();
+}
+
+absl::StatusOr<std::optional<raft::Snapshot>> Node::FreshImage() {
+  // The stored snapshot serves only if it holds its image: an incremental
+  // one leaves its image in the file alone.
+  const raft::Snapshot& stored = storage_.snapshot();
+  if (applied_ < stored.metadata.index ||
+      (applied_ == stored.metadata.index && !stored.data.empty())) {
+    return std::nullopt;
+  }
+  if (image_job_ != nullptr &&
+      (image_job_->meta.conf_state != ImageConfState() ||
+       image_job_->meta.index + 1 < storage_.FirstIndex())) {
+    DropImage();
+    ++image_abandons_;
+  }
+  if (image_job_ == nullptr) {
+    auto term = storage_.Term(applied_);
+    if (!term.ok()) return std::nullopt;
+    auto job = std::make_unique<ImageJob>();
+    job->meta.index = applied_;
+    job->meta.term = *term;
+    job->meta.conf_state = ImageConfState();
+    job->writer = sm_->BeginSnapshot();
+    job->data.reserve(job->writer->size());
+    job->at_once = image_abandons_ >= 2;
+    image_job_ = std::move(job);
+  }
+  StepImage();
+  if (image_job_ == nullptr || image_job_->writer != nullptr) {
+    return absl::UnavailableError("snapshot: the image is being built");
+  }
+  if (image_job_->steps > 1) DETCD_PROBE(kNodeImageInSteps);
+  raft::Snapshot s;
+  s.metadata = std::move(image_job_->meta);
+  s.data = std::move(image_job_->data);
+  image_job_.reset();
+  ++snap_stats_.follower_images;
+  return s;
+}
+
+void Node::StepImage() {
+  if (!image_in_progress() || failed()) return;
+  ImageJob& job = *image_job_;
+  const size_t budget = job.at_once ? std::numeric_limits<size_t>::max()
+                                    : opts_.snapshot_step_bytes;
+  absl::StatusOr<bool> done;
+  do {
+    done = job.writer->Step(budget, &job.data);
+  } while (done.ok() && !*done && job.at_once);
+  ++job.steps;
+  if (!done.ok()) {
+    DropImage();
+    ++image_abandons_;
+    return;
+  }
+  if (!*done) return;
+  job.writer.reset();
+  job.done_tick = ticks_;
+  image_abandons_ = 0;
+}
+
+void Node::DropImage() {
+  DETCD_PROBE(kNodeImageDropped);
+  image_job_.reset();
+  ++snap_stats_.follower_images_dropped;
 }
 
 void Node::AbandonSnapshot() {
@@ -1082,7 +1204,8 @@ absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs,
 absl::Status Node::CompactBehind(uint64_t index, size_t keep_snapshots) {
   snapshot_index_ = index;
   if (index > opts_.snapshot_catchup_entries) {
-    uint64_t compact = index - opts_.snapshot_catchup_entries;
+    uint64_t compact =
+        std::min(index - opts_.snapshot_catchup_entries, LogKeptFrom());
     if (compact > storage_.FirstIndex()) {
       if (auto s = storage_.Compact(compact); !s.ok()) return s;
     }

@@ -194,10 +194,13 @@ absl::Status ErrTooManyRequests();  // "etcdserver: too many requests"
 //
 // While the owner is between two states (a conf change half applied: raft
 // has it, the state machine not yet), no snapshot can be made: GetSnapshot
-// answers Unavailable and raft tries again later.
+// answers Unavailable and raft tries again later. So it does while the
+// fresh image is being built (the Node builds it in steps).
 class NodeStorage final : public raft::MemoryStorage {
  public:
-  using Fresh = std::function<std::optional<raft::Snapshot>()>;
+  // The fresh snapshot; nullopt: the stored one serves; an error: none
+  // now, raft asks again later.
+  using Fresh = std::function<absl::StatusOr<std::optional<raft::Snapshot>>()>;
   void set_fresh(Fresh f) { fresh_ = std::move(f); }
   void set_busy(bool busy) { busy_ = busy; }
   absl::StatusOr<raft::Snapshot> GetSnapshot() const override;
@@ -265,6 +268,9 @@ class Node {
   // input steps both once; an idle real server also calls
   // ContinueSnapshot until neither is left.
   bool snapshot_in_progress() const { return snap_job_ != nullptr; }
+  // The image for a follower that needs a snapshot is being built (a step
+  // at a time too, with the snapshot's; raft sends it once it is whole).
+  bool image_in_progress() const;
   bool background_pending() const { return sm_->background_pending(); }
   void ContinueSnapshot();
   struct SnapshotStats {
@@ -273,6 +279,11 @@ class Node {
     int64_t last_ns = 0;     // the last one's time, first step to durable
     uint64_t last_file_bytes = 0;
     uint64_t deferred = 0;  // times snapshot_log_ratio held one back
+    // Images built for followers that needed a snapshot (handed to raft),
+    // and those dropped unfinished (compaction or restore under them) or
+    // unused (raft no longer asked for one).
+    uint64_t follower_images = 0;
+    uint64_t follower_images_dropped = 0;
   };
   const SnapshotStats& snapshot_stats() const { return snap_stats_; }
 
@@ -390,6 +401,21 @@ class Node {
   void StepSnapshot();
   absl::Status FinishSnapshot();
   void AbandonSnapshot();
+  // The fresh image for NodeStorage (its Fresh; see ImageJob).
+  absl::StatusOr<std::optional<raft::Snapshot>> FreshImage();
+  struct ImageJob;
+  void StepImage();
+  void DropImage();
+  raft::ConfState ImageConfState() const;
+  // Raft's log is compacted no further than this: the index of the image
+  // being built and of those sent to followers not yet acknowledged.
+  uint64_t LogKeptFrom() const;
+  struct ImageSent {
+    uint64_t index = 0;
+    int tick = 0;  // ticks_ when it was sent
+  };
+  static constexpr int kImageCatchUpElections = 30;
+  bool ImageSentHolds(uint64_t id, const ImageSent& sent) const;
   // After a snapshot at `index` is durable: compacts raft's log and the
   // WAL behind it and prunes old snapshot files.
   absl::Status CompactBehind(uint64_t index, size_t keep_snapshots);
@@ -437,6 +463,9 @@ class Node {
   bool snap_deferred_ = false;
   std::unique_ptr<SnapshotJob> snap_job_;
   int snapshot_abandons_ = 0;  // in a row; then one is written at once
+  std::unique_ptr<ImageJob> image_job_;
+  int image_abandons_ = 0;  // in a row; then one is built at once
+  std::map<uint64_t, ImageSent> images_sent_;  // by follower
   SnapshotStats snap_stats_;
   raft::ConfState conf_state_;
   ForcedRestart forced_;

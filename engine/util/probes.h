@@ -55,6 +55,10 @@ namespace detcd::probes {
     "a proposal waited for a leader instead of failing at once")           \
   X(kNodeRequestTimeout, "node.request-timeout",                           \
     "a request timed out inside the node (its outcome is unknown)")        \
+  X(kNodeImageInSteps, "node.follower-image-in-steps",                     \
+    "a follower's snapshot image was built in steps, work between them")   \
+  X(kNodeImageDropped, "node.follower-image-dropped",                      \
+    "a follower's image was dropped unsent (compaction, conf change...)")  \
   X(kLeasePromoteExtended, "lease.promote-extended",                       \
     "a new leader promoted its lessor with leases, extending their TTLs")  \
   X(kLeaseCheckpointApplied, "lease.checkpoint-applied",                   \

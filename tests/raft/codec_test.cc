@@ -84,6 +84,21 @@ TEST(Codec, MovesSnapshotDataOutOfItsOwner) {
   EXPECT_EQ(other, "unrelated");
 }
 
+// The head of a snapshot message, then the snapshot's data, are the whole
+// message: a transport sends the image from where it lies.
+TEST(Codec, HeadAndDataAreTheWholeMessage) {
+  Message m = SampleMessage();
+  for (size_t n :
+       {size_t{0}, size_t{1}, size_t{127}, size_t{128}, size_t{1} << 20}) {
+    auto snap = std::make_shared<Snapshot>(*m.snapshot);
+    snap->data = std::string(n, 'h');
+    m.snapshot = snap;
+    const std::string head = EncodeMessageHead(m);
+    EXPECT_EQ(head + snap->data, EncodeMessage(m)) << n;
+    EXPECT_LT(head.size(), 64u) << "the head holds no data";
+  }
+}
+
 TEST(Codec, RejectsEveryTruncation) {
   std::string enc = EncodeMessage(SampleMessage());
   for (size_t n = 0; n < enc.size(); ++n) {

@@ -794,6 +794,73 @@ TEST(Node, SnapshotHeldUntilTheTransportReportsIt) {
   EXPECT_EQ(bus.node(lag).applied_index(), bus.node(lead).applied_index());
 }
 
+// The image for a follower that needs a snapshot is built a step at a
+// time between the leader's other work: writes commit while it is built,
+// and the follower gets the state of the image's index, then the writes
+// since by appends: one image each (the leader's log keeps the entries
+// after an image until its follower has it, although applied entries
+// leave the log's memory meanwhile). A membership change while an image is
+// built drops it: the follower gets one with the new membership.
+TEST(Node, AFollowersImageIsBuiltInSteps) {
+  for (bool conf_change : {false, true}) {
+    SCOPED_TRACE(conf_change);
+    Bus bus;  // 16-byte steps
+    bus.options.snapshot_count = 5;
+    bus.options.snapshot_catchup_entries = 1;
+    bus.options.log_cache_bytes = 500;  // applied entries leave memory soon
+    const uint64_t lead = bus.StartCluster(3);
+    ASSERT_NE(lead, 0u);
+    const uint64_t lag = lead == 3 ? 2 : 3;
+    bus.Crash(lag);
+    const std::string value(100, 'v');
+    for (int i = 0; i < 40; ++i) {
+      ASSERT_TRUE(bus.Put(lead, absl::StrCat("k", i), value).ok());
+    }
+    Node& leader = bus.node(lead);
+    ASSERT_GT(leader.raft().log().FirstIndex(), 2u) << "not compacted";
+    ASSERT_TRUE(bus.Start(lag).ok());
+    for (int i = 0; i < 50 && !leader.image_in_progress(); ++i) bus.Tick();
+    ASSERT_TRUE(leader.image_in_progress());
+    if (conf_change) {  // a learner: the writes need no image to commit
+      std::optional<absl::Status> added;
+      leader.ProposeConfChange(
+          raft::ConfChange{raft::ConfChangeType::kAddLearnerNode, 4, ""},
+          [&added](absl::StatusOr<std::string> r) { added = r.status(); });
+      for (int i = 0; i < 50 && !added; ++i) bus.Tick();
+      ASSERT_TRUE(added.has_value() && added->ok());
+      bus.Add(4, {});
+      ASSERT_TRUE(bus.Start(4).ok());
+    }
+    size_t during = 0;
+    while (leader.image_in_progress() && during < 200) {
+      ASSERT_TRUE(bus.Put(lead, absl::StrCat("d", during++), "x").ok());
+    }
+    EXPECT_GT(during, 10u) << "the image was not built in steps";
+    auto behind = [&](uint64_t id) {
+      return bus.node(id).applied_index() < leader.applied_index();
+    };
+    for (int i = 0; i < 500 && (behind(lag) || (conf_change && behind(4)));
+         ++i) {
+      bus.Tick();
+    }
+    EXPECT_FALSE(behind(lag));
+    EXPECT_EQ(bus.sm(lag).data().size(), 40u + during);
+    EXPECT_EQ(bus.sm(lag).data(), bus.sm(lead).data());
+    const Node::SnapshotStats& st = leader.snapshot_stats();
+    if (!conf_change) {
+      EXPECT_EQ(st.follower_images, 1u);
+      EXPECT_EQ(st.follower_images_dropped, 0u);
+      continue;
+    }
+    // One for each follower, and the one begun before the change dropped.
+    EXPECT_EQ(st.follower_images, 2u);
+    EXPECT_EQ(st.follower_images_dropped, 1u);
+    EXPECT_EQ(bus.sm(4).data(), bus.sm(lead).data());
+    EXPECT_EQ(bus.node(lag).raft().tracker().GetConfState().learners,
+              std::vector<uint64_t>{4});
+  }
+}
+
 // A snapshot taken after a conf change carries the new membership, and a
 // member restarting from it keeps that membership.
 TEST(Node, SnapshotAfterConfChangeKeepsTheMembership) {
@@ -1017,6 +1084,7 @@ TEST(Node, ALoneMemberKeepsFewAppliedEntries) {
     Bus bus;
     bus.options.snapshot_count = 1000;  // no snapshot compacts the log here
     bus.options.log_cache_bytes_alone = 4000;
+    bus.options.snapshot_step_bytes = 1 << 20;  // the joiner's image at once
     const uint64_t lead = bus.StartCluster(members);
     ASSERT_NE(lead, 0u);
     for (int i = 0; i < 40; ++i) {

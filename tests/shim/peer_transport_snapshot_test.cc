@@ -66,6 +66,10 @@ class Received {
     absl::MutexLock l(&mu_);
     return got_.size();
   }
+  std::vector<std::string> payloads() {
+    absl::MutexLock l(&mu_);
+    return got_;
+  }
   std::vector<size_t> sizes() {
     absl::MutexLock l(&mu_);
     std::vector<size_t> out;
@@ -152,6 +156,27 @@ TEST(PeerTransportSnapshot, ReportsOnceTheFrameIsWritten) {
   EXPECT_TRUE(in_b.WaitFor(1));
   // Only the engine hook runs the report, and only once.
   EXPECT_EQ(engine.pending(), 0u);
+
+  // In two parts (the head, the image where it lies): the one message they
+  // make, written in chunks from both, and the image let go once written.
+  std::string image(3 << 20, 'i');
+  image[0] = 'f';
+  image.back() = 'l';
+  auto tail = std::make_shared<const std::string>(image);
+  a->SendSnapshotParts(2, "head", tail,
+                       [&reports](bool ok) { reports.push_back(ok); });
+  ASSERT_TRUE(engine.RunAtLeast(1));
+  EXPECT_EQ(reports, (std::vector<bool>{true, true}));
+  ASSERT_TRUE(in_b.WaitFor(2));
+  const std::vector<std::string> got = in_b.payloads();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].size(), 4 + image.size());
+  EXPECT_TRUE(got[1] == "head" + image);
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (tail.use_count() > 1 && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(tail.use_count(), 1);
 }
 
 // A snapshot has a bound of its own (max_snapshot_bytes): it may be
