@@ -33,9 +33,38 @@ void DiskThread::Stop() {
 
 void DiskThread::Submit(std::function<absl::Status()> work,
                         std::function<void(absl::Status)> done) {
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return started_ && !exited_ && queue_.empty() && !running_;
+  };
+  bool here = false;
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return;  // the engine is going away with its Node
+    here = inline_ != nullptr && idle();
+  }
+  // Asked outside the lock (it may take others); only the submitting
+  // thread submits, and this thread only starts idle work meanwhile.
+  here = here && inline_();
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return;
+    if (!here || !idle()) {
+      queue_.push_back(Item{std::move(work), std::move(done)});
+      return;
+    }
+    running_ = true;  // this thread starts no idle work meanwhile
+  }
+  absl::Status s = work();
+  post_([done = std::move(done), s = std::move(s)]() mutable {
+    done(std::move(s));
+  });
+  const bool due =
+      idle_ != nullptr && (idle_is_due_ == nullptr || idle_is_due_());
   absl::MutexLock l(&mu_);
-  if (stopping_) return;  // the engine is going away with its Node
-  queue_.push_back(Item{std::move(work), std::move(done)});
+  running_ = false;
+  idle_due_ = idle_due_ || due;
+  ++completed_;
+  ++ran_inline_;
 }
 
 void DiskThread::Drain() {
@@ -55,12 +84,17 @@ uint64_t DiskThread::completed() const {
   return completed_;
 }
 
+uint64_t DiskThread::ran_inline() const {
+  absl::MutexLock l(&mu_);
+  return ran_inline_;
+}
+
 void DiskThread::Run() {
   for (;;) {
     Item it;
     {
       absl::MutexLock l(&mu_);
-      if (queue_.empty() && !stopping_ && idle_due_) {
+      if (queue_.empty() && !stopping_ && idle_due_ && !running_) {
         running_ = true;
         mu_.Unlock();
         const bool more = idle_();
@@ -71,9 +105,11 @@ void DiskThread::Run() {
       }
       mu_.Await(absl::Condition(
           +[](DiskThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->mu_) {
-            return !t->queue_.empty() || t->stopping_;
+            return !t->queue_.empty() || t->stopping_ ||
+                   (t->idle_due_ && !t->running_);
           },
           this));
+      if (queue_.empty() && !stopping_) continue;  // idle work is due
       if (queue_.empty()) {  // stopping, and nothing left to write
         exited_ = true;
         return;

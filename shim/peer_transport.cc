@@ -827,6 +827,12 @@ void PeerTransport::FlushSends() {
   held.pending.clear();
 }
 
+void PeerTransport::FlushHeldSends() {
+  if (Held().transport != this) return;
+  FlushSends();
+  HoldSends();
+}
+
 bool PeerTransport::FlushPeer(Peer& p) {
   std::vector<Peer::Queued> batch;
   Stream* stream = nullptr;

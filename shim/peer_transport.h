@@ -266,6 +266,10 @@ class PeerTransport final : public env::Transport {
   // than the write. Not nested.
   void HoldSends();
   void FlushSends();
+  // Within a hold: sends what it holds so far, as FlushSends, and goes on
+  // holding (before the engine thread blocks on something, a write it
+  // runs itself, so that the messages queued before it leave first).
+  void FlushHeldSends();
 
   // Adds a peer or changes its URLs (the sender reconnects). Any thread,
   // any time. The local id is ignored.

@@ -126,6 +126,12 @@ class PosixFile final : public env::WritableFile {
   // fdatasync, so that the blocks are allocated and the size is durable
   // before writes reach them. False when nothing was to be done (or the
   // step failed: the file then just grows as it is written, as before).
+  // FillStep would write.
+  bool FillDue() {
+    std::lock_guard<std::mutex> l(mu_);
+    return fd_ >= 0 && !fill_failed_ && filled_ - end_ < kFillAheadBytes;
+  }
+
   bool FillStep() {
     std::lock_guard<std::mutex> l(mu_);
     if (fd_ < 0 || fill_failed_ || filled_ - end_ >= kFillAheadBytes) {
@@ -311,6 +317,14 @@ void PosixDisk::Fills::Add(PosixFile* f) {
 void PosixDisk::Fills::Remove(PosixFile* f) {
   std::lock_guard<std::mutex> l(mu);  // waits for a step on f to end
   files.erase(std::find(files.begin(), files.end(), f));
+}
+
+bool PosixDisk::FillAheadDue() {
+  std::lock_guard<std::mutex> l(fills_->mu);
+  for (PosixFile* f : fills_->files) {
+    if (f->FillDue()) return true;
+  }
+  return false;
 }
 
 bool PosixDisk::FillAheadStep() {

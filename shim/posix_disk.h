@@ -93,6 +93,8 @@ class PosixDisk final : public env::Disk {
   // it grows as it is written. Thread-safe: a file's writes and its fill
   // steps take turns (the file's mutex).
   bool FillAheadStep();
+  // A step would write (cheap: no I/O).
+  bool FillAheadDue();
   // The OpenAppend files (for FillAheadStep).
   struct Fills {
     void Add(PosixFile* f);

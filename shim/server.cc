@@ -77,6 +77,9 @@ void ReleaseFreeMemory() {
 
 namespace pb = etcdserverpb;
 constexpr int64_t kMs = 1'000'000;
+// The largest WAL write (entries) an idle member runs on its engine thread
+// (see DiskThread::SetRunInline where it is set).
+constexpr size_t kInlineWriteMaxEntries = 4;
 
 uint64_t First8BigEndian(const unsigned char* d) {
   uint64_t v = 0;
@@ -1345,7 +1348,25 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   m.disk->set_worker(m.disk_thread.get());
   // WAL segments are filled ahead with zeros while the thread is idle, so
   // a commit's fdatasync writes no metadata (PosixDisk::FillAheadStep).
-  m.disk_thread->SetIdleWork([d = m.disk.get()] { return d->FillAheadStep(); });
+  m.disk_thread->SetIdleWork([d = m.disk.get()] { return d->FillAheadStep(); },
+                             [d = m.disk.get()] { return d->FillAheadDue(); });
+  // A write of a few entries submitted while no other task waits (an
+  // idle member: one or a few clients, each waiting for this write) runs
+  // on the engine thread (DiskThread::SetRunInline): its commit then wakes
+  // neither the disk thread nor, for the completion, the engine. Under
+  // load (more entries, or tasks queued) the writes go to the disk thread,
+  // which leaves the engine free to take in the next batch meanwhile. The
+  // peer messages queued before it (a leader's appends) leave first, so
+  // followers write in parallel.
+  m.disk_thread->SetRunInline(
+      [l = m.loop.get(), t = m.transport.get(), s = m.server.get()] {
+        if (l->backlog() != 0 ||
+            s->node().entries_being_written() > kInlineWriteMaxEntries) {
+          return false;
+        }
+        t->FlushHeldSends();
+        return true;
+      });
   m.disk_thread->Start();
 
   // Start the engine (recovery or bootstrap) on its own thread.

@@ -268,6 +268,11 @@ class Node {
   // input steps both once; an idle real server also calls
   // ContinueSnapshot until neither is left.
   bool snapshot_in_progress() const { return snap_job_ != nullptr; }
+  // Entries of the WAL write handed to the disk worker, not completed yet
+  // (0: none); a worker may ask during Submit.
+  size_t entries_being_written() const {
+    return persisting_ != nullptr ? persisting_->entries.size() : 0;
+  }
   // The image for a follower that needs a snapshot is being built (a step
   // at a time too, with the snapshot's; raft sends it once it is whole).
   bool image_in_progress() const;

@@ -193,6 +193,104 @@ TEST(DiskThreadTest, IdleWorkRunsBetweenItems) {
   EXPECT_EQ(calls.load(), 5);
 }
 
+// With SetRunInline, an item submitted while the thread is idle runs on
+// the submitting thread when the hook agrees, and its completion still
+// comes as an event of its own, after the submitting task; an item
+// submitted while another runs, or refused by the hook, goes to the
+// thread; idle work never runs beside an inline item, and is due after it.
+TEST(DiskThreadTest, RunsInlineWhenIdleAndAllowed) {
+  std::atomic<bool> allow{true};
+  std::atomic<int> asked{0}, idle_calls{0};
+  std::atomic<bool> in_inline{false}, idle_beside{false};
+  EngineLoop loop{{.tick_ns = 1'000'000'000}, [] {}};
+  DiskThread disk{[&loop](std::function<void()> t) {
+    return loop.PostCompletion(std::move(t));
+  }};
+  disk.SetIdleWork([&] {
+    if (in_inline.load()) idle_beside = true;
+    ++idle_calls;
+    return false;
+  });
+  disk.SetRunInline([&] {
+    ++asked;
+    return allow.load();
+  });
+  loop.Start();
+  disk.Start();
+  // Submits one item from an engine task; where it ran, and the order of
+  // the rest of that task (1) and the item's completion (2).
+  auto submit = [&](std::thread::id* ran_on, std::vector<int>* order) {
+    absl::Notification done;
+    ASSERT_TRUE(loop.RunSync([&] {
+      disk.Submit(
+          [&] {
+            in_inline = true;
+            *ran_on = std::this_thread::get_id();
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            in_inline = false;
+            return absl::OkStatus();
+          },
+          [&](absl::Status) {
+            order->push_back(2);
+            done.Notify();
+          });
+      order->push_back(1);
+    }));
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  };
+  std::thread::id engine, ran_on;
+  ASSERT_TRUE(loop.RunSync([&] { engine = std::this_thread::get_id(); }));
+  std::vector<int> order;
+  submit(&ran_on, &order);
+  EXPECT_EQ(ran_on, engine);
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+  EXPECT_EQ(disk.ran_inline(), 1u);
+  for (int i = 0; i < 10000 && idle_calls.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_GE(idle_calls.load(), 1) << "idle work was not due after it";
+  disk.Drain();
+  allow = false;
+  submit(&ran_on, &order);
+  EXPECT_NE(ran_on, engine);
+  EXPECT_EQ(disk.ran_inline(), 1u);
+  // Two at once: the second finds the first running and queues.
+  allow = true;
+  absl::Notification hold, both;
+  std::atomic<int> completions{0};
+  std::thread::id second_on;
+  ASSERT_TRUE(loop.RunSync([&] {
+    allow = false;
+    disk.Submit(
+        [&] {
+          hold.WaitForNotification();
+          return absl::OkStatus();
+        },
+        [&](absl::Status) { ++completions; });
+    allow = true;
+    const int before = asked.load();
+    disk.Submit(
+        [&] {
+          second_on = std::this_thread::get_id();
+          return absl::OkStatus();
+        },
+        [&](absl::Status) {
+          if (++completions == 2) both.Notify();
+        });
+    // (The first may not have started yet: queued or running, it is not
+    // idle, so the hook is not even asked.)
+    EXPECT_EQ(asked.load(), before);
+    hold.Notify();
+  }));
+  ASSERT_TRUE(both.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_NE(second_on, engine);
+  EXPECT_EQ(disk.ran_inline(), 1u);
+  disk.Drain();
+  loop.Stop(nullptr);
+  disk.Stop();
+  EXPECT_FALSE(idle_beside.load());
+}
+
 // Stop while a write is in flight: it finishes (and what was queued behind
 // it runs), nothing runs after Stop returns, completions the stopped loop
 // refuses are dropped, and later submissions are ignored.
