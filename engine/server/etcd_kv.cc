@@ -382,7 +382,7 @@ absl::StatusOr<RangeReader> RangeReader::Begin(const pb::RangeRequest& r) {
 }
 
 template <typename Reader>
-absl::StatusOr<bool> RangeReader::StepOn(const Reader& rd, size_t max_keys) {
+absl::StatusOr<bool> RangeReader::Read(const Reader& rd, size_t max_keys) {
   const pb::RangeRequest& r = *r_;
   const bool first = read_rev_ == 0;
   const size_t have =
@@ -411,15 +411,105 @@ absl::StatusOr<bool> RangeReader::StepOn(const Reader& rd, size_t max_keys) {
   if (direct_) {
     // (No Reserve of the new size: the field must grow geometrically.)
     for (mvcc::KeyValue& kv : rr->kvs) ToProto(std::move(kv), resp_.add_kvs());
-  } else if (kvs_.empty()) {
-    kvs_ = std::move(rr->kvs);
   } else {
-    kvs_.insert(kvs_.end(), std::make_move_iterator(rr->kvs.begin()),
-                std::make_move_iterator(rr->kvs.end()));
+    std::vector<mvcc::KeyValue>& piece = rr->kvs;
+    std::erase_if(piece, [&r](const mvcc::KeyValue& kv) {
+      return (r.max_mod_revision() != 0 &&
+              kv.mod_revision > r.max_mod_revision()) ||
+             (r.min_mod_revision() != 0 &&
+              kv.mod_revision < r.min_mod_revision()) ||
+             (r.max_create_revision() != 0 &&
+              kv.create_revision > r.max_create_revision()) ||
+             (r.min_create_revision() != 0 &&
+              kv.create_revision < r.min_create_revision());
+    });
+    kept_ += piece.size();
+    if (order_ != pb::RangeRequest::NONE) {
+      // With a limit only each piece's first `limit` can be in the answer
+      // (a top-10 of a million keys is not a sort of a million).
+      auto before = [this](const mvcc::KeyValue& a, const mvcc::KeyValue& b) {
+        return Before(a, b);
+      };
+      const size_t max = r.limit() > 0 ? static_cast<size_t>(r.limit()) : 0;
+      if (max > 0 && piece.size() > max) {
+        std::partial_sort(piece.begin(),
+                          piece.begin() + static_cast<ptrdiff_t>(max),
+                          piece.end(), before);
+        piece.resize(max);
+      } else {
+        std::sort(piece.begin(), piece.end(), before);
+      }
+    }
+    if (kvs_.empty()) {
+      kvs_ = std::move(piece);
+    } else {
+      kvs_.insert(kvs_.end(), std::make_move_iterator(piece.begin()),
+                  std::make_move_iterator(piece.end()));
+    }
+    // Unsorted, the pieces (in key order) make one run.
+    if (order_ == pb::RangeRequest::NONE && !run_ends_.empty()) {
+      run_ends_.back() = kvs_.size();
+    } else if (run_ends_.empty() || run_ends_.back() < kvs_.size()) {
+      run_ends_.push_back(kvs_.size());
+    }
   }
-  if (!rr->resume.has_value()) return true;
-  next_key_ = *std::move(rr->resume);
-  return false;
+  if (rr->resume.has_value()) {
+    next_key_ = *std::move(rr->resume);
+    return false;
+  }
+  read_ = true;
+  return direct_ || Merge(max_keys);
+}
+
+bool RangeReader::Before(const mvcc::KeyValue& a,
+                         const mvcc::KeyValue& b) const {
+  const bool asc = order_ == pb::RangeRequest::ASCEND;
+  if (asc ? less_(a, b) : less_(b, a)) return true;
+  if (asc ? less_(b, a) : less_(a, b)) return false;
+  return a.key < b.key;
+}
+
+bool RangeReader::Merge(size_t budget) {
+  const pb::RangeRequest& r = *r_;
+  const size_t want =
+      r.limit() > 0 ? std::min(kept_, static_cast<size_t>(r.limit())) : kept_;
+  // A min-heap of the runs by their next key-value.
+  auto later = [this](const std::pair<size_t, size_t>& a,
+                      const std::pair<size_t, size_t>& b) {
+    return Before(kvs_[b.first], kvs_[a.first]);
+  };
+  if (merged_ == 0 && heads_.empty()) {
+    size_t begin = 0;
+    for (size_t end : run_ends_) {
+      if (end > begin) heads_.emplace_back(begin, end);
+      begin = end;
+    }
+    std::make_heap(heads_.begin(), heads_.end(), later);
+    resp_.mutable_kvs()->Reserve(static_cast<int>(want));
+  }
+  for (size_t n = 0; merged_ < want && (budget == 0 || n < budget);
+       ++n, ++merged_) {
+    std::pop_heap(heads_.begin(), heads_.end(), later);
+    std::pair<size_t, size_t>& head = heads_.back();
+    mvcc::KeyValue& kv = kvs_[head.first];
+    if (r.keys_only()) kv.value.clear();  // read to sort by value
+    ToProto(std::move(kv), resp_.add_kvs());
+    if (++head.first == head.second) {
+      heads_.pop_back();
+    } else {
+      std::push_heap(heads_.begin(), heads_.end(), later);
+    }
+  }
+  if (merged_ < want) return false;
+  std::vector<mvcc::KeyValue>().swap(kvs_);
+  heads_.clear();
+  return true;
+}
+
+template <typename Reader>
+absl::StatusOr<bool> RangeReader::StepOn(const Reader& rd, size_t max_keys) {
+  if (read_) return direct_ || Merge(max_keys);
+  return Read(rd, max_keys);
 }
 
 absl::StatusOr<bool> RangeReader::Step(const KvStore& kv, size_t max_keys) {
@@ -436,49 +526,10 @@ pb::RangeResponse RangeReader::Finish() && {
           static_cast<int>(max), resp.kvs_size() - static_cast<int>(max));
       resp.set_more(true);
     }
-  } else {
-    std::vector<mvcc::KeyValue>& kvs = kvs_;
-    std::erase_if(kvs, [&r](const mvcc::KeyValue& kv) {
-      return (r.max_mod_revision() != 0 &&
-              kv.mod_revision > r.max_mod_revision()) ||
-             (r.min_mod_revision() != 0 &&
-              kv.mod_revision < r.min_mod_revision()) ||
-             (r.max_create_revision() != 0 &&
-              kv.create_revision > r.max_create_revision()) ||
-             (r.min_create_revision() != 0 &&
-              kv.create_revision < r.min_create_revision());
-    });
-    const KvLess less = less_;
-    if (order_ != pb::RangeRequest::NONE) {
-      // A stable sort of kvs (in key order): ties go by key. With a limit
-      // only the first `max` are sorted (a top-10 of a million keys is not
-      // a sort of a million).
-      const bool asc = order_ == pb::RangeRequest::ASCEND;
-      auto before = [less, asc](const mvcc::KeyValue& a,
-                                const mvcc::KeyValue& b) {
-        if (asc ? less(a, b) : less(b, a)) return true;
-        if (asc ? less(b, a) : less(a, b)) return false;
-        return a.key < b.key;
-      };
-      if (max > 0 && kvs.size() > max) {
-        std::partial_sort(kvs.begin(),
-                          kvs.begin() + static_cast<ptrdiff_t>(max),
-                          kvs.end(), before);
-      } else {
-        std::sort(kvs.begin(), kvs.end(), before);
-      }
-    }
-    if (max > 0 && kvs.size() > max) {
-      kvs.resize(max);
-      resp.set_more(true);
-    }
-    resp.mutable_kvs()->Reserve(static_cast<int>(kvs.size()));
-    for (mvcc::KeyValue& kv : kvs) ToProto(std::move(kv), resp.add_kvs());
+  } else if (max > 0 && kept_ > max) {
+    resp.set_more(true);
   }
   if (r.count_only()) resp.clear_kvs();
-  if (r.keys_only()) {
-    for (mvccpb::KeyValue& kv : *resp.mutable_kvs()) kv.clear_value();
-  }
   resp.mutable_header()->set_revision(header_rev_);
   resp.set_count(count_);
   return resp;

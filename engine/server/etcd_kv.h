@@ -39,7 +39,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -142,7 +145,9 @@ class RangeReader {
  public:
   // ErrInvalidSortOption for a bad sort. r must outlive the reader.
   static absl::StatusOr<RangeReader> Begin(const etcdserverpb::RangeRequest& r);
-  // True once the whole range is read (max_keys 0: no bound).
+  // True once the whole range is read (max_keys 0: no bound) and, for a
+  // sorted or filtered range, its key-values put in order into the
+  // response (up to max_keys of them a step after the last piece).
   absl::StatusOr<bool> Step(const mvcc::KvStore& kv, size_t max_keys);
   // The response, once a step returned true.
   etcdserverpb::RangeResponse Finish() &&;
@@ -152,6 +157,14 @@ class RangeReader {
 
  private:
   RangeReader() = default;
+  // One piece (StepOn before the whole range is read).
+  template <typename Reader>
+  absl::StatusOr<bool> Read(const Reader& rd, size_t max_keys);
+  // The response's order (the sort, ties by key).
+  bool Before(const mvcc::KeyValue& a, const mvcc::KeyValue& b) const;
+  // Moves up to `budget` (0: all) more collected key-values, in order,
+  // into resp_; true once all that answer has are there.
+  bool Merge(size_t budget);
   const etcdserverpb::RangeRequest* r_ = nullptr;
   bool (*less_)(const mvcc::KeyValue&, const mvcc::KeyValue&) = nullptr;
   etcdserverpb::RangeRequest::SortOrder order_ =
@@ -162,7 +175,16 @@ class RangeReader {
   int64_t read_rev_ = 0;  // 0 before the first step
   int64_t header_rev_ = 0;
   int64_t count_ = 0;
-  std::vector<mvcc::KeyValue> kvs_;  // collected, when not direct_
+  // Not direct_: each piece is filtered and sorted as it comes and kept in
+  // kvs_ as a run (its end in run_ends_; a limited sort keeps only each
+  // piece's first `limit`); once all is read the runs are merged into
+  // resp_ in steps.
+  std::vector<mvcc::KeyValue> kvs_;
+  std::vector<size_t> run_ends_;
+  size_t kept_ = 0;    // key-values that passed the filters
+  bool read_ = false;  // the whole range is read
+  size_t merged_ = 0;  // key-values moved into resp_
+  std::vector<std::pair<size_t, size_t>> heads_;  // runs' (next, end)
   etcdserverpb::RangeResponse resp_;
 };
 
