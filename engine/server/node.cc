@@ -138,15 +138,15 @@ absl::StatusOr<raft::Snapshot> NodeStorage::GetSnapshot() const {
 // (a follower ignores an image that leaves it out) and raft's log holds
 // the entries after it (the log is not compacted past the index of an
 // image being built or waiting, so it does unless the member restored).
-// Nor is it past an image sent, until its follower has acknowledged it or
-// kImageCatchUpElections election timeouts passed: the follower restores
-// it (seconds for a large store) and then needs the entries written
-// since, or it would need another image.
 // Otherwise, or when a step fails (a compaction or restore under it), the
 // image is dropped and another begins; after two such in a row one is
 // built at once. A finished image raft does not take within an election
 // timeout, and any image once this member is no longer leader, is dropped
-// too: an image is most of a store's size in memory.
+// too: an image is most of a store's size in memory. Nor is the log
+// compacted past an image sent, until its follower has acknowledged it
+// or kImageCatchUpElections election timeouts passed: the follower
+// restores it (seconds for a large store) and then needs the entries
+// written since, or it would need another image.
 struct Node::ImageJob {
   raft::SnapshotMetadata meta;
   std::unique_ptr<ImageWriter> writer;  // null once the image is whole
