@@ -54,10 +54,7 @@ void DiskThread::Submit(std::function<absl::Status()> work,
     }
     running_ = true;  // this thread starts no idle work meanwhile
   }
-  absl::Status s = work();
-  post_([done = std::move(done), s = std::move(s)]() mutable {
-    done(std::move(s));
-  });
+  Post(std::move(done), work());
   const bool due =
       idle_ != nullptr && (idle_is_due_ == nullptr || idle_is_due_());
   absl::MutexLock l(&mu_);
@@ -77,6 +74,12 @@ void DiskThread::Drain() {
         return (t->queue_.empty() && !t->running_) || t->exited_;
       },
       this));
+}
+
+void DiskThread::Post(std::function<void(absl::Status)> done, absl::Status s) {
+  post_([done = std::move(done), s = std::move(s)]() mutable {
+    done(std::move(s));
+  });
 }
 
 uint64_t DiskThread::completed() const {
@@ -121,9 +124,7 @@ void DiskThread::Run() {
     absl::Status s = it.work();
     // Posted before the item counts as finished, so completions reach the
     // engine in submission order even if Drain lets it run on meanwhile.
-    post_([done = std::move(it.done), s = std::move(s)]() mutable {
-      done(std::move(s));
-    });
+    Post(std::move(it.done), std::move(s));
     absl::MutexLock l(&mu_);
     running_ = false;
     idle_due_ = idle_ != nullptr;

@@ -85,6 +85,8 @@ class DiskThread final : public env::DiskWorker {
     std::function<void(absl::Status)> done;
   };
   void Run();
+  // Hands `done` and the work's status to the engine thread.
+  void Post(std::function<void(absl::Status)> done, absl::Status s);
 
   const PostFn post_;
   std::function<bool()> idle_;
