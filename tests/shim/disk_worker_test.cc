@@ -180,13 +180,24 @@ TEST(DiskThreadTest, IdleWorkRunsBetweenItems) {
   disk.Drain();
   EXPECT_TRUE(ran.load());
   releaser.join();
-  // The fourth call found nothing to do; an item makes it due again.
+  // The fourth call finds nothing to do (it may start after Drain saw the
+  // third return); then none comes until an item makes it due again.
+  auto await_calls = [&calls](int n) {
+    for (int i = 0; i < 10000 && calls.load() < n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return calls.load();
+  };
+  EXPECT_EQ(await_calls(4), 4);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(calls.load(), 4);
   absl::Notification done;
   ASSERT_TRUE(loop.RunSync([&] {
     disk.Submit([&] { return absl::OkStatus(); },
                 [&](absl::Status) { done.Notify(); });
   }));
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(await_calls(5), 5);
   disk.Drain();
   loop.Stop(nullptr);
   disk.Stop();
