@@ -1,7 +1,9 @@
 #include "scenarios/run.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -290,6 +292,7 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   // requests mix with the faults and the workload. Their own stream: the
   // other choices of a seed stay as they were.
   std::string maintenance = "off";
+  int64_t defrag_every_ns = 0;
   {
     sim::ScheduledRng mr(root.Derive("maintenance"), o.decisions,
                          "maintenance");
@@ -314,6 +317,16 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
                       copts.server.corrupt_check.interval_ns /
                           sim::kMillisecond,
                       "ms");
+    }
+    // Defragmentation of a random member now and then (a snapshot written
+    // in steps, answered once written): a crash, a compaction or a
+    // leader's snapshot lands in the middle of some. Drawn last, so the
+    // choices above stay what they were.
+    if (mr.Chance(0.5)) {
+      defrag_every_ns = mr.Range(200, 2000) * sim::kMillisecond;
+      const std::string d =
+          absl::StrCat("defrag:", defrag_every_ns / sim::kMillisecond, "ms");
+      maintenance = maintenance == "off" ? d : maintenance + "," + d;
     }
   }
   copts.trace_log = o.trace_log;
@@ -353,6 +366,29 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
   Workload workload(&cluster, cluster.DeriveRng("workload"), wopts,
                     o.decisions);
   workload.Start();
+  uint64_t defrags = 0;  // answered OK
+  env::SeededRng defrag_rng = cluster.DeriveRng("defrag");
+  auto defrag = std::make_shared<std::function<void()>>();
+  if (defrag_every_ns > 0) {
+    *defrag = [&, weak = std::weak_ptr<std::function<void()>>(defrag)] {
+      if (cluster.world().now() >= fault_end) return;
+      const std::vector<uint64_t> up = cluster.UpNodes();
+      if (!up.empty()) {
+        cluster.Call(
+            up[defrag_rng.Uniform(up.size())], [&](server::EtcdServer& s) {
+              s.Defragment(
+                  etcdserverpb::DefragmentRequest(),
+                  [&](absl::StatusOr<etcdserverpb::DefragmentResponse> r) {
+                    defrags += r.ok();
+                  });
+            });
+      }
+      if (auto again = weak.lock()) {
+        cluster.world().After(defrag_every_ns, [again] { (*again)(); });
+      }
+    };
+    cluster.world().After(defrag_every_ns, [defrag] { (*defrag)(); });
+  }
 
   sim::World& world = cluster.world();
   bool livelocked = false;
@@ -501,6 +537,7 @@ RunResult RunOne(const RunOptions& o, Trace* trace) {
     res.coverage["maintenance.corrupt-checks"] +=
         cluster.server(id)->corruption_checker().checks();
   }
+  res.coverage["maintenance.defrags"] += defrags;
   // Coverage probes reached in this run (reset at its start) and the fault
   // points that fired, as "probe.*" / "buggify.*" counters.
   for (const probes::ProbeInfo& p : probes::kProbes) {

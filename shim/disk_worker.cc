@@ -64,6 +64,16 @@ void DiskThread::Submit(std::function<absl::Status()> work,
   ++ran_inline_;
 }
 
+void DiskThread::Free(std::shared_ptr<void> garbage) {
+  absl::MutexLock l(&mu_);
+  if (stopping_) return;  // freed here, as the engine goes away
+  queue_.push_back(Item{[g = std::move(garbage)]() mutable {
+                          g.reset();
+                          return absl::OkStatus();
+                        },
+                        nullptr});
+}
+
 void DiskThread::Drain() {
   absl::MutexLock l(&mu_);
   // A worker that never started (or has stopped) runs nothing any more:
@@ -77,6 +87,7 @@ void DiskThread::Drain() {
 }
 
 void DiskThread::Post(std::function<void(absl::Status)> done, absl::Status s) {
+  if (done == nullptr) return;  // Free's item
   post_([done = std::move(done), s = std::move(s)]() mutable {
     done(std::move(s));
   });

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <thread>
 
 #include "absl/status/status.h"
@@ -51,6 +52,8 @@ class DiskThread final : public env::DiskWorker {
   void Submit(std::function<absl::Status()> work,
               std::function<void(absl::Status)> done) override;
   void Drain() override;
+  // Queued as an item without a completion, never run inline.
+  void Free(std::shared_ptr<void> garbage) override;
 
   // Work items finished (for tests and metrics).
   uint64_t completed() const;

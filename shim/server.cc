@@ -1355,13 +1355,15 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // on the engine thread (DiskThread::SetRunInline): its commit then wakes
   // neither the disk thread nor, for the completion, the engine. Under
   // load (more entries, or tasks queued) the writes go to the disk thread,
-  // which leaves the engine free to take in the next batch meanwhile. The
+  // which leaves the engine free to take in the next batch meanwhile (so
+  // does a received snapshot's install, file and restore). The
   // peer messages queued before it (a leader's appends) leave first, so
   // followers write in parallel.
   m.disk_thread->SetRunInline(
       [l = m.loop.get(), t = m.transport.get(), s = m.server.get()] {
         if (l->backlog() != 0 ||
-            s->node().entries_being_written() > kInlineWriteMaxEntries) {
+            s->node().entries_being_written() > kInlineWriteMaxEntries ||
+            s->node().snapshot_being_written()) {
           return false;
         }
         t->FlushHeldSends();

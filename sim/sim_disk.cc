@@ -182,6 +182,7 @@ void SimDisk::StallUntil(int64_t until_ns) {
 
 absl::Status SimDisk::AppendTo(File& f, std::string_view data,
                                const std::string& path) {
+  CompleteHeldSyncs();
   OnIo(Io::kWrite, path, data);
   pending_latency_ += faults_.write_latency_ns;
   const uint64_t old_size = f.data.size();
@@ -237,7 +238,17 @@ absl::Status SimDisk::SyncOrHold(const std::shared_ptr<File>& f,
   absl::Status s;
   if (SyncFaults(*f, path, &s)) return s;
   held_syncs_.emplace_back(f, path);
+  ++held_sync_count_;
   return absl::OkStatus();
+}
+
+void SimDisk::CompleteHeldSyncs() {
+  if (!holding_syncs_) return;
+  for (const auto& [f, path] : held_syncs_) {
+    OnIo(Io::kSync, path, f->data);
+    WriteBackAll(*f);
+  }
+  held_syncs_.clear();
 }
 
 void SimDisk::Submit(std::function<absl::Status()> work,
@@ -246,6 +257,7 @@ void SimDisk::Submit(std::function<absl::Status()> work,
   DETCD_CHECK_MSG(!holding_syncs_, "SimDisk::Submit inside a Submit");
   const int64_t charged = pending_latency_;
   holding_syncs_ = true;
+  held_sync_count_ = 0;
   absl::Status status = work();
   holding_syncs_ = false;
   std::vector<std::pair<std::shared_ptr<File>, std::string>> syncs =
@@ -253,8 +265,9 @@ void SimDisk::Submit(std::function<absl::Status()> work,
   held_syncs_.clear();
   // The write's own latency delays its completion, not what the node
   // sends meanwhile (a stall delays both).
-  int64_t delay = pending_latency() - charged +
-                  static_cast<int64_t>(syncs.size()) * faults_.sync_latency_ns;
+  int64_t delay =
+      pending_latency() - charged +
+      static_cast<int64_t>(held_sync_count_) * faults_.sync_latency_ns;
   pending_latency_ = charged;
   scheduler_(std::max<int64_t>(0, delay),
              [this, epoch = epoch_, status = std::move(status),
@@ -339,6 +352,7 @@ void SimDisk::FillAhead(File& f) {
 
 absl::StatusOr<std::unique_ptr<env::WritableFile>> SimDisk::OpenAppend(
     const std::string& path) {
+  CompleteHeldSyncs();
   absl::Status s;
   if (Fail("open", path, &s)) return s;
   std::shared_ptr<File> f = FindFile(path);
@@ -358,6 +372,7 @@ absl::StatusOr<std::unique_ptr<env::WritableFile>> SimDisk::OpenAppend(
 
 absl::StatusOr<std::unique_ptr<env::WritableFile>> SimDisk::Create(
     const std::string& path) {
+  CompleteHeldSyncs();
   absl::Status s;
   if (Fail("create", path, &s)) return s;
   std::string dir, name;
@@ -399,6 +414,7 @@ absl::StatusOr<std::vector<std::string>> SimDisk::List(const std::string& dir) {
 }
 
 absl::Status SimDisk::CreateDir(const std::string& dir) {
+  CompleteHeldSyncs();
   if (FindDir(dir) != nullptr) return absl::OkStatus();
   absl::Status s;
   if (Fail("mkdir", dir, &s)) return s;
@@ -412,6 +428,7 @@ absl::Status SimDisk::CreateDir(const std::string& dir) {
 }
 
 absl::Status SimDisk::Remove(const std::string& path) {
+  CompleteHeldSyncs();
   absl::Status s;
   if (Fail("unlink", path, &s)) return s;
   std::string dir, name;
@@ -424,6 +441,7 @@ absl::Status SimDisk::Remove(const std::string& path) {
 }
 
 absl::Status SimDisk::Rename(const std::string& from, const std::string& to) {
+  CompleteHeldSyncs();
   absl::Status s;
   if (Fail("rename", from, &s)) return s;
   std::string fdir, fname, tdir, tname;
@@ -441,6 +459,7 @@ absl::Status SimDisk::Rename(const std::string& from, const std::string& to) {
 }
 
 absl::Status SimDisk::Truncate(const std::string& path, uint64_t size) {
+  CompleteHeldSyncs();
   absl::Status s;
   if (Fail("truncate", path, &s)) return s;
   std::shared_ptr<File> f = FindFile(path);
@@ -459,6 +478,7 @@ absl::Status SimDisk::Truncate(const std::string& path, uint64_t size) {
 }
 
 absl::Status SimDisk::SyncDir(const std::string& dir) {
+  CompleteHeldSyncs();
   OnIo(Io::kSyncDir, dir, {});
   pending_latency_ += faults_.sync_latency_ns;
   absl::Status s;

@@ -48,8 +48,9 @@
 // LOG WRITES AS EVENTS. With a scheduler (set_scheduler), the disk is also
 // the node's env::DiskWorker: Submit runs the work at once (its appends
 // reach the page cache, reads see them) but holds back the fsyncs it asks
-// for, and schedules the completion after the write's latency (appends and
-// syncs, plus the rest of a stall). The completion performs the held
+// for (until the work does more I/O: a real fsync returned before that
+// began), and schedules the completion after the write's latency (appends
+// and syncs, plus the rest of a stall). The completion performs the held
 // fsyncs' write-back and then calls `done`. Whether an fsync fails (EIO,
 // a power cut) is decided when the work asks for it, so the work sees the
 // error as from a real fsync. A
@@ -274,9 +275,16 @@ class SimDisk final : public env::Disk, public env::DiskWorker {
   uint64_t syncs_ = 0;
   uint64_t injected_errors_ = 0;
   Scheduler scheduler_;
-  // Inside Submit: the fsyncs the work asked for, done at its completion.
+  // Inside Submit: the fsyncs the work asked for, done at its completion,
+  // unless the work does more I/O after one: a real fsync returned before
+  // that I/O began, so the held ones are written back first
+  // (CompleteHeldSyncs; a snapshot file synced, then renamed and pointed
+  // at by a WAL marker in the same work, must not be found lost under a
+  // surviving marker). held_sync_count_ counts them all, for the latency.
   bool holding_syncs_ = false;
   std::vector<std::pair<std::shared_ptr<File>, std::string>> held_syncs_;
+  size_t held_sync_count_ = 0;
+  void CompleteHeldSyncs();
   World* trace_world_ = nullptr;  // see set_trace
   uint64_t trace_node_ = 0;
 };

@@ -65,6 +65,10 @@ class DiskWorker {
   // pending), so the caller may use those files again at once (to take a
   // snapshot, or before it is destroyed).
   virtual void Drain() = 0;
+  // Frees `garbage` (state the engine replaced: a whole store after a
+  // snapshot's restore) where the freeing does not hold the engine up,
+  // after the work submitted before it. The default frees it at once.
+  virtual void Free(std::shared_ptr<void> garbage) { garbage.reset(); }
 };
 
 // A directory tree of files. Paths are '/'-separated and relative to the

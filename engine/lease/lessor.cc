@@ -503,6 +503,19 @@ std::string Lessor::Snapshot() const {
 }
 
 absl::Status Lessor::Restore(std::string_view image) {
+  absl::StatusOr<Decoded> d = Decode(image);
+  if (!d.ok()) return d.status();
+  Install(&*d);
+  return absl::OkStatus();
+}
+
+void Lessor::Install(Decoded* d) {
+  ClearPrimaryIndexes();
+  primary_ = false;
+  leases_.swap(d->leases);
+}
+
+absl::StatusOr<Lessor::Decoded> Lessor::Decode(std::string_view image) const {
   if (image.size() < 4 + kChecksumBytes) return Corrupt("too short");
   const std::string_view body = image.substr(0, image.size() - kChecksumBytes);
   const char* tail = image.data() + body.size();
@@ -523,7 +536,8 @@ absl::Status Lessor::Restore(std::string_view image) {
   // before looping on them.
   if (count > r.remaining() / 4) return Corrupt("lease count too large");
 
-  absl::btree_map<int64_t, Lease> leases;
+  Decoded out;
+  absl::btree_map<int64_t, Lease>& leases = out.leases;
   bool have_prev = false;
   int64_t prev_id = 0;
   for (uint64_t i = 0; i < count; ++i) {
@@ -557,11 +571,7 @@ absl::Status Lessor::Restore(std::string_view image) {
     prev_id = id;
   }
   if (!r.empty()) return Corrupt("trailing bytes");
-
-  ClearPrimaryIndexes();
-  primary_ = false;
-  leases_ = std::move(leases);
-  return absl::OkStatus();
+  return out;
 }
 
 }  // namespace detcd::lease

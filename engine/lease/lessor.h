@@ -275,6 +275,14 @@ class Lessor {
   // on recovery). A corrupt image is DataLossError and leaves the lessor
   // unchanged.
   absl::Status Restore(std::string_view image);
+  // Restore in two parts, for a caller that decodes the image elsewhere
+  // (EtcdStateMachine::PrepareRestore, on the disk worker): Decode reads
+  // only the image and the options (its errors are Restore's); Install
+  // puts the leases in place and leaves the replaced ones in *d, for the
+  // caller to free where it likes.
+  class Decoded;
+  absl::StatusOr<Decoded> Decode(std::string_view image) const;
+  void Install(Decoded* d);
 
  private:
   struct Issued {
@@ -305,6 +313,14 @@ class Lessor {
     int64_t clear_retry_ns = kNever;  // when to hand out the clear again
   };
 
+ public:
+  class Decoded {
+   private:
+    friend class Lessor;
+    absl::btree_map<int64_t, Lease> leases;
+  };
+
+ private:
   static bool Stale(const Lease& l);
   void ResetPrimaryState(Lease& l);
   void ClearPrimaryIndexes();

@@ -45,9 +45,13 @@ void Unstable::StableSnapTo(uint64_t i) {
 }
 
 void Unstable::Restore(const Snapshot& s) {
-  offset_ = s.metadata.index + 1;
+  Restore(std::make_shared<const Snapshot>(s));
+}
+
+void Unstable::Restore(std::shared_ptr<const Snapshot> s) {
+  offset_ = s->metadata.index + 1;
   entries_.clear();
-  snapshot_ = s;
+  snapshot_ = std::move(s);
 }
 
 void Unstable::TruncateAndAppend(const std::vector<Entry>& ents) {
@@ -222,8 +226,12 @@ void RaftLog::AcceptApplying(uint64_t i) {
 }
 
 void RaftLog::Restore(const Snapshot& s) {
-  committed_ = s.metadata.index;
-  unstable_.Restore(s);
+  Restore(std::make_shared<const Snapshot>(s));
+}
+
+void RaftLog::Restore(std::shared_ptr<const Snapshot> s) {
+  committed_ = s->metadata.index;
+  unstable_.Restore(std::move(s));
 }
 
 bool RaftLog::HasNextCommittedEnts() const {
@@ -241,7 +249,7 @@ std::vector<Entry> RaftLog::NextCommittedEnts() const {
 }
 
 bool RaftLog::HasPendingSnapshot() const {
-  return unstable_.snapshot().has_value();
+  return unstable_.snapshot() != nullptr;
 }
 
 absl::StatusOr<Snapshot> RaftLog::GetSnapshot() const {

@@ -26,6 +26,8 @@ class Unstable {
   void StableTo(uint64_t i, uint64_t t);
   void StableSnapTo(uint64_t i);
   void Restore(const Snapshot& s);
+  // The same, sharing the snapshot (a whole store's image is not copied).
+  void Restore(std::shared_ptr<const Snapshot> s);
   void TruncateAndAppend(const std::vector<Entry>& ents);
   // The same, moving the entries in (their data is not copied).
   void TruncateAndAppend(std::vector<Entry>&& ents);
@@ -33,12 +35,12 @@ class Unstable {
   std::vector<Entry> Slice(uint64_t lo, uint64_t hi) const;
 
   const std::vector<Entry>& entries() const { return entries_; }
-  const std::optional<Snapshot>& snapshot() const { return snapshot_; }
+  const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
   uint64_t offset() const { return offset_; }
   void set_offset(uint64_t o) { offset_ = o; }
 
  private:
-  std::optional<Snapshot> snapshot_;
+  std::shared_ptr<const Snapshot> snapshot_;
   std::vector<Entry> entries_;
   uint64_t offset_ = 0;  // index of entries_[0]
 };
@@ -81,11 +83,12 @@ class RaftLog {
   void StableTo(uint64_t i, uint64_t t) { unstable_.StableTo(i, t); }
   void StableSnapTo(uint64_t i) { unstable_.StableSnapTo(i); }
   void Restore(const Snapshot& s);
+  void Restore(std::shared_ptr<const Snapshot> s);
 
   const std::vector<Entry>& UnstableEntries() const {
     return unstable_.entries();
   }
-  const std::optional<Snapshot>& UnstableSnapshot() const {
+  const std::shared_ptr<const Snapshot>& UnstableSnapshot() const {
     return unstable_.snapshot();
   }
   bool HasNextCommittedEnts() const;

@@ -834,7 +834,7 @@ void Raft::HandleSnapshot(const Message& m) {
   Message resp;
   resp.type = MessageType::kAppResp;
   resp.to = m.from;
-  if (m.snapshot != nullptr && Restore(*m.snapshot)) {
+  if (m.snapshot != nullptr && Restore(m.snapshot)) {
     resp.index = log_.LastIndex();
   } else {
     DETCD_PROBE(kRaftSnapshotIgnored);
@@ -843,7 +843,8 @@ void Raft::HandleSnapshot(const Message& m) {
   Send(std::move(resp));
 }
 
-bool Raft::Restore(const Snapshot& s) {
+bool Raft::Restore(const std::shared_ptr<const Snapshot>& snap) {
+  const Snapshot& s = *snap;
   if (s.metadata.index <= log_.committed()) return false;
   DETCD_CHECK_MSG(state_ == StateType::kFollower,
                   "only a follower restores a snapshot");
@@ -855,7 +856,7 @@ bool Raft::Restore(const Snapshot& s) {
     log_.CommitTo(s.metadata.index);
     return false;
   }
-  log_.Restore(s);
+  log_.Restore(snap);
   ApplyConfState(cs);
   return true;
 }
@@ -1148,10 +1149,10 @@ Ready Raft::GetReady() {
   }
   HardState hs = hard_state();
   if (hs != prev_hard_state_) rd.hard_state = hs;
-  if (log_.UnstableSnapshot()) rd.snapshot = *log_.UnstableSnapshot();
+  rd.snapshot = log_.UnstableSnapshot();
   rd.read_states = std::move(read_states_);
   read_states_.clear();
-  rd.must_sync = !rd.entries.empty() || rd.snapshot.has_value() ||
+  rd.must_sync = !rd.entries.empty() || rd.snapshot != nullptr ||
                  hs.term != prev_hard_state_.term ||
                  hs.vote != prev_hard_state_.vote;
   prev_hard_state_ = hs;

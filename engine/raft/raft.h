@@ -164,7 +164,9 @@ struct Ready {
   std::optional<HardState> hard_state;  // set when changed; persist it
   std::vector<ReadState> read_states;
   std::vector<Entry> entries;  // persist before sending messages
-  std::optional<Snapshot> snapshot;  // persist before entries
+  // Persist before entries. Shared with raft's log until it is stable (a
+  // whole store's image is not copied).
+  std::shared_ptr<const Snapshot> snapshot;
   std::vector<Entry> committed_entries;  // apply after persisting
   std::vector<Message> messages;  // send after persisting
   // May be sent before persisting: a leader's kApp and kHeartbeat of a
@@ -313,7 +315,7 @@ class Raft {
   void HandleAppendEntries(const Message& m);
   void HandleHeartbeat(const Message& m);
   void HandleSnapshot(const Message& m);
-  bool Restore(const Snapshot& s);
+  bool Restore(const std::shared_ptr<const Snapshot>& s);
   void HandleAppendResponse(Message& m, Progress& pr);
   void HandleHeartbeatResponse(Message& m, Progress& pr);
   void HandleReadIndexRequest(Message& m);

@@ -580,7 +580,30 @@ std::unique_ptr<ImageWriter> EtcdStateMachine::BeginSnapshot() const {
       ImageHead(), kv_.BeginImage(), ImageTail());
 }
 
+namespace {
+
+// A checked image, ready to swap in (EtcdStateMachine::PrepareRestore).
+struct PreparedImage final : StateMachine::Prepared {
+  uint64_t last = 0;
+  uint64_t hash = 0;
+  std::optional<lease::Lessor::Decoded> leases;
+  std::deque<uint64_t> order;
+  auth::AuthStore auth;  // an image without the section: a fresh store
+  mvcc::KvStore kv;
+  Membership members;
+  AlarmSet alarms;
+};
+
+}  // namespace
+
 absl::Status EtcdStateMachine::Restore(std::string_view image) {
+  absl::StatusOr<std::unique_ptr<Prepared>> p = PrepareRestore(image);
+  if (!p.ok()) return p.status();
+  return RestorePrepared(image, &*p);
+}
+
+absl::StatusOr<std::unique_ptr<StateMachine::Prepared>>
+EtcdStateMachine::PrepareRestore(std::string_view image) const {
   const bool with_auth =
       image.substr(0, kImageMagicAuth.size()) == kImageMagicAuth;
   if (!with_auth && image.substr(0, kImageMagic.size()) != kImageMagic) {
@@ -588,54 +611,62 @@ absl::Status EtcdStateMachine::Restore(std::string_view image) {
   }
   static_assert(kImageMagic.size() == kImageMagicAuth.size());
   coding::Reader r(image.substr(kImageMagic.size()));
-  uint64_t last = 0, hash = 0;
+  auto p = std::make_unique<PreparedImage>();
   // Views into `image` (a 1M-key store's image is hundreds of MiB).
   std::string_view kv_image, lease_image, members_image, alarms_image;
   uint64_t n = 0;
-  if (!r.GetVarint64(&last) || !r.GetVarint64(&hash) ||
+  if (!r.GetVarint64(&p->last) || !r.GetVarint64(&p->hash) ||
       !r.GetLengthPrefixed(&kv_image) || !r.GetLengthPrefixed(&lease_image) ||
       !r.GetLengthPrefixed(&members_image) ||
       !r.GetLengthPrefixed(&alarms_image) || !r.GetVarint64(&n) ||
       n > kRecentRequestIds) {
     return absl::DataLossError("etcd snapshot: truncated");
   }
-  std::deque<uint64_t> order;
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t id = 0;
     if (!r.GetVarint64(&id)) return absl::DataLossError("etcd snapshot: truncated");
-    order.push_back(id);
+    p->order.push_back(id);
   }
-  auth::AuthStore auth;  // an image without the section: a fresh store
   if (with_auth) {
     std::string auth_image;
     if (!r.GetLengthPrefixed(&auth_image)) {
       return absl::DataLossError("etcd snapshot: truncated");
     }
-    if (absl::Status s = auth.Restore(auth_image); !s.ok()) return s;
+    if (absl::Status s = p->auth.Restore(auth_image); !s.ok()) return s;
   }
   if (!r.empty()) return absl::DataLossError("etcd snapshot: trailing bytes");
-  // Validate every part before replacing anything.
-  mvcc::KvStore kv_check;
-  if (absl::Status s = kv_check.Restore(kv_image); !s.ok()) return s;
-  lease::Lessor lease_check(opts_.lease);
-  if (absl::Status s = lease_check.Restore(lease_image); !s.ok()) return s;
-  Membership members;
-  if (absl::Status s = members.Restore(members_image); !s.ok()) return s;
-  AlarmSet alarms;
-  if (absl::Status s = alarms.Restore(alarms_image); !s.ok()) return s;
-  // The validated store is the new one (restoring the image again would
-  // hold two full stores at once, and take twice the time).
-  kv_.Swap(kv_check);
-  if (absl::Status s = lessor_.Restore(lease_image); !s.ok()) return s;
-  membership_ = std::move(members);
-  alarms_ = std::move(alarms);
-  auth_ = std::move(auth);
+  // Every part is checked before anything is replaced.
+  if (absl::Status s = p->kv.Restore(kv_image); !s.ok()) return s;
+  absl::StatusOr<lease::Lessor::Decoded> leases =
+      lease::Lessor(opts_.lease).Decode(lease_image);
+  if (!leases.ok()) return leases.status();
+  p->leases.emplace(*std::move(leases));
+  if (absl::Status s = p->members.Restore(members_image); !s.ok()) return s;
+  if (absl::Status s = p->alarms.Restore(alarms_image); !s.ok()) return s;
+  return p;
+}
+
+absl::Status EtcdStateMachine::RestorePrepared(
+    std::string_view image, std::unique_ptr<Prepared>* prepared) {
+  auto* p = dynamic_cast<PreparedImage*>(prepared->get());
+  if (p == nullptr) {
+    prepared->reset();
+    return Restore(image);
+  }
+  // The checked store is the new one (restoring the image again would
+  // hold two full stores at once, and take twice the time); the old one
+  // is left in *prepared.
+  kv_.Swap(p->kv);
+  lessor_.Install(&*p->leases);  // the old leases are left there too
+  membership_ = std::move(p->members);
+  alarms_ = std::move(p->alarms);
+  auth_ = std::move(p->auth);
   SyncTokens();
   db_size_ = db_size_in_use();  // the received file replaces ours
-  last_index_ = last;
-  result_hash_ = hash;
-  recent_ids_ = absl::btree_set<uint64_t>(order.begin(), order.end());
-  recent_order_ = std::move(order);
+  last_index_ = p->last;
+  result_hash_ = p->hash;
+  recent_ids_ = absl::btree_set<uint64_t>(p->order.begin(), p->order.end());
+  recent_order_ = std::move(p->order);
   if (on_restore_) on_restore_();
   return absl::OkStatus();
 }

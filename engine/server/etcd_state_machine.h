@@ -154,6 +154,13 @@ class EtcdStateMachine final : public StateMachine {
   // before the last step makes the writer fail.
   std::unique_ptr<ImageWriter> BeginSnapshot() const override;
   absl::Status Restore(std::string_view image) override;
+  // The image decoded into a store, leases, auth store, membership and
+  // alarms of their own, every section checked; RestorePrepared swaps
+  // them in.
+  absl::StatusOr<std::unique_ptr<Prepared>> PrepareRestore(
+      std::string_view image) const override;
+  absl::Status RestorePrepared(std::string_view image,
+                               std::unique_ptr<Prepared>* prepared) override;
   // A compaction's revisions still to be removed.
   bool background_pending() const override {
     return kv_.compaction_pending();

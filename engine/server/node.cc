@@ -406,6 +406,7 @@ void Node::Fail(absl::Status s) {
   if (!failure_.ok()) return;
   failure_ = std::move(s);
   FailAllRequests(ErrStopped());
+  AnswerSnapshotWaiters(ErrStopped());
 }
 
 void Node::FailAllRequests(const absl::Status& s) {
@@ -661,21 +662,20 @@ void Node::ProcessReady() {
     // fsync runs in parallel with its followers' (raft.h).
     SendMessages(rd.early_messages);
     if (opts_.bugs.on(planted::Bug::kAckBeforeSync)) SendMessages(rd.messages);  // PLANTED
-    if (absl::Status s = PersistSnapshot(rd); !s.ok()) {
-      Fail(s);
-      break;
-    }
-    const bool write = rd.hard_state.has_value() || !rd.entries.empty();
+    // The leader's snapshot replaces the state ours would have captured.
+    if (rd.snapshot && snap_job_ != nullptr) AbandonSnapshot();
+    const bool write = rd.snapshot != nullptr || rd.hard_state.has_value() ||
+                       !rd.entries.empty();
     // (No write is in flight here: the loop stops at a submitted one.)
-    const bool inline_write =
-        opts_.inline_unsynced_writes && !rd.must_sync && rd.entries.empty();
+    const bool inline_write = opts_.inline_unsynced_writes && !rd.must_sync &&
+                              rd.entries.empty() && !rd.snapshot;
     if (write && worker != nullptr && !inline_write) {
       SubmitWrite(std::move(rd));  // the completion goes on from here
       ApplyDurable(*persisting_);
       break;
     }
     if (write) {
-      if (absl::Status s = WriteLog(rd); !s.ok()) {
+      if (absl::Status s = Persist(rd); !s.ok()) {
         Fail(s);
         break;
       }
@@ -697,7 +697,7 @@ void Node::SubmitWrite(raft::Ready rd) {
   // The work runs on the disk worker: it touches only the WAL and the
   // Ready, which the engine leaves alone until the completion (TakeSnapshot
   // and the destructor drain the worker first).
-  env_.disk->worker()->Submit([this, r] { return WriteLog(*r); },
+  env_.disk->worker()->Submit([this, r] { return Persist(*r); },
                               [this, alive](absl::Status s) {
                                 if (alive.expired()) return;
                                 OnWriteDone(std::move(s));
@@ -732,6 +732,13 @@ void Node::ApplyDurable(const raft::Ready& rd) {
   size_t n = 0;
   for (const raft::Entry& e : rd.committed_entries) {
     if (e.index > stable || e.type == raft::EntryType::kConfChange) break;
+    // The storage may still hold an older entry of another term there,
+    // which this Ready's write replaces (a follower's log repaired by a
+    // new leader): that one waits for the write, or the applied index
+    // would run ahead of what is durable (a snapshot taken meanwhile
+    // would name the old entry's term).
+    absl::StatusOr<uint64_t> t = storage_.Term(e.index);
+    if (!t.ok() || *t != e.term) break;
     ++n;
   }
   if (n == 0) return;
@@ -740,8 +747,14 @@ void Node::ApplyDurable(const raft::Ready& rd) {
 }
 
 void Node::FinishReady(raft::Ready& rd) {
-  // Persisted: the entries' data moves into the storage (Advance needs
-  // only their indexes and terms).
+  // Persisted: the snapshot's metadata (the image is in its file and, once
+  // ApplySnapshot below ran, in the state machine) and the entries' data
+  // move into the storage (Advance needs only their indexes and terms).
+  if (rd.snapshot) {
+    if (absl::Status s = storage_.ApplySnapshot(*rd.snapshot); !s.ok()) {
+      return Fail(s);
+    }
+  }
   if (absl::Status s = storage_.AppendMoving(&rd.entries); !s.ok()) {
     return Fail(s);
   }
@@ -774,19 +787,30 @@ void Node::FinishReady(raft::Ready& rd) {
   MaybeSnapshot();
 }
 
-absl::Status Node::PersistSnapshot(const raft::Ready& rd) {
+absl::Status Node::Persist(const raft::Ready& rd) {
   if (rd.snapshot) {
-    // The leader's snapshot replaces the state ours would have captured.
-    if (snap_job_ != nullptr) AbandonSnapshot();
     // The snapshot file first, then the WAL marker that points at it: a
     // crash in between leaves an unreferenced file, never a dangling marker.
     if (auto s = snapshotter_->Save(*rd.snapshot); !s.ok()) return s;
     if (auto s = wal_->SaveSnapshotMarker(rd.snapshot->metadata); !s.ok()) {
       return s;
     }
-    if (auto s = storage_.ApplySnapshot(*rd.snapshot); !s.ok()) return s;
+    // The costly part of the restore (a 1M-key image: about half a
+    // second) is done here too, on the worker when there is one, into
+    // state of its own; ApplySnapshot swaps it in.
+    auto p = sm_->PrepareRestore(rd.snapshot->data);
+    if (!p.ok()) return RestoreFailed(rd.snapshot->metadata, p.status());
+    prepared_ = std::move(*p);
   }
-  return absl::OkStatus();
+  if (!rd.hard_state && rd.entries.empty()) return absl::OkStatus();
+  return WriteLog(rd);
+}
+
+absl::Status Node::RestoreFailed(const raft::SnapshotMetadata& m,
+                                 const absl::Status& s) {
+  // A snapshot we persisted but cannot load: stop rather than diverge.
+  return absl::DataLossError(
+      absl::StrCat("restoring snapshot ", m.index, ": ", s.message()));
 }
 
 absl::Status Node::WriteLog(const raft::Ready& rd) {
@@ -844,12 +868,13 @@ void Node::SendMessages(std::vector<raft::Message>& msgs) {
 }
 
 void Node::ApplySnapshot(const raft::Snapshot& snap) {
-  if (absl::Status s = sm_->Restore(snap.data); !s.ok()) {
-    // A snapshot we persisted but cannot load: stop rather than diverge.
-    Fail(absl::DataLossError(
-        absl::StrCat("restoring snapshot ", snap.metadata.index, ": ",
-                     s.message())));
-    return;
+  std::unique_ptr<StateMachine::Prepared> p = std::move(prepared_);
+  if (absl::Status s = sm_->RestorePrepared(snap.data, &p); !s.ok()) {
+    return Fail(RestoreFailed(snap.metadata, s));
+  }
+  // What the restore replaced (a whole store) is freed by the worker.
+  if (p != nullptr && env_.disk->worker() != nullptr) {
+    env_.disk->worker()->Free(std::shared_ptr<void>(std::move(p)));
   }
   applied_ = snapshot_index_ = snap.metadata.index;
   applied_bytes_at_snap_ = applied_bytes_;
@@ -946,6 +971,15 @@ void Node::MaybeSnapshot() {
   // An image begun now would first finish that work in one stall; the
   // snapshot waits for it (ContinueSnapshot starts it once it is done).
   if (sm_->background_pending()) return;
+  // A received snapshot being installed replaces the state: one of ours
+  // waits until it is in.
+  if (snapshot_being_written()) return;
+  if (!snap_waiters_.empty()) {  // SnapshotInSteps
+    if (applied_ <= snapshot_index_) {
+      return AnswerSnapshotWaiters(absl::OkStatus());
+    }
+    return StartSnapshot(false);
+  }
   const bool early =
       applied_ - snapshot_index_ < opts_.snapshot_count &&
       applied_ > snapshot_index_ &&
@@ -1007,7 +1041,28 @@ void Node::ContinueSnapshot() {
   const bool deferred = sm_->background_pending();
   StepBackground();
   if (snap_job_ != nullptr) return StepSnapshot();
-  if (deferred && !sm_->background_pending()) MaybeSnapshot();
+  if ((deferred || !snap_waiters_.empty()) && !sm_->background_pending()) {
+    MaybeSnapshot();
+  }
+}
+
+void Node::SnapshotInSteps(size_t keep_snapshots,
+                           std::function<void(absl::Status)> done) {
+  if (failed()) return done(ErrStopped());
+  if (snap_waiters_.empty()) snap_waiters_keep_ = 2;
+  snap_waiters_keep_ = std::min(snap_waiters_keep_, keep_snapshots);
+  snap_waiters_.push_back(std::move(done));
+  // One begun before this request does not have everything applied now.
+  if (snap_job_ != nullptr && snap_job_->meta.index != applied_) {
+    snap_job_.reset();  // its temporary file goes with the next Prune
+  }
+  if (snap_job_ == nullptr && !in_ready_) MaybeSnapshot();
+}
+
+void Node::AnswerSnapshotWaiters(const absl::Status& s) {
+  std::vector<std::function<void(absl::Status)>> w = std::move(snap_waiters_);
+  snap_waiters_.clear();
+  for (auto& done : w) done(s);
 }
 
 void Node::StepBackground() {
@@ -1063,7 +1118,11 @@ absl::Status Node::FinishSnapshot() {
   if (env_.clock != nullptr) {
     snap_stats_.last_ns = env_.clock->NowNanos() - job->start_ns;
   }
-  if (absl::Status s = CompactBehind(job->meta.index, 2); !s.ok()) return s;
+  const size_t kept = snap_waiters_.empty() ? 2 : snap_waiters_keep_;
+  if (absl::Status s = CompactBehind(job->meta.index, kept); !s.ok()) {
+    return s;
+  }
+  AnswerSnapshotWaiters(absl::OkStatus());
   if (!job->early) return absl::OkStatus();
   // BUGGIFY early-snapshot: a snapshot long before snapshot_count, and the
   // in-memory log compacted to within a few entries of it (legal: the
@@ -1198,7 +1257,9 @@ absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs,
   applied_bytes_at_snap_ = applied_bytes_;
   snap_image_bytes_ = snap->data.size();
   if (auto s = wal_->SaveSnapshotMarker(snap->metadata); !s.ok()) return s;
-  return CompactBehind(applied_, keep_snapshots);
+  if (auto s = CompactBehind(applied_, keep_snapshots); !s.ok()) return s;
+  AnswerSnapshotWaiters(absl::OkStatus());  // this one has all they wanted
+  return absl::OkStatus();
 }
 
 absl::Status Node::CompactBehind(uint64_t index, size_t keep_snapshots) {

@@ -261,6 +261,17 @@ class Node {
   // since the older ones still hold the history it gives back.
   // (It drops an automatic snapshot still being written.)
   absl::Status TakeSnapshot(size_t keep_snapshots = 2);
+  // The same, written in steps as an automatic snapshot is (the Node goes
+  // on serving meanwhile; TakeSnapshot stops it for the whole image: a
+  // 1M-key store's took two seconds): `done` runs once the snapshot file,
+  // its WAL marker and the compaction behind it are done, or with
+  // ErrStopped once the Node failed. Any automatic snapshot begun before
+  // the request gives way to it; requests while one is under way share it
+  // (the smallest keep_snapshots counts). A compaction under it starts it
+  // again. With nothing applied since the last snapshot, `done` runs at
+  // once (or once a compaction's steps are done).
+  void SnapshotInSteps(size_t keep_snapshots,
+                       std::function<void(absl::Status)> done);
 
   // An automatic snapshot is being written (NodeOptions::
   // snapshot_step_bytes), or the state machine has work left in steps
@@ -272,6 +283,11 @@ class Node {
   // (0: none); a worker may ask during Submit.
   size_t entries_being_written() const {
     return persisting_ != nullptr ? persisting_->entries.size() : 0;
+  }
+  // The write under way installs a received snapshot (its file and the
+  // state machine's restore: long work for a large one).
+  bool snapshot_being_written() const {
+    return persisting_ != nullptr && persisting_->snapshot != nullptr;
   }
   // The image for a follower that needs a snapshot is being built (a step
   // at a time too, with the snapshot's; raft sends it once it is whole).
@@ -319,6 +335,8 @@ class Node {
   const absl::Status& failure() const { return failure_; }
   const raft::Raft& raft() const { return *raft_; }
   uint64_t applied_index() const { return applied_; }
+  // The index of the last snapshot written (or restored).
+  uint64_t snapshot_index() const { return snapshot_index_; }
   // Bytes of entries raft's in-memory log holds (NodeOptions::
   // log_cache_bytes).
   uint64_t log_bytes() const { return storage_.entries_bytes(); }
@@ -376,10 +394,13 @@ class Node {
                                raft::HardState* hs);
   absl::Status Bootstrap();
   void ProcessReady();
-  // The snapshot of a Ready, inline (before its entries are written).
-  absl::Status PersistSnapshot(const raft::Ready& rd);
-  // The WAL write of a Ready (entries, hard state, fsync); on the disk
-  // worker when there is one.
+  // What a Ready writes, on the disk worker when there is one: a received
+  // snapshot (its file, its WAL marker, and the state machine's
+  // PrepareRestore into prepared_), then the WAL write (WriteLog).
+  absl::Status Persist(const raft::Ready& rd);
+  static absl::Status RestoreFailed(const raft::SnapshotMetadata& m,
+                                    const absl::Status& s);
+  // The WAL write of a Ready (entries, hard state, fsync).
   absl::Status WriteLog(const raft::Ready& rd);
   void SubmitWrite(raft::Ready rd);
   void OnWriteDone(absl::Status s);
@@ -457,6 +478,9 @@ class Node {
   // The Ready whose WAL write the disk worker is doing (null: none). The
   // worker reads it; nothing else touches it until the completion.
   std::unique_ptr<raft::Ready> persisting_;
+  // The received snapshot's restore, prepared by Persist (on the worker)
+  // for ApplySnapshot.
+  std::unique_ptr<StateMachine::Prepared> prepared_;
 
   uint64_t applied_ = 0;
   uint64_t snapshot_index_ = 0;
@@ -468,6 +492,11 @@ class Node {
   bool snap_deferred_ = false;
   std::unique_ptr<SnapshotJob> snap_job_;
   int snapshot_abandons_ = 0;  // in a row; then one is written at once
+  // SnapshotInSteps requests not yet answered, and the snapshots they keep.
+  // The job under way (if any) began at or after every one of them.
+  std::vector<std::function<void(absl::Status)>> snap_waiters_;
+  size_t snap_waiters_keep_ = 2;
+  void AnswerSnapshotWaiters(const absl::Status& s);
   std::unique_ptr<ImageJob> image_job_;
   int image_abandons_ = 0;  // in a row; then one is built at once
   std::map<uint64_t, ImageSent> images_sent_;  // by follower

@@ -87,6 +87,28 @@ class StateMachine {
   }
   // Replaces the whole state with a snapshot image.
   virtual absl::Status Restore(std::string_view image) = 0;
+  // Restore in two parts, for a large image: PrepareRestore does the costly
+  // part (decoding and checking the image into state of its own) and may
+  // run on another thread than the state machine's owner, concurrently with
+  // its other calls: it reads only `image` and what never changes after
+  // construction. RestorePrepared then installs it (with the same image,
+  // which must still be there). Errors are Restore's; nothing changes when
+  // either fails. Afterwards *prepared holds what is left to free (the
+  // replaced state), which the caller may free elsewhere, or null. The
+  // default prepares nothing (null) and restores from the image.
+  class Prepared {
+   public:
+    virtual ~Prepared() = default;
+  };
+  virtual absl::StatusOr<std::unique_ptr<Prepared>> PrepareRestore(
+      std::string_view /*image*/) const {
+    return nullptr;
+  }
+  virtual absl::Status RestorePrepared(std::string_view image,
+                                       std::unique_ptr<Prepared>* prepared) {
+    prepared->reset();
+    return Restore(image);
+  }
   // Work an apply left to be done in bounded steps between the Node's
   // other work (the MVCC store removing a compaction's revisions): true
   // while some is left. The Node steps it as it steps a snapshot, and

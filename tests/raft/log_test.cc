@@ -97,7 +97,7 @@ TEST(UnstableTest, Restore) {
   u.Restore(Snap(6, 2));
   EXPECT_EQ(u.offset(), 7u);
   EXPECT_TRUE(u.entries().empty());
-  ASSERT_TRUE(u.snapshot().has_value());
+  ASSERT_TRUE(u.snapshot() != nullptr);
   EXPECT_EQ(u.snapshot()->metadata.index, 6u);
   EXPECT_EQ(u.MaybeTerm(6), 2u);
 }
@@ -137,9 +137,9 @@ TEST(UnstableTest, StableTo) {
 TEST(UnstableTest, StableSnapTo) {
   Unstable u = MakeUnstable(Snap(4, 1), 5, {E(5, 1)});
   u.StableSnapTo(3);  // not the pending snapshot
-  EXPECT_TRUE(u.snapshot().has_value());
+  EXPECT_TRUE(u.snapshot() != nullptr);
   u.StableSnapTo(4);
-  EXPECT_FALSE(u.snapshot().has_value());
+  EXPECT_FALSE(u.snapshot() != nullptr);
   EXPECT_EQ(IT(u.entries()), (IndexTerms{{5, 1}}));
 }
 
@@ -718,7 +718,7 @@ TEST(RaftLogTest, Restore) {
   EXPECT_EQ(log.LastIndex(), 200u);
   EXPECT_EQ(log.LastTerm(), 10u);
   EXPECT_TRUE(log.UnstableEntries().empty());
-  ASSERT_TRUE(log.UnstableSnapshot().has_value());
+  ASSERT_TRUE(log.UnstableSnapshot() != nullptr);
   EXPECT_EQ(log.GetSnapshot()->metadata.index, 200u);
   // New entries go after the snapshot.
   log.Append({E(201, 11)});

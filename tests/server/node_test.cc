@@ -118,7 +118,36 @@ class RecordingSm final : public StateMachine {
     return std::make_unique<SlicedImageWriter>(kv.Snapshot(), &fail_images);
   }
   absl::Status Restore(std::string_view image) override {
+    ++restores;
     return kv.Restore(image);
+  }
+  // With `prepare`, a restore in two parts: the image checked into a
+  // state machine of its own, swapped in later; what it replaced is handed
+  // back to be freed, and says so when it is.
+  struct Prepared final : StateMachine::Prepared {
+    harness::KvStateMachine kv;
+    bool* freed = nullptr;
+    ~Prepared() override {
+      if (freed != nullptr) *freed = true;
+    }
+  };
+  absl::StatusOr<std::unique_ptr<StateMachine::Prepared>> PrepareRestore(
+      std::string_view image) const override {
+    if (!prepare) return StateMachine::PrepareRestore(image);
+    ++prepares;
+    auto p = std::make_unique<Prepared>();
+    if (absl::Status s = p->kv.Restore(image); !s.ok()) return s;
+    return p;
+  }
+  absl::Status RestorePrepared(
+      std::string_view image,
+      std::unique_ptr<StateMachine::Prepared>* p) override {
+    auto* mine = dynamic_cast<Prepared*>(p->get());
+    if (mine == nullptr) return StateMachine::RestorePrepared(image, p);
+    ++restored_prepared;
+    std::swap(kv, mine->kv);
+    mine->freed = &old_freed;
+    return absl::OkStatus();
   }
 
   harness::KvStateMachine kv;
@@ -126,6 +155,11 @@ class RecordingSm final : public StateMachine {
   bool sliced = true;
   mutable int fail_images = 0;
   mutable int images = 0;
+  bool prepare = false;
+  int restores = 0;
+  mutable int prepares = 0;
+  int restored_prepared = 0;
+  bool old_freed = false;
 };
 
 // A set of nodes, each with its own disk, and a FIFO of messages.
@@ -234,8 +268,10 @@ class Bus {
   }
 
   // Adds voter `id` through the leader's log and, once that committed,
-  // starts it as a joiner with an empty disk.
-  absl::Status AddVoter(uint64_t leader, uint64_t id) {
+  // starts it as a joiner with an empty disk (after `before_start`, which
+  // may set up its disk).
+  absl::Status AddVoter(uint64_t leader, uint64_t id,
+                        const std::function<void()>& before_start = nullptr) {
     std::optional<absl::Status> added;
     node(leader).ProposeConfChange(
         raft::ConfChange{raft::ConfChangeType::kAddNode, id, ""},
@@ -244,6 +280,7 @@ class Bus {
     if (!added) return absl::DeadlineExceededError("conf change pending");
     if (!added->ok()) return *added;
     Add(id, {});  // joins; no founding membership of its own
+    if (before_start) before_start();
     return Start(id);
   }
 
@@ -636,26 +673,89 @@ TEST(Node, JoinerFedFromIndexOneLearnsFoundingMembers) {
   EXPECT_EQ(bus.sm(4).data().at("a"), "1");
 }
 
+// Three members that put k0..k19 and compacted their logs (a snapshot every
+// 5 entries); *lead is the leader.
+void StartCompactedCluster(Bus& bus, uint64_t* lead) {
+  bus.options.snapshot_count = 5;
+  bus.options.snapshot_catchup_entries = 1;
+  *lead = bus.StartCluster(3);
+  ASSERT_NE(*lead, 0u);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(bus.Put(*lead, absl::StrCat("k", i), "v").ok());
+  }
+  ASSERT_GT(bus.node(*lead).raft().log().FirstIndex(), 2u) << "not compacted";
+}
+
 // The leader compacted its log before the new member was added, so the
 // member must be caught up by a snapshot; the snapshot must carry a
 // membership that includes the member (a fresh one at the leader's applied
 // index), or the member would ignore it and never catch up.
 TEST(Node, JoinerAfterCompactionCatchesUpFromFreshSnapshot) {
   Bus bus;
-  bus.options.snapshot_count = 5;
-  bus.options.snapshot_catchup_entries = 1;
-  uint64_t lead = bus.StartCluster(3);
-  ASSERT_NE(lead, 0u);
-  for (int i = 0; i < 20; ++i) {
-    ASSERT_TRUE(bus.Put(lead, absl::StrCat("k", i), "v").ok());
-  }
-  ASSERT_GT(bus.node(lead).raft().log().FirstIndex(), 2u) << "not compacted";
+  uint64_t lead = 0;
+  ASSERT_NO_FATAL_FAILURE(StartCompactedCluster(bus, &lead));
   ASSERT_TRUE(bus.AddVoter(lead, 4).ok());
   bus.Tick(20);
   EXPECT_EQ(bus.node(4).conf_state().voters,
             (std::vector<uint64_t>{1, 2, 3, 4}));
   EXPECT_EQ(bus.sm(4).data().size(), 20u);
   EXPECT_EQ(bus.node(4).applied_index(), bus.node(lead).applied_index());
+}
+
+// A received snapshot is installed by the disk worker, not the engine: its
+// file, its WAL marker and the costly part of the restore (PrepareRestore)
+// are the worker's work; the completion only swaps the prepared state in,
+// and the worker frees what it replaced. Until then the member goes on
+// taking input, on its old state.
+TEST(Node, AReceivedSnapshotIsInstalledByTheWorker) {
+  Bus bus;
+  uint64_t lead = 0;
+  ASSERT_NO_FATAL_FAILURE(StartCompactedCluster(bus, &lead));
+  // Member 4's writes complete when the test says.
+  std::vector<std::function<void()>> completions;
+  ASSERT_TRUE(
+      bus.AddVoter(lead, 4,
+                   [&] {
+                     bus.disk(4).set_scheduler(
+                         [&completions](int64_t, std::function<void()> event) {
+                           completions.push_back(std::move(event));
+                         });
+                   })
+          .ok());
+  bus.recorder(4).prepare = true;
+  for (int i = 0; i < 40 && !bus.node(4).snapshot_being_written(); ++i) {
+    bus.Tick();
+    // Its other writes (terms, votes, entries) complete at once.
+    if (bus.node(4).snapshot_being_written()) break;
+    std::vector<std::function<void()>> done = std::move(completions);
+    completions.clear();
+    for (auto& f : done) f();
+  }
+  ASSERT_TRUE(bus.node(4).snapshot_being_written());
+  EXPECT_EQ(bus.recorder(4).prepares, 1);
+  EXPECT_EQ(bus.recorder(4).restored_prepared, 0);
+  EXPECT_TRUE(bus.sm(4).data().empty());
+  const uint64_t applied = bus.node(4).applied_index();
+  bus.Tick(3);  // input goes on meanwhile; nothing is applied
+  EXPECT_EQ(bus.node(4).applied_index(), applied);
+  EXPECT_TRUE(bus.node(4).snapshot_being_written());
+  for (int i = 0; i < 40 && !completions.empty(); ++i) {
+    std::vector<std::function<void()>> done = std::move(completions);
+    completions.clear();
+    for (auto& f : done) f();
+    bus.Tick();
+  }
+  EXPECT_EQ(bus.recorder(4).restored_prepared, 1);
+  EXPECT_EQ(bus.recorder(4).restores, 0);
+  EXPECT_TRUE(bus.recorder(4).old_freed);
+  EXPECT_FALSE(bus.node(4).failed());
+  EXPECT_EQ(bus.sm(4).data().size(), 20u);
+  // A restart loads the snapshot the worker wrote.
+  bus.Crash(4);
+  bus.disk(4).set_scheduler(nullptr);
+  ASSERT_TRUE(bus.Start(4).ok());
+  EXPECT_EQ(bus.recorder(4).restores, 1);
+  EXPECT_EQ(bus.sm(4).data().size(), 20u);
 }
 
 // Fail-stop: a disk error stops the node and fails its pending requests;
@@ -1048,19 +1148,26 @@ TEST(Node, AbandonedIncrementalSnapshotsAreRetried) {
       << "the third was written in one step";
 }
 
-// TakeSnapshot (defragmentation, tests) supersedes one being written.
-TEST(Node, TakeSnapshotDropsTheIncrementalOne) {
-  Bus bus;
+// A lone member (snapshots every 8 entries, written 4 bytes a step) that
+// put keys k0, k1, ... until an automatic snapshot is under way; *puts
+// says how many.
+void StartWritingASnapshot(Bus& bus, int* puts) {
   bus.options.snapshot_count = 8;
   bus.options.snapshot_step_bytes = 4;
   bus.Add(1, {1});
   ASSERT_TRUE(bus.Start(1).ok());
   ASSERT_EQ(bus.ElectLeader(), 1u);
-  int puts = 0;
-  while (puts < 100 && !bus.node(1).snapshot_in_progress()) {
-    ASSERT_TRUE(bus.Put(1, absl::StrCat("k", puts++), "v").ok());
+  while (*puts < 100 && !bus.node(1).snapshot_in_progress()) {
+    ASSERT_TRUE(bus.Put(1, absl::StrCat("k", (*puts)++), "v").ok());
   }
   ASSERT_TRUE(bus.node(1).snapshot_in_progress());
+}
+
+// TakeSnapshot (defragmentation, tests) supersedes one being written.
+TEST(Node, TakeSnapshotDropsTheIncrementalOne) {
+  Bus bus;
+  int puts = 0;
+  ASSERT_NO_FATAL_FAILURE(StartWritingASnapshot(bus, &puts));
   ASSERT_TRUE(bus.node(1).TakeSnapshot().ok());
   EXPECT_FALSE(bus.node(1).snapshot_in_progress());
   auto files = bus.disk(1).List("data/snap");
@@ -1071,6 +1178,55 @@ TEST(Node, TakeSnapshotDropsTheIncrementalOne) {
   ASSERT_EQ(bus.ElectLeader(), 1u);
   bus.Tick();
   EXPECT_EQ(bus.sm(1).data().size(), static_cast<size_t>(puts));
+}
+
+// SnapshotInSteps (defragmentation): the snapshot is written a step at a
+// time while the member goes on committing, and answered once its file,
+// marker and compaction are done; an automatic one begun before the
+// request gives way to it, requests meanwhile share it, and the smallest
+// keep counts. With nothing applied since, the answer is at once.
+TEST(Node, SnapshotInStepsAnswersOnceWritten) {
+  Bus bus;
+  int puts = 0;
+  ASSERT_NO_FATAL_FAILURE(StartWritingASnapshot(bus, &puts));
+  ASSERT_TRUE(bus.Put(1, absl::StrCat("k", puts++), "v").ok());
+  std::vector<absl::Status> answers;
+  bus.node(1).SnapshotInSteps(1, [&](absl::Status s) { answers.push_back(s); });
+  bus.node(1).SnapshotInSteps(2, [&](absl::Status s) { answers.push_back(s); });
+  EXPECT_TRUE(answers.empty()) << "answered before it was written";
+  EXPECT_EQ(bus.node(1).snapshot_stats().completed, 0u);
+  const uint64_t requested_at = bus.node(1).applied_index();
+  // The member commits meanwhile, many inputs before the answer.
+  int while_writing = 0;
+  for (; while_writing < 100 && answers.empty(); ++while_writing) {
+    ASSERT_TRUE(bus.Put(1, absl::StrCat("w", while_writing), "v").ok());
+  }
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_GT(while_writing, 3);
+  EXPECT_TRUE(answers[0].ok() && answers[1].ok());
+  // The one automatic snapshot begun before the request was dropped: the
+  // first completed is at or after the request.
+  EXPECT_EQ(bus.node(1).snapshot_stats().completed, 1u);
+  EXPECT_GE(bus.node(1).snapshot_index(), requested_at);
+  auto files = bus.disk(1).List("data/snap");
+  ASSERT_TRUE(files.ok());
+  int snaps = 0;
+  for (const std::string& n : *files) snaps += absl::EndsWith(n, ".snap");
+  EXPECT_EQ(snaps, 1) << "keep_snapshots 1";
+  // Written while nothing is applied: answered after ticks alone; a
+  // request right after it, with nothing applied since, at once.
+  bool later = false, now = false;
+  bus.node(1).SnapshotInSteps(1, [&](absl::Status s) { later = s.ok(); });
+  for (int i = 0; i < 1000 && !later; ++i) bus.Tick();
+  ASSERT_TRUE(later);
+  EXPECT_EQ(bus.node(1).snapshot_index(), bus.node(1).applied_index());
+  bus.node(1).SnapshotInSteps(1, [&](absl::Status s) { now = s.ok(); });
+  EXPECT_TRUE(now);
+  bus.Crash(1);
+  ASSERT_TRUE(bus.Start(1).ok());
+  ASSERT_EQ(bus.ElectLeader(), 1u);
+  bus.Tick();
+  EXPECT_EQ(bus.sm(1).data().size(), static_cast<size_t>(puts + while_writing));
 }
 
 // NodeOptions::log_cache_bytes_alone: a member alone in its configuration
