@@ -471,6 +471,7 @@ void Node::OnMessage(std::string_view payload, std::string* own) {
   if (failed()) return;
   auto m = raft::DecodeMessage(payload, own);
   if (!m.ok() || m->to != opts_.id) return;  // garbage or misdirected: drop
+  if (snapshot_being_written()) DETCD_PROBE(kNodeInstallUnderInput);
   (void)raft_->Step(*std::move(m));
   ProcessReady();
   ProposeAwaitingLeader();
@@ -1232,6 +1233,7 @@ void Node::DropImage() {
 }
 
 void Node::AbandonSnapshot() {
+  if (!snap_waiters_.empty()) DETCD_PROBE(kNodeRequestedSnapshotRestarted);
   snap_job_.reset();  // its temporary file goes with the next Prune
   ++snapshot_abandons_;
   ++snap_stats_.abandoned;

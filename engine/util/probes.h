@@ -59,6 +59,10 @@ namespace detcd::probes {
     "a follower's snapshot image was built in steps, work between them")   \
   X(kNodeImageDropped, "node.follower-image-dropped",                      \
     "a follower's image was dropped unsent (compaction, conf change...)")  \
+  X(kNodeInstallUnderInput, "node.snapshot-install-under-input",           \
+    "a message arrived while the worker installed a received snapshot")    \
+  X(kNodeRequestedSnapshotRestarted, "node.requested-snapshot-restarted",  \
+    "a requested (defragment) snapshot was dropped and begun again")       \
   X(kLeasePromoteExtended, "lease.promote-extended",                       \
     "a new leader promoted its lessor with leases, extending their TTLs")  \
   X(kLeaseCheckpointApplied, "lease.checkpoint-applied",                   \
