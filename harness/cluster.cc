@@ -102,22 +102,12 @@ void Cluster::AddNode(uint64_t id, std::vector<uint64_t> voters) {
   // completion finds the write unsynced, and a paused node takes the
   // completion when it runs again.
   n.disk->set_scheduler([this, id](int64_t delay, std::function<void()> ev) {
-    auto done = std::make_shared<std::function<void()>>();
-    *done = [this, id, incarnation = nodes_.at(id).incarnation, ev,
-             weak = std::weak_ptr<std::function<void()>>(done)] {
-      SimNode& t = nodes_.at(id);
-      if (!t.server || t.incarnation != incarnation) return;
-      if (t.paused) {
-        if (auto again = weak.lock()) {
-          world_.After(sim::kMillisecond, [again] { (*again)(); });
-        }
-        return;
-      }
-      ev();
-      After(t);
-    };
-    world_.After(delay, [done] { (*done)(); });
+    NodeEventAfter(id, delay, std::move(ev));
   });
+  n.offload =
+      std::make_unique<SimOffload>([this, id](std::function<void()> ev) {
+        NodeEventAfter(id, kOffloadNs, std::move(ev));
+      });
   n.clock = std::make_unique<sim::SimClock>(&world_);
   n.clock->set_on_jump([this, id](int64_t forward_ns) {
     DETCD_CHECK_MSG(opts_.timing.clock_jumps,
@@ -158,6 +148,7 @@ void Cluster::StartNode(SimNode& n) {
   env.disk = n.disk.get();
   env.transport = n.transport.get();
   env.rng = n.rng.get();
+  env.offload = n.offload.get();
   n.server = std::make_unique<server::EtcdServer>(env, o);
   n.server->node().set_observer(&checker_);
   n.server->set_on_ack(
@@ -272,6 +263,25 @@ int64_t Cluster::LinkAge(uint64_t self, uint64_t peer) const {
     return 0;
   }
   return world_.now() - std::max(me->second.up_since, it->second.up_since);
+}
+
+void Cluster::NodeEventAfter(uint64_t id, int64_t delay,
+                             std::function<void()> ev) {
+  auto done = std::make_shared<std::function<void()>>();
+  *done = [this, id, incarnation = nodes_.at(id).incarnation, ev,
+           weak = std::weak_ptr<std::function<void()>>(done)] {
+    SimNode& t = nodes_.at(id);
+    if (!t.server || t.incarnation != incarnation) return;
+    if (t.paused) {
+      if (auto again = weak.lock()) {
+        world_.After(sim::kMillisecond, [again] { (*again)(); });
+      }
+      return;
+    }
+    ev();
+    After(t);
+  };
+  world_.After(delay, [done] { (*done)(); });
 }
 
 void Cluster::After(SimNode& n) {

@@ -244,9 +244,27 @@ class Cluster {
   void FinalChecks();
 
  private:
+  // env::Offload for a simulated member: the work (pure CPU: bcrypt) runs
+  // at once, its completion as an event of the member's own a little
+  // later, as the real server's offload thread hands it back.
+  class SimOffload final : public env::Offload {
+   public:
+    explicit SimOffload(std::function<void(std::function<void()>)> later)
+        : later_(std::move(later)) {}
+    void Run(std::function<void()> work, std::function<void()> done) override {
+      work();
+      later_(std::move(done));
+    }
+
+   private:
+    std::function<void(std::function<void()>)> later_;
+  };
+  static constexpr int64_t kOffloadNs = 2 * sim::kMillisecond;
+
   struct SimNode {
     uint64_t id = 0;
     std::unique_ptr<sim::SimDisk> disk;
+    std::unique_ptr<SimOffload> offload;
     std::unique_ptr<sim::SimClock> clock;
     std::unique_ptr<sim::SimTransport> transport;
     std::unique_ptr<env::SeededRng> rng;
@@ -277,6 +295,10 @@ class Cluster {
   void StartNode(SimNode& n);
   void ScheduleTick(uint64_t id, uint64_t incarnation);
   void After(SimNode& n);  // post-event checks and injected crashes
+  // Runs `ev` after `delay` as an event of member `id`'s current
+  // incarnation: dropped if it crashed or restarted meanwhile, held while
+  // it is paused.
+  void NodeEventAfter(uint64_t id, int64_t delay, std::function<void()> ev);
   void CrashSoon(uint64_t id, const char* why);  // crash, restart later
   void MaybePublish(SimNode& n);
   // A random member that is up and running, to send a Cluster request to

@@ -30,13 +30,13 @@
 #include "nlohmann/json.hpp"
 #include "shim/auth_token.h"
 #include "shim/client_listener.h"
-#include "shim/grpc_h2.h"
-#include "shim/grpc_h2_proxy.h"
 #include "shim/discovery.h"
 #include "shim/disk_worker.h"
 #include "shim/engine_loop.h"
 #include "shim/gateway.h"
 #include "shim/go_format.h"
+#include "shim/grpc_h2.h"
+#include "shim/grpc_h2_proxy.h"
 #include "shim/health.h"
 #include "shim/join.h"
 #include "shim/lock_election.h"
@@ -49,6 +49,7 @@
 #include "shim/server_metrics.h"
 #include "shim/services.h"
 #include "shim/trace_file.h"
+#include "shim/work_thread.h"
 
 // gperftools' (see ReleaseFreeMemory below).
 extern "C" void MallocExtension_ReleaseFreeMemory() __attribute__((weak));
@@ -439,6 +440,9 @@ struct DetcdServer::Impl {
   std::unique_ptr<DiskThread> disk_thread;
   std::unique_ptr<env::SeededRng> rng;
   std::unique_ptr<PeerTransport> transport;
+  // bcrypt off the engine thread (env::Offload); outlives the server,
+  // stopped in Teardown after the loop.
+  std::unique_ptr<OffloadThread> offload;
   std::unique_ptr<server::EtcdServer> server;
   std::unique_ptr<EngineLoop> loop;
   std::unique_ptr<GrpcMetrics> grpc_metrics;
@@ -1294,7 +1298,14 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     }
   }
   if (absl::Status s = so.Validate(); !s.ok()) return s;
-  env::Env env{&m.clock, m.timed_disk.get(), m.transport.get(), m.rng.get()};
+  // Its completions reach the loop (made below, and started before any
+  // request comes) through `m`.
+  m.offload = std::make_unique<OffloadThread>(
+      "bcrypt", [im](std::function<void()> done) {
+        return im->loop != nullptr && im->loop->PostCompletion(std::move(done));
+      });
+  env::Env env{&m.clock, m.timed_disk.get(), m.transport.get(), m.rng.get(),
+               m.offload.get()};
   m.server = std::make_unique<server::EtcdServer>(env, so);
   m.server->set_peer_link_age([t = m.transport.get()](uint64_t peer) {
     return t->LinkAgeNanos(peer);
@@ -1370,6 +1381,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
         return true;
       });
   m.disk_thread->Start();
+  m.offload->Start();
 
   // Start the engine (recovery or bootstrap) on its own thread.
   absl::Status started;
@@ -1718,6 +1730,7 @@ void DetcdServer::Impl::Teardown() {
   // After the loop: the last write the engine submitted finishes (its
   // completion is dropped), and nothing writes once Stop returns.
   if (disk_thread) disk_thread->Stop();
+  if (offload) offload->Stop();
   // The WAL segments a last snapshot released go too: the process may end
   // by its signal right after Stop, without destructors.
   if (disk) disk->WaitForRemovals();

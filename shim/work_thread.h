@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "engine/env/env.h"
 
 namespace detcd::shim {
 
@@ -40,6 +41,30 @@ class WorkThread {
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
+};
+
+// env::Offload over a WorkThread of its own (bcrypt: tens of ms per
+// password): `done` goes back through `post` (the engine loop's
+// PostCompletion), dropped if refused. Once stopped, work runs on the
+// caller's thread.
+class OffloadThread final : public env::Offload {
+ public:
+  using PostFn = std::function<bool(std::function<void()>)>;
+  OffloadThread(std::string name, PostFn post)
+      : thread_(std::move(name)), post_(std::move(post)) {}
+  void Start() { thread_.Start(); }
+  void Stop() { thread_.Stop(); }
+  void Run(std::function<void()> work, std::function<void()> done) override {
+    auto task = [post = post_, work, done]() mutable {
+      work();
+      post(std::move(done));
+    };
+    if (!thread_.Post(task)) task();
+  }
+
+ private:
+  WorkThread thread_;
+  const PostFn post_;
 };
 
 }  // namespace detcd::shim

@@ -191,11 +191,21 @@ class SeededRng final : public Rng {
 };
 
 // The bundle handed to engine components.
+// Runs CPU-heavy pure work (a bcrypt hash or check: tens of ms) away from
+// the engine's thread, then `done` on the engine's thread as an event of
+// its own. The work touches only what it owns.
+class Offload {
+ public:
+  virtual ~Offload() = default;
+  virtual void Run(std::function<void()> work, std::function<void()> done) = 0;
+};
+
 struct Env {
   Clock* clock = nullptr;
   Disk* disk = nullptr;
   Transport* transport = nullptr;
   Rng* rng = nullptr;
+  Offload* offload = nullptr;  // null: the engine runs such work inline
 };
 
 // Forwards every call to a target; fault injectors override only what they

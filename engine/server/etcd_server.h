@@ -512,7 +512,19 @@ class EtcdServer {
   void AuthenticateOnce(const etcdserverpb::AuthenticateRequest& r, int tries,
                         Done<etcdserverpb::AuthenticateResponse> done);
   // bcrypt hash of a password at bcrypt_cost with a salt from the Rng.
-  absl::StatusOr<std::string> HashPassword(std::string_view password);
+  // Hashes a password with bcrypt off the engine (OffEngine), then `then`.
+  void HashPassword(std::string password,
+                    std::function<void(absl::StatusOr<std::string>)> then);
+  // ProposeAuth for a request carrying a password: with `hash`, the
+  // password is replaced by its hash (HashPassword) before proposing; the
+  // password itself never enters the log.
+  template <typename Req, typename Resp>
+  void ProposeAuthHashed(const Req& r,
+                         Req* (etcdserverpb::InternalRaftRequest::*field)(),
+                         bool hash, Done<Resp> done);
+  void ProposeAuthenticate(const etcdserverpb::AuthenticateRequest& r,
+                           int tries, uint64_t checked,
+                           Done<etcdserverpb::AuthenticateResponse> done);
   // Calls waiting in AwaitCaller; run from AfterInput.
   struct TokenWait {
     uint64_t index;
@@ -584,6 +596,10 @@ class EtcdServer {
   void LeaderDuties();
   uint64_t NextRequestId();
   int64_t now() const { return env_.clock->NowNanos(); }
+  // Runs `work` through env::Offload (inline without one), then `done` on
+  // the engine, unless this server is gone by then.
+  void OffEngine(std::function<void()> work, std::function<void()> done);
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
   env::Env env_;
   EtcdServerOptions opts_;

@@ -136,8 +136,9 @@ std::string EtcdServer::WatchCancelReason(const absl::Status& s) {
          "etcdserver: permission denied";
 }
 
-absl::StatusOr<std::string> EtcdServer::HashPassword(
-    std::string_view password) {
+void EtcdServer::HashPassword(
+    std::string password,
+    std::function<void(absl::StatusOr<std::string>)> then) {
   std::array<uint8_t, 16> salt{};
   for (size_t i = 0; i < salt.size(); i += 8) {
     const uint64_t x = env_.rng->Next();
@@ -147,7 +148,24 @@ absl::StatusOr<std::string> EtcdServer::HashPassword(
   if (cost < auth::kBcryptMinCost || cost > auth::kBcryptMaxCost) {
     cost = auth::kBcryptDefaultCost;  // etcd falls back to its default
   }
-  return auth::BcryptHash(password, cost, salt);
+  // The salt comes from the engine's stream; the hash (tens of ms) is
+  // made off the engine.
+  auto out = std::make_shared<absl::StatusOr<std::string>>();
+  OffEngine([out, password = std::move(password), cost,
+             salt] { *out = auth::BcryptHash(password, cost, salt); },
+            [out, then = std::move(then)] { then(std::move(*out)); });
+}
+
+void EtcdServer::OffEngine(std::function<void()> work,
+                           std::function<void()> done) {
+  if (env_.offload == nullptr) {
+    work();
+    return done();
+  }
+  env_.offload->Run(std::move(work),
+                    [alive = std::weak_ptr<bool>(alive_), done] {
+                      if (!alive.expired()) done();
+                    });
 }
 
 template <typename Req, typename Resp>
@@ -192,42 +210,68 @@ void EtcdServer::AuthenticateOnce(
   LinearizableRead([this, r, tries, done = std::move(done)](absl::Status s) {
     if (!s.ok()) return done(s);
     // etcd's CheckPassword: the hash comparison is made here, before
-    // proposing, so the log never holds the password.
+    // proposing, so the log never holds the password. bcrypt takes tens of
+    // ms: off the engine (etcd too checks outside its raft loop).
     absl::StatusOr<std::string> hash = sm_.auth().PasswordHash(r.name());
     if (!hash.ok()) return done(hash.status());
-    if (!auth::BcryptMatches(*hash, r.password())) {
-      return done(auth::ErrAuthFailed());
-    }
     const uint64_t checked = sm_.auth().revision();
-    etcdserverpb::InternalRaftRequest req;
-    req.mutable_authenticate()->set_name(r.name());
-    req.mutable_authenticate()->set_simple_token(tokens_->GenTokenPrefix());
-    ProposeRequest<etcdserverpb::AuthenticateResponse>(
-        std::move(req),
-        [this, r, tries, checked, done = std::move(done)](
-            absl::StatusOr<etcdserverpb::AuthenticateResponse> resp) mutable {
-          if (!resp.ok() || checked == sm_.auth().revision() || tries <= 1) {
-            return done(std::move(resp));
-          }
-          // The password was checked against an older store: again.
-          AuthenticateOnce(r, tries - 1, std::move(done));
+    auto matches = std::make_shared<bool>(false);
+    OffEngine(
+        [matches, hash = *std::move(hash), password = r.password()] {
+          *matches = auth::BcryptMatches(hash, password);
+        },
+        [this, r, tries, checked, matches, done = std::move(done)]() mutable {
+          if (!*matches) return done(auth::ErrAuthFailed());
+          ProposeAuthenticate(r, tries, checked, std::move(done));
         });
   });
 }
 
+void EtcdServer::ProposeAuthenticate(
+    const etcdserverpb::AuthenticateRequest& r, int tries, uint64_t checked,
+    Done<etcdserverpb::AuthenticateResponse> done) {
+  etcdserverpb::InternalRaftRequest req;
+  req.mutable_authenticate()->set_name(r.name());
+  req.mutable_authenticate()->set_simple_token(tokens_->GenTokenPrefix());
+  ProposeRequest<etcdserverpb::AuthenticateResponse>(
+      std::move(req),
+      [this, r, tries, checked, done = std::move(done)](
+          absl::StatusOr<etcdserverpb::AuthenticateResponse> resp) mutable {
+        if (!resp.ok() || checked == sm_.auth().revision() || tries <= 1) {
+          return done(std::move(resp));
+        }
+        // The password was checked against an older store: again.
+        AuthenticateOnce(r, tries - 1, std::move(done));
+      });
+}
+
 void EtcdServer::UserAdd(const etcdserverpb::AuthUserAddRequest& r,
                          Done<etcdserverpb::AuthUserAddResponse> done) {
-  etcdserverpb::AuthUserAddRequest h = r;
-  h.clear_password();
-  if (!r.options().no_password() && r.hashedpassword().empty()) {
-    // A user without a name is refused at apply; no need to hash for it.
-    if (!r.name().empty()) {
-      absl::StatusOr<std::string> hashed = HashPassword(r.password());
-      if (!hashed.ok()) return done(hashed.status());
-      h.set_hashedpassword(*std::move(hashed));
-    }
-  }
-  ProposeAuth(h, &IRR::mutable_auth_user_add, std::move(done));
+  // A user without a name is refused at apply; no need to hash for it.
+  const bool hash = !r.options().no_password() && r.hashedpassword().empty() &&
+                    !r.name().empty();
+  ProposeAuthHashed(r, &IRR::mutable_auth_user_add, hash, std::move(done));
+}
+
+template <typename Req, typename Resp>
+void EtcdServer::ProposeAuthHashed(
+    const Req& r, Req* (etcdserverpb::InternalRaftRequest::*field)(), bool hash,
+    Done<Resp> done) {
+  // The caller is stamped now: the hash is made off the engine, and its
+  // completion runs outside this request's caller scope.
+  etcdserverpb::InternalRaftRequest req;
+  if (absl::Status s = StampCaller(&req); !s.ok()) return done(s);
+  Req* h = (req.*field)();
+  *h = r;
+  h->clear_password();
+  if (!hash) return ProposeRequest(std::move(req), std::move(done));
+  HashPassword(r.password(),
+               [this, field, req = std::move(req), done = std::move(done)](
+                   absl::StatusOr<std::string> hashed) mutable {
+                 if (!hashed.ok()) return done(hashed.status());
+                 (req.*field)()->set_hashedpassword(*std::move(hashed));
+                 ProposeRequest(std::move(req), std::move(done));
+               });
 }
 
 void EtcdServer::UserGet(const etcdserverpb::AuthUserGetRequest& r,
@@ -248,14 +292,8 @@ void EtcdServer::UserDelete(const etcdserverpb::AuthUserDeleteRequest& r,
 void EtcdServer::UserChangePassword(
     const etcdserverpb::AuthUserChangePasswordRequest& r,
     Done<etcdserverpb::AuthUserChangePasswordResponse> done) {
-  etcdserverpb::AuthUserChangePasswordRequest h = r;
-  h.clear_password();
-  if (r.hashedpassword().empty()) {
-    absl::StatusOr<std::string> hashed = HashPassword(r.password());
-    if (!hashed.ok()) return done(hashed.status());
-    h.set_hashedpassword(*std::move(hashed));
-  }
-  ProposeAuth(h, &IRR::mutable_auth_user_change_password, std::move(done));
+  ProposeAuthHashed(r, &IRR::mutable_auth_user_change_password,
+                    r.hashedpassword().empty(), std::move(done));
 }
 
 void EtcdServer::UserGrantRole(
