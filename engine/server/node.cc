@@ -695,9 +695,11 @@ void Node::SubmitWrite(raft::Ready rd) {
   persisting_ = std::make_unique<raft::Ready>(std::move(rd));
   const raft::Ready* r = persisting_.get();
   std::weak_ptr<bool> alive = alive_;
-  // The work runs on the disk worker: it touches only the WAL and the
-  // Ready, which the engine leaves alone until the completion (TakeSnapshot
-  // and the destructor drain the worker first).
+  // The work runs on the disk worker: it touches only the WAL, the
+  // snapshot files, the Ready and prepared_ (a received snapshot's
+  // PrepareRestore reads nothing but the image), which the engine leaves
+  // alone until the completion (TakeSnapshot and the destructor drain the
+  // worker first; no snapshot of ours starts during an install).
   env_.disk->worker()->Submit([this, r] { return Persist(*r); },
                               [this, alive](absl::Status s) {
                                 if (alive.expired()) return;
