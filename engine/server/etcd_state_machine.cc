@@ -673,13 +673,12 @@ absl::Status EtcdStateMachine::RestorePrepared(
 
 absl::Status EtcdStateMachine::AdoptData(std::string_view kv_image,
                                          std::string_view lessor_image) {
-  // The lessor image is checked first: KvStore::Restore replaces the store
+  // The lessor image is decoded first: KvStore::Restore replaces the store
   // only once the whole image is valid, so after it nothing can fail.
-  lease::Lessor lease_check(opts_.lease);
-  if (absl::Status s = lease_check.Restore(lessor_image); !s.ok()) return s;
+  absl::StatusOr<lease::Lessor::Decoded> leases = lessor_.Decode(lessor_image);
+  if (!leases.ok()) return leases.status();
   if (absl::Status s = kv_.Restore(kv_image); !s.ok()) return s;
-  absl::Status s = lessor_.Restore(lessor_image);
-  DETCD_CHECK(s.ok());
+  lessor_.Install(&*leases);
   alarms_ = AlarmSet();
   db_size_ = db_size_in_use();
   if (on_restore_) on_restore_();
