@@ -60,10 +60,22 @@ class EngineLoop {
   // queue without waking the engine thread, and ReleaseWakes wakes it once
   // if any did: a transport that hands over many calls in one turn wakes
   // the engine once for them (a futex wake per call cost more than the
-  // call's own handling). Not nested; the engine still runs anything it
-  // finds queued when it wakes for another reason.
+  // call's own handling). HoldWakes on a thread that holds them already
+  // keeps what it holds; the engine still runs anything it finds queued
+  // when it wakes for another reason.
   void HoldWakes();
   void ReleaseWakes();
+  // As ReleaseWakes, but when at most `max_here` posts were held and no
+  // batch runs (the engine thread waits), the calling thread runs the
+  // queue itself as one batch, hooks and all, instead of waking the engine
+  // thread for it: an idle member's request or raft message then costs no
+  // thread wake-up on its way in. What such a batch posts (a disk write's
+  // completion) runs there too, as the next batch (up to kMaxRoundsHere
+  // in a row, each of at most `max_here` tasks). Batches still run one at a
+  // time and in posting order; the engine thread waits while one runs elsewhere
+  // and keeps the ticks. Only for a thread that holds no lock a task may take
+  // and that no task waits for.
+  void ReleaseWakesRunningHere(size_t max_here);
   bool PostPeer(Task t);
   // A completion of work the engine itself started (the disk thread's WAL
   // writes): never refused for backlog, since dropping it would leave the
@@ -73,7 +85,11 @@ class EngineLoop {
   // engine thread). Returns false if the loop stopped first.
   bool RunSync(Task t);
 
+  // True on the engine thread and on a thread running a batch for it
+  // (ReleaseWakesRunningHere).
   bool OnEngineThread() const;
+  // Batches run by posting threads (ReleaseWakesRunningHere).
+  uint64_t batches_run_here() const;
   // Tasks waiting right now (for metrics).
   size_t backlog() const;
   // Raft messages dropped because the backlog was full.
@@ -81,12 +97,20 @@ class EngineLoop {
 
  private:
   void Run();
+  // Runs the queue on the calling thread if no batch runs; true if the
+  // engine thread need not be woken for what is queued.
+  bool RunHere(size_t max_here);
+  // Batches a posting thread runs in a row at most: its own, then what
+  // each posted for the next (see RunHere).
+  static constexpr int kMaxRoundsHere = 4;
   // Wakes the engine thread for a post from this thread, unless held.
   void Wake();
   struct Item {
     Task task;
     bool peer;
   };
+  // Runs one batch (the hooks around the tasks, and the tick if due).
+  void RunBatch(std::deque<Item>& batch, bool tick);
 
   const Options opts_;
   Task on_tick_;
@@ -98,6 +122,11 @@ class EngineLoop {
   size_t peer_queued_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t dropped_peer_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // A batch runs, on the engine thread or on a posting thread.
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  // The engine thread waits for a batch running elsewhere to end.
+  bool waits_for_runner_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t run_here_ ABSL_GUARDED_BY(mu_) = 0;
   Task last_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };

@@ -773,7 +773,16 @@ void Server::Loop() {
         Bridge::MarkDirty(c.get());
       }
     }
-    if (opts_.after_reads) opts_.after_reads();
+    if (opts_.after_reads) {
+      opts_.after_reads();
+      // Answers given meanwhile (by after_reads running the engine here).
+      ops.clear();
+      {
+        absl::MutexLock l(&mu_);
+        ops.swap(ops_);
+      }
+      RunOps(ops);
+    }
     std::vector<Conn*> dirty;
     dirty.swap(dirty_);
     std::vector<uint64_t> closing;

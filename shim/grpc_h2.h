@@ -162,7 +162,10 @@ struct ServerOptions {
   // Run on the loop thread around the part of each turn that reads the
   // connections and hands over the calls (before the answers are
   // written): detcd holds the engine thread's wake-ups over it, so the
-  // calls of one turn wake the engine once (EngineLoop::HoldWakes).
+  // calls of one turn wake the engine once (EngineLoop::HoldWakes), or,
+  // an idle engine, are run by this thread in after_reads
+  // (EngineLoop::ReleaseWakesRunningHere): answers given meanwhile are
+  // written in the same turn.
   std::function<void()> before_turn;
   std::function<void()> after_reads;
 };

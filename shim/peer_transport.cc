@@ -1550,6 +1550,12 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
     // huge frame and sending nothing does not make us allocate it.
     std::string buf(kMaxBatchBytes, '\0');
     size_t begin = 0, end = 0;  // unparsed bytes: buf[begin, end)
+    bool delivered = false;     // on_message ran since the last read
+    auto hand_over = [&] {
+      if (!delivered) return;
+      delivered = false;
+      if (opts_.after_messages) opts_.after_messages();
+    };
     // Until `n` unparsed bytes are buffered (n <= buf.size()); false when
     // the stream ends first.
     auto fill = [&](size_t n) {
@@ -1560,6 +1566,7 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
         begin = 0;
       }
       while (end < n) {
+        hand_over();
         const long r = stream->Read(buf.data() + end, buf.size() - end);
         if (r <= 0) return false;
         end += static_cast<size_t>(r);
@@ -1607,6 +1614,7 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
       } else {
         payload.assign(buf.data() + begin, end - begin);
         begin = end = 0;
+        hand_over();
         while (payload.size() < len) {
           size_t have = payload.size();
           size_t step = std::min<size_t>(len - have, 1 << 20);
@@ -1625,8 +1633,10 @@ void PeerTransport::ServeIncoming(uint64_t conn_id, int fd, bool tls, std::strin
       if (begin == end) begin = end = 0;
       received->bytes.fetch_add(4 + len, std::memory_order_relaxed);
       opts_.on_message(from, std::move(payload));
+      delivered = true;
       snapshot_over(true);
     }
+    hand_over();
     DLOG_INFO("lost TCP streaming connection with remote peer",
               {{"stream-reader-type", "detcd-peer1"},
                {"local-member-id", Hex(opts_.local_id)},

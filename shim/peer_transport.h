@@ -170,6 +170,11 @@ struct PeerTransportOptions {
 
   // Called from transport threads with each received payload. Required.
   std::function<void(uint64_t from, std::string payload)> on_message;
+  // Called on a reader thread after on_message gave it payloads and before
+  // it reads again (or ends): the payloads of one read are handed over
+  // together (the server then wakes its engine once for them, or runs
+  // them on this thread). Unset: nothing.
+  std::function<void()> after_messages;
   // Runs a function on the engine's thread (the server's engine loop).
   // With it, SendSnapshot reports each snapshot when its last byte has been
   // written to the peer's connection (or when it was dropped) through this;

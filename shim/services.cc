@@ -77,6 +77,8 @@ struct Services::Impl {
       : loop(l), server(s), opts(o), obs(ob ? ob : &null_observer) {}
 
   // Registry of open calls. Returns false once stopped.
+  // Unary calls made and not answered yet (UnaryCall).
+  std::atomic<int64_t> unary_open{0};
   bool Open(OpenCall* c) {
     absl::MutexLock l(&mu);
     if (stopped) return false;
@@ -193,7 +195,9 @@ class UnaryCall : public OpenCall {
   // reactor: gRPC C++'s, or null for a call whose Send answers it.
   UnaryCall(Services::Impl* impl, grpc::ServerUnaryReactor* reactor,
             const char* service, const char* method)
-      : impl_(impl), reactor_(reactor), service_(service), method_(method) {}
+      : impl_(impl), reactor_(reactor), service_(service), method_(method) {
+    impl_->unary_open.fetch_add(1, std::memory_order_relaxed);
+  }
 
   // On the engine thread: serves the request.
   virtual void Run() = 0;
@@ -209,6 +213,7 @@ class UnaryCall : public OpenCall {
       absl::MutexLock l(&mu_);
       if (finished_) return;
       finished_ = true;
+      impl_->unary_open.fetch_sub(1, std::memory_order_relaxed);
       fill();
       if (engine_reading_) {
         held_ = s;
@@ -1748,6 +1753,10 @@ Services::~Services() = default;
 
 int64_t Services::pending_watch_events() const {
   return impl_->pending_events.load(std::memory_order_relaxed);
+}
+
+int64_t Services::unary_calls_open() const {
+  return impl_->unary_open.load(std::memory_order_relaxed);
 }
 
 void Services::RegisterNative(h2::Server* s) {

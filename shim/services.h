@@ -84,6 +84,8 @@ class Services {
   // Events queued in watch streams' send buffers and not yet written (any
   // thread).
   int64_t pending_watch_events() const;
+  // Unary calls (gRPC C++'s and native) not answered yet (any thread).
+  int64_t unary_calls_open() const;
 
   struct Impl;
   struct All;

@@ -167,5 +167,135 @@ TEST(EngineLoopTest, TasksQueuedWhileBusyRunAsOneBatch) {
   EXPECT_EQ(depth, 0);
 }
 
+// An idle engine's held posts run on the releasing thread, as one batch
+// between the hooks, and count as the engine's; so does what that batch
+// posts, as the next batch; the engine thread is not woken for them. (Right
+// after a batch the engine thread may still be finishing it, and then it runs
+// the posts itself: so the test tries up to 20 times, each after a pause, and a
+// loop that never runs them here fails all 20.)
+TEST(EngineLoopTest, AnIdleEnginesHeldPostsRunOnTheReleasingThread) {
+  std::vector<std::string> events;  // touched only by batches
+  EngineLoop loop({.tick_ns = 1'000'000'000'000}, [] {});
+  loop.SetBatchHooks([&] { events.push_back("("); },
+                     [&] { events.push_back(")"); });
+  loop.Start();
+  const std::thread::id me = std::this_thread::get_id();
+  bool here = false;
+  for (int attempt = 0; attempt < 20 && !here; ++attempt) {
+    ASSERT_TRUE(loop.RunSync([] {}));
+    absl::SleepFor(absl::Milliseconds(20));  // let the engine thread sleep
+    size_t start = 0;
+    ASSERT_TRUE(loop.RunSync([&] { start = events.size() + 1; }));  // its ")"
+    absl::SleepFor(absl::Milliseconds(20));
+    std::atomic<int> ran_here{0};
+    loop.HoldWakes();
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(loop.PostPeer([&, i] {
+        if (std::this_thread::get_id() == me) {
+          EXPECT_TRUE(loop.OnEngineThread());
+          ++ran_here;
+        }
+        events.push_back(std::to_string(i));
+        // What a batch posts (a disk completion) runs next, here too.
+        if (i == 2) {
+          EXPECT_TRUE(loop.PostCompletion([&] {
+            if (std::this_thread::get_id() == me) ++ran_here;
+            events.push_back("c");
+          }));
+        }
+      }));
+    }
+    loop.ReleaseWakesRunningHere(3);
+    if (ran_here.load() == 0) continue;
+    here = true;
+    EXPECT_EQ(ran_here.load(), 4);
+    EXPECT_EQ(
+        std::vector<std::string>(events.begin() + start, events.end()),
+        (std::vector<std::string>{"(", "0", "1", "2", ")", "(", "c", ")"}));
+    EXPECT_EQ(loop.batches_run_here(), 2u);
+  }
+  EXPECT_TRUE(here) << "held posts never ran on the releasing thread";
+  EXPECT_FALSE(loop.OnEngineThread());
+  // More than max_here: the engine thread runs them.
+  const uint64_t before = loop.batches_run_here();
+  std::atomic<int> on_engine{0};
+  absl::SleepFor(absl::Milliseconds(20));
+  loop.HoldWakes();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(loop.Post([&] {
+      if (std::this_thread::get_id() != me) ++on_engine;
+    }));
+  }
+  loop.ReleaseWakesRunningHere(2);
+  ASSERT_TRUE(loop.RunSync([] {}));
+  EXPECT_EQ(on_engine.load(), 3);
+  EXPECT_EQ(loop.batches_run_here(), before);
+  loop.Stop(nullptr);
+}
+
+// While a batch runs (here the engine thread's), held posts are left to
+// it: the releasing thread neither runs nor waits, and order holds.
+TEST(EngineLoopTest, ABusyEngineKeepsHeldPostsInOrder) {
+  EngineLoop loop({.tick_ns = 1'000'000'000'000}, [] {});
+  loop.Start();
+  absl::Notification busy, go;
+  std::vector<int> order;  // touched only by batches
+  ASSERT_TRUE(loop.Post([&] {
+    busy.Notify();
+    EXPECT_TRUE(go.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    order.push_back(0);
+  }));
+  ASSERT_TRUE(busy.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  loop.HoldWakes();
+  ASSERT_TRUE(loop.Post([&] { order.push_back(1); }));
+  loop.ReleaseWakesRunningHere(4);  // returns at once
+  ASSERT_TRUE(loop.Post([&] { order.push_back(2); }));
+  go.Notify();
+  ASSERT_TRUE(loop.RunSync([] {}));
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(loop.batches_run_here(), 0u);
+  loop.Stop(nullptr);
+}
+
+// Many threads releasing into the loop at once, with fast ticks and a
+// Stop at the end: batches never overlap, each thread's tasks run in its
+// order, every task runs, and some batches ran on posting threads.
+TEST(EngineLoopTest, BatchesRunOneAtATimeWhereverTheyRun) {
+  std::atomic<int> inside{0};
+  std::atomic<int> overlaps{0};
+  EngineLoop loop({.tick_ns = 100'000}, [] {});
+  loop.SetBatchHooks(
+      [&] {
+        if (inside.fetch_add(1) != 0) ++overlaps;
+      },
+      [&] { inside.fetch_sub(1); });
+  loop.Start();
+  constexpr int kThreads = 4, kPosts = 3000;
+  std::vector<std::vector<int>> seen(kThreads);  // touched only by batches
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPosts; i += 2) {
+        loop.HoldWakes();
+        for (int j = i; j < i + 2; ++j) {
+          EXPECT_TRUE(loop.PostPeer([&, t, j] {
+            if (inside.load() != 1) ++overlaps;
+            seen[t].push_back(j);
+          }));
+        }
+        loop.ReleaseWakesRunningHere(2);
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  loop.Stop(nullptr);
+  EXPECT_EQ(overlaps.load(), 0);
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_EQ(seen[t].size(), static_cast<size_t>(kPosts)) << t;
+    for (int i = 0; i < kPosts; ++i) EXPECT_EQ(seen[t][i], i);
+  }
+  EXPECT_GT(loop.batches_run_here(), 0u);
+}
+
 }  // namespace
 }  // namespace detcd::shim
