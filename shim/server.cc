@@ -13,6 +13,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -1314,7 +1315,9 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // Its completions reach the loop (made below, and started before any
   // request comes) through `m`.
   m.offload = std::make_unique<OffloadThread>(
-      "bcrypt", [im](std::function<void()> done) {
+      "bcrypt",
+      static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
+      [im](std::function<void()> done) {
         return im->loop != nullptr && im->loop->PostCompletion(std::move(done));
       });
   env::Env env{&m.clock, m.timed_disk.get(), m.transport.get(), m.rng.get(),

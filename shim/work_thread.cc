@@ -10,7 +10,9 @@ void WorkThread::Start() {
   absl::MutexLock l(&mu_);
   if (running_ || stopping_) return;
   running_ = true;
-  thread_ = std::thread([this] { Run(); });
+  for (int i = 0; i < threads_; ++i) {
+    running_threads_.emplace_back([this] { Run(); });
+  }
 }
 
 bool WorkThread::Post(std::function<void()> task) {
@@ -26,7 +28,7 @@ void WorkThread::Stop() {
     if (!running_ || stopping_) return;
     stopping_ = true;
   }
-  thread_.join();
+  for (std::thread& t : running_threads_) t.join();
 }
 
 void WorkThread::Run() {

@@ -1,7 +1,8 @@
-// A thread that runs the tasks other threads hand it, one at a time in the
-// order they came: work the engine thread must not stop for (encoding and
-// freeing a large answer, shim/services.cc). Tasks must not block for long
-// and must not wait on the engine thread.
+// A thread (or a few) that runs the tasks other threads hand it, taken in
+// the order they came: work the engine thread must not stop for (encoding
+// and freeing a large answer, shim/services.cc; bcrypt). With one thread
+// the tasks run one at a time in that order; with more, side by side.
+// Tasks must not block for long and must not wait on the engine thread.
 //
 // Stop() runs what is queued, then joins; a Post after it (or before
 // Start) is refused, and the caller does the work itself.
@@ -12,6 +13,7 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "engine/env/env.h"
@@ -20,8 +22,9 @@ namespace detcd::shim {
 
 class WorkThread {
  public:
-  // `name` names the thread (at most 15 bytes, as Linux keeps it).
-  explicit WorkThread(std::string name) : name_(std::move(name)) {}
+  // `name` names the threads (at most 15 bytes, as Linux keeps it).
+  explicit WorkThread(std::string name, int threads = 1)
+      : name_(std::move(name)), threads_(threads < 1 ? 1 : threads) {}
   ~WorkThread() { Stop(); }
   WorkThread(const WorkThread&) = delete;
   WorkThread& operator=(const WorkThread&) = delete;
@@ -36,22 +39,25 @@ class WorkThread {
   void Run();
 
   const std::string name_;
+  const int threads_;
   absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  std::vector<std::thread> running_threads_;
 };
 
-// env::Offload over a WorkThread of its own (bcrypt: tens of ms per
-// password): `done` goes back through `post` (the engine loop's
-// PostCompletion), dropped if refused. Once stopped, work runs on the
+// env::Offload over WorkThreads of its own (bcrypt: tens of ms per
+// password; one per core, so that concurrent logins are checked side by
+// side, as etcd's goroutines check them): `done` goes back through `post`
+// (the engine loop's PostCompletion), dropped if refused; completions may
+// come in another order than the work. Once stopped, work runs on the
 // caller's thread.
 class OffloadThread final : public env::Offload {
  public:
   using PostFn = std::function<bool(std::function<void()>)>;
-  OffloadThread(std::string name, PostFn post)
-      : thread_(std::move(name)), post_(std::move(post)) {}
+  OffloadThread(std::string name, int threads, PostFn post)
+      : thread_(std::move(name), threads), post_(std::move(post)) {}
   void Start() { thread_.Start(); }
   void Stop() { thread_.Stop(); }
   void Run(std::function<void()> work, std::function<void()> done) override {
