@@ -590,12 +590,58 @@ ServerStats Server::Stats() const {
   return stats_;
 }
 
+namespace {
+
+// The calling thread's held answers (Server::HoldAnswers).
+struct HeldAnswers {
+  const Server* server = nullptr;
+  int ops = 0;
+  bool woke = false;  // past the bound: the loop was woken for them
+};
+thread_local HeldAnswers held_answers;
+// The server whose loop runs on this thread.
+thread_local const Server* loop_of_this_thread = nullptr;
+
+}  // namespace
+
+void Server::HoldAnswers() { held_answers = HeldAnswers{this, 0, false}; }
+
+void Server::ReleaseAnswers() {
+  const HeldAnswers h = held_answers;
+  held_answers = HeldAnswers{};
+  if (h.server != this || h.ops == 0 || h.woke) return;
+  // On the loop's own thread (an engine batch run from after_reads), the
+  // turn goes on to run them.
+  if (loop_of_this_thread == this) return;
+  if (!turn_mu_.TryLock()) {
+    Wake();  // the loop is in its turn: it runs them now or next
+    return;
+  }
+  std::vector<Op> ops;
+  {
+    absl::MutexLock l(&mu_);
+    ops.swap(ops_);
+  }
+  RunOps(ops);
+  FlushDirty();
+  turn_mu_.Unlock();
+  absl::MutexLock l(&stats_mu_);
+  ++stats_.sent_by_callers;
+}
+
 bool Server::Enqueue(Op op) {
   bool wake = false;
+  HeldAnswers& h = held_answers;
+  const bool held = h.server == this && !h.woke;
   {
     absl::MutexLock l(&mu_);
     if (stopping_) return false;
     ops_.push_back(std::move(op));
+    if (held && h.ops < kMaxHeldOps) {
+      ++h.ops;
+      return true;
+    }
+    if (held) h.woke = true;
     if (!woken_) {
       woken_ = true;
       wake = true;
@@ -665,10 +711,14 @@ nghttp2_option* Options() {
 void Server::Loop() {
   epoll_event events[64];
   int64_t next_keepalive_scan_ms = 0;
+  loop_of_this_thread = this;
+  turn_mu_.Lock();
   while (true) {
     int64_t now = NowMs();
     int timeout = static_cast<int>(NextTimerMs(now));
+    turn_mu_.Unlock();
     int n = epoll_wait(epoll_fd_, events, 64, timeout);
+    turn_mu_.Lock();
     std::vector<NewConn> fresh;
     std::vector<Op> ops;
     bool stop;
@@ -783,28 +833,33 @@ void Server::Loop() {
       }
       RunOps(ops);
     }
-    std::vector<Conn*> dirty;
-    dirty.swap(dirty_);
-    std::vector<uint64_t> closing;
-    for (Conn* c : dirty) {
-      c->dirty = false;
-      Flush(*c);
-      std::vector<Stream*> drained;
-      drained.swap(c->drained);
-      for (Stream* s : drained) {
-        s->drained_note = false;
-        if (s->handler != nullptr && !s->call->done()) s->handler->OnDrained();
-      }
-      if (c->broken) closing.push_back(c->id);
-    }
-    for (uint64_t id : closing) CloseConn(id);
+    FlushDirty();
     if (stop) {
       std::vector<uint64_t> all;
       for (auto& [id, c] : conns_) all.push_back(id);
       for (uint64_t id : all) CloseConn(id);
+      turn_mu_.Unlock();
       return;
     }
   }
+}
+
+void Server::FlushDirty() {
+  std::vector<Conn*> dirty;
+  dirty.swap(dirty_);
+  std::vector<uint64_t> closing;
+  for (Conn* c : dirty) {
+    c->dirty = false;
+    Flush(*c);
+    std::vector<Stream*> drained;
+    drained.swap(c->drained);
+    for (Stream* s : drained) {
+      s->drained_note = false;
+      if (s->handler != nullptr && !s->call->done()) s->handler->OnDrained();
+    }
+    if (c->broken) closing.push_back(c->id);
+  }
+  for (uint64_t id : closing) CloseConn(id);
 }
 
 void Server::ReadConn(Conn& c) {

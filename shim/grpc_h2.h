@@ -176,6 +176,7 @@ struct ServerStats {
   uint64_t calls = 0;
   uint64_t writes = 0;      // socket writes (each may carry many answers)
   uint64_t wakeups = 0;     // loop wake-ups from Call methods
+  uint64_t sent_by_callers = 0;  // turns taken by ReleaseAnswers
 };
 
 class Server {
@@ -197,6 +198,16 @@ class Server {
   void Stop();
   ServerStats Stats() const;
 
+  // Between HoldAnswers and ReleaseAnswers on one thread (detcd's engine
+  // batch hooks), that thread's Call writes and finishes queue without
+  // waking the loop, up to kMaxHeldOps of them (more wake it as usual);
+  // ReleaseAnswers then sends them itself if the loop sleeps (taking the
+  // loop's turn: the answer of an idle member leaves without a thread
+  // wake-up), and wakes the loop otherwise. Not nested.
+  static constexpr int kMaxHeldOps = 4;
+  void HoldAnswers();
+  void ReleaseAnswers();
+
  private:
   struct Conn;
   struct Stream;
@@ -214,6 +225,9 @@ class Server {
   void Loop();
   void Wake();
   void RunOps(std::vector<Op>& ops);
+  // Writes what the turn made ready on each connection marked dirty and
+  // closes the broken ones.
+  void FlushDirty();
   void ReadConn(Conn& c);
   void Flush(Conn& c);
   void CloseConn(uint64_t id);
@@ -238,7 +252,10 @@ class Server {
   std::vector<NewConn> new_conns_ ABSL_GUARDED_BY(mu_);
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
 
-  // Loop thread only.
+  // Held by the loop thread for its turns (all but its epoll_wait), and by
+  // a thread that sends held answers in its place (ReleaseAnswers): the
+  // state below is the holder's.
+  absl::Mutex turn_mu_;
   uint64_t next_conn_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Conn>> conns_;
   std::vector<Conn*> dirty_;

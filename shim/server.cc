@@ -451,6 +451,9 @@ struct DetcdServer::Impl {
   // bcrypt off the engine thread (env::Offload); outlives the server,
   // stopped in Teardown after the loop.
   std::unique_ptr<OffloadThread> offload;
+  // The native transport once started, for the engine's batch hooks
+  // (HoldAnswers / ReleaseAnswers); it outlives the engine loop.
+  std::atomic<h2::Server*> h2_answers{nullptr};
   std::unique_ptr<server::EtcdServer> server;
   std::unique_ptr<EngineLoop> loop;
   std::unique_ptr<GrpcMetrics> grpc_metrics;
@@ -1346,15 +1349,23 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // LEADER" after `etcdctl endpoint health` had passed).
   // The batch's peer messages leave from this thread at its end
   // (PeerTransport::FlushSends), after the Ready that sends them.
+  // So do the batch's answers on the native gRPC transport when its loop
+  // sleeps (h2::Server::ReleaseAnswers).
   m.loop->SetBatchHooks(
-      [s = m.server.get(), t = m.transport.get()] {
+      [s = m.server.get(), t = m.transport.get(), im] {
         s->node().HoldReady();
         t->HoldSends();
+        if (h2::Server* h = im->h2_answers.load(std::memory_order_acquire)) {
+          h->HoldAnswers();
+        }
       },
       [s = m.server.get(), t = m.transport.get(), l = m.loop.get(), im,
        posted = std::make_shared<bool>(false)] {
         s->node().ReleaseReady();
         t->FlushSends();
+        if (h2::Server* h = im->h2_answers.load(std::memory_order_acquire)) {
+          h->ReleaseAnswers();
+        }
         if (s->node().leader() != im->figures.leader.load()) {
           im->PublishFigures();
         }
@@ -1605,6 +1616,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     m.grpc_h2 = *std::move(hs);
     m.services->RegisterNative(m.grpc_h2.get());
     m.grpc_h2->Start();
+    m.h2_answers.store(m.grpc_h2.get(), std::memory_order_release);
     clo.grpc_h2 = m.grpc_h2.get();
   }
   auto cl = ClientListener::Create(clo, m.grpc_server.get(), client_http);
