@@ -14,6 +14,7 @@ void DiskThread::Start() {
   absl::MutexLock l(&mu_);
   if (started_ || stopping_) return;
   started_ = true;
+  freer_.Start();
   thread_ = std::thread([this] {
     NameThisThread("disk");
     Run();
@@ -26,6 +27,7 @@ void DiskThread::Stop() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  freer_.Stop();  // after what the thread handed it
   // Never started: what was queued can no longer run anywhere.
   absl::MutexLock l(&mu_);
   queue_.clear();
@@ -67,8 +69,10 @@ void DiskThread::Submit(std::function<absl::Status()> work,
 void DiskThread::Free(std::shared_ptr<void> garbage) {
   absl::MutexLock l(&mu_);
   if (stopping_) return;  // freed here, as the engine goes away
-  queue_.push_back(Item{[g = std::move(garbage)]() mutable {
-                          g.reset();
+  queue_.push_back(Item{[this, g = std::move(garbage)]() mutable {
+                          // Freed there, or here if it has stopped.
+                          std::shared_ptr<void> last = std::move(g);
+                          freer_.Post([last]() mutable { last.reset(); });
                           return absl::OkStatus();
                         },
                         nullptr});

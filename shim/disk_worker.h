@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/env/env.h"
+#include "shim/work_thread.h"
 
 namespace detcd::shim {
 
@@ -52,7 +53,10 @@ class DiskThread final : public env::DiskWorker {
   void Submit(std::function<absl::Status()> work,
               std::function<void(absl::Status)> done) override;
   void Drain() override;
-  // Queued as an item without a completion, never run inline.
+  // Queued as an item without a completion, never run inline; when its
+  // turn comes the garbage goes to a thread of its own ("disk-free"), so
+  // the next write does not wait for the free (a replaced store of 1M
+  // keys: ~0.1-0.2 s).
   void Free(std::shared_ptr<void> garbage) override;
 
   // Work items finished (for tests and metrics).
@@ -105,6 +109,7 @@ class DiskThread final : public env::DiskWorker {
   uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t ran_inline_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
+  WorkThread freer_{"disk-free"};
 };
 
 }  // namespace detcd::shim
