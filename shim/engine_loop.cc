@@ -190,7 +190,8 @@ bool EngineLoop::RunSync(Task t) {
 }
 
 bool EngineLoop::OnEngineThread() const {
-  return running_here == this || std::this_thread::get_id() == thread_.get_id();
+  return running_here == this ||
+         std::this_thread::get_id() == thread_.get_id();
 }
 
 uint64_t EngineLoop::batches_run_here() const {

@@ -70,11 +70,11 @@ class EngineLoop {
   // queue itself as one batch, hooks and all, instead of waking the engine
   // thread for it: an idle member's request or raft message then costs no
   // thread wake-up on its way in. What such a batch posts (a disk write's
-  // completion) runs there too, as the next batch (up to kMaxRoundsHere
-  // in a row, each of at most `max_here` tasks). Batches still run one at a
-  // time and in posting order; the engine thread waits while one runs elsewhere
-  // and keeps the ticks. Only for a thread that holds no lock a task may take
-  // and that no task waits for.
+  // completion) runs there too, as the next batch (up to kMaxRoundsHere in
+  // a row, each of at most `max_here` tasks). Batches still run one at a
+  // time and in posting order; the engine thread waits while one runs
+  // elsewhere and keeps the ticks. Only for a thread that holds no lock a
+  // task may take and that no task waits for.
   void ReleaseWakesRunningHere(size_t max_here);
   bool PostPeer(Task t);
   // A completion of work the engine itself started (the disk thread's WAL

@@ -169,10 +169,10 @@ TEST(EngineLoopTest, TasksQueuedWhileBusyRunAsOneBatch) {
 
 // An idle engine's held posts run on the releasing thread, as one batch
 // between the hooks, and count as the engine's; so does what that batch
-// posts, as the next batch; the engine thread is not woken for them. (Right
-// after a batch the engine thread may still be finishing it, and then it runs
-// the posts itself: so the test tries up to 20 times, each after a pause, and a
-// loop that never runs them here fails all 20.)
+// posts, as the next batch; the engine thread is not woken for them.
+// (Right after a batch the engine thread may still be finishing it, and
+// then it runs the posts itself: so the test tries up to 20 times, each
+// after a pause, and a loop that never runs them here fails all 20.)
 TEST(EngineLoopTest, AnIdleEnginesHeldPostsRunOnTheReleasingThread) {
   std::vector<std::string> events;  // touched only by batches
   EngineLoop loop({.tick_ns = 1'000'000'000'000}, [] {});
