@@ -319,7 +319,25 @@ absl::StatusOr<std::unique_ptr<H2UnaryConn>> H2UnaryConn::Dial(
   }
   ::freeaddrinfo(res);
   if (impl->fd < 0) return last;
+  return Open(std::move(impl));
+}
 
+absl::StatusOr<std::unique_ptr<H2UnaryConn>> H2UnaryConn::FromFd(
+    int fd, std::string authority,
+    std::vector<std::pair<std::string, std::string>> metadata) {
+  auto impl = std::make_unique<Impl>();
+  impl->fd = fd;  // closed with the connection, even on failure
+  impl->authority = std::move(authority);
+  impl->metadata = std::move(metadata);
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    return Errno("fcntl");
+  }
+  return Open(std::move(impl));
+}
+
+absl::StatusOr<std::unique_ptr<H2UnaryConn>> H2UnaryConn::Open(
+    std::unique_ptr<Impl> impl) {
   nghttp2_session_callbacks* cbs = nullptr;
   nghttp2_session_callbacks_new(&cbs);
   nghttp2_session_callbacks_set_on_header_callback(cbs, &Impl::OnHeader);
@@ -341,8 +359,10 @@ absl::StatusOr<std::unique_ptr<H2UnaryConn>> H2UnaryConn::Dial(
   return std::unique_ptr<H2UnaryConn>(new H2UnaryConn(std::move(impl)));
 }
 
-void H2UnaryConn::Start(std::string_view path, std::string request,
-                        absl::Duration timeout, Done done) {
+void H2UnaryConn::Start(
+    std::string_view path, std::string request, absl::Duration timeout,
+    Done done,
+    const std::vector<std::pair<std::string, std::string>>& call_metadata) {
   Impl& m = *impl_;
   if (!m.failed.ok()) {
     done(m.failed, {});
@@ -367,6 +387,7 @@ void H2UnaryConn::Start(std::string_view path, std::string request,
                                 Nv("te", "trailers")};
   if (!grpc_timeout.empty()) nv.push_back(Nv("grpc-timeout", grpc_timeout));
   for (const auto& [k, v] : m.metadata) nv.push_back(Nv(k, v));
+  for (const auto& [k, v] : call_metadata) nv.push_back(Nv(k, v));
   nghttp2_data_provider prd;
   prd.source.ptr = c.get();
   prd.read_callback = &Impl::ReadBody;

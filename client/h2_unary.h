@@ -39,16 +39,23 @@ class H2UnaryConn {
   static absl::StatusOr<std::unique_ptr<H2UnaryConn>> Dial(
       std::string_view endpoint, absl::Duration timeout,
       std::vector<std::pair<std::string, std::string>> metadata = {});
+  // Over a socket already connected to a gRPC server (taken over, closed
+  // with the connection); `authority` goes in each call's :authority.
+  static absl::StatusOr<std::unique_ptr<H2UnaryConn>> FromFd(
+      int fd, std::string authority,
+      std::vector<std::pair<std::string, std::string>> metadata = {});
   ~H2UnaryConn();
   H2UnaryConn(const H2UnaryConn&) = delete;
   H2UnaryConn& operator=(const H2UnaryConn&) = delete;
 
   // Queues a call of method path ("/etcdserverpb.KV/Put") with the
-  // serialized request; timeout > 0 is sent as grpc-timeout. done runs
-  // from a later PollAll (or from Start, with an error, if the connection
-  // is already broken).
+  // serialized request; timeout > 0 is sent as grpc-timeout; call_metadata
+  // goes on this call only. done runs from a later PollAll (or from
+  // Start, with an error, if the connection is already broken).
   void Start(std::string_view path, std::string request, absl::Duration timeout,
-             Done done);
+             Done done,
+             const std::vector<std::pair<std::string, std::string>>&
+                 call_metadata = {});
 
   // For every connection: sends what is queued; then waits up to
   // timeout until one of them can read (or write what the socket did not
@@ -66,6 +73,9 @@ class H2UnaryConn {
  private:
   struct Impl;
   explicit H2UnaryConn(std::unique_ptr<Impl> impl);
+  // Starts the HTTP/2 session on impl's connected socket.
+  static absl::StatusOr<std::unique_ptr<H2UnaryConn>> Open(
+      std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

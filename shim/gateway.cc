@@ -6,8 +6,11 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -15,12 +18,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "absl/time/time.h"
 #include "etcdserverpb/rpc.pb.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/dynamic_message.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
+#include "h2_unary.h"
 #include "nlohmann/json.hpp"
 #include "v3electionpb/v3election.pb.h"
 #include "v3lockpb/v3lock.pb.h"
@@ -1027,19 +1032,76 @@ std::string Token(const HttpRequest& req) {
 }
 }  // namespace
 
+namespace {
+// Each HTTP connection thread's connection to the native transport.
+struct NativeConn {
+  const Gateway* gateway = nullptr;
+  std::unique_ptr<client::H2UnaryConn> conn;
+};
+thread_local NativeConn native_conn;
+}  // namespace
+
+bool Gateway::NativeUnary(const std::string& method, const std::string& request,
+                          const std::string& token,
+                          const std::function<bool()>& client_gone,
+                          grpc::Status* status, std::string* response) {
+  NativeConn& nc = native_conn;
+  if (nc.gateway != this || nc.conn == nullptr || nc.conn->broken()) {
+    nc = NativeConn{};
+    const int fd = options_.native_connect();
+    if (fd < 0) return false;
+    auto c = client::H2UnaryConn::FromFd(fd, "gateway");
+    if (!c.ok()) return false;
+    nc = NativeConn{this, *std::move(c)};
+  }
+  std::vector<std::pair<std::string, std::string>> md;
+  if (!token.empty()) md.emplace_back("authorization", token);
+  bool done = false;
+  absl::Status st;
+  nc.conn->Start(
+      method, request, absl::ZeroDuration(),
+      [&](absl::Status s, std::string_view m) {
+        done = true;
+        st = std::move(s);
+        if (st.ok()) response->assign(m);
+      },
+      md);
+  while (!done) {
+    client::H2UnaryConn::PollAll({nc.conn.get()},
+                                 absl::Milliseconds(options_.poll_interval_ms));
+    if (!done && client_gone && client_gone()) {
+      // Closing the connection cancels the call on the server.
+      nc = NativeConn{};
+      st = absl::CancelledError("context canceled");
+      break;
+    }
+  }
+  *status = grpc::Status(static_cast<grpc::StatusCode>(st.code()),
+                         std::string(st.message()));
+  return true;
+}
+
 HttpResponse Gateway::Unary(const HttpRequest& req, const Route& route) {
   std::vector<std::string> requests;
   absl::Status s = DecodeRequests(req.body, *route.request, false, &requests);
   if (!s.ok()) return JsonError(3, std::string(s.message()));
   std::string response_bytes;
   bool got = false;
-  grpc::Status st =
-      RunCall(*stub_, route.grpc_method, requests, Token(req), req.client_gone,
-              options_.poll_interval_ms, [&](std::string bytes) {
-                response_bytes = std::move(bytes);
-                got = true;
-                return true;
-              });
+  grpc::Status st;
+  if (requests.size() == 1 && options_.native_serves &&
+      options_.native_connect && options_.native_serves(route.grpc_method) &&
+      NativeUnary(route.grpc_method, requests[0], Token(req), req.client_gone,
+                  &st, &response_bytes)) {
+    got = st.ok();
+  } else {
+    st = RunCall(*stub_, route.grpc_method, requests, Token(req),
+                 req.client_gone, options_.poll_interval_ms,
+                 [&](std::string bytes) {
+                   response_bytes = std::move(bytes);
+                   got = true;
+                   return true;
+                 });
+  }
   if (!st.ok()) {
     // The server's trailer metadata (content-type; grpc-status and
     // grpc-message are not forwarded) comes back as HTTP trailers, as

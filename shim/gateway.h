@@ -53,6 +53,13 @@ struct GatewayOptions {
   std::vector<std::string> cors = {"*"};
   // How often a waiting call checks whether its client went away.
   int poll_interval_ms = 100;
+  // The native gRPC transport (shim/grpc_h2.h), when the server runs one:
+  // unary calls of the methods it serves go to it over a connection of
+  // each HTTP connection's thread (`native_connect` returns one end of a
+  // new connection to it, or -1) instead of through gRPC C++'s in-process
+  // channel. Unset: everything takes the channel.
+  std::function<bool(std::string_view method)> native_serves;
+  std::function<int()> native_connect;
 };
 
 class Gateway {
@@ -76,6 +83,12 @@ class Gateway {
 
  private:
   HttpResponse Unary(const HttpRequest& req, const Route& route);
+  // A unary call over the native transport (GatewayOptions::native_*);
+  // false if it could not be made there (the caller takes the channel).
+  bool NativeUnary(const std::string& method, const std::string& request,
+                   const std::string& token,
+                   const std::function<bool()>& client_gone,
+                   grpc::Status* status, std::string* response);
   HttpResponse Stream(const HttpRequest& req, const Route& route);
   void AddCors(const HttpRequest& req, HttpResponse* resp) const;
 

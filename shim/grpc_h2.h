@@ -188,6 +188,11 @@ class Server {
 
   // Before Start. "/etcdserverpb.KV/Put" -> factory.
   void Register(std::string method, HandlerFactory factory);
+  // Whether a method has a handler of its own (not the fallback); any
+  // thread once started.
+  bool Serves(std::string_view method) const {
+    return methods_.find(method) != methods_.end();
+  }
   void Start();
   // Takes a connected socket whose next bytes are the client's HTTP/2
   // preface (any thread). `initial` holds bytes already read from it.

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <malloc.h>
 #include <openssl/sha.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1582,6 +1583,23 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     gw_args.SetMaxSendMessageSize(INT32_MAX);
     GatewayOptions gwo;
     gwo.cors = c.cors;
+    // Unary calls over the native transport once it runs: a socketpair per
+    // HTTP connection thread (gRPC C++'s in-process channel cost 220-370
+    // µs of server CPU per request).
+    gwo.native_serves = [im](std::string_view method) {
+      h2::Server* h = im->h2_answers.load(std::memory_order_acquire);
+      return h != nullptr && h->Serves(method);
+    };
+    gwo.native_connect = [im] {
+      h2::Server* h = im->h2_answers.load(std::memory_order_acquire);
+      int sv[2];
+      if (h == nullptr ||
+          ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        return -1;
+      }
+      h->AddConnection(sv[0], "unix:gateway", "");
+      return sv[1];
+    };
     gateway = std::make_shared<Gateway>(
         m.grpc_server->InProcessChannel(gw_args), std::move(gwo));
   }

@@ -15,10 +15,12 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "shim/grpc_h2.h"
 #include "shim/http.h"
 #include "shim/tls.h"
 #include "v3lockpb/v3lock.grpc.pb.h"
@@ -422,6 +424,76 @@ TEST_F(GatewayCalls, WaitingUnaryCallEndsWithTheClient) {
   EXPECT_EQ(r.status, 408);  // Canceled, as grpc-gateway maps it
 }
 
+// With the native transport (GatewayOptions::native_*), the unary calls
+// of the methods it serves go there, token and errors included; the
+// others still take the channel.
+TEST_F(GatewayCalls, UnaryCallsOfNativeMethodsTakeTheNativeTransport) {
+  auto made = h2::Server::Create({});
+  ASSERT_TRUE(made.ok()) << made.status();
+  std::unique_ptr<h2::Server> native = *std::move(made);
+  absl::Mutex mu;
+  std::string token;  // under mu
+  struct Range : h2::Handler {
+    Range(h2::CallPtr c, absl::Mutex* mu, std::string* token)
+        : call(std::move(c)), mu(mu), token(token) {}
+    void OnMessage(std::string m) override {
+      if (const std::string* t = call->Find("authorization")) {
+        absl::MutexLock l(mu);
+        *token = *t;
+      }
+      pb::RangeRequest req;
+      req.ParseFromString(m);
+      if (req.key().empty()) {
+        call->Finish(h2::Status{3, "etcdserver: key is not provided"});
+        return;
+      }
+      pb::RangeResponse resp;
+      resp.mutable_header()->set_revision(7);
+      resp.set_count(2);
+      call->Reply(resp.SerializeAsString());
+    }
+    h2::CallPtr call;
+    absl::Mutex* mu;
+    std::string* token;
+  };
+  native->Register("/etcdserverpb.KV/Range", [&](h2::CallPtr c) {
+    return std::make_unique<Range>(std::move(c), &mu, &token);
+  });
+  native->Start();
+  GatewayOptions o;
+  o.poll_interval_ms = 10;
+  o.native_serves = [&](std::string_view m) { return native->Serves(m); };
+  o.native_connect = [&] {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+      return -1;
+    }
+    native->AddConnection(sv[0], "unix:test", "");
+    return sv[1];
+  };
+  Gateway gw(server_->InProcessChannel(grpc::ChannelArguments()), o);
+  HttpRequest req = Post("/v3/kv/range", "{\"key\":\"Zm9v\"}");
+  req.headers["authorization"] = "tok.2";
+  for (int i = 0; i < 3; ++i) {  // one connection serves them all
+    HttpResponse r = gw.Handle(req);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "{\"header\":{\"revision\":\"7\"},\"count\":\"2\"}");
+  }
+  {
+    absl::MutexLock l(&mu);
+    EXPECT_EQ(token, "tok.2");
+  }
+  EXPECT_EQ(kv_.token, "");  // the channel's server saw none of them
+  EXPECT_EQ(native->Stats().connections, 1u);
+  HttpResponse err = gw.Handle(Post("/v3/kv/range", "{}"));
+  EXPECT_EQ(err.status, 400);
+  EXPECT_NE(err.body.find("etcdserver: key is not provided"), std::string::npos)
+      << err.body;
+  // Put is not served natively: the channel's server has no Put.
+  EXPECT_EQ(gw.Handle(Post("/v3/kv/put", "{\"key\":\"Zm9v\"}")).status, 501);
+  native->Stop();
+}
+
 TEST(GatewayCors, OnlyListedOrigins) {
   grpc::ServerBuilder b;
   FakeKv kv;
@@ -448,7 +520,10 @@ TEST(GatewayCors, OnlyListedOrigins) {
   EXPECT_EQ(origin(gw.Handle(req)), "http://a.example");
   // An empty list allows any origin, as etcd's.
   Gateway open(server->InProcessChannel(grpc::ChannelArguments()),
-               GatewayOptions{.cors = {}});
+               GatewayOptions{.cors = {},
+                              .poll_interval_ms = 100,
+                              .native_serves = nullptr,
+                              .native_connect = nullptr});
   EXPECT_EQ(origin(open.Handle(req)), "*");
   server->Shutdown();
 }
