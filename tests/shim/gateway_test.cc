@@ -489,6 +489,12 @@ TEST_F(GatewayCalls, UnaryCallsOfNativeMethodsTakeTheNativeTransport) {
   EXPECT_EQ(err.status, 400);
   EXPECT_NE(err.body.find("etcdserver: key is not provided"), std::string::npos)
       << err.body;
+  // A request over 1 MiB takes the channel (see kNativeMaxRequestBytes).
+  const std::string big_key = std::string(((1 << 20) + 3) / 3 * 4, 'A');
+  HttpResponse big =
+      gw.Handle(Post("/v3/kv/range", "{\"key\":\"" + big_key + "\"}"));
+  EXPECT_EQ(big.status, 200);
+  EXPECT_TRUE(absl::StrContains(big.body, "\"revision\":\"5\""));
   // Put is not served natively: the channel's server has no Put.
   EXPECT_EQ(gw.Handle(Post("/v3/kv/put", "{\"key\":\"Zm9v\"}")).status, 501);
   native->Stop();
