@@ -90,11 +90,7 @@ void EngineLoop::HoldWakes() {
   if (held_wakes.loop != this) held_wakes = HeldWakes{this, 0};
 }
 
-void EngineLoop::ReleaseWakes() {
-  const bool posted = held_wakes.loop == this && held_wakes.posted != 0;
-  held_wakes = HeldWakes{};
-  if (posted) cv_.Signal();
-}
+void EngineLoop::ReleaseWakes() { ReleaseWakesRunningHere(0); }
 
 void EngineLoop::ReleaseWakesRunningHere(size_t max_here) {
   const size_t posted = held_wakes.loop == this ? held_wakes.posted : 0;

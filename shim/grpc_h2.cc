@@ -617,12 +617,7 @@ void Server::ReleaseAnswers() {
     Wake();  // the loop is in its turn: it runs them now or next
     return;
   }
-  std::vector<Op> ops;
-  {
-    absl::MutexLock l(&mu_);
-    ops.swap(ops_);
-  }
-  RunOps(ops);
+  RunQueuedOps();
   FlushDirty();
   turn_mu_.Unlock();
   absl::MutexLock l(&stats_mu_);
@@ -826,12 +821,7 @@ void Server::Loop() {
     if (opts_.after_reads) {
       opts_.after_reads();
       // Answers given meanwhile (by after_reads running the engine here).
-      ops.clear();
-      {
-        absl::MutexLock l(&mu_);
-        ops.swap(ops_);
-      }
-      RunOps(ops);
+      RunQueuedOps();
     }
     FlushDirty();
     if (stop) {
@@ -885,6 +875,15 @@ void Server::ReadConn(Conn& c) {
     }
   }
   Bridge::MarkDirty(&c);
+}
+
+void Server::RunQueuedOps() {
+  std::vector<Op> ops;
+  {
+    absl::MutexLock l(&mu_);
+    ops.swap(ops_);
+  }
+  RunOps(ops);
 }
 
 void Server::RunOps(std::vector<Op>& ops) {

@@ -230,6 +230,8 @@ class Server {
   void Loop();
   void Wake();
   void RunOps(std::vector<Op>& ops);
+  // Takes what Calls queued so far and runs it (the turn's holder).
+  void RunQueuedOps();
   // Writes what the turn made ready on each connection marked dirty and
   // closes the broken ones.
   void FlushDirty();
