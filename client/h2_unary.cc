@@ -112,6 +112,25 @@ struct H2UnaryConn::Impl {
     return 0;
   }
 
+  // The server's answer ended (END_STREAM) before the whole request was
+  // sent, as when it refuses a message over its limit: the rest is not
+  // needed, so the stream is reset with NO_ERROR as grpc-go's client does
+  // (RFC 7540 8.1); the call ends with the answer it got.
+  static int OnFrameRecv(nghttp2_session* session, const nghttp2_frame* frame,
+                         void* self) {
+    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) {
+      return 0;
+    }
+    auto it = Of(self)->calls.find(frame->hd.stream_id);
+    if (it != Of(self)->calls.end() &&
+        it->second->sent < it->second->request.size()) {
+      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                NGHTTP2_NO_ERROR);
+    }
+    return 0;
+  }
+
   static int OnData(nghttp2_session*, uint8_t, int32_t stream_id,
                     const uint8_t* data, size_t len, void* self) {
     auto it = Of(self)->calls.find(stream_id);
@@ -200,8 +219,15 @@ struct H2UnaryConn::Impl {
     FinishEnded();
   }
 
-  // Moves nghttp2's output to the socket, as much as it takes.
+  // Moves nghttp2's output to the socket, as much as it takes, and runs
+  // the Done callbacks of the calls that ended in it (a stream closes
+  // when our END_STREAM or RST_STREAM goes out after the answer).
   void Send() {
+    SendOut();
+    FinishEnded();
+  }
+
+  void SendOut() {
     while (failed.ok()) {
       if (out_off == out.size()) {
         out.clear();
@@ -343,6 +369,7 @@ absl::StatusOr<std::unique_ptr<H2UnaryConn>> H2UnaryConn::Open(
   nghttp2_session_callbacks_set_on_header_callback(cbs, &Impl::OnHeader);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &Impl::OnData);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &Impl::OnClose);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &Impl::OnFrameRecv);
   const int rc = nghttp2_session_client_new(&impl->session, cbs, impl.get());
   nghttp2_session_callbacks_del(cbs);
   if (rc != 0) {

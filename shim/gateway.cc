@@ -1033,12 +1033,6 @@ std::string Token(const HttpRequest& req) {
 }  // namespace
 
 namespace {
-// Larger requests take the channel: the native transport refuses one
-// over its limit with its answer before the whole request arrived, and
-// H2UnaryConn then waited for flow-control window for the rest (a 2 MiB
-// put hung in 8 of 10 tries). Below the transport's stream window the
-// whole request is sent at once.
-constexpr size_t kNativeMaxRequestBytes = 1 << 20;
 // Each HTTP connection thread's connection to the native transport.
 struct NativeConn {
   const Gateway* gateway = nullptr;
@@ -1094,9 +1088,8 @@ HttpResponse Gateway::Unary(const HttpRequest& req, const Route& route) {
   std::string response_bytes;
   bool got = false;
   grpc::Status st;
-  if (requests.size() == 1 && requests[0].size() <= kNativeMaxRequestBytes &&
-      options_.native_serves && options_.native_connect &&
-      options_.native_serves(route.grpc_method) &&
+  if (requests.size() == 1 && options_.native_serves &&
+      options_.native_connect && options_.native_serves(route.grpc_method) &&
       NativeUnary(route.grpc_method, requests[0], Token(req), req.client_gone,
                   &st, &response_bytes)) {
     got = st.ok();

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "etcdserverpb/rpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/client/detcd_process.h"
@@ -119,6 +120,32 @@ TEST(H2Unary, CallsErrorsAndManyStreamsOnOneConnection) {
               absl::ZeroDuration(),
               [&](absl::Status s, std::string_view) { at_once = !s.ok(); });
   EXPECT_TRUE(at_once);
+}
+
+TEST(H2Unary, AnAnswerBeforeTheWholeRequestEndsTheCall) {
+  // The member refuses a message over its limit as soon as the prefix
+  // arrives, before the rest of the request was sent: the call ends
+  // with that answer, and the connection goes on serving.
+  testing::DetcdCluster cluster(1);
+  ASSERT_TRUE(cluster.Start().ok());
+  auto c = H2UnaryConn::Dial("http://" + cluster.endpoint(0), absl::Seconds(5));
+  ASSERT_TRUE(c.ok()) << c.status();
+  pb::PutRequest big;
+  big.set_key("h2/big");
+  big.set_value(std::string(3 << 20, 'v'));
+  pb::PutResponse resp;
+  for (int i = 0; i < 10; ++i) {
+    absl::Status st = Call(c->get(), "/etcdserverpb.KV/Put", big, &resp);
+    EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+    EXPECT_TRUE(absl::StartsWith(st.message(),
+                                 "grpc: received message larger than max"))
+        << st;
+  }
+  pb::PutRequest small;
+  small.set_key("h2/small");
+  small.set_value(std::string(1 << 20, 's'));
+  EXPECT_TRUE(Call(c->get(), "/etcdserverpb.KV/Put", small, &resp).ok());
+  EXPECT_FALSE((*c)->broken());
 }
 
 TEST(H2Unary, DeadEndpointFailsTheDial) {

@@ -428,7 +428,9 @@ TEST_F(GatewayCalls, WaitingUnaryCallEndsWithTheClient) {
 // of the methods it serves go there, token and errors included; the
 // others still take the channel.
 TEST_F(GatewayCalls, UnaryCallsOfNativeMethodsTakeTheNativeTransport) {
-  auto made = h2::Server::Create({});
+  h2::ServerOptions ho;
+  ho.max_recv_message_bytes = 2 << 20;  // over its 1 MiB stream window
+  auto made = h2::Server::Create(ho);
   ASSERT_TRUE(made.ok()) << made.status();
   std::unique_ptr<h2::Server> native = *std::move(made);
   absl::Mutex mu;
@@ -489,12 +491,22 @@ TEST_F(GatewayCalls, UnaryCallsOfNativeMethodsTakeTheNativeTransport) {
   EXPECT_EQ(err.status, 400);
   EXPECT_NE(err.body.find("etcdserver: key is not provided"), std::string::npos)
       << err.body;
-  // A request over 1 MiB takes the channel (see kNativeMaxRequestBytes).
-  const std::string big_key = std::string(((1 << 20) + 3) / 3 * 4, 'A');
-  HttpResponse big =
-      gw.Handle(Post("/v3/kv/range", "{\"key\":\"" + big_key + "\"}"));
+  // A request larger than the transport's stream window goes there too.
+  auto key_of = [](size_t bytes) {
+    return "{\"key\":\"" + std::string((bytes + 2) / 3 * 4, 'A') + "\"}";
+  };
+  HttpResponse big = gw.Handle(Post("/v3/kv/range", key_of(3 << 19)));
   EXPECT_EQ(big.status, 200);
-  EXPECT_TRUE(absl::StrContains(big.body, "\"revision\":\"5\""));
+  EXPECT_TRUE(absl::StrContains(big.body, "\"revision\":\"7\""));
+  // One over its limit is refused before the transport read all of it:
+  // that answer ends the call, and the connection serves the next one.
+  HttpResponse huge = gw.Handle(Post("/v3/kv/range", key_of(3 << 20)));
+  EXPECT_EQ(huge.status, 429);
+  EXPECT_TRUE(
+      absl::StrContains(huge.body, "grpc: received message larger than max"))
+      << huge.body;
+  EXPECT_EQ(gw.Handle(req).status, 200);
+  EXPECT_EQ(native->Stats().connections, 1u);
   // Put is not served natively: the channel's server has no Put.
   EXPECT_EQ(gw.Handle(Post("/v3/kv/put", "{\"key\":\"Zm9v\"}")).status, 501);
   native->Stop();
