@@ -7,25 +7,9 @@
 #include "detcd/errors.h"
 #include "detcd/lease.h"
 #include "detcd/recipe_driver.h"
-#include "detcd/watch.h"
 
 namespace detcd::client {
-namespace {
-
 namespace pb = etcdserverpb;
-
-std::string PrefixEnd(const std::string& key) {
-  std::string end = key;
-  for (int i = static_cast<int>(end.size()) - 1; i >= 0; --i) {
-    if (static_cast<unsigned char>(end[i]) < 0xff) {
-      end[i] = static_cast<char>(static_cast<unsigned char>(end[i]) + 1);
-      return end.substr(0, i + 1);
-    }
-  }
-  return std::string(1, '\0');
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------- Session
 
@@ -145,66 +129,8 @@ absl::StatusOr<pb::RangeResponse> Election::Leader() {
 
 absl::Status Election::Observe(
     const std::function<bool(const pb::RangeResponse&)>& on_leader) {
-  Client* c = s_->client();
-  for (;;) {
-    auto resp = c->Range(TopByCreate(st_.prefix, true));
-    if (!resp.ok()) return resp.status();
-    pb::RangeResponse cur;
-    if (resp->kvs_size() == 0) {
-      // No leader yet: wait for the first key under the prefix.
-      Watcher w(c, {}, c->canceller());
-      pb::WatchCreateRequest req;
-      req.set_key(st_.prefix);
-      req.set_range_end(PrefixEnd(st_.prefix));
-      req.set_start_revision(resp->header().revision());
-      w.Add(req);
-      bool found = false;
-      WatchEvent ev;
-      while (!found && w.Next(&ev)) {
-        if (!ev.error.empty() || (ev.closing && !ev.has_response)) {
-          return PlainError(ev.error);
-        }
-        for (const auto& e : ev.response.events()) {
-          if (e.type() == mvccpb::Event::PUT) {
-            *cur.mutable_header() = ev.response.header();
-            cur.mutable_header()->set_revision(e.kv().mod_revision());
-            *cur.add_kvs() = e.kv();
-            found = true;
-            break;
-          }
-        }
-      }
-      if (!found) return w.status().ok() ? PlainError("") : w.status();
-    } else {
-      *cur.mutable_header() = resp->header();
-      *cur.add_kvs() = resp->kvs(0);
-    }
-    if (!on_leader(cur)) return absl::OkStatus();
-    // Follow the leader's key until it is deleted.
-    Watcher w(c, {}, c->canceller());
-    pb::WatchCreateRequest req;
-    req.set_key(cur.kvs(0).key());
-    req.set_start_revision(cur.header().revision() + 1);
-    w.Add(req);
-    bool deleted = false;
-    WatchEvent ev;
-    while (!deleted) {
-      if (!w.Next(&ev)) return w.status();
-      if (ev.closing && !ev.has_response) return absl::OkStatus();
-      for (const auto& e : ev.response.events()) {
-        if (e.type() == mvccpb::Event::DELETE) {
-          deleted = true;
-          break;
-        }
-        pb::RangeResponse upd = *resp;
-        *upd.mutable_header() = ev.response.header();
-        upd.clear_kvs();
-        *upd.add_kvs() = e.kv();
-        if (!on_leader(upd)) return absl::OkStatus();
-      }
-      if (ev.closing) break;
-    }
-  }
+  ObserveSteps steps(st_.prefix, on_leader);
+  return RunSteps(s_->client(), steps);
 }
 
 }  // namespace detcd::client

@@ -295,6 +295,7 @@ RecipeCall UnlockSteps::Next(const RecipeReply& r) {
   if (r.status.ok()) {
     m_->key = std::string(1, '\0');
     m_->rev = -1;
+    m_->header = r.del.header();
   }
   return RecipeCall::Done(r.status);
 }
@@ -463,6 +464,57 @@ RecipeCall LeaderSteps::Next(const RecipeReply& r) {
     return RecipeCall::Done(RecipeError("election: no leader"));
   }
   return RecipeCall::Done(absl::OkStatus());
+}
+
+RecipeCall ObserveSteps::Start() {
+  state_ = kRange;
+  return RecipeCall::Range(TopByCreate(prefix_, true));
+}
+
+RecipeCall ObserveSteps::Follow(pb::RangeResponse cur) {
+  if (!emit_(cur)) return RecipeCall::Done(absl::OkStatus());
+  state_ = kFollow;
+  return RecipeCall::Watch(cur.kvs(0).key(), "", cur.header().revision() + 1);
+}
+
+RecipeCall ObserveSteps::Next(const RecipeReply& r) {
+  if (!r.status.ok()) return RecipeCall::Done(r.status);
+  switch (state_) {
+    case kRange:
+      last_ = r.range;
+      if (last_.kvs_size() > 0) {
+        pb::RangeResponse cur;
+        *cur.mutable_header() = last_.header();
+        *cur.add_kvs() = last_.kvs(0);
+        return Follow(std::move(cur));
+      }
+      // Nobody campaigns: the first candidate to come leads.
+      state_ = kWaitFirst;
+      return RecipeCall::Watch(prefix_, RecipePrefixEnd(prefix_),
+                               last_.header().revision());
+    case kWaitFirst:
+      for (const mvccpb::Event& e : r.events) {
+        if (e.type() != mvccpb::Event::PUT) continue;
+        pb::RangeResponse cur;
+        *cur.mutable_header() = r.header;
+        cur.mutable_header()->set_revision(e.kv().mod_revision());
+        *cur.add_kvs() = e.kv();
+        return Follow(std::move(cur));
+      }
+      return RecipeCall::KeepWatching();
+    case kFollow:
+      for (const mvccpb::Event& e : r.events) {
+        // The leader left: whoever is first now leads.
+        if (e.type() == mvccpb::Event::DELETE) return Start();
+        pb::RangeResponse upd = last_;
+        *upd.mutable_header() = r.header;
+        upd.clear_kvs();
+        *upd.add_kvs() = e.kv();
+        if (!emit_(upd)) return RecipeCall::Done(absl::OkStatus());
+      }
+      return RecipeCall::KeepWatching();
+  }
+  return RecipeCall::Done(absl::InternalError("observe: bad state"));
 }
 
 // ------------------------------------------------------------ Queue

@@ -117,6 +117,7 @@ absl::Status RunSteps(Client* c, RecipeSteps& steps, absl::Time deadline) {
       if (ev.has_response && ev.response.events_size() > 0) {
         r.events.assign(ev.response.events().begin(),
                         ev.response.events().end());
+        r.header = ev.response.header();
         call = steps.Next(r);
         if (call.kind != RecipeCall::kKeepWatching) break;
         r = RecipeReply();

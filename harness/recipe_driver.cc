@@ -8,6 +8,7 @@ namespace detcd::harness {
 namespace {
 
 namespace pb = etcdserverpb;
+using client::FillReply;
 using client::RecipeCall;
 using client::RecipeReply;
 
@@ -23,21 +24,6 @@ mvccpb::Event ToProto(const mvcc::Event& e) {
   kv->set_value(e.kv.value);
   kv->set_lease(e.kv.lease);
   return out;
-}
-
-// A completion for EtcdServer's Done<Resp> that fills one field of a reply.
-template <typename Resp>
-std::function<void(absl::StatusOr<Resp>)> Fill(
-    std::function<void(RecipeReply)> cb, Resp RecipeReply::*field) {
-  return [cb = std::move(cb), field](absl::StatusOr<Resp> r) {
-    RecipeReply rep;
-    if (r.ok()) {
-      rep.*field = *std::move(r);
-    } else {
-      rep.status = r.status();
-    }
-    cb(std::move(rep));
-  };
 }
 
 }  // namespace
@@ -145,8 +131,8 @@ void SimRecipeDriver::Step(RecipeCall call) {
       Request(
           [req = call.range](server::EtcdServer& s,
                              std::function<void(RecipeReply)> cb) {
-            s.Range(req, Fill<pb::RangeResponse>(std::move(cb),
-                                                 &RecipeReply::range));
+            s.Range(req, FillReply<pb::RangeResponse>(std::move(cb),
+                                                      &RecipeReply::range));
           },
           next);
       return;
@@ -154,7 +140,8 @@ void SimRecipeDriver::Step(RecipeCall call) {
       Request(
           [req = call.txn](server::EtcdServer& s,
                            std::function<void(RecipeReply)> cb) {
-            s.Txn(req, Fill<pb::TxnResponse>(std::move(cb), &RecipeReply::txn));
+            s.Txn(req,
+                  FillReply<pb::TxnResponse>(std::move(cb), &RecipeReply::txn));
           },
           next);
       return;
@@ -162,7 +149,7 @@ void SimRecipeDriver::Step(RecipeCall call) {
       Request(
           [req = call.del](server::EtcdServer& s,
                            std::function<void(RecipeReply)> cb) {
-            s.DeleteRange(req, Fill<pb::DeleteRangeResponse>(
+            s.DeleteRange(req, FillReply<pb::DeleteRangeResponse>(
                                    std::move(cb), &RecipeReply::del));
           },
           next);
@@ -171,7 +158,7 @@ void SimRecipeDriver::Step(RecipeCall call) {
       Request(
           [req = call.grant](server::EtcdServer& s,
                              std::function<void(RecipeReply)> cb) {
-            s.LeaseGrant(req, Fill<pb::LeaseGrantResponse>(
+            s.LeaseGrant(req, FillReply<pb::LeaseGrantResponse>(
                                   std::move(cb), &RecipeReply::grant));
           },
           next);
@@ -180,7 +167,7 @@ void SimRecipeDriver::Step(RecipeCall call) {
       Request(
           [req = call.revoke](server::EtcdServer& s,
                               std::function<void(RecipeReply)> cb) {
-            s.LeaseRevoke(req, Fill<pb::LeaseRevokeResponse>(
+            s.LeaseRevoke(req, FillReply<pb::LeaseRevokeResponse>(
                                    std::move(cb), &RecipeReply::revoke));
           },
           next);
@@ -313,6 +300,9 @@ void SimRecipeDriver::DeliverBatch(uint64_t conn) {
   RecipeReply r;
   r.events = std::move(watch_.pending.front());
   watch_.pending.pop_front();
+  if (!r.events.empty()) {
+    r.header.set_revision(r.events.back().kv().mod_revision());
+  }
   if (r.events.empty()) {
     r.status = absl::OutOfRangeError(
         "etcdserver: mvcc: required revision has been compacted");
@@ -336,7 +326,7 @@ void SimRecipeDriver::Txn(
   const uint64_t g = ++gen_;
   Request(
       [t](server::EtcdServer& s, std::function<void(RecipeReply)> cb) {
-        s.Txn(t, Fill<pb::TxnResponse>(std::move(cb), &RecipeReply::txn));
+        s.Txn(t, FillReply<pb::TxnResponse>(std::move(cb), &RecipeReply::txn));
       },
       [this, g, done](RecipeReply r) {
         if (g != gen_) return;
@@ -356,8 +346,8 @@ void SimRecipeDriver::Grant(
   req.set_ttl(ttl_s);
   Request(
       [req](server::EtcdServer& s, std::function<void(RecipeReply)> cb) {
-        s.LeaseGrant(req, Fill<pb::LeaseGrantResponse>(std::move(cb),
-                                                       &RecipeReply::grant));
+        s.LeaseGrant(req, FillReply<pb::LeaseGrantResponse>(
+                              std::move(cb), &RecipeReply::grant));
       },
       [this, g, done](RecipeReply r) {
         if (g != gen_) return;
@@ -406,8 +396,8 @@ void SimRecipeDriver::Revoke(int64_t lease,
   req.set_id(lease);
   Request(
       [req](server::EtcdServer& s, std::function<void(RecipeReply)> cb) {
-        s.LeaseRevoke(req, Fill<pb::LeaseRevokeResponse>(std::move(cb),
-                                                         &RecipeReply::revoke));
+        s.LeaseRevoke(req, FillReply<pb::LeaseRevokeResponse>(
+                               std::move(cb), &RecipeReply::revoke));
       },
       [this, g, done](RecipeReply r) {
         if (g == gen_) done(r.status);

@@ -288,6 +288,72 @@ TEST(ProclaimSteps, NotLeaderIsAPlainError) {
   EXPECT_TRUE(IsPlainError(c.status));
 }
 
+TEST(ObserveSteps, LeaderNowThenChangesThenTheNextLeader) {
+  std::vector<pb::RangeResponse> seen;
+  int budget = 4;  // emits before the observer stops
+  ObserveSteps s("e/", [&](const pb::RangeResponse& r) {
+    seen.push_back(r);
+    return --budget > 0;
+  });
+  RecipeCall c = s.Start();
+  ASSERT_EQ(c.kind, RecipeCall::kRange);
+  EXPECT_EQ(c.range.key(), "e/");
+  EXPECT_EQ(c.range.limit(), 1);
+  // A leader now: emitted, then its key followed from the next revision.
+  c = s.Next(RangeReply(10, {Kv("e/a", 5, 5, "v1")}));
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].kvs(0).value(), "v1");
+  EXPECT_EQ(seen[0].header().revision(), 10);
+  ASSERT_EQ(c.kind, RecipeCall::kWatch);
+  EXPECT_EQ(c.watch.key(), "e/a");
+  EXPECT_EQ(c.watch.range_end(), "");
+  EXPECT_EQ(c.watch.start_revision(), 11);
+  // A proclaim: the new value, with the watch batch's header.
+  RecipeReply put = Events({{mvccpb::Event::PUT, Kv("e/a", 5, 12, "v2")}});
+  put.header = Header(12);
+  c = s.Next(put);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[1].kvs(0).value(), "v2");
+  EXPECT_EQ(seen[1].header().revision(), 12);
+  EXPECT_EQ(c.kind, RecipeCall::kKeepWatching);
+  // The leader resigns: whoever is first now is looked up afresh.
+  c = s.Next(Events({{mvccpb::Event::DELETE, Kv("e/a", 0, 13)}}));
+  EXPECT_EQ(seen.size(), 2u);
+  ASSERT_EQ(c.kind, RecipeCall::kRange);
+  // Nobody campaigns: the first candidate's put is awaited on the prefix.
+  c = s.Next(RangeReply(13, {}));
+  ASSERT_EQ(c.kind, RecipeCall::kWatch);
+  EXPECT_EQ(c.watch.key(), "e/");
+  EXPECT_EQ(c.watch.range_end(), "e0");
+  EXPECT_EQ(c.watch.start_revision(), 13);
+  c = s.Next(Events({{mvccpb::Event::DELETE, Kv("e/x", 0, 14)}}));
+  EXPECT_EQ(c.kind, RecipeCall::kKeepWatching);
+  RecipeReply first = Events({{mvccpb::Event::PUT, Kv("e/b", 15, 15, "w")}});
+  first.header = Header(16);
+  c = s.Next(first);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[2].kvs(0).key(), "e/b");
+  EXPECT_EQ(seen[2].header().revision(), 15);  // the put's own revision
+  ASSERT_EQ(c.kind, RecipeCall::kWatch);
+  EXPECT_EQ(c.watch.key(), "e/b");
+  EXPECT_EQ(c.watch.start_revision(), 16);
+  // The observer stops: done, OK.
+  c = s.Next(Events({{mvccpb::Event::PUT, Kv("e/b", 15, 17, "w2")}}));
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_TRUE(c.status.ok()) << c.status;
+  EXPECT_EQ(seen.size(), 4u);
+}
+
+TEST(ObserveSteps, AFailedWatchEndsIt) {
+  ObserveSteps s("e/", [](const pb::RangeResponse&) { return true; });
+  s.Start();
+  RecipeCall c = s.Next(RangeReply(3, {}));
+  ASSERT_EQ(c.kind, RecipeCall::kWatch);
+  c = s.Next(Failed(absl::CancelledError(kContextCanceled)));
+  ASSERT_EQ(c.kind, RecipeCall::kDone);
+  EXPECT_EQ(c.status.code(), absl::StatusCode::kCancelled);
+}
+
 TEST(DequeueSteps, WaitsForAPutAndRetriesALostRace) {
   DequeueSteps s("q", pb::RangeRequest::CREATE);
   RecipeCall c = s.Start();

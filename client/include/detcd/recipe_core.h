@@ -28,9 +28,11 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "etcdserverpb/rpc.pb.h"
 #include "mvccpb/kv.pb.h"
@@ -91,7 +93,26 @@ struct RecipeReply {
   etcdserverpb::LeaseGrantResponse grant;
   etcdserverpb::LeaseRevokeResponse revoke;
   std::vector<mvccpb::Event> events;
+  // A watch batch's response header (its revision: the batch's last).
+  etcdserverpb::ResponseHeader header;
 };
+
+// A completion for an asynchronous request (the engine's EtcdServer::Done
+// shape) that puts the answer in one field of a reply, or its error in
+// status, and hands the reply to cb: the drivers' glue.
+template <typename Resp>
+std::function<void(absl::StatusOr<Resp>)> FillReply(
+    std::function<void(RecipeReply)> cb, Resp RecipeReply::*field) {
+  return [cb = std::move(cb), field](absl::StatusOr<Resp> r) {
+    RecipeReply rep;
+    if (r.ok()) {
+      rep.*field = *std::move(r);
+    } else {
+      rep.status = r.status();
+    }
+    cb(std::move(rep));
+  };
+}
 
 class RecipeSteps {
  public:
@@ -147,7 +168,7 @@ class LockSteps : public RecipeSteps {
   absl::Status error_;
 };
 
-// Mutex.Unlock: deletes the key.
+// Mutex.Unlock: deletes the key (header: the delete's).
 class UnlockSteps : public RecipeSteps {
  public:
   explicit UnlockSteps(MutexState* m) : m_(m) {}
@@ -234,6 +255,29 @@ class LeaderSteps : public RecipeSteps {
  private:
   std::string prefix_;  // with the trailing "/"
   etcdserverpb::RangeResponse response_;
+};
+
+// Election.Observe: the leader now (the candidate with the lowest create
+// revision, or the first one to come when nobody campaigns), then each
+// change of its key, each as a one-key range response given to `emit`,
+// and the next leader once that key is deleted; until emit returns false
+// (the outcome is then OK) or a call or watch fails (its error).
+class ObserveSteps : public RecipeSteps {
+ public:
+  using Emit = std::function<bool(const etcdserverpb::RangeResponse&)>;
+  ObserveSteps(std::string prefix, Emit emit)
+      : prefix_(std::move(prefix)), emit_(std::move(emit)) {}
+  RecipeCall Start() override;
+  RecipeCall Next(const RecipeReply& r) override;
+
+ private:
+  enum State { kRange, kWaitFirst, kFollow };
+  // Emits `cur` and follows its key from after its revision.
+  RecipeCall Follow(etcdserverpb::RangeResponse cur);
+  std::string prefix_;  // with the trailing "/"
+  Emit emit_;
+  State state_ = kRange;
+  etcdserverpb::RangeResponse last_;  // the last leader range
 };
 
 // ------------------------------------------------------------ recipes
