@@ -3,21 +3,20 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
-#include <set>
 #include <string>
-#include <system_error>
-#include <thread>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "detcd/client.h"
 #include "detcd/concurrency.h"
 #include "detcd/errors.h"
+#include "detcd/recipe_core.h"
 #include "engine/server/errors.h"
-#include "engine/server/node.h"
+#include "shim/recipe_run.h"
 #include "v3electionpb/v3election.grpc.pb.h"
 #include "v3lockpb/v3lock.grpc.pb.h"
 
@@ -26,16 +25,16 @@ namespace {
 
 namespace el = v3electionpb;
 namespace pb = etcdserverpb;
-using client::Client;
-using client::Election;
-using client::Mutex;
-using client::Session;
+using client::RecipeCall;
+using client::RecipeReply;
+using client::RecipeSteps;
 
 constexpr char kLockService[] = "v3lockpb.Lock";
 constexpr char kElectionService[] = "v3electionpb.Election";
-// How long Shutdown waits for the calls' threads to see their
-// cancellation (each only has to unwind a cancelled gRPC call).
-constexpr absl::Duration kShutdownWait = absl::Seconds(5);
+// Leader changes an Observe stream holds for a caller that does not read;
+// past it the oldest one not being written is dropped (the caller still
+// sees the latest leader; etcd's clientv3 buffers them without bound).
+constexpr size_t kMaxObserveQueued = 256;
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
@@ -43,183 +42,192 @@ grpc::Status ToGrpc(const absl::Status& s) {
                       std::string(s.message()));
 }
 
-// An error of the services' own client. etcd's services get theirs from
-// clientv3, which turns an etcd error text into a plain Go error (and a
-// context error is one already); a handler returning a plain Go error
-// answers with code Unknown and the text. Other gRPC errors keep their
+// An error of the inner requests or the recipes. etcd's services get
+// theirs from clientv3, which turns an etcd error text into a plain Go
+// error (and a context error is one already); a handler returning a plain
+// Go error answers with code Unknown and the text. Other errors keep their
 // code.
 grpc::Status FromInner(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
-  if (client::IsEtcdErrorText(s.message()) || client::IsContextError(s) ||
-      client::IsPlainError(s)) {
-    return grpc::Status(grpc::StatusCode::UNKNOWN, std::string(s.message()));
+  const absl::Status c = server::ToClientError(s);
+  if (client::IsEtcdErrorText(c.message()) || client::IsContextError(c) ||
+      client::IsPlainError(c)) {
+    return grpc::Status(grpc::StatusCode::UNKNOWN, std::string(c.message()));
   }
-  return ToGrpc(s);
+  return ToGrpc(c);
 }
 
 grpc::Status Stopped() {
   return ToGrpc(server::ToClientError(server::ErrStopped()));
 }
 
-// etcd's Go error from a handler: gRPC code Unknown, the text as is.
-grpc::Status Plain(const char* text) {
-  return grpc::Status(grpc::StatusCode::UNKNOWN, text);
+grpc::Status TooMany() {
+  return ToGrpc(server::ToClientError(server::ErrTooManyRequests()));
 }
 
-// The caller's auth token, passed on to the inner calls.
-std::string TokenOf(const grpc::CallbackServerContext* ctx) {
-  const auto& md = ctx->client_metadata();
-  auto it = md.find("token");
-  if (it == md.end()) return "";
-  return std::string(it->second.data(), it->second.size());
+// The caller's credentials, as the other services pass them on.
+server::Caller CallerOf(const grpc::CallbackServerContext* ctx,
+                        const LockElection::Options& o) {
+  return GrpcCaller(ctx, o.peer_common_name);
 }
 
-// A session on the caller's lease, or (lease 0) on a fresh lease of
-// etcd's default 60 s that is not kept alive: etcd's services create a
-// concurrency session WithLease(req.Lease) and orphan it at once.
-absl::StatusOr<std::unique_ptr<Session>> SessionFor(Client* c, int64_t lease) {
-  if (lease != 0) return Session::Attach(c, lease);
-  auto s = Session::New(c);
-  if (!s.ok()) return s.status();
-  (*s)->Orphan();
-  return s;
+absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx) {
+  if (ctx->deadline() == std::chrono::system_clock::time_point::max()) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromChrono(ctx->deadline());
 }
 
-// One open call, as Shutdown sees it: something to cancel.
-class OpenCallBase {
+// Runs `inner` on the caller's lease, or (lease 0) on a fresh one of
+// etcd's default TTL granted first: etcd's services make a concurrency
+// session WithLease(req.Lease) and orphan it at once, so nobody keeps the
+// fresh lease alive. *lease is the session's lease once inner starts.
+class OnSession : public RecipeSteps {
  public:
-  virtual ~OpenCallBase() = default;
-  client::Canceller* canceller() { return &canceller_; }
+  OnSession(int64_t* lease, std::unique_ptr<RecipeSteps> inner)
+      : lease_(lease), inner_(std::move(inner)) {}
+  RecipeCall Start() override {
+    if (*lease_ != 0) return inner_->Start();
+    granting_ = true;
+    RecipeCall c;
+    c.kind = RecipeCall::kLeaseGrant;
+    c.grant.set_ttl(client::Session::kDefaultTtlSeconds);
+    return c;
+  }
+  RecipeCall Next(const RecipeReply& r) override {
+    if (!granting_) return inner_->Next(r);
+    granting_ = false;
+    if (!r.status.ok()) return RecipeCall::Done(r.status);
+    *lease_ = r.grant.id();
+    return inner_->Start();
+  }
 
- protected:
-  client::Canceller canceller_;
+ private:
+  int64_t* lease_;
+  std::unique_ptr<RecipeSteps> inner_;
+  bool granting_ = false;
+};
+
+// A machine that fails at once (a request refused before any work).
+class Fails : public RecipeSteps {
+ public:
+  explicit Fails(absl::Status s) : s_(std::move(s)) {}
+  RecipeCall Start() override { return RecipeCall::Done(s_); }
+  RecipeCall Next(const RecipeReply&) override { return Start(); }
+
+ private:
+  absl::Status s_;
 };
 
 }  // namespace
 
-struct LockElection::Impl : std::enable_shared_from_this<LockElection::Impl> {
-  Impl(Options o, CallObserver* ob)
-      : opts(o), obs(ob != nullptr ? ob : &null_observer) {}
+// One open call as Shutdown sees it. `finished` (under Impl::mu) says the
+// call's reactor was finished: after that nobody touches the reactor (gRPC
+// deletes it), only this shared state.
+struct OpenCall {
+  virtual ~OpenCall() = default;
+  // Finishes the reactor with st (the call's last touch of it).
+  virtual void FinishReactor(const grpc::Status& st) = 0;
+  bool finished = false;
+  std::shared_ptr<RecipeRun> run;
+};
 
-  // Admits a call; returns its refusal, or OK with the client to use.
-  absl::StatusOr<std::unique_ptr<Client>> Enter(
-      OpenCallBase* call, const grpc::CallbackServerContext* ctx) {
-    std::shared_ptr<grpc::Channel> ch;
-    {
-      absl::MutexLock l(&mu);
-      if (stopped) return server::ToClientError(server::ErrStopped());
-      if (opts.is_learner && opts.is_learner()) {
-        return server::ToClientError(server::ErrNotSupportedForLearner());
-      }
-      if (channel == nullptr) {
-        return absl::UnavailableError("etcdserver: not capable");
-      }
-      if (open.size() >= opts.max_open_calls) {
-        return server::ToClientError(server::ErrTooManyRequests());
-      }
-      open.insert(call);
-      ch = channel;
+struct LockElection::Impl {
+  Impl(Options o, EngineLoop* l, server::EtcdServer* s, CallObserver* ob)
+      : opts(std::move(o)),
+        loop(l),
+        server(s),
+        obs(ob != nullptr ? ob : &null_observer) {}
+
+  // Admits a call: OK, or its refusal.
+  absl::Status Enter(const std::shared_ptr<OpenCall>& call) {
+    // etcd's interceptor refuses a learner's calls first.
+    if (opts.is_learner && opts.is_learner()) {
+      return server::ToClientError(server::ErrNotSupportedForLearner());
     }
-    // The caller's deadline bounds the work as a Go handler's context
-    // does: once it passed, no inner call starts, even before gRPC's
-    // OnCancel arrives (a Campaign retried at its deadline must not put
-    // its key after the first attempt's clean-up removed it).
-    if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
-      call->canceller()->set_deadline(absl::FromChrono(ctx->deadline()));
+    absl::MutexLock l(&mu);
+    if (stopped) return server::ToClientError(server::ErrStopped());
+    if (open.size() >= opts.max_open_calls) {
+      return server::ToClientError(server::ErrTooManyRequests());
     }
-    client::Config cfg;
-    cfg.endpoints = {"in-process"};
-    cfg.token = TokenOf(ctx);
-    auto c = Client::NewOnChannel(std::move(ch), std::move(cfg));
-    if (!c.ok()) {
-      Leave(call);
-      return c.status();
-    }
-    (*c)->set_canceller(call->canceller());
-    return c;
+    if (loop == nullptr) return server::ToClientError(server::ErrStopped());
+    open.emplace(call.get(), call);
+    return absl::OkStatus();
   }
 
-  // The call is done; returns whether the server is stopping (the call's
-  // outcome is then "server stopped"). Shutdown may return as soon as the
-  // set is empty, so after this a call only finishes its reactor (the
-  // Impl itself stays alive: the call's thread holds a reference).
-  bool Leave(OpenCallBase* call) {
+  // Takes the call out of the open set; false if Shutdown finished it
+  // already (its reactor must not be touched).
+  bool Leave(OpenCall* call) {
     absl::MutexLock l(&mu);
+    if (call->finished) return false;
+    call->finished = true;
     open.erase(call);
-    return stopped;
+    return true;
   }
 
   Options opts;
+  EngineLoop* loop;
+  server::EtcdServer* server;
   CallObserver null_observer;
   CallObserver* obs;
-  absl::Mutex mu;
+  mutable absl::Mutex mu;
   bool stopped ABSL_GUARDED_BY(mu) = false;
-  std::shared_ptr<grpc::Channel> channel ABSL_GUARDED_BY(mu);
-  std::set<OpenCallBase*> open ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<OpenCall*, std::shared_ptr<OpenCall>> open
+      ABSL_GUARDED_BY(mu);
 };
 
 namespace {
 
 using Impl = LockElection::Impl;
 
-// Runs body on a thread of its own; false when the system has no thread
-// to give (the call is then refused as one too many).
-template <typename Body>
-bool Spawn(Body body) {
-  try {
-    std::thread(std::move(body)).detach();
-    return true;
-  } catch (const std::system_error&) {
-    return false;
-  }
-}
-
-grpc::Status TooMany() {
-  return ToGrpc(server::ToClientError(server::ErrTooManyRequests()));
-}
-
-// A unary call whose work blocks: it runs on a thread of its own and
-// finishes the reactor when done. The reactor is deleted by gRPC's OnDone,
-// which comes only after Finish, and Finish is the thread's last touch.
-class BlockingUnary final : public grpc::ServerUnaryReactor,
-                            public OpenCallBase {
+// A unary call: one machine run to its end. `answer` fills the response
+// from the machine's state once it succeeded (on the engine thread,
+// before the reactor finishes).
+class RecipeUnary final : public grpc::ServerUnaryReactor {
  public:
-  using Work = std::function<grpc::Status(Client*)>;
+  struct State : OpenCall {
+    RecipeUnary* reactor = nullptr;
+    void FinishReactor(const grpc::Status& st) override { reactor->End(st); }
+  };
 
-  // Starts the call (or refuses it) and returns the reactor for gRPC.
   static grpc::ServerUnaryReactor* Run(Impl* impl,
                                        grpc::CallbackServerContext* ctx,
                                        const char* service, const char* method,
-                                       Work work) {
-    auto* call = new BlockingUnary(impl, service, method);
+                                       std::shared_ptr<RecipeSteps> steps,
+                                       std::function<void()> answer) {
+    auto* r = new RecipeUnary(impl, service, method);
     impl->obs->OnStarted(service, method, "unary");
-    auto c = impl->Enter(call, ctx);
-    if (!c.ok()) {
-      call->End(ToGrpc(c.status()));
-      return call;
+    if (absl::Status s = impl->Enter(r->state_); !s.ok()) {
+      r->End(ToGrpc(s));
+      return r;
     }
-    const bool started =
-        Spawn([call, keep = impl->shared_from_this(), c = *std::move(c),
-               work = std::move(work)]() mutable {
-          grpc::Status st = work(c.get());
-          c.reset();
-          const bool stopping = call->impl_->Leave(call);
-          if (stopping && !st.ok()) st = Stopped();
-          call->End(st);
+    std::shared_ptr<State> st = r->state_;
+    st->run = RecipeRun::New(impl->loop, impl->server,
+                             CallerOf(ctx, impl->opts), DeadlineOf(ctx));
+    const bool started = st->run->Start(
+        steps, [impl, st, steps, answer = std::move(answer)](absl::Status s) {
+          if (!impl->Leave(st.get())) return;  // Shutdown answered it
+          if (s.ok()) answer();
+          st->reactor->End(FromInner(s));
         });
-    if (!started) {
-      impl->Leave(call);
-      call->End(TooMany());
-    }
-    return call;
+    if (!started && impl->Leave(st.get())) r->End(TooMany());
+    return r;
   }
 
-  void OnCancel() override { canceller_.Cancel(); }
+  void OnCancel() override {
+    // Only a started run is cancelled; the reactor outlives this call.
+    if (state_->run != nullptr) state_->run->Cancel();
+  }
   void OnDone() override { delete this; }
 
  private:
-  BlockingUnary(Impl* impl, const char* service, const char* method)
-      : impl_(impl), service_(service), method_(method) {}
+  RecipeUnary(Impl* impl, const char* service, const char* method)
+      : impl_(impl),
+        service_(service),
+        method_(method),
+        state_(std::make_shared<State>()) {
+    state_->reactor = this;
+  }
 
   void End(const grpc::Status& st) {
     impl_->obs->OnHandled(service_, method_, "unary", st.error_code());
@@ -229,108 +237,157 @@ class BlockingUnary final : public grpc::ServerUnaryReactor,
   Impl* impl_;
   const char* service_;
   const char* method_;
+  std::shared_ptr<State> state_;
 };
 
-// Observe: a server stream fed by the election's observer on a thread of
-// its own, one write in flight at a time.
-class ObserveCall final : public grpc::ServerWriteReactor<el::LeaderResponse>,
-                          public OpenCallBase {
+// Observe: a server stream fed by an ObserveSteps machine. Each leader
+// (change) is queued and written one at a time; the stream ends once the
+// queue drained.
+class ObserveCall final : public grpc::ServerWriteReactor<el::LeaderResponse> {
  public:
+  struct State : OpenCall {
+    ObserveCall* reactor = nullptr;
+    void FinishReactor(const grpc::Status& st) override {
+      reactor->EndAfterWrites(st);
+    }
+  };
+
   static grpc::ServerWriteReactor<el::LeaderResponse>* Run(
       Impl* impl, grpc::CallbackServerContext* ctx,
       const el::LeaderRequest* req) {
-    auto* call = new ObserveCall(impl);
+    auto* r = new ObserveCall(impl);
     impl->obs->OnStarted(kElectionService, "Observe", "server_stream");
-    auto c = impl->Enter(call, ctx);
-    if (!c.ok()) {
-      call->End(ToGrpc(c.status()));
-      return call;
+    if (absl::Status s = impl->Enter(r->state_); !s.ok()) {
+      r->EndAfterWrites(ToGrpc(s));
+      return r;
     }
-    const bool started =
-        Spawn([call, keep = impl->shared_from_this(), c = *std::move(c),
-               name = req->name()]() mutable {
-          grpc::Status st = call->Observe(c.get(), name);
-          c.reset();
-          const bool stopping = call->impl_->Leave(call);
-          if (stopping && st.error_code() == grpc::StatusCode::CANCELLED) {
-            st = Stopped();
-          }
-          call->End(st);
-        });
-    if (!started) {
-      impl->Leave(call);
-      call->End(TooMany());
-    }
-    return call;
+    std::shared_ptr<State> st = r->state_;
+    st->run = RecipeRun::New(impl->loop, impl->server,
+                             CallerOf(ctx, impl->opts), DeadlineOf(ctx));
+    // Emits run on the engine thread while the call is open: the reactor
+    // is alive until Leave (below) or Shutdown finished it.
+    auto emit = [impl, st](const pb::RangeResponse& r) {
+      absl::MutexLock l(&impl->mu);
+      if (st->finished) return false;
+      el::LeaderResponse out;
+      *out.mutable_header() = r.header();
+      if (r.kvs_size() > 0) *out.mutable_kv() = r.kvs(0);
+      return st->reactor->Queue(std::move(out));
+    };
+    auto steps =
+        std::make_shared<client::ObserveSteps>(req->name() + "/", emit);
+    const bool started = st->run->Start(steps, [impl, st](absl::Status s) {
+      if (!impl->Leave(st.get())) return;
+      // etcd ends the stream with OK whenever the observer stops (its
+      // watch failed, the leader's key could not be read): the reason is
+      // dropped. Only the caller's own cancellation is an error.
+      st->reactor->EndAfterWrites(
+          s.code() == absl::StatusCode::kCancelled
+              ? grpc::Status(grpc::StatusCode::CANCELLED,
+                             client::kContextCanceled)
+              : grpc::Status::OK);
+    });
+    if (!started && impl->Leave(st.get())) r->EndAfterWrites(TooMany());
+    return r;
   }
 
-  void OnCancel() override { canceller_.Cancel(); }
+  void OnCancel() override {
+    if (state_->run != nullptr) state_->run->Cancel();
+  }
   void OnWriteDone(bool ok) override {
-    absl::MutexLock l(&mu_);
-    writing_ = false;
-    write_ok_ = ok;
+    bool finish;
+    {
+      absl::MutexLock l(&mu_);
+      writing_ = false;
+      queue_.pop_front();
+      if (!ok) {
+        // The stream broke: nothing more goes out; the run ends with the
+        // cancellation gRPC reports.
+        queue_.clear();
+        broken_ = true;
+      }
+      finish = PumpLocked();
+    }
+    if (finish) FinishNow();
   }
   void OnDone() override { delete this; }
 
  private:
-  explicit ObserveCall(Impl* impl) : impl_(impl) {}
-
-  grpc::Status Observe(Client* c, const std::string& name) {
-    // etcd observes with a session on lease -1 that is never used.
-    std::unique_ptr<Session> s = Session::Attach(c, -1);
-    Election e(s.get(), name);
-    // etcd ends the stream with OK whenever the observer stops (its watch
-    // failed, the leader's key could not be read): the reason is dropped.
-    // Only the caller's own cancellation is an error.
-    e.Observe([this](const etcdserverpb::RangeResponse& r) {
-       el::LeaderResponse out;
-       *out.mutable_header() = r.header();
-       if (r.kvs_size() > 0) *out.mutable_kv() = r.kvs(0);
-       return Write(std::move(out));
-     }).IgnoreError();
-    if (canceller_.cancelled()) {
-      return grpc::Status(grpc::StatusCode::CANCELLED,
-                          client::kContextCanceled);
-    }
-    return grpc::Status::OK;
+  explicit ObserveCall(Impl* impl)
+      : impl_(impl), state_(std::make_shared<State>()) {
+    state_->reactor = this;
   }
 
-  // Sends one response and waits until gRPC took it; false once the
-  // stream is broken or cancelled.
-  bool Write(el::LeaderResponse msg) {
+  // Queues a response; false once the stream broke or ends.
+  bool Queue(el::LeaderResponse msg) {
     absl::MutexLock l(&mu_);
-    if (!write_ok_) return false;
-    msg_ = std::move(msg);
-    writing_ = true;
-    StartWrite(&msg_);
-    auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !writing_ || canceller_.cancelled();
-    };
-    // The canceller's flag is not signalled through mu_: look again now
-    // and then.
-    while (!mu_.AwaitWithTimeout(absl::Condition(&settled),
-                                 absl::Milliseconds(100))) {
+    if (broken_ || finishing_) return false;
+    if (queue_.size() >= kMaxObserveQueued) queue_.erase(queue_.begin() + 1);
+    queue_.push_back(std::move(msg));
+    PumpLocked();
+    return true;
+  }
+
+  void EndAfterWrites(const grpc::Status& st) {
+    bool finish;
+    {
+      absl::MutexLock l(&mu_);
+      finishing_ = true;
+      final_ = st;
+      finish = PumpLocked();
     }
-    if (writing_) {
-      // Cancelled with the write still pending: msg_ stays alive (it is a
-      // member) until OnDone, and no further write is started.
-      write_ok_ = false;
+    if (finish) FinishNow();
+  }
+
+  // Starts writing the next queued response; true when the stream is to
+  // finish now (ending, nothing left to write).
+  bool PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_) return false;
+    if (!queue_.empty()) {
+      writing_ = true;
+      StartWrite(&queue_.front());
       return false;
     }
-    return write_ok_;
+    if (!finishing_ || finished_) return false;
+    finished_ = true;
+    return true;
   }
 
-  void End(const grpc::Status& st) {
+  // Outside mu_: OnDone (which deletes this) may follow Finish.
+  void FinishNow() {
+    grpc::Status st;
+    {
+      absl::MutexLock l(&mu_);
+      st = final_;
+    }
     impl_->obs->OnHandled(kElectionService, "Observe", "server_stream",
                           st.error_code());
     Finish(st);
   }
 
   Impl* impl_;
+  std::shared_ptr<State> state_;
   absl::Mutex mu_;
-  el::LeaderResponse msg_ ABSL_GUARDED_BY(mu_);
+  // The front one is being written (a deque keeps its address).
+  std::deque<el::LeaderResponse> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool write_ok_ ABSL_GUARDED_BY(mu_) = true;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_ ABSL_GUARDED_BY(mu_);
+};
+
+// A machine over an election's state for an existing leader key (etcd's
+// ResumeElection).
+struct ResumedElection {
+  explicit ResumedElection(const el::LeaderKey& k) {
+    e.prefix = k.name() + "/";
+    e.lease = k.lease();
+    e.leader_key = k.key();
+    e.leader_rev = k.rev();
+    e.leader = true;
+  }
+  client::ElectionState e;
 };
 
 class LockService final : public v3lockpb::Lock::CallbackService {
@@ -340,32 +397,26 @@ class LockService final : public v3lockpb::Lock::CallbackService {
   grpc::ServerUnaryReactor* Lock(grpc::CallbackServerContext* ctx,
                                  const v3lockpb::LockRequest* req,
                                  v3lockpb::LockResponse* resp) override {
-    return BlockingUnary::Run(impl_, ctx, kLockService, "Lock",
-                              [req, resp](Client* c) {
-                                auto s = SessionFor(c, req->lease());
-                                if (!s.ok()) return FromInner(s.status());
-                                Mutex m(s->get(), req->name());
-                                if (absl::Status st = m.Lock(); !st.ok()) {
-                                  return FromInner(st);
-                                }
-                                *resp->mutable_header() = m.header();
-                                resp->set_key(m.key());
-                                return grpc::Status::OK;
-                              });
+    auto m = std::make_shared<client::MutexState>();
+    m->prefix = req->name() + "/";
+    m->lease = req->lease();
+    auto steps = std::make_shared<OnSession>(
+        &m->lease, std::make_unique<client::LockSteps>(m.get()));
+    return RecipeUnary::Run(impl_, ctx, kLockService, "Lock", std::move(steps),
+                            [m, resp] {
+                              *resp->mutable_header() = m->header;
+                              resp->set_key(m->key);
+                            });
   }
 
   grpc::ServerUnaryReactor* Unlock(grpc::CallbackServerContext* ctx,
                                    const v3lockpb::UnlockRequest* req,
                                    v3lockpb::UnlockResponse* resp) override {
-    return BlockingUnary::Run(impl_, ctx, kLockService, "Unlock",
-                              [req, resp](Client* c) {
-                                etcdserverpb::DeleteRangeRequest d;
-                                d.set_key(req->key());
-                                auto r = c->DeleteRange(d);
-                                if (!r.ok()) return FromInner(r.status());
-                                *resp->mutable_header() = r->header();
-                                return grpc::Status::OK;
-                              });
+    auto m = std::make_shared<client::MutexState>();
+    m->key = req->key();
+    return RecipeUnary::Run(impl_, ctx, kLockService, "Unlock",
+                            std::make_shared<client::UnlockSteps>(m.get()),
+                            [m, resp] { *resp->mutable_header() = m->header; });
   }
 
  private:
@@ -379,54 +430,44 @@ class ElectionService final : public el::Election::CallbackService {
   grpc::ServerUnaryReactor* Campaign(grpc::CallbackServerContext* ctx,
                                      const el::CampaignRequest* req,
                                      el::CampaignResponse* resp) override {
-    return BlockingUnary::Run(
-        impl_, ctx, kElectionService, "Campaign", [req, resp](Client* c) {
-          auto s = SessionFor(c, req->lease());
-          if (!s.ok()) return FromInner(s.status());
-          Election e(s->get(), req->name());
-          if (absl::Status st = e.Campaign(req->value()); !st.ok()) {
-            return FromInner(st);
-          }
-          *resp->mutable_header() = e.header();
-          el::LeaderKey* k = resp->mutable_leader();
-          k->set_name(req->name());
-          k->set_key(e.key());
-          k->set_rev(e.rev());
-          k->set_lease((*s)->lease());
-          return grpc::Status::OK;
-        });
+    auto e = std::make_shared<client::ElectionState>();
+    e->prefix = req->name() + "/";
+    e->lease = req->lease();
+    auto steps = std::make_shared<OnSession>(
+        &e->lease,
+        std::make_unique<client::CampaignSteps>(e.get(), req->value()));
+    return RecipeUnary::Run(impl_, ctx, kElectionService, "Campaign",
+                            std::move(steps), [e, req, resp] {
+                              *resp->mutable_header() = e->header;
+                              el::LeaderKey* k = resp->mutable_leader();
+                              k->set_name(req->name());
+                              k->set_key(e->leader_key);
+                              k->set_rev(e->leader_rev);
+                              k->set_lease(e->lease);
+                            });
   }
 
   grpc::ServerUnaryReactor* Proclaim(grpc::CallbackServerContext* ctx,
                                      const el::ProclaimRequest* req,
                                      el::ProclaimResponse* resp) override {
-    return BlockingUnary::Run(
-        impl_, ctx, kElectionService, "Proclaim", [req, resp](Client* c) {
-          if (!req->has_leader()) return Plain(client::kErrMissingLeaderKey);
-          const el::LeaderKey& k = req->leader();
-          auto s = SessionFor(c, k.lease());
-          if (!s.ok()) return FromInner(s.status());
-          Election e = Election::Resume(s->get(), k.name(), k.key(), k.rev());
-          if (absl::Status st = e.Proclaim(req->value()); !st.ok()) {
-            return FromInner(st);
-          }
-          *resp->mutable_header() = e.header();
-          return grpc::Status::OK;
-        });
+    if (!req->has_leader()) return Refuse(ctx, "Proclaim");
+    auto r = std::make_shared<ResumedElection>(req->leader());
+    auto steps = std::make_shared<OnSession>(
+        &r->e.lease,
+        std::make_unique<client::ProclaimSteps>(&r->e, req->value()));
+    return RecipeUnary::Run(
+        impl_, ctx, kElectionService, "Proclaim", std::move(steps),
+        [r, resp] { *resp->mutable_header() = r->e.header; });
   }
 
   grpc::ServerUnaryReactor* Leader(grpc::CallbackServerContext* ctx,
                                    const el::LeaderRequest* req,
                                    el::LeaderResponse* resp) override {
-    return BlockingUnary::Run(
-        impl_, ctx, kElectionService, "Leader", [req, resp](Client* c) {
-          std::unique_ptr<Session> s = Session::Attach(c, -1);
-          Election e(s.get(), req->name());
-          auto r = e.Leader();
-          if (!r.ok()) return FromInner(r.status());
-          *resp->mutable_header() = r->header();
-          *resp->mutable_kv() = r->kvs(0);
-          return grpc::Status::OK;
+    auto steps = std::make_shared<client::LeaderSteps>(req->name() + "/");
+    return RecipeUnary::Run(
+        impl_, ctx, kElectionService, "Leader", steps, [steps, resp] {
+          *resp->mutable_header() = steps->response().header();
+          *resp->mutable_kv() = steps->response().kvs(0);
         });
   }
 
@@ -438,20 +479,26 @@ class ElectionService final : public el::Election::CallbackService {
   grpc::ServerUnaryReactor* Resign(grpc::CallbackServerContext* ctx,
                                    const el::ResignRequest* req,
                                    el::ResignResponse* resp) override {
-    return BlockingUnary::Run(
-        impl_, ctx, kElectionService, "Resign", [req, resp](Client* c) {
-          if (!req->has_leader()) return Plain(client::kErrMissingLeaderKey);
-          const el::LeaderKey& k = req->leader();
-          auto s = SessionFor(c, k.lease());
-          if (!s.ok()) return FromInner(s.status());
-          Election e = Election::Resume(s->get(), k.name(), k.key(), k.rev());
-          if (absl::Status st = e.Resign(); !st.ok()) return FromInner(st);
-          *resp->mutable_header() = e.header();
-          return grpc::Status::OK;
-        });
+    if (!req->has_leader()) return Refuse(ctx, "Resign");
+    auto r = std::make_shared<ResumedElection>(req->leader());
+    auto steps = std::make_shared<OnSession>(
+        &r->e.lease, std::make_unique<client::ResignSteps>(&r->e));
+    return RecipeUnary::Run(
+        impl_, ctx, kElectionService, "Resign", std::move(steps),
+        [r, resp] { *resp->mutable_header() = r->e.header; });
   }
 
  private:
+  // etcd's answer to a Proclaim or Resign without a leader key (after
+  // the learner check, as its interceptor runs first).
+  grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* ctx,
+                                   const char* method) {
+    return RecipeUnary::Run(impl_, ctx, kElectionService, method,
+                            std::make_shared<Fails>(client::RecipeError(
+                                client::kErrMissingLeaderKey)),
+                            [] {});
+  }
+
   Impl* impl_;
 };
 
@@ -463,8 +510,9 @@ struct LockElection::All {
   ElectionService election;
 };
 
-LockElection::LockElection(Options o, CallObserver* observer)
-    : impl_(std::make_shared<Impl>(o, observer)),
+LockElection::LockElection(Options o, EngineLoop* loop,
+                           server::EtcdServer* server, CallObserver* observer)
+    : impl_(std::make_shared<Impl>(std::move(o), loop, server, observer)),
       all_(std::make_unique<All>(impl_.get())) {}
 
 LockElection::~LockElection() { Shutdown(); }
@@ -473,21 +521,23 @@ std::vector<grpc::Service*> LockElection::services() {
   return {&all_->lock, &all_->election};
 }
 
-void LockElection::Start(std::shared_ptr<grpc::Channel> self) {
-  absl::MutexLock l(&impl_->mu);
-  impl_->channel = std::move(self);
+void LockElection::Shutdown() {
+  absl::flat_hash_map<OpenCall*, std::shared_ptr<OpenCall>> open;
+  {
+    absl::MutexLock l(&impl_->mu);
+    impl_->stopped = true;
+    open.swap(impl_->open);
+    for (auto& [c, keep] : open) c->finished = true;
+  }
+  for (auto& [c, keep] : open) {
+    if (keep->run != nullptr) keep->run->Abandon();
+    keep->FinishReactor(Stopped());
+  }
 }
 
-void LockElection::Shutdown() {
+size_t LockElection::open_calls() const {
   absl::MutexLock l(&impl_->mu);
-  impl_->stopped = true;
-  for (OpenCallBase* c : impl_->open) c->canceller()->Cancel();
-  auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl_->mu) {
-    return impl_->open.empty();
-  };
-  impl_->mu.AwaitWithTimeout(absl::Condition(&drained), kShutdownWait);
-  // The in-process channel goes with the server; drop our reference.
-  impl_->channel.reset();
+  return impl_->open.size();
 }
 
 }  // namespace detcd::shim

@@ -1485,11 +1485,13 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   };
   m.services = std::make_unique<Services>(m.loop.get(), m.server.get(), svo,
                                           m.grpc_metrics.get());
-  // etcd's Lock and Election services, over this server's own client API.
+  // etcd's Lock and Election services: the client library's recipes run
+  // on the engine thread.
   LockElection::Options leo;
   leo.is_learner = svo.is_learner;
-  m.lock_election =
-      std::make_unique<LockElection>(leo, m.grpc_metrics.get());
+  leo.peer_common_name = svo.peer_common_name;
+  m.lock_election = std::make_unique<LockElection>(
+      leo, m.loop.get(), m.server.get(), m.grpc_metrics.get());
   grpc::ServerBuilder b;
   // etcd's gRPC traffic families (shim/server_metrics.h).
   m.traffic_metrics =
@@ -1534,12 +1536,6 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
   m.grpc_server = b.BuildAndStart();
   if (!m.grpc_server) return absl::InternalError("detcd: gRPC server failed");
-  {
-    grpc::ChannelArguments self_args;
-    self_args.SetMaxReceiveMessageSize(INT32_MAX);
-    self_args.SetMaxSendMessageSize(INT32_MAX);
-    m.lock_election->Start(m.grpc_server->InProcessChannel(self_args));
-  }
 
   // Client and metrics listeners.
   ClientListenerOptions clo;

@@ -72,6 +72,29 @@ class OpenCall {
 
 }  // namespace
 
+server::Caller GrpcCaller(
+    const grpc::CallbackServerContext* ctx,
+    const std::function<std::string(const std::string&)>& peer_common_name) {
+  server::Caller c;
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("token");
+  if (it == md.end()) it = md.find("authorization");
+  if (it != md.end()) c.token.emplace(it->second.data(), it->second.size());
+  // A call over an in-process channel: Debian's gRPC names its peer
+  // "unknown" (later versions "inproc..."); clients outside have
+  // "ipv4:...", "ipv6:..." or "fd:N".
+  const std::string peer = ctx->peer();
+  if (peer == "unknown" || peer.rfind("inproc", 0) == 0) {
+    // Relayed by the native transport, which sets the CN it verified (and
+    // drops the key from what its clients send; the gateway sets none).
+    auto cn = md.find(h2::kProxiedCnKey);
+    if (cn != md.end()) c.cert_cn.assign(cn->second.data(), cn->second.size());
+  } else if (peer_common_name) {
+    c.cert_cn = peer_common_name(peer);
+  }
+  return c;
+}
+
 struct Services::Impl {
   Impl(EngineLoop* l, EtcdServer* s, Options o, CallObserver* ob)
       : loop(l), server(s), opts(o), obs(ob ? ob : &null_observer) {}
@@ -103,22 +126,8 @@ struct Services::Impl {
     c->open_linked = false;
   }
   bool Learner() const { return opts.is_learner && opts.is_learner(); }
-  // The call's credentials (gRPC thread): etcd's "token" metadata (or the
-  // gateway's "authorization") and the TLS client certificate's CN.
   server::Caller CallerOf(const grpc::CallbackServerContext* ctx) const {
-    server::Caller c;
-    const auto& md = ctx->client_metadata();
-    auto it = md.find("token");
-    if (it == md.end()) it = md.find("authorization");
-    if (it != md.end()) c.token.emplace(it->second.data(), it->second.size());
-    if (ctx->peer().rfind("inproc", 0) == 0) {
-      // Relayed by the native transport, which sets the CN it verified.
-      auto cn = md.find(h2::kProxiedCnKey);
-      if (cn != md.end()) c.cert_cn.assign(cn->second.data(), cn->second.size());
-    } else if (opts.peer_common_name) {
-      c.cert_cn = opts.peer_common_name(ctx->peer());
-    }
-    return c;
+    return GrpcCaller(ctx, opts.peer_common_name);
   }
 
   // The same for a call on the native transport (shim/grpc_h2).

@@ -39,6 +39,14 @@ struct CallObserver {
                          const char* type, int code) {}
 };
 
+// A gRPC C++ call's credentials (gRPC thread): etcd's "token" metadata
+// (or the gateway's "authorization") and the TLS client certificate's CN
+// (peer_common_name, ClientListener::PeerCommonName; for a call relayed
+// by the native transport, the CN it verified).
+server::Caller GrpcCaller(
+    const grpc::CallbackServerContext* ctx,
+    const std::function<std::string(const std::string&)>& peer_common_name);
+
 class Services {
  public:
   struct Options {

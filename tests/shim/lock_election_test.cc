@@ -6,9 +6,6 @@
 // services with real etcd through Go's generated clients.
 #include "shim/lock_election.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -29,6 +26,8 @@
 #include "gtest/gtest.h"
 #include "shim/config.h"
 #include "shim/server.h"
+#include "tests/client/detcd_process.h"
+#include "v3lockpb/v3lock.grpc.pb.h"
 
 namespace detcd::shim {
 namespace {
@@ -38,18 +37,6 @@ namespace el = v3electionpb;
 using client::CallOptions;
 using client::Client;
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // One member for the whole process: the server's metrics registry is
 // process-wide, so a second DetcdServer in one process is refused. ctest
 // runs each test in a process of its own (gtest_discover_tests); run
@@ -57,6 +44,7 @@ int FreePort() {
 // names, and the one that stops it is defined last.
 struct Member {
   std::string dir;
+  std::string endpoint;  // host:port
   std::unique_ptr<DetcdServer> server;
   std::unique_ptr<Client> client;
 };
@@ -66,7 +54,8 @@ Member* StartMember() {
   if (::mkdtemp(tmpl) == nullptr) return nullptr;
   auto* m = new Member;
   m->dir = tmpl;
-  const int cport = FreePort(), pport = FreePort();
+  const int cport = ::detcd::testing::FreePort(),
+            pport = ::detcd::testing::FreePort();
   const std::string curl = absl::StrCat("http://127.0.0.1:", cport);
   const std::string purl = absl::StrCat("http://127.0.0.1:", pport);
   ParseOutcome p = ParseServerConfig(
@@ -82,7 +71,8 @@ Member* StartMember() {
   if (!s.ok()) return m;  // the test's SetUp reports it
   m->server = *std::move(s);
   client::Config cc;
-  cc.endpoints = {absl::StrCat("127.0.0.1:", cport)};
+  m->endpoint = absl::StrCat("127.0.0.1:", cport);
+  cc.endpoints = {m->endpoint};
   auto c = Client::New(cc);
   EXPECT_TRUE(c.ok()) << c.status();
   if (!c.ok()) return m;
@@ -299,10 +289,104 @@ TEST_F(LockElectionTest, CampaignProclaimObserveResign) {
   (*obs)->Cancel();
 }
 
+size_t ThreadsOfThisProcess() {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
+// Waiting calls hold no thread: 5000 Lock calls queue behind a holder (a
+// thread each would have taken 5000 threads; the services refused more
+// than 4096 until they ran on the engine), the first waiter gets the lock
+// when the holder unlocks, and the others, cancelled, leave no key.
+TEST_F(LockElectionTest, ThousandsOfWaitersHoldNoThread) {
+  constexpr int kWaiters = 5000;
+  const int64_t holder = Grant(60);
+  auto h = client_->Lock(LockReq("many", holder));
+  ASSERT_TRUE(h.ok()) << h.status();
+  const size_t threads_before = ThreadsOfThisProcess();
+
+  auto channel = grpc::CreateChannel(MemberEnvironment::member->endpoint,
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v3lockpb::Lock::NewStub(channel);
+  struct Waiter {
+    grpc::ClientContext ctx;
+    v3lockpb::LockRequest req;
+    v3lockpb::LockResponse resp;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<Waiter>> waiters;
+  absl::Mutex mu;
+  int ended = 0, won = 0;
+  for (int i = 0; i < kWaiters; ++i) {
+    auto w = std::make_unique<Waiter>();
+    w->req.set_name("many");  // lease 0: a fresh lease each, a key each
+    w->ctx.set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(120));
+    Waiter* raw = w.get();
+    stub->async()->Lock(&raw->ctx, &raw->req, &raw->resp,
+                        [raw, &mu, &ended, &won](grpc::Status st) {
+                          absl::MutexLock l(&mu);
+                          raw->status = std::move(st);
+                          ++ended;
+                          if (raw->status.ok()) ++won;
+                        });
+    waiters.push_back(std::move(w));
+  }
+  // Every waiter's key is in the queue (bounded wait).
+  const absl::Time until = absl::Now() + absl::Seconds(90);
+  while (CountPrefix("many/") < kWaiters + 1 && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(CountPrefix("many/"), kWaiters + 1);
+  {
+    absl::MutexLock l(&mu);
+    EXPECT_EQ(ended, 0);
+  }
+  // gRPC's own pollers may add a few; a thread per call would add 5000.
+  EXPECT_LT(ThreadsOfThisProcess(), threads_before + 50);
+
+  v3lockpb::UnlockRequest u;
+  u.set_key(h->key());
+  ASSERT_TRUE(client_->Unlock(u).ok());
+  {
+    absl::MutexLock l(&mu);
+    auto one = [&] { return won == 1; };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&one), absl::Seconds(30)));
+    EXPECT_EQ(ended, 1);
+  }
+  std::string winner;
+  for (auto& w : waiters) {
+    absl::MutexLock l(&mu);
+    if (w->status.ok() && !w->resp.key().empty()) winner = w->resp.key();
+  }
+  ASSERT_FALSE(winner.empty());
+  for (auto& w : waiters) w->ctx.TryCancel();
+  {
+    absl::MutexLock l(&mu);
+    auto all = [&] { return ended == kWaiters; };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(60)));
+    EXPECT_EQ(won, 1);
+  }
+  // The cancelled waiters' clean-up removes their keys: the winner's stays.
+  const absl::Time clean = absl::Now() + absl::Seconds(60);
+  while (CountPrefix("many/") != 1 && absl::Now() < clean) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(CountPrefix("many/"), 1);
+  u.set_key(winner);
+  EXPECT_TRUE(client_->Unlock(u).ok());
+  EXPECT_EQ(CountPrefix("many/"), 0);
+}
+
 // The services alone on a gRPC server of their own (no KV behind them):
 // the refusals that come before any work.
 struct Alone {
-  explicit Alone(LockElection::Options o) : le(std::move(o), nullptr) {
+  explicit Alone(LockElection::Options o)
+      : le(std::move(o), nullptr, nullptr, nullptr) {
     grpc::ServerBuilder b;
     for (grpc::Service* s : le.services()) b.RegisterService(s);
     server = b.BuildAndStart();
@@ -320,20 +404,13 @@ struct Alone {
   std::unique_ptr<Client> client;
 };
 
-TEST(LockElectionAlone, RefusedBeforeStartOnALearnerAndOverTheLimit) {
+TEST(LockElectionAlone, RefusedOnALearnerAndOverTheLimit) {
   std::atomic<bool> learner{false};
   LockElection::Options o;
   o.is_learner = [&learner] { return learner.load(); };
   Alone a(o);
   el::LeaderRequest lr;
   lr.set_name("x");
-  // No channel to the member yet. (Lock: a write, not retried on
-  // Unavailable as the client retries Leader.)
-  auto r = a.client->Lock(LockReq("x", 1));
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(r.status().message(), "etcdserver: not capable");
-
-  a.le.Start(a.server->InProcessChannel({}));
   learner = true;
   auto l = a.client->Lock(LockReq("x", 1));
   EXPECT_EQ(l.status().code(), absl::StatusCode::kUnavailable);
@@ -348,7 +425,6 @@ TEST(LockElectionAlone, RefusedBeforeStartOnALearnerAndOverTheLimit) {
   LockElection::Options none;
   none.max_open_calls = 0;
   Alone full(none);
-  full.le.Start(full.server->InProcessChannel({}));
   auto t = full.client->Campaign(el::CampaignRequest());
   EXPECT_EQ(t.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(t.status().message(), "etcdserver: too many requests");
