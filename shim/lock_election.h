@@ -58,6 +58,8 @@ class LockElection {
     // (as Services::Options'); the inner requests carry it with the
     // caller's token. Unset: none.
     std::function<std::string(const std::string& grpc_peer)> peer_common_name;
+    // A native call's traffic figures (as Services::Options'). Unset: none.
+    NativeCallFigures native_call_figures;
   };
   // observer (may be null) counts the calls as the other services'. loop
   // and server may be null for a LockElection that only refuses (tests).
@@ -69,6 +71,8 @@ class LockElection {
 
   // The services to register with the grpc::ServerBuilder.
   std::vector<grpc::Service*> services();
+  // Serves the same methods on the native transport (before s->Start).
+  void RegisterNative(h2::Server* s);
   // Answers every open call with Unavailable "etcdserver: server stopped"
   // and forgets their runs; new calls are refused the same way. Run before
   // Services::Shutdown and while the engine thread still runs (the runs

@@ -1490,6 +1490,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   LockElection::Options leo;
   leo.is_learner = svo.is_learner;
   leo.peer_common_name = svo.peer_common_name;
+  leo.native_call_figures = svo.native_call_figures;
   m.lock_election = std::make_unique<LockElection>(
       leo, m.loop.get(), m.server.get(), m.grpc_metrics.get());
   grpc::ServerBuilder b;
@@ -1629,6 +1630,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
     if (!hs.ok()) return hs.status();
     m.grpc_h2 = *std::move(hs);
     m.services->RegisterNative(m.grpc_h2.get());
+    m.lock_election->RegisterNative(m.grpc_h2.get());
     m.grpc_h2->Start();
     m.h2_answers.store(m.grpc_h2.get(), std::memory_order_release);
     clo.grpc_h2 = m.grpc_h2.get();

@@ -95,6 +95,26 @@ server::Caller GrpcCaller(
   return c;
 }
 
+server::Caller NativeCaller(const h2::Call& call) {
+  server::Caller c;
+  const std::string* t = call.Find("token");
+  if (t == nullptr) t = call.Find("authorization");
+  if (t != nullptr) c.token.emplace(*t);
+  c.cert_cn = call.cert_cn();
+  return c;
+}
+
+std::unique_ptr<CallFigures> StartNativeFigures(const NativeCallFigures& make,
+                                                const h2::Call& call,
+                                                const char* type) {
+  if (!make) return nullptr;
+  std::unique_ptr<CallFigures> f = make(call.method(), type);
+  const std::string* v = call.Find("client-api-version");
+  std::string_view version = v != nullptr ? *v : std::string_view();
+  f->Started(v != nullptr ? &version : nullptr);
+  return f;
+}
+
 struct Services::Impl {
   Impl(EngineLoop* l, EtcdServer* s, Options o, CallObserver* ob)
       : loop(l), server(s), opts(o), obs(ob ? ob : &null_observer) {}
@@ -130,26 +150,14 @@ struct Services::Impl {
     return GrpcCaller(ctx, opts.peer_common_name);
   }
 
-  // The same for a call on the native transport (shim/grpc_h2).
   server::Caller CallerOf(const h2::Call& call) const {
-    server::Caller c;
-    const std::string* t = call.Find("token");
-    if (t == nullptr) t = call.Find("authorization");
-    if (t != nullptr) c.token.emplace(*t);
-    c.cert_cn = call.cert_cn();
-    return c;
+    return NativeCaller(call);
   }
   // A native call's traffic figures, started (null without
   // native_call_figures).
   std::unique_ptr<CallFigures> StartFigures(const h2::Call& call,
                                             const char* type) const {
-    if (!opts.native_call_figures) return nullptr;
-    std::unique_ptr<CallFigures> f =
-        opts.native_call_figures(call.method(), type);
-    const std::string* v = call.Find("client-api-version");
-    std::string_view version = v != nullptr ? *v : std::string_view();
-    f->Started(v != nullptr ? &version : nullptr);
-    return f;
+    return StartNativeFigures(opts.native_call_figures, call, type);
   }
 
   template <typename Req, typename Resp>

@@ -47,6 +47,19 @@ server::Caller GrpcCaller(
     const grpc::CallbackServerContext* ctx,
     const std::function<std::string(const std::string&)>& peer_common_name);
 
+// The same for a call on the native transport (shim/grpc_h2).
+server::Caller NativeCaller(const h2::Call& call);
+
+// A native call's traffic figures (GrpcTrafficMetrics::NewCall; type:
+// grpc_type, "unary", "bidi_stream", ...).
+using NativeCallFigures = std::function<std::unique_ptr<CallFigures>(
+    std::string_view full_method, const char* type)>;
+// make's figures for the call, started with its client-api-version (null
+// without make).
+std::unique_ptr<CallFigures> StartNativeFigures(const NativeCallFigures& make,
+                                                const h2::Call& call,
+                                                const char* type);
+
 class Services {
  public:
   struct Options {
@@ -71,9 +84,7 @@ class Services {
     // A call's traffic figures on the native transport
     // (GrpcTrafficMetrics::NewCall; gRPC C++'s calls get theirs from the
     // interceptor). type: grpc_type ("unary", "bidi_stream"). Unset: none.
-    std::function<std::unique_ptr<CallFigures>(std::string_view full_method,
-                                               const char* type)>
-        native_call_figures;
+    NativeCallFigures native_call_figures;
   };
   Services(EngineLoop* loop, server::EtcdServer* server, Options o,
            CallObserver* observer);
