@@ -10,6 +10,8 @@
 //                       range(0) keys (256-byte values), keys probed in an
 //                       order unrelated to key order
 //   BM_ApplyRangePrefix a prefix Range returning 100 keys
+//   BM_ApplyRangeTopByCreate  a lock waiter's range: range(0) keys sorted
+//                       by create revision, filtered, limit 1
 //   BM_ApplyTxnCas      Txn: compare mod_revision(k) == what the caller
 //                       last saw, then Put k, else Range k (the
 //                       compare-and-swap every lock and STM does); always
@@ -101,6 +103,30 @@ void BM_ApplyRangePrefix(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 100);
 }
 BENCHMARK(BM_ApplyRangePrefix);
+
+// A lock waiter's read (clientv3's Mutex, detcd's LockSteps): the newest
+// key under the prefix created before its own, by a range of all range(0)
+// keys sorted by create revision, filtered by max_create_revision,
+// limit 1.
+void BM_ApplyRangeTopByCreate(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  mvcc::KvStore s;
+  Fill(s, static_cast<uint64_t>(n), std::string(256, 'v'));
+  pb::RangeRequest req;
+  req.set_key("key");
+  req.set_range_end("kez");
+  req.set_sort_order(pb::RangeRequest::DESCEND);
+  req.set_sort_target(pb::RangeRequest::CREATE);
+  req.set_limit(1);
+  req.set_max_create_revision(s.Rev() / 2);
+  for (auto _ : state) {
+    auto r = ApplyRange(s, req);
+    if (!r.ok() || r->kvs_size() != 1) state.SkipWithError("bad range");
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_ApplyRangeTopByCreate)->Arg(1000)->Arg(100000);
 
 void BM_ApplyTxnCas(benchmark::State& state) {
   mvcc::KvStore s;

@@ -972,23 +972,83 @@ struct KvStore::Impl {
     res.rev = cur;  // etcd reports the current revision, not the read one
     const size_t limit = o.limit > 0 ? static_cast<size_t>(o.limit)
                                      : std::numeric_limits<size_t>::max();
+    // With `before` and a limit: the best `limit` so far, a heap with the
+    // worst on top, copied out at the end.
+    struct Pick {
+      KeyValueView view;
+      const KeyNode* node;
+      int index;  // into node->revs; -1: the node's latest
+    };
+    const bool top = o.before && o.limit > 0 && !o.count_only;
+    std::vector<Pick> picks;
+    auto worse = [&o](const Pick& a, const Pick& b) {
+      return o.before(a.view, b.view);
+    };
+    auto offer = [&](const KeyValueView& v, const KeyNode& n, int index) {
+      if (o.keep && !o.keep(v)) return;
+      ++res.kept;
+      if (!top) {
+        if (res.kvs.size() >= limit) return;
+        res.kvs.push_back(index < 0 ? MakeLatestKv(n, o.keys_only)
+                                    : MakeKv(Get(n, n.revs[index]),
+                                             n.revs[index].main, o.keys_only));
+        return;
+      }
+      if (picks.size() < limit) {
+        picks.push_back(Pick{v, &n, index});
+        std::push_heap(picks.begin(), picks.end(), worse);
+      } else if (o.before(v, picks.front().view)) {
+        std::pop_heap(picks.begin(), picks.end(), worse);
+        picks.back() = Pick{v, &n, index};
+        std::push_heap(picks.begin(), picks.end(), worse);
+      }
+    };
     auto visit = [&](const KeyNode& n) {
       if (n.latest_in_node && n.mod() <= rev) {
         // The common case, a read of the latest revision: the node has it.
         ++res.count;
-        if (o.count_only || res.kvs.size() >= limit) return;
-        res.kvs.push_back(MakeLatestKv(n, o.keys_only));
+        if (o.count_only) return;
+        if (!o.keep && !top) {
+          if (res.kvs.size() >= limit) return;
+          res.kvs.push_back(MakeLatestKv(n, o.keys_only));
+          return;
+        }
+        offer(KeyValueView{n.key(), n.create_revision, n.mod(), n.version,
+                           n.value(), n.lease()},
+              n, -1);
         return;
       }
       const KeyIndex& ki = n.revs;
       int i = LastAtOrBefore(ki, rev);
       if (i < 0 || ki[i].tombstone) return;
       ++res.count;
-      if (o.count_only || res.kvs.size() >= limit) return;
-      res.kvs.push_back(MakeKv(Get(n, ki[i]), ki[i].main, o.keys_only));
+      if (o.count_only) return;
+      if (!o.keep && !top) {
+        if (res.kvs.size() >= limit) return;
+        res.kvs.push_back(MakeKv(Get(n, ki[i]), ki[i].main, o.keys_only));
+        return;
+      }
+      const RecView r = View(Get(n, ki[i]));
+      offer(KeyValueView{n.key(), r.create_revision, ki[i].main, r.version,
+                         r.value, r.lease},
+            n, i);
+    };
+    // The picks, best first, copied into kvs.
+    auto take_picks = [&] {
+      if (!top) return;
+      std::sort_heap(picks.begin(), picks.end(), worse);
+      res.kvs.reserve(picks.size());
+      for (const Pick& p : picks) {
+        const KeyNode& n = *p.node;
+        res.kvs.push_back(p.index < 0
+                              ? MakeLatestKv(n, o.keys_only)
+                              : MakeKv(Get(n, n.revs[p.index]),
+                                       n.revs[p.index].main, o.keys_only));
+      }
     };
     if (end.empty()) {
       if (const KeyNode* n = FindKey(key)) visit(*n);
+      take_picks();
       return res;
     }
     const bool to_last = IsGteEnd(end);
@@ -1003,6 +1063,7 @@ struct KvStore::Impl {
       }
       visit(*it->node);
     }
+    take_picks();
     return res;
   }
 

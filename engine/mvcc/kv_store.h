@@ -14,6 +14,7 @@
 #define DETCD_ENGINE_MVCC_KV_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,6 +32,17 @@ absl::Status ErrFutureRev();  // "mvcc: required revision is a future revision"
 bool IsErrCompacted(const absl::Status& s);
 bool IsErrFutureRev(const absl::Status& s);
 
+// A key-value as a range's selection sees it before anything is copied:
+// views into the store, valid during the call that offers it.
+struct KeyValueView {
+  std::string_view key;
+  int64_t create_revision = 0;
+  int64_t mod_revision = 0;
+  int64_t version = 0;
+  std::string_view value;
+  int64_t lease = 0;
+};
+
 struct RangeOptions {
   int64_t limit = 0;  // 0: no limit
   int64_t rev = 0;    // 0: the latest revision
@@ -40,11 +52,19 @@ struct RangeOptions {
   // says where to go on, so a large range can be read in pieces between
   // other work (at a fixed rev: writes between the pieces do not show).
   size_t max_keys = 0;
+  // Only key-values `keep` accepts go into kvs (count still counts every
+  // key of the range; RangeResult::kept those accepted).
+  std::function<bool(const KeyValueView&)> keep;
+  // With a limit: kvs holds the first `limit` (accepted) key-values by
+  // `before`, a strict total order, in that order, instead of the first
+  // in key order: a top-k of the range that copies only the k.
+  std::function<bool(const KeyValueView&, const KeyValueView&)> before;
 };
 
 struct RangeResult {
   std::vector<KeyValue> kvs;  // in key order, at most limit
   int64_t count = 0;          // all keys in the range, ignoring limit
+  int64_t kept = 0;           // with keep or before: the keys accepted (all)
   int64_t rev = 0;            // the revision the range was read at
   // With max_keys: the key to read on from (the same range from there),
   // when some keys were left unvisited; empty otherwise.

@@ -312,30 +312,28 @@ bool IsTxnReadOnly(const pb::TxnRequest& r) {
 
 namespace {
 
-using KvLess = bool (*)(const mvcc::KeyValue&, const mvcc::KeyValue&);
+// The sort target's order over key-values or views of them (the same
+// field names).
+template <typename T>
+using Less = bool (*)(const T&, const T&);
 
-KvLess SortLess(pb::RangeRequest::SortTarget target) {
+template <typename T>
+Less<T> SortLess(pb::RangeRequest::SortTarget target) {
   switch (target) {
     case pb::RangeRequest::KEY:
-      return [](const mvcc::KeyValue& a, const mvcc::KeyValue& b) {
-        return a.key < b.key;
-      };
+      return [](const T& a, const T& b) { return a.key < b.key; };
     case pb::RangeRequest::VERSION:
-      return [](const mvcc::KeyValue& a, const mvcc::KeyValue& b) {
-        return a.version < b.version;
-      };
+      return [](const T& a, const T& b) { return a.version < b.version; };
     case pb::RangeRequest::CREATE:
-      return [](const mvcc::KeyValue& a, const mvcc::KeyValue& b) {
+      return [](const T& a, const T& b) {
         return a.create_revision < b.create_revision;
       };
     case pb::RangeRequest::MOD:
-      return [](const mvcc::KeyValue& a, const mvcc::KeyValue& b) {
+      return [](const T& a, const T& b) {
         return a.mod_revision < b.mod_revision;
       };
     case pb::RangeRequest::VALUE:
-      return [](const mvcc::KeyValue& a, const mvcc::KeyValue& b) {
-        return a.value < b.value;
-      };
+      return [](const T& a, const T& b) { return a.value < b.value; };
     default:
       break;
   }
@@ -347,7 +345,8 @@ KvLess SortLess(pb::RangeRequest::SortTarget target) {
 absl::StatusOr<RangeReader> RangeReader::Begin(const pb::RangeRequest& r) {
   RangeReader rd;
   rd.r_ = &r;
-  rd.less_ = SortLess(r.sort_target());
+  rd.less_ = SortLess<mvcc::KeyValue>(r.sort_target());
+  rd.less_view_ = SortLess<mvcc::KeyValueView>(r.sort_target());
   if (!pb::RangeRequest::SortOrder_IsValid(r.sort_order()) ||
       rd.less_ == nullptr) {
     return ErrInvalidSortOption();
@@ -374,6 +373,7 @@ absl::StatusOr<RangeReader> RangeReader::Begin(const pb::RangeRequest& r) {
     limit = 0;  // no limit (negative limits mean none in etcd too)
   }
   rd.limit_ = limit;
+  rd.filtered_ = filtered;
   // Neither sorted nor filtered: each piece's key-values go straight into
   // the response.
   rd.direct_ = rd.order_ == pb::RangeRequest::NONE && !filtered;
@@ -401,6 +401,23 @@ absl::StatusOr<bool> RangeReader::Read(const Reader& rd, size_t max_keys) {
   ro.keys_only = r.keys_only() && !(order_ != pb::RangeRequest::NONE &&
                                     r.sort_target() == pb::RangeRequest::VALUE);
   ro.max_keys = max_keys;
+  if (!direct_) {
+    // The store filters, and with a sort and a limit keeps only each
+    // piece's first `limit` (a top-10 of a million keys is not a sort of
+    // a million, nor a copy of them).
+    if (filtered_) {
+      ro.keep = [&r](const mvcc::KeyValueView& kv) { return Kept(r, kv); };
+    }
+    // (Not for a target without an order: that reads limit + 1 keys in
+    // key order, as etcd, and sorts those.)
+    if (order_ != pb::RangeRequest::NONE && r.limit() > 0 && limit_ == 0) {
+      ro.limit = r.limit();
+      ro.before = [this](const mvcc::KeyValueView& a,
+                         const mvcc::KeyValueView& b) {
+        return BeforeView(a, b);
+      };
+    }
+  }
   absl::StatusOr<mvcc::RangeResult> rr = rd.Range(next_key_, r.range_end(), ro);
   if (!rr.ok()) return rr.status();
   if (first) {
@@ -413,32 +430,13 @@ absl::StatusOr<bool> RangeReader::Read(const Reader& rd, size_t max_keys) {
     for (mvcc::KeyValue& kv : rr->kvs) ToProto(std::move(kv), resp_.add_kvs());
   } else {
     std::vector<mvcc::KeyValue>& piece = rr->kvs;
-    std::erase_if(piece, [&r](const mvcc::KeyValue& kv) {
-      return (r.max_mod_revision() != 0 &&
-              kv.mod_revision > r.max_mod_revision()) ||
-             (r.min_mod_revision() != 0 &&
-              kv.mod_revision < r.min_mod_revision()) ||
-             (r.max_create_revision() != 0 &&
-              kv.create_revision > r.max_create_revision()) ||
-             (r.min_create_revision() != 0 &&
-              kv.create_revision < r.min_create_revision());
-    });
-    kept_ += piece.size();
-    if (order_ != pb::RangeRequest::NONE) {
-      // With a limit only each piece's first `limit` can be in the answer
-      // (a top-10 of a million keys is not a sort of a million).
-      auto before = [this](const mvcc::KeyValue& a, const mvcc::KeyValue& b) {
-        return Before(a, b);
-      };
-      const size_t max = r.limit() > 0 ? static_cast<size_t>(r.limit()) : 0;
-      if (max > 0 && piece.size() > max) {
-        std::partial_sort(piece.begin(),
-                          piece.begin() + static_cast<ptrdiff_t>(max),
-                          piece.end(), before);
-        piece.resize(max);
-      } else {
-        std::sort(piece.begin(), piece.end(), before);
-      }
+    kept_ +=
+        ro.keep || ro.before ? static_cast<size_t>(rr->kept) : piece.size();
+    if (order_ != pb::RangeRequest::NONE && !ro.before) {
+      std::sort(piece.begin(), piece.end(),
+                [this](const mvcc::KeyValue& a, const mvcc::KeyValue& b) {
+                  return Before(a, b);
+                });
     }
     if (kvs_.empty()) {
       kvs_ = std::move(piece);
@@ -461,12 +459,35 @@ absl::StatusOr<bool> RangeReader::Read(const Reader& rd, size_t max_keys) {
   return direct_ || Merge(max_keys);
 }
 
+namespace {
+// The sort's order, ties by key.
+template <typename T>
+bool SortedBefore(bool asc, Less<T> less, const T& a, const T& b) {
+  if (asc ? less(a, b) : less(b, a)) return true;
+  if (asc ? less(b, a) : less(a, b)) return false;
+  return a.key < b.key;
+}
+}  // namespace
+
 bool RangeReader::Before(const mvcc::KeyValue& a,
                          const mvcc::KeyValue& b) const {
-  const bool asc = order_ == pb::RangeRequest::ASCEND;
-  if (asc ? less_(a, b) : less_(b, a)) return true;
-  if (asc ? less_(b, a) : less_(a, b)) return false;
-  return a.key < b.key;
+  return SortedBefore(order_ == pb::RangeRequest::ASCEND, less_, a, b);
+}
+
+bool RangeReader::BeforeView(const mvcc::KeyValueView& a,
+                             const mvcc::KeyValueView& b) const {
+  return SortedBefore(order_ == pb::RangeRequest::ASCEND, less_view_, a, b);
+}
+
+bool RangeReader::Kept(const pb::RangeRequest& r,
+                       const mvcc::KeyValueView& kv) {
+  return !(
+      (r.max_mod_revision() != 0 && kv.mod_revision > r.max_mod_revision()) ||
+      (r.min_mod_revision() != 0 && kv.mod_revision < r.min_mod_revision()) ||
+      (r.max_create_revision() != 0 &&
+       kv.create_revision > r.max_create_revision()) ||
+      (r.min_create_revision() != 0 &&
+       kv.create_revision < r.min_create_revision()));
 }
 
 bool RangeReader::Merge(size_t budget) {

@@ -162,11 +162,19 @@ class RangeReader {
   absl::StatusOr<bool> Read(const Reader& rd, size_t max_keys);
   // The response's order (the sort, ties by key).
   bool Before(const mvcc::KeyValue& a, const mvcc::KeyValue& b) const;
+  bool BeforeView(const mvcc::KeyValueView& a,
+                  const mvcc::KeyValueView& b) const;
+  // Whether kv passes the request's revision filters.
+  static bool Kept(const etcdserverpb::RangeRequest& r,
+                   const mvcc::KeyValueView& kv);
   // Moves up to `budget` (0: all) more collected key-values, in order,
   // into resp_; true once all that answer has are there.
   bool Merge(size_t budget);
   const etcdserverpb::RangeRequest* r_ = nullptr;
   bool (*less_)(const mvcc::KeyValue&, const mvcc::KeyValue&) = nullptr;
+  bool (*less_view_)(const mvcc::KeyValueView&,
+                     const mvcc::KeyValueView&) = nullptr;
+  bool filtered_ = false;  // by revisions (min/max mod/create)
   etcdserverpb::RangeRequest::SortOrder order_ =
       etcdserverpb::RangeRequest::NONE;
   int64_t limit_ = 0;  // keys to collect (the request's limit + 1), 0: all
@@ -175,10 +183,10 @@ class RangeReader {
   int64_t read_rev_ = 0;  // 0 before the first step
   int64_t header_rev_ = 0;
   int64_t count_ = 0;
-  // Not direct_: each piece is filtered and sorted as it comes and kept in
-  // kvs_ as a run (its end in run_ends_; a limited sort keeps only each
-  // piece's first `limit`); once all is read the runs are merged into
-  // resp_ in steps.
+  // Not direct_: each piece is filtered (by the store) and sorted as it
+  // comes and kept in kvs_ as a run (its end in run_ends_; a limited sort
+  // keeps only each piece's first `limit`, which the store picks); once
+  // all is read the runs are merged into resp_ in steps.
   std::vector<mvcc::KeyValue> kvs_;
   std::vector<size_t> run_ends_;
   size_t kept_ = 0;    // key-values that passed the filters
