@@ -43,14 +43,21 @@ RecipeRun::RecipeRun(EngineLoop* loop, server::EtcdServer* server,
 bool RecipeRun::Start(std::shared_ptr<client::RecipeSteps> steps, Done done) {
   steps_ = std::move(steps);
   done_ = std::move(done);
-  return loop_->Post([self = shared_from_this()] {
-    if (self->abandoned_.load(std::memory_order_acquire)) return;
-    // A simple token from another member may wait for its entry.
-    self->server_->AwaitCaller(self->caller_, [self] {
-      if (self->abandoned_.load(std::memory_order_acquire)) return;
-      self->Step(self->steps_->Start());
-    });
-  });
+  if (loop_->Post([self = shared_from_this()] {
+        if (self->abandoned_.load(std::memory_order_acquire)) return;
+        // A simple token from another member may wait for its entry.
+        self->server_->AwaitCaller(self->caller_, [self] {
+          if (self->abandoned_.load(std::memory_order_acquire)) return;
+          self->Step(self->steps_->Start());
+        });
+      })) {
+    return true;
+  }
+  // Refused: nothing runs (and done, which may hold its caller's state,
+  // goes now).
+  steps_.reset();
+  done_ = nullptr;
+  return false;
 }
 
 void RecipeRun::Cancel() {
