@@ -320,14 +320,17 @@ class ObserveQueue {
     return true;
   }
 
-  // The transport took the front response (ok) or the stream broke.
+  // The transport took the front response (ok), or the stream broke
+  // (with or without a write in flight).
   void WriteDone(bool ok) {
     bool finish;
     {
       absl::MutexLock l(&mu_);
-      if (!writing_) return;
-      writing_ = false;
-      queue_.pop_front();
+      if (!writing_ && ok) return;
+      if (writing_) {
+        writing_ = false;
+        queue_.pop_front();
+      }
       if (!ok) {
         // Nothing more goes out; the run ends with the cancellation the
         // transport reports.
