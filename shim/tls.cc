@@ -1034,7 +1034,11 @@ int VerifyCallback(int ok, X509_STORE_CTX* sctx) {
   }
   if (impl != nullptr && X509_STORE_CTX_get_error_depth(sctx) == 0 &&
       !impl->Allowed(X509_STORE_CTX_get_current_cert(sctx))) {
-    X509_STORE_CTX_set_error(sctx, X509_V_ERR_APPLICATION_VERIFICATION);
+    // CERT_REJECTED makes OpenSSL send the bad_certificate alert, which Go
+    // sends when VerifyPeerCertificate refuses (the other side then logs
+    // "remote error: tls: bad certificate", as against etcd);
+    // APPLICATION_VERIFICATION would send handshake_failure.
+    X509_STORE_CTX_set_error(sctx, X509_V_ERR_CERT_REJECTED);
     if (state != nullptr && state->verify_error == X509_V_OK) {
       state->verify_error = X509_V_ERR_APPLICATION_VERIFICATION;
       // etcd's VerifyPeerCertificate text (used on both sides).

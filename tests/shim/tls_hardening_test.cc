@@ -355,6 +355,9 @@ TEST_F(TlsHardeningTest, AllowedCommonNameOnBothSides) {
   o = Exchange(*MakeServer(ServerFiles()), *MakeClient(cf));
   ASSERT_FALSE(o.client.ok());
   EXPECT_EQ(o.client.status().message(), "client certificate authentication failed");
+  // With the alert Go sends for a refused certificate (bad_certificate, not
+  // handshake_failure): etcd's e2e TestEtcdPeerCNAuth waits for this line.
+  EXPECT_EQ(ServerError(o), "remote error: tls: bad certificate");
 
   // etcd: CN and hostname are mutually exclusive.
   sf.allowed_hostname = {"h"};
