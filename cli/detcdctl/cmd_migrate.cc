@@ -45,7 +45,7 @@ extern char** environ;
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "cli/detcdctl/bolt.h"
+#include "shim/bolt.h"
 #include "cli/detcdctl/commands.h"
 #include "cli/detcdctl/ctl.h"
 #include "cli/detcdctl/etcd_v2.h"
@@ -54,6 +54,10 @@ extern char** environ;
 #include "mvccpb/kv.pb.h"
 
 namespace detcd::ctl {
+
+using shim::BoltReader;
+using shim::WriteBolt;
+
 namespace {
 
 // Go's error text for an errno ("no such file or directory").

@@ -12,13 +12,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
-#include "cli/detcdctl/bolt.h"
+#include "shim/bolt.h"
 #include "engine/lease/lessor.h"
 #include "engine/mvcc/kv_store.h"
 #include "engine/util/coding.h"
 #include "mvccpb/kv.pb.h"
 
 namespace detcd::ctl {
+
+using shim::BoltReader;
+
 namespace {
 
 constexpr size_t kRevBytes = 17;  // main, '_', sub

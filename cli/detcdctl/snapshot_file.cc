@@ -12,7 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "cli/detcdctl/bolt.h"
+#include "shim/bolt.h"
 #include "cli/detcdctl/etcd_db.h"
 #include "cli/detcdctl/gofmt.h"
 #include "engine/server/etcd_server.h"
@@ -20,6 +20,10 @@
 #include "engine/wal/crc32c.h"
 
 namespace detcd::ctl {
+
+using shim::BoltReader;
+using shim::LooksLikeBolt;
+
 namespace {
 
 std::string GoErrno(int e) {

@@ -1523,8 +1523,8 @@ void KvStore::Swap(KvStore& other) {
   ++other.epoch_;
 }
 
-absl::Status KvStore::Restore(std::string_view image) {
-  DETCD_CHECK_MSG(!impl_->txn_open, "Restore during a write transaction");
+absl::StatusOr<KvStore::ImageReader> KvStore::ImageReader::Open(
+    std::string_view image) {
   auto bad = [](const char* why) {
     return absl::DataLossError(absl::StrCat("mvcc snapshot: ", why));
   };
@@ -1551,41 +1551,89 @@ absl::Status KvStore::Restore(std::string_view image) {
     return bad("bad current revision");
   }
   if (compact_plus1 > cur + 1) return bad("bad compact revision");
+  ImageReader r;
+  r.body_ = body;
+  r.first_ = r.pos_ = body.size() - in.remaining();
+  r.rev_ = static_cast<int64_t>(cur);
+  r.compact_rev_ = static_cast<int64_t>(compact_plus1) - 1;
+  r.records_ = n;
+  return r;
+}
+
+absl::StatusOr<bool> KvStore::ImageReader::Next(ImageRecord* out) {
+  auto bad = [](const char* why) {
+    return absl::DataLossError(absl::StrCat("mvcc snapshot: ", why));
+  };
+  coding::Reader in(body_.substr(pos_));
+  if (read_ == records_) {
+    if (!in.empty()) return bad("trailing bytes");
+    return false;
+  }
+  constexpr uint64_t kMaxRev = std::numeric_limits<int64_t>::max() - 1;
+  uint64_t main = 0, sub = 0;
+  uint8_t kind = 0;
+  std::string_view key, value;
+  if (!in.GetVarint64(&main) || !in.GetVarint64(&sub) || !in.GetByte(&kind) ||
+      !GetView(&in, &key)) {
+    return bad("truncated record");
+  }
+  if (kind != kRecordPut && kind != kRecordTombstone) {
+    return bad("bad record kind");
+  }
+  const bool tombstone = kind == kRecordTombstone;
+  int64_t create_revision = 0, version = 0, lease = 0;
+  if (!tombstone) {
+    uint64_t c = 0, v = 0, l = 0;
+    if (!GetView(&in, &value) || !in.GetVarint64(&c) ||
+        !in.GetVarint64(&v) || !in.GetVarint64(&l)) {
+      return bad("truncated record");
+    }
+    if (c > kMaxRev || v > kMaxRev) return bad("bad record");
+    create_revision = static_cast<int64_t>(c);
+    version = static_cast<int64_t>(v);
+    lease = static_cast<int64_t>(l);
+  }
+  if (main > static_cast<uint64_t>(rev_) ||
+      sub >= std::numeric_limits<uint32_t>::max()) {
+    return bad("record revision out of range");
+  }
+  *out = ImageRecord{static_cast<int64_t>(main),
+                     static_cast<int64_t>(sub),
+                     tombstone,
+                     key,
+                     value,
+                     create_revision,
+                     version,
+                     lease};
+  pos_ = body_.size() - in.remaining();
+  ++read_;
+  return true;
+}
+
+absl::Status KvStore::Restore(std::string_view image) {
+  DETCD_CHECK_MSG(!impl_->txn_open, "Restore during a write transaction");
+  auto bad = [](const char* why) {
+    return absl::DataLossError(absl::StrCat("mvcc snapshot: ", why));
+  };
+  absl::StatusOr<ImageReader> reader = ImageReader::Open(image);
+  if (!reader.ok()) return reader.status();
 
   auto st = std::make_unique<Impl>();
-  st->current_rev = static_cast<int64_t>(cur);
-  st->compact_rev = static_cast<int64_t>(compact_plus1) - 1;
+  st->current_rev = reader->revision();
+  st->compact_rev = reader->compact_revision();
   st->base = std::max(kInitialRev + 1, st->compact_rev + 1);
 
   Revision prev_rev{0, 0};
-  for (uint64_t i = 0; i < n; ++i) {
-    uint64_t main = 0, sub = 0;
-    uint8_t kind = 0;
-    std::string_view key, value;
-    if (!in.GetVarint64(&main) || !in.GetVarint64(&sub) || !in.GetByte(&kind) ||
-        !GetView(&in, &key)) {
-      return bad("truncated record");
-    }
-    if (kind != kRecordPut && kind != kRecordTombstone) {
-      return bad("bad record kind");
-    }
-    const bool tombstone = kind == kRecordTombstone;
-    int64_t create_revision = 0, version = 0, lease = 0;
-    if (!tombstone) {
-      uint64_t c = 0, v = 0, l = 0;
-      if (!GetView(&in, &value) || !in.GetVarint64(&c) || !in.GetVarint64(&v) ||
-          !in.GetVarint64(&l)) {
-        return bad("truncated record");
-      }
-      if (c > kMaxRev || v > kMaxRev) return bad("bad record");
-      create_revision = static_cast<int64_t>(c);
-      version = static_cast<int64_t>(v);
-      lease = static_cast<int64_t>(l);
-    }
-    if (main > cur || sub >= std::numeric_limits<uint32_t>::max()) {
-      return bad("record revision out of range");
-    }
-    const Revision rev{static_cast<int64_t>(main), static_cast<int64_t>(sub)};
+  ImageRecord rec;
+  while (true) {
+    absl::StatusOr<bool> more = reader->Next(&rec);
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+    const bool tombstone = rec.tombstone;
+    const std::string_view key = rec.key, value = rec.value;
+    const int64_t create_revision = rec.create_revision;
+    const int64_t version = rec.version, lease = rec.lease;
+    const Revision rev{rec.main, rec.sub};
     if (rev.main <= kInitialRev || !(prev_rev < rev)) {
       return bad("records out of order");
     }
@@ -1650,7 +1698,6 @@ absl::Status KvStore::Restore(std::string_view image) {
     }
     prev_rev = rev;
   }
-  if (!in.empty()) return bad("trailing bytes");
   if (st->base + static_cast<int64_t>(st->entries.size()) !=
       st->current_rev + 1) {
     return bad("missing revision");

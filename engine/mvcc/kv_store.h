@@ -179,6 +179,49 @@ class KvStore final : public EventHistory {
   // 59 ms with it, 39 with crc32c).
   static constexpr uint8_t kImageFormatVersion = 2;
   static uint32_t ImageChecksum(std::string_view bytes);
+  // One record of an image, read in place: views into the image.
+  struct ImageRecord {
+    int64_t main = 0;
+    int64_t sub = 0;
+    bool tombstone = false;
+    std::string_view key;
+    std::string_view value;  // a put's; empty for a tombstone
+    int64_t create_revision = 0;
+    int64_t version = 0;
+    int64_t lease = 0;
+  };
+  // Reads an image (Snapshot()'s format) without restoring it, for a
+  // caller that turns it into another format (the real server's etcd
+  // backend file, shim/etcd_backend.h) and for Restore itself. Open checks
+  // the magic, version, checksum and header; Next decodes the records in
+  // order with the format's bounds (Restore adds the consistency rules
+  // between records). Errors are Restore's ("mvcc snapshot: ...").
+  class ImageReader {
+   public:
+    static absl::StatusOr<ImageReader> Open(std::string_view image);
+    int64_t revision() const { return rev_; }
+    int64_t compact_revision() const { return compact_rev_; }  // 0: never
+    uint64_t records() const { return records_; }
+    // The next record into *r: false after the last one (DataLoss if bytes
+    // follow it), DataLoss for a truncated or malformed record.
+    absl::StatusOr<bool> Next(ImageRecord* r);
+    // Back to the first record.
+    void Rewind() {
+      pos_ = first_;
+      read_ = 0;
+    }
+
+   private:
+    ImageReader() = default;
+    std::string_view body_;  // the image without its checksum
+    size_t first_ = 0;       // where the records start in body_
+    size_t pos_ = 0;
+    uint64_t read_ = 0;
+    int64_t rev_ = 0;
+    int64_t compact_rev_ = 0;
+    uint64_t records_ = 0;
+  };
+
   // Exchanges the contents of two stores (no copy). A caller that first
   // restores an image into a scratch store to validate it can then swap
   // it in instead of restoring the image a second time, which would hold
