@@ -479,19 +479,22 @@ bool IsCompatibleWithVersions(const std::vector<RemoteVersion>& remotes,
   return ok;
 }
 
-std::string PeerMembersJson(const std::vector<server::MemberInfo>& members) {
+std::string PeerMemberJson(const server::MemberInfo& m) {
   // etcd's membership.Member: field order and omitempty rules.
+  nlohmann::ordered_json j;
+  j["id"] = m.id;
+  j["peerURLs"] = m.peer_urls;
+  if (m.is_learner) j["isLearner"] = true;
+  if (!m.name.empty()) j["name"] = m.name;
+  if (!m.client_urls.empty()) j["clientURLs"] = m.client_urls;
+  return j.dump();
+}
+
+std::string PeerMembersJson(const std::vector<server::MemberInfo>& members) {
   std::string out = "[";
   for (size_t i = 0; i < members.size(); ++i) {
-    const server::MemberInfo& m = members[i];
-    nlohmann::ordered_json j;
-    j["id"] = m.id;
-    j["peerURLs"] = m.peer_urls;
-    if (m.is_learner) j["isLearner"] = true;
-    if (!m.name.empty()) j["name"] = m.name;
-    if (!m.client_urls.empty()) j["clientURLs"] = m.client_urls;
     if (i > 0) out += ",";
-    out += j.dump();
+    out += PeerMemberJson(members[i]);
   }
   return out + "]\n";  // json.Encoder ends with a newline
 }

@@ -96,6 +96,8 @@ bool IsCompatibleWithVersions(const std::vector<RemoteVersion>& remotes,
 // ({"id":N,"peerURLs":[...],"isLearner":true,"name":"...","clientURLs":
 // [...]}, the last three omitted when empty), by ascending id.
 std::string PeerMembersJson(const std::vector<server::MemberInfo>& members);
+// One of them (etcd also keeps this JSON in its backend's "members" bucket).
+std::string PeerMemberJson(const server::MemberInfo& m);
 absl::StatusOr<std::vector<server::MemberInfo>> ParsePeerMembersJson(
     std::string_view body);
 

@@ -9,10 +9,11 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/server/errors.h"
 #include "engine/server/node.h"
-#include "absl/strings/str_cat.h"
+#include "shim/etcd_backend.h"
 #include "shim/grpc_h2_proxy.h"
 #include "shim/watch_wire.h"
 #include "shim/work_thread.h"
@@ -1422,9 +1423,10 @@ class ClusterService final : public pb::Cluster::CallbackService {
 
 // ---- Maintenance ----
 
-// The Snapshot stream: the engine's consistent full-state image in
-// pieces, laid out as a page-aligned file with etcd's SHA-256 trailer (so
-// etcdctl's snapshot save accepts it; layout in Begin).
+// The Snapshot stream: the engine's consistent full-state image, sent as
+// etcd's backend database (a bbolt file, shim/etcd_backend.h) followed by
+// its SHA-256, as etcd sends its own db: etcdctl's snapshot save, status
+// and restore take it as they take etcd's.
 class SnapshotStream final
     : public grpc::ServerWriteReactor<pb::SnapshotResponse>,
       public OpenCall {
@@ -1432,13 +1434,11 @@ class SnapshotStream final
   SnapshotStream(Services::Impl* impl, server::Caller caller) : impl_(impl) {
     if (!impl_->Open(this)) {
       finished_ = true;
-      started_or_failed_ = true;
       Finish(Stopped());
       return;
     }
     if (impl_->Learner()) {
       finished_ = true;
-      started_or_failed_ = true;
       impl_->Close(this);
       Finish(ToGrpc(server::ErrNotSupportedForLearner()));
       return;
@@ -1446,6 +1446,7 @@ class SnapshotStream final
     impl_->obs->OnStarted("etcdserverpb.Maintenance", "Snapshot",
                           "server_stream");
     Services::Impl* im = impl_;
+    outstanding_ = 1;  // the engine's image, then the layout
     if (!im->loop->Post([this, im, who = std::move(caller)] {
           EtcdServer::CallerScope scope(im->server, &who);
           im->server->SnapshotImage(
@@ -1454,6 +1455,7 @@ class SnapshotStream final
               });
         })) {
       Abort(ToGrpc(server::ErrTooManyRequests()));
+      Release();
     }
   }
 
@@ -1468,7 +1470,7 @@ class SnapshotStream final
     {
       absl::MutexLock l(&mu_);
       done_ = true;
-      del = started_or_failed_;
+      del = outstanding_ == 0;
     }
     if (del) delete this;
   }
@@ -1484,44 +1486,55 @@ class SnapshotStream final
   }
 
  private:
-  void Begin(absl::StatusOr<std::string> image) {
-    bool gone;
+  // The image or the layout came (or will not): deletes the stream if
+  // gRPC is done with it and nothing else is on the way.
+  void Release() {
+    bool del;
     {
       absl::MutexLock l(&mu_);
-      started_or_failed_ = true;
-      gone = done_;
+      --outstanding_;
+      del = done_ && outstanding_ == 0;
     }
-    if (gone) {
-      delete this;
-      return;
-    }
+    if (del) delete this;
+  }
+  bool Gone() {
+    absl::MutexLock l(&mu_);
+    return done_ || finished_;
+  }
+
+  // On the engine thread: nothing here reads the image's bytes.
+  void Begin(absl::StatusOr<std::string> image) {
+    if (Gone()) return Release();
     if (!image.ok()) {
       Abort(ToGrpc(image.status()));
-      return;
+      return Release();
     }
-    // The file etcdctl writes: the image, zero padding, the image's length
-    // (8 bytes, big-endian), then SHA-256 of all before it. etcd's db files
-    // are page-aligned and etcdctl refuses a snapshot whose size minus the
-    // 32-byte digest is not a multiple of 512; the length lets a reader
-    // (snapshot restore) find the image's end. This runs on the engine
-    // thread, so nothing here touches the image's bytes: the digest is
-    // taken chunk by chunk as WriteNext sends them (on gRPC's threads), and
-    // the padding, length and digest go last as a message of their own.
     data_ = *std::move(image);
-    const uint64_t image_len = data_.size();
-    const size_t unpadded = data_.size() + 8;
-    tail_.assign((512 - unpadded % 512) % 512, '\0');
-    for (int i = 7; i >= 0; --i) {
-      tail_.push_back(static_cast<char>(image_len >> (8 * i)));
+    // The layout reads the whole image once (a second or so for 1M keys):
+    // the encoder thread does it.
+    auto task = [this] { Prepare(); };
+    if (!impl_->encoder.Post(task)) task();  // stopping: here, then
+  }
+
+  void Prepare() {
+    if (Gone()) return Release();
+    absl::StatusOr<BoltWriter> w = EtcdBackendFile(data_);
+    if (!w.ok()) {
+      Abort(grpc::Status(grpc::StatusCode::INTERNAL,
+                         std::string(w.status().message())));
+      return Release();
     }
-    total_ = data_.size() + tail_.size() + SHA256_DIGEST_LENGTH;
+    writer_.emplace(*std::move(w));
+    file_bytes_ = writer_->size();
+    total_ = file_bytes_ + SHA256_DIGEST_LENGTH;
     sha_.reset(EVP_MD_CTX_new());
     if (sha_ == nullptr ||
         EVP_DigestInit_ex(sha_.get(), EVP_sha256(), nullptr) != 1) {
       Abort(grpc::Status(grpc::StatusCode::INTERNAL, "sha256 init failed"));
-      return;
+      return Release();
     }
     WriteNext();
+    Release();
   }
 
   void WriteNext() {
@@ -1537,20 +1550,33 @@ class SnapshotStream final
     }
     resp_.Clear();
     impl_->FillHeader(resp_.mutable_header(), 0);
-    if (sent_ < data_.size()) {
-      const size_t n =
-          std::min(impl_->opts.snapshot_chunk_bytes, data_.size() - sent_);
-      resp_.set_blob(data_.data() + sent_, n);
-      EVP_DigestUpdate(sha_.get(), data_.data() + sent_, n);
+    const size_t chunk = std::max<size_t>(impl_->opts.snapshot_chunk_bytes, 1);
+    if (sent_ < file_bytes_) {
+      if (pos_ == buf_.size()) {
+        buf_.clear();
+        pos_ = 0;
+        absl::StatusOr<bool> out = writer_->Next(chunk, &buf_);
+        if (!out.ok() || buf_.empty()) {
+          l.Release();
+          Abort(grpc::Status(grpc::StatusCode::INTERNAL,
+                             out.ok() ? "snapshot file ended early"
+                                      : std::string(out.status().message())));
+          return;
+        }
+      }
+      const size_t n = std::min(chunk, buf_.size() - pos_);
+      resp_.set_blob(buf_.data() + pos_, n);
+      EVP_DigestUpdate(sha_.get(), buf_.data() + pos_, n);
+      pos_ += n;
       sent_ += n;
     } else {
       unsigned char digest[SHA256_DIGEST_LENGTH];
       unsigned int len = 0;
-      EVP_DigestUpdate(sha_.get(), tail_.data(), tail_.size());
       EVP_DigestFinal_ex(sha_.get(), digest, &len);
-      tail_.append(reinterpret_cast<const char*>(digest), sizeof digest);
-      resp_.set_blob(tail_);
+      resp_.set_blob(reinterpret_cast<const char*>(digest), sizeof digest);
       sent_ = total_;
+      writer_.reset();
+      std::string().swap(buf_);
       std::string().swap(data_);
     }
     resp_.set_remaining_bytes(total_ - sent_);
@@ -1565,10 +1591,13 @@ class SnapshotStream final
   absl::Mutex mu_;
   bool finished_ = false;
   bool done_ = false;
-  bool started_or_failed_ = false;
-  std::string data_;  // the image
-  std::string tail_;  // padding, length, then the digest
-  uint64_t total_ = 0;
+  int outstanding_ = 0;  // the image or its layout still to come
+  std::string data_;     // the image (the writer reads it)
+  std::optional<BoltWriter> writer_;
+  std::string buf_;  // the writer's pages not yet sent
+  size_t pos_ = 0;   // how far into buf_ they went
+  uint64_t file_bytes_ = 0;
+  uint64_t total_ = 0;  // the file and the digest
   uint64_t sent_ = 0;
   std::unique_ptr<EVP_MD_CTX, FreeMd> sha_;
   pb::SnapshotResponse resp_;

@@ -72,14 +72,11 @@ void EncodeSnapshot(std::string* out, const Snapshot& s) {
   coding::PutLengthPrefixed(out, s.data);
 }
 
-namespace {
-// The metadata, and a view of the data in the reader's input.
 bool DecodeSnapshotView(coding::Reader* r, SnapshotMetadata* m,
                         std::string_view* data) {
   return r->GetVarint64(&m->index) && r->GetVarint64(&m->term) &&
          DecodeConfStateFrom(r, &m->conf_state) && r->GetLengthPrefixed(data);
 }
-}  // namespace
 
 bool DecodeSnapshot(coding::Reader* r, Snapshot* s) {
   std::string_view data;

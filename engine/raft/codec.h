@@ -45,6 +45,9 @@ void EncodeEntry(std::string* out, const Entry& e);
 bool DecodeEntry(coding::Reader* r, Entry* e);
 void EncodeSnapshot(std::string* out, const Snapshot& s);
 bool DecodeSnapshot(coding::Reader* r, Snapshot* s);
+// The metadata, and a view of the data in the reader's input.
+bool DecodeSnapshotView(coding::Reader* r, SnapshotMetadata* m,
+                        std::string_view* data);
 // Decodes a snapshot that is the whole of *buf, moving its data out of
 // *buf rather than copying it (a restart's image can be most of memory).
 // *buf is left unspecified.

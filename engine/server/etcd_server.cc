@@ -1276,15 +1276,27 @@ void EtcdServer::CheckLeaderMoves() {
   }
 }
 
-absl::StatusOr<raft::Snapshot> DecodeSnapshotImage(std::string_view image) {
+absl::Status DecodeSnapshotImageView(std::string_view image,
+                                     raft::SnapshotMetadata* meta,
+                                     std::string_view* data) {
   if (image.substr(0, kSnapshotImageMagic.size()) != kSnapshotImageMagic) {
     return absl::InvalidArgumentError("not a detcd snapshot image");
   }
   coding::Reader r(image.substr(kSnapshotImageMagic.size()));
-  raft::Snapshot snap;
-  if (!raft::DecodeSnapshot(&r, &snap) || !r.empty()) {
+  if (!raft::DecodeSnapshotView(&r, meta, data) || !r.empty()) {
     return absl::DataLossError("detcd snapshot image: corrupt");
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<raft::Snapshot> DecodeSnapshotImage(std::string_view image) {
+  raft::Snapshot snap;
+  std::string_view data;
+  if (absl::Status s = DecodeSnapshotImageView(image, &snap.metadata, &data);
+      !s.ok()) {
+    return s;
+  }
+  snap.data.assign(data);
   return snap;
 }
 

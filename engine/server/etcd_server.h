@@ -143,6 +143,10 @@ struct Caller {
 
 // Parses an image made by EtcdServer::SnapshotImage.
 absl::StatusOr<raft::Snapshot> DecodeSnapshotImage(std::string_view image);
+// The same without copying the data: *data views `image`.
+absl::Status DecodeSnapshotImageView(std::string_view image,
+                                     raft::SnapshotMetadata* meta,
+                                     std::string_view* data);
 
 class EtcdServer {
  public:

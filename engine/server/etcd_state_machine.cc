@@ -602,8 +602,8 @@ absl::Status EtcdStateMachine::Restore(std::string_view image) {
   return RestorePrepared(image, &*p);
 }
 
-absl::StatusOr<std::unique_ptr<StateMachine::Prepared>>
-EtcdStateMachine::PrepareRestore(std::string_view image) const {
+absl::StatusOr<EtcdStateMachine::ImageSections> EtcdStateMachine::SplitImage(
+    std::string_view image) {
   const bool with_auth =
       image.substr(0, kImageMagicAuth.size()) == kImageMagicAuth;
   if (!with_auth && image.substr(0, kImageMagic.size()) != kImageMagic) {
@@ -611,30 +611,44 @@ EtcdStateMachine::PrepareRestore(std::string_view image) const {
   }
   static_assert(kImageMagic.size() == kImageMagicAuth.size());
   coding::Reader r(image.substr(kImageMagic.size()));
-  auto p = std::make_unique<PreparedImage>();
-  // Views into `image` (a 1M-key store's image is hundreds of MiB).
-  std::string_view kv_image, lease_image, members_image, alarms_image;
+  ImageSections out;
   uint64_t n = 0;
-  if (!r.GetVarint64(&p->last) || !r.GetVarint64(&p->hash) ||
-      !r.GetLengthPrefixed(&kv_image) || !r.GetLengthPrefixed(&lease_image) ||
-      !r.GetLengthPrefixed(&members_image) ||
-      !r.GetLengthPrefixed(&alarms_image) || !r.GetVarint64(&n) ||
+  if (!r.GetVarint64(&out.last_index) || !r.GetVarint64(&out.result_hash) ||
+      !r.GetLengthPrefixed(&out.kv) || !r.GetLengthPrefixed(&out.lessor) ||
+      !r.GetLengthPrefixed(&out.membership) ||
+      !r.GetLengthPrefixed(&out.alarms) || !r.GetVarint64(&n) ||
       n > kRecentRequestIds) {
     return absl::DataLossError("etcd snapshot: truncated");
   }
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t id = 0;
-    if (!r.GetVarint64(&id)) return absl::DataLossError("etcd snapshot: truncated");
-    p->order.push_back(id);
-  }
-  if (with_auth) {
-    std::string auth_image;
-    if (!r.GetLengthPrefixed(&auth_image)) {
+    if (!r.GetVarint64(&id)) {
       return absl::DataLossError("etcd snapshot: truncated");
     }
-    if (absl::Status s = p->auth.Restore(auth_image); !s.ok()) return s;
+    out.recent.push_back(id);
+  }
+  if (with_auth && (!r.GetLengthPrefixed(&out.auth) || out.auth.empty())) {
+    return absl::DataLossError("etcd snapshot: truncated");
   }
   if (!r.empty()) return absl::DataLossError("etcd snapshot: trailing bytes");
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<StateMachine::Prepared>>
+EtcdStateMachine::PrepareRestore(std::string_view image) const {
+  // Views into `image` (a 1M-key store's image is hundreds of MiB).
+  absl::StatusOr<ImageSections> sec = SplitImage(image);
+  if (!sec.ok()) return sec.status();
+  auto p = std::make_unique<PreparedImage>();
+  p->last = sec->last_index;
+  p->hash = sec->result_hash;
+  p->order = std::move(sec->recent);
+  if (!sec->auth.empty()) {
+    if (absl::Status s = p->auth.Restore(sec->auth); !s.ok()) return s;
+  }
+  const std::string_view kv_image = sec->kv, lease_image = sec->lessor;
+  const std::string_view members_image = sec->membership;
+  const std::string_view alarms_image = sec->alarms;
   // Every part is checked before anything is replaced.
   if (absl::Status s = p->kv.Restore(kv_image); !s.ok()) return s;
   absl::StatusOr<lease::Lessor::Decoded> leases =

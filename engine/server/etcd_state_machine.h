@@ -153,6 +153,17 @@ class EtcdStateMachine final : public StateMachine {
   // incremental writer (KvStore::ImageWriter). A compaction or a Restore
   // before the last step makes the writer fail.
   std::unique_ptr<ImageWriter> BeginSnapshot() const override;
+  // An image's sections as views into it, checked for framing only (the
+  // first step of PrepareRestore; the real server's Snapshot stream reads
+  // them to write etcd's backend file, shim/etcd_backend.h). `auth` is
+  // empty for an image without the auth section (a fresh auth store).
+  struct ImageSections {
+    uint64_t last_index = 0;
+    uint64_t result_hash = 0;
+    std::string_view kv, lessor, membership, alarms, auth;
+    std::deque<uint64_t> recent;  // recent request ids, oldest first
+  };
+  static absl::StatusOr<ImageSections> SplitImage(std::string_view image);
   absl::Status Restore(std::string_view image) override;
   // The image decoded into a store, leases, auth store, membership and
   // alarms of their own, every section checked; RestorePrepared swaps

@@ -554,14 +554,16 @@ class Cluster:
     def endpoints(self, members=None):
         return [m.endpoint for m in (members or self.members)]
 
-    def start(self, timeout=30.0):
+    def start(self, timeout=30.0, user=None):
         for m in self.members:
             m.start()
-        self.wait_healthy(timeout=timeout)
+        self.wait_healthy(timeout=timeout, user=user)
         return self
 
-    def wait_healthy(self, members=None, timeout=30.0):
-        """Waits (bounded) until `endpoint health` succeeds on each member.
+    def wait_healthy(self, members=None, timeout=30.0, user=None):
+        """Waits (bounded) until `endpoint health` succeeds on each member
+        (as `user`, "name:password", if given: with auth on, etcd's health
+        check needs a user).
 
         By default, every member started and not stopped by the test since
         (a member that died on its own, e.g. on a port taken, is an error,
@@ -579,7 +581,8 @@ class Cluster:
                                        "for health\n%s" % (
                                            m.name, self.label, m.proc.returncode,
                                            m.log_tail()))
-                r = run_etcdctl([m.endpoint], ["endpoint", "health"],
+                r = run_etcdctl([m.endpoint], ["endpoint", "health"] +
+                                (["--user=" + user] if user else []),
                                 timeout=5.0, dial_timeout="1s",
                                 command_timeout="2s")
                 last = r
