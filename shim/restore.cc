@@ -111,7 +111,8 @@ absl::Status BuildMember(PosixDisk& disk, const RestorePlan& plan,
   env::Env env{&clock, &disk, &transport, &rng};
   server::EtcdServer member(env, so);
   if (absl::Status s = member.Start(); !s.ok()) return s;
-  if (absl::Status s = member.AdoptData(data.kv_image, data.lessor_image);
+  if (absl::Status s =
+          member.AdoptData(data.kv_image, data.lessor_image, data.auth_image);
       !s.ok()) {
     return s;
   }

@@ -14,7 +14,8 @@
 // (EtcdServer::Start on an empty data dir: the identity file, the WAL with
 // the founders' membership and their founding AddNode entries at indexes
 // 1..n in term 1), plus a snapshot at index n holding the founders'
-// membership with the restored store and leases (EtcdServer::AdoptData):
+// membership with the restored store, leases and auth store
+// (EtcdServer::AdoptData):
 //   <data-dir>/member/detcd-identity.json
 //   <data-dir>/member/wal/0000000000000000-0000000000000000.wal
 //   <data-dir>/member/snap/0000000000000001-<n as %016x>.snap
@@ -24,9 +25,12 @@
 // with its history as the source kept it (create / mod revisions, versions,
 // tombstones above the compaction), the current and compact revisions, the
 // leases (ids, TTLs, checkpointed remaining TTLs, attached keys; they get
-// their TTL afresh from the new leader, as after any leader change).
-// Not carried over: the old membership (as etcd) and the alarms (they name
-// old members).
+// their TTL afresh from the new leader, as after any leader change), and
+// the auth store as etcd's restore keeps it (the enabled flag, the auth
+// revision, users with their password hashes and roles, roles with their
+// permissions; simple tokens are member-local state, as in etcd, so their
+// holders authenticate again). Not carried over: the old membership (as
+// etcd) and the alarms (they name old members).
 #ifndef DETCD_SHIM_RESTORE_H_
 #define DETCD_SHIM_RESTORE_H_
 
@@ -65,10 +69,13 @@ struct RestorePlan {
 absl::StatusOr<RestorePlan> PlanRestore(const RestoreSpec& spec);
 
 // The replicated data a restored member starts from: a KvStore image
-// (engine/mvcc/kv_store.cc documents it) and a Lessor image (lessor.h).
+// (engine/mvcc/kv_store.cc documents it), a Lessor image (lessor.h) and
+// an AuthStore image (engine/auth/auth_store.h; "" for a fresh auth store:
+// auth off, no users or roles).
 struct RestoredData {
   std::string kv_image;
   std::string lessor_image;
+  std::string auth_image;
 };
 
 // Writes the member's data dir, all or nothing: it is built in a

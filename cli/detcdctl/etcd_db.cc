@@ -9,14 +9,17 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
-#include "shim/bolt.h"
+#include "authpb/auth.pb.h"
+#include "engine/auth/auth_store.h"
 #include "engine/lease/lessor.h"
 #include "engine/mvcc/kv_store.h"
 #include "engine/util/coding.h"
 #include "mvccpb/kv.pb.h"
+#include "shim/bolt.h"
 
 namespace detcd::ctl {
 
@@ -152,6 +155,77 @@ std::string EncodeKvImage(int64_t current, int64_t compact,
   return out;
 }
 
+// A user or role name in a message.
+std::string Quoted(absl::string_view name) {
+  return absl::StrCat("\"", absl::CHexEscape(name), "\"");
+}
+
+// The users (or roles) of an auth bucket: each value an M named by its key.
+template <typename M>
+absl::Status ReadAuthEntries(const BoltReader& db, absl::string_view bucket,
+                             absl::string_view what, std::vector<M>* out) {
+  absl::Status bad;
+  absl::Status s =
+      db.ForEachIn(bucket, [&](absl::string_view k, absl::string_view v) {
+        if (!bad.ok()) return;
+        M m;
+        if (!m.ParseFromArray(v.data(), static_cast<int>(v.size())) ||
+            m.name() != k) {
+          bad = Bad(absl::StrCat("undecodable ", what, " ", Quoted(k),
+                                 " in the ", bucket, " bucket"));
+          return;
+        }
+        out->push_back(std::move(m));
+      });
+  if (!s.ok() && !absl::IsNotFound(s)) return s;
+  return bad;
+}
+
+// The auth store's image (engine/auth/auth_store.h), built by the store
+// itself (AuthStore::FromContents) from etcd's auth buckets.
+absl::StatusOr<std::string> AuthImage(const BoltReader& db) {
+  bool enabled = false;
+  uint64_t revision = 0;
+  absl::Status bad;
+  absl::Status s =
+      db.ForEachIn("auth", [&](absl::string_view k, absl::string_view v) {
+        if (!bad.ok()) return;
+        if (k == "authEnabled") {
+          // etcd takes anything but {1} for disabled; a damaged flag is
+          // refused here rather than opening the cluster to everyone.
+          if (v.size() != 1 || static_cast<unsigned char>(v[0]) > 1) {
+            bad = Bad("bad authEnabled flag in the auth bucket");
+            return;
+          }
+          enabled = v[0] == 1;
+        } else if (k == "authRevision") {
+          if (v.size() != 8) {
+            bad = Bad("bad authRevision in the auth bucket");
+            return;
+          }
+          revision = BigEndian64(v);
+        }
+      });
+  if (!s.ok() && !absl::IsNotFound(s)) return s;
+  if (!bad.ok()) return bad;
+  std::vector<authpb::User> users;
+  if (absl::Status s = ReadAuthEntries(db, "authUsers", "user", &users);
+      !s.ok()) {
+    return s;
+  }
+  std::vector<authpb::Role> roles;
+  if (absl::Status s = ReadAuthEntries(db, "authRoles", "role", &roles);
+      !s.ok()) {
+    return s;
+  }
+  // etcd starts a store it finds without a revision (or at 0) at 1.
+  absl::StatusOr<auth::AuthStore> as =
+      auth::AuthStore::FromContents(enabled, std::max<uint64_t>(revision, 1),
+                                    std::move(users), std::move(roles));
+  if (!as.ok()) return Bad(as.status().message());
+  return as->Snapshot();
+}
+
 }  // namespace
 
 absl::StatusOr<EtcdDbImport> ImportEtcdDb(std::string data) {
@@ -259,6 +333,9 @@ absl::StatusOr<EtcdDbImport> ImportEtcdDb(std::string data) {
   }
   out.data.kv_image = EncodeKvImage(out.revision, *compact, kept);
   out.data.lessor_image = lessor.Snapshot();
+  absl::StatusOr<std::string> auth_image = AuthImage(*db);
+  if (!auth_image.ok()) return auth_image.status();
+  out.data.auth_image = *std::move(auth_image);
   return out;
 }
 

@@ -9,7 +9,11 @@
 //   "lease" lease id (8 bytes big-endian) -> leasepb.Lease {ID 1, TTL 2,
 //           RemainingTTL 3};
 //   "meta"  "finishedCompactRev" / "scheduledCompactRev" -> a revision as
-//           above (main only).
+//           above (main only);
+//   "auth"  "authEnabled" -> one byte (1 enabled, 0 disabled),
+//           "authRevision" -> the auth revision (8 bytes big-endian);
+//   "authUsers" user name -> authpb.User (bcrypt password hash, roles);
+//   "authRoles" role name -> authpb.Role (key permissions).
 // The compact revision is the later of the two (etcd resumes a scheduled
 // compaction when it starts). Every revision above it is kept as is; at or
 // below it a key keeps only its latest revision, and none if that is a
@@ -19,8 +23,14 @@
 // Leases keep their ids, TTLs and checkpointed remaining TTLs; keys attach
 // to the lease their latest revision names. A live key whose lease is not
 // in "lease" (etcd warns "failed to attach a lease" and keeps it) keeps
-// its data but loses the lease, with a warning. Members, alarms and auth
-// are not read (a restore founds a new membership; detcd has no auth yet).
+// its data but loses the lease, with a warning. The auth store is taken as
+// etcd 3.4's restore keeps it (its buckets stay in the copied file): the
+// enabled flag, the revision (none or 0: 1, as etcd starts such a store),
+// the users with their password hashes and roles, the roles with their
+// permissions; missing buckets are a fresh store (auth off). A flag other
+// than 0 or 1, a revision not of 8 bytes, a user or role that does not
+// decode or is stored under another name is an "etcd db: ..." error.
+// Members and alarms are not read (a restore founds a new membership).
 #ifndef DETCD_CLI_DETCDCTL_ETCD_DB_H_
 #define DETCD_CLI_DETCDCTL_ETCD_DB_H_
 

@@ -245,6 +245,7 @@ absl::StatusOr<SnapshotForRestore> ReadSnapshotForRestore(
   if (absl::Status s = sm.Restore(snap->data); !s.ok()) return bad(s);
   out.data.kv_image = sm.kv().Snapshot();
   out.data.lessor_image = sm.lessor().Snapshot();
+  out.data.auth_image = sm.auth().Snapshot();
   return out;
 }
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "engine/util/coding.h"
 
 namespace detcd::auth {
@@ -464,6 +466,36 @@ absl::Status AuthStore::Restore(std::string_view image) {
   users_ = std::move(users);
   roles_ = std::move(roles);
   return absl::OkStatus();
+}
+
+absl::StatusOr<AuthStore> AuthStore::FromContents(
+    bool enabled, uint64_t revision, std::vector<authpb::User> users,
+    std::vector<authpb::Role> roles) {
+  if (revision == 0) return absl::InvalidArgumentError("auth: revision 0");
+  AuthStore as;
+  as.enabled_ = enabled;
+  as.revision_ = revision;
+  for (authpb::User& u : users) {
+    if (u.name().empty()) {
+      return absl::InvalidArgumentError("auth: a user without a name");
+    }
+    std::string name = u.name();
+    if (!as.users_.emplace(name, std::move(u)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("auth: two users named ", absl::CHexEscape(name)));
+    }
+  }
+  for (authpb::Role& r : roles) {
+    if (r.name().empty()) {
+      return absl::InvalidArgumentError("auth: a role without a name");
+    }
+    std::string name = r.name();
+    if (!as.roles_.emplace(name, std::move(r)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("auth: two roles named ", absl::CHexEscape(name)));
+    }
+  }
+  return as;
 }
 
 int64_t AuthStore::ApproxBytes() const {

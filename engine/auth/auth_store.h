@@ -135,6 +135,14 @@ class AuthStore {
 
   std::string Snapshot() const;
   absl::Status Restore(std::string_view image);
+  // A store holding exactly these contents, read from elsewhere (etcd's
+  // auth buckets: cli/detcdctl/etcd_db.h); its Snapshot() is the image to
+  // restore. Checked as Restore checks an image: revision at least 1,
+  // every user and role named, no name twice (InvalidArgument otherwise).
+  // Users' roles and roles' permissions are kept as given, in their order.
+  static absl::StatusOr<AuthStore> FromContents(
+      bool enabled, uint64_t revision, std::vector<authpb::User> users,
+      std::vector<authpb::Role> roles);
   // Bytes this state would take in etcd's bolt file (0 when pristine).
   int64_t ApproxBytes() const;
 

@@ -1370,7 +1370,8 @@ void EtcdServer::ContinueImages() {
 }
 
 absl::Status EtcdServer::AdoptData(std::string_view kv_image,
-                                   std::string_view lessor_image) {
+                                   std::string_view lessor_image,
+                                   std::string_view auth_image) {
   // Only the state Start leaves on an empty data dir: the founding entries
   // applied, nothing else (no tick, so no election and no other entry).
   const bool just_founded =
@@ -1382,7 +1383,8 @@ absl::Status EtcdServer::AdoptData(std::string_view kv_image,
     return absl::FailedPreconditionError(
         "etcdserver: data can only be adopted right after founding a cluster");
   }
-  if (absl::Status s = sm_.AdoptData(kv_image, lessor_image); !s.ok()) {
+  if (absl::Status s = sm_.AdoptData(kv_image, lessor_image, auth_image);
+      !s.ok()) {
     return s;
   }
   if (std::string bad = sm_.CheckLeaseInvariant(); !bad.empty()) {

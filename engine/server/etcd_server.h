@@ -296,14 +296,16 @@ class EtcdServer {
   static constexpr size_t kImageStepBytes = 1 << 20;
   // Disaster recovery (etcd's `snapshot restore`, shim/restore.h): on a
   // member that has just founded a new cluster (Start on an empty data
-  // dir, before any tick or message), takes another cluster's store and
-  // leases (EtcdStateMachine::AdoptData) and snapshots the result at the
-  // founding entries' index, so the member restarts from it. Every founder
-  // given the same images writes the same snapshot. FailedPrecondition on
-  // any other member; DataLoss for images that do not decode or whose
-  // leases and keys disagree (then the member is to be thrown away).
+  // dir, before any tick or message), takes another cluster's store,
+  // leases and auth store (EtcdStateMachine::AdoptData; auth_image ""
+  // for a fresh one) and snapshots the result at the founding entries'
+  // index, so the member restarts from it. Every founder given the same
+  // images writes the same snapshot. FailedPrecondition on any other
+  // member; DataLoss for images that do not decode or whose leases and
+  // keys disagree (then the member is to be thrown away).
   absl::Status AdoptData(std::string_view kv_image,
-                         std::string_view lessor_image);
+                         std::string_view lessor_image,
+                         std::string_view auth_image);
 
   // Auth (etcd_server_auth.cc), etcd 3.4's semantics. Every change and
   // every read except AuthStatus goes through raft, as in etcd 3.4, and

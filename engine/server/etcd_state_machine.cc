@@ -686,13 +686,21 @@ absl::Status EtcdStateMachine::RestorePrepared(
 }
 
 absl::Status EtcdStateMachine::AdoptData(std::string_view kv_image,
-                                         std::string_view lessor_image) {
-  // The lessor image is decoded first: KvStore::Restore replaces the store
-  // only once the whole image is valid, so after it nothing can fail.
+                                         std::string_view lessor_image,
+                                         std::string_view auth_image) {
+  // The lessor and auth images are decoded first: KvStore::Restore
+  // replaces the store only once the whole image is valid, so after it
+  // nothing can fail.
   absl::StatusOr<lease::Lessor::Decoded> leases = lessor_.Decode(lessor_image);
   if (!leases.ok()) return leases.status();
+  auth::AuthStore auth;
+  if (!auth_image.empty()) {
+    if (absl::Status s = auth.Restore(auth_image); !s.ok()) return s;
+  }
   if (absl::Status s = kv_.Restore(kv_image); !s.ok()) return s;
   lessor_.Install(&*leases);
+  auth_ = std::move(auth);
+  SyncTokens();
   alarms_ = AlarmSet();
   db_size_ = db_size_in_use();
   if (on_restore_) on_restore_();

@@ -178,12 +178,16 @@ class EtcdStateMachine final : public StateMachine {
   }
   void BackgroundStep() override;
   // Disaster recovery (etcd's `snapshot restore`, shim/restore.h): takes
-  // another cluster's store and leases (a KvStore image and a Lessor image)
-  // and drops the alarms (they name that cluster's members), keeping this
+  // another cluster's store, leases and auth store (a KvStore image, a
+  // Lessor image and an AuthStore image, "" for a fresh auth store) and
+  // drops the alarms (they name that cluster's members), keeping this
   // state machine's membership (the new cluster's founders), last index,
-  // result hash and recent request ids. Nothing changes on error.
+  // result hash and recent request ids. The token provider follows the
+  // adopted enabled flag. Every image is decoded before anything changes:
+  // nothing changes on error.
   absl::Status AdoptData(std::string_view kv_image,
-                         std::string_view lessor_image);
+                         std::string_view lessor_image,
+                         std::string_view auth_image);
 
   // Called with each write transaction's events right after it commits
   // (the watch hub's feed), and after a Restore replaced the state.

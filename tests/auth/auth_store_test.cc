@@ -1,5 +1,6 @@
 #include "engine/auth/auth_store.h"
 
+#include <algorithm>
 #include <array>
 #include <string>
 
@@ -195,6 +196,53 @@ TEST(AuthStoreTest, SnapshotRoundTripAndRejectsGarbage) {
   }
   EXPECT_FALSE(t.Restore(img + "x").ok());
   EXPECT_TRUE(t.enabled());  // a failed restore changes nothing
+}
+
+TEST(AuthStoreTest, FromContentsIsTheStoreThatHeldThem) {
+  AuthStore s = RootAndUser();
+  ASSERT_TRUE(
+      s.RoleGrantPermission("r", Perm(authpb::Permission::READWRITE, "a", "b"))
+          .ok());
+  std::vector<authpb::User> users;
+  for (const std::string& name : s.UserList())
+    users.push_back(*s.FindUser(name));
+  std::vector<authpb::Role> roles;
+  for (const std::string& name : s.RoleList()) {
+    authpb::Role r;
+    r.set_name(name);
+    auto perms = s.RoleGet(name);
+    ASSERT_TRUE(perms.ok());
+    for (const authpb::Permission& p : *perms) *r.add_keypermission() = p;
+    roles.push_back(std::move(r));
+  }
+  // Given in any order: the image is the store's own.
+  std::reverse(users.begin(), users.end());
+  auto t = AuthStore::FromContents(true, s.revision(), users, roles);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->Snapshot(), s.Snapshot());
+  AuthStore u;
+  ASSERT_TRUE(u.Restore(t->Snapshot()).ok());
+  EXPECT_TRUE(u.enabled());
+  EXPECT_TRUE(u.IsPutPermitted({"u", s.revision()}, "a").ok());
+  EXPECT_FALSE(u.IsPutPermitted({"u", s.revision()}, "b").ok());
+
+  auto fresh = AuthStore::FromContents(false, 1, {}, {});
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_TRUE(fresh->pristine());
+  EXPECT_EQ(fresh->Snapshot(), AuthStore().Snapshot());
+
+  // What Restore would refuse in an image.
+  EXPECT_EQ(AuthStore::FromContents(false, 0, {}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  std::vector<authpb::User> twice = {users[0], users[0]};
+  EXPECT_EQ(AuthStore::FromContents(false, 2, twice, {}).status().message(),
+            "auth: two users named " + users[0].name());
+  std::vector<authpb::User> unnamed(1);
+  EXPECT_FALSE(AuthStore::FromContents(false, 2, unnamed, {}).ok());
+  std::vector<authpb::Role> unnamed_role(1);
+  EXPECT_FALSE(AuthStore::FromContents(false, 2, {}, unnamed_role).ok());
+  std::vector<authpb::Role> roles_twice = {roles[0], roles[0]};
+  EXPECT_FALSE(AuthStore::FromContents(false, 2, {}, roles_twice).ok());
 }
 
 TEST(BcryptTest, HashesAndChecks) {

@@ -554,16 +554,14 @@ class Cluster:
     def endpoints(self, members=None):
         return [m.endpoint for m in (members or self.members)]
 
-    def start(self, timeout=30.0, user=None):
+    def start(self, timeout=30.0):
         for m in self.members:
             m.start()
-        self.wait_healthy(timeout=timeout, user=user)
+        self.wait_healthy(timeout=timeout)
         return self
 
-    def wait_healthy(self, members=None, timeout=30.0, user=None):
-        """Waits (bounded) until `endpoint health` succeeds on each member
-        (as `user`, "name:password", if given: with auth on, etcd's health
-        check needs a user).
+    def wait_healthy(self, members=None, timeout=30.0):
+        """Waits (bounded) until `endpoint health` succeeds on each member.
 
         By default, every member started and not stopped by the test since
         (a member that died on its own, e.g. on a port taken, is an error,
@@ -581,8 +579,7 @@ class Cluster:
                                        "for health\n%s" % (
                                            m.name, self.label, m.proc.returncode,
                                            m.log_tail()))
-                r = run_etcdctl([m.endpoint], ["endpoint", "health"] +
-                                (["--user=" + user] if user else []),
+                r = run_etcdctl([m.endpoint], ["endpoint", "health"],
                                 timeout=5.0, dial_timeout="1s",
                                 command_timeout="2s")
                 last = r

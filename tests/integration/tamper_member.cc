@@ -115,9 +115,11 @@ absl::Status Tamper(const std::string& data_dir, const std::string& key,
   if (absl::Status s = sm.Restore(snap->data); !s.ok()) return s;
   auto kv = RewriteKvImage(sm.kv().Snapshot(), key, value);
   if (!kv.ok()) return kv.status();
-  // AdoptData swaps the store and leases in and keeps the rest, except the
-  // alarms (none in these tests).
-  if (absl::Status s = sm.AdoptData(*kv, sm.lessor().Snapshot()); !s.ok()) {
+  // AdoptData swaps the store, leases and auth store in and keeps the
+  // rest, except the alarms (none in these tests).
+  if (absl::Status s =
+          sm.AdoptData(*kv, sm.lessor().Snapshot(), sm.auth().Snapshot());
+      !s.ok()) {
     return s;
   }
   snap->data = sm.Snapshot();

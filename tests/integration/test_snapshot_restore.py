@@ -17,14 +17,18 @@ every key, revision and lease must be there (issue 11, part 5).
   (a2) the detcd snapshot (etcd's backend db, as etcd's Snapshot stream
       sends) restored by etcdctl 3.4 into a real etcd: the same keys,
       history and leases.
-  (a3) auth (enabled, users, passwords, roles, permissions) survives a
-      restore into etcd (etcdctl) and into detcd (detcdctl).
   (c) corrupted, truncated and padded files, of both kinds, refused with
       etcdctl's messages and exit 1; the data dir is left absent.
   (d) etcdctl 3.4's answers where the formats are the same: missing file,
       existing data dir, bad hash, missing hash, a file too short, a name
       not in --initial-cluster, a bad peer URL, no argument; and its
       "restoring snapshot" log line.
+  (e) auth is carried over: a detcd member and a real etcd 3.4 with auth
+      enabled (root, and alice whose role may read and write the prefix
+      foo/) saved, restored with detcdctl into new detcd clusters (and
+      each file with etcdctl 3.4 into a new etcd): auth is still on, root
+      still admin, alice still limited to her prefix and checked against
+      her password; every cluster answers the same script alike.
 
 Run alone:
   python3 tests/integration/test_snapshot_restore.py --server build/detcd \\
@@ -152,7 +156,28 @@ def hashkv(c, rev):
                             e["HashKV"]["compact_revision"]) for e in r.json()}
 
 
-class SnapshotRestore(it.ClusterTestCase):
+class RestoreCase(it.ClusterTestCase):
+    def restore(self, snap, size, tool=None, binary=None, extra=(),
+                start=True):
+        """A new cluster restored from snap, one restore per member;
+        started and healthy (unless not start)."""
+        c = self.new_cluster(binary or it.CONFIG["server"], start=False,
+                             size=size)
+        for m in c.members:
+            r = run([tool or detcdctl(), "snapshot", "restore", snap,
+                     "--name", m.name, "--data-dir", m.data_dir,
+                     "--initial-cluster", c.initial_cluster(),
+                     "--initial-cluster-token", c.token,
+                     "--initial-advertise-peer-urls", m.peer_url] +
+                    list(extra))
+            self.assertTrue(r.ok, r.describe())
+            self.assertEqual(r.out, "")
+        if start:
+            c.start()
+        return c
+
+
+class SnapshotRestore(RestoreCase):
     @classmethod
     def setUpClass(cls):
         if not os.access(detcdctl(), os.X_OK):
@@ -187,24 +212,6 @@ class SnapshotRestore(it.ClusterTestCase):
     def tearDownClass(cls):
         super().tearDownClass()
         shutil.rmtree(cls.dir, ignore_errors=True)
-
-    def restore(self, snap, size, tool=None, binary=None, extra=(),
-                user=None):
-        """A new cluster restored from snap, one restore per member;
-        started and healthy (checked as `user`, if given)."""
-        c = self.new_cluster(binary or it.CONFIG["server"], start=False,
-                             size=size)
-        for m in c.members:
-            r = run([tool or detcdctl(), "snapshot", "restore", snap,
-                     "--name", m.name, "--data-dir", m.data_dir,
-                     "--initial-cluster", c.initial_cluster(),
-                     "--initial-cluster-token", c.token,
-                     "--initial-advertise-peer-urls", m.peer_url] +
-                    list(extra))
-            self.assertTrue(r.ok, r.describe())
-            self.assertEqual(r.out, "")
-        c.start(user=user)
-        return c
 
     def check_restored(self, c, want, compact):
         for m in c.members:
@@ -263,45 +270,6 @@ class SnapshotRestore(it.ClusterTestCase):
         got = state(e, e.members, self.compact)
         self.assertEqual(got, self.src_state)
         e.ctl_ok(["put", "after", "restore"])
-
-    def test_a3_auth_kept(self):
-        """A snapshot of a member with auth on, restored by etcdctl 3.4
-        into real etcd and by detcdctl into detcd: auth is still on, with
-        the same users, passwords, roles and permissions (as etcd's own
-        restore keeps them)."""
-        src = self.new_cluster(it.CONFIG["server"], size=1)
-        for args in (["user", "add", "root:rootpw"],
-                     ["user", "grant-role", "root", "root"],
-                     ["role", "add", "r1"],
-                     ["role", "grant-permission", "r1", "readwrite", "p/",
-                      "--prefix"],
-                     ["user", "add", "u1:u1pw"],
-                     ["user", "grant-role", "u1", "r1"],
-                     ["auth", "enable"],
-                     ["--user=root:rootpw", "put", "p/a", "1"],
-                     ["--user=root:rootpw", "put", "q", "2"]):
-            src.ctl_ok(args)
-        path = os.path.join(self.dir, "auth.snap")
-        src.ctl_ok(["--user=root:rootpw", "snapshot", "save", path])
-        src.close()
-        for tool, binary in ((it.CONFIG["etcdctl"], it.CONFIG["reference"]),):
-            with self.subTest(tool=tool):
-                c = self.restore(path, 1, tool=tool, binary=binary,
-                                 user="root:rootpw")
-                r = c.etcdctl(["get", "q"])
-                self.assertIn("user name is empty", r.err, r.describe())
-                r = c.ctl_ok(["--user=u1:u1pw", "get", "p/a", "-w",
-                              "json"]).json()
-                self.assertEqual(base64.b64decode(r["kvs"][0]["value"]),
-                                 b"1")
-                r = c.etcdctl(["--user=u1:u1pw", "get", "q"])
-                self.assertIn("permission denied", r.err, r.describe())
-                r = c.etcdctl(["--user=u1:wrong", "get", "p/a"])
-                self.assertIn("authentication failed", r.err, r.describe())
-                self.assertEqual(
-                    c.ctl_ok(["--user=root:rootpw", "user", "list"]).out,
-                    "root\nu1\n")
-                c.close()
 
     def test_b_etcd_snapshot_restored(self):
         c = self.restore(self.etcd_snap, 3)
@@ -405,6 +373,144 @@ class SnapshotRestore(it.ClusterTestCase):
                 if what == "missing file":
                     # etcd's "restoring snapshot" line, fields and all.
                     self.assertEqual(log_lines(got), log_lines(want))
+
+
+ROOT = ["--user", "root:rootpw"]
+ALICE = ["--user", "alice:alicepw"]
+FAST_BCRYPT = ("--bcrypt-cost", "4")  # quick hashes, on etcd too
+
+# Who may do what once restored: (args, must succeed). Errors: no user
+# ("user name is empty"), outside alice's prefix ("permission denied"),
+# a wrong password ("authentication failed").
+AUTH_SCRIPT = [
+    (["get", "bar"], False),
+    (["put", "foo/x", "y"], False),
+    (["user", "list"], False),
+    (ROOT + ["user", "list"], True),
+    (ROOT + ["role", "list"], True),
+    (ROOT + ["role", "get", "prefix"], True),
+    (ROOT + ["user", "get", "alice"], True),
+    (ROOT + ["get", "bar"], True),
+    (ALICE + ["get", "foo/1"], True),
+    (ALICE + ["put", "foo/2", "two"], True),
+    (ALICE + ["get", "foo/", "--prefix"], True),
+    (ALICE + ["get", "bar"], False),
+    (ALICE + ["put", "bar", "x"], False),
+    (ALICE + ["user", "list"], False),
+    (["--user", "alice:wrong", "get", "foo/1"], False),
+]
+
+
+def load_auth(c):
+    """Keys, root, alice with a role on the prefix foo/, auth enabled."""
+    ctl = c.ctl_ok
+    ctl(["put", "foo/1", "one"])
+    ctl(["put", "bar", "root only"])
+    ctl(["user", "add", "root:rootpw"])
+    ctl(["user", "add", "alice:alicepw"])
+    ctl(["role", "add", "prefix"])
+    ctl(["role", "grant-permission", "prefix", "readwrite", "foo/",
+         "--prefix=true"])
+    ctl(["user", "grant-role", "alice", "prefix"])
+    ctl(["auth", "enable"])
+
+
+class AuthRestore(RestoreCase):
+    """(e): auth survives a restore, from detcd's file and etcd's."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.access(detcdctl(), os.X_OK):
+            raise unittest.SkipTest("detcdctl %r not built (--detcdctl)" %
+                                    detcdctl())
+        cls.dir = tempfile.mkdtemp(prefix="detcd-it-restore-auth-")
+        cls.snaps = {}
+        for kind, binary in (("detcd", it.CONFIG["server"]),
+                             ("etcd", it.CONFIG["reference"])):
+            src = cls.new_class_cluster(binary, size=1,
+                                        extra_flags=FAST_BCRYPT).start()
+            load_auth(src)
+            path = os.path.join(cls.dir, kind + ".snap")
+            src.ctl_ok(ROOT + ["snapshot", "save", path])
+            cls.snaps[kind] = path
+            src.close()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def start_with_auth(self, c):
+        """Starts c; healthy as root (an anonymous health check is refused
+        with "user name is empty" once auth is on)."""
+        for m in c.members:
+            m.start()
+        deadline = time.monotonic() + 30
+        for m in c.members:
+            while True:
+                self.assertTrue(m.alive(), m.log_tail())
+                r = c.etcdctl(ROOT + ["endpoint", "health"], members=[m],
+                              timeout=5.0)
+                if r.ok:
+                    break
+                self.assertLess(time.monotonic(), deadline, r.describe())
+                time.sleep(0.1)
+        return c
+
+    def answers(self, c, members=None):
+        """AUTH_SCRIPT run through etcdctl 3.4: (rc, out, error lines)."""
+        got = []
+        for args, ok in AUTH_SCRIPT:
+            r = c.etcdctl(args, members=members)
+            self.assertEqual(r.ok, ok, r.describe())
+            got.append((r.rc, r.out, error_lines(r)))
+        return got
+
+    def check_limits(self, answers):
+        by_args = {" ".join(a): ans for (a, _), ans in zip(AUTH_SCRIPT,
+                                                           answers)}
+        user_empty = "Error: etcdserver: user name is empty"
+        denied = "Error: etcdserver: permission denied"
+        self.assertEqual(by_args["get bar"][2], [user_empty])
+        self.assertEqual(by_args["user list"][2], [user_empty])
+        self.assertEqual(by_args["--user root:rootpw user list"][1],
+                         "alice\nroot\n")
+        self.assertEqual(by_args["--user root:rootpw get bar"][1],
+                         "bar\nroot only\n")
+        self.assertEqual(by_args["--user alice:alicepw get foo/ --prefix"][1],
+                         "foo/1\none\nfoo/2\ntwo\n")
+        self.assertEqual(by_args["--user alice:alicepw get bar"][2], [denied])
+        self.assertEqual(by_args["--user alice:alicepw put bar x"][2],
+                         [denied])
+        self.assertIn("authentication failed",
+                      " ".join(by_args["--user alice:wrong get foo/1"][2]))
+
+    def test_e_auth_carried_over(self):
+        # detcd's own file into 3 detcd members: each enforces it.
+        c = self.start_with_auth(self.restore(self.snaps["detcd"], 3,
+                                              start=False))
+        for m in c.members:
+            r = c.etcdctl(ROOT + ["user", "list"], members=[m])
+            self.assertEqual(r.out, "alice\nroot\n", r.describe())
+        from_detcd = self.answers(c)
+        self.check_limits(from_detcd)
+        # etcd's file: detcd restored by detcdctl and etcd restored by
+        # etcdctl 3.4 answer as the restored detcd cluster does.
+        d = self.start_with_auth(self.restore(self.snaps["etcd"], 3,
+                                              start=False))
+        e = self.start_with_auth(self.restore(
+            self.snaps["etcd"], 1, tool=it.CONFIG["etcdctl"],
+            binary=it.CONFIG["reference"], start=False))
+        from_etcd = self.answers(e)
+        self.check_limits(from_etcd)
+        self.assertEqual(self.answers(d), from_etcd)
+        self.assertEqual(from_detcd, from_etcd)
+        # detcd's file is etcd's backend db: etcdctl 3.4 restores it into a
+        # real etcd that keeps its auth the same way.
+        f = self.start_with_auth(self.restore(
+            self.snaps["detcd"], 1, tool=it.CONFIG["etcdctl"],
+            binary=it.CONFIG["reference"], start=False))
+        self.assertEqual(self.answers(f), from_etcd)
 
 
 if __name__ == "__main__":

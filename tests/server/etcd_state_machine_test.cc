@@ -1,7 +1,8 @@
 // EtcdStateMachine's incremental image (BeginSnapshot): the bytes of
 // Snapshot() at the writer's start, written in bounded steps while entries
 // go on being applied between them; and the slow-apply hook (etcd's "apply
-// request took too long"), which times the apply alone.
+// request took too long"), which times the apply alone; and AdoptData
+// (disaster recovery) taking the auth store.
 #include "engine/server/etcd_state_machine.h"
 
 #include <gtest/gtest.h>
@@ -89,6 +90,56 @@ TEST_F(EtcdImageTest, ARestoreUnderTheImageFailsIt) {
   ASSERT_TRUE(w->Step(64, &out).ok());
   ASSERT_TRUE(sm_.Restore(image).ok());
   EXPECT_FALSE(w->Step(64, &out).ok());
+}
+
+// Disaster recovery's AdoptData takes the auth store with the store and
+// leases: the token provider follows its enabled flag, the image carries
+// it ("detcd-sm4"), and a bad image changes nothing.
+TEST(EtcdAdoptDataTest, TakesTheAuthStoreAndSyncsTheTokens) {
+  int64_t now = 0;
+  auth::SimpleTokenProvider tokens([&] { return now; }, [] { return 7; },
+                                   auth::SimpleTokenProvider::kDefaultTtlNs);
+  EtcdStateMachine::Options o;
+  o.now_ns = [&] { return now; };
+  o.tokens = &tokens;
+  EtcdStateMachine sm(o);
+  mvcc::KvStore kv;
+  {
+    auto t = kv.Write();
+    t.Put("k", "v", 0);
+    t.End();
+  }
+  const std::string lessor = lease::Lessor(lease::LessorOptions{}).Snapshot();
+  auth::AuthStore as;
+  ASSERT_TRUE(as.UserAdd("root", "h", false).ok());
+  ASSERT_TRUE(as.UserGrantRole("root", "root").ok());
+  ASSERT_TRUE(as.Enable().ok());
+
+  const std::string before = sm.Snapshot();
+  std::string bad = as.Snapshot();
+  bad.pop_back();
+  EXPECT_EQ(sm.AdoptData(kv.Snapshot(), lessor, bad).code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(sm.Snapshot(), before);
+  EXPECT_EQ(sm.kv().Rev(), 1);
+
+  ASSERT_TRUE(sm.AdoptData(kv.Snapshot(), lessor, as.Snapshot()).ok());
+  EXPECT_EQ(sm.kv().Rev(), 2);
+  EXPECT_TRUE(sm.auth().enabled());
+  EXPECT_EQ(sm.auth().Snapshot(), as.Snapshot());
+  ASSERT_TRUE(tokens.Assign("root", 3, 1, "p").ok());
+  EXPECT_EQ(tokens.size(), 1u);  // kept only while enabled
+  const std::string image = sm.Snapshot();
+  EXPECT_EQ(image.substr(0, 9), "detcd-sm4");
+  EtcdStateMachine copy{EtcdStateMachine::Options{}};
+  ASSERT_TRUE(copy.Restore(image).ok());
+  EXPECT_EQ(copy.auth().Snapshot(), as.Snapshot());
+
+  // "" is a fresh auth store: off, and the image as before auth.
+  ASSERT_TRUE(sm.AdoptData(kv.Snapshot(), lessor, "").ok());
+  EXPECT_TRUE(sm.auth().pristine());
+  EXPECT_EQ(tokens.size(), 0u);
+  EXPECT_EQ(sm.Snapshot().substr(0, 9), "detcd-sm3");
 }
 
 // The member's clock moves 30 ms per reading; a request's apply reads it

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/auth/auth_store.h"
+#include "engine/auth/bcrypt.h"
 #include "engine/lease/lessor.h"
 #include "engine/mvcc/kv_store.h"
 #include "engine/server/etcd_server.h"
@@ -183,6 +186,54 @@ Running Open(const Member& m, FakeClock* clock, Net* net) {
   return r;
 }
 
+// The restored members running on one clock and loopback network.
+struct RunningCluster {
+  FakeClock clock;
+  Net net;
+  std::map<uint64_t, Running> members;
+
+  explicit RunningCluster(const std::vector<Member>& ms) {
+    for (const Member& m : ms) {
+      Running r = Open(m, &clock, &net);
+      const uint64_t id = r.server->id();
+      members.emplace(id, std::move(r));
+    }
+  }
+  void Step() {
+    clock.now += 100'000'000;
+    for (auto& [id, r] : members) r.server->Tick();
+    for (int i = 0; i < 10000 && !net.queue.empty(); ++i) {
+      auto [to, payload] = std::move(net.queue.front());
+      net.queue.pop_front();
+      auto it = members.find(to);
+      if (it != members.end()) it->second.server->OnMessage(payload);
+    }
+  }
+  // The leader once there is one (0 if none in 300 steps).
+  server::EtcdServer* Leader() {
+    for (int i = 0; i < 300; ++i) {
+      for (auto& [id, r] : members) {
+        if (r.server->node().is_leader()) return r.server.get();
+      }
+      Step();
+    }
+    return nullptr;
+  }
+  // Runs call(server, done) as `who` and steps until it is answered.
+  template <typename Resp, typename Call>
+  absl::StatusOr<Resp> Do(server::EtcdServer* s, const server::Caller* who,
+                          Call call) {
+    std::optional<absl::StatusOr<Resp>> out;
+    {
+      server::EtcdServer::CallerScope scope(s, who);
+      call(*s, [&](absl::StatusOr<Resp> r) { out = std::move(r); });
+    }
+    for (int i = 0; i < 100 && !out; ++i) Step();
+    if (!out) return absl::DeadlineExceededError("test: no answer");
+    return *std::move(out);
+  }
+};
+
 std::vector<mvcc::KeyValue> All(const mvcc::KvStore& kv, int64_t rev = 0) {
   mvcc::RangeOptions o;
   o.rev = rev;
@@ -284,53 +335,120 @@ TEST(RestoreTest, RestoredMembersElectALeaderAndServe) {
   Source src;
   std::vector<Member> ms = Members(tmp);
   RestoreAll(ms, src.data);
-  FakeClock clock;
-  Net net;
-  std::map<uint64_t, Running> running;
-  for (const Member& m : ms) {
-    Running r = Open(m, &clock, &net);
-    const uint64_t id = r.server->id();
-    running.emplace(id, std::move(r));
-  }
-  auto step = [&] {
-    clock.now += 100'000'000;
-    for (auto& [id, r] : running) r.server->Tick();
-    for (int i = 0; i < 10000 && !net.queue.empty(); ++i) {
-      auto [to, payload] = std::move(net.queue.front());
-      net.queue.pop_front();
-      auto it = running.find(to);
-      if (it != running.end()) it->second.server->OnMessage(payload);
-    }
-  };
-  uint64_t leader = 0;
-  for (int i = 0; i < 300 && leader == 0; ++i) {
-    step();
-    for (auto& [id, r] : running) {
-      if (r.server->node().is_leader()) leader = id;
-    }
-  }
-  ASSERT_NE(leader, 0u);
-  EXPECT_GE(running.at(leader).server->node().raft().term(), 2u);
+  RunningCluster c(ms);
+  server::EtcdServer* leader = c.Leader();
+  ASSERT_NE(leader, nullptr);
+  EXPECT_GE(leader->node().raft().term(), 2u);
 
-  std::optional<absl::StatusOr<etcdserverpb::PutResponse>> put;
   etcdserverpb::PutRequest req;
   req.set_key("e");
   req.set_value("new");
-  running.at(leader).server->Put(
-      req, [&](absl::StatusOr<etcdserverpb::PutResponse> r) { put = r; });
-  for (int i = 0; i < 100 && !put; ++i) step();
-  ASSERT_TRUE(put.has_value());
-  ASSERT_TRUE(put->ok()) << put->status();
-  EXPECT_EQ((*put)->header().revision(), 9);
-  for (int i = 0; i < 20; ++i) step();
-  for (auto& [id, r] : running) {
+  auto put = c.Do<etcdserverpb::PutResponse>(
+      leader, nullptr,
+      [&](server::EtcdServer& s, auto done) { s.Put(req, std::move(done)); });
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->header().revision(), 9);
+  for (int i = 0; i < 20; ++i) c.Step();
+  for (auto& [id, r] : c.members) {
     const mvcc::KvStore& kv = r.server->state().kv();
     EXPECT_EQ(kv.Rev(), 9) << id;
     auto h = kv.HashByRev(0);
-    auto want = running.at(leader).server->state().kv().HashByRev(0);
+    auto want = leader->state().kv().HashByRev(0);
     ASSERT_TRUE(h.ok() && want.ok());
     EXPECT_EQ(h->hash, want->hash) << id;
   }
+}
+
+// The source cluster's auth: enabled, root, and "alice" (password
+// "secret") whose role "prefix" may read and write [foo, fop).
+std::string AuthImage() {
+  auth::AuthStore as;
+  std::array<uint8_t, 16> salt{};
+  for (int i = 0; i < 16; ++i) salt[i] = static_cast<uint8_t>(3 * i + 1);
+  auto root_hash = auth::BcryptHash("rootpw", auth::kBcryptMinCost, salt);
+  auto alice_hash = auth::BcryptHash("secret", auth::kBcryptMinCost, salt);
+  EXPECT_TRUE(root_hash.ok() && alice_hash.ok());
+  EXPECT_TRUE(as.UserAdd("root", *root_hash, false).ok());    // 2
+  EXPECT_TRUE(as.UserGrantRole("root", "root").ok());         // 3
+  EXPECT_TRUE(as.UserAdd("alice", *alice_hash, false).ok());  // 4
+  EXPECT_TRUE(as.RoleAdd("prefix").ok());                     // 5
+  authpb::Permission p;
+  p.set_permtype(authpb::Permission::READWRITE);
+  p.set_key("foo");
+  p.set_range_end("fop");
+  EXPECT_TRUE(as.RoleGrantPermission("prefix", p).ok());  // 6
+  EXPECT_TRUE(as.UserGrantRole("alice", "prefix").ok());  // 7
+  EXPECT_TRUE(as.Enable().ok());
+  EXPECT_EQ(as.revision(), 7u);
+  return as.Snapshot();
+}
+
+TEST(RestoreTest, AuthIsCarriedOver) {
+  TempDir tmp;
+  Source src;
+  src.data.auth_image = AuthImage();
+  std::vector<Member> ms = Members(tmp);
+  RestoreAll(ms, src.data);
+  auto files = Files(ms[0].dir);
+  EXPECT_EQ(files.size(), 2u);
+  EXPECT_EQ(files, Files(ms[1].dir));
+  EXPECT_EQ(files, Files(ms[2].dir));
+
+  RunningCluster c(ms);
+  for (auto& [id, r] : c.members) {
+    const auth::AuthStore& as = r.server->state().auth();
+    EXPECT_TRUE(as.enabled()) << id;
+    EXPECT_EQ(as.revision(), 7u) << id;
+    EXPECT_EQ(as.UserList(), (std::vector<std::string>{"alice", "root"}));
+    EXPECT_EQ(as.RoleList(), std::vector<std::string>{"prefix"});
+    EXPECT_TRUE(as.HasRole("root", "root"));
+    EXPECT_EQ(*as.UserGet("alice"), std::vector<std::string>{"prefix"});
+    auto perms = as.RoleGet("prefix");
+    ASSERT_TRUE(perms.ok()) << perms.status();
+    ASSERT_EQ(perms->size(), 1u);
+    EXPECT_EQ((*perms)[0].permtype(), authpb::Permission::READWRITE);
+    EXPECT_EQ((*perms)[0].key(), "foo");
+    EXPECT_EQ((*perms)[0].range_end(), "fop");
+    auto hash = as.PasswordHash("alice");
+    ASSERT_TRUE(hash.ok()) << hash.status();
+    EXPECT_TRUE(auth::BcryptMatches(*hash, "secret"));
+    EXPECT_FALSE(auth::BcryptMatches(*hash, "wrong"));
+    // The store's data came along too.
+    EXPECT_EQ(r.server->state().kv().Rev(), 8);
+  }
+
+  // The restored cluster enforces it.
+  server::EtcdServer* leader = c.Leader();
+  ASSERT_NE(leader, nullptr);
+  server::Caller anon;
+  auto login = [&](const std::string& pw) {
+    etcdserverpb::AuthenticateRequest r;
+    r.set_name("alice");
+    r.set_password(pw);
+    return c.Do<etcdserverpb::AuthenticateResponse>(
+        leader, &anon, [&](server::EtcdServer& s, auto done) {
+          s.Authenticate(r, std::move(done));
+        });
+  };
+  EXPECT_EQ(login("wrong").status().message(),
+            "auth: authentication failed, invalid user ID or password");
+  auto token = login("secret");
+  ASSERT_TRUE(token.ok()) << token.status();
+  server::Caller alice;
+  alice.token = token->token();
+  auto put = [&](const std::string& key, const server::Caller* who) {
+    etcdserverpb::PutRequest r;
+    r.set_key(key);
+    r.set_value("v");
+    return c.Do<etcdserverpb::PutResponse>(
+        leader, who,
+        [&](server::EtcdServer& s, auto done) { s.Put(r, std::move(done)); });
+  };
+  auto in_prefix = put("foo1", &alice);
+  ASSERT_TRUE(in_prefix.ok()) << in_prefix.status();
+  EXPECT_EQ(in_prefix->header().revision(), 9);
+  EXPECT_EQ(put("zzz", &alice).status().message(), "auth: permission denied");
+  EXPECT_EQ(put("foo2", &anon).status().message(), "auth: user name is empty");
 }
 
 TEST(RestoreTest, RefusesAsEtcdDoesAndLeavesNothing) {
@@ -372,6 +490,12 @@ TEST(RestoreTest, RefusesAsEtcdDoesAndLeavesNothing) {
   bad = src.data;
   bad.lessor_image = lease::Lessor(lease::LessorOptions{}).Snapshot();
   EXPECT_EQ(WriteRestoredMember(*plan, bad).code(), absl::StatusCode::kDataLoss);
+  // An auth image that does not decode.
+  bad = src.data;
+  bad.auth_image = AuthImage();
+  bad.auth_image.pop_back();
+  EXPECT_EQ(WriteRestoredMember(*plan, bad).code(),
+            absl::StatusCode::kDataLoss);
   EXPECT_TRUE(fs::is_empty(tmp.path()));
 
   // An existing data dir, empty or not.
@@ -403,8 +527,10 @@ TEST(RestoreTest, AdoptDataOnlyRightAfterFounding) {
     s.Tick();
   }
   ASSERT_TRUE(s.node().is_leader());
-  EXPECT_EQ(s.AdoptData(src.data.kv_image, src.data.lessor_image).code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      s.AdoptData(src.data.kv_image, src.data.lessor_image, src.data.auth_image)
+          .code(),
+      absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace
