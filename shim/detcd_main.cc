@@ -11,7 +11,9 @@
 
 #include "absl/synchronization/mutex.h"
 #include "shim/config.h"
+#include "shim/etcd_data_dir.h"
 #include "shim/log.h"
+#include "shim/posix_disk.h"
 #include "shim/server.h"
 
 extern char** environ;
@@ -50,6 +52,20 @@ int main(int argc, char** argv) {
   }
   for (const std::string& w : c.warnings) DLOG_WARN(w);
 
+  {
+    // A data dir etcdctl's `snapshot restore` made becomes detcd's first
+    // (shim/etcd_data_dir.h), under the data dir's lock.
+    auto lock = detcd::shim::DataDirLock::Acquire(c.data_dir);
+    if (!lock.ok()) {
+      DLOG_FATAL("discovery failed",
+                 {{"error", std::string(lock.status().message())}});
+    }
+    auto converted = detcd::shim::ConvertEtcdRestoredDataDir(c.data_dir);
+    if (!converted.ok()) {
+      DLOG_FATAL("discovery failed",
+                 {{"error", std::string(converted.status().message())}});
+    }
+  }
   auto server = detcd::shim::DetcdServer::Start(c);
   if (!server.ok()) {
     DLOG_FATAL("discovery failed",

@@ -26,70 +26,17 @@
 #include "absl/time/time.h"
 #include "engine/wal/crc32c.h"
 #include "nlohmann/json.hpp"
+#include "shim/etcd_wal.h"
 
 namespace detcd::ctl::etcdv2 {
 namespace {
 
 // ---------------------------------------------------------------- protobuf
 
-struct Field {
-  uint32_t num = 0;
-  int wire = 0;
-  uint64_t v = 0;          // varint / fixed
-  absl::string_view bytes;  // length-delimited
-};
-
-bool Varint(absl::string_view* in, uint64_t* v) {
-  *v = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    if (in->empty()) return false;
-    uint8_t b = static_cast<uint8_t>((*in)[0]);
-    in->remove_prefix(1);
-    *v |= static_cast<uint64_t>(b & 0x7f) << shift;
-    if ((b & 0x80) == 0) return true;
-  }
-  return false;
-}
-
-// The fields of a message; false if it is not well-formed protobuf.
+using shim::ParseHexPair;
+using Field = shim::PbField;
 bool Fields(absl::string_view in, std::vector<Field>* out) {
-  while (!in.empty()) {
-    uint64_t key;
-    if (!Varint(&in, &key)) return false;
-    Field f;
-    f.num = static_cast<uint32_t>(key >> 3);
-    f.wire = static_cast<int>(key & 7);
-    if (f.num == 0) return false;
-    switch (f.wire) {
-      case 0:
-        if (!Varint(&in, &f.v)) return false;
-        break;
-      case 1:
-        if (in.size() < 8) return false;
-        std::memcpy(&f.v, in.data(), 8);
-        in.remove_prefix(8);
-        break;
-      case 2: {
-        uint64_t n;
-        if (!Varint(&in, &n) || n > in.size()) return false;
-        f.bytes = in.substr(0, n);
-        in.remove_prefix(n);
-        break;
-      }
-      case 5: {
-        if (in.size() < 4) return false;
-        uint32_t x;
-        std::memcpy(&x, in.data(), 4);
-        f.v = x;
-        in.remove_prefix(4);
-        break;
-      }
-      default:
-        return false;
-    }
-    out->push_back(f);
-  }
-  return true;
+  return shim::PbFields(in, out);
 }
 
 // etcd's v2 Request (the fields the applier reads).
@@ -684,16 +631,6 @@ bool ReadFile(const std::string& path, std::string* out) {
   return true;
 }
 
-bool ParseHexPair(absl::string_view name, absl::string_view suffix,
-                  uint64_t* a, uint64_t* b) {
-  if (!absl::ConsumeSuffix(&name, suffix) || name.size() != 33 ||
-      name[16] != '-') {
-    return false;
-  }
-  return absl::SimpleHexAtoi(name.substr(0, 16), a) &&
-         absl::SimpleHexAtoi(name.substr(17), b);
-}
-
 // Go's time.Time from JSON (RFC 3339); the zero time is 0.
 int64_t ParseGoTime(const nlohmann::json& j) {
   if (!j.is_string()) return 0;
@@ -828,82 +765,53 @@ absl::Status ReadWal(const std::string& dir, uint64_t snap_index,
       return absl::NotFoundError("wal: file not found");
     }
   }
-  uint32_t crc = 0;
   bool matched = false;
+  std::vector<std::string> paths;
   for (size_t i = start; i < segs.size(); ++i) {
-    std::string data;
-    if (!ReadFile(GoJoin({dir, segs[i].name}), &data)) {
-      return absl::NotFoundError(absl::StrCat(
-          "open ", GoJoin({dir, segs[i].name}), ": ", ErrnoText(errno)));
-    }
-    absl::string_view in(data);
-    while (in.size() >= 8) {
-      int64_t len;
-      std::memcpy(&len, in.data(), 8);
-      if (len == 0) break;  // preallocated space
-      uint64_t rec_bytes = static_cast<uint64_t>(len) & 0x00FFFFFFFFFFFFFFULL;
-      uint64_t pad = len < 0 ? (static_cast<uint64_t>(len) >> 56) & 0x7 : 0;
-      if (rec_bytes + pad > in.size() - 8) {
-        in = {};  // a torn tail: the end in read mode
-        break;
-      }
-      absl::string_view rec = in.substr(8, rec_bytes);
-      in.remove_prefix(8 + rec_bytes + pad);
-      std::vector<Field> fs;
-      if (!Fields(rec, &fs)) return absl::DataLossError("wal: bad record");
-      int64_t type = 0;
-      uint32_t rcrc = 0;
-      absl::string_view rdata;
-      for (const Field& f : fs) {
-        if (f.num == 1) type = static_cast<int64_t>(f.v);
-        if (f.num == 2) rcrc = static_cast<uint32_t>(f.v);
-        if (f.num == 3) rdata = f.bytes;
-      }
-      if (type == 4) {  // crc: the chain's value so far
-        if (crc != 0 && rcrc != crc) {
-          return absl::DataLossError("wal: crc mismatch");
-        }
-        crc = rcrc;
-        continue;
-      }
-      crc = crc32c::Extend(crc, rdata.data(), rdata.size());
-      if (rcrc != crc) return absl::DataLossError("walpb: crc mismatch");
-      if (type == 2) {
-        std::vector<Field> ef;
-        if (!Fields(rdata, &ef)) return absl::DataLossError("wal: bad entry");
-        Entry e;
-        for (const Field& f : ef) {
-          if (f.num == 1) e.type = static_cast<int>(f.v);
-          if (f.num == 2) e.term = f.v;
-          if (f.num == 3) e.index = f.v;
-          if (f.num == 4) e.data = std::string(f.bytes);
-        }
-        if (e.index > snap_index) {
-          size_t keep = e.index - snap_index - 1;
-          if (keep > ents->size()) {
-            return absl::DataLossError("wal: entries out of order");
-          }
-          ents->resize(keep);
-          ents->push_back(std::move(e));
-        }
-      } else if (type == 5) {
-        std::vector<Field> sf;
-        if (!Fields(rdata, &sf)) return absl::DataLossError("wal: bad record");
-        uint64_t idx = 0, tm = 0;
-        for (const Field& f : sf) {
-          if (f.num == 1) idx = f.v;
-          if (f.num == 2) tm = f.v;
-        }
-        if (idx == snap_index) {
-          if (tm != snap_term) {
-            return absl::DataLossError(
-                "wal: snapshot mismatch");
-          }
-          matched = true;
-        }
-      }
-    }
+    paths.push_back(GoJoin({dir, segs[i].name}));
   }
+  absl::Status read = shim::ReadEtcdWalRecords(
+      paths, [&](int64_t type, absl::string_view rdata) -> absl::Status {
+        if (type == 2) {
+          std::vector<Field> ef;
+          if (!Fields(rdata, &ef)) {
+            return absl::DataLossError("wal: bad entry");
+          }
+          Entry e;
+          for (const Field& f : ef) {
+            if (f.num == 1) e.type = static_cast<int>(f.v);
+            if (f.num == 2) e.term = f.v;
+            if (f.num == 3) e.index = f.v;
+            if (f.num == 4) e.data = std::string(f.bytes);
+          }
+          if (e.index > snap_index) {
+            size_t keep = e.index - snap_index - 1;
+            if (keep > ents->size()) {
+              return absl::DataLossError("wal: entries out of order");
+            }
+            ents->resize(keep);
+            ents->push_back(std::move(e));
+          }
+        } else if (type == 5) {
+          std::vector<Field> sf;
+          if (!Fields(rdata, &sf)) {
+            return absl::DataLossError("wal: bad record");
+          }
+          uint64_t idx = 0, tm = 0;
+          for (const Field& f : sf) {
+            if (f.num == 1) idx = f.v;
+            if (f.num == 2) tm = f.v;
+          }
+          if (idx == snap_index) {
+            if (tm != snap_term) {
+              return absl::DataLossError("wal: snapshot mismatch");
+            }
+            matched = true;
+          }
+        }
+        return absl::OkStatus();
+      });
+  if (!read.ok()) return read;
   if (!matched) return absl::NotFoundError("wal: snapshot not found");
   return absl::OkStatus();
 }

@@ -12,16 +12,18 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "shim/bolt.h"
-#include "cli/detcdctl/etcd_db.h"
 #include "cli/detcdctl/gofmt.h"
 #include "engine/server/etcd_server.h"
 #include "engine/server/etcd_state_machine.h"
 #include "engine/wal/crc32c.h"
+#include "shim/bolt.h"
+#include "shim/etcd_db.h"
 
 namespace detcd::ctl {
 
 using shim::BoltReader;
+using shim::EtcdDbImport;
+using shim::ImportEtcdDb;
 using shim::LooksLikeBolt;
 
 namespace {

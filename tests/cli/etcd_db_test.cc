@@ -1,7 +1,7 @@
-// Importing an etcd 3.4 backend database (cli/detcdctl/etcd_db.h) for
+// Importing an etcd 3.4 backend database (shim/etcd_db.h) for
 // `snapshot restore`: bolt files written with WriteBolt in etcd's bucket
 // layout; the auth buckets become the restored member's auth store.
-#include "cli/detcdctl/etcd_db.h"
+#include "shim/etcd_db.h"
 
 #include <array>
 #include <cstdint>
@@ -17,11 +17,10 @@
 #include "mvccpb/kv.pb.h"
 #include "shim/bolt.h"
 
-namespace detcd::ctl {
+namespace detcd::shim {
 namespace {
 
 using Buckets = std::map<std::string, std::map<std::string, std::string>>;
-using shim::WriteBolt;
 
 std::string BigEndian(uint64_t v) {
   std::string out(8, '\0');
@@ -175,4 +174,4 @@ TEST(EtcdDbTest, UndecodableAuthContentsAreRefused) {
 }
 
 }  // namespace
-}  // namespace detcd::ctl
+}  // namespace detcd::shim

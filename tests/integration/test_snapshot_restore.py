@@ -23,6 +23,9 @@ every key, revision and lease must be there (issue 11, part 5).
       existing data dir, bad hash, missing hash, a file too short, a name
       not in --initial-cluster, a bad peer URL, no argument; and its
       "restoring snapshot" log line.
+  (f) etcdctl 3.4's restore of either file, started with detcd (etcd's
+      runbook, detcd as the server): the same state as (a) / (b); a data
+      dir that etcd has run on is refused.
   (e) auth is carried over: a detcd member and a real etcd 3.4 with auth
       enabled (root, and alice whose role may read and write the prefix
       foo/) saved, restored with detcdctl into new detcd clusters (and
@@ -270,6 +273,36 @@ class SnapshotRestore(RestoreCase):
         got = state(e, e.members, self.compact)
         self.assertEqual(got, self.src_state)
         e.ctl_ok(["put", "after", "restore"])
+
+    def test_f_etcdctl_restore_started_with_detcd(self):
+        """etcd's runbook with detcd as the server: etcdctl 3.4 restores
+        each member's data dir (etcd's format), detcd starts on them and
+        serves the same state, with etcd's member and cluster ids; etcd's
+        files stay beside as member.etcd. A dir etcd has run on is refused
+        with a clear message."""
+        for snap, want, compact in (
+                (self.detcd_snap, self.src_state, self.compact),
+                (self.etcd_snap, self.etcd_state, self.etcd_compact)):
+            c = self.restore(snap, 3, tool=it.CONFIG["etcdctl"])
+            self.check_restored(c, want, compact)
+            for m in c.members:
+                self.assertTrue(os.path.isdir(os.path.join(
+                    m.data_dir, "member.etcd", "wal")), m.data_dir)
+            c.ctl_ok(["put", "after", "restore"])
+        # Real etcd ran on this one: its WAL holds entries of its own.
+        e = self.restore(self.etcd_snap, 1, tool=it.CONFIG["etcdctl"],
+                         binary=it.CONFIG["reference"])
+        e.ctl_ok(["put", "ran", "on etcd"])
+        m = e.members[0]
+        m.kill()
+        d = self.new_cluster(it.CONFIG["server"], start=False, size=1)
+        shutil.copytree(m.data_dir, d.members[0].data_dir)
+        r = run([it.CONFIG["server"], "--name", m.name, "--data-dir",
+                 d.members[0].data_dir], timeout=30)
+        self.assertNotEqual(r.rc, 0, r.describe())
+        self.assertIn("holds entries of its own", r.err + r.out)
+        self.assertFalse(os.path.exists(os.path.join(
+            d.members[0].data_dir, "member.etcd")))
 
     def test_b_etcd_snapshot_restored(self):
         c = self.restore(self.etcd_snap, 3)

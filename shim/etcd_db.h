@@ -31,8 +31,8 @@
 // than 0 or 1, a revision not of 8 bytes, a user or role that does not
 // decode or is stored under another name is an "etcd db: ..." error.
 // Members and alarms are not read (a restore founds a new membership).
-#ifndef DETCD_CLI_DETCDCTL_ETCD_DB_H_
-#define DETCD_CLI_DETCDCTL_ETCD_DB_H_
+#ifndef DETCD_SHIM_ETCD_DB_H_
+#define DETCD_SHIM_ETCD_DB_H_
 
 #include <cstdint>
 #include <string>
@@ -41,7 +41,7 @@
 #include "absl/status/statusor.h"
 #include "shim/restore.h"
 
-namespace detcd::ctl {
+namespace detcd::shim {
 
 struct EtcdDbImport {
   shim::RestoredData data;
@@ -56,6 +56,6 @@ struct EtcdDbImport {
 // reader cannot walk, "etcd db: ..." for contents that are not etcd's.
 absl::StatusOr<EtcdDbImport> ImportEtcdDb(std::string db);
 
-}  // namespace detcd::ctl
+}  // namespace detcd::shim
 
-#endif  // DETCD_CLI_DETCDCTL_ETCD_DB_H_
+#endif  // DETCD_SHIM_ETCD_DB_H_

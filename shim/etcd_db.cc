@@ -1,4 +1,4 @@
-#include "cli/detcdctl/etcd_db.h"
+#include "shim/etcd_db.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -21,9 +21,7 @@
 #include "mvccpb/kv.pb.h"
 #include "shim/bolt.h"
 
-namespace detcd::ctl {
-
-using shim::BoltReader;
+namespace detcd::shim {
 
 namespace {
 
@@ -339,4 +337,4 @@ absl::StatusOr<EtcdDbImport> ImportEtcdDb(std::string data) {
   return out;
 }
 
-}  // namespace detcd::ctl
+}  // namespace detcd::shim
