@@ -478,7 +478,8 @@ bool NetnsCluster::Healthy(int i, absl::Duration timeout) const {
           resp.append(buf, static_cast<size_t>(n));
           if (resp.size() > 65536) break;
         }
-        // etcd: {"health":"true"}; detcd the same (with a "reason").
+        // {"health":"true"} from both (detcd adds 3.5's "reason" only when
+        // asked with a 3.5 parameter).
         ok = absl::StrContains(resp, "\"health\":\"true\"") ||
              absl::StrContains(resp, "\"health\": \"true\"");
       }

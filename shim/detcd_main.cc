@@ -2,6 +2,7 @@
 // and --config-file (shim/config.h), then runs until SIGTERM or SIGINT.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -52,9 +53,11 @@ int main(int argc, char** argv) {
   }
   for (const std::string& w : c.warnings) DLOG_WARN(w);
 
-  {
+  if (struct stat sb;
+      ::stat((c.data_dir.empty() ? "." : c.data_dir).c_str(), &sb) == 0) {
     // A data dir etcdctl's `snapshot restore` made becomes detcd's first
-    // (shim/etcd_data_dir.h), under the data dir's lock.
+    // (shim/etcd_data_dir.h), under the data dir's lock. (A data dir that
+    // is not there is left alone: bad flags must not create it.)
     auto lock = detcd::shim::DataDirLock::Acquire(c.data_dir);
     if (!lock.ok()) {
       DLOG_FATAL("discovery failed",

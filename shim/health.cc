@@ -190,9 +190,13 @@ HttpResponse HealthEndpoints::Health(const HttpRequest& req) {
                 {{"error", std::string(s.message())}});
     }
   }
+  // etcd 3.4's body for a plain /health; 3.5's (with the reason) once a
+  // 3.5 parameter is given.
+  const bool with_reason =
+      QueryHas(req.query, "exclude") || QueryHas(req.query, "serializable");
   nlohmann::json j;
   j["health"] = reason.empty() ? "true" : "false";
-  j["reason"] = reason;
+  if (with_reason) j["reason"] = reason;
   if (reason.empty()) {
     success_.Inc();
     HttpResponse out;

@@ -3,9 +3,12 @@
 // for etcd work unchanged:
 //
 //   GET /health[?exclude=ALARM...][&serializable=true]
+//     200 {"health":"true"}            (etcd 3.4's body, for a plain /health)
+//     503 {"health":"false"}\n
+//     With 3.5's exclude or serializable parameter (any value), 3.5's body:
 //     200 {"health":"true","reason":""}
 //     503 {"health":"false","reason":"ALARM NOSPACE"}\n   (or "ALARM CORRUPT",
-//         "RAFT NO LEADER", "RANGE ERROR:<error>")
+//         "RAFT NO LEADER", "RANGE ERROR:<error>"; the log says it too)
 //     Checks, in order: active alarms not excluded by name; a leader (unless
 //     serializable=true: a member answering local reads is healthy even
 //     while cut off from the leader); a keys-only read, linearizable unless

@@ -2,14 +2,16 @@
 """Health and readiness endpoints (issue 15 part 2), detcd next to etcd 3.4.
 
 - /health on a healthy 3-member cluster: 200 and "health":"true" on both;
-  detcd adds etcd 3.5's "reason" field.
+  a plain /health body is etcd 3.4's on both; detcd adds etcd 3.5's
+  "reason" field when a 3.5 parameter (exclude, serializable) is given.
 - A NOSPACE alarm (small --quota-backend-bytes): /health is 503 on both
-  ("ALARM NOSPACE" on detcd), /health?exclude=NOSPACE is 200 on both;
-  /readyz stays ready (only CORRUPT matters to it, as in 3.5).
+  (reason "ALARM NOSPACE" on detcd with a 3.5 parameter),
+  /health?exclude=NOSPACE is 200 on both; /readyz stays ready (only
+  CORRUPT matters to it, as in 3.5).
 - A member cut off from its peers (the other two SIGSTOPped): /health is 503
-  on both ("RAFT NO LEADER" on detcd); on detcd, 3.5's
-  /health?serializable=true and /livez are still 200 while /readyz is 503
-  and names linearizable_read as the failed check.
+  on both (reason "RAFT NO LEADER" on detcd with a 3.5 parameter); on
+  detcd, 3.5's /health?serializable=true and /livez are still 200 while
+  /readyz is 503 and names linearizable_read as the failed check.
 - The health metrics (etcd_server_health_success / _failures and 3.5's
   etcd_server_healthcheck{type,name}) count what was asked.
 
@@ -73,7 +75,13 @@ class HealthCompare(ClusterTestCase):
                 self.assertEqual(json.loads(body)["health"], "true",
                                  (name, body))
         srv = sides["detcd"].members[0].client_url
-        self.assertEqual(json.loads(http_get(srv + "/health")[1]),
+        ref = sides["etcd"].members[0].client_url
+        # A plain /health answers etcd 3.4's body, byte for byte; a 3.5
+        # parameter brings 3.5's reason.
+        self.assertEqual(http_get(srv + "/health"), http_get(ref + "/health"))
+        self.assertEqual(http_get(srv + "/health"), (200, '{"health":"true"}'))
+        self.assertEqual(json.loads(http_get(srv +
+                                             "/health?serializable=false")[1]),
                          {"health": "true", "reason": ""})
         for path in ("/livez", "/readyz"):
             self.assertEqual(http_get(srv + path), (200, "ok\n"))
@@ -128,7 +136,8 @@ class HealthCompare(ClusterTestCase):
             self.assertEqual(status, 200, (name, body))
             self.assertEqual(json.loads(body)["health"], "true", name)
         url = sides["detcd"].members[0].client_url
-        self.assertEqual(json.loads(http_get(url + "/health")[1])["reason"],
+        self.assertEqual(json.loads(http_get(
+            url + "/health?serializable=false")[1])["reason"],
                          "ALARM NOSPACE")
         self.assertEqual(http_get(url + "/readyz"), (200, "ok\n"))
         metrics = http_get(url + "/metrics")[1]
@@ -149,6 +158,7 @@ class HealthCompare(ClusterTestCase):
             body = http_get(url + "/health")[1]
             self.assertEqual(json.loads(body)["health"], "false", name)
             if name == "detcd":
+                body = http_get(url + "/health?serializable=false")[1]
                 self.assertEqual(json.loads(body)["reason"], "RAFT NO LEADER")
                 self.assertEqual(
                     http_get(url + "/health?serializable=true")[0], 200)

@@ -70,20 +70,25 @@ class HealthTest : public ::testing::Test {
 TEST_F(HealthTest, HealthyMember) {
   HttpResponse r = Get("/health");
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.body, R"({"health":"true","reason":""})");
+  EXPECT_EQ(r.body, R"({"health":"true"})");  // etcd 3.4's
   EXPECT_THAT(m_.reads, ElementsAre(false));  // linearizable by default
   EXPECT_EQ(Sample("etcd_server_health_success "),
             "etcd_server_health_success 1");
   EXPECT_EQ(Sample("etcd_server_health_failures "),
             "etcd_server_health_failures 0");
+  // A 3.5 parameter: 3.5's body.
+  EXPECT_EQ(Get("/health", "serializable=false").body,
+            R"({"health":"true","reason":""})");
 }
 
 TEST_F(HealthTest, AlarmsUnlessExcluded) {
   m_.alarms = {"NOSPACE"};
   HttpResponse r = Get("/health");
   EXPECT_EQ(r.status, 503);
-  EXPECT_EQ(r.body, "{\"health\":\"false\",\"reason\":\"ALARM NOSPACE\"}\n");
+  EXPECT_EQ(r.body, "{\"health\":\"false\"}\n");
   EXPECT_TRUE(m_.reads.empty());  // an alarm answers before any read
+  EXPECT_EQ(Get("/health", "exclude=CORRUPT").body,
+            "{\"health\":\"false\",\"reason\":\"ALARM NOSPACE\"}\n");
   EXPECT_EQ(Get("/health", "exclude=NOSPACE").status, 200);
   // Excluding another alarm does not hide this one.
   EXPECT_EQ(Get("/health", "exclude=CORRUPT").status, 503);
@@ -92,12 +97,12 @@ TEST_F(HealthTest, AlarmsUnlessExcluded) {
   EXPECT_THAT(r.body, HasSubstr("ALARM CORRUPT"));
   EXPECT_EQ(Get("/health", "exclude=NOSPACE&exclude=CORRUPT").status, 200);
   EXPECT_EQ(Sample("etcd_server_health_failures "),
-            "etcd_server_health_failures 3");
+            "etcd_server_health_failures 4");
 }
 
 TEST_F(HealthTest, NoLeaderUnlessSerializable) {
   m_.has_leader = false;
-  HttpResponse r = Get("/health");
+  HttpResponse r = Get("/health", "serializable=false");
   EXPECT_EQ(r.status, 503);
   EXPECT_THAT(r.body, HasSubstr("\"reason\":\"RAFT NO LEADER\""));
   EXPECT_TRUE(m_.reads.empty());
@@ -111,7 +116,7 @@ TEST_F(HealthTest, NoLeaderUnlessSerializable) {
 TEST_F(HealthTest, ReadErrorIsRangeError) {
   m_.linearizable_read =
       absl::UnavailableError("etcdserver: request timed out");
-  HttpResponse r = Get("/health");
+  HttpResponse r = Get("/health", "serializable=false");
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(r.body,
             "{\"health\":\"false\",\"reason\":\"RANGE ERROR:etcdserver: "
