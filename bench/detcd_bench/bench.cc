@@ -241,6 +241,9 @@ class Bench {
       case Workload::kStm:
         s = RunStm(&r);
         break;
+      case Workload::kLock:
+        s = RunLock(&r);
+        break;
     }
     if (!s.ok()) return s;
     // Workloads with a set-up phase subtract it through measured_cpu_.
@@ -1149,6 +1152,41 @@ class Bench {
     auto lr = Loop(spec);
     if (!lr.ok()) return lr.status();
     r->counters["stm conflicts (retried)"] = lr->conflicts;
+    Append(std::move(*lr), r);
+    return absl::OkStatus();
+  }
+
+  absl::Status RunLock(Result* r) {
+    LoopSpec spec = MainSpec();
+    spec.sections = {"lock"};
+    spec.setup = [this](Worker& w) -> absl::Status {
+      pb::LeaseGrantRequest g;
+      g.set_ttl(3600);  // outlives any run; revoked at the end
+      auto lease = w.client->LeaseGrant(g, Call());
+      if (!lease.ok()) return lease.status();
+      w.lease_id = lease->id();
+      return absl::OkStatus();
+    };
+    spec.op = [this](Worker& w, int64_t, int*) -> absl::Status {
+      v3lockpb::LockRequest lr;
+      lr.set_name(absl::StrCat(
+          "lock/", w.rng() % static_cast<uint64_t>(o_.lock_names)));
+      lr.set_lease(w.lease_id);
+      auto held = w.client->Lock(lr, Call());
+      if (!held.ok()) return held.status();
+      v3lockpb::UnlockRequest ur;
+      ur.set_key(held->key());
+      return w.client->Unlock(ur, Call()).status();
+    };
+    spec.teardown = [this](Worker& w) {
+      if (w.lease_id != 0) {
+        pb::LeaseRevokeRequest rv;
+        rv.set_id(w.lease_id);
+        (void)w.client->LeaseRevoke(rv, Call());
+      }
+    };
+    auto lr = Loop(spec);
+    if (!lr.ok()) return lr.status();
     Append(std::move(*lr), r);
     return absl::OkStatus();
   }

@@ -24,6 +24,7 @@ constexpr WorkloadEntry kWorkloads[] = {
     {"watch-get", Workload::kWatchGet},
     {"lease-keepalive", Workload::kLeaseKeepalive},
     {"stm", Workload::kStm},
+    {"lock", Workload::kLock},
 };
 
 // One flag: whether it takes a value, and how to store it.
@@ -162,6 +163,7 @@ absl::StatusOr<Options> ParseArgs(const std::vector<std::string>& args) {
       {"keys", Int64("keys", &o.stm_keys, 1)},
       {"keys-per-txn", Int("keys-per-txn", &o.keys_per_txn, 1)},
       {"isolation", String(&o.isolation)},
+      {"lock-names", Int("lock-names", &o.lock_names, 1)},
   };
 
   std::vector<std::string> positional;
@@ -331,6 +333,10 @@ Workloads:
   stm                 read-modify-write transactions over --keys keys,
                       --keys-per-txn per txn, --isolation c|r|s|ss, retried
                       on conflict (latency includes retries)
+  lock                Lock then Unlock (etcd's v3lock service) of one of
+                      --lock-names names, each client under a lease of its
+                      own: with fewer names than clients, the others wait
+                      in the queue (latency includes the wait)
 
 Global flags:
   --endpoints LIST    comma-separated (default 127.0.0.1:2379)
@@ -353,7 +359,7 @@ Workload flags: --key-size (8) --val-size (8) --key-space-size (1)
   --sequential-keys --consistency l|s --prefix --txn-ops (1) --rw-ratio (1)
   --watchers (100) --streams (10) --watched-key-total (10) --put-total (1000)
   --put-rate (0) --watch-events (1000) --keys (1) --keys-per-txn (1)
-  --isolation (r)
+  --isolation (r) --lock-names (1)
 )";
 }
 

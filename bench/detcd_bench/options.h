@@ -23,6 +23,7 @@ enum class Workload {
   kWatchGet,
   kLeaseKeepalive,
   kStm,
+  kLock,
 };
 
 const char* WorkloadName(Workload w);
@@ -91,6 +92,10 @@ struct Options {
   int64_t stm_keys = 1;
   int keys_per_txn = 1;
   std::string isolation = "r";
+
+  // lock: Lock + Unlock (the v3lock service) of one of lock_names names,
+  // each client under a lease of its own.
+  int lock_names = 1;
 };
 
 absl::StatusOr<Options> ParseArgs(const std::vector<std::string>& args);

@@ -166,6 +166,15 @@ class BenchSmoke(cluster.ClusterTestCase):
             total += int(v.out.strip() or 0)
         self.assertEqual(total, 120)
 
+    def test_lock_leaves_nothing_behind(self):
+        r = self.run_json(["--clients", "4", "lock", "--total", "200",
+                           "--lock-names", "2"], ["lock"])
+        self.assertEqual(r["sections"][0]["count"], 200)
+        # Every Lock was unlocked and every client's lease revoked: no
+        # waiter or holder key is left under the names.
+        self.assertEqual(self.count("lock/"), 0)
+        self.assertIn("found 0 leases", self.c.ctl_ok(["lease", "list"]).out)
+
     def test_target_leader_and_text_output(self):
         p, _ = bench(self.eps, ["--target-leader", "range", "rk",
                                 "--total", "10"])
