@@ -1061,11 +1061,7 @@ class Bench {
     LoopSpec spec = MainSpec();
     spec.sections = {"keepalive"};
     spec.setup = [this](Worker& w) -> absl::Status {
-      pb::LeaseGrantRequest g;
-      g.set_ttl(60);
-      auto lease = w.client->LeaseGrant(g, Call());
-      if (!lease.ok()) return lease.status();
-      w.lease_id = lease->id();
+      if (absl::Status s = GrantLease(w, 60); !s.ok()) return s;
       auto st = w.client->OpenKeepAlive(
           client::CallOptions::Timeout(absl::Hours(24 * 365)));
       if (!st.ok()) return st.status();
@@ -1088,11 +1084,7 @@ class Bench {
     };
     spec.teardown = [this](Worker& w) {
       if (w.keepalive) w.keepalive->Cancel();
-      if (w.lease_id != 0) {
-        pb::LeaseRevokeRequest rv;
-        rv.set_id(w.lease_id);
-        (void)w.client->LeaseRevoke(rv, Call());
-      }
+      RevokeLease(w);
     };
     auto lr = Loop(spec);
     if (!lr.ok()) return lr.status();
@@ -1159,13 +1151,8 @@ class Bench {
   absl::Status RunLock(Result* r) {
     LoopSpec spec = MainSpec();
     spec.sections = {"lock"};
-    spec.setup = [this](Worker& w) -> absl::Status {
-      pb::LeaseGrantRequest g;
-      g.set_ttl(3600);  // outlives any run; revoked at the end
-      auto lease = w.client->LeaseGrant(g, Call());
-      if (!lease.ok()) return lease.status();
-      w.lease_id = lease->id();
-      return absl::OkStatus();
+    spec.setup = [this](Worker& w) {
+      return GrantLease(w, 3600);  // outlives any run; revoked at the end
     };
     spec.op = [this](Worker& w, int64_t, int*) -> absl::Status {
       v3lockpb::LockRequest lr;
@@ -1178,17 +1165,27 @@ class Bench {
       ur.set_key(held->key());
       return w.client->Unlock(ur, Call()).status();
     };
-    spec.teardown = [this](Worker& w) {
-      if (w.lease_id != 0) {
-        pb::LeaseRevokeRequest rv;
-        rv.set_id(w.lease_id);
-        (void)w.client->LeaseRevoke(rv, Call());
-      }
-    };
+    spec.teardown = [this](Worker& w) { RevokeLease(w); };
     auto lr = Loop(spec);
     if (!lr.ok()) return lr.status();
     Append(std::move(*lr), r);
     return absl::OkStatus();
+  }
+
+  // A lease of the worker's own (lease-keepalive, lock), revoked at the end.
+  absl::Status GrantLease(Worker& w, int64_t ttl_s) {
+    pb::LeaseGrantRequest g;
+    g.set_ttl(ttl_s);
+    auto lease = w.client->LeaseGrant(g, Call());
+    if (!lease.ok()) return lease.status();
+    w.lease_id = lease->id();
+    return absl::OkStatus();
+  }
+  void RevokeLease(Worker& w) {
+    if (w.lease_id == 0) return;
+    pb::LeaseRevokeRequest rv;
+    rv.set_id(w.lease_id);
+    (void)w.client->LeaseRevoke(rv, Call());
   }
 
   const Options& o_;
