@@ -33,6 +33,7 @@ Run alone:
 
 import filecmp
 import os
+import sys
 import re
 import shutil
 import subprocess
@@ -472,22 +473,39 @@ class MigrateEtcd(cluster.ClusterTestCase):
                          (ra.rc, ra.out, ra.err), rb.describe())
         return a, b, ra
 
+    def serve_both(self, a, b, args):
+        """What etcd serves on each migrated copy. etcdctl 3.4's own migrate
+        has come out short now and then on a loaded machine (its copy
+        served only the v3 key while detcdctl's had them all, twice in
+        full runs, never alone): the reference side is migrated once more
+        on a fresh copy before the two are compared."""
+        sa, sb = self.serve(a), self.serve(b)
+        if sa != sb:
+            a2 = self.copy("a2")
+            r = run([etcdctl(), "migrate", "--data-dir", a2] + args)
+            self.assertEqual(r.rc, 0, r.describe())
+            sys.stderr.write("  etcdctl's migrate retried: %d keys, then %d\n"
+                             % (len(sa[1]), len(self.serve(a2)[1])))
+            sa = self.serve(a2)
+        return sa, sb
+
     def test_default_transformer(self):
         a, b, ra = self.migrate_both([])
         self.assertIn("finished transforming keys", ra.out)
-        sa, sb = self.serve(a), self.serve(b)
+        sa, sb = self.serve_both(a, b, [])
         self.assertEqual(sa, sb)
         self.assertIn("/foo", [k[0] for k in sb[1]])
 
     def test_no_ttl(self):
         a, b, _ = self.migrate_both(["--no-ttl"])
-        sa, sb = self.serve(a), self.serve(b)
+        sa, sb = self.serve_both(a, b, ["--no-ttl"])
         self.assertEqual(sa, sb)
         self.assertNotIn("/ttl", [k[0] for k in sb[1]])
 
     def test_user_transformer(self):
-        a, b, _ = self.migrate_both(["--transformer", self.transformer])
-        sa, sb = self.serve(a), self.serve(b)
+        args = ["--transformer", self.transformer]
+        a, b, _ = self.migrate_both(args)
+        sa, sb = self.serve_both(a, b, args)
         self.assertEqual(sa, sb)
         self.assertIn("/t/foo", [k[0] for k in sb[1]])
 
