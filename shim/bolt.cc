@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/util/check.h"
+#include "engine/util/hash.h"
 
 namespace detcd::shim {
 namespace {
@@ -28,13 +29,9 @@ T Load(absl::string_view s, size_t off) {
   return v;  // bolt files are little endian, as is every host we build on
 }
 
+// bbolt's meta checksum is FNV-1a 64 (Go's hash/fnv New64a).
 uint64_t Fnv1a(absl::string_view s) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
+  return util::Fnv1a(std::string_view(s.data(), s.size()));
 }
 
 absl::Status Corrupt(absl::string_view what) {
