@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_posix.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,14 +20,12 @@
 #include <mutex>
 #include <utility>
 
-#include <grpcpp/server.h>
-#include <grpcpp/server_posix.h>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "shim/go_format.h"
 #include "shim/grpc_h2.h"
 #include "shim/thread_name.h"
 
@@ -39,15 +39,6 @@ constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 constexpr size_t kTlsReadBytes = 64 * 1024;
 // Go's transport.NewKeepAliveListener period, used by etcd.
 constexpr int kKeepAliveSeconds = 30;
-
-
-// Go spells syscall errors in lower case ("address already in use"); etcd's
-// users and scripts see that text.
-std::string GoErrno(int err) {
-  std::string s = std::strerror(err);
-  if (!s.empty()) s[0] = absl::ascii_tolower(s[0]);
-  return s;
-}
 
 std::string SockaddrString(const sockaddr_storage& ss) {
   // Go shows an unnamed unix socket peer as "@".

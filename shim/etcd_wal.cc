@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "engine/wal/crc32c.h"
+#include "shim/go_format.h"
 
 namespace detcd::shim {
 namespace {
@@ -25,12 +26,6 @@ bool Varint(absl::string_view* in, uint64_t* v) {
     if ((b & 0x80) == 0) return true;
   }
   return false;
-}
-
-std::string ErrnoText(int err) {
-  std::string e = std::strerror(err);
-  if (!e.empty()) e[0] = absl::ascii_tolower(e[0]);
-  return e;
 }
 
 }  // namespace
@@ -93,7 +88,7 @@ absl::Status ReadEtcdWalRecords(
     std::ifstream f(path, std::ios::binary);
     if (!f) {
       return absl::NotFoundError(
-          absl::StrCat("open ", path, ": ", ErrnoText(errno)));
+          absl::StrCat("open ", path, ": ", GoErrno(errno)));
     }
     std::ostringstream ss;
     ss << f.rdbuf();

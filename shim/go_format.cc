@@ -3,7 +3,10 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
+
+#include "absl/strings/ascii.h"
 
 namespace detcd::shim {
 namespace {
@@ -135,6 +138,12 @@ std::string GoDurationString(int64_t ns) {
     }
   }
   return neg ? "-" + out : out;
+}
+
+std::string GoErrno(int err) {
+  std::string s = std::strerror(err);
+  if (!s.empty()) s[0] = absl::ascii_tolower(s[0]);
+  return s;
 }
 
 }  // namespace detcd::shim

@@ -20,6 +20,10 @@ std::string GoFormatFloatG(double v);
 // exponent ("1e21" -> "1000000000000000000000"). Infinities and NaN as above.
 std::string GoFormatFloatF(double v);
 
+// Go's text of a syscall error ("no such file or directory": strerror,
+// lower case first letter), as etcd's and etcdctl's messages show it.
+std::string GoErrno(int err);
+
 // time.Duration(ns).String(): "0s", "10ns", "1.5µs", "100ms", "1m0s",
 // "1h2m3.5s".
 std::string GoDurationString(int64_t ns);

@@ -45,27 +45,22 @@ extern char** environ;
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "shim/bolt.h"
 #include "cli/detcdctl/commands.h"
 #include "cli/detcdctl/ctl.h"
 #include "cli/detcdctl/etcd_v2.h"
 #include "cli/detcdctl/gofmt.h"
 #include "cli/detcdctl/json.h"
 #include "mvccpb/kv.pb.h"
+#include "shim/bolt.h"
+#include "shim/go_format.h"
 
 namespace detcd::ctl {
 
 using shim::BoltReader;
+using shim::GoErrno;
 using shim::WriteBolt;
 
 namespace {
-
-// Go's error text for an errno ("no such file or directory").
-std::string ErrnoText(int err) {
-  std::string e = std::strerror(err);
-  if (!e.empty()) e[0] = absl::ascii_tolower(e[0]);
-  return e;
-}
 
 // exec.Command's checks before it starts a program: a name with a slash is
 // used as is, another one is looked up in $PATH.
@@ -73,10 +68,10 @@ std::string TransformerError(const std::string& name) {
   if (name.find('/') != std::string::npos) {
     struct stat st;
     if (::stat(name.c_str(), &st) != 0) {
-      return absl::StrCat("fork/exec ", name, ": ", ErrnoText(errno));
+      return absl::StrCat("fork/exec ", name, ": ", GoErrno(errno));
     }
     if (S_ISDIR(st.st_mode) || ::access(name.c_str(), X_OK) != 0) {
-      return absl::StrCat("fork/exec ", name, ": ", ErrnoText(EACCES));
+      return absl::StrCat("fork/exec ", name, ": ", GoErrno(EACCES));
     }
     return "";
   }
@@ -97,7 +92,7 @@ bool ListDir(const std::string& dir, std::vector<std::string>* names,
              std::string* error) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) {
-    *error = absl::StrCat("open ", dir, ": ", ErrnoText(errno));
+    *error = absl::StrCat("open ", dir, ": ", GoErrno(errno));
     return false;
   }
   while (dirent* e = ::readdir(d)) {
@@ -179,13 +174,13 @@ std::string RunTransformer(const std::string& program,
                            std::vector<mvccpb::KeyValue>* kvs) {
   int in[2], out[2];
   if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
-    return ErrnoText(errno);
+    return GoErrno(errno);
   }
   std::fflush(stdout);
   // A transformer that exits early must not kill us through SIGPIPE.
   ::signal(SIGPIPE, SIG_IGN);
   pid_t pid = ::fork();
-  if (pid < 0) return ErrnoText(errno);
+  if (pid < 0) return GoErrno(errno);
   if (pid == 0) {
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
@@ -272,7 +267,7 @@ void Migrate(Command& cmd, const std::vector<std::string>&) {
   int fd = ::open(db_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     ExitWithError(kExitError,
-                  absl::StrCat("open ", db_path, ": ", ErrnoText(errno)));
+                  absl::StrCat("open ", db_path, ": ", GoErrno(errno)));
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     absl::SleepFor(absl::Seconds(1));
@@ -314,7 +309,7 @@ void Migrate(Command& cmd, const std::vector<std::string>&) {
       if (::pwrite(fd, image.data(), image.size(), 0) !=
           static_cast<ssize_t>(image.size())) {
         ExitWithError(kExitError,
-                      absl::StrCat("write ", db_path, ": ", ErrnoText(errno)));
+                      absl::StrCat("write ", db_path, ": ", GoErrno(errno)));
       }
     }
     Out("no v2 keys to migrate\n");
@@ -368,7 +363,7 @@ void Migrate(Command& cmd, const std::vector<std::string>&) {
           static_cast<ssize_t>(image.size()) ||
       ::fsync(fd) != 0) {
     ExitWithError(kExitError,
-                  absl::StrCat("write ", db_path, ": ", ErrnoText(errno)));
+                  absl::StrCat("write ", db_path, ": ", GoErrno(errno)));
   }
   ::close(fd);
   Out("finished transforming keys\n");

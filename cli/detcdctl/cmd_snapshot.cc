@@ -39,15 +39,11 @@
 #include "shim/restore.h"
 
 namespace detcd::ctl {
+
+using shim::GoErrno;
 namespace {
 
 namespace pb = etcdserverpb;
-
-std::string GoErrno(int e) {
-  std::string s = std::strerror(e);
-  if (!s.empty()) s[0] = absl::ascii_tolower(s[0]);
-  return s;
-}
 
 double EpochSeconds() {
   return std::chrono::duration<double>(

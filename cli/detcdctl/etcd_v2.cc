@@ -27,12 +27,14 @@
 #include "engine/wal/crc32c.h"
 #include "nlohmann/json.hpp"
 #include "shim/etcd_wal.h"
+#include "shim/go_format.h"
 
 namespace detcd::ctl::etcdv2 {
 namespace {
 
 // ---------------------------------------------------------------- protobuf
 
+using shim::GoErrno;
 using shim::ParseHexPair;
 using Field = shim::PbField;
 bool Fields(absl::string_view in, std::vector<Field>* out) {
@@ -600,17 +602,11 @@ class Cluster {
 
 // ---------------------------------------------------------------- files
 
-std::string ErrnoText(int err) {
-  std::string e = std::strerror(err);
-  if (!e.empty()) e[0] = absl::ascii_tolower(e[0]);
-  return e;
-}
-
 absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) {
     return absl::NotFoundError(
-        absl::StrCat("open ", dir, ": ", ErrnoText(errno)));
+        absl::StrCat("open ", dir, ": ", GoErrno(errno)));
   }
   std::vector<std::string> names;
   while (dirent* e = ::readdir(d)) {

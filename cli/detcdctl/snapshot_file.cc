@@ -18,21 +18,17 @@
 #include "engine/wal/crc32c.h"
 #include "shim/bolt.h"
 #include "shim/etcd_db.h"
+#include "shim/go_format.h"
 
 namespace detcd::ctl {
 
 using shim::BoltReader;
 using shim::EtcdDbImport;
+using shim::GoErrno;
 using shim::ImportEtcdDb;
 using shim::LooksLikeBolt;
 
 namespace {
-
-std::string GoErrno(int e) {
-  std::string s = std::strerror(e);
-  if (!s.empty()) s[0] = absl::ascii_tolower(s[0]);
-  return s;
-}
 
 // The image inside a snapshot file (before the zero padding, the length
 // and the SHA-256 trailer).
