@@ -230,15 +230,11 @@ void RecipeRun::OpenWatch(const pb::WatchCreateRequest& req) {
   c.range_end = req.range_end();
   c.start_revision = req.start_revision();
   EtcdServer::CallerScope scope(server_, &caller_);
-  server_->WatchCreate(stream_, std::move(c));
   // A recipe watches from the revision it just read (clientv3's
-  // waitDelete), which the store has usually reached: the hub takes such
-  // a watcher as behind and would catch it up at the next tick, so each
-  // lock hand-off waited for a heartbeat (10 waiters on one name: 100
-  // Lock+Unlock a second, as etcd's 100 ms sync loop gives). Caught up
-  // now (one bounded history read), it is synced before the delete it
-  // waits for: 1064 a second.
-  server_->watch_hub().SyncUnsynced();
+  // waitDelete); the hub catches such a watcher up inside Create, so it is
+  // synced before the delete it waits for (WatchLimits::
+  // max_events_per_create).
+  server_->WatchCreate(stream_, std::move(c));
 }
 
 void RecipeRun::CloseWatch() {

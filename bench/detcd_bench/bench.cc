@@ -104,6 +104,9 @@ struct Worker {
   pb::RangeRequest range;
   int64_t lease_id = 0;
   std::unique_ptr<client::KeepAliveStream> keepalive;
+  std::unique_ptr<client::WatchStream> watch;
+  std::string resume_key;
+  int64_t resume_rev = 0;
   int64_t conflicts = 0;
 };
 
@@ -243,6 +246,9 @@ class Bench {
         break;
       case Workload::kLock:
         s = RunLock(&r);
+        break;
+      case Workload::kWatchResume:
+        s = RunWatchResume(&r);
         break;
     }
     if (!s.ok()) return s;
@@ -1144,6 +1150,79 @@ class Bench {
     auto lr = Loop(spec);
     if (!lr.ok()) return lr.status();
     r->counters["stm conflicts (retried)"] = lr->conflicts;
+    Append(std::move(*lr), r);
+    return absl::OkStatus();
+  }
+
+  // Reads the worker's watch stream until a response satisfying `want`.
+  static absl::Status ReadUntil(
+      Worker& w, pb::WatchResponse* resp,
+      const std::function<bool(const pb::WatchResponse&)>& want) {
+    while (w.watch->Read(resp)) {
+      if (resp->canceled() && !resp->cancel_reason().empty()) {
+        return absl::FailedPreconditionError(resp->cancel_reason());
+      }
+      if (want(*resp)) return absl::OkStatus();
+    }
+    absl::Status s = w.watch->Finish();
+    return s.ok() ? absl::UnavailableError("watch stream ended") : s;
+  }
+
+  absl::Status RunWatchResume(Result* r) {
+    LoopSpec spec = MainSpec();
+    spec.sections = {"resume"};
+    spec.setup = [this](Worker& w) -> absl::Status {
+      w.resume_key = absl::StrCat("resume/", w.id);
+      pb::PutRequest put;
+      put.set_key(w.resume_key);
+      put.set_value(w.value);
+      auto resp = w.client->Put(put, Call());
+      if (!resp.ok()) return resp.status();
+      w.resume_rev = resp->header().revision();
+      auto st = w.client->OpenWatch(
+          client::CallOptions::Timeout(absl::Hours(24 * 365)));
+      if (!st.ok()) return st.status();
+      w.watch = std::move(*st);
+      return absl::OkStatus();
+    };
+    // Create from the put's revision (behind the store once anything else
+    // was written), its one event, cancel.
+    spec.op = [](Worker& w, int64_t, int*) -> absl::Status {
+      pb::WatchRequest req;
+      pb::WatchCreateRequest* c = req.mutable_create_request();
+      c->set_key(w.resume_key);
+      c->set_start_revision(w.resume_rev);
+      if (!w.watch->Send(req)) return w.watch->Finish();
+      pb::WatchResponse resp;
+      absl::Status s = ReadUntil(
+          w, &resp, [](const pb::WatchResponse& x) { return x.created(); });
+      if (!s.ok()) return s;
+      const int64_t id = resp.watch_id();
+      s = ReadUntil(w, &resp, [id](const pb::WatchResponse& x) {
+        return x.watch_id() == id && x.events_size() > 0;
+      });
+      if (!s.ok()) return s;
+      if (resp.events(0).kv().mod_revision() != w.resume_rev) {
+        return absl::InternalError(absl::StrCat(
+            "watch-resume: event of revision ",
+            resp.events(0).kv().mod_revision(), ", not ", w.resume_rev));
+      }
+      pb::WatchRequest cancel;
+      cancel.mutable_cancel_request()->set_watch_id(id);
+      if (!w.watch->Send(cancel)) return w.watch->Finish();
+      return ReadUntil(w, &resp, [id](const pb::WatchResponse& x) {
+        return x.watch_id() == id && x.canceled();
+      });
+    };
+    spec.teardown = [this](Worker& w) {
+      if (w.watch) w.watch->Cancel();
+      if (w.resume_key.empty()) return;
+      pb::DeleteRangeRequest del;
+      del.set_key(w.resume_key);
+      (void)w.client->DeleteRange(del, Call());
+    };
+    auto lr = Loop(spec);
+    if (!lr.ok()) return lr.status();
     Append(std::move(*lr), r);
     return absl::OkStatus();
   }

@@ -25,6 +25,7 @@ constexpr WorkloadEntry kWorkloads[] = {
     {"lease-keepalive", Workload::kLeaseKeepalive},
     {"stm", Workload::kStm},
     {"lock", Workload::kLock},
+    {"watch-resume", Workload::kWatchResume},
 };
 
 // One flag: whether it takes a value, and how to store it.
@@ -337,6 +338,10 @@ Workloads:
                       --lock-names names, each client under a lease of its
                       own: with fewer names than clients, the others wait
                       in the queue (latency includes the wait)
+  watch-resume        each client puts a key of its own, then over and over
+                      watches it from that put's revision (as a client
+                      resuming a watch, or watching after a list), reads
+                      the event and cancels: latency create to cancel
 
 Global flags:
   --endpoints LIST    comma-separated (default 127.0.0.1:2379)

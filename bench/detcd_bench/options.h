@@ -24,6 +24,7 @@ enum class Workload {
   kLeaseKeepalive,
   kStm,
   kLock,
+  kWatchResume,
 };
 
 const char* WorkloadName(Workload w);

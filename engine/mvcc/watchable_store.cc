@@ -552,6 +552,17 @@ struct WatchHub::Impl {
       ref.synced = false;
       unsynced.insert(ref.wk);
       ++st->unsynced;
+      // A watcher only a little behind (a client resuming from the
+      // revision it just read, as clientv3's lock and election recipes
+      // and a list-then-watch do) gets its events now rather than at the
+      // next SyncUnsynced (etcd: its 100 ms sync loop), from a read of at
+      // most max_events_per_create events; one further behind gets that
+      // much now and the rest at the syncs.
+      if (start > history->CompactRev() &&
+          limits.max_events_per_create > 0) {
+        CatchUp({&ref}, cur, limits.max_events_per_create,
+                /*sweep=*/false);
+      }
     }
   }
 
@@ -660,7 +671,9 @@ struct WatchHub::Impl {
           cands.push_back(w);
         }
       }
-      if (!cands.empty()) CatchUp(cands, cur);
+      if (!cands.empty()) {
+        CatchUp(cands, cur, limits.max_events_per_sync, /*sweep=*/true);
+      }
     }
     FlushAttention();
   }
@@ -671,7 +684,10 @@ struct WatchHub::Impl {
   // candidate is served once per sweep, so a watcher stuck on a refusing
   // sink cannot starve the others, and one holding its stream
   // mid-fragment gets its turn to finish.
-  void CatchUp(const std::vector<Watcher*>& cands, int64_t cur) {
+  // sweep: the read is SyncUnsynced's, and moves the sweep's position
+  // (Create's read of one watcher leaves it).
+  void CatchUp(const std::vector<Watcher*>& cands, int64_t cur,
+               size_t max_events, bool sweep) {
     constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
     int64_t from = kNone;
     int64_t lowest = kNone;
@@ -682,12 +698,14 @@ struct WatchHub::Impl {
     if (from == kNone) from = lowest;
     std::vector<Event> evs;
     int64_t next_read = 0;
-    absl::Status s = history->Changes(from, cur, limits.max_events_per_sync,
-                                      &evs, &next_read);
+    absl::Status s =
+        history->Changes(from, cur, max_events, &evs, &next_read);
     DETCD_CHECK_MSG(s.ok(), "EventHistory::Changes failed above CompactRev");
     DETCD_CHECK(next_read > from && next_read <= cur + 1);
-    sync_cursor = next_read;
-    if (next_read <= cur) DETCD_PROBE(kWatchCatchUpLimited);
+    if (sweep) {
+      sync_cursor = next_read;
+      if (next_read <= cur) DETCD_PROBE(kWatchCatchUpLimited);
+    }
 
     WatcherIndex index;
     std::vector<Watcher*> served;

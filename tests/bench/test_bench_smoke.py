@@ -175,6 +175,14 @@ class BenchSmoke(cluster.ClusterTestCase):
         self.assertEqual(self.count("lock/"), 0)
         self.assertIn("found 0 leases", self.c.ctl_ok(["lease", "list"]).out)
 
+    def test_watch_resume_gets_each_event_and_cleans_up(self):
+        r = self.run_json(["--clients", "3", "watch-resume", "--total",
+                           "60"], ["resume"])
+        # Each resume read its key's event at the put's revision (a wrong
+        # revision or a missing event is an error) and canceled the watch.
+        self.assertEqual(r["sections"][0]["count"], 60)
+        self.assertEqual(self.count("resume/"), 0)
+
     def test_target_leader_and_text_output(self):
         p, _ = bench(self.eps, ["--target-leader", "range", "rk",
                                 "--total", "10"])

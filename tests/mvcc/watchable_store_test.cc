@@ -182,7 +182,11 @@ const std::string kFromKey(1, '\0');
 
 class WatchHubTest : public ::testing::Test {
  protected:
-  void MakeHub(WatchLimits l = WatchLimits()) {
+  // These tests drive SyncUnsynced by hand, so by default Create leaves a
+  // watcher behind to it (etcd's way; max_events_per_create 0). The
+  // CreateCatchUp tests turn the hub's own default on.
+  void MakeHub(WatchLimits l = WatchLimits(), bool create_catch_up = false) {
+    if (!create_catch_up) l.max_events_per_create = 0;
     hub = std::make_unique<WatchHub>(&h, l);
   }
   void SetUp() override { MakeHub(); }
@@ -373,6 +377,82 @@ TEST_F(WatchHubTest, HistoricalReplayThenLive) {
   hub->Create(s, Key("a", 12));
   hub->SyncUnsynced();
   EXPECT_THAT(Revs(c.Events(1)), ::testing::ElementsAre(12));
+}
+
+TEST_F(WatchHubTest, CreateCatchUpSyncsAWatcherALittleBehind) {
+  MakeHub(WatchLimits(), /*create_catch_up=*/true);
+  for (int i = 0; i < 10; ++i) Put(i % 2 ? "a" : "b", std::to_string(i));
+  Client c;
+  auto s = hub->OpenStream(c.Sink());
+  int reads = h.reads();
+  hub->Create(s, Key("a", 3));
+  // Created, then the replay, with no SyncUnsynced: one history read.
+  EXPECT_EQ(h.reads(), reads + 1);
+  EXPECT_EQ(hub->unsynced(), 0u);
+  ASSERT_GE(c.got.size(), 2u);
+  EXPECT_TRUE(c.got[0].created);
+  EXPECT_THAT(Revs(c.Events(0)), ::testing::ElementsAre(3, 5, 7, 9, 11));
+  Put("a", "live");
+  EXPECT_THAT(Revs(c.Events(0)), ::testing::ElementsAre(3, 5, 7, 9, 11, 12));
+  // From the current revision (clientv3's lock waits so): that revision
+  // at once, then live.
+  hub->Create(s, Key("a", 12));
+  EXPECT_THAT(Revs(c.Events(1)), ::testing::ElementsAre(12));
+  Put("a", "again");
+  EXPECT_THAT(Revs(c.Events(1)), ::testing::ElementsAre(12, 13));
+  hub->SyncUnsynced();
+  EXPECT_THAT(Revs(c.Events(0)),
+              ::testing::ElementsAre(3, 5, 7, 9, 11, 12, 13));
+}
+
+TEST_F(WatchHubTest, CreateCatchUpReadsAtMostItsLimit) {
+  WatchLimits l;
+  l.max_events_per_create = 4;
+  l.max_events_per_sync = 3;
+  MakeHub(l, /*create_catch_up=*/true);
+  for (int i = 0; i < 20; ++i) Put("k", std::to_string(i));  // revs 2..21
+  Client c;
+  auto s = hub->OpenStream(c.Sink());
+  hub->Create(s, Key("k", 2));
+  // 4 events now; the watcher stays behind for the syncs.
+  EXPECT_THAT(Revs(c.Events(0)), ::testing::ElementsAre(2, 3, 4, 5));
+  EXPECT_EQ(hub->unsynced(), 1u);
+  int calls = 0;
+  while (hub->unsynced() > 0) {
+    hub->SyncUnsynced();
+    ASSERT_LT(++calls, 100);
+  }
+  EXPECT_EQ(calls, 6);  // 16 events, 3 a call
+  std::vector<int64_t> want;
+  for (int64_t r = 2; r <= 21; ++r) want.push_back(r);
+  EXPECT_EQ(Revs(c.Events(0)), want);
+}
+
+TEST_F(WatchHubTest, CreateCatchUpLeavesCompactedAndRefusedWatchers) {
+  WatchLimits l;
+  l.max_pending_control_per_stream = 4;
+  MakeHub(l, /*create_catch_up=*/true);
+  for (int i = 0; i < 9; ++i) Put("k", "v");  // revs 2..10
+  h.Compact(5);
+  Client c;
+  auto s = hub->OpenStream(c.Sink());
+  // Compacted: canceled by the sync, as without the catch-up.
+  hub->Create(s, Key("k", 4));
+  EXPECT_EQ(hub->unsynced(), 1u);
+  hub->SyncUnsynced();
+  ASSERT_EQ(c.got.size(), 2u);
+  EXPECT_TRUE(c.got[1].canceled);
+  EXPECT_EQ(c.got[1].compact_revision, 5);
+  // A sink refusing everything: created waits, no events skip ahead of
+  // it, and the watcher is caught up once the sink takes again.
+  c.refuse = true;
+  hub->Create(s, Key("k", 8));
+  EXPECT_EQ(c.got.size(), 2u);
+  c.refuse = false;
+  hub->SyncUnsynced();
+  ASSERT_GE(c.got.size(), 3u);
+  EXPECT_TRUE(c.got[2].created);
+  EXPECT_THAT(Revs(c.Events(1)), ::testing::ElementsAre(8, 9, 10));
 }
 
 TEST_F(WatchHubTest, ReplayAcrossManySyncsNeverSplitsRevisions) {
@@ -1228,10 +1308,11 @@ struct Model {
 using Cmd = std::tuple<uint8_t, uint8_t, uint8_t, uint8_t, uint8_t, uint8_t>;
 
 WatchLimits PropertyLimits(size_t max_watchers, size_t max_events,
-                           size_t max_bytes) {
+                           size_t max_bytes, size_t create_events = 0) {
   WatchLimits l;
   l.max_watchers_per_stream = max_watchers;
   l.max_events_per_sync = max_events;
+  l.max_events_per_create = create_events;
   l.max_response_bytes = max_bytes;
   l.progress_notify_interval_ns = 1000;
   return l;
@@ -1415,7 +1496,8 @@ RC_GTEST_PROP(WatchHubProperty, EveryWatcherSeesExactlyItsHistory, ()) {
       *rc::gen::scale(3.0, rc::gen::arbitrary<std::vector<Cmd>>());
   const WatchLimits limits = PropertyLimits(
       *rc::gen::inRange<size_t>(1, 9), *rc::gen::inRange<size_t>(1, 6),
-      *rc::gen::element<size_t>(100, 300, 1000));
+      *rc::gen::element<size_t>(100, 300, 1000),
+      *rc::gen::element<size_t>(0, 1, 2, 256));
   Model::Stats st = RunProperty(cmds, limits);
   RC_CLASSIFY(st.events > 50, "many events");
   RC_CLASSIFY(st.fragments > 0, "fragments");
@@ -1441,7 +1523,9 @@ TEST(WatchHubPropertyLong, SeededCommandSequences) {
     }
     // Reuse the checks: a failed RC_ASSERT throws its CaseResult.
     try {
-      Model::Stats st = RunProperty(cmds);
+      // Every other seed with the hub's catch-up at create (2 events).
+      Model::Stats st =
+          RunProperty(cmds, PropertyLimits(6, 3, 300, seed % 2 == 0 ? 2 : 0));
       total.events += st.events;
       total.fragments += st.fragments;
       total.refusals += st.refusals;
