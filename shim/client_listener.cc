@@ -394,7 +394,7 @@ void ClientListener::Start() {
     if (ep->fd < 0) continue;
     Endpoint* e = ep.get();
     ep->thread = std::thread([this, e] {
-      NameThisThread("client-accept");
+      NameThisThread("client-accept", ThreadKind::kIo);
       AcceptLoop(e);
     });
   }

@@ -16,7 +16,7 @@ void DiskThread::Start() {
   started_ = true;
   freer_.Start();
   thread_ = std::thread([this] {
-    NameThisThread("disk");
+    NameThisThread("disk", ThreadKind::kIo);
     Run();
   });
 }

@@ -109,7 +109,7 @@ class DiskThread final : public env::DiskWorker {
   uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t ran_inline_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
-  WorkThread freer_{"disk-free"};
+  WorkThread freer_{"disk-free", ThreadKind::kBackground};
 };
 
 }  // namespace detcd::shim

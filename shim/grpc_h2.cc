@@ -549,7 +549,7 @@ void Server::Start() {
   if (started_ || stopping_) return;
   started_ = true;
   thread_ = std::thread([this] {
-    NameThisThread("grpc-h2");
+    NameThisThread("grpc-h2", ThreadKind::kIo);
     Loop();
   });
 }

@@ -950,7 +950,7 @@ void PeerTransport::SetPeer(uint64_t id, std::vector<std::string> urls) {
     p->urls = std::move(urls);
   }
   p->thread = std::thread([this, p] {
-    NameThisThread("peer-send");
+    NameThisThread("peer-send", ThreadKind::kIo);
     SenderLoop(p);
   });
   peers_[id] = std::move(p);
@@ -1368,7 +1368,7 @@ void PeerTransport::AcceptLoop(Listener* l) {
     bool tls = l->tls;
     // The thread's first act needing mu_ waits until we insert below.
     in->thread = std::thread([this, id, fd, tls, remote] {
-      NameThisThread("peer-recv");
+      NameThisThread("peer-recv", ThreadKind::kIo);
       ServeIncoming(id, fd, tls, remote);
     });
     incoming_[id] = std::move(in);

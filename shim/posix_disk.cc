@@ -245,7 +245,7 @@ absl::Status PosixDisk::RemoveInOrder(const std::vector<std::string>& paths,
 }
 
 void PosixDisk::RunRemovals() {
-  NameThisThread("disk-remove");
+  NameThisThread("disk-remove", ThreadKind::kBackground);
   Remover& r = *remover_;
   for (;;) {
     Remover::Job job;

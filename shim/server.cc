@@ -1319,7 +1319,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // Its completions reach the loop (made below, and started before any
   // request comes) through `m`.
   m.offload = std::make_unique<OffloadThread>(
-      "bcrypt",
+      "bcrypt", ThreadKind::kBackground,
       static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
       [im](std::function<void()> done) {
         return im->loop != nullptr && im->loop->PostCompletion(std::move(done));

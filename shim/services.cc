@@ -191,7 +191,7 @@ struct Services::Impl {
   // Encodes large answers (NativeUnaryCall::Send, and gRPC C++'s Finish
   // in UnaryCall::Send); stopped, after running what is queued, by
   // Services::Shutdown.
-  WorkThread encoder{"encoder"};
+  WorkThread encoder{"encoder", ThreadKind::kIo};
 };
 
 namespace {

@@ -32,7 +32,7 @@ void WorkThread::Stop() {
 }
 
 void WorkThread::Run() {
-  NameThisThread(name_);
+  NameThisThread(name_, kind_);
   for (;;) {
     std::function<void()> task;
     {

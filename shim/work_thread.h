@@ -17,14 +17,18 @@
 
 #include "absl/synchronization/mutex.h"
 #include "engine/env/env.h"
+#include "shim/thread_name.h"
 
 namespace detcd::shim {
 
 class WorkThread {
  public:
-  // `name` names the threads (at most 15 bytes, as Linux keeps it).
-  explicit WorkThread(std::string name, int threads = 1)
-      : name_(std::move(name)), threads_(threads < 1 ? 1 : threads) {}
+  // `name` names the threads (at most 15 bytes, as Linux keeps it);
+  // `kind` sets their scheduling class (shim/thread_name.h).
+  WorkThread(std::string name, ThreadKind kind, int threads = 1)
+      : name_(std::move(name)),
+        kind_(kind),
+        threads_(threads < 1 ? 1 : threads) {}
   ~WorkThread() { Stop(); }
   WorkThread(const WorkThread&) = delete;
   WorkThread& operator=(const WorkThread&) = delete;
@@ -39,6 +43,7 @@ class WorkThread {
   void Run();
 
   const std::string name_;
+  const ThreadKind kind_;
   const int threads_;
   absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
@@ -56,8 +61,8 @@ class WorkThread {
 class OffloadThread final : public env::Offload {
  public:
   using PostFn = std::function<bool(std::function<void()>)>;
-  OffloadThread(std::string name, int threads, PostFn post)
-      : thread_(std::move(name), threads), post_(std::move(post)) {}
+  OffloadThread(std::string name, ThreadKind kind, int threads, PostFn post)
+      : thread_(std::move(name), kind, threads), post_(std::move(post)) {}
   void Start() { thread_.Start(); }
   void Stop() { thread_.Stop(); }
   void Run(std::function<void()> work, std::function<void()> done) override {

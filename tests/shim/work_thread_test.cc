@@ -1,5 +1,7 @@
 #include "shim/work_thread.h"
 
+#include <sched.h>
+
 #include <atomic>
 #include <functional>
 #include <thread>
@@ -14,7 +16,7 @@ namespace detcd::shim {
 namespace {
 
 TEST(WorkThreadTest, OneThreadRunsTasksInOrder) {
-  WorkThread w("work-test");
+  WorkThread w("work-test", ThreadKind::kIo);
   w.Start();
   absl::Mutex mu;
   std::vector<int> seen;
@@ -30,10 +32,24 @@ TEST(WorkThreadTest, OneThreadRunsTasksInOrder) {
   EXPECT_FALSE(w.Post([] {}));
 }
 
+// The kind sets the threads' scheduling class (shim/thread_name.h): a
+// thread something waits on keeps the default, background work is batch.
+TEST(WorkThreadTest, KindSetsTheSchedulingClass) {
+  for (auto [kind, want] : {std::pair{ThreadKind::kIo, SCHED_OTHER},
+                            std::pair{ThreadKind::kBackground, SCHED_BATCH}}) {
+    WorkThread w("work-test", kind);
+    w.Start();
+    std::atomic<int> policy{-1};
+    ASSERT_TRUE(w.Post([&] { policy = sched_getscheduler(0); }));
+    w.Stop();
+    EXPECT_EQ(policy.load(), want);
+  }
+}
+
 // Two tasks that each wait for the other finish only if they run side by
 // side (bounded: each gives up after 10 s, and then the test fails).
 TEST(WorkThreadTest, SeveralThreadsRunTasksSideBySide) {
-  WorkThread w("work-test", 2);
+  WorkThread w("work-test", ThreadKind::kBackground, 2);
   w.Start();
   absl::Notification a, b;
   std::atomic<int> met{0};
@@ -53,11 +69,12 @@ TEST(WorkThreadTest, SeveralThreadsRunTasksSideBySide) {
 // post function; once stopped, both run on the caller's thread.
 TEST(WorkThreadTest, OffloadPostsCompletions) {
   std::atomic<int> posted{0};
-  OffloadThread o("offload-test", 2, [&](std::function<void()> done) {
-    ++posted;
-    done();
-    return true;
-  });
+  OffloadThread o("offload-test", ThreadKind::kBackground, 2,
+                  [&](std::function<void()> done) {
+                    ++posted;
+                    done();
+                    return true;
+                  });
   o.Start();
   const std::thread::id me = std::this_thread::get_id();
   absl::Notification finished;
