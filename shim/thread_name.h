@@ -10,9 +10,9 @@
 // files) run as SCHED_BATCH, which never preempts on wake-up but still
 // gets its fair share and an idle CPU at once. Until 2026-12-07 every
 // helper was SCHED_BATCH, so as not to preempt the engine when it woke
-// one (~10% of a 3-member put's server CPU); with two busy processes on
-// this 2-core machine a put then took 12 ms instead of 0.2 (docs/DESIGN.md,
-// "Thread classes").
+// one (a tenth or more of a 3-member put's server CPU); with two busy
+// processes on this 2-core machine a put then took 12 ms instead of 0.2
+// (docs/DESIGN.md, "Thread classes").
 #ifndef DETCD_SHIM_THREAD_NAME_H_
 #define DETCD_SHIM_THREAD_NAME_H_
 
