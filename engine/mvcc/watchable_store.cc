@@ -556,10 +556,13 @@ struct WatchHub::Impl {
       // revision it just read, as clientv3's lock and election recipes
       // and a list-then-watch do) gets its events now rather than at the
       // next SyncUnsynced (etcd: its 100 ms sync loop), from a read of at
-      // most max_events_per_create events; one further behind gets that
-      // much now and the rest at the syncs.
-      if (start > history->CompactRev() &&
-          limits.max_events_per_create > 0) {
+      // most max_events_per_create events. One more revisions behind than
+      // that has more events than that (each revision has one at least):
+      // it is left to the syncs whole, at no cost here, so a storm of
+      // creates from old revisions reads nothing more than before.
+      const int64_t limit = static_cast<int64_t>(std::min<size_t>(
+          limits.max_events_per_create, std::numeric_limits<int64_t>::max()));
+      if (start > history->CompactRev() && cur - start < limit) {
         CatchUp({&ref}, cur, limits.max_events_per_create,
                 /*sweep=*/false);
       }

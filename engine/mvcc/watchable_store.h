@@ -10,9 +10,9 @@
 //   - unsynced: it is behind (historical start revision, a sink that
 //     refused, a store restore) and SyncUnsynced catches it up from the
 //     EventHistory, at most max_events_per_sync events per call. A
-//     watcher created behind is first caught up by Create itself, by a
-//     read of at most max_events_per_create events: one a few revisions
-//     behind is synced before Create returns.
+//     watcher created fewer than max_events_per_create revisions behind
+//     is first caught up by Create itself, by a read of at most that many
+//     events: one a few revisions behind is synced before Create returns.
 // A watcher keeps no queue of events: only its next revision (plus, while
 // a fragmented response is half sent, how many events of that revision
 // went out). So memory per watcher is bounded, however slow its client.
@@ -89,8 +89,9 @@ struct WatchLimits {
   // split, so one call may read more if a single revision is bigger).
   size_t max_events_per_sync = 1000;
   // Events read from history when a watcher is created behind the store
-  // (a start revision at or below the current one), to catch it up at
-  // once; 0: it waits for the next SyncUnsynced, as in etcd.
+  // (a start revision at or below the current one, by fewer revisions
+  // than this), to catch it up at once; further behind, or 0: it waits
+  // for the next SyncUnsynced, as in etcd.
   size_t max_events_per_create = 256;
   // Estimated encoded size above which a response is fragmented (for
   // watchers that asked for fragments) or a catch-up batch is split at a

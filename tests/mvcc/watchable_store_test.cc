@@ -413,19 +413,34 @@ TEST_F(WatchHubTest, CreateCatchUpReadsAtMostItsLimit) {
   for (int i = 0; i < 20; ++i) Put("k", std::to_string(i));  // revs 2..21
   Client c;
   auto s = hub->OpenStream(c.Sink());
+  // 20 revisions behind, more than the limit: no read at create, all of
+  // it at the syncs.
+  int reads = h.reads();
   hub->Create(s, Key("k", 2));
-  // 4 events now; the watcher stays behind for the syncs.
-  EXPECT_THAT(Revs(c.Events(0)), ::testing::ElementsAre(2, 3, 4, 5));
+  EXPECT_EQ(h.reads(), reads);
+  EXPECT_TRUE(c.Events(0).empty());
   EXPECT_EQ(hub->unsynced(), 1u);
   int calls = 0;
   while (hub->unsynced() > 0) {
     hub->SyncUnsynced();
     ASSERT_LT(++calls, 100);
   }
-  EXPECT_EQ(calls, 6);  // 16 events, 3 a call
+  EXPECT_EQ(calls, 7);  // 20 events, 3 a call
   std::vector<int64_t> want;
   for (int64_t r = 2; r <= 21; ++r) want.push_back(r);
   EXPECT_EQ(Revs(c.Events(0)), want);
+  // 3 revisions behind, under the limit, but 6 events (txns of two): the
+  // first 4 whole revisions' worth now, the rest at the next sync.
+  for (int i = 0; i < 3; ++i) {
+    Txn({{true, "t1", std::to_string(i)}, {true, "t2", std::to_string(i)}});
+  }  // revs 22..24
+  hub->Create(s, Range("t1", "t3", 22));
+  EXPECT_THAT(Revs(c.Events(1)), ::testing::ElementsAre(22, 22, 23, 23));
+  EXPECT_EQ(hub->unsynced(), 1u);
+  hub->SyncUnsynced();
+  EXPECT_THAT(Revs(c.Events(1)),
+              ::testing::ElementsAre(22, 22, 23, 23, 24, 24));
+  EXPECT_EQ(hub->unsynced(), 0u);
 }
 
 TEST_F(WatchHubTest, CreateCatchUpLeavesCompactedAndRefusedWatchers) {
