@@ -532,6 +532,12 @@ struct DetcdServer::Impl {
   bool StopIfRemoved();
   HttpResponse PeerHttp(const HttpRequest& r);
   void PublishFigures();
+  // The store's O(1) figures (revision, compact revision, keys): after
+  // every batch too, before its answers leave, so a client that saw its
+  // write answered finds it in the metrics (etcd's gauges move with each
+  // write). The db sizes stay with the tick (etcd's move with its
+  // backend's commits, every 100 ms).
+  void PublishStoreFigures();
   void Publish();
   HttpResponse Http(const HttpRequest& r);
   HealthSource MakeHealthSource();
@@ -604,9 +610,7 @@ void DetcdServer::Impl::PublishFigures() {
   }
   figures.pending = n.pending_requests();
   figures.term = n.raft().term();
-  figures.revision = server->state().kv().Rev();
-  figures.compact_revision = server->state().kv().CompactRev();
-  figures.keys = static_cast<int64_t>(server->state().kv().key_count());
+  PublishStoreFigures();
   figures.db_size = server->state().db_size();
   figures.db_size_in_use = server->state().db_size_in_use();
   const lease::Lessor::Counters& lc = server->state().lessor().counters();
@@ -619,6 +623,12 @@ void DetcdServer::Impl::PublishFigures() {
   figures.auth_revision = server->state().auth().revision();
   figures.slow_watchers = server->watch_hub().unsynced();
   figures.compacted_revisions = server->state().kv().compacted_revisions();
+}
+
+void DetcdServer::Impl::PublishStoreFigures() {
+  figures.revision = server->state().kv().Rev();
+  figures.compact_revision = server->state().kv().CompactRev();
+  figures.keys = static_cast<int64_t>(server->state().kv().key_count());
 }
 
 // As etcd's applyConfChange tells its transport: members added or moved
@@ -1363,6 +1373,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
       [s = m.server.get(), t = m.transport.get(), l = m.loop.get(), im,
        posted = std::make_shared<bool>(false)] {
         s->node().ReleaseReady();
+        im->PublishStoreFigures();
         t->FlushSends();
         if (h2::Server* h = im->h2_answers.load(std::memory_order_acquire)) {
           h->ReleaseAnswers();
