@@ -108,6 +108,7 @@ void Cluster::AddNode(uint64_t id, std::vector<uint64_t> voters) {
       std::make_unique<SimOffload>([this, id](std::function<void()> ev) {
         NodeEventAfter(id, kOffloadNs, std::move(ev));
       });
+  n.memory = std::make_unique<sim::SimMemory>();
   n.clock = std::make_unique<sim::SimClock>(&world_);
   n.clock->set_on_jump([this, id](int64_t forward_ns) {
     DETCD_CHECK_MSG(opts_.timing.clock_jumps,
@@ -149,6 +150,7 @@ void Cluster::StartNode(SimNode& n) {
   env.transport = n.transport.get();
   env.rng = n.rng.get();
   env.offload = n.offload.get();
+  env.memory = n.memory.get();
   n.server = std::make_unique<server::EtcdServer>(env, o);
   n.server->node().set_observer(&checker_);
   n.server->set_on_ack(

@@ -25,6 +25,7 @@
 #include "harness/trace.h"
 #include "sim/sim_clock.h"
 #include "sim/sim_disk.h"
+#include "sim/sim_memory.h"
 #include "sim/sim_network.h"
 #include "sim/world.h"
 
@@ -265,6 +266,7 @@ class Cluster {
     uint64_t id = 0;
     std::unique_ptr<sim::SimDisk> disk;
     std::unique_ptr<SimOffload> offload;
+    std::unique_ptr<sim::SimMemory> memory;
     std::unique_ptr<sim::SimClock> clock;
     std::unique_ptr<sim::SimTransport> transport;
     std::unique_ptr<env::SeededRng> rng;

@@ -45,6 +45,7 @@
 #include "shim/log.h"
 #include "shim/maintenance.h"
 #include "shim/metrics.h"
+#include "shim/page_memory.h"
 #include "shim/peer_transport.h"
 #include "shim/posix_disk.h"
 #include "shim/real_clock.h"
@@ -452,6 +453,9 @@ struct DetcdServer::Impl {
   // bcrypt off the engine thread (env::Offload); outlives the server,
   // stopped in Teardown after the loop.
   std::unique_ptr<OffloadThread> offload;
+  // A restart's snapshot file and image go back page by page as they are
+  // read (env::Memory).
+  PageMemory memory;
   // The native transport once started, for the engine's batch hooks
   // (HoldAnswers / ReleaseAnswers); it outlives the engine loop.
   std::atomic<h2::Server*> h2_answers{nullptr};
@@ -1334,8 +1338,8 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
       [im](std::function<void()> done) {
         return im->loop != nullptr && im->loop->PostCompletion(std::move(done));
       });
-  env::Env env{&m.clock, m.timed_disk.get(), m.transport.get(), m.rng.get(),
-               m.offload.get()};
+  env::Env env{&m.clock,    m.timed_disk.get(), m.transport.get(),
+               m.rng.get(), m.offload.get(),    &m.memory};
   m.server = std::make_unique<server::EtcdServer>(env, so);
   m.server->set_peer_link_age([t = m.transport.get()](uint64_t peer) {
     return t->LinkAgeNanos(peer);

@@ -200,12 +200,38 @@ class Offload {
   virtual void Run(std::function<void()> work, std::function<void()> done) = 0;
 };
 
+// Memory the engine read once and will not read again, given back to the
+// system while the buffer holding it is still in use: a snapshot file as it
+// is decompressed, the image as a member restores from it, so a restart
+// does not hold the file, the image and the store built from them at once.
+class Memory {
+ public:
+  virtual ~Memory() = default;
+  // The caller owns the buffer around [begin, end), has read those bytes
+  // and never reads them again; the buffer stays valid to free. The real
+  // server gives back the whole pages inside the range (their contents are
+  // then lost); the simulator overwrites the range. Returns where the
+  // range given back ends (begin if nothing was): the next call for the
+  // same buffer starts there.
+  virtual const char* ReleaseRead(const char* begin, const char* end) = 0;
+};
+
+// Told, by a reader going once through a buffer front to back, that it
+// reads nothing before `upto` any more (it may be told several times, with
+// points that only grow).
+using ReadBehind = std::function<void(const char* upto)>;
+
+// A ReadBehind that gives back through `memory` what lies behind each point
+// (nothing when memory is null), starting at `begin`, the buffer's start.
+ReadBehind ReleaseBehind(Memory* memory, const char* begin);
+
 struct Env {
   Clock* clock = nullptr;
   Disk* disk = nullptr;
   Transport* transport = nullptr;
   Rng* rng = nullptr;
   Offload* offload = nullptr;  // null: the engine runs such work inline
+  Memory* memory = nullptr;    // null: read buffers are freed whole
 };
 
 // Forwards every call to a target; fault injectors override only what they

@@ -1610,7 +1610,8 @@ absl::StatusOr<bool> KvStore::ImageReader::Next(ImageRecord* out) {
   return true;
 }
 
-absl::Status KvStore::Restore(std::string_view image) {
+absl::Status KvStore::Restore(std::string_view image,
+                              const env::ReadBehind& behind) {
   DETCD_CHECK_MSG(!impl_->txn_open, "Restore during a write transaction");
   auto bad = [](const char* why) {
     return absl::DataLossError(absl::StrCat("mvcc snapshot: ", why));
@@ -1625,7 +1626,15 @@ absl::Status KvStore::Restore(std::string_view image) {
 
   Revision prev_rev{0, 0};
   ImageRecord rec;
+  // How far the reader goes between two calls of `behind`.
+  constexpr size_t kBehindStep = 4 << 20;
+  const char* told = image.data();
   while (true) {
+    if (behind &&
+        static_cast<size_t>(reader->position() - told) >= kBehindStep) {
+      told = reader->position();
+      behind(told);
+    }
     absl::StatusOr<bool> more = reader->Next(&rec);
     if (!more.ok()) return more.status();
     if (!*more) break;

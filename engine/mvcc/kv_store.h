@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/env/env.h"
 #include "engine/mvcc/types.h"
 
 namespace detcd::mvcc {
@@ -171,7 +172,12 @@ class KvStore final : public EventHistory {
   // The whole store (every kept revision, the current and compact
   // revisions) as one image; Restore replaces the store with one.
   std::string Snapshot() const;
-  absl::Status Restore(std::string_view image);
+  // `behind` (may be null) is told, as the records are decoded, where in
+  // `image` nothing before is read again (after the checksum's pass, the
+  // records are read once, in order): the caller may give that memory
+  // back (env::Memory).
+  absl::Status Restore(std::string_view image,
+                       const env::ReadBehind& behind = nullptr);
   // The image format written now (kv_store.cc documents it) and the
   // checksum that ends such an image: crc32c of every byte before it.
   // Restore also reads version 1, whose checksum was FNV-1a-64 folded to 32
@@ -205,6 +211,8 @@ class KvStore final : public EventHistory {
     // The next record into *r: false after the last one (DataLoss if bytes
     // follow it), DataLoss for a truncated or malformed record.
     absl::StatusOr<bool> Next(ImageRecord* r);
+    // Where the next record starts: Next reads nothing before it again.
+    const char* position() const { return body_.data() + pos_; }
     // Back to the first record.
     void Rewind() {
       pos_ = first_;

@@ -597,7 +597,12 @@ struct PreparedImage final : StateMachine::Prepared {
 }  // namespace
 
 absl::Status EtcdStateMachine::Restore(std::string_view image) {
-  absl::StatusOr<std::unique_ptr<Prepared>> p = PrepareRestore(image);
+  return RestoreReading(image, nullptr);
+}
+
+absl::Status EtcdStateMachine::RestoreReading(std::string_view image,
+                                              const env::ReadBehind& behind) {
+  absl::StatusOr<std::unique_ptr<Prepared>> p = Prepare(image, behind);
   if (!p.ok()) return p.status();
   return RestorePrepared(image, &*p);
 }
@@ -636,7 +641,15 @@ absl::StatusOr<EtcdStateMachine::ImageSections> EtcdStateMachine::SplitImage(
 
 absl::StatusOr<std::unique_ptr<StateMachine::Prepared>>
 EtcdStateMachine::PrepareRestore(std::string_view image) const {
-  // Views into `image` (a 1M-key store's image is hundreds of MiB).
+  return Prepare(image, nullptr);
+}
+
+absl::StatusOr<std::unique_ptr<StateMachine::Prepared>>
+EtcdStateMachine::Prepare(std::string_view image,
+                          const env::ReadBehind& behind) const {
+  // Views into `image` (a 1M-key store's image is hundreds of MiB). The
+  // sections after the store's are read after it, the auth section (the
+  // last) before it: `behind` is told points inside the store's only.
   absl::StatusOr<ImageSections> sec = SplitImage(image);
   if (!sec.ok()) return sec.status();
   auto p = std::make_unique<PreparedImage>();
@@ -650,7 +663,7 @@ EtcdStateMachine::PrepareRestore(std::string_view image) const {
   const std::string_view members_image = sec->membership;
   const std::string_view alarms_image = sec->alarms;
   // Every part is checked before anything is replaced.
-  if (absl::Status s = p->kv.Restore(kv_image); !s.ok()) return s;
+  if (absl::Status s = p->kv.Restore(kv_image, behind); !s.ok()) return s;
   absl::StatusOr<lease::Lessor::Decoded> leases =
       lease::Lessor(opts_.lease).Decode(lease_image);
   if (!leases.ok()) return leases.status();

@@ -165,6 +165,8 @@ class EtcdStateMachine final : public StateMachine {
   };
   static absl::StatusOr<ImageSections> SplitImage(std::string_view image);
   absl::Status Restore(std::string_view image) override;
+  absl::Status RestoreReading(std::string_view image,
+                              const env::ReadBehind& behind) override;
   // The image decoded into a store, leases, auth store, membership and
   // alarms of their own, every section checked; RestorePrepared swaps
   // them in.
@@ -248,6 +250,10 @@ class EtcdStateMachine final : public StateMachine {
   std::string CheckLeaseInvariant() const;
 
  private:
+  // PrepareRestore, telling `behind` (may be null) how far into the
+  // store's section it has read.
+  absl::StatusOr<std::unique_ptr<Prepared>> Prepare(
+      std::string_view image, const env::ReadBehind& behind) const;
   std::string ApplyRequest(const etcdserverpb::InternalRaftRequest& r);
   std::string ApplyLeaseRevoke(int64_t id);
   // ErrCorrupt / ErrNoSpace if an active alarm refuses `r`, else OK.

@@ -185,7 +185,7 @@ absl::Status Node::Start() {
   next_request_id_ = (env_.rng->Next() >> 16) << 16;
   raft_rng_ = std::make_unique<env::SeededRng>(env_.rng->Next());
   snapshotter_ = std::make_unique<wal::Snapshotter>(
-      env_.disk, opts_.data_dir + "/snap");
+      env_.disk, opts_.data_dir + "/snap", env_.memory);
   absl::Status s = HasBootstrapped() ? Recover() : Bootstrap();
   if (!s.ok()) {
     Fail(s);
@@ -306,7 +306,13 @@ absl::Status Node::Recover() {
   raft::ConfState cs = rec->snapshot.conf_state;
   if (snap.ok() && snap->metadata.index > 0) {
     if (auto s = storage_.ApplySnapshot(*snap); !s.ok()) return s;
-    if (auto s = sm_->Restore(snap->data); !s.ok()) return s;
+    // The image's memory goes back as the restore reads through it, so
+    // the image and the store built from it are not both held whole.
+    if (auto s = sm_->RestoreReading(
+            snap->data, env::ReleaseBehind(env_.memory, snap->data.data()));
+        !s.ok()) {
+      return s;
+    }
     snap_image_bytes_ = snap->data.size();
     std::string().swap(snap->data);  // the state machine has it now
     applied_ = snapshot_index_ = snap->metadata.index;

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/env/env.h"
 #include "engine/raft/types.h"
 
 namespace detcd::server {
@@ -87,6 +88,14 @@ class StateMachine {
   }
   // Replaces the whole state with a snapshot image.
   virtual absl::Status Restore(std::string_view image) = 0;
+  // Restore for a caller that gives the image's memory back as it is read
+  // (a member restarting from its snapshot file, env::Memory): `behind` is
+  // told the points in `image` before which nothing is read again. The
+  // default reads the image whole and tells nothing.
+  virtual absl::Status RestoreReading(std::string_view image,
+                                      const env::ReadBehind& /*behind*/) {
+    return Restore(image);
+  }
   // Restore in two parts, for a large image: PrepareRestore does the costly
   // part (decoding and checking the image into state of its own) and may
   // run on another thread than the state machine's owner, concurrently with

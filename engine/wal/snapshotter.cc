@@ -86,10 +86,16 @@ absl::Status Corrupt(const std::string& name, const std::string& why) {
       absl::StrCat("snap: corrupt snapshot file ", name, ": ", why));
 }
 
+// How much of the file zstd decompresses between two give-backs of what
+// it has read (env::Memory).
+constexpr size_t kDecompressChunk = 8 << 20;
+
 // Frees the file's bytes (*file) once they are decompressed and moves the
-// image into the snapshot: at most the file and the image are in memory at
-// once, not a third copy.
-absl::StatusOr<raft::Snapshot> Decode(const SnapFile& f, std::string* file) {
+// image into the snapshot, so the file, the image and a third copy are
+// never in memory at once; with `memory`, the file's bytes are given back
+// as zstd reads through them, so at most about one of the two is.
+absl::StatusOr<raft::Snapshot> Decode(const SnapFile& f, std::string* file,
+                                      env::Memory* memory) {
   const std::string_view data = *file;
   if (data.size() < kSnapHeadBytes) return Corrupt(f.name, "bad magic");
   std::string_view body;
@@ -113,13 +119,35 @@ absl::StatusOr<raft::Snapshot> Decode(const SnapFile& f, std::string* file) {
       size > kMaxSnapshotBytes) {
     return Corrupt(f.name, "bad zstd frame");
   }
-  std::string raw(size, '\0');
-  size_t got =
-      ZSTD_decompress(raw.data(), raw.size(), body.data(), body.size());
-  std::string().swap(*file);
-  if (ZSTD_isError(got) || got != size) {
+  // The image grows a chunk at a time (each zero-filled only just before
+  // zstd writes it), so its pages come in as the file's go back.
+  std::string raw;
+  raw.reserve(size);
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(),
+                                                          ZSTD_freeDCtx);
+  DETCD_CHECK(dctx != nullptr);
+  ZSTD_inBuffer in{body.data(), body.size(), 0};
+  const env::ReadBehind behind = env::ReleaseBehind(memory, data.data());
+  size_t produced = 0;
+  size_t left = 1;  // zstd's hint: 0 once the frame is whole
+  while (left != 0) {
+    if (produced == raw.size() && raw.size() < size) {
+      raw.resize(std::min<size_t>(size, raw.size() + kDecompressChunk));
+    }
+    ZSTD_outBuffer out{raw.data(), raw.size(), produced};
+    const size_t in_before = in.pos;
+    left = ZSTD_decompressStream(dctx.get(), &out, &in);
+    if (ZSTD_isError(left) ||
+        (left != 0 && in.pos == in_before && out.pos == produced)) {
+      return Corrupt(f.name, "zstd decompression failed");
+    }
+    produced = out.pos;
+    if (behind) behind(body.data() + in.pos);
+  }
+  if (in.pos != body.size() || produced != size) {
     return Corrupt(f.name, "zstd decompression failed");
   }
+  std::string().swap(*file);
   raft::Snapshot snap;
   if (!raft::DecodeWholeSnapshot(&raw, &snap)) {
     return Corrupt(f.name, "undecodable snapshot");
@@ -132,8 +160,8 @@ absl::StatusOr<raft::Snapshot> Decode(const SnapFile& f, std::string* file) {
 
 }  // namespace
 
-Snapshotter::Snapshotter(env::Disk* disk, std::string dir)
-    : disk_(disk), dir_(std::move(dir)) {}
+Snapshotter::Snapshotter(env::Disk* disk, std::string dir, env::Memory* memory)
+    : disk_(disk), dir_(std::move(dir)), memory_(memory) {}
 
 absl::Status Snapshotter::Save(const raft::Snapshot& snap) {
   auto w = Begin(snap.metadata, snap.data.size());
@@ -277,7 +305,7 @@ absl::StatusOr<raft::Snapshot> Snapshotter::LoadNewest(
     if (!wanted) continue;
     auto data = disk_->ReadAll(Join(dir_, it->name));
     if (!data.ok()) return data.status();  // an I/O error is not corruption
-    auto snap = Decode(*it, &*data);
+    auto snap = Decode(*it, &*data, memory_);
     if (snap.ok()) return snap;
     if (first_error.ok()) first_error = snap.status();
   }

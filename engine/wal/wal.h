@@ -229,7 +229,9 @@ class SnapshotFileWriter;
 
 class Snapshotter {
  public:
-  Snapshotter(env::Disk* disk, std::string dir);
+  // `memory` (may be null) gets back a snapshot file's bytes as
+  // LoadNewest decompresses them (env::Memory).
+  Snapshotter(env::Disk* disk, std::string dir, env::Memory* memory = nullptr);
 
   // Writes a whole snapshot (Begin, one Append, Finish).
   absl::Status Save(const raft::Snapshot& snap);
@@ -262,6 +264,7 @@ class Snapshotter {
  private:
   env::Disk* disk_;
   std::string dir_;
+  env::Memory* memory_;
   // Set by the last finished writer: its data barely compressed.
   std::shared_ptr<bool> incompressible_ = std::make_shared<bool>(false);
 };

@@ -5,13 +5,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "engine/wal/wal.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "engine/wal/wal.h"
+#include "shim/page_memory.h"
 #include "shim/real_clock.h"
 
 namespace detcd::shim {
@@ -364,6 +366,46 @@ TEST(RealClockTest, Monotonic) {
   int64_t b = c.NowNanos();
   EXPECT_GT(a, 0);
   EXPECT_GE(b, a);
+}
+
+// Resident bytes of this process (/proc/self/statm's second field).
+uint64_t ResidentBytes() {
+  std::ifstream f("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  f >> size >> resident;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+// PageMemory gives back the whole pages inside a range, and only those:
+// the process's resident memory drops by them, they read as zeros after,
+// and the bytes around them (in pages partly outside) stay as they were.
+TEST(PageMemoryTest, GivesBackTheWholePagesInsideARange) {
+  constexpr size_t kBytes = 64 << 20;
+  std::unique_ptr<char[]> buf(new char[kBytes]);
+  std::memset(buf.get(), 'x', kBytes);
+  const uint64_t before = ResidentBytes();
+  PageMemory m;
+  const char* begin = buf.get() + 100;  // mid-page
+  const char* end = buf.get() + kBytes - 100;
+  const char* next = m.ReleaseRead(begin, end);
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(next) % page, 0u);
+  EXPECT_GT(next, end - page);
+  EXPECT_LE(next, end);
+  EXPECT_GE(m.released(), kBytes - 2 * page);
+  EXPECT_GE(before - ResidentBytes(), kBytes - (1 << 20));
+  // The partial pages at either end are kept.
+  EXPECT_EQ(buf[0], 'x');
+  EXPECT_EQ(buf[99], 'x');
+  EXPECT_EQ(buf[kBytes - 1], 'x');
+  const char* first_whole = reinterpret_cast<const char*>(
+      (reinterpret_cast<uintptr_t>(begin) + page - 1) & ~(page - 1));
+  EXPECT_EQ(first_whole[-1], 'x');
+  EXPECT_EQ(first_whole[0], '\0');
+  EXPECT_EQ(next[-1], '\0');
+  // A range with no whole page in it gives nothing back.
+  EXPECT_EQ(m.ReleaseRead(next, next + page - 1), next);
+  // The buffer is freed as usual (unique_ptr).
 }
 
 }  // namespace
