@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "engine/env/env.h"
@@ -31,14 +32,20 @@ class PageMemory final : public env::Memory {
     if (madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED) != 0) {
       return begin;
     }
-    released_ += to - from;
+    released_.fetch_add(to - from, std::memory_order_relaxed);
     return reinterpret_cast<const char*>(to);
   }
+  // A madvise per 4 MiB read: 64 calls for a 256 MiB image.
+  size_t release_step() const override { return 4 << 20; }
   // Bytes given back so far (for tests).
-  uint64_t released() const { return released_; }
+  uint64_t released() const {
+    return released_.load(std::memory_order_relaxed);
+  }
 
  private:
-  uint64_t released_ = 0;
+  // The engine thread's restart and the disk worker's installs both give
+  // back, never at once; atomic all the same.
+  std::atomic<uint64_t> released_{0};
 };
 
 }  // namespace detcd::shim

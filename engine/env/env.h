@@ -214,6 +214,9 @@ class Memory {
   // range given back ends (begin if nothing was): the next call for the
   // same buffer starts there.
   virtual const char* ReleaseRead(const char* begin, const char* end) = 0;
+  // How many bytes a reader gathers before it calls ReleaseRead (each
+  // call may cost a system call): ReleaseBehind waits for that many.
+  virtual size_t release_step() const { return 1; }
 };
 
 // Told, by a reader going once through a buffer front to back, that it
@@ -221,8 +224,9 @@ class Memory {
 // points that only grow).
 using ReadBehind = std::function<void(const char* upto)>;
 
-// A ReadBehind that gives back through `memory` what lies behind each point
-// (nothing when memory is null), starting at `begin`, the buffer's start.
+// A ReadBehind that gives back through `memory` what lies behind the points
+// it is told (null when memory is null), starting at `begin`, the buffer's
+// start, once at least memory->release_step() bytes wait.
 ReadBehind ReleaseBehind(Memory* memory, const char* begin);
 
 struct Env {

@@ -1626,15 +1626,9 @@ absl::Status KvStore::Restore(std::string_view image,
 
   Revision prev_rev{0, 0};
   ImageRecord rec;
-  // How far the reader goes between two calls of `behind`.
-  constexpr size_t kBehindStep = 4 << 20;
-  const char* told = image.data();
   while (true) {
-    if (behind &&
-        static_cast<size_t>(reader->position() - told) >= kBehindStep) {
-      told = reader->position();
-      behind(told);
-    }
+    // The last record's bytes are in its node now.
+    if (behind) behind(reader->position());
     absl::StatusOr<bool> more = reader->Next(&rec);
     if (!more.ok()) return more.status();
     if (!*more) break;

@@ -172,9 +172,9 @@ class KvStore final : public EventHistory {
   // The whole store (every kept revision, the current and compact
   // revisions) as one image; Restore replaces the store with one.
   std::string Snapshot() const;
-  // `behind` (may be null) is told, as the records are decoded, where in
-  // `image` nothing before is read again (after the checksum's pass, the
-  // records are read once, in order): the caller may give that memory
+  // `behind` (may be null) is told, before each record is decoded, where
+  // in `image` nothing before is read again (after the checksum's pass,
+  // the records are read once, in order): the caller may give that memory
   // back (env::Memory).
   absl::Status Restore(std::string_view image,
                        const env::ReadBehind& behind = nullptr);

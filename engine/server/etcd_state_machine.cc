@@ -602,7 +602,7 @@ absl::Status EtcdStateMachine::Restore(std::string_view image) {
 
 absl::Status EtcdStateMachine::RestoreReading(std::string_view image,
                                               const env::ReadBehind& behind) {
-  absl::StatusOr<std::unique_ptr<Prepared>> p = Prepare(image, behind);
+  absl::StatusOr<std::unique_ptr<Prepared>> p = PrepareRestore(image, behind);
   if (!p.ok()) return p.status();
   return RestorePrepared(image, &*p);
 }
@@ -640,13 +640,8 @@ absl::StatusOr<EtcdStateMachine::ImageSections> EtcdStateMachine::SplitImage(
 }
 
 absl::StatusOr<std::unique_ptr<StateMachine::Prepared>>
-EtcdStateMachine::PrepareRestore(std::string_view image) const {
-  return Prepare(image, nullptr);
-}
-
-absl::StatusOr<std::unique_ptr<StateMachine::Prepared>>
-EtcdStateMachine::Prepare(std::string_view image,
-                          const env::ReadBehind& behind) const {
+EtcdStateMachine::PrepareRestore(std::string_view image,
+                                 const env::ReadBehind& behind) const {
   // Views into `image` (a 1M-key store's image is hundreds of MiB). The
   // sections after the store's are read after it, the auth section (the
   // last) before it: `behind` is told points inside the store's only.

@@ -171,7 +171,7 @@ class EtcdStateMachine final : public StateMachine {
   // alarms of their own, every section checked; RestorePrepared swaps
   // them in.
   absl::StatusOr<std::unique_ptr<Prepared>> PrepareRestore(
-      std::string_view image) const override;
+      std::string_view image, const env::ReadBehind& behind) const override;
   absl::Status RestorePrepared(std::string_view image,
                                std::unique_ptr<Prepared>* prepared) override;
   // A compaction's revisions still to be removed.
@@ -250,10 +250,6 @@ class EtcdStateMachine final : public StateMachine {
   std::string CheckLeaseInvariant() const;
 
  private:
-  // PrepareRestore, telling `behind` (may be null) how far into the
-  // store's section it has read.
-  absl::StatusOr<std::unique_ptr<Prepared>> Prepare(
-      std::string_view image, const env::ReadBehind& behind) const;
   std::string ApplyRequest(const etcdserverpb::InternalRaftRequest& r);
   std::string ApplyLeaseRevoke(int64_t id);
   // ErrCorrupt / ErrNoSpace if an active alarm refuses `r`, else OK.

@@ -100,17 +100,19 @@ class StateMachine {
   // part (decoding and checking the image into state of its own) and may
   // run on another thread than the state machine's owner, concurrently with
   // its other calls: it reads only `image` and what never changes after
-  // construction. RestorePrepared then installs it (with the same image,
-  // which must still be there). Errors are Restore's; nothing changes when
-  // either fails. Afterwards *prepared holds what is left to free (the
-  // replaced state), which the caller may free elsewhere, or null. The
-  // default prepares nothing (null) and restores from the image.
+  // construction, and tells `behind` (may be null) as RestoreReading does.
+  // RestorePrepared then installs it (with the same image, which must
+  // still be there: it reads it only if nothing was prepared). Errors are
+  // Restore's; nothing changes when either fails. Afterwards *prepared
+  // holds what is left to free (the replaced state), which the caller may
+  // free elsewhere, or null. The default prepares nothing (null, telling
+  // nothing) and restores from the image.
   class Prepared {
    public:
     virtual ~Prepared() = default;
   };
   virtual absl::StatusOr<std::unique_ptr<Prepared>> PrepareRestore(
-      std::string_view /*image*/) const {
+      std::string_view /*image*/, const env::ReadBehind& /*behind*/) const {
     return nullptr;
   }
   virtual absl::Status RestorePrepared(std::string_view image,

@@ -132,8 +132,8 @@ class RecordingSm final : public StateMachine {
     }
   };
   absl::StatusOr<std::unique_ptr<StateMachine::Prepared>> PrepareRestore(
-      std::string_view image) const override {
-    if (!prepare) return StateMachine::PrepareRestore(image);
+      std::string_view image, const env::ReadBehind& behind) const override {
+    if (!prepare) return StateMachine::PrepareRestore(image, behind);
     ++prepares;
     auto p = std::make_unique<Prepared>();
     if (absl::Status s = p->kv.Restore(image); !s.ok()) return s;
