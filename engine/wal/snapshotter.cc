@@ -233,32 +233,33 @@ absl::Status SnapshotFileWriter::Compress(std::string_view data, bool end) {
   ZSTD_CCtx* cctx = static_cast<ZSTD_CCtx*>(cctx_);
   ZSTD_inBuffer in{data.data(), data.size(), 0};
   const size_t chunk = ZSTD_CStreamOutSize();
-  const size_t from = used_;
   for (;;) {
     // buf_ only grows (resizing it down and up again zero-filled every
     // chunk); used_ is how much of it holds output.
     if (buf_.size() < used_ + chunk) buf_.resize(used_ + chunk);
     ZSTD_outBuffer out{buf_.data() + used_, chunk, 0};
-    const size_t left = ZSTD_compressStream2(cctx, &out, &in,
-                                             end ? ZSTD_e_end : ZSTD_e_continue);
-    used_ += out.pos;
+    const size_t left = ZSTD_compressStream2(
+        cctx, &out, &in, end ? ZSTD_e_end : ZSTD_e_continue);
     if (ZSTD_isError(left)) {
       return absl::InternalError(absl::StrCat(
           "snap: zstd compression failed: ", ZSTD_getErrorName(left)));
     }
+    // The checksum reads the output while it is still in the cache.
+    crc_ = crc32c::Extend(crc_, buf_.data() + used_, out.pos);
+    used_ += out.pos;
     // Done once the input is consumed and (at the end) the frame flushed.
-    if (end ? left == 0 : in.pos == in.size) break;
-  }
-  // The checksum reads the output while it is still in the cache.
-  crc_ = crc32c::Extend(crc_, buf_.data() + from, used_ - from);
-  // Written in pieces of about a megabyte: few syscalls, little memory.
-  if (used_ >= (1u << 20) || end) {
-    if (absl::Status s = file_->Append(std::string_view(buf_.data(), used_));
-        !s.ok()) {
-      return s;
+    const bool done = end ? left == 0 : in.pos == in.size;
+    // Written in pieces of about a megabyte, however much comes in at
+    // once (a whole image, from Save): few syscalls, little memory.
+    if (used_ >= (1u << 20) || (end && done)) {
+      if (absl::Status s = file_->Append(std::string_view(buf_.data(), used_));
+          !s.ok()) {
+        return s;
+      }
+      file_bytes_ += used_;
+      used_ = 0;
     }
-    file_bytes_ += used_;
-    used_ = 0;
+    if (done) break;
   }
   return absl::OkStatus();
 }
