@@ -76,6 +76,12 @@ class Received {
     for (const std::string& p : got_) out.push_back(p.size());
     return out;
   }
+  std::vector<size_t> capacities() {
+    absl::MutexLock l(&mu_);
+    std::vector<size_t> out;
+    for (const std::string& p : got_) out.push_back(p.capacity());
+    return out;
+  }
   bool WaitFor(size_t n) {
     absl::MutexLock l(&mu_);
     auto enough = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
@@ -212,6 +218,23 @@ TEST(PeerTransportSnapshot, SnapshotsHaveTheirOwnSizeBound) {
   ASSERT_TRUE(in_b.WaitFor(3));
   EXPECT_EQ(in_b.sizes(), (std::vector<size_t>{5u << 20, 5, 4}));
   EXPECT_TRUE(b->Connected(1));
+}
+
+// A frame larger than the reader's buffer arrives in one buffer of its own
+// size, allocated once: grown by doubling, a snapshot of hundreds of MiB
+// was copied at every step and held two buffers at the last.
+TEST(PeerTransportSnapshot, ALargeFrameArrivesInABufferOfItsSize) {
+  FakeEngine engine;
+  Received in_a, in_b;
+  auto a = Start(1, &in_a, &engine);
+  auto b = Start(2, &in_b, nullptr);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(LinkUp(*a, *b));
+  const std::string image((5 << 20) + 12345, 'i');
+  a->SendSnapshot(2, image, [](bool) {});
+  ASSERT_TRUE(in_b.WaitFor(1));
+  EXPECT_EQ(in_b.payloads()[0], image);
+  EXPECT_EQ(in_b.capacities()[0], image.size());
 }
 
 TEST(PeerTransportSnapshot, DroppedSnapshotsReportFailure) {
