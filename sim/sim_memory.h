@@ -6,7 +6,6 @@
 #ifndef DETCD_SIM_SIM_MEMORY_H_
 #define DETCD_SIM_SIM_MEMORY_H_
 
-#include <cstdint>
 #include <cstring>
 
 #include "engine/env/env.h"
@@ -23,14 +22,8 @@ class SimMemory final : public env::Memory {
     // simulator takes the real server's "contents lost" literally.
     std::memset(const_cast<char*>(begin), kScribble,
                 static_cast<size_t>(end - begin));
-    released_ += static_cast<uint64_t>(end - begin);
     return end;
   }
-  // Bytes overwritten so far (for tests and probes).
-  uint64_t released() const { return released_; }
-
- private:
-  uint64_t released_ = 0;
 };
 
 }  // namespace detcd::sim
