@@ -6,7 +6,10 @@
 
 namespace detcd::shim {
 
-DiskThread::DiskThread(PostFn post) : post_(std::move(post)) {}
+DiskThread::DiskThread(PostFn post, std::string name)
+    : post_(std::move(post)),
+      name_(std::move(name)),
+      freer_(name_ + "-free", ThreadKind::kBackground) {}
 
 DiskThread::~DiskThread() { Stop(); }
 
@@ -16,7 +19,7 @@ void DiskThread::Start() {
   started_ = true;
   freer_.Start();
   thread_ = std::thread([this] {
-    NameThisThread("disk", ThreadKind::kIo);
+    NameThisThread(name_, ThreadKind::kIo);
     Run();
   });
 }

@@ -24,6 +24,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "absl/status/status.h"
@@ -39,7 +40,10 @@ class DiskThread final : public env::DiskWorker {
   // (the completion is then dropped). Called on the disk thread.
   using PostFn = std::function<bool(std::function<void()>)>;
 
-  explicit DiskThread(PostFn post);
+  // `name` names the thread (Linux keeps 15 bytes; its freer adds
+  // "-free"): "disk" for the log's writes, "snap-disk" for snapshot files
+  // (env::Disk::file_worker).
+  explicit DiskThread(PostFn post, std::string name = "disk");
   ~DiskThread() override;  // Stop()
   DiskThread(const DiskThread&) = delete;
   DiskThread& operator=(const DiskThread&) = delete;
@@ -96,6 +100,7 @@ class DiskThread final : public env::DiskWorker {
   void Post(std::function<void(absl::Status)> done, absl::Status s);
 
   const PostFn post_;
+  const std::string name_;
   std::function<bool()> idle_;
   std::function<bool()> idle_is_due_;
   std::function<bool()> inline_;
@@ -109,7 +114,7 @@ class DiskThread final : public env::DiskWorker {
   uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t ran_inline_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
-  WorkThread freer_{"disk-free", ThreadKind::kBackground};
+  WorkThread freer_;
 };
 
 }  // namespace detcd::shim

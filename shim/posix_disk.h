@@ -58,6 +58,8 @@ class PosixDisk final : public env::Disk {
   // this disk.
   void set_worker(env::DiskWorker* w) { worker_ = w; }
   env::DiskWorker* worker() override { return worker_; }
+  void set_file_worker(env::DiskWorker* w) { file_worker_ = w; }
+  env::DiskWorker* file_worker() override { return file_worker_; }
 
   absl::StatusOr<std::unique_ptr<env::WritableFile>> OpenAppend(
       const std::string& path) override;
@@ -113,6 +115,7 @@ class PosixDisk final : public env::Disk {
   void RunRemovals();  // the remover thread
   std::string root_;
   env::DiskWorker* worker_ = nullptr;
+  env::DiskWorker* file_worker_ = nullptr;
   std::unique_ptr<Remover> remover_;
   std::unique_ptr<Fills> fills_;
 };

@@ -448,6 +448,9 @@ struct DetcdServer::Impl {
   // The WAL's writes and fdatasyncs, off the engine thread; destroyed after
   // the server (its Node drains it), stopped in Teardown after the loop.
   std::unique_ptr<DiskThread> disk_thread;
+  // A finished snapshot file's fsync, rename and directory sync
+  // (env::Disk::file_worker), beside the log's writes.
+  std::unique_ptr<DiskThread> snap_disk_thread;
   std::unique_ptr<env::SeededRng> rng;
   std::unique_ptr<PeerTransport> transport;
   // bcrypt off the engine thread (env::Offload); outlives the server,
@@ -1400,6 +1403,12 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
         return l->PostCompletion(std::move(t));
       });
   m.disk->set_worker(m.disk_thread.get());
+  m.snap_disk_thread = std::make_unique<DiskThread>(
+      [l = m.loop.get()](std::function<void()> t) {
+        return l->PostCompletion(std::move(t));
+      },
+      "snap-disk");
+  m.disk->set_file_worker(m.snap_disk_thread.get());
   // WAL segments are filled ahead with zeros while the thread is idle, so
   // a commit's fdatasync writes no metadata (PosixDisk::FillAheadStep).
   m.disk_thread->SetIdleWork([d = m.disk.get()] { return d->FillAheadStep(); },
@@ -1424,6 +1433,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
         return true;
       });
   m.disk_thread->Start();
+  m.snap_disk_thread->Start();
   m.offload->Start();
 
   // Start the engine (recovery or bootstrap) on its own thread.
@@ -1750,13 +1760,18 @@ void DetcdServer::Impl::FinishSnapshotBeforeStop() {
   bool logged = false;
   for (;;) {
     bool in_progress = false;
+    bool stepping = false;
     const bool ran = loop->RunSync([&] {
       server::Node& n = server->node();
       n.ContinueSnapshot();
-      in_progress = n.snapshot_in_progress() && !n.failed();
+      in_progress = n.snapshot_pending() && !n.failed();
+      stepping = n.snapshot_in_progress();
     });
     if (!ran) return;
     if (!in_progress) break;
+    // Waiting for the snapshot disk thread (its completions come to the
+    // loop as tasks of their own).
+    if (!stepping) absl::SleepFor(absl::Milliseconds(1));
     if (!logged) {
       logged = true;
       DLOG_INFO("finishing snapshot before stopping",
@@ -1796,6 +1811,7 @@ void DetcdServer::Impl::Teardown() {
   // After the loop: the last write the engine submitted finishes (its
   // completion is dropped), and nothing writes once Stop returns.
   if (disk_thread) disk_thread->Stop();
+  if (snap_disk_thread) snap_disk_thread->Stop();
   if (offload) offload->Stop();
   // The WAL segments a last snapshot released go too: the process may end
   // by its signal right after Stop, without destructors.

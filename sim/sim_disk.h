@@ -130,6 +130,10 @@ class SimDisk final : public env::Disk, public env::DiskWorker {
   env::DiskWorker* worker() override {
     return scheduler_ ? static_cast<env::DiskWorker*>(this) : nullptr;
   }
+  // The same (each submission's completion comes after its own latency,
+  // so a snapshot file's commit and the log's writes complete in either
+  // order, as the real server's two disk threads do).
+  env::DiskWorker* file_worker() override { return worker(); }
   void Submit(std::function<absl::Status()> work,
               std::function<void(absl::Status)> done) override;
   void Drain() override {}  // the work has run already

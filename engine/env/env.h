@@ -79,6 +79,12 @@ class Disk {
   // The worker that runs log writes off the engine's thread, or null: the
   // engine then writes inline (a blocking fsync per Ready).
   virtual DiskWorker* worker() { return nullptr; }
+  // A second worker, for files outside the log (a finished snapshot
+  // file's fsync, rename and directory sync): its work runs beside the
+  // log writes, so neither waits for the other's fsync, and its
+  // completions come to the engine's thread as the log writer's do.
+  // Null: the engine does such work inline.
+  virtual DiskWorker* file_worker() { return nullptr; }
   // Opens (or creates) a file to append to. A disk may fill such a file
   // ahead of its writes: zero bytes after the last one appended, made
   // durable by the disk on its own (so that later appends land in
@@ -244,6 +250,7 @@ class DiskWrapper : public Disk {
  public:
   explicit DiskWrapper(Disk* target) : target_(target) {}
   DiskWorker* worker() override { return target_->worker(); }
+  DiskWorker* file_worker() override { return target_->file_worker(); }
   absl::StatusOr<std::unique_ptr<WritableFile>> OpenAppend(
       const std::string& path) override {
     return target_->OpenAppend(path);

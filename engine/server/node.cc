@@ -168,8 +168,10 @@ Node::Node(const env::Env& env, NodeOptions opts, StateMachine* sm)
 }
 
 Node::~Node() {
-  // The disk worker may be writing the WAL for us: let it finish first.
+  // The disk worker may be writing the WAL for us, the file worker our
+  // snapshot file: let them finish first.
   if (persisting_ != nullptr) env_.disk->worker()->Drain();
+  if (committing_ != nullptr) env_.disk->file_worker()->Drain();
 }
 
 raft::ConfState Node::RaftConfState() const {
@@ -671,6 +673,7 @@ void Node::ProcessReady() {
     if (opts_.bugs.on(planted::Bug::kAckBeforeSync)) SendMessages(rd.messages);  // PLANTED
     // The leader's snapshot replaces the state ours would have captured.
     if (rd.snapshot && snap_job_ != nullptr) AbandonSnapshot();
+    if (rd.snapshot) DropCommitting();
     const bool write = rd.snapshot != nullptr || rd.hard_state.has_value() ||
                        !rd.entries.empty();
     // (No write is in flight here: the loop stops at a submitted one.)
@@ -981,6 +984,7 @@ void Node::MaybeSnapshot() {
   StepImage();
   StepBackground();
   if (snap_job_ != nullptr) return StepSnapshot();
+  if (committing_ != nullptr) return;  // its completion calls again
   // An image begun now would first finish that work in one stall; the
   // snapshot waits for it (ContinueSnapshot starts it once it is done).
   if (sm_->background_pending()) return;
@@ -1014,10 +1018,11 @@ void Node::MaybeSnapshot() {
 // other work. The state machine's writer captures the image at the
 // applied index now (the MVCC store keeps every revision up to it readable
 // until a compaction, which makes the writer fail) and streams it through
-// zstd into a temporary file. Only once that file is
-// synced and renamed does the WAL get its marker and raft's log and the
-// WAL get compacted: a crash before that leaves the previous snapshot (and
-// the log since) as they were.
+// zstd into a temporary file. Only once that file is synced and renamed
+// (by env::Disk::file_worker, beside the log's writes and the Node's other
+// work) does the WAL get its marker and raft's log and the WAL get
+// compacted: a crash before that leaves the previous snapshot (and the log
+// since) as they were.
 struct Node::SnapshotJob {
   raft::SnapshotMetadata meta;
   std::unique_ptr<ImageWriter> image;
@@ -1029,6 +1034,8 @@ struct Node::SnapshotJob {
   bool at_once = false;
   int64_t start_ns = 0;
   uint64_t applied_bytes = 0;  // Node::applied_bytes_ at the image's index
+  uint64_t image_bytes = 0;    // the image's size, once it is all written
+  uint64_t seq = 0;            // Node::snap_seq_ when it began
 };
 
 void Node::StartSnapshot(bool early) {
@@ -1043,6 +1050,7 @@ void Node::StartSnapshot(bool early) {
   job->at_once = snapshot_abandons_ >= 2;
   job->start_ns = env_.clock != nullptr ? env_.clock->NowNanos() : 0;
   job->applied_bytes = applied_bytes_;
+  job->seq = ++snap_seq_;
   snap_deferred_ = false;
   snap_job_ = std::move(job);
   StepSnapshot();
@@ -1068,6 +1076,9 @@ void Node::SnapshotInSteps(size_t keep_snapshots,
   // One begun before this request does not have everything applied now.
   if (snap_job_ != nullptr && snap_job_->meta.index != applied_) {
     snap_job_.reset();  // its temporary file goes with the next Prune
+  }
+  if (committing_ != nullptr && committing_->meta.index != applied_) {
+    DropCommitting();
   }
   if (snap_job_ == nullptr && !in_ready_) MaybeSnapshot();
 }
@@ -1100,17 +1111,52 @@ void Node::StepSnapshot() {
       DETCD_CHECK(job.file != nullptr);
       if (absl::Status s = job.file->Append(job.buf); !s.ok()) return Fail(s);
     }
-    if (*done) {
-      if (absl::Status s = FinishSnapshot(); !s.ok()) Fail(s);
-      return;
-    }
+    if (*done) return CommitSnapshot();
     if (!job.at_once) return;
   }
 }
 
-absl::Status Node::FinishSnapshot() {
-  std::unique_ptr<SnapshotJob> job = std::move(snap_job_);
-  if (absl::Status s = job->file->Finish(); !s.ok()) return s;
+void Node::CommitSnapshot() {
+  env::DiskWorker* worker = env_.disk->file_worker();
+  if (worker == nullptr) {
+    std::unique_ptr<SnapshotJob> job = std::move(snap_job_);
+    job->image_bytes = job->image->size();
+    job->image.reset();
+    absl::Status s = job->file->Finish();
+    if (s.ok()) s = FinishSnapshot(std::move(job));
+    if (!s.ok()) Fail(s);
+    return;
+  }
+  // The fsync of the file (tens of MB) and of the directory, and their
+  // rename, would stop the engine for milliseconds, on every member at
+  // about the same index: the file worker does them.
+  if (absl::Status s = snap_job_->file->Seal(); !s.ok()) return Fail(s);
+  committing_ = std::move(snap_job_);
+  committing_->image_bytes = committing_->image->size();
+  committing_->image.reset();  // written: the store need not keep its state
+  worker->Submit([file = committing_->file.get()] { return file->Commit(); },
+                 [this, seq = committing_->seq](absl::Status s) {
+                   if (committing_ == nullptr || committing_->seq != seq) {
+                     return;  // dropped meanwhile (DropCommitting)
+                   }
+                   std::unique_ptr<SnapshotJob> job = std::move(committing_);
+                   if (failed()) return;
+                   if (s.ok()) s = FinishSnapshot(std::move(job));
+                   if (!s.ok()) return Fail(s);
+                   // Requests that came meanwhile, or a log long enough
+                   // for the next one.
+                   if (!in_ready_) MaybeSnapshot();
+                 });
+}
+
+void Node::DropCommitting() {
+  if (committing_ == nullptr) return;
+  DETCD_PROBE(kNodeCommittingSnapshotDropped);
+  env_.disk->file_worker()->Drain();
+  committing_.reset();
+}
+
+absl::Status Node::FinishSnapshot(std::unique_ptr<SnapshotJob> job) {
   // The WAL is ours again once the worker is idle.
   if (persisting_ != nullptr) env_.disk->worker()->Drain();
   if (auto s = wal_->SaveSnapshotMarker(job->meta); !s.ok()) return s;
@@ -1127,7 +1173,7 @@ absl::Status Node::FinishSnapshot() {
   ++snap_stats_.completed;
   snap_stats_.last_file_bytes = job->file->file_bytes();
   applied_bytes_at_snap_ = job->applied_bytes;
-  snap_image_bytes_ = job->image->size();
+  snap_image_bytes_ = job->image_bytes;
   if (env_.clock != nullptr) {
     snap_stats_.last_ns = env_.clock->NowNanos() - job->start_ns;
   }
@@ -1259,8 +1305,10 @@ absl::Status Node::TakeSnapshot(size_t keep_snapshots) {
 absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs,
                                     size_t keep_snapshots) {
   // A snapshot written whole now supersedes one being written in steps
-  // (whose temporary file the Prune below removes).
+  // (whose temporary file the Prune below removes), or one whose file is
+  // being committed.
   snap_job_.reset();
+  DropCommitting();
   if (applied_ <= snapshot_index_) return absl::OkStatus();
   // The WAL is ours again once the worker is idle (the write's completion
   // may still be queued: what is applied never depends on it).

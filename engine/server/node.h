@@ -279,6 +279,11 @@ class Node {
   // input steps both once; an idle real server also calls
   // ContinueSnapshot until neither is left.
   bool snapshot_in_progress() const { return snap_job_ != nullptr; }
+  // A snapshot is under way: being written, or its file being synced and
+  // renamed by the file worker (the Node finishes it in the completion).
+  bool snapshot_pending() const {
+    return snap_job_ != nullptr || committing_ != nullptr;
+  }
   // Entries of the WAL write handed to the disk worker, not completed yet
   // (0: none); a worker may ask during Submit.
   size_t entries_being_written() const {
@@ -425,8 +430,16 @@ class Node {
   struct SnapshotJob;
   void StartSnapshot(bool early);
   void StepSnapshot();
-  absl::Status FinishSnapshot();
+  // The job's image is all in its file: seals the file and has the file
+  // worker (env::Disk::file_worker) sync and rename it, or does it inline
+  // without one; then FinishSnapshot.
+  void CommitSnapshot();
+  absl::Status FinishSnapshot(std::unique_ptr<SnapshotJob> job);
   void AbandonSnapshot();
+  // Drops the job whose file the file worker is committing, once the
+  // worker is done with it (its completion then finds nothing to finish):
+  // the state it captured is being replaced or is not new enough.
+  void DropCommitting();
   // The fresh image for NodeStorage (its Fresh; see ImageJob).
   absl::StatusOr<std::optional<raft::Snapshot>> FreshImage();
   struct ImageJob;
@@ -491,6 +504,10 @@ class Node {
   uint64_t snap_image_bytes_ = 0;
   bool snap_deferred_ = false;
   std::unique_ptr<SnapshotJob> snap_job_;
+  // The job whose file the file worker syncs and renames (null: none);
+  // no other job begins meanwhile.
+  std::unique_ptr<SnapshotJob> committing_;
+  uint64_t snap_seq_ = 0;      // jobs begun; names their completions
   int snapshot_abandons_ = 0;  // in a row; then one is written at once
   // SnapshotInSteps requests not yet answered, and the snapshots they keep.
   // The job under way (if any) began at or after every one of them.

@@ -63,6 +63,8 @@ namespace detcd::probes {
     "a message arrived while the worker installed a received snapshot")    \
   X(kNodeRequestedSnapshotRestarted, "node.requested-snapshot-restarted",  \
     "a requested (defragment) snapshot was dropped and begun again")       \
+  X(kNodeCommittingSnapshotDropped, "node.committing-snapshot-dropped",    \
+    "a snapshot was dropped while the file worker synced its file")        \
   X(kLeasePromoteExtended, "lease.promote-extended",                       \
     "a new leader promoted its lessor with leases, extending their TTLs")  \
   X(kLeaseCheckpointApplied, "lease.checkpoint-applied",                   \

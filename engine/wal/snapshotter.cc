@@ -271,20 +271,32 @@ absl::Status SnapshotFileWriter::Append(std::string_view data) {
 }
 
 absl::Status SnapshotFileWriter::Finish() {
-  DETCD_CHECK_MSG(data_left_ == 0 && !closed_, "snapshot data incomplete");
+  if (absl::Status s = Seal(); !s.ok()) return s;
+  return Commit();
+}
+
+absl::Status SnapshotFileWriter::Seal() {
+  DETCD_CHECK_MSG(data_left_ == 0 && !closed_ && !sealed_,
+                  "snapshot data incomplete");
   if (absl::Status s = Compress({}, true); !s.ok()) return s;
   std::string trailer;
   coding::PutFixed32(&trailer, crc32c::Mask(crc_));
   if (absl::Status s = file_->Append(trailer); !s.ok()) return s;
   file_bytes_ += trailer.size();
+  sealed_ = true;
+  // Told here, on the engine's side: Commit may run on another thread.
+  *incompressible_ = file_bytes_ * 20 >= raw_bytes_ * 19;
+  return absl::OkStatus();
+}
+
+absl::Status SnapshotFileWriter::Commit() {
+  DETCD_CHECK_MSG(sealed_ && !closed_, "snapshot file not sealed");
   if (absl::Status s = file_->Sync(); !s.ok()) return s;
   closed_ = true;
   if (absl::Status s = file_->Close(); !s.ok()) return s;
   const std::string path = Join(dir_, name_);
   if (absl::Status s = disk_->Rename(path + ".tmp", path); !s.ok()) return s;
-  if (absl::Status s = disk_->SyncDir(dir_); !s.ok()) return s;
-  *incompressible_ = file_bytes_ * 20 >= raw_bytes_ * 19;
-  return absl::OkStatus();
+  return disk_->SyncDir(dir_);
 }
 
 int Snapshotter::next_zstd_level() const {
@@ -321,18 +333,19 @@ absl::Status Snapshotter::Prune(size_t keep) {
   if (absl::Status s = ListSnaps(disk_, dir_, &snaps, &temps); !s.ok()) {
     return s;
   }
-  bool removed = false;
   for (const std::string& t : temps) {
     if (absl::Status s = disk_->Remove(Join(dir_, t)); !s.ok()) return s;
-    removed = true;
   }
+  if (!temps.empty()) {
+    if (absl::Status s = disk_->SyncDir(dir_); !s.ok()) return s;
+  }
+  // Older files' names never come back (a snapshot's index only grows), so
+  // the disk may unlink them off the engine's thread (tens of MB each).
+  std::vector<std::string> old;
   for (size_t i = 0; i + keep < snaps.size(); ++i) {
-    if (absl::Status s = disk_->Remove(Join(dir_, snaps[i].name)); !s.ok()) {
-      return s;
-    }
-    removed = true;
+    old.push_back(Join(dir_, snaps[i].name));
   }
-  return removed ? disk_->SyncDir(dir_) : absl::OkStatus();
+  return disk_->RemoveInOrder(old, dir_);
 }
 
 }  // namespace detcd::wal

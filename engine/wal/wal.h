@@ -238,9 +238,9 @@ class Snapshotter {
 
   // Starts the file of a snapshot whose data (the state machine's image)
   // is `data_size` bytes, to come in pieces through Append. The file
-  // counts only once Finish returns; until then it is a temporary that
-  // LoadNewest never reads and Prune removes (so no Prune may run while a
-  // writer is open).
+  // counts only once Finish (or Commit) returns; until then it is a
+  // temporary that LoadNewest never reads and Prune removes (so no Prune
+  // may run while a writer is open).
   absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> Begin(
       const raft::SnapshotMetadata& meta, uint64_t data_size);
 
@@ -251,7 +251,8 @@ class Snapshotter {
   absl::StatusOr<raft::Snapshot> LoadNewest(
       const std::vector<raft::SnapshotMetadata>& valid);
 
-  // Removes all but the newest `keep` snapshot files (and stale temporaries).
+  // Removes stale temporaries, and all but the newest `keep` snapshot
+  // files through Disk::RemoveInOrder (so perhaps after returning).
   absl::Status Prune(size_t keep);
 
   // The zstd level of the next snapshot file: the fast level, unless the
@@ -280,8 +281,16 @@ class SnapshotFileWriter {
   // The next bytes of the snapshot's data, compressed into the file.
   absl::Status Append(std::string_view data);
   // After exactly data_size bytes: ends the frame, appends the checksum,
-  // syncs, renames to the real name and syncs the directory.
+  // syncs, renames to the real name and syncs the directory. The same as
+  // Seal, then Commit.
   absl::Status Finish();
+  // Ends the frame and appends the checksum (the engine's part: the
+  // compressor's last bytes).
+  absl::Status Seal();
+  // After Seal: syncs, renames to the real name and syncs the directory
+  // (the disk's part, which may run on env::Disk::file_worker: it touches
+  // nothing but this writer's file and the directory).
+  absl::Status Commit();
   uint64_t file_bytes() const { return file_bytes_; }
 
  private:
@@ -302,6 +311,7 @@ class SnapshotFileWriter {
   uint64_t raw_bytes_ = 0;  // compressed: the frame's content size
   std::shared_ptr<bool> incompressible_;  // the Snapshotter's
   bool closed_ = false;
+  bool sealed_ = false;
   std::string buf_;  // compressed bytes not yet written: the first used_
   size_t used_ = 0;
 };

@@ -17,8 +17,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "tests/server/kv_state_machine.h"
+#include "engine/util/probes.h"
 #include "sim/sim_disk.h"
+#include "tests/server/kv_state_machine.h"
 
 namespace detcd::server {
 namespace {
@@ -1178,6 +1179,104 @@ TEST(Node, TakeSnapshotDropsTheIncrementalOne) {
   ASSERT_EQ(bus.ElectLeader(), 1u);
   bus.Tick();
   EXPECT_EQ(bus.sm(1).data().size(), static_cast<size_t>(puts));
+}
+
+// A lone member whose disk holds every completion (the log's writes and
+// the file worker's) until the test runs it, put keys until an automatic
+// snapshot's file is written and handed to the file worker: the Node has
+// not finished it (no marker, nothing compacted) until that completion.
+struct HeldDisk {
+  std::deque<std::function<void()>> events;
+  void RunOne() {
+    std::function<void()> ev = std::move(events.front());
+    events.pop_front();
+    ev();
+  }
+};
+
+void StartCommittingASnapshot(Bus& bus, HeldDisk& held, int* puts) {
+  bus.options.snapshot_count = 8;
+  bus.options.snapshot_step_bytes = 1 << 20;  // written in one step
+  bus.Add(1, {1});
+  bus.disk(1).set_scheduler([&held](int64_t, std::function<void()> ev) {
+    held.events.push_back(std::move(ev));
+  });
+  ASSERT_TRUE(bus.Start(1).ok());
+  for (int i = 0; i < 200 && bus.Leader() == 0; ++i) {
+    bus.Tick();
+    while (!held.events.empty()) held.RunOne();
+  }
+  ASSERT_EQ(bus.Leader(), 1u);
+  Node& n = bus.node(1);
+  while (*puts < 100 && !n.snapshot_pending()) {
+    bool done = false;
+    n.Propose(absl::StrCat("put k", (*puts)++, " v"),
+              [&done](absl::StatusOr<std::string> r) { done = r.ok(); });
+    // One event at a time, so the test sees the commit under way.
+    for (int i = 0; i < 100 && !done && !n.snapshot_pending(); ++i) {
+      if (held.events.empty()) {
+        bus.Tick();
+      } else {
+        held.RunOne();
+      }
+    }
+  }
+  ASSERT_TRUE(n.snapshot_pending());
+  ASSERT_FALSE(n.snapshot_in_progress()) << "its one step wrote it all";
+}
+
+// Runs what is held, crashes the member and restarts it (completions no
+// longer held): it has the `puts` keys.
+void RestartHolding(Bus& bus, HeldDisk& held, int puts) {
+  while (!held.events.empty()) held.RunOne();
+  bus.Crash(1);
+  bus.disk(1).set_scheduler(nullptr);
+  ASSERT_TRUE(bus.Start(1).ok());
+  ASSERT_EQ(bus.ElectLeader(), 1u);
+  bus.Tick();
+  EXPECT_EQ(bus.sm(1).data().size(), static_cast<size_t>(puts));
+}
+
+TEST(Node, TheFileWorkerSyncsAndRenamesTheSnapshotFile) {
+  Bus bus;
+  HeldDisk held;
+  int puts = 0;
+  ASSERT_NO_FATAL_FAILURE(StartCommittingASnapshot(bus, held, &puts));
+  Node& n = bus.node(1);
+  EXPECT_EQ(n.snapshot_stats().completed, 0u);
+  // The file worker's work ran (the simulated disk runs it when
+  // submitted): the file has its name; its completion is held.
+  auto files = bus.disk(1).List("data/snap");
+  ASSERT_TRUE(files.ok());
+  ASSERT_EQ(files->size(), 1u);
+  EXPECT_TRUE(absl::EndsWith(files->front(), ".snap")) << files->front();
+  for (int i = 0; i < 100 && n.snapshot_pending(); ++i) held.RunOne();
+  EXPECT_FALSE(n.snapshot_pending());
+  EXPECT_EQ(n.snapshot_stats().completed, 1u);
+  // Restarted from it.
+  ASSERT_NO_FATAL_FAILURE(RestartHolding(bus, held, puts));
+}
+
+// TakeSnapshot while the file worker commits an automatic one: that one
+// is dropped (its late completion finishes nothing) and the new one
+// stands.
+TEST(Node, TakeSnapshotDropsTheOneBeingCommitted) {
+  Bus bus;
+  HeldDisk held;
+  int puts = 0;
+  ASSERT_NO_FATAL_FAILURE(StartCommittingASnapshot(bus, held, &puts));
+  Node& n = bus.node(1);
+  const uint64_t dropped =
+      probes::Count(probes::Probe::kNodeCommittingSnapshotDropped);
+  ASSERT_TRUE(n.TakeSnapshot().ok());
+  EXPECT_EQ(probes::Count(probes::Probe::kNodeCommittingSnapshotDropped),
+            dropped + 1);
+  EXPECT_FALSE(n.snapshot_pending());
+  while (!held.events.empty()) held.RunOne();
+  EXPECT_EQ(n.snapshot_stats().completed, 0u)
+      << "the dropped one's completion did nothing";
+  EXPECT_FALSE(n.failed());
+  ASSERT_NO_FATAL_FAILURE(RestartHolding(bus, held, puts));
 }
 
 // SnapshotInSteps (defragmentation): the snapshot is written a step at a

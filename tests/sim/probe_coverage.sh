@@ -22,10 +22,12 @@ run() {  # name, args...
     fail=1
   fi
 }
-# (300 seeds: node.follower-image-dropped, a follower's image dropped
+# (600 seeds: node.follower-image-dropped, a follower's image dropped
 # unsent because leadership, membership or a compaction moved under it,
-# comes about once in 30 of them.)
-run swarm --seeds 1..300 --scenario swarm --buggify --ops 300
+# comes about once in 30 of them; node.committing-snapshot-dropped, a
+# snapshot from the leader or a defragment while the file worker commits
+# a member's own, about once in 150.)
+run swarm --seeds 1..600 --scenario swarm --buggify --ops 300
 run snapshots --seeds 1..40 --scenario snapshot-catch-up
 [ $fail -eq 0 ] || exit 1
 "$sim" --merge "$d/swarm.json" "$d/snapshots.json" --require-probes \
