@@ -348,29 +348,60 @@ absl::StatusOr<std::unique_ptr<env::WritableFile>> PosixDisk::Create(
       new PosixFile(fd, path, nullptr, 0));
 }
 
-absl::StatusOr<std::string> PosixDisk::ReadAll(const std::string& path) {
+namespace {
+
+// PosixDisk::OpenRead's file: read(2) straight into the caller's buffer.
+class PosixReadFile final : public env::ReadableFile {
+ public:
+  PosixReadFile(int fd, std::string path, uint64_t size)
+      : fd_(fd), path_(std::move(path)), size_(size) {}
+  ~PosixReadFile() override { ::close(fd_); }
+  uint64_t size() const override { return size_; }
+  absl::StatusOr<size_t> Read(char* buf, size_t n) override {
+    const ssize_t got = NoIntr([&] { return ::read(fd_, buf, n); });
+    if (got < 0) return ErrnoStatus(errno, "read", path_);
+    return static_cast<size_t>(got);
+  }
+
+ private:
+  const int fd_;
+  const std::string path_;
+  const uint64_t size_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<env::ReadableFile>> PosixDisk::OpenRead(
+    const std::string& path) {
   const std::string p = Resolve(path);
   int fd = NoIntr([&] { return ::open(p.c_str(), O_RDONLY | O_CLOEXEC); });
   if (fd < 0) return ErrnoStatus(errno, "open", path);
-  std::string out;
   struct stat st;
-  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return ErrnoStatus(err, "stat", path);
+  }
+  if (S_ISDIR(st.st_mode)) {
     ::close(fd);
     return ErrnoStatus(EISDIR, "read", path);
   }
-  if (st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
+  return std::unique_ptr<env::ReadableFile>(
+      new PosixReadFile(fd, path, static_cast<uint64_t>(st.st_size)));
+}
+
+absl::StatusOr<std::string> PosixDisk::ReadAll(const std::string& path) {
+  auto f = OpenRead(path);
+  if (!f.ok()) return f.status();
+  std::string out;
+  out.reserve(static_cast<size_t>((*f)->size()));
   char buf[1 << 16];
   for (;;) {
-    ssize_t n = NoIntr([&] { return ::read(fd, buf, sizeof(buf)); });
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return ErrnoStatus(err, "read", path);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    auto n = (*f)->Read(buf, sizeof(buf));
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    out.append(buf, *n);
   }
-  ::close(fd);
   return out;
 }
 

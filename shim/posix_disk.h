@@ -66,6 +66,8 @@ class PosixDisk final : public env::Disk {
   absl::StatusOr<std::unique_ptr<env::WritableFile>> Create(
       const std::string& path) override;
   absl::StatusOr<std::string> ReadAll(const std::string& path) override;
+  absl::StatusOr<std::unique_ptr<env::ReadableFile>> OpenRead(
+      const std::string& path) override;
   absl::StatusOr<std::vector<std::string>> List(
       const std::string& dir) override;
   absl::Status CreateDir(const std::string& dir) override;

@@ -47,6 +47,17 @@ class WritableFile {
   [[nodiscard]] virtual absl::Status Close() = 0;
 };
 
+// A file read front to back, a piece at a time (Disk::OpenRead).
+class ReadableFile {
+ public:
+  virtual ~ReadableFile() = default;
+  // The file's size when it was opened.
+  virtual uint64_t size() const = 0;
+  // Reads up to n bytes, those after the last read, into buf; returns how
+  // many (0 at the end).
+  [[nodiscard]] virtual absl::StatusOr<size_t> Read(char* buf, size_t n) = 0;
+};
+
 // Runs the engine's log writes (WAL append + fsync) off its thread, so the
 // engine goes on stepping raft and serving while the disk works (the
 // leader's fsync in parallel with replication, Raft thesis §10.2.1). The
@@ -99,6 +110,11 @@ class Disk {
   Create(const std::string& path) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::string> ReadAll(
       const std::string& path) = 0;
+  // Opens a file to read front to back, so that a large one (a snapshot
+  // file: hundreds of MB) need never be held whole. This one reads it
+  // whole (ReadAll) and hands it out in pieces.
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<ReadableFile>> OpenRead(
+      const std::string& path);
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> List(
       const std::string& dir) = 0;  // sorted names, not paths
   [[nodiscard]] virtual absl::Status CreateDir(const std::string& dir) = 0;
@@ -207,9 +223,10 @@ class Offload {
 };
 
 // Memory the engine read once and will not read again, given back to the
-// system while the buffer holding it is still in use: a snapshot file as it
-// is decompressed, the image as a member restores from it, so a restart
-// does not hold the file, the image and the store built from them at once.
+// system while the buffer holding it is still in use: a snapshot's image
+// as a member restores from it, so a restart does not hold the image and
+// the store built from it at once (the snapshot file itself is read a
+// piece at a time: Disk::OpenRead).
 class Memory {
  public:
   virtual ~Memory() = default;
@@ -261,6 +278,10 @@ class DiskWrapper : public Disk {
   }
   absl::StatusOr<std::string> ReadAll(const std::string& path) override {
     return target_->ReadAll(path);
+  }
+  absl::StatusOr<std::unique_ptr<ReadableFile>> OpenRead(
+      const std::string& path) override {
+    return target_->OpenRead(path);
   }
   absl::StatusOr<std::vector<std::string>> List(
       const std::string& dir) override {

@@ -186,8 +186,8 @@ absl::Status Node::Start() {
   // (still in the log) cannot complete new requests.
   next_request_id_ = (env_.rng->Next() >> 16) << 16;
   raft_rng_ = std::make_unique<env::SeededRng>(env_.rng->Next());
-  snapshotter_ = std::make_unique<wal::Snapshotter>(
-      env_.disk, opts_.data_dir + "/snap", env_.memory);
+  snapshotter_ =
+      std::make_unique<wal::Snapshotter>(env_.disk, opts_.data_dir + "/snap");
   absl::Status s = HasBootstrapped() ? Recover() : Bootstrap();
   if (!s.ok()) {
     Fail(s);

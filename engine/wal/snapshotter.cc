@@ -86,68 +86,118 @@ absl::Status Corrupt(const std::string& name, const std::string& why) {
       absl::StrCat("snap: corrupt snapshot file ", name, ": ", why));
 }
 
-// How much of the file zstd decompresses between two give-backs of what
-// it has read (env::Memory).
+// The file is read this much at a time into one buffer, and the image
+// grows this much at a time as zstd writes it.
+constexpr size_t kReadChunk = 4 << 20;
 constexpr size_t kDecompressChunk = 8 << 20;
 
-// Frees the file's bytes (*file) once they are decompressed and moves the
-// image into the snapshot, so the file, the image and a third copy are
-// never in memory at once; with `memory`, the file's bytes are given back
-// as zstd reads through them, so at most about one of the two is.
-absl::StatusOr<raft::Snapshot> Decode(const SnapFile& f, std::string* file,
-                                      env::Memory* memory) {
-  const std::string_view data = *file;
-  if (data.size() < kSnapHeadBytes) return Corrupt(f.name, "bad magic");
-  std::string_view body;
+// Reads n bytes, fewer only at the file's end.
+absl::StatusOr<size_t> ReadFull(env::ReadableFile& file, char* buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    auto r = file.Read(buf + got, n - got);
+    if (!r.ok()) return r.status();
+    if (*r == 0) break;
+    got += *r;
+  }
+  return got;
+}
+
+// Reads the file a chunk at a time, checksumming and decompressing each
+// as it comes, so that a restart never holds the file (only one chunk of
+// it) beside the image: the image is the only copy. The checksum is known
+// only at the end: a corrupt file's image is then dropped, and a zstd
+// error before that end waits for it, so that a damaged file says
+// "checksum mismatch" however zstd took it.
+absl::StatusOr<raft::Snapshot> Decode(const SnapFile& f,
+                                      env::ReadableFile& file) {
+  const uint64_t file_size = file.size();
+  char head[kSnapHeadBytes];
+  auto n = ReadFull(file, head, sizeof(head));
+  if (!n.ok()) return n.status();  // an I/O error is not corruption
+  if (*n < sizeof(head)) return Corrupt(f.name, "bad magic");
+  // The body (the zstd frame) is [body_begin, body_end) of the file.
+  uint64_t body_begin = 0;
+  uint64_t body_end = 0;
   uint32_t want = 0;
-  if (std::memcmp(data.data(), kSnapMagic, sizeof(kSnapMagic)) == 0) {
-    body = data.substr(kSnapHeadBytes);
-    want = coding::DecodeFixed32(data.data() + sizeof(kSnapMagic));
-  } else if (std::memcmp(data.data(), kSnapMagic2, sizeof(kSnapMagic2)) ==
-             0) {
-    body = data.substr(sizeof(kSnapMagic2),
-                       data.size() - sizeof(kSnapMagic2) - 4);
-    want = coding::DecodeFixed32(data.data() + data.size() - 4);
+  const bool v1 = std::memcmp(head, kSnapMagic, sizeof(kSnapMagic)) == 0;
+  if (v1) {
+    body_begin = kSnapHeadBytes;
+    body_end = file_size;
+    want = coding::DecodeFixed32(head + sizeof(kSnapMagic));
+  } else if (std::memcmp(head, kSnapMagic2, sizeof(kSnapMagic2)) == 0) {
+    body_begin = sizeof(kSnapMagic2);
+    body_end = file_size - 4;  // then the checksum
   } else {
     return Corrupt(f.name, "bad magic");
   }
-  if (crc32c::Mask(crc32c::Value(body)) != want) {
-    return Corrupt(f.name, "checksum mismatch");
-  }
-  unsigned long long size = ZSTD_getFrameContentSize(body.data(), body.size());
-  if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR ||
-      size > kMaxSnapshotBytes) {
-    return Corrupt(f.name, "bad zstd frame");
-  }
-  // The image grows a chunk at a time (each zero-filled only just before
-  // zstd writes it), so its pages come in as the file's go back.
-  std::string raw;
-  raw.reserve(size);
+  const size_t cap = static_cast<size_t>(
+      std::min<uint64_t>(kReadChunk, std::max<uint64_t>(file_size, 64)));
+  std::unique_ptr<char[]> buf(new char[cap]);
+  // The body's bytes read with the head come first.
+  size_t carried = kSnapHeadBytes - body_begin;
+  std::memcpy(buf.get(), head + body_begin, carried);
+  uint64_t at = kSnapHeadBytes;  // the file's bytes read
+  std::string trailer;
+  uint32_t crc = 0;
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(),
                                                           ZSTD_freeDCtx);
   DETCD_CHECK(dctx != nullptr);
-  ZSTD_inBuffer in{body.data(), body.size(), 0};
-  const env::ReadBehind behind = env::ReleaseBehind(memory, data.data());
+  std::string raw;
+  unsigned long long size = 0;
   size_t produced = 0;
   size_t left = 1;  // zstd's hint: 0 once the frame is whole
-  while (left != 0) {
-    if (produced == raw.size() && raw.size() < size) {
-      raw.resize(std::min<size_t>(size, raw.size() + kDecompressChunk));
+  const char* zstd_error = nullptr;
+  for (bool first = true;; first = false) {
+    auto got = ReadFull(file, buf.get() + carried, cap - carried);
+    if (!got.ok()) return got.status();
+    const size_t filled = carried + *got;
+    carried = 0;
+    at += *got;
+    if (filled == 0) break;
+    // What lies beyond the body is the checksum.
+    const uint64_t start = at - filled;
+    const size_t body =
+        static_cast<size_t>(std::max(start, std::min(at, body_end)) - start);
+    trailer.append(buf.get() + body, filled - body);
+    crc = crc32c::Extend(crc, buf.get(), body);
+    if (first && zstd_error == nullptr) {
+      size = ZSTD_getFrameContentSize(buf.get(), body);
+      if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR ||
+          size > kMaxSnapshotBytes) {
+        zstd_error = "bad zstd frame";
+      } else {
+        raw.reserve(size);
+      }
     }
-    ZSTD_outBuffer out{raw.data(), raw.size(), produced};
-    const size_t in_before = in.pos;
-    left = ZSTD_decompressStream(dctx.get(), &out, &in);
-    if (ZSTD_isError(left) ||
-        (left != 0 && in.pos == in_before && out.pos == produced)) {
-      return Corrupt(f.name, "zstd decompression failed");
+    const bool last = at >= file_size;
+    ZSTD_inBuffer in{buf.get(), body, 0};
+    while (zstd_error == nullptr && (in.pos < in.size || (last && left != 0))) {
+      // The image grows a chunk at a time (each zero-filled only just
+      // before zstd writes it).
+      if (produced == raw.size() && raw.size() < size) {
+        raw.resize(std::min<size_t>(size, raw.size() + kDecompressChunk));
+      }
+      ZSTD_outBuffer out{raw.data(), raw.size(), produced};
+      const size_t in_before = in.pos;
+      left = ZSTD_decompressStream(dctx.get(), &out, &in);
+      if (ZSTD_isError(left) || (in.pos == in_before && out.pos == produced)) {
+        zstd_error = "zstd decompression failed";
+      }
+      produced = out.pos;
     }
-    produced = out.pos;
-    if (behind) behind(body.data() + in.pos);
+    if (last) break;
   }
-  if (in.pos != body.size() || produced != size) {
+  if (!v1 && trailer.size() == 4) want = coding::DecodeFixed32(trailer.data());
+  if (at != file_size || (!v1 && trailer.size() != 4) ||
+      crc32c::Mask(crc) != want) {
+    return Corrupt(f.name, "checksum mismatch");
+  }
+  if (zstd_error != nullptr) return Corrupt(f.name, zstd_error);
+  if (left != 0 || produced != size) {
     return Corrupt(f.name, "zstd decompression failed");
   }
-  std::string().swap(*file);
+  buf.reset();
   raft::Snapshot snap;
   if (!raft::DecodeWholeSnapshot(&raw, &snap)) {
     return Corrupt(f.name, "undecodable snapshot");
@@ -160,8 +210,8 @@ absl::StatusOr<raft::Snapshot> Decode(const SnapFile& f, std::string* file,
 
 }  // namespace
 
-Snapshotter::Snapshotter(env::Disk* disk, std::string dir, env::Memory* memory)
-    : disk_(disk), dir_(std::move(dir)), memory_(memory) {}
+Snapshotter::Snapshotter(env::Disk* disk, std::string dir)
+    : disk_(disk), dir_(std::move(dir)) {}
 
 absl::Status Snapshotter::Save(const raft::Snapshot& snap) {
   auto w = Begin(snap.metadata, snap.data.size());
@@ -316,9 +366,9 @@ absl::StatusOr<raft::Snapshot> Snapshotter::LoadNewest(
           return m.index == it->index && m.term == it->term;
         });
     if (!wanted) continue;
-    auto data = disk_->ReadAll(Join(dir_, it->name));
-    if (!data.ok()) return data.status();  // an I/O error is not corruption
-    auto snap = Decode(*it, &*data, memory_);
+    auto file = disk_->OpenRead(Join(dir_, it->name));
+    if (!file.ok()) return file.status();  // an I/O error is not corruption
+    auto snap = Decode(*it, **file);
     if (snap.ok()) return snap;
     if (first_error.ok()) first_error = snap.status();
   }

@@ -229,9 +229,7 @@ class SnapshotFileWriter;
 
 class Snapshotter {
  public:
-  // `memory` (may be null) gets back a snapshot file's bytes as
-  // LoadNewest decompresses them (env::Memory).
-  Snapshotter(env::Disk* disk, std::string dir, env::Memory* memory = nullptr);
+  Snapshotter(env::Disk* disk, std::string dir);
 
   // Writes a whole snapshot (Begin, one Append, Finish).
   absl::Status Save(const raft::Snapshot& snap);
@@ -265,7 +263,6 @@ class Snapshotter {
  private:
   env::Disk* disk_;
   std::string dir_;
-  env::Memory* memory_;
   // Set by the last finished writer: its data barely compressed.
   std::shared_ptr<bool> incompressible_ = std::make_shared<bool>(false);
 };

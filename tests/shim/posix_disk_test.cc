@@ -165,6 +165,19 @@ TEST_F(PosixDiskTest, LargeFileRoundTrips) {
   ASSERT_TRUE((*f)->Append(big).ok());
   ASSERT_TRUE((*f)->Sync().ok());
   EXPECT_EQ(*disk_->ReadAll("big"), big);
+  // Read front to back in pieces of any size: the same bytes, then 0.
+  auto r = disk_->OpenRead("big");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->size(), big.size());
+  std::string got;
+  std::string piece(1000003, '\0');
+  for (;;) {
+    auto n = (*r)->Read(piece.data(), piece.size());
+    ASSERT_TRUE(n.ok()) << n.status();
+    if (*n == 0) break;
+    got.append(piece.data(), *n);
+  }
+  EXPECT_EQ(got, big);
 }
 
 TEST_F(PosixDiskTest, CreateTruncates) {
@@ -295,8 +308,11 @@ TEST_F(PosixDiskTest, NotFoundErrors) {
             absl::StatusCode::kNotFound);
   EXPECT_EQ(disk_->SyncDir("nodir").code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE(disk_->Exists("missing"));
+  EXPECT_EQ(disk_->OpenRead("missing").status().code(),
+            absl::StatusCode::kNotFound);
   ASSERT_TRUE(disk_->CreateDir("dir").ok());
   EXPECT_FALSE(disk_->ReadAll("dir").ok());
+  EXPECT_FALSE(disk_->OpenRead("dir").ok());
 }
 
 TEST(ErrnoStatusTest, MapsLikeTheSimulator) {
