@@ -402,7 +402,10 @@ void Cluster::Crash(uint64_t id) {
   world_.Mix(0x4352415348ULL ^ id);
   if (trace_) trace_->Event(world_.now(), id, "crash");
   // Destroying the Node drops its memory and its pending callbacks; clients
-  // see their requests time out (outcome unknown).
+  // see their requests time out (outcome unknown). Its destructor's drain
+  // of the disk worker must not finish the fsyncs in flight: the process
+  // dies with them.
+  n.disk->ForgetOutstanding();
   n.server.reset();
   n.was_leader = false;  // a restarted member that wins again is elected anew
   n.was_lease_primary = false;

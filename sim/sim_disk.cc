@@ -244,10 +244,7 @@ absl::Status SimDisk::SyncOrHold(const std::shared_ptr<File>& f,
 
 void SimDisk::CompleteHeldSyncs() {
   if (!holding_syncs_) return;
-  for (const auto& [f, path] : held_syncs_) {
-    OnIo(Io::kSync, path, f->data);
-    WriteBackAll(*f);
-  }
+  WriteBackHeld(held_syncs_);
   held_syncs_.clear();
 }
 
@@ -269,22 +266,43 @@ void SimDisk::Submit(std::function<absl::Status()> work,
       pending_latency() - charged +
       static_cast<int64_t>(held_sync_count_) * faults_.sync_latency_ns;
   pending_latency_ = charged;
-  scheduler_(std::max<int64_t>(0, delay),
-             [this, epoch = epoch_, status = std::move(status),
-              syncs = std::move(syncs), done = std::move(done)] {
-               // A crash before the completion: what reached the platters
-               // was the crash's decision, and nobody waits any more.
-               if (epoch != epoch_) return;
-               if (dead_) {  // the power failed meanwhile: nothing written
-                 done(absl::InternalError("EIO: fsync: power cut"));
-                 return;
-               }
-               for (const auto& [f, path] : syncs) {
-                 OnIo(Io::kSync, path, f->data);
-                 WriteBackAll(*f);
-               }
-               done(status);
-             });
+  const uint64_t id = next_outstanding_++;
+  outstanding_.push_back({id, std::move(syncs)});
+  scheduler_(std::max<int64_t>(0, delay), [this, epoch = epoch_, id,
+                                           status = std::move(status),
+                                           done = std::move(done)] {
+    // A crash before the completion: what reached the platters
+    // was the crash's decision, and nobody waits any more.
+    if (epoch != epoch_) return;
+    auto it = std::find_if(outstanding_.begin(), outstanding_.end(),
+                           [id](const Outstanding& o) { return o.id == id; });
+    std::vector<std::pair<std::shared_ptr<File>, std::string>> held;
+    if (it != outstanding_.end()) {  // else Drain wrote them
+      held = std::move(it->syncs);
+      outstanding_.erase(it);
+    }
+    if (dead_) {  // the power failed meanwhile: nothing written
+      done(absl::InternalError("EIO: fsync: power cut"));
+      return;
+    }
+    WriteBackHeld(held);
+    done(status);
+  });
+}
+
+void SimDisk::WriteBackHeld(
+    const std::vector<std::pair<std::shared_ptr<File>, std::string>>& s) {
+  for (const auto& [f, path] : s) {
+    OnIo(Io::kSync, path, f->data);
+    WriteBackAll(*f);
+  }
+}
+
+void SimDisk::Drain() {
+  std::vector<Outstanding> all = std::move(outstanding_);
+  outstanding_.clear();
+  if (dead_) return;  // the power failed: nothing more is written
+  for (const Outstanding& o : all) WriteBackHeld(o.syncs);
 }
 
 absl::Status SimDisk::SyncFile(File& f, const std::string& path) {
@@ -560,6 +578,7 @@ std::string SimDisk::CrashImage(const File& f, const CrashModel& m) {
 
 void SimDisk::CrashWith(const CrashModel& m) {
   ++epoch_;
+  outstanding_.clear();  // their completions never come
   ++durable_version_;
   pending_latency_ = 0;
   dead_ = false;
@@ -619,6 +638,7 @@ void SimDisk::CrashRandomly() {
 
 void SimDisk::Wipe() {
   ++epoch_;
+  outstanding_.clear();  // their completions never come
   ++durable_version_;
   pending_latency_ = 0;
   dead_ = false;

@@ -53,10 +53,12 @@
 // and syncs, plus the rest of a stall). The completion performs the held
 // fsyncs' write-back and then calls `done`. Whether an fsync fails (EIO,
 // a power cut) is decided when the work asks for it, so the work sees the
-// error as from a real fsync. A
-// crash before it finds the write unsynced, as a power cut during a real
-// fsync would, and the completion never runs. The write's latency delays
-// the completion, not the messages the node sends meanwhile.
+// error as from a real fsync. A crash before it finds the write unsynced,
+// as a power cut during a real fsync would, and the completion never
+// runs. Drain writes back the held fsyncs of every submission not yet
+// completed (a real Drain returns once they are done); a crash calls
+// ForgetOutstanding first. The write's latency delays the completion, not
+// the messages the node sends meanwhile.
 //
 // CHECKERS. SyncedFiles(dir) shows what a crash that lost every unsynced
 // byte would leave of a directory, independently of what the engine thinks
@@ -136,7 +138,14 @@ class SimDisk final : public env::Disk, public env::DiskWorker {
   env::DiskWorker* file_worker() override { return worker(); }
   void Submit(std::function<absl::Status()> work,
               std::function<void(absl::Status)> done) override;
-  void Drain() override {}  // the work has run already
+  // The work has run already; the fsyncs it asked for whose completions
+  // have not come are written back now (a real Drain waits for them).
+  void Drain() override;
+  // The process is about to die (a crash): the submitted work's
+  // completions will never come, and what its held fsyncs wrote is the
+  // crash's to decide, so a Drain from the dying Node's destructor writes
+  // nothing back. Called before the Node is destroyed.
+  void ForgetOutstanding() { outstanding_.clear(); }
   // Runs `event` after `delay_ns` of virtual time, as an event of the
   // node's own (its owner skips it if the node crashed meanwhile).
   using Scheduler =
@@ -289,6 +298,17 @@ class SimDisk final : public env::Disk, public env::DiskWorker {
   std::vector<std::pair<std::shared_ptr<File>, std::string>> held_syncs_;
   size_t held_sync_count_ = 0;
   void CompleteHeldSyncs();
+  // Submitted work whose completion has not come, with the fsyncs held
+  // for it (in submission order): Drain writes them back, as the real
+  // worker's Drain returns only once they are done.
+  struct Outstanding {
+    uint64_t id = 0;
+    std::vector<std::pair<std::shared_ptr<File>, std::string>> syncs;
+  };
+  std::vector<Outstanding> outstanding_;
+  uint64_t next_outstanding_ = 0;
+  void WriteBackHeld(
+      const std::vector<std::pair<std::shared_ptr<File>, std::string>>& s);
   World* trace_world_ = nullptr;  // see set_trace
   uint64_t trace_node_ = 0;
 };

@@ -209,6 +209,7 @@ class Bus {
 
   void Crash(uint64_t id) {
     Member& m = members_.at(id);
+    m.disk->ForgetOutstanding();  // the fsyncs in flight die with it
     m.node.reset();
     m.disk->Crash();
   }

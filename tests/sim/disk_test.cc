@@ -457,6 +457,55 @@ TEST(SimDisk, AWorksFsyncBeforeMoreIoIsDurableAtOnce) {
   EXPECT_EQ(run(false), "abc");  // the work's last fsync: held back
 }
 
+// Drain returns once the submitted work's fsyncs are done, as the real
+// worker's does: the caller may then write after them (a snapshot's WAL
+// marker after the log write in flight) and a crash keeps what they
+// synced, completion or not. A crash's ForgetOutstanding (the dying
+// Node's destructor drains too) leaves them held, for the crash to
+// decide.
+// Submits a work that appends "def" to d/f and syncs it (held: the
+// work's last I/O).
+void SubmitAppendSync(SimDisk& d, std::function<void(absl::Status)> done) {
+  d.worker()->Submit(
+      [&d] {
+        auto f = d.OpenAppend("d/f");
+        if (!f.ok()) return f.status();
+        if (auto s = (*f)->Append("def"); !s.ok()) return s;
+        return (*f)->Sync();
+      },
+      std::move(done));
+}
+
+TEST(SimDisk, DrainFinishesTheFsyncsInFlight) {
+  SimDisk d(env::SeededRng(1));
+  std::vector<std::function<void()>> completions;
+  d.set_scheduler([&completions](int64_t, std::function<void()> ev) {
+    completions.push_back(std::move(ev));
+  });
+  MakeFile(d, "abc", "");
+  bool done = false;
+  SubmitAppendSync(d, [&done](absl::Status s) { done = s.ok(); });
+  d.worker()->Drain();
+  EXPECT_FALSE(done) << "the completion still comes as an event";
+  for (auto& ev : completions) ev();  // it writes nothing twice
+  EXPECT_TRUE(done);
+  d.Crash();
+  EXPECT_EQ(Read(d, "d/f"), "abcdef");
+}
+
+TEST(SimDisk, DrainedFsyncsSurviveACrashBeforeTheCompletion) {
+  for (bool forget : {false, true}) {
+    SimDisk d(env::SeededRng(1));
+    d.set_scheduler([](int64_t, std::function<void()>) {});  // never run
+    MakeFile(d, "abc", "");
+    SubmitAppendSync(d, [](absl::Status) {});
+    if (forget) d.ForgetOutstanding();
+    d.worker()->Drain();
+    d.Crash();
+    EXPECT_EQ(Read(d, "d/f"), forget ? "abc" : "abcdef") << forget;
+  }
+}
+
 TEST(SimDisk, HandlesDieWithTheCrash) {
   SimDisk d(env::SeededRng(1));
   ASSERT_TRUE(d.CreateDir("d").ok());
