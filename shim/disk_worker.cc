@@ -6,9 +6,10 @@
 
 namespace detcd::shim {
 
-DiskThread::DiskThread(PostFn post, std::string name)
+DiskThread::DiskThread(PostFn post, std::string name, ThreadKind kind)
     : post_(std::move(post)),
       name_(std::move(name)),
+      kind_(kind),
       freer_(name_ + "-free", ThreadKind::kBackground) {}
 
 DiskThread::~DiskThread() { Stop(); }
@@ -19,7 +20,7 @@ void DiskThread::Start() {
   started_ = true;
   freer_.Start();
   thread_ = std::thread([this] {
-    NameThisThread(name_, ThreadKind::kIo);
+    NameThisThread(name_, kind_);
     Run();
   });
 }

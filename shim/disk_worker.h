@@ -41,9 +41,11 @@ class DiskThread final : public env::DiskWorker {
   using PostFn = std::function<bool(std::function<void()>)>;
 
   // `name` names the thread (Linux keeps 15 bytes; its freer adds
-  // "-free"): "disk" for the log's writes, "snap-disk" for snapshot files
+  // "-free") and `kind` sets its class: "disk" for the log's writes, which
+  // commits wait on; "snap-disk", kBackground, for snapshot files
   // (env::Disk::file_worker).
-  explicit DiskThread(PostFn post, std::string name = "disk");
+  explicit DiskThread(PostFn post, std::string name = "disk",
+                      ThreadKind kind = ThreadKind::kIo);
   ~DiskThread() override;  // Stop()
   DiskThread(const DiskThread&) = delete;
   DiskThread& operator=(const DiskThread&) = delete;
@@ -101,6 +103,7 @@ class DiskThread final : public env::DiskWorker {
 
   const PostFn post_;
   const std::string name_;
+  const ThreadKind kind_;
   std::function<bool()> idle_;
   std::function<bool()> idle_is_due_;
   std::function<bool()> inline_;

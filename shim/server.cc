@@ -1407,7 +1407,7 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
       [l = m.loop.get()](std::function<void()> t) {
         return l->PostCompletion(std::move(t));
       },
-      "snap-disk");
+      "snap-disk", ThreadKind::kBackground);
   m.disk->set_file_worker(m.snap_disk_thread.get());
   // WAL segments are filled ahead with zeros while the thread is idle, so
   // a commit's fdatasync writes no metadata (PosixDisk::FillAheadStep).
