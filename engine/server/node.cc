@@ -1117,11 +1117,11 @@ void Node::StepSnapshot() {
 }
 
 void Node::CommitSnapshot() {
+  snap_job_->image_bytes = snap_job_->image->size();
+  snap_job_->image.reset();  // written: the store need not keep its state
   env::DiskWorker* worker = env_.disk->file_worker();
   if (worker == nullptr) {
     std::unique_ptr<SnapshotJob> job = std::move(snap_job_);
-    job->image_bytes = job->image->size();
-    job->image.reset();
     absl::Status s = job->file->Finish();
     if (s.ok()) s = FinishSnapshot(std::move(job));
     if (!s.ok()) Fail(s);
@@ -1132,8 +1132,6 @@ void Node::CommitSnapshot() {
   // about the same index: the file worker does them.
   if (absl::Status s = snap_job_->file->Seal(); !s.ok()) return Fail(s);
   committing_ = std::move(snap_job_);
-  committing_->image_bytes = committing_->image->size();
-  committing_->image.reset();  // written: the store need not keep its state
   worker->Submit([file = committing_->file.get()] { return file->Commit(); },
                  [this, seq = committing_->seq](absl::Status s) {
                    if (committing_ == nullptr || committing_->seq != seq) {
