@@ -1421,12 +1421,14 @@ absl::StatusOr<std::unique_ptr<DetcdServer>> DetcdServer::Start(
   // which leaves the engine free to take in the next batch meanwhile (so
   // does a received snapshot's install, file and restore). The
   // peer messages queued before it (a leader's appends) leave first, so
-  // followers write in parallel.
+  // followers write in parallel. A snapshot's WAL marker (its fdatasync,
+  // the release of segments) never runs here: nobody waits on it soon.
   m.disk_thread->SetRunInline(
       [l = m.loop.get(), t = m.transport.get(), s = m.server.get()] {
         if (l->backlog() != 0 ||
             s->node().entries_being_written() > kInlineWriteMaxEntries ||
-            s->node().snapshot_being_written()) {
+            s->node().snapshot_being_written() ||
+            s->node().marker_being_written()) {
           return false;
         }
         t->FlushHeldSends();

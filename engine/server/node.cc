@@ -170,7 +170,7 @@ Node::Node(const env::Env& env, NodeOptions opts, StateMachine* sm)
 Node::~Node() {
   // The disk worker may be writing the WAL for us, the file worker our
   // snapshot file: let them finish first.
-  if (persisting_ != nullptr) env_.disk->worker()->Drain();
+  if (log_busy()) env_.disk->worker()->Drain();
   if (committing_ != nullptr) env_.disk->file_worker()->Drain();
 }
 
@@ -644,7 +644,10 @@ void Node::ProcessReady() {
   // next request) must not start a nested Ready: the outer loop below picks
   // up whatever it produced.
   if (in_ready_) return;
-  if (persisting_ != nullptr) {
+  // A snapshot's marker goes before the next Ready's write: under load the
+  // worker is seldom free at any other time.
+  if (marker_due_ && !log_busy()) SubmitMarker();
+  if (log_busy()) {
     // A write is in flight; its completion takes the next Ready. Only what
     // may leave before a write goes now (a leader's appends, heartbeats).
     SendEarlyMessages();
@@ -664,8 +667,7 @@ void Node::ProcessReady() {
   // another Ready (e.g. apply of a conf change) is handled in the next
   // round, and anything left is picked up by the next event.
   for (int round = 0;
-       round < 64 && !failed() && persisting_ == nullptr && raft_->HasReady();
-       ++round) {
+       round < 64 && !failed() && !log_busy() && raft_->HasReady(); ++round) {
     raft::Ready rd = raft_->GetReady();
     // A leader's appends and heartbeats leave before its own write, so its
     // fsync runs in parallel with its followers' (raft.h).
@@ -1020,9 +1022,10 @@ void Node::MaybeSnapshot() {
 // until a compaction, which makes the writer fail) and streams it through
 // zstd into a temporary file. Only once that file is synced and renamed
 // (by env::Disk::file_worker, beside the log's writes and the Node's other
-// work) does the WAL get its marker and raft's log and the WAL get
-// compacted: a crash before that leaves the previous snapshot (and the log
-// since) as they were.
+// work) does the WAL get its marker, written by the log's worker in the
+// log's order (MarkSnapshot), and only once that is durable are raft's log
+// and the WAL compacted: a crash before that leaves the previous snapshot
+// (and the log since) as they were.
 struct Node::SnapshotJob {
   raft::SnapshotMetadata meta;
   std::unique_ptr<ImageWriter> image;
@@ -1121,43 +1124,89 @@ void Node::CommitSnapshot() {
   snap_job_->image.reset();  // written: the store need not keep its state
   env::DiskWorker* worker = env_.disk->file_worker();
   if (worker == nullptr) {
-    std::unique_ptr<SnapshotJob> job = std::move(snap_job_);
-    absl::Status s = job->file->Finish();
-    if (s.ok()) s = FinishSnapshot(std::move(job));
-    if (!s.ok()) Fail(s);
-    return;
+    if (absl::Status s = snap_job_->file->Finish(); !s.ok()) return Fail(s);
+    committing_ = std::move(snap_job_);
+    return MarkSnapshot();
   }
   // The fsync of the file (tens of MB) and of the directory, and their
   // rename, would stop the engine for milliseconds, on every member at
   // about the same index: the file worker does them.
   if (absl::Status s = snap_job_->file->Seal(); !s.ok()) return Fail(s);
   committing_ = std::move(snap_job_);
+  std::weak_ptr<bool> alive = alive_;
   worker->Submit([file = committing_->file.get()] { return file->Commit(); },
-                 [this, seq = committing_->seq](absl::Status s) {
+                 [this, alive, seq = committing_->seq](absl::Status s) {
+                   if (alive.expired()) return;
                    if (committing_ == nullptr || committing_->seq != seq) {
                      return;  // dropped meanwhile (DropCommitting)
                    }
-                   std::unique_ptr<SnapshotJob> job = std::move(committing_);
-                   if (failed()) return;
-                   if (s.ok()) s = FinishSnapshot(std::move(job));
-                   if (!s.ok()) return Fail(s);
-                   // Requests that came meanwhile, or a log long enough
-                   // for the next one.
-                   if (!in_ready_) MaybeSnapshot();
+                   if (failed()) return committing_.reset();
+                   if (!s.ok()) {
+                     committing_.reset();
+                     return Fail(s);
+                   }
+                   MarkSnapshot();
                  });
+}
+
+void Node::MarkSnapshot() {
+  if (env_.disk->worker() == nullptr) {
+    std::unique_ptr<SnapshotJob> job = std::move(committing_);
+    absl::Status s = MarkWal(job->meta);
+    if (s.ok()) s = FinishSnapshot(std::move(job));
+    if (!s.ok()) Fail(s);
+    return;
+  }
+  // The marker and its fsync (milliseconds under load) are the log's
+  // worker's, in the WAL's order after the write in flight: the engine
+  // neither waits for that write nor does the fsync (ProcessReady submits
+  // a due marker once the write completes).
+  marker_due_ = true;
+  if (!log_busy()) SubmitMarker();
+}
+
+void Node::SubmitMarker() {
+  DETCD_CHECK(committing_ != nullptr && marker_due_ && !log_busy());
+  marker_due_ = false;
+  marking_ = true;
+  std::weak_ptr<bool> alive = alive_;
+  env_.disk->worker()->Submit(
+      [this, meta = committing_->meta] { return MarkWal(meta); },
+      [this, alive, seq = committing_->seq](absl::Status s) {
+        if (alive.expired()) return;
+        marking_ = false;
+        if (failed()) return;
+        if (!s.ok()) return Fail(s);
+        if (committing_ != nullptr && committing_->seq == seq) {
+          // (Else dropped meanwhile: its marker names a durable file, and
+          // whoever dropped it made a newer snapshot or will.)
+          s = FinishSnapshot(std::move(committing_));
+          if (!s.ok()) return Fail(s);
+        }
+        // The Ready that waited for the worker; requests that came
+        // meanwhile, or a log long enough for the next snapshot.
+        ProcessReady();
+        ProposeAwaitingLeader();
+        if (!in_ready_) MaybeSnapshot();
+      });
+}
+
+absl::Status Node::MarkWal(const raft::SnapshotMetadata& meta) {
+  if (auto s = wal_->SaveSnapshotMarker(meta); !s.ok()) return s;
+  // Segments wholly before the snapshot are no longer needed for recovery.
+  return wal_->ReleaseBefore(meta.index);
 }
 
 void Node::DropCommitting() {
   if (committing_ == nullptr) return;
   DETCD_PROBE(kNodeCommittingSnapshotDropped);
-  env_.disk->file_worker()->Drain();
+  if (env::DiskWorker* w = env_.disk->file_worker()) w->Drain();
+  // A marker being written (marking_) names a durable file: it may finish.
+  marker_due_ = false;
   committing_.reset();
 }
 
 absl::Status Node::FinishSnapshot(std::unique_ptr<SnapshotJob> job) {
-  // The WAL is ours again once the worker is idle.
-  if (persisting_ != nullptr) env_.disk->worker()->Drain();
-  if (auto s = wal_->SaveSnapshotMarker(job->meta); !s.ok()) return s;
   // Raft's storage gets the metadata only: the image stays in the file,
   // and a follower that needs one gets a fresh image (NodeStorage). (If
   // the in-memory log was released past the index meanwhile, raft's
@@ -1310,13 +1359,13 @@ absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs,
   if (applied_ <= snapshot_index_) return absl::OkStatus();
   // The WAL is ours again once the worker is idle (the write's completion
   // may still be queued: what is applied never depends on it).
-  if (persisting_ != nullptr) env_.disk->worker()->Drain();
+  if (log_busy()) env_.disk->worker()->Drain();
   auto snap = storage_.CreateSnapshot(applied_, &cs, sm_->Snapshot());
   if (!snap.ok()) return snap.status();
   if (auto s = snapshotter_->Save(*snap); !s.ok()) return s;
   applied_bytes_at_snap_ = applied_bytes_;
   snap_image_bytes_ = snap->data.size();
-  if (auto s = wal_->SaveSnapshotMarker(snap->metadata); !s.ok()) return s;
+  if (auto s = MarkWal(snap->metadata); !s.ok()) return s;
   if (auto s = CompactBehind(applied_, keep_snapshots); !s.ok()) return s;
   AnswerSnapshotWaiters(absl::OkStatus());  // this one has all they wanted
   return absl::OkStatus();
@@ -1331,8 +1380,6 @@ absl::Status Node::CompactBehind(uint64_t index, size_t keep_snapshots) {
       if (auto s = storage_.Compact(compact); !s.ok()) return s;
     }
   }
-  // Segments wholly before the snapshot are no longer needed for recovery.
-  if (auto s = wal_->ReleaseBefore(index); !s.ok()) return s;
   return snapshotter_->Prune(std::max<size_t>(1, keep_snapshots));
 }
 

@@ -280,7 +280,8 @@ class Node {
   // ContinueSnapshot until neither is left.
   bool snapshot_in_progress() const { return snap_job_ != nullptr; }
   // A snapshot is under way: being written, or its file being synced and
-  // renamed by the file worker (the Node finishes it in the completion).
+  // renamed by the file worker, or its WAL marker being written by the
+  // log's (the Node finishes it in that completion).
   bool snapshot_pending() const {
     return snap_job_ != nullptr || committing_ != nullptr;
   }
@@ -294,6 +295,9 @@ class Node {
   bool snapshot_being_written() const {
     return persisting_ != nullptr && persisting_->snapshot != nullptr;
   }
+  // The log's worker is given (or writing) a snapshot's WAL marker; a
+  // worker may ask during Submit.
+  bool marker_being_written() const { return marking_; }
   // The image for a follower that needs a snapshot is being built (a step
   // at a time too, with the snapshot's; raft sends it once it is whole).
   bool image_in_progress() const;
@@ -432,9 +436,22 @@ class Node {
   void StepSnapshot();
   // The job's image is all in its file: seals the file and has the file
   // worker (env::Disk::file_worker) sync and rename it, or does it inline
-  // without one; then FinishSnapshot.
+  // without one; then MarkSnapshot.
   void CommitSnapshot();
+  // The committing job's file is durable: its WAL marker is written and
+  // the WAL's segments behind it released (MarkWal) by the log's worker
+  // once no write of the log is in flight (marker_due_ until then), or
+  // inline without a worker; then FinishSnapshot.
+  void MarkSnapshot();
+  void SubmitMarker();
+  absl::Status MarkWal(const raft::SnapshotMetadata& meta);
+  // The snapshot is durable and the WAL marks it: raft's storage learns
+  // it, its log is compacted, older snapshot files pruned, waiters
+  // answered.
   absl::Status FinishSnapshot(std::unique_ptr<SnapshotJob> job);
+  // A write of the log is in flight on the disk worker (a Ready's, or a
+  // snapshot's marker): the WAL is the worker's until its completion.
+  bool log_busy() const { return persisting_ != nullptr || marking_; }
   void AbandonSnapshot();
   // Drops the job whose file the file worker is committing, once the
   // worker is done with it (its completion then finds nothing to finish):
@@ -455,8 +472,8 @@ class Node {
   };
   static constexpr int kImageCatchUpElections = 30;
   bool ImageSentHolds(uint64_t id, const ImageSent& sent) const;
-  // After a snapshot at `index` is durable: compacts raft's log and the
-  // WAL behind it and prunes old snapshot files.
+  // After a snapshot at `index` is durable and marked (MarkWal): compacts
+  // raft's log behind it and prunes old snapshot files.
   absl::Status CompactBehind(uint64_t index, size_t keep_snapshots);
   void ExpireRequests();
   void Fail(absl::Status s);
@@ -507,6 +524,11 @@ class Node {
   // The job whose file the file worker syncs and renames (null: none);
   // no other job begins meanwhile.
   std::unique_ptr<SnapshotJob> committing_;
+  // committing_'s file is durable and its marker waits for the log's
+  // worker to be free (marker_due_), or is being written there (marking_:
+  // the worker's one write in flight, as persisting_ otherwise).
+  bool marker_due_ = false;
+  bool marking_ = false;
   uint64_t snap_seq_ = 0;      // jobs begun; names their completions
   int snapshot_abandons_ = 0;  // in a row; then one is written at once
   // SnapshotInSteps requests not yet answered, and the snapshots they keep.

@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "engine/util/probes.h"
+#include "engine/wal/wal.h"
 #include "sim/sim_disk.h"
 #include "tests/server/kv_state_machine.h"
 
@@ -1210,11 +1211,12 @@ void StartCommittingASnapshot(Bus& bus, HeldDisk& held, int* puts) {
   ASSERT_EQ(bus.Leader(), 1u);
   Node& n = bus.node(1);
   while (*puts < 100 && !n.snapshot_pending()) {
-    bool done = false;
+    // (Shared: the last put may complete after this returns.)
+    auto done = std::make_shared<bool>(false);
     n.Propose(absl::StrCat("put k", (*puts)++, " v"),
-              [&done](absl::StatusOr<std::string> r) { done = r.ok(); });
+              [done](absl::StatusOr<std::string> r) { *done = r.ok(); });
     // One event at a time, so the test sees the commit under way.
-    for (int i = 0; i < 100 && !done && !n.snapshot_pending(); ++i) {
+    for (int i = 0; i < 100 && !*done && !n.snapshot_pending(); ++i) {
       if (held.events.empty()) {
         bus.Tick();
       } else {
@@ -1256,6 +1258,73 @@ TEST(Node, TheFileWorkerSyncsAndRenamesTheSnapshotFile) {
   EXPECT_EQ(n.snapshot_stats().completed, 1u);
   // Restarted from it.
   ASSERT_NO_FATAL_FAILURE(RestartHolding(bus, held, puts));
+}
+
+// Whether the WAL (page cache included) has a marker at `index`.
+bool HasMarker(sim::SimDisk& disk, uint64_t index) {
+  auto markers = wal::Wal::ReadMarkers(&disk, "data/wal");
+  if (!markers.ok()) return false;
+  for (const raft::SnapshotMetadata& m : *markers) {
+    if (m.index == index) return true;
+  }
+  return false;
+}
+
+// Once the snapshot file is durable, its WAL marker is the log worker's
+// work, not the engine's: the marker is written, and the snapshot is done
+// only at that work's completion; a write of the log that comes meanwhile
+// waits for the worker (the WAL is the worker's until then). A crash
+// before the completion restarts with every acknowledged put.
+TEST(Node, TheLogWorkerWritesTheSnapshotMarker) {
+  for (bool crash : {false, true}) {
+    SCOPED_TRACE(crash ? "crash before the marker's completion" : "");
+    Bus bus;
+    HeldDisk held;
+    int puts = 0;
+    ASSERT_NO_FATAL_FAILURE(StartCommittingASnapshot(bus, held, &puts));
+    Node& n = bus.node(1);
+    const uint64_t index = n.applied_index();
+    EXPECT_FALSE(HasMarker(bus.disk(1), index));
+    // The file's commit completes, and the marker goes to the log worker.
+    for (int i = 0; i < 100 && !HasMarker(bus.disk(1), index); ++i) {
+      ASSERT_FALSE(held.events.empty());
+      held.RunOne();
+    }
+    ASSERT_TRUE(HasMarker(bus.disk(1), index));
+    EXPECT_TRUE(n.snapshot_pending()) << "done before the marker's completion";
+    EXPECT_EQ(n.snapshot_stats().completed, 0u);
+    int acked = 0;
+    for (int i = 0; i < puts; ++i) {
+      acked += bus.sm(1).data().count(absl::StrCat("k", i));
+    }
+    auto done = std::make_shared<bool>(false);
+    n.Propose(absl::StrCat("put k", puts++, " v"),
+              [done](absl::StatusOr<std::string> r) { *done = r.ok(); });
+    EXPECT_EQ(n.entries_being_written(), 0u) << "a write beside the marker";
+    if (crash) {
+      bus.Crash(1);
+      held.events.clear();
+      bus.disk(1).set_scheduler(nullptr);
+      ASSERT_TRUE(bus.Start(1).ok());
+      ASSERT_EQ(bus.ElectLeader(), 1u);
+      bus.Tick();
+      EXPECT_GE(bus.sm(1).data().size(), static_cast<size_t>(acked));
+      continue;
+    }
+    for (int i = 0; i < 100 && !*done; ++i) {
+      if (held.events.empty()) {
+        bus.Tick();
+      } else {
+        held.RunOne();
+      }
+    }
+    EXPECT_TRUE(*done);
+    EXPECT_FALSE(n.snapshot_pending());
+    EXPECT_EQ(n.snapshot_stats().completed, 1u);
+    EXPECT_EQ(n.snapshot_index(), index);
+    EXPECT_FALSE(n.failed());
+    ASSERT_NO_FATAL_FAILURE(RestartHolding(bus, held, puts));
+  }
 }
 
 // TakeSnapshot while the file worker commits an automatic one: that one
