@@ -46,6 +46,10 @@ class MergeRounds(unittest.TestCase):
         self.assertEqual(e["errors"], 2, "errors: the most of any round")
         self.assertEqual(e["ops"], 100)
         self.assertEqual([r["cpu_us_op"] for r in d["rounds"]], [10, 30, 12])
+        self.assertEqual([r["round"] for r in d["rounds"]], [1, 2, 3])
+        # The ratio is the median of the rounds' own: 10/50, 30/70, 12/60.
+        self.assertAlmostEqual(compare.figure_ratio(d, e, "cpu_us_op"), 0.2)
+        self.assertAlmostEqual(compare.figure_ratio(d, e, "qps"), 8000 / 900)
         self.assertEqual(results["anomalies"],
                          ["round 2: detcd 1m lock: timed out"])
 
@@ -66,6 +70,10 @@ class MergeRounds(unittest.TestCase):
         self.assertEqual(results["3m"]["watch"]["etcd"]["cpu_us_op"], 17)
         self.assertEqual(results["3m"]["watch"]["detcd"],
                          fig(4, 300000), "one round: as measured")
+        # No rounds to pair: the ratio of the figures.
+        self.assertAlmostEqual(compare.figure_ratio(
+            results["3m"]["watch"]["detcd"], results["3m"]["watch"]["etcd"],
+            "cpu_us_op"), 4 / 17)
         self.assertEqual(results["restart"]["detcd"]["restart_s"], 1.0)
         self.assertNotIn("etcd", results["restart"])
 
