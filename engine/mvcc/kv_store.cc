@@ -113,6 +113,9 @@ constexpr int64_t kNoCompaction = -1;
 
 // Snapshot image framing (see KvStore::Snapshot).
 constexpr std::string_view kSnapshotMagic = "dmvc";
+// A delta image (KvStore::BeginDelta): the same framing, its own magic.
+constexpr std::string_view kDeltaMagic = "dmvd";
+constexpr uint8_t kDeltaFormatVersion = 1;
 constexpr uint8_t kRecordPut = 0;
 constexpr uint8_t kRecordTombstone = 1;
 
@@ -1506,6 +1509,12 @@ int64_t KvStore::size_bytes() const { return impl_->bytes; }
 // Records at or below the compact revision are the ones compaction kept
 // (one put per key); above it every revision is present. An open write
 // transaction's uncommitted changes are not included.
+//
+// A delta image (BeginDelta) is the same with the magic "dmvd", format
+// version 1, the since revision S as a varint before the current
+// revision, and only the records above S (all of them: a delta is never
+// made across a compaction, so its compact revision is its base's).
+// ApplyDelta adds it to a store at revision S.
 std::string KvStore::Snapshot() const {
   // One unbounded step of the incremental writer: one encoder for both.
   ImageWriter w = BeginImage();
@@ -1525,33 +1534,51 @@ void KvStore::Swap(KvStore& other) {
 
 absl::StatusOr<KvStore::ImageReader> KvStore::ImageReader::Open(
     std::string_view image) {
+  return OpenAny(image, /*delta=*/false);
+}
+
+absl::StatusOr<KvStore::ImageReader> KvStore::ImageReader::OpenDelta(
+    std::string_view image) {
+  return OpenAny(image, /*delta=*/true);
+}
+
+absl::StatusOr<KvStore::ImageReader> KvStore::ImageReader::OpenAny(
+    std::string_view image, bool delta) {
   auto bad = [](const char* why) {
     return absl::DataLossError(absl::StrCat("mvcc snapshot: ", why));
   };
   constexpr size_t kHeader = 5, kTrailer = 4;
   if (image.size() < kHeader + kTrailer) return bad("truncated");
-  if (image.substr(0, 4) != kSnapshotMagic) return bad("bad magic");
+  if (image.substr(0, 4) != (delta ? kDeltaMagic : kSnapshotMagic)) {
+    return bad("bad magic");
+  }
   const auto version = static_cast<uint8_t>(image[4]);
-  if (version != 1 && version != kImageFormatVersion) {
+  if (delta ? version != kDeltaFormatVersion
+            : version != 1 && version != kImageFormatVersion) {
     return bad("unknown format version");
   }
   std::string_view body = image.substr(0, image.size() - kTrailer);
   if (coding::DecodeFixed32(image.data() + body.size()) !=
-      (version == 1 ? Fold32(util::Fnv1a(body)) : ImageChecksum(body))) {
+      (version == 1 && !delta ? Fold32(util::Fnv1a(body))
+                              : ImageChecksum(body))) {
     return bad("checksum mismatch");
   }
   coding::Reader in(body.substr(kHeader));
   constexpr uint64_t kMaxRev = std::numeric_limits<int64_t>::max() - 1;
-  uint64_t cur = 0, compact_plus1 = 0, n = 0;
-  if (!in.GetVarint64(&cur) || !in.GetVarint64(&compact_plus1) ||
-      !in.GetVarint64(&n)) {
+  uint64_t since = 0, cur = 0, compact_plus1 = 0, n = 0;
+  if ((delta && !in.GetVarint64(&since)) || !in.GetVarint64(&cur) ||
+      !in.GetVarint64(&compact_plus1) || !in.GetVarint64(&n)) {
     return bad("truncated header");
   }
   if (cur < static_cast<uint64_t>(kInitialRev) || cur > kMaxRev) {
     return bad("bad current revision");
   }
   if (compact_plus1 > cur + 1) return bad("bad compact revision");
+  if (delta && (since < static_cast<uint64_t>(kInitialRev) || since > cur)) {
+    return bad("bad delta base revision");
+  }
   ImageReader r;
+  r.since_ = static_cast<int64_t>(since);
   r.body_ = body;
   r.first_ = r.pos_ = body.size() - in.remaining();
   r.rev_ = static_cast<int64_t>(cur);
@@ -1613,18 +1640,49 @@ absl::StatusOr<bool> KvStore::ImageReader::Next(ImageRecord* out) {
 absl::Status KvStore::Restore(std::string_view image,
                               const env::ReadBehind& behind) {
   DETCD_CHECK_MSG(!impl_->txn_open, "Restore during a write transaction");
-  auto bad = [](const char* why) {
-    return absl::DataLossError(absl::StrCat("mvcc snapshot: ", why));
-  };
   absl::StatusOr<ImageReader> reader = ImageReader::Open(image);
   if (!reader.ok()) return reader.status();
 
   auto st = std::make_unique<Impl>();
-  st->current_rev = reader->revision();
   st->compact_rev = reader->compact_revision();
   st->base = std::max(kInitialRev + 1, st->compact_rev + 1);
+  // Nothing yet: the records (from the first, kept ones on) come next.
+  st->current_rev = 0;
+  if (absl::Status s = LoadRecords(st.get(), &*reader, behind); !s.ok()) {
+    return s;
+  }
+  delete impl_;
+  impl_ = st.release();
+  ++epoch_;
+  return absl::OkStatus();
+}
 
-  Revision prev_rev{0, 0};
+absl::Status KvStore::ApplyDelta(std::string_view delta,
+                                 const env::ReadBehind& behind) {
+  Impl& st = *impl_;
+  DETCD_CHECK_MSG(!st.txn_open, "ApplyDelta during a write transaction");
+  absl::StatusOr<ImageReader> reader = ImageReader::OpenDelta(delta);
+  if (!reader.ok()) return reader.status();
+  FinishCompaction();
+  if (reader->since() != st.current_rev ||
+      reader->compact_revision() != st.compact_rev ||
+      st.base + static_cast<int64_t>(st.entries.size()) != st.current_rev + 1) {
+    return absl::DataLossError(
+        absl::StrCat("mvcc snapshot: a delta from revision ", reader->since(),
+                     " (compacted at ", reader->compact_revision(),
+                     ") does not continue the store at revision ",
+                     st.current_rev, " (compacted at ", st.compact_rev, ")"));
+  }
+  return LoadRecords(&st, &*reader, behind);
+}
+
+absl::Status KvStore::LoadRecords(Impl* st, ImageReader* reader,
+                                  const env::ReadBehind& behind) {
+  auto bad = [](const char* why) {
+    return absl::DataLossError(absl::StrCat("mvcc snapshot: ", why));
+  };
+  // A delta's records follow the store's revision.
+  Revision prev_rev{st->current_rev, 0};
   ImageRecord rec;
   while (true) {
     // The last record's bytes are in its node now.
@@ -1701,13 +1759,11 @@ absl::Status KvStore::Restore(std::string_view image,
     }
     prev_rev = rev;
   }
+  st->current_rev = reader->revision();
   if (st->base + static_cast<int64_t>(st->entries.size()) !=
       st->current_rev + 1) {
     return bad("missing revision");
   }
-  delete impl_;
-  impl_ = st.release();
-  ++epoch_;
   return absl::OkStatus();
 }
 
@@ -1724,16 +1780,44 @@ KvStore::ImageWriter KvStore::BeginImage() const {
   // (and not yet in the store's image sums). The sums count what a pending
   // compaction drops until it is done, so it is done first.
   FinishCompaction();
-  return ImageWriter(this);
+  return ImageWriter(this, nullptr);
 }
 
-KvStore::ImageWriter::ImageWriter(const KvStore* s)
+KvStore::ImageMark KvStore::mark_now() const {
+  FinishCompaction();
+  return ImageMark{impl_->current_rev, epoch_, impl_->image_records,
+                   impl_->image_bytes};
+}
+
+std::optional<KvStore::ImageWriter> KvStore::BeginDelta(
+    const ImageMark& since) const {
+  FinishCompaction();
+  // Only writes since: the records up to the mark are where they were, and
+  // the running sums grew by exactly the records above it.
+  if (since.epoch != epoch_ || since.revision > impl_->current_rev ||
+      since.records > impl_->image_records ||
+      since.record_bytes > impl_->image_bytes) {
+    return std::nullopt;
+  }
+  return ImageWriter(this, &since);
+}
+
+KvStore::ImageWriter::ImageWriter(const KvStore* s, const ImageMark* since)
     : walk_(s, s->impl_->current_rev),
+      mark_(s->mark_now()),
       rev_(s->impl_->current_rev),
       compact_rev_(s->impl_->compact_rev),
       records_(s->impl_->image_records) {
   record_bytes_ = s->impl_->image_bytes;
+  if (since != nullptr) {
+    delta_ = true;
+    since_ = since->revision;
+    walk_.next_ = Revision{since_ + 1, 0};
+    records_ -= since->records;
+    record_bytes_ -= since->record_bytes;
+  }
   bytes_ = kSnapshotMagic.size() + 1 +
+           (delta_ ? coding::VarintLength(static_cast<uint64_t>(since_)) : 0) +
            coding::VarintLength(static_cast<uint64_t>(rev_)) +
            coding::VarintLength(static_cast<uint64_t>(compact_rev_ + 1)) +
            coding::VarintLength(records_) + record_bytes_ + 4;
@@ -1792,8 +1876,14 @@ absl::StatusOr<bool> KvStore::ImageWriter::Step(size_t budget,
   switch (phase_) {
     case Phase::kHeader: {
       const size_t at = out->size();
-      out->append(kSnapshotMagic);
-      out->push_back(static_cast<char>(kImageFormatVersion));
+      if (delta_) {
+        out->append(kDeltaMagic);
+        out->push_back(static_cast<char>(kDeltaFormatVersion));
+        coding::PutVarint64(out, static_cast<uint64_t>(since_));
+      } else {
+        out->append(kSnapshotMagic);
+        out->push_back(static_cast<char>(kImageFormatVersion));
+      }
       coding::PutVarint64(out, static_cast<uint64_t>(rev_));
       coding::PutVarint64(out, static_cast<uint64_t>(compact_rev_ + 1));
       coding::PutVarint64(out, records_);

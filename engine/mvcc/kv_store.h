@@ -205,6 +205,10 @@ class KvStore final : public EventHistory {
   class ImageReader {
    public:
     static absl::StatusOr<ImageReader> Open(std::string_view image);
+    // A delta image (DeltaImageWriter's format) instead.
+    static absl::StatusOr<ImageReader> OpenDelta(std::string_view image);
+    // A delta's records are those above this revision (0 for an image).
+    int64_t since() const { return since_; }
     int64_t revision() const { return rev_; }
     int64_t compact_revision() const { return compact_rev_; }  // 0: never
     uint64_t records() const { return records_; }
@@ -221,10 +225,13 @@ class KvStore final : public EventHistory {
 
    private:
     ImageReader() = default;
+    static absl::StatusOr<ImageReader> OpenAny(std::string_view image,
+                                               bool delta);
     std::string_view body_;  // the image without its checksum
     size_t first_ = 0;       // where the records start in body_
     size_t pos_ = 0;
     uint64_t read_ = 0;
+    int64_t since_ = 0;
     int64_t rev_ = 0;
     int64_t compact_rev_ = 0;
     uint64_t records_ = 0;
@@ -271,6 +278,17 @@ class KvStore final : public EventHistory {
     Revision next_{0, 0};  // the next record to visit
   };
 
+  // Where an image left the store: a delta image continues from it (see
+  // BeginDelta). Made by ImageWriter::mark() or mark_now().
+  struct ImageMark {
+    int64_t revision = 0;
+    uint64_t epoch = 0;  // the store's: no compaction, restore or swap since
+    uint64_t records = 0;
+    uint64_t record_bytes = 0;
+  };
+  // The store as it is now, committed writes only (no compaction pending).
+  ImageMark mark_now() const;
+
   class ImageWriter {
    public:
     // Does about `budget` units of work (a record costs its encoded bytes
@@ -278,15 +296,21 @@ class KvStore final : public EventHistory {
     // the image's next bytes to *out. True once the whole image is out.
     absl::StatusOr<bool> Step(size_t budget, std::string* out);
     uint64_t size() const { return bytes_; }
+    // The store as this image shows it.
+    const ImageMark& mark() const { return mark_; }
 
     static constexpr size_t kRecordCost = 64;
 
    private:
     friend class KvStore;
     enum class Phase { kHeader, kRecords, kDone };
-    explicit ImageWriter(const KvStore* s);
+    // since: null for a whole image, else the mark a delta continues from.
+    ImageWriter(const KvStore* s, const ImageMark* since);
 
     RecordWalk walk_;
+    ImageMark mark_;
+    int64_t since_ = 0;  // a delta's: its records are above this revision
+    bool delta_ = false;
     int64_t rev_;          // the image's current revision
     int64_t compact_rev_;  // and compact revision
     Phase phase_ = Phase::kHeader;
@@ -297,6 +321,20 @@ class KvStore final : public EventHistory {
     uint32_t crc_ = 0;  // the checksum so far
   };
   ImageWriter BeginImage() const;
+  // A delta image: what the store gained since `since` (a mark of this
+  // store's), nothing but the records written after it, with the current
+  // and compact revisions. Only writes may have happened since: after a
+  // Compact, Restore or Swap (the mark's epoch is gone) there is none
+  // (nullopt) and a whole image is needed. Format (kv_store.cc):
+  // Snapshot()'s with the magic "dmvd" and the since revision in the
+  // header.
+  std::optional<ImageWriter> BeginDelta(const ImageMark& since) const;
+  // Adds a delta image to the store, which must be the state it was made
+  // from (the store at its since revision, never compacted since: the
+  // delta's compact revision is the store's). The records get Restore's
+  // checks. On an error the store is left part-way: the caller drops it.
+  absl::Status ApplyDelta(std::string_view delta,
+                          const env::ReadBehind& behind = nullptr);
 
   // HashByRev in steps, as the image writer writes an image: the hash of
   // the store as it was when BeginHash was called, while it goes on taking
@@ -326,6 +364,11 @@ class KvStore final : public EventHistory {
   // Implementation details are the implementer's choice.
   struct Impl;
   Impl* impl_;
+  // Restore's and ApplyDelta's part: the reader's records into *st, which
+  // is at the revision before them (st->current_rev), with Restore's
+  // checks; st ends at the reader's revision.
+  static absl::Status LoadRecords(Impl* st, ImageReader* reader,
+                                  const env::ReadBehind& behind);
   // Mutable: finishing a pending compaction (a const BeginImage may) does
   // not change what the store holds logically.
   mutable int64_t compacted_revisions_ = 0;

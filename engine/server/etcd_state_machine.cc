@@ -14,6 +14,9 @@ namespace {
 constexpr std::string_view kImageMagic = "detcd-sm3";
 // The same with the auth store's image at the end.
 constexpr std::string_view kImageMagicAuth = "detcd-sm4";
+// A delta image's (EtcdStateMachine::SplitDelta).
+constexpr std::string_view kDeltaMagic = "detcd-sd3";
+constexpr std::string_view kDeltaMagicAuth = "detcd-sd4";
 
 // The database size estimate's constants (see etcd_state_machine.h).
 constexpr int64_t kEmptyDbBytes = 20 * 1024;
@@ -518,9 +521,13 @@ std::string EtcdStateMachine::Snapshot() const {
   return out;
 }
 
-// The image's bytes before the MVCC store's length prefix.
-std::string EtcdStateMachine::ImageHead() const {
-  std::string out(auth_.pristine() ? kImageMagic : kImageMagicAuth);
+// The image's bytes before the MVCC store's length prefix (a delta's
+// with `since`).
+std::string EtcdStateMachine::ImageHead(const ImagePoint* since) const {
+  std::string out(since != nullptr
+                      ? (auth_.pristine() ? kDeltaMagic : kDeltaMagicAuth)
+                      : (auth_.pristine() ? kImageMagic : kImageMagicAuth));
+  if (since != nullptr) coding::PutVarint64(&out, since->index);
   coding::PutVarint64(&out, last_index_);
   coding::PutVarint64(&out, result_hash_);
   return out;
@@ -580,6 +587,70 @@ std::unique_ptr<ImageWriter> EtcdStateMachine::BeginSnapshot() const {
       ImageHead(), kv_.BeginImage(), ImageTail());
 }
 
+std::optional<StateMachine::ImagePoint> EtcdStateMachine::image_point() const {
+  FinishCompaction();
+  const mvcc::KvStore::ImageMark m = kv_.mark_now();
+  ImagePoint p;
+  p.state[0] = static_cast<uint64_t>(m.revision);
+  p.state[1] = m.epoch;
+  p.state[2] = m.records;
+  p.state[3] = m.record_bytes;
+  return p;
+}
+
+std::unique_ptr<ImageWriter> EtcdStateMachine::BeginDeltaSnapshot(
+    const ImagePoint& since) const {
+  FinishCompaction();
+  mvcc::KvStore::ImageMark m;
+  m.revision = static_cast<int64_t>(since.state[0]);
+  m.epoch = since.state[1];
+  m.records = since.state[2];
+  m.record_bytes = since.state[3];
+  std::optional<mvcc::KvStore::ImageWriter> kv = kv_.BeginDelta(m);
+  if (!kv.has_value()) return nullptr;
+  return std::make_unique<EtcdImageWriter>(ImageHead(&since), *std::move(kv),
+                                           ImageTail());
+}
+
+std::optional<uint64_t> EtcdStateMachine::DeltaBase(
+    std::string_view image) const {
+  absl::StatusOr<ImageSections> sec = SplitDelta(image);
+  if (!sec.ok()) return std::nullopt;
+  return sec->delta_base;
+}
+
+absl::Status EtcdStateMachine::ApplyDelta(std::string_view image,
+                                          const env::ReadBehind& behind) {
+  absl::StatusOr<ImageSections> sec = SplitDelta(image);
+  if (!sec.ok()) return sec.status();
+  // Every other part is checked before the store takes the delta (which
+  // cannot be undone).
+  auth::AuthStore auth;
+  if (!sec->auth.empty()) {
+    if (absl::Status s = auth.Restore(sec->auth); !s.ok()) return s;
+  }
+  absl::StatusOr<lease::Lessor::Decoded> leases = lessor_.Decode(sec->lessor);
+  if (!leases.ok()) return leases.status();
+  Membership members;
+  if (absl::Status s = members.Restore(sec->membership); !s.ok()) return s;
+  AlarmSet alarms;
+  if (absl::Status s = alarms.Restore(sec->alarms); !s.ok()) return s;
+  if (absl::Status s = kv_.ApplyDelta(sec->kv, behind); !s.ok()) return s;
+  lessor_.Install(&*leases);
+  membership_ = std::move(members);
+  alarms_ = std::move(alarms);
+  auth_ = std::move(auth);
+  SyncTokens();
+  db_size_ = db_size_in_use();
+  last_index_ = sec->last_index;
+  result_hash_ = sec->result_hash;
+  recent_ids_ =
+      absl::btree_set<uint64_t>(sec->recent.begin(), sec->recent.end());
+  recent_order_ = std::move(sec->recent);
+  if (on_restore_) on_restore_();
+  return absl::OkStatus();
+}
+
 namespace {
 
 // A checked image, ready to swap in (EtcdStateMachine::PrepareRestore).
@@ -609,16 +680,29 @@ absl::Status EtcdStateMachine::RestoreReading(std::string_view image,
 
 absl::StatusOr<EtcdStateMachine::ImageSections> EtcdStateMachine::SplitImage(
     std::string_view image) {
-  const bool with_auth =
-      image.substr(0, kImageMagicAuth.size()) == kImageMagicAuth;
-  if (!with_auth && image.substr(0, kImageMagic.size()) != kImageMagic) {
+  return Split(image, /*delta=*/false);
+}
+
+absl::StatusOr<EtcdStateMachine::ImageSections> EtcdStateMachine::SplitDelta(
+    std::string_view image) {
+  return Split(image, /*delta=*/true);
+}
+
+absl::StatusOr<EtcdStateMachine::ImageSections> EtcdStateMachine::Split(
+    std::string_view image, bool delta) {
+  const std::string_view plain = delta ? kDeltaMagic : kImageMagic;
+  const std::string_view auth = delta ? kDeltaMagicAuth : kImageMagicAuth;
+  const bool with_auth = image.substr(0, auth.size()) == auth;
+  if (!with_auth && image.substr(0, plain.size()) != plain) {
     return absl::DataLossError("etcd snapshot: bad magic");
   }
   static_assert(kImageMagic.size() == kImageMagicAuth.size());
-  coding::Reader r(image.substr(kImageMagic.size()));
+  static_assert(kDeltaMagic.size() == kDeltaMagicAuth.size());
+  coding::Reader r(image.substr(plain.size()));
   ImageSections out;
   uint64_t n = 0;
-  if (!r.GetVarint64(&out.last_index) || !r.GetVarint64(&out.result_hash) ||
+  if ((delta && !r.GetVarint64(&out.delta_base)) ||
+      !r.GetVarint64(&out.last_index) || !r.GetVarint64(&out.result_hash) ||
       !r.GetLengthPrefixed(&out.kv) || !r.GetLengthPrefixed(&out.lessor) ||
       !r.GetLengthPrefixed(&out.membership) ||
       !r.GetLengthPrefixed(&out.alarms) || !r.GetVarint64(&n) ||

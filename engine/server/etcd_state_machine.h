@@ -158,12 +158,26 @@ class EtcdStateMachine final : public StateMachine {
   // them to write etcd's backend file, shim/etcd_backend.h). `auth` is
   // empty for an image without the auth section (a fresh auth store).
   struct ImageSections {
+    uint64_t delta_base = 0;  // a delta image's (SplitDelta): its base's index
     uint64_t last_index = 0;
     uint64_t result_hash = 0;
     std::string_view kv, lessor, membership, alarms, auth;
     std::deque<uint64_t> recent;  // recent request ids, oldest first
   };
   static absl::StatusOr<ImageSections> SplitImage(std::string_view image);
+  // Delta images (the Node's incremental snapshot files): the format of a
+  // whole image under the magic "detcd-sd3" ("detcd-sd4" with the auth
+  // section), the base image's index (the Node's) as a varint after it,
+  // and the MVCC store's delta image (KvStore::BeginDelta) in place of
+  // its image; the other sections are whole (they are small). A delta
+  // can be made while the store was only written since the base.
+  static absl::StatusOr<ImageSections> SplitDelta(std::string_view image);
+  std::optional<ImagePoint> image_point() const override;
+  std::unique_ptr<ImageWriter> BeginDeltaSnapshot(
+      const ImagePoint& since) const override;
+  std::optional<uint64_t> DeltaBase(std::string_view image) const override;
+  absl::Status ApplyDelta(std::string_view image,
+                          const env::ReadBehind& behind) override;
   absl::Status Restore(std::string_view image) override;
   absl::Status RestoreReading(std::string_view image,
                               const env::ReadBehind& behind) override;
@@ -263,7 +277,9 @@ class EtcdStateMachine final : public StateMachine {
   void SyncTokens();  // the token provider follows the enabled flag
   void Emit(std::vector<mvcc::Event> events);
   // The image around the MVCC store's section (see Snapshot()).
-  std::string ImageHead() const;
+  std::string ImageHead(const ImagePoint* since = nullptr) const;
+  static absl::StatusOr<ImageSections> Split(std::string_view image,
+                                             bool delta);
   std::string ImageTail() const;
   // The rest of a compaction being removed, at once (before an image,
   // which needs it done, and a defragmentation).

@@ -292,34 +292,83 @@ absl::Status Node::Bootstrap() {
   return absl::OkStatus();
 }
 
-absl::Status Node::Recover() {
+absl::StatusOr<raft::SnapshotMetadata> Node::RestoreNewestChain() {
   // The newest snapshot file the WAL has a marker for: a crash between
   // writing a snapshot file and its marker leaves a file the log cannot
-  // continue from.
+  // continue from. Its chain: the whole image, then the deltas on it.
   auto markers = wal::Wal::ReadMarkers(env_.disk, opts_.data_dir + "/wal");
   if (!markers.ok()) return markers.status();
-  auto snap = snapshotter_->LoadNewest(*markers);
+  auto chains = snapshotter_->Chains(*markers);
+  if (!chains.ok()) return chains.status();
+  absl::Status first_error;
+  for (const std::vector<wal::SnapFileRef>& chain : *chains) {
+    raft::SnapshotMetadata head;
+    bool corrupt = false;
+    for (size_t i = 0; i < chain.size(); ++i) {
+      auto snap = snapshotter_->Load(chain[i]);
+      if (!snap.ok()) {
+        if (!absl::IsDataLoss(snap.status())) return snap.status();
+        // A corrupt file: an older chain may still serve (its first image
+        // replaces the state whole).
+        if (first_error.ok()) first_error = snap.status();
+        corrupt = true;
+        break;
+      }
+      if (i == 0) {
+        // The image's memory goes back as the restore reads through it,
+        // so the image and the store built from it are not both held
+        // whole.
+        if (auto s = sm_->RestoreReading(
+                snap->data, env::ReleaseBehind(env_.memory, snap->data.data()));
+            !s.ok()) {
+          return s;
+        }
+        snap_image_bytes_ = snap->data.size();
+      } else {
+        if (sm_->DeltaBase(snap->data) != chain[i - 1].index) {
+          return absl::DataLossError(
+              absl::StrCat("snap: delta snapshot ", chain[i].name,
+                           " does not continue ", chain[i - 1].name));
+        }
+        if (auto s = sm_->ApplyDelta(
+                snap->data,
+                env::ReleaseBehind(env_.memory, snap->data.data()));
+            !s.ok()) {
+          return s;
+        }
+      }
+      head = snap->metadata;
+    }
+    if (corrupt) continue;
+    if (chain.size() > 1) DETCD_PROBE(kNodeRestartThroughDeltas);
+    chain_.clear();
+    for (const wal::SnapFileRef& f : chain) chain_.push_back(f.index);
+    chain_point_ = sm_->image_point();
+    if (chain_point_) chain_point_->index = head.index;
+    // Files above it have no marker (a crash came before it was written):
+    // a later chain must not take them for its own.
+    if (auto s = snapshotter_->RemoveAbove(head.index); !s.ok()) return s;
+    return head;
+  }
+  if (!first_error.ok()) return first_error;
+  return absl::NotFoundError("snap: no snapshot file");
+}
+
+absl::Status Node::Recover() {
+  auto snap = RestoreNewestChain();
   if (!snap.ok() && !absl::IsNotFound(snap.status())) return snap.status();
   auto rec = wal::Wal::Open(env_.disk, opts_.data_dir + "/wal",
-                            snap.ok() ? snap->metadata.index : 0,
-                            WalOptionsOf(opts_));
+                            snap.ok() ? snap->index : 0, WalOptionsOf(opts_));
   if (!rec.ok()) return rec.status();
   wal_ = std::move(rec->wal);
   raft::ConfState cs = rec->snapshot.conf_state;
-  if (snap.ok() && snap->metadata.index > 0) {
-    if (auto s = storage_.ApplySnapshot(*snap); !s.ok()) return s;
-    // The image's memory goes back as the restore reads through it, so
-    // the image and the store built from it are not both held whole.
-    if (auto s = sm_->RestoreReading(
-            snap->data, env::ReleaseBehind(env_.memory, snap->data.data()));
-        !s.ok()) {
-      return s;
-    }
-    snap_image_bytes_ = snap->data.size();
-    std::string().swap(snap->data);  // the state machine has it now
-    applied_ = snapshot_index_ = snap->metadata.index;
-    cs = snap->metadata.conf_state;
-    if (observer_) observer_->OnRestore(opts_.id, snap->metadata);
+  if (snap.ok() && snap->index > 0) {
+    raft::Snapshot meta_only;
+    meta_only.metadata = *snap;
+    if (auto s = storage_.ApplySnapshot(meta_only); !s.ok()) return s;
+    applied_ = snapshot_index_ = snap->index;
+    cs = snap->conf_state;
+    if (observer_) observer_->OnRestore(opts_.id, *snap);
   } else {
     storage_.SetInitialConfState(cs);
   }
@@ -675,7 +724,10 @@ void Node::ProcessReady() {
     if (opts_.bugs.on(planted::Bug::kAckBeforeSync)) SendMessages(rd.messages);  // PLANTED
     // The leader's snapshot replaces the state ours would have captured.
     if (rd.snapshot && snap_job_ != nullptr) AbandonSnapshot();
-    if (rd.snapshot) DropCommitting();
+    if (rd.snapshot) {
+      DropCommitting();
+      chain_.clear();  // ApplySnapshot starts the received one's
+    }
     const bool write = rd.snapshot != nullptr || rd.hard_state.has_value() ||
                        !rd.entries.empty();
     // (No write is in flight here: the loop stops at a submitted one.)
@@ -897,6 +949,7 @@ void Node::ApplySnapshot(const raft::Snapshot& snap) {
   applied_ = snapshot_index_ = snap.metadata.index;
   applied_bytes_at_snap_ = applied_bytes_;
   snap_image_bytes_ = snap.data.size();
+  StartChain(snap.metadata.index, sm_->image_point());
   conf_state_ = snap.metadata.conf_state;
   if (observer_) observer_->OnRestore(opts_.id, snap.metadata);
 }
@@ -994,7 +1047,8 @@ void Node::MaybeSnapshot() {
   // waits until it is in.
   if (snapshot_being_written()) return;
   if (!snap_waiters_.empty()) {  // SnapshotInSteps
-    if (applied_ <= snapshot_index_) {
+    // (Over a delta at the applied index too: a defragment's is whole.)
+    if (applied_ <= snapshot_index_ && chain_.size() <= 1) {
       return AnswerSnapshotWaiters(absl::OkStatus());
     }
     return StartSnapshot(false);
@@ -1004,7 +1058,10 @@ void Node::MaybeSnapshot() {
       applied_ > snapshot_index_ &&
       buggify::Fires(opts_.buggify, buggify::Point::kEarlySnapshot, 0.005);
   if (applied_ - snapshot_index_ < opts_.snapshot_count && !early) return;
-  if (!early && opts_.snapshot_log_ratio > 0 &&
+  // A delta costs what changed since the newest file, like the log: the
+  // ratio holds back whole images only.
+  std::unique_ptr<ImageWriter> delta = BeginDelta();
+  if (!early && delta == nullptr && opts_.snapshot_log_ratio > 0 &&
       static_cast<double>(applied_bytes_ - applied_bytes_at_snap_) <
           opts_.snapshot_log_ratio * static_cast<double>(snap_image_bytes_)) {
     if (!snap_deferred_) {  // counted once per snapshot held back
@@ -1013,7 +1070,23 @@ void Node::MaybeSnapshot() {
     }
     return;
   }
-  StartSnapshot(early);
+  StartSnapshot(early, std::move(delta));
+}
+
+std::unique_ptr<ImageWriter> Node::BeginDelta() const {
+  if (!chain_point_ || chain_.empty() ||
+      chain_.size() > opts_.snapshot_max_deltas ||
+      chain_point_->index != chain_.back()) {
+    return nullptr;
+  }
+  return sm_->BeginDeltaSnapshot(*chain_point_);
+}
+
+void Node::StartChain(uint64_t index,
+                      std::optional<StateMachine::ImagePoint> point) {
+  chain_.assign(1, index);
+  chain_point_ = point;
+  if (chain_point_) chain_point_->index = index;
 }
 
 // An automatic snapshot is written a step at a time between the Node's
@@ -1029,6 +1102,9 @@ void Node::MaybeSnapshot() {
 struct Node::SnapshotJob {
   raft::SnapshotMetadata meta;
   std::unique_ptr<ImageWriter> image;
+  bool delta = false;  // image is a delta on the newest file (chain_)
+  // Where the image leaves the state machine (StateMachine::image_point).
+  std::optional<StateMachine::ImagePoint> point;
   std::unique_ptr<wal::SnapshotFileWriter> file;
   std::string buf;  // one step's bytes
   bool early = false;
@@ -1041,14 +1117,17 @@ struct Node::SnapshotJob {
   uint64_t seq = 0;            // Node::snap_seq_ when it began
 };
 
-void Node::StartSnapshot(bool early) {
+void Node::StartSnapshot(bool early, std::unique_ptr<ImageWriter> delta) {
   auto term = storage_.Term(applied_);
   if (!term.ok()) return Fail(term.status());
   auto job = std::make_unique<SnapshotJob>();
   job->meta.index = applied_;
   job->meta.term = *term;
   job->meta.conf_state = RaftConfState();
-  job->image = sm_->BeginSnapshot();
+  job->delta = delta != nullptr;
+  job->image = job->delta ? std::move(delta) : sm_->BeginSnapshot();
+  job->point = sm_->image_point();
+  if (job->point) job->point->index = applied_;
   job->early = early;
   job->at_once = snapshot_abandons_ >= 2;
   job->start_ns = env_.clock != nullptr ? env_.clock->NowNanos() : 0;
@@ -1076,11 +1155,14 @@ void Node::SnapshotInSteps(size_t keep_snapshots,
   if (snap_waiters_.empty()) snap_waiters_keep_ = 2;
   snap_waiters_keep_ = std::min(snap_waiters_keep_, keep_snapshots);
   snap_waiters_.push_back(std::move(done));
-  // One begun before this request does not have everything applied now.
-  if (snap_job_ != nullptr && snap_job_->meta.index != applied_) {
+  // One begun before this request does not have everything applied now;
+  // a delta keeps the history a defragment drops.
+  if (snap_job_ != nullptr &&
+      (snap_job_->meta.index != applied_ || snap_job_->delta)) {
     snap_job_.reset();  // its temporary file goes with the next Prune
   }
-  if (committing_ != nullptr && committing_->meta.index != applied_) {
+  if (committing_ != nullptr &&
+      (committing_->meta.index != applied_ || committing_->delta)) {
     DropCommitting();
   }
   if (snap_job_ == nullptr && !in_ready_) MaybeSnapshot();
@@ -1103,7 +1185,7 @@ void Node::StepSnapshot() {
                                     : opts_.snapshot_step_bytes;
   for (;;) {
     if (job.file == nullptr) {
-      auto f = snapshotter_->Begin(job.meta, job.image->size());
+      auto f = snapshotter_->Begin(job.meta, job.image->size(), job.delta);
       if (!f.ok()) return Fail(f.status());
       job.file = *std::move(f);
     }
@@ -1204,6 +1286,10 @@ void Node::DropCommitting() {
   // A marker being written (marking_) names a durable file: it may finish.
   marker_due_ = false;
   committing_.reset();
+  // Its file may be durable without a marker: no delta may follow the
+  // chain (the next file is whole), else a restart would take that file
+  // for the delta's base.
+  chain_point_.reset();
 }
 
 absl::Status Node::FinishSnapshot(std::unique_ptr<SnapshotJob> job) {
@@ -1211,16 +1297,28 @@ absl::Status Node::FinishSnapshot(std::unique_ptr<SnapshotJob> job) {
   // and a follower that needs one gets a fresh image (NodeStorage). (If
   // the in-memory log was released past the index meanwhile, raft's
   // storage is already beyond this snapshot and needs nothing from it.)
-  auto snap =
-      storage_.CreateSnapshot(job->meta.index, &job->meta.conf_state, "");
-  if (!snap.ok() && !raft::IsErrCompacted(snap.status())) {
-    return snap.status();
+  // (A whole image over a delta at its index: the storage has it.)
+  if (job->meta.index > snapshot_index_) {
+    auto snap =
+        storage_.CreateSnapshot(job->meta.index, &job->meta.conf_state, "");
+    if (!snap.ok() && !raft::IsErrCompacted(snap.status())) {
+      return snap.status();
+    }
   }
   snapshot_abandons_ = 0;
   ++snap_stats_.completed;
   snap_stats_.last_file_bytes = job->file->file_bytes();
-  applied_bytes_at_snap_ = job->applied_bytes;
-  snap_image_bytes_ = job->image_bytes;
+  if (job->delta) {
+    DETCD_PROBE(kNodeDeltaSnapshot);
+    ++snap_stats_.deltas;
+    chain_.push_back(job->meta.index);
+    chain_point_ = job->point;
+  } else {
+    // (snapshot_log_ratio counts from the chain's whole image.)
+    applied_bytes_at_snap_ = job->applied_bytes;
+    snap_image_bytes_ = job->image_bytes;
+    StartChain(job->meta.index, job->point);
+  }
   if (env_.clock != nullptr) {
     snap_stats_.last_ns = env_.clock->NowNanos() - job->start_ns;
   }
@@ -1356,15 +1454,31 @@ absl::Status Node::TakeSnapshotWith(const raft::ConfState& cs,
   // being committed.
   snap_job_.reset();
   DropCommitting();
-  if (applied_ <= snapshot_index_) return absl::OkStatus();
+  // The newest file is then a whole image at the applied index (offline
+  // defragmentation reads it so): over a delta at that index too.
+  if (applied_ <= snapshot_index_ && chain_.size() <= 1) {
+    return absl::OkStatus();
+  }
   // The WAL is ours again once the worker is idle (the write's completion
   // may still be queued: what is applied never depends on it).
   if (log_busy()) env_.disk->worker()->Drain();
-  auto snap = storage_.CreateSnapshot(applied_, &cs, sm_->Snapshot());
+  absl::StatusOr<raft::Snapshot> snap;
+  if (applied_ > snapshot_index_) {
+    snap = storage_.CreateSnapshot(applied_, &cs, sm_->Snapshot());
+  } else {
+    auto term = storage_.Term(applied_);
+    if (!term.ok()) return term.status();
+    snap.emplace();
+    snap->metadata.index = applied_;
+    snap->metadata.term = *term;
+    snap->metadata.conf_state = cs;
+    snap->data = sm_->Snapshot();
+  }
   if (!snap.ok()) return snap.status();
   if (auto s = snapshotter_->Save(*snap); !s.ok()) return s;
   applied_bytes_at_snap_ = applied_bytes_;
   snap_image_bytes_ = snap->data.size();
+  StartChain(applied_, sm_->image_point());
   if (auto s = MarkWal(snap->metadata); !s.ok()) return s;
   if (auto s = CompactBehind(applied_, keep_snapshots); !s.ok()) return s;
   AnswerSnapshotWaiters(absl::OkStatus());  // this one has all they wanted
@@ -1380,7 +1494,9 @@ absl::Status Node::CompactBehind(uint64_t index, size_t keep_snapshots) {
       if (auto s = storage_.Compact(compact); !s.ok()) return s;
     }
   }
-  return snapshotter_->Prune(std::max<size_t>(1, keep_snapshots));
+  // The files the newest's chain needs stay too.
+  return snapshotter_->Prune(std::max<size_t>(1, keep_snapshots),
+                             chain_.empty() ? index : chain_.front());
 }
 
 }  // namespace detcd::server

@@ -107,6 +107,13 @@ struct NodeOptions {
   // the Node's other work: the member never stops serving for a whole
   // image (a 1M-key store's is hundreds of MiB).
   size_t snapshot_step_bytes = 512 << 10;
+  // An automatic snapshot is a delta (StateMachine::BeginDeltaSnapshot: what
+  // changed since the newest snapshot file) when the state machine can make
+  // one, until this many deltas follow a whole image; then a whole image
+  // starts a new chain (and snapshot_log_ratio applies to it, counted from
+  // the chain's whole image). A restart restores the whole image and
+  // applies the deltas (wal.h, "Delta files"). 0: whole images only.
+  size_t snapshot_max_deltas = 16;
   // Requests not completed within this many ticks fail with a timeout; the
   // outcome of such a write is unknown to the client.
   int request_timeout_ticks = 50;
@@ -309,6 +316,7 @@ class Node {
     int64_t last_ns = 0;     // the last one's time, first step to durable
     uint64_t last_file_bytes = 0;
     uint64_t deferred = 0;  // times snapshot_log_ratio held one back
+    uint64_t deltas = 0;    // completed ones that were deltas
     // Images built for followers that needed a snapshot (handed to raft),
     // and those dropped unfinished (compaction or restore under them) or
     // unused (raft no longer asked for one).
@@ -432,7 +440,10 @@ class Node {
   void StepBackground();  // one StateMachine::BackgroundStep, if pending
   // The incremental snapshot (see NodeOptions::snapshot_step_bytes).
   struct SnapshotJob;
-  void StartSnapshot(bool early);
+  void StartSnapshot(bool early, std::unique_ptr<ImageWriter> delta = nullptr);
+  // A delta on the newest snapshot file, if one can be made now (null: the
+  // next is whole).
+  std::unique_ptr<ImageWriter> BeginDelta() const;
   void StepSnapshot();
   // The job's image is all in its file: seals the file and has the file
   // worker (env::Disk::file_worker) sync and rename it, or does it inline
@@ -520,6 +531,17 @@ class Node {
   uint64_t applied_bytes_at_snap_ = 0;
   uint64_t snap_image_bytes_ = 0;
   bool snap_deferred_ = false;
+  // The snapshot files a restart reads, oldest first (a whole image, then
+  // the deltas on it: their indexes), and where the newest left the state
+  // machine, for the next delta (none: the next is whole).
+  std::vector<uint64_t> chain_;
+  std::optional<StateMachine::ImagePoint> chain_point_;
+  // A whole snapshot file at index was written: a chain of its own.
+  void StartChain(uint64_t index,
+                  std::optional<StateMachine::ImagePoint> point);
+  // Recover's: the newest snapshot chain the WAL has a marker for, restored
+  // (NotFound: none).
+  absl::StatusOr<raft::SnapshotMetadata> RestoreNewestChain();
   std::unique_ptr<SnapshotJob> snap_job_;
   // The job whose file the file worker syncs and renames (null: none);
   // no other job begins meanwhile.

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -85,6 +86,32 @@ class StateMachine {
   // must outlive the writer. The default writes Snapshot() in one step.
   virtual std::unique_ptr<ImageWriter> BeginSnapshot() const {
     return std::make_unique<StringImageWriter>(Snapshot());
+  }
+  // Delta images (the Node's incremental snapshot files): an image of
+  // what changed since an earlier image, which a restart applies on top of
+  // it. A point is where an image left the state (opaque to the Node);
+  // image_point() is the state now, which is what an image begun at once
+  // shows, and what a Restore just installed. BeginDeltaSnapshot answers
+  // null when no delta can be made from `since` (the default: always) and
+  // a whole image is needed. A delta image names the index of the image
+  // it continues (DeltaBase; nullopt for a whole image), and
+  // ApplyDelta adds it to the state restored from that image.
+  struct ImagePoint {
+    uint64_t index = 0;                // the applied index the image shows
+    uint64_t state[4] = {0, 0, 0, 0};  // the state machine's own
+  };
+  virtual std::optional<ImagePoint> image_point() const { return std::nullopt; }
+  virtual std::unique_ptr<ImageWriter> BeginDeltaSnapshot(
+      const ImagePoint& /*since*/) const {
+    return nullptr;
+  }
+  virtual std::optional<uint64_t> DeltaBase(std::string_view /*image*/) const {
+    return std::nullopt;
+  }
+  // (`behind` as RestoreReading's.)
+  virtual absl::Status ApplyDelta(std::string_view /*image*/,
+                                  const env::ReadBehind& /*behind*/) {
+    return absl::UnimplementedError("this state machine takes no deltas");
   }
   // Replaces the whole state with a snapshot image.
   virtual absl::Status Restore(std::string_view image) = 0;

@@ -65,6 +65,10 @@ namespace detcd::probes {
     "a requested (defragment) snapshot was dropped and begun again")       \
   X(kNodeCommittingSnapshotDropped, "node.committing-snapshot-dropped",    \
     "a snapshot was dropped while the file worker synced its file")        \
+  X(kNodeDeltaSnapshot, "node.delta-snapshot",                             \
+    "an automatic snapshot was a delta on the newest snapshot file")       \
+  X(kNodeRestartThroughDeltas, "node.restart-through-deltas",              \
+    "a restart restored a whole image, then applied delta snapshots")      \
   X(kLeasePromoteExtended, "lease.promote-extended",                       \
     "a new leader promoted its lessor with leases, extending their TTLs")  \
   X(kLeaseCheckpointApplied, "lease.checkpoint-applied",                   \

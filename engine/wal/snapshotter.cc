@@ -39,24 +39,29 @@ constexpr int kZstdLevelIncompressible = -50;
 // A decompressed snapshot larger than this is refused (as corrupt).
 constexpr uint64_t kMaxSnapshotBytes = 8ull << 30;
 
-std::string SnapName(uint64_t term, uint64_t index) {
-  return PairName(term, index, ".snap");
+constexpr std::string_view kSnapSuffix = ".snap";
+constexpr std::string_view kDeltaSuffix = ".delta";
+
+std::string SnapName(uint64_t term, uint64_t index, bool delta) {
+  return PairName(term, index, delta ? kDeltaSuffix : kSnapSuffix);
 }
 
-struct SnapFile {
-  uint64_t term = 0;
-  uint64_t index = 0;
-  std::string name;
-};
+using SnapFile = SnapFileRef;
 
 bool ParseSnapName(std::string_view name, SnapFile* f) {
-  if (!ParsePairName(name, ".snap", &f->term, &f->index)) return false;
+  if (ParsePairName(name, kSnapSuffix, &f->term, &f->index)) {
+    f->delta = false;
+  } else if (ParsePairName(name, kDeltaSuffix, &f->term, &f->index)) {
+    f->delta = true;
+  } else {
+    return false;
+  }
   f->name = std::string(name);
   return true;
 }
 
 bool IsSnapTemp(std::string_view name) {
-  return name.size() > 9 && name.substr(name.size() - 9) == ".snap.tmp";
+  return name.ends_with(".snap.tmp") || name.ends_with(".delta.tmp");
 }
 
 // Snapshot files in the directory, oldest (lowest index, then term) first.
@@ -74,9 +79,13 @@ absl::Status ListSnaps(env::Disk* disk, const std::string& dir,
       temps->push_back(n);
     }
   }
+  // At one index a whole snapshot counts as newer than a delta (the Node
+  // writes one over a delta at its index: Node::TakeSnapshot).
   std::sort(snaps->begin(), snaps->end(),
             [](const SnapFile& a, const SnapFile& b) {
-              return a.index != b.index ? a.index < b.index : a.term < b.term;
+              if (a.index != b.index) return a.index < b.index;
+              if (a.term != b.term) return a.term < b.term;
+              return a.delta && !b.delta;
             });
   return absl::OkStatus();
 }
@@ -221,7 +230,7 @@ absl::Status Snapshotter::Save(const raft::Snapshot& snap) {
 }
 
 absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> Snapshotter::Begin(
-    const raft::SnapshotMetadata& meta, uint64_t data_size) {
+    const raft::SnapshotMetadata& meta, uint64_t data_size, bool delta) {
   if (!disk_->Exists(dir_)) {
     if (absl::Status s = disk_->CreateDir(dir_); !s.ok()) return s;
     if (absl::Status s = disk_->SyncDir(Parent(dir_)); !s.ok()) return s;
@@ -234,7 +243,7 @@ absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> Snapshotter::Begin(
   raft::EncodeConfStateTo(&head, meta.conf_state);
   coding::PutVarint64(&head, data_size);
 
-  const std::string name = SnapName(meta.term, meta.index);
+  const std::string name = SnapName(meta.term, meta.index, delta);
   auto f = disk_->Create(Join(dir_, name + ".tmp"));
   if (!f.ok()) return f.status();
   ZSTD_CCtx* cctx = ZSTD_createCCtx();
@@ -361,6 +370,7 @@ absl::StatusOr<raft::Snapshot> Snapshotter::LoadNewest(
   }
   absl::Status first_error;
   for (auto it = snaps.rbegin(); it != snaps.rend(); ++it) {
+    if (it->delta) continue;  // not a whole image
     const bool wanted =
         std::any_of(valid.begin(), valid.end(), [&](const auto& m) {
           return m.index == it->index && m.term == it->term;
@@ -377,7 +387,49 @@ absl::StatusOr<raft::Snapshot> Snapshotter::LoadNewest(
       absl::StrCat("snap: no usable snapshot file in ", dir_));
 }
 
-absl::Status Snapshotter::Prune(size_t keep) {
+absl::StatusOr<std::vector<std::vector<SnapFileRef>>> Snapshotter::Chains(
+    const std::vector<raft::SnapshotMetadata>& valid) {
+  std::vector<SnapFile> snaps;
+  if (absl::Status s = ListSnaps(disk_, dir_, &snaps, nullptr); !s.ok()) {
+    return s;
+  }
+  std::vector<std::vector<SnapFileRef>> out;
+  for (size_t i = snaps.size(); i-- > 0;) {
+    const bool wanted =
+        std::any_of(valid.begin(), valid.end(), [&](const auto& m) {
+          return m.index == snaps[i].index && m.term == snaps[i].term;
+        });
+    if (!wanted) continue;
+    size_t first = i;
+    while (snaps[first].delta && first > 0) --first;
+    if (snaps[first].delta) continue;  // no whole snapshot under it
+    out.emplace_back(snaps.begin() + static_cast<ptrdiff_t>(first),
+                     snaps.begin() + static_cast<ptrdiff_t>(i) + 1);
+  }
+  return out;
+}
+
+absl::Status Snapshotter::RemoveAbove(uint64_t index) {
+  std::vector<SnapFile> snaps;
+  if (absl::Status s = ListSnaps(disk_, dir_, &snaps, nullptr); !s.ok()) {
+    return s;
+  }
+  bool removed = false;
+  for (const SnapFile& f : snaps) {
+    if (f.index <= index) continue;
+    if (absl::Status s = disk_->Remove(Join(dir_, f.name)); !s.ok()) return s;
+    removed = true;
+  }
+  return removed ? disk_->SyncDir(dir_) : absl::OkStatus();
+}
+
+absl::StatusOr<raft::Snapshot> Snapshotter::Load(const SnapFileRef& f) {
+  auto file = disk_->OpenRead(Join(dir_, f.name));
+  if (!file.ok()) return file.status();
+  return Decode(f, **file);
+}
+
+absl::Status Snapshotter::Prune(size_t keep, uint64_t keep_from) {
   std::vector<SnapFile> snaps;
   std::vector<std::string> temps;
   if (absl::Status s = ListSnaps(disk_, dir_, &snaps, &temps); !s.ok()) {
@@ -393,6 +445,7 @@ absl::Status Snapshotter::Prune(size_t keep) {
   // the disk may unlink them off the engine's thread (tens of MB each).
   std::vector<std::string> old;
   for (size_t i = 0; i + keep < snaps.size(); ++i) {
+    if (snaps[i].index >= keep_from) break;
     old.push_back(Join(dir_, snaps[i].name));
   }
   return disk_->RemoveInOrder(old, dir_);

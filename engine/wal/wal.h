@@ -93,6 +93,7 @@
 #define DETCD_ENGINE_WAL_WAL_H_
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -225,7 +226,22 @@ size_t DecodeRecordAt(std::string_view segment, size_t offset,
 //   crc     u32   little endian, Mask(crc32c(body))
 // Version 1 files (still read): magic "detcdsn1", crc u32 of the body, body.
 // A file whose name and decoded metadata disagree counts as corrupt.
+//
+// Delta files: "%016x-%016x.delta", the same contents, whose data is a
+// delta image (StateMachine::BeginDeltaSnapshot): what changed since the
+// file before it. A restart reads the newest file's chain: the newest
+// whole snapshot (".snap") at or below it, then every delta after that
+// one up to it, in index order (a delta is only ever begun on the newest
+// file, and any whole snapshot written starts a new chain).
 class SnapshotFileWriter;
+
+// One file of a chain (Snapshotter::Chains).
+struct SnapFileRef {
+  uint64_t term = 0;
+  uint64_t index = 0;
+  bool delta = false;
+  std::string name;
+};
 
 class Snapshotter {
  public:
@@ -240,7 +256,8 @@ class Snapshotter {
   // temporary that LoadNewest never reads and Prune removes (so no Prune
   // may run while a writer is open).
   absl::StatusOr<std::unique_ptr<SnapshotFileWriter>> Begin(
-      const raft::SnapshotMetadata& meta, uint64_t data_size);
+      const raft::SnapshotMetadata& meta, uint64_t data_size,
+      bool delta = false);
 
   // The newest snapshot whose (index, term) appears in `valid` (usually
   // Wal::ReadMarkers). NotFound if there is none. A corrupt file is skipped
@@ -248,10 +265,25 @@ class Snapshotter {
   // newest file among `valid` gives DataLoss if no older valid one exists.
   absl::StatusOr<raft::Snapshot> LoadNewest(
       const std::vector<raft::SnapshotMetadata>& valid);
+  // The chains of the files whose (index, term) appear in `valid`, newest
+  // first: each the whole snapshot, then the deltas on it, oldest first.
+  // A delta with no whole snapshot before it has no chain (a caller finds
+  // none, or only older ones). Reads only the directory.
+  absl::StatusOr<std::vector<std::vector<SnapFileRef>>> Chains(
+      const std::vector<raft::SnapshotMetadata>& valid);
+  // One file of a chain (errors as LoadNewest's for that file).
+  absl::StatusOr<raft::Snapshot> Load(const SnapFileRef& f);
+  // Removes the files above `index` (a restart's: files no marker names,
+  // left by a crash before their marker, which a later chain must not
+  // take for its own).
+  absl::Status RemoveAbove(uint64_t index);
 
   // Removes stale temporaries, and all but the newest `keep` snapshot
-  // files through Disk::RemoveInOrder (so perhaps after returning).
-  absl::Status Prune(size_t keep);
+  // files (deltas count as files) through Disk::RemoveInOrder (so perhaps
+  // after returning); files at or above `keep_from` stay too (a chain the
+  // newest file needs).
+  absl::Status Prune(size_t keep,
+                     uint64_t keep_from = std::numeric_limits<uint64_t>::max());
 
   // The zstd level of the next snapshot file: the fast level, unless the
   // last file written shrank its data by less than 5%; then a much faster

@@ -1532,6 +1532,97 @@ TEST(KvStoreImage, StepsWriteTheImageOfTheirStartWhileWritesGoOn) {
   }
 }
 
+// A delta image carries what the store gained since an image: restoring
+// that image and applying the delta (made in steps while writes go on)
+// gives the store as it was when the delta began, byte for byte.
+TEST(KvStoreImage, ADeltaOnItsImageIsTheStoreAtTheDelta) {
+  for (const bool compacted_before : {false, true}) {
+    KvStore s;
+    Fill(&s);
+    if (compacted_before) {
+      ASSERT_TRUE(s.Compact(s.Rev() - 50).ok());
+    }
+    KvStore::ImageWriter base_writer = s.BeginImage();
+    const KvStore::ImageMark base_mark = base_writer.mark();
+    auto base = RunImage(std::move(base_writer), 1 << 20, [] {});
+    ASSERT_TRUE(base.ok());
+    // Overwrites, deletes, new keys, a lease, a transaction of several.
+    for (int i = 0; i < 120; ++i) {
+      PutOne(&s, absl::StrCat("key", i % 31), std::string(i % 50, 'd'));
+      if (i % 9 == 0) {
+        KvStore::WriteTxn t = s.Write();
+        t.DeleteRange(absl::StrCat("key", i % 5), "");
+        t.Put(absl::StrCat("fresh", i), "f", 7);
+        t.End();
+      }
+    }
+    const std::string want = s.Snapshot();
+    std::optional<KvStore::ImageWriter> dw = s.BeginDelta(base_mark);
+    ASSERT_TRUE(dw.has_value());
+    const uint64_t size = dw->size();
+    const KvStore::ImageMark delta_mark = dw->mark();
+    int i = 0;
+    auto delta = RunImage(*std::move(dw), 150, [&] {
+      PutOne(&s, absl::StrCat("during", i++), "x");
+    });
+    ASSERT_TRUE(delta.ok()) << delta.status();
+    EXPECT_EQ(delta->size(), size);
+    EXPECT_LT(delta->size(), want.size());
+    KvStore r;
+    ASSERT_TRUE(r.Restore(*base).ok());
+    ASSERT_TRUE(r.ApplyDelta(*delta).ok());
+    EXPECT_EQ(r.Snapshot(), want) << "compacted_before=" << compacted_before;
+    // A second delta continues the first (from its mark), and the store
+    // restored so far takes it.
+    std::optional<KvStore::ImageWriter> dw2 = s.BeginDelta(delta_mark);
+    ASSERT_TRUE(dw2.has_value());
+    auto delta2 = RunImage(*std::move(dw2), 1 << 20, [] {});
+    ASSERT_TRUE(delta2.ok());
+    ASSERT_TRUE(r.ApplyDelta(*delta2).ok());
+    EXPECT_EQ(r.Snapshot(), s.Snapshot());
+    // r can make deltas of its own from where it stands.
+    const KvStore::ImageMark r_mark = r.mark_now();
+    PutOne(&r, "after", "a");
+    std::optional<KvStore::ImageWriter> rw = r.BeginDelta(r_mark);
+    ASSERT_TRUE(rw.has_value());
+  }
+}
+
+TEST(KvStoreImage, NoDeltaAcrossACompactionAndNoneOnTheWrongBase) {
+  KvStore s;
+  Fill(&s);
+  const KvStore::ImageMark mark = s.mark_now();
+  const std::string base = s.Snapshot();
+  PutOne(&s, "one", "1");
+  auto delta = RunImage(*s.BeginDelta(mark), 1 << 20, [] {});
+  ASSERT_TRUE(delta.ok());
+  // A compaction, restore or swap since: a whole image is needed.
+  KvStore c;
+  ASSERT_TRUE(c.Restore(s.Snapshot()).ok());
+  const KvStore::ImageMark cm = c.mark_now();
+  ASSERT_TRUE(c.Compact(c.Rev() - 10).ok());
+  EXPECT_FALSE(c.BeginDelta(cm).has_value());
+  KvStore swapped;
+  const KvStore::ImageMark sm = swapped.mark_now();
+  swapped.Swap(c);
+  EXPECT_FALSE(swapped.BeginDelta(sm).has_value());
+  // A delta applied where it does not continue the store is refused.
+  KvStore fresh;
+  EXPECT_EQ(fresh.ApplyDelta(*delta).code(), absl::StatusCode::kDataLoss);
+  KvStore r;
+  ASSERT_TRUE(r.Restore(base).ok());
+  ASSERT_TRUE(r.ApplyDelta(*delta).ok());
+  EXPECT_EQ(r.ApplyDelta(*delta).code(), absl::StatusCode::kDataLoss);
+  // A whole image is not a delta, nor the reverse; damage is caught.
+  KvStore q;
+  ASSERT_TRUE(q.Restore(base).ok());
+  EXPECT_EQ(q.ApplyDelta(base).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(q.Restore(*delta).code(), absl::StatusCode::kDataLoss);
+  std::string bad = *delta;
+  bad[bad.size() / 2] ^= 1;
+  EXPECT_EQ(q.ApplyDelta(bad).code(), absl::StatusCode::kDataLoss);
+}
+
 TEST(KvStoreImage, TheWriterKnowsItsExactSizeBeforeTheFirstByte) {
   KvStore s;
   Fill(&s);

@@ -3,13 +3,16 @@
 // changes, snapshots carrying the whole state, watches, and errors.
 #include "engine/server/etcd_server.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "engine/raft/codec.h"
 #include "engine/server/errors.h"
-
+#include "engine/util/probes.h"
+#include "engine/wal/wal.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "harness/cluster.h"
@@ -330,6 +333,147 @@ TEST_F(EtcdServerTest, SnapshotsCarryMvccAndLeasesToRestartedMembers) {
   RunFor(sim::kSecond);
   EXPECT_EQ(cluster_->server(f)->state().kv().Hash(),
             leader.state().kv().Hash());
+}
+
+// The snapshot files of a member, oldest first: ".snap" whole, ".delta".
+std::vector<std::string> SnapFiles(sim::SimDisk& disk) {
+  auto names = disk.List("data/snap");
+  std::vector<std::string> out;
+  if (!names.ok()) return out;
+  for (const std::string& n : *names) {
+    if (absl::EndsWith(n, ".snap") || absl::EndsWith(n, ".delta")) {
+      out.push_back(n);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Automatic snapshots are deltas on the newest file (only what changed
+// since); a restart restores the whole image and applies the deltas; a
+// compaction makes the next one whole (a delta cannot express it), and
+// TakeSnapshot always leaves a whole image newest.
+TEST_F(EtcdServerTest, SnapshotsAreDeltasAndRestartsReadTheirChain) {
+  ClusterOptions o;
+  o.node.snapshot_count = 10;
+  o.node.snapshot_catchup_entries = 2;
+  Start(o);
+  const uint64_t f = Follower();
+  int64_t lease = Grant(cluster_->Leader(), 600);
+  auto put_some = [&](int n, int from) {
+    for (int i = from; i < from + n; ++i) {
+      ASSERT_TRUE(Put(cluster_->Leader(), "key" + std::to_string(i % 13),
+                      std::to_string(i), i % 4 == 0 ? lease : 0)
+                      .ok());
+    }
+    RunFor(sim::kSecond);
+  };
+  put_some(65, 0);
+  const Node& fn = cluster_->server(f)->node();
+  EXPECT_GE(fn.snapshot_stats().deltas, 3u);
+  std::vector<std::string> files = SnapFiles(cluster_->disk(f));
+  ASSERT_FALSE(files.empty());
+  EXPECT_TRUE(absl::EndsWith(files.back(), ".delta")) << files.back();
+  const EtcdServer& leader = *cluster_->server(cluster_->Leader());
+  auto same_as_leader = [&](uint64_t id) {
+    const EtcdServer& m = *cluster_->server(id);
+    EXPECT_EQ(m.state().kv().Hash(), leader.state().kv().Hash());
+    EXPECT_EQ(m.state().kv().Rev(), leader.state().kv().Rev());
+    EXPECT_EQ(m.state().lessor().Ids(), leader.state().lessor().Ids());
+    EXPECT_EQ(m.state().CheckLeaseInvariant(), "");
+  };
+  // Restarted, the member holds what it had at once: through the chain,
+  // and the entries after it from the WAL.
+  auto restart = [&] {
+    const uint64_t hash = cluster_->server(f)->state().kv().Hash();
+    const int64_t rev = cluster_->server(f)->state().kv().Rev();
+    const uint64_t restarts =
+        probes::Count(probes::Probe::kNodeRestartThroughDeltas);
+    cluster_->Crash(f);
+    cluster_->Restart(f);
+    EXPECT_EQ(cluster_->server(f)->state().kv().Hash(), hash);
+    EXPECT_EQ(cluster_->server(f)->state().kv().Rev(), rev);
+    return probes::Count(probes::Probe::kNodeRestartThroughDeltas) - restarts;
+  };
+  EXPECT_EQ(restart(), 1u);
+  RunFor(sim::kSecond);
+  same_as_leader(f);
+  put_some(25, 65);
+  same_as_leader(f);
+  // A compaction: the next file is whole (and starts a chain of its own).
+  const std::string before = SnapFiles(cluster_->disk(f)).back();
+  etcdserverpb::CompactionRequest c;
+  c.set_revision(leader.state().kv().Rev() - 5);
+  ASSERT_TRUE((Do<etcdserverpb::CompactionResponse>(
+                   cluster_->Leader(),
+                   [&](EtcdServer& s, auto cb) { s.Compact(c, cb); }))
+                  .ok());
+  put_some(12, 90);
+  files = SnapFiles(cluster_->disk(f));
+  auto first_after = std::upper_bound(files.begin(), files.end(), before);
+  ASSERT_NE(first_after, files.end());
+  EXPECT_TRUE(absl::EndsWith(*first_after, ".snap")) << *first_after;
+  put_some(12, 102);
+  files = SnapFiles(cluster_->disk(f));
+  EXPECT_TRUE(absl::EndsWith(files.back(), ".delta")) << files.back();
+  EXPECT_EQ(restart(), 1u);
+  RunFor(sim::kSecond);
+  same_as_leader(f);
+  EXPECT_EQ(cluster_->server(f)->state().kv().CompactRev(), c.revision());
+  // TakeSnapshot on a member whose newest file is a delta, nothing applied
+  // since (as offline defragmentation opens one, never ticked): a whole
+  // image at that index, which LoadNewest (defragmentation's) finds.
+  etcdserverpb::LeaseRevokeRequest rv;  // (its checkpoints are entries too)
+  rv.set_id(lease);
+  ASSERT_TRUE((Do<etcdserverpb::LeaseRevokeResponse>(
+                   cluster_->Leader(),
+                   [&](EtcdServer& s, auto cb) { s.LeaseRevoke(rv, cb); }))
+                  .ok());
+  lease = 0;
+  const Node& fnode = cluster_->server(f)->node();
+  for (int i = 0;
+       i < 30 &&
+       !(fnode.applied_index() == fnode.snapshot_index() &&
+         absl::EndsWith(SnapFiles(cluster_->disk(f)).back(), ".delta"));
+       ++i) {
+    ASSERT_TRUE(Put(cluster_->Leader(), "solo", std::to_string(i)).ok());
+    RunFor(sim::kSecond);
+  }
+  ASSERT_EQ(fnode.applied_index(), fnode.snapshot_index());
+  ASSERT_TRUE(absl::EndsWith(SnapFiles(cluster_->disk(f)).back(), ".delta"));
+  const uint64_t at = fnode.snapshot_index();
+  ASSERT_TRUE(cluster_->server(f)->node().TakeSnapshot().ok());
+  files = SnapFiles(cluster_->disk(f));
+  EXPECT_EQ(fnode.snapshot_index(), at);
+  EXPECT_TRUE(absl::EndsWith(files.back(), ".snap")) << files.back();
+  auto markers = wal::Wal::ReadMarkers(&cluster_->disk(f), "data/wal");
+  ASSERT_TRUE(markers.ok());
+  wal::Snapshotter snapshotter(&cluster_->disk(f), "data/snap");
+  auto newest = snapshotter.LoadNewest(*markers);
+  ASSERT_TRUE(newest.ok()) << newest.status();
+  EXPECT_EQ(newest->metadata.index, at);
+  RunFor(sim::kSecond);
+  same_as_leader(f);
+  ASSERT_TRUE(cluster_->server(f)->node().TakeSnapshot(1).ok());
+  files = SnapFiles(cluster_->disk(f));
+  EXPECT_TRUE(absl::EndsWith(files.back(), ".snap")) << files.back();
+  cluster_->Crash(f);
+  cluster_->Restart(f);
+  RunFor(sim::kSecond);
+  same_as_leader(f);
+  // A defragment's snapshot is whole, and the chain before it goes.
+  put_some(24, 400);
+  ASSERT_TRUE(absl::EndsWith(SnapFiles(cluster_->disk(f)).back(), ".delta"));
+  ASSERT_TRUE(
+      (Do<etcdserverpb::DefragmentResponse>(f, [&](EtcdServer& s, auto cb) {
+        s.Defragment(etcdserverpb::DefragmentRequest(), cb);
+      })).ok());
+  files = SnapFiles(cluster_->disk(f));
+  ASSERT_FALSE(files.empty());
+  EXPECT_TRUE(absl::EndsWith(files.back(), ".snap")) << files.back();
+  EXPECT_LE(files.size(), 2u);  // (a delta at its index may stay)
+  EXPECT_EQ(restart(), 0u);
+  same_as_leader(f);
 }
 
 TEST_F(EtcdServerTest, WatchOnAFollowerSeesCommittedEvents) {

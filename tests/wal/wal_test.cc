@@ -1014,6 +1014,67 @@ TEST_F(SnapshotterTest, PruneKeepsTheNewestAndRemovesTemporaries) {
   EXPECT_EQ(Files().size(), 2u);
 }
 
+// Delta files: a chain is the newest whole snapshot at or below a valid
+// file, then the deltas after it; pruning keeps a chain's files.
+TEST_F(SnapshotterTest, ChainsPruningAndFilesAboveTheNewest) {
+  auto save = [&](uint64_t index, bool delta) {
+    raft::Snapshot s = Snap(index, 2, absl::StrCat(delta ? "d" : "w", index));
+    auto w = snap_.Begin(s.metadata, s.data.size(), delta);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->Append(s.data).ok());
+    ASSERT_TRUE((*w)->Finish().ok());
+  };
+  save(10, false);
+  save(20, true);
+  save(30, false);
+  save(40, true);
+  save(50, true);
+  auto names = [](const std::vector<SnapFileRef>& chain) {
+    std::vector<uint64_t> out;
+    for (const SnapFileRef& f : chain) out.push_back(f.index);
+    return out;
+  };
+  auto chains =
+      snap_.Chains({Meta(10, 2), Meta(20, 2), Meta(40, 2), Meta(50, 2)});
+  ASSERT_TRUE(chains.ok());
+  ASSERT_EQ(chains->size(), 4u);
+  EXPECT_THAT(names((*chains)[0]), ::testing::ElementsAre(30, 40, 50));
+  EXPECT_THAT(names((*chains)[1]), ::testing::ElementsAre(30, 40));
+  EXPECT_THAT(names((*chains)[2]), ::testing::ElementsAre(10, 20));
+  EXPECT_THAT(names((*chains)[3]), ::testing::ElementsAre(10));
+  auto d = snap_.Load((*chains)[0][2]);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->data, "d50");
+  // LoadNewest reads whole snapshots only.
+  auto whole = snap_.LoadNewest({Meta(30, 2), Meta(50, 2)});
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->data, "w30");
+  // A whole snapshot at a delta's index counts as the newer of the two.
+  save(50, false);
+  chains = snap_.Chains({Meta(50, 2)});
+  ASSERT_TRUE(chains.ok());
+  ASSERT_EQ(chains->size(), 2u);
+  EXPECT_THAT(names((*chains)[0]), ::testing::ElementsAre(50));
+  EXPECT_FALSE((*chains)[0][0].delta);
+  // Keep one file, and the chain from 30.
+  ASSERT_TRUE(snap_.Prune(1, 30).ok());
+  EXPECT_THAT(Files(),
+              ::testing::ElementsAre("0000000000000002-000000000000001e.snap",
+                                     "0000000000000002-0000000000000028.delta",
+                                     "0000000000000002-0000000000000032.delta",
+                                     "0000000000000002-0000000000000032.snap"));
+  // A delta whose whole snapshot was removed has no chain.
+  ASSERT_TRUE(snap_.Prune(1, 40).ok());
+  chains = snap_.Chains({Meta(40, 2)});
+  ASSERT_TRUE(chains.ok());
+  EXPECT_TRUE(chains->empty());
+  // A restart removes the files above the one it restored from.
+  ASSERT_TRUE(snap_.RemoveAbove(40).ok());
+  disk_.Crash();
+  EXPECT_THAT(Files(), ::testing::ElementsAre(
+                           "0000000000000002-0000000000000028.delta"));
+}
+
 TEST_F(SnapshotterTest, UnfinishedSaveLeavesNoSnapshot) {
   raft::Snapshot s = Snap(10, 2, "x");
   // Every Sync fails: Save fails and a crash leaves no file under a real name.
