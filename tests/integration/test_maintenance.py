@@ -420,6 +420,61 @@ class CorruptCheckTest(it.ClusterTestCase):
         self.assertIn("alarm:CORRUPT ", st.get("errors", []))
 
 
+class DeltaSnapshotTest(it.ClusterTestCase):
+
+    def test_restart_reads_the_chain_of_delta_snapshots(self):
+        """Automatic snapshots after a whole one are deltas (".delta": what
+        changed since the newest file); a member killed and started again
+        restores the whole image, applies the deltas on it, then the WAL
+        after them, and serves every key it had. A compaction makes the
+        next snapshot whole."""
+        c = self.new_cluster(it.CONFIG["server"], size=1,
+                             extra_flags=["--snapshot-count", "5"])
+        m = c.members[0]
+        snapdir = os.path.join(m.data_dir, "member", "snap")
+        files = lambda: sorted(n for n in os.listdir(snapdir)
+                               if n.endswith(".snap") or
+                               n.endswith(".delta"))
+        rng = random.Random(13)
+        want = {}
+
+        def load(txns):
+            for _ in range(txns):
+                ops = ""
+                for key in ("k%03d" % k for k in rng.sample(range(80), 20)):
+                    want[key] = rand_value(rng, 200)
+                    ops += "put %s %s\n" % (key, want[key])
+                c.ctl_ok(["txn"], stdin="\n" + ops + "\n\n")
+
+        def check():
+            got = c.ctl_ok(["get", "k", "--prefix"]).out.split("\n")
+            pairs = dict(zip(got[0:-1:2], got[1::2]))
+            self.assertEqual(pairs, want)
+
+        def restart():
+            rev = revision(c)
+            m.restart(hard=True)
+            c.wait_healthy()
+            self.assertEqual(revision(c), rev)
+            check()
+
+        load(40)
+        deltas = [n for n in files() if n.endswith(".delta")]
+        self.assertGreaterEqual(len(deltas), 3, files())
+        self.assertTrue(files()[-1].endswith(".delta"), files())
+        restart()
+        load(12)
+        restart()
+        # A compaction: the first file after it is whole.
+        before = files()[-1]
+        c.ctl_ok(["compact", str(revision(c) - 30)])
+        load(12)
+        after = [n for n in files() if n > before]
+        self.assertTrue(after and after[0].endswith(".snap"), files())
+        restart()
+        sys.stderr.write("\n  snapshot files at the end: %s\n" % files())
+
+
 if __name__ == "__main__":
     lib.parse_detcdctl_arg()
     parse_tamper_arg()
