@@ -351,6 +351,9 @@ absl::StatusOr<raft::SnapshotMetadata> Node::RestoreNewestChain() {
     return head;
   }
   if (!first_error.ok()) return first_error;
+  // None: every file here lacks a marker (the log holds every entry), and
+  // a chain begun later must not take one for its own.
+  if (auto s = snapshotter_->RemoveAbove(0); !s.ok()) return s;
   return absl::NotFoundError("snap: no snapshot file");
 }
 
