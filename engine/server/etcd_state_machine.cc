@@ -619,38 +619,6 @@ std::optional<uint64_t> EtcdStateMachine::DeltaBase(
   return sec->delta_base;
 }
 
-absl::Status EtcdStateMachine::ApplyDelta(std::string_view image,
-                                          const env::ReadBehind& behind) {
-  absl::StatusOr<ImageSections> sec = SplitDelta(image);
-  if (!sec.ok()) return sec.status();
-  // Every other part is checked before the store takes the delta (which
-  // cannot be undone).
-  auth::AuthStore auth;
-  if (!sec->auth.empty()) {
-    if (absl::Status s = auth.Restore(sec->auth); !s.ok()) return s;
-  }
-  absl::StatusOr<lease::Lessor::Decoded> leases = lessor_.Decode(sec->lessor);
-  if (!leases.ok()) return leases.status();
-  Membership members;
-  if (absl::Status s = members.Restore(sec->membership); !s.ok()) return s;
-  AlarmSet alarms;
-  if (absl::Status s = alarms.Restore(sec->alarms); !s.ok()) return s;
-  if (absl::Status s = kv_.ApplyDelta(sec->kv, behind); !s.ok()) return s;
-  lessor_.Install(&*leases);
-  membership_ = std::move(members);
-  alarms_ = std::move(alarms);
-  auth_ = std::move(auth);
-  SyncTokens();
-  db_size_ = db_size_in_use();
-  last_index_ = sec->last_index;
-  result_hash_ = sec->result_hash;
-  recent_ids_ =
-      absl::btree_set<uint64_t>(sec->recent.begin(), sec->recent.end());
-  recent_order_ = std::move(sec->recent);
-  if (on_restore_) on_restore_();
-  return absl::OkStatus();
-}
-
 namespace {
 
 // A checked image, ready to swap in (EtcdStateMachine::PrepareRestore).
@@ -763,7 +731,13 @@ absl::Status EtcdStateMachine::RestorePrepared(
   // hold two full stores at once, and take twice the time); the old one
   // is left in *prepared.
   kv_.Swap(p->kv);
-  lessor_.Install(&*p->leases);  // the old leases are left there too
+  InstallSections(p);  // the old leases are left there too
+  return absl::OkStatus();
+}
+
+void EtcdStateMachine::InstallSections(Prepared* prepared) {
+  auto* p = static_cast<PreparedImage*>(prepared);
+  lessor_.Install(&*p->leases);
   membership_ = std::move(p->members);
   alarms_ = std::move(p->alarms);
   auth_ = std::move(p->auth);
@@ -774,6 +748,28 @@ absl::Status EtcdStateMachine::RestorePrepared(
   recent_ids_ = absl::btree_set<uint64_t>(p->order.begin(), p->order.end());
   recent_order_ = std::move(p->order);
   if (on_restore_) on_restore_();
+}
+
+absl::Status EtcdStateMachine::ApplyDelta(std::string_view image,
+                                          const env::ReadBehind& behind) {
+  absl::StatusOr<ImageSections> sec = SplitDelta(image);
+  if (!sec.ok()) return sec.status();
+  // Every other part is checked before the store takes the delta (which
+  // cannot be undone).
+  PreparedImage p;
+  p.last = sec->last_index;
+  p.hash = sec->result_hash;
+  p.order = std::move(sec->recent);
+  if (!sec->auth.empty()) {
+    if (absl::Status s = p.auth.Restore(sec->auth); !s.ok()) return s;
+  }
+  absl::StatusOr<lease::Lessor::Decoded> leases = lessor_.Decode(sec->lessor);
+  if (!leases.ok()) return leases.status();
+  p.leases.emplace(*std::move(leases));
+  if (absl::Status s = p.members.Restore(sec->membership); !s.ok()) return s;
+  if (absl::Status s = p.alarms.Restore(sec->alarms); !s.ok()) return s;
+  if (absl::Status s = kv_.ApplyDelta(sec->kv, behind); !s.ok()) return s;
+  InstallSections(&p);
   return absl::OkStatus();
 }
 

@@ -278,6 +278,10 @@ class EtcdStateMachine final : public StateMachine {
   void Emit(std::vector<mvcc::Event> events);
   // The image around the MVCC store's section (see Snapshot()).
   std::string ImageHead(const ImagePoint* since = nullptr) const;
+  // RestorePrepared's and ApplyDelta's: a checked image's sections but the
+  // store's (a PreparedImage, etcd_state_machine.cc) take the place of
+  // ours.
+  void InstallSections(Prepared* prepared);
   static absl::StatusOr<ImageSections> Split(std::string_view image,
                                              bool delta);
   std::string ImageTail() const;

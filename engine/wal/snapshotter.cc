@@ -90,6 +90,14 @@ absl::Status ListSnaps(env::Disk* disk, const std::string& dir,
   return absl::OkStatus();
 }
 
+// Whether a WAL marker names the file.
+bool Named(const std::vector<raft::SnapshotMetadata>& valid,
+           const SnapFile& f) {
+  return std::any_of(valid.begin(), valid.end(), [&](const auto& m) {
+    return m.index == f.index && m.term == f.term;
+  });
+}
+
 absl::Status Corrupt(const std::string& name, const std::string& why) {
   return absl::DataLossError(
       absl::StrCat("snap: corrupt snapshot file ", name, ": ", why));
@@ -371,11 +379,7 @@ absl::StatusOr<raft::Snapshot> Snapshotter::LoadNewest(
   absl::Status first_error;
   for (auto it = snaps.rbegin(); it != snaps.rend(); ++it) {
     if (it->delta) continue;  // not a whole image
-    const bool wanted =
-        std::any_of(valid.begin(), valid.end(), [&](const auto& m) {
-          return m.index == it->index && m.term == it->term;
-        });
-    if (!wanted) continue;
+    if (!Named(valid, *it)) continue;
     auto file = disk_->OpenRead(Join(dir_, it->name));
     if (!file.ok()) return file.status();  // an I/O error is not corruption
     auto snap = Decode(*it, **file);
@@ -395,11 +399,7 @@ absl::StatusOr<std::vector<std::vector<SnapFileRef>>> Snapshotter::Chains(
   }
   std::vector<std::vector<SnapFileRef>> out;
   for (size_t i = snaps.size(); i-- > 0;) {
-    const bool wanted =
-        std::any_of(valid.begin(), valid.end(), [&](const auto& m) {
-          return m.index == snaps[i].index && m.term == snaps[i].term;
-        });
-    if (!wanted) continue;
+    if (!Named(valid, snaps[i])) continue;
     size_t first = i;
     while (snaps[first].delta && first > 0) --first;
     if (snaps[first].delta) continue;  // no whole snapshot under it
