@@ -1,7 +1,7 @@
 // The in-memory revisioned store.
 //
-// Layout (why: every single-key operation is one hash probe plus O(1)
-// work, and range scans walk an ordered index):
+// Layout (why: every single-key operation is one descent of an ordered
+// index plus O(1) work, and range scans walk that index):
 //
 //   KeyNode  one per key that has kept revisions: the key and its
 //            KeyIndex, the kept revisions in increasing order, each
@@ -10,12 +10,12 @@
 //            revision is packed into the index's single word). The key is
 //            alive iff its last revision is a put. Heap-allocated with the
 //            key bytes right after it, so its address is stable and the
-//            key exists once (the table, the ordered index and every
-//            record reach it through the node). While the key is alive,
+//            key exists once (the ordered index and every record reach
+//            it through the node). While the key is alive,
 //            the node also holds its latest revision's data (value, create
 //            revision, version, lease), and that revision's 8-byte Record
 //            is the node's address: a point read at the latest revision
-//            then touches the hash slot and the node only, not the deque.
+//            then touches the index and the node only, not the deque.
 //            The lease and value sit in the same block, in an area after
 //            the key sized for those the key was created with, so a live
 //            key is one malloc block; a later, longer payload (or one of 4
@@ -25,17 +25,16 @@
 //            the data moves into a RevData its Record points to: one block
 //            with the value inside, or the long value's block handed over.
 //   ordered  absl::btree_set of KeyNode pointers ordered by their keys,
-//            owning the nodes: range scans and DeleteRange walk it in key
-//            order. Only new keys and range starts descend it (the hash
-//            table spares the point operations). A slot is 16 bytes: the
-//            pointer and the key's first 8 bytes (OrderedSlot), so a
+//            owning the nodes: point operations descend it, range scans
+//            and DeleteRange walk it in key order. A slot is 16 bytes:
+//            the pointer and the key's first 8 bytes (OrderedSlot), so a
 //            comparison reads the key through the node, a cache miss, only
-//            when those bytes are equal.
-//   table    an open-addressing hash table key -> KeyNode for Put, point
-//            Range, single-key DeleteRange, Changes and Compact. (A btree
-//            descent on a large store costs several cache misses; the
-//            table costs about two. It is never iterated, so its order
-//            cannot leak into anything observable.)
+//            when those bytes are equal. (Until 2026-12-07 a hash table
+//            key -> node served the point operations beside it: 17 bytes
+//            per key, and inserting into it was half a restore's time;
+//            mvcc_bench's point read of a million keys took 467 ns with
+//            it, 1066 ns by descent, and one of 100k keys 293 against 413
+//            ns.)
 //   entries  a deque with one Entry per main revision in
 //            [base, current_rev] (one more while a write transaction that
 //            changed something is open). Main revisions are dense, so a
@@ -68,12 +67,14 @@
 // an image writer is never made while any are left.
 //
 // Memory (mvcc_bench BM_HeapPerKeyServerLoad: 1M 8-byte keys, 256-byte
-// values, txns of 100 puts): 364 heap bytes per key: the node block with
-// key and value is 320 (48 of fields), the record 8, the hash slots 17,
-// the ordered index about 19 (10 with 8-byte slots, the node pointer
-// alone: 355 in all). (With 80-byte nodes and 16-byte records: 395; with
-// the value in a block of its own and each entry's growth slack: 450;
-// before records shrank and keys were stored once: 572.)
+// values, txns of 100 puts): 347 heap bytes per key: the node block with
+// key and value is 320 (48 of fields), the record 8, the ordered index
+// about 19 (10 with 8-byte slots, the node pointer alone). Compacted,
+// 367: the records go, and each key's kept one is listed in `old`. (With
+// a hash table beside the index: 364; with 80-byte nodes and 16-byte
+// records: 395; with the value in a block of its own and each entry's
+// growth slack: 450; before records shrank and keys were stored once:
+// 572.)
 #include "engine/mvcc/kv_store.h"
 
 #include <algorithm>
@@ -377,10 +378,10 @@ static_assert(sizeof(Record) == 8);
 // One per key with kept revisions, in one heap block: the fields, the key
 // bytes, then an area of value_cap bytes (KeyNode::Make) for the latest
 // revision's payload: its lease (8 bytes, only when it has one) and its
-// value. So the key exists once for the hash table, the ordered index and
-// every record, and a live key whose payload fits the area (the usual
-// case: the area is sized for the payload the key was created with) costs
-// one malloc block in all. A longer payload has a block of its own, its
+// value. So the key exists once for the ordered index and every record,
+// and a live key whose payload fits the area (the usual case: the area is
+// sized for the payload the key was created with) costs one malloc block
+// in all. A longer payload has a block of its own, its
 // pointer kept at the start of the area (value_cap >= 8).
 struct KeyNode {
   // While latest_in_node, the key's latest revision (revs.back()) is a live
@@ -596,116 +597,16 @@ struct SlotLess {
   }
 };
 
-uint64_t HashKey(std::string_view key) {
-  // libstdc++'s string hash is unseeded (deterministic), and only ever
-  // used to place keys in KeyTable.
-  return std::hash<std::string_view>{}(key);
-}
-
-// Open addressing with linear probing, at most half full; erasure shifts
-// followers back, so there are no tombstones. Does not own the nodes.
-//
-// A slot is one word: the node's address in the low 48 bits (user-space
-// addresses on x86-64 and AArch64 fit; Insert checks) and the top 16 bits
-// of the key's hash as a fingerprint, so a probe rarely touches a node
-// that is not the one it looks for. Why one word, not (hash, node): the
-// table is the first cache miss of every point read, and at a million
-// keys 8-byte slots keep it half the size (16 MiB, not 32), so more of it
-// stays in the last-level cache. The cost is that Grow and Erase recompute
-// hashes from the nodes' keys.
-class KeyTable {
- public:
-  KeyNode* Find(std::string_view key, uint64_t h) const {
-    if (slots_.empty()) return nullptr;
-    const uint64_t tag = Tag(h);
-    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-      const uint64_t sl = slots_[i];
-      if (sl == 0) return nullptr;
-      if ((sl & kTagMask) == tag) {
-        KeyNode* n = NodeOf(sl);
-        if (n->key() == key) return n;
-      }
-    }
-  }
-  // The key must be absent.
-  void Insert(KeyNode* n, uint64_t h) {
-    if ((size_ + 1) * 2 > slots_.size()) Grow();
-    const uint64_t p = reinterpret_cast<uintptr_t>(n);
-    DETCD_CHECK_MSG(p != 0 && (p & kTagMask) == 0,
-                    "node address does not fit in 48 bits");
-    size_t i = h & mask_;
-    while (slots_[i] != 0) i = (i + 1) & mask_;
-    slots_[i] = p | Tag(h);
-    ++size_;
-  }
-  // The key must be present.
-  void Erase(std::string_view key, uint64_t h) {
-    DETCD_CHECK(!slots_.empty());
-    const uint64_t tag = Tag(h);
-    size_t i = h & mask_;
-    for (;; i = (i + 1) & mask_) {
-      DETCD_CHECK_MSG(slots_[i] != 0, "erasing a missing key");
-      if ((slots_[i] & kTagMask) == tag && NodeOf(slots_[i])->key() == key) {
-        break;
-      }
-    }
-    // Move back every follower whose home slot is not in (i, j].
-    for (size_t j = (i + 1) & mask_; slots_[j] != 0; j = (j + 1) & mask_) {
-      const size_t home = HashKey(NodeOf(slots_[j])->key()) & mask_;
-      const bool stays =
-          i <= j ? (i < home && home <= j) : (i < home || home <= j);
-      if (stays) continue;
-      slots_[i] = slots_[j];
-      i = j;
-    }
-    slots_[i] = 0;
-    --size_;
-  }
-
- private:
-  static constexpr uint64_t kTagMask = 0xffffull << 48;
-  static constexpr size_t kMinSlots = 16;
-  // How many slots ahead Grow prefetches the node whose key it rehashes
-  // (the nodes are scattered, so each is a cache miss otherwise).
-  static constexpr size_t kGrowPrefetchDistance = 8;
-
-  static uint64_t Tag(uint64_t h) { return h & kTagMask; }
-  static KeyNode* NodeOf(uint64_t sl) {
-    return reinterpret_cast<KeyNode*>(static_cast<uintptr_t>(sl & ~kTagMask));
-  }
-
-  void Grow() {
-    std::vector<uint64_t> old = std::move(slots_);
-    slots_.assign(std::max(kMinSlots, old.size() * 2), 0);
-    mask_ = slots_.size() - 1;
-    for (size_t k = 0; k < old.size(); ++k) {
-      if (k + kGrowPrefetchDistance < old.size() &&
-          old[k + kGrowPrefetchDistance] != 0) {
-        __builtin_prefetch(NodeOf(old[k + kGrowPrefetchDistance]));
-      }
-      const uint64_t sl = old[k];
-      if (sl == 0) continue;
-      size_t i = HashKey(NodeOf(sl)->key()) & mask_;
-      while (slots_[i] != 0) i = (i + 1) & mask_;
-      slots_[i] = sl;
-    }
-  }
-
-  std::vector<uint64_t> slots_;
-  size_t mask_ = 0;
-  size_t size_ = 0;
-};
-
 // The changes of one main revision, by sub revision (two fit in the
 // vector's own 24 bytes).
 using Entry = absl::InlinedVector<Record, 2>;
 
 // size_bytes() approximates the heap the store holds: value bytes per
 // kept revision plus its bookkeeping (the deque slot, the RevRef), and key
-// bytes once per key plus the key's node, ordered-index slot and hash
-// slot. The overheads are what mvcc_bench's heap_per_key measured for
-// small keys and values before records shrank to 16 bytes and keys were
-// stored once (2026-12); they are kept, not re-measured, because the
+// bytes once per key plus the key's node, ordered-index slot and the
+// hash slot it had then. The overheads are what mvcc_bench's heap_per_key
+// measured for small keys and values before records shrank to 16 bytes and keys
+// were stored once (2026-12); they are kept, not re-measured, because the
 // figure is the member's reported db size and drives the space quota,
 // which the simulator's runs and clients observe.
 constexpr int64_t kRecordOverheadBytes = 112;
@@ -840,7 +741,6 @@ struct KvStore::Impl {
 
   // Owns the nodes (freed by EraseKey and ~Impl).
   absl::btree_set<OrderedSlot, SlotLess> ordered;
-  KeyTable table;
   // Main revision of entries.front(); revisions below it live in `old`.
   int64_t base = kInitialRev + 1;
   std::deque<Entry> entries;
@@ -931,22 +831,27 @@ struct KvStore::Impl {
   }
 
   KeyNode* FindKey(std::string_view key) const {
-    return table.Find(key, HashKey(key));
+    auto it = ordered.find(KeyProbe(key));
+    return it == ordered.end() ? nullptr : it->node;
   }
   // payload_hint: PayloadHint of the value and lease a new key is created
   // with (its node's area).
   KeyNode* FindOrAddKey(std::string_view key, size_t payload_hint) {
-    const uint64_t h = HashKey(key);
-    if (KeyNode* n = table.Find(key, h)) return n;
+    const KeyProbe probe(key);
+    // Keys often arrive in increasing order (sequential fills, a restore
+    // of such a store): a key after the last one needs no descent.
+    auto at = ordered.end();
+    if (!ordered.empty() &&
+        SlotLess()(*std::prev(at), probe) != absl::weak_ordering::less) {
+      at = ordered.lower_bound(probe);
+      if (at != ordered.end() && at->node->key() == key) return at->node;
+    }
     std::unique_ptr<KeyNode, KeyNode::Free> node(
         KeyNode::Make(key, payload_hint));
-    // Hinted at the end: keys often arrive in increasing order (sequential
-    // fills, a restore of such a store), and then no descent is needed.
     const size_t before = ordered.size();
-    ordered.insert(ordered.end(), OrderedSlot{KeyHead(key), node.get()});
+    ordered.insert(at, OrderedSlot{probe.head, node.get()});
     DETCD_CHECK(ordered.size() == before + 1);
     KeyNode* n = node.release();
-    table.Insert(n, h);
     bytes += KeyBytes(key);
     return n;
   }
@@ -954,7 +859,6 @@ struct KvStore::Impl {
   void EraseKey(KeyNode* n) {
     DETCD_CHECK(n->revs.empty());
     bytes -= KeyBytes(n->key());
-    table.Erase(n->key(), HashKey(n->key()));
     auto it = ordered.find(KeyProbe(n->key()));
     DETCD_CHECK(it != ordered.end() && it->node == n);
     ordered.erase(it);
