@@ -805,10 +805,26 @@ class Search {
         return false;
       }
       if (cand == kPhantom) {
+        // A write outside the history changes no key the history sees:
+        // its rejections depend on no key of its own (a frame nogood
+        // already explained itself), the facts' on the required keys.
         ++states_;
         m_.ClearChanged();
-        if (HitsNogood(f) || !FactsAllowStep(r)) continue;
+        if (HitsNogood(f)) continue;
+        if (!FactsAllowStep(r)) {
+          f.why.k |= RequiredMask(r);
+          continue;
+        }
         m_.SetRev(r);
+        if (learn_) {
+          if (const Learned* g = MatchLearned(r)) {
+            ++learned_hits_;
+            Explained(f, cand, g->mask, g->d);
+            f.why.j = std::max(f.why.j, std::min(g->j, Depth(f)));
+            UndoTo(f.mark);
+            continue;
+          }
+        }
       } else {
         // Each rejection below depends on the state of the candidate's
         // keys (and the must-needs' and required keys, already in f.why).
@@ -1366,9 +1382,8 @@ class Search {
   // With at most 64 keys, key sets are bit sets: per op, the keys either
   // branch may write.
   const bool small_keys_ = c_.keys.size() <= 64;
-  // Learned nogoods need key sets as bit sets, and no external writes
-  // (a phantom step's explanation is not worked out).
-  const bool learn_ = small_keys_ && !o_.external_writes;
+  // Learned nogoods need key sets as bit sets.
+  const bool learn_ = small_keys_;
   std::vector<uint64_t> key_mask_;  // per op, see the constructor
   std::vector<uint64_t> write_mask_;
   std::vector<std::array<uint64_t, 2>> branch_mask_;

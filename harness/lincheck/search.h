@@ -57,7 +57,12 @@
 // cut; a frame's step that changes none of the keys of a failure below it
 // makes every other such step fail too (frame nogoods). This replaces the
 // exhaustive retries of earlier gaps when a wrong choice shows dozens of
-// revisions later.
+// revisions later. With external writes allowed, a gap step may be such a
+// write (a phantom step): it changes no key and takes no op, so a failure
+// below it is explained by the same keys and classes before it, and a
+// facts rejection of it by the required keys. (Until 2026-12-07 learning
+// was off whenever external writes were allowed, and a recipes history,
+// seed 4022117, ran out of states: tests/schedules/fixed/.)
 //
 // COST AND LIMITS. On histories like the lead's (unique values, ~5% unknown
 // outcomes, tens of keys) the search is near-linear, and generated
