@@ -199,6 +199,9 @@ class Search {
   struct Expl {
     bool valid = true;
     uint64_t k = 0;
+    // Keys whose presence alone decided (present or not; the rest of
+    // their state did not matter). A key in both sets counts as in k.
+    uint64_t p = 0;
     std::vector<int32_t> d;  // classes, sorted, unique
     // And the ops linearized by the outer frames at depth < j: the
     // explanation holds while those frames keep their choices.
@@ -206,6 +209,7 @@ class Search {
     void Invalidate() {
       valid = false;
       k = 0;
+      p = 0;
       d.clear();
       j = 0;
     }
@@ -224,6 +228,7 @@ class Search {
   // recorded.
   struct Learned {
     uint64_t mask;
+    uint64_t pmask;  // keys compared by presence only (Expl::p)
     std::pair<uint64_t, uint64_t> proj;
     uint64_t ok_fp;
     int32_t j;       // frames at depth < j keep their choices: the one at
@@ -538,7 +543,9 @@ class Search {
       const int64_t gaps =
           Servable(k, /*del=*/true, r, d, f.min_ret, &refined);
       if (gaps == 0) {
-        FailKey(k);
+        // Only whether k is there decided this (not inside an incarnation,
+        // so no fact reads its other fields here).
+        FailPresence(k);
         if (refined) AddWriterClasses(k, /*del=*/true, &fail_);
         Note(kNone, "a key cannot be deleted before it was seen missing");
         return false;
@@ -560,8 +567,11 @@ class Search {
     }
     f.forced = !f.must.empty();
     // Which needs are musts depends on the state of their keys.
+    // (A deletion need, only by whether its key is there.)
     if (learn_) {
-      for (const Need& n : f.must) f.why.k |= uint64_t{1} << n.key;
+      for (const Need& n : f.must) {
+        (n.del ? f.why.p : f.why.k) |= uint64_t{1} << n.key;
+      }
     }
     // Preferred candidates: unknown ops that can serve some need (all the
     // must-needs, if any): the most urgent need (least slack) first, then
@@ -819,7 +829,7 @@ class Search {
         if (learn_) {
           if (const Learned* g = MatchLearned(r)) {
             ++learned_hits_;
-            Explained(f, cand, g->mask, g->d);
+            Explained(f, cand, g->mask, g->pmask, g->d);
             f.why.j = std::max(f.why.j, std::min(g->j, Depth(f)));
             UndoTo(f.mark);
             continue;
@@ -860,8 +870,9 @@ class Search {
         if (learn_) {
           if (const Learned* g = MatchLearned(r)) {
             ++learned_hits_;
-            Explained(f, cand, g->mask, g->d);
-            Untouched(f, cand, ChangedMask(), g->mask, scratch_.data(),
+            Explained(f, cand, g->mask, g->pmask, g->d);
+            Untouched(f, cand, ChangedMask(), g->mask | g->pmask,
+                      scratch_.data(),
                       scratch_.size());
             f.why.j = std::max(f.why.j, std::min(g->j, Depth(f)));
             UndoTo(f.mark);
@@ -886,8 +897,9 @@ class Search {
             // The same state, so the same ops linearized; which outer
             // frame linearized what may differ, so pin them all.
             const Memo& e = memo_[it->second];
-            Explained(f, cand, e.k, memo_pool_.data() + e.d_off, e.d_len);
-            Untouched(f, cand, ChangedMask(), e.k,
+            Explained(f, cand, e.k, e.p, memo_pool_.data() + e.d_off,
+                      e.d_len);
+            Untouched(f, cand, ChangedMask(), e.k | e.p,
                       memo_pool_.data() + e.d_off, e.d_len);
             if (e.pinned) f.why.j = std::max(f.why.j, Depth(f));
           }
@@ -972,9 +984,11 @@ class Search {
     }
     const int64_t r = f.rev + 1;
     Learned g;
+    fail_.p &= ~fail_.k;
     g.mask = fail_.k;
+    g.pmask = fail_.p;
     ++proj_gen_;
-    g.proj = Proj(fail_.k);
+    g.proj = Proj(fail_.k, fail_.p);
     g.ok_fp = ok_fp_;
     g.j = fail_.j;
     g.stamp = g.j > 0 ? frames_[static_cast<size_t>(g.j) - 1].stamp : 0;
@@ -986,6 +1000,7 @@ class Search {
     if (auto it = seen_.find(f.cur_key); it != seen_.end()) {
       Memo e;
       e.k = fail_.k;
+      e.p = fail_.p;
       e.d_off = static_cast<uint32_t>(memo_pool_.size());
       e.d_len = static_cast<uint32_t>(fail_.d.size());
       e.pinned = fail_.j > 0;
@@ -993,12 +1008,12 @@ class Search {
       it->second = static_cast<uint32_t>(memo_.size());
       memo_.push_back(e);
     }
-    Explained(f, f.cur, fail_.k, fail_.d.data(), fail_.d.size());
+    Explained(f, f.cur, fail_.k, fail_.p, fail_.d.data(), fail_.d.size());
     // A step that left the keys of the explanation alone: any other step
     // that leaves them alone reaches a state that agrees on them, so it
     // fails the same (if the class of this one is not in d: the other step
     // makes this op available again). A frame nogood, as in ChainFailed.
-    Untouched(f, f.cur, f.cur_changed, fail_.k, fail_.d.data(),
+    Untouched(f, f.cur, f.cur_changed, fail_.k | fail_.p, fail_.d.data(),
               fail_.d.size());
     f.why.j = std::max(f.why.j, std::min(fail_.j, Depth(f)));
   }
@@ -1023,21 +1038,25 @@ class Search {
 
   // Candidate u of frame f failed for a reason about keys k (after its
   // step) and classes d: add it to f's explanation (before the step).
-  void Explained(Frame& f, int u, uint64_t k, const int32_t* d, size_t n) {
+  // Keys of p decided by their presence alone: so they do before a step
+  // that does not write them; a step's own keys count whole.
+  void Explained(Frame& f, int u, uint64_t k, uint64_t p, const int32_t* d,
+                 size_t n) {
     if (!f.why.valid) return;
     f.why.k |= k;
-    if (u >= 0 && (write_mask_[u] & k) != 0) f.why.k |= key_mask_[u];
+    f.why.p |= p;
+    if (u >= 0 && (write_mask_[u] & (k | p)) != 0) f.why.k |= key_mask_[u];
     if (u >= 0 && c_.ops[u].role != Role::kUnknown) {
       f.why.Invalidate();  // a kOk revoke as a gap step: see above
       return;
     }
     f.why.AddClasses(d, n);
   }
-  void Explained(Frame& f, int u, uint64_t k,
+  void Explained(Frame& f, int u, uint64_t k, uint64_t p,
                  const std::vector<std::pair<int32_t, int32_t>>& d) {
     scratch_.clear();
     for (const auto& [c, n] : d) scratch_.push_back(c);
-    Explained(f, u, k, scratch_.data(), scratch_.size());
+    Explained(f, u, k, p, scratch_.data(), scratch_.size());
   }
 
   // Frame f has no candidate left: its explanation becomes the failure.
@@ -1087,7 +1106,13 @@ class Search {
     fail_.j = 0;
     fail_.valid = true;
     fail_.k = small_keys_ ? uint64_t{1} << k : 0;
+    fail_.p = 0;
     fail_.d.clear();
+  }
+  // A failure that k's presence alone decided.
+  void FailPresence(int32_t k) {
+    FailKey(k);
+    std::swap(fail_.k, fail_.p);
   }
 
   uint64_t AllKeys() const {
@@ -1107,8 +1132,17 @@ class Search {
   // 128-bit fingerprint of the state of the keys in mask, values by token.
   // Per-key parts are cached for the current state (proj_gen_ changes
   // with every state MatchLearned or Absorb looks at).
-  std::pair<uint64_t, uint64_t> Proj(uint64_t mask) {
+  // Keys of pmask (not in mask) count by their presence only.
+  std::pair<uint64_t, uint64_t> Proj(uint64_t mask, uint64_t pmask) {
     uint64_t h1 = 0, h2 = 0;
+    for (uint64_t m = pmask & ~mask; m != 0; m &= m - 1) {
+      const int k = __builtin_ctzll(m);
+      const uint64_t x = Mix64((static_cast<uint64_t>(k) + 1) ^
+                               (m_.key(k).present() ? 0x9b05688c2b3e6c1fULL
+                                                    : 0x1f83d9abfb41bd6bULL));
+      h1 ^= x;
+      h2 ^= Mix64(x ^ 0x6a09e667f3bcc909ULL);
+    }
     for (uint64_t m = mask; m != 0; m &= m - 1) {
       const int k = __builtin_ctzll(m);
       if (proj_seen_[k] != proj_gen_) {
@@ -1148,7 +1182,7 @@ class Search {
           break;
         }
       }
-      if (fewer || Proj(g.mask) != g.proj) continue;
+      if (fewer || Proj(g.mask, g.pmask) != g.proj) continue;
       return &g;
     }
     return nullptr;
@@ -1193,6 +1227,7 @@ class Search {
     // keys of the chain (see above), whatever the gap step was.
     fail_.valid = true;
     fail_.k = chain_mask_;
+    fail_.p = 0;
     fail_.d.clear();
     fail_.j = 0;
     if (!chain_valid_ || frames_.empty()) return;
@@ -1395,6 +1430,7 @@ class Search {
   static constexpr uint32_t kNoMemo = ~uint32_t{0};
   struct Memo {
     uint64_t k;
+    uint64_t p;
     uint32_t d_off, d_len;  // classes, in memo_pool_
     bool pinned;            // it relied on outer frames' choices
   };
