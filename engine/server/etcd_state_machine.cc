@@ -130,8 +130,14 @@ std::string EtcdStateMachine::ApplyFrom(uint64_t index, uint64_t proposer,
         nullptr);
   } else if (const uint64_t id = RequestKey(proposer, req.header().id());
              id != 0 && recent_ids_.contains(id)) {
+    // The same proposal twice in the log (a duplicated message): it took
+    // effect the first time. Whoever still waits for it missed that
+    // answer (its member skipped the first entry by a snapshot), so the
+    // error says the outcome is unknown, not that nothing happened (seed
+    // 3113 of recipes with buggify: a client told "failed" saw its write).
     result = EncodeResult(
-        absl::AlreadyExistsError("etcdserver: duplicate request ignored"),
+        absl::UnavailableError("etcdserver: duplicate request ignored (it "
+                               "was applied before; its result is unknown)"),
         nullptr);
   } else {
     if (id != 0) {
