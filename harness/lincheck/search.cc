@@ -960,7 +960,11 @@ class Search {
   //    their keys as a function of those keys' earlier state, so K holds
   //    for the state right after the gap step. Passing checks need no
   //    explanation: from a state where they fail the subtree fails anyway.
-  //  - A failure at OpenGap about key k: K = {k}.
+  //  - A failure at OpenGap about key k: K = {k}; when only whether k is
+  //    there decided it (it must be deleted and nothing can), k counts by
+  //    its presence alone (Expl::p), as a deletion need's key does in a
+  //    frame's must-needs. A step that may write such a key makes it
+  //    count whole before the step.
   //  - A candidate rejected at a frame (no change, facts, needs, pins,
   //    nogoods): its keys, the must-needs' keys and the required keys.
   //  - A candidate whose subtree failed with E': E' is about the state

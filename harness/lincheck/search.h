@@ -62,7 +62,12 @@
 // below it is explained by the same keys and classes before it, and a
 // facts rejection of it by the required keys. (Until 2026-12-07 learning
 // was off whenever external writes were allowed, and a recipes history,
-// seed 4022117, ran out of states: tests/schedules/fixed/.)
+// seed 4022117, ran out of states: tests/schedules/fixed/.) A key whose
+// presence alone decided a failure (it had to be deleted and nothing
+// could) is compared by presence, not by its whole state: unknown puts
+// placed at different revisions leave it there with different mod
+// revisions, and nogoods on the whole state never matched (a recipes
+// history, seed 11014307 with buggify, ran out of states at revision 320).
 //
 // COST AND LIMITS. On histories like the lead's (unique values, ~5% unknown
 // outcomes, tens of keys) the search is near-linear, and generated
