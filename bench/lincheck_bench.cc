@@ -53,37 +53,31 @@ void BM_Check100kOps50Clients(benchmark::State& state) {
   RunCheck(state, 42, 100'000, 50, 0.05);
 }
 // Args: clients, unknown outcomes in percent, generator seed.
-void BM_CheckHard100kOps(benchmark::State& state) {
+void CheckHard(benchmark::State& state, bool external_writes) {
   RunCheck(state, static_cast<uint64_t>(state.range(2)), 100'000,
            static_cast<int>(state.range(0)),
-           static_cast<double>(state.range(1)) / 100.0);
+           static_cast<double>(state.range(1)) / 100.0, external_writes);
 }
-
+void BM_CheckHard100kOps(benchmark::State& state) { CheckHard(state, false); }
 // The same histories, checked as the recipes and auth scenarios check
 // theirs: any revision may also be a write outside the history (a lease
 // expiry, another client's keys), which widens every gap's choices.
 void BM_CheckHard100kOpsExternalWrites(benchmark::State& state) {
-  RunCheck(state, static_cast<uint64_t>(state.range(2)), 100'000,
-           static_cast<int>(state.range(0)),
-           static_cast<double>(state.range(1)) / 100.0,
-           /*external_writes=*/true);
+  CheckHard(state, true);
+}
+void HardArgs(benchmark::internal::Benchmark* b) {
+  b->ArgsProduct({{50, 200}, {15, 20}, {1, 2, 3, 4, 5}})
+      ->ArgNames({"clients", "unknown%", "seed"})
+      ->Iterations(1)
+      ->Unit(benchmark::kSecond)
+      ->MeasureProcessCPUTime();
 }
 
 BENCHMARK(BM_Check1kOps50Clients)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Check10kOps50Clients)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Check100kOps50Clients)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_CheckHard100kOps)
-    ->ArgsProduct({{50, 200}, {15, 20}, {1, 2, 3, 4, 5}})
-    ->ArgNames({"clients", "unknown%", "seed"})
-    ->Iterations(1)
-    ->Unit(benchmark::kSecond)
-    ->MeasureProcessCPUTime();
-BENCHMARK(BM_CheckHard100kOpsExternalWrites)
-    ->ArgsProduct({{50, 200}, {15, 20}, {1, 2, 3, 4, 5}})
-    ->ArgNames({"clients", "unknown%", "seed"})
-    ->Iterations(1)
-    ->Unit(benchmark::kSecond)
-    ->MeasureProcessCPUTime();
+BENCHMARK(BM_CheckHard100kOps)->Apply(HardArgs);
+BENCHMARK(BM_CheckHard100kOpsExternalWrites)->Apply(HardArgs);
 
 }  // namespace
 }  // namespace detcd::harness
